@@ -1,0 +1,429 @@
+"""The cost model: dollars per run, per request and per month, for API, self-hosted and conventional models.
+
+Pure functions, pandas in and pandas out; prices come from :mod:`assay.pricing` quotes decided by the
+caller (the cost stage records them, so a past run's dollars never change).
+
+Three kinds of model, three monthly-cost functions of the monthly volume ``M`` (requests a month):
+
+* **api** (priced per token)::
+
+      monthly(M) = c_api * M                       c_api = mean token cost of a request in this run
+
+* **self-hosted** (``hosting``: priced by the hour; ``r`` = usd_per_hour of one replica, ``T`` = its
+  throughput in requests/s, ``R`` = always-on replicas)::
+
+      c       = r / (T * 3600)                     cost of one request at full use of a replica
+      floor   = R * r * 730                        the always-on replicas, paid whether used or not
+      monthly(M) = max(floor, c * M)
+                 = floor + max(0, needed_hours - floor_hours) * r
+                   with needed_hours = M / (T * 3600), floor_hours = R * 730
+
+  i.e. the floor pays for the first ``R * T * 3600 * 730`` requests; beyond that capacity scales with
+  volume (more replica-hours at the same hourly rate).
+
+* **conventional** (``compute``, or provider sklearn with ``Compute()`` defaults; ``u`` = usd_per_hour)::
+
+      c          = (compute_s / requests) * u / 3600
+      fixed      = train_s * u / 3600 / amortise_months      training, amortised
+      monthly(M) = fixed + c * M
+
+All three are ``A + max(B, c*M)`` (api: A=B=0; self-hosted: A=0, B=floor; conventional: A=fixed,
+B=0), which is how :func:`monthly_cost_usd` computes them and :func:`breakeven` solves them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from assay.config import Compute, Hardware, Hosting, ModelConfig
+from assay.pricing import CONVENTIONAL_PROVIDERS, PriceQuote, token_cost
+
+__all__ = [
+    "HOURS_PER_MONTH",
+    "HOURS_PER_YEAR",
+    "COST_COLUMNS",
+    "hardware_usd_per_hour",
+    "hosting_usd_per_hour",
+    "model_kind",
+    "monthly_cost_usd",
+    "cost_table",
+    "breakeven",
+    "pareto_front",
+    "cheapest_passing",
+]
+
+HOURS_PER_MONTH = 730
+HOURS_PER_YEAR = 8760
+
+COST_COLUMNS = [
+    "model", "kind", "requests", "errors", "cache_hits",
+    "prompt_tokens", "completion_tokens", "cached_tokens",
+    "cost_usd", "cost_per_1k_usd", "cost_per_correct_usd",
+    "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
+    "monthly_requests", "monthly_cost_usd", "fixed_monthly_usd", "usd_per_hour",
+    "price_source", "price_json",
+]
+
+FIXED_COST_KINDS = ("self-hosted", "conventional")
+NAN = float("nan")
+
+
+# ---------------------------------------------------------------------------------------------- hourly prices
+
+
+def hardware_usd_per_hour(hw: Hardware, gpus: int = 1) -> float:
+    """Hourly cost of owning and running one machine, per *machine*-hour of useful work::
+
+        (  purchase / (depreciation_years * 8760)        straight-line depreciation
+         + purchase * maintenance_rate / 8760             maintenance, a yearly share of the purchase
+         + power_kw * pue * usd_per_kwh                   electricity, with datacentre overhead (PUE)
+        ) / utilisation                                   idle hours are paid by the busy ones
+
+    The ``Hardware`` figures describe the whole machine (its purchase price and power draw include all of
+    its ``gpus`` GPUs), so ``gpus`` does not scale the result; it is accepted so callers can pass
+    ``hosting.gpus`` symmetrically with ``usd_per_gpu_hour * gpus``.
+    Example: 30 000 USD, 3 years, 10 %/yr, 0.7 kW, PUE 1.4, 0.15 USD/kWh, 100 % utilisation:
+    30000/26280 + 3000/8760 + 0.147 = 1.141553 + 0.342466 + 0.147 = 1.631019 USD/h.
+    """
+    del gpus  # the figures are per machine
+    per_hour = (
+        hw.purchase_usd / (hw.depreciation_years * HOURS_PER_YEAR)
+        + hw.purchase_usd * hw.maintenance_rate / HOURS_PER_YEAR
+        + hw.power_kw * hw.pue * hw.usd_per_kwh
+    )
+    return per_hour / hw.utilisation
+
+
+def hosting_usd_per_hour(h: Hosting) -> float:
+    """USD per hour for one replica: ``usd_per_gpu_hour * gpus`` if given, else the hardware figure."""
+    if h.usd_per_gpu_hour is not None:
+        return h.usd_per_gpu_hour * h.gpus
+    return hardware_usd_per_hour(h.hardware, h.gpus)
+
+
+def model_kind(cfg: ModelConfig | None, q: PriceQuote | None = None) -> str:
+    """"self-hosted" (hosting), "conventional" (compute, or sklearn), "api" (priced quote) or "unpriced"."""
+    if cfg is not None and cfg.hosting is not None:
+        return "self-hosted"
+    if cfg is not None and (cfg.compute is not None or cfg.provider in CONVENTIONAL_PROVIDERS):
+        return "conventional"
+    if q is not None and q.priced:
+        return "api"
+    return "unpriced"
+
+
+# ---------------------------------------------------------------------------------------------- monthly costs
+
+
+def _monthly_terms(kind: str, fixed_monthly_usd: float) -> tuple[float, float]:
+    """(A, B) of ``monthly(M) = A + max(B, c*M)``: see the module docstring."""
+    fixed = 0.0 if fixed_monthly_usd is None or _isnan(fixed_monthly_usd) else float(fixed_monthly_usd)
+    if kind == "self-hosted":
+        return 0.0, fixed
+    if kind == "conventional":
+        return fixed, 0.0
+    return 0.0, 0.0
+
+
+def monthly_cost_usd(kind: str, fixed_monthly_usd: float, usd_per_request: float, monthly_requests) -> float:
+    """Monthly cost at ``monthly_requests`` requests (scalar or array); NaN when unknown.
+
+    self-hosted: ``max(floor, c*M)``; conventional: ``fixed + c*M``; api: ``c*M`` (see module docstring).
+    """
+    if monthly_requests is None:
+        return NAN
+    a, b = _monthly_terms(kind, fixed_monthly_usd)
+    m = np.asarray(monthly_requests, dtype=float)
+    c = NAN if usd_per_request is None else float(usd_per_request)
+    if kind == "self-hosted" and b > 0 and not _isnan(c):
+        out = np.maximum(b, c * m)
+    elif kind == "self-hosted" and b > 0:
+        # per-request cost unknown: still the floor while no request is made
+        out = np.where(m == 0, b, NAN)
+    else:
+        out = a + np.maximum(b, c * m)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def _isnan(x) -> bool:
+    try:
+        return x is None or x is pd.NA or math.isnan(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------- cost table
+
+
+def _col(df: pd.DataFrame, name: str, default) -> pd.Series:
+    if name in df.columns:
+        return df[name]
+    return pd.Series(default, index=df.index)
+
+
+def _num(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype(float)
+
+
+def _percentile(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if len(x) else NAN
+
+
+def cost_table(
+    responses: pd.DataFrame,
+    models: Mapping[str, ModelConfig],
+    quotes: Mapping[str, PriceQuote],
+    stats: Mapping[str, Mapping[str, Any]],
+    monthly_requests: int | None,
+    correct: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """One row per model in ``responses``, columns :data:`COST_COLUMNS`.
+
+    * ``requests`` are all rows (errors included), ``errors`` the rows with an error, ``cache_hits`` the
+      rows served from Assay's response cache, which are still priced as if paid (that is what the call
+      costs in production).
+    * api: ``cost_usd`` is :func:`assay.pricing.token_cost` summed over the rows (missing token counts
+      count 0); the monthly figure is the mean cost of a request times ``monthly_requests``. A quote with
+      ``source="none"`` makes the model "unpriced" with NaN costs.
+    * self-hosted / conventional: see the module docstring; ``cost_usd = requests * per-request cost``.
+    * ``throughput_rps``: ``hosting.throughput_rps`` if set; else successful requests that were *not*
+      cache hits per second of ``stats[model]["wall_s"]`` (cache hits take no serving time, so they
+      would inflate the throughput and deflate the self-hosted cost); without such rows or without
+      ``wall_s`` (e.g. every success was a cache hit), Little's law on the recorded latencies of the
+      successful rows, ``concurrency / mean latency`` (concurrency defaults to 1).
+    * ``cost_per_correct_usd``: ``cost_usd / correct[model]``; NaN without correctness, inf when no
+      answer was correct.
+    * latency percentiles are over successful rows (``error`` null).
+    * ``monthly_cost_usd`` is NaN when ``monthly_requests`` is None.
+    """
+    correct = correct or {}
+    present = list(pd.unique(responses["model"])) if "model" in responses.columns and len(responses) else []
+    names = [m for m in models if m in present] + [m for m in present if m not in models]
+    rows = [
+        _model_row(name, responses[responses["model"] == name], models.get(name), quotes.get(name),
+                   stats.get(name) or {}, monthly_requests, correct.get(name))
+        for name in names
+    ]
+    out = pd.DataFrame(rows, columns=COST_COLUMNS)
+    for c in ("requests", "errors", "cache_hits"):
+        out[c] = out[c].astype("int64")
+    return out
+
+
+def _model_row(name, df, cfg, q, st, monthly_requests, n_correct) -> dict:
+    requests = len(df)
+    error = _col(df, "error", None)
+    ok = (error.isna() | error.map(lambda e: isinstance(e, str) and e == "")).to_numpy(dtype=bool)
+    cached = _col(df, "cached", False).fillna(False).astype(bool).to_numpy()
+    prompt = _num(_col(df, "prompt_tokens", 0)).fillna(0.0)
+    completion = _num(_col(df, "completion_tokens", 0)).fillna(0.0)
+    cached_tok = _num(_col(df, "cached_tokens", 0)).fillna(0.0)
+    write_tok = _num(_col(df, "cache_write_tokens", 0)).fillna(0.0)
+    latency = _num(_col(df, "latency_s", NAN)).to_numpy()[ok]
+    latency = latency[~np.isnan(latency)]
+
+    # throughput
+    wall_s = st.get("wall_s")
+    fresh_ok = int((ok & ~cached).sum())
+    throughput = NAN
+    throughput_source = None
+    if cfg is not None and cfg.hosting is not None and cfg.hosting.throughput_rps:
+        throughput, throughput_source = float(cfg.hosting.throughput_rps), "override"
+    elif fresh_ok and wall_s and wall_s > 0:
+        throughput, throughput_source = fresh_ok / float(wall_s), "measured"
+    elif int(ok.sum()) and len(latency) and latency.mean() > 0:
+        throughput = float(st.get("concurrency") or 1) / float(latency.mean())
+        throughput_source = "little's law: concurrency / mean latency"
+
+    kind = model_kind(cfg, q)
+    fixed = 0.0
+    usd_per_hour = NAN
+    per_request = NAN
+    cost = NAN
+    if kind == "self-hosted":
+        h = cfg.hosting
+        usd_per_hour = hosting_usd_per_hour(h)
+        fixed = h.replicas * usd_per_hour * HOURS_PER_MONTH
+        if throughput > 0:
+            per_request = usd_per_hour / (throughput * 3600)
+            cost = requests * per_request
+        source = "hosting"
+        pj = {"usd_per_hour": usd_per_hour, "usd_per_gpu_hour": h.usd_per_gpu_hour, "gpus": h.gpus,
+              "hardware": h.hardware.model_dump() if h.hardware is not None else None,
+              "replicas": h.replicas, "throughput_rps": None if _isnan(throughput) else throughput,
+              "throughput_source": throughput_source}
+    elif kind == "conventional":
+        comp = cfg.compute or Compute()
+        usd_per_hour = float(comp.usd_per_hour)
+        compute_s = st.get("compute_s")
+        compute_source = "compute_s"
+        if compute_s is None:
+            compute_s, compute_source = wall_s, "wall_s"
+        train_s = float(st.get("train_s") or 0.0)
+        train_usd = train_s * usd_per_hour / 3600
+        fixed = train_usd / comp.amortise_months
+        if compute_s is not None and requests:
+            per_request = (float(compute_s) / requests) * usd_per_hour / 3600
+            cost = requests * per_request
+        source = "compute"
+        pj = {"usd_per_hour": usd_per_hour, "amortise_months": comp.amortise_months,
+              "compute_s": None if compute_s is None else float(compute_s), "compute_source": compute_source,
+              "train_s": train_s, "train_usd": train_usd, "defaults": cfg.compute is None}
+    elif kind == "api":
+        cost = float(np.sum(token_cost(q, prompt.to_numpy(), completion.to_numpy(), cached_tok.to_numpy(),
+                                       write_tok.to_numpy())))
+        per_request = cost / requests if requests else NAN
+        source = q.source
+        pj = q.to_dict()
+    else:
+        fixed = NAN
+        source = "none"
+        pj = (q or PriceQuote(model_id=cfg.model if cfg else None)).to_dict()
+
+    if n_correct is None or _isnan(n_correct):
+        per_correct = NAN
+    elif n_correct > 0:
+        per_correct = cost / n_correct
+    else:
+        per_correct = math.inf if (not _isnan(cost) and cost > 0) else NAN
+    return {
+        "model": name,
+        "kind": kind,
+        "requests": requests,
+        "errors": int((~ok).sum()),
+        "cache_hits": int(cached.sum()),
+        "prompt_tokens": int(prompt.sum()),
+        "completion_tokens": int(completion.sum()),
+        "cached_tokens": int(cached_tok.sum()),
+        "cost_usd": cost,
+        "cost_per_1k_usd": per_request * 1000,
+        "cost_per_correct_usd": per_correct,
+        "latency_p50_s": _percentile(latency, 50),
+        "latency_p95_s": _percentile(latency, 95),
+        "latency_p99_s": _percentile(latency, 99),
+        "throughput_rps": throughput,
+        "monthly_requests": NAN if monthly_requests is None else float(monthly_requests),
+        "monthly_cost_usd": NAN if kind == "unpriced" else monthly_cost_usd(kind, fixed, per_request, monthly_requests),
+        "fixed_monthly_usd": fixed,
+        "usd_per_hour": usd_per_hour,
+        "price_source": source,
+        "price_json": json.dumps(pj, sort_keys=True, default=str),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- breakeven
+
+
+def _breakeven_volume(kind: str, fixed: float, c: float, c_api: float) -> tuple[float, str]:
+    """Smallest M such that the option is cheaper than the API for every volume above M.
+
+    Option: ``A + max(B, c*M)``; API: ``c_api*M``. Both are piecewise linear, so solve per piece:
+    while the floor binds (``c*M <= B``) the option costs ``A+B`` and wins above ``(A+B)/c_api``;
+    once it scales it costs ``A + c*M`` and wins above ``A/(c_api - c)``. Only possible if ``c < c_api``.
+    """
+    if any(_isnan(v) for v in (fixed, c, c_api)):
+        return NAN, "unpriced: per-request cost unknown"
+    a, b = _monthly_terms(kind, fixed)
+    if c >= c_api:
+        return math.inf, "never: the option's cost per request is not below the API's"
+    if a + b == 0:
+        return 0.0, "always cheaper: no fixed cost and a lower cost per request"
+    if b == 0:  # fixed + c*M < c_api*M
+        return a / (c_api - c), "fixed monthly cost / (API cost per request - option cost per request)"
+    m_floor = (a + b) / c_api  # crossing while the floor binds: A + B < c_api*M
+    if c * m_floor <= b:
+        return m_floor, "fixed monthly floor / API cost per request (the floor's capacity is not yet exceeded)"
+    return a / (c_api - c), "crosses after capacity scales beyond the floor"
+
+
+def breakeven(costs: pd.DataFrame) -> pd.DataFrame:
+    """For every (self-hosted/conventional option, api model) pair of a :func:`cost_table`: the monthly
+    volume above which the option is cheaper than the API.
+
+    Columns ``option, api, option_fixed_monthly_usd, option_usd_per_request, api_usd_per_request,
+    breakeven_monthly_requests, note``. ``breakeven_monthly_requests`` is ``inf`` when the option is never
+    cheaper (its cost per request is not below the API's), NaN when a cost is unknown, 0 when it is
+    always cheaper. Solved exactly on the piecewise-linear monthly functions (see the module docstring).
+    """
+    cols = ["option", "api", "option_fixed_monthly_usd", "option_usd_per_request", "api_usd_per_request",
+            "breakeven_monthly_requests", "note"]
+    options = costs[costs["kind"].isin(FIXED_COST_KINDS)]
+    apis = costs[costs["kind"] == "api"]
+    rows = []
+    for _, o in options.iterrows():
+        c_o = o["cost_per_1k_usd"] / 1000
+        for _, a in apis.iterrows():
+            c_a = a["cost_per_1k_usd"] / 1000
+            m, note = _breakeven_volume(o["kind"], o["fixed_monthly_usd"], c_o, c_a)
+            rows.append({"option": o["model"], "api": a["model"], "option_fixed_monthly_usd": o["fixed_monthly_usd"],
+                         "option_usd_per_request": c_o, "api_usd_per_request": c_a,
+                         "breakeven_monthly_requests": m, "note": note})
+    return pd.DataFrame(rows, columns=cols)
+
+
+# ---------------------------------------------------------------------------------------------- choosing
+
+
+def pareto_front(table: pd.DataFrame, quality_col: str, cost_col: str = "cost_per_1k_usd",
+                 higher_is_better: bool = True) -> pd.Series:
+    """Boolean Series (index of ``table``): True for models no other model dominates, i.e. no other
+    model is at least as good on quality and as cheap, and strictly better on one of them.
+    Rows with a missing quality or cost are neither on the front nor dominate others."""
+    q = pd.to_numeric(table[quality_col], errors="coerce").to_numpy(dtype=float)
+    c = pd.to_numeric(table[cost_col], errors="coerce").to_numpy(dtype=float)
+    if not higher_is_better:
+        q = -q
+    valid = ~(np.isnan(q) | np.isnan(c))
+    front = valid.copy()
+    for i in np.flatnonzero(valid):
+        others = valid.copy()
+        others[i] = False
+        dominated = others & (q >= q[i]) & (c <= c[i]) & ((q > q[i]) | (c < c[i]))
+        front[i] = not dominated.any()
+    return pd.Series(front, index=table.index, name="pareto")
+
+
+def _bar(spec, key: str):
+    if isinstance(spec, Mapping):
+        return spec.get(key)
+    return getattr(spec, key, None)
+
+
+def cheapest_passing(table: pd.DataFrame, bars: Mapping[str, Any]) -> str | None:
+    """The model with the lowest ``monthly_cost_usd`` (``cost_per_1k_usd`` when no volume is known) among
+    those meeting every bar, e.g. ``{"accuracy": {"min": 0.85}, "latency_p95_s": {"max": 2}}``.
+
+    Bars (mappings or objects with ``min``/``max``, like ``config.Gate``) apply to the columns present in
+    ``table``; bars on absent columns are skipped. A missing value fails a bar. Models with an unknown
+    cost are not chosen. ``None`` when no model qualifies. Ties go to the first in the table.
+    """
+    if len(table) == 0:
+        return None
+    ok = pd.Series(True, index=table.index)
+    for col, spec in bars.items():
+        if col not in table.columns:
+            continue
+        v = pd.to_numeric(table[col], errors="coerce")
+        lo, hi = _bar(spec, "min"), _bar(spec, "max")
+        if lo is not None:
+            ok &= v >= lo
+        if hi is not None:
+            ok &= v <= hi
+    passing = table[ok.fillna(False).astype(bool)]
+    cost_col = "cost_per_1k_usd"
+    if "monthly_cost_usd" in passing.columns and pd.to_numeric(passing["monthly_cost_usd"], errors="coerce").notna().any():
+        cost_col = "monthly_cost_usd"
+    if cost_col not in passing.columns:
+        return None
+    cost = pd.to_numeric(passing[cost_col], errors="coerce")
+    cost = cost[cost.notna()]
+    if cost.empty:
+        return None
+    best = cost.idxmin()
+    return str(passing.loc[best, "model"]) if "model" in passing.columns else str(best)

@@ -1,0 +1,148 @@
+"""Assay's metrics library.
+
+``METRICS`` maps metric names to :class:`Metric` classes (or lazy ``"module:attr"``
+targets, so more metrics, such as the LLM judge, can be registered without importing
+them). ``build_metric`` turns a ``MetricSpec`` from pipelines.yaml into a ready metric:
+
+* ``name: accuracy`` -> the registered class, instantiated with ``args``;
+* ``path: metrics/my_metric.py`` -> a Hugging Face ``evaluate`` module loaded from that
+  file (relative to the config's directory) and wrapped in :class:`EvaluateMetric`;
+* any other name -> ``evaluate.load(name)`` from the Hub, unless ``HF_HUB_OFFLINE`` is set.
+
+Each builtin also exists as an ``evaluate`` module in ``assay/metrics/modules/<name>.py``
+(see :func:`evaluate_module_path`), for use from the Hugging Face ecosystem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from assay.metrics.core import BUILTINS, EvaluateMetric, Metric
+from assay.registry import Registry, UnknownName
+
+if TYPE_CHECKING:  # pragma: no cover
+    from assay.config import MetricSpec
+
+__all__ = ["METRICS", "Metric", "EvaluateMetric", "build_metric", "evaluate_module_path", "MODULES_DIR"]
+
+METRICS: Registry[type[Metric]] = Registry("metric")
+for _name, _cls in BUILTINS.items():
+    METRICS.register(_name, _cls)
+del _name, _cls
+
+#: where the ``evaluate`` versions of the builtins live
+MODULES_DIR = Path(__file__).resolve().parent / "modules"
+
+_TRUE = {"1", "ON", "YES", "TRUE"}
+# options of EvaluateMetric itself, not passed on to module.compute()
+_ADAPTER_OPTIONS = ("key", "higher_is_better")
+
+
+def evaluate_module_path(name: str) -> str:
+    """Absolute path of the ``evaluate`` module file for builtin metric ``name``."""
+    path = MODULES_DIR / f"{name}.py"
+    if name not in BUILTINS or not path.is_file():
+        raise UnknownName("metric module", name, sorted(BUILTINS))
+    return str(path)
+
+
+def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE (or HF_EVALUATE_OFFLINE) is set to a true value."""
+    return any(os.environ.get(v, "").strip().upper() in _TRUE for v in ("HF_HUB_OFFLINE", "HF_EVALUATE_OFFLINE"))
+
+
+def _options_of(cls: Any) -> list[str]:
+    import inspect
+
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _set_name(metric: Metric, key: str) -> Metric:
+    if getattr(metric, "name", None) != key:
+        try:
+            metric.name = key
+        except AttributeError:
+            pass
+    return metric
+
+
+def _build_registered(spec: "MetricSpec", base_dir: str | None) -> Metric:
+    cls = METRICS.get(spec.name)
+    args = dict(spec.args or {})
+    if spec.judge is not None:
+        args.setdefault("judge", spec.judge)
+    for opt in getattr(cls, "path_options", ()):
+        value = args.get(opt)
+        if isinstance(value, str) and base_dir is not None and not os.path.isabs(value):
+            candidate = os.path.join(base_dir, os.path.expanduser(value))
+            if os.path.exists(candidate):
+                args[opt] = candidate
+    try:
+        metric = cls(**args)
+    except TypeError as e:
+        options = _options_of(cls)
+        allowed = f"; its options: {', '.join(options)}" if options else "; it takes no options"
+        raise ValueError(f"metric {spec.name!r}: bad options {sorted(args)}: {e}{allowed}") from None
+    return _set_name(metric, spec.key)
+
+
+def _wrap(module: Any, spec: "MetricSpec") -> EvaluateMetric:
+    args = dict(spec.args or {})
+    adapter = {k: args.pop(k) for k in _ADAPTER_OPTIONS if k in args}
+    return EvaluateMetric(module, name=spec.key, **adapter, **args)
+
+
+def _build_from_path(spec: "MetricSpec", base_dir: str | None) -> EvaluateMetric:
+    path = os.path.expanduser(spec.path)
+    if not os.path.isabs(path) and base_dir is not None:
+        path = os.path.join(base_dir, path)
+    path = os.path.abspath(path)
+    if not os.path.exists(path):
+        raise ValueError(f"metric {spec.key!r}: no evaluate module at {path}")
+    try:
+        import evaluate
+
+        module = evaluate.load(path, keep_in_memory=True)
+    except Exception as e:
+        raise ValueError(f"metric {spec.key!r}: could not load the evaluate module {path}: {type(e).__name__}: {e}") from e
+    return _wrap(module, spec)
+
+
+def _build_from_hub(spec: "MetricSpec") -> EvaluateMetric:
+    name = spec.name
+    try:
+        METRICS.check(name)
+    except UnknownName as e:
+        close = difflib.get_close_matches(name, e.known, n=3, cutoff=0.5)
+    else:  # pragma: no cover - only called for unregistered names
+        close = []
+    try:
+        if hub_offline():
+            raise RuntimeError("HF_HUB_OFFLINE is set")
+        import evaluate
+
+        module = evaluate.load(name, keep_in_memory=True)
+    except Exception as e:
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        reason = str(e) or type(e).__name__
+        raise ValueError(
+            f"metric {name!r} is not built in and could not be loaded from the Hugging Face hub (offline?): "
+            f"{reason}; built-in metrics: {', '.join(METRICS.names())}{hint}"
+        ) from e
+    return _wrap(module, spec)
+
+
+def build_metric(spec: "MetricSpec", base_dir: str | None = None) -> Metric:
+    """The metric described by ``spec``; ``base_dir`` resolves relative paths (the config's directory)."""
+    if spec.path:
+        return _build_from_path(spec, base_dir)
+    if spec.name in METRICS:
+        return _build_registered(spec, base_dir)
+    return _build_from_hub(spec)

@@ -1,0 +1,867 @@
+"""Assay's metrics: plain Python/numpy, one class per metric.
+
+Every metric scores a list of predictions (model outputs, ``None`` for a failed call)
+against a list of references:
+
+* ``score_each(predictions, references)`` gives one float per example (NaN where the
+  reference is missing), or ``None`` for a metric that only exists at corpus level;
+* ``aggregate(predictions, references)`` gives the corpus value. For a *decomposable*
+  metric it is the NaN-ignoring mean of ``score_each``, so a bootstrap can resample the
+  per-example scores instead of recomputing the metric.
+
+A ``None`` (or NaN) prediction is a failed model call: it counts as wrong (score 0), it
+never raises. A missing reference (``None``/NaN) leaves the example out (score NaN).
+
+Heavy libraries (sacrebleu, rouge_score, jsonschema, evaluate) are imported inside the
+metrics that need them, so that ``import assay.metrics`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Metric",
+    "EvaluateMetric",
+    "ExactMatch",
+    "Accuracy",
+    "MacroF1",
+    "MicroF1",
+    "MacroPrecision",
+    "MacroRecall",
+    "Rouge1",
+    "Rouge2",
+    "RougeL",
+    "Bleu",
+    "Chrf",
+    "NumericMatch",
+    "RegexMatch",
+    "Contains",
+    "JsonValid",
+    "JsonSchema",
+    "OutputLength",
+    "BUILTINS",
+    "normalize_text",
+    "extract_number",
+    "parse_json",
+    "label_counts",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def is_missing(x: Any) -> bool:
+    """None, float NaN and pandas' NA count as missing."""
+    if x is None:
+        return True
+    if isinstance(x, float) and math.isnan(x):
+        return True
+    if isinstance(x, np.floating) and np.isnan(x):
+        return True
+    return type(x).__name__ in ("NAType", "NaTType")
+
+
+def to_text(x: Any) -> str | None:
+    """A prediction or label as text: missing -> None, 3.0 -> "3" (pandas turns int columns with gaps into floats)."""
+    if is_missing(x):
+        return None
+    if isinstance(x, str):
+        return x
+    if isinstance(x, bytes):
+        return x.decode("utf-8", errors="replace")
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    if isinstance(x, (float, np.floating)) and float(x).is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def _is_multi(ref: Any) -> bool:
+    """A reference given as several acceptable answers (list/tuple/set/array of them)."""
+    return isinstance(ref, (list, tuple, set, frozenset, np.ndarray))
+
+
+def _alternatives(ref: Any) -> list[str] | None:
+    """The acceptable reference texts, or None when the reference is missing."""
+    if _is_multi(ref):
+        alts = [t for t in (to_text(r) for r in ref) if t is not None]
+        return alts or None
+    t = to_text(ref)
+    return None if t is None else [t]
+
+
+def _as_list(values: Any, what: str) -> list:
+    if values is None:
+        raise ValueError(f"{what} must be a sequence, got None")
+    if isinstance(values, (str, bytes)):
+        raise ValueError(f"{what} must be a sequence of values, not a single string")
+    return list(values)
+
+
+def _pairs(predictions, references) -> tuple[list, list]:
+    preds = _as_list(predictions, "predictions")
+    refs = _as_list(references, "references")
+    if len(preds) != len(refs):
+        raise ValueError(f"got {len(preds)} predictions but {len(refs)} references")
+    return preds, refs
+
+
+def nanmean(scores) -> float:
+    """Mean ignoring NaN; NaN (without a warning) when nothing is left."""
+    if scores is None:
+        return float("nan")
+    a = np.asarray(scores, dtype=float)
+    ok = ~np.isnan(a)
+    if not ok.any():
+        return float("nan")
+    return float(a[ok].mean())
+
+
+def _is_punct(ch: str) -> bool:
+    return unicodedata.category(ch).startswith("P")
+
+
+def _strip_punctuation(s: str, and_whitespace: bool) -> str:
+    """Remove leading/trailing punctuation (Unicode category P*), keeping a minus sign before a number."""
+    start, end = 0, len(s)
+    while start < end:
+        ch = s[start]
+        if ch == "-" and start + 1 < end and (s[start + 1].isdigit() or (s[start + 1] == "." and start + 2 < end and s[start + 2].isdigit())):
+            break
+        if _is_punct(ch) or (and_whitespace and ch.isspace()):
+            start += 1
+        else:
+            break
+    while end > start and (_is_punct(s[end - 1]) or (and_whitespace and s[end - 1].isspace())):
+        end -= 1
+    return s[start:end]
+
+
+_WS = re.compile(r"\s+")
+
+
+def normalize_text(
+    text: Any,
+    ignore_case: bool = True,
+    strip: bool = True,
+    ignore_punctuation: bool = True,
+    normalize_whitespace: bool = True,
+    regexes_to_ignore: Sequence[str | re.Pattern] = (),
+) -> str | None:
+    """The normalisation behind exact_match, accuracy and the F1 family.
+
+    In order: remove every match of ``regexes_to_ignore``; lower-case; collapse runs of
+    whitespace to one space; strip surrounding whitespace; strip leading/trailing
+    punctuation (Unicode categories P*, so ``"(B)."`` -> ``"b"``, but ``"-5"`` keeps its
+    sign). Missing values give None.
+    """
+    s = to_text(text)
+    if s is None:
+        return None
+    for rx in regexes_to_ignore:
+        s = re.sub(rx, "", s)
+    if ignore_case:
+        s = s.casefold()
+    if normalize_whitespace:
+        s = _WS.sub(" ", s)
+    if strip:
+        s = s.strip()
+    if ignore_punctuation:
+        s = _strip_punctuation(s, and_whitespace=strip)
+    return s
+
+
+# a number: optional sign (not glued to a word, so "COVID-19" gives 19), thousands
+# separators "1,234,567", decimals, exponent; or ".5"
+_NUMBER = re.compile(
+    r"(?:(?<![\w])[-+\u2212])?"
+    r"(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)"
+    r"(?:[eE][-+]?\d+)?"
+)
+
+
+def extract_number(text: Any) -> float | None:
+    """The first number in ``text`` as a float (``"$1,234.5 total"`` -> 1234.5), or None."""
+    if is_missing(text):
+        return None
+    if isinstance(text, (bool, np.bool_)):
+        return float(text)
+    if isinstance(text, (int, float, np.integer, np.floating)):
+        return float(text)
+    m = _NUMBER.search(to_text(text))
+    if m is None:
+        return None
+    s = m.group(0).replace(",", "").replace("\u2212", "-")
+    try:
+        return float(s)
+    except ValueError:  # pragma: no cover - the pattern only matches parseable numbers
+        return None
+
+
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON|jsonc|json5)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
+_NOT_FOUND = object()
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _loads(s: str) -> Any:
+    # NaN/Infinity are accepted by Python's json but are not JSON
+    return json.loads(s, parse_constant=_reject_constant)
+
+
+def parse_json(text: Any) -> tuple[bool, Any]:
+    """``(True, value)`` if ``text`` is JSON, or contains a ```json fenced block that is; else ``(False, None)``."""
+    if is_missing(text):
+        return False, None
+    if isinstance(text, (dict, list)):
+        return True, text
+    s = to_text(text).strip()
+    if not s:
+        return False, None
+    try:
+        return True, _loads(s)
+    except ValueError:
+        pass
+    for m in _FENCE.finditer(s):
+        try:
+            return True, _loads(m.group(1).strip())
+        except ValueError:
+            continue
+    return False, None
+
+
+# ---------------------------------------------------------------------------------------
+# the metric interface
+
+
+class Metric:
+    """A metric: per-example scores and a corpus value.
+
+    Subclasses set ``name``, ``higher_is_better`` and ``decomposable`` and implement
+    ``score_each``; corpus metrics (``decomposable = False``) also override ``aggregate``.
+    Options arrive as constructor keyword arguments (``MetricSpec.args``).
+    """
+
+    name: str = "metric"
+    higher_is_better: bool = True
+    decomposable: bool = True
+    #: constructor options holding file paths; build_metric resolves them against the config's directory
+    path_options: tuple[str, ...] = ()
+
+    def score_each(self, predictions: Sequence[str | None], references: Sequence[Any]) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def aggregate(self, predictions: Sequence[str | None], references: Sequence[Any]) -> float:
+        return nanmean(self.score_each(predictions, references))
+
+    def compute(self, predictions: Sequence[str | None], references: Sequence[Any]) -> dict[str, float]:
+        """``{name: aggregate}``, shaped like ``evaluate``'s ``compute`` result."""
+        return {self.name: self.aggregate(predictions, references)}
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in getattr(self, "options", {}).items())
+        return f"{type(self).__name__}({opts})"
+
+
+class _Normalised(Metric):
+    """Options shared by the label metrics: how a prediction and a label are made comparable."""
+
+    def __init__(
+        self,
+        ignore_case: bool = True,
+        strip: bool = True,
+        ignore_punctuation: bool = True,
+        normalize_whitespace: bool = True,
+        regexes_to_ignore: Sequence[str] | str = (),
+    ):
+        if isinstance(regexes_to_ignore, str):
+            regexes_to_ignore = [regexes_to_ignore]
+        self.options = dict(
+            ignore_case=bool(ignore_case),
+            strip=bool(strip),
+            ignore_punctuation=bool(ignore_punctuation),
+            normalize_whitespace=bool(normalize_whitespace),
+            regexes_to_ignore=list(regexes_to_ignore),
+        )
+        self._norm = dict(self.options, regexes_to_ignore=[re.compile(r) for r in regexes_to_ignore])
+
+    def normalize(self, text: Any) -> str | None:
+        return normalize_text(text, **self._norm)
+
+
+class ExactMatch(_Normalised):
+    """1 if the normalised prediction equals the normalised reference (any of them, for a list)."""
+
+    name = "exact_match"
+
+    def score_each(self, predictions, references):
+        preds, refs = _pairs(predictions, references)
+        out = np.empty(len(preds), dtype=float)
+        for i, (p, r) in enumerate(zip(preds, refs)):
+            alts = _alternatives(r)
+            if alts is None:
+                out[i] = np.nan
+                continue
+            p = self.normalize(p)
+            out[i] = 0.0 if p is None else float(any(p == self.normalize(a) for a in alts))
+        return out
+
+
+class Accuracy(ExactMatch):
+    """Label accuracy: share of predictions equal to the label after exact_match's normalisation."""
+
+    name = "accuracy"
+
+
+def label_counts(
+    predictions: Sequence[str | None], references: Sequence[str | None], labels: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Per-label true positives, false positives and false negatives.
+
+    The labels are ``labels`` if given, else the sorted union of the labels seen in the
+    references and predictions. A None prediction (failed call) is a false negative for
+    its reference's label and a false positive for nothing; pairs with a None reference
+    are ignored.
+    """
+    pairs = [(p, r) for p, r in zip(predictions, references) if r is not None]
+    if labels is None:
+        labels = sorted({r for _, r in pairs} | {p for p, _ in pairs if p is not None})
+    index = {lab: i for i, lab in enumerate(labels)}
+    tp = np.zeros(len(labels))
+    fp = np.zeros(len(labels))
+    fn = np.zeros(len(labels))
+    for p, r in pairs:
+        if p == r:
+            if r in index:
+                tp[index[r]] += 1
+            continue
+        if p is not None and p in index:
+            fp[index[p]] += 1
+        if r in index:
+            fn[index[r]] += 1
+    return list(labels), tp, fp, fn
+
+
+def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with 0 where den == 0 (sklearn's zero_division=0)."""
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    out = np.zeros_like(num)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+class _LabelMetric(_Normalised):
+    """Precision/recall/F1 over normalised labels, macro- or micro-averaged like sklearn (zero_division=0).
+
+    ``score_each`` gives per-example correctness (0/1) for inspection; the corpus value
+    is not its mean, hence ``decomposable = False``.
+    """
+
+    decomposable = False
+    average = "macro"
+    measure = "f1"
+
+    def __init__(self, labels: Sequence[Any] | None = None, **options):
+        super().__init__(**options)
+        self.options["labels"] = None if labels is None else list(labels)
+        self._labels = None if labels is None else list(dict.fromkeys(self.normalize(lab) for lab in labels))
+
+    def score_each(self, predictions, references):
+        preds, refs = _pairs(predictions, references)
+        out = np.empty(len(preds), dtype=float)
+        for i, (p, r) in enumerate(zip(preds, refs)):
+            r = self.normalize(r)
+            if r is None:
+                out[i] = np.nan
+            else:
+                out[i] = float(self.normalize(p) == r)
+        return out
+
+    def aggregate(self, predictions, references):
+        preds, refs = _pairs(predictions, references)
+        refs = [self.normalize(r) for r in refs]
+        if all(r is None for r in refs):
+            return float("nan")
+        labels, tp, fp, fn = label_counts([self.normalize(p) for p in preds], refs, self._labels)
+        if not labels:
+            return float("nan")
+        if self.average == "micro":
+            tp, fp, fn = tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True)
+        if self.measure == "precision":
+            per_label = _divide(tp, tp + fp)
+        elif self.measure == "recall":
+            per_label = _divide(tp, tp + fn)
+        else:
+            per_label = _divide(2 * tp, 2 * tp + fp + fn)
+        return float(per_label.mean())
+
+
+class MacroF1(_LabelMetric):
+    """F1 per label, unweighted mean over labels (sklearn ``f1_score(average="macro", zero_division=0)``)."""
+
+    name = "macro_f1"
+    average, measure = "macro", "f1"
+
+
+class MicroF1(_LabelMetric):
+    """F1 from pooled counts (sklearn ``f1_score(average="micro")``); equals accuracy when no call failed."""
+
+    name = "micro_f1"
+    average, measure = "micro", "f1"
+
+
+class MacroPrecision(_LabelMetric):
+    name = "macro_precision"
+    average, measure = "macro", "precision"
+
+
+class MacroRecall(_LabelMetric):
+    name = "macro_recall"
+    average, measure = "macro", "recall"
+
+
+class _Rouge(Metric):
+    """ROUGE F-measure from ``rouge_score`` (its default tokenizer: lower-case, ``[a-z0-9]+`` tokens).
+
+    Several references for one example: the best-scoring one counts (``score_multi``).
+    Note the default tokenizer drops every non-ASCII-alphanumeric character.
+    """
+
+    rouge_type = "rouge1"
+
+    def __init__(self, use_stemmer: bool = False):
+        self.options = {"use_stemmer": bool(use_stemmer)}
+        self._scorer = None
+
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            from rouge_score import rouge_scorer
+
+            self._scorer = rouge_scorer.RougeScorer([self.rouge_type], use_stemmer=self.options["use_stemmer"])
+        return self._scorer
+
+    def score_each(self, predictions, references):
+        preds, refs = _pairs(predictions, references)
+        out = np.empty(len(preds), dtype=float)
+        for i, (p, r) in enumerate(zip(preds, refs)):
+            alts = _alternatives(r)
+            if alts is None:
+                out[i] = np.nan
+                continue
+            p = to_text(p) or ""
+            if len(alts) == 1:
+                s = self.scorer.score(alts[0], p)
+            else:
+                s = self.scorer.score_multi(alts, p)
+            out[i] = s[self.rouge_type].fmeasure
+        return out
+
+
+class Rouge1(_Rouge):
+    name = rouge_type = "rouge1"
+
+
+class Rouge2(_Rouge):
+    name = rouge_type = "rouge2"
+
+
+class RougeL(_Rouge):
+    name = rouge_type = "rougeL"
+
+
+class _SacreBleu(Metric):
+    """sacrebleu corpus score on its 0-100 scale; ``score_each`` gives sentence-level scores.
+
+    Options go to the sacrebleu metric's constructor (``lowercase``, ``tokenize``, ...).
+    A failed call is scored as an empty hypothesis; examples without reference are left out.
+    Several references per example are passed as reference streams (missing ones as None).
+    """
+
+    decomposable = False
+
+    def __init__(self, **options):
+        self.options = dict(options)
+        self._corpus = self._make(**options)  # fails early on a bad option
+        self._sentence = None
+
+    def _make(self, **options):
+        raise NotImplementedError
+
+    def _sentence_metric(self):
+        return self._corpus
+
+    def _streams(self, predictions, references) -> tuple[list[str], list[list[str | None]]]:
+        preds, refs = _pairs(predictions, references)
+        hyps, ref_lists = [], []
+        for p, r in zip(preds, refs):
+            alts = _alternatives(r)
+            if alts is None:
+                continue
+            hyps.append(to_text(p) or "")
+            ref_lists.append(alts)
+        width = max((len(a) for a in ref_lists), default=1)
+        streams = [[a[k] if k < len(a) else None for a in ref_lists] for k in range(width)]
+        return hyps, streams
+
+    def score_each(self, predictions, references):
+        preds, refs = _pairs(predictions, references)
+        metric = self._sentence_metric()
+        out = np.empty(len(preds), dtype=float)
+        for i, (p, r) in enumerate(zip(preds, refs)):
+            alts = _alternatives(r)
+            out[i] = np.nan if alts is None else metric.sentence_score(to_text(p) or "", alts).score
+        return out
+
+    def aggregate(self, predictions, references):
+        hyps, streams = self._streams(predictions, references)
+        if not hyps:
+            return float("nan")
+        return float(self._corpus.corpus_score(hyps, streams).score)
+
+
+class Bleu(_SacreBleu):
+    """sacrebleu ``corpus_bleu``; sentence scores use effective order, like ``sacrebleu.sentence_bleu``."""
+
+    name = "bleu"
+
+    def _make(self, **options):
+        from sacrebleu.metrics import BLEU
+
+        return BLEU(**options)
+
+    def _sentence_metric(self):
+        if self._sentence is None:
+            from sacrebleu.metrics import BLEU
+
+            self._sentence = BLEU(**{**self.options, "effective_order": True})
+        return self._sentence
+
+
+class Chrf(_SacreBleu):
+    """sacrebleu ``corpus_chrf`` (``word_order=2`` gives chrF++)."""
+
+    name = "chrf"
+
+    def _make(self, **options):
+        from sacrebleu.metrics import CHRF
+
+        return CHRF(**options)
+
+
+class NumericMatch(Metric):
+    """1 if the first number in the prediction is close to the reference number (``math.isclose``)."""
+
+    name = "numeric_match"
+
+    def __init__(self, rel_tol: float = 0.0, abs_tol: float = 1e-6):
+        if rel_tol < 0 or abs_tol < 0:
+            raise ValueError("rel_tol and abs_tol must be >= 0")
+        self.options = {"rel_tol": float(rel_tol), "abs_tol": float(abs_tol)}
+
+    def score_each(self, predictions, references):
+        preds, refs = _pairs(predictions, references)
+        out = np.empty(len(preds), dtype=float)
+        for i, (p, r) in enumerate(zip(preds, refs)):
+            targets = [extract_number(a) for a in (r if _is_multi(r) else [r])]
+            targets = [t for t in targets if t is not None]
+            if not targets:
+                out[i] = np.nan
+                continue
+            x = extract_number(to_text(p))
+            out[i] = 0.0 if x is None else float(any(math.isclose(x, t, **self.options) for t in targets))
+        return out
+
+
+class RegexMatch(Metric):
+    """1 if ``re.search(pattern, prediction)`` matches; without ``pattern`` the reference is the pattern."""
+
+    name = "regex_match"
+
+    def __init__(self, pattern: str | None = None, ignore_case: bool = False):
+        self.options = {"pattern": pattern, "ignore_case": bool(ignore_case)}
+        self._flags = re.IGNORECASE if ignore_case else 0
+        self._pattern = None if pattern is None else re.compile(pattern, self._flags)
+
+    def score_each(self, predictions, references):
+        preds, refs = _pairs(predictions, references)
+        out = np.empty(len(preds), dtype=float)
+        cache: dict[str, re.Pattern] = {}
+        for i, (p, r) in enumerate(zip(preds, refs)):
+            if self._pattern is not None:
+                patterns = [self._pattern]
+            else:
+                alts = _alternatives(r)
+                if alts is None:
+                    out[i] = np.nan
+                    continue
+                patterns = [cache.setdefault(a, re.compile(a, self._flags)) for a in alts]
+            p = to_text(p)
+            out[i] = 0.0 if p is None else float(any(rx.search(p) for rx in patterns))
+        return out
+
+
+class Contains(Metric):
+    """1 if the reference (any of them, for a list) occurs in the prediction."""
+
+    name = "contains"
+
+    def __init__(self, ignore_case: bool = True):
+        self.options = {"ignore_case": bool(ignore_case)}
+
+    def score_each(self, predictions, references):
+        preds, refs = _pairs(predictions, references)
+        fold = str.casefold if self.options["ignore_case"] else (lambda s: s)
+        out = np.empty(len(preds), dtype=float)
+        for i, (p, r) in enumerate(zip(preds, refs)):
+            alts = _alternatives(r)
+            if alts is None:
+                out[i] = np.nan
+                continue
+            p = to_text(p)
+            out[i] = 0.0 if p is None else float(any(fold(a) in fold(p) for a in alts))
+        return out
+
+
+class JsonValid(Metric):
+    """1 if the prediction is JSON (or holds a ```json fenced block that is); references are ignored."""
+
+    name = "json_valid"
+
+    def __init__(self):
+        self.options = {}
+
+    def score_each(self, predictions, references=None):
+        preds = _as_list(predictions, "predictions")
+        if references is not None:
+            _pairs(preds, references)
+        return np.array([float(parse_json(p)[0]) for p in preds], dtype=float)
+
+
+def _load_schema(schema: Any) -> Mapping:
+    if isinstance(schema, Mapping):
+        return schema
+    if isinstance(schema, (str, os.PathLike)):
+        text = str(schema)
+        if os.path.isfile(text):
+            with open(text, encoding="utf-8") as f:
+                return json.load(f)
+        ok, value = parse_json(text)
+        if ok and isinstance(value, Mapping):
+            return value
+        raise ValueError(f"json_schema: schema {text!r} is neither a JSON file nor a JSON object")
+    if isinstance(schema, bool):
+        return schema  # type: ignore[return-value]  # true/false are valid schemas
+    raise ValueError(f"json_schema: schema must be a dict or a path to a JSON file, got {type(schema).__name__}")
+
+
+class JsonSchema(Metric):
+    """1 if the prediction is JSON (fenced blocks accepted) and conforms to ``schema``.
+
+    ``schema`` is a dict or a path to a JSON file; without it, each reference is the schema.
+    """
+
+    name = "json_schema"
+    path_options = ("schema",)
+
+    def __init__(self, schema: Mapping | str | None = None):
+        self.options = {"schema": schema}
+        self._validator = None if schema is None else self._make_validator(_load_schema(schema))
+
+    @staticmethod
+    def _make_validator(schema):
+        import jsonschema
+
+        cls = jsonschema.validators.validator_for(schema)
+        try:
+            cls.check_schema(schema)
+        except jsonschema.SchemaError as e:
+            raise ValueError(f"json_schema: invalid schema: {e.message}") from None
+        return cls(schema)
+
+    def score_each(self, predictions, references=None):
+        preds = _as_list(predictions, "predictions")
+        refs = [None] * len(preds) if references is None else _pairs(preds, references)[1]
+        out = np.empty(len(preds), dtype=float)
+        for i, (p, r) in enumerate(zip(preds, refs)):
+            validator = self._validator
+            if validator is None:
+                if is_missing(r):
+                    out[i] = np.nan
+                    continue
+                validator = self._make_validator(_load_schema(r))
+            ok, value = parse_json(p)
+            out[i] = float(ok and validator.is_valid(value))
+        return out
+
+
+class OutputLength(Metric):
+    """Length of the prediction in characters (``unit="chars"``) or whitespace-separated words.
+
+    A failed call has no output: its length is NaN, left out of the mean.
+    """
+
+    name = "output_length"
+    higher_is_better = False
+
+    def __init__(self, unit: str = "chars"):
+        if unit not in ("chars", "words"):
+            raise ValueError(f"output_length: unit must be 'chars' or 'words', got {unit!r}")
+        self.options = {"unit": unit}
+
+    def score_each(self, predictions, references=None):
+        preds = _as_list(predictions, "predictions")
+        if references is not None:
+            _pairs(preds, references)
+        words = self.options["unit"] == "words"
+        out = np.empty(len(preds), dtype=float)
+        for i, p in enumerate(preds):
+            p = to_text(p)
+            out[i] = np.nan if p is None else float(len(p.split()) if words else len(p))
+        return out
+
+
+BUILTINS: dict[str, type[Metric]] = {
+    cls.name: cls
+    for cls in (
+        ExactMatch,
+        Accuracy,
+        MacroF1,
+        MicroF1,
+        MacroPrecision,
+        MacroRecall,
+        Rouge1,
+        Rouge2,
+        RougeL,
+        Bleu,
+        Chrf,
+        NumericMatch,
+        RegexMatch,
+        Contains,
+        JsonValid,
+        JsonSchema,
+        OutputLength,
+    )
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Hugging Face evaluate
+
+
+def _hf_value(x: Any) -> Any:
+    """One input made to fit a string feature: None stays None, labels/numbers become text, dicts JSON."""
+    if is_missing(x):
+        return None
+    if isinstance(x, str):
+        return x
+    if isinstance(x, Mapping):
+        return json.dumps(x)
+    if _is_multi(x):
+        return [_hf_value(v) for v in x]
+    return to_text(x)
+
+
+def _hf_column(values: Any) -> Any:
+    return None if values is None else [_hf_value(v) for v in values]
+
+
+class EvaluateModuleInputs:
+    """Mixin for Assay's ``evaluate`` modules (``class Accuracy(core.EvaluateModuleInputs, evaluate.Metric)``).
+
+    evaluate checks that the *first* item of a string column is a ``str``, so a failed
+    call (None) or an integer label in first position would be rejected, and later ones
+    silently cast. This mixin makes inputs uniform before evaluate sees them: None is
+    kept (and allowed anywhere), labels and numbers become text (``3.0`` -> ``"3"``),
+    dicts become JSON. With ``references_optional``, ``compute(predictions=...)`` alone works.
+    It is not an ``evaluate`` class itself, so ``evaluate.load`` still finds the module's
+    own metric class.
+    """
+
+    references_optional = False
+
+    # evaluate appends the inputs description to these docstrings, so they must have one
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """Add a batch of predictions and references (None, labels and numbers accepted)."""
+        if references is None and predictions is not None and self.references_optional:
+            references = [None] * len(predictions)
+        return super().add_batch(predictions=_hf_column(predictions), references=_hf_column(references), **kwargs)
+
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """Add one prediction and reference (None, labels and numbers accepted)."""
+        return super().add(prediction=_hf_value(prediction), reference=_hf_value(reference), **kwargs)
+
+    def _enforce_nested_string_type(self, schema, obj):
+        if obj is None:
+            return None
+        return super()._enforce_nested_string_type(schema, obj)
+
+
+# ---------------------------------------------------------------------------------------
+# metrics written for Hugging Face evaluate
+
+
+def _first_number(result: Any, key: str | None, where: str) -> float:
+    if not isinstance(result, Mapping):
+        if isinstance(result, (int, float, np.number)) and not isinstance(result, bool):
+            return float(result)
+        raise ValueError(f"{where}: compute() returned {type(result).__name__}, expected a dict")
+    if key is not None:
+        if key not in result:
+            raise ValueError(f"{where}: compute() result has no key {key!r} (keys: {', '.join(map(str, result))})")
+        value = result[key]
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(f"{where}: result[{key!r}] is {type(value).__name__}, not a number")
+        return float(value)
+    for value in result.values():
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.item()
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_)):
+            return float(value)
+    raise ValueError(f"{where}: compute() result has no numeric value (keys: {', '.join(map(str, result))})")
+
+
+class EvaluateMetric(Metric):
+    """Adapter for an ``evaluate`` module (loaded with ``evaluate.load``).
+
+    ``aggregate`` calls ``module.compute(predictions=..., references=..., **args)`` and
+    takes ``result[key]`` if ``key`` is given, else the first numeric value. Per-example
+    scores are not available (``score_each`` returns None); the value is treated as a
+    corpus metric. A failed call (None prediction) is passed on as an empty string.
+    """
+
+    decomposable = False
+
+    def __init__(self, module: Any, name: str | None = None, key: str | None = None, higher_is_better: bool = True, **args):
+        self.module = module
+        self.name = name or getattr(module, "name", None) or "metric"
+        self.key = key
+        self.higher_is_better = bool(higher_is_better)
+        self.args = args
+        self.options = dict(args, key=key, higher_is_better=self.higher_is_better)
+
+    def score_each(self, predictions, references):
+        return None
+
+    def aggregate(self, predictions, references):
+        preds, refs = _pairs(predictions, references)
+        keep = [i for i, r in enumerate(refs) if not is_missing(r)]
+        preds = ["" if is_missing(preds[i]) else preds[i] for i in keep]
+        refs = [refs[i] for i in keep]
+        result = self.module.compute(predictions=preds, references=refs, **self.args)
+        return _first_number(result, self.key, f"metric {self.name!r}")

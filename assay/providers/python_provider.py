@@ -1,0 +1,85 @@
+"""Any ``module:function`` as a model, called once per shard (sync or async)."""
+
+import asyncio
+import importlib
+import inspect
+import time
+
+import pyarrow as pa
+
+from assay.providers.base import Provider
+
+
+def load_function(target: str):
+    module, _, attr = target.partition(":")
+    if not module or not attr:
+        raise ValueError(f"function must look like 'package.module:function', got {target!r}")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"cannot import {module!r} for function {target!r}: {e}") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{module!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+class PythonProvider(Provider):
+    """Calls ``function(rows)`` with a list of dicts (dataset fields plus ``prompt`` and
+    ``messages``); it returns a list of strings, or of dicts with ``output`` and optionally
+    ``prompt_tokens``, ``completion_tokens`` and ``error``."""
+
+    batch = True
+
+    def identity(self) -> dict:
+        return {"provider": "python", "function": self.cfg.function, "version": self.cfg.version, "params": self.cfg.params}
+
+    def run_batch(self, rows: pa.Table) -> dict[str, list]:
+        from assay.prompting import render_messages
+
+        fn = getattr(self, "_fn", None) or load_function(self.cfg.function)
+        self._fn = fn
+        items = rows.to_pylist()
+        if self.ctx.prompt is not None:
+            for item, msgs in zip(items, render_messages(self.ctx.prompt, rows)):
+                item["messages"] = msgs
+                item["prompt"] = msgs[-1]["content"]
+        t0 = time.perf_counter()
+        result = fn(items, **self.cfg.params) if self.cfg.params else fn(items)
+        if inspect.isawaitable(result):
+            result = asyncio.run(result) if not _running_loop() else _run_in_thread(result)
+        dt = time.perf_counter() - t0
+        result = list(result)
+        if len(result) != len(items):
+            raise ValueError(f"{self.cfg.function} returned {len(result)} results for {len(items)} rows")
+        out = {"output": [], "prompt_tokens": [], "completion_tokens": [], "latency_s": [], "error": []}
+        per = dt / len(items) if items else 0.0
+        for r in result:
+            if isinstance(r, dict):
+                out["output"].append(None if r.get("output") is None else str(r.get("output")))
+                out["prompt_tokens"].append(r.get("prompt_tokens"))
+                out["completion_tokens"].append(r.get("completion_tokens"))
+                out["error"].append(r.get("error"))
+            else:
+                out["output"].append(None if r is None else str(r))
+                out["prompt_tokens"].append(None)
+                out["completion_tokens"].append(None)
+                out["error"].append(None if r is not None else "no output")
+            out["latency_s"].append(per)
+        return out
+
+
+def _running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
+
+def _run_in_thread(coro):
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result()

@@ -1,0 +1,91 @@
+"""A conventional baseline trained on the pipeline's train split (scikit-learn, imported on use)."""
+
+import time
+
+import pyarrow as pa
+
+from assay.providers.base import Provider
+
+ESTIMATORS = ("tfidf-logreg", "tfidf-svm", "majority")
+
+
+def _require_sklearn():
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise RuntimeError("the sklearn provider needs scikit-learn: pip install 'assay[sklearn]'") from None
+
+
+class SklearnProvider(Provider):
+    """TF-IDF features of the input fields and a linear classifier predicting the reference."""
+
+    batch = True
+    cacheable = False
+
+    def identity(self) -> dict:
+        return {"provider": "sklearn", "estimator": self.cfg.estimator or "tfidf-logreg", "train": self.cfg.train}
+
+    def _fields(self) -> list[str]:
+        from assay.dataset import template_fields
+
+        ds = self.ctx.dataset
+        return ds.input or (template_fields(self.ctx.prompt.template) if self.ctx.prompt else ["text"])
+
+    def _text(self, table: pa.Table) -> list[str]:
+        cols = [table[f].cast(pa.string()).to_pylist() for f in self._fields()]
+        return [" ".join(v or "" for v in vals) for vals in zip(*cols)]
+
+    def _fit(self):
+        _require_sklearn()
+        from assay.dataset import read_source
+
+        ds = self.ctx.dataset
+        train_src = self.ctx.resolve_path(self.cfg.train or ds.train)
+        table = read_source(train_src)
+        if ds.reference not in table.column_names:
+            raise ValueError(f"train file {train_src} has no reference column {ds.reference!r}")
+        X, y = self._text(table), table[ds.reference].cast(pa.string()).to_pylist()
+        t0 = time.perf_counter()
+        kind = self.cfg.estimator or "tfidf-logreg"
+        from sklearn.pipeline import make_pipeline
+
+        if kind == "majority":
+            from sklearn.dummy import DummyClassifier
+
+            model = DummyClassifier(strategy="most_frequent")
+            model.fit([[0]] * len(y), y)
+            self._predict = lambda texts: model.predict([[0]] * len(texts))
+        else:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            if kind == "tfidf-svm":
+                from sklearn.svm import LinearSVC
+
+                clf = LinearSVC()
+            else:
+                from sklearn.linear_model import LogisticRegression
+
+                clf = LogisticRegression(max_iter=1000)
+            model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1), clf)
+            model.fit(X, y)
+            self._predict = model.predict
+        self.train_s = time.perf_counter() - t0
+        self.train_rows = len(y)
+        self.compute_s = 0.0
+
+    def run_batch(self, rows: pa.Table) -> dict[str, list]:
+        if not hasattr(self, "_predict"):
+            self._fit()
+        texts = self._text(rows)
+        t0 = time.perf_counter()
+        preds = list(self._predict(texts)) if texts else []
+        dt = time.perf_counter() - t0
+        self.compute_s += dt
+        n = len(texts)
+        per = dt / n if n else 0.0
+        return {"output": [str(p) for p in preds], "prompt_tokens": [None] * n, "completion_tokens": [None] * n,
+                "latency_s": [per] * n, "error": [None] * n}
+
+    def stats(self) -> dict:
+        return {"train_s": getattr(self, "train_s", 0.0), "compute_s": getattr(self, "compute_s", 0.0),
+                "train_rows": getattr(self, "train_rows", 0)}

@@ -1,0 +1,406 @@
+"""One assessment run, stage by stage, without Prefect.
+
+Each stage function reads the artifacts of the stage before it from the run folder, writes
+its own, and records its wall time and artifact hashes in ``manifest.json``. The Prefect
+tasks in ``tasks/`` are thin wrappers around these functions, so a stage can be tested,
+re-run or reproduced on its own.
+"""
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Callable
+
+import pyarrow as pa
+
+from assay import store as S
+from assay.config import LoadedConfig, PipelineConfig, load_config
+from assay.store import RunFolder, Store
+
+log = logging.getLogger("assay")
+
+#: Set by the CLI to draw a terminal progress bar: (model, done, total, errors, usd).
+PROGRESS_HOOKS: list[Callable[[str, int, int, int, float], None]] = []
+
+
+class RunFailed(RuntimeError):
+    """The run could not finish; the partial artifacts are kept and the manifest says why."""
+
+
+class GateFailed(RuntimeError):
+    """A quality gate broke: the run finished, but the result must not pass."""
+
+
+@dataclass
+class RunContext:
+    """Everything a stage needs to find its inputs and outputs; small and picklable."""
+
+    config_path: str
+    pipeline: str
+    as_of: date
+    run_id: str
+    artifacts: str
+    models: list[str]
+    sample: int | None = None
+    cache_mode: str = "use"
+    resumed: bool = False
+    _cfg: LoadedConfig | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["_cfg"] = None
+        return d
+
+    @property
+    def loaded(self) -> LoadedConfig:
+        if self._cfg is None:
+            self._cfg = load_config(self.config_path)
+        return self._cfg
+
+    @property
+    def cfg(self) -> PipelineConfig:
+        return self.loaded.pipeline(self.pipeline)
+
+    @property
+    def folder(self) -> RunFolder:
+        return Store(self.artifacts).run(self.pipeline, self.as_of, self.run_id)
+
+    def cache_path(self) -> str | None:
+        if self.cache_mode == "off":
+            return None
+        explicit = self.loaded.config.cache_dir
+        if explicit:
+            base = self.loaded.resolve_path(explicit)
+        elif "://" not in self.artifacts:
+            base = os.path.join(self.artifacts, "_cache")
+        else:
+            base = os.path.join(os.path.expanduser("~"), ".cache", "assay")
+        return os.path.join(base, "responses.sqlite")
+
+
+def artifacts_root(loaded: LoadedConfig, override: str | None) -> str:
+    root = override or os.environ.get("ASSAY_ARTIFACTS") or loaded.config.artifacts
+    return root if "://" in root else (loaded.resolve_path(root) if not override else os.path.abspath(root))
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for p in ("assay", "prefect", "pyarrow", "pandas", "numpy", "openai", "genai-prices", "evaluate", "scikit-learn"):
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | None = None,
+              sample: int | None = None, artifacts: str | None = None, cache_mode: str | None = None,
+              loaded: LoadedConfig | None = None, new: bool = False) -> RunContext:
+    """Create a run folder and its manifest, or resume the unfinished run of the same request."""
+    loaded = loaded or load_config(config_path)
+    p = loaded.pipeline(pipeline)
+    if models:
+        unknown = [m for m in models if m not in p.models]
+        if unknown:
+            from assay.config import ConfigError
+
+            raise ConfigError(str(loaded.path), [("--models", f"{', '.join(unknown)} not in pipelines.{pipeline}.models ({', '.join(p.models)})", None)])
+    chosen = list(models or p.models)
+    root = artifacts_root(loaded, artifacts)
+    store = Store(root)
+    chash = loaded.config_hash(pipeline, chosen)
+    request = {"models": chosen, "sample": sample}
+    run_id, resumed = None, False
+    if not new:
+        for rf in reversed(store.runs(pipeline, as_of.isoformat())):
+            m = rf.manifest() or {}
+            if m.get("status") in ("running", "failed") and m.get("config_hash") == chash and m.get("request") == request:
+                run_id, resumed = rf.run_id, True
+                break
+    run_id = run_id or store.new_run_id(chash)
+    ctx = RunContext(str(loaded.path), pipeline, as_of, run_id, root, chosen, sample,
+                     cache_mode or p.cache, resumed, loaded)
+    rf = ctx.folder
+    manifest = rf.manifest() if resumed else None
+    if manifest is None:
+        manifest = {
+            "pipeline": pipeline, "as_of": as_of.isoformat(), "run_id": run_id, "status": "running",
+            "config_hash": chash, "config": loaded.pipeline_slice(pipeline), "config_file": str(loaded.path),
+            "request": request, "started_at": datetime.now(timezone.utc).isoformat(), "stages": {},
+            "versions": package_versions(),
+        }
+    else:
+        manifest["status"] = "running"
+        manifest.setdefault("resumes", []).append(datetime.now(timezone.utc).isoformat())
+        manifest.pop("error", None)
+    rf.write_json(S.MANIFEST, manifest)
+    return ctx
+
+
+def _update_manifest(ctx: RunContext, **changes) -> dict:
+    rf = ctx.folder
+    m = rf.manifest() or {}
+    for k, v in changes.items():
+        if k == "stage":
+            name, info = v
+            m.setdefault("stages", {})[name] = info
+        else:
+            m[k] = v
+    rf.write_json(S.MANIFEST, m)
+    return m
+
+
+def _record(ctx: RunContext, stage: str, t0: float, artifacts: list[str], extra: dict | None = None) -> dict:
+    rf = ctx.folder
+    hashes = {}
+    for name in artifacts:
+        if name.endswith("/"):
+            for part in rf.listdir(name.rstrip("/")):
+                hashes[f"{name}{part}"] = rf.hash(f"{name}{part}")
+        elif rf.exists(name):
+            hashes[name] = rf.hash(name)
+    info = {"seconds": round(time.perf_counter() - t0, 4), "artifacts": hashes, **(extra or {})}
+    _update_manifest(ctx, stage=(stage, info))
+    return info
+
+
+def fail(ctx: RunContext, stage: str, error: str) -> None:
+    """Mark the run failed, keeping what it produced."""
+    _update_manifest(ctx, status="failed", error={"stage": stage, "message": error},
+                     finished_at=datetime.now(timezone.utc).isoformat())
+
+
+# stages ---------------------------------------------------------------------------------
+def load_stage(ctx: RunContext) -> str:
+    """Read the source, filter to as_of, sample; write dataset.parquet."""
+    from assay import dataset as D
+
+    t0 = time.perf_counter()
+    cfg = ctx.cfg
+    rf = ctx.folder
+    src = ctx.loaded.resolve_path(cfg.dataset.source)
+    fp = D.fingerprint(src, cfg.dataset.format)
+    m = rf.manifest() or {}
+    if ctx.resumed and rf.exists(S.DATASET) and m.get("dataset", {}).get("fingerprint") == fp:
+        return rf.path(S.DATASET)  # same source: the resumed run keeps its examples
+    table = D.read_source(src, cfg.dataset.format, cfg.dataset.split)
+    table = D.prepare(table, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample)
+    if table.num_rows == 0:
+        where = f" up to {ctx.as_of}" if cfg.dataset.partition else ""
+        raise RunFailed(f"no examples in {cfg.dataset.source}{where}")
+    rf.write_table(S.DATASET, table)
+    _update_manifest(ctx, dataset={"source": cfg.dataset.source, "fingerprint": fp, "rows": table.num_rows})
+    _record(ctx, "load", t0, [S.DATASET], {"rows": table.num_rows})
+    return rf.path(S.DATASET)
+
+
+def quotes_for(ctx: RunContext, on: date | None = None) -> dict:
+    """The price of every chosen model on a date (default: the run's as_of)."""
+    from assay.pricing import quote
+
+    models = ctx.loaded.config.models
+    return {m: quote(models[m], on or ctx.as_of) for m in ctx.models}
+
+
+def invoke_stage(ctx: RunContext, on_progress: Callable | None = None) -> str:
+    """Call every model on every example; write responses/part-*.parquet as shards finish."""
+    import asyncio
+
+    from assay import invoke as I
+    from assay.cache import ResponseCache
+    from assay.pricing import token_cost
+    from assay.providers import Context, build
+
+    t0 = time.perf_counter()
+    rf = ctx.folder
+    cfg = ctx.cfg
+    dataset = rf.read_table(S.DATASET)
+    models = ctx.loaded.config.models
+    providers = {}
+    for name in ctx.models:
+        pctx = Context(name, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline)
+        providers[name] = build(name, models[name], pctx)
+    quotes = quotes_for(ctx)
+
+    def price(model, p, c, cached):
+        q = quotes.get(model)
+        if q is None or q.source == "none":
+            return 0.0
+        return float(token_cost(q, p, c, cached))
+
+    budget = I.Budget(max_usd=cfg.cost.max_usd, price=price)
+    total = dataset.num_rows
+
+    def progress(model, done, errors, usd):
+        for hook in PROGRESS_HOOKS:
+            hook(model, done, total, errors, usd)
+        if on_progress:
+            on_progress(model, done, total, errors, usd)
+
+    opts = I.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode, on_progress=progress)
+    cpath = ctx.cache_path()
+    cache = ResponseCache(cpath) if cpath else None
+    try:
+        stats = asyncio.run(I.invoke_all(providers, dataset, cfg.prompt, rf, cache, opts, budget))
+    finally:
+        if cache is not None:
+            cache.close()
+    for name, p in providers.items():
+        stats[name].update(p.stats())
+    responses = I.read_responses(rf)
+    n_err = int(responses.column("error").is_valid().to_numpy(zero_copy_only=False).sum()) if responses.num_rows else 0
+    share = n_err / responses.num_rows if responses.num_rows else 0.0
+    extra = {"models": stats, "rows": responses.num_rows, "errors": n_err, "usd": round(budget.spent, 6)}
+    _record(ctx, "invoke", t0, [f"{S.RESPONSES}/"], extra)
+    if budget.stopped:
+        raise RunFailed(f"budget guard: {budget.stopped}")
+    expected = dataset.num_rows * len(ctx.models)
+    if responses.num_rows < expected:
+        raise RunFailed(f"only {responses.num_rows} of {expected} responses were produced")
+    if share > cfg.max_error_rate:
+        raise RunFailed(f"{n_err} of {responses.num_rows} calls failed ({share:.1%}), above max_error_rate {cfg.max_error_rate:.0%}; "
+                        "see the error column in responses/")
+    return rf.url + "/" + S.RESPONSES
+
+
+def build_metrics(ctx: RunContext) -> dict:
+    from assay.metrics import build_metric
+
+    out = {}
+    for spec in ctx.cfg.metric_specs():
+        if spec.judge:
+            out[spec.key] = build_metric(spec, str(ctx.loaded.base_dir), judge=_judge_factory(ctx, spec.judge))
+        else:
+            out[spec.key] = build_metric(spec, str(ctx.loaded.base_dir))
+    return out
+
+
+def _judge_factory(ctx: RunContext, judge: str):
+    from assay.providers import Context, build
+
+    cfg = ctx.cfg
+    return build(judge, ctx.loaded.config.models[judge], Context(judge, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline))
+
+
+def score_stage(ctx: RunContext) -> str:
+    """Score responses; write scores.parquet, metrics.parquet, generalization.parquet, comparisons."""
+    from assay.invoke import read_responses
+    from assay.scoring import score
+
+    t0 = time.perf_counter()
+    rf = ctx.folder
+    cfg = ctx.cfg
+    dataset = rf.read_table(S.DATASET)
+    responses = read_responses(rf)
+    metrics = build_metrics(ctx)
+    res = score(dataset, responses, metrics, cfg.dataset.slices, cfg.bootstrap, seed=0, held_out=cfg.dataset.held_out)
+    rf.write_table(S.SCORES, res.scores)
+    rf.write_table(S.METRICS, res.metrics)
+    rf.write_table(S.GENERALIZATION, res.generalization)
+    rf.write_table("comparisons.parquet", res.comparisons)
+    judge_extra = {}
+    for key, m in metrics.items():
+        usage = getattr(m, "usage", None)
+        if usage:
+            judge_extra[key] = usage
+    _record(ctx, "score", t0, [S.SCORES, S.METRICS, S.GENERALIZATION, "comparisons.parquet"],
+            {"judges": judge_extra} if judge_extra else None)
+    return rf.path(S.METRICS)
+
+
+CORRECTNESS = ("accuracy", "exact_match")
+
+
+def cost_stage(ctx: RunContext) -> str:
+    """Price every model's calls; write costs.parquet and breakeven.parquet."""
+    import pandas as pd
+
+    from assay import costing
+    from assay.invoke import read_responses
+
+    t0 = time.perf_counter()
+    rf = ctx.folder
+    cfg = ctx.cfg
+    responses = read_responses(rf).to_pandas()
+    m = rf.manifest() or {}
+    inv = m.get("stages", {}).get("invoke", {}).get("models", {})
+    metrics = rf.read_table(S.METRICS).to_pandas()
+    overall = metrics[metrics["slice"] == "all"]
+    correct = None
+    for key in CORRECTNESS:
+        sel = overall[overall["metric"] == key]
+        if len(sel):
+            correct = {r.model: float(r.value) * int(r.n) for r in sel.itertuples()}
+            break
+    quotes = quotes_for(ctx)
+    models = ctx.loaded.config.models
+    table = costing.cost_table(responses, {k: models[k] for k in ctx.models}, quotes, inv, cfg.cost.monthly_requests, correct)
+    judge_rows = _judge_cost_rows(ctx, m)
+    if judge_rows:
+        table = pd.concat([table, pd.DataFrame(judge_rows)], ignore_index=True)
+    rf.write_table(S.COSTS, table)
+    be = costing.breakeven(table[table["kind"] != "judge"]) if "kind" in table else costing.breakeven(table)
+    rf.write_table(S.BREAKEVEN, be)
+    _update_manifest(ctx, prices={k: q.to_dict() for k, q in quotes.items()})
+    _record(ctx, "cost", t0, [S.COSTS, S.BREAKEVEN])
+    return rf.path(S.COSTS)
+
+
+def _judge_cost_rows(ctx: RunContext, manifest: dict) -> list[dict]:
+    """The LLM judges' own token cost, as lines of their own."""
+    from assay.pricing import quote, token_cost
+
+    rows = []
+    judges = manifest.get("stages", {}).get("score", {}).get("judges", {})
+    for key, usage in judges.items():
+        spec = next(s for s in ctx.cfg.metric_specs() if s.key == key)
+        q = quote(ctx.loaded.config.models[spec.judge], ctx.as_of)
+        usd = float(token_cost(q, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))) if q.source != "none" else float("nan")
+        n = usage.get("requests", 0)
+        rows.append({"model": f"judge:{spec.judge}", "kind": "judge", "requests": n, "errors": usage.get("errors", 0),
+                     "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
+                     "cost_usd": usd, "cost_per_1k_usd": usd / n * 1000 if n else float("nan"),
+                     "price_source": q.source, "price_json": json.dumps(q.to_dict())})
+    return rows
+
+
+def report_stage(ctx: RunContext) -> dict:
+    """Write summary.md and report.html; return what the UI artifacts show."""
+    from assay.report import build_report
+
+    t0 = time.perf_counter()
+    out = build_report(ctx.folder, ctx.cfg, ctx.pipeline)
+    _record(ctx, "report", t0, [S.SUMMARY, S.REPORT])
+    return out
+
+
+def finish(ctx: RunContext) -> dict:
+    """Mark the run complete (every stage finished)."""
+    return _update_manifest(ctx, status="complete", finished_at=datetime.now(timezone.utc).isoformat())
+
+
+def run_local(config_path: str, pipeline: str, as_of: date, **kw) -> RunContext:
+    """Run every stage in this process without Prefect (for tests and library use)."""
+    ctx = start_run(config_path, pipeline, as_of, **kw)
+    stage = "load"
+    try:
+        load_stage(ctx)
+        stage = "invoke"
+        invoke_stage(ctx)
+        stage = "score"
+        score_stage(ctx)
+        stage = "cost"
+        cost_stage(ctx)
+        stage = "report"
+        report_stage(ctx)
+    except Exception as e:
+        fail(ctx, stage, str(e))
+        raise
+    finish(ctx)
+    return ctx

@@ -1,0 +1,199 @@
+"""The artifact store: the one place that maps (pipeline, as_of, run, stage) to a location.
+
+A run folder is ``<root>/<pipeline>/<as_of>/<run_id>/``. The root is a local path or an
+fsspec URL (``s3://bucket/prefix``). Local writes are atomic (temporary name, then rename);
+object stores publish a whole object on close, which is atomic already.
+"""
+
+import io
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DATASET = "dataset.parquet"
+RESPONSES = "responses"
+SCORES = "scores.parquet"
+METRICS = "metrics.parquet"
+GENERALIZATION = "generalization.parquet"
+COSTS = "costs.parquet"
+BREAKEVEN = "breakeven.parquet"
+SUMMARY = "summary.md"
+REPORT = "report.html"
+MANIFEST = "manifest.json"
+
+
+def _is_url(root: str) -> bool:
+    return "://" in root and not root.startswith("file://")
+
+
+class Store:
+    """An artifact root: local directory or fsspec URL."""
+
+    def __init__(self, root: str | os.PathLike):
+        root = str(root)
+        if root.startswith("file://"):
+            root = root[len("file://"):]
+        self.root = root.rstrip("/")
+        self.remote = _is_url(self.root)
+        if self.remote:
+            import fsspec
+
+            self.fs, self.base = fsspec.core.url_to_fs(self.root)
+            self.protocol = self.root.split("://", 1)[0]
+        else:
+            self.fs, self.base, self.protocol = None, str(Path(self.root).resolve()), None
+
+    def url(self, *parts: str) -> str:
+        """A location under the root, as a path (local) or a URL (remote)."""
+        if self.remote:
+            return "/".join([self.root, *parts])
+        return os.path.join(self.base, *parts)
+
+    def run(self, pipeline: str, as_of: date, run_id: str) -> "RunFolder":
+        return RunFolder(self, pipeline, as_of.isoformat(), run_id)
+
+    def new_run_id(self, config_hash: str) -> str:
+        """Sortable by start time; the suffix ties it to the config that shaped it."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        return f"{stamp}-{config_hash[:8]}-{uuid.uuid4().hex[:4]}"
+
+    # listing ------------------------------------------------------------------
+    def _ls_dirs(self, path: str) -> list[str]:
+        if self.remote:
+            try:
+                return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False) if self.fs.isdir(p))
+            except FileNotFoundError:
+                return []
+        if not os.path.isdir(path):
+            return []
+        return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+
+    def _loc(self, *parts: str) -> str:
+        return "/".join([self.base, *parts]) if self.remote else os.path.join(self.base, *parts)
+
+    def pipelines(self) -> list[str]:
+        return self._ls_dirs(self._loc())
+
+    def runs(self, pipeline: str, as_of: str | None = None) -> list["RunFolder"]:
+        """All run folders of a pipeline (optionally one date), oldest first."""
+        dates = [as_of] if as_of else self._ls_dirs(self._loc(pipeline))
+        out = []
+        for d in dates:
+            for r in self._ls_dirs(self._loc(pipeline, d)):
+                out.append(RunFolder(self, pipeline, d, r))
+        return out
+
+    def complete_runs(self, pipeline: str, as_of: str | None = None) -> list["RunFolder"]:
+        return [r for r in self.runs(pipeline, as_of) if (r.manifest() or {}).get("status") == "complete"]
+
+
+@dataclass
+class RunFolder:
+    """One run's folder; every artifact path of a run is made here."""
+
+    store: Store
+    pipeline: str
+    as_of: str
+    run_id: str
+
+    @property
+    def url(self) -> str:
+        return self.store.url(self.pipeline, self.as_of, self.run_id)
+
+    def path(self, name: str) -> str:
+        return self.store.url(self.pipeline, self.as_of, self.run_id, name)
+
+    def _loc(self, name: str) -> str:
+        return self.store._loc(self.pipeline, self.as_of, self.run_id, name)
+
+    # writing -------------------------------------------------------------------
+    def _write_bytes(self, name: str, data: bytes) -> str:
+        loc = self._loc(name)
+        if self.store.remote:
+            with self.store.fs.open(loc, "wb") as f:
+                f.write(data)
+            return self.path(name)
+        os.makedirs(os.path.dirname(loc), exist_ok=True)
+        tmp = f"{loc}.tmp-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, loc)
+        return loc
+
+    def write_table(self, name: str, table: "pa.Table | object") -> str:
+        """Write a Parquet artifact atomically; accepts an Arrow table or a DataFrame."""
+        if not isinstance(table, pa.Table):
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        return self._write_bytes(name, buf.getvalue())
+
+    def write_text(self, name: str, text: str) -> str:
+        return self._write_bytes(name, text.encode())
+
+    def write_json(self, name: str, obj) -> str:
+        return self.write_text(name, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+    # reading -------------------------------------------------------------------
+    def exists(self, name: str) -> bool:
+        loc = self._loc(name)
+        return self.store.fs.exists(loc) if self.store.remote else os.path.exists(loc)
+
+    def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        loc = self._loc(name)
+        if not self.exists(name):
+            raise FileNotFoundError(f"artifact not found: {self.path(name)}")
+        if self.store.remote:
+            with self.store.fs.open(loc, "rb") as f:
+                return pq.read_table(f, columns=columns)
+        return pq.read_table(loc, columns=columns)
+
+    def read_bytes(self, name: str) -> bytes:
+        loc = self._loc(name)
+        if self.store.remote:
+            with self.store.fs.open(loc, "rb") as f:
+                return f.read()
+        with open(loc, "rb") as f:
+            return f.read()
+
+    def read_json(self, name: str):
+        return json.loads(self.read_bytes(name))
+
+    def manifest(self) -> dict | None:
+        try:
+            return self.read_json(MANIFEST)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def listdir(self, sub: str) -> list[str]:
+        """File names (not paths) directly under a sub-folder, sorted; temporary files excluded."""
+        loc = self._loc(sub)
+        if self.store.remote:
+            try:
+                names = [p.rsplit("/", 1)[-1] for p in self.store.fs.ls(loc, detail=False)]
+            except FileNotFoundError:
+                return []
+        else:
+            names = os.listdir(loc) if os.path.isdir(loc) else []
+        return sorted(n for n in names if ".tmp-" not in n)
+
+    def read_parts(self, sub: str, columns: list[str] | None = None) -> pa.Table | None:
+        """Concatenate every part-*.parquet under a sub-folder, or None when there are none."""
+        parts = [n for n in self.listdir(sub) if n.endswith(".parquet")]
+        if not parts:
+            return None
+        tables = [self.read_table(f"{sub}/{n}", columns=columns) for n in parts]
+        return pa.concat_tables(tables, promote_options="default")
+
+    def hash(self, name: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.read_bytes(name)).hexdigest()

@@ -1,0 +1,889 @@
+"""A fast, deterministic, fault-injecting fake of the OpenAI Chat Completions API.
+
+What it is for
+--------------
+* **Tests** - Assay's test-suite starts it (``with OpenAIServer() as srv: ...``) and points
+  the real ``openai`` SDK / Assay providers at ``srv.base_url``; no network, no API key.
+* **Benchmarks** - it adds a configurable per-request latency (``--latency``/``--jitter``)
+  and is cheap enough per request (raw ``asyncio.Protocol`` HTTP/1.1 server, keep-alive,
+  pipelining) that the client under test, not the server, is the bottleneck.  It always
+  runs in its own process so it does not share a GIL with the client.
+* **Demos** - ``python -m assay.testing.openai_server --port 8000`` and set
+  ``OPENAI_BASE_URL=http://127.0.0.1:8000/v1`` to run Assay end-to-end without a key.
+
+Endpoints
+---------
+``POST /v1/chat/completions`` (non-streaming), ``GET /v1/models``, ``GET /v1/models/{id}``,
+``GET /health``, and the control endpoints ``GET /_stats`` (``?prompts=0`` omits the
+per-prompt table) and ``POST /_reset`` (clears stats and all "once per prompt" fault state).
+
+Deterministic answers
+---------------------
+1. If the last user message has a line ``ANSWER: <text>``, the reply is ``<text>``.
+2. Else, if a system/developer or user message has ``labels: a, b, c``, the reply is the
+   label that occurs (case-insensitive, whole word, earliest position) in the last user
+   message (with the ``labels:`` line itself removed), else the first label.
+3. Else the first 5 words of the last user message.
+
+``prompt_tokens = ceil(chars of all message contents / 4)``,
+``completion_tokens = max(1, ceil(len(answer) / 4))``.
+
+Fault injection (all deterministic)
+-----------------------------------
+* ``TRIGGER:400`` / ``TRIGGER:401`` in a user message: always that status (OpenAI error JSON).
+* ``rate_limit_every=k``: every k-th chat request (server-wide count) gets 429 with
+  ``Retry-After: <retry_after>`` (seconds, default 0.05).
+* ``TRIGGER:429`` / ``TRIGGER:500``: that status on the first request of each distinct
+  prompt (429 carries ``Retry-After``), success afterwards.
+* ``fail_rate=p``: prompts whose hash falls in the lowest share ``p`` get 500 on their
+  first ``fail_times`` attempts, then succeed.  The hash (blake2b of the messages) is stable
+  across runs and processes, so the same prompts fail every time.
+* ``TRIGGER:SLOW``: the response is delayed by an extra ``slow_seconds`` (default 10 s),
+  for client timeout tests.
+
+Every chat response, errors included, is delayed by ``latency + jitter * U(0, 1)`` seconds
+(a timer, not a task; pipelined responses are still returned in order).  The
+``Authorization`` header is never stored: stats only count whether one was present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import hashlib
+import json
+import os
+import random
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import deque
+from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _jstr
+from pathlib import Path
+from typing import Any
+
+__all__ = ["OpenAIServer", "ServerConfig", "main", "serve"]
+
+DEFAULT_MODELS = ("mock-model", "gpt-4o-mini", "gpt-4o")
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    413: b"Payload Too Large",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+}
+
+
+# --------------------------------------------------------------------------- config
+
+
+class ServerConfig:
+    """Behaviour knobs of the fake server (mirrors the CLI options)."""
+
+    __slots__ = (
+        "latency",
+        "jitter",
+        "fail_rate",
+        "fail_times",
+        "rate_limit_every",
+        "retry_after",
+        "slow_seconds",
+        "models",
+        "seed",
+    )
+
+    def __init__(
+        self,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        fail_rate: float = 0.0,
+        fail_times: int = 1,
+        rate_limit_every: int = 0,
+        retry_after: float = 0.05,
+        slow_seconds: float = 10.0,
+        models: tuple[str, ...] | list[str] = DEFAULT_MODELS,
+        seed: int = 0,
+    ) -> None:
+        if latency < 0 or jitter < 0 or slow_seconds < 0 or retry_after < 0:
+            raise ValueError("latency, jitter, slow_seconds and retry_after must be >= 0")
+        if not 0.0 <= fail_rate <= 1.0:
+            raise ValueError("fail_rate must be in [0, 1]")
+        if fail_times < 0 or rate_limit_every < 0:
+            raise ValueError("fail_times and rate_limit_every must be >= 0")
+        self.latency = float(latency)
+        self.jitter = float(jitter)
+        self.fail_rate = float(fail_rate)
+        self.fail_times = int(fail_times)
+        self.rate_limit_every = int(rate_limit_every)
+        self.retry_after = float(retry_after)
+        self.slow_seconds = float(slow_seconds)
+        self.models = tuple(models) or DEFAULT_MODELS
+        self.seed = int(seed)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__slots__}
+        d["models"] = list(self.models)
+        return d
+
+    def to_argv(self) -> list[str]:
+        return [
+            "--latency", repr(self.latency),
+            "--jitter", repr(self.jitter),
+            "--fail-rate", repr(self.fail_rate),
+            "--fail-times", str(self.fail_times),
+            "--rate-limit-every", str(self.rate_limit_every),
+            "--retry-after", repr(self.retry_after),
+            "--slow-seconds", repr(self.slow_seconds),
+            "--models", ",".join(self.models),
+            "--seed", str(self.seed),
+        ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- responder
+
+_ANSWER_RE = re.compile(r"^[ \t]*ANSWER:[ \t]*(.*?)[ \t\r]*$", re.M)
+_LABELS_RE = re.compile(r"labels[ \t]*:[ \t]*([^\r\n]*)", re.I)
+_SENTENCE_END_RE = re.compile(r"[.;!?](?:\s|$)")
+_LABEL_STRIP = " \t'\"`[](){}<>*.;:!?"
+
+
+def _text_of(content: Any) -> str:
+    """Text of a message ``content`` (a string or a list of content parts)."""
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        out = []
+        for part in content:
+            if isinstance(part, dict):
+                t = part.get("text")
+                if isinstance(t, str):
+                    out.append(t)
+            elif isinstance(part, str):
+                out.append(part)
+        return "\n".join(out)
+    return str(content)
+
+
+@lru_cache(maxsize=4096)
+def _parse_labels(raw: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    m = _SENTENCE_END_RE.search(raw)  # "labels: a, b, c. Answer with one word." -> "a, b, c"
+    if m:
+        raw = raw[: m.start()]
+    labels: list[str] = []
+    for part in raw.split(","):
+        lab = part.strip(_LABEL_STRIP)
+        if lab and lab not in labels:
+            labels.append(lab)
+    return tuple((lab, re.compile(r"(?<!\w)" + re.escape(lab) + r"(?!\w)", re.I)) for lab in labels)
+
+
+def _find_labels(systems: list[str], users: list[str]):
+    for text in systems:
+        if "abels" in text or "ABELS" in text:
+            m = _LABELS_RE.search(text)
+            if m and (labels := _parse_labels(m.group(1))):
+                return labels
+    for text in reversed(users):
+        if "abels" in text or "ABELS" in text:
+            m = _LABELS_RE.search(text)
+            if m and (labels := _parse_labels(m.group(1))):
+                return labels
+    return None
+
+
+def respond(last_user: str, systems: list[str], users: list[str]) -> str:
+    """The deterministic answer for a prompt (see module docstring)."""
+    if "ANSWER:" in last_user:
+        m = _ANSWER_RE.search(last_user)
+        if m:
+            return m.group(1)
+    labels = _find_labels(systems, users)
+    if labels:
+        text = _LABELS_RE.sub("", last_user) if ("abels" in last_user or "ABELS" in last_user) else last_user
+        best_pos = -1
+        best = labels[0][0]
+        for lab, rx in labels:
+            m = rx.search(text)
+            if m is not None:
+                pos = m.start()
+                if best_pos < 0 or pos < best_pos or (pos == best_pos and len(lab) > len(best)):
+                    best_pos, best = pos, lab
+        return best
+    return " ".join(last_user.split(None, 5)[:5])
+
+
+# --------------------------------------------------------------------------- server state
+
+
+def _error_body(status: int, message: str, type_: str, code: str | None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()
+
+
+class _State:
+    """Server-wide configuration, statistics and fault bookkeeping (one per process)."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        self.started = time.time()
+        self.seq = 0
+        self.connections_open = 0
+        self.in_flight = 0
+        self.models_body = json.dumps(
+            {
+                "object": "list",
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "assay"} for m in cfg.models],
+            }
+        ).encode()
+        self.retry_after_hdr = b"Retry-After: %s\r\nretry-after-ms: %s\r\n" % (
+            _fmt_num(cfg.retry_after).encode(),
+            _fmt_num(cfg.retry_after * 1000.0).encode(),
+        )
+        self.fail_threshold = int(cfg.fail_rate * (1 << 64))
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests_total = 0  # chat completion requests
+        self.http_requests_total = 0  # every HTTP request, control endpoints included
+        self.connections_total = 0
+        self.by_model: dict[str, int] = {}
+        self.by_status: dict[int, int] = {}
+        self.prompts: dict[str, int] = {}
+        self.had_auth = 0
+        self.no_auth = 0
+        self.max_in_flight = self.in_flight
+        self.triggered_429: set[str] = set()
+        self.triggered_500: set[str] = set()
+        self.fail_counts: dict[str, int] = {}
+
+    def stats(self, include_prompts: bool = True) -> dict[str, Any]:
+        hist: dict[int, int] = {}
+        for c in self.prompts.values():
+            hist[c] = hist.get(c, 0) + 1
+        out: dict[str, Any] = {
+            "requests_total": self.requests_total,
+            "requests_by_model": dict(self.by_model),
+            "requests_by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "distinct_prompts": len(self.prompts),
+            # {"k": number of distinct prompts that were requested exactly k times}
+            "prompt_count_histogram": {str(k): v for k, v in sorted(hist.items())},
+            "max_in_flight": self.max_in_flight,
+            "in_flight": self.in_flight,
+            "had_auth": self.had_auth,
+            "no_auth": self.no_auth,
+            "http_requests_total": self.http_requests_total,
+            "connections_total": self.connections_total,
+            "connections_open": self.connections_open,
+            "uptime_s": round(time.time() - self.started, 3),
+            "config": self.cfg.as_dict(),
+        }
+        if include_prompts:
+            out["requests_per_prompt"] = dict(self.prompts)  # prompt hash (hex) -> count
+        return out
+
+
+def _fmt_num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+class _Pending:
+    __slots__ = ("data", "close", "ready", "handle", "chat")
+
+    def __init__(self, data: bytes, close: bool, ready: bool, chat: bool) -> None:
+        self.data = data
+        self.close = close
+        self.ready = ready
+        self.handle: asyncio.TimerHandle | None = None
+        self.chat = chat
+
+
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_MODELS_PATHS = frozenset({"/v1/models", "/models"})
+_JSON_HDR = b"\r\nContent-Type: application/json\r\nContent-Length: "
+
+
+class _HTTPProtocol(asyncio.Protocol):
+    """Minimal HTTP/1.1 server: keep-alive, pipelining, Content-Length bodies."""
+
+    __slots__ = ("st", "loop", "transport", "buf", "queue", "closing", "eof")
+
+    def __init__(self, st: _State, loop: asyncio.AbstractEventLoop) -> None:
+        self.st = st
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.queue: deque[_Pending] = deque()
+        self.closing = False
+        self.eof = False
+
+    # -- connection lifecycle
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.st.connections_total += 1
+        self.st.connections_open += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        st = self.st
+        st.connections_open -= 1
+        for p in self.queue:
+            if p.handle is not None:
+                p.handle.cancel()
+            if p.chat:
+                st.in_flight -= 1
+        self.queue.clear()
+        self.transport = None
+        self.closing = True
+        self.buf = bytearray()
+
+    def eof_received(self) -> bool | None:
+        # Client half-closed (e.g. shutdown(SHUT_WR) after pipelining): answer what is
+        # pending, then close.
+        self.closing = True
+        self.eof = True
+        return True if self.queue else None
+
+    # -- parsing
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        buf = self.buf
+        buf += data
+        pos = 0
+        n = len(buf)
+        while pos < n and not self.closing:
+            # tolerate stray CRLFs between requests (RFC 9112 section 2.2)
+            while buf.startswith(b"\r\n", pos):
+                pos += 2
+            if pos >= n:
+                break
+            end = buf.find(b"\r\n\r\n", pos)
+            if end < 0:
+                if n - pos > MAX_HEADER_BYTES:
+                    self._fatal(431, "request headers too large")
+                break
+            if end - pos > MAX_HEADER_BYTES:
+                self._fatal(431, "request headers too large")
+                break
+            lines = bytes(buf[pos:end]).split(b"\r\n")
+            parts = lines[0].split(b" ")
+            if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+                self._fatal(400, "malformed request line")
+                break
+            method, target, version = parts
+            headers: dict[bytes, bytes] = {}
+            for line in lines[1:]:
+                k, sep, v = line.partition(b":")
+                if not sep:
+                    continue
+                headers[k.strip().lower()] = v.strip()
+            if b"transfer-encoding" in headers:
+                self._fatal(501, "chunked request bodies are not supported; send Content-Length")
+                break
+            cl = headers.get(b"content-length")
+            if cl is None:
+                clen = 0
+            else:
+                try:
+                    clen = int(cl)
+                except ValueError:
+                    clen = -1
+                if clen < 0:
+                    self._fatal(400, "invalid Content-Length")
+                    break
+                if clen > MAX_BODY_BYTES:
+                    self._fatal(413, "request body too large")
+                    break
+            body_start = end + 4
+            if n - body_start < clen:
+                break  # wait for the rest of the body; headers are re-parsed then (cheap)
+            body = bytes(buf[body_start : body_start + clen])
+            pos = body_start + clen
+            conn = headers.get(b"connection", b"").lower()
+            if version == b"HTTP/1.1":
+                keep_alive = b"close" not in conn
+                ka_hdr = b"" if keep_alive else b"Connection: close\r\n"
+            else:
+                keep_alive = b"keep-alive" in conn
+                ka_hdr = b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n"
+            self._dispatch(method, target, headers, body, keep_alive, ka_hdr)
+        if pos:
+            del buf[:pos]
+
+    def _fatal(self, status: int, message: str) -> None:
+        body = _error_body(status, message, "invalid_request_error", None)
+        self._emit(status, body, b"Connection: close\r\n", 0.0, False, False)
+        self.st.by_status[status] = self.st.by_status.get(status, 0) + 1
+        self.closing = True
+
+    # -- output (in request order, even when delays differ)
+
+    def _emit(self, status: int, body: bytes, extra: bytes, delay: float, keep_alive: bool, chat: bool) -> None:
+        data = b"".join(
+            (b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Unknown")), _JSON_HDR, b"%d\r\n" % len(body), extra, b"\r\n", body)
+        )
+        if not keep_alive:
+            self.closing = True
+        if delay <= 0.0 and not self.queue:
+            self.transport.write(data)  # type: ignore[union-attr]
+            if chat:
+                self.st.in_flight -= 1
+            if not keep_alive:
+                self.transport.close()  # type: ignore[union-attr]
+            return
+        p = _Pending(data, not keep_alive, delay <= 0.0, chat)
+        if delay > 0.0:
+            p.handle = self.loop.call_later(delay, self._ready, p)
+        self.queue.append(p)
+
+    def _ready(self, p: _Pending) -> None:
+        p.ready = True
+        p.handle = None
+        self._flush()
+
+    def _flush(self) -> None:
+        q = self.queue
+        t = self.transport
+        st = self.st
+        while q and q[0].ready:
+            p = q.popleft()
+            if t is None:
+                return
+            t.write(p.data)
+            if p.chat:
+                st.in_flight -= 1
+            if p.close:
+                for rest in q:
+                    if rest.handle is not None:
+                        rest.handle.cancel()
+                    if rest.chat:
+                        st.in_flight -= 1
+                q.clear()
+                t.close()
+                return
+        if self.eof and not q and t is not None:
+            t.close()
+
+    # -- routing
+
+    def _dispatch(self, method: bytes, target: bytes, headers: dict, body: bytes, keep_alive: bool, ka: bytes) -> None:
+        st = self.st
+        st.http_requests_total += 1
+        path, _, query = target.decode("latin-1").partition("?")
+        if path in _CHAT_PATHS:
+            if method != b"POST":
+                return self._simple(405, _error_body(405, "use POST", "invalid_request_error", None), ka, keep_alive)
+            st.in_flight += 1
+            if st.in_flight > st.max_in_flight:
+                st.max_in_flight = st.in_flight
+            status, out, extra, delay = self._chat(headers, body)
+            st.by_status[status] = st.by_status.get(status, 0) + 1
+            return self._emit(status, out, extra + ka, delay, keep_alive, True)
+        if path in _MODELS_PATHS and method == b"GET":
+            return self._simple(200, st.models_body, ka, keep_alive)
+        if path.startswith(("/v1/models/", "/models/")) and method == b"GET":
+            mid = path.split("/models/", 1)[1]
+            out = json.dumps({"id": mid, "object": "model", "created": 0, "owned_by": "assay"}).encode()
+            return self._simple(200, out, ka, keep_alive)
+        if path == "/_stats" and method == b"GET":
+            include = "prompts=0" not in query and "prompts=false" not in query
+            return self._simple(200, json.dumps(st.stats(include)).encode(), ka, keep_alive)
+        if path == "/_reset" and method == b"POST":
+            st.reset()
+            return self._simple(200, b'{"ok": true}', ka, keep_alive)
+        if path in ("/health", "/"):
+            return self._simple(200, b'{"status": "ok"}', ka, keep_alive)
+        return self._simple(404, _error_body(404, f"unknown endpoint {path}", "invalid_request_error", "not_found"), ka, keep_alive)
+
+    def _simple(self, status: int, body: bytes, ka: bytes, keep_alive: bool) -> None:
+        self._emit(status, body, ka, 0.0, keep_alive, False)
+
+    def _chat(self, headers: dict, body: bytes) -> tuple[int, bytes, bytes, float]:
+        st = self.st
+        cfg = st.cfg
+        st.requests_total += 1
+        nreq = st.requests_total
+        if b"authorization" in headers:
+            st.had_auth += 1
+        else:
+            st.no_auth += 1
+        delay = cfg.latency
+        if cfg.jitter:
+            delay += cfg.jitter * st.rng.random()
+
+        try:
+            req = json.loads(body)
+        except ValueError:
+            return 400, _error_body(400, "request body is not valid JSON", "invalid_request_error", None), b"", delay
+        if not isinstance(req, dict):
+            return 400, _error_body(400, "request body must be a JSON object", "invalid_request_error", None), b"", delay
+        model = req.get("model")
+        messages = req.get("messages")
+        if not isinstance(model, str) or not model:
+            return 400, _error_body(400, "you must provide a model parameter", "invalid_request_error", None), b"", delay
+        if not isinstance(messages, list) or not messages:
+            return 400, _error_body(400, "'messages' must be a non-empty array", "invalid_request_error", None), b"", delay
+        st.by_model[model] = st.by_model.get(model, 0) + 1
+        if req.get("stream"):
+            msg = "stream=true is not supported by the Assay fake server"
+            return 400, _error_body(400, msg, "invalid_request_error", None), b"", delay
+
+        # one pass over the messages
+        chars = 0
+        key_parts = []
+        users: list[str] = []
+        systems: list[str] = []
+        last_user = ""
+        for m in messages:
+            if not isinstance(m, dict):
+                return 400, _error_body(400, "each message must be an object", "invalid_request_error", None), b"", delay
+            role = m.get("role")
+            text = _text_of(m.get("content"))
+            chars += len(text)
+            key_parts.append(f"{role}\x1f{text}")
+            if role == "user":
+                last_user = text
+                users.append(text)
+            elif role == "system" or role == "developer":
+                systems.append(text)
+        digest = hashlib.blake2b("\x1e".join(key_parts).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        ph = digest.hex()
+        prompts = st.prompts
+        prompts[ph] = prompts.get(ph, 0) + 1
+
+        trig = False
+        for u in users:
+            if "TRIGGER:" in u:
+                trig = True
+                break
+        if trig:
+            user_all = "\n".join(users)
+            if "TRIGGER:401" in user_all:
+                msg = "Incorrect API key provided (TRIGGER:401)."
+                return 401, _error_body(401, msg, "invalid_request_error", "invalid_api_key"), b"", delay
+            if "TRIGGER:400" in user_all:
+                msg = "Invalid request (TRIGGER:400)."
+                return 400, _error_body(400, msg, "invalid_request_error", "invalid_request"), b"", delay
+        if cfg.rate_limit_every and nreq % cfg.rate_limit_every == 0:
+            msg = f"Rate limit reached for {model} (every {cfg.rate_limit_every}th request)."
+            return 429, _error_body(429, msg, "requests", "rate_limit_exceeded"), st.retry_after_hdr, delay
+        if trig:
+            if "TRIGGER:429" in user_all and ph not in st.triggered_429:
+                st.triggered_429.add(ph)
+                msg = "Rate limit reached (TRIGGER:429)."
+                return 429, _error_body(429, msg, "requests", "rate_limit_exceeded"), st.retry_after_hdr, delay
+            if "TRIGGER:500" in user_all and ph not in st.triggered_500:
+                st.triggered_500.add(ph)
+                msg = "The server had an error while processing your request (TRIGGER:500)."
+                return 500, _error_body(500, msg, "server_error", None), b"", delay
+        if st.fail_threshold and int.from_bytes(digest, "big") < st.fail_threshold:
+            c = st.fail_counts.get(ph, 0)
+            if c < cfg.fail_times:
+                st.fail_counts[ph] = c + 1
+                msg = "The server had an error while processing your request (fail_rate)."
+                return 500, _error_body(500, msg, "server_error", None), b"", delay
+        if trig and "TRIGGER:SLOW" in user_all:
+            delay += cfg.slow_seconds
+
+        answer = respond(last_user, systems, users)
+        pt = (chars + 3) // 4
+        ct = max(1, (len(answer) + 3) // 4)
+        st.seq += 1
+        out = (
+            '{"id":"chatcmpl-assay%d","object":"chat.completion","created":%d,"model":%s,'
+            '"choices":[{"index":0,"message":{"role":"assistant","content":%s,"refusal":null},'
+            '"logprobs":null,"finish_reason":"stop"}],'
+            '"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,'
+            '"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},'
+            '"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}},'
+            '"system_fingerprint":"fp_assay_fake"}'
+        ) % (st.seq, int(time.time()), _jstr(model), _jstr(answer), pt, ct, pt + ct)
+        return 200, out.encode(), b"x-request-id: req_assay%d\r\n" % st.seq, delay
+
+
+# --------------------------------------------------------------------------- process entry
+
+
+async def serve(
+    cfg: ServerConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    exit_on_stdin_eof: bool = False,
+    announce=None,
+) -> None:
+    """Run the server until SIGINT/SIGTERM (or stdin EOF if asked)."""
+    loop = asyncio.get_running_loop()
+    st = _State(cfg)
+    server = await loop.create_server(lambda: _HTTPProtocol(st, loop), host, port, backlog=2048, reuse_address=True)
+    bound = server.sockets[0].getsockname()[1]
+    line = f"listening on http://{host}:{bound}/v1"
+    if announce is None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    else:
+        announce(line)
+    stop = loop.create_future()
+
+    def _stop(*_: object) -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, _stop)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    if exit_on_stdin_eof:
+        fd = sys.stdin.fileno()
+
+        def _on_stdin() -> None:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(fd)
+                _stop()
+
+        loop.add_reader(fd, _on_stdin)
+    # The request path allocates only short-lived objects; keep the cyclic GC out of the way.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    try:
+        await stop
+    finally:
+        server.close()
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m assay.testing.openai_server",
+        description="Fast deterministic fake OpenAI-compatible server (tests, benchmarks, demos).",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 = pick a free port (printed on the first line)")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds added to every chat response")
+    p.add_argument("--jitter", type=float, default=0.0, help="extra uniform random delay in [0, jitter] seconds")
+    p.add_argument("--fail-rate", type=float, default=0.0, help="share of prompts (by hash) that get 500 first")
+    p.add_argument("--fail-times", type=int, default=1, help="how many attempts of a failing prompt get 500")
+    p.add_argument("--rate-limit-every", type=int, default=0, help="every k-th chat request gets 429 (0 = never)")
+    p.add_argument("--retry-after", type=float, default=0.05, help="Retry-After seconds sent with 429")
+    p.add_argument("--slow-seconds", type=float, default=10.0, help="extra delay for TRIGGER:SLOW")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated ids for GET /v1/models")
+    p.add_argument("--seed", type=int, default=0, help="seed for the jitter RNG")
+    p.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when stdin closes (used by OpenAIServer)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    cfg = ServerConfig(
+        latency=args.latency,
+        jitter=args.jitter,
+        fail_rate=args.fail_rate,
+        fail_times=args.fail_times,
+        rate_limit_every=args.rate_limit_every,
+        retry_after=args.retry_after,
+        slow_seconds=args.slow_seconds,
+        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        seed=args.seed,
+    )
+    try:
+        asyncio.run(serve(cfg, args.host, args.port, exit_on_stdin_eof=args.exit_on_stdin_eof))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# --------------------------------------------------------------------------- Python API
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class OpenAIServer:
+    """Start the fake server in a subprocess for the duration of a ``with`` block.
+
+    >>> with OpenAIServer(latency=0.05) as srv:          # doctest: +SKIP
+    ...     client = openai.OpenAI(base_url=srv.base_url, api_key="test")
+    ...     client.chat.completions.create(model="mock-model", messages=[...])
+    ...     srv.stats()["requests_total"]
+    """
+
+    def __init__(
+        self,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        fail_rate: float = 0.0,
+        fail_times: int = 1,
+        rate_limit_every: int = 0,
+        retry_after: float = 0.05,
+        slow_seconds: float = 10.0,
+        models: tuple[str, ...] | list[str] = DEFAULT_MODELS,
+        seed: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        startup_timeout: float = 15.0,
+        python: str | None = None,
+    ) -> None:
+        self.config = ServerConfig(
+            latency=latency,
+            jitter=jitter,
+            fail_rate=fail_rate,
+            fail_times=fail_times,
+            rate_limit_every=rate_limit_every,
+            retry_after=retry_after,
+            slow_seconds=slow_seconds,
+            models=models,
+            seed=seed,
+        )
+        self.host = host
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self.python = python or sys.executable
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    # -- urls
+
+    @property
+    def url(self) -> str:
+        """Root URL, e.g. ``http://127.0.0.1:PORT``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI ``base_url``, e.g. ``http://127.0.0.1:PORT/v1``."""
+        return self.url + "/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    # -- lifecycle
+
+    def start(self) -> OpenAIServer:
+        if self.proc is not None:
+            raise RuntimeError("server already started")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        cmd = [
+            self.python, "-m", "assay.testing.openai_server",
+            "--host", self.host, "--port", str(self.port), "--exit-on-stdin-eof",
+            *self.config.to_argv(),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
+        try:
+            line = self._read_first_line(self.startup_timeout)
+            m = re.search(r"http://[^\s/]+:(\d+)", line)
+            if not m:
+                raise RuntimeError(f"fake OpenAI server printed an unexpected first line: {line!r}")
+            self.port = int(m.group(1))
+            self._wait_ready(self.startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _read_first_line(self, timeout: float) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"fake OpenAI server did not announce its port within {timeout}s")
+            r, _, _ = select.select([fd], [], [], left)
+            if not r:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                rc = self.proc.wait(timeout=5)
+                raise RuntimeError(f"fake OpenAI server exited (code {rc}) before announcing its port")
+            buf += chunk
+        return buf.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with _NO_PROXY_OPENER.open(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"fake OpenAI server exited (code {self.proc.returncode})")
+            if time.monotonic() > deadline:
+                raise TimeoutError("fake OpenAI server did not answer in time")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+        finally:
+            for f in (proc.stdin, proc.stdout):
+                try:
+                    if f is not None:
+                        f.close()
+                except OSError:
+                    pass
+
+    close = stop
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- control endpoints
+
+    def stats(self, include_prompts: bool = True) -> dict[str, Any]:
+        """``GET /_stats`` as a dict."""
+        url = self.url + "/_stats" + ("" if include_prompts else "?prompts=0")
+        with _NO_PROXY_OPENER.open(url, timeout=10) as r:
+            return json.loads(r.read())
+
+    def reset(self) -> None:
+        """``POST /_reset``: clear stats and the "once per prompt" fault state."""
+        req = urllib.request.Request(self.url + "/_reset", data=b"", method="POST")
+        with _NO_PROXY_OPENER.open(req, timeout=10) as r:
+            r.read()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

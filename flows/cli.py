@@ -1,0 +1,182 @@
+"""The ``assay`` command line.
+
+Exit codes: 0 success, 1 failed run, 2 configuration error, 3 a quality gate broke.
+Commands import Prefect only when they run a flow, so ``validate`` and ``list`` are quick.
+"""
+
+import os
+import sys
+from datetime import date, datetime
+from typing import Optional
+
+import typer
+
+import flows  # noqa: F401  (sets the offline Prefect environment before Prefect is imported)
+from assay.config import ConfigError, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Assess LLMs for production: quality, generalization, cost.")
+
+CONFIG_OPT = typer.Option("pipelines.yaml", "--config", "-c", help="Path to pipelines.yaml.")
+EXIT_FAILED, EXIT_CONFIG, EXIT_GATE = 1, 2, 3
+
+
+def _err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _load(config: str):
+    try:
+        return load_config(config)
+    except ConfigError as e:
+        _err(e.format())
+        raise typer.Exit(EXIT_CONFIG)
+
+
+def _parse_date(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        _err(f"{name}: expected a date as YYYY-MM-DD, got {value!r}")
+        raise typer.Exit(EXIT_CONFIG)
+
+
+@app.command()
+def validate(config: str = CONFIG_OPT):
+    """Check a pipelines.yaml; every problem names its key path and line."""
+    loaded = _load(config)
+    c = loaded.config
+    typer.echo(f"{config}: OK ({len(c.pipelines)} pipeline(s), {len(c.models)} model(s))")
+
+
+@app.command("list")
+def list_(config: str = CONFIG_OPT):
+    """Show the pipelines and models of a config."""
+    from rich.console import Console
+    from rich.table import Table
+
+    loaded = _load(config)
+    c = loaded.config
+    con = Console()
+    t = Table(title="pipelines")
+    for col in ("pipeline", "dataset", "models", "metrics", "schedule"):
+        t.add_column(col)
+    for name, p in c.pipelines.items():
+        t.add_row(name, p.dataset.source, ", ".join(p.models), ", ".join(s.key for s in p.metric_specs()),
+                  f"{p.schedule.cron} ({p.schedule.timezone})" if p.schedule else "–")
+    con.print(t)
+    t = Table(title="models")
+    for col in ("model", "provider", "target", "pricing"):
+        t.add_column(col)
+    for name, m in c.models.items():
+        target = m.model or m.source or m.function or m.path or m.estimator or m.train or ""
+        if m.base_url:
+            target += f" @ {m.base_url}"
+        pricing = ("self-hosted" if m.hosting else "explicit" if m.price else "compute" if m.compute or m.provider == "sklearn"
+                   else f"genai-prices ({m.price_ref or m.model})")
+        t.add_row(name, m.provider, target, pricing)
+    con.print(t)
+
+
+class _Progress:
+    """A terminal progress bar per model: items/s, errors and dollars so far."""
+
+    def __init__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[rate]} it/s  errors {task.fields[errors]}  ${task.fields[usd]}"),
+                          TimeElapsedColumn(), transient=False, console=__import__("rich.console").console.Console(stderr=True))
+        self.tasks: dict[str, int] = {}
+        self.start: dict[str, float] = {}
+
+    def __call__(self, model, done, total, errors, usd):
+        import time
+
+        if model not in self.tasks:
+            self.tasks[model] = self.p.add_task(model, total=total, rate="0", errors=0, usd="0.0000")
+            self.start[model] = time.monotonic()
+        dt = max(1e-6, time.monotonic() - self.start[model])
+        self.p.update(self.tasks[model], completed=done, rate=f"{done / dt:,.0f}", errors=errors, usd=f"{usd:.4f}")
+
+
+@app.command()
+def run(
+    pipeline: str = typer.Argument(..., help="Pipeline name from the config."),
+    config: str = CONFIG_OPT,
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluation date YYYY-MM-DD (default: today)."),
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated subset of the pipeline's models."),
+    sample: Optional[int] = typer.Option(None, "--sample", min=1, help="Number of examples to sample."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Response cache: use, refresh or off."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on a terminal."),
+):
+    """Run one assessment through Prefect; print the run folder as the last line."""
+    loaded = _load(config)
+    try:
+        loaded.pipeline(pipeline)
+    except ConfigError as e:
+        _err(e.format())
+        raise typer.Exit(EXIT_CONFIG)
+    if cache is not None and cache not in ("use", "refresh", "off"):
+        _err(f"--cache: expected use, refresh or off, got {cache!r}")
+        raise typer.Exit(EXIT_CONFIG)
+    day = _parse_date(as_of, "--as-of") or date.today()
+    chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    if chosen:
+        unknown = [m for m in chosen if m not in loaded.config.pipelines[pipeline].models]
+        if unknown:
+            _err(f"--models: {', '.join(unknown)} not in pipelines.{pipeline}.models "
+                 f"({', '.join(loaded.config.pipelines[pipeline].models)})")
+            raise typer.Exit(EXIT_CONFIG)
+    code, folder = execute(pipeline, day, chosen, sample, config, artifacts, cache, progress)
+    if folder:
+        typer.echo(folder)
+    raise typer.Exit(code)
+
+
+def execute(pipeline, day, models, sample, config, artifacts, cache, progress=False) -> tuple[int, str | None]:
+    """Run the assess flow; return (exit code, run folder)."""
+    from assay import run as R
+
+    bar = None
+    if progress and sys.stderr.isatty():
+        bar = _Progress()
+        bar.p.start()
+        R.PROGRESS_HOOKS.append(bar)
+    from flows.assess import assess
+    from assay.run import GateFailed
+
+    try:
+        state = assess(pipeline=pipeline, as_of=day, models=models, sample=sample, config=config,
+                       artifacts=artifacts, cache=cache, return_state=True)
+    finally:
+        if bar is not None:
+            bar.p.stop()
+            R.PROGRESS_HOOKS.remove(bar)
+    if state.is_completed():
+        return 0, state.result()
+    try:
+        state.result()
+    except GateFailed as e:
+        _err(f"gate failed: {e}")
+        return EXIT_GATE, _folder_from_state(state)
+    except ConfigError as e:
+        _err(e.format())
+        return EXIT_CONFIG, None
+    except Exception as e:
+        _err(f"run failed: {e}")
+    return EXIT_FAILED, _folder_from_state(state)
+
+
+def _folder_from_state(state) -> str | None:
+    return None
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""The load stage as a Prefect task."""
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from assay.run import RunContext, load_stage
+
+
+@task(name="load", cache_policy=NO_CACHE, retries=0)
+def load(ctx: RunContext) -> str:
+    """Read the dataset, filter it to as_of, sample it; write dataset.parquet."""
+    return load_stage(ctx)
