@@ -51,6 +51,10 @@ def run_stages(ctx: RunContext) -> str:
         fail(ctx, stage, f"{type(e).__name__}: {e}" if not str(e) else str(e))
         raise
     finish(ctx)
+    # Gates run on a complete run: its artifacts stand, but a broken gate fails the flow run.
+    from tasks.gate import gate
+
+    gate(ctx)
     return ctx.folder.url
 
 

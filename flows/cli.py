@@ -175,6 +175,8 @@ def _folder_from_state(state) -> str | None:
 
 
 def main():
+    import flows.cli_ops  # noqa: F401  (registers serve, backfill, history)
+
     app()
 
 

@@ -80,10 +80,11 @@ def _build_registered(spec: "MetricSpec", base_dir: str | None) -> Metric:
         args.setdefault("judge", spec.judge)
     for opt in getattr(cls, "path_options", ()):
         value = args.get(opt)
-        if isinstance(value, str) and base_dir is not None and not os.path.isabs(value):
-            candidate = os.path.join(base_dir, os.path.expanduser(value))
-            if os.path.exists(candidate):
-                args[opt] = candidate
+        if isinstance(value, str) and not value.lstrip().startswith(("{", "[")):  # not inline JSON
+            value = os.path.expanduser(value)
+            if base_dir is not None and not os.path.isabs(value):
+                value = os.path.join(base_dir, value)
+            args[opt] = value
     try:
         metric = cls(**args)
     except TypeError as e:

@@ -259,6 +259,14 @@ class Metric:
     decomposable: bool = True
     #: constructor options holding file paths; build_metric resolves them against the config's directory
     path_options: tuple[str, ...] = ()
+    #: cached helper objects, rebuilt on demand: not pickled (metrics travel to worker processes)
+    _transient: tuple[str, ...] = ()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for k in self._transient:
+            state[k] = None
+        return state
 
     def score_each(self, predictions: Sequence[str | None], references: Sequence[Any]) -> np.ndarray | None:
         raise NotImplementedError
@@ -441,6 +449,7 @@ class _Rouge(Metric):
     """
 
     rouge_type = "rouge1"
+    _transient = ("_scorer",)
 
     def __init__(self, use_stemmer: bool = False):
         self.options = {"use_stemmer": bool(use_stemmer)}
@@ -492,6 +501,7 @@ class _SacreBleu(Metric):
     """
 
     decomposable = False
+    _transient = ("_corpus", "_sentence")
 
     def __init__(self, **options):
         self.options = dict(options)
@@ -501,8 +511,13 @@ class _SacreBleu(Metric):
     def _make(self, **options):
         raise NotImplementedError
 
-    def _sentence_metric(self):
+    def _corpus_metric(self):
+        if self._corpus is None:
+            self._corpus = self._make(**self.options)
         return self._corpus
+
+    def _sentence_metric(self):
+        return self._corpus_metric()
 
     def _streams(self, predictions, references) -> tuple[list[str], list[list[str | None]]]:
         preds, refs = _pairs(predictions, references)
@@ -530,7 +545,7 @@ class _SacreBleu(Metric):
         hyps, streams = self._streams(predictions, references)
         if not hyps:
             return float("nan")
-        return float(self._corpus.corpus_score(hyps, streams).score)
+        return float(self._corpus_metric().corpus_score(hyps, streams).score)
 
 
 class Bleu(_SacreBleu):
@@ -676,10 +691,18 @@ class JsonSchema(Metric):
 
     name = "json_schema"
     path_options = ("schema",)
+    _transient = ("_validator",)
 
     def __init__(self, schema: Mapping | str | None = None):
         self.options = {"schema": schema}
-        self._validator = None if schema is None else self._make_validator(_load_schema(schema))
+        self._schema = None if schema is None else _load_schema(schema)
+        self._validator = None if self._schema is None else self._make_validator(self._schema)
+
+    @property
+    def validator(self):
+        if self._validator is None and self._schema is not None:
+            self._validator = self._make_validator(self._schema)
+        return self._validator
 
     @staticmethod
     def _make_validator(schema):
@@ -697,7 +720,7 @@ class JsonSchema(Metric):
         refs = [None] * len(preds) if references is None else _pairs(preds, references)[1]
         out = np.empty(len(preds), dtype=float)
         for i, (p, r) in enumerate(zip(preds, refs)):
-            validator = self._validator
+            validator = self.validator
             if validator is None:
                 if is_missing(r):
                     out[i] = np.nan
@@ -798,6 +821,9 @@ class EvaluateModuleInputs:
         """Add a batch of predictions and references (None, labels and numbers accepted)."""
         if references is None and predictions is not None and self.references_optional:
             references = [None] * len(predictions)
+        if references is not None and any(_is_multi(r) for r in references):
+            # evaluate picks the feature format from the first example: make them all lists
+            references = [r if _is_multi(r) or is_missing(r) else [r] for r in references]
         return super().add_batch(predictions=_hf_column(predictions), references=_hf_column(references), **kwargs)
 
     def add(self, *, prediction=None, reference=None, **kwargs):

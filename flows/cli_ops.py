@@ -1,0 +1,1 @@
+"""Operations commands: serve, backfill, history."""

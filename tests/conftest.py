@@ -1,0 +1,51 @@
+"""Shared fixtures. Every real component a test needs is started here or by the test itself."""
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+# One Prefect home per test session (SQLite locks when shared), offline, before Prefect loads.
+_HOME = tempfile.mkdtemp(prefix="assay-prefect-home-")
+os.environ["PREFECT_HOME"] = _HOME
+os.environ.pop("PREFECT_API_URL", None)
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A temporary Prefect server on a throwaway SQLite database, for flow-level tests."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture()
+def example_config(tmp_path) -> Path:
+    """A copy of the shipped pipelines.yaml whose relative paths point at the shipped data."""
+    text = (ROOT / "pipelines.yaml").read_text().replace("artifacts: data/runs", f"artifacts: {tmp_path}/runs")
+    text = text.replace(" data/", f" {ROOT}/data/")
+    p = tmp_path / "pipelines.yaml"
+    p.write_text(text)
+    return p
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HOME, ignore_errors=True)

@@ -1,0 +1,148 @@
+"""pipelines.yaml validation: the good file, and each kind of bad file."""
+
+import textwrap
+
+import pytest
+
+from assay.config import ConfigError, load_config
+
+GOOD = """
+artifacts: runs
+models:
+  m1: {provider: openai, model: gpt-4o-mini, api_key_env: OPENAI_API_KEY, params: {temperature: 0}}
+  base: {provider: sklearn, train: train.parquet}
+pipelines:
+  p:
+    dataset: {source: test.parquet, id: id, reference: label, slices: [lang]}
+    prompt: {template: "Classify: {text}"}
+    models: [m1, base]
+    metrics: [accuracy, {name: exact_match, args: {ignore_case: false}}]
+    gates: {accuracy: {min: 0.5}}
+"""
+
+
+def write(tmp_path, text: str):
+    p = tmp_path / "pipelines.yaml"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def problems(tmp_path, text: str) -> list[tuple]:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    return e.value.problems
+
+
+def test_good_file_validates(tmp_path):
+    loaded = load_config(write(tmp_path, GOOD))
+    p = loaded.pipeline("p")
+    assert p.models == ["m1", "base"]
+    assert [s.key for s in p.metric_specs()] == ["accuracy", "exact_match"]
+    assert loaded.resolve_path("test.parquet") == str(tmp_path / "test.parquet")
+    assert len(loaded.config_hash("p")) == 64
+
+
+def test_shipped_example_validates(project_root):
+    loaded = load_config(project_root / "pipelines.yaml")
+    assert "support-triage" in loaded.config.pipelines
+
+
+def test_config_hash_changes_with_what_shapes_results(tmp_path):
+    a = load_config(write(tmp_path, GOOD)).config_hash("p")
+    b = load_config(write(tmp_path, GOOD.replace("temperature: 0", "temperature: 1"))).config_hash("p")
+    assert a != b
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    (path, msg, line), = problems(tmp_path, "models:\n  m1: {provider: openai\npipelines: {}\n")
+    assert "invalid YAML" in msg and line == 3
+
+
+def test_unknown_key_names_its_path_and_line(tmp_path):
+    text = GOOD.replace("reference: label,", "reference: label, refrence: x,")
+    (path, msg, line), = problems(tmp_path, text)
+    assert path == "pipelines.p.dataset.refrence"
+    assert "Extra inputs" in msg
+    assert line == 8
+
+
+def test_unknown_model_in_pipeline_lists_close_matches(tmp_path):
+    (path, msg, line), = problems(tmp_path, GOOD.replace("models: [m1, base]", "models: [m1, bsae]"))
+    assert path == "pipelines.p.models[1]"
+    assert "did you mean 'base'" in msg
+    assert line == 10
+
+
+def test_unknown_provider_lists_close_matches(tmp_path):
+    (path, msg, _), = problems(tmp_path, GOOD.replace("provider: openai", "provider: opnai"))
+    assert path == "models.m1.provider" and "did you mean 'openai'" in msg
+
+
+def test_unknown_metric_lists_close_matches(tmp_path):
+    found = problems(tmp_path, GOOD.replace("metrics: [accuracy,", "metrics: [acuracy,"))
+    by_path = {p: m for p, m, _ in found}
+    assert "did you mean 'accuracy'" in by_path["pipelines.p.metrics[0]"]
+    assert "pipelines.p.gates.accuracy" in by_path  # the gate now names a metric that is not computed
+
+
+def test_wrong_type_and_range(tmp_path):
+    text = GOOD.replace("params: {temperature: 0}", "params: {temperature: 0}, max_concurrency: 0")
+    (path, msg, _), = problems(tmp_path, text)
+    assert path == "models.m1.max_concurrency" and "greater than or equal to 1" in msg
+
+
+def test_field_foreign_to_provider(tmp_path):
+    (path, msg, _), = problems(tmp_path, GOOD.replace("train: train.parquet", "train: train.parquet, base_url: http://x"))
+    assert path == "models.base.base_url" and "not used by provider 'sklearn'" in msg
+
+
+def test_gate_on_metric_not_computed(tmp_path):
+    (path, msg, _), = problems(tmp_path, GOOD.replace("gates: {accuracy:", "gates: {f1:"))
+    assert path == "pipelines.p.gates.f1"
+
+
+def test_env_var_expansion(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSAY_TEST_URL", "http://127.0.0.1:9/v1")
+    text = GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_TEST_URL}',")
+    loaded = load_config(write(tmp_path, text))
+    assert loaded.config.models["m1"].base_url == "http://127.0.0.1:9/v1"
+    # the raw config (what manifests record) keeps the placeholder, not the value
+    assert loaded.raw["models"]["m1"]["base_url"] == "${ASSAY_TEST_URL}"
+
+
+def test_missing_env_var_names_key_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("ASSAY_NOPE", raising=False)
+    text = GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_NOPE}',")
+    (path, msg, line), = problems(tmp_path, text)
+    assert path == "models.m1.base_url" and "ASSAY_NOPE is not set" in msg and line == 4
+
+
+def test_env_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("ASSAY_NOPE", raising=False)
+    text = GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_NOPE:-http://h/v1}',")
+    assert load_config(write(tmp_path, text)).config.models["m1"].base_url == "http://h/v1"
+
+
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "nope.yaml")
+    assert "nope.yaml" in str(e.value) and "not found" in str(e.value)
+
+
+def test_several_problems_reported_together(tmp_path):
+    text = GOOD.replace("models: [m1, base]", "models: [m1, bsae]").replace("metrics: [accuracy,", "metrics: [acuracy,")
+    assert len(problems(tmp_path, text)) == 3  # model, metric, and the gate on the missing metric
+
+
+def test_cli_validate_exit_codes(tmp_path, project_root):
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "flows.cli", "validate", "--config", str(project_root / "pipelines.yaml")],
+                        capture_output=True, text=True, cwd=project_root)
+    assert ok.returncode == 0, ok.stderr
+    bad = write(tmp_path, GOOD.replace("models: [m1, base]", "models: [m1, bsae]"))
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "validate", "--config", str(bad)], capture_output=True, text=True,
+                       cwd=project_root)
+    assert r.returncode == 2
+    assert "pipelines.p.models[1] (line 10)" in r.stderr and "did you mean 'base'" in r.stderr

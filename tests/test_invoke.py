@@ -1,0 +1,243 @@
+"""The invoke stage against a real OpenAI-compatible server started on 127.0.0.1.
+
+Retries, the response cache, resume after kill -9, concurrency and rate limits, and
+secrets that must never reach an artifact.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from assay.invoke import read_responses
+from assay.run import RunFailed, run_local, start_run
+from assay.store import Store
+from assay.testing.openai_server import OpenAIServer
+
+LABELS = ["billing", "technical", "account"]
+DAY = date(2026, 11, 1)
+
+
+def make_dataset(path: Path, n: int, triggers: dict[int, str] | None = None) -> Path:
+    rows = []
+    for i in range(n):
+        label = LABELS[i % 3]
+        text = f"ticket {i} about {label} please help"
+        if triggers and i in triggers:
+            text += f" TRIGGER:{triggers[i]}"
+        rows.append({"id": f"e{i:05d}", "text": text, "label": label, "lang": "en" if i % 2 else "de"})
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def make_config(tmp_path: Path, base_url: str, extra_model: str = "", pipeline_extra: str = "", n: int = 40,
+                triggers=None) -> Path:
+    make_dataset(tmp_path / "data.parquet", n, triggers)
+    text = f"""
+    artifacts: {tmp_path}/runs
+    cache_dir: {tmp_path}/cache
+    models:
+      fake:
+        provider: openai
+        model: mock-model
+        base_url: {base_url}
+        api_key_env: ASSAY_TEST_KEY
+        params: {{temperature: 0, max_tokens: 8}}
+        max_concurrency: 8
+        max_attempts: 3
+        price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}
+        {extra_model}
+    pipelines:
+      p:
+        dataset: {{source: data.parquet, id: id, reference: label, slices: [lang]}}
+        prompt:
+          system: "labels: billing, technical, account"
+          template: "{{text}}"
+        models: [fake]
+        metrics: [accuracy]
+        shard_size: 10
+        bootstrap: 50
+        {pipeline_extra}
+    """
+    p = tmp_path / "pipelines.yaml"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("ASSAY_TEST_KEY", "sk-test-SECRET-5f3a9c")
+
+
+@pytest.fixture(scope="module")
+def server():
+    with OpenAIServer(latency=0.005) as srv:
+        yield srv
+
+
+def test_openai_provider_end_to_end(tmp_path, server):
+    server.reset()
+    cfg = make_config(tmp_path, server.base_url)
+    ctx = run_local(str(cfg), "p", DAY)
+    rf = ctx.folder
+    resp = read_responses(rf).to_pandas()
+    assert len(resp) == 40 and resp["example_id"].is_unique
+    assert (resp["error"].isna()).all()
+    assert (resp["output"] == pd.Series([LABELS[int(e[1:]) % 3] for e in resp["example_id"]])).all()
+    assert (resp["prompt_tokens"] > 0).all() and (resp["completion_tokens"] >= 1).all()
+    assert (resp["latency_s"] > 0).all() and (resp["attempts"] == 1).all() and not resp["cached"].any()
+    assert resp["started_at"].notna().all()
+    metrics = rf.read_table("metrics.parquet").to_pandas()
+    acc = metrics[(metrics.metric == "accuracy") & (metrics.slice == "all")].iloc[0]
+    assert acc.value == 1.0 and acc.n == 40
+    assert set(metrics.slice) == {"all", "lang=de", "lang=en"}
+    costs = rf.read_table("costs.parquet").to_pandas().set_index("model")
+    expected = (resp.prompt_tokens.sum() * 1.0 + resp.completion_tokens.sum() * 2.0) / 1e6
+    assert costs.loc["fake", "cost_usd"] == pytest.approx(expected)
+    assert server.stats()["had_auth"] >= 40
+    manifest = rf.manifest()
+    assert manifest["status"] == "complete"
+    assert set(manifest["stages"]) >= {"load", "invoke", "score", "cost", "report"}
+
+
+def test_retries_and_non_retryable_errors(tmp_path, server):
+    server.reset()
+    triggers = {0: "500", 1: "429", 2: "400", 3: "401"}
+    cfg = make_config(tmp_path, server.base_url, pipeline_extra="max_error_rate: 0.2", triggers=triggers)
+    ctx = run_local(str(cfg), "p", DAY)
+    resp = read_responses(ctx.folder).to_pandas().set_index("example_id")
+    assert resp.loc["e00000", "attempts"] == 2 and pd.isna(resp.loc["e00000", "error"])
+    assert resp.loc["e00001", "attempts"] == 2 and pd.isna(resp.loc["e00001", "error"])
+    assert resp.loc["e00002", "attempts"] == 1 and "400" in resp.loc["e00002", "error"]
+    assert resp.loc["e00003", "attempts"] == 1 and "401" in resp.loc["e00003", "error"]
+    metrics = ctx.folder.read_table("metrics.parquet").to_pandas()
+    acc = metrics[(metrics.metric == "accuracy") & (metrics.slice == "all")].iloc[0]
+    assert acc.errors == 2 and acc.value == pytest.approx(38 / 40)  # failed calls count as wrong
+
+
+def test_too_many_errors_fails_the_run_and_keeps_artifacts(tmp_path, server):
+    server.reset()
+    triggers = {i: "400" for i in range(10)}
+    cfg = make_config(tmp_path, server.base_url, triggers=triggers)  # default max_error_rate 10%
+    with pytest.raises(RunFailed, match="max_error_rate"):
+        run_local(str(cfg), "p", DAY)
+    run = Store(tmp_path / "runs").runs("p")[0]
+    m = run.manifest()
+    assert m["status"] == "failed" and m["error"]["stage"] == "invoke"
+    assert read_responses(run).num_rows == 40
+
+
+def test_cache_makes_no_call_twice(tmp_path, server):
+    server.reset()
+    cfg = make_config(tmp_path, server.base_url)
+    run_local(str(cfg), "p", DAY)
+    assert server.stats()["requests_total"] == 40
+    ctx = run_local(str(cfg), "p", DAY)
+    assert server.stats()["requests_total"] == 40  # all from the cache
+    resp = read_responses(ctx.folder).to_pandas()
+    assert resp["cached"].all() and (resp["attempts"] == 0).all()
+    run_local(str(cfg), "p", DAY, cache_mode="refresh")
+    assert server.stats()["requests_total"] == 80
+    run_local(str(cfg), "p", DAY, cache_mode="off")
+    assert server.stats()["requests_total"] == 120
+
+
+def test_errors_are_not_cached(tmp_path, server):
+    server.reset()
+    cfg = make_config(tmp_path, server.base_url, triggers={5: "400"}, pipeline_extra="max_error_rate: 0.5")
+    run_local(str(cfg), "p", DAY)
+    run_local(str(cfg), "p", DAY)
+    # 40 calls, then only the failed one again
+    assert server.stats()["requests_total"] == 41
+
+
+def test_concurrency_is_bounded(tmp_path):
+    with OpenAIServer(latency=0.05) as srv:
+        cfg = make_config(tmp_path, srv.base_url, n=60)
+        run_local(str(cfg), "p", DAY, cache_mode="off")
+        stats = srv.stats()
+    assert stats["requests_total"] == 60
+    assert 2 <= stats["max_in_flight"] <= 8
+
+
+def test_rate_limit_requests_per_minute(tmp_path, server):
+    server.reset()
+    cfg = make_config(tmp_path, server.base_url, extra_model="rpm: 600", n=30)  # 10 requests per second
+    ctx = run_local(str(cfg), "p", DAY, cache_mode="off")
+    starts = read_responses(ctx.folder).to_pandas()["started_at"].sort_values()
+    span = (starts.iloc[-1] - starts.iloc[0]).total_seconds()
+    # 30 requests at 10/s with a burst of 10 take at least ~2 s
+    assert span >= 1.8
+
+
+def test_secrets_never_reach_artifacts(tmp_path, server):
+    cfg = make_config(tmp_path, server.base_url)
+    ctx = run_local(str(cfg), "p", DAY)
+    root = Path(ctx.folder.url)
+    for f in root.rglob("*"):
+        if f.is_file():
+            assert b"SECRET-5f3a9c" not in f.read_bytes(), f
+    assert b"SECRET-5f3a9c" not in (tmp_path / "cache" / "responses.sqlite").read_bytes()
+
+
+def test_missing_api_key_is_a_clear_error(tmp_path, server, monkeypatch):
+    monkeypatch.delenv("ASSAY_TEST_KEY")
+    cfg = make_config(tmp_path, server.base_url)
+    with pytest.raises(Exception, match="ASSAY_TEST_KEY"):
+        run_local(str(cfg), "p", DAY)
+
+
+RUNNER = """
+import sys
+from datetime import date
+from assay.run import run_local
+run_local(sys.argv[1], "p", date(2026, 11, 1))
+"""
+
+
+def test_resume_after_kill_pays_for_nothing_twice(tmp_path):
+    n = 300
+    with OpenAIServer(latency=0.05) as srv:
+        cfg = make_config(tmp_path, srv.base_url, n=n)
+        cfg.write_text(cfg.read_text().replace("max_concurrency: 8", "max_concurrency: 4"))
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(cfg)], env=env)
+        try:
+            # wait until a few shards are on disk, then kill -9 in the middle of invoke
+            deadline = time.time() + 60
+            parts_dir = None
+            while time.time() < deadline:
+                runs = Store(tmp_path / "runs").runs("p")
+                if runs:
+                    parts_dir = Path(runs[0].url) / "responses"
+                    if parts_dir.exists() and len(list(parts_dir.glob("part-*.parquet"))) >= 3:
+                        break
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait()
+        before = srv.stats()["requests_total"]
+        assert 0 < before < n, "the kill must land in the middle of invoke"
+        written = sum(pq.read_metadata(p).num_rows for p in parts_dir.glob("part-*.parquet"))
+        ctx = run_local(str(cfg), "p", DAY)
+        after = srv.stats()["requests_total"]
+    assert ctx.resumed
+    resp = read_responses(ctx.folder).to_pandas()
+    assert len(resp) == n and resp["example_id"].is_unique
+    # one physical row per (example, model) on disk too
+    raw = pd.concat([pd.read_parquet(p) for p in (Path(ctx.folder.url) / "responses").glob("part-*.parquet")])
+    assert len(raw) == n and raw["example_id"].is_unique
+    # every response written before the kill is kept; only the rest is called for
+    assert after - before == n - written
+    assert ctx.folder.manifest()["status"] == "complete"
+    assert [r.run_id for r in Store(tmp_path / "runs").runs("p")] == [ctx.run_id]
