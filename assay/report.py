@@ -28,7 +28,9 @@ def _usd(v) -> str:
         return f"${v:,.0f}"
     if abs(v) >= 1:
         return f"${v:,.2f}"
-    return f"${v:.4f}"
+    if v == 0 or abs(v) >= 0.001:
+        return f"${v:.4f}"
+    return f"${v:.2g}"
 
 
 def headline(metrics: pd.DataFrame, costs: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:

@@ -37,6 +37,12 @@ def bootstrap_ci(metric, preds: list, refs: list, each: np.ndarray | None, resam
             k = min(step, resamples - lo)
             idx = rng.integers(0, n, size=(k, n))
             stats[lo:lo + k] = np.nanmean(vals[idx], axis=1)
+    elif hasattr(metric, "resample_aggregates"):
+        stats = np.empty(resamples)
+        step = max(1, 2_000_000 // n)
+        for lo in range(0, resamples, step):
+            k = min(step, resamples - lo)
+            stats[lo:lo + k] = metric.resample_aggregates(preds, refs, rng.integers(0, n, size=(k, n)))
     else:
         # corpus metrics recompute on every resample: capped so a run stays interactive
         resamples = min(resamples, CORPUS_RESAMPLES)
@@ -64,6 +70,14 @@ def paired_bootstrap(metric, preds_a, preds_b, refs, each_a, each_b, resamples: 
             k = min(step, resamples - lo)
             idx = rng.integers(0, n, size=(k, n))
             diffs[lo:lo + k] = np.nanmean(d[idx], axis=1)
+    elif hasattr(metric, "resample_aggregates"):
+        observed = metric.aggregate(preds_a, refs) - metric.aggregate(preds_b, refs)
+        diffs = np.empty(resamples)
+        step = max(1, 2_000_000 // n)
+        for lo in range(0, resamples, step):
+            k = min(step, resamples - lo)
+            idx = rng.integers(0, n, size=(k, n))
+            diffs[lo:lo + k] = metric.resample_aggregates(preds_a, refs, idx) - metric.resample_aggregates(preds_b, refs, idx)
     else:
         resamples = min(resamples, CORPUS_RESAMPLES)
         a, b, r = (np.asarray(x, dtype=object) for x in (preds_a, preds_b, refs))

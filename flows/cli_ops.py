@@ -1,1 +1,203 @@
-"""Operations commands: serve, backfill, history."""
+"""Operations commands of the ``assay`` CLI: serve, backfill, history.
+
+Imported by ``flows.cli.main()``, which registers these commands on its typer ``app``.
+Exit codes as in ``flows.cli``: 0 ok, 1 a run failed, 2 configuration error, 3 a gate broke.
+"""
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from flows.cli import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, _err, _load, _parse_date, app
+from assay.config import ConfigError
+
+
+def _api_url() -> str | None:
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url
+
+
+def _ui_url(api_url: str) -> str:
+    from prefect.settings import get_current_settings
+
+    ui = get_current_settings().ui_url
+    if ui:
+        return ui.rstrip("/")
+    return api_url[:-4] if api_url.rstrip("/").endswith("/api") else api_url
+
+
+@app.command()
+def serve(
+    config: str = CONFIG_OPT,
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once in this process."),
+    pipeline: Optional[list[str]] = typer.Option(None, "--pipeline", "-p", help="Serve only these pipelines (repeatable)."),
+    pause_on_shutdown: bool = typer.Option(False, "--pause-on-shutdown/--keep-schedules",
+                                           help="Pause the schedules when this process stops (Prefect's default). "
+                                                "Off by default: under systemd/k8s a restart must not stop the nightly runs."),
+):
+    """Serve every pipeline as the Prefect deployment assess/<pipeline>, with its schedule.
+
+    Needs a Prefect server: start one with `prefect server start`, point this process at it
+    with PREFECT_API_URL (e.g. http://127.0.0.1:4200/api), then open the UI, pick the
+    deployment and use Run > Custom run to choose as_of, models and sample. Runs execute in
+    subprocesses of this process (no work pool, no worker); scheduled runs assess the date of
+    their scheduled start in the schedule's timezone. Stop an old `assay serve` before starting
+    a new one: a stale process keeps picking up runs with its old code.
+    """
+    loaded = _load(config)
+    names = list(pipeline) if pipeline else list(loaded.config.pipelines)
+    for n in names:
+        try:
+            loaded.pipeline(n)
+        except ConfigError as e:
+            _err(e.format())
+            raise typer.Exit(EXIT_CONFIG)
+    if not names:
+        _err(f"{config}: no pipelines to serve")
+        raise typer.Exit(EXIT_CONFIG)
+    url = _api_url()
+    if not url:
+        _err("assay serve needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
+             "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api).")
+        raise typer.Exit(EXIT_CONFIG)
+    from prefect import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            problem = client.api_healthcheck()
+    except Exception as e:  # noqa: BLE001
+        problem = e
+    if problem is not None:
+        _err(f"cannot reach the Prefect API at {url}: {problem}")
+        raise typer.Exit(EXIT_FAILED)
+    from flows.serve import deployment_name, serve_pipelines
+
+    typer.echo(f"serving {len(names)} deployment(s) from {loaded.path.resolve()}:")
+    for n in names:
+        s = loaded.config.pipelines[n].schedule
+        typer.echo(f"  {deployment_name(n)}  " + (f"cron {s.cron!r} ({s.timezone})" if s else "no schedule (runs from the UI or API)"))
+    typer.echo(f"UI: {_ui_url(url)}/deployments   (stop with Ctrl-C)")
+    sys.stdout.flush()
+    serve_pipelines(str(loaded.path), names, limit=limit, pause_on_shutdown=pause_on_shutdown)
+
+
+@app.command()
+def backfill(
+    pipeline: str = typer.Argument(..., help="Pipeline name from the config."),
+    start: str = typer.Option(..., "--start", help="First date, YYYY-MM-DD."),
+    end: str = typer.Option(..., "--end", help="Last date, YYYY-MM-DD (inclusive)."),
+    config: str = CONFIG_OPT,
+    force: bool = typer.Option(False, "--force", help="Run dates that already have a complete run again."),
+    concurrency: int = typer.Option(2, "--concurrency", "-k", min=1, help="At most this many dates in flight."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
+    local: bool = typer.Option(False, "--local", help="Run in this process even when a served deployment exists."),
+):
+    """Assess every date from --start to --end (inclusive): one run per date, idempotent.
+
+    Dates with a complete run are skipped unless --force, so an interrupted backfill started
+    again does only the missing dates. When PREFECT_API_URL points at a server where
+    `assay serve` serves assess/<pipeline>, each date becomes a flow run of that deployment
+    (tag "backfill", at most --concurrency in flight) and this command waits for them;
+    otherwise the assess flow runs here, --concurrency dates at a time on threads.
+    Prints date -> status and run folder. Exit 1 if a date failed, 3 if a gate broke.
+    """
+    from flows.backfill import backfill as run_backfill
+
+    loaded = _load(config)
+    try:
+        loaded.pipeline(pipeline)
+    except ConfigError as e:
+        _err(e.format())
+        raise typer.Exit(EXIT_CONFIG)
+    d0, d1 = _parse_date(start, "--start"), _parse_date(end, "--end")
+    if d1 < d0:
+        _err(f"--end {d1} is before --start {d0}")
+        raise typer.Exit(EXIT_CONFIG)
+
+    def on_start(mode, reason, plan):
+        where = f"deployment assess/{pipeline}" if mode == "served" else f"this process ({reason})"
+        _err(f"backfill {pipeline} {d0}..{d1}: {len(plan.todo)} to run, {len(plan.skipped)} already complete; running in {where}")
+
+    def on_result(r):
+        _err(f"  {r.day}  {r.status}" + (f"  {r.message.splitlines()[0][:160]}" if r.message and r.status != "complete" else ""))
+
+    report = run_backfill(str(loaded.path), pipeline, d0, d1, force=force, concurrency=concurrency, artifacts=artifacts,
+                          local=local, loaded=loaded, on_start=on_start, on_result=on_result)
+    _print_backfill(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _print_backfill(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"backfill {report.pipeline} ({report.mode})")
+    for col in ("date", "status", "gates", "flow run", "run folder"):
+        t.add_column(col, overflow="fold")
+    style = {"complete": "green", "skipped": "dim", "gate failed": "yellow"}
+    for r in report.results:
+        t.add_row(r.day.isoformat(), f"[{style.get(r.status, 'red')}]{r.status}[/]", r.gates or "–", r.flow_run or "–", r.folder or "–")
+    Console(width=max(160, Console().width)).print(t)
+
+
+@app.command()
+def history(
+    pipeline: str = typer.Argument(..., help="Pipeline name."),
+    config: str = CONFIG_OPT,
+    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Only this metric."),
+    slice_: str = typer.Option("all", "--slice", help="Slice to show (all = overall; e.g. channel=email)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
+):
+    """Metrics and costs of every complete run of a pipeline, oldest first.
+
+    Read straight from the Parquet tree under the artifact root (metrics.parquet and
+    costs.parquet of each complete run folder): one row per as_of, run and model (and metric)
+    with value, ci_low, ci_high, cost_per_1k_usd, monthly_cost_usd and the gate verdict.
+    """
+    from assay.history import history as load_history
+    from assay.run import artifacts_root
+
+    if fmt not in ("table", "csv", "json"):
+        _err(f"--format: expected table, csv or json, got {fmt!r}")
+        raise typer.Exit(EXIT_CONFIG)
+    loaded = _load(config)
+    root = artifacts_root(loaded, artifacts)
+    df = load_history(root, pipeline, metric=metric, slice=slice_)
+    if df.empty:
+        if pipeline not in loaded.config.pipelines:
+            _err(f"no pipeline {pipeline!r} in {config} and no runs of it under {root}")
+            raise typer.Exit(EXIT_CONFIG)
+        _err(f"no complete runs of {pipeline} under {root}" + (f" with metric {metric!r}" if metric else ""))
+    if fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == "json":
+        records = json.loads(df.to_json(orient="records", double_precision=15))
+        typer.echo(json.dumps(records, indent=2))
+    elif not df.empty:
+        _print_history(df, pipeline, root)
+
+
+def _print_history(df, pipeline: str, root: str) -> None:
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    def num(v, f="{:.4f}"):
+        try:
+            return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f.format(v)
+        except (TypeError, ValueError):
+            return str(v)
+
+    t = Table(title=f"history of {pipeline} ({root})")
+    cols = ["as_of", "run_id", "model", "metric", "value", "95% CI", "n", "$/1k req", "$/month", "gates"]
+    for c in cols:
+        t.add_column(c, justify="right" if c in ("value", "n", "$/1k req", "$/month") else "left")
+    for r in df.itertuples(index=False):
+        t.add_row(r.as_of, r.run_id, r.model, r.metric, num(r.value), f"{num(r.ci_low)}–{num(r.ci_high)}", num(r.n, "{:.0f}"),
+                  num(r.cost_per_1k_usd, "{:.4f}"), num(r.monthly_cost_usd, "{:,.2f}"), r.gates or "–")
+    Console(width=max(160, Console().width)).print(t)

@@ -147,11 +147,17 @@ def test_label_metrics_by_hand():
     # a: tp=1 fp=0 fn=1 -> P=1   R=1/2 F1=2/3
     # b: tp=1 fp=1 fn=1 -> P=1/2 R=1/2 F1=1/2
     # c: tp=0 fp=1 fn=0 -> P=0   R=0/0->0 F1=0
-    assert metric("macro_f1").aggregate(preds, refs) == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)  # 7/18
-    assert metric("macro_precision").aggregate(preds, refs) == pytest.approx((1 + 1 / 2 + 0) / 3)
-    assert metric("macro_recall").aggregate(preds, refs) == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
+    u = {"label_set": "union"}
+    assert metric("macro_f1", **u).aggregate(preds, refs) == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)  # 7/18
+    assert metric("macro_precision", **u).aggregate(preds, refs) == pytest.approx((1 + 1 / 2 + 0) / 3)
+    assert metric("macro_recall", **u).aggregate(preds, refs) == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
     # pooled: TP=2 FP=2 FN=2 -> 2*2/(4+2+2) = 1/2 (= accuracy)
-    assert metric("micro_f1").aggregate(preds, refs) == pytest.approx(0.5)
+    assert metric("micro_f1", **u).aggregate(preds, refs) == pytest.approx(0.5)
+    # default: only the labels the references use ("c" is a wrong answer, not a class)
+    assert metric("macro_f1").aggregate(preds, refs) == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert metric("macro_precision").aggregate(preds, refs) == pytest.approx((1 + 1 / 2) / 2)
+    # pooled over a, b: TP=2 FP=1 FN=2 -> 4/(4+1+2)
+    assert metric("micro_f1").aggregate(preds, refs) == pytest.approx(4 / 7)
     # per-example correctness for inspection, not the corpus value
     assert metric("macro_f1").score_each(preds, refs).tolist() == [1, 0, 1, 0]
 
@@ -338,14 +344,17 @@ def test_label_metrics_agree_with_sklearn(labelled, name, fn, average):
     preds, refs, styled = labelled
     ref_fn = getattr(sklearn.metrics, fn)
     expected = ref_fn(refs, preds, average=average, zero_division=0)
-    assert metric(name).aggregate(preds, refs) == pytest.approx(expected, abs=1e-12)
+    assert metric(name, label_set="union").aggregate(preds, refs) == pytest.approx(expected, abs=1e-12)
     # formatting noise is normalised away
-    assert metric(name).aggregate(styled, refs) == pytest.approx(expected, abs=1e-12)
+    assert metric(name, label_set="union").aggregate(styled, refs) == pytest.approx(expected, abs=1e-12)
+    # the default label set is the references' labels (sklearn's labels=...)
+    expected_refs = ref_fn(refs, preds, labels=sorted(set(refs)), average=average, zero_division=0)
+    assert metric(name).aggregate(preds, refs) == pytest.approx(expected_refs, abs=1e-12)
     # failed calls: a false negative for the reference label, a false positive for no label
     failed = [None if i % 9 == 0 else p for i, p in enumerate(preds)]
     labels = sorted(set(refs) | {p for p in failed if p is not None})
     expected = ref_fn(refs, ["\0failed" if p is None else p for p in failed], labels=labels, average=average, zero_division=0)
-    assert metric(name).aggregate(failed, refs) == pytest.approx(expected, abs=1e-12)
+    assert metric(name, label_set="union").aggregate(failed, refs) == pytest.approx(expected, abs=1e-12)
 
 
 def test_accuracy_agrees_with_sklearn(labelled):
@@ -612,3 +621,19 @@ def test_golden(case):
     assert len(preds) == 30
     m = build_metric(MetricSpec(name=case["metric"], args=case["args"]), base_dir=str(GOLDEN))
     assert abs(m.aggregate(preds, refs) - case["value"]) <= GOLDEN_EXPECTED["tolerance"]
+
+
+@pytest.mark.parametrize("name", ["macro_f1", "micro_f1", "macro_precision", "macro_recall"])
+@pytest.mark.parametrize("label_set", ["references", "union"])
+def test_vectorised_resamples_equal_the_corpus_value(name, label_set):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    refs = [str(x) for x in rng.choice(["a", "b", "c", "d"], size=300)]
+    preds = [None if i % 17 == 0 else (r if rng.random() < 0.7 else str(rng.choice(["a", "b", "zz", "Other text"])))
+             for i, r in enumerate(refs)]
+    m = metric(name, label_set=label_set)
+    idx = rng.integers(0, len(refs), size=(25, len(refs)))
+    fast = m.resample_aggregates(preds, refs, idx)
+    slow = [m.aggregate([preds[i] for i in row], [refs[i] for i in row]) for row in idx]
+    assert np.allclose(fast, slow, atol=1e-12)

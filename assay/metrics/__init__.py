@@ -55,13 +55,22 @@ def hub_offline() -> bool:
 
 
 def _options_of(cls: Any) -> list[str]:
+    """Named constructor options, following ``**options`` up the class hierarchy."""
     import inspect
 
-    try:
-        params = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names: list[str] = []
+    for klass in getattr(cls, "__mro__", (cls,)):
+        init = klass.__dict__.get("__init__") if isinstance(klass, type) else klass
+        if init is None:
+            continue
+        try:
+            params = list(inspect.signature(init).parameters.values())
+        except (TypeError, ValueError):
+            break
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return list(dict.fromkeys(names))
 
 
 def _set_name(metric: Metric, key: str) -> Metric:
@@ -89,7 +98,7 @@ def _build_registered(spec: "MetricSpec", base_dir: str | None) -> Metric:
         metric = cls(**args)
     except TypeError as e:
         options = _options_of(cls)
-        allowed = f"; its options: {', '.join(options)}" if options else "; it takes no options"
+        allowed = f"; its options: {', '.join(options)}" if options else ""
         raise ValueError(f"metric {spec.name!r}: bad options {sorted(args)}: {e}{allowed}") from None
     return _set_name(metric, spec.key)
 

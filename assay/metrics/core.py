@@ -31,6 +31,7 @@ import numpy as np
 __all__ = [
     "Metric",
     "EvaluateMetric",
+    "EvaluateModuleInputs",
     "ExactMatch",
     "Accuracy",
     "MacroF1",
@@ -209,7 +210,6 @@ def extract_number(text: Any) -> float | None:
 
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|jsonc|json5)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
-_NOT_FOUND = object()
 
 
 def _reject_constant(name: str):
@@ -334,18 +334,21 @@ class Accuracy(ExactMatch):
 
 
 def label_counts(
-    predictions: Sequence[str | None], references: Sequence[str | None], labels: Sequence[str] | None = None
+    predictions: Sequence[str | None], references: Sequence[str | None], labels: Sequence[str] | None = None,
+    union: bool = False,
 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Per-label true positives, false positives and false negatives.
 
-    The labels are ``labels`` if given, else the sorted union of the labels seen in the
-    references and predictions. A None prediction (failed call) is a false negative for
+    The labels are ``labels`` if given, else the sorted labels seen in the references (or,
+    with ``union``, in the references and predictions, as sklearn does by default). An LLM
+    that answers with free text would otherwise add one zero-F1 "class" per distinct wrong
+    string and drag the macro average down for reasons that have nothing to do with the task. A None prediction (failed call) is a false negative for
     its reference's label and a false positive for nothing; pairs with a None reference
     are ignored.
     """
     pairs = [(p, r) for p, r in zip(predictions, references) if r is not None]
     if labels is None:
-        labels = sorted({r for _, r in pairs} | {p for p, _ in pairs if p is not None})
+        labels = sorted({r for _, r in pairs} | ({p for p, _ in pairs if p is not None} if union else set()))
     index = {lab: i for i, lab in enumerate(labels)}
     tp = np.zeros(len(labels))
     fp = np.zeros(len(labels))
@@ -382,9 +385,13 @@ class _LabelMetric(_Normalised):
     average = "macro"
     measure = "f1"
 
-    def __init__(self, labels: Sequence[Any] | None = None, **options):
+    def __init__(self, labels: Sequence[Any] | None = None, label_set: str = "references", **options):
         super().__init__(**options)
+        if label_set not in ("references", "union"):
+            raise ValueError(f"label_set must be 'references' or 'union', got {label_set!r}")
         self.options["labels"] = None if labels is None else list(labels)
+        self.options["label_set"] = label_set
+        self._union = label_set == "union"
         self._labels = None if labels is None else list(dict.fromkeys(self.normalize(lab) for lab in labels))
 
     def score_each(self, predictions, references):
@@ -403,7 +410,7 @@ class _LabelMetric(_Normalised):
         refs = [self.normalize(r) for r in refs]
         if all(r is None for r in refs):
             return float("nan")
-        labels, tp, fp, fn = label_counts([self.normalize(p) for p in preds], refs, self._labels)
+        labels, tp, fp, fn = label_counts([self.normalize(p) for p in preds], refs, self._labels, self._union)
         if not labels:
             return float("nan")
         if self.average == "micro":
@@ -415,6 +422,49 @@ class _LabelMetric(_Normalised):
         else:
             per_label = _divide(2 * tp, 2 * tp + fp + fn)
         return float(per_label.mean())
+
+
+    def resample_aggregates(self, predictions, references, indices: np.ndarray) -> np.ndarray:
+        """The corpus value on many resamples at once (rows of ``indices``), for the bootstrap.
+
+        Labels are normalised and encoded once; per-resample counts come from one bincount,
+        which is what makes a 1,000-resample interval of macro-F1 cost milliseconds.
+        """
+        preds, refs = _pairs(predictions, references)
+        refs_n = [self.normalize(r) for r in refs]
+        preds_n = [self.normalize(p) for p in preds]
+        labels = self._labels
+        if labels is None:
+            labels = sorted({r for r in refs_n if r is not None}
+                            | ({p for p in preds_n if p is not None} if self._union else set()))
+        index = {lab: i for i, lab in enumerate(labels)}
+        n_labels = len(labels)
+        k = indices.shape[0]
+        if n_labels == 0:
+            return np.full(k, np.nan)
+        r = np.array([-2 if x is None else index.get(x, -1) for x in refs_n], dtype=np.int64)
+        p = np.array([-3 if x is None else index.get(x, -1) for x in preds_n], dtype=np.int64)
+        R, P = r[indices], p[indices]
+        valid = R != -2
+        offset = (np.arange(k, dtype=np.int64) * n_labels)[:, None]
+        size = k * n_labels
+
+        def count(mask, lab):
+            return np.bincount((offset + lab)[mask], minlength=size).reshape(k, n_labels).astype(float)
+
+        same = (P == R) | ((P == -1) & (R == -1))
+        tp = count(same & (R >= 0) & valid, R)
+        fp = count(~same & (P >= 0) & valid, P)
+        fn = count(~same & (R >= 0) & valid, R)
+        if self.average == "micro":
+            tp, fp, fn = tp.sum(axis=1, keepdims=True), fp.sum(axis=1, keepdims=True), fn.sum(axis=1, keepdims=True)
+        if self.measure == "precision":
+            per_label = _divide(tp, tp + fp)
+        elif self.measure == "recall":
+            per_label = _divide(tp, tp + fn)
+        else:
+            per_label = _divide(2 * tp, 2 * tp + fp + fn)
+        return per_label.mean(axis=1)
 
 
 class MacroF1(_LabelMetric):

@@ -1,0 +1,389 @@
+"""Quality gates: absolute bounds on a run's metrics, and regressions against the last good run.
+
+A pipeline's ``gates:`` maps a metric to bounds (see ``assay.config.Gate``)::
+
+    gates:
+      accuracy: {min: 0.85, max_drop: 0.02}
+
+Every model of the run is checked on its **overall** value (slice ``all``) of that metric:
+
+``min``
+    fails when the value is below ``min`` (or missing/NaN: a gate that cannot be checked fails).
+``max``
+    fails when the value is above ``max`` (or missing/NaN).
+``max_drop``
+    compares the model with the same model in the **previous good run**: the latest complete
+    run of the same pipeline whose gates did not fail, with an earlier ``as_of`` or the same
+    ``as_of`` and an earlier run id (see :func:`previous_good_run`). Runs without a gate
+    verdict (run before gates were configured, or through ``run_local``) count as good.
+    The *drop* is ``previous − value`` for a metric where higher is better and
+    ``value − previous`` otherwise, so a positive drop is always a worsening. A drop fails the
+    gate only when it is **larger than max_drop and larger than the noise**:
+
+    * *paired bootstrap* (``method="paired_bootstrap"``) when both runs have per-example scores
+      (``scores.parquet``: decomposable metrics such as accuracy) for at least
+      :data:`MIN_PAIRED` common example ids. The per-example drops ``d_i`` on the common
+      examples are resampled :data:`RESAMPLES` times; ``p_value`` is the share of resampled
+      mean drops that are ``<= max_drop`` (one-sided test of "the model lost no more than
+      max_drop on the same examples"). The drop is real when ``p_value < alpha`` (0.05).
+    * *confidence intervals* (``method="ci"``) otherwise (corpus metrics such as macro-F1, no
+      common examples): the drop is real when this run's whole interval lies beyond the
+      allowance, i.e. ``ci_high < previous − max_drop`` (higher is better) or
+      ``ci_low > previous + max_drop`` (lower is better). ``p_value`` is then ``None``.
+    * *point* (``method="point"``) when the run has no interval either (``bootstrap: 0``): the
+      point estimate decides.
+
+    The same ``max_drop`` check is made on every slice both runs have (``channel=email``, ...),
+    with examples assigned to slices from this run's ``dataset.parquet``. For the paired test
+    the slice checks share ``alpha`` (Bonferroni: ``alpha / number of slices``). A slice that
+    drops significantly fails the gate too: a model that holds up overall but breaks on one
+    channel is a regression. Per model and metric the report keeps the overall check and the
+    **worst slice** (the failing slice with the largest drop, else the slice with the largest drop).
+
+The result is a :class:`GateReport`: a flat list of :class:`Check` records
+``{model, metric, slice, rule, value, threshold, previous, drop, p_value, passed, ...}``.
+No Prefect here: ``tasks/gate.py`` wraps :func:`check_run` for the flow.
+"""
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from assay import store as S
+from assay.store import RunFolder, Store
+
+ALPHA = 0.05
+RESAMPLES = 2000
+MIN_PAIRED = 10
+
+
+@dataclass
+class RunData:
+    """What the gates read from one run: its metrics, per-example scores and slice columns."""
+
+    metrics: pd.DataFrame
+    scores: pd.DataFrame | None = None       # example_id, model, metric, value
+    examples: pd.DataFrame | None = None     # example_id + the slice columns (from dataset.parquet)
+    run_id: str | None = None
+    as_of: str | None = None
+
+    @classmethod
+    def load(cls, rf: RunFolder, scores: bool = True) -> "RunData":
+        metrics = rf.read_table(S.METRICS).to_pandas()
+        sc = rf.read_table(S.SCORES).to_pandas() if scores and rf.exists(S.SCORES) else None
+        examples = None
+        if scores and rf.exists(S.DATASET):
+            cols = sorted({s.split("=", 1)[0] for s in metrics["slice"].astype(str) if "=" in s})
+            examples = _read_columns(rf, S.DATASET, ["example_id", *cols])
+        return cls(metrics, sc, examples, rf.run_id, rf.as_of)
+
+
+def _read_columns(rf: RunFolder, name: str, cols: list[str]) -> pd.DataFrame | None:
+    """The columns of an artifact that exist (a slice column may be absent from the dataset)."""
+    import pyarrow as pa
+
+    try:
+        return rf.read_table(name, columns=cols).to_pandas()
+    except (pa.ArrowInvalid, KeyError):
+        pass
+    parts = {}
+    for c in cols:
+        try:
+            parts[c] = rf.read_table(name, columns=[c]).column(0).to_pandas()
+        except (pa.ArrowInvalid, KeyError):
+            continue
+    return pd.DataFrame(parts) if "example_id" in parts else None
+
+
+@dataclass
+class Check:
+    """One gate check of one model on one metric (and slice)."""
+
+    model: str | None
+    metric: str
+    slice: str
+    rule: str                    # min | max | max_drop
+    value: float | None
+    threshold: float
+    previous: float | None = None
+    drop: float | None = None
+    p_value: float | None = None
+    passed: bool = True
+    method: str | None = None    # paired_bootstrap | ci | point (max_drop only)
+    n_paired: int | None = None  # common examples in the paired test
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: _clean(v) for k, v in asdict(self).items()}
+
+    def describe(self) -> str:
+        """One short phrase: what broke and by how much."""
+        who = f"{self.metric}[{self.model}]" if self.model else self.metric
+        where = "" if self.slice == "all" else f" on slice {self.slice}"
+        if self.rule == "min":
+            return f"{who} {_fmt(self.value)} < min {_fmt(self.threshold)}{where}" + (f" ({self.note})" if self.note else "")
+        if self.rule == "max":
+            return f"{who} {_fmt(self.value)} > max {_fmt(self.threshold)}{where}" + (f" ({self.note})" if self.note else "")
+        p = f", p={self.p_value:.3g}" if self.p_value is not None else f", {self.method}" if self.method else ""
+        return (f"{who} dropped {_fmt(self.drop)}{where} ({_fmt(self.previous)} -> {_fmt(self.value)}) "
+                f"> max_drop {_fmt(self.threshold)}{p}")
+
+
+@dataclass
+class GateReport:
+    """Every check of a run, and the run it was compared with."""
+
+    checks: list[Check] = field(default_factory=list)
+    previous: dict | None = None      # {"run_id", "as_of"} of the previous good run
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "previous": self.previous, "checks": [c.to_dict() for c in self.checks],
+                "failures": [c.describe() for c in self.failures]}
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([c.to_dict() for c in self.checks],
+                            columns=["model", "metric", "slice", "rule", "value", "threshold", "previous", "drop",
+                                     "p_value", "passed", "method", "n_paired", "note"])
+
+    def message(self, limit: int = 3) -> str:
+        """One line for an exception or a log: the failures, worst first."""
+        fails = sorted(self.failures, key=lambda c: -(c.drop or 0))
+        if not fails:
+            return "all gates passed"
+        parts = [c.describe() for c in fails[:limit]]
+        more = f"; and {len(fails) - limit} more" if len(fails) > limit else ""
+        return f"{len(fails)} gate check(s) failed: " + "; ".join(parts) + more
+
+    def markdown(self, pipeline: str, as_of: str, run_id: str) -> str:
+        head = "FAILED" if not self.passed else "passed"
+        lines = [f"# Gates {head}: {pipeline} {as_of}", "", f"Run `{run_id}`."]
+        if self.previous:
+            lines.append(f"Compared with the previous good run `{self.previous['run_id']}` ({self.previous['as_of']}).")
+        else:
+            lines.append("No previous good run: `max_drop` gates had nothing to compare with.")
+        lines.append("")
+        if self.failures:
+            lines.append("## What broke")
+            lines.append("")
+            for c in self.failures:
+                lines.append(f"- **{c.describe()}**")
+            lines.append("")
+        lines.append("## Checks")
+        lines.append("")
+        lines.append("| model | metric | slice | rule | value | threshold | previous | drop | p | method | result |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for c in self.checks:
+            lines.append(f"| {c.model or ''} | {c.metric} | {c.slice} | {c.rule} | {_fmt(c.value)} | {_fmt(c.threshold)} | "
+                         f"{_fmt(c.previous)} | {_fmt(c.drop)} | {'' if c.p_value is None else f'{c.p_value:.3g}'} | "
+                         f"{c.method or ''} | {'pass' if c.passed else '**FAIL**'} |")
+        return "\n".join(lines) + "\n"
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)):
+        return None if math.isnan(float(v)) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _num(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _bound(g: Any, name: str) -> float | None:
+    v = g.get(name) if isinstance(g, Mapping) else getattr(g, name, None)
+    return None if v is None else float(v)
+
+
+# the checks ---------------------------------------------------------------------------------
+def evaluate(gates: Mapping[str, Any], current: RunData, previous: RunData | None, alpha: float = ALPHA,
+             resamples: int = RESAMPLES, seed: int = 0) -> GateReport:
+    """Check ``current`` against the ``gates`` (metric -> Gate or dict) and the ``previous`` good run."""
+    report = GateReport(previous={"run_id": previous.run_id, "as_of": previous.as_of} if previous else None)
+    m = current.metrics
+    for metric, g in gates.items():
+        lo, hi, max_drop = _bound(g, "min"), _bound(g, "max"), _bound(g, "max_drop")
+        overall = m[(m["metric"] == metric) & (m["slice"] == "all")]
+        if overall.empty:
+            for rule, t in (("min", lo), ("max", hi), ("max_drop", max_drop)):
+                if t is not None:
+                    report.checks.append(Check(None, metric, "all", rule, None, t, passed=False,
+                                               note="metric not in this run's metrics.parquet"))
+            continue
+        for row in overall.itertuples(index=False):
+            model, value = str(row.model), _num(row.value)
+            if lo is not None:
+                report.checks.append(Check(model, metric, "all", "min", value, lo, passed=value is not None and value >= lo,
+                                           note=None if value is not None else "no value"))
+            if hi is not None:
+                report.checks.append(Check(model, metric, "all", "max", value, hi, passed=value is not None and value <= hi,
+                                           note=None if value is not None else "no value"))
+            if max_drop is not None:
+                report.checks.extend(_drop_checks(model, metric, max_drop, current, previous, alpha, resamples, seed))
+    return report
+
+
+def _drop_checks(model: str, metric: str, max_drop: float, cur: RunData, prev: RunData | None, alpha: float,
+                 resamples: int, seed: int) -> list[Check]:
+    cm = cur.metrics[(cur.metrics["model"] == model) & (cur.metrics["metric"] == metric)]
+    c_all = cm[cm["slice"] == "all"].iloc[0]
+    if prev is None:
+        return [Check(model, metric, "all", "max_drop", _num(c_all["value"]), max_drop, note="no previous good run")]
+    pm = prev.metrics[(prev.metrics["model"] == model) & (prev.metrics["metric"] == metric)]
+    p_all = pm[pm["slice"] == "all"]
+    if p_all.empty:
+        return [Check(model, metric, "all", "max_drop", _num(c_all["value"]), max_drop,
+                      note="model or metric not in the previous run")]
+    hib = bool(c_all["higher_is_better"]) if "higher_is_better" in c_all.index else True
+    cur_each, prev_each = _each(cur, model, metric), _each(prev, model, metric)
+    out = [_drop_check(model, metric, "all", c_all, p_all.iloc[0], hib, max_drop, cur_each, prev_each, alpha, resamples, seed)]
+    slices = [s for s in cm["slice"].tolist() if s != "all" and s in set(pm["slice"].tolist())]
+    checks = []
+    for i, name in enumerate(slices):
+        members = _members(cur, name)
+        ce = cur_each[cur_each.index.isin(members)] if (cur_each is not None and members is not None) else None
+        checks.append(_drop_check(model, metric, name, cm[cm["slice"] == name].iloc[0], pm[pm["slice"] == name].iloc[0],
+                                  hib, max_drop, ce, prev_each, alpha / max(1, len(slices)), resamples, seed + 1 + i))
+    scored = [c for c in checks if c.drop is not None]
+    if scored:
+        failing = [c for c in scored if not c.passed]
+        out.append(max(failing or scored, key=lambda c: c.drop))
+    return out
+
+
+def _each(run: RunData, model: str, metric: str) -> pd.Series | None:
+    """Per-example scores of one model and metric, indexed by example id (None when not decomposable)."""
+    if run.scores is None or run.scores.empty:
+        return None
+    s = run.scores[(run.scores["model"] == model) & (run.scores["metric"] == metric)]
+    if s.empty:
+        return None
+    return pd.Series(s["value"].astype(float).to_numpy(), index=s["example_id"].astype(str).to_numpy())
+
+
+def _members(run: RunData, slice_name: str) -> set[str] | None:
+    """The example ids of a ``column=value`` slice, from the run's dataset (None when unknown)."""
+    if run.examples is None or "=" not in slice_name:
+        return None
+    col, val = slice_name.split("=", 1)
+    if col not in run.examples.columns:
+        return None
+    ex = run.examples
+    mask = ex[col].map(lambda v: str(v)) == val
+    return set(ex.loc[mask, "example_id"].astype(str))
+
+
+def _drop_check(model, metric, slice_name, c_row, p_row, hib: bool, max_drop: float, cur_each: pd.Series | None,
+                prev_each: pd.Series | None, alpha: float, resamples: int, seed: int) -> Check:
+    value, previous = _num(c_row["value"]), _num(p_row["value"])
+    base = Check(model, metric, slice_name, "max_drop", value, max_drop, previous)
+    if value is None or previous is None:
+        base.note = "no value to compare"
+        base.passed = value is not None or previous is None
+        return base
+    drop = (previous - value) if hib else (value - previous)
+    base.drop = drop
+    paired = None
+    if cur_each is not None and prev_each is not None:
+        common = cur_each.index.intersection(prev_each.index)
+        if len(common) >= MIN_PAIRED:
+            a, b = cur_each.loc[common].to_numpy(float), prev_each.loc[common].to_numpy(float)
+            d = (b - a) if hib else (a - b)
+            d = d[~np.isnan(d)]
+            if len(d) >= MIN_PAIRED:
+                paired = d
+    if paired is not None:
+        base.method, base.n_paired = "paired_bootstrap", int(len(paired))
+        base.p_value = paired_drop_p_value(paired, max_drop, resamples, seed)
+        real = base.p_value < alpha
+    else:
+        lo, hi = _num(c_row.get("ci_low")), _num(c_row.get("ci_high"))
+        if (hi if hib else lo) is None:
+            base.method = "point"
+            real = True
+        else:
+            base.method = "ci"
+            real = hi < previous - max_drop if hib else lo > previous + max_drop
+    base.passed = not (drop > max_drop and real)
+    if drop > max_drop and not real:
+        base.note = "within noise"
+    return base
+
+
+def paired_drop_p_value(drops: np.ndarray, max_drop: float, resamples: int = RESAMPLES, seed: int = 0) -> float:
+    """One-sided bootstrap p-value for "mean per-example drop <= max_drop".
+
+    ``drops`` are per-example drops on common examples (positive = worse). The value is the
+    share of resampled means that are at most ``max_drop`` (with the usual +1 correction),
+    so a small p-value means the drop is larger than the allowance beyond the noise.
+    """
+    d = np.asarray(drops, dtype=float)
+    n = len(d)
+    if n == 0:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    step = max(1, 2_000_000 // n)
+    for lo in range(0, resamples, step):
+        k = min(step, resamples - lo)
+        means[lo:lo + k] = d[rng.integers(0, n, size=(k, n))].mean(axis=1)
+    return float((np.sum(means <= max_drop + 1e-12) + 1) / (resamples + 1))
+
+
+# finding runs -------------------------------------------------------------------------------
+def gates_passed(manifest: dict | None) -> bool | None:
+    """The gate verdict a manifest records: True, False, or None when gates were not run."""
+    g = (manifest or {}).get("gates")
+    if not isinstance(g, dict) or "passed" not in g:
+        return None
+    return bool(g["passed"])
+
+
+def previous_good_run(store: Store, pipeline: str, as_of: str, run_id: str) -> RunFolder | None:
+    """The latest complete run before (as_of, run_id) whose gates did not fail.
+
+    "Before" means an earlier as_of, or the same as_of and an earlier run id (run ids sort by
+    start time). A run without a gate verdict counts as good.
+    """
+    for rf in reversed(store.runs(pipeline)):
+        if (rf.as_of, rf.run_id) >= (as_of, run_id):
+            continue
+        m = rf.manifest() or {}
+        if m.get("status") == "complete" and gates_passed(m) is not False:
+            return rf
+    return None
+
+
+def check_run(rf: RunFolder, gates: Mapping[str, Any], alpha: float = ALPHA, resamples: int = RESAMPLES) -> GateReport:
+    """Check one run folder's artifacts against ``gates`` and its previous good run."""
+    needs_prev = any(_bound(g, "max_drop") is not None for g in gates.values())
+    current = RunData.load(rf, scores=needs_prev)
+    previous = None
+    if needs_prev:
+        prf = previous_good_run(rf.store, rf.pipeline, rf.as_of, rf.run_id)
+        previous = RunData.load(prf) if prf is not None else None
+    return evaluate(gates, current, previous, alpha=alpha, resamples=resamples)

@@ -1,0 +1,99 @@
+"""A pipeline's metrics and costs over time, read straight from the Parquet tree.
+
+Every *complete* run folder ``<root>/<pipeline>/<as_of>/<run_id>/`` contributes its
+``metrics.parquet`` (overall slice by default) and ``costs.parquet``. Both are read as one
+pyarrow dataset each over the run folders' files, with ``as_of`` and ``run_id`` taken from
+the directory names (directory partitioning), so the history costs one scan and no index.
+No Prefect here; ``assay history`` prints what :func:`history` returns.
+"""
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from assay import store as S
+from assay.store import RunFolder, Store
+
+COLUMNS = ["as_of", "run_id", "model", "metric", "slice", "value", "ci_low", "ci_high", "n",
+           "cost_per_1k_usd", "monthly_cost_usd", "gates"]
+METRIC_COLUMNS = ["model", "metric", "slice", "value", "ci_low", "ci_high", "n"]
+COST_COLUMNS = ["model", "cost_per_1k_usd", "monthly_cost_usd"]
+
+
+def _dataset(store: Store, pipeline: str, runs: list[RunFolder], name: str) -> ds.Dataset | None:
+    files = [r for r in runs if r.exists(name)]
+    if not files:
+        return None
+    part = ds.partitioning(pa.schema([("as_of", pa.string()), ("run_id", pa.string())]))
+    paths = [r._loc(name) for r in files]
+    base = store._loc(pipeline)
+    fs = None
+    if store.remote:
+        from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+        fs = PyFileSystem(FSSpecHandler(store.fs))
+    # the schema of the newest run wins; older files lacking a column read as nulls
+    return ds.dataset(paths, format="parquet", partitioning=part, partition_base_dir=base, filesystem=fs,
+                      schema=_unified_schema(paths, fs))
+
+
+def _unified_schema(paths: list[str], fs) -> pa.Schema | None:
+    import pyarrow.parquet as pq
+
+    schemas = []
+    for p in paths:
+        if fs is None:
+            schemas.append(pq.read_schema(p))
+        else:
+            with fs.open_input_file(p) as f:
+                schemas.append(pq.read_schema(f))
+    try:
+        unified = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
+    for name in ("as_of", "run_id"):
+        if unified.get_field_index(name) < 0:
+            unified = unified.append(pa.field(name, pa.string()))
+    return unified
+
+
+def history(root: str, pipeline: str, metric: str | None = None, slice: str = "all",
+            include_failed_gates: bool = True) -> pd.DataFrame:
+    """One row per (as_of, run_id, model, metric) of every complete run, oldest first.
+
+    Columns: as_of, run_id, model, metric, slice, value, ci_low, ci_high, n, cost_per_1k_usd,
+    monthly_cost_usd, gates ("passed", "failed" or "" when the run had no gates).
+    ``metric`` keeps one metric; ``slice`` picks the slice (``all`` = overall).
+    """
+    from assay.gates import gates_passed
+
+    store = Store(root)
+    runs = store.complete_runs(pipeline)
+    if not include_failed_gates:
+        runs = [r for r in runs if gates_passed(r.manifest()) is not False]
+    verdict = {}
+    for r in runs:
+        g = gates_passed(r.manifest())
+        verdict[(r.as_of, r.run_id)] = "" if g is None else ("passed" if g else "failed")
+    mds = _dataset(store, pipeline, runs, S.METRICS)
+    if mds is None:
+        return pd.DataFrame(columns=COLUMNS)
+    flt = ds.field("slice") == slice
+    if metric is not None:
+        flt = flt & (ds.field("metric") == metric)
+    cols = [c for c in METRIC_COLUMNS if c in mds.schema.names] + ["as_of", "run_id"]
+    metrics = mds.to_table(columns=cols, filter=flt).to_pandas()
+    cds = _dataset(store, pipeline, runs, S.COSTS)
+    if cds is not None:
+        ccols = [c for c in COST_COLUMNS if c in cds.schema.names] + ["as_of", "run_id"]
+        costs = cds.to_table(columns=ccols).to_pandas()
+        costs = costs.drop_duplicates(["as_of", "run_id", "model"], keep="first")
+        out = metrics.merge(costs, on=["as_of", "run_id", "model"], how="left")
+    else:
+        out = metrics
+    for c in COLUMNS:
+        if c not in out.columns:
+            out[c] = pd.NA if c != "gates" else ""
+    out["gates"] = [verdict.get((a, r), "") for a, r in zip(out["as_of"], out["run_id"])]
+    out = out[COLUMNS].sort_values(["as_of", "run_id", "model", "metric"], kind="stable").reset_index(drop=True)
+    return out

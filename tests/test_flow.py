@@ -1,0 +1,136 @@
+"""The assess flow end to end on the shipped example, through a real Prefect server."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from assay.store import Store
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory, prefect_server, project_root):
+    from flows.assess import assess
+
+    tmp = tmp_path_factory.mktemp("flow")
+    text = (project_root / "pipelines.yaml").read_text().replace(" data/", f" {project_root}/data/")
+    cfg = tmp / "pipelines.yaml"
+    cfg.write_text(text)
+    state = assess(pipeline="support-triage", as_of=date(2026, 11, 24), config=str(cfg), artifacts=str(tmp / "runs"),
+                   return_state=True)
+    return state, tmp
+
+
+def test_flow_completes_and_writes_every_artifact(example_run):
+    state, tmp = example_run
+    assert state.is_completed(), state
+    folder = Path(state.result())
+    assert folder.parent.name == "2026-11-24" and folder.parent.parent.name == "support-triage"
+    for name in ("dataset.parquet", "scores.parquet", "metrics.parquet", "generalization.parquet", "costs.parquet",
+                 "breakeven.parquet", "summary.md", "report.html", "manifest.json"):
+        assert (folder / name).exists(), name
+    assert list((folder / "responses").glob("part-*.parquet"))
+
+
+def test_artifact_schemas(example_run):
+    state, _ = example_run
+    folder = Path(state.result())
+    ds = pd.read_parquet(folder / "dataset.parquet")
+    assert {"example_id", "text", "reference", "channel", "language"} <= set(ds.columns)
+    assert ds["example_id"].is_unique and len(ds) == 1200
+    resp = pd.concat(pd.read_parquet(p) for p in (folder / "responses").glob("*.parquet"))
+    assert {"example_id", "model", "output", "prompt_tokens", "completion_tokens", "latency_s", "error"} <= set(resp.columns)
+    assert len(resp) == 3 * 1200
+    assert resp.groupby("model").size().to_dict() == {"gpt-4o-mini": 1200, "llama-3.1-8b": 1200, "tfidf-logreg": 1200}
+    m = pd.read_parquet(folder / "metrics.parquet")
+    assert {"model", "metric", "slice", "value", "n", "ci_low", "ci_high"} <= set(m.columns)
+    overall = m[m.slice == "all"]
+    assert set(overall.metric) == {"accuracy", "macro_f1"}
+    assert (overall.ci_low <= overall.value).all() and (overall.value <= overall.ci_high).all()
+    assert {"language=de", "channel=email"} <= set(m.slice)
+    c = pd.read_parquet(folder / "costs.parquet")
+    assert {"model", "requests", "prompt_tokens", "completion_tokens", "cost_usd", "cost_per_1k_usd"} <= set(c.columns)
+    assert set(c.kind) == {"api", "self-hosted", "conventional"}
+
+
+def test_manifest(example_run):
+    state, _ = example_run
+    folder = Path(state.result())
+    m = json.loads((folder / "manifest.json").read_text())
+    assert m["status"] == "complete" and m["pipeline"] == "support-triage" and m["as_of"] == "2026-11-24"
+    assert len(m["config_hash"]) == 64 and m["dataset"]["fingerprint"].startswith("sha256:")
+    assert {"prefect", "pyarrow", "python"} <= set(m["versions"])
+    assert m["prices"]["gpt-4o-mini"]["source"] == "genai-prices"
+    for stage in ("load", "invoke", "score", "cost", "report"):
+        assert m["stages"][stage]["seconds"] >= 0
+    assert all(len(h) == 64 for h in m["stages"]["score"]["artifacts"].values())
+
+
+def test_prefect_ui_artifacts(example_run):
+    from prefect.artifacts import Artifact
+
+    state, _ = example_run
+    table = Artifact.get("support-triage-summary")
+    assert table is not None and table.type == "table"
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert {r["model"] for r in rows} == {"gpt-4o-mini", "llama-3.1-8b", "tfidf-logreg"}
+    link = Artifact.get("support-triage-report")  # Prefect stores a link artifact as markdown
+    assert "report.html" in link.data and "file://" in link.data
+    assert Artifact.get("support-triage-summary-md").type == "markdown"
+
+
+def test_generalization_reveals_the_language_gap(example_run):
+    state, _ = example_run
+    g = pd.read_parquet(Path(state.result()) / "generalization.parquet")
+    llama = g[(g.model == "llama-3.1-8b") & (g.metric == "accuracy")].iloc[0]
+    assert llama.worst_slice in ("language=de", "language=fr") and llama.gap > 0.1
+
+
+def test_cli_run_prints_the_run_folder_last(tmp_path, prefect_server, project_root):
+    from prefect.settings import PREFECT_API_URL
+
+    text = (project_root / "pipelines.yaml").read_text().replace(" data/", f" {project_root}/data/")
+    cfg = tmp_path / "pipelines.yaml"
+    cfg.write_text(text)
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(cfg), "--as-of", "2026-10-01",
+                        "--models", "gpt-4o-mini,tfidf-logreg", "--sample", "200", "--artifacts", str(tmp_path / "runs")],
+                       capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    folder = Path(r.stdout.strip().splitlines()[-1])
+    assert folder.exists() and folder.parent.name == "2026-10-01"
+    resp = pd.concat(pd.read_parquet(p) for p in (folder / "responses").glob("*.parquet"))
+    assert set(resp.model) == {"gpt-4o-mini", "tfidf-logreg"} and resp.groupby("model").size().max() == 200
+    # only tickets created up to the as_of date
+    ds = pd.read_parquet(folder / "dataset.parquet")
+    assert pd.to_datetime(ds["created_at"]).max() <= pd.Timestamp("2026-10-01")
+
+
+def test_cli_exit_codes_for_bad_input(tmp_path, project_root):
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "no-such-pipeline", "--config", str(project_root / "pipelines.yaml")],
+                       capture_output=True, text=True, cwd=project_root)
+    assert r.returncode == 2 and "unknown pipeline 'no-such-pipeline'" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(tmp_path / "missing.yaml")],
+                       capture_output=True, text=True, cwd=project_root)
+    assert r.returncode == 2 and "missing.yaml" in r.stderr
+
+
+def test_cli_failed_run_exits_1(tmp_path, prefect_server, project_root):
+    from prefect.settings import PREFECT_API_URL
+
+    text = (project_root / "pipelines.yaml").read_text().replace(" data/", f" {project_root}/data/")
+    text = text.replace("support_triage/test.parquet", "support_triage/no-such-file.parquet")
+    cfg = tmp_path / "pipelines.yaml"
+    cfg.write_text(text)
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(cfg),
+                        "--artifacts", str(tmp_path / "runs")], capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    assert r.returncode == 1
+    assert "no-such-file.parquet" in r.stderr
+    run = Store(tmp_path / "runs").runs("support-triage")[0]
+    assert run.manifest()["status"] == "failed" and run.manifest()["error"]["stage"] == "load"
