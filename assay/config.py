@@ -78,6 +78,7 @@ class ModelConfig(Strict):
     # openai-compatible endpoints
     base_url: str | None = None
     api_key_env: str | None = None
+    client: Literal["aiohttp", "sdk"] = Field(default="aiohttp", description="HTTP client for openai endpoints")
     params: dict[str, Any] = Field(default_factory=dict)
     max_concurrency: int = Field(default=16, ge=1, le=4096)
     rpm: float | None = Field(default=None, gt=0)
@@ -181,6 +182,12 @@ class PipelineConfig(Strict):
     max_error_rate: float = Field(default=0.1, ge=0, le=1)
     shard_size: int = Field(default=500, ge=1)
     bootstrap: int = Field(default=1000, ge=0)
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        # YAML 1.1 reads a bare `off` as false
+        return "off" if v is False else v
 
     def metric_specs(self) -> list[MetricSpec]:
         return [MetricSpec(name=m) if isinstance(m, str) else m for m in self.metrics]

@@ -235,7 +235,8 @@ async def _call_with_retries(provider: Provider, messages, limiter: RateLimiter,
         started = time.time()
         t0 = time.perf_counter()
         try:
-            r = await asyncio.wait_for(provider.call(messages), timeout=cfg.timeout_s * 1.5)
+            # providers enforce cfg.timeout_s themselves: a wait_for here would cost a task per call
+            r = await provider.call(messages)
             return r, time.perf_counter() - t0, started, attempt, None
         except asyncio.TimeoutError:
             err = ProviderError(f"timeout after {cfg.timeout_s}s", retryable=True)
@@ -281,7 +282,11 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
 
     sub = dataset.take(pa.array(todo, pa.int64()))
     if provider.batch:
-        shard = opts.shard_size
+        # Cheap, free-to-redo providers (replay, conventional models) use large shards:
+        # thousands of tiny parts would cost more than they protect.
+        shard = opts.shard_size if provider.cacheable else max(opts.shard_size, 50_000)
+        if hasattr(provider, "prepare"):
+            await asyncio.to_thread(provider.prepare, sub)
         for lo in range(0, sub.num_rows, shard):
             rows = sub.slice(lo, shard)
             started = time.time()

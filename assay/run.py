@@ -214,7 +214,6 @@ def invoke_stage(ctx: RunContext, on_progress: Callable | None = None) -> str:
 
     from assay import invoke as I
     from assay.cache import ResponseCache
-    from assay.pricing import token_cost
     from assay.providers import Context, build
 
     t0 = time.perf_counter()
@@ -228,11 +227,18 @@ def invoke_stage(ctx: RunContext, on_progress: Callable | None = None) -> str:
         providers[name] = build(name, models[name], pctx)
     quotes = quotes_for(ctx)
 
+    # Per call, so plain arithmetic (the same formula as pricing.token_cost, without numpy).
+    rates = {}
+    for m, q in quotes.items():
+        if q is not None and q.source != "none" and q.input_per_mtok is not None:
+            cin = q.cached_input_per_mtok if q.cached_input_per_mtok is not None else q.input_per_mtok
+            rates[m] = (q.input_per_mtok / 1e6, cin / 1e6, (q.output_per_mtok or 0.0) / 1e6)
+
     def price(model, p, c, cached):
-        q = quotes.get(model)
-        if q is None or q.source == "none":
+        r = rates.get(model)
+        if r is None:
             return 0.0
-        return float(token_cost(q, p, c, cached))
+        return (max(p - cached, 0) * r[0] + cached * r[1] + c * r[2])
 
     budget = I.Budget(max_usd=cfg.cost.max_usd, price=price)
     total = dataset.num_rows

@@ -121,15 +121,39 @@ async def _run_raw(base_url: str, n: int, c: int, errors: list[int]) -> None:
     await asyncio.gather(*(worker() for _ in range(c)))
 
 
+async def _run_aiohttp(base_url: str, n: int, c: int, errors: list[int]) -> None:
+    import json
+
+    import aiohttp
+
+    url = base_url.rstrip("/") + "/chat/completions"
+    headers = {"Authorization": "Bearer test", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=c), headers=headers) as session:
+        it = iter(range(n))
+
+        async def worker() -> None:
+            for i in it:
+                body = json.dumps({"model": MODEL, "messages": _messages(i), "max_tokens": 8})
+                async with session.post(url, data=body) as r:
+                    raw = await r.read()
+                    if r.status != 200:
+                        errors.append(r.status)
+                    else:
+                        json.loads(raw)
+
+        await asyncio.gather(*(worker() for _ in range(c)))
+
+
 async def run(
-    base_url: str, n: int, c: int, *, sdk: bool = False, raw: bool = False, errors: list[int] | None = None
+    base_url: str, n: int, c: int, *, sdk: bool = False, raw: bool = False, aio: bool = False,
+    errors: list[int] | None = None
 ) -> float:
     """Send ``n`` requests at concurrency ``c``; return elapsed wall-clock seconds.
 
     Non-200 responses are not retried; their status codes are appended to ``errors``.
     """
     errs: list[int] = [] if errors is None else errors
-    impl = _run_sdk if sdk else _run_raw if raw else _run_httpx
+    impl = _run_sdk if sdk else _run_raw if raw else _run_aiohttp if aio else _run_httpx
     t0 = time.perf_counter()
     await impl(base_url, n, c, errs)
     return time.perf_counter() - t0
@@ -141,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", type=int, default=20000, help="number of requests")
     p.add_argument("-c", type=int, default=64, help="concurrency (also the connection pool size)")
     p.add_argument("--sdk", action="store_true", help="use openai.AsyncOpenAI(max_retries=0) instead of httpx")
+    p.add_argument("--aiohttp", action="store_true", help="one aiohttp.ClientSession instead of httpx")
     p.add_argument("--raw", action="store_true", help="reference floor: hand-written HTTP over asyncio streams")
     p.add_argument("--latency", type=float, default=0.0, help="server latency when the fake server is started here")
     args = p.parse_args(argv)
@@ -155,11 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         base_url = server.base_url
     try:
         errors: list[int] = []
-        secs = asyncio.run(run(base_url, args.n, args.c, sdk=args.sdk, raw=args.raw, errors=errors))
+        secs = asyncio.run(run(base_url, args.n, args.c, sdk=args.sdk, raw=args.raw, aio=args.aiohttp, errors=errors))
     finally:
         if server is not None:
             server.stop()
-    kind = "openai-sdk" if args.sdk else "raw-asyncio" if args.raw else "httpx"
+    kind = "openai-sdk" if args.sdk else "raw-asyncio" if args.raw else "aiohttp" if args.aiohttp else "httpx"
     print(f"{kind}: n={args.n} c={args.c} elapsed={secs:.2f}s rate={args.n / secs:.0f} req/s errors={len(errors)}")
     return 1 if errors else 0
 

@@ -140,7 +140,7 @@ def _final_status(store: Store, pipeline: str, d: date, fr) -> DateResult:
 
 
 def run_served(pipeline: str, days: list[date], store: Store, concurrency: int = 2, force: bool = False,
-               artifacts: str | None = None, poll: float = 2.0,
+               artifacts: str | None = None, poll: float = 1.0,
                on_result: Callable[[DateResult], None] | None = None) -> list[DateResult]:
     """Create (or re-attach to) a flow run of ``assess/<pipeline>`` per date; wait for all of them."""
     from prefect import get_client
@@ -250,7 +250,7 @@ class BackfillReport:
 def backfill(config: str, pipeline: str, start: date, end: date, force: bool = False, concurrency: int = 2,
              artifacts: str | None = None, local: bool = False, loaded: LoadedConfig | None = None,
              on_start: Callable[[str, str, Plan], None] | None = None,
-             on_result: Callable[[DateResult], None] | None = None, poll: float = 2.0) -> BackfillReport:
+             on_result: Callable[[DateResult], None] | None = None, poll: float = 1.0) -> BackfillReport:
     """Run the missing dates of a range (all of them with ``force``); see the module docstring."""
     loaded = loaded or load_config(config)
     loaded.pipeline(pipeline)

@@ -241,3 +241,26 @@ def test_resume_after_kill_pays_for_nothing_twice(tmp_path):
     assert after - before == n - written
     assert ctx.folder.manifest()["status"] == "complete"
     assert [r.run_id for r in Store(tmp_path / "runs").runs("p")] == [ctx.run_id]
+
+
+def test_sdk_client_gives_the_same_responses(tmp_path, server):
+    server.reset()
+    cfg = make_config(tmp_path, server.base_url, extra_model="client: sdk", triggers={0: "500", 2: "400"},
+                      pipeline_extra="max_error_rate: 0.5")
+    ctx = run_local(str(cfg), "p", DAY, cache_mode="off")
+    resp = read_responses(ctx.folder).to_pandas().set_index("example_id")
+    assert len(resp) == 40
+    assert resp.loc["e00000", "attempts"] == 2 and pd.isna(resp.loc["e00000", "error"])
+    assert "400" in resp.loc["e00002", "error"]
+    assert resp.loc["e00001", "output"] == "technical" and resp.loc["e00001", "prompt_tokens"] > 0
+
+
+def test_timeout_is_retried_then_recorded(tmp_path):
+    with OpenAIServer(latency=0.0, slow_seconds=3) as srv:
+        cfg = make_config(tmp_path, srv.base_url, extra_model="timeout_s: 0.5", triggers={1: "SLOW"}, n=10,
+                          pipeline_extra="max_error_rate: 0.5")
+        cfg.write_text(cfg.read_text().replace("max_attempts: 3", "max_attempts: 2"))
+        ctx = run_local(str(cfg), "p", DAY, cache_mode="off")
+    resp = read_responses(ctx.folder).to_pandas().set_index("example_id")
+    assert resp.loc["e00001", "attempts"] == 2 and "timeout" in resp.loc["e00001", "error"]
+    assert resp["error"].notna().sum() == 1

@@ -14,7 +14,7 @@ PROVIDERS.register("transformers", "assay.providers.transformers_provider:Transf
 # Fields each provider needs, and fields that mean nothing to it (checked without importing it).
 _REQUIRED = {"openai": ["model"], "replay": [], "sklearn": [], "python": ["function"], "transformers": ["path"]}
 _ALLOWED = {
-    "openai": {"model", "version", "base_url", "api_key_env", "params", "max_concurrency", "rpm", "tpm", "timeout_s",
+    "openai": {"model", "version", "base_url", "api_key_env", "client", "params", "max_concurrency", "rpm", "tpm", "timeout_s",
                "max_attempts", "price", "price_ref", "hosting"},
     "replay": {"model", "version", "source", "output_column", "price", "price_ref", "hosting", "max_concurrency"},
     "sklearn": {"version", "train", "estimator", "compute"},

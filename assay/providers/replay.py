@@ -48,6 +48,23 @@ class ReplayProvider(Provider):
         self._latency = getattr(self, "_latency", 0.0) + sum(v for v in out["latency_s"] if v is not None)
         return out
 
+    def prepare(self, todo: pa.Table) -> None:
+        """Join the whole log to the examples once; shards then take consecutive slices."""
+        self._aligned = None
+        self._offset = 0
+        if self.cfg.source is None:
+            return
+        log = self._log()
+        keys = todo.select(["example_id"]).append_column("_pos", pa.array(range(todo.num_rows), pa.int64()))
+        joined = keys.join(log, "example_id", join_type="left outer", use_threads=False)
+        # a log with several rows per id keeps one (the last one the join produced)
+        order = pc.sort_indices(joined["_pos"])
+        joined = joined.take(order)
+        if joined.num_rows != todo.num_rows:
+            last = {p: i for i, p in enumerate(joined["_pos"].to_pylist())}
+            joined = joined.take(pa.array([last[p] for p in range(todo.num_rows)], pa.int64()))
+        self._aligned = joined
+
     def _batch(self, rows: pa.Table) -> dict[str, list]:
         n = rows.num_rows
         col = self.cfg.output_column or "output"
@@ -59,12 +76,12 @@ class ReplayProvider(Provider):
                 out[c] = rows[c].to_pylist() if c in rows.column_names else [None] * n
             out["error"] = [None if o is not None else "no logged response" for o in out["output"]]
             return out
-        log = self._log()
-        joined = rows.select(["example_id"]).join(log, "example_id", join_type="left outer")
-        # join does not keep order; restore the shard's order
-        order = {k: i for i, k in enumerate(joined["example_id"].to_pylist())}
-        idx = pa.array([order[k] for k in rows["example_id"].to_pylist()])
-        joined = joined.take(idx)
+        if getattr(self, "_aligned", None) is None:
+            self.prepare(rows)
+        joined = self._aligned.slice(self._offset, n)
+        self._offset += n
+        if not joined["example_id"].equals(rows["example_id"]):
+            raise RuntimeError("replay shards must be requested in the order prepare() was given")
         out = {"output": joined["output"].cast(pa.string()).to_pylist()}
         for c in OPTIONAL:
             out[c] = joined[c].to_pylist() if c in joined.column_names else [None] * n

@@ -42,8 +42,10 @@ Fault injection (all deterministic)
   for client timeout tests.
 
 Every chat response, errors included, is delayed by ``latency + jitter * U(0, 1)`` seconds
-(a timer, not a task; pipelined responses are still returned in order).  The
-``Authorization`` header is never stored: stats only count whether one was present.
+(a timer, not a task; pipelined responses are still returned in order).  A client that
+closes (or half-closes) its connection is treated as gone: its pending responses are
+dropped (counted in ``responses_dropped``).  The ``Authorization`` header is never stored:
+stats only count whether one was present.
 """
 
 from __future__ import annotations
@@ -267,6 +269,7 @@ class _State:
         self.prompts: dict[str, int] = {}
         self.had_auth = 0
         self.no_auth = 0
+        self.responses_dropped = 0  # chat responses never sent: the client hung up first
         self.max_in_flight = self.in_flight
         self.triggered_429: set[str] = set()
         self.triggered_500: set[str] = set()
@@ -285,6 +288,7 @@ class _State:
             "prompt_count_histogram": {str(k): v for k, v in sorted(hist.items())},
             "max_in_flight": self.max_in_flight,
             "in_flight": self.in_flight,
+            "responses_dropped": self.responses_dropped,
             "had_auth": self.had_auth,
             "no_auth": self.no_auth,
             "http_requests_total": self.http_requests_total,
@@ -324,7 +328,7 @@ _JSON_HDR = b"\r\nContent-Type: application/json\r\nContent-Length: "
 class _HTTPProtocol(asyncio.Protocol):
     """Minimal HTTP/1.1 server: keep-alive, pipelining, Content-Length bodies."""
 
-    __slots__ = ("st", "loop", "transport", "buf", "queue", "closing", "eof")
+    __slots__ = ("st", "loop", "transport", "buf", "queue", "closing", "continued")
 
     def __init__(self, st: _State, loop: asyncio.AbstractEventLoop) -> None:
         self.st = st
@@ -333,7 +337,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self.buf = bytearray()
         self.queue: deque[_Pending] = deque()
         self.closing = False
-        self.eof = False
+        self.continued = False
 
     # -- connection lifecycle
 
@@ -350,17 +354,14 @@ class _HTTPProtocol(asyncio.Protocol):
                 p.handle.cancel()
             if p.chat:
                 st.in_flight -= 1
+                st.responses_dropped += 1
         self.queue.clear()
         self.transport = None
         self.closing = True
         self.buf = bytearray()
 
-    def eof_received(self) -> bool | None:
-        # Client half-closed (e.g. shutdown(SHUT_WR) after pipelining): answer what is
-        # pending, then close.
-        self.closing = True
-        self.eof = True
-        return True if self.queue else None
+    # eof_received is not overridden: a client that closes (or half-closes) its side is
+    # treated as gone, so the transport closes and pending timers are cancelled.
 
     # -- parsing
 
@@ -416,7 +417,12 @@ class _HTTPProtocol(asyncio.Protocol):
                     break
             body_start = end + 4
             if n - body_start < clen:
-                break  # wait for the rest of the body; headers are re-parsed then (cheap)
+                # wait for the rest of the body; headers are re-parsed then (cheap)
+                if not self.continued and not self.queue and headers.get(b"expect", b"").lower() == b"100-continue":
+                    self.continued = True  # e.g. curl with a body > 1 KiB
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
+                break
+            self.continued = False
             body = bytes(buf[body_start : body_start + clen])
             pos = body_start + clen
             conn = headers.get(b"connection", b"").lower()
@@ -481,8 +487,6 @@ class _HTTPProtocol(asyncio.Protocol):
                 q.clear()
                 t.close()
                 return
-        if self.eof and not q and t is not None:
-            t.close()
 
     # -- routing
 

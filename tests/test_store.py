@@ -1,0 +1,248 @@
+"""The artifact store (assay.store) on a local directory and on fsspec's in-memory filesystem."""
+
+import hashlib
+import json
+import os
+import re
+import textwrap
+import threading
+import uuid
+from datetime import date
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from assay import store as S
+from assay.store import RunFolder, Store
+
+DAY = date(2026, 11, 1)
+
+
+@pytest.fixture()
+def mem_root():
+    """A fresh root on fsspec's memory filesystem, removed afterwards."""
+    bucket = f"assay-test-{uuid.uuid4().hex[:8]}"
+    yield f"memory://{bucket}/root"
+    fs = fsspec.filesystem("memory")
+    if fs.exists(f"/{bucket}"):
+        fs.rm(f"/{bucket}", recursive=True)
+
+
+def _all_files(root) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+# ------------------------------------------------------------------------------------------------ local
+
+
+def test_local_writes_land_whole_and_leave_no_temp_files(tmp_path):
+    store = Store(tmp_path / "runs")
+    rf = store.run("p", DAY, "r1")
+    for k in range(3):  # overwrite the same artifacts: each write replaces the file
+        rf.write_table(S.DATASET, pa.table({"k": [k] * (k + 1)}))
+        rf.write_json(S.MANIFEST, {"status": "running", "k": k})
+        rf.write_text(S.SUMMARY, f"# run {k}\n")
+        rf.write_table(f"{S.RESPONSES}/part-m-{k:05d}.parquet", pa.table({"k": [k]}))
+    files = _all_files(tmp_path / "runs")
+    assert files == [f"p/2026-11-01/r1/{n}" for n in
+                     ("dataset.parquet", "manifest.json", "responses/part-m-00000.parquet",
+                      "responses/part-m-00001.parquet", "responses/part-m-00002.parquet", "summary.md")]
+    assert rf.read_table(S.DATASET)["k"].to_pylist() == [2, 2, 2]
+    assert rf.manifest() == {"status": "running", "k": 2}
+    assert rf.read_bytes(S.SUMMARY) == b"# run 2\n"
+    # write_json is sorted, indented and ends with a newline
+    assert (tmp_path / "runs/p/2026-11-01/r1/manifest.json").read_text() == '{\n  "k": 2,\n  "status": "running"\n}\n'
+
+
+def test_local_writes_accept_dataframes(tmp_path):
+    import pandas as pd
+
+    rf = Store(tmp_path).run("p", DAY, "r1")
+    path = rf.write_table(S.METRICS, pd.DataFrame({"a": [1, 2]}, index=[7, 8]))
+    assert path == str(tmp_path / "p/2026-11-01/r1/metrics.parquet")
+    t = pq.read_table(path)
+    assert t.column_names == ["a"] and t["a"].to_pylist() == [1, 2]  # no index column
+
+
+def test_concurrent_writers_never_expose_a_partial_file(tmp_path):
+    """Atomic writes are for readers: while writers replace an artifact, a reader gets the old
+    or a new file whole, never a torn one. Runs until the first bad read, at most 2 s."""
+    rf = Store(tmp_path).run("p", DAY, "r1")
+    n = 20_000
+    tables = {i: pa.table({"v": pa.array(range(i * n, (i + 1) * n))}) for i in range(4)}
+    rf.write_table(S.SCORES, tables[0])
+    errors, reads = [], [0]
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                t = rf.read_table(S.SCORES)
+                first = t["v"][0].as_py()
+                assert t.num_rows == n and first % n == 0 and t["v"][-1].as_py() == first + n - 1
+                reads[0] += 1
+            except Exception as e:  # a torn read shows up here
+                errors.append(repr(e))
+                stop.set()
+
+    def writer(i):
+        while not stop.is_set():
+            rf.write_table(S.SCORES, tables[i])
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    threads += [threading.Thread(target=writer, args=(i,)) for i in range(1, 4)]
+    for t in threads:
+        t.start()
+    stop.wait(2.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == [], f"{len(errors)} torn read(s) after {reads[0]} good ones"
+    assert reads[0] > 0
+    assert [f for f in _all_files(tmp_path) if ".tmp-" in f] == []
+
+
+def test_listdir_and_read_parts_skip_temporary_files(tmp_path):
+    rf = Store(tmp_path).run("p", DAY, "r1")
+    assert rf.listdir(S.RESPONSES) == [] and rf.read_parts(S.RESPONSES) is None
+    rf.write_table(f"{S.RESPONSES}/part-b-00000.parquet", pa.table({"x": [2]}))
+    rf.write_table(f"{S.RESPONSES}/part-a-00000.parquet", pa.table({"x": [1]}))
+    # a writer killed between writing and renaming leaves this behind
+    (tmp_path / "p/2026-11-01/r1/responses/part-a-00001.parquet.tmp-deadbeef").write_bytes(b"half a file")
+    assert rf.listdir(S.RESPONSES) == ["part-a-00000.parquet", "part-b-00000.parquet"]
+    assert rf.read_parts(S.RESPONSES)["x"].to_pylist() == [1, 2]
+
+
+def test_runs_are_listed_oldest_first(tmp_path):
+    store = Store(tmp_path)
+    made = [("2026-11-02", "20261102T010000-aaaa"), ("2026-10-30", "20261030T230000-bbbb"),
+            ("2026-11-01", "20261101T120000-cccc"), ("2026-11-01", "20261101T080000-dddd")]
+    for as_of, run_id in made:
+        store.run("p", date.fromisoformat(as_of), run_id).write_json(S.MANIFEST, {"status": "running"})
+    store.run("q", DAY, "x").write_json(S.MANIFEST, {"status": "complete"})
+    assert store.pipelines() == ["p", "q"]
+    assert [(r.as_of, r.run_id) for r in store.runs("p")] == [
+        ("2026-10-30", "20261030T230000-bbbb"), ("2026-11-01", "20261101T080000-dddd"),
+        ("2026-11-01", "20261101T120000-cccc"), ("2026-11-02", "20261102T010000-aaaa")]
+    assert [r.run_id for r in store.runs("p", "2026-11-01")] == ["20261101T080000-dddd", "20261101T120000-cccc"]
+    assert store.runs("p", "2026-01-01") == [] and store.runs("nope") == []
+    # complete runs only, same order; a broken or missing manifest is not complete
+    store.run("p", DAY, "20261101T120000-cccc").write_json(S.MANIFEST, {"status": "complete"})
+    store.run("p", date(2026, 10, 30), "20261030T230000-bbbb").write_json(S.MANIFEST, {"status": "complete"})
+    store.run("p", date(2026, 11, 2), "20261102T010000-aaaa").write_text(S.MANIFEST, '{"status": "compl')
+    os.makedirs(tmp_path / "p/2026-11-02/20261102T020000-eeee")
+    assert [r.run_id for r in store.complete_runs("p")] == ["20261030T230000-bbbb", "20261101T120000-cccc"]
+    assert [r.run_id for r in store.complete_runs("p", "2026-11-02")] == []
+    assert store.run("p", date(2026, 11, 2), "20261102T010000-aaaa").manifest() is None
+
+
+def test_new_run_ids_sort_by_time_and_carry_the_config_hash(tmp_path):
+    store = Store(tmp_path)
+    rid = store.new_run_id("0123456789abcdef")
+    assert re.fullmatch(r"\d{8}T\d{6}-01234567-[0-9a-f]{4}", rid)
+    assert store.new_run_id("0123456789abcdef") != rid  # a random suffix keeps same-second runs apart
+
+
+def test_missing_artifact_names_the_path(tmp_path):
+    rf = Store(tmp_path / "runs").run("p", DAY, "r1")
+    expected = os.path.join(str((tmp_path / "runs").resolve()), "p", "2026-11-01", "r1", "metrics.parquet")
+    with pytest.raises(FileNotFoundError) as e:
+        rf.read_table(S.METRICS)
+    assert expected in str(e.value)
+    with pytest.raises(FileNotFoundError):
+        rf.read_bytes("summary.md")
+    assert not rf.exists(S.METRICS) and rf.manifest() is None
+
+
+def test_file_urls_and_paths(tmp_path):
+    a, b = Store(f"file://{tmp_path}/"), Store(tmp_path)
+    assert not a.remote and a.base == b.base
+    rf = a.run("p", DAY, "r1")
+    assert rf.url == os.path.join(b.base, "p", "2026-11-01", "r1")
+    assert rf.path("x.parquet") == os.path.join(rf.url, "x.parquet")
+    rf.write_text("notes.txt", "hello")
+    assert rf.hash("notes.txt") == hashlib.sha256(b"hello").hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ memory://
+
+
+def test_memory_store_round_trips(mem_root):
+    store = Store(mem_root)
+    assert store.remote and store.protocol == "memory"
+    rf = store.run("p", DAY, "r1")
+    assert rf.url == f"{mem_root}/p/2026-11-01/r1"
+    assert rf.write_table(S.DATASET, pa.table({"a": [1, 2, 3]})) == f"{mem_root}/p/2026-11-01/r1/dataset.parquet"
+    assert rf.read_table(S.DATASET)["a"].to_pylist() == [1, 2, 3]
+    assert rf.read_table(S.DATASET, columns=["a"]).column_names == ["a"]
+    rf.write_json(S.MANIFEST, {"status": "complete", "n": 3})
+    assert rf.manifest() == {"status": "complete", "n": 3}
+    assert rf.read_json(S.MANIFEST) == {"status": "complete", "n": 3}
+    rf.write_text(S.SUMMARY, "# hi\n")
+    assert rf.read_bytes(S.SUMMARY) == b"# hi\n" and rf.hash(S.SUMMARY) == hashlib.sha256(b"# hi\n").hexdigest()
+    assert rf.exists(S.DATASET) and not rf.exists(S.METRICS)
+    # the object really is in fsspec's memory filesystem, under the bucket
+    fs = fsspec.filesystem("memory")
+    raw = fs.cat("/" + mem_root.split("://", 1)[1] + "/p/2026-11-01/r1/manifest.json")
+    assert json.loads(raw)["n"] == 3
+
+
+def test_memory_listdir_parts_and_missing(mem_root):
+    rf = Store(mem_root).run("p", DAY, "r1")
+    assert rf.listdir(S.RESPONSES) == [] and rf.read_parts(S.RESPONSES) is None
+    rf.write_table(f"{S.RESPONSES}/part-m-00001.parquet", pa.table({"x": [2]}))
+    rf.write_table(f"{S.RESPONSES}/part-m-00000.parquet", pa.table({"x": [1]}))
+    rf.write_text(f"{S.RESPONSES}/part-m-00002.parquet.tmp-0badf00d", "junk")
+    assert rf.listdir(S.RESPONSES) == ["part-m-00000.parquet", "part-m-00001.parquet"]
+    assert rf.read_parts(S.RESPONSES)["x"].to_pylist() == [1, 2]
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{mem_root}/p/2026-11-01/r1/costs.parquet")):
+        rf.read_table(S.COSTS)
+    assert Store(mem_root).run("p", DAY, "r2").manifest() is None
+
+
+def test_memory_runs_and_complete_runs(mem_root):
+    store = Store(mem_root)
+    assert store.pipelines() == [] and store.runs("p") == []
+    for as_of, run_id, status in [("2026-11-02", "r3", "complete"), ("2026-10-31", "r9", "running"),
+                                  ("2026-11-01", "r2", "complete"), ("2026-11-01", "r1", "failed")]:
+        store.run("p", date.fromisoformat(as_of), run_id).write_json(S.MANIFEST, {"status": status})
+    assert store.pipelines() == ["p"]
+    assert [(r.as_of, r.run_id) for r in store.runs("p")] == [
+        ("2026-10-31", "r9"), ("2026-11-01", "r1"), ("2026-11-01", "r2"), ("2026-11-02", "r3")]
+    assert [r.run_id for r in store.runs("p", "2026-11-01")] == ["r1", "r2"]
+    assert [(r.as_of, r.run_id) for r in store.complete_runs("p")] == [("2026-11-01", "r2"), ("2026-11-02", "r3")]
+    # a second Store on the same URL sees the same runs
+    assert [r.run_id for r in Store(mem_root + "/").runs("p")] == ["r9", "r1", "r2", "r3"]
+    assert isinstance(store.runs("p")[0], RunFolder)
+
+
+def test_a_whole_run_on_a_memory_store(tmp_path, mem_root):
+    from assay.invoke import read_responses
+    from assay.run import run_local
+
+    pq.write_table(pa.table({"id": [1, 2, 3, 4], "text": ["a", "b", "c", "d"], "label": ["x", "y", "x", "y"]}),
+                   tmp_path / "data.parquet")
+    pq.write_table(pa.table({"id": [1, 2, 3, 4], "output": ["x", "y", "y", "y"]}), tmp_path / "log.parquet")
+    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
+        artifacts: runs
+        models:
+          rep: {provider: replay, source: log.parquet, price: {input_per_mtok: 1.0, output_per_mtok: 1.0}}
+        pipelines:
+          p:
+            dataset: {source: data.parquet, id: id, reference: label}
+            models: [rep]
+            metrics: [accuracy]
+            bootstrap: 10
+    """))
+    ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", DAY, artifacts=mem_root, cache_mode="off")
+    assert ctx.folder.url.startswith(mem_root + "/p/2026-11-01/")
+    assert not (tmp_path / "runs").exists()  # nothing went to the local default
+    [rf] = Store(mem_root).complete_runs("p")
+    assert rf.run_id == ctx.run_id
+    assert read_responses(rf).num_rows == 4
+    m = rf.read_table(S.METRICS).to_pandas()
+    assert m[(m.slice == "all")].iloc[0].value == pytest.approx(3 / 4)  # wrong on id 3
+    names = {p.rsplit("/", 1)[-1] for p in fsspec.filesystem("memory").ls("/" + rf.url.split("://", 1)[1], detail=False)}
+    assert {S.DATASET, S.METRICS, S.COSTS, S.SUMMARY, S.REPORT, S.MANIFEST} <= names
