@@ -108,6 +108,8 @@ class Partition(Strict):
     def _window(cls, v):
         if v is not None and not WINDOW_PATTERN.match(v):
             raise ValueError("window must look like 1d, 7d, 2w or 24h")
+        if v is not None and v.endswith("h") and int(v[:-1]) % 24:
+            raise ValueError("an as_of window is whole days: use a multiple of 24h (or d/w)")
         return v
 
 

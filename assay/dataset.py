@@ -105,7 +105,7 @@ def _as_date_array(col: pa.ChunkedArray) -> pa.ChunkedArray:
         return col.cast(pa.date32())
     if pa.types.is_timestamp(col.type):
         # tz-aware timestamps are dated in UTC, so a run's window does not move with the machine's zone
-        return pc.cast(col, pa.date32())
+        return pc.cast(col.cast(pa.timestamp(col.type.unit, tz="UTC")) if col.type.tz else col, pa.date32())
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
         return pc.cast(pc.strptime(pc.utf8_slice_codeunits(col, 0, 10), format="%Y-%m-%d", unit="s"), pa.date32())
     raise DatasetError(f"partition column has type {col.type}; expected a date, timestamp or ISO date string")

@@ -151,10 +151,11 @@ class RunFolder:
         loc = self._loc(name)
         if not self.exists(name):
             raise FileNotFoundError(f"artifact not found: {self.path(name)}")
-        if self.store.remote:
-            with self.store.fs.open(loc, "rb") as f:
-                return pq.read_table(f, columns=columns)
-        return pq.read_table(loc, columns=columns)
+        # one open handle: by path, pyarrow stats the size and opens the file later, so a
+        # rename in between would pair one file's size with another's bytes
+        opener = self.store.fs.open if self.store.remote else open
+        with opener(loc, "rb") as f:
+            return pq.read_table(f, columns=columns)
 
     def read_bytes(self, name: str) -> bytes:
         loc = self._loc(name)

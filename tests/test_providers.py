@@ -174,7 +174,9 @@ def test_replay_missing_ticket_is_an_error_row(run):
 
 
 def test_replay_duplicate_log_rows_keep_one(run):
-    row = run["resp"]["rep"].loc["3"]  # exactly one row (the index is unique), from one of the two log rows
+    r = run["resp"]["rep"]
+    assert (r.index == "3").sum() == 1  # one response row for the id logged twice
+    row = r.loc["3"]  # taken whole from one of the two log rows
     logged = {("account", 103, 3), ("billing", 999, 9)}
     assert (row["output"], int(row["prompt_tokens"]), int(row["completion_tokens"])) in logged
 
