@@ -305,7 +305,11 @@ def score_stage(ctx: RunContext) -> str:
     dataset = rf.read_table(S.DATASET)
     responses = read_responses(rf)
     metrics = build_metrics(ctx)
-    res = score(dataset, responses, metrics, cfg.dataset.slices, cfg.bootstrap, seed=0, held_out=cfg.dataset.held_out)
+    inputs = None
+    if any(getattr(m, "needs_inputs", False) for m in metrics.values()):
+        inputs = _inputs_text(ctx, dataset)
+    res = score(dataset, responses, metrics, cfg.dataset.slices, cfg.bootstrap, seed=0, held_out=cfg.dataset.held_out,
+                inputs=inputs)
     rf.write_table(S.SCORES, res.scores)
     rf.write_table(S.METRICS, res.metrics)
     rf.write_table(S.GENERALIZATION, res.generalization)
@@ -318,6 +322,19 @@ def score_stage(ctx: RunContext) -> str:
     _record(ctx, "score", t0, [S.SCORES, S.METRICS, S.GENERALIZATION, "comparisons.parquet"],
             {"judges": judge_extra} if judge_extra else None)
     return rf.path(S.METRICS)
+
+
+def _inputs_text(ctx: RunContext, dataset: pa.Table) -> list[str]:
+    """What each example asked: the rendered user prompt, else its input fields."""
+    from assay.dataset import template_fields
+    from assay.prompting import render_messages
+
+    cfg = ctx.cfg
+    if cfg.prompt is not None:
+        return [m[-1]["content"] for m in render_messages(cfg.prompt, dataset)]
+    fields = cfg.dataset.input or [c for c in dataset.column_names if c not in ("example_id", "reference")][:1]
+    cols = [dataset[f].cast(pa.string()).to_pylist() for f in fields]
+    return ["\n".join(v or "" for v in vals) for vals in zip(*cols)]
 
 
 CORRECTNESS = ("accuracy", "exact_match")

@@ -108,10 +108,13 @@ def paired_bootstrap(metric, preds_a, preds_b, refs, each_a, each_b, resamples: 
 
 
 def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[str], resamples: int = 1000,
-          seed: int = 0, held_out: dict[str, list[str]] | None = None) -> ScoreResult:
+          seed: int = 0, held_out: dict[str, list[str]] | None = None, inputs: list[str] | None = None) -> ScoreResult:
     """Score every model's responses against the references with each metric.
 
-    ``metrics`` maps a metric key to a built metric (see ``assay.metrics``).
+    ``metrics`` maps a metric key to a built metric (see ``assay.metrics``). A metric with
+    ``needs_inputs = True`` (an LLM judge) also gets ``inputs``: the prompt each example was
+    asked with. A metric that sets ``last_details`` (a list aligned with the examples, e.g.
+    a judge's raw answers) has them kept in scores.parquet's ``detail`` column.
     """
     ds = dataset.to_pandas(types_mapper=None)
     ids = ds["example_id"].astype(str)
@@ -127,11 +130,17 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
         errors = r["error"].notna().to_numpy() | r["output"].isna().to_numpy()
         per_model[model] = {"preds": preds, "errors": errors, "each": {}}
         for key, metric in metrics.items():
-            each = metric.score_each(preds, refs_all)
+            if getattr(metric, "needs_inputs", False):
+                each = metric.score_each(preds, refs_all, inputs=inputs)
+            else:
+                each = metric.score_each(preds, refs_all)
             per_model[model]["each"][key] = each
+            details = getattr(metric, "last_details", None)
             if each is not None:
                 score_frames.append(pd.DataFrame({"example_id": ids.values, "model": model, "metric": key,
-                                                  "value": np.asarray(each, dtype=float)}))
+                                                  "value": np.asarray(each, dtype=float),
+                                                  "detail": details if details is not None and len(details) == len(ids)
+                                                  else [None] * len(ids)}))
             groups = [("all", np.ones(len(ds), dtype=bool))]
             for col in slices:
                 for value in sorted(ds[col].dropna().unique().tolist(), key=str):
@@ -156,7 +165,7 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                              "ci_low": lo, "ci_high": hi, "errors": int(errors[idx].sum()),
                              "higher_is_better": bool(metric.higher_is_better)})
     metrics_df = pd.DataFrame(rows, columns=["model", "metric", "slice", "value", "n", "ci_low", "ci_high", "errors", "higher_is_better"])
-    scores_df = pd.concat(score_frames, ignore_index=True) if score_frames else pd.DataFrame(columns=["example_id", "model", "metric", "value"])
+    scores_df = pd.concat(score_frames, ignore_index=True) if score_frames else pd.DataFrame(columns=["example_id", "model", "metric", "value", "detail"])
     comparisons = []
     for key, metric in metrics.items():
         for i, a in enumerate(models):

@@ -175,7 +175,11 @@ def _folder_from_state(state) -> str | None:
 
 
 def main():
-    import flows.cli_ops  # noqa: F401  (registers serve, backfill, history)
+    # more commands register themselves on `app` when imported
+    import flows.cli_ops  # noqa: F401  (serve, backfill, history)
+    import flows.cli_costs  # noqa: F401  (reprice)
+    import flows.cli_quality  # noqa: F401  (matrix)
+    import flows.cli_runs  # noqa: F401  (reproduce)
 
     app()
 
