@@ -42,12 +42,13 @@ import numpy as np
 import pandas as pd
 
 from assay.config import Compute, Hardware, Hosting, ModelConfig
-from assay.pricing import CONVENTIONAL_PROVIDERS, PriceQuote, token_cost
+from assay.pricing import CONVENTIONAL_PROVIDERS, DatedQuotes, PriceQuote, token_cost
 
 __all__ = [
     "HOURS_PER_MONTH",
     "HOURS_PER_YEAR",
     "COST_COLUMNS",
+    "PRICE_DATE",
     "hardware_usd_per_hour",
     "hosting_usd_per_hour",
     "model_kind",
@@ -71,6 +72,10 @@ COST_COLUMNS = [
 ]
 
 FIXED_COST_KINDS = ("self-hosted", "conventional")
+
+#: Optional responses column: the date (ISO text or date) whose price applies to the row, used when a
+#: model's quote is a :class:`assay.pricing.DatedQuotes` (rows without it take the default quote).
+PRICE_DATE = "price_date"
 NAN = float("nan")
 
 
@@ -178,7 +183,7 @@ def _percentile(x: np.ndarray, q: float) -> float:
 def cost_table(
     responses: pd.DataFrame,
     models: Mapping[str, ModelConfig],
-    quotes: Mapping[str, PriceQuote],
+    quotes: Mapping[str, PriceQuote | DatedQuotes],
     stats: Mapping[str, Mapping[str, Any]],
     monthly_requests: int | None,
     correct: Mapping[str, float] | None = None,
@@ -189,7 +194,8 @@ def cost_table(
       rows served from Assay's response cache, which are still priced as if paid (that is what the call
       costs in production).
     * api: ``cost_usd`` is :func:`assay.pricing.token_cost` summed over the rows (missing token counts
-      count 0); the monthly figure is the mean cost of a request times ``monthly_requests``. A quote with
+      count 0); with a :class:`assay.pricing.DatedQuotes` each row is priced at the quote of its
+      :data:`PRICE_DATE` and ``price_json`` is the compact per-period record; the monthly figure is the mean cost of a request times ``monthly_requests``. A quote with
       ``source="none"`` makes the model "unpriced" with NaN costs.
     * self-hosted / conventional: see the module docstring; ``cost_usd = requests * per-request cost``.
     * ``throughput_rps``: ``hosting.throughput_rps`` if set; else successful requests that were *not*
@@ -276,8 +282,12 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct) -> dict:
               "compute_s": None if compute_s is None else float(compute_s), "compute_source": compute_source,
               "train_s": train_s, "train_usd": train_usd, "defaults": cfg.compute is None}
     elif kind == "api":
-        cost = float(np.sum(token_cost(q, prompt.to_numpy(), completion.to_numpy(), cached_tok.to_numpy(),
-                                       write_tok.to_numpy())))
+        if isinstance(q, DatedQuotes):  # each row at the price of its own date (see PRICE_DATE)
+            row_usd = q.token_cost(_col(df, PRICE_DATE, None).to_numpy(dtype=object), prompt.to_numpy(),
+                                   completion.to_numpy(), cached_tok.to_numpy(), write_tok.to_numpy())
+        else:
+            row_usd = token_cost(q, prompt.to_numpy(), completion.to_numpy(), cached_tok.to_numpy(), write_tok.to_numpy())
+        cost = float(np.sum(row_usd))
         per_request = cost / requests if requests else NAN
         source = q.source
         pj = q.to_dict()

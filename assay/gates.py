@@ -123,10 +123,10 @@ class Check:
         """One short phrase: what broke and by how much."""
         who = f"{self.metric}[{self.model}]" if self.model else self.metric
         where = "" if self.slice == "all" else f" on slice {self.slice}"
-        if self.rule == "min":
-            return f"{who} {_fmt(self.value)} < min {_fmt(self.threshold)}{where}" + (f" ({self.note})" if self.note else "")
-        if self.rule == "max":
-            return f"{who} {_fmt(self.value)} > max {_fmt(self.threshold)}{where}" + (f" ({self.note})" if self.note else "")
+        if self.rule in ("min", "max"):
+            op = "<" if self.rule == "min" else ">"
+            by = f" (by {_fmt(abs(self.threshold - self.value))})" if self.value is not None else ""
+            return f"{who} {_fmt(self.value)} {op} {self.rule} {_fmt(self.threshold)}{where}{by}" + (f" ({self.note})" if self.note else "")
         p = f", p={self.p_value:.3g}" if self.p_value is not None else f", {self.method}" if self.method else ""
         return (f"{who} dropped {_fmt(self.drop)}{where} ({_fmt(self.previous)} -> {_fmt(self.value)}) "
                 f"> max_drop {_fmt(self.threshold)}{p}")

@@ -59,7 +59,8 @@ def _unified_schema(paths: list[str], fs) -> pa.Schema | None:
 
 def history(root: str, pipeline: str, metric: str | None = None, slice: str = "all",
             include_failed_gates: bool = True) -> pd.DataFrame:
-    """One row per (as_of, run_id, model, metric) of every complete run, oldest first.
+    """One row per (as_of, run_id, model, metric) of every complete run, oldest first
+    (by as_of, then the run's start time).
 
     Columns: as_of, run_id, model, metric, slice, value, ci_low, ci_high, n, cost_per_1k_usd,
     monthly_cost_usd, gates ("passed", "failed" or "" when the run had no gates).
@@ -71,10 +72,12 @@ def history(root: str, pipeline: str, metric: str | None = None, slice: str = "a
     runs = store.complete_runs(pipeline)
     if not include_failed_gates:
         runs = [r for r in runs if gates_passed(r.manifest()) is not False]
-    verdict = {}
+    verdict, started = {}, {}
     for r in runs:
-        g = gates_passed(r.manifest())
+        m = r.manifest() or {}
+        g = gates_passed(m)
         verdict[(r.as_of, r.run_id)] = "" if g is None else ("passed" if g else "failed")
+        started[(r.as_of, r.run_id)] = str(m.get("started_at") or "")
     mds = _dataset(store, pipeline, runs, S.METRICS)
     if mds is None:
         return pd.DataFrame(columns=COLUMNS)
@@ -94,6 +97,10 @@ def history(root: str, pipeline: str, metric: str | None = None, slice: str = "a
     for c in COLUMNS:
         if c not in out.columns:
             out[c] = pd.NA if c != "gates" else ""
-    out["gates"] = [verdict.get((a, r), "") for a, r in zip(out["as_of"], out["run_id"])]
-    out = out[COLUMNS].sort_values(["as_of", "run_id", "model", "metric"], kind="stable").reset_index(drop=True)
+    keys = list(zip(out["as_of"], out["run_id"]))
+    out["gates"] = [verdict.get(k, "") for k in keys]
+    # run ids sort by start time to the second; the manifest's started_at breaks ties within one
+    out["_started"] = [started.get(k, "") for k in keys]
+    out = out.sort_values(["as_of", "_started", "run_id", "model", "metric"], kind="stable")
+    out = out[COLUMNS].reset_index(drop=True)
     return out

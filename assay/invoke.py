@@ -288,6 +288,8 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
         if hasattr(provider, "prepare"):
             await asyncio.to_thread(provider.prepare, sub)
         for lo in range(0, sub.num_rows, shard):
+            if budget.stopped:  # another model's shard hit cost.max_usd
+                break
             rows = sub.slice(lo, shard)
             started = time.time()
             try:
@@ -297,19 +299,33 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
                 log.error("model %s: batch failed: %s", name, msg)
                 cols = {"output": [None] * rows.num_rows, "error": [msg] * rows.num_rows}
             n = rows.num_rows
+            shard_usd, shard_ok = 0.0, 0
             for j, eid in enumerate(rows["example_id"].to_pylist()):
                 r = CallResult(output=cols["output"][j],
                                prompt_tokens=_get(cols, "prompt_tokens", j), completion_tokens=_get(cols, "completion_tokens", j),
                                cached_tokens=_get(cols, "cached_tokens", j))
                 err = _get(cols, "error", j)
                 buf.add(eid, r if err is None or r.output is not None else None, _get(cols, "latency_s", j), started, 1, False, err)
+                row_started = _get(cols, "started_at", j)
+                if row_started is not None:
+                    # the provider's own request time (a replayed log's logged_at), µs since the epoch UTC
+                    buf.cols["started_at"][-1] = int(row_started)
                 if err is None:
-                    stats["usd"] += budget.charge(name, r)
+                    usd = budget.charge(name, r)
+                    stats["usd"] += usd
+                    shard_usd += usd
+                    shard_ok += 1
                 else:
                     state["errors"] += 1
             state["done"] += n
             flush()
             progress()
+            left = sub.num_rows - (lo + n)
+            next_usd = (shard_usd / shard_ok if shard_ok else 0.0) * min(shard, left)
+            if left and not budget.allows(next_usd):
+                budget.stopped = (f"cost.max_usd {budget.max_usd} would be exceeded by the next shard of {name} "
+                                  f"(spent {budget.spent:.4f} USD, next shard ≈ {next_usd:.4f} USD)")
+                break
         stats["errors"] = state["errors"]
         stats["wall_s"] = time.perf_counter() - t_start
         return stats

@@ -37,14 +37,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
 
 from assay.config import ModelConfig
 
-__all__ = ["PriceQuote", "quote", "token_cost", "clear_cache", "CONVENTIONAL_PROVIDERS", "is_api_model"]
+__all__ = ["PriceQuote", "DatedQuotes", "quote", "token_cost", "clear_cache", "CONVENTIONAL_PROVIDERS", "is_api_model"]
 
 #: Providers whose models are not priced per token (priced by compute time instead).
 CONVENTIONAL_PROVIDERS = frozenset({"sklearn"})
@@ -285,3 +285,89 @@ def token_cost(q: PriceQuote, prompt_tokens, completion_tokens, cached_tokens=0,
     if np.ndim(out) == 0:
         return float(out)
     return out
+
+
+def day_key(d) -> str | None:
+    """The UTC date of a request as ``YYYY-MM-DD``; None for a missing value (None, NaN, NaT, NA, "")."""
+    if d is None:
+        return None
+    if isinstance(d, str):
+        return _as_date(d).isoformat() if d else None
+    if isinstance(d, np.datetime64):
+        if np.isnat(d):
+            return None
+        return str(d.astype("datetime64[D]"))
+    try:
+        if d != d:  # NaN, NaT
+            return None
+    except TypeError:  # pd.NA
+        return None
+    return _as_date(d).isoformat()
+
+
+_PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok")
+
+
+@dataclass(frozen=True)
+class DatedQuotes:
+    """One model's quotes per request date: each request is priced at the price in force on its own day.
+
+    ``by_date`` maps ISO dates (``YYYY-MM-DD``, UTC) to the quote of that day; ``default`` prices requests
+    without a date (the run's as_of quote). Quacks like a :class:`PriceQuote` where the cost model needs
+    it (``priced``, ``source``, ``to_dict``); :meth:`token_cost` takes one date per request.
+    """
+
+    by_date: dict[str, PriceQuote] = field(default_factory=dict)
+    default: PriceQuote = field(default_factory=PriceQuote)
+
+    def for_date(self, day) -> PriceQuote:
+        """The quote for a request on ``day`` (a date, datetime or ISO text; missing -> ``default``)."""
+        key = day_key(day)
+        return self.default if key is None else self.by_date.get(key, self.default)
+
+    def _used(self) -> list[PriceQuote]:
+        return [self.by_date[d] for d in sorted(self.by_date)] or [self.default]
+
+    @property
+    def priced(self) -> bool:
+        return any(q.priced for q in self._used())
+
+    @property
+    def source(self) -> str:
+        return next((q.source for q in self._used() if q.priced), self.default.source)
+
+    def token_cost(self, dates, prompt_tokens, completion_tokens, cached_tokens=0, cache_write_tokens=0) -> np.ndarray:
+        """USD per request: :func:`token_cost` under the quote of each request's date (array-likes)."""
+        p, c = _arr(prompt_tokens), _arr(completion_tokens)
+        cr, cw = _arr(cached_tokens), _arr(cache_write_tokens)
+        shape = np.broadcast(p, c, cr, cw).shape
+        p, c, cr, cw = (np.broadcast_to(x, shape) for x in (p, c, cr, cw))
+        days = np.asarray(list(dates) if not isinstance(dates, np.ndarray) else dates, dtype=object)
+        days = np.broadcast_to(days, shape)
+        keys = np.array([day_key(d) for d in days.ravel()], dtype=object).reshape(shape)
+        out = np.empty(shape, dtype=float)
+        for key in dict.fromkeys(keys.ravel().tolist()):
+            sel = keys == key
+            q = self.default if key is None else self.by_date.get(key, self.default)
+            out[sel] = token_cost(q, p[sel], c[sel], cr[sel], cw[sel])
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """One date: that day's quote. Several: a compact record, consecutive dates at one price merged
+        into a period ``{from, to, dates, <prices>}`` (``dates`` counts the request dates in it)."""
+        days = sorted(self.by_date)
+        if len(days) <= 1:
+            return (self.by_date[days[0]] if days else self.default).to_dict()
+        periods: list[dict[str, Any]] = []
+        for d in days:
+            q = self.by_date[d]
+            prices = {k: getattr(q, k) for k in _PRICE_FIELDS}
+            if periods and periods[-1]["source"] == q.source and all(periods[-1][k] == v for k, v in prices.items()):
+                periods[-1]["to"] = d
+                periods[-1]["dates"] += 1
+            else:
+                periods.append({"from": d, "to": d, "dates": 1, "source": q.source, **prices})
+        first = self._used()[0]
+        return {"priced_by": "request date", "source": self.source, "provider_id": first.provider_id,
+                "model_id": first.model_id, "as_of": self.default.as_of, "note": first.note,
+                "dates": len(days), "first_date": days[0], "last_date": days[-1], "periods": periods}

@@ -27,6 +27,13 @@ log = logging.getLogger("assay")
 PROGRESS_HOOKS: list[Callable[[str, int, int, int, float], None]] = []
 
 
+#: Runs prepared before the flow starts (by the CLI), adopted by the flow's start_run.
+PREPARED: dict[tuple, "RunContext"] = {}
+#: Stages started ahead of Prefect (see ``prefetch``), keyed by (run folder URL, stage).
+PREFETCH: dict[tuple[str, str], "Prefetched"] = {}
+_MANIFEST_LOCK = __import__("threading").RLock()
+
+
 class RunFailed(RuntimeError):
     """The run could not finish; the partial artifacts are kept and the manifest says why."""
 
@@ -116,6 +123,9 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
     store = Store(root)
     chash = loaded.config_hash(pipeline, chosen)
     request = {"models": chosen, "sample": sample}
+    key = (pipeline, as_of.isoformat(), chash, repr(request), root, cache_mode)
+    if key in PREPARED:
+        return PREPARED.pop(key)
     run_id, resumed = None, False
     if not new:
         for rf in reversed(store.runs(pipeline, as_of.isoformat())):
@@ -144,16 +154,17 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
 
 
 def _update_manifest(ctx: RunContext, **changes) -> dict:
-    rf = ctx.folder
-    m = rf.manifest() or {}
-    for k, v in changes.items():
-        if k == "stage":
-            name, info = v
-            m.setdefault("stages", {})[name] = info
-        else:
-            m[k] = v
-    rf.write_json(S.MANIFEST, m)
-    return m
+    with _MANIFEST_LOCK:
+        rf = ctx.folder
+        m = rf.manifest() or {}
+        for k, v in changes.items():
+            if k == "stage":
+                name, info = v
+                m.setdefault("stages", {})[name] = info
+            else:
+                m[k] = v
+        rf.write_json(S.MANIFEST, m)
+        return m
 
 
 def _record(ctx: RunContext, stage: str, t0: float, artifacts: list[str], extra: dict | None = None) -> dict:
@@ -176,11 +187,83 @@ def fail(ctx: RunContext, stage: str, error: str) -> None:
                      finished_at=datetime.now(timezone.utc).isoformat())
 
 
+class Prefetched:
+    """A stage running in a background thread; the flow's task waits for it and adopts it."""
+
+    def __init__(self):
+        import concurrent.futures
+
+        self.future: "concurrent.futures.Future" = concurrent.futures.Future()
+        self.progress: dict[str, tuple] = {}
+
+    def on_progress(self, model, done, total, errors, usd):
+        self.progress[model] = (model, done, total, errors, usd)
+
+
+def prepare(config_path: str, pipeline: str, as_of: date, **kw) -> RunContext:
+    """Create the run now and remember it, so that the flow's ``start_run`` adopts it."""
+    ctx = start_run(config_path, pipeline, as_of, **kw)
+    chash = ctx.loaded.config_hash(pipeline, ctx.models)
+    key = (pipeline, as_of.isoformat(), chash, repr({"models": ctx.models, "sample": ctx.sample}), ctx.artifacts,
+           kw.get("cache_mode"))
+    PREPARED[key] = ctx
+    return ctx
+
+
+def prefetch(ctx: RunContext) -> None:
+    """Start load and invoke in a background thread.
+
+    Starting Prefect (imports, the flow run's creation) takes seconds; the model calls do
+    not need it. The flow's load and invoke tasks wait for this work and adopt its result,
+    so a short run finishes seconds sooner and nothing is done twice.
+    """
+    import threading
+
+    load, invoke = Prefetched(), Prefetched()
+    url = ctx.folder.url
+    PREFETCH[(url, "load")] = load
+    PREFETCH[(url, "invoke")] = invoke
+
+    def work():
+        try:
+            load.future.set_result(load_stage(ctx, _adopt=False))
+        except BaseException as e:  # the load task re-raises it inside the flow
+            load.future.set_exception(e)
+            invoke.future.set_exception(e)
+            return
+        try:
+            invoke.future.set_result(invoke_stage(ctx, on_progress=invoke.on_progress, _adopt=False))
+        except BaseException as e:
+            invoke.future.set_exception(e)
+
+    threading.Thread(target=work, name="assay-prefetch", daemon=True).start()
+
+
+def _adopt_stage(ctx: RunContext, stage: str, on_progress: Callable | None = None):
+    """If this stage was started ahead of Prefect, wait for it and return (True, result)."""
+    import concurrent.futures
+
+    job = PREFETCH.pop((ctx.folder.url, stage), None)
+    if job is None:
+        return False, None
+    while True:
+        try:
+            return True, job.future.result(timeout=0.5)
+        except concurrent.futures.TimeoutError:
+            if on_progress:
+                for state in list(job.progress.values()):
+                    on_progress(*state)
+
+
 # stages ---------------------------------------------------------------------------------
-def load_stage(ctx: RunContext) -> str:
+def load_stage(ctx: RunContext, _adopt: bool = True) -> str:
     """Read the source, filter to as_of, sample; write dataset.parquet."""
     from assay import dataset as D
 
+    if _adopt:
+        adopted, result = _adopt_stage(ctx, "load")
+        if adopted:
+            return result
     t0 = time.perf_counter()
     cfg = ctx.cfg
     rf = ctx.folder
@@ -208,8 +291,12 @@ def quotes_for(ctx: RunContext, on: date | None = None) -> dict:
     return {m: quote(models[m], on or ctx.as_of) for m in ctx.models}
 
 
-def invoke_stage(ctx: RunContext, on_progress: Callable | None = None) -> str:
+def invoke_stage(ctx: RunContext, on_progress: Callable | None = None, _adopt: bool = True) -> str:
     """Call every model on every example; write responses/part-*.parquet as shards finish."""
+    if _adopt:
+        adopted, result = _adopt_stage(ctx, "invoke", on_progress)
+        if adopted:
+            return result
     import asyncio
 
     from assay import invoke as I
@@ -281,7 +368,10 @@ def build_metrics(ctx: RunContext) -> dict:
     out = {}
     for spec in ctx.cfg.metric_specs():
         if spec.judge:
-            out[spec.key] = build_metric(spec, str(ctx.loaded.base_dir), judge=_judge_factory(ctx, spec.judge))
+            metric = build_metric(spec, str(ctx.loaded.base_dir), judge=_judge_factory(ctx, spec.judge))
+            if hasattr(metric, "set_cache"):  # the judge's calls go through the run's response cache
+                metric.set_cache(ctx.cache_path(), ctx.cache_mode)
+            out[spec.key] = metric
         else:
             out[spec.key] = build_metric(spec, str(ctx.loaded.base_dir))
     return out

@@ -45,7 +45,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from assay.testing.openai_server import OpenAIServer  # noqa: E402
 
 DAY = date(2026, 11, 1)
-OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 
 
 def write_dataset(path: Path, n: int) -> None:

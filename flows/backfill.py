@@ -22,6 +22,9 @@ Prefect 3 has no backfill feature of its own, so this is a small driver (PREFECT
   the UI when an API is configured. A killed local backfill leaves its runs ``running``;
   the next backfill resumes them (``assay.run.start_run``).
 
+With ``concurrency > 1`` dates run side by side, so a date's ``max_drop`` gate compares with the
+latest good run that is complete when its gate runs (an earlier date may still be running).
+
 The status of a date is ``complete``, ``skipped`` (already complete), ``gate failed`` (the run
 completed but a quality gate broke), ``failed``, ``crashed`` or ``cancelled``.
 """
@@ -40,7 +43,7 @@ from assay.run import artifacts_root
 from assay.store import RunFolder, Store
 from flows.serve import deployment_name
 
-FAILED = ("failed", "crashed", "cancelled")
+FAILED = ("failed", "crashed", "cancelled", "timed out")
 
 
 @dataclass
@@ -140,9 +143,14 @@ def _final_status(store: Store, pipeline: str, d: date, fr) -> DateResult:
 
 
 def run_served(pipeline: str, days: list[date], store: Store, concurrency: int = 2, force: bool = False,
-               artifacts: str | None = None, poll: float = 1.0,
+               artifacts: str | None = None, poll: float = 1.0, timeout: float | None = None,
                on_result: Callable[[DateResult], None] | None = None) -> list[DateResult]:
-    """Create (or re-attach to) a flow run of ``assess/<pipeline>`` per date; wait for all of them."""
+    """Create (or re-attach to) a flow run of ``assess/<pipeline>`` per date; wait for all of them.
+
+    ``timeout`` (seconds per date, from its submission) stops waiting for a run that does not
+    end, e.g. because the serve process died; the date is reported ``timed out`` and its flow
+    run is left as it is (a later backfill re-attaches to it while it is not final).
+    """
     from prefect import get_client
     from prefect.deployments import run_deployment
 
@@ -169,16 +177,21 @@ def run_served(pipeline: str, days: list[date], store: Store, concurrency: int =
             while queue and len(in_flight) < max(1, concurrency):
                 d = queue.pop(0)
                 fr = submit(d)
-                in_flight[fr.id] = d
+                in_flight[fr.id] = (d, time.monotonic())
             time.sleep(poll)
-            for fid, d in list(in_flight.items()):
+            for fid, (d, t0) in list(in_flight.items()):
                 fr = client.read_flow_run(fid)
                 if fr.state is not None and fr.state.is_final():
-                    del in_flight[fid]
                     r = _final_status(store, pipeline, d, fr)
-                    results.append(r)
-                    if on_result:
-                        on_result(r)
+                elif timeout is not None and time.monotonic() - t0 > timeout:
+                    state = fr.state.type.value if fr.state is not None else "unknown"
+                    r = DateResult(d, "timed out", None, fr.name, message=f"still {state} after {timeout:.0f}s (is `assay serve` running?)")
+                else:
+                    continue
+                del in_flight[fid]
+                results.append(r)
+                if on_result:
+                    on_result(r)
     return results
 
 
@@ -239,7 +252,7 @@ class BackfillReport:
 
     @property
     def exit_code(self) -> int:
-        """1 when a date failed, else 3 when a gate broke, else 0."""
+        """1 when a date failed (or timed out), else 3 when a gate broke, else 0."""
         if any(r.status in FAILED for r in self.results):
             return 1
         if any(r.status == "gate failed" for r in self.results):
@@ -250,7 +263,8 @@ class BackfillReport:
 def backfill(config: str, pipeline: str, start: date, end: date, force: bool = False, concurrency: int = 2,
              artifacts: str | None = None, local: bool = False, loaded: LoadedConfig | None = None,
              on_start: Callable[[str, str, Plan], None] | None = None,
-             on_result: Callable[[DateResult], None] | None = None, poll: float = 1.0) -> BackfillReport:
+             on_result: Callable[[DateResult], None] | None = None, poll: float = 1.0,
+             timeout: float | None = None) -> BackfillReport:
     """Run the missing dates of a range (all of them with ``force``); see the module docstring."""
     loaded = loaded or load_config(config)
     loaded.pipeline(pipeline)
@@ -265,7 +279,7 @@ def backfill(config: str, pipeline: str, start: date, end: date, force: bool = F
         results = []
     elif dep is not None:
         results = run_served(pipeline, p.todo, store, concurrency, force, artifacts=root if artifacts else None,
-                             poll=poll, on_result=on_result)
+                             poll=poll, timeout=timeout, on_result=on_result)
     else:
         results = run_local(str(loaded.path), pipeline, p.todo, store, concurrency, artifacts=root if artifacts else None,
                             on_result=on_result)

@@ -145,6 +145,13 @@ def execute(pipeline, day, models, sample, config, artifacts, cache, progress=Fa
         bar = _Progress()
         bar.p.start()
         R.PROGRESS_HOOKS.append(bar)
+    # Load and start calling the models while Prefect starts up; the flow adopts the work.
+    try:
+        ctx = R.prepare(config, pipeline, day, models=models, sample=sample, artifacts=artifacts, cache_mode=cache)
+    except ConfigError as e:
+        _err(e.format())
+        return EXIT_CONFIG, None
+    R.prefetch(ctx)
     from flows.assess import assess
     from assay.run import GateFailed
 

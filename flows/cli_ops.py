@@ -109,6 +109,8 @@ def backfill(
     concurrency: int = typer.Option(2, "--concurrency", "-k", min=1, help="At most this many dates in flight."),
     artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
     local: bool = typer.Option(False, "--local", help="Run in this process even when a served deployment exists."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=1,
+                                            help="Served mode: stop waiting for a date's run after this many seconds."),
 ):
     """Assess every date from --start to --end (inclusive): one run per date, idempotent.
 
@@ -117,7 +119,7 @@ def backfill(
     `assay serve` serves assess/<pipeline>, each date becomes a flow run of that deployment
     (tag "backfill", at most --concurrency in flight) and this command waits for them;
     otherwise the assess flow runs here, --concurrency dates at a time on threads.
-    Prints date -> status and run folder. Exit 1 if a date failed, 3 if a gate broke.
+    Prints date -> status and run folder. Exit 1 if a date failed (or timed out), 3 if a gate broke.
     """
     from flows.backfill import backfill as run_backfill
 
@@ -140,7 +142,7 @@ def backfill(
         _err(f"  {r.day}  {r.status}" + (f"  {r.message.splitlines()[0][:160]}" if r.message and r.status != "complete" else ""))
 
     report = run_backfill(str(loaded.path), pipeline, d0, d1, force=force, concurrency=concurrency, artifacts=artifacts,
-                          local=local, loaded=loaded, on_start=on_start, on_result=on_result)
+                          local=local, loaded=loaded, on_start=on_start, on_result=on_result, timeout=timeout)
     _print_backfill(report)
     raise typer.Exit(report.exit_code)
 

@@ -2,8 +2,10 @@
 
 ``assay serve`` registers one deployment per pipeline, named ``assess/<pipeline>`` (flow
 ``assess``, deployment = the pipeline name), with the pipeline's ``schedule`` (cron + timezone)
-where it has one, and then serves them from this process with ``prefect.serve`` (no work pool,
-no worker): the process polls the server and runs each flow run in a subprocess of its own.
+where it has one, and then serves them from this process (no work pool, no worker): the
+process polls the server and runs each flow run in a subprocess of its own. It does what
+``prefect.serve`` does, through ``Runner.add_flow`` rather than ``prefect.serve(*deployments)``
+(see :func:`serve_pipelines` for why).
 
 Each deployment runs a small *wrapper flow* built for its pipeline (also named ``assess``), so
 that the UI's "Custom run" form is typed for that pipeline:
@@ -12,7 +14,8 @@ that the UI's "Custom run" form is typed for that pipeline:
 * ``as_of``: a date picker; left at None, a scheduled run assesses the date of its scheduled
   start in the schedule's timezone (``flows.assess.evaluation_date``);
 * ``models``: a multi-select of the pipeline's models (default: all of them);
-* ``sample``: a number (default: the pipeline's ``dataset.sample.n``; 0 = every example);
+* ``sample``: a number; 0 (the default) = the pipeline's ``dataset.sample`` (every example when
+  it has none); a number at least the dataset's size = every example;
 * ``config``: the absolute path of the served pipelines.yaml;
 * ``artifacts``: an artifact root overriding the config's ("" = the config's);
 * ``cache``: use / refresh / off.
@@ -57,20 +60,19 @@ def pipeline_flow(loaded, pipeline: str):
     Pipeline = enum.Enum("Pipeline", {_ident(pipeline): pipeline}, type=str)  # noqa: N806
     Model = Literal[names]  # noqa: N806
     Cache = Literal["use", "refresh", "off"]  # noqa: N806
-    default_sample = p.dataset.sample.n if p.dataset.sample else 0
 
     def assess_pipeline(
         pipeline: Pipeline = Pipeline(pipeline),
         as_of: date | None = None,
         models: list[Model] = list(names),
-        sample: int = default_sample,
+        sample: int = 0,
         config: str = config_path,
         artifacts: str = "",
         cache: Cache = p.cache,
     ) -> str:
         chosen = [str(m) for m in models] if models else None
-        return assess.fn(pipeline=getattr(pipeline, "value", pipeline), as_of=as_of, models=chosen, sample=sample if sample and sample > 0 else None,
-                         config=config, artifacts=artifacts or None, cache=str(cache))
+        return assess.fn(pipeline=getattr(pipeline, "value", pipeline), as_of=as_of, models=chosen,
+                         sample=sample if sample > 0 else None, config=config, artifacts=artifacts or None, cache=str(cache))
 
     assess_pipeline.__name__ = assess_pipeline.__qualname__ = f"assess_{_ident(pipeline)}"
     assess_pipeline.__doc__ = f"""Assess the candidate models of pipeline {pipeline}: load, invoke, score, cost, report, gates.
@@ -79,7 +81,7 @@ def pipeline_flow(loaded, pipeline: str):
         pipeline: the pipeline this deployment assesses.
         as_of: the evaluation date; empty (None) = the date of the scheduled start ({p.schedule.timezone if p.schedule else 'UTC'}).
         models: the models to include (default: all of the pipeline's models).
-        sample: number of examples to sample; 0 = every example (default: the pipeline's dataset.sample).
+        sample: number of examples to sample; 0 = the pipeline's dataset.sample (every example when it has none).
         config: path of the pipelines.yaml this process serves.
         artifacts: artifact root (path or fsspec URL); empty = the config's artifacts.
         cache: response cache mode: use, refresh or off.

@@ -67,7 +67,7 @@ def test_history_rows_order_and_values(runs):
     assert len(h) == 16 and set(h["slice"]) == {"all"}
     keys = list(dict.fromkeys(zip(h["as_of"], h["run_id"])))
     assert [k[0] for k in keys] == ["2024-01-02", "2024-01-03", "2024-01-03", "2024-01-05"]
-    assert keys == sorted(keys)                      # newest last
+    assert [k[0] for k in keys] == sorted(k[0] for k in keys)                        # newest last
     assert keys[1][1] == ctxs[2].run_id and keys[2][1] == ctxs[3].run_id
     assert "2024-01-04" not in set(h["as_of"])       # the unfinished run
     for ctx in ctxs:

@@ -22,6 +22,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
+# `assay serve` started together with the server: the interpreter imports Prefect and the flows
+# while the server starts, waits for the API (PREFECT_API_URL), then runs the real command.
+SERVE_WHEN_UP = [sys.executable, "-c", (
+    "import os, time, httpx, flows.serve, flows.assess, flows.cli_ops\n"
+    "url, t0 = os.environ['PREFECT_API_URL'] + '/health', time.monotonic()\n"
+    "while time.monotonic() - t0 < 150:\n"
+    "    try:\n"
+    "        if httpx.get(url, timeout=2).status_code == 200: break\n"
+    "    except httpx.HTTPError: pass\n"
+    "    time.sleep(0.3)\n"
+    "from flows.cli import main; main()")]
 
 CONFIG = """
 artifacts: runs
@@ -173,14 +184,18 @@ def ops(tmp_path_factory):
             except httpx.HTTPError:
                 return False
 
+        serve_cmd = SERVE_WHEN_UP + ["serve", "--config", str(cfg)]
+        if template.exists():
+            procs.append(start(serve_cmd, client_env, serve_log, tmp))
         wait_for(healthy, 120, "the Prefect server", server_log)
         if not template.exists():
+            # snapshot before anything registers: the template must hold no deployments or runs
             try:
                 snapshot_db(home / "prefect.db", template)
             except Exception:  # only a speed-up
                 pass
-        serve = start(CLI + ["serve", "--config", str(cfg)], client_env, serve_log, tmp)
-        procs.append(serve)
+            procs.append(start(serve_cmd, client_env, serve_log, tmp))
+        serve = procs[-1]
         with temporary_settings(updates={PREFECT_API_URL: url}):
             from prefect import get_client
 
@@ -194,7 +209,7 @@ def ops(tmp_path_factory):
                         return None
                     return deps if all(getattr(d.status, "value", None) == "READY" for d in deps) else None
 
-                deps = wait_for(ready, 60, "the served deployments", serve_log)
+                deps = wait_for(ready, 90, "the served deployments", serve_log)
                 yield SimpleNamespace(url=url, env=client_env, cfg=cfg, tmp=tmp, runs=tmp / "runs", client=client,
                                       deployments={d.name: d for d in deps}, serve_log=serve_log)
     finally:
@@ -312,7 +327,8 @@ def test_runs_started_through_the_api_like_the_ui(ops):
 
 
 def test_backfill_against_the_served_deployment_is_idempotent(ops):
-    r = cli(ops, "backfill", "tiny", "--start", "2024-01-04", "--end", "2024-01-06", "--config", str(ops.cfg), "--concurrency", "2")
+    r = cli(ops, "backfill", "tiny", "--start", "2024-01-04", "--end", "2024-01-06", "--config", str(ops.cfg), "--concurrency", "2",
+            "--timeout", "120")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "running in deployment assess/tiny" in r.stderr
     lines = {ln.split("│")[1].strip(): ln for ln in r.stdout.splitlines() if ln.startswith("│ 2024-")}
@@ -334,6 +350,22 @@ def test_backfill_against_the_served_deployment_is_idempotent(ops):
     assert len(run_folders(ops, "tiny", "2024-01-05")) == 1   # nor on disk
 
 
+def test_local_backfill_runs_the_flow_here_on_threads(ops):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterTags
+
+    r = cli_here("backfill", "tiny", "--start", "2024-01-06", "--end", "2024-01-08", "--config", str(ops.cfg),
+                 "--local", "--concurrency", "2")
+    assert r.exit_code == 0, r.output
+    assert "2 to run, 1 already complete; running in this process (--local)" in r.stderr
+    for day in ("2024-01-07", "2024-01-08"):
+        (folder,) = run_folders(ops, "tiny", day)
+        assert json.loads((folder / "manifest.json").read_text())["status"] == "complete"
+    local = ops.client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        tags=FlowRunFilterTags(all_=["backfill"]), deployment_id=FlowRunFilterDeploymentId(is_null_=True)))
+    assert sorted(fr.name for fr in local) == ["backfill-tiny-2024-01-07", "backfill-tiny-2024-01-08"]
+    assert all(fr.state.is_completed() for fr in local)
+
+
 def test_a_broken_gate_fails_the_run_and_the_cli_exits_3(ops):
     # `assay run` runs the flow in the CLI's process, through Prefect: the flow run ends Failed
     # with GateFailed, `state.result()` re-raises it and the command exits 3
@@ -348,7 +380,8 @@ def test_a_broken_gate_fails_the_run_and_the_cli_exits_3(ops):
 
     # through the served deployment: the date with a gate-failed (but complete) run is skipped,
     # the other one runs, its flow run ends Failed, the markdown says what broke; exit 3
-    b = cli_here("backfill", "strict", "--start", "2024-01-02", "--end", "2024-01-03", "--config", str(ops.cfg))
+    b = cli_here("backfill", "strict", "--start", "2024-01-02", "--end", "2024-01-03", "--config", str(ops.cfg),
+                 "--timeout", "120")
     assert b.exit_code == 3, b.output
     lines = {ln.split("│")[1].strip(): ln for ln in b.stdout.splitlines() if ln.startswith("│ 2024-")}
     assert "gate failed" in lines["2024-01-02"] and "skipped" in lines["2024-01-03"]

@@ -32,6 +32,8 @@ METRICS: Registry[type[Metric]] = Registry("metric")
 for _name, _cls in BUILTINS.items():
     METRICS.register(_name, _cls)
 del _name, _cls
+# the LLM judge (imported only when a pipeline uses it)
+METRICS.register("judge", "assay.metrics.judge:LLMJudge")
 
 #: where the ``evaluate`` versions of the builtins live
 MODULES_DIR = Path(__file__).resolve().parent / "modules"
@@ -82,10 +84,12 @@ def _set_name(metric: Metric, key: str) -> Metric:
     return metric
 
 
-def _build_registered(spec: "MetricSpec", base_dir: str | None) -> Metric:
+def _build_registered(spec: "MetricSpec", base_dir: str | None, judge: Any = None) -> Metric:
     cls = METRICS.get(spec.name)
     args = dict(spec.args or {})
-    if spec.judge is not None:
+    if judge is not None:
+        args["judge"] = judge  # the judge model's provider, built by the run
+    elif spec.judge is not None:
         args.setdefault("judge", spec.judge)
     for opt in getattr(cls, "path_options", ()):
         value = args.get(opt)
@@ -149,10 +153,15 @@ def _build_from_hub(spec: "MetricSpec") -> EvaluateMetric:
     return _wrap(module, spec)
 
 
-def build_metric(spec: "MetricSpec", base_dir: str | None = None) -> Metric:
-    """The metric described by ``spec``; ``base_dir`` resolves relative paths (the config's directory)."""
+def build_metric(spec: "MetricSpec", base_dir: str | None = None, judge: Any = None) -> Metric:
+    """The metric described by ``spec``; ``base_dir`` resolves relative paths (the config's directory).
+
+    ``judge`` is the judge model's :class:`~assay.providers.Provider` (built by the run from
+    ``spec.judge``), handed to a metric that takes one (``name: judge``); without it such a
+    metric gets the model's name only.
+    """
     if spec.path:
         return _build_from_path(spec, base_dir)
     if spec.name in METRICS:
-        return _build_registered(spec, base_dir)
+        return _build_registered(spec, base_dir, judge)
     return _build_from_hub(spec)

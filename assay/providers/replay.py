@@ -6,6 +6,26 @@ import pyarrow.compute as pc
 from assay.providers.base import Provider
 
 OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s")
+#: The log column with each request's time. Detected by name only (no config key); it becomes the
+#: responses' ``started_at``, so the request is priced at the price in force on its own day.
+LOGGED_AT = "logged_at"
+
+
+def _utc_micros(col) -> pa.ChunkedArray:
+    """A timestamp column as int64 microseconds since the epoch (UTC).
+
+    Timestamps with a time zone are instants; naive timestamps and dates are taken as UTC; text is
+    parsed (ISO 8601, with or without an offset).
+    """
+    t = col.type
+    if pa.types.is_timestamp(t):
+        return pc.cast(pc.cast(col, pa.timestamp("us", tz=t.tz)), pa.int64())  # stored as UTC already
+    if pa.types.is_date(t):
+        return pc.cast(pc.cast(col, pa.timestamp("us")), pa.int64())
+    import pandas as pd
+
+    parsed = pd.to_datetime(pd.Series(col.to_pylist(), dtype=object), utc=True, errors="coerce", format="ISO8601")
+    return pa.chunked_array([pc.cast(pa.array(parsed.dt.as_unit("us")), pa.int64())])
 
 
 class ReplayProvider(Provider):
@@ -14,6 +34,9 @@ class ReplayProvider(Provider):
     ``output_column`` names the output (default ``output``); token counts and latency are
     taken where the log has them (columns ``prompt_tokens``, ``completion_tokens``,
     ``cached_tokens``, ``latency_s``). An example with no logged response is an error row.
+    A ``logged_at`` column (the time of the logged request) becomes the response's ``started_at``,
+    so the cost stage prices each request at the price of its own day; without it ``started_at`` is
+    the time of the replay and requests are priced at the run's as_of.
     """
 
     batch = True
@@ -35,13 +58,26 @@ class ReplayProvider(Provider):
             for c in OPTIONAL:
                 if c in t.column_names:
                     keep[c] = t[c]
+            if LOGGED_AT in t.column_names:
+                keep["started_at"] = _utc_micros(t[LOGGED_AT])
             self._table = pa.table(keep)
         return self._table
 
     def stats(self) -> dict:
         # The logged calls' own time at the deployment's concurrency: what throughput they imply.
         lat = getattr(self, "_latency", 0.0)
-        return {"wall_s": lat / self.cfg.max_concurrency} if lat else {}
+        out = {"wall_s": lat / self.cfg.max_concurrency} if lat else {}
+        if self._has_logged_at():
+            out["request_time"] = LOGGED_AT  # started_at is the logged request time
+        return out
+
+    def _has_logged_at(self) -> bool:
+        if self.cfg.source is not None:
+            try:
+                return "started_at" in self._log().column_names
+            except Exception:  # noqa: BLE001  (an unreadable log already failed the batch)
+                return False
+        return bool(getattr(self, "_column_logged_at", False))
 
     def run_batch(self, rows: pa.Table) -> dict[str, list]:
         out = self._batch(rows)
@@ -74,6 +110,9 @@ class ReplayProvider(Provider):
             out = {"output": rows[col].cast(pa.string()).to_pylist()}
             for c in OPTIONAL:
                 out[c] = rows[c].to_pylist() if c in rows.column_names else [None] * n
+            if LOGGED_AT in rows.column_names:
+                self._column_logged_at = True
+                out["started_at"] = _utc_micros(rows[LOGGED_AT]).to_pylist()
             out["error"] = [None if o is not None else "no logged response" for o in out["output"]]
             return out
         if getattr(self, "_aligned", None) is None:
@@ -85,5 +124,7 @@ class ReplayProvider(Provider):
         out = {"output": joined["output"].cast(pa.string()).to_pylist()}
         for c in OPTIONAL:
             out[c] = joined[c].to_pylist() if c in joined.column_names else [None] * n
+        if "started_at" in joined.column_names:  # µs since the epoch, UTC (see invoke_model's batch branch)
+            out["started_at"] = joined["started_at"].to_pylist()
         out["error"] = [None if o is not None else "no logged response" for o in out["output"]]
         return out
