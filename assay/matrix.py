@@ -103,6 +103,8 @@ def matrix(loaded: LoadedConfig, metric: str | None = None, artifacts: str | Non
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("value", "ci_low", "ci_high", "cost_per_1k_usd"):
         df[c] = df[c].astype(float)
+    for c in ("model", "run_id", "as_of", "higher_is_better"):  # missing stays None, not NaN
+        df[c] = df[c].astype(object).where(df[c].notna(), None)
     return df
 
 

@@ -431,11 +431,17 @@ CORRECTNESS = ("accuracy", "exact_match")
 
 
 def cost_stage(ctx: RunContext) -> str:
-    """Price every model's calls; write costs.parquet and breakeven.parquet."""
-    import pandas as pd
+    """Price every model's calls; write costs.parquet and breakeven.parquet.
 
-    from assay import costing
+    An API model's tokens are priced at the price in force on the day of each request: the run's
+    as_of for live calls (a backfill is priced as it would have been then), the logged day for replayed
+    logs with a ``logged_at`` column (see :func:`request_dates`). Every quote used is recorded in the
+    manifest (``prices``: per model, per date; ``judge_prices`` for LLM judges), so a past run's dollars
+    never change and ``assay reprice`` can reproduce them.
+    """
+    from assay.costing import PRICE_DATE
     from assay.invoke import read_responses
+    from assay.pricing import quote
 
     t0 = time.perf_counter()
     rf = ctx.folder
@@ -443,44 +449,154 @@ def cost_stage(ctx: RunContext) -> str:
     responses = read_responses(rf).to_pandas()
     m = rf.manifest() or {}
     inv = m.get("stages", {}).get("invoke", {}).get("models", {})
-    metrics = rf.read_table(S.METRICS).to_pandas()
-    overall = metrics[metrics["slice"] == "all"]
-    correct = None
-    for key in CORRECTNESS:
-        sel = overall[overall["metric"] == key]
-        if len(sel):
-            correct = {r.model: float(r.value) * int(r.n) for r in sel.itertuples()}
-            break
-    quotes = quotes_for(ctx)
-    models = ctx.loaded.config.models
-    table = costing.cost_table(responses, {k: models[k] for k in ctx.models}, quotes, inv, cfg.cost.monthly_requests, correct)
-    judge_rows = _judge_cost_rows(ctx, m)
-    if judge_rows:
-        table = pd.concat([table, pd.DataFrame(judge_rows)], ignore_index=True)
+    correct = correct_counts(rf.read_table(S.METRICS).to_pandas())
+    all_models = ctx.loaded.config.models
+    models = {k: all_models[k] for k in ctx.models}
+    as_of = ctx.as_of.isoformat()
+    responses[PRICE_DATE] = request_dates(responses, models, inv, as_of)
+    quotes = dated_quotes(models, responses, as_of, lambda name, day: quote(models[name], day))
+    judge_rows, judge_quotes = judge_costs(cfg, m, lambda judge: quote(all_models[judge], ctx.as_of))
+    table, be = cost_tables(responses, models, quotes, inv, cfg.cost.monthly_requests, correct, judge_rows)
     rf.write_table(S.COSTS, table)
-    be = costing.breakeven(table[table["kind"] != "judge"]) if "kind" in table else costing.breakeven(table)
     rf.write_table(S.BREAKEVEN, be)
-    _update_manifest(ctx, prices={k: q.to_dict() for k, q in quotes.items()})
+    changes = {"prices": prices_record(quotes, as_of)}
+    if judge_quotes:
+        raw_models = ctx.loaded.raw.get("models") or {}
+        changes["judge_prices"] = {j: {**q.to_dict(), "model_config": raw_models.get(j)} for j, q in judge_quotes.items()}
+    _update_manifest(ctx, **changes)
     _record(ctx, "cost", t0, [S.COSTS, S.BREAKEVEN])
     return rf.path(S.COSTS)
 
 
+def correct_counts(metrics) -> dict | None:
+    """Correct answers per model: ``value * n`` of the pipeline's correctness metric (the first of
+    :data:`CORRECTNESS` it computes) on slice ``all`` of metrics.parquet; None without one."""
+    overall = metrics[metrics["slice"] == "all"]
+    for key in CORRECTNESS:
+        sel = overall[overall["metric"] == key]
+        if len(sel):
+            return {r.model: float(r.value) * int(r.n) for r in sel.itertuples()}
+    return None
+
+
+#: invoke stats ``request_time`` value of a model whose ``started_at`` is the logged request time
+REQUEST_TIME_LOGGED = "logged_at"
+
+
+def request_dates(responses, models: dict, stats: dict, as_of: str):
+    """The date (``YYYY-MM-DD``) whose prices apply to each response row, as a Series.
+
+    Rows of API models whose requests carry their own time (replayed logs with a ``logged_at`` column:
+    the invoke stats say ``request_time: logged_at`` and ``started_at`` is the logged time) -> the UTC
+    date of ``started_at``. Everything else -> ``as_of``: live calls are priced as of the run's date (a
+    backfill is priced as it would have been then), cache hits too, and so are rows without a time.
+    """
+    import pandas as pd
+
+    from assay.pricing import is_api_model
+
+    out = pd.Series(as_of, index=responses.index, dtype=object)
+    if not len(responses):
+        return out
+    for name, mcfg in models.items():
+        if (stats.get(name) or {}).get("request_time") != REQUEST_TIME_LOGGED or mcfg is None or not is_api_model(mcfg):
+            continue
+        sel = (responses["model"] == name).to_numpy()
+        st = pd.to_datetime(responses.loc[sel, "started_at"], utc=True)
+        out.loc[sel] = st.dt.strftime("%Y-%m-%d").where(st.notna(), as_of).to_numpy(dtype=object)
+    return out
+
+
+def dated_quotes(models: dict, responses, as_of: str, quote_of: Callable) -> dict:
+    """Per model: its quote at ``as_of`` when every row is priced on that date, else a
+    :class:`assay.pricing.DatedQuotes` of ``quote_of(model, day)`` for each distinct
+    ``price_date`` of its rows (default: the ``as_of`` quote)."""
+    from assay.costing import PRICE_DATE
+    from assay.pricing import DatedQuotes
+
+    out = {}
+    for name in models:
+        days = sorted({d for d in responses.loc[responses["model"] == name, PRICE_DATE] if d}) if len(responses) else []
+        default = quote_of(name, as_of)
+        out[name] = default if days in ([], [as_of]) else DatedQuotes({d: quote_of(name, d) for d in days}, default)
+    return out
+
+
+def prices_record(quotes: dict, as_of: str) -> dict:
+    """The manifest's ``prices``: per model the quote at the run's date (its fields at the top level)
+    plus ``priced_by`` and ``by_date``, every quote used, per request date."""
+    from assay.pricing import DatedQuotes
+
+    out = {}
+    for name, q in quotes.items():
+        if isinstance(q, DatedQuotes):
+            out[name] = {**q.default.to_dict(), "priced_by": "request date (logged_at)",
+                         "by_date": {d: x.to_dict() for d, x in sorted(q.by_date.items())}}
+        else:
+            out[name] = {**q.to_dict(), "priced_by": "run date", "by_date": {as_of: q.to_dict()}}
+    return out
+
+
+def recorded_quotes(manifest: dict) -> dict:
+    """Inverse of :func:`prices_record`: ``{model: {date: PriceQuote}}`` from a manifest (a manifest
+    without ``by_date`` has one quote, at the run's as_of)."""
+    from assay.pricing import PriceQuote
+
+    out = {}
+    for name, rec in (manifest.get("prices") or {}).items():
+        if not isinstance(rec, dict):
+            continue
+        by_date = rec.get("by_date")
+        if by_date:
+            out[name] = {d: PriceQuote.from_dict(v) for d, v in by_date.items()}
+        else:
+            q = PriceQuote.from_dict(rec)
+            out[name] = {q.as_of or manifest.get("as_of"): q}
+    return out
+
+
+def cost_tables(responses, models: dict, quotes: dict, stats: dict, monthly_requests, correct, judge_rows=None):
+    """(costs, breakeven) tables of a run, as the cost stage writes them (judge lines appended)."""
+    import pandas as pd
+
+    from assay import costing
+
+    table = costing.cost_table(responses, models, quotes, stats, monthly_requests, correct)
+    if judge_rows:
+        table = pd.concat([table, pd.DataFrame(judge_rows)], ignore_index=True)
+    be = costing.breakeven(table[table["kind"] != "judge"]) if "kind" in table else costing.breakeven(table)
+    return table, be
+
+
 def _judge_cost_rows(ctx: RunContext, manifest: dict) -> list[dict]:
     """The LLM judges' own token cost, as lines of their own."""
-    from assay.pricing import quote, token_cost
+    from assay.pricing import quote
 
-    rows = []
+    rows, _ = judge_costs(ctx.cfg, manifest, lambda judge: quote(ctx.loaded.config.models[judge], ctx.as_of))
+    return rows
+
+
+def judge_costs(cfg: PipelineConfig, manifest: dict, quote_of: Callable) -> tuple[list[dict], dict]:
+    """The LLM judges' token cost lines (from the score stage's usage in ``manifest``) and the quote used
+    for each judge; ``quote_of(judge)`` prices a judge (judges are called live: at the run's date)."""
+    from assay.pricing import token_cost
+
+    rows, quotes = [], {}
     judges = manifest.get("stages", {}).get("score", {}).get("judges", {})
+    specs = {s.key: s for s in cfg.metric_specs()}
     for key, usage in judges.items():
-        spec = next(s for s in ctx.cfg.metric_specs() if s.key == key)
-        q = quote(ctx.loaded.config.models[spec.judge], ctx.as_of)
+        spec = specs.get(key)
+        if spec is None or not spec.judge:
+            continue
+        q = quotes.get(spec.judge) or quote_of(spec.judge)
+        quotes[spec.judge] = q
         usd = float(token_cost(q, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))) if q.source != "none" else float("nan")
         n = usage.get("requests", 0)
         rows.append({"model": f"judge:{spec.judge}", "kind": "judge", "requests": n, "errors": usage.get("errors", 0),
                      "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
                      "cost_usd": usd, "cost_per_1k_usd": usd / n * 1000 if n else float("nan"),
                      "price_source": q.source, "price_json": json.dumps(q.to_dict())})
-    return rows
+    return rows, quotes
 
 
 def report_stage(ctx: RunContext) -> dict:

@@ -143,7 +143,7 @@ def test_config_checks():
 # ----------------------------------------------------------------------------------------- with a tiny model
 def test_run_local_end_to_end_is_deterministic(tmp_path, tiny, tiny_chat):
     models = {
-        "tiny": f"{{provider: transformers, path: {tiny}, params: {{batch_size: 4, max_new_tokens: 6}}, "
+        "tiny": f"{{provider: transformers, path: {tiny}, params: {{batch_size: 4, max_tokens: 6, temperature: 0}}, "
                 "compute: {usd_per_hour: 3.6}}",
         "chat": f"{{provider: transformers, path: {tiny_chat}, params: {{batch_size: 3, max_new_tokens: 5, min_new_tokens: 2}}}}",
     }

@@ -4,8 +4,9 @@
 ever fetched from the Hub. Prompts are rendered with the tokenizer's chat template when it has one,
 else system and user content joined by newlines, then generated greedily in left-padded
 mini-batches on CUDA when available, else CPU. ``params``: ``batch_size`` (default 8),
-``max_new_tokens`` (default 32), ``device`` (default cuda if available, else cpu); everything else
-goes to ``model.generate`` (e.g. ``do_sample: true, temperature: 0.7``, ``repetition_penalty``).
+``max_new_tokens`` (default 32; ``max_tokens`` is accepted too), ``device`` (default cuda if available,
+else cpu); everything else goes to ``model.generate`` (e.g. ``do_sample: true, temperature: 0.7``,
+``repetition_penalty``). ``temperature: 0`` means greedy, the default.
 
 Costing: give the model ``compute: {usd_per_hour: ...}`` and it is priced by the generation time
 this provider reports as ``compute_s`` (or ``hosting:`` to price it as a self-hosted replica).
@@ -93,8 +94,11 @@ class TransformersProvider(Provider):
         batch_size = int(params.pop("batch_size", 8))
         if batch_size < 1:
             raise ValueError(f"params.batch_size must be at least 1, got {batch_size}")
-        max_new_tokens = int(params.pop("max_new_tokens", 32))
+        max_tokens = params.pop("max_tokens", None)  # the OpenAI spelling, for configs shared with API models
+        max_new_tokens = int(params.pop("max_new_tokens", max_tokens if max_tokens is not None else 32))
         device = params.pop("device", None)
+        if params.get("temperature") == 0:  # temperature 0 means greedy, which generate spells do_sample=False
+            params.pop("temperature")
         params.setdefault("do_sample", False)
         return batch_size, max_new_tokens, device, params
 
@@ -111,11 +115,16 @@ class TransformersProvider(Provider):
         _, _, device, _ = self._gen_params()
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         with _LOAD_LOCK:
+            bars = transformers.utils.logging.is_progress_bar_enabled()
+            transformers.utils.logging.disable_progress_bar()  # the pipeline draws its own progress
             try:
                 tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
                 model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
             except Exception as e:
                 raise RuntimeError(f"cannot load a causal language model from {path}: {type(e).__name__}: {e}") from None
+            finally:
+                if bars:
+                    transformers.utils.logging.enable_progress_bar()
             model.to(device)
         model.eval()
         if not getattr(model.config, "is_encoder_decoder", False):
@@ -178,7 +187,8 @@ class TransformersProvider(Provider):
         with torch.inference_mode():
             out = self._model.generate(input_ids=input_ids.to(self._device), attention_mask=mask.to(self._device),
                                        max_new_tokens=max_new_tokens, pad_token_id=self._pad, **gen)
-        return [row[width:].tolist() for row in out.cpu()]
+        seqs = getattr(out, "sequences", out)  # a tensor, or an output object with return_dict_in_generate
+        return [row[width:].tolist() for row in seqs.cpu()]
 
     def _finish(self, new: list[int]) -> tuple[str, int]:
         """Decoded continuation and its token count, up to and including the first eos."""

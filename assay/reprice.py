@@ -1,0 +1,260 @@
+"""Reprice a finished run at another date's prices, without calling any model.
+
+``assay reprice RUN_FOLDER [--as-of DATE] [--write]`` reads the run's responses, its manifest (the
+recorded config, invoke stats and prices) and metrics.parquet, and recomputes costs.parquet and
+breakeven.parquet with :func:`assay.run.cost_tables`, the same code the cost stage runs:
+
+* **no date**: the prices recorded in the manifest, each request at the price of its own day exactly as
+  the cost stage priced it (the run's as_of for live calls, the logged day for replayed logs with
+  ``logged_at``). This reproduces the recorded costs exactly, whatever genai-prices ships today.
+* **a date** ``D``: every request of every model at the prices in force on ``D`` ("what would this run
+  cost at D's prices"). A quote the manifest recorded for ``D`` is reused; otherwise the model is quoted
+  from its recorded config (:func:`assay.pricing.quote`).
+
+Self-hosted and conventional models are priced by time and do not depend on the date. ``write=True``
+writes ``costs-<date>.parquet`` and ``breakeven-<date>.parquet`` next to the originals (never the run's
+own costs.parquet) and records the repricing in the manifest under ``repriced[<date>]``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+import pandas as pd
+
+from assay import store as S
+from assay.store import RunFolder, Store
+
+__all__ = ["RepriceError", "Repriced", "open_run", "reprice", "format_comparison", "COMPARED"]
+
+#: The figures compared, old vs new.
+COMPARED = ("cost_usd", "cost_per_1k_usd", "monthly_cost_usd")
+
+
+class RepriceError(Exception):
+    """The folder is not a run that can be repriced (the CLI exits 2)."""
+
+
+@dataclass
+class Repriced:
+    folder: RunFolder
+    label: str                 # the price date: the run's as_of (recorded prices) or the date asked for
+    recorded: bool             # True: the run's own recorded prices (no date given)
+    costs: pd.DataFrame
+    breakeven: pd.DataFrame
+    comparison: pd.DataFrame   # model, kind, <figure>_old, <figure>_new for each of COMPARED
+    quotes: dict = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+
+
+def open_run(path: str | os.PathLike | RunFolder) -> RunFolder:
+    """The RunFolder at ``<root>/<pipeline>/<as_of>/<run_id>``, after checking that what repricing reads
+    is there; RepriceError names the first missing file."""
+    if isinstance(path, RunFolder):
+        rf = path
+    else:
+        text = str(path).rstrip("/")
+        if text.startswith("file://"):
+            text = text[len("file://"):]
+        if "://" in text:
+            parts = text.rsplit("/", 3)
+            if len(parts) != 4:
+                raise RepriceError(f"not a run folder (<root>/<pipeline>/<as_of>/<run_id>): {path}")
+            root, pipeline, as_of, run_id = parts
+        else:
+            p = os.path.abspath(text)
+            if not os.path.isdir(p):
+                raise RepriceError(f"run folder not found: {path}")
+            rest, run_id = os.path.split(p)
+            rest, as_of = os.path.split(rest)
+            root, pipeline = os.path.split(rest)
+        rf = RunFolder(Store(root), pipeline, as_of, run_id)
+    if not rf.exists(S.MANIFEST):
+        raise RepriceError(f"{rf.path(S.MANIFEST)} is missing: not a run folder")
+    if not [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")]:
+        raise RepriceError(f"{rf.path(S.RESPONSES)}/part-*.parquet is missing: the run has no responses")
+    for name in (S.METRICS, S.COSTS):
+        if not rf.exists(name):
+            raise RepriceError(f"{rf.path(name)} is missing: the run did not finish its score and cost stages")
+    return rf
+
+
+def _expand(value):
+    """``${VAR}``/``${VAR:-default}`` from the environment; an unset variable stays as written."""
+    from assay.config import ENV_PATTERN
+
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    if isinstance(value, str) and "${" in value:
+        return ENV_PATTERN.sub(lambda m: os.environ.get(m.group(1), m.group(2) if m.group(2) is not None else m.group(0)), value)
+    return value
+
+
+def _validate(kind, raw, where: str):
+    from pydantic import ValidationError
+
+    try:
+        return kind.model_validate(_expand(raw))
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise RepriceError(f"manifest.json {where} is not a valid config: {problems}") from None
+
+
+def recorded_config(manifest: dict):
+    """(PipelineConfig, {model: ModelConfig}) from the manifest's recorded config, for the run's models."""
+    from assay.config import ModelConfig, PipelineConfig
+
+    raw = manifest.get("config") or {}
+    if not isinstance(raw.get("pipeline"), dict):
+        raise RepriceError("manifest.json has no recorded config (config.pipeline)")
+    pipe = _validate(PipelineConfig, raw["pipeline"], "config.pipeline")
+    names = list((manifest.get("request") or {}).get("models") or pipe.models)
+    raw_models = raw.get("models") or {}
+    models = {}
+    for name in names:
+        if not isinstance(raw_models.get(name), dict):
+            raise RepriceError(f"manifest.json has no recorded config for model {name!r} (config.models.{name})")
+        models[name] = _validate(ModelConfig, raw_models[name], f"config.models.{name}")
+    return pipe, models
+
+
+def _as_day(on) -> str | None:
+    if on is None:
+        return None
+    if isinstance(on, datetime):
+        return on.date().isoformat()
+    if isinstance(on, date):
+        return on.isoformat()
+    try:
+        return date.fromisoformat(str(on)).isoformat()
+    except ValueError:
+        raise RepriceError(f"--as-of: expected a date as YYYY-MM-DD, got {on!r}") from None
+
+
+def _judge_quoter(manifest: dict, day: str, recorded: bool):
+    """Price a judge at ``day``: its recorded quote when it is for that day (always with recorded
+    prices), else a fresh quote of its recorded model config (or of the recorded genai-prices entry)."""
+    from assay.config import ModelConfig
+    from assay.pricing import PriceQuote, quote
+
+    rec = manifest.get("judge_prices") or {}
+
+    def quote_of(judge: str) -> PriceQuote:
+        r = rec.get(judge)
+        if r is None:
+            return PriceQuote(source="none", as_of=day, note="the judge's price was not recorded")
+        q = PriceQuote.from_dict(r)
+        if recorded or q.as_of == day:
+            return q
+        if isinstance(r.get("model_config"), dict):
+            return quote(_validate(ModelConfig, r["model_config"], f"judge_prices.{judge}.model_config"), day)
+        if q.source == "genai-prices" and q.model_id:
+            ref = f"{q.provider_id}/{q.model_id}" if q.provider_id else q.model_id
+            return quote(ModelConfig(provider="openai", model=q.model_id, price_ref=ref), day)
+        return PriceQuote(**{**q.to_dict(), "as_of": day})  # explicit prices do not change with the date
+
+    return quote_of
+
+
+def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
+    """Recompute a run's costs at ``as_of``'s prices (default: its own recorded prices); see the module doc."""
+    from assay.costing import PRICE_DATE
+    from assay.invoke import read_responses
+    from assay.pricing import quote
+    from assay.run import (
+        _MANIFEST_LOCK,
+        correct_counts,
+        cost_tables,
+        dated_quotes,
+        judge_costs,
+        prices_record,
+        recorded_quotes,
+        request_dates,
+    )
+
+    rf = open_run(run_folder)
+    manifest = rf.manifest()
+    if manifest is None:
+        raise RepriceError(f"{rf.path(S.MANIFEST)} is not valid JSON")
+    pipe, models = recorded_config(manifest)
+    run_day = str(manifest.get("as_of") or rf.as_of)
+    day = _as_day(as_of)
+    recorded = day is None
+    label = day or run_day
+    stats = (manifest.get("stages") or {}).get("invoke", {}).get("models", {}) or {}
+    responses = read_responses(rf).to_pandas()
+    correct = correct_counts(rf.read_table(S.METRICS).to_pandas())
+    known = recorded_quotes(manifest)
+
+    def quote_of(name: str, d: str):
+        q = known.get(name, {}).get(d)
+        return q if q is not None else quote(models[name], d)
+
+    if recorded:
+        responses[PRICE_DATE] = request_dates(responses, models, stats, run_day)
+    else:
+        responses[PRICE_DATE] = label
+    quotes = dated_quotes(models, responses, label, quote_of)
+    judge_rows, judge_quotes = judge_costs(pipe, manifest, _judge_quoter(manifest, label, recorded))
+    costs, be = cost_tables(responses, models, quotes, stats, pipe.cost.monthly_requests, correct, judge_rows)
+
+    old = rf.read_table(S.COSTS).to_pandas()
+    comparison = _compare(old, costs)
+    out = Repriced(rf, label, recorded, costs, be, comparison,
+                   {**prices_record(quotes, label), **{f"judge:{j}": q.to_dict() for j, q in judge_quotes.items()}})
+    if write:
+        cname, bname = f"costs-{label}.parquet", f"breakeven-{label}.parquet"
+        assert cname != S.COSTS and bname != S.BREAKEVEN
+        out.written = [rf.write_table(cname, costs), rf.write_table(bname, be)]
+        entry = {
+            "as_of": label,
+            "prices": "recorded" if recorded else "quoted",
+            "at": datetime.now(timezone.utc).isoformat(),
+            "costs": cname,
+            "breakeven": bname,
+            "artifacts": {cname: rf.hash(cname), bname: rf.hash(bname)},
+            "cost_usd": {r.model: (None if pd.isna(r.cost_usd) else float(r.cost_usd)) for r in costs.itertuples()},
+            "quotes": out.quotes,
+        }
+        with _MANIFEST_LOCK:
+            m = rf.manifest() or manifest
+            m.setdefault("repriced", {})[label] = entry
+            rf.write_json(S.MANIFEST, m)
+    return out
+
+
+def _compare(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    cols = ["model", "kind", *COMPARED]
+    o = old.reindex(columns=cols).rename(columns={c: f"{c}_old" for c in COMPARED})
+    n = new.reindex(columns=cols).rename(columns={c: f"{c}_new" for c in COMPARED})
+    both = n.merge(o.drop(columns=["kind"]), on="model", how="outer", sort=False)
+    order = ["model", "kind"] + [f"{c}_{w}" for c in COMPARED for w in ("old", "new")]
+    return both[order]
+
+
+def _fmt(v) -> str:
+    if v is None or pd.isna(v):
+        return "–"
+    v = float(v)
+    if v == float("inf"):
+        return "inf"
+    if abs(v) >= 1e6:
+        return f"{v:,.0f}"
+    return f"{v:.6g}"
+
+
+def format_comparison(r: Repriced) -> str:
+    """The old vs new table as text, one line per model."""
+    head = ["model", "kind"] + [f"{c} {w}" for c in COMPARED for w in ("old", "new")]
+    lines = [[str(x.model), str(x.kind) if isinstance(x.kind, str) else "–"]
+             + [_fmt(getattr(x, f"{c}_{w}")) for c in COMPARED for w in ("old", "new")]
+             for x in r.comparison.itertuples(index=False)]
+    widths = [max(len(h), *(len(row[i]) for row in lines)) if lines else len(h) for i, h in enumerate(head)]
+    fmt = lambda row: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
+    how = "the prices recorded in the manifest" if r.recorded else f"prices in force on {r.label}"
+    out = [f"{r.folder.url}: costs at {how} (USD)", fmt(head)] + [fmt(row) for row in lines]
+    return "\n".join(out)
