@@ -241,6 +241,9 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct) -> dict:
     throughput_source = None
     if cfg is not None and cfg.hosting is not None and cfg.hosting.throughput_rps:
         throughput, throughput_source = float(cfg.hosting.throughput_rps), "override"
+    elif st.get("throughput_rps"):
+        # measured when the calls were made (kept when a run is reproduced or repriced from cache)
+        throughput, throughput_source = float(st["throughput_rps"]), "measured"
     elif fresh_ok and wall_s and wall_s > 0:
         throughput, throughput_source = fresh_ok / float(wall_s), "measured"
     elif int(ok.sum()) and len(latency) and latency.mean() > 0:

@@ -55,6 +55,7 @@ class RunContext:
     sample: int | None = None
     cache_mode: str = "use"
     resumed: bool = False
+    cache_file: str | None = None  # set by reproduce: the recorded run's cache
     _cfg: LoadedConfig | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self):
@@ -79,6 +80,8 @@ class RunContext:
     def cache_path(self) -> str | None:
         if self.cache_mode == "off":
             return None
+        if self.cache_file:
+            return self.cache_file
         explicit = self.loaded.config.cache_dir
         if explicit:
             base = self.loaded.resolve_path(explicit)
@@ -104,6 +107,12 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
+
+
+def ctx_cache_path(loaded: LoadedConfig, root: str, cache_mode: str) -> str | None:
+    """Where a run's response cache lives (recorded so that ``reproduce`` finds it)."""
+    probe = RunContext("", "", date.min, "", root, [], cache_mode=cache_mode, _cfg=loaded)
+    return probe.cache_path()
 
 
 def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | None = None,
@@ -135,7 +144,7 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
                 break
     run_id = run_id or store.new_run_id(chash)
     ctx = RunContext(str(loaded.path), pipeline, as_of, run_id, root, chosen, sample,
-                     cache_mode or p.cache, resumed, loaded)
+                     cache_mode or p.cache, resumed, _cfg=loaded)
     rf = ctx.folder
     manifest = rf.manifest() if resumed else None
     if manifest is None:
@@ -143,7 +152,7 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
             "pipeline": pipeline, "as_of": as_of.isoformat(), "run_id": run_id, "status": "running",
             "config_hash": chash, "config": loaded.pipeline_slice(pipeline), "config_file": str(loaded.path),
             "request": request, "started_at": datetime.now(timezone.utc).isoformat(), "stages": {},
-            "versions": package_versions(),
+            "versions": package_versions(), "cache": ctx_cache_path(loaded, root, cache_mode or p.cache),
         }
     else:
         manifest["status"] = "running"
@@ -346,6 +355,9 @@ def invoke_stage(ctx: RunContext, on_progress: Callable | None = None, _adopt: b
             cache.close()
     for name, p in providers.items():
         stats[name].update(p.stats())
+        made = stats[name].get("called", 0) - stats[name].get("errors", 0)
+        if made > 0 and stats[name].get("wall_s"):
+            stats[name]["throughput_rps"] = made / stats[name]["wall_s"]
     responses = I.read_responses(rf)
     n_err = int(responses.column("error").is_valid().to_numpy(zero_copy_only=False).sum()) if responses.num_rows else 0
     share = n_err / responses.num_rows if responses.num_rows else 0.0
@@ -546,12 +558,10 @@ def recorded_quotes(manifest: dict) -> dict:
     for name, rec in (manifest.get("prices") or {}).items():
         if not isinstance(rec, dict):
             continue
-        by_date = rec.get("by_date")
-        if by_date:
-            out[name] = {d: PriceQuote.from_dict(v) for d, v in by_date.items()}
-        else:
-            q = PriceQuote.from_dict(rec)
-            out[name] = {q.as_of or manifest.get("as_of"): q}
+        quotes = {d: PriceQuote.from_dict(v) for d, v in (rec.get("by_date") or {}).items()}
+        top = PriceQuote.from_dict(rec)  # the quote at the run's date
+        quotes.setdefault(top.as_of or manifest.get("as_of"), top)
+        out[name] = quotes
     return out
 
 

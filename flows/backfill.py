@@ -235,8 +235,12 @@ def run_local(config: str, pipeline: str, days: list[date], store: Store, concur
         for d in days:
             record(one(d))
     else:
+        import contextvars
+
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="backfill") as pool:
-            futures = [pool.submit(one, d) for d in days]
+            # each thread runs in a copy of this context, so Prefect settings set in code
+            # (temporary_settings, profiles) reach the flow runs, not only environment variables
+            futures = [pool.submit(contextvars.copy_context().run, one, d) for d in days]
             for f in as_completed(futures):
                 record(f.result())
     return results

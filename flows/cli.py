@@ -187,8 +187,9 @@ def main():
     import flows.cli_costs  # noqa: F401  (reprice)
     import flows.cli_quality  # noqa: F401  (matrix)
     import flows.cli_runs  # noqa: F401  (reproduce)
+    from flows.cli import app as registered  # under `python -m`, this module is __main__, not flows.cli
 
-    app()
+    registered()
 
 
 if __name__ == "__main__":

@@ -1,1 +1,37 @@
-"""More assay commands."""
+"""``assay reproduce``: run a recorded run again and compare every artifact."""
+
+from typing import Optional
+
+import typer
+
+from flows.cli import EXIT_CONFIG, EXIT_FAILED, _err, app
+
+
+@app.command()
+def reproduce(
+    run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Where to write the reproduction "
+                                            "(default: <artifacts>/_reproductions)."),
+):
+    """Run a recorded run again from its manifest (recorded config, cached responses) and
+    report whether every artifact matches. Exit 0 when all match, 1 otherwise."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from assay.reproduce import ReproduceError, reproduce as run_reproduce
+
+    try:
+        result = run_reproduce(run_folder, artifacts)
+    except ReproduceError as e:
+        _err(f"cannot reproduce: {e}")
+        raise typer.Exit(EXIT_CONFIG)
+    con = Console()
+    t = Table(title=f"reproduction of {result.original}")
+    for col in ("artifact", "status", "detail"):
+        t.add_column(col)
+    for r in result.rows:
+        style = {"identical": "green", "same content": "green", "differs": "red"}[r["status"]]
+        t.add_row(r["artifact"], f"[{style}]{r['status']}[/{style}]", r["detail"])
+    con.print(t)
+    typer.echo(result.reproduced)
+    raise typer.Exit(0 if result.matches else EXIT_FAILED)

@@ -1,0 +1,140 @@
+"""Run a recorded run again from its manifest and say whether every artifact matches.
+
+The reproduction uses the recorded config (not today's pipelines.yaml), checks that the
+dataset source still has the recorded fingerprint, serves model calls from the response
+cache, and takes the recorded measurements (invoke wall time, compute and training time)
+as inputs to the cost model, since a measurement cannot be reproduced, only reused.
+"""
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from assay import store as S
+from assay.config import AssayConfig, ConfigError, LoadedConfig, _expand_env
+from assay.store import RunFolder, Store
+
+#: Columns that are measurements of one execution, not results (compared, but reported apart).
+TIMING = {"responses": ["latency_s", "started_at", "attempts", "cached"],
+          "costs": ["cache_hits", "latency_p50_s", "latency_p95_s", "latency_p99_s"]}
+PARQUET = [S.DATASET, S.SCORES, S.METRICS, S.GENERALIZATION, "comparisons.parquet", S.COSTS, S.BREAKEVEN]
+
+
+class ReproduceError(ValueError):
+    """The run folder cannot be reproduced (missing manifest, changed dataset, ...)."""
+
+
+@dataclass
+class Reproduction:
+    original: str
+    reproduced: str
+    rows: list[dict] = field(default_factory=list)  # artifact, status, detail
+
+    @property
+    def matches(self) -> bool:
+        return all(r["status"] in ("identical", "same content") for r in self.rows)
+
+
+def open_run(path: str) -> RunFolder:
+    """A run folder from its path: ``<root>/<pipeline>/<as_of>/<run_id>``."""
+    p = path.rstrip("/")
+    parts = p.rsplit("/", 3)
+    if len(parts) != 4:
+        raise ReproduceError(f"{path} is not a run folder (<root>/<pipeline>/<as_of>/<run_id>)")
+    root, pipeline, as_of, run_id = parts
+    rf = Store(root).run(pipeline, date.fromisoformat(as_of), run_id)
+    if not rf.exists(S.MANIFEST):
+        raise ReproduceError(f"no manifest.json in {path}")
+    return rf
+
+
+def recorded_config(manifest: dict) -> LoadedConfig:
+    cfg = manifest["config"]
+    raw = {"models": {k: v for k, v in cfg["models"].items()}, "pipelines": {manifest["pipeline"]: cfg["pipeline"]}}
+    problems: list = []
+    expanded = _expand_env(raw, (), problems)
+    if problems:
+        raise ReproduceError("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
+    try:
+        config = AssayConfig.model_validate(expanded)
+    except Exception as e:
+        raise ReproduceError(f"the recorded config no longer validates: {e}") from None
+    return LoadedConfig(config, raw, Path(manifest.get("config_file") or "pipelines.yaml"))
+
+
+def _frame(rf: RunFolder, name: str) -> pd.DataFrame:
+    if name == S.RESPONSES:
+        from assay.invoke import read_responses
+
+        return read_responses(rf).to_pandas().sort_values(["model", "example_id"]).reset_index(drop=True)
+    return rf.read_table(name).to_pandas()
+
+
+def compare(a: RunFolder, b: RunFolder) -> list[dict]:
+    rows = []
+    for name in [S.RESPONSES] + PARQUET:
+        if not a.exists(name if name != S.RESPONSES else S.RESPONSES):
+            continue
+        if name != S.RESPONSES and a.hash(name) == b.hash(name):
+            rows.append({"artifact": name, "status": "identical", "detail": a.hash(name)[:12]})
+            continue
+        fa, fb = _frame(a, name), _frame(b, name)
+        key = "responses" if name == S.RESPONSES else name.split(".")[0]
+        timing = [c for c in TIMING.get(key, []) if c in fa.columns]
+        ca, cb = fa.drop(columns=timing, errors="ignore"), fb.drop(columns=timing, errors="ignore")
+        if list(ca.columns) == list(cb.columns) and ca.shape == cb.shape and ca.equals(cb):
+            rows.append({"artifact": name, "status": "same content",
+                         "detail": f"re-measured: {', '.join(timing)}" if timing else "equal values, different bytes"})
+        else:
+            diff = [c for c in ca.columns if c not in cb.columns or not ca[c].equals(cb[c])] if ca.shape == cb.shape else ["rows"]
+            rows.append({"artifact": name, "status": "differs", "detail": ", ".join(diff[:8])})
+    return rows
+
+
+def reproduce(path: str, artifacts: str | None = None) -> Reproduction:
+    """Re-run the recorded run into ``artifacts`` (default ``<root>/_reproductions``) and compare."""
+    from assay import run as R
+    from assay.dataset import fingerprint
+
+    src = open_run(path)
+    m = src.manifest()
+    if m.get("status") != "complete":
+        raise ReproduceError(f"{path} is not a complete run (status {m.get('status')!r})")
+    loaded = recorded_config(m)
+    pipeline = m["pipeline"]
+    request = m.get("request") or {}
+    models = request.get("models") or loaded.pipeline(pipeline).models
+    if loaded.config_hash(pipeline, models) != m["config_hash"]:
+        raise ReproduceError("the recorded config resolves differently now (an environment variable it uses changed)")
+    p = loaded.pipeline(pipeline)
+    source = loaded.resolve_path(p.dataset.source)
+    fp = fingerprint(source, p.dataset.format)
+    if fp != (m.get("dataset") or {}).get("fingerprint"):
+        raise ReproduceError(f"dataset {source} changed since the run (fingerprint {fp[:19]}…, recorded "
+                             f"{str((m.get('dataset') or {}).get('fingerprint'))[:19]}…)")
+    out = artifacts or src.store.url("_reproductions")
+    ctx = R.start_run(str(loaded.path), pipeline, date.fromisoformat(m["as_of"]), models=models,
+                      sample=request.get("sample"), artifacts=out, cache_mode="use", loaded=loaded, new=True)
+    ctx.cache_file = m.get("cache")
+    stage = "load"
+    try:
+        R.load_stage(ctx)
+        stage = "invoke"
+        R.invoke_stage(ctx)
+        recorded = m.get("stages", {}).get("invoke", {}).get("models", {})
+        new = ctx.folder.manifest()["stages"]["invoke"]
+        for model, stats in new.get("models", {}).items():
+            for k in ("wall_s", "compute_s", "train_s", "throughput_rps"):
+                if k in recorded.get(model, {}):
+                    stats[k] = recorded[model][k]
+        R._update_manifest(ctx, stage=("invoke", new), reproduces=src.url)
+        for stage, fn in (("score", R.score_stage), ("cost", R.cost_stage), ("report", R.report_stage)):
+            fn(ctx)
+    except Exception as e:
+        R.fail(ctx, stage, str(e))
+        raise
+    R.finish(ctx)
+    return Reproduction(src.url, ctx.folder.url, compare(src, ctx.folder))
