@@ -45,7 +45,11 @@ def open_run(path: str) -> RunFolder:
     if len(parts) != 4:
         raise ReproduceError(f"{path} is not a run folder (<root>/<pipeline>/<as_of>/<run_id>)")
     root, pipeline, as_of, run_id = parts
-    rf = Store(root).run(pipeline, date.fromisoformat(as_of), run_id)
+    try:
+        day = date.fromisoformat(as_of)
+    except ValueError:
+        raise ReproduceError(f"{path} is not a run folder: {as_of!r} is not an as_of date") from None
+    rf = Store(root).run(pipeline, day, run_id)
     if not rf.exists(S.MANIFEST):
         raise ReproduceError(f"no manifest.json in {path}")
     return rf

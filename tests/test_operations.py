@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
 # `assay serve` started together with the server: the interpreter imports Prefect and the flows
 # while the server starts, waits for the API (PREFECT_API_URL), then runs the real command.
 SERVE_WHEN_UP = [sys.executable, "-c", (
@@ -255,14 +254,9 @@ def backfill_runs(ops, pipeline):
                                                                    deployment_id=FlowRunFilterDeploymentId(any_=[dep.id])))
 
 
-def cli(ops, *args, timeout=180):
-    """The real `assay` command in a subprocess, pointed at the test server."""
-    return subprocess.run(CLI + list(args), env=ops.env, cwd=ops.tmp, capture_output=True, text=True, timeout=timeout)
-
-
 def cli_here(*args):
-    """The same command line in this process (the API settings point at the test server): no
-    extra interpreter start-up, which costs seconds on a small box."""
+    """The `assay` command line in this process, whose Prefect settings point at the test server
+    (`assay serve` is the real command in a subprocess; an interpreter start-up costs seconds here)."""
     from typer.testing import CliRunner
 
     import flows.cli_ops  # noqa: F401  (registers serve, backfill, history)
@@ -327,9 +321,9 @@ def test_runs_started_through_the_api_like_the_ui(ops):
 
 
 def test_backfill_against_the_served_deployment_is_idempotent(ops):
-    r = cli(ops, "backfill", "tiny", "--start", "2024-01-04", "--end", "2024-01-06", "--config", str(ops.cfg), "--concurrency", "2",
-            "--timeout", "120")
-    assert r.returncode == 0, r.stdout + r.stderr
+    r = cli_here("backfill", "tiny", "--start", "2024-01-04", "--end", "2024-01-06", "--config", str(ops.cfg),
+                 "--concurrency", "2", "--timeout", "120")
+    assert r.exit_code == 0, r.output
     assert "running in deployment assess/tiny" in r.stderr
     lines = {ln.split("│")[1].strip(): ln for ln in r.stdout.splitlines() if ln.startswith("│ 2024-")}
     assert "skipped" in lines["2024-01-04"]                   # the scheduled run above made it
