@@ -11,22 +11,7 @@ from typing import Optional
 import typer
 
 from assay.config import ConfigError
-from flows.cli import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, _err, _load, _parse_date
-
-
-def _app() -> typer.Typer:
-    """The typer app that ``main()`` runs: ``flows.cli.app``, or that of ``python -m flows.cli``
-    (which runs the module as ``__main__``, a second copy with its own ``app``)."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name == "flows.cli" and isinstance(getattr(main, "app", None), typer.Typer):
-        return main.app
-    from flows.cli import app
-
-    return app
-
-
-app = _app()
+from flows.cli import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, _err, _load, _parse_date, app
 
 
 def _api_url() -> str | None:

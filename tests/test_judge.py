@@ -39,6 +39,8 @@ DAY = date(2026, 11, 1)
     ("The answer is correct.\n4", 4),
     ("4\nThe answer is mostly correct.", 4),
     ("Criterion A score: 2. Criterion B score: 5. Final grade: 4", 4),  # the last labelled grade wins
+    ("Grade: 3\nA score of 5 would need the date as well.", 3),  # ... but the requested line form comes first
+    ("- **Grade:** 2\n- Reason: it names a different city; a grade of 4 needs the right one", 2),
     ("The overall score is 4.", 4), ("I would give a score of 2", 2), ("Rating (1-5): 2", 2),
     ("Grade: four", 4), ("Score: Five", 5), ("Grade: 4.5", 4.5), ("Grade: -1", -1),
     ("Grade: 7", 7),  # parsed; out of range is the metric's call

@@ -107,6 +107,8 @@ _LABELLED = re.compile(
     rf"(?:\s*\([^)\n]{{0,30}}\))?{_MD}\s*"
     rf"(?:(?:is|of|was|would\s+be|should\s+be|:|=|-(?=\s)|–|—|->|=>)\s*)?{_MD}\s*"
     rf"(?P<n>{_NUM_OR_WORD})", re.I)
+# the form the prompt asks for, at the start of a line: "Grade: 4", "**Final grade:** 4", "- Grade = 4"
+_REQUESTED = re.compile(rf"^[\s*_#>`-]*(?:final\s+)?grade{_MD}\s*[:=]\s*{_MD}\s*(?P<n>{_NUM_OR_WORD})", re.I | re.M)
 # "4/5", "4 / 5", "4 out of 5"
 _FRACTION = re.compile(r"(?<![\d./])(?P<n>[-+]?\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*(?P<d>\d+(?:\.\d+)?)(?![\d/])", re.I)
 # "**4**", "__4__"
@@ -148,8 +150,8 @@ def parse_grade(text: Any, hi: float | None = None, _json: bool = True) -> float
     """The grade a judge replied with, or None when there is none to be found.
 
     Tried in order: JSON (``{"grade": 4}``, also fenced or embedded in prose; keys grade,
-    score, rating, ...); a labelled grade, the last one ("Grade: 4", "**Score:** 4/5",
-    "Final grade is four"); a fraction whose denominator is the top of the scale ("4/5",
+    score, rating, ...); the last line-initial "Grade: <n>" (the form the prompt asks for),
+    else the last labelled grade anywhere ("**Score:** 4/5", "Final grade is four"); a fraction whose denominator is the top of the scale ("4/5",
     "4 out of 5"; needs ``hi``); a bold number ("**4**"); a line that is only a number (the
     last line, then the first). The number is returned as is: range checks are the
     caller's (see :meth:`LLMJudge.grade`).
@@ -175,7 +177,7 @@ def parse_grade(text: Any, hi: float | None = None, _json: bool = True) -> float
                 g = _from_json(value, hi)
                 if g is not None:
                     return g
-    matches = list(_LABELLED.finditer(s))
+    matches = list(_REQUESTED.finditer(s)) or list(_LABELLED.finditer(s))
     if matches:
         return _number(matches[-1].group("n"))
     for m in reversed(list(_FRACTION.finditer(s))):
