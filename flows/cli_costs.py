@@ -4,26 +4,12 @@ Imported by ``flows.cli.main()``, which registers these commands on its typer ``
 Exit codes as in ``flows.cli``: 0 ok, 2 a bad run folder or usage error.
 """
 
-import sys
 from typing import Optional
 
 import typer
 
-from flows.cli import EXIT_CONFIG, _err, _parse_date
-
-
-def _app() -> typer.Typer:
-    """The typer app that ``main()`` runs: ``flows.cli.app``, or that of ``python -m flows.cli``."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name == "flows.cli" and isinstance(getattr(main, "app", None), typer.Typer):
-        return main.app
-    from flows.cli import app
-
-    return app
-
-
-app = _app()
+# ``flows.cli.main()`` runs ``flows.cli.app`` (also under ``python -m flows.cli``): register there.
+from flows.cli import EXIT_CONFIG, _err, _parse_date, app
 
 
 @app.command()

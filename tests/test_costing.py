@@ -21,7 +21,7 @@ from assay.costing import (
     monthly_cost_usd,
     pareto_front,
 )
-from assay.pricing import PriceQuote, clear_cache, quote, token_cost
+from assay.pricing import DatedQuotes, PriceQuote, clear_cache, quote, token_cost
 
 
 @pytest.fixture(autouse=True)
@@ -203,6 +203,42 @@ def test_quote_round_trips_through_dict_and_json():
     assert PriceQuote.from_dict(q.to_dict()) == q
     assert PriceQuote.from_dict(json.dumps(q.to_dict())) == q
     assert PriceQuote.from_dict({**q.to_dict(), "future_field": 1}) == q
+
+
+def test_dated_quotes_price_each_request_at_its_own_day():
+    m = ModelConfig(provider="openai", model="o3")
+    before, after = quote(m, dt.date(2025, 6, 9)), quote(m, dt.date(2025, 6, 10))
+    dq = DatedQuotes({"2025-06-09": before, "2025-06-10": after}, default=after)
+    assert dq.priced and dq.source == "genai-prices"
+    assert dq.for_date("2025-06-09") is before and dq.for_date(None) is after and dq.for_date("2025-01-01") is after
+    # 1000 prompt + 1000 completion tokens: 0.05 at 10/40, 0.01 at 2/8; 01:30 UTC on 06-10 (given at UTC-2 on 06-09)
+    # is the new price; a row without a date takes the default (0.01)
+    late = dt.datetime(2025, 6, 9, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-2)))
+    usd = dq.token_cost(["2025-06-09", late, None], [1000] * 3, [1000] * 3)
+    assert usd.tolist() == pytest.approx([0.05, 0.01, 0.01])
+
+    df = _responses("o3", 3, prompt=1000, completion=1000)
+    df["price_date"] = ["2025-06-09", "2025-06-10", None]
+    r = cost_table(df, {"o3": m}, {"o3": dq}, {"o3": {"wall_s": 1.0}}, 300).iloc[0]
+    assert r["kind"] == "api" and r["price_source"] == "genai-prices"
+    assert r["cost_usd"] == pytest.approx(0.07)                  # 0.05 + 0.01 + 0.01
+    assert r["cost_per_1k_usd"] == pytest.approx(0.07 / 3 * 1000)
+    assert r["monthly_cost_usd"] == pytest.approx(7.0)           # 0.07 / 3 * 300
+    pj = json.loads(r["price_json"])
+    assert pj["priced_by"] == "request date" and pj["dates"] == 2 and pj["as_of"] == "2025-06-10"
+    assert [(p["from"], p["to"], p["input_per_mtok"]) for p in pj["periods"]] == [
+        ("2025-06-09", "2025-06-09", 10.0), ("2025-06-10", "2025-06-10", 2.0)]
+    # without a price_date column every row takes the default
+    assert cost_table(df.drop(columns="price_date"), {"o3": m}, {"o3": dq}, {}, None).iloc[0]["cost_usd"] == pytest.approx(0.03)
+    # one date: the price line is that day's quote, as with a plain quote
+    assert DatedQuotes({"2025-06-09": before}, after).to_dict() == before.to_dict()
+    # consecutive dates at one price are one period
+    dq3 = DatedQuotes({d: quote(m, d) for d in ("2025-06-08", "2025-06-09", "2025-06-11")}, after)
+    assert [(p["from"], p["to"], p["dates"]) for p in dq3.to_dict()["periods"]] == [
+        ("2025-06-08", "2025-06-09", 2), ("2025-06-11", "2025-06-11", 1)]
+    # a day without a price makes its rows, and so the total, unknown
+    hole = DatedQuotes({"2025-06-09": PriceQuote(source="none")}, after)
+    assert math.isnan(hole.token_cost(["2025-06-09"], [1], [1])[0])
 
 
 # ------------------------------------------------------------------------------------------------ hourly prices

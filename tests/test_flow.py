@@ -134,3 +134,15 @@ def test_cli_failed_run_exits_1(tmp_path, prefect_server, project_root):
     assert "no-such-file.parquet" in r.stderr
     run = Store(tmp_path / "runs").runs("support-triage")[0]
     assert run.manifest()["status"] == "failed" and run.manifest()["error"]["stage"] == "load"
+
+
+def test_metrics_match_the_golden_table(example_run, project_root):
+    state, _ = example_run
+    got = pd.read_parquet(Path(state.result()) / "metrics.parquet")
+    want = pd.read_csv(project_root / "tests" / "golden" / "support-triage" / "metrics.csv")
+    key = ["model", "metric", "slice"]
+    merged = want.merge(got, on=key, how="outer", suffixes=("_want", "_got"), indicator=True)
+    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"][key]
+    for col in ("value", "ci_low", "ci_high"):
+        assert (merged[f"{col}_want"] - merged[f"{col}_got"]).abs().max() < 1e-9, col
+    assert (merged["n_want"] == merged["n_got"]).all() and (merged["errors_want"] == merged["errors_got"]).all()
