@@ -464,3 +464,64 @@ def test_golden_costs():
     assert [(r.option, r.api) for r in be.itertuples()] == [(b["option"], b["api"]) for b in expected["breakeven"]]
     assert be["breakeven_monthly_requests"].tolist() == pytest.approx(
         [b["breakeven_monthly_requests"] for b in expected["breakeven"]], rel=1e-9)
+
+
+def test_reprice_a_judged_run_reprices_the_judge_too(tmp_path, server, api_key):
+    # the judge (o3 behind the fake server, priced from genai-prices) is called at the run's date
+    rows = [{"id": f"e{i}", "question": f"Capital number {i}?", "label": "Paris", "out": "Paris"} for i in range(3)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
+    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    artifacts: {tmp_path}/runs
+    cache_dir: {tmp_path}/cache
+    models:
+      a: {{provider: replay, output_column: out, price: {{input_per_mtok: 1.0, output_per_mtok: 1.0}}}}
+      grader:
+        provider: openai
+        model: o3
+        base_url: {server.base_url}
+        api_key_env: ASSAY_TEST_KEY
+        params: {{max_tokens: 16}}
+    pipelines:
+      qa:
+        dataset: {{source: data.parquet, id: id, reference: label}}
+        prompt: {{template: "Question: {{question}}"}}
+        models: [a]
+        metrics: [accuracy, {{name: judge, judge: grader, args: {{rubric: "Right city?", scale: [1, 5]}}}}]
+        bootstrap: 0
+    """))
+    ctx = run_local(str(tmp_path / "pipelines.yaml"), "qa", AS_OF)
+    rf = ctx.folder
+    m = rf.manifest()
+    usage = m["stages"]["score"]["judges"]["judge"]
+    assert usage["prompt_tokens"] > 0
+    jp = m["judge_prices"]["grader"]
+    assert (jp["input_per_mtok"], jp["as_of"], jp["model_config"]["model"]) == (2.0, "2025-06-30", "o3")
+    line = _costs(rf).loc["judge:grader"]
+    assert line["cost_usd"] == pytest.approx((usage["prompt_tokens"] * 2 + usage["completion_tokens"] * 8) / 1e6)
+
+    same = reprice(rf.url)
+    pd.testing.assert_frame_equal(same.costs, rf.read_table("costs.parquet").to_pandas())
+    old = reprice(rf.url, "2025-06-01").costs.set_index("model")
+    assert old.loc["judge:grader", "cost_usd"] == pytest.approx(
+        (usage["prompt_tokens"] * 10 + usage["completion_tokens"] * 40) / 1e6)
+    assert PriceQuote.from_dict(old.loc["judge:grader", "price_json"]).as_of == "2025-06-01"
+
+
+def test_replay_reads_logged_at_in_any_form():
+    from datetime import date as _date
+    from zoneinfo import ZoneInfo
+
+    from assay.providers.replay import _utc_micros
+
+    midnight = 1749513600_000000  # 2025-06-10T00:00:00Z in µs
+    cases = [
+        pa.array(["2025-06-09T22:00:00-02:00", "2025-06-10", None]),                       # text with an offset
+        pa.array([datetime(2025, 6, 10), datetime(2025, 6, 10), None], pa.timestamp("s")),  # naive: UTC
+        pa.array([datetime(2025, 6, 10, 2, tzinfo=ZoneInfo("Europe/Berlin"))] * 2 + [None],
+                 pa.timestamp("ms", tz="Europe/Berlin")),                                   # 02:00 Berlin = 00:00 UTC
+        pa.array([_date(2025, 6, 10)] * 2 + [None]),                                         # dates
+    ]
+    for arr in cases:
+        got = _utc_micros(pa.chunked_array([arr])).to_pylist()
+        assert got[2] is None and got[1] == midnight, arr
+    assert _utc_micros(pa.chunked_array([cases[0]])).to_pylist()[0] == midnight

@@ -413,15 +413,19 @@ class _LabelMetric(_Normalised):
         labels, tp, fp, fn = label_counts([self.normalize(p) for p in preds], refs, self._labels, self._union)
         if not labels:
             return float("nan")
+        return float(self._from_counts(tp[None, :], fp[None, :], fn[None, :])[0])
+
+    def _from_counts(self, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+        """The measure per row of (resamples × labels) count matrices."""
         if self.average == "micro":
-            tp, fp, fn = tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True)
+            tp, fp, fn = tp.sum(axis=1, keepdims=True), fp.sum(axis=1, keepdims=True), fn.sum(axis=1, keepdims=True)
         if self.measure == "precision":
             per_label = _divide(tp, tp + fp)
         elif self.measure == "recall":
             per_label = _divide(tp, tp + fn)
         else:
             per_label = _divide(2 * tp, 2 * tp + fp + fn)
-        return float(per_label.mean())
+        return per_label.mean(axis=1)
 
 
     def resample_aggregates(self, predictions, references, indices: np.ndarray) -> np.ndarray:
@@ -456,15 +460,7 @@ class _LabelMetric(_Normalised):
         tp = count(same & (R >= 0) & valid, R)
         fp = count(~same & (P >= 0) & valid, P)
         fn = count(~same & (R >= 0) & valid, R)
-        if self.average == "micro":
-            tp, fp, fn = tp.sum(axis=1, keepdims=True), fp.sum(axis=1, keepdims=True), fn.sum(axis=1, keepdims=True)
-        if self.measure == "precision":
-            per_label = _divide(tp, tp + fp)
-        elif self.measure == "recall":
-            per_label = _divide(tp, tp + fn)
-        else:
-            per_label = _divide(2 * tp, 2 * tp + fp + fn)
-        return per_label.mean(axis=1)
+        return self._from_counts(tp, fp, fn)
 
 
 class MacroF1(_LabelMetric):
