@@ -6,7 +6,6 @@ cache, and takes the recorded measurements (invoke wall time, compute and traini
 as inputs to the cost model, since a measurement cannot be reproduced, only reused.
 """
 
-import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from assay import store as S
-from assay.config import AssayConfig, ConfigError, LoadedConfig, _expand_env
+from assay.config import AssayConfig, LoadedConfig, _expand_env
 from assay.store import RunFolder, Store
 
 #: Columns that are measurements of one execution, not results (compared, but reported apart).

@@ -428,7 +428,6 @@ def score_stage(ctx: RunContext) -> str:
 
 def _inputs_text(ctx: RunContext, dataset: pa.Table) -> list[str]:
     """What each example asked: the rendered user prompt, else its input fields."""
-    from assay.dataset import template_fields
     from assay.prompting import render_messages
 
     cfg = ctx.cfg

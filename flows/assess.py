@@ -4,7 +4,6 @@ No ``from __future__ import annotations`` here: Prefect builds the UI's run form
 real annotations, and a served flow with a ``date`` parameter breaks without them.
 """
 
-import os
 from datetime import date
 
 from prefect import flow, get_run_logger

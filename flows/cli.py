@@ -4,7 +4,6 @@ Exit codes: 0 success, 1 failed run, 2 configuration error, 3 a quality gate bro
 Commands import Prefect only when they run a flow, so ``validate`` and ``list`` are quick.
 """
 
-import os
 import sys
 from datetime import date, datetime
 from typing import Optional
@@ -30,6 +29,17 @@ def _load(config: str):
     except ConfigError as e:
         _err(e.format())
         raise typer.Exit(EXIT_CONFIG)
+
+
+def _load_pipeline(config: str, pipeline: str):
+    """The config, checked to have ``pipeline``; exit 2 naming the problem otherwise."""
+    loaded = _load(config)
+    try:
+        loaded.pipeline(pipeline)
+    except ConfigError as e:
+        _err(e.format())
+        raise typer.Exit(EXIT_CONFIG)
+    return loaded
 
 
 def _parse_date(value: str | None, name: str) -> date | None:
@@ -113,12 +123,7 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on a terminal."),
 ):
     """Run one assessment through Prefect; print the run folder as the last line."""
-    loaded = _load(config)
-    try:
-        loaded.pipeline(pipeline)
-    except ConfigError as e:
-        _err(e.format())
-        raise typer.Exit(EXIT_CONFIG)
+    loaded = _load_pipeline(config, pipeline)
     if cache is not None and cache not in ("use", "refresh", "off"):
         _err(f"--cache: expected use, refresh or off, got {cache!r}")
         raise typer.Exit(EXIT_CONFIG)
@@ -168,17 +173,13 @@ def execute(pipeline, day, models, sample, config, artifacts, cache, progress=Fa
         state.result()
     except GateFailed as e:
         _err(f"gate failed: {e}")
-        return EXIT_GATE, _folder_from_state(state)
+        return EXIT_GATE, ctx.folder.url
     except ConfigError as e:
         _err(e.format())
         return EXIT_CONFIG, None
     except Exception as e:
         _err(f"run failed: {e}")
-    return EXIT_FAILED, _folder_from_state(state)
-
-
-def _folder_from_state(state) -> str | None:
-    return None
+    return EXIT_FAILED, ctx.folder.url
 
 
 def main():

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from assay.config import ConfigError
-from flows.cli import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, _err, _load, _parse_date, app
+from flows.cli import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, _err, _load, _load_pipeline, _parse_date, app
 
 
 def _api_url() -> str | None:
@@ -108,12 +108,7 @@ def backfill(
     """
     from flows.backfill import backfill as run_backfill
 
-    loaded = _load(config)
-    try:
-        loaded.pipeline(pipeline)
-    except ConfigError as e:
-        _err(e.format())
-        raise typer.Exit(EXIT_CONFIG)
+    loaded = _load_pipeline(config, pipeline)
     d0, d1 = _parse_date(start, "--start"), _parse_date(end, "--end")
     if d1 < d0:
         _err(f"--end {d1} is before --start {d0}")

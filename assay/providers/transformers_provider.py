@@ -13,7 +13,6 @@ this provider reports as ``compute_s`` (or ``hosting:`` to price it as a self-ho
 """
 
 import hashlib
-import json
 import os
 import threading
 import time
