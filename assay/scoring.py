@@ -25,6 +25,13 @@ class ScoreResult:
     comparisons: pd.DataFrame     # paired bootstrap: metric, model_a, model_b, diff, p_value
 
 
+def _nanmean(values) -> float:
+    """Mean ignoring NaN; NaN (without a warning) when every value is NaN, e.g. all ungradable."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
 def bootstrap_ci(metric, preds: list, refs: list, each: np.ndarray | None, resamples: int, seed: int,
                  alpha: float = 0.05) -> tuple[float, float]:
     """Percentile bootstrap interval; vectorised when the metric is a mean of per-example scores."""
@@ -159,7 +166,7 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                 p = [preds[i] for i in idx]
                 rf = [refs_all[i] for i in idx]
                 e = None if each is None else np.asarray(each, float)[idx]
-                value = float(np.nanmean(e)) if (metric.decomposable and e is not None) else float(metric.aggregate(p, rf))
+                value = (_nanmean(e) if (metric.decomposable and e is not None) else float(metric.aggregate(p, rf)))
                 lo, hi = bootstrap_ci(metric, p, rf, e, resamples, seed + gi)
                 rows.append({"model": model, "metric": key, "slice": name, "value": value, "n": n,
                              "ci_low": lo, "ci_high": hi, "errors": int(errors[idx].sum()),
