@@ -19,7 +19,8 @@ def _utc_micros(col) -> pa.ChunkedArray:
     """
     t = col.type
     if pa.types.is_timestamp(t):
-        return pc.cast(pc.cast(col, pa.timestamp("us", tz=t.tz)), pa.int64())  # stored as UTC already
+        # stored as UTC already; nanoseconds are truncated to µs
+        return pc.cast(pc.cast(col, pa.timestamp("us", tz=t.tz), safe=False), pa.int64())
     if pa.types.is_date(t):
         return pc.cast(pc.cast(col, pa.timestamp("us")), pa.int64())
     import pandas as pd
