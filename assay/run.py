@@ -220,32 +220,88 @@ def prepare(config_path: str, pipeline: str, as_of: date, **kw) -> RunContext:
 
 
 def prefetch(ctx: RunContext) -> None:
-    """Start load and invoke in a background thread.
+    """Start load and invoke ahead of Prefect, in a child process.
 
-    Starting Prefect (imports, the flow run's creation) takes seconds; the model calls do
-    not need it. The flow's load and invoke tasks wait for this work and adopt its result,
-    so a short run finishes seconds sooner and nothing is done twice.
+    Starting Prefect (imports, the flow run's creation) takes seconds of CPU that the model
+    calls do not need. A forked child (a thread would fight Prefect's imports for the GIL)
+    loads the dataset and calls the models meanwhile; the flow's load and invoke tasks wait
+    for it and adopt its result, so a short run finishes seconds sooner and nothing is done
+    twice. Where fork is unavailable the stages simply run inside the flow.
     """
+    import multiprocessing
     import threading
 
+    try:
+        mp = multiprocessing.get_context("fork")
+    except ValueError:
+        return
     load, invoke = Prefetched(), Prefetched()
     url = ctx.folder.url
     PREFETCH[(url, "load")] = load
     PREFETCH[(url, "invoke")] = invoke
+    parent_end, child_end = mp.Pipe(duplex=False)
+    proc = mp.Process(target=_prefetch_child, args=(ctx, child_end), name="assay-prefetch", daemon=True)
+    proc.start()
+    child_end.close()
 
-    def work():
+    def relay():
+        jobs = {"load": load, "invoke": invoke}
         try:
-            load.future.set_result(load_stage(ctx, _adopt=False))
-        except BaseException as e:  # the load task re-raises it inside the flow
-            load.future.set_exception(e)
-            invoke.future.set_exception(e)
-            return
-        try:
-            invoke.future.set_result(invoke_stage(ctx, on_progress=invoke.on_progress, _adopt=False))
-        except BaseException as e:
-            invoke.future.set_exception(e)
+            while True:
+                kind, stage, payload = parent_end.recv()
+                if kind == "progress":
+                    invoke.on_progress(*payload)
+                    for hook in PROGRESS_HOOKS:
+                        hook(*payload)
+                elif kind == "done":
+                    jobs[stage].future.set_result(payload)
+                else:
+                    for st in ("load", "invoke") if stage == "load" else ("invoke",):
+                        if not jobs[st].future.done():
+                            jobs[st].future.set_exception(payload)
+        except (EOFError, OSError):
+            proc.join()
+            lost = RunFailed(f"the process calling the models ended unexpectedly (exit code {proc.exitcode}); "
+                             "run the same command again to resume")
+            for job in (load, invoke):
+                if not job.future.done():
+                    job.future.set_exception(lost)
 
-    threading.Thread(target=work, name="assay-prefetch", daemon=True).start()
+    threading.Thread(target=relay, name="assay-prefetch-relay", daemon=True).start()
+
+
+def _prefetch_child(ctx: RunContext, conn) -> None:
+    import pickle
+    import signal
+
+    try:  # die with the parent rather than go on calling models for nobody
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    PROGRESS_HOOKS.clear()
+
+    def send_error(stage, e):
+        try:
+            pickle.loads(pickle.dumps(e))
+        except Exception:
+            e = RunFailed(f"{type(e).__name__}: {e}")
+        conn.send(("error", stage, e))
+
+    try:
+        conn.send(("done", "load", load_stage(ctx, _adopt=False)))
+    except BaseException as e:
+        send_error("load", e)
+        conn.close()
+        os._exit(0)
+    try:
+        progress = lambda *a: conn.send(("progress", "invoke", a))  # noqa: E731
+        conn.send(("done", "invoke", invoke_stage(ctx, on_progress=progress, _adopt=False)))
+    except BaseException as e:
+        send_error("invoke", e)
+    conn.close()
+    os._exit(0)  # skip the parent's atexit handlers (Prefect's, once imported)
 
 
 def _adopt_stage(ctx: RunContext, stage: str, on_progress: Callable | None = None):
@@ -255,6 +311,12 @@ def _adopt_stage(ctx: RunContext, stage: str, on_progress: Callable | None = Non
     job = PREFETCH.pop((ctx.folder.url, stage), None)
     if job is None:
         return False, None
+    if stage == "invoke":
+        # this process is idle while the models are called: load what the next stages need
+        import assay.costing  # noqa: F401
+        import assay.metrics  # noqa: F401
+        import assay.report  # noqa: F401
+        import assay.scoring  # noqa: F401
     while True:
         try:
             return True, job.future.result(timeout=0.5)
