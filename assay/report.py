@@ -107,14 +107,18 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str) -> dict:
         md.append(f"Monthly figures at {cfg.cost.monthly_requests:,} requests per month.\n")
     md.append("## Decisions\n")
     if "cheapest_passing" in dec:
-        md.append(f"- Cheapest model that passes every quality bar: **{dec['cheapest_passing'] or 'none passes'}**\n")
+        md.append(f"- Cheapest model that passes every quality bar: **{dec['cheapest_passing'] or 'none passes'}**")
     if dec.get("pareto"):
-        md.append(f"- Quality/cost Pareto front ({dec['first_metric']} vs cost per 1k): {', '.join(dec['pareto'])}\n")
+        md.append(f"- Quality/cost Pareto front ({dec['first_metric']} vs cost per 1k): {', '.join(dec['pareto'])}")
     if len(be):
         for r in be.itertuples():
             v = r.breakeven_monthly_requests
-            txt = f"{v:,.0f} requests/month" if isinstance(v, float) and math.isfinite(v) else (getattr(r, "note", "") or "never")
-            md.append(f"- {r.option} beats {r.api} above: {txt}\n")
+            if isinstance(v, float) and math.isfinite(v) and v >= 1:
+                md.append(f"- {r.option} is cheaper than {r.api} above {v:,.0f} requests/month")
+            elif isinstance(v, float) and math.isfinite(v):
+                md.append(f"- {r.option} is cheaper than {r.api} at any volume")
+            else:
+                md.append(f"- {r.option} is never cheaper than {r.api}" + (f" ({r.note})" if getattr(r, "note", "") else ""))
     if len(gen):
         md.append("\n## Generalization\n")
         g = gen[["model", "metric", "overall", "worst_slice", "worst_value", "gap", "held_out_gap"]].copy()
