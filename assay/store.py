@@ -44,7 +44,9 @@ class Store:
         if self.remote:
             import fsspec
 
-            self.fs, self.base = fsspec.core.url_to_fs(self.root)
+            # no listings cache: other processes add run folders and rewrite artifacts, and a
+            # cached listing would hide that from this process for as long as it lives
+            self.fs, self.base = fsspec.core.url_to_fs(self.root, use_listings_cache=False)
             self.protocol = self.root.split("://", 1)[0]
         else:
             self.fs, self.base, self.protocol = None, str(Path(self.root).resolve()), None
@@ -67,7 +69,8 @@ class Store:
     def _ls_dirs(self, path: str) -> list[str]:
         if self.remote:
             try:
-                return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False) if self.fs.isdir(p))
+                return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(path, detail=True)
+                              if e["type"] == "directory")
             except FileNotFoundError:
                 return []
         if not os.path.isdir(path):
