@@ -256,6 +256,24 @@ def _arr(x) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
+def call_pricer(q: PriceQuote | None):
+    """``price(prompt, completion, cached) -> USD`` for one call under ``q``, or None when unpriced.
+
+    The scalar twin of :func:`token_cost` (same formula, plain arithmetic): the invoke stage
+    prices every call as it returns, where numpy's per-call overhead would dominate.
+    """
+    if q is None or not q.priced:
+        return None
+    inp = (q.input_per_mtok or 0.0) / 1e6
+    cached_in = inp if q.cached_input_per_mtok is None else q.cached_input_per_mtok / 1e6
+    outp = (q.output_per_mtok or 0.0) / 1e6
+
+    def price(prompt: int, completion: int, cached: int) -> float:
+        return max(prompt - cached, 0) * inp + cached * cached_in + completion * outp
+
+    return price
+
+
 def token_cost(q: PriceQuote, prompt_tokens, completion_tokens, cached_tokens=0, cache_write_tokens=0):
     """USD for the tokens under quote ``q``; scalars or array-likes (numpy, pandas), broadcast.
 

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import platform
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -31,7 +32,7 @@ PROGRESS_HOOKS: list[Callable[[str, int, int, int, float], None]] = []
 PREPARED: dict[tuple, "RunContext"] = {}
 #: Stages started ahead of Prefect (see ``prefetch``), keyed by (run folder URL, stage).
 PREFETCH: dict[tuple[str, str], "Prefetched"] = {}
-_MANIFEST_LOCK = __import__("threading").RLock()
+_MANIFEST_LOCK = threading.RLock()
 
 
 class RunFailed(RuntimeError):
@@ -57,10 +58,12 @@ class RunContext:
     resumed: bool = False
     cache_file: str | None = None  # set by reproduce: the recorded run's cache
     _cfg: LoadedConfig | None = field(default=None, repr=False, compare=False)
+    _folder: RunFolder | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self):
         d = dict(self.__dict__)
         d["_cfg"] = None
+        d["_folder"] = None
         return d
 
     @property
@@ -75,7 +78,9 @@ class RunContext:
 
     @property
     def folder(self) -> RunFolder:
-        return Store(self.artifacts).run(self.pipeline, self.as_of, self.run_id)
+        if self._folder is None:
+            self._folder = Store(self.artifacts).run(self.pipeline, self.as_of, self.run_id)
+        return self._folder
 
     def cache_path(self) -> str | None:
         if self.cache_mode == "off":
@@ -385,18 +390,13 @@ def invoke_stage(ctx: RunContext, on_progress: Callable | None = None, _adopt: b
         providers[name] = build(name, models[name], pctx)
     quotes = quotes_for(ctx)
 
-    # Per call, so plain arithmetic (the same formula as pricing.token_cost, without numpy).
-    rates = {}
-    for m, q in quotes.items():
-        if q is not None and q.source != "none" and q.input_per_mtok is not None:
-            cin = q.cached_input_per_mtok if q.cached_input_per_mtok is not None else q.input_per_mtok
-            rates[m] = (q.input_per_mtok / 1e6, cin / 1e6, (q.output_per_mtok or 0.0) / 1e6)
+    from assay.pricing import call_pricer
+
+    pricers = {m: call_pricer(q) for m, q in quotes.items()}
 
     def price(model, p, c, cached):
-        r = rates.get(model)
-        if r is None:
-            return 0.0
-        return (max(p - cached, 0) * r[0] + cached * r[1] + c * r[2])
+        f = pricers.get(model)
+        return f(p, c, cached) if f is not None else 0.0
 
     budget = I.Budget(max_usd=cfg.cost.max_usd, price=price)
     total = dataset.num_rows

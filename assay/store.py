@@ -9,7 +9,7 @@ import io
 import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -104,6 +104,8 @@ class RunFolder:
     pipeline: str
     as_of: str
     run_id: str
+    # sha256 of what this object wrote, so the manifest need not read an artifact back to hash it
+    _written: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def url(self) -> str:
@@ -117,7 +119,10 @@ class RunFolder:
 
     # writing -------------------------------------------------------------------
     def _write_bytes(self, name: str, data: bytes) -> str:
+        import hashlib
+
         loc = self._loc(name)
+        self._written[name] = hashlib.sha256(data).hexdigest()
         if self.store.remote:
             with self.store.fs.open(loc, "wb") as f:
                 f.write(data)
@@ -198,6 +203,9 @@ class RunFolder:
         return pa.concat_tables(tables, promote_options="default")
 
     def hash(self, name: str) -> str:
+        """sha256 of an artifact (from the write when this object wrote it)."""
         import hashlib
 
+        if name in self._written:
+            return self._written[name]
         return hashlib.sha256(self.read_bytes(name)).hexdigest()

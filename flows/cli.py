@@ -93,11 +93,12 @@ class _Progress:
     """A terminal progress bar per model: items/s, errors and dollars so far."""
 
     def __init__(self):
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[rate]} it/s  errors {task.fields[errors]}  ${task.fields[usd]}"),
-                          TimeElapsedColumn(), transient=False, console=__import__("rich.console").console.Console(stderr=True))
+                          TimeElapsedColumn(), transient=False, console=Console(stderr=True))
         self.tasks: dict[str, int] = {}
         self.start: dict[str, float] = {}
 

@@ -6,7 +6,6 @@ Ceph or LocalStack. Every object is checked with boto3 against the bucket itself
 """
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -26,10 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-pytest.importorskip("s3fs", reason="needs the test extra: pip install -e '.[test]'")
-if importlib.util.find_spec("moto") is None:  # the server runs in a child process: no import here
-    pytest.skip("needs the test extra (moto[server]): pip install -e '.[test]'", allow_module_level=True)
-boto3 = pytest.importorskip("boto3")
+import boto3  # noqa: E402  (moto[server] and s3fs come with the test extra, which .[all] installs)
 
 from assay import store as S  # noqa: E402
 from assay.store import Store  # noqa: E402
