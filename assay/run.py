@@ -85,16 +85,7 @@ class RunContext:
     def cache_path(self) -> str | None:
         if self.cache_mode == "off":
             return None
-        if self.cache_file:
-            return self.cache_file
-        explicit = self.loaded.config.cache_dir
-        if explicit:
-            base = self.loaded.resolve_path(explicit)
-        elif "://" not in self.artifacts:
-            base = os.path.join(self.artifacts, "_cache")
-        else:
-            base = os.path.join(os.path.expanduser("~"), ".cache", "assay")
-        return os.path.join(base, "responses.sqlite")
+        return self.cache_file or cache_file_for(self.loaded, self.artifacts)
 
 
 def artifacts_root(loaded: LoadedConfig, override: str | None) -> str:
@@ -114,10 +105,15 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def ctx_cache_path(loaded: LoadedConfig, root: str, cache_mode: str) -> str | None:
-    """Where a run's response cache lives (recorded so that ``reproduce`` finds it)."""
-    probe = RunContext("", "", date.min, "", root, [], cache_mode=cache_mode, _cfg=loaded)
-    return probe.cache_path()
+def cache_file_for(loaded: LoadedConfig, root: str) -> str:
+    """Where the response cache lives: ``cache_dir``, else beside a local artifact root, else ~/.cache."""
+    if loaded.config.cache_dir:
+        base = loaded.resolve_path(loaded.config.cache_dir)
+    elif "://" not in root:
+        base = os.path.join(root, "_cache")
+    else:
+        base = os.path.join(os.path.expanduser("~"), ".cache", "assay")
+    return os.path.join(base, "responses.sqlite")
 
 
 def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | None = None,
@@ -157,7 +153,7 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
             "pipeline": pipeline, "as_of": as_of.isoformat(), "run_id": run_id, "status": "running",
             "config_hash": chash, "config": loaded.pipeline_slice(pipeline), "config_file": str(loaded.path),
             "request": request, "started_at": datetime.now(timezone.utc).isoformat(), "stages": {},
-            "versions": package_versions(), "cache": ctx_cache_path(loaded, root, cache_mode or p.cache),
+            "versions": package_versions(), "cache": None if (cache_mode or p.cache) == "off" else cache_file_for(loaded, root),
         }
     else:
         manifest["status"] = "running"
