@@ -280,7 +280,9 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
     if not todo:
         return {**stats, "wall_s": 0.0}
 
-    sub = dataset.take(pa.array(todo, pa.int64()))
+    # (no take on a fresh run: building any Arrow array from Python objects imports pandas, half
+    # a second before the first call)
+    sub = dataset if len(todo) == dataset.num_rows else dataset.take(pa.array(todo, pa.int64()))
     if provider.batch:
         # Cheap, free-to-redo providers (replay, conventional models) use large shards:
         # thousands of tiny parts would cost more than they protect.

@@ -14,13 +14,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Callable
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Callable
 
 from assay import store as S
 from assay.config import LoadedConfig, PipelineConfig, load_config
 from assay.store import RunFolder, Store
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("assay")
 
@@ -30,7 +31,7 @@ PROGRESS_HOOKS: list[Callable[[str, int, int, int, float], None]] = []
 
 #: Runs prepared before the flow starts (by the CLI), adopted by the flow's start_run.
 PREPARED: dict[tuple, "RunContext"] = {}
-#: Stages started ahead of Prefect (see ``prefetch``), keyed by (run folder URL, stage).
+#: Stages started ahead of Prefect (see ``assay.ahead``), keyed by (run folder URL, stage).
 PREFETCH: dict[tuple[str, str], "Prefetched"] = {}
 _MANIFEST_LOCK = threading.RLock()
 
@@ -198,7 +199,7 @@ def fail(ctx: RunContext, stage: str, error: str) -> None:
 
 
 class Prefetched:
-    """A stage running in a background thread; the flow's task waits for it and adopts it."""
+    """A stage running ahead of Prefect (see ``assay.ahead``); the flow's task waits for it and adopts it."""
 
     def __init__(self):
         import concurrent.futures
@@ -220,91 +221,6 @@ def prepare(config_path: str, pipeline: str, as_of: date, **kw) -> RunContext:
     return ctx
 
 
-def prefetch(ctx: RunContext) -> None:
-    """Start load and invoke ahead of Prefect, in a child process.
-
-    Starting Prefect (imports, the flow run's creation) takes seconds of CPU that the model
-    calls do not need. A forked child (a thread would fight Prefect's imports for the GIL)
-    loads the dataset and calls the models meanwhile; the flow's load and invoke tasks wait
-    for it and adopt its result, so a short run finishes seconds sooner and nothing is done
-    twice. Where fork is unavailable the stages simply run inside the flow.
-    """
-    import multiprocessing
-    import threading
-
-    try:
-        mp = multiprocessing.get_context("fork")
-    except ValueError:
-        return
-    load, invoke = Prefetched(), Prefetched()
-    url = ctx.folder.url
-    PREFETCH[(url, "load")] = load
-    PREFETCH[(url, "invoke")] = invoke
-    parent_end, child_end = mp.Pipe(duplex=False)
-    proc = mp.Process(target=_prefetch_child, args=(ctx, child_end), name="assay-prefetch", daemon=True)
-    proc.start()
-    child_end.close()
-
-    def relay():
-        jobs = {"load": load, "invoke": invoke}
-        try:
-            while True:
-                kind, stage, payload = parent_end.recv()
-                if kind == "progress":
-                    invoke.on_progress(*payload)
-                    for hook in PROGRESS_HOOKS:
-                        hook(*payload)
-                elif kind == "done":
-                    jobs[stage].future.set_result(payload)
-                else:
-                    for st in ("load", "invoke") if stage == "load" else ("invoke",):
-                        if not jobs[st].future.done():
-                            jobs[st].future.set_exception(payload)
-        except (EOFError, OSError):
-            proc.join()
-            lost = RunFailed(f"the process calling the models ended unexpectedly (exit code {proc.exitcode}); "
-                             "run the same command again to resume")
-            for job in (load, invoke):
-                if not job.future.done():
-                    job.future.set_exception(lost)
-
-    threading.Thread(target=relay, name="assay-prefetch-relay", daemon=True).start()
-
-
-def _prefetch_child(ctx: RunContext, conn) -> None:
-    import pickle
-    import signal
-
-    try:  # die with the parent rather than go on calling models for nobody
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    PROGRESS_HOOKS.clear()
-
-    def send_error(stage, e):
-        try:
-            pickle.loads(pickle.dumps(e))
-        except Exception:
-            e = RunFailed(f"{type(e).__name__}: {e}")
-        conn.send(("error", stage, e))
-
-    try:
-        conn.send(("done", "load", load_stage(ctx, _adopt=False)))
-    except BaseException as e:
-        send_error("load", e)
-        conn.close()
-        os._exit(0)
-    try:
-        progress = lambda *a: conn.send(("progress", "invoke", a))  # noqa: E731
-        conn.send(("done", "invoke", invoke_stage(ctx, on_progress=progress, _adopt=False)))
-    except BaseException as e:
-        send_error("invoke", e)
-    conn.close()
-    os._exit(0)  # skip the parent's atexit handlers (Prefect's, once imported)
-
-
 def _adopt_stage(ctx: RunContext, stage: str, on_progress: Callable | None = None):
     """If this stage was started ahead of Prefect, wait for it and return (True, result)."""
     import concurrent.futures
@@ -312,12 +228,9 @@ def _adopt_stage(ctx: RunContext, stage: str, on_progress: Callable | None = Non
     job = PREFETCH.pop((ctx.folder.url, stage), None)
     if job is None:
         return False, None
-    if stage == "invoke":
-        # this process is idle while the models are called: load what the next stages need
-        import assay.costing  # noqa: F401
-        import assay.metrics  # noqa: F401
-        import assay.report  # noqa: F401
-        import assay.scoring  # noqa: F401
+    if stage == "invoke" and ctx.cfg.gates:
+        # this process is idle while the models are called: load what the gate task needs
+        import assay.gates  # noqa: F401
     while True:
         try:
             return True, job.future.result(timeout=0.5)
@@ -330,12 +243,12 @@ def _adopt_stage(ctx: RunContext, stage: str, on_progress: Callable | None = Non
 # stages ---------------------------------------------------------------------------------
 def load_stage(ctx: RunContext, _adopt: bool = True) -> str:
     """Read the source, filter to as_of, sample; write dataset.parquet."""
-    from assay import dataset as D
-
     if _adopt:
         adopted, result = _adopt_stage(ctx, "load")
         if adopted:
             return result
+    from assay import dataset as D
+
     t0 = time.perf_counter()
     cfg = ctx.cfg
     rf = ctx.folder
@@ -454,8 +367,12 @@ def _judge_factory(ctx: RunContext, judge: str):
     return build(judge, ctx.loaded.config.models[judge], Context(judge, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline))
 
 
-def score_stage(ctx: RunContext) -> str:
+def score_stage(ctx: RunContext, _adopt: bool = True) -> str:
     """Score responses; write scores.parquet, metrics.parquet, generalization.parquet, comparisons."""
+    if _adopt:
+        adopted, result = _adopt_stage(ctx, "score")
+        if adopted:
+            return result
     from assay.invoke import read_responses
     from assay.scoring import score
 
@@ -484,7 +401,7 @@ def score_stage(ctx: RunContext) -> str:
     return rf.path(S.METRICS)
 
 
-def _inputs_text(ctx: RunContext, dataset: pa.Table) -> list[str]:
+def _inputs_text(ctx: RunContext, dataset: "pa.Table") -> list[str]:
     """What each example asked: the rendered user prompt, else its input fields."""
     from assay.prompting import render_messages
 
@@ -492,6 +409,8 @@ def _inputs_text(ctx: RunContext, dataset: pa.Table) -> list[str]:
     if cfg.prompt is not None:
         return [m[-1]["content"] for m in render_messages(cfg.prompt, dataset)]
     fields = cfg.dataset.input or [c for c in dataset.column_names if c not in ("example_id", "reference")][:1]
+    import pyarrow as pa
+
     cols = [dataset[f].cast(pa.string()).to_pylist() for f in fields]
     return ["\n".join(v or "" for v in vals) for vals in zip(*cols)]
 
@@ -499,7 +418,7 @@ def _inputs_text(ctx: RunContext, dataset: pa.Table) -> list[str]:
 CORRECTNESS = ("accuracy", "exact_match")
 
 
-def cost_stage(ctx: RunContext) -> str:
+def cost_stage(ctx: RunContext, _adopt: bool = True) -> str:
     """Price every model's calls; write costs.parquet and breakeven.parquet.
 
     An API model's tokens are priced at the price in force on the day of each request: the run's
@@ -508,6 +427,10 @@ def cost_stage(ctx: RunContext) -> str:
     manifest (``prices``: per model, per date; ``judge_prices`` for LLM judges), so a past run's dollars
     never change and ``assay reprice`` can reproduce them.
     """
+    if _adopt:
+        adopted, result = _adopt_stage(ctx, "cost")
+        if adopted:
+            return result
     from assay.costing import PRICE_DATE
     from assay.invoke import read_responses
     from assay.pricing import quote
@@ -666,8 +589,12 @@ def judge_costs(cfg: PipelineConfig, manifest: dict, quote_of: Callable) -> tupl
     return rows, quotes
 
 
-def report_stage(ctx: RunContext) -> dict:
+def report_stage(ctx: RunContext, _adopt: bool = True) -> dict:
     """Write summary.md and report.html; return what the UI artifacts show."""
+    if _adopt:
+        adopted, result = _adopt_stage(ctx, "report")
+        if adopted:
+            return result
     from assay.report import build_report
 
     t0 = time.perf_counter()

@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+# pyarrow is imported where tables are read or written: ``assay run`` creates the run folder
+# (JSON only) before anything needs Arrow, and that process never does.
 
 DATASET = "dataset.parquet"
 RESPONSES = "responses"
@@ -138,6 +142,9 @@ class RunFolder:
 
     def write_table(self, name: str, table: "pa.Table | object") -> str:
         """Write a Parquet artifact atomically; accepts an Arrow table or a DataFrame."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         if not isinstance(table, pa.Table):
             table = pa.Table.from_pandas(table, preserve_index=False)
         buf = io.BytesIO()
@@ -155,15 +162,19 @@ class RunFolder:
         loc = self._loc(name)
         return self.store.fs.exists(loc) if self.store.remote else os.path.exists(loc)
 
-    def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table:
+    def read_table(self, name: str, columns: list[str] | None = None) -> "pa.Table":
+        import pyarrow.parquet as pq
+
         loc = self._loc(name)
         if not self.exists(name):
             raise FileNotFoundError(f"artifact not found: {self.path(name)}")
         # one open handle: by path, pyarrow stats the size and opens the file later, so a
         # rename in between would pair one file's size with another's bytes
+        # ParquetFile rather than pq.read_table: read_table goes through pyarrow.dataset, whose
+        # first import costs about half a second, on every stage of a short run.
         opener = self.store.fs.open if self.store.remote else open
         with opener(loc, "rb") as f:
-            return pq.read_table(f, columns=columns)
+            return pq.ParquetFile(f).read(columns=columns)
 
     def read_bytes(self, name: str) -> bytes:
         loc = self._loc(name)
@@ -194,7 +205,9 @@ class RunFolder:
             names = os.listdir(loc) if os.path.isdir(loc) else []
         return sorted(n for n in names if ".tmp-" not in n)
 
-    def read_parts(self, sub: str, columns: list[str] | None = None) -> pa.Table | None:
+    def read_parts(self, sub: str, columns: list[str] | None = None) -> "pa.Table | None":
+        import pyarrow as pa
+
         """Concatenate every part-*.parquet under a sub-folder, or None when there are none."""
         parts = [n for n in self.listdir(sub) if n.endswith(".parquet")]
         if not parts:

@@ -4,6 +4,7 @@ Exit codes: 0 success, 1 failed run, 2 configuration error, 3 a quality gate bro
 Commands import Prefect only when they run a flow, so ``validate`` and ``list`` are quick.
 """
 
+import os
 import sys
 from datetime import date, datetime
 from typing import Optional
@@ -11,7 +12,6 @@ from typing import Optional
 import typer
 
 import flows  # noqa: F401  (sets the offline Prefect environment before Prefect is imported)
-from assay.config import ConfigError, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Assess LLMs for production: quality, generalization, cost.")
 
@@ -23,7 +23,16 @@ def _err(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def _config_error() -> type:
+    """``ConfigError``, imported when needed: ``assay run`` forks before the config code loads."""
+    from assay.config import ConfigError
+
+    return ConfigError
+
+
 def _load(config: str):
+    from assay.config import ConfigError, load_config
+
     try:
         return load_config(config)
     except ConfigError as e:
@@ -36,7 +45,7 @@ def _load_pipeline(config: str, pipeline: str):
     loaded = _load(config)
     try:
         loaded.pipeline(pipeline)
-    except ConfigError as e:
+    except _config_error() as e:
         _err(e.format())
         raise typer.Exit(EXIT_CONFIG)
     return loaded
@@ -124,46 +133,83 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on a terminal."),
 ):
     """Run one assessment through Prefect; print the run folder as the last line."""
-    loaded = _load_pipeline(config, pipeline)
     if cache is not None and cache not in ("use", "refresh", "off"):
         _err(f"--cache: expected use, refresh or off, got {cache!r}")
         raise typer.Exit(EXIT_CONFIG)
     day = _parse_date(as_of, "--as-of") or date.today()
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    if chosen:
-        unknown = [m for m in chosen if m not in loaded.config.pipelines[pipeline].models]
-        if unknown:
-            _err(f"--models: {', '.join(unknown)} not in pipelines.{pipeline}.models "
-                 f"({', '.join(loaded.config.pipelines[pipeline].models)})")
-            raise typer.Exit(EXIT_CONFIG)
-    code, folder = execute(pipeline, day, chosen, sample, config, artifacts, cache, progress)
+    # Fork before the config and Prefect load: the child imports the stage code meanwhile.
+    # ``main`` forks even before the command line is parsed.
+    global _AHEAD
+    ahead, _AHEAD = _AHEAD, None
+    if ahead is None:
+        from assay.ahead import Ahead
+
+        ahead = Ahead.fork()
+    try:
+        loaded = _load_pipeline(config, pipeline)
+        if chosen:
+            unknown = [m for m in chosen if m not in loaded.config.pipelines[pipeline].models]
+            if unknown:
+                _err(f"--models: {', '.join(unknown)} not in pipelines.{pipeline}.models "
+                     f"({', '.join(loaded.config.pipelines[pipeline].models)})")
+                raise typer.Exit(EXIT_CONFIG)
+    except BaseException:
+        if ahead is not None:
+            ahead.cancel()
+        raise
+    code, folder = execute(pipeline, day, chosen, sample, config, artifacts, cache, progress, ahead=ahead)
     if folder:
         typer.echo(folder)
     raise typer.Exit(code)
 
 
-def execute(pipeline, day, models, sample, config, artifacts, cache, progress=False) -> tuple[int, str | None]:
-    """Run the assess flow; return (exit code, run folder)."""
+def _heartbeats():
+    """Prefect's flow-run heartbeats for a foreground ``assay run``: off unless configured.
+
+    The heartbeat thread sleeps in one-second steps and the flow waits for it to notice the end,
+    which adds up to a second to every run. Heartbeats let an automation mark a flow run Crashed
+    when its process dies; a foreground run's death is seen where it was started, so they are off
+    here unless ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` is set. Served runs keep Prefect's default.
+    """
+    import contextlib
+
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    if "heartbeat_frequency" in get_current_settings().flows.model_fields_set:
+        return contextlib.nullcontext()
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
+def execute(pipeline, day, models, sample, config, artifacts, cache, progress=False, ahead=None) -> tuple[int, str | None]:
+    """Run the assess flow; return (exit code, run folder).
+
+    With ``ahead`` (see ``assay.ahead``) the stages run in that child while Prefect starts.
+    """
     from assay import run as R
+    from assay.config import ConfigError
 
     bar = None
     if progress and sys.stderr.isatty():
         bar = _Progress()
         bar.p.start()
         R.PROGRESS_HOOKS.append(bar)
-    # Load and start calling the models while Prefect starts up; the flow adopts the work.
     try:
         ctx = R.prepare(config, pipeline, day, models=models, sample=sample, artifacts=artifacts, cache_mode=cache)
     except ConfigError as e:
+        if ahead is not None:
+            ahead.cancel()
         _err(e.format())
         return EXIT_CONFIG, None
-    R.prefetch(ctx)
-    from flows.assess import assess
+    if ahead is not None:
+        ahead.hand_over(ctx)
     from assay.run import GateFailed
+    from flows.assess import assess
 
     try:
-        state = assess(pipeline=pipeline, as_of=day, models=models, sample=sample, config=config,
-                       artifacts=artifacts, cache=cache, return_state=True)
+        with _heartbeats():
+            state = assess(pipeline=pipeline, as_of=day, models=models, sample=sample, config=config,
+                           artifacts=artifacts, cache=cache, return_state=True)
     finally:
         if bar is not None:
             bar.p.stop()
@@ -183,15 +229,54 @@ def execute(pipeline, day, models, sample, config, artifacts, cache, progress=Fa
     return EXIT_FAILED, ctx.folder.url
 
 
+def _exit_now(code) -> None:
+    """Leave at once after a flow ran against a Prefect server: flush Prefect's log and event
+    queues, then skip the interpreter's teardown of every imported module (about a second).
+
+    Not with Prefect's temporary server, whose shutdown is an exit handler of its own.
+    """
+    if "prefect" not in sys.modules:
+        return
+    try:
+        from prefect._internal.concurrency.services import _QueueServiceBase
+        from prefect.settings import get_current_settings
+
+        if not get_current_settings().api.url:
+            return
+        _QueueServiceBase.drain_all(timeout=30)
+    except Exception:
+        return
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
+#: The child that runs the stages of ``assay run`` (see ``assay.ahead``), forked by ``main``.
+_AHEAD = None
+
+
 def main():
+    import flows.cli as this  # under `python -m`, this module is __main__, not flows.cli
+
+    if sys.argv[1:2] == ["run"] and "--help" not in sys.argv:
+        from assay.ahead import Ahead
+
+        # at once: the child imports the stage code while this process parses the command
+        # line and the config; if either is wrong, the child sees this process end and exits
+        this._AHEAD = Ahead.fork()
     # more commands register themselves on `app` when imported
     import flows.cli_ops  # noqa: F401  (serve, backfill, history)
     import flows.cli_costs  # noqa: F401  (reprice)
     import flows.cli_quality  # noqa: F401  (matrix)
     import flows.cli_runs  # noqa: F401  (reproduce)
-    from flows.cli import app as registered  # under `python -m`, this module is __main__, not flows.cli
-
-    registered()
+    try:
+        this.app()
+    except SystemExit as e:
+        _exit_now(e.code)
+        raise
 
 
 if __name__ == "__main__":

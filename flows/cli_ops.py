@@ -10,8 +10,7 @@ from typing import Optional
 
 import typer
 
-from assay.config import ConfigError
-from flows.cli import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, _err, _load, _load_pipeline, _parse_date, app
+from flows.cli import _config_error, CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, _err, _load, _load_pipeline, _parse_date, app
 
 
 def _api_url() -> str | None:
@@ -52,7 +51,7 @@ def serve(
     for n in names:
         try:
             loaded.pipeline(n)
-        except ConfigError as e:
+        except _config_error() as e:
             _err(e.format())
             raise typer.Exit(EXIT_CONFIG)
     if not names:

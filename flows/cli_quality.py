@@ -10,8 +10,7 @@ from typing import Optional
 
 import typer
 
-from assay.config import ConfigError
-from flows.cli import CONFIG_OPT, EXIT_CONFIG, _err, _load
+from flows.cli import _config_error, CONFIG_OPT, EXIT_CONFIG, _err, _load
 
 
 def _app() -> typer.Typer:
@@ -47,7 +46,7 @@ def matrix(
     loaded = _load(config)
     try:
         long = build(loaded, metric=metric, artifacts=artifacts)
-    except ConfigError as e:
+    except _config_error() as e:
         _err(e.format())
         raise typer.Exit(EXIT_CONFIG)
     if fmt == "csv":
