@@ -192,10 +192,10 @@ def _record(ctx: RunContext, stage: str, t0: float, artifacts: list[str], extra:
     return info
 
 
-def fail(ctx: RunContext, stage: str, error: str) -> None:
-    """Mark the run failed, keeping what it produced."""
+def fail(ctx: RunContext, stage: str, error: str, **extra) -> None:
+    """Mark the run failed, keeping what it produced; ``extra`` goes into the manifest too."""
     _update_manifest(ctx, status="failed", error={"stage": stage, "message": error},
-                     finished_at=datetime.now(timezone.utc).isoformat())
+                     finished_at=datetime.now(timezone.utc).isoformat(), **extra)
 
 
 class Prefetched:
@@ -603,9 +603,9 @@ def report_stage(ctx: RunContext, _adopt: bool = True) -> dict:
     return out
 
 
-def finish(ctx: RunContext) -> dict:
-    """Mark the run complete (every stage finished)."""
-    return _update_manifest(ctx, status="complete", finished_at=datetime.now(timezone.utc).isoformat())
+def finish(ctx: RunContext, **extra) -> dict:
+    """Mark the run complete (every stage finished); ``extra`` goes into the manifest too."""
+    return _update_manifest(ctx, status="complete", finished_at=datetime.now(timezone.utc).isoformat(), **extra)
 
 
 def run_local(config_path: str, pipeline: str, as_of: date, **kw) -> RunContext:

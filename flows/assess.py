@@ -33,6 +33,15 @@ def _tz(name: str):
     return ZoneInfo(name)
 
 
+def _flow_run_record() -> dict:
+    """Which Prefect flow run made the run folder, for its manifest (``prefect``).
+
+    Written when the run ends, not when it starts: with ``assay run`` another process is writing
+    the manifest while the stages run (see ``assay.ahead``).
+    """
+    return {"prefect": {"flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name}} if flow_run.id else {}
+
+
 def run_stages(ctx: RunContext) -> str:
     """Chain the stages; on failure mark the manifest failed (keeping partial artifacts) and re-raise."""
     stage = "load"
@@ -47,9 +56,9 @@ def run_stages(ctx: RunContext) -> str:
         stage = "report"
         report(ctx)
     except BaseException as e:
-        fail(ctx, stage, f"{type(e).__name__}: {e}" if not str(e) else str(e))
+        fail(ctx, stage, f"{type(e).__name__}: {e}" if not str(e) else str(e), **_flow_run_record())
         raise
-    finish(ctx)
+    finish(ctx, **_flow_run_record())
     # Gates run on a complete run: its artifacts stand, but a broken gate fails the flow run.
     if ctx.cfg.gates:
         from tasks.gate import gate

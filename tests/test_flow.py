@@ -95,7 +95,7 @@ def test_cli_run_prints_the_run_folder_last(tmp_path, prefect_server, project_ro
     text = (project_root / "pipelines.yaml").read_text().replace(" data/", f" {project_root}/data/")
     cfg = tmp_path / "pipelines.yaml"
     cfg.write_text(text)
-    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_LOGGING_LEVEL="INFO")
     r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(cfg), "--as-of", "2026-10-01",
                         "--models", "gpt-4o-mini,tfidf-logreg", "--sample", "200", "--artifacts", str(tmp_path / "runs")],
                        capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
@@ -107,15 +107,86 @@ def test_cli_run_prints_the_run_folder_last(tmp_path, prefect_server, project_ro
     # only tickets created up to the as_of date
     ds = pd.read_parquet(folder / "dataset.parquet")
     assert pd.to_datetime(ds["created_at"]).max() <= pd.Timestamp("2026-10-01")
+    # The stages ran in a child forked at start-up, yet the flow run shows one completed task per
+    # stage (and the gate), and what the flow logged reached the server before the command left.
+    fr, tasks, logs = prefect_view(json.loads((folder / "manifest.json").read_text()))
+    assert fr.state.is_completed()
+    assert {t.name.rsplit("-", 1)[0]: t.state.type.value for t in tasks} == {
+        "load": "COMPLETED", "invoke": "COMPLETED", "score": "COMPLETED", "cost": "COMPLETED", "report": "COMPLETED",
+        "gate": "COMPLETED"}
+    assert any(f"run folder: {folder}" in m for m in logs), logs
+
+
+def prefect_view(manifest: dict):
+    """(flow run, its task runs, its log messages) on the test server, for a run folder's manifest."""
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+
+    fid = UUID(manifest["prefect"]["flow_run_id"])
+    with get_client(sync_client=True) as client:
+        fr = client.read_flow_run(fid)
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fid])))
+        logs = [lg.message for lg in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[fid])))]
+    return fr, tasks, logs
+
+
+FAILING_METRIC = '''
+import datasets
+import evaluate
+
+
+class Broken(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(description="fails", citation="", inputs_description="",
+                                   features=datasets.Features({"predictions": datasets.Value("string"),
+                                                               "references": datasets.Value("string")}))
+
+    def _compute(self, predictions, references):
+        raise ZeroDivisionError("the metric broke")
+'''
+
+
+def test_cli_a_stage_failing_in_the_child_fails_that_task(tmp_path, prefect_server, project_root):
+    """A stage that fails in the forked child fails its own task in the flow run; the run folder keeps
+    what the earlier stages wrote, and the command exits 1 with the stage's error."""
+    from prefect.settings import PREFECT_API_URL
+
+    (tmp_path / "broken.py").write_text(FAILING_METRIC)
+    text = (project_root / "pipelines.yaml").read_text().replace(" data/", f" {project_root}/data/")
+    text = text.replace("metrics: [accuracy, macro_f1]", "metrics: [accuracy, {path: broken.py}]")
+    assert "broken.py" in text
+    cfg = tmp_path / "pipelines.yaml"
+    cfg.write_text(text)
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(cfg), "--as-of", "2026-10-01",
+                        "--models", "tfidf-logreg", "--sample", "50", "--artifacts", str(tmp_path / "runs")],
+                       capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "the metric broke" in r.stderr
+    (run,) = Store(tmp_path / "runs").runs("support-triage")
+    m = run.manifest()
+    assert m["status"] == "failed" and m["error"]["stage"] == "score" and "the metric broke" in m["error"]["message"]
+    assert run.exists("responses") or run.listdir("responses")
+    fr, tasks, _ = prefect_view(m)
+    assert fr.state.is_failed()
+    assert {t.name.rsplit("-", 1)[0]: t.state.type.value for t in tasks} == {
+        "load": "COMPLETED", "invoke": "COMPLETED", "score": "FAILED"}
 
 
 def test_cli_exit_codes_for_bad_input(tmp_path, project_root):
+    # `assay run` forks its stage process first; it must leave with the command (the captured
+    # output would stay open, and the timeout fire, if it lingered)
     r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "no-such-pipeline", "--config", str(project_root / "pipelines.yaml")],
-                       capture_output=True, text=True, cwd=project_root)
+                       capture_output=True, text=True, cwd=project_root, timeout=60)
     assert r.returncode == 2 and "unknown pipeline 'no-such-pipeline'" in r.stderr
     r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(tmp_path / "missing.yaml")],
-                       capture_output=True, text=True, cwd=project_root)
+                       capture_output=True, text=True, cwd=project_root, timeout=60)
     assert r.returncode == 2 and "missing.yaml" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--no-such-option"],
+                       capture_output=True, text=True, cwd=project_root, timeout=60)
+    assert r.returncode == 2 and "--no-such-option" in r.stderr
 
 
 def test_cli_failed_run_exits_1(tmp_path, prefect_server, project_root):
@@ -144,3 +215,18 @@ def test_metrics_match_the_golden_table(example_run, project_root):
     for col in ("value", "ci_low", "ci_high"):
         assert (merged[f"{col}_want"] - merged[f"{col}_got"]).abs().max() < 1e-9, col
     assert (merged["n_want"] == merged["n_got"]).all() and (merged["errors_want"] == merged["errors_got"]).all()
+
+
+def test_cli_turns_flow_heartbeats_off_unless_configured():
+    """A foreground `assay run` does not wait for Prefect's heartbeat thread at the end of the flow,
+    unless the user configured heartbeats (for a zombie-detection automation, say)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    from flows.cli import _heartbeats
+
+    assert get_current_settings().flows.heartbeat_frequency == 180  # Prefect's default
+    with _heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 60}):
+        with _heartbeats():
+            assert get_current_settings().flows.heartbeat_frequency == 60
