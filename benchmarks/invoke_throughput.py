@@ -187,16 +187,25 @@ def bench_process(n: int, latency: float, c: int) -> dict:
         eph_env = dict(os.environ, PREFECT_HOME=str(tmp / "eph-home"), **OFFLINE)
         eph_env.pop("PREFECT_API_URL", None)
         _timed([sys.executable, "-c", TRIVIAL], eph_env, ROOT)  # database migrations, once
-        trivial_eph = _timed([sys.executable, "-c", TRIVIAL], eph_env, ROOT)
-        eph = _timed(run, eph_env, ROOT)
+        # the temporary server's start varies by seconds from one process to the next: interleave
+        trivial_eph, eph = [], []
+        for _ in range(2):
+            trivial_eph.append(_timed([sys.executable, "-c", TRIVIAL], eph_env, ROOT))
+            eph.append(_timed(run, eph_env, ROOT))
     best = min(with_server)
     print(f"process   N={n} L={latency * 1000:.0f}ms C={c}: assay run against a running server {best:.2f} s "
           f"(runs: {', '.join(f'{x:.2f}' for x in with_server)}; limit {limit:.2f} s; a trivial flow alone {trivial_server:.2f} s) "
           f"-> {best / 5.0:.2f} of the 5 s target {'OK' if best < 5.0 else 'MISSED'}")
-    print(f"          with the temporary server: assay run {eph:.2f} s, a trivial flow {trivial_eph:.2f} s -> "
-          f"assay adds {eph - trivial_eph:.2f} s over the server's own start-up (limit {limit:.2f} s)")
+    # The temporary server's own start-up: what a trivial flow takes with it, less what it takes
+    # against the running server. The run may add no more than that to the 5 s target.
+    startup = min(trivial_eph) - trivial_server
+    beyond = min(eph) - startup
+    print(f"          with the temporary server: assay run {min(eph):.2f} s (runs: {', '.join(f'{x:.2f}' for x in eph)}), "
+          f"a trivial flow {min(trivial_eph):.2f} s (runs: {', '.join(f'{x:.2f}' for x in trivial_eph)}) -> the server's "
+          f"start-up {startup:.2f} s; the run without it {beyond:.2f} s -> {beyond / 5.0:.2f} of the 5 s target "
+          f"{'OK' if beyond < 5.0 else 'MISSED'}")
     return {"n": n, "latency": latency, "c": c, "server_s": with_server, "trivial_server_s": trivial_server,
-            "ephemeral_s": eph, "trivial_ephemeral_s": trivial_eph, "limit": limit}
+            "ephemeral_s": eph, "trivial_ephemeral_s": trivial_eph, "ephemeral_startup_s": startup, "limit": limit}
 
 
 MEMORY_RUN = """
