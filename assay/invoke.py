@@ -273,10 +273,17 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
         if cache is not None and items and opts.cache_mode != "off":
             cache.put_many(items)
 
-    def progress():
-        if opts.on_progress:
-            opts.on_progress(name, state["done"], state["errors"], budget.spent)
+    last_progress = [0.0]
 
+    def progress(force: bool = True):
+        # a few updates a second: every item would flood a terminal, every shard is too rare
+        if opts.on_progress:
+            now = time.monotonic()
+            if force or now - last_progress[0] >= 0.25:
+                last_progress[0] = now
+                opts.on_progress(name, state["done"], state["errors"], budget.spent)
+
+    progress()  # the bar shows the model and its total (and what a resumed run already has) at once
     if not todo:
         return {**stats, "wall_s": 0.0}
 
@@ -383,6 +390,7 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
                     state["errors"] += 1
                 buf.add(sub_ids[j], r, latency, started, attempts, False, err)
                 state["done"] += 1
+                progress(force=False)
                 if len(buf) >= opts.shard_size:
                     per_item = shard_usd[0] / shard_usd[1] if shard_usd[1] else 0.0
                     flush()

@@ -264,3 +264,24 @@ def test_timeout_is_retried_then_recorded(tmp_path):
     resp = read_responses(ctx.folder).to_pandas().set_index("example_id")
     assert resp.loc["e00001", "attempts"] == 2 and "timeout" in resp.loc["e00001", "error"]
     assert resp["error"].notna().sum() == 1
+
+
+def test_progress_reports_at_once_then_a_few_times_a_second(tmp_path):
+    """The terminal bar and the UI's progress artifact are fed by ``on_progress``: it reports the
+    model and its total before the first call, then a few times a second, and the last report
+    says every example is done."""
+    from assay.run import invoke_stage, load_stage
+
+    with OpenAIServer(latency=0.05) as srv:
+        cfg = make_config(tmp_path, srv.base_url, n=80, pipeline_extra="shard_size: 1000")
+        ctx = start_run(str(cfg), "p", DAY)
+        load_stage(ctx)
+        seen = []
+        t0 = time.monotonic()
+        invoke_stage(ctx, on_progress=lambda *a: seen.append((time.monotonic() - t0, *a)))
+    assert seen[0][1:4] == ("fake", 0, 80)                     # before any call: model, done 0, total
+    dones = [s[2] for s in seen]
+    assert dones == sorted(dones) and dones[-1] == 80
+    # 80 calls at concurrency 8 and 50 ms: about half a second, so reports in between, not per call
+    assert 2 <= len(seen) <= 10, seen
+    assert any(0 < d < 80 for d in dones)
