@@ -337,15 +337,19 @@ def load_config(path: str | os.PathLike = "pipelines.yaml") -> LoadedConfig:
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("str", "MetricSpec")))
             problems.append((format_path(loc), err["msg"], _line_of(node, loc)))
         raise ConfigError(str(path), problems) from None
-    problems = _cross_check(cfg)
+    problems = _cross_check(cfg, path.parent)
     if problems:
         raise ConfigError(str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in problems])
     return LoadedConfig(cfg, raw, path)
 
 
-def _cross_check(cfg: AssayConfig) -> list[tuple[tuple, str]]:
-    """Checks that span sections: model and metric names, provider requirements."""
-    from assay.metrics import METRICS
+def _cross_check(cfg: AssayConfig, base_dir: Path | None = None) -> list[tuple[tuple, str]]:
+    """Checks that span sections: model and metric names, metric options, provider requirements.
+
+    A metric's options are checked here, by building it, so that a typo fails the config before
+    any model is paid for, not at the score stage.
+    """
+    from assay.metrics import METRICS, build_metric
     from assay.providers import PROVIDERS, check_model
 
     problems: list[tuple[tuple, str]] = []
@@ -369,8 +373,25 @@ def _cross_check(cfg: AssayConfig) -> list[tuple[tuple, str]]:
                     METRICS.check(spec.name)
                 except UnknownName as e:
                     problems.append((("pipelines", pname, "metrics", i), str(e)))
+                else:
+                    try:  # builtin metrics are cheap to build: their options are checked now
+                        build_metric(spec, str(base_dir) if base_dir is not None else None)
+                    except (ValueError, TypeError, OSError) as e:
+                        problems.append((("pipelines", pname, "metrics", i, "args"), str(e)))
+            else:
+                mpath = os.path.expanduser(spec.path)
+                if base_dir is not None and not os.path.isabs(mpath):
+                    mpath = str(base_dir / mpath)
+                if not os.path.exists(mpath):
+                    problems.append((("pipelines", pname, "metrics", i, "path"), f"metric file not found: {os.path.abspath(mpath)}"))
             if spec.judge is not None and spec.judge not in cfg.models:
                 problems.append((("pipelines", pname, "metrics", i, "judge"), str(UnknownName("model", spec.judge, list(cfg.models)))))
+            elif spec.judge is not None:
+                jprov = PROVIDERS.get(cfg.models[spec.judge].provider) if cfg.models[spec.judge].provider in PROVIDERS else None
+                if jprov is not None and getattr(jprov, "batch", False):
+                    problems.append((("pipelines", pname, "metrics", i, "judge"),
+                                     f"model {spec.judge!r} (provider {cfg.models[spec.judge].provider}) cannot answer prompts: "
+                                     "a judge must be a model whose provider calls an endpoint (openai)"))
         for g in p.gates:
             if g not in keys:
                 problems.append((("pipelines", pname, "gates", g), f"gate on metric {g!r} which the pipeline does not compute (metrics: {', '.join(keys)})"))

@@ -146,3 +146,26 @@ def test_cli_validate_exit_codes(tmp_path, project_root):
                        cwd=project_root)
     assert r.returncode == 2
     assert "pipelines.p.models[1] (line 10)" in r.stderr and "did you mean 'base'" in r.stderr
+
+
+def test_metric_options_are_checked_before_any_model_is_paid_for(tmp_path):
+    """A metric's options, a metric file and a judge model are checked with the config, not at the
+    score stage, after the models were called."""
+    text = GOOD.replace("args: {ignore_case: false}", "args: {ignore_cas: false}")
+    (path, msg, _), = problems(tmp_path, text)
+    assert path == "pipelines.p.metrics[1].args" and "ignore_cas" in msg and "ignore_case" in msg
+
+    text = GOOD.replace("metrics: [accuracy,", "metrics: [accuracy, {name: judge, judge: m1, args: {scale: [5, 1]}},")
+    (path, msg, _), = problems(tmp_path, text)
+    assert path == "pipelines.p.metrics[1].args" and "low < high" in msg
+
+    text = GOOD.replace("metrics: [accuracy,", "metrics: [accuracy, {name: judge, judge: base},")
+    (path, msg, _), = problems(tmp_path, text)
+    assert path == "pipelines.p.metrics[1].judge" and "cannot answer prompts" in msg
+
+    text = GOOD.replace("metrics: [accuracy,", "metrics: [accuracy, {path: my_metrics/tone.py},")
+    (path, msg, _), = problems(tmp_path, text)
+    assert path == "pipelines.p.metrics[1].path" and str(tmp_path / "my_metrics" / "tone.py") in msg
+    (tmp_path / "my_metrics").mkdir()
+    (tmp_path / "my_metrics" / "tone.py").write_text("# an evaluate module\n")
+    load_config(write(tmp_path, text))  # exists: loaded (and checked) when the score stage builds it
