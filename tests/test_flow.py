@@ -230,3 +230,51 @@ def test_cli_turns_flow_heartbeats_off_unless_configured():
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 60}):
         with _heartbeats():
             assert get_current_settings().flows.heartbeat_frequency == 60
+
+
+CRASHY_MODEL = '''
+import os
+
+
+def answer(rows):
+    marker = os.environ["CRASH_MARKER"]
+    if not os.path.exists(marker):  # the first run dies in the middle of calling the model
+        open(marker, "w").close()
+        os._exit(9)
+    return [r["text"].split()[-1] for r in rows]
+'''
+
+
+def test_cli_the_stage_process_dying_fails_the_run_and_the_same_command_resumes(tmp_path, prefect_server, project_root):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from prefect.settings import PREFECT_API_URL
+
+    (tmp_path / "crashy.py").write_text(CRASHY_MODEL)
+    pq.write_table(pa.table({"id": [f"e{i}" for i in range(30)], "text": [f"ticket {i} about billing" for i in range(30)],
+                             "label": ["billing"] * 30}), tmp_path / "data.parquet")
+    (tmp_path / "pipelines.yaml").write_text(f"""
+artifacts: {tmp_path}/runs
+models:
+  fn: {{provider: python, function: "crashy:answer"}}
+pipelines:
+  p:
+    dataset: {{source: data.parquet, id: id, reference: label}}
+    prompt: {{template: "{{text}}"}}
+    models: [fn]
+    metrics: [accuracy]
+""")
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(tmp_path),
+               CRASH_MARKER=str(tmp_path / "crashed"))
+    cmd = [sys.executable, "-m", "flows.cli", "run", "p", "--config", str(tmp_path / "pipelines.yaml"), "--as-of", "2026-10-01"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "ended unexpectedly" in r.stderr and "run the same command again" in r.stderr
+    (run,) = Store(tmp_path / "runs").runs("p")
+    assert run.manifest()["status"] == "failed" and run.manifest()["error"]["stage"] == "invoke"
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert Path(r.stdout.strip().splitlines()[-1]) == Path(run.url)      # the same run folder, resumed
+    m = run.manifest()
+    assert m["status"] == "complete" and len(m["resumes"]) == 1
+    assert pd.read_parquet(Path(run.url) / "metrics.parquet").query("slice == 'all'")["value"].iloc[0] == 1.0
