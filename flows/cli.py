@@ -254,19 +254,22 @@ def _exit_now(code) -> None:
     os._exit(code or 0)
 
 
-#: The child that runs the stages of ``assay run`` (see ``assay.ahead``), forked by ``main``.
+#: The child that runs the stages of ``assay run`` (see ``assay.ahead``), forked by ``main``
+#: (or earlier, by ``flows.entry``).
 _AHEAD = None
 
 
-def main():
+def main(ahead=None):
+    """The command line; ``ahead`` is the stage process ``flows.entry`` forked for ``assay run``."""
     import flows.cli as this  # under `python -m`, this module is __main__, not flows.cli
 
-    if sys.argv[1:2] == ["run"] and "--help" not in sys.argv:
+    if ahead is None and sys.argv[1:2] == ["run"] and "--help" not in sys.argv:
         from assay.ahead import Ahead
 
         # at once: the child imports the stage code while this process parses the command
         # line and the config; if either is wrong, the child sees this process end and exits
-        this._AHEAD = Ahead.fork()
+        ahead = Ahead.fork()
+    this._AHEAD = ahead
     # more commands register themselves on `app` when imported
     import flows.cli_ops  # noqa: F401  (serve, backfill, history)
     import flows.cli_costs  # noqa: F401  (reprice)

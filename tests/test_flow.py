@@ -96,7 +96,8 @@ def test_cli_run_prints_the_run_folder_last(tmp_path, prefect_server, project_ro
     cfg = tmp_path / "pipelines.yaml"
     cfg.write_text(text)
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_LOGGING_LEVEL="INFO")
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(cfg), "--as-of", "2026-10-01",
+    # flows.entry is the `assay` console script's entry point (it forks before the CLI loads)
+    r = subprocess.run([sys.executable, "-m", "flows.entry", "run", "support-triage", "--config", str(cfg), "--as-of", "2026-10-01",
                         "--models", "gpt-4o-mini,tfidf-logreg", "--sample", "200", "--artifacts", str(tmp_path / "runs")],
                        capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -184,7 +185,7 @@ def test_cli_exit_codes_for_bad_input(tmp_path, project_root):
     r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(tmp_path / "missing.yaml")],
                        capture_output=True, text=True, cwd=project_root, timeout=60)
     assert r.returncode == 2 and "missing.yaml" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--no-such-option"],
+    r = subprocess.run([sys.executable, "-m", "flows.entry", "run", "support-triage", "--no-such-option"],
                        capture_output=True, text=True, cwd=project_root, timeout=60)
     assert r.returncode == 2 and "--no-such-option" in r.stderr
 
