@@ -5,7 +5,7 @@ stages do not need. So ``assay run`` forks a child before it imports anything he
 imports the stage code while the parent reads the config and creates the run folder, and runs
 load, invoke, score, cost and report as soon as the parent hands it the run. The parent imports
 Prefect and starts the flow meanwhile; each of the flow's stage tasks waits for the child's
-result for its stage and adopts it (``assay.run.PREFETCH``). The flow run still shows one task
+result for its stage and adopts it (``assay.run.adopt_or_run``). The flow run still shows one task
 per stage with its outcome and error, and nothing is done twice. A child rather than a thread,
 because a thread would fight Prefect's imports for the GIL.
 
@@ -133,11 +133,11 @@ def _child(conn) -> None:
         conn.send(("progress", "invoke", a))
 
     run = {
-        "load": lambda: R.load_stage(ctx, _adopt=False),
-        "invoke": lambda: R.invoke_stage(ctx, on_progress=progress, _adopt=False),
-        "score": lambda: R.score_stage(ctx, _adopt=False),
-        "cost": lambda: R.cost_stage(ctx, _adopt=False),
-        "report": lambda: R.report_stage(ctx, _adopt=False),
+        "load": lambda: R.load_stage(ctx),
+        "invoke": lambda: R.invoke_stage(ctx, on_progress=progress),
+        "score": lambda: R.score_stage(ctx),
+        "cost": lambda: R.cost_stage(ctx),
+        "report": lambda: R.report_stage(ctx),
     }
     for stage in STAGES:
         if stage == "invoke":

@@ -221,19 +221,20 @@ def prepare(config_path: str, pipeline: str, as_of: date, **kw) -> RunContext:
     return ctx
 
 
-def _adopt_stage(ctx: RunContext, stage: str, on_progress: Callable | None = None):
-    """If this stage was started ahead of Prefect, wait for it and return (True, result)."""
+def adopt_or_run(ctx: RunContext, stage: str, fn: Callable, on_progress: Callable | None = None):
+    """What a flow task runs: the stage's result if it was started ahead of Prefect (see
+    ``assay.ahead``), waiting for it, else ``fn(ctx)`` here (with ``on_progress`` if given)."""
     import concurrent.futures
 
     job = PREFETCH.pop((ctx.folder.url, stage), None)
     if job is None:
-        return False, None
+        return fn(ctx, on_progress=on_progress) if on_progress else fn(ctx)
     if stage == "invoke" and ctx.cfg.gates:
         # this process is idle while the models are called: load what the gate task needs
         import assay.gates  # noqa: F401
     while True:
         try:
-            return True, job.future.result(timeout=0.5)
+            return job.future.result(timeout=0.5)
         except concurrent.futures.TimeoutError:
             if on_progress:
                 for state in list(job.progress.values()):
@@ -241,12 +242,8 @@ def _adopt_stage(ctx: RunContext, stage: str, on_progress: Callable | None = Non
 
 
 # stages ---------------------------------------------------------------------------------
-def load_stage(ctx: RunContext, _adopt: bool = True) -> str:
+def load_stage(ctx: RunContext) -> str:
     """Read the source, filter to as_of, sample; write dataset.parquet."""
-    if _adopt:
-        adopted, result = _adopt_stage(ctx, "load")
-        if adopted:
-            return result
     from assay import dataset as D
 
     t0 = time.perf_counter()
@@ -276,12 +273,8 @@ def quotes_for(ctx: RunContext, on: date | None = None) -> dict:
     return {m: quote(models[m], on or ctx.as_of) for m in ctx.models}
 
 
-def invoke_stage(ctx: RunContext, on_progress: Callable | None = None, _adopt: bool = True) -> str:
+def invoke_stage(ctx: RunContext, on_progress: Callable | None = None) -> str:
     """Call every model on every example; write responses/part-*.parquet as shards finish."""
-    if _adopt:
-        adopted, result = _adopt_stage(ctx, "invoke", on_progress)
-        if adopted:
-            return result
     import asyncio
 
     from assay import invoke as I
@@ -367,12 +360,8 @@ def _judge_factory(ctx: RunContext, judge: str):
     return build(judge, ctx.loaded.config.models[judge], Context(judge, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline))
 
 
-def score_stage(ctx: RunContext, _adopt: bool = True) -> str:
+def score_stage(ctx: RunContext) -> str:
     """Score responses; write scores.parquet, metrics.parquet, generalization.parquet, comparisons."""
-    if _adopt:
-        adopted, result = _adopt_stage(ctx, "score")
-        if adopted:
-            return result
     from assay.invoke import read_responses
     from assay.scoring import score
 
@@ -418,7 +407,7 @@ def _inputs_text(ctx: RunContext, dataset: "pa.Table") -> list[str]:
 CORRECTNESS = ("accuracy", "exact_match")
 
 
-def cost_stage(ctx: RunContext, _adopt: bool = True) -> str:
+def cost_stage(ctx: RunContext) -> str:
     """Price every model's calls; write costs.parquet and breakeven.parquet.
 
     An API model's tokens are priced at the price in force on the day of each request: the run's
@@ -427,10 +416,6 @@ def cost_stage(ctx: RunContext, _adopt: bool = True) -> str:
     manifest (``prices``: per model, per date; ``judge_prices`` for LLM judges), so a past run's dollars
     never change and ``assay reprice`` can reproduce them.
     """
-    if _adopt:
-        adopted, result = _adopt_stage(ctx, "cost")
-        if adopted:
-            return result
     from assay.costing import PRICE_DATE
     from assay.invoke import read_responses
     from assay.pricing import quote
@@ -589,12 +574,8 @@ def judge_costs(cfg: PipelineConfig, manifest: dict, quote_of: Callable) -> tupl
     return rows, quotes
 
 
-def report_stage(ctx: RunContext, _adopt: bool = True) -> dict:
+def report_stage(ctx: RunContext) -> dict:
     """Write summary.md and report.html; return what the UI artifacts show."""
-    if _adopt:
-        adopted, result = _adopt_stage(ctx, "report")
-        if adopted:
-            return result
     from assay.report import build_report
 
     t0 = time.perf_counter()

@@ -139,7 +139,8 @@ def run(
     day = _parse_date(as_of, "--as-of") or date.today()
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
     # Fork before the config and Prefect load: the child imports the stage code meanwhile.
-    # ``main`` forks even before the command line is parsed.
+    # The ``assay`` command forked it before the command line was parsed; in-process callers
+    # (tests) fork here.
     global _AHEAD
     ahead, _AHEAD = _AHEAD, None
     if ahead is None:
@@ -254,8 +255,8 @@ def _exit_now(code) -> None:
     os._exit(code or 0)
 
 
-#: The child that runs the stages of ``assay run`` (see ``assay.ahead``), forked by ``main``
-#: (or earlier, by ``flows.entry``).
+#: The child that runs the stages of ``assay run`` (see ``assay.ahead``), forked by
+#: ``flows.entry`` before the command line loads.
 _AHEAD = None
 
 
@@ -263,12 +264,6 @@ def main(ahead=None):
     """The command line; ``ahead`` is the stage process ``flows.entry`` forked for ``assay run``."""
     import flows.cli as this  # under `python -m`, this module is __main__, not flows.cli
 
-    if ahead is None and sys.argv[1:2] == ["run"] and "--help" not in sys.argv:
-        from assay.ahead import Ahead
-
-        # at once: the child imports the stage code while this process parses the command
-        # line and the config; if either is wrong, the child sees this process end and exits
-        ahead = Ahead.fork()
     this._AHEAD = ahead
     # more commands register themselves on `app` when imported
     import flows.cli_ops  # noqa: F401  (serve, backfill, history)
@@ -283,4 +278,6 @@ def main(ahead=None):
 
 
 if __name__ == "__main__":
-    main()
+    from flows.entry import main as entry
+
+    entry()

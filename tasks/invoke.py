@@ -6,7 +6,7 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from assay.run import RunContext, invoke_stage
+from assay.run import RunContext, adopt_or_run, invoke_stage
 
 
 @task(name="invoke", cache_policy=NO_CACHE, retries=0)
@@ -33,4 +33,4 @@ def invoke(ctx: RunContext) -> str:
         except Exception:  # progress display must never fail a run
             pass
 
-    return invoke_stage(ctx, on_progress=on_progress)
+    return adopt_or_run(ctx, "invoke", invoke_stage, on_progress=on_progress)

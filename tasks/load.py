@@ -3,10 +3,10 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from assay.run import RunContext, load_stage
+from assay.run import RunContext, adopt_or_run, load_stage
 
 
 @task(name="load", cache_policy=NO_CACHE, retries=0)
 def load(ctx: RunContext) -> str:
     """Read the dataset, filter it to as_of, sample it; write dataset.parquet."""
-    return load_stage(ctx)
+    return adopt_or_run(ctx, "load", load_stage)

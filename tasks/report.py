@@ -4,7 +4,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from assay.run import RunContext, report_stage
+from assay.run import RunContext, adopt_or_run, report_stage
 
 
 def artifact_key(pipeline: str, suffix: str) -> str:
@@ -23,7 +23,7 @@ def report(ctx: RunContext) -> str:
     One artifact, not a table and a markdown copy of it: each costs a write on the Prefect
     server (~80 ms) at the very end of the run, and the Parquet files hold the data.
     """
-    out = report_stage(ctx)
+    out = adopt_or_run(ctx, "report", report_stage)
     link = out["report"]
     if "://" not in link:
         link = "file://" + link

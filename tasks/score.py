@@ -3,10 +3,10 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from assay.run import RunContext, score_stage
+from assay.run import RunContext, adopt_or_run, score_stage
 
 
 @task(name="score", cache_policy=NO_CACHE, retries=0)
 def score(ctx: RunContext) -> str:
     """Per-example scores, aggregates with bootstrap intervals, slices; write metrics.parquet."""
-    return score_stage(ctx)
+    return adopt_or_run(ctx, "score", score_stage)

@@ -351,6 +351,16 @@ def test_budget_guard_stops_a_live_run_before_the_next_shard_would_exceed_max_us
     assert server.stats()["requests_total"] == len(resp)
 
 
+def _stopped_by_the_budget(tmp_path):
+    """Run pipeline ``p`` of tmp_path/pipelines.yaml, which cost.max_usd must stop; (run folder, manifest)."""
+    with pytest.raises(RunFailed, match="max_usd"):
+        run_local(str(tmp_path / "pipelines.yaml"), "p", date(2026, 11, 1))
+    run = Store(tmp_path / "runs").runs("p")[0]
+    m = run.manifest()
+    assert m["status"] == "failed" and "max_usd" in m["error"]["message"]
+    return run, m
+
+
 def test_budget_guard_stops_a_batch_provider(tmp_path, monkeypatch):
     # a python function answering 1000 prompt tokens per row at 1 USD/MTok: 0.001 USD a row, 0.01 a shard of 10
     (tmp_path / "tokens_model.py").write_text(
@@ -375,11 +385,7 @@ def test_budget_guard_stops_a_batch_provider(tmp_path, monkeypatch):
         cost: {{max_usd: 0.025}}
     """))
     # shard 1: spent 0.01, next ≈ 0.01 -> 0.02 <= 0.025 goes on; shard 2: spent 0.02 + 0.01 > 0.025 -> stop
-    with pytest.raises(RunFailed, match="max_usd"):
-        run_local(str(tmp_path / "pipelines.yaml"), "p", date(2026, 11, 1))
-    run = Store(tmp_path / "runs").runs("p")[0]
-    m = run.manifest()
-    assert m["status"] == "failed" and "max_usd" in m["error"]["message"]
+    run, m = _stopped_by_the_budget(tmp_path)
     assert read_responses(run).num_rows == 20
     assert m["stages"]["invoke"]["usd"] == pytest.approx(0.02)
 
@@ -407,11 +413,7 @@ def test_budget_guard_stops_a_replay_with_prices(tmp_path):
         bootstrap: 0
         cost: {{max_usd: 55}}
     """))
-    with pytest.raises(RunFailed, match="max_usd"):
-        run_local(str(tmp_path / "pipelines.yaml"), "p", date(2026, 11, 1))
-    run = Store(tmp_path / "runs").runs("p")[0]
-    m = run.manifest()
-    assert m["status"] == "failed" and "max_usd" in m["error"]["message"]
+    run, m = _stopped_by_the_budget(tmp_path)
     assert read_responses(run).num_rows == 50_000
     assert m["stages"]["invoke"]["usd"] == pytest.approx(50.0)
 

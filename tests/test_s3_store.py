@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +28,7 @@ import boto3  # noqa: E402  (moto[server] and s3fs come with the test extra, whi
 
 from assay import store as S  # noqa: E402
 from assay.store import Store  # noqa: E402
+from tests.helpers import write_replay_inputs  # noqa: E402
 
 DAY = date(2026, 11, 1)
 PREFIX = "runs"
@@ -120,27 +120,6 @@ def _keys(client, bucket: str, prefix: str = "") -> dict[str, bytes]:
     return out
 
 
-def _write_inputs(tmp_path, outputs: list[str]) -> str:
-    """A four-example dataset, a replay log with ``outputs`` (None: no logged response), a config."""
-    pq.write_table(pa.table({"id": [1, 2, 3, 4], "text": ["a", "b", "c", "d"], "label": ["x", "y", "x", "y"]}),
-                   tmp_path / "data.parquet")
-    rows = [(i, o) for i, o in zip([1, 2, 3, 4], outputs) if o is not None]
-    pq.write_table(pa.table({"id": [i for i, _ in rows], "output": [o for _, o in rows]}), tmp_path / "log.parquet")
-    cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent("""
-        artifacts: local-runs
-        models:
-          rep: {provider: replay, source: log.parquet, price: {input_per_mtok: 1.0, output_per_mtok: 1.0}}
-        pipelines:
-          p:
-            dataset: {source: data.parquet, id: id, reference: label}
-            models: [rep]
-            metrics: [accuracy]
-            bootstrap: 10
-    """))
-    return str(cfg)
-
-
 def _accuracy(rf) -> float:
     m = rf.read_table(S.METRICS).to_pandas()
     return float(m[(m.metric == "accuracy") & (m.slice == "all")].iloc[0].value)
@@ -161,7 +140,7 @@ def test_a_whole_run_lands_in_the_bucket(tmp_path, s3):
 
     bucket, client = s3
     root = f"s3://{bucket}/{PREFIX}"
-    cfg = _write_inputs(tmp_path, ["x", "y", "y", "y"])  # wrong on id 3
+    cfg = write_replay_inputs(tmp_path, ["x", "y", "y", "y"])  # wrong on id 3
     ctx = run_local(cfg, "p", DAY, artifacts=root)
     rf = ctx.folder
     assert rf.url == f"{root}/p/2026-11-01/{ctx.run_id}"
@@ -205,10 +184,10 @@ def test_complete_runs_and_history_over_the_bucket(tmp_path, s3):
 
     bucket, client = s3
     root = f"s3://{bucket}/{PREFIX}"
-    cfg = _write_inputs(tmp_path, ["x", "y", "y", "y"])
+    cfg = write_replay_inputs(tmp_path, ["x", "y", "y", "y"])
     first = run_local(cfg, "p", DAY, artifacts=root)
     _next_second(first.run_id)
-    _write_inputs(tmp_path, ["x", "y", "x", "y"])  # the log now has every answer right
+    write_replay_inputs(tmp_path, ["x", "y", "x", "y"])  # the log now has every answer right
     second = run_local(cfg, "p", DAY, artifacts=root)
     assert second.run_id != first.run_id and not second.resumed
 
@@ -269,13 +248,13 @@ def test_a_failed_run_resumes_in_the_bucket(tmp_path, s3):
 
     bucket, client = s3
     root = f"s3://{bucket}/{PREFIX}"
-    cfg = _write_inputs(tmp_path, ["x", "y", None, "y"])  # id 3 has no logged response: 25% errors
+    cfg = write_replay_inputs(tmp_path, ["x", "y", None, "y"])  # id 3 has no logged response: 25% errors
     with pytest.raises(RunFailed, match="max_error_rate"):
         run_local(cfg, "p", DAY, artifacts=root)
     [failed] = Store(root).runs("p")
     assert failed.manifest()["status"] == "failed" and Store(root).complete_runs("p") == []
 
-    _write_inputs(tmp_path, ["x", "y", "x", "y"])
+    write_replay_inputs(tmp_path, ["x", "y", "x", "y"])
     ctx = run_local(cfg, "p", DAY, artifacts=root)
     assert ctx.resumed and ctx.run_id == failed.run_id
     run_prefix = f"{PREFIX}/p/2026-11-01/{ctx.run_id}/{S.RESPONSES}/"

@@ -4,7 +4,6 @@ import hashlib
 import json
 import os
 import re
-import textwrap
 import threading
 import uuid
 from datetime import date
@@ -222,21 +221,10 @@ def test_a_whole_run_on_a_memory_store(tmp_path, mem_root):
     from assay.invoke import read_responses
     from assay.run import run_local
 
-    pq.write_table(pa.table({"id": [1, 2, 3, 4], "text": ["a", "b", "c", "d"], "label": ["x", "y", "x", "y"]}),
-                   tmp_path / "data.parquet")
-    pq.write_table(pa.table({"id": [1, 2, 3, 4], "output": ["x", "y", "y", "y"]}), tmp_path / "log.parquet")
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
-        artifacts: runs
-        models:
-          rep: {provider: replay, source: log.parquet, price: {input_per_mtok: 1.0, output_per_mtok: 1.0}}
-        pipelines:
-          p:
-            dataset: {source: data.parquet, id: id, reference: label}
-            models: [rep]
-            metrics: [accuracy]
-            bootstrap: 10
-    """))
-    ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", DAY, artifacts=mem_root, cache_mode="off")
+    from tests.helpers import write_replay_inputs
+
+    cfg = write_replay_inputs(tmp_path, ["x", "y", "y", "y"], artifacts="runs")
+    ctx = run_local(cfg, "p", DAY, artifacts=mem_root, cache_mode="off")
     assert ctx.folder.url.startswith(mem_root + "/p/2026-11-01/")
     assert not (tmp_path / "runs").exists()  # nothing went to the local default
     [rf] = Store(mem_root).complete_runs("p")
