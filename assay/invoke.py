@@ -10,43 +10,18 @@ pays for none of it again: a resumed run skips every example that already has a 
 import asyncio
 import logging
 import random
-import re
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from assay.cache import ResponseCache, cache_key
 from assay.providers.base import CallResult, Provider, ProviderError
-from assay.store import RESPONSES, RunFolder
+from assay.responses import COLUMNS, RESPONSE_SCHEMA, compact, part_name
+from assay.store import RunFolder
 
 log = logging.getLogger("assay.invoke")
-
-RESPONSE_SCHEMA = pa.schema([
-    ("example_id", pa.string()),
-    ("model", pa.string()),
-    ("output", pa.string()),
-    ("prompt_tokens", pa.int64()),
-    ("completion_tokens", pa.int64()),
-    ("cached_tokens", pa.int64()),
-    ("cache_write_tokens", pa.int64()),
-    ("latency_s", pa.float64()),
-    ("started_at", pa.timestamp("us", tz="UTC")),
-    ("attempts", pa.int32()),
-    ("cached", pa.bool_()),
-    ("error", pa.string()),
-])
-COLUMNS = RESPONSE_SCHEMA.names
-
-
-class BudgetExceeded(RuntimeError):
-    """The run's cost.max_usd would be exceeded by the next shard."""
-
-
-class TooManyErrors(RuntimeError):
-    """More than the pipeline's max_error_rate of calls failed."""
 
 
 @dataclass
@@ -55,7 +30,7 @@ class Options:
     cache_mode: str = "use"  # use | refresh | off
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
-    on_progress: Callable[[str, int, int, float], None] | None = None  # (model, done, errors, usd)
+    on_progress: Callable[[str, int, int, float], None] | None = None  # (model, done, errors, the model's usd)
 
 
 @dataclass
@@ -164,68 +139,6 @@ class _Buffer:
         return table, items
 
 
-def safe_name(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", model)
-
-
-def part_names(run: RunFolder, model: str) -> list[str]:
-    prefix = f"part-{safe_name(model)}-"
-    return [n for n in run.listdir(RESPONSES) if n.startswith(prefix) and n.endswith(".parquet")]
-
-
-def read_responses(run: RunFolder, model: str | None = None) -> pa.Table:
-    """All responses of a run (or one model), one row per (example, model): the last successful wins."""
-    names = part_names(run, model) if model else [n for n in run.listdir(RESPONSES) if n.endswith(".parquet")]
-    if not names:
-        return RESPONSE_SCHEMA.empty_table()
-    tables = []
-    for n in names:
-        t = run.read_table(f"{RESPONSES}/{n}")
-        tables.append(t.select(COLUMNS).cast(RESPONSE_SCHEMA))
-    t = pa.concat_tables(tables)
-    return dedupe(t)
-
-
-def dedupe(t: pa.Table) -> pa.Table:
-    """Keep one row per (example_id, model), preferring a success over an error, later over earlier."""
-    if t.num_rows == 0:
-        return t
-    seq = pa.array(range(t.num_rows), pa.int64())
-    ok = pc.cast(pc.is_null(t["error"]), pa.int64())
-    rank = pc.add(pc.multiply(ok, 1 << 40), seq)
-    keyed = t.select(["example_id", "model"]).append_column("_rank", rank)
-    best = keyed.group_by(["example_id", "model"], use_threads=False).aggregate([("_rank", "max")])
-    keep = pc.bit_wise_and(best["_rank_max"], (1 << 40) - 1)
-    return t.take(pc.sort_indices(keep))
-
-
-def _compact(run: RunFolder, model: str) -> tuple[set[str], int]:
-    """Resume: keep the successful responses of earlier attempts in one part; return their ids."""
-    names = part_names(run, model)
-    if not names:
-        return set(), 0
-    t = read_responses(run, model)
-    ok = t.filter(pc.is_null(t["error"]))
-    seq = max(int(n.rsplit("-", 1)[1].split(".")[0]) for n in names) + 1
-    if len(names) > 1 or ok.num_rows != t.num_rows:
-        new = f"{RESPONSES}/part-{safe_name(model)}-{seq:05d}.parquet"
-        run.write_table(new, ok)
-        for n in names:
-            _remove(run, f"{RESPONSES}/{n}")
-        seq += 1
-    return set(ok["example_id"].to_pylist()), seq
-
-
-def _remove(run: RunFolder, name: str) -> None:
-    loc = run._loc(name)
-    if run.store.remote:
-        run.store.fs.rm(loc)
-    else:
-        import os
-
-        os.remove(loc)
-
-
 async def _call_with_retries(provider: Provider, messages, limiter: RateLimiter, est_tokens: int, opts: Options):
     cfg = provider.cfg
     attempt = 0
@@ -256,10 +169,10 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
                        cache: ResponseCache | None, opts: Options, budget: Budget) -> dict:
     """Produce one response per example for one model, writing parts as shards complete."""
     t_start = time.perf_counter()
-    done_ids, seq = _compact(run, name)
+    done_ids, seq = compact(run, name)
     ids = dataset["example_id"].to_pylist()
     todo = [i for i, e in enumerate(ids) if e not in done_ids]
-    stats = {"resumed": len(done_ids), "called": 0, "cache_hits": 0, "errors": 0, "usd": 0.0,
+    stats = {"resumed": len(done_ids), "called": 0, "cache_hits": 0, "errors": 0, "retries": 0, "usd": 0.0,
              "concurrency": provider.cfg.max_concurrency if not provider.batch else 1}
     buf = _Buffer(name)
     state = {"seq": seq, "done": len(done_ids), "errors": 0}
@@ -268,7 +181,7 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
         if not len(buf):
             return
         table, items = buf.take()
-        run.write_table(f"{RESPONSES}/part-{safe_name(name)}-{state['seq']:05d}.parquet", table)
+        run.write_table(part_name(name, state["seq"]), table)
         state["seq"] += 1
         if cache is not None and items and opts.cache_mode != "off":
             cache.put_many(items)
@@ -281,7 +194,7 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
             now = time.monotonic()
             if force or now - last_progress[0] >= 0.25:
                 last_progress[0] = now
-                opts.on_progress(name, state["done"], state["errors"], budget.spent)
+                opts.on_progress(name, state["done"], state["errors"], stats["usd"])
 
     progress()  # the bar shows the model and its total (and what a resumed run already has) at once
     if not todo:
@@ -327,6 +240,7 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
                 else:
                     state["errors"] += 1
             state["done"] += n
+            stats["called"] += n
             flush()
             progress()
             left = sub.num_rows - (lo + n)
@@ -376,6 +290,7 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
                 est = sum(len(x["content"]) for x in m) // 4 + max_tokens
                 r, latency, started, attempts, err = await _call_with_retries(provider, m, limiter, est, opts)
                 stats["called"] += 1
+                stats["retries"] += attempts - 1
                 if err is None:
                     usd = budget.charge(name, r)
                     stats["usd"] += usd

@@ -92,7 +92,7 @@ def matrix(loaded: LoadedConfig, metric: str | None = None, artifacts: str | Non
 
     ``artifacts`` overrides the artifact root as ``assay run --artifacts`` does.
     """
-    from assay.run import artifacts_root
+    from assay.runs import artifacts_root
 
     store = Store(artifacts_root(loaded, artifacts))
     names = list(pipelines) if pipelines else list(loaded.config.pipelines)

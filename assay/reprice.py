@@ -2,7 +2,7 @@
 
 ``assay reprice RUN_FOLDER [--as-of DATE] [--write]`` reads the run's responses, its manifest (the
 recorded config, invoke stats and prices) and metrics.parquet, and recomputes costs.parquet and
-breakeven.parquet with :func:`assay.run.cost_tables`, the same code the cost stage runs:
+breakeven.parquet with :func:`assay.costing.cost_tables`, the same code the cost stage runs:
 
 * **no date**: the prices recorded in the manifest, each request at the price of its own day exactly as
   the cost stage priced it (the run's as_of for live calls, the logged day for replayed logs with
@@ -162,11 +162,8 @@ def _judge_quoter(manifest: dict, day: str, recorded: bool):
 
 def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
     """Recompute a run's costs at ``as_of``'s prices (default: its own recorded prices); see the module doc."""
-    from assay.costing import PRICE_DATE
-    from assay.invoke import read_responses
-    from assay.pricing import quote
-    from assay.run import (
-        _MANIFEST_LOCK,
+    from assay.costing import (
+        PRICE_DATE,
         correct_counts,
         cost_tables,
         dated_quotes,
@@ -175,6 +172,10 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
         recorded_quotes,
         request_dates,
     )
+    from assay.pricing import quote
+    from assay.responses import read_responses
+    from assay.runs import Manifest
+    from assay.runs import manifest as M
 
     rf = open_run(run_folder)
     manifest = rf.manifest()
@@ -185,10 +186,11 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
     day = _as_day(as_of)
     recorded = day is None
     label = day or run_day
-    stats = (manifest.get("stages") or {}).get("invoke", {}).get("models", {}) or {}
+    view = Manifest(manifest)
+    stats = view.model_stats
     responses = read_responses(rf).to_pandas()
     correct = correct_counts(rf.read_table(S.METRICS).to_pandas())
-    known = recorded_quotes(manifest)
+    known = recorded_quotes(view)
 
     def quote_of(name: str, d: str):
         q = known.get(name, {}).get(d)
@@ -199,7 +201,7 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
     else:
         responses[PRICE_DATE] = label
     quotes = dated_quotes(models, responses, label, quote_of)
-    judge_rows, judge_quotes = judge_costs(pipe, manifest, _judge_quoter(manifest, label, recorded))
+    judge_rows, judge_quotes = judge_costs(pipe, view, _judge_quoter(manifest, label, recorded))
     costs, be = cost_tables(responses, models, quotes, stats, pipe.cost.monthly_requests, correct, judge_rows)
 
     old = rf.read_table(S.COSTS).to_pandas()
@@ -220,10 +222,7 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
             "cost_usd": {r.model: (None if pd.isna(r.cost_usd) else float(r.cost_usd)) for r in costs.itertuples()},
             "quotes": out.quotes,
         }
-        with _MANIFEST_LOCK:
-            m = rf.manifest() or manifest
-            m.setdefault("repriced", {})[label] = entry
-            rf.write_json(S.MANIFEST, m)
+        M.edit(rf, lambda m: m.setdefault("repriced", {}).__setitem__(label, entry))
     return out
 
 

@@ -19,7 +19,7 @@ from assay.store import RunFolder, Store
 #: Columns that are measurements of one execution, not results (compared, but reported apart).
 TIMING = {"responses": ["latency_s", "started_at", "attempts", "cached"],
           "costs": ["cache_hits", "latency_p50_s", "latency_p95_s", "latency_p99_s"]}
-PARQUET = [S.DATASET, S.SCORES, S.METRICS, S.GENERALIZATION, "comparisons.parquet", S.COSTS, S.BREAKEVEN]
+PARQUET = [S.DATASET, S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS, S.COSTS, S.BREAKEVEN]
 
 
 class ReproduceError(ValueError):
@@ -70,7 +70,7 @@ def recorded_config(manifest: dict) -> LoadedConfig:
 
 def _frame(rf: RunFolder, name: str) -> pd.DataFrame:
     if name == S.RESPONSES:
-        from assay.invoke import read_responses
+        from assay.responses import read_responses
 
         return read_responses(rf).to_pandas().sort_values(["model", "example_id"]).reset_index(drop=True)
     return rf.read_table(name).to_pandas()
@@ -79,7 +79,7 @@ def _frame(rf: RunFolder, name: str) -> pd.DataFrame:
 def compare(a: RunFolder, b: RunFolder) -> list[dict]:
     rows = []
     for name in [S.RESPONSES] + PARQUET:
-        if not a.exists(name if name != S.RESPONSES else S.RESPONSES):
+        if not a.exists(name):
             continue
         if name != S.RESPONSES and a.hash(name) == b.hash(name):
             rows.append({"artifact": name, "status": "identical", "detail": a.hash(name)[:12]})
@@ -99,8 +99,9 @@ def compare(a: RunFolder, b: RunFolder) -> list[dict]:
 
 def reproduce(path: str, artifacts: str | None = None) -> Reproduction:
     """Re-run the recorded run into ``artifacts`` (default ``<root>/_reproductions``) and compare."""
-    from assay import run as R
     from assay.dataset import fingerprint
+    from assay.runs import Manifest, start_run
+    from assay.stages import run_stages
 
     src = open_run(path)
     m = src.manifest()
@@ -119,25 +120,10 @@ def reproduce(path: str, artifacts: str | None = None) -> Reproduction:
         raise ReproduceError(f"dataset {source} changed since the run (fingerprint {fp[:19]}…, recorded "
                              f"{str((m.get('dataset') or {}).get('fingerprint'))[:19]}…)")
     out = artifacts or src.store.url("_reproductions")
-    ctx = R.start_run(str(loaded.path), pipeline, date.fromisoformat(m["as_of"]), models=models,
-                      sample=request.get("sample"), artifacts=out, cache_mode="use", loaded=loaded, new=True)
+    ctx = start_run(str(loaded.path), pipeline, date.fromisoformat(m["as_of"]), models=models,
+                    sample=request.get("sample"), artifacts=out, cache_mode="use", loaded=loaded, new=True)
     ctx.cache_file = m.get("cache")
-    stage = "load"
-    try:
-        R.load_stage(ctx)
-        stage = "invoke"
-        R.invoke_stage(ctx)
-        recorded = m.get("stages", {}).get("invoke", {}).get("models", {})
-        new = ctx.folder.manifest()["stages"]["invoke"]
-        for model, stats in new.get("models", {}).items():
-            for k in ("wall_s", "compute_s", "train_s", "throughput_rps"):
-                if k in recorded.get(model, {}):
-                    stats[k] = recorded[model][k]
-        R._update_manifest(ctx, stage=("invoke", new), reproduces=src.url)
-        for stage, fn in (("score", R.score_stage), ("cost", R.cost_stage), ("report", R.report_stage)):
-            fn(ctx)
-    except Exception as e:
-        R.fail(ctx, stage, str(e))
-        raise
-    R.finish(ctx)
+    ctx.measurements = Manifest(m).model_stats
+    ctx.update_manifest(reproduces=src.url)
+    run_stages(ctx, gates=False)
     return Reproduction(src.url, ctx.folder.url, compare(src, ctx.folder))

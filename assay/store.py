@@ -25,6 +25,7 @@ RESPONSES = "responses"
 SCORES = "scores.parquet"
 METRICS = "metrics.parquet"
 GENERALIZATION = "generalization.parquet"
+COMPARISONS = "comparisons.parquet"
 COSTS = "costs.parquet"
 BREAKEVEN = "breakeven.parquet"
 SUMMARY = "summary.md"
@@ -205,15 +206,13 @@ class RunFolder:
             names = os.listdir(loc) if os.path.isdir(loc) else []
         return sorted(n for n in names if ".tmp-" not in n)
 
-    def read_parts(self, sub: str, columns: list[str] | None = None) -> "pa.Table | None":
-        import pyarrow as pa
-
-        """Concatenate every part-*.parquet under a sub-folder, or None when there are none."""
-        parts = [n for n in self.listdir(sub) if n.endswith(".parquet")]
-        if not parts:
-            return None
-        tables = [self.read_table(f"{sub}/{n}", columns=columns) for n in parts]
-        return pa.concat_tables(tables, promote_options="default")
+    def remove(self, name: str) -> None:
+        """Delete one artifact (a superseded response part, say)."""
+        loc = self._loc(name)
+        if self.store.remote:
+            self.store.fs.rm(loc)
+        else:
+            os.remove(loc)
 
     def hash(self, name: str) -> str:
         """sha256 of an artifact (from the write when this object wrote it)."""

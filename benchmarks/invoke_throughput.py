@@ -84,11 +84,12 @@ def write_config(tmp: Path, base_url: str, n: int, c: int) -> Path:
 
 def invoke_seconds(cfg: Path) -> float:
     """Run load + invoke in this process; return the manifest's stages.invoke.seconds."""
-    from assay.run import invoke_stage, load_stage, start_run
+    from assay.runs import start_run
+    from assay.stages import invoke, load
 
     ctx = start_run(str(cfg), "bench", DAY, new=True)
-    load_stage(ctx)
-    invoke_stage(ctx)
+    load.run(ctx)
+    invoke.run(ctx)
     return ctx.folder.manifest()["stages"]["invoke"]["seconds"]
 
 
@@ -211,7 +212,7 @@ def bench_process(n: int, latency: float, c: int) -> dict:
 MEMORY_RUN = """
 import sys
 from datetime import date
-from assay.run import run_local
+from assay.stages import run_local
 run_local(sys.argv[1], "replay", date(2026, 11, 1))
 """
 

@@ -1,20 +1,29 @@
-"""The ``assess`` flow: one assessment run, one Prefect task per stage.
+"""The ``assess`` flow: one assessment run, one Prefect task per stage, in this process.
+
+However the flow is started (``assay run``, a schedule, the UI, a backfill, a worker), it runs
+the same loop (:func:`assay.stages.run_stages`) with each stage wrapped in its task from
+``tasks/``, so the flow run shows one task per stage with its real duration, its outcome and
+the stage's own log lines.
 
 No ``from __future__ import annotations`` here: Prefect builds the UI's run form from the
 real annotations, and a served flow with a ``date`` parameter breaks without them.
 """
 
+import contextlib
+import logging
+from dataclasses import dataclass
 from datetime import date
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Failed
 
-from assay.run import RunContext, fail, finish, start_run
-from tasks.cost import cost
-from tasks.invoke import invoke
-from tasks.load import load
-from tasks.report import report
-from tasks.score import score
+from assay.runs import start_run
+from assay.stages import run_stages
+
+
+class StageFailed(RuntimeError):
+    """A stage's task ended Failed; the message is the stage's own."""
 
 
 def evaluation_date(as_of: date | None, timezone: str | None = None) -> date:
@@ -23,54 +32,55 @@ def evaluation_date(as_of: date | None, timezone: str | None = None) -> date:
         return as_of
     scheduled = flow_run.scheduled_start_time
     if timezone:
-        scheduled = scheduled.in_timezone(timezone) if hasattr(scheduled, "in_timezone") else scheduled.astimezone(_tz(timezone))
+        from zoneinfo import ZoneInfo
+
+        scheduled = scheduled.astimezone(ZoneInfo(timezone))
     return scheduled.date()
 
 
-def _tz(name: str):
-    from zoneinfo import ZoneInfo
+@contextlib.contextmanager
+def assay_logs_to_prefect():
+    """Send the ``assay`` logger's lines (rows loaded, calls, errors, dollars, results) to the
+    Prefect API, attached to the running task or flow, so the UI shows them in every mode."""
+    from prefect.logging.handlers import APILogHandler
 
-    return ZoneInfo(name)
+    logger = logging.getLogger("assay")
+    if any(isinstance(h, APILogHandler) for h in logger.handlers):  # PREFECT_LOGGING_EXTRA_LOGGERS=assay
+        yield
+        return
+    handler = APILogHandler()
+    level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _flow_run_record() -> dict:
-    """Which Prefect flow run made the run folder, for its manifest (``prefect``).
-
-    Written when the run ends, not when it starts: with ``assay run`` another process is writing
-    the manifest while the stages run (see ``assay.ahead``).
-    """
+    """Which Prefect flow run made the run folder, for its manifest (``prefect``)."""
     return {"prefect": {"flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name}} if flow_run.id else {}
 
 
-def run_stages(ctx: RunContext) -> str:
-    """Chain the stages; on failure mark the manifest failed (keeping partial artifacts) and re-raise."""
-    stage = "load"
-    try:
-        load(ctx)
-        stage = "invoke"
-        invoke(ctx)
-        stage = "score"
-        score(ctx)
-        stage = "cost"
-        cost(ctx)
-        stage = "report"
-        report(ctx)
-    except BaseException as e:
-        fail(ctx, stage, f"{type(e).__name__}: {e}" if not str(e) else str(e), **_flow_run_record())
-        raise
-    finish(ctx, **_flow_run_record())
-    # Gates run on a complete run: its artifacts stand, but a broken gate fails the flow run.
-    if ctx.cfg.gates:
-        from tasks.gate import gate
+def _call(stage, ctx):
+    from tasks import for_stage
 
-        gate(ctx)
-    return ctx.folder.url
+    state = for_stage(stage.NAME)(ctx, return_state=True)
+    if state.is_failed():
+        raise StageFailed(state.message or f"{stage.NAME} failed")
+    return state.result()
 
 
 @flow(name="assess", log_prints=False, persist_result=False)
 def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = None, sample: int | None = None,
            config: str = "pipelines.yaml", artifacts: str | None = None, cache: str | None = None) -> str:
-    """Assess the candidate models of one pipeline: load, invoke, score, cost, report.
+    """Assess the candidate models of one pipeline: load, invoke, score, cost, report, gates.
+
+    Returns the run folder. A failed stage or a broken gate ends the flow run Failed with the
+    stage's one-line message; the run folder keeps what was written, and the same request resumes it.
 
     Args:
         pipeline: a pipeline name from the config file.
@@ -89,4 +99,40 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
     ctx = start_run(config, pipeline, day, models=models or None, sample=sample, artifacts=artifacts,
                     cache_mode=cache, loaded=loaded)
     get_run_logger().info("run folder: %s%s", ctx.folder.url, " (resumed)" if ctx.resumed else "")
-    return run_stages(ctx)
+    with assay_logs_to_prefect():
+        try:
+            run_stages(ctx, call=_call, on_end=_flow_run_record)
+        except StageFailed as e:
+            return Failed(message=str(e), data=ctx.folder.url)
+    return ctx.folder.url
+
+
+@dataclass
+class Outcome:
+    """How one ``assess`` flow run ended, for the commands that start one."""
+
+    status: str              # complete | gate failed | failed | crashed | cancelled
+    folder: str | None       # the run folder (None when the run never got one)
+    message: str = ""
+
+
+def outcome(state) -> Outcome:
+    """The :class:`Outcome` of a finished ``assess`` flow run's final state. A failed run whose
+    manifest says complete failed at its gates (its artifacts stand)."""
+    from assay.store import Store
+
+    try:
+        folder = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001  (a crash before the flow returned: no folder to report)
+        folder = None
+    if not isinstance(folder, str):
+        folder = None
+    if state.is_completed():
+        return Outcome("complete", folder)
+    message = state.message or state.type.value.lower()
+    if folder is not None:
+        root, pipeline, as_of, run_id = folder.rstrip("/").rsplit("/", 3)
+        manifest = Store(root).run(pipeline, date.fromisoformat(as_of), run_id).manifest() or {}
+        if manifest.get("status") == "complete" and (manifest.get("gates") or {}).get("passed") is False:
+            return Outcome("gate failed", folder, message)
+    return Outcome("crashed" if state.is_crashed() else "cancelled" if state.is_cancelled() else "failed", folder, message)

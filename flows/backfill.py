@@ -20,7 +20,7 @@ Prefect 3 has no backfill feature of its own, so this is a small driver (PREFECT
   each date, ``concurrency`` dates at a time on threads (each flow run is I/O-bound: model calls
   and Parquet writes; ``concurrency=1`` runs them one after another). The runs still show in
   the UI when an API is configured. A killed local backfill leaves its runs ``running``;
-  the next backfill resumes them (``assay.run.start_run``).
+  the next backfill resumes them (``assay.runs.start_run``).
 
 With ``concurrency > 1`` dates run side by side, so a date's ``max_drop`` gate compares with the
 latest good run that is complete when its gate runs (an earlier date may still be running).
@@ -39,7 +39,7 @@ from typing import Callable
 
 from assay.config import LoadedConfig, load_config
 from assay.gates import gates_passed
-from assay.run import artifacts_root
+from assay.runs import artifacts_root
 from assay.store import RunFolder, Store
 from flows.serve import deployment_name
 
@@ -201,27 +201,22 @@ def run_local(config: str, pipeline: str, days: list[date], store: Store, concur
     """Run the ``assess`` flow in this process for each date, ``concurrency`` at a time."""
     from prefect import tags
 
-    from assay.run import GateFailed
-    from flows.assess import assess
+    from flows.assess import assess, outcome
 
     lock = threading.Lock()
 
     def one(d: date) -> DateResult:
-        with tags("backfill"):
-            state = assess.with_options(flow_run_name=f"backfill-{pipeline}-{d.isoformat()}")(
-                pipeline=pipeline, as_of=d, config=config, artifacts=artifacts, return_state=True)
         fid = f"backfill-{pipeline}-{d.isoformat()}"
+        with tags("backfill"):
+            state = assess.with_options(flow_run_name=fid)(pipeline=pipeline, as_of=d, config=config, artifacts=artifacts,
+                                                         return_state=True)
+        out = outcome(state)
         rf = _latest_run(store, pipeline, d)
-        folder, gates = (rf.url if rf else None), _verdict(rf)
-        if state.is_completed():
-            return DateResult(d, "complete", state.result() or folder, fid, gates)
-        try:
-            state.result()
-        except GateFailed as e:
-            return DateResult(d, "gate failed", folder, fid, gates or "failed", str(e))
-        except Exception as e:
-            return DateResult(d, "crashed" if state.is_crashed() else "failed", folder, fid, gates, f"{type(e).__name__}: {e}")
-        return DateResult(d, state.type.value.lower(), folder, fid, gates, state.message or "")
+        folder = out.folder or (rf.url if rf else None)
+        gates = _verdict(rf)
+        if out.status == "gate failed":
+            gates = gates or "failed"
+        return DateResult(d, out.status, folder, fid, gates, out.message)
 
     results: list[DateResult] = []
 

@@ -3,10 +3,12 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from assay.run import RunContext, adopt_or_run, cost_stage
+from assay.runs import RunContext
+from assay.stages import cost as stage
+from tasks import run_stage
 
 
 @task(name="cost", cache_policy=NO_CACHE, retries=0)
 def cost(ctx: RunContext) -> str:
     """Price every model's calls at the run's date; write costs.parquet and breakeven.parquet."""
-    return adopt_or_run(ctx, "cost", cost_stage)
+    return run_stage(stage, ctx)

@@ -6,31 +6,38 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from assay.run import RunContext, adopt_or_run, invoke_stage
+from assay.runs import RunContext, progress
+from assay.stages import invoke as stage
+from tasks import run_stage
+
+
+class _UIProgress:
+    """The share of calls done, as a Prefect progress artifact: at most one update a second
+    (each one is a database write on the server)."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.done: dict[str, int] = {}
+        self.id = None
+        self.last = 0.0
+        self.pct = -1.0
+
+    def __call__(self, model, done, total, errors, usd):
+        self.done[model] = done
+        pct = 100.0 * sum(self.done.values()) / max(1, total * len(self.ctx.models))
+        now = time.monotonic()
+        if pct < 100 and now - self.last < 1.0:
+            return
+        self.last = now
+        if self.id is None:
+            self.id = create_progress_artifact(progress=pct, description=f"invoke: {self.ctx.pipeline}")
+        elif pct != self.pct:
+            update_progress_artifact(artifact_id=self.id, progress=pct)
+        self.pct = pct
 
 
 @task(name="invoke", cache_policy=NO_CACHE, retries=0)
 def invoke(ctx: RunContext) -> str:
     """Call every model on every example; shards are written as they finish (resumable)."""
-    n_models = len(ctx.models)
-    done_by_model: dict[str, int] = {}
-    state = {"id": None, "last": 0.0, "pct": -1.0}
-
-    def on_progress(model, done, total, errors, usd):
-        done_by_model[model] = done
-        pct = 100.0 * sum(done_by_model.values()) / max(1, total * n_models)
-        now = time.monotonic()
-        # the UI needs no more than a few updates a second; each one is a database write
-        if pct < 100 and now - state["last"] < 1.0:
-            return
-        state["last"] = now
-        try:
-            if state["id"] is None:
-                state["id"] = create_progress_artifact(progress=pct, description=f"invoke: {ctx.pipeline}")
-            elif pct != state["pct"]:
-                update_progress_artifact(artifact_id=state["id"], progress=pct)
-            state["pct"] = pct
-        except Exception:  # progress display must never fail a run
-            pass
-
-    return adopt_or_run(ctx, "invoke", invoke_stage, on_progress=on_progress)
+    with progress.watching(_UIProgress(ctx)):
+        return run_stage(stage, ctx)

@@ -3,10 +3,12 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from assay.run import RunContext, adopt_or_run, load_stage
+from assay.runs import RunContext
+from assay.stages import load as stage
+from tasks import run_stage
 
 
 @task(name="load", cache_policy=NO_CACHE, retries=0)
 def load(ctx: RunContext) -> str:
     """Read the dataset, filter it to as_of, sample it; write dataset.parquet."""
-    return adopt_or_run(ctx, "load", load_stage)
+    return run_stage(stage, ctx)

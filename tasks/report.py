@@ -1,16 +1,19 @@
-"""The report stage as a Prefect task: files in the run folder and artifacts in the UI."""
+"""The report stage as a Prefect task: files in the run folder and the summary in the UI."""
+
+import re
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 
-from assay.run import RunContext, adopt_or_run, report_stage
+from assay.runs import RunContext
+from assay.stages import report as stage
+from tasks import run_stage
 
 
 def artifact_key(pipeline: str, suffix: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    import re
-
     base = re.sub(r"[^a-z0-9-]+", "-", pipeline.lower()).strip("-") or "pipeline"
     return f"{base}-{suffix}"
 
@@ -21,12 +24,12 @@ def report(ctx: RunContext) -> str:
     ``<pipeline>-summary``: its tables, its decisions and a link to report.html.
 
     One artifact, not a table and a markdown copy of it: each costs a write on the Prefect
-    server (~80 ms) at the very end of the run, and the Parquet files hold the data.
+    server at the very end of the run, and the Parquet files hold the data.
     """
-    out = adopt_or_run(ctx, "report", report_stage)
-    link = out["report"]
-    if "://" not in link:
-        link = "file://" + link
+    out = run_stage(stage, ctx)
+    if isinstance(out, State):
+        return out
+    link = out["report"] if "://" in out["report"] else "file://" + out["report"]
     create_markdown_artifact(key=artifact_key(ctx.pipeline, "summary"),
                              markdown=f"{out['markdown'].rstrip()}\n\nFull report: [report.html]({link})\n",
                              description=f"{ctx.pipeline} {ctx.as_of}: metrics, costs and decisions per model")

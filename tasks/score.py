@@ -3,10 +3,12 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from assay.run import RunContext, adopt_or_run, score_stage
+from assay.runs import RunContext
+from assay.stages import score as stage
+from tasks import run_stage
 
 
 @task(name="score", cache_policy=NO_CACHE, retries=0)
 def score(ctx: RunContext) -> str:
     """Per-example scores, aggregates with bootstrap intervals, slices; write metrics.parquet."""
-    return adopt_or_run(ctx, "score", score_stage)
+    return run_stage(stage, ctx)

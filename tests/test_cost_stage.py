@@ -19,10 +19,11 @@ from typer.testing import CliRunner
 
 from assay import costing
 from assay.config import ModelConfig
-from assay.invoke import read_responses
+from assay.responses import read_responses
 from assay.pricing import PriceQuote, clear_cache, quote, token_cost
 from assay.reprice import RepriceError, reprice
-from assay.run import RunFailed, run_local
+from assay.runs import RunFailed
+from assay.stages import run_local
 from assay.store import Store
 from assay.testing.openai_server import OpenAIServer
 
@@ -171,8 +172,8 @@ def test_replayed_requests_are_priced_at_their_own_days_price(replay_run):
     assert all(q["as_of"] == d for d, q in p["by_date"].items())
     assert m["prices"]["o3-nolog"]["priced_by"] == "run date" and list(m["prices"]["o3-nolog"]["by_date"]) == ["2025-06-30"]
     assert list(m["prices"]["gpu"]["by_date"]) == ["2025-06-30"]
-    assert m["stages"]["invoke"]["models"]["o3-log"]["request_time"] == "logged_at"
-    assert "request_time" not in m["stages"]["invoke"]["models"]["o3-nolog"]
+    assert m["stages"]["invoke"]["models"]["o3-log"]["logged_request_times"] is True
+    assert "logged_request_times" not in m["stages"]["invoke"]["models"]["o3-nolog"]
 
 
 @pytest.fixture(scope="module")
@@ -292,8 +293,7 @@ def test_reprice_at_another_date_prices_every_request_at_that_dates_price(replay
 
 
 def test_reprice_cli(replay_run, tmp_path):
-    from flows.cli import app
-    import flows.cli_costs  # noqa: F401  (registers reprice)
+    from flows.cli.main import app
 
     rf = replay_run.folder
     runner = CliRunner()

@@ -1,4 +1,4 @@
-"""History over real run folders made by ``assay.run.run_local`` on a tiny replay pipeline."""
+"""History over real run folders made by ``assay.stages.run_local`` on a tiny replay pipeline."""
 
 import json
 from datetime import date
@@ -9,7 +9,8 @@ import pytest
 
 from assay import store as S
 from assay.history import COLUMNS, history
-from assay.run import _update_manifest, run_local, start_run
+from assay.runs import start_run
+from assay.stages import run_local
 from assay.store import Store
 
 CONFIG = """
@@ -54,8 +55,8 @@ def runs(tmp_path_factory):
     ctxs = [run_local(str(cfg), "tiny", date(2024, 1, d), cache_mode="off") for d in (5, 2, 3)]
     again = run_local(str(cfg), "tiny", date(2024, 1, 3), cache_mode="off", new=True)   # a second run of one date
     start_run(str(cfg), "tiny", date(2024, 1, 4), new=True)                             # never finished: not in history
-    _update_manifest(ctxs[0], gates={"passed": False, "checks": []})
-    _update_manifest(ctxs[1], gates={"passed": True, "checks": []})
+    ctxs[0].update_manifest(gates={"passed": False, "checks": []})
+    ctxs[1].update_manifest(gates={"passed": True, "checks": []})
     return cfg, str(tmp / "runs"), ctxs + [again]
 
 
@@ -106,8 +107,7 @@ def test_history_filters_metric_and_slice(runs):
 def test_history_command_formats(runs):
     from typer.testing import CliRunner
 
-    import flows.cli_ops  # noqa: F401  (registers the command)
-    from flows.cli import app
+    from flows.cli.main import app
 
     cfg, root, ctxs = runs
     r = CliRunner().invoke(app, ["history", "tiny", "--config", str(cfg), "--format", "json", "--metric", "accuracy"])

@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assay.invoke import read_responses
-from assay.run import RunFailed, run_local, start_run
+from assay.responses import read_responses
+from assay.runs import RunFailed, start_run
+from assay.stages import run_local
 from assay.store import Store
 from assay.testing.openai_server import OpenAIServer
 
@@ -200,7 +201,7 @@ def test_missing_api_key_is_a_clear_error(tmp_path, server, monkeypatch):
 RUNNER = """
 import sys
 from datetime import date
-from assay.run import run_local
+from assay.stages import run_local
 run_local(sys.argv[1], "p", date(2026, 11, 1))
 """
 
@@ -270,15 +271,17 @@ def test_progress_reports_at_once_then_a_few_times_a_second(tmp_path):
     """The terminal bar and the UI's progress artifact are fed by ``on_progress``: it reports the
     model and its total before the first call, then a few times a second, and the last report
     says every example is done."""
-    from assay.run import invoke_stage, load_stage
+    from assay.runs import progress
+    from assay.stages import invoke, load
 
     with OpenAIServer(latency=0.05) as srv:
         cfg = make_config(tmp_path, srv.base_url, n=80, pipeline_extra="shard_size: 1000")
         ctx = start_run(str(cfg), "p", DAY)
-        load_stage(ctx)
+        load.run(ctx)
         seen = []
         t0 = time.monotonic()
-        invoke_stage(ctx, on_progress=lambda *a: seen.append((time.monotonic() - t0, *a)))
+        with progress.watching(lambda *a: seen.append((time.monotonic() - t0, *a))):
+            invoke.run(ctx)
     assert seen[0][1:4] == ("fake", 0, 80)                     # before any call: model, done 0, total
     dones = [s[2] for s in seen]
     assert dones == sorted(dones) and dones[-1] == 80

@@ -17,7 +17,7 @@ from assay.config import DatasetConfig, MetricSpec, ModelConfig
 from assay.metrics import METRICS, build_metric
 from assay.metrics.judge import PROMPT_VERSION, LLMJudge, judge_messages, parse_grade
 from assay.providers import CallResult, Context, Provider, ProviderError
-from assay.run import run_local
+from assay.stages import run_local
 from assay.testing.openai_server import OpenAIServer
 
 DAY = date(2026, 11, 1)

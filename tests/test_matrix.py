@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from assay.config import load_config
 from assay.matrix import COLUMNS, cell, format_cost, latest_complete_run, matrix, pivot
-from assay.run import fail, run_local, start_run
+from assay.runs import fail, start_run
+from assay.stages import run_local
 from assay.store import Store
 
 DAY1, DAY2 = date(2026, 11, 1), date(2026, 11, 2)
@@ -128,8 +129,7 @@ def test_pivot_and_cells(project):
 
 
 def _cli(*args):
-    import flows.cli_quality  # noqa: F401  (registers the command)
-    from flows.cli import app
+    from flows.cli.main import app
 
     return CliRunner().invoke(app, list(args))
 

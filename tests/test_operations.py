@@ -24,14 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # `assay serve` started together with the server: the interpreter imports Prefect and the flows
 # while the server starts, waits for the API (PREFECT_API_URL), then runs the real command.
 SERVE_WHEN_UP = [sys.executable, "-c", (
-    "import os, time, httpx, flows.serve, flows.assess, flows.cli_ops\n"
+    "import os, time, httpx, flows.serve, flows.assess, flows.cli.main\n"
     "url, t0 = os.environ['PREFECT_API_URL'] + '/health', time.monotonic()\n"
     "while time.monotonic() - t0 < 150:\n"
     "    try:\n"
     "        if httpx.get(url, timeout=2).status_code == 200: break\n"
     "    except httpx.HTTPError: pass\n"
     "    time.sleep(0.3)\n"
-    "from flows.cli import main; main()")]
+    "from flows.cli.main import main; main()")]
 
 CONFIG = """
 artifacts: runs
@@ -259,8 +259,7 @@ def cli_here(*args):
     (`assay serve` is the real command in a subprocess; an interpreter start-up costs seconds here)."""
     from typer.testing import CliRunner
 
-    import flows.cli_ops  # noqa: F401  (registers serve, backfill, history)
-    from flows.cli import app
+    from flows.cli.main import app
 
     return CliRunner().invoke(app, list(args))
 

@@ -17,9 +17,9 @@ import pytest
 
 from assay.config import ConfigError, DatasetConfig, ModelConfig, PromptConfig, load_config
 from assay.dataset import prepare, read_source
-from assay.invoke import read_responses
+from assay.responses import read_responses
 from assay.providers import Context, build, check_model
-from assay.run import run_local
+from assay.stages import run_local
 
 DAY = date(2026, 11, 1)
 LABELS = ["billing", "technical", "account"]

@@ -12,7 +12,7 @@ import pytest
 from assay import store as S
 from assay.config import load_config
 from assay.report import build_report
-from assay.run import run_local
+from assay.stages import run_local
 
 DAY = date(2026, 11, 1)
 LABELS = ["billing", "technical", "account", "billing"]

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assay.reproduce import ReproduceError, reproduce
-from assay.run import run_local
+from assay.stages import run_local
 from assay.testing.openai_server import OpenAIServer
 from tests.test_invoke import DAY, make_config
 

@@ -135,8 +135,8 @@ def _next_second(run_id: str) -> None:
 
 
 def test_a_whole_run_lands_in_the_bucket(tmp_path, s3):
-    from assay.invoke import read_responses
-    from assay.run import run_local
+    from assay.responses import read_responses
+    from assay.stages import run_local
 
     bucket, client = s3
     root = f"s3://{bucket}/{PREFIX}"
@@ -180,7 +180,7 @@ def test_a_whole_run_lands_in_the_bucket(tmp_path, s3):
 
 def test_complete_runs_and_history_over_the_bucket(tmp_path, s3):
     from assay.history import history
-    from assay.run import run_local
+    from assay.stages import run_local
 
     bucket, client = s3
     root = f"s3://{bucket}/{PREFIX}"
@@ -243,8 +243,9 @@ def test_rewriting_an_artifact_leaves_one_object_with_the_new_content(s3):
 
 def test_a_failed_run_resumes_in_the_bucket(tmp_path, s3):
     """Resume compacts the earlier responses into a new part and deletes the old parts (``_remove``)."""
-    from assay.invoke import read_responses
-    from assay.run import RunFailed, run_local
+    from assay.responses import read_responses
+    from assay.runs import RunFailed
+    from assay.stages import run_local
 
     bucket, client = s3
     root = f"s3://{bucket}/{PREFIX}"

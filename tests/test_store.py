@@ -103,15 +103,15 @@ def test_concurrent_writers_never_expose_a_partial_file(tmp_path):
     assert [f for f in _all_files(tmp_path) if ".tmp-" in f] == []
 
 
-def test_listdir_and_read_parts_skip_temporary_files(tmp_path):
+def test_listdir_skips_temporary_files(tmp_path):
     rf = Store(tmp_path).run("p", DAY, "r1")
-    assert rf.listdir(S.RESPONSES) == [] and rf.read_parts(S.RESPONSES) is None
+    assert rf.listdir(S.RESPONSES) == []
     rf.write_table(f"{S.RESPONSES}/part-b-00000.parquet", pa.table({"x": [2]}))
     rf.write_table(f"{S.RESPONSES}/part-a-00000.parquet", pa.table({"x": [1]}))
     # a writer killed between writing and renaming leaves this behind
     (tmp_path / "p/2026-11-01/r1/responses/part-a-00001.parquet.tmp-deadbeef").write_bytes(b"half a file")
     assert rf.listdir(S.RESPONSES) == ["part-a-00000.parquet", "part-b-00000.parquet"]
-    assert rf.read_parts(S.RESPONSES)["x"].to_pylist() == [1, 2]
+    assert [rf.read_table(f"{S.RESPONSES}/{n}")["x"].to_pylist() for n in rf.listdir(S.RESPONSES)] == [[1], [2]]
 
 
 def test_runs_are_listed_oldest_first(tmp_path):
@@ -190,12 +190,12 @@ def test_memory_store_round_trips(mem_root):
 
 def test_memory_listdir_parts_and_missing(mem_root):
     rf = Store(mem_root).run("p", DAY, "r1")
-    assert rf.listdir(S.RESPONSES) == [] and rf.read_parts(S.RESPONSES) is None
+    assert rf.listdir(S.RESPONSES) == []
     rf.write_table(f"{S.RESPONSES}/part-m-00001.parquet", pa.table({"x": [2]}))
     rf.write_table(f"{S.RESPONSES}/part-m-00000.parquet", pa.table({"x": [1]}))
     rf.write_text(f"{S.RESPONSES}/part-m-00002.parquet.tmp-0badf00d", "junk")
     assert rf.listdir(S.RESPONSES) == ["part-m-00000.parquet", "part-m-00001.parquet"]
-    assert rf.read_parts(S.RESPONSES)["x"].to_pylist() == [1, 2]
+    assert [rf.read_table(f"{S.RESPONSES}/{n}")["x"].to_pylist() for n in rf.listdir(S.RESPONSES)] == [[1], [2]]
     with pytest.raises(FileNotFoundError, match=re.escape(f"{mem_root}/p/2026-11-01/r1/costs.parquet")):
         rf.read_table(S.COSTS)
     assert Store(mem_root).run("p", DAY, "r2").manifest() is None
@@ -218,8 +218,8 @@ def test_memory_runs_and_complete_runs(mem_root):
 
 
 def test_a_whole_run_on_a_memory_store(tmp_path, mem_root):
-    from assay.invoke import read_responses
-    from assay.run import run_local
+    from assay.responses import read_responses
+    from assay.stages import run_local
 
     from tests.helpers import write_replay_inputs
 

@@ -19,9 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from assay.config import DatasetConfig, ModelConfig, PromptConfig
-from assay.invoke import read_responses
+from assay.responses import read_responses
 from assay.providers import Context, build, check_model
-from assay.run import RunFailed, run_local
+from assay.runs import RunFailed
+from assay.stages import run_local
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = date(2026, 11, 1)
@@ -109,7 +110,7 @@ def rows(n=4, text=None):
 
 # ----------------------------------------------------------------------------------------- always run
 def test_importing_assay_does_not_import_torch():
-    code = ("import assay.run, assay.providers, assay.invoke, assay.costing, sys; "
+    code = ("import assay.stages, assay.providers, assay.invoke, assay.costing, sys; "
             "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -68,16 +68,16 @@ class ReplayProvider(Provider):
         # The logged calls' own time at the deployment's concurrency: what throughput they imply.
         lat = getattr(self, "_latency", 0.0)
         out = {"wall_s": lat / self.cfg.max_concurrency} if lat else {}
-        if self._has_logged_at():
-            out["request_time"] = LOGGED_AT  # started_at is the logged request time
+        if self.logged_request_times:
+            out["logged_request_times"] = True  # started_at is the logged request time: priced at its own day
         return out
 
-    def _has_logged_at(self) -> bool:
+    @property
+    def logged_request_times(self) -> bool:
+        """Whether the responses' ``started_at`` is each request's logged time (a ``logged_at``
+        column), so that the cost stage prices each request at its own day's price."""
         if self.cfg.source is not None:
-            try:
-                return "started_at" in self._log().column_names
-            except Exception:  # noqa: BLE001  (an unreadable log already failed the batch)
-                return False
+            return "started_at" in self._log().column_names
         return bool(getattr(self, "_column_logged_at", False))
 
     def run_batch(self, rows: pa.Table) -> dict[str, list]:

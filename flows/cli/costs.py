@@ -1,18 +1,15 @@
 """Cost commands of the ``assay`` CLI: reprice.
 
-Imported by ``flows.cli.main()``, which registers these commands on its typer ``app``.
-Exit codes as in ``flows.cli``: 0 ok, 2 a bad run folder or usage error.
+Exit codes: 0 ok, 2 a bad run folder or usage error.
 """
 
 from typing import Optional
 
 import typer
 
-# ``flows.cli.main()`` runs ``flows.cli.app`` (also under ``python -m flows.cli``): register there.
-from flows.cli import EXIT_CONFIG, _err, _parse_date, app
+from flows.cli.common import EXIT_CONFIG, err, parse_date
 
 
-@app.command()
 def reprice(
     run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Price every request at this date's prices, YYYY-MM-DD "
@@ -31,11 +28,11 @@ def reprice(
     from assay.reprice import RepriceError, format_comparison
     from assay.reprice import reprice as do_reprice
 
-    day = _parse_date(as_of, "--as-of")
+    day = parse_date(as_of, "--as-of")
     try:
         result = do_reprice(run_folder, day, write=write)
     except RepriceError as e:
-        _err(f"reprice: {e}")
+        err(f"reprice: {e}")
         raise typer.Exit(EXIT_CONFIG)
     typer.echo(format_comparison(result))
     for path in result.written:

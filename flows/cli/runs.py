@@ -4,10 +4,9 @@ from typing import Optional
 
 import typer
 
-from flows.cli import EXIT_CONFIG, EXIT_FAILED, _err, app
+from flows.cli.common import EXIT_CONFIG, EXIT_FAILED, err
 
 
-@app.command()
 def reproduce(
     run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>."),
     artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Where to write the reproduction "
@@ -23,7 +22,7 @@ def reproduce(
     try:
         result = run_reproduce(run_folder, artifacts)
     except ReproduceError as e:
-        _err(f"cannot reproduce: {e}")
+        err(f"cannot reproduce: {e}")
         raise typer.Exit(EXIT_CONFIG)
     con = Console()
     t = Table(title=f"reproduction of {result.original}")

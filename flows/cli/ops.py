@@ -1,7 +1,6 @@
 """Operations commands of the ``assay`` CLI: serve, backfill, history.
 
-Imported by ``flows.cli.main()``, which registers these commands on its typer ``app``.
-Exit codes as in ``flows.cli``: 0 ok, 1 a run failed, 2 configuration error, 3 a gate broke.
+Exit codes: 0 ok, 1 a run failed, 2 configuration error, 3 a gate broke.
 """
 
 import json
@@ -10,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli import _config_error, CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, _err, _load, _load_pipeline, _parse_date, app
+from assay.config import ConfigError
+from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, err, load, load_pipeline, parse_date
 
 
 def _api_url() -> str | None:
@@ -28,7 +28,6 @@ def _ui_url(api_url: str) -> str:
     return api_url[:-4] if api_url.rstrip("/").endswith("/api") else api_url
 
 
-@app.command()
 def serve(
     config: str = CONFIG_OPT,
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once in this process."),
@@ -46,20 +45,20 @@ def serve(
     their scheduled start in the schedule's timezone. Stop an old `assay serve` before starting
     a new one: a stale process keeps picking up runs with its old code.
     """
-    loaded = _load(config)
+    loaded = load(config)
     names = list(pipeline) if pipeline else list(loaded.config.pipelines)
     for n in names:
         try:
             loaded.pipeline(n)
-        except _config_error() as e:
-            _err(e.format())
+        except ConfigError as e:
+            err(e.format())
             raise typer.Exit(EXIT_CONFIG)
     if not names:
-        _err(f"{config}: no pipelines to serve")
+        err(f"{config}: no pipelines to serve")
         raise typer.Exit(EXIT_CONFIG)
     url = _api_url()
     if not url:
-        _err("assay serve needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
+        err("assay serve needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
              "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api).")
         raise typer.Exit(EXIT_CONFIG)
     from prefect import get_client
@@ -70,7 +69,7 @@ def serve(
     except Exception as e:  # noqa: BLE001
         problem = e
     if problem is not None:
-        _err(f"cannot reach the Prefect API at {url}: {problem}")
+        err(f"cannot reach the Prefect API at {url}: {problem}")
         raise typer.Exit(EXIT_FAILED)
     from flows.serve import deployment_name, serve_pipelines
 
@@ -83,7 +82,6 @@ def serve(
     serve_pipelines(str(loaded.path), names, limit=limit, pause_on_shutdown=pause_on_shutdown)
 
 
-@app.command()
 def backfill(
     pipeline: str = typer.Argument(..., help="Pipeline name from the config."),
     start: str = typer.Option(..., "--start", help="First date, YYYY-MM-DD."),
@@ -107,18 +105,18 @@ def backfill(
     """
     from flows.backfill import backfill as run_backfill
 
-    loaded = _load_pipeline(config, pipeline)
-    d0, d1 = _parse_date(start, "--start"), _parse_date(end, "--end")
+    loaded = load_pipeline(config, pipeline)
+    d0, d1 = parse_date(start, "--start"), parse_date(end, "--end")
     if d1 < d0:
-        _err(f"--end {d1} is before --start {d0}")
+        err(f"--end {d1} is before --start {d0}")
         raise typer.Exit(EXIT_CONFIG)
 
     def on_start(mode, reason, plan):
         where = f"deployment assess/{pipeline}" if mode == "served" else f"this process ({reason})"
-        _err(f"backfill {pipeline} {d0}..{d1}: {len(plan.todo)} to run, {len(plan.skipped)} already complete; running in {where}")
+        err(f"backfill {pipeline} {d0}..{d1}: {len(plan.todo)} to run, {len(plan.skipped)} already complete; running in {where}")
 
     def on_result(r):
-        _err(f"  {r.day}  {r.status}" + (f"  {r.message.splitlines()[0][:160]}" if r.message and r.status != "complete" else ""))
+        err(f"  {r.day}  {r.status}" + (f"  {r.message.splitlines()[0][:160]}" if r.message and r.status != "complete" else ""))
 
     report = run_backfill(str(loaded.path), pipeline, d0, d1, force=force, concurrency=concurrency, artifacts=artifacts,
                           local=local, loaded=loaded, on_start=on_start, on_result=on_result, timeout=timeout)
@@ -139,7 +137,6 @@ def _print_backfill(report) -> None:
     Console(width=max(160, Console().width)).print(t)
 
 
-@app.command()
 def history(
     pipeline: str = typer.Argument(..., help="Pipeline name."),
     config: str = CONFIG_OPT,
@@ -155,19 +152,19 @@ def history(
     with value, ci_low, ci_high, cost_per_1k_usd, monthly_cost_usd and the gate verdict.
     """
     from assay.history import history as load_history
-    from assay.run import artifacts_root
+    from assay.runs import artifacts_root
 
     if fmt not in ("table", "csv", "json"):
-        _err(f"--format: expected table, csv or json, got {fmt!r}")
+        err(f"--format: expected table, csv or json, got {fmt!r}")
         raise typer.Exit(EXIT_CONFIG)
-    loaded = _load(config)
+    loaded = load(config)
     root = artifacts_root(loaded, artifacts)
     df = load_history(root, pipeline, metric=metric, slice=slice_)
     if df.empty:
         if pipeline not in loaded.config.pipelines:
-            _err(f"no pipeline {pipeline!r} in {config} and no runs of it under {root}")
+            err(f"no pipeline {pipeline!r} in {config} and no runs of it under {root}")
             raise typer.Exit(EXIT_CONFIG)
-        _err(f"no complete runs of {pipeline} under {root}" + (f" with metric {metric!r}" if metric else ""))
+        err(f"no complete runs of {pipeline} under {root}" + (f" with metric {metric!r}" if metric else ""))
     if fmt == "csv":
         sys.stdout.write(df.to_csv(index=False))
     elif fmt == "json":

@@ -1,8 +1,4 @@
-"""Quality commands of the ``assay`` CLI: matrix.
-
-Imported by ``flows.cli.main()``, which registers these commands on its typer ``app``.
-Exit codes as in ``flows.cli``: 0 ok, 2 configuration or usage error.
-"""
+"""Quality commands of the ``assay`` CLI: matrix. Exit codes: 0 ok, 2 configuration or usage error."""
 
 import math
 import sys
@@ -10,27 +6,13 @@ from typing import Optional
 
 import typer
 
-from flows.cli import _config_error, CONFIG_OPT, EXIT_CONFIG, _err, _load
+from assay.config import ConfigError
+from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, err, load
 
-
-def _app() -> typer.Typer:
-    """The typer app that ``main()`` runs: ``flows.cli.app``, or that of ``python -m flows.cli``
-    (which runs the module as ``__main__``, a second copy with its own ``app``)."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name == "flows.cli" and isinstance(getattr(main, "app", None), typer.Typer):
-        return main.app
-    from flows.cli import app
-
-    return app
-
-
-app = _app()
 
 FORMATS = ("table", "csv", "json")
 
 
-@app.command()
 def matrix(
     config: str = CONFIG_OPT,
     metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Headline metric (default: each pipeline's first metric)."),
@@ -41,13 +23,13 @@ def matrix(
     from assay.matrix import matrix as build, pivot
 
     if fmt not in FORMATS:
-        _err(f"--format: expected {', '.join(FORMATS)}, got {fmt!r}")
+        err(f"--format: expected {', '.join(FORMATS)}, got {fmt!r}")
         raise typer.Exit(EXIT_CONFIG)
-    loaded = _load(config)
+    loaded = load(config)
     try:
         long = build(loaded, metric=metric, artifacts=artifacts)
-    except _config_error() as e:
-        _err(e.format())
+    except ConfigError as e:
+        err(e.format())
         raise typer.Exit(EXIT_CONFIG)
     if fmt == "csv":
         typer.echo(long.to_csv(index=False), nl=False)

@@ -10,27 +10,9 @@ import pandas as pd
 
 from assay import store as S
 from assay.config import PipelineConfig
+from assay.report.format import num as _fmt
+from assay.report.format import usd as _usd
 from assay.store import RunFolder
-
-
-def _fmt(v, digits=3) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def _usd(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if abs(v) >= 100:
-        return f"${v:,.0f}"
-    if abs(v) >= 1:
-        return f"${v:,.2f}"
-    if v == 0 or abs(v) >= 0.001:
-        return f"${v:.4f}"
-    return f"${v:.2g}"
 
 
 def headline(metrics: pd.DataFrame, costs: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
@@ -71,6 +53,30 @@ def decisions(table: pd.DataFrame, cfg: PipelineConfig) -> dict:
     return out
 
 
+def breakeven_lines(be: pd.DataFrame) -> list[str]:
+    """Each break-even volume as a sentence."""
+    out = []
+    for r in be.itertuples():
+        v = r.breakeven_monthly_requests
+        if isinstance(v, float) and math.isfinite(v) and v >= 1:
+            out.append(f"{r.option} is cheaper than {r.api} above {v:,.0f} requests/month")
+        elif isinstance(v, float) and math.isfinite(v):
+            out.append(f"{r.option} is cheaper than {r.api} at any volume")
+        else:
+            out.append(f"{r.option} is never cheaper than {r.api}" + (f" ({r.note})" if getattr(r, "note", "") else ""))
+    return out
+
+
+def decision_lines(dec: dict, be: pd.DataFrame) -> list[str]:
+    """The decisions of a run as sentences: cheapest passing model, Pareto front, break-even volumes."""
+    out = []
+    if "cheapest_passing" in dec:
+        out.append(f"Cheapest model that passes every quality bar: {dec['cheapest_passing'] or 'none passes'}")
+    if dec.get("pareto"):
+        out.append(f"Quality/cost Pareto front ({dec['first_metric']} vs cost per 1k): {', '.join(dec['pareto'])}")
+    return out + breakeven_lines(be)
+
+
 def _md_table(df: pd.DataFrame) -> str:
     if df.empty:
         return "_(none)_\n"
@@ -86,7 +92,7 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str) -> dict:
     costs = rf.read_table(S.COSTS).to_pandas()
     gen = rf.read_table(S.GENERALIZATION).to_pandas() if rf.exists(S.GENERALIZATION) else pd.DataFrame()
     be = rf.read_table(S.BREAKEVEN).to_pandas() if rf.exists(S.BREAKEVEN) else pd.DataFrame()
-    comp = rf.read_table("comparisons.parquet").to_pandas() if rf.exists("comparisons.parquet") else pd.DataFrame()
+    comp = rf.read_table(S.COMPARISONS).to_pandas() if rf.exists(S.COMPARISONS) else pd.DataFrame()
     manifest = rf.manifest() or {}
     table = headline(metrics, costs, cfg)
     dec = decisions(table, cfg)
@@ -110,15 +116,7 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str) -> dict:
         md.append(f"- Cheapest model that passes every quality bar: **{dec['cheapest_passing'] or 'none passes'}**")
     if dec.get("pareto"):
         md.append(f"- Quality/cost Pareto front ({dec['first_metric']} vs cost per 1k): {', '.join(dec['pareto'])}")
-    if len(be):
-        for r in be.itertuples():
-            v = r.breakeven_monthly_requests
-            if isinstance(v, float) and math.isfinite(v) and v >= 1:
-                md.append(f"- {r.option} is cheaper than {r.api} above {v:,.0f} requests/month")
-            elif isinstance(v, float) and math.isfinite(v):
-                md.append(f"- {r.option} is cheaper than {r.api} at any volume")
-            else:
-                md.append(f"- {r.option} is never cheaper than {r.api}" + (f" ({r.note})" if getattr(r, "note", "") else ""))
+    md += [f"- {line}" for line in breakeven_lines(be)]
     if len(gen):
         md.append("\n## Generalization\n")
         g = gen[["model", "metric", "overall", "worst_slice", "worst_value", "gap", "held_out_gap"]].copy()

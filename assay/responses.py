@@ -1,0 +1,85 @@
+"""The responses artifact: ``responses/part-<model>-<seq>.parquet``, one row per (example, model).
+
+Parts are written as the invoke stage goes; a resumed run compacts a model's earlier parts into
+one (keeping successes only) and calls the rest again. Readers see one row per (example, model):
+a success over an error, a later row over an earlier one.
+"""
+
+import re
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assay.store import RESPONSES, RunFolder
+
+RESPONSE_SCHEMA = pa.schema([
+    ("example_id", pa.string()),
+    ("model", pa.string()),
+    ("output", pa.string()),
+    ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()),
+    ("cached_tokens", pa.int64()),
+    ("cache_write_tokens", pa.int64()),
+    ("latency_s", pa.float64()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+    ("attempts", pa.int32()),
+    ("cached", pa.bool_()),
+    ("error", pa.string()),
+])
+COLUMNS = RESPONSE_SCHEMA.names
+
+
+def safe_name(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", model)
+
+
+def part_name(model: str, seq: int) -> str:
+    return f"{RESPONSES}/part-{safe_name(model)}-{seq:05d}.parquet"
+
+
+def part_names(run: RunFolder, model: str) -> list[str]:
+    prefix = f"part-{safe_name(model)}-"
+    return [n for n in run.listdir(RESPONSES) if n.startswith(prefix) and n.endswith(".parquet")]
+
+
+def read_responses(run: RunFolder, model: str | None = None) -> pa.Table:
+    """All responses of a run (or one model), one row per (example, model): the last successful wins."""
+    names = part_names(run, model) if model else [n for n in run.listdir(RESPONSES) if n.endswith(".parquet")]
+    if not names:
+        return RESPONSE_SCHEMA.empty_table()
+    tables = [run.read_table(f"{RESPONSES}/{n}").select(COLUMNS).cast(RESPONSE_SCHEMA) for n in names]
+    return dedupe(pa.concat_tables(tables))
+
+
+def dedupe(t: pa.Table) -> pa.Table:
+    """Keep one row per (example_id, model), preferring a success over an error, later over earlier."""
+    if t.num_rows == 0:
+        return t
+    seq = pa.array(range(t.num_rows), pa.int64())
+    ok = pc.cast(pc.is_null(t["error"]), pa.int64())
+    rank = pc.add(pc.multiply(ok, 1 << 40), seq)
+    keyed = t.select(["example_id", "model"]).append_column("_rank", rank)
+    best = keyed.group_by(["example_id", "model"], use_threads=False).aggregate([("_rank", "max")])
+    keep = pc.bit_wise_and(best["_rank_max"], (1 << 40) - 1)
+    return t.take(pc.sort_indices(keep))
+
+
+def compact(run: RunFolder, model: str) -> tuple[set[str], int]:
+    """Resume: keep the successful responses of earlier attempts in one part; return their ids
+    and the next part number."""
+    names = part_names(run, model)
+    if not names:
+        return set(), 0
+    t = read_responses(run, model)
+    ok = t.filter(pc.is_null(t["error"]))
+    seq = max(int(n.rsplit("-", 1)[1].split(".")[0]) for n in names) + 1
+    if len(names) > 1 or ok.num_rows != t.num_rows:
+        run.write_table(part_name(model, seq), ok)
+        for n in names:
+            run.remove(f"{RESPONSES}/{n}")
+        seq += 1
+    return set(ok["example_id"].to_pylist()), seq
+
+
+def error_count(responses: pa.Table) -> int:
+    return int(responses.column("error").is_valid().to_numpy(zero_copy_only=False).sum()) if responses.num_rows else 0

@@ -1,0 +1,165 @@
+"""A run: its context (what every stage needs to find its inputs), its start and its end.
+
+:func:`start_run` creates a run folder and its manifest, or resumes the unfinished run of the
+same request; :func:`finish` and :func:`fail` record how it ended. Everything here is plain
+data and files: no stage logic, no Prefect.
+"""
+
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import date
+
+from assay.config import ConfigError, LoadedConfig, PipelineConfig, load_config
+from assay.runs import manifest as M
+from assay.store import MANIFEST, RunFolder, Store
+
+
+class RunFailed(RuntimeError):
+    """The run could not finish; the partial artifacts are kept and the manifest says why."""
+
+
+class GateFailed(RuntimeError):
+    """A quality gate broke: the run finished, but the result must not pass."""
+
+
+@dataclass
+class RunContext:
+    """Everything a stage needs to find its inputs and outputs; small and picklable."""
+
+    config_path: str
+    pipeline: str
+    as_of: date
+    run_id: str
+    artifacts: str
+    models: list[str]
+    sample: int | None = None
+    cache_mode: str = "use"
+    resumed: bool = False
+    #: set by reproduce: the recorded run's response cache, and its measurements (per model:
+    #: wall, compute and training time), which a reproduction reuses instead of re-measuring
+    cache_file: str | None = None
+    measurements: dict | None = None
+    _cfg: LoadedConfig | None = field(default=None, repr=False, compare=False)
+    _folder: RunFolder | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["_folder"] = None
+        return d
+
+    @property
+    def loaded(self) -> LoadedConfig:
+        if self._cfg is None:
+            self._cfg = load_config(self.config_path)
+        return self._cfg
+
+    @property
+    def cfg(self) -> PipelineConfig:
+        return self.loaded.pipeline(self.pipeline)
+
+    @property
+    def folder(self) -> RunFolder:
+        if self._folder is None:
+            self._folder = Store(self.artifacts).run(self.pipeline, self.as_of, self.run_id)
+        return self._folder
+
+    @property
+    def manifest(self) -> M.Manifest:
+        return M.Manifest.of(self.folder)
+
+    def update_manifest(self, **changes) -> dict:
+        return M.update(self.folder, **changes)
+
+    def cache_path(self) -> str | None:
+        if self.cache_mode == "off":
+            return None
+        return self.cache_file or cache_file_for(self.loaded, self.artifacts)
+
+
+def artifacts_root(loaded: LoadedConfig, override: str | None) -> str:
+    """The artifact root: ``override`` (--artifacts), else $ASSAY_ARTIFACTS, else the config's."""
+    root = override or os.environ.get("ASSAY_ARTIFACTS") or loaded.config.artifacts
+    return root if "://" in root else (loaded.resolve_path(root) if not override else os.path.abspath(root))
+
+
+def cache_file_for(loaded: LoadedConfig, root: str) -> str:
+    """Where the response cache lives: ``cache_dir``, else beside a local artifact root, else ~/.cache."""
+    if loaded.config.cache_dir:
+        base = loaded.resolve_path(loaded.config.cache_dir)
+    elif "://" not in root:
+        base = os.path.join(root, "_cache")
+    else:
+        base = os.path.join(os.path.expanduser("~"), ".cache", "assay")
+    return os.path.join(base, "responses.sqlite")
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for p in ("assay", "prefect", "pyarrow", "pandas", "numpy", "openai", "genai-prices", "evaluate", "scikit-learn"):
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def check_models(loaded: LoadedConfig, pipeline: str, models: list[str] | None) -> list[str]:
+    """The models a run assesses: ``models`` (a subset of the pipeline's), else all of them."""
+    p = loaded.pipeline(pipeline)
+    unknown = [m for m in models or [] if m not in p.models]
+    if unknown:
+        raise ConfigError(str(loaded.path), [("--models", f"{', '.join(unknown)} not in pipelines.{pipeline}.models "
+                                                          f"({', '.join(p.models)})", None)])
+    return list(models or p.models)
+
+
+def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | None = None,
+              sample: int | None = None, artifacts: str | None = None, cache_mode: str | None = None,
+              loaded: LoadedConfig | None = None, new: bool = False) -> RunContext:
+    """Create a run folder and its manifest, or resume the unfinished run of the same request
+    (same pipeline, date, resolved config, models and sample); ``new`` always starts afresh."""
+    loaded = loaded or load_config(config_path)
+    p = loaded.pipeline(pipeline)
+    chosen = check_models(loaded, pipeline, models)
+    root = artifacts_root(loaded, artifacts)
+    store = Store(root)
+    chash = loaded.config_hash(pipeline, chosen)
+    request = {"models": chosen, "sample": sample}
+    mode = cache_mode or p.cache
+    run_id, resumed = None, False
+    if not new:
+        for rf in reversed(store.runs(pipeline, as_of.isoformat())):
+            m = rf.manifest() or {}
+            if m.get("status") in ("running", "failed") and m.get("config_hash") == chash and m.get("request") == request:
+                run_id, resumed = rf.run_id, True
+                break
+    run_id = run_id or store.new_run_id(chash)
+    ctx = RunContext(str(loaded.path), pipeline, as_of, run_id, root, chosen, sample, mode, resumed, _cfg=loaded)
+    rf = ctx.folder
+    manifest = rf.manifest() if resumed else None
+    if manifest is None:
+        manifest = {
+            "pipeline": pipeline, "as_of": as_of.isoformat(), "run_id": run_id, "status": "running",
+            "config_hash": chash, "config": loaded.pipeline_slice(pipeline), "config_file": str(loaded.path),
+            "request": request, "started_at": M.now_utc(), "stages": {},
+            "versions": package_versions(), "cache": None if mode == "off" else cache_file_for(loaded, root),
+        }
+    else:
+        manifest["status"] = "running"
+        manifest.setdefault("resumes", []).append(M.now_utc())
+        manifest.pop("error", None)
+    rf.write_json(MANIFEST, manifest)
+    return ctx
+
+
+def fail(ctx: RunContext, stage: str, error: str, **extra) -> None:
+    """Mark the run failed, keeping what it produced; ``extra`` goes into the manifest too."""
+    ctx.update_manifest(status="failed", error={"stage": stage, "message": error}, finished_at=M.now_utc(), **extra)
+
+
+def finish(ctx: RunContext, **extra) -> dict:
+    """Mark the run complete (every stage finished); ``extra`` goes into the manifest too."""
+    return ctx.update_manifest(status="complete", finished_at=M.now_utc(), **extra)

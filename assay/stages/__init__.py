@@ -1,0 +1,58 @@
+"""The stages of a run, defined once, and the one loop that chains them.
+
+Each stage module (``load``, ``invoke``, ``score``, ``cost``, ``report``) has a ``run(ctx)``
+that reads its inputs from the run folder, writes its own artifacts and records itself in the
+manifest. :func:`run_stages` chains them and marks the run complete or failed; the Prefect flow
+(``flows/assess.py``), :func:`run_local` and ``assay reproduce`` all go through it, the flow
+wrapping each stage in its Prefect task (``call``). The gate runs last, on a complete run.
+"""
+
+from datetime import date
+from typing import Any, Callable
+
+from assay.runs import RunContext, fail, finish, start_run
+from assay.stages import cost, gate, invoke, load, report, score
+
+#: The stages, in order.
+STAGES = (load, invoke, score, cost, report)
+#: Their names (the Prefect tasks of ``tasks/`` have the same names).
+NAMES = tuple(s.NAME for s in STAGES)
+
+
+def message(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+def run_stages(ctx: RunContext, call: Callable[[Any, RunContext], Any] | None = None,
+               on_end: Callable[[], dict] | None = None, gates: bool = True) -> RunContext:
+    """Run every stage on ``ctx`` (``call(stage, ctx)`` runs one; default ``stage.run(ctx)``), mark
+    the run complete, then check its gates (``call(gate, ctx)``) when the pipeline has any.
+
+    On a failure the manifest says which stage failed and why, the partial artifacts stay (the
+    same request resumes them), and the exception propagates. ``on_end()`` gives extra manifest
+    keys to record with the end (the Prefect flow run, say).
+    """
+    call = call or (lambda stage, c: stage.run(c))
+    extra = on_end or dict
+    current = STAGES[0].NAME
+    try:
+        for stage in STAGES:
+            current = stage.NAME
+            call(stage, ctx)
+    except BaseException as e:
+        fail(ctx, current, message(e), **extra())
+        raise
+    finish(ctx, **extra())
+    if gates and ctx.cfg.gates:
+        call(gate, ctx)
+    return ctx
+
+
+def run_local(config_path: str, pipeline: str, as_of: date, **kw) -> RunContext:
+    """Start (or resume) a run and run every stage in this process, without Prefect (for tests
+    and library use); ``kw`` as for :func:`assay.runs.start_run`. Gates are not checked."""
+    ctx = start_run(config_path, pipeline, as_of, **kw)
+    return run_stages(ctx, gates=False)
+
+
+__all__ = ["NAMES", "STAGES", "run_local", "run_stages"]

@@ -1,0 +1,53 @@
+"""The cost stage: price every model's calls; write costs.parquet and breakeven.parquet.
+
+An API model's tokens are priced at the price in force on the day of each request: the run's
+as_of for live calls (a backfill is priced as it would have been then), the logged day for
+replayed logs with a ``logged_at`` column. Every quote used is recorded in the manifest
+(``prices``: per model, per date; ``judge_prices`` for LLM judges), so a past run's dollars
+never change and ``assay reprice`` can reproduce them (:mod:`assay.costing.ledger`).
+"""
+
+import logging
+import time
+
+from assay import store as S
+from assay.runs import RunContext
+from assay.report.format import missing, usd
+from assay.runs.manifest import record_stage
+
+NAME = "cost"
+log = logging.getLogger("assay.cost")
+
+
+def run(ctx: RunContext) -> str:
+    from assay import costing as C
+    from assay.pricing import quote
+    from assay.responses import read_responses
+
+    t0 = time.perf_counter()
+    rf = ctx.folder
+    cfg = ctx.cfg
+    responses = read_responses(rf).to_pandas()
+    manifest = ctx.manifest
+    stats = manifest.model_stats
+    correct = C.correct_counts(rf.read_table(S.METRICS).to_pandas())
+    all_models = ctx.loaded.config.models
+    models = {k: all_models[k] for k in ctx.models}
+    as_of = ctx.as_of.isoformat()
+    responses[C.PRICE_DATE] = C.request_dates(responses, models, stats, as_of)
+    quotes = C.dated_quotes(models, responses, as_of, lambda name, day: quote(models[name], day))
+    judge_rows, judge_quotes = C.judge_costs(cfg, manifest, lambda judge: quote(all_models[judge], ctx.as_of))
+    table, be = C.cost_tables(responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows)
+    rf.write_table(S.COSTS, table)
+    rf.write_table(S.BREAKEVEN, be)
+    changes = {"prices": C.prices_record(quotes, as_of)}
+    if judge_quotes:
+        raw_models = ctx.loaded.raw.get("models") or {}
+        changes["judge_prices"] = {j: {**q.to_dict(), "model_config": raw_models.get(j)} for j, q in judge_quotes.items()}
+    ctx.update_manifest(**changes)
+    record_stage(rf, NAME, t0, [S.COSTS, S.BREAKEVEN])
+    for r in table.itertuples():
+        monthly = getattr(r, "monthly_cost_usd", None)
+        log.info("cost: %s (%s): %s for %d requests, %s per 1k%s", r.model, r.kind, usd(r.cost_usd), r.requests,
+                 usd(r.cost_per_1k_usd), "" if missing(monthly) else f", {usd(monthly)}/month")
+    return rf.path(S.COSTS)

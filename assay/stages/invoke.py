@@ -1,0 +1,83 @@
+"""The invoke stage: every chosen model on every example; writes responses/part-*.parquet as
+shards finish, so a killed run resumes without paying twice for what it already has.
+
+The engine (concurrency, rate limits, retries, cache, budget) is :mod:`assay.invoke`; this
+module builds the providers, the prices and the cache for one run, and records what happened.
+"""
+
+import asyncio
+import logging
+import time
+
+from assay import store as S
+from assay.runs import RunContext, RunFailed, progress
+from assay.report.format import usd
+from assay.runs.manifest import record_stage
+
+NAME = "invoke"
+log = logging.getLogger("assay.invoke")
+
+#: what a reproduction takes from the recorded run instead of measuring again
+MEASUREMENTS = ("wall_s", "compute_s", "train_s", "throughput_rps")
+
+
+def run(ctx: RunContext) -> str:
+    from assay import invoke as I
+    from assay.cache import ResponseCache
+    from assay.pricing import call_pricer, quote
+    from assay.providers import Context, build
+    from assay.responses import error_count, read_responses
+
+    t0 = time.perf_counter()
+    rf = ctx.folder
+    cfg = ctx.cfg
+    dataset = rf.read_table(S.DATASET)
+    models = ctx.loaded.config.models
+    providers = {name: build(name, models[name], Context(name, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline))
+                 for name in ctx.models}
+    pricers = {m: call_pricer(quote(models[m], ctx.as_of)) for m in ctx.models}
+
+    def price(model, p, c, cached):
+        f = pricers.get(model)
+        return f(p, c, cached) if f is not None else 0.0
+
+    budget = I.Budget(max_usd=cfg.cost.max_usd, price=price)
+    total = dataset.num_rows
+
+    def on_progress(model, done, errors, usd):
+        progress.report(model, done, total, errors, usd)
+
+    opts = I.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode, on_progress=on_progress)
+    cpath = ctx.cache_path()
+    cache = ResponseCache(cpath) if cpath else None
+    log.info("invoke: %d examples × %d model(s): %s", total, len(providers), ", ".join(providers))
+    try:
+        stats = asyncio.run(I.invoke_all(providers, dataset, cfg.prompt, rf, cache, opts, budget))
+    finally:
+        if cache is not None:
+            cache.close()
+    for name, p in providers.items():
+        st = stats[name]
+        st.update(p.stats())
+        made = st.get("called", 0) - st.get("errors", 0)
+        if made > 0 and st.get("wall_s"):
+            st["throughput_rps"] = made / st["wall_s"]
+        recorded = (ctx.measurements or {}).get(name) or {}
+        st.update({k: recorded[k] for k in MEASUREMENTS if k in recorded})
+        log.info("invoke: %s: %d calls, %d cache hits, %d resumed, %d retries, %d errors%s", name, st.get("called", 0),
+                 st.get("cache_hits", 0), st.get("resumed", 0), st.get("retries", 0), st.get("errors", 0),
+                 f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
+    responses = read_responses(rf)
+    n_err = error_count(responses)
+    share = n_err / responses.num_rows if responses.num_rows else 0.0
+    extra = {"models": stats, "rows": responses.num_rows, "errors": n_err, "usd": round(budget.spent, 6)}
+    record_stage(rf, NAME, t0, [f"{S.RESPONSES}/"], extra)
+    if budget.stopped:
+        raise RunFailed(f"budget guard: {budget.stopped}")
+    expected = dataset.num_rows * len(ctx.models)
+    if responses.num_rows < expected:
+        raise RunFailed(f"only {responses.num_rows} of {expected} responses were produced")
+    if share > cfg.max_error_rate:
+        raise RunFailed(f"{n_err} of {responses.num_rows} calls failed ({share:.1%}), above max_error_rate {cfg.max_error_rate:.0%}; "
+                        "see the error column in responses/")
+    return rf.url + "/" + S.RESPONSES

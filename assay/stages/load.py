@@ -1,0 +1,39 @@
+"""The load stage: read the dataset source, filter it to as_of, sample it; write dataset.parquet.
+
+A resumed run keeps the examples it already has when the source is unchanged (same fingerprint),
+so a resumed invoke stage skips exactly the examples answered before the interruption.
+"""
+
+import logging
+import time
+
+from assay import store as S
+from assay.runs import RunContext, RunFailed
+from assay.runs.manifest import record_stage
+
+NAME = "load"
+log = logging.getLogger("assay.load")
+
+
+def run(ctx: RunContext) -> str:
+    from assay import dataset as D
+
+    t0 = time.perf_counter()
+    cfg = ctx.cfg
+    rf = ctx.folder
+    src = ctx.loaded.resolve_path(cfg.dataset.source)
+    fp = D.fingerprint(src, cfg.dataset.format)
+    if ctx.resumed and rf.exists(S.DATASET) and ctx.manifest.dataset.get("fingerprint") == fp:
+        log.info("load: resumed run keeps its %s examples (source unchanged)", ctx.manifest.dataset.get("rows"))
+        return rf.path(S.DATASET)
+    table = D.read_source(src, cfg.dataset.format, cfg.dataset.split)
+    read = table.num_rows
+    table = D.prepare(table, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample)
+    where = f" up to {ctx.as_of}" if cfg.dataset.partition else ""
+    if table.num_rows == 0:
+        raise RunFailed(f"no examples in {cfg.dataset.source}{where}")
+    rf.write_table(S.DATASET, table)
+    ctx.update_manifest(dataset={"source": cfg.dataset.source, "fingerprint": fp, "rows": table.num_rows})
+    record_stage(rf, NAME, t0, [S.DATASET], {"rows": table.num_rows})
+    log.info("load: %d examples from %s%s (%d rows read)", table.num_rows, cfg.dataset.source, where, read)
+    return rf.path(S.DATASET)

@@ -1,0 +1,22 @@
+"""The report stage: summary.md (the headline table and the decisions) and a self-contained
+report.html; returns what the Prefect UI artifacts show."""
+
+import logging
+import time
+
+from assay import store as S
+from assay.runs import RunContext
+from assay.runs.manifest import record_stage
+
+NAME = "report"
+log = logging.getLogger("assay.report")
+
+
+def run(ctx: RunContext) -> dict:
+    from assay.report import build_report
+
+    t0 = time.perf_counter()
+    out = build_report(ctx.folder, ctx.cfg, ctx.pipeline)
+    record_stage(ctx.folder, NAME, t0, [S.SUMMARY, S.REPORT])
+    log.info("report: %s", out["report"])
+    return out

@@ -1,0 +1,77 @@
+"""The score stage: per-example scores, aggregates with bootstrap intervals, slices and paired
+comparisons; writes scores.parquet, metrics.parquet, generalization.parquet, comparisons.parquet.
+
+LLM judges are metrics that call a model; their usage is recorded with the stage so that the
+cost stage can price it.
+"""
+
+import logging
+import time
+
+from assay import store as S
+from assay.runs import RunContext
+from assay.runs.manifest import record_stage
+
+NAME = "score"
+log = logging.getLogger("assay.score")
+
+
+def build_metrics(ctx: RunContext) -> dict:
+    """The pipeline's metrics, built; a judge metric gets its judge model's provider and the run's cache."""
+    from assay.metrics import build_metric
+    from assay.providers import Context, build
+
+    cfg = ctx.cfg
+    out = {}
+    for spec in cfg.metric_specs():
+        judge = None
+        if spec.judge:
+            judge = build(spec.judge, ctx.loaded.config.models[spec.judge],
+                          Context(spec.judge, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline))
+        metric = build_metric(spec, str(ctx.loaded.base_dir), judge=judge)
+        if judge is not None and hasattr(metric, "set_cache"):  # the judge's calls go through the run's response cache
+            metric.set_cache(ctx.cache_path(), ctx.cache_mode)
+        out[spec.key] = metric
+    return out
+
+
+def inputs_text(ctx: RunContext, dataset) -> list[str]:
+    """What each example asked: the rendered user prompt, else its input fields."""
+    import pyarrow as pa
+
+    from assay.prompting import render_messages
+
+    cfg = ctx.cfg
+    if cfg.prompt is not None:
+        return [m[-1]["content"] for m in render_messages(cfg.prompt, dataset)]
+    fields = cfg.dataset.input or [c for c in dataset.column_names if c not in ("example_id", "reference")][:1]
+    cols = [dataset[f].cast(pa.string()).to_pylist() for f in fields]
+    return ["\n".join(v or "" for v in vals) for vals in zip(*cols)]
+
+
+def run(ctx: RunContext) -> str:
+    from assay.responses import read_responses
+    from assay.scoring import score
+
+    t0 = time.perf_counter()
+    rf = ctx.folder
+    cfg = ctx.cfg
+    dataset = rf.read_table(S.DATASET)
+    responses = read_responses(rf)
+    metrics = build_metrics(ctx)
+    inputs = inputs_text(ctx, dataset) if any(getattr(m, "needs_inputs", False) for m in metrics.values()) else None
+    res = score(dataset, responses, metrics, cfg.dataset.slices, cfg.bootstrap, seed=0, held_out=cfg.dataset.held_out,
+                inputs=inputs)
+    rf.write_table(S.SCORES, res.scores)
+    rf.write_table(S.METRICS, res.metrics)
+    rf.write_table(S.GENERALIZATION, res.generalization)
+    rf.write_table(S.COMPARISONS, res.comparisons)
+    judges = {key: m.usage for key, m in metrics.items() if getattr(m, "usage", None)}
+    record_stage(rf, NAME, t0, [S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS], {"judges": judges} if judges else None)
+    overall = res.metrics[res.metrics["slice"] == "all"]
+    for r in overall.itertuples():
+        log.info("score: %s %s = %.4f [%.4f, %.4f] (n=%d, errors=%d)", r.model, r.metric, r.value, r.ci_low, r.ci_high, r.n,
+                 r.errors)
+    for key, usage in judges.items():
+        log.info("score: judge %s made %d calls (%d errors)", key, usage.get("requests", 0), usage.get("errors", 0))
+    return rf.path(S.METRICS)

@@ -1,0 +1,60 @@
+"""What every command of the ``assay`` CLI shares: options, exit codes, config loading, errors.
+
+Exit codes: 0 success, 1 failed run, 2 configuration or usage error, 3 a quality gate broke.
+"""
+
+import os
+from datetime import date, datetime
+
+import typer
+
+CONFIG_OPT = typer.Option("pipelines.yaml", "--config", "-c", help="Path to pipelines.yaml.")
+ARTIFACTS_OPT = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL.")
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_GATE = 0, 1, 2, 3
+
+
+def apply_environment_defaults() -> None:
+    """Defaults for a Prefect started by Assay, unless the user set them: offline (no analytics
+    from the server, no telemetry from the client), and a start-up timeout long enough for the
+    temporary server's first start (database migrations) on a busy two-core machine."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def load(config: str):
+    """The validated config; exit 2 naming every problem otherwise."""
+    from assay.config import ConfigError, load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as e:
+        err(e.format())
+        raise typer.Exit(EXIT_CONFIG)
+
+
+def load_pipeline(config: str, pipeline: str):
+    """The config, checked to have ``pipeline``; exit 2 naming the problem otherwise."""
+    from assay.config import ConfigError
+
+    loaded = load(config)
+    try:
+        loaded.pipeline(pipeline)
+    except ConfigError as e:
+        err(e.format())
+        raise typer.Exit(EXIT_CONFIG)
+    return loaded
+
+
+def parse_date(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        err(f"{name}: expected a date as YYYY-MM-DD, got {value!r}")
+        raise typer.Exit(EXIT_CONFIG)

@@ -1,0 +1,33 @@
+"""The ``assay`` command line: every command, registered here and nowhere else.
+
+``assay --help`` and ``python -m flows.cli --help`` run this same ``app``. Commands import
+Prefect only when they run a flow, so ``validate`` and ``list`` are quick.
+"""
+
+import typer
+
+from flows.cli import config as config_cmds
+from flows.cli import costs, ops, quality, run, runs
+from flows.cli.common import apply_environment_defaults
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Assess LLMs for production: quality, generalization, cost.")
+
+app.command()(config_cmds.validate)
+app.command("list")(config_cmds.list_)
+app.command()(run.run)
+app.command()(ops.serve)
+app.command()(ops.backfill)
+app.command()(ops.history)
+app.command()(quality.matrix)
+app.command()(costs.reprice)
+app.command()(runs.reproduce)
+
+
+def main() -> None:
+    """The ``assay`` console script."""
+    apply_environment_defaults()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""``assay run``: one assessment through Prefect, watched from the terminal.
+
+The terminal shows a progress bar per model (calls, errors, the model's own dollars), the
+stages' one-line summaries (the same lines the Prefect UI shows), and at the end the result
+table and the decisions; the run folder is the last line of standard output. Prefect's own
+console lines appear only with ``--debug``, so they cannot tear the progress display; every
+line still reaches the Prefect UI.
+"""
+
+import contextlib
+import logging
+import os
+import sys
+from datetime import date
+from typing import Optional
+
+import typer
+
+from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, EXIT_GATE, EXIT_OK, err, load_pipeline, parse_date
+
+
+def run(
+    pipeline: str = typer.Argument(..., help="Pipeline name from the config."),
+    config: str = CONFIG_OPT,
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluation date YYYY-MM-DD (default: today)."),
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated subset of the pipeline's models."),
+    sample: Optional[int] = typer.Option(None, "--sample", min=1, help="Number of examples to sample."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Response cache: use, refresh or off."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on a terminal."),
+    debug: bool = typer.Option(False, "--debug", help="Show Prefect's own log lines and the tracebacks of failures."),
+):
+    """Run one assessment through Prefect; print the result table, then the run folder as the last line."""
+    from assay.config import ConfigError
+    from assay.runs import check_models
+
+    if cache is not None and cache not in ("use", "refresh", "off"):
+        err(f"--cache: expected use, refresh or off, got {cache!r}")
+        raise typer.Exit(EXIT_CONFIG)
+    day = parse_date(as_of, "--as-of") or date.today()
+    loaded = load_pipeline(config, pipeline)
+    try:
+        chosen = check_models(loaded, pipeline, [m.strip() for m in models.split(",") if m.strip()] if models else None)
+    except ConfigError as e:
+        err(e.format())
+        raise typer.Exit(EXIT_CONFIG)
+    code, folder = execute(pipeline, day, chosen if models else None, sample, config, artifacts, cache, progress, debug)
+    if folder:
+        typer.echo(folder)
+    raise typer.Exit(code)
+
+
+def _heartbeats():
+    """Prefect's flow-run heartbeats for a foreground ``assay run``: off unless configured.
+
+    The heartbeat thread sleeps in one-second steps and the flow waits for it to notice the end,
+    which adds up to a second to every run. Heartbeats let an automation mark a flow run Crashed
+    when its process dies; a foreground run's death is seen where it was started, so they are off
+    here unless ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` is set. Served runs keep Prefect's default.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    if "heartbeat_frequency" in get_current_settings().flows.model_fields_set:
+        return contextlib.nullcontext()
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
+class _Terminal(logging.Handler):
+    """The terminal's view of a run: a progress bar per model and the stages' log lines above it."""
+
+    def __init__(self, bar: bool):
+        super().__init__(logging.INFO)
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
+        self.progress = None
+        self.tasks: dict[str, int] = {}
+        if bar and self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[rate]} it/s  errors {task.fields[errors]}  ${task.fields[usd]}"),
+                                     TimeElapsedColumn(), console=self.console)
+            self.start: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.markup import escape
+
+        msg = escape(record.getMessage())
+        style = {logging.WARNING: "yellow", logging.ERROR: "red", logging.CRITICAL: "red"}.get(record.levelno)
+        self.console.print(f"[{style}]{msg}[/]" if style else msg)
+
+    def __call__(self, model, done, total, errors, usd):
+        import time
+
+        if self.progress is None:
+            return
+        if model not in self.tasks:
+            self.tasks[model] = self.progress.add_task(model, total=total, rate="0", errors=0, usd="0.0000")
+            self.start[model] = time.monotonic()
+        dt = max(1e-6, time.monotonic() - self.start[model])
+        self.progress.update(self.tasks[model], completed=done, rate=f"{done / dt:,.0f}", errors=errors, usd=f"{usd:.4f}")
+
+    @contextlib.contextmanager
+    def attached(self):
+        from assay.runs import progress
+
+        logger = logging.getLogger("assay")
+        level, propagate = logger.level, logger.propagate
+        logger.addHandler(self)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # the terminal shows each line once, here
+        if self.progress is not None:
+            self.progress.start()
+        try:
+            with progress.watching(self):
+                yield self
+        finally:
+            if self.progress is not None:
+                self.progress.stop()
+            logger.removeHandler(self)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def execute(pipeline, day, models, sample, config, artifacts, cache, progress=False, debug=False) -> tuple[int, str | None]:
+    """Run the assess flow in this process; print the result; return (exit code, run folder)."""
+    # Before Prefect configures its logging: the terminal is the progress bar, Assay's lines and
+    # Assay's one-line verdict; Prefect's console lines (and a failure's traceback) only with
+    # --debug. The Prefect UI gets every line either way.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "DEBUG" if debug else "CRITICAL")
+    terminal = _Terminal(bar=progress)
+    with terminal.attached():
+        from flows.assess import assess, outcome
+
+        with _heartbeats():
+            state = assess(pipeline=pipeline, as_of=day, models=models, sample=sample, config=config,
+                           artifacts=artifacts, cache=cache, return_state=True)
+    out = outcome(state)
+    if out.folder and out.status in ("complete", "gate failed"):
+        print_result(out.folder, pipeline)
+    if out.status == "complete":
+        return EXIT_OK, out.folder
+    if out.status == "gate failed":
+        err(f"gate failed: {out.message.removeprefix('gate: ')}")
+        return EXIT_GATE, out.folder
+    where = f"; partial artifacts in {out.folder}; the same command resumes the run" if out.folder else ""
+    err(f"run failed: {out.message}{where}")
+    return EXIT_FAILED, out.folder
+
+
+def print_result(folder: str, pipeline: str) -> None:
+    """The result table (per model: the headline metric with its interval, errors, cost per 1,000
+    requests, monthly cost, p95 latency) and the decisions, on standard output."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from assay.report import summary as R
+    from assay.report import format as fmt
+    from assay import store as S
+    from assay.reprice import open_run
+    from assay.runs import Manifest
+    from assay.config import PipelineConfig
+
+    rf = open_run(folder)
+    m = Manifest.of(rf)
+    cfg = PipelineConfig.model_validate(m.get("config")["pipeline"])
+    metrics, costs = rf.read_table(S.METRICS).to_pandas(), rf.read_table(S.COSTS).to_pandas()
+    be = rf.read_table(S.BREAKEVEN).to_pandas() if rf.exists(S.BREAKEVEN) else None
+    table = R.headline(metrics, costs, cfg)
+    dec = R.decisions(table, cfg)
+    first = dec["first_metric"]
+    monthly = cfg.cost.monthly_requests
+    t = Table(title=f"{pipeline} {m.as_of}: {first} (95% CI) and cost", title_justify="left")
+    for col, right in (("model", False), (first, True), ("errors", True), ("$/1k req", True),
+                       (f"$/month at {monthly:,}" if monthly else "$/month", True), ("p95 latency", True)):
+        t.add_column(col, justify="right" if right else "left")
+    best = dec.get("cheapest_passing")
+    for r in table.to_dict("records"):
+        name = escape(str(r["model"])) + (" ✓" if best and r["model"] == best else "")
+        value = f"{fmt.num(r.get(first))} {r.get(f'{first}_ci', '')}" if first in r else "–"
+        p95 = r.get("latency_p95_s")
+        t.add_row(name, value, str(r.get("errors", "–")), fmt.usd(r.get("cost_per_1k_usd")), fmt.usd(r.get("monthly_cost_usd")),
+                  "–" if fmt.missing(p95) else f"{p95:.2f} s")
+    con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    con.print(t)
+    for line in R.decision_lines(dec, be if be is not None else costs.iloc[0:0]):
+        con.print(f"- {escape(line)}")
+    sys.stdout.flush()
