@@ -242,6 +242,49 @@ def parse_json(text: Any) -> tuple[bool, Any]:
     return False, None
 
 
+def _import_attr(target: str) -> Any:
+    """The object named by a ``"package.module:attr"`` string."""
+    import importlib
+
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def option_parameters(cls: Any) -> list:
+    """The named options of metric class ``cls``, as :class:`inspect.Parameter` (with their defaults).
+
+    They are the constructor's keyword parameters, following ``**options`` up the class
+    hierarchy and, where the chain stays open, on to ``cls.options_forwarded_to`` (the
+    library callable that receives them, e.g. sacrebleu's ``BLEU``). ``predictions`` and
+    ``references`` are a metric's inputs, never its options.
+    """
+    import inspect
+
+    found: dict[str, inspect.Parameter] = {}
+    open_ended = True
+    for klass in getattr(cls, "__mro__", (cls,)):
+        init = klass.__dict__.get("__init__") if isinstance(klass, type) else klass
+        if init is None:
+            continue
+        try:
+            params = list(inspect.signature(init).parameters.values())
+        except (TypeError, ValueError):
+            open_ended = False
+            break
+        for p in params:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
+                found.setdefault(p.name, p)
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            open_ended = False
+            break
+    target = getattr(cls, "options_forwarded_to", None)
+    if open_ended and target:
+        for p in inspect.signature(_import_attr(target)).parameters.values():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                found.setdefault(p.name, p)
+    return [p for name, p in found.items() if name not in ("predictions", "references")]
+
+
 # ---------------------------------------------------------------------------------------
 # the metric interface
 
@@ -261,6 +304,8 @@ class Metric:
     path_options: tuple[str, ...] = ()
     #: cached helper objects, rebuilt on demand: not pickled (metrics travel to worker processes)
     _transient: tuple[str, ...] = ()
+    #: ``"module:attr"`` of the library callable that receives the constructor's ``**options``
+    options_forwarded_to: str | None = None
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -555,7 +600,7 @@ class _SacreBleu(Metric):
         self._sentence = None
 
     def _make(self, **options):
-        raise NotImplementedError
+        return _import_attr(self.options_forwarded_to)(**options)
 
     def _corpus_metric(self):
         if self._corpus is None:
@@ -598,17 +643,11 @@ class Bleu(_SacreBleu):
     """sacrebleu ``corpus_bleu``; sentence scores use effective order, like ``sacrebleu.sentence_bleu``."""
 
     name = "bleu"
-
-    def _make(self, **options):
-        from sacrebleu.metrics import BLEU
-
-        return BLEU(**options)
+    options_forwarded_to = "sacrebleu.metrics:BLEU"
 
     def _sentence_metric(self):
         if self._sentence is None:
-            from sacrebleu.metrics import BLEU
-
-            self._sentence = BLEU(**{**self.options, "effective_order": True})
+            self._sentence = self._make(**{**self.options, "effective_order": True})
         return self._sentence
 
 
@@ -616,11 +655,7 @@ class Chrf(_SacreBleu):
     """sacrebleu ``corpus_chrf`` (``word_order=2`` gives chrF++)."""
 
     name = "chrf"
-
-    def _make(self, **options):
-        from sacrebleu.metrics import CHRF
-
-        return CHRF(**options)
+    options_forwarded_to = "sacrebleu.metrics:CHRF"
 
 
 class NumericMatch(Metric):
