@@ -10,7 +10,8 @@ them). ``build_metric`` turns a ``MetricSpec`` from pipelines.yaml into a ready 
 * any other name -> ``evaluate.load(name)`` from the Hub, unless ``HF_HUB_OFFLINE`` is set.
 
 Each builtin also exists as an ``evaluate`` module in ``assay/metrics/modules/<name>.py``
-(see :func:`evaluate_module_path`), for use from the Hugging Face ecosystem.
+(see :func:`evaluate_module_path`), for use from the Hugging Face ecosystem; those files are
+generated from ``core.BUILTINS`` by ``python -m assay.metrics.modules._generate``.
 """
 
 from __future__ import annotations
