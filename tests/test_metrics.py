@@ -1,16 +1,21 @@
 """Tests for assay.metrics: hand-computed values, agreement with the reference libraries
-(sklearn, sacrebleu, rouge_score), failed calls, the evaluate modules loaded offline,
-user metrics by path, unknown names, and a golden fixture."""
+(sklearn, sacrebleu, rouge_score), failed calls, the evaluate modules (generated from the
+metric classes, loaded offline, their documented examples run), user metrics by path,
+unknown names, and a golden fixture."""
 
 import csv
+import doctest
+import inspect
 import json
 import math
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -29,11 +34,7 @@ from assay.registry import UnknownName  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "metrics"
 
-BUILTIN_NAMES = [
-    "exact_match", "accuracy", "macro_f1", "micro_f1", "macro_precision", "macro_recall",
-    "rouge1", "rouge2", "rougeL", "bleu", "chrf", "numeric_match", "regex_match", "contains",
-    "json_valid", "json_schema", "output_length",
-]  # fmt: skip
+BUILTIN_NAMES = list(core.BUILTINS)  # the one declaration of the builtins
 CORPUS_ONLY = {"macro_f1", "micro_f1", "macro_precision", "macro_recall", "bleu", "chrf"}
 SCHEMA = {
     "type": "object",
@@ -484,6 +485,105 @@ def test_evaluate_module_matches_fast_path(hf_modules, name):
     assert list(result) == [name]
     assert result[name] == pytest.approx(fast, abs=1e-12)
     assert math.isfinite(fast)
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+def test_evaluate_module_documented_examples_hold(hf_modules, monkeypatch, name):
+    """The Examples of each module's docs, run as written (through evaluate, offline), print the documented values."""
+    import evaluate
+
+    module = hf_modules[name]
+    text = module.info.inputs_description
+    assert "Examples:" in text and f'evaluate.load("assay/metrics/modules/{name}.py")' in text
+    monkeypatch.chdir(ROOT)  # the examples load the module by its path in the repository
+    globs = {"evaluate": SimpleNamespace(load=lambda path: evaluate.load(path, keep_in_memory=True))}  # no cache files
+    test = doctest.DocTestParser().get_doctest(text, globs, name, None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    out: list[str] = []
+    runner.run(test, out=out.append)
+    assert runner.failures == 0, "".join(out)
+    # one load, then a compute and its printed value per example of the metric class
+    assert runner.tries == 1 + 2 * len(METRICS.get(name).examples)
+
+
+def test_evaluate_module_files_are_generated_from_the_code():
+    """The committed module files are what the generator writes now; else regenerate them."""
+    from assay.metrics.modules import _generate
+
+    stale = [p.name for p in _generate.stale()]
+    assert not stale, f"stale evaluate module files {stale}: run python -m assay.metrics.modules._generate"
+    for name in BUILTIN_NAMES:
+        text = Path(evaluate_module_path(name)).read_text(encoding="utf-8")
+        assert text.startswith(_generate.HEADER) and "python -m assay.metrics.modules._generate" in text.splitlines()[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "assay.metrics.modules._generate", "--check"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_generator_flags_a_moved_documented_value(tmp_path, monkeypatch):
+    """A code change that moves a documented value makes the file stale until it is regenerated."""
+    import shutil
+
+    from assay.metrics.modules import _generate
+
+    for name in BUILTIN_NAMES:
+        shutil.copy(evaluate_module_path(name), tmp_path)
+    (tmp_path / "gone_metric.py").write_text((tmp_path / "accuracy.py").read_text())  # a builtin since removed
+    (tmp_path / "handwritten.py").write_text("# not generated\n")
+    assert _generate.main(["--check", "--dir", str(tmp_path)]) == 1
+    assert [p.name for p in _generate.stale(tmp_path)] == ["gone_metric.py"]
+    old = (tmp_path / "macro_f1.py").read_text()
+    monkeypatch.setattr(core.MacroF1, "measure", "recall")  # the code now computes something else
+    assert [p.name for p in _generate.stale(tmp_path)] == ["gone_metric.py", "macro_f1.py"]
+    assert _generate.main(["--dir", str(tmp_path)]) == 0
+    assert _generate.stale(tmp_path) == [] and _generate.main(["--check", "--dir", str(tmp_path)]) == 0
+    assert not (tmp_path / "gone_metric.py").exists() and (tmp_path / "handwritten.py").exists()
+    new = (tmp_path / "macro_f1.py").read_text()
+    assert "0.5833" in old and "0.5833" not in new and "    0.5\n" in new  # recall over a, b: (1/2 + 1/2) / 2
+
+
+def test_generated_docs_follow_the_code():
+    """Docs come from the class: its docstring, its options with their real defaults, its value key."""
+    from assay.metrics.modules import _generate
+
+    for name, cls in core.BUILTINS.items():
+        text = _generate.render(name, cls)
+        assert inspect.cleandoc(cls.__dict__["__doc__"]) in text  # the description is the docstring
+        for p in core.option_parameters(cls):
+            line = rf"^    {p.name} \(`[^`]+`, defaults to `{re.escape(repr(p.default))}`\): \S"
+            assert re.search(line, text, re.MULTILINE), (name, p.name)
+        assert f"    {name} (`float`): {cls.value_doc.replace('``', '`')}." in text
+    # the label metrics average over the references' labels unless label_set: union (sklearn's default)
+    for name in ("macro_f1", "micro_f1", "macro_precision", "macro_recall"):
+        doc = Path(evaluate_module_path(name)).read_text()
+        assert "label_set (`str`, defaults to `'references'`)" in doc
+        assert "the labels the references use" in doc and "seen in the references and predictions" not in doc
+    macro_f1 = Path(evaluate_module_path("macro_f1")).read_text()
+    assert f"\n    {round((2 / 3 + 1 / 2) / 2, 4)}\n" in macro_f1  # a, b only
+    assert f"label_set='union')\n    >>> round(results[\"macro_f1\"], 4)\n    {round((2 / 3 + 1 / 2 + 0) / 3, 4)}\n" in macro_f1
+    # a class without a docstring of its own, or an option without a :param, cannot be documented
+    class Undocumented(core.Contains):
+        pass
+
+    with pytest.raises(ValueError, match="needs a docstring"):
+        _generate.render("undocumented", Undocumented)
+
+    class NewOption(core.Contains):
+        """Contains, with one more option."""
+
+        def __init__(self, fold: bool = True, **options):
+            super().__init__(**options)
+
+    with pytest.raises(ValueError, match="option 'fold' has no ':param fold:'"):
+        _generate.render("new_option", NewOption)
+
+
+def test_readme_names_every_builtin():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Metrics"):]
+    section = section[: section.index("\n#", 1)]
+    missing = [n for n in BUILTIN_NAMES if f"`{n}`" not in section]
+    assert not missing, f"README's metrics section does not name {missing}"
 
 
 def test_evaluate_module_add_batch_and_adapter(hf_modules):

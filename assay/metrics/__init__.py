@@ -10,7 +10,8 @@ them). ``build_metric`` turns a ``MetricSpec`` from pipelines.yaml into a ready 
 * any other name -> ``evaluate.load(name)`` from the Hub, unless ``HF_HUB_OFFLINE`` is set.
 
 Each builtin also exists as an ``evaluate`` module in ``assay/metrics/modules/<name>.py``
-(see :func:`evaluate_module_path`), for use from the Hugging Face ecosystem.
+(see :func:`evaluate_module_path`), for use from the Hugging Face ecosystem; those files are
+generated from ``core.BUILTINS`` by ``python -m assay.metrics.modules._generate``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assay.metrics.core import BUILTINS, EvaluateMetric, Metric
+from assay.metrics.core import BUILTINS, EvaluateMetric, Metric, option_parameters
 from assay.registry import Registry, UnknownName
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,22 +58,11 @@ def hub_offline() -> bool:
 
 
 def _options_of(cls: Any) -> list[str]:
-    """Named constructor options, following ``**options`` up the class hierarchy."""
-    import inspect
-
-    names: list[str] = []
-    for klass in getattr(cls, "__mro__", (cls,)):
-        init = klass.__dict__.get("__init__") if isinstance(klass, type) else klass
-        if init is None:
-            continue
-        try:
-            params = list(inspect.signature(init).parameters.values())
-        except (TypeError, ValueError):
-            break
-        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return list(dict.fromkeys(names))
+    """Names of the options ``cls`` takes (see :func:`core.option_parameters`)."""
+    try:
+        return [p.name for p in option_parameters(cls)]
+    except Exception:  # only used to word an error message
+        return []
 
 
 def _set_name(metric: Metric, key: str) -> Metric:

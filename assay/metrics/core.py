@@ -242,6 +242,137 @@ def parse_json(text: Any) -> tuple[bool, Any]:
     return False, None
 
 
+def _import_attr(target: str) -> Any:
+    """The object named by a ``"package.module:attr"`` string."""
+    import importlib
+
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def option_parameters(cls: Any) -> list:
+    """The named options of metric class ``cls``, as :class:`inspect.Parameter` (with their defaults).
+
+    They are the constructor's keyword parameters, following ``**options`` up the class
+    hierarchy and, where the chain stays open, on to ``cls.options_forwarded_to`` (the
+    library callable that receives them, e.g. sacrebleu's ``BLEU``). ``predictions`` and
+    ``references`` are a metric's inputs, never its options.
+    """
+    import inspect
+
+    found: dict[str, inspect.Parameter] = {}
+    open_ended = True
+    for klass in getattr(cls, "__mro__", (cls,)):
+        init = klass.__dict__.get("__init__") if isinstance(klass, type) else klass
+        if init is None:
+            continue
+        try:
+            params = list(inspect.signature(init).parameters.values())
+        except (TypeError, ValueError):
+            open_ended = False
+            break
+        for p in params:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
+                found.setdefault(p.name, p)
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            open_ended = False
+            break
+    target = getattr(cls, "options_forwarded_to", None)
+    if open_ended and target:
+        for p in inspect.signature(_import_attr(target)).parameters.values():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                found.setdefault(p.name, p)
+    return [p for name, p in found.items() if name not in ("predictions", "references")]
+
+
+# ---------------------------------------------------------------------------------------
+# citations of the builtins (their evaluate modules carry them)
+
+_CITE_ASSAY = r"""
+@misc{assay,
+  title = {Assay: assessing large language models for production},
+  note = {metric implemented in assay.metrics.core},
+}
+"""
+
+_CITE_SKLEARN = r"""
+@article{scikit-learn,
+  title={Scikit-learn: Machine Learning in {P}ython},
+  author={Pedregosa, F. and Varoquaux, G. and Gramfort, A. and Michel, V.
+          and Thirion, B. and Grisel, O. and Blondel, M. and Prettenhofer, P.
+          and Weiss, R. and Dubourg, V. and Vanderplas, J. and Passos, A. and
+          Cournapeau, D. and Brucher, M. and Perrot, M. and Duchesnay, E.},
+  journal={Journal of Machine Learning Research},
+  volume={12},
+  pages={2825--2830},
+  year={2011}
+}
+"""
+
+_CITE_ROUGE = r"""
+@inproceedings{lin-2004-rouge,
+    title = "{ROUGE}: A Package for Automatic Evaluation of Summaries",
+    author = "Lin, Chin-Yew",
+    booktitle = "Text Summarization Branches Out",
+    month = jul,
+    year = "2004",
+    address = "Barcelona, Spain",
+    publisher = "Association for Computational Linguistics",
+    url = "https://www.aclweb.org/anthology/W04-1013",
+    pages = "74--81",
+}
+"""
+
+_CITE_SACREBLEU = r"""
+@inproceedings{post-2018-call,
+    title = "A Call for Clarity in Reporting {BLEU} Scores",
+    author = "Post, Matt",
+    booktitle = "Proceedings of the Third Conference on Machine Translation: Research Papers",
+    month = oct,
+    year = "2018",
+    address = "Belgium, Brussels",
+    publisher = "Association for Computational Linguistics",
+    url = "https://www.aclweb.org/anthology/W18-6319",
+    pages = "186--191",
+}
+"""
+
+_CITE_BLEU = r"""
+@inproceedings{papineni-etal-2002-bleu,
+    title = "{B}leu: a Method for Automatic Evaluation of Machine Translation",
+    author = "Papineni, Kishore and Roukos, Salim and Ward, Todd and Zhu, Wei-Jing",
+    booktitle = "Proceedings of the 40th Annual Meeting of the Association for Computational Linguistics",
+    month = jul,
+    year = "2002",
+    address = "Philadelphia, Pennsylvania, USA",
+    publisher = "Association for Computational Linguistics",
+    url = "https://www.aclweb.org/anthology/P02-1040",
+    pages = "311--318",
+}
+"""
+
+_CITE_CHRF = r"""
+@inproceedings{popovic-2015-chrf,
+    title = "chr{F}: character n-gram {F}-score for automatic {MT} evaluation",
+    author = "Popovi{\'c}, Maja",
+    booktitle = "Proceedings of the Tenth Workshop on Statistical Machine Translation",
+    month = sep,
+    year = "2015",
+    address = "Lisbon, Portugal",
+    publisher = "Association for Computational Linguistics",
+    url = "https://aclanthology.org/W15-3049",
+    pages = "392--395",
+}
+"""
+
+_CITE_JSON_SCHEMA = r"""
+@misc{json-schema,
+  title = {{JSON} Schema},
+  howpublished = {\url{https://json-schema.org/}},
+}
+"""
+
+
 # ---------------------------------------------------------------------------------------
 # the metric interface
 
@@ -252,6 +383,13 @@ class Metric:
     Subclasses set ``name``, ``higher_is_better`` and ``decomposable`` and implement
     ``score_each``; corpus metrics (``decomposable = False``) also override ``aggregate``.
     Options arrive as constructor keyword arguments (``MetricSpec.args``).
+
+    A builtin's documentation lives on its class: the docstring (followed by those of its
+    private base classes) describes it, ``:param name:`` fields in the constructor's
+    docstring describe its options, and the attributes below the rest. Its ``evaluate``
+    module file in ``assay/metrics/modules/`` is generated from them
+    (``python -m assay.metrics.modules._generate``), with each example's value computed by
+    running the metric.
     """
 
     name: str = "metric"
@@ -261,6 +399,24 @@ class Metric:
     path_options: tuple[str, ...] = ()
     #: cached helper objects, rebuilt on demand: not pickled (metrics travel to worker processes)
     _transient: tuple[str, ...] = ()
+    #: ``"module:attr"`` of the library callable that receives the constructor's ``**options``
+    options_forwarded_to: str | None = None
+
+    # -- documentation (see the class docstring)
+    #: display name
+    title: str = ""
+    #: what the corpus value is (the evaluate module's ``Returns``)
+    value_doc: str = "between 0 and 1"
+    #: what the references are
+    references_doc: str = "the references"
+    #: a reference may be a list of acceptable references
+    multi_reference: bool = False
+    #: references are not needed: ``compute(predictions=...)`` alone works
+    references_optional: bool = False
+    #: keyword arguments of ``compute`` for the documented examples (their values are computed)
+    examples: tuple[dict[str, Any], ...] = ()
+    citation: str = _CITE_ASSAY
+    reference_urls: tuple[str, ...] = ()
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -284,7 +440,11 @@ class Metric:
 
 
 class _Normalised(Metric):
-    """Options shared by the label metrics: how a prediction and a label are made comparable."""
+    """Predictions and references are compared after normalisation (``normalize_text``): by
+    default case, surrounding whitespace, runs of whitespace and leading/trailing punctuation
+    are ignored, so " b. " matches "B" but "The answer is B." does not. Labels that are
+    numbers are compared as text (1 matches "1", and 3.0 matches "3").
+    """
 
     def __init__(
         self,
@@ -294,6 +454,15 @@ class _Normalised(Metric):
         normalize_whitespace: bool = True,
         regexes_to_ignore: Sequence[str] | str = (),
     ):
+        """
+        :param ignore_case: compare case-insensitively (Unicode casefold).
+        :param strip: strip surrounding whitespace.
+        :param ignore_punctuation: strip leading and trailing punctuation (Unicode categories
+            P*; a minus sign in front of a number is kept).
+        :param normalize_whitespace: collapse runs of whitespace to one space.
+        :param regexes_to_ignore: regular expressions (one, or a list) whose matches are
+            removed before anything else, so they see the original case.
+        """
         if isinstance(regexes_to_ignore, str):
             regexes_to_ignore = [regexes_to_ignore]
         self.options = dict(
@@ -310,9 +479,17 @@ class _Normalised(Metric):
 
 
 class ExactMatch(_Normalised):
-    """1 if the normalised prediction equals the normalised reference (any of them, for a list)."""
+    """Share of predictions equal to their reference after normalisation.
+
+    A reference may be a list of acceptable answers: any one matching counts. A failed model
+    call (prediction None) counts as a miss; an example whose reference is None is left out.
+    """
 
     name = "exact_match"
+    title = "Exact match"
+    value_doc = "share of exact matches, between 0 and 1"
+    multi_reference = True
+    examples = ({"predictions": ["Paris.", "london", None], "references": ["paris", "Berlin", ["Rome", "Roma"]]},)
 
     def score_each(self, predictions, references):
         preds, refs = _pairs(predictions, references)
@@ -328,9 +505,20 @@ class ExactMatch(_Normalised):
 
 
 class Accuracy(ExactMatch):
-    """Label accuracy: share of predictions equal to the label after exact_match's normalisation."""
+    """Label accuracy: the share of predictions equal to their label after normalisation, so a
+    generated "Positive." counts for the label "positive".
+
+    A failed model call (prediction None) counts as wrong; an example whose label is None is
+    left out.
+    """
 
     name = "accuracy"
+    title = "Accuracy"
+    value_doc = "share of correct labels, between 0 and 1"
+    multi_reference = False
+    examples = (
+        {"predictions": ["Positive.", "negative", "neutral", None], "references": ["positive", "negative", "positive", "neutral"]},
+    )
 
 
 def label_counts(
@@ -342,9 +530,9 @@ def label_counts(
     The labels are ``labels`` if given, else the sorted labels seen in the references (or,
     with ``union``, in the references and predictions, as sklearn does by default). An LLM
     that answers with free text would otherwise add one zero-F1 "class" per distinct wrong
-    string and drag the macro average down for reasons that have nothing to do with the task. A None prediction (failed call) is a false negative for
-    its reference's label and a false positive for nothing; pairs with a None reference
-    are ignored.
+    string and drag the macro average down for reasons that have nothing to do with the
+    task. A None prediction (failed call) is a false negative for its reference's label and
+    a false positive for nothing; pairs with a None reference are ignored.
     """
     pairs = [(p, r) for p, r in zip(predictions, references) if r is not None]
     if labels is None:
@@ -375,17 +563,35 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 class _LabelMetric(_Normalised):
-    """Precision/recall/F1 over normalised labels, macro- or micro-averaged like sklearn (zero_division=0).
-
-    ``score_each`` gives per-example correctness (0/1) for inspection; the corpus value
-    is not its mean, hence ``decomposable = False``.
+    """The labels averaged over are, by default, the labels the references use
+    (``label_set="references"``): an answer that is no label (free text, a typo) is wrong for
+    its reference's label but is not a class of its own adding a zero to the average.
+    ``label_set="union"`` also counts the labels predicted, as scikit-learn does by default;
+    ``labels`` fixes the set. A label that is never predicted (or never the reference)
+    scores 0 (scikit-learn's ``zero_division=0``). A failed model call (prediction None) is
+    a false negative for its reference's label and a false positive for no label; an
+    example whose label is None is left out.
     """
 
+    # score_each gives per-example correctness (0/1) for inspection; the corpus value is
+    # not its mean
     decomposable = False
     average = "macro"
     measure = "f1"
+    citation = _CITE_SKLEARN
+    examples = (
+        {"predictions": ["a", "b", "b", "c"], "references": ["a", "a", "b", "b"]},
+        {"predictions": ["a", "b", "b", "c"], "references": ["a", "a", "b", "b"], "label_set": "union"},
+    )
 
     def __init__(self, labels: Sequence[Any] | None = None, label_set: str = "references", **options):
+        """
+        :param labels: the labels to average over (normalised like the inputs); when given,
+            ``label_set`` is not used.
+        :param label_set: without ``labels``, which labels are averaged over: "references"
+            (the labels the references use) or "union" (those and the labels predicted, as
+            scikit-learn's default).
+        """
         super().__init__(**options)
         if label_set not in ("references", "union"):
             raise ValueError(f"label_set must be 'references' or 'union', got {label_set!r}")
@@ -464,40 +670,74 @@ class _LabelMetric(_Normalised):
 
 
 class MacroF1(_LabelMetric):
-    """F1 per label, unweighted mean over labels (sklearn ``f1_score(average="macro", zero_division=0)``)."""
+    """Macro F1: F1 per label, averaged over the labels with equal weight, as
+    ``sklearn.metrics.f1_score(average="macro", zero_division=0)`` over the same labels.
+    """
 
     name = "macro_f1"
+    title = "Macro F1"
     average, measure = "macro", "f1"
+    reference_urls = ("https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html",)
 
 
 class MicroF1(_LabelMetric):
-    """F1 from pooled counts (sklearn ``f1_score(average="micro")``); equals accuracy when no call failed."""
+    """Micro F1: F1 from the true positive, false positive and false negative counts pooled
+    over the labels, as ``sklearn.metrics.f1_score(average="micro", zero_division=0)`` over
+    the same labels. With ``label_set="union"`` and no failed call it equals accuracy; with
+    the default label set an answer that is no label is not a false positive, so it can be
+    higher.
+    """
 
     name = "micro_f1"
+    title = "Micro F1"
     average, measure = "micro", "f1"
+    reference_urls = ("https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html",)
 
 
 class MacroPrecision(_LabelMetric):
+    """Macro precision: per label, the share of the predictions of that label that are right,
+    averaged over the labels with equal weight, as
+    ``sklearn.metrics.precision_score(average="macro", zero_division=0)`` over the same labels.
+    """
+
     name = "macro_precision"
+    title = "Macro precision"
     average, measure = "macro", "precision"
+    reference_urls = ("https://scikit-learn.org/stable/modules/generated/sklearn.metrics.precision_score.html",)
 
 
 class MacroRecall(_LabelMetric):
+    """Macro recall: per label, the share of its examples predicted as that label, averaged
+    over the labels with equal weight, as
+    ``sklearn.metrics.recall_score(average="macro", zero_division=0)`` over the same labels.
+    """
+
     name = "macro_recall"
+    title = "Macro recall"
     average, measure = "macro", "recall"
+    reference_urls = ("https://scikit-learn.org/stable/modules/generated/sklearn.metrics.recall_score.html",)
 
 
 class _Rouge(Metric):
-    """ROUGE F-measure from ``rouge_score`` (its default tokenizer: lower-case, ``[a-z0-9]+`` tokens).
-
-    Several references for one example: the best-scoring one counts (``score_multi``).
-    Note the default tokenizer drops every non-ASCII-alphanumeric character.
+    """The F-measure from Google's ``rouge_score`` package, averaged over examples. Text is
+    tokenized by rouge_score's default tokenizer: lower case, runs of ``[a-z0-9]`` (every
+    other character, non-ASCII letters included, is dropped). With several references for
+    one example the best-scoring one counts (``score_multi``). A failed model call
+    (prediction None) scores 0; an example whose reference is None is left out.
     """
 
     rouge_type = "rouge1"
     _transient = ("_scorer",)
+    value_doc = "mean F-measure over examples, between 0 and 1"
+    multi_reference = True
+    citation = _CITE_ROUGE
+    reference_urls = ("https://github.com/google-research/google-research/tree/master/rouge",)
+    examples = ({"predictions": ["the cat sat down", None], "references": ["The cat sat.", "a dog"]},)
 
     def __init__(self, use_stemmer: bool = False):
+        """
+        :param use_stemmer: Porter-stem the tokens before matching.
+        """
         self.options = {"use_stemmer": bool(use_stemmer)}
         self._scorer = None
 
@@ -527,27 +767,39 @@ class _Rouge(Metric):
 
 
 class Rouge1(_Rouge):
+    """ROUGE-1: unigram overlap between prediction and reference."""
+
     name = rouge_type = "rouge1"
+    title = "ROUGE-1"
 
 
 class Rouge2(_Rouge):
+    """ROUGE-2: bigram overlap between prediction and reference."""
+
     name = rouge_type = "rouge2"
+    title = "ROUGE-2"
 
 
 class RougeL(_Rouge):
+    """ROUGE-L: longest common subsequence of prediction and reference."""
+
     name = rouge_type = "rougeL"
+    title = "ROUGE-L"
 
 
 class _SacreBleu(Metric):
-    """sacrebleu corpus score on its 0-100 scale; ``score_each`` gives sentence-level scores.
-
-    Options go to the sacrebleu metric's constructor (``lowercase``, ``tokenize``, ...).
-    A failed call is scored as an empty hypothesis; examples without reference are left out.
-    Several references per example are passed as reference streams (missing ones as None).
+    """A corpus score from ``sacrebleu``, on its 0-100 scale (not a mean of sentence scores);
+    the options are the sacrebleu metric's. A reference may be a list of references, their
+    number varying per example. A failed model call (prediction None) is scored as an empty
+    hypothesis; an example whose reference is None is left out.
     """
 
+    # score_each gives sentence-level scores; several references per example are passed
+    # as reference streams (missing ones as None)
     decomposable = False
     _transient = ("_corpus", "_sentence")
+    multi_reference = True
+    reference_urls = ("https://github.com/mjpost/sacrebleu",)
 
     def __init__(self, **options):
         self.options = dict(options)
@@ -555,7 +807,7 @@ class _SacreBleu(Metric):
         self._sentence = None
 
     def _make(self, **options):
-        raise NotImplementedError
+        return _import_attr(self.options_forwarded_to)(**options)
 
     def _corpus_metric(self):
         if self._corpus is None:
@@ -595,40 +847,60 @@ class _SacreBleu(Metric):
 
 
 class Bleu(_SacreBleu):
-    """sacrebleu ``corpus_bleu``; sentence scores use effective order, like ``sacrebleu.sentence_bleu``."""
+    """BLEU as ``sacrebleu.corpus_bleu`` computes it (per-example scores use effective order,
+    like ``sacrebleu.sentence_bleu``).
+    """
 
     name = "bleu"
-
-    def _make(self, **options):
-        from sacrebleu.metrics import BLEU
-
-        return BLEU(**options)
+    title = "SacreBLEU"
+    options_forwarded_to = "sacrebleu.metrics:BLEU"
+    value_doc = "corpus BLEU, between 0 and 100"
+    citation = _CITE_BLEU + _CITE_SACREBLEU
+    examples = (
+        {"predictions": ["the cat sat on the mat", "hello there"], "references": [["the cat sat on a mat", "a cat sat on the mat"], ["hello there"]]},
+    )
 
     def _sentence_metric(self):
         if self._sentence is None:
-            from sacrebleu.metrics import BLEU
-
-            self._sentence = BLEU(**{**self.options, "effective_order": True})
+            self._sentence = self._make(**{**self.options, "effective_order": True})
         return self._sentence
 
 
 class Chrf(_SacreBleu):
-    """sacrebleu ``corpus_chrf`` (``word_order=2`` gives chrF++)."""
+    """chrF as ``sacrebleu.corpus_chrf`` computes it (``word_order=2`` gives chrF++)."""
 
     name = "chrf"
-
-    def _make(self, **options):
-        from sacrebleu.metrics import CHRF
-
-        return CHRF(**options)
+    title = "chrF"
+    options_forwarded_to = "sacrebleu.metrics:CHRF"
+    value_doc = "corpus chrF, between 0 and 100"
+    citation = _CITE_CHRF + _CITE_SACREBLEU
+    examples = (
+        {"predictions": ["the cat sat on the mat"], "references": ["the cat sat on a mat"]},
+        {"predictions": ["the cat sat on the mat"], "references": ["the cat sat on a mat"], "word_order": 2},
+    )
 
 
 class NumericMatch(Metric):
-    """1 if the first number in the prediction is close to the reference number (``math.isclose``)."""
+    """Share of predictions whose first number is close to the reference number
+    (``math.isclose`` with ``rel_tol`` and ``abs_tol``).
+
+    Numbers may carry a sign, thousands separators, decimals and an exponent ("The total is
+    $1,234.50" gives 1234.5). The reference is a number, or text holding one. A prediction
+    without a number, or a failed model call (None), counts as wrong; an example whose
+    reference holds no number is left out.
+    """
 
     name = "numeric_match"
+    title = "Numeric match"
+    value_doc = "share of matching numbers, between 0 and 1"
+    references_doc = "the expected numbers (numbers, or text holding one)"
+    examples = ({"predictions": ["The answer is 42.", "about 3.5", "none"], "references": ["42", 3.5, "0"]},)
 
     def __init__(self, rel_tol: float = 0.0, abs_tol: float = 1e-6):
+        """
+        :param rel_tol: relative tolerance.
+        :param abs_tol: absolute tolerance.
+        """
         if rel_tol < 0 or abs_tol < 0:
             raise ValueError("rel_tol and abs_tol must be >= 0")
         self.options = {"rel_tol": float(rel_tol), "abs_tol": float(abs_tol)}
@@ -648,11 +920,27 @@ class NumericMatch(Metric):
 
 
 class RegexMatch(Metric):
-    """1 if ``re.search(pattern, prediction)`` matches; without ``pattern`` the reference is the pattern."""
+    """Share of predictions in which a regular expression is found (``re.search``).
+
+    The pattern is the ``pattern`` option or, without it, each example's reference (an
+    example whose reference is None is then left out). A failed model call (prediction
+    None) counts as no match.
+    """
 
     name = "regex_match"
+    title = "Regex match"
+    value_doc = "share of matches, between 0 and 1"
+    references_doc = "the patterns (ignored when ``pattern`` is given)"
+    examples = (
+        {"predictions": ["Order #123 shipped", "no order"], "references": [r"#\d+", r"#\d+"]},
+        {"predictions": ["Order #123 shipped", "no order"], "references": [None, None], "pattern": "ORDER", "ignore_case": True},
+    )
 
     def __init__(self, pattern: str | None = None, ignore_case: bool = False):
+        """
+        :param pattern: the regular expression; without it, each reference is the pattern.
+        :param ignore_case: match case-insensitively.
+        """
         self.options = {"pattern": pattern, "ignore_case": bool(ignore_case)}
         self._flags = re.IGNORECASE if ignore_case else 0
         self._pattern = None if pattern is None else re.compile(pattern, self._flags)
@@ -676,11 +964,23 @@ class RegexMatch(Metric):
 
 
 class Contains(Metric):
-    """1 if the reference (any of them, for a list) occurs in the prediction."""
+    """Share of predictions that contain their reference as a substring (any of them, for a
+    list of references).
+
+    A failed model call (prediction None) counts as a miss; an example whose reference is
+    None is left out.
+    """
 
     name = "contains"
+    title = "Contains"
+    value_doc = "share of predictions containing their reference, between 0 and 1"
+    multi_reference = True
+    examples = ({"predictions": ["The capital is Paris.", "I think Lyon"], "references": ["paris", "Marseille"]},)
 
     def __init__(self, ignore_case: bool = True):
+        """
+        :param ignore_case: compare case-insensitively (Unicode casefold).
+        """
         self.options = {"ignore_case": bool(ignore_case)}
 
     def score_each(self, predictions, references):
@@ -698,9 +998,19 @@ class Contains(Metric):
 
 
 class JsonValid(Metric):
-    """1 if the prediction is JSON (or holds a ```json fenced block that is); references are ignored."""
+    """Share of predictions that are valid JSON, as a whole or in a ```json fenced block (as
+    chat models often answer). NaN and Infinity are not JSON.
+
+    References are ignored and may be left out. A failed model call (prediction None) counts
+    as invalid.
+    """
 
     name = "json_valid"
+    title = "Valid JSON"
+    value_doc = "share of valid JSON outputs, between 0 and 1"
+    references_doc = "ignored"
+    references_optional = True
+    examples = ({"predictions": ['{"a": 1}', 'Here:\n```json\n[1, 2]\n```', "{a: 1}", '{"a": NaN}']},)
 
     def __init__(self):
         self.options = {}
@@ -730,16 +1040,36 @@ def _load_schema(schema: Any) -> Mapping:
 
 
 class JsonSchema(Metric):
-    """1 if the prediction is JSON (fenced blocks accepted) and conforms to ``schema``.
+    """Share of predictions that are JSON (whole, or in a ```json fenced block) conforming to a
+    JSON Schema, checked with the ``jsonschema`` package (the draft is taken from the
+    schema's ``$schema``, the latest by default).
 
-    ``schema`` is a dict or a path to a JSON file; without it, each reference is the schema.
+    The schema is the ``schema`` option or, without it, each example's reference (JSON text;
+    an example whose reference is None is then left out). A failed model call (prediction
+    None) counts as invalid.
     """
 
     name = "json_schema"
     path_options = ("schema",)
     _transient = ("_validator",)
+    title = "JSON schema conformance"
+    value_doc = "share of conforming outputs, between 0 and 1"
+    references_doc = "JSON schemas, used when ``schema`` is not given"
+    references_optional = True
+    citation = _CITE_JSON_SCHEMA
+    reference_urls = ("https://json-schema.org/", "https://python-jsonschema.readthedocs.io/")
+    examples = (
+        {
+            "predictions": ['{"label": "yes"}', '{"label": "maybe"}', "```json\n{\"label\": \"no\"}\n```"],
+            "schema": {"type": "object", "required": ["label"], "properties": {"label": {"enum": ["yes", "no"]}}},
+        },
+    )
 
     def __init__(self, schema: Mapping | str | None = None):
+        """
+        :param schema: the JSON Schema: a dict, JSON text or the path of a JSON file; without
+            it, each reference is the schema.
+        """
         self.options = {"schema": schema}
         self._schema = None if schema is None else _load_schema(schema)
         self._validator = None if self._schema is None else self._make_validator(self._schema)
@@ -778,15 +1108,25 @@ class JsonSchema(Metric):
 
 
 class OutputLength(Metric):
-    """Length of the prediction in characters (``unit="chars"``) or whitespace-separated words.
+    """Mean length of the predictions, in characters (``unit="chars"``) or whitespace-separated
+    words. Lower is better (shorter answers are cheaper).
 
-    A failed call has no output: its length is NaN, left out of the mean.
+    References are ignored and may be left out. A failed model call (prediction None) has no
+    length and is left out of the mean.
     """
 
     name = "output_length"
     higher_is_better = False
+    title = "Output length"
+    value_doc = "mean length, in characters or words"
+    references_doc = "ignored"
+    references_optional = True
+    examples = ({"predictions": ["abc", "hello world", None]}, {"predictions": ["abc", "hello world", None], "unit": "words"})
 
     def __init__(self, unit: str = "chars"):
+        """
+        :param unit: "chars" or "words".
+        """
         if unit not in ("chars", "words"):
             raise ValueError(f"output_length: unit must be 'chars' or 'words', got {unit!r}")
         self.options = {"unit": unit}
