@@ -15,6 +15,7 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ["ASSAY_LOCK_DIR"] = os.path.join(_HOME, "locks")
 
 import pytest  # noqa: E402
 

@@ -116,11 +116,56 @@ def check_models(loaded: LoadedConfig, pipeline: str, models: list[str] | None) 
     return list(models or p.models)
 
 
+def _lock_file(url: str) -> str:
+    import hashlib
+
+    base = os.environ.get("ASSAY_LOCK_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "assay", "locks")
+    os.makedirs(base, exist_ok=True)
+    return os.path.join(base, hashlib.sha256(url.encode()).hexdigest()[:32] + ".lock")
+
+
+#: run folder URL -> the open lock file this process holds for it
+_HELD: dict[str, int] = {}
+
+
+def claim(folder: RunFolder) -> bool:
+    """Take the run folder for this process: False when another live process holds it.
+
+    The lock is an OS file lock (``flock``) on a file named after the folder's URL, so the
+    operating system releases it when the holder dies, even by ``kill -9``: a killed run's
+    folder can be resumed at once, a live one never is. It covers the processes of one
+    machine; runs on other machines are told apart by their run folders.
+    """
+    url = folder.url
+    if url in _HELD:
+        return True
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: one process per run folder is the user's to keep
+        return True
+    fd = os.open(_lock_file(url), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _HELD[url] = fd
+    return True
+
+
+def release(folder: RunFolder) -> None:
+    """Let go of a run folder this process claimed."""
+    fd = _HELD.pop(folder.url, None)
+    if fd is not None:
+        os.close(fd)
+
+
 def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | None = None,
               sample: int | None = None, artifacts: str | None = None, cache_mode: str | None = None,
               loaded: LoadedConfig | None = None, new: bool = False) -> RunContext:
     """Create a run folder and its manifest, or resume the unfinished run of the same request
-    (same pipeline, date, resolved config, models and sample); ``new`` always starts afresh."""
+    (same pipeline, date, resolved config, models and sample) unless another live process is
+    running it (see :func:`claim`); ``new`` always starts afresh."""
     loaded = loaded or load_config(config_path)
     p = loaded.pipeline(pipeline)
     chosen = check_models(loaded, pipeline, models)
@@ -133,12 +178,14 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
     if not new:
         for rf in reversed(store.runs(pipeline, as_of.isoformat())):
             m = rf.manifest() or {}
-            if m.get("status") in ("running", "failed") and m.get("config_hash") == chash and m.get("request") == request:
+            if m.get("status") in ("running", "failed") and m.get("config_hash") == chash and m.get("request") == request \
+                    and claim(rf):
                 run_id, resumed = rf.run_id, True
                 break
     run_id = run_id or store.new_run_id(chash)
     ctx = RunContext(str(loaded.path), pipeline, as_of, run_id, root, chosen, sample, mode, resumed, _cfg=loaded)
     rf = ctx.folder
+    claim(rf)
     manifest = rf.manifest() if resumed else None
     if manifest is None:
         manifest = {
@@ -158,8 +205,11 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
 def fail(ctx: RunContext, stage: str, error: str, **extra) -> None:
     """Mark the run failed, keeping what it produced; ``extra`` goes into the manifest too."""
     ctx.update_manifest(status="failed", error={"stage": stage, "message": error}, finished_at=M.now_utc(), **extra)
+    release(ctx.folder)
 
 
 def finish(ctx: RunContext, **extra) -> dict:
     """Mark the run complete (every stage finished); ``extra`` goes into the manifest too."""
-    return ctx.update_manifest(status="complete", finished_at=M.now_utc(), **extra)
+    m = ctx.update_manifest(status="complete", finished_at=M.now_utc(), **extra)
+    release(ctx.folder)
+    return m

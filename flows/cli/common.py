@@ -1,6 +1,7 @@
 """What every command of the ``assay`` CLI shares: options, exit codes, config loading, errors.
 
-Exit codes: 0 success, 1 failed run, 2 configuration or usage error, 3 a quality gate broke.
+Exit codes: 0 success, 1 failed run, 2 configuration or usage error, 3 a quality gate broke,
+130 interrupted (Ctrl-C; the run is kept and the same command resumes it).
 """
 
 import os
@@ -10,7 +11,7 @@ import typer
 
 CONFIG_OPT = typer.Option("pipelines.yaml", "--config", "-c", help="Path to pipelines.yaml.")
 ARTIFACTS_OPT = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL.")
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_GATE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_GATE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def apply_environment_defaults() -> None:

@@ -16,7 +16,17 @@ from typing import Optional
 
 import typer
 
-from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, EXIT_GATE, EXIT_OK, err, load_pipeline, parse_date
+from flows.cli.common import (
+    CONFIG_OPT,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_GATE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    err,
+    load_pipeline,
+    parse_date,
+)
 
 
 def run(
@@ -88,7 +98,7 @@ class _Terminal(logging.Handler):
 
         msg = escape(record.getMessage())
         style = {logging.WARNING: "yellow", logging.ERROR: "red", logging.CRITICAL: "red"}.get(record.levelno)
-        self.console.print(f"[{style}]{msg}[/]" if style else msg)
+        self.console.print(f"[{style}]{msg}[/]" if style else msg, soft_wrap=True)
 
     def __call__(self, model, done, total, errors, usd):
         import time
@@ -129,13 +139,22 @@ def execute(pipeline, day, models, sample, config, artifacts, cache, progress=Fa
     # Assay's one-line verdict; Prefect's console lines (and a failure's traceback) only with
     # --debug. The Prefect UI gets every line either way.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "DEBUG" if debug else "CRITICAL")
+    problem = prefect_api_problem()
+    if problem:
+        err(problem)
+        return EXIT_CONFIG, None
     terminal = _Terminal(bar=progress)
-    with terminal.attached():
-        from flows.assess import assess, outcome
+    try:
+        with terminal.attached():
+            stop_orphaned_temporary_servers()
+            from flows.assess import assess, outcome
 
-        with _heartbeats():
-            state = assess(pipeline=pipeline, as_of=day, models=models, sample=sample, config=config,
-                           artifacts=artifacts, cache=cache, return_state=True)
+            with _heartbeats():
+                state = assess(pipeline=pipeline, as_of=day, models=models, sample=sample, config=config,
+                               artifacts=artifacts, cache=cache, return_state=True)
+    except KeyboardInterrupt:
+        err("interrupted: the run is kept as failed with what it wrote; the same command resumes it")
+        return EXIT_INTERRUPTED, None
     out = outcome(state)
     if out.folder and out.status in ("complete", "gate failed"):
         print_result(out.folder, pipeline)
@@ -147,6 +166,70 @@ def execute(pipeline, day, models, sample, config, artifacts, cache, progress=Fa
     where = f"; partial artifacts in {out.folder}; the same command resumes the run" if out.folder else ""
     err(f"run failed: {out.message}{where}")
     return EXIT_FAILED, out.folder
+
+
+def prefect_api_problem() -> str | None:
+    """Why the configured Prefect API cannot be used, or None (reachable, or none configured:
+    Prefect then starts a temporary server for the run)."""
+    import urllib.error
+    import urllib.request
+
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return None
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=10) as r:
+            if r.status == 200:
+                return None
+            reason = f"HTTP {r.status}"
+    except urllib.error.HTTPError as e:
+        reason = f"HTTP {e.code}"
+    except (OSError, ValueError) as e:
+        reason = str(getattr(e, "reason", None) or e)
+    return (f"cannot reach the Prefect API at {url} ({reason}): start it with `prefect server start`, "
+            "or unset PREFECT_API_URL to run with a temporary server")
+
+
+def stop_orphaned_temporary_servers() -> list[int]:
+    """Stop Prefect temporary servers left behind by a killed ``assay run`` of this Prefect home.
+
+    Prefect starts its temporary server as a child process; when its parent is killed
+    (``kill -9``) the server lives on, orphaned. Such a process is recognised by Prefect's own
+    marker in its environment (``PREFECT__SERVER_EPHEMERAL=1``), this ``PREFECT_HOME``, and a
+    parent that is gone (it was re-parented to init). Linux only (it reads /proc); elsewhere a
+    no-op. Returns the pids stopped.
+    """
+    import signal
+
+    from prefect.settings import get_current_settings
+
+    if not os.path.isdir("/proc"):
+        return []
+    home = str(get_current_settings().home)
+    stopped = []
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if env.get(b"PREFECT__SERVER_EPHEMERAL") != b"1" or ppid != 1:
+            continue
+        if os.path.realpath(env.get(b"PREFECT_HOME", b"").decode() or os.path.expanduser("~/.prefect")) != os.path.realpath(home):
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+            stopped.append(pid)
+        except OSError:
+            pass
+    if stopped:
+        logging.getLogger("assay").info("stopped %d Prefect temporary server(s) left by a killed run: pid %s",
+                                        len(stopped), ", ".join(map(str, stopped)))
+    return stopped
 
 
 def print_result(folder: str, pipeline: str) -> None:
