@@ -8,6 +8,7 @@ object stores publish a whole object on close, which is atomic already.
 import io
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -31,6 +32,18 @@ BREAKEVEN = "breakeven.parquet"
 SUMMARY = "summary.md"
 REPORT = "report.html"
 MANIFEST = "manifest.json"
+
+
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def safe_component(kind: str, value: str) -> str:
+    """``value`` as one path component of a run folder (a pipeline name, a run id): a ValueError
+    names it when it could climb out of the artifact root or split into several components."""
+    if not isinstance(value, str) or not value or value in (".", "..") or value.startswith(".") or _UNSAFE.search(value):
+        raise ValueError(f"{kind} {value!r} cannot name a folder: use letters, digits, '-', '_' or '.', "
+                         "without path separators or a leading dot")
+    return value
 
 
 def _is_url(root: str) -> bool:
@@ -74,13 +87,13 @@ class Store:
     def _ls_dirs(self, path: str) -> list[str]:
         if self.remote:
             try:
-                return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(path, detail=True)
-                              if e["type"] == "directory")
+                names = (e["name"].rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(path, detail=True) if e["type"] == "directory")
+                return sorted(n for n in names if not n.startswith("."))
             except FileNotFoundError:
                 return []
         if not os.path.isdir(path):
             return []
-        return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+        return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
 
     def _loc(self, *parts: str) -> str:
         return "/".join([self.base, *parts]) if self.remote else os.path.join(self.base, *parts)
@@ -111,6 +124,11 @@ class RunFolder:
     run_id: str
     # sha256 of what this object wrote, so the manifest need not read an artifact back to hash it
     _written: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        safe_component("pipeline", self.pipeline)
+        safe_component("as_of", self.as_of)
+        safe_component("run id", self.run_id)
 
     @property
     def url(self) -> str:

@@ -234,3 +234,11 @@ def test_a_whole_run_on_a_memory_store(tmp_path, mem_root):
     assert m[(m.slice == "all")].iloc[0].value == pytest.approx(3 / 4)  # wrong on id 3
     names = {p.rsplit("/", 1)[-1] for p in fsspec.filesystem("memory").ls("/" + rf.url.split("://", 1)[1], detail=False)}
     assert {S.DATASET, S.METRICS, S.COSTS, S.SUMMARY, S.REPORT, S.MANIFEST} <= names
+
+
+@pytest.mark.parametrize("pipeline, run_id", [("../../escape", "r1"), ("a/b", "r1"), ("..", "r1"), (".hidden", "r1"),
+                                              ("p", "../r1"), ("p", "r\x001"), ("p", "r\n1"), ("", "r1"), ("p", "a\\b")])
+def test_a_name_cannot_climb_out_of_the_artifact_root(tmp_path, pipeline, run_id):
+    with pytest.raises(ValueError, match="cannot name a folder"):
+        Store(tmp_path / "root").run(pipeline, DAY, run_id)
+    assert not (tmp_path / "root").exists() and list(tmp_path.iterdir()) == []
