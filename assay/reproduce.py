@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from assay import store as S
-from assay.config import AssayConfig, LoadedConfig, _expand_env
+from assay.config import AssayConfig, LoadedConfig
+from assay.config.loading import _expand_env
 from assay.store import RunFolder, Store
 
 #: Columns that are measurements of one execution, not results (compared, but reported apart).
