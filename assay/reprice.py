@@ -97,8 +97,10 @@ def _expand(value):
 def _validate(kind, raw, where: str):
     from pydantic import ValidationError
 
+    from assay.config import parse_model
+
     try:
-        return kind.model_validate(_expand(raw))
+        return parse_model(_expand(raw)) if kind is None else kind.model_validate(_expand(raw))
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
         raise RepriceError(f"manifest.json {where} is not a valid config: {problems}") from None
@@ -106,7 +108,7 @@ def _validate(kind, raw, where: str):
 
 def recorded_config(manifest: dict):
     """(PipelineConfig, {model: ModelConfig}) from the manifest's recorded config, for the run's models."""
-    from assay.config import ModelConfig, PipelineConfig
+    from assay.config import PipelineConfig
 
     raw = manifest.get("config") or {}
     if not isinstance(raw.get("pipeline"), dict):
@@ -118,7 +120,7 @@ def recorded_config(manifest: dict):
     for name in names:
         if not isinstance(raw_models.get(name), dict):
             raise RepriceError(f"manifest.json has no recorded config for model {name!r} (config.models.{name})")
-        models[name] = _validate(ModelConfig, raw_models[name], f"config.models.{name}")
+        models[name] = _validate(None, raw_models[name], f"config.models.{name}")
     return pipe, models
 
 
@@ -138,7 +140,7 @@ def _as_day(on) -> str | None:
 def _judge_quoter(manifest: dict, day: str, recorded: bool):
     """Price a judge at ``day``: its recorded quote when it is for that day (always with recorded
     prices), else a fresh quote of its recorded model config (or of the recorded genai-prices entry)."""
-    from assay.config import ModelConfig
+    from assay.config import OpenAIModel
     from assay.pricing import PriceQuote, quote
 
     rec = manifest.get("judge_prices") or {}
@@ -151,10 +153,10 @@ def _judge_quoter(manifest: dict, day: str, recorded: bool):
         if recorded or q.as_of == day:
             return q
         if isinstance(r.get("model_config"), dict):
-            return quote(_validate(ModelConfig, r["model_config"], f"judge_prices.{judge}.model_config"), day)
+            return quote(_validate(None, r["model_config"], f"judge_prices.{judge}.model_config"), day)
         if q.source == "genai-prices" and q.model_id:
             ref = f"{q.provider_id}/{q.model_id}" if q.provider_id else q.model_id
-            return quote(ModelConfig(provider="openai", model=q.model_id, price_ref=ref), day)
+            return quote(OpenAIModel(model=q.model_id, price_ref=ref), day)
         return PriceQuote(**{**q.to_dict(), "as_of": day})  # explicit prices do not change with the date
 
     return quote_of

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assay import costing
-from assay.config import ModelConfig
+from assay.config import OpenAIModel, parse_model
 from assay.invoke import read_responses
 from assay.pricing import PriceQuote, clear_cache, quote, token_cost
 from assay.reprice import RepriceError, reprice
@@ -27,7 +27,7 @@ from assay.store import Store
 from assay.testing.openai_server import OpenAIServer
 
 GOLDEN = Path(__file__).parent / "golden" / "costs"
-O3 = ModelConfig(provider="openai", model="o3", price_ref="openai/o3")
+O3 = OpenAIModel(model="o3", price_ref="openai/o3")
 AS_OF = date(2025, 6, 30)  # after the price cut
 
 # ticket, label, logged output, prompt, completion, cached tokens, logged_at
@@ -446,7 +446,7 @@ def test_golden_costs():
     responses = pd.read_csv(GOLDEN / "responses.csv", dtype={
         "model": str, "example_id": str, "output": str, "prompt_tokens": "Int64", "completion_tokens": "Int64",
         "cached_tokens": "Int64", "cache_write_tokens": "Int64", "latency_s": float, "cached": bool, "error": str})
-    models = {k: ModelConfig.model_validate(v) for k, v in inputs["models"].items()}
+    models = {k: parse_model(v) for k, v in inputs["models"].items()}
     quotes = {k: quote(m, inputs["as_of"]) for k, m in models.items()}
     table = costing.cost_table(responses, models, quotes, inputs["stats"], inputs["monthly_requests"], inputs["correct"])
     assert list(table["model"]) == list(expected["costs"])

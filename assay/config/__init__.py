@@ -6,8 +6,17 @@ imports :mod:`.checks`, which needs them, when it checks a file), so any module 
 types without an import cycle.
 """
 
-from assay.config.loading import ENV_PATTERN, ConfigError, LoadedConfig, format_path, load_config
+from assay.config.loading import (
+    ENV_PATTERN,
+    ConfigError,
+    LoadedConfig,
+    expand_env,
+    format_path,
+    load_config,
+    model_problems,
+)
 from assay.config.schema import (
+    MODEL_CLASSES,
     WINDOW_PATTERN,
     AssayConfig,
     Compute,
@@ -18,17 +27,25 @@ from assay.config.schema import (
     Hosting,
     MetricSpec,
     ModelConfig,
+    OpenAIModel,
     Partition,
     PipelineConfig,
     Price,
     PromptConfig,
+    PythonModel,
+    ReplayModel,
     Sample,
     Schedule,
+    SklearnModel,
     Strict,
+    TransformersModel,
+    model_options,
+    parse_model,
 )
 
 __all__ = [
     "AssayConfig", "Compute", "ConfigError", "CostConfig", "DatasetConfig", "ENV_PATTERN", "Gate", "Hardware", "Hosting",
-    "LoadedConfig", "MetricSpec", "ModelConfig", "Partition", "PipelineConfig", "Price", "PromptConfig", "Sample",
-    "Schedule", "Strict", "WINDOW_PATTERN", "format_path", "load_config",
+    "LoadedConfig", "MODEL_CLASSES", "MetricSpec", "ModelConfig", "OpenAIModel", "Partition", "PipelineConfig", "Price",
+    "PromptConfig", "PythonModel", "ReplayModel", "Sample", "Schedule", "SklearnModel", "Strict", "TransformersModel",
+    "WINDOW_PATTERN", "expand_env", "format_path", "load_config", "model_options", "model_problems", "parse_model",
 ]

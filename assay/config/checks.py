@@ -10,25 +10,19 @@ from pathlib import Path
 
 from assay.config.schema import AssayConfig
 from assay.metrics import METRICS, build_metric
-from assay.providers import PROVIDERS, check_model
+from assay.providers import PROVIDERS
 from assay.registry import UnknownName
 
 
 def cross_check(cfg: AssayConfig, base_dir: Path | None = None) -> list[tuple[tuple, str]]:
-    """Checks that span sections: model and metric names, metric options, provider requirements.
+    """Checks that span sections: model names in pipelines, metric names, options and files, judge
+    models, gates on computed metrics, and a prompt for openai models; (key path, message) pairs.
 
     A metric's options are checked here, by building it, so that a typo fails the config before
-    any model is paid for, not at the score stage.
+    any model is paid for, not at the score stage. (A model's own options are the schema's: each
+    provider's class takes only its own, see :mod:`assay.config.schema`.)
     """
     problems: list[tuple[tuple, str]] = []
-    for name, m in cfg.models.items():
-        try:
-            PROVIDERS.check(m.provider)
-        except UnknownName as e:
-            problems.append((("models", name, "provider"), str(e)))
-            continue
-        for field, msg in check_model(m):
-            problems.append((("models", name) + ((field,) if field else ()), msg))
     for pname, p in cfg.pipelines.items():
         for i, m in enumerate(p.models):
             if m not in cfg.models:
@@ -55,8 +49,8 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None) -> list[tuple[tu
             if spec.judge is not None and spec.judge not in cfg.models:
                 problems.append((("pipelines", pname, "metrics", i, "judge"), str(UnknownName("model", spec.judge, list(cfg.models)))))
             elif spec.judge is not None:
-                jprov = PROVIDERS.get(cfg.models[spec.judge].provider) if cfg.models[spec.judge].provider in PROVIDERS else None
-                if jprov is not None and getattr(jprov, "batch", False):
+                jprov = PROVIDERS.get(cfg.models[spec.judge].provider)
+                if getattr(jprov, "batch", False):
                     problems.append((("pipelines", pname, "metrics", i, "judge"),
                                      f"model {spec.judge!r} (provider {cfg.models[spec.judge].provider}) cannot answer prompts: "
                                      "a judge must be a model whose provider calls an endpoint (openai)"))

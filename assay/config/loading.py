@@ -4,17 +4,19 @@ Every error carries the YAML key path (``pipelines.support-triage.models[1]``) a
 found, the line number, so that a user can fix the file without reading a traceback.
 """
 
+import difflib
+import functools
 import hashlib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from assay.config.schema import AssayConfig, PipelineConfig
+from assay.config.schema import MODEL_CLASSES, AssayConfig, ModelConfig, PipelineConfig, model_options, parse_model
 from assay.registry import UnknownName
 
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -68,11 +70,14 @@ def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
     return best
 
 
-def _expand_env(value: Any, loc: tuple, problems: list) -> Any:
+UnsetEnv = Literal["error", "keep"]
+
+
+def _expand_env(value: Any, loc: tuple, problems: list, unset: UnsetEnv = "error") -> Any:
     if isinstance(value, dict):
-        return {k: _expand_env(v, loc + (k,), problems) for k, v in value.items()}
+        return {k: _expand_env(v, loc + (k,), problems, unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, loc + (i,), problems) for i, v in enumerate(value)]
+        return [_expand_env(v, loc + (i,), problems, unset) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
         def sub(m):
             var, default = m.group(1), m.group(2)
@@ -80,10 +85,112 @@ def _expand_env(value: Any, loc: tuple, problems: list) -> Any:
                 return os.environ[var]
             if default is not None:
                 return default
+            if unset == "keep":
+                return m.group(0)
             problems.append((loc, f"environment variable {var} is not set"))
             return ""
         return ENV_PATTERN.sub(sub, value)
     return value
+
+
+def expand_env(value: Any, unset: UnsetEnv = "error") -> tuple[Any, list[tuple[tuple, str]]]:
+    """``value`` with ``${VAR}`` and ``${VAR:-default}`` replaced from the environment, and the problems.
+
+    A variable that is not set and has no default is a problem (key path, message) with
+    ``unset="error"``; with ``unset="keep"`` it stays as written (``${VAR}``) and is no problem.
+    """
+    problems: list = []
+    return _expand_env(value, (), problems, unset), problems
+
+
+# ------------------------------------------------------------------------------------ validation errors
+def _message(err: dict) -> str:
+    msg = err["msg"]
+    return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+
+
+def _not_an_option(provider: str, key: str) -> str:
+    options = model_options(provider)
+    msg = f"not an option of provider {provider!r} (it takes: {', '.join(options)})"
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.75)
+    others = [repr(p) for p, cls in MODEL_CLASSES.items() if p != provider and key in cls.model_fields]
+    if close:
+        return f"{msg}; did you mean {close[0]!r}?"
+    if others:
+        return f"{msg}; {key} is an option of provider{'s' if len(others) > 1 else ''} {', '.join(others)}"
+    if "params" in options:
+        return f"{msg}; a setting of the model itself (temperature, say) goes under params:"
+    return msg
+
+
+def _model_problem(err: dict, rel: tuple) -> tuple[tuple, str]:
+    """One validation error inside a model's config: (key path within the model, message).
+
+    Pydantic names the union member in the path (``('openai', 'temprature')``): the provider is
+    dropped from the path and named in the message instead.
+    """
+    typ = err["type"]
+    if typ == "union_tag_invalid":
+        return ("provider",), str(UnknownName("provider", str(err["ctx"]["tag"]), list(MODEL_CLASSES)))
+    if typ == "union_tag_not_found":
+        return ("provider",), f"a model needs a provider: ({', '.join(sorted(MODEL_CLASSES))})"
+    if rel and rel[0] in MODEL_CLASSES:
+        provider, rel = rel[0], rel[1:]
+        if len(rel) == 1 and typ == "extra_forbidden":
+            return rel, _not_an_option(provider, str(rel[0]))
+        if len(rel) == 1 and typ == "missing":
+            return rel, f"required by provider {provider!r}"
+    return rel, _message(err)
+
+
+def validation_problems(e: ValidationError, one_model: bool = False) -> list[tuple[tuple, str]]:
+    """A ValidationError of :class:`AssayConfig` (or, with ``one_model=True``, of one model's config) as
+    (key path, message) pairs worded for the user of the YAML file."""
+    out = []
+    for err in e.errors(include_url=False):
+        loc = tuple(err["loc"])
+        # a metric is `str | MetricSpec`: pydantic names the union member in the path
+        if len(loc) > 4 and loc[0] == "pipelines" and loc[2] == "metrics" and loc[4] in ("str", "MetricSpec"):
+            loc = loc[:4] + loc[5:]
+        n = 0 if one_model else 2 if len(loc) >= 2 and loc[0] == "models" else None
+        if n is None:
+            out.append((loc, _message(err)))
+        else:
+            rel, msg = _model_problem(err, loc[n:])
+            out.append((loc[:n] + rel, msg))
+    return out
+
+
+def model_problems(data: Any) -> list[tuple[str, str]]:
+    """What is wrong with one model's config (a mapping with ``provider``): (key path within it, message)
+    for each problem, worded as :func:`load_config` words them; [] when it is valid."""
+    try:
+        parse_model(data)
+    except ValidationError as e:
+        return [(format_path(loc), msg) for loc, msg in validation_problems(e, one_model=True)]
+    return []
+
+
+@functools.cache
+def _flat_defaults() -> dict:
+    """Every provider's fields and their defaults as a JSON dump has them (None where a field is required)."""
+    out: dict = {}
+    for cls in MODEL_CLASSES.values():
+        for name, f in cls.model_fields.items():
+            if name == "provider":
+                continue
+            if out.get(name) is None and not f.is_required():
+                out[name] = TypeAdapter(f.annotation).dump_python(f.get_default(call_default_factory=True), mode="json")
+            out.setdefault(name, None)
+    return out
+
+
+def _hashed_model(m: ModelConfig) -> dict:
+    """A model's dump as the config hash sees it: with every provider's fields, those of other providers at
+    their defaults, which is how models were dumped when one class held every provider's fields. So the
+    hash of a config did not change when each provider got its own class, and the run ids, resumes and
+    ``assay reproduce`` checks that compare it keep working for runs recorded before."""
+    return {**_flat_defaults(), **m.model_dump(mode="json")}
 
 
 class LoadedConfig:
@@ -115,11 +222,11 @@ class LoadedConfig:
         }
 
     def config_hash(self, name: str, models: list[str] | None = None) -> str:
-        """Hash of the pipeline's resolved config (models optionally narrowed)."""
+        """Hash of the pipeline's resolved config (models optionally narrowed; see :func:`_hashed_model`)."""
         pipe = self.pipeline(name).model_dump(mode="json")
         names = models or pipe["models"]
         pipe["models"] = list(names)
-        payload = {"pipeline": pipe, "models": {m: self.config.models[m].model_dump(mode="json") for m in names}}
+        payload = {"pipeline": pipe, "models": {m: _hashed_model(self.config.models[m]) for m in names}}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -146,18 +253,13 @@ def load_config(path: str | os.PathLike = "pipelines.yaml", check: bool = True) 
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(str(path), [("", "the top level must be a mapping with 'models' and 'pipelines'", 1)])
-    env_problems: list = []
-    expanded = _expand_env(raw, (), env_problems)
+    expanded, env_problems = expand_env(raw)
     if env_problems:
         raise ConfigError(str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in env_problems])
     try:
         cfg = AssayConfig.model_validate(expanded)
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("str", "MetricSpec")))
-            problems.append((format_path(loc), err["msg"], _line_of(node, loc)))
-        raise ConfigError(str(path), problems) from None
+        raise ConfigError(str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in validation_problems(e)]) from None
     if not check:
         return LoadedConfig(cfg, raw, path)
     from assay.config.checks import cross_check  # imports metrics and providers: only when a file is checked

@@ -5,11 +5,12 @@ use the config types without an import cycle. Reading and validating a file is :
 the checks that span sections (model and metric names, metric options) are :mod:`assay.config.checks`.
 """
 
+import functools
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 WINDOW_PATTERN = re.compile(r"^(\d+)([dwh])$")
 
@@ -64,34 +65,150 @@ class Compute(Strict):
     amortise_months: float = Field(default=12, gt=0, description="training cost spread over this many months")
 
 
-class ModelConfig(Strict):
-    """One candidate model. Fields not used by its provider must be left out."""
+# --------------------------------------------------------------------------------------------- models
+# One class per provider, each taking only the options its provider uses: with extra="forbid", any
+# other key is an error naming it (see assay.config.loading for the wording). The pieces several
+# providers share are the small bases below, so that each field and its default is written once
+# (bases are listed last-first: pydantic orders fields from the last base, so provider comes first).
+
+
+class _Model(Strict):
+    """What every model has: its provider (the tag that picks the class) and a version label."""
 
     provider: str
-    model: str | None = None
-    version: str | None = None
-    # openai-compatible endpoints
-    base_url: str | None = None
-    api_key_env: str | None = None
+    version: str | None = Field(default=None, description="a label of your own (a fine-tune's date, say); part of the cache key")
+
+
+class _Named(Strict):
+    model: str | None = Field(default=None, description="the model's name, as the endpoint or the price list knows it")
+
+
+class _Params(Strict):
+    params: dict[str, Any] = Field(default_factory=dict, description="options passed to the model on every call")
+
+
+class _Concurrent(Strict):
+    max_concurrency: int = Field(default=16, ge=1, le=4096, description="calls in flight at once (replay: the logged deployment's)")
+
+
+class _TokenPriced(Strict):
+    price: Price | None = None
+    price_ref: str | None = Field(default=None, description="genai-prices 'provider/model' (default: provider inferred from model)")
+
+
+class _Hosted(Strict):
+    hosting: Hosting | None = None
+
+
+class _Computed(Strict):
+    compute: Compute | None = None
+
+
+class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
+    """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, TGI, ...), called once per example."""
+
+    provider: Literal["openai"] = "openai"
+    model: str = Field(min_length=1, description="the model name sent to the endpoint")
+    base_url: str | None = Field(default=None, description="default https://api.openai.com/v1")
+    api_key_env: str | None = Field(default=None, description="the environment variable holding the API key")
     client: Literal["aiohttp", "sdk"] = Field(default="aiohttp", description="HTTP client for openai endpoints")
-    params: dict[str, Any] = Field(default_factory=dict)
-    max_concurrency: int = Field(default=16, ge=1, le=4096)
     rpm: float | None = Field(default=None, gt=0)
     tpm: float | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=60, gt=0)
     max_attempts: int = Field(default=4, ge=1, le=20)
-    # pricing
-    price: Price | None = None
-    price_ref: str | None = Field(default=None, description="genai-prices 'provider/model' (default: provider inferred from model)")
-    hosting: Hosting | None = None
-    compute: Compute | None = None
-    # replay / sklearn / python / transformers
-    source: str | None = None
-    output_column: str | None = None
-    train: str | None = None
-    estimator: str | None = None
-    function: str | None = None
-    path: str | None = None
+
+    @property
+    def target(self) -> str:
+        """What it calls: the model at its endpoint."""
+        return f"{self.model} @ {self.base_url}" if self.base_url else self.model
+
+
+class ReplayModel(_Hosted, _TokenPriced, _Concurrent, _Named, _Model):
+    """Responses a production system already produced: read from a log file or a dataset column."""
+
+    provider: Literal["replay"] = "replay"
+    source: str | None = Field(default=None, description="a log file with a row per dataset id")
+    output_column: str | None = Field(default=None, description="the column with the outputs (default output)")
+
+    @model_validator(mode="after")
+    def _somewhere_to_read(self):
+        if self.source is None and self.output_column is None:
+            raise ValueError("replay needs source: (a log file) or output_column: (a dataset column)")
+        return self
+
+    @property
+    def target(self) -> str:
+        """What it reads: the log file, or the dataset's column."""
+        return self.source if self.source is not None else f"dataset column {self.output_column}"
+
+
+class SklearnModel(_Computed, _Model):
+    """A conventional baseline trained on the pipeline's train split."""
+
+    provider: Literal["sklearn"] = "sklearn"
+    train: str | None = Field(default=None, description="the training file (default: the dataset's train)")
+    estimator: str | None = Field(default=None, description="tfidf-logreg (the default), tfidf-svm or majority")
+
+    @property
+    def target(self) -> str:
+        """What it fits: the estimator (and its training file when it has its own)."""
+        est = self.estimator or "tfidf-logreg"
+        return f"{est} (train: {self.train})" if self.train else est
+
+
+class PythonModel(_Computed, _Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
+    """Any ``package.module:function``, called with a shard's rows."""
+
+    provider: Literal["python"] = "python"
+    function: str = Field(min_length=1, description="package.module:function")
+
+    @property
+    def target(self) -> str:
+        """What it calls: the function."""
+        return self.function
+
+
+class TransformersModel(_Computed, _Hosted, _Concurrent, _Params, _Named, _Model):
+    """A local Hugging Face causal language model, run in-process."""
+
+    provider: Literal["transformers"] = "transformers"
+    path: str = Field(min_length=1, description="a local model directory")
+
+    @property
+    def target(self) -> str:
+        """What it loads: the model directory."""
+        return self.path
+
+
+#: One model's config: the class of its ``provider``.
+ModelConfig = Annotated[
+    Union[OpenAIModel, ReplayModel, SklearnModel, PythonModel, TransformersModel],
+    Field(discriminator="provider"),
+]
+
+#: provider name -> its config class
+MODEL_CLASSES: dict[str, type[_Model]] = {
+    cls.model_fields["provider"].default: cls
+    for cls in (OpenAIModel, ReplayModel, SklearnModel, PythonModel, TransformersModel)
+}
+
+
+def model_options(provider: str) -> list[str]:
+    """The keys a provider's model takes besides ``provider``, sorted."""
+    return sorted(f for f in MODEL_CLASSES[provider].model_fields if f != "provider")
+
+
+@functools.cache
+def _model_adapter() -> TypeAdapter:
+    return TypeAdapter(ModelConfig)
+
+
+def parse_model(data: Any) -> ModelConfig:
+    """One model's config (a mapping with ``provider``) as its provider's class; pydantic's
+    ValidationError when it is not valid (:func:`assay.config.model_problems` words it)."""
+    if isinstance(data, _Model):
+        return data
+    return _model_adapter().validate_python(data)
 
 
 class Partition(Strict):
