@@ -253,3 +253,60 @@ def test_config_hash_is_what_it_was_with_one_model_class(tmp_path):
     loaded = load_config(write(tmp_path, text))
     assert loaded.config_hash("p") == "0146012d357f04837ea1265179f5ccb33ccdc6b515ec1e914594b742fd0934f8"
     assert loaded.config_hash("p", ["sk"]) == "b1f21ca5dbffa1cb5ad7d7b26f904b813263c414a2c679c521f5b610b22690a5"
+
+
+# ------------------------------------------------------------------------------------------------ a run's recorded config
+
+
+def _manifest(loaded, pipeline="p") -> dict:
+    """What a run records (see assay.run.start_run)."""
+    return {"pipeline": pipeline, "config": loaded.pipeline_slice(pipeline), "config_file": str(loaded.path)}
+
+
+def test_recorded_config_has_one_rule_for_an_unset_variable(tmp_path, monkeypatch):
+    from assay.config import recorded_config
+
+    monkeypatch.setenv("ASSAY_TEST_URL", "http://127.0.0.1:9/v1")
+    loaded = load_config(write(tmp_path, GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_TEST_URL}',")))
+    manifest = _manifest(loaded)
+    again = recorded_config(manifest)
+    assert again.config_hash("p") == loaded.config_hash("p") and again.resolve_path("t.parquet") == loaded.resolve_path("t.parquet")
+    assert again.pipeline_slice("p") == loaded.pipeline_slice("p")
+    monkeypatch.delenv("ASSAY_TEST_URL")
+    with pytest.raises(ConfigError) as e:
+        recorded_config(manifest)  # the default, for whatever calls the models
+    assert e.value.problems == [("config.models.m1.base_url", "environment variable ASSAY_TEST_URL is not set", None)]
+    assert recorded_config(manifest, unset_env="keep").config.models["m1"].base_url == "${ASSAY_TEST_URL}"
+
+
+def test_recorded_config_errors_name_the_manifest_key_path(tmp_path):
+    from assay.config import recorded_config, recorded_model
+
+    manifest = _manifest(load_config(write(tmp_path, GOOD)))
+
+    def problems_of(m) -> list[tuple]:
+        with pytest.raises(ConfigError) as e:
+            recorded_config(m, source="run/manifest.json")
+        assert str(e.value).startswith("run/manifest.json: ")
+        return [(path, msg) for path, msg, _ in e.value.problems]
+
+    bad = json_copy(manifest)
+    bad["config"]["models"]["m1"]["temprature"] = 0
+    (path, msg), = problems_of(bad)
+    assert path == "config.models.m1.temprature" and msg.startswith("not an option of provider 'openai'")
+    bad = json_copy(manifest)
+    bad["config"]["pipeline"]["shard_size"] = 0
+    assert [p for p, _ in problems_of(bad)] == ["config.pipeline.shard_size"]
+    bad = json_copy(manifest)
+    del bad["config"]["models"]["base"]
+    assert problems_of(bad) == [("config.models.base", "no recorded config for model 'base'")]
+    assert problems_of({"pipeline": "p"}) == [("config.pipeline", "the manifest has no recorded config")]
+    with pytest.raises(ConfigError) as e:
+        recorded_model({"provider": "openai"}, ("judge_prices", "j", "model_config"))
+    assert [p for p, _, _ in e.value.problems] == ["judge_prices.j.model_config.model"]
+
+
+def json_copy(obj):
+    import json
+
+    return json.loads(json.dumps(obj))

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assay import costing
+from assay import store as S
 from assay.config import OpenAIModel, parse_model
 from assay.invoke import read_responses
 from assay.pricing import PriceQuote, clear_cache, quote, token_cost
@@ -289,6 +290,26 @@ def test_reprice_at_another_date_prices_every_request_at_that_dates_price(replay
 
     later = reprice(rf.url, "2025-07-01").costs.set_index("model")
     assert later.loc["o3-log", "cost_usd"] == pytest.approx(TOTAL_NEW, abs=1e-12)
+
+
+def test_reprice_keeps_an_unset_variable_and_reproduce_refuses_it(replay_run, monkeypatch):
+    """One rule for an unset ${VAR} in a recorded config (assay.config.recorded_config): repricing calls
+    nothing and keeps the placeholder; reproducing calls the models again and names the variable."""
+    from assay.reproduce import ReproduceError, reproduce
+
+    rf = replay_run.folder
+    m = rf.manifest()
+    m["config"]["models"]["o3-log"]["source"] = "${ASSAY_UNSET_LOG}"
+    rf.write_json(S.MANIFEST, m)
+    monkeypatch.delenv("ASSAY_UNSET_LOG", raising=False)
+    again = reprice(rf.url).costs.set_index("model")
+    assert again.loc["o3-log", "cost_usd"] == pytest.approx(TOTAL_PER_DAY, abs=1e-12)
+    with pytest.raises(ReproduceError, match=r"config\.models\.o3-log\.source: environment variable ASSAY_UNSET_LOG is not set"):
+        reproduce(rf.url)
+    m["config"]["models"]["o3-log"]["sauce"] = m["config"]["models"]["o3-log"].pop("source")
+    rf.write_json(S.MANIFEST, m)
+    with pytest.raises(RepriceError, match=r"config\.models\.o3-log\.sauce: not an option of provider 'replay'"):
+        reprice(rf.url)
 
 
 def test_reprice_cli(replay_run, tmp_path):

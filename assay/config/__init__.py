@@ -14,6 +14,8 @@ from assay.config.loading import (
     format_path,
     load_config,
     model_problems,
+    recorded_config,
+    recorded_model,
 )
 from assay.config.schema import (
     MODEL_CLASSES,
@@ -48,4 +50,5 @@ __all__ = [
     "LoadedConfig", "MODEL_CLASSES", "MetricSpec", "ModelConfig", "OpenAIModel", "Partition", "PipelineConfig", "Price",
     "PromptConfig", "PythonModel", "ReplayModel", "Sample", "Schedule", "SklearnModel", "Strict", "TransformersModel",
     "WINDOW_PATTERN", "expand_env", "format_path", "load_config", "model_options", "model_problems", "parse_model",
+    "recorded_config", "recorded_model",
 ]

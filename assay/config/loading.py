@@ -268,3 +268,60 @@ def load_config(path: str | os.PathLike = "pipelines.yaml", check: bool = True) 
     if problems:
         raise ConfigError(str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in problems])
     return LoadedConfig(cfg, raw, path)
+
+
+# ------------------------------------------------------------------------------------ a run's recorded config
+def recorded_config(manifest: dict, *, unset_env: UnsetEnv = "error", source: str = "manifest.json") -> LoadedConfig:
+    """The config a run recorded in its manifest, validated: what ``assay reprice`` and ``assay reproduce``
+    use instead of today's pipelines.yaml.
+
+    The manifest's ``config`` is the pipeline's YAML entry and its models as written, placeholders and
+    all (:meth:`LoadedConfig.pipeline_slice`). It is validated with the schema :func:`load_config` uses;
+    the checks across sections are not run again (the run passed them when it started, and a metric file
+    may have moved since). A problem is a ConfigError naming the manifest's key path
+    (``config.models.<name>.<key>``, ``config.pipeline.<key>``); ``source`` names the manifest.
+
+    The one rule for a ``${VAR}`` that is not set and has no ``:-default``, chosen with ``unset_env``:
+
+    * ``"error"`` (the default): a problem naming the variable and the key path. For whatever calls
+      models (``assay reproduce``): it must call what the run called, and an empty base_url or model
+      would call something else (and the config hash would no longer be the recorded one).
+    * ``"keep"``: the placeholder stays as written (``${VAR}``). For what calls nothing (``assay
+      reprice``): a run can be repriced where its endpoints and keys are not set. A placeholder where a
+      number belongs still fails validation, naming the key path.
+    """
+    cfg = manifest.get("config")
+    name = manifest.get("pipeline") or "pipeline"
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("pipeline"), dict):
+        raise ConfigError(source, [("config.pipeline", "the manifest has no recorded config", None)])
+    models = cfg.get("models") or {}
+    if isinstance(models, dict):  # a model the pipeline names but the config lacked is recorded as null
+        models = {k: v for k, v in models.items() if v is not None}
+    raw = {"models": models, "pipelines": {name: cfg["pipeline"]}}
+
+    def where(loc: tuple) -> str:  # a key path of ``raw`` as a key path of the manifest
+        return format_path(("config", "pipeline") + loc[2:] if loc[:1] == ("pipelines",) else ("config",) + loc)
+
+    expanded, env_problems = expand_env(raw, unset_env)
+    if env_problems:
+        raise ConfigError(source, [(where(loc), msg, None) for loc, msg in env_problems])
+    try:
+        config = AssayConfig.model_validate(expanded)
+    except ValidationError as e:
+        raise ConfigError(source, [(where(loc), msg, None) for loc, msg in validation_problems(e)]) from None
+    missing = [m for m in config.pipelines[name].models if m not in config.models]
+    if missing:
+        raise ConfigError(source, [(where(("models", m)), f"no recorded config for model {m!r}", None) for m in missing])
+    return LoadedConfig(config, raw, Path(manifest.get("config_file") or "pipelines.yaml"))
+
+
+def recorded_model(raw: Any, at: tuple, *, unset_env: UnsetEnv = "error", source: str = "manifest.json") -> ModelConfig:
+    """One model's config recorded in a manifest at key path ``at`` (a judge's, say), expanded and
+    validated by the rules of :func:`recorded_config`."""
+    expanded, problems = expand_env(raw, unset_env)
+    if not problems:
+        try:
+            return parse_model(expanded)
+        except ValidationError as e:
+            problems = validation_problems(e, one_model=True)
+    raise ConfigError(source, [(format_path(at + loc), msg, None) for loc, msg in problems])
