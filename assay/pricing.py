@@ -97,8 +97,12 @@ class PriceQuote:
 
 
 def is_api_model(cfg: ModelConfig) -> bool:
-    """Priced per token: no hosting, no compute, and not a conventional (e.g. sklearn) provider."""
-    return cfg.hosting is None and cfg.compute is None and cfg.provider not in CONVENTIONAL_PROVIDERS
+    """Priced per token: no hosting, no compute, and not a conventional (e.g. sklearn) provider.
+
+    (Not every provider's config has ``hosting`` and ``compute``: a missing one counts as unset.)
+    """
+    return (getattr(cfg, "hosting", None) is None and getattr(cfg, "compute", None) is None
+            and cfg.provider not in CONVENTIONAL_PROVIDERS)
 
 
 _cache: dict[tuple, PriceQuote] = {}
@@ -132,7 +136,8 @@ def quote(model_cfg: ModelConfig, on: _dt.date | _dt.datetime | str | None = Non
     """
     day = _as_date(on)
     as_of = day.isoformat()
-    p = model_cfg.price
+    # not every provider's config has these fields: a missing one counts as unset
+    p, price_ref, model = (getattr(model_cfg, f, None) for f in ("price", "price_ref", "model"))
     if p is not None:
         return PriceQuote(
             input_per_mtok=float(p.input_per_mtok),
@@ -141,19 +146,19 @@ def quote(model_cfg: ModelConfig, on: _dt.date | _dt.datetime | str | None = Non
             cache_write_per_mtok=None if p.cache_write_per_mtok is None else float(p.cache_write_per_mtok),
             source="config",
             provider_id=model_cfg.provider,
-            model_id=model_cfg.model,
+            model_id=model,
             as_of=as_of,
         )
     if not is_api_model(model_cfg):
-        return PriceQuote(source="none", provider_id=model_cfg.provider, model_id=model_cfg.model, as_of=as_of,
+        return PriceQuote(source="none", provider_id=model_cfg.provider, model_id=model, as_of=as_of,
                           note="priced by time (hosting/compute), not by token")
-    if model_cfg.price_ref:
-        provider_id, sep, model_ref = model_cfg.price_ref.partition("/")
+    if price_ref:
+        provider_id, sep, model_ref = price_ref.partition("/")
         if not sep:
-            provider_id, model_ref = None, model_cfg.price_ref
+            provider_id, model_ref = None, price_ref
         provider_id = provider_id or None
-    elif model_cfg.model:
-        provider_id, model_ref = None, model_cfg.model
+    elif model:
+        provider_id, model_ref = None, model
     else:
         return PriceQuote(source="none", provider_id=model_cfg.provider, as_of=as_of,
                           note="no price, price_ref or model to look up")

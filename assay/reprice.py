@@ -25,7 +25,7 @@ from datetime import date, datetime, timezone
 import pandas as pd
 
 from assay import store as S
-from assay.store import RunFolder, Store
+from assay.store import RunFolder
 
 __all__ = ["RepriceError", "Repriced", "open_run", "reprice", "format_comparison", "COMPARED"]
 
@@ -50,29 +50,12 @@ class Repriced:
 
 
 def open_run(path: str | os.PathLike | RunFolder) -> RunFolder:
-    """The RunFolder at ``<root>/<pipeline>/<as_of>/<run_id>``, after checking that what repricing reads
-    is there; RepriceError names the first missing file."""
-    if isinstance(path, RunFolder):
-        rf = path
-    else:
-        text = str(path).rstrip("/")
-        if text.startswith("file://"):
-            text = text[len("file://"):]
-        if "://" in text:
-            parts = text.rsplit("/", 3)
-            if len(parts) != 4:
-                raise RepriceError(f"not a run folder (<root>/<pipeline>/<as_of>/<run_id>): {path}")
-            root, pipeline, as_of, run_id = parts
-        else:
-            p = os.path.abspath(text)
-            if not os.path.isdir(p):
-                raise RepriceError(f"run folder not found: {path}")
-            rest, run_id = os.path.split(p)
-            rest, as_of = os.path.split(rest)
-            root, pipeline = os.path.split(rest)
-        rf = RunFolder(Store(root), pipeline, as_of, run_id)
-    if not rf.exists(S.MANIFEST):
-        raise RepriceError(f"{rf.path(S.MANIFEST)} is missing: not a run folder")
+    """The run folder (:func:`assay.store.open_run`), after checking that what repricing reads is there;
+    RepriceError names the first missing file."""
+    try:
+        rf = S.open_run(path)
+    except S.NotARunFolder as e:
+        raise RepriceError(str(e)) from None
     if not [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")]:
         raise RepriceError(f"{rf.path(S.RESPONSES)}/part-*.parquet is missing: the run has no responses")
     for name in (S.METRICS, S.COSTS):
@@ -81,45 +64,24 @@ def open_run(path: str | os.PathLike | RunFolder) -> RunFolder:
     return rf
 
 
-def _expand(value):
-    """``${VAR}``/``${VAR:-default}`` from the environment; an unset variable stays as written."""
-    from assay.config import ENV_PATTERN
+def _recorded(rf: RunFolder, manifest: dict):
+    """(PipelineConfig, {model: ModelConfig}) for the run's models, from the manifest's recorded config.
 
-    if isinstance(value, dict):
-        return {k: _expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v) for v in value]
-    if isinstance(value, str) and "${" in value:
-        return ENV_PATTERN.sub(lambda m: os.environ.get(m.group(1), m.group(2) if m.group(2) is not None else m.group(0)), value)
-    return value
-
-
-def _validate(kind, raw, where: str):
-    from pydantic import ValidationError
+    An unset ``${VAR}`` stays as written (``unset_env="keep"``, see :func:`assay.config.recorded_config`):
+    repricing calls no model, so the run's endpoints and keys need not be set where it is repriced.
+    """
+    from assay.config import ConfigError, recorded_config
 
     try:
-        return kind.model_validate(_expand(raw))
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
-        raise RepriceError(f"manifest.json {where} is not a valid config: {problems}") from None
-
-
-def recorded_config(manifest: dict):
-    """(PipelineConfig, {model: ModelConfig}) from the manifest's recorded config, for the run's models."""
-    from assay.config import ModelConfig, PipelineConfig
-
-    raw = manifest.get("config") or {}
-    if not isinstance(raw.get("pipeline"), dict):
-        raise RepriceError("manifest.json has no recorded config (config.pipeline)")
-    pipe = _validate(PipelineConfig, raw["pipeline"], "config.pipeline")
+        loaded = recorded_config(manifest, unset_env="keep", source=rf.path(S.MANIFEST))
+    except ConfigError as e:
+        raise RepriceError(str(e)) from None
+    pipe = next(iter(loaded.config.pipelines.values()))  # the one pipeline a manifest records
     names = list((manifest.get("request") or {}).get("models") or pipe.models)
-    raw_models = raw.get("models") or {}
-    models = {}
-    for name in names:
-        if not isinstance(raw_models.get(name), dict):
-            raise RepriceError(f"manifest.json has no recorded config for model {name!r} (config.models.{name})")
-        models[name] = _validate(ModelConfig, raw_models[name], f"config.models.{name}")
-    return pipe, models
+    missing = [n for n in names if n not in loaded.config.models]
+    if missing:
+        raise RepriceError(f"{rf.path(S.MANIFEST)} has no recorded config for model {missing[0]!r} (config.models.{missing[0]})")
+    return pipe, {n: loaded.config.models[n] for n in names}
 
 
 def _as_day(on) -> str | None:
@@ -138,7 +100,7 @@ def _as_day(on) -> str | None:
 def _judge_quoter(manifest: dict, day: str, recorded: bool):
     """Price a judge at ``day``: its recorded quote when it is for that day (always with recorded
     prices), else a fresh quote of its recorded model config (or of the recorded genai-prices entry)."""
-    from assay.config import ModelConfig
+    from assay.config import ConfigError, OpenAIModel, recorded_model
     from assay.pricing import PriceQuote, quote
 
     rec = manifest.get("judge_prices") or {}
@@ -151,10 +113,14 @@ def _judge_quoter(manifest: dict, day: str, recorded: bool):
         if recorded or q.as_of == day:
             return q
         if isinstance(r.get("model_config"), dict):
-            return quote(_validate(ModelConfig, r["model_config"], f"judge_prices.{judge}.model_config"), day)
+            try:  # placeholders kept, as for the run's models (see _recorded)
+                cfg = recorded_model(r["model_config"], ("judge_prices", judge, "model_config"), unset_env="keep")
+            except ConfigError as e:
+                raise RepriceError(str(e)) from None
+            return quote(cfg, day)
         if q.source == "genai-prices" and q.model_id:
             ref = f"{q.provider_id}/{q.model_id}" if q.provider_id else q.model_id
-            return quote(ModelConfig(provider="openai", model=q.model_id, price_ref=ref), day)
+            return quote(OpenAIModel(model=q.model_id, price_ref=ref), day)
         return PriceQuote(**{**q.to_dict(), "as_of": day})  # explicit prices do not change with the date
 
     return quote_of
@@ -181,7 +147,7 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
     manifest = rf.manifest()
     if manifest is None:
         raise RepriceError(f"{rf.path(S.MANIFEST)} is not valid JSON")
-    pipe, models = recorded_config(manifest)
+    pipe, models = _recorded(rf, manifest)
     run_day = str(manifest.get("as_of") or rf.as_of)
     day = _as_day(as_of)
     recorded = day is None

@@ -8,13 +8,12 @@ as inputs to the cost model, since a measurement cannot be reproduced, only reus
 
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 
 import pandas as pd
 
 from assay import store as S
-from assay.config import AssayConfig, LoadedConfig, _expand_env
-from assay.store import RunFolder, Store
+from assay.config import ConfigError, recorded_config
+from assay.store import RunFolder
 
 #: Columns that are measurements of one execution, not results (compared, but reported apart).
 TIMING = {"responses": ["latency_s", "started_at", "attempts", "cached"],
@@ -35,37 +34,6 @@ class Reproduction:
     @property
     def matches(self) -> bool:
         return all(r["status"] in ("identical", "same content") for r in self.rows)
-
-
-def open_run(path: str) -> RunFolder:
-    """A run folder from its path: ``<root>/<pipeline>/<as_of>/<run_id>``."""
-    p = path.rstrip("/")
-    parts = p.rsplit("/", 3)
-    if len(parts) != 4:
-        raise ReproduceError(f"{path} is not a run folder (<root>/<pipeline>/<as_of>/<run_id>)")
-    root, pipeline, as_of, run_id = parts
-    try:
-        day = date.fromisoformat(as_of)
-    except ValueError:
-        raise ReproduceError(f"{path} is not a run folder: {as_of!r} is not an as_of date") from None
-    rf = Store(root).run(pipeline, day, run_id)
-    if not rf.exists(S.MANIFEST):
-        raise ReproduceError(f"no manifest.json in {path}")
-    return rf
-
-
-def recorded_config(manifest: dict) -> LoadedConfig:
-    cfg = manifest["config"]
-    raw = {"models": {k: v for k, v in cfg["models"].items()}, "pipelines": {manifest["pipeline"]: cfg["pipeline"]}}
-    problems: list = []
-    expanded = _expand_env(raw, (), problems)
-    if problems:
-        raise ReproduceError("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
-    try:
-        config = AssayConfig.model_validate(expanded)
-    except Exception as e:
-        raise ReproduceError(f"the recorded config no longer validates: {e}") from None
-    return LoadedConfig(config, raw, Path(manifest.get("config_file") or "pipelines.yaml"))
 
 
 def _frame(rf: RunFolder, name: str) -> pd.DataFrame:
@@ -103,11 +71,18 @@ def reproduce(path: str, artifacts: str | None = None) -> Reproduction:
     from assay.runs import Manifest, start_run
     from assay.stages import run_stages
 
-    src = open_run(path)
-    m = src.manifest()
+    try:
+        src = S.open_run(path)
+    except S.NotARunFolder as e:
+        raise ReproduceError(str(e)) from None
+    m = src.manifest() or {}
     if m.get("status") != "complete":
         raise ReproduceError(f"{path} is not a complete run (status {m.get('status')!r})")
-    loaded = recorded_config(m)
+    try:
+        # an unset ${VAR} is an error: the models are called again, and must be the ones the run called
+        loaded = recorded_config(m, unset_env="error", source=src.path(S.MANIFEST))
+    except ConfigError as e:
+        raise ReproduceError(str(e)) from None
     pipeline = m["pipeline"]
     request = m.get("request") or {}
     models = request.get("models") or loaded.pipeline(pipeline).models

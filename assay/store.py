@@ -239,3 +239,42 @@ class RunFolder:
         if name in self._written:
             return self._written[name]
         return hashlib.sha256(self.read_bytes(name)).hexdigest()
+
+
+class NotARunFolder(ValueError):
+    """A path or URL that is not a run folder (see :func:`open_run`)."""
+
+
+def open_run(path: "str | os.PathLike | RunFolder") -> RunFolder:
+    """The run folder at a local path or URL ``<root>/<pipeline>/<as_of>/<run_id>`` (a RunFolder is
+    taken as it is), after checking that it has a manifest.json.
+
+    NotARunFolder names what is wrong: the folder is not there, the path does not end in
+    ``<pipeline>/<as_of date>/<run_id>``, or it has no manifest.json.
+    """
+    if isinstance(path, RunFolder):
+        rf = path
+    else:
+        text = str(path).rstrip("/")
+        if text.startswith("file://"):
+            text = text[len("file://"):]
+        if _is_url(text):
+            parts = text.rsplit("/", 3)
+            if len(parts) != 4 or not _is_url(parts[0]) or not all(parts[1:]):
+                raise NotARunFolder(f"not a run folder (<root>/<pipeline>/<as_of>/<run_id>): {path}")
+            root, pipeline, as_of, run_id = parts
+        else:
+            local = os.path.abspath(text)
+            if not os.path.isdir(local):
+                raise NotARunFolder(f"no manifest.json in {path}: run folder not found")
+            rest, run_id = os.path.split(local)
+            rest, as_of = os.path.split(rest)
+            root, pipeline = os.path.split(rest)
+        try:
+            date.fromisoformat(as_of)
+        except ValueError:
+            raise NotARunFolder(f"not a run folder (<root>/<pipeline>/<as_of>/<run_id>): {as_of!r} in {path} is not a date") from None
+        rf = RunFolder(Store(root), pipeline, as_of, run_id)
+    if not rf.exists(MANIFEST):
+        raise NotARunFolder(f"no {MANIFEST} in {rf.url}: not a run folder")
+    return rf

@@ -93,7 +93,7 @@ def test_wrong_type_and_range(tmp_path):
 
 def test_field_foreign_to_provider(tmp_path):
     (path, msg, _), = problems(tmp_path, GOOD.replace("train: train.parquet", "train: train.parquet, base_url: http://x"))
-    assert path == "models.base.base_url" and "not used by provider 'sklearn'" in msg
+    assert path == "models.base.base_url" and "not an option of provider 'sklearn'" in msg
 
 
 def test_gate_on_metric_not_computed(tmp_path):
@@ -169,3 +169,144 @@ def test_metric_options_are_checked_before_any_model_is_paid_for(tmp_path):
     (tmp_path / "my_metrics").mkdir()
     (tmp_path / "my_metrics" / "tone.py").write_text("# an evaluate module\n")
     load_config(write(tmp_path, text))  # exists: loaded (and checked) when the score stage builds it
+
+
+# ------------------------------------------------------------------------------------------------ each provider's options
+
+
+def test_unknown_provider_names_path_line_and_the_known_ones(tmp_path):
+    (path, msg, line), = problems(tmp_path, GOOD.replace("provider: openai", "provider: opena"))
+    assert (path, line) == ("models.m1.provider", 4)
+    assert msg == "unknown provider 'opena'; did you mean 'openai'? (known: openai, python, replay, sklearn, transformers)"
+    (path, msg, line), = problems(tmp_path, GOOD.replace("{provider: sklearn, train: train.parquet}", "{train: train.parquet}"))
+    assert (path, line) == ("models.base.provider", 5) and "a model needs a provider" in msg and "sklearn" in msg
+
+
+def test_misspelt_option_names_the_provider_and_what_it_takes(tmp_path):
+    text = GOOD.replace("params: {temperature: 0}", "temprature: 0")
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    (path, msg, line), = e.value.problems
+    assert (path, line) == ("models.m1.temprature", 4)  # the provider is not part of the path
+    assert msg.startswith("not an option of provider 'openai'") and "(it takes: api_key_env, base_url, client," in msg
+    assert msg.endswith("goes under params:")
+    assert "models.m1.temprature (line 4): not an option of provider 'openai'" in str(e.value)
+    # a close match is named
+    (path, msg, _), = problems(tmp_path, GOOD.replace("api_key_env:", "api_key_evn:"))
+    assert path == "models.m1.api_key_evn" and "did you mean 'api_key_env'?" in msg
+    # an option of another provider says whose it is
+    (path, msg, _), = problems(tmp_path, GOOD.replace("train: train.parquet}", "train: train.parquet, max_concurrency: 2}"))
+    assert path == "models.base.max_concurrency" and "max_concurrency is an option of providers 'openai', 'replay'" in msg
+
+
+def test_missing_required_option_names_it(tmp_path):
+    (path, msg, line), = problems(tmp_path, GOOD.replace("model: gpt-4o-mini, ", ""))
+    assert (path, msg, line) == ("models.m1.model", "required by provider 'openai'", 4)
+
+
+def test_errors_inside_a_model_keep_their_path_without_the_provider(tmp_path):
+    (path, msg, line), = problems(tmp_path, GOOD.replace("train: train.parquet}", "train: train.parquet, compute: {usd_per_hour: -1}}"))
+    assert (path, line) == ("models.base.compute.usd_per_hour", 5) and "greater than or equal to 0" in msg
+    text = GOOD.replace("base: {provider: sklearn, train: train.parquet}", "base: {provider: replay}")
+    (path, msg, line), = problems(tmp_path, text)
+    assert (path, line) == ("models.base", 5) and msg.startswith("replay needs source:")  # no "Value error, "
+
+
+def test_each_provider_gets_its_own_class_with_the_old_defaults(tmp_path):
+    from assay.config import OpenAIModel, SklearnModel
+
+    loaded = load_config(write(tmp_path, GOOD))
+    m1, base = loaded.config.models["m1"], loaded.config.models["base"]
+    assert isinstance(m1, OpenAIModel) and isinstance(base, SklearnModel)
+    assert (m1.max_concurrency, m1.timeout_s, m1.max_attempts, m1.client, m1.rpm) == (16, 60, 4, "aiohttp", None)
+    assert m1.target == "gpt-4o-mini" and base.target == "tfidf-logreg (train: train.parquet)"
+
+
+def test_model_targets():
+    from assay.config import parse_model
+
+    assert parse_model({"provider": "openai", "model": "m", "base_url": "http://h/v1"}).target == "m @ http://h/v1"
+    assert parse_model({"provider": "replay", "source": "log.parquet"}).target == "log.parquet"
+    assert parse_model({"provider": "replay", "output_column": "pred"}).target == "dataset column pred"
+    assert parse_model({"provider": "python", "function": "pkg.mod:fn"}).target == "pkg.mod:fn"
+    assert parse_model({"provider": "transformers", "path": "models/tiny"}).target == "models/tiny"
+    assert parse_model({"provider": "sklearn", "estimator": "majority"}).target == "majority"
+
+
+def test_config_hash_is_what_it_was_with_one_model_class(tmp_path):
+    """The hash names run folders, matches a run to resume and is checked by ``assay reproduce``: it is
+    the value it had when one model class held every provider's fields (values computed then)."""
+    text = """
+        models:
+          o: {provider: openai, model: gpt-4o-mini, api_key_env: K, params: {temperature: 0}, base_url: "http://x/v1", rpm: 10, hosting: {usd_per_gpu_hour: 2}}
+          sk: {provider: sklearn, train: train.parquet, estimator: majority}
+          py: {provider: python, function: "m:f", params: {a: 1}, compute: {usd_per_hour: 1}}
+          tr: {provider: transformers, path: m, model: tiny, max_concurrency: 2}
+          rp: {provider: replay, output_column: answer, price: {input_per_mtok: 1, output_per_mtok: 2}}
+        pipelines:
+          p:
+            dataset: {source: test.parquet, id: id, reference: label}
+            prompt: {template: "x {text}"}
+            models: [o, sk, py, tr, rp]
+            metrics: [accuracy]
+    """
+    loaded = load_config(write(tmp_path, text))
+    assert loaded.config_hash("p") == "0146012d357f04837ea1265179f5ccb33ccdc6b515ec1e914594b742fd0934f8"
+    assert loaded.config_hash("p", ["sk"]) == "b1f21ca5dbffa1cb5ad7d7b26f904b813263c414a2c679c521f5b610b22690a5"
+
+
+# ------------------------------------------------------------------------------------------------ a run's recorded config
+
+
+def _manifest(loaded, pipeline="p") -> dict:
+    """What a run records (see assay.runs.start_run)."""
+    return {"pipeline": pipeline, "config": loaded.pipeline_slice(pipeline), "config_file": str(loaded.path)}
+
+
+def test_recorded_config_has_one_rule_for_an_unset_variable(tmp_path, monkeypatch):
+    from assay.config import recorded_config
+
+    monkeypatch.setenv("ASSAY_TEST_URL", "http://127.0.0.1:9/v1")
+    loaded = load_config(write(tmp_path, GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_TEST_URL}',")))
+    manifest = _manifest(loaded)
+    again = recorded_config(manifest)
+    assert again.config_hash("p") == loaded.config_hash("p") and again.resolve_path("t.parquet") == loaded.resolve_path("t.parquet")
+    assert again.pipeline_slice("p") == loaded.pipeline_slice("p")
+    monkeypatch.delenv("ASSAY_TEST_URL")
+    with pytest.raises(ConfigError) as e:
+        recorded_config(manifest)  # the default, for whatever calls the models
+    assert e.value.problems == [("config.models.m1.base_url", "environment variable ASSAY_TEST_URL is not set", None)]
+    assert recorded_config(manifest, unset_env="keep").config.models["m1"].base_url == "${ASSAY_TEST_URL}"
+
+
+def test_recorded_config_errors_name_the_manifest_key_path(tmp_path):
+    from assay.config import recorded_config, recorded_model
+
+    manifest = _manifest(load_config(write(tmp_path, GOOD)))
+
+    def problems_of(m) -> list[tuple]:
+        with pytest.raises(ConfigError) as e:
+            recorded_config(m, source="run/manifest.json")
+        assert str(e.value).startswith("run/manifest.json: ")
+        return [(path, msg) for path, msg, _ in e.value.problems]
+
+    bad = json_copy(manifest)
+    bad["config"]["models"]["m1"]["temprature"] = 0
+    (path, msg), = problems_of(bad)
+    assert path == "config.models.m1.temprature" and msg.startswith("not an option of provider 'openai'")
+    bad = json_copy(manifest)
+    bad["config"]["pipeline"]["shard_size"] = 0
+    assert [p for p, _ in problems_of(bad)] == ["config.pipeline.shard_size"]
+    bad = json_copy(manifest)
+    del bad["config"]["models"]["base"]
+    assert problems_of(bad) == [("config.models.base", "no recorded config for model 'base'")]
+    assert problems_of({"pipeline": "p"}) == [("config.pipeline", "the manifest has no recorded config")]
+    with pytest.raises(ConfigError) as e:
+        recorded_model({"provider": "openai"}, ("judge_prices", "j", "model_config"))
+    assert [p for p, _, _ in e.value.problems] == ["judge_prices.j.model_config.model"]
+
+
+def json_copy(obj):
+    import json
+
+    return json.loads(json.dumps(obj))

@@ -18,7 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from assay import costing
-from assay.config import ModelConfig
+from assay import store as S
+from assay.config import OpenAIModel, parse_model
 from assay.responses import read_responses
 from assay.pricing import PriceQuote, clear_cache, quote, token_cost
 from assay.reprice import RepriceError, reprice
@@ -28,7 +29,7 @@ from assay.store import Store
 from assay.testing.openai_server import OpenAIServer
 
 GOLDEN = Path(__file__).parent / "golden" / "costs"
-O3 = ModelConfig(provider="openai", model="o3", price_ref="openai/o3")
+O3 = OpenAIModel(model="o3", price_ref="openai/o3")
 AS_OF = date(2025, 6, 30)  # after the price cut
 
 # ticket, label, logged output, prompt, completion, cached tokens, logged_at
@@ -292,6 +293,26 @@ def test_reprice_at_another_date_prices_every_request_at_that_dates_price(replay
     assert later.loc["o3-log", "cost_usd"] == pytest.approx(TOTAL_NEW, abs=1e-12)
 
 
+def test_reprice_keeps_an_unset_variable_and_reproduce_refuses_it(replay_run, monkeypatch):
+    """One rule for an unset ${VAR} in a recorded config (assay.config.recorded_config): repricing calls
+    nothing and keeps the placeholder; reproducing calls the models again and names the variable."""
+    from assay.reproduce import ReproduceError, reproduce
+
+    rf = replay_run.folder
+    m = rf.manifest()
+    m["config"]["models"]["o3-log"]["source"] = "${ASSAY_UNSET_LOG}"
+    rf.write_json(S.MANIFEST, m)
+    monkeypatch.delenv("ASSAY_UNSET_LOG", raising=False)
+    again = reprice(rf.url).costs.set_index("model")
+    assert again.loc["o3-log", "cost_usd"] == pytest.approx(TOTAL_PER_DAY, abs=1e-12)
+    with pytest.raises(ReproduceError, match=r"config\.models\.o3-log\.source: environment variable ASSAY_UNSET_LOG is not set"):
+        reproduce(rf.url)
+    m["config"]["models"]["o3-log"]["sauce"] = m["config"]["models"]["o3-log"].pop("source")
+    rf.write_json(S.MANIFEST, m)
+    with pytest.raises(RepriceError, match=r"config\.models\.o3-log\.sauce: not an option of provider 'replay'"):
+        reprice(rf.url)
+
+
 def test_reprice_cli(replay_run, tmp_path):
     from flows.cli.main import app
 
@@ -446,7 +467,7 @@ def test_golden_costs():
     responses = pd.read_csv(GOLDEN / "responses.csv", dtype={
         "model": str, "example_id": str, "output": str, "prompt_tokens": "Int64", "completion_tokens": "Int64",
         "cached_tokens": "Int64", "cache_write_tokens": "Int64", "latency_s": float, "cached": bool, "error": str})
-    models = {k: ModelConfig.model_validate(v) for k, v in inputs["models"].items()}
+    models = {k: parse_model(v) for k, v in inputs["models"].items()}
     quotes = {k: quote(m, inputs["as_of"]) for k, m in models.items()}
     table = costing.cost_table(responses, models, quotes, inputs["stats"], inputs["monthly_requests"], inputs["correct"])
     assert list(table["model"]) == list(expected["costs"])

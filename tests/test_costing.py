@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assay.config import Compute, Gate, Hardware, Hosting, ModelConfig, Price
+from assay.config import Compute, Gate, Hardware, Hosting, OpenAIModel, Price, SklearnModel
 from assay.costing import (
     HOURS_PER_MONTH,
     breakeven,
@@ -39,8 +39,8 @@ def _genai_model(provider_id: str, model_id: str):
     return next(m for m in provider.models if m.id == model_id)
 
 
-def cfg_price(**kw) -> ModelConfig:
-    return ModelConfig(provider="openai", model="m", price=Price(**kw))
+def cfg_price(**kw) -> OpenAIModel:
+    return OpenAIModel(model="m", price=Price(**kw))
 
 
 # ------------------------------------------------------------------------------------------------ imports
@@ -99,7 +99,7 @@ def test_token_cost_unpriced_is_nan():
 
 
 def test_config_price_wins_over_price_ref():
-    m = ModelConfig(provider="openai", model="gpt-4o-mini", price_ref="openai/gpt-4o-mini",
+    m = OpenAIModel(model="gpt-4o-mini", price_ref="openai/gpt-4o-mini",
                     price=Price(input_per_mtok=1, output_per_mtok=3))
     q = quote(m, dt.date(2025, 3, 1))
     assert (q.source, q.input_per_mtok, q.output_per_mtok, q.cached_input_per_mtok) == ("config", 1.0, 3.0, None)
@@ -110,7 +110,7 @@ def test_genai_prices_gpt_4o_mini_matches_its_data():
     import genai_prices
 
     day = dt.date(2025, 1, 15)
-    q = quote(ModelConfig(provider="openai", model="gpt-4o-mini"), day)  # provider inferred by genai-prices
+    q = quote(OpenAIModel(model="gpt-4o-mini"), day)  # provider inferred by genai-prices
     assert q.source == "genai-prices"
     assert (q.provider_id, q.model_id, q.as_of) == ("openai", "gpt-4o-mini", "2025-01-15")
     # OpenAI's list price for gpt-4o-mini: $0.15 input, $0.075 cached input, $0.60 output per MTok
@@ -127,7 +127,7 @@ def test_genai_prices_gpt_4o_mini_matches_its_data():
     assert float(calc.total_price) == pytest.approx(0.0015)
     assert token_cost(q, 10_000, 500, 4_000) == pytest.approx(0.0015)
     # price_ref "provider/model" gives the same
-    q2 = quote(ModelConfig(provider="openai", model="whatever", price_ref="openai/gpt-4o-mini"), day)
+    q2 = quote(OpenAIModel(model="whatever", price_ref="openai/gpt-4o-mini"), day)
     assert (q2.input_per_mtok, q2.output_per_mtok, q2.provider_id) == (0.15, 0.6, "openai")
 
 
@@ -136,7 +136,7 @@ def test_price_change_between_dates_openai_o3():
     data = _genai_model("openai", "o3")
     starts = [cp.constraint.start_date for cp in data.prices if cp.constraint is not None]
     assert dt.date(2025, 6, 10) in starts
-    m = ModelConfig(provider="openai", model="o3")
+    m = OpenAIModel(model="o3")
     before, after = quote(m, dt.date(2025, 6, 9)), quote(m, dt.date(2025, 6, 10))
     assert (before.input_per_mtok, before.output_per_mtok) == (10.0, 40.0)
     assert (after.input_per_mtok, after.output_per_mtok) == (2.0, 8.0)
@@ -150,7 +150,7 @@ def test_price_change_between_dates_openai_o3():
 
 
 def test_quotes_are_cached_per_model_and_date():
-    m = ModelConfig(provider="openai", model="o3")
+    m = OpenAIModel(model="o3")
     a, b = quote(m, dt.date(2025, 1, 2)), quote(m, dt.date(2025, 1, 2))
     assert a is b
     assert quote(m, dt.date(2025, 7, 1)) is not a
@@ -168,45 +168,45 @@ def test_bundled_data_only_never_fetched(monkeypatch):
     # even if something in the process had started UpdatePrices (a fetched snapshot, here an empty one),
     # quote() reads the data bundled with the package
     monkeypatch.setattr(data_snapshot, "_custom_snapshot", data_snapshot.DataSnapshot([], from_auto_update=True))
-    q = quote(ModelConfig(provider="openai", model="gpt-4o-mini"), dt.date(2025, 1, 15))
+    q = quote(OpenAIModel(model="gpt-4o-mini"), dt.date(2025, 1, 15))
     assert (q.source, q.input_per_mtok) == ("genai-prices", 0.15)
     assert genai_prices.update_prices._shared_updater.thread is None  # no background updater running
 
 
 def test_unknown_and_non_api_models_are_unpriced():
     day = dt.date(2025, 1, 1)
-    q = quote(ModelConfig(provider="openai", model="my-finetune-xyz"), day)
+    q = quote(OpenAIModel(model="my-finetune-xyz"), day)
     assert q.source == "none" and q.input_per_mtok is None and q.output_per_mtok is None and not q.priced
-    assert quote(ModelConfig(provider="openai", model="x", price_ref="nosuch/o3"), day).source == "none"
-    assert quote(ModelConfig(provider="sklearn", model="gpt-4o-mini"), day).source == "none"
-    hosted = ModelConfig(provider="openai", model="gpt-4o-mini", hosting=Hosting(usd_per_gpu_hour=1))
+    assert quote(OpenAIModel(model="x", price_ref="nosuch/o3"), day).source == "none"
+    assert quote(SklearnModel(estimator="majority"), day).source == "none"
+    hosted = OpenAIModel(model="gpt-4o-mini", hosting=Hosting(usd_per_gpu_hour=1))
     assert quote(hosted, day).source == "none"
 
 
 def test_time_of_day_prices_take_the_prevailing_rate():
     # genai-prices stores deepseek-chat's off-peak discount ($0.135/$0.55) as the unconditional price and
     # the standard rate ($0.27 in, $0.07 cached, $1.10 out) as a 00:30-16:30 UTC window: 16 h of 24
-    q = quote(ModelConfig(provider="openai", model="deepseek-chat"), dt.date(2026, 1, 5))
+    q = quote(OpenAIModel(model="deepseek-chat"), dt.date(2026, 1, 5))
     assert (q.provider_id, q.input_per_mtok, q.cached_input_per_mtok, q.output_per_mtok) == ("deepseek", 0.27, 0.07, 1.1)
     assert "16 h" in q.note
 
 
 def test_tiered_prices_take_the_base_tier():
     # claude-sonnet-4-6 before 2026-03-13: $3 input (+tiers: $6 above 200k prompt tokens), $15 output
-    q = quote(ModelConfig(provider="anthropic", model="claude-sonnet-4-6"), dt.date(2026, 1, 5))
+    q = quote(OpenAIModel(model="claude-sonnet-4-6"), dt.date(2026, 1, 5))  # genai-prices infers anthropic
     assert (q.input_per_mtok, q.output_per_mtok, q.cached_input_per_mtok, q.cache_write_per_mtok) == (3.0, 15.0, 0.3, 3.75)
     assert "tiered" in q.note
 
 
 def test_quote_round_trips_through_dict_and_json():
-    q = quote(ModelConfig(provider="openai", model="o3"), dt.date(2025, 6, 9))
+    q = quote(OpenAIModel(model="o3"), dt.date(2025, 6, 9))
     assert PriceQuote.from_dict(q.to_dict()) == q
     assert PriceQuote.from_dict(json.dumps(q.to_dict())) == q
     assert PriceQuote.from_dict({**q.to_dict(), "future_field": 1}) == q
 
 
 def test_dated_quotes_price_each_request_at_its_own_day():
-    m = ModelConfig(provider="openai", model="o3")
+    m = OpenAIModel(model="o3")
     before, after = quote(m, dt.date(2025, 6, 9)), quote(m, dt.date(2025, 6, 10))
     dq = DatedQuotes({"2025-06-09": before, "2025-06-10": after}, default=after)
     assert dq.priced and dq.source == "genai-prices"
@@ -312,7 +312,7 @@ def test_api_cost_table_row():
 
 
 def test_unpriced_model_and_missing_correctness():
-    m = ModelConfig(provider="openai", model="my-finetune-xyz")
+    m = OpenAIModel(model="my-finetune-xyz")
     q = quote(m, dt.date(2025, 1, 1))
     t = cost_table(_responses("ft", 3), {"ft": m}, {"ft": q}, {"ft": {"wall_s": 1.0}}, None)
     r = t.iloc[0]
@@ -323,7 +323,7 @@ def test_unpriced_model_and_missing_correctness():
 
 
 def test_self_hosted_from_gpu_hour_price_and_monthly_floor():
-    m = ModelConfig(provider="openai", model="llama", base_url="http://x",
+    m = OpenAIModel(model="llama", base_url="http://x",
                     hosting=Hosting(usd_per_gpu_hour=2.0, gpus=1, replicas=1))
     # 100 rows, 20 served from Assay's response cache: 80 real requests in 40 s -> 2 rps
     df = _responses("llama", 100, cached=20)
@@ -353,7 +353,7 @@ def test_self_hosted_from_gpu_hour_price_and_monthly_floor():
 
 
 def test_self_hosted_from_hardware_with_throughput_override():
-    m = ModelConfig(provider="openai", model="llama", base_url="http://x",
+    m = OpenAIModel(model="llama", base_url="http://x",
                     hosting=Hosting(hardware=HW, replicas=2, throughput_rps=4.0))
     t = cost_table(_responses("llama", 10), {"llama": m}, {}, {"llama": {"wall_s": 100.0}}, 0)
     r = t.iloc[0]
@@ -370,7 +370,7 @@ def test_self_hosted_from_hardware_with_throughput_override():
 
 
 def test_conventional_with_training_amortisation():
-    m = ModelConfig(provider="sklearn", estimator="logreg")  # no compute: Compute() defaults, 0.10 USD/h, 12 months
+    m = SklearnModel(estimator="logreg")  # no compute: Compute() defaults, 0.10 USD/h, 12 months
     assert Compute().usd_per_hour == 0.10 and Compute().amortise_months == 12
     t = cost_table(_responses("clf", 1000), {"clf": m}, {},
                    {"clf": {"wall_s": 50.0, "compute_s": 36.0, "train_s": 7200.0}}, 1_000_000, {"clf": 900})
@@ -386,7 +386,7 @@ def test_conventional_with_training_amortisation():
     # monthly at 1e6 requests: 0.0166667 + 1e6 * 1e-6 = 1.0166667
     assert r["monthly_cost_usd"] == pytest.approx(1.0166667)
     # explicit compute config
-    m2 = ModelConfig(provider="sklearn", estimator="logreg", compute=Compute(usd_per_hour=3.6, amortise_months=2))
+    m2 = SklearnModel(estimator="logreg", compute=Compute(usd_per_hour=3.6, amortise_months=2))
     r2 = cost_table(_responses("clf", 1000), {"clf": m2}, {}, {"clf": {"compute_s": 36.0, "train_s": 100.0}}, 500).iloc[0]
     # per request 0.036 * 3.6 / 3600 = 3.6e-5; training 100 * 3.6 / 3600 = 0.1 -> 0.05/month; 0.05 + 500*3.6e-5 = 0.068
     assert r2["cost_per_1k_usd"] == pytest.approx(0.036)
@@ -404,10 +404,10 @@ def test_zero_correct_is_infinite_cost_per_correct():
 
 def _mixed_costs():
     api = cfg_price(input_per_mtok=5.0, output_per_mtok=20.0)
-    hosted = ModelConfig(provider="openai", model="llama", base_url="http://x",
+    hosted = OpenAIModel(model="llama", base_url="http://x",
                          hosting=Hosting(usd_per_gpu_hour=2.0, replicas=1, throughput_rps=2.0))
-    clf = ModelConfig(provider="sklearn", estimator="logreg")
-    dear = ModelConfig(provider="openai", model="slow", base_url="http://x",
+    clf = SklearnModel(estimator="logreg")
+    dear = OpenAIModel(model="slow", base_url="http://x",
                        hosting=Hosting(usd_per_gpu_hour=36.0, replicas=1, throughput_rps=1.0))
     df = pd.concat([_responses("api", 10, prompt=100, completion=25), _responses("llama", 10),
                     _responses("clf", 1000), _responses("dear", 10)])

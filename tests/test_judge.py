@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assay.config import DatasetConfig, MetricSpec, ModelConfig
+from assay.config import DatasetConfig, MetricSpec, OpenAIModel
 from assay.metrics import METRICS, build_metric
 from assay.metrics.judge import PROMPT_VERSION, LLMJudge, judge_messages, parse_grade
 from assay.providers import CallResult, Context, Provider, ProviderError
@@ -70,7 +70,7 @@ class FakeJudge(Provider):
     """Answers from a function of the answer being graded; counts calls and concurrency."""
 
     def __init__(self, reply=None, max_concurrency=4, max_attempts=3, fail=None, delay=0.01):
-        super().__init__(ModelConfig(provider="openai", model="fake-judge", max_concurrency=max_concurrency,
+        super().__init__(OpenAIModel(model="fake-judge", max_concurrency=max_concurrency,
                                      max_attempts=max_attempts, params={"temperature": 0}),
                          Context("grader", DatasetConfig(source="x.parquet"), None, lambda p: p))
         self.reply = reply or (lambda answer: "Grade: 5")

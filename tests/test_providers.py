@@ -1,4 +1,4 @@
-"""The non-HTTP providers (replay, sklearn, python) and check_model.
+"""The non-HTTP providers (replay, sklearn, python) and each provider's own config options.
 
 One real run (``run_local``) on a tiny config exercises every provider end to end; the
 error paths are driven directly through ``assay.providers.build`` and ``run_batch``.
@@ -15,10 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assay.config import ConfigError, DatasetConfig, ModelConfig, PromptConfig, load_config
+from assay.config import (MODEL_CLASSES, ConfigError, DatasetConfig, PromptConfig, PythonModel, ReplayModel, SklearnModel,
+                          load_config, model_problems)
 from assay.dataset import prepare, read_source
 from assay.responses import read_responses
-from assay.providers import Context, build, check_model
+from assay.providers import PROVIDERS, Context, build
 from assay.stages import run_local
 
 DAY = date(2026, 11, 1)
@@ -240,7 +241,7 @@ def test_sklearn_directly_and_its_stats(tmp_path):
     write_files(tmp_path)
     ctx = _ctx(tmp_path)
     rows = _prepared(tmp_path, ctx)
-    p = build("sk", ModelConfig(provider="sklearn", estimator="tfidf-svm"), ctx)
+    p = build("sk", SklearnModel(estimator="tfidf-svm"), ctx)
     out = p.run_batch(rows)
     assert len(out["output"]) == 12 and out["error"] == [None] * 12
     acc = sum(o == r for o, r in zip(out["output"], rows["reference"].to_pylist())) / 12
@@ -257,7 +258,7 @@ def test_sklearn_train_without_the_reference_column(tmp_path):
     write_files(tmp_path)
     pq.write_table(pa.table({"text": ["a b"], "category": ["x"]}), tmp_path / "bad_train.parquet")
     ctx = _ctx(tmp_path)
-    p = build("sk", ModelConfig(provider="sklearn", train="bad_train.parquet"), ctx)
+    p = build("sk", SklearnModel(train="bad_train.parquet"), ctx)
     with pytest.raises(ValueError, match=r"bad_train\.parquet has no reference column 'label'"):
         p.run_batch(_prepared(tmp_path, ctx))
 
@@ -291,7 +292,7 @@ def _python(tmp_path, monkeypatch, target: str, params=None):
     mod = write_module(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     ctx = _ctx(tmp_path)
-    cfg = ModelConfig(provider="python", function=target.format(mod=mod), params=params or {})
+    cfg = PythonModel(function=target.format(mod=mod), params=params or {})
     return build("py", cfg, ctx), _prepared(tmp_path, ctx)
 
 
@@ -334,7 +335,7 @@ def test_replay_log_without_the_id_column(tmp_path):
     write_files(tmp_path)
     pq.write_table(pa.table({"ticket": [1, 2], "output": ["a", "b"]}), tmp_path / "noid.parquet")
     ctx = _ctx(tmp_path)
-    p = build("rep", ModelConfig(provider="replay", source="noid.parquet"), ctx)
+    p = build("rep", ReplayModel(source="noid.parquet"), ctx)
     with pytest.raises(ValueError, match=r"noid\.parquet has no column 'id' to match dataset\.id \(columns: ticket, output\)"):
         p.run_batch(_prepared(tmp_path, ctx))
 
@@ -342,7 +343,7 @@ def test_replay_log_without_the_id_column(tmp_path):
 def test_replay_log_without_the_output_column(tmp_path):
     write_files(tmp_path)
     ctx = _ctx(tmp_path)
-    p = build("rep", ModelConfig(provider="replay", source="log.parquet", output_column="answer"), ctx)
+    p = build("rep", ReplayModel(source="log.parquet", output_column="answer"), ctx)
     with pytest.raises(ValueError, match=r"log\.parquet has no output column 'answer' \(columns: id, output, prompt_tokens"):
         p.run_batch(_prepared(tmp_path, ctx))
     # the same through a real run: the run fails with that message
@@ -369,7 +370,7 @@ def test_replay_directly_with_a_jsonl_log_keyed_by_example_id(tmp_path):
     table = prepare(read_source(str(tmp_path / "test.parquet")), ctx.dataset, ctx.prompt, None)
     ids = table["example_id"].to_pylist()
     (tmp_path / "log.jsonl").write_text(f'{{"example_id": "{ids[1]}", "output": "y", "completion_tokens": 3}}\n')
-    p = build("rep", ModelConfig(provider="replay", source="log.jsonl"), ctx)
+    p = build("rep", ReplayModel(source="log.jsonl"), ctx)
     p.prepare(table)
     out = p.run_batch(table)
     assert out["output"] == [None, "y"]
@@ -380,31 +381,37 @@ def test_replay_directly_with_a_jsonl_log_keyed_by_example_id(tmp_path):
 def test_replay_output_column_missing_from_the_dataset(tmp_path):
     write_files(tmp_path)
     ctx = _ctx(tmp_path)
-    p = build("rep", ModelConfig(provider="replay", output_column="answer"), ctx)
+    p = build("rep", ReplayModel(output_column="answer"), ctx)
     with pytest.raises(ValueError, match="dataset has no column 'answer'"):
         p.run_batch(_prepared(tmp_path, ctx))
 
 
-# ------------------------------------------------------------------------------------------------ check_model
+# ------------------------------------------------------------------------------------------------ model options
 
 
-def test_check_model_required_and_foreign_fields():
-    assert check_model(ModelConfig(provider="python")) == [("function", "required by provider 'python'")]
-    problems = check_model(ModelConfig(provider="sklearn", base_url="http://localhost:8000/v1"))
+def test_each_provider_takes_its_own_options():
+    assert model_problems({"provider": "python"}) == [("function", "required by provider 'python'")]
+    assert [f for f, _ in model_problems({"provider": "python", "function": ""})] == ["function"]  # empty is missing too
+    problems = model_problems({"provider": "sklearn", "base_url": "http://localhost:8000/v1"})
     assert [f for f, _ in problems] == ["base_url"]
-    assert "not used by provider 'sklearn'" in problems[0][1] and "estimator" in problems[0][1]
+    assert "not an option of provider 'sklearn'" in problems[0][1] and "estimator" in problems[0][1]
     # a replay model needs somewhere to read outputs from
-    assert check_model(ModelConfig(provider="replay")) == [
-        (None, "replay needs source: (a log file) or output_column: (a dataset column)")]
+    assert model_problems({"provider": "replay"}) == [
+        ("", "replay needs source: (a log file) or output_column: (a dataset column)")]
     # good configs have no problems
-    assert check_model(ModelConfig(provider="sklearn", estimator="majority", train="t.parquet")) == []
-    assert check_model(ModelConfig(provider="replay", output_column="prediction", model="m")) == []
-    assert check_model(ModelConfig(provider="python", function="m:f", params={"a": 1})) == []
-    # only fields that were set count: defaults (max_concurrency, timeout_s, ...) are not foreign
-    assert [f for f, _ in check_model(ModelConfig(provider="sklearn", max_concurrency=3, model="x"))] == ["max_concurrency", "model"]
+    assert model_problems({"provider": "sklearn", "estimator": "majority", "train": "t.parquet"}) == []
+    assert model_problems({"provider": "replay", "output_column": "prediction", "model": "m"}) == []
+    assert model_problems({"provider": "python", "function": "m:f", "params": {"a": 1}}) == []
+    # other providers' options are foreign even where another provider gives them a default (max_concurrency, ...)
+    assert [f for f, _ in model_problems({"provider": "sklearn", "max_concurrency": 3, "model": "x"})] == ["max_concurrency", "model"]
+    assert not hasattr(SklearnModel(), "max_concurrency")
 
 
-def test_check_model_errors_reach_the_config_loader(tmp_path):
+def test_every_provider_has_a_config_class_and_the_other_way_round():
+    assert set(PROVIDERS.names()) == set(MODEL_CLASSES)
+
+
+def test_model_option_errors_reach_the_config_loader(tmp_path):
     (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
         models:
           sk: {provider: sklearn, base_url: "http://localhost:1/v1"}

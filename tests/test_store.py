@@ -165,6 +165,23 @@ def test_file_urls_and_paths(tmp_path):
     assert rf.hash("notes.txt") == hashlib.sha256(b"hello").hexdigest()
 
 
+def test_open_run_from_a_path_names_what_is_missing(tmp_path):
+    rf = Store(tmp_path / "runs").run("p", DAY, "r1")
+    with pytest.raises(S.NotARunFolder, match=r"no manifest\.json in .*r1: run folder not found"):
+        S.open_run(rf.url)
+    rf.write_text(S.SUMMARY, "# hi\n")
+    with pytest.raises(S.NotARunFolder, match=r"no manifest\.json in .*r1: not a run folder"):
+        S.open_run(rf.url)
+    rf.write_json(S.MANIFEST, {"status": "complete"})
+    for given in (rf.url, rf.url + "/", f"file://{rf.url}", os.path.relpath(rf.url)):
+        got = S.open_run(given)
+        assert (got.pipeline, got.as_of, got.run_id, got.url) == ("p", "2026-11-01", "r1", rf.url)
+    assert S.open_run(rf) is rf
+    (tmp_path / "runs" / "p" / "latest" / "r1").mkdir(parents=True)
+    with pytest.raises(S.NotARunFolder, match=r"'latest' in .* is not a date"):
+        S.open_run(tmp_path / "runs" / "p" / "latest" / "r1")
+
+
 # ------------------------------------------------------------------------------------------------ memory://
 
 
@@ -199,6 +216,17 @@ def test_memory_listdir_parts_and_missing(mem_root):
     with pytest.raises(FileNotFoundError, match=re.escape(f"{mem_root}/p/2026-11-01/r1/costs.parquet")):
         rf.read_table(S.COSTS)
     assert Store(mem_root).run("p", DAY, "r2").manifest() is None
+
+
+def test_open_run_from_a_url(mem_root):
+    rf = Store(mem_root).run("p", DAY, "r1")
+    with pytest.raises(S.NotARunFolder, match=re.escape(f"no manifest.json in {mem_root}/p/2026-11-01/r1: not a run folder")):
+        S.open_run(rf.url)
+    rf.write_json(S.MANIFEST, {"status": "complete"})
+    got = S.open_run(rf.url + "/")
+    assert (got.store.root, got.pipeline, got.as_of, got.run_id) == (mem_root, "p", "2026-11-01", "r1")
+    with pytest.raises(S.NotARunFolder, match="not a run folder"):
+        S.open_run("memory://p/2026-11-01/r1")  # no root left
 
 
 def test_memory_runs_and_complete_runs(mem_root):

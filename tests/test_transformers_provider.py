@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assay.config import DatasetConfig, ModelConfig, PromptConfig
+from assay.config import DatasetConfig, PromptConfig, TransformersModel, model_problems
 from assay.responses import read_responses
-from assay.providers import Context, build, check_model
+from assay.providers import Context, build
 from assay.runs import RunFailed
 from assay.stages import run_local
 
@@ -98,7 +98,7 @@ pipelines:
 
 
 def provider_for(path, params=None, prompt=True):
-    cfg = ModelConfig(provider="transformers", path=str(path), params=params or {})
+    cfg = TransformersModel(path=str(path), params=params or {})
     pr = PromptConfig(system="route the ticket", template="{text}") if prompt else None
     ctx = Context("tiny", DatasetConfig(source="unused.parquet"), pr, lambda p: p)
     return build("tiny", cfg, ctx)
@@ -134,11 +134,11 @@ def test_missing_directory_names_the_path(tmp_path):
 
 
 def test_config_checks():
-    assert check_model(ModelConfig(provider="transformers")) == [("path", "required by provider 'transformers'")]
-    ok = ModelConfig(provider="transformers", path="m", model="tiny", params={"max_new_tokens": 4},
-                     compute={"usd_per_hour": 1.0}, max_concurrency=1)
-    assert check_model(ok) == []
-    assert [f for f, _ in check_model(ModelConfig(provider="transformers", path="m", base_url="http://x"))] == ["base_url"]
+    assert model_problems({"provider": "transformers"}) == [("path", "required by provider 'transformers'")]
+    ok = {"provider": "transformers", "path": "m", "model": "tiny", "params": {"max_new_tokens": 4},
+          "compute": {"usd_per_hour": 1.0}, "max_concurrency": 1}
+    assert model_problems(ok) == []
+    assert [f for f, _ in model_problems({"provider": "transformers", "path": "m", "base_url": "http://x"})] == ["base_url"]
 
 
 # ----------------------------------------------------------------------------------------- with a tiny model

@@ -113,10 +113,13 @@ def hosting_usd_per_hour(h: Hosting) -> float:
 
 
 def model_kind(cfg: ModelConfig | None, q: PriceQuote | None = None) -> str:
-    """"self-hosted" (hosting), "conventional" (compute, or sklearn), "api" (priced quote) or "unpriced"."""
-    if cfg is not None and cfg.hosting is not None:
+    """"self-hosted" (hosting), "conventional" (compute, or sklearn), "api" (priced quote) or "unpriced".
+
+    (Not every provider's config has ``hosting`` and ``compute``: a missing one counts as unset.)
+    """
+    if getattr(cfg, "hosting", None) is not None:
         return "self-hosted"
-    if cfg is not None and (cfg.compute is not None or cfg.provider in CONVENTIONAL_PROVIDERS):
+    if cfg is not None and (getattr(cfg, "compute", None) is not None or cfg.provider in CONVENTIONAL_PROVIDERS):
         return "conventional"
     if q is not None and q.priced:
         return "api"
@@ -239,8 +242,9 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct) -> dict:
     fresh_ok = int((ok & ~cached).sum())
     throughput = NAN
     throughput_source = None
-    if cfg is not None and cfg.hosting is not None and cfg.hosting.throughput_rps:
-        throughput, throughput_source = float(cfg.hosting.throughput_rps), "override"
+    hosting, compute = getattr(cfg, "hosting", None), getattr(cfg, "compute", None)  # not every provider has them
+    if hosting is not None and hosting.throughput_rps:
+        throughput, throughput_source = float(hosting.throughput_rps), "override"
     elif st.get("throughput_rps"):
         # measured when the calls were made (kept when a run is reproduced or repriced from cache)
         throughput, throughput_source = float(st["throughput_rps"]), "measured"
@@ -256,7 +260,7 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct) -> dict:
     per_request = NAN
     cost = NAN
     if kind == "self-hosted":
-        h = cfg.hosting
+        h = hosting
         usd_per_hour = hosting_usd_per_hour(h)
         fixed = h.replicas * usd_per_hour * HOURS_PER_MONTH
         if throughput > 0:
@@ -268,7 +272,7 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct) -> dict:
               "replicas": h.replicas, "throughput_rps": None if _isnan(throughput) else throughput,
               "throughput_source": throughput_source}
     elif kind == "conventional":
-        comp = cfg.compute or Compute()
+        comp = compute or Compute()
         usd_per_hour = float(comp.usd_per_hour)
         compute_s = st.get("compute_s")
         compute_source = "compute_s"
@@ -283,7 +287,7 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct) -> dict:
         source = "compute"
         pj = {"usd_per_hour": usd_per_hour, "amortise_months": comp.amortise_months,
               "compute_s": None if compute_s is None else float(compute_s), "compute_source": compute_source,
-              "train_s": train_s, "train_usd": train_usd, "defaults": cfg.compute is None}
+              "train_s": train_s, "train_usd": train_usd, "defaults": compute is None}
     elif kind == "api":
         if isinstance(q, DatedQuotes):  # each row at the price of its own date (see PRICE_DATE)
             row_usd = q.token_cost(_col(df, PRICE_DATE, None).to_numpy(dtype=object), prompt.to_numpy(),
@@ -297,7 +301,7 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct) -> dict:
     else:
         fixed = NAN
         source = "none"
-        pj = (q or PriceQuote(model_id=cfg.model if cfg else None)).to_dict()
+        pj = (q or PriceQuote(model_id=getattr(cfg, "model", None))).to_dict()
 
     if n_correct is None or _isnan(n_correct):
         per_correct = NAN

@@ -60,9 +60,12 @@ class Provider:
         self.ctx = ctx
 
     def identity(self) -> dict:
-        """Everything that shapes a response, for the cache key. Never includes secrets."""
-        return {"provider": self.cfg.provider, "model": self.cfg.model, "version": self.cfg.version,
-                "params": self.cfg.params}
+        """Everything that shapes a response, for the cache key. Never includes secrets.
+
+        (Not every provider's config has ``model`` and ``params``; missing ones count as unset.)
+        """
+        return {"provider": self.cfg.provider, "model": getattr(self.cfg, "model", None), "version": self.cfg.version,
+                "params": getattr(self.cfg, "params", {})}
 
     async def start(self) -> None:
         """Open clients; called once per run inside the event loop."""

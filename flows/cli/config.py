@@ -22,16 +22,6 @@ def _pricing(m) -> str:
     return f"genai-prices ({getattr(m, 'price_ref', None) or getattr(m, 'model', None)})"
 
 
-def _target(m) -> str:
-    target = getattr(m, "target", None)
-    if isinstance(target, str):
-        return target
-    parts = [getattr(m, f, None) for f in ("model", "source", "function", "path", "estimator", "train")]
-    text = next((p for p in parts if p), "")
-    base_url = getattr(m, "base_url", None)
-    return f"{text} @ {base_url}" if base_url else text
-
-
 def list_(config: str = CONFIG_OPT):
     """Show the pipelines and models of a config."""
     from rich.console import Console
@@ -50,5 +40,5 @@ def list_(config: str = CONFIG_OPT):
     for col in ("model", "provider", "target", "pricing"):
         t.add_column(col)
     for name, m in c.models.items():
-        t.add_row(name, m.provider, _target(m), _pricing(m))
+        t.add_row(name, m.provider, m.target, _pricing(m))
     con.print(t)

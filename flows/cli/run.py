@@ -242,7 +242,7 @@ def print_result(folder: str, pipeline: str) -> None:
     from assay.report import summary as R
     from assay.report import format as fmt
     from assay import store as S
-    from assay.reprice import open_run
+    from assay.store import open_run
     from assay.runs import Manifest
     from assay.config import PipelineConfig
 

@@ -1,0 +1,54 @@
+"""pipelines.yaml: schema (:mod:`.schema`), loading and errors (:mod:`.loading`), cross-section checks (:mod:`.checks`).
+
+``from assay.config import load_config, ConfigError, PipelineConfig, ...`` is the public surface.
+Importing this package imports neither :mod:`assay.providers` nor :mod:`assay.metrics` (``load_config``
+imports :mod:`.checks`, which needs them, when it checks a file), so any module may import the config
+types without an import cycle.
+"""
+
+from assay.config.loading import (
+    ENV_PATTERN,
+    ConfigError,
+    LoadedConfig,
+    expand_env,
+    format_path,
+    load_config,
+    model_problems,
+    recorded_config,
+    recorded_model,
+)
+from assay.config.schema import (
+    MODEL_CLASSES,
+    WINDOW_PATTERN,
+    AssayConfig,
+    Compute,
+    CostConfig,
+    DatasetConfig,
+    Gate,
+    Hardware,
+    Hosting,
+    MetricSpec,
+    ModelConfig,
+    OpenAIModel,
+    Partition,
+    PipelineConfig,
+    Price,
+    PromptConfig,
+    PythonModel,
+    ReplayModel,
+    Sample,
+    Schedule,
+    SklearnModel,
+    Strict,
+    TransformersModel,
+    model_options,
+    parse_model,
+)
+
+__all__ = [
+    "AssayConfig", "Compute", "ConfigError", "CostConfig", "DatasetConfig", "ENV_PATTERN", "Gate", "Hardware", "Hosting",
+    "LoadedConfig", "MODEL_CLASSES", "MetricSpec", "ModelConfig", "OpenAIModel", "Partition", "PipelineConfig", "Price",
+    "PromptConfig", "PythonModel", "ReplayModel", "Sample", "Schedule", "SklearnModel", "Strict", "TransformersModel",
+    "WINDOW_PATTERN", "expand_env", "format_path", "load_config", "model_options", "model_problems", "parse_model",
+    "recorded_config", "recorded_model",
+]

@@ -1,0 +1,62 @@
+"""Checks that span sections of a config: names, metric options, files, judges, prompts.
+
+These need the metric and provider registries, so this module imports :mod:`assay.metrics` and
+:mod:`assay.providers`; :func:`assay.config.load_config` imports it only when it checks a file, and
+nothing else in :mod:`assay.config` imports it, so the config types never pull those packages in.
+"""
+
+import os
+from pathlib import Path
+
+from assay.config.schema import AssayConfig
+from assay.metrics import METRICS, build_metric
+from assay.providers import PROVIDERS
+from assay.registry import UnknownName
+
+
+def cross_check(cfg: AssayConfig, base_dir: Path | None = None) -> list[tuple[tuple, str]]:
+    """Checks that span sections: model names in pipelines, metric names, options and files, judge
+    models, gates on computed metrics, and a prompt for openai models; (key path, message) pairs.
+
+    A metric's options are checked here, by building it, so that a typo fails the config before
+    any model is paid for, not at the score stage. (A model's own options are the schema's: each
+    provider's class takes only its own, see :mod:`assay.config.schema`.)
+    """
+    problems: list[tuple[tuple, str]] = []
+    for pname, p in cfg.pipelines.items():
+        for i, m in enumerate(p.models):
+            if m not in cfg.models:
+                problems.append((("pipelines", pname, "models", i), str(UnknownName("model", m, list(cfg.models)))))
+        keys = []
+        for i, spec in enumerate(p.metric_specs()):
+            keys.append(spec.key)
+            if spec.path is None:
+                try:
+                    METRICS.check(spec.name)
+                except UnknownName as e:
+                    problems.append((("pipelines", pname, "metrics", i), str(e)))
+                else:
+                    try:  # builtin metrics are cheap to build: their options are checked now
+                        build_metric(spec, str(base_dir) if base_dir is not None else None)
+                    except (ValueError, TypeError, OSError) as e:
+                        problems.append((("pipelines", pname, "metrics", i, "args"), str(e)))
+            else:
+                mpath = os.path.expanduser(spec.path)
+                if base_dir is not None and not os.path.isabs(mpath):
+                    mpath = str(base_dir / mpath)
+                if not os.path.exists(mpath):
+                    problems.append((("pipelines", pname, "metrics", i, "path"), f"metric file not found: {os.path.abspath(mpath)}"))
+            if spec.judge is not None and spec.judge not in cfg.models:
+                problems.append((("pipelines", pname, "metrics", i, "judge"), str(UnknownName("model", spec.judge, list(cfg.models)))))
+            elif spec.judge is not None:
+                jprov = PROVIDERS.get(cfg.models[spec.judge].provider)
+                if getattr(jprov, "batch", False):
+                    problems.append((("pipelines", pname, "metrics", i, "judge"),
+                                     f"model {spec.judge!r} (provider {cfg.models[spec.judge].provider}) cannot answer prompts: "
+                                     "a judge must be a model whose provider calls an endpoint (openai)"))
+        for g in p.gates:
+            if g not in keys:
+                problems.append((("pipelines", pname, "gates", g), f"gate on metric {g!r} which the pipeline does not compute (metrics: {', '.join(keys)})"))
+        if p.prompt is None and any(cfg.models.get(m) and cfg.models[m].provider == "openai" for m in p.models):
+            problems.append((("pipelines", pname, "prompt"), "a prompt is required when an openai model is used"))
+    return problems

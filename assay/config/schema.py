@@ -1,0 +1,314 @@
+"""pipelines.yaml as typed pydantic models (``extra="forbid"``): the schema, and nothing that reads files.
+
+Importing this module imports pydantic and nothing of Assay's providers or metrics, so any module can
+use the config types without an import cycle. Reading and validating a file is :mod:`assay.config.loading`;
+the checks that span sections (model and metric names, metric options) are :mod:`assay.config.checks`.
+"""
+
+import functools
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+WINDOW_PATTERN = re.compile(r"^(\d+)([dwh])$")
+
+
+class Strict(BaseModel):
+    # defer_build: a process that only unpickles a config (see assay.ahead) never pays for the
+    # validators, about a tenth of a second
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+
+
+class Price(Strict):
+    """Explicit prices in USD per million tokens; they override the genai-prices database."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
+
+
+class Hardware(Strict):
+    """The machine behind a self-hosted model, turned into an hourly price."""
+
+    purchase_usd: float = Field(gt=0)
+    depreciation_years: float = Field(default=3, gt=0)
+    power_kw: float = Field(default=0.7, ge=0)
+    pue: float = Field(default=1.4, ge=1)
+    usd_per_kwh: float = Field(default=0.15, ge=0)
+    maintenance_rate: float = Field(default=0.1, ge=0, description="yearly share of purchase price")
+    utilisation: float = Field(default=1.0, gt=0, le=1)
+
+
+class Hosting(Strict):
+    """Self-hosted serving: priced by time, not by token."""
+
+    usd_per_gpu_hour: float | None = Field(default=None, ge=0)
+    gpus: int = Field(default=1, ge=1)
+    hardware: Hardware | None = None
+    replicas: int = Field(default=1, ge=0, description="always-on replicas (the monthly floor)")
+    throughput_rps: float | None = Field(default=None, gt=0, description="override the measured throughput")
+
+    @model_validator(mode="after")
+    def _one_price(self):
+        if self.usd_per_gpu_hour is None and self.hardware is None:
+            raise ValueError("hosting needs usd_per_gpu_hour or hardware")
+        return self
+
+
+class Compute(Strict):
+    """Conventional (non-LLM) models: compute time at an hourly rate."""
+
+    usd_per_hour: float = Field(default=0.10, ge=0)
+    amortise_months: float = Field(default=12, gt=0, description="training cost spread over this many months")
+
+
+# --------------------------------------------------------------------------------------------- models
+# One class per provider, each taking only the options its provider uses: with extra="forbid", any
+# other key is an error naming it (see assay.config.loading for the wording). The pieces several
+# providers share are the small bases below, so that each field and its default is written once
+# (bases are listed last-first: pydantic orders fields from the last base, so provider comes first).
+
+
+class _Model(Strict):
+    """What every model has: its provider (the tag that picks the class) and a version label."""
+
+    provider: str
+    version: str | None = Field(default=None, description="a label of your own (a fine-tune's date, say); part of the cache key")
+
+
+class _Named(Strict):
+    model: str | None = Field(default=None, description="the model's name, as the endpoint or the price list knows it")
+
+
+class _Params(Strict):
+    params: dict[str, Any] = Field(default_factory=dict, description="options passed to the model on every call")
+
+
+class _Concurrent(Strict):
+    max_concurrency: int = Field(default=16, ge=1, le=4096, description="calls in flight at once (replay: the logged deployment's)")
+
+
+class _TokenPriced(Strict):
+    price: Price | None = None
+    price_ref: str | None = Field(default=None, description="genai-prices 'provider/model' (default: provider inferred from model)")
+
+
+class _Hosted(Strict):
+    hosting: Hosting | None = None
+
+
+class _Computed(Strict):
+    compute: Compute | None = None
+
+
+class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
+    """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, TGI, ...), called once per example."""
+
+    provider: Literal["openai"] = "openai"
+    model: str = Field(min_length=1, description="the model name sent to the endpoint")
+    base_url: str | None = Field(default=None, description="default https://api.openai.com/v1")
+    api_key_env: str | None = Field(default=None, description="the environment variable holding the API key")
+    client: Literal["aiohttp", "sdk"] = Field(default="aiohttp", description="HTTP client for openai endpoints")
+    rpm: float | None = Field(default=None, gt=0)
+    tpm: float | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=60, gt=0)
+    max_attempts: int = Field(default=4, ge=1, le=20)
+
+    @property
+    def target(self) -> str:
+        """What it calls: the model at its endpoint."""
+        return f"{self.model} @ {self.base_url}" if self.base_url else self.model
+
+
+class ReplayModel(_Hosted, _TokenPriced, _Concurrent, _Named, _Model):
+    """Responses a production system already produced: read from a log file or a dataset column."""
+
+    provider: Literal["replay"] = "replay"
+    source: str | None = Field(default=None, description="a log file with a row per dataset id")
+    output_column: str | None = Field(default=None, description="the column with the outputs (default output)")
+
+    @model_validator(mode="after")
+    def _somewhere_to_read(self):
+        if self.source is None and self.output_column is None:
+            raise ValueError("replay needs source: (a log file) or output_column: (a dataset column)")
+        return self
+
+    @property
+    def target(self) -> str:
+        """What it reads: the log file, or the dataset's column."""
+        return self.source if self.source is not None else f"dataset column {self.output_column}"
+
+
+class SklearnModel(_Computed, _Model):
+    """A conventional baseline trained on the pipeline's train split."""
+
+    provider: Literal["sklearn"] = "sklearn"
+    train: str | None = Field(default=None, description="the training file (default: the dataset's train)")
+    estimator: str | None = Field(default=None, description="tfidf-logreg (the default), tfidf-svm or majority")
+
+    @property
+    def target(self) -> str:
+        """What it fits: the estimator (and its training file when it has its own)."""
+        est = self.estimator or "tfidf-logreg"
+        return f"{est} (train: {self.train})" if self.train else est
+
+
+class PythonModel(_Computed, _Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
+    """Any ``package.module:function``, called with a shard's rows."""
+
+    provider: Literal["python"] = "python"
+    function: str = Field(min_length=1, description="package.module:function")
+
+    @property
+    def target(self) -> str:
+        """What it calls: the function."""
+        return self.function
+
+
+class TransformersModel(_Computed, _Hosted, _Concurrent, _Params, _Named, _Model):
+    """A local Hugging Face causal language model, run in-process."""
+
+    provider: Literal["transformers"] = "transformers"
+    path: str = Field(min_length=1, description="a local model directory")
+
+    @property
+    def target(self) -> str:
+        """What it loads: the model directory."""
+        return self.path
+
+
+#: One model's config: the class of its ``provider``.
+ModelConfig = Annotated[
+    Union[OpenAIModel, ReplayModel, SklearnModel, PythonModel, TransformersModel],
+    Field(discriminator="provider"),
+]
+
+#: provider name -> its config class
+MODEL_CLASSES: dict[str, type[_Model]] = {
+    cls.model_fields["provider"].default: cls
+    for cls in (OpenAIModel, ReplayModel, SklearnModel, PythonModel, TransformersModel)
+}
+
+
+def model_options(provider: str) -> list[str]:
+    """The keys a provider's model takes besides ``provider``, sorted."""
+    return sorted(f for f in MODEL_CLASSES[provider].model_fields if f != "provider")
+
+
+@functools.cache
+def _model_adapter() -> TypeAdapter:
+    return TypeAdapter(ModelConfig)
+
+
+def parse_model(data: Any) -> ModelConfig:
+    """One model's config (a mapping with ``provider``) as its provider's class; pydantic's
+    ValidationError when it is not valid (:func:`assay.config.model_problems` words it)."""
+    if isinstance(data, _Model):
+        return data
+    return _model_adapter().validate_python(data)
+
+
+class Partition(Strict):
+    column: str
+    window: str | None = Field(default=None, description="e.g. 1d, 7d, 24h; none = everything up to as_of")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v):
+        if v is not None and not WINDOW_PATTERN.match(v):
+            raise ValueError("window must look like 1d, 7d, 2w or 24h")
+        if v is not None and v.endswith("h") and int(v[:-1]) % 24:
+            raise ValueError("an as_of window is whole days: use a multiple of 24h (or d/w)")
+        return v
+
+
+class Sample(Strict):
+    n: int = Field(ge=1)
+    seed: int = 0
+
+
+class DatasetConfig(Strict):
+    source: str
+    format: Literal["parquet", "csv", "jsonl", "json", "hf"] | None = None
+    split: str | None = None
+    id: str | None = None
+    input: list[str] | None = None
+    reference: str | None = None
+    slices: list[str] = Field(default_factory=list)
+    partition: Partition | None = None
+    sample: Sample | None = None
+    train: str | None = Field(default=None, description="training file for conventional models")
+    held_out: dict[str, list[str]] | None = Field(default=None, description="slice column -> values that are out of distribution")
+
+
+class PromptConfig(Strict):
+    system: str | None = None
+    template: str
+    version: str | None = None
+
+
+class CostConfig(Strict):
+    monthly_requests: int | None = Field(default=None, ge=0)
+    max_usd: float | None = Field(default=None, ge=0)
+
+
+class Gate(Strict):
+    min: float | None = None
+    max: float | None = None
+    max_drop: float | None = Field(default=None, ge=0)
+
+
+class Schedule(Strict):
+    cron: str
+    timezone: str = "UTC"
+
+
+class MetricSpec(Strict):
+    name: str | None = None
+    path: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    judge: str | None = None
+
+    @model_validator(mode="after")
+    def _name_or_path(self):
+        if not self.name and not self.path:
+            raise ValueError("a metric needs a name or a path")
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.name or Path(self.path).stem
+
+
+class PipelineConfig(Strict):
+    description: str | None = None
+    dataset: DatasetConfig
+    prompt: PromptConfig | None = None
+    models: list[str] = Field(min_length=1)
+    metrics: list[str | MetricSpec] = Field(min_length=1)
+    cost: CostConfig = Field(default_factory=CostConfig)
+    gates: dict[str, Gate] = Field(default_factory=dict)
+    schedule: Schedule | None = None
+    cache: Literal["use", "refresh", "off"] = "use"
+    max_error_rate: float = Field(default=0.1, ge=0, le=1)
+    shard_size: int = Field(default=500, ge=1)
+    bootstrap: int = Field(default=1000, ge=0)
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        # YAML 1.1 reads a bare `off` as false
+        return "off" if v is False else v
+
+    def metric_specs(self) -> list[MetricSpec]:
+        return [MetricSpec(name=m) if isinstance(m, str) else m for m in self.metrics]
+
+
+class AssayConfig(Strict):
+    artifacts: str = "data/runs"
+    cache_dir: str | None = None
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)

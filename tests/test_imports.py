@@ -1,0 +1,51 @@
+"""The import graph: the config types import no provider or metric, and no module of assay/ is in a cycle.
+
+Each check runs in a fresh interpreter, since a module another test imported already would hide both.
+"""
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def _modules() -> list[str]:
+    """Every module under assay/, but the evaluate scripts in assay/metrics/modules: those are loaded by
+    path with ``evaluate.load`` (see that package's docstring), and each import of evaluate takes seconds."""
+    out = []
+    for p in sorted((ROOT / "assay").rglob("*.py")):
+        parts = list(p.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts[:3] == ["assay", "metrics", "modules"] and len(parts) > 3:
+            continue
+        out.append(".".join(parts))
+    return out
+
+
+@pytest.mark.parametrize("module", ["assay.config", "assay.config.schema", "assay.config.loading"])
+def test_the_config_imports_no_provider_or_metric(module):
+    code = (f"import {module}, sys; "
+            "bad = [m for m in sys.modules if m.startswith(('assay.providers', 'assay.metrics'))]; assert not bad, bad")
+    r = _python(code)
+    assert r.returncode == 0, r.stderr
+
+
+def test_every_module_imports_first_in_a_fresh_interpreter():
+    """A module in an import cycle fails with ImportError when it is the first one imported."""
+    modules = _modules()
+    assert {"assay.config.checks", "assay.providers.base", "assay.metrics.judge", "assay.runs.context", "assay.stages.invoke"} <= set(modules)
+    with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
+        results = list(pool.map(lambda m: (m, _python(f"import {m}")), modules))
+    failed = {m: r.stderr.strip().splitlines()[-1] for m, r in results if r.returncode != 0}
+    assert not failed, failed
