@@ -17,7 +17,7 @@ from assay.store import RunFolder
 
 #: Columns that are measurements of one execution, not results (compared, but reported apart).
 TIMING = {"responses": ["latency_s", "started_at", "attempts", "cached"],
-          "costs": ["cache_hits", "latency_p50_s", "latency_p95_s", "latency_p99_s"]}
+          "costs": ["cache_hits", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps"]}
 PARQUET = [S.DATASET, S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS, S.COSTS, S.BREAKEVEN]
 
 

@@ -4,7 +4,8 @@ Each stage module (``load``, ``invoke``, ``score``, ``cost``, ``report``) has a 
 that reads its inputs from the run folder, writes its own artifacts and records itself in the
 manifest. :func:`run_stages` chains them and marks the run complete or failed; the Prefect flow
 (``flows/assess.py``), :func:`run_local` and ``assay reproduce`` all go through it, the flow
-wrapping each stage in its Prefect task (``call``). The gate runs last, on a complete run.
+wrapping each stage in its Prefect task (``call``). The gate runs last; its verdict is part of
+the finished run.
 """
 
 from datetime import date
@@ -25,26 +26,29 @@ def message(e: BaseException) -> str:
 
 def run_stages(ctx: RunContext, call: Callable[[Any, RunContext], Any] | None = None,
                on_end: Callable[[], dict] | None = None, gates: bool = True) -> RunContext:
-    """Run every stage on ``ctx`` (``call(stage, ctx)`` runs one; default ``stage.run(ctx)``), mark
-    the run complete, then check its gates (``call(gate, ctx)``) when the pipeline has any.
+    """Run every stage on ``ctx`` (``call(stage, ctx)`` runs one; default ``stage.run(ctx)``), then
+    check the pipeline's gates (``call(gate, ctx)``) when it has any, then mark the run complete.
 
     On a failure the manifest says which stage failed and why, the partial artifacts stay (the
-    same request resumes them), and the exception propagates. ``on_end()`` gives extra manifest
-    keys to record with the end (the Prefect flow run, say).
+    same request resumes them), and the exception propagates. A broken gate is not a failed run:
+    its verdict is recorded, the run is marked complete (its artifacts stand), and the gate's
+    exception propagates. A run killed at any point, the gate included, stays unfinished and
+    resumable. ``on_end()`` gives extra manifest keys to record with the end (the Prefect flow
+    run, say).
     """
     call = call or (lambda stage, c: stage.run(c))
     extra = on_end or dict
-    current = STAGES[0].NAME
-    try:
-        for stage in STAGES:
-            current = stage.NAME
+    todo = STAGES + ((gate,) if gates and ctx.cfg.gates else ())
+    for stage in todo:
+        try:
             call(stage, ctx)
-    except BaseException as e:
-        fail(ctx, current, message(e), **extra())
-        raise
+        except BaseException as e:
+            if stage is gate and ctx.manifest.get("gates", {}).get("passed") is False:
+                finish(ctx, **extra())
+            else:
+                fail(ctx, stage.NAME, message(e), **extra())
+            raise
     finish(ctx, **extra())
-    if gates and ctx.cfg.gates:
-        call(gate, ctx)
     return ctx
 
 

@@ -1,0 +1,104 @@
+"""``kill -9`` in every stage, then the same command: the run completes, its artifacts equal an
+uninterrupted run's, and no model call is paid for twice beyond what was in flight.
+
+Each run is a real ``assay run`` process against the session's Prefect server and a local
+OpenAI-compatible server; ``tests/killpoints.py`` kills it while it writes a chosen artifact.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from assay.reproduce import compare
+from assay.store import Store
+from assay.testing.openai_server import OpenAIServer
+
+N, C, SHARD = 60, 4, 10
+STAGES = ["load", "invoke", "score", "cost", "report", "gate"]
+ARMED = "import sys, tests.killpoints as k; k.arm(sys.argv.pop(1)); from flows.cli.main import main; main()"
+
+
+def _config(tmp: Path, base_url: str, root: Path) -> Path:
+    ids = [f"t{i:03d}" for i in range(N)]
+    labels = ["billing", "refund", "other"] * (N // 3)
+    pq.write_table(pa.table({"id": ids, "text": [f"ticket {i} about {lab}" for i, lab in zip(ids, labels)], "label": labels}),
+                   tmp / "data.parquet")
+    pq.write_table(pa.table({"id": ids, "output": labels[::-1], "prompt_tokens": [30] * N, "completion_tokens": [2] * N}),
+                   tmp / "log.parquet")
+    cfg = tmp / "pipelines.yaml"
+    cfg.write_text(textwrap.dedent(f"""
+        artifacts: {root}
+        models:
+          live:
+            provider: openai
+            model: mock-model
+            base_url: {base_url}
+            max_concurrency: {C}
+            price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}
+          logged: {{provider: replay, source: log.parquet, price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}}}
+        pipelines:
+          p:
+            dataset: {{source: data.parquet, id: id, reference: label}}
+            prompt: {{system: "labels: billing, refund, other", template: "{{text}}"}}
+            models: [live, logged]
+            metrics: [accuracy, macro_f1]
+            shard_size: {SHARD}
+            cache: off
+            bootstrap: 50
+            gates: {{accuracy: {{min: 0.0}}}}
+    """))
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, prefect_server, project_root):
+    from prefect.settings import PREFECT_API_URL
+
+    tmp = tmp_path_factory.mktemp("kills")
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(project_root))
+    with OpenAIServer(latency=0.02) as srv:
+        base = _config(tmp, srv.base_url, tmp / "baseline")
+        r = subprocess.run(_cmd(base), capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        (baseline,) = Store(tmp / "baseline").complete_runs("p")
+        yield tmp, srv, env, baseline
+
+
+def _cmd(cfg: Path, armed: str | None = None) -> list[str]:
+    head = [sys.executable, "-c", ARMED, armed] if armed else [sys.executable, "-m", "flows.cli"]
+    return head + ["run", "p", "--config", str(cfg), "--as-of", "2026-11-01", "--no-progress"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_kill_in_a_stage_then_the_same_command_completes_the_same_run(setup, stage, project_root):
+    tmp, srv, env, baseline = setup
+    work = tmp / f"killed-{stage}"
+    work.mkdir()
+    root = work / "runs"
+    cfg = _config(work, srv.base_url, root)
+    srv.reset()
+    killed = subprocess.run(_cmd(cfg, armed=stage), capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    calls_before = srv.stats(include_prompts=False)["requests_total"]
+    (run,) = Store(root).runs("p")
+    assert run.manifest()["status"] == "running"
+    again = subprocess.run(_cmd(cfg), capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert Path(again.stdout.strip().splitlines()[-1]) == Path(run.url)   # the same run folder, resumed
+    m = run.manifest()
+    assert m["status"] == "complete" and len(m["resumes"]) == 1 and m["gates"]["passed"] is True
+    # every artifact has the uninterrupted run's content (timing columns aside)
+    rows = compare(baseline, run)
+    assert rows and all(r["status"] in ("identical", "same content") for r in rows), rows
+    # nothing was paid twice beyond the shard being written and the calls in flight at the kill
+    calls = srv.stats(include_prompts=False)["requests_total"]
+    repaid = calls - N
+    assert 0 <= repaid <= SHARD + C, (calls_before, calls)
+    if stage != "invoke" and stage != "load":
+        assert calls == calls_before == N                          # after invoke: no call repeated at all
