@@ -60,6 +60,19 @@ def assay_logs_to_prefect():
         logger.setLevel(level)
 
 
+class _NoEmptyTraceback(logging.Filter):
+    """Prefect logs a task that returned a Failed state with ``exc_info=True`` but no exception in
+    flight, which prints a stray ``NoneType: None`` under the line; drop the empty exc_info."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is None:
+            record.exc_info = None
+        return True
+
+
+logging.getLogger("prefect.task_runs").addFilter(_NoEmptyTraceback())
+
+
 def _flow_run_record() -> dict:
     """Which Prefect flow run made the run folder, for its manifest (``prefect``)."""
     return {"prefect": {"flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name}} if flow_run.id else {}
