@@ -40,6 +40,14 @@ Fault injection (all deterministic)
   across runs and processes, so the same prompts fail every time.
 * ``TRIGGER:SLOW``: the response is delayed by an extra ``slow_seconds`` (default 10 s),
   for client timeout tests.
+* Once per prompt, then success: ``TRIGGER:502``, ``TRIGGER:503``; ``TRIGGER:429DATE`` (429
+  with ``Retry-After`` as an HTTP date, one second ahead); ``TRIGGER:429BARE`` (429 without
+  ``Retry-After``); ``TRIGGER:BADJSON`` (200 with a malformed JSON body); ``TRIGGER:RESET``
+  (headers and part of the body, then the connection closes); ``TRIGGER:TRUNCATED`` (a body
+  shorter than its ``Content-Length``, then close).
+* Every time: ``TRIGGER:NOCHOICES`` (200 with an empty ``choices``), ``TRIGGER:NOUSAGE`` (200
+  without ``usage``), ``TRIGGER:ECHOAUTH`` (400 whose message repeats the request's
+  ``Authorization`` header, as a careless proxy might).
 
 Every chat response, errors included, is delayed by ``latency + jitter * U(0, 1)`` seconds
 (a timer, not a task; pipelined responses are still returned in order).  A client that
@@ -233,6 +241,9 @@ def respond(last_user: str, systems: list[str], users: list[str]) -> str:
 # --------------------------------------------------------------------------- server state
 
 
+_TRIGGER_429 = re.compile(r"TRIGGER:429(?![A-Z])")
+
+
 def _error_body(status: int, message: str, type_: str, code: str | None) -> bytes:
     return json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()
 
@@ -273,7 +284,16 @@ class _State:
         self.max_in_flight = self.in_flight
         self.triggered_429: set[str] = set()
         self.triggered_500: set[str] = set()
+        self.triggered: dict[str, set[str]] = {}  # fault name -> prompts it was served to once
         self.fail_counts: dict[str, int] = {}
+
+    def once(self, fault: str, prompt: str) -> bool:
+        """True the first time ``fault`` is served for ``prompt`` (then the prompt succeeds)."""
+        seen = self.triggered.setdefault(fault, set())
+        if prompt in seen:
+            return False
+        seen.add(prompt)
+        return True
 
     def stats(self, include_prompts: bool = True) -> dict[str, Any]:
         hist: dict[int, int] = {}
@@ -444,8 +464,8 @@ class _HTTPProtocol(asyncio.Protocol):
 
     # -- output (in request order, even when delays differ)
 
-    def _emit(self, status: int, body: bytes, extra: bytes, delay: float, keep_alive: bool, chat: bool) -> None:
-        data = b"".join(
+    def _emit(self, status: int, body: bytes, extra: bytes, delay: float, keep_alive: bool, chat: bool, raw: bool = False) -> None:
+        data = body if raw else b"".join(
             (b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Unknown")), _JSON_HDR, b"%d\r\n" % len(body), extra, b"\r\n", body)
         )
         if not keep_alive:
@@ -502,6 +522,8 @@ class _HTTPProtocol(asyncio.Protocol):
                 st.max_in_flight = st.in_flight
             status, out, extra, delay = self._chat(headers, body)
             st.by_status[status] = st.by_status.get(status, 0) + 1
+            if status == -1:  # a broken response: these raw bytes, then the connection closes
+                return self._emit(status, out, b"", delay, False, True, raw=True)
             return self._emit(status, out, extra + ka, delay, keep_alive, True)
         if path in _MODELS_PATHS and method == b"GET":
             return self._simple(200, st.models_body, ka, keep_alive)
@@ -592,7 +614,7 @@ class _HTTPProtocol(asyncio.Protocol):
             msg = f"Rate limit reached for {model} (every {cfg.rate_limit_every}th request)."
             return 429, _error_body(429, msg, "requests", "rate_limit_exceeded"), st.retry_after_hdr, delay
         if trig:
-            if "TRIGGER:429" in user_all and ph not in st.triggered_429:
+            if _TRIGGER_429.search(user_all) and ph not in st.triggered_429:
                 st.triggered_429.add(ph)
                 msg = "Rate limit reached (TRIGGER:429)."
                 return 429, _error_body(429, msg, "requests", "rate_limit_exceeded"), st.retry_after_hdr, delay
@@ -600,6 +622,9 @@ class _HTTPProtocol(asyncio.Protocol):
                 st.triggered_500.add(ph)
                 msg = "The server had an error while processing your request (TRIGGER:500)."
                 return 500, _error_body(500, msg, "server_error", None), b"", delay
+            fault = self._fault(user_all, ph, headers, delay)
+            if fault is not None:
+                return fault
         if st.fail_threshold and int.from_bytes(digest, "big") < st.fail_threshold:
             c = st.fail_counts.get(ph, 0)
             if c < cfg.fail_times:
@@ -610,6 +635,8 @@ class _HTTPProtocol(asyncio.Protocol):
             delay += cfg.slow_seconds
 
         answer = respond(last_user, systems, users)
+        if trig and "TRIGGER:NOCHOICES" in user_all:
+            return 200, b'{"id":"chatcmpl-empty","object":"chat.completion","choices":[]}', b"", delay
         pt = (chars + 3) // 4
         ct = max(1, (len(answer) + 3) // 4)
         st.seq += 1
@@ -622,7 +649,40 @@ class _HTTPProtocol(asyncio.Protocol):
             '"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}},'
             '"system_fingerprint":"fp_assay_fake"}'
         ) % (st.seq, int(time.time()), _jstr(model), _jstr(answer), pt, ct, pt + ct)
+        if trig and "TRIGGER:NOUSAGE" in user_all:
+            out = out[: out.index(',"usage":')] + ',"system_fingerprint":"fp_assay_fake"}'
         return 200, out.encode(), b"x-request-id: req_assay%d\r\n" % st.seq, delay
+
+    def _fault(self, user_all: str, ph: str, headers: dict, delay: float):
+        """The injected fault a ``TRIGGER:<name>`` asks for, or None. All but ECHOAUTH are served
+        once per prompt (the retry succeeds); RESET and TRUNCATED break the connection (status -1:
+        raw bytes, then close)."""
+        st = self.st
+        for code in (502, 503):
+            if f"TRIGGER:{code}" in user_all and st.once(str(code), ph):
+                return code, _error_body(code, f"Bad gateway or unavailable (TRIGGER:{code}).", "server_error", None), b"", delay
+        if "TRIGGER:429DATE" in user_all and st.once("429DATE", ph):
+            from email.utils import formatdate
+
+            when = formatdate(time.time() + 1.0, usegmt=True).encode()
+            return 429, _error_body(429, "Rate limit reached (TRIGGER:429DATE).", "requests", "rate_limit_exceeded"), \
+                b"Retry-After: " + when + b"\r\n", delay
+        if "TRIGGER:429BARE" in user_all and st.once("429BARE", ph):
+            return 429, _error_body(429, "Rate limit reached (TRIGGER:429BARE).", "requests", "rate_limit_exceeded"), b"", delay
+        if "TRIGGER:BADJSON" in user_all and st.once("BADJSON", ph):
+            return 200, b'{"id": "chatcmpl-bad", "choices": [{"message": {"content": "unterminated', b"", delay
+        if "TRIGGER:RESET" in user_all and st.once("RESET", ph):
+            body = b'{"id":"chatcmpl-reset","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant"'
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (len(body) * 3)
+            return -1, head + body, b"", delay
+        if "TRIGGER:TRUNCATED" in user_all and st.once("TRUNCATED", ph):
+            body = b'{"id":"chatcmpl-trunc","object":"chat.completion","choices":[{"index":0,"message":'
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (len(body) + 40)
+            return -1, head + body, b"", delay
+        if "TRIGGER:ECHOAUTH" in user_all:
+            auth = headers.get(b"authorization", b"").decode("latin-1")
+            return 400, _error_body(400, f"Bad request; you sent Authorization: {auth}", "invalid_request_error", None), b"", delay
+        return None
 
 
 # --------------------------------------------------------------------------- process entry
