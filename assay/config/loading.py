@@ -39,12 +39,15 @@ class ConfigError(Exception):
 
 
 def format_path(loc: tuple) -> str:
+    """``("pipelines", "p", "models", 1)`` as ``pipelines.p.models[1]``; a key with a control
+    character in it is shown quoted and escaped (``models.'bad\\x07name'``), never raw."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            part = str(part)
+            out += ("." if out else "") + (part if part.isprintable() else repr(part))
     return out
 
 
@@ -149,6 +152,9 @@ def validation_problems(e: ValidationError, one_model: bool = False) -> list[tup
     out = []
     for err in e.errors(include_url=False):
         loc = tuple(err["loc"])
+        if loc[-1:] == ("[key]",):  # a bad name (a key of models: or pipelines:): the key path is the entry's
+            out.append((loc[:-1], _message(err)))
+            continue
         # a metric is `str | MetricSpec`: pydantic names the union member in the path
         if len(loc) > 4 and loc[0] == "pipelines" and loc[2] == "metrics" and loc[4] in ("str", "MetricSpec"):
             loc = loc[:4] + loc[5:]
