@@ -202,11 +202,26 @@ def _hashed_model(m: ModelConfig) -> dict:
 class LoadedConfig:
     """A validated config plus what is needed to report on it and resolve paths."""
 
-    def __init__(self, config: AssayConfig, raw: dict, path: Path):
+    def __init__(self, config: AssayConfig, raw: dict, path: Path, node: yaml.Node | None = None):
         self.config = config
         self.raw = raw
         self.path = path
         self.base_dir = path.parent
+        self._node = node  # the composed YAML, for line numbers; not pickled
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["_node"] = None
+        return d
+
+    def line_of(self, loc: tuple) -> int | None:
+        """The line of key path ``loc`` (a tuple: ``("pipelines", "p", "dataset", "id")``) in the file
+        this config was read from, or of the nearest enclosing key there; None when the config was not
+        read from a file here, or ``loc`` is no key of the file (``("--models",)``)."""
+        node = getattr(self, "_node", None)
+        if not isinstance(node, yaml.MappingNode) or not loc or not any(k.value == str(loc[0]) for k, _ in node.value):
+            return None
+        return _line_of(node, loc)
 
     def resolve_path(self, p: str | None) -> str | None:
         """Relative paths in the config are relative to the config file; URLs are kept."""
@@ -267,13 +282,13 @@ def load_config(path: str | os.PathLike = "pipelines.yaml", check: bool = True) 
     except ValidationError as e:
         raise ConfigError(str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in validation_problems(e)]) from None
     if not check:
-        return LoadedConfig(cfg, raw, path)
+        return LoadedConfig(cfg, raw, path, node)
     from assay.config.checks import cross_check  # imports metrics and providers: only when a file is checked
 
     problems = cross_check(cfg, path.parent)
     if problems:
         raise ConfigError(str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in problems])
-    return LoadedConfig(cfg, raw, path)
+    return LoadedConfig(cfg, raw, path, node)
 
 
 # ------------------------------------------------------------------------------------ a run's recorded config
