@@ -269,6 +269,78 @@ def test_the_load_stage_takes_the_table_the_preflight_prepared(tmp_path, monkeyp
     D.forget_prepared()
 
 
+# ------------------------------------------------------------------------------------------------ through `assay run`
+def _assay_run(d: Path, bad: BadInput) -> tuple[BadInput, Path, subprocess.CompletedProcess]:
+    cfg, args = bad_workspace(d, bad)
+    cmd = [sys.executable, "-m", "flows.cli", "run", args["pipeline"], "--config", str(cfg), "--as-of", AS_OF.isoformat(),
+           "--no-progress"]
+    if args["sample"] is not None:
+        cmd += ["--sample", str(args["sample"])]
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "ASSAY_PREFLIGHT_UNSET_KEY", "ASSAY_ARTIFACTS")}
+    env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(d / "prefect-home"))
+    return bad, d, subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def test_assay_run_exits_2_naming_each_bad_input_and_writes_nothing(tmp_path):
+    """Every row of BAD_INPUTS through ``assay run`` (in parallel subprocesses): exit 2, the key path
+    and the file on standard error, no traceback, no artifact root, no Prefect home (no flow run)."""
+    dirs = []
+    for i, bad in enumerate(BAD_INPUTS):
+        d = tmp_path / f"case{i:02d}"
+        d.mkdir()
+        dirs.append((d, bad))
+    with ThreadPoolExecutor(max(2, min(8, os.cpu_count() or 2))) as pool:
+        results = list(pool.map(lambda a: _assay_run(*a), dirs))
+    wrong = []
+    for bad, d, r in results:
+        keys = bad.key.split(", ")
+        checks = {
+            "exit 2": r.returncode == 2,
+            "no traceback": "Traceback" not in r.stderr,
+            "key path named": all(k in r.stderr for k in keys),
+            "file named": bad.key == "sample" or expected_file(d, bad) in r.stderr,  # --sample 0: refused by the option
+            "no artifact root": not (d / "runs").exists(),
+            "no Prefect home": not (d / "prefect-home").exists(),
+            "nothing on stdout": not r.stdout.strip(),
+        }
+        failed = [c for c, ok in checks.items() if not ok]
+        if failed:
+            wrong.append(f"{bad.name}: {', '.join(failed)} (exit {r.returncode})\n{r.stderr[-1500:]}")
+    assert not wrong, "\n\n".join(wrong)
+
+
+def test_assay_run_names_several_problems_in_one_message(tmp_path):
+    bad = BAD_INPUTS[[b.name for b in BAD_INPUTS].index("several problems at once")]
+    _, d, r = _assay_run(tmp_path, bad)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == f"{tmp_path / 'pipelines.yaml'}: 3 problem(s)"
+    assert [ln.split(" (line")[0].strip() for ln in lines[1:]] == bad.key.split(", ")
+
+
+# ------------------------------------------------------------------------------------------------ a served run
+def test_the_flow_fails_before_it_makes_a_run_folder(tmp_path, prefect_server):
+    """A run started by a schedule, the UI or a backfill (the ``assess`` flow itself) with a missing
+    dataset ends Failed with the preflight's message, and no run folder (no artifact root) exists."""
+    from flows.assess import assess, outcome
+
+    cfg = make_workspace(tmp_path)
+    remove("test.parquet")(tmp_path)
+    state = assess(pipeline="p", as_of=AS_OF, config=str(cfg), artifacts=str(tmp_path / "runs"), return_state=True)
+    assert state.is_failed()
+    assert f"pipelines.p.dataset.source (line 10): dataset file not found: {tmp_path / 'test.parquet'}" in state.message
+    assert "Traceback" not in state.message
+    assert not (tmp_path / "runs").exists()
+    out = outcome(state)
+    assert out.status == "failed" and out.folder is None
+    # a bad request from the UI is named the same way: a sample of 0 examples, a model the pipeline lacks
+    make_workspace(tmp_path)
+    state = assess(pipeline="p", as_of=AS_OF, config=str(cfg), artifacts=str(tmp_path / "runs"), sample=0,
+                   models=["rep", "grader"], return_state=True)
+    assert state.is_failed() and "sample:" in state.message and "--models:" in state.message
+    assert not (tmp_path / "runs").exists()
+
+
 def markdown_table() -> str:
     """BAD_INPUTS as a Markdown table (for the README)."""
     rows = ["| bad input | key path named | file named |", "|---|---|---|"]
