@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import string
+import threading
 from datetime import date, timedelta
 
 import pyarrow as pa
@@ -20,7 +21,20 @@ FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "js
 
 
 class DatasetError(ValueError):
-    """A dataset that cannot be used as configured."""
+    """A dataset that cannot be used as configured.
+
+    ``problems`` says what to fix, one (key path within the pipeline's config, message) pair per
+    problem, for a preflight that names the key (``("dataset", "id")``); the error's own message
+    says it all in one line.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[tuple, str]] | None = None):
+        super().__init__(message)
+        self.problems = problems if problems is not None else [((), message)]
+
+
+class UnreadableSource(DatasetError):
+    """A dataset source that exists but cannot be read in its format (a corrupt or foreign file)."""
 
 
 def detect_format(source: str, fmt: str | None) -> str:
@@ -31,7 +45,8 @@ def detect_format(source: str, fmt: str | None) -> str:
         return FORMATS[ext]
     if "://" not in source and not os.path.exists(source) and re.match(r"^[\w.-]+(/[\w.-]+)?$", source):
         return "hf"
-    raise DatasetError(f"cannot tell the format of {source!r}; set dataset.format")
+    raise DatasetError(f"cannot tell the format of {source!r}; set dataset.format", [(("dataset", "format"),
+                       f"cannot tell the format of {source} from its name; set dataset.format")])
 
 
 def _open(source: str):
@@ -107,8 +122,14 @@ def _as_date_array(col: pa.ChunkedArray) -> pa.ChunkedArray:
         # tz-aware timestamps are dated in UTC, so a run's window does not move with the machine's zone
         return pc.cast(col.cast(pa.timestamp(col.type.unit, tz="UTC")) if col.type.tz else col, pa.date32())
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return pc.cast(pc.strptime(pc.utf8_slice_codeunits(col, 0, 10), format="%Y-%m-%d", unit="s"), pa.date32())
-    raise DatasetError(f"partition column has type {col.type}; expected a date, timestamp or ISO date string")
+        try:
+            return pc.cast(pc.strptime(pc.utf8_slice_codeunits(col, 0, 10), format="%Y-%m-%d", unit="s"), pa.date32())
+        except pa.ArrowInvalid as e:
+            msg = f"partition column has text that is not an ISO date (YYYY-MM-DD...): {e}"
+            raise DatasetError(msg, [(("dataset", "partition", "column"), msg)]) from None
+    raise DatasetError(f"partition column has type {col.type}; expected a date, timestamp or ISO date string",
+                       [(("dataset", "partition", "column"), f"partition column has type {col.type}; "
+                                                             "expected a date, timestamp or ISO date string")])
 
 
 def example_ids(table: pa.Table, id_column: str | None, input_fields: list[str]) -> pa.Array:
@@ -123,25 +144,44 @@ def example_ids(table: pa.Table, id_column: str | None, input_fields: list[str])
     return pa.array(ids, pa.string())
 
 
+def input_fields(cfg: DatasetConfig, prompt: PromptConfig | None) -> list[str]:
+    """The dataset fields a prompt is made of: ``dataset.input``, else the template's fields."""
+    return cfg.input or (template_fields(prompt.template) if prompt else [])
+
+
+def column_problems(columns: list[str], cfg: DatasetConfig, prompt: PromptConfig | None) -> list[tuple[tuple, str]]:
+    """The columns the config names that ``columns`` lacks: (key path within the pipeline, what is
+    missing) for each; [] when every one is there. The one rule of :func:`prepare` (and so of the
+    load stage) and of the preflight."""
+    have = set(columns)
+    out: list[tuple[tuple, str]] = []
+    if cfg.id and cfg.id not in have:
+        out.append((("dataset", "id"), f"dataset.id column {cfg.id!r}"))
+    if cfg.reference and cfg.reference not in have:
+        out.append((("dataset", "reference"), f"dataset.reference column {cfg.reference!r}"))
+    for i, s in enumerate(cfg.slices):
+        if s not in have:
+            out.append((("dataset", "slices", i), f"dataset.slices column {s!r}"))
+    if cfg.partition and cfg.partition.column not in have:
+        out.append((("dataset", "partition", "column"), f"dataset.partition.column {cfg.partition.column!r}"))
+    for i, f in enumerate(input_fields(cfg, prompt)):
+        if f not in have:
+            if cfg.input:
+                out.append((("dataset", "input", i), f"dataset.input column {f!r}"))
+            else:
+                out.append((("prompt", "template"), f"input field {f!r} (used by the prompt template)"))
+    return out
+
+
 def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-            sample: int | None = None) -> pa.Table:
-    """Filter to the as_of window, add ``example_id``/``reference``, and sample with the seed."""
-    missing = []
-    if cfg.id and cfg.id not in table.column_names:
-        missing.append(f"dataset.id column {cfg.id!r}")
-    if cfg.reference and cfg.reference not in table.column_names:
-        missing.append(f"dataset.reference column {cfg.reference!r}")
-    for s in cfg.slices:
-        if s not in table.column_names:
-            missing.append(f"dataset.slices column {s!r}")
-    if cfg.partition and cfg.partition.column not in table.column_names:
-        missing.append(f"dataset.partition.column {cfg.partition.column!r}")
-    fields = cfg.input or (template_fields(prompt.template) if prompt else [])
-    for f in fields:
-        if f not in table.column_names:
-            missing.append(f"input field {f!r} (used by the prompt template)" if not cfg.input else f"dataset.input column {f!r}")
+            sample: int | None = None, source: str | None = None) -> pa.Table:
+    """Filter to the as_of window, add ``example_id``/``reference``, and sample with the seed.
+    ``source`` (the file the table was read from) is named in the errors."""
+    fields = input_fields(cfg, prompt)
+    missing = column_problems(table.column_names, cfg, prompt)
     if missing:
-        raise DatasetError(f"{', '.join(missing)} not in the dataset (columns: {', '.join(table.column_names)})")
+        cols = f" not in {source or 'the dataset'} (columns: {', '.join(table.column_names)})"
+        raise DatasetError(", ".join(what for _, what in missing) + cols, [(key, what + cols) for key, what in missing])
 
     if cfg.partition and as_of is not None:
         days = _as_date_array(table[cfg.partition.column])
@@ -163,7 +203,14 @@ def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as
     table = table.sort_by("example_id")
     dup = pc.count_distinct(table["example_id"]).as_py()
     if dup != table.num_rows:
-        raise DatasetError(f"example ids are not unique ({table.num_rows - dup} duplicates); set dataset.id to a unique column")
+        counts = pc.value_counts(table["example_id"])
+        twice = [v for v, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()) if n > 1]
+        which = f"dataset.id column {cfg.id!r}" if cfg.id else "hashed from the input fields, as dataset.id is not set"
+        which += f", in {source}" if source else ""
+        shown = ", ".join(repr(v) for v in twice[:3]) + (", ..." if len(twice) > 3 else "")
+        raise DatasetError(f"example ids are not unique ({table.num_rows - dup} duplicates); set dataset.id to a unique column",
+                           [(("dataset", "id"), f"example ids ({which}) are not unique: {table.num_rows - dup} duplicates "
+                                                f"({shown}); set dataset.id to a unique column")])
 
     n = sample if sample is not None else (cfg.sample.n if cfg.sample else None)
     if n is not None and n < table.num_rows:
@@ -173,3 +220,80 @@ def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as
         idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n, replace=False))
         table = table.take(pa.array(idx))
     return table
+
+
+# ------------------------------------------------------------------------------------------------ one prepared table, kept
+# The preflight (assay.config.preflight) reads and prepares the dataset to check it, and the load
+# stage of the same process then needs the same table: the last one prepared is kept, keyed by
+# everything that shapes it, so a big dataset is read once. A source whose size, modification time
+# (or, remote, ETag) cannot be told is never kept: a changed file is always read again.
+_KEPT: dict[tuple, tuple[pa.Table, int]] = {}
+_KEPT_LOCK = threading.Lock()
+
+
+def _stamp(source: str) -> tuple | None:
+    """What tells a version of ``source`` from another without reading it, or None."""
+    if "://" in source:
+        try:
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(source)
+            info = fs.info(path)
+        except Exception:  # noqa: BLE001  (not kept: read again)
+            return None
+        version = next((info[k] for k in ("ETag", "etag", "LastModified", "last_modified", "mtime") if info.get(k)), None)
+        return None if version is None else (info.get("size"), str(version))
+    try:
+        st = os.stat(source)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _kept_key(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
+              sample: int | None) -> tuple | None:
+    if detect_format(source, cfg.format) == "hf":
+        return None
+    stamp = _stamp(source)
+    if stamp is None:
+        return None
+    return (source, stamp, cfg.model_dump_json(), prompt.model_dump_json() if prompt else None, as_of, sample)
+
+
+def load_prepared(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
+                  sample: int | None = None, keep: bool = True) -> tuple[pa.Table, int]:
+    """:func:`read_source` then :func:`prepare`: (the prepared table, the rows the source had).
+
+    The last table prepared is kept (one only), and asked again with the same source (same path,
+    size and modification time), config, prompt, as_of and sample it is returned without reading
+    the file; ``keep=False`` (the load stage) takes it and keeps nothing, so a long-lived process
+    does not hold a dataset between runs. A source that exists but cannot be read in its format
+    raises :class:`UnreadableSource` naming the file; a missing local file FileNotFoundError.
+    """
+    key = _kept_key(source, cfg, prompt, as_of, sample)
+    with _KEPT_LOCK:
+        hit = _KEPT.get(key) if key is not None else None
+        if not keep:
+            _KEPT.clear()
+    if hit is not None:
+        return hit
+    try:
+        table = read_source(source, cfg.format, cfg.split)
+    except (FileNotFoundError, DatasetError):
+        raise
+    except Exception as e:  # noqa: BLE001  (pyarrow, fsspec and datasets raise many kinds)
+        fmt = detect_format(source, cfg.format)
+        raise UnreadableSource(f"cannot read {source} as {fmt}: {type(e).__name__}: {e}") from e
+    read = table.num_rows
+    out = (prepare(table, cfg, prompt, as_of, sample, source), read)
+    if keep and key is not None:
+        with _KEPT_LOCK:
+            _KEPT.clear()
+            _KEPT[key] = out
+    return out
+
+
+def forget_prepared() -> None:
+    """Drop the kept table (see :func:`load_prepared`)."""
+    with _KEPT_LOCK:
+        _KEPT.clear()

@@ -94,6 +94,8 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
 
     Returns the run folder. A failed stage or a broken gate ends the flow run Failed with the
     stage's one-line message; the run folder keeps what was written, and the same request resumes it.
+    A config, dataset or file that cannot work ends the flow run Failed before any run folder
+    exists, with one line per problem (the preflight: assay.config.preflight).
 
     Args:
         pipeline: a pipeline name from the config file.
@@ -104,11 +106,16 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
         artifacts: artifact root (path or fsspec URL) overriding the config's.
         cache: response cache mode: use, refresh or off.
     """
-    from assay.config import load_config
+    from assay.config import ConfigError, load_config, preflight
 
-    loaded = load_config(config)
-    p = loaded.pipeline(pipeline)
-    day = evaluation_date(as_of, p.schedule.timezone if p.schedule else None)
+    try:
+        loaded = load_config(config)
+        p = loaded.pipeline(pipeline)
+        day = evaluation_date(as_of, p.schedule.timezone if p.schedule else None)
+        preflight(loaded, pipeline, day, models=models or None, sample=sample)
+    except ConfigError as e:  # before start_run: no run folder is made for a run that cannot work
+        get_run_logger().error("%s", e.format())
+        return Failed(message=e.format())
     ctx = start_run(config, pipeline, day, models=models or None, sample=sample, artifacts=artifacts,
                     cache_mode=cache, loaded=loaded)
     get_run_logger().info("run folder: %s%s", ctx.folder.url, " (resumed)" if ctx.resumed else "")

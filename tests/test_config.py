@@ -171,6 +171,30 @@ def test_metric_options_are_checked_before_any_model_is_paid_for(tmp_path):
     load_config(write(tmp_path, text))  # exists: loaded (and checked) when the score stage builds it
 
 
+def test_names_are_checked_by_the_schema_with_key_path_and_line(tmp_path):
+    """A pipeline's or a model's name is one path component: it cannot climb out of the artifact
+    root, split into folders or carry a control character into file names and logs."""
+    text = GOOD.replace("\n  p:\n", "\n  ../../escape:\n").replace("  base: {", '  "ba\\ase": {').replace("[m1, base]", '[m1, "ba\\ase"]')
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    assert [(p, line) for p, _, line in e.value.problems] == [("models.'ba\\x07se'", 5), ("pipelines.../../escape", 7)]
+    assert "models.'ba\\x07se' (line 5): not a usable name: it contains a control character ('\\x07')" in e.value.format()
+    assert "pipelines.../../escape (line 7): not a usable name: it contains a path separator ('/')" in e.value.format()
+    (path, msg, _), = problems(tmp_path, GOOD.replace("\n  p:\n", "\n  ..:\n"))
+    assert path == "pipelines..." and "'..' is the parent folder" in msg
+    # what the schema accepts, the store accepts as a folder name (its last defence never fires), and back
+    from assay.config.schema import check_name
+    from assay.store import safe_component
+
+    for name in ("support-triage", "p", "a.b", "v1..2", "gpt-4o-mini", "llama-3.1-8b", "model:v2"):
+        assert check_name(name) == safe_component("pipeline", name)
+    for name in ("", ".", "..", ".hidden", "a/b", "a\\b", "tab\there", "bell\a", "del\x7f"):
+        with pytest.raises(ValueError):
+            check_name(name)
+        with pytest.raises(ValueError):
+            safe_component("pipeline", name)
+
+
 # ------------------------------------------------------------------------------------------------ each provider's options
 
 

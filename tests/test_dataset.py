@@ -232,6 +232,52 @@ def test_several_missing_columns_are_reported_together():
     assert "'tid'" in str(e.value) and "'gold'" in str(e.value)
 
 
+def test_each_problem_names_its_key_path_and_the_file():
+    """What prepare() finds is also a list of (key path within the pipeline, message), for the
+    preflight; with ``source`` the messages name the file."""
+    t = pa.Table.from_pylist(ROWS)
+    with pytest.raises(DatasetError) as e:
+        prepare(t, cfg(id="tid", slices=["lang", "channel"]), PromptConfig(template="{subject}: {text}"), AS_OF,
+                source="/data/x.parquet")
+    cols = " not in /data/x.parquet (columns: id, text, label, lang, n)"
+    assert e.value.problems == [
+        (("dataset", "id"), "dataset.id column 'tid'" + cols),
+        (("dataset", "slices", 1), "dataset.slices column 'channel'" + cols),
+        (("prompt", "template"), "input field 'subject' (used by the prompt template)" + cols),
+    ]
+    dup = pa.table({"id": ["a", "b", "a"], "text": ["x", "y", "z"], "label": ["l", "l", "l"]})
+    with pytest.raises(DatasetError) as e:
+        prepare(dup, cfg(slices=[]), PROMPT, None, source="/data/x.parquet")
+    (key, msg), = e.value.problems
+    assert key == ("dataset", "id") and "'a'" in msg and "/data/x.parquet" in msg
+
+
+def test_the_last_prepared_table_is_kept_until_the_load_stage_takes_it(tmp_path, monkeypatch):
+    import assay.dataset as D
+
+    src = write_parquet(tmp_path / "d.parquet", ROWS)
+    reads = []
+    real = D.read_source
+    monkeypatch.setattr(D, "read_source", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    c = cfg(slices=[])
+    first, n = D.load_prepared(src, c, PROMPT, AS_OF)
+    again, _ = D.load_prepared(src, c, PROMPT, AS_OF)
+    assert again is first and n == 5 and len(reads) == 1
+    D.load_prepared(src, c, PROMPT, AS_OF, sample=2)  # another request: read again, and kept instead
+    assert len(reads) == 2
+    D.load_prepared(src, c, PROMPT, AS_OF, sample=2, keep=False)  # taken
+    assert len(reads) == 2
+    D.load_prepared(src, c, PROMPT, AS_OF, sample=2, keep=False)  # nothing kept
+    assert len(reads) == 3
+    D.load_prepared(src, c, PROMPT, AS_OF)
+    write_parquet(tmp_path / "d.parquet", ROWS[:3])  # a changed file is read again
+    assert D.load_prepared(src, c, PROMPT, AS_OF)[1] == 3 and len(reads) == 5
+    (tmp_path / "bad.parquet").write_bytes(b"junk")
+    with pytest.raises(D.UnreadableSource, match=r"cannot read .*bad\.parquet as parquet"):
+        D.load_prepared(str(tmp_path / "bad.parquet"), c, PROMPT, AS_OF)
+    D.forget_prepared()
+
+
 # ------------------------------------------------------------------------------------------------ partitions
 
 # One example per day; as_of = 2026-11-01.

@@ -197,20 +197,66 @@ def test_cli_exit_codes_for_bad_input(tmp_path, project_root):
     assert r.returncode == 2 and "--no-such-option" in r.stderr
 
 
+FAILING_MODEL = '''
+def answer(rows):
+    raise RuntimeError("the model is down")
+'''
+
+
 def test_cli_failed_run_exits_1(tmp_path, prefect_server, project_root):
+    """A run that fails at run time (a model that fails every call: nothing the preflight can see)
+    exits 1; the run folder says at which stage and why."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from prefect.settings import PREFECT_API_URL
+
+    (tmp_path / "failing.py").write_text(FAILING_MODEL)
+    pq.write_table(pa.table({"id": [f"e{i}" for i in range(10)], "text": [f"ticket {i}" for i in range(10)],
+                             "label": ["billing"] * 10}), tmp_path / "data.parquet")
+    (tmp_path / "pipelines.yaml").write_text(f"""
+artifacts: {tmp_path}/runs
+models:
+  fn: {{provider: python, function: "failing:answer"}}
+pipelines:
+  p:
+    dataset: {{source: data.parquet, id: id, reference: label}}
+    prompt: {{template: "{{text}}"}}
+    models: [fn]
+    metrics: [accuracy]
+""")
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "p", "--config", str(tmp_path / "pipelines.yaml"),
+                        "--as-of", "2026-10-01"], capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "run failed: invoke: 10 of 10 calls failed" in r.stderr and "the model is down" in r.stderr
+    (run,) = Store(tmp_path / "runs").runs("p")
+    assert run.manifest()["status"] == "failed" and run.manifest()["error"]["stage"] == "invoke"
+
+
+def test_cli_missing_dataset_is_named_before_anything_is_written(tmp_path, prefect_server, project_root):
+    """A dataset file that is not there is a preflight error: exit 2 naming the key path and the
+    file, no traceback, no run folder and no flow run on the Prefect server."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    def flow_runs() -> int:
+        with get_client(sync_client=True) as client:
+            return len(client.read_flow_runs())
 
     text = (project_root / "pipelines.yaml").read_text().replace(" data/", f" {project_root}/data/")
     text = text.replace("support_triage/test.parquet", "support_triage/no-such-file.parquet")
     cfg = tmp_path / "pipelines.yaml"
     cfg.write_text(text)
+    before = flow_runs()
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
     r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(cfg),
                         "--artifacts", str(tmp_path / "runs")], capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
-    assert r.returncode == 1
-    assert "no-such-file.parquet" in r.stderr
-    run = Store(tmp_path / "runs").runs("support-triage")[0]
-    assert run.manifest()["status"] == "failed" and run.manifest()["error"]["stage"] == "load"
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert (f"pipelines.support-triage.dataset.source (line 29): dataset file not found: "
+            f"{project_root / 'data' / 'support_triage' / 'no-such-file.parquet'}") in r.stderr
+    assert "Traceback" not in r.stderr and not r.stdout.strip()
+    assert not (tmp_path / "runs").exists()
+    assert flow_runs() == before
 
 
 def test_metrics_match_the_golden_table(example_run, project_root):

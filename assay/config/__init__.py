@@ -1,4 +1,5 @@
-"""pipelines.yaml: schema (:mod:`.schema`), loading and errors (:mod:`.loading`), cross-section checks (:mod:`.checks`).
+"""pipelines.yaml: schema (:mod:`.schema`), loading and errors (:mod:`.loading`), cross-section checks (:mod:`.checks`),
+and the preflight of a run (:mod:`.preflight`: the files and the dataset, before anything is written).
 
 ``from assay.config import load_config, ConfigError, PipelineConfig, ...`` is the public surface.
 Importing this package imports neither :mod:`assay.providers` nor :mod:`assay.metrics` (``load_config``
@@ -17,6 +18,7 @@ from assay.config.loading import (
     recorded_config,
     recorded_model,
 )
+from assay.config.preflight import preflight
 from assay.config.schema import (
     MODEL_CLASSES,
     WINDOW_PATTERN,
@@ -50,5 +52,5 @@ __all__ = [
     "LoadedConfig", "MODEL_CLASSES", "MetricSpec", "ModelConfig", "OpenAIModel", "Partition", "PipelineConfig", "Price",
     "PromptConfig", "PythonModel", "ReplayModel", "Sample", "Schedule", "SklearnModel", "Strict", "TransformersModel",
     "WINDOW_PATTERN", "expand_env", "format_path", "load_config", "model_options", "model_problems", "parse_model",
-    "recorded_config", "recorded_model",
+    "preflight", "recorded_config", "recorded_model",
 ]

@@ -14,9 +14,10 @@ from assay.providers import PROVIDERS
 from assay.registry import UnknownName
 
 
-def cross_check(cfg: AssayConfig, base_dir: Path | None = None) -> list[tuple[tuple, str]]:
+def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None = None) -> list[tuple[tuple, str]]:
     """Checks that span sections: model names in pipelines, metric names, options and files, judge
     models, gates on computed metrics, and a prompt for openai models; (key path, message) pairs.
+    ``only`` narrows them to one pipeline (what :func:`assay.config.preflight.preflight` asks).
 
     A metric's options are checked here, by building it, so that a typo fails the config before
     any model is paid for, not at the score stage. (A model's own options are the schema's: each
@@ -24,6 +25,8 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None) -> list[tuple[tu
     """
     problems: list[tuple[tuple, str]] = []
     for pname, p in cfg.pipelines.items():
+        if only is not None and pname != only:
+            continue
         for i, m in enumerate(p.models):
             if m not in cfg.models:
                 problems.append((("pipelines", pname, "models", i), str(UnknownName("model", m, list(cfg.models)))))

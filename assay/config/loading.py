@@ -39,12 +39,15 @@ class ConfigError(Exception):
 
 
 def format_path(loc: tuple) -> str:
+    """``("pipelines", "p", "models", 1)`` as ``pipelines.p.models[1]``; a key with a control
+    character in it is shown quoted and escaped (``models.'bad\\x07name'``), never raw."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            part = str(part)
+            out += ("." if out else "") + (part if part.isprintable() else repr(part))
     return out
 
 
@@ -149,6 +152,9 @@ def validation_problems(e: ValidationError, one_model: bool = False) -> list[tup
     out = []
     for err in e.errors(include_url=False):
         loc = tuple(err["loc"])
+        if loc[-1:] == ("[key]",):  # a bad name (a key of models: or pipelines:): the key path is the entry's
+            out.append((loc[:-1], _message(err)))
+            continue
         # a metric is `str | MetricSpec`: pydantic names the union member in the path
         if len(loc) > 4 and loc[0] == "pipelines" and loc[2] == "metrics" and loc[4] in ("str", "MetricSpec"):
             loc = loc[:4] + loc[5:]
@@ -196,11 +202,26 @@ def _hashed_model(m: ModelConfig) -> dict:
 class LoadedConfig:
     """A validated config plus what is needed to report on it and resolve paths."""
 
-    def __init__(self, config: AssayConfig, raw: dict, path: Path):
+    def __init__(self, config: AssayConfig, raw: dict, path: Path, node: yaml.Node | None = None):
         self.config = config
         self.raw = raw
         self.path = path
         self.base_dir = path.parent
+        self._node = node  # the composed YAML, for line numbers; not pickled
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["_node"] = None
+        return d
+
+    def line_of(self, loc: tuple) -> int | None:
+        """The line of key path ``loc`` (a tuple: ``("pipelines", "p", "dataset", "id")``) in the file
+        this config was read from, or of the nearest enclosing key there; None when the config was not
+        read from a file here, or ``loc`` is no key of the file (``("--models",)``)."""
+        node = getattr(self, "_node", None)
+        if not isinstance(node, yaml.MappingNode) or not loc or not any(k.value == str(loc[0]) for k, _ in node.value):
+            return None
+        return _line_of(node, loc)
 
     def resolve_path(self, p: str | None) -> str | None:
         """Relative paths in the config are relative to the config file; URLs are kept."""
@@ -261,13 +282,13 @@ def load_config(path: str | os.PathLike = "pipelines.yaml", check: bool = True) 
     except ValidationError as e:
         raise ConfigError(str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in validation_problems(e)]) from None
     if not check:
-        return LoadedConfig(cfg, raw, path)
+        return LoadedConfig(cfg, raw, path, node)
     from assay.config.checks import cross_check  # imports metrics and providers: only when a file is checked
 
     problems = cross_check(cfg, path.parent)
     if problems:
         raise ConfigError(str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in problems])
-    return LoadedConfig(cfg, raw, path)
+    return LoadedConfig(cfg, raw, path, node)
 
 
 # ------------------------------------------------------------------------------------ a run's recorded config

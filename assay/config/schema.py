@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 WINDOW_PATTERN = re.compile(r"^(\d+)([dwh])$")
 
@@ -307,8 +307,39 @@ class PipelineConfig(Strict):
         return [MetricSpec(name=m) if isinstance(m, str) else m for m in self.metrics]
 
 
+#: what a name may not contain: a path separator or a control character
+_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_name(value: str) -> str:
+    """``value`` when it can name a pipeline or a model; a ValueError saying why not otherwise.
+
+    A pipeline's name is a folder of the artifact root (``<root>/<pipeline>/<as_of>/<run_id>``)
+    and a model's name is part of its response files' names and of log lines, so a name is one
+    path component: not empty, not ``.`` or ``..``, no leading dot, no path separator, no control
+    character. The rule is the one :func:`assay.store.safe_component` applies where a run folder
+    is made, so a config that validates never meets that last defence.
+    """
+    bad = _UNSAFE_NAME.search(value)
+    if bad:
+        what = "a path separator" if bad.group() in ("/", "\\") else "a control character"
+        reason = f"it contains {what} ({bad.group()!r})"
+    elif value in ("", ".", ".."):
+        reason = {"": "it is empty", ".": "'.' is the folder itself", "..": "'..' is the parent folder"}[value]
+    elif value.startswith("."):
+        reason = "it starts with a dot"
+    else:
+        return value
+    raise ValueError(f"not a usable name: {reason}; a name is one path component (letters, digits, '-', '_', '.') "
+                     "with no leading dot")
+
+
+#: a pipeline's or a model's name (the key of its entry), checked by :func:`check_name`
+Name = Annotated[str, AfterValidator(check_name)]
+
+
 class AssayConfig(Strict):
     artifacts: str = "data/runs"
     cache_dir: str | None = None
-    models: dict[str, ModelConfig] = Field(default_factory=dict)
-    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    models: dict[Name, ModelConfig] = Field(default_factory=dict)
+    pipelines: dict[Name, PipelineConfig] = Field(default_factory=dict)

@@ -1,7 +1,9 @@
 """The load stage: read the dataset source, filter it to as_of, sample it; write dataset.parquet.
 
 A resumed run keeps the examples it already has when the source is unchanged (same fingerprint),
-so a resumed invoke stage skips exactly the examples answered before the interruption.
+so a resumed invoke stage skips exactly the examples answered before the interruption. The
+preflight (:mod:`assay.config.preflight`) has read and prepared the same table with the same
+functions before the run folder existed; it is taken from there rather than read again.
 """
 
 import logging
@@ -26,9 +28,8 @@ def run(ctx: RunContext) -> str:
     if ctx.resumed and rf.exists(S.DATASET) and ctx.manifest.dataset.get("fingerprint") == fp:
         log.info("load: resumed run keeps its %s examples (source unchanged)", ctx.manifest.dataset.get("rows"))
         return rf.path(S.DATASET)
-    table = D.read_source(src, cfg.dataset.format, cfg.dataset.split)
-    read = table.num_rows
-    table = D.prepare(table, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample)
+    # the table the preflight of this process prepared, when it did (see assay.dataset.load_prepared)
+    table, read = D.load_prepared(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample, keep=False)
     where = f" up to {ctx.as_of}" if cfg.dataset.partition else ""
     if table.num_rows == 0:
         raise RunFailed(f"no examples in {cfg.dataset.source}{where}")

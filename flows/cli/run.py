@@ -41,7 +41,7 @@ def run(
     debug: bool = typer.Option(False, "--debug", help="Show Prefect's own log lines and the tracebacks of failures."),
 ):
     """Run one assessment through Prefect; print the result table, then the run folder as the last line."""
-    from assay.config import ConfigError
+    from assay.config import ConfigError, preflight
     from assay.runs import check_models
 
     if cache is not None and cache not in ("use", "refresh", "off"):
@@ -51,6 +51,9 @@ def run(
     loaded = load_pipeline(config, pipeline)
     try:
         chosen = check_models(loaded, pipeline, [m.strip() for m in models.split(",") if m.strip()] if models else None)
+        # the preflight: the files, the dataset, the metric files are checked before a run folder or a
+        # Prefect flow run exists; every problem is named, exit 2, nothing written
+        preflight(loaded, pipeline, day, models=chosen, sample=sample)
     except ConfigError as e:
         err(e.format())
         raise typer.Exit(EXIT_CONFIG)

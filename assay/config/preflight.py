@@ -1,0 +1,230 @@
+"""Preflight: what the config and the files can tell about a run, checked before anything is written.
+
+:func:`preflight` runs before a run folder or a Prefect flow run exists (``assay run`` calls it
+after loading the config, the ``assess`` flow before :func:`assay.runs.start_run`). It checks, for
+one pipeline and the models a run assesses:
+
+* the config's cross-section checks for that pipeline (:func:`assay.config.checks.cross_check`:
+  model and metric names, metric options, judges that can answer prompts), so that a config that
+  was loaded without them is checked too;
+* the dataset file exists and is readable, the columns the config names (``id``, ``reference``,
+  ``input``, ``slices``, ``partition.column``) and the prompt template's fields exist, and after the
+  ``as_of`` filter and sampling it has examples whose ids are unique. It is read and prepared with
+  the load stage's own functions (:func:`assay.dataset.load_prepared`), so the two cannot disagree,
+  and the load stage of the same process takes the prepared table instead of reading it again;
+* replay logs (``models.<name>.source``), training files (``models.<name>.train`` or the pipeline's
+  ``dataset.train``) and local model folders (``models.<name>.path``) exist and are readable;
+* API key variables named by ``api_key_env`` are set (of the run's models and its judges);
+* metric files (``metrics[i].path``) load.
+
+Every problem found is reported, not only the first: a :class:`ConfigError` whose entries each name
+the key path (``pipelines.support-triage.dataset.source``), the line of the config file where it is
+known, and in the message the file concerned, as an absolute path.
+
+This module imports the dataset, metric and provider code only inside its functions, so that
+importing :mod:`assay.config` imports none of them.
+"""
+
+import os
+from datetime import date
+
+from assay.config.loading import ConfigError, LoadedConfig, format_path
+
+#: a problem as found: (key path as a tuple, message)
+Problem = tuple[tuple, str]
+
+
+def preflight(loaded: LoadedConfig, pipeline: str, as_of: date | None, models: list[str] | None = None,
+              sample: int | None = None) -> None:
+    """Check everything about a run of ``pipeline`` at ``as_of`` (with ``models``, default the
+    pipeline's, and ``sample``) that the config and the files can tell; raise :class:`ConfigError`
+    naming every problem. Writes nothing."""
+    problems = [(format_path(loc), msg, loaded.line_of(loc)) for loc, msg in find_problems(loaded, pipeline, as_of, models, sample)]
+    if problems:
+        from assay.dataset import forget_prepared
+
+        forget_prepared()  # no load stage will take the table prepared for this run
+        # in the order of the file (what has no line, a request's --models or sample, last)
+        raise ConfigError(str(loaded.path), sorted(problems, key=lambda p: p[2] if p[2] is not None else float("inf")))
+
+
+def find_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, models: list[str] | None = None,
+                  sample: int | None = None) -> list[Problem]:
+    """What :func:`preflight` finds: (key path, message) pairs, each once."""
+    from assay.config.checks import cross_check
+
+    loaded.pipeline(pipeline)  # an unknown pipeline is a ConfigError already
+    problems: list[Problem] = list(cross_check(loaded.config, loaded.base_dir, only=pipeline))
+    chosen = _chosen_models(loaded, pipeline, models, problems)
+    if sample is not None and sample < 1:
+        problems.append((("sample",), f"a sample of {sample} examples leaves nothing to assess: sample must be at least 1"))
+        sample = None
+    problems += _dataset_problems(loaded, pipeline, as_of, sample)
+    problems += _model_problems(loaded, pipeline, chosen)
+    problems += _metric_problems(loaded, pipeline)
+    out: list[Problem] = []
+    for prob in problems:
+        if prob not in out:
+            out.append(prob)
+    return out
+
+
+def _chosen_models(loaded: LoadedConfig, pipeline: str, models: list[str] | None, problems: list[Problem]) -> list[str]:
+    """The models the run assesses that the config defines; a requested model the pipeline lacks is a problem."""
+    from assay.runs.context import check_models
+
+    p = loaded.pipeline(pipeline)
+    try:
+        chosen = check_models(loaded, pipeline, models)
+    except ConfigError as e:
+        problems += [((path,), msg) for path, msg, _ in e.problems]
+        chosen = [m for m in models or [] if m in p.models]
+    return [m for m in chosen if m in loaded.config.models]  # an undefined one is cross_check's problem
+
+
+# ------------------------------------------------------------------------------------------------ files
+def file_problem(path: str, what: str) -> str | None:
+    """Why ``path`` (absolute, or a URL) cannot be read as ``what`` ("dataset file", "replay log"),
+    or None. A local file must exist, be a file and be readable; a Parquet file's footer must read
+    (a cheap test of a corrupt file). A URL must exist (asked of its file system)."""
+    if "://" in path:
+        try:
+            import fsspec
+
+            fs, inner = fsspec.core.url_to_fs(path)
+            if not fs.exists(inner):
+                return f"{what} not found: {path}"
+        except Exception as e:  # noqa: BLE001  (no such file system, no credentials, no network)
+            return f"cannot reach {what} {path}: {type(e).__name__}: {e}"
+        return None
+    if not os.path.exists(path):
+        return f"{what} not found: {path}"
+    if os.path.isdir(path):
+        return f"{what} is a folder, not a file: {path}"
+    if not os.access(path, os.R_OK):
+        return f"{what} cannot be read (permission denied): {path}"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        return f"{what} cannot be read: {path}: {e.strerror or e}"
+    return None
+
+
+def _parquet_problem(path: str, what: str) -> str | None:
+    """Why a local Parquet file's footer does not read, or None (other formats are not opened)."""
+    from assay.dataset import DatasetError, detect_format
+
+    if "://" in path:
+        return None
+    try:
+        if detect_format(path, None) != "parquet":
+            return None
+        import pyarrow.parquet as pq
+
+        with open(path, "rb") as f:
+            pq.ParquetFile(f).schema_arrow
+    except DatasetError as e:
+        return f"{what} {path}: {e}"
+    except Exception as e:  # noqa: BLE001  (pyarrow's errors for a corrupt file)
+        return f"{what} {path} is not a readable Parquet file: {type(e).__name__}: {e}"
+    return None
+
+
+def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, sample: int | None) -> list[Problem]:
+    """The dataset, read and prepared as the load stage does (and kept for it)."""
+    from assay import dataset as D
+
+    p = loaded.pipeline(pipeline)
+    ds = p.dataset
+    at = ("pipelines", pipeline)
+    src = loaded.resolve_path(ds.source)
+    try:
+        fmt = D.detect_format(src, ds.format)
+    except D.DatasetError as e:
+        return [(at + key, msg) for key, msg in e.problems]
+    if fmt != "hf":
+        why = file_problem(src, "dataset file")
+        if why:
+            return [(at + ("dataset", "source"), why)]
+    try:
+        table, read = D.load_prepared(src, ds, p.prompt, as_of, sample)
+    except FileNotFoundError:
+        return [(at + ("dataset", "source"), f"dataset file not found: {src}")]
+    except D.UnreadableSource as e:
+        return [(at + ("dataset", "source"), str(e))]
+    except D.DatasetError as e:
+        return [(at + (key or ("dataset", "source")), msg if src in msg else f"{msg} ({src})") for key, msg in e.problems]
+    except Exception as e:  # noqa: BLE001  (a table prepare() cannot handle: said in one line, not a traceback)
+        return [(at + ("dataset",), f"cannot prepare the examples of {src}: {type(e).__name__}: {e}")]
+    if table.num_rows:
+        return []
+    if read == 0:
+        return [(at + ("dataset", "source"), f"no examples in {src}: the file has no rows")]
+    if ds.partition and as_of is not None:
+        window = ds.partition.window
+        span = f"in the {window} up to {as_of}" if window else f"on or before {as_of}"
+        return [(at + ("dataset", "partition"), f"no examples in {src} up to {as_of}: none of its {read} rows has "
+                                                f"{ds.partition.column} {span}")]
+    return [(at + ("dataset", "source"), f"no examples in {src}")]
+
+
+def _model_problems(loaded: LoadedConfig, pipeline: str, chosen: list[str]) -> list[Problem]:
+    """The files the run's models read, and the API keys the run's models and judges need."""
+    p = loaded.pipeline(pipeline)
+    models = loaded.config.models
+    out: list[Problem] = []
+    for name in chosen:
+        m = models[name]
+        if m.provider == "replay" and m.source is not None:
+            path = loaded.resolve_path(m.source)
+            why = file_problem(path, "replay log") or _parquet_problem(path, "replay log")
+            if why:
+                out.append((("models", name, "source"), why))
+        elif m.provider == "sklearn":
+            train = m.train or p.dataset.train
+            key = ("models", name, "train") if m.train else ("pipelines", pipeline, "dataset", "train")
+            if train is None:
+                out.append((("models", name, "train"), f"model {name!r} (provider sklearn) needs a training file: set "
+                                                       f"models.{name}.train or pipelines.{pipeline}.dataset.train"))
+            else:
+                path = loaded.resolve_path(train)
+                why = file_problem(path, "train file") or _parquet_problem(path, "train file")
+                if why:
+                    out.append((key, why))
+        elif m.provider == "transformers":
+            path = loaded.resolve_path(m.path)
+            if "://" not in path and not os.path.isdir(path):
+                out.append((("models", name, "path"), f"model folder not found: {path}"))
+    judges = [s.judge for s in p.metric_specs() if s.judge is not None and s.judge in models]
+    for name in dict.fromkeys(chosen + judges):
+        env = getattr(models[name], "api_key_env", None)
+        if env and not os.environ.get(env):
+            role = "the API key of judge model" if name not in chosen else "the API key of model"
+            out.append((("models", name, "api_key_env"), f"environment variable {env} is not set ({role} {name!r})"))
+    return out
+
+
+def _metric_problems(loaded: LoadedConfig, pipeline: str) -> list[Problem]:
+    """Metric files (``path:``) are loaded, as the score stage will load them (builtins are built by
+    cross_check already; a file that is not there is its problem too)."""
+    specs = [(i, s) for i, s in enumerate(loaded.pipeline(pipeline).metric_specs()) if s.path is not None]
+    if not specs:
+        return []
+    from assay.metrics import build_metric
+
+    out: list[Problem] = []
+    for i, spec in specs:
+        path = os.path.expanduser(spec.path)
+        if not os.path.isabs(path):
+            path = str(loaded.base_dir / path)
+        if not os.path.exists(path):
+            continue
+        try:
+            build_metric(spec, str(loaded.base_dir))
+        except Exception as e:  # noqa: BLE001  (a user's module can raise anything while it loads)
+            out.append((("pipelines", pipeline, "metrics", i, "path"), str(e) or type(e).__name__))
+    return out
+
+
+__all__ = ["file_problem", "find_problems", "preflight"]
