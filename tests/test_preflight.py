@@ -312,10 +312,10 @@ def test_assay_run_exits_2_naming_each_bad_input_and_writes_nothing(tmp_path):
 def test_assay_run_names_several_problems_in_one_message(tmp_path):
     bad = BAD_INPUTS[[b.name for b in BAD_INPUTS].index("several problems at once")]
     _, d, r = _assay_run(tmp_path, bad)
-    assert r.returncode == 2
+    assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert lines[0] == f"{tmp_path / 'pipelines.yaml'}: 3 problem(s)"
-    assert [ln.split(" (line")[0].strip() for ln in lines[1:]] == bad.key.split(", ")
+    assert lines[0] == f"{tmp_path / 'pipelines.yaml'}: 3 problem(s)", r.stderr
+    assert [ln.split(" (line")[0].strip() for ln in lines[1:]] == bad.key.split(", "), r.stderr
 
 
 # ------------------------------------------------------------------------------------------------ a served run
