@@ -420,3 +420,29 @@ def test_check_model_errors_reach_the_config_loader(tmp_path):
     found = {(path, line) for path, _, line in e.value.problems}
     assert ("models.sk.base_url", 3) in found
     assert ("models.py.function", 4) in found
+
+
+def test_an_unreadable_replay_log_fails_loudly_naming_the_file(tmp_path):
+    """Whether responses carry their logged request time decides the day they are priced at: a log
+    that cannot be read is an error that names it, never a quiet switch to the run's prices."""
+    write_files(tmp_path)
+    (tmp_path / "log.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    ctx = _ctx(tmp_path)
+    p = build("rep", ModelConfig(provider="replay", source="log.parquet"), ctx)
+    with pytest.raises(ValueError, match=rf"replay log {tmp_path}/log\.parquet cannot be read"):
+        p.logged_request_times
+    with pytest.raises(ValueError, match=r"log\.parquet cannot be read"):
+        p.stats()
+    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
+        artifacts: runs
+        models:
+          rep: {provider: replay, source: log.parquet, price: {input_per_mtok: 1.0, output_per_mtok: 1.0}}
+        pipelines:
+          p:
+            dataset: {source: test.parquet, id: id, reference: label}
+            models: [rep]
+            metrics: [accuracy]
+    """))
+    with pytest.raises(ValueError, match=rf"replay log {tmp_path}/log\.parquet cannot be read"):
+        run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)
+

@@ -49,7 +49,11 @@ class ReplayProvider(Provider):
 
             key = self.ctx.dataset.id or "example_id"
             src = self.ctx.resolve_path(self.cfg.source)
-            t = read_source(src)
+            try:
+                t = read_source(src)
+            except Exception as e:
+                # named here: pyarrow's own messages do not say which file
+                raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
             col = self.cfg.output_column or "output"
             if key not in t.column_names:
                 raise ValueError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(t.column_names)})")
