@@ -388,7 +388,7 @@ def _cross_check(cfg: AssayConfig, base_dir: Path | None = None) -> list[tuple[t
                 problems.append((("pipelines", pname, "metrics", i, "judge"), str(UnknownName("model", spec.judge, list(cfg.models)))))
             elif spec.judge is not None:
                 jprov = PROVIDERS.get(cfg.models[spec.judge].provider) if cfg.models[spec.judge].provider in PROVIDERS else None
-                if jprov is not None and getattr(jprov, "batch", False):
+                if jprov is not None and getattr(jprov, "kind", None) != "chat":
                     problems.append((("pipelines", pname, "metrics", i, "judge"),
                                      f"model {spec.judge!r} (provider {cfg.models[spec.judge].provider}) cannot answer prompts: "
                                      "a judge must be a model whose provider calls an endpoint (openai)"))

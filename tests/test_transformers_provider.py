@@ -110,7 +110,7 @@ def rows(n=4, text=None):
 
 # ----------------------------------------------------------------------------------------- always run
 def test_importing_assay_does_not_import_torch():
-    code = ("import assay.stages, assay.providers, assay.invoke, assay.costing, sys; "
+    code = ("import assay.stages, assay.providers, assay.calling, assay.costing, sys; "
             "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -1,7 +1,7 @@
 """Providers by name. Heavy SDKs are imported only when a provider is used."""
 
 from assay.config import ModelConfig
-from assay.providers.base import CallResult, Context, Provider, ProviderError
+from assay.providers.base import BatchProvider, CallResult, ChatProvider, Context, Provider, ProviderError
 from assay.registry import Registry
 
 PROVIDERS: Registry[type[Provider]] = Registry("provider")
@@ -43,4 +43,4 @@ def build(name: str, cfg: ModelConfig, ctx: Context) -> Provider:
     return PROVIDERS.get(cfg.provider)(cfg, ctx)
 
 
-__all__ = ["PROVIDERS", "Provider", "ProviderError", "CallResult", "Context", "check_model", "build"]
+__all__ = ["PROVIDERS", "Provider", "ChatProvider", "BatchProvider", "ProviderError", "CallResult", "Context", "check_model", "build"]

@@ -4,14 +4,14 @@ import asyncio
 import json
 import os
 
-from assay.providers.base import CallResult, Provider, ProviderError
+from assay.providers.base import CallResult, ChatProvider, ProviderError
 
 
 class MissingSecret(RuntimeError):
     """An API key variable named in the config is not set."""
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(ChatProvider):
     """Chat completions over one keep-alive connection pool per model, sized to the concurrency.
 
     The default client speaks the OpenAI wire format over aiohttp: at 64 concurrent

@@ -7,7 +7,7 @@ import time
 
 import pyarrow as pa
 
-from assay.providers.base import Provider
+from assay.providers.base import BatchProvider
 
 
 def load_function(target: str):
@@ -25,12 +25,12 @@ def load_function(target: str):
     return obj
 
 
-class PythonProvider(Provider):
+class PythonProvider(BatchProvider):
     """Calls ``function(rows)`` with a list of dicts (dataset fields plus ``prompt`` and
     ``messages``); it returns a list of strings, or of dicts with ``output`` and optionally
     ``prompt_tokens``, ``completion_tokens`` and ``error``."""
 
-    batch = True
+    cache_responses = False  # (not yet: see the batch runner)
 
     def identity(self) -> dict:
         return {"provider": "python", "function": self.cfg.function, "version": self.cfg.version, "params": self.cfg.params}

@@ -1,7 +1,7 @@
 """The invoke stage: every chosen model on every example; writes responses/part-*.parquet as
 shards finish, so a killed run resumes without paying twice for what it already has.
 
-The engine (concurrency, rate limits, retries, cache, budget) is :mod:`assay.invoke`; this
+The engine (concurrency, rate limits, retries, cache, budget) is :mod:`assay.calling`; this
 module builds the providers, the prices and the cache for one run, and records what happened.
 """
 
@@ -22,7 +22,7 @@ MEASUREMENTS = ("wall_s", "compute_s", "train_s", "throughput_rps")
 
 
 def run(ctx: RunContext) -> str:
-    from assay import invoke as I
+    from assay import calling as I
     from assay.cache import ResponseCache
     from assay.pricing import call_pricer, quote
     from assay.providers import Context, build
