@@ -60,8 +60,10 @@ class PartWriter:
 
 
 def request_identity(provider: Provider, prompt) -> dict:
-    """The cache identity of a model's responses in a pipeline."""
-    return provider.identity()
+    """The cache identity of a model's responses in a pipeline: the provider's, and the prompt's version."""
+    from assay.prompting import prompt_version
+
+    return {**provider.identity(), "prompt_version": prompt_version(prompt)}
 
 
 def _render(prompt, rows: pa.Table) -> list[list[dict]]:
