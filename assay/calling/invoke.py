@@ -66,12 +66,12 @@ def request_identity(provider: Provider, prompt) -> dict:
     return {**provider.identity(), "prompt_version": prompt_version(prompt)}
 
 
-def _render(prompt, rows: pa.Table) -> list[list[dict]]:
-    from assay.prompting import render_messages
+def _render(prompt, rows: pa.Table):
+    from assay.prompting import render_requests
 
     if prompt is None:
         raise ValueError("this model needs a prompt: set the pipeline's prompt.template")
-    return render_messages(prompt, rows)
+    return render_requests(prompt, rows)
 
 
 async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt, run: RunFolder,
@@ -81,7 +81,7 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
     done_ids, seq = compact(run, name)
     ids = dataset["example_id"].to_pylist()
     todo = [i for i, e in enumerate(ids) if e not in done_ids]
-    resumed = len(done_ids)
+    resumed = len(ids) - len(todo)
     batch = isinstance(provider, BatchProvider)
     if not batch and not isinstance(provider, ChatProvider):
         raise TypeError(f"model {name}: provider {type(provider).__name__} is neither a ChatProvider nor a BatchProvider")
@@ -102,7 +102,8 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
     use_cache = cache is not None and opts.cache_mode != "off" and provider.cache_responses
     kw = dict(name=name, identity=request_identity(provider, prompt) if use_cache else None,
               cache=cache if use_cache else None, options=CallOptions(cache_mode=opts.cache_mode, chunk_size=opts.shard_size),
-              budget=budget, on_chunk=PartWriter(run, name, seq, sub["example_id"].to_pylist()), on_progress=on_progress)
+              budget=budget, on_chunk=PartWriter(run, name, seq, ids if sub is dataset else sub["example_id"].to_pylist()),
+              on_progress=on_progress)
     if batch:
         stats = await run_batches(provider, sub, **kw)
     else:
