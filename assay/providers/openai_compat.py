@@ -51,8 +51,8 @@ class OpenAIProvider(ChatProvider):
         self._aiohttp = aiohttp
         # plain-http endpoints (local vLLM, Ollama, ...) skip building a TLS context (~80 ms)
         ssl = False if self.base_url.startswith("http://") else True
-        connector = aiohttp.TCPConnector(limit=self.cfg.max_concurrency, limit_per_host=self.cfg.max_concurrency,
-                                         keepalive_timeout=60, ssl=ssl)
+        # one host per session: the total limit is the per-host limit (without aiohttp's per-host bookkeeping)
+        connector = aiohttp.TCPConnector(limit=self.cfg.max_concurrency, keepalive_timeout=60, ssl=ssl)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s),
             headers={"Authorization": f"Bearer {self._api_key()}", "Content-Type": "application/json"})
