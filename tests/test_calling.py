@@ -132,6 +132,9 @@ def test_the_cache_serves_repeats_and_a_fully_cached_batch_never_starts_the_prov
     assert st["called"] == 2 and cache.get_many([cache_key({"model": "x"}, requests(2)[0])]) == {}
     assert len(cache.get_many([cache_key({"model": "x"}, requests(2)[1])])) == 1
     assert run(call_chat(Echo(), requests(3), identity=ident, cache=cache, options=CallOptions(cache_mode="off")))["called"] == 3
+    # a cache without the model's identity would serve one model's answers to another
+    with pytest.raises(ValueError, match="needs the provider's identity"):
+        run(call_chat(Echo(), requests(3), cache=cache))
     cache.close()
 
 

@@ -156,7 +156,9 @@ class Ticker:
 def lookup(cache: ResponseCache, identity: dict | None, keys: Sequence[str] | None, requests: Sequence, use: bool):
     """(keys, hits): the requests' cache keys, and the cached records of those it has (when ``use``)."""
     if keys is None:
-        make = key_maker(identity or {})
+        if identity is None:
+            raise ValueError("a cached call needs the provider's identity (or the keys): without it, models would share answers")
+        make = key_maker(identity)
         keys = [make(r) for r in requests]
     return keys, (cache.get_many(keys) if use else {})
 
