@@ -79,7 +79,3 @@ def compact(run: RunFolder, model: str) -> tuple[set[str], int]:
             run.remove(f"{RESPONSES}/{n}")
         seq += 1
     return set(ok["example_id"].to_pylist()), seq
-
-
-def error_count(responses: pa.Table) -> int:
-    return int(responses.column("error").is_valid().to_numpy(zero_copy_only=False).sum()) if responses.num_rows else 0
