@@ -12,9 +12,23 @@ import sqlite3
 import threading
 
 
-def cache_key(identity: dict, messages: list[dict]) -> str:
+def cache_key(identity: dict, messages) -> str:
+    """The key of one request: a hash of the provider's identity and what it is asked."""
     payload = json.dumps([identity, messages], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def key_maker(identity: dict):
+    """``cache_key(identity, ·)`` for many requests: the identity is serialised and hashed once."""
+    head = hashlib.sha256(("[" + json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str) + ",").encode())
+    dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+    def key(messages) -> str:
+        h = head.copy()
+        h.update((dumps(messages) + "]").encode())
+        return h.hexdigest()
+
+    return key
 
 
 class ResponseCache:

@@ -42,6 +42,41 @@ def part_names(run: RunFolder, model: str) -> list[str]:
     return [n for n in run.listdir(RESPONSES) if n.startswith(prefix) and n.endswith(".parquet")]
 
 
+def journal_path(run: RunFolder, model: str) -> str:
+    """Where a model's per-call journal lives: beside its parts on a local root; on a remote root,
+    on this machine's disk (a journal is what a resume on this machine needs)."""
+    import hashlib
+    import os
+
+    name = f"journal-{safe_name(model)}.jsonl"
+    if not run.store.remote:
+        return run._loc(f"{RESPONSES}/{name}")
+    base = os.environ.get("ASSAY_LOCK_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "assay", "locks")
+    return os.path.join(base, "journals", hashlib.sha256(run.url.encode()).hexdigest()[:32], name)
+
+
+def read_journal(run: RunFolder, model: str) -> pa.Table:
+    """The calls a killed run journaled for ``model`` (a torn last line is dropped)."""
+    import json
+    import os
+
+    path = journal_path(run, model)
+    rows = []
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    break  # the line being written when the process died
+    cols = list(zip(*rows)) if rows else [[] for _ in range(11)]
+    s = RESPONSE_SCHEMA
+    arrays = [pa.array(cols[0], pa.string()), pa.array([model] * len(rows), pa.string())]
+    for i, f in enumerate(list(s)[2:], start=1):
+        arrays.append(pa.array(cols[i], pa.int64()).cast(f.type) if f.name == "started_at" else pa.array(cols[i], f.type))
+    return pa.Table.from_arrays(arrays, schema=s)
+
+
 def read_responses(run: RunFolder, model: str | None = None) -> pa.Table:
     """All responses of a run (or one model), one row per (example, model): the last successful wins."""
     names = part_names(run, model) if model else [n for n in run.listdir(RESPONSES) if n.endswith(".parquet")]
@@ -61,25 +96,27 @@ def dedupe(t: pa.Table) -> pa.Table:
     keyed = t.select(["example_id", "model"]).append_column("_rank", rank)
     best = keyed.group_by(["example_id", "model"], use_threads=False).aggregate([("_rank", "max")])
     keep = pc.bit_wise_and(best["_rank_max"], (1 << 40) - 1)
-    return t.take(pc.sort_indices(keep))
+    return t.take(pc.take(keep, pc.sort_indices(keep)))  # the kept rows, in their original order
 
 
 def compact(run: RunFolder, model: str) -> tuple[set[str], int]:
     """Resume: keep the successful responses of earlier attempts in one part; return their ids
     and the next part number."""
+    import os
+
     names = part_names(run, model)
-    if not names:
+    journaled = read_journal(run, model)
+    if not names and not journaled.num_rows:
         return set(), 0
-    t = read_responses(run, model)
+    parts = read_responses(run, model)
+    t = dedupe(pa.concat_tables([parts, journaled])) if journaled.num_rows else parts
     ok = t.filter(pc.is_null(t["error"]))
-    seq = max(int(n.rsplit("-", 1)[1].split(".")[0]) for n in names) + 1
-    if len(names) > 1 or ok.num_rows != t.num_rows:
+    seq = max((int(n.rsplit("-", 1)[1].split(".")[0]) for n in names), default=-1) + 1
+    if len(names) > 1 or ok.num_rows != t.num_rows or journaled.num_rows:
         run.write_table(part_name(model, seq), ok)
         for n in names:
             run.remove(f"{RESPONSES}/{n}")
         seq += 1
+    if os.path.exists(journal_path(run, model)):
+        os.remove(journal_path(run, model))  # its calls are in the part just written
     return set(ok["example_id"].to_pylist()), seq
-
-
-def error_count(responses: pa.Table) -> int:
-    return int(responses.column("error").is_valid().to_numpy(zero_copy_only=False).sum()) if responses.num_rows else 0

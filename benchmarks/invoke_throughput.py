@@ -5,17 +5,21 @@ it does not share a GIL with Assay) and, for the whole-process figure, a real
 ``prefect server start``. Figures:
 
 1. stage       N=20,000, L=50 ms, C=64: invoke seconds (manifest ``stages.invoke.seconds``)
-               against the limit N·L/C. Target: limit/seconds >= 0.9.
-2. overhead    N=20,000, L=0, C=64: Assay's invoke seconds against a bare asyncio client
-               (one aiohttp.ClientSession, plain JSON, no retries, nothing recorded) on the
-               same server. (httpx and the openai SDK are far slower at this concurrency:
-               ``bare_client.py`` measures them too.)
-               Target: ratio <= 1.5.
+               against a bare asyncio client (one aiohttp.ClientSession, plain JSON, no
+               retries, nothing recorded: ``bare_client.py``) on the same server.
+               Target: ratio <= 1.05. (N·L/C, the floor no client reaches, is printed too.)
+2. overhead    N=20,000, L=0, C=64: the same two at no latency, so that the figure is each
+               one's own cost per item. Target: ratio <= 1.3. (httpx and the openai SDK are
+               far slower at this concurrency: ``bare_client.py`` measures them too.)
 3. process     N=1,000, L=100 ms, C=32: a whole ``assay run`` as a new process against a
                running Prefect server (PREFECT_API_URL set). Target: at most a trivial Prefect
                flow's whole process on the same server + a bare aiohttp client's time on the
                same workload + 1.0 s, all three measured in the same run.
 4. memory      a replay run over 1,000,000 rows: peak RSS of the process. Target: < 1.5 GB.
+
+The machine's speed varies from minute to minute (other processes, frequency), so the two
+ratios are measured in the same run, the bare client and Assay taking turns (``--reps`` rounds
+each), and each side's best time is compared.
 
     python benchmarks/invoke_throughput.py                # all four
     python benchmarks/invoke_throughput.py stage overhead # some
@@ -94,30 +98,48 @@ def invoke_seconds(cfg: Path) -> float:
     return ctx.folder.manifest()["stages"]["invoke"]["seconds"]
 
 
-def bench_stage(n: int, latency: float, c: int) -> dict:
-    limit = n * latency / c
-    with tempfile.TemporaryDirectory() as d, OpenAIServer(latency=latency) as srv:
-        secs = invoke_seconds(write_config(Path(d), srv.base_url, n, c))
-    ratio = limit / secs
-    print(f"stage     N={n} L={latency * 1000:.0f}ms C={c}: invoke {secs:.2f} s, limit {limit:.2f} s "
-          f"-> {ratio:.3f} of the limit (target >= 0.9) {'OK' if ratio >= 0.9 else 'MISSED'}")
-    return {"n": n, "latency": latency, "c": c, "seconds": secs, "limit": limit, "ratio": ratio}
+STAGE_LIMIT = 1.05  # invoke stage at L=50 ms against the bare client
+OVERHEAD_LIMIT = 1.3  # invoke stage at L=0 against the bare client
 
 
-def bench_overhead(n: int, c: int) -> dict:
+def _against_bare(n: int, latency: float, c: int, reps: int) -> tuple[list[float], list[float]]:
+    """(bare client seconds, Assay invoke seconds), ``reps`` of each, taking turns on one server."""
     import bare_client
 
-    with tempfile.TemporaryDirectory() as d, OpenAIServer(latency=0.0) as srv:
+    bare, assay = [], []
+    with tempfile.TemporaryDirectory() as d, OpenAIServer(latency=latency) as srv:
         cfg = write_config(Path(d), srv.base_url, n, c)
         asyncio.run(bare_client.run(srv.base_url, min(n, 2000), c, aio=True))  # warm the server
-        bare = asyncio.run(bare_client.run(srv.base_url, n, c, aio=True))
-        assay = invoke_seconds(cfg)
-        bare2 = asyncio.run(bare_client.run(srv.base_url, n, c, aio=True))
-    bare = min(bare, bare2)
-    ratio = assay / bare
-    print(f"overhead  N={n} L=0 C={c}: assay invoke {assay:.2f} s ({assay / n * 1e6:.0f} us/item), bare asyncio client "
-          f"{bare:.2f} s ({bare / n * 1e6:.0f} us/item) -> ratio {ratio:.2f} (target <= 1.5) {'OK' if ratio <= 1.5 else 'MISSED'}")
-    return {"n": n, "c": c, "assay_s": assay, "bare_s": bare, "ratio": ratio}
+        for _ in range(reps):
+            bare.append(asyncio.run(bare_client.run(srv.base_url, n, c, aio=True)))
+            assay.append(invoke_seconds(cfg))
+    return bare, assay
+
+
+def _runs(xs: list[float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in xs)
+
+
+def bench_stage(n: int, latency: float, c: int, reps: int = 3) -> dict:
+    bare, assay = _against_bare(n, latency, c, reps)
+    b, a = min(bare), min(assay)
+    ratio = a / b
+    floor = n * latency / c
+    print(f"stage     N={n} L={latency * 1000:.0f}ms C={c}: assay invoke {a:.2f} s (runs: {_runs(assay)}), bare aiohttp client "
+          f"{b:.2f} s (runs: {_runs(bare)}; N·L/C = {floor:.2f} s) -> ratio {ratio:.3f} (limit {STAGE_LIMIT}) "
+          f"{'OK' if ratio <= STAGE_LIMIT else 'MISSED'}")
+    return {"n": n, "latency": latency, "c": c, "assay_s": assay, "bare_s": bare, "floor_s": floor, "ratio": ratio,
+            "limit": STAGE_LIMIT}
+
+
+def bench_overhead(n: int, c: int, reps: int = 3) -> dict:
+    bare, assay = _against_bare(n, 0.0, c, reps)
+    b, a = min(bare), min(assay)
+    ratio = a / b
+    print(f"overhead  N={n} L=0 C={c}: assay invoke {a:.2f} s ({a / n * 1e6:.0f} us/item; runs: {_runs(assay)}), bare aiohttp "
+          f"client {b:.2f} s ({b / n * 1e6:.0f} us/item; runs: {_runs(bare)}) -> ratio {ratio:.3f} (limit {OVERHEAD_LIMIT}) "
+          f"{'OK' if ratio <= OVERHEAD_LIMIT else 'MISSED'}")
+    return {"n": n, "c": c, "assay_s": assay, "bare_s": bare, "ratio": ratio, "limit": OVERHEAD_LIMIT}
 
 
 def _free_port() -> int:
@@ -251,14 +273,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("which", nargs="*", default=["stage", "overhead", "process", "memory"])
     ap.add_argument("--quick", action="store_true", help="smaller N for a smoke check")
+    ap.add_argument("--reps", type=int, default=3, help="rounds of the bare client and Assay, taking turns (stage, overhead)")
     ap.add_argument("--json", help="also write the figures to this file")
     a = ap.parse_args(argv)
     k = 10 if a.quick else 1
     out = {}
     if "stage" in a.which:
-        out["stage"] = bench_stage(20_000 // k, 0.05, 64)
+        out["stage"] = bench_stage(20_000 // k, 0.05, 64, a.reps)
     if "overhead" in a.which:
-        out["overhead"] = bench_overhead(20_000 // k, 64)
+        out["overhead"] = bench_overhead(20_000 // k, 64, a.reps)
     if "process" in a.which:
         out["process"] = bench_process(1_000, 0.1, 32)
     if "memory" in a.which:

@@ -153,6 +153,22 @@ def test_cache_makes_no_call_twice(tmp_path, server):
     assert server.stats()["requests_total"] == 120
 
 
+def test_the_prompt_version_is_part_of_the_cache_key(tmp_path, server):
+    """A new prompt.version is a new prompt: a cached run calls the model again, although the
+    rendered messages are the same."""
+    server.reset()
+    cfg = make_config(tmp_path, server.base_url)
+    text = cfg.read_text()
+    cfg.write_text(text.replace('template: "{text}"', 'template: "{text}"\n      version: v1'))
+    run_local(str(cfg), "p", DAY)
+    run_local(str(cfg), "p", DAY)
+    assert server.stats()["requests_total"] == 40  # the second run from the cache
+    cfg.write_text(text.replace('template: "{text}"', 'template: "{text}"\n      version: v2'))
+    ctx = run_local(str(cfg), "p", DAY)
+    assert server.stats()["requests_total"] == 80
+    assert not read_responses(ctx.folder).to_pandas()["cached"].any()
+
+
 def test_errors_are_not_cached(tmp_path, server):
     server.reset()
     cfg = make_config(tmp_path, server.base_url, triggers={5: "400"}, pipeline_extra="max_error_rate: 0.5")

@@ -16,7 +16,7 @@ import pytest
 from assay.config import DatasetConfig, MetricSpec, OpenAIModel
 from assay.metrics import METRICS, build_metric
 from assay.metrics.judge import PROMPT_VERSION, LLMJudge, judge_messages, parse_grade
-from assay.providers import CallResult, Context, Provider, ProviderError
+from assay.providers import BatchProvider, CallResult, ChatProvider, Context, ProviderError
 from assay.stages import run_local
 from assay.testing.openai_server import OpenAIServer
 
@@ -66,7 +66,7 @@ def test_fraction_needs_the_top_of_the_scale():
 # ---------------------------------------------------------------------------------------
 # the metric with an in-process judge
 
-class FakeJudge(Provider):
+class FakeJudge(ChatProvider):
     """Answers from a function of the answer being graded; counts calls and concurrency."""
 
     def __init__(self, reply=None, max_concurrency=4, max_attempts=3, fail=None, delay=0.01):
@@ -138,11 +138,20 @@ def test_needs_a_judge_model():
 
 
 def test_a_batch_provider_cannot_judge():
-    class Batchy(FakeJudge):
-        batch = True
+    class Batchy(BatchProvider):
+        def run_batch(self, rows):
+            return {"output": ["Grade: 5"] * rows.num_rows, "error": [None] * rows.num_rows}
 
+    fake = FakeJudge()
     with pytest.raises(ValueError, match="cannot answer prompts"):
-        judge_metric(Batchy())
+        judge_metric(Batchy(fake.cfg, fake.ctx))
+
+    class DuckTyped:  # has a call(), but is no ChatProvider: the engine would not know how to drive it
+        async def call(self, messages):
+            return CallResult("Grade: 5")
+
+    with pytest.raises(ValueError, match=r"cannot answer prompts: a judge must be a chat model"):
+        judge_metric(DuckTyped())
 
 
 def test_prompt_holds_rubric_question_reference_and_answer():

@@ -427,3 +427,88 @@ def test_model_option_errors_reach_the_config_loader(tmp_path):
     found = {(path, line) for path, _, line in e.value.problems}
     assert ("models.sk.base_url", 3) in found
     assert ("models.py.function", 4) in found
+
+
+def test_an_unreadable_replay_log_fails_loudly_naming_the_file(tmp_path):
+    """Whether responses carry their logged request time decides the day they are priced at: a log
+    that cannot be read is an error that names it, never a quiet switch to the run's prices."""
+    write_files(tmp_path)
+    (tmp_path / "log.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    ctx = _ctx(tmp_path)
+    p = build("rep", ReplayModel(provider="replay", source="log.parquet"), ctx)
+    with pytest.raises(ValueError, match=rf"replay log {tmp_path}/log\.parquet cannot be read"):
+        p.logged_request_times
+    with pytest.raises(ValueError, match=r"log\.parquet cannot be read"):
+        p.stats()
+    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
+        artifacts: runs
+        models:
+          rep: {provider: replay, source: log.parquet, price: {input_per_mtok: 1.0, output_per_mtok: 1.0}}
+        pipelines:
+          p:
+            dataset: {source: test.parquet, id: id, reference: label}
+            models: [rep]
+            metrics: [accuracy]
+    """))
+    with pytest.raises(ValueError, match=rf"replay log {tmp_path}/log\.parquet cannot be read"):
+        run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)
+
+
+COUNTING = '''
+def label(rows, calls):
+    with open(calls, "a") as f:
+        f.write("".join(str(r["id"]) + "\\n" for r in rows))
+    return [{OUT} for r in rows]
+'''
+
+
+def test_python_outputs_are_cached_per_example(tmp_path, monkeypatch):
+    """A python model's outputs go through the response cache, example by example: a second run
+    does not call the function, a changed example is the only one called again, and so is every
+    example once the function's code changes."""
+    write_files(tmp_path)
+    name = f"assay_test_counting_{uuid.uuid4().hex[:8]}"
+    module = tmp_path / f"{name}.py"
+    module.write_text(COUNTING.replace("{OUT}", 'r["label"]'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    calls = tmp_path / "calls.txt"
+    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+        artifacts: runs
+        cache_dir: cache
+        models:
+          py: {{provider: python, function: "{name}:label", params: {{calls: {calls}}}}}
+        pipelines:
+          p:
+            dataset: {{source: test.parquet, id: id, reference: label}}
+            prompt: {{template: "Ticket: {{text}}"}}
+            models: [py]
+            metrics: [accuracy]
+            bootstrap: 0
+            shard_size: 5
+    """))
+
+    def run():
+        ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)
+        called = calls.read_text().split() if calls.exists() else []
+        calls.unlink(missing_ok=True)
+        resp = read_responses(ctx.folder).to_pandas().set_index("example_id").sort_index()
+        return ctx, sorted(called, key=int), resp
+
+    _, called, first = run()
+    assert called == _ids(*range(1, 13)) and not first["cached"].any()
+    ctx, called, second = run()
+    assert called == [] and second["cached"].all() and (second["attempts"] == 0).all()
+    assert second["output"].equals(first["output"])
+    st = ctx.folder.manifest()["stages"]["invoke"]["models"]["py"]
+    assert st["cache_hits"] == 12 and st["called"] == 0
+    # one example's text changes: only it is called again
+    rows = [dict(r, text=r["text"] + " again") if r["id"] == 4 else r for r in TEST_ROWS]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "test.parquet")
+    _, called, third = run()
+    assert called == ["4"] and third["cached"].sum() == 11
+    # the function's code changes: nothing cached from the old code is served
+    module.write_text(COUNTING.replace("{OUT}", 'r["label"].upper()'))
+    monkeypatch.delitem(__import__("sys").modules, name)
+    _, called, fourth = run()
+    assert called == _ids(*range(1, 13)) and not fourth["cached"].any()
+    assert set(fourth["output"]) == {"BILLING", "TECHNICAL", "ACCOUNT"}

@@ -270,3 +270,16 @@ def test_a_name_cannot_climb_out_of_the_artifact_root(tmp_path, pipeline, run_id
     with pytest.raises(ValueError, match="cannot name a folder"):
         Store(tmp_path / "root").run(pipeline, DAY, run_id)
     assert not (tmp_path / "root").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_dedupe_keeps_one_row_per_example_and_model_preferring_later_successes():
+    from assay.responses import RESPONSE_SCHEMA, dedupe
+
+    ids = [f"t{i:03d}" for i in range(20)] + [f"t{i:03d}" for i in range(30)]
+    errors = [None] * 20 + ["boom"] * 5 + [None] * 25  # t000..t004 failed again later: the earlier success wins
+    t = pa.table({"example_id": ids, "model": ["m"] * 50, "output": [f"{i}" for i in range(50)], "error": errors})
+    d = dedupe(t).to_pandas()
+    assert sorted(d["example_id"]) == sorted(set(ids)) and not d["example_id"].duplicated().any()
+    got = dict(zip(d["example_id"], d["output"]))
+    assert got["t000"] == "0" and got["t005"] == "25" and got["t029"] == "49"
+    assert RESPONSE_SCHEMA.names[0] == "example_id"

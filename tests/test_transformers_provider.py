@@ -110,7 +110,7 @@ def rows(n=4, text=None):
 
 # ----------------------------------------------------------------------------------------- always run
 def test_importing_assay_does_not_import_torch():
-    code = ("import assay.stages, assay.providers, assay.invoke, assay.costing, sys; "
+    code = ("import assay.stages, assay.providers, assay.calling, assay.costing, sys; "
             "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -150,8 +150,8 @@ def test_run_local_end_to_end_is_deterministic(tmp_path, tiny, tiny_chat):
     }
     cfg = write_config(tmp_path, models)
     outs = []
-    for _ in range(2):
-        ctx = run_local(str(cfg), "p", DAY)
+    for mode in ("use", "refresh"):  # the second run generates again (and overwrites the cached outputs)
+        ctx = run_local(str(cfg), "p", DAY, cache_mode=mode)
         resp = read_responses(ctx.folder).to_pandas()
         assert len(resp) == 20 and set(resp["model"]) == {"tiny", "chat"}
         assert resp["error"].isna().all(), resp["error"].dropna().tolist()
@@ -174,6 +174,17 @@ def test_run_local_end_to_end_is_deterministic(tmp_path, tiny, tiny_chat):
     # the chat template changes what the model sees, so prompt token counts differ between the two
     r = read_responses(ctx.folder).to_pandas()
     assert r[r.model == "chat"]["prompt_tokens"].sum() > r[r.model == "tiny"]["prompt_tokens"].sum()
+
+    # a third run is served from the response cache: the same outputs, no model loaded, and the
+    # same compute cost (cached outputs are priced by the time their generation took)
+    cached = run_local(str(cfg), "p", DAY)
+    resp = read_responses(cached.folder).to_pandas()
+    assert resp["cached"].all() and (resp["attempts"] == 0).all()
+    got = resp.sort_values(["model", "example_id"])[["model", "example_id", "output", "completion_tokens"]].reset_index(drop=True)
+    assert got.equals(outs[1])
+    stats = cached.folder.manifest()["stages"]["invoke"]["models"]["tiny"]
+    assert stats["cache_hits"] == 10 and stats["called"] == 0 and stats["device"] is None and stats["load_s"] == 0
+    assert stats["compute_s"] == pytest.approx(resp[resp.model == "tiny"]["latency_s"].sum())
 
 
 def test_prompts_chat_template_and_token_counts(tiny, tiny_chat):

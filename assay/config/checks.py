@@ -53,7 +53,7 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
                 problems.append((("pipelines", pname, "metrics", i, "judge"), str(UnknownName("model", spec.judge, list(cfg.models)))))
             elif spec.judge is not None:
                 jprov = PROVIDERS.get(cfg.models[spec.judge].provider)
-                if getattr(jprov, "batch", False):
+                if getattr(jprov, "kind", None) != "chat":
                     problems.append((("pipelines", pname, "metrics", i, "judge"),
                                      f"model {spec.judge!r} (provider {cfg.models[spec.judge].provider}) cannot answer prompts: "
                                      "a judge must be a model whose provider calls an endpoint (openai)"))

@@ -28,8 +28,10 @@ bare number, ...). The per-example score is the grade normalised to 0..1,
   ``cache_hits`` and ``deduplicated``) over every model scored; the cost stage prices it
   as a ``judge:<model>`` line of costs.parquet.
 
-Calls run concurrently up to the judge model's ``max_concurrency``, within its ``rpm``/``tpm``
-limits, with the invoke engine's retries (``max_attempts``, backoff, Retry-After).
+The judge model must be a chat model (a :class:`~assay.providers.base.ChatProvider`). Its calls go
+through the same engine as the invoke stage's (:func:`assay.calling.call_chat`): concurrent up
+to its ``max_concurrency``, within its ``rpm``/``tpm``, retried (``max_attempts``, backoff,
+Retry-After), and through the run's response cache.
 """
 
 from __future__ import annotations
@@ -225,10 +227,12 @@ class LLMJudge(Metric):
         if not 0 <= float(max_error_rate) <= 1:
             raise ValueError("judge: max_error_rate must be in [0, 1]")
         if not isinstance(judge, str):
-            if not callable(getattr(judge, "call", None)) or getattr(judge, "batch", False):
-                provider = getattr(getattr(judge, "cfg", None), "provider", type(judge).__name__)
+            from assay.providers.base import ChatProvider
+
+            if not isinstance(judge, ChatProvider):
+                provider = getattr(getattr(judge, "cfg", None), "provider", None) or type(judge).__name__
                 raise ValueError(f"judge model {self._model_name(judge)!r} (provider {provider}) cannot answer prompts: "
-                                 "use a model whose provider calls an endpoint (openai)")
+                                 "a judge must be a chat model (a ChatProvider, such as provider openai)")
         self.judge = judge
         self.rubric = rubric.strip() if rubric else DEFAULT_RUBRIC
         self.scale = (lo, hi)
@@ -291,9 +295,9 @@ class LLMJudge(Metric):
         if isinstance(self.judge, str):
             raise ValueError(f"judge: metric built without a provider for model {self.judge!r}; it is scored inside a run "
                              "(assay run), which builds the judge model")
-        from assay.cache import cache_key
+        from assay.cache import key_maker
 
-        identity = {**self.judge.identity(), "judge_prompt": PROMPT_VERSION}
+        cache_key = key_maker({**self.judge.identity(), "judge_prompt": PROMPT_VERSION})
         keys: list[str | None] = [None] * n
         jobs: dict[str, list[dict]] = {}
         for i in range(n):
@@ -301,7 +305,7 @@ class LLMJudge(Metric):
             if answer is None:
                 continue  # a failed call: wrong, and not worth a judge call
             msgs = self.messages(answer, questions[i], refs[i])
-            k = cache_key(identity, msgs)
+            k = cache_key(msgs)
             keys[i] = k
             if k in self._memo or k in jobs:
                 self.usage["deduplicated"] += 1
@@ -341,68 +345,31 @@ class LLMJudge(Metric):
         with ThreadPoolExecutor(1, thread_name_prefix="assay-judge") as ex:
             return ex.submit(lambda: asyncio.run(self._grade_all(jobs))).result()
 
-    def _add_usage(self, r) -> None:
-        self.usage["requests"] += 1
-        self.usage["prompt_tokens"] += int(r.get("prompt_tokens") or 0)
-        self.usage["completion_tokens"] += int(r.get("completion_tokens") or 0)
-
     async def _grade_all(self, jobs: dict[str, list[dict]]) -> int:
+        """Grade the jobs (cache key -> messages) through the calling engine; memoise the replies."""
         from assay.cache import ResponseCache
-        from assay.invoke import Options, RateLimiter, _call_with_retries
+        from assay.calling import CallOptions, Chunk, call_chat
 
-        provider = self.judge
-        use_cache = self._cache_path is not None and self._cache_mode != "off" and getattr(provider, "cacheable", True)
-        cache = ResponseCache(self._cache_path) if use_cache else None
-        errors = 0
+        keys = list(jobs)
+        cache = ResponseCache(self._cache_path) if self._cache_path is not None and self._cache_mode != "off" else None
+        chunks: list[Chunk] = []
         try:
-            todo = list(jobs)
-            if cache is not None and self._cache_mode == "use":
-                hits = cache.get_many(todo)
-                for k, v in hits.items():
-                    self._memo[k] = (v.get("output"), None)
-                    self._add_usage(v)
-                    self.usage["cache_hits"] += 1
-                todo = [k for k in todo if k not in hits]
-            if not todo:
-                return 0
-            cfg = provider.cfg
-            limiter = RateLimiter(cfg.rpm, cfg.tpm)
-            opts = Options(cache_mode=self._cache_mode)
-            max_tokens = int(cfg.params.get("max_tokens") or cfg.params.get("max_completion_tokens") or 256)
-            to_store: list[tuple[str, dict]] = []
-            it = iter(todo)
-
-            async def worker():
-                nonlocal errors
-                for k in it:
-                    msgs = jobs[k]
-                    est = sum(len(m["content"]) for m in msgs) // 4 + max_tokens
-                    r, latency, started, _attempts, err = await _call_with_retries(provider, msgs, limiter, est, opts)
-                    if err is not None:
-                        errors += 1
-                        self.usage["errors"] += 1
-                        self.usage["requests"] += 1
-                        self._memo[k] = (None, err)
-                        continue
-                    value = {"output": r.output, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                             "cached_tokens": r.cached_tokens, "cache_write_tokens": r.cache_write_tokens,
-                             "latency_s": latency, "started_at": started}
-                    self._add_usage(value)
-                    self._memo[k] = (r.output, None)
-                    to_store.append((k, value))
-
-            await provider.start()
-            try:
-                n_workers = min(int(getattr(cfg, "max_concurrency", 1) or 1), len(todo))
-                await asyncio.gather(*(worker() for _ in range(n_workers)))
-            finally:
-                await provider.close()
-                if cache is not None and to_store:
-                    cache.put_many(to_store)
-            return errors
+            stats = await call_chat(self.judge, [jobs[k] for k in keys], keys=keys, cache=cache,
+                                    options=CallOptions(cache_mode=self._cache_mode), on_chunk=chunks.append)
         finally:
             if cache is not None:
                 cache.close()
+        c = Chunk.concat(chunks)
+        u = self.usage
+        for i, j in enumerate(c.index):
+            err = c.error[i]
+            self._memo[keys[j]] = (c.output[i] if err is None else None, err)
+            u["prompt_tokens"] += int(c.prompt_tokens[i] or 0)
+            u["completion_tokens"] += int(c.completion_tokens[i] or 0)
+        u["requests"] += len(c)
+        u["errors"] += stats["errors"]
+        u["cache_hits"] += stats["cache_hits"]
+        return stats["errors"]
 
     def __getstate__(self):
         # the provider may hold clients that do not pickle; a copy keeps its model name only

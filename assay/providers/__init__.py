@@ -6,7 +6,7 @@ importing any provider.
 """
 
 from assay.config import ModelConfig
-from assay.providers.base import CallResult, Context, Provider, ProviderError
+from assay.providers.base import BatchProvider, CallResult, ChatProvider, Context, Provider, ProviderError
 from assay.registry import Registry
 
 PROVIDERS: Registry[type[Provider]] = Registry("provider")
@@ -21,4 +21,4 @@ def build(name: str, cfg: ModelConfig, ctx: Context) -> Provider:
     return PROVIDERS.get(cfg.provider)(cfg, ctx)
 
 
-__all__ = ["PROVIDERS", "Provider", "ProviderError", "CallResult", "Context", "build"]
+__all__ = ["PROVIDERS", "Provider", "ChatProvider", "BatchProvider", "ProviderError", "CallResult", "Context", "build"]

@@ -1,7 +1,18 @@
-"""What every provider implements, and the error type the invoke engine understands."""
+"""The two kinds of provider, and the error type the calling engine understands.
+
+* :class:`ChatProvider` answers one list of chat messages per call (``openai``). The engine in
+  :mod:`assay.calling` drives it: concurrency, rate limits, retries, the response cache, the
+  budget.
+* :class:`BatchProvider` turns a shard of dataset rows into a column per field (``replay``,
+  ``sklearn``, ``python``, ``transformers``). The engine's batch runner calls it in a worker
+  thread, one shard at a time, and caches its outputs per example when ``cache_responses``.
+
+The kind is the class: ``isinstance(p, ChatProvider)``, or the class attribute ``kind``
+(``"chat"`` or ``"batch"``) where only the class is at hand.
+"""
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import pyarrow as pa
 
@@ -21,7 +32,7 @@ class ProviderError(Exception):
         self.retryable = (status in RETRYABLE_STATUS or status is None) if retryable is None else retryable
 
 
-@dataclass
+@dataclass(slots=True)
 class CallResult:
     output: str | None
     prompt_tokens: int | None = None
@@ -43,42 +54,75 @@ class Context:
 
 
 class Provider:
-    """Base class. Per-item providers implement ``call``; batch providers ``run_batch``.
+    """What both kinds share: the model's config and context, an identity, and stats."""
 
-    A batch provider gets a whole shard (an Arrow table of dataset rows) and returns
-    columns ``output, prompt_tokens, completion_tokens, latency_s, error`` (lists of the
-    shard's length). Per-item providers are driven by the engine, which adds concurrency,
-    rate limits, retries and the response cache around ``call``.
-    """
-
-    batch = False
-    #: whether calls are worth caching (they cost money or time and are deterministic enough)
-    cacheable = True
+    #: "chat" or "batch": set by :class:`ChatProvider` and :class:`BatchProvider`
+    kind: ClassVar[str] = ""
+    #: whether the engine stores responses in the response cache and serves repeats from it
+    cache_responses: ClassVar[bool] = True
 
     def __init__(self, cfg: ModelConfig, ctx: Context):
         self.cfg = cfg
         self.ctx = ctx
 
     def identity(self) -> dict:
-        """Everything that shapes a response, for the cache key. Never includes secrets.
+        """Everything about the model that shapes a response, for the cache key. Never includes secrets.
 
         (Not every provider's config has ``model`` and ``params``; missing ones count as unset.)
         """
         return {"provider": self.cfg.provider, "model": getattr(self.cfg, "model", None), "version": self.cfg.version,
                 "params": getattr(self.cfg, "params", {})}
 
-    async def start(self) -> None:
-        """Open clients; called once per run inside the event loop."""
-
-    async def call(self, messages: list[dict]) -> CallResult:
-        raise NotImplementedError
-
-    def run_batch(self, rows: pa.Table) -> dict[str, list]:
-        raise NotImplementedError
-
     def stats(self) -> dict:
         """Figures for costing that only the provider knows (training time, compute time)."""
         return {}
 
+
+class ChatProvider(Provider):
+    """One call per list of chat messages.
+
+    ``start()`` opens clients inside the event loop (once per batch of calls), ``call()`` makes one
+    request and raises :class:`ProviderError` on failure (``retryable`` says whether to try again;
+    the provider enforces ``cfg.timeout_s`` itself), ``close()`` releases the clients. The engine adds
+    concurrency (``cfg.max_concurrency``), ``rpm``/``tpm``, retries (``cfg.max_attempts``) and the
+    cache around ``call``.
+    """
+
+    kind: ClassVar[str] = "chat"
+
+    async def start(self) -> None:
+        """Open clients; called once per batch of calls, inside the event loop."""
+
+    async def call(self, messages: list[dict]) -> CallResult:
+        raise NotImplementedError
+
     async def close(self) -> None:
         """Release clients."""
+
+
+class BatchProvider(Provider):
+    """A whole shard at a time, in a worker thread.
+
+    ``run_batch(rows)`` gets an Arrow table of dataset rows and returns columns (lists of the
+    shard's length): ``output`` and ``error`` always, and any of ``prompt_tokens``,
+    ``completion_tokens``, ``cached_tokens``, ``latency_s``, ``started_at`` (µs since the epoch,
+    UTC: the provider's own request time). ``prepare(rows)`` is called once with every row that
+    will be run, in the order the shards will come.
+    """
+
+    kind: ClassVar[str] = "batch"
+    #: Redoing a shard costs nothing worth protecting (replayed logs, conventional models): the
+    #: runner uses large shards, since thousands of tiny parts would cost more than they protect.
+    free_to_redo: ClassVar[bool] = False
+
+    def prepare(self, rows: pa.Table) -> None:
+        """Once before the shards (default: nothing)."""
+
+    def run_batch(self, rows: pa.Table) -> dict[str, list]:
+        raise NotImplementedError
+
+    def cache_inputs(self, rows: pa.Table) -> list:
+        """Per row, what its output depends on besides :meth:`identity`: the part of its cache key.
+
+        Default: the whole row as the provider sees it (every dataset field)."""
+        return rows.to_pylist()

@@ -4,14 +4,14 @@ import asyncio
 import json
 import os
 
-from assay.providers.base import CallResult, Provider, ProviderError
+from assay.providers.base import CallResult, ChatProvider, ProviderError
 
 
 class MissingSecret(RuntimeError):
     """An API key variable named in the config is not set."""
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(ChatProvider):
     """Chat completions over one keep-alive connection pool per model, sized to the concurrency.
 
     The default client speaks the OpenAI wire format over aiohttp: at 64 concurrent
@@ -51,8 +51,8 @@ class OpenAIProvider(Provider):
         self._aiohttp = aiohttp
         # plain-http endpoints (local vLLM, Ollama, ...) skip building a TLS context (~80 ms)
         ssl = False if self.base_url.startswith("http://") else True
-        connector = aiohttp.TCPConnector(limit=self.cfg.max_concurrency, limit_per_host=self.cfg.max_concurrency,
-                                         keepalive_timeout=60, ssl=ssl)
+        # one host per session: the total limit is the per-host limit (without aiohttp's per-host bookkeeping)
+        connector = aiohttp.TCPConnector(limit=self.cfg.max_concurrency, keepalive_timeout=60, ssl=ssl)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s),
             headers={"Authorization": f"Bearer {self._api_key()}", "Content-Type": "application/json"})

@@ -7,7 +7,7 @@ import time
 
 import pyarrow as pa
 
-from assay.providers.base import Provider
+from assay.providers.base import BatchProvider
 
 
 def load_function(target: str):
@@ -25,26 +25,46 @@ def load_function(target: str):
     return obj
 
 
-class PythonProvider(Provider):
+class PythonProvider(BatchProvider):
     """Calls ``function(rows)`` with a list of dicts (dataset fields plus ``prompt`` and
     ``messages``); it returns a list of strings, or of dicts with ``output`` and optionally
     ``prompt_tokens``, ``completion_tokens`` and ``error``."""
 
-    batch = True
-
     def identity(self) -> dict:
-        return {"provider": "python", "function": self.cfg.function, "version": self.cfg.version, "params": self.cfg.params}
+        """The function's name, ``version`` and ``params``, and a hash of its source code, so that
+        editing the function does not serve outputs cached from the old one (a change elsewhere,
+        in what it calls, needs a new ``version:``)."""
+        try:
+            source = _source_hash(self._function())
+        except ValueError:  # cannot be loaded: run_batch says why, on the rows
+            source = None
+        return {"provider": "python", "function": self.cfg.function, "version": self.cfg.version, "params": self.cfg.params,
+                "source": source}
 
-    def run_batch(self, rows: pa.Table) -> dict[str, list]:
+    def _function(self):
+        fn = getattr(self, "_fn", None)
+        if fn is None:
+            fn = self._fn = load_function(self.cfg.function)
+        return fn
+
+    def _items(self, rows: pa.Table) -> list[dict]:
+        """The rows as the function gets them: dataset fields, plus ``prompt`` and ``messages``."""
         from assay.prompting import render_messages
 
-        fn = getattr(self, "_fn", None) or load_function(self.cfg.function)
-        self._fn = fn
         items = rows.to_pylist()
         if self.ctx.prompt is not None:
             for item, msgs in zip(items, render_messages(self.ctx.prompt, rows)):
                 item["messages"] = msgs
                 item["prompt"] = msgs[-1]["content"]
+        return items
+
+    def cache_inputs(self, rows: pa.Table) -> list:
+        """Exactly what the function is given for each row."""
+        return self._items(rows)
+
+    def run_batch(self, rows: pa.Table) -> dict[str, list]:
+        fn = self._function()
+        items = self._items(rows)
         t0 = time.perf_counter()
         result = fn(items, **self.cfg.params) if self.cfg.params else fn(items)
         if inspect.isawaitable(result):
@@ -68,6 +88,16 @@ class PythonProvider(Provider):
                 out["error"].append(None if r is not None else "no output")
             out["latency_s"].append(per)
         return out
+
+
+def _source_hash(fn) -> str | None:
+    import hashlib
+
+    try:
+        src = inspect.getsource(inspect.unwrap(fn))
+    except (OSError, TypeError):  # a builtin, or code without a source file
+        return None
+    return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
 def _running_loop() -> bool:

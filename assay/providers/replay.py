@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assay.providers.base import Provider
+from assay.providers.base import BatchProvider
 
 OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s")
 #: The log column with each request's time. Detected by name only (no config key); it becomes the
@@ -29,7 +29,7 @@ def _utc_micros(col) -> pa.ChunkedArray:
     return pa.chunked_array([pc.cast(pa.array(parsed.dt.as_unit("us")), pa.int64())])
 
 
-class ReplayProvider(Provider):
+class ReplayProvider(BatchProvider):
     """Reads outputs from ``source`` (a file keyed by the dataset id) or from a dataset column.
 
     ``output_column`` names the output (default ``output``); token counts and latency are
@@ -40,8 +40,8 @@ class ReplayProvider(Provider):
     the time of the replay and requests are priced at the run's as_of.
     """
 
-    batch = True
-    cacheable = False
+    free_to_redo = True  # reading a log again costs nothing
+    cache_responses = False  # the log is the store
 
     def _log(self) -> pa.Table:
         if getattr(self, "_table", None) is None:
@@ -49,7 +49,11 @@ class ReplayProvider(Provider):
 
             key = self.ctx.dataset.id or "example_id"
             src = self.ctx.resolve_path(self.cfg.source)
-            t = read_source(src)
+            try:
+                t = read_source(src)
+            except Exception as e:
+                # named here: pyarrow's own messages do not say which file
+                raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
             col = self.cfg.output_column or "output"
             if key not in t.column_names:
                 raise ValueError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(t.column_names)})")

@@ -4,7 +4,7 @@ import time
 
 import pyarrow as pa
 
-from assay.providers.base import Provider
+from assay.providers.base import BatchProvider
 
 ESTIMATORS = ("tfidf-logreg", "tfidf-svm", "majority")
 
@@ -16,11 +16,11 @@ def _require_sklearn():
         raise RuntimeError("the sklearn provider needs scikit-learn: pip install 'assay[sklearn]'") from None
 
 
-class SklearnProvider(Provider):
+class SklearnProvider(BatchProvider):
     """TF-IDF features of the input fields and a linear classifier predicting the reference."""
 
-    batch = True
-    cacheable = False
+    free_to_redo = True  # predicting again is cheap and gives the same labels
+    cache_responses = False
 
     def identity(self) -> dict:
         return {"provider": "sklearn", "estimator": self.cfg.estimator or "tfidf-logreg", "train": self.cfg.train}

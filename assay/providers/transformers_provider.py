@@ -19,7 +19,7 @@ import time
 
 import pyarrow as pa
 
-from assay.providers.base import Provider
+from assay.providers.base import BatchProvider
 
 INSTALL_HINT = "pip install 'assay[transformers]'"
 
@@ -74,10 +74,12 @@ def model_fingerprint(path: str) -> str | None:
     return h.hexdigest()
 
 
-class TransformersProvider(Provider):
-    """Greedy batched generation with a local ``AutoModelForCausalLM``."""
+class TransformersProvider(BatchProvider):
+    """Greedy batched generation with a local ``AutoModelForCausalLM``.
 
-    batch = True
+    Outputs are cached per example, keyed by :meth:`identity` (which holds the model directory's
+    fingerprint) and the rendered messages.
+    """
 
     def _path(self) -> str | None:
         return self.ctx.resolve_path(self.cfg.path)
@@ -156,6 +158,10 @@ class TransformersProvider(Provider):
             raise ValueError("the transformers provider needs a prompt: in the pipeline, or dataset.input columns")
         cols = [rows[f].cast(pa.string()).to_pylist() for f in fields]
         return [[{"role": "user", "content": "\n".join(v or "" for v in vals)}] for vals in zip(*cols)]
+
+    def cache_inputs(self, rows: pa.Table) -> list:
+        """What is encoded for each row: its messages."""
+        return self._messages(rows)
 
     def _encode(self, messages: list[dict]) -> list[int]:
         tok = self._tok

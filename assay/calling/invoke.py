@@ -1,0 +1,154 @@
+"""Every model on every example, through the engine: one response per (example, model), resumable.
+
+Per model: earlier parts of an interrupted run are compacted and their examples skipped
+(:func:`assay.responses.compact`), the rest go to :func:`~assay.calling.engine.call_chat` (chat
+providers, the rendered prompt of each example) or :func:`~assay.calling.batch.run_batches`
+(batch providers, the rows), and every chunk that comes back is written as one Parquet part
+``responses/part-<model>-<seq>.parquet``, so a killed run loses at most a shard of work and pays
+for none of it again. Models run concurrently (different endpoints do not wait for one another).
+"""
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import pyarrow as pa
+
+from assay.cache import ResponseCache
+from assay.calling.batch import run_batches
+from assay.calling.budget import Budget
+from assay.calling.engine import CallOptions, Chunk, call_chat
+from assay.providers.base import BatchProvider, ChatProvider, Provider
+from assay.responses import RESPONSE_SCHEMA, compact, part_name
+from assay.store import RunFolder
+
+
+@dataclass
+class Options:
+    shard_size: int = 500
+    cache_mode: str = "use"  # use | refresh | off
+    on_progress: Callable[[str, int, int, float], None] | None = None  # (model, done, errors, the model's usd)
+
+
+_STARTED = RESPONSE_SCHEMA.field("started_at").type
+
+
+def chunk_table(chunk: Chunk, example_ids: list, model: str) -> pa.Table:
+    """A chunk as response rows (:data:`~assay.responses.RESPONSE_SCHEMA`)."""
+    n = len(chunk)
+    s = RESPONSE_SCHEMA
+    c = chunk
+    arrays = [pa.array(example_ids, pa.string()), pa.array([model] * n, pa.string()), pa.array(c.output, pa.string()),
+              pa.array(c.prompt_tokens, pa.int64()), pa.array(c.completion_tokens, pa.int64()),
+              pa.array(c.cached_tokens, pa.int64()), pa.array(c.cache_write_tokens, pa.int64()),
+              pa.array(c.latency_s, pa.float64()), pa.array(c.started_at, pa.int64()).cast(_STARTED),
+              pa.array(c.attempts, pa.int32()), pa.array(c.cached, pa.bool_()), pa.array(c.error, pa.string())]
+    return pa.Table.from_arrays(arrays, schema=s)
+
+
+class PartWriter:
+    """``on_chunk`` for one model: each chunk becomes the next response part."""
+
+    def __init__(self, run: RunFolder, model: str, seq: int, example_ids: list):
+        self.run, self.model, self.seq, self.ids = run, model, seq, example_ids
+
+    def __call__(self, chunk: Chunk) -> None:
+        ids = self.ids
+        self.run.write_table(part_name(self.model, self.seq), chunk_table(chunk, [ids[j] for j in chunk.index], self.model))
+        self.seq += 1
+
+
+class Journal:
+    """``on_calls`` for one model: every finished call appended to ``responses/journal-<model>.jsonl``
+    (one JSON array per line) within a fraction of a second, so a killed run repays only the calls
+    that were in flight; :func:`assay.responses.compact` folds it into the parts on resume."""
+
+    def __init__(self, run: RunFolder, model: str, example_ids: list):
+        from assay.responses import journal_path
+
+        self.path = journal_path(run, model)
+        self.ids = example_ids
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def __call__(self, chunk: Chunk) -> None:
+        ids, c = self.ids, chunk
+        rows = zip([ids[j] for j in c.index], c.output, c.prompt_tokens, c.completion_tokens, c.cached_tokens,
+                   c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error)
+        os.write(self.fd, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode())
+
+    def close(self, remove: bool) -> None:
+        os.close(self.fd)
+        if remove:
+            os.remove(self.path)
+
+
+def request_identity(provider: Provider, prompt) -> dict:
+    """The cache identity of a model's responses in a pipeline: the provider's, and the prompt's version."""
+    from assay.prompting import prompt_version
+
+    return {**provider.identity(), "prompt_version": prompt_version(prompt)}
+
+
+def _render(prompt, rows: pa.Table):
+    from assay.prompting import render_requests
+
+    if prompt is None:
+        raise ValueError("this model needs a prompt: set the pipeline's prompt.template")
+    return render_requests(prompt, rows)
+
+
+async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt, run: RunFolder,
+                       cache: ResponseCache | None, opts: Options, budget: Budget) -> dict:
+    """Produce one response per example for one model, writing parts as shards complete."""
+    t_start = time.perf_counter()
+    done_ids, seq = compact(run, name)
+    ids = dataset["example_id"].to_pylist()
+    todo = [i for i, e in enumerate(ids) if e not in done_ids]
+    resumed = len(ids) - len(todo)
+    batch = isinstance(provider, BatchProvider)
+    if not batch and not isinstance(provider, ChatProvider):
+        raise TypeError(f"model {name}: provider {type(provider).__name__} is neither a ChatProvider nor a BatchProvider")
+
+    def progress(done: int, errors: int, usd: float) -> None:
+        opts.on_progress(name, resumed + done, errors, usd)
+
+    on_progress = progress if opts.on_progress is not None else None
+    if on_progress is not None:
+        on_progress(0, 0, 0.0)  # the bar shows the model and its total (and what a resumed run already has) at once
+    if not todo:
+        from assay.calling.engine import new_stats
+
+        return {**new_stats(1 if batch else provider.cfg.max_concurrency), "resumed": resumed}
+    # (no take on a fresh run: building any Arrow array from Python objects imports pandas, half
+    # a second before the first call)
+    sub = dataset if len(todo) == dataset.num_rows else dataset.take(pa.array(todo, pa.int64()))
+    use_cache = cache is not None and opts.cache_mode != "off" and provider.cache_responses
+    kw = dict(name=name, identity=request_identity(provider, prompt) if use_cache else None,
+              cache=cache if use_cache else None, options=CallOptions(cache_mode=opts.cache_mode, chunk_size=opts.shard_size),
+              budget=budget, on_chunk=PartWriter(run, name, seq, ids if sub is dataset else sub["example_id"].to_pylist()),
+              on_progress=on_progress)
+    if batch:
+        stats = await run_batches(provider, sub, **kw)
+    else:
+        journal = Journal(run, name, kw["on_chunk"].ids)
+        try:
+            stats = await call_chat(provider, _render(prompt, sub), on_calls=journal, **kw)
+        except BaseException:
+            journal.close(remove=False)  # what it holds is folded into the parts when the run resumes
+            raise
+        journal.close(remove=True)  # every call it holds is in a part now
+    stats["resumed"] = resumed
+    stats["wall_s"] = time.perf_counter() - t_start
+    return stats
+
+
+async def invoke_all(providers: dict[str, Provider], dataset: pa.Table, prompt, run: RunFolder,
+                     cache: ResponseCache | None, opts: Options, budget: Budget) -> dict[str, dict]:
+    """All models concurrently (different endpoints do not wait for one another)."""
+    names = list(providers)
+    results = await asyncio.gather(*(invoke_model(n, providers[n], dataset, prompt, run, cache, opts, budget) for n in names))
+    return dict(zip(names, results))

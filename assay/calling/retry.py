@@ -1,0 +1,73 @@
+"""Retries: which failures are tried again, how long to wait, and the loop that does it.
+
+Retryable failures (408/409/425/429/5xx, timeouts, connection errors: see
+:class:`~assay.providers.base.ProviderError`) are tried again up to ``max_attempts`` with
+exponential backoff and full jitter; a server's ``Retry-After`` is honoured as given (plus up
+to a tenth). Anything else is final at once. A provider bug (any other exception) is a failed
+call recorded on its row, never a failed run.
+"""
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from assay.calling.limits import RateLimiter
+from assay.providers.base import CallResult, ProviderError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 4
+    timeout_s: float | None = None  # for the message of a timeout the provider did not word itself
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    def delay(self, err: ProviderError, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1``."""
+        if err.retry_after is not None:
+            return err.retry_after + random.uniform(0, 0.1 * err.retry_after)
+        d = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+        return random.uniform(0.5 * d, d)
+
+
+def as_provider_error(e: Exception, policy: RetryPolicy) -> ProviderError:
+    if isinstance(e, ProviderError):
+        return e
+    if isinstance(e, asyncio.TimeoutError):
+        return ProviderError(f"timeout after {policy.timeout_s}s", retryable=True)
+    return ProviderError(f"{type(e).__name__}: {e}", retryable=False)
+
+
+#: (result or None, start of the last attempt (perf_counter), its seconds, attempts, error or None)
+Outcome = tuple[CallResult | None, float, float, int, str | None]
+
+
+async def call_with_retries(call: Callable[[list[dict]], Awaitable[CallResult]], messages: list[dict], policy: RetryPolicy,
+                            limiter: RateLimiter | None = None, est_tokens: int = 0,
+                            failed: tuple[Exception, float] | None = None) -> Outcome:
+    """Call until success, a final error or ``max_attempts``.
+
+    ``failed`` is the first attempt's exception and start, when the caller made that attempt
+    itself (the engine's fast path: one await per successful call, nothing else).
+    """
+    perf = time.perf_counter
+    attempt = 0
+    if failed is not None:
+        attempt, (exc, t0) = 1, failed
+        err = as_provider_error(exc, policy)
+    while True:
+        if attempt:
+            if not err.retryable or attempt >= policy.max_attempts:
+                return None, t0, perf() - t0, attempt, str(err)
+            await asyncio.sleep(policy.delay(err, attempt))
+        attempt += 1
+        if limiter is not None:
+            await limiter.acquire(est_tokens)
+        t0 = perf()
+        try:
+            # providers enforce their timeout themselves: a wait_for here would cost a task per call
+            return await call(messages), t0, perf() - t0, attempt, None
+        except Exception as e:  # noqa: BLE001  (a provider bug must not sink the run: it is recorded on the row)
+            err = as_provider_error(e, policy)
