@@ -40,8 +40,16 @@ class OpenAIProvider(ChatProvider):
         # Local endpoints (vLLM, Ollama, ...) usually accept any key.
         return os.environ.get("OPENAI_API_KEY", "not-needed") if not self.cfg.base_url else "not-needed"
 
+    def _clean(self, text: str) -> str:
+        """Error text for a row or a log: short, and with the API key cut out (an endpoint or a
+        proxy may echo the request's Authorization header back in its error body)."""
+        text = _short(text)
+        key = getattr(self, "_key", None)
+        return text.replace(key, "[redacted]") if key and len(key) >= 8 and key != "not-needed" else text
+
     async def start(self) -> None:
         self._params = dict(self.cfg.params)
+        self._key = self._api_key()
         if self.cfg.client == "sdk":
             await self._start_sdk()
             self.call = self._call_sdk
@@ -67,10 +75,10 @@ class OpenAIProvider(ChatProvider):
                 raw = await resp.read()
                 status = resp.status
                 if status != 200:
-                    raise ProviderError(f"HTTP {status}: {_short(_error_message(raw))}", status=status,
+                    raise ProviderError(f"HTTP {status}: {self._clean(_error_message(raw))}", status=status,
                                         retry_after=_retry_after(resp.headers))
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
-            raise ProviderError(f"connection error: {_short(str(e) or type(e).__name__)}", retryable=True) from None
+            raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True) from None
         except asyncio.TimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True) from None
         try:
@@ -79,7 +87,9 @@ class OpenAIProvider(ChatProvider):
             content = ((choice or {}).get("message") or {}).get("content")
             usage = data.get("usage") or {}
         except (ValueError, AttributeError, TypeError):
-            raise ProviderError(f"unreadable response: {_short(raw.decode(errors='replace'))}", retryable=True) from None
+            raise ProviderError(f"unreadable response: {self._clean(raw.decode(errors='replace'))}", retryable=True) from None
+        if choice is None:
+            raise ProviderError("response without choices", retryable=True)
         details = usage.get("prompt_tokens_details") or {}
         return CallResult(output=content or "", prompt_tokens=usage.get("prompt_tokens"),
                           completion_tokens=usage.get("completion_tokens"), cached_tokens=details.get("cached_tokens"))
@@ -97,12 +107,14 @@ class OpenAIProvider(ChatProvider):
             resp = await self.client.chat.completions.create(model=self.cfg.model, messages=messages, **self._params)
         except o.APIStatusError as e:
             retry_after = _retry_after(e.response.headers) if e.response is not None else None
-            raise ProviderError(f"HTTP {e.status_code}: {_short(e.message)}", status=e.status_code, retry_after=retry_after) from None
+            raise ProviderError(f"HTTP {e.status_code}: {self._clean(e.message)}", status=e.status_code, retry_after=retry_after) from None
         except o.APITimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", status=None, retryable=True) from None
         except o.APIConnectionError as e:
-            raise ProviderError(f"connection error: {_short(str(e))}", status=None, retryable=True) from None
+            raise ProviderError(f"connection error: {self._clean(str(e))}", status=None, retryable=True) from None
         choice = resp.choices[0] if resp.choices else None
+        if choice is None:
+            raise ProviderError("response without choices", retryable=True)
         usage = resp.usage
         cached = None
         if usage is not None and getattr(usage, "prompt_tokens_details", None) is not None:

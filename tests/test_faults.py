@@ -1,0 +1,60 @@
+"""Endpoint faults injected by the project's own test server, and a secret that must not escape."""
+
+import logging
+import os
+import textwrap
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from assay.responses import read_responses
+from assay.stages import run_local
+from assay.testing.openai_server import OpenAIServer
+
+KEY = "sk-assay-test-9f8e7d6c5b4a3210"
+#: fault -> (succeeds after a retry?, attempts)
+EXPECTED = {"429": (True, 2), "429DATE": (True, 2), "429BARE": (True, 2), "500": (True, 2), "502": (True, 2),
+            "503": (True, 2), "RESET": (True, 2), "TRUNCATED": (True, 2), "BADJSON": (True, 2), "NOUSAGE": (True, 1),
+            "NOCHOICES": (False, 3), "SLOW": (False, 3), "400": (False, 1), "401": (False, 1), "ECHOAUTH": (False, 1)}
+
+
+def test_each_fault_is_retried_or_recorded_and_the_key_never_escapes(tmp_path, monkeypatch, caplog):
+    faults = list(EXPECTED)
+    ids = [f"f{i:02d}" for i in range(len(faults))]
+    pq.write_table(pa.table({"id": ids, "text": [f"hello TRIGGER:{f}" for f in faults], "label": ["x"] * len(faults)}),
+                   tmp_path / "data.parquet")
+    monkeypatch.setenv("FAULTS_KEY", KEY)
+    with OpenAIServer(latency=0.0, slow_seconds=3.0) as srv:
+        (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+            artifacts: {tmp_path}/runs
+            models:
+              live: {{provider: openai, model: mock-model, base_url: {srv.base_url}, api_key_env: FAULTS_KEY,
+                      timeout_s: 1, max_attempts: 3, price: {{input_per_mtok: 1, output_per_mtok: 1}}}}
+            pipelines:
+              p:
+                dataset: {{source: data.parquet, id: id, reference: label}}
+                prompt: {{template: "{{text}}"}}
+                models: [live]
+                metrics: [accuracy]
+                max_error_rate: 1.0
+                bootstrap: 0
+        """))
+        with caplog.at_level(logging.DEBUG):
+            ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", date(2026, 11, 1))
+        assert srv.stats(include_prompts=False)["had_auth"] > 0          # the key was sent
+    rows = read_responses(ctx.folder).to_pandas().set_index("example_id")
+    assert len(rows) == len(faults)                                     # no row lost or doubled
+    for fid, fault in zip(ids, faults):
+        ok, attempts = EXPECTED[fault]
+        r = rows.loc[fid]
+        assert (not isinstance(r["error"], str)) == ok, (fault, r["error"])
+        assert int(r["attempts"]) == attempts, (fault, r["attempts"])
+    assert "[redacted]" in rows.loc[ids[faults.index("ECHOAUTH")], "error"]
+    # the key is in no artifact, manifest, cache entry or log line
+    for path in Path(tmp_path / "runs").rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+    assert KEY not in caplog.text
+    assert KEY not in os.environ.get("ASSAY_ARTIFACTS", "")
