@@ -200,7 +200,7 @@ def bench_process(n: int, latency: float, c: int) -> dict:
     with tempfile.TemporaryDirectory() as d, OpenAIServer(latency=latency) as srv:
         tmp = Path(d)
         cfg = write_config(tmp, srv.base_url, n, c)
-        run = [sys.executable, "-m", "flows.entry", "run", "bench", "--config", str(cfg), "--as-of", DAY.isoformat(),
+        run = [sys.executable, "-m", "flows.cli", "run", "bench", "--config", str(cfg), "--as-of", DAY.isoformat(),
                "--no-progress"]
         with PrefectServer(tmp / "server-home") as server:
             env = dict(os.environ, PREFECT_HOME=str(tmp / "client-home"), PREFECT_API_URL=server.url, **OFFLINE)
