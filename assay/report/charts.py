@@ -250,14 +250,14 @@ def slice_heatmap_spec(cells: pd.DataFrame, metric: str, hib: bool = True) -> di
 
 
 # ------------------------------------------------------------------------------------------ paired differences
-def forest_spec(pairs: pd.DataFrame, metric: str) -> dict | None:
+def forest_spec(pairs: pd.DataFrame, metric: str, what: str = "A − B") -> dict | None:
     """Paired differences A − B: ``pairs`` has label, diff, lo, hi, verdict."""
     p = pairs.dropna(subset=["diff"])
     if p.empty:
         return None
     order = list(p["label"])
     y = {"field": "label", "type": "nominal", "sort": order, "title": None}
-    x = {"field": "diff", "type": "quantitative", "title": f"difference in {metric} (A − B), 95% interval"}
+    x = {"field": "diff", "type": "quantitative", "title": f"difference in {metric} ({what}), 95% interval"}
     color = {"field": "verdict", "type": "nominal", "title": None,
              "scale": {"domain": ["A better", "B better", "no clear difference"],
                        "range": ["#3b6ea5", "#c8553d", "#888888"]}}

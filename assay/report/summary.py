@@ -189,7 +189,7 @@ class RunTables:
         for model, g in df.groupby("model", sort=False):
             q = np.percentile(g["latency_s"].to_numpy(float), [5, 25, 50, 75, 95, 99])
             rows.append({"model": str(model), **dict(zip(["p05", "p25", "p50", "p75", "p95", "p99"], map(float, q))), "n": len(g)})
-        out = pd.DataFrame(rows)
+        out = pd.DataFrame(rows, columns=["model", "p05", "p25", "p50", "p75", "p95", "p99", "n"])
         if len(out) and order:
             out["_o"] = out["model"].map({m: i for i, m in enumerate(order)}).fillna(len(order))
             out = out.sort_values("_o").drop(columns="_o")
