@@ -33,6 +33,8 @@ CONFIG = {
     "text": {"font": FONT},
 }
 SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
+#: Break-even points labelled on the volume chart (the rest are dots, listed in the caption).
+MAX_LABELS = 6
 _ids = itertools.count(1)
 
 
@@ -213,11 +215,13 @@ def volume_spec(curves: pd.DataFrame, points: pd.DataFrame, monthly: int | None,
                                            "fontSize": 10, "color": "#555555"},
                                   "encoding": {"x": x, "text": {"field": "label"}}}]})
     if len(points):
-        layers.append({"data": _values(points), "layer": [
-            {"mark": {"type": "point", "shape": "circle", "size": 80, "filled": True, "color": "black"},
-             "encoding": {"x": x, "y": y}},
-            {"mark": {"type": "text", "align": "right", "dx": -8, "dy": -9, "fontSize": 10},
-             "encoding": {"x": x, "y": y, "text": {"field": "label"}}}]})
+        # every break-even point is drawn; with many options only the first few are labelled
+        # (``points`` comes ordered with the most relevant first), the caption lists them all
+        labelled = points.head(MAX_LABELS)
+        layers.append({"data": _values(points), "mark": {"type": "point", "shape": "circle", "size": 70, "filled": True,
+                                                         "color": "black"}, "encoding": {"x": x, "y": y}})
+        layers.append({"data": _values(labelled), "mark": {"type": "text", "align": "right", "dx": -8, "dy": -9, "fontSize": 10},
+                       "encoding": {"x": x, "y": y, "text": {"field": "label"}}})
     return {"width": 600, "height": 320, "layer": layers, "resolve": {"scale": {"color": "independent"}}}
 
 

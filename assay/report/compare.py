@@ -122,17 +122,17 @@ def build_compare(a: RunFolder, b: RunFolder, out_path: str) -> dict:
         + P.collapsible("Changed settings", P.table([("key", "setting"), ("a", "A"), ("b", "B")], changes,
                                                     text_cols=("key", "a", "b")), len(changes))) + "</section>")
     da, db = ma.get("dataset") or {}, mb.get("dataset") or {}
-    same = da.get("fingerprint") == db.get("fingerprint")
+    same = (ida == idb) if (ida or idb) else da.get("fingerprint") == db.get("fingerprint")
     body.append("<section id='data'><h2>Data</h2>" + P.table(
         [("what", ""), ("a", "A"), ("b", "B")],
         [{"what": "fingerprint", "a": da.get("fingerprint", "–"), "b": db.get("fingerprint", "–")},
          {"what": "rows", "a": fmt.count(da.get("rows")), "b": fmt.count(db.get("rows"))},
          {"what": "source", "a": da.get("source", "–"), "b": db.get("source", "–")}], text_cols=("what", "a", "b"))
-        + f"<p>{'The same data.' if same else 'Different data.'} {shared:,} examples in both runs "
+        + f"<p>{'The same examples.' if same else 'Different examples.'} {shared:,} examples in both runs "
           f"({len(ida - idb):,} only in A, {len(idb - ida):,} only in B).</p></section>")
     pa_, pb_ = dict(zip(ra.costs["model"], prices_text(ra.costs))), dict(zip(rb.costs["model"], prices_text(rb.costs)))
     prow = [{"model": m, "a": pa_.get(m, "–").split(": ", 1)[-1], "b": pb_.get(m, "–").split(": ", 1)[-1],
-             "same": "same" if pa_.get(m) == pb_.get(m) else "changed"} for m in dict.fromkeys([*pb_, *pa_])]
+             "same": "same rates" if _rates(pa_.get(m)) == _rates(pb_.get(m)) else "changed"} for m in dict.fromkeys([*pb_, *pa_])]
     body.append("<section id='prices'><h2>Prices</h2>" + P.table(
         [("model", "model"), ("a", "A"), ("b", "B"), ("same", "")], prow, text_cols=("model", "a", "b", "same")) + "</section>")
     body.append(P.footer([("A", P.esc(f"{name(a)} · config {ma.get('config_hash', '–')} · "
@@ -145,6 +145,11 @@ def build_compare(a: RunFolder, b: RunFolder, out_path: str) -> dict:
     return {"path": out_path, "config_changes": changes, "shared_examples": shared, "same_data": same,
             "differences": diffs, "recommendation_a": reca.sentence, "recommendation_b": recb.sentence,
             "prices_changed": [r["model"] for r in prow if r["same"] == "changed"]}
+
+
+def _rates(text: str | None) -> str | None:
+    """A price line without its dates and measured throughput: the rates themselves."""
+    return None if text is None else text.split(", prices in force")[0].split(", throughput")[0]
 
 
 __all__ = ["build_compare", "config_changes", "flatten", "shared_differences"]

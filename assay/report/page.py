@@ -28,7 +28,7 @@ p.recommendation.none{{background:#fbefec;border-left-color:var(--warn)}}
 table{{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.88rem;max-width:100%}}
 th,td{{border-bottom:1px solid var(--line);padding:.3rem .6rem;text-align:right;vertical-align:top;white-space:nowrap}}
 th{{background:var(--soft);font-weight:600}}
-td.t,th.t{{text-align:left;white-space:normal}}
+td.t,th.t{{text-align:left;white-space:normal;overflow-wrap:anywhere}}
 tr.recommended td{{background:#eef6f0;font-weight:600}}
 span.mark{{color:var(--accent);font-weight:700}}
 span.bad{{color:var(--warn);font-weight:600}}

@@ -531,6 +531,9 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     pairs = paired_differences(rt.scores(metric), comp, metric, models, hib,
                                resamples=cfg.bootstrap if cfg.bootstrap else 0, reference=rec.model or (models[0] if models else None))
     curves, be_points, domain = C.volume_curves(costs, be, monthly)
+    if len(be_points) and rec.model:  # the recommended option's break-evens first
+        be_points = be_points.assign(_r=~((be_points["option"] == rec.model) | (be_points["api"] == rec.model)))
+        be_points = be_points.sort_values("_r", kind="stable").drop(columns="_r")
     cells = slice_cells(metrics, gen, metric)
     lat = rt.latencies()
     hist = run_history(rt, table) if history else pd.DataFrame()
