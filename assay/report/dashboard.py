@@ -110,17 +110,14 @@ def _headline_table(v: PipelineView) -> str:
 
 def matrix_rows(views: list[PipelineView]) -> tuple[list[str], list[dict]]:
     """Model × pipeline cells from each pipeline's latest complete run: ``0.873 · $0.014/1k``."""
-    from assay.matrix import cell
-
     pipes = [v.name for v in views]
     grid: dict[str, dict] = {}
     for v in views:
         if v.table.empty or v.metric not in v.table:
             continue
         for r in v.table.to_dict("records"):
-            grid.setdefault(str(r["model"]), {"model": str(r["model"])})[v.name] = cell(
-                float(r.get(v.metric)) if not fmt.missing(r.get(v.metric)) else float("nan"),
-                float(r.get("cost_per_1k_usd")) if not fmt.missing(r.get("cost_per_1k_usd")) else float("nan"))
+            grid.setdefault(str(r["model"]), {"model": str(r["model"])})[v.name] = (
+                f"{fmt.num(r.get(v.metric))} · {fmt.usd(r.get('cost_per_1k_usd'))}/1k")
     rows = [{"model": m, **{p: g.get(p, "–") for p in pipes}} for m, g in grid.items()]
     return pipes, rows
 

@@ -80,9 +80,9 @@ def _fails(row: pd.Series, bs: dict[str, dict]) -> list[str]:
             out.append(f"{metric} unknown")
             continue
         if "min" in b and v < b["min"]:
-            out.append(f"{metric} {fmt.num(v)} < {fmt.num(b['min'])}")
+            out.append(f"{metric} {fmt.num(v)} < {b['min']:g}")
         if "max" in b and v > b["max"]:
-            out.append(f"{metric} {fmt.num(v)} > {fmt.num(b['max'])}")
+            out.append(f"{metric} {fmt.num(v)} > {b['max']:g}")
     return out
 
 

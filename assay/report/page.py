@@ -28,7 +28,7 @@ p.recommendation.none{{background:#fbefec;border-left-color:var(--warn)}}
 table{{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.88rem;max-width:100%}}
 th,td{{border-bottom:1px solid var(--line);padding:.3rem .6rem;text-align:right;vertical-align:top;white-space:nowrap}}
 th{{background:var(--soft);font-weight:600}}
-td.t,th.t{{text-align:left;white-space:normal;overflow-wrap:anywhere}}
+td.t,th.t{{text-align:left;white-space:normal;overflow-wrap:break-word;word-break:normal}}
 tr.recommended td{{background:#eef6f0;font-weight:600}}
 span.mark{{color:var(--accent);font-weight:700}}
 span.bad{{color:var(--warn);font-weight:600}}
@@ -43,7 +43,7 @@ footer dl{{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;ma
 footer dd{{margin:0;overflow-wrap:anywhere}}
 code{{font-size:.85em}}
 nav a{{margin-right:1rem}}
-.cards{{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem}}
+.cards{{display:grid;grid-template-columns:1fr;gap:1rem}}
 .card{{border:1px solid var(--line);border-radius:6px;padding:.4rem 1rem 1rem}}
 """
 

@@ -425,7 +425,7 @@ def footer_items(rt: RunTables) -> list[tuple[str, str]]:
     except ImportError:  # pragma: no cover
         pass
     items = [("run", f"{esc(m.get('pipeline', rt.rf.pipeline))} · {esc(m.get('as_of', rt.rf.as_of))} · "
-                     f"<code>{esc(m.get('run_id', rt.rf.run_id))}</code> · {esc(m.get('status') or '')}"),
+                     f"<code>{esc(m.get('run_id', rt.rf.run_id))}</code>"),
              ("config hash", f"<code>{esc(m.get('config_hash', '–'))}</code>"),
              ("dataset", f"<code>{esc(ds.get('fingerprint', '–'))}</code> · {fmt.count(ds.get('rows'))} rows · "
                          f"{esc(ds.get('source', ''))}"),
