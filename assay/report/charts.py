@@ -48,9 +48,12 @@ def clean(records: list[dict]) -> list[dict]:
     for r in records:
         row = {}
         for k, v in r.items():
-            if isinstance(v, (np.floating, float)):
+            t = type(v)
+            if t is float or isinstance(v, np.floating):
                 v = float(v)
-                v = None if (math.isnan(v) or math.isinf(v)) else v
+                v = None if (v != v or v in (math.inf, -math.inf)) else v
+            elif t in (str, bool, int) or v is None:
+                pass
             elif isinstance(v, np.integer):
                 v = int(v)
             elif isinstance(v, np.bool_):
@@ -168,10 +171,16 @@ def volume_curves(costs: pd.DataFrame, breakeven: pd.DataFrame, monthly: int | N
     rows = []
     for r in c.itertuples():
         fixed = float(r.fixed_monthly_usd) if not fmt.missing(r.fixed_monthly_usd) else 0.0
-        g = grid
-        if r.kind == "self-hosted" and r.per_request > 0:
-            knee = fixed / r.per_request  # the floor's capacity: the curve bends here
-            g = np.unique(np.concatenate([grid, [knee] if lo < knee < hi else []]))
+        # on log-log axes an API line (c*M) is straight and a self-hosted one (max(floor, c*M)) is
+        # two straight pieces, so their ends and the knee draw them exactly; a conventional one
+        # (fixed + c*M) bends, and is sampled
+        if r.kind == "api":
+            g = np.array([lo, hi])
+        elif r.kind == "self-hosted":
+            knee = fixed / r.per_request if r.per_request > 0 else hi  # the floor's capacity
+            g = np.unique(np.array([lo, hi] + ([knee] if lo < knee < hi else [])))
+        else:
+            g = grid
         y = np.atleast_1d(monthly_cost_usd(r.kind, fixed, r.per_request, g))
         for m, v in zip(g, y):
             if np.isfinite(v) and v > 0:

@@ -43,26 +43,28 @@ ALL_PAIRS_MAX_MODELS = 7
 def headline(metrics: pd.DataFrame, costs: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
     """One row per model: each metric with its interval, errors, and the cost figures."""
     overall = metrics[metrics["slice"] == "all"]
-    rows = []
-    for model in list(dict.fromkeys(overall["model"])):
-        r = {"model": model}
-        for m in overall[overall["model"] == model].itertuples():
-            r[m.metric] = float(m.value)
-            r[f"{m.metric}_ci"] = fmt.interval(m.ci_low, m.ci_high)
-            r[f"{m.metric}_ci_low"] = float(m.ci_low) if not fmt.missing(m.ci_low) else math.nan
-            r[f"{m.metric}_ci_high"] = float(m.ci_high) if not fmt.missing(m.ci_high) else math.nan
-            if "higher_is_better" in overall.columns and not fmt.missing(getattr(m, "higher_is_better", None)):
-                r[f"{m.metric}_higher_is_better"] = bool(m.higher_is_better)
-            r["n"] = int(m.n)
-            r["errors"] = int(m.errors)
-        c = costs[costs["model"] == model]
-        if len(c):
-            c = c.iloc[0]
-            for col in ("kind", "cost_usd", "cost_per_1k_usd", "monthly_cost_usd", "latency_p50_s", "latency_p95_s", "throughput_rps"):
-                if col in c.index:
-                    r[col] = c[col]
-        rows.append(r)
-    return pd.DataFrame(rows)
+    has_hib = "higher_is_better" in overall.columns
+    by_model: dict[str, dict] = {}
+    for m in overall.itertuples():
+        r = by_model.setdefault(m.model, {"model": m.model})
+        r[m.metric] = float(m.value)
+        r[f"{m.metric}_ci"] = fmt.interval(m.ci_low, m.ci_high)
+        r[f"{m.metric}_ci_low"] = float(m.ci_low) if not fmt.missing(m.ci_low) else math.nan
+        r[f"{m.metric}_ci_high"] = float(m.ci_high) if not fmt.missing(m.ci_high) else math.nan
+        if has_hib and not fmt.missing(m.higher_is_better):
+            r[f"{m.metric}_higher_is_better"] = bool(m.higher_is_better)
+        r["n"] = int(m.n)
+        r["errors"] = int(m.errors)
+    cols = [c for c in ("kind", "cost_usd", "cost_per_1k_usd", "monthly_cost_usd", "latency_p50_s", "latency_p95_s",
+                        "throughput_rps") if c in costs.columns]
+    first_cost = {}
+    for c in costs[["model", *cols]].to_dict("records"):
+        first_cost.setdefault(c["model"], c)
+    for model, r in by_model.items():
+        c = first_cost.get(model)
+        if c is not None:
+            r.update({k: c[k] for k in cols})
+    return pd.DataFrame(list(by_model.values()))
 
 
 def _hib(table: pd.DataFrame, metric: str) -> bool:
@@ -234,7 +236,7 @@ def paired_differences(scores: pd.DataFrame | None, comparisons: pd.DataFrame, m
     rows = []
     wide = None
     if scores is not None and len(scores):
-        wide = scores.pivot_table(index="example_id", columns="model", values="value", aggfunc="first")
+        wide = scores.drop_duplicates(["example_id", "model"]).pivot(index="example_id", columns="model", values="value")
     if wide is not None and all(m in wide.columns for m in models):
         wide = wide[models]
         full = wide.dropna()
