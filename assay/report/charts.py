@@ -35,6 +35,8 @@ CONFIG = {
 SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
 #: Break-even points labelled on the volume chart (the rest are dots, listed in the caption).
 MAX_LABELS = 6
+#: Above this many runs a history chart draws lines without a symbol per run.
+DENSE_RUNS = 60
 _ids = itertools.count(1)
 
 
@@ -229,8 +231,11 @@ def volume_spec(curves: pd.DataFrame, points: pd.DataFrame, monthly: int | None,
         labelled = points.head(MAX_LABELS)
         layers.append({"data": _values(points), "mark": {"type": "point", "shape": "circle", "size": 70, "filled": True,
                                                          "color": "black"}, "encoding": {"x": x, "y": y}})
-        layers.append({"data": _values(labelled), "mark": {"type": "text", "align": "right", "dx": -8, "dy": -9, "fontSize": 10},
-                       "encoding": {"x": x, "y": y, "text": {"field": "label"}}})
+        mid = math.sqrt(domain[0] * domain[1])  # labels point into the chart, away from its edges
+        for side, test, dx in (("left", f"datum.volume < {mid}", 8), ("right", f"datum.volume >= {mid}", -8)):
+            layers.append({"data": _values(labelled), "transform": [{"filter": test}],
+                           "mark": {"type": "text", "align": side, "dx": dx, "dy": -9, "fontSize": 10},
+                           "encoding": {"x": x, "y": y, "text": {"field": "label"}}})
     return {"width": 600, "height": 320, "layer": layers, "resolve": {"scale": {"color": "independent"}}}
 
 
@@ -312,6 +317,7 @@ def history_spec(h: pd.DataFrame, metric: str, width: int = 560) -> dict | None:
     if h.empty:
         return None
     h = h.copy()
+    dense = h["run_id"].nunique() > DENSE_RUNS if "run_id" in h else False
     h["gate"] = h["gates"].map(lambda g: {"passed": "passed", "failed": "failed"}.get(g, "not checked"))
     x = {"field": "as_of", "type": "temporal", "title": None, "axis": {"format": "%Y-%m-%d", "labelAngle": -30}}
     color = {"field": "model", "type": "nominal", "title": "model"}
@@ -324,9 +330,14 @@ def history_spec(h: pd.DataFrame, metric: str, width: int = 560) -> dict | None:
         if band:
             layers.append({"mark": {"type": "area", "opacity": 0.15},
                            "encoding": {"x": x, "y": {**y, "field": "lo"}, "y2": {"field": "hi"}, "color": color}})
+        layers.append({"mark": {"type": "line", "strokeWidth": 1.5}, "encoding": {"x": x, "y": y, "color": color}})
+        if dense:  # hundreds of runs: the lines carry them, only broken gates and this run get a symbol
+            layers.append({"transform": [{"filter": "datum.gate == 'failed' || datum.current"}], "mark": {"type": "point", "filled": True, "size": 45},
+                           "encoding": {"x": x, "y": y, "color": color, "shape": shape}})
+        else:
+            layers.append({"mark": {"type": "point", "filled": True, "size": 45},
+                           "encoding": {"x": x, "y": y, "color": color, "shape": shape}})
         layers += [
-            {"mark": {"type": "line", "strokeWidth": 1.5}, "encoding": {"x": x, "y": y, "color": color}},
-            {"mark": {"type": "point", "filled": True, "size": 45}, "encoding": {"x": x, "y": y, "color": color, "shape": shape}},
             {"transform": [{"filter": "datum.gate == 'failed'"}],
              "mark": {"type": "point", "shape": "cross", "size": 160, "color": "#c8553d", "filled": True},
              "encoding": {"x": x, "y": y}},
