@@ -176,7 +176,10 @@ class RunTables:
         parts = [p for p in self.rf.listdir(S.RESPONSES) if p.endswith(".parquet")]
         tables = []
         for p in parts:
-            t = self.rf.read_table(f"{S.RESPONSES}/{p}")
+            try:  # only the columns the chart needs (responses carry every output's text)
+                t = self.rf.read_table(f"{S.RESPONSES}/{p}", columns=["model", "latency_s", "error"])
+            except (pa.ArrowInvalid, KeyError, ValueError):
+                t = self.rf.read_table(f"{S.RESPONSES}/{p}")
             cols = [c for c in ("model", "latency_s", "error") if c in t.column_names]
             if "latency_s" in cols:
                 tables.append(t.select(cols))
@@ -395,7 +398,7 @@ def prices_text(costs: pd.DataFrame) -> list[str]:
         except ValueError:
             pj = {}
         kind = r.kind
-        if kind == "api":
+        if kind in ("api", "judge"):
             periods = pj.get("periods") or [pj]
             first = pj.get("first_date") or pj.get("as_of")
             last = pj.get("last_date") or pj.get("as_of")
