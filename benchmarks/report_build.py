@@ -119,12 +119,15 @@ def bench_stage(tmp: str, repeat: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("figures", nargs="*", choices=["report", "dashboard", "stage"], default=["report", "dashboard", "stage"])
+    ap.add_argument("figures", nargs="*", help="report, dashboard, stage (default: all three)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    unknown = set(args.figures) - {"report", "dashboard", "stage"}
+    if unknown:
+        ap.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
     sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory(prefix="assay-report-bench-") as tmp:
-        for f in args.figures:
+        for f in args.figures or ["report", "dashboard", "stage"]:
             {"report": bench_report, "dashboard": bench_dashboard, "stage": bench_stage}[f](tmp, args.repeat)
 
 

@@ -108,8 +108,20 @@ _VOLUME_LABEL = "replace(format(datum.value, '~s'), 'G', 'B')"
 
 
 def _label(expr: str, scale: dict) -> str:
-    """On a log scale, only the powers of ten are labelled (the other ticks keep their grid line)."""
+    """On a log scale, only the powers of ten are labelled."""
     return f"{_DECADE}({expr})" if scale.get("type") == "log" else expr
+
+
+def _log_axis(expr: str, scale: dict, values) -> dict:
+    """An axis whose log scale ticks the powers of ten only (a tick and a grid line for every
+    2..9 of every decade cost rendering time and say little)."""
+    axis = {"labelExpr": _label(expr, scale)}
+    if scale.get("type") == "log":
+        v = pd.to_numeric(pd.Series(values), errors="coerce")
+        v = v[v > 0]
+        if len(v):
+            axis["tickCount"] = max(2, int(math.ceil(math.log10(v.max() / v.min()))) + 1)
+    return axis
 
 
 # ------------------------------------------------------------------------------------------ quality vs cost
@@ -127,7 +139,7 @@ def quality_cost_spec(points: pd.DataFrame, metric: str, hib: bool = True) -> di
     front = p[p["pareto"]].sort_values("cost")
     xs = _log_or_symlog(p["cost"])
     x = {"field": "cost", "type": "quantitative", "title": "cost per 1,000 requests (USD)",
-         "scale": xs, "axis": {"labelExpr": _label(_USD_LABEL, xs)}}
+         "scale": xs, "axis": _log_axis(_USD_LABEL, xs, p["cost"])}
     y = {"field": "value", "type": "quantitative", "title": metric + ("" if hib else " (lower is better)"),
          "scale": {"zero": False, "padding": 12}}
     kinds = [k for k in KIND_COLORS if k in set(p["kind"])]
@@ -207,10 +219,11 @@ def volume_spec(curves: pd.DataFrame, points: pd.DataFrame, monthly: int | None,
         return None
     x = {"field": "volume", "type": "quantitative", "title": "requests per month",
          "scale": {"type": "log", "domain": list(domain), "nice": False},
-         "axis": {"labelExpr": _label(_VOLUME_LABEL, {"type": "log"})}}
+         "axis": _log_axis(_VOLUME_LABEL, {"type": "log"}, list(domain))}
     ymin = max(curves["monthly"].min(), 1e-9)
     y = {"field": "monthly", "type": "quantitative", "title": "monthly cost (USD)",
-         "scale": {"type": "log", "domainMin": ymin / 2}, "axis": {"labelExpr": _label(_USD_LABEL, {"type": "log"})}}
+         "scale": {"type": "log", "domainMin": ymin / 2},
+         "axis": _log_axis(_USD_LABEL, {"type": "log"}, [ymin / 2, curves["monthly"].max()])}
     models = list(dict.fromkeys(curves["model"]))
     layers = [{"data": _values(curves), "mark": {"type": "line", "strokeWidth": 2, "clip": True},
                "encoding": {"x": x, "y": y, "color": {"field": "model", "type": "nominal", "title": "option",
@@ -300,7 +313,7 @@ def latency_spec(q: pd.DataFrame) -> dict | None:
     if scale.get("type") == "linear":
         scale = {"type": "linear", "zero": True}
     x = {"field": "p05", "type": "quantitative", "title": "latency per request (s)", "scale": scale,
-         "axis": {"labelExpr": _label("format(datum.value, '~r')", scale)}}
+         "axis": _log_axis("format(datum.value, '~r')", scale, vals)}
     y = {"field": "model", "type": "nominal", "sort": models, "title": None}
     return {"data": _values(q), "width": 520, "height": {"step": 30}, "layer": [
         {"mark": {"type": "rule", "color": "#555555"}, "encoding": {"y": y, "x": x, "x2": {"field": "p95"}}},
@@ -350,7 +363,7 @@ def history_spec(h: pd.DataFrame, metric: str, width: int = 560) -> dict | None:
     cost_scale = _log_or_symlog(h["cost"])
     return {"data": _values(h), "vconcat": [
         panel("value", metric, True, {"zero": False}),
-        panel("cost", "cost per 1,000 requests (USD)", False, cost_scale, {"labelExpr": _label(_USD_LABEL, cost_scale)}),
+        panel("cost", "cost per 1,000 requests (USD)", False, cost_scale, _log_axis(_USD_LABEL, cost_scale, h["cost"])),
     ], "resolve": {"scale": {"color": "shared", "shape": "shared"}}}
 
 
