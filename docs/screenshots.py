@@ -25,12 +25,16 @@ def main() -> None:
     from assay.stages import run_local
 
     with tempfile.TemporaryDirectory(prefix="assay-shots-") as tmp:
+        # the config beside the shipped one, so the run records the data as data/... (as a user's run does)
         text = (ROOT / "pipelines.yaml").read_text().replace("artifacts: data/runs", f"artifacts: {tmp}/runs")
-        cfg = Path(tmp) / "pipelines.yaml"
-        cfg.write_text(text.replace(" data/", f" {ROOT}/data/"))
-        ctx = None
-        for day in (date(2026, 11, 10), date(2026, 11, 17), date(2026, 11, 24)):
-            ctx = run_local(str(cfg), "support-triage", day)
+        cfg = ROOT / ".screenshots-pipelines.yaml"
+        cfg.write_text(text)
+        try:
+            ctx = None
+            for day in (date(2026, 11, 10), date(2026, 11, 17), date(2026, 11, 24)):
+                ctx = run_local(str(cfg), "support-triage", day)
+        finally:
+            cfg.unlink()
         build_dashboard(f"{tmp}/runs", f"{tmp}/site")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
