@@ -58,23 +58,26 @@ def _unified_schema(paths: list[str], fs) -> pa.Schema | None:
 
 
 def history(root: str, pipeline: str, metric: str | None = None, slice: str = "all",
-            include_failed_gates: bool = True) -> pd.DataFrame:
+            include_failed_gates: bool = True, manifests: list[tuple[RunFolder, dict]] | None = None) -> pd.DataFrame:
     """One row per (as_of, run_id, model, metric) of every complete run, oldest first
     (by as_of, then the run's start time).
 
     Columns: as_of, run_id, model, metric, slice, value, ci_low, ci_high, n, cost_per_1k_usd,
     monthly_cost_usd, gates ("passed", "failed" or "" when the run had no gates).
-    ``metric`` keeps one metric; ``slice`` picks the slice (``all`` = overall).
+    ``metric`` keeps one metric; ``slice`` picks the slice (``all`` = overall). ``manifests``:
+    the pipeline's run folders with their manifests, when the caller has read them already.
     """
     from assay.gates import gates_passed
 
     store = Store(root)
-    runs = store.complete_runs(pipeline)
+    # each manifest read once (a long history has hundreds, each with its prices)
+    pairs = manifests if manifests is not None else [(r, r.manifest() or {}) for r in store.runs(pipeline)]
+    manifests = {(r.as_of, r.run_id): (r, m) for r, m in pairs if m.get("status") == "complete"}
     if not include_failed_gates:
-        runs = [r for r in runs if gates_passed(r.manifest()) is not False]
+        manifests = {k: (r, m) for k, (r, m) in manifests.items() if gates_passed(m) is not False}
+    runs = [r for r, _ in manifests.values()]
     verdict, started = {}, {}
-    for r in runs:
-        m = r.manifest() or {}
+    for r, m in manifests.values():
         g = gates_passed(m)
         verdict[(r.as_of, r.run_id)] = "" if g is None else ("passed" if g else "failed")
         started[(r.as_of, r.run_id)] = str(m.get("started_at") or "")

@@ -1,9 +1,9 @@
-"""The report stage as a Prefect task: files in the run folder and the summary in the UI."""
+"""The report stage as a Prefect task: files in the run folder and the outcome in the UI."""
 
 import re
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
@@ -20,17 +20,29 @@ def artifact_key(pipeline: str, suffix: str) -> str:
 
 @task(name="report", cache_policy=NO_CACHE, retries=0)
 def report(ctx: RunContext) -> str:
-    """Write summary.md and report.html; publish the summary in the UI as markdown artifact
-    ``<pipeline>-summary``: its tables, its decisions and a link to report.html.
+    """Write summary.md and report.html; publish the outcome in the UI:
 
-    One artifact, not a table and a markdown copy of it: each costs a write on the Prefect
-    server at the very end of the run, and the Parquet files hold the data.
+    * markdown artifact ``<pipeline>-summary``: the recommendation, the headline table, the
+      decisions, generalization, and where report.html is;
+    * table artifact ``<pipeline>-headline``: the headline table (one row per model);
+    * link artifact ``<pipeline>-report``: report.html by URL, when the artifact root is published
+      (``ASSAY_ARTIFACTS_URL``, see :mod:`assay.report.links`); a ``file://`` link would not open
+      from the UI's web page.
     """
+    from assay.report.links import report_url
+
     out = run_stage(stage, ctx)
     if isinstance(out, State):
         return out
-    link = out["report"] if "://" in out["report"] else "file://" + out["report"]
+    desc = f"{ctx.pipeline} {ctx.as_of}"
+    url = report_url(ctx.folder)
+    link = url or (out["report"] if "://" in out["report"] else "file://" + out["report"])
     create_markdown_artifact(key=artifact_key(ctx.pipeline, "summary"),
                              markdown=f"{out['markdown'].rstrip()}\n\nFull report: [report.html]({link})\n",
-                             description=f"{ctx.pipeline} {ctx.as_of}: metrics, costs and decisions per model")
+                             description=f"{desc}: {out['recommendation']}")
+    create_table_artifact(key=artifact_key(ctx.pipeline, "headline"), table=out["headline"],
+                          description=f"{desc}: per model the headline metric, costs, p95 latency and errors; ✓ recommended")
+    if url:
+        create_link_artifact(key=artifact_key(ctx.pipeline, "report"), link=url, link_text=f"report.html of {desc}",
+                             description=f"{desc}: the decision on one page")
     return out["report"]

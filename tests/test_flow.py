@@ -80,6 +80,37 @@ def test_prefect_ui_artifacts(example_run):
     for model in ("gpt-4o-mini", "llama-3.1-8b", "tfidf-logreg"):
         assert f"| {model} |" in md.data
     assert f"[report.html](file://{Path(state.result()) / 'report.html'})" in md.data
+    # the summary leads with the recommendation (the sentence of summary.md), then the headline table
+    summary = (Path(state.result()) / "summary.md").read_text()
+    sentence = summary.split("**Recommendation:** ", 1)[1].split("\n", 1)[0]
+    assert md.data.index(f"**Recommendation:** {sentence}") < md.data.index("| model | accuracy (95% CI) |")
+    assert sentence.startswith("Deploy ") and md.description.endswith(sentence)
+    # a table artifact of the headline: one row per model, the recommended one marked
+    table = Artifact.get("support-triage-headline")
+    assert table is not None and table.type == "table"
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [r["model"] for r in rows] == ["gpt-4o-mini", "llama-3.1-8b", "tfidf-logreg"]
+    assert sum(r["recommended"] == "✓" for r in rows) == 1
+    assert {"accuracy (95% CI)", "$/1k req", "$/month at 2,000,000", "p95 latency", "errors"} <= set(rows[0])
+    # no link artifact: a file:// report cannot be opened from the UI's page
+    assert Artifact.get("support-triage-report") is None
+
+
+def test_link_artifact_when_the_artifact_root_is_published(tmp_path, prefect_server, monkeypatch):
+    from prefect.artifacts import Artifact
+
+    from flows.assess import assess
+    from tests.helpers import write_replay_inputs
+
+    cfg = write_replay_inputs(tmp_path, ["x", "y", "x", "x"])
+    monkeypatch.setenv("ASSAY_ARTIFACTS_URL", "https://reports.example/assay/")
+    state = assess(pipeline="p", as_of=date(2026, 5, 1), config=cfg, artifacts=str(tmp_path / "runs"), return_state=True)
+    assert state.is_completed(), state
+    folder = Path(state.result())
+    url = f"https://reports.example/assay/p/2026-05-01/{folder.name}/report.html"
+    link = Artifact.get("p-report")
+    assert link is not None and url in link.data  # Prefect stores a link artifact as markdown
+    assert f"[report.html]({url})" in Artifact.get("p-summary").data
 
 
 def test_generalization_reveals_the_language_gap(example_run):

@@ -1,17 +1,24 @@
-"""The report stage (assay.report): summary.md and a self-contained report.html from a real run."""
+"""The report stage (assay.report): summary.md and report.html from a real run, the one
+recommendation sentence, the charts and the ``assay report`` command."""
 
 import re
 import textwrap
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
 from assay import store as S
-from assay.config import load_config
+from assay.config import PipelineConfig, load_config
 from assay.report import build_report
+from assay.report import format as fmt
+from assay.report.decision import headline_rows, recommend
+from assay.report.summary import paired_differences
 from assay.stages import run_local
 
 DAY = date(2026, 11, 1)
@@ -30,7 +37,7 @@ models:
     price: {input_per_mtok: 0.5, output_per_mtok: 1.0}
 pipelines:
   p:
-    dataset: {source: data.parquet, id: id, reference: label, slices: [lang]}
+    dataset: {source: data.parquet, id: id, reference: label, slices: [lang], held_out: {lang: [en]}}
     models: [good, "weak<i>"]
     metrics: [accuracy]
     cost: {monthly_requests: 1000000}
@@ -47,37 +54,55 @@ def run(tmp_path_factory):
     # good: all right, 100 prompt + 10 completion tokens each -> (100 * 1 + 10 * 2) / 1e6 = $0.00012 a request
     pq.write_table(pa.table({"id": [1, 2, 3, 4], "output": LABELS, "prompt_tokens": [100] * 4,
                              "completion_tokens": [10] * 4, "latency_s": [0.2] * 4}), d / "good.parquet")
-    # weak: wrong on id 4, (100 * 0.5 + 10 * 1) / 1e6 = $0.00006 a request
+    # weak: wrong on id 4 (lang en), (100 * 0.5 + 10 * 1) / 1e6 = $0.00006 a request
     pq.write_table(pa.table({"id": [1, 2, 3, 4], "output": LABELS[:3] + ["refund"], "prompt_tokens": [100] * 4,
                              "completion_tokens": [10] * 4, "latency_s": [0.1] * 4}), d / "weak.parquet")
     (d / "pipelines.yaml").write_text(textwrap.dedent(CONFIG))
     ctx = run_local(str(d / "pipelines.yaml"), "p", DAY)
     root = Path(ctx.folder.url)
-    return {"ctx": ctx, "summary": (root / S.SUMMARY).read_text(), "html": (root / S.REPORT).read_text(), "dir": d}
+    return {"ctx": ctx, "summary": (root / S.SUMMARY).read_text(), "html": (root / S.REPORT).read_text(), "dir": d,
+            "root": root}
 
 
-def test_summary_has_the_models_table(run):
+def _weak_ci(run) -> str:
+    m = pd.read_parquet(run["root"] / S.METRICS)
+    w = m[(m.model == "weak<i>") & (m.slice == "all")].iloc[0]
+    return f"[{w.ci_low:.3f}, {w.ci_high:.3f}]"
+
+
+def test_summary_leads_with_the_recommendation_and_the_headline_table(run):
     md = run["summary"]
-    assert md.startswith("# p — 2026-11-01\n")
-    assert f"Run `{run['ctx'].run_id}`, 4 examples." in md
     lines = md.splitlines()
-    header = lines.index("| model | accuracy | errors | cost_per_1k_usd | monthly_cost_usd | latency_p50_s |")
-    assert lines[header - 2] == "## Models"
-    assert lines[header + 1] == "|---|---|---|---|---|---|"
+    assert lines[0] == "# p — 2026-11-01"
+    assert f"Run `{run['ctx'].run_id}`, 4 examples." in md
+    rec = next(line for line in lines if line.startswith("**Recommendation:**"))
+    header = lines.index("| model | accuracy (95% CI) | $/1k req | $/month at 1,000,000 | p95 latency | errors | deploy |")
+    assert lines.index(rec) < header and lines[header - 2] == "## Models"
     good, weak = lines[header + 2], lines[header + 3]
-    # cost per 1k: 1000 * $0.00012 = $0.12; monthly: 1e6 * $0.00012 = $120
-    assert re.fullmatch(r"\| good \| 1\.000 \[1\.000, 1\.000\] \| 0 \| \$0\.1200 \| \$120 \| 0\.200 \|", good), good
-    # 3 of 4 right; $0.06 per 1k, $60 a month
-    assert re.fullmatch(r"\| weak<i> \| 0\.750 \[\d\.\d{3}, 1\.000\] \| 0 \| \$0\.0600 \| \$60\.00 \| 0\.100 \|", weak), weak
+    # cost per 1k: 1000 * $0.00012 = $0.12; monthly: 1e6 * $0.00012 = $120; latency 0.2 s everywhere
+    assert good == "| good | 1.000 [1.000, 1.000] | $0.1200 | $120 | 200 ms | 0 | ✓ |", good
+    # 3 of 4 right; $0.06 per 1k, $60 a month; not recommended
+    assert weak == f"| weak<i> | 0.750 {_weak_ci(run)} | $0.0600 | $60.00 | 100 ms | 0 |  |", weak
     assert "Monthly figures at 1,000,000 requests per month." in md
+    assert "nan" not in md.lower()
+
+
+def test_the_recommendation_sentence(run):
+    # only good passes accuracy >= 0.8; weak is cheaper but fails, so it is the runner-up that fails
+    expected = ("Deploy good: the only option that passes every gate (accuracy ≥ 0.8), at $120 a month for 1,000,000 "
+                "requests, with accuracy 1.000 [1.000, 1.000]. Runner-up: weak<i>, at $60.00 a month, with accuracy "
+                f"0.750 {_weak_ci(run)}, but it fails accuracy 0.750 < 0.8.")
+    assert f"**Recommendation:** {expected}" in run["summary"]
+    assert f"id='recommendation'>{expected.replace('<', '&lt;').replace('>', '&gt;')}</p>" in run["html"]
 
 
 def test_summary_decisions(run):
     md = run["summary"]
-    # only "good" passes accuracy >= 0.8; both are on the Pareto front (weak is cheaper, good is better)
     assert "- Cheapest model that passes every quality bar: **good**" in md
     assert "- Quality/cost Pareto front (accuracy vs cost per 1k): good, weak<i>" in md
     assert "## Generalization" in md and "## Paired comparisons" in md
+    # the held-out gap: in distribution (de: both right) minus held out (en: weak 1 of 2)
+    assert "| weak<i> | accuracy | 0.750 | lang=en | 0.500 | 0.500 | 0.500 |" in md
 
 
 def test_report_html_is_self_contained(run):
@@ -85,24 +110,53 @@ def test_report_html_is_self_contained(run):
     assert html.startswith("<!doctype html>") and html.rstrip().endswith("</body></html>")
     # nothing fetched from elsewhere: no remote (or protocol-relative) src/href, no scripts, links or imports
     assert re.findall(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, flags=re.I) == []
-    assert not re.search(r"<script|<link|<iframe|@import|@font-face|url\(", html, flags=re.I)
-    assert "<style>" in html
+    assert not re.search(r"<script|<link|<iframe|@import|@font-face|url\((?!#)", html, flags=re.I)
+    assert "default-src 'none'" in html and "<style>" in html
 
 
-def test_report_html_has_an_inline_svg_and_the_tables(run):
+def test_report_sections_come_in_the_decision_order(run):
     html = run["html"]
-    svg = html[html.index("<svg"): html.index("</svg>")]
-    assert svg.count("<circle") == 2  # one point per model
-    assert "good (1.000)" in svg and "weak&lt;i&gt; (0.750)" in svg
-    for title in ("<h2>Models</h2>", "<h2>Costs</h2>", "<h2>Slices</h2>", "<h2>Generalization</h2>", "<h2>Decisions</h2>"):
-        assert title in html
-    assert "<li>Cheapest model that passes every quality bar: good</li>" in html
+    order = ["id='recommendation'", "id='headline'", "id='quality-cost'", "id='volume'", "id='slices'", "id='paired'",
+             "id='latency'", "id='history'", "<footer>"]
+    at = [html.index(s) for s in order]
+    assert at == sorted(at), dict(zip(order, at))
+    # every chart is an inline SVG drawn by Vega (its marks carry Vega's role classes)
+    for key in ("quality-cost", "volume", "slices", "paired", "latency", "history"):
+        fig = html[html.index(f"data-chart='{key}'"):]
+        fig = fig[: fig.index("</figure>")]
+        assert "<svg" in fig and "role-mark" in fig, key
+    # the recommended row is marked
+    assert re.search(r"<tr class='recommended'><td class='t'>good <span class='mark'>✓ recommended</span>", html)
+
+
+def test_report_marks_the_worst_slice_and_the_held_out_gap(run):
+    html = run["html"]
+    fig = html[html.index("data-chart='slices'"):]
+    fig = fig[: fig.index("</figure>")]
+    assert "weak&lt;i&gt; (held-out gap +0.500)" in fig
+    assert "worst lang=en (0.500, gap 0.500), held-out gap +0.500" in fig
+
+
+def test_report_shows_no_nan_and_collapses_long_tables(run):
+    html = run["html"]
+    text = re.sub(r"<svg.*?</svg>", "", html, flags=re.S)
+    assert not re.search(r"\bnan\b", text, flags=re.I)
+    assert "<details><summary>All metrics and slices" in html  # not open
+    assert "<details open><summary>Costs (2 rows)" in html       # short ones are
+
+
+def test_report_footer_records_what_reproduces_the_run(run):
+    html = run["html"]
+    footer = html[html.index("<footer>"):]
+    m = run["ctx"].folder.manifest()
+    assert m["config_hash"] in footer and m["dataset"]["fingerprint"] in footer
+    assert f"pandas {m['versions']['pandas']}" in footer
+    assert f"good: config, $1.00 in / $2.00 out per M tokens, prices in force {DAY.isoformat()}" in footer
 
 
 def test_report_escapes_model_names(run):
-    # the model named weak<i> must never become markup
-    assert "weak<i>" not in run["html"]
-    assert "weak&lt;i&gt;" in run["html"]
+    text = re.sub(r"<svg.*?</svg>", "", run["html"], flags=re.S)
+    assert "weak<i>" not in text and "weak&lt;i&gt;" in text
 
 
 def test_build_report_returns_rows_and_is_recorded(run):
@@ -110,6 +164,7 @@ def test_build_report_returns_rows_and_is_recorded(run):
     m = ctx.folder.manifest()
     assert m["status"] == "complete"
     assert set(m["stages"]["report"]["artifacts"]) == {S.SUMMARY, S.REPORT}
+    assert set(m["stages"]["report"]["timings"]) >= {"quality-cost", "history", "total"}
     out = build_report(ctx.folder, load_config(run["dir"] / "pipelines.yaml").pipeline("p"), "p")
     rows = {r["model"]: r for r in out["rows"]}
     assert rows["good"]["accuracy"] == 1.0 and rows["weak<i>"]["accuracy"] == 0.75
@@ -117,5 +172,91 @@ def test_build_report_returns_rows_and_is_recorded(run):
     assert rows["weak<i>"]["monthly_cost_usd"] == pytest.approx(60.0)
     assert out["decisions"]["cheapest_passing"] == "good"
     assert out["report"] == ctx.folder.path(S.REPORT)
+    assert [r["recommended"] for r in out["headline"]] == ["✓", ""]
     # building again from the same artifacts writes the same summary
     assert out["markdown"] == run["summary"]
+
+
+def test_the_terminal_prints_the_same_sentence(run, capsys):
+    from flows.cli.run import print_result
+
+    print_result(run["ctx"].folder.url, "p")
+    out = capsys.readouterr().out
+    sentence = run["summary"].split("**Recommendation:** ", 1)[1].split("\n", 1)[0]
+    assert sentence in out.replace("\n", " ") or sentence in out
+    assert "good ✓" in out and "$/month at 1,000,000" in out and "Cheapest model that passes every quality bar: good" in out
+
+
+def test_assay_report_writes_the_report_again(run):
+    from flows.cli.main import app
+
+    root = run["root"]
+    (root / S.REPORT).unlink()
+    (root / S.SUMMARY).unlink()
+    r = CliRunner().invoke(app, ["report", str(root)])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines()[-1] == str(root / S.REPORT)
+    assert (root / S.SUMMARY).read_text() == run["summary"]
+    assert "id='history'" in (root / S.REPORT).read_text()
+    bad = CliRunner().invoke(app, ["report", str(run["dir"])])
+    assert bad.exit_code == 2 and "not a run folder" in bad.output
+
+
+# --------------------------------------------------------------------------------------- the sentence alone
+def _cfg(gates=None, monthly=1000):
+    return PipelineConfig.model_validate({"dataset": {"source": "x.parquet", "reference": "label"}, "models": ["a"],
+                                          "metrics": ["accuracy"], "cost": {"monthly_requests": monthly},
+                                          "gates": gates or {}})
+
+
+def _table(rows):
+    return pd.DataFrame([{"model": m, "accuracy": v, "accuracy_ci_low": v - 0.01, "accuracy_ci_high": v + 0.01,
+                          "cost_per_1k_usd": c, "monthly_cost_usd": c, "latency_p95_s": 0.5, "errors": 0} for m, v, c in rows])
+
+
+def test_recommend_the_cheapest_passing_with_the_next_as_runner_up():
+    t = _table([("big", 0.95, 9.0), ("small", 0.90, 1.0), ("tiny", 0.70, 0.1), ("mid", 0.91, 3.0)])
+    rec = recommend(t, _cfg({"accuracy": {"min": 0.85}}))
+    assert rec.model == "small" and rec.runner_up == "mid" and rec.passing == ["big", "small", "mid"]
+    assert rec.sentence.startswith("Deploy small: the cheapest option that passes every gate (accuracy ≥ 0.85), at $1.00 a month "
+                                   "for 1,000 requests, with accuracy 0.900 [0.890, 0.910]. Runner-up: mid, at $3.00 a month")
+    assert [r["recommended"] for r in headline_rows(t, _cfg(), rec)] == [False, True, False, False]
+
+
+def test_recommend_says_why_none_passes():
+    t = _table([("a", 0.80, 1.0), ("b", 0.84, 2.0)])
+    rec = recommend(t, _cfg({"accuracy": {"min": 0.85}}))
+    assert rec.model is None and rec.runner_up == "a"
+    assert rec.sentence.startswith("No option passes every gate (accuracy ≥ 0.85): b fails accuracy 0.840 < 0.85; "
+                                   "a fails accuracy 0.800 < 0.85. Closest: b")
+
+
+def test_recommend_without_gates_recommends_nothing():
+    rec = recommend(_table([("a", 0.80, 1.0), ("b", 0.90, 2.0)]), _cfg())
+    assert rec.model is None
+    assert rec.sentence.startswith("No gates are configured, so no option is recommended: the best accuracy is b")
+    assert "the cheapest is a" in rec.sentence
+
+
+# --------------------------------------------------------------------------------------- paired differences
+def test_paired_differences_match_a_bootstrap_per_pair():
+    rng = np.random.default_rng(3)
+    n = 400
+    v = {"a": (rng.random(n) < 0.9).astype(float), "b": (rng.random(n) < 0.7).astype(float), "c": (rng.random(n) < 0.9).astype(float)}
+    scores = pd.concat([pd.DataFrame({"example_id": range(n), "model": m, "value": x}) for m, x in v.items()])
+    d = paired_differences(scores, pd.DataFrame(), "accuracy", ["a", "b", "c"], resamples=2000).set_index("label")
+    ab = d.loc["a − b"]
+    assert ab["diff"] == pytest.approx(v["a"].mean() - v["b"].mean()) and ab["n"] == n
+    # the same interval as resampling this one pair's differences
+    diffs = v["a"] - v["b"]
+    boot = diffs[rng.integers(0, n, size=(4000, n))].mean(axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    assert ab["lo"] == pytest.approx(lo, abs=0.01) and ab["hi"] == pytest.approx(hi, abs=0.01)
+    assert ab["verdict"] == "A better" and d.loc["b − c", "verdict"] == "B better"
+
+
+def test_numbers_for_people():
+    assert [fmt.volume(x) for x in (2e6, 60706861, 2.1, 2000, 15000, float("inf"))] == ["2M", "60.7M", "2", "2,000", "15k", "never"]
+    assert [fmt.seconds(x) for x in (1.5, 0.773, 0.00011)] == ["1.50 s", "773 ms", "110 µs"]
+    assert fmt.with_interval(0.85, float("nan"), None) == "0.850" and fmt.signed(-0.05) == "−0.050"
+    assert fmt.missing(pd.NA) and fmt.missing(np.float32("nan")) and not fmt.missing(0)

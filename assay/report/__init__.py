@@ -1,7 +1,8 @@
-"""The report: summary.md and report.html of a run, and the number formatting they share.
+"""The report: summary.md and report.html of a run, the compare page of two runs, the dashboard
+of an artifact root, and the number formatting they share.
 
-``assay.report.format`` is light (the stages' log lines use it); the report itself needs pandas
-and is imported on first use.
+``assay.report.format`` is light (the stages' log lines use it); the rest needs pandas and is
+imported on first use.
 """
 
 __all__ = ["breakeven_lines", "build_report", "decision_lines", "decisions", "headline"]

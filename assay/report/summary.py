@@ -1,54 +1,93 @@
-"""The report stage: summary.md (the headline table) and a self-contained report.html.
+"""The report stage's work: summary.md (the recommendation, the headline table, the decisions) and
+report.html, the decision on one page.
 
-The HTML uses no scripts, fonts or stylesheets from elsewhere, so it opens offline.
+report.html, in order: the recommendation in one sentence; the headline table; quality against
+cost per 1,000 requests (interval bars, the Pareto front); monthly cost against monthly volume
+for every option (break-even points marked); per-slice quality as a heat map; paired differences
+as a forest plot; latency per model; the history of the headline metric and cost over earlier
+complete runs; the tables behind them, collapsed; a reproducibility footer. Charts are Vega-Lite
+rendered to inline SVG (:mod:`assay.report.charts`); the page has no script and loads nothing.
 """
 
-import html
-import math
+from __future__ import annotations
 
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
 import pandas as pd
 
 from assay import store as S
 from assay.config import PipelineConfig
+from assay.report import charts as C
+from assay.report import format as fmt
+from assay.report import page as P
+from assay.report.decision import COLUMNS, Recommendation, headline_rows, headline_titles, recommend
 from assay.report.format import num as _fmt
 from assay.report.format import usd as _usd
 from assay.store import RunFolder
 
+log = logging.getLogger("assay.report")
 
+#: Resamples for the paired differences' intervals when the pipeline sets none.
+PAIRED_RESAMPLES = 1000
+#: Above this many shared examples the paired intervals use the normal approximation.
+PAIRED_BOOTSTRAP_MAX_N = 20_000
+#: Up to this many models the forest plot shows every pair; beyond, each model against one.
+ALL_PAIRS_MAX_MODELS = 7
+
+
+# ------------------------------------------------------------------------------------------ tables
 def headline(metrics: pd.DataFrame, costs: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
     """One row per model: each metric with its interval, errors, and the cost figures."""
     overall = metrics[metrics["slice"] == "all"]
-    rows = []
-    for model in list(dict.fromkeys(overall["model"])):
-        r = {"model": model}
-        for m in overall[overall["model"] == model].itertuples():
-            r[m.metric] = float(m.value)
-            r[f"{m.metric}_ci"] = f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]"
-            r["n"] = int(m.n)
-            r["errors"] = int(m.errors)
-        c = costs[costs["model"] == model]
-        if len(c):
-            c = c.iloc[0]
-            for col in ("kind", "cost_usd", "cost_per_1k_usd", "monthly_cost_usd", "latency_p50_s", "latency_p95_s", "throughput_rps"):
-                if col in c.index:
-                    r[col] = c[col]
-        rows.append(r)
-    return pd.DataFrame(rows)
+    has_hib = "higher_is_better" in overall.columns
+    by_model: dict[str, dict] = {}
+    for m in overall.itertuples():
+        r = by_model.setdefault(m.model, {"model": m.model})
+        r[m.metric] = float(m.value)
+        r[f"{m.metric}_ci"] = fmt.interval(m.ci_low, m.ci_high)
+        r[f"{m.metric}_ci_low"] = float(m.ci_low) if not fmt.missing(m.ci_low) else math.nan
+        r[f"{m.metric}_ci_high"] = float(m.ci_high) if not fmt.missing(m.ci_high) else math.nan
+        if has_hib and not fmt.missing(m.higher_is_better):
+            r[f"{m.metric}_higher_is_better"] = bool(m.higher_is_better)
+        r["n"] = int(m.n)
+        r["errors"] = int(m.errors)
+    cols = [c for c in ("kind", "cost_usd", "cost_per_1k_usd", "monthly_cost_usd", "latency_p50_s", "latency_p95_s",
+                        "throughput_rps") if c in costs.columns]
+    first_cost = {}
+    for c in costs[["model", *cols]].to_dict("records"):
+        first_cost.setdefault(c["model"], c)
+    for model, r in by_model.items():
+        c = first_cost.get(model)
+        if c is not None:
+            r.update({k: c[k] for k in cols})
+    return pd.DataFrame(list(by_model.values()))
+
+
+def _hib(table: pd.DataFrame, metric: str) -> bool:
+    col = f"{metric}_higher_is_better"
+    return bool(table[col].dropna().iloc[0]) if col in table and table[col].notna().any() else True
 
 
 def decisions(table: pd.DataFrame, cfg: PipelineConfig) -> dict:
+    """The decisions of a run: the recommendation (:func:`assay.report.decision.recommend`), the
+    cheapest model that passes every bar, the quality/cost Pareto front."""
     from assay import costing
 
     keys = [s.key for s in cfg.metric_specs()]
     first = keys[0]
     out = {"first_metric": first}
-    bars = {k: g.model_dump(exclude_none=True) for k, g in cfg.gates.items()}
-    if bars and "cost_per_1k_usd" in table:
-        out["cheapest_passing"] = costing.cheapest_passing(table, bars)
+    rec = recommend(table, cfg)
+    out["recommendation"] = rec
+    if rec.gated and "cost_per_1k_usd" in table:
+        out["cheapest_passing"] = rec.model
     if first in table and "cost_per_1k_usd" in table:
         ok = table.dropna(subset=[first, "cost_per_1k_usd"])
         if len(ok):
-            front = costing.pareto_front(ok, first, "cost_per_1k_usd")
+            front = costing.pareto_front(ok, first, "cost_per_1k_usd", higher_is_better=_hib(table, first))
             out["pareto"] = ok.loc[front.values, "model"].tolist()
     return out
 
@@ -62,8 +101,10 @@ def breakeven_lines(be: pd.DataFrame) -> list[str]:
             out.append(f"{r.option} is cheaper than {r.api} above {v:,.0f} requests/month")
         elif isinstance(v, float) and math.isfinite(v):
             out.append(f"{r.option} is cheaper than {r.api} at any volume")
-        else:
+        elif isinstance(v, float) and math.isinf(v):
             out.append(f"{r.option} is never cheaper than {r.api}" + (f" ({r.note})" if getattr(r, "note", "") else ""))
+        else:
+            out.append(f"{r.option} against {r.api}: no break-even volume (a cost is unknown)")
     return out
 
 
@@ -83,111 +124,490 @@ def _md_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in df.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v) for v in r) + " |")
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |")
     return "\n".join(lines) + "\n"
 
 
-def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str) -> dict:
-    metrics = rf.read_table(S.METRICS).to_pandas()
-    costs = rf.read_table(S.COSTS).to_pandas()
-    gen = rf.read_table(S.GENERALIZATION).to_pandas() if rf.exists(S.GENERALIZATION) else pd.DataFrame()
-    be = rf.read_table(S.BREAKEVEN).to_pandas() if rf.exists(S.BREAKEVEN) else pd.DataFrame()
-    comp = rf.read_table(S.COMPARISONS).to_pandas() if rf.exists(S.COMPARISONS) else pd.DataFrame()
-    manifest = rf.manifest() or {}
+def headline_markdown(rows: list[dict], titles: dict) -> str:
+    """The headline table in markdown; the recommended row marked in a last column."""
+    df = pd.DataFrame([{**{titles[k]: r[k] for k in COLUMNS}, "deploy": "✓" if r["recommended"] else ""} for r in rows])
+    return _md_table(df)
+
+
+# ------------------------------------------------------------------------------------------ reading a run
+@dataclass
+class RunTables:
+    """What a report reads from one run folder."""
+
+    rf: RunFolder
+    cfg: PipelineConfig
+    manifest: dict
+    metrics: pd.DataFrame
+    costs: pd.DataFrame
+    generalization: pd.DataFrame = field(default_factory=pd.DataFrame)
+    breakeven: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @classmethod
+    def read(cls, rf: RunFolder, cfg: PipelineConfig | None = None) -> "RunTables":
+        def opt(name):
+            return rf.read_table(name).to_pandas() if rf.exists(name) else pd.DataFrame()
+
+        manifest = rf.manifest() or {}
+        return cls(rf, cfg or run_config(manifest), manifest, rf.read_table(S.METRICS).to_pandas(),
+                   rf.read_table(S.COSTS).to_pandas(), opt(S.GENERALIZATION), opt(S.BREAKEVEN), opt(S.COMPARISONS))
+
+    @property
+    def metric(self) -> str:
+        return self.cfg.metric_specs()[0].key
+
+    def scores(self, metric: str) -> pd.DataFrame | None:
+        """Per-example scores of one metric (None when the metric is not decomposable)."""
+        if not self.rf.exists(S.SCORES):
+            return None
+        t = self.rf.read_table(S.SCORES, columns=["example_id", "model", "metric", "value"]).to_pandas()
+        t = t[t["metric"] == metric]
+        return None if t.empty else t
+
+    def latencies(self) -> pd.DataFrame:
+        """Per model the latency quantiles of its successful calls (p05, p25, p50, p75, p95, p99)."""
+        import pyarrow as pa
+
+        parts = [p for p in self.rf.listdir(S.RESPONSES) if p.endswith(".parquet")]
+        tables = []
+        for p in parts:
+            try:  # only the columns the chart needs (responses carry every output's text)
+                t = self.rf.read_table(f"{S.RESPONSES}/{p}", columns=["model", "latency_s", "error"])
+            except (pa.ArrowInvalid, KeyError, ValueError):
+                t = self.rf.read_table(f"{S.RESPONSES}/{p}")
+            cols = [c for c in ("model", "latency_s", "error") if c in t.column_names]
+            if "latency_s" in cols:
+                tables.append(t.select(cols))
+        if not tables:
+            return pd.DataFrame(columns=["model", "p05", "p25", "p50", "p75", "p95", "p99", "n"])
+        df = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+        if "error" in df:
+            df = df[df["error"].isna()]
+        df = df.dropna(subset=["latency_s"])
+        order = list(dict.fromkeys(self.costs["model"])) if len(self.costs) else []
+        rows = []
+        for model, g in df.groupby("model", sort=False):
+            q = np.percentile(g["latency_s"].to_numpy(float), [5, 25, 50, 75, 95, 99])
+            rows.append({"model": str(model), **dict(zip(["p05", "p25", "p50", "p75", "p95", "p99"], map(float, q))), "n": len(g)})
+        out = pd.DataFrame(rows, columns=["model", "p05", "p25", "p50", "p75", "p95", "p99", "n"])
+        if len(out) and order:
+            out["_o"] = out["model"].map({m: i for i, m in enumerate(order)}).fillna(len(order))
+            out = out.sort_values("_o").drop(columns="_o")
+        return out
+
+
+def run_config(manifest: dict) -> PipelineConfig:
+    """The pipeline config a run recorded (so a report is rebuilt as the run was configured)."""
+    cfg = (manifest.get("config") or {}).get("pipeline")
+    if cfg is None:
+        raise ValueError("the manifest records no config: not a run folder Assay wrote")
+    return PipelineConfig.model_validate(cfg)
+
+
+# ------------------------------------------------------------------------------------------ paired differences
+def paired_differences(scores: pd.DataFrame | None, comparisons: pd.DataFrame, metric: str, models: list[str],
+                       hib: bool = True, resamples: int = PAIRED_RESAMPLES, reference: str | None = None,
+                       seed: int = 0) -> pd.DataFrame:
+    """Per pair of models, A − B on the examples both have, with a 95% interval.
+
+    With per-example scores the interval is a paired bootstrap of the mean difference (every pair
+    resampled with the same example weights, so all pairs cost one matrix product); above
+    :data:`PAIRED_BOOTSTRAP_MAX_N` examples, the normal approximation. Without per-example scores
+    (corpus metrics such as macro-F1) the difference comes from comparisons.parquet, without an
+    interval. Up to :data:`ALL_PAIRS_MAX_MODELS` models every pair is shown, else each model against
+    ``reference``. Columns: a, b, label, diff, lo, hi, n, p_value, verdict.
+    """
+    cols = ["a", "b", "label", "diff", "lo", "hi", "n", "p_value", "verdict"]
+    if len(models) < 2:
+        return pd.DataFrame(columns=cols)
+    if len(models) <= ALL_PAIRS_MAX_MODELS or reference not in models:
+        if len(models) > ALL_PAIRS_MAX_MODELS:
+            reference = models[0]
+    pairs = ([(a, b) for i, a in enumerate(models) for b in models[i + 1:]] if len(models) <= ALL_PAIRS_MAX_MODELS
+             else [(reference, m) for m in models if m != reference])
+    pv = {}
+    if len(comparisons):
+        c = comparisons[comparisons["metric"] == metric]
+        for r in c.itertuples():
+            pv[(r.model_a, r.model_b)] = (r.diff, r.p_value)
+            pv[(r.model_b, r.model_a)] = (-r.diff if not fmt.missing(r.diff) else r.diff, r.p_value)
+    rows = []
+    wide = None
+    if scores is not None and len(scores):
+        wide = scores.drop_duplicates(["example_id", "model"]).pivot(index="example_id", columns="model", values="value")
+    if wide is not None and all(m in wide.columns for m in models):
+        wide = wide[models]
+        full = wide.dropna()
+        boot = _bootstrap_means(full.to_numpy(float), resamples, seed) if len(full) >= 2 else None
+        idx = {m: i for i, m in enumerate(models)}
+        for a, b in pairs:
+            if boot is not None and len(full) == len(wide[[a, b]].dropna()):
+                d = full[a].to_numpy(float) - full[b].to_numpy(float)
+                lo, hi = _interval(d, boot, idx[a], idx[b])
+                n = len(d)
+            else:  # some examples lack a score for another model: this pair on its own shared rows
+                sub = wide[[a, b]].dropna()
+                d = sub[a].to_numpy(float) - sub[b].to_numpy(float)
+                n = len(d)
+                sb = _bootstrap_means(sub.to_numpy(float), resamples, seed) if n >= 2 else None
+                lo, hi = _interval(d, sb, 0, 1) if sb is not None else (math.nan, math.nan)
+            rows.append(_pair_row(a, b, float(np.mean(d)) if n else math.nan, lo, hi, n, pv.get((a, b), (None, None))[1], hib))
+    else:
+        for a, b in pairs:
+            diff, p = pv.get((a, b), (math.nan, None))
+            rows.append(_pair_row(a, b, diff, math.nan, math.nan, None, p, hib))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _bootstrap_means(v: np.ndarray, resamples: int, seed: int) -> np.ndarray | str | None:
+    """Resampled column means of ``v`` (resamples × models) with shared example weights;
+    ``"normal"`` when there are too many examples for the bootstrap; None without resamples."""
+    n = len(v)
+    if resamples <= 0:
+        return None
+    if n > PAIRED_BOOTSTRAP_MAX_N:
+        return "normal"
+    rng = np.random.default_rng(seed)
+    out = np.empty((resamples, v.shape[1]))
+    step = max(1, 4_000_000 // n)
+    for lo in range(0, resamples, step):
+        k = min(step, resamples - lo)
+        idx = rng.integers(0, n, size=(k, n)) + (np.arange(k) * n)[:, None]
+        w = np.bincount(idx.ravel(), minlength=k * n).reshape(k, n)
+        out[lo:lo + k] = (w @ v) / n
+    return out
+
+
+def _interval(d: np.ndarray, boot, i: int, j: int) -> tuple[float, float]:
+    if boot is None:
+        return math.nan, math.nan
+    if isinstance(boot, str):
+        se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+        m = float(np.mean(d))
+        return m - 1.96 * se, m + 1.96 * se
+    lo, hi = np.percentile(boot[:, i] - boot[:, j], [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _pair_row(a, b, diff, lo, hi, n, p, hib: bool) -> dict:
+    if fmt.missing(lo) or fmt.missing(hi):
+        verdict = "no clear difference" if fmt.missing(p) or float(p) >= 0.05 else (
+            "A better" if (float(diff) > 0) == hib else "B better")
+    elif lo > 0 or hi < 0:
+        verdict = "A better" if (lo > 0) == hib else "B better"
+    else:
+        verdict = "no clear difference"
+    return {"a": a, "b": b, "label": f"{a} − {b}", "diff": diff, "lo": lo, "hi": hi, "n": n,
+            "p_value": None if fmt.missing(p) else float(p), "verdict": verdict}
+
+
+# ------------------------------------------------------------------------------------------ history
+def run_history(rt: RunTables, table: pd.DataFrame) -> pd.DataFrame:
+    """The headline metric and cost per model over the pipeline's earlier complete runs, and this
+    run (``current``). Columns: as_of, run_id, model, value, lo, hi, cost, gates, current."""
+    rf, metric = rt.rf, rt.metric
+    cols = ["as_of", "run_id", "model", "value", "lo", "hi", "cost", "gates", "current"]
+    earlier = [r for r in rf.store.runs(rf.pipeline) if (r.as_of, r.run_id) < (rf.as_of, rf.run_id)]
+    frames = []
+    if earlier:
+        from assay.history import history
+
+        h = history(rf.store.root, rf.pipeline, metric=metric)
+        h = h[[(a, r) < (rf.as_of, rf.run_id) for a, r in zip(h["as_of"], h["run_id"])]]
+        if len(h):
+            frames.append(pd.DataFrame({"as_of": h["as_of"], "run_id": h["run_id"], "model": h["model"], "value": h["value"],
+                                        "lo": h["ci_low"], "hi": h["ci_high"], "cost": h["cost_per_1k_usd"],
+                                        "gates": h["gates"], "current": False}))
+    from assay.gates import gates_passed
+
+    g = gates_passed(rt.manifest)
+    verdict = "" if g is None else ("passed" if g else "failed")
+    if len(table) and metric in table:
+        frames.append(pd.DataFrame({"as_of": rf.as_of, "run_id": rf.run_id, "model": table["model"],
+                                    "value": table[metric], "lo": table.get(f"{metric}_ci_low"),
+                                    "hi": table.get(f"{metric}_ci_high"),
+                                    "cost": table.get("cost_per_1k_usd", pd.Series(math.nan, index=table.index)),
+                                    "gates": verdict, "current": True}))
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(frames, ignore_index=True)
+    for c in ("value", "lo", "hi", "cost"):
+        out[c] = pd.to_numeric(out[c], errors="coerce")
+    return out[cols]
+
+
+# ------------------------------------------------------------------------------------------ the page's parts
+def quality_points(table: pd.DataFrame, metric: str, dec: dict, rec: Recommendation) -> pd.DataFrame:
+    pareto = set(dec.get("pareto") or [])
+    return pd.DataFrame({
+        "model": table["model"].astype(str), "kind": table.get("kind", pd.Series("unpriced", index=table.index)).fillna("unpriced"),
+        "cost": pd.to_numeric(table.get("cost_per_1k_usd"), errors="coerce"),
+        "value": pd.to_numeric(table.get(metric), errors="coerce"),
+        "lo": pd.to_numeric(table.get(f"{metric}_ci_low"), errors="coerce"),
+        "hi": pd.to_numeric(table.get(f"{metric}_ci_high"), errors="coerce"),
+        "pareto": [m in pareto for m in table["model"]], "recommended": [m == rec.model for m in table["model"]]})
+
+
+def slice_cells(metrics: pd.DataFrame, gen: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Heat-map cells of one metric: model, slice, value, n, worst, model_label."""
+    m = metrics[(metrics["metric"] == metric) & (metrics["slice"] != "all")].copy()
+    if m.empty:
+        return pd.DataFrame(columns=["model", "slice", "value", "n", "worst", "model_label"])
+    worst, gap = {}, {}
+    if len(gen):
+        g = gen[gen["metric"] == metric]
+        worst = dict(zip(g["model"], g["worst_slice"]))
+        gap = {mm: v for mm, v in zip(g["model"], g["held_out_gap"]) if not fmt.missing(v)}
+    special = {"in_distribution": "in distribution", "held_out": "held out"}
+    m["worst"] = [worst.get(mm) == s for mm, s in zip(m["model"], m["slice"])]
+    m["rank"] = m["slice"].map(lambda s: 1 if s in special else 0)
+    m["slice"] = m["slice"].map(lambda s: special.get(s, s))
+    m["model_label"] = m["model"].map(lambda mm: f"{mm} (held-out gap {fmt.signed(gap[mm])})" if mm in gap else str(mm))
+    order = list(dict.fromkeys(m["model"]))
+    m["_m"] = m["model"].map({x: i for i, x in enumerate(order)})
+    m = m.sort_values(["rank", "_m"], kind="stable")
+    return m[["model", "slice", "value", "n", "worst", "model_label"]].reset_index(drop=True)
+
+
+def _render(key: str, spec: dict | None, timings: dict) -> str | None:
+    if spec is None:
+        return None
+    t0 = time.perf_counter()
+    try:
+        return C.render(spec)
+    except C.ChartError as e:
+        log.warning("report: chart %s not drawn: %s", key, e)
+        return None
+    finally:
+        timings[key] = round(time.perf_counter() - t0, 4)
+
+
+def prices_text(costs: pd.DataFrame) -> list[str]:
+    """Per model, the price the run used and the date(s) it was in force."""
+    import json
+
+    out = []
+    for r in costs.itertuples():
+        try:
+            pj = json.loads(r.price_json) if isinstance(r.price_json, str) and r.price_json else {}
+        except ValueError:
+            pj = {}
+        kind = r.kind
+        if kind in ("api", "judge"):
+            periods = pj.get("periods") or [pj]
+            first = pj.get("first_date") or pj.get("as_of")
+            last = pj.get("last_date") or pj.get("as_of")
+            rates = "; ".join(f"{_usd(p.get('input_per_mtok'))} in / {_usd(p.get('output_per_mtok'))} out per M tokens"
+                              for p in periods[:3] if p.get("input_per_mtok") is not None)
+            when = f"prices in force {first}" + (f" to {last}" if last and last != first else "")
+            out.append(f"{r.model}: {pj.get('source') or r.price_source}, {rates or 'explicit price'}, {when}"
+                       + (f", priced by {pj['priced_by']}" if pj.get("priced_by") else ""))
+        elif kind == "self-hosted":
+            out.append(f"{r.model}: self-hosted, {_usd(pj.get('usd_per_hour'))}/hour per replica × {pj.get('replicas', 1)}, "
+                       f"throughput {fmt.num(pj.get('throughput_rps'), 1)} req/s ({pj.get('throughput_source') or 'unknown'})")
+        elif kind == "conventional":
+            out.append(f"{r.model}: conventional, {_usd(pj.get('usd_per_hour'))}/hour of compute, training spread over "
+                       f"{pj.get('amortise_months', '–')} months")
+        else:
+            out.append(f"{r.model}: {kind}, no price")
+    return out
+
+
+def footer_items(rt: RunTables) -> list[tuple[str, str]]:
+    m = rt.manifest
+    esc = P.esc
+    ds = m.get("dataset") or {}
+    versions = " · ".join(f"{k} {v}" for k, v in sorted((m.get("versions") or {}).items()))
+    try:
+        import vl_convert as vlc
+
+        versions += f" · charts: vl-convert {vlc.__version__ if hasattr(vlc, '__version__') else ''}".rstrip()
+    except ImportError:  # pragma: no cover
+        pass
+    items = [("run", f"{esc(m.get('pipeline', rt.rf.pipeline))} · {esc(m.get('as_of', rt.rf.as_of))} · "
+                     f"<code>{esc(m.get('run_id', rt.rf.run_id))}</code>"),
+             ("config hash", f"<code>{esc(m.get('config_hash', '–'))}</code>"),
+             ("dataset", f"<code>{esc(ds.get('fingerprint', '–'))}</code> · {fmt.count(ds.get('rows'))} rows · "
+                         f"{esc(ds.get('source', ''))}"),
+             ("versions", esc(versions or "–")),
+             ("prices", "<br>".join(esc(t) for t in prices_text(rt.costs)) or "–"),
+             ("written", esc(f"started {m.get('started_at', '–')}, report of {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"))]
+    return items
+
+
+def _long_tables(rt: RunTables, table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
+    out = ["<h2>The numbers behind the charts</h2>"]
+    m = rt.metrics
+    rows = [{"model": r.model, "metric": r.metric, "slice": r.slice, "value": fmt.with_interval(r.value, r.ci_low, r.ci_high),
+             "n": fmt.count(r.n), "errors": fmt.count(r.errors)} for r in m.itertuples()]
+    out.append(P.collapsible("All metrics and slices", P.table(
+        [("model", "model"), ("metric", "metric"), ("slice", "slice"), ("value", "value (95% CI)"), ("n", "n"), ("errors", "errors")],
+        rows, text_cols=("model", "metric", "slice")), len(rows), open_=False))
+    if len(rt.generalization):
+        g = rt.generalization
+        has_ho = g["held_out_gap"].notna().any() if "held_out_gap" in g else False
+        cols = [("model", "model"), ("metric", "metric"), ("overall", "overall"), ("worst", "worst slice"),
+                ("best", "best slice"), ("gap", "gap")] + ([("ho", "held-out gap")] if has_ho else [])
+        grows = [{"model": r.model, "metric": r.metric, "overall": _fmt(r.overall),
+                  "worst": f"{r.worst_slice} ({_fmt(r.worst_value)})" if not fmt.missing(r.worst_slice) else "–",
+                  "best": f"{r.best_slice} ({_fmt(r.best_value)})" if not fmt.missing(r.best_slice) else "–",
+                  "gap": _fmt(r.gap), "ho": _fmt(r.held_out_gap)} for r in g.itertuples()]
+        out.append(P.collapsible("Generalization", P.table(cols, grows, text_cols=("model", "metric", "worst", "best")), len(grows)))
+    if len(pairs):
+        prow = [{"pair": r.label, "diff": fmt.signed(r.diff), "ci": fmt.interval(r.lo, r.hi) or "–",
+                 "n": fmt.count(r.n), "p": fmt.pvalue(r.p_value), "verdict": r.verdict} for r in pairs.itertuples()]
+        out.append(P.collapsible(f"Paired differences ({rt.metric})", P.table(
+            [("pair", "A − B"), ("diff", "difference"), ("ci", "95% interval"), ("n", "shared examples"), ("p", "p-value"),
+             ("verdict", "")], prow, text_cols=("pair", "verdict")), len(prow)))
+    c = rt.costs
+    crow = [{"model": r.model, "kind": r.kind, "requests": fmt.count(r.requests), "cost": _usd(r.cost_usd),
+             "per1k": _usd(r.cost_per_1k_usd), "monthly": _usd(r.monthly_cost_usd), "fixed": _usd(r.fixed_monthly_usd),
+             "p50": fmt.seconds(r.latency_p50_s), "p95": fmt.seconds(r.latency_p95_s), "p99": fmt.seconds(r.latency_p99_s),
+             "rps": fmt.num(r.throughput_rps, 1)} for r in c.itertuples()]
+    out.append(P.collapsible("Costs", P.table(
+        [("model", "model"), ("kind", "kind"), ("requests", "requests"), ("cost", "this run"), ("per1k", "$/1k req"),
+         ("monthly", "$/month"), ("fixed", "fixed $/month"), ("p50", "p50"), ("p95", "p95"), ("p99", "p99"), ("rps", "req/s")],
+        crow, text_cols=("model", "kind")), len(crow)))
+    if len(rt.breakeven):
+        brow = [{"option": r.option, "api": r.api, "volume": fmt.count(r.breakeven_monthly_requests)
+                 if not fmt.missing(r.breakeven_monthly_requests) else "–", "note": r.note or ""} for r in rt.breakeven.itertuples()]
+        out.append(P.collapsible("Break-even volumes", P.table(
+            [("option", "option"), ("api", "API"), ("volume", "requests/month"), ("note", "how")], brow,
+            text_cols=("option", "api", "note")), len(brow)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the report
+def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: bool = True) -> dict:
+    """Write summary.md and report.html of a run folder from its artifacts; return what the
+    Prefect UI shows (``markdown``, ``headline`` rows, ``recommendation``) and the timings."""
+    t_start = time.perf_counter()
+    rt = RunTables.read(rf, cfg)
+    manifest, metrics, costs = rt.manifest, rt.metrics, rt.costs
+    gen, be, comp = rt.generalization, rt.breakeven, rt.comparisons
     table = headline(metrics, costs, cfg)
     dec = decisions(table, cfg)
-    keys = [s.key for s in cfg.metric_specs()]
+    rec: Recommendation = dec["recommendation"]
+    metric = dec["first_metric"]
+    titles = headline_titles(cfg)
+    rows = headline_rows(table, cfg, rec)
+    n = int(table["n"].max()) if "n" in table and len(table) else 0
+    monthly = cfg.cost.monthly_requests
+    lines = decision_lines({k: v for k, v in dec.items() if k != "recommendation"}, be)
 
     # markdown -----------------------------------------------------------------------
-    disp = pd.DataFrame({"model": table["model"]})
-    for k in keys:
-        if k in table:
-            disp[k] = [f"{_fmt(v)} {ci}" for v, ci in zip(table[k], table[f"{k}_ci"])]
-    for col, f in (("errors", str), ("cost_per_1k_usd", _usd), ("monthly_cost_usd", _usd), ("latency_p50_s", _fmt)):
-        if col in table:
-            disp[col] = [f(v) for v in table[col]]
-    md = [f"# {pipeline} — {manifest.get('as_of', '')}\n", f"Run `{manifest.get('run_id', '')}`, "
-          f"{int(table['n'].max()) if 'n' in table and len(table) else 0} examples.\n",
-          "## Models\n", _md_table(disp)]
-    if cfg.cost.monthly_requests:
-        md.append(f"Monthly figures at {cfg.cost.monthly_requests:,} requests per month.\n")
+    md = [f"# {pipeline} — {manifest.get('as_of', '')}\n",
+          f"Run `{manifest.get('run_id', '')}`, {n} examples.\n",
+          f"**Recommendation:** {rec.sentence}\n", "## Models\n", headline_markdown(rows, titles)]
+    if monthly:
+        md.append(f"Monthly figures at {monthly:,} requests per month.\n")
     md.append("## Decisions\n")
-    if "cheapest_passing" in dec:
-        md.append(f"- Cheapest model that passes every quality bar: **{dec['cheapest_passing'] or 'none passes'}**")
-    if dec.get("pareto"):
-        md.append(f"- Quality/cost Pareto front ({dec['first_metric']} vs cost per 1k): {', '.join(dec['pareto'])}")
-    md += [f"- {line}" for line in breakeven_lines(be)]
+    for line in lines:
+        md.append(f"- {line}" if not line.startswith("Cheapest model") else
+                  f"- Cheapest model that passes every quality bar: **{dec['cheapest_passing'] or 'none passes'}**")
     if len(gen):
         md.append("\n## Generalization\n")
-        g = gen[["model", "metric", "overall", "worst_slice", "worst_value", "gap", "held_out_gap"]].copy()
+        g = gen[["model", "metric", "overall", "worst_slice", "worst_value", "gap"]].copy()
+        if "held_out_gap" in gen and gen["held_out_gap"].notna().any():
+            g["held_out_gap"] = gen["held_out_gap"]
         for c in ("overall", "worst_value", "gap", "held_out_gap"):
-            g[c] = g[c].map(_fmt)
+            if c in g:
+                g[c] = g[c].map(_fmt)
+        g["worst_slice"] = g["worst_slice"].map(lambda v: "–" if fmt.missing(v) else v)
         md.append(_md_table(g))
     if len(comp):
         md.append("\n## Paired comparisons\n")
         c = comp.copy()
-        c["diff"] = c["diff"].map(_fmt)
-        c["p_value"] = c["p_value"].map(lambda v: _fmt(v, 4))
+        c["diff"] = c["diff"].map(lambda v: fmt.signed(v))
+        c["p_value"] = c["p_value"].map(fmt.pvalue)
         md.append(_md_table(c))
     markdown = "\n".join(md)
     rf.write_text(S.SUMMARY, markdown)
 
     # html -------------------------------------------------------------------------------
-    style = ("body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}"
-             "table{border-collapse:collapse;margin:1rem 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}h1{font-size:1.5rem}")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(pipeline)} — Assay</title>"
-             f"<style>{style}</style></head><body>",
-             f"<h1>{html.escape(pipeline)} — {html.escape(str(manifest.get('as_of', '')))}</h1>",
-             f"<p>Run <code>{html.escape(str(manifest.get('run_id', '')))}</code></p>",
-             "<h2>Models</h2>", disp.to_html(index=False, escape=True),
-             _scatter(table, dec.get("first_metric")),
-             "<h2>Decisions</h2><ul>"]
-    for line in md[md.index("## Decisions\n") + 1:]:
-        if line.startswith("- "):
-            parts.append(f"<li>{html.escape(line[2:].strip()).replace('**', '')}</li>")
-    parts.append("</ul>")
-    parts.append("<h2>Costs</h2>" + costs.drop(columns=[c for c in ("price_json",) if c in costs]).to_html(index=False, float_format=lambda v: f"{v:.6g}"))
+    timings: dict[str, float] = {}
+    hib = _hib(table, metric)
+    models = [str(m) for m in table["model"]] if len(table) else []
+    pairs = paired_differences(rt.scores(metric), comp, metric, models, hib,
+                               resamples=cfg.bootstrap if cfg.bootstrap else 0, reference=rec.model or (models[0] if models else None))
+    curves, be_points, domain = C.volume_curves(costs, be, monthly)
+    if len(be_points) and rec.model:  # the recommended option's break-evens first
+        be_points = be_points.assign(_r=~((be_points["option"] == rec.model) | (be_points["api"] == rec.model)))
+        be_points = be_points.sort_values("_r", kind="stable").drop(columns="_r")
+    cells = slice_cells(metrics, gen, metric)
+    lat = rt.latencies()
+    hist = run_history(rt, table) if history else pd.DataFrame()
+    t_data = time.perf_counter()
+    svgs = {
+        "quality-cost": _render("quality-cost", C.quality_cost_spec(quality_points(table, metric, dec, rec), metric, hib), timings),
+        "volume": _render("volume", C.volume_spec(curves, be_points, monthly, domain), timings),
+        "slices": _render("slices", C.slice_heatmap_spec(cells, metric, hib), timings),
+        "paired": _render("paired", C.forest_spec(pairs, metric), timings),
+        "latency": _render("latency", C.latency_spec(lat), timings),
+        "history": _render("history", C.history_spec(hist, metric), timings) if len(hist) else None,
+    }
+    body = [f"<h1>{P.esc(pipeline)} — {P.esc(manifest.get('as_of', ''))}</h1>",
+            f"<p class='meta'>{P.esc(cfg.description or '')}{' · ' if cfg.description else ''}run "
+            f"<code>{P.esc(manifest.get('run_id', ''))}</code> · {n:,} examples · {len(models)} models"
+            + (f" · monthly figures at {monthly:,} requests" if monthly else "") + "</p>",
+            f"<p class='recommendation{'' if rec.model else ' none'}' id='recommendation'>{P.esc(rec.sentence)}</p>",
+            "<section id='headline'><h2>Models</h2>",
+            P.table([(k, titles[k]) for k in COLUMNS], [{**r, "model": P.esc(r["model"]) + (
+                " <span class='mark'>✓ recommended</span>" if r["recommended"] else "")} for r in rows],
+                row_class=lambda r: "recommended" if r["recommended"] else "", raw=("model",)),
+            "</section>"]
+    pareto = dec.get("pareto") or []
+    body.append(P.figure("quality-cost", f"{metric} against cost per 1,000 requests", svgs["quality-cost"],
+                         f"Each point is a model with its 95% interval; diamonds joined by the dashed line are the "
+                         f"Pareto front ({P.esc(', '.join(pareto)) or 'none'}): no other model is both better and cheaper. "
+                         "✓ marks the recommendation.", "No model has both a cost and a value."))
+    be_text = "".join(f"<li>{P.esc(t)}</li>" for t in breakeven_lines(be))
+    body.append(P.figure("volume", "Monthly cost against monthly volume", svgs["volume"],
+                         "API options cost per token, so their line is straight; a self-hosted option pays its always-on "
+                         "floor until the volume needs more capacity than the floor provides; a conventional model costs its "
+                         "amortised training plus compute per request. Dots mark the break-even volumes"
+                         + (f", the dotted rule the configured {monthly:,} requests a month" if monthly else "") + "."
+                         + (f"<ul class='decisions'>{be_text}</ul>" if be_text else ""),
+                         "No option has a known cost per request."))
+    worst_text = []
     if len(gen):
-        parts.append("<h2>Generalization</h2>" + gen.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
-    sl = metrics[metrics["slice"] != "all"]
-    if len(sl):
-        parts.append("<h2>Slices</h2>" + sl.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
-    if len(comp):
-        parts.append("<h2>Paired comparisons</h2>" + comp.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
-    if len(be):
-        parts.append("<h2>Break-even</h2>" + be.to_html(index=False, float_format=lambda v: f"{v:,.4g}"))
-    parts.append("</body></html>")
-    rf.write_text(S.REPORT, "\n".join(parts))
+        for r in gen[gen["metric"] == metric].itertuples():
+            if not fmt.missing(r.worst_slice):
+                worst_text.append(f"{r.model}: worst {r.worst_slice} ({_fmt(r.worst_value)}, gap {_fmt(r.gap)})"
+                                  + (f", held-out gap {fmt.signed(r.held_out_gap)}" if not fmt.missing(r.held_out_gap) else ""))
+    body.append(P.figure("slices", f"{metric} per slice", svgs["slices"],
+                         "Each cell is one model on one slice; the outlined cell is that model's worst slice"
+                         + ("; a held-out gap is in-distribution minus held-out" if not cells.empty and cells["model_label"].str.contains("held-out").any() else "")
+                         + ". " + P.esc("; ".join(worst_text)), "The pipeline declares no slices."))
+    body.append(P.figure("paired", f"Paired differences in {metric}", svgs["paired"],
+                         "A − B on the examples both models answered, with its 95% paired-bootstrap interval; an interval "
+                         "that crosses the dashed zero line is no clear difference."
+                         + ("" if len(models) <= ALL_PAIRS_MAX_MODELS else f" Every model against {P.esc(rec.model or models[0])}."),
+                         "One model only: nothing to compare." if len(models) < 2 else "No per-example scores to compare."))
+    body.append(P.figure("latency", "Latency per request", svgs["latency"],
+                         "Box: 25th to 75th percentile; line: median; whiskers: 5th to 95th percentile; red dot: 99th "
+                         "percentile, over the successful calls.", "No latencies recorded."))
+    earlier = int((~hist["current"].astype(bool)).sum()) if len(hist) else 0
+    body.append(P.figure("history", f"History of {metric} and cost", svgs["history"],
+                         (f"This pipeline's earlier complete runs ({len(set(hist.loc[~hist['current'].astype(bool), 'run_id']))}) "
+                          "and this one (circled)" if earlier else "No earlier complete run of this pipeline yet: this run only (circled)")
+                         + "; a red cross marks a run whose gates failed.", "History not drawn."))
+    body += _long_tables(rt, table, pairs)
+    body.append(P.footer(footer_items(rt)))
+    report = P.document(f"{pipeline} {manifest.get('as_of', '')} — Assay", body)
+    rf.write_text(S.REPORT, report)
+    t_end = time.perf_counter()
+    timings.update(data=round(t_data - t_start, 4), total=round(t_end - t_start, 4))
 
     summary_rows = []
     for r in table.to_dict("records"):
         summary_rows.append({k: (None if isinstance(v, float) and math.isnan(v) else (round(v, 6) if isinstance(v, float) else v))
                              for k, v in r.items()})
-    return {"rows": summary_rows, "markdown": markdown, "report": rf.path(S.REPORT), "decisions": dec}
-
-
-def _scatter(table: pd.DataFrame, metric: str | None) -> str:
-    """An inline SVG of quality against cost per 1k requests."""
-    if not metric or metric not in table or "cost_per_1k_usd" not in table:
-        return ""
-    pts = table.dropna(subset=[metric, "cost_per_1k_usd"])
-    if pts.empty:
-        return ""
-    w, h, pad = 520, 300, 50
-    xs, ys = pts["cost_per_1k_usd"].astype(float), pts[metric].astype(float)
-    x0, x1 = 0.0, max(xs.max() * 1.1, 1e-9)
-    y0, y1 = min(ys.min() - 0.05, 0.9 * ys.min()), max(ys.max() + 0.05, ys.max())
-    sx = lambda x: pad + (x - x0) / (x1 - x0) * (w - 2 * pad)  # noqa: E731
-    sy = lambda y: h - pad - (y - y0) / ((y1 - y0) or 1) * (h - 2 * pad)  # noqa: E731
-    out = [f"<h2>{html.escape(metric)} against cost per 1,000 requests</h2>",
-           f"<svg width='{w}' height='{h}' xmlns='http://www.w3.org/2000/svg' style='border:1px solid #ddd'>",
-           f"<line x1='{pad}' y1='{h - pad}' x2='{w - pad}' y2='{h - pad}' stroke='#888'/>",
-           f"<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{h - pad}' stroke='#888'/>",
-           f"<text x='{w / 2}' y='{h - 12}' font-size='12' text-anchor='middle'>USD per 1k requests (0 – {x1:.3g})</text>",
-           f"<text x='14' y='{h / 2}' font-size='12' transform='rotate(-90 14 {h / 2})' text-anchor='middle'>{html.escape(metric)}</text>"]
-    for model, x, y in zip(pts["model"], xs, ys):
-        out.append(f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='5' fill='#3b6ea5'/>"
-                   f"<text x='{sx(x) + 8:.1f}' y='{sy(y) + 4:.1f}' font-size='12'>{html.escape(str(model))} ({y:.3f})</text>")
-    out.append("</svg>")
-    return "\n".join(out)
+    headline_table = [{titles[k]: r[k] for k in COLUMNS} | {"recommended": "✓" if r["recommended"] else ""} for r in rows]
+    return {"rows": summary_rows, "markdown": markdown, "report": rf.path(S.REPORT), "decisions": dec,
+            "recommendation": rec.sentence, "headline": headline_table, "timings": timings}

@@ -17,6 +17,8 @@ def run(ctx: RunContext) -> dict:
 
     t0 = time.perf_counter()
     out = build_report(ctx.folder, ctx.cfg, ctx.pipeline)
-    record_stage(ctx.folder, NAME, t0, [S.SUMMARY, S.REPORT])
+    # how long the charts took (vl-convert's engine starts on the first, once per process)
+    record_stage(ctx.folder, NAME, t0, [S.SUMMARY, S.REPORT], {"timings": out["timings"]})
+    log.info("report: %s", out["recommendation"])
     log.info("report: %s", out["report"])
     return out

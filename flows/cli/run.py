@@ -236,41 +236,36 @@ def stop_orphaned_temporary_servers() -> list[int]:
 
 
 def print_result(folder: str, pipeline: str) -> None:
-    """The result table (per model: the headline metric with its interval, errors, cost per 1,000
-    requests, monthly cost, p95 latency) and the decisions, on standard output."""
+    """The result table (per model: the headline metric with its interval, cost per 1,000 requests,
+    monthly cost, p95 latency, errors; the recommended row marked ✓), the recommendation in the
+    words of summary.md and report.html, and the decisions, on standard output."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from assay.report import summary as R
-    from assay.report import format as fmt
+    from assay.report.decision import COLUMNS, headline_rows, headline_titles
     from assay import store as S
     from assay.store import open_run
     from assay.runs import Manifest
-    from assay.config import PipelineConfig
 
     rf = open_run(folder)
     m = Manifest.of(rf)
-    cfg = PipelineConfig.model_validate(m.get("config")["pipeline"])
+    cfg = R.run_config(m.data)
     metrics, costs = rf.read_table(S.METRICS).to_pandas(), rf.read_table(S.COSTS).to_pandas()
     be = rf.read_table(S.BREAKEVEN).to_pandas() if rf.exists(S.BREAKEVEN) else None
     table = R.headline(metrics, costs, cfg)
     dec = R.decisions(table, cfg)
-    first = dec["first_metric"]
-    monthly = cfg.cost.monthly_requests
-    t = Table(title=f"{pipeline} {m.as_of}: {first} (95% CI) and cost", title_justify="left")
-    for col, right in (("model", False), (first, True), ("errors", True), ("$/1k req", True),
-                       (f"$/month at {monthly:,}" if monthly else "$/month", True), ("p95 latency", True)):
-        t.add_column(col, justify="right" if right else "left")
-    best = dec.get("cheapest_passing")
-    for r in table.to_dict("records"):
-        name = escape(str(r["model"])) + (" ✓" if best and r["model"] == best else "")
-        value = f"{fmt.num(r.get(first))} {r.get(f'{first}_ci', '')}" if first in r else "–"
-        p95 = r.get("latency_p95_s")
-        t.add_row(name, value, str(r.get("errors", "–")), fmt.usd(r.get("cost_per_1k_usd")), fmt.usd(r.get("monthly_cost_usd")),
-                  "–" if fmt.missing(p95) else f"{p95:.2f} s")
+    rec = dec.pop("recommendation")
+    titles = headline_titles(cfg)
+    t = Table(title=f"{pipeline} {m.as_of}: {dec['first_metric']} (95% CI) and cost", title_justify="left")
+    for col in COLUMNS:
+        t.add_column(titles[col], justify="left" if col == "model" else "right")
+    for r in headline_rows(table, cfg, rec):
+        t.add_row(*[escape(r[c]) + (" ✓" if c == "model" and r["recommended"] else "") for c in COLUMNS])
     con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     con.print(t)
+    con.print(escape(rec.sentence), soft_wrap=True)
     for line in R.decision_lines(dec, be if be is not None else costs.iloc[0:0]):
         con.print(f"- {escape(line)}")
     sys.stdout.flush()

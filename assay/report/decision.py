@@ -1,0 +1,215 @@
+"""The decision of a run in one sentence, and the headline table every view shows.
+
+One function each, used by ``summary.md``, ``report.html``, the Prefect UI's artifacts and the
+terminal's result table (``assay run``), so all four say the same thing in the same words:
+
+* :func:`recommend` — the cheapest option that passes every gate (by monthly cost at the
+  configured volume, else cost per 1,000 requests: :func:`assay.costing.cheapest_passing`), or
+  why none does, with the runner-up;
+* :func:`headline_rows` — per model the headline metric with its interval, cost per 1,000
+  requests, monthly cost, p95 latency and errors, formatted for people, the recommended row marked.
+
+Gates here are the ``min``/``max`` bars of ``gates:`` on each model's overall value; ``max_drop``
+compares with earlier runs and is checked by the gate after the report (see :mod:`assay.gates`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from assay.report import format as fmt
+
+#: The headline table's columns, in order (the monthly column's title names the volume).
+COLUMNS = ("model", "quality", "cost_per_1k", "monthly", "p95", "errors")
+
+
+@dataclass
+class Recommendation:
+    """What the run recommends. ``model`` is None when no option passes (or no gate is set)."""
+
+    sentence: str
+    model: str | None = None
+    runner_up: str | None = None
+    metric: str = ""
+    passing: list[str] = field(default_factory=list)
+    failing: dict[str, list[str]] = field(default_factory=dict)   # model -> the bars it fails
+    gated: bool = False
+
+    def to_dict(self) -> dict:
+        return {"sentence": self.sentence, "model": self.model, "runner_up": self.runner_up, "metric": self.metric,
+                "passing": list(self.passing), "failing": dict(self.failing), "gated": self.gated}
+
+
+def bars(cfg) -> dict[str, dict]:
+    """The ``min``/``max`` bars of a pipeline's gates: ``{metric: {"min": .., "max": ..}}``."""
+    out = {}
+    for metric, g in (cfg.gates or {}).items():
+        d = g.model_dump(exclude_none=True) if hasattr(g, "model_dump") else dict(g)
+        b = {k: float(d[k]) for k in ("min", "max") if d.get(k) is not None}
+        if b:
+            out[metric] = b
+    return out
+
+
+def _bar_text(metric: str, b: dict) -> str:
+    parts = []
+    if "min" in b:
+        parts.append(f"{metric} ≥ {b['min']:g}")
+    if "max" in b:
+        parts.append(f"{metric} ≤ {b['max']:g}")
+    return " and ".join(parts)
+
+
+def _value(row: pd.Series, col: str) -> float:
+    try:
+        v = float(row.get(col))
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+def _fails(row: pd.Series, bs: dict[str, dict]) -> list[str]:
+    """The bars a model's row fails, each as ``accuracy 0.70 < 0.75``."""
+    out = []
+    for metric, b in bs.items():
+        v = _value(row, metric)
+        if math.isnan(v):
+            out.append(f"{metric} unknown")
+            continue
+        if "min" in b and v < b["min"]:
+            out.append(f"{metric} {fmt.num(v)} < {b['min']:g}")
+        if "max" in b and v > b["max"]:
+            out.append(f"{metric} {fmt.num(v)} > {b['max']:g}")
+    return out
+
+
+def _cost_col(table: pd.DataFrame) -> str:
+    if "monthly_cost_usd" in table and pd.to_numeric(table["monthly_cost_usd"], errors="coerce").notna().any():
+        return "monthly_cost_usd"
+    return "cost_per_1k_usd"
+
+
+def _quality(row: pd.Series, metric: str) -> str:
+    return f"{metric} {fmt.with_interval(row.get(metric), row.get(f'{metric}_ci_low'), row.get(f'{metric}_ci_high'))}"
+
+
+def _cost(row: pd.Series, monthly: int | None) -> str:
+    m = row.get("monthly_cost_usd")
+    if monthly and not fmt.missing(m):
+        return f"{fmt.usd(float(m))} a month"
+    c = row.get("cost_per_1k_usd")
+    return "an unknown cost" if fmt.missing(c) else f"{fmt.usd(float(c))} per 1,000 requests"
+
+
+def recommend(table: pd.DataFrame, cfg) -> Recommendation:
+    """The recommendation of a run's headline table (see :func:`assay.report.summary.headline`)."""
+    from assay import costing
+
+    metric = cfg.metric_specs()[0].key
+    monthly = cfg.cost.monthly_requests
+    bs = bars(cfg)
+    if table.empty or "model" not in table:
+        return Recommendation("No model produced results, so there is nothing to recommend.", metric=metric, gated=bool(bs))
+    rows = {str(r["model"]): r for _, r in table.iterrows()}
+    at = f" for {monthly:,} requests" if monthly else ""
+    hib = _higher_is_better(table, metric)
+    if not bs:
+        ranked = _by_quality(table, metric, hib)
+        if not ranked:
+            return Recommendation(f"No gates are configured and no model has a {metric}.", metric=metric)
+        best = ranked[0]
+        cheapest = costing.cheapest_passing(table, {})
+        text = (f"No gates are configured, so no option is recommended: the best {metric} is {best} "
+                f"({_quality(rows[best], metric)}, {_cost(rows[best], monthly)}{at})")
+        if cheapest and cheapest != best:
+            text += f"; the cheapest is {cheapest} ({_quality(rows[cheapest], metric)}, {_cost(rows[cheapest], monthly)})"
+        return Recommendation(text + ".", None, cheapest if cheapest != best else (ranked[1] if len(ranked) > 1 else None),
+                              metric, list(rows), {})
+    failing = {m: f for m, r in rows.items() if (f := _fails(r, bs))}
+    passing = [m for m in rows if m not in failing]
+    gates_text = "; ".join(_bar_text(m, b) for m, b in bs.items())
+    chosen = costing.cheapest_passing(table, bs)
+    if chosen is not None:
+        col = _cost_col(table)
+        cost = pd.to_numeric(table[col], errors="coerce")
+        order = table.assign(_fails=[str(m) in failing for m in table["model"]], _cost=cost.fillna(math.inf))
+        order = order.sort_values(["_fails", "_cost"], kind="stable")
+        others = [str(m) for m in order["model"] if str(m) != chosen]
+        runner = others[0] if others else None
+        only = len(passing) == 1
+        r = rows[chosen]
+        text = (f"Deploy {chosen}: the {'only' if only else 'cheapest'} option that passes every gate ({gates_text}), "
+                f"at {_cost(r, monthly)}{at}, with {_quality(r, metric)}.")
+        if runner is not None:
+            rr = rows[runner]
+            why = f", but it fails {', '.join(failing[runner])}" if runner in failing else ""
+            text += f" Runner-up: {runner}, at {_cost(rr, monthly)}, with {_quality(rr, metric)}{why}."
+        return Recommendation(text, chosen, runner, metric, passing, failing, True)
+    if passing:  # they pass, but none has a known cost
+        text = (f"{', '.join(passing)} {'passes' if len(passing) == 1 else 'pass'} every gate ({gates_text}), "
+                "but no cost is known, so none is recommended.")
+        return Recommendation(text, None, None, metric, passing, failing, True)
+    # nobody passes: the closest first (fewest failed bars, then the best headline metric)
+    ranked = _by_quality(table, metric, hib)
+    ranked = sorted(ranked, key=lambda m: len(failing.get(m, []))) + [m for m in rows if m not in ranked]
+    closest = ranked[0]
+    text = f"No option passes every gate ({gates_text}): " + "; ".join(
+        f"{m} fails {', '.join(failing[m])}" for m in ranked) + "."
+    text += f" Closest: {closest}, with {_quality(rows[closest], metric)}, at {_cost(rows[closest], monthly)}{at}"
+    runner = ranked[1] if len(ranked) > 1 else None
+    if runner:
+        text += f"; runner-up: {runner}, with {_quality(rows[runner], metric)}, at {_cost(rows[runner], monthly)}"
+    return Recommendation(text + ".", None, runner, metric, [], failing, True)
+
+
+def _higher_is_better(table: pd.DataFrame, metric: str) -> bool:
+    col = f"{metric}_higher_is_better"
+    if col in table and table[col].notna().any():
+        return bool(table[col].dropna().iloc[0])
+    return True
+
+
+def _by_quality(table: pd.DataFrame, metric: str, hib: bool) -> list[str]:
+    if metric not in table:
+        return []
+    q = pd.to_numeric(table[metric], errors="coerce")
+    ok = table.assign(_q=q).dropna(subset=["_q"]).sort_values("_q", ascending=not hib, kind="stable")
+    return [str(m) for m in ok["model"]]
+
+
+def headline_titles(cfg) -> dict[str, str]:
+    """Column titles of the headline table (the same words in every view)."""
+    metric = cfg.metric_specs()[0].key
+    monthly = cfg.cost.monthly_requests
+    return {"model": "model", "quality": f"{metric} (95% CI)", "cost_per_1k": "$/1k req",
+            "monthly": f"$/month at {monthly:,}" if monthly else "$/month", "p95": "p95 latency", "errors": "errors"}
+
+
+def headline_rows(table: pd.DataFrame, cfg, rec: Recommendation | None = None) -> list[dict]:
+    """One dict per model, keyed by :data:`COLUMNS` (formatted text) plus ``recommended`` (bool)
+    and the raw numbers a table artifact or chart may want (``value``, ``ci_low``, ...)."""
+    metric = cfg.metric_specs()[0].key
+    chosen = rec.model if rec is not None else None
+    out = []
+    for _, r in table.iterrows():
+        errors = r.get("errors")
+        out.append({
+            "model": str(r["model"]),
+            "quality": fmt.with_interval(r.get(metric), r.get(f"{metric}_ci_low"), r.get(f"{metric}_ci_high")),
+            "cost_per_1k": fmt.usd(_num(r.get("cost_per_1k_usd"))),
+            "monthly": fmt.usd(_num(r.get("monthly_cost_usd"))),
+            "p95": fmt.seconds(_num(r.get("latency_p95_s"))),
+            "errors": fmt.count(errors) if not fmt.missing(errors) else "–",
+            "recommended": chosen is not None and str(r["model"]) == chosen,
+        })
+    return out
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
