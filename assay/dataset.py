@@ -134,6 +134,8 @@ def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as
     for s in cfg.slices:
         if s not in table.column_names:
             missing.append(f"dataset.slices column {s!r}")
+    if cfg.cluster and cfg.cluster not in table.column_names:
+        missing.append(f"dataset.cluster column {cfg.cluster!r}")
     if cfg.partition and cfg.partition.column not in table.column_names:
         missing.append(f"dataset.partition.column {cfg.partition.column!r}")
     fields = cfg.input or (template_fields(prompt.template) if prompt else [])

@@ -17,6 +17,7 @@ Responses may have several rows per (example, model), told apart by an integer `
 column (0..K-1); without it, or with one sample, there is one row per (example, model).
 """
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,10 +105,12 @@ def bootstrap_stats(metric, preds: list, refs: list, each: np.ndarray | None, re
         vals = np.asarray(each, dtype=float)
         stats = np.empty(resamples)
         step = max(1, 2_000_000 // n)  # keep the index matrix to a few MB
-        for lo in range(0, resamples, step):
-            k = min(step, resamples - lo)
-            idx = rng.integers(0, n, size=(k, n))
-            stats[lo:lo + k] = np.nanmean(vals[idx], axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a resample of only NaN scores
+            for lo in range(0, resamples, step):
+                k = min(step, resamples - lo)
+                idx = rng.integers(0, n, size=(k, n))
+                stats[lo:lo + k] = np.nanmean(vals[idx], axis=1)
         return stats
     if hasattr(metric, "resample_aggregates"):
         stats = np.empty(resamples)
