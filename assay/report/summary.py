@@ -111,6 +111,7 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str) -> dict:
           "## Models\n", _md_table(disp)]
     if cfg.cost.monthly_requests:
         md.append(f"Monthly figures at {cfg.cost.monthly_requests:,} requests per month.\n")
+    md += _error_bar_lines(metrics)
     md.append("## Decisions\n")
     if "cheapest_passing" in dec:
         md.append(f"- Cheapest model that passes every quality bar: **{dec['cheapest_passing'] or 'none passes'}**")
@@ -128,6 +129,11 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str) -> dict:
         c = comp.copy()
         c["diff"] = c["diff"].map(_fmt)
         c["p_value"] = c["p_value"].map(lambda v: _fmt(v, 4))
+        if "se" in c:  # paired CLT statistics (assay.scoring): SE, 95% interval, correlation, MDE
+            c["95% CI"] = [f"[{_fmt(lo)}, {_fmt(hi)}]" for lo, hi in zip(comp["ci_low"], comp["ci_high"])]
+            for col in ("se", "correlation", "mde"):
+                c[col] = comp[col].map(_fmt)
+            c = c[["metric", "model_a", "model_b", "diff", "se", "95% CI", "correlation", "p_value", "mde"]]
         md.append(_md_table(c))
     markdown = "\n".join(md)
     rf.write_text(S.SUMMARY, markdown)
@@ -165,6 +171,20 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str) -> dict:
         summary_rows.append({k: (None if isinstance(v, float) and math.isnan(v) else (round(v, 6) if isinstance(v, float) else v))
                              for k, v in r.items()})
     return {"rows": summary_rows, "markdown": markdown, "report": rf.path(S.REPORT), "decisions": dec}
+
+
+def _error_bar_lines(metrics: pd.DataFrame) -> list[str]:
+    """Overall error bars beside the bootstrap interval: CLT SE, Wilson, clusters, MDE, notes."""
+    if "se" not in metrics:
+        return []
+    o = metrics[metrics["slice"] == "all"]
+    out = ["## Error bars\n", "| model | metric | n | se | Wilson 95% | clusters | MDE (80% power) | note |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in o.itertuples(index=False):
+        wil = "–" if pd.isna(r.wilson_low) else f"[{_fmt(r.wilson_low)}, {_fmt(r.wilson_high)}]"
+        ncl = "–" if pd.isna(r.n_clusters) else str(int(r.n_clusters))
+        out.append(f"| {r.model} | {r.metric} | {int(r.n)} | {_fmt(r.se, 4)} | {wil} | {ncl} | {_fmt(r.mde)} | {r.note or ''} |")
+    return out + [""]
 
 
 def _scatter(table: pd.DataFrame, metric: str | None) -> str:
