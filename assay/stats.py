@@ -206,8 +206,8 @@ def examples_needed(var_per_example: float, detect: float, alpha: float = ALPHA,
     """Examples needed so that a difference of ``detect`` is found with ``power`` by a two-sided
     test at ``alpha``, when one example's (paired) score difference has variance ``var_per_example``:
     ``n = (z_{1−α/2} + z_{power})² · var / detect²``, rounded up."""
-    if not (detect > 0) or not math.isfinite(var_per_example):
-        return -1
+    if not (detect > 0) or not math.isfinite(var_per_example) or not var_per_example > 0:
+        return -1  # nothing to go on (no variance in the run)
     return max(1, math.ceil((z_two_sided(alpha) + z(power)) ** 2 * var_per_example / detect ** 2 - 1e-9))
 
 

@@ -52,6 +52,6 @@ def plan(
                f"(from run {rf.run_id}, {rf.as_of})")
     for r in table.itertuples(index=False):
         who = f"{r.model_a} vs {r.model_b}" if r.model_b else f"{r.model_a}"
-        need = "cannot tell (no variance)" if r.examples_needed < 0 else f"{r.examples_needed:,} examples"
+        need = "cannot tell (no variance in this run)" if r.examples_needed < 0 else f"{r.examples_needed:,} examples"
         k = f" x {r.samples} samples" if r.samples and r.samples > 1 else ""
         typer.echo(f"  {r.metric:<14} {who:<34} {need}{k}   (this run: n={r.n_run:,}, detects {r.mde_run:.4g})")
