@@ -439,6 +439,11 @@ class Metric:
         return f"{type(self).__name__}({opts})"
 
 
+_MISSING = object()
+#: distinct texts a metric keeps normalised (free text beyond this is normalised each time)
+_NORM_CACHE_SIZE = 100_000
+
+
 class _Normalised(Metric):
     """Predictions and references are compared after normalisation (``normalize_text``): by
     default case, surrounding whitespace, runs of whitespace and leading/trailing punctuation
@@ -473,8 +478,22 @@ class _Normalised(Metric):
             regexes_to_ignore=list(regexes_to_ignore),
         )
         self._norm = dict(self.options, regexes_to_ignore=[re.compile(r) for r in regexes_to_ignore])
+        self._norm_cache: dict[str, str | None] | None = None
+
+    # labels repeat: each distinct text is normalised once (the bootstrap asks for the same ones again and again)
+    _transient = ("_norm_cache",)
 
     def normalize(self, text: Any) -> str | None:
+        if type(text) is str:
+            cache = self.__dict__.get("_norm_cache")
+            if cache is None:
+                cache = self._norm_cache = {}
+            out = cache.get(text, _MISSING)
+            if out is _MISSING:
+                out = normalize_text(text, **self._norm)
+                if len(cache) < _NORM_CACHE_SIZE:
+                    cache[text] = out
+            return out
         return normalize_text(text, **self._norm)
 
 
