@@ -253,3 +253,27 @@ def test_pass_at_k_with_samples_uses_the_unbiased_estimator():
         res = score(ds, pa.Table.from_pylist(rows), {"pass": PassAtK(k=k, workers=4)}, [], resamples=50)
         row = res.metrics.iloc[0]
         assert row["value"] == pytest.approx(want) and row["samples"] == 4 and row["n"] == 2
+
+
+def test_score_stage_reads_every_sample_of_the_responses(tmp_path):
+    from datetime import date
+
+    from assay.stages.score import read_scored_responses
+    from assay.store import Store
+
+    rf = Store(tmp_path).run("p", date(2026, 1, 1), "r1")
+    rows = [{"example_id": "e1", "model": "M", "output": o, "error": e, "sample": s}
+            for s, (o, e) in enumerate([("a", None), ("b", None), (None, "HTTP 500")])]
+    rf.write_table("responses/part-M-00000.parquet", pa.Table.from_pylist(rows))
+    # a retried sample: the later success wins over the earlier error
+    rf.write_table("responses/part-M-00001.parquet",
+                   pa.Table.from_pylist([{"example_id": "e1", "model": "M", "output": "c", "error": None, "sample": 2}]))
+    t = read_scored_responses(rf).to_pandas().sort_values("sample")
+    assert t["sample"].tolist() == [0, 1, 2] and t["output"].tolist() == ["a", "b", "c"]
+    # without a sample column: the responses as the invoke stage reads them, one row per (example, model)
+    rf2 = Store(tmp_path).run("p", date(2026, 1, 1), "r2")
+    from assay.responses import RESPONSE_SCHEMA
+
+    rf2.write_table("responses/part-M-00000.parquet", pa.Table.from_pylist([{"example_id": "e1", "model": "M", "output": "a"}],
+                                                                           schema=RESPONSE_SCHEMA))
+    assert read_scored_responses(rf2).num_rows == 1 and "sample" not in read_scored_responses(rf2).column_names
