@@ -24,3 +24,26 @@ def test_codegen_example_scores_programs_by_running_them(tmp_path):
     c = pd.read_parquet(ctx.folder.path("comparisons.parquet"))
     row = c[c.metric == "pass_at_k"].iloc[0]
     assert row["diff"] == 5 / 16 and row["n_clusters"] == 8 and row["se"] > 0
+
+
+def test_assay_plan_on_the_example(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli.main import app
+
+    cfg = str(ROOT / "data" / "codegen" / "pipelines.yaml")
+    runner = CliRunner()
+    r = runner.invoke(app, ["plan", "codegen", "--config", cfg, "--artifacts", str(tmp_path), "--detect", "0.1"])
+    assert r.exit_code == 2 and "no complete run to plan from" in r.output
+    run_local(cfg, "codegen", date(2026, 11, 24), artifacts=str(tmp_path))
+    r = runner.invoke(app, ["plan", "codegen", "--config", cfg, "--artifacts", str(tmp_path), "--detect", "0.1", "-f", "csv"])
+    assert r.exit_code == 0, r.output
+    import io
+
+    t = pd.read_csv(io.StringIO(r.output)).set_index("metric")
+    row = t.loc["pass_at_k"]
+    assert row["n_run"] == 16 and row["examples_needed"] > 16 and row["basis"] == "paired difference"
+    r = runner.invoke(app, ["plan", "codegen", "--config", cfg, "--artifacts", str(tmp_path), "--detect", "0.1"])
+    assert "pass_at_k" in r.output and "coder-a vs coder-b" in r.output and "examples" in r.output
+    r = runner.invoke(app, ["plan", "codegen", "--config", cfg, "--artifacts", str(tmp_path), "--detect", "-1"])
+    assert r.exit_code == 2

@@ -107,6 +107,11 @@ def run(ctx: RunContext) -> str:
     for r in overall.itertuples():
         log.info("score: %s %s = %.4f [%.4f, %.4f] (n=%d, errors=%d)", r.model, r.metric, r.value, r.ci_low, r.ci_high, r.n,
                  r.errors)
+    if "score_error" in res.scores and len(res.scores):
+        failed = res.scores[res.scores["score_error"].notna()]
+        for (model, metric), g in failed.groupby(["model", "metric"], sort=False):
+            log.warning("score: %s %s: %d score error(s), left out of the mean; first: %s", model, metric, len(g),
+                        g["score_error"].iloc[0])
     for key, usage in judges.items():
         log.info("score: judge %s made %d calls (%d errors)", key, usage.get("requests", 0), usage.get("errors", 0))
     return rf.path(S.METRICS)
