@@ -75,6 +75,16 @@ def _cluster_members(clusters: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]
     return inv, np.split(order, bounds)
 
 
+def _cluster_index_rows(rng, members: list[np.ndarray], k: int, pad: int) -> np.ndarray:
+    """``k`` cluster-bootstrap resamples as rows of example indices, padded with ``pad`` to one width."""
+    rows = [np.concatenate([members[c] for c in rng.integers(0, len(members), size=len(members))]) for _ in range(k)]
+    width = max(len(r) for r in rows)
+    out = np.full((k, width), pad, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
+
+
 def bootstrap_stats(metric, preds: list, refs: list, each: np.ndarray | None, resamples: int, seed: int,
                     clusters: np.ndarray | None = None) -> np.ndarray | None:
     """The metric on ``resamples`` bootstrap resamples of the examples (of the clusters, with
@@ -115,6 +125,14 @@ def bootstrap_stats(metric, preds: list, refs: list, each: np.ndarray | None, re
     if hasattr(metric, "resample_aggregates"):
         stats = np.empty(resamples)
         step = max(1, 2_000_000 // n)
+        if clusters is not None:
+            # whole clusters; rows padded with an extra example whose reference is missing (left out)
+            members = _cluster_members(clusters)[1]
+            pp, rr = list(preds) + [None], list(refs) + [None]
+            for lo in range(0, resamples, step):
+                k = min(step, resamples - lo)
+                stats[lo:lo + k] = metric.resample_aggregates(pp, rr, _cluster_index_rows(rng, members, k, n))
+            return stats
         for lo in range(0, resamples, step):
             k = min(step, resamples - lo)
             stats[lo:lo + k] = metric.resample_aggregates(preds, refs, rng.integers(0, n, size=(k, n)))
@@ -188,6 +206,14 @@ def _paired_diffs(metric, preds_a, preds_b, refs, each_a, each_b, resamples: int
         observed = metric.aggregate(preds_a, refs) - metric.aggregate(preds_b, refs)
         diffs = np.empty(resamples)
         step = max(1, 2_000_000 // n)
+        if clusters is not None:
+            members = _cluster_members(clusters)[1]
+            pa_, pb_, rr = list(preds_a) + [None], list(preds_b) + [None], list(refs) + [None]
+            for lo in range(0, resamples, step):
+                k = min(step, resamples - lo)
+                idx = _cluster_index_rows(rng, members, k, n)
+                diffs[lo:lo + k] = metric.resample_aggregates(pa_, rr, idx) - metric.resample_aggregates(pb_, rr, idx)
+            return observed, diffs
         for lo in range(0, resamples, step):
             k = min(step, resamples - lo)
             idx = rng.integers(0, n, size=(k, n))
@@ -475,13 +501,8 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                     r_here = resamples
                     if recompute:
                         r_here = plans[out_key]["overall" if name == "all" else "slices"]
-                    cl_boot = cl
-                    if cl is not None and not decomposable and hasattr(metric, "resample_aggregates"):
-                        cl_boot = None
-                        note_parts_g = ["bootstrap by example: its vectorised resampling ignores clusters"]
-                    else:
-                        note_parts_g = []
-                    boot = bootstrap_stats(m_used, p, rf, e, r_here, seed + gi, cl_boot)
+                    note_parts_g = []
+                    boot = bootstrap_stats(m_used, p, rf, e, r_here, seed + gi, cl)
                     lo, hi = _interval(metric, e, boot, r_here)
                     used = 0 if boot is None else len(boot)
                     se = n_cl = np.nan
@@ -498,6 +519,8 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                             vb, vw, ks = _split(w[idx], k[idx], e)
                     elif boot is not None and len(boot) > 1:
                         se = float(np.nanstd(boot, ddof=1))
+                    if cl is not None and not decomposable:
+                        n_cl = len(np.unique(cl))
                     notes = list(note_parts) + note_parts_g
                     if decomposable and n_valid:
                         small = ST.small_n_note(n_valid, None if clusters is None else int(n_cl), successes)
@@ -533,7 +556,7 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                 ea, eb = per_model[a]["each"].get(out_key), per_model[b]["each"].get(out_key)
                 r_here = plans[out_key]["overall"] if out_key in plans else resamples
                 observed, diffs = _paired_diffs(m_used, per_model[a]["preds"], per_model[b]["preds"], refs_all,
-                                                ea, eb, r_here, seed, clusters if metric.decomposable else None)
+                                                ea, eb, r_here, seed, clusters)
                 p_value = _p_value(observed, diffs)
                 row = {"metric": out_key, "model_a": a, "model_b": b, "diff": observed, "p_value": p_value}
                 if metric.decomposable and ea is not None and eb is not None:
@@ -556,7 +579,8 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                     q = ST.z_two_sided(alpha)
                     n_ok = sum(1 for r in refs_all if r is not None and not (isinstance(r, float) and np.isnan(r)))
                     row.update(se=se, ci_low=observed - q * se, ci_high=observed + q * se, correlation=np.nan,
-                               se_a=np.nan, se_b=np.nan, n=n_ok, n_clusters=np.nan,
+                               se_a=np.nan, se_b=np.nan, n=n_ok,
+                               n_clusters=len(np.unique(clusters)) if clusters is not None else np.nan,
                                mde=ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
                                var_between=np.nan, var_within=np.nan)
                 comparisons.append(row)

@@ -344,3 +344,23 @@ def test_corpus_metric_bootstrap_is_bounded_by_its_budget():
     assert m[m.slice != "all"].ci_low.isna().all()
     # every computation of the metric, point values included, is counted: well under one per resample per slice
     assert res.computations["f1"] <= 150 + 2 * 9 + 2
+
+
+def test_clustered_bootstrap_of_a_vectorised_corpus_metric():
+    # macro-F1 over clusters whose examples are all right or all wrong: resampling clusters widens the interval
+    n = 240
+    cl = np.repeat(np.arange(30), 8)
+    labels = np.array(["a", "b", "c"])
+    refs = labels[np.arange(n) % 3]
+    right = np.repeat(np.arange(30) % 4 != 0, 8)
+    outs = np.where(right, refs, "zz")
+    ds = pa.table({"example_id": [f"x{i:03d}" for i in range(n)], "reference": refs.tolist(), "doc": cl})
+    resp = pa.table({"example_id": [f"x{i:03d}" for i in range(n)], "model": ["M"] * n, "output": outs.tolist(),
+                     "error": pa.nulls(n, pa.string())})
+    f1 = MacroF1()
+    plain = score(ds, resp, {"f1": f1}, [], resamples=400, seed=0).metrics.iloc[0]
+    clus = score(ds, resp, {"f1": f1}, [], resamples=400, seed=0, cluster="doc").metrics.iloc[0]
+    assert clus["value"] == plain["value"] and clus["n_clusters"] == 30
+    assert clus["ci_low"] <= clus["value"] <= clus["ci_high"]
+    assert (clus["ci_high"] - clus["ci_low"]) > 1.8 * (plain["ci_high"] - plain["ci_low"])
+    assert clus["se"] > 1.8 * plain["se"]  # the bootstrap SE of a corpus metric
