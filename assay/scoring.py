@@ -331,7 +331,7 @@ def _budget(metric, spec_budget: int | None, resamples: int, n_models: int, n_gr
         overall = 0
     left = budget - overall * units
     slice_units = n_models * max(0, n_groups - 1)
-    per_slice = min(overall, left // slice_units) if slice_units else 0
+    per_slice = min(overall, left // slice_units) if slice_units else overall  # no slices: nothing to share
     if per_slice < MIN_CORPUS_RESAMPLES:
         per_slice = 0
     return {"budget": budget, "overall": overall, "slices": per_slice, "wanted": want,

@@ -98,11 +98,14 @@ def run(ctx: RunContext) -> str:
     record_stage(rf, NAME, t0, [S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS], extra or None)
     for key, plan in res.budgets.items():
         if plan["overall"] < plan["wanted"] or plan["slices"] < plan["wanted"]:
+            from assay.metrics import EvaluateMetric
+
+            advice = (" Return per-example scores from compute (a list under `key`) or use a function metric for full "
+                      "intervals." if isinstance(metrics.get(key), EvaluateMetric) else "")
             log.warning("score: %s only aggregates the whole corpus, so its bootstrap recomputes it: bootstrap_budget %d "
-                        "allows %d resamples per overall interval and comparison, %d per slice (%s); %d computations in all. "
-                        "Return per-example scores (a list under `key`) or use a function metric for full intervals.",
+                        "allows %d resamples per overall interval and comparison, %d per slice (%s); %d computations in all.%s",
                         key, plan["budget"], plan["overall"], plan["slices"],
-                        "no slice intervals" if not plan["slices"] else "narrower than asked", res.computations.get(key, 0))
+                        "no slice intervals" if not plan["slices"] else "fewer than asked", res.computations.get(key, 0), advice)
     overall = res.metrics[res.metrics["slice"] == "all"]
     for r in overall.itertuples():
         log.info("score: %s %s = %.4f [%.4f, %.4f] (n=%d, errors=%d)", r.model, r.metric, r.value, r.ci_low, r.ci_high, r.n,
