@@ -162,6 +162,8 @@ def column_problems(columns: list[str], cfg: DatasetConfig, prompt: PromptConfig
     for i, s in enumerate(cfg.slices):
         if s not in have:
             out.append((("dataset", "slices", i), f"dataset.slices column {s!r}"))
+    if getattr(cfg, "cluster", None) and cfg.cluster not in have:
+        out.append((("dataset", "cluster"), f"dataset.cluster column {cfg.cluster!r}"))
     if cfg.partition and cfg.partition.column not in have:
         out.append((("dataset", "partition", "column"), f"dataset.partition.column {cfg.partition.column!r}"))
     for i, f in enumerate(input_fields(cfg, prompt)):

@@ -34,8 +34,11 @@ Every model of the run is checked on its **overall** value (slice ``all``) of th
       point estimate decides.
 
     The same ``max_drop`` check is made on every slice both runs have (``channel=email``, ...),
-    with examples assigned to slices from this run's ``dataset.parquet``. For the paired test
-    the slice checks share ``alpha`` (Bonferroni: ``alpha / number of slices``). A slice that
+    with examples assigned to slices from this run's ``dataset.parquet``. The paired tests of
+    the slices are corrected for multiple comparisons with the gate's ``correction``: ``holm``
+    (the default; family-wise error, never less powerful than Bonferroni), ``bh``
+    (Benjamini–Hochberg, false discovery rate), ``bonferroni`` or ``none``; each slice check keeps
+    its raw ``p_value`` and its ``p_adjusted``, and names the ``correction``. A slice that
     drops significantly fails the gate too: a model that holds up overall but breaks on one
     channel is a regression. Per model and metric the report keeps the overall check and the
     **worst slice** (the failing slice with the largest drop, else the slice with the largest drop).
@@ -115,6 +118,9 @@ class Check:
     method: str | None = None    # paired_bootstrap | ci | point (max_drop only)
     n_paired: int | None = None  # common examples in the paired test
     note: str | None = None
+    p_adjusted: float | None = None  # slice checks: the p-value corrected over the slices
+    correction: str | None = None    # holm | bh | bonferroni | none, and over how many slices
+
 
     def to_dict(self) -> dict:
         return {k: _clean(v) for k, v in asdict(self).items()}
@@ -127,7 +133,10 @@ class Check:
             op = "<" if self.rule == "min" else ">"
             by = f" (by {_fmt(abs(self.threshold - self.value))})" if self.value is not None else ""
             return f"{who} {_fmt(self.value)} {op} {self.rule} {_fmt(self.threshold)}{where}{by}" + (f" ({self.note})" if self.note else "")
-        p = f", p={self.p_value:.3g}" if self.p_value is not None else f", {self.method}" if self.method else ""
+        if self.p_adjusted is not None:
+            p = f", p={self.p_adjusted:.3g} ({self.correction})"
+        else:
+            p = f", p={self.p_value:.3g}" if self.p_value is not None else f", {self.method}" if self.method else ""
         return (f"{who} dropped {_fmt(self.drop)}{where} ({_fmt(self.previous)} -> {_fmt(self.value)}) "
                 f"> max_drop {_fmt(self.threshold)}{p}")
 
@@ -154,7 +163,7 @@ class GateReport:
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([c.to_dict() for c in self.checks],
                             columns=["model", "metric", "slice", "rule", "value", "threshold", "previous", "drop",
-                                     "p_value", "passed", "method", "n_paired", "note"])
+                                     "p_value", "passed", "method", "n_paired", "note", "p_adjusted", "correction"])
 
     def message(self, limit: int = 3) -> str:
         """One line for an exception or a log: the failures, worst first."""
@@ -179,15 +188,25 @@ class GateReport:
             for c in self.failures:
                 lines.append(f"- **{c.describe()}**")
             lines.append("")
+        corr = sorted({c.correction for c in self.checks if c.correction})
+        if corr:
+            lines.append("Slice checks of `max_drop` are corrected for multiple comparisons: "
+                         + ", ".join(f"**{c}**" for c in corr) + " (p shown is the corrected one).")
+            lines.append("")
         lines.append("## Checks")
         lines.append("")
         lines.append("| model | metric | slice | rule | value | threshold | previous | drop | p | method | result |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for c in self.checks:
             lines.append(f"| {c.model or ''} | {c.metric} | {c.slice} | {c.rule} | {_fmt(c.value)} | {_fmt(c.threshold)} | "
-                         f"{_fmt(c.previous)} | {_fmt(c.drop)} | {'' if c.p_value is None else f'{c.p_value:.3g}'} | "
+                         f"{_fmt(c.previous)} | {_fmt(c.drop)} | {_p(c)} | "
                          f"{c.method or ''} | {'pass' if c.passed else '**FAIL**'} |")
         return "\n".join(lines) + "\n"
+
+
+def _p(c: "Check") -> str:
+    p = c.p_adjusted if c.p_adjusted is not None else c.p_value
+    return "" if p is None else f"{p:.3g}"
 
 
 def _clean(v: Any) -> Any:
@@ -243,12 +262,14 @@ def evaluate(gates: Mapping[str, Any], current: RunData, previous: RunData | Non
                 report.checks.append(Check(model, metric, "all", "max", value, hi, passed=value is not None and value <= hi,
                                            note=None if value is not None else "no value"))
             if max_drop is not None:
-                report.checks.extend(_drop_checks(model, metric, max_drop, current, previous, alpha, resamples, seed))
+                correction = (g.get("correction") if isinstance(g, Mapping) else getattr(g, "correction", None)) or "holm"
+                report.checks.extend(_drop_checks(model, metric, max_drop, current, previous, alpha, resamples, seed,
+                                                  correction))
     return report
 
 
 def _drop_checks(model: str, metric: str, max_drop: float, cur: RunData, prev: RunData | None, alpha: float,
-                 resamples: int, seed: int) -> list[Check]:
+                 resamples: int, seed: int, correction: str = "holm") -> list[Check]:
     cm = cur.metrics[(cur.metrics["model"] == model) & (cur.metrics["metric"] == metric)]
     c_all = cm[cm["slice"] == "all"].iloc[0]
     if prev is None:
@@ -267,12 +288,29 @@ def _drop_checks(model: str, metric: str, max_drop: float, cur: RunData, prev: R
         members = _members(cur, name)
         ce = cur_each[cur_each.index.isin(members)] if (cur_each is not None and members is not None) else None
         checks.append(_drop_check(model, metric, name, cm[cm["slice"] == name].iloc[0], pm[pm["slice"] == name].iloc[0],
-                                  hib, max_drop, ce, prev_each, alpha / max(1, len(slices)), resamples, seed + 1 + i))
+                                  hib, max_drop, ce, prev_each, alpha, resamples, seed + 1 + i))
+    _correct(checks, max_drop, alpha, correction)
     scored = [c for c in checks if c.drop is not None]
     if scored:
         failing = [c for c in scored if not c.passed]
         out.append(max(failing or scored, key=lambda c: c.drop))
     return out
+
+
+def _correct(checks: list[Check], max_drop: float, alpha: float, correction: str) -> None:
+    """Decide the paired slice checks on p-values corrected over the slices (see the module doc)."""
+    from assay.stats import p_adjust
+
+    paired = [c for c in checks if c.method == "paired_bootstrap" and c.p_value is not None]
+    if not paired:
+        return
+    adjusted = p_adjust([c.p_value for c in paired], correction)
+    for c, p in zip(paired, adjusted):
+        c.p_adjusted = float(p)
+        c.correction = f"{correction} over {len(paired)} slices"
+        real = p < alpha
+        c.passed = not (c.drop > max_drop and real)
+        c.note = "within noise" if (c.drop > max_drop and not real) else None
 
 
 def _each(run: RunData, model: str, metric: str) -> pd.Series | None:

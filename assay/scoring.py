@@ -1,14 +1,30 @@
-"""The score stage's logic: per-example scores, aggregates with bootstrap intervals, slices.
+"""The score stage's logic: per-example scores, aggregates with error bars, slices, comparisons.
 
-A failed call (no output) scores as wrong: dropping it would flatter a model that errors.
+A failed call (no output) scores as wrong: dropping it would flatter a model that errors. A
+metric that fails on an example (an exception, a timeout in its worker) records a *score error*
+on that example's row of scores.parquet (``score_error``) and leaves it out of the mean; the
+stage goes on.
+
+Error bars follow E. Miller, "Adding Error Bars to Evals" (arXiv 2411.00640), beside the
+percentile bootstrap (``ci_low``/``ci_high``): the CLT standard error (``se``; clustered with
+``dataset.cluster``), a Wilson interval for pass/fail scores, a note when n is too small for the
+CLT, the split of the variance into between- and within-example parts when responses carry a
+``sample`` index (several calls per example: the samples are averaged per example, never
+pooled), paired differences with their SE, interval and correlation, and the minimum detectable
+effect at 80 % power (see :mod:`assay.stats`).
+
+Responses may have several rows per (example, model), told apart by an integer ``sample``
+column (0..K-1); without it, or with one sample, there is one row per (example, model).
 """
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from assay import stats as ST
 
 #: above this many examples a mean's interval is the normal approximation, not a bootstrap
 NORMAL_APPROX_N = 200_000
@@ -16,13 +32,28 @@ NORMAL_APPROX_N = 200_000
 #: resamples for metrics that are not a mean of per-example scores (macro-F1, BLEU, ...)
 CORPUS_RESAMPLES = 200
 
+#: a corpus metric that is recomputed on every resample gets no interval below this many
+MIN_CORPUS_RESAMPLES = 20
+
+#: default bootstrap budget (whole recomputations per metric and run) of a corpus metric
+#: without a vectorised path; a metric class can set its own ``bootstrap_budget``
+CORPUS_BUDGET = 1000
+
+METRIC_COLUMNS = ["model", "metric", "slice", "value", "n", "ci_low", "ci_high", "errors", "higher_is_better",
+                  "se", "n_clusters", "wilson_low", "wilson_high", "mde", "samples", "var_between", "var_within",
+                  "resamples", "score_errors", "note"]
+COMPARISON_COLUMNS = ["metric", "model_a", "model_b", "diff", "p_value", "se", "ci_low", "ci_high", "correlation",
+                      "se_a", "se_b", "n", "n_clusters", "mde", "var_between", "var_within"]
+
 
 @dataclass
 class ScoreResult:
-    scores: pd.DataFrame          # example_id, model, metric, value
-    metrics: pd.DataFrame         # model, metric, slice, value, n, ci_low, ci_high, errors
+    scores: pd.DataFrame          # example_id, model, metric, value, detail, score_error, samples
+    metrics: pd.DataFrame         # METRIC_COLUMNS
     generalization: pd.DataFrame  # per model and metric: overall, worst/best slice, gaps
-    comparisons: pd.DataFrame     # paired bootstrap: metric, model_a, model_b, diff, p_value
+    comparisons: pd.DataFrame     # COMPARISON_COLUMNS: paired bootstrap p-value and paired CLT statistics
+    computations: dict = field(default_factory=dict)  # metric key -> whole recomputations (corpus metrics)
+    budgets: dict = field(default_factory=dict)       # metric key -> {budget, overall, slices} resamples used
 
 
 def _nanmean(values) -> float:
@@ -32,61 +63,140 @@ def _nanmean(values) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
-def bootstrap_ci(metric, preds: list, refs: list, each: np.ndarray | None, resamples: int, seed: int,
-                 alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile bootstrap interval; vectorised when the metric is a mean of per-example scores."""
+def _recomputes(metric, each) -> bool:
+    """True for a metric whose bootstrap recomputes it whole on every resample."""
+    return not (metric.decomposable and each is not None) and not hasattr(metric, "resample_aggregates")
+
+
+def _cluster_members(clusters: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    _, inv = np.unique(clusters, return_inverse=True)
+    order = np.argsort(inv, kind="mergesort")
+    bounds = np.flatnonzero(np.diff(inv[order])) + 1
+    return inv, np.split(order, bounds)
+
+
+def _cluster_index_rows(rng, members: list[np.ndarray], k: int, pad: int) -> np.ndarray:
+    """``k`` cluster-bootstrap resamples as rows of example indices, padded with ``pad`` to one width."""
+    rows = [np.concatenate([members[c] for c in rng.integers(0, len(members), size=len(members))]) for _ in range(k)]
+    width = max(len(r) for r in rows)
+    out = np.full((k, width), pad, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
+
+
+def bootstrap_stats(metric, preds: list, refs: list, each: np.ndarray | None, resamples: int, seed: int,
+                    clusters: np.ndarray | None = None) -> np.ndarray | None:
+    """The metric on ``resamples`` bootstrap resamples of the examples (of the clusters, with
+    ``clusters``), or None when there are none (too few examples, no resamples, or above
+    :data:`NORMAL_APPROX_N` for a mean, whose interval is then the closed form)."""
     n = len(preds)
     if resamples <= 0 or n < 2:
-        return (np.nan, np.nan)
+        return None
     rng = np.random.default_rng(seed)
     if metric.decomposable and each is not None and n > NORMAL_APPROX_N:
-        # For a mean over this many examples the bootstrap distribution is normal to within
-        # its own resampling noise; the closed form costs nothing.
+        return None
+    if metric.decomposable and each is not None and clusters is not None:
         vals = np.asarray(each, dtype=float)
-        vals = vals[~np.isnan(vals)]
-        if len(vals) < 2:
-            return (np.nan, np.nan)
-        from statistics import NormalDist
-
-        z = NormalDist().inv_cdf(1 - alpha / 2)
-        half = z * float(vals.std(ddof=1)) / np.sqrt(len(vals))
-        return float(vals.mean() - half), float(vals.mean() + half)
+        ok = ~np.isnan(vals)
+        inv = np.unique(clusters, return_inverse=True)[1]
+        g = int(inv.max()) + 1
+        sums = np.bincount(inv[ok], weights=vals[ok], minlength=g)
+        counts = np.bincount(inv[ok], minlength=g).astype(float)
+        stats = np.empty(resamples)
+        step = max(1, 2_000_000 // g)
+        for lo in range(0, resamples, step):
+            k = min(step, resamples - lo)
+            idx = rng.integers(0, g, size=(k, g))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                stats[lo:lo + k] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+        return stats
     if metric.decomposable and each is not None:
         vals = np.asarray(each, dtype=float)
         stats = np.empty(resamples)
         step = max(1, 2_000_000 // n)  # keep the index matrix to a few MB
-        for lo in range(0, resamples, step):
-            k = min(step, resamples - lo)
-            idx = rng.integers(0, n, size=(k, n))
-            stats[lo:lo + k] = np.nanmean(vals[idx], axis=1)
-    elif hasattr(metric, "resample_aggregates"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a resample of only NaN scores
+            for lo in range(0, resamples, step):
+                k = min(step, resamples - lo)
+                idx = rng.integers(0, n, size=(k, n))
+                stats[lo:lo + k] = np.nanmean(vals[idx], axis=1)
+        return stats
+    if hasattr(metric, "resample_aggregates"):
         stats = np.empty(resamples)
         step = max(1, 2_000_000 // n)
+        if clusters is not None:
+            # whole clusters; rows padded with an extra example whose reference is missing (left out)
+            members = _cluster_members(clusters)[1]
+            pp, rr = list(preds) + [None], list(refs) + [None]
+            for lo in range(0, resamples, step):
+                k = min(step, resamples - lo)
+                stats[lo:lo + k] = metric.resample_aggregates(pp, rr, _cluster_index_rows(rng, members, k, n))
+            return stats
         for lo in range(0, resamples, step):
             k = min(step, resamples - lo)
             stats[lo:lo + k] = metric.resample_aggregates(preds, refs, rng.integers(0, n, size=(k, n)))
-    else:
-        # corpus metrics recompute on every resample: capped so a run stays interactive
-        resamples = min(resamples, CORPUS_RESAMPLES)
-        stats = np.empty(resamples)
-        p, r = np.asarray(preds, dtype=object), np.asarray(refs, dtype=object)
-        for b in range(resamples):
+        return stats
+    # corpus metrics recompute on every resample: capped so a run stays interactive
+    resamples = min(resamples, CORPUS_RESAMPLES)
+    stats = np.empty(resamples)
+    p, r = np.asarray(preds, dtype=object), np.asarray(refs, dtype=object)
+    members = _cluster_members(clusters)[1] if clusters is not None else None
+    for b in range(resamples):
+        if members is None:
             idx = rng.integers(0, n, size=n)
-            stats[b] = metric.aggregate(list(p[idx]), list(r[idx]))
+        else:
+            idx = np.concatenate([members[c] for c in rng.integers(0, len(members), size=len(members))])
+        stats[b] = metric.aggregate(list(p[idx]), list(r[idx]))
+    return stats
+
+
+def bootstrap_ci(metric, preds: list, refs: list, each: np.ndarray | None, resamples: int, seed: int,
+                 alpha: float = 0.05, clusters: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval; vectorised when the metric is a mean of per-example scores."""
+    return _interval(metric, each, bootstrap_stats(metric, preds, refs, each, resamples, seed, clusters), resamples, alpha)
+
+
+def _interval(metric, each, stats, resamples: int, alpha: float = 0.05) -> tuple[float, float]:
+    if stats is None:
+        n = 0 if each is None else len(each)
+        if metric.decomposable and each is not None and n > NORMAL_APPROX_N and resamples > 0:
+            # For a mean over this many examples the bootstrap distribution is normal to within
+            # its own resampling noise; the closed form costs nothing.
+            vals = np.asarray(each, dtype=float)
+            vals = vals[~np.isnan(vals)]
+            if len(vals) < 2:
+                return (np.nan, np.nan)
+            half = ST.z_two_sided(alpha) * float(vals.std(ddof=1)) / np.sqrt(len(vals))
+            return float(vals.mean() - half), float(vals.mean() + half)
+        return (np.nan, np.nan)
     lo, hi = np.nanpercentile(stats, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(lo), float(hi)
 
 
-def paired_bootstrap(metric, preds_a, preds_b, refs, each_a, each_b, resamples: int, seed: int) -> tuple[float, float]:
-    """Difference A − B on the same examples and a two-sided bootstrap p-value for 'no difference'."""
+def _paired_diffs(metric, preds_a, preds_b, refs, each_a, each_b, resamples: int, seed: int,
+                  clusters: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
     n = len(refs)
     if n < 2 or resamples <= 0:
-        return (np.nan, np.nan)
+        return np.nan, None
     rng = np.random.default_rng(seed)
     if metric.decomposable and each_a is not None and each_b is not None:
         d = np.asarray(each_a, float) - np.asarray(each_b, float)
-        observed = float(np.nanmean(d))
+        observed = float(np.nanmean(d)) if (~np.isnan(d)).any() else float("nan")
         diffs = np.empty(resamples)
+        if clusters is not None:
+            ok = ~np.isnan(d)
+            inv = np.unique(clusters, return_inverse=True)[1]
+            g = int(inv.max()) + 1
+            sums = np.bincount(inv[ok], weights=d[ok], minlength=g)
+            counts = np.bincount(inv[ok], minlength=g).astype(float)
+            step = max(1, 2_000_000 // g)
+            for lo in range(0, resamples, step):
+                k = min(step, resamples - lo)
+                idx = rng.integers(0, g, size=(k, g))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    diffs[lo:lo + k] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+            return observed, diffs
         step = max(1, 2_000_000 // n)
         for lo in range(0, resamples, step):
             k = min(step, resamples - lo)
@@ -96,6 +206,14 @@ def paired_bootstrap(metric, preds_a, preds_b, refs, each_a, each_b, resamples: 
         observed = metric.aggregate(preds_a, refs) - metric.aggregate(preds_b, refs)
         diffs = np.empty(resamples)
         step = max(1, 2_000_000 // n)
+        if clusters is not None:
+            members = _cluster_members(clusters)[1]
+            pa_, pb_, rr = list(preds_a) + [None], list(preds_b) + [None], list(refs) + [None]
+            for lo in range(0, resamples, step):
+                k = min(step, resamples - lo)
+                idx = _cluster_index_rows(rng, members, k, n)
+                diffs[lo:lo + k] = metric.resample_aggregates(pa_, rr, idx) - metric.resample_aggregates(pb_, rr, idx)
+            return observed, diffs
         for lo in range(0, resamples, step):
             k = min(step, resamples - lo)
             idx = rng.integers(0, n, size=(k, n))
@@ -105,83 +223,372 @@ def paired_bootstrap(metric, preds_a, preds_b, refs, each_a, each_b, resamples: 
         a, b, r = (np.asarray(x, dtype=object) for x in (preds_a, preds_b, refs))
         observed = metric.aggregate(list(a), list(r)) - metric.aggregate(list(b), list(r))
         diffs = np.empty(resamples)
+        members = _cluster_members(clusters)[1] if clusters is not None else None
         for i in range(resamples):
-            idx = rng.integers(0, n, size=n)
+            if members is None:
+                idx = rng.integers(0, n, size=n)
+            else:
+                idx = np.concatenate([members[c] for c in rng.integers(0, len(members), size=len(members))])
             diffs[i] = metric.aggregate(list(a[idx]), list(r[idx])) - metric.aggregate(list(b[idx]), list(r[idx]))
+    return observed, diffs
+
+
+def _p_value(observed: float, diffs: np.ndarray | None) -> float:
+    if diffs is None:
+        return np.nan
     # shift the bootstrap distribution to the null of no difference
     centred = diffs - np.nanmean(diffs)
-    p = float((np.sum(np.abs(centred) >= abs(observed)) + 1) / (resamples + 1))
-    return observed, p
+    return float((np.sum(np.abs(centred) >= abs(observed)) + 1) / (len(diffs) + 1))
+
+
+def paired_bootstrap(metric, preds_a, preds_b, refs, each_a, each_b, resamples: int, seed: int,
+                     clusters: np.ndarray | None = None) -> tuple[float, float]:
+    """Difference A − B on the same examples and a two-sided bootstrap p-value for 'no difference'."""
+    observed, diffs = _paired_diffs(metric, preds_a, preds_b, refs, each_a, each_b, resamples, seed, clusters)
+    if diffs is None:
+        return (np.nan, np.nan)
+    return observed, _p_value(observed, diffs)
+
+
+# --------------------------------------------------------------------------------------------- per-example scores
+
+
+@dataclass
+class _Scored:
+    """One metric's per-example results for one model (one row per example)."""
+
+    values: dict                           # sub-key ("" for the metric's own key) -> per-example scores or None
+    details: list | None = None
+    errors: list | None = None             # score error per example (None where it scored)
+    split: dict = field(default_factory=dict)   # sub-key -> per-example (within-variance, samples) arrays
+
+
+def _score_rows(metric, preds: list, refs: list, rows: list | None, inputs: list | None):
+    """Run a metric over rows (one per response): ({sub-key: values}, details, errors)."""
+    if hasattr(metric, "score_examples"):  # function metrics, pass_at_k: per example, maybe in workers
+        res = metric.score_examples(preds, refs, rows)
+        return res.values, res.details, res.errors
+    if getattr(metric, "needs_inputs", False):
+        each = metric.score_each(preds, refs, inputs=inputs)
+    else:
+        each = metric.score_each(preds, refs)
+    details = getattr(metric, "last_details", None)
+    if details is not None and len(details) != len(preds):
+        details = None
+    return {"": each}, details, None
+
+
+def _combine(metric, ex_index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per-example scores from per-sample ones: the metric's own rule (pass@k), else the mean."""
+    combine = getattr(metric, "combine_samples", None)
+    if combine is not None:
+        return np.asarray(combine(ex_index, values, n), dtype=float)
+    ok = ~np.isnan(values)
+    s = np.bincount(ex_index[ok], weights=values[ok], minlength=n)
+    c = np.bincount(ex_index[ok], minlength=n)
+    out = np.full(n, np.nan)
+    np.divide(s, c, out=out, where=c > 0)
+    return out
+
+
+def _within(ex_index: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per example: the sample variance of its scores (NaN with fewer than 2) and its sample count."""
+    ok = ~np.isnan(values)
+    k = np.bincount(ex_index[ok], minlength=n).astype(float)
+    s = np.bincount(ex_index[ok], weights=values[ok], minlength=n)
+    ss = np.bincount(ex_index[ok], weights=values[ok] ** 2, minlength=n)
+    w = np.full(n, np.nan)
+    multi = k > 1
+    w[multi] = np.maximum(0.0, (ss[multi] - s[multi] ** 2 / k[multi]) / (k[multi] - 1))
+    return w, k
+
+
+def _split(w: np.ndarray, k: np.ndarray, each: np.ndarray) -> tuple[float, float, float]:
+    """(between, within, mean samples) of a group from per-example within-variances and means."""
+    ok = ~np.isnan(each) & (k > 0)
+    if not ok.any():
+        return np.nan, np.nan, np.nan
+    K = float(k[ok].mean())
+    wv = w[ok]
+    within = float(np.nanmean(wv)) if (~np.isnan(wv)).any() else np.nan
+    total = float(np.var(each[ok], ddof=1)) if ok.sum() > 1 else np.nan
+    between = total if np.isnan(within) else max(0.0, total - within / K)
+    return between, within, K
+
+
+def _budget(metric, spec_budget: int | None, resamples: int, n_models: int, n_groups: int, n_pairs: int) -> dict:
+    """Resamples per interval for a corpus metric that recomputes on every resample.
+
+    Overall intervals and comparisons come first (up to :data:`CORPUS_RESAMPLES` each, a
+    comparison costing two computations per resample), slices share what is left; fewer than
+    :data:`MIN_CORPUS_RESAMPLES` means no interval.
+    """
+    budget = int(spec_budget if spec_budget is not None else getattr(metric, "bootstrap_budget", CORPUS_BUDGET))
+    want = min(resamples, CORPUS_RESAMPLES)
+    units = n_models + 2 * n_pairs
+    overall = min(want, budget // max(1, units))
+    if overall < MIN_CORPUS_RESAMPLES:
+        overall = 0
+    left = budget - overall * units
+    slice_units = n_models * max(0, n_groups - 1)
+    per_slice = min(overall, left // slice_units) if slice_units else overall  # no slices: nothing to share
+    if per_slice < MIN_CORPUS_RESAMPLES:
+        per_slice = 0
+    return {"budget": budget, "overall": overall, "slices": per_slice, "wanted": want,
+            "used": overall * units + per_slice * slice_units}
+
+
+class _Counting:
+    """Counts a metric's whole computations (aggregate calls) while the bootstrap runs."""
+
+    def __init__(self, metric):
+        self._m = metric
+        self.count = 0
+
+    def __getattr__(self, name):
+        return getattr(self._m, name)
+
+    def aggregate(self, preds, refs):
+        self.count += 1
+        return self._m.aggregate(preds, refs)
+
+
+def _groups(ds: pd.DataFrame, slices: list[str], held_out: dict | None) -> list[tuple[str, np.ndarray]]:
+    groups = [("all", np.ones(len(ds), dtype=bool))]
+    for col in slices:
+        for value in sorted(ds[col].dropna().unique().tolist(), key=str):
+            groups.append((f"{col}={value}", (ds[col] == value).to_numpy()))
+    if held_out:
+        mask = np.zeros(len(ds), dtype=bool)
+        for col, values in held_out.items():
+            mask |= ds[col].isin(values).to_numpy()
+        groups.append(("held_out", mask))
+        groups.append(("in_distribution", ~mask))
+    return groups
+
+
+def _model_rows(resp: pd.DataFrame, model: str, ids: pd.Series, sampled: bool):
+    """One model's responses aligned with the examples: (example index per row, outputs, failed)."""
+    r = resp[resp["model"] == model]
+    if not sampled:
+        r = r.set_index("example_id").reindex(ids)
+        ex = np.arange(len(ids))
+    else:
+        pos = pd.Series(np.arange(len(ids)), index=ids.values)
+        r = r[r["example_id"].astype(str).isin(pos.index)]
+        r = r.sort_values(["example_id", "sample"], kind="mergesort")
+        ex = pos.loc[r["example_id"].astype(str)].to_numpy()
+        missing = np.setdiff1d(np.arange(len(ids)), ex)
+        if len(missing):  # no response at all: one failed row, so the example counts as wrong
+            extra = pd.DataFrame({"example_id": ids.values[missing], "model": model, "output": None,
+                                  "error": "no response", "sample": 0})
+            r = pd.concat([r, extra], ignore_index=True)
+            ex = np.concatenate([ex, missing])
+    preds = [None if (isinstance(o, float) and np.isnan(o)) else o for o in r["output"].tolist()]
+    errors = r["error"].notna().to_numpy() | r["output"].isna().to_numpy()
+    return ex.astype(np.int64), preds, errors
 
 
 def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[str], resamples: int = 1000,
-          seed: int = 0, held_out: dict[str, list[str]] | None = None, inputs: list[str] | None = None) -> ScoreResult:
+          seed: int = 0, held_out: dict[str, list[str]] | None = None, inputs: list[str] | None = None,
+          cluster: str | None = None, budgets: dict[str, int] | None = None, alpha: float = ST.ALPHA,
+          power: float = ST.POWER) -> ScoreResult:
     """Score every model's responses against the references with each metric.
 
     ``metrics`` maps a metric key to a built metric (see ``assay.metrics``). A metric with
     ``needs_inputs = True`` (an LLM judge) also gets ``inputs``: the prompt each example was
     asked with. A metric that sets ``last_details`` (a list aligned with the examples, e.g.
-    a judge's raw answers) has them kept in scores.parquet's ``detail`` column.
+    a judge's raw answers) has them kept in scores.parquet's ``detail`` column. A metric with
+    ``score_examples`` (function metrics, ``pass_at_k``) is called per example with the example's
+    row, may give several named scores (metric ``key.name``) and records score errors.
+
+    ``cluster`` names a dataset column whose equal values mark examples that are not independent:
+    standard errors and bootstrap resamples are then by cluster. ``budgets`` (metric key -> whole
+    recomputations) bounds the bootstrap of corpus metrics that recompute on every resample.
     """
     ds = dataset.to_pandas(types_mapper=None)
     ids = ds["example_id"].astype(str)
-    refs_all = ds["reference"].tolist() if "reference" in ds else [None] * len(ds)
+    n_ex = len(ds)
+    refs_all = ds["reference"].tolist() if "reference" in ds else [None] * n_ex
     resp = responses.to_pandas()
+    sampled = "sample" in resp.columns and resp["sample"].notna().any() and resp["sample"].nunique() > 1
+    if "sample" in resp.columns and not sampled:
+        resp = resp.drop_duplicates(["example_id", "model"], keep="last")
     models = list(dict.fromkeys(resp["model"].tolist()))
+    groups = _groups(ds, slices, held_out)
+    clusters = ST.cluster_codes(ds[cluster].tolist()) if cluster else None
+    need_rows = any(getattr(m, "needs_rows", False) for m in metrics.values())
+    rows_all = ds.to_dict("records") if need_rows else None
+    n_pairs = len(models) * (len(models) - 1) // 2
+    plans: dict[str, dict] = {}
+    counters: dict[str, _Counting] = {}
+
     score_frames, rows = [], []
     per_model: dict[str, dict] = {}
+    entries: dict[str, tuple] = {}   # output key -> (metric, higher_is_better)
     for model in models:
-        r = resp[resp["model"] == model].set_index("example_id")
-        r = r.reindex(ids)
-        preds = [None if (isinstance(o, float) and np.isnan(o)) else o for o in r["output"].tolist()]
-        errors = r["error"].notna().to_numpy() | r["output"].isna().to_numpy()
-        per_model[model] = {"preds": preds, "errors": errors, "each": {}}
+        ex, preds_long, failed_long = _model_rows(resp, model, ids, sampled)
+        first = np.ones(len(ex), dtype=bool)
+        if sampled:  # rows are sorted by example then sample, except the placeholder rows at the end
+            order = np.argsort(ex, kind="mergesort")
+            ex, preds_long, failed_long = ex[order], [preds_long[i] for i in order], failed_long[order]
+            first = np.r_[True, ex[1:] != ex[:-1]] if len(ex) else np.zeros(0, bool)
+        preds = [preds_long[i] for i in np.flatnonzero(first)]   # one (the first sample) per example
+        errors = np.bincount(ex, weights=failed_long.astype(float), minlength=n_ex)
+        per_model[model] = {"preds": preds, "each": {}, "split": {}}
         for key, metric in metrics.items():
-            if getattr(metric, "needs_inputs", False):
-                each = metric.score_each(preds, refs_all, inputs=inputs)
-            else:
-                each = metric.score_each(preds, refs_all)
-            per_model[model]["each"][key] = each
-            details = getattr(metric, "last_details", None)
-            if each is not None:
-                score_frames.append(pd.DataFrame({"example_id": ids.values, "model": model, "metric": key,
-                                                  "value": np.asarray(each, dtype=float),
-                                                  "detail": details if details is not None and len(details) == len(ids)
-                                                  else [None] * len(ids)}))
-            groups = [("all", np.ones(len(ds), dtype=bool))]
-            for col in slices:
-                for value in sorted(ds[col].dropna().unique().tolist(), key=str):
-                    groups.append((f"{col}={value}", (ds[col] == value).to_numpy()))
-            if held_out:
-                mask = np.zeros(len(ds), dtype=bool)
-                for col, values in held_out.items():
-                    mask |= ds[col].isin(values).to_numpy()
-                groups.append(("held_out", mask))
-                groups.append(("in_distribution", ~mask))
-            for gi, (name, mask) in enumerate(groups):
-                n = int(mask.sum())
-                if n == 0:
-                    continue
-                idx = np.flatnonzero(mask)
-                p = [preds[i] for i in idx]
-                rf = [refs_all[i] for i in idx]
-                e = None if each is None else np.asarray(each, float)[idx]
-                value = (_nanmean(e) if (metric.decomposable and e is not None) else float(metric.aggregate(p, rf)))
-                lo, hi = bootstrap_ci(metric, p, rf, e, resamples, seed + gi)
-                rows.append({"model": model, "metric": key, "slice": name, "value": value, "n": n,
-                             "ci_low": lo, "ci_high": hi, "errors": int(errors[idx].sum()),
-                             "higher_is_better": bool(metric.higher_is_better)})
-    metrics_df = pd.DataFrame(rows, columns=["model", "metric", "slice", "value", "n", "ci_low", "ci_high", "errors", "higher_is_better"])
-    scores_df = pd.concat(score_frames, ignore_index=True) if score_frames else pd.DataFrame(columns=["example_id", "model", "metric", "value", "detail"])
+            refs_long = [refs_all[i] for i in ex] if sampled else refs_all
+            rows_long = None if rows_all is None else ([rows_all[i] for i in ex] if sampled else rows_all)
+            inputs_long = None if inputs is None else ([inputs[i] for i in ex] if sampled else inputs)
+            values, details, serr = _score_rows(metric, preds_long, refs_long, rows_long, inputs_long)
+            score_err = None
+            if serr is not None and any(e is not None for e in serr):
+                score_err = [None] * n_ex
+                for j, e in enumerate(serr):
+                    if e is not None:
+                        i = int(ex[j])
+                        score_err[i] = e if score_err[i] is None else f"{score_err[i]}; {e}"
+            n_score_err = np.array([e is not None for e in score_err]) if score_err is not None else np.zeros(n_ex, bool)
+            if sampled and details is not None:
+                details = [details[j] for j in np.flatnonzero(first)]
+            for sub, each_long in values.items():
+                out_key = key if sub == "" else f"{key}.{sub}"
+                hib_of = getattr(metric, "higher_is_better_of", None)
+                hib = bool(hib_of(sub)) if (hib_of is not None and sub) else bool(metric.higher_is_better)
+                entries.setdefault(out_key, (metric, hib))
+                note_parts = []
+                if each_long is None:
+                    each = None
+                    w = k = None
+                elif sampled:
+                    each_long = np.asarray(each_long, float)
+                    each = _combine(metric, ex, each_long, n_ex)
+                    w, k = _within(ex, each_long, n_ex)
+                else:
+                    each = np.asarray(each_long, float)
+                    w = k = None
+                if sampled and not (metric.decomposable and each is not None):
+                    note_parts.append("a corpus metric: computed on each example's first sample")
+                per_model[model]["each"][out_key] = each
+                per_model[model]["split"][out_key] = (w, k)
+                if each is not None:
+                    frame = {"example_id": ids.values, "model": model, "metric": out_key,
+                             "value": np.asarray(each, dtype=float),
+                             "detail": details if details is not None and len(details) == n_ex else [None] * n_ex}
+                    if score_err is not None:
+                        frame["score_error"] = score_err
+                    if sampled:
+                        frame["samples"] = k.astype(np.int64)
+                    score_frames.append(pd.DataFrame(frame))
+                recompute = _recomputes(metric, each)
+                m_used = metric
+                if recompute:
+                    if out_key not in plans:
+                        plans[out_key] = _budget(metric, (budgets or {}).get(key), resamples, len(models), len(groups), n_pairs)
+                        counters[out_key] = _Counting(metric)
+                    m_used = counters[out_key]
+                for gi, (name, mask) in enumerate(groups):
+                    n = int(mask.sum())
+                    if n == 0:
+                        continue
+                    idx = np.flatnonzero(mask)
+                    p = [preds[i] for i in idx]
+                    rf = [refs_all[i] for i in idx]
+                    e = None if each is None else each[idx]
+                    cl = None if clusters is None else clusters[idx]
+                    decomposable = metric.decomposable and e is not None
+                    value = _nanmean(e) if decomposable else float(m_used.aggregate(p, rf))
+                    r_here = resamples
+                    if recompute:
+                        r_here = plans[out_key]["overall" if name == "all" else "slices"]
+                    note_parts_g = []
+                    boot = bootstrap_stats(m_used, p, rf, e, r_here, seed + gi, cl)
+                    lo, hi = _interval(metric, e, boot, r_here)
+                    used = 0 if boot is None else len(boot)
+                    se = n_cl = np.nan
+                    wl = wh = np.nan
+                    vb = vw = ks = np.nan
+                    successes = None
+                    n_valid = n
+                    if decomposable:
+                        _, se, n_valid, n_cl = ST.mean_se(e, cl)
+                        if clusters is None and ST.is_proportion(e):
+                            successes = float(np.nansum(e))
+                            wl, wh = ST.wilson(successes, n_valid, alpha)
+                        if sampled and w is not None:
+                            vb, vw, ks = _split(w[idx], k[idx], e)
+                    elif boot is not None and len(boot) > 1:
+                        se = float(np.nanstd(boot, ddof=1))
+                    if cl is not None and not decomposable:
+                        n_cl = len(np.unique(cl))
+                    notes = list(note_parts) + note_parts_g
+                    if decomposable and n_valid:
+                        small = ST.small_n_note(n_valid, None if clusters is None else int(n_cl), successes)
+                        if small:
+                            notes.append(small)
+                    if recompute and r_here < plans[out_key]["wanted"] and resamples > 0:
+                        notes.append(f"bootstrap_budget {plans[out_key]['budget']}: {r_here} resamples"
+                                     + ("" if r_here else " (no interval)"))
+                    rows.append({"model": model, "metric": out_key, "slice": name, "value": value, "n": n,
+                                 "ci_low": lo, "ci_high": hi, "errors": int(errors[idx].sum()),
+                                 "higher_is_better": hib, "se": se,
+                                 "n_clusters": int(n_cl) if clusters is not None and not np.isnan(n_cl) else np.nan,
+                                 "wilson_low": wl, "wilson_high": wh,
+                                 "mde": ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
+                                 "samples": ks, "var_between": vb, "var_within": vw, "resamples": used,
+                                 "score_errors": int(n_score_err[idx].sum()), "note": "; ".join(notes) or None})
+    metrics_df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    for col in ("n_clusters", "resamples", "score_errors"):
+        metrics_df[col] = metrics_df[col].astype("Int64" if col == "n_clusters" else "int64")
+    cols = ["example_id", "model", "metric", "value", "detail"]
+    if score_frames:
+        scores_df = pd.concat(score_frames, ignore_index=True)
+        if "score_error" not in scores_df:
+            scores_df["score_error"] = None
+        scores_df["score_error"] = scores_df["score_error"].astype(object).where(scores_df["score_error"].notna(), None)
+    else:
+        scores_df = pd.DataFrame(columns=cols + ["score_error"])
     comparisons = []
-    for key, metric in metrics.items():
+    for out_key, (metric, _hib) in entries.items():
+        m_used = counters.get(out_key, metric)
         for i, a in enumerate(models):
             for b in models[i + 1:]:
-                diff, p = paired_bootstrap(metric, per_model[a]["preds"], per_model[b]["preds"], refs_all,
-                                           per_model[a]["each"][key], per_model[b]["each"][key], resamples, seed)
-                comparisons.append({"metric": key, "model_a": a, "model_b": b, "diff": diff, "p_value": p})
-    comparisons_df = pd.DataFrame(comparisons, columns=["metric", "model_a", "model_b", "diff", "p_value"])
-    return ScoreResult(scores_df, metrics_df, generalization(metrics_df), comparisons_df)
+                ea, eb = per_model[a]["each"].get(out_key), per_model[b]["each"].get(out_key)
+                r_here = plans[out_key]["overall"] if out_key in plans else resamples
+                observed, diffs = _paired_diffs(m_used, per_model[a]["preds"], per_model[b]["preds"], refs_all,
+                                                ea, eb, r_here, seed, clusters)
+                p_value = _p_value(observed, diffs)
+                row = {"metric": out_key, "model_a": a, "model_b": b, "diff": observed, "p_value": p_value}
+                if metric.decomposable and ea is not None and eb is not None:
+                    pr = ST.paired(ea, eb, clusters, alpha)
+                    vb = vw = np.nan
+                    if sampled:
+                        (wa, ka), (wb, kb) = per_model[a]["split"][out_key], per_model[b]["split"][out_key]
+                        if wa is not None and wb is not None:
+                            ok = ~(np.isnan(ea) | np.isnan(eb))
+                            d = (ea - eb)[ok]
+                            vw = float(np.nanmean(wa[ok])) + float(np.nanmean(wb[ok])) if len(d) else np.nan
+                            if not np.isnan(vw) and len(d) > 1:
+                                vb = max(0.0, float(np.var(d, ddof=1)) - float(np.nanmean(wa[ok])) / float(ka[ok].mean())
+                                         - float(np.nanmean(wb[ok])) / float(kb[ok].mean()))
+                    row.update(se=pr.se, ci_low=pr.ci_low, ci_high=pr.ci_high, correlation=pr.correlation, se_a=pr.se_a,
+                               se_b=pr.se_b, n=pr.n, n_clusters=pr.n_clusters if clusters is not None else np.nan,
+                               mde=ST.mde(pr.se, alpha, power), var_between=vb, var_within=vw)
+                else:
+                    se = float(np.nanstd(diffs, ddof=1)) if diffs is not None and len(diffs) > 1 else np.nan
+                    q = ST.z_two_sided(alpha)
+                    n_ok = sum(1 for r in refs_all if r is not None and not (isinstance(r, float) and np.isnan(r)))
+                    row.update(se=se, ci_low=observed - q * se, ci_high=observed + q * se, correlation=np.nan,
+                               se_a=np.nan, se_b=np.nan, n=n_ok,
+                               n_clusters=len(np.unique(clusters)) if clusters is not None else np.nan,
+                               mde=ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
+                               var_between=np.nan, var_within=np.nan)
+                comparisons.append(row)
+    comparisons_df = pd.DataFrame(comparisons, columns=COMPARISON_COLUMNS)
+    comparisons_df["n"] = comparisons_df["n"].astype("int64")
+    comparisons_df["n_clusters"] = comparisons_df["n_clusters"].astype("Int64")
+    computations = {k: c.count for k, c in counters.items()}
+    return ScoreResult(scores_df, metrics_df, generalization(metrics_df), comparisons_df, computations, plans)
 
 
 def generalization(metrics_df: pd.DataFrame) -> pd.DataFrame:

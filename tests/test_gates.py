@@ -226,3 +226,38 @@ def test_previous_good_run_and_check_run(tmp_path):
     drop = by_rule(rep, "max_drop")[0]
     assert drop.method == "paired_bootstrap" and drop.drop == pytest.approx(0.3) and not drop.passed
     assert by_rule(rep, "min")[0].passed
+
+
+def _slice_check(name, p):
+    from assay.gates import Check
+
+    return Check("m", "accuracy", name, "max_drop", 0.8, 0.02, previous=0.9, drop=0.1, p_value=p, method="paired_bootstrap")
+
+
+@pytest.mark.parametrize("correction,failing", [("bonferroni", ["s0"]), ("holm", ["s0", "s1", "s2"]),
+                                                ("bh", ["s0", "s1", "s2"]), ("none", ["s0", "s1", "s2"])])
+def test_slice_checks_are_corrected_for_multiple_comparisons(correction, failing):
+    from statsmodels.stats.multitest import multipletests
+
+    from assay.gates import GateReport, _correct
+
+    p = [0.01, 0.015, 0.02, 0.3]
+    checks = [_slice_check(f"s{i}", v) for i, v in enumerate(p)]
+    _correct(checks, 0.02, 0.05, correction)
+    assert [c.slice for c in checks if not c.passed] == failing
+    if correction != "none":
+        sm = {"bonferroni": "bonferroni", "holm": "holm", "bh": "fdr_bh"}[correction]
+        assert [c.p_adjusted for c in checks] == pytest.approx(multipletests(p, method=sm)[1])
+    assert all(c.correction == f"{correction} over 4 slices" for c in checks)
+    md = GateReport(checks=checks).markdown("p", "2024-01-01", "r")
+    assert f"corrected for multiple comparisons: **{correction} over 4 slices**" in md
+    assert f"({correction} over 4 slices)" in checks[0].describe()
+
+
+def test_gate_correction_is_configurable_and_defaults_to_holm():
+    from assay.config import Gate
+
+    assert Gate(max_drop=0.02).correction == "holm"
+    assert Gate(max_drop=0.02, correction="bh").correction == "bh"
+    with pytest.raises(Exception):
+        Gate(max_drop=0.02, correction="sidak")

@@ -248,3 +248,119 @@ def test_missing_response_counts_as_wrong_and_as_an_error():
     row = _m(res, "A", "all")
     assert row["value"] == pytest.approx(4 / 8) and row["errors"] == 2 and row["n"] == 8
     assert math.isnan(row["ci_low"])  # resamples=0: no interval
+
+
+# ------------------------------------------------------------------------------------------------ error bars (Miller)
+
+
+def test_metrics_have_clt_se_wilson_and_mde(result):
+    row = _m(result, "A", "all")
+    # 5 of 8 right: se = sd(ddof=1) / sqrt(8)
+    vals = np.array([1, 1, 0, 0, 1, 1, 1, 0], float)
+    assert row["se"] == pytest.approx(vals.std(ddof=1) / math.sqrt(8))
+    from assay.stats import wilson, mde
+
+    assert (row["wilson_low"], row["wilson_high"]) == pytest.approx(wilson(5, 8))
+    assert row["mde"] == pytest.approx(mde(row["se"]))
+    assert "too few for the CLT" in row["note"]  # n = 8
+    assert pd_isna(row["n_clusters"]) and row["score_errors"] == 0 and row["resamples"] == 200
+
+
+def pd_isna(v) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(v))
+
+
+def test_comparisons_have_paired_se_interval_and_correlation(result):
+    from assay.stats import paired
+
+    row = result.comparisons.iloc[0]
+    sc = result.scores.pivot(index="example_id", columns="model", values="value")
+    pr = paired(sc["A"].to_numpy(), sc["B"].to_numpy())
+    assert row["se"] == pytest.approx(pr.se) and row["correlation"] == pytest.approx(pr.correlation)
+    assert row["ci_low"] == pytest.approx(row["diff"] - 1.959964 * pr.se, abs=1e-6)
+    assert row["n"] == 8 and row["mde"] > 0
+
+
+def test_clustered_examples_widen_the_error_bars():
+    # 40 clusters of 5 examples whose answers are all right or all wrong: 40 independent units, not 200
+    n = 200
+    cl = np.repeat(np.arange(40), 5)
+    right = np.repeat(np.arange(40) % 3 != 0, 5)
+    ds = pa.table({"example_id": [f"x{i:03d}" for i in range(n)], "reference": ["y"] * n, "doc": cl})
+    resp = pa.table({"example_id": [f"x{i:03d}" for i in range(n)], "model": ["M"] * n,
+                     "output": ["y" if r else "n" for r in right], "error": pa.nulls(n, pa.string())})
+    plain = score(ds, resp, {"accuracy": ACC}, [], resamples=500, seed=0).metrics.iloc[0]
+    clus = score(ds, resp, {"accuracy": ACC}, [], resamples=500, seed=0, cluster="doc").metrics.iloc[0]
+    assert clus["n_clusters"] == 40 and clus["value"] == plain["value"]
+    # within-cluster correlation 1: the SE grows by about sqrt(5)
+    assert clus["se"] / plain["se"] == pytest.approx(math.sqrt(5), rel=0.05)
+    assert (clus["ci_high"] - clus["ci_low"]) > 1.8 * (plain["ci_high"] - plain["ci_low"])
+    assert math.isnan(clus["wilson_low"])  # Wilson assumes independent examples
+
+
+def test_repeated_samples_are_averaged_per_example_with_a_variance_split():
+    # 4 examples x 3 samples; per example right 3/3, 2/3, 1/3, 0/3
+    rights = [3, 2, 1, 0]
+    rows = []
+    for i, k in enumerate(rights):
+        for s in range(3):
+            rows.append({"example_id": f"e{i}", "model": "M", "output": "y" if s < k else "n", "error": None, "sample": s})
+    resp = pa.Table.from_pylist(rows)
+    ds = pa.table({"example_id": [f"e{i}" for i in range(4)], "reference": ["y"] * 4})
+    res = score(ds, resp, {"accuracy": ACC}, [], resamples=100, seed=0)
+    row = res.metrics.iloc[0]
+    assert row["value"] == pytest.approx(0.5) and row["n"] == 4 and row["samples"] == 3
+    per_example = np.array([1, 2 / 3, 1 / 3, 0])
+    assert row["se"] == pytest.approx(per_example.std(ddof=1) / 2)  # n = 4 examples, not 12 samples
+    within = np.mean([0, 1 / 3, 1 / 3, 0])  # sample variances (ddof 1) of [1,1,1], [1,1,0], [1,0,0], [0,0,0]
+    assert row["var_within"] == pytest.approx(within)
+    assert row["var_between"] == pytest.approx(per_example.var(ddof=1) - within / 3)
+    sc = res.scores.set_index("example_id")
+    assert sc.loc["e1", "value"] == pytest.approx(2 / 3) and sc.loc["e1", "samples"] == 3
+
+
+class _Corpus(MacroF1):
+    """macro-F1 without its vectorised resampling: recomputed on every resample."""
+
+    resample_aggregates = None
+
+    def __getattribute__(self, name):
+        if name == "resample_aggregates":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def test_corpus_metric_bootstrap_is_bounded_by_its_budget():
+    res = score(DATASET, responses(), {"f1": _Corpus()}, ["lang", "channel"], resamples=1000, seed=0,
+                budgets={"f1": 150})
+    # 2 models + 1 pair (2 computations per resample) = 4 units: 37 resamples each; slices: 150 - 148 = 2 left, none
+    plan = res.budgets["f1"]
+    assert (plan["overall"], plan["slices"]) == (37, 0)
+    m = res.metrics
+    overall = m[m.slice == "all"]
+    assert (overall.resamples == 37).all() and overall.note.str.contains("bootstrap_budget 150").all()
+    assert m[m.slice != "all"].ci_low.isna().all()
+    # every computation of the metric, point values included, is counted: well under one per resample per slice
+    assert res.computations["f1"] <= 150 + 2 * 9 + 2
+
+
+def test_clustered_bootstrap_of_a_vectorised_corpus_metric():
+    # macro-F1 over clusters whose examples are all right or all wrong: resampling clusters widens the interval
+    n = 240
+    cl = np.repeat(np.arange(30), 8)
+    labels = np.array(["a", "b", "c"])
+    refs = labels[np.arange(n) % 3]
+    right = np.repeat(np.arange(30) % 4 != 0, 8)
+    outs = np.where(right, refs, "zz")
+    ds = pa.table({"example_id": [f"x{i:03d}" for i in range(n)], "reference": refs.tolist(), "doc": cl})
+    resp = pa.table({"example_id": [f"x{i:03d}" for i in range(n)], "model": ["M"] * n, "output": outs.tolist(),
+                     "error": pa.nulls(n, pa.string())})
+    f1 = MacroF1()
+    plain = score(ds, resp, {"f1": f1}, [], resamples=400, seed=0).metrics.iloc[0]
+    clus = score(ds, resp, {"f1": f1}, [], resamples=400, seed=0, cluster="doc").metrics.iloc[0]
+    assert clus["value"] == plain["value"] and clus["n_clusters"] == 30
+    assert clus["ci_low"] <= clus["value"] <= clus["ci_high"]
+    assert (clus["ci_high"] - clus["ci_low"]) > 1.8 * (plain["ci_high"] - plain["ci_low"])
+    assert clus["se"] > 1.8 * plain["se"]  # the bootstrap SE of a corpus metric

@@ -30,10 +30,27 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
         for i, m in enumerate(p.models):
             if m not in cfg.models:
                 problems.append((("pipelines", pname, "models", i), str(UnknownName("model", m, list(cfg.models)))))
-        keys = []
+        keys, prefixes = [], []
         for i, spec in enumerate(p.metric_specs()):
             keys.append(spec.key)
-            if spec.path is None:
+            if spec.function is not None:
+                prefixes.append(spec.key + ".")  # a function may return named scores: <key>.<name>
+                if spec.path is not None:
+                    mpath = os.path.expanduser(spec.path)
+                    if base_dir is not None and not os.path.isabs(mpath):
+                        mpath = str(base_dir / mpath)
+                    if not os.path.exists(mpath):
+                        problems.append((("pipelines", pname, "metrics", i, "path"), f"metric file not found: {os.path.abspath(mpath)}"))
+                        continue
+                try:  # loads the function: a typo in its name fails the config, not the score stage
+                    metric = build_metric(spec, str(base_dir) if base_dir is not None else None)
+                except (ValueError, TypeError, OSError) as e:
+                    problems.append((("pipelines", pname, "metrics", i, "function"), str(e)))
+                else:
+                    if metric.is_async and spec.memory_mb is not None:
+                        problems.append((("pipelines", pname, "metrics", i, "memory_mb"),
+                                         "memory_mb needs worker processes, and an async function runs in this process's event loop"))
+            elif spec.path is None:
                 try:
                     METRICS.check(spec.name)
                 except UnknownName as e:
@@ -49,6 +66,10 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
                     mpath = str(base_dir / mpath)
                 if not os.path.exists(mpath):
                     problems.append((("pipelines", pname, "metrics", i, "path"), f"metric file not found: {os.path.abspath(mpath)}"))
+                for opt in ("workers", "timeout_s", "memory_mb"):
+                    if getattr(spec, opt) is not None:
+                        problems.append((("pipelines", pname, "metrics", i, opt),
+                                         f"{opt} applies to per-example metrics (function metrics, pass_at_k), not to an evaluate module"))
             if spec.judge is not None and spec.judge not in cfg.models:
                 problems.append((("pipelines", pname, "metrics", i, "judge"), str(UnknownName("model", spec.judge, list(cfg.models)))))
             elif spec.judge is not None:
@@ -58,7 +79,7 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
                                      f"model {spec.judge!r} (provider {cfg.models[spec.judge].provider}) cannot answer prompts: "
                                      "a judge must be a model whose provider calls an endpoint (openai)"))
         for g in p.gates:
-            if g not in keys:
+            if g not in keys and not any(g.startswith(pre) for pre in prefixes):
                 problems.append((("pipelines", pname, "gates", g), f"gate on metric {g!r} which the pipeline does not compute (metrics: {', '.join(keys)})"))
         if p.prompt is None and any(cfg.models.get(m) and cfg.models[m].provider == "openai" for m in p.models):
             problems.append((("pipelines", pname, "prompt"), "a prompt is required when an openai model is used"))

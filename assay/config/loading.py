@@ -199,6 +199,27 @@ def _hashed_model(m: ModelConfig) -> dict:
     return {**_flat_defaults(), **m.model_dump(mode="json")}
 
 
+#: keys added to the pipeline schema after runs were recorded, with their defaults: left out of the
+#: hash while at their default, so the hash of a config that does not use them stays what it was
+_LATER_KEYS = {
+    "dataset": {"cluster": None},
+    "gate": {"correction": "holm"},
+    "metric": {"function": None, "workers": None, "timeout_s": None, "memory_mb": None, "bootstrap_budget": None},
+}
+
+
+def _hashed_pipeline(pipe: dict) -> dict:
+    """A pipeline's dump as the config hash sees it: without the later keys at their defaults."""
+    def drop(d: dict, which: str) -> dict:
+        return {k: v for k, v in d.items() if not (k in _LATER_KEYS[which] and v == _LATER_KEYS[which][k])}
+
+    pipe = dict(pipe)
+    pipe["dataset"] = drop(pipe["dataset"], "dataset")
+    pipe["gates"] = {k: drop(g, "gate") for k, g in pipe.get("gates", {}).items()}
+    pipe["metrics"] = [drop(m, "metric") if isinstance(m, dict) else m for m in pipe.get("metrics", [])]
+    return pipe
+
+
 class LoadedConfig:
     """A validated config plus what is needed to report on it and resolve paths."""
 
@@ -243,8 +264,9 @@ class LoadedConfig:
         }
 
     def config_hash(self, name: str, models: list[str] | None = None) -> str:
-        """Hash of the pipeline's resolved config (models optionally narrowed; see :func:`_hashed_model`)."""
-        pipe = self.pipeline(name).model_dump(mode="json")
+        """Hash of the pipeline's resolved config (models optionally narrowed; see :func:`_hashed_model`
+        and :func:`_hashed_pipeline`)."""
+        pipe = _hashed_pipeline(self.pipeline(name).model_dump(mode="json"))
         names = models or pipe["models"]
         pipe["models"] = list(names)
         payload = {"pipeline": pipe, "models": {m: _hashed_model(self.config.models[m]) for m in names}}

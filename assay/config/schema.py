@@ -242,6 +242,8 @@ class DatasetConfig(Strict):
     sample: Sample | None = None
     train: str | None = Field(default=None, description="training file for conventional models")
     held_out: dict[str, list[str]] | None = Field(default=None, description="slice column -> values that are out of distribution")
+    cluster: str | None = Field(default=None, description="a column whose equal values mark examples that are not independent "
+                                                          "(questions on one passage): clustered standard errors")
 
 
 class PromptConfig(Strict):
@@ -259,6 +261,8 @@ class Gate(Strict):
     min: float | None = None
     max: float | None = None
     max_drop: float | None = Field(default=None, ge=0)
+    correction: Literal["holm", "bh", "bonferroni", "none"] = Field(
+        default="holm", description="multiple-comparison correction of the max_drop checks over slices")
 
 
 class Schedule(Strict):
@@ -269,18 +273,31 @@ class Schedule(Strict):
 class MetricSpec(Strict):
     name: str | None = None
     path: str | None = None
+    function: str | None = Field(default=None, description="package.module:function, or with path: the function's name in that file")
     args: dict[str, Any] = Field(default_factory=dict)
     judge: str | None = None
+    workers: int | None = Field(default=None, ge=0, le=256, description="worker processes for a per-example metric (0: this process)")
+    timeout_s: float | None = Field(default=None, gt=0, description="per-example time limit (a score error past it)")
+    memory_mb: int | None = Field(default=None, ge=16, description="per-worker memory limit, where the OS enforces one")
+    bootstrap_budget: int | None = Field(default=None, ge=0, description="whole recomputations a corpus-only metric's bootstrap may spend")
 
     @model_validator(mode="after")
     def _name_or_path(self):
-        if not self.name and not self.path:
-            raise ValueError("a metric needs a name or a path")
+        if not self.name and not self.path and not self.function:
+            raise ValueError("a metric needs a name, a path or a function")
+        if self.function and self.name:
+            raise ValueError("a metric is a name or a function, not both (name it with a key in the function: pkg.mod:func)")
+        if self.function and not self.path and ":" not in self.function:
+            raise ValueError("function must look like 'package.module:function' (or give path: and the function's name)")
         return self
 
     @property
     def key(self) -> str:
-        return self.name or Path(self.path).stem
+        if self.name:
+            return self.name
+        if self.function:
+            return self.function.rpartition(":")[2] if ":" in self.function else self.function
+        return Path(self.path).stem
 
 
 class PipelineConfig(Strict):

@@ -7,7 +7,9 @@ them). ``build_metric`` turns a ``MetricSpec`` from pipelines.yaml into a ready 
 * ``name: accuracy`` -> the registered class, instantiated with ``args``;
 * ``path: metrics/my_metric.py`` -> a Hugging Face ``evaluate`` module loaded from that
   file (relative to the config's directory) and wrapped in :class:`EvaluateMetric`;
-* any other name -> ``evaluate.load(name)`` from the Hub, unless ``HF_HUB_OFFLINE`` is set.
+* any other name -> ``evaluate.load(name)`` from the Hub, unless ``HF_HUB_OFFLINE`` is set;
+* ``function: pkg.module:score`` (or ``path: file.py`` with ``function: score``) -> a plain
+  function called per example, wrapped in :class:`~assay.metrics.function.FunctionMetric`.
 
 Each builtin also exists as an ``evaluate`` module in ``assay/metrics/modules/<name>.py``
 (see :func:`evaluate_module_path`), for use from the Hugging Face ecosystem; those files are
@@ -35,6 +37,11 @@ for _name, _cls in BUILTINS.items():
 del _name, _cls
 # the LLM judge (imported only when a pipeline uses it)
 METRICS.register("judge", "assay.metrics.judge:LLMJudge")
+# code execution: runs generated programs with their tests in subprocesses
+METRICS.register("pass_at_k", "assay.metrics.code:PassAtK")
+
+#: spec keys passed to a registered metric whose constructor takes them (pass_at_k)
+_EXECUTION_OPTIONS = ("workers", "timeout_s", "memory_mb")
 
 #: where the ``evaluate`` versions of the builtins live
 MODULES_DIR = Path(__file__).resolve().parent / "modules"
@@ -81,6 +88,13 @@ def _build_registered(spec: "MetricSpec", base_dir: str | None, judge: Any = Non
         args["judge"] = judge  # the judge model's provider, built by the run
     elif spec.judge is not None:
         args.setdefault("judge", spec.judge)
+    for opt in _EXECUTION_OPTIONS:
+        value = getattr(spec, opt, None)
+        if value is not None:
+            if opt not in _options_of(cls):
+                raise ValueError(f"metric {spec.name!r}: {opt} applies to per-example metrics (function metrics, "
+                                 f"pass_at_k), not to {spec.name!r}")
+            args[opt] = value
     for opt in getattr(cls, "path_options", ()):
         value = args.get(opt)
         if isinstance(value, str) and not value.lstrip().startswith(("{", "[")):  # not inline JSON
@@ -143,6 +157,20 @@ def _build_from_hub(spec: "MetricSpec") -> EvaluateMetric:
     return _wrap(module, spec)
 
 
+def _build_function(spec: "MetricSpec", base_dir: str | None) -> Metric:
+    from assay.metrics.function import FunctionMetric
+
+    args = dict(spec.args or {})
+    hib = args.pop("higher_is_better", True)
+    try:
+        return FunctionMetric(spec.function, path=spec.path, base_dir=base_dir, name=spec.key, higher_is_better=hib,
+                              workers=spec.workers, timeout_s=spec.timeout_s, memory_mb=spec.memory_mb, **args)
+    except ValueError as e:
+        raise ValueError(f"metric {spec.key!r}: {e}") from None
+    except Exception as e:
+        raise ValueError(f"metric {spec.key!r}: could not load function {spec.function!r}: {type(e).__name__}: {e}") from e
+
+
 def build_metric(spec: "MetricSpec", base_dir: str | None = None, judge: Any = None) -> Metric:
     """The metric described by ``spec``; ``base_dir`` resolves relative paths (the config's directory).
 
@@ -150,6 +178,8 @@ def build_metric(spec: "MetricSpec", base_dir: str | None = None, judge: Any = N
     ``spec.judge``), handed to a metric that takes one (``name: judge``); without it such a
     metric gets the model's name only.
     """
+    if spec.function:
+        return _build_function(spec, base_dir)
     if spec.path:
         return _build_from_path(spec, base_dir)
     if spec.name in METRICS:

@@ -439,6 +439,11 @@ class Metric:
         return f"{type(self).__name__}({opts})"
 
 
+_MISSING = object()
+#: distinct texts a metric keeps normalised (free text beyond this is normalised each time)
+_NORM_CACHE_SIZE = 100_000
+
+
 class _Normalised(Metric):
     """Predictions and references are compared after normalisation (``normalize_text``): by
     default case, surrounding whitespace, runs of whitespace and leading/trailing punctuation
@@ -473,8 +478,22 @@ class _Normalised(Metric):
             regexes_to_ignore=list(regexes_to_ignore),
         )
         self._norm = dict(self.options, regexes_to_ignore=[re.compile(r) for r in regexes_to_ignore])
+        self._norm_cache: dict[str, str | None] | None = None
+
+    # labels repeat: each distinct text is normalised once (the bootstrap asks for the same ones again and again)
+    _transient = ("_norm_cache",)
 
     def normalize(self, text: Any) -> str | None:
+        if type(text) is str:
+            cache = self.__dict__.get("_norm_cache")
+            if cache is None:
+                cache = self._norm_cache = {}
+            out = cache.get(text, _MISSING)
+            if out is _MISSING:
+                out = normalize_text(text, **self._norm)
+                if len(cache) < _NORM_CACHE_SIZE:
+                    cache[text] = out
+            return out
         return normalize_text(text, **self._norm)
 
 
@@ -1252,12 +1271,19 @@ class EvaluateMetric(Metric):
     """Adapter for an ``evaluate`` module (loaded with ``evaluate.load``).
 
     ``aggregate`` calls ``module.compute(predictions=..., references=..., **args)`` and
-    takes ``result[key]`` if ``key`` is given, else the first numeric value. Per-example
-    scores are not available (``score_each`` returns None); the value is treated as a
-    corpus metric. A failed call (None prediction) is passed on as an empty string.
+    takes ``result[key]`` if ``key`` is given, else the first numeric value. A failed call
+    (None prediction) is passed on as an empty string.
+
+    When ``result[key]`` is a list with one number per example (``key`` given), the module is
+    a per-example metric: ``score_each`` returns that list and the bootstrap resamples it, with
+    one computation in all. Otherwise per-example scores are not available (``score_each``
+    returns None) and the value is a corpus metric: its bootstrap recomputes the module on each
+    resample, within ``bootstrap_budget`` whole computations per run (``computations`` counts them).
     """
 
     decomposable = False
+    #: whole computations the bootstrap of a corpus-only module may spend in a run
+    bootstrap_budget = 200
 
     def __init__(self, module: Any, name: str | None = None, key: str | None = None, higher_is_better: bool = True, **args):
         self.module = module
@@ -1266,14 +1292,54 @@ class EvaluateMetric(Metric):
         self.higher_is_better = bool(higher_is_better)
         self.args = args
         self.options = dict(args, key=key, higher_is_better=self.higher_is_better)
+        self.computations = 0
+        self._memo: tuple | None = None
 
-    def score_each(self, predictions, references):
-        return None
-
-    def aggregate(self, predictions, references):
+    def _inputs(self, predictions, references):
         preds, refs = _pairs(predictions, references)
         keep = [i for i, r in enumerate(refs) if not is_missing(r)]
-        preds = ["" if is_missing(preds[i]) else preds[i] for i in keep]
-        refs = [refs[i] for i in keep]
+        return keep, ["" if is_missing(preds[i]) else preds[i] for i in keep], [refs[i] for i in keep]
+
+    def _compute(self, preds, refs):
+        if self._memo is not None and self._memo[0] == preds and self._memo[1] == refs:
+            return self._memo[2]
+        self.computations += 1
         result = self.module.compute(predictions=preds, references=refs, **self.args)
+        self._memo = (preds, refs, result)
+        return result
+
+    def _per_example(self, result, n: int):
+        if self.key is None or not isinstance(result, Mapping):
+            return None
+        v = result.get(self.key)
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        if isinstance(v, (list, tuple)) and len(v) == n and all(
+                x is None or (isinstance(x, (int, float, np.number)) and not isinstance(x, bool)) for x in v):
+            return np.array([np.nan if x is None else float(x) for x in v], dtype=float)
+        return None
+
+    def score_each(self, predictions, references):
+        keep, preds, refs = self._inputs(predictions, references)
+        if not preds:
+            return None
+        each = self._per_example(self._compute(preds, refs), len(preds))
+        if each is None:
+            return None
+        self.decomposable = True
+        out = np.full(len(_as_list(predictions, "predictions")), np.nan)
+        out[keep] = each
+        return out
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_memo"] = None
+        return state
+
+    def aggregate(self, predictions, references):
+        keep, preds, refs = self._inputs(predictions, references)
+        result = self._compute(preds, refs)
+        each = self._per_example(result, len(preds))
+        if each is not None:
+            return nanmean(each)
         return _first_number(result, self.key, f"metric {self.name!r}")

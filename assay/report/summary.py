@@ -506,6 +506,7 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
           f"**Recommendation:** {rec.sentence}\n", "## Models\n", headline_markdown(rows, titles)]
     if monthly:
         md.append(f"Monthly figures at {monthly:,} requests per month.\n")
+    md += _error_bar_lines(metrics)
     md.append("## Decisions\n")
     for line in lines:
         md.append(f"- {line}" if not line.startswith("Cheapest model") else
@@ -525,6 +526,11 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
         c = comp.copy()
         c["diff"] = c["diff"].map(lambda v: fmt.signed(v))
         c["p_value"] = c["p_value"].map(fmt.pvalue)
+        if "se" in c:  # paired CLT statistics (assay.scoring): SE, 95% interval, correlation, MDE
+            c["95% CI"] = [f"[{fmt.num(lo)}, {fmt.num(hi)}]" for lo, hi in zip(comp["ci_low"], comp["ci_high"])]
+            for col in ("se", "correlation", "mde"):
+                c[col] = comp[col].map(fmt.num)
+            c = c[["metric", "model_a", "model_b", "diff", "se", "95% CI", "correlation", "p_value", "mde"]]
         md.append(_md_table(c))
     markdown = "\n".join(md)
     rf.write_text(S.SUMMARY, markdown)
@@ -611,3 +617,19 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     headline_table = [{titles[k]: r[k] for k in COLUMNS} | {"recommended": "✓" if r["recommended"] else ""} for r in rows]
     return {"rows": summary_rows, "markdown": markdown, "report": rf.path(S.REPORT), "decisions": dec,
             "recommendation": rec.sentence, "headline": headline_table, "timings": timings}
+
+
+def _error_bar_lines(metrics: pd.DataFrame) -> list[str]:
+    """Overall error bars beside the bootstrap interval: CLT SE, Wilson, clusters, MDE, notes."""
+    if "se" not in metrics:
+        return []
+    o = metrics[metrics["slice"] == "all"]
+    out = ["## Error bars\n", "| model | metric | n | se | Wilson 95% | clusters | MDE (80% power) | note |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in o.itertuples(index=False):
+        wil = "–" if pd.isna(r.wilson_low) else f"[{fmt.num(r.wilson_low)}, {fmt.num(r.wilson_high)}]"
+        ncl = "–" if pd.isna(r.n_clusters) else str(int(r.n_clusters))
+        out.append(f"| {r.model} | {r.metric} | {int(r.n)} | {fmt.num(r.se, 4)} | {wil} | {ncl} | {fmt.num(r.mde)} | {r.note or ''} |")
+    return out + [""]
+
+

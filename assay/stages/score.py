@@ -49,29 +49,72 @@ def inputs_text(ctx: RunContext, dataset) -> list[str]:
     return ["\n".join(v or "" for v in vals) for vals in zip(*cols)]
 
 
-def run(ctx: RunContext) -> str:
+def read_scored_responses(rf):
+    """The run's responses; with several samples per (example, model) (a ``sample`` column in the
+    parts, see :mod:`assay.scoring`), every sample's row, the last one of each (example, model,
+    sample) winning."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     from assay.responses import read_responses
+
+    names = [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")] if rf.exists(S.RESPONSES) else []
+    parts = [rf.read_table(f"{S.RESPONSES}/{n}") for n in names]
+    if not any("sample" in t.column_names for t in parts):
+        return read_responses(rf)
+    cols = ["example_id", "model", "output", "error", "sample"]
+    t = pa.concat_tables([p.select([c for c in cols if c in p.column_names]).append_column("sample", pa.nulls(p.num_rows, pa.int64()))
+                          if "sample" not in p.column_names else p.select(cols) for p in parts], promote_options="permissive")
+    t = t.set_column(t.schema.get_field_index("sample"), "sample", pc.fill_null(pc.cast(t["sample"], pa.int64()), 0))
+    df = t.to_pandas()
+    df["_ok"] = df["error"].isna()
+    df = df.sort_values("_ok", kind="mergesort").drop_duplicates(["example_id", "model", "sample"], keep="last")
+    return pa.Table.from_pandas(df.drop(columns="_ok"), preserve_index=False)
+
+
+def run(ctx: RunContext) -> str:
     from assay.scoring import score
 
     t0 = time.perf_counter()
     rf = ctx.folder
     cfg = ctx.cfg
     dataset = rf.read_table(S.DATASET)
-    responses = read_responses(rf)
+    responses = read_scored_responses(rf)
     metrics = build_metrics(ctx)
     inputs = inputs_text(ctx, dataset) if any(getattr(m, "needs_inputs", False) for m in metrics.values()) else None
+    budgets = {s.key: s.bootstrap_budget for s in cfg.metric_specs() if s.bootstrap_budget is not None}
     res = score(dataset, responses, metrics, cfg.dataset.slices, cfg.bootstrap, seed=0, held_out=cfg.dataset.held_out,
-                inputs=inputs)
+                inputs=inputs, cluster=cfg.dataset.cluster, budgets=budgets)
     rf.write_table(S.SCORES, res.scores)
     rf.write_table(S.METRICS, res.metrics)
     rf.write_table(S.GENERALIZATION, res.generalization)
     rf.write_table(S.COMPARISONS, res.comparisons)
     judges = {key: m.usage for key, m in metrics.items() if getattr(m, "usage", None)}
-    record_stage(rf, NAME, t0, [S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS], {"judges": judges} if judges else None)
+    extra = {"judges": judges} if judges else {}
+    computations = {k: int(getattr(m, "computations", 0)) for k, m in metrics.items() if getattr(m, "computations", 0)}
+    if res.budgets:
+        extra["bootstrap_budgets"] = {k: {**v, "computations": computations.get(k.split(".")[0], res.computations.get(k))}
+                                      for k, v in res.budgets.items()}
+    record_stage(rf, NAME, t0, [S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS], extra or None)
+    for key, plan in res.budgets.items():
+        if plan["overall"] < plan["wanted"] or plan["slices"] < plan["wanted"]:
+            from assay.metrics import EvaluateMetric
+
+            advice = (" Return per-example scores from compute (a list under `key`) or use a function metric for full "
+                      "intervals." if isinstance(metrics.get(key), EvaluateMetric) else "")
+            log.warning("score: %s only aggregates the whole corpus, so its bootstrap recomputes it: bootstrap_budget %d "
+                        "allows %d resamples per overall interval and comparison, %d per slice (%s); %d computations in all.%s",
+                        key, plan["budget"], plan["overall"], plan["slices"],
+                        "no slice intervals" if not plan["slices"] else "fewer than asked", res.computations.get(key, 0), advice)
     overall = res.metrics[res.metrics["slice"] == "all"]
     for r in overall.itertuples():
         log.info("score: %s %s = %.4f [%.4f, %.4f] (n=%d, errors=%d)", r.model, r.metric, r.value, r.ci_low, r.ci_high, r.n,
                  r.errors)
+    if "score_error" in res.scores and len(res.scores):
+        failed = res.scores[res.scores["score_error"].notna()]
+        for (model, metric), g in failed.groupby(["model", "metric"], sort=False):
+            log.warning("score: %s %s: %d score error(s), left out of the mean; first: %s", model, metric, len(g),
+                        g["score_error"].iloc[0])
     for key, usage in judges.items():
         log.info("score: judge %s made %d calls (%d errors)", key, usage.get("requests", 0), usage.get("errors", 0))
     return rf.path(S.METRICS)

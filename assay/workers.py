@@ -1,0 +1,286 @@
+"""Worker processes for per-example metrics (no numpy here: a worker starts in a few hundredths of a second): ``workers`` processes, a time limit per example, a
+memory limit per worker where the OS enforces one (Linux: ``RLIMIT_AS``).
+
+:func:`run` calls one function on many examples. Each worker is a fresh ``python -m
+assay.workers`` talking to this process over two pipes (length-prefixed pickles), so
+nothing depends on ``fork`` or on the caller's ``__main__``. A worker loads the function itself
+(``loader``: ``"module:attr"`` of a function that returns it, and its arguments), then takes one
+example at a time. An example that raises is a score error; one that runs past ``timeout_s``
+has its worker killed (and replaced) and is a score error too; so is one whose worker dies
+(out of memory, a crash). The caller never sees an exception for an example.
+
+A worker exits when this process goes away: its pipe closes, and on Linux the kernel kills it
+(``PR_SET_PDEATHSIG``) even while it is stuck in an example.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+#: how long a worker may take to start and load the function
+LOAD_TIMEOUT_S = 120.0
+_HEADER = struct.Struct("<Q")
+_ASSAY_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def _write(fd: int, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+
+
+def _read(fd: int) -> Any:
+    (n,) = _HEADER.unpack(_read_exact(fd, _HEADER.size))
+    return pickle.loads(_read_exact(fd, n))
+
+
+def resolve(target: str):
+    import importlib
+
+    module, _, attr = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_function(target: str, path: str | None = None, base_dir: str | None = None):
+    """The function ``package.module:function``, or ``function`` in the file ``path``."""
+    if path is not None:
+        file = os.path.expanduser(path)
+        if base_dir is not None and not os.path.isabs(file):
+            file = os.path.join(base_dir, file)
+        file = os.path.abspath(file)
+        if not os.path.isfile(file):
+            raise ValueError(f"no metric file at {file}")
+        name = "assay_user_metric_" + str(abs(hash(file)))
+        module = sys.modules.get(name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(name, file)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
+        attr = target.rpartition(":")[2] if ":" in target else target
+        obj = module
+    else:
+        mod_name, _, attr = target.partition(":")
+        if not mod_name or not attr:
+            raise ValueError(f"function must look like 'package.module:function', got {target!r}")
+        try:
+            obj = importlib.import_module(mod_name)
+        except ImportError:
+            if base_dir is None or base_dir in sys.path:
+                raise
+            sys.path.insert(0, base_dir)  # a module beside the config file
+            obj = importlib.import_module(mod_name)
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{target!r}: no attribute {part!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{target!r} is not a function")
+    return obj
+
+
+def memory_limit_supported() -> bool:
+    return sys.platform.startswith("linux")
+
+
+class _Worker:
+    def __init__(self, loader: tuple, memory_mb: int | None):
+        to_child_r, to_child_w = os.pipe()
+        to_parent_r, to_parent_w = os.pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([_ASSAY_ROOT, *filter(None, [env.get("PYTHONPATH")])])
+        self.proc = subprocess.Popen([sys.executable, "-m", "assay.workers", str(to_child_r), str(to_parent_w)],
+                                     pass_fds=(to_child_r, to_parent_w), env=env, stdin=subprocess.DEVNULL)
+        os.close(to_child_r)
+        os.close(to_parent_w)
+        self.wfd, self.rfd = to_child_w, to_parent_r
+        self.state = "starting"
+        self.task: int | None = None
+        self.deadline: float | None = time.monotonic() + LOAD_TIMEOUT_S
+        _write(self.wfd, ("init", loader, memory_mb, list(sys.path)))
+
+    def kill(self) -> int | None:
+        for fd in (self.wfd, self.rfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait()
+
+    def stop(self) -> None:
+        try:
+            _write(self.wfd, None)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+
+def run(loader: tuple, calls: list[tuple[tuple, dict]], workers: int, timeout_s: float | None = None,
+        memory_mb: int | None = None) -> list[tuple[bool, Any]]:
+    """``fn(*args, **kwargs)`` for every ``(args, kwargs)`` in ``calls``, ``fn`` loaded in each worker
+    by ``resolve(loader[0])(*loader[1:])``; per call ``(True, value)`` or ``(False, error message)``."""
+    n = len(calls)
+    results: list[tuple[bool, Any] | None] = [None] * n
+    if n == 0:
+        return []
+    pending = deque(range(n))
+    limit = memory_mb if memory_mb and memory_limit_supported() else None
+    pool = [_Worker(loader, limit) for _ in range(max(1, min(workers, n)))]
+    try:
+        while pending or any(w.state == "busy" for w in pool):
+            for w in pool:
+                if w.state == "idle" and pending:
+                    i = pending.popleft()
+                    w.state, w.task = "busy", i
+                    w.deadline = time.monotonic() + timeout_s if timeout_s else None
+                    try:
+                        _write(w.wfd, ("call", i, calls[i]))
+                    except (OSError, pickle.PicklingError, TypeError, AttributeError) as e:
+                        results[i] = (False, f"could not send the example to a worker: {type(e).__name__}: {e}")
+                        w.state, w.task, w.deadline = "idle", None, None
+            deadlines = [w.deadline for w in pool if w.deadline is not None]
+            wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready, _, _ = select.select([w.rfd for w in pool], [], [], wait)
+            for k, w in enumerate(pool):
+                if w.rfd not in ready:
+                    continue
+                try:
+                    msg = _read(w.rfd)
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    code = w.kill()
+                    if w.state == "starting":
+                        raise RuntimeError(f"a metric worker process exited while starting (exit code {code})") from None
+                    if w.task is not None:
+                        why = "killed (out of memory?)" if code in (-9, 137) else f"exit code {code}"
+                        results[w.task] = (False, f"worker process died: {why}")
+                    pool[k] = _Worker(loader, limit)
+                    continue
+                if msg[0] == "fatal":
+                    raise RuntimeError(f"a metric worker could not load the metric: {msg[1]}")
+                if msg[0] == "ready":
+                    w.state, w.deadline = "idle", None
+                    continue
+                kind, i, value = msg
+                results[i] = (kind == "ok", value)
+                w.state, w.task, w.deadline = "idle", None, None
+            now = time.monotonic()
+            for k, w in enumerate(pool):
+                if w.deadline is not None and now >= w.deadline:
+                    if w.state == "starting":
+                        raise RuntimeError(f"a metric worker did not start within {LOAD_TIMEOUT_S:g} s")
+                    results[w.task] = (False, f"timed out after {timeout_s:g} s")
+                    w.kill()
+                    pool[k] = _Worker(loader, limit)
+    finally:
+        for w in pool:
+            w.stop()
+    return [r if r is not None else (False, "not run") for r in results]
+
+
+# ------------------------------------------------------------------------------------------------ the worker
+
+
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+def _limit_memory(mb: int) -> None:
+    import resource
+
+    try:
+        with open("/proc/self/statm") as f:
+            vm_pages = int(f.read().split()[0])
+        base = vm_pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        base = 0
+    limit = base + mb * 2 ** 20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _main(rfd: int, wfd: int) -> None:
+    import asyncio
+    import inspect
+    import traceback
+
+    _die_with_parent()
+    try:
+        _, loader, memory_mb, path = _read(rfd)
+    except EOFError:
+        return
+    sys.path[:] = path
+    try:
+        fn = resolve(loader[0])(*loader[1:])
+    except BaseException as e:
+        _write(wfd, ("fatal", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"))
+        return
+    if memory_mb:
+        _limit_memory(memory_mb)
+    _write(wfd, ("ready",))
+    while True:
+        try:
+            msg = _read(rfd)
+        except EOFError:
+            return
+        if msg is None:
+            return
+        _, i, (args, kwargs) = msg
+        try:
+            value = fn(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = asyncio.run(value)
+            reply = ("ok", i, value)
+        except MemoryError:
+            reply = ("error", i, f"MemoryError: over the worker's memory limit ({memory_mb} MB)" if memory_mb else "MemoryError")
+        except BaseException as e:  # an example's failure, whatever it is, is that example's
+            reply = ("error", i, f"{type(e).__name__}: {e}")
+        try:
+            _write(wfd, reply)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            _write(wfd, ("error", i, f"the metric returned a value that cannot be sent back: {type(e).__name__}: {e}"))
+
+
+if __name__ == "__main__":
+    _main(int(sys.argv[1]), int(sys.argv[2]))
