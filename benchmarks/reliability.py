@@ -28,10 +28,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from invoke_throughput import OFFLINE, PrefectServer  # noqa: E402
 
-FAULTS = ["429", "429DATE", "429BARE", "500", "502", "503", "RESET", "TRUNCATED", "BADJSON", "NOCHOICES", "NOUSAGE",
-          "SLOW", "400", "401", "ECHOAUTH"]
-
-
 def bad_inputs() -> None:
     import tests.test_preflight as T
 
@@ -80,51 +76,27 @@ def kills() -> None:
 
 
 def faults() -> None:
-    import textwrap
+    from datetime import date
 
     import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    import tests.test_faults as F
     from assay.responses import read_responses
     from assay.stages import run_local
     from assay.testing.openai_server import OpenAIServer
 
     print("| fault injected | outcome on the row | attempts | error recorded |\n|---|---|---|---|")
+    os.environ["FAULTS_KEY"] = F.KEY
     with tempfile.TemporaryDirectory() as tmp, OpenAIServer(latency=0.0, slow_seconds=3.0) as srv:
-        tmp = Path(tmp)
-        ids = [f"f{i:02d}" for i in range(len(FAULTS))]
-        pq.write_table(pa.table({"id": ids, "text": [f"hello TRIGGER:{f}" for f in FAULTS], "label": ["x"] * len(FAULTS)}),
-                       tmp / "data.parquet")
-        (tmp / "pipelines.yaml").write_text(textwrap.dedent(f"""
-            artifacts: {tmp}/runs
-            models:
-              live: {{provider: openai, model: mock-model, base_url: {srv.base_url}, api_key_env: FAKE_KEY,
-                      timeout_s: 1, max_attempts: 3, price: {{input_per_mtok: 1, output_per_mtok: 1}}}}
-            pipelines:
-              p:
-                dataset: {{source: data.parquet, id: id, reference: label}}
-                prompt: {{template: "{{text}}"}}
-                models: [live]
-                metrics: [accuracy]
-                max_error_rate: 1.0
-                cache: off
-                bootstrap: 0
-        """))
-        os.environ["FAKE_KEY"] = "sk-assay-secret-0123456789"
-        from datetime import date
-
-        ctx = run_local(str(tmp / "pipelines.yaml"), "p", date(2026, 11, 1))
+        ctx = run_local(str(F.fault_workspace(Path(tmp), srv.base_url)), "p", date(2026, 11, 1))
         rows = read_responses(ctx.folder).to_pandas().set_index("example_id")
-        for fid, fault in zip(ids, FAULTS):
-            r = rows.loc[fid]
+        for i, fault in enumerate(F.EXPECTED):
+            r = rows.loc[f"f{i:02d}"]
             err = None if pd.isna(r["error"]) else str(r["error"])
             out = None if pd.isna(r["output"]) else str(r["output"])
             outcome = f"succeeded: {out!r}" if err is None else "recorded as an error"
             shown = "" if err is None else err[:90].replace("|", "\\|")
             print(f"| {fault} | {outcome} | {int(r['attempts'])} | {shown} |")
-        m = ctx.folder.manifest()
-        print(f"\nerror kinds in the manifest: {m['stages']['invoke']['models']['live'].get('error_kinds', '(not recorded)')}")
 
 
 def main(argv=None) -> int:

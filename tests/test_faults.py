@@ -20,29 +20,39 @@ EXPECTED = {"429": (True, 2), "429DATE": (True, 2), "429BARE": (True, 2), "500":
             "NOCHOICES": (False, 3), "SLOW": (False, 3), "400": (False, 1), "401": (False, 1), "ECHOAUTH": (False, 1)}
 
 
-def test_each_fault_is_retried_or_recorded_and_the_key_never_escapes(tmp_path, monkeypatch, caplog):
+def fault_workspace(tmp_path: Path, base_url: str) -> Path:
+    """One example per fault of :data:`EXPECTED`, a pipeline ``p`` calling ``base_url`` with the key
+    in ``$FAULTS_KEY`` (which the caller sets to :data:`KEY`); returns the config."""
     faults = list(EXPECTED)
     ids = [f"f{i:02d}" for i in range(len(faults))]
     pq.write_table(pa.table({"id": ids, "text": [f"hello TRIGGER:{f}" for f in faults], "label": ["x"] * len(faults)}),
                    tmp_path / "data.parquet")
+    cfg = tmp_path / "pipelines.yaml"
+    cfg.write_text(textwrap.dedent(f"""
+        artifacts: {tmp_path}/runs
+        models:
+          live: {{provider: openai, model: mock-model, base_url: {base_url}, api_key_env: FAULTS_KEY,
+                  timeout_s: 1, max_attempts: 3, price: {{input_per_mtok: 1, output_per_mtok: 1}}}}
+        pipelines:
+          p:
+            dataset: {{source: data.parquet, id: id, reference: label}}
+            prompt: {{template: "{{text}}"}}
+            models: [live]
+            metrics: [accuracy]
+            max_error_rate: 1.0
+            bootstrap: 0
+    """))
+    return cfg
+
+
+def test_each_fault_is_retried_or_recorded_and_the_key_never_escapes(tmp_path, monkeypatch, caplog):
+    faults = list(EXPECTED)
+    ids = [f"f{i:02d}" for i in range(len(faults))]
     monkeypatch.setenv("FAULTS_KEY", KEY)
     with OpenAIServer(latency=0.0, slow_seconds=3.0) as srv:
-        (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
-            artifacts: {tmp_path}/runs
-            models:
-              live: {{provider: openai, model: mock-model, base_url: {srv.base_url}, api_key_env: FAULTS_KEY,
-                      timeout_s: 1, max_attempts: 3, price: {{input_per_mtok: 1, output_per_mtok: 1}}}}
-            pipelines:
-              p:
-                dataset: {{source: data.parquet, id: id, reference: label}}
-                prompt: {{template: "{{text}}"}}
-                models: [live]
-                metrics: [accuracy]
-                max_error_rate: 1.0
-                bootstrap: 0
-        """))
+        cfg = fault_workspace(tmp_path, srv.base_url)
         with caplog.at_level(logging.DEBUG):
-            ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", date(2026, 11, 1))
+            ctx = run_local(str(cfg), "p", date(2026, 11, 1))
         assert srv.stats(include_prompts=False)["had_auth"] > 0          # the key was sent
     rows = read_responses(ctx.folder).to_pandas().set_index("example_id")
     assert len(rows) == len(faults)                                     # no row lost or doubled
@@ -57,4 +67,3 @@ def test_each_fault_is_retried_or_recorded_and_the_key_never_escapes(tmp_path, m
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
     assert KEY not in caplog.text
-    assert KEY not in os.environ.get("ASSAY_ARTIFACTS", "")
