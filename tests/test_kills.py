@@ -99,6 +99,7 @@ def test_kill_in_a_stage_then_the_same_command_completes_the_same_run(setup, sta
     # nothing was paid twice beyond the shard being written and the calls in flight at the kill
     calls = srv.stats(include_prompts=False)["requests_total"]
     repaid = calls - N
-    assert 0 <= repaid <= C, (calls_before, calls)   # only the calls in flight at the kill
+    # the journal holds every finished call but at most C not yet written, and C more were in flight
+    assert 0 <= repaid <= 2 * C, (calls_before, calls)
     if stage != "invoke" and stage != "load":
         assert calls == calls_before == N                          # after invoke: no call repeated at all

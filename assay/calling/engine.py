@@ -176,9 +176,10 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
     The cache key of a request is ``cache_key(identity, request)`` unless ``keys`` gives them;
     ``cache`` None, ``options.cache_mode`` off or ``provider.cache_responses`` False leave the cache
     out. ``on_progress(done, errors, usd)`` is called a few times a second and once at the end.
-    ``on_calls(chunk)`` gets the calls finished since its last call, every ``journal_every_s`` and
-    before each chunk goes to ``on_chunk``: a journal there makes each call durable within that
-    time, where a chunk (``chunk_size`` calls) takes far longer to fill.
+    ``on_calls(chunk)`` gets the calls finished since its last call, every ``journal_every_s``, as
+    soon as ``max_concurrency`` of them have finished, and before each chunk goes to ``on_chunk``:
+    a journal there loses at most that many finished calls (besides those in flight) to a kill,
+    where a chunk (``chunk_size`` calls) takes far longer to fill.
     The provider is started only when something is left to call after the cache.
     """
     if not isinstance(provider, ChatProvider):
@@ -280,6 +281,8 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
             policy = RetryPolicy(cfg.max_attempts, cfg.timeout_s, opts.backoff_base_s, opts.backoff_max_s)
             call = provider.call
             append = calls.append
+            # by count as well as by time: at most this many finished calls are ever not yet journaled
+            journal_count = max(1, cfg.max_concurrency)
 
             async def worker():
                 for j in it:
@@ -303,6 +306,8 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
                         append((j, r, t0, perf() - t0, 1, None))
                     if len(calls) >= chunk_size:
                         flush(check_budget=True)
+                    elif on_calls is not None and len(calls) - journaled[0] >= journal_count:
+                        journal()
 
             ticker.start()
             jticker.start()
