@@ -5,6 +5,7 @@ cheap; a Hugging Face dataset by name goes through ``datasets`` (and so needs th
 to be online, or the dataset in the local cache).
 """
 
+import atexit
 import hashlib
 import os
 import re
@@ -231,6 +232,10 @@ def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as
 # (or, remote, ETag) cannot be told is never kept: a changed file is always read again.
 _KEPT: dict[tuple, tuple[pa.Table, int]] = {}
 _KEPT_LOCK = threading.Lock()
+# Let the kept table go while the interpreter is whole: Arrow buffers freed during the
+# interpreter's own teardown, after Arrow's thread pool began to stop, can abort the process
+# ("terminate called without an active exception", exit -6) instead of a clean exit.
+atexit.register(_KEPT.clear)
 
 
 def _stamp(source: str) -> tuple | None:
