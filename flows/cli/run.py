@@ -55,7 +55,17 @@ def run(
         # Prefect flow run exists; every problem is named, exit 2, nothing written
         preflight(loaded, pipeline, day, models=chosen, sample=sample)
     except ConfigError as e:
-        err(e.format())
+        problems = e.format()
+    else:
+        problems = None
+    if problems is not None:
+        # Leave with nothing of the failed checks alive: their tracebacks hold the Arrow tables that
+        # were read, and Arrow memory freed during the interpreter's own teardown can abort the
+        # process (exit -6) instead of exiting 2.
+        import gc
+
+        gc.collect()
+        err(problems)
         raise typer.Exit(EXIT_CONFIG)
     code, folder = execute(pipeline, day, chosen if models else None, sample, config, artifacts, cache, progress, debug)
     if folder:
