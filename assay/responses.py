@@ -90,13 +90,20 @@ def dedupe(t: pa.Table) -> pa.Table:
     """Keep one row per (example_id, model), preferring a success over an error, later over earlier."""
     if t.num_rows == 0:
         return t
-    seq = pa.array(range(t.num_rows), pa.int64())
-    ok = pc.cast(pc.is_null(t["error"]), pa.int64())
-    rank = pc.add(pc.multiply(ok, 1 << 40), seq)
-    keyed = t.select(["example_id", "model"]).append_column("_rank", rank)
-    best = keyed.group_by(["example_id", "model"], use_threads=False).aggregate([("_rank", "max")])
-    keep = pc.bit_wise_and(best["_rank_max"], (1 << 40) - 1)
-    return t.take(pc.take(keep, pc.sort_indices(keep)))  # the kept rows, in their original order
+    import numpy as np
+
+    # one code per (example_id, model) from hash kernels (Table.group_by would load Arrow's query
+    # engine, acero, a quarter of a second per process); numpy picks each group's best row
+    key = pc.binary_join_element_wise(pc.cast(t["example_id"], pa.large_string()), pc.cast(t["model"], pa.large_string()),
+                                      pa.scalar("\x00", pa.large_string())).combine_chunks()
+    codes = pc.dictionary_encode(key).indices.to_numpy(zero_copy_only=False)
+    if len(np.unique(codes)) == t.num_rows:
+        return t
+    ok = pc.is_null(t["error"]).to_numpy(zero_copy_only=False)
+    order = np.lexsort((np.arange(t.num_rows), ok, codes))  # by group, then errors before successes, then position
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = codes[order][1:] != codes[order][:-1]
+    return t.take(pa.array(np.sort(order[last])))  # the kept rows, in their original order
 
 
 def compact(run: RunFolder, model: str) -> tuple[set[str], int]:

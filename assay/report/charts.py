@@ -5,7 +5,8 @@ the grammar is Vega-Lite's, the layout, scales, axes and legends are Vega's); :f
 turns one into an SVG string with vl-convert, which embeds Vega-Lite and Vega in a V8 engine, so
 nothing is fetched (external data URLs are refused) and the page needs no script to show it.
 
-vl-convert is imported on first use: its engine takes about a second to start, once per process.
+The engine runs in a child process started when a run begins (:mod:`assay.report.engine`): it
+takes about a second of CPU to start, holding the GIL, so it starts while the models are called.
 """
 
 from __future__ import annotations
@@ -74,13 +75,13 @@ def _values(df: pd.DataFrame) -> dict:
 def render(spec: dict) -> str:
     """The SVG of a Vega-Lite spec, its element ids made unique within the page (several inline
     SVGs share one document, and clip paths or gradients would otherwise point at another's)."""
-    import vl_convert as vlc
+    from assay.report import engine
 
     spec = {"$schema": SCHEMA, "config": CONFIG, **spec}
     try:
-        svg = vlc.vegalite_to_svg(spec, allowed_base_urls=[])
-    except Exception as e:  # noqa: BLE001  (vl-convert raises a bare ValueError with the JS stack)
-        raise ChartError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+        svg = engine.render(spec)
+    except engine.RenderError as e:
+        raise ChartError(str(e)) from e
     prefix = f"c{next(_ids)}-"
     ids = set(re.findall(r'\sid="([^"]+)"', svg))
     for i in sorted(ids, key=len, reverse=True):

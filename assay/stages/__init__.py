@@ -36,8 +36,11 @@ def run_stages(ctx: RunContext, call: Callable[[Any, RunContext], Any] | None = 
     resumable. ``on_end()`` gives extra manifest keys to record with the end (the Prefect flow
     run, say).
     """
+    from assay.report import engine
+
     call = call or (lambda stage, c: stage.run(c))
     extra = on_end or dict
+    engine.start()  # the report's chart engine starts in a child process while the models are called
     todo = STAGES + ((gate,) if gates and ctx.cfg.gates else ())
     for stage in todo:
         try:
