@@ -383,6 +383,10 @@ def test_a_broken_gate_fails_the_run_and_the_cli_exits_3(ops):
     assert m["status"] == "complete"                          # the artifacts stand
     assert m["gates"]["passed"] is False
     assert any("< min 0.99" in f for f in m["gates"]["failures"])
+    # the report, written after the gate, shows the verdict (and the history marks this run failed)
+    page = (folder / "report.html").read_text()
+    assert "<strong>Gates:</strong> FAILED" in page and "&lt; min 0.99" in page
+    assert "**Gates:** FAILED" in (folder / "summary.md").read_text()
 
     # through the served deployment: the date with a gate-failed (but complete) run is skipped,
     # the other one runs, its flow run ends Failed, the markdown says what broke; exit 3

@@ -1,6 +1,7 @@
 """The report stage (assay.report): summary.md and report.html from a real run, the one
 recommendation sentence, the charts and the ``assay report`` command."""
 
+import json
 import re
 import textwrap
 from datetime import date
@@ -260,3 +261,24 @@ def test_numbers_for_people():
     assert [fmt.seconds(x) for x in (1.5, 0.773, 0.00011)] == ["1.50 s", "773 ms", "110 µs"]
     assert fmt.with_interval(0.85, float("nan"), None) == "0.850" and fmt.signed(-0.05) == "−0.050"
     assert fmt.missing(pd.NA) and fmt.missing(np.float32("nan")) and not fmt.missing(0)
+
+
+def test_a_fresh_report_shows_the_gate_verdict(run, tmp_path):
+    """The gate runs before the report, so a run's own report (not only a rebuilt one) says
+    which gates broke; the run is complete and the gate's failure still propagates."""
+    import shutil
+
+    from assay.runs import GateFailed, start_run
+    from assay.stages import run_stages
+
+    for f in ("data.parquet", "good.parquet", "weak.parquet", "pipelines.yaml"):
+        shutil.copy(run["dir"] / f, tmp_path / f)
+    ctx = start_run(str(tmp_path / "pipelines.yaml"), "p", DAY)
+    with pytest.raises(GateFailed):
+        run_stages(ctx)
+    root = Path(ctx.folder.url)
+    page = (root / S.REPORT).read_text()
+    assert "<strong>Gates:</strong> FAILED, 1 of 2 checks: accuracy[weak&lt;i&gt;] 0.75 &lt; min 0.8" in page
+    assert "**Gates:** FAILED, 1 of 2 checks" in (root / S.SUMMARY).read_text()
+    assert json.loads((root / "manifest.json").read_text())["status"] == "complete"
+    assert "Gates:" not in run["html"]  # a run whose gates were not checked says nothing of them

@@ -79,6 +79,9 @@ def _view(store: Store, name: str) -> PipelineView:
 
 def build_dashboard(root: str, out_dir: str, base_url: str | None = None) -> dict:
     """Write the site for artifact root ``root`` into ``out_dir``; return what it wrote and the timings."""
+    from assay.report import engine
+
+    engine.start()  # the chart engine starts while the runs are read
     t0 = time.perf_counter()
     store = Store(root)
     names = [p for p in store.pipelines() if not p.startswith("_")]

@@ -374,6 +374,19 @@ def slice_cells(metrics: pd.DataFrame, gen: pd.DataFrame, metric: str) -> pd.Dat
     return m[["model", "slice", "value", "n", "worst", "model_label"]].reset_index(drop=True)
 
 
+def gates_line(manifest: dict) -> str | None:
+    """The run's gate verdict in one line (None when its gates were not checked)."""
+    g = manifest.get("gates")
+    if not isinstance(g, dict) or "passed" not in g:
+        return None
+    n = len(g.get("checks") or [])
+    if g["passed"]:
+        return f"passed ({n} check{'s' if n != 1 else ''})"
+    fails = g.get("failures") or []
+    more = f"; and {len(fails) - 3} more" if len(fails) > 3 else ""
+    return f"FAILED, {len(fails)} of {n} checks: " + "; ".join(fails[:3]) + more
+
+
 def _render(key: str, spec: dict | None, timings: dict) -> str | None:
     if spec is None:
         return None
@@ -486,6 +499,9 @@ def _long_tables(rt: RunTables, table: pd.DataFrame, pairs: pd.DataFrame) -> lis
 def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: bool = True) -> dict:
     """Write summary.md and report.html of a run folder from its artifacts; return what the
     Prefect UI shows (``markdown``, ``headline`` rows, ``recommendation``) and the timings."""
+    from assay.report import engine
+
+    engine.start()  # no-op when a run or a command started it: it starts while the tables are read
     t_start = time.perf_counter()
     rt = RunTables.read(rf, cfg)
     manifest, metrics, costs = rt.manifest, rt.metrics, rt.costs
@@ -503,7 +519,11 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     # markdown -----------------------------------------------------------------------
     md = [f"# {pipeline} — {manifest.get('as_of', '')}\n",
           f"Run `{manifest.get('run_id', '')}`, {n} examples.\n",
-          f"**Recommendation:** {rec.sentence}\n", "## Models\n", headline_markdown(rows, titles)]
+          f"**Recommendation:** {rec.sentence}\n"]
+    verdict = gates_line(manifest)
+    if verdict:
+        md.append(f"**Gates:** {verdict}\n")
+    md += ["## Models\n", headline_markdown(rows, titles)]
     if monthly:
         md.append(f"Monthly figures at {monthly:,} requests per month.\n")
     md += _error_bar_lines(metrics)
@@ -562,6 +582,7 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
             f"<code>{P.esc(manifest.get('run_id', ''))}</code> · {n:,} examples · {len(models)} models"
             + (f" · monthly figures at {monthly:,} requests" if monthly else "") + "</p>",
             f"<p class='recommendation{'' if rec.model else ' none'}' id='recommendation'>{P.esc(rec.sentence)}</p>",
+            (f"<p class='meta' id='gates'><strong>Gates:</strong> {P.esc(verdict)}</p>" if verdict else ""),
             "<section id='headline'><h2>Models</h2>",
             P.table([(k, titles[k]) for k in COLUMNS], [{**r, "model": P.esc(r["model"]) + (
                 " <span class='mark'>✓ recommended</span>" if r["recommended"] else "")} for r in rows],

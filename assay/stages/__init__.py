@@ -4,8 +4,8 @@ Each stage module (``load``, ``invoke``, ``score``, ``cost``, ``report``) has a 
 that reads its inputs from the run folder, writes its own artifacts and records itself in the
 manifest. :func:`run_stages` chains them and marks the run complete or failed; the Prefect flow
 (``flows/assess.py``), :func:`run_local` and ``assay reproduce`` all go through it, the flow
-wrapping each stage in its Prefect task (``call``). The gate runs last; its verdict is part of
-the finished run.
+wrapping each stage in its Prefect task (``call``). The gate runs between cost and report;
+its verdict is part of the report and of the finished run.
 """
 
 from datetime import date
@@ -26,32 +26,36 @@ def message(e: BaseException) -> str:
 
 def run_stages(ctx: RunContext, call: Callable[[Any, RunContext], Any] | None = None,
                on_end: Callable[[], dict] | None = None, gates: bool = True) -> RunContext:
-    """Run every stage on ``ctx`` (``call(stage, ctx)`` runs one; default ``stage.run(ctx)``), then
-    check the pipeline's gates (``call(gate, ctx)``) when it has any, then mark the run complete.
+    """Run every stage on ``ctx`` (``call(stage, ctx)`` runs one; default ``stage.run(ctx)``),
+    checking the pipeline's gates (``call(gate, ctx)``, when it has any) after the cost stage and
+    before the report, so the report shows the verdict; then mark the run complete.
 
     On a failure the manifest says which stage failed and why, the partial artifacts stay (the
     same request resumes them), and the exception propagates. A broken gate is not a failed run:
-    its verdict is recorded, the run is marked complete (its artifacts stand), and the gate's
-    exception propagates. A run killed at any point, the gate included, stays unfinished and
-    resumable. ``on_end()`` gives extra manifest keys to record with the end (the Prefect flow
-    run, say).
+    its verdict is recorded, the report is still written and the run marked complete (its
+    artifacts stand), then the gate's exception propagates. A run killed at any point, the gate
+    included, stays unfinished and resumable. ``on_end()`` gives extra manifest keys to record
+    with the end (the Prefect flow run, say).
     """
     from assay.report import engine
 
     call = call or (lambda stage, c: stage.run(c))
     extra = on_end or dict
     engine.start()  # the report's chart engine starts in a child process while the models are called
-    todo = STAGES + ((gate,) if gates and ctx.cfg.gates else ())
+    todo = STAGES[:-1] + ((gate,) if gates and ctx.cfg.gates else ()) + STAGES[-1:]
+    broken = None
     for stage in todo:
         try:
             call(stage, ctx)
         except BaseException as e:
             if stage is gate and ctx.manifest.get("gates", {}).get("passed") is False:
-                finish(ctx, **extra())
-            else:
-                fail(ctx, stage.NAME, message(e), **extra())
+                broken = e  # the verdict stands; the report shows it, then the run says so
+                continue
+            fail(ctx, stage.NAME, message(e), **extra())
             raise
     finish(ctx, **extra())
+    if broken is not None:
+        raise broken
     return ctx
 
 

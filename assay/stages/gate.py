@@ -1,7 +1,8 @@
 """The gate: check a complete run against the pipeline's ``gates:`` and record the verdict.
 
-It runs after the run is marked complete (its artifacts stand either way); a broken gate raises
-:class:`assay.runs.GateFailed` so that the run's caller fails loudly (``assay run`` exits 3).
+It runs after the cost stage and before the report (which shows the verdict); a broken gate
+raises :class:`assay.runs.GateFailed`, the report is still written and the run marked complete
+(its artifacts stand), and the run's caller fails loudly (``assay run`` exits 3).
 """
 
 import logging

@@ -24,6 +24,9 @@ def _open(path: str, what: str):
 
 def report(run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>.")):
     """Write a run's summary.md and report.html again from its artifacts; print the report's path."""
+    from assay.report import engine
+
+    engine.start()  # the chart engine starts (about a second) while the tables are read
     from assay.report.summary import build_report, run_config
 
     rf = _open(run_folder, "report")
@@ -43,6 +46,9 @@ def compare(
 ):
     """Write a page setting two runs side by side: what changed in config, data and prices, the
     results of each, and the paired differences B − A on the examples they share."""
+    from assay.report import engine
+
+    engine.start()
     from assay.report.compare import build_compare
 
     a, b = _open(run_a, "compare"), _open(run_b, "compare")
@@ -72,6 +78,9 @@ def dashboard(
 ):
     """Write a static site over every pipeline and date in the artifact root, from the Parquet tree alone:
     latest result per pipeline, the model × use-case matrix, history charts, links to each run's report."""
+    from assay.report import engine
+
+    engine.start()
     from assay.report.dashboard import build_dashboard
 
     root = artifacts
