@@ -91,3 +91,44 @@ def test_each_fault_is_retried_or_recorded_and_the_key_never_escapes(tmp_path, m
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
     assert KEY not in caplog.text
+
+
+def test_the_key_reaches_no_prefect_artifact_parameter_or_log(tmp_path, monkeypatch, prefect_server):
+    """The same faults through the ``assess`` flow on a Prefect server, then everything the server
+    holds about the flow run, read back through its client: no trace of the key."""
+    import json
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId,
+                                                LogFilter, LogFilterFlowRunId)
+
+    from flows.assess import assess
+
+    monkeypatch.setenv("FAULTS_KEY", KEY)
+    with OpenAIServer(latency=0.0, slow_seconds=3.0) as srv:
+        cfg = fault_workspace(tmp_path, srv.base_url)
+        state = assess(pipeline="p", as_of=date(2026, 11, 1), config=str(cfg), artifacts=str(tmp_path / "runs"),
+                       return_state=True)
+        assert srv.stats(include_prompts=False)["had_auth"] > 0
+    assert state.is_completed(), state
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # log lines reach the server in the background: wait for every one
+    folder = Path(state.result())
+    fid = UUID(json.loads((folder / "manifest.json").read_text())["prefect"]["flow_run_id"])
+    with get_client(sync_client=True) as client:
+        fr = client.read_flow_run(fid)
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fid])))
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[fid])))
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[fid])))
+    # the run did publish what is scanned: the summary, the headline table, the progress, the stage lines
+    assert {"p-summary", "p-headline"} <= {a.key for a in arts} and any(a.type == "progress" for a in arts), arts
+    assert any(lg.message.startswith("invoke: live:") for lg in logs), [lg.message for lg in logs]
+    texts = {"flow run parameters": json.dumps(fr.parameters, default=str),
+             "flow run": fr.model_dump_json(),
+             **{f"task run {t.name}": t.model_dump_json() for t in tasks},
+             **{f"artifact {a.key or a.id}": a.model_dump_json() for a in arts},
+             **{f"log {i}": lg.model_dump_json() for i, lg in enumerate(logs)}}
+    leaks = [where for where, text in texts.items() if KEY in text]
+    assert not leaks, leaks
