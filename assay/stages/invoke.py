@@ -71,6 +71,17 @@ def run(ctx: RunContext) -> str:
         if cached_s and "compute_s" in st:
             st["compute_s"] += cached_s
         made = st.get("called", 0) - st.get("errors", 0)
+        # a resumed run's figures cover every row, not only this attempt's: the examples earlier
+        # attempts answered count with their recorded time in the compute, and those attempts'
+        # measured time and successes in the throughput
+        resumed_s = st.pop("resumed_latency_s", 0.0)
+        if resumed_s and "compute_s" in st:
+            st["compute_s"] += resumed_s
+        earlier = st.pop("earlier_attempts", None) or []
+        if earlier:
+            st["attempts"] = earlier + [{"wall_s": st.get("wall_s") or 0.0, "ok": made}]
+            st["wall_s"] = sum(a["wall_s"] for a in st["attempts"])
+            made = sum(a["ok"] for a in st["attempts"])
         if made > 0 and st.get("wall_s"):
             st["throughput_rps"] = made / st["wall_s"]
         recorded = (ctx.measurements or {}).get(name) or {}
