@@ -68,6 +68,7 @@ class PartWriter:
 #: internal: whether a chat model's finished calls are journaled (benchmarks/invoke_throughput.py
 #: ``durability`` measures what the journal costs by turning it off; runs always journal)
 JOURNAL = True
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Journal:
@@ -97,15 +98,16 @@ class Journal:
         return {"attempt": self.attempt, "wall_s": time.perf_counter() - self.started if wall is None else wall, "ok": self.ok}
 
     def _snapshot(self) -> str:
-        return json.dumps(self.measured(), separators=(",", ":")) + "\n"
+        return _ENCODE(self.measured()) + "\n"
 
     def __call__(self, chunk: Chunk) -> None:
         ids, c = self.ids, chunk
         self.ok += c.error.count(None)
         rows = zip([ids[j] for j in c.index], c.output, c.prompt_tokens, c.completion_tokens, c.cached_tokens,
                    c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error)
-        dumps = json.dumps
-        os.write(self.fd, ("".join([dumps(r, separators=(",", ":")) + "\n" for r in rows]) + self._snapshot()).encode())
+        # one encoder for every line: json.dumps with separators builds a new encoder per call
+        encode = _ENCODE
+        os.write(self.fd, ("".join([encode(r) + "\n" for r in rows]) + self._snapshot()).encode())
 
     def mark(self, chunk: Chunk) -> None:
         """A batch model's part is written: snapshot what it holds (cache hits took no time)."""
