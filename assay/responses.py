@@ -6,6 +6,7 @@ a success over an error, a later row over an earlier one.
 """
 
 import re
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -55,26 +56,32 @@ def journal_path(run: RunFolder, model: str) -> str:
     return os.path.join(base, "journals", hashlib.sha256(run.url.encode()).hexdigest()[:32], name)
 
 
-def read_journal(run: RunFolder, model: str) -> pa.Table:
-    """The calls a killed run journaled for ``model`` (a torn last line is dropped)."""
+def read_journal(run: RunFolder, model: str) -> tuple[pa.Table, list[dict]]:
+    """What a killed run journaled for ``model``: the calls it finished (a torn last line is
+    dropped), and the measurements of each earlier attempt (its last snapshot: ``wall_s``, ``ok``)."""
     import json
     import os
 
     path = journal_path(run, model)
     rows = []
+    attempts: dict[str, dict] = {}
     if os.path.exists(path):
         with open(path, "rb") as f:
             for line in f:
                 try:
-                    rows.append(json.loads(line))
+                    item = json.loads(line)
                 except ValueError:
                     break  # the line being written when the process died
+                if isinstance(item, dict):
+                    attempts[item["attempt"]] = item  # a later snapshot of an attempt supersedes its earlier ones
+                else:
+                    rows.append(item)
     cols = list(zip(*rows)) if rows else [[] for _ in range(11)]
     s = RESPONSE_SCHEMA
     arrays = [pa.array(cols[0], pa.string()), pa.array([model] * len(rows), pa.string())]
     for i, f in enumerate(list(s)[2:], start=1):
         arrays.append(pa.array(cols[i], pa.int64()).cast(f.type) if f.name == "started_at" else pa.array(cols[i], f.type))
-    return pa.Table.from_arrays(arrays, schema=s)
+    return pa.Table.from_arrays(arrays, schema=s), list(attempts.values())
 
 
 def read_responses(run: RunFolder, model: str | None = None) -> pa.Table:
@@ -106,15 +113,31 @@ def dedupe(t: pa.Table) -> pa.Table:
     return t.take(pa.array(np.sort(order[last])))  # the kept rows, in their original order
 
 
-def compact(run: RunFolder, model: str) -> tuple[set[str], int]:
-    """Resume: keep the successful responses of earlier attempts in one part; return their ids
-    and the next part number."""
+class Resumed(NamedTuple):
+    """What earlier attempts of a model left: the examples answered, the next part number, the
+    recorded time of those answers (``latency_s`` summed), and each attempt's measurements."""
+
+    ids: set[str]
+    seq: int
+    latency_s: float
+    attempts: list[dict]
+
+
+def compact(run: RunFolder, model: str) -> Resumed:
+    """Resume: keep the successful responses of earlier attempts in one part; return what they left.
+
+    The journal's calls go into that part; what stays in the journal is each earlier attempt's
+    last measurement, so that a run killed again still carries them."""
+    import json
     import os
 
     names = part_names(run, model)
-    journaled = read_journal(run, model)
+    journaled, attempts = read_journal(run, model)
+    path = journal_path(run, model)
     if not names and not journaled.num_rows:
-        return set(), 0
+        if os.path.exists(path) and not attempts:
+            os.remove(path)
+        return Resumed(set(), 0, 0.0, attempts)
     parts = read_responses(run, model)
     t = dedupe(pa.concat_tables([parts, journaled])) if journaled.num_rows else parts
     ok = t.filter(pc.is_null(t["error"]))
@@ -124,6 +147,12 @@ def compact(run: RunFolder, model: str) -> tuple[set[str], int]:
         for n in names:
             run.remove(f"{RESPONSES}/{n}")
         seq += 1
-    if os.path.exists(journal_path(run, model)):
-        os.remove(journal_path(run, model))  # its calls are in the part just written
-    return set(ok["example_id"].to_pylist()), seq
+    if os.path.exists(path):  # its calls are in the part just written: keep only the measurements
+        if attempts:
+            with open(path + ".tmp", "wb") as f:
+                f.write("".join(json.dumps(a) + "\n" for a in attempts).encode())
+            os.replace(path + ".tmp", path)
+        else:
+            os.remove(path)
+    latency = pc.sum(ok["latency_s"]).as_py() or 0.0
+    return Resumed(set(ok["example_id"].to_pylist()), seq, float(latency), attempts)

@@ -46,6 +46,14 @@ def safe_component(kind: str, value: str) -> str:
     return value
 
 
+def _safe(value: str) -> bool:
+    try:
+        safe_component("name", value)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_url(root: str) -> bool:
     return "://" in root and not root.startswith("file://")
 
@@ -107,7 +115,8 @@ class Store:
         out = []
         for d in dates:
             for r in self._ls_dirs(self._loc(pipeline, d)):
-                out.append(RunFolder(self, pipeline, d, r))
+                if _safe(d) and _safe(r):  # a folder Assay cannot have made (a control character in its name) is no run
+                    out.append(RunFolder(self, pipeline, d, r))
         return out
 
     def complete_runs(self, pipeline: str, as_of: str | None = None) -> list["RunFolder"]:
@@ -274,7 +283,10 @@ def open_run(path: "str | os.PathLike | RunFolder") -> RunFolder:
             date.fromisoformat(as_of)
         except ValueError:
             raise NotARunFolder(f"not a run folder (<root>/<pipeline>/<as_of>/<run_id>): {as_of!r} in {path} is not a date") from None
-        rf = RunFolder(Store(root), pipeline, as_of, run_id)
+        try:
+            rf = RunFolder(Store(root), pipeline, as_of, run_id)
+        except ValueError as e:  # a run id (or pipeline) that could not have been made here: '..', a control character
+            raise NotARunFolder(f"not a run folder: {e}: {path!r}") from None
     if not rf.exists(MANIFEST):
         raise NotARunFolder(f"no {MANIFEST} in {rf.url}: not a run folder")
     return rf

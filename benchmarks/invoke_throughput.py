@@ -16,6 +16,9 @@ it does not share a GIL with Assay) and, for the whole-process figure, a real
                flow's whole process on the same server + a bare aiohttp client's time on the
                same workload + 1.0 s, all three measured in the same run.
 4. memory      a replay run over 1,000,000 rows: peak RSS of the process. Target: < 1.5 GB.
+5. durability  N=20,000, L=0, C=64: the invoke stage with the per-call journal (as every run)
+               and without it (``assay.calling.invoke.JOURNAL``, an internal switch), taking
+               turns. Target: ratio <= 1.05.
 
 The machine's speed varies from minute to minute (other processes, frequency), so the two
 ratios are measured in the same run, the bare client and Assay taking turns (``--reps`` rounds
@@ -140,6 +143,31 @@ def bench_overhead(n: int, c: int, reps: int = 3) -> dict:
           f"client {b:.2f} s ({b / n * 1e6:.0f} us/item; runs: {_runs(bare)}) -> ratio {ratio:.3f} (limit {OVERHEAD_LIMIT}) "
           f"{'OK' if ratio <= OVERHEAD_LIMIT else 'MISSED'}")
     return {"n": n, "c": c, "assay_s": assay, "bare_s": bare, "ratio": ratio, "limit": OVERHEAD_LIMIT}
+
+
+DURABILITY_LIMIT = 1.05  # invoke stage at L=0 with the journal against without it
+
+
+def bench_durability(n: int, c: int, reps: int = 3) -> dict:
+    from assay.calling import invoke as I
+
+    on, off = [], []
+    with tempfile.TemporaryDirectory() as d, OpenAIServer(latency=0.0) as srv:
+        cfg = write_config(Path(d), srv.base_url, n, c)
+        invoke_seconds(cfg)  # warm the server and the imports
+        try:
+            for _ in range(reps):
+                I.JOURNAL = False
+                off.append(invoke_seconds(cfg))
+                I.JOURNAL = True
+                on.append(invoke_seconds(cfg))
+        finally:
+            I.JOURNAL = True
+    ratio = min(on) / min(off)
+    print(f"durability N={n} L=0 C={c}: invoke with the journal {min(on):.2f} s (runs: {_runs(on)}), without "
+          f"{min(off):.2f} s (runs: {_runs(off)}) -> ratio {ratio:.3f} (limit {DURABILITY_LIMIT}) "
+          f"{'OK' if ratio <= DURABILITY_LIMIT else 'MISSED'}")
+    return {"n": n, "c": c, "journal_s": on, "no_journal_s": off, "ratio": ratio, "limit": DURABILITY_LIMIT}
 
 
 def _free_port() -> int:
@@ -271,7 +299,7 @@ def bench_memory(n: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("which", nargs="*", default=["stage", "overhead", "process", "memory"])
+    ap.add_argument("which", nargs="*", default=["stage", "overhead", "process", "memory", "durability"])
     ap.add_argument("--quick", action="store_true", help="smaller N for a smoke check")
     ap.add_argument("--reps", type=int, default=3, help="rounds of the bare client and Assay, taking turns (stage, overhead)")
     ap.add_argument("--json", help="also write the figures to this file")
@@ -286,6 +314,8 @@ def main(argv=None) -> int:
         out["process"] = bench_process(1_000, 0.1, 32)
     if "memory" in a.which:
         out["memory"] = bench_memory(1_000_000 // k)
+    if "durability" in a.which:
+        out["durability"] = bench_durability(20_000 // k, 64, a.reps)
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))
     return 0

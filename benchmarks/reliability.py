@@ -7,7 +7,8 @@
                 run's artifacts, and how many model calls were paid for twice.
 3. faults       every endpoint fault the test server injects (``assay/testing/openai_server.py``),
                 on a run of one example per fault: what the run recorded for it (retried to
-                success, or the error on its row) and after how many attempts.
+                success, or the error on its row) and after how many attempts; then the
+                per-kind counts the manifest recorded (``retry_kinds``, ``error_kinds``).
 
 Starts its own ``prefect server start`` and OpenAI-compatible server on 127.0.0.1.
 
@@ -82,6 +83,7 @@ def faults() -> None:
 
     import tests.test_faults as F
     from assay.responses import read_responses
+    from assay.runs import Manifest
     from assay.stages import run_local
     from assay.testing.openai_server import OpenAIServer
 
@@ -97,6 +99,12 @@ def faults() -> None:
             outcome = f"succeeded: {out!r}" if err is None else "recorded as an error"
             shown = "" if err is None else err[:90].replace("|", "\\|")
             print(f"| {fault} | {outcome} | {int(r['attempts'])} | {shown} |")
+        m = Manifest.of(ctx.folder)
+        print("\nper kind, from the manifest (`stages.invoke.models.live`):\n\n| kind | retries | final errors |\n|---|---|---|")
+        retries, errors = m.retry_kinds["live"], m.error_kinds["live"]
+        for kind in sorted(set(retries) | set(errors)):
+            print(f"| `{kind}` | {retries.get(kind, 0)} | {errors.get(kind, 0)} |")
+        print(f"| all | {sum(retries.values())} | {sum(errors.values())} |")
 
 
 def main(argv=None) -> int:

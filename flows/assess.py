@@ -112,7 +112,7 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
         loaded = load_config(config)
         p = loaded.pipeline(pipeline)
         day = evaluation_date(as_of, p.schedule.timezone if p.schedule else None)
-        preflight(loaded, pipeline, day, models=models or None, sample=sample)
+        preflight(loaded, pipeline, day, models=models or None, sample=sample, artifacts=artifacts)
     except ConfigError as e:  # before start_run: no run folder is made for a run that cannot work
         get_run_logger().error("%s", e.format())
         return Failed(message=e.format())

@@ -79,7 +79,8 @@ def test_results_come_in_ordered_columnar_chunks():
     assert all(0 < x < 1 for x in c.latency_s)
     assert all(t0 - 1 <= s / 1e6 <= time.time() + 1 for s in c.started_at)  # µs since the epoch
     assert st == {**st, "called": 23, "cache_hits": 0, "retries": 0, "errors": 0, "concurrency": 4}
-    assert set(st) == {"called", "cache_hits", "retries", "errors", "usd", "wall_s", "concurrency"}
+    assert set(st) == {"called", "cache_hits", "retries", "errors", "retry_kinds", "error_kinds", "usd", "wall_s", "concurrency"}
+    assert st["retry_kinds"] == st["error_kinds"] == {}
     assert p.max_in_flight == 4 and p.started == p.closed == 1
 
 
@@ -105,6 +106,8 @@ def test_retries_and_final_errors_are_recorded_on_the_row():
     assert c.attempts[row[3]] == 1 and c.error[row[3]] == "RuntimeError: a provider bug"
     assert c.attempts[row[4]] == 3 and c.error[row[4]] == "HTTP 503" and c.prompt_tokens[row[4]] is None
     assert st["errors"] == 3 and st["retries"] == 1 + 2 and st["called"] == 6
+    assert st["retry_kinds"] == {"http_429": 1, "http_503": 2}
+    assert st["error_kinds"] == {"http_400": 1, "exception": 1, "http_503": 1}
 
 
 def test_the_cache_serves_repeats_and_a_fully_cached_batch_never_starts_the_provider(tmp_path):

@@ -246,6 +246,13 @@ def test_resume_after_kill_pays_for_nothing_twice(tmp_path):
         before = srv.stats()["requests_total"]
         assert 0 < before < n, "the kill must land in the middle of invoke"
         written = sum(pq.read_metadata(p).num_rows for p in parts_dir.glob("part-*.parquet"))
+        # and the calls journaled since the last part (they are kept too)
+        from assay.responses import read_journal
+
+        (rf,) = Store(tmp_path / "runs").runs("p")
+        parts_ids = set(pd.concat([pd.read_parquet(p) for p in parts_dir.glob("part-*.parquet")])["example_id"])
+        journaled, _ = read_journal(rf, "fake")
+        kept = parts_ids | {e for e, err in zip(journaled["example_id"].to_pylist(), journaled["error"].to_pylist()) if err is None}
         ctx = run_local(str(cfg), "p", DAY)
         after = srv.stats()["requests_total"]
     assert ctx.resumed
@@ -254,8 +261,8 @@ def test_resume_after_kill_pays_for_nothing_twice(tmp_path):
     # one physical row per (example, model) on disk too
     raw = pd.concat([pd.read_parquet(p) for p in (Path(ctx.folder.url) / "responses").glob("part-*.parquet")])
     assert len(raw) == n and raw["example_id"].is_unique
-    # every response written before the kill is kept; only the rest is called for
-    assert after - before == n - written
+    # every response written or journaled before the kill is kept; only the rest is called for
+    assert written <= len(kept) and after - before == n - len(kept)
     assert ctx.folder.manifest()["status"] == "complete"
     assert [r.run_id for r in Store(tmp_path / "runs").runs("p")] == [ctx.run_id]
 
@@ -304,3 +311,39 @@ def test_progress_reports_at_once_then_a_few_times_a_second(tmp_path):
     # 80 calls at concurrency 8 and 50 ms: about half a second, so reports in between, not per call
     assert 2 <= len(seen) <= 10, seen
     assert any(0 < d < 80 for d in dones)
+
+
+def test_a_resumed_conventional_models_compute_covers_the_rows_it_did_not_run_again(tmp_path):
+    """A conventional model (priced by compute time per request) whose rows an earlier attempt
+    answered: the resumed invoke stage counts their recorded time, so its compute_s (and the cost)
+    are the uninterrupted attempt's, not zero."""
+    from assay.stages import cost, invoke, load, score
+
+    make_dataset(tmp_path / "data.parquet", 30)
+    pq.write_table(pa.table({"text": [f"ticket {i} about {LABELS[i % 3]}" for i in range(30)],
+                             "label": [LABELS[i % 3] for i in range(30)]}), tmp_path / "train.parquet")
+    cfg = tmp_path / "pipelines.yaml"
+    cfg.write_text(textwrap.dedent(f"""
+        artifacts: {tmp_path}/runs
+        models:
+          base: {{provider: sklearn, estimator: tfidf-logreg, train: train.parquet, compute: {{usd_per_hour: 3.6}}}}
+        pipelines:
+          p:
+            dataset: {{source: data.parquet, id: id, reference: label}}
+            models: [base]
+            metrics: [accuracy]
+            bootstrap: 0
+    """))
+    ctx = start_run(str(cfg), "p", DAY)
+    load.run(ctx)
+    invoke.run(ctx)
+    first = ctx.folder.manifest()["stages"]["invoke"]["models"]["base"]
+    assert first["called"] == 30 and first["compute_s"] > 0
+    invoke.run(ctx)  # as a resumed run does: every row is on disk already, nothing runs again
+    again = ctx.folder.manifest()["stages"]["invoke"]["models"]["base"]
+    assert again["called"] == 0 and again["resumed"] == 30
+    assert again["compute_s"] == pytest.approx(first["compute_s"], rel=1e-9)
+    score.run(ctx)
+    cost.run(ctx)
+    costs = ctx.folder.read_table("costs.parquet").to_pandas().set_index("model")
+    assert costs.loc["base", "cost_usd"] == pytest.approx(first["compute_s"] * 3.6 / 3600, rel=1e-9)

@@ -103,3 +103,36 @@ def test_kill_in_a_stage_then_the_same_command_completes_the_same_run(setup, sta
     assert 0 <= repaid <= 2 * C, (calls_before, calls)
     if stage != "invoke" and stage != "load":
         assert calls == calls_before == N                          # after invoke: no call repeated at all
+
+
+def test_a_resumed_self_hosted_models_measurements_cover_every_attempt(setup, project_root):
+    """A self-hosted model (``hosting:``, priced by its measured throughput) killed in invoke and
+    resumed: the throughput and the cost cover every row, each attempt's measured time and
+    successes summed, not only the calls the resumed attempt made."""
+    import json
+
+    import pandas as pd
+
+    tmp, srv, env, _ = setup
+    work = tmp / "killed-hosted"
+    work.mkdir()
+    cfg = _config(work, srv.base_url, work / "runs")
+    cfg.write_text(cfg.read_text().replace("    price: {input_per_mtok: 1.0, output_per_mtok: 2.0}\n",
+                                           "    hosting: {usd_per_gpu_hour: 2.0}\n", 1))
+    assert "hosting:" in cfg.read_text()
+    killed = subprocess.run(_cmd(cfg, armed="invoke"), capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    again = subprocess.run(_cmd(cfg), capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    (run,) = Store(work / "runs").runs("p")
+    st = run.manifest()["stages"]["invoke"]["models"]["live"]
+    first, second = st["attempts"]
+    # the killed attempt wrote two parts of SHARD rows before it died, and journaled what followed
+    assert 2 * SHARD <= first["ok"] < N and first["wall_s"] > 0
+    assert second["ok"] == st["called"] - st["errors"] and first["ok"] + second["ok"] == N == st["resumed"] + st["called"]
+    assert st["wall_s"] == first["wall_s"] + second["wall_s"]
+    assert st["throughput_rps"] == N / st["wall_s"]
+    costs = pd.read_parquet(run.path("costs.parquet")).set_index("model")
+    assert costs.loc["live", "kind"] == "self-hosted" and costs.loc["live", "throughput_rps"] == st["throughput_rps"]
+    assert costs.loc["live", "cost_usd"] == pytest.approx(N * 2.0 / (st["throughput_rps"] * 3600))
+    assert json.loads(costs.loc["live", "price_json"])["throughput_source"] == "measured"

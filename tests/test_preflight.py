@@ -91,8 +91,10 @@ def dataset(**changes) -> Callable[[Path], None]:
 
 
 def run_args(**kw) -> Callable[[Path], dict]:
-    """Not a change of the workspace but of the run's request (``pipeline``, ``sample``)."""
-    return lambda d: kw
+    """Not a change of the workspace but of the run's request (``pipeline``, ``sample``,
+    ``artifacts``: ``--artifacts``, ``env``: variables set for the run); ``{d}`` in ``artifacts``
+    is the workspace."""
+    return lambda d: {k: v.replace("{d}", str(d)) if k == "artifacts" else v for k, v in kw.items()}
 
 
 def both(*changes) -> Callable[[Path], dict]:
@@ -107,7 +109,7 @@ def both(*changes) -> Callable[[Path], dict]:
 
 class BadInput(NamedTuple):
     name: str                                #: what is wrong
-    mutate: Callable[[Path], dict | None]    #: turns the good workspace bad; may return run arguments (pipeline, sample)
+    mutate: Callable[[Path], dict | None]    #: turns the good workspace bad; may return run arguments (see run_args)
     key: str                                 #: the key path(s) the error names, ", " between several
     file: str | None                         #: the file (in the workspace) the error names; None: the config file
 
@@ -153,6 +155,19 @@ BAD_INPUTS: list[BadInput] = [
              both(lambda d: (d / "broken_metric.py").write_text(SYNTAX_ERROR_METRIC),
                   edit("metrics: [accuracy]", "metrics: [accuracy, {path: broken_metric.py}]")),
              "pipelines.p.metrics[1].path", "broken_metric.py"),
+    BadInput("metric file missing", edit("metrics: [accuracy]", "metrics: [accuracy, {path: no_such_metric.py}]"),
+             "pipelines.p.metrics[1].path", "no_such_metric.py"),
+    BadInput("metric path that is a folder",
+             both(lambda d: (d / "my_metrics").mkdir(), edit("metrics: [accuracy]", "metrics: [accuracy, {path: my_metrics, function: score}]")),
+             "pipelines.p.metrics[1].path", "my_metrics"),
+    BadInput("metric path with a control character", edit("metrics: [accuracy]", 'metrics: [accuracy, {path: "tone\\x01.py"}]'),
+             "pipelines.p.metrics[1].path", None),
+    BadInput("artifacts: with a control character", edit("artifacts: runs", 'artifacts: "ru\\x1bns"'), "artifacts", None),
+    BadInput("artifacts: with an unknown scheme", edit("artifacts: runs", "artifacts: nosuch://bucket/assay"), "artifacts", None),
+    BadInput("--artifacts with a control character", run_args(artifacts="{d}/ru\x01ns"), "--artifacts", None),
+    BadInput("--artifacts with an unknown scheme", run_args(artifacts="nosuch://bucket/assay"), "--artifacts", None),
+    BadInput("ASSAY_ARTIFACTS with an unknown scheme", run_args(env={"ASSAY_ARTIFACTS": "bucket://x"}), "ASSAY_ARTIFACTS",
+             None),
     BadInput("pipeline name with ..", both(edit("\n  p:\n", "\n  ..:\n"), run_args(pipeline="..")), "pipelines...", None),
     BadInput("pipeline name with /", both(edit("\n  p:\n", "\n  team/p:\n"), run_args(pipeline="team/p")), "pipelines.team/p",
              None),
@@ -167,7 +182,8 @@ def bad_workspace(d: Path, bad: BadInput) -> tuple[Path, dict]:
     cfg = make_workspace(d)
     args = bad.mutate(d)
     args = args if isinstance(args, dict) else {}  # a change of the files returns nothing of use
-    return cfg, {"pipeline": args.get("pipeline", "p"), "sample": args.get("sample")}
+    return cfg, {"pipeline": args.get("pipeline", "p"), "sample": args.get("sample"), "artifacts": args.get("artifacts"),
+                 "env": args.get("env") or {}}
 
 
 def expected_file(d: Path, bad: BadInput) -> str:
@@ -175,11 +191,12 @@ def expected_file(d: Path, bad: BadInput) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ in this process
-def preflight_error(cfg: Path, pipeline: str = "p", sample: int | None = None, as_of: date = AS_OF) -> ConfigError:
+def preflight_error(cfg: Path, pipeline: str = "p", sample: int | None = None, as_of: date = AS_OF,
+                    artifacts: str | None = None) -> ConfigError:
     """What ``assay run`` does before it writes anything: load the config, then preflight the run."""
     with pytest.raises(ConfigError) as e:
         loaded = load_config(cfg)
-        preflight(loaded, pipeline, as_of, sample=sample)
+        preflight(loaded, pipeline, as_of, sample=sample, artifacts=artifacts)
     return e.value
 
 
@@ -192,8 +209,11 @@ def test_the_good_workspace_passes(tmp_path):
 @pytest.mark.parametrize("bad", BAD_INPUTS, ids=[b.name for b in BAD_INPUTS])
 def test_a_bad_input_is_named_before_anything_is_written(tmp_path, bad, monkeypatch):
     monkeypatch.delenv("ASSAY_PREFLIGHT_UNSET_KEY", raising=False)
+    monkeypatch.delenv("ASSAY_ARTIFACTS", raising=False)
     cfg, args = bad_workspace(tmp_path, bad)
-    e = preflight_error(cfg, args["pipeline"], args["sample"])
+    for k, v in args["env"].items():
+        monkeypatch.setenv(k, v)
+    e = preflight_error(cfg, args["pipeline"], args["sample"], artifacts=args["artifacts"])
     text = e.format()
     named = {path for path, _, _ in e.problems}
     for key in bad.key.split(", "):
@@ -276,8 +296,10 @@ def _assay_run(d: Path, bad: BadInput) -> tuple[BadInput, Path, subprocess.Compl
            "--no-progress"]
     if args["sample"] is not None:
         cmd += ["--sample", str(args["sample"])]
+    if args["artifacts"] is not None:
+        cmd += ["--artifacts", args["artifacts"]]
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "ASSAY_PREFLIGHT_UNSET_KEY", "ASSAY_ARTIFACTS")}
-    env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(d / "prefect-home"))
+    env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(d / "prefect-home"), **args["env"])
     return bad, d, subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
 
 
@@ -316,6 +338,19 @@ def test_assay_run_names_several_problems_in_one_message(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert lines[0] == f"{tmp_path / 'pipelines.yaml'}: 3 problem(s)", r.stderr
     assert [ln.split(" (line")[0].strip() for ln in lines[1:]] == bad.key.split(", "), r.stderr
+
+
+@pytest.mark.parametrize("command", [["matrix"], ["dashboard", "--out", "site"], ["reproduce", "nowhere"]])
+def test_other_commands_refuse_an_unusable_artifact_root(tmp_path, command):
+    """Every command that takes ``--artifacts`` checks it as ``assay run`` does: exit 2, the option named."""
+    cfg = make_workspace(tmp_path)
+    bad = "nosuch://bucket/assay"
+    cmd = [sys.executable, "-m", "flows.cli", *command, "--artifacts", bad]
+    if command[0] != "reproduce":
+        cmd += ["--config", str(cfg)] if command[0] == "matrix" else []
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert r.returncode == 2 and "--artifacts" in r.stderr and "nosuch" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.parquet", "pipelines.yaml", "test.parquet", "train.parquet"]
 
 
 # ------------------------------------------------------------------------------------------------ a served run

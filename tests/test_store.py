@@ -272,6 +272,20 @@ def test_a_name_cannot_climb_out_of_the_artifact_root(tmp_path, pipeline, run_id
     assert not (tmp_path / "root").exists() and list(tmp_path.iterdir()) == []
 
 
+def test_a_run_id_given_by_a_user_is_checked_and_a_folder_assay_cannot_make_is_no_run(tmp_path, mem_root):
+    """``assay reproduce``/``report``/``reprice``/``compare`` take a run folder from the user: a run id
+    of ``..`` (or with a control character) is a NotARunFolder naming it, never a traceback; a folder
+    in the artifact root with a control character in its name is listed as no run (history, matrix)."""
+    for bad in (f"{mem_root}/p/2026-11-01/..", f"{mem_root}/p/2026-11-01/r\x07", f"{mem_root}/../2026-11-01/r1"):
+        with pytest.raises(S.NotARunFolder, match="not a run folder: .*cannot name a folder"):
+            S.open_run(bad)
+    store = Store(tmp_path / "root")
+    good = store.run("p", DAY, "r1")
+    good.write_json(S.MANIFEST, {"status": "complete"})
+    (tmp_path / "root" / "p" / DAY.isoformat() / "r\x1b2").mkdir()
+    assert [r.run_id for r in store.runs("p")] == ["r1"]
+
+
 def test_dedupe_keeps_one_row_per_example_and_model_preferring_later_successes():
     from assay.responses import RESPONSE_SCHEMA, dedupe
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 from assay.cache import ResponseCache
 from assay.calling.budget import Budget
 from assay.calling.engine import CallOptions, Chunk, Ticker, Writer, hits_chunk, lookup, new_stats
+from assay.calling.retry import EXCEPTION, ROW_ERROR
 from assay.providers.base import BatchProvider
 
 log = logging.getLogger("assay.calling")
@@ -98,6 +99,7 @@ async def run_batches(provider: BatchProvider, rows: pa.Table, *, name: str | No
             part = rest.slice(lo, shard)
             index = todo[lo:lo + part.num_rows]
             started_us = int(time.time() * 1_000_000)
+            kind = ROW_ERROR
             try:
                 cols = await asyncio.to_thread(provider.run_batch, part)
                 chunk = batch_chunk(index, cols, started_us)
@@ -106,8 +108,11 @@ async def run_batches(provider: BatchProvider, rows: pa.Table, *, name: str | No
                 log.error("model %s: batch failed: %s", name, msg)
                 k = len(index)
                 chunk = batch_chunk(index, {"output": [None] * k, "error": [msg] * k}, started_us)
+                kind = EXCEPTION
             ok = [i for i, e in enumerate(chunk.error) if e is None]
             stats["errors"] += len(index) - len(ok)
+            if len(index) > len(ok):
+                stats["error_kinds"][kind] = stats["error_kinds"].get(kind, 0) + len(index) - len(ok)
             stats["called"] += len(index)
             done[0] += len(index)
             usd = 0.0

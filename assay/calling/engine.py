@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 from assay.cache import ResponseCache, key_maker
 from assay.calling.budget import Budget
 from assay.calling.limits import RateLimiter, estimate_tokens
-from assay.calling.retry import RetryPolicy, call_with_retries
+from assay.calling.retry import RetryPolicy, call_with_retries, count
 from assay.providers.base import ChatProvider
 
 log = logging.getLogger("assay.calling")
@@ -71,7 +71,10 @@ class Chunk:
 
 
 def new_stats(concurrency: int) -> dict:
-    return {"called": 0, "cache_hits": 0, "retries": 0, "errors": 0, "usd": 0.0, "wall_s": 0.0, "concurrency": concurrency}
+    """A caller's figures: ``retry_kinds`` and ``error_kinds`` count retries and final errors by
+    :func:`~assay.calling.retry.error_kind`."""
+    return {"called": 0, "cache_hits": 0, "retries": 0, "errors": 0, "retry_kinds": {}, "error_kinds": {}, "usd": 0.0,
+            "wall_s": 0.0, "concurrency": concurrency}
 
 
 def hits_chunk(index: list, values: list[dict]) -> Chunk:
@@ -170,8 +173,8 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
                     on_chunk: Callable[[Chunk], None] | None = None,
                     on_calls: Callable[[Chunk], None] | None = None,
                     on_progress: Callable[[int, int, float], None] | None = None) -> dict:
-    """Answer every request once; return the stats (``called, cache_hits, retries, errors, usd, wall_s,
-    concurrency``).
+    """Answer every request once; return the stats (:func:`new_stats`: ``called, cache_hits, retries,
+    errors, retry_kinds, error_kinds, usd, wall_s, concurrency``).
 
     The cache key of a request is ``cache_key(identity, request)`` unless ``keys`` gives them;
     ``cache`` None, ``options.cache_mode`` off or ``provider.cache_responses`` False leave the cache
@@ -281,6 +284,7 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
             policy = RetryPolicy(cfg.max_attempts, cfg.timeout_s, opts.backoff_base_s, opts.backoff_max_s)
             call = provider.call
             append = calls.append
+            retry_kinds, error_kinds = stats["retry_kinds"], stats["error_kinds"]
             # by count as well as by time: at most this many finished calls are ever not yet journaled
             journal_count = max(1, cfg.max_concurrency)
 
@@ -297,10 +301,12 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
                     try:
                         r = await call(m)
                     except Exception as e:  # noqa: BLE001  (retried, or recorded on the row)
-                        r, t0, lat, att, err = await call_with_retries(call, m, policy, limiter, est, failed=(e, t0))
+                        r, t0, lat, att, err, kinds = await call_with_retries(call, m, policy, limiter, est, failed=(e, t0))
                         stats["retries"] += att - 1
+                        count(retry_kinds, kinds[:att - 1])
                         if err is not None:
                             stats["errors"] += 1
+                            count(error_kinds, kinds[-1:])
                         append((j, r, t0, lat, att, err))
                     else:
                         append((j, r, t0, perf() - t0, 1, None))

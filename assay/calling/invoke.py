@@ -1,7 +1,7 @@
 """Every model on every example, through the engine: one response per (example, model), resumable.
 
 Per model: earlier parts of an interrupted run are compacted and their examples skipped
-(:func:`assay.responses.compact`), the rest go to :func:`~assay.calling.engine.call_chat` (chat
+(:func:`assay.responses.compact`, which also hands on what the earlier attempts measured), the rest go to :func:`~assay.calling.engine.call_chat` (chat
 providers, the rendered prompt of each example) or :func:`~assay.calling.batch.run_batches`
 (batch providers, the rows), and every chunk that comes back is written as one Parquet part
 ``responses/part-<model>-<seq>.parquet``, so a killed run loses at most a shard of work and pays
@@ -50,35 +50,69 @@ def chunk_table(chunk: Chunk, example_ids: list, model: str) -> pa.Table:
 
 
 class PartWriter:
-    """``on_chunk`` for one model: each chunk becomes the next response part."""
+    """``on_chunk`` for one model: each chunk becomes the next response part; ``after(chunk)``, if
+    given, is told once the part is written."""
 
-    def __init__(self, run: RunFolder, model: str, seq: int, example_ids: list):
-        self.run, self.model, self.seq, self.ids = run, model, seq, example_ids
+    def __init__(self, run: RunFolder, model: str, seq: int, example_ids: list,
+                 after: Callable[[Chunk], None] | None = None):
+        self.run, self.model, self.seq, self.ids, self.after = run, model, seq, example_ids, after
 
     def __call__(self, chunk: Chunk) -> None:
         ids = self.ids
         self.run.write_table(part_name(self.model, self.seq), chunk_table(chunk, [ids[j] for j in chunk.index], self.model))
         self.seq += 1
+        if self.after is not None:
+            self.after(chunk)
+
+
+#: internal: whether a chat model's finished calls are journaled (benchmarks/invoke_throughput.py
+#: ``durability`` measures what the journal costs by turning it off; runs always journal)
+JOURNAL = True
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Journal:
     """``on_calls`` for one model: every finished call appended to ``responses/journal-<model>.jsonl``
     (one JSON array per line) within a fraction of a second, so a killed run repays only the calls
-    that were in flight; :func:`assay.responses.compact` folds it into the parts on resume."""
+    that were in flight; :func:`assay.responses.compact` folds it into the parts on resume.
 
-    def __init__(self, run: RunFolder, model: str, example_ids: list):
+    Each write ends with a snapshot of this attempt's measurements (one JSON object: the attempt,
+    its ``wall_s`` so far, the fresh successes ``ok`` durable so far), so that a resumed run's
+    throughput covers the time of the calls it did not make again. A batch model's journal holds
+    only the snapshots, one per part written (:meth:`mark`)."""
+
+    def __init__(self, run: RunFolder, model: str, example_ids: list, started: float, wall: Callable[[], float | None]):
         from assay.responses import journal_path
 
         self.path = journal_path(run, model)
         self.ids = example_ids
+        self.started, self.wall = started, wall
+        self.attempt = f"{time.time():.6f}-{os.getpid()}"
+        self.ok = 0
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
+    def measured(self) -> dict:
+        """This attempt's measurements so far."""
+        wall = self.wall()
+        return {"attempt": self.attempt, "wall_s": time.perf_counter() - self.started if wall is None else wall, "ok": self.ok}
+
+    def _snapshot(self) -> str:
+        return _ENCODE(self.measured()) + "\n"
+
     def __call__(self, chunk: Chunk) -> None:
         ids, c = self.ids, chunk
+        self.ok += c.error.count(None)
         rows = zip([ids[j] for j in c.index], c.output, c.prompt_tokens, c.completion_tokens, c.cached_tokens,
                    c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error)
-        os.write(self.fd, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode())
+        # one encoder for every line: json.dumps with separators builds a new encoder per call
+        encode = _ENCODE
+        os.write(self.fd, ("".join([encode(r) + "\n" for r in rows]) + self._snapshot()).encode())
+
+    def mark(self, chunk: Chunk) -> None:
+        """A batch model's part is written: snapshot what it holds (cache hits took no time)."""
+        self.ok += sum(1 for e, hit in zip(chunk.error, chunk.cached) if e is None and not hit)
+        os.write(self.fd, self._snapshot().encode())
 
     def close(self, remove: bool) -> None:
         os.close(self.fd)
@@ -103,12 +137,18 @@ def _render(prompt, rows: pa.Table):
 
 async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt, run: RunFolder,
                        cache: ResponseCache | None, opts: Options, budget: Budget) -> dict:
-    """Produce one response per example for one model, writing parts as shards complete."""
+    """Produce one response per example for one model, writing parts as shards complete.
+
+    Besides the engine's stats: ``resumed`` (examples an earlier attempt answered),
+    ``resumed_latency_s`` (their recorded time) and ``earlier_attempts`` (each earlier attempt's
+    measured ``wall_s`` and fresh successes ``ok``)."""
     t_start = time.perf_counter()
-    done_ids, seq = compact(run, name)
+    done = compact(run, name)
     ids = dataset["example_id"].to_pylist()
-    todo = [i for i, e in enumerate(ids) if e not in done_ids]
+    todo = [i for i, e in enumerate(ids) if e not in done.ids]
     resumed = len(ids) - len(todo)
+    earlier = {"resumed": resumed, "resumed_latency_s": done.latency_s,
+               "earlier_attempts": [{k: a[k] for k in ("wall_s", "ok")} for a in done.attempts]}
     batch = isinstance(provider, BatchProvider)
     if not batch and not isinstance(provider, ChatProvider):
         raise TypeError(f"model {name}: provider {type(provider).__name__} is neither a ChatProvider nor a BatchProvider")
@@ -121,27 +161,35 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
         on_progress(0, 0, 0.0)  # the bar shows the model and its total (and what a resumed run already has) at once
     if not todo:
         from assay.calling.engine import new_stats
+        from assay.responses import journal_path
 
-        return {**new_stats(1 if batch else provider.cfg.max_concurrency), "resumed": resumed}
+        if os.path.exists(journal_path(run, name)):
+            os.remove(journal_path(run, name))  # its measurements go into the stats, and from there to the manifest
+        return {**new_stats(1 if batch else provider.cfg.max_concurrency), **earlier}
     # (no take on a fresh run: building any Arrow array from Python objects imports pandas, half
     # a second before the first call)
     sub = dataset if len(todo) == dataset.num_rows else dataset.take(pa.array(todo, pa.int64()))
+    sub_ids = ids if sub is dataset else sub["example_id"].to_pylist()
     use_cache = cache is not None and opts.cache_mode != "off" and provider.cache_responses
+    journal = None
+    if batch or JOURNAL:
+        journal = Journal(run, name, sub_ids, t_start, lambda: provider.stats().get("wall_s"))
     kw = dict(name=name, identity=request_identity(provider, prompt) if use_cache else None,
               cache=cache if use_cache else None, options=CallOptions(cache_mode=opts.cache_mode, chunk_size=opts.shard_size),
-              budget=budget, on_chunk=PartWriter(run, name, seq, ids if sub is dataset else sub["example_id"].to_pylist()),
+              budget=budget, on_chunk=PartWriter(run, name, done.seq, sub_ids, after=journal.mark if batch else None),
               on_progress=on_progress)
-    if batch:
-        stats = await run_batches(provider, sub, **kw)
-    else:
-        journal = Journal(run, name, kw["on_chunk"].ids)
-        try:
+    try:
+        if batch:
+            stats = await run_batches(provider, sub, **kw)
+        else:
             stats = await call_chat(provider, _render(prompt, sub), on_calls=journal, **kw)
-        except BaseException:
+    except BaseException:
+        if journal is not None:
             journal.close(remove=False)  # what it holds is folded into the parts when the run resumes
-            raise
-        journal.close(remove=True)  # every call it holds is in a part now
-    stats["resumed"] = resumed
+        raise
+    if journal is not None:
+        journal.close(remove=True)  # every call it holds is in a part now, its measurements in the stats
+    stats.update(earlier)
     stats["wall_s"] = time.perf_counter() - t_start
     return stats
 

@@ -5,6 +5,10 @@ Retryable failures (408/409/425/429/5xx, timeouts, connection errors: see
 exponential backoff and full jitter; a server's ``Retry-After`` is honoured as given (plus up
 to a tenth). Anything else is final at once. A provider bug (any other exception) is a failed
 call recorded on its row, never a failed run.
+
+:func:`error_kind` names what went wrong with a failed attempt (``http_429``, ``timeout``,
+``connection``, ``bad_json``, ``no_choices``, ``exception``, ...): the one classification that
+the engine's per-kind counts (``retry_kinds``, ``error_kinds`` in the manifest) use.
 """
 
 import asyncio
@@ -36,12 +40,35 @@ def as_provider_error(e: Exception, policy: RetryPolicy) -> ProviderError:
     if isinstance(e, ProviderError):
         return e
     if isinstance(e, asyncio.TimeoutError):
-        return ProviderError(f"timeout after {policy.timeout_s}s", retryable=True)
-    return ProviderError(f"{type(e).__name__}: {e}", retryable=False)
+        return ProviderError(f"timeout after {policy.timeout_s}s", retryable=True, fault="timeout")
+    return ProviderError(f"{type(e).__name__}: {e}", retryable=False, fault="exception")
 
 
-#: (result or None, start of the last attempt (perf_counter), its seconds, attempts, error or None)
-Outcome = tuple[CallResult | None, float, float, int, str | None]
+#: the kind of a call that raised something other than a ProviderError (a provider bug), and of
+#: a batch provider's shard that raised
+EXCEPTION = "exception"
+#: the kind of an error a batch provider wrote on a row itself
+ROW_ERROR = "provider"
+
+
+def error_kind(err: ProviderError) -> str:
+    """What went wrong: ``http_<status>`` when the endpoint answered with one, else the
+    provider's fault (``timeout``, ``connection``, ``bad_json``, ``no_choices``), else
+    ``exception``."""
+    if err.status is not None:
+        return f"http_{err.status}"
+    return err.fault or EXCEPTION
+
+
+def count(counts: dict, kinds) -> None:
+    """Add one to ``counts[kind]`` for each of ``kinds``."""
+    for k in kinds:
+        counts[k] = counts.get(k, 0) + 1
+
+
+#: (result or None, start of the last attempt (perf_counter), its seconds, attempts, error or None,
+#: the kind of each failed attempt in order: all of them retried but a final error's, the last)
+Outcome = tuple[CallResult | None, float, float, int, str | None, list[str]]
 
 
 async def call_with_retries(call: Callable[[list[dict]], Awaitable[CallResult]], messages: list[dict], policy: RetryPolicy,
@@ -54,13 +81,15 @@ async def call_with_retries(call: Callable[[list[dict]], Awaitable[CallResult]],
     """
     perf = time.perf_counter
     attempt = 0
+    kinds: list[str] = []
     if failed is not None:
         attempt, (exc, t0) = 1, failed
         err = as_provider_error(exc, policy)
+        kinds.append(error_kind(err))
     while True:
         if attempt:
             if not err.retryable or attempt >= policy.max_attempts:
-                return None, t0, perf() - t0, attempt, str(err)
+                return None, t0, perf() - t0, attempt, str(err), kinds
             await asyncio.sleep(policy.delay(err, attempt))
         attempt += 1
         if limiter is not None:
@@ -68,6 +97,7 @@ async def call_with_retries(call: Callable[[list[dict]], Awaitable[CallResult]],
         t0 = perf()
         try:
             # providers enforce their timeout themselves: a wait_for here would cost a task per call
-            return await call(messages), t0, perf() - t0, attempt, None
+            return await call(messages), t0, perf() - t0, attempt, None, kinds
         except Exception as e:  # noqa: BLE001  (a provider bug must not sink the run: it is recorded on the row)
             err = as_provider_error(e, policy)
+            kinds.append(error_kind(err))

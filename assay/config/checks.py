@@ -42,6 +42,10 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
                     if not os.path.exists(mpath):
                         problems.append((("pipelines", pname, "metrics", i, "path"), f"metric file not found: {os.path.abspath(mpath)}"))
                         continue
+                    if os.path.isdir(mpath):
+                        problems.append((("pipelines", pname, "metrics", i, "path"),
+                                         f"metric file is a folder, not a Python file: {os.path.abspath(mpath)}"))
+                        continue
                 try:  # loads the function: a typo in its name fails the config, not the score stage
                     metric = build_metric(spec, str(base_dir) if base_dir is not None else None)
                 except (ValueError, TypeError, OSError) as e:

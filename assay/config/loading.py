@@ -155,8 +155,13 @@ def validation_problems(e: ValidationError, one_model: bool = False) -> list[tup
         if loc[-1:] == ("[key]",):  # a bad name (a key of models: or pipelines:): the key path is the entry's
             out.append((loc[:-1], _message(err)))
             continue
-        # a metric is `str | MetricSpec`: pydantic names the union member in the path
-        if len(loc) > 4 and loc[0] == "pipelines" and loc[2] == "metrics" and loc[4] in ("str", "MetricSpec"):
+        # a metric is `str | MetricSpec`: pydantic names the union member in the path (the model's
+        # as "function-after[<its validator>, MetricSpec]") and reports the member the value is not
+        if len(loc) > 4 and loc[0] == "pipelines" and loc[2] == "metrics" and isinstance(loc[4], str) \
+                and (loc[4] == "str" or "MetricSpec" in loc[4]):
+            given = err.get("input")
+            if len(loc) == 5 and (isinstance(given, dict) if loc[4] == "str" else isinstance(given, str)):
+                continue  # "should be a valid string" about a mapping: the other member's errors say what is wrong
             loc = loc[:4] + loc[5:]
         n = 0 if one_model else 2 if len(loc) >= 2 and loc[0] == "models" else None
         if n is None:

@@ -35,11 +35,13 @@ Problem = tuple[tuple, str]
 
 
 def preflight(loaded: LoadedConfig, pipeline: str, as_of: date | None, models: list[str] | None = None,
-              sample: int | None = None) -> None:
+              sample: int | None = None, artifacts: str | None = None) -> None:
     """Check everything about a run of ``pipeline`` at ``as_of`` (with ``models``, default the
-    pipeline's, and ``sample``) that the config and the files can tell; raise :class:`ConfigError`
-    naming every problem. Writes nothing."""
-    problems = [(format_path(loc), msg, loaded.line_of(loc)) for loc, msg in find_problems(loaded, pipeline, as_of, models, sample)]
+    pipeline's, ``sample`` and the ``artifacts`` root asked for, default ``$ASSAY_ARTIFACTS``, else
+    the config's) that the config and the files can tell; raise :class:`ConfigError` naming every
+    problem. Writes nothing."""
+    found = find_problems(loaded, pipeline, as_of, models, sample, artifacts)
+    problems = [(format_path(loc), msg, loaded.line_of(loc)) for loc, msg in found]
     if problems:
         from assay.dataset import forget_prepared
 
@@ -49,7 +51,7 @@ def preflight(loaded: LoadedConfig, pipeline: str, as_of: date | None, models: l
 
 
 def find_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, models: list[str] | None = None,
-                  sample: int | None = None) -> list[Problem]:
+                  sample: int | None = None, artifacts: str | None = None) -> list[Problem]:
     """What :func:`preflight` finds: (key path, message) pairs, each once."""
     from assay.config.checks import cross_check
 
@@ -62,6 +64,7 @@ def find_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, model
     problems += _dataset_problems(loaded, pipeline, as_of, sample)
     problems += _model_problems(loaded, pipeline, chosen)
     problems += _metric_problems(loaded, pipeline)
+    problems += _root_problems(loaded, artifacts)
     out: list[Problem] = []
     for prob in problems:
         if prob not in out:
@@ -80,6 +83,30 @@ def _chosen_models(loaded: LoadedConfig, pipeline: str, models: list[str] | None
         problems += [((path,), msg) for path, msg, _ in e.problems]
         chosen = [m for m in models or [] if m in p.models]
     return [m for m in chosen if m in loaded.config.models]  # an undefined one is cross_check's problem
+
+
+def _root_problems(loaded: LoadedConfig, artifacts: str | None) -> list[Problem]:
+    """The artifact root the run would write to (``--artifacts``, else ``$ASSAY_ARTIFACTS``, else
+    ``artifacts:``, which the schema checked): a path, or a URL whose protocol is usable here."""
+    from assay.config.schema import check_root
+
+    env = os.environ.get("ASSAY_ARTIFACTS")
+    key, root = (("--artifacts",), artifacts) if artifacts else (("ASSAY_ARTIFACTS",), env) if env else (("artifacts",), None)
+    if root is not None:
+        try:
+            check_root(root)
+        except ValueError as e:
+            return [(key, str(e))]
+    root = root or loaded.config.artifacts
+    scheme = root.split("://", 1)[0].lower() if "://" in root else "file"
+    if scheme != "file":
+        import fsspec
+
+        try:
+            fsspec.get_filesystem_class(scheme)
+        except (ImportError, ValueError) as e:
+            return [(key, f"{root!r}: cannot write there from this machine: {e}")]
+    return []
 
 
 # ------------------------------------------------------------------------------------------------ files

@@ -270,9 +270,54 @@ class Schedule(Strict):
     timezone: str = "UTC"
 
 
+#: a control character, which no file name or URL the user means can hold
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def no_control(value: str) -> str:
+    """``value`` when it holds no control character (a path, a URL); a ValueError naming it otherwise."""
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ValueError(f"{value!r} contains a control character ({bad.group()!r}): no file or URL is named so")
+    return value
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def check_root(value: str) -> str:
+    """``value`` when it can be an artifact root: a path, or a URL of a protocol fsspec knows
+    (``s3://bucket/prefix``, ``gs://``, ``memory://``, ...); a ValueError saying why not otherwise.
+    Whether the protocol's package is installed is the preflight's question."""
+    no_control(value)
+    if not value.strip():
+        raise ValueError("the artifact root is empty")
+    if "://" not in value:
+        return value
+    m = _SCHEME.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is neither a path nor a URL (scheme://...)")
+    scheme = m.group(1).lower()
+    if scheme != "file":
+        from fsspec.registry import known_implementations, registry
+
+        if scheme not in known_implementations and scheme not in registry:
+            raise ValueError(f"{value!r}: {scheme!r} is not a storage protocol fsspec knows "
+                             "(s3://bucket/prefix, gs://bucket/prefix, a local path, ...)")
+        if not value[m.end():].strip("/"):
+            raise ValueError(f"{value!r} names no bucket or folder after {scheme}://")
+    return value
+
+
+#: an artifact root (``artifacts:``, ``--artifacts``, ``$ASSAY_ARTIFACTS``), checked by :func:`check_root`
+Root = Annotated[str, AfterValidator(check_root)]
+#: a file's path, checked by :func:`no_control`
+FilePath = Annotated[str, AfterValidator(no_control)]
+
+
 class MetricSpec(Strict):
     name: str | None = None
-    path: str | None = None
+    path: FilePath | None = None
     function: str | None = Field(default=None, description="package.module:function, or with path: the function's name in that file")
     args: dict[str, Any] = Field(default_factory=dict)
     judge: str | None = None
@@ -356,7 +401,7 @@ Name = Annotated[str, AfterValidator(check_name)]
 
 
 class AssayConfig(Strict):
-    artifacts: str = "data/runs"
-    cache_dir: str | None = None
+    artifacts: Root = "data/runs"
+    cache_dir: FilePath | None = None
     models: dict[Name, ModelConfig] = Field(default_factory=dict)
     pipelines: dict[Name, PipelineConfig] = Field(default_factory=dict)

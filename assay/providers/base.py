@@ -21,15 +21,21 @@ from assay.config import DatasetConfig, ModelConfig, PromptConfig
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 
 
+#: What went wrong with a call that has no HTTP status (see :func:`assay.calling.retry.error_kind`)
+FAULTS = ("timeout", "connection", "bad_json", "no_choices")
+
+
 class ProviderError(Exception):
-    """A failed call. ``retryable`` decides whether the engine tries again."""
+    """A failed call. ``retryable`` decides whether the engine tries again; ``fault`` (one of
+    :data:`FAULTS`) says what failed when there is no HTTP ``status``."""
 
     def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
-                 retryable: bool | None = None):
+                 retryable: bool | None = None, fault: str | None = None):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
         self.retryable = (status in RETRYABLE_STATUS or status is None) if retryable is None else retryable
+        self.fault = fault
 
 
 @dataclass(slots=True)

@@ -78,18 +78,20 @@ class OpenAIProvider(ChatProvider):
                     raise ProviderError(f"HTTP {status}: {self._clean(_error_message(raw))}", status=status,
                                         retry_after=_retry_after(resp.headers))
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
-            raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True) from None
+            raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True,
+                                fault="connection") from None
         except asyncio.TimeoutError:
-            raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True) from None
+            raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True, fault="timeout") from None
         try:
             data = json.loads(raw)
             choice = (data.get("choices") or [None])[0]
             content = ((choice or {}).get("message") or {}).get("content")
             usage = data.get("usage") or {}
         except (ValueError, AttributeError, TypeError):
-            raise ProviderError(f"unreadable response: {self._clean(raw.decode(errors='replace'))}", retryable=True) from None
+            raise ProviderError(f"unreadable response: {self._clean(raw.decode(errors='replace'))}", retryable=True,
+                                fault="bad_json") from None
         if choice is None:
-            raise ProviderError("response without choices", retryable=True)
+            raise ProviderError("response without choices", retryable=True, fault="no_choices")
         details = usage.get("prompt_tokens_details") or {}
         return CallResult(output=content or "", prompt_tokens=usage.get("prompt_tokens"),
                           completion_tokens=usage.get("completion_tokens"), cached_tokens=details.get("cached_tokens"))
@@ -109,12 +111,13 @@ class OpenAIProvider(ChatProvider):
             retry_after = _retry_after(e.response.headers) if e.response is not None else None
             raise ProviderError(f"HTTP {e.status_code}: {self._clean(e.message)}", status=e.status_code, retry_after=retry_after) from None
         except o.APITimeoutError:
-            raise ProviderError(f"timeout after {self.cfg.timeout_s}s", status=None, retryable=True) from None
+            raise ProviderError(f"timeout after {self.cfg.timeout_s}s", status=None, retryable=True, fault="timeout") from None
         except o.APIConnectionError as e:
-            raise ProviderError(f"connection error: {self._clean(str(e))}", status=None, retryable=True) from None
+            raise ProviderError(f"connection error: {self._clean(str(e))}", status=None, retryable=True,
+                                fault="connection") from None
         choice = resp.choices[0] if resp.choices else None
         if choice is None:
-            raise ProviderError("response without choices", retryable=True)
+            raise ProviderError("response without choices", retryable=True, fault="no_choices")
         usage = resp.usage
         cached = None
         if usage is not None and getattr(usage, "prompt_tokens_details", None) is not None:

@@ -53,6 +53,17 @@ class Manifest:
         return self.stage("invoke").get("models") or {}
 
     @property
+    def error_kinds(self) -> dict[str, dict[str, int]]:
+        """Per model, the invoke stage's final errors by kind (``http_429``, ``timeout``, ...; see
+        :func:`assay.calling.retry.error_kind`)."""
+        return {m: dict(st.get("error_kinds") or {}) for m, st in self.model_stats.items()}
+
+    @property
+    def retry_kinds(self) -> dict[str, dict[str, int]]:
+        """Per model, the invoke stage's retries by the kind of failure that caused them."""
+        return {m: dict(st.get("retry_kinds") or {}) for m, st in self.model_stats.items()}
+
+    @property
     def judge_usage(self) -> dict[str, dict]:
         """Per judge metric, the judge model's usage (requests and tokens) in the score stage."""
         return self.stage("score").get("judges") or {}

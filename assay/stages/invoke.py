@@ -21,6 +21,13 @@ log = logging.getLogger("assay.invoke")
 MEASUREMENTS = ("wall_s", "compute_s", "train_s", "throughput_rps")
 
 
+def kinds(counts: dict | None) -> str:
+    """`` (http_429: 2, timeout: 1)`` for a log line, most frequent first; empty for none."""
+    if not counts:
+        return ""
+    return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) + ")"
+
+
 def run(ctx: RunContext) -> str:
     from assay import calling as I
     from assay.cache import ResponseCache
@@ -64,13 +71,24 @@ def run(ctx: RunContext) -> str:
         if cached_s and "compute_s" in st:
             st["compute_s"] += cached_s
         made = st.get("called", 0) - st.get("errors", 0)
+        # a resumed run's figures cover every row, not only this attempt's: the examples earlier
+        # attempts answered count with their recorded time in the compute, and those attempts'
+        # measured time and successes in the throughput
+        resumed_s = st.pop("resumed_latency_s", 0.0)
+        if resumed_s and "compute_s" in st:
+            st["compute_s"] += resumed_s
+        earlier = st.pop("earlier_attempts", None) or []
+        if earlier:
+            st["attempts"] = earlier + [{"wall_s": st.get("wall_s") or 0.0, "ok": made}]
+            st["wall_s"] = sum(a["wall_s"] for a in st["attempts"])
+            made = sum(a["ok"] for a in st["attempts"])
         if made > 0 and st.get("wall_s"):
             st["throughput_rps"] = made / st["wall_s"]
         recorded = (ctx.measurements or {}).get(name) or {}
         st.update({k: recorded[k] for k in MEASUREMENTS if k in recorded})
-        log.info("invoke: %s: %d calls, %d cache hits, %d resumed, %d retries, %d errors%s", name, st.get("called", 0),
-                 st.get("cache_hits", 0), st.get("resumed", 0), st.get("retries", 0), st.get("errors", 0),
-                 f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
+        log.info("invoke: %s: %d calls, %d cache hits, %d resumed, %d retries%s, %d errors%s%s", name, st.get("called", 0),
+                 st.get("cache_hits", 0), st.get("resumed", 0), st.get("retries", 0), kinds(st.get("retry_kinds")),
+                 st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
     # one response per (example, model) is on disk: what earlier attempts kept (successes only,
     # compacted) and one row for each example handled now, so the counts need no read-back
     rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())

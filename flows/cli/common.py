@@ -9,8 +9,20 @@ from datetime import date, datetime
 
 import typer
 
+def check_root_option(value: str | None) -> str | None:
+    """``--artifacts``: a path or a URL of a storage protocol Assay can use, else a usage error (exit 2)."""
+    if value is None:
+        return value
+    from assay.config.schema import check_root
+
+    try:
+        return check_root(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 CONFIG_OPT = typer.Option("pipelines.yaml", "--config", "-c", help="Path to pipelines.yaml.")
-ARTIFACTS_OPT = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL.")
+ARTIFACTS_OPT = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL.", callback=check_root_option)
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_GATE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 

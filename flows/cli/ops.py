@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from assay.config import ConfigError
-from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, err, load, load_pipeline, parse_date
+from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, check_root_option, err, load, load_pipeline, parse_date
 
 
 def _api_url() -> str | None:
@@ -89,7 +89,7 @@ def backfill(
     config: str = CONFIG_OPT,
     force: bool = typer.Option(False, "--force", help="Run dates that already have a complete run again."),
     concurrency: int = typer.Option(2, "--concurrency", "-k", min=1, help="At most this many dates in flight."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
     local: bool = typer.Option(False, "--local", help="Run in this process even when a served deployment exists."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=1,
                                             help="Served mode: stop waiting for a date's run after this many seconds."),
@@ -143,7 +143,7 @@ def history(
     metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Only this metric."),
     slice_: str = typer.Option("all", "--slice", help="Slice to show (all = overall; e.g. channel=email)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
 ):
     """Metrics and costs of every complete run of a pipeline, oldest first.
 

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from assay.config import ConfigError
-from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, err, load
+from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, check_root_option, err, load
 
 
 FORMATS = ("table", "csv", "json")
@@ -16,7 +16,7 @@ FORMATS = ("table", "csv", "json")
 def matrix(
     config: str = CONFIG_OPT,
     metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Headline metric (default: each pipeline's first metric)."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (csv/json: the long table)."),
 ):
     """Model × pipeline: each pipeline's latest complete run, its headline metric and cost per 1,000 requests."""

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, err
+from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, check_root_option, err
 
 
 def _open(path: str, what: str):
@@ -69,7 +69,7 @@ def compare(
 
 def dashboard(
     out: str = typer.Option(..., "--out", "-o", help="The folder to write the site into."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL "
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL "
                                             "(default: the config's artifacts:)."),
     config: str = CONFIG_OPT,
     base_url: Optional[str] = typer.Option(None, "--base-url", help="The URL at which the artifact root is published, "

@@ -53,7 +53,7 @@ def run(
         chosen = check_models(loaded, pipeline, [m.strip() for m in models.split(",") if m.strip()] if models else None)
         # the preflight: the files, the dataset, the metric files are checked before a run folder or a
         # Prefect flow run exists; every problem is named, exit 2, nothing written
-        preflight(loaded, pipeline, day, models=chosen, sample=sample)
+        preflight(loaded, pipeline, day, models=chosen, sample=sample, artifacts=artifacts)
     except ConfigError as e:
         problems = e.format()
     else:

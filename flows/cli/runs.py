@@ -4,12 +4,12 @@ from typing import Optional
 
 import typer
 
-from flows.cli.common import EXIT_CONFIG, EXIT_FAILED, err
+from flows.cli.common import EXIT_CONFIG, EXIT_FAILED, check_root_option, err
 
 
 def reproduce(
     run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Where to write the reproduction "
+    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Where to write the reproduction "
                                             "(default: <artifacts>/_reproductions)."),
 ):
     """Run a recorded run again from its manifest (recorded config, cached responses) and
