@@ -21,6 +21,7 @@ log = logging.getLogger("assay.cost")
 
 def run(ctx: RunContext) -> str:
     from assay import costing as C
+    from assay.capacity import operating_points
     from assay.pricing import quote
     from assay.responses import read_responses
 
@@ -37,10 +38,13 @@ def run(ctx: RunContext) -> str:
     responses[C.PRICE_DATE] = C.request_dates(responses, models, stats, as_of)
     quotes = C.dated_quotes(models, responses, as_of, lambda name, day: quote(models[name], day))
     judge_rows, judge_quotes = C.judge_costs(cfg, manifest, lambda judge: quote(all_models[judge], ctx.as_of))
-    table, be = C.cost_tables(responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows)
+    capacity = operating_points(rf.store, models)  # `assay capacity` records: used, or why not
+    table, be = C.cost_tables(responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows, capacity)
     rf.write_table(S.COSTS, table)
     rf.write_table(S.BREAKEVEN, be)
     changes = {"prices": C.prices_record(quotes, as_of)}
+    if capacity:
+        changes["capacity"] = capacity
     if judge_quotes:
         raw_models = ctx.loaded.raw.get("models") or {}
         changes["judge_prices"] = {j: {**q.to_dict(), "model_config": raw_models.get(j)} for j, q in judge_quotes.items()}
