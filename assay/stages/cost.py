@@ -7,6 +7,7 @@ replayed logs with a ``logged_at`` column. Every quote used is recorded in the m
 never change and ``assay reprice`` can reproduce them (:mod:`assay.costing.ledger`).
 """
 
+import json
 import logging
 import time
 
@@ -52,6 +53,14 @@ def run(ctx: RunContext) -> str:
     record_stage(rf, NAME, t0, [S.COSTS, S.BREAKEVEN])
     for r in table.itertuples():
         monthly = getattr(r, "monthly_cost_usd", None)
-        log.info("cost: %s (%s): %s for %d requests, %s per 1k%s", r.model, r.kind, usd(r.cost_usd), r.requests,
-                 usd(r.cost_per_1k_usd), "" if missing(monthly) else f", {usd(monthly)}/month")
+        log.info("cost: %s (%s): %s for %d requests, %s per 1k%s%s", r.model, r.kind, usd(r.cost_usd), r.requests,
+                 usd(r.cost_per_1k_usd), "" if missing(monthly) else f", {usd(monthly)}/month", _throughput(r))
     return rf.path(S.COSTS)
+
+
+def _throughput(r) -> str:
+    """", at 93.0 req/s (capacity: concurrency 16, ...)" for a self-hosted line: which throughput priced it."""
+    if r.kind != "self-hosted" or missing(r.throughput_rps):
+        return ""
+    source = json.loads(r.price_json).get("throughput_source") or "unknown"
+    return f", at {r.throughput_rps:.1f} req/s ({source})"
