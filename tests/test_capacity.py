@@ -25,6 +25,7 @@ from assay import capacity as K
 from assay import store as S
 from assay.config import OpenAIModel
 from assay.reprice import reprice
+from assay.reproduce import reproduce
 from assay.stages import run_local
 from assay.store import Store
 from assay.testing.openai_server import OpenAIServer
@@ -170,6 +171,20 @@ def test_the_record_goes_stale_when_what_serves_changes_not_when_the_price_does(
     assert all(K.capacity_hash(m) != h for m in changed)
 
 
+def test_the_servers_stream_reads_with_the_openai_sdk(server):
+    import openai
+
+    client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+    chunks = list(client.chat.completions.create(
+        model="mock-model", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": f"ANSWER: {ANSWER}"}]))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == ANSWER
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == TOKENS
+    assert chunks[-1].usage.completion_tokens == TOKENS and not chunks[-1].choices
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
 # ------------------------------------------------------------------------------------------------ the golden sweep
 
 
@@ -235,10 +250,12 @@ def test_sweep_finds_the_queueing_servers_operating_point_and_the_cost_stage_pri
     assert usd_per_hour / (3600 * rps) < c_api
     assert be["breakeven_monthly_requests"] == pytest.approx(floor / c_api)
 
-    # repricing reproduces the run's costs from its manifest, with the record gone
+    # repricing and reproducing price at the run's recorded operating point, with the record gone
     store.capacity().remove("gpu.json")
     again = reprice(ctx.folder)
     assert again.costs.set_index("model").loc["gpu", "cost_per_1k_usd"] == pytest.approx(costs.loc["gpu", "cost_per_1k_usd"])
+    rep = reproduce(ctx.folder.url)
+    assert {r["artifact"]: r["status"] for r in rep.rows}["costs.parquet"] in ("identical", "same content"), rep.rows
 
 
 def test_a_new_price_keeps_the_record_and_a_changed_model_ignores_it(tmp_path, server):

@@ -148,7 +148,7 @@ class OpenAIProvider(ChatProvider):
                             first = first or last
                             chunks += 1
                             parts.append(text)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+        except aiohttp.ClientError as e:  # connection, payload, a malformed URL: this request failed
             raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True) from None
         except asyncio.TimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True) from None

@@ -39,7 +39,9 @@ def run(ctx: RunContext) -> str:
     responses[C.PRICE_DATE] = C.request_dates(responses, models, stats, as_of)
     quotes = C.dated_quotes(models, responses, as_of, lambda name, day: quote(models[name], day))
     judge_rows, judge_quotes = C.judge_costs(cfg, manifest, lambda judge: quote(all_models[judge], ctx.as_of))
-    capacity = operating_points(rf.store, models)  # `assay capacity` records: used, or why not
+    capacity = ctx.recorded_capacity  # a reproduction: what the recorded run used
+    if capacity is None:
+        capacity = operating_points(rf.store, models)  # `assay capacity` records: used, or why not
     table, be = C.cost_tables(responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows, capacity)
     rf.write_table(S.COSTS, table)
     rf.write_table(S.BREAKEVEN, be)

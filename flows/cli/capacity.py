@@ -2,14 +2,14 @@
 
 Exit codes: 0 an operating point was found (and recorded), 1 no concurrency level met the SLO or
 the endpoint did not answer, 2 a usage or configuration error (unknown model, a bad SLO clause, a
-model that is not an endpoint you run).
+model that is not an endpoint you run), 130 interrupted.
 """
 
 from typing import Optional
 
 import typer
 
-from flows.cli.common import ARTIFACTS_OPT, CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, err, load
+from flows.cli.common import ARTIFACTS_OPT, CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, err, load
 
 FORMATS = ("table", "csv", "json")
 
@@ -78,6 +78,9 @@ def capacity(
     except ProviderError as e:
         err(f"capacity: {model} does not answer at {cfg.base_url or 'its endpoint'}: {e}")
         raise typer.Exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        err("capacity: interrupted; nothing recorded")
+        raise typer.Exit(EXIT_INTERRUPTED)
     table = K.summarize(reqs, bounds)
     chosen = K.choose(table)
     if record:
