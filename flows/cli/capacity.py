@@ -26,9 +26,12 @@ def capacity(
     record: bool = typer.Option(True, "--record/--no-record", help="Record the operating point for the cost stage."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
 ):
-    """Sweep concurrency against a self-hosted endpoint (streamed requests: time to first token,
-    inter-token latency, latency, throughput), choose the highest-throughput level that meets the
-    SLO and record it under <artifacts>/_capacity/, where the cost stage prices the model at it."""
+    """Find a self-hosted model's serving operating point: the best concurrency under an SLO.
+
+    Sweeps concurrency against the endpoint with streamed requests (time to first token,
+    inter-token latency, latency, throughput), chooses the highest-throughput level that meets the
+    SLO and records it under <artifacts>/_capacity/, where the cost stage prices the model at it.
+    Exit 1 when no level meets the SLO or the endpoint does not answer, 2 on bad arguments."""
     from assay import capacity as K
     from assay.config import ConfigError
     from assay.providers import ProviderError
