@@ -130,24 +130,35 @@ class OpenAIProvider(ChatProvider):
                 if resp.status != 200:
                     raw = await resp.read()
                     raise ProviderError(f"HTTP {resp.status}: {self._clean(_error_message(raw))}", status=resp.status)
-                async for line in resp.content:
-                    if not line.startswith(b"data:"):
-                        continue  # blank separators, comments, event names
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
+                # whatever bytes have arrived, split into lines here: under load several events come
+                # in one read, and one await per read costs less than one per line
+                rest = b""
+                done = False
+                async for got in resp.content.iter_any():
+                    now = clock()
+                    lines = (rest + got).split(b"\n")
+                    rest = lines.pop()
+                    for line in lines:
+                        if not line.startswith(b"data:"):
+                            continue  # blank separators, comments, event names
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            done = True
+                            break
+                        try:
+                            event = json.loads(data)
+                        except ValueError:
+                            raise ProviderError(f"unreadable event: {self._clean(data.decode(errors='replace'))}") from None
+                        usage = event.get("usage") or usage
+                        for choice in event.get("choices") or ():
+                            text = (choice.get("delta") or {}).get("content")
+                            if text:
+                                last = now
+                                first = first or now
+                                chunks += 1
+                                parts.append(text)
+                    if done:
                         break
-                    try:
-                        event = json.loads(data)
-                    except ValueError:
-                        raise ProviderError(f"unreadable event: {self._clean(data.decode(errors='replace'))}") from None
-                    usage = event.get("usage") or usage
-                    for choice in event.get("choices") or ():
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            last = clock()
-                            first = first or last
-                            chunks += 1
-                            parts.append(text)
         except aiohttp.ClientError as e:  # connection, payload, a malformed URL: this request failed
             raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True) from None
         except asyncio.TimeoutError:
