@@ -168,7 +168,8 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
         responses[PRICE_DATE] = label
     quotes = dated_quotes(models, responses, label, quote_of)
     judge_rows, judge_quotes = judge_costs(pipe, view, _judge_quoter(manifest, label, recorded))
-    costs, be = cost_tables(responses, models, quotes, stats, pipe.cost.monthly_requests, correct, judge_rows)
+    costs, be = cost_tables(responses, models, quotes, stats, pipe.cost.monthly_requests, correct, judge_rows,
+                            manifest.get("capacity"))  # the operating points the run was priced at
 
     old = rf.read_table(S.COSTS).to_pandas()
     comparison = _compare(old, costs)

@@ -99,6 +99,7 @@ def reproduce(path: str, artifacts: str | None = None) -> Reproduction:
                     sample=request.get("sample"), artifacts=out, cache_mode="use", loaded=loaded, new=True)
     ctx.cache_file = m.get("cache")
     ctx.measurements = Manifest(m).model_stats
+    ctx.recorded_capacity = m.get("capacity") or {}
     ctx.update_manifest(reproduces=src.url)
     run_stages(ctx, gates=False)
     return Reproduction(src.url, ctx.folder.url, compare(src, ctx.folder))

@@ -32,6 +32,8 @@ BREAKEVEN = "breakeven.parquet"
 SUMMARY = "summary.md"
 REPORT = "report.html"
 MANIFEST = "manifest.json"
+#: ``<root>/_capacity/``: the serving operating points ``assay capacity`` records, one per model
+CAPACITY = "_capacity"
 
 
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -107,7 +109,11 @@ class Store:
         return "/".join([self.base, *parts]) if self.remote else os.path.join(self.base, *parts)
 
     def pipelines(self) -> list[str]:
-        return self._ls_dirs(self._loc())
+        return [p for p in self._ls_dirs(self._loc()) if p != CAPACITY]
+
+    def capacity(self) -> "CapacityFolder":
+        """The folder of recorded serving operating points (:data:`CAPACITY`), which belongs to no run."""
+        return CapacityFolder(self)
 
     def runs(self, pipeline: str, as_of: str | None = None) -> list["RunFolder"]:
         """All run folders of a pipeline (optionally one date), oldest first."""
@@ -248,6 +254,31 @@ class RunFolder:
         if name in self._written:
             return self._written[name]
         return hashlib.sha256(self.read_bytes(name)).hexdigest()
+
+
+class CapacityFolder(RunFolder):
+    """``<root>/_capacity/``: ``<model>.json`` (the chosen operating point) and ``<model>.parquet``
+    (the sweep) per self-hosted model, written by ``assay capacity`` and read by the cost stage.
+    The same atomic writes and reads as a run folder's."""
+
+    def __init__(self, store: Store):
+        self.store, self.pipeline, self.as_of, self.run_id, self._written = store, CAPACITY, "", "", {}
+
+    @property
+    def url(self) -> str:
+        return self.store.url(CAPACITY)
+
+    def path(self, name: str) -> str:
+        return self.store.url(CAPACITY, name)
+
+    def _loc(self, name: str) -> str:
+        return self.store._loc(CAPACITY, name)
+
+    @staticmethod
+    def names(model: str) -> tuple[str, str]:
+        """(record, sweep) file names of ``model``: ValueError when the name cannot name a file."""
+        safe_component("model", model)
+        return f"{model}.json", f"{model}.parquet"
 
 
 class NotARunFolder(ValueError):

@@ -288,3 +288,22 @@ def test_a_store_sees_runs_that_other_processes_write(s3):
 
     assert store.runs("p", DAY.isoformat())[-1].run_id == later
     assert [r.run_id for r in Store(root).complete_runs("p")] == [later]
+
+
+def test_a_capacity_record_lands_in_the_bucket_and_is_no_pipeline(s3):
+    import pandas as pd
+
+    from assay import capacity as K
+
+    bucket, client = s3
+    store = Store(f"s3://{bucket}/{PREFIX}")
+    record = {"model": "gpu", "config_hash": "h", "operating_point": {"concurrency": 8, "rps": 12.5}}
+    sweep = pd.DataFrame({"concurrency": [1, 8], "latency_s": [0.1, 0.3]})
+    K.write_record(store, "gpu", record, sweep)
+    keys = _keys(client, bucket, f"{PREFIX}/_capacity/")
+    assert sorted(keys) == [f"{PREFIX}/_capacity/gpu.json", f"{PREFIX}/_capacity/gpu.parquet"]
+    assert json.loads(keys[f"{PREFIX}/_capacity/gpu.json"])["operating_point"]["rps"] == 12.5
+    assert pq.read_table(io.BytesIO(keys[f"{PREFIX}/_capacity/gpu.parquet"])).column("latency_s").to_pylist() == [0.1, 0.3]
+    assert K.read_record(store, "gpu")["sweep"] == "gpu.parquet"
+    assert K.read_record(store, "other") is None
+    assert store.pipelines() == []

@@ -117,11 +117,13 @@ def judge_costs(cfg, manifest, quote_of: Callable) -> tuple[list[dict], dict]:
     return rows, quotes
 
 
-def cost_tables(responses, models: dict, quotes: dict, stats: dict, monthly_requests, correct, judge_rows=None):
-    """(costs, breakeven) tables of a run, as the cost stage writes them (judge lines appended)."""
+def cost_tables(responses, models: dict, quotes: dict, stats: dict, monthly_requests, correct, judge_rows=None,
+                capacity=None):
+    """(costs, breakeven) tables of a run, as the cost stage writes them (judge lines appended);
+    ``capacity``: the recorded serving operating points (:func:`assay.capacity.operating_points`)."""
     import pandas as pd
 
-    table = cost_table(responses, models, quotes, stats, monthly_requests, correct)
+    table = cost_table(responses, models, quotes, stats, monthly_requests, correct, capacity)
     if judge_rows:
         table = pd.concat([table, pd.DataFrame(judge_rows)], ignore_index=True)
     be = breakeven(table[table["kind"] != "judge"]) if "kind" in table else breakeven(table)

@@ -190,6 +190,7 @@ def cost_table(
     stats: Mapping[str, Mapping[str, Any]],
     monthly_requests: int | None,
     correct: Mapping[str, float] | None = None,
+    capacity: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """One row per model in ``responses``, columns :data:`COST_COLUMNS`.
 
@@ -201,7 +202,8 @@ def cost_table(
       :data:`PRICE_DATE` and ``price_json`` is the compact per-period record; the monthly figure is the mean cost of a request times ``monthly_requests``. A quote with
       ``source="none"`` makes the model "unpriced" with NaN costs.
     * self-hosted / conventional: see the module docstring; ``cost_usd = requests * per-request cost``.
-    * ``throughput_rps``: ``hosting.throughput_rps`` if set; else successful requests that were *not*
+    * ``throughput_rps``: ``hosting.throughput_rps`` if set; else the recorded serving operating point
+      (``capacity[model]`` with ``used``, from :func:`assay.capacity.operating_points`); else successful requests that were *not*
       cache hits per second of ``stats[model]["wall_s"]`` (cache hits take no serving time, so they
       would inflate the throughput and deflate the self-hosted cost); without such rows or without
       ``wall_s`` (e.g. every success was a cache hit), Little's law on the recorded latencies of the
@@ -214,9 +216,10 @@ def cost_table(
     correct = correct or {}
     present = list(pd.unique(responses["model"])) if "model" in responses.columns and len(responses) else []
     names = [m for m in models if m in present] + [m for m in present if m not in models]
+    capacity = capacity or {}
     rows = [
         _model_row(name, responses[responses["model"] == name], models.get(name), quotes.get(name),
-                   stats.get(name) or {}, monthly_requests, correct.get(name))
+                   stats.get(name) or {}, monthly_requests, correct.get(name), capacity.get(name))
         for name in names
     ]
     out = pd.DataFrame(rows, columns=COST_COLUMNS)
@@ -225,7 +228,7 @@ def cost_table(
     return out
 
 
-def _model_row(name, df, cfg, q, st, monthly_requests, n_correct) -> dict:
+def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> dict:
     requests = len(df)
     error = _col(df, "error", None)
     ok = (error.isna() | error.map(lambda e: isinstance(e, str) and e == "")).to_numpy(dtype=bool)
@@ -245,6 +248,9 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct) -> dict:
     hosting, compute = getattr(cfg, "hosting", None), getattr(cfg, "compute", None)  # not every provider has them
     if hosting is not None and hosting.throughput_rps:
         throughput, throughput_source = float(hosting.throughput_rps), "override"
+    elif hosting is not None and cap and cap.get("used"):
+        throughput = float(cap["throughput_rps"])
+        throughput_source = f"capacity: concurrency {cap.get('concurrency')}, measured {str(cap.get('measured_at'))[:10]}"
     elif st.get("throughput_rps"):
         # measured when the calls were made (kept when a run is reproduced or repriced from cache)
         throughput, throughput_source = float(st["throughput_rps"]), "measured"

@@ -3,8 +3,25 @@
 import asyncio
 import json
 import os
+import time
+from dataclasses import dataclass
 
 from assay.providers.base import CallResult, ChatProvider, ProviderError
+
+
+@dataclass(slots=True)
+class StreamedCall:
+    """What one streamed request took: ``ttft_s`` to the first content token, ``itl_s`` the mean gap
+    between content chunks after it (None with fewer than two), ``latency_s`` to the end of the stream.
+    ``completion_tokens`` is the endpoint's usage count, else the number of content chunks."""
+
+    output: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    chunks: int
+    ttft_s: float | None
+    itl_s: float | None
+    latency_s: float
 
 
 class MissingSecret(RuntimeError):
@@ -95,6 +112,64 @@ class OpenAIProvider(ChatProvider):
         details = usage.get("prompt_tokens_details") or {}
         return CallResult(output=content or "", prompt_tokens=usage.get("prompt_tokens"),
                           completion_tokens=usage.get("completion_tokens"), cached_tokens=details.get("cached_tokens"))
+
+    async def stream(self, messages: list[dict]) -> "StreamedCall":
+        """One streamed request (``stream: true``), timed as the client sees it: the time to the first
+        content token, the time to each further content chunk, the whole latency. For load sweeps
+        (:mod:`assay.capacity`): no engine, cache or retries around it, since those would change what
+        is measured. Needs the default aiohttp client (``start()`` without ``client: sdk``)."""
+        body = {**self._body_head, "messages": messages, **self._params, "stream": True,
+                "stream_options": {"include_usage": True}}
+        aiohttp = self._aiohttp
+        clock = time.perf_counter
+        t0 = clock()
+        first = last = None
+        chunks = 0
+        parts: list[str] = []
+        usage: dict = {}
+        try:
+            async with self._session.post(self._url, data=json.dumps(body)) as resp:
+                if resp.status != 200:
+                    raw = await resp.read()
+                    raise ProviderError(f"HTTP {resp.status}: {self._clean(_error_message(raw))}", status=resp.status)
+                # whatever bytes have arrived, split into lines here: under load several events come
+                # in one read, and one await per read costs less than one per line
+                rest = b""
+                done = False
+                async for got in resp.content.iter_any():
+                    now = clock()
+                    lines = (rest + got).split(b"\n")
+                    rest = lines.pop()
+                    for line in lines:
+                        if not line.startswith(b"data:"):
+                            continue  # blank separators, comments, event names
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            done = True
+                            break
+                        try:
+                            event = json.loads(data)
+                        except ValueError:
+                            raise ProviderError(f"unreadable event: {self._clean(data.decode(errors='replace'))}") from None
+                        usage = event.get("usage") or usage
+                        for choice in event.get("choices") or ():
+                            text = (choice.get("delta") or {}).get("content")
+                            if text:
+                                last = now
+                                first = first or now
+                                chunks += 1
+                                parts.append(text)
+                    if done:
+                        break
+        except aiohttp.ClientError as e:  # connection, payload, a malformed URL: this request failed
+            raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True) from None
+        except asyncio.TimeoutError:
+            raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True) from None
+        end = clock()
+        return StreamedCall(output="".join(parts), prompt_tokens=usage.get("prompt_tokens"),
+                            completion_tokens=usage.get("completion_tokens") or chunks or None, chunks=chunks,
+                            ttft_s=None if first is None else first - t0,
+                            itl_s=(last - first) / (chunks - 1) if chunks > 1 else None, latency_s=end - t0)
 
     async def _start_sdk(self) -> None:
         import openai

@@ -40,6 +40,9 @@ class RunContext:
     #: wall, compute and training time), which a reproduction reuses instead of re-measuring
     cache_file: str | None = None
     measurements: dict | None = None
+    #: set by reproduce: the serving operating points the recorded run was priced at (its
+    #: manifest's ``capacity``), used instead of today's ``_capacity/`` records
+    recorded_capacity: dict | None = None
     _cfg: LoadedConfig | None = field(default=None, repr=False, compare=False)
     _folder: RunFolder | None = field(default=None, repr=False, compare=False)
 

@@ -7,6 +7,7 @@ replayed logs with a ``logged_at`` column. Every quote used is recorded in the m
 never change and ``assay reprice`` can reproduce them (:mod:`assay.costing.ledger`).
 """
 
+import json
 import logging
 import time
 
@@ -21,6 +22,7 @@ log = logging.getLogger("assay.cost")
 
 def run(ctx: RunContext) -> str:
     from assay import costing as C
+    from assay.capacity import operating_points
     from assay.pricing import quote
     from assay.responses import read_responses
 
@@ -37,10 +39,15 @@ def run(ctx: RunContext) -> str:
     responses[C.PRICE_DATE] = C.request_dates(responses, models, stats, as_of)
     quotes = C.dated_quotes(models, responses, as_of, lambda name, day: quote(models[name], day))
     judge_rows, judge_quotes = C.judge_costs(cfg, manifest, lambda judge: quote(all_models[judge], ctx.as_of))
-    table, be = C.cost_tables(responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows)
+    capacity = ctx.recorded_capacity  # a reproduction: what the recorded run used
+    if capacity is None:
+        capacity = operating_points(rf.store, models)  # `assay capacity` records: used, or why not
+    table, be = C.cost_tables(responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows, capacity)
     rf.write_table(S.COSTS, table)
     rf.write_table(S.BREAKEVEN, be)
     changes = {"prices": C.prices_record(quotes, as_of)}
+    if capacity:
+        changes["capacity"] = capacity
     if judge_quotes:
         raw_models = ctx.loaded.raw.get("models") or {}
         changes["judge_prices"] = {j: {**q.to_dict(), "model_config": raw_models.get(j)} for j, q in judge_quotes.items()}
@@ -48,6 +55,14 @@ def run(ctx: RunContext) -> str:
     record_stage(rf, NAME, t0, [S.COSTS, S.BREAKEVEN])
     for r in table.itertuples():
         monthly = getattr(r, "monthly_cost_usd", None)
-        log.info("cost: %s (%s): %s for %d requests, %s per 1k%s", r.model, r.kind, usd(r.cost_usd), r.requests,
-                 usd(r.cost_per_1k_usd), "" if missing(monthly) else f", {usd(monthly)}/month")
+        log.info("cost: %s (%s): %s for %d requests, %s per 1k%s%s", r.model, r.kind, usd(r.cost_usd), r.requests,
+                 usd(r.cost_per_1k_usd), "" if missing(monthly) else f", {usd(monthly)}/month", _throughput(r))
     return rf.path(S.COSTS)
+
+
+def _throughput(r) -> str:
+    """", at 93.0 req/s (capacity: concurrency 16, ...)" for a self-hosted line: which throughput priced it."""
+    if r.kind != "self-hosted" or missing(r.throughput_rps):
+        return ""
+    source = json.loads(r.price_json).get("throughput_source") or "unknown"
+    return f", at {r.throughput_rps:.1f} req/s ({source})"

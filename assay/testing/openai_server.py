@@ -13,7 +13,7 @@ What it is for
 
 Endpoints
 ---------
-``POST /v1/chat/completions`` (non-streaming), ``GET /v1/models``, ``GET /v1/models/{id}``,
+``POST /v1/chat/completions`` (plain, or streamed as server-sent events with ``stream: true``), ``GET /v1/models``, ``GET /v1/models/{id}``,
 ``GET /health``, and the control endpoints ``GET /_stats`` (``?prompts=0`` omits the
 per-prompt table) and ``POST /_reset`` (clears stats and all "once per prompt" fault state).
 
@@ -50,7 +50,24 @@ Fault injection (all deterministic)
   ``Authorization`` header, as a careless proxy might).
 
 Every chat response, errors included, is delayed by ``latency + jitter * U(0, 1)`` seconds
-(a timer, not a task; pipelined responses are still returned in order).  A client that
+(a timer, not a task; pipelined responses are still returned in order).
+
+Streaming and a queueing latency
+--------------------------------
+``stream: true`` answers with ``text/event-stream`` (chunked): one ``data: {chunk}`` event per
+completion token (the answer cut into 4-character pieces, so their number is
+``completion_tokens``), a usage chunk when ``stream_options.include_usage``, then
+``data: [DONE]``. The first token comes after the response delay above (the time to first
+token), each further one ``itl`` seconds after the one before; a plain response waits for all of
+them (``delay + itl * (completion_tokens - 1)``).
+
+``slots=K`` (0 = off) makes the delays grow with load, like a server that batches requests: a
+request that arrives with ``n`` chat requests in flight (itself included) has every delay
+multiplied by ``1 + (n - 1) / K``. Under ``c`` clients that each send their next request when
+the last one ends, every request after the first wave sees ``n = c``, so its latency is
+``(latency + itl * (tokens - 1)) * (1 + (c - 1) / K)`` and throughput ``c / latency`` still rises
+with ``c`` but ever more slowly: the right operating point for a latency bound can be computed
+by hand.  A client that
 closes (or half-closes) its connection is treated as gone: its pending responses are
 dropped (counted in ``responses_dropped``).  The ``Authorization`` header is never stored:
 stats only count whether one was present.
@@ -114,6 +131,8 @@ class ServerConfig:
         "slow_seconds",
         "models",
         "seed",
+        "itl",
+        "slots",
     )
 
     def __init__(
@@ -127,9 +146,13 @@ class ServerConfig:
         slow_seconds: float = 10.0,
         models: tuple[str, ...] | list[str] = DEFAULT_MODELS,
         seed: int = 0,
+        itl: float = 0.0,
+        slots: int = 0,
     ) -> None:
-        if latency < 0 or jitter < 0 or slow_seconds < 0 or retry_after < 0:
-            raise ValueError("latency, jitter, slow_seconds and retry_after must be >= 0")
+        if latency < 0 or jitter < 0 or slow_seconds < 0 or retry_after < 0 or itl < 0:
+            raise ValueError("latency, jitter, slow_seconds, retry_after and itl must be >= 0")
+        if slots < 0:
+            raise ValueError("slots must be >= 0")
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError("fail_rate must be in [0, 1]")
         if fail_times < 0 or rate_limit_every < 0:
@@ -143,6 +166,8 @@ class ServerConfig:
         self.slow_seconds = float(slow_seconds)
         self.models = tuple(models) or DEFAULT_MODELS
         self.seed = int(seed)
+        self.itl = float(itl)
+        self.slots = int(slots)
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__slots__}
@@ -160,6 +185,8 @@ class ServerConfig:
             "--slow-seconds", repr(self.slow_seconds),
             "--models", ",".join(self.models),
             "--seed", str(self.seed),
+            "--itl", repr(self.itl),
+            "--slots", str(self.slots),
         ]  # fmt: skip
 
 
@@ -322,6 +349,26 @@ class _State:
         return out
 
 
+def _stream_pieces(seq: int, model: str, answer: str, ct: int, pt: int, usage: bool, ttft: float,
+                   itl: float) -> list[tuple[float, bytes]]:
+    """The events of a streamed answer as (delay from the request, bytes): token ``i`` at
+    ``ttft + i * itl``; the finish reason, the usage chunk (when asked) and ``[DONE]`` with the last."""
+    head = '{"id":"chatcmpl-assay%d","object":"chat.completion.chunk","created":%d,"model":%s,"choices":[' % (
+        seq, int(time.time()), _jstr(model))
+    pieces = []
+    for i in range(ct):
+        text = answer[4 * i: 4 * i + 4]
+        delta = ('{"role":"assistant","content":%s}' if i == 0 else '{"content":%s}') % _jstr(text)
+        event = 'data: %s{"index":0,"delta":%s,"finish_reason":null}]}\n\n' % (head, delta)
+        pieces.append([ttft + i * itl, event])
+    tail = 'data: %s{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n' % head
+    if usage:
+        tail += 'data: %s],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n' % (
+            head, pt, ct, pt + ct)
+    pieces[-1][1] += tail + "data: [DONE]\n\n"
+    return [(d, e.encode()) for d, e in pieces]
+
+
 def _fmt_num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
@@ -482,6 +529,26 @@ class _HTTPProtocol(asyncio.Protocol):
             p.handle = self.loop.call_later(delay, self._ready, p)
         self.queue.append(p)
 
+    def _emit_stream(self, pieces: list[tuple[float, bytes]], extra: bytes, keep_alive: bool) -> None:
+        """A chunked event stream: each piece (its delay from now, its bytes) queued like a response of
+        its own, so pieces and pipelined responses still go out in order; the last piece ends it."""
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" \
+               b"Transfer-Encoding: chunked\r\n" + extra + b"\r\n"
+        if not keep_alive:
+            self.closing = True
+        last = len(pieces) - 1
+        for i, (delay, data) in enumerate(pieces):
+            chunk = b"%x\r\n%s\r\n" % (len(data), data)
+            if i == 0:
+                chunk = head + chunk
+            if i == last:
+                chunk += b"0\r\n\r\n"
+            p = _Pending(chunk, i == last and not keep_alive, delay <= 0.0, i == last)
+            if delay > 0.0:
+                p.handle = self.loop.call_later(delay, self._ready, p)
+            self.queue.append(p)
+        self._flush()
+
     def _ready(self, p: _Pending) -> None:
         p.ready = True
         p.handle = None
@@ -521,9 +588,12 @@ class _HTTPProtocol(asyncio.Protocol):
             if st.in_flight > st.max_in_flight:
                 st.max_in_flight = st.in_flight
             status, out, extra, delay = self._chat(headers, body)
-            st.by_status[status] = st.by_status.get(status, 0) + 1
+            code = 200 if status == -2 else status
+            st.by_status[code] = st.by_status.get(code, 0) + 1
             if status == -1:  # a broken response: these raw bytes, then the connection closes
                 return self._emit(status, out, b"", delay, False, True, raw=True)
+            if status == -2:  # a stream: ``out`` is its (delay, bytes) pieces
+                return self._emit_stream(out, extra + ka, keep_alive)
             return self._emit(status, out, extra + ka, delay, keep_alive, True)
         if path in _MODELS_PATHS and method == b"GET":
             return self._simple(200, st.models_body, ka, keep_alive)
@@ -556,6 +626,9 @@ class _HTTPProtocol(asyncio.Protocol):
         delay = cfg.latency
         if cfg.jitter:
             delay += cfg.jitter * st.rng.random()
+        load = 1.0 + (st.in_flight - 1) / cfg.slots if cfg.slots else 1.0  # the queueing model (module docstring)
+        delay *= load
+        itl = cfg.itl * load
 
         try:
             req = json.loads(body)
@@ -570,9 +643,7 @@ class _HTTPProtocol(asyncio.Protocol):
         if not isinstance(messages, list) or not messages:
             return 400, _error_body(400, "'messages' must be a non-empty array", "invalid_request_error", None), b"", delay
         st.by_model[model] = st.by_model.get(model, 0) + 1
-        if req.get("stream"):
-            msg = "stream=true is not supported by the Assay fake server"
-            return 400, _error_body(400, msg, "invalid_request_error", None), b"", delay
+        stream = bool(req.get("stream"))
 
         # one pass over the messages
         chars = 0
@@ -640,6 +711,12 @@ class _HTTPProtocol(asyncio.Protocol):
         pt = (chars + 3) // 4
         ct = max(1, (len(answer) + 3) // 4)
         st.seq += 1
+        if stream:
+            opts = req.get("stream_options")
+            usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
+            return -2, _stream_pieces(st.seq, model, answer, ct, pt, usage, delay, itl), \
+                b"x-request-id: req_assay%d\r\n" % st.seq, delay
+        delay += itl * (ct - 1)
         out = (
             '{"id":"chatcmpl-assay%d","object":"chat.completion","created":%d,"model":%s,'
             '"choices":[{"index":0,"message":{"role":"assistant","content":%s,"refusal":null},'
@@ -757,6 +834,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-seconds", type=float, default=10.0, help="extra delay for TRIGGER:SLOW")
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated ids for GET /v1/models")
     p.add_argument("--seed", type=int, default=0, help="seed for the jitter RNG")
+    p.add_argument("--itl", type=float, default=0.0, help="seconds between streamed tokens (inter-token latency)")
+    p.add_argument("--slots", type=int, default=0,
+                   help="queueing model: delays x (1 + (in-flight - 1) / slots); 0 = off")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when stdin closes (used by OpenAIServer)")
     return p
 
@@ -773,6 +853,8 @@ def main(argv: list[str] | None = None) -> int:
         slow_seconds=args.slow_seconds,
         models=[m.strip() for m in args.models.split(",") if m.strip()],
         seed=args.seed,
+        itl=args.itl,
+        slots=args.slots,
     )
     try:
         asyncio.run(serve(cfg, args.host, args.port, exit_on_stdin_eof=args.exit_on_stdin_eof))
@@ -807,6 +889,8 @@ class OpenAIServer:
         slow_seconds: float = 10.0,
         models: tuple[str, ...] | list[str] = DEFAULT_MODELS,
         seed: int = 0,
+        itl: float = 0.0,
+        slots: int = 0,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -823,6 +907,8 @@ class OpenAIServer:
             slow_seconds=slow_seconds,
             models=models,
             seed=seed,
+            itl=itl,
+            slots=slots,
         )
         self.host = host
         self.port = port
