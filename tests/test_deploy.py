@@ -222,3 +222,48 @@ def test_backfill_runs_on_the_worker_and_skips_what_is_done(pool):
     again = cli_here("backfill", "tiny", "--start", "2024-01-01", "--end", "2024-01-02", "--config", str(pool.cfg))
     assert again.exit_code == 0, again.output
     assert "0 to run, 2 already complete" in again.output
+
+
+def test_a_deployment_from_a_git_source_is_cloned_by_the_run(pool, tmp_path):
+    """`--source <git URL>`: the run's pull step clones the project (here a local bare repository,
+    by file:// URL: git needs no network for it) and runs in the clone."""
+    import json
+
+    def git(*args, cwd):
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                       env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"})
+
+    work = tmp_path / "checkout"
+    work.mkdir()
+    (work / "pipelines.yaml").write_bytes((pool.project / "pipelines.yaml").read_bytes())
+    make_data(work, n=30)  # other data than the project folder's (60 rows), to tell which one a run read
+    git("init", "-q", "-b", "main", cwd=work)
+    git("add", "pipelines.yaml", "data.parquet", cwd=work)
+    git("commit", "-q", "-m", "project", cwd=work)
+    bare = tmp_path / "project.git"
+    git("clone", "-q", "--bare", str(work), str(bare), cwd=tmp_path)
+
+    res = cli_here("deploy", "--pool", POOL, "--config", str(work / "pipelines.yaml"), "-p", "tiny",
+                   "--source", f"file://{bare}", "--branch", "main")
+    assert res.exit_code == 0, res.output
+    dep = pool.client.read_deployment_by_name("assess/tiny")
+    (step,) = dep.pull_steps
+    assert step["prefect.deployments.steps.git_clone"]["repository"] == f"file://{bare}"
+    assert dep.parameters == {"pipeline": "tiny", "config": "pipelines.yaml"}  # relative to the repository's root
+    out = tmp_path / "git-runs"
+    fr = pool.client.create_flow_run_from_deployment(dep.id, parameters={"as_of": "2024-01-04", "artifacts": str(out)})
+    done = wait_runs(pool, [fr.id])[fr.id]
+    assert done.state.is_completed(), (done.state, tail(pool.worker_log))
+    (folder,) = (out / "tiny" / "2024-01-04").iterdir()
+    m = json.loads((folder / "manifest.json").read_text())
+    assert m["status"] == "complete" and m["prefect"]["flow_run_id"] == str(fr.id)
+    # the run read the clone's data, not the project folder's the other deployments name
+    import pandas as pd
+
+    def rows_up_to(path, day):
+        return int((pd.read_parquet(path)["created_at"] < pd.Timestamp(day) + pd.Timedelta(days=1)).sum())
+
+    assert m["dataset"]["rows"] == rows_up_to(work / "data.parquet", "2024-01-04")
+    assert m["dataset"]["rows"] != rows_up_to(pool.project / "data.parquet", "2024-01-04")
+    assert m["config_file"] == "pipelines.yaml"  # found relative to the folder the run started in

@@ -112,6 +112,9 @@ def deploy(
                                               "can read (default: the config's folder) or a git URL they clone."),
     branch: Optional[str] = typer.Option(None, "--branch", help="Git branch of a git --source."),
     image: Optional[str] = typer.Option(None, "--image", help="Image for docker/kubernetes pools (job variable `image`)."),
+    job_variable: Optional[list[str]] = typer.Option(None, "--job-variable", "-j",
+                                                     help="KEY=VALUE for the pool's job template (repeatable; VALUE may be "
+                                                          "JSON, e.g. -j 'env={\"AWS_REGION\": \"eu-west-1\"}' or -j namespace=assay)."),
 ):
     """Register every pipeline as the deployment assess/<pipeline> on a Prefect work pool.
 
@@ -137,12 +140,23 @@ def deploy(
     if source and not is_git_url(source) and not os.path.isdir(source):
         err(f"--source: {source} is neither a folder nor a git URL")
         raise typer.Exit(EXIT_CONFIG)
+    variables = {}
+    for item in job_variable or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            err(f"--job-variable: expected KEY=VALUE, got {item!r}")
+            raise typer.Exit(EXIT_CONFIG)
+        try:
+            variables[key.strip()] = json.loads(value)
+        except ValueError:
+            variables[key.strip()] = value
     try:
         pool_type, created = ensure_pool(pool)
     except ValueError as e:
         err(str(e))
         raise typer.Exit(EXIT_CONFIG)
-    deployed = deploy_pipelines(str(loaded.path), names, pool=pool, source=source, branch=branch, image=image)
+    deployed = deploy_pipelines(str(loaded.path), names, pool=pool, source=source, branch=branch, image=image,
+                                job_variables=variables)
     typer.echo(f"{'created' if created else 'using'} work pool {pool!r} ({pool_type}); "
                f"deployed {len(deployed)} deployment(s) from {source or loaded.path.resolve().parent}:")
     for d in deployed:
