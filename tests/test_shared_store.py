@@ -259,3 +259,38 @@ def test_of_many_contenders_for_one_lease_exactly_one_wins(s3, expired):
     again = Lease(rf, ttl=60)
     assert again.acquire()
     again.release()
+
+
+def _lock_body(client, bucket, rf):
+    from assay.runs.lease import LOCK
+
+    return json.loads(client.get_object(Bucket=bucket, Key=f"runs/p/{rf.as_of}/{rf.run_id}/{LOCK}")["Body"].read())
+
+
+def _until(predicate, timeout: float, what: str):
+    t0 = time.monotonic()
+    while not predicate():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_held_lease_is_renewed_and_a_lost_one_is_left_to_its_new_holder(s3):
+    from assay.runs.lease import LOCK, Lease
+    from assay.store import Store
+
+    bucket, client = s3
+    rf = Store(f"s3://{bucket}/runs").run("p", D1, "20261101T000000-renew")
+    lease = Lease(rf, ttl=1)
+    assert lease.acquire()
+    first = _lock_body(client, bucket, rf)["expires"]
+    _until(lambda: _lock_body(client, bucket, rf)["expires"] > first, 30, "the heartbeat to renew the lease")
+    assert _lock_body(client, bucket, rf)["owner"] == lease.owner
+
+    # another process takes it over (as after a stall past the expiry): the holder's next renewal
+    # fails its If-Match, it knows it lost the lease, and releasing leaves the new holder's object
+    client.put_object(Bucket=bucket, Key=f"runs/p/{D1.isoformat()}/{rf.run_id}/{LOCK}",
+                      Body=json.dumps({"owner": "other", "expires": time.time() + 600}).encode())
+    _until(lambda: lease.lost, 30, "the holder to notice it lost the lease")
+    lease.release()
+    assert _lock_body(client, bucket, rf)["owner"] == "other"
