@@ -6,8 +6,10 @@ cache, and takes the recorded measurements (invoke wall time, compute and traini
 as inputs to the cost model, since a measurement cannot be reproduced, only reused.
 """
 
+import os
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 
@@ -65,8 +67,13 @@ def compare(a: RunFolder, b: RunFolder) -> list[dict]:
     return rows
 
 
-def reproduce(path: str, artifacts: str | None = None) -> Reproduction:
-    """Re-run the recorded run into ``artifacts`` (default ``<root>/_reproductions``) and compare."""
+def reproduce(path: str, artifacts: str | None = None, project: str | None = None) -> Reproduction:
+    """Re-run the recorded run into ``artifacts`` (default ``<root>/_reproductions``) and compare.
+
+    The recorded config's relative paths (dataset, replay logs, metric files) resolve against the
+    folder of the config file the run was started from, as recorded; on a machine where that
+    folder is not (a run made elsewhere on a shared object store), against ``project``, by default
+    the current directory. The dataset's fingerprint check makes sure it is the same data."""
     from assay.dataset import fingerprint
     from assay.runs import Manifest, start_run
     from assay.stages import run_stages
@@ -83,6 +90,10 @@ def reproduce(path: str, artifacts: str | None = None) -> Reproduction:
         loaded = recorded_config(m, unset_env="error", source=src.path(S.MANIFEST))
     except ConfigError as e:
         raise ReproduceError(str(e)) from None
+    recorded_file = Path(m.get("config_file") or "pipelines.yaml")
+    if project is not None or not recorded_file.parent.is_dir():
+        loaded.path = Path(project or os.getcwd()).resolve() / recorded_file.name
+        loaded.base_dir = loaded.path.parent
     pipeline = m["pipeline"]
     request = m.get("request") or {}
     models = request.get("models") or loaded.pipeline(pipeline).models

@@ -7,8 +7,9 @@ Prefect 3 has no backfill feature of its own, so this is a small driver (PREFECT
   ``force``. A run whose gates failed is complete too: its artifacts stand. So a backfill that
   was interrupted and is started again does only the missing dates.
 * **Served mode.** When a Prefect API is configured and reachable (``PREFECT_API_URL``) and the
-  deployment ``assess/<pipeline>`` exists and is being served (status READY: an ``assay serve``
-  process polls it), each date becomes a flow run of that deployment, created with
+  deployment ``assess/<pipeline>`` exists and something runs it (status READY: an ``assay serve``
+  process polls it, or, for a deployment made by ``assay deploy``, a worker polls its work pool),
+  each date becomes a flow run of that deployment, created with
   ``run_deployment(..., parameters={"as_of": date}, timeout=0, tags=["backfill"],
   idempotency_key="<pipeline>:<date>")``. At most ``concurrency`` runs are in flight; the driver
   polls their states and starts the next date when one ends. The idempotency key makes a
@@ -121,7 +122,8 @@ def served_deployment(pipeline: str):
         return None, f"Prefect API at {url} is not reachable ({type(e).__name__})"
     status = getattr(getattr(dep, "status", None), "value", None)
     if status is not None and status != "READY":
-        return None, f"deployment {deployment_name(pipeline)} exists but nothing serves it (status {status}); start `assay serve`"
+        where = f"a worker: prefect worker start --pool {dep.work_pool_name}" if dep.work_pool_name else "`assay serve`"
+        return None, f"deployment {deployment_name(pipeline)} exists but nothing runs it (status {status}); start {where}"
     return dep, "served"
 
 

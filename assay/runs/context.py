@@ -127,8 +127,8 @@ def _lock_file(url: str) -> str:
     return os.path.join(base, hashlib.sha256(url.encode()).hexdigest()[:32] + ".lock")
 
 
-#: run folder URL -> the open lock file this process holds for it
-_HELD: dict[str, int] = {}
+#: run folder URL -> the open lock file (local root) or lease (remote root) this process holds for it
+_HELD: dict = {}
 
 
 def claim(folder: RunFolder) -> bool:
@@ -137,10 +137,19 @@ def claim(folder: RunFolder) -> bool:
     The lock is an OS file lock (``flock``) on a file named after the folder's URL, so the
     operating system releases it when the holder dies, even by ``kill -9``: a killed run's
     folder can be resumed at once, a live one never is. It covers the processes of one
-    machine; runs on other machines are told apart by their run folders.
+    machine. On an object store (a remote root) the lock is a lease object in the run folder that
+    every machine sees instead (:mod:`assay.runs.lease`).
     """
     url = folder.url
     if url in _HELD:
+        return True
+    if folder.store.remote:
+        from assay.runs.lease import acquire
+
+        lease = acquire(folder)
+        if lease is None:
+            return False
+        _HELD[url] = lease
         return True
     try:
         import fcntl
@@ -158,9 +167,11 @@ def claim(folder: RunFolder) -> bool:
 
 def release(folder: RunFolder) -> None:
     """Let go of a run folder this process claimed."""
-    fd = _HELD.pop(folder.url, None)
-    if fd is not None:
-        os.close(fd)
+    held = _HELD.pop(folder.url, None)
+    if isinstance(held, int):
+        os.close(held)
+    elif held is not None:
+        held.release()
 
 
 def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | None = None,

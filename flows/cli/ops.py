@@ -1,9 +1,10 @@
-"""Operations commands of the ``assay`` CLI: serve, backfill, history.
+"""Operations commands of the ``assay`` CLI: serve, deploy, backfill, history.
 
 Exit codes: 0 ok, 1 a run failed, 2 configuration error, 3 a gate broke.
 """
 
 import json
+import os
 import sys
 from typing import Optional
 
@@ -80,6 +81,87 @@ def serve(
     typer.echo(f"UI: {_ui_url(url)}/deployments   (stop with Ctrl-C)")
     sys.stdout.flush()
     serve_pipelines(str(loaded.path), names, limit=limit, pause_on_shutdown=pause_on_shutdown)
+
+
+def _reachable_api(what: str) -> str:
+    """PREFECT_API_URL, checked to answer; exit 2 when unset, 1 when it does not answer."""
+    url = _api_url()
+    if not url:
+        err(f"{what} needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
+            "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api).")
+        raise typer.Exit(EXIT_CONFIG)
+    from prefect import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            problem = client.api_healthcheck()
+    except Exception as e:  # noqa: BLE001
+        problem = e
+    if problem is not None:
+        err(f"cannot reach the Prefect API at {url}: {problem}")
+        raise typer.Exit(EXIT_FAILED)
+    return url
+
+
+def deploy(
+    config: str = CONFIG_OPT,
+    pool: str = typer.Option("assay", "--pool", help="Work pool to deploy to; a process pool of this name is created if missing."),
+    pipeline: Optional[list[str]] = typer.Option(None, "--pipeline", "-p", help="Deploy only these pipelines (repeatable)."),
+    source: Optional[str] = typer.Option(None, "--source",
+                                         help="Where workers get the project folder (pipelines.yaml, data): a folder they "
+                                              "can read (default: the config's folder) or a git URL they clone."),
+    branch: Optional[str] = typer.Option(None, "--branch", help="Git branch of a git --source."),
+    image: Optional[str] = typer.Option(None, "--image", help="Image for docker/kubernetes pools (job variable `image`)."),
+    job_variable: Optional[list[str]] = typer.Option(None, "--job-variable", "-j",
+                                                     help="KEY=VALUE for the pool's job template (repeatable; VALUE may be "
+                                                          "JSON, e.g. -j 'env={\"AWS_REGION\": \"eu-west-1\"}' or -j namespace=assay)."),
+):
+    """Register every pipeline as the deployment assess/<pipeline> on a Prefect work pool.
+
+    The same deployments as `assay serve` (schedule, typed run form), run by workers:
+    `prefect worker start --pool NAME` on any machine with Assay installed and the project
+    folder readable (or cloned from --source). Runs started by the schedule, the UI, the API
+    or `assay backfill` then execute on the workers. Registering again updates the deployments.
+    """
+    loaded = load(config)
+    names = list(pipeline) if pipeline else list(loaded.config.pipelines)
+    for n in names:
+        try:
+            loaded.pipeline(n)
+        except ConfigError as e:
+            err(e.format())
+            raise typer.Exit(EXIT_CONFIG)
+    if not names:
+        err(f"{config}: no pipelines to deploy")
+        raise typer.Exit(EXIT_CONFIG)
+    url = _reachable_api("assay deploy")
+    from flows.deploy import deploy_pipelines, ensure_pool, is_git_url
+
+    if source and not is_git_url(source) and not os.path.isdir(source):
+        err(f"--source: {source} is neither a folder nor a git URL")
+        raise typer.Exit(EXIT_CONFIG)
+    variables = {}
+    for item in job_variable or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            err(f"--job-variable: expected KEY=VALUE, got {item!r}")
+            raise typer.Exit(EXIT_CONFIG)
+        try:
+            variables[key.strip()] = json.loads(value)
+        except ValueError:
+            variables[key.strip()] = value
+    try:
+        pool_type, created = ensure_pool(pool)
+    except ValueError as e:
+        err(str(e))
+        raise typer.Exit(EXIT_CONFIG)
+    deployed = deploy_pipelines(str(loaded.path), names, pool=pool, source=source, branch=branch, image=image,
+                                job_variables=variables)
+    typer.echo(f"{'created' if created else 'using'} work pool {pool!r} ({pool_type}); "
+               f"deployed {len(deployed)} deployment(s) from {source or loaded.path.resolve().parent}:")
+    for d in deployed:
+        typer.echo(f"  {d.name}  {d.schedule}")
+    typer.echo(f"start a worker: prefect worker start --pool {pool}   UI: {_ui_url(url)}/deployments")
 
 
 def backfill(

@@ -11,6 +11,8 @@ def reproduce(
     run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>."),
     artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Where to write the reproduction "
                                             "(default: <artifacts>/_reproductions)."),
+    project: Optional[str] = typer.Option(None, "--project", help="Folder the recorded config's relative paths resolve "
+                                          "against (default: the recorded config's folder, else the current one)."),
 ):
     """Run a recorded run again from its manifest (recorded config, cached responses) and
     report whether every artifact matches. Exit 0 when all match, 1 otherwise."""
@@ -20,7 +22,7 @@ def reproduce(
     from assay.reproduce import ReproduceError, reproduce as run_reproduce
 
     try:
-        result = run_reproduce(run_folder, artifacts)
+        result = run_reproduce(run_folder, artifacts, project=project)
     except ReproduceError as e:
         err(f"cannot reproduce: {e}")
         raise typer.Exit(EXIT_CONFIG)
