@@ -153,6 +153,26 @@ def answers(dataset: pd.DataFrame, responses: pd.DataFrame, scores: pd.DataFrame
                    dataset["reference"].tolist() if "reference" in dataset.columns else None, kinds, fixed, judge_usd)
 
 
+def decomposable(scores: pd.DataFrame, metrics: pd.DataFrame) -> set[str]:
+    """The metrics whose per-example scores average to the run's value (accuracy, a judge's grade, a
+    function metric), not those whose value is computed over the whole corpus (macro-F1): only the
+    former can be scored for a policy's mix of answers. Without metrics.parquet, every metric."""
+    if not len(scores):
+        return set()
+    names = set(scores["metric"].astype(str))
+    if not len(metrics):
+        return names
+    overall = metrics[metrics["slice"] == "all"].set_index(["model", "metric"])["value"]
+    means = scores.assign(v=pd.to_numeric(scores["value"], errors="coerce")).groupby(["model", "metric"])["v"].mean()
+    out = set()
+    for name in names:
+        pairs = [(m, name) for m in means.index.get_level_values(0).unique() if (m, name) in means.index]
+        if all((p not in overall.index) or abs(float(means[p]) - float(overall[p])) < 1e-9
+               or (math.isnan(float(means[p])) and math.isnan(float(overall[p]))) for p in pairs):
+            out.add(name)
+    return out
+
+
 def from_run(rf, cfg, models: list[str] | None = None) -> Answers:
     """The :class:`Answers` of a run folder, scored by the pipeline's headline metric (the first
     metric with per-example scores, when the headline one is a corpus metric such as macro-F1)."""
@@ -161,7 +181,8 @@ def from_run(rf, cfg, models: list[str] | None = None) -> Answers:
 
     scores = rf.read_table(S.SCORES).to_pandas()
     metrics = rf.read_table(S.METRICS).to_pandas() if rf.exists(S.METRICS) else pd.DataFrame()
-    per_example = set(scores["metric"].astype(str)) if len(scores) else set()
+    per_example = decomposable(scores, metrics)
+    scores = scores[scores["metric"].astype(str).isin(per_example)]
     keys = [s.key for s in cfg.metric_specs()]
     metric = next((m for m in keys if m in per_example), keys[0])
     hib = True

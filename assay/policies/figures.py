@@ -13,9 +13,10 @@ a route), with the single models measured on the same examples:
 * ``escalated``: the share of requests that went past the first step; ``calls_per_request``;
 * ``apgr``: (Q_policy − Q_weak) / (Q_strong − Q_weak), the share of the gap between the weakest and
   the strongest of its models that the policy recovers (RouteLLM's APGR), with its interval;
-* ``saving``: at matched quality, 1 − its cost / the cost of the cheapest single model (of the run)
-  whose quality reaches the policy's, with a bootstrap interval (on each resample the matched model
-  is found again); NaN when no single model reaches it.
+* ``saving``: at matched quality, 1 − its cost / the cost of ``matched_model``, the cheapest single
+  model (of the run) whose quality reaches the policy's; its bootstrap interval is against that
+  model, and ``matched_share`` the share of resamples in which it is still the cheapest model that
+  reaches the policy's quality; NaN when no single model reaches it.
 
 Every interval comes from one set of resampled examples, so the policy and the single models are
 compared on the same resamples.
@@ -39,7 +40,7 @@ POLICY_COLUMNS = [
     "policy", "kind", "models", "rule", "threshold", "metric", "n", "quality", "quality_ci_low", "quality_ci_high",
     "cost_per_1k_usd", "monthly_cost_usd", "latency_p95_s", "escalated", "calls_per_request", "answered_by",
     "weak_model", "strong_model", "apgr", "apgr_ci_low", "apgr_ci_high", "matched_model", "matched_cost_per_1k_usd",
-    "saving", "saving_ci_low", "saving_ci_high", "saving_per_1k_usd", "values_json", "routes", "note",
+    "matched_share", "saving", "saving_ci_low", "saving_ci_high", "saving_per_1k_usd", "values_json", "routes", "note",
 ]
 SWEEP_COLUMNS = ["policy", "parameter", "threshold", "quality", "cost_per_1k_usd", "latency_p95_s", "escalated", "apgr",
                  "configured"]
@@ -140,12 +141,15 @@ def figures(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], re
     saving = lo_s = hi_s = NAN
     if mj is not None and singles_c[mj] > 0:
         saving = 1 - cost / singles_c[mj]
-        if boot is not None:  # on each resample, the cheapest single model that reaches the policy's quality there
+    matched_share = NAN
+    if mj is not None and boot is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if singles_c[mj] > 0:  # against that model, on the same resamples
+                lo_s, hi_s = _interval(np.where(bcs[:, mj] > 0, 1 - bc / bcs[:, mj], NAN))
+            # how often that model is still the cheapest one that reaches the policy's quality
             ok = (sign * bqs >= sign * bq[:, None] - 1e-12) & ~np.isnan(bcs)
-            jr = np.argmin(np.where(ok, bcs, np.inf), axis=1)
-            cm = bcs[np.arange(len(bq)), jr]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                lo_s, hi_s = _interval(np.where(ok.any(axis=1) & (cm > 0), 1 - bc / cm, NAN))
+            jr = np.where(ok.any(axis=1), np.argmin(np.where(ok, bcs, np.inf), axis=1), -1)
+            matched_share = float(np.mean(jr == mj))
     lo_q, hi_q = _interval(bq)
     answered = {a.models[j]: round(float(np.mean(o.chosen[rows] == j)), 6) for j in range(k) if (o.chosen[rows] == j).any()}
     values = {m: _mean(o.values(v)[rows]) for m, v in a.scores.items()}
@@ -158,7 +162,7 @@ def figures(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], re
         "strong_model": a.models[strong] if strong is not None else None, "apgr": apgr, "apgr_ci_low": lo_a,
         "apgr_ci_high": hi_a, "matched_model": a.models[mj] if mj is not None else None,
         "matched_cost_per_1k_usd": singles_c[mj] * 1000 if mj is not None else NAN, "saving": saving,
-        "saving_ci_low": lo_s, "saving_ci_high": hi_s,
+        "saving_ci_low": lo_s, "saving_ci_high": hi_s, "matched_share": matched_share,
         "saving_per_1k_usd": (singles_c[mj] - cost) * 1000 if mj is not None else NAN,
         "values_json": json.dumps({m: (None if math.isnan(v) else v) for m, v in values.items()}),
     }
