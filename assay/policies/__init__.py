@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from assay.policies.answers import Answers, answers, from_run, row_costs
-from assay.policies.figures import LAMBDAS, POLICY_COLUMNS, SWEEP_COLUMNS, TOLERANCES, figures, rule_text, thresholds
+from assay.policies.figures import (LAMBDAS, POLICY_COLUMNS, SWEEP_COLUMNS, TOLERANCES, average_pgr, figures, rule_text,
+                                     thresholds)
 from assay.policies import simulate as SIM
 
 log = logging.getLogger("assay.policies")
@@ -41,9 +42,10 @@ def confidence_models(cfg) -> set[str]:
 
 def _sweep_row(a: Answers, name: str, o, mask, members, parameter: str, value: float, configured: bool) -> dict:
     f = figures(a, o, mask, members, resamples=0)
+    f.pop("singles_quality")
     return {"policy": name, "parameter": parameter, "threshold": float(value), "quality": f["quality"],
             "cost_per_1k_usd": f["cost_per_1k_usd"], "latency_p95_s": f["latency_p95_s"], "escalated": f["escalated"],
-            "apgr": f["apgr"], "configured": configured}
+            "strong_share": f["strong_share"], "apgr": f["apgr"], "configured": configured}
 
 
 def evaluate_one(a: Answers, name: str, pol, resamples: int = 1000, seed: int = 0,
@@ -88,6 +90,11 @@ def evaluate_one(a: Answers, name: str, pol, resamples: int = 1000, seed: int = 
                                         "lambda" if lam is not None else "tolerance", g,
                                         abs(g - (lam if lam is not None else tol)) < 1e-12))
     row.update(figures(a, o, mask, members, resamples, seed, monthly_requests))
+    singles = row.pop("singles_quality")
+    row.pop("strong_share")
+    weak, strong = row["weak_model"], row["strong_model"]
+    row["apgr_curve"] = (average_pgr([s["strong_share"] for s in sweep], [s["quality"] for s in sweep], singles[weak], singles[strong])
+                         if sweep and weak is not None else float("nan"))
     return row, sweep
 
 

@@ -55,11 +55,12 @@ def row_costs(responses: pd.DataFrame, costs: pd.DataFrame) -> pd.Series:
     """USD of each response row (see the module docstring); NaN for a model without a price."""
     from assay.pricing import PriceQuote, token_cost
 
-    out = pd.Series(NAN, index=responses.index, dtype=float)
+    values = np.full(len(responses), NAN)
     if not len(responses):
-        return out
+        return pd.Series(values, index=responses.index)
     by_model = {str(r["model"]): r for r in costs.to_dict("records")}
-    for model, rows in responses.groupby("model", sort=False):
+    frame = responses.reset_index(drop=True)  # positions: the caller's index may repeat
+    for model, rows in frame.groupby("model", sort=False):
         c = by_model.get(str(model))
         if c is None:
             continue
@@ -82,10 +83,10 @@ def row_costs(responses: pd.DataFrame, costs: pd.DataFrame) -> pd.Series:
                 w = w * (total / s)
             elif math.isfinite(total):
                 w = np.full(len(rows), total / len(rows))
-            out.loc[rows.index] = w
+            values[rows.index.to_numpy()] = w
         elif kind in ("self-hosted", "conventional"):
-            out.loc[rows.index] = _num(c.get("cost_per_1k_usd")) / 1000
-    return out
+            values[rows.index.to_numpy()] = _num(c.get("cost_per_1k_usd")) / 1000
+    return pd.Series(values, index=responses.index)
 
 
 def _num(v) -> float:
@@ -107,7 +108,7 @@ def answers(dataset: pd.DataFrame, responses: pd.DataFrame, scores: pd.DataFrame
     models = list(models or dict.fromkeys(responses["model"].astype(str)))
     n, k = len(ids), len(models)
     col = {m: j for j, m in enumerate(models)}
-    resp = responses[responses["model"].astype(str).isin(col)].copy()
+    resp = responses[responses["model"].astype(str).isin(col)].reset_index(drop=True)
     if "sample" in resp.columns:  # several samples per example: the first one answers
         resp = resp.sort_values("sample", kind="stable").drop_duplicates(["example_id", "model"], keep="first")
     resp["_cost"] = row_costs(resp, costs)

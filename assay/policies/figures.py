@@ -13,6 +13,8 @@ a route), with the single models measured on the same examples:
 * ``escalated``: the share of requests that went past the first step; ``calls_per_request``;
 * ``apgr``: (Q_policy − Q_weak) / (Q_strong − Q_weak), the share of the gap between the weakest and
   the strongest of its models that the policy recovers (RouteLLM's APGR), with its interval;
+* ``apgr_curve``: RouteLLM's average over the sweep — the PGR of each threshold's point averaged
+  over the share of requests that call the strong model (trapezoids, over the range the sweep covers);
 * ``saving``: at matched quality, 1 − its cost / the cost of ``matched_model``, the cheapest single
   model (of the run) whose quality reaches the policy's; its bootstrap interval is against that
   model, and ``matched_share`` the share of resamples in which it is still the cheapest model that
@@ -39,11 +41,11 @@ ALPHA = 0.05
 POLICY_COLUMNS = [
     "policy", "kind", "models", "rule", "threshold", "metric", "n", "quality", "quality_ci_low", "quality_ci_high",
     "cost_per_1k_usd", "monthly_cost_usd", "latency_p95_s", "escalated", "calls_per_request", "answered_by",
-    "weak_model", "strong_model", "apgr", "apgr_ci_low", "apgr_ci_high", "matched_model", "matched_cost_per_1k_usd",
+    "weak_model", "strong_model", "apgr", "apgr_ci_low", "apgr_ci_high", "apgr_curve", "matched_model", "matched_cost_per_1k_usd",
     "matched_share", "saving", "saving_ci_low", "saving_ci_high", "saving_per_1k_usd", "values_json", "routes", "note",
 ]
-SWEEP_COLUMNS = ["policy", "parameter", "threshold", "quality", "cost_per_1k_usd", "latency_p95_s", "escalated", "apgr",
-                 "configured"]
+SWEEP_COLUMNS = ["policy", "parameter", "threshold", "quality", "cost_per_1k_usd", "latency_p95_s", "escalated",
+                 "strong_share", "apgr", "configured"]
 
 
 def _mean(x: np.ndarray) -> float:
@@ -158,6 +160,8 @@ def figures(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], re
         "cost_per_1k_usd": cost * 1000, "monthly_cost_usd": _monthly(a, o, mask, monthly_requests),
         "latency_p95_s": _p95(o.latency[rows]), "escalated": float(np.mean(o.escalated[rows])) if len(rows) else NAN,
         "calls_per_request": float(o.called[rows].sum(axis=1).mean()) if len(rows) else NAN,
+        "strong_share": float(np.mean(o.called[rows, strong])) if strong is not None and len(rows) else NAN,
+        "singles_quality": {a.models[j]: singles_q[j] for j in mem},
         "answered_by": json.dumps(answered), "weak_model": a.models[weak] if weak is not None else None,
         "strong_model": a.models[strong] if strong is not None else None, "apgr": apgr, "apgr_ci_low": lo_a,
         "apgr_ci_high": hi_a, "matched_model": a.models[mj] if mj is not None else None,
@@ -166,6 +170,24 @@ def figures(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], re
         "saving_per_1k_usd": (singles_c[mj] - cost) * 1000 if mj is not None else NAN,
         "values_json": json.dumps({m: (None if math.isnan(v) else v) for m, v in values.items()}),
     }
+
+
+def average_pgr(strong_share, quality, q_weak: float, q_strong: float) -> float:
+    """The performance gap recovered, ``(Q − Q_weak) / (Q_strong − Q_weak)``, averaged over the share
+    of requests sent to the strong model (the area under the PGR curve by trapezoids, divided by the
+    range of shares covered); NaN without a gap or with fewer than two distinct shares."""
+    x = np.asarray(strong_share, dtype=float)
+    q = np.asarray(quality, dtype=float)
+    ok = ~(np.isnan(x) | np.isnan(q))
+    x, q = x[ok], q[ok]
+    if not (math.isfinite(q_weak) and math.isfinite(q_strong)) or q_strong == q_weak:
+        return NAN
+    pgr = (q - q_weak) / (q_strong - q_weak)
+    frame = pd.DataFrame({"x": x, "p": pgr}).groupby("x", sort=True)["p"].mean()
+    if len(frame) < 2:
+        return NAN
+    xs, ps = frame.index.to_numpy(float), frame.to_numpy(float)
+    return float(np.sum((xs[1:] - xs[:-1]) * (ps[1:] + ps[:-1]) / 2) / (xs[-1] - xs[0]))
 
 
 def rule_text(rule, threshold: float | None = None) -> str:
