@@ -292,6 +292,14 @@ def _share(v) -> str:
     return "–" if fmt.missing(v) else f"{100 * float(v):.1f}%"
 
 
+def saving_text(saving, model) -> str:
+    """``24.2% vs big``; a policy that costs more than twice its match: ``costs 3,480× tfidf-logreg``."""
+    if fmt.missing(saving):
+        return "–"
+    v = float(saving)
+    return f"{_share(v)} vs {model}" if v > -1 else f"costs {1 - v:,.{0 if 1 - v >= 10 else 1}f}× {model}"
+
+
 def policy_rows(policies: pd.DataFrame, rec: Recommendation | None = None) -> list[dict]:
     """One dict per policy of policies.parquet, keyed by :data:`POLICY_COLUMNS` (formatted text),
     plus ``recommended``."""
@@ -304,7 +312,7 @@ def policy_rows(policies: pd.DataFrame, rec: Recommendation | None = None) -> li
         else:
             lo, hi = r.get("saving_ci_low"), r.get("saving_ci_high")
             ci = "" if fmt.missing(lo) else f" [{_share(lo)}, {_share(hi)}]"
-            saving = f"{_share(r.get('saving'))}{ci} vs {r.get('matched_model')}"
+            saving = f"{saving_text(r.get('saving'), r.get('matched_model'))}{ci if float(r.get('saving')) > -1 else ''}"
             if not fmt.missing(r.get("matched_share")) and float(r.get("matched_share")) < 0.95:
                 saving += f" (the match in {_share(r.get('matched_share'))} of resamples)"
         out.append({

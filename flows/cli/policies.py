@@ -82,19 +82,32 @@ def build_policy(cascade: str | None, rule: str | None, route: str | None, model
         raise ValueError(f"{format_path(loc) or 'policy'}: {msg}") from None
 
 
-def policy_table(policies, cfg, rec=None, title: str = "policies"):
-    """The rich table of policies.parquet rows (the columns of every view)."""
+def policy_table(policies, cfg, rec=None, title: str = "policies", compact: bool = False):
+    """The rich table of policies.parquet rows (the columns of every view); ``compact`` (the result
+    of ``assay run``) puts models and rule in one column and leaves out the intervals of APGR and
+    saving and the p95 latency, to fit a terminal."""
     from rich.markup import escape
     from rich.table import Table
 
-    from assay.report.decision import POLICY_COLUMNS, policy_rows, policy_titles
+    from assay.report import format as F
+    from assay.report.decision import POLICY_COLUMNS, policy_rows, policy_titles, saving_text
 
     titles = policy_titles(cfg, str(policies["metric"].iloc[0]) if len(policies) else None)
+    rows = policy_rows(policies, rec)
+    cols = list(POLICY_COLUMNS)
+    if compact:
+        cols = ["policy", "what", "quality", "cost_per_1k", "monthly", "escalated", "apgr", "saving"]
+        titles = {**titles, "what": "models; rule", "apgr": "APGR", "saving": "saving at matched quality"}
+        for r, (_, p) in zip(rows, policies.iterrows()):
+            r["what"] = f"{r['models']}; {r['rule']}"
+            r["apgr"] = F.num(p.get("apgr"))
+            if not F.missing(p.get("saving")):
+                r["saving"] = saving_text(p["saving"], p["matched_model"])
     t = Table(title=title, title_justify="left")
-    for col in POLICY_COLUMNS:
-        t.add_column(titles[col], justify="left" if col in ("policy", "models", "rule", "saving") else "right")
-    for r in policy_rows(policies, rec):
-        t.add_row(*[escape(r[c]) + (" ✓" if c == "policy" and r["recommended"] else "") for c in POLICY_COLUMNS])
+    for col in cols:
+        t.add_column(titles[col], justify="left" if col in ("policy", "models", "rule", "saving", "what") else "right")
+    for r in rows:
+        t.add_row(*[escape(r[c]) + (" ✓" if c == "policy" and r["recommended"] else "") for c in cols])
     return t
 
 

@@ -279,7 +279,7 @@ def print_result(folder: str, pipeline: str) -> None:
     if policies is not None and len(policies):
         from flows.cli.policies import policy_table
 
-        con.print(policy_table(policies, cfg, rec, f"cascades and routes (from the answers above, no new calls)"))
+        con.print(policy_table(policies, cfg, rec, "cascades and routes (from the answers above, no new calls)", compact=True))
     con.print(escape(rec.sentence), soft_wrap=True)
     for line in R.decision_lines(dec, be if be is not None else costs.iloc[0:0]):
         con.print(f"- {escape(line)}")
