@@ -69,11 +69,14 @@ def write_tiny_run(root) -> S.RunFolder:
         {"model": "big", "metric": "accuracy", "slice": "all", "value": 0.8, "n": 10, "ci_low": 0.5, "ci_high": 1.0,
          "errors": 0, "higher_is_better": True}]))
     price = {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0, "source": "config"}
+    from assay.costing import COST_COLUMNS
+
     rf.write_table(S.COSTS, pd.DataFrame([
-        {"model": "small", "kind": "self-hosted", "requests": 10, "cost_usd": 0.01, "cost_per_1k_usd": 1.0,
+        {"model": "small", "kind": "self-hosted", "requests": 10, "errors": 0, "cost_usd": 0.01, "cost_per_1k_usd": 1.0,
          "monthly_cost_usd": 100.0, "fixed_monthly_usd": 100.0, "latency_p95_s": 0.1, "price_json": "{}"},
-        {"model": "big", "kind": "api", "requests": 10, "cost_usd": 0.19, "cost_per_1k_usd": 19.0,
-         "monthly_cost_usd": 950.0, "fixed_monthly_usd": 0.0, "latency_p95_s": 1.855, "price_json": json.dumps(price)}]))
+        {"model": "big", "kind": "api", "requests": 10, "errors": 0, "cost_usd": 0.19, "cost_per_1k_usd": 19.0,
+         "monthly_cost_usd": 950.0, "fixed_monthly_usd": 0.0, "latency_p95_s": 1.855, "price_json": json.dumps(price)}],
+        columns=COST_COLUMNS))
     rf.write_json(S.MANIFEST, {"pipeline": "tiny", "as_of": "2026-11-01", "run_id": "r1", "status": "complete",
                                "config": {"pipeline": _pipeline(), "models": {}}})
     return rf
@@ -389,3 +392,27 @@ def test_run_with_policies_through_the_test_server(tmp_path):
     assert "## Cascades and routes" in summary and "sure-or-big" in summary and "small → big" in summary
     assert "policies.parquet" in (rf.manifest()["stages"]["cost"]["artifacts"])
     assert "sure-or-big" in rf.read_bytes(S.REPORT).decode()
+
+
+def test_a_cheaper_passing_policy_becomes_the_recommendation(tmp_path):
+    from assay.policies import write_policies
+    from assay.report import summary as R
+
+    rf = write_tiny_run(tmp_path)
+    cfg = _cfg({"c": CASCADE})
+    write_policies(rf, cfg)
+    rt = R.RunTables.read(rf, cfg)
+    table = R.headline(rt.metrics, rt.costs, cfg)
+    # gate accuracy ≥ 0.65: small (0.5) fails; big (0.8) passes at $950 a month; the cascade (0.7)
+    # passes at $770 a month (see test_cascade_by_hand): the cascade is recommended, big is the runner-up
+    dec = R.decisions(table, cfg, rt.policies)
+    rec = dec["recommendation"]
+    assert rec.policy and rec.model == "c" and rec.runner_up == "big" and dec["cheapest_passing"] == "big"
+    assert rec.sentence.startswith("Deploy the cascade c (small → big; confidence ≥ 0.8)")
+    assert "$770 a month" in rec.sentence and "big, at $950 a month" in rec.sentence
+    R.build_report(rf, cfg, "tiny", history=False)
+    assert "✓" in rf.read_bytes(S.SUMMARY).decode().split("## Cascades and routes")[1].split("##")[0]
+    # a bar the cascade misses (0.75): big stays the recommendation, in the same words as without policies
+    strict = PipelineConfig.model_validate({**_pipeline({"c": CASCADE}), "gates": {"accuracy": {"min": 0.75}}})
+    with_pol, without = R.decisions(table, strict, rt.policies)["recommendation"], R.decisions(table, strict)["recommendation"]
+    assert not with_pol.policy and with_pol.model == "big" and with_pol.sentence == without.sentence
