@@ -26,6 +26,7 @@ RESPONSE_SCHEMA = pa.schema([
     ("attempts", pa.int32()),
     ("cached", pa.bool_()),
     ("error", pa.string()),
+    ("confidence", pa.float64()),  # 0..1 where the provider gave one (log-probabilities, class probabilities)
 ])
 COLUMNS = RESPONSE_SCHEMA.names
 
@@ -76,7 +77,9 @@ def read_journal(run: RunFolder, model: str) -> tuple[pa.Table, list[dict]]:
                     attempts[item["attempt"]] = item  # a later snapshot of an attempt supersedes its earlier ones
                 else:
                     rows.append(item)
-    cols = list(zip(*rows)) if rows else [[] for _ in range(11)]
+    width = len(RESPONSE_SCHEMA) - 1
+    rows = [r + [None] * (width - len(r)) for r in rows]  # a journal written before a column was added
+    cols = list(zip(*rows)) if rows else [[] for _ in range(width)]
     s = RESPONSE_SCHEMA
     arrays = [pa.array(cols[0], pa.string()), pa.array([model] * len(rows), pa.string())]
     for i, f in enumerate(list(s)[2:], start=1):
@@ -89,8 +92,16 @@ def read_responses(run: RunFolder, model: str | None = None) -> pa.Table:
     names = part_names(run, model) if model else [n for n in run.listdir(RESPONSES) if n.endswith(".parquet")]
     if not names:
         return RESPONSE_SCHEMA.empty_table()
-    tables = [run.read_table(f"{RESPONSES}/{n}").select(COLUMNS).cast(RESPONSE_SCHEMA) for n in names]
+    tables = [_conform(run.read_table(f"{RESPONSES}/{n}")) for n in names]
     return dedupe(pa.concat_tables(tables))
+
+
+def _conform(t: pa.Table) -> pa.Table:
+    """A part as :data:`RESPONSE_SCHEMA`; a column added since the part was written is null."""
+    for f in RESPONSE_SCHEMA:
+        if f.name not in t.column_names:
+            t = t.append_column(f.name, pa.nulls(t.num_rows, f.type))
+    return t.select(COLUMNS).cast(RESPONSE_SCHEMA)
 
 
 def dedupe(t: pa.Table) -> pa.Table:

@@ -44,7 +44,8 @@ def batch_chunk(index: list, cols: dict, started_us: int) -> Chunk:
             for t in tokens:
                 t[j] = None
     started = [started_us if s is None else int(s) for s in _col(cols, "started_at", n)]
-    return Chunk(index, out, *tokens, [None] * n, _col(cols, "latency_s", n), started, [1] * n, [False] * n, err)
+    return Chunk(index, out, *tokens, [None] * n, _col(cols, "latency_s", n), started, [1] * n, [False] * n, err,
+                 _col(cols, "confidence", n))
 
 
 async def run_batches(provider: BatchProvider, rows: pa.Table, *, name: str | None = None, identity: dict | None = None,

@@ -61,6 +61,11 @@ class Chunk:
     attempts: list  # 0 for a cache hit
     cached: list  # served from the response cache
     error: list  # None for a success
+    confidence: list | None = None  # 0..1 per row where the provider gave one (see CallResult)
+
+    def __post_init__(self):
+        if self.confidence is None:
+            self.confidence = [None] * len(self.index)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -85,7 +90,7 @@ def hits_chunk(index: list, values: list[dict]) -> Chunk:
     started = [None if s is None else int(s * 1_000_000) for s in col("started_at")]
     n = len(index)
     return Chunk(index, col("output"), col("prompt_tokens"), col("completion_tokens"), col("cached_tokens"),
-                 col("cache_write_tokens"), col("latency_s"), started, [0] * n, [True] * n, [None] * n)
+                 col("cache_write_tokens"), col("latency_s"), started, [0] * n, [True] * n, [None] * n, col("confidence"))
 
 
 def cache_records(chunk: Chunk, keys: Sequence[str]) -> list[tuple[str, dict]]:
@@ -93,7 +98,7 @@ def cache_records(chunk: Chunk, keys: Sequence[str]) -> list[tuple[str, dict]]:
     c = chunk
     return [(keys[j], {"output": c.output[i], "prompt_tokens": c.prompt_tokens[i], "completion_tokens": c.completion_tokens[i],
                        "cached_tokens": c.cached_tokens[i], "cache_write_tokens": c.cache_write_tokens[i],
-                       "latency_s": c.latency_s[i],
+                       "latency_s": c.latency_s[i], **({"confidence": c.confidence[i]} if c.confidence[i] is not None else {}),
                        "started_at": None if c.started_at[i] is None else c.started_at[i] / 1_000_000})
             for i, j in enumerate(c.index) if c.error[i] is None and not c.cached[i]]
 
@@ -239,7 +244,7 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
         return Chunk(idx, [r and r.output for r in res], [r and r.prompt_tokens for r in res],
                      [r and r.completion_tokens for r in res], [r and r.cached_tokens for r in res],
                      [r and r.cache_write_tokens for r in res], lat, [int((wall0 + t - perf0) * 1_000_000) for t in t0s],
-                     att, [False] * len(idx), err)
+                     att, [False] * len(idx), err, [r and r.confidence for r in res])
 
     chunk_size = opts.chunk_size
     it = iter(pending)

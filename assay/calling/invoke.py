@@ -45,7 +45,8 @@ def chunk_table(chunk: Chunk, example_ids: list, model: str) -> pa.Table:
               pa.array(c.prompt_tokens, pa.int64()), pa.array(c.completion_tokens, pa.int64()),
               pa.array(c.cached_tokens, pa.int64()), pa.array(c.cache_write_tokens, pa.int64()),
               pa.array(c.latency_s, pa.float64()), pa.array(c.started_at, pa.int64()).cast(_STARTED),
-              pa.array(c.attempts, pa.int32()), pa.array(c.cached, pa.bool_()), pa.array(c.error, pa.string())]
+              pa.array(c.attempts, pa.int32()), pa.array(c.cached, pa.bool_()), pa.array(c.error, pa.string()),
+              pa.array(c.confidence, pa.float64())]
     return pa.Table.from_arrays(arrays, schema=s)
 
 
@@ -104,7 +105,7 @@ class Journal:
         ids, c = self.ids, chunk
         self.ok += c.error.count(None)
         rows = zip([ids[j] for j in c.index], c.output, c.prompt_tokens, c.completion_tokens, c.cached_tokens,
-                   c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error)
+                   c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error, c.confidence)
         # one encoder for every line: json.dumps with separators builds a new encoder per call
         encode = _ENCODE
         os.write(self.fd, ("".join([encode(r) + "\n" for r in rows]) + self._snapshot()).encode())

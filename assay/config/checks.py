@@ -85,6 +85,26 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
         for g in p.gates:
             if g not in keys and not any(g.startswith(pre) for pre in prefixes):
                 problems.append((("pipelines", pname, "gates", g), f"gate on metric {g!r} which the pipeline does not compute (metrics: {', '.join(keys)})"))
+        problems += policy_problems(pname, p)
         if p.prompt is None and any(cfg.models.get(m) and cfg.models[m].provider == "openai" for m in p.models):
             problems.append((("pipelines", pname, "prompt"), "a prompt is required when an openai model is used"))
     return problems
+
+
+def policy_problems(pname: str, p) -> list[tuple[tuple, str]]:
+    """A pipeline's ``policies:``: their models are the pipeline's, a judge rule's metric is one it
+    computes, and a route's column is one of its ``dataset.slices``."""
+    out: list[tuple[tuple, str]] = []
+    keys = [s.key for s in p.metric_specs()]
+    for name, pol in p.policies.items():
+        at = ("pipelines", pname, "policies", name)
+        for i, m in enumerate(pol.models or []):
+            if m not in p.models:
+                out.append((at + ("models", i), f"model {m!r} is not one of the pipeline's models ({', '.join(p.models)})"))
+        if pol.kind == "cascade" and pol.rule.kind == "judge" and pol.rule.metric not in keys:
+            out.append((at + ("rule", "metric"), f"judge rule on metric {pol.rule.metric!r}, which the pipeline does not "
+                                                 f"compute (metrics: {', '.join(keys)})"))
+        if pol.kind == "route" and pol.column not in p.dataset.slices:
+            out.append((at + ("column",), f"route column {pol.column!r} is not one of dataset.slices "
+                                          f"({', '.join(p.dataset.slices) or 'none'}): add it there"))
+    return out

@@ -146,6 +146,9 @@ def _model_problem(err: dict, rel: tuple) -> tuple[tuple, str]:
     return rel, _message(err)
 
 
+_POLICY_TAGS = ("cascade", "route", "confidence", "valid", "agree", "judge")
+
+
 def validation_problems(e: ValidationError, one_model: bool = False) -> list[tuple[tuple, str]]:
     """A ValidationError of :class:`AssayConfig` (or, with ``one_model=True``, of one model's config) as
     (key path, message) pairs worded for the user of the YAML file."""
@@ -163,7 +166,16 @@ def validation_problems(e: ValidationError, one_model: bool = False) -> list[tup
             if len(loc) == 5 and (isinstance(given, dict) if loc[4] == "str" else isinstance(given, str)):
                 continue  # "should be a valid string" about a mapping: the other member's errors say what is wrong
             loc = loc[:4] + loc[5:]
+        if len(loc) > 4 and loc[0] == "pipelines" and loc[2] == "policies":  # a policy's kind and a rule's kind, as above
+            loc = loc[:4] + tuple(x for i, x in enumerate(loc[4:], 4) if not (i == 4 or loc[i - 1] == "rule")
+                                  or x not in _POLICY_TAGS)
         n = 0 if one_model else 2 if len(loc) >= 2 and loc[0] == "models" else None
+        if n is None and err["type"] in ("union_tag_invalid", "union_tag_not_found") and "policies" in loc:
+            what = "rule" if loc[-1:] == ("rule",) else "policy"
+            known = ("confidence", "valid", "agree", "judge") if what == "rule" else ("cascade", "route")
+            out.append((loc + ("kind",), str(UnknownName(f"{what} kind", str(err["ctx"]["tag"]), list(known)))
+                        if err["type"] == "union_tag_invalid" else f"a {what} needs a kind: ({', '.join(known)})"))
+            continue
         if n is None:
             out.append((loc, _message(err)))
         else:
@@ -219,6 +231,8 @@ def _hashed_pipeline(pipe: dict) -> dict:
         return {k: v for k, v in d.items() if not (k in _LATER_KEYS[which] and v == _LATER_KEYS[which][k])}
 
     pipe = dict(pipe)
+    if not pipe.get("policies"):
+        pipe.pop("policies", None)
     pipe["dataset"] = drop(pipe["dataset"], "dataset")
     pipe["gates"] = {k: drop(g, "gate") for k, g in pipe.get("gates", {}).items()}
     pipe["metrics"] = [drop(m, "metric") if isinstance(m, dict) else m for m in pipe.get("metrics", [])]

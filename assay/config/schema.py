@@ -345,6 +345,102 @@ class MetricSpec(Strict):
         return Path(self.path).stem
 
 
+# --------------------------------------------------------------------------------------------- policies
+# Deployments of several models, priced and scored from the run's recorded answers (assay.policies):
+# a cascade escalates by a rule, a route sends each slice value to one model. One class per kind.
+
+
+class ConfidenceRule(Strict):
+    """Accept a model's answer when its confidence (log-probabilities; a classifier's class
+    probability) is at least ``threshold``."""
+
+    kind: Literal["confidence"] = "confidence"
+    threshold: float = Field(ge=0, le=1)
+
+
+class ValidRule(Strict):
+    """Accept an answer that is valid: JSON that parses (``json: true``), matches a JSON ``schema``,
+    matches a ``regex`` (in full), or is one of ``labels`` (``labels: true``: the dataset's references)."""
+
+    kind: Literal["valid"] = "valid"
+    json_: bool = Field(default=False, alias="json")
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    regex: str | None = None
+    labels: list[str] | bool | None = None
+
+    @model_validator(mode="after")
+    def _one_check(self):
+        if not (self.json_ or self.schema_ is not None or self.regex is not None or self.labels):
+            raise ValueError("a valid rule needs json: true, schema:, regex: or labels:")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as e:
+                raise ValueError(f"regex does not compile: {e}") from None
+        return self
+
+
+class AgreeRule(Strict):
+    """Call the first two models; accept the first's answer when both give the same one (after
+    trimming and case-folding), else escalate to the next."""
+
+    kind: Literal["agree"] = "agree"
+
+
+class JudgeRule(Strict):
+    """Accept an answer whose grade by a judge metric (``metric``, in scores.parquet) is at least ``threshold``."""
+
+    kind: Literal["judge"] = "judge"
+    metric: str = "judge"
+    threshold: float = Field(ge=0, le=1)
+
+
+#: How a cascade decides to escalate: the class of its ``kind``.
+Rule = Annotated[Union[ConfidenceRule, ValidRule, AgreeRule, JudgeRule], Field(discriminator="kind")]
+
+
+class CascadePolicy(Strict):
+    """Ask ``models`` in order: the first always, each next one only when the answer before fails the rule."""
+
+    kind: Literal["cascade"] = "cascade"
+    models: list[str] = Field(min_length=2)
+    rule: Rule
+    sweep: bool = Field(default=True, description="also price the policy over a range of thresholds (policy_sweep.parquet)")
+
+    @model_validator(mode="after")
+    def _agree_needs_three(self):
+        if self.rule.kind == "agree" and len(self.models) < 3:
+            raise ValueError("an agree rule compares the first two models and escalates to a third: give at least three models")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError("a cascade names each model once")
+        return self
+
+
+class RoutePolicy(Strict):
+    """Send each value of a dataset ``column`` to one model, chosen on a seeded ``learn`` share of the
+    examples (the cheapest within ``tolerance`` of the best quality there, or the best quality − λ·cost
+    per 1,000 requests with ``lambda``) and scored on the rest."""
+
+    kind: Literal["route"] = "route"
+    column: str
+    models: list[str] | None = Field(default=None, description="the models to choose from (default: the pipeline's)")
+    learn: float = Field(default=0.5, gt=0, lt=1, description="share of the examples the choice is learned on")
+    seed: int = 0
+    tolerance: float | None = Field(default=None, ge=0, description="quality a cheaper model may give up (default 0.01)")
+    lambda_: float | None = Field(default=None, ge=0, alias="lambda", description="quality given up per dollar per 1,000 requests")
+    sweep: bool = True
+
+    @model_validator(mode="after")
+    def _one_objective(self):
+        if self.tolerance is not None and self.lambda_ is not None:
+            raise ValueError("a route takes tolerance: or lambda:, not both")
+        return self
+
+
+#: One policy's config: the class of its ``kind``.
+PolicyConfig = Annotated[Union[CascadePolicy, RoutePolicy], Field(discriminator="kind")]
+
+
 class PipelineConfig(Strict):
     description: str | None = None
     dataset: DatasetConfig
@@ -358,6 +454,7 @@ class PipelineConfig(Strict):
     max_error_rate: float = Field(default=0.1, ge=0, le=1)
     shard_size: int = Field(default=500, ge=1)
     bootstrap: int = Field(default=1000, ge=0)
+    policies: dict[str, PolicyConfig] = Field(default_factory=dict, description="cascades and routes scored from the run's answers")
 
     @field_validator("cache", mode="before")
     @classmethod

@@ -45,6 +45,9 @@ class CallResult:
     completion_tokens: int | None = None
     cached_tokens: int | None = None
     cache_write_tokens: int | None = None
+    #: how sure the model was of its answer, 0..1 (the geometric mean of its tokens' probabilities,
+    #: from the endpoint's log-probabilities), when asked for and given; cascades escalate on it
+    confidence: float | None = None
 
 
 @dataclass
@@ -112,7 +115,7 @@ class BatchProvider(Provider):
     ``run_batch(rows)`` gets an Arrow table of dataset rows and returns columns (lists of the
     shard's length): ``output`` and ``error`` always, and any of ``prompt_tokens``,
     ``completion_tokens``, ``cached_tokens``, ``latency_s``, ``started_at`` (µs since the epoch,
-    UTC: the provider's own request time). ``prepare(rows)`` is called once with every row that
+    UTC: the provider's own request time), ``confidence`` (0..1: how sure it was of each answer). ``prepare(rows)`` is called once with every row that
     will be run, in the order the shards will come.
     """
 

@@ -41,7 +41,15 @@ class OpenAIProvider(ChatProvider):
     def identity(self) -> dict:
         ident = super().identity()
         ident["base_url"] = self.base_url
+        if self.wants_logprobs:  # an answer recorded without its log-probabilities cannot serve a cascade's rule
+            ident["logprobs"] = True
         return ident
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether to ask for log-probabilities: a policy of the pipeline escalates on this model's
+        confidence (the invoke stage says so in the context's ``extra``)."""
+        return bool(self.ctx.extra.get("logprobs"))
 
     @property
     def base_url(self) -> str:
@@ -66,6 +74,8 @@ class OpenAIProvider(ChatProvider):
 
     async def start(self) -> None:
         self._params = dict(self.cfg.params)
+        if self.wants_logprobs:
+            self._params.setdefault("logprobs", True)
         self._key = self._api_key()
         if self.cfg.client == "sdk":
             await self._start_sdk()
@@ -111,7 +121,8 @@ class OpenAIProvider(ChatProvider):
             raise ProviderError("response without choices", retryable=True, fault="no_choices")
         details = usage.get("prompt_tokens_details") or {}
         return CallResult(output=content or "", prompt_tokens=usage.get("prompt_tokens"),
-                          completion_tokens=usage.get("completion_tokens"), cached_tokens=details.get("cached_tokens"))
+                          completion_tokens=usage.get("completion_tokens"), cached_tokens=details.get("cached_tokens"),
+                          confidence=confidence(((choice.get("logprobs") or {}).get("content")) if self.wants_logprobs else None))
 
     async def stream(self, messages: list[dict]) -> "StreamedCall":
         """One streamed request (``stream: true``), timed as the client sees it: the time to the first
@@ -197,11 +208,13 @@ class OpenAIProvider(ChatProvider):
         cached = None
         if usage is not None and getattr(usage, "prompt_tokens_details", None) is not None:
             cached = usage.prompt_tokens_details.cached_tokens
+        lp = getattr(choice, "logprobs", None) if self.wants_logprobs else None
         return CallResult(
             output=(choice.message.content if choice is not None else None) or "",
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
             cached_tokens=cached,
+            confidence=confidence([{"logprob": t.logprob} for t in (lp.content or [])] if lp is not None else None),
         )
 
     async def close(self) -> None:
@@ -209,6 +222,18 @@ class OpenAIProvider(ChatProvider):
             await self._session.close()
         if getattr(self, "client", None) is not None:
             await self.client.close()
+
+
+def confidence(tokens) -> float | None:
+    """How sure the model was of its answer: ``exp(mean token log-probability)``, the geometric
+    mean of its tokens' probabilities (0..1), from a choice's ``logprobs.content``; None without them."""
+    import math
+
+    if not isinstance(tokens, list):
+        return None
+    lps = [t.get("logprob") for t in tokens if isinstance(t, dict)]
+    lps = [float(x) for x in lps if isinstance(x, (int, float)) and math.isfinite(x)]
+    return math.exp(sum(lps) / len(lps)) if lps else None
 
 
 def _error_message(raw: bytes) -> str:

@@ -5,7 +5,7 @@ import pyarrow.compute as pc
 
 from assay.providers.base import BatchProvider
 
-OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s")
+OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "confidence")
 #: The log column with each request's time. Detected by name only (no config key); it becomes the
 #: responses' ``started_at``, so the request is priced at the price in force on its own day.
 LOGGED_AT = "logged_at"

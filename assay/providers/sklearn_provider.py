@@ -69,6 +69,9 @@ class SklearnProvider(BatchProvider):
             model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1), clf)
             model.fit(X, y)
             self._predict = model.predict
+            if hasattr(clf, "predict_proba"):  # the class probability is the answer's confidence (cascades use it)
+                self._proba = model.predict_proba
+                self._classes = [str(c) for c in clf.classes_]
         self.train_s = time.perf_counter() - t0
         self.train_rows = len(y)
         self.compute_s = 0.0
@@ -78,13 +81,20 @@ class SklearnProvider(BatchProvider):
             self._fit()
         texts = self._text(rows)
         t0 = time.perf_counter()
-        preds = list(self._predict(texts)) if texts else []
+        n = len(texts)
+        conf = [None] * n
+        if getattr(self, "_proba", None) is not None and texts:
+            proba = self._proba(texts)
+            best = proba.argmax(axis=1)
+            preds = [self._classes[i] for i in best]
+            conf = [float(p) for p in proba.max(axis=1)]
+        else:
+            preds = list(self._predict(texts)) if texts else []
         dt = time.perf_counter() - t0
         self.compute_s += dt
-        n = len(texts)
         per = dt / n if n else 0.0
         return {"output": [str(p) for p in preds], "prompt_tokens": [None] * n, "completion_tokens": [None] * n,
-                "latency_s": [per] * n, "error": [None] * n}
+                "latency_s": [per] * n, "error": [None] * n, "confidence": conf}
 
     def stats(self) -> dict:
         return {"train_s": getattr(self, "train_s", 0.0), "compute_s": getattr(self, "compute_s", 0.0),

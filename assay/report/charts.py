@@ -22,7 +22,7 @@ from assay.report import format as fmt
 
 FONT = "Liberation Sans, DejaVu Sans, Arial, Helvetica, sans-serif"
 KIND_COLORS = {"api": "#3b6ea5", "self-hosted": "#d9822b", "conventional": "#4c9a5f", "unpriced": "#888888",
-               "judge": "#8a63b8"}
+               "judge": "#8a63b8", "policy": "#c2458a"}
 CONFIG = {
     "font": FONT,
     "background": "white",
@@ -126,11 +126,13 @@ def _log_axis(expr: str, scale: dict, values) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ quality vs cost
-def quality_cost_spec(points: pd.DataFrame, metric: str, hib: bool = True) -> dict | None:
+def quality_cost_spec(points: pd.DataFrame, metric: str, hib: bool = True, sweep: pd.DataFrame | None = None) -> dict | None:
     """Quality against cost per 1,000 requests: one point per model with its interval bar, the
-    Pareto front as a line, the recommended model labelled with ✓.
+    Pareto front as a line, the recommended model labelled with ✓; policies (cascades, routes:
+    rows of kind ``policy``) as squares beside them, each with its threshold sweep as a thin line.
 
-    ``points``: model, kind, cost, value, lo, hi, pareto (bool), recommended (bool)."""
+    ``points``: model, kind, cost, value, lo, hi, pareto (bool), recommended (bool); ``sweep``:
+    policy, cost, value (one row per threshold)."""
     p = points.dropna(subset=["cost", "value"]).copy()
     if p.empty:
         return None
@@ -160,6 +162,20 @@ def quality_cost_spec(points: pd.DataFrame, metric: str, hib: bool = True) -> di
          "encoding": {"x": x, "y": y, "text": {"field": "label"},
                       "fontWeight": {"condition": {"test": "datum.recommended", "value": "bold"}, "value": "normal"}}},
     ]
+    pol = p[p["kind"] == "policy"]
+    if len(pol):  # policies: squares over the circles and diamonds of the single models
+        layers[2]["transform"] = [{"filter": "datum.kind !== 'policy'"}]
+        layers.insert(3, {"transform": [{"filter": "datum.kind === 'policy'"}],
+                          "mark": {"type": "square", "filled": True, "size": 90, "opacity": 1},
+                          "encoding": {"x": x, "y": y, "color": color}})
+    sw = sweep.dropna(subset=["cost", "value"]) if sweep is not None and len(sweep) else None
+    if sw is not None and len(sw):
+        sw = sw.assign(cost=sw["cost"].clip(lower=float(p["cost"][p["cost"] > 0].min()) if (p["cost"] > 0).any() else 0.0))
+        layers.insert(0, {"data": _values(sw.sort_values(["policy", "cost"])),
+                          "mark": {"type": "line", "color": KIND_COLORS["policy"], "strokeWidth": 1, "opacity": 0.5,
+                                   "point": {"size": 12, "filled": True, "color": KIND_COLORS["policy"]}},
+                          "encoding": {"x": x, "y": y, "detail": {"field": "policy", "type": "nominal"},
+                                       "order": {"field": "cost", "type": "quantitative"}}})
     return {"data": _values(p), "width": 560, "height": 320, "layer": layers}
 
 

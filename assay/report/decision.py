@@ -37,10 +37,11 @@ class Recommendation:
     passing: list[str] = field(default_factory=list)
     failing: dict[str, list[str]] = field(default_factory=dict)   # model -> the bars it fails
     gated: bool = False
+    policy: bool = False    # ``model`` names a policy of policies.parquet (a cascade or a route), not one model
 
     def to_dict(self) -> dict:
         return {"sentence": self.sentence, "model": self.model, "runner_up": self.runner_up, "metric": self.metric,
-                "passing": list(self.passing), "failing": dict(self.failing), "gated": self.gated}
+                "passing": list(self.passing), "failing": dict(self.failing), "gated": self.gated, "policy": self.policy}
 
 
 def bars(cfg) -> dict[str, dict]:
@@ -104,8 +105,66 @@ def _cost(row: pd.Series, monthly: int | None) -> str:
     return "an unknown cost" if fmt.missing(c) else f"{fmt.usd(float(c))} per 1,000 requests"
 
 
-def recommend(table: pd.DataFrame, cfg) -> Recommendation:
-    """The recommendation of a run's headline table (see :func:`assay.report.summary.headline`)."""
+def recommend(table: pd.DataFrame, cfg, policies: pd.DataFrame | None = None) -> Recommendation:
+    """The recommendation of a run's headline table (see :func:`assay.report.summary.headline`).
+
+    With ``policies`` (policies.parquet): a policy that passes every gate (on its own values of the
+    gated metrics) more cheaply than every single model that passes is recommended instead, with
+    the cheapest passing single model as the runner-up."""
+    rec = _recommend_models(table, cfg)
+    if policies is None or not len(policies) or not rec.gated or table.empty or "model" not in table:
+        return rec
+    return _recommend_policy(rec, table, policies, cfg) or rec
+
+
+def _policy_values(row: pd.Series) -> pd.Series:
+    """A policy's row as a headline row: its value of every per-example metric, its interval and cost."""
+    import json
+
+    try:
+        values = json.loads(row.get("values_json") or "{}")
+    except (TypeError, ValueError):
+        values = {}
+    out = {k: (math.nan if v is None else float(v)) for k, v in values.items()}
+    metric = row.get("metric")
+    out.update({f"{metric}_ci_low": row.get("quality_ci_low"), f"{metric}_ci_high": row.get("quality_ci_high"),
+                "monthly_cost_usd": row.get("monthly_cost_usd"), "cost_per_1k_usd": row.get("cost_per_1k_usd")})
+    return pd.Series(out)
+
+
+def _recommend_policy(rec: Recommendation, table: pd.DataFrame, policies: pd.DataFrame, cfg) -> Recommendation | None:
+    metric = cfg.metric_specs()[0].key
+    monthly = cfg.cost.monthly_requests
+    bs = bars(cfg)
+    col = _cost_col(table)
+    rows = {str(r["policy"]): _policy_values(r) for _, r in policies.iterrows()}
+    ok = {name: r for name, r in rows.items() if not _fails(r, bs) and not fmt.missing(r.get(col))}
+    if not ok:
+        return None
+    name = min(ok, key=lambda k: float(ok[k][col]))
+    best = ok[name]
+    single = None
+    if rec.model is not None:
+        srow = table[table["model"].astype(str) == rec.model]
+        single = float(pd.to_numeric(srow[col], errors="coerce").iloc[0]) if len(srow) else None
+    if single is not None and not math.isnan(single) and float(best[col]) >= single:
+        return None
+    pol = policies[policies["policy"].astype(str) == name].iloc[0]
+    gates_text = "; ".join(_bar_text(m, b) for m, b in bs.items())
+    at = f" for {monthly:,} requests" if monthly else ""
+    q = metric if metric in best else str(pol["metric"])
+    text = (f"Deploy the {pol['kind']} {name} ({pol['models']}; {pol['rule']}): it passes every gate ({gates_text}) "
+            f"more cheaply than any single model, at {_cost(best, monthly)}{at}, with {_quality(best, q)}.")
+    if rec.model is not None:
+        r = table[table["model"].astype(str) == rec.model].iloc[0]
+        text += f" The cheapest single model that passes: {rec.model}, at {_cost(r, monthly)}, with {_quality(r, metric)}."
+    else:
+        text += " No single model passes every gate."
+    return Recommendation(text, name, rec.model, metric, rec.passing, rec.failing, True, True)
+
+
+def _recommend_models(table: pd.DataFrame, cfg) -> Recommendation:
+    """The recommendation among the single models."""
     from assay import costing
 
     metric = cfg.metric_specs()[0].key
@@ -213,3 +272,54 @@ def _num(v):
         return float(v)
     except (TypeError, ValueError):
         return None
+
+
+#: The policy table's columns, in order (every view: summary.md, report.html, the terminal, ``assay whatif``).
+POLICY_COLUMNS = ("policy", "models", "rule", "quality", "cost_per_1k", "monthly", "p95", "escalated", "apgr", "saving")
+
+
+def policy_titles(cfg=None, metric: str | None = None) -> dict[str, str]:
+    """Column titles of the policy table."""
+    metric = metric or (cfg.metric_specs()[0].key if cfg is not None else "quality")
+    monthly = cfg.cost.monthly_requests if cfg is not None else None
+    return {"policy": "policy", "models": "models", "rule": "rule", "quality": f"{metric} (95% CI)",
+            "cost_per_1k": "$/1k req", "monthly": f"$/month at {monthly:,}" if monthly else "$/month",
+            "p95": "p95 latency", "escalated": "escalated", "apgr": "APGR (95% CI)",
+            "saving": "saving at matched quality (95% CI)"}
+
+
+def _share(v) -> str:
+    return "–" if fmt.missing(v) else f"{100 * float(v):.1f}%"
+
+
+def saving_text(saving, model) -> str:
+    """``24.2% vs big``; a policy that costs more than twice its match: ``costs 3,480× tfidf-logreg``."""
+    if fmt.missing(saving):
+        return "–"
+    v = float(saving)
+    return f"{_share(v)} vs {model}" if v > -1 else f"costs {1 - v:,.{0 if 1 - v >= 10 else 1}f}× {model}"
+
+
+def policy_rows(policies: pd.DataFrame, rec: Recommendation | None = None) -> list[dict]:
+    """One dict per policy of policies.parquet, keyed by :data:`POLICY_COLUMNS` (formatted text),
+    plus ``recommended``."""
+    out = []
+    chosen = rec.model if rec is not None and rec.policy else None
+    for _, r in policies.iterrows():
+        apgr = "–" if fmt.missing(r.get("apgr")) else fmt.with_interval(r.get("apgr"), r.get("apgr_ci_low"), r.get("apgr_ci_high"))
+        if fmt.missing(r.get("saving")):
+            saving = "no single model reaches it" if fmt.missing(r.get("matched_model")) else "–"
+        else:
+            lo, hi = r.get("saving_ci_low"), r.get("saving_ci_high")
+            ci = "" if fmt.missing(lo) else f" [{_share(lo)}, {_share(hi)}]"
+            saving = f"{saving_text(r.get('saving'), r.get('matched_model'))}{ci if float(r.get('saving')) > -1 else ''}"
+            if not fmt.missing(r.get("matched_share")) and float(r.get("matched_share")) < 0.95:
+                saving += f" (the match in {_share(r.get('matched_share'))} of resamples)"
+        out.append({
+            "policy": str(r["policy"]), "models": str(r.get("models") or ""), "rule": str(r.get("rule") or ""),
+            "quality": fmt.with_interval(r.get("quality"), r.get("quality_ci_low"), r.get("quality_ci_high")),
+            "cost_per_1k": fmt.usd(_num(r.get("cost_per_1k_usd"))), "monthly": fmt.usd(_num(r.get("monthly_cost_usd"))),
+            "p95": fmt.seconds(_num(r.get("latency_p95_s"))), "escalated": _share(r.get("escalated")), "apgr": apgr,
+            "saving": saving, "recommended": chosen is not None and str(r["policy"]) == chosen,
+        })
+    return out

@@ -24,7 +24,8 @@ from assay.config import PipelineConfig
 from assay.report import charts as C
 from assay.report import format as fmt
 from assay.report import page as P
-from assay.report.decision import COLUMNS, Recommendation, headline_rows, headline_titles, recommend
+from assay.report.decision import (COLUMNS, POLICY_COLUMNS, Recommendation, headline_rows, headline_titles, policy_rows,
+                                   policy_titles, recommend)
 from assay.report.format import num as _fmt
 from assay.report.format import usd as _usd
 from assay.store import RunFolder
@@ -72,18 +73,19 @@ def _hib(table: pd.DataFrame, metric: str) -> bool:
     return bool(table[col].dropna().iloc[0]) if col in table and table[col].notna().any() else True
 
 
-def decisions(table: pd.DataFrame, cfg: PipelineConfig) -> dict:
-    """The decisions of a run: the recommendation (:func:`assay.report.decision.recommend`), the
-    cheapest model that passes every bar, the quality/cost Pareto front."""
+def decisions(table: pd.DataFrame, cfg: PipelineConfig, policies: pd.DataFrame | None = None) -> dict:
+    """The decisions of a run: the recommendation (:func:`assay.report.decision.recommend`, a policy
+    of ``policies`` when one passes more cheaply), the cheapest model that passes every bar, the
+    quality/cost Pareto front."""
     from assay import costing
 
     keys = [s.key for s in cfg.metric_specs()]
     first = keys[0]
     out = {"first_metric": first}
-    rec = recommend(table, cfg)
+    rec = recommend(table, cfg, policies)
     out["recommendation"] = rec
     if rec.gated and "cost_per_1k_usd" in table:
-        out["cheapest_passing"] = rec.model
+        out["cheapest_passing"] = rec.runner_up if rec.policy else rec.model
     if first in table and "cost_per_1k_usd" in table:
         ok = table.dropna(subset=[first, "cost_per_1k_usd"])
         if len(ok):
@@ -147,6 +149,8 @@ class RunTables:
     generalization: pd.DataFrame = field(default_factory=pd.DataFrame)
     breakeven: pd.DataFrame = field(default_factory=pd.DataFrame)
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    policies: pd.DataFrame = field(default_factory=pd.DataFrame)
+    policy_sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
     def read(cls, rf: RunFolder, cfg: PipelineConfig | None = None) -> "RunTables":
@@ -155,7 +159,8 @@ class RunTables:
 
         manifest = rf.manifest() or {}
         return cls(rf, cfg or run_config(manifest), manifest, rf.read_table(S.METRICS).to_pandas(),
-                   rf.read_table(S.COSTS).to_pandas(), opt(S.GENERALIZATION), opt(S.BREAKEVEN), opt(S.COMPARISONS))
+                   rf.read_table(S.COSTS).to_pandas(), opt(S.GENERALIZATION), opt(S.BREAKEVEN), opt(S.COMPARISONS),
+                   opt(S.POLICIES), opt(S.POLICY_SWEEP))
 
     @property
     def metric(self) -> str:
@@ -342,15 +347,40 @@ def run_history(rt: RunTables, table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------ the page's parts
-def quality_points(table: pd.DataFrame, metric: str, dec: dict, rec: Recommendation) -> pd.DataFrame:
+def quality_points(table: pd.DataFrame, metric: str, dec: dict, rec: Recommendation,
+                   policies: pd.DataFrame | None = None) -> pd.DataFrame:
     pareto = set(dec.get("pareto") or [])
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "model": table["model"].astype(str), "kind": table.get("kind", pd.Series("unpriced", index=table.index)).fillna("unpriced"),
         "cost": pd.to_numeric(table.get("cost_per_1k_usd"), errors="coerce"),
         "value": pd.to_numeric(table.get(metric), errors="coerce"),
         "lo": pd.to_numeric(table.get(f"{metric}_ci_low"), errors="coerce"),
         "hi": pd.to_numeric(table.get(f"{metric}_ci_high"), errors="coerce"),
         "pareto": [m in pareto for m in table["model"]], "recommended": [m == rec.model for m in table["model"]]})
+    if policies is not None and len(policies):  # beside the single models (the front is theirs)
+        pol = pd.DataFrame({
+            "model": policies["policy"].astype(str), "kind": "policy",
+            "cost": pd.to_numeric(policies["cost_per_1k_usd"], errors="coerce"),
+            "value": pd.to_numeric(policies["quality"], errors="coerce"),
+            "lo": pd.to_numeric(policies["quality_ci_low"], errors="coerce"),
+            "hi": pd.to_numeric(policies["quality_ci_high"], errors="coerce"),
+            "pareto": False, "recommended": [bool(rec.policy) and p == rec.model for p in policies["policy"].astype(str)]})
+        out = pd.concat([out, pol], ignore_index=True)
+    return out
+
+
+def sweep_points(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The policies' threshold sweeps as chart points: policy, cost (per 1,000 requests), value."""
+    if sweep is None or not len(sweep):
+        return pd.DataFrame(columns=["policy", "cost", "value"])
+    return pd.DataFrame({"policy": sweep["policy"].astype(str), "cost": pd.to_numeric(sweep["cost_per_1k_usd"], errors="coerce"),
+                         "value": pd.to_numeric(sweep["quality"], errors="coerce")})
+
+
+def policy_markdown(rows: list[dict], titles: dict) -> str:
+    """The policy table in markdown."""
+    df = pd.DataFrame([{**{titles[k]: r[k] for k in POLICY_COLUMNS}, "deploy": "✓" if r["recommended"] else ""} for r in rows])
+    return _md_table(df) if len(df) else ""
 
 
 def slice_cells(metrics: pd.DataFrame, gen: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -507,9 +537,11 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     manifest, metrics, costs = rt.manifest, rt.metrics, rt.costs
     gen, be, comp = rt.generalization, rt.breakeven, rt.comparisons
     table = headline(metrics, costs, cfg)
-    dec = decisions(table, cfg)
+    dec = decisions(table, cfg, rt.policies)
     rec: Recommendation = dec["recommendation"]
     metric = dec["first_metric"]
+    prows = policy_rows(rt.policies, rec) if len(rt.policies) else []
+    ptitles = policy_titles(cfg, str(rt.policies["metric"].iloc[0]) if len(rt.policies) else None)
     titles = headline_titles(cfg)
     rows = headline_rows(table, cfg, rec)
     n = int(table["n"].max()) if "n" in table and len(table) else 0
@@ -527,6 +559,9 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     if monthly:
         md.append(f"Monthly figures at {monthly:,} requests per month.\n")
     md += _error_bar_lines(metrics)
+    if prows:
+        md += ["## Cascades and routes\n", "Scored and priced from this run's answers; no model was called again.\n",
+               policy_markdown(prows, ptitles)]
     md.append("## Decisions\n")
     for line in lines:
         md.append(f"- {line}" if not line.startswith("Cheapest model") else
@@ -570,7 +605,8 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     hist = run_history(rt, table) if history else pd.DataFrame()
     t_data = time.perf_counter()
     svgs = {
-        "quality-cost": _render("quality-cost", C.quality_cost_spec(quality_points(table, metric, dec, rec), metric, hib), timings),
+        "quality-cost": _render("quality-cost", C.quality_cost_spec(quality_points(table, metric, dec, rec, rt.policies), metric, hib,
+                                                                    sweep_points(rt.policy_sweep)), timings),
         "volume": _render("volume", C.volume_spec(curves, be_points, monthly, domain), timings),
         "slices": _render("slices", C.slice_heatmap_spec(cells, metric, hib), timings),
         "paired": _render("paired", C.forest_spec(pairs, metric), timings),
@@ -588,11 +624,21 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
                 " <span class='mark'>✓ recommended</span>" if r["recommended"] else "")} for r in rows],
                 row_class=lambda r: "recommended" if r["recommended"] else "", raw=("model",)),
             "</section>"]
+    if prows:
+        body += ["<section id='policies'><h2>Cascades and routes</h2>",
+                 "<p class='meta'>Scored and priced from this run's answers; no model was called again. Saving: against the "
+                 "cheapest single model at least as good.</p>",
+                 P.table([(k, ptitles[k]) for k in POLICY_COLUMNS], [{**r, "policy": P.esc(r["policy"]) + (
+                     " <span class='mark'>✓ recommended</span>" if r["recommended"] else "")} for r in prows],
+                     row_class=lambda r: "recommended" if r["recommended"] else "", raw=("policy",),
+                     text_cols=("policy", "models", "rule", "saving")),
+                 "</section>"]
     pareto = dec.get("pareto") or []
     body.append(P.figure("quality-cost", f"{metric} against cost per 1,000 requests", svgs["quality-cost"],
                          f"Each point is a model with its 95% interval; diamonds joined by the dashed line are the "
                          f"Pareto front ({P.esc(', '.join(pareto)) or 'none'}): no other model is both better and cheaper. "
-                         "✓ marks the recommendation.", "No model has both a cost and a value."))
+                         + ("Squares are the cascades and routes, each thin line its threshold sweep. " if prows else "")
+                         + "✓ marks the recommendation.", "No model has both a cost and a value."))
     be_text = "".join(f"<li>{P.esc(t)}</li>" for t in breakeven_lines(be))
     body.append(P.figure("volume", "Monthly cost against monthly volume", svgs["volume"],
                          "API options cost per token, so their line is straight; a self-hosted option pays its always-on "

@@ -1,4 +1,5 @@
-"""The cost stage: price every model's calls; write costs.parquet and breakeven.parquet.
+"""The cost stage: price every model's calls; write costs.parquet and breakeven.parquet (and, with
+``policies:``, policies.parquet and policy_sweep.parquet: see :mod:`assay.policies`).
 
 An API model's tokens are priced at the price in force on the day of each request: the run's
 as_of for live calls (a backfill is priced as it would have been then), the logged day for
@@ -52,7 +53,12 @@ def run(ctx: RunContext) -> str:
         raw_models = ctx.loaded.raw.get("models") or {}
         changes["judge_prices"] = {j: {**q.to_dict(), "model_config": raw_models.get(j)} for j, q in judge_quotes.items()}
     ctx.update_manifest(**changes)
-    record_stage(rf, NAME, t0, [S.COSTS, S.BREAKEVEN])
+    written = [S.COSTS, S.BREAKEVEN]
+    if cfg.policies:  # cascades and routes, priced and scored from the answers and costs just recorded
+        from assay.policies import write_policies
+
+        written += write_policies(rf, cfg, ctx.models)
+    record_stage(rf, NAME, t0, written)
     for r in table.itertuples():
         monthly = getattr(r, "monthly_cost_usd", None)
         log.info("cost: %s (%s): %s for %d requests, %s per 1k%s%s", r.model, r.kind, usd(r.cost_usd), r.requests,

@@ -49,6 +49,14 @@ Fault injection (all deterministic)
   without ``usage``), ``TRIGGER:ECHOAUTH`` (400 whose message repeats the request's
   ``Authorization`` header, as a careless proxy might).
 
+Log-probabilities
+-----------------
+With ``"logprobs": true`` in the request, the choice carries ``logprobs.content``: the answer in
+4-character tokens, each with log-probability ``ln p``, so the answer's confidence (the geometric
+mean of its tokens' probabilities) is ``p``: the value of a ``CONFIDENCE: p`` line in the last user
+message; else, with a label set, 0.9 when the ticket names a label and 0.35 when it names none
+(the first label is a guess); else 0.8.
+
 Every chat response, errors included, is delayed by ``latency + jitter * U(0, 1)`` seconds
 (a timer, not a task; pipelined responses are still returned in order).
 
@@ -194,6 +202,7 @@ class ServerConfig:
 
 _ANSWER_RE = re.compile(r"^[ \t]*ANSWER:[ \t]*(.*?)[ \t\r]*$", re.M)
 _LABELS_RE = re.compile(r"labels[ \t]*:[ \t]*([^\r\n]*)", re.I)
+_CONFIDENCE_RE = re.compile(r"^[ \t]*CONFIDENCE:[ \t]*([0-9.]+)", re.M)
 _SENTENCE_END_RE = re.compile(r"[.;!?](?:\s|$)")
 _LABEL_STRIP = " \t'\"`[](){}<>*.;:!?"
 
@@ -263,6 +272,34 @@ def respond(last_user: str, systems: list[str], users: list[str]) -> str:
                     best_pos, best = pos, lab
         return best
     return " ".join(last_user.split(None, 5)[:5])
+
+
+def answer_probability(last_user: str, systems: list[str], users: list[str]) -> float:
+    """The probability the server gives each token of its answer when asked for ``logprobs``
+    (see module docstring): a ``CONFIDENCE: p`` line's ``p``; with a label set, 0.9 when the
+    ticket names a label and 0.35 when the answer is the first label by default; else 0.8."""
+    if "CONFIDENCE:" in last_user:
+        m = _CONFIDENCE_RE.search(last_user)
+        if m:
+            try:
+                return min(1.0, max(1e-6, float(m.group(1))))
+            except ValueError:
+                pass
+    labels = _find_labels(systems, users)
+    if labels:
+        text = _LABELS_RE.sub("", last_user)
+        return 0.9 if any(rx.search(text) for _, rx in labels) else 0.35
+    return 0.8
+
+
+def _logprobs_json(answer: str, p: float) -> str:
+    """A choice's ``logprobs`` object: the answer in 4-character tokens, each of log-probability ``ln p``."""
+    import math
+
+    lp = math.log(p)
+    toks = [answer[i:i + 4] for i in range(0, len(answer), 4)] or [""]
+    return '{"content":[%s],"refusal":null}' % ",".join(
+        '{"token":%s,"logprob":%r,"bytes":null,"top_logprobs":[]}' % (_jstr(t), lp) for t in toks)
 
 
 # --------------------------------------------------------------------------- server state
@@ -720,12 +757,14 @@ class _HTTPProtocol(asyncio.Protocol):
         out = (
             '{"id":"chatcmpl-assay%d","object":"chat.completion","created":%d,"model":%s,'
             '"choices":[{"index":0,"message":{"role":"assistant","content":%s,"refusal":null},'
-            '"logprobs":null,"finish_reason":"stop"}],'
+            '"logprobs":%s,"finish_reason":"stop"}],'
             '"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,'
             '"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},'
             '"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}},'
             '"system_fingerprint":"fp_assay_fake"}'
-        ) % (st.seq, int(time.time()), _jstr(model), _jstr(answer), pt, ct, pt + ct)
+        ) % (st.seq, int(time.time()), _jstr(model), _jstr(answer),
+             _logprobs_json(answer, answer_probability(last_user, systems, users)) if req.get("logprobs") else "null",
+             pt, ct, pt + ct)
         if trig and "TRIGGER:NOUSAGE" in user_all:
             out = out[: out.index(',"usage":')] + ',"system_fingerprint":"fp_assay_fake"}'
         return 200, out.encode(), b"x-request-id: req_assay%d\r\n" % st.seq, delay

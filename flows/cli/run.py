@@ -265,7 +265,8 @@ def print_result(folder: str, pipeline: str) -> None:
     metrics, costs = rf.read_table(S.METRICS).to_pandas(), rf.read_table(S.COSTS).to_pandas()
     be = rf.read_table(S.BREAKEVEN).to_pandas() if rf.exists(S.BREAKEVEN) else None
     table = R.headline(metrics, costs, cfg)
-    dec = R.decisions(table, cfg)
+    policies = rf.read_table(S.POLICIES).to_pandas() if rf.exists(S.POLICIES) else None
+    dec = R.decisions(table, cfg, policies)
     rec = dec.pop("recommendation")
     titles = headline_titles(cfg)
     t = Table(title=f"{pipeline} {m.as_of}: {dec['first_metric']} (95% CI) and cost", title_justify="left")
@@ -275,6 +276,10 @@ def print_result(folder: str, pipeline: str) -> None:
         t.add_row(*[escape(r[c]) + (" ✓" if c == "model" and r["recommended"] else "") for c in COLUMNS])
     con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     con.print(t)
+    if policies is not None and len(policies):
+        from flows.cli.policies import policy_table
+
+        con.print(policy_table(policies, cfg, rec, "cascades and routes (from the answers above, no new calls)", compact=True))
     con.print(escape(rec.sentence), soft_wrap=True)
     for line in R.decision_lines(dec, be if be is not None else costs.iloc[0:0]):
         con.print(f"- {escape(line)}")
