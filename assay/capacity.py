@@ -182,7 +182,7 @@ async def _sweep(name, cfg, prompts, levels, requests, on_level) -> tuple[pd.Dat
 
     from assay.providers.openai_compat import OpenAIProvider
 
-    provider = OpenAIProvider(cfg, SimpleNamespace(model_name=name))  # no pipeline: only the name, for messages
+    provider = OpenAIProvider(cfg, SimpleNamespace(model_name=name, extra={}))  # no pipeline: only the name, for messages
     await provider.start()
     try:
         await provider.stream(prompts[0])  # opens a connection and fails early on an endpoint that does not answer
