@@ -1,0 +1,133 @@
+"""Large data: the stages read and write by record batch, and their artifacts equal the
+whole-table path's (the same rows and numbers).
+
+Batches are made small here (a few hundred rows), so that a few thousand examples cross many
+batch and part boundaries; benchmarks/large_replay.py measures the memory at 10,000,000 rows.
+"""
+
+import textwrap
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from assay import store as S
+
+N = 2_345
+
+
+def _inputs(tmp_path, n=N, shuffle_log=False, sorted_ids=True, metrics=("accuracy", "exact_match")):
+    rng = np.random.default_rng(3)
+    labels = np.array(["billing", "shipping", "returns", "other"])
+    ids = [f"t{i:06d}" for i in range(n)]
+    if not sorted_ids:
+        ids = list(np.array(ids)[rng.permutation(n)])
+    lab = labels[rng.integers(0, 4, n)]
+    pq.write_table(pa.table({"id": ids, "text": [f"ticket {i}" for i in range(n)], "label": list(lab),
+                             "channel": list(np.array(["email", "chat", "web"])[rng.integers(0, 3, n)]),
+                             "region": list(np.array(["eu", "us"])[rng.integers(0, 2, n)])}),
+                   tmp_path / "data.parquet", row_group_size=500)
+    for name, p_right in (("a", 0.8), ("b", 0.6)):
+        right = rng.random(n) < p_right
+        out = np.where(right, lab, labels[rng.integers(0, 4, n)]).astype(object)
+        keep = rng.random(n) > 0.02  # a few examples with no logged response: error rows
+        order = rng.permutation(n) if shuffle_log else np.arange(n)
+        order = order[keep[order]]
+        logged = np.datetime64("2026-10-01T00:00:00", "us").astype(np.int64) + rng.integers(0, 5 * 86_400_000_000, n)
+        pq.write_table(pa.table({"id": [ids[i] for i in order], "output": [out[i] for i in order],
+                                 "prompt_tokens": rng.integers(50, 90, n)[order],
+                                 "completion_tokens": rng.integers(1, 3, n)[order],
+                                 "latency_s": rng.random(n)[order],
+                                 "logged_at": pa.array(logged[order], pa.timestamp("us", tz="UTC"))}),
+                       tmp_path / f"log-{name}.parquet", row_group_size=700)
+    cfg = tmp_path / "pipelines.yaml"
+    cfg.write_text(textwrap.dedent(f"""
+        artifacts: {tmp_path}/runs
+        models:
+          a: {{provider: replay, source: log-a.parquet, price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}}}
+          b: {{provider: replay, source: log-b.parquet, price_ref: openai/gpt-4o-mini}}
+        pipelines:
+          p:
+            dataset: {{source: data.parquet, id: id, reference: label, slices: [channel, region],
+                       held_out: {{region: [us]}}}}
+            models: [a, b]
+            metrics: [{", ".join(metrics)}]
+            bootstrap: 50
+    """))
+    return str(cfg)
+
+
+@pytest.fixture()
+def small_batches(monkeypatch):
+    import assay.stages.score as score_stage
+
+    monkeypatch.setattr(score_stage, "BATCH_ROWS", 300)
+
+
+def _whole_scores(ctx):
+    """What the whole-table path computes on the same run folder."""
+    from assay.scoring import score
+    from assay.stages.score import build_metrics, read_scored_responses
+
+    rf, cfg = ctx.folder, ctx.cfg
+    return score(rf.read_table(S.DATASET), read_scored_responses(rf), build_metrics(ctx), cfg.dataset.slices, cfg.bootstrap,
+                 seed=0, held_out=cfg.dataset.held_out, cluster=cfg.dataset.cluster)
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame):
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_dtype=False, check_exact=True)
+
+
+def test_streamed_score_stage_equals_the_whole_table_path(tmp_path, small_batches):
+    from assay.stages import run_local
+    from assay.stages.score import score_streaming, build_metrics
+
+    ctx = run_local(_inputs(tmp_path), "p", date(2026, 11, 1))
+    rf = ctx.folder
+    assert score_streaming(ctx, build_metrics(ctx)) is not None  # the path the stage took
+    whole = _whole_scores(ctx)
+    _same(rf.read_table(S.METRICS).to_pandas(), whole.metrics)
+    _same(rf.read_table(S.COMPARISONS).to_pandas(), whole.comparisons)
+    _same(rf.read_table(S.GENERALIZATION).to_pandas(), whole.generalization)
+    scores = rf.read_table(S.SCORES).to_pandas()
+    assert len(scores) == 2 * 2 * N and pq.ParquetFile(rf._loc(S.SCORES)).num_row_groups > 1
+    _same(scores[["example_id", "model", "metric", "value"]], whole.scores[["example_id", "model", "metric", "value"]])
+    assert scores["detail"].isna().all() and scores["score_error"].isna().all()
+    # the errors (examples without a logged response) are counted and scored as wrong
+    m = whole.metrics.set_index(["model", "metric", "slice"])
+    assert m.loc[("a", "accuracy", "all"), "errors"] > 0
+
+
+def test_parts_out_of_order_take_the_whole_table_path(tmp_path, small_batches):
+    from assay.stages import run_local
+    from assay.stages.score import build_metrics, run as score_run, score_streaming
+
+    ctx = run_local(_inputs(tmp_path), "p", date(2026, 11, 1))
+    rf = ctx.folder
+    before = rf.read_table(S.METRICS).to_pandas()
+    # one model's parts swapped: the responses are no longer in the dataset's order
+    import shutil
+
+    parts = [n for n in rf.listdir(S.RESPONSES) if n.startswith("part-a-")]
+    assert len(parts) == 1  # a replay shard holds up to 50,000 rows: cut it in two, the second half first
+    t = rf.read_table(f"{S.RESPONSES}/{parts[0]}")
+    rf.remove(f"{S.RESPONSES}/{parts[0]}")
+    rf.write_table(f"{S.RESPONSES}/part-a-00000.parquet", t.slice(1000))
+    rf.write_table(f"{S.RESPONSES}/part-a-00001.parquet", t.slice(0, 1000))
+    assert score_streaming(ctx, build_metrics(ctx)) is None
+    score_run(ctx)
+    _same(rf.read_table(S.METRICS).to_pandas(), before)
+    shutil.rmtree(tmp_path / "runs")
+
+
+def test_a_corpus_metric_keeps_the_whole_table_path(tmp_path, small_batches):
+    from assay.stages import run_local
+    from assay.stages.score import build_metrics, score_streaming
+
+    ctx = run_local(_inputs(tmp_path, metrics=("accuracy", "macro_f1")), "p", date(2026, 11, 1))
+    assert score_streaming(ctx, build_metrics(ctx)) is None
+    whole = _whole_scores(ctx)
+    _same(ctx.folder.read_table(S.METRICS).to_pandas(), whole.metrics)
