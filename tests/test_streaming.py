@@ -131,3 +131,46 @@ def test_a_corpus_metric_keeps_the_whole_table_path(tmp_path, small_batches):
     assert score_streaming(ctx, build_metrics(ctx)) is None
     whole = _whole_scores(ctx)
     _same(ctx.folder.read_table(S.METRICS).to_pandas(), whole.metrics)
+
+
+def test_streamed_cost_stage_equals_the_whole_table_path(tmp_path, monkeypatch):
+    """Token sums, dollars at each logged day's price, latency percentiles: read batch by batch."""
+    import assay.stages.cost as cost_stage
+    from assay import costing as C
+    from assay.pricing import quote
+    from assay.responses import read_responses
+    from assay.stages import run_local
+
+    monkeypatch.setattr(cost_stage, "BATCH_ROWS", 200)
+    ctx = run_local(_inputs(tmp_path), "p", date(2026, 11, 1))
+    rf = ctx.folder
+    models = {k: ctx.loaded.config.models[k] for k in ctx.models}
+    stats = rf.manifest()["stages"]["invoke"]["models"]
+    quote_of = lambda name, day: quote(models[name], day)  # noqa: E731
+    assert cost_stage.usages(rf, models, stats, "2026-11-01", quote_of) is not None
+    responses = read_responses(rf).to_pandas()
+    responses[C.PRICE_DATE] = C.request_dates(responses, models, stats, "2026-11-01")
+    quotes = C.dated_quotes(models, responses, "2026-11-01", quote_of)
+    correct = C.correct_counts(rf.read_table(S.METRICS).to_pandas())
+    whole, be = C.cost_tables(responses, models, quotes, stats, ctx.cfg.cost.monthly_requests, correct)
+    _same(rf.read_table(S.COSTS).to_pandas(), whole)
+    _same(rf.read_table(S.BREAKEVEN).to_pandas(), be)
+    assert len(set(responses[C.PRICE_DATE])) > 1  # priced at several days' prices
+
+
+def test_cost_stage_with_an_example_twice_reads_the_whole_table(tmp_path):
+    import assay.stages.cost as cost_stage
+    from assay.pricing import quote
+    from assay.stages import run_local
+
+    ctx = run_local(_inputs(tmp_path, n=300), "p", date(2026, 11, 1))
+    rf = ctx.folder
+    part = next(n for n in rf.listdir(S.RESPONSES) if n.startswith("part-a-"))
+    t = rf.read_table(f"{S.RESPONSES}/{part}")
+    rf.write_table(f"{S.RESPONSES}/part-a-99999.parquet", t.slice(0, 5))  # the same examples again
+    models = {k: ctx.loaded.config.models[k] for k in ctx.models}
+    stats = rf.manifest()["stages"]["invoke"]["models"]
+    assert cost_stage.usages(rf, models, stats, "2026-11-01", lambda n, d: quote(models[n], d)) is None
+    before = rf.read_table(S.COSTS).to_pandas()
+    cost_stage.run(ctx)
+    _same(rf.read_table(S.COSTS).to_pandas(), before)  # deduplicated: the same rows counted once
