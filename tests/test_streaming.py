@@ -34,15 +34,24 @@ def _inputs(tmp_path, n=N, shuffle_log=False, sorted_ids=True, metrics=("accurac
         right = rng.random(n) < p_right
         out = np.where(right, lab, labels[rng.integers(0, 4, n)]).astype(object)
         keep = rng.random(n) > 0.02  # a few examples with no logged response: error rows
-        order = rng.permutation(n) if shuffle_log else np.arange(n)
+        perm = rng.permutation(n)
+        order = perm if shuffle_log else np.arange(n)
         order = order[keep[order]]
         logged = np.datetime64("2026-10-01T00:00:00", "us").astype(np.int64) + rng.integers(0, 5 * 86_400_000_000, n)
-        pq.write_table(pa.table({"id": [ids[i] for i in order], "output": [out[i] for i in order],
-                                 "prompt_tokens": rng.integers(50, 90, n)[order],
-                                 "completion_tokens": rng.integers(1, 3, n)[order],
-                                 "latency_s": rng.random(n)[order],
-                                 "logged_at": pa.array(logged[order], pa.timestamp("us", tz="UTC"))}),
-                       tmp_path / f"log-{name}.parquet", row_group_size=700)
+        log = pa.table({"id": [ids[i] for i in order], "output": [out[i] for i in order],
+                        "prompt_tokens": rng.integers(50, 90, n)[order],
+                        "completion_tokens": rng.integers(1, 3, n)[order],
+                        "latency_s": rng.random(n)[order],
+                        "logged_at": pa.array(logged[order], pa.timestamp("us", tz="UTC"))})
+        # requests the dataset does not have (between its ids and after them): passed over
+        extra = pa.table({"id": [f"t{i:06d}x" for i in range(0, n + 50, 97)], "output": ["billing"] * len(range(0, n + 50, 97)),
+                          "prompt_tokens": [1] * len(range(0, n + 50, 97)), "completion_tokens": [1] * len(range(0, n + 50, 97)),
+                          "latency_s": [0.5] * len(range(0, n + 50, 97)),
+                          "logged_at": pa.array([0] * len(range(0, n + 50, 97)), pa.timestamp("us", tz="UTC"))})
+        log = pa.concat_tables([log, extra])
+        if not shuffle_log and sorted_ids:
+            log = log.sort_by("id")
+        pq.write_table(log, tmp_path / f"log-{name}.parquet", row_group_size=700)
     cfg = tmp_path / "pipelines.yaml"
     cfg.write_text(textwrap.dedent(f"""
         artifacts: {tmp_path}/runs
@@ -217,3 +226,33 @@ def test_load_with_ids_out_of_order_sorts_the_whole_table(tmp_path):
     ctx = run_local(cfg, "p", date(2026, 11, 1))
     ids = ctx.folder.read_table(S.DATASET)["example_id"].to_pylist()
     assert ids == sorted(ids) and len(ids) == 400
+
+
+def test_a_sorted_log_is_merged_shard_by_shard_with_the_responses_of_a_join(tmp_path, monkeypatch):
+    """A replay log in id order is read batch by batch and merged with the examples; the responses
+    equal those of the whole-log join (a shuffled copy of the same log)."""
+    import assay.calling.batch as B
+    import assay.providers.replay as R
+    from assay.responses import read_responses
+    from assay.stages import run_local
+
+    monkeypatch.setattr(B, "FREE_SHARD", 400)
+    monkeypatch.setattr(R, "STREAM_ROWS", 150)
+    merged = []
+    real = R._Merge.take
+    monkeypatch.setattr(R._Merge, "take", lambda self, ids: merged.append(len(ids)) or real(self, ids))
+    out = {}
+    for shuffle in (False, True):
+        d = tmp_path / ("shuffled" if shuffle else "sorted")
+        d.mkdir()
+        ctx = run_local(_inputs(d, shuffle_log=shuffle), "p", date(2026, 11, 1))
+        out[shuffle] = read_responses(ctx.folder).to_pandas().sort_values(["model", "example_id"]).reset_index(drop=True)
+        if not shuffle:
+            assert sum(merged) == 2 * N and len(merged) >= 8  # both models, shard by shard
+            assert len([n for n in ctx.folder.listdir(S.RESPONSES) if n.startswith("part-a-")]) > 1
+    a, b = out[False], out[True]
+    assert len(a) == 2 * N and a["error"].notna().sum() > 0
+    cols = ["example_id", "model", "output", "prompt_tokens", "completion_tokens", "latency_s", "error"]
+    _same(a[cols], b[cols])
+    ok = a["error"].isna()
+    _same(a.loc[ok, ["started_at"]], b.loc[ok, ["started_at"]])

@@ -36,12 +36,25 @@ class Options:
 _STARTED = RESPONSE_SCHEMA.field("started_at").type
 
 
-def chunk_table(chunk: Chunk, example_ids: list, model: str) -> pa.Table:
-    """A chunk as response rows (:data:`~assay.responses.RESPONSE_SCHEMA`)."""
+def pick(ids, index) -> "list | pa.Array":
+    """The ids at positions ``index`` (a list or a range) of ``ids`` (a list or an Arrow array)."""
+    if isinstance(ids, list):
+        return [ids[j] for j in index]
+    if isinstance(index, range) and index.step == 1:
+        return ids.slice(index.start, len(index))
+    return ids.take(pa.array(list(index), pa.int64()))
+
+
+def chunk_table(chunk: Chunk, example_ids, model: str) -> pa.Table:
+    """A chunk as response rows (:data:`~assay.responses.RESPONSE_SCHEMA`); ``example_ids`` a list
+    or an Arrow array."""
     n = len(chunk)
     s = RESPONSE_SCHEMA
     c = chunk
-    arrays = [pa.array(example_ids, pa.string()), pa.array([model] * n, pa.string()), pa.array(c.output, pa.string()),
+    if isinstance(example_ids, pa.ChunkedArray):
+        example_ids = example_ids.combine_chunks()
+    ids = example_ids.cast(pa.string()) if isinstance(example_ids, pa.Array) else pa.array(example_ids, pa.string())
+    arrays = [ids, pa.array([model] * n, pa.string()), pa.array(c.output, pa.string()),
               pa.array(c.prompt_tokens, pa.int64()), pa.array(c.completion_tokens, pa.int64()),
               pa.array(c.cached_tokens, pa.int64()), pa.array(c.cache_write_tokens, pa.int64()),
               pa.array(c.latency_s, pa.float64()), pa.array(c.started_at, pa.int64()).cast(_STARTED),
@@ -60,7 +73,7 @@ class PartWriter:
 
     def __call__(self, chunk: Chunk) -> None:
         ids = self.ids
-        self.run.write_table(part_name(self.model, self.seq), chunk_table(chunk, [ids[j] for j in chunk.index], self.model))
+        self.run.write_table(part_name(self.model, self.seq), chunk_table(chunk, pick(ids, chunk.index), self.model))
         self.seq += 1
         if self.after is not None:
             self.after(chunk)
@@ -145,12 +158,16 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
     measured ``wall_s`` and fresh successes ``ok``)."""
     t_start = time.perf_counter()
     done = compact(run, name)
-    ids = dataset["example_id"].to_pylist()
-    todo = [i for i, e in enumerate(ids) if e not in done.ids]
-    resumed = len(ids) - len(todo)
+    batch = isinstance(provider, BatchProvider)
+    n = dataset.num_rows
+    if done.ids or not batch:
+        ids = dataset["example_id"].to_pylist()
+        todo = [i for i, e in enumerate(ids) if e not in done.ids]
+    else:  # a fresh batch model: the ids stay one Arrow array (millions of Python strings would not)
+        ids, todo = dataset["example_id"].combine_chunks(), range(n)
+    resumed = n - len(todo)
     earlier = {"resumed": resumed, "resumed_latency_s": done.latency_s,
                "earlier_attempts": [{k: a[k] for k in ("wall_s", "ok")} for a in done.attempts]}
-    batch = isinstance(provider, BatchProvider)
     if not batch and not isinstance(provider, ChatProvider):
         raise TypeError(f"model {name}: provider {type(provider).__name__} is neither a ChatProvider nor a BatchProvider")
 
@@ -169,7 +186,7 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
         return {**new_stats(1 if batch else provider.cfg.max_concurrency), **earlier}
     # (no take on a fresh run: building any Arrow array from Python objects imports pandas, half
     # a second before the first call)
-    sub = dataset if len(todo) == dataset.num_rows else dataset.take(pa.array(todo, pa.int64()))
+    sub = dataset if len(todo) == n else dataset.take(pa.array(todo, pa.int64()))
     sub_ids = ids if sub is dataset else sub["example_id"].to_pylist()
     use_cache = cache is not None and opts.cache_mode != "off" and provider.cache_responses
     journal = None
