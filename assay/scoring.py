@@ -406,14 +406,16 @@ def _group_rows(model: str, out_key: str, metric, m_used, hib: bool, each: np.nd
         n = int(mask.sum())
         if n == 0:
             continue
-        idx = np.flatnonzero(mask)
+        # every example (the "all" group): views, not copies of millions of scores
+        idx = np.flatnonzero(mask) if n < len(mask) else slice(None)
         e = None if each is None else each[idx]
         cl = None if clusters is None else clusters[idx]
         decomposable = metric.decomposable and e is not None
         p = rf = None
         if not decomposable:  # a corpus metric needs the texts; a mean only its per-example scores
-            p = [preds[i] for i in idx]
-            rf = [refs_all[i] for i in idx]
+            at = range(len(mask)) if isinstance(idx, slice) else idx
+            p = [preds[i] for i in at]
+            rf = [refs_all[i] for i in at]
         value = _nanmean(e) if decomposable else float(m_used.aggregate(p, rf))
         r_here = resamples
         if recompute:
@@ -679,19 +681,22 @@ def score_batches(n_ex: int, models: list[str], metrics: dict, batches, groups: 
     entries: dict[str, tuple] = {}
     no_errors = np.zeros(n_ex, bool)
     for model in models:
-        parts: dict[str, list] = {key: [] for key in metrics}
-        failed_parts = []
+        scored = {key: np.empty(n_ex) for key in metrics}
+        errors = np.zeros(n_ex, bool)  # failed calls (counted per group: a sum of booleans)
+        at = 0
         for preds, refs, failed in batches(model):
-            failed_parts.append(np.asarray(failed, bool))
+            k = len(preds)
+            if at + k > n_ex:
+                raise ValueError(f"model {model}: more responses than the {n_ex} examples")
+            errors[at:at + k] = failed
             for key, metric in metrics.items():
-                parts[key].append(np.asarray(metric.score_each(preds, refs), float))
-        failed = np.concatenate(failed_parts) if failed_parts else np.zeros(0, bool)
-        if len(failed) != n_ex:
-            raise ValueError(f"model {model}: {len(failed)} responses for {n_ex} examples")
-        errors = failed.astype(float)
+                scored[key][at:at + k] = metric.score_each(preds, refs)
+            at += k
+        if at != n_ex:
+            raise ValueError(f"model {model}: {at} responses for {n_ex} examples")
         per_model[model] = {"preds": None, "each": {}, "split": {}}
         for key, metric in metrics.items():
-            each = np.concatenate(parts.pop(key)) if n_ex else np.zeros(0)
+            each = scored.pop(key)
             hib = bool(metric.higher_is_better)
             entries.setdefault(key, (metric, hib))
             per_model[model]["each"][key] = each
