@@ -359,7 +359,7 @@ class Streamed:
 
         with _open(self.source) as f:
             empty = pq.ParquetFile(f).schema_arrow.empty_table()
-        return _shape(empty, pa.array([], pa.string()), self.cfg).schema
+        return _shape(empty, pa.nulls(0, pa.string()), self.cfg).schema
 
 
 def _batches(source: str, columns: list[str] | None = None):
