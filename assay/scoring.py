@@ -656,10 +656,17 @@ def generalization(metrics_df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------ by record batch
+class NotStreamed(Exception):
+    """A metric that turned out not to score example by example: the whole-table path scores it."""
+
+
 def streams(metric) -> bool:
     """Whether a metric can be scored batch by batch (:func:`score_batches`): a built-in mean of
     per-example scores that needs neither the dataset rows, nor the prompts, nor keeps details."""
+    from assay.metrics.core import EvaluateMetric
+
     return (bool(metric.decomposable) and type(metric).__module__ == "assay.metrics.core" and hasattr(metric, "score_each")
+            and not isinstance(metric, EvaluateMetric)  # decomposable only once a module returned per-example scores
             and not hasattr(metric, "score_examples") and not getattr(metric, "needs_rows", False)
             and not getattr(metric, "needs_inputs", False) and not hasattr(metric, "combine_samples"))
 
@@ -690,7 +697,10 @@ def score_batches(n_ex: int, models: list[str], metrics: dict, batches, groups: 
                 raise ValueError(f"model {model}: more responses than the {n_ex} examples")
             errors[at:at + k] = failed
             for key, metric in metrics.items():
-                scored[key][at:at + k] = metric.score_each(preds, refs)
+                v = metric.score_each(preds, refs)
+                if v is None:
+                    raise NotStreamed(f"{key} gave no per-example scores")
+                scored[key][at:at + k] = v
             at += k
         if at != n_ex:
             raise ValueError(f"model {model}: {at} responses for {n_ex} examples")

@@ -256,3 +256,22 @@ def test_a_sorted_log_is_merged_shard_by_shard_with_the_responses_of_a_join(tmp_
     _same(a[cols], b[cols])
     ok = a["error"].isna()
     _same(a.loc[ok, ["started_at"]], b.loc[ok, ["started_at"]])
+
+
+def test_table_writer_writes_row_groups_atomically(tmp_path):
+    """Row group by row group, with the hash recorded; a failure leaves nothing under the name."""
+    from assay.store import Store
+
+    rf = Store(str(tmp_path / "runs")).run("p", date(2026, 1, 1), "r1")
+    t = pa.table({"a": [1, 2, 3]})
+    with rf.table_writer("x.parquet", t.schema) as w:
+        w.write_table(t)
+        w.write_table(t)
+    assert rf.read_table("x.parquet")["a"].to_pylist() == [1, 2, 3, 1, 2, 3]
+    assert pq.ParquetFile(rf._loc("x.parquet")).num_row_groups == 2 and rf._written["x.parquet"] == rf.hash("x.parquet")
+    assert sum(b.num_rows for b in rf.iter_batches("x.parquet", batch_size=2)) == 6
+    with pytest.raises(RuntimeError):
+        with rf.table_writer("y.parquet", t.schema) as w:
+            w.write_table(t)
+            raise RuntimeError("stopped")
+    assert not rf.exists("y.parquet") and [n for n in rf.listdir("") if n.startswith("y")] == []

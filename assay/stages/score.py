@@ -125,7 +125,7 @@ def score_streaming(ctx: RunContext, metrics: dict):
     import pyarrow.compute as pc
 
     from assay import stats as ST
-    from assay.scoring import _groups, score_batches, streams
+    from assay.scoring import NotStreamed, _groups, score_batches, streams
 
     rf, cfg = ctx.folder, ctx.cfg
     if not metrics or not all(streams(m) for m in metrics.values()):
@@ -199,6 +199,9 @@ def score_streaming(ctx: RunContext, metrics: dict):
                                 on_scores=on_scores)
     except _NotAligned as e:
         log.info("score: the responses of %s are not one per example in the dataset's order; scoring the whole tables", e)
+        return None
+    except NotStreamed as e:
+        log.info("score: %s; scoring the whole tables", e)
         return None
     del groups, clusters
     return res
