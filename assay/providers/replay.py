@@ -115,22 +115,25 @@ class ReplayProvider(BatchProvider):
         return self._table
 
     def _log_names(self) -> list[str]:
-        """The log's column names, from a Parquet log's footer (other formats: the log read)."""
-        if getattr(self, "_table", None) is None and getattr(self, "_names", None) is None:
-            src = self.ctx.resolve_path(self.cfg.source)
-            try:
-                import pyarrow.parquet as pq
-
-                from assay.dataset import _open, detect_format
-
-                if detect_format(src, None) == "parquet":
-                    with _open(src) as f:
-                        self._names = pq.ParquetFile(f).schema_arrow.names
-            except Exception:  # noqa: BLE001  (read whole below, which names the file in its error)
-                self._names = None
+        """The log's column names, from a Parquet log's footer; for another format, the log is read
+        (and only whether it had a ``logged_at`` column is told)."""
         if getattr(self, "_names", None) is None:
-            return ["started_at" if c == "started_at" else c for c in self._log().column_names] + (
-                [LOGGED_AT] if "started_at" in self._log().column_names else [])
+            names = None
+            if getattr(self, "_table", None) is None:
+                try:
+                    import pyarrow.parquet as pq
+
+                    from assay.dataset import _open, detect_format
+
+                    src = self.ctx.resolve_path(self.cfg.source)
+                    if detect_format(src, None) == "parquet":
+                        with _open(src) as f:
+                            names = pq.ParquetFile(f).schema_arrow.names
+                except Exception:  # noqa: BLE001  (read whole below, which names the file in its error)
+                    names = None
+            if names is None:
+                names = [LOGGED_AT] if "started_at" in self._log().column_names else []
+            self._names = names
         return self._names
 
     def _sorted_log(self):
@@ -192,7 +195,7 @@ class ReplayProvider(BatchProvider):
         if self.cfg.source is not None:
             return ["example_id"]  # the log has the rest
         col = self.cfg.output_column or "output"
-        return [c for c in [col, *OPTIONAL, LOGGED_AT] if c in available] or [col]
+        return [c for c in [col, *OPTIONAL, LOGGED_AT] if c in available]  # a missing output column: said by run_batch
 
     def run_batch(self, rows: pa.Table) -> dict[str, list]:
         out = self._batch(rows)
