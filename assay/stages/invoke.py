@@ -39,9 +39,7 @@ def run(ctx: RunContext) -> str:
     cfg = ctx.cfg
     dataset = rf.read_table(S.DATASET)
     models = ctx.loaded.config.models
-    from assay.policies import confidence_models
-
-    asked = confidence_models(cfg)  # a cascade escalates on their confidence: ask for log-probabilities
+    asked = cfg.confidence_models()  # a cascade escalates on their confidence: ask for log-probabilities
     providers = {name: build(name, models[name], Context(name, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline,
                                                          {"logprobs": True} if name in asked else {}))
                  for name in ctx.models}
