@@ -28,6 +28,14 @@ def kinds(counts: dict | None) -> str:
     return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) + ")"
 
 
+def examples(counts: dict, messages: dict, most: int = 3) -> str:
+    """``http_400: "HTTP 400: …"; timeout: "…"`` for a log line: the first message of each of the
+    ``most`` most frequent error kinds (messages are redacted on the rows they come from)."""
+    order = sorted(messages, key=lambda k: (-counts.get(k, 0), k))
+    shown = "; ".join(f'{k}: "{messages[k]}"' for k in order[:most])
+    return shown + (f"; {len(order) - most} more kind(s) in the manifest" if len(order) > most else "")
+
+
 def run(ctx: RunContext) -> str:
     from assay import calling as I
     from assay.cache import ResponseCache
@@ -102,6 +110,8 @@ def run(ctx: RunContext) -> str:
         log.info("invoke: %s: %d calls, %d cache hits, %d resumed, %d retries%s, %d errors%s%s", name, st.get("called", 0),
                  st.get("cache_hits", 0), st.get("resumed", 0), st.get("retries", 0), kinds(st.get("retry_kinds")),
                  st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
+        if st.get("error_examples"):
+            log.warning("invoke: %s: the first error of each kind: %s", name, examples(st["error_kinds"], st["error_examples"]))
     # one response per (example, model, sample) is on disk: what earlier attempts kept (successes
     # only, compacted) and one row for each request handled now, so the counts need no read-back
     rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())
