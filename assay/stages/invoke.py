@@ -64,17 +64,28 @@ def run(ctx: RunContext) -> str:
         return f(p, c, cached) if f is not None else 0.0
 
     budget = I.Budget(max_usd=cfg.cost.max_usd, price=price)
+    from assay.providers.base import BatchProvider
+
+    samples = {}
+    for name, p in providers.items():
+        k = cfg.samples_of(name, models[name])
+        if k > 1 and isinstance(p, BatchProvider):
+            log.info("invoke: %s: samples %d asked, but provider %s answers each example once (the same answer every "
+                     "time: no within-example variance); called once per example", name, k, models[name].provider)
+            k = 1
+        samples[name] = k
     total = dataset.num_rows
 
     def on_progress(model, done, errors, usd):
-        progress.report(model, done, total, errors, usd)
+        progress.report(model, done, total * samples.get(model, 1), errors, usd)
 
     opts = I.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode, on_progress=on_progress)
     cpath = ctx.cache_path()
     cache = ResponseCache(cpath) if cpath else None
-    log.info("invoke: %d examples × %d model(s): %s", total, len(providers), ", ".join(providers))
+    log.info("invoke: %d examples × %d model(s): %s", total, len(providers),
+             ", ".join(n if samples[n] == 1 else f"{n} (×{samples[n]} samples)" for n in providers))
     try:
-        stats = asyncio.run(I.invoke_all(providers, dataset, cfg.prompt, rf, cache, opts, budget))
+        stats = asyncio.run(I.invoke_all(providers, dataset, cfg.prompt, rf, cache, opts, budget, samples=samples))
     finally:
         if cache is not None:
             cache.close()
@@ -107,8 +118,8 @@ def run(ctx: RunContext) -> str:
                  st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
         if st.get("error_examples"):
             log.warning("invoke: %s: the first error of each kind: %s", name, examples(st["error_kinds"], st["error_examples"]))
-    # one response per (example, model) is on disk: what earlier attempts kept (successes only,
-    # compacted) and one row for each example handled now, so the counts need no read-back
+    # one response per (example, model, sample) is on disk: what earlier attempts kept (successes
+    # only, compacted) and one row for each request handled now, so the counts need no read-back
     rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())
     n_err = sum(st["errors"] for st in stats.values())
     share = n_err / rows if rows else 0.0
@@ -116,7 +127,7 @@ def run(ctx: RunContext) -> str:
     record_stage(rf, NAME, t0, [f"{S.RESPONSES}/"], extra)
     if budget.stopped:
         raise RunFailed(f"budget guard: {budget.stopped}")
-    expected = dataset.num_rows * len(ctx.models)
+    expected = dataset.num_rows * sum(samples[m] for m in ctx.models)
     if rows < expected:
         raise RunFailed(f"only {rows} of {expected} responses were produced")
     if share > cfg.max_error_rate:
