@@ -182,3 +182,42 @@ def test_an_existing_scheduler_by_its_address_and_a_cached_replay(tmp_path, serv
     assert len(workers) == 2
     pd.testing.assert_frame_equal(frame(first.result(), "responses", ["example_id"]).drop(columns=["cached", "attempts"]),
                                   frame(again.result(), "responses", ["example_id"]).drop(columns=["cached", "attempts"]))
+
+
+def killing_model(rows: list[dict]) -> list[str]:
+    """A python model that answers with the label, records every row it answers, and, once, kills
+    the process it runs in (a cluster worker) in the middle of a shard, at the row named by
+    $ASSAY_TEST_KILL_AT."""
+    flag = os.environ["ASSAY_TEST_KILL_FLAG"]
+    if any(r["id"] == os.environ["ASSAY_TEST_KILL_AT"] for r in rows) and not os.path.exists(flag):
+        Path(flag).write_text(str(os.getpid()))
+        import time
+
+        time.sleep(1.0)  # killed while computing this part: the shard's previous part is on disk by then
+        os._exit(1)
+    with open(os.environ["ASSAY_TEST_CALLS"], "a") as f:
+        f.write("".join(r["id"] + "\n" for r in rows))
+    return [r["label"] for r in rows]
+
+
+def test_a_worker_killed_in_a_shard_loses_nothing_and_pays_nothing_twice(tmp_path, prefect_server, monkeypatch):
+    """The worker running a shard dies after the shard's first part is written: Dask runs the
+    shard again on a live worker, which resumes from the shard's own folder; every row is answered
+    exactly once and the run's responses are complete."""
+    monkeypatch.setenv("ASSAY_TEST_KILL_FLAG", str(tmp_path / "killed"))
+    monkeypatch.setenv("ASSAY_TEST_KILL_AT", "e00027")  # the second part (rows 25–29) of the shard of rows 20–29
+    monkeypatch.setenv("ASSAY_TEST_CALLS", str(tmp_path / "calls.txt"))
+    cfg = write_config(tmp_path / "k", "http://127.0.0.1:9/v1", runner="runner: {dask: local, workers: 2, shard_rows: 10}",
+                       models="[py]", extra_models='py: {provider: python, function: "tests.test_dask:killing_model", max_concurrency: 1}')
+    state = run_flow(cfg)
+    assert state.is_completed(), state
+    assert (tmp_path / "killed").exists()  # a worker did die
+    calls = (tmp_path / "calls.txt").read_text().split()
+    assert sorted(calls) == [f"e{i:05d}" for i in range(N)]  # each row once: the killed shard's first part was kept
+    resp = frame(state.result(), "responses", ["example_id"])
+    assert len(resp) == N and resp["error"].isna().all() and (resp["output"] == resp["example_id"].map(
+        lambda e: LABELS[int(e[1:]) % 3])).all()
+    m = json.loads((Path(state.result()) / "manifest.json").read_text())
+    # the shard run again resumed its first part (5 rows); a shard that had finished on the dead worker
+    # before its result reached the scheduler is run again too, and resumes all of its rows
+    assert m["status"] == "complete" and m["stages"]["invoke"]["models"]["py"]["resumed"] >= 5
