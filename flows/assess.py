@@ -117,7 +117,14 @@ def dask_task_runner(runner):
 
     if runner.dask != "local":
         return DaskTaskRunner(address=runner.dask)
-    env = {"PREFECT_API_URL": PREFECT_API_URL.value()} if PREFECT_API_URL.value() else {}
+    api = PREFECT_API_URL.value()
+    if not api:  # this process runs on Prefect's temporary server: the workers join it rather than start their own
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()
+        server.start()  # already running: this only reads its address
+        api = server.api_url
+    env = {"PREFECT_API_URL": api}
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs={"n_workers": runner.workers or 2, "threads_per_worker": 1, "processes": True,
                                           "dashboard_address": None, "env": env})
