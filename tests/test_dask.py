@@ -221,3 +221,28 @@ def test_a_worker_killed_in_a_shard_loses_nothing_and_pays_nothing_twice(tmp_pat
     # the shard run again resumed its first part (5 rows); a shard that had finished on the dead worker
     # before its result reached the scheduler is run again too, and resumes all of its rows
     assert m["status"] == "complete" and m["stages"]["invoke"]["models"]["py"]["resumed"] >= 5
+
+
+NO_DASK = """
+import sys, tempfile
+from pathlib import Path
+from datetime import date
+import flows.assess, tasks.invoke, tasks.score
+from assay.stages import run_local
+from tests.helpers import write_replay_inputs
+d = Path(tempfile.mkdtemp())
+ctx = run_local(write_replay_inputs(d, ["x", "y", "y", "y"]), "p", date(2026, 11, 1))
+assert ctx.manifest["status"] == "complete"
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed", "prefect_dask")))
+"""
+
+
+def test_without_a_runner_dask_is_never_imported():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", NO_DASK], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "[]"
