@@ -232,7 +232,7 @@ from assay.stages import run_local
 from tests.helpers import write_replay_inputs
 d = Path(tempfile.mkdtemp())
 ctx = run_local(write_replay_inputs(d, ["x", "y", "y", "y"]), "p", date(2026, 11, 1))
-assert ctx.manifest["status"] == "complete"
+assert ctx.folder.manifest()["status"] == "complete"
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed", "prefect_dask")))
 """
 
