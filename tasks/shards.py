@@ -24,10 +24,10 @@ def invoke_shard(ctx: RunContext, shard: invoke_stage.Shard) -> dict:
 
 
 @task(name="score-chunk", cache_policy=NO_CACHE, retries=0, task_run_name="score-{key}-{number}")
-def score_chunk(ctx: RunContext, key: str, number: int, chunk: tuple):
+def score_chunk(ctx: RunContext, key: str, number: int, chunk: invoke_stage.Packed):
     """One chunk's per-example scores of one metric."""
     with assay_logs_to_prefect():
-        return score_stage.score_chunk(ctx, key, *chunk)
+        return score_stage.score_chunk(ctx, key, chunk)
 
 
 def _gather(futures, what: str) -> list:

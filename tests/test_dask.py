@@ -246,3 +246,22 @@ def test_without_a_runner_dask_is_never_imported():
     r = subprocess.run([sys.executable, "-c", NO_DASK], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_budget_holds_across_shards(tmp_path, server, prefect_server):
+    """``cost.max_usd`` split evenly among the shards: each stops on its share, the run fails with
+    the budget guard, and what was spent over all shards stays within ``max_usd``."""
+    server.reset()
+    max_usd = 0.0006
+    cfg = write_config(tmp_path / "b", server.base_url, runner="runner: {dask: local, workers: 2, shard_rows: 20}",
+                       models="[fake]", pipeline_extra=f"cost: {{max_usd: {max_usd}}}")
+    state = run_flow(cfg)
+    assert state.is_failed() and "budget guard" in state.message and "split evenly among the 3 shards" in state.message, state
+    folder = next((tmp_path / "b" / "runs" / "p").rglob("manifest.json"))
+    m = json.loads(folder.read_text())
+    inv = m["stages"]["invoke"]
+    assert m["status"] == "failed" and m["error"]["stage"] == "invoke"
+    assert 0 < inv["usd"] <= max_usd and inv["models"]["fake"]["called"] < N, inv
+    assert server.stats()["requests_total"] == inv["models"]["fake"]["called"]
+    # what the shards answered is in responses/, for the resume
+    assert len(read_responses(open_run(str(folder.parent)))) == inv["models"]["fake"]["called"]

@@ -139,12 +139,15 @@ def _metric(ctx: RunContext, key: str):
     return _METRICS["built"][key]
 
 
-def score_chunk(ctx: RunContext, key: str, preds: list, refs: list, rows: list | None, inputs: list | None):
-    """One chunk's per-example scores of metric ``key``: (values by sub-key, details, errors)."""
+def score_chunk(ctx: RunContext, key: str, chunk):
+    """One chunk's per-example scores of metric ``key``: (values by sub-key, details, errors).
+    ``chunk`` is a :class:`~assay.stages.invoke.Packed` (preds, refs, rows, inputs); so is the result."""
     from assay.scoring import _score_rows
+    from assay.stages.invoke import Packed
 
+    preds, refs, rows, inputs = chunk.value
     values, details, errors = _score_rows(_metric(ctx, key), preds, refs, rows, inputs)
-    return {k: (None if v is None else list(v)) for k, v in values.items()}, details, errors
+    return Packed(({k: (None if v is None else list(v)) for k, v in values.items()}, details, errors))
 
 
 def shardable(metric) -> bool:
@@ -163,10 +166,12 @@ def chunked(ctx: RunContext, map_chunks, chunk_rows: int):
         if not shardable(metric) or n <= chunk_rows:
             return _score_rows(metric, preds, refs, rows, inputs)
         spans = [(lo, min(n, lo + chunk_rows)) for lo in range(0, n, chunk_rows)]
-        chunks = [(preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b])
+        from assay.stages.invoke import Packed
+
+        chunks = [Packed((preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b]))
                   for a, b in spans]
         log.info("score: %s: %d chunks of up to %d rows", key, len(chunks), chunk_rows)
-        results = map_chunks(ctx, key, chunks)
+        results = [r.value for r in map_chunks(ctx, key, chunks)]
         values: dict = {}
         for sub in results[0][0]:
             parts = [r[0].get(sub) for r in results]
