@@ -59,6 +59,12 @@ def journal_path(run: RunFolder, model: str) -> str:
     return os.path.join(base, "journals", hashlib.sha256(run.url.encode()).hexdigest()[:32], name)
 
 
+def empty() -> pa.Table:
+    """No responses. (``Schema.empty_table`` and ``pa.array`` of Python objects import pandas,
+    half a second before a fresh run's first call.)"""
+    return pa.Table.from_batches([], schema=RESPONSE_SCHEMA)
+
+
 def read_journal(run: RunFolder, model: str) -> tuple[pa.Table, list[dict]]:
     """What a killed run journaled for ``model``: the calls it finished (a torn last line is
     dropped), and the measurements of each earlier attempt (its last snapshot: ``wall_s``, ``ok``)."""
@@ -79,6 +85,8 @@ def read_journal(run: RunFolder, model: str) -> tuple[pa.Table, list[dict]]:
                     attempts[item["attempt"]] = item  # a later snapshot of an attempt supersedes its earlier ones
                 else:
                     rows.append(item)
+    if not rows:
+        return empty(), list(attempts.values())
     width = len(RESPONSE_SCHEMA) - 1
     rows = [r + [None] * (width - len(r)) for r in rows]  # a journal written before a column was added
     cols = list(zip(*rows)) if rows else [[] for _ in range(width)]
@@ -93,7 +101,7 @@ def read_responses(run: RunFolder, model: str | None = None) -> pa.Table:
     """All responses of a run (or one model), one row per (example, model): the last successful wins."""
     names = part_names(run, model) if model else [n for n in run.listdir(RESPONSES) if n.endswith(".parquet")]
     if not names:
-        return RESPONSE_SCHEMA.empty_table()
+        return empty()
     tables = [_conform(run.read_table(f"{RESPONSES}/{n}")) for n in names]
     return dedupe(pa.concat_tables(tables))
 

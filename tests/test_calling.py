@@ -79,8 +79,8 @@ def test_results_come_in_ordered_columnar_chunks():
     assert all(0 < x < 1 for x in c.latency_s)
     assert all(t0 - 1 <= s / 1e6 <= time.time() + 1 for s in c.started_at)  # µs since the epoch
     assert st == {**st, "called": 23, "cache_hits": 0, "retries": 0, "errors": 0, "concurrency": 4}
-    assert set(st) == {"called", "cache_hits", "retries", "errors", "retry_kinds", "error_kinds", "usd", "wall_s", "concurrency"}
-    assert st["retry_kinds"] == st["error_kinds"] == {}
+    assert set(st) == {"called", "cache_hits", "retries", "errors", "retry_kinds", "error_kinds", "error_examples", "usd", "wall_s", "concurrency"}
+    assert st["retry_kinds"] == st["error_kinds"] == st["error_examples"] == {}
     assert p.max_in_flight == 4 and p.started == p.closed == 1
 
 
@@ -108,6 +108,9 @@ def test_retries_and_final_errors_are_recorded_on_the_row():
     assert st["errors"] == 3 and st["retries"] == 1 + 2 and st["called"] == 6
     assert st["retry_kinds"] == {"http_429": 1, "http_503": 2}
     assert st["error_kinds"] == {"http_400": 1, "exception": 1, "http_503": 1}
+    # the first message of each kind, as on its row, for the stage's log line
+    assert st["error_examples"] == {"http_400": "HTTP 400: bad", "exception": "RuntimeError: a provider bug",
+                                    "http_503": "HTTP 503"}
 
 
 def test_the_cache_serves_repeats_and_a_fully_cached_batch_never_starts_the_provider(tmp_path):

@@ -20,6 +20,7 @@ import pytest
 
 from tests.test_operations import (CONFIG, ROOT, make_data, migrated_template, snapshot_db, start, stop, tail,
                                    wait_for)
+from tests.test_operations import wait_runs as operations_wait_runs
 from tests.test_operations import free_port
 
 POOL = "assay-test-pool"
@@ -124,18 +125,7 @@ def cli_here(*args):
 
 
 def wait_runs(pool, ids, timeout=180):
-    done = {}
-
-    def check():
-        for i in ids:
-            if i not in done:
-                fr = pool.client.read_flow_run(i)
-                if fr.state is not None and fr.state.is_final():
-                    done[i] = fr
-        return len(done) == len(ids)
-
-    wait_for(check, timeout, f"flow runs {ids}", pool.worker_log)
-    return done
+    return operations_wait_runs(pool, ids, timeout, pool.worker_log)
 
 
 def complete_folders(pool, pipeline, day):

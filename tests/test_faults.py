@@ -36,10 +36,10 @@ def expected_kinds() -> tuple[dict, dict]:
     return retries, errors
 
 
-def fault_workspace(tmp_path: Path, base_url: str) -> Path:
-    """One example per fault of :data:`EXPECTED`, a pipeline ``p`` calling ``base_url`` with the key
-    in ``$FAULTS_KEY`` (which the caller sets to :data:`KEY`); returns the config."""
-    faults = list(EXPECTED)
+def fault_workspace(tmp_path: Path, base_url: str, faults: list[str] | None = None) -> Path:
+    """One example per fault of :data:`EXPECTED` (or of ``faults``), a pipeline ``p`` calling
+    ``base_url`` with the key in ``$FAULTS_KEY`` (which the caller sets to :data:`KEY`); returns the config."""
+    faults = list(EXPECTED) if faults is None else faults
     ids = [f"f{i:02d}" for i in range(len(faults))]
     pq.write_table(pa.table({"id": ids, "text": [f"hello TRIGGER:{f}" for f in faults], "label": ["x"] * len(faults)}),
                    tmp_path / "data.parquet")
@@ -107,7 +107,9 @@ def test_the_key_reaches_no_prefect_artifact_parameter_or_log(tmp_path, monkeypa
 
     monkeypatch.setenv("FAULTS_KEY", KEY)
     with OpenAIServer(latency=0.0, slow_seconds=3.0) as srv:
-        cfg = fault_workspace(tmp_path, srv.base_url)
+        # without the plain 400, the echoed key's error is the first (and only) of its kind: the
+        # stage's line of first errors carries it, redacted, to the server
+        cfg = fault_workspace(tmp_path, srv.base_url, [f for f in EXPECTED if f != "400"])
         state = assess(pipeline="p", as_of=date(2026, 11, 1), config=str(cfg), artifacts=str(tmp_path / "runs"),
                        return_state=True)
         assert srv.stats(include_prompts=False)["had_auth"] > 0
@@ -132,3 +134,6 @@ def test_the_key_reaches_no_prefect_artifact_parameter_or_log(tmp_path, monkeypa
              **{f"log {i}": lg.model_dump_json() for i, lg in enumerate(logs)}}
     leaks = [where for where, text in texts.items() if KEY in text]
     assert not leaks, leaks
+    # and the scan saw the echoed header: its error reached the server's logs, with the key cut out
+    echoed = [lg.message for lg in logs if "the first error of each kind" in lg.message]
+    assert echoed and "http_400" in echoed[0] and "[redacted]" in echoed[0], echoed

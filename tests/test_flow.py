@@ -362,3 +362,30 @@ pipelines:
     m = run.manifest()
     assert m["status"] == "complete" and len(m["resumes"]) == 1
     assert pd.read_parquet(Path(run.url) / "metrics.parquet").query("slice == 'all'")["value"].iloc[0] == 1.0
+
+
+def test_the_flow_records_its_parameters_as_prefect_would_without_importing_fastapi():
+    """``assess`` serializes its plain parameters itself (Prefect's encoder imports FastAPI, 0.2 s
+    of every run's start); the record must equal Prefect's own, and other values still go to Prefect."""
+    import subprocess
+    import sys
+    from datetime import date
+
+    from prefect import Flow
+
+    from flows.assess import assess
+
+    for params in ({"pipeline": "p", "as_of": date(2026, 11, 1), "models": ["a", "b"], "sample": None, "config": "c.yaml",
+                    "artifacts": None, "cache": "use"},
+                   {"pipeline": "p", "as_of": None, "models": None, "sample": 40, "config": "c.yaml", "artifacts": "s3://b/r",
+                    "cache": None},
+                   {"pipeline": "p", "as_of": date(2026, 1, 2), "models": ("x",), "sample": 3, "config": "c.yaml"}):
+        assert assess.serialize_parameters(params) == Flow.serialize_parameters(assess, params), params
+    odd = {"pipeline": "p", "as_of": {"nested": date(2026, 1, 2)}}
+    assert assess.serialize_parameters(odd) == Flow.serialize_parameters(assess, odd) == {"pipeline": "p",
+                                                                                          "as_of": {"nested": "2026-01-02"}}
+    code = ("import sys; from datetime import date; from flows.assess import assess; "
+            "assess.serialize_parameters({'pipeline': 'p', 'as_of': date(2026, 11, 1), 'models': ['a']}); "
+            "assert 'fastapi' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -49,3 +49,16 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
         results = list(pool.map(lambda m: (m, _python(f"import {m}")), modules))
     failed = {m: r.stderr.strip().splitlines()[-1] for m, r in results if r.returncode != 0}
     assert not failed, failed
+
+
+def test_a_fresh_run_reaches_its_first_call_without_pandas(tmp_path):
+    """pandas takes half a second to import; nothing before a fresh run's first model call needs it
+    (``Schema.empty_table`` and ``pa.array`` of Python objects import it, so the resume check of a
+    model with no earlier parts or journal must use neither)."""
+    code = (f"import sys; from assay.store import Store, RunFolder; from assay.responses import compact; "
+            f"from assay.calling import Options, Budget; "
+            f"rf = RunFolder(Store({str(tmp_path)!r}), 'p', '2026-11-01', 'r1'); done = compact(rf, 'm'); "
+            "assert done.seq == 0 and not done.ids; bad = [m for m in sys.modules if m.split('.')[0] == 'pandas']; "
+            "assert not bad, bad[:3]")
+    r = _python(code)
+    assert r.returncode == 0, r.stderr[-2000:]

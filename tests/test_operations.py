@@ -216,19 +216,20 @@ def ops(tmp_path_factory):
             stop(p)
 
 
-def wait_runs(ops, ids, timeout=120):
-    """Poll flow runs until every one is in a final state; return them by id."""
+def wait_runs(env, ids, timeout=120, log=None):
+    """Poll flow runs through ``env.client`` until every one is in a final state; return them by
+    id (``log``, default ``env.serve_log``, is shown if they do not finish)."""
     done = {}
 
     def check():
         for i in ids:
             if i not in done:
-                fr = ops.client.read_flow_run(i)
+                fr = env.client.read_flow_run(i)
                 if fr.state is not None and fr.state.is_final():
                     done[i] = fr
         return len(done) == len(ids)
 
-    wait_for(check, timeout, f"flow runs {ids}", ops.serve_log)
+    wait_for(check, timeout, f"flow runs {ids}", log if log is not None else env.serve_log)
     return done
 
 

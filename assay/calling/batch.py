@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from assay.cache import ResponseCache
 from assay.calling.budget import Budget
-from assay.calling.engine import CallOptions, Chunk, Ticker, Writer, hits_chunk, lookup, new_stats
+from assay.calling.engine import EXAMPLE_CHARS, CallOptions, Chunk, Ticker, Writer, hits_chunk, lookup, new_stats
 from assay.calling.retry import EXCEPTION, ROW_ERROR
 from assay.providers.base import BatchProvider
 
@@ -114,6 +114,7 @@ async def run_batches(provider: BatchProvider, rows: pa.Table, *, name: str | No
             stats["errors"] += len(index) - len(ok)
             if len(index) > len(ok):
                 stats["error_kinds"][kind] = stats["error_kinds"].get(kind, 0) + len(index) - len(ok)
+                stats["error_examples"].setdefault(kind, next(e for e in chunk.error if e is not None)[:EXAMPLE_CHARS])
             stats["called"] += len(index)
             done[0] += len(index)
             usd = 0.0

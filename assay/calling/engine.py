@@ -75,10 +75,16 @@ class Chunk:
         return cls(*([v for c in chunks for v in getattr(c, f.name)] for f in fields(cls)))
 
 
+#: how much of an error's message the stats keep as its kind's example
+EXAMPLE_CHARS = 240
+
+
 def new_stats(concurrency: int) -> dict:
     """A caller's figures: ``retry_kinds`` and ``error_kinds`` count retries and final errors by
-    :func:`~assay.calling.retry.error_kind`."""
-    return {"called": 0, "cache_hits": 0, "retries": 0, "errors": 0, "retry_kinds": {}, "error_kinds": {}, "usd": 0.0,
+    :func:`~assay.calling.retry.error_kind`; ``error_examples`` holds the first final error's
+    message of each kind (as recorded on its row, so already redacted)."""
+    return {"called": 0, "cache_hits": 0, "retries": 0, "errors": 0, "retry_kinds": {}, "error_kinds": {},
+            "error_examples": {}, "usd": 0.0,
             "wall_s": 0.0, "concurrency": concurrency}
 
 
@@ -289,7 +295,7 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
             policy = RetryPolicy(cfg.max_attempts, cfg.timeout_s, opts.backoff_base_s, opts.backoff_max_s)
             call = provider.call
             append = calls.append
-            retry_kinds, error_kinds = stats["retry_kinds"], stats["error_kinds"]
+            retry_kinds, error_kinds, examples = stats["retry_kinds"], stats["error_kinds"], stats["error_examples"]
             # by count as well as by time: at most this many finished calls are ever not yet journaled
             journal_count = max(1, cfg.max_concurrency)
 
@@ -312,6 +318,7 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
                         if err is not None:
                             stats["errors"] += 1
                             count(error_kinds, kinds[-1:])
+                            examples.setdefault(kinds[-1], err[:EXAMPLE_CHARS])
                         append((j, r, t0, lat, att, err))
                     else:
                         append((j, r, t0, perf() - t0, 1, None))

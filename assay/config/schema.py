@@ -494,6 +494,16 @@ class PipelineConfig(Strict):
     def metric_specs(self) -> list[MetricSpec]:
         return [MetricSpec(name=m) if isinstance(m, str) else m for m in self.metrics]
 
+    def confidence_models(self) -> set[str]:
+        """The models whose answers the policies judge by their confidence (every cascade step
+        but the last, under a ``confidence`` rule): the ``openai`` provider asks them for
+        log-probabilities."""
+        out: set[str] = set()
+        for pol in self.policies.values():
+            if pol.kind == "cascade" and pol.rule.kind == "confidence":
+                out.update(pol.models[:-1])
+        return out
+
 
 #: what a name may not contain: a path separator or a control character
 _UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")

@@ -25,19 +25,8 @@ from assay.policies import simulate as SIM
 
 log = logging.getLogger("assay.policies")
 
-__all__ = ["Answers", "POLICY_COLUMNS", "SWEEP_COLUMNS", "answers", "confidence_models", "evaluate", "evaluate_one",
+__all__ = ["Answers", "POLICY_COLUMNS", "SWEEP_COLUMNS", "answers", "evaluate", "evaluate_one",
            "from_run", "row_costs", "write_policies"]
-
-
-def confidence_models(cfg) -> set[str]:
-    """The models whose answers a pipeline's policies judge by their confidence (every cascade
-    step but the last, under a ``confidence`` rule): the ``openai`` provider asks them for
-    log-probabilities."""
-    out: set[str] = set()
-    for pol in (getattr(cfg, "policies", None) or {}).values():
-        if pol.kind == "cascade" and pol.rule.kind == "confidence":
-            out.update(pol.models[:-1])
-    return out
 
 
 def _sweep_row(a: Answers, name: str, o, mask, members, parameter: str, value: float, configured: bool) -> dict:

@@ -100,6 +100,18 @@ def _accepts(a: Answers, j: int, rule, threshold: float | None, cache: dict) -> 
     raise ValueError(f"rule {kind!r} is not a per-answer rule")
 
 
+def _ask(j: int, open_: np.ndarray, called: np.ndarray, cost: np.ndarray, latency: np.ndarray,
+         usd: np.ndarray, lat: np.ndarray, chosen: np.ndarray, last: bool) -> bool:
+    """The open examples ask model ``j`` (it is called, paid and waited for); the last model of a
+    cascade answers all of them. True when it was the last."""
+    called[open_, j] = True
+    cost[open_] += usd[open_, j]
+    latency[open_] += lat[open_, j]
+    if last:
+        chosen[open_] = j
+    return last
+
+
 def cascade(a: Answers, models: list[str], rule, threshold: float | None = None, cache: dict | None = None) -> Outcome:
     """What a cascade of ``models`` (in order) with ``rule`` (its ``threshold`` unless given) did
     on every example of ``a``; see the module docstring."""
@@ -128,11 +140,7 @@ def cascade(a: Answers, models: list[str], rule, threshold: float | None = None,
         chosen[agree] = j0
         open_ &= ~agree
         for step, j in enumerate(idx[2:], start=2):
-            called[open_, j] = True
-            cost[open_] += a.cost[open_, j]
-            latency[open_] += lat[open_, j]
-            if step == len(idx) - 1:
-                chosen[open_] = j
+            if _ask(j, open_, called, cost, latency, a.cost, lat, chosen, last=step == len(idx) - 1):
                 break
             mine = norm[j]
             hit = open_ & np.array([x is not None for x in mine]) & np.any([mine == s for s in seen], axis=0)
@@ -143,11 +151,7 @@ def cascade(a: Answers, models: list[str], rule, threshold: float | None = None,
         return Outcome(chosen, called, cost, latency, escalated)
     judge_usd = a.judge_usd.get(rule.metric, NAN) if rule.kind == "judge" else 0.0
     for step, j in enumerate(idx):
-        called[open_, j] = True
-        cost[open_] += a.cost[open_, j]
-        latency[open_] += lat[open_, j]
-        if step == len(idx) - 1:
-            chosen[open_] = j
+        if _ask(j, open_, called, cost, latency, a.cost, lat, chosen, last=step == len(idx) - 1):
             break
         if rule.kind == "judge":
             cost[open_] += judge_usd  # the grade that decides is paid for

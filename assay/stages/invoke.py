@@ -31,6 +31,14 @@ def kinds(counts: dict | None) -> str:
     return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) + ")"
 
 
+def examples(counts: dict, messages: dict, most: int = 3) -> str:
+    """``http_400: "HTTP 400: …"; timeout: "…"`` for a log line: the first message of each of the
+    ``most`` most frequent error kinds (messages are redacted on the rows they come from)."""
+    order = sorted(messages, key=lambda k: (-counts.get(k, 0), k))
+    shown = "; ".join(f'{k}: "{messages[k]}"' for k in order[:most])
+    return shown + (f"; {len(order) - most} more kind(s) in the manifest" if len(order) > most else "")
+
+
 def run(ctx: RunContext) -> str:
     from assay import calling as I
     from assay.pricing import call_pricer, quote
@@ -41,9 +49,7 @@ def run(ctx: RunContext) -> str:
     cfg = ctx.cfg
     dataset = rf.read_table(S.DATASET)
     models = ctx.loaded.config.models
-    from assay.policies import confidence_models
-
-    asked = confidence_models(cfg)  # a cascade escalates on their confidence: ask for log-probabilities
+    asked = cfg.confidence_models()  # a cascade escalates on their confidence: ask for log-probabilities
     providers = {name: build(name, models[name], Context(name, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline,
                                                          {"logprobs": True} if name in asked else {}))
                  for name in ctx.models}
@@ -94,6 +100,8 @@ def run(ctx: RunContext) -> str:
         log.info("invoke: %s: %d calls, %d cache hits, %d resumed, %d retries%s, %d errors%s%s", name, st.get("called", 0),
                  st.get("cache_hits", 0), st.get("resumed", 0), st.get("retries", 0), kinds(st.get("retry_kinds")),
                  st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
+        if st.get("error_examples"):
+            log.warning("invoke: %s: the first error of each kind: %s", name, examples(st["error_kinds"], st["error_examples"]))
     # one response per (example, model) is on disk: what earlier attempts kept (successes only,
     # compacted) and one row for each example handled now, so the counts need no read-back
     rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())

@@ -57,21 +57,7 @@ def serve(
     if not names:
         err(f"{config}: no pipelines to serve")
         raise typer.Exit(EXIT_CONFIG)
-    url = _api_url()
-    if not url:
-        err("assay serve needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
-             "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api).")
-        raise typer.Exit(EXIT_CONFIG)
-    from prefect import get_client
-
-    try:
-        with get_client(sync_client=True) as client:
-            problem = client.api_healthcheck()
-    except Exception as e:  # noqa: BLE001
-        problem = e
-    if problem is not None:
-        err(f"cannot reach the Prefect API at {url}: {problem}")
-        raise typer.Exit(EXIT_FAILED)
+    url = _reachable_api("assay serve")
     from flows.serve import deployment_name, serve_pipelines
 
     typer.echo(f"serving {len(names)} deployment(s) from {loaded.path.resolve()}:")
