@@ -43,6 +43,7 @@ def invoke(ctx: RunContext) -> str:
     if ctx.runner is not None:
         from tasks.shards import map_invoke
 
-        return run_stage_with(stage.run_sharded, ctx, map_invoke)
+        with progress.watching(_UIProgress(ctx)):
+            return run_stage_with(stage.run_sharded, ctx, map_invoke)
     with progress.watching(_UIProgress(ctx)):
         return run_stage(stage, ctx)

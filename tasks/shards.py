@@ -8,7 +8,7 @@ lines reach the Prefect API from the worker (:func:`tasks.logs.assay_logs_to_pre
 
 from prefect import task, unmapped
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
+from prefect.futures import as_completed, wait
 
 from assay.runs import RunContext, RunFailed
 from assay.stages import invoke as invoke_stage
@@ -30,9 +30,14 @@ def score_chunk(ctx: RunContext, key: str, number: int, chunk: invoke_stage.Pack
         return score_stage.score_chunk(ctx, key, chunk)
 
 
-def _gather(futures, what: str) -> list:
+def _gather(futures, what: str, on_done=None) -> list:
     """Every future's result, in order, once all have finished: a failed one fails the stage after
-    the others have kept their work (an invoke shard's parts and journal stay for the resume)."""
+    the others have kept their work (an invoke shard's parts and journal stay for the resume).
+    ``on_done(result)`` is told of each success as it comes."""
+    if on_done is not None:
+        for f in as_completed(futures):
+            if f.state.is_completed():
+                on_done(f.result())
     wait(futures)
     failed = [f for f in futures if f.state.is_failed() or f.state.is_crashed()]
     if failed:
@@ -44,9 +49,9 @@ def _gather(futures, what: str) -> list:
     return [f.result() for f in futures]
 
 
-def map_invoke(ctx: RunContext, shards: list) -> list[dict]:
+def map_invoke(ctx: RunContext, shards: list, on_done=None) -> list[dict]:
     """Run the invoke shards on the flow's task runner; their figures, in order."""
-    return _gather(invoke_shard.map(unmapped(ctx), shards), "invoke shards")
+    return _gather(invoke_shard.map(unmapped(ctx), shards), "invoke shards", on_done)
 
 
 def map_score(ctx: RunContext, key: str, chunks: list) -> list:

@@ -261,7 +261,6 @@ def run_shard(ctx: RunContext, shard: Shard) -> dict:
     cache. Returns the shard's figures (the engine's, the provider's, and ``stopped``: why the
     budget stopped it, if it did)."""
     from assay import calling as I
-    from assay.policies import confidence_models
     from assay.pricing import call_pricer, quote
     from assay.providers import Context, build
 
@@ -278,7 +277,7 @@ def run_shard(ctx: RunContext, shard: Shard) -> dict:
     contiguous = len(rows) and int(rows[-1]) - int(rows[0]) + 1 == len(rows)
     sub = table.slice(int(rows[0]), len(rows)) if contiguous else table.take(pa.array(rows, pa.int64()))
     mcfg = ctx.loaded.config.models[model]
-    extras = {"logprobs": True} if model in confidence_models(cfg) else {}
+    extras = {"logprobs": True} if model in cfg.confidence_models() else {}
     provider = build(model, mcfg, Context(model, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline, extras))
     pricer = call_pricer(quote(mcfg, ctx.as_of))
 
@@ -315,6 +314,10 @@ def _merge_stats(parts: list[dict]) -> dict:
                 d = out.setdefault(k, {})
                 for kind, c in (v or {}).items():
                     d[kind] = d.get(kind, 0) + c
+            elif k == "error_examples":  # the first of each kind, over the shards in order
+                d = out.setdefault(k, {})
+                for kind, text in (v or {}).items():
+                    d.setdefault(kind, text)
             elif k in _NOT_SUMMED:
                 continue
             elif isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -357,6 +360,8 @@ def merge_shards(ctx: RunContext, shards: list[Shard], results: list[dict], resu
         log.info("invoke: %s: %d shards, %d calls, %d cache hits, %d resumed, %d retries%s, %d errors%s%s", model, len(mine),
                  st.get("called", 0), st.get("cache_hits", 0), st["resumed"], st.get("retries", 0), kinds(st.get("retry_kinds")),
                  st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
+        if st.get("error_examples"):
+            log.warning("invoke: %s: the first error of each kind: %s", model, examples(st["error_kinds"], st["error_examples"]))
     rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())
     n_err = sum(st["errors"] for st in stats.values())
     share = n_err / rows if rows else 0.0
@@ -379,12 +384,25 @@ def merge_shards(ctx: RunContext, shards: list[Shard], results: list[dict], resu
 
 
 def run_sharded(ctx: RunContext, map_shards) -> str:
-    """The invoke stage with its shards run by ``map_shards(ctx, shards) -> [figures]`` (a runner's
-    map: the Prefect tasks of ``tasks/shards.py`` on Dask), merged here."""
+    """The invoke stage with its shards run by ``map_shards(ctx, shards, on_done) -> [figures]`` (a
+    runner's map: the Prefect tasks of ``tasks/shards.py`` on Dask; ``on_done(figures)`` as each
+    shard finishes, for the progress display), merged here."""
     t0 = time.perf_counter()
     shards, resumed = plan_shards(ctx)
     log.info("invoke: %d shard(s) of up to %d rows over %d model(s)%s", len(shards), shard_rows(ctx), len(ctx.models),
              f"; cost.max_usd {ctx.cfg.cost.max_usd} split into {usd(ctx.cfg.cost.max_usd / len(shards))} per shard"
              if ctx.cfg.cost.max_usd is not None and shards else "")
-    results = map_shards(ctx, shards) if shards else []
+    total = ctx.folder.read_table(S.DATASET, columns=["example_id"]).num_rows
+    done = {m: [resumed.get(m, 0), 0, 0.0] for m in ctx.models}  # rows, errors, usd
+
+    def on_done(st: dict) -> None:
+        d = done[st["model"]]
+        d[0] += st.get("rows", 0)
+        d[1] += st.get("errors", 0)
+        d[2] += st.get("usd", 0.0)
+        progress.report(st["model"], d[0], total, d[1], d[2])
+
+    for m in ctx.models:
+        progress.report(m, done[m][0], total, 0, 0.0)
+    results = map_shards(ctx, shards, on_done) if shards else []
     return merge_shards(ctx, shards, results, resumed, t0)
