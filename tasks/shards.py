@@ -8,7 +8,7 @@ lines reach the Prefect API from the worker (:func:`tasks.logs.assay_logs_to_pre
 
 from prefect import task, unmapped
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed, wait
+from prefect.futures import as_completed
 
 from assay.runs import RunContext, RunFailed
 from assay.stages import invoke as invoke_stage
@@ -30,23 +30,33 @@ def score_chunk(ctx: RunContext, key: str, number: int, chunk: invoke_stage.Pack
         return score_stage.score_chunk(ctx, key, chunk)
 
 
+def _outcome(future) -> tuple[bool, object]:
+    try:
+        return True, future.result()
+    except Exception as e:  # noqa: BLE001  (a failed task, or a Dask error such as KilledWorker)
+        return False, e
+
+
 def _gather(futures, what: str, on_done=None) -> list:
     """Every future's result, in order, once all have finished: a failed one fails the stage after
     the others have kept their work (an invoke shard's parts and journal stay for the resume).
     ``on_done(result)`` is told of each success as it comes."""
-    if on_done is not None:
+    outcomes: dict[int, tuple[bool, object]] = {}
+    try:
         for f in as_completed(futures):
-            if f.state.is_completed():
-                on_done(f.result())
-    wait(futures)
-    failed = [f for f in futures if f.state.is_failed() or f.state.is_crashed()]
+            outcomes[id(f)] = _outcome(f)
+            if outcomes[id(f)][0] and on_done is not None:
+                on_done(outcomes[id(f)][1])
+    except Exception:  # noqa: BLE001  (the rest are waited for one by one below)
+        pass
+    for f in futures:
+        if id(f) not in outcomes:
+            outcomes[id(f)] = _outcome(f)
+    failed = [outcomes[id(f)][1] for f in futures if not outcomes[id(f)][0]]
     if failed:
-        try:
-            failed[0].result()
-        except Exception as e:  # noqa: BLE001  (its message, in the stage's one line)
-            raise RunFailed(f"{len(failed)} of {len(futures)} {what} failed; first: {str(e) or type(e).__name__}") from e
-        raise RunFailed(f"{len(failed)} of {len(futures)} {what} failed")
-    return [f.result() for f in futures]
+        e = failed[0]
+        raise RunFailed(f"{len(failed)} of {len(futures)} {what} failed; first: {type(e).__name__}: {str(e)[:300]}") from e
+    return [outcomes[id(f)][1] for f in futures]
 
 
 def map_invoke(ctx: RunContext, shards: list, on_done=None) -> list[dict]:

@@ -189,7 +189,8 @@ def killing_model(rows: list[dict]) -> list[str]:
     the process it runs in (a cluster worker) in the middle of a shard, at the row named by
     $ASSAY_TEST_KILL_AT."""
     flag = os.environ["ASSAY_TEST_KILL_FLAG"]
-    if any(r["id"] == os.environ["ASSAY_TEST_KILL_AT"] for r in rows) and not os.path.exists(flag):
+    always = os.environ.get("ASSAY_TEST_KILL_ALWAYS") == "1"
+    if any(r["id"] == os.environ["ASSAY_TEST_KILL_AT"] for r in rows) and (always or not os.path.exists(flag)):
         Path(flag).write_text(str(os.getpid()))
         import time
 
@@ -265,3 +266,46 @@ def test_the_budget_holds_across_shards(tmp_path, server, prefect_server):
     assert server.stats()["requests_total"] == inv["models"]["fake"]["called"]
     # what the shards answered is in responses/, for the resume
     assert len(read_responses(open_run(str(folder.parent)))) == inv["models"]["fake"]["called"]
+
+
+def test_a_shard_that_keeps_failing_fails_the_stage_and_the_resume_calls_only_what_is_missing(tmp_path, prefect_server,
+                                                                                                monkeypatch):
+    """A shard whose worker dies every time it runs: Dask gives up on it, the invoke stage fails
+    once the other shards are done, and their folders stay. The same request resumes the run: it
+    folds every shard folder into responses/ and shards only the rows still missing."""
+    import dask
+    import distributed  # noqa: F401  (its config defaults are loaded before the override below, which would drop them on exit)
+
+    monkeypatch.setenv("ASSAY_TEST_KILL_FLAG", str(tmp_path / "killed"))
+    monkeypatch.setenv("ASSAY_TEST_KILL_AT", "e00027")
+    monkeypatch.setenv("ASSAY_TEST_KILL_ALWAYS", "1")
+    monkeypatch.setenv("ASSAY_TEST_CALLS", str(tmp_path / "calls.txt"))
+    cfg = write_config(tmp_path / "f", "http://127.0.0.1:9/v1", runner="runner: {dask: local, workers: 2, shard_rows: 10}",
+                       models="[py]", extra_models='py: {provider: python, function: "tests.test_dask:killing_model", max_concurrency: 1}')
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # the first death is the last
+        first = run_flow(cfg)
+    # the dead shard, and any other the scheduler had queued on the dead worker
+    assert first.is_failed() and "of 6 invoke shards failed; first: KilledWorker" in first.message, first
+    runs = list((tmp_path / "f" / "runs" / "p").rglob("manifest.json"))
+    folder = runs[0].parent
+    assert len(runs) == 1 and json.loads(runs[0].read_text())["status"] == "failed"
+    left = sorted(os.listdir(folder / "responses" / "_shards"))
+    assert "py.00002" in left and len(left) >= 5  # the shards' folders, the dead one's with its first part
+    calls = (tmp_path / "calls.txt").read_text().split()
+    assert len(set(calls)) == len(calls) and {f"e{i:05d}" for i in range(20, 25)} <= set(calls)
+    assert not {f"e{i:05d}" for i in range(25, 30)} & set(calls)
+    answered = len(calls)
+
+    monkeypatch.setenv("ASSAY_TEST_KILL_ALWAYS", "0")  # the flag file exists: no more deaths
+    again = run_flow(cfg)
+    assert again.is_completed(), again
+    assert Path(again.result()) == folder  # the same run, resumed
+    calls = (tmp_path / "calls.txt").read_text().split()
+    assert sorted(calls) == [f"e{i:05d}" for i in range(N)]  # each row once over both attempts
+    m = json.loads((folder / "manifest.json").read_text())
+    inv = m["stages"]["invoke"]
+    assert m["status"] == "complete" and inv["models"]["py"]["resumed"] == answered, inv
+    assert inv["runner"]["shards"] == -(-(N - answered) // 10) >= 1
+    assert not (folder / "responses" / "_shards").exists()
+    resp = frame(str(folder), "responses", ["example_id"])
+    assert len(resp) == N and resp["error"].isna().all()
