@@ -42,7 +42,7 @@ def _frame(rf: RunFolder, name: str) -> pd.DataFrame:
     if name == S.RESPONSES:
         from assay.responses import read_responses
 
-        return read_responses(rf).to_pandas().sort_values(["model", "example_id"]).reset_index(drop=True)
+        return read_responses(rf).to_pandas().sort_values(["model", "example_id", "sample"]).reset_index(drop=True)
     return rf.read_table(name).to_pandas()
 
 

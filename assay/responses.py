@@ -1,8 +1,10 @@
-"""The responses artifact: ``responses/part-<model>-<seq>.parquet``, one row per (example, model).
+"""The responses artifact: ``responses/part-<model>-<seq>.parquet``, one row per (example, model, sample).
 
-Parts are written as the invoke stage goes; a resumed run compacts a model's earlier parts into
-one (keeping successes only) and calls the rest again. Readers see one row per (example, model):
-a success over an error, a later row over an earlier one.
+``sample`` is 0..K−1 for a model called K times per example (repeated sampling), 0 otherwise; a
+part written before the column existed reads as sample 0. Parts are written as the invoke stage
+goes; a resumed run compacts a model's earlier parts into one (keeping successes only) and calls
+the rest again. Readers see one row per (example, model, sample): a success over an error, a
+later row over an earlier one.
 """
 
 import re
@@ -16,6 +18,7 @@ from assay.store import RESPONSES, RunFolder
 RESPONSE_SCHEMA = pa.schema([
     ("example_id", pa.string()),
     ("model", pa.string()),
+    ("sample", pa.int32()),  # 0..K-1: which of the K calls of this example (repeated sampling); 0 for one call
     ("output", pa.string()),
     ("prompt_tokens", pa.int64()),
     ("completion_tokens", pa.int64()),
@@ -29,6 +32,9 @@ RESPONSE_SCHEMA = pa.schema([
     ("confidence", pa.float64()),  # 0..1 where the provider gave one (log-probabilities, class probabilities)
 ])
 COLUMNS = RESPONSE_SCHEMA.names
+#: the fields of a journal line (a JSON array), in order: ``sample`` last, so that a line written
+#: before it existed (one field short) reads as sample 0
+JOURNAL_FIELDS = [n for n in COLUMNS if n not in ("model", "sample")] + ["sample"]
 
 
 def safe_name(model: str) -> str:
@@ -87,18 +93,25 @@ def read_journal(run: RunFolder, model: str) -> tuple[pa.Table, list[dict]]:
                     rows.append(item)
     if not rows:
         return empty(), list(attempts.values())
-    width = len(RESPONSE_SCHEMA) - 1
+    width = len(JOURNAL_FIELDS)
     rows = [r + [None] * (width - len(r)) for r in rows]  # a journal written before a column was added
-    cols = list(zip(*rows)) if rows else [[] for _ in range(width)]
+    cols = dict(zip(JOURNAL_FIELDS, zip(*rows)))
     s = RESPONSE_SCHEMA
-    arrays = [pa.array(cols[0], pa.string()), pa.array([model] * len(rows), pa.string())]
-    for i, f in enumerate(list(s)[2:], start=1):
-        arrays.append(pa.array(cols[i], pa.int64()).cast(f.type) if f.name == "started_at" else pa.array(cols[i], f.type))
+    arrays = []
+    for f in s:
+        if f.name == "model":
+            arrays.append(pa.array([model] * len(rows), pa.string()))
+        elif f.name == "sample":
+            arrays.append(pa.array([0 if v is None else v for v in cols["sample"]], f.type))
+        elif f.name == "started_at":
+            arrays.append(pa.array(cols[f.name], pa.int64()).cast(f.type))
+        else:
+            arrays.append(pa.array(cols[f.name], f.type))
     return pa.Table.from_arrays(arrays, schema=s), list(attempts.values())
 
 
 def read_responses(run: RunFolder, model: str | None = None) -> pa.Table:
-    """All responses of a run (or one model), one row per (example, model): the last successful wins."""
+    """All responses of a run (or one model), one row per (example, model, sample): the last successful wins."""
     names = part_names(run, model) if model else [n for n in run.listdir(RESPONSES) if n.endswith(".parquet")]
     if not names:
         return empty()
@@ -107,23 +120,29 @@ def read_responses(run: RunFolder, model: str | None = None) -> pa.Table:
 
 
 def _conform(t: pa.Table) -> pa.Table:
-    """A part as :data:`RESPONSE_SCHEMA`; a column added since the part was written is null."""
+    """A part as :data:`RESPONSE_SCHEMA`; a column added since the part was written is null (and
+    ``sample`` 0: such a part holds one call per example)."""
     for f in RESPONSE_SCHEMA:
         if f.name not in t.column_names:
             t = t.append_column(f.name, pa.nulls(t.num_rows, f.type))
-    return t.select(COLUMNS).cast(RESPONSE_SCHEMA)
+    t = t.select(COLUMNS).cast(RESPONSE_SCHEMA)
+    if t["sample"].null_count:
+        t = t.set_column(COLUMNS.index("sample"), "sample", pc.fill_null(t["sample"], pa.scalar(0, pa.int32())))
+    return t
 
 
 def dedupe(t: pa.Table) -> pa.Table:
-    """Keep one row per (example_id, model), preferring a success over an error, later over earlier."""
+    """Keep one row per (example_id, model, sample), preferring a success over an error, later over earlier."""
     if t.num_rows == 0:
         return t
     import numpy as np
 
-    # one code per (example_id, model) from hash kernels (Table.group_by would load Arrow's query
-    # engine, acero, a quarter of a second per process); numpy picks each group's best row
-    key = pc.binary_join_element_wise(pc.cast(t["example_id"], pa.large_string()), pc.cast(t["model"], pa.large_string()),
-                                      pa.scalar("\x00", pa.large_string())).combine_chunks()
+    # one code per (example_id, model, sample) from hash kernels (Table.group_by would load Arrow's
+    # query engine, acero, a quarter of a second per process); numpy picks each group's best row
+    parts = [pc.cast(t["example_id"], pa.large_string()), pc.cast(t["model"], pa.large_string())]
+    if "sample" in t.column_names:
+        parts.append(pc.cast(pc.fill_null(t["sample"], 0), pa.large_string()))
+    key = pc.binary_join_element_wise(*parts, pa.scalar("\x00", pa.large_string())).combine_chunks()
     codes = pc.dictionary_encode(key).indices.to_numpy(zero_copy_only=False)
     if len(np.unique(codes)) == t.num_rows:
         return t
@@ -136,12 +155,14 @@ def dedupe(t: pa.Table) -> pa.Table:
 
 class Resumed(NamedTuple):
     """What earlier attempts of a model left: the examples answered, the next part number, the
-    recorded time of those answers (``latency_s`` summed), and each attempt's measurements."""
+    recorded time of those answers (``latency_s`` summed), each attempt's measurements, and the
+    (example, sample) pairs answered."""
 
     ids: set[str]
     seq: int
     latency_s: float
     attempts: list[dict]
+    pairs: set[tuple[str, int]] = frozenset()
 
 
 def compact(run: RunFolder, model: str) -> Resumed:
@@ -158,7 +179,7 @@ def compact(run: RunFolder, model: str) -> Resumed:
     if not names and not journaled.num_rows:
         if os.path.exists(path) and not attempts:
             os.remove(path)
-        return Resumed(set(), 0, 0.0, attempts)
+        return Resumed(set(), 0, 0.0, attempts, set())
     parts = read_responses(run, model)
     t = dedupe(pa.concat_tables([parts, journaled])) if journaled.num_rows else parts
     ok = t.filter(pc.is_null(t["error"]))
@@ -176,4 +197,5 @@ def compact(run: RunFolder, model: str) -> Resumed:
         else:
             os.remove(path)
     latency = pc.sum(ok["latency_s"]).as_py() or 0.0
-    return Resumed(set(ok["example_id"].to_pylist()), seq, float(latency), attempts)
+    eids = ok["example_id"].to_pylist()
+    return Resumed(set(eids), seq, float(latency), attempts, set(zip(eids, ok["sample"].to_pylist())))

@@ -40,7 +40,7 @@ MIN_CORPUS_RESAMPLES = 20
 CORPUS_BUDGET = 1000
 
 METRIC_COLUMNS = ["model", "metric", "slice", "value", "n", "ci_low", "ci_high", "errors", "higher_is_better",
-                  "se", "n_clusters", "wilson_low", "wilson_high", "mde", "samples", "var_between", "var_within",
+                  "se", "n_clusters", "wilson_low", "wilson_high", "exact_low", "exact_high", "mde", "samples", "var_between", "var_within",
                   "resamples", "score_errors", "note"]
 COMPARISON_COLUMNS = ["metric", "model_a", "model_b", "diff", "p_value", "se", "ci_low", "ci_high", "correlation",
                       "se_a", "se_b", "n", "n_clusters", "mde", "var_between", "var_within"]
@@ -392,7 +392,7 @@ def _model_rows(resp: pd.DataFrame, model: str, ids: pd.Series, sampled: bool):
 def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[str], resamples: int = 1000,
           seed: int = 0, held_out: dict[str, list[str]] | None = None, inputs: list[str] | None = None,
           cluster: str | None = None, budgets: dict[str, int] | None = None, alpha: float = ST.ALPHA,
-          power: float = ST.POWER, score_rows=None) -> ScoreResult:
+          power: float = ST.POWER, deterministic: set[str] | frozenset = frozenset(), score_rows=None) -> ScoreResult:
     """Score every model's responses against the references with each metric.
 
     ``metrics`` maps a metric key to a built metric (see ``assay.metrics``). A metric with
@@ -405,6 +405,8 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
     ``cluster`` names a dataset column whose equal values mark examples that are not independent:
     standard errors and bootstrap resamples are then by cluster. ``budgets`` (metric key -> whole
     recomputations) bounds the bootstrap of corpus metrics that recompute on every resample.
+    ``deterministic`` names models that answer an example the same way every time (batch
+    providers): when other models are sampled, their within-example variance is 0, not unknown.
     ``score_rows(key, metric, preds, refs, rows, inputs)``, when given, replaces the per-example
     scoring of each (model, metric) (the score stage passes one that scores chunks on a cluster).
     """
@@ -469,6 +471,8 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                     each_long = np.asarray(each_long, float)
                     each = _combine(metric, ex, each_long, n_ex)
                     w, k = _within(ex, each_long, n_ex)
+                    if model in deterministic:  # one answer, whatever the number of calls: nothing varies
+                        w = np.where(k > 0, 0.0, np.nan)
                 else:
                     each = np.asarray(each_long, float)
                     w = k = None
@@ -511,7 +515,7 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                     lo, hi = _interval(metric, e, boot, r_here)
                     used = 0 if boot is None else len(boot)
                     se = n_cl = np.nan
-                    wl = wh = np.nan
+                    wl = wh = el = eh = np.nan
                     vb = vw = ks = np.nan
                     successes = None
                     n_valid = n
@@ -520,6 +524,8 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                         if clusters is None and ST.is_proportion(e):
                             successes = float(np.nansum(e))
                             wl, wh = ST.wilson(successes, n_valid, alpha)
+                            if n_valid <= ST.EXACT_MAX_N:
+                                el, eh = ST.clopper_pearson(successes, n_valid, alpha)
                         if sampled and w is not None:
                             vb, vw, ks = _split(w[idx], k[idx], e)
                     elif boot is not None and len(boot) > 1:
@@ -538,7 +544,7 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                                  "ci_low": lo, "ci_high": hi, "errors": int(errors[idx].sum()),
                                  "higher_is_better": hib, "se": se,
                                  "n_clusters": int(n_cl) if clusters is not None and not np.isnan(n_cl) else np.nan,
-                                 "wilson_low": wl, "wilson_high": wh,
+                                 "wilson_low": wl, "wilson_high": wh, "exact_low": el, "exact_high": eh,
                                  "mde": ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
                                  "samples": ks, "var_between": vb, "var_within": vw, "resamples": used,
                                  "score_errors": int(n_score_err[idx].sum()), "note": "; ".join(notes) or None})

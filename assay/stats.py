@@ -9,6 +9,8 @@ is checked against scipy's or statsmodels' own computation in tests/test_stats.p
   clusters that are not independent (several questions on one passage, say);
 * :func:`wilson` — the Wilson score interval of a proportion, sound where the CLT interval is not
   (small n, a share near 0 or 1);
+* :func:`clopper_pearson` — the exact (Clopper–Pearson) interval of a proportion, from the
+  binomial distribution itself (for n up to :data:`EXACT_MAX_N`);
 * :func:`variance_split` — with several samples per example, the variance of a score split into
   its between-example and within-example (sampling) parts;
 * :func:`paired` — the difference of two models on the same examples: its SE, interval and the
@@ -34,6 +36,8 @@ MIN_CLT_N = 30
 MIN_CLT_COUNT = 5
 
 CORRECTIONS = ("holm", "bh", "bonferroni", "none")
+#: the largest n the exact interval is computed for (above it, Wilson's is as good)
+EXACT_MAX_N = 1000
 
 
 def z(q: float) -> float:
@@ -102,6 +106,42 @@ def wilson(successes: float, n: int, alpha: float = ALPHA) -> tuple[float, float
     centre = (p + q * q / (2 * n)) / denom
     half = q * math.sqrt(p * (1 - p) / n + q * q / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _binom_tail(x: int, n: int, p: float, lf: np.ndarray, upper: bool) -> float:
+    """P(X ≥ x) (``upper``) or P(X ≤ x) for X ~ Binomial(n, p), summed in log space."""
+    k = np.arange(x, n + 1) if upper else np.arange(0, x + 1)
+    logpmf = lf[n] - lf[k] - lf[n - k] + k * math.log(p) + (n - k) * math.log1p(-p)
+    top = logpmf.max()
+    return float(math.exp(top) * np.exp(logpmf - top).sum())
+
+
+def clopper_pearson(successes: float, n: int, alpha: float = ALPHA) -> tuple[float, float]:
+    """The exact (Clopper–Pearson) interval of a proportion ``successes / n``: the p whose binomial
+    tail at the observed count is ``alpha / 2`` on each side (0 and 1 at the ends), which is the
+    beta-quantile form ``Beta(α/2; x, n−x+1)``, ``Beta(1−α/2; x+1, n−x)``. Found by bisection on
+    the binomial tail (no scipy), to 1e-13; NaN when n = 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    x = int(round(successes))
+    lf = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=float)))])
+    half = alpha / 2
+
+    def solve(f) -> float:  # f increasing in p on (0, 1): the p where f(p) = half
+        lo, hi = 0.0, 1.0
+        while hi - lo > 1e-13:
+            mid = (lo + hi) / 2
+            if f(mid) < half:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    # the lower end: where P(X ≥ x), which rises with p, is α/2
+    low = 0.0 if x == 0 else solve(lambda p: _binom_tail(x, n, p, lf, upper=True))
+    # the upper end for x is one minus the lower end for n − x failures, by symmetry
+    high = 1.0 if x == n else 1.0 - solve(lambda p: _binom_tail(n - x, n, p, lf, upper=True))
+    return low, high
 
 
 def is_proportion(values) -> bool:

@@ -128,7 +128,9 @@ def test_a_resumed_self_hosted_models_measurements_cover_every_attempt(setup, pr
     st = run.manifest()["stages"]["invoke"]["models"]["live"]
     first, second = st["attempts"]
     # the killed attempt wrote two parts of SHARD rows before it died, and journaled what followed
-    assert 2 * SHARD <= first["ok"] < N and first["wall_s"] > 0
+    # (on a loaded machine the calls can all finish, journaled, before the writer thread reaches
+    # the third part, where the kill is armed: then the resumed attempt makes none)
+    assert 2 * SHARD <= first["ok"] <= N and first["wall_s"] > 0
     assert second["ok"] == st["called"] - st["errors"] and first["ok"] + second["ok"] == N == st["resumed"] + st["called"]
     assert st["wall_s"] == first["wall_s"] + second["wall_s"]
     assert st["throughput_rps"] == N / st["wall_s"]

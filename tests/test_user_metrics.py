@@ -270,10 +270,12 @@ def test_score_stage_reads_every_sample_of_the_responses(tmp_path):
                    pa.Table.from_pylist([{"example_id": "e1", "model": "M", "output": "c", "error": None, "sample": 2}]))
     t = read_scored_responses(rf).to_pandas().sort_values("sample")
     assert t["sample"].tolist() == [0, 1, 2] and t["output"].tolist() == ["a", "b", "c"]
-    # without a sample column: the responses as the invoke stage reads them, one row per (example, model)
+    # a part written before the sample column existed: one row per (example, model), read as sample 0
     rf2 = Store(tmp_path).run("p", date(2026, 1, 1), "r2")
     from assay.responses import RESPONSE_SCHEMA
 
+    old = pa.schema([f for f in RESPONSE_SCHEMA if f.name != "sample"])
     rf2.write_table("responses/part-M-00000.parquet", pa.Table.from_pylist([{"example_id": "e1", "model": "M", "output": "a"}],
-                                                                           schema=RESPONSE_SCHEMA))
-    assert read_scored_responses(rf2).num_rows == 1 and "sample" not in read_scored_responses(rf2).column_names
+                                                                           schema=old))
+    t2 = read_scored_responses(rf2)
+    assert t2.num_rows == 1 and t2["sample"].to_pylist() == [0]

@@ -1,4 +1,9 @@
-"""Every model on every example, through the engine: one response per (example, model), resumable.
+"""Every model on every example, through the engine: one response per (example, model, sample), resumable.
+
+A chat model with ``samples: K`` is asked each example K times, each a request of its own
+(sample 0..K−1): sample 0 has the cache key a single call has, sample s > 0 that key with s
+added (:func:`sample_key`), so a cached sampled run replays all K and a single-call run's cache
+serves the first sample of a sampled one. A batch provider is called once per example.
 
 Per model: earlier parts of an interrupted run are compacted and their examples skipped
 (:func:`assay.responses.compact`, which also hands on what the earlier attempts measured), the rest go to :func:`~assay.calling.engine.call_chat` (chat
@@ -36,12 +41,25 @@ class Options:
 _STARTED = RESPONSE_SCHEMA.field("started_at").type
 
 
-def chunk_table(chunk: Chunk, example_ids: list, model: str) -> pa.Table:
-    """A chunk as response rows (:data:`~assay.responses.RESPONSE_SCHEMA`)."""
+def sample_key(key: str, sample: int) -> str:
+    """The cache key of sample ``sample`` of a request whose single-call key is ``key``: that key
+    itself for sample 0 (so a run without repeated sampling keeps its cache), a hash of the key and
+    the sample index otherwise."""
+    if not sample:
+        return key
+    import hashlib
+
+    return hashlib.sha256(f"{key}/sample/{int(sample)}".encode()).hexdigest()
+
+
+def chunk_table(chunk: Chunk, example_ids: list, model: str, samples: list | None = None) -> pa.Table:
+    """A chunk as response rows (:data:`~assay.responses.RESPONSE_SCHEMA`); ``samples`` gives each
+    row's sample index (default 0)."""
     n = len(chunk)
     s = RESPONSE_SCHEMA
     c = chunk
-    arrays = [pa.array(example_ids, pa.string()), pa.array([model] * n, pa.string()), pa.array(c.output, pa.string()),
+    arrays = [pa.array(example_ids, pa.string()), pa.array([model] * n, pa.string()),
+              pa.array(samples if samples is not None else [0] * n, pa.int32()), pa.array(c.output, pa.string()),
               pa.array(c.prompt_tokens, pa.int64()), pa.array(c.completion_tokens, pa.int64()),
               pa.array(c.cached_tokens, pa.int64()), pa.array(c.cache_write_tokens, pa.int64()),
               pa.array(c.latency_s, pa.float64()), pa.array(c.started_at, pa.int64()).cast(_STARTED),
@@ -52,15 +70,19 @@ def chunk_table(chunk: Chunk, example_ids: list, model: str) -> pa.Table:
 
 class PartWriter:
     """``on_chunk`` for one model: each chunk becomes the next response part; ``after(chunk)``, if
-    given, is told once the part is written."""
+    given, is told once the part is written. ``samples`` (aligned with ``example_ids``) gives each
+    request's sample index."""
 
     def __init__(self, run: RunFolder, model: str, seq: int, example_ids: list,
-                 after: Callable[[Chunk], None] | None = None):
+                 after: Callable[[Chunk], None] | None = None, samples: list | None = None):
         self.run, self.model, self.seq, self.ids, self.after = run, model, seq, example_ids, after
+        self.samples = samples
 
     def __call__(self, chunk: Chunk) -> None:
-        ids = self.ids
-        self.run.write_table(part_name(self.model, self.seq), chunk_table(chunk, [ids[j] for j in chunk.index], self.model))
+        ids, ss = self.ids, self.samples
+        self.run.write_table(part_name(self.model, self.seq),
+                             chunk_table(chunk, [ids[j] for j in chunk.index], self.model,
+                                         None if ss is None else [ss[j] for j in chunk.index]))
         self.seq += 1
         if self.after is not None:
             self.after(chunk)
@@ -82,11 +104,13 @@ class Journal:
     throughput covers the time of the calls it did not make again. A batch model's journal holds
     only the snapshots, one per part written (:meth:`mark`)."""
 
-    def __init__(self, run: RunFolder, model: str, example_ids: list, started: float, wall: Callable[[], float | None]):
+    def __init__(self, run: RunFolder, model: str, example_ids: list, started: float, wall: Callable[[], float | None],
+                 samples: list | None = None):
         from assay.responses import journal_path
 
         self.path = journal_path(run, model)
         self.ids = example_ids
+        self.samples = samples
         self.started, self.wall = started, wall
         self.attempt = f"{time.time():.6f}-{os.getpid()}"
         self.ok = 0
@@ -102,10 +126,12 @@ class Journal:
         return _ENCODE(self.measured()) + "\n"
 
     def __call__(self, chunk: Chunk) -> None:
-        ids, c = self.ids, chunk
+        ids, c, ss = self.ids, chunk, self.samples
         self.ok += c.error.count(None)
+        # the fields of assay.responses.JOURNAL_FIELDS, the sample index last
         rows = zip([ids[j] for j in c.index], c.output, c.prompt_tokens, c.completion_tokens, c.cached_tokens,
-                   c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error, c.confidence)
+                   c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error, c.confidence,
+                   [0] * len(c.index) if ss is None else [ss[j] for j in c.index])
         # one encoder for every line: json.dumps with separators builds a new encoder per call
         encode = _ENCODE
         os.write(self.fd, ("".join([encode(r) + "\n" for r in rows]) + self._snapshot()).encode())
@@ -137,22 +163,37 @@ def _render(prompt, rows: pa.Table):
 
 
 async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt, run: RunFolder,
-                       cache: ResponseCache | None, opts: Options, budget: Budget) -> dict:
-    """Produce one response per example for one model, writing parts as shards complete.
+                       cache: ResponseCache | None, opts: Options, budget: Budget, samples: int = 1) -> dict:
+    """Produce one response per example and sample for one model, writing parts as shards complete.
 
-    Besides the engine's stats: ``resumed`` (examples an earlier attempt answered),
-    ``resumed_latency_s`` (their recorded time) and ``earlier_attempts`` (each earlier attempt's
-    measured ``wall_s`` and fresh successes ``ok``)."""
+    ``samples`` K > 1 asks a chat model each example K times (requests ``(example, sample)``,
+    sample 0..K−1); a batch provider is called once whatever K. Besides the engine's stats:
+    ``resumed`` (requests an earlier attempt answered), ``resumed_latency_s`` (their recorded
+    time), ``earlier_attempts`` (each earlier attempt's measured ``wall_s`` and fresh successes
+    ``ok``) and, with K > 1, ``samples``."""
     t_start = time.perf_counter()
     done = compact(run, name)
     ids = dataset["example_id"].to_pylist()
-    todo = [i for i, e in enumerate(ids) if e not in done.ids]
-    resumed = len(ids) - len(todo)
-    earlier = {"resumed": resumed, "resumed_latency_s": done.latency_s,
-               "earlier_attempts": [{k: a[k] for k in ("wall_s", "ok")} for a in done.attempts]}
     batch = isinstance(provider, BatchProvider)
     if not batch and not isinstance(provider, ChatProvider):
         raise TypeError(f"model {name}: provider {type(provider).__name__} is neither a ChatProvider nor a BatchProvider")
+    k = 1 if batch else max(1, int(samples))
+    if k == 1:
+        todo = [i for i, e in enumerate(ids) if e not in done.ids]
+        todo_samples = None
+    else:  # example by example, each example's K samples together
+        pairs = done.pairs
+        todo, todo_samples = [], []
+        for i, e in enumerate(ids):
+            for s in range(k):
+                if (e, s) not in pairs:
+                    todo.append(i)
+                    todo_samples.append(s)
+    resumed = len(ids) * k - len(todo)
+    earlier = {"resumed": resumed, "resumed_latency_s": done.latency_s,
+               "earlier_attempts": [{f: a[f] for f in ("wall_s", "ok")} for a in done.attempts]}
+    if k > 1:
+        earlier["samples"] = k
 
     def progress(done: int, errors: int, usd: float) -> None:
         opts.on_progress(name, resumed + done, errors, usd)
@@ -169,21 +210,39 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
         return {**new_stats(1 if batch else provider.cfg.max_concurrency), **earlier}
     # (no take on a fresh run: building any Arrow array from Python objects imports pandas, half
     # a second before the first call)
-    sub = dataset if len(todo) == dataset.num_rows else dataset.take(pa.array(todo, pa.int64()))
+    rows = sorted(set(todo)) if todo_samples is not None else todo
+    sub = dataset if len(rows) == dataset.num_rows else dataset.take(pa.array(rows, pa.int64()))
     sub_ids = ids if sub is dataset else sub["example_id"].to_pylist()
+    at = None
+    if todo_samples is not None:  # one request per (example, sample): positions of the requests in ``sub``
+        where = {r: j for j, r in enumerate(rows)}
+        at = [where[i] for i in todo]
+        sub_ids = [sub_ids[j] for j in at]
     use_cache = cache is not None and opts.cache_mode != "off" and provider.cache_responses
     journal = None
     if batch or JOURNAL:
-        journal = Journal(run, name, sub_ids, t_start, lambda: provider.stats().get("wall_s"))
-    kw = dict(name=name, identity=request_identity(provider, prompt) if use_cache else None,
+        journal = Journal(run, name, sub_ids, t_start, lambda: provider.stats().get("wall_s"), samples=todo_samples)
+    identity = request_identity(provider, prompt) if use_cache else None
+    kw = dict(name=name, identity=identity,
               cache=cache if use_cache else None, options=CallOptions(cache_mode=opts.cache_mode, chunk_size=opts.shard_size),
-              budget=budget, on_chunk=PartWriter(run, name, done.seq, sub_ids, after=journal.mark if batch else None),
+              budget=budget, on_chunk=PartWriter(run, name, done.seq, sub_ids, after=journal.mark if batch else None,
+                                                 samples=todo_samples),
               on_progress=on_progress)
     try:
         if batch:
             stats = await run_batches(provider, sub, **kw)
         else:
-            stats = await call_chat(provider, _render(prompt, sub), on_calls=journal, **kw)
+            requests = _render(prompt, sub)
+            keys = None
+            if at is not None:
+                if use_cache:
+                    from assay.cache import key_maker
+
+                    make = key_maker(identity)
+                    base = [make(r) for r in requests]
+                    keys = [sample_key(base[j], s) for j, s in zip(at, todo_samples)]
+                requests = [requests[j] for j in at]
+            stats = await call_chat(provider, requests, keys=keys, on_calls=journal, **kw)
     except BaseException:
         if journal is not None:
             journal.close(remove=False)  # what it holds is folded into the parts when the run resumes
@@ -196,8 +255,12 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
 
 
 async def invoke_all(providers: dict[str, Provider], dataset: pa.Table, prompt, run: RunFolder,
-                     cache: ResponseCache | None, opts: Options, budget: Budget) -> dict[str, dict]:
-    """All models concurrently (different endpoints do not wait for one another)."""
+                     cache: ResponseCache | None, opts: Options, budget: Budget,
+                     samples: dict[str, int] | None = None) -> dict[str, dict]:
+    """All models concurrently (different endpoints do not wait for one another); ``samples``
+    gives a model's calls per example (default 1)."""
     names = list(providers)
-    results = await asyncio.gather(*(invoke_model(n, providers[n], dataset, prompt, run, cache, opts, budget) for n in names))
+    samples = samples or {}
+    results = await asyncio.gather(*(invoke_model(n, providers[n], dataset, prompt, run, cache, opts, budget,
+                                                  samples=samples.get(n, 1)) for n in names))
     return dict(zip(names, results))

@@ -86,6 +86,11 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
             if g not in keys and not any(g.startswith(pre) for pre in prefixes):
                 problems.append((("pipelines", pname, "gates", g), f"gate on metric {g!r} which the pipeline does not compute (metrics: {', '.join(keys)})"))
         problems += policy_problems(pname, p)
+        if isinstance(p.samples, dict):
+            for m in p.samples:
+                if m not in p.models:
+                    problems.append((("pipelines", pname, "samples", m),
+                                     f"samples for model {m!r}, which is not one of the pipeline's models ({', '.join(p.models)})"))
         if p.prompt is None and any(cfg.models.get(m) and cfg.models[m].provider == "openai" for m in p.models):
             problems.append((("pipelines", pname, "prompt"), "a prompt is required when an openai model is used"))
     return problems

@@ -213,7 +213,10 @@ def _hashed_model(m: ModelConfig) -> dict:
     their defaults, which is how models were dumped when one class held every provider's fields. So the
     hash of a config did not change when each provider got its own class, and the run ids, resumes and
     ``assay reproduce`` checks that compare it keep working for runs recorded before."""
-    return {**_flat_defaults(), **m.model_dump(mode="json")}
+    out = {**_flat_defaults(), **m.model_dump(mode="json")}
+    if out.get("samples") in (1, None):  # added later: one call per example hashes as before it existed
+        out.pop("samples", None)
+    return out
 
 
 #: keys added to the pipeline schema after runs were recorded, with their defaults: left out of the
@@ -234,6 +237,8 @@ def _hashed_pipeline(pipe: dict) -> dict:
     pipe.pop("runner", None)  # where shards run never changes what they produce
     if not pipe.get("policies"):
         pipe.pop("policies", None)
+    if pipe.get("samples") is None:
+        pipe.pop("samples", None)
     pipe["dataset"] = drop(pipe["dataset"], "dataset")
     pipe["gates"] = {k: drop(g, "gate") for k, g in pipe.get("gates", {}).items()}
     pipe["metrics"] = [drop(m, "metric") if isinstance(m, dict) else m for m in pipe.get("metrics", [])]

@@ -14,6 +14,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 
 WINDOW_PATTERN = re.compile(r"^(\d+)([dwh])$")
 
+#: the most calls per example repeated sampling makes
+MAX_SAMPLES = 1000
+
 
 class Strict(BaseModel):
     # defer_build: a process that only unpickles a config (see assay.ahead) never pays for the
@@ -116,6 +119,8 @@ class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
     tpm: float | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=60, gt=0)
     max_attempts: int = Field(default=4, ge=1, le=20)
+    samples: int = Field(default=1, ge=1, le=MAX_SAMPLES, description="calls per example (repeated sampling of a "
+                                                                       "non-deterministic model); a pipeline's samples: overrides it")
 
     @property
     def target(self) -> str:
@@ -484,6 +489,36 @@ class PipelineConfig(Strict):
     bootstrap: int = Field(default=1000, ge=0)
     policies: dict[str, PolicyConfig] = Field(default_factory=dict, description="cascades and routes scored from the run's answers")
     runner: Runner | None = Field(default=None, description="run invoke shards and score chunks on Dask (overrides the top-level runner)")
+    samples: int | dict[str, int] | None = Field(
+        default=None, description="calls per example: K for every chat model of the pipeline, or {model: K}; "
+                                  "overrides the models' own samples:")
+
+    @field_validator("samples", mode="before")
+    @classmethod
+    def _samples(cls, v):
+        def one(k, where: str):
+            if isinstance(k, bool) or not isinstance(k, int):
+                raise ValueError(f"{where}must be a whole number of calls per example (1 or more), got {k!r}")
+            if not 1 <= k <= MAX_SAMPLES:
+                raise ValueError(f"{where}must be between 1 and {MAX_SAMPLES} calls per example, got {k}")
+            return k
+
+        if v is None:
+            return v
+        if isinstance(v, dict):
+            return {str(m): one(k, f"samples.{m} ") for m, k in v.items()}
+        return one(v, "")
+
+    def samples_of(self, name: str, model) -> int:
+        """Calls per example for the pipeline's model ``name`` (config ``model``): the pipeline's
+        ``samples: {name: K}``, else its ``samples: K``, else the model's own ``samples:``, else 1.
+        Only chat models are called more than once (see :mod:`assay.calling.invoke`)."""
+        s = self.samples
+        if isinstance(s, dict) and name in s:
+            return s[name]
+        if isinstance(s, int):
+            return s
+        return int(getattr(model, "samples", 1) or 1)
 
     @field_validator("cache", mode="before")
     @classmethod

@@ -687,16 +687,31 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
 
 
 def _error_bar_lines(metrics: pd.DataFrame) -> list[str]:
-    """Overall error bars beside the bootstrap interval: CLT SE, Wilson, clusters, MDE, notes."""
+    """Overall error bars beside the bootstrap interval: CLT SE, Wilson and exact (Clopper–Pearson)
+    intervals, clusters, MDE, notes; with repeated sampling, samples per example and the variance split."""
     if "se" not in metrics:
         return []
     o = metrics[metrics["slice"] == "all"]
-    out = ["## Error bars\n", "| model | metric | n | se | Wilson 95% | clusters | MDE (80% power) | note |",
-           "|---|---|---|---|---|---|---|---|"]
+    sampled = "samples" in o and bool((o["samples"].fillna(1) > 1).any())
+    head = "| model | metric | n | se | Wilson 95% | exact 95% | clusters | MDE (80% power) |"
+    rule = "|---|---|---|---|---|---|---|---|"
+    if sampled:
+        head += " samples | var between | var within |"
+        rule += "---|---|---|"
+    out = ["## Error bars\n", head + " note |", rule + "---|"]
+
+    def interval(lo, hi) -> str:
+        return "–" if lo is None or pd.isna(lo) else f"[{fmt.num(lo)}, {fmt.num(hi)}]"
+
     for r in o.itertuples(index=False):
-        wil = "–" if pd.isna(r.wilson_low) else f"[{fmt.num(r.wilson_low)}, {fmt.num(r.wilson_high)}]"
+        wil = interval(r.wilson_low, r.wilson_high)
+        exact = interval(getattr(r, "exact_low", None), getattr(r, "exact_high", None))
         ncl = "–" if pd.isna(r.n_clusters) else str(int(r.n_clusters))
-        out.append(f"| {r.model} | {r.metric} | {int(r.n)} | {fmt.num(r.se, 4)} | {wil} | {ncl} | {fmt.num(r.mde)} | {r.note or ''} |")
+        line = f"| {r.model} | {r.metric} | {int(r.n)} | {fmt.num(r.se, 4)} | {wil} | {exact} | {ncl} | {fmt.num(r.mde)} |"
+        if sampled:
+            k = "1" if pd.isna(r.samples) else f"{r.samples:g}"
+            line += f" {k} | {fmt.num(r.var_between, 4)} | {fmt.num(r.var_within, 4)} |"
+        out.append(line + f" {r.note or ''} |")
     return out + [""]
 
 

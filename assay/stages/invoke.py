@@ -60,16 +60,27 @@ def run(ctx: RunContext) -> str:
         return f(p, c, cached) if f is not None else 0.0
 
     budget = I.Budget(max_usd=cfg.cost.max_usd, price=price)
+    from assay.providers.base import BatchProvider
+
+    samples = {}
+    for name, p in providers.items():
+        k = cfg.samples_of(name, models[name])
+        if k > 1 and isinstance(p, BatchProvider):
+            log.info("invoke: %s: samples %d asked, but provider %s answers each example once (the same answer every "
+                     "time: no within-example variance); called once per example", name, k, models[name].provider)
+            k = 1
+        samples[name] = k
     total = dataset.num_rows
 
     def on_progress(model, done, errors, usd):
-        progress.report(model, done, total, errors, usd)
+        progress.report(model, done, total * samples.get(model, 1), errors, usd)
 
     opts = I.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode, on_progress=on_progress)
     cache = ctx.open_cache()
-    log.info("invoke: %d examples × %d model(s): %s", total, len(providers), ", ".join(providers))
+    log.info("invoke: %d examples × %d model(s): %s", total, len(providers),
+             ", ".join(n if samples[n] == 1 else f"{n} (×{samples[n]} samples)" for n in providers))
     try:
-        stats = asyncio.run(I.invoke_all(providers, dataset, cfg.prompt, rf, cache, opts, budget))
+        stats = asyncio.run(I.invoke_all(providers, dataset, cfg.prompt, rf, cache, opts, budget, samples=samples))
     finally:
         if cache is not None:
             cache.close()
@@ -102,8 +113,8 @@ def run(ctx: RunContext) -> str:
                  st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
         if st.get("error_examples"):
             log.warning("invoke: %s: the first error of each kind: %s", name, examples(st["error_kinds"], st["error_examples"]))
-    # one response per (example, model) is on disk: what earlier attempts kept (successes only,
-    # compacted) and one row for each example handled now, so the counts need no read-back
+    # one response per (example, model, sample) is on disk: what earlier attempts kept (successes
+    # only, compacted) and one row for each request handled now, so the counts need no read-back
     rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())
     n_err = sum(st["errors"] for st in stats.values())
     share = n_err / rows if rows else 0.0
@@ -111,7 +122,7 @@ def run(ctx: RunContext) -> str:
     record_stage(rf, NAME, t0, [f"{S.RESPONSES}/"], extra)
     if budget.stopped:
         raise RunFailed(f"budget guard: {budget.stopped}")
-    expected = dataset.num_rows * len(ctx.models)
+    expected = dataset.num_rows * sum(samples[m] for m in ctx.models)
     if rows < expected:
         raise RunFailed(f"only {rows} of {expected} responses were produced")
     if share > cfg.max_error_rate:
@@ -219,6 +230,16 @@ def fold_shards(ctx: RunContext) -> int:
     return n
 
 
+def shard_samples(ctx: RunContext, model: str) -> int:
+    """Calls per example of ``model`` in a sharded run: the pipeline's ``samples``, 1 for a batch
+    provider (as :func:`run` decides, from the provider's config rather than a built provider)."""
+    from assay.providers import PROVIDERS, BatchProvider
+
+    mcfg = ctx.loaded.config.models[model]
+    k = ctx.cfg.samples_of(model, mcfg)
+    return 1 if k > 1 and issubclass(PROVIDERS.get(mcfg.provider), BatchProvider) else k
+
+
 def plan_shards(ctx: RunContext) -> tuple[list[Shard], dict]:
     """Fold what an interrupted attempt left, then split each model's unanswered rows into shards
     of :func:`shard_rows`; also returns, per model, how many rows earlier attempts answered."""
@@ -232,8 +253,12 @@ def plan_shards(ctx: RunContext) -> tuple[list[Shard], dict]:
     resumed: dict[str, int] = {}
     for model in ctx.models:
         done = compact(rf, model)
-        todo[model] = [i for i, e in enumerate(ids) if e not in done.ids]
-        resumed[model] = len(ids) - len(todo[model])
+        k = shard_samples(ctx, model)
+        if k == 1:
+            todo[model] = [i for i, e in enumerate(ids) if e not in done.ids]
+        else:  # a row is done when all its samples are (a shard asks all the samples of its rows)
+            todo[model] = [i for i, e in enumerate(ids) if any((e, j) not in done.pairs for j in range(k))]
+        resumed[model] = (len(ids) - len(todo[model])) * k
     import numpy as np
 
     plan = [(m, k, Packed(np.asarray(rows[lo:lo + size], dtype=np.int64)))
@@ -288,7 +313,8 @@ def run_shard(ctx: RunContext, shard: Shard) -> dict:
     opts = I.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode)
     cache = ctx.open_cache(sharded=True)
     try:
-        st = asyncio.run(I.invoke_model(model, provider, sub, cfg.prompt, view, cache, opts, budget))
+        st = asyncio.run(I.invoke_model(model, provider, sub, cfg.prompt, view, cache, opts, budget,
+                                        samples=shard_samples(ctx, model)))
     finally:
         if cache is not None:
             cache.close()
@@ -374,7 +400,7 @@ def merge_shards(ctx: RunContext, shards: list[Shard], results: list[dict], resu
     stopped = [r["stopped"] for r in results if r.get("stopped")]
     if stopped:
         raise RunFailed(f"budget guard: {stopped[0]} (cost.max_usd is split evenly among the {len(shards)} shards)")
-    expected = rf.read_table(S.DATASET, columns=["example_id"]).num_rows * len(ctx.models)
+    expected = rf.read_table(S.DATASET, columns=["example_id"]).num_rows * sum(shard_samples(ctx, m) for m in ctx.models)
     if rows < expected:
         raise RunFailed(f"only {rows} of {expected} responses were produced")
     if share > cfg.max_error_rate:

@@ -50,26 +50,21 @@ def inputs_text(ctx: RunContext, dataset) -> list[str]:
 
 
 def read_scored_responses(rf):
-    """The run's responses; with several samples per (example, model) (a ``sample`` column in the
-    parts, see :mod:`assay.scoring`), every sample's row, the last one of each (example, model,
-    sample) winning."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    """The run's responses: with several samples per (example, model) (``samples:``, see
+    :mod:`assay.scoring`), every sample's row, the last one of each (example, model, sample) winning."""
     from assay.responses import read_responses
 
-    names = [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")] if rf.exists(S.RESPONSES) else []
-    parts = [rf.read_table(f"{S.RESPONSES}/{n}") for n in names]
-    if not any("sample" in t.column_names for t in parts):
-        return read_responses(rf)
-    cols = ["example_id", "model", "output", "error", "sample"]
-    t = pa.concat_tables([p.select([c for c in cols if c in p.column_names]).append_column("sample", pa.nulls(p.num_rows, pa.int64()))
-                          if "sample" not in p.column_names else p.select(cols) for p in parts], promote_options="permissive")
-    t = t.set_column(t.schema.get_field_index("sample"), "sample", pc.fill_null(pc.cast(t["sample"], pa.int64()), 0))
-    df = t.to_pandas()
-    df["_ok"] = df["error"].isna()
-    df = df.sort_values("_ok", kind="mergesort").drop_duplicates(["example_id", "model", "sample"], keep="last")
-    return pa.Table.from_pandas(df.drop(columns="_ok"), preserve_index=False)
+    return read_responses(rf)
+
+
+def deterministic_models(ctx: RunContext) -> set[str]:
+    """The run's models whose provider answers an example the same way every time (batch
+    providers: a conventional model, a function, a replayed log): their within-example variance
+    is 0, not unknown, when other models of the run are sampled."""
+    from assay.providers import PROVIDERS
+
+    models = ctx.loaded.config.models
+    return {m for m in ctx.models if getattr(PROVIDERS.get(models[m].provider), "kind", None) == "batch"}
 
 
 def run(ctx: RunContext, score_rows=None) -> str:
@@ -85,7 +80,8 @@ def run(ctx: RunContext, score_rows=None) -> str:
     inputs = inputs_text(ctx, dataset) if any(getattr(m, "needs_inputs", False) for m in metrics.values()) else None
     budgets = {s.key: s.bootstrap_budget for s in cfg.metric_specs() if s.bootstrap_budget is not None}
     res = score(dataset, responses, metrics, cfg.dataset.slices, cfg.bootstrap, seed=0, held_out=cfg.dataset.held_out,
-                inputs=inputs, cluster=cfg.dataset.cluster, budgets=budgets, score_rows=score_rows)
+                inputs=inputs, cluster=cfg.dataset.cluster, budgets=budgets, deterministic=deterministic_models(ctx),
+                score_rows=score_rows)
     rf.write_table(S.SCORES, res.scores)
     rf.write_table(S.METRICS, res.metrics)
     rf.write_table(S.GENERALIZATION, res.generalization)

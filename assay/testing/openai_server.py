@@ -19,6 +19,11 @@ per-prompt table) and ``POST /_reset`` (clears stats and all "once per prompt" f
 
 Deterministic answers
 ---------------------
+0. If the last user message has a line ``ANSWERS: <JSON array of strings>``, the answers vary
+   per request, as a sampled model's do: the n-th request of that prompt (counted since the
+   start or the last ``/_reset``, retries included) gets item ``(n - 1) mod len`` of the array.
+   So K requests of one prompt, whatever their order, get the first K items (a multi-line
+   program can be an item: JSON escapes its newlines).
 1. If the last user message has a line ``ANSWER: <text>``, the reply is ``<text>``.
 2. Else, if a system/developer or user message has ``labels: a, b, c``, the reply is the
    label that occurs (case-insensitive, whole word, earliest position) in the last user
@@ -201,6 +206,7 @@ class ServerConfig:
 # --------------------------------------------------------------------------- responder
 
 _ANSWER_RE = re.compile(r"^[ \t]*ANSWER:[ \t]*(.*?)[ \t\r]*$", re.M)
+_ANSWERS_RE = re.compile(r"^[ \t]*ANSWERS:[ \t]*(\[.*\])[ \t\r]*$", re.M)
 _LABELS_RE = re.compile(r"labels[ \t]*:[ \t]*([^\r\n]*)", re.I)
 _CONFIDENCE_RE = re.compile(r"^[ \t]*CONFIDENCE:[ \t]*([0-9.]+)", re.M)
 _SENTENCE_END_RE = re.compile(r"[.;!?](?:\s|$)")
@@ -251,6 +257,20 @@ def _find_labels(systems: list[str], users: list[str]):
             if m and (labels := _parse_labels(m.group(1))):
                 return labels
     return None
+
+
+def varied_answer(last_user: str, n: int) -> str | None:
+    """The answer of the ``n``-th request (1-based) of a prompt with an ``ANSWERS: [...]`` line, or None."""
+    m = _ANSWERS_RE.search(last_user)
+    if not m:
+        return None
+    try:
+        items = json.loads(m.group(1))
+    except ValueError:
+        return None
+    if not isinstance(items, list) or not items:
+        return None
+    return str(items[(n - 1) % len(items)])
 
 
 def respond(last_user: str, systems: list[str], users: list[str]) -> str:
@@ -742,7 +762,11 @@ class _HTTPProtocol(asyncio.Protocol):
         if trig and "TRIGGER:SLOW" in user_all:
             delay += cfg.slow_seconds
 
-        answer = respond(last_user, systems, users)
+        answer = None
+        if "ANSWERS:" in last_user:
+            answer = varied_answer(last_user, prompts[ph])
+        if answer is None:
+            answer = respond(last_user, systems, users)
         if trig and "TRIGGER:NOCHOICES" in user_all:
             return 200, b'{"id":"chatcmpl-empty","object":"chat.completion","choices":[]}', b"", delay
         pt = (chars + 3) // 4
