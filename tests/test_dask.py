@@ -123,15 +123,19 @@ def prefect_records(folder: str):
 
 
 def test_a_run_on_a_two_worker_local_cluster_equals_the_local_run(tmp_path, server, prefect_server):
-    local = run_flow(write_config(tmp_path / "local", server.base_url))
+    sampled = "samples: {fake: 2}"  # repeated sampling: each shard asks its rows twice
+    local = run_flow(write_config(tmp_path / "local", server.base_url, pipeline_extra=sampled))
     assert local.is_completed(), local
-    dask = run_flow(write_config(tmp_path / "dask", server.base_url, runner="runner: {dask: local, workers: 2, shard_rows: 7}"))
+    dask = run_flow(write_config(tmp_path / "dask", server.base_url, runner="runner: {dask: local, workers: 2, shard_rows: 7}",
+                                 pipeline_extra=sampled))
     assert dask.is_completed(), dask
     a, b = local.result(), dask.result()
     # the runner is not part of the run's identity: same config hash, same run id suffix
     ma, mb = (json.loads((Path(f) / "manifest.json").read_text()) for f in (a, b))
     assert ma["config_hash"] == mb["config_hash"] and a.rsplit("-", 2)[1] == b.rsplit("-", 2)[1]
-    pd.testing.assert_frame_equal(frame(a, "responses", ["model", "example_id"]), frame(b, "responses", ["model", "example_id"]))
+    ra, rb = frame(a, "responses", ["model", "example_id", "sample"]), frame(b, "responses", ["model", "example_id", "sample"])
+    assert len(ra) == 3 * N and sorted(set(ra["sample"])) == [0, 1]
+    pd.testing.assert_frame_equal(ra, rb)
     for name, keys in (("scores.parquet", ["model", "metric", "example_id"]), ("metrics.parquet", ["model", "metric", "slice"]),
                        ("costs.parquet", ["model"]), ("comparisons.parquet", ["metric", "model_a", "model_b"])):
         pd.testing.assert_frame_equal(frame(a, name, keys), frame(b, name, keys), check_dtype=False, obj=name)
