@@ -78,7 +78,8 @@ def read_journal(run: RunFolder, model: str) -> tuple[pa.Table, list[dict]]:
     import os
 
     path = journal_path(run, model)
-    rows = []
+    width = len(JOURNAL_FIELDS)
+    cols: list[list] = [[] for _ in range(width)]
     attempts: dict[str, dict] = {}
     if os.path.exists(path):
         with open(path, "rb") as f:
@@ -87,20 +88,24 @@ def read_journal(run: RunFolder, model: str) -> tuple[pa.Table, list[dict]]:
                     item = json.loads(line)
                 except ValueError:
                     break  # the line being written when the process died
-                if isinstance(item, dict):
-                    attempts[item["attempt"]] = item  # a later snapshot of an attempt supersedes its earlier ones
+                if isinstance(item, list):  # one call per line (journals written before the columns)
+                    item = {"c": [[v] for v in item]}
+                if "c" in item:  # a write's calls, column by column in JOURNAL_FIELDS order
+                    got = item["c"]
+                    n = len(got[0])
+                    for i in range(width):  # a column added since the journal was written is null
+                        cols[i].extend(got[i] if i < len(got) else [None] * n)
                 else:
-                    rows.append(item)
-    if not rows:
+                    attempts[item["attempt"]] = item  # a later snapshot of an attempt supersedes its earlier ones
+    if not cols[0]:
         return empty(), list(attempts.values())
-    width = len(JOURNAL_FIELDS)
-    rows = [r + [None] * (width - len(r)) for r in rows]  # a journal written before a column was added
-    cols = dict(zip(JOURNAL_FIELDS, zip(*rows)))
+    cols = dict(zip(JOURNAL_FIELDS, cols))
+    n = len(cols["example_id"])
     s = RESPONSE_SCHEMA
     arrays = []
     for f in s:
         if f.name == "model":
-            arrays.append(pa.array([model] * len(rows), pa.string()))
+            arrays.append(pa.array([model] * n, pa.string()))
         elif f.name == "sample":
             arrays.append(pa.array([0 if v is None else v for v in cols["sample"]], f.type))
         elif f.name == "started_at":

@@ -296,7 +296,9 @@ def test_kill_then_resume_repays_only_the_calls_in_flight(tmp_path):
         after = srv.stats(include_prompts=False)["requests_total"]
     assert ctx.resumed
     assert after - before == n * k - len(kept)  # only what was not kept is asked again
-    assert before - len(kept) <= c  # and what was lost is at most the calls in flight
+    # and what was lost is at most the calls in flight (c) and the finished calls not yet journaled
+    # (at most c: the journal writes after every c calls or 0.1 s), as in tests/test_kills.py
+    assert before - len(kept) <= 2 * c
     raw = pd.concat([pd.read_parquet(p) for p in (Path(ctx.folder.url) / "responses").glob("part-live-*.parquet")])
     assert len(raw) == n * k and not raw.duplicated(["example_id", "sample"]).any()
     m = ctx.folder.read_table("metrics.parquet").to_pandas().set_index(["model", "slice"])

@@ -96,7 +96,8 @@ _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 class Journal:
     """``on_calls`` for one model: every finished call appended to ``responses/journal-<model>.jsonl``
-    (one JSON array per line) within a fraction of a second, so a killed run repays only the calls
+    (one JSON line per write: ``{"c": [column, ...]}`` in :data:`assay.responses.JOURNAL_FIELDS`
+    order) within a fraction of a second, so a killed run repays only the calls
     that were in flight; :func:`assay.responses.compact` folds it into the parts on resume.
 
     Each write ends with a snapshot of this attempt's measurements (one JSON object: the attempt,
@@ -129,12 +130,11 @@ class Journal:
         ids, c, ss = self.ids, chunk, self.samples
         self.ok += c.error.count(None)
         # the fields of assay.responses.JOURNAL_FIELDS, the sample index last
-        rows = zip([ids[j] for j in c.index], c.output, c.prompt_tokens, c.completion_tokens, c.cached_tokens,
-                   c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error, c.confidence,
-                   [0] * len(c.index) if ss is None else [ss[j] for j in c.index])
-        # one encoder for every line: json.dumps with separators builds a new encoder per call
-        encode = _ENCODE
-        os.write(self.fd, ("".join([encode(r) + "\n" for r in rows]) + self._snapshot()).encode())
+        # one line per write, column by column (one encoder call, no per-call Python work)
+        cols = [[ids[j] for j in c.index], c.output, c.prompt_tokens, c.completion_tokens, c.cached_tokens,
+                c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error, c.confidence,
+                [0] * len(c.index) if ss is None else [ss[j] for j in c.index]]
+        os.write(self.fd, (_ENCODE({"c": cols}) + "\n" + self._snapshot()).encode())
 
     def mark(self, chunk: Chunk) -> None:
         """A batch model's part is written: snapshot what it holds (cache hits took no time)."""
