@@ -47,7 +47,9 @@ def part_name(model: str, seq: int) -> str:
 
 def part_names(run: RunFolder, model: str) -> list[str]:
     prefix = f"part-{safe_name(model)}-"
-    return [n for n in run.listdir(RESPONSES) if n.startswith(prefix) and n.endswith(".parquet")]
+    # the rest must be the sequence number: model ``a``'s prefix is also the start of model ``a-b``'s parts
+    return [n for n in run.listdir(RESPONSES) if n.startswith(prefix) and n.endswith(".parquet")
+            and n[len(prefix):-len(".parquet")].isdigit()]
 
 
 def journal_path(run: RunFolder, model: str) -> str:

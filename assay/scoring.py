@@ -517,7 +517,7 @@ def _metrics_frame(rows: list[dict]) -> pd.DataFrame:
 def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[str], resamples: int = 1000,
           seed: int = 0, held_out: dict[str, list[str]] | None = None, inputs: list[str] | None = None,
           cluster: str | None = None, budgets: dict[str, int] | None = None, alpha: float = ST.ALPHA,
-          power: float = ST.POWER, deterministic: set[str] | frozenset = frozenset()) -> ScoreResult:
+          power: float = ST.POWER, deterministic: set[str] | frozenset = frozenset(), score_rows=None) -> ScoreResult:
     """Score every model's responses against the references with each metric.
 
     ``metrics`` maps a metric key to a built metric (see ``assay.metrics``). A metric with
@@ -532,6 +532,8 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
     recomputations) bounds the bootstrap of corpus metrics that recompute on every resample.
     ``deterministic`` names models that answer an example the same way every time (batch
     providers): when other models are sampled, their within-example variance is 0, not unknown.
+    ``score_rows(key, metric, preds, refs, rows, inputs)``, when given, replaces the per-example
+    scoring of each (model, metric) (the score stage passes one that scores chunks on a cluster).
     """
     ds = dataset.to_pandas(types_mapper=None)
     ids = ds["example_id"].astype(str)
@@ -567,7 +569,10 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
             refs_long = [refs_all[i] for i in ex] if sampled else refs_all
             rows_long = None if rows_all is None else ([rows_all[i] for i in ex] if sampled else rows_all)
             inputs_long = None if inputs is None else ([inputs[i] for i in ex] if sampled else inputs)
-            values, details, serr = _score_rows(metric, preds_long, refs_long, rows_long, inputs_long)
+            if score_rows is None:
+                values, details, serr = _score_rows(metric, preds_long, refs_long, rows_long, inputs_long)
+            else:
+                values, details, serr = score_rows(key, metric, preds_long, refs_long, rows_long, inputs_long)
             score_err = None
             if serr is not None and any(e is not None for e in serr):
                 score_err = [None] * n_ex

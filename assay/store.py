@@ -398,3 +398,50 @@ def open_run(path: "str | os.PathLike | RunFolder") -> RunFolder:
     if not rf.exists(MANIFEST):
         raise NotARunFolder(f"no {MANIFEST} in {rf.url}: not a run folder")
     return rf
+
+
+#: ``responses/_shards/<shard>/``: where one invoke shard run by another process keeps its parts and journal
+SHARDS = f"{RESPONSES}/_shards"
+
+
+class ShardFolder(RunFolder):
+    """One invoke shard's view of its run folder: ``responses/…`` are the shard's own
+    (``responses/_shards/<shard>/…``), so shards on several processes never write one file; every
+    other artifact (the dataset) is the run's. The invoke stage folds a shard's parts into the
+    run's ``responses/`` and clears the folder (:func:`assay.stages.invoke.fold_shards`)."""
+
+    def __init__(self, run: RunFolder, shard: str):
+        safe_component("shard", shard)
+        self.parent, self.shard = run, shard
+        self.store, self.pipeline, self.as_of, self.run_id, self._written = run.store, run.pipeline, run.as_of, run.run_id, {}
+
+    def _map(self, name: str) -> str:
+        if name == RESPONSES or name.startswith(RESPONSES + "/"):
+            return f"{SHARDS}/{self.shard}" + name[len(RESPONSES):]
+        return name
+
+    @property
+    def url(self) -> str:
+        return self.parent.path(f"{SHARDS}/{self.shard}")
+
+    def path(self, name: str) -> str:
+        return self.parent.path(self._map(name))
+
+    def _loc(self, name: str) -> str:
+        return self.parent._loc(self._map(name))
+
+    def clear(self) -> None:
+        """Delete the shard's folder (its parts are in the run's ``responses/`` by then)."""
+        loc = self.parent._loc(f"{SHARDS}/{self.shard}")
+        if self.store.remote:
+            if self.store.fs.exists(loc):
+                self.store.fs.rm(loc, recursive=True)
+        else:
+            import shutil
+
+            shutil.rmtree(loc, ignore_errors=True)
+
+
+def shard_names(run: RunFolder) -> list[str]:
+    """The shard folders a run's ``responses/`` holds (left by an interrupted sharded invoke)."""
+    return run.store._ls_dirs(run._loc(SHARDS))

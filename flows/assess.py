@@ -9,7 +9,6 @@ No ``from __future__ import annotations`` here: Prefect builds the UI's run form
 real annotations, and a served flow with a ``date`` parameter breaks without them.
 """
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import date
@@ -20,6 +19,7 @@ from prefect.states import Failed
 
 from assay.runs import start_run
 from assay.stages import run_stages
+from tasks.logs import assay_logs_to_prefect
 
 
 class StageFailed(RuntimeError):
@@ -36,28 +36,6 @@ def evaluation_date(as_of: date | None, timezone: str | None = None) -> date:
 
         scheduled = scheduled.astimezone(ZoneInfo(timezone))
     return scheduled.date()
-
-
-@contextlib.contextmanager
-def assay_logs_to_prefect():
-    """Send the ``assay`` logger's lines (rows loaded, calls, errors, dollars, results) to the
-    Prefect API, attached to the running task or flow, so the UI shows them in every mode."""
-    from prefect.logging.handlers import APILogHandler
-
-    logger = logging.getLogger("assay")
-    if any(isinstance(h, APILogHandler) for h in logger.handlers):  # PREFECT_LOGGING_EXTRA_LOGGERS=assay
-        yield
-        return
-    handler = APILogHandler()
-    level = logger.level
-    logger.addHandler(handler)
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 class _NoEmptyTraceback(logging.Filter):
@@ -140,10 +118,61 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
     get_run_logger().info("run folder: %s%s", ctx.folder.url, " (resumed)" if ctx.resumed else "")
     with assay_logs_to_prefect():
         try:
-            run_stages(ctx, call=_call, on_end=_flow_run_record)
+            if ctx.runner is None:
+                run_stages(ctx, call=_call, on_end=_flow_run_record)
+            else:
+                on_dask(ctx)
         except StageFailed as e:
             return Failed(message=str(e), data=ctx.folder.url)
     return ctx.folder.url
+
+
+def dask_task_runner(runner):
+    """prefect-dask's task runner for a ``runner:``: the scheduler at its address, or a LocalCluster
+    of ``workers`` processes (one thread each) started for the run and closed with it. The local
+    workers are told this process's Prefect API, so their task runs and logs land in this run."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect_dask import DaskTaskRunner
+
+    if runner.dask != "local":
+        return DaskTaskRunner(address=runner.dask)
+    api = PREFECT_API_URL.value()
+    if not api:  # this process runs on Prefect's temporary server: the workers join it rather than start their own
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()
+        server.start()  # already running: this only reads its address
+        api = server.api_url
+    env = {"PREFECT_API_URL": api}
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                          cluster_kwargs={"n_workers": runner.workers or 2, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None, "env": env})
+
+
+#: the runs started by :func:`on_dask`, by run folder: the subflow takes that name, not the context
+_ON_DASK: dict = {}
+
+
+def on_dask(ctx):
+    """The stages of ``ctx`` in a subflow whose task runner is the pipeline's Dask cluster: the
+    stage tasks run here as always; the invoke shards and score chunks they map run on the cluster."""
+    url = ctx.folder.url
+    record = _flow_run_record()  # the parent flow run made the folder
+    _ON_DASK[url] = (ctx, record)
+    try:
+        stages_on_dask.with_options(task_runner=dask_task_runner(ctx.runner))(url)
+    finally:
+        _ON_DASK.pop(url, None)
+
+
+def _stages_on_dask(run: str) -> None:
+    """Every stage of the run at ``run`` (started by ``assess``), with this flow's Dask task runner."""
+    ctx, record = _ON_DASK[run]
+    with assay_logs_to_prefect():
+        run_stages(ctx, call=_call, on_end=lambda: record)
+
+
+stages_on_dask = _PlainParameters(_stages_on_dask, name="assess-on-dask", log_prints=False, persist_result=False)
 
 
 assess = _PlainParameters(assess, name="assess", log_prints=False, persist_result=False)

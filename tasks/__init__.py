@@ -23,6 +23,16 @@ def run_stage(stage, ctx):
         return Failed(message=f"{stage.NAME}: {e}")
 
 
+def run_stage_with(fn, ctx, *args):
+    """``fn(ctx, *args)`` (a stage's sharded path), with the expected failures of :func:`run_stage`."""
+    from prefect.states import Failed
+
+    try:
+        return fn(ctx, *args)
+    except EXPECTED as e:
+        return Failed(message=f"{fn.__module__.rsplit('.', 1)[-1]}: {e}")
+
+
 def for_stage(name: str):
     """The Prefect task of stage ``name``."""
     from tasks import cost, gate, invoke, load, report, score

@@ -334,3 +334,31 @@ def json_copy(obj):
     import json
 
     return json.loads(json.dumps(obj))
+
+
+def test_runner_is_chosen_per_pipeline_over_the_top_level_and_shapes_no_hash(tmp_path):
+    plain = load_config(write(tmp_path, GOOD))
+    assert plain.runner("p") is None
+    top = load_config(write(tmp_path, "runner: {dask: local, workers: 3, shard_rows: 1000}\n" + textwrap.dedent(GOOD)))
+    r = top.runner("p")
+    assert (r.dask, r.workers, r.shard_rows) == ("local", 3, 1000)
+    both = textwrap.dedent(GOOD).replace("  p:\n", "  p:\n    runner: {dask: 'tcp://10.0.0.5:8786'}\n", 1)
+    both = load_config(write(tmp_path, "runner: {dask: local}\n" + both))
+    assert both.runner("p").dask == "tcp://10.0.0.5:8786" and both.runner("p").workers is None
+    # the same assessment here or on a cluster is the same run
+    assert plain.config_hash("p") == top.config_hash("p") == both.config_hash("p")
+
+
+@pytest.mark.parametrize("runner, path, words", [
+    ("{dask: 'host:8786'}", "runner.dask", "neither 'local' nor a scheduler address"),
+    ("{dask: local, workers: 0}", "runner.workers", "greater than or equal to 1"),
+    ("{dask: 'tcp://h:8786', workers: 2}", "runner", "workers is for a local cluster"),
+    ("{dask: local, shard_rows: 0}", "runner.shard_rows", "greater than or equal to 1"),
+    ("{dask: local, threads: 2}", "runner.threads", "xtra"),
+    ("{workers: 2}", "runner.dask", "required"),
+])
+def test_a_bad_runner_names_its_key_path(tmp_path, runner, path, words):
+    text = textwrap.dedent(GOOD).replace("  p:\n", f"  p:\n    runner: {runner}\n", 1)
+    found = problems(tmp_path, text)
+    hits = [(where, msg) for where, msg, _ in found if where == f"pipelines.p.{path}"]
+    assert hits and words.lower() in hits[0][1].lower(), found

@@ -149,8 +149,8 @@ def test_a_whole_run_lands_in_the_bucket(tmp_path, s3):
     manifest = rf.manifest()
     assert manifest["status"] == "complete"
     assert set(manifest["stages"]) == {"load", "invoke", "score", "cost", "report"}
-    # with a remote root the response cache is local, under the home directory
-    assert manifest["cache"] == os.path.join(str(tmp_path / "home"), ".cache", "assay", "responses.sqlite")
+    # with a remote root the response cache is the root's shared segment folder (tests/test_cache.py)
+    assert manifest["cache"] == f"{root}/_cache/segments"
 
     # every artifact is an object in the bucket, with the bytes the manifest hashed
     run_prefix = f"{PREFIX}/p/2026-11-01/{ctx.run_id}/"

@@ -234,6 +234,7 @@ def _hashed_pipeline(pipe: dict) -> dict:
         return {k: v for k, v in d.items() if not (k in _LATER_KEYS[which] and v == _LATER_KEYS[which][k])}
 
     pipe = dict(pipe)
+    pipe.pop("runner", None)  # where shards run never changes what they produce
     if not pipe.get("policies"):
         pipe.pop("policies", None)
     if pipe.get("samples") is None:
@@ -278,6 +279,10 @@ class LoadedConfig:
         if name not in self.config.pipelines:
             raise ConfigError(str(self.path), [(f"pipelines.{name}", str(UnknownName("pipeline", name, list(self.config.pipelines))), None)])
         return self.config.pipelines[name]
+
+    def runner(self, name: str):
+        """Where the pipeline's heavy stages run: its own ``runner:``, else the top-level one, else None (this process)."""
+        return self.pipeline(name).runner or self.config.runner
 
     def pipeline_slice(self, name: str) -> dict:
         """The raw (unexpanded) config that shapes one pipeline's results: its entry and its models."""

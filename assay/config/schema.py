@@ -446,6 +446,34 @@ class RoutePolicy(Strict):
 PolicyConfig = Annotated[Union[CascadePolicy, RoutePolicy], Field(discriminator="kind")]
 
 
+class Runner(Strict):
+    """Where the heavy stages' shards run: ``dask: local`` (a LocalCluster of ``workers`` processes
+    started for the run) or ``dask: tcp://host:8786`` (an existing scheduler). Not part of the
+    config hash: the same assessment run here or on a cluster is the same run."""
+
+    dask: str = Field(description="'local', or the address of a running Dask scheduler (tcp://host:8786)")
+    workers: int | None = Field(default=None, ge=1, description="worker processes of a local cluster (default 2)")
+    shard_rows: int | None = Field(default=None, ge=1, description="rows per invoke shard and score chunk "
+                                                                    "(default: the pipeline's shard_size)")
+
+    @field_validator("dask")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        v = v.strip()
+        if v == "local":
+            return v
+        m = re.fullmatch(r"(tcp|tls|inproc|ws|wss|ucx)://[^\s/:]+(:\d+)?/?", v)
+        if not m:
+            raise ValueError(f"{v!r} is neither 'local' nor a scheduler address such as tcp://host:8786")
+        return v
+
+    @model_validator(mode="after")
+    def _workers_local(self):
+        if self.workers is not None and self.dask != "local":
+            raise ValueError("workers is for a local cluster (dask: local); an existing scheduler has its own workers")
+        return self
+
+
 class PipelineConfig(Strict):
     description: str | None = None
     dataset: DatasetConfig
@@ -460,6 +488,7 @@ class PipelineConfig(Strict):
     shard_size: int = Field(default=500, ge=1)
     bootstrap: int = Field(default=1000, ge=0)
     policies: dict[str, PolicyConfig] = Field(default_factory=dict, description="cascades and routes scored from the run's answers")
+    runner: Runner | None = Field(default=None, description="run invoke shards and score chunks on Dask (overrides the top-level runner)")
     samples: int | dict[str, int] | None = Field(
         default=None, description="calls per example: K for every chat model of the pipeline, or {model: K}; "
                                   "overrides the models' own samples:")
@@ -545,5 +574,6 @@ Name = Annotated[str, AfterValidator(check_name)]
 class AssayConfig(Strict):
     artifacts: Root = "data/runs"
     cache_dir: FilePath | None = None
+    runner: Runner | None = None
     models: dict[Name, ModelConfig] = Field(default_factory=dict)
     pipelines: dict[Name, PipelineConfig] = Field(default_factory=dict)

@@ -347,11 +347,11 @@ class LLMJudge(Metric):
 
     async def _grade_all(self, jobs: dict[str, list[dict]]) -> int:
         """Grade the jobs (cache key -> messages) through the calling engine; memoise the replies."""
-        from assay.cache import ResponseCache
+        from assay.cache import open_cache
         from assay.calling import CallOptions, Chunk, call_chat
 
         keys = list(jobs)
-        cache = ResponseCache(self._cache_path) if self._cache_path is not None and self._cache_mode != "off" else None
+        cache = open_cache(self._cache_path) if self._cache_path is not None and self._cache_mode != "off" else None
         chunks: list[Chunk] = []
         try:
             stats = await call_chat(self.judge, [jobs[k] for k in keys], keys=keys, cache=cache,

@@ -79,6 +79,33 @@ class RunContext:
             return None
         return self.cache_file or cache_file_for(self.loaded, self.artifacts)
 
+    @property
+    def runner(self):
+        """The pipeline's ``runner:`` (None: every stage in this process)."""
+        return self.loaded.runner(self.pipeline)
+
+    def shard_cache_path(self) -> str | None:
+        """The response cache of shards run by several processes: a segment folder
+        (:class:`assay.cache.SegmentCache`), unless a reproduction replays a recorded cache."""
+        if self.cache_mode == "off":
+            return None
+        if self.cache_file:
+            return self.cache_file
+        return segments_for(self.loaded, self.artifacts)
+
+    def open_cache(self, sharded: bool = False):
+        """The run's response cache (None when off); ``sharded``: the one several processes share."""
+        from assay.cache import open_cache
+
+        path = self.shard_cache_path() if sharded else self.cache_path()
+        if path is None:
+            return None
+        legacy = None
+        if sharded and not self.cache_file:
+            legacy = cache_file_for(self.loaded, self.artifacts)
+            legacy = None if "://" in legacy else legacy
+        return open_cache(path, legacy=legacy)
+
 
 def artifacts_root(loaded: LoadedConfig, override: str | None) -> str:
     """The artifact root: ``override`` (--artifacts), else $ASSAY_ARTIFACTS, else the config's."""
@@ -87,14 +114,26 @@ def artifacts_root(loaded: LoadedConfig, override: str | None) -> str:
 
 
 def cache_file_for(loaded: LoadedConfig, root: str) -> str:
-    """Where the response cache lives: ``cache_dir``, else beside a local artifact root, else ~/.cache."""
+    """Where the response cache lives: ``cache_dir`` (an SQLite file), else beside a local artifact
+    root (an SQLite file), else, on a remote root, the root's shared segment folder (every machine
+    sees it: :class:`assay.cache.SegmentCache`)."""
     if loaded.config.cache_dir:
         base = loaded.resolve_path(loaded.config.cache_dir)
     elif "://" not in root:
         base = os.path.join(root, "_cache")
     else:
-        base = os.path.join(os.path.expanduser("~"), ".cache", "assay")
+        return segments_for(loaded, root)
     return os.path.join(base, "responses.sqlite")
+
+
+def segments_for(loaded: LoadedConfig, root: str) -> str:
+    """The segment folder of the response cache shared by processes and machines:
+    ``<cache_dir>/segments``, else ``<artifact root>/_cache/segments``."""
+    if loaded.config.cache_dir:
+        return os.path.join(loaded.resolve_path(loaded.config.cache_dir), "segments")
+    if "://" in root:
+        return root.rstrip("/") + "/_cache/segments"
+    return os.path.join(root, "_cache", "segments")
 
 
 def package_versions() -> dict[str, str]:

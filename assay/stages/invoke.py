@@ -7,7 +7,10 @@ module builds the providers, the prices and the cache for one run, and records w
 
 import asyncio
 import logging
+import os
+import platform
 import time
+from dataclasses import dataclass
 
 from assay import store as S
 from assay.runs import RunContext, RunFailed, progress
@@ -38,7 +41,6 @@ def examples(counts: dict, messages: dict, most: int = 3) -> str:
 
 def run(ctx: RunContext) -> str:
     from assay import calling as I
-    from assay.cache import ResponseCache
     from assay.pricing import call_pricer, quote
     from assay.providers import Context, build
 
@@ -80,8 +82,7 @@ def run(ctx: RunContext) -> str:
         progress.report(model, done, total * samples.get(model, 1), errors, usd)
 
     opts = I.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode, on_progress=on_progress)
-    cpath = ctx.cache_path()
-    cache = ResponseCache(cpath) if cpath else None
+    cache = ctx.open_cache()
     log.info("invoke: %d examples × %d model(s): %s", total, len(providers),
              ", ".join(n if samples[n] == 1 else f"{n} (×{samples[n]} samples)" for n in providers))
     try:
@@ -134,3 +135,306 @@ def run(ctx: RunContext) -> str:
         raise RunFailed(f"{n_err} of {rows} calls failed ({share:.1%}), above max_error_rate {cfg.max_error_rate:.0%}; "
                         "see the error column in responses/")
     return rf.url + "/" + S.RESPONSES
+
+
+# --- the sharded path: invoke on a cluster (``runner:``) -------------------------------------------
+#
+# The flow's process plans the shards (:func:`plan_shards`), the runner runs :func:`run_shard` for
+# each one wherever it has workers, and the flow's process merges them (:func:`merge_shards`). A
+# shard keeps its parts and its journal in its own folder (:class:`assay.store.ShardFolder`), so no
+# two processes write one file; the merge folds each shard into one part of the run's responses/.
+# ``cost.max_usd`` is split evenly among the shards of an attempt: each stops on its own share.
+
+#: a shard folder's record of its model (in the shard's own ``responses/``)
+SHARD_RECORD = f"{S.RESPONSES}/shard.json"
+
+
+class Packed:
+    """A shard's bulky argument (row positions, a chunk's answers) as one opaque object: the task
+    runner pickles it whole, where it would walk a plain list item by item looking for futures
+    (Prefect does, for each task's inputs: seconds for 100,000 rows)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __getstate__(self):
+        return self.value
+
+    def __setstate__(self, value):
+        self.value = value
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows ``rows`` (positions in dataset.parquet, :class:`Packed`) of one model, with the
+    shard's share of the budget."""
+
+    model: str
+    number: int
+    rows: Packed
+    max_usd: float | None = None
+
+    @property
+    def name(self) -> str:
+        from assay.responses import safe_name
+
+        return f"{safe_name(self.model)}.{self.number:05d}"
+
+    @property
+    def span(self) -> str:
+        rows = self.rows.value
+        return f"rows {rows[0]}–{rows[-1]}" if len(rows) else "no rows"
+
+
+def shard_rows(ctx: RunContext) -> int:
+    """Rows per shard: the runner's ``shard_rows``, else the pipeline's ``shard_size``."""
+    r = ctx.runner
+    return (r.shard_rows if r is not None and r.shard_rows else None) or ctx.cfg.shard_size
+
+
+def fold_shards(ctx: RunContext) -> int:
+    """Fold every shard folder into the run's ``responses/`` (one part per shard: its parts and
+    journaled calls, one row per example), then remove the folder; returns the rows folded."""
+    from assay.responses import dedupe, part_name, part_names, read_journal, read_responses
+    import pyarrow as pa
+
+    rf = ctx.folder
+    n = 0
+    seqs: dict[str, int] = {}
+    for name in S.shard_names(rf):
+        view = S.ShardFolder(rf, name)
+        try:
+            model = view.read_json(SHARD_RECORD)["model"]
+        except FileNotFoundError:
+            view.clear()  # a shard that never started has nothing to keep
+            continue
+        parts = read_responses(view, model)
+        journaled, _ = read_journal(view, model)
+        t = dedupe(pa.concat_tables([parts, journaled])) if journaled.num_rows else parts
+        if t.num_rows:
+            if model not in seqs:
+                seqs[model] = max((int(p.rsplit("-", 1)[1].split(".")[0]) for p in part_names(rf, model)), default=-1) + 1
+            rf.write_table(part_name(model, seqs[model]), t)
+            seqs[model] += 1
+            n += t.num_rows
+        from assay.responses import journal_path
+
+        jp = journal_path(view, model)
+        view.clear()
+        if os.path.exists(jp):
+            os.remove(jp)
+    if not rf.store.remote:
+        try:
+            os.rmdir(rf._loc(S.SHARDS))
+        except OSError:
+            pass
+    return n
+
+
+def shard_samples(ctx: RunContext, model: str) -> int:
+    """Calls per example of ``model`` in a sharded run: the pipeline's ``samples``, 1 for a batch
+    provider (as :func:`run` decides, from the provider's config rather than a built provider)."""
+    from assay.providers import PROVIDERS, BatchProvider
+
+    mcfg = ctx.loaded.config.models[model]
+    k = ctx.cfg.samples_of(model, mcfg)
+    return 1 if k > 1 and issubclass(PROVIDERS.get(mcfg.provider), BatchProvider) else k
+
+
+def plan_shards(ctx: RunContext) -> tuple[list[Shard], dict]:
+    """Fold what an interrupted attempt left, then split each model's unanswered rows into shards
+    of :func:`shard_rows`; also returns, per model, how many rows earlier attempts answered."""
+    from assay.responses import compact
+
+    fold_shards(ctx)
+    rf = ctx.folder
+    ids = rf.read_table(S.DATASET, columns=["example_id"])["example_id"].to_pylist()
+    size = shard_rows(ctx)
+    todo: dict[str, list[int]] = {}
+    resumed: dict[str, int] = {}
+    for model in ctx.models:
+        done = compact(rf, model)
+        k = shard_samples(ctx, model)
+        if k == 1:
+            todo[model] = [i for i, e in enumerate(ids) if e not in done.ids]
+        else:  # a row is done when all its samples are (a shard asks all the samples of its rows)
+            todo[model] = [i for i, e in enumerate(ids) if any((e, j) not in done.pairs for j in range(k))]
+        resumed[model] = (len(ids) - len(todo[model])) * k
+    import numpy as np
+
+    plan = [(m, k, Packed(np.asarray(rows[lo:lo + size], dtype=np.int64)))
+            for m, rows in todo.items() for k, lo in enumerate(range(0, len(rows), size))]
+    max_usd = ctx.cfg.cost.max_usd
+    share = None if max_usd is None or not plan else max_usd / len(plan)
+    return [Shard(m, k, rows, share) for m, k, rows in plan], resumed
+
+
+#: the dataset of the run a worker process last read (shards of one run read it once per process)
+_DATASET: dict = {}
+
+
+def _dataset(ctx: RunContext):
+    rf = ctx.folder
+    if _DATASET.get("url") != rf.url:
+        _DATASET.clear()
+        _DATASET.update(url=rf.url, table=rf.read_table(S.DATASET))
+    return _DATASET["table"]
+
+
+def run_shard(ctx: RunContext, shard: Shard) -> dict:
+    """Answer one shard's rows with its model, in this process (a cluster worker): the shard's
+    parts and journal go to its own folder, its cache records to a new segment of the shared
+    cache. Returns the shard's figures (the engine's, the provider's, and ``stopped``: why the
+    budget stopped it, if it did)."""
+    from assay import calling as I
+    from assay.pricing import call_pricer, quote
+    from assay.providers import Context, build
+
+    import pyarrow as pa
+
+    cfg = ctx.cfg
+    rf = ctx.folder
+    model = shard.model
+    view = S.ShardFolder(rf, shard.name)
+    if not view.exists(SHARD_RECORD):
+        view.write_json(SHARD_RECORD, {"model": model, "rows": len(shard.rows)})
+    table = _dataset(ctx)
+    rows = shard.rows.value
+    contiguous = len(rows) and int(rows[-1]) - int(rows[0]) + 1 == len(rows)
+    sub = table.slice(int(rows[0]), len(rows)) if contiguous else table.take(pa.array(rows, pa.int64()))
+    mcfg = ctx.loaded.config.models[model]
+    extras = {"logprobs": True} if model in cfg.confidence_models() else {}
+    provider = build(model, mcfg, Context(model, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline, extras))
+    pricer = call_pricer(quote(mcfg, ctx.as_of))
+
+    def price(m, p, c, cached):
+        return pricer(p, c, cached) if pricer is not None else 0.0
+
+    budget = I.Budget(max_usd=shard.max_usd, price=price)
+    opts = I.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode)
+    cache = ctx.open_cache(sharded=True)
+    try:
+        st = asyncio.run(I.invoke_model(model, provider, sub, cfg.prompt, view, cache, opts, budget,
+                                        samples=shard_samples(ctx, model)))
+    finally:
+        if cache is not None:
+            cache.close()
+    st.update(provider.stats())
+    st.pop("earlier_attempts", None)
+    st.update(model=model, shard=shard.name, rows=len(shard.rows), stopped=budget.stopped, spent=budget.spent,
+              host=f"{platform.node()}:{os.getpid()}")
+    log.info("invoke: shard %s (%s of %s): %d calls, %d cache hits, %d resumed, %d errors%s", shard.name, shard.span, model,
+             st.get("called", 0), st.get("cache_hits", 0), st.get("resumed", 0), st.get("errors", 0),
+             f", {usd(st['usd'])}" if st.get("usd") else "")
+    return st
+
+
+_SUMMED_DICTS = ("retry_kinds", "error_kinds")
+_NOT_SUMMED = ("wall_s", "concurrency", "throughput_rps", "model", "shard", "rows", "stopped", "spent", "host")
+
+
+def _merge_stats(parts: list[dict]) -> dict:
+    out: dict = {}
+    for st in parts:
+        for k, v in st.items():
+            if k in _SUMMED_DICTS:
+                d = out.setdefault(k, {})
+                for kind, c in (v or {}).items():
+                    d[kind] = d.get(kind, 0) + c
+            elif k == "error_examples":  # the first of each kind, over the shards in order
+                d = out.setdefault(k, {})
+                for kind, text in (v or {}).items():
+                    d.setdefault(kind, text)
+            elif k in _NOT_SUMMED:
+                continue
+            elif isinstance(v, bool) or not isinstance(v, (int, float)):
+                out.setdefault(k, v)
+            else:
+                out[k] = out.get(k, 0) + v
+    if parts:
+        out["concurrency"] = max(st.get("concurrency") or 0 for st in parts)
+    return out
+
+
+def merge_shards(ctx: RunContext, shards: list[Shard], results: list[dict], resumed: dict, t0: float) -> str:
+    """Fold the shards' parts into responses/, record the stage with per-model figures summed over
+    shards (``shards``: how many ran), and fail as :func:`run` does (budget, missing rows, errors)."""
+    from assay.calling.engine import new_stats
+
+    rf = ctx.folder
+    cfg = ctx.cfg
+    fold_shards(ctx)
+    wall = time.perf_counter() - t0
+    stats: dict[str, dict] = {}
+    for model in ctx.models:
+        mine = [r for r in results if r.get("model") == model]
+        st = {**new_stats(0), **_merge_stats(mine)} if mine else new_stats(0)
+        st["resumed"] = resumed.get(model, 0) + sum(r.get("resumed", 0) for r in mine)
+        st["shards"] = len(mine)
+        st["wall_s"] = wall
+        cached_s = st.pop("cached_latency_s", 0.0)
+        if cached_s and "compute_s" in st:
+            st["compute_s"] += cached_s
+        resumed_s = st.pop("resumed_latency_s", 0.0)
+        if resumed_s and "compute_s" in st:
+            st["compute_s"] += resumed_s
+        made = st.get("called", 0) - st.get("errors", 0)
+        if made > 0 and wall:
+            st["throughput_rps"] = made / wall
+        recorded = (ctx.measurements or {}).get(model) or {}
+        st.update({k: recorded[k] for k in MEASUREMENTS if k in recorded})
+        stats[model] = st
+        log.info("invoke: %s: %d shards, %d calls, %d cache hits, %d resumed, %d retries%s, %d errors%s%s", model, len(mine),
+                 st.get("called", 0), st.get("cache_hits", 0), st["resumed"], st.get("retries", 0), kinds(st.get("retry_kinds")),
+                 st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
+        if st.get("error_examples"):
+            log.warning("invoke: %s: the first error of each kind: %s", model, examples(st["error_kinds"], st["error_examples"]))
+    rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())
+    n_err = sum(st["errors"] for st in stats.values())
+    share = n_err / rows if rows else 0.0
+    spent = sum(r.get("spent", 0.0) for r in results)
+    runner = ctx.runner
+    extra = {"models": stats, "rows": rows, "errors": n_err, "usd": round(spent, 6),
+             "runner": {"dask": runner.dask if runner else None, "shards": len(shards), "shard_rows": shard_rows(ctx),
+                        "processes": len({r.get("host") for r in results})}}
+    record_stage(rf, NAME, t0, [f"{S.RESPONSES}/"], extra)
+    stopped = [r["stopped"] for r in results if r.get("stopped")]
+    if stopped:
+        raise RunFailed(f"budget guard: {stopped[0]} (cost.max_usd is split evenly among the {len(shards)} shards)")
+    expected = rf.read_table(S.DATASET, columns=["example_id"]).num_rows * sum(shard_samples(ctx, m) for m in ctx.models)
+    if rows < expected:
+        raise RunFailed(f"only {rows} of {expected} responses were produced")
+    if share > cfg.max_error_rate:
+        raise RunFailed(f"{n_err} of {rows} calls failed ({share:.1%}), above max_error_rate {cfg.max_error_rate:.0%}; "
+                        "see the error column in responses/")
+    return rf.url + "/" + S.RESPONSES
+
+
+def run_sharded(ctx: RunContext, map_shards) -> str:
+    """The invoke stage with its shards run by ``map_shards(ctx, shards, on_done) -> [figures]`` (a
+    runner's map: the Prefect tasks of ``tasks/shards.py`` on Dask; ``on_done(figures)`` as each
+    shard finishes, for the progress display), merged here."""
+    t0 = time.perf_counter()
+    shards, resumed = plan_shards(ctx)
+    log.info("invoke: %d shard(s) of up to %d rows over %d model(s)%s", len(shards), shard_rows(ctx), len(ctx.models),
+             f"; cost.max_usd {ctx.cfg.cost.max_usd} split into {usd(ctx.cfg.cost.max_usd / len(shards))} per shard"
+             if ctx.cfg.cost.max_usd is not None and shards else "")
+    total = ctx.folder.read_table(S.DATASET, columns=["example_id"]).num_rows
+    done = {m: [resumed.get(m, 0), 0, 0.0] for m in ctx.models}  # rows, errors, usd
+
+    def on_done(st: dict) -> None:
+        d = done[st["model"]]
+        d[0] += st.get("rows", 0)
+        d[1] += st.get("errors", 0)
+        d[2] += st.get("usd", 0.0)
+        progress.report(st["model"], d[0], total, d[1], d[2])
+
+    for m in ctx.models:
+        progress.report(m, done[m][0], total, 0, 0.0)
+    results = map_shards(ctx, shards, on_done) if shards else []
+    return merge_shards(ctx, shards, results, resumed, t0)

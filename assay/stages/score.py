@@ -202,21 +202,24 @@ def score_streaming(ctx: RunContext, metrics: dict):
     return res
 
 
-def run(ctx: RunContext) -> str:
+def run(ctx: RunContext, score_rows=None) -> str:
+    """The stage; ``score_rows`` as for :func:`assay.scoring.score` (see :func:`chunked`)."""
     from assay.scoring import score
 
     t0 = time.perf_counter()
     rf = ctx.folder
     cfg = ctx.cfg
     metrics = build_metrics(ctx)
-    res = score_streaming(ctx, metrics)
+    # batch by batch in this process; a cluster's score chunks (score_rows) take the whole tables
+    res = score_streaming(ctx, metrics) if score_rows is None else None
     if res is None:  # a metric or a responses folder that needs the whole tables (see score_streaming)
         dataset = rf.read_table(S.DATASET)
         responses = read_scored_responses(rf)
         inputs = inputs_text(ctx, dataset) if any(getattr(m, "needs_inputs", False) for m in metrics.values()) else None
         budgets = {s.key: s.bootstrap_budget for s in cfg.metric_specs() if s.bootstrap_budget is not None}
         res = score(dataset, responses, metrics, cfg.dataset.slices, cfg.bootstrap, seed=0, held_out=cfg.dataset.held_out,
-                    inputs=inputs, cluster=cfg.dataset.cluster, budgets=budgets, deterministic=deterministic_models(ctx))
+                    inputs=inputs, cluster=cfg.dataset.cluster, budgets=budgets, deterministic=deterministic_models(ctx),
+                    score_rows=score_rows)
         del dataset, responses
         rf.write_table(S.SCORES, res.scores)
     rf.write_table(S.METRICS, res.metrics)
@@ -251,3 +254,66 @@ def run(ctx: RunContext) -> str:
     for key, usage in judges.items():
         log.info("score: judge %s made %d calls (%d errors)", key, usage.get("requests", 0), usage.get("errors", 0))
     return rf.path(S.METRICS)
+
+
+# --- score chunks on a cluster (``runner:``) ------------------------------------------------------
+#
+# The per-example scores of a metric are a function of each example alone, so they are computed
+# in chunks wherever the runner has workers; aggregates, intervals, slices and comparisons need
+# every example and stay in the stage's process. A judge (a metric that calls a model and counts
+# its usage) is scored in the stage's process, so its usage is counted once, where it is recorded.
+
+#: the metrics a worker process built, per run (built once per process, not once per chunk)
+_METRICS: dict = {}
+
+
+def _metric(ctx: RunContext, key: str):
+    if _METRICS.get("run") != ctx.folder.url:
+        _METRICS.clear()
+        _METRICS.update(run=ctx.folder.url, built=build_metrics(ctx))
+    return _METRICS["built"][key]
+
+
+def score_chunk(ctx: RunContext, key: str, chunk):
+    """One chunk's per-example scores of metric ``key``: (values by sub-key, details, errors).
+    ``chunk`` is a :class:`~assay.stages.invoke.Packed` (preds, refs, rows, inputs); so is the result."""
+    from assay.scoring import _score_rows
+    from assay.stages.invoke import Packed
+
+    preds, refs, rows, inputs = chunk.value
+    values, details, errors = _score_rows(_metric(ctx, key), preds, refs, rows, inputs)
+    return Packed(({k: (None if v is None else list(v)) for k, v in values.items()}, details, errors))
+
+
+def shardable(metric) -> bool:
+    """Whether a metric's per-example scores may be computed away from the stage (not a judge)."""
+    return getattr(metric, "usage", None) is None and not hasattr(metric, "set_cache")
+
+
+def chunked(ctx: RunContext, map_chunks, chunk_rows: int):
+    """A ``score_rows`` for :func:`run`: splits each (model, metric)'s rows into chunks of
+    ``chunk_rows``, has ``map_chunks(ctx, key, chunks) -> [results of score_chunk]`` score them,
+    and joins the results in order. A judge, or a single chunk, is scored here."""
+    from assay.scoring import _score_rows
+
+    def score_rows(key, metric, preds, refs, rows, inputs):
+        n = len(preds)
+        if not shardable(metric) or n <= chunk_rows:
+            return _score_rows(metric, preds, refs, rows, inputs)
+        spans = [(lo, min(n, lo + chunk_rows)) for lo in range(0, n, chunk_rows)]
+        from assay.stages.invoke import Packed
+
+        chunks = [Packed((preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b]))
+                  for a, b in spans]
+        log.info("score: %s: %d chunks of up to %d rows", key, len(chunks), chunk_rows)
+        results = [r.value for r in map_chunks(ctx, key, chunks)]
+        values: dict = {}
+        for sub in results[0][0]:
+            parts = [r[0].get(sub) for r in results]
+            values[sub] = None if any(p is None for p in parts) else [v for p in parts for v in p]
+        details = None if any(r[1] is None for r in results) else [d for r in results for d in r[1]]
+        errors = None if all(r[2] is None for r in results) else [e for r, (a, b) in zip(results, spans)
+                                                                   for e in (r[2] if r[2] is not None else [None] * (b - a))]
+        return values, details, errors
+
+    return score_rows
