@@ -176,6 +176,33 @@ def column_problems(columns: list[str], cfg: DatasetConfig, prompt: PromptConfig
     return out
 
 
+def _window_mask(table: pa.Table, cfg: DatasetConfig, as_of: date):
+    """The rows of ``table`` inside the as_of window of ``dataset.partition``."""
+    days = _as_date_array(table[cfg.partition.column])
+    mask = pc.less_equal(days, pa.scalar(as_of, pa.date32()))
+    if cfg.partition.window:
+        start = as_of - parse_window(cfg.partition.window)
+        mask = pc.and_(mask, pc.greater(days, pa.scalar(start, pa.date32())))
+    return mask
+
+
+def _id_fields(columns: list[str], cfg: DatasetConfig, fields: list[str]) -> list[str]:
+    """What an example id is hashed from without ``dataset.id``: the input fields, else every column but the reference."""
+    return fields or [c for c in columns if c != cfg.reference]
+
+
+def _shape(table: pa.Table, ids, cfg: DatasetConfig) -> pa.Table:
+    """``example_id`` first, ``reference`` (a copy of ``dataset.reference``) second."""
+    table = table.drop_columns([c for c in ("example_id",) if c in table.column_names])
+    table = table.add_column(0, "example_id", ids)
+    if cfg.reference:
+        ref = table[cfg.reference]
+        table = table.drop_columns(["reference"]) if "reference" in table.column_names and cfg.reference != "reference" else table
+        if cfg.reference != "reference":
+            table = table.add_column(1, "reference", ref)
+    return table
+
+
 def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
             sample: int | None = None, source: str | None = None) -> pa.Table:
     """Filter to the as_of window, add ``example_id``/``reference``, and sample with the seed.
@@ -186,22 +213,8 @@ def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as
         cols = f" not in {source or 'the dataset'} (columns: {', '.join(table.column_names)})"
         raise DatasetError(", ".join(what for _, what in missing) + cols, [(key, what + cols) for key, what in missing])
 
-    if cfg.partition and as_of is not None:
-        days = _as_date_array(table[cfg.partition.column])
-        mask = pc.less_equal(days, pa.scalar(as_of, pa.date32()))
-        if cfg.partition.window:
-            start = as_of - parse_window(cfg.partition.window)
-            mask = pc.and_(mask, pc.greater(days, pa.scalar(start, pa.date32())))
-        table = table.filter(mask)
-
-    ids = example_ids(table, cfg.id, fields or [c for c in table.column_names if c != cfg.reference])
-    table = table.drop_columns([c for c in ("example_id",) if c in table.column_names])
-    table = table.add_column(0, "example_id", ids)
-    if cfg.reference:
-        ref = table[cfg.reference]
-        table = table.drop_columns(["reference"]) if "reference" in table.column_names and cfg.reference != "reference" else table
-        if cfg.reference != "reference":
-            table = table.add_column(1, "reference", ref)
+    table = table.filter(_window_mask(table, cfg, as_of)) if cfg.partition and as_of is not None else table
+    table = _shape(table, example_ids(table, cfg.id, _id_fields(table.column_names, cfg, fields)), cfg)
     # A stable order makes sampling and sharding reproducible whatever order the file has.
     table = table.sort_by("example_id")
     dup = pc.count_distinct(table["example_id"]).as_py()
@@ -304,3 +317,134 @@ def forget_prepared() -> None:
     """Drop the kept table (see :func:`load_prepared`)."""
     with _KEPT_LOCK:
         _KEPT.clear()
+
+
+# ------------------------------------------------------------------------------------------------ by record batch
+#: rows per record batch when a Parquet source is prepared batch by batch
+STREAM_ROWS = 131_072
+
+
+class Streamed:
+    """A Parquet source prepared batch by batch (:func:`plan_streamed`): ``rows`` examples of the
+    ``read`` rows the file has; :meth:`batches` yields them as :func:`prepare` would have ordered,
+    sampled and shaped them."""
+
+    def __init__(self, source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
+                 rows: int, read: int, positions):
+        self.source, self.cfg, self.prompt, self.as_of = source, cfg, prompt, as_of
+        self.rows, self.read, self.positions = rows, read, positions
+        if positions is not None:
+            self.rows = len(positions)
+
+    def batches(self):
+        """The prepared examples, one Arrow table per source batch (empty ones left out)."""
+        import numpy as np
+
+        cfg, fields = self.cfg, input_fields(self.cfg, self.prompt)
+        kept = 0
+        for t in _batches(self.source):
+            if cfg.partition and self.as_of is not None:
+                t = t.filter(_window_mask(t, cfg, self.as_of))
+            k = t.num_rows
+            if self.positions is not None:  # the sampled positions that fall in this batch
+                lo, hi = np.searchsorted(self.positions, [kept, kept + k])
+                t = t.take(pa.array(self.positions[lo:hi] - kept))
+            kept += k
+            if t.num_rows:
+                yield _shape(t, example_ids(t, cfg.id, _id_fields(t.column_names, cfg, fields)), cfg)
+
+    def schema(self) -> pa.Schema:
+        """The prepared table's schema (what :func:`prepare` gives for this source)."""
+        import pyarrow.parquet as pq
+
+        with _open(self.source) as f:
+            empty = pq.ParquetFile(f).schema_arrow.empty_table()
+        return _shape(empty, pa.nulls(0, pa.string()), self.cfg).schema
+
+
+def _batches(source: str, columns: list[str] | None = None):
+    import pyarrow.parquet as pq
+
+    with _open(source) as f:
+        for b in pq.ParquetFile(f).iter_batches(batch_size=STREAM_ROWS, columns=columns):
+            yield pa.Table.from_batches([b])
+
+
+def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
+                  sample: int | None = None) -> "Streamed | None":
+    """A Parquet source whose example ids are already in increasing order, so unique, as
+    :func:`prepare` sorts them: checked by one pass over the id (and partition) columns, without
+    holding them. None for any other source (another format, ids out of order or repeated): then
+    :func:`prepare` sorts the whole table, and names the duplicates. Raises what :func:`prepare`
+    raises for missing columns."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    if detect_format(source, cfg.format) != "parquet":
+        return None
+    try:
+        with _open(source) as f:
+            meta = pq.ParquetFile(f)
+            names, read = meta.schema_arrow.names, meta.metadata.num_rows
+    except (FileNotFoundError, OSError):
+        raise
+    except Exception as e:  # noqa: BLE001  (not Parquet after all: the whole path says so)
+        raise UnreadableSource(f"cannot read {source} as parquet: {type(e).__name__}: {e}") from e
+    missing = column_problems(names, cfg, prompt)
+    if missing:
+        cols = f" not in {source} (columns: {', '.join(names)})"
+        raise DatasetError(", ".join(what for _, what in missing) + cols, [(key, what + cols) for key, what in missing])
+    fields = input_fields(cfg, prompt)
+    need = [cfg.id] if cfg.id else _id_fields(names, cfg, fields)
+    if cfg.partition and as_of is not None:
+        need = list(dict.fromkeys(need + [cfg.partition.column]))
+    rows, last = 0, None
+    for t in _batches(source, need):
+        if cfg.partition and as_of is not None:
+            t = t.filter(_window_mask(t, cfg, as_of))
+        if not t.num_rows:
+            continue
+        ids = example_ids(t, cfg.id, _id_fields(names, cfg, fields))
+        ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        if ids.null_count:
+            return None
+        if len(ids) > 1 and not pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py():
+            return None
+        if last is not None and not pc.less(last, ids[0]).as_py():
+            return None
+        last = ids[len(ids) - 1]
+        rows += t.num_rows
+    n = sample if sample is not None else (cfg.sample.n if cfg.sample else None)
+    positions = None
+    if n is not None and n < rows:  # the same positions prepare() takes from the sorted table
+        seed = cfg.sample.seed if cfg.sample else 0
+        positions = np.sort(np.random.default_rng(seed).choice(rows, size=n, replace=False))
+    return Streamed(source, cfg, prompt, as_of, rows, read, positions)
+
+
+def prepared_source(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
+                    sample: int | None = None, keep: bool = True) -> "Streamed | tuple[pa.Table, int]":
+    """What the preflight checks and the load stage writes: a :class:`Streamed` plan where the
+    source allows it (:func:`plan_streamed`: a Parquet file whose ids are in order), else
+    :func:`load_prepared`'s (table, rows read). Kept as :func:`load_prepared` keeps its table, so
+    the load stage of the preflight's process takes the plan instead of checking the ids again."""
+    key = _kept_key(source, cfg, prompt, as_of, sample)
+    with _KEPT_LOCK:
+        hit = _KEPT.get(key) if key is not None else None
+        if not keep:
+            _KEPT.clear()
+    if hit is not None:
+        return hit
+    try:
+        plan = plan_streamed(source, cfg, prompt, as_of, sample)
+    except (FileNotFoundError, DatasetError):
+        raise
+    except Exception as e:  # noqa: BLE001  (pyarrow and fsspec raise many kinds)
+        raise UnreadableSource(f"cannot read {source} as {detect_format(source, cfg.format)}: {type(e).__name__}: {e}") from e
+    if plan is None:
+        return load_prepared(source, cfg, prompt, as_of, sample, keep=keep)
+    if keep and key is not None:
+        with _KEPT_LOCK:
+            _KEPT.clear()
+            _KEPT[key] = plan
+    return plan

@@ -89,8 +89,9 @@ def bootstrap_stats(metric, preds: list, refs: list, each: np.ndarray | None, re
                     clusters: np.ndarray | None = None) -> np.ndarray | None:
     """The metric on ``resamples`` bootstrap resamples of the examples (of the clusters, with
     ``clusters``), or None when there are none (too few examples, no resamples, or above
-    :data:`NORMAL_APPROX_N` for a mean, whose interval is then the closed form)."""
-    n = len(preds)
+    :data:`NORMAL_APPROX_N` for a mean, whose interval is then the closed form). A mean of
+    ``each`` reads neither ``preds`` nor ``refs`` (they may be None)."""
+    n = len(preds) if preds is not None else len(each)
     if resamples <= 0 or n < 2:
         return None
     rng = np.random.default_rng(seed)
@@ -176,7 +177,7 @@ def _interval(metric, each, stats, resamples: int, alpha: float = 0.05) -> tuple
 
 def _paired_diffs(metric, preds_a, preds_b, refs, each_a, each_b, resamples: int, seed: int,
                   clusters: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
-    n = len(refs)
+    n = len(refs) if refs is not None else len(each_a)
     if n < 2 or resamples <= 0:
         return np.nan, None
     rng = np.random.default_rng(seed)
@@ -389,6 +390,130 @@ def _model_rows(resp: pd.DataFrame, model: str, ids: pd.Series, sampled: bool):
     return ex.astype(np.int64), preds, errors
 
 
+def _group_rows(model: str, out_key: str, metric, m_used, hib: bool, each: np.ndarray | None, preds: list | None,
+                refs_all: list | None, groups: list, errors: np.ndarray, n_score_err: np.ndarray, w, k, note_parts: list,
+                plan: dict | None, resamples: int, seed: int, clusters: np.ndarray | None, sampled: bool, alpha: float,
+                power: float) -> list[dict]:
+    """metrics.parquet's rows of one model and metric: one per group (slice) with examples.
+
+    ``preds`` and ``refs_all`` (one per example) are only read for a metric that is not a mean of
+    ``each`` (a corpus metric), so a decomposable metric may be given None for both: its figures
+    come from the per-example scores alone (see :func:`score_batches`)."""
+    rows = []
+    recompute = plan is not None
+
+    for gi, (name, mask) in enumerate(groups):
+        n = int(mask.sum())
+        if n == 0:
+            continue
+        # every example (the "all" group): views, not copies of millions of scores
+        idx = np.flatnonzero(mask) if n < len(mask) else slice(None)
+        e = None if each is None else each[idx]
+        cl = None if clusters is None else clusters[idx]
+        decomposable = metric.decomposable and e is not None
+        p = rf = None
+        if not decomposable:  # a corpus metric needs the texts; a mean only its per-example scores
+            at = range(len(mask)) if isinstance(idx, slice) else idx
+            p = [preds[i] for i in at]
+            rf = [refs_all[i] for i in at]
+        value = _nanmean(e) if decomposable else float(m_used.aggregate(p, rf))
+        r_here = resamples
+        if recompute:
+            r_here = plan["overall" if name == "all" else "slices"]
+        note_parts_g = []
+        boot = bootstrap_stats(m_used, p, rf, e, r_here, seed + gi, cl)
+        lo, hi = _interval(metric, e, boot, r_here)
+        used = 0 if boot is None else len(boot)
+        se = n_cl = np.nan
+        wl = wh = el = eh = np.nan
+        vb = vw = ks = np.nan
+        successes = None
+        n_valid = n
+        if decomposable:
+            _, se, n_valid, n_cl = ST.mean_se(e, cl)
+            if clusters is None and ST.is_proportion(e):
+                successes = float(np.nansum(e))
+                wl, wh = ST.wilson(successes, n_valid, alpha)
+                if n_valid <= ST.EXACT_MAX_N:
+                    el, eh = ST.clopper_pearson(successes, n_valid, alpha)
+            if sampled and w is not None:
+                vb, vw, ks = _split(w[idx], k[idx], e)
+        elif boot is not None and len(boot) > 1:
+            se = float(np.nanstd(boot, ddof=1))
+        if cl is not None and not decomposable:
+            n_cl = len(np.unique(cl))
+        notes = list(note_parts) + note_parts_g
+        if decomposable and n_valid:
+            small = ST.small_n_note(n_valid, None if clusters is None else int(n_cl), successes)
+            if small:
+                notes.append(small)
+        if recompute and r_here < plan["wanted"] and resamples > 0:
+            notes.append(f"bootstrap_budget {plan['budget']}: {r_here} resamples"
+                         + ("" if r_here else " (no interval)"))
+        rows.append({"model": model, "metric": out_key, "slice": name, "value": value, "n": n,
+                     "ci_low": lo, "ci_high": hi, "errors": int(errors[idx].sum()),
+                     "higher_is_better": hib, "se": se,
+                     "n_clusters": int(n_cl) if clusters is not None and not np.isnan(n_cl) else np.nan,
+                     "wilson_low": wl, "wilson_high": wh, "exact_low": el, "exact_high": eh,
+                     "mde": ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
+                     "samples": ks, "var_between": vb, "var_within": vw, "resamples": used,
+                     "score_errors": int(n_score_err[idx].sum()), "note": "; ".join(notes) or None})
+    return rows
+
+
+def _comparisons(entries: dict, models: list, per_model: dict, plans: dict, counters: dict, resamples: int, seed: int,
+                 clusters: np.ndarray | None, refs_all: list | None, sampled: bool, alpha: float, power: float) -> pd.DataFrame:
+    """comparisons.parquet: each pair of models on each metric (paired bootstrap and paired CLT figures).
+    ``refs_all`` and ``per_model[m]["preds"]`` are only read for corpus metrics (may be None otherwise)."""
+    comparisons = []
+    for out_key, (metric, _hib) in entries.items():
+        m_used = counters.get(out_key, metric)
+        for i, a in enumerate(models):
+            for b in models[i + 1:]:
+                ea, eb = per_model[a]["each"].get(out_key), per_model[b]["each"].get(out_key)
+                r_here = plans[out_key]["overall"] if out_key in plans else resamples
+                observed, diffs = _paired_diffs(m_used, per_model[a]["preds"], per_model[b]["preds"], refs_all,
+                                                ea, eb, r_here, seed, clusters)
+                p_value = _p_value(observed, diffs)
+                row = {"metric": out_key, "model_a": a, "model_b": b, "diff": observed, "p_value": p_value}
+                if metric.decomposable and ea is not None and eb is not None:
+                    pr = ST.paired(ea, eb, clusters, alpha)
+                    vb = vw = np.nan
+                    if sampled:
+                        (wa, ka), (wb, kb) = per_model[a]["split"][out_key], per_model[b]["split"][out_key]
+                        if wa is not None and wb is not None:
+                            ok = ~(np.isnan(ea) | np.isnan(eb))
+                            d = (ea - eb)[ok]
+                            vw = float(np.nanmean(wa[ok])) + float(np.nanmean(wb[ok])) if len(d) else np.nan
+                            if not np.isnan(vw) and len(d) > 1:
+                                vb = max(0.0, float(np.var(d, ddof=1)) - float(np.nanmean(wa[ok])) / float(ka[ok].mean())
+                                         - float(np.nanmean(wb[ok])) / float(kb[ok].mean()))
+                    row.update(se=pr.se, ci_low=pr.ci_low, ci_high=pr.ci_high, correlation=pr.correlation, se_a=pr.se_a,
+                               se_b=pr.se_b, n=pr.n, n_clusters=pr.n_clusters if clusters is not None else np.nan,
+                               mde=ST.mde(pr.se, alpha, power), var_between=vb, var_within=vw)
+                else:
+                    se = float(np.nanstd(diffs, ddof=1)) if diffs is not None and len(diffs) > 1 else np.nan
+                    q = ST.z_two_sided(alpha)
+                    n_ok = sum(1 for r in refs_all if r is not None and not (isinstance(r, float) and np.isnan(r)))
+                    row.update(se=se, ci_low=observed - q * se, ci_high=observed + q * se, correlation=np.nan,
+                               se_a=np.nan, se_b=np.nan, n=n_ok,
+                               n_clusters=len(np.unique(clusters)) if clusters is not None else np.nan,
+                               mde=ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
+                               var_between=np.nan, var_within=np.nan)
+                comparisons.append(row)
+    comparisons_df = pd.DataFrame(comparisons, columns=COMPARISON_COLUMNS)
+    comparisons_df["n"] = comparisons_df["n"].astype("int64")
+    comparisons_df["n_clusters"] = comparisons_df["n_clusters"].astype("Int64")
+    return comparisons_df
+
+
+def _metrics_frame(rows: list[dict]) -> pd.DataFrame:
+    metrics_df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    for col in ("n_clusters", "resamples", "score_errors"):
+        metrics_df[col] = metrics_df[col].astype("Int64" if col == "n_clusters" else "int64")
+    return metrics_df
+
+
 def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[str], resamples: int = 1000,
           seed: int = 0, held_out: dict[str, list[str]] | None = None, inputs: list[str] | None = None,
           cluster: str | None = None, budgets: dict[str, int] | None = None, alpha: float = ST.ALPHA,
@@ -496,61 +621,10 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                         plans[out_key] = _budget(metric, (budgets or {}).get(key), resamples, len(models), len(groups), n_pairs)
                         counters[out_key] = _Counting(metric)
                     m_used = counters[out_key]
-                for gi, (name, mask) in enumerate(groups):
-                    n = int(mask.sum())
-                    if n == 0:
-                        continue
-                    idx = np.flatnonzero(mask)
-                    p = [preds[i] for i in idx]
-                    rf = [refs_all[i] for i in idx]
-                    e = None if each is None else each[idx]
-                    cl = None if clusters is None else clusters[idx]
-                    decomposable = metric.decomposable and e is not None
-                    value = _nanmean(e) if decomposable else float(m_used.aggregate(p, rf))
-                    r_here = resamples
-                    if recompute:
-                        r_here = plans[out_key]["overall" if name == "all" else "slices"]
-                    note_parts_g = []
-                    boot = bootstrap_stats(m_used, p, rf, e, r_here, seed + gi, cl)
-                    lo, hi = _interval(metric, e, boot, r_here)
-                    used = 0 if boot is None else len(boot)
-                    se = n_cl = np.nan
-                    wl = wh = el = eh = np.nan
-                    vb = vw = ks = np.nan
-                    successes = None
-                    n_valid = n
-                    if decomposable:
-                        _, se, n_valid, n_cl = ST.mean_se(e, cl)
-                        if clusters is None and ST.is_proportion(e):
-                            successes = float(np.nansum(e))
-                            wl, wh = ST.wilson(successes, n_valid, alpha)
-                            if n_valid <= ST.EXACT_MAX_N:
-                                el, eh = ST.clopper_pearson(successes, n_valid, alpha)
-                        if sampled and w is not None:
-                            vb, vw, ks = _split(w[idx], k[idx], e)
-                    elif boot is not None and len(boot) > 1:
-                        se = float(np.nanstd(boot, ddof=1))
-                    if cl is not None and not decomposable:
-                        n_cl = len(np.unique(cl))
-                    notes = list(note_parts) + note_parts_g
-                    if decomposable and n_valid:
-                        small = ST.small_n_note(n_valid, None if clusters is None else int(n_cl), successes)
-                        if small:
-                            notes.append(small)
-                    if recompute and r_here < plans[out_key]["wanted"] and resamples > 0:
-                        notes.append(f"bootstrap_budget {plans[out_key]['budget']}: {r_here} resamples"
-                                     + ("" if r_here else " (no interval)"))
-                    rows.append({"model": model, "metric": out_key, "slice": name, "value": value, "n": n,
-                                 "ci_low": lo, "ci_high": hi, "errors": int(errors[idx].sum()),
-                                 "higher_is_better": hib, "se": se,
-                                 "n_clusters": int(n_cl) if clusters is not None and not np.isnan(n_cl) else np.nan,
-                                 "wilson_low": wl, "wilson_high": wh, "exact_low": el, "exact_high": eh,
-                                 "mde": ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
-                                 "samples": ks, "var_between": vb, "var_within": vw, "resamples": used,
-                                 "score_errors": int(n_score_err[idx].sum()), "note": "; ".join(notes) or None})
-    metrics_df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    for col in ("n_clusters", "resamples", "score_errors"):
-        metrics_df[col] = metrics_df[col].astype("Int64" if col == "n_clusters" else "int64")
+                rows += _group_rows(model, out_key, metric, m_used, hib, each, preds, refs_all, groups, errors, n_score_err,
+                                    w, k, note_parts, plans.get(out_key) if recompute else None, resamples, seed, clusters,
+                                    sampled, alpha, power)
+    metrics_df = _metrics_frame(rows)
     cols = ["example_id", "model", "metric", "value", "detail"]
     if score_frames:
         scores_df = pd.concat(score_frames, ignore_index=True)
@@ -559,45 +633,8 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
         scores_df["score_error"] = scores_df["score_error"].astype(object).where(scores_df["score_error"].notna(), None)
     else:
         scores_df = pd.DataFrame(columns=cols + ["score_error"])
-    comparisons = []
-    for out_key, (metric, _hib) in entries.items():
-        m_used = counters.get(out_key, metric)
-        for i, a in enumerate(models):
-            for b in models[i + 1:]:
-                ea, eb = per_model[a]["each"].get(out_key), per_model[b]["each"].get(out_key)
-                r_here = plans[out_key]["overall"] if out_key in plans else resamples
-                observed, diffs = _paired_diffs(m_used, per_model[a]["preds"], per_model[b]["preds"], refs_all,
-                                                ea, eb, r_here, seed, clusters)
-                p_value = _p_value(observed, diffs)
-                row = {"metric": out_key, "model_a": a, "model_b": b, "diff": observed, "p_value": p_value}
-                if metric.decomposable and ea is not None and eb is not None:
-                    pr = ST.paired(ea, eb, clusters, alpha)
-                    vb = vw = np.nan
-                    if sampled:
-                        (wa, ka), (wb, kb) = per_model[a]["split"][out_key], per_model[b]["split"][out_key]
-                        if wa is not None and wb is not None:
-                            ok = ~(np.isnan(ea) | np.isnan(eb))
-                            d = (ea - eb)[ok]
-                            vw = float(np.nanmean(wa[ok])) + float(np.nanmean(wb[ok])) if len(d) else np.nan
-                            if not np.isnan(vw) and len(d) > 1:
-                                vb = max(0.0, float(np.var(d, ddof=1)) - float(np.nanmean(wa[ok])) / float(ka[ok].mean())
-                                         - float(np.nanmean(wb[ok])) / float(kb[ok].mean()))
-                    row.update(se=pr.se, ci_low=pr.ci_low, ci_high=pr.ci_high, correlation=pr.correlation, se_a=pr.se_a,
-                               se_b=pr.se_b, n=pr.n, n_clusters=pr.n_clusters if clusters is not None else np.nan,
-                               mde=ST.mde(pr.se, alpha, power), var_between=vb, var_within=vw)
-                else:
-                    se = float(np.nanstd(diffs, ddof=1)) if diffs is not None and len(diffs) > 1 else np.nan
-                    q = ST.z_two_sided(alpha)
-                    n_ok = sum(1 for r in refs_all if r is not None and not (isinstance(r, float) and np.isnan(r)))
-                    row.update(se=se, ci_low=observed - q * se, ci_high=observed + q * se, correlation=np.nan,
-                               se_a=np.nan, se_b=np.nan, n=n_ok,
-                               n_clusters=len(np.unique(clusters)) if clusters is not None else np.nan,
-                               mde=ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
-                               var_between=np.nan, var_within=np.nan)
-                comparisons.append(row)
-    comparisons_df = pd.DataFrame(comparisons, columns=COMPARISON_COLUMNS)
-    comparisons_df["n"] = comparisons_df["n"].astype("int64")
-    comparisons_df["n_clusters"] = comparisons_df["n_clusters"].astype("Int64")
+    comparisons_df = _comparisons(entries, models, per_model, plans, counters, resamples, seed, clusters, refs_all,
+                                  sampled, alpha, power)
     computations = {k: c.count for k, c in counters.items()}
     return ScoreResult(scores_df, metrics_df, generalization(metrics_df), comparisons_df, computations, plans)
 
@@ -627,3 +664,68 @@ def generalization(metrics_df: pd.DataFrame) -> pd.DataFrame:
                        held_out_gap=float(ind.iloc[0]) - float(ho.iloc[0]) if hib else float(ho.iloc[0]) - float(ind.iloc[0]))
         out.append(row)
     return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------------------------ by record batch
+class NotStreamed(Exception):
+    """A metric that turned out not to score example by example: the whole-table path scores it."""
+
+
+def streams(metric) -> bool:
+    """Whether a metric can be scored batch by batch (:func:`score_batches`): a built-in mean of
+    per-example scores that needs neither the dataset rows, nor the prompts, nor keeps details."""
+    from assay.metrics.core import EvaluateMetric
+
+    return (bool(metric.decomposable) and type(metric).__module__ == "assay.metrics.core" and hasattr(metric, "score_each")
+            and not isinstance(metric, EvaluateMetric)  # decomposable only once a module returned per-example scores
+            and not hasattr(metric, "score_examples") and not getattr(metric, "needs_rows", False)
+            and not getattr(metric, "needs_inputs", False) and not hasattr(metric, "combine_samples"))
+
+
+def score_batches(n_ex: int, models: list[str], metrics: dict, batches, groups: list[tuple[str, np.ndarray]],
+                  resamples: int = 1000, seed: int = 0, clusters: np.ndarray | None = None, on_scores=None,
+                  alpha: float = ST.ALPHA, power: float = ST.POWER) -> ScoreResult:
+    """:func:`score` for metrics that :func:`streams` (one response per example and model), with
+    the texts read batch by batch: ``batches(model)`` yields ``(predictions, references, failed)``
+    for consecutive examples (lists and a bool array), in the dataset's order. Only the numbers
+    are kept whole (a float per example, model and metric), so memory does not grow with the texts.
+
+    ``on_scores(model, key, values)`` is given each model's per-example scores of each metric, in
+    the order of :func:`score`'s scores table (which is None here: the caller writes it). Figures
+    are the same as :func:`score`'s on the same data.
+    """
+    rows: list[dict] = []
+    per_model: dict[str, dict] = {}
+    entries: dict[str, tuple] = {}
+    no_errors = np.zeros(n_ex, bool)
+    for model in models:
+        scored = {key: np.empty(n_ex) for key in metrics}
+        errors = np.zeros(n_ex, bool)  # failed calls (counted per group: a sum of booleans)
+        at = 0
+        for preds, refs, failed in batches(model):
+            k = len(preds)
+            if at + k > n_ex:
+                raise ValueError(f"model {model}: more responses than the {n_ex} examples")
+            errors[at:at + k] = failed
+            for key, metric in metrics.items():
+                v = metric.score_each(preds, refs)
+                if v is None:
+                    raise NotStreamed(f"{key} gave no per-example scores")
+                scored[key][at:at + k] = v
+            at += k
+        if at != n_ex:
+            raise ValueError(f"model {model}: {at} responses for {n_ex} examples")
+        per_model[model] = {"preds": None, "each": {}, "split": {}}
+        for key, metric in metrics.items():
+            each = scored.pop(key)
+            hib = bool(metric.higher_is_better)
+            entries.setdefault(key, (metric, hib))
+            per_model[model]["each"][key] = each
+            per_model[model]["split"][key] = (None, None)
+            if on_scores is not None:
+                on_scores(model, key, each)
+            rows += _group_rows(model, key, metric, metric, hib, each, None, None, groups, errors, no_errors, None, None, [],
+                                None, resamples, seed, clusters, False, alpha, power)
+    metrics_df = _metrics_frame(rows)
+    comparisons_df = _comparisons(entries, models, per_model, {}, {}, resamples, seed, clusters, None, False, alpha, power)
+    return ScoreResult(None, metrics_df, generalization(metrics_df), comparisons_df, {}, {})

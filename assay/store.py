@@ -5,6 +5,7 @@ fsspec URL (``s3://bucket/prefix``). Local writes are atomic (temporary name, th
 object stores publish a whole object on close, which is atomic already.
 """
 
+import contextlib
 import io
 import json
 import os
@@ -36,6 +37,23 @@ REPORT = "report.html"
 MANIFEST = "manifest.json"
 #: ``<root>/_capacity/``: the serving operating points ``assay capacity`` records, one per model
 CAPACITY = "_capacity"
+
+
+class _Hashing:
+    """A binary file that also hashes what is written to it (a streamed artifact's sha256)."""
+
+    def __init__(self, raw, h):
+        self.raw, self.h, self.closed = raw, h, False
+
+    def write(self, data) -> int:
+        self.h.update(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:  # the writer closes its sink; the file itself is closed by its owner
+        self.closed = True
 
 
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -186,6 +204,63 @@ class RunFolder:
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
         return self._write_bytes(name, buf.getvalue())
+
+    @contextlib.contextmanager
+    def table_writer(self, name: str, schema: "pa.Schema"):
+        """Write a Parquet artifact row group by row group (``writer.write_table(t)`` per batch):
+        the same file format as :meth:`write_table`, atomic on a local root, without the whole
+        table in memory. Nothing is left under ``name`` when the block raises."""
+        import hashlib
+
+        import pyarrow.parquet as pq
+
+        loc = self._loc(name)
+        h = hashlib.sha256()
+        if self.store.remote:
+            target, raw = loc, self.store.fs.open(loc, "wb")
+        else:
+            os.makedirs(os.path.dirname(loc), exist_ok=True)
+            target = f"{loc}.tmp-{uuid.uuid4().hex[:8]}"
+            raw = open(target, "wb")
+        sink = _Hashing(raw, h)
+        try:
+            with pq.ParquetWriter(sink, schema, compression="zstd") as w:
+                yield w
+            raw.flush()
+            if not self.store.remote:
+                os.fsync(raw.fileno())
+            raw.close()
+        except BaseException:
+            raw.close()
+            if self.store.remote:
+                with contextlib.suppress(Exception):
+                    self.store.fs.rm(loc)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(target)
+            raise
+        if not self.store.remote:
+            os.replace(target, loc)
+        self._written[name] = h.hexdigest()
+
+    def iter_batches(self, name: str, columns: list[str] | None = None, batch_size: int = 65_536):
+        """A Parquet artifact's record batches (``columns`` only), read one at a time."""
+        import pyarrow.parquet as pq
+
+        if not self.exists(name):
+            raise FileNotFoundError(f"artifact not found: {self.path(name)}")
+        opener = self.store.fs.open if self.store.remote else open
+        with opener(self._loc(name), "rb") as f:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+
+    def parquet_schema(self, name: str) -> "pa.Schema":
+        """A Parquet artifact's schema and row count (its footer only)."""
+        import pyarrow.parquet as pq
+
+        opener = self.store.fs.open if self.store.remote else open
+        with opener(self._loc(name), "rb") as f:
+            pf = pq.ParquetFile(f)
+            return pf.schema_arrow, pf.metadata.num_rows
 
     def write_text(self, name: str, text: str) -> str:
         return self._write_bytes(name, text.encode())

@@ -2,9 +2,11 @@
 
 ``arm(point)`` patches the artifact store so that the process dies while it writes a given
 artifact: it leaves a half-written temporary file behind, as a real kill in the middle of a
-write would, and never reaches the rename. Imported only by the tests' child processes.
+write would, and never reaches the rename (an artifact written row group by row group dies
+after its first row group). Imported only by the tests' child processes.
 """
 
+import contextlib
 import os
 import signal
 
@@ -51,3 +53,22 @@ def arm(point: str) -> None:
         return write(self, name, data)
 
     RunFolder._write_bytes = dying_write
+    streamed = RunFolder.table_writer
+
+    @contextlib.contextmanager
+    def dying_table_writer(self, name, schema):
+        """An artifact written row group by row group: die after its first row group."""
+        with streamed(self, name, schema) as w:
+            if match(name):
+                seen[0] += 1
+                if seen[0] > skip:
+                    class Dying:
+                        def write_table(self, table):
+                            w.write_table(table)
+                            _die()
+
+                    yield Dying()
+                    return
+            yield w
+
+    RunFolder.table_writer = dying_table_writer

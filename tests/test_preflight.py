@@ -260,16 +260,18 @@ def test_only_the_chosen_models_files_are_checked(tmp_path):
 
 
 def test_the_load_stage_takes_the_table_the_preflight_prepared(tmp_path, monkeypatch):
-    """One read of the dataset per process: the load stage uses the table the preflight prepared
-    (the same functions, so the same table), and reads again when the file changed."""
+    """One preparation of the dataset per process: the load stage uses the table (or, for a
+    Parquet file whose ids are in order, the streamed plan) the preflight prepared (the same
+    functions, so the same table), and prepares again when the file changed."""
     from assay import dataset as D
     from assay.runs import start_run
     from assay.stages import load
 
     cfg = make_workspace(tmp_path)
     reads = []
-    real = D.read_source
+    real, plan = D.read_source, D.plan_streamed
     monkeypatch.setattr(D, "read_source", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(D, "plan_streamed", lambda *a, **k: reads.append(a[0]) or plan(*a, **k))
     loaded = load_config(cfg)
     preflight(loaded, "p", AS_OF)
     preflight(loaded, "p", AS_OF)  # the flow's own preflight after the command's: no second read

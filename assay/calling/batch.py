@@ -68,7 +68,7 @@ async def run_batches(provider: BatchProvider, rows: pa.Table, *, name: str | No
     if opts.cache_mode == "off" or not provider.cache_responses:
         cache = None
     writer = Writer(on_chunk, cache, None)
-    todo = list(range(n))
+    todo = range(n)  # positions; a list only once cache hits are taken out
     done = [0]
 
     def report() -> None:

@@ -52,13 +52,25 @@ def sample_key(key: str, sample: int) -> str:
     return hashlib.sha256(f"{key}/sample/{int(sample)}".encode()).hexdigest()
 
 
-def chunk_table(chunk: Chunk, example_ids: list, model: str, samples: list | None = None) -> pa.Table:
-    """A chunk as response rows (:data:`~assay.responses.RESPONSE_SCHEMA`); ``samples`` gives each
-    row's sample index (default 0)."""
+def pick(ids, index) -> "list | pa.Array":
+    """The ids at positions ``index`` (a list or a range) of ``ids`` (a list or an Arrow array)."""
+    if isinstance(ids, list):
+        return [ids[j] for j in index]
+    if isinstance(index, range) and index.step == 1:
+        return ids.slice(index.start, len(index))
+    return ids.take(pa.array(list(index), pa.int64()))
+
+
+def chunk_table(chunk: Chunk, example_ids, model: str, samples: list | None = None) -> pa.Table:
+    """A chunk as response rows (:data:`~assay.responses.RESPONSE_SCHEMA`); ``example_ids`` a list
+    or an Arrow array; ``samples`` gives each row's sample index (default 0)."""
     n = len(chunk)
     s = RESPONSE_SCHEMA
     c = chunk
-    arrays = [pa.array(example_ids, pa.string()), pa.array([model] * n, pa.string()),
+    if isinstance(example_ids, pa.ChunkedArray):
+        example_ids = example_ids.combine_chunks()
+    ids = example_ids.cast(pa.string()) if isinstance(example_ids, pa.Array) else pa.array(example_ids, pa.string())
+    arrays = [ids, pa.array([model] * n, pa.string()),
               pa.array(samples if samples is not None else [0] * n, pa.int32()), pa.array(c.output, pa.string()),
               pa.array(c.prompt_tokens, pa.int64()), pa.array(c.completion_tokens, pa.int64()),
               pa.array(c.cached_tokens, pa.int64()), pa.array(c.cache_write_tokens, pa.int64()),
@@ -81,7 +93,7 @@ class PartWriter:
     def __call__(self, chunk: Chunk) -> None:
         ids, ss = self.ids, self.samples
         self.run.write_table(part_name(self.model, self.seq),
-                             chunk_table(chunk, [ids[j] for j in chunk.index], self.model,
+                             chunk_table(chunk, pick(ids, chunk.index), self.model,
                                          None if ss is None else [ss[j] for j in chunk.index]))
         self.seq += 1
         if self.after is not None:
@@ -173,15 +185,19 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
     ``ok``) and, with K > 1, ``samples``."""
     t_start = time.perf_counter()
     done = compact(run, name)
-    ids = dataset["example_id"].to_pylist()
     batch = isinstance(provider, BatchProvider)
     if not batch and not isinstance(provider, ChatProvider):
         raise TypeError(f"model {name}: provider {type(provider).__name__} is neither a ChatProvider nor a BatchProvider")
     k = 1 if batch else max(1, int(samples))
-    if k == 1:
+    n = dataset.num_rows
+    if batch and not done.ids:  # a fresh batch model: the ids stay one Arrow array (millions of Python strings would not)
+        ids, todo, todo_samples = dataset["example_id"].combine_chunks(), range(n), None
+    elif k == 1:
+        ids = dataset["example_id"].to_pylist()
         todo = [i for i, e in enumerate(ids) if e not in done.ids]
         todo_samples = None
     else:  # example by example, each example's K samples together
+        ids = dataset["example_id"].to_pylist()
         pairs = done.pairs
         todo, todo_samples = [], []
         for i, e in enumerate(ids):
@@ -189,7 +205,7 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
                 if (e, s) not in pairs:
                     todo.append(i)
                     todo_samples.append(s)
-    resumed = len(ids) * k - len(todo)
+    resumed = n * k - len(todo)
     earlier = {"resumed": resumed, "resumed_latency_s": done.latency_s,
                "earlier_attempts": [{f: a[f] for f in ("wall_s", "ok")} for a in done.attempts]}
     if k > 1:
@@ -211,7 +227,7 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
     # (no take on a fresh run: building any Arrow array from Python objects imports pandas, half
     # a second before the first call)
     rows = sorted(set(todo)) if todo_samples is not None else todo
-    sub = dataset if len(rows) == dataset.num_rows else dataset.take(pa.array(rows, pa.int64()))
+    sub = dataset if len(rows) == n else dataset.take(pa.array(rows, pa.int64()))
     sub_ids = ids if sub is dataset else sub["example_id"].to_pylist()
     at = None
     if todo_samples is not None:  # one request per (example, sample): positions of the requests in ``sub``

@@ -10,7 +10,7 @@ one pipeline and the models a run assesses:
 * the dataset file exists and is readable, the columns the config names (``id``, ``reference``,
   ``input``, ``slices``, ``partition.column``) and the prompt template's fields exist, and after the
   ``as_of`` filter and sampling it has examples whose ids are unique. It is read and prepared with
-  the load stage's own functions (:func:`assay.dataset.load_prepared`), so the two cannot disagree,
+  the load stage's own functions (:func:`assay.dataset.prepared_source`), so the two cannot disagree,
   and the load stage of the same process takes the prepared table instead of reading it again;
 * replay logs (``models.<name>.source``), training files (``models.<name>.train`` or the pipeline's
   ``dataset.train``) and local model folders (``models.<name>.path``) exist and are readable;
@@ -175,7 +175,8 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
         if why:
             return [(at + ("dataset", "source"), why)]
     try:
-        table, read = D.load_prepared(src, ds, p.prompt, as_of, sample)
+        got = D.prepared_source(src, ds, p.prompt, as_of, sample)
+        rows, read = (got.rows, got.read) if isinstance(got, D.Streamed) else (got[0].num_rows, got[1])
     except FileNotFoundError:
         return [(at + ("dataset", "source"), f"dataset file not found: {src}")]
     except D.UnreadableSource as e:
@@ -184,7 +185,7 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
         return [(at + (key or ("dataset", "source")), msg if src in msg else f"{msg} ({src})") for key, msg in e.problems]
     except Exception as e:  # noqa: BLE001  (a table prepare() cannot handle: said in one line, not a traceback)
         return [(at + ("dataset",), f"cannot prepare the examples of {src}: {type(e).__name__}: {e}")]
-    if table.num_rows:
+    if rows:
         return []
     if read == 0:
         return [(at + ("dataset", "source"), f"no examples in {src}: the file has no rows")]

@@ -33,6 +33,7 @@ def request_dates(responses, models: dict, stats: dict, as_of: str):
     of the run's date (a backfill is priced as it would have been then), cache hits too, and so are
     rows without a time.
     """
+    import numpy as np
     import pandas as pd
 
     from assay.pricing import is_api_model
@@ -45,19 +46,26 @@ def request_dates(responses, models: dict, stats: dict, as_of: str):
             continue
         sel = (responses["model"] == name).to_numpy()
         st = pd.to_datetime(responses.loc[sel, "started_at"], utc=True)
-        out.loc[sel] = st.dt.strftime("%Y-%m-%d").where(st.notna(), as_of).to_numpy(dtype=object)
+        # each distinct day formatted once (a log of millions of rows spans a few hundred days)
+        codes, days = pd.factorize(st.dt.floor("D"))
+        labels = np.append(np.asarray(days.strftime("%Y-%m-%d"), dtype=object), as_of)
+        out.loc[sel] = labels[np.where(codes < 0, len(days), codes)]
     return out
 
 
 def dated_quotes(models: dict, responses, as_of: str, quote_of: Callable) -> dict:
     """Per model: its quote at ``as_of`` when every row is priced on that date, else a
     :class:`assay.pricing.DatedQuotes` of ``quote_of(model, day)`` for each distinct
-    ``price_date`` of its rows (default: the ``as_of`` quote)."""
+    ``price_date`` of its rows (default: the ``as_of`` quote). ``responses`` is the rows with
+    their :data:`PRICE_DATE`, or each model's set of price dates."""
     from assay.pricing import DatedQuotes
 
     out = {}
     for name in models:
-        days = sorted({d for d in responses.loc[responses["model"] == name, PRICE_DATE] if d}) if len(responses) else []
+        if isinstance(responses, dict):  # {model: the set of its rows' price dates}
+            days = sorted(d for d in responses.get(name, ()) if d)
+        else:
+            days = sorted({d for d in responses.loc[responses["model"] == name, PRICE_DATE] if d}) if len(responses) else []
         default = quote_of(name, as_of)
         out[name] = default if days in ([], [as_of]) else DatedQuotes({d: quote_of(name, d) for d in days}, default)
     return out

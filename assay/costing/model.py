@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,8 @@ __all__ = [
     "model_kind",
     "monthly_cost_usd",
     "cost_table",
+    "Usage",
+    "usage_of",
     "breakeven",
     "pareto_front",
     "cheapest_passing",
@@ -192,7 +195,8 @@ def cost_table(
     correct: Mapping[str, float] | None = None,
     capacity: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """One row per model in ``responses``, columns :data:`COST_COLUMNS`.
+    """One row per model in ``responses``, columns :data:`COST_COLUMNS`. ``responses`` is the
+    response rows (a DataFrame), or each model's :class:`Usage` in the order the rows would list them.
 
     * ``requests`` are all rows (errors included), ``errors`` the rows with an error, ``cache_hits`` the
       rows served from Assay's response cache, which are still priced as if paid (that is what the call
@@ -214,12 +218,16 @@ def cost_table(
     * ``monthly_cost_usd`` is NaN when ``monthly_requests`` is None.
     """
     correct = correct or {}
-    present = list(pd.unique(responses["model"])) if "model" in responses.columns and len(responses) else []
+    if isinstance(responses, Mapping):  # {model: Usage}, read batch by batch (see usage_of)
+        present = [m for m, u in responses.items() if u.requests]
+    else:
+        present = list(pd.unique(responses["model"])) if "model" in responses.columns and len(responses) else []
     names = [m for m in models if m in present] + [m for m in present if m not in models]
     capacity = capacity or {}
     rows = [
-        _model_row(name, responses[responses["model"] == name], models.get(name), quotes.get(name),
-                   stats.get(name) or {}, monthly_requests, correct.get(name), capacity.get(name))
+        _model_row(name, responses[name] if isinstance(responses, Mapping) else responses[responses["model"] == name],
+                   models.get(name), quotes.get(name), stats.get(name) or {}, monthly_requests, correct.get(name),
+                   capacity.get(name))
         for name in names
     ]
     out = pd.DataFrame(rows, columns=COST_COLUMNS)
@@ -228,21 +236,64 @@ def cost_table(
     return out
 
 
-def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> dict:
-    requests = len(df)
+@dataclass
+class Usage:
+    """What a model's cost row is computed from: counts and token sums over its response rows, the
+    latencies of its successful rows and (API models) each row's dollars. :func:`usage_of` makes
+    one from a table of rows; ``+`` joins those of consecutive batches (the figures are the same
+    as one table's), so the cost stage reads responses batch by batch."""
+
+    requests: int = 0
+    errors: int = 0
+    cache_hits: int = 0
+    fresh_ok: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    latency: list = field(default_factory=list)   # arrays of successful rows' latencies (NaN dropped)
+    row_usd: list = field(default_factory=list)   # arrays of each row's dollars (API models)
+
+    def __add__(self, o: "Usage") -> "Usage":
+        return Usage(self.requests + o.requests, self.errors + o.errors, self.cache_hits + o.cache_hits,
+                     self.fresh_ok + o.fresh_ok, self.prompt_tokens + o.prompt_tokens,
+                     self.completion_tokens + o.completion_tokens, self.cached_tokens + o.cached_tokens,
+                     self.latency + o.latency, self.row_usd + o.row_usd)
+
+
+def usage_of(df: pd.DataFrame, q=None, priced: bool = False) -> Usage:
+    """A model's :class:`Usage` over the rows of ``df``; with ``priced`` (an API model) each row is
+    priced under ``q`` (a :class:`DatedQuotes` at each row's :data:`PRICE_DATE`)."""
     error = _col(df, "error", None)
     ok = (error.isna() | error.map(lambda e: isinstance(e, str) and e == "")).to_numpy(dtype=bool)
     cached = _col(df, "cached", False).fillna(False).astype(bool).to_numpy()
     prompt = _num(_col(df, "prompt_tokens", 0)).fillna(0.0)
     completion = _num(_col(df, "completion_tokens", 0)).fillna(0.0)
     cached_tok = _num(_col(df, "cached_tokens", 0)).fillna(0.0)
-    write_tok = _num(_col(df, "cache_write_tokens", 0)).fillna(0.0)
     latency = _num(_col(df, "latency_s", NAN)).to_numpy()[ok]
-    latency = latency[~np.isnan(latency)]
+    row_usd = []
+    if priced:
+        write_tok = _num(_col(df, "cache_write_tokens", 0)).fillna(0.0)
+        if isinstance(q, DatedQuotes):  # each row at the price of its own date (see PRICE_DATE)
+            row_usd = [q.token_cost(_col(df, PRICE_DATE, None).to_numpy(dtype=object), prompt.to_numpy(),
+                                    completion.to_numpy(), cached_tok.to_numpy(), write_tok.to_numpy())]
+        else:
+            row_usd = [np.asarray(token_cost(q, prompt.to_numpy(), completion.to_numpy(), cached_tok.to_numpy(),
+                                             write_tok.to_numpy()), dtype=float)]
+    return Usage(len(df), int((~ok).sum()), int(cached.sum()), int((ok & ~cached).sum()), int(prompt.sum()),
+                 int(completion.sum()), int(cached_tok.sum()), [latency[~np.isnan(latency)]], row_usd)
+
+
+def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> dict:
+    """One cost row; ``df`` is the model's response rows, or their :class:`Usage`."""
+    kind = model_kind(cfg, q)
+    u = df if isinstance(df, Usage) else usage_of(df, q, kind == "api")
+    requests = u.requests
+    latency = np.concatenate(u.latency) if u.latency else np.zeros(0)
+    n_ok = requests - u.errors
 
     # throughput
     wall_s = st.get("wall_s")
-    fresh_ok = int((ok & ~cached).sum())
+    fresh_ok = u.fresh_ok
     throughput = NAN
     throughput_source = None
     hosting, compute = getattr(cfg, "hosting", None), getattr(cfg, "compute", None)  # not every provider has them
@@ -256,11 +307,10 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
         throughput, throughput_source = float(st["throughput_rps"]), "measured"
     elif fresh_ok and wall_s and wall_s > 0:
         throughput, throughput_source = fresh_ok / float(wall_s), "measured"
-    elif int(ok.sum()) and len(latency) and latency.mean() > 0:
+    elif n_ok and len(latency) and latency.mean() > 0:
         throughput = float(st.get("concurrency") or 1) / float(latency.mean())
         throughput_source = "little's law: concurrency / mean latency"
 
-    kind = model_kind(cfg, q)
     fixed = 0.0
     usd_per_hour = NAN
     per_request = NAN
@@ -295,11 +345,7 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
               "compute_s": None if compute_s is None else float(compute_s), "compute_source": compute_source,
               "train_s": train_s, "train_usd": train_usd, "defaults": compute is None}
     elif kind == "api":
-        if isinstance(q, DatedQuotes):  # each row at the price of its own date (see PRICE_DATE)
-            row_usd = q.token_cost(_col(df, PRICE_DATE, None).to_numpy(dtype=object), prompt.to_numpy(),
-                                   completion.to_numpy(), cached_tok.to_numpy(), write_tok.to_numpy())
-        else:
-            row_usd = token_cost(q, prompt.to_numpy(), completion.to_numpy(), cached_tok.to_numpy(), write_tok.to_numpy())
+        row_usd = np.concatenate(u.row_usd) if u.row_usd else np.zeros(0)
         cost = float(np.sum(row_usd))
         per_request = cost / requests if requests else NAN
         source = q.source
@@ -319,11 +365,11 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
         "model": name,
         "kind": kind,
         "requests": requests,
-        "errors": int((~ok).sum()),
-        "cache_hits": int(cached.sum()),
-        "prompt_tokens": int(prompt.sum()),
-        "completion_tokens": int(completion.sum()),
-        "cached_tokens": int(cached_tok.sum()),
+        "errors": u.errors,
+        "cache_hits": u.cache_hits,
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "cached_tokens": u.cached_tokens,
         "cost_usd": cost,
         "cost_per_1k_usd": per_request * 1000,
         "cost_per_correct_usd": per_correct,

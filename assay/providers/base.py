@@ -124,6 +124,11 @@ class BatchProvider(Provider):
     #: runner uses large shards, since thousands of tiny parts would cost more than they protect.
     free_to_redo: ClassVar[bool] = False
 
+    def columns(self, available: list[str]) -> list[str] | None:
+        """The dataset columns its shards read (``example_id`` is always given); None: every one.
+        The invoke stage reads only these, so a provider that needs few keeps a large dataset small."""
+        return None
+
     def prepare(self, rows: pa.Table) -> None:
         """Once before the shards (default: nothing)."""
 

@@ -29,6 +29,44 @@ def _utc_micros(col) -> pa.ChunkedArray:
     return pa.chunked_array([pc.cast(pa.array(parsed.dt.as_unit("us")), pa.int64())])
 
 
+#: log rows per batch when a sorted Parquet log is merged with the examples
+STREAM_ROWS = 131_072
+
+
+def _increasing(ids) -> bool:
+    """Whether text ids (one Arrow array) are strictly increasing, so sorted and unique."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    return len(ids) < 2 or pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py()
+
+
+class _Merge:
+    """A sorted log merged with sorted examples, shard by shard: only the log rows up to the
+    shard's last id are held (a log row for an id no example has is passed over)."""
+
+    def __init__(self, batches, empty: pa.Table):
+        self._it = batches
+        self._buf = empty  # log rows not yet matched, in id order
+
+    def take(self, ids) -> pa.Table:
+        """The log rows of ``ids`` (increasing), one per id (nulls where the log has none)."""
+        ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        if not len(ids):
+            return self._buf.slice(0, 0)
+        last = ids[len(ids) - 1]
+        parts = [self._buf]
+        # read on until the log is past the shard's last id (or at its end)
+        while not parts[-1].num_rows or pc.less_equal(parts[-1]["example_id"][-1], last).as_py():
+            b = next(self._it, None)
+            if b is None:
+                break
+            parts.append(b)
+        buf = pa.concat_tables(parts).combine_chunks() if len(parts) > 1 else parts[0]
+        out = buf.take(pc.index_in(ids, value_set=buf["example_id"])).set_column(0, "example_id", ids)
+        self._buf = buf.slice(pc.sum(pc.less_equal(buf["example_id"], last)).as_py() or 0)  # what comes after the shard
+        return out
+
+
 class ReplayProvider(BatchProvider):
     """Reads outputs from ``source`` (a file keyed by the dataset id) or from a dataset column.
 
@@ -43,30 +81,99 @@ class ReplayProvider(BatchProvider):
     free_to_redo = True  # reading a log again costs nothing
     cache_responses = False  # the log is the store
 
+    def _check(self, names: list[str], src: str) -> None:
+        key = self.ctx.dataset.id or "example_id"
+        col = self.cfg.output_column or "output"
+        if key not in names:
+            raise ValueError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(names)})")
+        if col not in names:
+            raise ValueError(f"replay log {src} has no output column {col!r} (columns: {', '.join(names)})")
+
+    def _keep(self, t: pa.Table) -> pa.Table:
+        """The log's rows as the responses need them: the id as text, the output, what else it has."""
+        key = self.ctx.dataset.id or "example_id"
+        keep = {"example_id": pc.cast(t[key], pa.string()), "output": t[self.cfg.output_column or "output"]}
+        for c in OPTIONAL:
+            if c in t.column_names:
+                keep[c] = t[c]
+        if LOGGED_AT in t.column_names:
+            keep["started_at"] = _utc_micros(t[LOGGED_AT])
+        return pa.table(keep)
+
     def _log(self) -> pa.Table:
         if getattr(self, "_table", None) is None:
             from assay.dataset import read_source
 
-            key = self.ctx.dataset.id or "example_id"
             src = self.ctx.resolve_path(self.cfg.source)
             try:
                 t = read_source(src)
             except Exception as e:
                 # named here: pyarrow's own messages do not say which file
                 raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
-            col = self.cfg.output_column or "output"
-            if key not in t.column_names:
-                raise ValueError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(t.column_names)})")
-            if col not in t.column_names:
-                raise ValueError(f"replay log {src} has no output column {col!r} (columns: {', '.join(t.column_names)})")
-            keep = {"example_id": pc.cast(t[key], pa.string()), "output": t[col]}
-            for c in OPTIONAL:
-                if c in t.column_names:
-                    keep[c] = t[c]
-            if LOGGED_AT in t.column_names:
-                keep["started_at"] = _utc_micros(t[LOGGED_AT])
-            self._table = pa.table(keep)
+            self._check(t.column_names, src)
+            self._table = self._keep(t)
         return self._table
+
+    def _log_names(self) -> list[str]:
+        """The log's column names, from a Parquet log's footer; for another format, the log is read
+        (and only whether it had a ``logged_at`` column is told)."""
+        if getattr(self, "_names", None) is None:
+            names = None
+            if getattr(self, "_table", None) is None:
+                try:
+                    import pyarrow.parquet as pq
+
+                    from assay.dataset import _open, detect_format
+
+                    src = self.ctx.resolve_path(self.cfg.source)
+                    if detect_format(src, None) == "parquet":
+                        with _open(src) as f:
+                            names = pq.ParquetFile(f).schema_arrow.names
+                except Exception:  # noqa: BLE001  (read whole below, which names the file in its error)
+                    names = None
+            if names is None:
+                names = [LOGGED_AT] if "started_at" in self._log().column_names else []
+            self._names = names
+        return self._names
+
+    def _sorted_log(self):
+        """A Parquet log whose ids, as text, are in increasing order (so each once): its batches,
+        as :meth:`_keep` shapes them, for a merge with the examples (which the load stage sorted);
+        None for any other log. One pass over the id column checks it."""
+        from assay.dataset import _open, detect_format
+
+        src = self.ctx.resolve_path(self.cfg.source)
+        if detect_format(src, None) != "parquet":
+            return None
+        import pyarrow.parquet as pq
+
+        key = self.ctx.dataset.id or "example_id"
+        try:
+            with _open(src) as f:
+                names = pq.ParquetFile(f).schema_arrow.names
+            self._check(names, src)  # (outside: its own message names the file)
+        except ValueError as e:
+            if str(e).startswith("replay log "):
+                raise
+            raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+        except Exception as e:
+            raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+        with _open(src) as f:
+            pf = pq.ParquetFile(f)
+            empty = self._keep(pf.schema_arrow.empty_table())
+            last = None
+            for b in pf.iter_batches(batch_size=STREAM_ROWS, columns=[key]):
+                ids = pc.cast(b.column(0), pa.string())
+                if ids.null_count or not _increasing(ids) or (last is not None and len(ids) and not pc.less(last, ids[0]).as_py()):
+                    return None
+                if len(ids):
+                    last = ids[len(ids) - 1]
+
+        def batches():
+            with _open(src) as f:
+                for b in pq.ParquetFile(f).iter_batches(batch_size=STREAM_ROWS):
+                    yield self._keep(pa.Table.from_batches([b]))
+        return batches(), empty
 
     def stats(self) -> dict:
         # The logged calls' own time at the deployment's concurrency: what throughput they imply.
@@ -81,8 +188,14 @@ class ReplayProvider(BatchProvider):
         """Whether the responses' ``started_at`` is each request's logged time (a ``logged_at``
         column), so that the cost stage prices each request at its own day's price."""
         if self.cfg.source is not None:
-            return "started_at" in self._log().column_names
+            return LOGGED_AT in self._log_names()
         return bool(getattr(self, "_column_logged_at", False))
+
+    def columns(self, available: list[str]) -> list[str] | None:
+        if self.cfg.source is not None:
+            return ["example_id"]  # the log has the rest
+        col = self.cfg.output_column or "output"
+        return [c for c in [col, *OPTIONAL, LOGGED_AT] if c in available]  # a missing output column: said by run_batch
 
     def run_batch(self, rows: pa.Table) -> dict[str, list]:
         out = self._batch(rows)
@@ -90,11 +203,19 @@ class ReplayProvider(BatchProvider):
         return out
 
     def prepare(self, todo: pa.Table) -> None:
-        """Join the whole log to the examples once; shards then take consecutive slices."""
+        """Join the log to the examples once; shards then take consecutive slices. A Parquet log
+        with its ids in order, for examples in order, is merged shard by shard instead, never read whole."""
         self._aligned = None
+        self._merge = None
         self._offset = 0
         if self.cfg.source is None:
             return
+        ids = todo["example_id"]
+        if not ids.null_count and _increasing(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids):
+            log = self._sorted_log()
+            if log is not None:
+                self._merge = _Merge(*log)
+                return
         log = self._log()
         keys = todo.select(["example_id"]).append_column("_pos", pa.array(range(todo.num_rows), pa.int64()))
         joined = keys.join(log, "example_id", join_type="left outer", use_threads=False)
@@ -120,9 +241,12 @@ class ReplayProvider(BatchProvider):
                 out["started_at"] = _utc_micros(rows[LOGGED_AT]).to_pylist()
             out["error"] = [None if o is not None else "no logged response" for o in out["output"]]
             return out
-        if getattr(self, "_aligned", None) is None:
+        if getattr(self, "_aligned", None) is None and getattr(self, "_merge", None) is None:
             self.prepare(rows)
-        joined = self._aligned.slice(self._offset, n)
+        if self._merge is not None:
+            joined = self._merge.take(rows["example_id"])
+        else:
+            joined = self._aligned.slice(self._offset, n)
         self._offset += n
         if not joined["example_id"].equals(rows["example_id"]):
             raise RuntimeError("replay shards must be requested in the order prepare() was given")

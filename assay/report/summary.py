@@ -170,35 +170,48 @@ class RunTables:
         """Per-example scores of one metric (None when the metric is not decomposable)."""
         if not self.rf.exists(S.SCORES):
             return None
-        t = self.rf.read_table(S.SCORES, columns=["example_id", "model", "metric", "value"]).to_pandas()
-        t = t[t["metric"] == metric]
-        return None if t.empty else t
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # batch by batch, keeping one metric's rows: a large run's scores hold every metric of every example
+        kept = [b.filter(pc.equal(b["metric"], metric))
+                for b in self.rf.iter_batches(S.SCORES, ["example_id", "model", "metric", "value"])]
+        kept = [b for b in kept if b.num_rows]
+        if not kept:
+            return None
+        return pa.Table.from_batches(kept).to_pandas()
 
     def latencies(self) -> pd.DataFrame:
         """Per model the latency quantiles of its successful calls (p05, p25, p50, p75, p95, p99)."""
         import pyarrow as pa
 
+        import pyarrow.compute as pc
+
         parts = [p for p in self.rf.listdir(S.RESPONSES) if p.endswith(".parquet")]
-        tables = []
+        # per model, the latencies of its successful calls as floats (not a table of every response)
+        per: dict[str, list] = {}
         for p in parts:
             try:  # only the columns the chart needs (responses carry every output's text)
                 t = self.rf.read_table(f"{S.RESPONSES}/{p}", columns=["model", "latency_s", "error"])
             except (pa.ArrowInvalid, KeyError, ValueError):
                 t = self.rf.read_table(f"{S.RESPONSES}/{p}")
-            cols = [c for c in ("model", "latency_s", "error") if c in t.column_names]
-            if "latency_s" in cols:
-                tables.append(t.select(cols))
-        if not tables:
-            return pd.DataFrame(columns=["model", "p05", "p25", "p50", "p75", "p95", "p99", "n"])
-        df = pa.concat_tables(tables, promote_options="permissive").to_pandas()
-        if "error" in df:
-            df = df[df["error"].isna()]
-        df = df.dropna(subset=["latency_s"])
+            if "latency_s" not in t.column_names or "model" not in t.column_names:
+                continue
+            ok = pc.is_valid(t["latency_s"])
+            if "error" in t.column_names:
+                ok = pc.and_(ok, pc.is_null(t["error"]))
+            t = t.filter(ok)
+            for model in pc.unique(t["model"]).to_pylist():  # in the order they first appear
+                per.setdefault(str(model), []).append(t.filter(pc.equal(t["model"], model))["latency_s"].to_numpy().astype(float))
         order = list(dict.fromkeys(self.costs["model"])) if len(self.costs) else []
         rows = []
-        for model, g in df.groupby("model", sort=False):
-            q = np.percentile(g["latency_s"].to_numpy(float), [5, 25, 50, 75, 95, 99])
-            rows.append({"model": str(model), **dict(zip(["p05", "p25", "p50", "p75", "p95", "p99"], map(float, q))), "n": len(g)})
+        for model, arrays in per.items():
+            x = np.concatenate(arrays)
+            x = x[~np.isnan(x)]
+            if not len(x):
+                continue
+            q = np.percentile(x, [5, 25, 50, 75, 95, 99])
+            rows.append({"model": model, **dict(zip(["p05", "p25", "p50", "p75", "p95", "p99"], map(float, q))), "n": len(x)})
         out = pd.DataFrame(rows, columns=["model", "p05", "p25", "p50", "p75", "p95", "p99", "n"])
         if len(out) and order:
             out["_o"] = out["model"].map({m: i for i, m in enumerate(order)}).fillna(len(order))
@@ -594,7 +607,7 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     timings: dict[str, float] = {}
     hib = _hib(table, metric)
     models = [str(m) for m in table["model"]] if len(table) else []
-    pairs = paired_differences(rt.scores(metric), comp, metric, models, hib,
+    pairs = paired_differences(rt.scores(metric) if len(models) > 1 else None, comp, metric, models, hib,
                                resamples=cfg.bootstrap if cfg.bootstrap else 0, reference=rec.model or (models[0] if models else None))
     curves, be_points, domain = C.volume_curves(costs, be, monthly)
     if len(be_points) and rec.model:  # the recommended option's break-evens first

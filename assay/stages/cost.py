@@ -21,6 +21,65 @@ NAME = "cost"
 log = logging.getLogger("assay.cost")
 
 
+#: rows per batch when the responses are read batch by batch
+BATCH_ROWS = 65_536
+#: the response columns a cost row is computed from
+COST_INPUTS = ("model", "error", "cached", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
+               "latency_s", "started_at")
+
+
+def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
+    """Each model's :class:`assay.costing.Usage` read batch by batch, with the quotes it is priced
+    at: ``({model: Usage}, quotes)``, the models in the order the whole table lists them. None
+    when a model's parts are not one row per example with the ids in increasing order (as the
+    invoke stage writes them; a resumed run's parts may repeat an example, and only the whole,
+    deduplicated table prices those right)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from assay import costing as C
+
+    names = [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")] if rf.exists(S.RESPONSES) else []
+    parts: dict[str, list[str]] = {}
+    for n in names:
+        if rf.parquet_schema(f"{S.RESPONSES}/{n}")[1]:
+            first = next(rf.iter_batches(f"{S.RESPONSES}/{n}", ["model"], batch_size=1))
+            parts.setdefault(first["model"][0].as_py(), []).append(n)
+
+    def batches(model, columns):
+        for n in parts[model]:
+            have = set(rf.parquet_schema(f"{S.RESPONSES}/{n}")[0].names)
+            yield from rf.iter_batches(f"{S.RESPONSES}/{n}", [c for c in columns if c in have], BATCH_ROWS)
+
+    # first pass: the ids are in increasing order (so each example once), and the days to price at
+    days: dict[str, set] = {}
+    for model in parts:
+        last = None
+        dated = model in models
+        for b in batches(model, ["example_id", "model", "started_at"]):
+            ids = b["example_id"]
+            if ids.null_count or (len(ids) > 1 and not pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py()):
+                return None
+            if last is not None and not pc.less(pa.scalar(last), ids[0]).as_py():
+                return None
+            last = ids[-1].as_py()
+            if dated and "started_at" in b.schema.names:
+                days.setdefault(model, set()).update(C.request_dates(b.to_pandas(), models, stats, as_of).unique())
+    quotes = C.dated_quotes(models, days, as_of, quote_of)
+    out = {}
+    for model in parts:
+        q = quotes.get(model)
+        kind = C.model_kind(models.get(model), q)
+        u = C.Usage()
+        for b in batches(model, list(COST_INPUTS)):
+            df = b.to_pandas()
+            if kind == "api":
+                df[C.PRICE_DATE] = C.request_dates(df, models, stats, as_of)
+            u = u + C.usage_of(df, q, kind == "api")
+        out[model] = u
+    return out, quotes
+
+
 def run(ctx: RunContext) -> str:
     from assay import costing as C
     from assay.capacity import operating_points
@@ -30,15 +89,20 @@ def run(ctx: RunContext) -> str:
     t0 = time.perf_counter()
     rf = ctx.folder
     cfg = ctx.cfg
-    responses = read_responses(rf).to_pandas()
     manifest = ctx.manifest
     stats = manifest.model_stats
     correct = C.correct_counts(rf.read_table(S.METRICS).to_pandas())
     all_models = ctx.loaded.config.models
     models = {k: all_models[k] for k in ctx.models}
     as_of = ctx.as_of.isoformat()
-    responses[C.PRICE_DATE] = C.request_dates(responses, models, stats, as_of)
-    quotes = C.dated_quotes(models, responses, as_of, lambda name, day: quote(models[name], day))
+    quote_of = lambda name, day: quote(models[name], day)  # noqa: E731
+    streamed = usages(rf, models, stats, as_of, quote_of)
+    if streamed is not None:
+        responses, quotes = streamed
+    else:  # parts that are not one row per example in order: the whole table, deduplicated
+        responses = read_responses(rf).to_pandas()
+        responses[C.PRICE_DATE] = C.request_dates(responses, models, stats, as_of)
+        quotes = C.dated_quotes(models, responses, as_of, quote_of)
     judge_rows, judge_quotes = C.judge_costs(cfg, manifest, lambda judge: quote(all_models[judge], ctx.as_of))
     capacity = ctx.recorded_capacity  # a reproduction: what the recorded run used
     if capacity is None:

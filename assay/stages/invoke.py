@@ -47,12 +47,18 @@ def run(ctx: RunContext) -> str:
     t0 = time.perf_counter()
     rf = ctx.folder
     cfg = ctx.cfg
-    dataset = rf.read_table(S.DATASET)
     models = ctx.loaded.config.models
+    from assay.providers.base import BatchProvider
+
     asked = cfg.confidence_models()  # a cascade escalates on their confidence: ask for log-probabilities
     providers = {name: build(name, models[name], Context(name, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline,
                                                          {"logprobs": True} if name in asked else {}))
                  for name in ctx.models}
+    # only the columns the providers read: a replayed log needs the ids alone, not the texts
+    available = rf.parquet_schema(S.DATASET)[0].names
+    wanted = [p.columns(available) if isinstance(p, BatchProvider) else None for p in providers.values()]
+    columns = None if any(w is None for w in wanted) else list(dict.fromkeys(["example_id"] + [c for w in wanted for c in w]))
+    dataset = rf.read_table(S.DATASET, columns=columns)
     pricers = {m: call_pricer(quote(models[m], ctx.as_of)) for m in ctx.models}
 
     def price(model, p, c, cached):

@@ -28,13 +28,22 @@ def run(ctx: RunContext) -> str:
     if ctx.resumed and rf.exists(S.DATASET) and ctx.manifest.dataset.get("fingerprint") == fp:
         log.info("load: resumed run keeps its %s examples (source unchanged)", ctx.manifest.dataset.get("rows"))
         return rf.path(S.DATASET)
-    # the table the preflight of this process prepared, when it did (see assay.dataset.load_prepared)
-    table, read = D.load_prepared(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample, keep=False)
+    # what the preflight of this process prepared, when it did (see assay.dataset.prepared_source)
+    got = D.prepared_source(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample, keep=False)
     where = f" up to {ctx.as_of}" if cfg.dataset.partition else ""
-    if table.num_rows == 0:
+    rows = got.rows if isinstance(got, D.Streamed) else got[0].num_rows
+    if rows == 0:
         raise RunFailed(f"no examples in {cfg.dataset.source}{where}")
-    rf.write_table(S.DATASET, table)
-    ctx.update_manifest(dataset={"source": cfg.dataset.source, "fingerprint": fp, "rows": table.num_rows})
-    record_stage(rf, NAME, t0, [S.DATASET], {"rows": table.num_rows})
-    log.info("load: %d examples from %s%s (%d rows read)", table.num_rows, cfg.dataset.source, where, read)
+    if isinstance(got, D.Streamed):  # ids already in order: written batch by batch, never whole in memory
+        read = got.read
+        with rf.table_writer(S.DATASET, got.schema()) as w:
+            for t in got.batches():
+                w.write_table(t)
+    else:
+        table, read = got
+        rf.write_table(S.DATASET, table)
+        del table
+    ctx.update_manifest(dataset={"source": cfg.dataset.source, "fingerprint": fp, "rows": rows})
+    record_stage(rf, NAME, t0, [S.DATASET], {"rows": rows})
+    log.info("load: %d examples from %s%s (%d rows read)", rows, cfg.dataset.source, where, read)
     return rf.path(S.DATASET)

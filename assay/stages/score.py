@@ -67,6 +67,141 @@ def deterministic_models(ctx: RunContext) -> set[str]:
     return {m for m in ctx.models if getattr(PROVIDERS.get(models[m].provider), "kind", None) == "batch"}
 
 
+#: rows per batch of the streamed score stage
+BATCH_ROWS = 65_536
+
+
+class _NotAligned(Exception):
+    """The responses are not one per example in the dataset's order: the whole-table path scores them."""
+
+
+class _Rows:
+    """Consecutive rows of a stream of record batches, taken ``k`` at a time."""
+
+    def __init__(self, batches):
+        self._it = iter(batches)
+        self._buf: list = []
+        self._have = 0
+
+    def take(self, k: int):
+        import pyarrow as pa
+
+        while self._have < k:
+            b = next(self._it, None)
+            if b is None:
+                break
+            if b.num_rows:
+                self._buf.append(b)
+                self._have += b.num_rows
+        if not self._buf:
+            return None
+        t = pa.Table.from_batches(self._buf).combine_chunks()
+        head, rest = t.slice(0, k), t.slice(k)
+        self._buf = rest.to_batches() if rest.num_rows else []
+        self._have = rest.num_rows
+        return head
+
+
+def _string_column(schema, name: str) -> bool:
+    import pyarrow as pa
+
+    i = schema.get_field_index(name)
+    return i >= 0 and (pa.types.is_string(schema.field(i).type) or pa.types.is_large_string(schema.field(i).type))
+
+
+def score_streaming(ctx: RunContext, metrics: dict):
+    """Score batch by batch (:func:`assay.scoring.score_batches`) and write scores.parquet row group
+    by row group; None when the whole-table path is needed: a metric that does not stream
+    (corpus metrics, judges, function metrics, user modules), several samples per example, text
+    columns that are not strings, or responses that are not one per example in the dataset's
+    order (a resumed run's parts, say; found while reading, and then nothing is written)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from assay import stats as ST
+    from assay.scoring import NotStreamed, _groups, score_batches, streams
+
+    rf, cfg = ctx.folder, ctx.cfg
+    if not metrics or not all(streams(m) for m in metrics.values()):
+        return None
+    schema, n_ex = rf.parquet_schema(S.DATASET)
+    held = list(cfg.dataset.held_out or {})
+    group_cols = list(dict.fromkeys(list(cfg.dataset.slices) + held))
+    has_ref = "reference" in schema.names
+    if (has_ref and not _string_column(schema, "reference")) or not all(_string_column(schema, c) for c in group_cols):
+        return None
+    names = [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")] if rf.exists(S.RESPONSES) else []
+    parts: dict[str, list[str]] = {}
+    lo = hi = None
+    for n in names:
+        sch, rows = rf.parquet_schema(f"{S.RESPONSES}/{n}")
+        if not rows:
+            continue
+        if "sample" in sch.names:
+            mm = pc.min_max(rf.read_table(f"{S.RESPONSES}/{n}", columns=["sample"])["sample"]).as_py()
+            if mm["min"] is not None:
+                lo = mm["min"] if lo is None else min(lo, mm["min"])
+                hi = mm["max"] if hi is None else max(hi, mm["max"])
+        first = next(rf.iter_batches(f"{S.RESPONSES}/{n}", ["model"], batch_size=1))
+        parts.setdefault(first["model"][0].as_py(), []).append(n)
+    if lo is not None and lo != hi:
+        return None  # several samples per example: the whole-table path averages them
+    models = list(parts)
+    frame = {}
+    if group_cols:
+        t = rf.read_table(S.DATASET, columns=group_cols)
+        frame = {c: t[c].dictionary_encode().to_pandas() for c in group_cols}  # a few codes per example, not its text
+        del t
+    groups = _groups(pd.DataFrame(frame, index=pd.RangeIndex(n_ex)), list(cfg.dataset.slices), cfg.dataset.held_out)
+    clusters = None
+    if cfg.dataset.cluster:
+        col = rf.read_table(S.DATASET, columns=[cfg.dataset.cluster])[cfg.dataset.cluster]
+        clusters = ST.cluster_codes(col.dictionary_encode().to_pandas().astype(object) if _string_column(
+            rf.parquet_schema(S.DATASET)[0], cfg.dataset.cluster) else col.to_pylist())
+        del col
+
+    def batches(model):
+        ds = _Rows(rf.iter_batches(S.DATASET, ["example_id"] + (["reference"] if has_ref else []), BATCH_ROWS))
+        resp = _Rows(b for n in parts[model] for b in rf.iter_batches(f"{S.RESPONSES}/{n}", ["example_id", "output", "error"],
+                                                                       BATCH_ROWS))
+        while True:
+            r = resp.take(BATCH_ROWS)
+            if r is None:
+                break
+            d = ds.take(r.num_rows)
+            if d is None or d.num_rows != r.num_rows or not d["example_id"].equals(r["example_id"]):
+                raise _NotAligned(model)
+            failed = pc.or_(pc.is_valid(r["error"]), pc.is_null(r["output"])).to_numpy(zero_copy_only=False)
+            refs = d["reference"].to_pylist() if has_ref else [None] * d.num_rows
+            yield r["output"].cast(pa.string()).to_pylist(), refs, failed
+        if ds.take(1) is not None:
+            raise _NotAligned(model)
+
+    out_schema = pa.schema([("example_id", pa.string()), ("model", pa.string()), ("metric", pa.string()),
+                            ("value", pa.float64()), ("detail", pa.null()), ("score_error", pa.null())])
+    try:
+        with rf.table_writer(S.SCORES, out_schema) as w:
+            def on_scores(model, key, each):
+                lo = 0
+                for b in rf.iter_batches(S.DATASET, ["example_id"], BATCH_ROWS):
+                    k = b.num_rows
+                    w.write_table(pa.table([b["example_id"], pa.array([model] * k, pa.string()), pa.array([key] * k, pa.string()),
+                                            pa.array(each[lo:lo + k], pa.float64()), pa.nulls(k), pa.nulls(k)], schema=out_schema))
+                    lo += k
+
+            res = score_batches(n_ex, models, metrics, batches, groups, cfg.bootstrap, seed=0, clusters=clusters,
+                                on_scores=on_scores)
+    except _NotAligned as e:
+        log.info("score: the responses of %s are not one per example in the dataset's order; scoring the whole tables", e)
+        return None
+    except NotStreamed as e:
+        log.info("score: %s; scoring the whole tables", e)
+        return None
+    del groups, clusters
+    return res
+
+
 def run(ctx: RunContext, score_rows=None) -> str:
     """The stage; ``score_rows`` as for :func:`assay.scoring.score` (see :func:`chunked`)."""
     from assay.scoring import score
@@ -74,15 +209,19 @@ def run(ctx: RunContext, score_rows=None) -> str:
     t0 = time.perf_counter()
     rf = ctx.folder
     cfg = ctx.cfg
-    dataset = rf.read_table(S.DATASET)
-    responses = read_scored_responses(rf)
     metrics = build_metrics(ctx)
-    inputs = inputs_text(ctx, dataset) if any(getattr(m, "needs_inputs", False) for m in metrics.values()) else None
-    budgets = {s.key: s.bootstrap_budget for s in cfg.metric_specs() if s.bootstrap_budget is not None}
-    res = score(dataset, responses, metrics, cfg.dataset.slices, cfg.bootstrap, seed=0, held_out=cfg.dataset.held_out,
-                inputs=inputs, cluster=cfg.dataset.cluster, budgets=budgets, deterministic=deterministic_models(ctx),
-                score_rows=score_rows)
-    rf.write_table(S.SCORES, res.scores)
+    # batch by batch in this process; a cluster's score chunks (score_rows) take the whole tables
+    res = score_streaming(ctx, metrics) if score_rows is None else None
+    if res is None:  # a metric or a responses folder that needs the whole tables (see score_streaming)
+        dataset = rf.read_table(S.DATASET)
+        responses = read_scored_responses(rf)
+        inputs = inputs_text(ctx, dataset) if any(getattr(m, "needs_inputs", False) for m in metrics.values()) else None
+        budgets = {s.key: s.bootstrap_budget for s in cfg.metric_specs() if s.bootstrap_budget is not None}
+        res = score(dataset, responses, metrics, cfg.dataset.slices, cfg.bootstrap, seed=0, held_out=cfg.dataset.held_out,
+                    inputs=inputs, cluster=cfg.dataset.cluster, budgets=budgets, deterministic=deterministic_models(ctx),
+                    score_rows=score_rows)
+        del dataset, responses
+        rf.write_table(S.SCORES, res.scores)
     rf.write_table(S.METRICS, res.metrics)
     rf.write_table(S.GENERALIZATION, res.generalization)
     rf.write_table(S.COMPARISONS, res.comparisons)
@@ -107,7 +246,7 @@ def run(ctx: RunContext, score_rows=None) -> str:
     for r in overall.itertuples():
         log.info("score: %s %s = %.4f [%.4f, %.4f] (n=%d, errors=%d)", r.model, r.metric, r.value, r.ci_low, r.ci_high, r.n,
                  r.errors)
-    if "score_error" in res.scores and len(res.scores):
+    if res.scores is not None and "score_error" in res.scores and len(res.scores):
         failed = res.scores[res.scores["score_error"].notna()]
         for (model, metric), g in failed.groupby(["model", "metric"], sort=False):
             log.warning("score: %s %s: %d score error(s), left out of the mean; first: %s", model, metric, len(g),
