@@ -65,6 +65,24 @@ def journal_path(run: RunFolder, model: str) -> str:
     return os.path.join(base, "journals", hashlib.sha256(run.url.encode()).hexdigest()[:32], name)
 
 
+def remote_journal(run: RunFolder, model: str) -> str | None:
+    """On a remote root, the folder of the run folder where a model's journal is also uploaded
+    (``responses/journal-<model>.d/``, one immutable object per upload, see
+    :class:`assay.calling.invoke.Journal`), so that a resume on another machine repays only the
+    calls of the last few seconds; None on a local root."""
+    return f"{RESPONSES}/journal-{safe_name(model)}.d" if run.store.remote else None
+
+
+def drop_remote_journal(run: RunFolder, model: str, keep: str | None = None) -> None:
+    """Delete a model's uploaded journal objects (but ``keep``)."""
+    d = remote_journal(run, model)
+    if d is None:
+        return
+    for n in run.listdir(d):
+        if n != keep:
+            run.remove(f"{d}/{n}")
+
+
 def empty() -> pa.Table:
     """No responses. (``Schema.empty_table`` and ``pa.array`` of Python objects import pandas,
     half a second before a fresh run's first call.)"""
@@ -81,22 +99,28 @@ def read_journal(run: RunFolder, model: str) -> tuple[pa.Table, list[dict]]:
     width = len(JOURNAL_FIELDS)
     cols: list[list] = [[] for _ in range(width)]
     attempts: dict[str, dict] = {}
+    sources = []  # this machine's journal, then (on a remote root) every upload of any machine's
     if os.path.exists(path):
         with open(path, "rb") as f:
-            for line in f:
-                try:
-                    item = json.loads(line)
-                except ValueError:
-                    break  # the line being written when the process died
-                if isinstance(item, list):  # one call per line (journals written before the columns)
-                    item = {"c": [[v] for v in item]}
-                if "c" in item:  # a write's calls, column by column in JOURNAL_FIELDS order
-                    got = item["c"]
-                    n = len(got[0])
-                    for i in range(width):  # a column added since the journal was written is null
-                        cols[i].extend(got[i] if i < len(got) else [None] * n)
-                else:
-                    attempts[item["attempt"]] = item  # a later snapshot of an attempt supersedes its earlier ones
+            sources.append(f.read().splitlines())
+    d = remote_journal(run, model)
+    if d is not None:
+        sources += [run.read_bytes(f"{d}/{n}").splitlines() for n in run.listdir(d)]
+    for lines in sources:  # a call in two sources is one row after dedupe
+        for line in lines:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                break  # the line being written when the process died
+            if isinstance(item, list):  # one call per line (journals written before the columns)
+                item = {"c": [[v] for v in item]}
+            if "c" in item:  # a write's calls, column by column in JOURNAL_FIELDS order
+                got = item["c"]
+                n = len(got[0])
+                for i in range(width):  # a column added since the journal was written is null
+                    cols[i].extend(got[i] if i < len(got) else [None] * n)
+            else:
+                attempts[item["attempt"]] = item  # a later snapshot of an attempt supersedes its earlier ones
     if not cols[0]:
         return empty(), list(attempts.values())
     cols = dict(zip(JOURNAL_FIELDS, cols))
@@ -184,6 +208,8 @@ def compact(run: RunFolder, model: str) -> Resumed:
     if not names and not journaled.num_rows:
         if os.path.exists(path) and not attempts:
             os.remove(path)
+        if not attempts:
+            drop_remote_journal(run, model)
         return Resumed(set(), 0, 0.0, attempts, set())
     parts = read_responses(run, model)
     t = dedupe(pa.concat_tables([parts, journaled])) if journaled.num_rows else parts
@@ -201,6 +227,15 @@ def compact(run: RunFolder, model: str) -> Resumed:
             os.replace(path + ".tmp", path)
         else:
             os.remove(path)
+    d = remote_journal(run, model)
+    if d is not None and run.listdir(d):  # the same on the shared root, for another machine's resume
+        keep = None
+        if attempts:
+            import time
+
+            keep = f"compacted-{time.time():.6f}.jsonl"
+            run.write_text(f"{d}/{keep}", "".join(json.dumps(a) + "\n" for a in attempts))
+        drop_remote_journal(run, model, keep=keep)
     latency = pc.sum(ok["latency_s"]).as_py() or 0.0
     eids = ok["example_id"].to_pylist()
     return Resumed(set(eids), seq, float(latency), attempts, set(zip(eids, ok["sample"].to_pylist())))

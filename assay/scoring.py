@@ -532,7 +532,7 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
     recomputations) bounds the bootstrap of corpus metrics that recompute on every resample.
     ``deterministic`` names models that answer an example the same way every time (batch
     providers): when other models are sampled, their within-example variance is 0, not unknown.
-    ``score_rows(key, metric, preds, refs, rows, inputs)``, when given, replaces the per-example
+    ``score_rows(key, metric, preds, refs, rows, inputs, model=...)``, when given, replaces the per-example
     scoring of each (model, metric) (the score stage passes one that scores chunks on a cluster).
     """
     ds = dataset.to_pandas(types_mapper=None)
@@ -572,7 +572,7 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
             if score_rows is None:
                 values, details, serr = _score_rows(metric, preds_long, refs_long, rows_long, inputs_long)
             else:
-                values, details, serr = score_rows(key, metric, preds_long, refs_long, rows_long, inputs_long)
+                values, details, serr = score_rows(key, metric, preds_long, refs_long, rows_long, inputs_long, model=model)
             score_err = None
             if serr is not None and any(e is not None for e in serr):
                 score_err = [None] * n_ex

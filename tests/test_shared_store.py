@@ -294,3 +294,83 @@ def test_a_held_lease_is_renewed_and_a_lost_one_is_left_to_its_new_holder(s3):
     _until(lambda: lease.lost, 30, "the holder to notice it lost the lease")
     lease.release()
     assert _lock_body(client, bucket, rf)["owner"] == "other"
+
+
+def chat_project(tmp_path: Path, name: str, root: str, base_url: str, n: int, c: int) -> Path:
+    """A project on "machine" ``name``: one chat model at concurrency ``c`` on ``n`` examples, with
+    parts so large (``shard_size``) that only the journal keeps the calls of a run killed early."""
+    import textwrap
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = tmp_path / name / "project"
+    d.mkdir(parents=True)
+    ids = [f"t{i:03d}" for i in range(n)]
+    pq.write_table(pa.table({"id": ids, "text": [f"ticket {i}" for i in ids], "label": ["x"] * n}), d / "data.parquet")
+    (d / "pipelines.yaml").write_text(textwrap.dedent(f"""
+        artifacts: {root}
+        models:
+          live: {{provider: openai, model: mock-model, base_url: {base_url}, max_concurrency: {c},
+                  price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}}}
+        pipelines:
+          p:
+            dataset: {{source: data.parquet, id: id, reference: label}}
+            prompt: {{template: "{{text}}"}}
+            models: [live]
+            metrics: [accuracy]
+            shard_size: 100000
+            cache: off
+            bootstrap: 0
+    """))
+    return d
+
+
+def test_a_run_killed_on_one_machine_resumes_on_another_paying_only_the_last_seconds_again(tmp_path, s3, monkeypatch):
+    """Machine A is killed in invoke before it wrote any part: its journal on A's disk is gone with
+    A, but its uploads to the shared root (every ASSAY_JOURNAL_UPLOAD_S) let machine B resume
+    without asking again for what A had answered, except the calls of the last interval."""
+    from assay.stages import run_local
+    from assay.testing.openai_server import OpenAIServer
+
+    bucket, client = s3
+    root = f"s3://{bucket}/runs"
+    n, c = 120, 4
+    code = "from datetime import date\nfrom assay.stages import run_local\nrun_local('pipelines.yaml', 'p', date(2026, 11, 1))\n"
+    with OpenAIServer(latency=0.05) as srv:
+        a = chat_project(tmp_path, "a", root, srv.base_url, n, c)
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env=machine_env(tmp_path, "a", ASSAY_LOCK_TTL_S="2", ASSAY_JOURNAL_UPLOAD_S="0.2"))
+        try:
+            deadline = time.time() + 120
+            while srv.stats(include_prompts=False)["requests_total"] < n // 2 and time.time() < deadline:
+                assert proc.poll() is None, proc.stderr.read()[-3000:]
+                time.sleep(0.02)
+            time.sleep(0.5)  # at least two uploads since
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        before = srv.stats(include_prompts=False)["requests_total"]
+        assert n // 2 <= before < n, "the kill must land in the middle of invoke"
+        shutil.rmtree(tmp_path / "a")  # machine A, its disk and its local journal, are gone
+        keys = [k for k in _keys(client, bucket) if k.endswith("/.lock")]
+        assert len(keys) == 1 and not [k for k in _keys(client, bucket) if "/responses/part-" in k]
+        lock = json.loads(client.get_object(Bucket=bucket, Key=keys[0])["Body"].read())
+        while time.time() <= lock["expires"]:
+            time.sleep(0.1)
+        b = chat_project(tmp_path, "b", root, srv.base_url, n, c)
+        monkeypatch.chdir(b)
+        monkeypatch.setenv("ASSAY_LOCK_DIR", str(tmp_path / "b" / "locks"))
+        ctx = run_local("pipelines.yaml", "p", D1)
+        after = srv.stats(include_prompts=False)["requests_total"]
+    assert ctx.resumed and ctx.folder.manifest()["status"] == "complete"
+    repaid = after - n
+    # without the uploads B would ask again for all `before` calls; with them, only the calls that
+    # finished after A's last upload (0.2 s at most c / 0.05 s = 80 calls/s) and those in flight
+    assert 0 <= repaid <= 16 + 2 * c + 8, (before, after)
+    assert after - before < n - n // 2 + 16 + 2 * c + 8
+    from assay.responses import read_responses
+
+    got = read_responses(ctx.folder)
+    assert got.num_rows == n and got["error"].null_count == n
+    assert not [k for k in _keys(client, bucket) if "journal-" in k]  # folded into the parts, then removed

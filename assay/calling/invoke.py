@@ -106,6 +106,62 @@ JOURNAL = True
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
+class Uploads:
+    """On a remote artifact root, a journal's lines also go to the run folder: what was journaled
+    since the last upload becomes one new object ``responses/journal-<model>.d/<attempt>-<n>.jsonl``
+    every ``ASSAY_JOURNAL_UPLOAD_S`` seconds (default 2), from a thread of its own, so the event
+    loop never waits on the object store and a resume on another machine repays only the calls
+    of the last interval (:func:`assay.responses.read_journal` reads every upload)."""
+
+    def __init__(self, run: RunFolder, model: str, attempt: str):
+        import threading
+
+        from assay.responses import remote_journal
+
+        self.run, self.model, self.prefix = run, model, f"{remote_journal(run, model)}/{attempt}-"
+        self.every = float(os.environ.get("ASSAY_JOURNAL_UPLOAD_S") or 2.0)
+        self.buf: list[bytes] = []
+        self.seq = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="assay-journal-upload", daemon=True)
+        self.thread.start()
+
+    def add(self, data: bytes) -> None:
+        with self.lock:
+            self.buf.append(data)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.every):
+            self.upload()
+
+    def upload(self) -> None:
+        with self.lock:
+            data, self.buf = b"".join(self.buf), []
+        if not data:
+            return
+        try:
+            self.run._write_bytes(f"{self.prefix}{self.seq:06d}.jsonl", data)
+            self.seq += 1
+        except Exception as e:  # noqa: BLE001  (kept for the next upload; the local journal has it)
+            import logging
+
+            logging.getLogger("assay.invoke").warning("journal upload to %s failed (retried at the next one): %s",
+                                                      self.run.url, e)
+            with self.lock:
+                self.buf.insert(0, data)
+
+    def close(self, remove: bool) -> None:
+        self.stop.set()
+        self.thread.join()
+        if remove:
+            from assay.responses import drop_remote_journal
+
+            drop_remote_journal(self.run, self.model)
+        else:
+            self.upload()
+
+
 class Journal:
     """``on_calls`` for one model: every finished call appended to ``responses/journal-<model>.jsonl``
     (one JSON line per write: ``{"c": [column, ...]}`` in :data:`assay.responses.JOURNAL_FIELDS`
@@ -129,6 +185,12 @@ class Journal:
         self.ok = 0
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.uploads = Uploads(run, model, self.attempt) if run.store.remote else None
+
+    def _write(self, data: bytes) -> None:
+        os.write(self.fd, data)
+        if self.uploads is not None:
+            self.uploads.add(data)
 
     def measured(self) -> dict:
         """This attempt's measurements so far."""
@@ -146,15 +208,17 @@ class Journal:
         cols = [[ids[j] for j in c.index], c.output, c.prompt_tokens, c.completion_tokens, c.cached_tokens,
                 c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error, c.confidence,
                 [0] * len(c.index) if ss is None else [ss[j] for j in c.index]]
-        os.write(self.fd, (_ENCODE({"c": cols}) + "\n" + self._snapshot()).encode())
+        self._write((_ENCODE({"c": cols}) + "\n" + self._snapshot()).encode())
 
     def mark(self, chunk: Chunk) -> None:
         """A batch model's part is written: snapshot what it holds (cache hits took no time)."""
         self.ok += sum(1 for e, hit in zip(chunk.error, chunk.cached) if e is None and not hit)
-        os.write(self.fd, self._snapshot().encode())
+        self._write(self._snapshot().encode())
 
     def close(self, remove: bool) -> None:
         os.close(self.fd)
+        if self.uploads is not None:
+            self.uploads.close(remove)
         if remove:
             os.remove(self.path)
 
@@ -219,10 +283,11 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
         on_progress(0, 0, 0.0)  # the bar shows the model and its total (and what a resumed run already has) at once
     if not todo:
         from assay.calling.engine import new_stats
-        from assay.responses import journal_path
+        from assay.responses import drop_remote_journal, journal_path
 
         if os.path.exists(journal_path(run, name)):
             os.remove(journal_path(run, name))  # its measurements go into the stats, and from there to the manifest
+        drop_remote_journal(run, name)
         return {**new_stats(1 if batch else provider.cfg.max_concurrency), **earlier}
     # (no take on a fresh run: building any Arrow array from Python objects imports pandas, half
     # a second before the first call)

@@ -296,7 +296,7 @@ def chunked(ctx: RunContext, map_chunks, chunk_rows: int):
     and joins the results in order. A judge, or a single chunk, is scored here."""
     from assay.scoring import _score_rows
 
-    def score_rows(key, metric, preds, refs, rows, inputs):
+    def score_rows(key, metric, preds, refs, rows, inputs, model=None):
         n = len(preds)
         if not shardable(metric) or n <= chunk_rows:
             return _score_rows(metric, preds, refs, rows, inputs)
@@ -305,7 +305,7 @@ def chunked(ctx: RunContext, map_chunks, chunk_rows: int):
 
         chunks = [Packed((preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b]))
                   for a, b in spans]
-        log.info("score: %s: %d chunks of up to %d rows", key, len(chunks), chunk_rows)
+        log.info("score: %s%s: %d chunks of up to %d rows", f"{model} " if model else "", key, len(chunks), chunk_rows)
         results = [r.value for r in map_chunks(ctx, key, chunks)]
         values: dict = {}
         for sub in results[0][0]:
