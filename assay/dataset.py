@@ -270,6 +270,15 @@ def _stamp(source: str) -> tuple | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+def _take_kept(key, keep: bool):
+    """What was kept under ``key`` (None when nothing); ``keep=False`` empties the keep."""
+    with _KEPT_LOCK:
+        hit = _KEPT.get(key) if key is not None else None
+        if not keep:
+            _KEPT.clear()
+    return hit
+
+
 def _kept_key(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
               sample: int | None) -> tuple | None:
     if detect_format(source, cfg.format) == "hf":
@@ -291,10 +300,7 @@ def load_prepared(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
     raises :class:`UnreadableSource` naming the file; a missing local file FileNotFoundError.
     """
     key = _kept_key(source, cfg, prompt, as_of, sample)
-    with _KEPT_LOCK:
-        hit = _KEPT.get(key) if key is not None else None
-        if not keep:
-            _KEPT.clear()
+    hit = _take_kept(key, keep)
     if hit is not None:
         return hit
     try:
@@ -429,10 +435,7 @@ def prepared_source(source: str, cfg: DatasetConfig, prompt: PromptConfig | None
     :func:`load_prepared`'s (table, rows read). Kept as :func:`load_prepared` keeps its table, so
     the load stage of the preflight's process takes the plan instead of checking the ids again."""
     key = _kept_key(source, cfg, prompt, as_of, sample)
-    with _KEPT_LOCK:
-        hit = _KEPT.get(key) if key is not None else None
-        if not keep:
-            _KEPT.clear()
+    hit = _take_kept(key, keep)
     if hit is not None:
         return hit
     try:

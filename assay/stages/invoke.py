@@ -39,6 +39,17 @@ def examples(counts: dict, messages: dict, most: int = 3) -> str:
     return shown + (f"; {len(order) - most} more kind(s) in the manifest" if len(order) > most else "")
 
 
+def complete(rf, expected: int, rows: int, n_err: int, max_error_rate: float) -> str:
+    """The responses folder, once every expected response is there and few enough calls failed."""
+    if rows < expected:
+        raise RunFailed(f"only {rows} of {expected} responses were produced")
+    share = n_err / rows if rows else 0.0
+    if share > max_error_rate:
+        raise RunFailed(f"{n_err} of {rows} calls failed ({share:.1%}), above max_error_rate {max_error_rate:.0%}; "
+                        "see the error column in responses/")
+    return rf.url + "/" + S.RESPONSES
+
+
 def run(ctx: RunContext) -> str:
     from assay import calling as I
     from assay.pricing import call_pricer, quote
@@ -123,18 +134,11 @@ def run(ctx: RunContext) -> str:
     # only, compacted) and one row for each request handled now, so the counts need no read-back
     rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())
     n_err = sum(st["errors"] for st in stats.values())
-    share = n_err / rows if rows else 0.0
     extra = {"models": stats, "rows": rows, "errors": n_err, "usd": round(budget.spent, 6)}
     record_stage(rf, NAME, t0, [f"{S.RESPONSES}/"], extra)
     if budget.stopped:
         raise RunFailed(f"budget guard: {budget.stopped}")
-    expected = dataset.num_rows * sum(samples[m] for m in ctx.models)
-    if rows < expected:
-        raise RunFailed(f"only {rows} of {expected} responses were produced")
-    if share > cfg.max_error_rate:
-        raise RunFailed(f"{n_err} of {rows} calls failed ({share:.1%}), above max_error_rate {cfg.max_error_rate:.0%}; "
-                        "see the error column in responses/")
-    return rf.url + "/" + S.RESPONSES
+    return complete(rf, dataset.num_rows * sum(samples[m] for m in ctx.models), rows, n_err, cfg.max_error_rate)
 
 
 # --- the sharded path: invoke on a cluster (``runner:``) -------------------------------------------
@@ -396,7 +400,6 @@ def merge_shards(ctx: RunContext, shards: list[Shard], results: list[dict], resu
             log.warning("invoke: %s: the first error of each kind: %s", model, examples(st["error_kinds"], st["error_examples"]))
     rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())
     n_err = sum(st["errors"] for st in stats.values())
-    share = n_err / rows if rows else 0.0
     spent = sum(r.get("spent", 0.0) for r in results)
     runner = ctx.runner
     extra = {"models": stats, "rows": rows, "errors": n_err, "usd": round(spent, 6),
@@ -407,12 +410,7 @@ def merge_shards(ctx: RunContext, shards: list[Shard], results: list[dict], resu
     if stopped:
         raise RunFailed(f"budget guard: {stopped[0]} (cost.max_usd is split evenly among the {len(shards)} shards)")
     expected = rf.read_table(S.DATASET, columns=["example_id"]).num_rows * sum(shard_samples(ctx, m) for m in ctx.models)
-    if rows < expected:
-        raise RunFailed(f"only {rows} of {expected} responses were produced")
-    if share > cfg.max_error_rate:
-        raise RunFailed(f"{n_err} of {rows} calls failed ({share:.1%}), above max_error_rate {cfg.max_error_rate:.0%}; "
-                        "see the error column in responses/")
-    return rf.url + "/" + S.RESPONSES
+    return complete(rf, expected, rows, n_err, cfg.max_error_rate)
 
 
 def run_sharded(ctx: RunContext, map_shards) -> str:
