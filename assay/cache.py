@@ -9,6 +9,7 @@ processes of one host): the cache of single-process runs on a local artifact roo
 local index. :func:`open_cache` picks one by its location.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -122,11 +123,13 @@ class SegmentCache:
         os.makedirs(self.index_dir, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(os.path.join(self.index_dir, "index.sqlite"), check_same_thread=False, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS segments (name TEXT PRIMARY KEY)")
-        self._db.commit()
+        with self._index_lock():  # switching to WAL answers "database is locked" at once (no busy
+            # wait) while another process of this machine opens the same index: one at a time
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS segments (name TEXT PRIMARY KEY)")
+            self._db.commit()
         self._pending: list[tuple[str, str]] = []
         self.written: list[str] = []   # segment names this object wrote
         self.read: list[str] = []      # segment names this object read into the index
@@ -160,17 +163,13 @@ class SegmentCache:
 
     def refresh(self) -> int:
         """Read the segments the index lacks into it; returns how many were read."""
-        import fcntl
-
         names = self.listing()
         with self._lock:
             known = {r[0] for r in self._db.execute("SELECT name FROM segments")}
         new = [n for n in names if n not in known]
         if not new:
             return 0
-        fd = os.open(os.path.join(self.index_dir, "index.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # another process of this machine may be reading the same segments
+        with self._index_lock():  # another process of this machine may be reading the same segments
             with self._lock:
                 known = {r[0] for r in self._db.execute("SELECT name FROM segments")}
             count = 0
@@ -185,6 +184,16 @@ class SegmentCache:
                 self.read.append(n)
                 count += 1
             return count
+
+    @contextlib.contextmanager
+    def _index_lock(self):
+        """This machine's processes, one at a time on the index (``flock`` on ``index.lock``)."""
+        import fcntl
+
+        fd = os.open(os.path.join(self.index_dir, "index.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
