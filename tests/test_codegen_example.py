@@ -47,3 +47,18 @@ def test_assay_plan_on_the_example(tmp_path):
     assert "pass_at_k" in r.output and "coder-a vs coder-b" in r.output and "examples" in r.output
     r = runner.invoke(app, ["plan", "codegen", "--config", cfg, "--artifacts", str(tmp_path), "--detect", "-1"])
     assert r.exit_code == 2
+
+
+def test_the_terminal_says_when_the_headline_interval_rests_on_too_few_clusters(tmp_path, capsys):
+    """The shipped example has 16 problems in 8 families (``dataset.cluster``): the result table's
+    intervals come with the score stage's note, not only in metrics.parquet."""
+    from flows.cli.run import print_result
+
+    ctx = run_local(str(ROOT / "data" / "codegen" / "pipelines.yaml"), "codegen", date(2026, 11, 24), artifacts=str(tmp_path))
+    print_result(ctx.folder.url, "codegen")
+    out = capsys.readouterr().out
+    note = pd.read_parquet(ctx.folder.path("metrics.parquet")).set_index(["model", "metric", "slice"]).loc[
+        ("coder-a", "pass_at_k", "all"), "note"]
+    assert note and "clusters" in note
+    assert f"note (coder-a, coder-b): {note}" in out, out
+

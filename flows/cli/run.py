@@ -245,6 +245,19 @@ def stop_orphaned_temporary_servers() -> list[int]:
     return stopped
 
 
+def interval_notes(metrics, metric: str) -> list[str]:
+    """What the score stage noted about the headline metric's intervals (too few examples or
+    clusters for the CLT, too few successes), one line per note with the models it concerns."""
+    if "note" not in metrics:
+        return []
+    rows = metrics[(metrics["metric"] == metric) & (metrics["slice"] == "all")]
+    by_note: dict[str, list[str]] = {}
+    for model, note in zip(rows["model"], rows["note"]):
+        if isinstance(note, str) and note:
+            by_note.setdefault(note, []).append(str(model))
+    return [f"note ({', '.join(models)}): {note}" for note, models in by_note.items()]
+
+
 def print_result(folder: str, pipeline: str) -> None:
     """The result table (per model: the headline metric with its interval, cost per 1,000 requests,
     monthly cost, p95 latency, errors; the recommended row marked ✓), the recommendation in the
@@ -276,6 +289,8 @@ def print_result(folder: str, pipeline: str) -> None:
         t.add_row(*[escape(r[c]) + (" ✓" if c == "model" and r["recommended"] else "") for c in COLUMNS])
     con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     con.print(t)
+    for line in interval_notes(metrics, dec["first_metric"]):
+        con.print(escape(line), soft_wrap=True)
     if policies is not None and len(policies):
         from flows.cli.policies import policy_table
 
