@@ -39,6 +39,28 @@ def examples(counts: dict, messages: dict, most: int = 3) -> str:
     return shown + (f"; {len(order) - most} more kind(s) in the manifest" if len(order) > most else "")
 
 
+def recorded_time_in_compute(st: dict) -> None:
+    """A model's compute counts the recorded time of the rows this attempt did not compute: outputs
+    served from the cache (costed as if computed again, as cached API calls are priced as if paid)
+    and the examples earlier attempts answered."""
+    for k in ("cached_latency_s", "resumed_latency_s"):
+        s = st.pop(k, 0.0)
+        if s and "compute_s" in st:
+            st["compute_s"] += s
+
+
+def settle(ctx: RunContext, name: str, st: dict, shards: str = "") -> None:
+    """A model's figures as the manifest keeps them (a reproduction takes the recorded
+    measurements), and its log lines: calls, cache hits, retries and errors by kind, dollars."""
+    recorded = (ctx.measurements or {}).get(name) or {}
+    st.update({k: recorded[k] for k in MEASUREMENTS if k in recorded})
+    log.info("invoke: %s: %s%d calls, %d cache hits, %d resumed, %d retries%s, %d errors%s%s", name, shards, st.get("called", 0),
+             st.get("cache_hits", 0), st.get("resumed", 0), st.get("retries", 0), kinds(st.get("retry_kinds")),
+             st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
+    if st.get("error_examples"):
+        log.warning("invoke: %s: the first error of each kind: %s", name, examples(st["error_kinds"], st["error_examples"]))
+
+
 def complete(rf, expected: int, rows: int, n_err: int, max_error_rate: float) -> str:
     """The responses folder, once every expected response is there and few enough calls failed."""
     if rows < expected:
@@ -104,18 +126,10 @@ def run(ctx: RunContext) -> str:
     for name, p in providers.items():
         st = stats[name]
         st.update(p.stats())
-        # outputs served from the cache are costed as if computed again, as cached API calls are
-        # priced as if paid: their recorded time counts in the compute a conventional model is priced by
-        cached_s = st.pop("cached_latency_s", 0.0)
-        if cached_s and "compute_s" in st:
-            st["compute_s"] += cached_s
+        recorded_time_in_compute(st)
         made = st.get("called", 0) - st.get("errors", 0)
-        # a resumed run's figures cover every row, not only this attempt's: the examples earlier
-        # attempts answered count with their recorded time in the compute, and those attempts'
-        # measured time and successes in the throughput
-        resumed_s = st.pop("resumed_latency_s", 0.0)
-        if resumed_s and "compute_s" in st:
-            st["compute_s"] += resumed_s
+        # a resumed run's throughput covers every row, not only this attempt's: those attempts'
+        # measured time and successes count in it
         earlier = st.pop("earlier_attempts", None) or []
         if earlier:
             st["attempts"] = earlier + [{"wall_s": st.get("wall_s") or 0.0, "ok": made}]
@@ -123,13 +137,7 @@ def run(ctx: RunContext) -> str:
             made = sum(a["ok"] for a in st["attempts"])
         if made > 0 and st.get("wall_s"):
             st["throughput_rps"] = made / st["wall_s"]
-        recorded = (ctx.measurements or {}).get(name) or {}
-        st.update({k: recorded[k] for k in MEASUREMENTS if k in recorded})
-        log.info("invoke: %s: %d calls, %d cache hits, %d resumed, %d retries%s, %d errors%s%s", name, st.get("called", 0),
-                 st.get("cache_hits", 0), st.get("resumed", 0), st.get("retries", 0), kinds(st.get("retry_kinds")),
-                 st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
-        if st.get("error_examples"):
-            log.warning("invoke: %s: the first error of each kind: %s", name, examples(st["error_kinds"], st["error_examples"]))
+        settle(ctx, name, st)
     # one response per (example, model, sample) is on disk: what earlier attempts kept (successes
     # only, compacted) and one row for each request handled now, so the counts need no read-back
     rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())
@@ -381,23 +389,12 @@ def merge_shards(ctx: RunContext, shards: list[Shard], results: list[dict], resu
         st["resumed"] = resumed.get(model, 0) + sum(r.get("resumed", 0) for r in mine)
         st["shards"] = len(mine)
         st["wall_s"] = wall
-        cached_s = st.pop("cached_latency_s", 0.0)
-        if cached_s and "compute_s" in st:
-            st["compute_s"] += cached_s
-        resumed_s = st.pop("resumed_latency_s", 0.0)
-        if resumed_s and "compute_s" in st:
-            st["compute_s"] += resumed_s
+        recorded_time_in_compute(st)
         made = st.get("called", 0) - st.get("errors", 0)
         if made > 0 and wall:
             st["throughput_rps"] = made / wall
-        recorded = (ctx.measurements or {}).get(model) or {}
-        st.update({k: recorded[k] for k in MEASUREMENTS if k in recorded})
         stats[model] = st
-        log.info("invoke: %s: %d shards, %d calls, %d cache hits, %d resumed, %d retries%s, %d errors%s%s", model, len(mine),
-                 st.get("called", 0), st.get("cache_hits", 0), st["resumed"], st.get("retries", 0), kinds(st.get("retry_kinds")),
-                 st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
-        if st.get("error_examples"):
-            log.warning("invoke: %s: the first error of each kind: %s", model, examples(st["error_kinds"], st["error_examples"]))
+        settle(ctx, model, st, f"{len(mine)} shards, ")
     rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())
     n_err = sum(st["errors"] for st in stats.values())
     spent = sum(r.get("spent", 0.0) for r in results)
