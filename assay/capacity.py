@@ -281,8 +281,7 @@ def pipeline_prompts(loaded, pipeline: str, limit: int = 256) -> tuple[list[list
     pipe = loaded.pipeline(pipeline)
     if pipe.prompt is None:
         raise CapacityError(f"pipelines.{pipeline}.prompt: the pipeline has no prompt template to render")
-    table, _ = load_prepared(loaded.resolve_path(pipe.dataset.source), pipe.dataset, pipe.prompt, None,
-                             sample=limit, keep=False)
+    table, _ = load_prepared(loaded.resolve_path(pipe.dataset.source), pipe.dataset, pipe.prompt, None, sample=limit)
     if table.num_rows == 0:
         raise CapacityError(f"pipelines.{pipeline}.dataset: the dataset has no rows")
     return list(render_requests(pipe.prompt, table)), f"pipeline {pipeline} ({table.num_rows} examples)"

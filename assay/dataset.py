@@ -5,12 +5,10 @@ cheap; a Hugging Face dataset by name goes through ``datasets`` (and so needs th
 to be online, or the dataset in the local cache).
 """
 
-import atexit
 import hashlib
 import os
 import re
 import string
-import threading
 from datetime import date, timedelta
 
 import pyarrow as pa
@@ -238,28 +236,23 @@ def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as
     return table
 
 
-# ------------------------------------------------------------------------------------------------ one prepared table, kept
-# The preflight (assay.config.preflight) reads and prepares the dataset to check it, and the load
-# stage of the same process then needs the same table: the last one prepared is kept, keyed by
-# everything that shapes it, so a big dataset is read once. A source whose size, modification time
-# (or, remote, ETag) cannot be told is never kept: a changed file is always read again.
-_KEPT: dict[tuple, tuple[pa.Table, int]] = {}
-_KEPT_LOCK = threading.Lock()
-# Let the kept table go while the interpreter is whole: Arrow buffers freed during the
-# interpreter's own teardown, after Arrow's thread pool began to stop, can abort the process
-# ("terminate called without an active exception", exit -6) instead of a clean exit.
-atexit.register(_KEPT.clear)
+# ------------------------------------------------------------------------------------------------ a prepared source, handed on
+# The preflight (assay.preflight) reads and prepares the dataset to check it, and the load stage of
+# the same request then needs the same table: the preflight hands it on as a value
+# (:class:`PreparedSource`, carried by the run's context), keyed by everything that shapes it, so a
+# big dataset is read once. A source whose size, modification time (or, remote, ETag) cannot be
+# told is not handed on: a changed file is always read again.
 
 
-def _stamp(source: str) -> tuple | None:
+def source_version(source: str) -> tuple | None:
     """What tells a version of ``source`` from another without reading it, or None."""
     if "://" in source:
         try:
-            import fsspec
+            import fsspec  # only for a remote source: fsspec takes a quarter of a second to import
 
             fs, path = fsspec.core.url_to_fs(source)
             info = fs.info(path)
-        except Exception:  # noqa: BLE001  (not kept: read again)
+        except Exception:  # noqa: BLE001  (not handed on: read again)
             return None
         version = next((info[k] for k in ("ETag", "etag", "LastModified", "last_modified", "mtime") if info.get(k)), None)
         return None if version is None else (info.get("size"), str(version))
@@ -270,39 +263,47 @@ def _stamp(source: str) -> tuple | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _take_kept(key, keep: bool):
-    """What was kept under ``key`` (None when nothing); ``keep=False`` empties the keep."""
-    with _KEPT_LOCK:
-        hit = _KEPT.get(key) if key is not None else None
-        if not keep:
-            _KEPT.clear()
-    return hit
-
-
-def _kept_key(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-              sample: int | None) -> tuple | None:
+def prepared_key(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
+                 sample: int | None) -> tuple | None:
+    """Everything that shapes the prepared table of ``source`` (its version included), or None
+    when its version cannot be told (a Hugging Face dataset, a file system that says nothing)."""
     if detect_format(source, cfg.format) == "hf":
         return None
-    stamp = _stamp(source)
+    stamp = source_version(source)
     if stamp is None:
         return None
     return (source, stamp, cfg.model_dump_json(), prompt.model_dump_json() if prompt else None, as_of, sample)
 
 
+class PreparedSource:
+    """A dataset source read and prepared for one request (what :func:`prepared_source` returned),
+    with the key of what shaped it (:func:`prepared_key`). Taken once: :meth:`take` hands the value
+    over and lets go of it, so nothing holds a dataset after the load stage has written it."""
+
+    def __init__(self, key: tuple, value: "Streamed | tuple[pa.Table, int]"):
+        self.key, self._value = key, value
+
+    def take(self, source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
+             sample: int | None) -> "Streamed | tuple[pa.Table, int] | None":
+        """The prepared value when it is the one this request needs from the source as it is now
+        (same path, version, config, prompt, as_of and sample), else None; either way it is let go."""
+        value, self._value = self._value, None
+        if value is None or prepared_key(source, cfg, prompt, as_of, sample) != self.key:
+            return None
+        return value
+
+    def drop(self) -> None:
+        """Let go of the prepared value (a run that ended before its load stage)."""
+        self._value = None
+
+
 def load_prepared(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-                  sample: int | None = None, keep: bool = True) -> tuple[pa.Table, int]:
+                  sample: int | None = None) -> tuple[pa.Table, int]:
     """:func:`read_source` then :func:`prepare`: (the prepared table, the rows the source had).
 
-    The last table prepared is kept (one only), and asked again with the same source (same path,
-    size and modification time), config, prompt, as_of and sample it is returned without reading
-    the file; ``keep=False`` (the load stage) takes it and keeps nothing, so a long-lived process
-    does not hold a dataset between runs. A source that exists but cannot be read in its format
-    raises :class:`UnreadableSource` naming the file; a missing local file FileNotFoundError.
+    A source that exists but cannot be read in its format raises :class:`UnreadableSource` naming
+    the file; a missing local file FileNotFoundError.
     """
-    key = _kept_key(source, cfg, prompt, as_of, sample)
-    hit = _take_kept(key, keep)
-    if hit is not None:
-        return hit
     try:
         table = read_source(source, cfg.format, cfg.split)
     except (FileNotFoundError, DatasetError):
@@ -310,19 +311,7 @@ def load_prepared(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
     except Exception as e:  # noqa: BLE001  (pyarrow, fsspec and datasets raise many kinds)
         fmt = detect_format(source, cfg.format)
         raise UnreadableSource(f"cannot read {source} as {fmt}: {type(e).__name__}: {e}") from e
-    read = table.num_rows
-    out = (prepare(table, cfg, prompt, as_of, sample, source), read)
-    if keep and key is not None:
-        with _KEPT_LOCK:
-            _KEPT.clear()
-            _KEPT[key] = out
-    return out
-
-
-def forget_prepared() -> None:
-    """Drop the kept table (see :func:`load_prepared`)."""
-    with _KEPT_LOCK:
-        _KEPT.clear()
+    return prepare(table, cfg, prompt, as_of, sample, source), table.num_rows
 
 
 # ------------------------------------------------------------------------------------------------ by record batch
@@ -429,15 +418,10 @@ def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
 
 
 def prepared_source(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-                    sample: int | None = None, keep: bool = True) -> "Streamed | tuple[pa.Table, int]":
+                    sample: int | None = None) -> "Streamed | tuple[pa.Table, int]":
     """What the preflight checks and the load stage writes: a :class:`Streamed` plan where the
     source allows it (:func:`plan_streamed`: a Parquet file whose ids are in order), else
-    :func:`load_prepared`'s (table, rows read). Kept as :func:`load_prepared` keeps its table, so
-    the load stage of the preflight's process takes the plan instead of checking the ids again."""
-    key = _kept_key(source, cfg, prompt, as_of, sample)
-    hit = _take_kept(key, keep)
-    if hit is not None:
-        return hit
+    :func:`load_prepared`'s (table, rows read)."""
     try:
         plan = plan_streamed(source, cfg, prompt, as_of, sample)
     except (FileNotFoundError, DatasetError):
@@ -445,9 +429,5 @@ def prepared_source(source: str, cfg: DatasetConfig, prompt: PromptConfig | None
     except Exception as e:  # noqa: BLE001  (pyarrow and fsspec raise many kinds)
         raise UnreadableSource(f"cannot read {source} as {detect_format(source, cfg.format)}: {type(e).__name__}: {e}") from e
     if plan is None:
-        return load_prepared(source, cfg, prompt, as_of, sample, keep=keep)
-    if keep and key is not None:
-        with _KEPT_LOCK:
-            _KEPT.clear()
-            _KEPT[key] = plan
+        return load_prepared(source, cfg, prompt, as_of, sample)
     return plan

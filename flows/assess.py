@@ -17,8 +17,11 @@ from prefect import Flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
+from assay.config import ConfigError, load_config
+from assay.preflight import Checked, preflight
 from assay.runs import start_run
 from assay.stages import run_stages
+from tasks import for_stage
 from tasks.logs import assay_logs_to_prefect
 
 
@@ -57,8 +60,6 @@ def _flow_run_record() -> dict:
 
 
 def _call(stage, ctx):
-    from tasks import for_stage
-
     state = for_stage(stage.NAME)(ctx, return_state=True)
     if state.is_failed():
         raise StageFailed(state.message or f"{stage.NAME} failed")
@@ -92,7 +93,7 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
     Returns the run folder. A failed stage or a broken gate ends the flow run Failed with the
     stage's one-line message; the run folder keeps what was written, and the same request resumes it.
     A config, dataset or file that cannot work ends the flow run Failed before any run folder
-    exists, with one line per problem (the preflight: assay.config.preflight).
+    exists, with one line per problem (the preflight: assay.preflight).
 
     Args:
         pipeline: a pipeline name from the config file.
@@ -103,28 +104,54 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
         artifacts: artifact root (path or fsspec URL) overriding the config's.
         cache: response cache mode: use, refresh or off.
     """
-    from assay.config import ConfigError, load_config, preflight
-
     try:
         loaded = load_config(config)
         p = loaded.pipeline(pipeline)
         day = evaluation_date(as_of, p.schedule.timezone if p.schedule else None)
-        preflight(loaded, pipeline, day, models=models or None, sample=sample, artifacts=artifacts)
+        checked = preflight(loaded, pipeline, day, models=models or None, sample=sample, artifacts=artifacts)
     except ConfigError as e:  # before start_run: no run folder is made for a run that cannot work
         get_run_logger().error("%s", e.format())
         return Failed(message=e.format())
-    ctx = start_run(config, pipeline, day, models=models or None, sample=sample, artifacts=artifacts,
-                    cache_mode=cache, loaded=loaded)
-    get_run_logger().info("run folder: %s%s", ctx.folder.url, " (resumed)" if ctx.resumed else "")
-    with assay_logs_to_prefect():
-        try:
-            if ctx.runner is None:
-                run_stages(ctx, call=_call, on_end=_flow_run_record)
-            else:
-                on_dask(ctx)
-        except StageFailed as e:
-            return Failed(message=str(e), data=ctx.folder.url)
-    return ctx.folder.url
+    return _run_checked(checked, config, cache)
+
+
+def _run_checked(checked: Checked, config: str, cache: str | None) -> str:
+    """The run of a request its preflight passed: start (or resume) it, then every stage, taking
+    the dataset the preflight prepared. The prepared dataset is let go of however the run ends."""
+    try:
+        ctx = start_run(config, checked.pipeline, checked.as_of, models=checked.models, sample=checked.sample,
+                        artifacts=checked.artifacts, cache_mode=cache, loaded=checked.loaded, prepared=checked.dataset)
+        get_run_logger().info("run folder: %s%s", ctx.folder.url, " (resumed)" if ctx.resumed else "")
+        with assay_logs_to_prefect():
+            try:
+                if ctx.runner is None:
+                    run_stages(ctx, call=_call, on_end=_flow_run_record)
+                else:
+                    on_dask(ctx)
+            except StageFailed as e:
+                return Failed(message=str(e), data=ctx.folder.url)
+        return ctx.folder.url
+    finally:
+        checked.release()
+
+
+def run_checked(checked: Checked, config: str, cache: str | None = None, **options):
+    """Run the ``assess`` flow, in this process, for a request whose preflight has just passed
+    (``assay run``): the same flow, name and parameters (recorded from ``checked``), whose run
+    takes ``checked`` as a value instead of checking the request again and reading the dataset a
+    second time. ``options`` go to the flow call (``return_state=True``, say).
+
+    ``checked`` holds a prepared dataset, which must not become a flow parameter (parameters are
+    stored in Prefect's database), so it is bound into a flow made for this one call.
+    """
+    def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = None, sample: int | None = None,
+               config: str = "pipelines.yaml", artifacts: str | None = None, cache: str | None = None) -> str:
+        return _run_checked(checked, config, cache)
+
+    assess.__doc__ = _assess_fn.__doc__
+    flow = _PlainParameters(assess, name="assess", log_prints=False, persist_result=False)
+    return flow(pipeline=checked.pipeline, as_of=checked.as_of, models=checked.models, sample=checked.sample,
+                config=config, artifacts=checked.artifacts, cache=cache, **options)
 
 
 def dask_task_runner(runner):
@@ -149,32 +176,23 @@ def dask_task_runner(runner):
                                           "dashboard_address": None, "env": env})
 
 
-#: the runs started by :func:`on_dask`, by run folder: the subflow takes that name, not the context
-_ON_DASK: dict = {}
-
-
 def on_dask(ctx):
     """The stages of ``ctx`` in a subflow whose task runner is the pipeline's Dask cluster: the
-    stage tasks run here as always; the invoke shards and score chunks they map run on the cluster."""
-    url = ctx.folder.url
+    stage tasks run here as always; the invoke shards and score chunks they map run on the cluster.
+    The subflow's one parameter is the run folder (what the UI shows); the context itself is bound
+    into a subflow made for this run, never stored beside it."""
     record = _flow_run_record()  # the parent flow run made the folder
-    _ON_DASK[url] = (ctx, record)
-    try:
-        stages_on_dask.with_options(task_runner=dask_task_runner(ctx.runner))(url)
-    finally:
-        _ON_DASK.pop(url, None)
+
+    def stages_on_dask(run: str) -> None:
+        """Every stage of the run at ``run`` (started by ``assess``), with this flow's Dask task runner."""
+        with assay_logs_to_prefect():
+            run_stages(ctx, call=_call, on_end=lambda: record)
+
+    flow = _PlainParameters(stages_on_dask, name="assess-on-dask", log_prints=False, persist_result=False)
+    flow.with_options(task_runner=dask_task_runner(ctx.runner))(ctx.folder.url)
 
 
-def _stages_on_dask(run: str) -> None:
-    """Every stage of the run at ``run`` (started by ``assess``), with this flow's Dask task runner."""
-    ctx, record = _ON_DASK[run]
-    with assay_logs_to_prefect():
-        run_stages(ctx, call=_call, on_end=lambda: record)
-
-
-stages_on_dask = _PlainParameters(_stages_on_dask, name="assess-on-dask", log_prints=False, persist_result=False)
-
-
+_assess_fn = assess
 assess = _PlainParameters(assess, name="assess", log_prints=False, persist_result=False)
 
 

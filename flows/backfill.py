@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Callable
 
-from assay.config import LoadedConfig, load_config
+from assay.config import LoadedConfig
+from assay.preflight import load_checked
 from assay.gates import gates_passed
 from assay.runs import artifacts_root
 from assay.store import RunFolder, Store
@@ -267,7 +268,7 @@ def backfill(config: str, pipeline: str, start: date, end: date, force: bool = F
              on_result: Callable[[DateResult], None] | None = None, poll: float = 1.0,
              timeout: float | None = None) -> BackfillReport:
     """Run the missing dates of a range (all of them with ``force``); see the module docstring."""
-    loaded = loaded or load_config(config)
+    loaded = loaded or load_checked(config)
     loaded.pipeline(pipeline)
     root = artifacts_root(loaded, artifacts)
     store = Store(root)

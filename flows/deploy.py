@@ -137,9 +137,9 @@ def deploy_pipelines(config: str, pipelines: list[str] | None = None, pool: str 
     from prefect.schedules import Cron
     from prefect.utilities.callables import parameter_schema
 
-    from assay.config import load_config
+    from assay.preflight import load_checked
 
-    loaded = load_config(config)
+    loaded = load_checked(config)
     config_path = str(loaded.path.resolve())
     source = source or os.path.dirname(config_path)
     param_config = config_in_source(config_path, source)

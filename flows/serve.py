@@ -114,9 +114,9 @@ def serve_pipelines(config: str, pipelines: list[str] | None = None, limit: int 
     from prefect.runner import Runner
     from prefect.schedules import Cron
 
-    from assay.config import load_config
+    from assay.preflight import load_checked
 
-    loaded = load_config(config)
+    loaded = load_checked(config)
     runner = Runner(name="assay-serve", pause_on_shutdown=pause_on_shutdown, limit=limit)
     for name in pipelines or list(loaded.config.pipelines):
         p = loaded.pipeline(name)

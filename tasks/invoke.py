@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from assay.runs import RunContext, progress
 from assay.stages import invoke as stage
-from tasks import run_stage, run_stage_with
+from tasks.failures import run_stage, run_stage_with
 
 
 class _UIProgress:

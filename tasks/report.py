@@ -9,7 +9,7 @@ from prefect.states import State
 
 from assay.runs import RunContext
 from assay.stages import report as stage
-from tasks import run_stage
+from tasks.failures import run_stage
 
 
 def artifact_key(pipeline: str, suffix: str) -> str:

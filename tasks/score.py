@@ -6,7 +6,7 @@ from prefect.cache_policies import NO_CACHE
 from assay.runs import RunContext
 from assay.stages import score as stage
 from assay.stages import invoke as invoke_stage
-from tasks import run_stage, run_stage_with
+from tasks.failures import run_stage, run_stage_with
 
 
 @task(name="score", cache_policy=NO_CACHE, retries=0)

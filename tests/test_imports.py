@@ -44,7 +44,7 @@ def test_the_config_imports_no_provider_or_metric(module):
 def test_every_module_imports_first_in_a_fresh_interpreter():
     """A module in an import cycle fails with ImportError when it is the first one imported."""
     modules = _modules()
-    assert {"assay.config.checks", "assay.providers.base", "assay.metrics.judge", "assay.runs.context", "assay.stages.invoke"} <= set(modules)
+    assert {"assay.preflight.checks", "assay.providers.base", "assay.metrics.judge", "assay.runs.context", "assay.stages.invoke"} <= set(modules)
     with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
         results = list(pool.map(lambda m: (m, _python(f"import {m}")), modules))
     failed = {m: r.stderr.strip().splitlines()[-1] for m, r in results if r.returncode != 0}

@@ -16,8 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from assay.config import (MODEL_CLASSES, ConfigError, DatasetConfig, PromptConfig, PythonModel, ReplayModel, SklearnModel,
-                          load_config, model_problems)
+                          model_problems)
 from assay.dataset import prepare, read_source
+from assay.preflight import load_checked
 from assay.responses import read_responses
 from assay.providers import PROVIDERS, Context, build
 from assay.stages import run_local
@@ -423,7 +424,7 @@ def test_model_option_errors_reach_the_config_loader(tmp_path):
             metrics: [accuracy]
     """))
     with pytest.raises(ConfigError) as e:
-        load_config(tmp_path / "pipelines.yaml")
+        load_checked(tmp_path / "pipelines.yaml")
     found = {(path, line) for path, _, line in e.value.problems}
     assert ("models.sk.base_url", 3) in found
     assert ("models.py.function", 4) in found

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assay.config import ConfigError, load_config
+from assay.preflight import load_checked
 from assay.responses import RESPONSE_SCHEMA, read_journal, read_responses
 from assay.stages import run_local
 from assay.store import Store
@@ -59,7 +60,7 @@ pipelines:
 def _load(tmp_path, live: str = "", base: str = "", pipe: str = "", check: bool = True):
     p = tmp_path / "pipelines.yaml"
     p.write_text(textwrap.dedent(BASE.format(live=live, base=base, pipe=pipe)))
-    return load_config(p, check=check)
+    return load_checked(p) if check else load_config(p)
 
 
 def _problems(tmp_path, **kw) -> list[tuple[str, str]]:

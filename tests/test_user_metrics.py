@@ -123,7 +123,8 @@ def test_worker_processes_are_faster_than_one(funcs):
 
 
 def test_config_checks_function_metrics(tmp_path, funcs):
-    from assay.config import ConfigError, load_config
+    from assay.config import ConfigError
+    from assay.preflight import load_checked
 
     (funcs / "data.csv").write_text("id,text,label\n1,a,a\n")
     cfg = funcs / "pipelines.yaml"
@@ -143,7 +144,7 @@ pipelines:
     gates: {score.match: {min: 0.5}, other: {min: 1}}
 """)
     with pytest.raises(ConfigError) as e:
-        load_config(str(cfg))
+        load_checked(str(cfg))
     text = e.value.format()
     assert "metrics[1].function" in text and "no attribute 'nope'" in text
     assert "metrics[2].path" in text and "metric file not found" in text

@@ -2,7 +2,7 @@
 
 Importing this module imports pydantic and nothing of Assay's providers or metrics, so any module can
 use the config types without an import cycle. Reading and validating a file is :mod:`assay.config.loading`;
-the checks that span sections (model and metric names, metric options) are :mod:`assay.config.checks`.
+the checks that span sections (model and metric names, metric options) are :mod:`assay.preflight.checks`.
 """
 
 import functools

@@ -40,11 +40,12 @@ def err(msg: str) -> None:
 
 
 def load(config: str):
-    """The validated config; exit 2 naming every problem otherwise."""
-    from assay.config import ConfigError, load_config
+    """The validated config, its sections checked against each other; exit 2 naming every problem otherwise."""
+    from assay.config import ConfigError
+    from assay.preflight import load_checked
 
     try:
-        return load_config(config)
+        return load_checked(config)
     except ConfigError as e:
         err(e.format())
         raise typer.Exit(EXIT_CONFIG)

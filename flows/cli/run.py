@@ -41,7 +41,10 @@ def run(
     debug: bool = typer.Option(False, "--debug", help="Show Prefect's own log lines and the tracebacks of failures."),
 ):
     """Run one assessment through Prefect; print the result table, then the run folder as the last line."""
-    from assay.config import ConfigError, preflight
+    # here, not at the top: the metric and provider registries the preflight needs would slow the
+    # start of every other command (``assay --help``, ``list``)
+    from assay.config import ConfigError
+    from assay.preflight import preflight
     from assay.runs import check_models
 
     if cache is not None and cache not in ("use", "refresh", "off"):
@@ -52,22 +55,13 @@ def run(
     try:
         chosen = check_models(loaded, pipeline, [m.strip() for m in models.split(",") if m.strip()] if models else None)
         # the preflight: the files, the dataset, the metric files are checked before a run folder or a
-        # Prefect flow run exists; every problem is named, exit 2, nothing written
-        preflight(loaded, pipeline, day, models=chosen, sample=sample, artifacts=artifacts)
+        # Prefect flow run exists; every problem is named, exit 2, nothing written. What it checked
+        # and prepared is handed to the flow, which does not check the request again.
+        checked = preflight(loaded, pipeline, day, models=chosen if models else None, sample=sample, artifacts=artifacts)
     except ConfigError as e:
-        problems = e.format()
-    else:
-        problems = None
-    if problems is not None:
-        # Leave with nothing of the failed checks alive: their tracebacks hold the Arrow tables that
-        # were read, and Arrow memory freed during the interpreter's own teardown can abort the
-        # process (exit -6) instead of exiting 2.
-        import gc
-
-        gc.collect()
-        err(problems)
+        err(e.format())
         raise typer.Exit(EXIT_CONFIG)
-    code, folder = execute(pipeline, day, chosen if models else None, sample, config, artifacts, cache, progress, debug)
+    code, folder = execute(checked, config, cache, progress, debug)
     if folder:
         typer.echo(folder)
     raise typer.Exit(code)
@@ -146,31 +140,35 @@ class _Terminal(logging.Handler):
             logger.propagate = propagate
 
 
-def execute(pipeline, day, models, sample, config, artifacts, cache, progress=False, debug=False) -> tuple[int, str | None]:
-    """Run the assess flow in this process; print the result; return (exit code, run folder)."""
+def execute(checked, config: str, cache: str | None, progress: bool = False, debug: bool = False) -> tuple[int, str | None]:
+    """Run the assess flow in this process for a request whose preflight passed (``checked``, an
+    :class:`assay.preflight.Checked`);
+    print the result; return (exit code, run folder)."""
     # Before Prefect configures its logging: the terminal is the progress bar, Assay's lines and
     # Assay's one-line verdict; Prefect's console lines (and a failure's traceback) only with
     # --debug. The Prefect UI gets every line either way.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "DEBUG" if debug else "CRITICAL")
     problem = prefect_api_problem()
     if problem:
+        checked.release()
         err(problem)
         return EXIT_CONFIG, None
     terminal = _Terminal(bar=progress)
     try:
         with terminal.attached():
             stop_orphaned_temporary_servers()
-            from flows.assess import assess, outcome
+            from flows.assess import outcome, run_checked
 
             with _heartbeats():
-                state = assess(pipeline=pipeline, as_of=day, models=models, sample=sample, config=config,
-                               artifacts=artifacts, cache=cache, return_state=True)
+                state = run_checked(checked, config, cache, return_state=True)
     except KeyboardInterrupt:
         err("interrupted: the run is kept as failed with what it wrote; the same command resumes it")
         return EXIT_INTERRUPTED, None
+    finally:
+        checked.release()
     out = outcome(state)
     if out.folder and out.status in ("complete", "gate failed"):
-        print_result(out.folder, pipeline)
+        print_result(out.folder, checked.pipeline)
     if out.status == "complete":
         return EXIT_OK, out.folder
     if out.status == "gate failed":
