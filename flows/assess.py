@@ -19,7 +19,7 @@ from prefect.states import Failed
 
 from assay.config import ConfigError, load_config
 from assay.preflight import Checked, preflight
-from assay.runs import start_run
+from assay.runs import RunContext, start_run
 from assay.stages import run_stages
 from tasks import for_stage
 from tasks.logs import assay_logs_to_prefect
@@ -67,8 +67,8 @@ def _call(stage, ctx):
 
 
 class _PlainParameters(Flow):
-    """A flow whose plain parameters (text, numbers, dates, lists of text, None) are serialized
-    for the flow run's record directly, as FastAPI's ``jsonable_encoder`` would; Prefect imports
+    """A flow whose plain parameters (text, numbers, dates, lists of text, None; a run's context as
+    its folder) are serialized for the flow run's record directly, as FastAPI's ``jsonable_encoder`` would; Prefect imports
     FastAPI for that encoder (0.2 s of every ``assay run``'s start, a trivial flow has no
     parameters to pay it). Anything else goes through Prefect's own serialization."""
 
@@ -76,6 +76,10 @@ class _PlainParameters(Flow):
         out = {}
         for k, v in parameters.items():
             if v is None or isinstance(v, (str, int, float)):
+                out[k] = v
+            elif isinstance(v, RunContext):  # a run passed to a subflow is recorded as its folder
+                out[k] = v.folder.url
+            elif isinstance(v, dict) and all(isinstance(x, (str, dict)) for x in v.values()):  # a manifest record
                 out[k] = v
             elif type(v) is date:
                 out[k] = v.isoformat()
@@ -178,18 +182,19 @@ def dask_task_runner(runner):
 
 def on_dask(ctx):
     """The stages of ``ctx`` in a subflow whose task runner is the pipeline's Dask cluster: the
-    stage tasks run here as always; the invoke shards and score chunks they map run on the cluster.
-    The subflow's one parameter is the run folder (what the UI shows); the context itself is bound
-    into a subflow made for this run, never stored beside it."""
-    record = _flow_run_record()  # the parent flow run made the folder
+    stage tasks run here as always; the invoke shards and score chunks they map run on the cluster."""
+    stages_on_dask.with_options(task_runner=dask_task_runner(ctx.runner))(ctx, _flow_run_record())  # the parent made the folder
 
-    def stages_on_dask(run: str) -> None:
-        """Every stage of the run at ``run`` (started by ``assess``), with this flow's Dask task runner."""
-        with assay_logs_to_prefect():
-            run_stages(ctx, call=_call, on_end=lambda: record)
 
-    flow = _PlainParameters(stages_on_dask, name="assess-on-dask", log_prints=False, persist_result=False)
-    flow.with_options(task_runner=dask_task_runner(ctx.runner))(ctx.folder.url)
+def _stages_on_dask(run, record) -> None:
+    """Every stage of the run ``run`` (a RunContext started by ``assess``: left unannotated, so that
+    Prefect passes it as it is), with this flow's Dask task runner; ``record`` is the parent flow
+    run, for the manifest."""
+    with assay_logs_to_prefect():
+        run_stages(run, call=_call, on_end=lambda: record)
+
+
+stages_on_dask = _PlainParameters(_stages_on_dask, name="assess-on-dask", log_prints=False, persist_result=False)
 
 
 _assess_fn = assess

@@ -44,21 +44,23 @@ class RunContext:
     #: set by reproduce: the serving operating points the recorded run was priced at (its
     #: manifest's ``capacity``), used instead of today's ``_capacity/`` records
     recorded_capacity: dict | None = None
-    #: the dataset the preflight of this request read and prepared (an
-    #: :class:`assay.dataset.PreparedSource`), which the load stage takes instead of reading the
-    #: source again; None when there is none. Never pickled: it stays in the process that made it.
-    prepared: object | None = field(default=None, repr=False, compare=False)
     _cfg: LoadedConfig | None = field(default=None, repr=False, compare=False)
     _folder: RunFolder | None = field(default=None, repr=False, compare=False)
+    # Two handles that stay in the process that started the run, neither pickled nor a field (Prefect
+    # serializes a task's inputs field by field, and must never meet them):
+    #: the dataset the preflight of this request read and prepared (an
+    #: :class:`assay.dataset.PreparedSource`), which the load stage takes instead of reading the
+    #: source again; None when there is none
+    prepared = None
     #: the lock file (local root) or lease (remote root) of the run folder, held by the process
     #: that started or resumed the run (:func:`claim`) until it ends
-    _claim: object | None = field(default=None, repr=False, compare=False)
+    _claim = None
 
     def __getstate__(self):
         d = dict(self.__dict__)
         d["_folder"] = None
-        d["prepared"] = None
-        d["_claim"] = None
+        d.pop("prepared", None)
+        d.pop("_claim", None)
         return d
 
     @property
@@ -238,8 +240,8 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
                     run_id, resumed = rf.run_id, True
                     break
     run_id = run_id or store.new_run_id(chash)
-    ctx = RunContext(str(loaded.path), pipeline, as_of, run_id, root, chosen, sample, mode, resumed, prepared=prepared,
-                     _cfg=loaded)
+    ctx = RunContext(str(loaded.path), pipeline, as_of, run_id, root, chosen, sample, mode, resumed, _cfg=loaded)
+    ctx.prepared = prepared
     rf = ctx.folder
     ctx._claim = held if held is not None else claim(rf)
     manifest = rf.manifest() if resumed else None
