@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -324,13 +324,13 @@ def build_record(name: str, cfg, slo: SLO, levels: pd.DataFrame, chosen: pd.Seri
     point = None
     if chosen is not None:
         point = {k: _plain(chosen[k]) for k in LEVEL_COLUMNS if k not in ("meets_slo", "missed")}
-    return {"model": name, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {"model": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "config_hash": capacity_hash(cfg), "target": getattr(cfg, "target", None), "slo": slo.as_dict(),
             "prompts": prompts, "requests_per_level": requests, "operating_point": point,
             "levels": [{k: _plain(v) for k, v in r.items()} for r in levels.to_dict("records")]}
 
 
-def write_record(store: "Store", name: str, record: dict, requests: pd.DataFrame) -> tuple[str, str]:
+def write_record(store: Store, name: str, record: dict, requests: pd.DataFrame) -> tuple[str, str]:
     """Write ``_capacity/<name>.json`` and the per-request sweep ``_capacity/<name>.parquet``; their locations."""
     folder = store.capacity()
     js, pq_name = folder.names(name)
@@ -338,7 +338,7 @@ def write_record(store: "Store", name: str, record: dict, requests: pd.DataFrame
     return folder.write_json(js, {**record, "sweep": pq_name}), sweep_path
 
 
-def read_record(store: "Store", name: str) -> dict | None:
+def read_record(store: Store, name: str) -> dict | None:
     """The recorded sweep of ``name``, or None."""
     folder = store.capacity()
     try:
@@ -354,7 +354,7 @@ def read_record(store: "Store", name: str) -> dict | None:
         return None
 
 
-def operating_points(store: "Store", models: Mapping[str, Any]) -> dict[str, dict]:
+def operating_points(store: Store, models: Mapping[str, Any]) -> dict[str, dict]:
     """For each ``hosting:`` model with a capacity record: what the cost stage uses and why.
 
     ``{"used": True, "throughput_rps", "concurrency", "slo", "measured_at", "config_hash"}`` when the

@@ -308,7 +308,7 @@ def load_prepared(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
         table = read_source(source, cfg.format, cfg.split)
     except (FileNotFoundError, DatasetError):
         raise
-    except Exception as e:  # noqa: BLE001  (pyarrow, fsspec and datasets raise many kinds)
+    except Exception as e:
         fmt = detect_format(source, cfg.format)
         raise UnreadableSource(f"cannot read {source} as {fmt}: {type(e).__name__}: {e}") from e
     return prepare(table, cfg, prompt, as_of, sample, source), table.num_rows
@@ -383,7 +383,7 @@ def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
             names, read = meta.schema_arrow.names, meta.metadata.num_rows
     except (FileNotFoundError, OSError):
         raise
-    except Exception as e:  # noqa: BLE001  (not Parquet after all: the whole path says so)
+    except Exception as e:
         raise UnreadableSource(f"cannot read {source} as parquet: {type(e).__name__}: {e}") from e
     missing = column_problems(names, cfg, prompt)
     if missing:
@@ -426,7 +426,7 @@ def prepared_source(source: str, cfg: DatasetConfig, prompt: PromptConfig | None
         plan = plan_streamed(source, cfg, prompt, as_of, sample)
     except (FileNotFoundError, DatasetError):
         raise
-    except Exception as e:  # noqa: BLE001  (pyarrow and fsspec raise many kinds)
+    except Exception as e:
         raise UnreadableSource(f"cannot read {source} as {detect_format(source, cfg.format)}: {type(e).__name__}: {e}") from e
     if plan is None:
         return load_prepared(source, cfg, prompt, as_of, sample)

@@ -49,8 +49,9 @@ No Prefect here: ``tasks/gate.py`` wraps :func:`check_run` for the flow.
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -117,12 +117,12 @@ def clear_cache() -> None:
 
 def _as_date(on: _dt.date | _dt.datetime | str | None) -> _dt.date:
     if on is None:
-        return _dt.datetime.now(_dt.timezone.utc).date()
+        return _dt.datetime.now(_dt.UTC).date()
     if isinstance(on, str):
         return _dt.date.fromisoformat(on[:10])
     if isinstance(on, _dt.datetime):
         if on.tzinfo is not None:
-            on = on.astimezone(_dt.timezone.utc)
+            on = on.astimezone(_dt.UTC)
         return on.date()
     return on
 
@@ -204,10 +204,10 @@ def _prevailing_price(model, day: _dt.date):
         if isinstance(c, TimeOfDateConstraint):
             for t in (c.start_time, c.end_time):
                 if t.tzinfo is not None:
-                    t = _dt.datetime.combine(day, t).astimezone(_dt.timezone.utc).time()
+                    t = _dt.datetime.combine(day, t).astimezone(_dt.UTC).time()
                 cuts.add(t.hour * 3600 + t.minute * 60 + t.second)
     cuts = sorted(cuts)
-    midnight = _dt.datetime.combine(day, _dt.time(0), tzinfo=_dt.timezone.utc)
+    midnight = _dt.datetime.combine(day, _dt.time(0), tzinfo=_dt.UTC)
     seconds: dict[int, float] = {}
     order: list = []
     for a, b in zip(cuts, cuts[1:]):
@@ -226,7 +226,7 @@ def _lookup(model_ref: str, provider_id: str | None, day: _dt.date) -> PriceQuot
 
     as_of = day.isoformat()
     # noon UTC: any time of the date would do for start-date constraints (compared on the UTC date)
-    ts = _dt.datetime.combine(day, _dt.time(12), tzinfo=_dt.timezone.utc)
+    ts = _dt.datetime.combine(day, _dt.time(12), tzinfo=_dt.UTC)
     try:
         calc = _bundled_calc(Usage(input_tokens=0, output_tokens=0), model_ref, provider_id, ts)
     except (LookupError, ValueError) as e:

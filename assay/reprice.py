@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pandas as pd
 
@@ -182,7 +182,7 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
         entry = {
             "as_of": label,
             "prices": "recorded" if recorded else "quoted",
-            "at": datetime.now(timezone.utc).isoformat(),
+            "at": datetime.now(UTC).isoformat(),
             "costs": cname,
             "breakeven": bname,
             "artifacts": {cname: rf.hash(cname), bname: rf.hash(bname)},

@@ -265,7 +265,7 @@ def p_adjust(p_values, method: str = "holm") -> np.ndarray:
     if method == "holm":
         adj = np.maximum.accumulate((m - np.arange(m)) * ps)
     elif method == "bh":
-        adj = np.minimum.accumulate((m / np.arange(m, 0, -1) * ps[::-1]))[::-1]
+        adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * ps[::-1])[::-1]
     else:
         raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {method!r}")
     out = np.empty(m)

@@ -12,9 +12,8 @@ import os
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -110,7 +109,7 @@ class Store:
 
     def new_run_id(self, config_hash: str) -> str:
         """Sortable by start time; the suffix ties it to the config that shaped it."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         return f"{stamp}-{config_hash[:8]}-{uuid.uuid4().hex[:4]}"
 
     # listing ------------------------------------------------------------------

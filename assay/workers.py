@@ -223,7 +223,7 @@ def _die_with_parent() -> None:
         import signal
 
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except Exception:  # pragma: no cover - best effort
+    except Exception:  # noqa: BLE001  # pragma: no cover - best effort
         pass
 
 
@@ -253,7 +253,7 @@ def _main(rfd: int, wfd: int) -> None:
     sys.path[:] = path
     try:
         fn = resolve(loader[0])(*loader[1:])
-    except BaseException as e:
+    except BaseException as e:  # noqa: BLE001  (a user's module can raise anything while it loads: sent to the parent)
         _write(wfd, ("fatal", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"))
         return
     if memory_mb:
@@ -274,7 +274,7 @@ def _main(rfd: int, wfd: int) -> None:
             reply = ("ok", i, value)
         except MemoryError:
             reply = ("error", i, f"MemoryError: over the worker's memory limit ({memory_mb} MB)" if memory_mb else "MemoryError")
-        except BaseException as e:  # an example's failure, whatever it is, is that example's
+        except BaseException as e:  # noqa: BLE001  (an example's failure, whatever it is, is that example's)
             reply = ("error", i, f"{type(e).__name__}: {e}")
         try:
             _write(wfd, reply)

@@ -33,14 +33,14 @@ completed but a quality gate broke), ``failed``, ``crashed`` or ``cancelled``.
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Callable
 
 from assay.config import LoadedConfig
-from assay.preflight import load_checked
 from assay.gates import gates_passed
+from assay.preflight import load_checked
 from assay.runs import artifacts_root
 from assay.store import RunFolder, Store
 from flows.serve import deployment_name
@@ -119,7 +119,7 @@ def served_deployment(pipeline: str):
                 dep = client.read_deployment_by_name(deployment_name(pipeline))
             except ObjectNotFound:
                 return None, f"no deployment {deployment_name(pipeline)} on {url}"
-    except Exception as e:  # connection refused, timeouts
+    except Exception as e:  # noqa: BLE001  (connection refused, timeouts)
         return None, f"Prefect API at {url} is not reachable ({type(e).__name__})"
     status = getattr(getattr(dep, "status", None), "value", None)
     if status is not None and status != "READY":

@@ -57,14 +57,14 @@ def pipeline_flow(loaded, pipeline: str):
     names = tuple(p.models)
     # a one-member Enum: the UI shows a dropdown (a one-value Literal becomes a JSON-schema
     # "const", which the form renders as a free text box)
-    Pipeline = enum.Enum("Pipeline", {_ident(pipeline): pipeline}, type=str)  # noqa: N806
-    Model = Literal[names]  # noqa: N806
-    Cache = Literal["use", "refresh", "off"]  # noqa: N806
+    Pipeline = enum.Enum("Pipeline", {_ident(pipeline): pipeline}, type=str)
+    Model = Literal[names]
+    Cache = Literal["use", "refresh", "off"]
 
     def assess_pipeline(
-        pipeline: Pipeline = Pipeline(pipeline),
+        pipeline: Pipeline = Pipeline(pipeline),  # noqa: B008  (the UI's run form shows the defaults)
         as_of: date | None = None,
-        models: list[Model] = list(names),
+        models: list[Model] = list(names),  # noqa: B006  (never changed; the form shows it)
         sample: int = 0,
         config: str = config_path,
         artifacts: str = "",

@@ -4,8 +4,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from assay.runs import RunContext
-from assay.stages import score as stage
 from assay.stages import invoke as invoke_stage
+from assay.stages import score as stage
 from tasks.failures import run_stage, run_stage_with
 
 

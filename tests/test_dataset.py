@@ -7,7 +7,7 @@ import csv
 import hashlib
 import json
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -319,7 +319,7 @@ def test_partition_on_an_iso_string_column(window):
 @pytest.mark.parametrize("window", list(EXPECTED_BY_WINDOW))
 def test_partition_on_a_utc_timestamp_column(window):
     # each day's first or last second, so an off-by-one at midnight shows
-    utc = timezone.utc
+    utc = UTC
     values = [datetime(2026, 10, 25, 23, 59, 59, tzinfo=utc), datetime(2026, 10, 26, 0, 0, 0, tzinfo=utc),
               datetime(2026, 10, 27, 12, 0, tzinfo=utc), datetime(2026, 10, 31, 23, 59, 59, tzinfo=utc),
               datetime(2026, 11, 1, 0, 0, 0, tzinfo=utc), datetime(2026, 11, 2, 0, 0, 0, tzinfo=utc)]
@@ -334,7 +334,7 @@ def test_partition_dates_a_tz_aware_timestamp_in_utc():
       d1 = 2026-11-02T03:00Z  (2026-11-01 22:00 EST)  -> UTC day 11-02 -> after as_of, dropped
       d2 = 2026-11-01T12:00Z  (2026-11-01 07:00 EST)  -> UTC day 11-01 -> kept
     """
-    utc = timezone.utc
+    utc = UTC
     values = [datetime(2026, 11, 1, 2, 0, tzinfo=utc), datetime(2026, 11, 2, 3, 0, tzinfo=utc),
               datetime(2026, 11, 1, 12, 0, tzinfo=utc)]
     t = _dated(values, pa.timestamp("us", tz="America/New_York"))

@@ -4,7 +4,6 @@ Retries, the response cache, resume after kill -9, concurrency and rate limits, 
 secrets that must never reach an artifact.
 """
 
-import json
 import os
 import signal
 import subprocess

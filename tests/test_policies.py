@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 
 from assay import store as S
 from assay.config import ConfigError
-from assay.preflight import load_checked
 from assay.config.schema import PipelineConfig
 from assay.policies import answers, evaluate, evaluate_one, from_run
 from assay.policies import simulate as SIM
 from assay.policies.figures import average_pgr, figures
+from assay.preflight import load_checked
 
 # --------------------------------------------------------------------------------------------- the tiny run
 # Ten examples e0..e9, two models:

@@ -15,12 +15,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assay.config import (MODEL_CLASSES, ConfigError, DatasetConfig, PromptConfig, PythonModel, ReplayModel, SklearnModel,
-                          model_problems)
+from assay.config import (
+    MODEL_CLASSES,
+    ConfigError,
+    DatasetConfig,
+    PromptConfig,
+    PythonModel,
+    ReplayModel,
+    SklearnModel,
+    model_problems,
+)
 from assay.dataset import prepare, read_source
 from assay.preflight import load_checked
-from assay.responses import read_responses
 from assay.providers import PROVIDERS, Context, build
+from assay.responses import read_responses
 from assay.stages import run_local
 
 DAY = date(2026, 11, 1)
@@ -438,7 +446,7 @@ def test_an_unreadable_replay_log_fails_loudly_naming_the_file(tmp_path):
     ctx = _ctx(tmp_path)
     p = build("rep", ReplayModel(provider="replay", source="log.parquet"), ctx)
     with pytest.raises(ValueError, match=rf"replay log {tmp_path}/log\.parquet cannot be read"):
-        p.logged_request_times
+        _ = p.logged_request_times
     with pytest.raises(ValueError, match=r"log\.parquet cannot be read"):
         p.stats()
     (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""

@@ -353,8 +353,8 @@ def test_clopper_pearson_matches_scipy_and_statsmodels(x, n):
 def test_the_exact_interval_is_in_metrics_up_to_1000_examples():
     from scipy.stats import binomtest
 
-    from assay.metrics import build_metric
     from assay.config.schema import MetricSpec
+    from assay.metrics import build_metric
     from assay.scoring import score
 
     acc = build_metric(MetricSpec(name="accuracy"))

@@ -5,7 +5,6 @@ corpus-only modules, and the pass_at_k code-execution metric."""
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -116,8 +115,12 @@ def test_worker_processes_are_faster_than_one(funcs):
     (funcs / "slow.py").write_text("import time\ndef slow(o, r, row):\n    time.sleep(0.4)\n    return 1\n")
     one = build_metric(MetricSpec(path="slow.py", function="slow", workers=1), base_dir=str(funcs))
     four = build_metric(MetricSpec(path="slow.py", function="slow", workers=4), base_dir=str(funcs))
-    t = time.perf_counter(); one.score_examples(["x"] * 20, ["x"] * 20, None); t1 = time.perf_counter() - t
-    t = time.perf_counter(); four.score_examples(["x"] * 20, ["x"] * 20, None); t4 = time.perf_counter() - t
+    t = time.perf_counter()
+    one.score_examples(["x"] * 20, ["x"] * 20, None)
+    t1 = time.perf_counter() - t
+    t = time.perf_counter()
+    four.score_examples(["x"] * 20, ["x"] * 20, None)
+    t4 = time.perf_counter() - t
     # 20 x 0.4 s one at a time, against 5 x 0.4 s plus starting the workers (which a loaded machine slows)
     assert t1 > 8 and t4 < 0.6 * t1, (t1, t4)
 

@@ -8,7 +8,7 @@ the checks that span sections (model and metric names, metric options) are :mod:
 import functools
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
@@ -187,7 +187,7 @@ class TransformersModel(_Computed, _Hosted, _Concurrent, _Params, _Named, _Model
 
 #: One model's config: the class of its ``provider``.
 ModelConfig = Annotated[
-    Union[OpenAIModel, ReplayModel, SklearnModel, PythonModel, TransformersModel],
+    OpenAIModel | ReplayModel | SklearnModel | PythonModel | TransformersModel,
     Field(discriminator="provider"),
 ]
 
@@ -401,7 +401,7 @@ class JudgeRule(Strict):
 
 
 #: How a cascade decides to escalate: the class of its ``kind``.
-Rule = Annotated[Union[ConfidenceRule, ValidRule, AgreeRule, JudgeRule], Field(discriminator="kind")]
+Rule = Annotated[ConfidenceRule | ValidRule | AgreeRule | JudgeRule, Field(discriminator="kind")]
 
 
 class CascadePolicy(Strict):
@@ -443,7 +443,7 @@ class RoutePolicy(Strict):
 
 
 #: One policy's config: the class of its ``kind``.
-PolicyConfig = Annotated[Union[CascadePolicy, RoutePolicy], Field(discriminator="kind")]
+PolicyConfig = Annotated[CascadePolicy | RoutePolicy, Field(discriminator="kind")]
 
 
 class Runner(Strict):

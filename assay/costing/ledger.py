@@ -5,7 +5,7 @@ repricing with the recorded prices gives exactly the recorded dollars.
 """
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from assay.costing.model import PRICE_DATE, breakeven, cost_table
 

@@ -253,7 +253,7 @@ class Usage:
     latency: list = field(default_factory=list)   # arrays of successful rows' latencies (NaN dropped)
     row_usd: list = field(default_factory=list)   # arrays of each row's dollars (API models)
 
-    def __add__(self, o: "Usage") -> "Usage":
+    def __add__(self, o: Usage) -> Usage:
         return Usage(self.requests + o.requests, self.errors + o.errors, self.cache_hits + o.cache_hits,
                      self.fresh_ok + o.fresh_ok, self.prompt_tokens + o.prompt_tokens,
                      self.completion_tokens + o.completion_tokens, self.cached_tokens + o.cached_tokens,

@@ -68,7 +68,7 @@ def _options_of(cls: Any) -> list[str]:
     """Names of the options ``cls`` takes (see :func:`core.option_parameters`)."""
     try:
         return [p.name for p in option_parameters(cls)]
-    except Exception:  # only used to word an error message
+    except Exception:  # noqa: BLE001  (only used to word an error message)
         return []
 
 
@@ -81,7 +81,7 @@ def _set_name(metric: Metric, key: str) -> Metric:
     return metric
 
 
-def _build_registered(spec: "MetricSpec", base_dir: str | None, judge: Any = None) -> Metric:
+def _build_registered(spec: MetricSpec, base_dir: str | None, judge: Any = None) -> Metric:
     cls = METRICS.get(spec.name)
     args = dict(spec.args or {})
     if judge is not None:
@@ -111,13 +111,13 @@ def _build_registered(spec: "MetricSpec", base_dir: str | None, judge: Any = Non
     return _set_name(metric, spec.key)
 
 
-def _wrap(module: Any, spec: "MetricSpec") -> EvaluateMetric:
+def _wrap(module: Any, spec: MetricSpec) -> EvaluateMetric:
     args = dict(spec.args or {})
     adapter = {k: args.pop(k) for k in _ADAPTER_OPTIONS if k in args}
     return EvaluateMetric(module, name=spec.key, **adapter, **args)
 
 
-def _build_from_path(spec: "MetricSpec", base_dir: str | None) -> EvaluateMetric:
+def _build_from_path(spec: MetricSpec, base_dir: str | None) -> EvaluateMetric:
     path = os.path.expanduser(spec.path)
     if not os.path.isabs(path) and base_dir is not None:
         path = os.path.join(base_dir, path)
@@ -133,7 +133,7 @@ def _build_from_path(spec: "MetricSpec", base_dir: str | None) -> EvaluateMetric
     return _wrap(module, spec)
 
 
-def _build_from_hub(spec: "MetricSpec") -> EvaluateMetric:
+def _build_from_hub(spec: MetricSpec) -> EvaluateMetric:
     name = spec.name
     try:
         METRICS.check(name)
@@ -157,7 +157,7 @@ def _build_from_hub(spec: "MetricSpec") -> EvaluateMetric:
     return _wrap(module, spec)
 
 
-def _build_function(spec: "MetricSpec", base_dir: str | None) -> Metric:
+def _build_function(spec: MetricSpec, base_dir: str | None) -> Metric:
     from assay.metrics.function import FunctionMetric
 
     args = dict(spec.args or {})
@@ -171,7 +171,7 @@ def _build_function(spec: "MetricSpec", base_dir: str | None) -> Metric:
         raise ValueError(f"metric {spec.key!r}: could not load function {spec.function!r}: {type(e).__name__}: {e}") from e
 
 
-def build_metric(spec: "MetricSpec", base_dir: str | None = None, judge: Any = None) -> Metric:
+def build_metric(spec: MetricSpec, base_dir: str | None = None, judge: Any = None) -> Metric:
     """The metric described by ``spec``; ``base_dir`` resolves relative paths (the config's directory).
 
     ``judge`` is the judge model's :class:`~assay.providers.Provider` (built by the run from

@@ -29,8 +29,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +54,8 @@ class ExampleScores:
 
 
 def _is_async(fn) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    # a callable object whose __call__ is a coroutine function is async too
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
 
 
 def _as_number(v: Any) -> float:
@@ -133,7 +132,7 @@ class FunctionMetric(Metric):
             for args, kwargs in calls:
                 try:
                     outcomes.append((True, self.fn(*args, **kwargs)))
-                except Exception as e:
+                except Exception as e:  # noqa: BLE001  (a user's function: its error is that example's)
                     outcomes.append((False, f"{type(e).__name__}: {e}"))
         named: dict[str, np.ndarray] = {}
         errors: list[str | None] = [None] * n
@@ -168,9 +167,9 @@ def _run_async(fn, calls, concurrency: int, timeout_s: float | None) -> list[tup
                     coro = fn(*args, **kwargs)
                     value = await (asyncio.wait_for(coro, timeout_s) if timeout_s else coro)
                     return True, value
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return False, f"timed out after {timeout_s:g} s"
-                except Exception as e:
+                except Exception as e:  # noqa: BLE001  (a user's function: its error is that example's)
                     return False, f"{type(e).__name__}: {e}"
 
         return await asyncio.gather(*(one(a, k) for a, k in calls))

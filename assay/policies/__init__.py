@@ -18,10 +18,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from assay.policies.answers import Answers, answers, from_run, row_costs
-from assay.policies.figures import (LAMBDAS, POLICY_COLUMNS, SWEEP_COLUMNS, TOLERANCES, average_pgr, figures, rule_text,
-                                     thresholds)
 from assay.policies import simulate as SIM
+from assay.policies.answers import Answers, answers, from_run, row_costs
+from assay.policies.figures import LAMBDAS, POLICY_COLUMNS, SWEEP_COLUMNS, TOLERANCES, average_pgr, figures, rule_text, thresholds
 
 log = logging.getLogger("assay.policies")
 

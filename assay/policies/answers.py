@@ -75,7 +75,7 @@ def row_costs(responses: pd.DataFrame, costs: pd.DataFrame) -> pd.Series:
             if "periods" in d and d["periods"]:  # priced per request date: the first period's prices weigh the rows
                 d = {**d, **{k: v for k, v in d["periods"][0].items() if k.endswith("_per_mtok")}}
             q = PriceQuote.from_dict(d)
-            tok = lambda col: pd.to_numeric(rows.get(col, 0), errors="coerce")  # noqa: E731
+            tok = lambda col: pd.to_numeric(rows.get(col, 0), errors="coerce")  # noqa: E731, B023  (used in this iteration only)
             w = np.nan_to_num(np.asarray(token_cost(q, tok("prompt_tokens").fillna(0), tok("completion_tokens").fillna(0),
                                                     tok("cached_tokens"), tok("cache_write_tokens")), dtype=float).reshape(-1))
             s = float(w.sum())

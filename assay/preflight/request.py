@@ -173,7 +173,7 @@ def _parquet_problem(path: str, what: str) -> str | None:
         if D.detect_format(path, None) != "parquet":
             return None
         with open(path, "rb") as f:
-            pq.ParquetFile(f).schema_arrow
+            _ = pq.ParquetFile(f).schema_arrow  # reads the footer
     except D.DatasetError as e:
         return f"{what} {path}: {e}"
     except Exception as e:  # noqa: BLE001  (pyarrow's errors for a corrupt file)

@@ -1,10 +1,10 @@
 """Any OpenAI-compatible chat endpoint: OpenAI, vLLM, Ollama, TGI, llama.cpp server, ..."""
 
-import asyncio
 import json
 import os
 import time
 from dataclasses import dataclass
+from datetime import UTC
 
 from assay.providers.base import CallResult, ChatProvider, ProviderError
 
@@ -107,7 +107,7 @@ class OpenAIProvider(ChatProvider):
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True,
                                 fault="connection") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True, fault="timeout") from None
         try:
             data = json.loads(raw)
@@ -174,7 +174,7 @@ class OpenAIProvider(ChatProvider):
                         break
         except aiohttp.ClientError as e:  # connection, payload, a malformed URL: this request failed
             raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True) from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True) from None
         end = clock()
         return StreamedCall(output="".join(parts), prompt_tokens=usage.get("prompt_tokens"),
@@ -253,11 +253,11 @@ def _retry_after(headers) -> float | None:
         try:
             seconds = float(value)
         except ValueError:
+            from datetime import datetime
             from email.utils import parsedate_to_datetime
-            from datetime import datetime, timezone
 
             try:
-                seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
             except (TypeError, ValueError):
                 continue
         return seconds / 1000 if name == "retry-after-ms" else max(seconds, 0.0)

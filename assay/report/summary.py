@@ -24,8 +24,16 @@ from assay.config import PipelineConfig
 from assay.report import charts as C
 from assay.report import format as fmt
 from assay.report import page as P
-from assay.report.decision import (COLUMNS, POLICY_COLUMNS, Recommendation, headline_rows, headline_titles, policy_rows,
-                                   policy_titles, recommend)
+from assay.report.decision import (
+    COLUMNS,
+    POLICY_COLUMNS,
+    Recommendation,
+    headline_rows,
+    headline_titles,
+    policy_rows,
+    policy_titles,
+    recommend,
+)
 from assay.report.format import num as _fmt
 from assay.report.format import usd as _usd
 from assay.store import RunFolder
@@ -153,7 +161,7 @@ class RunTables:
     policy_sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
-    def read(cls, rf: RunFolder, cfg: PipelineConfig | None = None) -> "RunTables":
+    def read(cls, rf: RunFolder, cfg: PipelineConfig | None = None) -> RunTables:
         def opt(name):
             return rf.read_table(name).to_pandas() if rf.exists(name) else pd.DataFrame()
 
@@ -184,7 +192,6 @@ class RunTables:
     def latencies(self) -> pd.DataFrame:
         """Per model the latency quantiles of its successful calls (p05, p25, p50, p75, p95, p99)."""
         import pyarrow as pa
-
         import pyarrow.compute as pc
 
         parts = [p for p in self.rf.listdir(S.RESPONSES) if p.endswith(".parquet")]

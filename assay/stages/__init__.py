@@ -8,8 +8,9 @@ wrapping each stage in its Prefect task (``call``). The gate runs between cost a
 its verdict is part of the report and of the finished run.
 """
 
+from collections.abc import Callable
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
 from assay.runs import RunContext, fail, finish, start_run
 from assay.stages import cost, gate, invoke, load, report, score

@@ -13,8 +13,8 @@ import logging
 import time
 
 from assay import store as S
-from assay.runs import RunContext
 from assay.report.format import missing, usd
+from assay.runs import RunContext
 from assay.runs.manifest import record_stage
 
 NAME = "cost"

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 
 from assay import store as S
-from assay.runs import RunContext, RunFailed, progress
 from assay.report.format import usd
+from assay.runs import RunContext, RunFailed, progress
 from assay.runs.manifest import record_stage
 
 NAME = "invoke"
@@ -212,8 +212,9 @@ def shard_rows(ctx: RunContext) -> int:
 def fold_shards(ctx: RunContext) -> int:
     """Fold every shard folder into the run's ``responses/`` (one part per shard: its parts and
     journaled calls, one row per example), then remove the folder; returns the rows folded."""
-    from assay.responses import dedupe, part_name, part_names, read_journal, read_responses
     import pyarrow as pa
+
+    from assay.responses import dedupe, part_name, part_names, read_journal, read_responses
 
     rf = ctx.folder
     n = 0
@@ -303,11 +304,11 @@ def run_shard(ctx: RunContext, shard: Shard) -> dict:
     parts and journal go to its own folder, its cache records to a new segment of the shared
     cache. Returns the shard's figures (the engine's, the provider's, and ``stopped``: why the
     budget stopped it, if it did)."""
+    import pyarrow as pa
+
     from assay import calling as I
     from assay.pricing import call_pricer, quote
     from assay.providers import Context, build
-
-    import pyarrow as pa
 
     cfg = ctx.cfg
     rf = ctx.folder

@@ -5,7 +5,6 @@ the endpoint did not answer, 2 a usage or configuration error (unknown model, a 
 model that is not an endpoint you run), 130 interrupted.
 """
 
-from typing import Optional
 
 import typer
 
@@ -17,12 +16,12 @@ FORMATS = ("table", "csv", "json")
 def capacity(
     model: str = typer.Argument(..., help="A self-hosted model of pipelines.yaml (provider openai with hosting:)."),
     config: str = CONFIG_OPT,
-    artifacts: Optional[str] = ARTIFACTS_OPT,
-    concurrency: Optional[str] = typer.Option(None, "--concurrency", help="Levels to sweep, e.g. 1,2,4,8 (default 1,2,4,8,16,32,64)."),
-    slo: Optional[str] = typer.Option(None, "--slo", help="Bounds a level must meet, e.g. p95_latency_s=2,ttft_s=0.5,error_rate=0.01."),
-    pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p", help="Send this pipeline's examples, rendered with its "
+    artifacts: str | None = ARTIFACTS_OPT,
+    concurrency: str | None = typer.Option(None, "--concurrency", help="Levels to sweep, e.g. 1,2,4,8 (default 1,2,4,8,16,32,64)."),
+    slo: str | None = typer.Option(None, "--slo", help="Bounds a level must meet, e.g. p95_latency_s=2,ttft_s=0.5,error_rate=0.01."),
+    pipeline: str | None = typer.Option(None, "--pipeline", "-p", help="Send this pipeline's examples, rendered with its "
                                            "prompt (default: one synthetic prompt)."),
-    requests: Optional[int] = typer.Option(None, "--requests", "-n", min=1, help="Requests per level (default max(32, 4 x concurrency))."),
+    requests: int | None = typer.Option(None, "--requests", "-n", min=1, help="Requests per level (default max(32, 4 x concurrency))."),
     record: bool = typer.Option(True, "--record/--no-record", help="Record the operating point for the cost stage."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
 ):
@@ -60,13 +59,13 @@ def capacity(
             prompts, source = K.synthetic_prompts()
     except ConfigError as e:
         err(e.format())
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     except ValueError as e:  # CapacityError, a dataset's or a file name's error
         err(f"capacity: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     except FileNotFoundError as e:
         err(f"capacity: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
 
     def on_level(c: int, rows: list, wall: float) -> None:
         bad = sum(1 for r in rows if r["error"] is not None)
@@ -77,13 +76,13 @@ def capacity(
         reqs = K.sweep(model, cfg, prompts, levels, requests, on_level=on_level)
     except MissingSecret as e:
         err(f"capacity: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     except ProviderError as e:
         err(f"capacity: {model} does not answer at {cfg.base_url or 'its endpoint'}: {e}")
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt:
         err("capacity: interrupted; nothing recorded")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     table = K.summarize(reqs, bounds)
     chosen = K.choose(table)
     if record:

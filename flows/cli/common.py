@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 import typer
 
+
 def check_root_option(value: str | None) -> str | None:
     """``--artifacts``: a path or a URL of a storage protocol Assay can use, else a usage error (exit 2)."""
     if value is None:
@@ -48,7 +49,7 @@ def load(config: str):
         return load_checked(config)
     except ConfigError as e:
         err(e.format())
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 def load_pipeline(config: str, pipeline: str):
@@ -60,7 +61,7 @@ def load_pipeline(config: str, pipeline: str):
         loaded.pipeline(pipeline)
     except ConfigError as e:
         err(e.format())
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     return loaded
 
 
@@ -71,4 +72,4 @@ def parse_date(value: str | None, name: str) -> date | None:
         return datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         err(f"{name}: expected a date as YYYY-MM-DD, got {value!r}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None

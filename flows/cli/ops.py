@@ -6,7 +6,6 @@ Exit codes: 0 ok, 1 a run failed, 2 configuration error, 3 a gate broke.
 import json
 import os
 import sys
-from typing import Optional
 
 import typer
 
@@ -31,8 +30,8 @@ def _ui_url(api_url: str) -> str:
 
 def serve(
     config: str = CONFIG_OPT,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once in this process."),
-    pipeline: Optional[list[str]] = typer.Option(None, "--pipeline", "-p", help="Serve only these pipelines (repeatable)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once in this process."),
+    pipeline: list[str] | None = typer.Option(None, "--pipeline", "-p", help="Serve only these pipelines (repeatable)."),
     pause_on_shutdown: bool = typer.Option(False, "--pause-on-shutdown/--keep-schedules",
                                            help="Pause the schedules when this process stops (Prefect's default). "
                                                 "Off by default: under systemd/k8s a restart must not stop the nightly runs."),
@@ -53,7 +52,7 @@ def serve(
             loaded.pipeline(n)
         except ConfigError as e:
             err(e.format())
-            raise typer.Exit(EXIT_CONFIG)
+            raise typer.Exit(EXIT_CONFIG) from None
     if not names:
         err(f"{config}: no pipelines to serve")
         raise typer.Exit(EXIT_CONFIG)
@@ -92,13 +91,13 @@ def _reachable_api(what: str) -> str:
 def deploy(
     config: str = CONFIG_OPT,
     pool: str = typer.Option("assay", "--pool", help="Work pool to deploy to; a process pool of this name is created if missing."),
-    pipeline: Optional[list[str]] = typer.Option(None, "--pipeline", "-p", help="Deploy only these pipelines (repeatable)."),
-    source: Optional[str] = typer.Option(None, "--source",
+    pipeline: list[str] | None = typer.Option(None, "--pipeline", "-p", help="Deploy only these pipelines (repeatable)."),
+    source: str | None = typer.Option(None, "--source",
                                          help="Where workers get the project folder (pipelines.yaml, data): a folder they "
                                               "can read (default: the config's folder) or a git URL they clone."),
-    branch: Optional[str] = typer.Option(None, "--branch", help="Git branch of a git --source."),
-    image: Optional[str] = typer.Option(None, "--image", help="Image for docker/kubernetes pools (job variable `image`)."),
-    job_variable: Optional[list[str]] = typer.Option(None, "--job-variable", "-j",
+    branch: str | None = typer.Option(None, "--branch", help="Git branch of a git --source."),
+    image: str | None = typer.Option(None, "--image", help="Image for docker/kubernetes pools (job variable `image`)."),
+    job_variable: list[str] | None = typer.Option(None, "--job-variable", "-j",
                                                      help="KEY=VALUE for the pool's job template (repeatable; VALUE may be "
                                                           "JSON, e.g. -j 'env={\"AWS_REGION\": \"eu-west-1\"}' or -j namespace=assay)."),
 ):
@@ -116,7 +115,7 @@ def deploy(
             loaded.pipeline(n)
         except ConfigError as e:
             err(e.format())
-            raise typer.Exit(EXIT_CONFIG)
+            raise typer.Exit(EXIT_CONFIG) from None
     if not names:
         err(f"{config}: no pipelines to deploy")
         raise typer.Exit(EXIT_CONFIG)
@@ -140,7 +139,7 @@ def deploy(
         pool_type, created = ensure_pool(pool)
     except ValueError as e:
         err(str(e))
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     deployed = deploy_pipelines(str(loaded.path), names, pool=pool, source=source, branch=branch, image=image,
                                 job_variables=variables)
     typer.echo(f"{'created' if created else 'using'} work pool {pool!r} ({pool_type}); "
@@ -157,9 +156,9 @@ def backfill(
     config: str = CONFIG_OPT,
     force: bool = typer.Option(False, "--force", help="Run dates that already have a complete run again."),
     concurrency: int = typer.Option(2, "--concurrency", "-k", min=1, help="At most this many dates in flight."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
+    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
     local: bool = typer.Option(False, "--local", help="Run in this process even when a served deployment exists."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", min=1,
+    timeout: float | None = typer.Option(None, "--timeout", min=1,
                                             help="Served mode: stop waiting for a date's run after this many seconds."),
 ):
     """Assess every date from --start to --end (inclusive): one run per date, idempotent.
@@ -208,10 +207,10 @@ def _print_backfill(report) -> None:
 def history(
     pipeline: str = typer.Argument(..., help="Pipeline name."),
     config: str = CONFIG_OPT,
-    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Only this metric."),
+    metric: str | None = typer.Option(None, "--metric", "-m", help="Only this metric."),
     slice_: str = typer.Option("all", "--slice", help="Slice to show (all = overall; e.g. channel=email)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
+    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
 ):
     """Metrics and costs of every complete run of a pipeline, oldest first.
 

@@ -1,7 +1,6 @@
 """``assay plan``: the examples (and samples per example) needed to detect a difference. Exit codes: 0 ok,
 2 configuration or usage error (no complete run to plan from)."""
 
-from typing import Optional
 
 import typer
 
@@ -14,9 +13,9 @@ def plan(
     pipeline: str = typer.Argument(..., help="The pipeline to plan for."),
     detect: float = typer.Option(..., "--detect", "-d", help="The difference to detect, in the metric's units (0.02 = 2 points of accuracy)."),
     config: str = CONFIG_OPT,
-    artifacts: Optional[str] = ARTIFACTS_OPT,
-    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Only this metric."),
-    samples: Optional[str] = typer.Option(None, "--samples", help="Samples per example to consider, e.g. 1,2,4 (needs a run with samples)."),
+    artifacts: str | None = ARTIFACTS_OPT,
+    metric: str | None = typer.Option(None, "--metric", "-m", help="Only this metric."),
+    samples: str | None = typer.Option(None, "--samples", help="Samples per example to consider, e.g. 1,2,4 (needs a run with samples)."),
     power: float = typer.Option(0.8, "--power", help="Power of the test."),
     alpha: float = typer.Option(0.05, "--alpha", help="Two-sided significance level."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
@@ -35,7 +34,7 @@ def plan(
         ks = [int(k) for k in samples.split(",")] if samples else None
     except ValueError:
         err(f"--samples: expected numbers like 1,2,4, got {samples!r}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     loaded = load_pipeline(config, pipeline)
     rf = latest_complete_run(Store(artifacts_root(loaded, artifacts)), pipeline)
     if rf is None:

@@ -3,7 +3,6 @@
 Exit codes: 0 ok, 2 a bad run folder, model name, rule or option.
 """
 
-from typing import Optional
 
 import typer
 
@@ -113,15 +112,15 @@ def policy_table(policies, cfg, rec=None, title: str = "policies", compact: bool
 
 def whatif(
     run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>."),
-    cascade: Optional[str] = typer.Option(None, "--cascade", help="Models in the order they are asked, e.g. small,large."),
-    rule: Optional[str] = typer.Option(None, "--rule", help=f"When the cascade escalates: {RULES}."),
-    route: Optional[str] = typer.Option(None, "--route", help="Route by this slice column (e.g. language)."),
-    models: Optional[str] = typer.Option(None, "--models", help="The models a route chooses from (default: the run's)."),
-    tolerance: Optional[float] = typer.Option(None, "--tolerance", help="Route: quality a cheaper model may give up (default 0.01)."),
-    lam: Optional[float] = typer.Option(None, "--lambda", help="Route: maximise quality − λ · cost per 1,000 requests instead."),
+    cascade: str | None = typer.Option(None, "--cascade", help="Models in the order they are asked, e.g. small,large."),
+    rule: str | None = typer.Option(None, "--rule", help=f"When the cascade escalates: {RULES}."),
+    route: str | None = typer.Option(None, "--route", help="Route by this slice column (e.g. language)."),
+    models: str | None = typer.Option(None, "--models", help="The models a route chooses from (default: the run's)."),
+    tolerance: float | None = typer.Option(None, "--tolerance", help="Route: quality a cheaper model may give up (default 0.01)."),
+    lam: float | None = typer.Option(None, "--lambda", help="Route: maximise quality − λ · cost per 1,000 requests instead."),
     learn: float = typer.Option(0.5, "--learn", help="Route: share of the examples the choice is learned on."),
     seed: int = typer.Option(0, "--seed", help="Seed of the route's learning split and of the bootstrap."),
-    resamples: Optional[int] = typer.Option(None, "--resamples", help="Bootstrap resamples (default: the run's bootstrap setting)."),
+    resamples: int | None = typer.Option(None, "--resamples", help="Bootstrap resamples (default: the run's bootstrap setting)."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
 ):
     """Score and price a cascade or a route on a recorded run, without calling any model.
@@ -160,7 +159,7 @@ def whatif(
                              f"(metrics: {', '.join(a.scores)})")
     except (S.NotARunFolder, ValueError) as e:
         err(f"whatif: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     name = "cascade" if pol.kind == "cascade" else f"route-{pol.column}"
     row, sweep = evaluate_one(a, name, pol, cfg.bootstrap if resamples is None else resamples, seed, cfg.cost.monthly_requests)
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}

@@ -5,7 +5,6 @@ Each reads artifacts only (no model is called, no Prefect is started). Exit code
 """
 
 import os
-from typing import Optional
 
 import typer
 
@@ -19,7 +18,7 @@ def _open(path: str, what: str):
         return open_run(path)
     except NotARunFolder as e:
         err(f"{what}: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 def report(run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>.")):
@@ -34,7 +33,7 @@ def report(run_folder: str = typer.Argument(..., help="A run folder: <artifacts>
         out = build_report(rf, run_config(rf.manifest() or {}), rf.pipeline)
     except (FileNotFoundError, ValueError) as e:
         err(f"report: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     typer.echo(out["recommendation"])
     typer.echo(out["report"])
 
@@ -42,7 +41,7 @@ def report(run_folder: str = typer.Argument(..., help="A run folder: <artifacts>
 def compare(
     run_a: str = typer.Argument(..., help="The first run folder (A)."),
     run_b: str = typer.Argument(..., help="The second run folder (B)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="The page to write (default: compare-<A>-<B>.html here)."),
+    out: str | None = typer.Option(None, "--out", "-o", help="The page to write (default: compare-<A>-<B>.html here)."),
 ):
     """Write a page setting two runs side by side: what changed in config, data and prices, the
     results of each, and the paired differences B − A on the examples they share."""
@@ -59,7 +58,7 @@ def compare(
         result = build_compare(a, b, path)
     except (FileNotFoundError, ValueError) as e:
         err(f"compare: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     changed = len(result["config_changes"])
     typer.echo(f"{changed} config setting(s) differ; {'same' if result['same_data'] else 'different'} data, "
                f"{result['shared_examples']:,} shared examples; prices changed for: "
@@ -69,10 +68,10 @@ def compare(
 
 def dashboard(
     out: str = typer.Option(..., "--out", "-o", help="The folder to write the site into."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL "
+    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL "
                                             "(default: the config's artifacts:)."),
     config: str = CONFIG_OPT,
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="The URL at which the artifact root is published, "
+    base_url: str | None = typer.Option(None, "--base-url", help="The URL at which the artifact root is published, "
                                            "for the links to each run's report (default: $ASSAY_ARTIFACTS_URL; else "
                                            "relative paths)."),
 ):
@@ -85,8 +84,8 @@ def dashboard(
 
     root = artifacts
     if root is None:
-        from flows.cli.common import load
         from assay.runs import artifacts_root
+        from flows.cli.common import load
 
         root = artifacts_root(load(config), None)
     result = build_dashboard(root, out, base_url)

@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from datetime import date
-from typing import Optional
 
 import typer
 
@@ -32,11 +31,11 @@ from flows.cli.common import (
 def run(
     pipeline: str = typer.Argument(..., help="Pipeline name from the config."),
     config: str = CONFIG_OPT,
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluation date YYYY-MM-DD (default: today)."),
-    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated subset of the pipeline's models."),
-    sample: Optional[int] = typer.Option(None, "--sample", min=1, help="Number of examples to sample."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
-    cache: Optional[str] = typer.Option(None, "--cache", help="Response cache: use, refresh or off."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Evaluation date YYYY-MM-DD (default: today)."),
+    models: str | None = typer.Option(None, "--models", help="Comma-separated subset of the pipeline's models."),
+    sample: int | None = typer.Option(None, "--sample", min=1, help="Number of examples to sample."),
+    artifacts: str | None = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
+    cache: str | None = typer.Option(None, "--cache", help="Response cache: use, refresh or off."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on a terminal."),
     debug: bool = typer.Option(False, "--debug", help="Show Prefect's own log lines and the tracebacks of failures."),
 ):
@@ -60,7 +59,7 @@ def run(
         checked = preflight(loaded, pipeline, day, models=chosen if models else None, sample=sample, artifacts=artifacts)
     except ConfigError as e:
         err(e.format())
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     code, folder = execute(checked, config, cache, progress, debug)
     if folder:
         typer.echo(folder)
@@ -264,11 +263,11 @@ def print_result(folder: str, pipeline: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from assay import store as S
     from assay.report import summary as R
     from assay.report.decision import COLUMNS, headline_rows, headline_titles
-    from assay import store as S
-    from assay.store import open_run
     from assay.runs import Manifest
+    from assay.store import open_run
 
     rf = open_run(folder)
     m = Manifest.of(rf)
