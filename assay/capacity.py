@@ -18,18 +18,26 @@ recorded operating point > the throughput measured in the run.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hashlib
 import json
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from assay.dataset import load_prepared
+from assay.prompting import render_requests
+from assay.providers import ProviderError
+from assay.providers.openai_compat import OpenAIProvider
 
 if TYPE_CHECKING:
     from assay.store import Store
@@ -132,8 +140,6 @@ def parse_slo(text: str | None) -> SLO:
             continue
         m = _SLO_KEY.match(key)
         if m is None:
-            import difflib
-
             known = ["latency_s", "ttft_s", "itl_s", "p50_latency_s", "p95_latency_s", "p99_latency_s", "p95_ttft_s",
                      "p95_itl_s", "error_rate"]
             near = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
@@ -150,10 +156,6 @@ def parse_slo(text: str | None) -> SLO:
 
 async def _level(provider, prompts: Sequence[list[dict]], c: int, n: int, start: int) -> tuple[list[dict], float]:
     """``n`` streamed requests from ``c`` closed-loop clients; (one row per request, wall seconds)."""
-    import time
-
-    from assay.providers import ProviderError
-
     rows: list[dict] = []
     nxt = 0
 
@@ -178,10 +180,6 @@ async def _level(provider, prompts: Sequence[list[dict]], c: int, n: int, start:
 
 
 async def _sweep(name, cfg, prompts, levels, requests, on_level) -> tuple[pd.DataFrame, dict[int, float]]:
-    from types import SimpleNamespace
-
-    from assay.providers.openai_compat import OpenAIProvider
-
     provider = OpenAIProvider(cfg, SimpleNamespace(model_name=name, extra={}))  # no pipeline: only the name, for messages
     await provider.start()
     try:
@@ -275,9 +273,6 @@ def choose(levels: pd.DataFrame) -> pd.Series | None:
 def pipeline_prompts(loaded, pipeline: str, limit: int = 256) -> tuple[list[list[dict]], str]:
     """Up to ``limit`` chat requests from a pipeline's dataset, rendered with its prompt template
     (so their token lengths are the real ones), and a description of where they came from."""
-    from assay.dataset import load_prepared
-    from assay.prompting import render_requests
-
     pipe = loaded.pipeline(pipeline)
     if pipe.prompt is None:
         raise CapacityError(f"pipelines.{pipeline}.prompt: the pipeline has no prompt template to render")

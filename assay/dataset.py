@@ -6,11 +6,13 @@ to be online, or the dataset in the local cache).
 """
 
 import hashlib
+import json
 import os
 import re
 import string
 from datetime import date, timedelta
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -50,7 +52,7 @@ def detect_format(source: str, fmt: str | None) -> str:
 
 def _open(source: str):
     if "://" in source:
-        import fsspec
+        import fsspec  # lazy: keeps fsspec out of start-up
 
         return fsspec.open(source, "rb").open()
     if not os.path.exists(source):
@@ -62,26 +64,24 @@ def read_source(source: str, fmt: str | None = None, split: str | None = None) -
     """Read a whole dataset source into an Arrow table."""
     fmt = detect_format(source, fmt)
     if fmt == "hf":
-        import datasets
+        import datasets  # lazy: keeps datasets out of start-up
 
         ds = datasets.load_dataset(source, split=split or "test")
         return ds.data.table if hasattr(ds.data, "table") else ds.with_format("arrow")[:]
     with _open(source) as f:
         if fmt == "parquet":
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
 
             return pq.ParquetFile(f).read()  # not pq.read_table: it imports pyarrow.dataset (~0.5 s)
         if fmt == "csv":
-            import pyarrow.csv as pcsv
+            import pyarrow.csv as pcsv  # lazy: keeps pyarrow.csv out of start-up
 
             return pcsv.read_csv(f)
         if fmt in ("jsonl", "json"):
-            import pyarrow.json as pjson
+            import pyarrow.json as pjson  # lazy: keeps pyarrow.json out of start-up
 
             data = f.read()
             if fmt == "json" and data.lstrip()[:1] == b"[":
-                import json
-
                 return pa.Table.from_pylist(json.loads(data))
             return pjson.read_json(pa.BufferReader(data))
     raise DatasetError(f"unsupported format {fmt!r}")
@@ -228,8 +228,6 @@ def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as
 
     n = sample if sample is not None else (cfg.sample.n if cfg.sample else None)
     if n is not None and n < table.num_rows:
-        import numpy as np
-
         seed = cfg.sample.seed if cfg.sample else 0
         idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n, replace=False))
         table = table.take(pa.array(idx))
@@ -333,8 +331,6 @@ class Streamed:
 
     def batches(self):
         """The prepared examples, one Arrow table per source batch (empty ones left out)."""
-        import numpy as np
-
         cfg, fields = self.cfg, input_fields(self.cfg, self.prompt)
         kept = 0
         for t in _batches(self.source):
@@ -350,7 +346,7 @@ class Streamed:
 
     def schema(self) -> pa.Schema:
         """The prepared table's schema (what :func:`prepare` gives for this source)."""
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
 
         with _open(self.source) as f:
             empty = pq.ParquetFile(f).schema_arrow.empty_table()
@@ -358,7 +354,7 @@ class Streamed:
 
 
 def _batches(source: str, columns: list[str] | None = None):
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
 
     with _open(source) as f:
         for b in pq.ParquetFile(f).iter_batches(batch_size=STREAM_ROWS, columns=columns):
@@ -372,8 +368,7 @@ def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
     holding them. None for any other source (another format, ids out of order or repeated): then
     :func:`prepare` sorts the whole table, and names the duplicates. Raises what :func:`prepare`
     raises for missing columns."""
-    import numpy as np
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
 
     if detect_format(source, cfg.format) != "parquet":
         return None

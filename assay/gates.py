@@ -55,8 +55,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from assay import store as S
+from assay.stats import p_adjust
 from assay.store import RunFolder, Store
 
 ALPHA = 0.05
@@ -87,8 +89,6 @@ class RunData:
 
 def _read_columns(rf: RunFolder, name: str, cols: list[str]) -> pd.DataFrame | None:
     """The columns of an artifact that exist (a slice column may be absent from the dataset)."""
-    import pyarrow as pa
-
     try:
         return rf.read_table(name, columns=cols).to_pandas()
     except (pa.ArrowInvalid, KeyError):
@@ -300,8 +300,6 @@ def _drop_checks(model: str, metric: str, max_drop: float, cur: RunData, prev: R
 
 def _correct(checks: list[Check], max_drop: float, alpha: float, correction: str) -> None:
     """Decide the paired slice checks on p-values corrected over the slices (see the module doc)."""
-    from assay.stats import p_adjust
-
     paired = [c for c in checks if c.method == "paired_bootstrap" and c.p_value is not None]
     if not paired:
         return

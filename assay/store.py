@@ -6,10 +6,12 @@ object stores publish a whole object on close, which is atomic already.
 """
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -89,7 +91,7 @@ class Store:
         self.root = root.rstrip("/")
         self.remote = _is_url(self.root)
         if self.remote:
-            import fsspec
+            import fsspec  # lazy: keeps fsspec out of start-up
 
             # no listings cache: other processes add run folders and rewrite artifacts, and a
             # cached listing would hide that from this process for as long as it lives
@@ -176,8 +178,6 @@ class RunFolder:
 
     # writing -------------------------------------------------------------------
     def _write_bytes(self, name: str, data: bytes) -> str:
-        import hashlib
-
         loc = self._loc(name)
         self._written[name] = hashlib.sha256(data).hexdigest()
         if self.store.remote:
@@ -195,7 +195,7 @@ class RunFolder:
 
     def write_table(self, name: str, table: "pa.Table | object") -> str:
         """Write a Parquet artifact atomically; accepts an Arrow table or a DataFrame."""
-        import pyarrow as pa
+        import pyarrow as pa  # lazy: keeps pyarrow out of start-up
         import pyarrow.parquet as pq
 
         if not isinstance(table, pa.Table):
@@ -209,9 +209,7 @@ class RunFolder:
         """Write a Parquet artifact row group by row group (``writer.write_table(t)`` per batch):
         the same file format as :meth:`write_table`, atomic on a local root, without the whole
         table in memory. Nothing is left under ``name`` when the block raises."""
-        import hashlib
-
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
 
         loc = self._loc(name)
         h = hashlib.sha256()
@@ -244,7 +242,7 @@ class RunFolder:
 
     def iter_batches(self, name: str, columns: list[str] | None = None, batch_size: int = 65_536):
         """A Parquet artifact's record batches (``columns`` only), read one at a time."""
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
 
         if not self.exists(name):
             raise FileNotFoundError(f"artifact not found: {self.path(name)}")
@@ -254,7 +252,7 @@ class RunFolder:
 
     def parquet_schema(self, name: str) -> "pa.Schema":
         """A Parquet artifact's schema and row count (its footer only)."""
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
 
         opener = self.store.fs.open if self.store.remote else open
         with opener(self._loc(name), "rb") as f:
@@ -273,7 +271,7 @@ class RunFolder:
         return self.store.fs.exists(loc) if self.store.remote else os.path.exists(loc)
 
     def read_table(self, name: str, columns: list[str] | None = None) -> "pa.Table":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
 
         loc = self._loc(name)
         if not self.exists(name):
@@ -325,8 +323,6 @@ class RunFolder:
 
     def hash(self, name: str) -> str:
         """sha256 of an artifact (from the write when this object wrote it)."""
-        import hashlib
-
         if name in self._written:
             return self._written[name]
         return hashlib.sha256(self.read_bytes(name)).hexdigest()
@@ -436,8 +432,6 @@ class ShardFolder(RunFolder):
             if self.store.fs.exists(loc):
                 self.store.fs.rm(loc, recursive=True)
         else:
-            import shutil
-
             shutil.rmtree(loc, ignore_errors=True)
 
 

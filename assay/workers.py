@@ -15,8 +15,10 @@ A worker exits when this process goes away: its pipe closes, and on Linux the ke
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
+import inspect
 import os
 import pickle
 import select
@@ -24,6 +26,7 @@ import struct
 import subprocess
 import sys
 import time
+import traceback
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -57,8 +60,6 @@ def _read(fd: int) -> Any:
 
 
 def resolve(target: str):
-    import importlib
-
     module, _, attr = target.partition(":")
     obj = importlib.import_module(module)
     for part in attr.split("."):
@@ -228,7 +229,7 @@ def _die_with_parent() -> None:
 
 
 def _limit_memory(mb: int) -> None:
-    import resource
+    import resource  # lazy: Unix only
 
     try:
         with open("/proc/self/statm") as f:
@@ -241,10 +242,6 @@ def _limit_memory(mb: int) -> None:
 
 
 def _main(rfd: int, wfd: int) -> None:
-    import asyncio
-    import inspect
-    import traceback
-
     _die_with_parent()
     try:
         _, loader, memory_mb, path = _read(rfd)

@@ -12,15 +12,18 @@ real annotations, and a served flow with a ``date`` parameter breaks without the
 import logging
 from dataclasses import dataclass
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from prefect import Flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL
 from prefect.states import Failed
 
 from assay.config import ConfigError, load_config
 from assay.preflight import Checked, preflight
 from assay.runs import RunContext, start_run
 from assay.stages import run_stages
+from assay.store import Store
 from tasks import for_stage
 from tasks.logs import assay_logs_to_prefect
 
@@ -35,8 +38,6 @@ def evaluation_date(as_of: date | None, timezone: str | None = None) -> date:
         return as_of
     scheduled = flow_run.scheduled_start_time
     if timezone:
-        from zoneinfo import ZoneInfo
-
         scheduled = scheduled.astimezone(ZoneInfo(timezone))
     return scheduled.date()
 
@@ -162,14 +163,13 @@ def dask_task_runner(runner):
     """prefect-dask's task runner for a ``runner:``: the scheduler at its address, or a LocalCluster
     of ``workers`` processes (one thread each) started for the run and closed with it. The local
     workers are told this process's Prefect API, so their task runs and logs land in this run."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask import DaskTaskRunner  # lazy: optional (the dask extra)
 
     if runner.dask != "local":
         return DaskTaskRunner(address=runner.dask)
     api = PREFECT_API_URL.value()
     if not api:  # this process runs on Prefect's temporary server: the workers join it rather than start their own
-        from prefect.server.api.server import SubprocessASGIServer
+        from prefect.server.api.server import SubprocessASGIServer  # lazy: keeps prefect.server.api.server out of start-up
 
         server = SubprocessASGIServer()
         server.start()  # already running: this only reads its address
@@ -213,8 +213,6 @@ class Outcome:
 def outcome(state) -> Outcome:
     """The :class:`Outcome` of a finished ``assess`` flow run's final state. A failed run whose
     manifest says complete failed at its gates (its artifacts stand)."""
-    from assay.store import Store
-
     try:
         folder = state.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001  (a crash before the flow returned: no folder to report)

@@ -30,6 +30,7 @@ The status of a date is ``complete``, ``skipped`` (already complete), ``gate fai
 completed but a quality gate broke), ``failed``, ``crashed`` or ``cancelled``.
 """
 
+import contextvars
 import threading
 import time
 import uuid
@@ -38,11 +39,16 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from prefect import get_client, tags
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import get_current_settings
+
 from assay.config import LoadedConfig
 from assay.gates import gates_passed
 from assay.preflight import load_checked
 from assay.runs import artifacts_root
 from assay.store import RunFolder, Store
+from flows.assess import assess, outcome
 from flows.serve import deployment_name
 
 FAILED = ("failed", "crashed", "cancelled", "timed out")
@@ -102,14 +108,9 @@ def served_deployment(pipeline: str):
 
     Returns ``(deployment or None, reason)``; the reason says why the local mode is used.
     """
-    from prefect.settings import get_current_settings
-
     url = get_current_settings().api.url
     if not url:
         return None, "no PREFECT_API_URL"
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-
     try:
         with get_client(sync_client=True) as client:
             err = client.api_healthcheck()
@@ -154,8 +155,7 @@ def run_served(pipeline: str, days: list[date], store: Store, concurrency: int =
     end, e.g. because the serve process died; the date is reported ``timed out`` and its flow
     run is left as it is (a later backfill re-attaches to it while it is not final).
     """
-    from prefect import get_client
-    from prefect.deployments import run_deployment
+    from prefect.deployments import run_deployment  # lazy: keeps prefect.deployments out of start-up
 
     name = deployment_name(pipeline)
     nonce = f":force-{uuid.uuid4().hex[:8]}" if force else ""
@@ -202,10 +202,6 @@ def run_served(pipeline: str, days: list[date], store: Store, concurrency: int =
 def run_local(config: str, pipeline: str, days: list[date], store: Store, concurrency: int = 1,
               artifacts: str | None = None, on_result: Callable[[DateResult], None] | None = None) -> list[DateResult]:
     """Run the ``assess`` flow in this process for each date, ``concurrency`` at a time."""
-    from prefect import tags
-
-    from flows.assess import assess, outcome
-
     lock = threading.Lock()
 
     def one(d: date) -> DateResult:
@@ -233,8 +229,6 @@ def run_local(config: str, pipeline: str, days: list[date], store: Store, concur
         for d in days:
             record(one(d))
     else:
-        import contextvars
-
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="backfill") as pool:
             # each thread runs in a copy of this context, so Prefect settings set in code
             # (temporary_settings, profiles) reach the flow runs, not only environment variables

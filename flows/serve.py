@@ -34,11 +34,15 @@ Registering again un-pauses a deployment in any case (Prefect sends ``paused=Fal
 ``--pause-on-shutdown`` to get Prefect's behaviour.
 """
 
+import asyncio
 import enum
+import re
 from datetime import date
 from typing import Literal
 
 from prefect import flow
+from prefect.exceptions import TerminationSignal
+from prefect.schedules import Cron
 
 FLOW_NAME = "assess"
 
@@ -50,7 +54,7 @@ def deployment_name(pipeline: str) -> str:
 
 def pipeline_flow(loaded, pipeline: str):
     """A flow named ``assess`` whose parameters are typed and defaulted for one pipeline."""
-    from flows.assess import assess
+    from flows.assess import assess  # lazy: keeps numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs out of start-up
 
     p = loaded.pipeline(pipeline)
     config_path = str(loaded.path.resolve())
@@ -91,8 +95,6 @@ def pipeline_flow(loaded, pipeline: str):
 
 
 def _ident(name: str) -> str:
-    import re
-
     return re.sub(r"\W+", "_", name).strip("_") or "pipeline"
 
 
@@ -108,13 +110,11 @@ def serve_pipelines(config: str, pipelines: list[str] | None = None, limit: int 
     built per pipeline at start-up does not have: every run would crash with "Function with
     name 'assess_<pipeline>' not found".
     """
-    import asyncio
+    from prefect.runner import Runner  # lazy: keeps prefect.runner out of start-up
 
-    from prefect.exceptions import TerminationSignal
-    from prefect.runner import Runner
-    from prefect.schedules import Cron
-
-    from assay.preflight import load_checked
+    from assay.preflight import (
+        load_checked,  # lazy: keeps numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs out of start-up
+    )
 
     loaded = load_checked(config)
     runner = Runner(name="assay-serve", pause_on_shutdown=pause_on_shutdown, limit=limit)

@@ -304,7 +304,7 @@ def check_root(value: str) -> str:
         raise ValueError(f"{value!r} is neither a path nor a URL (scheme://...)")
     scheme = m.group(1).lower()
     if scheme != "file":
-        from fsspec.registry import known_implementations, registry
+        from fsspec.registry import known_implementations, registry  # lazy: keeps fsspec.registry out of start-up
 
         if scheme not in known_implementations and scheme not in registry:
             raise ValueError(f"{value!r}: {scheme!r} is not a storage protocol fsspec knows "

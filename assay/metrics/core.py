@@ -18,6 +18,8 @@ metrics that need them, so that ``import assay.metrics`` stays cheap.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import math
 import os
@@ -244,8 +246,6 @@ def parse_json(text: Any) -> tuple[bool, Any]:
 
 def _import_attr(target: str) -> Any:
     """The object named by a ``"package.module:attr"`` string."""
-    import importlib
-
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -258,8 +258,6 @@ def option_parameters(cls: Any) -> list:
     library callable that receives them, e.g. sacrebleu's ``BLEU``). ``predictions`` and
     ``references`` are a metric's inputs, never its options.
     """
-    import inspect
-
     found: dict[str, inspect.Parameter] = {}
     open_ended = True
     for klass in getattr(cls, "__mro__", (cls,)):
@@ -763,7 +761,7 @@ class _Rouge(Metric):
     @property
     def scorer(self):
         if self._scorer is None:
-            from rouge_score import rouge_scorer
+            from rouge_score import rouge_scorer  # lazy: optional (the metrics extra)
 
             self._scorer = rouge_scorer.RougeScorer([self.rouge_type], use_stemmer=self.options["use_stemmer"])
         return self._scorer
@@ -1101,7 +1099,7 @@ class JsonSchema(Metric):
 
     @staticmethod
     def _make_validator(schema):
-        import jsonschema
+        import jsonschema  # lazy: optional (the metrics extra)
 
         cls = jsonschema.validators.validator_for(schema)
         try:

@@ -29,11 +29,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from assay import workers
 from assay.metrics.core import Metric, is_missing
 from assay.workers import load_function
 
@@ -121,8 +123,6 @@ class FunctionMetric(Metric):
         todo = [i for i in range(n) if not is_missing(preds[i])]
         calls = [((preds[i], refs[i], rows[i]), self.args) for i in todo]
         if self.in_workers():
-            from assay import workers
-
             outcomes = workers.run(("assay.workers:load_function", self.function, self.path, self.base_dir), calls,
                                 workers=max(1, int(self.workers or 1)), timeout_s=self.timeout_s, memory_mb=self.memory_mb)
         elif self.is_async:
@@ -178,8 +178,6 @@ def _run_async(fn, calls, concurrency: int, timeout_s: float | None) -> list[tup
         asyncio.get_running_loop()
     except RuntimeError:
         return list(asyncio.run(main()))
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(1, thread_name_prefix="assay-metric") as ex:  # called from inside a loop
         return list(ex.submit(lambda: asyncio.run(main())).result())
 

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from assay import store as S
+from assay.pricing import PriceQuote, token_cost
+from assay.responses import read_responses
+
 NAN = float("nan")
 
 
@@ -53,8 +57,6 @@ class Answers:
 
 def row_costs(responses: pd.DataFrame, costs: pd.DataFrame) -> pd.Series:
     """USD of each response row (see the module docstring); NaN for a model without a price."""
-    from assay.pricing import PriceQuote, token_cost
-
     values = np.full(len(responses), NAN)
     if not len(responses):
         return pd.Series(values, index=responses.index)
@@ -177,9 +179,6 @@ def decomposable(scores: pd.DataFrame, metrics: pd.DataFrame) -> set[str]:
 def from_run(rf, cfg, models: list[str] | None = None) -> Answers:
     """The :class:`Answers` of a run folder, scored by the pipeline's headline metric (the first
     metric with per-example scores, when the headline one is a corpus metric such as macro-F1)."""
-    from assay import store as S
-    from assay.responses import read_responses
-
     scores = rf.read_table(S.SCORES).to_pandas()
     metrics = rf.read_table(S.METRICS).to_pandas() if rf.exists(S.METRICS) else pd.DataFrame()
     per_example = decomposable(scores, metrics)

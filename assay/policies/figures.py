@@ -32,6 +32,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from assay.costing import monthly_cost_usd
 from assay.policies import simulate as SIM
 from assay.policies.answers import Answers
 
@@ -88,8 +89,6 @@ def _interval(boot: np.ndarray | None) -> tuple[float, float]:
 
 
 def _monthly(a: Answers, o: SIM.Outcome, mask: np.ndarray, monthly_requests: int | None) -> float:
-    from assay.costing import monthly_cost_usd
-
     if not monthly_requests:
         return NAN
     total = 0.0

@@ -1,6 +1,7 @@
 """Any OpenAI-compatible chat endpoint: OpenAI, vLLM, Ollama, TGI, llama.cpp server, ..."""
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ class OpenAIProvider(ChatProvider):
             await self._start_sdk()
             self.call = self._call_sdk
             return
-        import aiohttp
+        import aiohttp  # lazy: keeps aiohttp out of start-up
 
         self._aiohttp = aiohttp
         # plain-http endpoints (local vLLM, Ollama, ...) skip building a TLS context (~80 ms)
@@ -183,7 +184,7 @@ class OpenAIProvider(ChatProvider):
                             itl_s=(last - first) / (chunks - 1) if chunks > 1 else None, latency_s=end - t0)
 
     async def _start_sdk(self) -> None:
-        import openai
+        import openai  # lazy: keeps openai out of start-up
 
         self._openai = openai
         self.client = openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.cfg.base_url, max_retries=0,
@@ -227,8 +228,6 @@ class OpenAIProvider(ChatProvider):
 def confidence(tokens) -> float | None:
     """How sure the model was of its answer: ``exp(mean token log-probability)``, the geometric
     mean of its tokens' probabilities (0..1), from a choice's ``logprobs.content``; None without them."""
-    import math
-
     if not isinstance(tokens, list):
         return None
     lps = [t.get("logprob") for t in tokens if isinstance(t, dict)]

@@ -1,6 +1,8 @@
 """Any ``module:function`` as a model, called once per shard (sync or async)."""
 
 import asyncio
+import concurrent.futures
+import hashlib
 import importlib
 import inspect
 import time
@@ -49,7 +51,7 @@ class PythonProvider(BatchProvider):
 
     def _items(self, rows: pa.Table) -> list[dict]:
         """The rows as the function gets them: dataset fields, plus ``prompt`` and ``messages``."""
-        from assay.prompting import render_messages
+        from assay.prompting import render_messages  # lazy: keeps pyarrow.compute out of start-up
 
         items = rows.to_pylist()
         if self.ctx.prompt is not None:
@@ -91,8 +93,6 @@ class PythonProvider(BatchProvider):
 
 
 def _source_hash(fn) -> str | None:
-    import hashlib
-
     try:
         src = inspect.getsource(inspect.unwrap(fn))
     except (OSError, TypeError):  # a builtin, or code without a source file
@@ -109,7 +109,5 @@ def _running_loop() -> bool:
 
 
 def _run_in_thread(coro):
-    import concurrent.futures
-
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         return ex.submit(asyncio.run, coro).result()

@@ -3,6 +3,7 @@
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assay.dataset import _open, detect_format, read_source
 from assay.providers.base import BatchProvider
 
 OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "confidence")
@@ -23,7 +24,7 @@ def _utc_micros(col) -> pa.ChunkedArray:
         return pc.cast(pc.cast(col, pa.timestamp("us", tz=t.tz), safe=False), pa.int64())
     if pa.types.is_date(t):
         return pc.cast(pc.cast(col, pa.timestamp("us")), pa.int64())
-    import pandas as pd
+    import pandas as pd  # lazy: keeps pandas out of start-up
 
     parsed = pd.to_datetime(pd.Series(col.to_pylist(), dtype=object), utc=True, errors="coerce", format="ISO8601")
     return pa.chunked_array([pc.cast(pa.array(parsed.dt.as_unit("us")), pa.int64())])
@@ -102,8 +103,6 @@ class ReplayProvider(BatchProvider):
 
     def _log(self) -> pa.Table:
         if getattr(self, "_table", None) is None:
-            from assay.dataset import read_source
-
             src = self.ctx.resolve_path(self.cfg.source)
             try:
                 t = read_source(src)
@@ -140,12 +139,10 @@ class ReplayProvider(BatchProvider):
         """A Parquet log whose ids, as text, are in increasing order (so each once): its batches,
         as :meth:`_keep` shapes them, for a merge with the examples (which the load stage sorted);
         None for any other log. One pass over the id column checks it."""
-        from assay.dataset import _open, detect_format
-
         src = self.ctx.resolve_path(self.cfg.source)
         if detect_format(src, None) != "parquet":
             return None
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
 
         key = self.ctx.dataset.id or "example_id"
         try:

@@ -15,11 +15,13 @@ compares with earlier runs and is checked by the gate after the report (see :mod
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from assay import costing
 from assay.report import format as fmt
 
 #: The headline table's columns, in order (the monthly column's title names the volume).
@@ -119,8 +121,6 @@ def recommend(table: pd.DataFrame, cfg, policies: pd.DataFrame | None = None) ->
 
 def _policy_values(row: pd.Series) -> pd.Series:
     """A policy's row as a headline row: its value of every per-example metric, its interval and cost."""
-    import json
-
     try:
         values = json.loads(row.get("values_json") or "{}")
     except (TypeError, ValueError):
@@ -165,8 +165,6 @@ def _recommend_policy(rec: Recommendation, table: pd.DataFrame, policies: pd.Dat
 
 def _recommend_models(table: pd.DataFrame, cfg) -> Recommendation:
     """The recommendation among the single models."""
-    from assay import costing
-
     metric = cfg.metric_specs()[0].key
     monthly = cfg.cost.monthly_requests
     bs = bars(cfg)

@@ -104,7 +104,7 @@ def render(spec: dict) -> str:
 
 
 def _render_here(spec: dict) -> str:
-    import vl_convert as vlc
+    import vl_convert as vlc  # lazy: keeps vl_convert out of start-up
 
     try:
         return vlc.vegalite_to_svg(spec, allowed_base_urls=[])

@@ -11,6 +11,7 @@ rendered to inline SVG (:mod:`assay.report.charts`); the page has no script and 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -18,10 +19,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from assay import costing
 from assay import store as S
 from assay.config import PipelineConfig
+from assay.gates import gates_passed
 from assay.report import charts as C
+from assay.report import engine
 from assay.report import format as fmt
 from assay.report import page as P
 from assay.report.decision import (
@@ -85,8 +91,6 @@ def decisions(table: pd.DataFrame, cfg: PipelineConfig, policies: pd.DataFrame |
     """The decisions of a run: the recommendation (:func:`assay.report.decision.recommend`, a policy
     of ``policies`` when one passes more cheaply), the cheapest model that passes every bar, the
     quality/cost Pareto front."""
-    from assay import costing
-
     keys = [s.key for s in cfg.metric_specs()]
     first = keys[0]
     out = {"first_metric": first}
@@ -178,9 +182,6 @@ class RunTables:
         """Per-example scores of one metric (None when the metric is not decomposable)."""
         if not self.rf.exists(S.SCORES):
             return None
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         # batch by batch, keeping one metric's rows: a large run's scores hold every metric of every example
         kept = [b.filter(pc.equal(b["metric"], metric))
                 for b in self.rf.iter_batches(S.SCORES, ["example_id", "model", "metric", "value"])]
@@ -191,9 +192,6 @@ class RunTables:
 
     def latencies(self) -> pd.DataFrame:
         """Per model the latency quantiles of its successful calls (p05, p25, p50, p75, p95, p99)."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         parts = [p for p in self.rf.listdir(S.RESPONSES) if p.endswith(".parquet")]
         # per model, the latencies of its successful calls as floats (not a table of every response)
         per: dict[str, list] = {}
@@ -340,7 +338,7 @@ def run_history(rt: RunTables, table: pd.DataFrame) -> pd.DataFrame:
     earlier = [r for r in rf.store.runs(rf.pipeline) if (r.as_of, r.run_id) < (rf.as_of, rf.run_id)]
     frames = []
     if earlier:
-        from assay.history import history
+        from assay.history import history  # lazy: keeps pyarrow.fs, pyarrow.dataset out of start-up
 
         h = history(rf.store.root, rf.pipeline, metric=metric)
         h = h[[(a, r) < (rf.as_of, rf.run_id) for a, r in zip(h["as_of"], h["run_id"])]]
@@ -348,8 +346,6 @@ def run_history(rt: RunTables, table: pd.DataFrame) -> pd.DataFrame:
             frames.append(pd.DataFrame({"as_of": h["as_of"], "run_id": h["run_id"], "model": h["model"], "value": h["value"],
                                         "lo": h["ci_low"], "hi": h["ci_high"], "cost": h["cost_per_1k_usd"],
                                         "gates": h["gates"], "current": False}))
-    from assay.gates import gates_passed
-
     g = gates_passed(rt.manifest)
     verdict = "" if g is None else ("passed" if g else "failed")
     if len(table) and metric in table:
@@ -452,8 +448,6 @@ def _render(key: str, spec: dict | None, timings: dict) -> str | None:
 
 def prices_text(costs: pd.DataFrame) -> list[str]:
     """Per model, the price the run used and the date(s) it was in force."""
-    import json
-
     out = []
     for r in costs.itertuples():
         try:
@@ -549,8 +543,6 @@ def _long_tables(rt: RunTables, table: pd.DataFrame, pairs: pd.DataFrame) -> lis
 def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: bool = True) -> dict:
     """Write summary.md and report.html of a run folder from its artifacts; return what the
     Prefect UI shows (``markdown``, ``headline`` rows, ``recommendation``) and the timings."""
-    from assay.report import engine
-
     engine.start()  # no-op when a run or a command started it: it starts while the tables are read
     t_start = time.perf_counter()
     rt = RunTables.read(rf, cfg)

@@ -5,11 +5,14 @@ same request; :func:`finish` and :func:`fail` record how it ended. Everything he
 data and files: no stage logic, no Prefect.
 """
 
+import hashlib
 import os
 import platform
 from dataclasses import dataclass, field
 from datetime import date
+from importlib.metadata import PackageNotFoundError, version
 
+from assay.cache import open_cache
 from assay.config import ConfigError, LoadedConfig, PipelineConfig, load_config
 from assay.runs import manifest as M
 from assay.runs.lease import acquire
@@ -107,8 +110,6 @@ class RunContext:
 
     def open_cache(self, sharded: bool = False):
         """The run's response cache (None when off); ``sharded``: the one several processes share."""
-        from assay.cache import open_cache
-
         path = self.shard_cache_path() if sharded else self.cache_path()
         if path is None:
             return None
@@ -149,8 +150,6 @@ def segments_for(loaded: LoadedConfig, root: str) -> str:
 
 
 def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version()}
     for p in ("assay", "prefect", "pyarrow", "pandas", "numpy", "openai", "genai-prices", "evaluate", "scikit-learn"):
         try:
@@ -171,8 +170,6 @@ def check_models(loaded: LoadedConfig, pipeline: str, models: list[str] | None) 
 
 
 def _lock_file(url: str) -> str:
-    import hashlib
-
     base = os.environ.get("ASSAY_LOCK_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "assay", "locks")
     os.makedirs(base, exist_ok=True)
     return os.path.join(base, hashlib.sha256(url.encode()).hexdigest()[:32] + ".lock")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from assay.report import engine
 from assay.runs import RunContext, fail, finish, start_run
 from assay.stages import cost, gate, invoke, load, report, score
 
@@ -38,8 +39,6 @@ def run_stages(ctx: RunContext, call: Callable[[Any, RunContext], Any] | None = 
     included, stays unfinished and resumable. ``on_end()`` gives extra manifest keys to record
     with the end (the Prefect flow run, say).
     """
-    from assay.report import engine
-
     call = call or (lambda stage, c: stage.run(c))
     extra = on_end or dict
     engine.start()  # the report's chart engine starts in a child process while the models are called

@@ -12,8 +12,13 @@ import json
 import logging
 import time
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from assay import store as S
+from assay.pricing import quote
 from assay.report.format import missing, usd
+from assay.responses import read_responses
 from assay.runs import RunContext
 from assay.runs.manifest import record_stage
 
@@ -34,10 +39,7 @@ def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
     when a model's parts are not one row per example with the ids in increasing order (as the
     invoke stage writes them; a resumed run's parts may repeat an example, and only the whole,
     deduplicated table prices those right)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from assay import costing as C
+    from assay import costing as C  # lazy: keeps pandas out of start-up
 
     names = [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")] if rf.exists(S.RESPONSES) else []
     parts: dict[str, list[str]] = {}
@@ -81,10 +83,8 @@ def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
 
 
 def run(ctx: RunContext) -> str:
-    from assay import costing as C
+    from assay import costing as C  # lazy: keeps pandas out of start-up
     from assay.capacity import operating_points
-    from assay.pricing import quote
-    from assay.responses import read_responses
 
     t0 = time.perf_counter()
     rf = ctx.folder
@@ -119,7 +119,7 @@ def run(ctx: RunContext) -> str:
     ctx.update_manifest(**changes)
     written = [S.COSTS, S.BREAKEVEN]
     if cfg.policies:  # cascades and routes, priced and scored from the answers and costs just recorded
-        from assay.policies import write_policies
+        from assay.policies import write_policies  # lazy: keeps pandas out of start-up
 
         written += write_policies(rf, cfg, ctx.models)
     record_stage(rf, NAME, t0, written)

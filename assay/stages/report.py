@@ -13,7 +13,7 @@ log = logging.getLogger("assay.report")
 
 
 def run(ctx: RunContext) -> dict:
-    from assay.report import build_report
+    from assay.report import build_report  # lazy: keeps pandas out of start-up
 
     t0 = time.perf_counter()
     out = build_report(ctx.folder, ctx.cfg, ctx.pipeline)

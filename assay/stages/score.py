@@ -8,9 +8,18 @@ cost stage can price it.
 import logging
 import time
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assay import stats as ST
 from assay import store as S
+from assay.metrics import EvaluateMetric, build_metric
+from assay.prompting import render_messages
+from assay.providers import PROVIDERS, Context, build
+from assay.responses import read_responses
 from assay.runs import RunContext
 from assay.runs.manifest import record_stage
+from assay.stages.invoke import Packed
 
 NAME = "score"
 log = logging.getLogger("assay.score")
@@ -18,9 +27,6 @@ log = logging.getLogger("assay.score")
 
 def build_metrics(ctx: RunContext) -> dict:
     """The pipeline's metrics, built; a judge metric gets its judge model's provider and the run's cache."""
-    from assay.metrics import build_metric
-    from assay.providers import Context, build
-
     cfg = ctx.cfg
     out = {}
     for spec in cfg.metric_specs():
@@ -37,10 +43,6 @@ def build_metrics(ctx: RunContext) -> dict:
 
 def inputs_text(ctx: RunContext, dataset) -> list[str]:
     """What each example asked: the rendered user prompt, else its input fields."""
-    import pyarrow as pa
-
-    from assay.prompting import render_messages
-
     cfg = ctx.cfg
     if cfg.prompt is not None:
         return [m[-1]["content"] for m in render_messages(cfg.prompt, dataset)]
@@ -52,8 +54,6 @@ def inputs_text(ctx: RunContext, dataset) -> list[str]:
 def read_scored_responses(rf):
     """The run's responses: with several samples per (example, model) (``samples:``, see
     :mod:`assay.scoring`), every sample's row, the last one of each (example, model, sample) winning."""
-    from assay.responses import read_responses
-
     return read_responses(rf)
 
 
@@ -61,8 +61,6 @@ def deterministic_models(ctx: RunContext) -> set[str]:
     """The run's models whose provider answers an example the same way every time (batch
     providers: a conventional model, a function, a replayed log): their within-example variance
     is 0, not unknown, when other models of the run are sampled."""
-    from assay.providers import PROVIDERS
-
     models = ctx.loaded.config.models
     return {m for m in ctx.models if getattr(PROVIDERS.get(models[m].provider), "kind", None) == "batch"}
 
@@ -84,8 +82,6 @@ class _Rows:
         self._have = 0
 
     def take(self, k: int):
-        import pyarrow as pa
-
         while self._have < k:
             b = next(self._it, None)
             if b is None:
@@ -103,8 +99,6 @@ class _Rows:
 
 
 def _string_column(schema, name: str) -> bool:
-    import pyarrow as pa
-
     i = schema.get_field_index(name)
     return i >= 0 and (pa.types.is_string(schema.field(i).type) or pa.types.is_large_string(schema.field(i).type))
 
@@ -115,12 +109,9 @@ def score_streaming(ctx: RunContext, metrics: dict):
     (corpus metrics, judges, function metrics, user modules), several samples per example, text
     columns that are not strings, or responses that are not one per example in the dataset's
     order (a resumed run's parts, say; found while reading, and then nothing is written)."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pandas as pd  # lazy: keeps pandas out of start-up
 
-    from assay import stats as ST
-    from assay.scoring import NotStreamed, _groups, score_batches, streams
+    from assay.scoring import NotStreamed, _groups, score_batches, streams  # lazy: keeps pandas out of start-up
 
     rf, cfg = ctx.folder, ctx.cfg
     if not metrics or not all(streams(m) for m in metrics.values()):
@@ -204,7 +195,7 @@ def score_streaming(ctx: RunContext, metrics: dict):
 
 def run(ctx: RunContext, score_rows=None) -> str:
     """The stage; ``score_rows`` as for :func:`assay.scoring.score` (see :func:`chunked`)."""
-    from assay.scoring import score
+    from assay.scoring import score  # lazy: keeps pandas out of start-up
 
     t0 = time.perf_counter()
     rf = ctx.folder
@@ -234,8 +225,6 @@ def run(ctx: RunContext, score_rows=None) -> str:
     record_stage(rf, NAME, t0, [S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS], extra or None)
     for key, plan in res.budgets.items():
         if plan["overall"] < plan["wanted"] or plan["slices"] < plan["wanted"]:
-            from assay.metrics import EvaluateMetric
-
             advice = (" Return per-example scores from compute (a list under `key`) or use a function metric for full "
                       "intervals." if isinstance(metrics.get(key), EvaluateMetric) else "")
             log.warning("score: %s only aggregates the whole corpus, so its bootstrap recomputes it: bootstrap_budget %d "
@@ -277,8 +266,7 @@ def _metric(ctx: RunContext, key: str):
 def score_chunk(ctx: RunContext, key: str, chunk):
     """One chunk's per-example scores of metric ``key``: (values by sub-key, details, errors).
     ``chunk`` is a :class:`~assay.stages.invoke.Packed` (preds, refs, rows, inputs); so is the result."""
-    from assay.scoring import _score_rows
-    from assay.stages.invoke import Packed
+    from assay.scoring import _score_rows  # lazy: keeps pandas out of start-up
 
     preds, refs, rows, inputs = chunk.value
     values, details, errors = _score_rows(_metric(ctx, key), preds, refs, rows, inputs)
@@ -294,15 +282,13 @@ def chunked(ctx: RunContext, map_chunks, chunk_rows: int):
     """A ``score_rows`` for :func:`run`: splits each (model, metric)'s rows into chunks of
     ``chunk_rows``, has ``map_chunks(ctx, key, chunks) -> [results of score_chunk]`` score them,
     and joins the results in order. A judge, or a single chunk, is scored here."""
-    from assay.scoring import _score_rows
+    from assay.scoring import _score_rows  # lazy: keeps pandas out of start-up
 
     def score_rows(key, metric, preds, refs, rows, inputs, model=None):
         n = len(preds)
         if not shardable(metric) or n <= chunk_rows:
             return _score_rows(metric, preds, refs, rows, inputs)
         spans = [(lo, min(n, lo + chunk_rows)) for lo in range(0, n, chunk_rows)]
-        from assay.stages.invoke import Packed
-
         chunks = [Packed((preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b]))
                   for a, b in spans]
         log.info("score: %s%s: %d chunks of up to %d rows", f"{model} " if model else "", key, len(chunks), chunk_rows)

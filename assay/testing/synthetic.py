@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from assay import store as S
+from assay.costing import COST_COLUMNS, breakeven, monthly_cost_usd
 from assay.store import RunFolder, Store
 
 KINDS = ("api", "self-hosted", "conventional")
@@ -130,8 +131,6 @@ def write_run(root: str, pipeline: str = "synthetic", as_of: date = date(2026, 1
 
 def write_costs(rf: RunFolder, names: list[str], requests: int, monthly: int, rng) -> pd.DataFrame:
     """costs.parquet and breakeven.parquet: the models cycle through the three kinds."""
-    from assay.costing import COST_COLUMNS, breakeven, monthly_cost_usd
-
     rows = []
     for i, m in enumerate(names):
         kind = KINDS[i % 3]

@@ -6,8 +6,13 @@ model that is not an endpoint you run), 130 interrupted.
 """
 
 
+import json
+import math
+
 import typer
 
+from assay.registry import UnknownName
+from assay.store import Store
 from flows.cli.common import ARTIFACTS_OPT, CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, err, load
 
 FORMATS = ("table", "csv", "json")
@@ -31,13 +36,11 @@ def capacity(
     inter-token latency, latency, throughput), chooses the highest-throughput level that meets the
     SLO and records it under <artifacts>/_capacity/, where the cost stage prices the model at it.
     Exit 1 when no level meets the SLO or the endpoint does not answer, 2 on bad arguments."""
-    from assay import capacity as K
+    from assay import capacity as K  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute out of the CLI
     from assay.config import ConfigError
     from assay.providers import ProviderError
     from assay.providers.openai_compat import MissingSecret
-    from assay.registry import UnknownName
-    from assay.runs import artifacts_root
-    from assay.store import Store
+    from assay.runs import artifacts_root  # lazy: keeps yaml, pydantic out of the CLI
 
     if fmt not in FORMATS:
         err(f"--format: expected {', '.join(FORMATS)}, got {fmt!r}")
@@ -91,8 +94,6 @@ def capacity(
     if fmt == "csv":
         typer.echo(table.to_csv(index=False), nl=False)
     elif fmt == "json":
-        import json
-
         typer.echo(json.dumps({"model": model, "slo": bounds.as_dict(), "levels": json.loads(table.to_json(orient="records")),
                                "operating_point": None if chosen is None else int(chosen["concurrency"])}, indent=2))
     else:
@@ -105,9 +106,7 @@ def capacity(
 
 
 def _print(model: str, table, chosen, bounds) -> None:
-    import math
-
-    from rich.console import Console
+    from rich.console import Console  # lazy: keeps rich.console out of the CLI
     from rich.table import Table
 
     def s(v, unit: str = "", digits: int = 3) -> str:

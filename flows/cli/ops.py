@@ -4,23 +4,25 @@ Exit codes: 0 ok, 1 a run failed, 2 configuration error, 3 a gate broke.
 """
 
 import json
+import math
 import os
 import sys
 
 import typer
 
 from assay.config import ConfigError
+from assay.runs import artifacts_root
 from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, check_root_option, err, load, load_pipeline, parse_date
 
 
 def _api_url() -> str | None:
-    from prefect.settings import get_current_settings
+    from prefect.settings import get_current_settings  # lazy: keeps prefect.settings out of the CLI
 
     return get_current_settings().api.url
 
 
 def _ui_url(api_url: str) -> str:
-    from prefect.settings import get_current_settings
+    from prefect.settings import get_current_settings  # lazy: keeps prefect.settings out of the CLI
 
     ui = get_current_settings().ui_url
     if ui:
@@ -57,7 +59,7 @@ def serve(
         err(f"{config}: no pipelines to serve")
         raise typer.Exit(EXIT_CONFIG)
     url = _reachable_api("assay serve")
-    from flows.serve import deployment_name, serve_pipelines
+    from flows.serve import deployment_name, serve_pipelines  # lazy: keeps fsspec, jsonschema, prefect, rich out of the CLI
 
     typer.echo(f"serving {len(names)} deployment(s) from {loaded.path.resolve()}:")
     for n in names:
@@ -75,7 +77,7 @@ def _reachable_api(what: str) -> str:
         err(f"{what} needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
             "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api).")
         raise typer.Exit(EXIT_CONFIG)
-    from prefect import get_client
+    from prefect import get_client  # lazy: keeps prefect out of the CLI
 
     try:
         with get_client(sync_client=True) as client:
@@ -120,7 +122,11 @@ def deploy(
         err(f"{config}: no pipelines to deploy")
         raise typer.Exit(EXIT_CONFIG)
     url = _reachable_api("assay deploy")
-    from flows.deploy import deploy_pipelines, ensure_pool, is_git_url
+    from flows.deploy import (  # lazy: keeps fsspec, jsonschema, prefect, rich out of the CLI
+        deploy_pipelines,
+        ensure_pool,
+        is_git_url,
+    )
 
     if source and not is_git_url(source) and not os.path.isdir(source):
         err(f"--source: {source} is neither a folder nor a git URL")
@@ -170,7 +176,9 @@ def backfill(
     otherwise the assess flow runs here, --concurrency dates at a time on threads.
     Prints date -> status and run folder. Exit 1 if a date failed (or timed out), 3 if a gate broke.
     """
-    from flows.backfill import backfill as run_backfill
+    from flows.backfill import (
+        backfill as run_backfill,  # lazy: keeps pandas, numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs, fsspec, jsonschema, prefect, rich out of the CLI
+    )
 
     loaded = load_pipeline(config, pipeline)
     d0, d1 = parse_date(start, "--start"), parse_date(end, "--end")
@@ -192,7 +200,7 @@ def backfill(
 
 
 def _print_backfill(report) -> None:
-    from rich.console import Console
+    from rich.console import Console  # lazy: keeps rich.console out of the CLI
     from rich.table import Table
 
     t = Table(title=f"backfill {report.pipeline} ({report.mode})")
@@ -218,8 +226,9 @@ def history(
     costs.parquet of each complete run folder): one row per as_of, run and model (and metric)
     with value, ci_low, ci_high, cost_per_1k_usd, monthly_cost_usd and the gate verdict.
     """
-    from assay.history import history as load_history
-    from assay.runs import artifacts_root
+    from assay.history import (
+        history as load_history,  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, pyarrow.fs, pyarrow.dataset out of the CLI
+    )
 
     if fmt not in ("table", "csv", "json"):
         err(f"--format: expected table, csv or json, got {fmt!r}")
@@ -242,9 +251,7 @@ def history(
 
 
 def _print_history(df, pipeline: str, root: str) -> None:
-    import math
-
-    from rich.console import Console
+    from rich.console import Console  # lazy: keeps rich.console out of the CLI
     from rich.table import Table
 
     def num(v, f="{:.4f}"):

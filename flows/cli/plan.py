@@ -4,6 +4,7 @@
 
 import typer
 
+from assay.store import Store
 from flows.cli.common import ARTIFACTS_OPT, CONFIG_OPT, EXIT_CONFIG, err, load_pipeline
 
 FORMATS = ("table", "csv", "json")
@@ -22,10 +23,11 @@ def plan(
 ):
     """How many examples (and samples per example) are needed to detect a difference of DETECT between
     two models, at the given power and significance, from the variances of the latest complete run."""
-    from assay.matrix import latest_complete_run
+    from assay.matrix import (
+        latest_complete_run,  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, yaml, pydantic out of the CLI
+    )
     from assay.planning import plan as make_plan
     from assay.runs import artifacts_root
-    from assay.store import Store
 
     if fmt not in FORMATS or not detect > 0 or not 0 < power < 1 or not 0 < alpha < 1:
         err("--detect must be > 0, --power and --alpha between 0 and 1, --format one of " + ", ".join(FORMATS))

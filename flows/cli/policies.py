@@ -4,8 +4,13 @@ Exit codes: 0 ok, 2 a bad run folder, model name, rule or option.
 """
 
 
+import json
+import math
+
 import typer
 
+from assay import store as S
+from assay.report import format as F
 from flows.cli.common import EXIT_CONFIG, err
 
 RULES = "confidence:T, judge:T, judge:METRIC:T, valid:json, valid:labels, valid:regex:PATTERN, valid:schema:FILE, agree"
@@ -38,8 +43,6 @@ def parse_rule(text: str) -> dict:
         if what == "regex" and arg:
             return {"kind": "valid", "regex": arg}
         if what == "schema" and arg:
-            import json
-
             try:
                 with open(arg) as f:
                     return {"kind": "valid", "schema": json.load(f)}
@@ -51,9 +54,9 @@ def parse_rule(text: str) -> dict:
 def build_policy(cascade: str | None, rule: str | None, route: str | None, models: str | None, tolerance: float | None,
                  lam: float | None, learn: float, seed: int):
     """The policy the options describe, validated by the config's own schema; ValueError otherwise."""
-    from pydantic import TypeAdapter, ValidationError
+    from pydantic import TypeAdapter, ValidationError  # lazy: keeps pydantic out of the CLI
 
-    from assay.config.loading import format_path
+    from assay.config.loading import format_path  # lazy: keeps yaml, pydantic out of the CLI
     from assay.config.schema import PolicyConfig
 
     if (cascade is None) == (route is None):
@@ -85,11 +88,15 @@ def policy_table(policies, cfg, rec=None, title: str = "policies", compact: bool
     """The rich table of policies.parquet rows (the columns of every view); ``compact`` (the result
     of ``assay run``) puts models and rule in one column and leaves out the intervals of APGR and
     saving and the p95 latency, to fit a terminal."""
-    from rich.markup import escape
+    from rich.markup import escape  # lazy: keeps rich.markup out of the CLI
     from rich.table import Table
 
-    from assay.report import format as F
-    from assay.report.decision import POLICY_COLUMNS, policy_rows, policy_titles, saving_text
+    from assay.report.decision import (  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute out of the CLI
+        POLICY_COLUMNS,
+        policy_rows,
+        policy_titles,
+        saving_text,
+    )
 
     titles = policy_titles(cfg, str(policies["metric"].iloc[0]) if len(policies) else None)
     rows = policy_rows(policies, rec)
@@ -130,11 +137,7 @@ def whatif(
     matched quality, and the sweep of its threshold. Exit 2 on a bad run folder, an unknown model,
     a bad rule or option.
     """
-    import json
-    import math
-
-    from assay import store as S
-    from assay.policies import evaluate_one, from_run
+    from assay.policies import evaluate_one, from_run  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute out of the CLI
     from assay.report.summary import run_config
 
     if fmt not in ("table", "json", "csv"):
@@ -167,15 +170,13 @@ def whatif(
         typer.echo(json.dumps({"policy": clean, "sweep": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
                                                            for k, v in s.items()} for s in sweep]}, indent=2, default=str))
         return
-    import pandas as pd
+    import pandas as pd  # lazy: keeps pandas out of the CLI
 
     if fmt == "csv":
         typer.echo(pd.DataFrame([row]).to_csv(index=False), nl=False)
         return
-    from rich.console import Console
+    from rich.console import Console  # lazy: keeps rich.console out of the CLI
     from rich.table import Table
-
-    from assay.report import format as F
 
     con = Console(highlight=False, width=None if __import__("sys").stdout.isatty() else 160)
     con.print(policy_table(pd.DataFrame([row]), cfg, None, f"{rf.pipeline} {rf.as_of}: {name}, on {row['n']:,} examples"))

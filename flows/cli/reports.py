@@ -8,12 +8,12 @@ import os
 
 import typer
 
-from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, check_root_option, err
+from assay.report import engine
+from assay.store import NotARunFolder, open_run
+from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, check_root_option, err, load
 
 
 def _open(path: str, what: str):
-    from assay.store import NotARunFolder, open_run
-
     try:
         return open_run(path)
     except NotARunFolder as e:
@@ -23,10 +23,11 @@ def _open(path: str, what: str):
 
 def report(run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>.")):
     """Write a run's summary.md and report.html again from its artifacts; print the report's path."""
-    from assay.report import engine
-
     engine.start()  # the chart engine starts (about a second) while the tables are read
-    from assay.report.summary import build_report, run_config
+    from assay.report.summary import (  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, yaml, pydantic out of the CLI
+        build_report,
+        run_config,
+    )
 
     rf = _open(run_folder, "report")
     try:
@@ -45,10 +46,10 @@ def compare(
 ):
     """Write a page setting two runs side by side: what changed in config, data and prices, the
     results of each, and the paired differences B − A on the examples they share."""
-    from assay.report import engine
-
     engine.start()
-    from assay.report.compare import build_compare
+    from assay.report.compare import (
+        build_compare,  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, yaml, pydantic out of the CLI
+    )
 
     a, b = _open(run_a, "compare"), _open(run_b, "compare")
     path = out or f"compare-{a.run_id}-{b.run_id}.html"
@@ -77,15 +78,14 @@ def dashboard(
 ):
     """Write a static site over every pipeline and date in the artifact root, from the Parquet tree alone:
     latest result per pipeline, the model × use-case matrix, history charts, links to each run's report."""
-    from assay.report import engine
-
     engine.start()
-    from assay.report.dashboard import build_dashboard
+    from assay.report.dashboard import (
+        build_dashboard,  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, yaml, pydantic out of the CLI
+    )
 
     root = artifacts
     if root is None:
-        from assay.runs import artifacts_root
-        from flows.cli.common import load
+        from assay.runs import artifacts_root  # lazy: keeps yaml, pydantic out of the CLI
 
         root = artifacts_root(load(config), None)
     result = build_dashboard(root, out, base_url)

@@ -10,11 +10,17 @@ line still reaches the Prefect UI.
 import contextlib
 import logging
 import os
+import signal
 import sys
+import time
+import urllib.error
+import urllib.request
 from datetime import date
 
 import typer
 
+from assay import store as S
+from assay.store import open_run
 from flows.cli.common import (
     CONFIG_OPT,
     EXIT_CONFIG,
@@ -26,6 +32,7 @@ from flows.cli.common import (
     load_pipeline,
     parse_date,
 )
+from flows.cli.policies import policy_table
 
 
 def run(
@@ -43,7 +50,9 @@ def run(
     # here, not at the top: the metric and provider registries the preflight needs would slow the
     # start of every other command (``assay --help``, ``list``)
     from assay.config import ConfigError
-    from assay.preflight import preflight
+    from assay.preflight import (
+        preflight,  # lazy: keeps numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs, fsspec, yaml, pydantic out of the CLI
+    )
     from assay.runs import check_models
 
     if cache is not None and cache not in ("use", "refresh", "off"):
@@ -74,7 +83,11 @@ def _heartbeats():
     when its process dies; a foreground run's death is seen where it was started, so they are off
     here unless ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` is set. Served runs keep Prefect's default.
     """
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+    from prefect.settings import (  # lazy: keeps prefect.settings out of the CLI
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
 
     if "heartbeat_frequency" in get_current_settings().flows.model_fields_set:
         return contextlib.nullcontext()
@@ -86,13 +99,19 @@ class _Terminal(logging.Handler):
 
     def __init__(self, bar: bool):
         super().__init__(logging.INFO)
-        from rich.console import Console
+        from rich.console import Console  # lazy: keeps rich.console out of the CLI
 
         self.console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
         self.progress = None
         self.tasks: dict[str, int] = {}
         if bar and self.console.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (  # lazy: keeps rich.progress out of the CLI
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[rate]} it/s  errors {task.fields[errors]}  ${task.fields[usd]}"),
@@ -100,15 +119,13 @@ class _Terminal(logging.Handler):
             self.start: dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        from rich.markup import escape
+        from rich.markup import escape  # lazy: keeps rich.markup out of the CLI
 
         msg = escape(record.getMessage())
         style = {logging.WARNING: "yellow", logging.ERROR: "red", logging.CRITICAL: "red"}.get(record.levelno)
         self.console.print(f"[{style}]{msg}[/]" if style else msg, soft_wrap=True)
 
     def __call__(self, model, done, total, errors, usd):
-        import time
-
         if self.progress is None:
             return
         if model not in self.tasks:
@@ -119,7 +136,7 @@ class _Terminal(logging.Handler):
 
     @contextlib.contextmanager
     def attached(self):
-        from assay.runs import progress
+        from assay.runs import progress  # lazy: keeps yaml, pydantic out of the CLI
 
         logger = logging.getLogger("assay")
         level, propagate = logger.level, logger.propagate
@@ -156,7 +173,10 @@ def execute(checked, config: str, cache: str | None, progress: bool = False, deb
     try:
         with terminal.attached():
             stop_orphaned_temporary_servers()
-            from flows.assess import outcome, run_checked
+            from flows.assess import (  # lazy: keeps numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs, fsspec, jsonschema, prefect, rich, yaml, pydantic out of the CLI
+                outcome,
+                run_checked,
+            )
 
             with _heartbeats():
                 state = run_checked(checked, config, cache, return_state=True)
@@ -181,10 +201,7 @@ def execute(checked, config: str, cache: str | None, progress: bool = False, deb
 def prefect_api_problem() -> str | None:
     """Why the configured Prefect API cannot be used, or None (reachable, or none configured:
     Prefect then starts a temporary server for the run)."""
-    import urllib.error
-    import urllib.request
-
-    from prefect.settings import get_current_settings
+    from prefect.settings import get_current_settings  # lazy: keeps prefect.settings out of the CLI
 
     url = get_current_settings().api.url
     if not url:
@@ -211,9 +228,7 @@ def stop_orphaned_temporary_servers() -> list[int]:
     parent that is gone (it was re-parented to init). Linux only (it reads /proc); elsewhere a
     no-op. Returns the pids stopped.
     """
-    import signal
-
-    from prefect.settings import get_current_settings
+    from prefect.settings import get_current_settings  # lazy: keeps prefect.settings out of the CLI
 
     if not os.path.isdir("/proc"):
         return []
@@ -259,15 +274,13 @@ def print_result(folder: str, pipeline: str) -> None:
     """The result table (per model: the headline metric with its interval, cost per 1,000 requests,
     monthly cost, p95 latency, errors; the recommended row marked ✓), the recommendation in the
     words of summary.md and report.html, and the decisions, on standard output."""
-    from rich.console import Console
+    from rich.console import Console  # lazy: keeps rich.console out of the CLI
     from rich.markup import escape
     from rich.table import Table
 
-    from assay import store as S
-    from assay.report import summary as R
+    from assay.report import summary as R  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, yaml, pydantic out of the CLI
     from assay.report.decision import COLUMNS, headline_rows, headline_titles
     from assay.runs import Manifest
-    from assay.store import open_run
 
     rf = open_run(folder)
     m = Manifest.of(rf)
@@ -289,8 +302,6 @@ def print_result(folder: str, pipeline: str) -> None:
     for line in interval_notes(metrics, dec["first_metric"]):
         con.print(escape(line), soft_wrap=True)
     if policies is not None and len(policies):
-        from flows.cli.policies import policy_table
-
         con.print(policy_table(policies, cfg, rec, "cascades and routes (from the answers above, no new calls)", compact=True))
     con.print(escape(rec.sentence), soft_wrap=True)
     for line in R.decision_lines(dec, be if be is not None else costs.iloc[0:0]):
