@@ -62,6 +62,7 @@ __all__ = [
     "HOURS_PER_MONTH",
     "HOURS_PER_YEAR",
     "COST_COLUMNS",
+    "FIXED_COST_KINDS",
     "PRICE_DATE",
     "hardware_usd_per_hour",
     "hosting_usd_per_hour",
@@ -372,9 +373,10 @@ def logged_throughput(cfg, u: Usage, logged_times: bool) -> tuple[float, str, di
     return NAN, "log: no latency recorded", figures
 
 
-def serving_text(row) -> str:
-    """How a served option's monthly cost was assumed, in words (a cost row, or its ``price_json``):
-    ``1 always-on instance at $0.0208/hour ($15.18 a month)`` or ``paid per call (instances: 0)``."""
+def serving_text(row, short: bool = False) -> str:
+    """How a served option's monthly cost was assumed, in words (a cost row with ``kind`` and
+    ``price_json``): ``1 always-on instance at $0.0208/hour, $15.18 a month whatever the volume``
+    (``short``: without the monthly figure) or ``paid per call only (instances: 0, serverless)``."""
     pj = row.get("price_json") if hasattr(row, "get") else getattr(row, "price_json", None)
     try:
         info = json.loads(pj) if isinstance(pj, str) else dict(pj or {})
@@ -388,8 +390,8 @@ def serving_text(row) -> str:
         return ""
     if n == 0:
         return f"paid per call only ({unit}s: 0, serverless), ${rate:g}/hour of compute"
-    return (f"{n} always-on {unit}{'s' if n != 1 else ''} at ${rate:g}/hour "
-            f"(${n * rate * HOURS_PER_MONTH:,.2f} a month, paid whatever the volume)")
+    text = f"{n} always-on {unit}{'s' if n != 1 else ''} at ${rate:g}/hour"
+    return text if short else f"{text}, ${n * rate * HOURS_PER_MONTH:,.2f} a month whatever the volume"
 
 
 def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> dict:
