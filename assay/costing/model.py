@@ -75,7 +75,7 @@ __all__ = [
     "busy_seconds",
     "logged_throughput",
     "monthly_terms",
-    "replayed_hosting",
+    "replayed",
     "serving_text",
     "pareto_front",
     "cheapest_passing",
@@ -286,9 +286,10 @@ class Usage:
                      self.latency + o.latency, self.row_usd + o.row_usd, self.spans + o.spans)
 
 
-def replayed_hosting(cfg) -> bool:
-    """Whether ``cfg`` is a replayed log of a self-hosted deployment, priced from the log's figures."""
-    return getattr(cfg, "provider", None) == "replay" and getattr(cfg, "hosting", None) is not None
+def replayed(cfg) -> bool:
+    """Whether ``cfg`` is a replayed log, whose throughput is the logged deployment's (the figures
+    of a self-hosted one's dollars), never how fast Assay read the log."""
+    return getattr(cfg, "provider", None) == "replay"
 
 
 def usage_of(df: pd.DataFrame, q=None, priced: bool = False, spans: bool = False) -> Usage:
@@ -397,7 +398,7 @@ def serving_text(row, short: bool = False) -> str:
 def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> dict:
     """One cost row; ``df`` is the model's response rows, or their :class:`Usage`."""
     kind = model_kind(cfg, q)
-    u = df if isinstance(df, Usage) else usage_of(df, q, kind == "api", replayed_hosting(cfg))
+    u = df if isinstance(df, Usage) else usage_of(df, q, kind == "api", replayed(cfg))
     requests = u.requests
     latency = np.concatenate(u.latency) if u.latency else np.zeros(0)
     n_ok = requests - u.errors
@@ -411,7 +412,7 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
     hosting, compute = getattr(cfg, "hosting", None), getattr(cfg, "compute", None)  # not every provider has them
     if hosting is not None and hosting.throughput_rps:
         throughput, throughput_source = float(hosting.throughput_rps), "override"
-    elif replayed_hosting(cfg):
+    elif replayed(cfg):
         # what the logged deployment did, never how fast this run read its log (that depends on the machine)
         throughput, throughput_source, logged = logged_throughput(cfg, u, bool(st.get("logged_request_times")))
     elif hosting is not None and cap and cap.get("used"):

@@ -75,7 +75,7 @@ def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
             df = b.to_pandas()
             if kind == "api":
                 df[C.PRICE_DATE] = C.request_dates(df, models, stats, as_of)
-            u = u + C.usage_of(df, q, kind == "api", C.replayed_hosting(models.get(model)))
+            u = u + C.usage_of(df, q, kind == "api", C.replayed(models.get(model)))
         out[model] = u
     return out, quotes
 
