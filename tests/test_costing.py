@@ -405,6 +405,25 @@ def test_conventional_with_training_amortisation():
     assert r3["monthly_cost_usd"] == pytest.approx(0.05 + 3 * 3.6 * 730)
 
 
+def test_a_python_model_served_on_its_own_instances_pays_their_floor():
+    from assay.config import PythonModel
+    from assay.costing import serving_text
+
+    m = PythonModel(function="pkg.mod:fn", compute=Compute(usd_per_hour=0.5, instances=2))
+    r = cost_table(_responses("py", 100), {"py": m}, {}, {"py": {"compute_s": 7.2}}, 250_000).iloc[0]
+    # per request 7.2 s / 100 * 0.5 / 3600 = 1e-5 USD; 250,000 requests need 250,000 * 0.072 s = 5 h = 2.5 USD;
+    # the two always-on instances 2 * 0.5 * 730 = 730 USD: the floor binds
+    assert r["kind"] == "conventional" and r["cost_per_1k_usd"] == pytest.approx(0.01)
+    assert r["floor_monthly_usd"] == pytest.approx(2 * 0.5 * 730) and r["monthly_cost_usd"] == pytest.approx(730)
+    assert serving_text(r) == "2 always-on instances at $0.5/hour, $730.00 a month whatever the volume"
+    # beyond the floor's capacity (1460 instance-hours = 73,000,000 requests) each request pays its compute
+    assert monthly_cost_usd("conventional", r["fixed_monthly_usd"], 1e-5, 1e8, r["floor_monthly_usd"]) == pytest.approx(1000)
+    serverless = PythonModel(function="pkg.mod:fn", compute=Compute(usd_per_hour=0.5, instances=0))
+    r0 = cost_table(_responses("py", 100), {"py": serverless}, {}, {"py": {"compute_s": 7.2}}, 250_000).iloc[0]
+    assert r0["monthly_cost_usd"] == pytest.approx(2.5)
+    assert serving_text(r0) == "paid per call only (instances: 0, serverless), $0.5/hour of compute"
+
+
 def test_zero_correct_is_infinite_cost_per_correct():
     m = cfg_price(input_per_mtok=1.0, output_per_mtok=1.0)
     t = cost_table(_responses("a", 2), {"a": m}, {"a": quote(m, dt.date(2025, 1, 1))}, {}, None, {"a": 0})
