@@ -412,6 +412,9 @@ def test_a_cheaper_passing_policy_becomes_the_recommendation(tmp_path):
     assert "$770 a month" in rec.sentence and "big, at $950 a month" in rec.sentence
     R.build_report(rf, cfg, "tiny", history=False)
     assert "✓" in rf.read_bytes(S.SUMMARY).decode().split("## Cascades and routes")[1].split("##")[0]
+    # the report's decision box: the front over single models and the policy, on the monthly cost
+    box = rf.read_bytes(S.REPORT).decode().split("id='decision-box'>")[1].split("</ul>")[0]
+    assert "<li>Quality/cost Pareto front (accuracy vs monthly cost at 50,000 requests): small, big, c (cascade)</li>" in box
     # a bar the cascade misses (0.75): big stays the recommendation, in the same words as without policies
     strict = PipelineConfig.model_validate({**_pipeline({"c": CASCADE}), "gates": {"accuracy": {"min": 0.75}}})
     with_pol, without = R.decisions(table, strict, rt.policies)["recommendation"], R.decisions(table, strict)["recommendation"]
