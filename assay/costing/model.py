@@ -362,7 +362,7 @@ def logged_throughput(cfg, u: Usage, logged_times: bool) -> tuple[float, str, di
     figures = {"logged_requests": n, "mean_latency_s": total / n if n else None, "concurrency": concurrency}
     if logged_times and len(spans):
         figures["busy_s"] = busy_seconds(spans)
-        figures["busy_requests"] = int(len(spans))
+        figures["busy_requests"] = len(spans)
     if not explicit and figures.get("busy_s"):
         rps = figures["busy_requests"] / figures["busy_s"]
         return rps, (f"log: {figures['busy_requests']} requests in {figures['busy_s']:.1f} s of the logged deployment's "
