@@ -696,9 +696,9 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
                          + "✓ marks the recommendation.", "No model has both a cost and a value."))
     be_text = "".join(f"<li>{P.esc(t)}</li>" for t in breakeven_lines(be))
     body.append(P.figure("volume", "Monthly cost against monthly volume", svgs["volume"],
-                         "API options cost per token, so their line is straight; a self-hosted option pays its always-on "
-                         "floor until the volume needs more capacity than the floor provides; a conventional model costs its "
-                         "amortised training plus compute per request. Dots mark the break-even volumes"
+                         "API options cost per token, so their line is straight; a self-hosted or conventional option pays "
+                         "its always-on floor (replicas or instances × hourly price × 730) until the volume needs more capacity "
+                         "than the floor provides, a conventional one its amortised training on top. Dots mark the break-even volumes"
                          + (f", the dotted rule the configured {monthly:,} requests a month" if monthly else "") + "."
                          + (f"<ul class='decisions'>{be_text}</ul>" if be_text else ""),
                          "No option has a known cost per request."))
