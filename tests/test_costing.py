@@ -421,7 +421,7 @@ def test_a_python_model_served_on_its_own_instances_pays_their_floor():
     serverless = PythonModel(function="pkg.mod:fn", compute=Compute(usd_per_hour=0.5, instances=0))
     r0 = cost_table(_responses("py", 100), {"py": serverless}, {}, {"py": {"compute_s": 7.2}}, 250_000).iloc[0]
     assert r0["monthly_cost_usd"] == pytest.approx(2.5)
-    assert serving_text(r0) == "paid per call only (instances: 0, serverless), $0.5/hour of compute"
+    assert serving_text(r0) == "paid per call only, no always-on instance, at $0.5/hour of compute"
 
 
 def test_zero_correct_is_infinite_cost_per_correct():

@@ -473,6 +473,10 @@ def test_a_policy_is_an_option_in_the_pareto_front_the_dominance_lines_and_the_r
     lines = R.decision_lines(dec, pd.DataFrame(columns=["option", "api", "breakeven_monthly_requests", "note"]))
     assert "Quality/cost Pareto front (accuracy vs monthly cost at 1,000,000 requests): cheap, c (cascade)" in lines
     assert any(line.startswith("The cascade c dominates api") for line in lines)
+    # a baseline paid per call says so instead of naming a floor
+    table.loc[0, "serving"] = "paid per call only, no always-on instance, at $0.0208/hour of compute"
+    assert "at $15.18 a month (paid per call only, no always-on instance, at $0.0208/hour of compute)" in \
+        R.decisions(table, cfg, pols)["recommendation"].sentence
     # a dearer cascade dominates nothing, and api is the runner-up again
     table, pols, cfg = _options(0.898, 30.0)
     assert dominated(table, cfg, pols) == []

@@ -377,7 +377,7 @@ def logged_throughput(cfg, u: Usage, logged_times: bool) -> tuple[float, str, di
 def serving_text(row, short: bool = False) -> str:
     """How a served option's monthly cost was assumed, in words (a cost row with ``kind`` and
     ``price_json``): ``1 always-on instance at $0.0208/hour, $15.18 a month whatever the volume``
-    (``short``: without the monthly figure) or ``paid per call only (instances: 0, serverless)``."""
+    (``short``: without the monthly figure) or ``paid per call only, no always-on instance, at $0.06/hour of compute`` (``instances: 0``)."""
     pj = row.get("price_json") if hasattr(row, "get") else getattr(row, "price_json", None)
     try:
         info = json.loads(pj) if isinstance(pj, str) else dict(pj or {})
@@ -390,7 +390,7 @@ def serving_text(row, short: bool = False) -> str:
     if kind not in FIXED_COST_KINDS or n is None or rate is None:
         return ""
     if n == 0:
-        return f"paid per call only ({unit}s: 0, serverless), ${rate:g}/hour of compute"
+        return f"paid per call only, no always-on {unit}, at ${rate:g}/hour of compute"
     text = f"{n} always-on {unit}{'s' if n != 1 else ''} at ${rate:g}/hour"
     return text if short else f"{text}, ${n * rate * HOURS_PER_MONTH:,.2f} a month whatever the volume"
 

@@ -109,7 +109,9 @@ def _cost(row: pd.Series, monthly: int | None) -> str:
             return (f"{fmt.usd(float(m))} a month (of which {fmt.usd(float(floor))} the always-on floors of the services "
                     f"it needs: {row.get('needs')})")
         serving = row.get("serving")
-        return f"{fmt.usd(float(m))} a month" + (f" (the floor: {serving})" if isinstance(serving, str) and serving else "")
+        if not isinstance(serving, str) or not serving:
+            return f"{fmt.usd(float(m))} a month"
+        return f"{fmt.usd(float(m))} a month ({serving if serving.startswith('paid per call') else 'the floor: ' + serving})"
     c = row.get("cost_per_1k_usd")
     return "an unknown cost" if fmt.missing(c) else f"{fmt.usd(float(c))} per 1,000 requests"
 
