@@ -115,7 +115,8 @@ class SegmentCache:
         self.segments = segments.rstrip("/")
         self.remote = "://" in self.segments and not self.segments.startswith("file://")
         if self.remote:
-            import fsspec  # lazy: keeps fsspec out of start-up
+            # lazy: keeps fsspec out of start-up
+            import fsspec
 
             self.fs, self._base = fsspec.core.url_to_fs(self.segments, use_listings_cache=False)
         else:
@@ -155,7 +156,8 @@ class SegmentCache:
         return sorted(n for n in names if n.startswith("seg-") and n.endswith(".parquet"))
 
     def _read_segment(self, name: str) -> list[tuple[str, str]]:
-        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
+        # lazy: keeps pyarrow out of start-up
+        import pyarrow.parquet as pq
 
         opener = self.fs.open if self.remote else open
         with opener(self._loc(name), "rb") as f:
@@ -189,7 +191,8 @@ class SegmentCache:
     @contextlib.contextmanager
     def _index_lock(self):
         """This machine's processes, one at a time on the index (``flock`` on ``index.lock``)."""
-        import fcntl  # lazy: Unix only
+        # lazy: Unix only
+        import fcntl
 
         fd = os.open(os.path.join(self.index_dir, "index.lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -201,7 +204,8 @@ class SegmentCache:
 
     def flush(self) -> str | None:
         """Write the waiting records as one new segment; returns its name (None when nothing waits)."""
-        import pyarrow as pa  # lazy: keeps pyarrow out of start-up
+        # lazy: keeps pyarrow out of start-up
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         with self._lock:

@@ -52,7 +52,8 @@ def detect_format(source: str, fmt: str | None) -> str:
 
 def _open(source: str):
     if "://" in source:
-        import fsspec  # lazy: keeps fsspec out of start-up
+        # lazy: keeps fsspec out of start-up
+        import fsspec
 
         return fsspec.open(source, "rb").open()
     if not os.path.exists(source):
@@ -64,21 +65,25 @@ def read_source(source: str, fmt: str | None = None, split: str | None = None) -
     """Read a whole dataset source into an Arrow table."""
     fmt = detect_format(source, fmt)
     if fmt == "hf":
-        import datasets  # lazy: keeps datasets out of start-up
+        # lazy: keeps datasets out of start-up
+        import datasets
 
         ds = datasets.load_dataset(source, split=split or "test")
         return ds.data.table if hasattr(ds.data, "table") else ds.with_format("arrow")[:]
     with _open(source) as f:
         if fmt == "parquet":
-            import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
+            # lazy: keeps pyarrow out of start-up
+            import pyarrow.parquet as pq
 
             return pq.ParquetFile(f).read()  # not pq.read_table: it imports pyarrow.dataset (~0.5 s)
         if fmt == "csv":
-            import pyarrow.csv as pcsv  # lazy: keeps pyarrow.csv out of start-up
+            # lazy: keeps pyarrow out of start-up
+            import pyarrow.csv as pcsv
 
             return pcsv.read_csv(f)
         if fmt in ("jsonl", "json"):
-            import pyarrow.json as pjson  # lazy: keeps pyarrow.json out of start-up
+            # lazy: keeps pyarrow out of start-up
+            import pyarrow.json as pjson
 
             data = f.read()
             if fmt == "json" and data.lstrip()[:1] == b"[":
@@ -346,7 +351,8 @@ class Streamed:
 
     def schema(self) -> pa.Schema:
         """The prepared table's schema (what :func:`prepare` gives for this source)."""
-        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
+        # lazy: keeps pyarrow out of start-up
+        import pyarrow.parquet as pq
 
         with _open(self.source) as f:
             empty = pq.ParquetFile(f).schema_arrow.empty_table()
@@ -354,7 +360,8 @@ class Streamed:
 
 
 def _batches(source: str, columns: list[str] | None = None):
-    import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
+    # lazy: keeps pyarrow out of start-up
+    import pyarrow.parquet as pq
 
     with _open(source) as f:
         for b in pq.ParquetFile(f).iter_batches(batch_size=STREAM_ROWS, columns=columns):
@@ -368,7 +375,8 @@ def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
     holding them. None for any other source (another format, ids out of order or repeated): then
     :func:`prepare` sorts the whole table, and names the duplicates. Raises what :func:`prepare`
     raises for missing columns."""
-    import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
+    # lazy: keeps pyarrow out of start-up
+    import pyarrow.parquet as pq
 
     if detect_format(source, cfg.format) != "parquet":
         return None

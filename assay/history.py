@@ -38,7 +38,8 @@ def _dataset(store: Store, pipeline: str, runs: list[RunFolder], name: str) -> d
 
 
 def _unified_schema(paths: list[str], fs) -> pa.Schema | None:
-    import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
+    # lazy: keeps pyarrow out of start-up
+    import pyarrow.parquet as pq
 
     schemas = []
     for p in paths:

@@ -185,7 +185,8 @@ def _price_value(v: Any) -> tuple[float | None, bool]:
 
 def _bundled_calc(usage, model_ref: str, provider_id: str | None, ts: _dt.datetime):
     """genai_prices.calc_price, but never from data fetched over the network."""
-    import genai_prices  # lazy: keeps genai_prices out of start-up
+    # lazy: keeps genai_prices out of start-up
+    import genai_prices
     from genai_prices import data_snapshot
 
     if getattr(data_snapshot.get_snapshot(), "from_auto_update", False):
@@ -196,7 +197,8 @@ def _bundled_calc(usage, model_ref: str, provider_id: str | None, ts: _dt.dateti
 
 def _prevailing_price(model, day: _dt.date):
     """For time-of-day prices: the ModelPrice in force for the longest part of the UTC day, and its hours."""
-    from genai_prices.types import TimeOfDateConstraint  # lazy: keeps genai_prices.types out of start-up
+    # lazy: keeps genai_prices out of start-up
+    from genai_prices.types import TimeOfDateConstraint
 
     cuts = {0, 86400}
     for cp in model.prices:
@@ -221,7 +223,8 @@ def _prevailing_price(model, day: _dt.date):
 
 
 def _lookup(model_ref: str, provider_id: str | None, day: _dt.date) -> PriceQuote:
-    from genai_prices import Usage  # lazy: keeps genai_prices out of start-up
+    # lazy: keeps genai_prices out of start-up
+    from genai_prices import Usage
     from genai_prices.types import TimeOfDateConstraint
 
     as_of = day.isoformat()

@@ -60,7 +60,8 @@ def _clean(values, clusters=None) -> tuple[np.ndarray, np.ndarray | None]:
 
 def cluster_codes(labels) -> np.ndarray:
     """Integer codes 0..G-1 for cluster labels (None/NaN is a cluster of its own per example)."""
-    import pandas as pd  # lazy: keeps pandas out of start-up
+    # lazy: keeps pandas out of start-up
+    import pandas as pd
 
     s = pd.Series(labels, dtype=object)
     codes, _ = pd.factorize(s, use_na_sentinel=True)

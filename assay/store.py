@@ -91,7 +91,8 @@ class Store:
         self.root = root.rstrip("/")
         self.remote = _is_url(self.root)
         if self.remote:
-            import fsspec  # lazy: keeps fsspec out of start-up
+            # lazy: keeps fsspec out of start-up
+            import fsspec
 
             # no listings cache: other processes add run folders and rewrite artifacts, and a
             # cached listing would hide that from this process for as long as it lives
@@ -195,7 +196,8 @@ class RunFolder:
 
     def write_table(self, name: str, table: "pa.Table | object") -> str:
         """Write a Parquet artifact atomically; accepts an Arrow table or a DataFrame."""
-        import pyarrow as pa  # lazy: keeps pyarrow out of start-up
+        # lazy: keeps pyarrow out of start-up
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         if not isinstance(table, pa.Table):
@@ -209,7 +211,8 @@ class RunFolder:
         """Write a Parquet artifact row group by row group (``writer.write_table(t)`` per batch):
         the same file format as :meth:`write_table`, atomic on a local root, without the whole
         table in memory. Nothing is left under ``name`` when the block raises."""
-        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
+        # lazy: keeps pyarrow out of start-up
+        import pyarrow.parquet as pq
 
         loc = self._loc(name)
         h = hashlib.sha256()
@@ -242,7 +245,8 @@ class RunFolder:
 
     def iter_batches(self, name: str, columns: list[str] | None = None, batch_size: int = 65_536):
         """A Parquet artifact's record batches (``columns`` only), read one at a time."""
-        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
+        # lazy: keeps pyarrow out of start-up
+        import pyarrow.parquet as pq
 
         if not self.exists(name):
             raise FileNotFoundError(f"artifact not found: {self.path(name)}")
@@ -252,7 +256,8 @@ class RunFolder:
 
     def parquet_schema(self, name: str) -> "pa.Schema":
         """A Parquet artifact's schema and row count (its footer only)."""
-        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
+        # lazy: keeps pyarrow out of start-up
+        import pyarrow.parquet as pq
 
         opener = self.store.fs.open if self.store.remote else open
         with opener(self._loc(name), "rb") as f:
@@ -271,7 +276,8 @@ class RunFolder:
         return self.store.fs.exists(loc) if self.store.remote else os.path.exists(loc)
 
     def read_table(self, name: str, columns: list[str] | None = None) -> "pa.Table":
-        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
+        # lazy: keeps pyarrow out of start-up
+        import pyarrow.parquet as pq
 
         loc = self._loc(name)
         if not self.exists(name):

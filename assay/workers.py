@@ -229,7 +229,8 @@ def _die_with_parent() -> None:
 
 
 def _limit_memory(mb: int) -> None:
-    import resource  # lazy: Unix only
+    # lazy: Unix only
+    import resource
 
     try:
         with open("/proc/self/statm") as f:

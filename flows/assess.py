@@ -163,13 +163,15 @@ def dask_task_runner(runner):
     """prefect-dask's task runner for a ``runner:``: the scheduler at its address, or a LocalCluster
     of ``workers`` processes (one thread each) started for the run and closed with it. The local
     workers are told this process's Prefect API, so their task runs and logs land in this run."""
-    from prefect_dask import DaskTaskRunner  # lazy: optional (the dask extra)
+    # lazy: optional (the dask extra)
+    from prefect_dask import DaskTaskRunner
 
     if runner.dask != "local":
         return DaskTaskRunner(address=runner.dask)
     api = PREFECT_API_URL.value()
     if not api:  # this process runs on Prefect's temporary server: the workers join it rather than start their own
-        from prefect.server.api.server import SubprocessASGIServer  # lazy: keeps prefect.server.api.server out of start-up
+        # lazy: keeps prefect out of start-up
+        from prefect.server.api.server import SubprocessASGIServer
 
         server = SubprocessASGIServer()
         server.start()  # already running: this only reads its address

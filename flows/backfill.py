@@ -155,7 +155,8 @@ def run_served(pipeline: str, days: list[date], store: Store, concurrency: int =
     end, e.g. because the serve process died; the date is reported ``timed out`` and its flow
     run is left as it is (a later backfill re-attaches to it while it is not final).
     """
-    from prefect.deployments import run_deployment  # lazy: keeps prefect.deployments out of start-up
+    # lazy: keeps prefect out of start-up
+    from prefect.deployments import run_deployment
 
     name = deployment_name(pipeline)
     nonce = f":force-{uuid.uuid4().hex[:8]}" if force else ""

@@ -60,7 +60,8 @@ def assess_deployed(pipeline: str, as_of: date | None = None, models: list[str] 
         artifacts: artifact root (path or fsspec URL); empty = the config's artifacts.
         cache: response cache mode: use, refresh or off; empty = the pipeline's.
     """
-    from flows.assess import assess  # lazy: keeps numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs out of start-up
+    # lazy: keeps numpy, pyarrow out of start-up
+    from flows.assess import assess
 
     return assess.fn(pipeline=pipeline, as_of=as_of, models=[str(m) for m in models] if models else None,
                      sample=sample if sample > 0 else None, config=config, artifacts=artifacts or None,
@@ -113,7 +114,8 @@ def ensure_pool(pool: str, pool_type: str = "process") -> tuple[str, bool]:
             pass
         if pool_type != "process":
             raise ValueError(f"no work pool {pool!r}: create it with `prefect work-pool create {pool} --type {pool_type}`")
-        from prefect.workers.process import ProcessWorker  # lazy: keeps prefect.workers.process out of start-up
+        # lazy: keeps prefect out of start-up
+        from prefect.workers.process import ProcessWorker
 
         client.create_work_pool(WorkPoolCreate(name=pool, type="process",
                                                base_job_template=ProcessWorker.get_default_base_job_template()))
@@ -121,10 +123,8 @@ def ensure_pool(pool: str, pool_type: str = "process") -> tuple[str, bool]:
 
 
 def _storage(source: str, branch: str | None):
-    from prefect.runner.storage import (  # lazy: keeps prefect.runner.storage out of start-up
-        GitRepository,
-        create_storage_from_source,
-    )
+    # lazy: keeps prefect out of start-up
+    from prefect.runner.storage import GitRepository, create_storage_from_source
 
     if is_git_url(source):
         return GitRepository(url=source, branch=branch)
@@ -135,11 +135,11 @@ def deploy_pipelines(config: str, pipelines: list[str] | None = None, pool: str 
                      source: str | None = None, branch: str | None = None, image: str | None = None,
                      job_variables: dict | None = None) -> list[Deployed]:
     """Register ``assess/<pipeline>`` for each pipeline to ``pool`` (see the module docstring)."""
-    from prefect.deployments.runner import RunnerDeployment  # lazy: keeps prefect.deployments.runner out of start-up
+    # lazy: keeps prefect out of start-up
+    from prefect.deployments.runner import RunnerDeployment
 
-    from assay.preflight import (
-        load_checked,  # lazy: keeps numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs out of start-up
-    )
+    # lazy: keeps numpy, pyarrow out of start-up
+    from assay.preflight import load_checked
 
     loaded = load_checked(config)
     config_path = str(loaded.path.resolve())

@@ -54,7 +54,8 @@ def deployment_name(pipeline: str) -> str:
 
 def pipeline_flow(loaded, pipeline: str):
     """A flow named ``assess`` whose parameters are typed and defaulted for one pipeline."""
-    from flows.assess import assess  # lazy: keeps numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs out of start-up
+    # lazy: keeps numpy, pyarrow out of start-up
+    from flows.assess import assess
 
     p = loaded.pipeline(pipeline)
     config_path = str(loaded.path.resolve())
@@ -110,11 +111,11 @@ def serve_pipelines(config: str, pipelines: list[str] | None = None, limit: int 
     built per pipeline at start-up does not have: every run would crash with "Function with
     name 'assess_<pipeline>' not found".
     """
-    from prefect.runner import Runner  # lazy: keeps prefect.runner out of start-up
+    # lazy: keeps prefect out of start-up
+    from prefect.runner import Runner
 
-    from assay.preflight import (
-        load_checked,  # lazy: keeps numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs out of start-up
-    )
+    # lazy: keeps numpy, pyarrow out of start-up
+    from assay.preflight import load_checked
 
     loaded = load_checked(config)
     runner = Runner(name="assay-serve", pause_on_shutdown=pause_on_shutdown, limit=limit)

@@ -322,7 +322,8 @@ def check_root(value: str) -> str:
         raise ValueError(f"{value!r} is neither a path nor a URL (scheme://...)")
     scheme = m.group(1).lower()
     if scheme != "file":
-        from fsspec.registry import known_implementations, registry  # lazy: keeps fsspec.registry out of start-up
+        # lazy: keeps fsspec out of start-up
+        from fsspec.registry import known_implementations, registry
 
         if scheme not in known_implementations and scheme not in registry:
             raise ValueError(f"{value!r}: {scheme!r} is not a storage protocol fsspec knows "

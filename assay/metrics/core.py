@@ -761,7 +761,8 @@ class _Rouge(Metric):
     @property
     def scorer(self):
         if self._scorer is None:
-            from rouge_score import rouge_scorer  # lazy: optional (the metrics extra)
+            # lazy: optional (the metrics extra)
+            from rouge_score import rouge_scorer
 
             self._scorer = rouge_scorer.RougeScorer([self.rouge_type], use_stemmer=self.options["use_stemmer"])
         return self._scorer
@@ -1099,7 +1100,8 @@ class JsonSchema(Metric):
 
     @staticmethod
     def _make_validator(schema):
-        import jsonschema  # lazy: optional (the metrics extra)
+        # lazy: optional (the metrics extra)
+        import jsonschema
 
         cls = jsonschema.validators.validator_for(schema)
         try:

@@ -230,7 +230,8 @@ class LLMJudge(Metric):
         if not 0 <= float(max_error_rate) <= 1:
             raise ValueError("judge: max_error_rate must be in [0, 1]")
         if not isinstance(judge, str):
-            from assay.providers.base import ChatProvider  # lazy: keeps pyarrow out of start-up
+            # lazy: keeps pyarrow out of start-up
+            from assay.providers.base import ChatProvider
 
             if not isinstance(judge, ChatProvider):
                 provider = getattr(getattr(judge, "cfg", None), "provider", None) or type(judge).__name__
@@ -346,7 +347,8 @@ class LLMJudge(Metric):
 
     async def _grade_all(self, jobs: dict[str, list[dict]]) -> int:
         """Grade the jobs (cache key -> messages) through the calling engine; memoise the replies."""
-        from assay.calling import CallOptions, Chunk, call_chat  # lazy: keeps pyarrow, pyarrow.compute out of start-up
+        # lazy: keeps pyarrow out of start-up
+        from assay.calling import CallOptions, Chunk, call_chat
 
         keys = list(jobs)
         cache = open_cache(self._cache_path) if self._cache_path is not None and self._cache_mode != "off" else None

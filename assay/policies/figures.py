@@ -100,7 +100,8 @@ def needed(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], cas
 
 def floor_of(a: Answers, names: list[str]) -> float:
     """A policy's monthly floor: the sum of the always-on floors of the services it needs."""
-    from assay.costing import monthly_terms  # lazy: keeps pandas out of start-up
+    # lazy: keeps pandas out of start-up
+    from assay.costing import monthly_terms
 
     total = 0.0
     for name in names:

@@ -60,7 +60,8 @@ def valid_mask(outputs: np.ndarray, rule, references: list | None) -> np.ndarray
     regex = re.compile(rule.regex, re.S) if rule.regex is not None else None
     validator = None
     if rule.schema_ is not None:
-        import jsonschema  # lazy: optional (the metrics extra)
+        # lazy: optional (the metrics extra)
+        import jsonschema
 
         validator = jsonschema.Draft202012Validator(rule.schema_)
     for i, text in enumerate(outputs):

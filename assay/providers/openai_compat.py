@@ -82,7 +82,8 @@ class OpenAIProvider(ChatProvider):
             await self._start_sdk()
             self.call = self._call_sdk
             return
-        import aiohttp  # lazy: keeps aiohttp out of start-up
+        # lazy: keeps aiohttp out of start-up
+        import aiohttp
 
         self._aiohttp = aiohttp
         # plain-http endpoints (local vLLM, Ollama, ...) skip building a TLS context (~80 ms)
@@ -184,7 +185,8 @@ class OpenAIProvider(ChatProvider):
                             itl_s=(last - first) / (chunks - 1) if chunks > 1 else None, latency_s=end - t0)
 
     async def _start_sdk(self) -> None:
-        import openai  # lazy: keeps openai out of start-up
+        # lazy: keeps openai out of start-up
+        import openai
 
         self._openai = openai
         self.client = openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.cfg.base_url, max_retries=0,

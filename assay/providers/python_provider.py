@@ -51,7 +51,8 @@ class PythonProvider(BatchProvider):
 
     def _items(self, rows: pa.Table) -> list[dict]:
         """The rows as the function gets them: dataset fields, plus ``prompt`` and ``messages``."""
-        from assay.prompting import render_messages  # lazy: keeps pyarrow.compute out of start-up
+        # lazy: keeps pyarrow out of start-up
+        from assay.prompting import render_messages
 
         items = rows.to_pylist()
         if self.ctx.prompt is not None:

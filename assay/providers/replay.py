@@ -24,7 +24,8 @@ def _utc_micros(col) -> pa.ChunkedArray:
         return pc.cast(pc.cast(col, pa.timestamp("us", tz=t.tz), safe=False), pa.int64())
     if pa.types.is_date(t):
         return pc.cast(pc.cast(col, pa.timestamp("us")), pa.int64())
-    import pandas as pd  # lazy: keeps pandas out of start-up
+    # lazy: keeps pandas out of start-up
+    import pandas as pd
 
     parsed = pd.to_datetime(pd.Series(col.to_pylist(), dtype=object), utc=True, errors="coerce", format="ISO8601")
     return pa.chunked_array([pc.cast(pa.array(parsed.dt.as_unit("us")), pa.int64())])
@@ -142,7 +143,8 @@ class ReplayProvider(BatchProvider):
         src = self.ctx.resolve_path(self.cfg.source)
         if detect_format(src, None) != "parquet":
             return None
-        import pyarrow.parquet as pq  # lazy: keeps pyarrow.parquet out of start-up
+        # lazy: keeps pyarrow out of start-up
+        import pyarrow.parquet as pq
 
         key = self.ctx.dataset.id or "example_id"
         try:

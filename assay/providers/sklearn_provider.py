@@ -26,7 +26,8 @@ class SklearnProvider(BatchProvider):
         return {"provider": "sklearn", "estimator": self.cfg.estimator or "tfidf-logreg", "train": self.cfg.train}
 
     def _fields(self) -> list[str]:
-        from assay.dataset import template_fields  # lazy: keeps pyarrow.compute out of start-up
+        # lazy: keeps pyarrow out of start-up
+        from assay.dataset import template_fields
 
         ds = self.ctx.dataset
         return ds.input or (template_fields(self.ctx.prompt.template) if self.ctx.prompt else ["text"])
@@ -37,7 +38,8 @@ class SklearnProvider(BatchProvider):
 
     def _fit(self):
         _require_sklearn()
-        from assay.dataset import read_source  # lazy: keeps pyarrow.compute out of start-up
+        # lazy: keeps pyarrow out of start-up
+        from assay.dataset import read_source
 
         ds = self.ctx.dataset
         train_src = self.ctx.resolve_path(self.cfg.train or ds.train)
@@ -47,23 +49,28 @@ class SklearnProvider(BatchProvider):
         X, y = self._text(table), table[ds.reference].cast(pa.string()).to_pylist()
         t0 = time.perf_counter()
         kind = self.cfg.estimator or "tfidf-logreg"
-        from sklearn.pipeline import make_pipeline  # lazy: optional (scikit-learn, the sklearn extra)
+        # lazy: optional (scikit-learn, the sklearn extra)
+        from sklearn.pipeline import make_pipeline
 
         if kind == "majority":
-            from sklearn.dummy import DummyClassifier  # lazy: optional (scikit-learn, the sklearn extra)
+            # lazy: optional (scikit-learn, the sklearn extra)
+            from sklearn.dummy import DummyClassifier
 
             model = DummyClassifier(strategy="most_frequent")
             model.fit([[0]] * len(y), y)
             self._predict = lambda texts: model.predict([[0]] * len(texts))
         else:
-            from sklearn.feature_extraction.text import TfidfVectorizer  # lazy: optional (scikit-learn, the sklearn extra)
+            # lazy: optional (scikit-learn, the sklearn extra)
+            from sklearn.feature_extraction.text import TfidfVectorizer
 
             if kind == "tfidf-svm":
-                from sklearn.svm import LinearSVC  # lazy: optional (scikit-learn, the sklearn extra)
+                # lazy: optional (scikit-learn, the sklearn extra)
+                from sklearn.svm import LinearSVC
 
                 clf = LinearSVC()
             else:
-                from sklearn.linear_model import LogisticRegression  # lazy: optional (scikit-learn, the sklearn extra)
+                # lazy: optional (scikit-learn, the sklearn extra)
+                from sklearn.linear_model import LogisticRegression
 
                 clf = LogisticRegression(max_iter=1000)
             model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1), clf)

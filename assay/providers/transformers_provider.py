@@ -150,7 +150,8 @@ class TransformersProvider(BatchProvider):
     # -------------------------------------------------------------------------------- prompts
     def _messages(self, rows: pa.Table) -> list[list[dict]]:
         if self.ctx.prompt is not None:
-            from assay.prompting import render_messages  # lazy: keeps pyarrow.compute out of start-up
+            # lazy: keeps pyarrow out of start-up
+            from assay.prompting import render_messages
 
             return render_messages(self.ctx.prompt, rows)
         fields = self.ctx.dataset.input or (["text"] if "text" in rows.column_names else None)

@@ -10,7 +10,7 @@ __all__ = ["breakeven_lines", "build_report", "decision_lines", "decisions", "he
 
 def __getattr__(name):
     if name in __all__:
-        from assay.report import summary
+        from assay.report import summary  # lazy: keeps pandas out of start-up (see above)
 
         return getattr(summary, name)
     raise AttributeError(name)

@@ -50,7 +50,8 @@ def _latest(runs: list[tuple[RunFolder, dict]]) -> tuple[RunFolder, dict] | None
 
 
 def _view(store: Store, name: str) -> PipelineView:
-    from assay.history import history  # lazy: keeps pyarrow.fs, pyarrow.dataset out of start-up
+    # lazy: keeps pyarrow out of start-up
+    from assay.history import history
 
     runs = [(r, r.manifest() or {}) for r in store.runs(name)]
     v = PipelineView(name, runs)

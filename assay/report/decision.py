@@ -189,8 +189,6 @@ def _option_cost_col(opts: pd.DataFrame, monthly: int | None) -> str:
 def pareto(table: pd.DataFrame, cfg, policies: pd.DataFrame | None = None) -> tuple[list[str], str]:
     """The quality/cost Pareto front over every option (single models and policies), and the cost
     it is taken on (``monthly_cost_usd`` at the configured volume, else ``cost_per_1k_usd``)."""
-    from assay import costing
-
     metric = cfg.metric_specs()[0].key
     opts = options(table, cfg, policies)
     col = _option_cost_col(opts, cfg.cost.monthly_requests)

@@ -104,7 +104,8 @@ def render(spec: dict) -> str:
 
 
 def _render_here(spec: dict) -> str:
-    import vl_convert as vlc  # lazy: keeps vl_convert out of start-up
+    # lazy: keeps vl_convert out of start-up
+    import vl_convert as vlc
 
     try:
         return vlc.vegalite_to_svg(spec, allowed_base_urls=[])

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from assay import costing
 from assay import store as S
 from assay.config import PipelineConfig
+from assay.costing import serving_text
 from assay.gates import gates_passed
 from assay.report import charts as C
 from assay.report import engine
@@ -77,8 +78,6 @@ def headline(metrics: pd.DataFrame, costs: pd.DataFrame, cfg: PipelineConfig) ->
     cols = [c for c in ("kind", "cost_usd", "cost_per_1k_usd", "monthly_cost_usd", "latency_p50_s", "latency_p95_s",
                         "throughput_rps") if c in costs.columns]
     first_cost = {}
-    from assay.costing import serving_text
-
     for c, full in zip(costs[["model", *cols]].to_dict("records"), costs.to_dict("records")):
         c["serving"] = serving_text(full, short=True) if "price_json" in full else ""
         c["serving_terms"] = serving_text(full) if "price_json" in full else ""
@@ -369,7 +368,8 @@ def run_history(rt: RunTables, table: pd.DataFrame) -> pd.DataFrame:
     earlier = [r for r in rf.store.runs(rf.pipeline) if (r.as_of, r.run_id) < (rf.as_of, rf.run_id)]
     frames = []
     if earlier:
-        from assay.history import history  # lazy: keeps pyarrow.fs, pyarrow.dataset out of start-up
+        # lazy: keeps pyarrow out of start-up
+        from assay.history import history
 
         h = history(rf.store.root, rf.pipeline, metric=metric)
         h = h[[(a, r) < (rf.as_of, rf.run_id) for a, r in zip(h["as_of"], h["run_id"])]]

@@ -39,7 +39,8 @@ def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
     when a model's parts are not one row per example with the ids in increasing order (as the
     invoke stage writes them; a resumed run's parts may repeat an example, and only the whole,
     deduplicated table prices those right)."""
-    from assay import costing as C  # lazy: keeps pandas out of start-up
+    # lazy: keeps pandas out of start-up
+    from assay import costing as C
 
     names = [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")] if rf.exists(S.RESPONSES) else []
     parts: dict[str, list[str]] = {}
@@ -83,7 +84,8 @@ def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
 
 
 def run(ctx: RunContext) -> str:
-    from assay import costing as C  # lazy: keeps pandas out of start-up
+    # lazy: keeps pandas out of start-up
+    from assay import costing as C
     from assay.capacity import operating_points
 
     t0 = time.perf_counter()
@@ -119,7 +121,8 @@ def run(ctx: RunContext) -> str:
     ctx.update_manifest(**changes)
     written = [S.COSTS, S.BREAKEVEN]
     if cfg.policies:  # cascades and routes, priced and scored from the answers and costs just recorded
-        from assay.policies import write_policies  # lazy: keeps pandas out of start-up
+        # lazy: keeps pandas out of start-up
+        from assay.policies import write_policies
 
         written += write_policies(rf, cfg, ctx.models)
     record_stage(rf, NAME, t0, written)
@@ -133,6 +136,7 @@ def run(ctx: RunContext) -> str:
 def serving_record(table) -> dict:
     """The manifest's ``serving``: per served option (self-hosted, conventional) what its monthly cost
     assumes (the always-on floor, in words and dollars) and which throughput priced it, from where."""
+    # lazy: keeps pandas out of start-up
     from assay import costing as C
 
     out = {}
@@ -154,7 +158,7 @@ def serving_record(table) -> dict:
 def _throughput(r) -> str:
     """", at 93.0 req/s (capacity: concurrency 16, ...)" for a self-hosted line: which throughput priced it."""
     if r.kind == "conventional":
-        from assay.costing import serving_text
+        from assay.costing import serving_text  # lazy: keeps pandas out of start-up
 
         return f"; {serving_text(r)}"
     if r.kind != "self-hosted" or missing(r.throughput_rps):

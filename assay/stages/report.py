@@ -13,7 +13,8 @@ log = logging.getLogger("assay.report")
 
 
 def run(ctx: RunContext) -> dict:
-    from assay.report import build_report  # lazy: keeps pandas out of start-up
+    # lazy: keeps pandas out of start-up
+    from assay.report import build_report
 
     t0 = time.perf_counter()
     out = build_report(ctx.folder, ctx.cfg, ctx.pipeline)

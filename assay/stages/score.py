@@ -109,9 +109,11 @@ def score_streaming(ctx: RunContext, metrics: dict):
     (corpus metrics, judges, function metrics, user modules), several samples per example, text
     columns that are not strings, or responses that are not one per example in the dataset's
     order (a resumed run's parts, say; found while reading, and then nothing is written)."""
-    import pandas as pd  # lazy: keeps pandas out of start-up
+    # lazy: keeps pandas out of start-up
+    import pandas as pd
 
-    from assay.scoring import NotStreamed, _groups, score_batches, streams  # lazy: keeps pandas out of start-up
+    # lazy: keeps pandas out of start-up
+    from assay.scoring import NotStreamed, _groups, score_batches, streams
 
     rf, cfg = ctx.folder, ctx.cfg
     if not metrics or not all(streams(m) for m in metrics.values()):
@@ -195,7 +197,8 @@ def score_streaming(ctx: RunContext, metrics: dict):
 
 def run(ctx: RunContext, score_rows=None) -> str:
     """The stage; ``score_rows`` as for :func:`assay.scoring.score` (see :func:`chunked`)."""
-    from assay.scoring import score  # lazy: keeps pandas out of start-up
+    # lazy: keeps pandas out of start-up
+    from assay.scoring import score
 
     t0 = time.perf_counter()
     rf = ctx.folder
@@ -266,7 +269,8 @@ def _metric(ctx: RunContext, key: str):
 def score_chunk(ctx: RunContext, key: str, chunk):
     """One chunk's per-example scores of metric ``key``: (values by sub-key, details, errors).
     ``chunk`` is a :class:`~assay.stages.invoke.Packed` (preds, refs, rows, inputs); so is the result."""
-    from assay.scoring import _score_rows  # lazy: keeps pandas out of start-up
+    # lazy: keeps pandas out of start-up
+    from assay.scoring import _score_rows
 
     preds, refs, rows, inputs = chunk.value
     values, details, errors = _score_rows(_metric(ctx, key), preds, refs, rows, inputs)
@@ -282,7 +286,8 @@ def chunked(ctx: RunContext, map_chunks, chunk_rows: int):
     """A ``score_rows`` for :func:`run`: splits each (model, metric)'s rows into chunks of
     ``chunk_rows``, has ``map_chunks(ctx, key, chunks) -> [results of score_chunk]`` score them,
     and joins the results in order. A judge, or a single chunk, is scored here."""
-    from assay.scoring import _score_rows  # lazy: keeps pandas out of start-up
+    # lazy: keeps pandas out of start-up
+    from assay.scoring import _score_rows
 
     def score_rows(key, metric, preds, refs, rows, inputs, model=None):
         n = len(preds)

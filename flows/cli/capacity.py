@@ -36,11 +36,14 @@ def capacity(
     inter-token latency, latency, throughput), chooses the highest-throughput level that meets the
     SLO and records it under <artifacts>/_capacity/, where the cost stage prices the model at it.
     Exit 1 when no level meets the SLO or the endpoint does not answer, 2 on bad arguments."""
-    from assay import capacity as K  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute out of the CLI
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
+    from assay import capacity as K
     from assay.config import ConfigError
     from assay.providers import ProviderError
     from assay.providers.openai_compat import MissingSecret
-    from assay.runs import artifacts_root  # lazy: keeps yaml, pydantic out of the CLI
+
+    # lazy: keeps yaml, pydantic out of the CLI
+    from assay.runs import artifacts_root
 
     if fmt not in FORMATS:
         err(f"--format: expected {', '.join(FORMATS)}, got {fmt!r}")
@@ -106,7 +109,8 @@ def capacity(
 
 
 def _print(model: str, table, chosen, bounds) -> None:
-    from rich.console import Console  # lazy: keeps rich.console out of the CLI
+    # lazy: keeps rich out of the CLI
+    from rich.console import Console
     from rich.table import Table
 
     def s(v, unit: str = "", digits: int = 3) -> str:

@@ -14,7 +14,8 @@ def check_root_option(value: str | None) -> str | None:
     """``--artifacts``: a path or a URL of a storage protocol Assay can use, else a usage error (exit 2)."""
     if value is None:
         return value
-    from assay.config.schema import check_root  # lazy: keeps yaml, pydantic out of the CLI
+    # lazy: keeps yaml, pydantic out of the CLI
+    from assay.config.schema import check_root
 
     try:
         return check_root(value)
@@ -42,7 +43,8 @@ def err(msg: str) -> None:
 
 def load(config: str):
     """The validated config, its sections checked against each other; exit 2 naming every problem otherwise."""
-    from assay.config import ConfigError  # lazy: keeps yaml, pydantic out of the CLI
+    # lazy: keeps yaml, pydantic out of the CLI
+    from assay.config import ConfigError
     from assay.preflight import load_checked
 
     try:
@@ -54,7 +56,8 @@ def load(config: str):
 
 def load_pipeline(config: str, pipeline: str):
     """The config, checked to have ``pipeline``; exit 2 naming the problem otherwise."""
-    from assay.config import ConfigError  # lazy: keeps yaml, pydantic out of the CLI
+    # lazy: keeps yaml, pydantic out of the CLI
+    from assay.config import ConfigError
 
     loaded = load(config)
     try:

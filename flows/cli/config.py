@@ -24,7 +24,8 @@ def _pricing(m) -> str:
 
 def list_(config: str = CONFIG_OPT):
     """Show the pipelines and models of a config."""
-    from rich.console import Console  # lazy: keeps rich.console out of the CLI
+    # lazy: keeps rich out of the CLI
+    from rich.console import Console
     from rich.table import Table
 
     c = load(config).config

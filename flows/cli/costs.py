@@ -24,10 +24,8 @@ def reprice(
     priced at that date's prices. Self-hosted and conventional models are priced by time and do not
     change. Exit 2 when the folder is not a finished run (the missing file is named).
     """
-    from assay.reprice import (  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute out of the CLI
-        RepriceError,
-        format_comparison,
-    )
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
+    from assay.reprice import RepriceError, format_comparison
     from assay.reprice import reprice as do_reprice
 
     day = parse_date(as_of, "--as-of")

@@ -16,13 +16,15 @@ from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, check_root_op
 
 
 def _api_url() -> str | None:
-    from prefect.settings import get_current_settings  # lazy: keeps prefect.settings out of the CLI
+    # lazy: keeps prefect out of the CLI
+    from prefect.settings import get_current_settings
 
     return get_current_settings().api.url
 
 
 def _ui_url(api_url: str) -> str:
-    from prefect.settings import get_current_settings  # lazy: keeps prefect.settings out of the CLI
+    # lazy: keeps prefect out of the CLI
+    from prefect.settings import get_current_settings
 
     ui = get_current_settings().ui_url
     if ui:
@@ -59,7 +61,8 @@ def serve(
         err(f"{config}: no pipelines to serve")
         raise typer.Exit(EXIT_CONFIG)
     url = _reachable_api("assay serve")
-    from flows.serve import deployment_name, serve_pipelines  # lazy: keeps fsspec, jsonschema, prefect, rich out of the CLI
+    # lazy: keeps fsspec, jsonschema, prefect, rich out of the CLI
+    from flows.serve import deployment_name, serve_pipelines
 
     typer.echo(f"serving {len(names)} deployment(s) from {loaded.path.resolve()}:")
     for n in names:
@@ -77,7 +80,8 @@ def _reachable_api(what: str) -> str:
         err(f"{what} needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
             "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api).")
         raise typer.Exit(EXIT_CONFIG)
-    from prefect import get_client  # lazy: keeps prefect out of the CLI
+    # lazy: keeps prefect out of the CLI
+    from prefect import get_client
 
     try:
         with get_client(sync_client=True) as client:
@@ -122,11 +126,8 @@ def deploy(
         err(f"{config}: no pipelines to deploy")
         raise typer.Exit(EXIT_CONFIG)
     url = _reachable_api("assay deploy")
-    from flows.deploy import (  # lazy: keeps fsspec, jsonschema, prefect, rich out of the CLI
-        deploy_pipelines,
-        ensure_pool,
-        is_git_url,
-    )
+    # lazy: keeps fsspec, jsonschema, prefect, rich out of the CLI
+    from flows.deploy import deploy_pipelines, ensure_pool, is_git_url
 
     if source and not is_git_url(source) and not os.path.isdir(source):
         err(f"--source: {source} is neither a folder nor a git URL")
@@ -176,9 +177,8 @@ def backfill(
     otherwise the assess flow runs here, --concurrency dates at a time on threads.
     Prints date -> status and run folder. Exit 1 if a date failed (or timed out), 3 if a gate broke.
     """
-    from flows.backfill import (
-        backfill as run_backfill,  # lazy: keeps pandas, numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs, fsspec, jsonschema, prefect, rich out of the CLI
-    )
+    # lazy: keeps pandas, numpy, pyarrow, fsspec, jsonschema, prefect, rich out of the CLI
+    from flows.backfill import backfill as run_backfill
 
     loaded = load_pipeline(config, pipeline)
     d0, d1 = parse_date(start, "--start"), parse_date(end, "--end")
@@ -200,7 +200,8 @@ def backfill(
 
 
 def _print_backfill(report) -> None:
-    from rich.console import Console  # lazy: keeps rich.console out of the CLI
+    # lazy: keeps rich out of the CLI
+    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"backfill {report.pipeline} ({report.mode})")
@@ -226,9 +227,8 @@ def history(
     costs.parquet of each complete run folder): one row per as_of, run and model (and metric)
     with value, ci_low, ci_high, cost_per_1k_usd, monthly_cost_usd and the gate verdict.
     """
-    from assay.history import (
-        history as load_history,  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, pyarrow.fs, pyarrow.dataset out of the CLI
-    )
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
+    from assay.history import history as load_history
 
     if fmt not in ("table", "csv", "json"):
         err(f"--format: expected table, csv or json, got {fmt!r}")
@@ -251,7 +251,8 @@ def history(
 
 
 def _print_history(df, pipeline: str, root: str) -> None:
-    from rich.console import Console  # lazy: keeps rich.console out of the CLI
+    # lazy: keeps rich out of the CLI
+    from rich.console import Console
     from rich.table import Table
 
     def num(v, f="{:.4f}"):

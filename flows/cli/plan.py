@@ -23,9 +23,8 @@ def plan(
 ):
     """How many examples (and samples per example) are needed to detect a difference of DETECT between
     two models, at the given power and significance, from the variances of the latest complete run."""
-    from assay.matrix import (
-        latest_complete_run,  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, yaml, pydantic out of the CLI
-    )
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
+    from assay.matrix import latest_complete_run
     from assay.planning import plan as make_plan
     from assay.runs import artifacts_root
 

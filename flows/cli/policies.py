@@ -54,9 +54,11 @@ def parse_rule(text: str) -> dict:
 def build_policy(cascade: str | None, rule: str | None, route: str | None, models: str | None, tolerance: float | None,
                  lam: float | None, learn: float, seed: int):
     """The policy the options describe, validated by the config's own schema; ValueError otherwise."""
-    from pydantic import TypeAdapter, ValidationError  # lazy: keeps pydantic out of the CLI
+    # lazy: keeps pydantic out of the CLI
+    from pydantic import TypeAdapter, ValidationError
 
-    from assay.config.loading import format_path  # lazy: keeps yaml, pydantic out of the CLI
+    # lazy: keeps yaml, pydantic out of the CLI
+    from assay.config.loading import format_path
     from assay.config.schema import PolicyConfig
 
     if (cascade is None) == (route is None):
@@ -88,15 +90,12 @@ def policy_table(policies, cfg, rec=None, title: str = "policies", compact: bool
     """The rich table of policies.parquet rows (the columns of every view); ``compact`` (the result
     of ``assay run``) puts models and rule in one column and leaves out the intervals of APGR and
     saving and the p95 latency, to fit a terminal."""
-    from rich.markup import escape  # lazy: keeps rich.markup out of the CLI
+    # lazy: keeps rich out of the CLI
+    from rich.markup import escape
     from rich.table import Table
 
-    from assay.report.decision import (  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute out of the CLI
-        POLICY_COLUMNS,
-        policy_rows,
-        policy_titles,
-        saving_text,
-    )
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
+    from assay.report.decision import POLICY_COLUMNS, policy_rows, policy_titles, saving_text
 
     titles = policy_titles(cfg, str(policies["metric"].iloc[0]) if len(policies) else None)
     rows = policy_rows(policies, rec)
@@ -137,7 +136,8 @@ def whatif(
     matched quality, and the sweep of its threshold. Exit 2 on a bad run folder, an unknown model,
     a bad rule or option.
     """
-    from assay.policies import evaluate_one, from_run  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute out of the CLI
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
+    from assay.policies import evaluate_one, from_run
     from assay.report.summary import run_config
 
     if fmt not in ("table", "json", "csv"):
@@ -170,12 +170,14 @@ def whatif(
         typer.echo(json.dumps({"policy": clean, "sweep": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
                                                            for k, v in s.items()} for s in sweep]}, indent=2, default=str))
         return
-    import pandas as pd  # lazy: keeps pandas out of the CLI
+    # lazy: keeps pandas out of the CLI
+    import pandas as pd
 
     if fmt == "csv":
         typer.echo(pd.DataFrame([row]).to_csv(index=False), nl=False)
         return
-    from rich.console import Console  # lazy: keeps rich.console out of the CLI
+    # lazy: keeps rich out of the CLI
+    from rich.console import Console
     from rich.table import Table
 
     con = Console(highlight=False, width=None if __import__("sys").stdout.isatty() else 160)

@@ -17,7 +17,8 @@ def matrix(
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (csv/json: the long table)."),
 ):
     """Model × pipeline: each pipeline's latest complete run, its headline metric and cost per 1,000 requests."""
-    from assay.matrix import matrix as build  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute out of the CLI
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
+    from assay.matrix import matrix as build
     from assay.matrix import pivot
 
     if fmt not in FORMATS:
@@ -48,7 +49,8 @@ def _best(long, pipeline) -> set[str]:
 
 
 def _print_table(long, grid) -> None:
-    from rich.console import Console  # lazy: keeps rich.console out of the CLI
+    # lazy: keeps rich out of the CLI
+    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 

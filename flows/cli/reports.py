@@ -24,10 +24,8 @@ def _open(path: str, what: str):
 def report(run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>.")):
     """Write a run's summary.md and report.html again from its artifacts; print the report's path."""
     engine.start()  # the chart engine starts (about a second) while the tables are read
-    from assay.report.summary import (  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, yaml, pydantic out of the CLI
-        build_report,
-        run_config,
-    )
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
+    from assay.report.summary import build_report, run_config
 
     rf = _open(run_folder, "report")
     try:
@@ -47,9 +45,8 @@ def compare(
     """Write a page setting two runs side by side: what changed in config, data and prices, the
     results of each, and the paired differences B − A on the examples they share."""
     engine.start()
-    from assay.report.compare import (
-        build_compare,  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, yaml, pydantic out of the CLI
-    )
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
+    from assay.report.compare import build_compare
 
     a, b = _open(run_a, "compare"), _open(run_b, "compare")
     path = out or f"compare-{a.run_id}-{b.run_id}.html"
@@ -79,13 +76,13 @@ def dashboard(
     """Write a static site over every pipeline and date in the artifact root, from the Parquet tree alone:
     latest result per pipeline, the model × use-case matrix, history charts, links to each run's report."""
     engine.start()
-    from assay.report.dashboard import (
-        build_dashboard,  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, yaml, pydantic out of the CLI
-    )
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
+    from assay.report.dashboard import build_dashboard
 
     root = artifacts
     if root is None:
-        from assay.runs import artifacts_root  # lazy: keeps yaml, pydantic out of the CLI
+        # lazy: keeps yaml, pydantic out of the CLI
+        from assay.runs import artifacts_root
 
         root = artifacts_root(load(config), None)
     result = build_dashboard(root, out, base_url)

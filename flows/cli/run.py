@@ -50,9 +50,7 @@ def run(
     # here, not at the top: the metric and provider registries the preflight needs would slow the
     # start of every other command (``assay --help``, ``list``)
     from assay.config import ConfigError
-    from assay.preflight import (
-        preflight,  # lazy: keeps numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs, fsspec, yaml, pydantic out of the CLI
-    )
+    from assay.preflight import preflight
     from assay.runs import check_models
 
     if cache is not None and cache not in ("use", "refresh", "off"):
@@ -83,11 +81,8 @@ def _heartbeats():
     when its process dies; a foreground run's death is seen where it was started, so they are off
     here unless ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` is set. Served runs keep Prefect's default.
     """
-    from prefect.settings import (  # lazy: keeps prefect.settings out of the CLI
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        get_current_settings,
-        temporary_settings,
-    )
+    # lazy: keeps prefect out of the CLI
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 
     if "heartbeat_frequency" in get_current_settings().flows.model_fields_set:
         return contextlib.nullcontext()
@@ -99,19 +94,15 @@ class _Terminal(logging.Handler):
 
     def __init__(self, bar: bool):
         super().__init__(logging.INFO)
-        from rich.console import Console  # lazy: keeps rich.console out of the CLI
+        # lazy: keeps rich out of the CLI
+        from rich.console import Console
 
         self.console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
         self.progress = None
         self.tasks: dict[str, int] = {}
         if bar and self.console.is_terminal:
-            from rich.progress import (  # lazy: keeps rich.progress out of the CLI
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            # lazy: keeps rich out of the CLI
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[rate]} it/s  errors {task.fields[errors]}  ${task.fields[usd]}"),
@@ -119,7 +110,8 @@ class _Terminal(logging.Handler):
             self.start: dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        from rich.markup import escape  # lazy: keeps rich.markup out of the CLI
+        # lazy: keeps rich out of the CLI
+        from rich.markup import escape
 
         msg = escape(record.getMessage())
         style = {logging.WARNING: "yellow", logging.ERROR: "red", logging.CRITICAL: "red"}.get(record.levelno)
@@ -136,7 +128,8 @@ class _Terminal(logging.Handler):
 
     @contextlib.contextmanager
     def attached(self):
-        from assay.runs import progress  # lazy: keeps yaml, pydantic out of the CLI
+        # lazy: keeps yaml, pydantic out of the CLI
+        from assay.runs import progress
 
         logger = logging.getLogger("assay")
         level, propagate = logger.level, logger.propagate
@@ -173,10 +166,8 @@ def execute(checked, config: str, cache: str | None, progress: bool = False, deb
     try:
         with terminal.attached():
             stop_orphaned_temporary_servers()
-            from flows.assess import (  # lazy: keeps numpy, pyarrow, pyarrow.parquet, pyarrow.compute, pyarrow.fs, fsspec, jsonschema, prefect, rich, yaml, pydantic out of the CLI
-                outcome,
-                run_checked,
-            )
+            # lazy: keeps numpy, pyarrow, fsspec, jsonschema, prefect, rich, yaml, pydantic out of the CLI
+            from flows.assess import outcome, run_checked
 
             with _heartbeats():
                 state = run_checked(checked, config, cache, return_state=True)
@@ -201,7 +192,8 @@ def execute(checked, config: str, cache: str | None, progress: bool = False, deb
 def prefect_api_problem() -> str | None:
     """Why the configured Prefect API cannot be used, or None (reachable, or none configured:
     Prefect then starts a temporary server for the run)."""
-    from prefect.settings import get_current_settings  # lazy: keeps prefect.settings out of the CLI
+    # lazy: keeps prefect out of the CLI
+    from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
     if not url:
@@ -228,7 +220,8 @@ def stop_orphaned_temporary_servers() -> list[int]:
     parent that is gone (it was re-parented to init). Linux only (it reads /proc); elsewhere a
     no-op. Returns the pids stopped.
     """
-    from prefect.settings import get_current_settings  # lazy: keeps prefect.settings out of the CLI
+    # lazy: keeps prefect out of the CLI
+    from prefect.settings import get_current_settings
 
     if not os.path.isdir("/proc"):
         return []
@@ -274,11 +267,13 @@ def print_result(folder: str, pipeline: str) -> None:
     """The result table (per model: the headline metric with its interval, cost per 1,000 requests,
     monthly cost, p95 latency, errors; the recommended row marked ✓), the recommendation in the
     words of summary.md and report.html, and the decisions, on standard output."""
-    from rich.console import Console  # lazy: keeps rich.console out of the CLI
+    # lazy: keeps rich out of the CLI
+    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from assay.report import summary as R  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, yaml, pydantic out of the CLI
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
+    from assay.report import summary as R
     from assay.report.decision import COLUMNS, headline_rows, headline_titles
     from assay.runs import Manifest
 

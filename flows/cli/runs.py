@@ -15,12 +15,12 @@ def reproduce(
 ):
     """Run a recorded run again from its manifest (recorded config, cached responses) and
     report whether every artifact matches. Exit 0 when all match, 1 otherwise."""
-    from rich.console import Console  # lazy: keeps rich.console out of the CLI
+    # lazy: keeps rich out of the CLI
+    from rich.console import Console
     from rich.table import Table
 
-    from assay.reproduce import (
-        ReproduceError,  # lazy: keeps pandas, numpy, pyarrow, pyarrow.compute, yaml, pydantic out of the CLI
-    )
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
+    from assay.reproduce import ReproduceError
     from assay.reproduce import reproduce as run_reproduce
 
     try:
