@@ -29,7 +29,6 @@ import os
 from dataclasses import dataclass
 from datetime import date
 
-import fsspec
 import pyarrow.parquet as pq
 
 from assay import dataset as D
@@ -131,6 +130,8 @@ def _root_problems(loaded: LoadedConfig, artifacts: str | None) -> list[Problem]
     root = root or loaded.config.artifacts
     scheme = root.split("://", 1)[0].lower() if "://" in root else "file"
     if scheme != "file":
+        import fsspec  # lazy: only a remote artifact root needs it
+
         try:
             fsspec.get_filesystem_class(scheme)
         except (ImportError, ValueError) as e:
@@ -144,6 +145,8 @@ def file_problem(path: str, what: str) -> str | None:
     or None. A local file must exist, be a file and be readable; a Parquet file's footer must read
     (a cheap test of a corrupt file). A URL must exist (asked of its file system)."""
     if "://" in path:
+        import fsspec  # lazy: only a remote file needs it
+
         try:
             fs, inner = fsspec.core.url_to_fs(path)
             if not fs.exists(inner):
