@@ -224,7 +224,8 @@ def _hashed_model(m: ModelConfig) -> dict:
 _LATER_KEYS = {
     "dataset": {"cluster": None},
     "gate": {"correction": "holm"},
-    "metric": {"function": None, "workers": None, "timeout_s": None, "memory_mb": None, "bootstrap_budget": None},
+    "metric": {"function": None, "workers": None, "timeout_s": None, "memory_mb": None, "bootstrap_budget": None,
+               "bootstrap_budget_s": 60.0},
 }
 
 

@@ -114,7 +114,8 @@ def _build_registered(spec: "MetricSpec", base_dir: str | None, judge: Any = Non
 def _wrap(module: Any, spec: "MetricSpec") -> EvaluateMetric:
     args = dict(spec.args or {})
     adapter = {k: args.pop(k) for k in _ADAPTER_OPTIONS if k in args}
-    return EvaluateMetric(module, name=spec.key, **adapter, **args)
+    # workers and timeout_s are the per-example probe's (see EvaluateMetric.probe)
+    return EvaluateMetric(module, name=spec.key, workers=spec.workers, timeout_s=spec.timeout_s, **adapter, **args)
 
 
 def _build_from_path(spec: "MetricSpec", base_dir: str | None) -> EvaluateMetric:

@@ -24,6 +24,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -1276,24 +1277,30 @@ class EvaluateMetric(Metric):
 
     When ``result[key]`` is a list with one number per example (``key`` given), the module is
     a per-example metric: ``score_each`` returns that list and the bootstrap resamples it, with
-    one computation in all. Otherwise per-example scores are not available (``score_each``
-    returns None) and the value is a corpus metric: its bootstrap recomputes the module on each
-    resample, within ``bootstrap_budget`` whole computations per run (``computations`` counts them).
+    one computation in all. Otherwise the module only returns an aggregate (``score_each``
+    returns None) and the score stage probes it (:meth:`probe`): computed on each example alone,
+    in ``workers`` processes under ``timeout_s`` each, a module whose per-example values average
+    to its whole-set value is a mean and is scored per example from then on; any other is
+    resampled whole within a time budget (``computations`` counts the whole computations).
     """
 
     decomposable = False
-    #: whole computations the bootstrap of a corpus-only module may spend in a run
-    bootstrap_budget = 200
+    #: whole computations kept for reuse (one per model's predictions: the point value, the probe's)
+    MEMO = 16
 
-    def __init__(self, module: Any, name: str | None = None, key: str | None = None, higher_is_better: bool = True, **args):
+    def __init__(self, module: Any, name: str | None = None, key: str | None = None, higher_is_better: bool = True,
+                 workers: int | None = None, timeout_s: float | None = None, **args):
         self.module = module
         self.name = name or getattr(module, "name", None) or "metric"
         self.key = key
         self.higher_is_better = bool(higher_is_better)
         self.args = args
+        self.workers, self.timeout_s = workers, timeout_s
         self.options = dict(args, key=key, higher_is_better=self.higher_is_better)
         self.computations = 0
-        self._memo: tuple | None = None
+        #: seconds of the slowest whole computation so far (the unit of the bootstrap's time budget)
+        self.computation_s = 0.0
+        self._memo: list = []
 
     def _inputs(self, predictions, references):
         preds, refs = _pairs(predictions, references)
@@ -1301,11 +1308,17 @@ class EvaluateMetric(Metric):
         return keep, ["" if is_missing(preds[i]) else preds[i] for i in keep], [refs[i] for i in keep]
 
     def _compute(self, preds, refs):
-        if self._memo is not None and self._memo[0] == preds and self._memo[1] == refs:
-            return self._memo[2]
+        for p, r, result in self._memo:
+            if p == preds and r == refs:
+                return result
+        import time
+
         self.computations += 1
+        t = time.perf_counter()
         result = self.module.compute(predictions=preds, references=refs, **self.args)
-        self._memo = (preds, refs, result)
+        if len(preds) > 1:  # a resample's or the whole set's time, not the probe's single examples
+            self.computation_s = max(self.computation_s, time.perf_counter() - t)
+        self._memo = [*self._memo[-(self.MEMO - 1):], (preds, refs, result)]
         return result
 
     def _per_example(self, result, n: int):
@@ -1333,7 +1346,7 @@ class EvaluateMetric(Metric):
 
     def __getstate__(self):
         state = super().__getstate__()
-        state["_memo"] = None
+        state["_memo"] = []
         return state
 
     def aggregate(self, predictions, references):
@@ -1343,3 +1356,97 @@ class EvaluateMetric(Metric):
         if each is not None:
             return nanmean(each)
         return _first_number(result, self.key, f"metric {self.name!r}")
+
+    def example_value(self, prediction, reference) -> float:
+        """The module computed on one example alone (not memoised, not counted)."""
+        result = self.module.compute(predictions=[prediction], references=[reference], **self.args)
+        return _first_number(result, self.key, f"metric {self.name!r}")
+
+    def probe(self, inputs: dict, budget_s: float) -> "Probe":
+        """Whether this aggregate-only module is a mean of per-example values.
+
+        ``inputs`` maps each model to its (predictions, references), one per response row. Each
+        model's whole-set value is computed (memoised: it is the point value) and timed; then,
+        when their estimated time fits in ``budget_s``, every example alone, in ``workers``
+        processes (forked, so the module is not imported again) under ``timeout_s`` each. The
+        module is a mean when, for every model, the mean of its per-example values equals its
+        whole-set value to 1e-9 relative; the probe's per-example values are then the scores.
+        """
+        import time
+
+        t0 = time.perf_counter()
+        whole, rows = {}, {}
+        for model, (preds, refs) in inputs.items():
+            keep, p, r = self._inputs(preds, refs)
+            rows[model] = (len(preds), keep, p, r)
+            whole[model] = self.aggregate(preds, refs) if p else float("nan")
+        t_whole = time.perf_counter() - t0
+        budget = f"bootstrap_budget_s {budget_s:g}"
+        todo = [(model, i) for model, (_, keep, _, _) in rows.items() for i in range(len(keep))]
+        if not todo:
+            return Probe(False, {}, t_whole, 0.0, "no example with a reference to probe")
+        t1 = time.perf_counter()
+        model, i = todo[0]
+        first = rows[model]
+        try:  # one example here first: it times the probe, and a module that cannot take one example stops here
+            self.example_value(first[2][i], first[3][i])
+        except Exception as e:  # noqa: BLE001 (any failure of the user's module on one example says the same)
+            return Probe(False, {}, t_whole, time.perf_counter() - t1,
+                         f"not probed per example: the module fails on a single example ({type(e).__name__}: {str(e)[:120]})")
+        single = time.perf_counter() - t1
+        workers = self._probe_workers()
+        estimate = single * len(todo) / max(1, workers)
+        if estimate > budget_s:
+            return Probe(False, {}, t_whole, single,
+                         f"per-example probe skipped: about {estimate:.3g} s for {len(todo)} examples, over {budget}",
+                         skipped=True)
+        calls = [((rows[m][2][j], rows[m][3][j]), {}) for m, j in todo]
+        from assay import workers as W
+
+        if workers and W.can_fork():
+            outcomes = W.run(None, calls, workers=workers, timeout_s=self.timeout_s, fn=self.example_value)
+        else:  # no worker processes (``workers: 0``, or no fork): here, one by one
+            outcomes = []
+            for args, _ in calls:
+                try:
+                    outcomes.append((True, self.example_value(*args)))
+                except Exception as e:  # noqa: BLE001
+                    outcomes.append((False, f"{type(e).__name__}: {e}"))
+        spent = time.perf_counter() - t1
+        failed = [v for ok, v in outcomes if not ok]
+        if failed:
+            return Probe(False, {}, t_whole, spent, f"per-example probe: {len(failed)} of {len(calls)} examples failed "
+                                                    f"(first: {str(failed[0])[:120]})", failures=len(failed))
+        each, at = {}, 0
+        for model, (n, keep, _, _) in rows.items():
+            vals = np.array([float(v) for _, v in outcomes[at:at + len(keep)]], dtype=float)
+            at += len(keep)
+            mean = float(vals.mean()) if len(vals) else float("nan")
+            if not (len(vals) and math.isclose(mean, whole[model], rel_tol=1e-9, abs_tol=1e-12)):
+                return Probe(False, {}, t_whole, spent,
+                             f"not a mean of per-example values ({model}: whole set {whole[model]:.6g}, mean of its "
+                             f"examples {mean:.6g})")
+            out = np.full(n, np.nan)
+            out[keep] = vals
+            each[model] = out
+        return Probe(True, each, t_whole, spent, "an aggregate-only module whose whole-set value is the mean of its "
+                                                 "per-example values: scored per example")
+
+    def _probe_workers(self) -> int:
+        if self.workers is not None:
+            return int(self.workers)
+        return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass
+class Probe:
+    """What :meth:`EvaluateMetric.probe` found: ``mean`` (and then ``each``, model -> per-row
+    values), the seconds of the whole-set computations and of the probe, and a note saying so."""
+
+    mean: bool
+    each: dict
+    whole_s: float
+    probe_s: float
+    note: str
+    skipped: bool = False
+    failures: int = 0
