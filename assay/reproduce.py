@@ -16,6 +16,7 @@ import pandas as pd
 from assay import store as S
 from assay.config import ConfigError, recorded_config
 from assay.store import RunFolder
+from assay.errors import AssayError
 
 #: Columns that are measurements of one execution, not results (compared, but reported apart).
 TIMING = {"responses": ["latency_s", "started_at", "attempts", "cached"],
@@ -23,7 +24,7 @@ TIMING = {"responses": ["latency_s", "started_at", "attempts", "cached"],
 PARQUET = [S.DATASET, S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS, S.COSTS, S.BREAKEVEN]
 
 
-class ReproduceError(ValueError):
+class ReproduceError(AssayError, ValueError):
     """The run folder cannot be reproduced (missing manifest, changed dataset, ...)."""
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from assay import stats as ST
+from assay.errors import DataError
 
 #: above this many examples a mean's interval is the normal approximation, not a bootstrap
 NORMAL_APPROX_N = 200_000
@@ -773,7 +774,7 @@ def score_batches(n_ex: int, models: list[str], metrics: dict, batches, groups: 
         for preds, refs, failed in batches(model):
             k = len(preds)
             if at + k > n_ex:
-                raise ValueError(f"model {model}: more responses than the {n_ex} examples")
+                raise DataError(f"model {model}: more responses than the {n_ex} examples")
             errors[at:at + k] = failed
             for key, metric in metrics.items():
                 v = metric.score_each(preds, refs)
@@ -782,7 +783,7 @@ def score_batches(n_ex: int, models: list[str], metrics: dict, batches, groups: 
                 scored[key][at:at + k] = v
             at += k
         if at != n_ex:
-            raise ValueError(f"model {model}: {at} responses for {n_ex} examples")
+            raise DataError(f"model {model}: {at} responses for {n_ex} examples")
         per_model[model] = {"preds": None, "each": {}, "split": {}}
         for key, metric in metrics.items():
             each = scored.pop(key)

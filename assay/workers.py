@@ -33,6 +33,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from assay.errors import MetricError
+
 #: how long a worker may take to start and load the function
 LOAD_TIMEOUT_S = 120.0
 _HEADER = struct.Struct("<Q")
@@ -79,7 +81,7 @@ def load_function(target: str, path: str | None = None, base_dir: str | None = N
             file = os.path.join(base_dir, file)
         file = os.path.abspath(file)
         if not os.path.isfile(file):
-            raise ValueError(f"no metric file at {file}")
+            raise MetricError(f"no metric file at {file}")
         name = "assay_user_metric_" + str(abs(hash(file)))
         module = sys.modules.get(name)
         if module is None:
@@ -96,7 +98,7 @@ def load_function(target: str, path: str | None = None, base_dir: str | None = N
     else:
         mod_name, _, attr = target.partition(":")
         if not mod_name or not attr:
-            raise ValueError(f"function must look like 'package.module:function', got {target!r}")
+            raise MetricError(f"function must look like 'package.module:function', got {target!r}")
         try:
             obj = importlib.import_module(mod_name)
         except ImportError:
@@ -106,10 +108,10 @@ def load_function(target: str, path: str | None = None, base_dir: str | None = N
             obj = importlib.import_module(mod_name)
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"{target!r}: no attribute {part!r}")
+            raise MetricError(f"{target!r}: no attribute {part!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ValueError(f"{target!r} is not a function")
+        raise MetricError(f"{target!r} is not a function")
     return obj
 
 
@@ -247,14 +249,14 @@ def run(loader: tuple | None, calls: list[tuple[tuple, dict]], workers: int, tim
                 except (EOFError, OSError, pickle.UnpicklingError):
                     code = w.kill()
                     if w.state == "starting":
-                        raise RuntimeError(f"a metric worker process exited while starting (exit code {code})") from None
+                        raise MetricError(f"a metric worker process exited while starting (exit code {code})") from None
                     if w.task is not None:
                         why = "killed (out of memory?)" if code in (-9, 137) else f"exit code {code}"
                         results[w.task] = (False, f"worker process died: {why}")
                     pool[k] = _Worker(loader, limit, fn)
                     continue
                 if msg[0] == "fatal":
-                    raise RuntimeError(f"a metric worker could not load the metric: {msg[1]}")
+                    raise MetricError(f"a metric worker could not load the metric: {msg[1]}")
                 if msg[0] == "ready":
                     w.state, w.deadline = "idle", None
                     continue
@@ -265,7 +267,7 @@ def run(loader: tuple | None, calls: list[tuple[tuple, dict]], workers: int, tim
             for k, w in enumerate(pool):
                 if w.deadline is not None and now >= w.deadline:
                     if w.state == "starting":
-                        raise RuntimeError(f"a metric worker did not start within {LOAD_TIMEOUT_S:g} s")
+                        raise MetricError(f"a metric worker did not start within {LOAD_TIMEOUT_S:g} s")
                     results[w.task] = (False, f"timed out after {timeout_s:g} s")
                     w.kill()
                     pool[k] = _Worker(loader, limit, fn)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from assay.errors import MetricError
 
 __all__ = [
     "Metric",
@@ -614,7 +615,7 @@ class _LabelMetric(_Normalised):
         """
         super().__init__(**options)
         if label_set not in ("references", "union"):
-            raise ValueError(f"label_set must be 'references' or 'union', got {label_set!r}")
+            raise MetricError(f"label_set must be 'references' or 'union', got {label_set!r}")
         self.options["labels"] = None if labels is None else list(labels)
         self.options["label_set"] = label_set
         self._union = label_set == "union"
@@ -922,7 +923,7 @@ class NumericMatch(Metric):
         :param abs_tol: absolute tolerance.
         """
         if rel_tol < 0 or abs_tol < 0:
-            raise ValueError("rel_tol and abs_tol must be >= 0")
+            raise MetricError("rel_tol and abs_tol must be >= 0")
         self.options = {"rel_tol": float(rel_tol), "abs_tol": float(abs_tol)}
 
     def score_each(self, predictions, references):
@@ -1053,10 +1054,10 @@ def _load_schema(schema: Any) -> Mapping:
         ok, value = parse_json(text)
         if ok and isinstance(value, Mapping):
             return value
-        raise ValueError(f"json_schema: schema {text!r} is neither a JSON file nor a JSON object")
+        raise MetricError(f"json_schema: schema {text!r} is neither a JSON file nor a JSON object")
     if isinstance(schema, bool):
         return schema  # type: ignore[return-value]  # true/false are valid schemas
-    raise ValueError(f"json_schema: schema must be a dict or a path to a JSON file, got {type(schema).__name__}")
+    raise MetricError(f"json_schema: schema must be a dict or a path to a JSON file, got {type(schema).__name__}")
 
 
 class JsonSchema(Metric):
@@ -1108,7 +1109,7 @@ class JsonSchema(Metric):
         try:
             cls.check_schema(schema)
         except jsonschema.SchemaError as e:
-            raise ValueError(f"json_schema: invalid schema: {e.message}") from None
+            raise MetricError(f"json_schema: invalid schema: {e.message}") from None
         return cls(schema)
 
     def score_each(self, predictions, references=None):
@@ -1148,7 +1149,7 @@ class OutputLength(Metric):
         :param unit: "chars" or "words".
         """
         if unit not in ("chars", "words"):
-            raise ValueError(f"output_length: unit must be 'chars' or 'words', got {unit!r}")
+            raise MetricError(f"output_length: unit must be 'chars' or 'words', got {unit!r}")
         self.options = {"unit": unit}
 
     def score_each(self, predictions, references=None):
@@ -1250,22 +1251,22 @@ def _first_number(result: Any, key: str | None, where: str) -> float:
     if not isinstance(result, Mapping):
         if isinstance(result, (int, float, np.number)) and not isinstance(result, bool):
             return float(result)
-        raise ValueError(f"{where}: compute() returned {type(result).__name__}, expected a dict")
+        raise MetricError(f"{where}: compute() returned {type(result).__name__}, expected a dict")
     if key is not None:
         if key not in result:
-            raise ValueError(f"{where}: compute() result has no key {key!r} (keys: {', '.join(map(str, result))})")
+            raise MetricError(f"{where}: compute() result has no key {key!r} (keys: {', '.join(map(str, result))})")
         value = result[key]
         if isinstance(value, np.ndarray) and value.size == 1:
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise ValueError(f"{where}: result[{key!r}] is {type(value).__name__}, not a number")
+            raise MetricError(f"{where}: result[{key!r}] is {type(value).__name__}, not a number")
         return float(value)
     for value in result.values():
         if isinstance(value, np.ndarray) and value.size == 1:
             value = value.item()
         if isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_)):
             return float(value)
-    raise ValueError(f"{where}: compute() result has no numeric value (keys: {', '.join(map(str, result))})")
+    raise MetricError(f"{where}: compute() result has no numeric value (keys: {', '.join(map(str, result))})")
 
 
 class EvaluateMetric(Metric):

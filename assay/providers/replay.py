@@ -4,6 +4,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.providers.base import BatchProvider
+from assay.errors import ProviderSetupError
 
 OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "confidence")
 #: The log column with each request's time. Detected by name only (no config key); it becomes the
@@ -85,9 +86,9 @@ class ReplayProvider(BatchProvider):
         key = self.ctx.dataset.id or "example_id"
         col = self.cfg.output_column or "output"
         if key not in names:
-            raise ValueError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(names)})")
+            raise ProviderSetupError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(names)})")
         if col not in names:
-            raise ValueError(f"replay log {src} has no output column {col!r} (columns: {', '.join(names)})")
+            raise ProviderSetupError(f"replay log {src} has no output column {col!r} (columns: {', '.join(names)})")
 
     def _keep(self, t: pa.Table) -> pa.Table:
         """The log's rows as the responses need them: the id as text, the output, what else it has."""
@@ -109,7 +110,7 @@ class ReplayProvider(BatchProvider):
                 t = read_source(src)
             except Exception as e:
                 # named here: pyarrow's own messages do not say which file
-                raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+                raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
             self._check(t.column_names, src)
             self._table = self._keep(t)
         return self._table
@@ -155,9 +156,9 @@ class ReplayProvider(BatchProvider):
         except ValueError as e:
             if str(e).startswith("replay log "):
                 raise
-            raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+            raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
         except Exception as e:
-            raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+            raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
         with _open(src) as f:
             pf = pq.ParquetFile(f)
             empty = self._keep(pf.schema_arrow.empty_table())
@@ -232,7 +233,7 @@ class ReplayProvider(BatchProvider):
         col = self.cfg.output_column or "output"
         if self.cfg.source is None:
             if col not in rows.column_names:
-                raise ValueError(f"replay model {self.ctx.model_name}: dataset has no column {col!r}; set source: or output_column:")
+                raise ProviderSetupError(f"replay model {self.ctx.model_name}: dataset has no column {col!r}; set source: or output_column:")
             out = {"output": rows[col].cast(pa.string()).to_pylist()}
             for c in OPTIONAL:
                 out[c] = rows[c].to_pylist() if c in rows.column_names else [None] * n

@@ -29,6 +29,7 @@ from assay.report.decision import (COLUMNS, POLICY_COLUMNS, Recommendation, head
 from assay.report.format import num as _fmt
 from assay.report.format import usd as _usd
 from assay.store import RunFolder
+from assay.errors import DataError
 
 log = logging.getLogger("assay.report")
 
@@ -223,7 +224,7 @@ def run_config(manifest: dict) -> PipelineConfig:
     """The pipeline config a run recorded (so a report is rebuilt as the run was configured)."""
     cfg = (manifest.get("config") or {}).get("pipeline")
     if cfg is None:
-        raise ValueError("the manifest records no config: not a run folder Assay wrote")
+        raise DataError("the manifest records no config: not a run folder Assay wrote")
     return PipelineConfig.model_validate(cfg)
 
 
