@@ -481,6 +481,28 @@ def _group_rows(model: str, out_key: str, metric, m_used, hib: bool, each: np.nd
     return rows
 
 
+class _Mean:
+    """The metric of per-example scores whose value is their mean (for :func:`paired_comparison`)."""
+
+    decomposable = True
+
+
+def paired_comparison(each_a, each_b, clusters: np.ndarray | None = None, resamples: int = 1000, seed: int = 0,
+                      alpha: float = ST.ALPHA, power: float = ST.POWER) -> dict:
+    """A − B of two arrays of per-example scores on the same examples (NaN where one has none):
+    the difference, its paired bootstrap p-value, and its paired CLT standard error, interval,
+    correlation and minimum detectable effect, clustered by ``clusters`` when given.
+
+    The one computation of a paired difference: the score stage's comparisons.parquet (models of
+    one run) and the compare page (one model in two runs) both call it."""
+    ea, eb = np.asarray(each_a, float), np.asarray(each_b, float)
+    observed, diffs = _paired_diffs(_Mean, None, None, None, ea, eb, resamples, seed, clusters)
+    pr = ST.paired(ea, eb, clusters, alpha)
+    return {"diff": observed, "p_value": _p_value(observed, diffs), "se": pr.se,
+            "ci_low": pr.ci_low, "ci_high": pr.ci_high, "correlation": pr.correlation, "se_a": pr.se_a, "se_b": pr.se_b,
+            "n": pr.n, "n_clusters": pr.n_clusters if clusters is not None else np.nan, "mde": ST.mde(pr.se, alpha, power)}
+
+
 def _comparisons(entries: dict, models: list, per_model: dict, plans: dict, counters: dict, resamples: int, seed: int,
                  clusters: np.ndarray | None, refs_all: list | None, sampled: bool, alpha: float, power: float) -> pd.DataFrame:
     """comparisons.parquet: each pair of models on each metric (paired bootstrap and paired CLT figures).
@@ -492,12 +514,9 @@ def _comparisons(entries: dict, models: list, per_model: dict, plans: dict, coun
             for b in models[i + 1:]:
                 ea, eb = per_model[a]["each"].get(out_key), per_model[b]["each"].get(out_key)
                 r_here = plans[out_key]["overall"] if out_key in plans else resamples
-                observed, diffs = _paired_diffs(m_used, per_model[a]["preds"], per_model[b]["preds"], refs_all,
-                                                ea, eb, r_here, seed, clusters)
-                p_value = _p_value(observed, diffs)
-                row = {"metric": out_key, "model_a": a, "model_b": b, "diff": observed, "p_value": p_value}
+                row = {"metric": out_key, "model_a": a, "model_b": b}
                 if metric.decomposable and ea is not None and eb is not None:
-                    pr = ST.paired(ea, eb, clusters, alpha)
+                    row.update(paired_comparison(ea, eb, clusters, r_here, seed, alpha, power))
                     vb = vw = np.nan
                     if sampled:
                         (wa, ka), (wb, kb) = per_model[a]["split"][out_key], per_model[b]["split"][out_key]
@@ -508,15 +527,15 @@ def _comparisons(entries: dict, models: list, per_model: dict, plans: dict, coun
                             if not np.isnan(vw) and len(d) > 1:
                                 vb = max(0.0, float(np.var(d, ddof=1)) - float(np.nanmean(wa[ok])) / float(ka[ok].mean())
                                          - float(np.nanmean(wb[ok])) / float(kb[ok].mean()))
-                    row.update(se=pr.se, ci_low=pr.ci_low, ci_high=pr.ci_high, correlation=pr.correlation, se_a=pr.se_a,
-                               se_b=pr.se_b, n=pr.n, n_clusters=pr.n_clusters if clusters is not None else np.nan,
-                               mde=ST.mde(pr.se, alpha, power), var_between=vb, var_within=vw)
+                    row.update(var_between=vb, var_within=vw)
                 else:
+                    observed, diffs = _paired_diffs(m_used, per_model[a]["preds"], per_model[b]["preds"], refs_all,
+                                                    ea, eb, r_here, seed, clusters)
                     se = float(np.nanstd(diffs, ddof=1)) if diffs is not None and len(diffs) > 1 else np.nan
                     q = ST.z_two_sided(alpha)
                     n_ok = sum(1 for r in refs_all if r is not None and not (isinstance(r, float) and np.isnan(r)))
-                    row.update(se=se, ci_low=observed - q * se, ci_high=observed + q * se, correlation=np.nan,
-                               se_a=np.nan, se_b=np.nan, n=n_ok,
+                    row.update(diff=observed, p_value=_p_value(observed, diffs), se=se, ci_low=observed - q * se,
+                               ci_high=observed + q * se, correlation=np.nan, se_a=np.nan, se_b=np.nan, n=n_ok,
                                n_clusters=len(np.unique(clusters)) if clusters is not None else np.nan,
                                mde=ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
                                var_between=np.nan, var_within=np.nan)
