@@ -315,3 +315,16 @@ def test_a_fresh_report_shows_the_gate_verdict(run, tmp_path):
     assert "**Gates:** FAILED, 1 of 2 checks" in (root / S.SUMMARY).read_text()
     assert json.loads((root / "manifest.json").read_text())["status"] == "complete"
     assert "Gates:" not in run["html"]  # a run whose gates were not checked says nothing of them
+
+
+def test_the_latency_chart_reads_the_cost_stages_percentiles(run):
+    """Every latency percentile of a run is computed once, in the cost stage; the report's chart reads them."""
+    from assay.report.summary import RunTables
+    from assay.store import Store
+
+    (rf,) = Store(str(run["dir"] / "runs")).runs("p")
+    costs = pd.read_parquet(rf.path(S.COSTS)).set_index("model")
+    lat = RunTables.read(rf).latencies().set_index("model")
+    assert list(lat.index) == ["good", "weak<i>"]
+    for q in ("p05", "p25", "p50", "p75", "p95", "p99"):
+        assert (lat[q] == costs.loc[lat.index, f"latency_{q}_s"]).all(), q

@@ -179,7 +179,15 @@ class RunTables:
         return pa.Table.from_batches(kept).to_pandas()
 
     def latencies(self) -> pd.DataFrame:
-        """Per model the latency quantiles of its successful calls (p05, p25, p50, p75, p95, p99)."""
+        """Per model the latency quantiles of its successful calls (p05, p25, p50, p75, p95, p99), as
+        the cost stage computed them (costs.parquet); a run recorded before costs.parquet held
+        all six has them computed from its responses."""
+        qs = ["p05", "p25", "p50", "p75", "p95", "p99"]
+        if len(self.costs) and all(f"latency_{q}_s" in self.costs for q in qs):
+            out = self.costs[["model", *(f"latency_{q}_s" for q in qs), "requests", "errors"]].copy()
+            out.columns = ["model", *qs, "requests", "errors"]
+            out["n"] = out.pop("requests") - out.pop("errors")
+            return out[out["p50"].notna()].reset_index(drop=True)
         import pyarrow as pa
 
         import pyarrow.compute as pc
