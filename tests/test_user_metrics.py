@@ -415,3 +415,43 @@ def test_score_stage_reads_every_sample_of_the_responses(tmp_path):
                                                                            schema=old))
     t2 = read_scored_responses(rf2)
     assert t2.num_rows == 1 and t2["sample"].to_pylist() == [0]
+
+
+def test_assay_run_probes_an_aggregate_only_module_and_says_so(tmp_path, prefect_server, project_root, monkeypatch):
+    """A whole ``assay run`` (Prefect flow, the stage's worker processes forked from it): the module
+    is found to be a mean, and the log line, metrics.parquet's note and the manifest say so."""
+    import json
+    import os
+    import subprocess
+    import textwrap
+
+    import pandas as pd
+    from prefect.settings import PREFECT_API_URL
+
+    from assay.store import Store
+
+    body = AGGREGATE_MODULES["slow_mean"]
+    (tmp_path / "slow_mean.py").write_text(AGGREGATE_TEMPLATE.replace("BODY", textwrap.indent(textwrap.dedent(body), " " * 8)))
+    n = 60
+    (tmp_path / "data.csv").write_text("id,text,label\n" + "".join(f"{i},{'ab'[i % 2]},a\n" for i in range(n)))
+    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+        artifacts: {tmp_path}/runs
+        models:
+          m: {{provider: replay, output_column: text}}
+        pipelines:
+          p:
+            dataset: {{source: data.csv, id: id, reference: label}}
+            models: [m]
+            metrics: [{{path: slow_mean.py, workers: 2, timeout_s: 5, args: {{key: acc}}}}]
+    """))
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "p", "--config", str(tmp_path / "pipelines.yaml"),
+                        "--as-of", "2026-10-01", "--no-progress"], capture_output=True, text=True, env=env, cwd=project_root,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "score: m slow_mean = 0.5000" in r.stderr and "; per example)" in r.stderr, r.stderr[-3000:]
+    (run,) = Store(str(tmp_path / "runs")).complete_runs("p")
+    probe = json.loads(open(run.path("manifest.json")).read())["stages"]["score"]["aggregate_metrics"]["slow_mean"]
+    assert probe["scored"] == "per example" and probe["probe_s"] > 0
+    m = pd.read_parquet(run.path("metrics.parquet")).iloc[0]
+    assert "scored per example" in m["note"] and m["resamples"] == 1000
