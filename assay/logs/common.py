@@ -294,3 +294,103 @@ def _to_text(col):
     if pa.types.is_list(col.type) or pa.types.is_struct(col.type) or pa.types.is_map(col.type):
         return pa.array([json_text(v) for v in col.to_pylist()], pa.string())
     return pc.cast(col, pa.string())
+
+
+# ------------------------------------------------------------------------------------------------ row by row
+def rows_table(std: dict[str, list], attrs: list[dict]) -> pa.Table:
+    """A table from the standard columns as Python lists (``request_time`` as µs since the epoch) and
+    one dict of attributes per row; an attribute whose values Arrow cannot type as one becomes text."""
+    n = len(std.get("example_id", []))
+    keys: dict[str, None] = {}
+    for a in attrs:
+        keys.update(dict.fromkeys(a))
+    cols = {}
+    for name, values in std.items():
+        if name == "request_time":
+            cols[name] = pa.array(values, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+        else:
+            cols[name] = pa.array(values, STANDARD.field(name).type)
+    extra = {}
+    for k in keys:
+        values = [a.get(k) for a in attrs]
+        if all(v is None for v in values):
+            continue
+        try:
+            arr = pa.array(values)
+            if pa.types.is_struct(arr.type) or pa.types.is_null(arr.type):
+                raise pa.ArrowInvalid("nested")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            arr = pa.array([None if v is None else v if isinstance(v, str) else json_text(v) for v in values], pa.string())
+        extra[k] = arr
+    return standard_table(cols, extra, n)
+
+
+def utc_micros(value) -> int | None:
+    """A timestamp (ISO 8601 text, with or without an offset — none means UTC —, a datetime, or Unix
+    seconds) as µs since the epoch; None for None or empty text; a ValueError otherwise."""
+    import datetime as dt
+
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(round(value * 1_000_000))
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00")
+        try:
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a timestamp") from None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return (value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+    raise ValueError(f"{value!r} is not a timestamp")
+
+
+def maybe_json(value):
+    """Text that holds a JSON object or list, parsed; anything else as it is."""
+    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def records(path: str, storage_options: dict | None = None) -> list[tuple[int, dict | None, str | None]]:
+    """The records of a JSON-lines, JSON (an array of objects) or CSV file: (line or record number,
+    the record, None) — or (number, None, why) for a line that does not parse."""
+    lower = path.lower().removesuffix(".gz")
+    data = read_bytes(path, storage_options)
+    if lower.endswith(".csv"):
+        import csv
+        import io
+
+        csv.field_size_limit(1 << 30)
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+        return [(k + 2, {c: (v if v != "" else None) for c, v in row.items()}, None) for k, row in enumerate(reader)]
+    text = data.decode("utf-8-sig")
+    if lower.endswith(".json") and text.lstrip()[:1] == "[":
+        try:
+            items = json.loads(text)
+        except ValueError as e:
+            return [(1, None, f"not JSON ({e})")]
+        return [(k + 1, it if isinstance(it, dict) else None, None if isinstance(it, dict) else "not a JSON object")
+                for k, it in enumerate(items)]
+    out = []
+    for k, line in enumerate(text.split("\n")):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            out.append((k + 1, None, f"not a JSON object ({e}); truncated?"))
+            continue
+        out.append((k + 1, obj, None) if isinstance(obj, dict) else (k + 1, None, "not a JSON object"))
+    return out
+
+
+def bad_line(stats: ReadStats, on_incomplete: str, where: str, why: str) -> None:
+    """A line that is not a record: an error naming it, or skipped and counted with ``on_incomplete: skip``."""
+    stats.records += 1
+    incomplete(stats, on_incomplete, where, why)
