@@ -76,19 +76,35 @@ class Block:
         return f"{self.path}:{line} span {self.spans.field('spanId')[i].as_py()}"
 
 
+def _parse(data: bytes) -> pa.Table | None:
+    try:
+        return pj.read_json(pa.BufferReader(data), parse_options=_PARSE)
+    except pa.ArrowInvalid:
+        return None
+
+
 def blocks(path: str, stats: ReadStats, on_incomplete: str, storage_options: dict | None = None):
-    """The :class:`Block` of each block of lines of an OTLP JSON-lines file."""
-    for first, data in line_blocks(path, storage_options):
-        try:
-            table = pj.read_json(pa.BufferReader(data), parse_options=_PARSE)
+    """The :class:`Block` of each block of lines of an OTLP JSON-lines file. The next block is parsed
+    in a second thread while the caller turns this one into rows (Arrow's parser releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="assay-otlp") as pool:
+        it = line_blocks(path, storage_options)
+        nxt = next(it, None)
+        fut = pool.submit(_parse, nxt[1]) if nxt else None
+        while fut is not None:
+            first, data = nxt
+            table = fut.result()
+            nxt = next(it, None)
+            fut = pool.submit(_parse, nxt[1]) if nxt else None
             lines = None
-        except pa.ArrowInvalid:
-            data, lines = _rewrite(path, first, data, stats, on_incomplete)
-            if not data:
-                continue
-            table = pj.read_json(pa.BufferReader(data), parse_options=_PARSE)
-        if table.num_rows:
-            yield Block(path, first, data, table, lines)
+            if table is None:  # not as the Collector writes it, or a bad line: one by one
+                data, lines = _rewrite(path, first, data, stats, on_incomplete)
+                if not data:
+                    continue
+                table = pj.read_json(pa.BufferReader(data), parse_options=_PARSE)
+            if table.num_rows:
+                yield Block(path, first, data, table, lines)
 
 
 def _rewrite(path: str, first: int, data: bytes, stats: ReadStats, on_incomplete: str) -> tuple[bytes, list[int]]:
