@@ -85,8 +85,8 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
     out = otlp.text_attr(block, attrs.get(OUT), OUT, rows)
     sysi = otlp.text_attr(block, attrs.get(SYS), SYS, rows)
     status = spans.field("status")
-    failed = pc.fill_null(pc.equal(status.field("code").take(pa.array(rows)), 2), False)
-    err_msg = pc.if_else(failed, pc.coalesce(status.field("message").take(pa.array(rows)), pa.scalar("error")), pa.scalar(None, pa.string()))
+    failed = pc.fill_null(pc.equal(otlp.take(status.field("code"), rows), 2), False)
+    err_msg = pc.if_else(failed, pc.coalesce(otlp.take(status.field("message"), rows), pa.scalar("error")), pa.scalar(None, pa.string()))
 
     n = len(rows)
     fast = np.zeros(n, bool)
@@ -102,7 +102,7 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
     keep = np.ones(n, bool)
     fast_idx = np.flatnonzero(fast)
     if len(fast_idx):
-        got = _fast(inp.take(pa.array(fast_idx)), out.take(pa.array(fast_idx)))
+        got = _fast(otlp.take(inp, fast_idx), otlp.take(out, fast_idx))
         if got is None:  # Arrow could not take them (a part whose content is not text): one by one
             fast[:] = False
             fast_idx = fast_idx[:0]
@@ -140,9 +140,11 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
     else:
         m, o = pa.array(slow_msgs, MESSAGES), pa.array(slow_out, pa.string())
 
-    take = pa.array(rows)
-    start, start_ns = otlp.nanos_to_time(spans.field("startTimeUnixNano").take(take))
-    _, end_ns = otlp.nanos_to_time(spans.field("endTimeUnixNano").take(take))
+    def take(col):
+        return otlp.take(col, rows)
+
+    start, start_ns = otlp.nanos_to_time(take(spans.field("startTimeUnixNano")))
+    _, end_ns = otlp.nanos_to_time(take(spans.field("endTimeUnixNano")))
     latency = pc.divide(pc.cast(pc.subtract(end_ns, start_ns), pa.float64()), 1e9)
     model = otlp.text_attr(block, attrs.get("gen_ai.response.model"), "gen_ai.response.model", rows)
     req_model = otlp.text_attr(block, attrs.get("gen_ai.request.model"), "gen_ai.request.model", rows)
@@ -151,7 +153,7 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
     elif req_model is not None:
         model = pc.coalesce(model, req_model)
     cols = {
-        "example_id": spans.field("spanId").take(take),
+        "example_id": take(spans.field("spanId")),
         "messages": m, "output": o, "model": model, "request_time": start,
         "prompt_tokens": _first(otlp.int_attr(block, attrs.get(k), k, rows) for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")),
         "completion_tokens": _first(otlp.int_attr(block, attrs.get(k), k, rows) for k in ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")),
@@ -160,12 +162,12 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
         "ttft_s": otlp.float_attr(block, attrs.get("gen_ai.response.time_to_first_chunk"), "gen_ai.response.time_to_first_chunk", rows),
         "error": err_msg,
     }
-    extra = {"trace_id": spans.field("traceId").take(take), "span_name": spans.field("name").take(take)}
+    extra = {"trace_id": take(spans.field("traceId")), "span_name": take(spans.field("name"))}
     for k, v in block.resource.items():
-        extra[k] = v.take(take)
+        extra[k] = take(v)
     for k, v in attrs.items():
         if k not in CONSUMED:
-            v = v.take(take)
+            v = take(v)
             if v.null_count < len(v):  # a key only other spans have (http.*, gen_ai.tool.*) is not a column
                 extra[k] = v
     table = standard_table(cols, extra, n)

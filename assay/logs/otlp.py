@@ -179,8 +179,12 @@ def pivot(kv: pa.Array, skip_prefixes: tuple[str, ...] = ()) -> dict[str, pa.Arr
         if not len(sel):
             continue
         typed = typed_values(vals.take(pa.array(sel)))
+        rows = parent[sel]
+        if len(sel) == n and (n < 2 or bool(np.all(rows[1:] > rows[:-1]))):
+            out[key] = typed  # every row has the key once, in order: no scatter (the usual case)
+            continue
         pos = np.full(n, -1, dtype=np.int64)
-        pos[parent[sel]] = np.arange(len(sel))
+        pos[rows] = np.arange(len(sel))
         out[key] = typed.take(pa.array(pos, mask=pos < 0))
     return out
 
@@ -254,12 +258,19 @@ def nanos_to_time(col: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.cast(pc.divide(ns, 1000), pa.timestamp("us", tz="UTC")), ns
 
 
+def take(col, rows: np.ndarray):
+    """``col`` at ``rows`` (increasing positions); ``col`` itself when they are all of its rows."""
+    if len(rows) == len(col):
+        return col
+    return col.take(pa.array(rows))
+
+
 def int_attr(block: Block, col: pa.Array | None, key: str, rows: np.ndarray) -> pa.Array | None:
     """An attribute that must hold whole numbers (token counts), taken at ``rows``: text of digits and
     integral floats are read as numbers; any other value is an error naming the span and the value."""
     if col is None:
         return None
-    col = col.take(pa.array(rows))
+    col = take(col, rows)
     t = col.type
     if pa.types.is_integer(t):
         return pc.cast(col, pa.int64())
@@ -281,7 +292,7 @@ def float_attr(block: Block, col: pa.Array | None, key: str, rows: np.ndarray) -
     """An attribute that must hold numbers (seconds, dollars), taken at ``rows``; else an error naming the span."""
     if col is None:
         return None
-    col = col.take(pa.array(rows))
+    col = take(col, rows)
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         return pc.cast(col, pa.float64())
     if pa.types.is_string(col.type):
@@ -300,7 +311,7 @@ def text_attr(block: Block, col: pa.Array | None, key: str, rows: np.ndarray) ->
     another kind is an error naming the span."""
     if col is None:
         return None
-    col = col.take(pa.array(rows))
+    col = take(col, rows)
     if pa.types.is_string(col.type):
         return col
     bad = pc.is_valid(col)
