@@ -608,3 +608,34 @@ def test_assay_run_on_an_otel_export_replayed(tmp_path, prefect_server):
         assert got["output"] == row["output"] and got["prompt_tokens"] == row["prompt_tokens"] and got["error"] is None
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["dataset"]["log"]["non_chat"] > 0 and manifest["dataset"]["format"] == "otel"
+
+
+def test_preflight_names_a_log_source_without_files(tmp_path):
+    from datetime import date
+
+    from assay.config import ConfigError, load_config, preflight
+
+    src = otel_export(tmp_path / "otel")
+    (tmp_path / "pipelines.yaml").write_text(
+        "models:\n"
+        f"  inc: {{provider: replay, format: otel, source: {tmp_path / 'missing'}}}\n"
+        "pipelines:\n"
+        "  p:\n"
+        f"    dataset: {{source: {tmp_path / 'empty'}, format: otel}}\n"
+        "    models: [inc]\n"
+        "    metrics: [output_length]\n"
+        "  q:\n"
+        f"    dataset: {{source: {src}, format: otel, slices: [app.feature]}}\n"
+        "    models: [inc]\n"
+        "    metrics: [output_length]\n")
+    (tmp_path / "empty").mkdir()
+    loaded = load_config(tmp_path / "pipelines.yaml")
+    with pytest.raises(ConfigError) as e:
+        preflight(loaded, "p", date(2026, 11, 3))
+    found = {p: m for p, m, _ in e.value.problems}
+    assert "no log files at" in found["pipelines.p.dataset.source"]
+    assert "no log files at" in found["models.inc.source"]
+    # the attributes of the log are columns the config can name
+    with pytest.raises(ConfigError) as e:
+        preflight(loaded, "q", date(2026, 11, 3))
+    assert {p for p, _, _ in e.value.problems} == {"models.inc.source"}

@@ -77,7 +77,7 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
     if system is not None:
         no_op = pc.is_null(op) if op is not None else pa.array(np.ones(block.n, bool))
         is_chat = pc.or_(is_chat, pc.and_(pc.is_valid(system), no_op))
-    rows = np.flatnonzero(is_chat.to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(otlp.np_of(is_chat))
     stats.non_chat += block.n - len(rows)
     if not len(rows):
         return None
@@ -96,7 +96,7 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
             ok = pc.and_(ok, pc.is_null(sysi))
         # tool calls carry JSON of any shape (arguments, responses): read in Python
         ok = pc.and_(ok, pc.invert(pc.or_(pc.match_substring(inp, '"tool_call'), pc.match_substring(out, '"tool_call'))))
-        fast = pc.fill_null(ok, False).to_numpy(zero_copy_only=False).copy()
+        fast = otlp.np_of(pc.fill_null(ok, False)).copy()
     messages = [None] * n
     outputs = [None] * n
     keep = np.ones(n, bool)
@@ -222,9 +222,9 @@ def _fast(inp: pa.Array, out: pa.Array) -> tuple[pa.Array, pa.Array] | None:
 def _join_text(parts: pa.ListArray) -> pa.Array:
     """The text parts of each list of parts joined with a newline (null where none is text)."""
     flat = parts.flatten()
-    parent = pc.list_parent_indices(parts).to_numpy(zero_copy_only=False)
+    parent = otlp.np_of(pc.list_parent_indices(parts))
     is_text = pc.fill_null(pc.or_kleene(pc.equal(flat.field("type"), "text"), pc.is_null(flat.field("type"))), False)
-    is_text = pc.and_(is_text, pc.is_valid(flat.field("content"))).to_numpy(zero_copy_only=False)
+    is_text = otlp.np_of(pc.and_(is_text, pc.is_valid(flat.field("content"))))
     counts = np.bincount(parent[is_text], minlength=len(parts))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     texts = flat.field("content").filter(pa.array(is_text))
