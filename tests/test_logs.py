@@ -639,3 +639,26 @@ def test_preflight_names_a_log_source_without_files(tmp_path):
     with pytest.raises(ConfigError) as e:
         preflight(loaded, "q", date(2026, 11, 3))
     assert {p for p, _, _ in e.value.problems} == {"models.inc.source"}
+
+
+def test_otel_messages_in_another_shape_beside_parts_based_ones(tmp_path):
+    """An instrumentation that writes OpenAI-shaped messages ({role, content}) into
+    gen_ai.input.messages, and an answer with a reasoning part before its text, in one block with
+    ordinary spans: each read as it is, none with its content lost."""
+    plain = span("h000000000000001", "chat gpt-4", chat_attrs([parts("user", "a")], [parts("assistant", "b")]))
+    openai_shape = span("h000000000000002", "chat gpt-4", chat_attrs(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], [parts("assistant", "hello")]))
+    reasoning = span("h000000000000003", "chat o3", chat_attrs(
+        [parts("user", "joke?")], [{"role": "assistant", "parts": [{"type": "reasoning", "content": "think"},
+                                                                   {"type": "text", "content": "A joke."}]}]))
+    only_reasoning = span("h000000000000004", "chat o3", chat_attrs([parts("user", "x")], [{"role": "assistant", "parts": [
+        {"type": "reasoning", "content": "hmm"}]}]))
+    (tmp_path / "t.jsonl").write_text(export_line([plain, openai_shape, reasoning, only_reasoning]) + "\n")
+    with pytest.raises(LogError, match=r"h000000000000004: gen_ai\.output\.messages holds no text and no tool call"):
+        read_log("otel", str(tmp_path / "t.jsonl"))
+    t, stats = read_log("otel", str(tmp_path / "t.jsonl"), on_incomplete="skip")
+    rows = {r["example_id"]: r for r in t.to_pylist()}
+    assert t["example_id"].to_pylist() == ["h000000000000001", "h000000000000002", "h000000000000003"]
+    assert [(m["role"], m["content"]) for m in rows["h000000000000002"]["messages"]] == [("system", "Be brief."), ("user", "hi")]
+    assert rows["h000000000000003"]["output"] == "A joke." and rows["h000000000000001"]["output"] == "b"
+    assert stats.incomplete == 1
