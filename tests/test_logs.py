@@ -662,3 +662,26 @@ def test_otel_messages_in_another_shape_beside_parts_based_ones(tmp_path):
     assert [(m["role"], m["content"]) for m in rows["h000000000000002"]["messages"]] == [("system", "Be brief."), ("user", "hi")]
     assert rows["h000000000000003"]["output"] == "A joke." and rows["h000000000000001"]["output"] == "b"
     assert stats.incomplete == 1
+
+
+def test_otel_an_attribute_of_different_kinds_in_two_files_becomes_text(tmp_path):
+    a = chat_attrs([parts("user", "a")], [parts("assistant", "b")], **{"app.build": 1042})
+    b = chat_attrs([parts("user", "c")], [parts("assistant", "d")], **{"app.build": "1043-rc1"})
+    (tmp_path / "1.jsonl").write_text(export_line([span("i000000000000001", "chat gpt-4", a)]) + "\n")
+    (tmp_path / "2.jsonl").write_text(export_line([span("i000000000000002", "chat gpt-4", b)]) + "\n")
+    t, _ = read_log("otel", str(tmp_path))
+    assert t.schema.field("app.build").type == pa.string() and t["app.build"].to_pylist() == ["1042", "1043-rc1"]
+
+
+def test_langfuse_legacy_export_joins_its_traces(tmp_path):
+    root = tmp_path / "p-1"
+    (root / "observations").mkdir(parents=True)
+    (root / "traces").mkdir()
+    rows = [{k: v for k, v in r.items() if k not in ("user_id", "session_id", "trace_name", "tags")} for r in langfuse_rows()]
+    (root / "observations" / "2024-05-29.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (root / "traces" / "2024-05-29.jsonl").write_text(json.dumps({"id": "t-1", "name": "support", "user_id": "u-42",
+                                                                 "session_id": "sess-7", "tags": ["beta"], "release": "v9"}) + "\n")
+    t, stats = read_log("langfuse", str(tmp_path))
+    assert stats.files == 1 and t.num_rows == 2
+    r = t.to_pylist()[0]
+    assert (r["user_id"], r["session_id"], r["trace_name"], r["release"], r["tags"]) == ("u-42", "sess-7", "support", "v9", ["beta"])
