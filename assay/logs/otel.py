@@ -40,6 +40,7 @@ from assay.logs.common import (MESSAGE, MESSAGES, LogError, ReadStats, concat, i
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 CHAT_OPERATIONS = ("chat", "generate_content", "text_completion")
+TOOL_PARTS = ("tool_call", "tool_call_response", "server_tool_call", "server_tool_call_response")
 IN, OUT, SYS = "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"
 #: attributes read into the standard columns, so not repeated as attribute columns
 CONSUMED = (IN, OUT, SYS, "gen_ai.response.model", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
@@ -94,8 +95,6 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
         ok = pc.and_(pc.is_valid(inp), pc.is_valid(out))
         if sysi is not None:
             ok = pc.and_(ok, pc.is_null(sysi))
-        # tool calls carry JSON of any shape (arguments, responses): read in Python
-        ok = pc.and_(ok, pc.invert(pc.or_(pc.match_substring(inp, '"tool_call'), pc.match_substring(out, '"tool_call'))))
         fast = otlp.np_of(pc.fill_null(ok, False)).copy()
     keep = np.ones(n, bool)
     fast_idx = np.flatnonzero(fast)
@@ -194,8 +193,8 @@ def _first(cols):
 def _fast(inp: pa.Array, out: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray] | None:
     """Text-only input and output messages, parsed by Arrow as one JSON-lines buffer: (messages,
     output text, whether each row was read whole), or None when Arrow cannot take them. A row whose
-    messages have no ``parts`` (another shape), that has no message, or whose answer has no text is
-    not read whole: the caller reads it in Python."""
+    messages have no ``parts`` (another shape), that has no message, that holds a tool call or a tool's
+    response, or whose answer has no text is not read whole: the caller reads it in Python."""
     # a newline outside a JSON string is white space, and inside one it is not valid JSON: out of the way
     clean = [pc.replace_substring(pc.replace_substring(a, "\n", " "), "\r", " ") for a in (inp, out)]
     lines = otlp.concat_text([pa.scalar('{"i":'), clean[0], pa.scalar(',"o":'), clean[1], pa.scalar("}\n")])
@@ -224,6 +223,15 @@ def _fast(inp: pa.Array, out: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray]
     no_parts = otlp.np_of(pc.is_null(msgs.field("parts")))
     parent = otlp.np_of(pc.list_parent_indices(i))
     whole = np.bincount(parent[no_parts], minlength=len(i)) == 0
+    # tool calls and their responses carry JSON of any shape (arguments, results), which this schema
+    # leaves out: such rows are read in Python
+    for lists, owner in ((msgs.field("parts"), parent), (first.field("parts") if len(o) else None, None)):
+        if lists is None:
+            continue
+        tool = otlp.np_of(pc.fill_null(pc.is_in(lists.flatten().field("type"), pa.array(TOOL_PARTS)), False))
+        if tool.any():
+            rows_of = otlp.np_of(pc.list_parent_indices(lists))[tool]
+            whole[owner[rows_of] if owner is not None else rows_of] = False
     whole &= otlp.np_of(pc.fill_null(pc.greater(pc.list_value_length(i), 0), False))
     whole &= otlp.np_of(pc.is_valid(output))
     return messages, output, whole
