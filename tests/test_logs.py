@@ -685,3 +685,11 @@ def test_langfuse_legacy_export_joins_its_traces(tmp_path):
     assert stats.files == 1 and t.num_rows == 2
     r = t.to_pylist()[0]
     assert (r["user_id"], r["session_id"], r["trace_name"], r["release"], r["tags"]) == ("u-42", "sess-7", "support", "v9", ["beta"])
+
+
+def test_a_span_exported_twice_is_read_once(tmp_path):
+    src = otel_export(tmp_path / "otel")
+    (src / "traces-retry.jsonl").write_text((src / "traces-1.jsonl").read_text().splitlines()[0] + "\n")
+    t, stats = read_log("otel", str(src))
+    assert t.num_rows == 4 and stats.duplicates == 1 and stats.chat == 4
+    assert sorted(t["example_id"].to_pylist()) == ["a000000000000002", "a000000000000004", "a000000000000006", "b000000000000001"]
