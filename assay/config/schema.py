@@ -153,6 +153,8 @@ class ReplayModel(_Hosted, _TokenPriced, _Concurrent, _Named, _Model):
             raise ValueError("replay needs source: (a log file) or output_column: (a dataset column)")
         if self.format is not None and self.source is None:
             raise ValueError("format: is the format of a replay log: give its source: too")
+        if self.format is not None and self.output_column is not None:
+            raise ValueError("a production log (format:) has its answers in its output column: leave out output_column:")
         return self
 
     @property
