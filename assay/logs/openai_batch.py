@@ -2,7 +2,7 @@
 its error file) on ``custom_id``.
 
 Read after the OpenAI Batch API reference (platform.openai.com/docs/guides/batch and
-api-reference/batch, "The request input object" / "The request output object", 2024-2025): an input
+api-reference/batch, "The request input object" / "The request output object", API version 2024-2026): an input
 line is ``{custom_id, method, url, body}``; an output (or error) line is ``{id, custom_id, response:
 {status_code, request_id, body}, error: {code, message} | null}``. ``source:`` names the files of both
 kinds (a folder or a glob); each line's kind is told by its fields.

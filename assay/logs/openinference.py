@@ -2,7 +2,8 @@
 instrumentations), exported as OTLP JSON lines (:mod:`assay.logs.otlp`).
 
 Read after the OpenInference semantic conventions (Arize-ai/openinference ``spec/semantic_conventions.md``
-and ``spec/llm_spans.md``, as of openinference-semantic-conventions 0.1.x):
+and ``spec/llm_spans.md`` as on the main branch in late 2026, which added ``llm.cost.*`` and
+``llm.token_count.prompt_details.*``):
 
 * a chat call is a span with ``openinference.span.kind`` = ``LLM``; every other kind (``CHAIN``,
   ``RETRIEVER``, ``EMBEDDING``, ``TOOL``, ``AGENT``, ...) and spans without it are skipped and counted;
