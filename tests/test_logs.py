@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -163,7 +162,7 @@ def test_otel_reads_chat_spans_into_the_standard_columns(tmp_path):
 def test_otel_older_conventions_events_and_content_events(tmp_path):
     """Spans of semantic conventions before v1.37: gen_ai.system with gen_ai.*.message and gen_ai.choice
     events (v1.28-1.36), and gen_ai.content.prompt/completion events (v1.26)."""
-    ev = lambda name, attrs: {"timeUnixNano": "1793000000100000000", "name": name, "attributes": kv(attrs)}  # noqa: E731
+    ev = lambda name, attrs: {"timeUnixNano": "1793000000100000000", "name": name, "attributes": kv(attrs)}
     old = span("c000000000000001", "chat gpt-4o", {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o",
                                                   "gen_ai.usage.prompt_tokens": 20, "gen_ai.usage.completion_tokens": 5},
                events=[ev("gen_ai.system.message", {"gen_ai.system": "openai", "content": "You greet people"}),
@@ -373,7 +372,7 @@ def test_langfuse_jsonl_and_parquet_exports(tmp_path):
               for k, v in row.items() if k != "metadata"} for row in rows]
     table = pa.Table.from_pylist(camel)
     pq.write_table(table, tmp_path / "obs.parquet")
-    t2, stats2 = read_log("langfuse", str(tmp_path / "obs.parquet"))
+    t2, _ = read_log("langfuse", str(tmp_path / "obs.parquet"))
     assert t2.num_rows == 2 and t2["output"].to_pylist() == t["output"].to_pylist()
     assert t2["prompt_tokens"].to_pylist() == [500, 7]
 
@@ -444,7 +443,7 @@ def test_litellm_spend_logs_json_and_csv(tmp_path):
         w.writeheader()
         for row in rows:
             w.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
-    t2, stats2 = read_log("litellm", str(tmp_path / "spend.csv"))
+    t2, _ = read_log("litellm", str(tmp_path / "spend.csv"))
     assert t2["output"].to_pylist() == t["output"].to_pylist() and t2["prompt_tokens"].to_pylist() == [88, 0]
 
 
@@ -597,7 +596,7 @@ def test_assay_run_on_an_otel_export_replayed(tmp_path, prefect_server):
                         "--no-progress"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     folder = Path(r.stdout.strip().splitlines()[-1])
-    expected, stats = read_log("otel", str(src / "traces-2026-11-03.jsonl"))
+    expected, _ = read_log("otel", str(src / "traces-2026-11-03.jsonl"))
     assert f"load: otel log {src}: " in r.stderr and "non-chat skipped" in r.stderr
     ds = pq.read_table(folder / "dataset.parquet")
     assert sorted(ds["example_id"].to_pylist()) == sorted(expected["example_id"].to_pylist())  # the day's chat calls

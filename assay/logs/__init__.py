@@ -13,7 +13,14 @@ import importlib
 
 import pyarrow as pa
 
-from assay.logs.common import MESSAGE, MESSAGES, STANDARD, STANDARD_NAMES, LogError, ReadStats
+from assay.logs.common import (
+    MESSAGE,
+    MESSAGES,
+    STANDARD,
+    STANDARD_NAMES,
+    LogError,
+    ReadStats,
+)
 
 #: format name -> the module whose ``read(source, on_incomplete, storage_options)`` reads it
 FORMATS = {

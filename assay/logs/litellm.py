@@ -24,8 +24,19 @@ does not store prompts), ``response`` (JSON: the OpenAI-shaped response), ``stat
 
 import pyarrow as pa
 
-from assay.logs.common import (LogError, ReadStats, bad_line, incomplete, json_text, list_files, maybe_json,
-                               openai_message, records, rows_table, utc_micros)
+from assay.logs.common import (
+    LogError,
+    ReadStats,
+    bad_line,
+    incomplete,
+    json_text,
+    list_files,
+    maybe_json,
+    openai_message,
+    records,
+    rows_table,
+    utc_micros,
+)
 
 SUFFIXES = (".csv", ".json", ".jsonl", ".ndjson", ".csv.gz", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 CHAT_CALLS = ("completion", "acompletion")

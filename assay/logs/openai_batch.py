@@ -22,8 +22,17 @@ kinds (a folder or a glob); each line's kind is told by its fields.
 
 import pyarrow as pa
 
-from assay.logs.common import (LogError, ReadStats, bad_line, incomplete, json_text, list_files, openai_message, records,
-                               rows_table)
+from assay.logs.common import (
+    LogError,
+    ReadStats,
+    bad_line,
+    incomplete,
+    json_text,
+    list_files,
+    openai_message,
+    records,
+    rows_table,
+)
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 CHAT_URL = "/v1/chat/completions"

@@ -26,7 +26,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.logs import otlp
-from assay.logs.common import MESSAGES, LogError, ReadStats, concat, incomplete, json_text, list_files, standard_table, tool_call
+from assay.logs.common import (
+    MESSAGES,
+    LogError,
+    ReadStats,
+    concat,
+    incomplete,
+    json_text,
+    list_files,
+    standard_table,
+    tool_call,
+)
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 #: flattened lists: read into messages, or left out (documents, embeddings, tool schemas)
@@ -182,4 +192,4 @@ def _message(f: dict) -> dict:
             "tool_calls": json_text(tcs) if tcs else None}
 
 
-__all__ = ["read", "LogError"]
+__all__ = ["LogError", "read"]

@@ -35,8 +35,20 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from assay.logs import otlp
-from assay.logs.common import (MESSAGE, MESSAGES, LogError, ReadStats, concat, incomplete, json_text, list_files,
-                               openai_message, standard_table, text_of, tool_call)
+from assay.logs.common import (
+    MESSAGE,
+    MESSAGES,
+    LogError,
+    ReadStats,
+    concat,
+    incomplete,
+    json_text,
+    list_files,
+    openai_message,
+    standard_table,
+    text_of,
+    tool_call,
+)
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 CHAT_OPERATIONS = ("chat", "generate_content", "text_completion")
