@@ -17,6 +17,11 @@ WINDOW_PATTERN = re.compile(r"^(\d+)([dwh])$")
 #: the most calls per example repeated sampling makes
 MAX_SAMPLES = 1000
 
+#: production log formats a dataset or a replay model reads (:mod:`assay.logs`)
+LOG_FORMATS = ("otel", "openinference", "langfuse", "litellm", "openai-batch")
+LogFormat = Literal["otel", "openinference", "langfuse", "litellm", "openai-batch"]
+OnIncomplete = Literal["error", "skip"]
+
 
 class Strict(BaseModel):
     # defer_build: a process that only unpickles a config (see assay.ahead) never pays for the
@@ -62,9 +67,15 @@ class Hosting(Strict):
 
 
 class Compute(Strict):
-    """Conventional (non-LLM) models: compute time at an hourly rate."""
+    """A model served on your own machines and priced by compute time (a conventional model, a
+    ``python`` function, a local ``transformers`` model): the instances that serve it, their hourly
+    price, and how long its training is amortised over."""
 
-    usd_per_hour: float = Field(default=0.10, ge=0, description="price of an hour of compute")
+    usd_per_hour: float = Field(default=0.10, ge=0, description="the price of one serving instance for an hour "
+                                                                "(its training is priced at the same rate)")
+    instances: int = Field(default=1, ge=0, description="instances always up to answer: the monthly floor is instances × "
+                                                        "usd_per_hour × 730, paid whatever the volume; 0 = paid per call only "
+                                                        "(a serverless function)")
     amortise_months: float = Field(default=12, gt=0, description="training cost spread over this many months")
 
 
@@ -100,11 +111,21 @@ class _TokenPriced(Strict):
 
 
 class _Hosted(Strict):
-    hosting: Hosting | None = Field(default=None, description="self-hosted: priced by time from the measured throughput")
+    hosting: Hosting | None = Field(default=None, description="self-hosted: priced by time from the throughput (measured, "
+                                                              "recorded by assay capacity, or a replayed log's)")
 
 
 class _Computed(Strict):
-    compute: Compute | None = Field(default=None, description="conventional: priced by measured compute time")
+    compute: Compute | None = Field(default=None, description="served on your own instances: measured compute time at "
+                                                              "usd_per_hour, with the always-on instances as a monthly floor")
+
+    @model_validator(mode="after")
+    def _one_way_to_price(self):
+        # hosting prices a served model by its throughput, compute by its compute time: both would
+        # be two different bills for one service
+        if self.compute is not None and getattr(self, "hosting", None) is not None:
+            raise ValueError("give compute: (priced by compute time) or hosting: (priced by throughput), not both")
+        return self
 
 
 class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
@@ -132,13 +153,24 @@ class ReplayModel(_Hosted, _TokenPriced, _Concurrent, _Named, _Model):
     """Responses a production system already produced: read from a log file or a dataset column."""
 
     provider: Literal["replay"] = Field("replay", description="picks the provider, and with it the keys below")
-    source: str | None = Field(default=None, description="a log file with a row per dataset id")
+    source: str | None = Field(default=None, description="a log file with a row per dataset id; with format: a production "
+                                                         "log (a file, a folder or a glob, local or an fsspec URL)")
     output_column: str | None = Field(default=None, description="the column with the outputs (default output)")
+    format: LogFormat | None = Field(default=None, description="the production log format of source (otel, openinference, "
+                                                               "langfuse, litellm, openai-batch); its logged answer is "
+                                                               "served for each example_id, and with model: only that "
+                                                               "model's rows")
+    on_incomplete: OnIncomplete = Field(default="error", description="with format: a chat record without its messages or "
+                                                                     "answer is an error (error) or skipped and counted (skip)")
 
     @model_validator(mode="after")
     def _somewhere_to_read(self):
         if self.source is None and self.output_column is None:
             raise ValueError("replay needs source: (a log file) or output_column: (a dataset column)")
+        if self.format is not None and self.source is None:
+            raise ValueError("format: is the format of a replay log: give its source: too")
+        if self.format is not None and self.output_column is not None:
+            raise ValueError("a production log (format:) has its answers in its output column: leave out output_column:")
         return self
 
     @property
@@ -237,10 +269,19 @@ class Sample(Strict):
 
 class DatasetConfig(Strict):
     source: str = Field(description="a .parquet, .csv, .jsonl/.ndjson or .json file (relative to pipelines.yaml) or URL; "
-                                    "or a Hugging Face dataset name (online only)")
-    format: Literal["parquet", "csv", "jsonl", "json", "hf"] | None = Field(default=None, description="default: from the extension")
+                                    "or a Hugging Face dataset name (online only); with a log format: a file, a folder or "
+                                    "a glob of production logs (local or an fsspec URL)")
+    format: Literal["parquet", "csv", "jsonl", "json", "hf", "otel", "openinference", "langfuse", "litellm",
+                    "openai-batch"] | None = Field(
+        default=None, description="default: from the extension; otel, openinference, langfuse, litellm or openai-batch "
+                                  "read a production log into the standard columns (example_id, messages, output, model, "
+                                  "request_time, tokens, latency, cost, and its attributes by key)")
+    on_incomplete: OnIncomplete = Field(default="error", description="with a log format: a chat record without its "
+                                                                     "messages or answer is an error (error) or skipped "
+                                                                     "and counted (skip)")
     split: str | None = Field(default=None, description="the split of a Hugging Face dataset (default test)")
-    id: str | None = Field(default=None, description="the column of stable example ids (default: a hash of the input fields)")
+    id: str | None = Field(default=None, description="the column of stable example ids (default: a hash of the input "
+                                                     "fields; with a log format: example_id)")
     input: list[str] | None = Field(default=None, description="the input fields (default: those the prompt template uses)")
     reference: str | None = Field(default=None, description="the column with the expected answer")
     slices: list[str] = Field(default_factory=list, description="columns to compute every metric per value of")
@@ -250,6 +291,13 @@ class DatasetConfig(Strict):
     held_out: dict[str, list[str]] | None = Field(default=None, description="slice column -> values that are out of distribution")
     cluster: str | None = Field(default=None, description="a column whose equal values mark examples that are not independent "
                                                           "(questions on one passage): clustered standard errors")
+
+    @model_validator(mode="after")
+    def _log_ids(self):
+        # a log's records have their own ids (span id, observation id, request id, custom_id)
+        if self.format in LOG_FORMATS and self.id is None:
+            self.id = "example_id"
+        return self
 
 
 class PromptConfig(Strict):
