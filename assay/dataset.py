@@ -17,11 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.config import DatasetConfig, PromptConfig
+from assay.errors import ArtifactMissing, AssayError
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 
 
-class DatasetError(ValueError):
+class DatasetError(AssayError, ValueError):
     """A dataset that cannot be used as configured.
 
     ``problems`` says what to fix, one (key path within the pipeline's config, message) pair per
@@ -56,7 +57,7 @@ def _open(source: str):
 
         return fsspec.open(source, "rb").open()
     if not os.path.exists(source):
-        raise FileNotFoundError(f"dataset file not found: {source}")
+        raise ArtifactMissing(f"dataset file not found: {source}")
     return open(source, "rb")
 
 

@@ -9,9 +9,10 @@ import pyarrow as pa
 
 from assay.config import PromptConfig
 from assay.dataset import template_fields
+from assay.errors import AssayError
 
 
-class PromptError(ValueError):
+class PromptError(AssayError, ValueError):
     """A template that cannot be filled from a row."""
 
 

@@ -70,10 +70,9 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
                     mpath = str(base_dir / mpath)
                 if not os.path.exists(mpath):
                     problems.append((("pipelines", pname, "metrics", i, "path"), f"metric file not found: {os.path.abspath(mpath)}"))
-                for opt in ("workers", "timeout_s", "memory_mb"):
-                    if getattr(spec, opt) is not None:
-                        problems.append((("pipelines", pname, "metrics", i, opt),
-                                         f"{opt} applies to per-example metrics (function metrics, pass_at_k), not to an evaluate module"))
+                if spec.memory_mb is not None:  # the probe's workers are forks of the stage: no limit of their own
+                    problems.append((("pipelines", pname, "metrics", i, "memory_mb"),
+                                     "memory_mb applies to function metrics and pass_at_k, not to an evaluate module"))
             if spec.judge is not None and spec.judge not in cfg.models:
                 problems.append((("pipelines", pname, "metrics", i, "judge"), str(UnknownName("model", spec.judge, list(cfg.models)))))
             elif spec.judge is not None:

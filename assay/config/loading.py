@@ -18,11 +18,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from assay.config.schema import MODEL_CLASSES, AssayConfig, ModelConfig, PipelineConfig, model_options, parse_model
 from assay.registry import UnknownName
+from assay.errors import AssayError
 
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class ConfigError(Exception):
+class ConfigError(AssayError):
     """A configuration problem: each entry is (key path, message, line or None)."""
 
     def __init__(self, source: str, problems: list[tuple[str, str, int | None]]):
@@ -233,7 +234,8 @@ _LATER_MODEL_KEYS = {"format": None, "on_incomplete": "error"}
 _LATER_KEYS = {
     "dataset": {"cluster": None, "on_incomplete": "error"},
     "gate": {"correction": "holm"},
-    "metric": {"function": None, "workers": None, "timeout_s": None, "memory_mb": None, "bootstrap_budget": None},
+    "metric": {"function": None, "workers": None, "timeout_s": None, "memory_mb": None, "bootstrap_budget": None,
+               "bootstrap_budget_s": 60.0},
 }
 
 

@@ -380,6 +380,11 @@ class MetricSpec(Strict):
     timeout_s: float | None = Field(default=None, gt=0, description="per-example time limit (a score error past it)")
     memory_mb: int | None = Field(default=None, ge=16, description="per-worker memory limit, where the OS enforces one")
     bootstrap_budget: int | None = Field(default=None, ge=0, description="whole recomputations a corpus-only metric's bootstrap may spend")
+    bootstrap_budget_s: float = Field(
+        default=60.0, ge=0,
+        description="seconds an aggregate-only metric (an evaluate module returning one number, not a mean of per-example "
+                    "values) may spend on its per-example probe and its bootstrap, per metric and run: the resamples are as "
+                    "many whole computations as fit, at least 20 or none (no interval)")
 
     @model_validator(mode="after")
     def _name_or_path(self):

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from assay.providers.base import CallResult, ChatProvider, ProviderError
+from assay.errors import ProviderSetupError
 
 
 @dataclass(slots=True)
@@ -24,7 +25,7 @@ class StreamedCall:
     latency_s: float
 
 
-class MissingSecret(RuntimeError):
+class MissingSecret(ProviderSetupError, RuntimeError):
     """An API key variable named in the config is not set."""
 
 

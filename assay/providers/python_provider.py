@@ -8,19 +8,20 @@ import time
 import pyarrow as pa
 
 from assay.providers.base import BatchProvider
+from assay.errors import ProviderSetupError
 
 
 def load_function(target: str):
     module, _, attr = target.partition(":")
     if not module or not attr:
-        raise ValueError(f"function must look like 'package.module:function', got {target!r}")
+        raise ProviderSetupError(f"function must look like 'package.module:function', got {target!r}")
     try:
         obj = importlib.import_module(module)
     except ImportError as e:
-        raise ValueError(f"cannot import {module!r} for function {target!r}: {e}") from None
+        raise ProviderSetupError(f"cannot import {module!r} for function {target!r}: {e}") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"{module!r} has no attribute {attr!r}")
+            raise ProviderSetupError(f"{module!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     return obj
 
@@ -72,7 +73,7 @@ class PythonProvider(BatchProvider):
         dt = time.perf_counter() - t0
         result = list(result)
         if len(result) != len(items):
-            raise ValueError(f"{self.cfg.function} returned {len(result)} results for {len(items)} rows")
+            raise ProviderSetupError(f"{self.cfg.function} returned {len(result)} results for {len(items)} rows")
         out = {"output": [], "prompt_tokens": [], "completion_tokens": [], "latency_s": [], "error": []}
         per = dt / len(items) if items else 0.0
         for r in result:

@@ -4,6 +4,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.providers.base import BatchProvider
+from assay.errors import ProviderSetupError
 
 OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "confidence")
 #: a production log's columns with the model a request asked for (the served model is its ``model``)
@@ -89,9 +90,9 @@ class ReplayProvider(BatchProvider):
         key = self.ctx.dataset.id or "example_id"
         col = self.cfg.output_column or "output"
         if key not in names:
-            raise ValueError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(names)})")
+            raise ProviderSetupError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(names)})")
         if col not in names:
-            raise ValueError(f"replay log {src} has no output column {col!r} (columns: {', '.join(names)})")
+            raise ProviderSetupError(f"replay log {src} has no output column {col!r} (columns: {', '.join(names)})")
 
     def _keep(self, t: pa.Table) -> pa.Table:
         """The log's rows as the responses need them: the id as text, the output, what else it has."""
@@ -115,9 +116,9 @@ class ReplayProvider(BatchProvider):
         try:
             t, _ = read_log(self.cfg.format, src, on_incomplete=self.cfg.on_incomplete)
         except (LogError, FileNotFoundError) as e:
-            raise ValueError(f"replay model {self.ctx.model_name}: {e}") from e
+            raise ProviderSetupError(f"replay model {self.ctx.model_name}: {e}") from e
         except Exception as e:
-            raise ValueError(f"replay log {src} cannot be read as {self.cfg.format}: {type(e).__name__}: {e}") from e
+            raise ProviderSetupError(f"replay log {src} cannot be read as {self.cfg.format}: {type(e).__name__}: {e}") from e
         want = getattr(self.cfg, "model", None)
         if want is not None and t.num_rows:
             # the served model (a dated snapshot, often), else the model the request asked for
@@ -128,7 +129,7 @@ class ReplayProvider(BatchProvider):
                         mask = pc.or_(mask, pc.fill_null(pc.equal(t[c], want), False))
             if not pc.any(mask).as_py():
                 held = sorted(m for m in pc.unique(t["model"]).to_pylist() if m is not None)
-                raise ValueError(f"replay model {self.ctx.model_name}: the {self.cfg.format} log {src} has no calls of "
+                raise ProviderSetupError(f"replay model {self.ctx.model_name}: the {self.cfg.format} log {src} has no calls of "
                                  f"model {want!r} (it holds: {', '.join(held) or 'none'}); set model: to one of them")
             t = t.filter(mask)
         cols = {c: t[c] for c in ("example_id", "output", *OPTIONAL) if c in t.column_names}
@@ -151,7 +152,7 @@ class ReplayProvider(BatchProvider):
                 t = read_source(src)
             except Exception as e:
                 # named here: pyarrow's own messages do not say which file
-                raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+                raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
             self._check(t.column_names, src)
             self._table = self._keep(t)
         return self._table
@@ -201,9 +202,9 @@ class ReplayProvider(BatchProvider):
         except ValueError as e:
             if str(e).startswith("replay log "):
                 raise
-            raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+            raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
         except Exception as e:
-            raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+            raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
         with _open(src) as f:
             pf = pq.ParquetFile(f)
             empty = self._keep(pf.schema_arrow.empty_table())
@@ -278,7 +279,7 @@ class ReplayProvider(BatchProvider):
         col = self.cfg.output_column or "output"
         if self.cfg.source is None:
             if col not in rows.column_names:
-                raise ValueError(f"replay model {self.ctx.model_name}: dataset has no column {col!r}; set source: or output_column:")
+                raise ProviderSetupError(f"replay model {self.ctx.model_name}: dataset has no column {col!r}; set source: or output_column:")
             out = {"output": rows[col].cast(pa.string()).to_pylist()}
             for c in OPTIONAL:
                 out[c] = rows[c].to_pylist() if c in rows.column_names else [None] * n
