@@ -147,7 +147,11 @@ def example_ids(table: pa.Table, id_column: str | None, input_fields: list[str])
 
 def input_fields(cfg: DatasetConfig, prompt: PromptConfig | None) -> list[str]:
     """The dataset fields a prompt is made of: ``dataset.input``, else the template's fields."""
-    return cfg.input or (template_fields(prompt.template) if prompt else [])
+    if cfg.input:
+        return cfg.input
+    if prompt is not None and prompt.messages is not None:
+        return [prompt.messages]
+    return template_fields(prompt.template) if prompt else []
 
 
 def column_problems(columns: list[str], cfg: DatasetConfig, prompt: PromptConfig | None) -> list[tuple[tuple, str]]:
@@ -171,6 +175,8 @@ def column_problems(columns: list[str], cfg: DatasetConfig, prompt: PromptConfig
         if f not in have:
             if cfg.input:
                 out.append((("dataset", "input", i), f"dataset.input column {f!r}"))
+            elif prompt is not None and prompt.messages is not None:
+                out.append((("prompt", "messages"), f"prompt.messages column {f!r}"))
             else:
                 out.append((("prompt", "template"), f"input field {f!r} (used by the prompt template)"))
     return out

@@ -252,9 +252,23 @@ class DatasetConfig(Strict):
 
 
 class PromptConfig(Strict):
-    system: str | None = None
-    template: str
+    system: str | None = Field(default=None, description="the system message; with messages:, see system_mode")
+    template: str | None = Field(default=None, description="the user message, filled from each row's fields ({field})")
+    messages: str | None = Field(default=None, description="a column holding each example's conversation (a list of "
+                                                           "{role, content} messages, content text or a list of text "
+                                                           "parts; tool calls kept): sent as the request's messages "
+                                                           "instead of a template")
+    system_mode: Literal["replace", "prepend"] = Field(
+        default="replace", description="with messages: and system:, replace the conversation's own system messages by "
+                                       "system: (replace), or put system: before them (prepend)")
     version: str | None = None
+
+    @model_validator(mode="after")
+    def _template_or_messages(self):
+        if (self.template is None) == (self.messages is None):
+            raise ValueError("a prompt takes template: (a user message filled from each row) or messages: (a column "
+                             "holding each row's conversation), one of the two")
+        return self
 
 
 class CostConfig(Strict):

@@ -42,6 +42,10 @@ def inputs_text(ctx: RunContext, dataset) -> list[str]:
     from assay.prompting import render_messages
 
     cfg = ctx.cfg
+    if cfg.prompt is not None and cfg.prompt.messages is not None:  # the whole conversation the answer continues
+        from assay.prompting import transcript
+
+        return [transcript(m) for m in render_messages(cfg.prompt, dataset)]
     if cfg.prompt is not None:
         return [m[-1]["content"] for m in render_messages(cfg.prompt, dataset)]
     fields = cfg.dataset.input or [c for c in dataset.column_names if c not in ("example_id", "reference")][:1]
