@@ -182,9 +182,17 @@ def column_problems(columns: list[str], cfg: DatasetConfig, prompt: PromptConfig
     return out
 
 
+def partition_end(cfg: DatasetConfig, as_of: date) -> date:
+    """The last day of the partition window a run dated ``as_of`` assesses: ``as_of`` itself, or
+    ``lag`` days before it (``lag: 1d``: a nightly run on the 6th assesses the 5th, the last complete day)."""
+    lag = cfg.partition.lag if cfg.partition is not None else None
+    return as_of - parse_window(lag) if lag else as_of
+
+
 def _window_mask(table: pa.Table, cfg: DatasetConfig, as_of: date):
-    """The rows of ``table`` inside the as_of window of ``dataset.partition``."""
+    """The rows of ``table`` inside the as_of window of ``dataset.partition`` (ending ``lag`` before as_of)."""
     days = _as_date_array(table[cfg.partition.column])
+    as_of = partition_end(cfg, as_of)
     mask = pc.less_equal(days, pa.scalar(as_of, pa.date32()))
     if cfg.partition.window:
         start = as_of - parse_window(cfg.partition.window)

@@ -191,8 +191,11 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
         return [(at + ("dataset", "source"), f"no examples in {src}: the file has no rows")]
     if ds.partition and as_of is not None:
         window = ds.partition.window
-        span = f"in the {window} up to {as_of}" if window else f"on or before {as_of}"
-        return [(at + ("dataset", "partition"), f"no examples in {src} up to {as_of}: none of its {read} rows has "
+        end = D.partition_end(ds, as_of)
+        span = f"in the {window} up to {end}" if window else f"on or before {end}"
+        if end != as_of:
+            span += f" ({ds.partition.lag} before as_of {as_of})"
+        return [(at + ("dataset", "partition"), f"no examples in {src} up to {end}: none of its {read} rows has "
                                                 f"{ds.partition.column} {span}")]
     return [(at + ("dataset", "source"), f"no examples in {src}")]
 

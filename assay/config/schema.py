@@ -219,6 +219,16 @@ def parse_model(data: Any) -> ModelConfig:
 class Partition(Strict):
     column: str
     window: str | None = Field(default=None, description="e.g. 1d, 7d, 24h; none = everything up to as_of")
+    lag: str | None = Field(default=None, description="how far before as_of the window ends, in whole days (1d: a run "
+                                                      "dated the 6th assesses the window ending on the 5th, the last "
+                                                      "complete day of a nightly run); none = the window ends on as_of")
+
+    @field_validator("lag")
+    @classmethod
+    def _lag(cls, v):
+        if v is not None and (not WINDOW_PATTERN.match(v) or (v.endswith("h") and int(v[:-1]) % 24)):
+            raise ValueError("lag must be whole days, like 1d, 2d, 1w or 24h")
+        return v
 
     @field_validator("window")
     @classmethod
