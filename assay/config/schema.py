@@ -243,6 +243,9 @@ class Partition(Strict):
 class Sample(Strict):
     n: int = Field(ge=1)
     seed: int = 0
+    by: list[str] | None = Field(default=None, description="columns to stratify by: each combination of their values "
+                                                           "gets a share of n proportional to its rows, and at least "
+                                                           "one example when it has any")
 
 
 class DatasetConfig(Strict):
@@ -283,7 +286,12 @@ class PromptConfig(Strict):
 
 class CostConfig(Strict):
     monthly_requests: int | None = Field(default=None, ge=0)
-    max_usd: float | None = Field(default=None, ge=0)
+    max_usd: float | None = Field(default=None, ge=0, description="the most the run's model calls may cost: estimated "
+                                                                  "before any call (see on_over_budget), and enforced "
+                                                                  "while calling")
+    on_over_budget: Literal["stop", "shrink"] = Field(
+        default="stop", description="when the estimated cost of the candidates' calls is above max_usd: stop before "
+                                    "calling anything (saying which sample size would fit), or shrink the sample to fit")
 
 
 class Gate(Strict):
