@@ -358,6 +358,8 @@ class MetricSpec(Strict):
     function: str | None = Field(default=None, description="package.module:function, or with path: the function's name in that file")
     args: dict[str, Any] = Field(default_factory=dict)
     judge: str | None = None
+    against: str | None = Field(default=None, description="pairwise: the pipeline's model whose answers the others are "
+                                                           "compared with (the incumbent)")
     workers: int | None = Field(default=None, ge=0, le=256, description="worker processes for a per-example metric (0: this process)")
     timeout_s: float | None = Field(default=None, gt=0, description="per-example time limit (a score error past it)")
     memory_mb: int | None = Field(default=None, ge=16, description="per-worker memory limit, where the OS enforces one")
