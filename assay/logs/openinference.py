@@ -57,7 +57,7 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
         stats.non_chat += block.n
         return None
     is_llm = pc.fill_null(pc.equal(pc.utf8_upper(pc.cast(kind, pa.string())), "LLM"), False)
-    rows = np.flatnonzero(is_llm.to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(otlp.np_of(is_llm))
     stats.non_chat += block.n - len(rows)
     if not len(rows):
         return None
@@ -134,10 +134,10 @@ def _messages(kv: pa.ListArray, rows: np.ndarray) -> tuple[list, list]:
     """The input and output messages of the spans at ``rows``, from their flattened attributes."""
     sub = kv.take(pa.array(rows))
     flat = sub.flatten()
-    parent = pc.list_parent_indices(sub).to_numpy(zero_copy_only=False)
+    parent = otlp.np_of(pc.list_parent_indices(sub))
     keys = flat.field("key")
     wanted = pc.fill_null(pc.or_(pc.starts_with(keys, "llm.input_messages."), pc.starts_with(keys, "llm.output_messages.")), False)
-    sel = np.flatnonzero(wanted.to_numpy(zero_copy_only=False))
+    sel = np.flatnonzero(otlp.np_of(wanted))
     vals = flat.field("value").take(pa.array(sel))
     values = [otlp.any_value(v) for v in vals.to_pylist()]
     per_span: list[dict] = [{} for _ in range(len(rows))]

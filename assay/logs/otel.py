@@ -77,7 +77,7 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
     if system is not None:
         no_op = pc.is_null(op) if op is not None else pa.array(np.ones(block.n, bool))
         is_chat = pc.or_(is_chat, pc.and_(pc.is_valid(system), no_op))
-    rows = np.flatnonzero(is_chat.to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(otlp.np_of(is_chat))
     stats.non_chat += block.n - len(rows)
     if not len(rows):
         return None
@@ -85,8 +85,8 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
     out = otlp.text_attr(block, attrs.get(OUT), OUT, rows)
     sysi = otlp.text_attr(block, attrs.get(SYS), SYS, rows)
     status = spans.field("status")
-    failed = pc.fill_null(pc.equal(status.field("code").take(pa.array(rows)), 2), False)
-    err_msg = pc.if_else(failed, pc.coalesce(status.field("message").take(pa.array(rows)), pa.scalar("error")), pa.scalar(None, pa.string()))
+    failed = pc.fill_null(pc.equal(otlp.take(status.field("code"), rows), 2), False)
+    err_msg = pc.if_else(failed, pc.coalesce(otlp.take(status.field("message"), rows), pa.scalar("error")), pa.scalar(None, pa.string()))
 
     n = len(rows)
     fast = np.zeros(n, bool)
@@ -96,13 +96,13 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
             ok = pc.and_(ok, pc.is_null(sysi))
         # tool calls carry JSON of any shape (arguments, responses): read in Python
         ok = pc.and_(ok, pc.invert(pc.or_(pc.match_substring(inp, '"tool_call'), pc.match_substring(out, '"tool_call'))))
-        fast = pc.fill_null(ok, False).to_numpy(zero_copy_only=False).copy()
+        fast = otlp.np_of(pc.fill_null(ok, False)).copy()
     messages = [None] * n
     outputs = [None] * n
     keep = np.ones(n, bool)
     fast_idx = np.flatnonzero(fast)
     if len(fast_idx):
-        got = _fast(inp.take(pa.array(fast_idx)), out.take(pa.array(fast_idx)))
+        got = _fast(otlp.take(inp, fast_idx), otlp.take(out, fast_idx))
         if got is None:  # Arrow could not take them (a part whose content is not text): one by one
             fast[:] = False
             fast_idx = fast_idx[:0]
@@ -140,9 +140,11 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
     else:
         m, o = pa.array(slow_msgs, MESSAGES), pa.array(slow_out, pa.string())
 
-    take = pa.array(rows)
-    start, start_ns = otlp.nanos_to_time(spans.field("startTimeUnixNano").take(take))
-    _, end_ns = otlp.nanos_to_time(spans.field("endTimeUnixNano").take(take))
+    def take(col):
+        return otlp.take(col, rows)
+
+    start, start_ns = otlp.nanos_to_time(take(spans.field("startTimeUnixNano")))
+    _, end_ns = otlp.nanos_to_time(take(spans.field("endTimeUnixNano")))
     latency = pc.divide(pc.cast(pc.subtract(end_ns, start_ns), pa.float64()), 1e9)
     model = otlp.text_attr(block, attrs.get("gen_ai.response.model"), "gen_ai.response.model", rows)
     req_model = otlp.text_attr(block, attrs.get("gen_ai.request.model"), "gen_ai.request.model", rows)
@@ -151,7 +153,7 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
     elif req_model is not None:
         model = pc.coalesce(model, req_model)
     cols = {
-        "example_id": spans.field("spanId").take(take),
+        "example_id": take(spans.field("spanId")),
         "messages": m, "output": o, "model": model, "request_time": start,
         "prompt_tokens": _first(otlp.int_attr(block, attrs.get(k), k, rows) for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")),
         "completion_tokens": _first(otlp.int_attr(block, attrs.get(k), k, rows) for k in ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")),
@@ -160,12 +162,12 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
         "ttft_s": otlp.float_attr(block, attrs.get("gen_ai.response.time_to_first_chunk"), "gen_ai.response.time_to_first_chunk", rows),
         "error": err_msg,
     }
-    extra = {"trace_id": spans.field("traceId").take(take), "span_name": spans.field("name").take(take)}
+    extra = {"trace_id": take(spans.field("traceId")), "span_name": take(spans.field("name"))}
     for k, v in block.resource.items():
-        extra[k] = v.take(take)
+        extra[k] = take(v)
     for k, v in attrs.items():
         if k not in CONSUMED:
-            v = v.take(take)
+            v = take(v)
             if v.null_count < len(v):  # a key only other spans have (http.*, gen_ai.tool.*) is not a column
                 extra[k] = v
     table = standard_table(cols, extra, n)
@@ -220,9 +222,9 @@ def _fast(inp: pa.Array, out: pa.Array) -> tuple[pa.Array, pa.Array] | None:
 def _join_text(parts: pa.ListArray) -> pa.Array:
     """The text parts of each list of parts joined with a newline (null where none is text)."""
     flat = parts.flatten()
-    parent = pc.list_parent_indices(parts).to_numpy(zero_copy_only=False)
+    parent = otlp.np_of(pc.list_parent_indices(parts))
     is_text = pc.fill_null(pc.or_kleene(pc.equal(flat.field("type"), "text"), pc.is_null(flat.field("type"))), False)
-    is_text = pc.and_(is_text, pc.is_valid(flat.field("content"))).to_numpy(zero_copy_only=False)
+    is_text = otlp.np_of(pc.and_(is_text, pc.is_valid(flat.field("content"))))
     counts = np.bincount(parent[is_text], minlength=len(parts))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     texts = flat.field("content").filter(pa.array(is_text))

@@ -60,7 +60,7 @@ class Block:
         self.spans = sp.flatten()
         ss_of_sp = pc.list_parent_indices(sp)
         rs_of_sp = pc.take(rs_of_ss, ss_of_sp)
-        self.row = pc.take(row_of_rs, rs_of_sp).to_numpy(zero_copy_only=False)
+        self.row = np_of(pc.take(row_of_rs, rs_of_sp))
         self.n = len(self.spans)
         res = pivot(rs_flat.field("resource").field("attributes"))
         idx = rs_of_sp
@@ -71,24 +71,40 @@ class Block:
         """``file:line span <spanId>`` of span ``i``."""
         row = int(self.row[i])
         if self._lines is None:  # rows are the block's non-blank lines
-            self._lines = [k for k, ln in enumerate(self._data.split(b"\n")) if ln.strip()]
+            self._lines = [k for k, ln in enumerate(bytes(self._data).split(b"\n")) if ln.strip()]
         line = self.first_line + self._lines[row] if row < len(self._lines) else self.first_line + row
         return f"{self.path}:{line} span {self.spans.field('spanId')[i].as_py()}"
 
 
+def _parse(data: bytes) -> pa.Table | None:
+    try:
+        return pj.read_json(pa.BufferReader(pa.py_buffer(data)), parse_options=_PARSE)
+    except pa.ArrowInvalid:
+        return None
+
+
 def blocks(path: str, stats: ReadStats, on_incomplete: str, storage_options: dict | None = None):
-    """The :class:`Block` of each block of lines of an OTLP JSON-lines file."""
-    for first, data in line_blocks(path, storage_options):
-        try:
-            table = pj.read_json(pa.BufferReader(data), parse_options=_PARSE)
+    """The :class:`Block` of each block of lines of an OTLP JSON-lines file. The next block is parsed
+    in a second thread while the caller turns this one into rows (Arrow's parser releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="assay-otlp") as pool:
+        it = line_blocks(path, storage_options)
+        nxt = next(it, None)
+        fut = pool.submit(_parse, nxt[1]) if nxt else None
+        while fut is not None:
+            first, data = nxt
+            table = fut.result()
+            nxt = next(it, None)
+            fut = pool.submit(_parse, nxt[1]) if nxt else None
             lines = None
-        except pa.ArrowInvalid:
-            data, lines = _rewrite(path, first, data, stats, on_incomplete)
-            if not data:
-                continue
-            table = pj.read_json(pa.BufferReader(data), parse_options=_PARSE)
-        if table.num_rows:
-            yield Block(path, first, data, table, lines)
+            if table is None:  # not as the Collector writes it, or a bad line: one by one
+                data, lines = _rewrite(path, first, data, stats, on_incomplete)
+                if not data:
+                    continue
+                table = pj.read_json(pa.BufferReader(data), parse_options=_PARSE)
+            if table.num_rows:
+                yield Block(path, first, data, table, lines)
 
 
 def _rewrite(path: str, first: int, data: bytes, stats: ReadStats, on_incomplete: str) -> tuple[bytes, list[int]]:
@@ -96,7 +112,7 @@ def _rewrite(path: str, first: int, data: bytes, stats: ReadStats, on_incomplete
     as strings, status codes as numbers); a line that is not JSON is an error naming it, or with
     ``on_incomplete: skip`` left out and counted. Returns the new block and, per row, its line offset."""
     out, lines = [], []
-    for k, raw in enumerate(data.split(b"\n")):
+    for k, raw in enumerate(bytes(data).split(b"\n")):
         if not raw.strip():
             continue
         try:
@@ -149,9 +165,9 @@ def pivot(kv: pa.Array, skip_prefixes: tuple[str, ...] = ()) -> dict[str, pa.Arr
     flat = kv.flatten()
     if not len(flat):
         return {}
-    parent = pc.list_parent_indices(kv).to_numpy(zero_copy_only=False)
+    parent = np_of(pc.list_parent_indices(kv))
     enc = flat.field("key").dictionary_encode()
-    codes = enc.indices.to_numpy(zero_copy_only=False)
+    codes = np_of(pc.fill_null(enc.indices, -1))  # a record without a key: -1, passed over
     vals = flat.field("value")
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(enc.dictionary) + 1))
@@ -163,8 +179,12 @@ def pivot(kv: pa.Array, skip_prefixes: tuple[str, ...] = ()) -> dict[str, pa.Arr
         if not len(sel):
             continue
         typed = typed_values(vals.take(pa.array(sel)))
+        rows = parent[sel]
+        if len(sel) == n and (n < 2 or bool(np.all(rows[1:] > rows[:-1]))):
+            out[key] = typed  # every row has the key once, in order: no scatter (the usual case)
+            continue
         pos = np.full(n, -1, dtype=np.int64)
-        pos[parent[sel]] = np.arange(len(sel))
+        pos[rows] = np.arange(len(sel))
         out[key] = typed.take(pa.array(pos, mask=pos < 0))
     return out
 
@@ -238,12 +258,32 @@ def nanos_to_time(col: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.cast(pc.divide(ns, 1000), pa.timestamp("us", tz="UTC")), ns
 
 
+def np_of(arr) -> np.ndarray:
+    """A numeric or boolean Arrow array without nulls as NumPy (without the pandas machinery that
+    ``to_numpy(zero_copy_only=False)`` imports)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count:
+        raise ValueError("np_of takes arrays without nulls")
+    if pa.types.is_boolean(arr.type):
+        return np_of(arr.cast(pa.uint8())).astype(bool)
+    dtype = np.dtype(str(arr.type))  # int32, int64, uint8, double...
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
+
+
+def take(col, rows: np.ndarray):
+    """``col`` at ``rows`` (increasing positions); ``col`` itself when they are all of its rows."""
+    if len(rows) == len(col):
+        return col
+    return col.take(pa.array(rows))
+
+
 def int_attr(block: Block, col: pa.Array | None, key: str, rows: np.ndarray) -> pa.Array | None:
     """An attribute that must hold whole numbers (token counts), taken at ``rows``: text of digits and
     integral floats are read as numbers; any other value is an error naming the span and the value."""
     if col is None:
         return None
-    col = col.take(pa.array(rows))
+    col = take(col, rows)
     t = col.type
     if pa.types.is_integer(t):
         return pc.cast(col, pa.int64())
@@ -254,7 +294,7 @@ def int_attr(block: Block, col: pa.Array | None, key: str, rows: np.ndarray) -> 
     else:
         bad = pc.is_valid(col)
     if pc.any(bad).as_py():
-        j = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
+        j = int(np.flatnonzero(np_of(pc.fill_null(bad, False)))[0])
         raise LogError(f"{block.where(int(rows[j]))}: attribute {key} is {col[j].as_py()!r} ({t}), not a whole number")
     if pa.types.is_string(t):
         return pc.cast(pc.cast(pc.utf8_trim_whitespace(col), pa.float64()), pa.int64())
@@ -265,7 +305,7 @@ def float_attr(block: Block, col: pa.Array | None, key: str, rows: np.ndarray) -
     """An attribute that must hold numbers (seconds, dollars), taken at ``rows``; else an error naming the span."""
     if col is None:
         return None
-    col = col.take(pa.array(rows))
+    col = take(col, rows)
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         return pc.cast(col, pa.float64())
     if pa.types.is_string(col.type):
@@ -274,7 +314,7 @@ def float_attr(block: Block, col: pa.Array | None, key: str, rows: np.ndarray) -
     else:
         bad = pc.is_valid(col)
     if pc.any(bad).as_py():
-        j = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
+        j = int(np.flatnonzero(np_of(pc.fill_null(bad, False)))[0])
         raise LogError(f"{block.where(int(rows[j]))}: attribute {key} is {col[j].as_py()!r} ({col.type}), not a number")
     return pc.cast(pc.utf8_trim_whitespace(col), pa.float64())
 
@@ -284,12 +324,12 @@ def text_attr(block: Block, col: pa.Array | None, key: str, rows: np.ndarray) ->
     another kind is an error naming the span."""
     if col is None:
         return None
-    col = col.take(pa.array(rows))
+    col = take(col, rows)
     if pa.types.is_string(col.type):
         return col
     bad = pc.is_valid(col)
     if pc.any(bad).as_py():
-        j = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
+        j = int(np.flatnonzero(np_of(pc.fill_null(bad, False)))[0])
         raise LogError(f"{block.where(int(rows[j]))}: attribute {key} is {col[j].as_py()!r} ({col.type}), not text")
     return pa.nulls(len(col), pa.string())
 
