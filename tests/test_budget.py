@@ -152,3 +152,18 @@ def test_within_budget_runs_the_whole_sample(tmp_path, server):
     assert ctx.folder.read_table("dataset.parquet").num_rows == 20
     assert server.stats()["requests_total"] == 40
     assert ctx.folder.manifest()["cost_estimate"]["usd"] == pytest.approx(per_example_usd() * 20)
+
+
+def test_the_judges_calls_are_in_the_estimate():
+    from assay.calling.estimate import JUDGE_INSTRUCTION_TOKENS, add_judges
+
+    t = pa.table({"example_id": ["a", "b"], "prompt_tokens": [100, 200], "completion_tokens": [10, 30]})
+    price = lambda p, c, k: p * 1e-6 + c * 4e-6  # noqa: E731
+    est = estimate(t, None, {"cand": OpenAIModel(model="m")}, {"cand": price}, {})
+    before = est.usd
+    judge = OpenAIModel(model="j", params={"max_tokens": 50})
+    add_judges(est, [("pairwise", "j", judge, 4)], {"j": price})
+    # four calls per example (two candidates × two orders), each the conversation, two answers and the instructions
+    want = sum(4 * ((p + 2 * a + JUDGE_INSTRUCTION_TOKENS) * 1e-6 + 50 * 4e-6) for p, a in ((100, 10), (200, 30)))
+    assert est.models["judge:j"] == pytest.approx(want) and est.usd == pytest.approx(before + want)
+    assert sum(est.per_example) == pytest.approx(est.usd)

@@ -12,6 +12,12 @@ Per example and paid model (a model priced per token that is called live: not a 
   :data:`DEFAULT_OUTPUT_TOKENS`;
 * times the model's samples per example, priced at the model's price on the run's date, with no
   cached-input discount (an estimate errs high).
+
+A judge metric's calls are estimated too, as a ``judge:<model>`` line (:func:`add_judges`): the
+grading judge one call per model and example, the pairwise judge two per candidate and example
+(both orders), each of the example's prompt tokens plus the answers it shows plus
+:data:`JUDGE_INSTRUCTION_TOKENS`, and the judge's ``max_tokens`` (else the default) out; calls the
+response cache will serve are counted as paid.
 """
 
 from dataclasses import dataclass, field
@@ -24,6 +30,8 @@ CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 3
 #: output tokens assumed per call when neither max_tokens nor a logged completion bounds them
 DEFAULT_OUTPUT_TOKENS = 256
+#: tokens of a judge prompt's own instructions and rubric (its fixed text is about 1,000 characters)
+JUDGE_INSTRUCTION_TOKENS = 300
 
 
 @dataclass
@@ -35,6 +43,9 @@ class Estimate:
     per_example: list[float] = field(default_factory=list)
     prompt_source: str = "characters"
     output_source: dict[str, str] = field(default_factory=dict)
+    #: per example: the prompt tokens counted, and the answer tokens a judge is shown (the logged ones)
+    prompt_tokens: list = field(default_factory=list, repr=False)
+    answer_tokens: list = field(default_factory=list, repr=False)
 
     @property
     def usd(self) -> float:
@@ -112,5 +123,27 @@ def estimate(dataset: pa.Table, requests, models: dict, pricers: dict, samples: 
         each = [price(p, c, 0) * k for p, c in zip(p_tokens, c_tokens)]
         est.models[name] = sum(each)
         est.output_source[name] = c_source
+        est.per_example = [a + b for a, b in zip(est.per_example, each)]
+    est.prompt_tokens = p_tokens
+    est.answer_tokens = output_tokens({}, logged_c, n)[0]
+    return est
+
+
+def add_judges(est: Estimate, judges: list[tuple[str, str, object, int]], pricers: dict) -> Estimate:
+    """Add the judges' calls to ``est``: ``judges`` lists (metric name, judge model, its config, calls
+    per example); a judge without a price in ``pricers`` is left out."""
+    prompts = est.prompt_tokens or [0] * est.rows
+    answers = est.answer_tokens or [DEFAULT_OUTPUT_TOKENS] * est.rows
+    for metric, name, mcfg, calls in judges:
+        price = pricers.get(name)
+        if price is None or not calls:
+            continue
+        params = getattr(mcfg, "params", {}) or {}
+        out = int(params.get("max_tokens") or params.get("max_completion_tokens") or DEFAULT_OUTPUT_TOKENS)
+        shown = 2 if metric == "pairwise" else 1  # a pairwise prompt shows two answers
+        each = [price(p + shown * a + JUDGE_INSTRUCTION_TOKENS, out, 0) * calls for p, a in zip(prompts, answers)]
+        key = f"judge:{name}"
+        est.models[key] = est.models.get(key, 0.0) + sum(each)
+        est.output_source[key] = f"{calls} call(s) per example, max_tokens {out}"
         est.per_example = [a + b for a, b in zip(est.per_example, each)]
     return est

@@ -112,6 +112,11 @@ def run(ctx: RunContext) -> str:
     rf.write_table(S.COSTS, table)
     rf.write_table(S.BREAKEVEN, be)
     changes = {"prices": C.prices_record(quotes, as_of)}
+    est = manifest.get("cost_estimate")
+    if isinstance(est, dict) and judge_rows:  # the judges' actual cost beside their estimate
+        judged = {r["model"]: round(float(r["cost_usd"]), 6) for r in judge_rows if r["cost_usd"] == r["cost_usd"]}
+        actual = {**(est.get("actual_models") or {}), **judged}
+        changes["cost_estimate"] = {**est, "actual_models": actual, "actual_usd": round(sum(actual.values()), 6)}
     if capacity:
         changes["capacity"] = capacity
     if judge_quotes:

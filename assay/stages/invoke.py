@@ -80,7 +80,8 @@ def estimate_first(ctx: RunContext) -> dict | None:
     strata when ``sample.by``) at the size that fits. None when no model of the run is paid."""
     import numpy as np
 
-    from assay.calling.estimate import estimate
+    from assay.calling.estimate import add_judges
+    from assay.calling.estimate import estimate as estimate_calls
     from assay.dataset import stratified_positions
     from assay.pricing import call_pricer, is_api_model, quote
     from assay.prompting import render_requests
@@ -90,11 +91,20 @@ def estimate_first(ctx: RunContext) -> dict | None:
     paid = {m: models[m] for m in ctx.models if models[m].provider != "replay" and is_api_model(models[m])}
     pricers = {m: call_pricer(quote(c, ctx.as_of)) for m, c in paid.items()}
     pricers = {m: p for m, p in pricers.items() if p is not None}
-    if not pricers:
+    # the judges' calls: (metric, judge model, its config, calls per example)
+    judges = [(s.name, s.judge, models[s.judge],
+               2 * len([m for m in ctx.models if m != s.against]) if s.name == "pairwise" else len(ctx.models))
+              for s in cfg.metric_specs() if s.judge and s.judge in models and s.name in ("judge", "pairwise")]
+    judge_pricers = {j: call_pricer(quote(c, ctx.as_of)) for _, j, c, _ in judges}
+    if not pricers and not any(judge_pricers.values()):
         return None
     dataset = rf.read_table(S.DATASET)
     requests = render_requests(cfg.prompt, dataset) if cfg.prompt is not None else None
     samples = {m: shard_samples(ctx, m) for m in pricers}
+
+    def estimate(table, reqs, paid, pricers, samples):
+        return add_judges(estimate_calls(table, reqs, paid, pricers, samples), judges, judge_pricers)
+
     est = estimate(dataset, requests, paid, pricers, samples)
     cap = cfg.cost.max_usd
     each = ", ".join(f"{m} {usd(v)}" for m, v in est.models.items())
@@ -160,7 +170,8 @@ def actual_next_to_estimate(ctx: RunContext, estimate: dict | None, stats: dict)
     """The invoke stage's spend per model beside the estimate made before it, in ``cost_estimate``."""
     if estimate is None:
         return
-    actual = {m: round(float((stats.get(m) or {}).get("usd") or 0.0), 6) for m in estimate.get("models", {})}
+    actual = {m: round(float((stats.get(m) or {}).get("usd") or 0.0), 6) for m in estimate.get("models", {})
+              if not m.startswith("judge:")}  # the judges' calls are made by the score stage: the cost stage adds them
     ctx.update_manifest(cost_estimate={**estimate, "actual_usd": round(sum(actual.values()), 6), "actual_models": actual})
 
 
