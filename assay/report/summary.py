@@ -428,7 +428,7 @@ def cost_check_lines(costs: pd.DataFrame, manifest: dict) -> list[str]:
     if isinstance(est, dict) and est.get("usd") is not None:
         line = f"Estimated before calling: {_usd(est['usd'])} for {est.get('rows', 0):,} examples"
         if est.get("actual_usd") is not None:
-            line += f"; the calls cost {_usd(est['actual_usd'])} (cache hits are free)"
+            line += f"; actual {_usd(est['actual_usd'])} (the models' fresh calls, and the judges' cost lines)"
         if est.get("max_usd") is not None:
             line += f"; cost.max_usd {_usd(est['max_usd'])}"
         shrunk = est.get("shrunk_from")
