@@ -31,7 +31,7 @@ def test_lines_only_above_the_threshold():
     out = with_reconciliation(table, {"inc": compare([1.0], [1.05]), "close": compare([1.0], [1.01])})
     assert math.isnan(out.set_index("model").loc["plain", "reported_cost_usd"])
     got = lines(out)
-    assert len(got) == 1 and got[0].startswith("inc: Assay computes $1.0500 for 1 requests") and "+5.0%" in got[0]
+    assert len(got) == 1 and got[0].startswith("inc: Assay computes $1.05 for 1 requests") and "+5.0%" in got[0]
     assert with_reconciliation(table, {}) is table
 
 

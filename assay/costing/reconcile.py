@@ -51,6 +51,8 @@ def with_reconciliation(table: pd.DataFrame, figures: dict[str, dict]) -> pd.Dat
 
 def lines(costs: pd.DataFrame, threshold: float = THRESHOLD) -> list[str]:
     """The report's lines: one per model whose computed and reported costs differ by more than ``threshold``."""
+    from assay.report.format import usd
+
     if "cost_difference_share" not in costs:
         return []
     out = []
@@ -58,7 +60,9 @@ def lines(costs: pd.DataFrame, threshold: float = THRESHOLD) -> list[str]:
         share = r.cost_difference_share
         if share is None or (isinstance(share, float) and math.isnan(share)) or abs(share) <= threshold:
             continue
-        out.append(f"{r.model}: Assay computes ${r.computed_cost_usd:,.4f} for {int(r.reconciled_requests):,} requests "
-                   f"(logged tokens × each date's price), the provider reported ${r.reported_cost_usd:,.4f}: "
-                   f"{'+' if share > 0 else ''}{share:.1%} (${r.cost_difference_usd:+,.4f}), more than {threshold:.0%}")
+        diff = r.cost_difference_usd
+        out.append(f"{r.model}: Assay computes {usd(r.computed_cost_usd)} for {int(r.reconciled_requests):,} requests "
+                   f"(logged tokens × each date's price), the provider reported {usd(r.reported_cost_usd)}: "
+                   f"{'+' if share > 0 else ''}{share:.1%} ({'+' if diff >= 0 else '−'}{usd(abs(diff))}), "
+                   f"more than {threshold:.0%}")
     return out
