@@ -91,3 +91,34 @@ def test_no_reported_costs_no_columns(tmp_path):
     cfg, _ = write(tmp_path, bill_factor=1.0, with_costs=False)
     ctx = run_local(cfg, "p", date(2026, 11, 6))
     assert "reported_cost_usd" not in ctx.folder.read_table("costs.parquet").column_names
+
+
+def test_a_replay_of_a_litellm_log_reconciles_its_spend(tmp_path):
+    """The incumbent replayed from a LiteLLM spend log (``format: litellm``), whose ``spend`` is the
+    provider-reported cost: its row of costs.parquet compares it with the tokens × price."""
+    import json
+
+    from tests.test_logs import spend_rows
+
+    (tmp_path / "spend.json").write_text(json.dumps(spend_rows()))
+    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+        artifacts: {tmp_path}/runs
+        models:
+          incumbent: {{provider: replay, source: spend.json, format: litellm, model: gpt-4o-mini-2024-07-18,
+                      price: {{input_per_mtok: 0.165, output_per_mtok: 0.60}}}}
+        pipelines:
+          p:
+            dataset: {{source: spend.json, format: litellm}}
+            prompt: {{messages: messages}}
+            models: [incumbent]
+            metrics: [output_length]
+            max_error_rate: 0.5
+            bootstrap: 0
+    """))
+    ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", date(2024, 10, 28))
+    row = ctx.folder.read_table("costs.parquet").to_pandas().set_index("model").loc["incumbent"]
+    computed = (88 * 0.165 + 9 * 0.60) / 1e6  # the failed call (no answer, no spend) is left out
+    assert row.reconciled_requests == 1 and row.computed_cost_usd == pytest.approx(computed)
+    assert row.reported_cost_usd == pytest.approx(0.0000186)
+    assert row.cost_difference_share == pytest.approx(computed / 0.0000186 - 1)
+    assert "Provider-reported cost differs: incumbent" in open(ctx.folder.path("summary.md")).read()

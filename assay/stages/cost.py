@@ -149,11 +149,12 @@ def reported_costs(ctx: RunContext, name: str, mcfg) -> dict | None:
         return dict(zip(t["example_id"].to_pylist(), t[REPORTED].to_pylist()))
     from assay.dataset import read_source
 
+    fmt = getattr(mcfg, "format", None)
     try:
-        t = read_source(ctx.loaded.resolve_path(mcfg.source))
+        t = read_source(ctx.loaded.resolve_path(mcfg.source), fmt, on_incomplete=getattr(mcfg, "on_incomplete", "error"))
     except Exception:  # noqa: BLE001  (the invoke stage read this log: a log it cannot read again has no costs to compare)
         return None
-    key = ctx.cfg.dataset.id or "example_id"
+    key = "example_id" if fmt is not None else (ctx.cfg.dataset.id or "example_id")  # a production log's own ids
     if REPORTED not in t.column_names or key not in t.column_names:
         return None
     return dict(zip(t[key].cast("string").to_pylist(), t[REPORTED].to_pylist()))
