@@ -247,3 +247,20 @@ def test_preflight_names_a_missing_messages_column(tmp_path, server):
     open(cfg, "w").write(text)
     problems = find_problems(load_config(cfg), "conv", DAY, None, None)
     assert any("prompt.messages column 'convo'" in m for _, m in problems), problems
+
+
+def test_a_provider_that_cannot_send_tool_calls_names_the_example():
+    from assay.config import DatasetConfig, TransformersModel
+    from assay.providers import Context
+    from assay.providers.transformers_provider import TransformersProvider
+
+    t = pa.table({"example_id": list(CONVERSATIONS), "messages": pa.array(list(CONVERSATIONS.values()), pa.list_(MESSAGE))})
+    p = TransformersProvider(TransformersModel(path="models/none"),
+                             Context("local", DatasetConfig(source="x"), PromptConfig(messages="messages"), lambda x: x))
+    with pytest.raises(PromptError, match="example 'c1': the conversation has tool calls or tool results, which provider "
+                                          "transformers cannot send"):
+        p._messages(t)
+    # conversations without tool messages go through
+    import pyarrow.compute as pc
+
+    assert len(p._messages(t.filter(pc.is_in(t["example_id"], pa.array(["c2", "c3"]))))) == 2
