@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -163,7 +162,7 @@ def test_otel_reads_chat_spans_into_the_standard_columns(tmp_path):
 def test_otel_older_conventions_events_and_content_events(tmp_path):
     """Spans of semantic conventions before v1.37: gen_ai.system with gen_ai.*.message and gen_ai.choice
     events (v1.28-1.36), and gen_ai.content.prompt/completion events (v1.26)."""
-    ev = lambda name, attrs: {"timeUnixNano": "1793000000100000000", "name": name, "attributes": kv(attrs)}  # noqa: E731
+    ev = lambda name, attrs: {"timeUnixNano": "1793000000100000000", "name": name, "attributes": kv(attrs)}
     old = span("c000000000000001", "chat gpt-4o", {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o",
                                                   "gen_ai.usage.prompt_tokens": 20, "gen_ai.usage.completion_tokens": 5},
                events=[ev("gen_ai.system.message", {"gen_ai.system": "openai", "content": "You greet people"}),
@@ -373,7 +372,7 @@ def test_langfuse_jsonl_and_parquet_exports(tmp_path):
               for k, v in row.items() if k != "metadata"} for row in rows]
     table = pa.Table.from_pylist(camel)
     pq.write_table(table, tmp_path / "obs.parquet")
-    t2, stats2 = read_log("langfuse", str(tmp_path / "obs.parquet"))
+    t2, _ = read_log("langfuse", str(tmp_path / "obs.parquet"))
     assert t2.num_rows == 2 and t2["output"].to_pylist() == t["output"].to_pylist()
     assert t2["prompt_tokens"].to_pylist() == [500, 7]
 
@@ -444,7 +443,7 @@ def test_litellm_spend_logs_json_and_csv(tmp_path):
         w.writeheader()
         for row in rows:
             w.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
-    t2, stats2 = read_log("litellm", str(tmp_path / "spend.csv"))
+    t2, _ = read_log("litellm", str(tmp_path / "spend.csv"))
     assert t2["output"].to_pylist() == t["output"].to_pylist() and t2["prompt_tokens"].to_pylist() == [88, 0]
 
 
@@ -597,7 +596,7 @@ def test_assay_run_on_an_otel_export_replayed(tmp_path, prefect_server):
                         "--no-progress"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     folder = Path(r.stdout.strip().splitlines()[-1])
-    expected, stats = read_log("otel", str(src / "traces-2026-11-03.jsonl"))
+    expected, _ = read_log("otel", str(src / "traces-2026-11-03.jsonl"))
     assert f"load: otel log {src}: " in r.stderr and "non-chat skipped" in r.stderr
     ds = pq.read_table(folder / "dataset.parquet")
     assert sorted(ds["example_id"].to_pylist()) == sorted(expected["example_id"].to_pylist())  # the day's chat calls
@@ -639,3 +638,57 @@ def test_preflight_names_a_log_source_without_files(tmp_path):
     with pytest.raises(ConfigError) as e:
         preflight(loaded, "q", date(2026, 11, 3))
     assert {p for p, _, _ in e.value.problems} == {"models.inc.source"}
+
+
+def test_otel_messages_in_another_shape_beside_parts_based_ones(tmp_path):
+    """An instrumentation that writes OpenAI-shaped messages ({role, content}) into
+    gen_ai.input.messages, and an answer with a reasoning part before its text, in one block with
+    ordinary spans: each read as it is, none with its content lost."""
+    plain = span("h000000000000001", "chat gpt-4", chat_attrs([parts("user", "a")], [parts("assistant", "b")]))
+    openai_shape = span("h000000000000002", "chat gpt-4", chat_attrs(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], [parts("assistant", "hello")]))
+    reasoning = span("h000000000000003", "chat o3", chat_attrs(
+        [parts("user", "joke?")], [{"role": "assistant", "parts": [{"type": "reasoning", "content": "think"},
+                                                                   {"type": "text", "content": "A joke."}]}]))
+    only_reasoning = span("h000000000000004", "chat o3", chat_attrs([parts("user", "x")], [{"role": "assistant", "parts": [
+        {"type": "reasoning", "content": "hmm"}]}]))
+    (tmp_path / "t.jsonl").write_text(export_line([plain, openai_shape, reasoning, only_reasoning]) + "\n")
+    with pytest.raises(LogError, match=r"h000000000000004: gen_ai\.output\.messages holds no text and no tool call"):
+        read_log("otel", str(tmp_path / "t.jsonl"))
+    t, stats = read_log("otel", str(tmp_path / "t.jsonl"), on_incomplete="skip")
+    rows = {r["example_id"]: r for r in t.to_pylist()}
+    assert t["example_id"].to_pylist() == ["h000000000000001", "h000000000000002", "h000000000000003"]
+    assert [(m["role"], m["content"]) for m in rows["h000000000000002"]["messages"]] == [("system", "Be brief."), ("user", "hi")]
+    assert rows["h000000000000003"]["output"] == "A joke." and rows["h000000000000001"]["output"] == "b"
+    assert stats.incomplete == 1
+
+
+def test_otel_an_attribute_of_different_kinds_in_two_files_becomes_text(tmp_path):
+    a = chat_attrs([parts("user", "a")], [parts("assistant", "b")], **{"app.build": 1042})
+    b = chat_attrs([parts("user", "c")], [parts("assistant", "d")], **{"app.build": "1043-rc1"})
+    (tmp_path / "1.jsonl").write_text(export_line([span("i000000000000001", "chat gpt-4", a)]) + "\n")
+    (tmp_path / "2.jsonl").write_text(export_line([span("i000000000000002", "chat gpt-4", b)]) + "\n")
+    t, _ = read_log("otel", str(tmp_path))
+    assert t.schema.field("app.build").type == pa.string() and t["app.build"].to_pylist() == ["1042", "1043-rc1"]
+
+
+def test_langfuse_legacy_export_joins_its_traces(tmp_path):
+    root = tmp_path / "p-1"
+    (root / "observations").mkdir(parents=True)
+    (root / "traces").mkdir()
+    rows = [{k: v for k, v in r.items() if k not in ("user_id", "session_id", "trace_name", "tags")} for r in langfuse_rows()]
+    (root / "observations" / "2024-05-29.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (root / "traces" / "2024-05-29.jsonl").write_text(json.dumps({"id": "t-1", "name": "support", "user_id": "u-42",
+                                                                 "session_id": "sess-7", "tags": ["beta"], "release": "v9"}) + "\n")
+    t, stats = read_log("langfuse", str(tmp_path))
+    assert stats.files == 1 and t.num_rows == 2
+    r = t.to_pylist()[0]
+    assert (r["user_id"], r["session_id"], r["trace_name"], r["release"], r["tags"]) == ("u-42", "sess-7", "support", "v9", ["beta"])
+
+
+def test_a_span_exported_twice_is_read_once(tmp_path):
+    src = otel_export(tmp_path / "otel")
+    (src / "traces-retry.jsonl").write_text((src / "traces-1.jsonl").read_text().splitlines()[0] + "\n")
+    t, stats = read_log("otel", str(src))
+    assert t.num_rows == 4 and stats.duplicates == 1 and stats.chat == 4
+    assert sorted(t["example_id"].to_pylist()) == ["a000000000000002", "a000000000000004", "a000000000000006", "b000000000000001"]

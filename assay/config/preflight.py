@@ -12,6 +12,8 @@ one pipeline and the models a run assesses:
   ``as_of`` filter and sampling it has examples whose ids are unique. It is read and prepared with
   the load stage's own functions (:func:`assay.dataset.prepared_source`), so the two cannot disagree,
   and the load stage of the same process takes the prepared table instead of reading it again;
+* production logs (a dataset's or a replay model's ``source`` with a log ``format``) name at least
+  one log file;
 * replay logs (``models.<name>.source``), training files (``models.<name>.train`` or the pipeline's
   ``dataset.train``) and local model folders (``models.<name>.path``) exist and are readable;
 * API key variables named by ``api_key_env`` are set (of the run's models and its judges);

@@ -13,7 +13,14 @@ import importlib
 
 import pyarrow as pa
 
-from assay.logs.common import MESSAGE, MESSAGES, STANDARD, STANDARD_NAMES, LogError, ReadStats
+from assay.logs.common import (
+    MESSAGE,
+    MESSAGES,
+    STANDARD,
+    STANDARD_NAMES,
+    LogError,
+    ReadStats,
+)
 
 #: format name -> the module whose ``read(source, on_incomplete, storage_options)`` reads it
 FORMATS = {
@@ -39,7 +46,31 @@ def read_log(format: str, source: str, *, on_incomplete: str = "error",
     if on_incomplete not in ON_INCOMPLETE:
         raise ValueError(f"on_incomplete must be one of {', '.join(ON_INCOMPLETE)}, got {on_incomplete!r}")
     reader = importlib.import_module(FORMATS[format])
-    return reader.read(source, on_incomplete=on_incomplete, storage_options=storage_options)
+    table, stats = reader.read(source, on_incomplete=on_incomplete, storage_options=storage_options)
+    return _first_of_each(table, stats)
+
+
+def _first_of_each(table: pa.Table, stats: ReadStats) -> tuple[pa.Table, ReadStats]:
+    """One row per ``example_id``: the first (an exporter that retried wrote the span twice, an
+    export window read twice); the others are counted as duplicates."""
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    if n < 2 or pc.count_distinct(table["example_id"]).as_py() == n:
+        return table, stats
+    import numpy as np
+
+    from assay.logs.otlp import np_of
+
+    order = pc.sort_indices(table["example_id"])  # stable: the first of equal ids stays first
+    ids = table["example_id"].take(order)
+    same = np_of(pc.fill_null(pc.equal(ids.slice(1), ids.slice(0, n - 1)), False))
+    drop = np_of(order)[1:][same]
+    keep = np.ones(n, bool)
+    keep[drop] = False
+    stats.duplicates += int((~keep).sum())
+    stats.chat -= int((~keep).sum())
+    return table.filter(pa.array(keep)), stats
 
 
 def log_files(format: str, source: str, storage_options: dict | None = None) -> list[str]:

@@ -51,19 +51,21 @@ class ReadStats:
     incomplete: int = 0
     failed: int = 0
     files: int = 0
+    #: chat records whose id an earlier record had (left out: the first is kept)
+    duplicates: int = 0
     #: the first few incomplete records skipped, as "file:line: why"
     examples: list[str] = field(default_factory=list)
 
     def add(self, other: "ReadStats") -> None:
         """Fold another file's counts into these."""
-        for k in ("records", "chat", "non_chat", "incomplete", "failed", "files"):
+        for k in ("records", "chat", "non_chat", "incomplete", "failed", "files", "duplicates"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.examples = (self.examples + other.examples)[:5]
 
     def as_dict(self) -> dict:
         """The counts, for a manifest or a log line."""
         return {"records": self.records, "chat": self.chat, "non_chat": self.non_chat,
-                "incomplete": self.incomplete, "failed": self.failed, "files": self.files}
+                "incomplete": self.incomplete, "failed": self.failed, "files": self.files, "duplicates": self.duplicates}
 
     def line(self) -> str:
         """The counts in words, for the load stage's log line."""
@@ -71,6 +73,8 @@ class ReadStats:
                f"{self.non_chat} non-chat skipped, {self.incomplete} incomplete skipped")
         if self.failed:
             out += f", {self.failed} failed calls kept (error set)"
+        if self.duplicates:
+            out += f", {self.duplicates} duplicates left out"
         return out
 
 

@@ -26,8 +26,21 @@ import os
 
 import pyarrow as pa
 
-from assay.logs.common import (LogError, ReadStats, bad_line, incomplete, json_text, list_files, maybe_json,
-                               openai_message, read_bytes, records, rows_table, text_of, utc_micros)
+from assay.logs.common import (
+    LogError,
+    ReadStats,
+    bad_line,
+    incomplete,
+    json_text,
+    list_files,
+    maybe_json,
+    openai_message,
+    read_bytes,
+    records,
+    rows_table,
+    text_of,
+    utc_micros,
+)
 
 SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json", ".csv", ".jsonl.gz", ".ndjson.gz", ".json.gz", ".csv.gz")
 #: camelCase names of older exports -> the current snake_case names
@@ -106,7 +119,7 @@ def _rows(path: str, storage_options: dict | None):
 
         try:
             table = pq.ParquetFile(pa.BufferReader(read_bytes(path, storage_options))).read()
-        except Exception as e:  # noqa: BLE001  (a corrupt file)
+        except Exception as e:
             raise LogError(f"{path}: not a readable Parquet file: {type(e).__name__}: {e}") from None
         return [(k + 1, _plain(r), None) for k, r in enumerate(table.to_pylist())]
     return records(path, storage_options)

@@ -1,7 +1,8 @@
 """LiteLLM proxy spend logs (format ``litellm``): rows of the ``LiteLLM_SpendLogs`` table, exported as
 CSV, JSON (an array of rows, as ``/spend/logs`` returns them) or JSON lines.
 
-Read after BerriAI/litellm ``schema.prisma`` (model ``LiteLLM_SpendLogs``, LiteLLM v1.7x–1.8x):
+Read after BerriAI/litellm ``schema.prisma`` (model ``LiteLLM_SpendLogs`` as on the main branch in late 2026, with ``completionStartTime``,
+``request_duration_ms``, ``session_id``, ``status``):
 ``request_id``, ``call_type``, ``spend``, ``prompt_tokens``, ``completion_tokens``, ``startTime``,
 ``endTime``, ``completionStartTime``, ``model``, ``model_group``, ``custom_llm_provider``, ``metadata``
 (JSON), ``request_tags`` (JSON), ``messages`` (JSON: the request's messages, ``{}`` when the proxy
@@ -23,8 +24,19 @@ does not store prompts), ``response`` (JSON: the OpenAI-shaped response), ``stat
 
 import pyarrow as pa
 
-from assay.logs.common import (LogError, ReadStats, bad_line, incomplete, json_text, list_files, maybe_json,
-                               openai_message, records, rows_table, utc_micros)
+from assay.logs.common import (
+    LogError,
+    ReadStats,
+    bad_line,
+    incomplete,
+    json_text,
+    list_files,
+    maybe_json,
+    openai_message,
+    records,
+    rows_table,
+    utc_micros,
+)
 
 SUFFIXES = (".csv", ".json", ".jsonl", ".ndjson", ".csv.gz", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 CHAT_CALLS = ("completion", "acompletion")

@@ -1,10 +1,10 @@
 """OpenAI Batch files (format ``openai-batch``): a batch's input file joined with its output file (and
 its error file) on ``custom_id``.
 
-Read after the OpenAI Batch API reference (platform.openai.com/docs/guides/batch and
-api-reference/batch, "The request input object" / "The request output object", 2024-2025): an input
+Read after the OpenAI API's OpenAPI specification 2.3.0 (``BatchRequestInput``, and
+``BatchRequestOutput``: "the per-line object of the batch output and error files"): an input
 line is ``{custom_id, method, url, body}``; an output (or error) line is ``{id, custom_id, response:
-{status_code, request_id, body}, error: {code, message} | null}``. ``source:`` names the files of both
+{status_code, request_id, body} | null, error: {code, message} | null}``. ``source:`` names the files of both
 kinds (a folder or a glob); each line's kind is told by its fields.
 
 * a chat call is an input line whose ``url`` is ``/v1/chat/completions``; other endpoints (embeddings,
@@ -22,8 +22,17 @@ kinds (a folder or a glob); each line's kind is told by its fields.
 
 import pyarrow as pa
 
-from assay.logs.common import (LogError, ReadStats, bad_line, incomplete, json_text, list_files, openai_message, records,
-                               rows_table)
+from assay.logs.common import (
+    LogError,
+    ReadStats,
+    bad_line,
+    incomplete,
+    json_text,
+    list_files,
+    openai_message,
+    records,
+    rows_table,
+)
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 CHAT_URL = "/v1/chat/completions"

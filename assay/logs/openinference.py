@@ -2,7 +2,8 @@
 instrumentations), exported as OTLP JSON lines (:mod:`assay.logs.otlp`).
 
 Read after the OpenInference semantic conventions (Arize-ai/openinference ``spec/semantic_conventions.md``
-and ``spec/llm_spans.md``, as of openinference-semantic-conventions 0.1.x):
+and ``spec/llm_spans.md`` as on the main branch in late 2026, which added ``llm.cost.*`` and
+``llm.token_count.prompt_details.*``):
 
 * a chat call is a span with ``openinference.span.kind`` = ``LLM``; every other kind (``CHAIN``,
   ``RETRIEVER``, ``EMBEDDING``, ``TOOL``, ``AGENT``, ...) and spans without it are skipped and counted;
@@ -25,7 +26,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.logs import otlp
-from assay.logs.common import MESSAGES, LogError, ReadStats, concat, incomplete, json_text, list_files, standard_table, tool_call
+from assay.logs.common import (
+    MESSAGES,
+    LogError,
+    ReadStats,
+    concat,
+    incomplete,
+    json_text,
+    list_files,
+    standard_table,
+    tool_call,
+)
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 #: flattened lists: read into messages, or left out (documents, embeddings, tool schemas)
@@ -181,4 +192,4 @@ def _message(f: dict) -> dict:
             "tool_calls": json_text(tcs) if tcs else None}
 
 
-__all__ = ["read", "LogError"]
+__all__ = ["LogError", "read"]

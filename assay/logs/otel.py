@@ -35,11 +35,24 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from assay.logs import otlp
-from assay.logs.common import (MESSAGE, MESSAGES, LogError, ReadStats, concat, incomplete, json_text, list_files,
-                               openai_message, standard_table, text_of, tool_call)
+from assay.logs.common import (
+    MESSAGE,
+    MESSAGES,
+    LogError,
+    ReadStats,
+    concat,
+    incomplete,
+    json_text,
+    list_files,
+    openai_message,
+    standard_table,
+    text_of,
+    tool_call,
+)
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 CHAT_OPERATIONS = ("chat", "generate_content", "text_completion")
+TOOL_PARTS = ("tool_call", "tool_call_response", "server_tool_call", "server_tool_call_response")
 IN, OUT, SYS = "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"
 #: attributes read into the standard columns, so not repeated as attribute columns
 CONSUMED = (IN, OUT, SYS, "gen_ai.response.model", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
@@ -94,11 +107,7 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
         ok = pc.and_(pc.is_valid(inp), pc.is_valid(out))
         if sysi is not None:
             ok = pc.and_(ok, pc.is_null(sysi))
-        # tool calls carry JSON of any shape (arguments, responses): read in Python
-        ok = pc.and_(ok, pc.invert(pc.or_(pc.match_substring(inp, '"tool_call'), pc.match_substring(out, '"tool_call'))))
         fast = otlp.np_of(pc.fill_null(ok, False)).copy()
-    messages = [None] * n
-    outputs = [None] * n
     keep = np.ones(n, bool)
     fast_idx = np.flatnonzero(fast)
     if len(fast_idx):
@@ -106,6 +115,10 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
         if got is None:  # Arrow could not take them (a part whose content is not text): one by one
             fast[:] = False
             fast_idx = fast_idx[:0]
+        elif not got[2].all():  # messages not in the parts shape, or no answer text: one by one
+            fast[fast_idx[~got[2]]] = False
+            got = (got[0].filter(pa.array(got[2])), got[1].filter(pa.array(got[2])))
+            fast_idx = np.flatnonzero(fast)
     slow_idx = np.flatnonzero(~fast)
     slow_msgs, slow_out = [], []
     if len(slow_idx):
@@ -124,7 +137,8 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
             if not msgs:
                 why = f"no {IN} attribute and no gen_ai.*.message events (was content capture off?)"
             elif answer is None and not failed_py[k]:
-                why = f"no {OUT} attribute and no gen_ai.choice event"
+                why = (f"{OUT} holds no text and no tool call" if out_py[k] is not None
+                       else f"no {OUT} attribute and no gen_ai.choice event")
             if why:
                 incomplete(stats, on_incomplete, where, why)
                 keep[j] = False
@@ -136,7 +150,7 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
         m = pa.concat_arrays([got[0], pa.array(slow_msgs, MESSAGES)]).take(pa.array(order))
         o = pa.concat_arrays([got[1], pa.array(slow_out, pa.string())]).take(pa.array(order))
     elif len(fast_idx):
-        m, o = got
+        m, o = got[0], got[1]
     else:
         m, o = pa.array(slow_msgs, MESSAGES), pa.array(slow_out, pa.string())
 
@@ -188,9 +202,11 @@ def _first(cols):
 
 
 # ------------------------------------------------------------------------------------------------ Arrow path
-def _fast(inp: pa.Array, out: pa.Array) -> tuple[pa.Array, pa.Array] | None:
+def _fast(inp: pa.Array, out: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray] | None:
     """Text-only input and output messages, parsed by Arrow as one JSON-lines buffer: (messages,
-    output text), or None when Arrow cannot take them."""
+    output text, whether each row was read whole), or None when Arrow cannot take them. A row whose
+    messages have no ``parts`` (another shape), that has no message, that holds a tool call or a tool's
+    response, or whose answer has no text is not read whole: the caller reads it in Python."""
     # a newline outside a JSON string is white space, and inside one it is not valid JSON: out of the way
     clean = [pc.replace_substring(pc.replace_substring(a, "\n", " "), "\r", " ") for a in (inp, out)]
     lines = otlp.concat_text([pa.scalar('{"i":'), clean[0], pa.scalar(',"o":'), clean[1], pa.scalar("}\n")])
@@ -216,7 +232,21 @@ def _fast(inp: pa.Array, out: pa.Array) -> tuple[pa.Array, pa.Array] | None:
     output = _join_text(first.field("parts")) if len(o) else pa.array([], pa.string())
     if len(o) and first.null_count:
         output = pc.if_else(pc.is_null(first), pa.scalar(None, pa.string()), output)
-    return messages, output
+    no_parts = otlp.np_of(pc.is_null(msgs.field("parts")))
+    parent = otlp.np_of(pc.list_parent_indices(i))
+    whole = np.bincount(parent[no_parts], minlength=len(i)) == 0
+    # tool calls and their responses carry JSON of any shape (arguments, results), which this schema
+    # leaves out: such rows are read in Python
+    for lists, owner in ((msgs.field("parts"), parent), (first.field("parts") if len(o) else None, None)):
+        if lists is None:
+            continue
+        tool = otlp.np_of(pc.fill_null(pc.is_in(lists.flatten().field("type"), pa.array(TOOL_PARTS)), False))
+        if tool.any():
+            rows_of = otlp.np_of(pc.list_parent_indices(lists))[tool]
+            whole[owner[rows_of] if owner is not None else rows_of] = False
+    whole &= otlp.np_of(pc.fill_null(pc.greater(pc.list_value_length(i), 0), False))
+    whole &= otlp.np_of(pc.is_valid(output))
+    return messages, output, whole
 
 
 def _join_text(parts: pa.ListArray) -> pa.Array:

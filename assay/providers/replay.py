@@ -122,7 +122,7 @@ class ReplayProvider(BatchProvider):
 
         src = self.ctx.resolve_path(self.cfg.source)
         try:
-            t, stats = read_log(self.cfg.format, src, on_incomplete=self.cfg.on_incomplete)
+            t, _ = read_log(self.cfg.format, src, on_incomplete=self.cfg.on_incomplete)
         except (LogError, FileNotFoundError) as e:
             raise ValueError(f"replay model {self.ctx.model_name}: {e}") from e
         except Exception as e:

@@ -49,7 +49,8 @@ def run(ctx: RunContext) -> str:
             log.info("load: %s log %s: %d records in %d file(s): %d chat calls, %d non-chat skipped, %d incomplete skipped%s",
                      cfg.dataset.format, cfg.dataset.source, counts["records"], counts["files"], counts["chat"],
                      counts["non_chat"], counts["incomplete"],
-                     f", {counts['failed']} failed calls (error set)" if counts["failed"] else "")
+                     (f", {counts['failed']} failed calls (error set)" if counts["failed"] else "")
+                     + (f", {counts['duplicates']} duplicates left out" if counts.get("duplicates") else ""))
         rf.write_table(S.DATASET, table)
         del table
     ctx.update_manifest(dataset={"source": cfg.dataset.source, "fingerprint": fp, "rows": rows,
