@@ -618,6 +618,8 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
         errors = np.bincount(ex, weights=failed_long.astype(float), minlength=n_ex)
         per_model[model] = {"preds": preds, "each": {}, "split": {}}
         for key, metric in metrics.items():
+            if hasattr(metric, "for_model"):  # a metric that compares models (pairwise) counts its calls per model
+                metric.for_model(model)
             refs_long = [refs_all[i] for i in ex] if sampled else refs_all
             rows_long = None if rows_all is None else ([rows_all[i] for i in ex] if sampled else rows_all)
             inputs_long = None if inputs is None else ([inputs[i] for i in ex] if sampled else inputs)

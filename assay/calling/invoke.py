@@ -235,7 +235,7 @@ def _render(prompt, rows: pa.Table):
     from assay.prompting import render_requests
 
     if prompt is None:
-        raise ProviderSetupError("this model needs a prompt: set the pipeline's prompt.template")
+        raise ProviderSetupError("this model needs a prompt: set the pipeline's prompt.template or prompt.messages")
     return render_requests(prompt, rows)
 
 

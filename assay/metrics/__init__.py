@@ -38,6 +38,8 @@ for _name, _cls in BUILTINS.items():
 del _name, _cls
 # the LLM judge (imported only when a pipeline uses it)
 METRICS.register("judge", "assay.metrics.judge:LLMJudge")
+# the pairwise judge: each model's answers against another model's (the incumbent's)
+METRICS.register("pairwise", "assay.metrics.pairwise:PairwiseJudge")
 # code execution: runs generated programs with their tests in subprocesses
 METRICS.register("pass_at_k", "assay.metrics.code:PassAtK")
 
@@ -89,6 +91,10 @@ def _build_registered(spec: "MetricSpec", base_dir: str | None, judge: Any = Non
         args["judge"] = judge  # the judge model's provider, built by the run
     elif spec.judge is not None:
         args.setdefault("judge", spec.judge)
+    if getattr(spec, "against", None) is not None:
+        if "against" not in _options_of(cls):
+            raise ValueError(f"metric {spec.name!r}: against applies to the pairwise metric, not to {spec.name!r}")
+        args["against"] = spec.against
     for opt in _EXECUTION_OPTIONS:
         value = getattr(spec, opt, None)
         if value is not None:

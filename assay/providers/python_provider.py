@@ -28,7 +28,8 @@ def load_function(target: str):
 
 class PythonProvider(BatchProvider):
     """Calls ``function(rows)`` with a list of dicts (dataset fields plus ``prompt`` and
-    ``messages``); it returns a list of strings, or of dicts with ``output`` and optionally
+    ``messages``: the rendered request, or with ``prompt: {messages: COLUMN}`` the normalised
+    conversation, and ``prompt`` its last user message); it returns a list of strings, or of dicts with ``output`` and optionally
     ``prompt_tokens``, ``completion_tokens`` and ``error``."""
 
     def identity(self) -> dict:
@@ -56,7 +57,8 @@ class PythonProvider(BatchProvider):
         if self.ctx.prompt is not None:
             for item, msgs in zip(items, render_messages(self.ctx.prompt, rows)):
                 item["messages"] = msgs
-                item["prompt"] = msgs[-1]["content"]
+                # the last user message: a conversation may end with an assistant's or a tool's turn
+                item["prompt"] = next((m["content"] for m in reversed(msgs) if m["role"] == "user"), msgs[-1]["content"])
         return items
 
     def cache_inputs(self, rows: pa.Table) -> list:

@@ -14,6 +14,14 @@ LOG_ERROR = "error"
 #: The log column with each request's time. Detected by name only (no config key); it becomes the
 #: responses' ``started_at``, so the request is priced at the price in force on its own day.
 LOGGED_AT = "logged_at"
+#: the column names that hold a request's logged time: Assay's own, and the production log
+#: readers' ``request_time`` (the first one a log has is used)
+LOGGED_AT_COLUMNS = (LOGGED_AT, "request_time")
+
+
+def logged_at_column(names) -> str | None:
+    """The column of ``names`` with each request's logged time, or None."""
+    return next((c for c in LOGGED_AT_COLUMNS if c in names), None)
 
 
 def _utc_micros(col) -> pa.ChunkedArray:
@@ -78,7 +86,7 @@ class ReplayProvider(BatchProvider):
     ``output_column`` names the output (default ``output``); token counts and latency are
     taken where the log has them (columns ``prompt_tokens``, ``completion_tokens``,
     ``cached_tokens``, ``latency_s``). An example with no logged response is an error row.
-    A ``logged_at`` column (the time of the logged request) becomes the response's ``started_at``,
+    A ``logged_at`` (or the log readers' ``request_time``) column (the time of the logged request) becomes the response's ``started_at``,
     so the cost stage prices each request at the price of its own day; without it ``started_at`` is
     the time of the replay and requests are priced at the run's as_of.
     """
@@ -101,8 +109,9 @@ class ReplayProvider(BatchProvider):
         for c in OPTIONAL:
             if c in t.column_names:
                 keep[c] = t[c]
-        if LOGGED_AT in t.column_names:
-            keep["started_at"] = _utc_micros(t[LOGGED_AT])
+        at = logged_at_column(t.column_names)
+        if at is not None:
+            keep["started_at"] = _utc_micros(t[at])
         if getattr(self.cfg, "format", None) is not None and LOG_ERROR in t.column_names:
             keep["_log_error"] = t[LOG_ERROR]
         return pa.table(keep)
@@ -235,14 +244,14 @@ class ReplayProvider(BatchProvider):
         """Whether the responses' ``started_at`` is each request's logged time (a ``logged_at``
         column), so that the cost stage prices each request at its own day's price."""
         if self.cfg.source is not None:
-            return LOGGED_AT in self._log_names()
+            return logged_at_column(self._log_names()) is not None
         return bool(getattr(self, "_column_logged_at", False))
 
     def columns(self, available: list[str]) -> list[str] | None:
         if self.cfg.source is not None:
             return ["example_id"]  # the log has the rest
         col = self.cfg.output_column or "output"
-        return [c for c in [col, *OPTIONAL, LOGGED_AT] if c in available]  # a missing output column: said by run_batch
+        return [c for c in [col, *OPTIONAL, *LOGGED_AT_COLUMNS] if c in available]  # a missing output column: said by run_batch
 
     def run_batch(self, rows: pa.Table) -> dict[str, list]:
         out = self._batch(rows)
@@ -283,9 +292,10 @@ class ReplayProvider(BatchProvider):
             out = {"output": rows[col].cast(pa.string()).to_pylist()}
             for c in OPTIONAL:
                 out[c] = rows[c].to_pylist() if c in rows.column_names else [None] * n
-            if LOGGED_AT in rows.column_names:
+            at = logged_at_column(rows.column_names)
+            if at is not None:
                 self._column_logged_at = True
-                out["started_at"] = _utc_micros(rows[LOGGED_AT]).to_pylist()
+                out["started_at"] = _utc_micros(rows[at]).to_pylist()
             out["error"] = [None if o is not None else "no logged response" for o in out["output"]]
             return out
         if getattr(self, "_aligned", None) is None and getattr(self, "_merge", None) is None:

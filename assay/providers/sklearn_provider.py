@@ -30,7 +30,8 @@ class SklearnProvider(BatchProvider):
         from assay.dataset import template_fields
 
         ds = self.ctx.dataset
-        return ds.input or (template_fields(self.ctx.prompt.template) if self.ctx.prompt else ["text"])
+        p = self.ctx.prompt
+        return ds.input or (template_fields(p.template) if p is not None and p.template is not None else ["text"])
 
     def _text(self, table: pa.Table) -> list[str]:
         cols = [table[f].cast(pa.string()).to_pylist() for f in self._fields()]

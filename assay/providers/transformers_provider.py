@@ -151,9 +151,13 @@ class TransformersProvider(BatchProvider):
     # -------------------------------------------------------------------------------- prompts
     def _messages(self, rows: pa.Table) -> list[list[dict]]:
         if self.ctx.prompt is not None:
-            from assay.prompting import render_messages
+            from assay.prompting import refuse_tool_messages, render_messages
 
-            return render_messages(self.ctx.prompt, rows)
+            msgs = render_messages(self.ctx.prompt, rows)
+            if self.ctx.prompt.messages is not None:
+                refuse_tool_messages(msgs, rows["example_id"].to_pylist() if "example_id" in rows.column_names else None,
+                                     "transformers")
+            return msgs
         fields = self.ctx.dataset.input or (["text"] if "text" in rows.column_names else None)
         if not fields:
             raise ProviderSetupError("the transformers provider needs a prompt: in the pipeline, or dataset.input columns")

@@ -411,6 +411,27 @@ def slice_cells(metrics: pd.DataFrame, gen: pd.DataFrame, metric: str) -> pd.Dat
     return m[["model", "slice", "value", "n", "worst", "model_label"]].reset_index(drop=True)
 
 
+def cost_check_lines(costs: pd.DataFrame, manifest: dict) -> list[str]:
+    """The estimate made before calling beside what the calls cost (``cost_estimate`` in the
+    manifest), and the provider-reported costs that differ from Assay's by more than 2 %
+    (:mod:`assay.costing.reconcile`)."""
+    from assay.costing.reconcile import lines
+
+    out = []
+    est = manifest.get("cost_estimate")
+    if isinstance(est, dict) and est.get("usd") is not None:
+        line = f"Estimated before calling: {_usd(est['usd'])} for {est.get('rows', 0):,} examples"
+        if est.get("actual_usd") is not None:
+            line += f"; actual {_usd(est['actual_usd'])} (the models' fresh calls, and the judges' cost lines)"
+        if est.get("max_usd") is not None:
+            line += f"; cost.max_usd {_usd(est['max_usd'])}"
+        shrunk = est.get("shrunk_from")
+        if isinstance(shrunk, dict):
+            line += f"; the sample was shrunk from {shrunk.get('rows', 0):,} examples ({_usd(shrunk.get('usd'))}) to fit"
+        out.append(line + ".")
+    return out + [f"Provider-reported cost differs: {line}." for line in lines(costs)]
+
+
 def gates_line(manifest: dict) -> str | None:
     """The run's gate verdict in one line (None when its gates were not checked)."""
     g = manifest.get("gates")
@@ -566,6 +587,9 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     if monthly:
         md.append(f"Monthly figures at {monthly:,} requests per month.\n")
     md += _error_bar_lines(metrics)
+    checks = cost_check_lines(costs, manifest)
+    if checks:
+        md += ["## Cost checks\n"] + [f"- {line}" for line in checks] + [""]
     if prows:
         md += ["## Cascades and routes\n", "Scored and priced from this run's answers; no model was called again.\n",
                policy_markdown(prows, ptitles)]
@@ -631,6 +655,9 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
                 " <span class='mark'>✓ recommended</span>" if r["recommended"] else "")} for r in rows],
                 row_class=lambda r: "recommended" if r["recommended"] else "", raw=("model",)),
             "</section>"]
+    if checks:
+        body += ["<section id='cost-checks'><h2>Cost checks</h2><ul class='decisions'>",
+                 *(f"<li>{P.esc(line)}</li>" for line in checks), "</ul></section>"]
     if prows:
         body += ["<section id='policies'><h2>Cascades and routes</h2>",
                  "<p class='meta'>Scored and priced from this run's answers; no model was called again. Saving: against the "

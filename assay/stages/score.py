@@ -42,11 +42,43 @@ def inputs_text(ctx: RunContext, dataset) -> list[str]:
     from assay.prompting import render_messages
 
     cfg = ctx.cfg
+    if cfg.prompt is not None and cfg.prompt.messages is not None:  # the whole conversation the answer continues
+        from assay.prompting import transcript
+
+        return [transcript(m) for m in render_messages(cfg.prompt, dataset)]
     if cfg.prompt is not None:
         return [m[-1]["content"] for m in render_messages(cfg.prompt, dataset)]
     fields = cfg.dataset.input or [c for c in dataset.column_names if c not in ("example_id", "reference")][:1]
     cols = [dataset[f].cast(pa.string()).to_pylist() for f in fields]
     return ["\n".join(v or "" for v in vals) for vals in zip(*cols)]
+
+
+def give_against(ctx: RunContext, metrics: dict, dataset, responses, inputs) -> None:
+    """Hand a metric that compares models (``against:``, the pairwise judge) the answers of the
+    model it compares with, in the dataset's order (its first sample of each example)."""
+    import pandas as pd
+
+    for key, metric in metrics.items():
+        against = getattr(metric, "against", None)
+        if against is None or not hasattr(metric, "set_against"):
+            continue
+        if against not in ctx.models:
+            raise ValueError(f"metric {key}: against {against!r} is not among the run's models ({', '.join(ctx.models)})")
+        r = responses.filter(pa_equal(responses["model"], against)).to_pandas()
+        if "sample" in r:
+            r = r.sort_values("sample", kind="mergesort").drop_duplicates("example_id", keep="first")
+        r = r.set_index("example_id")
+        ok = r["output"].where(r["error"].isna()) if "error" in r else r["output"]
+        ids = pd.Index(dataset["example_id"].cast("string").to_pylist())
+        outputs = [None if pd.isna(v) else v for v in ok.reindex(ids).tolist()]
+        metric.set_against(outputs, inputs)
+
+
+def pa_equal(column, value):
+    """``column == value`` as an Arrow mask."""
+    import pyarrow.compute as pc
+
+    return pc.equal(column, value)
 
 
 def read_scored_responses(rf):
@@ -216,6 +248,7 @@ def run(ctx: RunContext, score_rows=None) -> str:
         dataset = rf.read_table(S.DATASET)
         responses = read_scored_responses(rf)
         inputs = inputs_text(ctx, dataset) if any(getattr(m, "needs_inputs", False) for m in metrics.values()) else None
+        give_against(ctx, metrics, dataset, responses, inputs)
         budgets = {s.key: s.bootstrap_budget for s in cfg.metric_specs() if s.bootstrap_budget is not None}
         res = score(dataset, responses, metrics, cfg.dataset.slices, cfg.bootstrap, seed=0, held_out=cfg.dataset.held_out,
                     inputs=inputs, cluster=cfg.dataset.cluster, budgets=budgets, deterministic=deterministic_models(ctx),
@@ -225,7 +258,8 @@ def run(ctx: RunContext, score_rows=None) -> str:
     rf.write_table(S.METRICS, res.metrics)
     rf.write_table(S.GENERALIZATION, res.generalization)
     rf.write_table(S.COMPARISONS, res.comparisons)
-    judges = {key: m.usage for key, m in metrics.items() if getattr(m, "usage", None)}
+    judges = {key: {**m.usage, **({"calls_by_model": dict(m.calls_by_model)} if hasattr(m, "calls_by_model") else {})}
+              for key, m in metrics.items() if getattr(m, "usage", None)}
     extra = {"judges": judges} if judges else {}
     computations = {k: int(getattr(m, "computations", 0)) for k, m in metrics.items() if getattr(m, "computations", 0)}
     if res.probes:
