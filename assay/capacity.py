@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from assay.dataset import load_prepared
+from assay.errors import AssayError
 from assay.prompting import render_requests
 from assay.providers import ProviderError
 from assay.providers.openai_compat import OpenAIProvider
@@ -66,7 +67,7 @@ LEVEL_COLUMNS = ["concurrency", "requests", "errors", "error_rate", "wall_s", "r
                  "goodput_rps", "meets_slo", "missed"]
 
 
-class CapacityError(ValueError):
+class CapacityError(AssayError, ValueError):
     """Bad input to a sweep (a level list, an SLO clause, a model that is not self-hosted): exit 2."""
 
 

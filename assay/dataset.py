@@ -17,11 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.config import DatasetConfig, PromptConfig
+from assay.errors import ArtifactMissing, AssayError
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 
 
-class DatasetError(ValueError):
+class DatasetError(AssayError, ValueError):
     """A dataset that cannot be used as configured.
 
     ``problems`` says what to fix, one (key path within the pipeline's config, message) pair per
@@ -57,13 +58,40 @@ def _open(source: str):
 
         return fsspec.open(source, "rb").open()
     if not os.path.exists(source):
-        raise FileNotFoundError(f"dataset file not found: {source}")
+        raise ArtifactMissing(f"dataset file not found: {source}")
     return open(source, "rb")
 
 
-def read_source(source: str, fmt: str | None = None, split: str | None = None) -> pa.Table:
-    """Read a whole dataset source into an Arrow table."""
+def is_log(fmt: str | None) -> bool:
+    """Whether ``fmt`` is a production log format (:mod:`assay.logs`)."""
+    from assay.config.schema import LOG_FORMATS
+
+    return fmt in LOG_FORMATS
+
+
+#: schema metadata key of a log's read counts (see :func:`log_stats`)
+LOG_STATS = b"assay.log_stats"
+
+
+def log_stats(table: pa.Table) -> dict | None:
+    """The counts of a production log's read (records, chat calls, non-chat and incomplete records
+    skipped) that :func:`read_source` attached to its table, or None."""
+
+    meta = table.schema.metadata or {}
+    return json.loads(meta[LOG_STATS]) if LOG_STATS in meta else None
+
+
+def read_source(source: str, fmt: str | None = None, split: str | None = None, on_incomplete: str = "error") -> pa.Table:
+    """Read a whole dataset source into an Arrow table. A production log (a log ``fmt``) is read by
+    :func:`assay.logs.read_log`, with its read counts in the schema's metadata (:func:`log_stats`)."""
     fmt = detect_format(source, fmt)
+    if is_log(fmt):
+        import json
+
+        from assay.logs import read_log
+
+        table, stats = read_log(fmt, source, on_incomplete=on_incomplete)
+        return table.replace_schema_metadata({**(table.schema.metadata or {}), LOG_STATS: json.dumps(stats.as_dict()).encode()})
     if fmt == "hf":
         # lazy: keeps datasets out of start-up
         import datasets
@@ -93,10 +121,21 @@ def read_source(source: str, fmt: str | None = None, split: str | None = None) -
 
 
 def fingerprint(source: str, fmt: str | None = None) -> str:
-    """Content hash of a local or remote file; for hub datasets, the name (and its version where known)."""
-    if detect_format(source, fmt) == "hf":
+    """Content hash of a local or remote file (a log source: of its files, names and contents); for hub
+    datasets, the name (and its version where known)."""
+    fmt = detect_format(source, fmt)
+    if fmt == "hf":
         return f"hf:{source}"
     h = hashlib.sha256()
+    if is_log(fmt):
+        from assay.logs import log_files
+
+        for path in log_files(fmt, source):
+            h.update(os.path.basename(path).encode() + b"\0")
+            with _open(path) as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        return "sha256:" + h.hexdigest()
     with _open(source) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -150,7 +189,11 @@ def example_ids(table: pa.Table, id_column: str | None, input_fields: list[str])
 
 def input_fields(cfg: DatasetConfig, prompt: PromptConfig | None) -> list[str]:
     """The dataset fields a prompt is made of: ``dataset.input``, else the template's fields."""
-    return cfg.input or (template_fields(prompt.template) if prompt else [])
+    if cfg.input:
+        return cfg.input
+    if prompt is not None and prompt.messages is not None:
+        return [prompt.messages]
+    return template_fields(prompt.template) if prompt else []
 
 
 def column_problems(columns: list[str], cfg: DatasetConfig, prompt: PromptConfig | None) -> list[tuple[tuple, str]]:
@@ -170,18 +213,31 @@ def column_problems(columns: list[str], cfg: DatasetConfig, prompt: PromptConfig
         out.append((("dataset", "cluster"), f"dataset.cluster column {cfg.cluster!r}"))
     if cfg.partition and cfg.partition.column not in have:
         out.append((("dataset", "partition", "column"), f"dataset.partition.column {cfg.partition.column!r}"))
+    for i, s in enumerate((cfg.sample.by or []) if getattr(cfg, "sample", None) else []):
+        if s not in have:
+            out.append((("dataset", "sample", "by", i), f"dataset.sample.by column {s!r}"))
     for i, f in enumerate(input_fields(cfg, prompt)):
         if f not in have:
             if cfg.input:
                 out.append((("dataset", "input", i), f"dataset.input column {f!r}"))
+            elif prompt is not None and prompt.messages is not None:
+                out.append((("prompt", "messages"), f"prompt.messages column {f!r}"))
             else:
                 out.append((("prompt", "template"), f"input field {f!r} (used by the prompt template)"))
     return out
 
 
+def partition_end(cfg: DatasetConfig, as_of: date) -> date:
+    """The last day of the partition window a run dated ``as_of`` assesses: ``as_of`` itself, or
+    ``lag`` days before it (``lag: 1d``: a nightly run on the 6th assesses the 5th, the last complete day)."""
+    lag = cfg.partition.lag if cfg.partition is not None else None
+    return as_of - parse_window(lag) if lag else as_of
+
+
 def _window_mask(table: pa.Table, cfg: DatasetConfig, as_of: date):
-    """The rows of ``table`` inside the as_of window of ``dataset.partition``."""
+    """The rows of ``table`` inside the as_of window of ``dataset.partition`` (ending ``lag`` before as_of)."""
     days = _as_date_array(table[cfg.partition.column])
+    as_of = partition_end(cfg, as_of)
     mask = pc.less_equal(days, pa.scalar(as_of, pa.date32()))
     if cfg.partition.window:
         start = as_of - parse_window(cfg.partition.window)
@@ -234,9 +290,54 @@ def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as
     n = sample if sample is not None else (cfg.sample.n if cfg.sample else None)
     if n is not None and n < table.num_rows:
         seed = cfg.sample.seed if cfg.sample else 0
-        idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n, replace=False))
+        if cfg.sample and cfg.sample.by:
+            idx = stratified_positions(table, cfg.sample.by, n, seed)
+        else:
+            idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n, replace=False))
         table = table.take(pa.array(idx))
     return table
+
+
+def allocate(sizes, n: int):
+    """Examples per stratum for a sample of ``n`` from strata of ``sizes`` rows: proportional
+    (largest remainders), at least one for every non-empty stratum, never more than it has. With
+    more non-empty strata than ``n``, each gets one (the sample is then one per stratum)."""
+    import numpy as np
+
+    sizes = np.asarray(sizes, dtype=np.int64)
+    total = int(sizes.sum())
+    if n >= total:
+        return sizes.copy()
+    quota = n * sizes / total
+    take = np.minimum(np.maximum(np.floor(quota).astype(np.int64), (sizes > 0).astype(np.int64)), sizes)
+    rest = quota - np.floor(quota)
+    while take.sum() < n:  # the largest remainders first, among the strata with rows left
+        room = take < sizes
+        i = int(np.argmax(np.where(room, rest, -1.0)))
+        take[i] += 1
+        rest[i] = -0.5
+    while take.sum() > n and (take > 1).any():  # the minimum of one pushed past n: take back from the largest
+        i = int(np.argmax(np.where(take > 1, take - quota, -np.inf)))
+        take[i] -= 1
+    return take
+
+
+def stratified_positions(table: pa.Table, by: list[str], n: int, seed: int):
+    """Sorted row positions of a stratified sample of ``n`` rows of ``table``: strata are the
+    combinations of the ``by`` columns' values (a missing value is a value), each sized by
+    :func:`allocate` and drawn with the seed, stratum by stratum in a stable order."""
+    import numpy as np
+
+    keys = [tuple(v) for v in zip(*(table[c].cast(pa.string()).to_pylist() if not pa.types.is_string(table[c].type)
+                                    else table[c].to_pylist() for c in by))]
+    order: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        order.setdefault(k, []).append(i)
+    strata = sorted(order, key=lambda k: tuple("" if v is None else str(v) for v in k))
+    take = allocate([len(order[k]) for k in strata], n)
+    rng = np.random.default_rng(seed)
+    out = [np.asarray(order[k])[rng.choice(len(order[k]), size=int(t), replace=False)] for k, t in zip(strata, take) if t]
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
 # ------------------------------------------------------------------------------------------------ a prepared source, handed on
@@ -270,9 +371,19 @@ def prepared_key(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, a
                  sample: int | None) -> tuple | None:
     """Everything that shapes the prepared table of ``source`` (its version included), or None
     when its version cannot be told (a Hugging Face dataset, a file system that says nothing)."""
-    if detect_format(source, cfg.format) == "hf":
+    fmt = detect_format(source, cfg.format)
+    if fmt == "hf":
         return None
-    stamp = source_version(source)
+    if is_log(fmt):  # a folder or a glob: the versions of its files
+        from assay.logs import log_files
+
+        try:
+            stamps = tuple(source_version(p) for p in log_files(fmt, source))
+        except FileNotFoundError:
+            return None
+        stamp = None if any(s is None for s in stamps) else stamps
+    else:
+        stamp = source_version(source)
     if stamp is None:
         return None
     return (source, stamp, cfg.model_dump_json(), prompt.model_dump_json() if prompt else None, as_of, sample)
@@ -308,13 +419,16 @@ def load_prepared(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
     the file; a missing local file FileNotFoundError.
     """
     try:
-        table = read_source(source, cfg.format, cfg.split)
+        table = read_source(source, cfg.format, cfg.split, getattr(cfg, "on_incomplete", "error"))
     except (FileNotFoundError, DatasetError):
         raise
     except Exception as e:
         fmt = detect_format(source, cfg.format)
         raise UnreadableSource(f"cannot read {source} as {fmt}: {type(e).__name__}: {e}") from e
-    return prepare(table, cfg, prompt, as_of, sample, source), table.num_rows
+    prepared = prepare(table, cfg, prompt, as_of, sample, source)
+    if LOG_STATS in (table.schema.metadata or {}):  # the load stage logs a log's counts
+        prepared = prepared.replace_schema_metadata({**(prepared.schema.metadata or {}), LOG_STATS: table.schema.metadata[LOG_STATS]})
+    return prepared, table.num_rows
 
 
 # ------------------------------------------------------------------------------------------------ by record batch
@@ -413,6 +527,8 @@ def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
         last = ids[len(ids) - 1]
         rows += t.num_rows
     n = sample if sample is not None else (cfg.sample.n if cfg.sample else None)
+    if n is not None and n < rows and cfg.sample and cfg.sample.by:
+        return None  # a stratified sample needs the strata's columns whole: prepare() draws it
     positions = None
     if n is not None and n < rows:  # the same positions prepare() takes from the sorted table
         seed = cfg.sample.seed if cfg.sample else 0

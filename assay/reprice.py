@@ -36,6 +36,7 @@ from assay.costing import (
     recorded_quotes,
     request_dates,
 )
+from assay.errors import AssayError
 from assay.pricing import PriceQuote, quote
 from assay.responses import read_responses
 from assay.runs import Manifest
@@ -48,7 +49,7 @@ __all__ = ["RepriceError", "Repriced", "open_run", "reprice", "format_comparison
 COMPARED = ("cost_usd", "cost_per_1k_usd", "monthly_cost_usd")
 
 
-class RepriceError(Exception):
+class RepriceError(AssayError):
     """The folder is not a run that can be repriced (the CLI exits 2)."""
 
 

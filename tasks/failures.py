@@ -2,11 +2,10 @@
 
 from prefect.states import Failed
 
-from assay.config import ConfigError
-from assay.runs import RunFailed
+from assay.errors import AssayError
 
 #: Failures Assay explains in one line: the message says what to fix.
-EXPECTED = (RunFailed, ConfigError, FileNotFoundError, ValueError)
+EXPECTED = (AssayError,)
 
 
 def run_stage(stage, ctx):

@@ -28,6 +28,7 @@ from assay.cache import ResponseCache, key_maker
 from assay.calling.batch import run_batches
 from assay.calling.budget import Budget
 from assay.calling.engine import CallOptions, Chunk, call_chat, new_stats
+from assay.errors import ProviderSetupError
 from assay.prompting import prompt_version, render_requests
 from assay.providers.base import BatchProvider, ChatProvider, Provider
 from assay.responses import RESPONSE_SCHEMA, compact, drop_remote_journal, journal_path, part_name, remote_journal
@@ -223,7 +224,7 @@ def request_identity(provider: Provider, prompt) -> dict:
 
 def _render(prompt, rows: pa.Table):
     if prompt is None:
-        raise ValueError("this model needs a prompt: set the pipeline's prompt.template")
+        raise ProviderSetupError("this model needs a prompt: set the pipeline's prompt.template or prompt.messages")
     return render_requests(prompt, rows)
 
 

@@ -17,12 +17,13 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from assay.config.schema import MODEL_CLASSES, AssayConfig, ModelConfig, PipelineConfig, model_options, parse_model
+from assay.errors import AssayError
 from assay.registry import UnknownName
 
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class ConfigError(Exception):
+class ConfigError(AssayError):
     """A configuration problem: each entry is (key path, message, line or None)."""
 
     def __init__(self, source: str, problems: list[tuple[str, str, int | None]]):
@@ -216,17 +217,29 @@ def _hashed_model(m: ModelConfig) -> dict:
     out = {**_flat_defaults(), **m.model_dump(mode="json")}
     if out.get("samples") in (1, None):  # added later: one call per example hashes as before it existed
         out.pop("samples", None)
+    for key, default in _LATER_MODEL_KEYS.items():  # added later too: at their defaults, as before
+        if out.get(key, default) == default:
+            out.pop(key, None)
     if isinstance(out.get("compute"), dict) and out["compute"].get("instances") == 1:  # added later, at its default
         out["compute"] = {k: v for k, v in out["compute"].items() if k != "instances"}
     return out
 
 
+#: model keys added after runs were recorded, with their defaults (see :func:`_hashed_model`)
+_LATER_MODEL_KEYS = {"format": None, "on_incomplete": "error"}
+
+
 #: keys added to the pipeline schema after runs were recorded, with their defaults: left out of the
 #: hash while at their default, so the hash of a config that does not use them stays what it was
 _LATER_KEYS = {
-    "dataset": {"cluster": None},
+    "dataset": {"cluster": None, "on_incomplete": "error"},
     "gate": {"correction": "holm"},
-    "metric": {"function": None, "workers": None, "timeout_s": None, "memory_mb": None, "bootstrap_budget": None},
+    "metric": {"function": None, "workers": None, "timeout_s": None, "memory_mb": None, "bootstrap_budget": None,
+               "bootstrap_budget_s": 60.0, "against": None},
+    "prompt": {"messages": None, "system_mode": "replace"},
+    "partition": {"lag": None},
+    "sample": {"by": None},
+    "cost": {"on_over_budget": "stop"},
 }
 
 
@@ -242,6 +255,12 @@ def _hashed_pipeline(pipe: dict) -> dict:
     if pipe.get("samples") is None:
         pipe.pop("samples", None)
     pipe["dataset"] = drop(pipe["dataset"], "dataset")
+    for key in ("partition", "sample"):
+        if isinstance(pipe["dataset"].get(key), dict):
+            pipe["dataset"][key] = drop(pipe["dataset"][key], key)
+    for key in ("prompt", "cost"):
+        if isinstance(pipe.get(key), dict):
+            pipe[key] = drop(pipe[key], key)
     pipe["gates"] = {k: drop(g, "gate") for k, g in pipe.get("gates", {}).items()}
     pipe["metrics"] = [drop(m, "metric") if isinstance(m, dict) else m for m in pipe.get("metrics", [])]
     return pipe

@@ -17,6 +17,11 @@ WINDOW_PATTERN = re.compile(r"^(\d+)([dwh])$")
 #: the most calls per example repeated sampling makes
 MAX_SAMPLES = 1000
 
+#: production log formats a dataset or a replay model reads (:mod:`assay.logs`)
+LOG_FORMATS = ("otel", "openinference", "langfuse", "litellm", "openai-batch")
+LogFormat = Literal["otel", "openinference", "langfuse", "litellm", "openai-batch"]
+OnIncomplete = Literal["error", "skip"]
+
 
 class Strict(BaseModel):
     # defer_build: a process that only unpickles a config (see assay.ahead) never pays for the
@@ -148,13 +153,24 @@ class ReplayModel(_Hosted, _TokenPriced, _Concurrent, _Named, _Model):
     """Responses a production system already produced: read from a log file or a dataset column."""
 
     provider: Literal["replay"] = Field("replay", description="picks the provider, and with it the keys below")
-    source: str | None = Field(default=None, description="a log file with a row per dataset id")
+    source: str | None = Field(default=None, description="a log file with a row per dataset id; with format: a production "
+                                                         "log (a file, a folder or a glob, local or an fsspec URL)")
     output_column: str | None = Field(default=None, description="the column with the outputs (default output)")
+    format: LogFormat | None = Field(default=None, description="the production log format of source (otel, openinference, "
+                                                               "langfuse, litellm, openai-batch); its logged answer is "
+                                                               "served for each example_id, and with model: only that "
+                                                               "model's rows")
+    on_incomplete: OnIncomplete = Field(default="error", description="with format: a chat record without its messages or "
+                                                                     "answer is an error (error) or skipped and counted (skip)")
 
     @model_validator(mode="after")
     def _somewhere_to_read(self):
         if self.source is None and self.output_column is None:
             raise ValueError("replay needs source: (a log file) or output_column: (a dataset column)")
+        if self.format is not None and self.source is None:
+            raise ValueError("format: is the format of a replay log: give its source: too")
+        if self.format is not None and self.output_column is not None:
+            raise ValueError("a production log (format:) has its answers in its output column: leave out output_column:")
         return self
 
     @property
@@ -235,6 +251,16 @@ def parse_model(data: Any) -> ModelConfig:
 class Partition(Strict):
     column: str = Field(description="a date column: rows up to as_of are kept")
     window: str | None = Field(default=None, description="e.g. 1d, 7d, 24h; none = everything up to as_of")
+    lag: str | None = Field(default=None, description="how far before as_of the window ends, in whole days (1d: a run "
+                                                      "dated the 6th assesses the window ending on the 5th, the last "
+                                                      "complete day of a nightly run); none = the window ends on as_of")
+
+    @field_validator("lag")
+    @classmethod
+    def _lag(cls, v):
+        if v is not None and (not WINDOW_PATTERN.match(v) or (v.endswith("h") and int(v[:-1]) % 24)):
+            raise ValueError("lag must be whole days, like 1d, 2d, 1w or 24h")
+        return v
 
     @field_validator("window")
     @classmethod
@@ -249,14 +275,26 @@ class Partition(Strict):
 class Sample(Strict):
     n: int = Field(ge=1, description="examples to draw")
     seed: int = Field(default=0, description="seed of the draw")
+    by: list[str] | None = Field(default=None, description="columns to stratify by: each combination of their values "
+                                                           "gets a share of n proportional to its rows, and at least "
+                                                           "one example when it has any")
 
 
 class DatasetConfig(Strict):
     source: str = Field(description="a .parquet, .csv, .jsonl/.ndjson or .json file (relative to pipelines.yaml) or URL; "
-                                    "or a Hugging Face dataset name (online only)")
-    format: Literal["parquet", "csv", "jsonl", "json", "hf"] | None = Field(default=None, description="default: from the extension")
+                                    "or a Hugging Face dataset name (online only); with a log format: a file, a folder or "
+                                    "a glob of production logs (local or an fsspec URL)")
+    format: Literal["parquet", "csv", "jsonl", "json", "hf", "otel", "openinference", "langfuse", "litellm",
+                    "openai-batch"] | None = Field(
+        default=None, description="default: from the extension; otel, openinference, langfuse, litellm or openai-batch "
+                                  "read a production log into the standard columns (example_id, messages, output, model, "
+                                  "request_time, tokens, latency, cost, and its attributes by key)")
+    on_incomplete: OnIncomplete = Field(default="error", description="with a log format: a chat record without its "
+                                                                     "messages or answer is an error (error) or skipped "
+                                                                     "and counted (skip)")
     split: str | None = Field(default=None, description="the split of a Hugging Face dataset (default test)")
-    id: str | None = Field(default=None, description="the column of stable example ids (default: a hash of the input fields)")
+    id: str | None = Field(default=None, description="the column of stable example ids (default: a hash of the input "
+                                                     "fields; with a log format: example_id)")
     input: list[str] | None = Field(default=None, description="the input fields (default: those the prompt template uses)")
     reference: str | None = Field(default=None, description="the column with the expected answer")
     slices: list[str] = Field(default_factory=list, description="columns to compute every metric per value of")
@@ -267,16 +305,44 @@ class DatasetConfig(Strict):
     cluster: str | None = Field(default=None, description="a column whose equal values mark examples that are not independent "
                                                           "(questions on one passage): clustered standard errors")
 
+    @model_validator(mode="after")
+    def _log_ids(self):
+        # a log's records have their own ids (span id, observation id, request id, custom_id)
+        if self.format in LOG_FORMATS and self.id is None:
+            self.id = "example_id"
+        return self
+
 
 class PromptConfig(Strict):
-    system: str | None = Field(default=None, description="the system message")
-    template: str = Field(description="the user message; {field} is the dataset's column of that name")
+    system: str | None = Field(default=None, description="the system message; with messages:, see system_mode")
+    template: str | None = Field(default=None, description="the user message; {field} is the dataset's column of that "
+                                                           "name (or messages:, not both)")
+    messages: str | None = Field(default=None, description="a column holding each example's conversation (a list of "
+                                                           "{role, content} messages, content text or a list of text "
+                                                           "parts; tool calls kept): sent as the request's messages "
+                                                           "instead of a template")
+    system_mode: Literal["replace", "prepend"] = Field(
+        default="replace", description="with messages: and system:, replace the conversation's own system messages by "
+                                       "system: (replace), or put system: before them (prepend)")
     version: str | None = Field(default=None, description="a label of your own (default: a hash of the text); part of every model's cache key")
+
+    @model_validator(mode="after")
+    def _template_or_messages(self):
+        if (self.template is None) == (self.messages is None):
+            raise ValueError("a prompt takes template: (a user message filled from each row) or messages: (a column "
+                             "holding each row's conversation), one of the two")
+        return self
 
 
 class CostConfig(Strict):
     monthly_requests: int | None = Field(default=None, ge=0, description="the volume monthly costs and break-even volumes are computed at")
-    max_usd: float | None = Field(default=None, ge=0, description="budget guard: invoke stops before a shard would spend more")
+    max_usd: float | None = Field(default=None, ge=0, description="the most the run's model calls may cost: estimated "
+                                                                  "before any call (see on_over_budget), and enforced "
+                                                                  "while calling (invoke stops before a shard would "
+                                                                  "spend more)")
+    on_over_budget: Literal["stop", "shrink"] = Field(
+        default="stop", description="when the estimated cost of the candidates' calls is above max_usd: stop before "
+                                    "calling anything (saying which sample size would fit), or shrink the sample to fit")
 
 
 class Gate(Strict):
@@ -344,11 +410,19 @@ class MetricSpec(Strict):
     path: FilePath | None = Field(default=None, description="an evaluate module file, or with function: a Python file (relative to pipelines.yaml)")
     function: str | None = Field(default=None, description="package.module:function, or with path: the function's name in that file")
     args: dict[str, Any] = Field(default_factory=dict, description="the metric's options")
-    judge: str | None = Field(default=None, description="the openai model that grades answers (name: judge)")
+    judge: str | None = Field(default=None, description="the openai model that grades answers (name: judge) or compares "
+                                                        "them (name: pairwise)")
+    against: str | None = Field(default=None, description="pairwise: the pipeline's model whose answers the others are "
+                                                           "compared with (the incumbent)")
     workers: int | None = Field(default=None, ge=0, le=256, description="worker processes for a per-example metric (0: this process)")
     timeout_s: float | None = Field(default=None, gt=0, description="per-example time limit (a score error past it)")
     memory_mb: int | None = Field(default=None, ge=16, description="per-worker memory limit, where the OS enforces one")
     bootstrap_budget: int | None = Field(default=None, ge=0, description="whole recomputations a corpus-only metric's bootstrap may spend")
+    bootstrap_budget_s: float = Field(
+        default=60.0, ge=0,
+        description="seconds an aggregate-only metric (an evaluate module returning one number, not a mean of per-example "
+                    "values) may spend on its per-example probe and its bootstrap, per metric and run: the resamples are as "
+                    "many whole computations as fit, at least 20 or none (no interval)")
 
     @model_validator(mode="after")
     def _name_or_path(self):

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from assay import store as S
+from assay.errors import DataError
 from assay.pricing import PriceQuote, token_cost
 from assay.responses import read_responses
 
@@ -140,7 +141,7 @@ def answers(dataset: pd.DataFrame, responses: pd.DataFrame, scores: pd.DataFrame
                 pd.to_numeric(g["value"], errors="coerce").to_numpy()[good]
             per_metric[str(name)] = a
     if metric not in per_metric:
-        raise ValueError(f"no per-example scores of {metric!r} in scores.parquet: a policy is scored per example")
+        raise DataError(f"no per-example scores of {metric!r} in scores.parquet: a policy is scored per example")
     kinds, fixed, floor = {}, {}, {}
     for r in costs.to_dict("records"):
         if str(r["model"]) in col:

@@ -15,6 +15,8 @@ any other way, from a schedule, the UI or a backfill, runs it itself before
   the load stage's own functions (:func:`assay.dataset.prepared_source`), so the two cannot disagree,
   and the load stage of the same request takes the prepared table (``Checked.dataset``) instead of
   reading it again;
+* production logs (a dataset's or a replay model's ``source`` with a log ``format``) name at least
+  one log file;
 * replay logs (``models.<name>.source``), training files (``models.<name>.train`` or the pipeline's
   ``dataset.train``) and local model folders (``models.<name>.path``) exist and are readable;
 * API key variables named by ``api_key_env`` are set (of the run's models and its judges);
@@ -196,7 +198,16 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
         fmt = D.detect_format(src, ds.format)
     except D.DatasetError as e:
         return [(at + key, msg) for key, msg in e.problems]
-    if fmt != "hf":
+    if D.is_log(fmt):
+        from assay.logs import log_files
+
+        try:
+            log_files(fmt, src)
+        except FileNotFoundError as e:
+            return [(at + ("dataset", "source"), str(e))]
+        except Exception as e:  # noqa: BLE001  (no such file system, no credentials, no network)
+            return [(at + ("dataset", "source"), f"cannot reach the {fmt} log {src}: {type(e).__name__}: {e}")]
+    elif fmt != "hf":
         why = file_problem(src, "dataset file")
         if why:
             return [(at + ("dataset", "source"), why)]
@@ -215,15 +226,35 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
     except Exception as e:  # noqa: BLE001  (a table prepare() cannot handle: said in one line, not a traceback)
         return [(at + ("dataset",), f"cannot prepare the examples of {src}: {type(e).__name__}: {e}")]
     if rows:
-        return []
+        return _conversation_problems(p.prompt, got, at)
     if read == 0:
         return [(at + ("dataset", "source"), f"no examples in {src}: the file has no rows")]
     if ds.partition and as_of is not None:
         window = ds.partition.window
-        span = f"in the {window} up to {as_of}" if window else f"on or before {as_of}"
-        return [(at + ("dataset", "partition"), f"no examples in {src} up to {as_of}: none of its {read} rows has "
+        end = D.partition_end(ds, as_of)
+        span = f"in the {window} up to {end}" if window else f"on or before {end}"
+        if end != as_of:
+            span += f" ({ds.partition.lag} before as_of {as_of})"
+        return [(at + ("dataset", "partition"), f"no examples in {src} up to {end}: none of its {read} rows has "
                                                 f"{ds.partition.column} {span}")]
     return [(at + ("dataset", "source"), f"no examples in {src}")]
+
+
+def _conversation_problems(prompt, got, at: tuple) -> list[Problem]:
+    """With ``prompt: {messages: COLUMN}``, every example's conversation is well formed (the first
+    one that is not is named)."""
+    if prompt is None or prompt.messages is None:
+        return []
+    from assay import dataset as D
+    from assay.prompting import PromptError, render_conversations
+
+    tables = got.batches() if isinstance(got, D.Streamed) else [got[0]]
+    try:
+        for t in tables:
+            render_conversations(prompt, t)
+    except PromptError as e:
+        return [(at + ("prompt", "messages"), f"prompt.messages column {prompt.messages!r}: {e}")]
+    return []
 
 
 def _model_problems(loaded: LoadedConfig, pipeline: str, chosen: list[str]) -> list[Problem]:
@@ -233,7 +264,14 @@ def _model_problems(loaded: LoadedConfig, pipeline: str, chosen: list[str]) -> l
     out: list[Problem] = []
     for name in chosen:
         m = models[name]
-        if m.provider == "replay" and m.source is not None:
+        if m.provider == "replay" and m.source is not None and m.format is not None:
+            from assay.logs import log_files
+
+            try:
+                log_files(m.format, loaded.resolve_path(m.source))
+            except Exception as e:  # noqa: BLE001  (not found; no such file system, no credentials, no network)
+                out.append((("models", name, "source"), f"replay log: {e}"))
+        elif m.provider == "replay" and m.source is not None:
             path = loaded.resolve_path(m.source)
             why = file_problem(path, "replay log") or _parquet_problem(path, "replay log")
             if why:

@@ -4,12 +4,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.dataset import _open, detect_format, read_source
+from assay.errors import ProviderSetupError
 from assay.providers.base import BatchProvider
 
 OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "confidence")
+#: a production log's columns with the model a request asked for (the served model is its ``model``)
+REQUEST_MODEL_COLUMNS = ("gen_ai.request.model", "llm.request.model_name", "model_group", "provided_model_name")
+#: the logged call's own error, in a production log read with ``format:``
+LOG_ERROR = "error"
 #: The log column with each request's time. Detected by name only (no config key); it becomes the
 #: responses' ``started_at``, so the request is priced at the price in force on its own day.
 LOGGED_AT = "logged_at"
+#: the column names that hold a request's logged time: Assay's own, and the production log
+#: readers' ``request_time`` (the first one a log has is used)
+LOGGED_AT_COLUMNS = (LOGGED_AT, "request_time")
+
+
+def logged_at_column(names) -> str | None:
+    """The column of ``names`` with each request's logged time, or None."""
+    return next((c for c in LOGGED_AT_COLUMNS if c in names), None)
 
 
 def _utc_micros(col) -> pa.ChunkedArray:
@@ -75,7 +88,7 @@ class ReplayProvider(BatchProvider):
     ``output_column`` names the output (default ``output``); token counts and latency are
     taken where the log has them (columns ``prompt_tokens``, ``completion_tokens``,
     ``cached_tokens``, ``latency_s``). An example with no logged response is an error row.
-    A ``logged_at`` column (the time of the logged request) becomes the response's ``started_at``,
+    A ``logged_at`` (or the log readers' ``request_time``) column (the time of the logged request) becomes the response's ``started_at``,
     so the cost stage prices each request at the price of its own day; without it ``started_at`` is
     the time of the replay and requests are priced at the run's as_of.
     """
@@ -87,9 +100,9 @@ class ReplayProvider(BatchProvider):
         key = self.ctx.dataset.id or "example_id"
         col = self.cfg.output_column or "output"
         if key not in names:
-            raise ValueError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(names)})")
+            raise ProviderSetupError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(names)})")
         if col not in names:
-            raise ValueError(f"replay log {src} has no output column {col!r} (columns: {', '.join(names)})")
+            raise ProviderSetupError(f"replay log {src} has no output column {col!r} (columns: {', '.join(names)})")
 
     def _keep(self, t: pa.Table) -> pa.Table:
         """The log's rows as the responses need them: the id as text, the output, what else it has."""
@@ -98,18 +111,57 @@ class ReplayProvider(BatchProvider):
         for c in OPTIONAL:
             if c in t.column_names:
                 keep[c] = t[c]
-        if LOGGED_AT in t.column_names:
-            keep["started_at"] = _utc_micros(t[LOGGED_AT])
+        at = logged_at_column(t.column_names)
+        if at is not None:
+            keep["started_at"] = _utc_micros(t[at])
+        if getattr(self.cfg, "format", None) is not None and LOG_ERROR in t.column_names:
+            keep["_log_error"] = t[LOG_ERROR]
         return pa.table(keep)
 
+    def _production_log(self) -> pa.Table:
+        """A production log (``format:``) as :meth:`_keep` takes it: its standard columns, the rows of
+        ``model:`` only when set, the request time as ``logged_at`` and the logged call's error."""
+        from assay.logs import LogError, read_log
+
+        src = self.ctx.resolve_path(self.cfg.source)
+        try:
+            t, _ = read_log(self.cfg.format, src, on_incomplete=self.cfg.on_incomplete)
+        except (LogError, FileNotFoundError) as e:
+            raise ProviderSetupError(f"replay model {self.ctx.model_name}: {e}") from e
+        except Exception as e:
+            raise ProviderSetupError(f"replay log {src} cannot be read as {self.cfg.format}: {type(e).__name__}: {e}") from e
+        want = getattr(self.cfg, "model", None)
+        if want is not None and t.num_rows:
+            # the served model (a dated snapshot, often), else the model the request asked for
+            mask = pc.fill_null(pc.equal(t["model"], want), False)
+            if not pc.any(mask).as_py():
+                for c in REQUEST_MODEL_COLUMNS:
+                    if c in t.column_names and pa.types.is_string(t[c].type):
+                        mask = pc.or_(mask, pc.fill_null(pc.equal(t[c], want), False))
+            if not pc.any(mask).as_py():
+                held = sorted(m for m in pc.unique(t["model"]).to_pylist() if m is not None)
+                raise ProviderSetupError(f"replay model {self.ctx.model_name}: the {self.cfg.format} log {src} has no calls of "
+                                 f"model {want!r} (it holds: {', '.join(held) or 'none'}); set model: to one of them")
+            t = t.filter(mask)
+        cols = {c: t[c] for c in ("example_id", "output", *OPTIONAL) if c in t.column_names}
+        cols[LOGGED_AT] = t["request_time"]
+        cols[LOG_ERROR] = t["error"]
+        return pa.table(cols)
+
     def _log(self) -> pa.Table:
+        if getattr(self, "_table", None) is None and getattr(self.cfg, "format", None) is not None:
+            log = self._production_log()
+            key = self.ctx.dataset.id
+            if key is not None and key != "example_id":  # the log's own ids are its example_id
+                log = log.append_column(key, log["example_id"])
+            self._table = self._keep(log)
         if getattr(self, "_table", None) is None:
             src = self.ctx.resolve_path(self.cfg.source)
             try:
                 t = read_source(src)
             except Exception as e:
                 # named here: pyarrow's own messages do not say which file
-                raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+                raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
             self._check(t.column_names, src)
             self._table = self._keep(t)
         return self._table
@@ -119,7 +171,9 @@ class ReplayProvider(BatchProvider):
         (and only whether it had a ``logged_at`` column is told)."""
         if getattr(self, "_names", None) is None:
             names = None
-            if getattr(self, "_table", None) is None:
+            if getattr(self.cfg, "format", None) is not None:
+                names = [LOGGED_AT]  # a production log always has each call's request time
+            elif getattr(self, "_table", None) is None:
                 try:
                     import pyarrow.parquet as pq
 
@@ -140,6 +194,8 @@ class ReplayProvider(BatchProvider):
         """A Parquet log whose ids, as text, are in increasing order (so each once): its batches,
         as :meth:`_keep` shapes them, for a merge with the examples (which the load stage sorted);
         None for any other log. One pass over the id column checks it."""
+        if getattr(self.cfg, "format", None) is not None:
+            return None  # read by its reader, whole
         src = self.ctx.resolve_path(self.cfg.source)
         if detect_format(src, None) != "parquet":
             return None
@@ -154,9 +210,9 @@ class ReplayProvider(BatchProvider):
         except ValueError as e:
             if str(e).startswith("replay log "):
                 raise
-            raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+            raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
         except Exception as e:
-            raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+            raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
         with _open(src) as f:
             pf = pq.ParquetFile(f)
             empty = self._keep(pf.schema_arrow.empty_table())
@@ -187,14 +243,14 @@ class ReplayProvider(BatchProvider):
         """Whether the responses' ``started_at`` is each request's logged time (a ``logged_at``
         column), so that the cost stage prices each request at its own day's price."""
         if self.cfg.source is not None:
-            return LOGGED_AT in self._log_names()
+            return logged_at_column(self._log_names()) is not None
         return bool(getattr(self, "_column_logged_at", False))
 
     def columns(self, available: list[str]) -> list[str] | None:
         if self.cfg.source is not None:
             return ["example_id"]  # the log has the rest
         col = self.cfg.output_column or "output"
-        return [c for c in [col, *OPTIONAL, LOGGED_AT] if c in available]  # a missing output column: said by run_batch
+        return [c for c in [col, *OPTIONAL, *LOGGED_AT_COLUMNS] if c in available]  # a missing output column: said by run_batch
 
     def run_batch(self, rows: pa.Table) -> dict[str, list]:
         out = self._batch(rows)
@@ -231,13 +287,14 @@ class ReplayProvider(BatchProvider):
         col = self.cfg.output_column or "output"
         if self.cfg.source is None:
             if col not in rows.column_names:
-                raise ValueError(f"replay model {self.ctx.model_name}: dataset has no column {col!r}; set source: or output_column:")
+                raise ProviderSetupError(f"replay model {self.ctx.model_name}: dataset has no column {col!r}; set source: or output_column:")
             out = {"output": rows[col].cast(pa.string()).to_pylist()}
             for c in OPTIONAL:
                 out[c] = rows[c].to_pylist() if c in rows.column_names else [None] * n
-            if LOGGED_AT in rows.column_names:
+            at = logged_at_column(rows.column_names)
+            if at is not None:
                 self._column_logged_at = True
-                out["started_at"] = _utc_micros(rows[LOGGED_AT]).to_pylist()
+                out["started_at"] = _utc_micros(rows[at]).to_pylist()
             out["error"] = [None if o is not None else "no logged response" for o in out["output"]]
             return out
         if getattr(self, "_aligned", None) is None and getattr(self, "_merge", None) is None:
@@ -254,5 +311,7 @@ class ReplayProvider(BatchProvider):
             out[c] = joined[c].to_pylist() if c in joined.column_names else [None] * n
         if "started_at" in joined.column_names:  # µs since the epoch, UTC (see invoke_model's batch branch)
             out["started_at"] = joined["started_at"].to_pylist()
-        out["error"] = [None if o is not None else "no logged response" for o in out["output"]]
+        logged = joined["_log_error"].to_pylist() if "_log_error" in joined.column_names else [None] * n
+        out["error"] = [None if o is not None else f"the logged call failed: {e}" if e else "no logged response"
+                        for o, e in zip(out["output"], logged)]
         return out

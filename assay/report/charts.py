@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from assay.costing import monthly_cost_usd
+from assay.errors import AssayError
 from assay.report import engine
 from assay.report import format as fmt
 
@@ -43,7 +44,7 @@ DENSE_RUNS = 60
 _ids = itertools.count(1)
 
 
-class ChartError(RuntimeError):
+class ChartError(AssayError, RuntimeError):
     """vl-convert could not render a specification."""
 
 

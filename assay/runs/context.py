@@ -14,16 +14,17 @@ from importlib.metadata import PackageNotFoundError, version
 
 from assay.cache import open_cache
 from assay.config import ConfigError, LoadedConfig, PipelineConfig, load_config
+from assay.errors import AssayError
 from assay.runs import manifest as M
 from assay.runs.lease import acquire
 from assay.store import MANIFEST, RunFolder, Store
 
 
-class RunFailed(RuntimeError):
+class RunFailed(AssayError, RuntimeError):
     """The run could not finish; the partial artifacts are kept and the manifest says why."""
 
 
-class GateFailed(RuntimeError):
+class GateFailed(AssayError, RuntimeError):
     """A quality gate broke: the run finished, but the result must not pass."""
 
 

@@ -22,6 +22,7 @@ log = logging.getLogger("assay.load")
 def run(ctx: RunContext) -> str:
     """Write dataset.parquet (kept as it is for a resumed run whose source is unchanged)."""
     t0 = time.perf_counter()
+    counts = None
     cfg = ctx.cfg
     rf = ctx.folder
     src = ctx.loaded.resolve_path(cfg.dataset.source)
@@ -34,7 +35,9 @@ def run(ctx: RunContext) -> str:
     ctx.prepared = None
     if got is None:
         got = D.prepared_source(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample)
-    where = f" up to {ctx.as_of}" if cfg.dataset.partition else ""
+    end = D.partition_end(cfg.dataset, ctx.as_of) if cfg.dataset.partition else None
+    where = f" up to {end}" + (f" ({cfg.dataset.partition.lag} before as_of {ctx.as_of})" if end != ctx.as_of else "") \
+        if cfg.dataset.partition else ""
     rows = got.rows if isinstance(got, D.Streamed) else got[0].num_rows
     if rows == 0:
         raise RunFailed(f"no examples in {cfg.dataset.source}{where}")
@@ -45,9 +48,17 @@ def run(ctx: RunContext) -> str:
                 w.write_table(t)
     else:
         table, read = got
+        counts = D.log_stats(table)
+        if counts is not None:
+            log.info("load: %s log %s: %d records in %d file(s): %d chat calls, %d non-chat skipped, %d incomplete skipped%s",
+                     cfg.dataset.format, cfg.dataset.source, counts["records"], counts["files"], counts["chat"],
+                     counts["non_chat"], counts["incomplete"],
+                     (f", {counts['failed']} failed calls (error set)" if counts["failed"] else "")
+                     + (f", {counts['duplicates']} duplicates left out" if counts.get("duplicates") else ""))
         rf.write_table(S.DATASET, table)
         del table
-    ctx.update_manifest(dataset={"source": cfg.dataset.source, "fingerprint": fp, "rows": rows})
+    ctx.update_manifest(dataset={"source": cfg.dataset.source, "fingerprint": fp, "rows": rows,
+                                 **({"format": cfg.dataset.format, "log": counts} if counts is not None else {})})
     record_stage(rf, NAME, t0, [S.DATASET], {"rows": rows})
     log.info("load: %d examples from %s%s (%d rows read)", rows, cfg.dataset.source, where, read)
     return rf.path(S.DATASET)
