@@ -17,7 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.config import DatasetConfig, PromptConfig
+from assay.config.schema import LOG_FORMATS
 from assay.errors import ArtifactMissing, AssayError
+from assay.logs import log_files, read_log
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 
@@ -64,8 +66,6 @@ def _open(source: str):
 
 def is_log(fmt: str | None) -> bool:
     """Whether ``fmt`` is a production log format (:mod:`assay.logs`)."""
-    from assay.config.schema import LOG_FORMATS
-
     return fmt in LOG_FORMATS
 
 
@@ -86,10 +86,6 @@ def read_source(source: str, fmt: str | None = None, split: str | None = None, o
     :func:`assay.logs.read_log`, with its read counts in the schema's metadata (:func:`log_stats`)."""
     fmt = detect_format(source, fmt)
     if is_log(fmt):
-        import json
-
-        from assay.logs import read_log
-
         table, stats = read_log(fmt, source, on_incomplete=on_incomplete)
         return table.replace_schema_metadata({**(table.schema.metadata or {}), LOG_STATS: json.dumps(stats.as_dict()).encode()})
     if fmt == "hf":
@@ -128,8 +124,6 @@ def fingerprint(source: str, fmt: str | None = None) -> str:
         return f"hf:{source}"
     h = hashlib.sha256()
     if is_log(fmt):
-        from assay.logs import log_files
-
         for path in log_files(fmt, source):
             h.update(os.path.basename(path).encode() + b"\0")
             with _open(path) as f:
@@ -302,8 +296,6 @@ def allocate(sizes, n: int):
     """Examples per stratum for a sample of ``n`` from strata of ``sizes`` rows: proportional
     (largest remainders), at least one for every non-empty stratum, never more than it has. With
     more non-empty strata than ``n``, each gets one (the sample is then one per stratum)."""
-    import numpy as np
-
     sizes = np.asarray(sizes, dtype=np.int64)
     total = int(sizes.sum())
     if n >= total:
@@ -326,8 +318,6 @@ def stratified_positions(table: pa.Table, by: list[str], n: int, seed: int):
     """Sorted row positions of a stratified sample of ``n`` rows of ``table``: strata are the
     combinations of the ``by`` columns' values (a missing value is a value), each sized by
     :func:`allocate` and drawn with the seed, stratum by stratum in a stable order."""
-    import numpy as np
-
     keys = [tuple(v) for v in zip(*(table[c].cast(pa.string()).to_pylist() if not pa.types.is_string(table[c].type)
                                     else table[c].to_pylist() for c in by))]
     order: dict[tuple, list[int]] = {}
@@ -375,8 +365,6 @@ def prepared_key(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, a
     if fmt == "hf":
         return None
     if is_log(fmt):  # a folder or a glob: the versions of its files
-        from assay.logs import log_files
-
         try:
             stamps = tuple(source_version(p) for p in log_files(fmt, source))
         except FileNotFoundError:

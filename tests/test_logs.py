@@ -614,7 +614,8 @@ def test_assay_run_on_an_otel_export_replayed(tmp_path, prefect_server):
 def test_preflight_names_a_log_source_without_files(tmp_path):
     from datetime import date
 
-    from assay.config import ConfigError, load_config, preflight
+    from assay.config import ConfigError, load_config
+    from assay.preflight import preflight
 
     src = otel_export(tmp_path / "otel")
     (tmp_path / "pipelines.yaml").write_text(

@@ -115,6 +115,7 @@ def _split(files: list[str]) -> tuple[list[str], list[str]]:
 
 def _rows(path: str, storage_options: dict | None):
     if path.lower().endswith(".parquet"):
+        # lazy: keeps pyarrow out of start-up
         import pyarrow.parquet as pq
 
         try:

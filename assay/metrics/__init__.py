@@ -166,7 +166,8 @@ def _build_from_hub(spec: MetricSpec) -> EvaluateMetric:
 
 
 def _build_function(spec: MetricSpec, base_dir: str | None) -> Metric:
-    from assay.metrics.function import FunctionMetric  # lazy: only a pipeline with a function metric needs it
+    # lazy: only a pipeline with a function metric needs it
+    from assay.metrics.function import FunctionMetric
 
     args = dict(spec.args or {})
     hib = args.pop("higher_is_better", True)

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import time
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from assay import workers as W
 from assay.errors import MetricError
 
 __all__ = [
@@ -1314,8 +1316,6 @@ class EvaluateMetric(Metric):
         for p, r, result in self._memo:
             if p == preds and r == refs:
                 return result
-        import time
-
         self.computations += 1
         t = time.perf_counter()
         result = self.module.compute(predictions=preds, references=refs, **self.args)
@@ -1394,8 +1394,6 @@ class EvaluateMetric(Metric):
         module is a mean when, for every model, the mean of its per-example values equals its
         whole-set value to 1e-9 relative; the probe's per-example values are then the scores.
         """
-        import time
-
         t0 = time.perf_counter()
         whole, rows = {}, {}
         for model, (preds, refs) in inputs.items():
@@ -1425,8 +1423,6 @@ class EvaluateMetric(Metric):
                          f"per-example probe skipped: about {estimate:.3g} s for {len(todo)} examples, over {budget}",
                          skipped=True)
         calls = [((rows[m][2][j], rows[m][3][j]), {}) for m, j in todo]
-        from assay import workers as W
-
         if workers and W.can_fork():
             outcomes = W.run(None, calls, workers=workers, timeout_s=self.timeout_s, fn=self.example_value)
         else:  # no worker processes (``workers: 0``, or no fork): here, one by one

@@ -36,8 +36,10 @@ import pyarrow.parquet as pq
 from assay import dataset as D
 from assay.config import ConfigError, LoadedConfig, format_path
 from assay.config.schema import check_root
+from assay.logs import log_files
 from assay.metrics import build_metric
 from assay.preflight.checks import cross_check
+from assay.prompting import PromptError, render_conversations
 from assay.runs import check_models
 
 #: a problem as found: (key path as a tuple, message)
@@ -132,7 +134,8 @@ def _root_problems(loaded: LoadedConfig, artifacts: str | None) -> list[Problem]
     root = root or loaded.config.artifacts
     scheme = root.split("://", 1)[0].lower() if "://" in root else "file"
     if scheme != "file":
-        import fsspec  # lazy: only a remote artifact root needs it
+        # lazy: only a remote artifact root needs it
+        import fsspec
 
         try:
             fsspec.get_filesystem_class(scheme)
@@ -147,7 +150,8 @@ def file_problem(path: str, what: str) -> str | None:
     or None. A local file must exist, be a file and be readable; a Parquet file's footer must read
     (a cheap test of a corrupt file). A URL must exist (asked of its file system)."""
     if "://" in path:
-        import fsspec  # lazy: only a remote file needs it
+        # lazy: only a remote file needs it
+        import fsspec
 
         try:
             fs, inner = fsspec.core.url_to_fs(path)
@@ -199,8 +203,6 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
     except D.DatasetError as e:
         return [(at + key, msg) for key, msg in e.problems]
     if D.is_log(fmt):
-        from assay.logs import log_files
-
         try:
             log_files(fmt, src)
         except FileNotFoundError as e:
@@ -245,9 +247,6 @@ def _conversation_problems(prompt, got, at: tuple) -> list[Problem]:
     one that is not is named)."""
     if prompt is None or prompt.messages is None:
         return []
-    from assay import dataset as D
-    from assay.prompting import PromptError, render_conversations
-
     tables = got.batches() if isinstance(got, D.Streamed) else [got[0]]
     try:
         for t in tables:
@@ -265,8 +264,6 @@ def _model_problems(loaded: LoadedConfig, pipeline: str, chosen: list[str]) -> l
     for name in chosen:
         m = models[name]
         if m.provider == "replay" and m.source is not None and m.format is not None:
-            from assay.logs import log_files
-
             try:
                 log_files(m.format, loaded.resolve_path(m.source))
             except Exception as e:  # noqa: BLE001  (not found; no such file system, no credentials, no network)

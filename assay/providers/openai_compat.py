@@ -60,6 +60,7 @@ class OpenAIProvider(ChatProvider):
     def endpoint(self) -> str:
         """Where the calls go: ``base_url``, or for ``base_url: assay-fake:`` the fake server this
         process starts on demand (:mod:`assay.testing.local`)."""
+        # lazy: only a model with base_url: assay-fake: starts the fake server
         from assay.testing.local import fake_base_url, is_fake
 
         return fake_base_url().rstrip("/") if is_fake(self.cfg.base_url) else self.base_url

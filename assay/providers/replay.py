@@ -5,6 +5,7 @@ import pyarrow.compute as pc
 
 from assay.dataset import _open, detect_format, read_source
 from assay.errors import ProviderSetupError
+from assay.logs import LogError, read_log
 from assay.providers.base import BatchProvider
 
 OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "confidence")
@@ -121,8 +122,6 @@ class ReplayProvider(BatchProvider):
     def _production_log(self) -> pa.Table:
         """A production log (``format:``) as :meth:`_keep` takes it: its standard columns, the rows of
         ``model:`` only when set, the request time as ``logged_at`` and the logged call's error."""
-        from assay.logs import LogError, read_log
-
         src = self.ctx.resolve_path(self.cfg.source)
         try:
             t, _ = read_log(self.cfg.format, src, on_incomplete=self.cfg.on_incomplete)

@@ -10,7 +10,8 @@ __all__ = ["breakeven_lines", "build_report", "decision_lines", "decisions", "he
 
 def __getattr__(name):
     if name in __all__:
-        from assay.report import summary  # lazy: keeps pandas out of start-up (see above)
+        # lazy: keeps pandas out of start-up (see above)
+        from assay.report import summary
 
         return getattr(summary, name)
     raise AttributeError(name)

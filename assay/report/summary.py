@@ -26,6 +26,7 @@ from assay import costing
 from assay import store as S
 from assay.config import PipelineConfig
 from assay.costing import serving_text
+from assay.costing.reconcile import lines
 from assay.errors import DataError
 from assay.gates import gates_passed
 from assay.report import charts as C
@@ -421,8 +422,6 @@ def cost_check_lines(costs: pd.DataFrame, manifest: dict) -> list[str]:
     """The estimate made before calling beside what the calls cost (``cost_estimate`` in the
     manifest), and the provider-reported costs that differ from Assay's by more than 2 %
     (:mod:`assay.costing.reconcile`)."""
-    from assay.costing.reconcile import lines
-
     out = []
     est = manifest.get("cost_estimate")
     if isinstance(est, dict) and est.get("usd") is not None:

@@ -12,11 +12,13 @@ import json
 import logging
 import time
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay import store as S
-from assay.pricing import quote
+from assay.dataset import read_source
+from assay.pricing import DatedQuotes, quote, token_cost
 from assay.report.format import missing, usd
 from assay.responses import read_responses
 from assay.runs import RunContext
@@ -142,6 +144,7 @@ def run(ctx: RunContext) -> str:
 def reported_costs(ctx: RunContext, name: str, mcfg) -> dict | None:
     """A replayed model's provider-reported cost per example id: the dataset's ``provider_cost_usd``
     for a replay of a dataset column, the log's for a replay of a log file; None without one."""
+    # lazy: keeps pandas out of start-up
     from assay.costing.reconcile import REPORTED
 
     rf = ctx.folder
@@ -150,8 +153,6 @@ def reported_costs(ctx: RunContext, name: str, mcfg) -> dict | None:
             return None
         t = rf.read_table(S.DATASET, columns=["example_id", REPORTED])
         return dict(zip(t["example_id"].to_pylist(), t[REPORTED].to_pylist()))
-    from assay.dataset import read_source
-
     fmt = getattr(mcfg, "format", None)
     try:
         t = read_source(ctx.loaded.resolve_path(mcfg.source), fmt, on_incomplete=getattr(mcfg, "on_incomplete", "error"))
@@ -166,12 +167,9 @@ def reported_costs(ctx: RunContext, name: str, mcfg) -> dict | None:
 def reconciled(ctx: RunContext, table, models: dict, quotes: dict, stats: dict, as_of: str):
     """costs.parquet's table with, on each replayed model's row whose log reports what each request
     cost, the reported and the computed totals side by side (:mod:`assay.costing.reconcile`)."""
-    import numpy as np
-
+    # lazy: keeps pandas out of start-up
     from assay import costing as C
     from assay.costing.reconcile import compare, lines, with_reconciliation
-    from assay.pricing import DatedQuotes, token_cost
-    from assay.responses import read_responses
 
     figures = {}
     for name, mcfg in models.items():
@@ -223,7 +221,8 @@ def serving_record(table) -> dict:
 def _throughput(r) -> str:
     """", at 93.0 req/s (capacity: concurrency 16, ...)" for a self-hosted line: which throughput priced it."""
     if r.kind == "conventional":
-        from assay.costing import serving_text  # lazy: keeps pandas out of start-up
+        # lazy: keeps pandas out of start-up
+        from assay.costing import serving_text
 
         return f"; {serving_text(r)}"
     if r.kind != "self-hosted" or missing(r.throughput_rps):

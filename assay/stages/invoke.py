@@ -18,13 +18,17 @@ import pyarrow as pa
 from assay import calling as I
 from assay import store as S
 from assay.calling.engine import new_stats
+from assay.calling.estimate import add_judges
+from assay.calling.estimate import estimate as estimate_calls
+from assay.dataset import stratified_positions
 from assay.figures import CallFigures
-from assay.pricing import call_pricer, quote
+from assay.pricing import call_pricer, is_api_model, quote
+from assay.prompting import render_requests
 from assay.providers import PROVIDERS, BatchProvider, Context, build
 from assay.report.format import usd
 from assay.responses import compact, dedupe, journal_path, part_name, part_names, read_journal, read_responses, safe_name
 from assay.runs import RunContext, RunFailed, progress
-from assay.runs.manifest import record_stage
+from assay.runs.manifest import edit, record_stage
 
 NAME = "invoke"
 log = logging.getLogger("assay.invoke")
@@ -87,14 +91,6 @@ def estimate_first(ctx: RunContext) -> dict | None:
     ``cost.max_usd``, a :class:`RunFailed` naming the estimate, the cap and the sample size that
     would fit, or with ``cost.on_over_budget: shrink`` the sample redrawn (with its seed, and its
     strata when ``sample.by``) at the size that fits. None when no model of the run is paid."""
-    import numpy as np
-
-    from assay.calling.estimate import add_judges
-    from assay.calling.estimate import estimate as estimate_calls
-    from assay.dataset import stratified_positions
-    from assay.pricing import call_pricer, is_api_model, quote
-    from assay.prompting import render_requests
-
     cfg, rf = ctx.cfg, ctx.folder
     models = ctx.loaded.config.models
     paid = {m: models[m] for m in ctx.models if models[m].provider != "replay" and is_api_model(models[m])}
@@ -151,8 +147,6 @@ def estimate_first(ctx: RunContext) -> dict | None:
                 if isinstance(arts, dict) and S.DATASET in arts:
                     arts[S.DATASET] = digest
 
-            from assay.runs.manifest import edit
-
             edit(rf, shrunk)
             log.warning("invoke: the estimate %s for %d examples is above cost.max_usd %s: the sample is shrunk to %d "
                         "examples (estimated %s)", usd(est.usd), est.rows, usd(cap), smaller.num_rows, usd(est2.usd))
@@ -170,8 +164,6 @@ def estimate_first(ctx: RunContext) -> dict | None:
 
 def pa_positions(pos):
     """Row positions as an Arrow array for ``take``."""
-    import pyarrow as pa
-
     return pa.array(pos, pa.int64())
 
 

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from assay import stats as ST
 from assay import store as S
 from assay.metrics import EvaluateMetric, build_metric
-from assay.prompting import render_messages
+from assay.prompting import render_messages, transcript
 from assay.providers import PROVIDERS, Context, build
 from assay.responses import read_responses
 from assay.runs import RunContext
@@ -45,8 +45,6 @@ def inputs_text(ctx: RunContext, dataset) -> list[str]:
     """What each example asked: the rendered user prompt, else its input fields."""
     cfg = ctx.cfg
     if cfg.prompt is not None and cfg.prompt.messages is not None:  # the whole conversation the answer continues
-        from assay.prompting import transcript
-
         return [transcript(m) for m in render_messages(cfg.prompt, dataset)]
     if cfg.prompt is not None:
         return [m[-1]["content"] for m in render_messages(cfg.prompt, dataset)]
@@ -58,6 +56,7 @@ def inputs_text(ctx: RunContext, dataset) -> list[str]:
 def give_against(ctx: RunContext, metrics: dict, dataset, responses, inputs) -> None:
     """Hand a metric that compares models (``against:``, the pairwise judge) the answers of the
     model it compares with, in the dataset's order (its first sample of each example)."""
+    # lazy: keeps pandas out of start-up
     import pandas as pd
 
     for key, metric in metrics.items():
@@ -78,8 +77,6 @@ def give_against(ctx: RunContext, metrics: dict, dataset, responses, inputs) -> 
 
 def pa_equal(column, value):
     """``column == value`` as an Arrow mask."""
-    import pyarrow.compute as pc
-
     return pc.equal(column, value)
 
 
