@@ -76,7 +76,15 @@ def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
 UnsetEnv = Literal["error", "keep"]
 
 
+def _alerts_section(loc: tuple) -> bool:
+    """``alerts:`` (top level or a pipeline's): its ``${VAR}`` URLs are secrets, read from the
+    environment only when the alerts are synced (:mod:`flows.alerts`), so a run never needs them."""
+    return loc == ("alerts",) or (len(loc) == 3 and loc[0] == "pipelines" and loc[2] == "alerts")
+
+
 def _expand_env(value: Any, loc: tuple, problems: list, unset: UnsetEnv = "error") -> Any:
+    if _alerts_section(loc):
+        return value
     if isinstance(value, dict):
         return {k: _expand_env(v, loc + (k,), problems, unset) for k, v in value.items()}
     if isinstance(value, list):
@@ -235,6 +243,9 @@ def _hashed_pipeline(pipe: dict) -> dict:
 
     pipe = dict(pipe)
     pipe.pop("runner", None)  # where shards run never changes what they produce
+    pipe.pop("alerts", None)  # who is told about a run never changes the run
+    if pipe.get("baseline") is None:
+        pipe.pop("baseline", None)
     if not pipe.get("policies"):
         pipe.pop("policies", None)
     if pipe.get("samples") is None:

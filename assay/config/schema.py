@@ -492,6 +492,9 @@ class PipelineConfig(Strict):
     samples: int | dict[str, int] | None = Field(
         default=None, description="calls per example: K for every chat model of the pipeline, or {model: K}; "
                                   "overrides the models' own samples:")
+    alerts: "AlertsConfig | None" = Field(default=None, description="this pipeline's alerts (replaces the top-level alerts:)")
+    baseline: "Baseline | None" = Field(default=None, description="a pinned run the max_drop gates compare with: "
+                                                                  "{run: RUN_ID} or {as_of: DATE}")
 
     @field_validator("samples", mode="before")
     @classmethod
@@ -571,9 +574,147 @@ def check_name(value: str) -> str:
 Name = Annotated[str, AfterValidator(check_name)]
 
 
+# --------------------------------------------------------------------------------------------- alerts
+#: the events an alert destination can be sent (``assay.<name>`` events, and ``late``: a scheduled
+#: run that has not completed ``late_after`` after its start)
+ALERT_EVENTS = ("gate.failed", "gate.inconclusive", "run.failed", "run.completed", "model.changed",
+                "cost.over_budget", "late")
+#: what a destination is sent when it names no events: a gate that broke, a run that failed, a model
+#: that changed behind its name, a nightly run that did not finish
+DEFAULT_ALERT_EVENTS = ["gate.failed", "run.failed", "model.changed", "late"]
+AlertEvent = Literal["gate.failed", "gate.inconclusive", "run.failed", "run.completed", "model.changed",
+                     "cost.over_budget", "late"]
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def env_reference(value: str) -> str:
+    """``value`` when it is exactly one ``${ENV_VAR}`` reference: an alert URL is a secret (a
+    Slack webhook URL is its own password) and is read from the environment when the alert is
+    synced, never written in the config, a manifest or a log."""
+    if not _ENV_REF.match(value.strip()):
+        raise ValueError("a notification URL is a secret: write it as ${ENV_VAR} and set that variable "
+                         "where `assay serve`, `assay deploy` or `assay alerts sync` runs")
+    return value.strip()
+
+
+def env_name(reference: str) -> str:
+    """The variable of a ``${ENV_VAR}`` reference."""
+    return _ENV_REF.match(reference.strip()).group(1)
+
+
+class WebhookTarget(Strict):
+    url: Annotated[str, AfterValidator(env_reference)] = Field(
+        description="${ENV_VAR} holding the webhook URL (read when the alert is synced; stored by Prefect as a secret)")
+
+
+class AlertDestination(Strict):
+    """Where one alert goes (``webhook:`` or ``slack:``) and which events go there."""
+
+    webhook: WebhookTarget | None = Field(default=None, description="any HTTP endpoint: a JSON POST "
+                                                                    "{subject, text, pipeline, ...} (Prefect's Custom Webhook block)")
+    slack: WebhookTarget | None = Field(default=None, description="a Slack incoming webhook (Prefect's Slack Webhook block)")
+    events: list[AlertEvent] = Field(default_factory=lambda: list(DEFAULT_ALERT_EVENTS),
+                                     description="the events sent here: " + ", ".join(ALERT_EVENTS)
+                                                 + " (default: " + ", ".join(DEFAULT_ALERT_EVENTS) + ")")
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if (self.webhook is None) == (self.slack is None):
+            raise ValueError("an alert destination is one of webhook: {url: ${ENV_VAR}} or slack: {url: ${ENV_VAR}}")
+        if len(set(self.events)) != len(self.events):
+            raise ValueError("an alert destination names each event once")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "webhook" if self.webhook is not None else "slack"
+
+    @property
+    def url_env(self) -> str:
+        """The environment variable holding the destination's URL."""
+        return env_name((self.webhook or self.slack).url)
+
+
+class Sustained(Strict):
+    """Alert on a failed gate only when the gates failed in ``fail`` of the last ``of`` runs."""
+
+    fail: int = Field(ge=1, description="failed runs needed (this one included)")
+    of: int = Field(ge=1, description="out of this many latest complete runs of the pipeline")
+
+    @model_validator(mode="after")
+    def _k_of_n(self):
+        if self.fail > self.of:
+            raise ValueError(f"sustained: fail ({self.fail}) cannot exceed of ({self.of})")
+        return self
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+
+
+def duration_seconds(value: str | int | float) -> float:
+    """Seconds of a duration written ``90s``, ``30m``, ``6h``, ``1d`` (or a number of seconds)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    m = _DURATION.match(str(value).strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a duration: write it like 90s, 30m, 6h or 1d")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _duration(value):
+    seconds = duration_seconds(value)
+    if seconds < 10:
+        raise ValueError("late_after must be at least 10s (Prefect's shortest proactive window)")
+    return value
+
+
+class AlertsConfig(Strict):
+    """Alerts as Prefect automations (see docs/alerts.md), top level or per pipeline."""
+
+    destinations: dict[Name, AlertDestination] = Field(
+        default_factory=dict, description="named destinations: {name: {webhook|slack: {url: ${ENV_VAR}}, events: [...]}}")
+    late_after: Annotated[str | int | float, AfterValidator(_duration)] = Field(
+        default="6h", description="a scheduled run not completed this long after it started (or was due) sends 'late'")
+    sustained: Sustained | None = Field(default=None, description="alert on gate.failed only when the gates failed "
+                                                                  "in fail: of the last of: runs")
+
+    @property
+    def late_after_seconds(self) -> float:
+        return duration_seconds(self.late_after)
+
+
+class Baseline(Strict):
+    """A fixed run that every run's max_drop gates compare with (instead of the previous good run)."""
+
+    run: str | None = Field(default=None, description="the run id of the baseline run")
+    as_of: str | None = Field(default=None, description="the date (YYYY-MM-DD) whose latest complete run is the baseline")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.run is None) == (self.as_of is None):
+            raise ValueError("a baseline is {run: RUN_ID} or {as_of: YYYY-MM-DD}")
+        if self.as_of is not None:
+            import datetime as _dt
+
+            try:
+                _dt.date.fromisoformat(str(self.as_of))
+            except ValueError:
+                raise ValueError(f"baseline.as_of: {self.as_of!r} is not a date YYYY-MM-DD") from None
+            self.as_of = str(self.as_of)
+        return self
+
+
+
 class AssayConfig(Strict):
     artifacts: Root = "data/runs"
     cache_dir: FilePath | None = None
     runner: Runner | None = None
     models: dict[Name, ModelConfig] = Field(default_factory=dict)
     pipelines: dict[Name, PipelineConfig] = Field(default_factory=dict)
+    alerts: AlertsConfig | None = Field(default=None, description="alerts for every pipeline (see docs/alerts.md)")
+
+    def alerts_of(self, pipeline: str) -> "AlertsConfig | None":
+        """The alerts of one pipeline: its own ``alerts:``, else the top-level one."""
+        p = self.pipelines[pipeline]
+        return p.alerts if p.alerts is not None else self.alerts

@@ -17,7 +17,7 @@ def check(ctx: RunContext):
     """The :class:`assay.gates.GateReport` of the run, recorded in its manifest as ``gates``."""
     from assay.gates import check_run  # pandas: imported only by pipelines that have gates
 
-    report = check_run(ctx.folder, ctx.cfg.gates)
+    report = check_run(ctx.folder, ctx.cfg.gates, baseline=ctx.cfg.baseline)
     ctx.update_manifest(gates=report.to_dict())
     return report
 
