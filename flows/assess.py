@@ -19,6 +19,7 @@ from prefect.states import Failed
 
 from assay.runs import start_run
 from assay.stages import run_stages
+from flows.events import emit_run_events
 from tasks.logs import assay_logs_to_prefect
 
 
@@ -112,6 +113,7 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
         preflight(loaded, pipeline, day, models=models or None, sample=sample, artifacts=artifacts)
     except ConfigError as e:  # before start_run: no run folder is made for a run that cannot work
         get_run_logger().error("%s", e.format())
+        emit_run_events(pipeline, as_of or "", "failed", manifest={}, message=e.format().splitlines()[0])
         return Failed(message=e.format())
     ctx = start_run(config, pipeline, day, models=models or None, sample=sample, artifacts=artifacts,
                     cache_mode=cache, loaded=loaded)
@@ -123,8 +125,21 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
             else:
                 on_dask(ctx)
         except StageFailed as e:
+            _tell(ctx, loaded, str(e))
             return Failed(message=str(e), data=ctx.folder.url)
+        except BaseException as e:
+            _tell(ctx, loaded, str(e) or type(e).__name__)
+            raise
+        _tell(ctx, loaded)
     return ctx.folder.url
+
+
+def _tell(ctx, loaded, message: str = "") -> None:
+    """Emit the run's events (``flows/events.py``) from what its run folder records: a run whose
+    manifest says complete (its gates may have failed) is complete; anything else failed."""
+    manifest = ctx.folder.manifest() or {}
+    status = "complete" if manifest.get("status") == "complete" else "failed"
+    emit_run_events(ctx.pipeline, ctx.as_of, status, folder=ctx.folder, manifest=manifest, message=message, loaded=loaded)
 
 
 def dask_task_runner(runner):

@@ -26,6 +26,9 @@ def verdict(ctx: RunContext, report):
     """Log the verdict; raise GateFailed when a check failed."""
     if not report.passed:
         raise GateFailed(f"{ctx.pipeline} {ctx.as_of}: {report.message()}")
+    if report.verdict == "inconclusive":
+        log.warning("gate: inconclusive (not a failure): %s", report.message())
+        return report
     log.info("gate: passed (%d checks)", len(report.checks))
     return report
 
