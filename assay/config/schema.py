@@ -121,6 +121,15 @@ class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
     max_attempts: int = Field(default=4, ge=1, le=20)
     samples: int = Field(default=1, ge=1, le=MAX_SAMPLES, description="calls per example (repeated sampling of a "
                                                                        "non-deterministic model); a pipeline's samples: overrides it")
+    stream: bool = Field(default=False, description="stream each call (server-sent events) and record its time to "
+                                                    "first token (ttft_s in responses, TTFT p50/p95 in costs.parquet "
+                                                    "and the report); needs client: aiohttp")
+
+    @model_validator(mode="after")
+    def _stream_needs_aiohttp(self):
+        if self.stream and self.client == "sdk":
+            raise ValueError("stream: true needs client: aiohttp (the default); the sdk client is not streamed")
+        return self
 
     @property
     def target(self) -> str:
