@@ -23,12 +23,15 @@ import pytest
 from tests.test_operations import ROOT, free_port, migrated_template, snapshot_db, start, stop, tail, wait_for
 
 HOOK_ENV = "ASSAY_TEST_ALERT_HOOK"
+FAKE_ENV = "ASSAY_TEST_FAKE_URL"
 SECRET_TOKEN = "s3cr3t-t0ken-in-the-url"
 
 CONFIG = """
 artifacts: runs
 models:
   m: {provider: replay, output_column: out}
+  chat: {provider: openai, model: mock-model, base_url: "${%(fake)s}", api_key_env: ASSAY_TEST_KEY,
+         params: {temperature: 0, max_tokens: 8}, max_attempts: 2}
 alerts:
   late_after: 10s
   destinations:
@@ -49,7 +52,14 @@ pipelines:
     metrics: [accuracy]
     bootstrap: 50
     gates: {accuracy: {max_drop: 0.02}}
-""" % {"env": HOOK_ENV}
+  drifty:
+    dataset: {source: strict.parquet, id: id, reference: label}
+    prompt: {template: "{text}"}
+    models: [chat]
+    metrics: [accuracy]
+    bootstrap: 0
+    cache: "off"
+""" % {"env": HOOK_ENV, "fake": FAKE_ENV}
 
 
 def data(path, n: int, wrong: int) -> None:
@@ -160,6 +170,8 @@ def srv(tmp_path_factory):
             except Exception:  # only a speed-up
                 pass
         os.environ[HOOK_ENV] = receiver.url
+        os.environ.setdefault(FAKE_ENV, "http://127.0.0.1:9/v1")  # loading the config; a run gets the real one
+        os.environ.setdefault("ASSAY_TEST_KEY", "sk-test-not-a-secret")
         with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ui}):
             deployed = cli_here("deploy", "--pool", "assay-alerts-test", "--config", str(cfg))
             assert deployed.exit_code == 0, deployed.output
@@ -172,11 +184,13 @@ def srv(tmp_path_factory):
             stop(server)
 
 
-def assay_run(srv, pipeline: str, as_of: str) -> subprocess.CompletedProcess:
-    """``assay run`` in its own process against the test server, as a nightly would be."""
+def assay_run(srv, pipeline: str, as_of: str, fake_url: str = "http://127.0.0.1:9/v1") -> subprocess.CompletedProcess:
+    """``assay run`` in its own process against the test server, as a nightly would be (the alert
+    URL's variable is not set there: a run never needs it)."""
+    env = {**srv.env, FAKE_ENV: fake_url, "ASSAY_TEST_KEY": "sk-test-not-a-secret"}
+    env.pop(HOOK_ENV, None)
     return subprocess.run([sys.executable, "-m", "flows.cli", "run", pipeline, "--config", str(srv.cfg), "--as-of", as_of,
-                           "--no-progress"], env={**srv.env, HOOK_ENV: "not-needed-by-a-run"}, cwd=srv.project,
-                          capture_output=True, text=True, timeout=300)
+                           "--no-progress"], env=env, cwd=srv.project, capture_output=True, text=True, timeout=300)
 
 
 def read_events(srv, name: str, since: datetime) -> list[dict]:
@@ -197,12 +211,12 @@ def managed(srv):
         return sorted(a.name for a in managed_automations())
 
 
-EXPECTED = sorted([f"assay/{p}/ops/{e}" for p in ("strict", "noisy") for e in ("gate.failed", "run.failed", "model.changed")]
-                  + ["assay/strict/ops/late"])
+EXPECTED = sorted([f"assay/{p}/ops/{e}" for p in ("strict", "noisy", "drifty")
+                   for e in ("gate.failed", "run.failed", "model.changed")] + ["assay/strict/ops/late"])
 
 
 def test_deploy_creates_one_automation_per_alert_and_a_second_sync_neither_duplicates_nor_loses(srv):
-    assert "alerts: 7 automation(s): 7 created" in srv.deploy_output, srv.deploy_output
+    assert "alerts: 10 automation(s): 10 created" in srv.deploy_output, srv.deploy_output
     assert "skipped assay/noisy/ops/late: pipeline noisy has no schedule" in srv.deploy_output
     assert managed(srv) == EXPECTED
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -210,7 +224,7 @@ def test_deploy_creates_one_automation_per_alert_and_a_second_sync_neither_dupli
     with temporary_settings(updates={PREFECT_API_URL: srv.url}):
         again = cli_here("alerts", "sync", "--config", str(srv.cfg))
         assert again.exit_code == 0, again.output
-        assert "7 automation(s): 0 created, 0 updated, 7 unchanged, 0 removed" in again.output
+        assert "10 automation(s): 0 created, 0 updated, 10 unchanged, 0 removed" in again.output
         assert managed(srv) == EXPECTED
         # the secret URL is stored by Prefect as a secret: not in any automation, not in the output
         from prefect import get_client
@@ -297,8 +311,8 @@ def test_an_alert_removed_from_the_config_removes_its_automations_and_leaves_oth
         cfg.write_text(text.replace("source: ", f"source: {srv.project}/"))
         out = cli_here("alerts", "sync", "--config", str(cfg))
         assert out.exit_code == 0, out.output
-        assert managed(srv) == ["assay/noisy/ops/gate.failed", "assay/strict/ops/gate.failed"]
-        assert "5 removed" in out.output
+        assert managed(srv) == ["assay/drifty/ops/gate.failed", "assay/noisy/ops/gate.failed", "assay/strict/ops/gate.failed"]
+        assert "7 removed" in out.output
         assert Automation.read(name="assay/someone-else").id == theirs.id
         back = cli_here("alerts", "sync", "--config", str(srv.cfg))
         assert back.exit_code == 0 and managed(srv) == EXPECTED, back.output
@@ -312,3 +326,26 @@ def test_an_unset_url_variable_is_a_config_error_naming_it(srv, monkeypatch):
         out = cli_here("alerts", "sync", "--config", str(srv.cfg))
     assert out.exit_code == 2 and HOOK_ENV in out.output
     assert managed(srv) == EXPECTED
+
+
+def test_a_changed_system_fingerprint_raises_model_changed(srv):
+    from assay.testing.openai_server import OpenAIServer
+
+    for day, fp in (("2024-02-01", "fp_before"), ("2024-02-02", "fp_after")):
+        since = datetime.now(timezone.utc) - timedelta(seconds=5)
+        with OpenAIServer(system_fingerprint=fp) as fake:
+            r = assay_run(srv, "drifty", day, fake.base_url)
+        assert r.returncode == 0, r.stderr[-3000:]
+    ev = wait_for(lambda: read_events(srv, "assay.model.changed", since), 30, "the model.changed event")
+    assert len(ev) == 1
+    p = ev[0]["payload"]
+    assert p["models"] == {"chat": {"system_fingerprint": {"before": "fp_before", "after": "fp_after"}}}
+    assert p["compared_with"]["as_of"] == "2024-02-01"
+    got = wait_for(lambda: srv.receiver.matching("model changed: drifty"), 60, "the model.changed POST", srv.server_log)
+    time.sleep(3)
+    assert len(srv.receiver.matching("drifty")) == 1
+    assert "fp_before" in got[0]["json"]["text"] and "fp_after" in got[0]["json"]["text"]
+    from assay.history import history
+
+    h = history(str(srv.project / "runs"), "drifty")
+    assert list(h["system_fingerprint"]) == ["fp_before", "fp_after"] and list(h["model_changed"]) == ["", "system_fingerprint"]

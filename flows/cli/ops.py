@@ -304,10 +304,11 @@ def _print_history(df, pipeline: str, root: str) -> None:
             return str(v)
 
     t = Table(title=f"history of {pipeline} ({root})")
-    cols = ["as_of", "run_id", "model", "metric", "value", "95% CI", "n", "$/1k req", "$/month", "gates"]
+    cols = ["as_of", "run_id", "model", "metric", "value", "95% CI", "n", "$/1k req", "$/month", "gates", "model changed"]
     for c in cols:
         t.add_column(c, justify="right" if c in ("value", "n", "$/1k req", "$/month") else "left")
     for r in df.itertuples(index=False):
         t.add_row(r.as_of, r.run_id, r.model, r.metric, num(r.value), f"{num(r.ci_low)}–{num(r.ci_high)}", num(r.n, "{:.0f}"),
-                  num(r.cost_per_1k_usd, "{:.4f}"), num(r.monthly_cost_usd, "{:,.2f}"), r.gates or "–")
+                  num(r.cost_per_1k_usd, "{:.4f}"), num(r.monthly_cost_usd, "{:,.2f}"), r.gates or "–",
+                  r.model_changed or "")
     Console(width=max(160, Console().width)).print(t)
