@@ -35,13 +35,31 @@ Every model of the run is checked on its **overall** value (slice ``all``) of th
 
     The same ``max_drop`` check is made on every slice both runs have (``channel=email``, ...),
     with examples assigned to slices from this run's ``dataset.parquet``. The paired tests of
-    the slices are corrected for multiple comparisons with the gate's ``correction``: ``holm``
-    (the default; family-wise error, never less powerful than Bonferroni), ``bh``
-    (Benjamini–Hochberg, false discovery rate), ``bonferroni`` or ``none``; each slice check keeps
-    its raw ``p_value`` and its ``p_adjusted``, and names the ``correction``. A slice that
-    drops significantly fails the gate too: a model that holds up overall but breaks on one
-    channel is a regression. Per model and metric the report keeps the overall check and the
-    **worst slice** (the failing slice with the largest drop, else the slice with the largest drop).
+    one model — every gated metric × every slice, ``all`` included — are one family for the
+    multiple-comparison correction, with each gate's ``correction``: ``holm`` (the default;
+    family-wise error, never less powerful than Bonferroni), ``bh`` (Benjamini–Hochberg, false
+    discovery rate), ``bonferroni`` or ``none``; each check keeps its raw ``p_value`` and its
+    ``p_adjusted``, and names the ``correction`` and the family's size. A slice that drops
+    significantly fails the gate too: a model that holds up overall but breaks on one channel
+    is a regression. Per model and metric the report keeps the overall check and the **worst
+    slice** (a failing slice first, then an inconclusive one, the largest drop among them).
+
+Every check has a **verdict** (``pass``, ``fail`` or ``inconclusive``). For ``max_drop`` the
+drop's 95% interval comes from the score stage's paired comparison (:func:`assay.stats.paired`)
+on the shared examples, or from the two runs' standard errors, and so does the minimum
+detectable effect (80% power); a check is
+
+* ``fail`` when the drop is larger than ``max_drop`` beyond the noise (as above);
+* ``inconclusive`` when the drop is larger than ``max_drop`` but within the noise, or the
+  interval straddles ``max_drop``, or the MDE is larger than ``max_drop`` (the run could not
+  see a drop of the size the gate guards); the note says which;
+* ``pass`` otherwise.
+
+An inconclusive check does not break the gate (``passed`` stays True, ``assay run`` exits 0);
+the run's verdict is ``fail`` if any check failed, else ``inconclusive`` if any could not
+decide, else ``pass``. A pipeline's pinned ``baseline:`` (``{run: RUN_ID}`` or ``{as_of: DATE}``)
+replaces the previous good run as what every ``max_drop`` check compares with, so a slow drift
+over many nights adds up instead of hiding in night-to-night steps.
 
 The result is a :class:`GateReport`: a flat list of :class:`Check` records
 ``{model, metric, slice, rule, value, threshold, previous, drop, p_value, passed, ...}``.
