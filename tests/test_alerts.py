@@ -245,6 +245,7 @@ def test_a_failed_gate_makes_exactly_one_post_with_the_documented_fields(srv):
     time.sleep(5)  # nothing else for this run may follow (run.completed is not an alert by default)
     posts = srv.receiver.matching("strict 2024-01-05")
     assert len(posts) == 1 and got[0]["at"] - t0 < 60, posts
+    print(f"\ngate.failed POST arrived {got[0]['at'] - t0:.1f} s after `assay run` returned")
     doc = posts[0]["json"]
     assert doc["subject"] == "[assay] gate failed: strict 2024-01-05" and doc["source"] == "assay"
     text = doc["text"]
