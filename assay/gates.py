@@ -220,7 +220,9 @@ class GateReport:
     def markdown(self, pipeline: str, as_of: str, run_id: str) -> str:
         head = {"fail": "FAILED", "inconclusive": "inconclusive", "pass": "passed"}[self.verdict]
         lines = [f"# Gates {head}: {pipeline} {as_of}", "", f"Run `{run_id}`."]
-        if self.previous:
+        if self.previous and self.previous.get("baseline"):
+            lines.append(f"Compared with the pinned baseline run `{self.previous['run_id']}` ({self.previous['as_of']}).")
+        elif self.previous:
             lines.append(f"Compared with the previous good run `{self.previous['run_id']}` ({self.previous['as_of']}).")
         else:
             lines.append("No previous good run: `max_drop` gates had nothing to compare with.")
