@@ -87,6 +87,9 @@ def sync_and_print(loaded, pipelines=None) -> None:
     from flows.alerts import describe, sync_alerts
 
     report = sync_alerts(loaded, pipelines)
+    configured = loaded.config.alerts is not None or any(p.alerts is not None for p in loaded.config.pipelines.values())
+    if not (configured or report.deleted):
+        return  # no alerts: nothing to say
     for line in describe(report):
         typer.echo(line)
     sys.stdout.flush()
