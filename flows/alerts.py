@@ -205,10 +205,21 @@ def deployment_ids(pipelines: list[str]) -> dict[str, str]:
     return out
 
 
+def _canon(v):
+    """A JSON dump with sets in a stable order (the server's copy of a set iterates in another one)."""
+    if isinstance(v, (set, frozenset)):
+        return sorted((_canon(x) for x in v), key=repr)
+    if isinstance(v, dict):
+        return {k: _canon(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_canon(x) for x in v]
+    return v
+
+
 def _same(existing, wanted) -> bool:
     def dump(a):
-        return {"trigger": a.trigger.model_dump(mode="json", exclude={"id"}),
-                "actions": [x.model_dump(mode="json") for x in a.actions],
+        return {"trigger": _canon(a.trigger.model_dump(exclude={"id"})),
+                "actions": [_canon(x.model_dump()) for x in a.actions],
                 "description": a.description, "enabled": a.enabled, "tags": sorted(getattr(a, "tags", []) or [])}
     return dump(existing) == dump(wanted)
 
