@@ -351,3 +351,43 @@ def test_a_changed_system_fingerprint_raises_model_changed(srv):
 
     h = history(str(srv.project / "runs"), "drifty")
     assert list(h["system_fingerprint"]) == ["fp_before", "fp_after"] and list(h["model_changed"]) == ["", "system_fingerprint"]
+
+
+def test_a_slack_destination_is_prefects_slack_block_with_the_url_kept_secret(srv):
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.alerts import _save_block, block_name
+
+    url = f"https://hooks.slack.com/services/T0001/B0001/{SECRET_TOKEN.upper().replace('-', '')}"
+    name = block_name("slack", "TEAM_SLACK_URL")
+    with temporary_settings(updates={PREFECT_API_URL: srv.url}):
+        block_id = _save_block(name, "slack", url)
+        assert _save_block(name, "slack", url) == block_id        # saved again in place, not a second block
+        with get_client(sync_client=True) as client:
+            doc = client.read_block_document(block_id, include_secrets=False)
+            secret = client.read_block_document(block_id, include_secrets=True)
+    assert doc.block_type.slug == "slack-webhook" and doc.name == "assay-slack-team-slack-url"
+    assert SECRET_TOKEN.upper().replace("-", "") not in json.dumps(doc.data, default=str)
+    assert secret.data["url"] == url
+
+
+def test_a_second_assay_serve_leaves_one_automation_per_alert(srv):
+    """`assay serve` (a real serving process) syncs the alerts once its deployments are registered;
+    serving again, as a restart does, changes nothing."""
+    outputs = []
+    for _ in range(2):
+        log = srv.tmp / f"serve-{len(outputs)}.log"
+        env = {**srv.env, HOOK_ENV: os.environ[HOOK_ENV], FAKE_ENV: "http://127.0.0.1:9/v1",
+               "ASSAY_TEST_KEY": "sk-test-not-a-secret"}
+        p = start([sys.executable, "-m", "flows.cli", "serve", "--config", str(srv.cfg)], env, log, srv.project)
+        try:
+            wait_for(lambda: "automation(s)" in log.read_text(errors="replace") or p.poll() is not None, 120,
+                     "assay serve to sync its alerts", log)
+            assert p.poll() is None, tail(log)
+        finally:
+            stop(p)
+        outputs.append(log.read_text(errors="replace"))
+    assert "alerts: 10 automation(s): 0 created, 0 updated, 10 unchanged, 0 removed" in outputs[1], outputs[1]
+    assert managed(srv) == EXPECTED
+    assert SECRET_TOKEN not in "".join(outputs)
