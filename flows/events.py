@@ -60,6 +60,20 @@ def _emit(pipeline, as_of, status, folder, manifest, message, loaded) -> list:
         related.append({"prefect.resource.id": f"prefect.flow-run.{flow_run.id}", "prefect.resource.role": "flow-run",
                         "prefect.resource.name": flow_run.name or ""})
     sent = []
+    # Emitted from the flow, not from a task: a task run's context can still be current here (the
+    # first stage's, seen in the Event Feed), and Prefect's events worker would name that task
+    # run as a related resource of every event.
+    from prefect.context import TaskRunContext
+
+    token = TaskRunContext.__var__.set(None)
+    try:
+        _send(emit_event, pipeline, as_of, status, manifest, folder, message, max_usd, sustained, links, related, sent)
+    finally:
+        TaskRunContext.__var__.reset(token)
+    return sent
+
+
+def _send(emit_event, pipeline, as_of, status, manifest, folder, message, max_usd, sustained, links, related, sent):
     for name, payload, alert in run_events(pipeline, str(as_of), status, manifest, folder=folder, message=message,
                                            max_usd=max_usd, sustained_rule=sustained, links=links):
         resource = {"prefect.resource.id": resource_id(pipeline), "prefect.resource.name": pipeline,
@@ -67,4 +81,3 @@ def _emit(pipeline, as_of, status, folder, manifest, message, loaded) -> list:
         ev = emit_event(event=name, resource=resource, related=related, payload=payload)
         log.info("event: %s%s", name, "" if alert else " (no alert: sustained rule not met)")
         sent.append(ev)
-    return sent

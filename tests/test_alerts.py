@@ -257,6 +257,7 @@ def test_a_failed_gate_makes_exactly_one_post_with_the_documented_fields(srv):
     assert f"Flow run: {srv.ui}/runs/flow-run/" in text
     assert ev["resource"]["prefect.resource.id"] == "assay.pipeline.strict"
     assert any(r["prefect.resource.id"].startswith("prefect.flow-run.") for r in ev["related"])
+    assert not any(r["prefect.resource.id"].startswith("prefect.task-run.") for r in ev["related"]), ev["related"]
     p = ev["payload"]
     assert {"pipeline", "as_of", "run_id", "verdict", "gate", "metric", "slice", "value", "threshold", "difference",
             "interval", "p_adjusted", "flow_run_url"} <= set(p)
