@@ -14,12 +14,11 @@ Events (see :data:`EVENTS`):
 ``assay.gate.failed``     a gate check failed (one event per run, the worst check in it)
 ``assay.gate.inconclusive`` no check failed but one could not decide (interval or MDE)
 ``assay.model.changed``   a model's ``response_model`` or ``system_fingerprint`` changed since the last complete run
-``assay.cost.over_budget`` the run's cost passed ``cost.max_usd`` (or the budget guard stopped it)
+``assay.cost.over_budget`` the run's calls cost more than ``cost.max_usd`` (or the budget guard stopped them)
 """
 
 from typing import Any
 
-from assay import store as S
 from assay.store import RunFolder, Store
 
 PREFIX = "assay."
@@ -93,19 +92,16 @@ def verdict_line(pipeline: str, as_of: str, status: str, manifest: dict, message
     return f"{pipeline} {as_of}: {'gates passed' if v == 'pass' else 'complete'}"
 
 
-def _over_budget(rf: RunFolder | None, max_usd: float | None, status: str, message: str) -> dict | None:
+def _over_budget(manifest: dict, max_usd: float | None, status: str, message: str) -> dict | None:
+    """Over ``cost.max_usd``: the budget guard stopped the calls, or the dollars the invoke stage
+    recorded as spent (the figure the guard counts) passed it."""
     if max_usd is None:
         return None
     if status != "complete" and "budget guard" in (message or ""):
         return {"max_usd": max_usd, "cost_usd": None, "reason": "the budget guard stopped the calls"}
-    if rf is None or not rf.exists(S.COSTS):
-        return None
-    costs = rf.read_table(S.COSTS, columns=None).to_pandas()
-    if "cost_usd" not in costs.columns:
-        return None
-    spent = float(costs["cost_usd"].fillna(0).sum())
-    if spent > max_usd:
-        return {"max_usd": max_usd, "cost_usd": round(spent, 6), "reason": "the run's cost passed cost.max_usd"}
+    spent = ((manifest.get("stages") or {}).get("invoke") or {}).get("usd")
+    if isinstance(spent, (int, float)) and spent > max_usd:
+        return {"max_usd": max_usd, "cost_usd": round(float(spent), 6), "reason": "the run's calls cost more than cost.max_usd"}
     return None
 
 
@@ -155,7 +151,7 @@ def run_events(pipeline: str, as_of: str, status: str, manifest: dict | None, *,
         out.append(("assay.model.changed", {**base, "verdict": f"{pipeline} {as_of}: model changed behind its name: {desc}",
                                             "models": {mo: changed[mo]["changed"] for mo in models},
                                             "compared_with": next(iter(changed.values())).get("compared_with")}, True))
-    over = _over_budget(folder, max_usd, status, message)
+    over = _over_budget(m, max_usd, status, message)
     if over:
         out.append(("assay.cost.over_budget", {**base, "verdict": f"{pipeline} {as_of}: over budget: {over['reason']}",
                                                **over}, True))

@@ -53,6 +53,11 @@ def test_a_model_change_and_an_over_budget_run_are_events():
     changed = evs[1][1]
     assert changed["models"] == {"gpt": {"system_fingerprint": {"before": "fp_a", "after": "fp_b"}}}
     assert "fp_a" in changed["verdict"] and changed["compared_with"]["run_id"] == "r0"
+    assert evs[2][1]["reason"] == "the budget guard stopped the calls"
+    spent = {**gate_manifest("pass"), "stages": {"invoke": {"usd": 1.25}}}
+    (_, p, _), = [e for e in run_events("p", "d", "complete", spent, max_usd=1.0) if e[0] == "assay.cost.over_budget"]
+    assert p["cost_usd"] == 1.25 and p["max_usd"] == 1.0
+    assert not [e for e in run_events("p", "d", "complete", spent, max_usd=2.0) if e[0] == "assay.cost.over_budget"]
 
 
 def test_sustained_counts_failed_gates_over_the_last_n_complete_runs(tmp_path):

@@ -1,6 +1,7 @@
 """Operations commands of the ``assay`` CLI: serve, deploy, alerts sync, backfill, history.
 
-Exit codes: 0 ok, 1 a run failed, 2 configuration error, 3 a gate broke.
+Exit codes: 0 ok (an inconclusive gate included: nothing is shown broken), 1 a run failed, 2 configuration
+error, 3 a gate broke.
 """
 
 import json
