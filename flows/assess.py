@@ -106,6 +106,7 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
     """
     from assay.config import ConfigError, load_config, preflight
 
+    day = as_of
     try:
         loaded = load_config(config)
         p = loaded.pipeline(pipeline)
@@ -113,7 +114,10 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
         preflight(loaded, pipeline, day, models=models or None, sample=sample, artifacts=artifacts)
     except ConfigError as e:  # before start_run: no run folder is made for a run that cannot work
         get_run_logger().error("%s", e.format())
-        emit_run_events(pipeline, as_of or "", "failed", manifest={}, message=e.format().splitlines()[0])
+        # the event names the problems' key paths only: a message may quote a value from the environment
+        where = ", ".join(path or "<root>" for path, _, _ in e.problems[:5])
+        emit_run_events(pipeline, day or "", "failed", manifest={},
+                        message=f"the preflight found {len(e.problems)} problem(s) in {e.source}: {where}")
         return Failed(message=e.format())
     ctx = start_run(config, pipeline, day, models=models or None, sample=sample, artifacts=artifacts,
                     cache_mode=cache, loaded=loaded)
