@@ -62,9 +62,15 @@ class Hosting(Strict):
 
 
 class Compute(Strict):
-    """Conventional (non-LLM) models: compute time at an hourly rate."""
+    """A model served on your own machines and priced by compute time (a conventional model, a
+    ``python`` function, a local ``transformers`` model): the instances that serve it, their hourly
+    price, and how long its training is amortised over."""
 
-    usd_per_hour: float = Field(default=0.10, ge=0, description="price of an hour of compute")
+    usd_per_hour: float = Field(default=0.10, ge=0, description="the price of one serving instance for an hour "
+                                                                "(its training is priced at the same rate)")
+    instances: int = Field(default=1, ge=0, description="instances always up to answer: the monthly floor is instances × "
+                                                        "usd_per_hour × 730, paid whatever the volume; 0 = paid per call only "
+                                                        "(a serverless function)")
     amortise_months: float = Field(default=12, gt=0, description="training cost spread over this many months")
 
 
@@ -100,11 +106,21 @@ class _TokenPriced(Strict):
 
 
 class _Hosted(Strict):
-    hosting: Hosting | None = Field(default=None, description="self-hosted: priced by time from the measured throughput")
+    hosting: Hosting | None = Field(default=None, description="self-hosted: priced by time from the throughput (measured, "
+                                                              "recorded by assay capacity, or a replayed log's)")
 
 
 class _Computed(Strict):
-    compute: Compute | None = Field(default=None, description="conventional: priced by measured compute time")
+    compute: Compute | None = Field(default=None, description="served on your own instances: measured compute time at "
+                                                              "usd_per_hour, with the always-on instances as a monthly floor")
+
+    @model_validator(mode="after")
+    def _one_way_to_price(self):
+        # hosting prices a served model by its throughput, compute by its compute time: both would
+        # be two different bills for one service
+        if self.compute is not None and getattr(self, "hosting", None) is not None:
+            raise ValueError("give compute: (priced by compute time) or hosting: (priced by throughput), not both")
+        return self
 
 
 class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
