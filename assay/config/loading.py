@@ -224,6 +224,8 @@ def _hashed_model(m: ModelConfig) -> dict:
     out = {**_flat_defaults(), **m.model_dump(mode="json")}
     if out.get("samples") in (1, None):  # added later: one call per example hashes as before it existed
         out.pop("samples", None)
+    if not out.get("stream"):  # added later: an unstreamed model hashes as before it existed
+        out.pop("stream", None)
     if isinstance(out.get("compute"), dict) and out["compute"].get("instances") == 1:  # added later, at its default
         out["compute"] = {k: v for k, v in out["compute"].items() if k != "instances"}
     return out

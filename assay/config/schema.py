@@ -503,75 +503,6 @@ class Runner(Strict):
         return self
 
 
-class PipelineConfig(Strict):
-    description: str | None = Field(default=None, description="a line of your own about the use case")
-    dataset: DatasetConfig = Field(description="the examples")
-    prompt: PromptConfig | None = Field(default=None, description="how a row becomes messages for chat models")
-    models: list[str] = Field(min_length=1, description="names from the top-level models:")
-    metrics: list[str | MetricSpec] = Field(min_length=1, description="a metric's name, or a mapping; the first is the headline metric")
-    cost: CostConfig = Field(default_factory=CostConfig, description="the monthly volume and the budget")
-    gates: dict[str, Gate] = Field(default_factory=dict, description="quality bars per metric; a broken gate fails the run (exit 3)")
-    schedule: Schedule | None = Field(default=None, description="when assay serve or a deployment runs the pipeline")
-    cache: Literal["use", "refresh", "off"] = Field(default="use", description="the response cache: use it, call again and overwrite, or ignore it")
-    max_error_rate: float = Field(default=0.1, ge=0, le=1, description="the run fails when a larger share of calls failed")
-    shard_size: int = Field(default=500, ge=1, description="responses per Parquet part (the unit of resume)")
-    bootstrap: int = Field(default=1000, ge=0, description="resamples for confidence intervals (0: none)")
-    policies: dict[str, PolicyConfig] = Field(default_factory=dict, description="cascades and routes scored from the run's answers")
-    runner: Runner | None = Field(default=None, description="run invoke shards and score chunks on Dask (overrides the top-level runner)")
-    samples: int | dict[str, int] | None = Field(
-        default=None, description="calls per example: K for every chat model of the pipeline, or {model: K}; "
-                                  "overrides the models' own samples:")
-    alerts: "AlertsConfig | None" = Field(default=None, description="this pipeline's alerts (replaces the top-level alerts:)")
-    baseline: "Baseline | None" = Field(default=None, description="a pinned run the max_drop gates compare with: "
-                                                                  "{run: RUN_ID} or {as_of: DATE}")
-
-    @field_validator("samples", mode="before")
-    @classmethod
-    def _samples(cls, v):
-        def one(k, where: str):
-            if isinstance(k, bool) or not isinstance(k, int):
-                raise ValueError(f"{where}must be a whole number of calls per example (1 or more), got {k!r}")
-            if not 1 <= k <= MAX_SAMPLES:
-                raise ValueError(f"{where}must be between 1 and {MAX_SAMPLES} calls per example, got {k}")
-            return k
-
-        if v is None:
-            return v
-        if isinstance(v, dict):
-            return {str(m): one(k, f"samples.{m} ") for m, k in v.items()}
-        return one(v, "")
-
-    def samples_of(self, name: str, model) -> int:
-        """Calls per example for the pipeline's model ``name`` (config ``model``): the pipeline's
-        ``samples: {name: K}``, else its ``samples: K``, else the model's own ``samples:``, else 1.
-        Only chat models are called more than once (see :mod:`assay.calling.invoke`)."""
-        s = self.samples
-        if isinstance(s, dict) and name in s:
-            return s[name]
-        if isinstance(s, int):
-            return s
-        return int(getattr(model, "samples", 1) or 1)
-
-    @field_validator("cache", mode="before")
-    @classmethod
-    def _yaml_off(cls, v):
-        # YAML 1.1 reads a bare `off` as false
-        return "off" if v is False else v
-
-    def metric_specs(self) -> list[MetricSpec]:
-        return [MetricSpec(name=m) if isinstance(m, str) else m for m in self.metrics]
-
-    def confidence_models(self) -> set[str]:
-        """The models whose answers the policies judge by their confidence (every cascade step
-        but the last, under a ``confidence`` rule): the ``openai`` provider asks them for
-        log-probabilities."""
-        out: set[str] = set()
-        for pol in self.policies.values():
-            if pol.kind == "cascade" and pol.rule.kind == "confidence":
-                out.update(pol.models[:-1])
-        return out
-
-
 #: what a name may not contain: a path separator or a control character
 _UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
 
@@ -732,6 +663,76 @@ class Baseline(Strict):
                 raise ValueError(f"baseline.as_of: {self.as_of!r} is not a date YYYY-MM-DD") from None
             self.as_of = str(self.as_of)
         return self
+
+
+class PipelineConfig(Strict):
+    description: str | None = Field(default=None, description="a line of your own about the use case")
+    dataset: DatasetConfig = Field(description="the examples")
+    prompt: PromptConfig | None = Field(default=None, description="how a row becomes messages for chat models")
+    models: list[str] = Field(min_length=1, description="names from the top-level models:")
+    metrics: list[str | MetricSpec] = Field(min_length=1, description="a metric's name, or a mapping; the first is the headline metric")
+    cost: CostConfig = Field(default_factory=CostConfig, description="the monthly volume and the budget")
+    gates: dict[str, Gate] = Field(default_factory=dict, description="quality bars per metric; a broken gate fails the run (exit 3)")
+    schedule: Schedule | None = Field(default=None, description="when assay serve or a deployment runs the pipeline")
+    cache: Literal["use", "refresh", "off"] = Field(default="use", description="the response cache: use it, call again and overwrite, or ignore it")
+    max_error_rate: float = Field(default=0.1, ge=0, le=1, description="the run fails when a larger share of calls failed")
+    shard_size: int = Field(default=500, ge=1, description="responses per Parquet part (the unit of resume)")
+    bootstrap: int = Field(default=1000, ge=0, description="resamples for confidence intervals (0: none)")
+    policies: dict[str, PolicyConfig] = Field(default_factory=dict, description="cascades and routes scored from the run's answers")
+    runner: Runner | None = Field(default=None, description="run invoke shards and score chunks on Dask (overrides the top-level runner)")
+    samples: int | dict[str, int] | None = Field(
+        default=None, description="calls per example: K for every chat model of the pipeline, or {model: K}; "
+                                  "overrides the models' own samples:")
+    alerts: AlertsConfig | None = Field(default=None, description="this pipeline's alerts (replaces the top-level alerts:)")
+    baseline: Baseline | None = Field(default=None, description="a pinned run the max_drop gates compare with: "
+                                                                  "{run: RUN_ID} or {as_of: DATE}")
+
+    @field_validator("samples", mode="before")
+    @classmethod
+    def _samples(cls, v):
+        def one(k, where: str):
+            if isinstance(k, bool) or not isinstance(k, int):
+                raise ValueError(f"{where}must be a whole number of calls per example (1 or more), got {k!r}")
+            if not 1 <= k <= MAX_SAMPLES:
+                raise ValueError(f"{where}must be between 1 and {MAX_SAMPLES} calls per example, got {k}")
+            return k
+
+        if v is None:
+            return v
+        if isinstance(v, dict):
+            return {str(m): one(k, f"samples.{m} ") for m, k in v.items()}
+        return one(v, "")
+
+    def samples_of(self, name: str, model) -> int:
+        """Calls per example for the pipeline's model ``name`` (config ``model``): the pipeline's
+        ``samples: {name: K}``, else its ``samples: K``, else the model's own ``samples:``, else 1.
+        Only chat models are called more than once (see :mod:`assay.calling.invoke`)."""
+        s = self.samples
+        if isinstance(s, dict) and name in s:
+            return s[name]
+        if isinstance(s, int):
+            return s
+        return int(getattr(model, "samples", 1) or 1)
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        # YAML 1.1 reads a bare `off` as false
+        return "off" if v is False else v
+
+    def metric_specs(self) -> list[MetricSpec]:
+        return [MetricSpec(name=m) if isinstance(m, str) else m for m in self.metrics]
+
+    def confidence_models(self) -> set[str]:
+        """The models whose answers the policies judge by their confidence (every cascade step
+        but the last, under a ``confidence`` rule): the ``openai`` provider asks them for
+        log-probabilities."""
+        out: set[str] = set()
+        for pol in self.policies.values():
+            if pol.kind == "cascade" and pol.rule.kind == "confidence":
+                out.update(pol.models[:-1])
+        return out
+
 
 
 
