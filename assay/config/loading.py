@@ -227,6 +227,8 @@ def _hashed_model(m: ModelConfig) -> dict:
     for key, default in _LATER_MODEL_KEYS.items():  # added later too: at their defaults, as before
         if out.get(key, default) == default:
             out.pop(key, None)
+    if not out.get("stream"):  # added later: an unstreamed model hashes as before it existed
+        out.pop("stream", None)
     if isinstance(out.get("compute"), dict) and out["compute"].get("instances") == 1:  # added later, at its default
         out["compute"] = {k: v for k, v in out["compute"].items() if k != "instances"}
     return out
