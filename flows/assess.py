@@ -19,6 +19,7 @@ from prefect.states import Failed
 
 from assay.runs import start_run
 from assay.stages import run_stages
+from flows.events import emit_run_events
 from tasks.logs import assay_logs_to_prefect
 
 
@@ -105,6 +106,7 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
     """
     from assay.config import ConfigError, load_config, preflight
 
+    day = as_of
     try:
         loaded = load_config(config)
         p = loaded.pipeline(pipeline)
@@ -112,6 +114,10 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
         preflight(loaded, pipeline, day, models=models or None, sample=sample, artifacts=artifacts)
     except ConfigError as e:  # before start_run: no run folder is made for a run that cannot work
         get_run_logger().error("%s", e.format())
+        # the event names the problems' key paths only: a message may quote a value from the environment
+        where = ", ".join(path or "<root>" for path, _, _ in e.problems[:5])
+        emit_run_events(pipeline, day or "", "failed", manifest={},
+                        message=f"the preflight found {len(e.problems)} problem(s) in {e.source}: {where}")
         return Failed(message=e.format())
     ctx = start_run(config, pipeline, day, models=models or None, sample=sample, artifacts=artifacts,
                     cache_mode=cache, loaded=loaded)
@@ -123,8 +129,21 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
             else:
                 on_dask(ctx)
         except StageFailed as e:
+            _tell(ctx, loaded, str(e))
             return Failed(message=str(e), data=ctx.folder.url)
+        except BaseException as e:
+            _tell(ctx, loaded, str(e) or type(e).__name__)
+            raise
+        _tell(ctx, loaded)
     return ctx.folder.url
+
+
+def _tell(ctx, loaded, message: str = "") -> None:
+    """Emit the run's events (``flows/events.py``) from what its run folder records: a run whose
+    manifest says complete (its gates may have failed) is complete; anything else failed."""
+    manifest = ctx.folder.manifest() or {}
+    status = "complete" if manifest.get("status") == "complete" else "failed"
+    emit_run_events(ctx.pipeline, ctx.as_of, status, folder=ctx.folder, manifest=manifest, message=message, loaded=loaded)
 
 
 def dask_task_runner(runner):

@@ -53,10 +53,24 @@ def run_stages(ctx: RunContext, call: Callable[[Any, RunContext], Any] | None = 
                 continue
             fail(ctx, stage.NAME, message(e), **extra())
             raise
+    _drift(ctx)
     finish(ctx, **extra())
     if broken is not None:
         raise broken
     return ctx
+
+
+def _drift(ctx: RunContext) -> None:
+    """Record what the endpoints said they served against the previous run (assay.drift); a
+    problem there is logged, never a failed run."""
+    import logging
+
+    from assay import drift
+
+    try:
+        drift.record(ctx)
+    except Exception as e:  # noqa: BLE001
+        logging.getLogger("assay.drift").warning("drift: not recorded (%s: %s)", type(e).__name__, e)
 
 
 def run_local(config_path: str, pipeline: str, as_of: date, **kw) -> RunContext:

@@ -172,6 +172,7 @@ def execute(pipeline, day, models, sample, config, artifacts, cache, progress=Fa
     if out.folder and out.status in ("complete", "gate failed"):
         print_result(out.folder, pipeline)
     if out.status == "complete":
+        _say_inconclusive(out.folder)
         return EXIT_OK, out.folder
     if out.status == "gate failed":
         err(f"gate failed: {out.message.removeprefix('gate: ')}")
@@ -179,6 +180,21 @@ def execute(pipeline, day, models, sample, config, artifacts, cache, progress=Fa
     where = f"; partial artifacts in {out.folder}; the same command resumes the run" if out.folder else ""
     err(f"run failed: {out.message}{where}")
     return EXIT_FAILED, out.folder
+
+
+def _say_inconclusive(folder: str) -> None:
+    """An inconclusive gate exits 0 (nothing is shown broken; an exit code that fails a job on noise
+    would cry wolf) and says so on stderr, with what could not be decided."""
+    from datetime import date as _date
+
+    from assay.store import Store
+
+    root, pipeline, as_of, run_id = folder.rstrip("/").rsplit("/", 3)
+    gates = (Store(root).run(pipeline, _date.fromisoformat(as_of), run_id).manifest() or {}).get("gates") or {}
+    if gates.get("verdict") == "inconclusive":
+        lines = gates.get("inconclusive") or []
+        err(f"gate inconclusive (exit 0, not a failure): {lines[0] if lines else ''}"
+            + (f"; and {len(lines) - 1} more" if len(lines) > 1 else ""))
 
 
 def prefect_api_problem() -> str | None:
