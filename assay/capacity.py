@@ -56,7 +56,8 @@ SYNTHETIC_PROMPT = ("Write a short paragraph for a customer who asked how to res
 
 #: model config keys that price a model or limit Assay's own calls, not what its endpoint serves:
 #: a change to one of them keeps a recorded operating point valid
-_NOT_SERVING = ("price", "price_ref", "max_concurrency", "rpm", "tpm", "max_attempts", "timeout_s", "client", "version")
+_NOT_SERVING = ("price", "price_ref", "max_concurrency", "rpm", "tpm", "max_attempts", "timeout_s", "client", "version",
+                "stream")
 _NOT_SERVING_HOSTING = ("usd_per_gpu_hour", "hardware", "replicas", "throughput_rps")
 
 _METRICS = ("latency", "ttft", "itl")

@@ -35,13 +35,31 @@ Every model of the run is checked on its **overall** value (slice ``all``) of th
 
     The same ``max_drop`` check is made on every slice both runs have (``channel=email``, ...),
     with examples assigned to slices from this run's ``dataset.parquet``. The paired tests of
-    the slices are corrected for multiple comparisons with the gate's ``correction``: ``holm``
-    (the default; family-wise error, never less powerful than Bonferroni), ``bh``
-    (Benjamini–Hochberg, false discovery rate), ``bonferroni`` or ``none``; each slice check keeps
-    its raw ``p_value`` and its ``p_adjusted``, and names the ``correction``. A slice that
-    drops significantly fails the gate too: a model that holds up overall but breaks on one
-    channel is a regression. Per model and metric the report keeps the overall check and the
-    **worst slice** (the failing slice with the largest drop, else the slice with the largest drop).
+    one model — every gated metric × every slice, ``all`` included — are one family for the
+    multiple-comparison correction, with each gate's ``correction``: ``holm`` (the default;
+    family-wise error, never less powerful than Bonferroni), ``bh`` (Benjamini–Hochberg, false
+    discovery rate), ``bonferroni`` or ``none``; each check keeps its raw ``p_value`` and its
+    ``p_adjusted``, and names the ``correction`` and the family's size. A slice that drops
+    significantly fails the gate too: a model that holds up overall but breaks on one channel
+    is a regression. Per model and metric the report keeps the overall check and the **worst
+    slice** (a failing slice first, then an inconclusive one, the largest drop among them).
+
+Every check has a **verdict** (``pass``, ``fail`` or ``inconclusive``). For ``max_drop`` the
+drop's 95% interval comes from the score stage's paired comparison (:func:`assay.stats.paired`)
+on the shared examples, or from the two runs' standard errors, and so does the minimum
+detectable effect (80% power); a check is
+
+* ``fail`` when the drop is larger than ``max_drop`` beyond the noise (as above);
+* ``inconclusive`` when the drop is larger than ``max_drop`` but within the noise, or the
+  interval straddles ``max_drop``, or the MDE is larger than ``max_drop`` (the run could not
+  see a drop of the size the gate guards); the note says which;
+* ``pass`` otherwise.
+
+An inconclusive check does not break the gate (``passed`` stays True, ``assay run`` exits 0);
+the run's verdict is ``fail`` if any check failed, else ``inconclusive`` if any could not
+decide, else ``pass``. A pipeline's pinned ``baseline:`` (``{run: RUN_ID}`` or ``{as_of: DATE}``)
+replaces the previous good run as what every ``max_drop`` check compares with, so a slow drift
+over many nights adds up instead of hiding in night-to-night steps.
 
 The result is a :class:`GateReport`: a flat list of :class:`Check` records
 ``{model, metric, slice, rule, value, threshold, previous, drop, p_value, passed, ...}``.
@@ -57,6 +75,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from assay import stats as ST
 from assay import store as S
 from assay.stats import p_adjust
 from assay.store import RunFolder, Store
@@ -119,12 +138,20 @@ class Check:
     method: str | None = None    # paired_bootstrap | ci | point (max_drop only)
     n_paired: int | None = None  # common examples in the paired test
     note: str | None = None
-    p_adjusted: float | None = None  # slice checks: the p-value corrected over the slices
-    correction: str | None = None    # holm | bh | bonferroni | none, and over how many slices
+    p_adjusted: float | None = None  # the p-value corrected over every paired check of the model
+    correction: str | None = None    # holm | bh | bonferroni | none, and over how many checks
+    verdict: str = "pass"            # pass | fail | inconclusive
+    ci_low: float | None = None      # the drop's 95% interval (max_drop)
+    ci_high: float | None = None
+    mde: float | None = None         # the smallest drop this comparison detects (80% power)
 
 
     def to_dict(self) -> dict:
         return {k: _clean(v) for k, v in asdict(self).items()}
+
+    def settle(self, verdict: str, note: str | None = None) -> None:
+        """Record the verdict (``passed`` is False only for a failure: inconclusive is not broken)."""
+        self.verdict, self.passed, self.note = verdict, verdict != "fail", note
 
     def describe(self) -> str:
         """One short phrase: what broke and by how much."""
@@ -138,8 +165,11 @@ class Check:
             p = f", p={self.p_adjusted:.3g} ({self.correction})"
         else:
             p = f", p={self.p_value:.3g}" if self.p_value is not None else f", {self.method}" if self.method else ""
+        ci = f", 95% CI [{_fmt(self.ci_low)}, {_fmt(self.ci_high)}]" if self.ci_low is not None else ""
+        op = "<=" if self.verdict == "pass" else ">" if self.verdict == "fail" else "vs"
+        why = f": inconclusive, {self.note}" if self.verdict == "inconclusive" and self.note else ""
         return (f"{who} dropped {_fmt(self.drop)}{where} ({_fmt(self.previous)} -> {_fmt(self.value)}) "
-                f"> max_drop {_fmt(self.threshold)}{p}")
+                f"{op} max_drop {_fmt(self.threshold)}{ci}{p}{why}")
 
 
 @dataclass
@@ -157,9 +187,20 @@ class GateReport:
     def failures(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
 
+    @property
+    def inconclusive(self) -> list[Check]:
+        return [c for c in self.checks if c.verdict == "inconclusive"]
+
+    @property
+    def verdict(self) -> str:
+        """``fail`` when a check failed, else ``inconclusive`` when one could not decide, else ``pass``."""
+        return "fail" if self.failures else "inconclusive" if self.inconclusive else "pass"
+
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "previous": self.previous, "checks": [c.to_dict() for c in self.checks],
-                "failures": [c.describe() for c in self.failures]}
+        return {"passed": self.passed, "verdict": self.verdict, "previous": self.previous,
+                "checks": [c.to_dict() for c in self.checks],
+                "failures": [c.describe() for c in self.failures],
+                "inconclusive": [c.describe() for c in self.inconclusive]}
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([c.to_dict() for c in self.checks],
@@ -167,18 +208,23 @@ class GateReport:
                                      "p_value", "passed", "method", "n_paired", "note", "p_adjusted", "correction"])
 
     def message(self, limit: int = 3) -> str:
-        """One line for an exception or a log: the failures, worst first."""
+        """One line for an exception or a log: the failures (else the inconclusive checks), worst first."""
         fails = sorted(self.failures, key=lambda c: -(c.drop or 0))
+        what = "failed"
+        if not fails:
+            fails, what = sorted(self.inconclusive, key=lambda c: -(c.drop or 0)), "inconclusive"
         if not fails:
             return "all gates passed"
         parts = [c.describe() for c in fails[:limit]]
         more = f"; and {len(fails) - limit} more" if len(fails) > limit else ""
-        return f"{len(fails)} gate check(s) failed: " + "; ".join(parts) + more
+        return f"{len(fails)} gate check(s) {what}: " + "; ".join(parts) + more
 
     def markdown(self, pipeline: str, as_of: str, run_id: str) -> str:
-        head = "FAILED" if not self.passed else "passed"
+        head = {"fail": "FAILED", "inconclusive": "inconclusive", "pass": "passed"}[self.verdict]
         lines = [f"# Gates {head}: {pipeline} {as_of}", "", f"Run `{run_id}`."]
-        if self.previous:
+        if self.previous and self.previous.get("baseline"):
+            lines.append(f"Compared with the pinned baseline run `{self.previous['run_id']}` ({self.previous['as_of']}).")
+        elif self.previous:
             lines.append(f"Compared with the previous good run `{self.previous['run_id']}` ({self.previous['as_of']}).")
         else:
             lines.append("No previous good run: `max_drop` gates had nothing to compare with.")
@@ -189,9 +235,15 @@ class GateReport:
             for c in self.failures:
                 lines.append(f"- **{c.describe()}**")
             lines.append("")
+        if self.inconclusive:
+            lines.append("## Inconclusive (not a failure: this run cannot tell)")
+            lines.append("")
+            for c in self.inconclusive:
+                lines.append(f"- {c.describe()}")
+            lines.append("")
         corr = sorted({c.correction for c in self.checks if c.correction})
         if corr:
-            lines.append("Slice checks of `max_drop` are corrected for multiple comparisons: "
+            lines.append("The paired `max_drop` checks (every metric and slice of a model) are corrected for multiple comparisons: "
                          + ", ".join(f"**{c}**" for c in corr) + " (p shown is the corrected one).")
             lines.append("")
         lines.append("## Checks")
@@ -201,7 +253,7 @@ class GateReport:
         for c in self.checks:
             lines.append(f"| {c.model or ''} | {c.metric} | {c.slice} | {c.rule} | {_fmt(c.value)} | {_fmt(c.threshold)} | "
                          f"{_fmt(c.previous)} | {_fmt(c.drop)} | {_p(c)} | "
-                         f"{c.method or ''} | {'pass' if c.passed else '**FAIL**'} |")
+                         f"{c.method or ''} | {'**FAIL**' if c.verdict == 'fail' else c.verdict} |")
         return "\n".join(lines) + "\n"
 
 
@@ -242,47 +294,68 @@ def _bound(g: Any, name: str) -> float | None:
 # the checks ---------------------------------------------------------------------------------
 def evaluate(gates: Mapping[str, Any], current: RunData, previous: RunData | None, alpha: float = ALPHA,
              resamples: int = RESAMPLES, seed: int = 0) -> GateReport:
-    """Check ``current`` against the ``gates`` (metric -> Gate or dict) and the ``previous`` good run."""
+    """Check ``current`` against the ``gates`` (metric -> Gate or dict) and the ``previous`` good run.
+
+    The paired ``max_drop`` checks of one model (every gated metric × every slice, ``all``
+    included) are one family for the multiple-comparison correction: a model checked on three
+    metrics and five slices makes 18 tests, and the p-values are adjusted over all 18.
+    """
     report = GateReport(previous={"run_id": previous.run_id, "as_of": previous.as_of} if previous else None)
     m = current.metrics
+    families: dict[str, list[tuple[Check, str]]] = {}   # model -> (paired check, its gate's correction)
+    kept: list[tuple[Check, list[Check]]] = []           # the overall check and its slice checks
     for metric, g in gates.items():
         lo, hi, max_drop = _bound(g, "min"), _bound(g, "max"), _bound(g, "max_drop")
         overall = m[(m["metric"] == metric) & (m["slice"] == "all")]
         if overall.empty:
             for rule, t in (("min", lo), ("max", hi), ("max_drop", max_drop)):
                 if t is not None:
-                    report.checks.append(Check(None, metric, "all", rule, None, t, passed=False,
-                                               note="metric not in this run's metrics.parquet"))
+                    c = Check(None, metric, "all", rule, None, t)
+                    c.settle("fail", "metric not in this run's metrics.parquet")
+                    report.checks.append(c)
             continue
         for row in overall.itertuples(index=False):
             model, value = str(row.model), _num(row.value)
-            if lo is not None:
-                report.checks.append(Check(model, metric, "all", "min", value, lo, passed=value is not None and value >= lo,
-                                           note=None if value is not None else "no value"))
-            if hi is not None:
-                report.checks.append(Check(model, metric, "all", "max", value, hi, passed=value is not None and value <= hi,
-                                           note=None if value is not None else "no value"))
+            for rule, t in (("min", lo), ("max", hi)):
+                if t is None:
+                    continue
+                c = Check(model, metric, "all", rule, value, t)
+                ok = value is not None and (value >= t if rule == "min" else value <= t)
+                c.settle("pass" if ok else "fail", None if value is not None else "no value")
+                report.checks.append(c)
             if max_drop is not None:
                 correction = (g.get("correction") if isinstance(g, Mapping) else getattr(g, "correction", None)) or "holm"
-                report.checks.extend(_drop_checks(model, metric, max_drop, current, previous, alpha, resamples, seed,
-                                                  correction))
+                first, slices = _drop_checks(model, metric, max_drop, current, previous, alpha, resamples, seed)
+                report.checks.append(first)
+                kept.append((first, slices))
+                for c in [first, *slices]:
+                    families.setdefault(model, []).append((c, correction))
+    for family in families.values():
+        _correct(family, alpha)
+    for _first, slices in kept:
+        scored = [c for c in slices if c.drop is not None]
+        if scored:
+            rank = {"fail": 2, "inconclusive": 1, "pass": 0}
+            report.checks.append(max(scored, key=lambda c: (rank[c.verdict], c.drop)))
     return report
 
 
 def _drop_checks(model: str, metric: str, max_drop: float, cur: RunData, prev: RunData | None, alpha: float,
-                 resamples: int, seed: int, correction: str = "holm") -> list[Check]:
+                 resamples: int, seed: int) -> tuple[Check, list[Check]]:
+    """The overall ``max_drop`` check of one model and metric, and one per slice both runs have."""
     cm = cur.metrics[(cur.metrics["model"] == model) & (cur.metrics["metric"] == metric)]
     c_all = cm[cm["slice"] == "all"].iloc[0]
     if prev is None:
-        return [Check(model, metric, "all", "max_drop", _num(c_all["value"]), max_drop, note="no previous good run")]
+        return Check(model, metric, "all", "max_drop", _num(c_all["value"]), max_drop, note="no previous good run"), []
     pm = prev.metrics[(prev.metrics["model"] == model) & (prev.metrics["metric"] == metric)]
     p_all = pm[pm["slice"] == "all"]
     if p_all.empty:
-        return [Check(model, metric, "all", "max_drop", _num(c_all["value"]), max_drop,
-                      note="model or metric not in the previous run")]
+        return Check(model, metric, "all", "max_drop", _num(c_all["value"]), max_drop,
+                     note="model or metric not in the previous run"), []
     hib = bool(c_all["higher_is_better"]) if "higher_is_better" in c_all.index else True
     cur_each, prev_each = _each(cur, model, metric), _each(prev, model, metric)
-    out = [_drop_check(model, metric, "all", c_all, p_all.iloc[0], hib, max_drop, cur_each, prev_each, alpha, resamples, seed)]
+    first = _drop_check(model, metric, "all", c_all, p_all.iloc[0], hib, max_drop, cur_each, prev_each, alpha,
+                        resamples, seed)
     slices = [s for s in cm["slice"].tolist() if s != "all" and s in set(pm["slice"].tolist())]
     checks = []
     for i, name in enumerate(slices):
@@ -290,26 +363,43 @@ def _drop_checks(model: str, metric: str, max_drop: float, cur: RunData, prev: R
         ce = cur_each[cur_each.index.isin(members)] if (cur_each is not None and members is not None) else None
         checks.append(_drop_check(model, metric, name, cm[cm["slice"] == name].iloc[0], pm[pm["slice"] == name].iloc[0],
                                   hib, max_drop, ce, prev_each, alpha, resamples, seed + 1 + i))
-    _correct(checks, max_drop, alpha, correction)
-    scored = [c for c in checks if c.drop is not None]
-    if scored:
-        failing = [c for c in scored if not c.passed]
-        out.append(max(failing or scored, key=lambda c: c.drop))
-    return out
+    return first, checks
 
 
-def _correct(checks: list[Check], max_drop: float, alpha: float, correction: str) -> None:
-    """Decide the paired slice checks on p-values corrected over the slices (see the module doc)."""
-    paired = [c for c in checks if c.method == "paired_bootstrap" and c.p_value is not None]
+def _correct(family: list[tuple[Check, str]], alpha: float) -> None:
+    """Decide the paired checks of one model on p-values adjusted over all of them (see :func:`evaluate`);
+    each check is adjusted with its own gate's ``correction`` applied to the whole family."""
+    paired = [(c, how) for c, how in family if c.method == "paired_bootstrap" and c.p_value is not None]
     if not paired:
         return
-    adjusted = p_adjust([c.p_value for c in paired], correction)
-    for c, p in zip(paired, adjusted):
-        c.p_adjusted = float(p)
-        c.correction = f"{correction} over {len(paired)} slices"
-        real = p < alpha
-        c.passed = not (c.drop > max_drop and real)
-        c.note = "within noise" if (c.drop > max_drop and not real) else None
+    ps = [c.p_value for c, _ in paired]
+    adjusted = {how: p_adjust(ps, how) for how in {h for _, h in paired}}
+    for i, (c, how) in enumerate(paired):
+        c.p_adjusted = float(adjusted[how][i])
+        c.correction = f"{how} over {len(paired)} checks"
+        _decide(c, c.p_adjusted < alpha)
+
+
+def _decide(c: Check, real: bool) -> None:
+    """The verdict of a ``max_drop`` check whose drop, interval and MDE are known.
+
+    * fail: the drop is larger than ``max_drop`` beyond the noise (``real``);
+    * inconclusive: the drop is larger than ``max_drop`` but not beyond the noise, or its 95%
+      interval straddles ``max_drop``, or the comparison's minimum detectable effect (80% power)
+      is larger than ``max_drop`` (the run could not see a drop of the size the gate guards);
+    * pass otherwise.
+    """
+    t = c.threshold
+    if c.drop > t and real:
+        c.settle("fail")
+    elif c.drop > t:
+        c.settle("inconclusive", "interval straddles max_drop: drop beyond max_drop but within noise")
+    elif c.ci_high is not None and c.ci_low is not None and c.ci_low <= t < c.ci_high:
+        c.settle("inconclusive", f"interval straddles max_drop ({_fmt(c.ci_low)} to {_fmt(c.ci_high)})")
+    elif c.mde is not None and c.mde > t:
+        c.settle("inconclusive", f"MDE {_fmt(c.mde)} > max_drop: this run cannot see a drop of {_fmt(t)}")
+    else:
+        c.settle("pass")
 
 
 def _each(run: RunData, model: str, metric: str) -> pd.Series | None:
@@ -334,13 +424,21 @@ def _members(run: RunData, slice_name: str) -> set[str] | None:
     return set(ex.loc[mask, "example_id"].astype(str))
 
 
+def _se(row) -> float | None:
+    """A metric row's standard error: its ``se`` column, else its 95% interval's half width / 1.96."""
+    se = _num(row.get("se")) if hasattr(row, "get") else None
+    if se is not None:
+        return se
+    lo, hi = _num(row.get("ci_low")), _num(row.get("ci_high"))
+    return None if lo is None or hi is None else (hi - lo) / (2 * 1.959964)
+
+
 def _drop_check(model, metric, slice_name, c_row, p_row, hib: bool, max_drop: float, cur_each: pd.Series | None,
                 prev_each: pd.Series | None, alpha: float, resamples: int, seed: int) -> Check:
     value, previous = _num(c_row["value"]), _num(p_row["value"])
     base = Check(model, metric, slice_name, "max_drop", value, max_drop, previous)
     if value is None or previous is None:
-        base.note = "no value to compare"
-        base.passed = value is not None or previous is None
+        base.settle("pass" if (value is not None or previous is None) else "fail", "no value to compare")
         return base
     drop = (previous - value) if hib else (value - previous)
     base.drop = drop
@@ -349,25 +447,31 @@ def _drop_check(model, metric, slice_name, c_row, p_row, hib: bool, max_drop: fl
         common = cur_each.index.intersection(prev_each.index)
         if len(common) >= MIN_PAIRED:
             a, b = cur_each.loc[common].to_numpy(float), prev_each.loc[common].to_numpy(float)
-            d = (b - a) if hib else (a - b)
-            d = d[~np.isnan(d)]
-            if len(d) >= MIN_PAIRED:
-                paired = d
+            ok = ~(np.isnan(a) | np.isnan(b))
+            if ok.sum() >= MIN_PAIRED:
+                paired = (a[ok], b[ok])
     if paired is not None:
-        base.method, base.n_paired = "paired_bootstrap", int(len(paired))
-        base.p_value = paired_drop_p_value(paired, max_drop, resamples, seed)
+        a, b = paired
+        # the drop on the shared examples, with the score stage's paired comparison (interval, SE)
+        pc = ST.paired(b, a, alpha=alpha) if hib else ST.paired(a, b, alpha=alpha)
+        base.method, base.n_paired = "paired_bootstrap", int(pc.n)
+        base.ci_low, base.ci_high, base.mde = float(pc.ci_low), float(pc.ci_high), float(ST.mde(pc.se, alpha))
+        base.p_value = paired_drop_p_value((b - a) if hib else (a - b), max_drop, resamples, seed)
         real = base.p_value < alpha
     else:
         lo, hi = _num(c_row.get("ci_low")), _num(c_row.get("ci_high"))
         if (hi if hib else lo) is None:
             base.method = "point"
-            real = True
-        else:
-            base.method = "ci"
-            real = hi < previous - max_drop if hib else lo > previous + max_drop
-    base.passed = not (drop > max_drop and real)
-    if drop > max_drop and not real:
-        base.note = "within noise"
+            base.settle("fail" if drop > max_drop else "pass")
+            return base
+        base.method = "ci"
+        real = hi < previous - max_drop if hib else lo > previous + max_drop
+        se_c, se_p = _se(c_row), _se(p_row)
+        if se_c is not None:
+            se = math.sqrt(se_c ** 2 + (se_p or 0.0) ** 2)
+            q = ST.z_two_sided(alpha)
+            base.ci_low, base.ci_high, base.mde = drop - q * se, drop + q * se, float(ST.mde(se, alpha))
+    _decide(base, real)
     return base
 
 
@@ -415,12 +519,39 @@ def previous_good_run(store: Store, pipeline: str, as_of: str, run_id: str) -> R
     return None
 
 
-def check_run(rf: RunFolder, gates: Mapping[str, Any], alpha: float = ALPHA, resamples: int = RESAMPLES) -> GateReport:
-    """Check one run folder's artifacts against ``gates`` and its previous good run."""
+class BaselineNotFound(LookupError):
+    """A pipeline's pinned ``baseline:`` names no complete run."""
+
+
+def baseline_run(store: Store, pipeline: str, baseline: Any) -> RunFolder:
+    """The complete run a pinned ``baseline:`` ({run: RUN_ID} or {as_of: DATE}) names: that run,
+    or the latest complete run of that date; :class:`BaselineNotFound` naming what is missing."""
+    run_id = baseline.get("run") if isinstance(baseline, Mapping) else getattr(baseline, "run", None)
+    as_of = baseline.get("as_of") if isinstance(baseline, Mapping) else getattr(baseline, "as_of", None)
+    found = None
+    for rf in store.runs(pipeline):
+        if (run_id is not None and rf.run_id == run_id) or (run_id is None and rf.as_of == str(as_of)):
+            if (rf.manifest() or {}).get("status") == "complete":
+                found = rf
+    if found is None:
+        what = f"run {run_id}" if run_id is not None else f"as_of {as_of}"
+        raise BaselineNotFound(f"pipelines.{pipeline}.baseline: no complete run of {pipeline} with {what} under "
+                               f"{store.root}")
+    return found
+
+
+def check_run(rf: RunFolder, gates: Mapping[str, Any], alpha: float = ALPHA, resamples: int = RESAMPLES,
+              baseline: Any = None) -> GateReport:
+    """Check one run folder's artifacts against ``gates`` and its previous good run, or the pinned
+    ``baseline`` run when the pipeline has one (the same paired comparison on the examples both share)."""
     needs_prev = any(_bound(g, "max_drop") is not None for g in gates.values())
     current = RunData.load(rf, scores=needs_prev)
     previous = None
     if needs_prev:
-        prf = previous_good_run(rf.store, rf.pipeline, rf.as_of, rf.run_id)
+        prf = (baseline_run(rf.store, rf.pipeline, baseline) if baseline is not None
+               else previous_good_run(rf.store, rf.pipeline, rf.as_of, rf.run_id))
         previous = RunData.load(prf) if prf is not None else None
-    return evaluate(gates, current, previous, alpha=alpha, resamples=resamples)
+    report = evaluate(gates, current, previous, alpha=alpha, resamples=resamples)
+    if baseline is not None and report.previous:
+        report.previous["baseline"] = True
+    return report

@@ -17,7 +17,7 @@ from assay.gates import gates_passed
 from assay.store import RunFolder, Store
 
 COLUMNS = ["as_of", "run_id", "model", "metric", "slice", "value", "ci_low", "ci_high", "n",
-           "cost_per_1k_usd", "monthly_cost_usd", "gates"]
+           "cost_per_1k_usd", "monthly_cost_usd", "gates", "response_model", "system_fingerprint", "model_changed"]
 METRIC_COLUMNS = ["model", "metric", "slice", "value", "ci_low", "ci_high", "n"]
 COST_COLUMNS = ["model", "cost_per_1k_usd", "monthly_cost_usd"]
 
@@ -64,7 +64,9 @@ def history(root: str, pipeline: str, metric: str | None = None, slice: str = "a
     (by as_of, then the run's start time).
 
     Columns: as_of, run_id, model, metric, slice, value, ci_low, ci_high, n, cost_per_1k_usd,
-    monthly_cost_usd, gates ("passed", "failed" or "" when the run had no gates).
+    monthly_cost_usd, gates ("passed", "failed", "inconclusive" or "" when the run had no gates),
+    response_model, system_fingerprint (what the endpoint said it served, from the manifest's
+    ``drift``; see :mod:`assay.drift`) and model_changed (the fields that changed since the run before).
     ``metric`` keeps one metric; ``slice`` picks the slice (``all`` = overall). ``manifests``:
     the pipeline's run folders with their manifests, when the caller has read them already.
     """
@@ -75,11 +77,14 @@ def history(root: str, pipeline: str, metric: str | None = None, slice: str = "a
     if not include_failed_gates:
         manifests = {k: (r, m) for k, (r, m) in manifests.items() if gates_passed(m) is not False}
     runs = [r for r, _ in manifests.values()]
-    verdict, started = {}, {}
+    verdict, started, drift = {}, {}, {}
     for r, m in manifests.values():
         g = gates_passed(m)
-        verdict[(r.as_of, r.run_id)] = "" if g is None else ("passed" if g else "failed")
+        verdict[(r.as_of, r.run_id)] = "" if g is None else (
+            "failed" if not g else "inconclusive" if (m.get("gates") or {}).get("verdict") == "inconclusive" else "passed")
         started[(r.as_of, r.run_id)] = str(m.get("started_at") or "")
+        for model, d in (m.get("drift") or {}).items():
+            drift[(r.as_of, r.run_id, model)] = d
     mds = _dataset(store, pipeline, runs, S.METRICS)
     if mds is None:
         return pd.DataFrame(columns=COLUMNS)
@@ -101,6 +106,10 @@ def history(root: str, pipeline: str, metric: str | None = None, slice: str = "a
             out[c] = pd.NA if c != "gates" else ""
     keys = list(zip(out["as_of"], out["run_id"]))
     out["gates"] = [verdict.get(k, "") for k in keys]
+    dk = [drift.get((a, r, m)) or {} for a, r, m in zip(out["as_of"], out["run_id"], out["model"])]
+    out["response_model"] = [d.get("response_model") for d in dk]
+    out["system_fingerprint"] = [d.get("system_fingerprint") for d in dk]
+    out["model_changed"] = [", ".join(sorted(d.get("changed") or {})) for d in dk]
     # run ids sort by start time to the second; the manifest's started_at breaks ties within one
     out["_started"] = [started.get(k, "") for k in keys]
     out = out.sort_values(["as_of", "_started", "run_id", "model", "metric"], kind="stable")

@@ -35,11 +35,19 @@ RESPONSE_SCHEMA = pa.schema([
     ("cached", pa.bool_()),
     ("error", pa.string()),
     ("confidence", pa.float64()),  # 0..1 where the provider gave one (log-probabilities, class probabilities)
+    # what the endpoint said it served: its model name (a self-hosted server names its own model,
+    # whatever the request asked for) and its build fingerprint (null when it gives none)
+    ("response_model", pa.string()),
+    ("system_fingerprint", pa.string()),
+    ("ttft_s", pa.float64()),  # time to the first content token of a streamed call (``stream: true``)
 ])
 COLUMNS = RESPONSE_SCHEMA.names
-#: the fields of a journal line (a JSON array), in order: ``sample`` last, so that a line written
-#: before it existed (one field short) reads as sample 0
-JOURNAL_FIELDS = [n for n in COLUMNS if n not in ("model", "sample")] + ["sample"]
+#: fields added after ``sample``: a journal line's columns come after it in this order
+_LATER = ("response_model", "system_fingerprint", "ttft_s")
+#: the fields of a journal line (a JSON array), in order: ``sample`` after the older fields, so
+#: that a line written before it existed (one field short) reads as sample 0, and the later
+#: fields after it (null in a line written before them)
+JOURNAL_FIELDS = [n for n in COLUMNS if n not in ("model", "sample") + _LATER] + ["sample", *_LATER]
 
 
 def safe_name(model: str) -> str:
@@ -231,3 +239,30 @@ def compact(run: RunFolder, model: str) -> Resumed:
     latency = pc.sum(ok["latency_s"]).as_py() or 0.0
     eids = ok["example_id"].to_pylist()
     return Resumed(set(eids), seq, float(latency), attempts, set(zip(eids, ok["sample"].to_pylist())))
+
+
+def served(run: RunFolder, requested: dict[str, str | None]) -> dict[str, dict]:
+    """Per model whose endpoint named another model than the one requested (``requested``: model
+    name → its config's ``model``), the distinct served names and system fingerprints in its
+    responses: a self-hosted server answers under its own name, and a provider may route a
+    request to a newer snapshot. Models served under their requested name are left out."""
+    want = ["model", "response_model", "system_fingerprint"]
+    seen: dict[str, tuple[set, set]] = {}
+    for n in run.listdir(RESPONSES):
+        if not n.endswith(".parquet"):
+            continue
+        if "response_model" not in run.parquet_schema(f"{RESPONSES}/{n}")[0].names:
+            continue  # written before the column
+        t = run.read_table(f"{RESPONSES}/{n}", columns=want)
+        for model, rm, fp in zip(*(t[c].to_pylist() for c in want)):
+            names, fps = seen.setdefault(model, (set(), set()))
+            if rm is not None:
+                names.add(rm)
+            if fp is not None:
+                fps.add(fp)
+    out = {}
+    for model, (names, fps) in sorted(seen.items()):
+        if names and names != {requested.get(model)}:
+            out[model] = {"requested": requested.get(model), "response_model": sorted(names),
+                          "system_fingerprint": sorted(fps)}
+    return out

@@ -24,6 +24,7 @@ from assay.preflight import Checked, preflight
 from assay.runs import RunContext, start_run
 from assay.stages import run_stages
 from assay.store import Store
+from flows.events import emit_run_events
 from tasks import for_stage
 from tasks.logs import assay_logs_to_prefect
 
@@ -109,6 +110,7 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
         artifacts: artifact root (path or fsspec URL) overriding the config's.
         cache: response cache mode: use, refresh or off.
     """
+    day = as_of
     try:
         loaded = load_config(config)
         p = loaded.pipeline(pipeline)
@@ -116,6 +118,10 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
         checked = preflight(loaded, pipeline, day, models=models or None, sample=sample, artifacts=artifacts)
     except ConfigError as e:  # before start_run: no run folder is made for a run that cannot work
         get_run_logger().error("%s", e.format())
+        # the event names the problems' key paths only: a message may quote a value from the environment
+        where = ", ".join(path or "<root>" for path, _, _ in e.problems[:5])
+        emit_run_events(pipeline, day or "", "failed", manifest={},
+                        message=f"the preflight found {len(e.problems)} problem(s) in {e.source}: {where}")
         return Failed(message=e.format())
     return _run_checked(checked, config, cache)
 
@@ -134,7 +140,12 @@ def _run_checked(checked: Checked, config: str, cache: str | None) -> str:
                 else:
                     on_dask(ctx)
             except StageFailed as e:
+                _tell(ctx, checked.loaded, str(e))
                 return Failed(message=str(e), data=ctx.folder.url)
+            except BaseException as e:
+                _tell(ctx, checked.loaded, str(e) or type(e).__name__)
+                raise
+            _tell(ctx, checked.loaded)
         return ctx.folder.url
     finally:
         checked.release()
@@ -157,6 +168,14 @@ def run_checked(checked: Checked, config: str, cache: str | None = None, **optio
     flow = _PlainParameters(assess, name="assess", log_prints=False, persist_result=False)
     return flow(pipeline=checked.pipeline, as_of=checked.as_of, models=checked.models, sample=checked.sample,
                 config=config, artifacts=checked.artifacts, cache=cache, **options)
+
+
+def _tell(ctx, loaded, message: str = "") -> None:
+    """Emit the run's events (``flows/events.py``) from what its run folder records: a run whose
+    manifest says complete (its gates may have failed) is complete; anything else failed."""
+    manifest = ctx.folder.manifest() or {}
+    status = "complete" if manifest.get("status") == "complete" else "failed"
+    emit_run_events(ctx.pipeline, ctx.as_of, status, folder=ctx.folder, manifest=manifest, message=message, loaded=loaded)
 
 
 def dask_task_runner(runner):

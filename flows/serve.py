@@ -25,6 +25,9 @@ values with defaults, because the UI renders ``X | None`` as type tabs the user 
 The wrapper calls ``flows.assess.assess.fn`` inside its own flow run, so a served run is one
 flow run with the same tasks as ``assay run``; ``flows/assess.py`` itself is unchanged.
 
+Once the deployments are registered, the config's ``alerts:`` are synced to Prefect automations
+(:mod:`flows.alerts`), before the first run is served.
+
 Shutdown: ``pause_on_shutdown`` is False by default. ``assay serve`` is meant to run under a
 service manager (systemd, k8s, docker restart policies), and Prefect's default (True) pauses
 every schedule when the process stops, so a restart or a crash would silently stop the
@@ -100,7 +103,7 @@ def _ident(name: str) -> str:
 
 
 def serve_pipelines(config: str, pipelines: list[str] | None = None, limit: int | None = None,
-                    pause_on_shutdown: bool = False) -> None:
+                    pause_on_shutdown: bool = False, on_registered=None) -> None:
     """Register one deployment per pipeline and serve them from this process until interrupted.
 
     This is ``prefect.serve`` with one difference that matters here: each deployment is added
@@ -130,6 +133,8 @@ def serve_pipelines(config: str, pipelines: list[str] | None = None, limit: int 
             tags=["assay", name],
             version=loaded.config_hash(name)[:12],
         )
+    if on_registered is not None:  # the alerts' automations need the deployments' ids
+        on_registered(loaded)
     try:
         asyncio.run(runner.start())
     except (KeyboardInterrupt, TerminationSignal):

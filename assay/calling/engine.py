@@ -61,10 +61,14 @@ class Chunk:
     cached: list  # served from the response cache
     error: list  # None for a success
     confidence: list | None = None  # 0..1 per row where the provider gave one (see CallResult)
+    response_model: list | None = None  # the model name the endpoint said it served
+    system_fingerprint: list | None = None
+    ttft_s: list | None = None  # time to first token of a streamed call
 
     def __post_init__(self):
-        if self.confidence is None:
-            self.confidence = [None] * len(self.index)
+        for name in _OPTIONAL:
+            if getattr(self, name) is None:
+                setattr(self, name, [None] * len(self.index))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -73,6 +77,9 @@ class Chunk:
     def concat(cls, chunks: Sequence["Chunk"]) -> "Chunk":
         return cls(*([v for c in chunks for v in getattr(c, f.name)] for f in fields(cls)))
 
+
+#: Chunk columns that a provider may leave unset (all None)
+_OPTIONAL = ("confidence", "response_model", "system_fingerprint", "ttft_s")
 
 #: how much of an error's message the stats keep as its kind's example
 EXAMPLE_CHARS = 240
@@ -95,7 +102,8 @@ def hits_chunk(index: list, values: list[dict]) -> Chunk:
     started = [None if s is None else int(s * 1_000_000) for s in col("started_at")]
     n = len(index)
     return Chunk(index, col("output"), col("prompt_tokens"), col("completion_tokens"), col("cached_tokens"),
-                 col("cache_write_tokens"), col("latency_s"), started, [0] * n, [True] * n, [None] * n, col("confidence"))
+                 col("cache_write_tokens"), col("latency_s"), started, [0] * n, [True] * n, [None] * n, col("confidence"),
+                 col("response_model"), col("system_fingerprint"), col("ttft_s"))
 
 
 def cache_records(chunk: Chunk, keys: Sequence[str]) -> list[tuple[str, dict]]:
@@ -103,7 +111,8 @@ def cache_records(chunk: Chunk, keys: Sequence[str]) -> list[tuple[str, dict]]:
     c = chunk
     return [(keys[j], {"output": c.output[i], "prompt_tokens": c.prompt_tokens[i], "completion_tokens": c.completion_tokens[i],
                        "cached_tokens": c.cached_tokens[i], "cache_write_tokens": c.cache_write_tokens[i],
-                       "latency_s": c.latency_s[i], **({"confidence": c.confidence[i]} if c.confidence[i] is not None else {}),
+                       "latency_s": c.latency_s[i],
+                       **{k: getattr(c, k)[i] for k in _OPTIONAL if getattr(c, k)[i] is not None},
                        "started_at": None if c.started_at[i] is None else c.started_at[i] / 1_000_000})
             for i, j in enumerate(c.index) if c.error[i] is None and not c.cached[i]]
 
@@ -249,7 +258,9 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
         return Chunk(idx, [r and r.output for r in res], [r and r.prompt_tokens for r in res],
                      [r and r.completion_tokens for r in res], [r and r.cached_tokens for r in res],
                      [r and r.cache_write_tokens for r in res], lat, [int((wall0 + t - perf0) * 1_000_000) for t in t0s],
-                     att, [False] * len(idx), err, [r and r.confidence for r in res])
+                     att, [False] * len(idx), err, [r and r.confidence for r in res],
+                     [r and r.response_model for r in res], [r and r.system_fingerprint for r in res],
+                     [r and r.ttft_s for r in res])
 
     chunk_size = opts.chunk_size
     it = iter(pending)

@@ -78,7 +78,8 @@ def chunk_table(chunk: Chunk, example_ids, model: str, samples: list | None = No
               pa.array(c.cached_tokens, pa.int64()), pa.array(c.cache_write_tokens, pa.int64()),
               pa.array(c.latency_s, pa.float64()), pa.array(c.started_at, pa.int64()).cast(_STARTED),
               pa.array(c.attempts, pa.int32()), pa.array(c.cached, pa.bool_()), pa.array(c.error, pa.string()),
-              pa.array(c.confidence, pa.float64())]
+              pa.array(c.confidence, pa.float64()), pa.array(c.response_model, pa.string()),
+              pa.array(c.system_fingerprint, pa.string()), pa.array(c.ttft_s, pa.float64())]
     return pa.Table.from_arrays(arrays, schema=s)
 
 
@@ -201,7 +202,8 @@ class Journal:
         # one line per write, column by column (one encoder call, no per-call Python work)
         cols = [[ids[j] for j in c.index], c.output, c.prompt_tokens, c.completion_tokens, c.cached_tokens,
                 c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error, c.confidence,
-                [0] * len(c.index) if ss is None else [ss[j] for j in c.index]]
+                [0] * len(c.index) if ss is None else [ss[j] for j in c.index],
+                c.response_model, c.system_fingerprint, c.ttft_s]
         self._write((_ENCODE({"c": cols}) + "\n" + self._snapshot()).encode())
 
     def mark(self, chunk: Chunk) -> None:

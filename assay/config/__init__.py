@@ -21,7 +21,10 @@ from assay.config.loading import (
 from assay.config.schema import (
     MODEL_CLASSES,
     WINDOW_PATTERN,
+    AlertDestination,
+    AlertsConfig,
     AssayConfig,
+    Baseline,
     Compute,
     CostConfig,
     DatasetConfig,
@@ -41,13 +44,14 @@ from assay.config.schema import (
     Schedule,
     SklearnModel,
     Strict,
+    Sustained,
     TransformersModel,
     model_options,
     parse_model,
 )
 
 __all__ = [
-    "AssayConfig", "Compute", "ConfigError", "CostConfig", "DatasetConfig", "ENV_PATTERN", "Gate", "Hardware", "Hosting",
+    "AlertDestination", "AlertsConfig", "Baseline", "Sustained", "AssayConfig", "Compute", "ConfigError", "CostConfig", "DatasetConfig", "ENV_PATTERN", "Gate", "Hardware", "Hosting",
     "LoadedConfig", "MODEL_CLASSES", "MetricSpec", "ModelConfig", "OpenAIModel", "Partition", "PipelineConfig", "Price",
     "PromptConfig", "PythonModel", "ReplayModel", "Sample", "Schedule", "SklearnModel", "Strict", "TransformersModel",
     "WINDOW_PATTERN", "expand_env", "format_path", "load_config", "model_options", "model_problems", "parse_model",

@@ -77,7 +77,15 @@ def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
 UnsetEnv = Literal["error", "keep"]
 
 
+def _alerts_section(loc: tuple) -> bool:
+    """``alerts:`` (top level or a pipeline's): its ``${VAR}`` URLs are secrets, read from the
+    environment only when the alerts are synced (:mod:`flows.alerts`), so a run never needs them."""
+    return loc == ("alerts",) or (len(loc) == 3 and loc[0] == "pipelines" and loc[2] == "alerts")
+
+
 def _expand_env(value: Any, loc: tuple, problems: list, unset: UnsetEnv = "error") -> Any:
+    if _alerts_section(loc):
+        return value
     if isinstance(value, dict):
         return {k: _expand_env(v, loc + (k,), problems, unset) for k, v in value.items()}
     if isinstance(value, list):
@@ -220,6 +228,8 @@ def _hashed_model(m: ModelConfig) -> dict:
     for key, default in _LATER_MODEL_KEYS.items():  # added later too: at their defaults, as before
         if out.get(key, default) == default:
             out.pop(key, None)
+    if not out.get("stream"):  # added later: an unstreamed model hashes as before it existed
+        out.pop("stream", None)
     if isinstance(out.get("compute"), dict) and out["compute"].get("instances") == 1:  # added later, at its default
         out["compute"] = {k: v for k, v in out["compute"].items() if k != "instances"}
     return out
@@ -250,6 +260,9 @@ def _hashed_pipeline(pipe: dict) -> dict:
 
     pipe = dict(pipe)
     pipe.pop("runner", None)  # where shards run never changes what they produce
+    pipe.pop("alerts", None)  # who is told about a run never changes the run
+    if pipe.get("baseline") is None:
+        pipe.pop("baseline", None)
     if not pipe.get("policies"):
         pipe.pop("policies", None)
     if pipe.get("samples") is None:

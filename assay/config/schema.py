@@ -5,6 +5,7 @@ use the config types without an import cycle. Reading and validating a file is :
 the checks that span sections (model and metric names, metric options) are :mod:`assay.preflight.checks`.
 """
 
+import datetime as _dt
 import functools
 import re
 from pathlib import Path
@@ -142,6 +143,15 @@ class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
     max_attempts: int = Field(default=4, ge=1, le=20, description="attempts per call, the first included (retries on 429, 5xx, timeouts)")
     samples: int = Field(default=1, ge=1, le=MAX_SAMPLES, description="calls per example (repeated sampling of a "
                                                                        "non-deterministic model); a pipeline's samples: overrides it")
+    stream: bool = Field(default=False, description="stream each call (server-sent events) and record its time to "
+                                                    "first token (ttft_s in responses, TTFT p50/p95 in costs.parquet "
+                                                    "and the report); needs client: aiohttp")
+
+    @model_validator(mode="after")
+    def _stream_needs_aiohttp(self):
+        if self.stream and self.client == "sdk":
+            raise ValueError("stream: true needs client: aiohttp (the default); the sdk client is not streamed")
+        return self
 
     @property
     def target(self) -> str:
@@ -349,9 +359,11 @@ class Gate(Strict):
     min: float | None = Field(default=None, description="fail when a model's overall value is below it")
     max: float | None = Field(default=None, description="fail when a model's overall value is above it")
     max_drop: float | None = Field(default=None, ge=0, description="fail on a drop larger than this and than the noise, "
-                                                                    "against the previous run whose gates passed")
+                                                                    "against the previous run whose gates passed (or the "
+                                                                    "pipeline's baseline:); inconclusive when the run cannot tell")
     correction: Literal["holm", "bh", "bonferroni", "none"] = Field(
-        default="holm", description="multiple-comparison correction of the max_drop checks over slices")
+        default="holm", description="multiple-comparison correction of the max_drop checks over every gated metric "
+                                    "and slice of a model")
 
 
 class Schedule(Strict):
@@ -567,6 +579,166 @@ class Runner(Strict):
         return self
 
 
+#: what a name may not contain: a path separator or a control character
+_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_name(value: str) -> str:
+    """``value`` when it can name a pipeline or a model; a ValueError saying why not otherwise.
+
+    A pipeline's name is a folder of the artifact root (``<root>/<pipeline>/<as_of>/<run_id>``)
+    and a model's name is part of its response files' names and of log lines, so a name is one
+    path component: not empty, not ``.`` or ``..``, no leading dot, no path separator, no control
+    character. The rule is the one :func:`assay.store.safe_component` applies where a run folder
+    is made, so a config that validates never meets that last defence.
+    """
+    bad = _UNSAFE_NAME.search(value)
+    if bad:
+        what = "a path separator" if bad.group() in ("/", "\\") else "a control character"
+        reason = f"it contains {what} ({bad.group()!r})"
+    elif value in ("", ".", ".."):
+        reason = {"": "it is empty", ".": "'.' is the folder itself", "..": "'..' is the parent folder"}[value]
+    elif value.startswith("."):
+        reason = "it starts with a dot"
+    else:
+        return value
+    raise ValueError(f"not a usable name: {reason}; a name is one path component (letters, digits, '-', '_', '.') "
+                     "with no leading dot")
+
+
+#: a pipeline's or a model's name (the key of its entry), checked by :func:`check_name`
+Name = Annotated[str, AfterValidator(check_name)]
+
+
+# --------------------------------------------------------------------------------------------- alerts
+#: the events an alert destination can be sent (``assay.<name>`` events, and ``late``: a scheduled
+#: run that has not completed ``late_after`` after its start)
+ALERT_EVENTS = ("gate.failed", "gate.inconclusive", "run.failed", "run.completed", "model.changed",
+                "cost.over_budget", "late")
+#: what a destination is sent when it names no events: a gate that broke, a run that failed, a model
+#: that changed behind its name, a nightly run that did not finish
+DEFAULT_ALERT_EVENTS = ["gate.failed", "run.failed", "model.changed", "late"]
+AlertEvent = Literal["gate.failed", "gate.inconclusive", "run.failed", "run.completed", "model.changed",
+                     "cost.over_budget", "late"]
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def env_reference(value: str) -> str:
+    """``value`` when it is exactly one ``${ENV_VAR}`` reference: an alert URL is a secret (a
+    Slack webhook URL is its own password) and is read from the environment when the alert is
+    synced, never written in the config, a manifest or a log."""
+    if not _ENV_REF.match(value.strip()):
+        raise ValueError("a notification URL is a secret: write it as ${ENV_VAR} and set that variable "
+                         "where `assay serve`, `assay deploy` or `assay alerts sync` runs")
+    return value.strip()
+
+
+def env_name(reference: str) -> str:
+    """The variable of a ``${ENV_VAR}`` reference."""
+    return _ENV_REF.match(reference.strip()).group(1)
+
+
+class WebhookTarget(Strict):
+    url: Annotated[str, AfterValidator(env_reference)] = Field(
+        description="${ENV_VAR} holding the webhook URL (read when the alert is synced; stored by Prefect as a secret)")
+
+
+class AlertDestination(Strict):
+    """Where one alert goes (``webhook:`` or ``slack:``) and which events go there."""
+
+    webhook: WebhookTarget | None = Field(default=None, description="any HTTP endpoint: a JSON POST "
+                                                                    "{subject, text, pipeline, ...} (Prefect's Custom Webhook block)")
+    slack: WebhookTarget | None = Field(default=None, description="a Slack incoming webhook (Prefect's Slack Webhook block)")
+    events: list[AlertEvent] = Field(default_factory=lambda: list(DEFAULT_ALERT_EVENTS),
+                                     description="the events sent here: " + ", ".join(ALERT_EVENTS)
+                                                 + " (default: " + ", ".join(DEFAULT_ALERT_EVENTS) + ")")
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if (self.webhook is None) == (self.slack is None):
+            raise ValueError("an alert destination is one of webhook: {url: ${ENV_VAR}} or slack: {url: ${ENV_VAR}}")
+        if len(set(self.events)) != len(self.events):
+            raise ValueError("an alert destination names each event once")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "webhook" if self.webhook is not None else "slack"
+
+    @property
+    def url_env(self) -> str:
+        """The environment variable holding the destination's URL."""
+        return env_name((self.webhook or self.slack).url)
+
+
+class Sustained(Strict):
+    """Alert on a failed gate only when the gates failed in ``fail`` of the last ``of`` runs."""
+
+    fail: int = Field(ge=1, description="failed runs needed (this one included)")
+    of: int = Field(ge=1, description="out of this many latest complete runs of the pipeline")
+
+    @model_validator(mode="after")
+    def _k_of_n(self):
+        if self.fail > self.of:
+            raise ValueError(f"sustained: fail ({self.fail}) cannot exceed of ({self.of})")
+        return self
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+
+
+def duration_seconds(value: str | int | float) -> float:
+    """Seconds of a duration written ``90s``, ``30m``, ``6h``, ``1d`` (or a number of seconds)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    m = _DURATION.match(str(value).strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a duration: write it like 90s, 30m, 6h or 1d")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _duration(value):
+    seconds = duration_seconds(value)
+    if seconds < 10:
+        raise ValueError("late_after must be at least 10s (Prefect's shortest proactive window)")
+    return value
+
+
+class AlertsConfig(Strict):
+    """Alerts as Prefect automations (see docs/alerts.md), top level or per pipeline."""
+
+    destinations: dict[Name, AlertDestination] = Field(
+        default_factory=dict, description="named destinations: {name: {webhook|slack: {url: ${ENV_VAR}}, events: [...]}}")
+    late_after: Annotated[str | int | float, AfterValidator(_duration)] = Field(
+        default="6h", description="a scheduled run not completed this long after it started (or was due) sends 'late'")
+    sustained: Sustained | None = Field(default=None, description="alert on gate.failed only when the gates failed "
+                                                                  "in fail: of the last of: runs")
+
+    @property
+    def late_after_seconds(self) -> float:
+        return duration_seconds(self.late_after)
+
+
+class Baseline(Strict):
+    """A fixed run that every run's max_drop gates compare with (instead of the previous good run)."""
+
+    run: str | None = Field(default=None, description="the run id of the baseline run")
+    as_of: str | None = Field(default=None, description="the date (YYYY-MM-DD) whose latest complete run is the baseline")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.run is None) == (self.as_of is None):
+            raise ValueError("a baseline is {run: RUN_ID} or {as_of: YYYY-MM-DD}")
+        if self.as_of is not None:
+            try:
+                _dt.date.fromisoformat(str(self.as_of))
+            except ValueError:
+                raise ValueError(f"baseline.as_of: {self.as_of!r} is not a date YYYY-MM-DD") from None
+            self.as_of = str(self.as_of)
+        return self
+
+
 class PipelineConfig(Strict):
     description: str | None = Field(default=None, description="a line of your own about the use case")
     dataset: DatasetConfig = Field(description="the examples")
@@ -585,6 +757,9 @@ class PipelineConfig(Strict):
     samples: int | dict[str, int] | None = Field(
         default=None, description="calls per example: K for every chat model of the pipeline, or {model: K}; "
                                   "overrides the models' own samples:")
+    alerts: AlertsConfig | None = Field(default=None, description="this pipeline's alerts (replaces the top-level alerts:)")
+    baseline: Baseline | None = Field(default=None, description="a pinned run the max_drop gates compare with: "
+                                                                  "{run: RUN_ID} or {as_of: DATE}")
 
     @field_validator("samples", mode="before")
     @classmethod
@@ -633,35 +808,6 @@ class PipelineConfig(Strict):
         return out
 
 
-#: what a name may not contain: a path separator or a control character
-_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
-
-
-def check_name(value: str) -> str:
-    """``value`` when it can name a pipeline or a model; a ValueError saying why not otherwise.
-
-    A pipeline's name is a folder of the artifact root (``<root>/<pipeline>/<as_of>/<run_id>``)
-    and a model's name is part of its response files' names and of log lines, so a name is one
-    path component: not empty, not ``.`` or ``..``, no leading dot, no path separator, no control
-    character. The rule is the one :func:`assay.store.safe_component` applies where a run folder
-    is made, so a config that validates never meets that last defence.
-    """
-    bad = _UNSAFE_NAME.search(value)
-    if bad:
-        what = "a path separator" if bad.group() in ("/", "\\") else "a control character"
-        reason = f"it contains {what} ({bad.group()!r})"
-    elif value in ("", ".", ".."):
-        reason = {"": "it is empty", ".": "'.' is the folder itself", "..": "'..' is the parent folder"}[value]
-    elif value.startswith("."):
-        reason = "it starts with a dot"
-    else:
-        return value
-    raise ValueError(f"not a usable name: {reason}; a name is one path component (letters, digits, '-', '_', '.') "
-                     "with no leading dot")
-
-
-#: a pipeline's or a model's name (the key of its entry), checked by :func:`check_name`
-Name = Annotated[str, AfterValidator(check_name)]
 
 
 class AssayConfig(Strict):
@@ -670,3 +816,10 @@ class AssayConfig(Strict):
     runner: Runner | None = Field(default=None, description="run invoke shards and score chunks of every pipeline on Dask")
     models: dict[Name, ModelConfig] = Field(default_factory=dict, description="named models, reusable across pipelines")
     pipelines: dict[Name, PipelineConfig] = Field(default_factory=dict, description="the assessments, by name")
+    alerts: AlertsConfig | None = Field(default=None, description="alerts for every pipeline as Prefect automations "
+                                                                  "(a pipeline's own alerts: replaces it; see docs/alerts.md)")
+
+    def alerts_of(self, pipeline: str) -> "AlertsConfig | None":
+        """The alerts of one pipeline: its own ``alerts:``, else the top-level one."""
+        p = self.pipelines[pipeline]
+        return p.alerts if p.alerts is not None else self.alerts

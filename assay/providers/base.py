@@ -50,6 +50,12 @@ class CallResult:
     #: how sure the model was of its answer, 0..1 (the geometric mean of its tokens' probabilities,
     #: from the endpoint's log-probabilities), when asked for and given; cascades escalate on it
     confidence: float | None = None
+    #: the model name the endpoint says it served (``model`` of its response)
+    response_model: str | None = None
+    #: the endpoint's ``system_fingerprint`` (its build), when it gives one
+    system_fingerprint: str | None = None
+    #: seconds to the first content token, for a streamed call
+    ttft_s: float | None = None
 
 
 @dataclass

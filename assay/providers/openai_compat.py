@@ -24,6 +24,9 @@ class StreamedCall:
     ttft_s: float | None
     itl_s: float | None
     latency_s: float
+    cached_tokens: int | None = None
+    response_model: str | None = None
+    system_fingerprint: str | None = None
 
 
 class MissingSecret(ProviderSetupError, RuntimeError):
@@ -105,6 +108,8 @@ class OpenAIProvider(ChatProvider):
             headers={"Authorization": f"Bearer {self._api_key()}", "Content-Type": "application/json"})
         self._url = url + "/chat/completions"
         self._body_head = {"model": self.cfg.model}
+        if getattr(self.cfg, "stream", False):
+            self.call = self._call_streamed
 
     async def call(self, messages: list[dict]) -> CallResult:
         body = {**self._body_head, "messages": messages, **self._params}
@@ -121,6 +126,10 @@ class OpenAIProvider(ChatProvider):
                                 fault="connection") from None
         except TimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True, fault="timeout") from None
+        return self._parse(raw)
+
+    def _parse(self, raw: bytes) -> CallResult:
+        """A 200 response's body as a result; fields a server adds beyond OpenAI's (``timings``) are ignored."""
         try:
             data = json.loads(raw)
             choice = (data.get("choices") or [None])[0]
@@ -134,13 +143,20 @@ class OpenAIProvider(ChatProvider):
         details = usage.get("prompt_tokens_details") or {}
         return CallResult(output=content or "", prompt_tokens=usage.get("prompt_tokens"),
                           completion_tokens=usage.get("completion_tokens"), cached_tokens=details.get("cached_tokens"),
-                          confidence=confidence(((choice.get("logprobs") or {}).get("content")) if self.wants_logprobs else None))
+                          confidence=confidence(((choice.get("logprobs") or {}).get("content")) if self.wants_logprobs else None),
+                          response_model=_str(data.get("model")), system_fingerprint=_str(data.get("system_fingerprint")))
 
     async def stream(self, messages: list[dict]) -> "StreamedCall":
         """One streamed request (``stream: true``), timed as the client sees it: the time to the first
         content token, the time to each further content chunk, the whole latency. For load sweeps
-        (:mod:`assay.capacity`): no engine, cache or retries around it, since those would change what
-        is measured. Needs the default aiohttp client (``start()`` without ``client: sdk``)."""
+        (:mod:`assay.capacity`) with no engine, cache or retries around it, since those would change
+        what is measured, and for the invoke stage's streamed calls (:meth:`_call_streamed`). Needs
+        the default aiohttp client (``start()`` without ``client: sdk``).
+
+        The response is read to its end (past ``data: [DONE]``, to the end of the chunked body)
+        before its connection goes back to the pool: a connection released with the body's last
+        bytes still unread is closed by the client, and one the server has already closed is found
+        out only when the next request is written to it."""
         body = {**self._body_head, "messages": messages, **self._params, "stream": True,
                 "stream_options": {"include_usage": True}}
         aiohttp = self._aiohttp
@@ -150,16 +166,24 @@ class OpenAIProvider(ChatProvider):
         chunks = 0
         parts: list[str] = []
         usage: dict = {}
+        served = fingerprint = None
+        done = False
         try:
             async with self._session.post(self._url, data=json.dumps(body)) as resp:
                 if resp.status != 200:
                     raw = await resp.read()
-                    raise ProviderError(f"HTTP {resp.status}: {self._clean(_error_message(raw))}", status=resp.status)
+                    raise ProviderError(f"HTTP {resp.status}: {self._clean(_error_message(raw))}", status=resp.status,
+                                        retry_after=_retry_after(resp.headers))
+                if not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+                    # a server may answer a streamed request with plain JSON (an error, or no streaming)
+                    raw = await resp.read()
+                    return self._plain_as_streamed(raw, t0)
                 # whatever bytes have arrived, split into lines here: under load several events come
                 # in one read, and one await per read costs less than one per line
                 rest = b""
-                done = False
                 async for got in resp.content.iter_any():
+                    if done:
+                        continue  # past [DONE]: only the end of the chunked body is left
                     now = clock()
                     lines = (rest + got).split(b"\n")
                     rest = lines.pop()
@@ -173,26 +197,60 @@ class OpenAIProvider(ChatProvider):
                         try:
                             event = json.loads(data)
                         except ValueError:
-                            raise ProviderError(f"unreadable event: {self._clean(data.decode(errors='replace'))}") from None
+                            raise ProviderError(f"unreadable event: {self._clean(data.decode(errors='replace'))}",
+                                                retryable=True, fault="bad_json") from None
+                        if not isinstance(event, dict):
+                            continue
+                        if "error" in event and not event.get("choices"):
+                            err = event["error"]
+                            msg = err.get("message") if isinstance(err, dict) else str(err)
+                            code = err.get("code") if isinstance(err, dict) else None
+                            raise ProviderError(f"error in stream: {self._clean(str(msg))}",
+                                                status=code if isinstance(code, int) and 400 <= code < 600 else None,
+                                                retryable=False if isinstance(code, int) and code < 500 else None)
                         usage = event.get("usage") or usage
+                        if served is None:
+                            served = _str(event.get("model"))
+                        if fingerprint is None:
+                            fingerprint = _str(event.get("system_fingerprint"))
                         for choice in event.get("choices") or ():
-                            text = (choice.get("delta") or {}).get("content")
+                            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                                continue
+                            text = (choice.get("delta") or {}).get("content")  # null in a server's first chunk
                             if text:
                                 last = now
                                 first = first or now
                                 chunks += 1
                                 parts.append(text)
-                    if done:
-                        break
         except aiohttp.ClientError as e:  # connection, payload, a malformed URL: this request failed
-            raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True) from None
+            raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True,
+                                fault="connection") from None
         except TimeoutError:
-            raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True) from None
+            raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True, fault="timeout") from None
         end = clock()
+        if not done and not chunks:
+            raise ProviderError("stream ended without an answer", retryable=True, fault="no_choices")
+        details = usage.get("prompt_tokens_details") or {}
         return StreamedCall(output="".join(parts), prompt_tokens=usage.get("prompt_tokens"),
                             completion_tokens=usage.get("completion_tokens") or chunks or None, chunks=chunks,
                             ttft_s=None if first is None else first - t0,
-                            itl_s=(last - first) / (chunks - 1) if chunks > 1 else None, latency_s=end - t0)
+                            itl_s=(last - first) / (chunks - 1) if chunks > 1 else None, latency_s=end - t0,
+                            cached_tokens=details.get("cached_tokens"), response_model=served,
+                            system_fingerprint=fingerprint)
+
+    def _plain_as_streamed(self, raw: bytes, t0: float) -> "StreamedCall":
+        r = self._parse(raw)
+        end = time.perf_counter()
+        return StreamedCall(output=r.output or "", prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+                            chunks=1, ttft_s=end - t0, itl_s=None, latency_s=end - t0, cached_tokens=r.cached_tokens,
+                            response_model=r.response_model, system_fingerprint=r.system_fingerprint)
+
+    async def _call_streamed(self, messages: list[dict]) -> CallResult:
+        """``call`` for ``stream: true``: the answer and usage as a plain call gives them, and ``ttft_s``."""
+        r = await self.stream(messages)
+        return CallResult(output=r.output, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+                          cached_tokens=r.cached_tokens, response_model=r.response_model,
+                          system_fingerprint=r.system_fingerprint, ttft_s=r.ttft_s)
 
     async def _start_sdk(self) -> None:
         # lazy: keeps openai out of start-up
@@ -229,6 +287,8 @@ class OpenAIProvider(ChatProvider):
             completion_tokens=usage.completion_tokens if usage else None,
             cached_tokens=cached,
             confidence=confidence([{"logprob": t.logprob} for t in (lp.content or [])] if lp is not None else None),
+            response_model=_str(getattr(resp, "model", None)),
+            system_fingerprint=_str(getattr(resp, "system_fingerprint", None)),
         )
 
     async def close(self) -> None:
@@ -274,6 +334,11 @@ def _retry_after(headers) -> float | None:
                 continue
         return seconds / 1000 if name == "retry-after-ms" else max(seconds, 0.0)
     return None
+
+
+def _str(value) -> str | None:
+    """A response's name-like field as text (None when absent or empty)."""
+    return str(value) if value not in (None, "") else None
 
 
 def _short(text: str, limit: int = 300) -> str:

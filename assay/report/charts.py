@@ -343,16 +343,17 @@ def latency_spec(q: pd.DataFrame) -> dict | None:
 # ------------------------------------------------------------------------------------------ history
 def history_spec(h: pd.DataFrame, metric: str, width: int = 560) -> dict | None:
     """The headline metric (with its interval) and the cost per 1,000 requests per model over
-    runs: ``h`` has as_of, model, value, lo, hi, cost, gates (passed/failed/not checked), current."""
+    runs: ``h`` has as_of, model, value, lo, hi, cost, gates (passed/failed/inconclusive/not checked), current."""
     if h.empty:
         return None
     h = h.copy()
     dense = h["run_id"].nunique() > DENSE_RUNS if "run_id" in h else False
-    h["gate"] = h["gates"].map(lambda g: {"passed": "passed", "failed": "failed"}.get(g, "not checked"))
+    h["gate"] = h["gates"].map(lambda g: {"passed": "passed", "failed": "failed", "inconclusive": "inconclusive"}.get(g, "not checked"))
     x = {"field": "as_of", "type": "temporal", "title": None, "axis": {"format": "%Y-%m-%d", "labelAngle": -30}}
     color = {"field": "model", "type": "nominal", "title": "model"}
     shape = {"field": "gate", "type": "nominal", "title": "gates",
-             "scale": {"domain": ["passed", "failed", "not checked"], "range": ["circle", "cross", "triangle-up"]}}
+             "scale": {"domain": ["passed", "failed", "inconclusive", "not checked"],
+                       "range": ["circle", "cross", "diamond", "triangle-up"]}}
 
     def panel(field: str, title: str, band: bool, scale: dict, fmt_axis: dict | None = None) -> dict:
         y = {"field": field, "type": "quantitative", "title": title, "scale": scale, **({"axis": fmt_axis} if fmt_axis else {})}

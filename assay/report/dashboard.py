@@ -187,7 +187,8 @@ def _pipeline_page(v: PipelineView, out_dir: str, base_url: str | None) -> str:
         status = m.get("status") or "unknown"
         link = (f"<a href='{P.esc(report_href(rf, page_dir, base_url))}'>report</a>" if status == "complete" else "")
         rows.append({"as_of": P.esc(rf.as_of), "run": f"<code>{P.esc(rf.run_id)}</code>", "status": P.esc(status),
-                     "gates": "–" if g is None else ("passed" if g else "<span class='bad'>failed</span>"),
+                     "gates": "–" if g is None else ("<span class='bad'>failed</span>" if not g else
+                                                     "inconclusive" if m["gates"].get("verdict") == "inconclusive" else "passed"),
                      "values": P.esc(per_run.get((rf.as_of, rf.run_id), "")), "report": link})
     table = P.table([("as_of", "date"), ("run", "run"), ("status", "status"), ("gates", "gates"),
                      ("values", v.metric or "headline"), ("report", "")], rows,

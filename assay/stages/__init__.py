@@ -8,10 +8,12 @@ wrapping each stage in its Prefect task (``call``). The gate runs between cost a
 its verdict is part of the report and of the finished run.
 """
 
+import logging
 from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from assay import drift
 from assay.report import engine
 from assay.runs import RunContext, fail, finish, start_run
 from assay.stages import cost, gate, invoke, load, report, score
@@ -53,10 +55,20 @@ def run_stages(ctx: RunContext, call: Callable[[Any, RunContext], Any] | None = 
                 continue
             fail(ctx, stage.NAME, message(e), **extra())
             raise
+    _drift(ctx)
     finish(ctx, **extra())
     if broken is not None:
         raise broken
     return ctx
+
+
+def _drift(ctx: RunContext) -> None:
+    """Record what the endpoints said they served against the previous run (assay.drift); a
+    problem there is logged, never a failed run."""
+    try:
+        drift.record(ctx)
+    except Exception as e:  # noqa: BLE001
+        logging.getLogger("assay.drift").warning("drift: not recorded (%s: %s)", type(e).__name__, e)
 
 
 def run_local(config_path: str, pipeline: str, as_of: date, **kw) -> RunContext:

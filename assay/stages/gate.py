@@ -17,7 +17,7 @@ def check(ctx: RunContext):
     """The :class:`assay.gates.GateReport` of the run, recorded in its manifest as ``gates``."""
     from assay.gates import check_run  # pandas: imported only by pipelines that have gates
 
-    report = check_run(ctx.folder, ctx.cfg.gates)
+    report = check_run(ctx.folder, ctx.cfg.gates, baseline=ctx.cfg.baseline)
     ctx.update_manifest(gates=report.to_dict())
     return report
 
@@ -26,6 +26,9 @@ def verdict(ctx: RunContext, report):
     """Log the verdict; raise GateFailed when a check failed."""
     if not report.passed:
         raise GateFailed(f"{ctx.pipeline} {ctx.as_of}: {report.message()}")
+    if report.verdict == "inconclusive":
+        log.warning("gate: inconclusive (not a failure): %s", report.message())
+        return report
     log.info("gate: passed (%d checks)", len(report.checks))
     return report
 

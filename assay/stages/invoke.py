@@ -26,7 +26,7 @@ from assay.pricing import call_pricer, is_api_model, quote
 from assay.prompting import render_requests
 from assay.providers import PROVIDERS, BatchProvider, Context, build
 from assay.report.format import usd
-from assay.responses import compact, dedupe, journal_path, part_name, part_names, read_journal, read_responses, safe_name
+from assay.responses import compact, dedupe, journal_path, part_name, part_names, read_journal, read_responses, safe_name, served
 from assay.runs import RunContext, RunFailed, progress
 from assay.runs.manifest import edit, record_stage
 
@@ -72,6 +72,20 @@ def settle(ctx: RunContext, name: str, st: dict, shards: str = "") -> None:
              st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
     if st.get("error_examples"):
         log.warning("invoke: %s: the first error of each kind: %s", name, examples(st["error_kinds"], st["error_examples"]))
+
+
+def add_served(ctx: RunContext, extra: dict) -> None:
+    """The manifest's ``served``: per chat model whose endpoint answered under another name than the
+    one requested, the served names and system fingerprints (see :func:`assay.responses.served`)."""
+    models = ctx.loaded.config.models
+    requested = {m: getattr(models[m], "model", None) for m in ctx.models if getattr(models[m], "provider", None) == "openai"}
+    if requested:
+        got = served(ctx.folder, requested)
+        if got:
+            extra["served"] = got
+            for m, s in got.items():
+                log.info("invoke: %s: requested %s, served as %s%s", m, s["requested"], ", ".join(s["response_model"]),
+                         f" (system_fingerprint {', '.join(s['system_fingerprint'])})" if s["system_fingerprint"] else "")
 
 
 def complete(rf, expected: int, rows: int, n_err: int, max_error_rate: float) -> str:
@@ -242,6 +256,7 @@ def run(ctx: RunContext) -> str:
     extra = {"models": stats, "rows": rows, "errors": n_err, "usd": round(budget.spent, 6)}
     if estimated is not None:
         extra["estimate_usd"] = estimated["usd"]
+    add_served(ctx, extra)
     record_stage(rf, NAME, t0, [f"{S.RESPONSES}/"], extra)
     actual_next_to_estimate(ctx, estimated, stats)
     if budget.stopped:
@@ -468,6 +483,7 @@ def merge_shards(ctx: RunContext, shards: list[Shard], results: list[ShardFigure
     extra = {"models": stats, "rows": rows, "errors": n_err, "usd": round(spent, 6),
              "runner": {"dask": runner.dask if runner else None, "shards": len(shards), "shard_rows": shard_rows(ctx),
                         "processes": len({r.host for r in results})}}
+    add_served(ctx, extra)
     record_stage(rf, NAME, t0, [f"{S.RESPONSES}/"], extra)
     stopped = [r.stopped for r in results if r.stopped]
     if stopped:

@@ -155,6 +155,8 @@ class ServerConfig:
         "seed",
         "itl",
         "slots",
+        "served_model",
+        "system_fingerprint",
     )
 
     def __init__(
@@ -170,6 +172,8 @@ class ServerConfig:
         seed: int = 0,
         itl: float = 0.0,
         slots: int = 0,
+        served_model: str | None = None,
+        system_fingerprint: str | None = "fp_assay_fake",
     ) -> None:
         if latency < 0 or jitter < 0 or slow_seconds < 0 or retry_after < 0 or itl < 0:
             raise ValueError("latency, jitter, slow_seconds, retry_after and itl must be >= 0")
@@ -190,6 +194,9 @@ class ServerConfig:
         self.seed = int(seed)
         self.itl = float(itl)
         self.slots = int(slots)
+        # a self-hosted server answers under its own model's name whatever the request names
+        self.served_model = served_model or None
+        self.system_fingerprint = system_fingerprint or None
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__slots__}
@@ -209,6 +216,8 @@ class ServerConfig:
             "--seed", str(self.seed),
             "--itl", repr(self.itl),
             "--slots", str(self.slots),
+            "--served-model", self.served_model or "",
+            "--system-fingerprint", self.system_fingerprint or "",
         ]  # fmt: skip
 
 
@@ -451,11 +460,12 @@ class _State:
 
 
 def _stream_pieces(seq: int, model: str, answer: str, ct: int, pt: int, usage: bool, ttft: float,
-                   itl: float) -> list[tuple[float, bytes]]:
+                   itl: float, fingerprint: str | None = None) -> list[tuple[float, bytes]]:
     """The events of a streamed answer as (delay from the request, bytes): token ``i`` at
     ``ttft + i * itl``; the finish reason, the usage chunk (when asked) and ``[DONE]`` with the last."""
-    head = '{"id":"chatcmpl-assay%d","object":"chat.completion.chunk","created":%d,"model":%s,"choices":[' % (
-        seq, int(time.time()), _jstr(model))
+    fp = "" if fingerprint is None else ',"system_fingerprint":%s' % _jstr(fingerprint)
+    head = '{"id":"chatcmpl-assay%d","object":"chat.completion.chunk","created":%d,"model":%s%s,"choices":[' % (
+        seq, int(time.time()), _jstr(model), fp)
     pieces = []
     for i in range(ct):
         text = answer[4 * i: 4 * i + 4]
@@ -816,10 +826,12 @@ class _HTTPProtocol(asyncio.Protocol):
         pt = (chars + 3) // 4
         ct = max(1, (len(answer) + 3) // 4)
         st.seq += 1
+        shown = cfg.served_model or model
+        fp = "" if cfg.system_fingerprint is None else ',"system_fingerprint":%s' % _jstr(cfg.system_fingerprint)
         if stream:
             opts = req.get("stream_options")
             usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
-            return -2, _stream_pieces(st.seq, model, answer, ct, pt, usage, delay, itl), \
+            return -2, _stream_pieces(st.seq, shown, answer, ct, pt, usage, delay, itl, cfg.system_fingerprint), \
                 b"x-request-id: req_assay%d\r\n" % st.seq, delay
         delay += itl * (ct - 1)
         out = (
@@ -828,13 +840,12 @@ class _HTTPProtocol(asyncio.Protocol):
             '"logprobs":%s,"finish_reason":"stop"}],'
             '"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,'
             '"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},'
-            '"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}},'
-            '"system_fingerprint":"fp_assay_fake"}'
-        ) % (st.seq, int(time.time()), _jstr(model), _jstr(answer),
+            '"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}}%s}'
+        ) % (st.seq, int(time.time()), _jstr(shown), _jstr(answer),
              _logprobs_json(answer, answer_probability(last_user, systems, users)) if req.get("logprobs") else "null",
-             pt, ct, pt + ct)
+             pt, ct, pt + ct, fp)
         if trig and "TRIGGER:NOUSAGE" in user_all:
-            out = out[: out.index(',"usage":')] + ',"system_fingerprint":"fp_assay_fake"}'
+            out = out[: out.index(',"usage":')] + fp + "}"
         return 200, out.encode(), b"x-request-id: req_assay%d\r\n" % st.seq, delay
 
     def _fault(self, user_all: str, ph: str, headers: dict, delay: float):
@@ -942,6 +953,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--itl", type=float, default=0.0, help="seconds between streamed tokens (inter-token latency)")
     p.add_argument("--slots", type=int, default=0,
                    help="queueing model: delays x (1 + (in-flight - 1) / slots); 0 = off")
+    p.add_argument("--served-model", default="",
+                   help="the model name every response gives, whatever the request asked (as a self-hosted "
+                        "server names its own model); empty = the requested name")
+    p.add_argument("--system-fingerprint", default="fp_assay_fake",
+                   help="system_fingerprint of every response; empty = none")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when stdin closes (used by OpenAIServer)")
     return p
 
@@ -960,6 +976,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         itl=args.itl,
         slots=args.slots,
+        served_model=args.served_model or None,
+        system_fingerprint=args.system_fingerprint or None,
     )
     try:
         asyncio.run(serve(cfg, args.host, args.port, exit_on_stdin_eof=args.exit_on_stdin_eof))
@@ -997,6 +1015,8 @@ class OpenAIServer:
         itl: float = 0.0,
         slots: int = 0,
         *,
+        served_model: str | None = None,
+        system_fingerprint: str | None = "fp_assay_fake",
         host: str = "127.0.0.1",
         port: int = 0,
         startup_timeout: float = 15.0,
@@ -1014,6 +1034,8 @@ class OpenAIServer:
             seed=seed,
             itl=itl,
             slots=slots,
+            served_model=served_model,
+            system_fingerprint=system_fingerprint,
         )
         self.host = host
         self.port = port

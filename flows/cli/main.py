@@ -29,6 +29,10 @@ app.command()(reports.compare)
 app.command()(reports.dashboard)
 app.command()(plan.plan)
 
+alerts_app = typer.Typer(no_args_is_help=True, help="Alerts as Prefect automations (see docs/alerts.md).")
+alerts_app.command("sync")(ops.alerts_sync)
+app.add_typer(alerts_app, name="alerts")
+
 
 def main() -> None:
     """The ``assay`` console script."""

@@ -1,6 +1,7 @@
-"""Operations commands of the ``assay`` CLI: serve, deploy, backfill, history.
+"""Operations commands of the ``assay`` CLI: serve, deploy, alerts sync, backfill, history.
 
-Exit codes: 0 ok, 1 a run failed, 2 configuration error, 3 a gate broke.
+Exit codes: 0 ok (an inconclusive gate included: nothing is shown broken), 1 a run failed, 2 configuration
+error, 3 a gate broke.
 """
 
 import json
@@ -61,6 +62,7 @@ def serve(
         err(f"{config}: no pipelines to serve")
         raise typer.Exit(EXIT_CONFIG)
     url = _reachable_api("assay serve")
+    _check_alert_env(loaded, names)
     # lazy: keeps fsspec, jsonschema, prefect, rich out of the CLI
     from flows.serve import deployment_name, serve_pipelines
 
@@ -70,7 +72,56 @@ def serve(
         typer.echo(f"  {deployment_name(n)}  " + (f"cron {s.cron!r} ({s.timezone})" if s else "no schedule (runs from the UI or API)"))
     typer.echo(f"UI: {_ui_url(url)}/deployments   (stop with Ctrl-C)")
     sys.stdout.flush()
-    serve_pipelines(str(loaded.path), names, limit=limit, pause_on_shutdown=pause_on_shutdown)
+    serve_pipelines(str(loaded.path), names, limit=limit, pause_on_shutdown=pause_on_shutdown,
+                    on_registered=lambda lc: sync_and_print(lc, names if pipeline else None))
+
+
+def _check_alert_env(loaded, names) -> None:
+    """Exit 2 before anything is registered when an alert's URL variable is not set."""
+    from flows.alerts import missing_env  # lazy: keeps prefect out of the CLI
+
+    missing = missing_env(loaded, names)
+    if missing:
+        err(f"{loaded.path}: alerts: environment variable(s) {', '.join(missing)} not set: each holds an alert "
+            "destination's URL (alerts.destinations.<name>.webhook|slack.url)")
+        raise typer.Exit(EXIT_CONFIG)
+
+
+def sync_and_print(loaded, pipelines=None) -> None:
+    """Sync the config's alerts to the server's automations and print what changed (names only)."""
+    from flows.alerts import describe, sync_alerts  # lazy: keeps prefect out of the CLI
+
+    report = sync_alerts(loaded, pipelines)
+    configured = loaded.config.alerts is not None or any(p.alerts is not None for p in loaded.config.pipelines.values())
+    if not (configured or report.deleted):
+        return  # no alerts: nothing to say
+    for line in describe(report):
+        typer.echo(line)
+    sys.stdout.flush()
+
+
+def alerts_sync(
+    config: str = CONFIG_OPT,
+    pipeline: list[str] | None = typer.Option(None, "--pipeline", "-p", help="Sync only these pipelines' alerts (repeatable)."),
+):
+    """Create, update or remove the Prefect automations of the config's alerts: (idempotent).
+
+    What `assay serve` and `assay deploy` do on start, for runs made with `assay run` against a
+    server: one automation per pipeline, destination and event, named
+    assay/<pipeline>/<destination>/<event>; automations the config no longer names are removed.
+    The destinations' URLs are read from the environment variables the config names.
+    """
+    loaded = load(config)
+    names = list(pipeline) if pipeline else list(loaded.config.pipelines)
+    for n in names:
+        try:
+            loaded.pipeline(n)
+        except ConfigError as e:
+            err(e.format())
+            raise typer.Exit(EXIT_CONFIG) from None
+    _reachable_api("assay alerts sync")
+    _check_alert_env(loaded, names)
+    sync_and_print(loaded, names if pipeline else None)
 
 
 def _reachable_api(what: str) -> str:
@@ -147,12 +198,14 @@ def deploy(
     except ValueError as e:
         err(str(e))
         raise typer.Exit(EXIT_CONFIG) from None
+    _check_alert_env(loaded, names)
     deployed = deploy_pipelines(str(loaded.path), names, pool=pool, source=source, branch=branch, image=image,
                                 job_variables=variables)
     typer.echo(f"{'created' if created else 'using'} work pool {pool!r} ({pool_type}); "
                f"deployed {len(deployed)} deployment(s) from {source or loaded.path.resolve().parent}:")
     for d in deployed:
         typer.echo(f"  {d.name}  {d.schedule}")
+    sync_and_print(loaded, names if pipeline else None)
     typer.echo(f"start a worker: prefect worker start --pool {pool}   UI: {_ui_url(url)}/deployments")
 
 
@@ -262,10 +315,11 @@ def _print_history(df, pipeline: str, root: str) -> None:
             return str(v)
 
     t = Table(title=f"history of {pipeline} ({root})")
-    cols = ["as_of", "run_id", "model", "metric", "value", "95% CI", "n", "$/1k req", "$/month", "gates"]
+    cols = ["as_of", "run_id", "model", "metric", "value", "95% CI", "n", "$/1k req", "$/month", "gates", "model changed"]
     for c in cols:
         t.add_column(c, justify="right" if c in ("value", "n", "$/1k req", "$/month") else "left")
     for r in df.itertuples(index=False):
         t.add_row(r.as_of, r.run_id, r.model, r.metric, num(r.value), f"{num(r.ci_low)}–{num(r.ci_high)}", num(r.n, "{:.0f}"),
-                  num(r.cost_per_1k_usd, "{:.4f}"), num(r.monthly_cost_usd, "{:,.2f}"), r.gates or "–")
+                  num(r.cost_per_1k_usd, "{:.4f}"), num(r.monthly_cost_usd, "{:,.2f}"), r.gates or "–",
+                  r.model_changed or "")
     Console(width=max(160, Console().width)).print(t)

@@ -20,7 +20,7 @@ from datetime import date
 import typer
 
 from assay import store as S
-from assay.store import open_run
+from assay.store import Store, open_run
 from flows.cli.common import (
     CONFIG_OPT,
     EXIT_CONFIG,
@@ -180,6 +180,7 @@ def execute(checked, config: str, cache: str | None, progress: bool = False, deb
     if out.folder and out.status in ("complete", "gate failed"):
         print_result(out.folder, checked.pipeline)
     if out.status == "complete":
+        _say_inconclusive(out.folder)
         return EXIT_OK, out.folder
     if out.status == "gate failed":
         err(f"gate failed: {out.message.removeprefix('gate: ')}")
@@ -187,6 +188,17 @@ def execute(checked, config: str, cache: str | None, progress: bool = False, deb
     where = f"; partial artifacts in {out.folder}; the same command resumes the run" if out.folder else ""
     err(f"run failed: {out.message}{where}")
     return EXIT_FAILED, out.folder
+
+
+def _say_inconclusive(folder: str) -> None:
+    """An inconclusive gate exits 0 (nothing is shown broken; an exit code that fails a job on noise
+    would cry wolf) and says so on stderr, with what could not be decided."""
+    root, pipeline, as_of, run_id = folder.rstrip("/").rsplit("/", 3)
+    gates = (Store(root).run(pipeline, date.fromisoformat(as_of), run_id).manifest() or {}).get("gates") or {}
+    if gates.get("verdict") == "inconclusive":
+        lines = gates.get("inconclusive") or []
+        err(f"gate inconclusive (exit 0, not a failure): {lines[0] if lines else ''}"
+            + (f"; and {len(lines) - 1} more" if len(lines) > 1 else ""))
 
 
 def prefect_api_problem() -> str | None:
