@@ -216,6 +216,8 @@ def _hashed_model(m: ModelConfig) -> dict:
     out = {**_flat_defaults(), **m.model_dump(mode="json")}
     if out.get("samples") in (1, None):  # added later: one call per example hashes as before it existed
         out.pop("samples", None)
+    if not out.get("stream"):  # added later: plain calls hash as before it existed
+        out.pop("stream", None)
     return out
 
 
