@@ -118,13 +118,15 @@ async def bare_invoke(base_url: str, n: int) -> float:
 
 
 async def bare_streamed_rps(base_url: str, n: int) -> float:
-    """N streamed requests from C closed-loop clients, each read to the end of its body: req/s."""
+    """N streamed requests from C closed-loop clients, each read to the end of its body: req/s.
+    Each asks for ``Connection: close``: llama.cpp's server closes the connection after a stream
+    anyway, and a pooled one fails the next request written to it."""
     import aiohttp
 
     url = base_url + "/chat/completions"
     texts = _texts(n)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=C),
-                                     headers={"Content-Type": "application/json"}) as session:
+                                     headers={"Content-Type": "application/json", "Connection": "close"}) as session:
         it = iter(range(n))
 
         async def worker():
@@ -189,12 +191,62 @@ def bench_capacity(srv: LlamaServer, n: int, reps: int) -> bool:
     return abs(gap) <= CAPACITY_LIMIT
 
 
+def determinism(srv: LlamaServer, examples: int = 60, samples: int = 3) -> None:
+    """Temperature 0, a fixed seed, 8 requests at once on 8 slots, the cache off: how many examples
+    get differing answers among their samples (an ``assay run`` with ``samples:``)."""
+    import pandas as pd
+
+    from assay.responses import read_responses
+    from assay.stages import run_local
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = write_config(Path(d), srv.base_url, examples)
+        text = cfg.read_text().replace(f"max_tokens: {MAX_TOKENS}}}", f"max_tokens: {MAX_TOKENS}, temperature: 0, seed: 1}}")
+        cfg.write_text(text.replace("cache: off", f"cache: off\n            samples: {samples}"))
+        ctx = run_local(str(cfg), "bench", DAY)
+        resp = read_responses(ctx.folder).to_pandas()
+    assert resp["error"].isna().all() and len(resp) == examples * samples
+    differ = resp.groupby("example_id")["output"].nunique()
+    print(f"determinism: temperature 0, seed 1, {C} slots, {C} requests at once, {examples} examples x {samples} "
+          f"samples: {int((differ > 1).sum())} of {examples} examples got differing answers")
+
+
+def sweep(srv: LlamaServer, levels: str, usd_per_gpu_hour: float) -> None:
+    """``assay capacity`` of the real server over ``levels`` (the CLI as a user runs it), then an
+    ``assay run`` priced at the recorded operating point: its $/1k requests."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = write_config(Path(d), srv.base_url, 40)
+        cfg.write_text(cfg.read_text().replace("usd_per_gpu_hour: 1.0", f"usd_per_gpu_hour: {usd_per_gpu_hour}"))
+        env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "COLUMNS": "140"}
+        out = subprocess.run([sys.executable, "-m", "flows.cli.main", "capacity", "tiny", "-c", str(cfg),
+                              "--concurrency", levels, "--requests", "64", "--slo", "p95_latency_s=2,error_rate=0.01",
+                              "-f", "csv"], capture_output=True, text=True, env=env, cwd=ROOT)
+        print(out.stderr.strip())
+        print(out.stdout.strip())
+        if out.returncode != 0:
+            raise SystemExit(f"assay capacity failed (exit {out.returncode})")
+        from assay.stages import run_local
+
+        ctx = run_local(str(cfg), "bench", DAY)  # the stages `assay run` runs, in this process
+        row = ctx.folder.read_table("costs.parquet").to_pandas().set_index("model").loc["tiny"]
+        print(f"sweep: priced at ${usd_per_gpu_hour}/GPU-hour and {row['throughput_rps']:.1f} req/s: "
+              f"${row['cost_per_1k_usd']:.4f} per 1k requests ({json.loads(row['price_json']).get('throughput_source')})")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("which", nargs="*", default=["invoke", "capacity"], choices=["invoke", "capacity"])
+    ap.add_argument("which", nargs="*", help="invoke, capacity (the default: both), determinism, sweep")
+    ap.add_argument("--levels", default="1,2,4,8,16", help="sweep: the concurrency levels")
+    ap.add_argument("--usd-per-gpu-hour", type=float, default=1.2, help="sweep: the hourly price to cost at")
     ap.add_argument("-n", type=int, default=500, help="requests per measurement")
     ap.add_argument("--reps", type=int, default=3, help="rounds, the two sides taking turns")
     args = ap.parse_args(argv)
+    which = args.which or ["invoke", "capacity"]
+    known = {"invoke", "capacity", "determinism", "sweep"}
+    if set(which) - known:
+        ap.error(f"unknown figure(s): {', '.join(sorted(set(which) - known))}")
     spec = importlib.util.spec_from_file_location("real_server", ROOT / "scripts" / "real_server.py")
     script = sys.modules["real_server"] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -203,10 +255,14 @@ def main(argv=None) -> int:
     with LlamaServer(built.binary, built.model) as srv:
         print(f"llama-server {built.version} (llama.cpp {built.llama_cpp_commit}), {srv.parallel} slots, "
               f"{srv.threads} threads, model {built.model.name}")
-        if "invoke" in args.which:
+        if "invoke" in which:
             ok &= bench_invoke(srv, args.n, args.reps)
-        if "capacity" in args.which:
+        if "capacity" in which:
             ok &= bench_capacity(srv, args.n, args.reps)
+        if "determinism" in which:
+            determinism(srv)
+        if "sweep" in which:
+            sweep(srv, args.levels, args.usd_per_gpu_hour)
     return 0 if ok else 1
 
 
