@@ -49,7 +49,8 @@ def _messages(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
-def write_config(tmp: Path, base_url: str, n: int) -> Path:
+def write_config(tmp: Path, base_url: str, n: int, params: str = "", usd_per_gpu_hour: float = 1.0,
+                 pipeline_extra: str = "") -> Path:
     pq.write_table(pa.table({"id": [f"e{i:05d}" for i in range(n)], "text": _texts(n), "label": ["billing"] * n}),
                    tmp / "data.parquet")
     cfg = tmp / "pipelines.yaml"
@@ -60,9 +61,9 @@ def write_config(tmp: Path, base_url: str, n: int) -> Path:
             provider: openai
             model: tiny
             base_url: {base_url}
-            params: {{max_tokens: {MAX_TOKENS}}}
+            params: {{max_tokens: {MAX_TOKENS}{params}}}
             max_concurrency: {C}
-            hosting: {{usd_per_gpu_hour: 1.0}}
+            hosting: {{usd_per_gpu_hour: {usd_per_gpu_hour}}}
         pipelines:
           bench:
             dataset: {{source: data.parquet, id: id, reference: label}}
@@ -71,6 +72,7 @@ def write_config(tmp: Path, base_url: str, n: int) -> Path:
             metrics: [accuracy]
             cache: off
             bootstrap: 0
+            {pipeline_extra}
     """))
     return cfg
 
@@ -200,9 +202,8 @@ def determinism(srv: LlamaServer, examples: int = 60, samples: int = 3) -> None:
     from assay.stages import run_local
 
     with tempfile.TemporaryDirectory() as d:
-        cfg = write_config(Path(d), srv.base_url, examples)
-        text = cfg.read_text().replace(f"max_tokens: {MAX_TOKENS}}}", f"max_tokens: {MAX_TOKENS}, temperature: 0, seed: 1}}")
-        cfg.write_text(text.replace("cache: off", f"cache: off\n            samples: {samples}"))
+        cfg = write_config(Path(d), srv.base_url, examples, params=", temperature: 0, seed: 1",
+                           pipeline_extra=f"samples: {samples}")
         ctx = run_local(str(cfg), "bench", DAY)
         resp = read_responses(ctx.folder).to_pandas()
     assert resp["error"].isna().all() and len(resp) == examples * samples
@@ -211,17 +212,16 @@ def determinism(srv: LlamaServer, examples: int = 60, samples: int = 3) -> None:
           f"samples: {int((differ > 1).sum())} of {examples} examples got differing answers")
 
 
-def sweep(srv: LlamaServer, levels: str, usd_per_gpu_hour: float) -> None:
+def sweep(srv: LlamaServer, levels: str, usd_per_gpu_hour: float, requests: int) -> None:
     """``assay capacity`` of the real server over ``levels`` (the CLI as a user runs it), then an
     ``assay run`` priced at the recorded operating point: its $/1k requests."""
     import subprocess
 
     with tempfile.TemporaryDirectory() as d:
-        cfg = write_config(Path(d), srv.base_url, 40)
-        cfg.write_text(cfg.read_text().replace("usd_per_gpu_hour: 1.0", f"usd_per_gpu_hour: {usd_per_gpu_hour}"))
+        cfg = write_config(Path(d), srv.base_url, 40, usd_per_gpu_hour=usd_per_gpu_hour)
         env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "COLUMNS": "140"}
         out = subprocess.run([sys.executable, "-m", "flows.cli.main", "capacity", "tiny", "-c", str(cfg),
-                              "--concurrency", levels, "--requests", "64", "--slo", "p95_latency_s=2,error_rate=0.01",
+                              "--concurrency", levels, "--requests", str(requests), "--slo", "p95_latency_s=2,error_rate=0.01",
                               "-f", "csv"], capture_output=True, text=True, env=env, cwd=ROOT)
         print(out.stderr.strip())
         print(out.stdout.strip())
@@ -239,6 +239,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("which", nargs="*", help="invoke, capacity (the default: both), determinism, sweep")
     ap.add_argument("--levels", default="1,2,4,8,16", help="sweep: the concurrency levels")
+    ap.add_argument("--requests", type=int, default=256, help="sweep: requests per level")
     ap.add_argument("--usd-per-gpu-hour", type=float, default=1.2, help="sweep: the hourly price to cost at")
     ap.add_argument("-n", type=int, default=500, help="requests per measurement")
     ap.add_argument("--reps", type=int, default=3, help="rounds, the two sides taking turns")
@@ -262,7 +263,7 @@ def main(argv=None) -> int:
         if "determinism" in which:
             determinism(srv)
         if "sweep" in which:
-            sweep(srv, args.levels, args.usd_per_gpu_hour)
+            sweep(srv, args.levels, args.usd_per_gpu_hour, args.requests)
     return 0 if ok else 1
 
 
