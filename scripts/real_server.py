@@ -163,8 +163,8 @@ def _download(cache: Path) -> Path:
     sdist = dl / name
     if sdist.is_file():
         return sdist
-    if shutil.which("pip") is None and not _has_pip():
-        raise BuildError("pip is needed to download the llama-cpp-python sdist")
+    if not _has_pip():
+        raise BuildError(f"pip is needed to download the {PACKAGE} sdist ({sys.executable} -m pip does not run)")
     _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
           f"{PACKAGE}=={PINNED_VERSION}", "-d", str(dl)],
          "download of the llama-cpp-python sdist from the package index", cache / "logs" / "download.log")
