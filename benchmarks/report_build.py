@@ -11,7 +11,7 @@
   in a new process. Limit 10 s.
 * ``stage``: what the report stage adds to a run of the shipped example (``run_local`` of
   ``support-triage``, new process): ``stages.report.seconds`` in its manifest. No limit; the
-  figure goes in README.
+  figure goes in docs/performance.md.
 
 Each figure is the best of ``--repeat`` runs (default 3), printed as wall seconds and as a ratio
 against its limit, with the process's CPU seconds beside it (on a machine other work keeps busy,

@@ -1,4 +1,4 @@
-"""The README's screenshots: the shipped example's report.html and a dashboard over three of its
+"""The documentation's screenshots (README.md and docs/reports.md): the shipped example's report.html and a dashboard over three of its
 runs, taken with headless Chromium (Debian's ``chromium``, through Playwright).
 
     python docs/screenshots.py        # writes docs/report.png and docs/dashboard.png

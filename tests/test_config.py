@@ -236,6 +236,17 @@ def test_errors_inside_a_model_keep_their_path_without_the_provider(tmp_path):
     assert (path, line) == ("models.base", 5) and msg.startswith("replay needs source:")  # no "Value error, "
 
 
+def test_a_served_models_instances_and_one_way_to_price_it(tmp_path):
+    (path, msg, line), = problems(tmp_path, GOOD.replace("train: train.parquet}", "train: train.parquet, compute: {instances: -1}}"))
+    assert (path, line) == ("models.base.compute.instances", 5) and "greater than or equal to 0" in msg
+    text = GOOD.replace("base: {provider: sklearn, train: train.parquet}",
+                        'base: {provider: python, function: "m:f", compute: {usd_per_hour: 1}, hosting: {usd_per_gpu_hour: 2}}')
+    (path, msg, line), = problems(tmp_path, text)
+    assert (path, line) == ("models.base", 5) and msg == "give compute: (priced by compute time) or hosting: (priced by throughput), not both"
+    serverless = GOOD.replace("train: train.parquet}", "train: train.parquet, compute: {usd_per_hour: 1, instances: 0}}")
+    assert load_config(write(tmp_path, serverless)).config.models["base"].compute.instances == 0
+
+
 def test_each_provider_gets_its_own_class_with_the_old_defaults(tmp_path):
     from assay.config import OpenAIModel, SklearnModel
 

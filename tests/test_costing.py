@@ -370,8 +370,8 @@ def test_self_hosted_from_hardware_with_throughput_override():
 
 
 def test_conventional_with_training_amortisation():
-    m = SklearnModel(estimator="logreg")  # no compute: Compute() defaults, 0.10 USD/h, 12 months
-    assert Compute().usd_per_hour == 0.10 and Compute().amortise_months == 12
+    m = SklearnModel(estimator="logreg")  # no compute: Compute() defaults, 0.10 USD/h, 1 instance, 12 months
+    assert Compute().usd_per_hour == 0.10 and Compute().amortise_months == 12 and Compute().instances == 1
     t = cost_table(_responses("clf", 1000), {"clf": m}, {},
                    {"clf": {"wall_s": 50.0, "compute_s": 36.0, "train_s": 7200.0}}, 1_000_000, {"clf": 900})
     r = t.iloc[0]
@@ -381,16 +381,47 @@ def test_conventional_with_training_amortisation():
     assert r["cost_usd"] == pytest.approx(0.001)
     assert r["cost_per_1k_usd"] == pytest.approx(0.001)
     assert r["cost_per_correct_usd"] == pytest.approx(0.001 / 900)
-    # training 7200 s * 0.10 / 3600 = 0.20 USD, over 12 months = 0.0166667 USD/month
-    assert r["fixed_monthly_usd"] == pytest.approx(0.2 / 12)
-    # monthly at 1e6 requests: 0.0166667 + 1e6 * 1e-6 = 1.0166667
-    assert r["monthly_cost_usd"] == pytest.approx(1.0166667)
-    # explicit compute config
-    m2 = SklearnModel(estimator="logreg", compute=Compute(usd_per_hour=3.6, amortise_months=2))
+    # training 7200 s * 0.10 / 3600 = 0.20 USD, over 12 months = 0.0166667 USD/month; the one always-on
+    # instance 1 * 0.10 * 730 = 73 USD/month: fixed (paid at no volume) = 73.0166667
+    assert r["floor_monthly_usd"] == pytest.approx(1 * 0.10 * 730)
+    assert r["fixed_monthly_usd"] == pytest.approx(73 + 0.2 / 12)
+    # monthly at 1e6 requests: needed hours 1e6 * 0.036 s / 3600 = 10 h * 0.10 = 1 USD, below the floor:
+    # 0.0166667 + max(73, 1) = 73.0166667
+    assert r["monthly_cost_usd"] == pytest.approx(0.2 / 12 + max(73, 1e6 * 0.036 / 3600 * 0.10))
+    # beyond the floor's capacity (730 h = 73,000,000 requests at 0.036 s) the compute hours are paid:
+    # at 1e8 requests 1e8 * 1e-6 = 100 USD > 73
+    assert monthly_cost_usd("conventional", r["fixed_monthly_usd"], 1e-6, 1e8, r["floor_monthly_usd"]) == pytest.approx(0.2 / 12 + 100)
+    assert json.loads(r["price_json"])["instances"] == 1
+    # explicit compute config, paid per call (a serverless function): no floor
+    m2 = SklearnModel(estimator="logreg", compute=Compute(usd_per_hour=3.6, amortise_months=2, instances=0))
     r2 = cost_table(_responses("clf", 1000), {"clf": m2}, {}, {"clf": {"compute_s": 36.0, "train_s": 100.0}}, 500).iloc[0]
     # per request 0.036 * 3.6 / 3600 = 3.6e-5; training 100 * 3.6 / 3600 = 0.1 -> 0.05/month; 0.05 + 500*3.6e-5 = 0.068
     assert r2["cost_per_1k_usd"] == pytest.approx(0.036)
+    assert r2["floor_monthly_usd"] == 0 and r2["fixed_monthly_usd"] == pytest.approx(0.05)
     assert r2["monthly_cost_usd"] == pytest.approx(0.068)
+    # three always-on instances: 0.05 + max(3 * 3.6 * 730, 500 * 3.6e-5) = 0.05 + 7884
+    m3 = SklearnModel(estimator="logreg", compute=Compute(usd_per_hour=3.6, amortise_months=2, instances=3))
+    r3 = cost_table(_responses("clf", 1000), {"clf": m3}, {}, {"clf": {"compute_s": 36.0, "train_s": 100.0}}, 500).iloc[0]
+    assert r3["monthly_cost_usd"] == pytest.approx(0.05 + 3 * 3.6 * 730)
+
+
+def test_a_python_model_served_on_its_own_instances_pays_their_floor():
+    from assay.config import PythonModel
+    from assay.costing import serving_text
+
+    m = PythonModel(function="pkg.mod:fn", compute=Compute(usd_per_hour=0.5, instances=2))
+    r = cost_table(_responses("py", 100), {"py": m}, {}, {"py": {"compute_s": 7.2}}, 250_000).iloc[0]
+    # per request 7.2 s / 100 * 0.5 / 3600 = 1e-5 USD; 250,000 requests need 250,000 * 0.072 s = 5 h = 2.5 USD;
+    # the two always-on instances 2 * 0.5 * 730 = 730 USD: the floor binds
+    assert r["kind"] == "conventional" and r["cost_per_1k_usd"] == pytest.approx(0.01)
+    assert r["floor_monthly_usd"] == pytest.approx(2 * 0.5 * 730) and r["monthly_cost_usd"] == pytest.approx(730)
+    assert serving_text(r) == "2 always-on instances at $0.5/hour, $730.00 a month whatever the volume"
+    # beyond the floor's capacity (1460 instance-hours = 73,000,000 requests) each request pays its compute
+    assert monthly_cost_usd("conventional", r["fixed_monthly_usd"], 1e-5, 1e8, r["floor_monthly_usd"]) == pytest.approx(1000)
+    serverless = PythonModel(function="pkg.mod:fn", compute=Compute(usd_per_hour=0.5, instances=0))
+    r0 = cost_table(_responses("py", 100), {"py": serverless}, {}, {"py": {"compute_s": 7.2}}, 250_000).iloc[0]
+    assert r0["monthly_cost_usd"] == pytest.approx(2.5)
+    assert serving_text(r0) == "paid per call only, no always-on instance, at $0.5/hour of compute"
 
 
 def test_zero_correct_is_infinite_cost_per_correct():
@@ -441,11 +472,18 @@ def test_breakeven_self_hosted_vs_api():
 def test_breakeven_conventional_and_never():
     be = breakeven(_mixed_costs()).set_index(["option", "api"])
     r = be.loc[("clf", "api")]
-    # clf: fixed 0.2/12 = 0.0166667 USD/month + 1e-6 per request; api 0.001 per request:
-    #   0.0166667 + 1e-6*M = 0.001*M  ->  M = 0.0166667 / 0.000999 = 16.683
+    # clf: training 0.2/12 = 0.0166667 USD/month + an always-on instance 0.10 * 730 = 73 USD/month, 1e-6 per
+    # request; api 0.001 per request. While the floor binds (1e-6*M <= 73, M <= 73e6) clf costs 73.0166667:
+    #   73.0166667 = 0.001*M  ->  M = 73,016.67 (well inside the floor's capacity)
     m = r["breakeven_monthly_requests"]
-    assert m == pytest.approx((0.2 / 12) / (0.001 - 1e-6))
-    assert monthly_cost_usd("conventional", 0.2 / 12, 1e-6, m) == pytest.approx(monthly_cost_usd("api", 0, 0.001, m))
+    fixed = 73 + 0.2 / 12
+    assert r["option_fixed_monthly_usd"] == pytest.approx(fixed)
+    assert m == pytest.approx(fixed / 0.001)
+    assert monthly_cost_usd("conventional", fixed, 1e-6, m, 73.0) == pytest.approx(monthly_cost_usd("api", 0, 0.001, m))
+    assert monthly_cost_usd("conventional", fixed, 1e-6, m * 1.01, 73.0) < monthly_cost_usd("api", 0, 0.001, m * 1.01)
+    # paid per call (instances: 0) it is the old line: training / (api - clf per request) = 16.683 requests
+    assert monthly_cost_usd("conventional", 0.2 / 12, 1e-6, (0.2 / 12) / (0.001 - 1e-6), 0.0) == pytest.approx(
+        monthly_cost_usd("api", 0, 0.001, (0.2 / 12) / (0.001 - 1e-6)))
     # dear: 36 USD/h at 1 rps = 36/3600 = 0.01 USD per request > api's 0.001: never cheaper
     r = be.loc[("dear", "api")]
     assert r["option_usd_per_request"] == pytest.approx(0.01)

@@ -136,7 +136,7 @@ def test_cli_run_prints_the_run_folder_last(tmp_path, prefect_server, project_ro
     assert folder.exists() and folder.parent.name == "2026-10-01"
     # the result table and the decisions come before the run folder
     table = "\n".join(out[:-1])
-    assert "accuracy (95% CI)" in table and "$/1k req" in table and "Cheapest model that passes every quality bar" in table
+    assert "accuracy (95% CI)" in table and "$/1k req" in table and "Cheapest option that passes every quality bar" in table
     assert all(model in table for model in ("gpt-4o-mini", "tfidf-logreg"))
     assert "load: 200 examples" in r.stderr and "score: gpt-4o-mini accuracy" in r.stderr
     resp = pd.concat(pd.read_parquet(p) for p in (folder / "responses").glob("*.parquet"))

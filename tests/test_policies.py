@@ -407,12 +407,77 @@ def test_a_cheaper_passing_policy_becomes_the_recommendation(tmp_path):
     # passes at $770 a month (see test_cascade_by_hand): the cascade is recommended, big is the runner-up
     dec = R.decisions(table, cfg, rt.policies)
     rec = dec["recommendation"]
-    assert rec.policy and rec.model == "c" and rec.runner_up == "big" and dec["cheapest_passing"] == "big"
+    assert rec.policy and rec.model == "c" and rec.runner_up == "big" and dec["cheapest_passing"] == "c (cascade)"
     assert rec.sentence.startswith("Deploy the cascade c (small → big; confidence ≥ 0.8)")
     assert "$770 a month" in rec.sentence and "big, at $950 a month" in rec.sentence
     R.build_report(rf, cfg, "tiny", history=False)
     assert "✓" in rf.read_bytes(S.SUMMARY).decode().split("## Cascades and routes")[1].split("##")[0]
+    # the report's decision box: the front over single models and the policy, on the monthly cost
+    box = rf.read_bytes(S.REPORT).decode().split("id='decision-box'>")[1].split("</ul>")[0]
+    assert "<li>Quality/cost Pareto front (accuracy vs monthly cost at 50,000 requests): small, big, c (cascade)</li>" in box
     # a bar the cascade misses (0.75): big stays the recommendation, in the same words as without policies
     strict = PipelineConfig.model_validate({**_pipeline({"c": CASCADE}), "gates": {"accuracy": {"min": 0.75}}})
     with_pol, without = R.decisions(table, strict, rt.policies)["recommendation"], R.decisions(table, strict)["recommendation"]
     assert not with_pol.policy and with_pol.model == "big" and with_pol.sentence == without.sentence
+
+
+def test_a_cascade_pays_the_floor_of_every_service_it_needs_even_one_it_never_called(tmp_path):
+    rf = write_tiny_run(tmp_path)
+    cfg = _cfg({"c": {**CASCADE, "rule": {"kind": "confidence", "threshold": 0.0}}})
+    a = from_run(rf, cfg)
+    # big served on its own machine too: an always-on floor of $500 a month, $0 at the margin here
+    a.kinds["big"], a.fixed_monthly["big"], a.floor_monthly["big"] = "self-hosted", 500.0, 500.0
+    row = evaluate(a, cfg.policies, resamples=0, monthly_requests=50_000)[0].iloc[0]
+    # threshold 0: small answers every request and big is never called, yet a request may escalate to
+    # it, so it must be up: floors 100 (small, written before floors were recorded: its fixed cost)
+    # + 500 (big); small's 50,000 × $0.001 = $50 stays under its floor: 100 + 500 = 600 a month
+    assert row["escalated"] == 0 and row["needs"] == "small, big"
+    assert row["floor_monthly_usd"] == pytest.approx(100 + 500)
+    assert row["monthly_cost_usd"] == pytest.approx(max(100, 50_000 * 0.001) + 500)
+
+
+def _options(policy_quality: float, policy_monthly: float):
+    """A headline table of two single models and one cascade with the given accuracy and monthly cost."""
+    cfg = PipelineConfig.model_validate(_pipeline({"c": CASCADE}, monthly=1_000_000))
+    table = pd.DataFrame({"model": ["cheap", "api"], "kind": ["conventional", "api"], "accuracy": [0.85, 0.87],
+                          "accuracy_ci_low": [0.83, 0.85], "accuracy_ci_high": [0.87, 0.89],
+                          "cost_per_1k_usd": [0.0001, 0.0144], "monthly_cost_usd": [15.18, 14.43],
+                          "serving": ["1 always-on instance at $0.0208/hour", ""]})
+    table.loc[1, "monthly_cost_usd"] = 28.86
+    pols = pd.DataFrame([{"policy": "c", "kind": "cascade", "models": "cheap → api", "rule": "confidence ≥ 0.6",
+                          "metric": "accuracy", "quality": policy_quality, "quality_ci_low": policy_quality - 0.02,
+                          "quality_ci_high": policy_quality + 0.02, "cost_per_1k_usd": 0.004,
+                          "monthly_cost_usd": policy_monthly, "floor_monthly_usd": 15.18, "needs": "cheap, api",
+                          "values_json": json.dumps({"accuracy": policy_quality})}])
+    return table, pols, cfg
+
+
+def test_a_policy_is_an_option_in_the_pareto_front_the_dominance_lines_and_the_runner_up():
+    from assay.report import summary as R
+    from assay.report.decision import dominated, pareto
+
+    table, pols, cfg = _options(0.898, 23.30)
+    # on monthly cost at the configured volume: cheap ($15.18, 0.85) and the cascade ($23.30, 0.898) are
+    # on the front; api ($28.86, 0.87) is worse and dearer than the cascade
+    front, col = pareto(table, cfg, pols)
+    assert col == "monthly_cost_usd" and front == ["cheap", "c"]
+    assert pareto(table, cfg)[0] == ["cheap", "api"]                       # without the policy api is on it
+    assert dominated(table, cfg, pols) == [
+        "The cascade c dominates api: accuracy 0.898 against 0.870, at $23.30 against $28.86 a month at 1,000,000 requests"]
+    dec = R.decisions(table, cfg, pols)
+    rec = dec["recommendation"]
+    # cheap passes (0.85 ≥ 0.65) at the lowest monthly cost; the cascade passes more cheaply than api: runner-up
+    assert rec.model == "cheap" and not rec.policy and rec.runner_up == "c"
+    assert "at $15.18 a month (the floor: 1 always-on instance at $0.0208/hour)" in rec.sentence
+    assert "Runner-up: the cascade c (cheap → api; confidence ≥ 0.6), at $23.30 a month" in rec.sentence
+    lines = R.decision_lines(dec, pd.DataFrame(columns=["option", "api", "breakeven_monthly_requests", "note"]))
+    assert "Quality/cost Pareto front (accuracy vs monthly cost at 1,000,000 requests): cheap, c (cascade)" in lines
+    assert any(line.startswith("The cascade c dominates api") for line in lines)
+    # a baseline paid per call says so instead of naming a floor
+    table.loc[0, "serving"] = "paid per call only, no always-on instance, at $0.0208/hour of compute"
+    assert "at $15.18 a month (paid per call only, no always-on instance, at $0.0208/hour of compute)" in \
+        R.decisions(table, cfg, pols)["recommendation"].sentence
+    # a dearer cascade dominates nothing, and api is the runner-up again
+    table, pols, cfg = _options(0.898, 30.0)
+    assert dominated(table, cfg, pols) == []
+    assert R.decisions(table, cfg, pols)["recommendation"].runner_up == "api"

@@ -379,7 +379,7 @@ def test_the_flow_fails_before_it_makes_a_run_folder(tmp_path, prefect_server):
 
 
 def markdown_table() -> str:
-    """BAD_INPUTS as a Markdown table (for the README)."""
+    """BAD_INPUTS as a Markdown table (for the documentation)."""
     rows = ["| bad input | key path named | file named |", "|---|---|---|"]
     for b in BAD_INPUTS:
         keys = ", ".join(f"`{k}`" for k in b.key.split(", "))

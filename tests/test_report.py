@@ -99,8 +99,9 @@ def test_the_recommendation_sentence(run):
 
 def test_summary_decisions(run):
     md = run["summary"]
-    assert "- Cheapest model that passes every quality bar: **good**" in md
-    assert "- Quality/cost Pareto front (accuracy vs cost per 1k): good, weak<i>" in md
+    assert "- Cheapest option that passes every quality bar: **good**" in md
+    # on the monthly cost at the configured volume (the floors count there)
+    assert "- Quality/cost Pareto front (accuracy vs monthly cost at 1,000,000 requests): good, weak<i>" in md
     assert "## Generalization" in md and "## Paired comparisons" in md
     # the held-out gap: in distribution (de: both right) minus held out (en: weak 1 of 2)
     assert "| weak<i> | accuracy | 0.750 | lang=en | 0.500 | 0.500 | 0.500 |" in md
@@ -185,7 +186,7 @@ def test_the_terminal_prints_the_same_sentence(run, capsys):
     out = capsys.readouterr().out
     sentence = run["summary"].split("**Recommendation:** ", 1)[1].split("\n", 1)[0]
     assert sentence in out.replace("\n", " ") or sentence in out
-    assert "good ✓" in out and "$/month at 1,000,000" in out and "Cheapest model that passes every quality bar: good" in out
+    assert "good ✓" in out and "$/month at 1,000,000" in out and "Cheapest option that passes every quality bar: good" in out
 
 
 def test_assay_report_writes_the_report_again(run):

@@ -218,6 +218,8 @@ def _hashed_model(m: ModelConfig) -> dict:
         out.pop("samples", None)
     if not out.get("stream"):  # added later: plain calls hash as before it existed
         out.pop("stream", None)
+    if isinstance(out.get("compute"), dict) and out["compute"].get("instances") == 1:  # added later, at its default
+        out["compute"] = {k: v for k, v in out["compute"].items() if k != "instances"}
     return out
 
 

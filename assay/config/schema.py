@@ -27,30 +27,30 @@ class Strict(BaseModel):
 class Price(Strict):
     """Explicit prices in USD per million tokens; they override the genai-prices database."""
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-    cached_input_per_mtok: float | None = Field(default=None, ge=0)
-    cache_write_per_mtok: float | None = Field(default=None, ge=0)
+    input_per_mtok: float = Field(ge=0, description="USD per million input tokens")
+    output_per_mtok: float = Field(ge=0, description="USD per million output tokens")
+    cached_input_per_mtok: float | None = Field(default=None, ge=0, description="USD per million cached input tokens, where the provider reports them")
+    cache_write_per_mtok: float | None = Field(default=None, ge=0, description="USD per million tokens written to the provider's prompt cache")
 
 
 class Hardware(Strict):
     """The machine behind a self-hosted model, turned into an hourly price."""
 
-    purchase_usd: float = Field(gt=0)
-    depreciation_years: float = Field(default=3, gt=0)
-    power_kw: float = Field(default=0.7, ge=0)
-    pue: float = Field(default=1.4, ge=1)
-    usd_per_kwh: float = Field(default=0.15, ge=0)
+    purchase_usd: float = Field(gt=0, description="what the machine cost to buy")
+    depreciation_years: float = Field(default=3, gt=0, description="years the purchase price is spread over")
+    power_kw: float = Field(default=0.7, ge=0, description="power drawn while serving, in kW")
+    pue: float = Field(default=1.4, ge=1, description="power usage effectiveness of the data centre (cooling and overhead)")
+    usd_per_kwh: float = Field(default=0.15, ge=0, description="electricity price")
     maintenance_rate: float = Field(default=0.1, ge=0, description="yearly share of purchase price")
-    utilisation: float = Field(default=1.0, gt=0, le=1)
+    utilisation: float = Field(default=1.0, gt=0, le=1, description="share of the hours the machine does useful work; the hourly price is divided by it")
 
 
 class Hosting(Strict):
     """Self-hosted serving: priced by time, not by token."""
 
-    usd_per_gpu_hour: float | None = Field(default=None, ge=0)
-    gpus: int = Field(default=1, ge=1)
-    hardware: Hardware | None = None
+    usd_per_gpu_hour: float | None = Field(default=None, ge=0, description="rented price per GPU per hour (this or hardware: is required)")
+    gpus: int = Field(default=1, ge=1, description="GPUs per replica")
+    hardware: Hardware | None = Field(default=None, description="owned hardware, priced from its purchase, power and upkeep")
     replicas: int = Field(default=1, ge=0, description="always-on replicas (the monthly floor)")
     throughput_rps: float | None = Field(default=None, gt=0, description="override the measured throughput")
 
@@ -62,9 +62,15 @@ class Hosting(Strict):
 
 
 class Compute(Strict):
-    """Conventional (non-LLM) models: compute time at an hourly rate."""
+    """A model served on your own machines and priced by compute time (a conventional model, a
+    ``python`` function, a local ``transformers`` model): the instances that serve it, their hourly
+    price, and how long its training is amortised over."""
 
-    usd_per_hour: float = Field(default=0.10, ge=0)
+    usd_per_hour: float = Field(default=0.10, ge=0, description="the price of one serving instance for an hour "
+                                                                "(its training is priced at the same rate)")
+    instances: int = Field(default=1, ge=0, description="instances always up to answer: the monthly floor is instances × "
+                                                        "usd_per_hour × 730, paid whatever the volume; 0 = paid per call only "
+                                                        "(a serverless function)")
     amortise_months: float = Field(default=12, gt=0, description="training cost spread over this many months")
 
 
@@ -95,30 +101,40 @@ class _Concurrent(Strict):
 
 
 class _TokenPriced(Strict):
-    price: Price | None = None
+    price: Price | None = Field(default=None, description="explicit token prices; override the genai-prices database")
     price_ref: str | None = Field(default=None, description="genai-prices 'provider/model' (default: provider inferred from model)")
 
 
 class _Hosted(Strict):
-    hosting: Hosting | None = None
+    hosting: Hosting | None = Field(default=None, description="self-hosted: priced by time from the throughput (measured, "
+                                                              "recorded by assay capacity, or a replayed log's)")
 
 
 class _Computed(Strict):
-    compute: Compute | None = None
+    compute: Compute | None = Field(default=None, description="served on your own instances: measured compute time at "
+                                                              "usd_per_hour, with the always-on instances as a monthly floor")
+
+    @model_validator(mode="after")
+    def _one_way_to_price(self):
+        # hosting prices a served model by its throughput, compute by its compute time: both would
+        # be two different bills for one service
+        if self.compute is not None and getattr(self, "hosting", None) is not None:
+            raise ValueError("give compute: (priced by compute time) or hosting: (priced by throughput), not both")
+        return self
 
 
 class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
     """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, TGI, ...), called once per example."""
 
-    provider: Literal["openai"] = "openai"
+    provider: Literal["openai"] = Field("openai", description="picks the provider, and with it the keys below")
     model: str = Field(min_length=1, description="the model name sent to the endpoint")
     base_url: str | None = Field(default=None, description="default https://api.openai.com/v1")
     api_key_env: str | None = Field(default=None, description="the environment variable holding the API key")
     client: Literal["aiohttp", "sdk"] = Field(default="aiohttp", description="HTTP client for openai endpoints")
-    rpm: float | None = Field(default=None, gt=0)
-    tpm: float | None = Field(default=None, gt=0)
-    timeout_s: float = Field(default=60, gt=0)
-    max_attempts: int = Field(default=4, ge=1, le=20)
+    rpm: float | None = Field(default=None, gt=0, description="requests per minute at most (a token bucket in the process)")
+    tpm: float | None = Field(default=None, gt=0, description="tokens per minute at most (estimated: prompt length plus max_tokens)")
+    timeout_s: float = Field(default=60, gt=0, description="seconds one attempt may take")
+    max_attempts: int = Field(default=4, ge=1, le=20, description="attempts per call, the first included (retries on 429, 5xx, timeouts)")
     samples: int = Field(default=1, ge=1, le=MAX_SAMPLES, description="calls per example (repeated sampling of a "
                                                                        "non-deterministic model); a pipeline's samples: overrides it")
     stream: bool = Field(default=False, description="stream each call (server-sent events) and record its time to "
@@ -146,7 +162,7 @@ class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
 class ReplayModel(_Hosted, _TokenPriced, _Concurrent, _Named, _Model):
     """Responses a production system already produced: read from a log file or a dataset column."""
 
-    provider: Literal["replay"] = "replay"
+    provider: Literal["replay"] = Field("replay", description="picks the provider, and with it the keys below")
     source: str | None = Field(default=None, description="a log file with a row per dataset id")
     output_column: str | None = Field(default=None, description="the column with the outputs (default output)")
 
@@ -165,7 +181,7 @@ class ReplayModel(_Hosted, _TokenPriced, _Concurrent, _Named, _Model):
 class SklearnModel(_Computed, _Model):
     """A conventional baseline trained on the pipeline's train split."""
 
-    provider: Literal["sklearn"] = "sklearn"
+    provider: Literal["sklearn"] = Field("sklearn", description="picks the provider, and with it the keys below")
     train: str | None = Field(default=None, description="the training file (default: the dataset's train)")
     estimator: str | None = Field(default=None, description="tfidf-logreg (the default), tfidf-svm or majority")
 
@@ -179,7 +195,7 @@ class SklearnModel(_Computed, _Model):
 class PythonModel(_Computed, _Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
     """Any ``package.module:function``, called with a shard's rows."""
 
-    provider: Literal["python"] = "python"
+    provider: Literal["python"] = Field("python", description="picks the provider, and with it the keys below")
     function: str = Field(min_length=1, description="package.module:function")
 
     @property
@@ -191,7 +207,7 @@ class PythonModel(_Computed, _Hosted, _TokenPriced, _Concurrent, _Params, _Named
 class TransformersModel(_Computed, _Hosted, _Concurrent, _Params, _Named, _Model):
     """A local Hugging Face causal language model, run in-process."""
 
-    provider: Literal["transformers"] = "transformers"
+    provider: Literal["transformers"] = Field("transformers", description="picks the provider, and with it the keys below")
     path: str = Field(min_length=1, description="a local model directory")
 
     @property
@@ -232,7 +248,7 @@ def parse_model(data: Any) -> ModelConfig:
 
 
 class Partition(Strict):
-    column: str
+    column: str = Field(description="a date column: rows up to as_of are kept")
     window: str | None = Field(default=None, description="e.g. 1d, 7d, 24h; none = everything up to as_of")
 
     @field_validator("window")
@@ -246,20 +262,21 @@ class Partition(Strict):
 
 
 class Sample(Strict):
-    n: int = Field(ge=1)
-    seed: int = 0
+    n: int = Field(ge=1, description="examples to draw")
+    seed: int = Field(default=0, description="seed of the draw")
 
 
 class DatasetConfig(Strict):
-    source: str
-    format: Literal["parquet", "csv", "jsonl", "json", "hf"] | None = None
-    split: str | None = None
-    id: str | None = None
-    input: list[str] | None = None
-    reference: str | None = None
-    slices: list[str] = Field(default_factory=list)
-    partition: Partition | None = None
-    sample: Sample | None = None
+    source: str = Field(description="a .parquet, .csv, .jsonl/.ndjson or .json file (relative to pipelines.yaml) or URL; "
+                                    "or a Hugging Face dataset name (online only)")
+    format: Literal["parquet", "csv", "jsonl", "json", "hf"] | None = Field(default=None, description="default: from the extension")
+    split: str | None = Field(default=None, description="the split of a Hugging Face dataset (default test)")
+    id: str | None = Field(default=None, description="the column of stable example ids (default: a hash of the input fields)")
+    input: list[str] | None = Field(default=None, description="the input fields (default: those the prompt template uses)")
+    reference: str | None = Field(default=None, description="the column with the expected answer")
+    slices: list[str] = Field(default_factory=list, description="columns to compute every metric per value of")
+    partition: Partition | None = Field(default=None, description="keep the rows up to as_of (and within a window of it)")
+    sample: Sample | None = Field(default=None, description="a seeded random sample of the examples")
     train: str | None = Field(default=None, description="training file for conventional models")
     held_out: dict[str, list[str]] | None = Field(default=None, description="slice column -> values that are out of distribution")
     cluster: str | None = Field(default=None, description="a column whose equal values mark examples that are not independent "
@@ -267,27 +284,28 @@ class DatasetConfig(Strict):
 
 
 class PromptConfig(Strict):
-    system: str | None = None
-    template: str
-    version: str | None = None
+    system: str | None = Field(default=None, description="the system message")
+    template: str = Field(description="the user message; {field} is the dataset's column of that name")
+    version: str | None = Field(default=None, description="a label of your own (default: a hash of the text); part of every model's cache key")
 
 
 class CostConfig(Strict):
-    monthly_requests: int | None = Field(default=None, ge=0)
-    max_usd: float | None = Field(default=None, ge=0)
+    monthly_requests: int | None = Field(default=None, ge=0, description="the volume monthly costs and break-even volumes are computed at")
+    max_usd: float | None = Field(default=None, ge=0, description="budget guard: invoke stops before a shard would spend more")
 
 
 class Gate(Strict):
-    min: float | None = None
-    max: float | None = None
-    max_drop: float | None = Field(default=None, ge=0)
+    min: float | None = Field(default=None, description="fail when a model's overall value is below it")
+    max: float | None = Field(default=None, description="fail when a model's overall value is above it")
+    max_drop: float | None = Field(default=None, ge=0, description="fail on a drop larger than this and than the noise, "
+                                                                    "against the previous run whose gates passed")
     correction: Literal["holm", "bh", "bonferroni", "none"] = Field(
         default="holm", description="multiple-comparison correction of the max_drop checks over slices")
 
 
 class Schedule(Strict):
-    cron: str
-    timezone: str = "UTC"
+    cron: str = Field(description="a cron expression (\"0 2 * * *\": every night at 2)")
+    timezone: str = Field(default="UTC", description="the timezone the cron is read in (Europe/Berlin, ...)")
 
 
 #: a control character, which no file name or URL the user means can hold
@@ -336,11 +354,11 @@ FilePath = Annotated[str, AfterValidator(no_control)]
 
 
 class MetricSpec(Strict):
-    name: str | None = None
-    path: FilePath | None = None
+    name: str | None = Field(default=None, description="a built-in or registered metric")
+    path: FilePath | None = Field(default=None, description="an evaluate module file, or with function: a Python file (relative to pipelines.yaml)")
     function: str | None = Field(default=None, description="package.module:function, or with path: the function's name in that file")
-    args: dict[str, Any] = Field(default_factory=dict)
-    judge: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict, description="the metric's options")
+    judge: str | None = Field(default=None, description="the openai model that grades answers (name: judge)")
     workers: int | None = Field(default=None, ge=0, le=256, description="worker processes for a per-example metric (0: this process)")
     timeout_s: float | None = Field(default=None, gt=0, description="per-example time limit (a score error past it)")
     memory_mb: int | None = Field(default=None, ge=16, description="per-worker memory limit, where the OS enforces one")
@@ -374,19 +392,19 @@ class ConfidenceRule(Strict):
     """Accept a model's answer when its confidence (log-probabilities; a classifier's class
     probability) is at least ``threshold``."""
 
-    kind: Literal["confidence"] = "confidence"
-    threshold: float = Field(ge=0, le=1)
+    kind: Literal["confidence"] = Field("confidence", description="picks the rule")
+    threshold: float = Field(ge=0, le=1, description="the least confidence an answer is kept at")
 
 
 class ValidRule(Strict):
     """Accept an answer that is valid: JSON that parses (``json: true``), matches a JSON ``schema``,
     matches a ``regex`` (in full), or is one of ``labels`` (``labels: true``: the dataset's references)."""
 
-    kind: Literal["valid"] = "valid"
-    json_: bool = Field(default=False, alias="json")
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-    regex: str | None = None
-    labels: list[str] | bool | None = None
+    kind: Literal["valid"] = Field("valid", description="picks the rule")
+    json_: bool = Field(default=False, alias="json", description="keep an answer that parses as JSON")
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema", description="keep an answer that matches this JSON schema")
+    regex: str | None = Field(default=None, description="keep an answer that matches this regular expression in full")
+    labels: list[str] | bool | None = Field(default=None, description="keep an answer that is one of these labels (true: the dataset's references)")
 
     @model_validator(mode="after")
     def _one_check(self):
@@ -404,15 +422,15 @@ class AgreeRule(Strict):
     """Call the first two models; accept the first's answer when both give the same one (after
     trimming and case-folding), else escalate to the next."""
 
-    kind: Literal["agree"] = "agree"
+    kind: Literal["agree"] = Field("agree", description="picks the rule")
 
 
 class JudgeRule(Strict):
     """Accept an answer whose grade by a judge metric (``metric``, in scores.parquet) is at least ``threshold``."""
 
-    kind: Literal["judge"] = "judge"
-    metric: str = "judge"
-    threshold: float = Field(ge=0, le=1)
+    kind: Literal["judge"] = Field("judge", description="picks the rule")
+    metric: str = Field(default="judge", description="the judge metric whose grade decides")
+    threshold: float = Field(ge=0, le=1, description="the least grade (0-1) an answer is kept at")
 
 
 #: How a cascade decides to escalate: the class of its ``kind``.
@@ -422,9 +440,9 @@ Rule = Annotated[Union[ConfidenceRule, ValidRule, AgreeRule, JudgeRule], Field(d
 class CascadePolicy(Strict):
     """Ask ``models`` in order: the first always, each next one only when the answer before fails the rule."""
 
-    kind: Literal["cascade"] = "cascade"
-    models: list[str] = Field(min_length=2)
-    rule: Rule
+    kind: Literal["cascade"] = Field("cascade", description="picks the policy")
+    models: list[str] = Field(min_length=2, description="the models in the order they are asked")
+    rule: Rule = Field(description="when an answer is kept rather than escalated")
     sweep: bool = Field(default=True, description="also price the policy over a range of thresholds (policy_sweep.parquet)")
 
     @model_validator(mode="after")
@@ -441,14 +459,14 @@ class RoutePolicy(Strict):
     examples (the cheapest within ``tolerance`` of the best quality there, or the best quality − λ·cost
     per 1,000 requests with ``lambda``) and scored on the rest."""
 
-    kind: Literal["route"] = "route"
-    column: str
+    kind: Literal["route"] = Field("route", description="picks the policy")
+    column: str = Field(description="the slice column whose values are routed (one of dataset.slices)")
     models: list[str] | None = Field(default=None, description="the models to choose from (default: the pipeline's)")
     learn: float = Field(default=0.5, gt=0, lt=1, description="share of the examples the choice is learned on")
-    seed: int = 0
+    seed: int = Field(default=0, description="seed of the learning split")
     tolerance: float | None = Field(default=None, ge=0, description="quality a cheaper model may give up (default 0.01)")
     lambda_: float | None = Field(default=None, ge=0, alias="lambda", description="quality given up per dollar per 1,000 requests")
-    sweep: bool = True
+    sweep: bool = Field(default=True, description="also price the route over a range of tolerances or λ (policy_sweep.parquet)")
 
     @model_validator(mode="after")
     def _one_objective(self):
@@ -490,18 +508,18 @@ class Runner(Strict):
 
 
 class PipelineConfig(Strict):
-    description: str | None = None
-    dataset: DatasetConfig
-    prompt: PromptConfig | None = None
-    models: list[str] = Field(min_length=1)
-    metrics: list[str | MetricSpec] = Field(min_length=1)
-    cost: CostConfig = Field(default_factory=CostConfig)
-    gates: dict[str, Gate] = Field(default_factory=dict)
-    schedule: Schedule | None = None
-    cache: Literal["use", "refresh", "off"] = "use"
-    max_error_rate: float = Field(default=0.1, ge=0, le=1)
-    shard_size: int = Field(default=500, ge=1)
-    bootstrap: int = Field(default=1000, ge=0)
+    description: str | None = Field(default=None, description="a line of your own about the use case")
+    dataset: DatasetConfig = Field(description="the examples")
+    prompt: PromptConfig | None = Field(default=None, description="how a row becomes messages for chat models")
+    models: list[str] = Field(min_length=1, description="names from the top-level models:")
+    metrics: list[str | MetricSpec] = Field(min_length=1, description="a metric's name, or a mapping; the first is the headline metric")
+    cost: CostConfig = Field(default_factory=CostConfig, description="the monthly volume and the budget")
+    gates: dict[str, Gate] = Field(default_factory=dict, description="quality bars per metric; a broken gate fails the run (exit 3)")
+    schedule: Schedule | None = Field(default=None, description="when assay serve or a deployment runs the pipeline")
+    cache: Literal["use", "refresh", "off"] = Field(default="use", description="the response cache: use it, call again and overwrite, or ignore it")
+    max_error_rate: float = Field(default=0.1, ge=0, le=1, description="the run fails when a larger share of calls failed")
+    shard_size: int = Field(default=500, ge=1, description="responses per Parquet part (the unit of resume)")
+    bootstrap: int = Field(default=1000, ge=0, description="resamples for confidence intervals (0: none)")
     policies: dict[str, PolicyConfig] = Field(default_factory=dict, description="cascades and routes scored from the run's answers")
     runner: Runner | None = Field(default=None, description="run invoke shards and score chunks on Dask (overrides the top-level runner)")
     samples: int | dict[str, int] | None = Field(
@@ -587,8 +605,8 @@ Name = Annotated[str, AfterValidator(check_name)]
 
 
 class AssayConfig(Strict):
-    artifacts: Root = "data/runs"
-    cache_dir: FilePath | None = None
-    runner: Runner | None = None
-    models: dict[Name, ModelConfig] = Field(default_factory=dict)
-    pipelines: dict[Name, PipelineConfig] = Field(default_factory=dict)
+    artifacts: Root = Field(default="data/runs", description="the artifact root: a path (relative to pipelines.yaml) or an fsspec URL (s3://bucket/prefix)")
+    cache_dir: FilePath | None = Field(default=None, description="the response cache's folder (default <artifacts>/_cache for a local root)")
+    runner: Runner | None = Field(default=None, description="run invoke shards and score chunks of every pipeline on Dask")
+    models: dict[Name, ModelConfig] = Field(default_factory=dict, description="named models, reusable across pipelines")
+    pipelines: dict[Name, PipelineConfig] = Field(default_factory=dict, description="the assessments, by name")

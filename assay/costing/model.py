@@ -21,14 +21,27 @@ Three kinds of model, three monthly-cost functions of the monthly volume ``M`` (
   i.e. the floor pays for the first ``R * T * 3600 * 730`` requests; beyond that capacity scales with
   volume (more replica-hours at the same hourly rate).
 
-* **conventional** (``compute``, or provider sklearn with ``Compute()`` defaults; ``u`` = usd_per_hour)::
+* **conventional** (``compute``, or provider sklearn with ``Compute()`` defaults; ``u`` = usd_per_hour
+  of one serving instance, ``I`` = ``instances`` always up to answer, default 1)::
 
-      c          = (compute_s / requests) * u / 3600
-      fixed      = train_s * u / 3600 / amortise_months      training, amortised
-      monthly(M) = fixed + c * M
+      c          = (compute_s / requests) * u / 3600     compute time of a request at the hourly rate
+      floor      = I * u * 730                           the always-on instances, paid whether used or not
+      training   = train_s * u / 3600 / amortise_months  training, amortised
+      monthly(M) = training + max(floor, c * M)
+                 = training + max(instances * u * 730, needed_hours * u),  needed_hours = M * c / u
 
-All three are ``A + max(B, c*M)`` (api: A=B=0; self-hosted: A=0, B=floor; conventional: A=fixed,
-B=0), which is how :func:`monthly_cost_usd` computes them and :func:`breakeven` solves them.
+  A conventional model needs a running service just as a self-hosted LLM does; ``instances: 0``
+  says it truly pays per call (a serverless function), and then ``monthly(M) = training + c * M``.
+
+All three are ``A + max(B, c*M)`` (api: A=B=0; self-hosted: A=0, B=floor; conventional: A=training,
+B=floor), which is how :func:`monthly_cost_usd` computes them and :func:`breakeven` solves them.
+A cost row keeps ``B`` as ``floor_monthly_usd`` and ``A + B`` (what a month costs at no volume) as
+``fixed_monthly_usd``.
+
+Throughput of a self-hosted model (``T`` above), in order: ``hosting.throughput_rps``; for a
+``replay`` model, what the log recorded (:func:`logged_throughput`: never how fast Assay read the
+log); the recorded serving operating point of ``assay capacity``; the requests per second measured
+when Assay called the endpoint.
 """
 
 from __future__ import annotations
@@ -49,6 +62,7 @@ __all__ = [
     "HOURS_PER_MONTH",
     "HOURS_PER_YEAR",
     "COST_COLUMNS",
+    "FIXED_COST_KINDS",
     "PRICE_DATE",
     "hardware_usd_per_hour",
     "hosting_usd_per_hour",
@@ -58,6 +72,11 @@ __all__ = [
     "Usage",
     "usage_of",
     "breakeven",
+    "busy_seconds",
+    "logged_throughput",
+    "monthly_terms",
+    "replayed",
+    "serving_text",
     "pareto_front",
     "cheapest_passing",
 ]
@@ -70,7 +89,7 @@ COST_COLUMNS = [
     "prompt_tokens", "completion_tokens", "cached_tokens",
     "cost_usd", "cost_per_1k_usd", "cost_per_correct_usd",
     "latency_p50_s", "latency_p95_s", "latency_p99_s", "ttft_p50_s", "ttft_p95_s", "throughput_rps",
-    "monthly_requests", "monthly_cost_usd", "fixed_monthly_usd", "usd_per_hour",
+    "monthly_requests", "monthly_cost_usd", "fixed_monthly_usd", "floor_monthly_usd", "usd_per_hour",
     "price_source", "price_json",
 ]
 
@@ -132,31 +151,37 @@ def model_kind(cfg: ModelConfig | None, q: PriceQuote | None = None) -> str:
 # ---------------------------------------------------------------------------------------------- monthly costs
 
 
-def _monthly_terms(kind: str, fixed_monthly_usd: float) -> tuple[float, float]:
-    """(A, B) of ``monthly(M) = A + max(B, c*M)``: see the module docstring."""
-    fixed = 0.0 if fixed_monthly_usd is None or _isnan(fixed_monthly_usd) else float(fixed_monthly_usd)
+def monthly_terms(kind: str, fixed_monthly_usd: float, floor_monthly_usd: float | None = None) -> tuple[float, float]:
+    """(A, B) of ``monthly(M) = A + max(B, c*M)``: see the module docstring. ``floor_monthly_usd``
+    is a cost row's ``B`` and ``fixed_monthly_usd`` its ``A + B``; without a floor (a cost table
+    written before conventional models had one) the kind decides: self-hosted B = fixed,
+    conventional A = fixed."""
+    fixed = 0.0 if _isnan(fixed_monthly_usd) else float(fixed_monthly_usd)
+    if kind not in FIXED_COST_KINDS:
+        return 0.0, 0.0
+    if not _isnan(floor_monthly_usd):
+        floor = float(floor_monthly_usd)
+        return fixed - floor, floor
     if kind == "self-hosted":
         return 0.0, fixed
-    if kind == "conventional":
-        return fixed, 0.0
-    return 0.0, 0.0
+    return fixed, 0.0
 
 
-def monthly_cost_usd(kind: str, fixed_monthly_usd: float, usd_per_request: float, monthly_requests) -> float:
+def monthly_cost_usd(kind: str, fixed_monthly_usd: float, usd_per_request: float, monthly_requests,
+                     floor_monthly_usd: float | None = None) -> float:
     """Monthly cost at ``monthly_requests`` requests (scalar or array); NaN when unknown.
 
-    self-hosted: ``max(floor, c*M)``; conventional: ``fixed + c*M``; api: ``c*M`` (see module docstring).
+    ``A + max(B, c*M)`` with (A, B) from :func:`monthly_terms`: self-hosted ``max(floor, c*M)``;
+    conventional ``training + max(floor, c*M)``; api ``c*M`` (see the module docstring).
     """
     if monthly_requests is None:
         return NAN
-    a, b = _monthly_terms(kind, fixed_monthly_usd)
+    a, b = monthly_terms(kind, fixed_monthly_usd, floor_monthly_usd)
     m = np.asarray(monthly_requests, dtype=float)
     c = NAN if usd_per_request is None else float(usd_per_request)
-    if kind == "self-hosted" and b > 0 and not _isnan(c):
-        out = np.maximum(b, c * m)
-    elif kind == "self-hosted" and b > 0:
-        # per-request cost unknown: still the floor while no request is made
-        out = np.where(m == 0, b, NAN)
+    if _isnan(c) and a + b > 0:
+        # per-request cost unknown: still the fixed cost while no request is made
+        out = np.where(m == 0, a + b, NAN)
     else:
         out = a + np.maximum(b, c * m)
     return float(out) if np.ndim(out) == 0 else out
@@ -252,18 +277,26 @@ class Usage:
     cached_tokens: int = 0
     latency: list = field(default_factory=list)   # arrays of successful rows' latencies (NaN dropped)
     row_usd: list = field(default_factory=list)   # arrays of each row's dollars (API models)
+    spans: list = field(default_factory=list)     # (start, end) arrays in seconds of successful rows (replayed logs)
     ttft: list = field(default_factory=list)      # arrays of streamed successful rows' times to first token
 
     def __add__(self, o: "Usage") -> "Usage":
         return Usage(self.requests + o.requests, self.errors + o.errors, self.cache_hits + o.cache_hits,
                      self.fresh_ok + o.fresh_ok, self.prompt_tokens + o.prompt_tokens,
                      self.completion_tokens + o.completion_tokens, self.cached_tokens + o.cached_tokens,
-                     self.latency + o.latency, self.row_usd + o.row_usd, self.ttft + o.ttft)
+                     self.latency + o.latency, self.row_usd + o.row_usd, self.spans + o.spans, self.ttft + o.ttft)
 
 
-def usage_of(df: pd.DataFrame, q=None, priced: bool = False) -> Usage:
+def replayed(cfg) -> bool:
+    """Whether ``cfg`` is a replayed log, whose throughput is the logged deployment's (the figures
+    of a self-hosted one's dollars), never how fast Assay read the log."""
+    return getattr(cfg, "provider", None) == "replay"
+
+
+def usage_of(df: pd.DataFrame, q=None, priced: bool = False, spans: bool = False) -> Usage:
     """A model's :class:`Usage` over the rows of ``df``; with ``priced`` (an API model) each row is
-    priced under ``q`` (a :class:`DatedQuotes` at each row's :data:`PRICE_DATE`)."""
+    priced under ``q`` (a :class:`DatedQuotes` at each row's :data:`PRICE_DATE`); with ``spans`` (a
+    replayed log) each successful row's ``started_at`` to ``started_at + latency_s``, in seconds."""
     error = _col(df, "error", None)
     ok = (error.isna() | error.map(lambda e: isinstance(e, str) and e == "")).to_numpy(dtype=bool)
     cached = _col(df, "cached", False).fillna(False).astype(bool).to_numpy()
@@ -281,15 +314,94 @@ def usage_of(df: pd.DataFrame, q=None, priced: bool = False) -> Usage:
         else:
             row_usd = [np.asarray(token_cost(q, prompt.to_numpy(), completion.to_numpy(), cached_tok.to_numpy(),
                                              write_tok.to_numpy()), dtype=float)]
+    span = []
+    if spans and "started_at" in df.columns and len(df):
+        t = pd.to_datetime(df["started_at"], utc=True)
+        has = t.notna().to_numpy()
+        start = np.full(len(df), NAN)
+        # whole microseconds since the epoch, whatever unit the frame holds: the same seconds in every reader
+        start[has] = t[has].dt.as_unit("us").astype("int64").to_numpy() / 1e6
+        lat_all = _num(_col(df, "latency_s", NAN)).to_numpy()
+        keep = ok & ~np.isnan(start) & ~np.isnan(lat_all)
+        span = [np.column_stack([start[keep], start[keep] + lat_all[keep]])]
     return Usage(len(df), int((~ok).sum()), int(cached.sum()), int((ok & ~cached).sum()), int(prompt.sum()),
-                 int(completion.sum()), int(cached_tok.sum()), [latency[~np.isnan(latency)]], row_usd,
+                 int(completion.sum()), int(cached_tok.sum()), [latency[~np.isnan(latency)]], row_usd, span,
                  [ttft[~np.isnan(ttft)]])
+
+
+def busy_seconds(spans: np.ndarray) -> float:
+    """The length of the union of ``(start, end)`` intervals (rows of ``spans``): the time at least
+    one request was in flight. Sorted first and summed exactly, so any order of the rows (one
+    process, shards on a cluster, a resumed run's parts) gives the same figure to the last bit."""
+    if not len(spans):
+        return 0.0
+    order = np.lexsort((spans[:, 1], spans[:, 0]))
+    s, e = spans[order, 0], spans[order, 1]
+    reach = np.maximum.accumulate(e)
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] > reach[:-1]
+    first = np.flatnonzero(new)
+    last = np.append(first[1:] - 1, len(s) - 1)
+    return math.fsum((reach[last] - s[first]).tolist())
+
+
+def logged_throughput(cfg, u: Usage, logged_times: bool) -> tuple[float, str, dict]:
+    """The throughput of a replayed self-hosted deployment, from what its log recorded: ``(requests
+    per second, the source in words, the figures behind it)``; never how fast Assay read the log.
+
+    * ``max_concurrency`` set in the model's config: Little's law, ``max_concurrency / mean logged
+      latency`` (the deployment held that many requests in flight);
+    * otherwise, with each request's logged time (``logged_at``): the successful requests per second
+      of the deployment's busy time, the union of ``[request_time, request_time + latency_s]``;
+    * otherwise Little's law at the default ``max_concurrency``.
+
+    Sums are exact (``math.fsum``), so the figure is the same however the rows were read."""
+    lat = np.concatenate(u.latency) if u.latency else np.zeros(0)
+    n = len(lat)
+    concurrency = int(getattr(cfg, "max_concurrency", 1) or 1)
+    explicit = "max_concurrency" in getattr(cfg, "model_fields_set", ())
+    total = math.fsum(lat.tolist())
+    spans = np.concatenate(u.spans) if u.spans else np.zeros((0, 2))
+    figures = {"logged_requests": n, "mean_latency_s": total / n if n else None, "concurrency": concurrency}
+    if logged_times and len(spans):
+        figures["busy_s"] = busy_seconds(spans)
+        figures["busy_requests"] = len(spans)
+    if not explicit and figures.get("busy_s"):
+        rps = figures["busy_requests"] / figures["busy_s"]
+        return rps, (f"log: {figures['busy_requests']} requests in {figures['busy_s']:.1f} s of the logged deployment's "
+                     "busy time (request_time to request_time + latency_s)"), figures
+    if n and total > 0:
+        rps = concurrency / (total / n)
+        return rps, (f"log: Little's law, {concurrency} in flight (max_concurrency{'' if explicit else ', the default'}) / "
+                     f"mean logged latency {total / n:.4f} s over {n} requests"), figures
+    return NAN, "log: no latency recorded", figures
+
+
+def serving_text(row, short: bool = False) -> str:
+    """How a served option's monthly cost was assumed, in words (a cost row with ``kind`` and
+    ``price_json``): ``1 always-on instance at $0.0208/hour, $15.18 a month whatever the volume``
+    (``short``: without the monthly figure) or ``paid per call only, no always-on instance, at $0.06/hour of compute`` (``instances: 0``)."""
+    pj = row.get("price_json") if hasattr(row, "get") else getattr(row, "price_json", None)
+    try:
+        info = json.loads(pj) if isinstance(pj, str) else dict(pj or {})
+    except (TypeError, ValueError):
+        return ""
+    kind = row.get("kind") if hasattr(row, "get") else getattr(row, "kind", None)
+    n = info.get("instances") if kind == "conventional" else info.get("replicas")
+    unit = "instance" if kind == "conventional" else "replica"
+    rate = info.get("usd_per_hour")
+    if kind not in FIXED_COST_KINDS or n is None or rate is None:
+        return ""
+    if n == 0:
+        return f"paid per call only, no always-on {unit}, at ${rate:g}/hour of compute"
+    text = f"{n} always-on {unit}{'s' if n != 1 else ''} at ${rate:g}/hour"
+    return text if short else f"{text}, ${n * rate * HOURS_PER_MONTH:,.2f} a month whatever the volume"
 
 
 def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> dict:
     """One cost row; ``df`` is the model's response rows, or their :class:`Usage`."""
     kind = model_kind(cfg, q)
-    u = df if isinstance(df, Usage) else usage_of(df, q, kind == "api")
+    u = df if isinstance(df, Usage) else usage_of(df, q, kind == "api", replayed(cfg))
     requests = u.requests
     latency = np.concatenate(u.latency) if u.latency else np.zeros(0)
     ttft = np.concatenate(u.ttft) if u.ttft else np.zeros(0)
@@ -300,9 +412,13 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
     fresh_ok = u.fresh_ok
     throughput = NAN
     throughput_source = None
+    logged = None
     hosting, compute = getattr(cfg, "hosting", None), getattr(cfg, "compute", None)  # not every provider has them
     if hosting is not None and hosting.throughput_rps:
         throughput, throughput_source = float(hosting.throughput_rps), "override"
+    elif replayed(cfg):
+        # what the logged deployment did, never how fast this run read its log (that depends on the machine)
+        throughput, throughput_source, logged = logged_throughput(cfg, u, bool(st.get("logged_request_times")))
     elif hosting is not None and cap and cap.get("used"):
         throughput = float(cap["throughput_rps"])
         throughput_source = f"capacity: concurrency {cap.get('concurrency')}, measured {str(cap.get('measured_at'))[:10]}"
@@ -315,14 +431,14 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
         throughput = float(st.get("concurrency") or 1) / float(latency.mean())
         throughput_source = "little's law: concurrency / mean latency"
 
-    fixed = 0.0
+    fixed = floor = 0.0
     usd_per_hour = NAN
     per_request = NAN
     cost = NAN
     if kind == "self-hosted":
         h = hosting
         usd_per_hour = hosting_usd_per_hour(h)
-        fixed = h.replicas * usd_per_hour * HOURS_PER_MONTH
+        fixed = floor = h.replicas * usd_per_hour * HOURS_PER_MONTH
         if throughput > 0:
             per_request = usd_per_hour / (throughput * 3600)
             cost = requests * per_request
@@ -330,7 +446,9 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
         pj = {"usd_per_hour": usd_per_hour, "usd_per_gpu_hour": h.usd_per_gpu_hour, "gpus": h.gpus,
               "hardware": h.hardware.model_dump() if h.hardware is not None else None,
               "replicas": h.replicas, "throughput_rps": None if _isnan(throughput) else throughput,
-              "throughput_source": throughput_source}
+              "throughput_source": throughput_source, "floor_monthly_usd": floor}
+        if logged is not None:
+            pj["throughput_log"] = logged
     elif kind == "conventional":
         comp = compute or Compute()
         usd_per_hour = float(comp.usd_per_hour)
@@ -340,14 +458,16 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
             compute_s, compute_source = wall_s, "wall_s"
         train_s = float(st.get("train_s") or 0.0)
         train_usd = train_s * usd_per_hour / 3600
-        fixed = train_usd / comp.amortise_months
+        floor = comp.instances * usd_per_hour * HOURS_PER_MONTH
+        fixed = floor + train_usd / comp.amortise_months
         if compute_s is not None and requests:
             per_request = (float(compute_s) / requests) * usd_per_hour / 3600
             cost = requests * per_request
         source = "compute"
         pj = {"usd_per_hour": usd_per_hour, "amortise_months": comp.amortise_months,
               "compute_s": None if compute_s is None else float(compute_s), "compute_source": compute_source,
-              "train_s": train_s, "train_usd": train_usd, "defaults": compute is None}
+              "train_s": train_s, "train_usd": train_usd, "training_monthly_usd": train_usd / comp.amortise_months,
+              "instances": comp.instances, "floor_monthly_usd": floor, "defaults": compute is None}
     elif kind == "api":
         row_usd = np.concatenate(u.row_usd) if u.row_usd else np.zeros(0)
         cost = float(np.sum(row_usd))
@@ -355,7 +475,7 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
         source = q.source
         pj = q.to_dict()
     else:
-        fixed = NAN
+        fixed = floor = NAN
         source = "none"
         pj = (q or PriceQuote(model_id=getattr(cfg, "model", None))).to_dict()
 
@@ -384,8 +504,9 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
         "ttft_p95_s": _percentile(ttft, 95),
         "throughput_rps": throughput,
         "monthly_requests": NAN if monthly_requests is None else float(monthly_requests),
-        "monthly_cost_usd": NAN if kind == "unpriced" else monthly_cost_usd(kind, fixed, per_request, monthly_requests),
+        "monthly_cost_usd": NAN if kind == "unpriced" else monthly_cost_usd(kind, fixed, per_request, monthly_requests, floor),
         "fixed_monthly_usd": fixed,
+        "floor_monthly_usd": floor,
         "usd_per_hour": usd_per_hour,
         "price_source": source,
         "price_json": json.dumps(pj, sort_keys=True, default=str),
@@ -395,7 +516,7 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
 # ---------------------------------------------------------------------------------------------- breakeven
 
 
-def _breakeven_volume(kind: str, fixed: float, c: float, c_api: float) -> tuple[float, str]:
+def _breakeven_volume(kind: str, fixed: float, c: float, c_api: float, floor: float | None = None) -> tuple[float, str]:
     """Smallest M such that the option is cheaper than the API for every volume above M.
 
     Option: ``A + max(B, c*M)``; API: ``c_api*M``. Both are piecewise linear, so solve per piece:
@@ -404,7 +525,7 @@ def _breakeven_volume(kind: str, fixed: float, c: float, c_api: float) -> tuple[
     """
     if any(_isnan(v) for v in (fixed, c, c_api)):
         return NAN, "unpriced: per-request cost unknown"
-    a, b = _monthly_terms(kind, fixed)
+    a, b = monthly_terms(kind, fixed, floor)
     if c >= c_api:
         return math.inf, "never: the option's cost per request is not below the API's"
     if a + b == 0:
@@ -435,7 +556,7 @@ def breakeven(costs: pd.DataFrame) -> pd.DataFrame:
         c_o = o["cost_per_1k_usd"] / 1000
         for _, a in apis.iterrows():
             c_a = a["cost_per_1k_usd"] / 1000
-            m, note = _breakeven_volume(o["kind"], o["fixed_monthly_usd"], c_o, c_a)
+            m, note = _breakeven_volume(o["kind"], o["fixed_monthly_usd"], c_o, c_a, o.get("floor_monthly_usd"))
             rows.append({"option": o["model"], "api": a["model"], "option_fixed_monthly_usd": o["fixed_monthly_usd"],
                          "option_usd_per_request": c_o, "api_usd_per_request": c_a,
                          "breakeven_monthly_requests": m, "note": note})

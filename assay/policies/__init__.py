@@ -78,7 +78,7 @@ def evaluate_one(a: Answers, name: str, pol, resamples: int = 1000, seed: int = 
                 sweep.append(_sweep_row(a, name, SIM.route(a, pol.column, r), mask, members,
                                         "lambda" if lam is not None else "tolerance", g,
                                         abs(g - (lam if lam is not None else tol)) < 1e-12))
-    row.update(figures(a, o, mask, members, resamples, seed, monthly_requests))
+    row.update(figures(a, o, mask, members, resamples, seed, monthly_requests, pol.kind == "cascade"))
     singles = row.pop("singles_quality")
     row.pop("strong_share")
     weak, strong = row["weak_model"], row["strong_model"]

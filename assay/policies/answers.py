@@ -42,6 +42,7 @@ class Answers:
     kinds: dict[str, str] = field(default_factory=dict)              # api, self-hosted, conventional, unpriced
     fixed_monthly: dict[str, float] = field(default_factory=dict)    # costs.parquet's fixed_monthly_usd
     judge_usd: dict[str, float] = field(default_factory=dict)        # judge metric -> USD per judged answer
+    floor_monthly: dict[str, float] = field(default_factory=dict)    # costs.parquet's floor_monthly_usd (NaN: not recorded)
 
     @property
     def n(self) -> int:
@@ -138,11 +139,12 @@ def answers(dataset: pd.DataFrame, responses: pd.DataFrame, scores: pd.DataFrame
             per_metric[str(name)] = a
     if metric not in per_metric:
         raise ValueError(f"no per-example scores of {metric!r} in scores.parquet: a policy is scored per example")
-    kinds, fixed = {}, {}
+    kinds, fixed, floor = {}, {}, {}
     for r in costs.to_dict("records"):
         if str(r["model"]) in col:
             kinds[str(r["model"])] = str(r.get("kind"))
             fixed[str(r["model"])] = _num(r.get("fixed_monthly_usd"))
+            floor[str(r["model"])] = _num(r.get("floor_monthly_usd"))
     judge_usd = {}
     for key, judge in (judges or {}).items():
         line = costs[costs["model"] == f"judge:{judge}"]
@@ -151,7 +153,8 @@ def answers(dataset: pd.DataFrame, responses: pd.DataFrame, scores: pd.DataFrame
     return Answers(ids, models, metric, bool(higher_is_better), per_metric[metric], grid(resp["_cost"].to_numpy()),
                    grid(pd.to_numeric(resp.get("latency_s"), errors="coerce").to_numpy()), failed, grid(conf.to_numpy()),
                    out, per_metric, dataset[cols].reset_index(drop=True) if cols else None,
-                   dataset["reference"].tolist() if "reference" in dataset.columns else None, kinds, fixed, judge_usd)
+                   dataset["reference"].tolist() if "reference" in dataset.columns else None, kinds, fixed, judge_usd,
+                   floor)
 
 
 def decomposable(scores: pd.DataFrame, metrics: pd.DataFrame) -> set[str]:

@@ -6,9 +6,11 @@ a route), with the single models measured on the same examples:
 * ``quality``: the mean of the headline metric over the answers it gave, with a seeded percentile
   bootstrap interval over examples (``quality_ci_low``/``quality_ci_high``);
 * ``cost_per_1k_usd``: 1,000 × the mean dollars per request, a cascade paying every model it called
-  (and a judge rule each grade it asked); ``monthly_cost_usd`` at the pipeline's volume, each model
-  priced by :func:`assay.costing.monthly_cost_usd` at the share of requests it gets (a self-hosted
-  model's always-on floor is paid however rarely it is called);
+  (and a judge rule each grade it asked); ``monthly_cost_usd`` at the pipeline's volume, each model it
+  needs priced by :func:`assay.costing.monthly_cost_usd` at the share of requests it gets: a policy is
+  an option of its own whose floor is the floors of the services it needs (``floor_monthly_usd``),
+  paid however rarely a service is called. A cascade needs every model of its chain up (any request
+  may escalate to the last); a route needs the models its routes send requests to (``needs``);
 * ``latency_p95_s``: the 95th percentile of the per-request latency, calls in sequence added up;
 * ``escalated``: the share of requests that went past the first step; ``calls_per_request``;
 * ``apgr``: (Q_policy − Q_weak) / (Q_strong − Q_weak), the share of the gap between the weakest and
@@ -40,7 +42,7 @@ ALPHA = 0.05
 
 POLICY_COLUMNS = [
     "policy", "kind", "models", "rule", "threshold", "metric", "n", "quality", "quality_ci_low", "quality_ci_high",
-    "cost_per_1k_usd", "monthly_cost_usd", "latency_p95_s", "escalated", "calls_per_request", "answered_by",
+    "cost_per_1k_usd", "monthly_cost_usd", "floor_monthly_usd", "needs", "latency_p95_s", "escalated", "calls_per_request", "answered_by",
     "weak_model", "strong_model", "apgr", "apgr_ci_low", "apgr_ci_high", "apgr_curve", "matched_model", "matched_cost_per_1k_usd",
     "matched_share", "saving", "saving_ci_low", "saving_ci_high", "saving_per_1k_usd", "values_json", "routes", "note",
 ]
@@ -87,30 +89,51 @@ def _interval(boot: np.ndarray | None) -> tuple[float, float]:
     return float(np.percentile(b, 100 * ALPHA / 2)), float(np.percentile(b, 100 * (1 - ALPHA / 2)))
 
 
-def _monthly(a: Answers, o: SIM.Outcome, mask: np.ndarray, monthly_requests: int | None) -> float:
+def needed(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], cascade: bool) -> list[str]:
+    """The models whose services a policy needs up: every model of a cascade (any request may
+    escalate to the last), the models a route sends requests to."""
+    if cascade:
+        return list(members)
+    return [name for j, name in enumerate(a.models) if o.called[mask, j].any()]
+
+
+def floor_of(a: Answers, names: list[str]) -> float:
+    """A policy's monthly floor: the sum of the always-on floors of the services it needs."""
+    from assay.costing import monthly_terms
+
+    total = 0.0
+    for name in names:
+        _, b = monthly_terms(a.kinds.get(name, "unpriced"), a.fixed_monthly.get(name, 0.0), a.floor_monthly.get(name))
+        total += b
+    return total
+
+
+def _monthly(a: Answers, o: SIM.Outcome, mask: np.ndarray, monthly_requests: int | None, names: list[str]) -> float:
     from assay.costing import monthly_cost_usd
 
     if not monthly_requests:
         return NAN
     total = 0.0
     m = int(mask.sum())
-    for j, name in enumerate(a.models):
+    for name in names:
+        j = a.index(name)
         calls = o.called[mask, j]
-        if not calls.any():
-            continue
-        per = float(np.mean(a.cost[mask, j][calls]))
+        # a needed service never called here still pays its fixed cost (the volume it gets is 0)
+        per = float(np.mean(a.cost[mask, j][calls])) if calls.any() else 0.0
         total += monthly_cost_usd(a.kinds.get(name, "unpriced"), a.fixed_monthly.get(name, 0.0), per,
-                                  monthly_requests * calls.sum() / m)
+                                  monthly_requests * calls.sum() / m, a.floor_monthly.get(name))
     extra = o.cost[mask] - (a.cost[mask] * o.called[mask]).sum(axis=1)  # what no model's line holds: judge grades
     return total + float(np.nanmean(extra)) * monthly_requests if np.isfinite(np.nanmean(extra)) else total
 
 
 def figures(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], resamples: int = 1000, seed: int = 0,
-            monthly_requests: int | None = None) -> dict:
+            monthly_requests: int | None = None, cascade: bool = True) -> dict:
     """The figures of one policy (see the module docstring) on the examples of ``mask``; ``members``
-    are its models (the weak and strong ends of its APGR)."""
+    are its models (the weak and strong ends of its APGR); ``cascade``: whether it is a cascade
+    (it needs every member up) or a route (it needs the members it routes to)."""
     sign = 1.0 if a.higher_is_better else -1.0
     rows = np.flatnonzero(mask)
+    needs = needed(a, o, mask, members, cascade)
     q_pol = o.values(a.quality)[rows]
     c_pol = o.cost[rows]
     q_single = a.quality[rows]
@@ -157,7 +180,8 @@ def figures(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], re
     values = {m: _mean(o.values(v)[rows]) for m, v in a.scores.items()}
     return {
         "metric": a.metric, "n": int(len(rows)), "quality": quality, "quality_ci_low": lo_q, "quality_ci_high": hi_q,
-        "cost_per_1k_usd": cost * 1000, "monthly_cost_usd": _monthly(a, o, mask, monthly_requests),
+        "cost_per_1k_usd": cost * 1000, "monthly_cost_usd": _monthly(a, o, mask, monthly_requests, needs),
+        "floor_monthly_usd": floor_of(a, needs), "needs": ", ".join(needs),
         "latency_p95_s": _p95(o.latency[rows]), "escalated": float(np.mean(o.escalated[rows])) if len(rows) else NAN,
         "calls_per_request": float(o.called[rows].sum(axis=1).mean()) if len(rows) else NAN,
         "strong_share": float(np.mean(o.called[rows, strong])) if strong is not None and len(rows) else NAN,

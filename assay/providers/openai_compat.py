@@ -37,7 +37,7 @@ class OpenAIProvider(ChatProvider):
 
     The default client speaks the OpenAI wire format over aiohttp: at 64 concurrent
     requests it costs a fraction of a millisecond per call on two cores, where the
-    ``openai`` SDK on httpx costs several (see the README's performance section).
+    ``openai`` SDK on httpx costs several (see docs/performance.md).
     ``client: sdk`` uses ``openai.AsyncOpenAI`` instead, for endpoints that need the SDK's
     own behaviour.
     """

@@ -202,9 +202,10 @@ def volume_curves(costs: pd.DataFrame, breakeven: pd.DataFrame, monthly: int | N
     rows = []
     for r in c.itertuples():
         fixed = float(r.fixed_monthly_usd) if not fmt.missing(r.fixed_monthly_usd) else 0.0
+        floor = getattr(r, "floor_monthly_usd", None)  # absent from cost tables written before conventional floors
         # on log-log axes an API line (c*M) is straight and a self-hosted one (max(floor, c*M)) is
         # two straight pieces, so their ends and the knee draw them exactly; a conventional one
-        # (fixed + c*M) bends, and is sampled
+        # (training + max(floor, c*M)) bends, and is sampled
         if r.kind == "api":
             g = np.array([lo, hi])
         elif r.kind == "self-hosted":
@@ -212,7 +213,7 @@ def volume_curves(costs: pd.DataFrame, breakeven: pd.DataFrame, monthly: int | N
             g = np.unique(np.array([lo, hi] + ([knee] if lo < knee < hi else [])))
         else:
             g = grid
-        y = np.atleast_1d(monthly_cost_usd(r.kind, fixed, r.per_request, g))
+        y = np.atleast_1d(monthly_cost_usd(r.kind, fixed, r.per_request, g, floor))
         for m, v in zip(g, y):
             if np.isfinite(v) and v > 0:
                 rows.append({"model": r.model, "kind": r.kind, "volume": float(m), "monthly": float(v)})
@@ -224,7 +225,7 @@ def volume_curves(costs: pd.DataFrame, breakeven: pd.DataFrame, monthly: int | N
         if o is None:
             continue
         fixed = float(o.fixed_monthly_usd) if not fmt.missing(o.fixed_monthly_usd) else 0.0
-        v = float(monthly_cost_usd(o.kind, fixed, o.per_request, r.m))
+        v = float(monthly_cost_usd(o.kind, fixed, o.per_request, r.m, getattr(o, "floor_monthly_usd", None)))
         if np.isfinite(v) and v > 0:
             pts.append({"option": r.option, "api": r.api, "volume": float(r.m), "monthly": v,
                         "label": f"{r.option} = {r.api} at {fmt.volume(r.m)}/month"})

@@ -7,7 +7,11 @@ terminal's result table (``assay run``), so all four say the same thing in the s
   configured volume, else cost per 1,000 requests: :func:`assay.costing.cheapest_passing`), or
   why none does, with the runner-up;
 * :func:`headline_rows` — per model the headline metric with its interval, cost per 1,000
-  requests, monthly cost, p95 latency and errors, formatted for people, the recommended row marked.
+  requests, monthly cost, p95 latency and errors, formatted for people, the recommended row marked;
+* :func:`options` — the single models and the policies (cascades, routes) side by side, each at its
+  own monthly cost (a policy's pays the floors of the services it needs), for the Pareto front
+  (:func:`pareto`) and :func:`dominated` (a policy better and cheaper than a single model);
+* :func:`serving_lines` — what each served option's monthly cost assumes (its always-on floor).
 
 Gates here are the ``min``/``max`` bars of ``gates:`` on each model's overall value; ``max_drop``
 compares with earlier runs and is checked by the gate after the report (see :mod:`assay.gates`).
@@ -100,7 +104,14 @@ def _quality(row: pd.Series, metric: str) -> str:
 def _cost(row: pd.Series, monthly: int | None) -> str:
     m = row.get("monthly_cost_usd")
     if monthly and not fmt.missing(m):
-        return f"{fmt.usd(float(m))} a month"
+        floor = row.get("floor_monthly_usd")
+        if not fmt.missing(floor) and float(floor) > 0 and row.get("needs"):  # a policy: the floors of its services
+            return (f"{fmt.usd(float(m))} a month (of which {fmt.usd(float(floor))} the always-on floors of the services "
+                    f"it needs: {row.get('needs')})")
+        serving = row.get("serving")
+        if not isinstance(serving, str) or not serving:
+            return f"{fmt.usd(float(m))} a month"
+        return f"{fmt.usd(float(m))} a month ({serving if serving.startswith('paid per call') else 'the floor: ' + serving})"
     c = row.get("cost_per_1k_usd")
     return "an unknown cost" if fmt.missing(c) else f"{fmt.usd(float(c))} per 1,000 requests"
 
@@ -114,7 +125,22 @@ def recommend(table: pd.DataFrame, cfg, policies: pd.DataFrame | None = None) ->
     rec = _recommend_models(table, cfg)
     if policies is None or not len(policies) or not rec.gated or table.empty or "model" not in table:
         return rec
-    return _recommend_policy(rec, table, policies, cfg) or rec
+    chosen = _recommend_policy(rec, table, policies, cfg)
+    if chosen is not None:
+        return chosen
+    best = _cheapest_passing_policy(table, policies, cfg)
+    if rec.model is None or best is None:
+        return rec
+    # a single model is cheapest; a policy that passes more cheaply than the single runner-up is the runner-up
+    col = _cost_col(table)
+    name, prow = best
+    runner_cost = math.inf
+    if rec.runner_up is not None and rec.runner_up in rec.passing:
+        srow = table[table["model"].astype(str) == rec.runner_up]
+        runner_cost = float(pd.to_numeric(srow[col], errors="coerce").fillna(math.inf).iloc[0])
+    if float(prow[col]) >= runner_cost:
+        return rec
+    return _recommend_models(table, cfg, (name, prow, policies))
 
 
 def _policy_values(row: pd.Series) -> pd.Series:
@@ -128,13 +154,108 @@ def _policy_values(row: pd.Series) -> pd.Series:
     out = {k: (math.nan if v is None else float(v)) for k, v in values.items()}
     metric = row.get("metric")
     out.update({f"{metric}_ci_low": row.get("quality_ci_low"), f"{metric}_ci_high": row.get("quality_ci_high"),
-                "monthly_cost_usd": row.get("monthly_cost_usd"), "cost_per_1k_usd": row.get("cost_per_1k_usd")})
+                "monthly_cost_usd": row.get("monthly_cost_usd"), "cost_per_1k_usd": row.get("cost_per_1k_usd"),
+                "floor_monthly_usd": row.get("floor_monthly_usd"), "needs": row.get("needs")})
     return pd.Series(out)
 
 
-def _recommend_policy(rec: Recommendation, table: pd.DataFrame, policies: pd.DataFrame, cfg) -> Recommendation | None:
+def options(table: pd.DataFrame, cfg, policies: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every option of a run, one row each: the single models of the headline ``table`` and the
+    policies of policies.parquet (``policy`` True, ``kind`` cascade or route), with the headline
+    metric's value, ``monthly_cost_usd`` (a policy's includes the floors of the services it needs)
+    and ``cost_per_1k_usd``."""
     metric = cfg.metric_specs()[0].key
+    cols = ["model", "policy", "kind", metric, "cost_per_1k_usd", "monthly_cost_usd"]
+    rows = []
+    if len(table) and "model" in table:
+        for _, r in table.iterrows():
+            rows.append({"model": str(r["model"]), "policy": False, "kind": r.get("kind"), metric: _value(r, metric),
+                         "cost_per_1k_usd": _value(r, "cost_per_1k_usd"), "monthly_cost_usd": _value(r, "monthly_cost_usd")})
+    if policies is not None and len(policies):
+        for _, p in policies.iterrows():
+            v = _policy_values(p)
+            rows.append({"model": str(p["policy"]), "policy": True, "kind": str(p.get("kind")), metric: _value(v, metric),
+                         "cost_per_1k_usd": _value(p, "cost_per_1k_usd"), "monthly_cost_usd": _value(p, "monthly_cost_usd")})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _option_cost_col(opts: pd.DataFrame, monthly: int | None) -> str:
+    """Monthly cost at the configured volume (the floors count) when known, else cost per 1,000 requests."""
+    if monthly and pd.to_numeric(opts["monthly_cost_usd"], errors="coerce").notna().any():
+        return "monthly_cost_usd"
+    return "cost_per_1k_usd"
+
+
+def pareto(table: pd.DataFrame, cfg, policies: pd.DataFrame | None = None) -> tuple[list[str], str]:
+    """The quality/cost Pareto front over every option (single models and policies), and the cost
+    it is taken on (``monthly_cost_usd`` at the configured volume, else ``cost_per_1k_usd``)."""
+    from assay import costing
+
+    metric = cfg.metric_specs()[0].key
+    opts = options(table, cfg, policies)
+    col = _option_cost_col(opts, cfg.cost.monthly_requests)
+    ok = opts.dropna(subset=[metric, col])
+    if not len(ok):
+        return [], col
+    front = costing.pareto_front(ok, metric, col, higher_is_better=_higher_is_better(table, metric))
+    return ok.loc[front.values, "model"].tolist(), col
+
+
+def option_label(name: str, policies: pd.DataFrame | None) -> str:
+    """``tfidf-then-gpt (cascade)`` for a policy, the name alone for a single model."""
+    if policies is not None and len(policies) and name in set(policies["policy"].astype(str)):
+        kind = policies.loc[policies["policy"].astype(str) == name, "kind"].iloc[0]
+        return f"{name} ({kind})"
+    return name
+
+
+def dominated(table: pd.DataFrame, cfg, policies: pd.DataFrame | None = None) -> list[str]:
+    """A sentence for each single model that a policy dominates — at least as good on the headline
+    metric and as cheap (monthly cost at the configured volume, else per 1,000 requests), better on
+    one — naming the cheapest such policy."""
+    if policies is None or not len(policies):
+        return []
+    metric = cfg.metric_specs()[0].key
+    hib = _higher_is_better(table, metric)
+    opts = options(table, cfg, policies)
+    col = _option_cost_col(opts, cfg.cost.monthly_requests)
     monthly = cfg.cost.monthly_requests
+    sign = 1.0 if hib else -1.0
+    singles, pols = opts[~opts["policy"]], opts[opts["policy"]].sort_values(col, kind="stable")
+    out = []
+    for _, m in singles.iterrows():
+        qm, cm = m[metric], m[col]
+        if math.isnan(qm) or math.isnan(cm):
+            continue
+        for _, p in pols.iterrows():
+            qp, cp = p[metric], p[col]
+            if math.isnan(qp) or math.isnan(cp):
+                continue
+            if sign * qp >= sign * qm and cp <= cm and (sign * qp > sign * qm or cp < cm):
+                unit = " a month" if col == "monthly_cost_usd" else " per 1,000 requests"
+                at = f" at {monthly:,} requests" if col == "monthly_cost_usd" and monthly else ""
+                out.append(f"The {p['kind']} {p['model']} dominates {m['model']}: {metric} {fmt.num(qp)} against "
+                           f"{fmt.num(qm)}, at {fmt.usd(cp)} against {fmt.usd(cm)}{unit}{at}")
+                break
+    return out
+
+
+def serving_lines(table: pd.DataFrame) -> list[str]:
+    """What each served option's monthly cost assumes: ``tfidf-logreg is priced as 1 always-on
+    instance at $0.0208/hour ($15.18 a month, ...)``, or as paid per call (``instances: 0``)."""
+    out = []
+    if "serving_terms" not in table:
+        return out
+    for _, r in table.iterrows():
+        text = r.get("serving_terms")
+        if isinstance(text, str) and text:
+            out.append(f"{r['model']} is priced as {text}")
+    return out
+
+
+def _cheapest_passing_policy(table: pd.DataFrame, policies: pd.DataFrame, cfg) -> tuple[str, pd.Series] | None:
+    """(name, its values) of the cheapest policy that passes every gate, at the cost the single
+    models are compared on; None when none passes."""
     bs = bars(cfg)
     col = _cost_col(table)
     rows = {str(r["policy"]): _policy_values(r) for _, r in policies.iterrows()}
@@ -142,7 +263,18 @@ def _recommend_policy(rec: Recommendation, table: pd.DataFrame, policies: pd.Dat
     if not ok:
         return None
     name = min(ok, key=lambda k: float(ok[k][col]))
-    best = ok[name]
+    return name, ok[name]
+
+
+def _recommend_policy(rec: Recommendation, table: pd.DataFrame, policies: pd.DataFrame, cfg) -> Recommendation | None:
+    metric = cfg.metric_specs()[0].key
+    monthly = cfg.cost.monthly_requests
+    bs = bars(cfg)
+    col = _cost_col(table)
+    found = _cheapest_passing_policy(table, policies, cfg)
+    if found is None:
+        return None
+    name, best = found
     single = None
     if rec.model is not None:
         srow = table[table["model"].astype(str) == rec.model]
@@ -163,8 +295,9 @@ def _recommend_policy(rec: Recommendation, table: pd.DataFrame, policies: pd.Dat
     return Recommendation(text, name, rec.model, metric, rec.passing, rec.failing, True, True)
 
 
-def _recommend_models(table: pd.DataFrame, cfg) -> Recommendation:
-    """The recommendation among the single models."""
+def _recommend_models(table: pd.DataFrame, cfg, policy_runner: tuple | None = None) -> Recommendation:
+    """The recommendation among the single models; ``policy_runner`` = (name, values, policies): a
+    policy that passes every gate and is the runner-up instead of the next single model."""
     from assay import costing
 
     metric = cfg.metric_specs()[0].key
@@ -202,7 +335,14 @@ def _recommend_models(table: pd.DataFrame, cfg) -> Recommendation:
         r = rows[chosen]
         text = (f"Deploy {chosen}: the {'only' if only else 'cheapest'} option that passes every gate ({gates_text}), "
                 f"at {_cost(r, monthly)}{at}, with {_quality(r, metric)}.")
-        if runner is not None:
+        if policy_runner is not None:
+            name, prow, pols = policy_runner
+            pol = pols[pols["policy"].astype(str) == name].iloc[0]
+            q = metric if metric in prow else str(pol["metric"])
+            text += (f" Runner-up: the {pol['kind']} {name} ({pol['models']}; {pol['rule']}), at {_cost(prow, monthly)}, "
+                     f"with {_quality(prow, q)}.")
+            runner = name
+        elif runner is not None:
             rr = rows[runner]
             why = f", but it fails {', '.join(failing[runner])}" if runner in failing else ""
             text += f" Runner-up: {runner}, at {_cost(rr, monthly)}, with {_quality(rr, metric)}{why}."

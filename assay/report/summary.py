@@ -59,8 +59,13 @@ def headline(metrics: pd.DataFrame, costs: pd.DataFrame, cfg: PipelineConfig) ->
     cols = [c for c in ("kind", "cost_usd", "cost_per_1k_usd", "monthly_cost_usd", "latency_p50_s", "latency_p95_s",
                         "ttft_p50_s", "ttft_p95_s", "throughput_rps") if c in costs.columns]
     first_cost = {}
-    for c in costs[["model", *cols]].to_dict("records"):
+    from assay.costing import serving_text
+
+    for c, full in zip(costs[["model", *cols]].to_dict("records"), costs.to_dict("records")):
+        c["serving"] = serving_text(full, short=True) if "price_json" in full else ""
+        c["serving_terms"] = serving_text(full) if "price_json" in full else ""
         first_cost.setdefault(c["model"], c)
+    cols = [*cols, "serving", "serving_terms"]
     for model, r in by_model.items():
         c = first_cost.get(model)
         if c is not None:
@@ -75,9 +80,10 @@ def _hib(table: pd.DataFrame, metric: str) -> bool:
 
 def decisions(table: pd.DataFrame, cfg: PipelineConfig, policies: pd.DataFrame | None = None) -> dict:
     """The decisions of a run: the recommendation (:func:`assay.report.decision.recommend`, a policy
-    of ``policies`` when one passes more cheaply), the cheapest model that passes every bar, the
-    quality/cost Pareto front."""
-    from assay import costing
+    of ``policies`` when one passes more cheaply), the cheapest option that passes every bar (a
+    policy too), the quality/cost Pareto front over single models and policies, the single models a
+    policy dominates, and what each served option's monthly cost assumes."""
+    from assay.report.decision import dominated, option_label, pareto, serving_lines
 
     keys = [s.key for s in cfg.metric_specs()]
     first = keys[0]
@@ -85,12 +91,16 @@ def decisions(table: pd.DataFrame, cfg: PipelineConfig, policies: pd.DataFrame |
     rec = recommend(table, cfg, policies)
     out["recommendation"] = rec
     if rec.gated and "cost_per_1k_usd" in table:
-        out["cheapest_passing"] = rec.runner_up if rec.policy else rec.model
+        out["cheapest_passing"] = option_label(rec.model, policies) if rec.model else None
     if first in table and "cost_per_1k_usd" in table:
-        ok = table.dropna(subset=[first, "cost_per_1k_usd"])
-        if len(ok):
-            front = costing.pareto_front(ok, first, "cost_per_1k_usd", higher_is_better=_hib(table, first))
-            out["pareto"] = ok.loc[front.values, "model"].tolist()
+        front, col = pareto(table, cfg, policies)
+        if front:
+            out["pareto"] = front
+            out["pareto_labels"] = [option_label(m, policies) for m in front]
+            monthly = cfg.cost.monthly_requests
+            out["pareto_cost"] = f"monthly cost at {monthly:,} requests" if col == "monthly_cost_usd" else "cost per 1k"
+    out["dominated"] = dominated(table, cfg, policies)
+    out["serving"] = serving_lines(table)
     return out
 
 
@@ -111,13 +121,30 @@ def breakeven_lines(be: pd.DataFrame) -> list[str]:
 
 
 def decision_lines(dec: dict, be: pd.DataFrame) -> list[str]:
-    """The decisions of a run as sentences: cheapest passing model, Pareto front, break-even volumes."""
+    """The decisions of a run as sentences: cheapest passing option, Pareto front (single models and
+    policies), the single models a policy dominates, break-even volumes, what each served option's
+    monthly cost assumes."""
     out = []
     if "cheapest_passing" in dec:
-        out.append(f"Cheapest model that passes every quality bar: {dec['cheapest_passing'] or 'none passes'}")
+        out.append(f"Cheapest option that passes every quality bar: {dec['cheapest_passing'] or 'none passes'}")
     if dec.get("pareto"):
-        out.append(f"Quality/cost Pareto front ({dec['first_metric']} vs cost per 1k): {', '.join(dec['pareto'])}")
-    return out + breakeven_lines(be)
+        out.append(f"Quality/cost Pareto front ({dec['first_metric']} vs {dec.get('pareto_cost', 'cost per 1k')}): "
+                   f"{', '.join(dec.get('pareto_labels') or dec['pareto'])}")
+    out += dec.get("dominated") or []
+    return out + breakeven_lines(be) + (dec.get("serving") or [])
+
+
+def decision_box(dec: dict) -> str:
+    """Under the recommendation: the single models a policy dominates, the Pareto front over every
+    option, and what each served option's monthly cost assumes (its always-on floor)."""
+    items = list(dec.get("dominated") or [])
+    if dec.get("pareto"):
+        items.append(f"Quality/cost Pareto front ({dec['first_metric']} vs {dec.get('pareto_cost', 'cost per 1k')}): "
+                     f"{', '.join(dec.get('pareto_labels') or dec['pareto'])}")
+    items += dec.get("serving") or []
+    if not items:
+        return ""
+    return "<ul class='decisions' id='decision-box'>" + "".join(f"<li>{P.esc(t)}</li>" for t in items) + "</ul>"
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -360,9 +387,23 @@ def run_history(rt: RunTables, table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------ the page's parts
+def chart_front(table: pd.DataFrame, metric: str) -> list[str]:
+    """The single models on the Pareto front of the quality/cost chart's own axes (cost per 1,000
+    requests); the decisions' front (:func:`assay.report.decision.pareto`) is taken at the monthly
+    volume, floors and policies included."""
+    from assay import costing
+
+    if metric not in table or "cost_per_1k_usd" not in table:
+        return []
+    ok = table.dropna(subset=[metric, "cost_per_1k_usd"])
+    if not len(ok):
+        return []
+    return ok.loc[costing.pareto_front(ok, metric, "cost_per_1k_usd", higher_is_better=_hib(table, metric)).values, "model"].tolist()
+
+
 def quality_points(table: pd.DataFrame, metric: str, dec: dict, rec: Recommendation,
                    policies: pd.DataFrame | None = None) -> pd.DataFrame:
-    pareto = set(dec.get("pareto") or [])
+    pareto = set(chart_front(table, metric))
     out = pd.DataFrame({
         "model": table["model"].astype(str), "kind": table.get("kind", pd.Series("unpriced", index=table.index)).fillna("unpriced"),
         "cost": pd.to_numeric(table.get("cost_per_1k_usd"), errors="coerce"),
@@ -582,8 +623,8 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
                policy_markdown(prows, ptitles)]
     md.append("## Decisions\n")
     for line in lines:
-        md.append(f"- {line}" if not line.startswith("Cheapest model") else
-                  f"- Cheapest model that passes every quality bar: **{dec['cheapest_passing'] or 'none passes'}**")
+        md.append(f"- {line}" if not line.startswith("Cheapest option") else
+                  f"- Cheapest option that passes every quality bar: **{dec['cheapest_passing'] or 'none passes'}**")
     if len(gen):
         md.append("\n## Generalization\n")
         g = gen[["model", "metric", "overall", "worst_slice", "worst_value", "gap"]].copy()
@@ -636,6 +677,7 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
             f"<code>{P.esc(manifest.get('run_id', ''))}</code> · {n:,} examples · {len(models)} models"
             + (f" · monthly figures at {monthly:,} requests" if monthly else "") + "</p>",
             f"<p class='recommendation{'' if rec.model else ' none'}' id='recommendation'>{P.esc(rec.sentence)}</p>",
+            decision_box(dec),
             (f"<p class='meta' id='gates'><strong>Gates:</strong> {P.esc(verdict)}</p>" if verdict else ""),
             "<section id='headline'><h2>Models</h2>",
             P.table([(k, titles[k]) for k in COLUMNS], [{**r, "model": P.esc(r["model"]) + (
@@ -651,7 +693,7 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
                      row_class=lambda r: "recommended" if r["recommended"] else "", raw=("policy",),
                      text_cols=("policy", "models", "rule", "saving")),
                  "</section>"]
-    pareto = dec.get("pareto") or []
+    pareto = chart_front(table, metric)
     body.append(P.figure("quality-cost", f"{metric} against cost per 1,000 requests", svgs["quality-cost"],
                          f"Each point is a model with its 95% interval; diamonds joined by the dashed line are the "
                          f"Pareto front ({P.esc(', '.join(pareto)) or 'none'}): no other model is both better and cheaper. "
@@ -659,9 +701,9 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
                          + "✓ marks the recommendation.", "No model has both a cost and a value."))
     be_text = "".join(f"<li>{P.esc(t)}</li>" for t in breakeven_lines(be))
     body.append(P.figure("volume", "Monthly cost against monthly volume", svgs["volume"],
-                         "API options cost per token, so their line is straight; a self-hosted option pays its always-on "
-                         "floor until the volume needs more capacity than the floor provides; a conventional model costs its "
-                         "amortised training plus compute per request. Dots mark the break-even volumes"
+                         "API options cost per token, so their line is straight; a self-hosted or conventional option pays "
+                         "its always-on floor (replicas or instances × hourly price × 730) until the volume needs more capacity "
+                         "than the floor provides, a conventional one its amortised training on top. Dots mark the break-even volumes"
                          + (f", the dotted rule the configured {monthly:,} requests a month" if monthly else "") + "."
                          + (f"<ul class='decisions'>{be_text}</ul>" if be_text else ""),
                          "No option has a known cost per request."))

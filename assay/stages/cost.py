@@ -75,7 +75,7 @@ def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
             df = b.to_pandas()
             if kind == "api":
                 df[C.PRICE_DATE] = C.request_dates(df, models, stats, as_of)
-            u = u + C.usage_of(df, q, kind == "api")
+            u = u + C.usage_of(df, q, kind == "api", C.replayed(models.get(model)))
         out[model] = u
     return out, quotes
 
@@ -110,7 +110,7 @@ def run(ctx: RunContext) -> str:
     table, be = C.cost_tables(responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows, capacity)
     rf.write_table(S.COSTS, table)
     rf.write_table(S.BREAKEVEN, be)
-    changes = {"prices": C.prices_record(quotes, as_of)}
+    changes = {"prices": C.prices_record(quotes, as_of), "serving": serving_record(table)}
     if capacity:
         changes["capacity"] = capacity
     if judge_quotes:
@@ -130,8 +130,33 @@ def run(ctx: RunContext) -> str:
     return rf.path(S.COSTS)
 
 
+def serving_record(table) -> dict:
+    """The manifest's ``serving``: per served option (self-hosted, conventional) what its monthly cost
+    assumes (the always-on floor, in words and dollars) and which throughput priced it, from where."""
+    from assay import costing as C
+
+    out = {}
+    for _, r in table[table["kind"].isin(C.FIXED_COST_KINDS)].iterrows():
+        pj = json.loads(r["price_json"])
+        rec = {"kind": r["kind"], "assumption": C.serving_text(r), "usd_per_hour": pj.get("usd_per_hour"),
+               "floor_monthly_usd": pj.get("floor_monthly_usd"), "fixed_monthly_usd": float(r["fixed_monthly_usd"])}
+        if r["kind"] == "self-hosted":
+            rec.update(replicas=pj.get("replicas"), throughput_rps=pj.get("throughput_rps"),
+                       throughput_source=pj.get("throughput_source"))
+            if pj.get("throughput_log"):
+                rec["throughput_log"] = pj["throughput_log"]
+        else:
+            rec.update(instances=pj.get("instances"), compute_source=pj.get("compute_source"))
+        out[str(r["model"])] = rec
+    return out
+
+
 def _throughput(r) -> str:
     """", at 93.0 req/s (capacity: concurrency 16, ...)" for a self-hosted line: which throughput priced it."""
+    if r.kind == "conventional":
+        from assay.costing import serving_text
+
+        return f"; {serving_text(r)}"
     if r.kind != "self-hosted" or missing(r.throughput_rps):
         return ""
     source = json.loads(r.price_json).get("throughput_source") or "unknown"

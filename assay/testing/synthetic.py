@@ -147,8 +147,10 @@ def write_costs(rf: RunFolder, names: list[str], requests: int, monthly: int, rn
                      "completion_tokens": 2 * requests, "cached_tokens": 0, "cost_usd": per_req * requests,
                      "cost_per_1k_usd": per_req * 1000, "cost_per_correct_usd": per_req * 1.2, "latency_p50_s": p50,
                      "latency_p95_s": p50 * 1.8, "latency_p99_s": p50 * 2.4, "throughput_rps": 55.0,
-                     "monthly_requests": float(monthly), "monthly_cost_usd": float(monthly_cost_usd(kind, fixed, per_req, monthly)),
-                     "fixed_monthly_usd": fixed, "usd_per_hour": np.nan if kind == "api" else 1.2,
+                     "monthly_requests": float(monthly), "monthly_cost_usd": float(monthly_cost_usd(kind, fixed, per_req, monthly,
+                                                                                      fixed if kind == "self-hosted" else 0.0)),
+                     "fixed_monthly_usd": fixed, "floor_monthly_usd": fixed if kind == "self-hosted" else 0.0,
+                     "usd_per_hour": np.nan if kind == "api" else 1.2,
                      "price_source": {"api": "genai-prices", "self-hosted": "hosting", "conventional": "compute"}[kind],
                      "price_json": json.dumps(pj)})
     costs = pd.DataFrame(rows, columns=COST_COLUMNS)
