@@ -100,7 +100,8 @@ class OpenAIProvider(ChatProvider):
         self._streamed = False
         self._close_after_stream = False
         self._body_head = {"model": self.cfg.model}
-        if getattr(self.cfg, "stream", False):
+        # a cascade's confidence rule needs the log-probabilities of a plain response
+        if getattr(self.cfg, "stream", False) and not self.wants_logprobs:
             self.call = self._call_streamed
 
     async def call(self, messages: list[dict]) -> CallResult:
