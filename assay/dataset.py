@@ -60,9 +60,37 @@ def _open(source: str):
     return open(source, "rb")
 
 
-def read_source(source: str, fmt: str | None = None, split: str | None = None) -> pa.Table:
-    """Read a whole dataset source into an Arrow table."""
+def is_log(fmt: str | None) -> bool:
+    """Whether ``fmt`` is a production log format (:mod:`assay.logs`)."""
+    from assay.config.schema import LOG_FORMATS
+
+    return fmt in LOG_FORMATS
+
+
+#: schema metadata key of a log's read counts (see :func:`log_stats`)
+LOG_STATS = b"assay.log_stats"
+
+
+def log_stats(table: pa.Table) -> dict | None:
+    """The counts of a production log's read (records, chat calls, non-chat and incomplete records
+    skipped) that :func:`read_source` attached to its table, or None."""
+    import json
+
+    meta = table.schema.metadata or {}
+    return json.loads(meta[LOG_STATS]) if LOG_STATS in meta else None
+
+
+def read_source(source: str, fmt: str | None = None, split: str | None = None, on_incomplete: str = "error") -> pa.Table:
+    """Read a whole dataset source into an Arrow table. A production log (a log ``fmt``) is read by
+    :func:`assay.logs.read_log`, with its read counts in the schema's metadata (:func:`log_stats`)."""
     fmt = detect_format(source, fmt)
+    if is_log(fmt):
+        import json
+
+        from assay.logs import read_log
+
+        table, stats = read_log(fmt, source, on_incomplete=on_incomplete)
+        return table.replace_schema_metadata({**(table.schema.metadata or {}), LOG_STATS: json.dumps(stats.as_dict()).encode()})
     if fmt == "hf":
         import datasets
 
@@ -90,10 +118,21 @@ def read_source(source: str, fmt: str | None = None, split: str | None = None) -
 
 
 def fingerprint(source: str, fmt: str | None = None) -> str:
-    """Content hash of a local or remote file; for hub datasets, the name (and its version where known)."""
-    if detect_format(source, fmt) == "hf":
+    """Content hash of a local or remote file (a log source: of its files, names and contents); for hub
+    datasets, the name (and its version where known)."""
+    fmt = detect_format(source, fmt)
+    if fmt == "hf":
         return f"hf:{source}"
     h = hashlib.sha256()
+    if is_log(fmt):
+        from assay.logs import log_files
+
+        for path in log_files(fmt, source):
+            h.update(os.path.basename(path).encode() + b"\0")
+            with _open(path) as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        return "sha256:" + h.hexdigest()
     with _open(source) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -281,9 +320,19 @@ def _take_kept(key, keep: bool):
 
 def _kept_key(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
               sample: int | None) -> tuple | None:
-    if detect_format(source, cfg.format) == "hf":
+    fmt = detect_format(source, cfg.format)
+    if fmt == "hf":
         return None
-    stamp = _stamp(source)
+    if is_log(fmt):  # a folder or a glob: the stamps of its files
+        from assay.logs import log_files
+
+        try:
+            stamps = tuple(_stamp(p) for p in log_files(fmt, source))
+        except FileNotFoundError:
+            return None
+        stamp = None if any(s is None for s in stamps) else stamps
+    else:
+        stamp = _stamp(source)
     if stamp is None:
         return None
     return (source, stamp, cfg.model_dump_json(), prompt.model_dump_json() if prompt else None, as_of, sample)
@@ -304,14 +353,17 @@ def load_prepared(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
     if hit is not None:
         return hit
     try:
-        table = read_source(source, cfg.format, cfg.split)
+        table = read_source(source, cfg.format, cfg.split, getattr(cfg, "on_incomplete", "error"))
     except (FileNotFoundError, DatasetError):
         raise
     except Exception as e:  # noqa: BLE001  (pyarrow, fsspec and datasets raise many kinds)
         fmt = detect_format(source, cfg.format)
         raise UnreadableSource(f"cannot read {source} as {fmt}: {type(e).__name__}: {e}") from e
     read = table.num_rows
-    out = (prepare(table, cfg, prompt, as_of, sample, source), read)
+    prepared = prepare(table, cfg, prompt, as_of, sample, source)
+    if LOG_STATS in (table.schema.metadata or {}):  # the load stage logs a log's counts
+        prepared = prepared.replace_schema_metadata({**(prepared.schema.metadata or {}), LOG_STATS: table.schema.metadata[LOG_STATS]})
+    out = (prepared, read)
     if keep and key is not None:
         with _KEPT_LOCK:
             _KEPT.clear()

@@ -216,17 +216,22 @@ def _hashed_model(m: ModelConfig) -> dict:
     out = {**_flat_defaults(), **m.model_dump(mode="json")}
     if out.get("samples") in (1, None):  # added later: one call per example hashes as before it existed
         out.pop("samples", None)
-    if not out.get("stream"):  # added later: plain calls hash as before it existed
-        out.pop("stream", None)
+    for key, default in _LATER_MODEL_KEYS.items():  # added later too: at their defaults, as before
+        if out.get(key, default) == default:
+            out.pop(key, None)
     if isinstance(out.get("compute"), dict) and out["compute"].get("instances") == 1:  # added later, at its default
         out["compute"] = {k: v for k, v in out["compute"].items() if k != "instances"}
     return out
 
 
+#: model keys added after runs were recorded, with their defaults (see :func:`_hashed_model`)
+_LATER_MODEL_KEYS = {"format": None, "on_incomplete": "error", "stream": False}
+
+
 #: keys added to the pipeline schema after runs were recorded, with their defaults: left out of the
 #: hash while at their default, so the hash of a config that does not use them stays what it was
 _LATER_KEYS = {
-    "dataset": {"cluster": None},
+    "dataset": {"cluster": None, "on_incomplete": "error"},
     "gate": {"correction": "holm"},
     "metric": {"function": None, "workers": None, "timeout_s": None, "memory_mb": None, "bootstrap_budget": None},
 }

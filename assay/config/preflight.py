@@ -12,6 +12,8 @@ one pipeline and the models a run assesses:
   ``as_of`` filter and sampling it has examples whose ids are unique. It is read and prepared with
   the load stage's own functions (:func:`assay.dataset.prepared_source`), so the two cannot disagree,
   and the load stage of the same process takes the prepared table instead of reading it again;
+* production logs (a dataset's or a replay model's ``source`` with a log ``format``) name at least
+  one log file;
 * replay logs (``models.<name>.source``), training files (``models.<name>.train`` or the pipeline's
   ``dataset.train``) and local model folders (``models.<name>.path``) exist and are readable;
 * API key variables named by ``api_key_env`` are set (of the run's models and its judges);
@@ -170,7 +172,16 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
         fmt = D.detect_format(src, ds.format)
     except D.DatasetError as e:
         return [(at + key, msg) for key, msg in e.problems]
-    if fmt != "hf":
+    if D.is_log(fmt):
+        from assay.logs import log_files
+
+        try:
+            log_files(fmt, src)
+        except FileNotFoundError as e:
+            return [(at + ("dataset", "source"), str(e))]
+        except Exception as e:  # noqa: BLE001  (no such file system, no credentials, no network)
+            return [(at + ("dataset", "source"), f"cannot reach the {fmt} log {src}: {type(e).__name__}: {e}")]
+    elif fmt != "hf":
         why = file_problem(src, "dataset file")
         if why:
             return [(at + ("dataset", "source"), why)]
@@ -204,7 +215,14 @@ def _model_problems(loaded: LoadedConfig, pipeline: str, chosen: list[str]) -> l
     out: list[Problem] = []
     for name in chosen:
         m = models[name]
-        if m.provider == "replay" and m.source is not None:
+        if m.provider == "replay" and m.source is not None and m.format is not None:
+            from assay.logs import log_files
+
+            try:
+                log_files(m.format, loaded.resolve_path(m.source))
+            except Exception as e:  # noqa: BLE001  (not found; no such file system, no credentials, no network)
+                out.append((("models", name, "source"), f"replay log: {e}"))
+        elif m.provider == "replay" and m.source is not None:
             path = loaded.resolve_path(m.source)
             why = file_problem(path, "replay log") or _parquet_problem(path, "replay log")
             if why:

@@ -17,6 +17,11 @@ WINDOW_PATTERN = re.compile(r"^(\d+)([dwh])$")
 #: the most calls per example repeated sampling makes
 MAX_SAMPLES = 1000
 
+#: production log formats a dataset or a replay model reads (:mod:`assay.logs`)
+LOG_FORMATS = ("otel", "openinference", "langfuse", "litellm", "openai-batch")
+LogFormat = Literal["otel", "openinference", "langfuse", "litellm", "openai-batch"]
+OnIncomplete = Literal["error", "skip"]
+
 
 class Strict(BaseModel):
     # defer_build: a process that only unpickles a config (see assay.ahead) never pays for the
@@ -163,13 +168,24 @@ class ReplayModel(_Hosted, _TokenPriced, _Concurrent, _Named, _Model):
     """Responses a production system already produced: read from a log file or a dataset column."""
 
     provider: Literal["replay"] = Field("replay", description="picks the provider, and with it the keys below")
-    source: str | None = Field(default=None, description="a log file with a row per dataset id")
+    source: str | None = Field(default=None, description="a log file with a row per dataset id; with format: a production "
+                                                         "log (a file, a folder or a glob, local or an fsspec URL)")
     output_column: str | None = Field(default=None, description="the column with the outputs (default output)")
+    format: LogFormat | None = Field(default=None, description="the production log format of source (otel, openinference, "
+                                                               "langfuse, litellm, openai-batch); its logged answer is "
+                                                               "served for each example_id, and with model: only that "
+                                                               "model's rows")
+    on_incomplete: OnIncomplete = Field(default="error", description="with format: a chat record without its messages or "
+                                                                     "answer is an error (error) or skipped and counted (skip)")
 
     @model_validator(mode="after")
     def _somewhere_to_read(self):
         if self.source is None and self.output_column is None:
             raise ValueError("replay needs source: (a log file) or output_column: (a dataset column)")
+        if self.format is not None and self.source is None:
+            raise ValueError("format: is the format of a replay log: give its source: too")
+        if self.format is not None and self.output_column is not None:
+            raise ValueError("a production log (format:) has its answers in its output column: leave out output_column:")
         return self
 
     @property
@@ -268,10 +284,19 @@ class Sample(Strict):
 
 class DatasetConfig(Strict):
     source: str = Field(description="a .parquet, .csv, .jsonl/.ndjson or .json file (relative to pipelines.yaml) or URL; "
-                                    "or a Hugging Face dataset name (online only)")
-    format: Literal["parquet", "csv", "jsonl", "json", "hf"] | None = Field(default=None, description="default: from the extension")
+                                    "or a Hugging Face dataset name (online only); with a log format: a file, a folder or "
+                                    "a glob of production logs (local or an fsspec URL)")
+    format: Literal["parquet", "csv", "jsonl", "json", "hf", "otel", "openinference", "langfuse", "litellm",
+                    "openai-batch"] | None = Field(
+        default=None, description="default: from the extension; otel, openinference, langfuse, litellm or openai-batch "
+                                  "read a production log into the standard columns (example_id, messages, output, model, "
+                                  "request_time, tokens, latency, cost, and its attributes by key)")
+    on_incomplete: OnIncomplete = Field(default="error", description="with a log format: a chat record without its "
+                                                                     "messages or answer is an error (error) or skipped "
+                                                                     "and counted (skip)")
     split: str | None = Field(default=None, description="the split of a Hugging Face dataset (default test)")
-    id: str | None = Field(default=None, description="the column of stable example ids (default: a hash of the input fields)")
+    id: str | None = Field(default=None, description="the column of stable example ids (default: a hash of the input "
+                                                     "fields; with a log format: example_id)")
     input: list[str] | None = Field(default=None, description="the input fields (default: those the prompt template uses)")
     reference: str | None = Field(default=None, description="the column with the expected answer")
     slices: list[str] = Field(default_factory=list, description="columns to compute every metric per value of")
@@ -281,6 +306,13 @@ class DatasetConfig(Strict):
     held_out: dict[str, list[str]] | None = Field(default=None, description="slice column -> values that are out of distribution")
     cluster: str | None = Field(default=None, description="a column whose equal values mark examples that are not independent "
                                                           "(questions on one passage): clustered standard errors")
+
+    @model_validator(mode="after")
+    def _log_ids(self):
+        # a log's records have their own ids (span id, observation id, request id, custom_id)
+        if self.format in LOG_FORMATS and self.id is None:
+            self.id = "example_id"
+        return self
 
 
 class PromptConfig(Strict):

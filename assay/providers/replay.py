@@ -6,6 +6,10 @@ import pyarrow.compute as pc
 from assay.providers.base import BatchProvider
 
 OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "confidence")
+#: a production log's columns with the model a request asked for (the served model is its ``model``)
+REQUEST_MODEL_COLUMNS = ("gen_ai.request.model", "llm.request.model_name", "model_group", "provided_model_name")
+#: the logged call's own error, in a production log read with ``format:``
+LOG_ERROR = "error"
 #: The log column with each request's time. Detected by name only (no config key); it becomes the
 #: responses' ``started_at``, so the request is priced at the price in force on its own day.
 LOGGED_AT = "logged_at"
@@ -98,9 +102,47 @@ class ReplayProvider(BatchProvider):
                 keep[c] = t[c]
         if LOGGED_AT in t.column_names:
             keep["started_at"] = _utc_micros(t[LOGGED_AT])
+        if getattr(self.cfg, "format", None) is not None and LOG_ERROR in t.column_names:
+            keep["_log_error"] = t[LOG_ERROR]
         return pa.table(keep)
 
+    def _production_log(self) -> pa.Table:
+        """A production log (``format:``) as :meth:`_keep` takes it: its standard columns, the rows of
+        ``model:`` only when set, the request time as ``logged_at`` and the logged call's error."""
+        from assay.logs import LogError, read_log
+
+        src = self.ctx.resolve_path(self.cfg.source)
+        try:
+            t, _ = read_log(self.cfg.format, src, on_incomplete=self.cfg.on_incomplete)
+        except (LogError, FileNotFoundError) as e:
+            raise ValueError(f"replay model {self.ctx.model_name}: {e}") from e
+        except Exception as e:
+            raise ValueError(f"replay log {src} cannot be read as {self.cfg.format}: {type(e).__name__}: {e}") from e
+        want = getattr(self.cfg, "model", None)
+        if want is not None and t.num_rows:
+            # the served model (a dated snapshot, often), else the model the request asked for
+            mask = pc.fill_null(pc.equal(t["model"], want), False)
+            if not pc.any(mask).as_py():
+                for c in REQUEST_MODEL_COLUMNS:
+                    if c in t.column_names and pa.types.is_string(t[c].type):
+                        mask = pc.or_(mask, pc.fill_null(pc.equal(t[c], want), False))
+            if not pc.any(mask).as_py():
+                held = sorted(m for m in pc.unique(t["model"]).to_pylist() if m is not None)
+                raise ValueError(f"replay model {self.ctx.model_name}: the {self.cfg.format} log {src} has no calls of "
+                                 f"model {want!r} (it holds: {', '.join(held) or 'none'}); set model: to one of them")
+            t = t.filter(mask)
+        cols = {c: t[c] for c in ("example_id", "output", *OPTIONAL) if c in t.column_names}
+        cols[LOGGED_AT] = t["request_time"]
+        cols[LOG_ERROR] = t["error"]
+        return pa.table(cols)
+
     def _log(self) -> pa.Table:
+        if getattr(self, "_table", None) is None and getattr(self.cfg, "format", None) is not None:
+            log = self._production_log()
+            key = self.ctx.dataset.id
+            if key is not None and key != "example_id":  # the log's own ids are its example_id
+                log = log.append_column(key, log["example_id"])
+            self._table = self._keep(log)
         if getattr(self, "_table", None) is None:
             from assay.dataset import read_source
 
@@ -119,7 +161,9 @@ class ReplayProvider(BatchProvider):
         (and only whether it had a ``logged_at`` column is told)."""
         if getattr(self, "_names", None) is None:
             names = None
-            if getattr(self, "_table", None) is None:
+            if getattr(self.cfg, "format", None) is not None:
+                names = [LOGGED_AT]  # a production log always has each call's request time
+            elif getattr(self, "_table", None) is None:
                 try:
                     import pyarrow.parquet as pq
 
@@ -142,6 +186,8 @@ class ReplayProvider(BatchProvider):
         None for any other log. One pass over the id column checks it."""
         from assay.dataset import _open, detect_format
 
+        if getattr(self.cfg, "format", None) is not None:
+            return None  # read by its reader, whole
         src = self.ctx.resolve_path(self.cfg.source)
         if detect_format(src, None) != "parquet":
             return None
@@ -255,5 +301,7 @@ class ReplayProvider(BatchProvider):
             out[c] = joined[c].to_pylist() if c in joined.column_names else [None] * n
         if "started_at" in joined.column_names:  # µs since the epoch, UTC (see invoke_model's batch branch)
             out["started_at"] = joined["started_at"].to_pylist()
-        out["error"] = [None if o is not None else "no logged response" for o in out["output"]]
+        logged = joined["_log_error"].to_pylist() if "_log_error" in joined.column_names else [None] * n
+        out["error"] = [None if o is not None else f"the logged call failed: {e}" if e else "no logged response"
+                        for o, e in zip(out["output"], logged)]
         return out

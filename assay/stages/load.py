@@ -21,6 +21,7 @@ def run(ctx: RunContext) -> str:
     from assay import dataset as D
 
     t0 = time.perf_counter()
+    counts = None
     cfg = ctx.cfg
     rf = ctx.folder
     src = ctx.loaded.resolve_path(cfg.dataset.source)
@@ -41,9 +42,17 @@ def run(ctx: RunContext) -> str:
                 w.write_table(t)
     else:
         table, read = got
+        counts = D.log_stats(table)
+        if counts is not None:
+            log.info("load: %s log %s: %d records in %d file(s): %d chat calls, %d non-chat skipped, %d incomplete skipped%s",
+                     cfg.dataset.format, cfg.dataset.source, counts["records"], counts["files"], counts["chat"],
+                     counts["non_chat"], counts["incomplete"],
+                     (f", {counts['failed']} failed calls (error set)" if counts["failed"] else "")
+                     + (f", {counts['duplicates']} duplicates left out" if counts.get("duplicates") else ""))
         rf.write_table(S.DATASET, table)
         del table
-    ctx.update_manifest(dataset={"source": cfg.dataset.source, "fingerprint": fp, "rows": rows})
+    ctx.update_manifest(dataset={"source": cfg.dataset.source, "fingerprint": fp, "rows": rows,
+                                 **({"format": cfg.dataset.format, "log": counts} if counts is not None else {})})
     record_stage(rf, NAME, t0, [S.DATASET], {"rows": rows})
     log.info("load: %d examples from %s%s (%d rows read)", rows, cfg.dataset.source, where, read)
     return rf.path(S.DATASET)
