@@ -11,8 +11,17 @@ measures, the two sides taking turns (``--reps`` rounds, best time of each side 
             requests): requests/s against a bare closed-loop client at the same concurrency that
             streams the same requests and reads each to its end. Target: within 5 %.
 
-    python benchmarks/real_server.py                   # both, 3 rounds
-    python benchmarks/real_server.py invoke --reps 5
+Two more figures for docs/real-servers.md, printed, with no target:
+
+3. determinism  temperature 0, a fixed seed, 8 requests at once: of 60 examples asked 3 times
+                each, how many got differing answers (batched inference is not bit-reproducible);
+4. sweep        ``assay capacity`` over ``--levels`` (the CLI, as a user runs it), then the
+                pipeline priced at the recorded operating point: its $/1k requests at
+                ``--usd-per-gpu-hour``.
+
+    python benchmarks/real_server.py                   # invoke and capacity, 3 rounds
+    python benchmarks/real_server.py invoke capacity --reps 5
+    python benchmarks/real_server.py determinism sweep --levels 1,2,4,8,16 --requests 256
 """
 
 import argparse
