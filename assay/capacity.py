@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from assay.errors import AssayError
 
 if TYPE_CHECKING:
     from assay.store import Store
@@ -59,7 +60,7 @@ LEVEL_COLUMNS = ["concurrency", "requests", "errors", "error_rate", "wall_s", "r
                  "goodput_rps", "meets_slo", "missed"]
 
 
-class CapacityError(ValueError):
+class CapacityError(AssayError, ValueError):
     """Bad input to a sweep (a level list, an SLO clause, a model that is not self-hosted): exit 2."""
 
 

@@ -17,11 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.config import DatasetConfig, PromptConfig
+from assay.errors import ArtifactMissing, AssayError
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 
 
-class DatasetError(ValueError):
+class DatasetError(AssayError, ValueError):
     """A dataset that cannot be used as configured.
 
     ``problems`` says what to fix, one (key path within the pipeline's config, message) pair per
@@ -56,7 +57,7 @@ def _open(source: str):
 
         return fsspec.open(source, "rb").open()
     if not os.path.exists(source):
-        raise FileNotFoundError(f"dataset file not found: {source}")
+        raise ArtifactMissing(f"dataset file not found: {source}")
     return open(source, "rb")
 
 
@@ -186,7 +187,11 @@ def example_ids(table: pa.Table, id_column: str | None, input_fields: list[str])
 
 def input_fields(cfg: DatasetConfig, prompt: PromptConfig | None) -> list[str]:
     """The dataset fields a prompt is made of: ``dataset.input``, else the template's fields."""
-    return cfg.input or (template_fields(prompt.template) if prompt else [])
+    if cfg.input:
+        return cfg.input
+    if prompt is not None and prompt.messages is not None:
+        return [prompt.messages]
+    return template_fields(prompt.template) if prompt else []
 
 
 def column_problems(columns: list[str], cfg: DatasetConfig, prompt: PromptConfig | None) -> list[tuple[tuple, str]]:
@@ -206,18 +211,31 @@ def column_problems(columns: list[str], cfg: DatasetConfig, prompt: PromptConfig
         out.append((("dataset", "cluster"), f"dataset.cluster column {cfg.cluster!r}"))
     if cfg.partition and cfg.partition.column not in have:
         out.append((("dataset", "partition", "column"), f"dataset.partition.column {cfg.partition.column!r}"))
+    for i, s in enumerate((cfg.sample.by or []) if getattr(cfg, "sample", None) else []):
+        if s not in have:
+            out.append((("dataset", "sample", "by", i), f"dataset.sample.by column {s!r}"))
     for i, f in enumerate(input_fields(cfg, prompt)):
         if f not in have:
             if cfg.input:
                 out.append((("dataset", "input", i), f"dataset.input column {f!r}"))
+            elif prompt is not None and prompt.messages is not None:
+                out.append((("prompt", "messages"), f"prompt.messages column {f!r}"))
             else:
                 out.append((("prompt", "template"), f"input field {f!r} (used by the prompt template)"))
     return out
 
 
+def partition_end(cfg: DatasetConfig, as_of: date) -> date:
+    """The last day of the partition window a run dated ``as_of`` assesses: ``as_of`` itself, or
+    ``lag`` days before it (``lag: 1d``: a nightly run on the 6th assesses the 5th, the last complete day)."""
+    lag = cfg.partition.lag if cfg.partition is not None else None
+    return as_of - parse_window(lag) if lag else as_of
+
+
 def _window_mask(table: pa.Table, cfg: DatasetConfig, as_of: date):
-    """The rows of ``table`` inside the as_of window of ``dataset.partition``."""
+    """The rows of ``table`` inside the as_of window of ``dataset.partition`` (ending ``lag`` before as_of)."""
     days = _as_date_array(table[cfg.partition.column])
+    as_of = partition_end(cfg, as_of)
     mask = pc.less_equal(days, pa.scalar(as_of, pa.date32()))
     if cfg.partition.window:
         start = as_of - parse_window(cfg.partition.window)
@@ -272,9 +290,54 @@ def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as
         import numpy as np
 
         seed = cfg.sample.seed if cfg.sample else 0
-        idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n, replace=False))
+        if cfg.sample and cfg.sample.by:
+            idx = stratified_positions(table, cfg.sample.by, n, seed)
+        else:
+            idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n, replace=False))
         table = table.take(pa.array(idx))
     return table
+
+
+def allocate(sizes, n: int):
+    """Examples per stratum for a sample of ``n`` from strata of ``sizes`` rows: proportional
+    (largest remainders), at least one for every non-empty stratum, never more than it has. With
+    more non-empty strata than ``n``, each gets one (the sample is then one per stratum)."""
+    import numpy as np
+
+    sizes = np.asarray(sizes, dtype=np.int64)
+    total = int(sizes.sum())
+    if n >= total:
+        return sizes.copy()
+    quota = n * sizes / total
+    take = np.minimum(np.maximum(np.floor(quota).astype(np.int64), (sizes > 0).astype(np.int64)), sizes)
+    rest = quota - np.floor(quota)
+    while take.sum() < n:  # the largest remainders first, among the strata with rows left
+        room = take < sizes
+        i = int(np.argmax(np.where(room, rest, -1.0)))
+        take[i] += 1
+        rest[i] = -0.5
+    while take.sum() > n and (take > 1).any():  # the minimum of one pushed past n: take back from the largest
+        i = int(np.argmax(np.where(take > 1, take - quota, -np.inf)))
+        take[i] -= 1
+    return take
+
+
+def stratified_positions(table: pa.Table, by: list[str], n: int, seed: int):
+    """Sorted row positions of a stratified sample of ``n`` rows of ``table``: strata are the
+    combinations of the ``by`` columns' values (a missing value is a value), each sized by
+    :func:`allocate` and drawn with the seed, stratum by stratum in a stable order."""
+    import numpy as np
+
+    keys = [tuple(v) for v in zip(*(table[c].cast(pa.string()).to_pylist() if not pa.types.is_string(table[c].type)
+                                    else table[c].to_pylist() for c in by))]
+    order: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        order.setdefault(k, []).append(i)
+    strata = sorted(order, key=lambda k: tuple("" if v is None else str(v) for v in k))
+    take = allocate([len(order[k]) for k in strata], n)
+    rng = np.random.default_rng(seed)
+    out = [np.asarray(order[k])[rng.choice(len(order[k]), size=int(t), replace=False)] for k, t in zip(strata, take) if t]
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
 # ------------------------------------------------------------------------------------------------ one prepared table, kept
@@ -473,6 +536,8 @@ def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
         last = ids[len(ids) - 1]
         rows += t.num_rows
     n = sample if sample is not None else (cfg.sample.n if cfg.sample else None)
+    if n is not None and n < rows and cfg.sample and cfg.sample.by:
+        return None  # a stratified sample needs the strata's columns whole: prepare() draws it
     positions = None
     if n is not None and n < rows:  # the same positions prepare() takes from the sorted table
         seed = cfg.sample.seed if cfg.sample else 0

@@ -26,6 +26,7 @@ import pandas as pd
 
 from assay import store as S
 from assay.store import RunFolder
+from assay.errors import AssayError
 
 __all__ = ["RepriceError", "Repriced", "open_run", "reprice", "format_comparison", "COMPARED"]
 
@@ -33,7 +34,7 @@ __all__ = ["RepriceError", "Repriced", "open_run", "reprice", "format_comparison
 COMPARED = ("cost_usd", "cost_per_1k_usd", "monthly_cost_usd")
 
 
-class RepriceError(Exception):
+class RepriceError(AssayError):
     """The folder is not a run that can be repriced (the CLI exits 2)."""
 
 

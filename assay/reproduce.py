@@ -16,14 +16,16 @@ import pandas as pd
 from assay import store as S
 from assay.config import ConfigError, recorded_config
 from assay.store import RunFolder
+from assay.errors import AssayError
 
 #: Columns that are measurements of one execution, not results (compared, but reported apart).
 TIMING = {"responses": ["latency_s", "started_at", "attempts", "cached"],
-          "costs": ["cache_hits", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps"]}
+          "costs": ["cache_hits", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
+                    "latency_p05_s", "latency_p25_s", "latency_p75_s"]}
 PARQUET = [S.DATASET, S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS, S.COSTS, S.BREAKEVEN]
 
 
-class ReproduceError(ValueError):
+class ReproduceError(AssayError, ValueError):
     """The run folder cannot be reproduced (missing manifest, changed dataset, ...)."""
 
 

@@ -17,6 +17,7 @@ Responses may have several rows per (example, model), told apart by an integer `
 column (0..K-1); without it, or with one sample, there is one row per (example, model).
 """
 
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from assay import stats as ST
+from assay.errors import DataError
 
 #: above this many examples a mean's interval is the normal approximation, not a bootstrap
 NORMAL_APPROX_N = 200_000
@@ -38,6 +40,10 @@ MIN_CORPUS_RESAMPLES = 20
 #: default bootstrap budget (whole recomputations per metric and run) of a corpus metric
 #: without a vectorised path; a metric class can set its own ``bootstrap_budget``
 CORPUS_BUDGET = 1000
+
+#: default time budget (seconds per metric and run) of the per-example probe and the bootstrap of
+#: a metric that recomputes on every resample (``bootstrap_budget_s``)
+BUDGET_S = 60.0
 
 METRIC_COLUMNS = ["model", "metric", "slice", "value", "n", "ci_low", "ci_high", "errors", "higher_is_better",
                   "se", "n_clusters", "wilson_low", "wilson_high", "exact_low", "exact_high", "mde", "samples", "var_between", "var_within",
@@ -54,6 +60,7 @@ class ScoreResult:
     comparisons: pd.DataFrame     # COMPARISON_COLUMNS: paired bootstrap p-value and paired CLT statistics
     computations: dict = field(default_factory=dict)  # metric key -> whole recomputations (corpus metrics)
     budgets: dict = field(default_factory=dict)       # metric key -> {budget, overall, slices} resamples used
+    probes: dict = field(default_factory=dict)        # metric key -> how an aggregate-only module was scored (manifest)
 
 
 def _nanmean(values) -> float:
@@ -317,14 +324,23 @@ def _split(w: np.ndarray, k: np.ndarray, each: np.ndarray) -> tuple[float, float
     return between, within, K
 
 
-def _budget(metric, spec_budget: int | None, resamples: int, n_models: int, n_groups: int, n_pairs: int) -> dict:
+def _budget(metric, spec_budget: int | None, resamples: int, n_models: int, n_groups: int, n_pairs: int,
+            budget_s: float | None = None, unit_s: float | None = None, spent_s: float = 0.0) -> dict:
     """Resamples per interval for a corpus metric that recomputes on every resample.
 
-    Overall intervals and comparisons come first (up to :data:`CORPUS_RESAMPLES` each, a
-    comparison costing two computations per resample), slices share what is left; fewer than
+    The budget is in whole computations: ``spec_budget`` (or the metric's ``bootstrap_budget``),
+    and at most as many as fit in what is left of ``budget_s`` seconds after ``spent_s`` (the
+    per-example probe), one computation taking ``unit_s`` (measured). Overall intervals and
+    comparisons come first (up to :data:`CORPUS_RESAMPLES` each, a comparison costing two
+    computations per resample), slices share what is left; fewer than
     :data:`MIN_CORPUS_RESAMPLES` means no interval.
     """
     budget = int(spec_budget if spec_budget is not None else getattr(metric, "bootstrap_budget", CORPUS_BUDGET))
+    by = "count"
+    if budget_s is not None and unit_s:
+        fit = int(max(0.0, budget_s - spent_s) // unit_s)
+        if fit < budget:
+            budget, by = fit, "time"
     want = min(resamples, CORPUS_RESAMPLES)
     units = n_models + 2 * n_pairs
     overall = min(want, budget // max(1, units))
@@ -336,7 +352,8 @@ def _budget(metric, spec_budget: int | None, resamples: int, n_models: int, n_gr
     if per_slice < MIN_CORPUS_RESAMPLES:
         per_slice = 0
     return {"budget": budget, "overall": overall, "slices": per_slice, "wanted": want,
-            "used": overall * units + per_slice * slice_units}
+            "used": overall * units + per_slice * slice_units, "by": by, "budget_s": budget_s,
+            "computation_s": unit_s, "probe_s": spent_s}
 
 
 class _Counting:
@@ -448,8 +465,11 @@ def _group_rows(model: str, out_key: str, metric, m_used, hib: bool, each: np.nd
             if small:
                 notes.append(small)
         if recompute and r_here < plan["wanted"] and resamples > 0:
-            notes.append(f"bootstrap_budget {plan['budget']}: {r_here} resamples"
-                         + ("" if r_here else " (no interval)"))
+            if plan.get("by") == "time":
+                notes.append(f"bootstrap_budget_s {plan['budget_s']:g} (one computation {plan['computation_s']:.3g} s): "
+                             f"{r_here} resamples" + ("" if r_here else f" (no interval: fewer than {MIN_CORPUS_RESAMPLES} fit)"))
+            else:
+                notes.append(f"bootstrap_budget {plan['budget']}: {r_here} resamples" + ("" if r_here else " (no interval)"))
         rows.append({"model": model, "metric": out_key, "slice": name, "value": value, "n": n,
                      "ci_low": lo, "ci_high": hi, "errors": int(errors[idx].sum()),
                      "higher_is_better": hib, "se": se,
@@ -459,6 +479,28 @@ def _group_rows(model: str, out_key: str, metric, m_used, hib: bool, each: np.nd
                      "samples": ks, "var_between": vb, "var_within": vw, "resamples": used,
                      "score_errors": int(n_score_err[idx].sum()), "note": "; ".join(notes) or None})
     return rows
+
+
+class _Mean:
+    """The metric of per-example scores whose value is their mean (for :func:`paired_comparison`)."""
+
+    decomposable = True
+
+
+def paired_comparison(each_a, each_b, clusters: np.ndarray | None = None, resamples: int = 1000, seed: int = 0,
+                      alpha: float = ST.ALPHA, power: float = ST.POWER) -> dict:
+    """A − B of two arrays of per-example scores on the same examples (NaN where one has none):
+    the difference, its paired bootstrap p-value, and its paired CLT standard error, interval,
+    correlation and minimum detectable effect, clustered by ``clusters`` when given.
+
+    The one computation of a paired difference: the score stage's comparisons.parquet (models of
+    one run) and the compare page (one model in two runs) both call it."""
+    ea, eb = np.asarray(each_a, float), np.asarray(each_b, float)
+    observed, diffs = _paired_diffs(_Mean, None, None, None, ea, eb, resamples, seed, clusters)
+    pr = ST.paired(ea, eb, clusters, alpha)
+    return {"diff": observed, "p_value": _p_value(observed, diffs), "se": pr.se,
+            "ci_low": pr.ci_low, "ci_high": pr.ci_high, "correlation": pr.correlation, "se_a": pr.se_a, "se_b": pr.se_b,
+            "n": pr.n, "n_clusters": pr.n_clusters if clusters is not None else np.nan, "mde": ST.mde(pr.se, alpha, power)}
 
 
 def _comparisons(entries: dict, models: list, per_model: dict, plans: dict, counters: dict, resamples: int, seed: int,
@@ -472,12 +514,9 @@ def _comparisons(entries: dict, models: list, per_model: dict, plans: dict, coun
             for b in models[i + 1:]:
                 ea, eb = per_model[a]["each"].get(out_key), per_model[b]["each"].get(out_key)
                 r_here = plans[out_key]["overall"] if out_key in plans else resamples
-                observed, diffs = _paired_diffs(m_used, per_model[a]["preds"], per_model[b]["preds"], refs_all,
-                                                ea, eb, r_here, seed, clusters)
-                p_value = _p_value(observed, diffs)
-                row = {"metric": out_key, "model_a": a, "model_b": b, "diff": observed, "p_value": p_value}
+                row = {"metric": out_key, "model_a": a, "model_b": b}
                 if metric.decomposable and ea is not None and eb is not None:
-                    pr = ST.paired(ea, eb, clusters, alpha)
+                    row.update(paired_comparison(ea, eb, clusters, r_here, seed, alpha, power))
                     vb = vw = np.nan
                     if sampled:
                         (wa, ka), (wb, kb) = per_model[a]["split"][out_key], per_model[b]["split"][out_key]
@@ -488,15 +527,15 @@ def _comparisons(entries: dict, models: list, per_model: dict, plans: dict, coun
                             if not np.isnan(vw) and len(d) > 1:
                                 vb = max(0.0, float(np.var(d, ddof=1)) - float(np.nanmean(wa[ok])) / float(ka[ok].mean())
                                          - float(np.nanmean(wb[ok])) / float(kb[ok].mean()))
-                    row.update(se=pr.se, ci_low=pr.ci_low, ci_high=pr.ci_high, correlation=pr.correlation, se_a=pr.se_a,
-                               se_b=pr.se_b, n=pr.n, n_clusters=pr.n_clusters if clusters is not None else np.nan,
-                               mde=ST.mde(pr.se, alpha, power), var_between=vb, var_within=vw)
+                    row.update(var_between=vb, var_within=vw)
                 else:
+                    observed, diffs = _paired_diffs(m_used, per_model[a]["preds"], per_model[b]["preds"], refs_all,
+                                                    ea, eb, r_here, seed, clusters)
                     se = float(np.nanstd(diffs, ddof=1)) if diffs is not None and len(diffs) > 1 else np.nan
                     q = ST.z_two_sided(alpha)
                     n_ok = sum(1 for r in refs_all if r is not None and not (isinstance(r, float) and np.isnan(r)))
-                    row.update(se=se, ci_low=observed - q * se, ci_high=observed + q * se, correlation=np.nan,
-                               se_a=np.nan, se_b=np.nan, n=n_ok,
+                    row.update(diff=observed, p_value=_p_value(observed, diffs), se=se, ci_low=observed - q * se,
+                               ci_high=observed + q * se, correlation=np.nan, se_a=np.nan, se_b=np.nan, n=n_ok,
                                n_clusters=len(np.unique(clusters)) if clusters is not None else np.nan,
                                mde=ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
                                var_between=np.nan, var_within=np.nan)
@@ -517,7 +556,8 @@ def _metrics_frame(rows: list[dict]) -> pd.DataFrame:
 def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[str], resamples: int = 1000,
           seed: int = 0, held_out: dict[str, list[str]] | None = None, inputs: list[str] | None = None,
           cluster: str | None = None, budgets: dict[str, int] | None = None, alpha: float = ST.ALPHA,
-          power: float = ST.POWER, deterministic: set[str] | frozenset = frozenset(), score_rows=None) -> ScoreResult:
+          power: float = ST.POWER, deterministic: set[str] | frozenset = frozenset(), score_rows=None,
+          budgets_s: dict[str, float] | None = None) -> ScoreResult:
     """Score every model's responses against the references with each metric.
 
     ``metrics`` maps a metric key to a built metric (see ``assay.metrics``). A metric with
@@ -534,6 +574,12 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
     providers): when other models are sampled, their within-example variance is 0, not unknown.
     ``score_rows(key, metric, preds, refs, rows, inputs, model=...)``, when given, replaces the per-example
     scoring of each (model, metric) (the score stage passes one that scores chunks on a cluster).
+
+    A metric with ``probe`` (an ``evaluate`` module) that gives no per-example scores is probed
+    first (:meth:`~assay.metrics.core.EvaluateMetric.probe`, within ``budgets_s[key]`` seconds,
+    :data:`BUDGET_S` by default): when it is a mean of per-example values, those values are its
+    scores from then on (intervals, slices, comparisons without recomputing it); otherwise its
+    bootstrap resamples within what is left of that time. ``probes`` in the result says which.
     """
     ds = dataset.to_pandas(types_mapper=None)
     ids = ds["example_id"].astype(str)
@@ -552,9 +598,7 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
     plans: dict[str, dict] = {}
     counters: dict[str, _Counting] = {}
 
-    score_frames, rows = [], []
-    per_model: dict[str, dict] = {}
-    entries: dict[str, tuple] = {}   # output key -> (metric, higher_is_better)
+    aligned = {}
     for model in models:
         ex, preds_long, failed_long = _model_rows(resp, model, ids, sampled)
         first = np.ones(len(ex), dtype=bool)
@@ -562,14 +606,26 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
             order = np.argsort(ex, kind="mergesort")
             ex, preds_long, failed_long = ex[order], [preds_long[i] for i in order], failed_long[order]
             first = np.r_[True, ex[1:] != ex[:-1]] if len(ex) else np.zeros(0, bool)
+        aligned[model] = (ex, preds_long, failed_long, first)
+    probes, probed = _probe_aggregates(metrics, models, aligned, refs_all, sampled, budgets_s or {})
+
+    score_frames, rows = [], []
+    per_model: dict[str, dict] = {}
+    entries: dict[str, tuple] = {}   # output key -> (metric, higher_is_better)
+    for model in models:
+        ex, preds_long, failed_long, first = aligned[model]
         preds = [preds_long[i] for i in np.flatnonzero(first)]   # one (the first sample) per example
         errors = np.bincount(ex, weights=failed_long.astype(float), minlength=n_ex)
         per_model[model] = {"preds": preds, "each": {}, "split": {}}
         for key, metric in metrics.items():
+            if hasattr(metric, "for_model"):  # a metric that compares models (pairwise) counts its calls per model
+                metric.for_model(model)
             refs_long = [refs_all[i] for i in ex] if sampled else refs_all
             rows_long = None if rows_all is None else ([rows_all[i] for i in ex] if sampled else rows_all)
             inputs_long = None if inputs is None else ([inputs[i] for i in ex] if sampled else inputs)
-            if score_rows is None:
+            if key in probed:  # an aggregate-only module found to be a mean: its probe's per-example values
+                values, details, serr = {"": probed[key][model]}, None, None
+            elif score_rows is None:
                 values, details, serr = _score_rows(metric, preds_long, refs_long, rows_long, inputs_long)
             else:
                 values, details, serr = score_rows(key, metric, preds_long, refs_long, rows_long, inputs_long, model=model)
@@ -603,6 +659,8 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                     w = k = None
                 if sampled and not (metric.decomposable and each is not None):
                     note_parts.append("a corpus metric: computed on each example's first sample")
+                if key in probes:
+                    note_parts.append(probes[key].note)
                 per_model[model]["each"][out_key] = each
                 per_model[model]["split"][out_key] = (w, k)
                 if each is not None:
@@ -618,8 +676,16 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                 m_used = metric
                 if recompute:
                     if out_key not in plans:
-                        plans[out_key] = _budget(metric, (budgets or {}).get(key), resamples, len(models), len(groups), n_pairs)
                         counters[out_key] = _Counting(metric)
+                        pr = probes.get(key)
+                        unit = getattr(metric, "computation_s", None) if pr is not None else None
+                        if not unit:  # one computation, timed: the unit of the time budget
+                            t = time.perf_counter()
+                            counters[out_key].aggregate(preds, refs_all)
+                            unit = time.perf_counter() - t
+                        plans[out_key] = _budget(metric, (budgets or {}).get(key), resamples, len(models), len(groups), n_pairs,
+                                                 budget_s=(budgets_s or {}).get(key, BUDGET_S), unit_s=unit,
+                                                 spent_s=pr.probe_s if pr is not None else 0.0)
                     m_used = counters[out_key]
                 rows += _group_rows(model, out_key, metric, m_used, hib, each, preds, refs_all, groups, errors, n_score_err,
                                     w, k, note_parts, plans.get(out_key) if recompute else None, resamples, seed, clusters,
@@ -636,7 +702,31 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
     comparisons_df = _comparisons(entries, models, per_model, plans, counters, resamples, seed, clusters, refs_all,
                                   sampled, alpha, power)
     computations = {k: c.count for k, c in counters.items()}
-    return ScoreResult(scores_df, metrics_df, generalization(metrics_df), comparisons_df, computations, plans)
+    return ScoreResult(scores_df, metrics_df, generalization(metrics_df), comparisons_df, computations, plans,
+                       {k: {"scored": "per example" if p.mean else "whole set, resampled", "note": p.note,
+                            "whole_s": round(p.whole_s, 4), "probe_s": round(p.probe_s, 4), "probe_skipped": p.skipped}
+                        for k, p in probes.items()})
+
+
+def _probe_aggregates(metrics: dict, models: list, aligned: dict, refs_all: list, sampled: bool, budgets_s: dict):
+    """(probes, probed): each aggregate-only module's :class:`~assay.metrics.core.Probe`, and for those
+    that are a mean, their per-example values by model (one per response row)."""
+    probes, probed = {}, {}
+    for key, metric in metrics.items():
+        if not hasattr(metric, "probe") or not models:
+            continue
+        inputs = {}
+        for model in models:
+            ex, preds_long = aligned[model][0], aligned[model][1]
+            inputs[model] = (preds_long, [refs_all[i] for i in ex] if sampled else refs_all)
+        if metric.score_each(*inputs[models[0]]) is not None:  # the module returns a per-example list itself
+            continue
+        pr = metric.probe(inputs, budgets_s.get(key, BUDGET_S))
+        probes[key] = pr
+        if pr.mean:
+            metric.decomposable = True
+            probed[key] = pr.each
+    return probes, probed
 
 
 def generalization(metrics_df: pd.DataFrame) -> pd.DataFrame:
@@ -705,7 +795,7 @@ def score_batches(n_ex: int, models: list[str], metrics: dict, batches, groups: 
         for preds, refs, failed in batches(model):
             k = len(preds)
             if at + k > n_ex:
-                raise ValueError(f"model {model}: more responses than the {n_ex} examples")
+                raise DataError(f"model {model}: more responses than the {n_ex} examples")
             errors[at:at + k] = failed
             for key, metric in metrics.items():
                 v = metric.score_each(preds, refs)
@@ -714,7 +804,7 @@ def score_batches(n_ex: int, models: list[str], metrics: dict, batches, groups: 
                 scored[key][at:at + k] = v
             at += k
         if at != n_ex:
-            raise ValueError(f"model {model}: {at} responses for {n_ex} examples")
+            raise DataError(f"model {model}: {at} responses for {n_ex} examples")
         per_model[model] = {"preds": None, "each": {}, "split": {}}
         for key, metric in metrics.items():
             each = scored.pop(key)

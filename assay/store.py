@@ -16,6 +16,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from typing import TYPE_CHECKING
+from assay.errors import ArtifactMissing, DataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -248,7 +249,7 @@ class RunFolder:
         import pyarrow.parquet as pq
 
         if not self.exists(name):
-            raise FileNotFoundError(f"artifact not found: {self.path(name)}")
+            raise ArtifactMissing(f"artifact not found: {self.path(name)}")
         opener = self.store.fs.open if self.store.remote else open
         with opener(self._loc(name), "rb") as f:
             yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
@@ -278,7 +279,7 @@ class RunFolder:
 
         loc = self._loc(name)
         if not self.exists(name):
-            raise FileNotFoundError(f"artifact not found: {self.path(name)}")
+            raise ArtifactMissing(f"artifact not found: {self.path(name)}")
         # one open handle: by path, pyarrow stats the size and opens the file later, so a
         # rename in between would pair one file's size with another's bytes
         # ParquetFile rather than pq.read_table: read_table goes through pyarrow.dataset, whose
@@ -358,7 +359,7 @@ class CapacityFolder(RunFolder):
         return f"{model}.json", f"{model}.parquet"
 
 
-class NotARunFolder(ValueError):
+class NotARunFolder(DataError):
     """A path or URL that is not a run folder (see :func:`open_run`)."""
 
 

@@ -9,6 +9,11 @@ example at a time. An example that raises is a score error; one that runs past `
 has its worker killed (and replaced) and is a score error too; so is one whose worker dies
 (out of memory, a crash). The caller never sees an exception for an example.
 
+:func:`run` with ``fn`` (a function already in this process) forks its workers on Linux instead:
+they start in milliseconds with everything this process imported, for a function whose module
+is expensive to import again (an ``evaluate`` module pulls in torch and transformers, seconds
+per process).
+
 A worker exits when this process goes away: its pipe closes, and on Linux the kernel kills it
 (``PR_SET_PDEATHSIG``) even while it is stuck in an example.
 """
@@ -27,6 +32,8 @@ import time
 from collections import deque
 from pathlib import Path
 from typing import Any
+
+from assay.errors import MetricError
 
 #: how long a worker may take to start and load the function
 LOAD_TIMEOUT_S = 120.0
@@ -74,7 +81,7 @@ def load_function(target: str, path: str | None = None, base_dir: str | None = N
             file = os.path.join(base_dir, file)
         file = os.path.abspath(file)
         if not os.path.isfile(file):
-            raise ValueError(f"no metric file at {file}")
+            raise MetricError(f"no metric file at {file}")
         name = "assay_user_metric_" + str(abs(hash(file)))
         module = sys.modules.get(name)
         if module is None:
@@ -91,7 +98,7 @@ def load_function(target: str, path: str | None = None, base_dir: str | None = N
     else:
         mod_name, _, attr = target.partition(":")
         if not mod_name or not attr:
-            raise ValueError(f"function must look like 'package.module:function', got {target!r}")
+            raise MetricError(f"function must look like 'package.module:function', got {target!r}")
         try:
             obj = importlib.import_module(mod_name)
         except ImportError:
@@ -101,10 +108,10 @@ def load_function(target: str, path: str | None = None, base_dir: str | None = N
             obj = importlib.import_module(mod_name)
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"{target!r}: no attribute {part!r}")
+            raise MetricError(f"{target!r}: no attribute {part!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ValueError(f"{target!r} is not a function")
+        raise MetricError(f"{target!r} is not a function")
     return obj
 
 
@@ -112,10 +119,65 @@ def memory_limit_supported() -> bool:
     return sys.platform.startswith("linux")
 
 
+def can_fork() -> bool:
+    """Whether :func:`run` can fork workers holding a function of this process (Linux)."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+class _Forked:
+    """The ``Popen`` calls :class:`_Worker` makes, for a forked child."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() >= end:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+
 class _Worker:
-    def __init__(self, loader: tuple, memory_mb: int | None):
+    def __init__(self, loader: tuple, memory_mb: int | None, fn=None):
         to_child_r, to_child_w = os.pipe()
         to_parent_r, to_parent_w = os.pipe()
+        if fn is not None:
+            pid = os.fork()
+            if pid == 0:  # the child: serve with the function it inherited, never return into the caller's code
+                code = 0
+                try:
+                    os.close(to_child_w)
+                    os.close(to_parent_r)
+                    _die_with_parent()
+                    _serve(to_child_r, to_parent_w, fn, memory_mb)
+                except BaseException:
+                    code = 1
+                finally:
+                    os._exit(code)
+            os.close(to_child_r)
+            os.close(to_parent_w)
+            self.proc = _Forked(pid)
+            self.wfd, self.rfd = to_child_w, to_parent_r
+            self.state = "starting"
+            self.task: int | None = None
+            self.deadline: float | None = time.monotonic() + LOAD_TIMEOUT_S
+            return
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([_ASSAY_ROOT, *filter(None, [env.get("PYTHONPATH")])])
         self.proc = subprocess.Popen([sys.executable, "-m", "assay.workers", str(to_child_r), str(to_parent_w)],
@@ -150,17 +212,20 @@ class _Worker:
         self.kill()
 
 
-def run(loader: tuple, calls: list[tuple[tuple, dict]], workers: int, timeout_s: float | None = None,
-        memory_mb: int | None = None) -> list[tuple[bool, Any]]:
+def run(loader: tuple | None, calls: list[tuple[tuple, dict]], workers: int, timeout_s: float | None = None,
+        memory_mb: int | None = None, fn=None) -> list[tuple[bool, Any]]:
     """``fn(*args, **kwargs)`` for every ``(args, kwargs)`` in ``calls``, ``fn`` loaded in each worker
-    by ``resolve(loader[0])(*loader[1:])``; per call ``(True, value)`` or ``(False, error message)``."""
+    by ``resolve(loader[0])(*loader[1:])``; per call ``(True, value)`` or ``(False, error message)``.
+    With ``fn`` given (and :func:`can_fork`), the workers are forks of this process holding it."""
+    if fn is not None and not can_fork():
+        raise RuntimeError("forked workers need Linux")
     n = len(calls)
     results: list[tuple[bool, Any] | None] = [None] * n
     if n == 0:
         return []
     pending = deque(range(n))
     limit = memory_mb if memory_mb and memory_limit_supported() else None
-    pool = [_Worker(loader, limit) for _ in range(max(1, min(workers, n)))]
+    pool = [_Worker(loader, limit, fn) for _ in range(max(1, min(workers, n)))]
     try:
         while pending or any(w.state == "busy" for w in pool):
             for w in pool:
@@ -184,14 +249,14 @@ def run(loader: tuple, calls: list[tuple[tuple, dict]], workers: int, timeout_s:
                 except (EOFError, OSError, pickle.UnpicklingError):
                     code = w.kill()
                     if w.state == "starting":
-                        raise RuntimeError(f"a metric worker process exited while starting (exit code {code})") from None
+                        raise MetricError(f"a metric worker process exited while starting (exit code {code})") from None
                     if w.task is not None:
                         why = "killed (out of memory?)" if code in (-9, 137) else f"exit code {code}"
                         results[w.task] = (False, f"worker process died: {why}")
-                    pool[k] = _Worker(loader, limit)
+                    pool[k] = _Worker(loader, limit, fn)
                     continue
                 if msg[0] == "fatal":
-                    raise RuntimeError(f"a metric worker could not load the metric: {msg[1]}")
+                    raise MetricError(f"a metric worker could not load the metric: {msg[1]}")
                 if msg[0] == "ready":
                     w.state, w.deadline = "idle", None
                     continue
@@ -202,10 +267,10 @@ def run(loader: tuple, calls: list[tuple[tuple, dict]], workers: int, timeout_s:
             for k, w in enumerate(pool):
                 if w.deadline is not None and now >= w.deadline:
                     if w.state == "starting":
-                        raise RuntimeError(f"a metric worker did not start within {LOAD_TIMEOUT_S:g} s")
+                        raise MetricError(f"a metric worker did not start within {LOAD_TIMEOUT_S:g} s")
                     results[w.task] = (False, f"timed out after {timeout_s:g} s")
                     w.kill()
-                    pool[k] = _Worker(loader, limit)
+                    pool[k] = _Worker(loader, limit, fn)
     finally:
         for w in pool:
             w.stop()
@@ -241,8 +306,6 @@ def _limit_memory(mb: int) -> None:
 
 
 def _main(rfd: int, wfd: int) -> None:
-    import asyncio
-    import inspect
     import traceback
 
     _die_with_parent()
@@ -256,6 +319,14 @@ def _main(rfd: int, wfd: int) -> None:
     except BaseException as e:
         _write(wfd, ("fatal", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"))
         return
+    _serve(rfd, wfd, fn, memory_mb)
+
+
+def _serve(rfd: int, wfd: int, fn, memory_mb: int | None) -> None:
+    """A worker's loop: one example at a time until the pipe closes."""
+    import asyncio
+    import inspect
+
     if memory_mb:
         _limit_memory(memory_mb)
     _write(wfd, ("ready",))

@@ -7,9 +7,9 @@
 Each figure runs in a fresh subprocess (so its peak RSS is its own) and times ``assay.scoring.score``,
 the score stage's computation (reading and writing the artifacts adds well under a second).
 
-* corpus: an ``evaluate`` module given by ``path:`` that only returns an aggregate, on 10,000
-  examples x 2 models, one slice column of 4 values, ``bootstrap: 1000``: seconds and how many
-  times the module was computed.
+* corpus: an ``evaluate`` module given by ``path:`` that only returns an aggregate (a mean: the
+  probe finds it and scores it per example), on 10,000 examples x 2 models, one slice column of 4
+  values, ``bootstrap: 1000``: seconds and how many times the module was computed on a whole set.
 * exec: ``pass_at_k`` on 200 problems (each candidate a subprocess), 1 worker against 4.
 * big: 100,000 examples x 2 models x 3 built-in metrics (accuracy, exact_match, macro_f1) x 4 slice
   columns, ``bootstrap: 1000``: seconds and peak RSS.
@@ -92,8 +92,9 @@ def corpus(old: bool = False):
         calls = module_calls["n"] if module_calls is not None else metric.computations
         out = {"figure": "corpus-only evaluate module, 10,000 examples x 2 models, 1 slice column (4 values), bootstrap 1000",
                "code": "41d0821" if old else "this", "seconds": round(dt, 2), "module_computations": calls}
-        if not old:
-            out["resamples"] = res.budgets["agreement"]
+        if not old:  # a mean of per-example values: probed, then scored per example (no budget); else its budget
+            out["resamples"] = res.budgets.get("agreement") or int(res.metrics["resamples"].iloc[0])
+            out["scored"] = (res.probes.get("agreement") or {}).get("scored")
         return out
 
 

@@ -1,16 +1,18 @@
 """Prefect tasks, one module per stage: each is a thin, named step around ``assay.stages.<stage>.run``.
 
 A task runs its stage in the flow's own process and returns what the stage returns (an artifact
-path, or what the UI shows). An expected failure (bad data, the budget guard, too many errors)
-ends the task Failed with Assay's one-line message instead of a traceback; anything else is a
-bug and keeps its traceback.
+path, or what the UI shows). A failure Assay expects (:class:`assay.errors.AssayError`: bad
+config or data, a provider that cannot be set up, a metric that cannot be built, the budget
+guard, too many errors) ends the task Failed with Assay's one-line message instead of a
+traceback. Anything else is a bug (in Assay or a library it calls, even a ``ValueError`` from
+pyarrow) and is raised as it is, so Prefect logs its traceback (shown on the terminal with
+``--debug``).
 """
 
-from assay.config import ConfigError
-from assay.runs import RunFailed
+from assay.errors import AssayError
 
 #: Failures Assay explains in one line: the message says what to fix.
-EXPECTED = (RunFailed, ConfigError, FileNotFoundError, ValueError)
+EXPECTED = (AssayError,)
 
 
 def run_stage(stage, ctx):

@@ -5,6 +5,7 @@ from datetime import date
 import pytest
 from typer.testing import CliRunner
 
+from assay import stats as ST
 from assay.report.compare import build_compare, config_changes, flatten
 from assay.testing.synthetic import write_run
 
@@ -44,6 +45,9 @@ def test_compare_paired_differences_on_shared_examples(pair):
     for m in ("model-00", "model-01", "model-02"):
         assert d.loc[m, "diff"] == pytest.approx((sb[m] - sa[m]).mean())
         assert d.loc[m, "lo"] <= d.loc[m, "diff"] <= d.loc[m, "hi"] and d.loc[m, "n"] == 300
+        # the score stage's paired interval (comparisons.parquet's), not a bootstrap of the page's own
+        pr = ST.paired(sb[m].loc[sa.index].to_numpy(float), sa[m].to_numpy(float))
+        assert (d.loc[m, "lo"], d.loc[m, "hi"]) == pytest.approx((pr.ci_low, pr.ci_high), rel=1e-12)
     assert (d["verdict"] == "A better").any()  # B drifted down by 0.2
     fig = html[html.index("data-chart='paired'"):]
     assert "<svg" in fig[: fig.index("</figure>")]

@@ -184,10 +184,12 @@ def server():
 
 
 def _live_config(tmp_path: Path, base_url: str, n: int = 40, model_extra: str = "", pipeline_extra: str = "",
-                 max_concurrency: int = 4) -> Path:
+                 max_concurrency: int = 4, logged_tokens: int | None = None) -> Path:
     labels = ["billing", "technical", "account"]
     rows = [{"id": f"e{i:05d}", "text": f"ticket {i} about {labels[i % 3]} please help", "label": labels[i % 3]}
             for i in range(n)]
+    if logged_tokens is not None:  # token counts logged with the examples: what the estimate before calling reads
+        rows = [{**r, "prompt_tokens": logged_tokens, "completion_tokens": logged_tokens} for r in rows]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
     text = f"""
     artifacts: {tmp_path}/runs
@@ -354,8 +356,10 @@ def test_budget_guard_stops_a_live_run_before_the_next_shard_would_exceed_max_us
     server.reset()
     # ~20 tokens a call at 1000 USD per million tokens: ~0.02 USD a call, ~0.2 USD a shard of 10, 0.8 USD for all 40
     max_usd = 0.5
+    # logged token counts far below the real ones: the estimate before calling (0.08 USD) passes, the
+    # guard while calling is what stops the run
     cfg = _live_config(tmp_path, server.base_url, model_extra="price: {input_per_mtok: 1000, output_per_mtok: 1000}",
-                       pipeline_extra=f"cost: {{max_usd: {max_usd}}}")
+                       pipeline_extra=f"cost: {{max_usd: {max_usd}}}", logged_tokens=1)
     with pytest.raises(RunFailed, match="budget guard"):
         run_local(str(cfg), "p", date(2026, 11, 1))
     run = Store(tmp_path / "runs").runs("p")[0]

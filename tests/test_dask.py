@@ -28,9 +28,11 @@ N = 60
 TIMING = {"latency_s", "started_at", "wall_s", "compute_s", "throughput_rps"}
 
 
-def write_dataset(path: Path, n: int = N) -> None:
+def write_dataset(path: Path, n: int = N, logged_tokens: int | None = None) -> None:
     rows = [{"id": f"e{i:05d}", "text": f"ticket {i} about {LABELS[i % 3]} please help", "label": LABELS[i % 3],
              "lang": "en" if i % 2 else "de"} for i in range(n)]
+    if logged_tokens is not None:  # token counts logged with the examples: what the estimate before calling reads
+        rows = [{**r, "prompt_tokens": logged_tokens, "completion_tokens": logged_tokens} for r in rows]
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
@@ -260,6 +262,8 @@ def test_the_budget_holds_across_shards(tmp_path, server, prefect_server):
     max_usd = 0.0006
     cfg = write_config(tmp_path / "b", server.base_url, runner="runner: {dask: local, workers: 2, shard_rows: 20}",
                        models="[fake]", pipeline_extra=f"cost: {{max_usd: {max_usd}}}")
+    # logged token counts below the real ones: the estimate before calling passes, the guard stops the shards
+    write_dataset(tmp_path / "b" / "data.parquet", logged_tokens=1)
     state = run_flow(cfg)
     assert state.is_failed() and "budget guard" in state.message and "split evenly among the 3 shards" in state.message, state
     folder = next((tmp_path / "b" / "runs" / "p").rglob("manifest.json"))

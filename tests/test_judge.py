@@ -17,6 +17,7 @@ from assay.config import DatasetConfig, MetricSpec, OpenAIModel
 from assay.metrics import METRICS, build_metric
 from assay.metrics.judge import PROMPT_VERSION, LLMJudge, judge_messages, parse_grade
 from assay.providers import BatchProvider, CallResult, ChatProvider, Context, ProviderError
+from assay.errors import MetricError
 from assay.stages import run_local
 from assay.testing.openai_server import OpenAIServer
 
@@ -231,7 +232,7 @@ def test_retries_and_judge_errors():
     assert m.last_details[1] == "[judge error] HTTP 400: bad"
     assert m.usage["errors"] == 1 and m.usage["requests"] == 3
     # above max_error_rate (default 10%) the scoring fails, naming the first error
-    with pytest.raises(RuntimeError, match=r"1 of 2 calls failed.*HTTP 400"):
+    with pytest.raises(MetricError, match=r"1 of 2 calls failed.*HTTP 400"):
         judge_metric(FakeJudge(fail=fail)).score_each(["broken", "fine"], ["r"] * 2, inputs=["q"] * 2)
 
 

@@ -241,20 +241,53 @@ def test_recommend_without_gates_recommends_nothing():
 
 
 # --------------------------------------------------------------------------------------- paired differences
-def test_paired_differences_match_a_bootstrap_per_pair():
-    rng = np.random.default_rng(3)
-    n = 400
-    v = {"a": (rng.random(n) < 0.9).astype(float), "b": (rng.random(n) < 0.7).astype(float), "c": (rng.random(n) < 0.9).astype(float)}
-    scores = pd.concat([pd.DataFrame({"example_id": range(n), "model": m, "value": x}) for m, x in v.items()])
-    d = paired_differences(scores, pd.DataFrame(), "accuracy", ["a", "b", "c"], resamples=2000).set_index("label")
-    ab = d.loc["a − b"]
-    assert ab["diff"] == pytest.approx(v["a"].mean() - v["b"].mean()) and ab["n"] == n
-    # the same interval as resampling this one pair's differences
-    diffs = v["a"] - v["b"]
-    boot = diffs[rng.integers(0, n, size=(4000, n))].mean(axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    assert ab["lo"] == pytest.approx(lo, abs=0.01) and ab["hi"] == pytest.approx(hi, abs=0.01)
-    assert ab["verdict"] == "A better" and d.loc["b − c", "verdict"] == "B better"
+def test_the_reports_paired_interval_is_comparisons_parquets_on_a_clustered_dataset(tmp_path):
+    """The report, summary.md and paired_differences read the paired difference, its interval and
+    its p-value from comparisons.parquet, where the score stage computed them by cluster; the
+    report used to recompute an unclustered bootstrap of its own, narrower on clustered data."""
+    rng = np.random.default_rng(5)
+    n, k = 240, 12  # 12 conversations of 20 turns: model A is right on whole conversations or wrong on them
+    conv = [f"c{i // (n // k)}" for i in range(n)]
+    a_right = {c: rng.random() < 0.6 for c in set(conv)}
+    ids = list(range(n))
+    labels = ["yes"] * n
+    a_out = ["yes" if a_right[c] else "no" for c in conv]
+    b_out = ["yes" if rng.random() < 0.5 else "no" for _ in ids]
+    pq.write_table(pa.table({"id": ids, "text": ["t"] * n, "label": labels, "conv": conv}), tmp_path / "data.parquet")
+    for name, out in (("a", a_out), ("b", b_out)):
+        pq.write_table(pa.table({"id": ids, "output": out}), tmp_path / f"{name}.parquet")
+    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
+        artifacts: runs
+        models:
+          A: {provider: replay, source: a.parquet, price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}
+          B: {provider: replay, source: b.parquet, price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}
+        pipelines:
+          p:
+            dataset: {source: data.parquet, id: id, reference: label, cluster: conv}
+            models: [A, B]
+            metrics: [accuracy]
+            bootstrap: 500
+    """))
+    ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)
+    root = Path(ctx.folder.url)
+    comp = pd.read_parquet(root / S.COMPARISONS)
+    c = comp[comp.metric == "accuracy"].iloc[0]
+    assert (c.model_a, c.model_b) == ("A", "B") and c.n_clusters == k
+    # clustered: wider than the interval of the 240 examples taken as independent
+    d = np.array([x == "yes" for x in a_out], float) - np.array([x == "yes" for x in b_out], float)
+    assert c.ci_high - c.ci_low > 1.5 * 2 * 1.96 * d.std(ddof=1) / np.sqrt(n)
+    pairs = paired_differences(comp, "accuracy", ["A", "B"])
+    assert pairs.iloc[0][["diff", "lo", "hi", "p_value"]].tolist() == [c["diff"], c.ci_low, c.ci_high, c.p_value]
+    turned = paired_differences(comp, "accuracy", ["B", "A"]).iloc[0]
+    assert (turned["diff"], turned["lo"], turned["hi"]) == (-c["diff"], -c.ci_high, -c.ci_low)
+    html = (root / S.REPORT).read_text()
+    tables = html[html.index("The numbers behind the charts"):]
+    at = tables.index("<td class='t'>A − B</td>") if "<td class='t'>A − B</td>" in tables else tables.index(">A − B<")
+    row = tables[at:tables.index("</tr>", at)]
+    assert fmt.interval(c.ci_low, c.ci_high) in row, row[:500]
+    # the chart draws the same interval
+    assert f"interval: {c.ci_low:.12g}".replace("-", "−") in html and f"hi: {c.ci_high:.12g}" in html
+    assert fmt.interval(c.ci_low, c.ci_high) in (root / S.SUMMARY).read_text()
 
 
 def test_numbers_for_people():
@@ -283,3 +316,16 @@ def test_a_fresh_report_shows_the_gate_verdict(run, tmp_path):
     assert "**Gates:** FAILED, 1 of 2 checks" in (root / S.SUMMARY).read_text()
     assert json.loads((root / "manifest.json").read_text())["status"] == "complete"
     assert "Gates:" not in run["html"]  # a run whose gates were not checked says nothing of them
+
+
+def test_the_latency_chart_reads_the_cost_stages_percentiles(run):
+    """Every latency percentile of a run is computed once, in the cost stage; the report's chart reads them."""
+    from assay.report.summary import RunTables
+    from assay.store import Store
+
+    (rf,) = Store(str(run["dir"] / "runs")).runs("p")
+    costs = pd.read_parquet(rf.path(S.COSTS)).set_index("model")
+    lat = RunTables.read(rf).latencies().set_index("model")
+    assert list(lat.index) == ["good", "weak<i>"]
+    for q in ("p05", "p25", "p50", "p75", "p95", "p99"):
+        assert (lat[q] == costs.loc[lat.index, f"latency_{q}_s"]).all(), q

@@ -21,6 +21,7 @@ import pytest
 from assay.config import DatasetConfig, PromptConfig, TransformersModel, model_problems
 from assay.responses import read_responses
 from assay.providers import Context, build
+from assay.errors import ProviderSetupError
 from assay.runs import RunFailed
 from assay.stages import run_local
 
@@ -121,7 +122,7 @@ def test_missing_torch_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "m").mkdir()
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     p = provider_for(tmp_path / "m")
-    with pytest.raises(RuntimeError, match=r"pip install 'assay\[transformers\]'"):
+    with pytest.raises(ProviderSetupError, match=r"pip install 'assay\[transformers\]'"):
         p.run_batch(rows())
 
 

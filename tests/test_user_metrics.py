@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 
 from assay.config import MetricSpec
 from assay.metrics import build_metric
 from assay.metrics.code import PassAtK, extract_code, pass_at_k_estimate
-from assay.scoring import score
+from assay.scoring import MIN_CORPUS_RESAMPLES, score
 
 FUNCS = '''
 import asyncio, time
@@ -194,22 +195,157 @@ def test_evaluate_module_with_a_per_example_list_is_scored_per_example(overlap_m
     assert len(res.scores) == n
 
 
-def test_corpus_only_evaluate_module_is_recomputed_within_its_budget(overlap_module):
-    corpus = build_metric(MetricSpec(path="overlap.py", args={"key": "overlap"}), base_dir=str(overlap_module))
-    n = 200
-    ds = dataset(n, half=["x" if i % 2 else "y" for i in range(n)])
-    resp = pa.concat_tables([responses(["a" if i % 3 else "b" for i in range(n)], "A"),
-                             responses(["a" if i % 4 else "b" for i in range(n)], "B")])
-    res = score(ds, resp, {"overlap": corpus}, ["half"], resamples=1000, budgets={"overlap": 120})
-    assert not corpus.decomposable
-    plan = res.budgets["overlap"]
-    # 2 models + 1 pair x 2 = 4 units: 30 resamples each, nothing left for the slices
-    assert plan["overall"] == 30 and plan["slices"] == 0
-    # module computations: 120 bootstrap + one point value per model and group + 2 for the pair's difference
-    assert corpus.computations <= 120 + 2 * 3 + 2
-    m = res.metrics
-    assert (m[m.slice == "all"].resamples == 30).all() and m[m.slice != "all"].ci_low.isna().all()
-    assert m[m.slice == "all"].note.str.contains("bootstrap_budget 120").all()
+AGGREGATE_MODULES = {
+    # a mean that only returns its aggregate, at a cost per example (a subprocess, a service, ...)
+    "slow_mean": """
+        total = 0.0
+        for p, r in zip(predictions, references):
+            time.sleep(0.002)
+            total += float(p == r)
+        return {"acc": total / len(predictions)}
+    """,
+    # macro-F1 over the reference labels: not a mean of per-example values; each computation costs 20 ms
+    "macro": """
+        time.sleep(0.02)
+        f1 = []
+        for lab in sorted(set(references)):
+            tp = sum(1 for p, r in zip(predictions, references) if p == r == lab)
+            fp = sum(1 for p, r in zip(predictions, references) if p == lab != r)
+            fn = sum(1 for p, r in zip(predictions, references) if r == lab != p)
+            f1.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+        return {"macro_f1": sum(f1) / len(f1)}
+    """,
+    # a rank correlation needs at least two examples: it fails on any single one
+    "pairs_only": """
+        if len(predictions) < 2:
+            raise ValueError("needs at least two examples")
+        return {"acc": sum(p == r for p, r in zip(predictions, references)) / len(predictions)}
+    """,
+    # a mean, but one example hangs and another raises when computed alone
+    "flaky": """
+        if predictions == ["hang"]:
+            time.sleep(30)
+        if predictions == ["boom"]:
+            raise RuntimeError("cannot score boom alone")
+        return {"acc": sum(p == r for p, r in zip(predictions, references)) / len(predictions)}
+    """,
+}
+
+AGGREGATE_TEMPLATE = '''
+import time
+import datasets
+import evaluate
+
+
+class Aggregate(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(description="aggregate only", citation="", inputs_description="",
+                                   features=datasets.Features({"predictions": datasets.Value("string"),
+                                                               "references": datasets.Value("string")}))
+
+    def _compute(self, predictions, references):
+BODY
+'''
+
+
+@pytest.fixture
+def aggregate_modules(tmp_path, monkeypatch):
+    import textwrap
+
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
+        monkeypatch.setenv(var, "1")
+    for name, body in AGGREGATE_MODULES.items():
+        (tmp_path / f"{name}.py").write_text(AGGREGATE_TEMPLATE.replace("BODY", textwrap.indent(textwrap.dedent(body), " " * 8)))
+
+    def build(name, **spec):
+        return build_metric(MetricSpec(path=f"{name}.py", **spec), base_dir=str(tmp_path))
+
+    return build
+
+
+def _two_models(n):
+    refs = [["a", "b", "c"][i % 3] for i in range(n)]
+    ds = dataset(n, refs=refs, half=["x" if i % 2 else "y" for i in range(n)])
+    resp = pa.concat_tables([responses([r if i % 4 else "b" for i, r in enumerate(refs)], "A"),
+                             responses([r if i % 5 else "c" for i, r in enumerate(refs)], "B")])
+    return ds, resp, refs
+
+
+def test_an_aggregate_only_module_that_is_a_mean_is_scored_per_example(aggregate_modules):
+    m = aggregate_modules("slow_mean", workers=2, timeout_s=5)
+    n = 120
+    ds, resp, refs = _two_models(n)
+    res = score(ds, resp, {"acc": m}, ["half"], resamples=1000)
+    # two whole computations (one per model), one per example in the workers, and no recomputation after
+    assert m.computations == 2 and res.computations == {} and res.budgets == {}
+    assert res.probes["acc"]["scored"] == "per example" and "mean of its per-example values" in res.probes["acc"]["note"]
+    mt = res.metrics.set_index(["model", "slice"])
+    for model, outs in (("A", resp.filter(pa.compute.equal(resp["model"], "A"))["output"].to_pylist()),
+                        ("B", resp.filter(pa.compute.equal(resp["model"], "B"))["output"].to_pylist())):
+        want = np.mean([o == r for o, r in zip(outs, refs)])
+        assert mt.loc[(model, "all"), "value"] == pytest.approx(want, rel=1e-12)
+        # the interval is the vectorised bootstrap of the per-example values, on slices too, with the CLT figures
+        assert mt.loc[(model, "all"), "resamples"] == 1000 and mt.loc[(model, "half=x"), "resamples"] == 1000
+        assert mt.loc[(model, "all"), "se"] > 0 and not math.isnan(mt.loc[(model, "half=x"), "ci_low"])
+        assert "scored per example" in mt.loc[(model, "all"), "note"]
+    assert len(res.scores) == 2 * n and set(res.scores["value"].unique()) <= {0.0, 1.0}
+    c = res.comparisons.iloc[0]
+    assert not math.isnan(c["se"]) and c["n"] == n  # the paired CLT statistics need per-example values
+
+
+def test_an_aggregate_only_module_that_is_not_a_mean_resamples_within_its_time_budget(aggregate_modules):
+    m = aggregate_modules("macro", workers=2)
+    n = 60
+    ds, resp, _ = _two_models(n)
+    res = score(ds, resp.filter(pa.compute.equal(resp["model"], "A")), {"f1": m}, [], resamples=1000,
+                budgets_s={"f1": 2.0})
+    assert res.probes["f1"]["scored"] == "whole set, resampled"
+    assert "not a mean of per-example values" in res.probes["f1"]["note"]
+    plan = res.budgets["f1"]
+    assert plan["by"] == "time" and plan["computation_s"] >= 0.02
+    # the probe's time comes out of the budget; what is left buys whole computations of about 20 ms
+    assert MIN_CORPUS_RESAMPLES <= plan["overall"] <= (2.0 - plan["probe_s"]) / 0.02
+    row = res.metrics.iloc[0]
+    assert row["resamples"] == plan["overall"] and row["ci_low"] <= row["value"] <= row["ci_high"]
+    assert "bootstrap_budget_s 2 (one computation" in row["note"] and "not a mean" in row["note"]
+    assert m.computations <= plan["overall"] + 2
+
+    # a budget too small for 20 resamples: no interval, and the note says why
+    m2 = aggregate_modules("macro", workers=2)
+    res = score(ds, resp.filter(pa.compute.equal(resp["model"], "A")), {"f1": m2}, [], resamples=1000,
+                budgets_s={"f1": 0.3})
+    row = res.metrics.iloc[0]
+    assert row["resamples"] == 0 and math.isnan(row["ci_low"]) and not math.isnan(row["value"])
+    assert "no interval: fewer than 20 fit" in row["note"]
+    # and the probe, which would have taken longer than the budget, was skipped
+    assert res.probes["f1"]["probe_skipped"] and "per-example probe skipped" in row["note"]
+
+
+def test_an_aggregate_only_module_that_fails_on_single_examples_is_resampled_whole(aggregate_modules):
+    m = aggregate_modules("pairs_only", workers=2)
+    n = 40
+    ds, resp, refs = _two_models(n)
+    res = score(ds, resp, {"acc": m}, [], resamples=1000, budgets_s={"acc": 5.0})
+    assert res.probes["acc"]["scored"] == "whole set, resampled"
+    assert "fails on a single example (ValueError: needs at least two examples)" in res.probes["acc"]["note"]
+    row = res.metrics[res.metrics.model == "A"].iloc[0]
+    outs = resp.filter(pa.compute.equal(resp["model"], "A"))["output"].to_pylist()
+    assert row["value"] == pytest.approx(np.mean([o == r for o, r in zip(outs, refs)]))
+    assert row["resamples"] >= MIN_CORPUS_RESAMPLES and not math.isnan(row["ci_low"])
+    assert res.scores.empty or "acc" not in set(res.scores["metric"])
+
+
+def test_the_probe_runs_each_example_under_timeout_s_and_a_failure_means_no_per_example_scores(aggregate_modules):
+    m = aggregate_modules("flaky", workers=2, timeout_s=1)
+    n = 30
+    outs = ["a"] * n
+    outs[3], outs[7] = "hang", "boom"
+    t = time.perf_counter()
+    res = score(dataset(n), responses(outs), {"acc": m}, [], resamples=1000, budgets_s={"acc": 20.0})
+    assert time.perf_counter() - t < 20  # the hanging example was stopped at its timeout, not waited for
+    note = res.probes["acc"]["note"]
+    assert res.probes["acc"]["scored"] == "whole set, resampled" and "2 of 30 examples failed" in note
+    assert res.metrics.iloc[0]["value"] == pytest.approx(28 / 30)
 
 
 # ------------------------------------------------------------------------------------------------ pass_at_k
@@ -279,3 +415,43 @@ def test_score_stage_reads_every_sample_of_the_responses(tmp_path):
                                                                            schema=old))
     t2 = read_scored_responses(rf2)
     assert t2.num_rows == 1 and t2["sample"].to_pylist() == [0]
+
+
+def test_assay_run_probes_an_aggregate_only_module_and_says_so(tmp_path, prefect_server, project_root, monkeypatch):
+    """A whole ``assay run`` (Prefect flow, the stage's worker processes forked from it): the module
+    is found to be a mean, and the log line, metrics.parquet's note and the manifest say so."""
+    import json
+    import os
+    import subprocess
+    import textwrap
+
+    import pandas as pd
+    from prefect.settings import PREFECT_API_URL
+
+    from assay.store import Store
+
+    body = AGGREGATE_MODULES["slow_mean"]
+    (tmp_path / "slow_mean.py").write_text(AGGREGATE_TEMPLATE.replace("BODY", textwrap.indent(textwrap.dedent(body), " " * 8)))
+    n = 60
+    (tmp_path / "data.csv").write_text("id,text,label\n" + "".join(f"{i},{'ab'[i % 2]},a\n" for i in range(n)))
+    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+        artifacts: {tmp_path}/runs
+        models:
+          m: {{provider: replay, output_column: text}}
+        pipelines:
+          p:
+            dataset: {{source: data.csv, id: id, reference: label}}
+            models: [m]
+            metrics: [{{path: slow_mean.py, workers: 2, timeout_s: 5, args: {{key: acc}}}}]
+    """))
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "p", "--config", str(tmp_path / "pipelines.yaml"),
+                        "--as-of", "2026-10-01", "--no-progress"], capture_output=True, text=True, env=env, cwd=project_root,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "score: m slow_mean = 0.5000" in r.stderr and "; per example)" in r.stderr, r.stderr[-3000:]
+    (run,) = Store(str(tmp_path / "runs")).complete_runs("p")
+    probe = json.loads(open(run.path("manifest.json")).read())["stages"]["score"]["aggregate_metrics"]["slow_mean"]
+    assert probe["scored"] == "per example" and probe["probe_s"] > 0
+    m = pd.read_parquet(run.path("metrics.parquet")).iloc[0]
+    assert "scored per example" in m["note"] and m["resamples"] == 1000

@@ -39,7 +39,6 @@ class CallOptions:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     progress_every_s: float = 0.25  # a few updates a second: every item would flood a terminal
-    journal_every_s: float = 0.1  # how often finished calls are handed to ``on_calls`` (the journal)
 
     def __post_init__(self):
         if self.cache_mode not in CACHE_MODES:
@@ -199,10 +198,10 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
     The cache key of a request is ``cache_key(identity, request)`` unless ``keys`` gives them;
     ``cache`` None, ``options.cache_mode`` off or ``provider.cache_responses`` False leave the cache
     out. ``on_progress(done, errors, usd)`` is called a few times a second and once at the end.
-    ``on_calls(chunk)`` gets the calls finished since its last call, every ``journal_every_s``, as
-    soon as ``max_concurrency`` of them have finished, and before each chunk goes to ``on_chunk``:
-    a journal there loses at most that many finished calls (besides those in flight) to a kill,
-    where a chunk (``chunk_size`` calls) takes far longer to fill.
+    ``on_calls(chunk)`` gets every finished call before its slot starts the next one (and before
+    each chunk goes to ``on_chunk``): a journal there loses to a kill only the calls in flight, at
+    most ``max_concurrency``. The calls that finish in one turn of the event loop share one
+    ``on_calls`` (a group commit), so the journal's writes stay few when calls are fast.
     The provider is started only when something is left to call after the cache.
     """
     if not isinstance(provider, ChatProvider):
@@ -292,7 +291,25 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
         writer.submit(lambda: build(items))
 
     ticker = Ticker(report if on_progress is not None else None, opts.progress_every_s)
-    jticker = Ticker(journal if on_calls is not None else None, opts.journal_every_s)
+    loop = asyncio.get_running_loop()
+    commit = [None]  # the future the slots that finished this turn wait on: resolved once their calls are journaled
+
+    def journal_turn() -> None:
+        fut, commit[0] = commit[0], None
+        try:
+            journal()
+        except BaseException as e:  # noqa: BLE001  (the waiting slots raise it)
+            fut.set_exception(e)
+        else:
+            fut.set_result(None)
+
+    def journaled_call():
+        """A future resolved when the calls finished so far are journaled (one write per loop turn)."""
+        if commit[0] is None:
+            commit[0] = loop.create_future()
+            loop.call_soon(journal_turn)
+        return commit[0]
+
     if on_progress is not None and stats["cache_hits"]:
         report()
     started = False
@@ -307,9 +324,6 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
             call = provider.call
             append = calls.append
             retry_kinds, error_kinds, examples = stats["retry_kinds"], stats["error_kinds"], stats["error_examples"]
-            # by count as well as by time: at most this many finished calls are ever not yet journaled
-            journal_count = max(1, cfg.max_concurrency)
-
             async def worker():
                 for j in it:
                     if budget is not None and budget.stopped:  # this model's or another's next shard would not fit
@@ -335,11 +349,10 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
                         append((j, r, t0, perf() - t0, 1, None))
                     if len(calls) >= chunk_size:
                         flush(check_budget=True)
-                    elif on_calls is not None and len(calls) - journaled[0] >= journal_count:
-                        journal()
+                    elif on_calls is not None:
+                        await journaled_call()  # this slot's next call starts only once this one is durable
 
             ticker.start()
-            jticker.start()
             workers = [asyncio.ensure_future(worker()) for _ in range(min(cfg.max_concurrency, len(pending)))]
             try:
                 await asyncio.gather(*workers)
@@ -351,7 +364,6 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
         await writer.drain()
     finally:
         ticker.stop()
-        jticker.stop()
         flush()  # whatever finished is kept, even when we are cancelled or failed
         try:
             if started:

@@ -29,6 +29,7 @@ from assay.calling.engine import CallOptions, Chunk, call_chat
 from assay.providers.base import BatchProvider, ChatProvider, Provider
 from assay.responses import RESPONSE_SCHEMA, compact, part_name
 from assay.store import RunFolder
+from assay.errors import ProviderSetupError
 
 
 @dataclass
@@ -236,7 +237,7 @@ def _render(prompt, rows: pa.Table):
     from assay.prompting import render_requests
 
     if prompt is None:
-        raise ValueError("this model needs a prompt: set the pipeline's prompt.template")
+        raise ProviderSetupError("this model needs a prompt: set the pipeline's prompt.template or prompt.messages")
     return render_requests(prompt, rows)
 
 

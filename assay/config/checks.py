@@ -55,6 +55,8 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
                         problems.append((("pipelines", pname, "metrics", i, "memory_mb"),
                                          "memory_mb needs worker processes, and an async function runs in this process's event loop"))
             elif spec.path is None:
+                if spec.name in METRICS:  # a metric with named sub-scores (pairwise.win, ...) may be gated on each
+                    keys += [f"{spec.key}.{s}" for s in getattr(METRICS.get(spec.name), "sub_keys", ())]
                 try:
                     METRICS.check(spec.name)
                 except UnknownName as e:
@@ -70,10 +72,12 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
                     mpath = str(base_dir / mpath)
                 if not os.path.exists(mpath):
                     problems.append((("pipelines", pname, "metrics", i, "path"), f"metric file not found: {os.path.abspath(mpath)}"))
-                for opt in ("workers", "timeout_s", "memory_mb"):
-                    if getattr(spec, opt) is not None:
-                        problems.append((("pipelines", pname, "metrics", i, opt),
-                                         f"{opt} applies to per-example metrics (function metrics, pass_at_k), not to an evaluate module"))
+                if spec.memory_mb is not None:  # the probe's workers are forks of the stage: no limit of their own
+                    problems.append((("pipelines", pname, "metrics", i, "memory_mb"),
+                                     "memory_mb applies to function metrics and pass_at_k, not to an evaluate module"))
+            if spec.against is not None and spec.against not in p.models:
+                problems.append((("pipelines", pname, "metrics", i, "against"),
+                                 f"against: {spec.against!r} is not one of the pipeline's models ({', '.join(p.models)})"))
             if spec.judge is not None and spec.judge not in cfg.models:
                 problems.append((("pipelines", pname, "metrics", i, "judge"), str(UnknownName("model", spec.judge, list(cfg.models)))))
             elif spec.judge is not None:

@@ -18,11 +18,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from assay.config.schema import MODEL_CLASSES, AssayConfig, ModelConfig, PipelineConfig, model_options, parse_model
 from assay.registry import UnknownName
+from assay.errors import AssayError
 
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class ConfigError(Exception):
+class ConfigError(AssayError):
     """A configuration problem: each entry is (key path, message, line or None)."""
 
     def __init__(self, source: str, problems: list[tuple[str, str, int | None]]):
@@ -233,7 +234,12 @@ _LATER_MODEL_KEYS = {"format": None, "on_incomplete": "error", "stream": False}
 _LATER_KEYS = {
     "dataset": {"cluster": None, "on_incomplete": "error"},
     "gate": {"correction": "holm"},
-    "metric": {"function": None, "workers": None, "timeout_s": None, "memory_mb": None, "bootstrap_budget": None},
+    "metric": {"function": None, "workers": None, "timeout_s": None, "memory_mb": None, "bootstrap_budget": None,
+               "bootstrap_budget_s": 60.0, "against": None},
+    "prompt": {"messages": None, "system_mode": "replace"},
+    "partition": {"lag": None},
+    "sample": {"by": None},
+    "cost": {"on_over_budget": "stop"},
 }
 
 
@@ -249,6 +255,12 @@ def _hashed_pipeline(pipe: dict) -> dict:
     if pipe.get("samples") is None:
         pipe.pop("samples", None)
     pipe["dataset"] = drop(pipe["dataset"], "dataset")
+    for key in ("partition", "sample"):
+        if isinstance(pipe["dataset"].get(key), dict):
+            pipe["dataset"][key] = drop(pipe["dataset"][key], key)
+    for key in ("prompt", "cost"):
+        if isinstance(pipe.get(key), dict):
+            pipe[key] = drop(pipe[key], key)
     pipe["gates"] = {k: drop(g, "gate") for k, g in pipe.get("gates", {}).items()}
     pipe["metrics"] = [drop(m, "metric") if isinstance(m, dict) else m for m in pipe.get("metrics", [])]
     return pipe

@@ -197,15 +197,35 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
     except Exception as e:  # noqa: BLE001  (a table prepare() cannot handle: said in one line, not a traceback)
         return [(at + ("dataset",), f"cannot prepare the examples of {src}: {type(e).__name__}: {e}")]
     if rows:
-        return []
+        return _conversation_problems(p.prompt, got, at)
     if read == 0:
         return [(at + ("dataset", "source"), f"no examples in {src}: the file has no rows")]
     if ds.partition and as_of is not None:
         window = ds.partition.window
-        span = f"in the {window} up to {as_of}" if window else f"on or before {as_of}"
-        return [(at + ("dataset", "partition"), f"no examples in {src} up to {as_of}: none of its {read} rows has "
+        end = D.partition_end(ds, as_of)
+        span = f"in the {window} up to {end}" if window else f"on or before {end}"
+        if end != as_of:
+            span += f" ({ds.partition.lag} before as_of {as_of})"
+        return [(at + ("dataset", "partition"), f"no examples in {src} up to {end}: none of its {read} rows has "
                                                 f"{ds.partition.column} {span}")]
     return [(at + ("dataset", "source"), f"no examples in {src}")]
+
+
+def _conversation_problems(prompt, got, at: tuple) -> list[Problem]:
+    """With ``prompt: {messages: COLUMN}``, every example's conversation is well formed (the first
+    one that is not is named)."""
+    if prompt is None or prompt.messages is None:
+        return []
+    from assay import dataset as D
+    from assay.prompting import PromptError, render_conversations
+
+    tables = got.batches() if isinstance(got, D.Streamed) else [got[0]]
+    try:
+        for t in tables:
+            render_conversations(prompt, t)
+    except PromptError as e:
+        return [(at + ("prompt", "messages"), f"prompt.messages column {prompt.messages!r}: {e}")]
+    return []
 
 
 def _model_problems(loaded: LoadedConfig, pipeline: str, chosen: list[str]) -> list[Problem]:

@@ -266,6 +266,16 @@ def parse_model(data: Any) -> ModelConfig:
 class Partition(Strict):
     column: str = Field(description="a date column: rows up to as_of are kept")
     window: str | None = Field(default=None, description="e.g. 1d, 7d, 24h; none = everything up to as_of")
+    lag: str | None = Field(default=None, description="how far before as_of the window ends, in whole days (1d: a run "
+                                                      "dated the 6th assesses the window ending on the 5th, the last "
+                                                      "complete day of a nightly run); none = the window ends on as_of")
+
+    @field_validator("lag")
+    @classmethod
+    def _lag(cls, v):
+        if v is not None and (not WINDOW_PATTERN.match(v) or (v.endswith("h") and int(v[:-1]) % 24)):
+            raise ValueError("lag must be whole days, like 1d, 2d, 1w or 24h")
+        return v
 
     @field_validator("window")
     @classmethod
@@ -280,6 +290,9 @@ class Partition(Strict):
 class Sample(Strict):
     n: int = Field(ge=1, description="examples to draw")
     seed: int = Field(default=0, description="seed of the draw")
+    by: list[str] | None = Field(default=None, description="columns to stratify by: each combination of their values "
+                                                           "gets a share of n proportional to its rows, and at least "
+                                                           "one example when it has any")
 
 
 class DatasetConfig(Strict):
@@ -316,14 +329,35 @@ class DatasetConfig(Strict):
 
 
 class PromptConfig(Strict):
-    system: str | None = Field(default=None, description="the system message")
-    template: str = Field(description="the user message; {field} is the dataset's column of that name")
+    system: str | None = Field(default=None, description="the system message; with messages:, see system_mode")
+    template: str | None = Field(default=None, description="the user message; {field} is the dataset's column of that "
+                                                           "name (or messages:, not both)")
+    messages: str | None = Field(default=None, description="a column holding each example's conversation (a list of "
+                                                           "{role, content} messages, content text or a list of text "
+                                                           "parts; tool calls kept): sent as the request's messages "
+                                                           "instead of a template")
+    system_mode: Literal["replace", "prepend"] = Field(
+        default="replace", description="with messages: and system:, replace the conversation's own system messages by "
+                                       "system: (replace), or put system: before them (prepend)")
     version: str | None = Field(default=None, description="a label of your own (default: a hash of the text); part of every model's cache key")
+
+    @model_validator(mode="after")
+    def _template_or_messages(self):
+        if (self.template is None) == (self.messages is None):
+            raise ValueError("a prompt takes template: (a user message filled from each row) or messages: (a column "
+                             "holding each row's conversation), one of the two")
+        return self
 
 
 class CostConfig(Strict):
     monthly_requests: int | None = Field(default=None, ge=0, description="the volume monthly costs and break-even volumes are computed at")
-    max_usd: float | None = Field(default=None, ge=0, description="budget guard: invoke stops before a shard would spend more")
+    max_usd: float | None = Field(default=None, ge=0, description="the most the run's model calls may cost: estimated "
+                                                                  "before any call (see on_over_budget), and enforced "
+                                                                  "while calling (invoke stops before a shard would "
+                                                                  "spend more)")
+    on_over_budget: Literal["stop", "shrink"] = Field(
+        default="stop", description="when the estimated cost of the candidates' calls is above max_usd: stop before "
+                                    "calling anything (saying which sample size would fit), or shrink the sample to fit")
 
 
 class Gate(Strict):
@@ -390,11 +424,19 @@ class MetricSpec(Strict):
     path: FilePath | None = Field(default=None, description="an evaluate module file, or with function: a Python file (relative to pipelines.yaml)")
     function: str | None = Field(default=None, description="package.module:function, or with path: the function's name in that file")
     args: dict[str, Any] = Field(default_factory=dict, description="the metric's options")
-    judge: str | None = Field(default=None, description="the openai model that grades answers (name: judge)")
+    judge: str | None = Field(default=None, description="the openai model that grades answers (name: judge) or compares "
+                                                        "them (name: pairwise)")
+    against: str | None = Field(default=None, description="pairwise: the pipeline's model whose answers the others are "
+                                                           "compared with (the incumbent)")
     workers: int | None = Field(default=None, ge=0, le=256, description="worker processes for a per-example metric (0: this process)")
     timeout_s: float | None = Field(default=None, gt=0, description="per-example time limit (a score error past it)")
     memory_mb: int | None = Field(default=None, ge=16, description="per-worker memory limit, where the OS enforces one")
     bootstrap_budget: int | None = Field(default=None, ge=0, description="whole recomputations a corpus-only metric's bootstrap may spend")
+    bootstrap_budget_s: float = Field(
+        default=60.0, ge=0,
+        description="seconds an aggregate-only metric (an evaluate module returning one number, not a mean of per-example "
+                    "values) may spend on its per-example probe and its bootstrap, per metric and run: the resamples are as "
+                    "many whole computations as fit, at least 20 or none (no interval)")
 
     @model_validator(mode="after")
     def _name_or_path(self):

@@ -89,6 +89,7 @@ COST_COLUMNS = [
     "prompt_tokens", "completion_tokens", "cached_tokens",
     "cost_usd", "cost_per_1k_usd", "cost_per_correct_usd",
     "latency_p50_s", "latency_p95_s", "latency_p99_s", "ttft_p50_s", "ttft_p95_s", "throughput_rps",
+    "latency_p05_s", "latency_p25_s", "latency_p75_s",
     "monthly_requests", "monthly_cost_usd", "fixed_monthly_usd", "floor_monthly_usd", "usd_per_hour",
     "price_source", "price_json",
 ]
@@ -239,7 +240,7 @@ def cost_table(
       successful rows, ``concurrency / mean latency`` (concurrency defaults to 1).
     * ``cost_per_correct_usd``: ``cost_usd / correct[model]``; NaN without correctness, inf when no
       answer was correct.
-    * latency percentiles are over successful rows (``error`` null).
+    * latency percentiles (5th, 25th, 50th, 75th, 95th, 99th) are over successful rows (``error`` null).
     * ``monthly_cost_usd`` is NaN when ``monthly_requests`` is None.
     """
     correct = correct or {}
@@ -503,6 +504,10 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
         "ttft_p50_s": _percentile(ttft, 50),
         "ttft_p95_s": _percentile(ttft, 95),
         "throughput_rps": throughput,
+        # the rest of the report's latency box: every latency percentile is computed here, once
+        "latency_p05_s": _percentile(latency, 5),
+        "latency_p25_s": _percentile(latency, 25),
+        "latency_p75_s": _percentile(latency, 75),
         "monthly_requests": NAN if monthly_requests is None else float(monthly_requests),
         "monthly_cost_usd": NAN if kind == "unpriced" else monthly_cost_usd(kind, fixed, per_request, monthly_requests, floor),
         "fixed_monthly_usd": fixed,

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assay.errors import ArtifactMissing, DataError
+
 #: one chat message, as every reader gives it (``tool_calls``: the OpenAI shape, JSON-encoded)
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string()), ("name", pa.string()),
                      ("tool_call_id", pa.string()), ("tool_calls", pa.string())])
@@ -34,7 +36,7 @@ STANDARD = pa.schema([
 STANDARD_NAMES = STANDARD.names
 
 
-class LogError(ValueError):
+class LogError(DataError):
     """A log that cannot be read as its format says: the message names the file, the line or record,
     and the field."""
 
@@ -120,7 +122,7 @@ def list_files(source: str, storage_options: dict | None = None, suffixes: tuple
         else:
             out = []
     if not out:
-        raise FileNotFoundError(f"no log files at {source}" + (f" (looked for {', '.join(suffixes)})" if suffixes else ""))
+        raise ArtifactMissing(f"no log files at {source}" + (f" (looked for {', '.join(suffixes)})" if suffixes else ""))
     return out
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from assay.metrics.core import BUILTINS, EvaluateMetric, Metric, option_parameters
 from assay.registry import Registry, UnknownName
+from assay.errors import MetricError
 
 if TYPE_CHECKING:  # pragma: no cover
     from assay.config import MetricSpec
@@ -37,6 +38,8 @@ for _name, _cls in BUILTINS.items():
 del _name, _cls
 # the LLM judge (imported only when a pipeline uses it)
 METRICS.register("judge", "assay.metrics.judge:LLMJudge")
+# the pairwise judge: each model's answers against another model's (the incumbent's)
+METRICS.register("pairwise", "assay.metrics.pairwise:PairwiseJudge")
 # code execution: runs generated programs with their tests in subprocesses
 METRICS.register("pass_at_k", "assay.metrics.code:PassAtK")
 
@@ -88,11 +91,15 @@ def _build_registered(spec: "MetricSpec", base_dir: str | None, judge: Any = Non
         args["judge"] = judge  # the judge model's provider, built by the run
     elif spec.judge is not None:
         args.setdefault("judge", spec.judge)
+    if getattr(spec, "against", None) is not None:
+        if "against" not in _options_of(cls):
+            raise ValueError(f"metric {spec.name!r}: against applies to the pairwise metric, not to {spec.name!r}")
+        args["against"] = spec.against
     for opt in _EXECUTION_OPTIONS:
         value = getattr(spec, opt, None)
         if value is not None:
             if opt not in _options_of(cls):
-                raise ValueError(f"metric {spec.name!r}: {opt} applies to per-example metrics (function metrics, "
+                raise MetricError(f"metric {spec.name!r}: {opt} applies to per-example metrics (function metrics, "
                                  f"pass_at_k), not to {spec.name!r}")
             args[opt] = value
     for opt in getattr(cls, "path_options", ()):
@@ -107,14 +114,15 @@ def _build_registered(spec: "MetricSpec", base_dir: str | None, judge: Any = Non
     except TypeError as e:
         options = _options_of(cls)
         allowed = f"; its options: {', '.join(options)}" if options else ""
-        raise ValueError(f"metric {spec.name!r}: bad options {sorted(args)}: {e}{allowed}") from None
+        raise MetricError(f"metric {spec.name!r}: bad options {sorted(args)}: {e}{allowed}") from None
     return _set_name(metric, spec.key)
 
 
 def _wrap(module: Any, spec: "MetricSpec") -> EvaluateMetric:
     args = dict(spec.args or {})
     adapter = {k: args.pop(k) for k in _ADAPTER_OPTIONS if k in args}
-    return EvaluateMetric(module, name=spec.key, **adapter, **args)
+    # workers and timeout_s are the per-example probe's (see EvaluateMetric.probe)
+    return EvaluateMetric(module, name=spec.key, workers=spec.workers, timeout_s=spec.timeout_s, **adapter, **args)
 
 
 def _build_from_path(spec: "MetricSpec", base_dir: str | None) -> EvaluateMetric:
@@ -123,13 +131,13 @@ def _build_from_path(spec: "MetricSpec", base_dir: str | None) -> EvaluateMetric
         path = os.path.join(base_dir, path)
     path = os.path.abspath(path)
     if not os.path.exists(path):
-        raise ValueError(f"metric {spec.key!r}: no evaluate module at {path}")
+        raise MetricError(f"metric {spec.key!r}: no evaluate module at {path}")
     try:
         import evaluate
 
         module = evaluate.load(path, keep_in_memory=True)
     except Exception as e:
-        raise ValueError(f"metric {spec.key!r}: could not load the evaluate module {path}: {type(e).__name__}: {e}") from e
+        raise MetricError(f"metric {spec.key!r}: could not load the evaluate module {path}: {type(e).__name__}: {e}") from e
     return _wrap(module, spec)
 
 
@@ -150,7 +158,7 @@ def _build_from_hub(spec: "MetricSpec") -> EvaluateMetric:
     except Exception as e:
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         reason = str(e) or type(e).__name__
-        raise ValueError(
+        raise MetricError(
             f"metric {name!r} is not built in and could not be loaded from the Hugging Face hub (offline?): "
             f"{reason}; built-in metrics: {', '.join(METRICS.names())}{hint}"
         ) from e
@@ -166,9 +174,9 @@ def _build_function(spec: "MetricSpec", base_dir: str | None) -> Metric:
         return FunctionMetric(spec.function, path=spec.path, base_dir=base_dir, name=spec.key, higher_is_better=hib,
                               workers=spec.workers, timeout_s=spec.timeout_s, memory_mb=spec.memory_mb, **args)
     except ValueError as e:
-        raise ValueError(f"metric {spec.key!r}: {e}") from None
+        raise MetricError(f"metric {spec.key!r}: {e}") from None
     except Exception as e:
-        raise ValueError(f"metric {spec.key!r}: could not load function {spec.function!r}: {type(e).__name__}: {e}") from e
+        raise MetricError(f"metric {spec.key!r}: could not load function {spec.function!r}: {type(e).__name__}: {e}") from e
 
 
 def build_metric(spec: "MetricSpec", base_dir: str | None = None, judge: Any = None) -> Metric:

@@ -38,6 +38,7 @@ import numpy as np
 
 from assay.metrics.core import Metric, is_missing, to_text
 from assay.metrics.function import ExampleScores
+from assay.errors import MetricError
 
 __all__ = ["PassAtK", "extract_code", "pass_at_k_estimate"]
 
@@ -124,7 +125,7 @@ class PassAtK(Metric):
         :param extract: run the first fenced code block of the output rather than the whole output.
         """
         if int(k) < 1:
-            raise ValueError(f"pass_at_k: k must be >= 1, got {k}")
+            raise MetricError(f"pass_at_k: k must be >= 1, got {k}")
         self.k = int(k)
         self.tests = tests
         self.workers = int(workers or 1)

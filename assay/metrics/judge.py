@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from assay.metrics.core import Metric, _alternatives, _pairs, is_missing, parse_json, to_text
+from assay.errors import MetricError
 
 __all__ = ["LLMJudge", "PROMPT_VERSION", "parse_grade", "judge_messages", "DEFAULT_RUBRIC"]
 
@@ -211,27 +212,27 @@ class LLMJudge(Metric):
     def __init__(self, judge: Any = None, rubric: str | None = None, scale: Sequence[float] = (1, 5),
                  pass_threshold: float | None = None, max_error_rate: float = 0.1):
         if judge is None:
-            raise ValueError("the judge metric needs a judge model: metrics: [{name: judge, judge: MODEL, args: {rubric: ...}}]")
+            raise MetricError("the judge metric needs a judge model: metrics: [{name: judge, judge: MODEL, args: {rubric: ...}}]")
         if rubric is not None and (not isinstance(rubric, str) or not rubric.strip()):
-            raise ValueError("judge: rubric must be a non-empty text")
+            raise MetricError("judge: rubric must be a non-empty text")
         try:
             lo, hi = (float(x) for x in scale)
         except (TypeError, ValueError):
-            raise ValueError(f"judge: scale must be two numbers [low, high], got {scale!r}") from None
+            raise MetricError(f"judge: scale must be two numbers [low, high], got {scale!r}") from None
         if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-            raise ValueError(f"judge: scale must be [low, high] with low < high, got {list(scale)!r}")
+            raise MetricError(f"judge: scale must be [low, high] with low < high, got {list(scale)!r}")
         if pass_threshold is not None:
             pass_threshold = float(pass_threshold)
             if not lo <= pass_threshold <= hi:
-                raise ValueError(f"judge: pass_threshold {pass_threshold:g} is outside the scale [{lo:g}, {hi:g}]")
+                raise MetricError(f"judge: pass_threshold {pass_threshold:g} is outside the scale [{lo:g}, {hi:g}]")
         if not 0 <= float(max_error_rate) <= 1:
-            raise ValueError("judge: max_error_rate must be in [0, 1]")
+            raise MetricError("judge: max_error_rate must be in [0, 1]")
         if not isinstance(judge, str):
             from assay.providers.base import ChatProvider
 
             if not isinstance(judge, ChatProvider):
                 provider = getattr(getattr(judge, "cfg", None), "provider", None) or type(judge).__name__
-                raise ValueError(f"judge model {self._model_name(judge)!r} (provider {provider}) cannot answer prompts: "
+                raise MetricError(f"judge model {self._model_name(judge)!r} (provider {provider}) cannot answer prompts: "
                                  "a judge must be a chat model (a ChatProvider, such as provider openai)")
         self.judge = judge
         self.rubric = rubric.strip() if rubric else DEFAULT_RUBRIC
@@ -291,9 +292,9 @@ class LLMJudge(Metric):
         else:
             questions = [None if is_missing(q) else to_text(q) for q in inputs]
             if len(questions) != n:
-                raise ValueError(f"judge: got {len(questions)} inputs for {n} predictions")
+                raise MetricError(f"judge: got {len(questions)} inputs for {n} predictions")
         if isinstance(self.judge, str):
-            raise ValueError(f"judge: metric built without a provider for model {self.judge!r}; it is scored inside a run "
+            raise MetricError(f"judge: metric built without a provider for model {self.judge!r}; it is scored inside a run "
                              "(assay run), which builds the judge model")
         from assay.cache import key_maker
 
@@ -315,7 +316,7 @@ class LLMJudge(Metric):
             errors = self._run(jobs)
             if errors and errors / len(jobs) > self.max_error_rate:
                 first = next(e for _, e in (self._memo[k] for k in jobs) if e)
-                raise RuntimeError(f"judge {self.judge_model!r}: {errors} of {len(jobs)} calls failed, above max_error_rate "
+                raise MetricError(f"judge {self.judge_model!r}: {errors} of {len(jobs)} calls failed, above max_error_rate "
                                    f"{self.max_error_rate:.0%}; first error: {first}")
         scores = np.zeros(n, dtype=float)
         details: list[str | None] = [None] * n

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from assay.errors import DataError
 
 NAN = float("nan")
 
@@ -138,7 +139,7 @@ def answers(dataset: pd.DataFrame, responses: pd.DataFrame, scores: pd.DataFrame
                 pd.to_numeric(g["value"], errors="coerce").to_numpy()[good]
             per_metric[str(name)] = a
     if metric not in per_metric:
-        raise ValueError(f"no per-example scores of {metric!r} in scores.parquet: a policy is scored per example")
+        raise DataError(f"no per-example scores of {metric!r} in scores.parquet: a policy is scored per example")
     kinds, fixed, floor = {}, {}, {}
     for r in costs.to_dict("records"):
         if str(r["model"]) in col:

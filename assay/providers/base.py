@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar
 import pyarrow as pa
 
 from assay.config import DatasetConfig, ModelConfig, PromptConfig
+from assay.errors import AssayError
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 
@@ -27,7 +28,7 @@ FAULTS = ("timeout", "connection", "bad_json", "no_choices")
 BODY_KINDS = ("context_length",)
 
 
-class ProviderError(Exception):
+class ProviderError(AssayError):
     """A failed call. ``retryable`` decides whether the engine tries again; ``fault`` (one of
     :data:`FAULTS`) says what failed when there is no HTTP ``status``."""
 

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from assay.providers.base import CallResult, ChatProvider, ProviderError
+from assay.errors import ProviderSetupError
 
 
 @dataclass(slots=True)
@@ -28,7 +29,7 @@ class StreamedCall:
     system_fingerprint: str | None = None
 
 
-class MissingSecret(RuntimeError):
+class MissingSecret(ProviderSetupError, RuntimeError):
     """An API key variable named in the config is not set."""
 
 
@@ -58,6 +59,13 @@ class OpenAIProvider(ChatProvider):
     @property
     def base_url(self) -> str:
         return (self.cfg.base_url or "https://api.openai.com/v1").rstrip("/")
+
+    def endpoint(self) -> str:
+        """Where the calls go: ``base_url``, or for ``base_url: assay-fake:`` the fake server this
+        process starts on demand (:mod:`assay.testing.local`)."""
+        from assay.testing.local import fake_base_url, is_fake
+
+        return fake_base_url().rstrip("/") if is_fake(self.cfg.base_url) else self.base_url
 
     def _api_key(self) -> str:
         env = self.cfg.api_key_env
@@ -89,13 +97,14 @@ class OpenAIProvider(ChatProvider):
 
         self._aiohttp = aiohttp
         # plain-http endpoints (local vLLM, Ollama, ...) skip building a TLS context (~80 ms)
-        ssl = False if self.base_url.startswith("http://") else True
+        url = self.endpoint()
+        ssl = False if url.startswith("http://") else True
         # one host per session: the total limit is the per-host limit (without aiohttp's per-host bookkeeping)
         connector = aiohttp.TCPConnector(limit=self.cfg.max_concurrency, keepalive_timeout=60, ssl=ssl)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s),
             headers={"Authorization": f"Bearer {self._api_key()}", "Content-Type": "application/json"})
-        self._url = self.base_url + "/chat/completions"
+        self._url = url + "/chat/completions"
         self.reconnects = 0  # requests sent again because their kept-alive connection was found closed
         self._streamed = False
         self._close_after_stream = False
@@ -285,7 +294,8 @@ class OpenAIProvider(ChatProvider):
         import openai
 
         self._openai = openai
-        self.client = openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.cfg.base_url, max_retries=0,
+        self.client = openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.endpoint() if self.cfg.base_url else None,
+                                         max_retries=0,
                                          timeout=self.cfg.timeout_s)
 
     async def _call_sdk(self, messages: list[dict]) -> CallResult:

@@ -8,26 +8,28 @@ import time
 import pyarrow as pa
 
 from assay.providers.base import BatchProvider
+from assay.errors import ProviderSetupError
 
 
 def load_function(target: str):
     module, _, attr = target.partition(":")
     if not module or not attr:
-        raise ValueError(f"function must look like 'package.module:function', got {target!r}")
+        raise ProviderSetupError(f"function must look like 'package.module:function', got {target!r}")
     try:
         obj = importlib.import_module(module)
     except ImportError as e:
-        raise ValueError(f"cannot import {module!r} for function {target!r}: {e}") from None
+        raise ProviderSetupError(f"cannot import {module!r} for function {target!r}: {e}") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"{module!r} has no attribute {attr!r}")
+            raise ProviderSetupError(f"{module!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     return obj
 
 
 class PythonProvider(BatchProvider):
     """Calls ``function(rows)`` with a list of dicts (dataset fields plus ``prompt`` and
-    ``messages``); it returns a list of strings, or of dicts with ``output`` and optionally
+    ``messages``: the rendered request, or with ``prompt: {messages: COLUMN}`` the normalised
+    conversation, and ``prompt`` its last user message); it returns a list of strings, or of dicts with ``output`` and optionally
     ``prompt_tokens``, ``completion_tokens`` and ``error``."""
 
     def identity(self) -> dict:
@@ -55,7 +57,8 @@ class PythonProvider(BatchProvider):
         if self.ctx.prompt is not None:
             for item, msgs in zip(items, render_messages(self.ctx.prompt, rows)):
                 item["messages"] = msgs
-                item["prompt"] = msgs[-1]["content"]
+                # the last user message: a conversation may end with an assistant's or a tool's turn
+                item["prompt"] = next((m["content"] for m in reversed(msgs) if m["role"] == "user"), msgs[-1]["content"])
         return items
 
     def cache_inputs(self, rows: pa.Table) -> list:
@@ -72,7 +75,7 @@ class PythonProvider(BatchProvider):
         dt = time.perf_counter() - t0
         result = list(result)
         if len(result) != len(items):
-            raise ValueError(f"{self.cfg.function} returned {len(result)} results for {len(items)} rows")
+            raise ProviderSetupError(f"{self.cfg.function} returned {len(result)} results for {len(items)} rows")
         out = {"output": [], "prompt_tokens": [], "completion_tokens": [], "latency_s": [], "error": []}
         per = dt / len(items) if items else 0.0
         for r in result:

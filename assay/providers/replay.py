@@ -4,6 +4,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.providers.base import BatchProvider
+from assay.errors import ProviderSetupError
 
 OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "confidence")
 #: a production log's columns with the model a request asked for (the served model is its ``model``)
@@ -13,6 +14,14 @@ LOG_ERROR = "error"
 #: The log column with each request's time. Detected by name only (no config key); it becomes the
 #: responses' ``started_at``, so the request is priced at the price in force on its own day.
 LOGGED_AT = "logged_at"
+#: the column names that hold a request's logged time: Assay's own, and the production log
+#: readers' ``request_time`` (the first one a log has is used)
+LOGGED_AT_COLUMNS = (LOGGED_AT, "request_time")
+
+
+def logged_at_column(names) -> str | None:
+    """The column of ``names`` with each request's logged time, or None."""
+    return next((c for c in LOGGED_AT_COLUMNS if c in names), None)
 
 
 def _utc_micros(col) -> pa.ChunkedArray:
@@ -77,7 +86,7 @@ class ReplayProvider(BatchProvider):
     ``output_column`` names the output (default ``output``); token counts and latency are
     taken where the log has them (columns ``prompt_tokens``, ``completion_tokens``,
     ``cached_tokens``, ``latency_s``). An example with no logged response is an error row.
-    A ``logged_at`` column (the time of the logged request) becomes the response's ``started_at``,
+    A ``logged_at`` (or the log readers' ``request_time``) column (the time of the logged request) becomes the response's ``started_at``,
     so the cost stage prices each request at the price of its own day; without it ``started_at`` is
     the time of the replay and requests are priced at the run's as_of.
     """
@@ -89,9 +98,9 @@ class ReplayProvider(BatchProvider):
         key = self.ctx.dataset.id or "example_id"
         col = self.cfg.output_column or "output"
         if key not in names:
-            raise ValueError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(names)})")
+            raise ProviderSetupError(f"replay log {src} has no column {key!r} to match dataset.id (columns: {', '.join(names)})")
         if col not in names:
-            raise ValueError(f"replay log {src} has no output column {col!r} (columns: {', '.join(names)})")
+            raise ProviderSetupError(f"replay log {src} has no output column {col!r} (columns: {', '.join(names)})")
 
     def _keep(self, t: pa.Table) -> pa.Table:
         """The log's rows as the responses need them: the id as text, the output, what else it has."""
@@ -100,8 +109,9 @@ class ReplayProvider(BatchProvider):
         for c in OPTIONAL:
             if c in t.column_names:
                 keep[c] = t[c]
-        if LOGGED_AT in t.column_names:
-            keep["started_at"] = _utc_micros(t[LOGGED_AT])
+        at = logged_at_column(t.column_names)
+        if at is not None:
+            keep["started_at"] = _utc_micros(t[at])
         if getattr(self.cfg, "format", None) is not None and LOG_ERROR in t.column_names:
             keep["_log_error"] = t[LOG_ERROR]
         return pa.table(keep)
@@ -115,9 +125,9 @@ class ReplayProvider(BatchProvider):
         try:
             t, _ = read_log(self.cfg.format, src, on_incomplete=self.cfg.on_incomplete)
         except (LogError, FileNotFoundError) as e:
-            raise ValueError(f"replay model {self.ctx.model_name}: {e}") from e
+            raise ProviderSetupError(f"replay model {self.ctx.model_name}: {e}") from e
         except Exception as e:
-            raise ValueError(f"replay log {src} cannot be read as {self.cfg.format}: {type(e).__name__}: {e}") from e
+            raise ProviderSetupError(f"replay log {src} cannot be read as {self.cfg.format}: {type(e).__name__}: {e}") from e
         want = getattr(self.cfg, "model", None)
         if want is not None and t.num_rows:
             # the served model (a dated snapshot, often), else the model the request asked for
@@ -128,7 +138,7 @@ class ReplayProvider(BatchProvider):
                         mask = pc.or_(mask, pc.fill_null(pc.equal(t[c], want), False))
             if not pc.any(mask).as_py():
                 held = sorted(m for m in pc.unique(t["model"]).to_pylist() if m is not None)
-                raise ValueError(f"replay model {self.ctx.model_name}: the {self.cfg.format} log {src} has no calls of "
+                raise ProviderSetupError(f"replay model {self.ctx.model_name}: the {self.cfg.format} log {src} has no calls of "
                                  f"model {want!r} (it holds: {', '.join(held) or 'none'}); set model: to one of them")
             t = t.filter(mask)
         cols = {c: t[c] for c in ("example_id", "output", *OPTIONAL) if c in t.column_names}
@@ -151,7 +161,7 @@ class ReplayProvider(BatchProvider):
                 t = read_source(src)
             except Exception as e:
                 # named here: pyarrow's own messages do not say which file
-                raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+                raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
             self._check(t.column_names, src)
             self._table = self._keep(t)
         return self._table
@@ -201,9 +211,9 @@ class ReplayProvider(BatchProvider):
         except ValueError as e:
             if str(e).startswith("replay log "):
                 raise
-            raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+            raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
         except Exception as e:
-            raise ValueError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
+            raise ProviderSetupError(f"replay log {src} cannot be read: {type(e).__name__}: {e}") from e
         with _open(src) as f:
             pf = pq.ParquetFile(f)
             empty = self._keep(pf.schema_arrow.empty_table())
@@ -234,14 +244,14 @@ class ReplayProvider(BatchProvider):
         """Whether the responses' ``started_at`` is each request's logged time (a ``logged_at``
         column), so that the cost stage prices each request at its own day's price."""
         if self.cfg.source is not None:
-            return LOGGED_AT in self._log_names()
+            return logged_at_column(self._log_names()) is not None
         return bool(getattr(self, "_column_logged_at", False))
 
     def columns(self, available: list[str]) -> list[str] | None:
         if self.cfg.source is not None:
             return ["example_id"]  # the log has the rest
         col = self.cfg.output_column or "output"
-        return [c for c in [col, *OPTIONAL, LOGGED_AT] if c in available]  # a missing output column: said by run_batch
+        return [c for c in [col, *OPTIONAL, *LOGGED_AT_COLUMNS] if c in available]  # a missing output column: said by run_batch
 
     def run_batch(self, rows: pa.Table) -> dict[str, list]:
         out = self._batch(rows)
@@ -278,13 +288,14 @@ class ReplayProvider(BatchProvider):
         col = self.cfg.output_column or "output"
         if self.cfg.source is None:
             if col not in rows.column_names:
-                raise ValueError(f"replay model {self.ctx.model_name}: dataset has no column {col!r}; set source: or output_column:")
+                raise ProviderSetupError(f"replay model {self.ctx.model_name}: dataset has no column {col!r}; set source: or output_column:")
             out = {"output": rows[col].cast(pa.string()).to_pylist()}
             for c in OPTIONAL:
                 out[c] = rows[c].to_pylist() if c in rows.column_names else [None] * n
-            if LOGGED_AT in rows.column_names:
+            at = logged_at_column(rows.column_names)
+            if at is not None:
                 self._column_logged_at = True
-                out["started_at"] = _utc_micros(rows[LOGGED_AT]).to_pylist()
+                out["started_at"] = _utc_micros(rows[at]).to_pylist()
             out["error"] = [None if o is not None else "no logged response" for o in out["output"]]
             return out
         if getattr(self, "_aligned", None) is None and getattr(self, "_merge", None) is None:

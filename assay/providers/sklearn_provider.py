@@ -5,6 +5,7 @@ import time
 import pyarrow as pa
 
 from assay.providers.base import BatchProvider
+from assay.errors import ProviderSetupError
 
 ESTIMATORS = ("tfidf-logreg", "tfidf-svm", "majority")
 
@@ -13,7 +14,7 @@ def _require_sklearn():
     try:
         import sklearn  # noqa: F401
     except ImportError:
-        raise RuntimeError("the sklearn provider needs scikit-learn: pip install 'assay[sklearn]'") from None
+        raise ProviderSetupError("the sklearn provider needs scikit-learn: pip install 'assay[sklearn]'") from None
 
 
 class SklearnProvider(BatchProvider):
@@ -29,7 +30,8 @@ class SklearnProvider(BatchProvider):
         from assay.dataset import template_fields
 
         ds = self.ctx.dataset
-        return ds.input or (template_fields(self.ctx.prompt.template) if self.ctx.prompt else ["text"])
+        p = self.ctx.prompt
+        return ds.input or (template_fields(p.template) if p is not None and p.template is not None else ["text"])
 
     def _text(self, table: pa.Table) -> list[str]:
         cols = [table[f].cast(pa.string()).to_pylist() for f in self._fields()]
@@ -43,7 +45,7 @@ class SklearnProvider(BatchProvider):
         train_src = self.ctx.resolve_path(self.cfg.train or ds.train)
         table = read_source(train_src)
         if ds.reference not in table.column_names:
-            raise ValueError(f"train file {train_src} has no reference column {ds.reference!r}")
+            raise ProviderSetupError(f"train file {train_src} has no reference column {ds.reference!r}")
         X, y = self._text(table), table[ds.reference].cast(pa.string()).to_pylist()
         t0 = time.perf_counter()
         kind = self.cfg.estimator or "tfidf-logreg"

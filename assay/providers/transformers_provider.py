@@ -20,6 +20,7 @@ import time
 import pyarrow as pa
 
 from assay.providers.base import BatchProvider
+from assay.errors import ArtifactMissing, ProviderSetupError
 
 INSTALL_HINT = "pip install 'assay[transformers]'"
 
@@ -40,7 +41,7 @@ def _require():
         import torch
         import transformers
     except ImportError as e:
-        raise RuntimeError(f"the transformers provider needs torch and transformers ({e}): {INSTALL_HINT}") from None
+        raise ProviderSetupError(f"the transformers provider needs torch and transformers ({e}): {INSTALL_HINT}") from None
     return torch, transformers
 
 
@@ -94,7 +95,7 @@ class TransformersProvider(BatchProvider):
         params = dict(self.cfg.params or {})
         batch_size = int(params.pop("batch_size", 8))
         if batch_size < 1:
-            raise ValueError(f"params.batch_size must be at least 1, got {batch_size}")
+            raise ProviderSetupError(f"params.batch_size must be at least 1, got {batch_size}")
         max_tokens = params.pop("max_tokens", None)  # the OpenAI spelling, for configs shared with API models
         max_new_tokens = int(params.pop("max_new_tokens", max_tokens if max_tokens is not None else 32))
         device = params.pop("device", None)
@@ -106,11 +107,11 @@ class TransformersProvider(BatchProvider):
     def _load(self) -> None:
         path = self._path()
         if not path:
-            raise ValueError("the transformers provider needs path: (a local model directory)")
+            raise ProviderSetupError("the transformers provider needs path: (a local model directory)")
         if "://" in path:
-            raise ValueError(f"transformers model path must be a local directory, got {path!r}")
+            raise ProviderSetupError(f"transformers model path must be a local directory, got {path!r}")
         if not os.path.isdir(path):
-            raise FileNotFoundError(f"transformers model directory not found: {path}")
+            raise ArtifactMissing(f"transformers model directory not found: {path}")
         torch, transformers = _require()
         t0 = time.perf_counter()
         _, _, device, _ = self._gen_params()
@@ -122,7 +123,7 @@ class TransformersProvider(BatchProvider):
                 tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
                 model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
             except Exception as e:
-                raise RuntimeError(f"cannot load a causal language model from {path}: {type(e).__name__}: {e}") from None
+                raise ProviderSetupError(f"cannot load a causal language model from {path}: {type(e).__name__}: {e}") from None
             finally:
                 if bars:
                     transformers.utils.logging.enable_progress_bar()
@@ -150,12 +151,16 @@ class TransformersProvider(BatchProvider):
     # -------------------------------------------------------------------------------- prompts
     def _messages(self, rows: pa.Table) -> list[list[dict]]:
         if self.ctx.prompt is not None:
-            from assay.prompting import render_messages
+            from assay.prompting import refuse_tool_messages, render_messages
 
-            return render_messages(self.ctx.prompt, rows)
+            msgs = render_messages(self.ctx.prompt, rows)
+            if self.ctx.prompt.messages is not None:
+                refuse_tool_messages(msgs, rows["example_id"].to_pylist() if "example_id" in rows.column_names else None,
+                                     "transformers")
+            return msgs
         fields = self.ctx.dataset.input or (["text"] if "text" in rows.column_names else None)
         if not fields:
-            raise ValueError("the transformers provider needs a prompt: in the pipeline, or dataset.input columns")
+            raise ProviderSetupError("the transformers provider needs a prompt: in the pipeline, or dataset.input columns")
         cols = [rows[f].cast(pa.string()).to_pylist() for f in fields]
         return [[{"role": "user", "content": "\n".join(v or "" for v in vals)}] for vals in zip(*cols)]
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from assay.report import format as fmt
+from assay.errors import AssayError
 
 FONT = "Liberation Sans, DejaVu Sans, Arial, Helvetica, sans-serif"
 KIND_COLORS = {"api": "#3b6ea5", "self-hosted": "#d9822b", "conventional": "#4c9a5f", "unpriced": "#888888",
@@ -41,7 +42,7 @@ DENSE_RUNS = 60
 _ids = itertools.count(1)
 
 
-class ChartError(RuntimeError):
+class ChartError(AssayError, RuntimeError):
     """vl-convert could not render a specification."""
 
 

@@ -3,13 +3,15 @@
 What changed between them — the recorded config (key by key), the data (fingerprint, rows,
 shared examples), the prices — and what it did to the results: each model's headline metric
 and costs in both runs, the recommendation of each, and, where the runs share examples, the
-paired difference B − A per model (a paired bootstrap on the shared examples' scores).
+paired difference B − A per model on the shared examples' scores, computed as the score stage
+computes its comparisons (:func:`assay.scoring.paired_comparison`).
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 
 from assay import store as S
@@ -17,7 +19,7 @@ from assay.report import charts as C
 from assay.report import format as fmt
 from assay.report import page as P
 from assay.report.decision import recommend
-from assay.report.summary import RunTables, headline, paired_differences, prices_text
+from assay.report.summary import RunTables, _pair_row, headline, prices_text
 from assay.store import RunFolder
 
 
@@ -44,24 +46,43 @@ def _ids(rf: RunFolder) -> set[str]:
     return set(rf.read_table(S.DATASET, columns=["example_id"]).column(0).to_pandas().astype(str))
 
 
+def _clusters(rt: RunTables, ids: pd.Index) -> np.ndarray | None:
+    """The cluster of each of ``ids`` in a run whose dataset sets ``cluster`` (None otherwise)."""
+    from assay import stats as ST
+
+    col = rt.cfg.dataset.cluster
+    if not col or not rt.rf.exists(S.DATASET):
+        return None
+    t = rt.rf.read_table(S.DATASET, columns=["example_id", col]).to_pandas()
+    by_id = pd.Series(t[col].to_numpy(), index=t["example_id"].astype(str))
+    return np.asarray(ST.cluster_codes(by_id.reindex(ids).tolist()))
+
+
 def shared_differences(ra: RunTables, rb: RunTables, metric: str, hib: bool, resamples: int = 1000) -> pd.DataFrame:
-    """Per model in both runs: B − A in ``metric`` on the examples both runs scored."""
+    """Per model in both runs: B − A in ``metric`` on the examples both runs scored, with the score
+    stage's own paired computation (:func:`assay.scoring.paired_comparison`: the paired interval,
+    clustered as run B's dataset says, and the paired bootstrap p-value)."""
+    from assay.scoring import paired_comparison
+
     sa, sb = ra.scores(metric), rb.scores(metric)
+    cols = ["model", "label", "diff", "lo", "hi", "n", "p_value", "verdict"]
     rows = []
     if sa is None or sb is None:
-        return pd.DataFrame(columns=["model", "label", "diff", "lo", "hi", "n", "verdict"])
+        return pd.DataFrame(columns=cols)
     for model in [m for m in dict.fromkeys(sa["model"]) if m in set(sb["model"])]:
-        a = sa[sa["model"] == model][["example_id", "value"]].assign(model="A")
-        b = sb[sb["model"] == model][["example_id", "value"]].assign(model="B")
-        both = pd.concat([a, b]).astype({"example_id": str})
-        d = paired_differences(both, pd.DataFrame(), metric, ["B", "A"], hib, resamples)
-        if len(d) and (d["n"].fillna(0) > 0).all():
-            r = d.iloc[0]
-            # paired_differences names its first model "A": here that is run B
-            verdict = {"A better": "B better", "B better": "A better"}.get(r["verdict"], r["verdict"])
-            rows.append({"model": model, "label": f"{model}: B − A", "diff": r["diff"], "lo": r["lo"], "hi": r["hi"],
-                         "n": r["n"], "verdict": verdict})
-    return pd.DataFrame(rows, columns=["model", "label", "diff", "lo", "hi", "n", "verdict"])
+        a = sa[sa["model"] == model].astype({"example_id": str}).drop_duplicates("example_id").set_index("example_id")["value"]
+        b = sb[sb["model"] == model].astype({"example_id": str}).drop_duplicates("example_id").set_index("example_id")["value"]
+        ids = b.index.intersection(a.index)
+        if not len(ids):
+            continue
+        c = paired_comparison(b.loc[ids].to_numpy(float), a.loc[ids].to_numpy(float), _clusters(rb, ids), resamples)
+        if not c["n"]:
+            continue
+        r = _pair_row("B", "A", c["diff"], c["ci_low"], c["ci_high"], c["n"], c["p_value"], hib)
+        rows.append({"model": model, "label": f"{model}: B − A", "diff": c["diff"], "lo": c["ci_low"], "hi": c["ci_high"],
+                     "n": int(c["n"]), "p_value": r["p_value"],
+                     "verdict": {"A better": "B better", "B better": "A better"}.get(r["verdict"], r["verdict"])})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def build_compare(a: RunFolder, b: RunFolder, out_path: str) -> dict:
@@ -109,8 +130,9 @@ def build_compare(a: RunFolder, b: RunFolder, out_path: str) -> dict:
     shared = len(ida & idb)
     body.append(P.figure("paired", f"Paired differences B − A in {metric}, on the shared examples",
                          C.render(s) if (s := C.forest_spec(diffs, metric, 'B − A')) else None,
-                         f"Per model, B − A on the {shared:,} examples both runs scored, with a 95% paired-bootstrap "
-                         "interval; an interval across zero is no clear difference.",
+                         f"Per model, B − A on the {shared:,} examples both runs scored, with its 95% paired interval "
+                         "(computed as the score stage computes comparisons.parquet); an interval across zero is no clear "
+                         "difference.",
                          "The runs share no scored examples (or the metric has no per-example scores): no paired difference."))
 
     # what changed -------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import threading
 
+from assay.errors import AssayError
+
 #: The child: warms the engine with a one-point chart, then renders one spec per line of stdin.
 _CHILD = r"""
 import json, sys
@@ -42,7 +44,7 @@ _child: subprocess.Popen | None = None
 _failed = False
 
 
-class RenderError(RuntimeError):
+class RenderError(AssayError, RuntimeError):
     """vl-convert could not render a specification (the first line of its message)."""
 
 

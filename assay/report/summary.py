@@ -29,13 +29,10 @@ from assay.report.decision import (COLUMNS, POLICY_COLUMNS, Recommendation, head
 from assay.report.format import num as _fmt
 from assay.report.format import usd as _usd
 from assay.store import RunFolder
+from assay.errors import DataError
 
 log = logging.getLogger("assay.report")
 
-#: Resamples for the paired differences' intervals when the pipeline sets none.
-PAIRED_RESAMPLES = 1000
-#: Above this many shared examples the paired intervals use the normal approximation.
-PAIRED_BOOTSTRAP_MAX_N = 20_000
 #: Up to this many models the forest plot shows every pair; beyond, each model against one.
 ALL_PAIRS_MAX_MODELS = 7
 
@@ -209,7 +206,15 @@ class RunTables:
         return pa.Table.from_batches(kept).to_pandas()
 
     def latencies(self) -> pd.DataFrame:
-        """Per model the latency quantiles of its successful calls (p05, p25, p50, p75, p95, p99)."""
+        """Per model the latency quantiles of its successful calls (p05, p25, p50, p75, p95, p99), as
+        the cost stage computed them (costs.parquet); a run recorded before costs.parquet held
+        all six has them computed from its responses."""
+        qs = ["p05", "p25", "p50", "p75", "p95", "p99"]
+        if len(self.costs) and all(f"latency_{q}_s" in self.costs for q in qs):
+            out = self.costs[["model", *(f"latency_{q}_s" for q in qs), "requests", "errors"]].copy()
+            out.columns = ["model", *qs, "requests", "errors"]
+            out["n"] = out.pop("requests") - out.pop("errors")
+            return out[out["p50"].notna()].reset_index(drop=True)
         import pyarrow as pa
 
         import pyarrow.compute as pc
@@ -250,93 +255,41 @@ def run_config(manifest: dict) -> PipelineConfig:
     """The pipeline config a run recorded (so a report is rebuilt as the run was configured)."""
     cfg = (manifest.get("config") or {}).get("pipeline")
     if cfg is None:
-        raise ValueError("the manifest records no config: not a run folder Assay wrote")
+        raise DataError("the manifest records no config: not a run folder Assay wrote")
     return PipelineConfig.model_validate(cfg)
 
 
 # ------------------------------------------------------------------------------------------ paired differences
-def paired_differences(scores: pd.DataFrame | None, comparisons: pd.DataFrame, metric: str, models: list[str],
-                       hib: bool = True, resamples: int = PAIRED_RESAMPLES, reference: str | None = None,
-                       seed: int = 0) -> pd.DataFrame:
-    """Per pair of models, A − B on the examples both have, with a 95% interval.
-
-    With per-example scores the interval is a paired bootstrap of the mean difference (every pair
-    resampled with the same example weights, so all pairs cost one matrix product); above
-    :data:`PAIRED_BOOTSTRAP_MAX_N` examples, the normal approximation. Without per-example scores
-    (corpus metrics such as macro-F1) the difference comes from comparisons.parquet, without an
-    interval. Up to :data:`ALL_PAIRS_MAX_MODELS` models every pair is shown, else each model against
-    ``reference``. Columns: a, b, label, diff, lo, hi, n, p_value, verdict.
+def paired_differences(comparisons: pd.DataFrame, metric: str, models: list[str], hib: bool = True,
+                       reference: str | None = None) -> pd.DataFrame:
+    """Per pair of models, A − B with its 95% interval and p-value, as the score stage computed
+    them once (comparisons.parquet: the paired interval, clustered where the dataset sets
+    ``cluster``; the paired bootstrap p-value), never recomputed here. A pair the score stage
+    wrote as B − A is turned round. Up to :data:`ALL_PAIRS_MAX_MODELS` models every pair is shown,
+    else each model against ``reference``. Columns: a, b, label, diff, lo, hi, n, p_value, verdict.
     """
     cols = ["a", "b", "label", "diff", "lo", "hi", "n", "p_value", "verdict"]
     if len(models) < 2:
         return pd.DataFrame(columns=cols)
-    if len(models) <= ALL_PAIRS_MAX_MODELS or reference not in models:
-        if len(models) > ALL_PAIRS_MAX_MODELS:
-            reference = models[0]
+    if len(models) > ALL_PAIRS_MAX_MODELS and reference not in models:
+        reference = models[0]
     pairs = ([(a, b) for i, a in enumerate(models) for b in models[i + 1:]] if len(models) <= ALL_PAIRS_MAX_MODELS
              else [(reference, m) for m in models if m != reference])
-    pv = {}
+    found: dict[tuple, tuple] = {}
     if len(comparisons):
         c = comparisons[comparisons["metric"] == metric]
-        for r in c.itertuples():
-            pv[(r.model_a, r.model_b)] = (r.diff, r.p_value)
-            pv[(r.model_b, r.model_a)] = (-r.diff if not fmt.missing(r.diff) else r.diff, r.p_value)
+        get = lambda r, k: r.get(k, math.nan)  # noqa: E731  (a comparisons.parquet older than its interval columns)
+        for r in c.to_dict("records"):
+            d, lo, hi, n, p = get(r, "diff"), get(r, "ci_low"), get(r, "ci_high"), r.get("n"), r.get("p_value")
+            found[(r["model_a"], r["model_b"])] = (d, lo, hi, n, p)
+            neg = lambda x: x if fmt.missing(x) else -x  # noqa: E731
+            found[(r["model_b"], r["model_a"])] = (neg(d), neg(hi), neg(lo), n, p)
     rows = []
-    wide = None
-    if scores is not None and len(scores):
-        wide = scores.drop_duplicates(["example_id", "model"]).pivot(index="example_id", columns="model", values="value")
-    if wide is not None and all(m in wide.columns for m in models):
-        wide = wide[models]
-        full = wide.dropna()
-        boot = _bootstrap_means(full.to_numpy(float), resamples, seed) if len(full) >= 2 else None
-        idx = {m: i for i, m in enumerate(models)}
-        for a, b in pairs:
-            if boot is not None and len(full) == len(wide[[a, b]].dropna()):
-                d = full[a].to_numpy(float) - full[b].to_numpy(float)
-                lo, hi = _interval(d, boot, idx[a], idx[b])
-                n = len(d)
-            else:  # some examples lack a score for another model: this pair on its own shared rows
-                sub = wide[[a, b]].dropna()
-                d = sub[a].to_numpy(float) - sub[b].to_numpy(float)
-                n = len(d)
-                sb = _bootstrap_means(sub.to_numpy(float), resamples, seed) if n >= 2 else None
-                lo, hi = _interval(d, sb, 0, 1) if sb is not None else (math.nan, math.nan)
-            rows.append(_pair_row(a, b, float(np.mean(d)) if n else math.nan, lo, hi, n, pv.get((a, b), (None, None))[1], hib))
-    else:
-        for a, b in pairs:
-            diff, p = pv.get((a, b), (math.nan, None))
-            rows.append(_pair_row(a, b, diff, math.nan, math.nan, None, p, hib))
+    for a, b in pairs:
+        d, lo, hi, n, p = found.get((a, b), (math.nan, math.nan, math.nan, None, None))
+        n = None if fmt.missing(n) else int(n)
+        rows.append(_pair_row(a, b, d, lo, hi, n, p, hib))
     return pd.DataFrame(rows, columns=cols)
-
-
-def _bootstrap_means(v: np.ndarray, resamples: int, seed: int) -> np.ndarray | str | None:
-    """Resampled column means of ``v`` (resamples × models) with shared example weights;
-    ``"normal"`` when there are too many examples for the bootstrap; None without resamples."""
-    n = len(v)
-    if resamples <= 0:
-        return None
-    if n > PAIRED_BOOTSTRAP_MAX_N:
-        return "normal"
-    rng = np.random.default_rng(seed)
-    out = np.empty((resamples, v.shape[1]))
-    step = max(1, 4_000_000 // n)
-    for lo in range(0, resamples, step):
-        k = min(step, resamples - lo)
-        idx = rng.integers(0, n, size=(k, n)) + (np.arange(k) * n)[:, None]
-        w = np.bincount(idx.ravel(), minlength=k * n).reshape(k, n)
-        out[lo:lo + k] = (w @ v) / n
-    return out
-
-
-def _interval(d: np.ndarray, boot, i: int, j: int) -> tuple[float, float]:
-    if boot is None:
-        return math.nan, math.nan
-    if isinstance(boot, str):
-        se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
-        m = float(np.mean(d))
-        return m - 1.96 * se, m + 1.96 * se
-    lo, hi = np.percentile(boot[:, i] - boot[:, j], [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 def _pair_row(a, b, diff, lo, hi, n, p, hib: bool) -> dict:
@@ -456,6 +409,27 @@ def slice_cells(metrics: pd.DataFrame, gen: pd.DataFrame, metric: str) -> pd.Dat
     m["_m"] = m["model"].map({x: i for i, x in enumerate(order)})
     m = m.sort_values(["rank", "_m"], kind="stable")
     return m[["model", "slice", "value", "n", "worst", "model_label"]].reset_index(drop=True)
+
+
+def cost_check_lines(costs: pd.DataFrame, manifest: dict) -> list[str]:
+    """The estimate made before calling beside what the calls cost (``cost_estimate`` in the
+    manifest), and the provider-reported costs that differ from Assay's by more than 2 %
+    (:mod:`assay.costing.reconcile`)."""
+    from assay.costing.reconcile import lines
+
+    out = []
+    est = manifest.get("cost_estimate")
+    if isinstance(est, dict) and est.get("usd") is not None:
+        line = f"Estimated before calling: {_usd(est['usd'])} for {est.get('rows', 0):,} examples"
+        if est.get("actual_usd") is not None:
+            line += f"; actual {_usd(est['actual_usd'])} (the models' fresh calls, and the judges' cost lines)"
+        if est.get("max_usd") is not None:
+            line += f"; cost.max_usd {_usd(est['max_usd'])}"
+        shrunk = est.get("shrunk_from")
+        if isinstance(shrunk, dict):
+            line += f"; the sample was shrunk from {shrunk.get('rows', 0):,} examples ({_usd(shrunk.get('usd'))}) to fit"
+        out.append(line + ".")
+    return out + [f"Provider-reported cost differs: {line}." for line in lines(costs)]
 
 
 def gates_line(manifest: dict) -> str | None:
@@ -618,6 +592,9 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     if monthly:
         md.append(f"Monthly figures at {monthly:,} requests per month.\n")
     md += _error_bar_lines(metrics)
+    checks = cost_check_lines(costs, manifest)
+    if checks:
+        md += ["## Cost checks\n"] + [f"- {line}" for line in checks] + [""]
     if prows:
         md += ["## Cascades and routes\n", "Scored and priced from this run's answers; no model was called again.\n",
                policy_markdown(prows, ptitles)]
@@ -653,8 +630,7 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     timings: dict[str, float] = {}
     hib = _hib(table, metric)
     models = [str(m) for m in table["model"]] if len(table) else []
-    pairs = paired_differences(rt.scores(metric) if len(models) > 1 else None, comp, metric, models, hib,
-                               resamples=cfg.bootstrap if cfg.bootstrap else 0, reference=rec.model or (models[0] if models else None))
+    pairs = paired_differences(comp, metric, models, hib, reference=rec.model or (models[0] if models else None))
     curves, be_points, domain = C.volume_curves(costs, be, monthly)
     if len(be_points) and rec.model:  # the recommended option's break-evens first
         be_points = be_points.assign(_r=~((be_points["option"] == rec.model) | (be_points["api"] == rec.model)))
@@ -684,6 +660,9 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
                 " <span class='mark'>✓ recommended</span>" if r["recommended"] else "")} for r in rows],
                 row_class=lambda r: "recommended" if r["recommended"] else "", raw=("model",)),
             "</section>"]
+    if checks:
+        body += ["<section id='cost-checks'><h2>Cost checks</h2><ul class='decisions'>",
+                 *(f"<li>{P.esc(line)}</li>" for line in checks), "</ul></section>"]
     if prows:
         body += ["<section id='policies'><h2>Cascades and routes</h2>",
                  "<p class='meta'>Scored and priced from this run's answers; no model was called again. Saving: against the "
@@ -718,10 +697,11 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
                          + ("; a held-out gap is in-distribution minus held-out" if not cells.empty and cells["model_label"].str.contains("held-out").any() else "")
                          + ". " + P.esc("; ".join(worst_text)), "The pipeline declares no slices."))
     body.append(P.figure("paired", f"Paired differences in {metric}", svgs["paired"],
-                         "A − B on the examples both models answered, with its 95% paired-bootstrap interval; an interval "
-                         "that crosses the dashed zero line is no clear difference."
+                         "A − B on the examples both models answered, with its 95% paired interval from the score stage "
+                         "(comparisons.parquet" + (f", clustered by {P.esc(cfg.dataset.cluster)}" if cfg.dataset.cluster else "")
+                         + "); an interval that crosses the dashed zero line is no clear difference."
                          + ("" if len(models) <= ALL_PAIRS_MAX_MODELS else f" Every model against {P.esc(rec.model or models[0])}."),
-                         "One model only: nothing to compare." if len(models) < 2 else "No per-example scores to compare."))
+                         "One model only: nothing to compare." if len(models) < 2 else "No paired comparison in comparisons.parquet."))
     body.append(P.figure("latency", "Latency per request", svgs["latency"],
                          "Box: 25th to 75th percentile; line: median; whiskers: 5th to 95th percentile; red dot: 99th "
                          "percentile, over the successful calls.", "No latencies recorded."))

@@ -13,13 +13,14 @@ from datetime import date
 from assay.config import ConfigError, LoadedConfig, PipelineConfig, load_config
 from assay.runs import manifest as M
 from assay.store import MANIFEST, RunFolder, Store
+from assay.errors import AssayError
 
 
-class RunFailed(RuntimeError):
+class RunFailed(AssayError, RuntimeError):
     """The run could not finish; the partial artifacts are kept and the manifest says why."""
 
 
-class GateFailed(RuntimeError):
+class GateFailed(AssayError, RuntimeError):
     """A quality gate broke: the run finished, but the result must not pass."""
 
 

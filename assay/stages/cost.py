@@ -108,9 +108,15 @@ def run(ctx: RunContext) -> str:
     if capacity is None:
         capacity = operating_points(rf.store, models)  # `assay capacity` records: used, or why not
     table, be = C.cost_tables(responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows, capacity)
+    table = reconciled(ctx, table, models, quotes, stats, as_of)
     rf.write_table(S.COSTS, table)
     rf.write_table(S.BREAKEVEN, be)
     changes = {"prices": C.prices_record(quotes, as_of), "serving": serving_record(table)}
+    est = manifest.get("cost_estimate")
+    if isinstance(est, dict) and judge_rows:  # the judges' actual cost beside their estimate
+        judged = {r["model"]: round(float(r["cost_usd"]), 6) for r in judge_rows if r["cost_usd"] == r["cost_usd"]}
+        actual = {**(est.get("actual_models") or {}), **judged}
+        changes["cost_estimate"] = {**est, "actual_models": actual, "actual_usd": round(sum(actual.values()), 6)}
     if capacity:
         changes["capacity"] = capacity
     if judge_quotes:
@@ -128,6 +134,65 @@ def run(ctx: RunContext) -> str:
         log.info("cost: %s (%s): %s for %d requests, %s per 1k%s%s", r.model, r.kind, usd(r.cost_usd), r.requests,
                  usd(r.cost_per_1k_usd), "" if missing(monthly) else f", {usd(monthly)}/month", _throughput(r))
     return rf.path(S.COSTS)
+
+
+def reported_costs(ctx: RunContext, name: str, mcfg) -> dict | None:
+    """A replayed model's provider-reported cost per example id: the dataset's ``provider_cost_usd``
+    for a replay of a dataset column, the log's for a replay of a log file; None without one."""
+    from assay.costing.reconcile import REPORTED
+
+    rf = ctx.folder
+    if mcfg.source is None:
+        if REPORTED not in rf.parquet_schema(S.DATASET)[0].names:
+            return None
+        t = rf.read_table(S.DATASET, columns=["example_id", REPORTED])
+        return dict(zip(t["example_id"].to_pylist(), t[REPORTED].to_pylist()))
+    from assay.dataset import read_source
+
+    fmt = getattr(mcfg, "format", None)
+    try:
+        t = read_source(ctx.loaded.resolve_path(mcfg.source), fmt, on_incomplete=getattr(mcfg, "on_incomplete", "error"))
+    except Exception:  # noqa: BLE001  (the invoke stage read this log: a log it cannot read again has no costs to compare)
+        return None
+    key = "example_id" if fmt is not None else (ctx.cfg.dataset.id or "example_id")  # a production log's own ids
+    if REPORTED not in t.column_names or key not in t.column_names:
+        return None
+    return dict(zip(t[key].cast("string").to_pylist(), t[REPORTED].to_pylist()))
+
+
+def reconciled(ctx: RunContext, table, models: dict, quotes: dict, stats: dict, as_of: str):
+    """costs.parquet's table with, on each replayed model's row whose log reports what each request
+    cost, the reported and the computed totals side by side (:mod:`assay.costing.reconcile`)."""
+    import numpy as np
+
+    from assay import costing as C
+    from assay.costing.reconcile import compare, lines, with_reconciliation
+    from assay.pricing import DatedQuotes, token_cost
+    from assay.responses import read_responses
+
+    figures = {}
+    for name, mcfg in models.items():
+        if mcfg.provider != "replay" or quotes.get(name) is None or not quotes[name].priced:
+            continue
+        reported = reported_costs(ctx, name, mcfg)
+        if not reported or all(v is None for v in reported.values()):
+            continue
+        r = read_responses(ctx.folder).to_pandas()
+        r = r[(r["model"] == name) & r["error"].isna()]
+        if "sample" in r:
+            r = r.drop_duplicates("example_id", keep="last")
+        dates = C.request_dates(r, {name: mcfg}, stats, as_of)
+        q = quotes[name]
+        cols = [r[c].astype(float).to_numpy() for c in ("prompt_tokens", "completion_tokens", "cached_tokens")]
+        computed = (q.token_cost(dates.to_numpy(), *cols) if isinstance(q, DatedQuotes) else
+                    np.asarray(token_cost(q, *cols), dtype=float) * np.ones(len(r)))
+        got = compare([reported.get(e) for e in r["example_id"]], computed)
+        if got is not None:
+            figures[name] = got
+    out = with_reconciliation(table, figures)
+    for line in lines(out):
+        log.warning("cost: %s", line)
+    return out
 
 
 def serving_record(table) -> dict:

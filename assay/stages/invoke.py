@@ -88,12 +88,116 @@ def complete(rf, expected: int, rows: int, n_err: int, max_error_rate: float) ->
     return rf.url + "/" + S.RESPONSES
 
 
+def estimate_first(ctx: RunContext) -> dict | None:
+    """Before any paid call: the estimated cost of the run's paid models on the sample
+    (:mod:`assay.calling.estimate`), logged and recorded in the manifest (``cost_estimate``); above
+    ``cost.max_usd``, a :class:`RunFailed` naming the estimate, the cap and the sample size that
+    would fit, or with ``cost.on_over_budget: shrink`` the sample redrawn (with its seed, and its
+    strata when ``sample.by``) at the size that fits. None when no model of the run is paid."""
+    import numpy as np
+
+    from assay.calling.estimate import add_judges
+    from assay.calling.estimate import estimate as estimate_calls
+    from assay.dataset import stratified_positions
+    from assay.pricing import call_pricer, is_api_model, quote
+    from assay.prompting import render_requests
+
+    cfg, rf = ctx.cfg, ctx.folder
+    models = ctx.loaded.config.models
+    paid = {m: models[m] for m in ctx.models if models[m].provider != "replay" and is_api_model(models[m])}
+    pricers = {m: call_pricer(quote(c, ctx.as_of)) for m, c in paid.items()}
+    pricers = {m: p for m, p in pricers.items() if p is not None}
+    # the judges' calls: (metric, judge model, its config, calls per example)
+    judges = [(s.name, s.judge, models[s.judge],
+               2 * len([m for m in ctx.models if m != s.against]) if s.name == "pairwise" else len(ctx.models))
+              for s in cfg.metric_specs() if s.judge and s.judge in models and s.name in ("judge", "pairwise")]
+    judge_pricers = {j: call_pricer(quote(c, ctx.as_of)) for _, j, c, _ in judges}
+    if not pricers and not any(judge_pricers.values()):
+        return None
+    dataset = rf.read_table(S.DATASET)
+    requests = render_requests(cfg.prompt, dataset) if cfg.prompt is not None else None
+    samples = {m: shard_samples(ctx, m) for m in pricers}
+
+    def estimate(table, reqs, paid, pricers, samples):
+        return add_judges(estimate_calls(table, reqs, paid, pricers, samples), judges, judge_pricers)
+
+    est = estimate(dataset, requests, paid, pricers, samples)
+    cap = cfg.cost.max_usd
+    each = ", ".join(f"{m} {usd(v)}" for m, v in est.models.items())
+    log.info("invoke: estimated cost before calling: %s for %d examples (%s; prompt tokens from %s)%s", usd(est.usd),
+             est.rows, each, est.prompt_source, "" if cap is None else f"; cost.max_usd {usd(cap)}")
+    record = est.to_dict()
+    if cap is not None and est.usd > cap:
+        fit = est.fits(cap)
+        if cfg.cost.on_over_budget == "shrink" and fit >= 1:
+            sample = cfg.dataset.sample
+            seed = sample.seed if sample else 0
+            if sample is not None and sample.by:
+                pos = stratified_positions(dataset, sample.by, fit, seed)
+            else:
+                pos = np.sort(np.random.default_rng(seed).choice(dataset.num_rows, size=fit, replace=False))
+            smaller = dataset.take(pa_positions(pos))
+            while fit > 1:  # strata's minimum of one may push a small sample past the cap: one fewer until it fits
+                est2 = estimate(smaller, render_requests(cfg.prompt, smaller) if cfg.prompt is not None else None,
+                                paid, pricers, samples)
+                if est2.usd <= cap:
+                    break
+                fit -= 1
+                pos = (stratified_positions(dataset, sample.by, fit, seed) if sample is not None and sample.by
+                       else np.sort(np.random.default_rng(seed).choice(dataset.num_rows, size=fit, replace=False)))
+                smaller = dataset.take(pa_positions(pos))
+            else:
+                est2 = estimate(smaller, render_requests(cfg.prompt, smaller) if cfg.prompt is not None else None,
+                                paid, pricers, samples)
+            rf.write_table(S.DATASET, smaller)
+            digest = rf.hash(S.DATASET)
+
+            def shrunk(m: dict) -> None:  # the load stage's record names the dataset the run goes on with
+                m["dataset"] = {**(m.get("dataset") or {}), "rows": smaller.num_rows, "shrunk_from": dataset.num_rows}
+                arts = ((m.get("stages") or {}).get("load") or {}).get("artifacts")
+                if isinstance(arts, dict) and S.DATASET in arts:
+                    arts[S.DATASET] = digest
+
+            from assay.runs.manifest import edit
+
+            edit(rf, shrunk)
+            log.warning("invoke: the estimate %s for %d examples is above cost.max_usd %s: the sample is shrunk to %d "
+                        "examples (estimated %s)", usd(est.usd), est.rows, usd(cap), smaller.num_rows, usd(est2.usd))
+            record = {**est2.to_dict(), "shrunk_from": {"rows": est.rows, "usd": round(est.usd, 6)}}
+        else:
+            ctx.update_manifest(cost_estimate={**record, "max_usd": cap, "fits_rows": fit})
+            advice = (f"a sample of {fit} examples would fit (dataset.sample.n: {fit}), or set cost.on_over_budget: shrink"
+                      if fit >= 1 else "not even one example fits")
+            raise RunFailed(f"estimated cost {usd(est.usd)} for {est.rows} examples ({each}) is above cost.max_usd "
+                            f"{usd(cap)}; {advice}; nothing was called")
+    record["max_usd"] = cap
+    ctx.update_manifest(cost_estimate=record)
+    return record
+
+
+def pa_positions(pos):
+    """Row positions as an Arrow array for ``take``."""
+    import pyarrow as pa
+
+    return pa.array(pos, pa.int64())
+
+
+def actual_next_to_estimate(ctx: RunContext, estimate: dict | None, stats: dict) -> None:
+    """The invoke stage's spend per model beside the estimate made before it, in ``cost_estimate``."""
+    if estimate is None:
+        return
+    actual = {m: round(float((stats.get(m) or {}).get("usd") or 0.0), 6) for m in estimate.get("models", {})
+              if not m.startswith("judge:")}  # the judges' calls are made by the score stage: the cost stage adds them
+    ctx.update_manifest(cost_estimate={**estimate, "actual_usd": round(sum(actual.values()), 6), "actual_models": actual})
+
+
 def run(ctx: RunContext) -> str:
     from assay import calling as I
     from assay.pricing import call_pricer, quote
     from assay.providers import Context, build
 
     t0 = time.perf_counter()
+    estimated = estimate_first(ctx)
     rf = ctx.folder
     cfg = ctx.cfg
     models = ctx.loaded.config.models
@@ -160,7 +264,10 @@ def run(ctx: RunContext) -> str:
     n_err = sum(st["errors"] for st in stats.values())
     extra = {"models": stats, "rows": rows, "errors": n_err, "usd": round(budget.spent, 6)}
     add_served(ctx, extra)
+    if estimated is not None:
+        extra["estimate_usd"] = estimated["usd"]
     record_stage(rf, NAME, t0, [f"{S.RESPONSES}/"], extra)
+    actual_next_to_estimate(ctx, estimated, stats)
     if budget.stopped:
         raise RunFailed(f"budget guard: {budget.stopped}")
     return complete(rf, dataset.num_rows * sum(samples[m] for m in ctx.models), rows, n_err, cfg.max_error_rate)
@@ -433,6 +540,7 @@ def run_sharded(ctx: RunContext, map_shards) -> str:
     runner's map: the Prefect tasks of ``tasks/shards.py`` on Dask; ``on_done(figures)`` as each
     shard finishes, for the progress display), merged here."""
     t0 = time.perf_counter()
+    estimated = estimate_first(ctx)
     shards, resumed = plan_shards(ctx)
     log.info("invoke: %d shard(s) of up to %d rows over %d model(s)%s", len(shards), shard_rows(ctx), len(ctx.models),
              f"; cost.max_usd {ctx.cfg.cost.max_usd} split into {usd(ctx.cfg.cost.max_usd / len(shards))} per shard"
@@ -450,4 +558,7 @@ def run_sharded(ctx: RunContext, map_shards) -> str:
     for m in ctx.models:
         progress.report(m, done[m][0], total, 0, 0.0)
     results = map_shards(ctx, shards, on_done) if shards else []
-    return merge_shards(ctx, shards, results, resumed, t0)
+    try:
+        return merge_shards(ctx, shards, results, resumed, t0)
+    finally:
+        actual_next_to_estimate(ctx, estimated, ctx.manifest.model_stats)

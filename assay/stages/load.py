@@ -31,7 +31,9 @@ def run(ctx: RunContext) -> str:
         return rf.path(S.DATASET)
     # what the preflight of this process prepared, when it did (see assay.dataset.prepared_source)
     got = D.prepared_source(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample, keep=False)
-    where = f" up to {ctx.as_of}" if cfg.dataset.partition else ""
+    end = D.partition_end(cfg.dataset, ctx.as_of) if cfg.dataset.partition else None
+    where = f" up to {end}" + (f" ({cfg.dataset.partition.lag} before as_of {ctx.as_of})" if end != ctx.as_of else "") \
+        if cfg.dataset.partition else ""
     rows = got.rows if isinstance(got, D.Streamed) else got[0].num_rows
     if rows == 0:
         raise RunFailed(f"no examples in {cfg.dataset.source}{where}")

@@ -28,7 +28,14 @@ Deterministic answers
 2. Else, if a system/developer or user message has ``labels: a, b, c``, the reply is the
    label that occurs (case-insensitive, whole word, earliest position) in the last user
    message (with the ``labels:`` line itself removed), else the first label.
-3. Else the first 5 words of the last user message.
+3. Else, if the last user message is a pairwise judge's prompt (answer blocks ``[Answer A]`` and
+   ``[Answer B]``, asking for a ``Verdict:``), the reply is ``Verdict: A``, ``Verdict: B`` or
+   ``Verdict: tie``: the answer sharing more distinct words (of three letters or more) with the
+   conversation's last ``[user]`` turn wins, a difference of at most one word is a tie. A crude,
+   position-blind relevance judge: the same pair gets the same verdict in either order.
+4. Else the first 5 words of the last user message; a system message line ``WORDS: model=n, ...``
+   makes it the first ``n`` words for the request's ``model`` (so the models of a demo answer
+   differently).
 
 ``prompt_tokens = ceil(chars of all message contents / 4)``,
 ``completion_tokens = max(1, ceil(len(answer) / 4))``.
@@ -306,7 +313,40 @@ def varied_answer(last_user: str, n: int) -> str | None:
     return str(items[(n - 1) % len(items)])
 
 
-def respond(last_user: str, systems: list[str], users: list[str]) -> str:
+_WORDS_RE = re.compile(r"^[ \t]*WORDS:[ \t]*(.*?)[ \t\r]*$", re.M)
+_BLOCK_RE = {k: re.compile(r"\[Answer " + k + r"\]\n(.*?)\n\[End of answer " + k + r"\]", re.S) for k in "AB"}
+_LAST_USER_RE = re.compile(r"\[user\]\n(.*?)(?=\n\n\[[a-z]+[^\]\n]*\]\n|\n\[End of conversation\])", re.S)
+_WORD_RE = re.compile(r"[A-Za-z0-9]{3,}")
+
+
+def pairwise_verdict(last_user: str) -> str | None:
+    """A pairwise judge's verdict (see the module docstring, rule 3), or None for another prompt."""
+    if "[Answer B]" not in last_user or "Verdict:" not in last_user:
+        return None
+    a, b = _BLOCK_RE["A"].search(last_user), _BLOCK_RE["B"].search(last_user)
+    turns = _LAST_USER_RE.findall(last_user.split("[End of conversation]")[0] + "\n[End of conversation]")
+    if a is None or b is None:
+        return None
+    topic = {w.lower() for w in _WORD_RE.findall(turns[-1] if turns else "")}
+    sa = len(topic & {w.lower() for w in _WORD_RE.findall(a.group(1))})
+    sb = len(topic & {w.lower() for w in _WORD_RE.findall(b.group(1))})
+    return "Verdict: tie" if abs(sa - sb) <= 1 else ("Verdict: A" if sa > sb else "Verdict: B")
+
+
+def words_for(model: str | None, systems: list[str]) -> int:
+    """How many words of the last user message the default answer has for ``model`` (rule 4)."""
+    for text in systems:
+        if "WORDS:" in text:
+            m = _WORDS_RE.search(text)
+            if m:
+                for part in m.group(1).split(","):
+                    name, _, n = part.partition("=")
+                    if name.strip() == model and n.strip().isdigit():
+                        return max(1, int(n.strip()))
+    return 5
+
+
+def respond(last_user: str, systems: list[str], users: list[str], model: str | None = None) -> str:
     """The deterministic answer for a prompt (see module docstring)."""
     if "ANSWER:" in last_user:
         m = _ANSWER_RE.search(last_user)
@@ -324,7 +364,11 @@ def respond(last_user: str, systems: list[str], users: list[str]) -> str:
                 if best_pos < 0 or pos < best_pos or (pos == best_pos and len(lab) > len(best)):
                     best_pos, best = pos, lab
         return best
-    return " ".join(last_user.split(None, 5)[:5])
+    verdict = pairwise_verdict(last_user)
+    if verdict is not None:
+        return verdict
+    n = words_for(model, systems) if systems else 5
+    return " ".join(last_user.split(None, n)[:n])
 
 
 def answer_probability(last_user: str, systems: list[str], users: list[str]) -> float:
@@ -806,7 +850,7 @@ class _HTTPProtocol(asyncio.Protocol):
         if "ANSWERS:" in last_user:
             answer = varied_answer(last_user, prompts[ph])
         if answer is None:
-            answer = respond(last_user, systems, users)
+            answer = respond(last_user, systems, users, model)
         if trig and "TRIGGER:NOCHOICES" in user_all:
             return 200, b'{"id":"chatcmpl-empty","object":"chat.completion","choices":[]}', b"", delay
         pt = (chars + 3) // 4
