@@ -25,6 +25,23 @@ if str(ROOT) not in sys.path:
 
 
 @pytest.fixture(scope="session")
+def llama_server():
+    """llama.cpp's ``llama-server`` with the tiny model, on a free 127.0.0.1 port: built first by
+    scripts/real_server.py when the cache has no build of the pinned version (never skipped)."""
+    import importlib.util
+
+    from assay.testing.llama_server import LlamaServer
+
+    spec = importlib.util.spec_from_file_location("real_server", ROOT / "scripts" / "real_server.py")
+    script = sys.modules["real_server"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    built = script.ensure()
+    with LlamaServer(built.binary, built.model) as srv:
+        srv.build = built
+        yield srv
+
+
+@pytest.fixture(scope="session")
 def prefect_server():
     """A temporary Prefect server on a throwaway SQLite database, for flow-level tests."""
     from prefect.testing.utilities import prefect_test_harness

@@ -9,6 +9,7 @@ clients every request after the first wave arrives with ``n = c``, so the median
 (3 of its 4 waves) has TTFT ``L * f(c)`` and latency ``(L + I * (T - 1)) * f(c)`` for ``T`` tokens.
 """
 
+import asyncio
 import json
 import math
 import textwrap
@@ -324,3 +325,26 @@ def test_capacity_cli_exit_codes(tmp_path, server):
     (tmp_path / "down.yaml").write_text(open(cfg).read().replace(server.base_url, "http://127.0.0.1:9/v1"))
     res = run(app, ["capacity", "gpu", "-c", str(tmp_path / "down.yaml"), "--concurrency", "1", "--requests", "1"])
     assert res.exit_code == 1 and "gpu does not answer at http://127.0.0.1:9/v1" in res.output
+
+
+def test_a_server_that_closes_the_connection_after_each_stream_costs_no_errors():
+    """As llama.cpp's server does, unannounced: a pooled connection is found closed only when the
+    next request is written to it. Neither the sweep nor a streamed invoke counts that as the
+    endpoint's error; the provider finds it out once and asks for ``Connection: close`` after."""
+    from types import SimpleNamespace
+
+    from assay.calling import CallOptions, call_chat
+    from assay.providers.openai_compat import OpenAIProvider
+
+    with OpenAIServer(itl=0.001) as srv:
+        cfg = OpenAIModel(model="mock-model", base_url=srv.base_url, params={"max_tokens": 16}, max_concurrency=4,
+                          hosting={"usd_per_gpu_hour": 1.0})
+        prompts = [[{"role": "user", "content": f"ticket {i}\nANSWER: {ANSWER}"}] for i in range(8)]
+        df = K.sweep("gpu", cfg, prompts, [1, 4], requests=24)
+        assert len(df) == 48 and df["error"].isna().all(), df["error"].dropna().tolist()[:2]
+
+        streamed = cfg.model_copy(update={"stream": True})
+        p = OpenAIProvider(streamed, SimpleNamespace(model_name="gpu", extra={}, ctx=None))
+        st = asyncio.run(call_chat(p, prompts * 3, options=CallOptions(cache_mode="off")))
+        assert st["errors"] == 0 and st["retries"] == 0
+        assert 1 <= p.reconnects <= 4  # at most once per pooled connection, when it is found out

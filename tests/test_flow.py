@@ -283,7 +283,8 @@ def test_cli_missing_dataset_is_named_before_anything_is_written(tmp_path, prefe
     r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(cfg),
                         "--artifacts", str(tmp_path / "runs")], capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
     assert r.returncode == 2, r.stderr[-3000:]
-    assert (f"pipelines.support-triage.dataset.source (line 29): dataset file not found: "
+    line = 1 + text.splitlines().index(next(x for x in text.splitlines() if "no-such-file.parquet" in x))
+    assert (f"pipelines.support-triage.dataset.source (line {line}): dataset file not found: "
             f"{project_root / 'data' / 'support_triage' / 'no-such-file.parquet'}") in r.stderr
     assert "Traceback" not in r.stderr and not r.stdout.strip()
     assert not (tmp_path / "runs").exists()

@@ -317,3 +317,48 @@ def test_rate_limit_every():
         assert [r[0] for r in results] == [200, 200, 429] * 3
         assert all(r[1]["retry-after"] == "0.2" for r in results if r[0] == 429)
         assert s.stats()["requests_by_status"] == {"200": 6, "429": 3}
+
+
+# ------------------------------------------------------------------ as llama.cpp's server answers
+
+
+def _stream_events(port: int, body: dict) -> tuple[int, str, list]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        raw = r.read().decode()
+        kind = r.getheader("Content-Type")
+    finally:
+        conn.close()
+    if not kind.startswith("text/event-stream"):
+        return r.status, kind, [json.loads(raw)]
+    return r.status, kind, [json.loads(line[5:]) for line in raw.splitlines()
+                            if line.startswith("data:") and line[5:].strip() != "[DONE]"]
+
+
+def test_a_stream_starts_with_a_null_content_and_ends_with_a_usage_only_chunk():
+    with OpenAIServer(served_model="tiny.gguf", system_fingerprint="b1-abc") as s:
+        status, _, events = _stream_events(s.port, {"model": "asked", "messages": _user("ANSWER: abcdefgh"),
+                                                    "stream": True, "stream_options": {"include_usage": True}})
+    assert status == 200
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
+    assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"]) == "abcdefgh"
+    assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] == 2
+    assert {e["model"] for e in events} == {"tiny.gguf"} and {e["system_fingerprint"] for e in events} == {"b1-abc"}
+
+
+def test_errors_without_an_openai_code_carry_the_integer_status(srv):
+    status, _, body = _post(srv, _user("TRIGGER:500"))
+    assert status == 500 and body["error"]["code"] == 500 and body["error"]["type"] == "server_error"
+
+
+def test_a_prompt_longer_than_the_context_is_a_plain_400_even_when_streamed():
+    with OpenAIServer(context_tokens=10) as s:
+        for stream in (False, True):
+            status, kind, (body,) = _stream_events(s.port, {"model": MODEL, "messages": _user("x" * 100), "stream": stream})
+            assert status == 400 and kind.startswith("application/json")
+            err = body["error"]
+            assert err["type"] == "exceed_context_size_error" and err["n_prompt_tokens"] == 25 and err["n_ctx"] == 10
+        status, _, _ = _stream_events(s.port, {"model": MODEL, "messages": _user("short")})
+        assert status == 200

@@ -52,9 +52,12 @@ ROW_ERROR = "provider"
 
 
 def error_kind(err: ProviderError) -> str:
-    """What went wrong: ``http_<status>`` when the endpoint answered with one, else the
-    provider's fault (``timeout``, ``connection``, ``bad_json``, ``no_choices``), else
-    ``exception``."""
+    """What went wrong: the provider's reading of the error body when it has one
+    (``context_length``: the prompt overflowed the model's context), else ``http_<status>`` when
+    the endpoint answered with one, else the provider's fault (``timeout``, ``connection``,
+    ``bad_json``, ``no_choices``), else ``exception``."""
+    if err.fault is not None and err.status is not None:
+        return err.fault
     if err.status is not None:
         return f"http_{err.status}"
     return err.fault or EXCEPTION

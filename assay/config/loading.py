@@ -236,7 +236,7 @@ def _hashed_model(m: ModelConfig) -> dict:
 
 
 #: model keys added after runs were recorded, with their defaults (see :func:`_hashed_model`)
-_LATER_MODEL_KEYS = {"format": None, "on_incomplete": "error"}
+_LATER_MODEL_KEYS = {"format": None, "on_incomplete": "error", "stream": False}
 
 
 #: keys added to the pipeline schema after runs were recorded, with their defaults: left out of the

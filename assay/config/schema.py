@@ -151,6 +151,12 @@ class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
     def _stream_needs_aiohttp(self):
         if self.stream and self.client == "sdk":
             raise ValueError("stream: true needs client: aiohttp (the default); the sdk client is not streamed")
+        n = self.params.get("n")
+        if n is not None and n != 1:
+            # one choice is recorded per call, and servers disagree on what usage counts for n > 1
+            # (OpenAI: every choice; llama.cpp's server: one), so its cost could not be right
+            raise ValueError(f"params.n: {n!r}: Assay records one answer per call; ask for K answers per example "
+                             "with samples: K (K calls, each priced on its own usage)")
         return self
 
     @property

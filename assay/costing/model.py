@@ -88,7 +88,7 @@ COST_COLUMNS = [
     "model", "kind", "requests", "errors", "cache_hits",
     "prompt_tokens", "completion_tokens", "cached_tokens",
     "cost_usd", "cost_per_1k_usd", "cost_per_correct_usd",
-    "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
+    "latency_p50_s", "latency_p95_s", "latency_p99_s", "ttft_p50_s", "ttft_p95_s", "throughput_rps",
     "latency_p05_s", "latency_p25_s", "latency_p75_s",
     "monthly_requests", "monthly_cost_usd", "fixed_monthly_usd", "floor_monthly_usd", "usd_per_hour",
     "price_source", "price_json",
@@ -279,12 +279,13 @@ class Usage:
     latency: list = field(default_factory=list)   # arrays of successful rows' latencies (NaN dropped)
     row_usd: list = field(default_factory=list)   # arrays of each row's dollars (API models)
     spans: list = field(default_factory=list)     # (start, end) arrays in seconds of successful rows (replayed logs)
+    ttft: list = field(default_factory=list)      # arrays of streamed successful rows' times to first token
 
     def __add__(self, o: Usage) -> Usage:
         return Usage(self.requests + o.requests, self.errors + o.errors, self.cache_hits + o.cache_hits,
                      self.fresh_ok + o.fresh_ok, self.prompt_tokens + o.prompt_tokens,
                      self.completion_tokens + o.completion_tokens, self.cached_tokens + o.cached_tokens,
-                     self.latency + o.latency, self.row_usd + o.row_usd, self.spans + o.spans)
+                     self.latency + o.latency, self.row_usd + o.row_usd, self.spans + o.spans, self.ttft + o.ttft)
 
 
 def replayed(cfg) -> bool:
@@ -304,6 +305,7 @@ def usage_of(df: pd.DataFrame, q=None, priced: bool = False, spans: bool = False
     completion = _num(_col(df, "completion_tokens", 0)).fillna(0.0)
     cached_tok = _num(_col(df, "cached_tokens", 0)).fillna(0.0)
     latency = _num(_col(df, "latency_s", NAN)).to_numpy()[ok]
+    ttft = _num(_col(df, "ttft_s", NAN)).to_numpy()[ok & ~cached]  # a cache hit was not streamed now
     row_usd = []
     if priced:
         write_tok = _num(_col(df, "cache_write_tokens", 0)).fillna(0.0)
@@ -324,7 +326,8 @@ def usage_of(df: pd.DataFrame, q=None, priced: bool = False, spans: bool = False
         keep = ok & ~np.isnan(start) & ~np.isnan(lat_all)
         span = [np.column_stack([start[keep], start[keep] + lat_all[keep]])]
     return Usage(len(df), int((~ok).sum()), int(cached.sum()), int((ok & ~cached).sum()), int(prompt.sum()),
-                 int(completion.sum()), int(cached_tok.sum()), [latency[~np.isnan(latency)]], row_usd, span)
+                 int(completion.sum()), int(cached_tok.sum()), [latency[~np.isnan(latency)]], row_usd, span,
+                 [ttft[~np.isnan(ttft)]])
 
 
 def busy_seconds(spans: np.ndarray) -> float:
@@ -402,6 +405,7 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
     u = df if isinstance(df, Usage) else usage_of(df, q, kind == "api", replayed(cfg))
     requests = u.requests
     latency = np.concatenate(u.latency) if u.latency else np.zeros(0)
+    ttft = np.concatenate(u.ttft) if u.ttft else np.zeros(0)
     n_ok = requests - u.errors
 
     # throughput
@@ -497,6 +501,8 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
         "latency_p50_s": _percentile(latency, 50),
         "latency_p95_s": _percentile(latency, 95),
         "latency_p99_s": _percentile(latency, 99),
+        "ttft_p50_s": _percentile(ttft, 50),
+        "ttft_p95_s": _percentile(ttft, 95),
         "throughput_rps": throughput,
         # the rest of the report's latency box: every latency percentile is computed here, once
         "latency_p05_s": _percentile(latency, 5),

@@ -25,6 +25,8 @@ RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 
 #: What went wrong with a call that has no HTTP status (see :func:`assay.calling.retry.error_kind`)
 FAULTS = ("timeout", "connection", "bad_json", "no_choices")
+#: what an error body said, more precisely than its HTTP status (a ``fault`` given with a status)
+BODY_KINDS = ("context_length",)
 
 
 class ProviderError(AssayError):

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC
@@ -107,26 +108,65 @@ class OpenAIProvider(ChatProvider):
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s),
             headers={"Authorization": f"Bearer {self._api_key()}", "Content-Type": "application/json"})
         self._url = url + "/chat/completions"
+        self.reconnects = 0  # requests sent again because their kept-alive connection was found closed
+        self._streamed = False
+        self._close_after_stream = False
         self._body_head = {"model": self.cfg.model}
-        if getattr(self.cfg, "stream", False):
+        # a cascade's confidence rule needs the log-probabilities of a plain response
+        if getattr(self.cfg, "stream", False) and not self.wants_logprobs:
             self.call = self._call_streamed
 
     async def call(self, messages: list[dict]) -> CallResult:
         body = {**self._body_head, "messages": messages, **self._params}
         aiohttp = self._aiohttp
         try:
-            async with self._session.post(self._url, data=json.dumps(body)) as resp:
+            async with await self._send(json.dumps(body)) as resp:
                 raw = await resp.read()
                 status = resp.status
                 if status != 200:
-                    raise ProviderError(f"HTTP {status}: {self._clean(_error_message(raw))}", status=status,
-                                        retry_after=_retry_after(resp.headers))
+                    raise self._http_error(status, raw, resp.headers)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True,
                                 fault="connection") from None
         except TimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True, fault="timeout") from None
         return self._parse(raw)
+
+    async def _send(self, data: str, stream: bool = False):
+        """POST the request and return the response once its headers are in.
+
+        A kept-alive connection from the pool may turn out to be closed by the server only when
+        the request is written to it: a server closes idle connections after its own keep-alive
+        timeout (5 s for llama.cpp's server and uvicorn's), and llama.cpp's closes one after each
+        streamed response, both without notice the client could act on before reusing it. That is
+        the client's connection handling, not a failure of the endpoint: the request goes again
+        on another connection, at once and uncounted (``reconnects`` in the manifest). A new
+        connection that cannot be made, or a failure after the response began, is the endpoint's
+        error."""
+        aiohttp = self._aiohttp
+        for _ in range(self.cfg.max_concurrency):  # at most every pooled connection is stale
+            try:
+                return await self._session.post(self._url, data=data, headers=self._headers(stream))
+            except aiohttp.ClientConnectorError:
+                raise  # no connection could be made: the endpoint is down
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                self.reconnects += 1
+                if self._streamed:  # a server that closes a connection after a stream: stop pooling them
+                    self._close_after_stream = True
+        return await self._session.post(self._url, data=data, headers=self._headers(stream))
+
+    def _headers(self, stream: bool) -> dict | None:
+        # a server that closes the connection after a stream is told to say so (``Connection:
+        # close`` both ways), so the client does not pool a connection about to be closed
+        return _CLOSE if stream and self._close_after_stream else None
+
+    def _http_error(self, status: int, raw: bytes, headers) -> ProviderError:
+        """A non-200 answer as an error: its message; a prompt longer than the model's context is
+        the kind ``context_length`` and final (the same prompt overflows again, whatever the status)."""
+        message, kind = _error_info(raw)
+        final = kind == "context_length"
+        return ProviderError(f"HTTP {status}: {self._clean(message)}", status=status, retry_after=_retry_after(headers),
+                             retryable=False if final else None, fault=kind)
 
     def _parse(self, raw: bytes) -> CallResult:
         """A 200 response's body as a result; fields a server adds beyond OpenAI's (``timings``) are ignored."""
@@ -153,10 +193,12 @@ class OpenAIProvider(ChatProvider):
         what is measured, and for the invoke stage's streamed calls (:meth:`_call_streamed`). Needs
         the default aiohttp client (``start()`` without ``client: sdk``).
 
-        The response is read to its end (past ``data: [DONE]``, to the end of the chunked body)
-        before its connection goes back to the pool: a connection released with the body's last
-        bytes still unread is closed by the client, and one the server has already closed is found
-        out only when the next request is written to it."""
+        The response is read to the end of its body (past ``data: [DONE]``). Some servers
+        (llama.cpp's) then close the connection, without saying so in a ``Connection: close``
+        header: the client has put it back in the pool by the time the close arrives, and the next
+        request written to it fails. Once :meth:`_send` finds that so, this provider's streamed
+        requests say ``Connection: close``: the server's answer then says so too, and the client
+        closes the connection instead of pooling it."""
         body = {**self._body_head, "messages": messages, **self._params, "stream": True,
                 "stream_options": {"include_usage": True}}
         aiohttp = self._aiohttp
@@ -169,11 +211,9 @@ class OpenAIProvider(ChatProvider):
         served = fingerprint = None
         done = False
         try:
-            async with self._session.post(self._url, data=json.dumps(body)) as resp:
+            async with await self._send(json.dumps(body), stream=True) as resp:
                 if resp.status != 200:
-                    raw = await resp.read()
-                    raise ProviderError(f"HTTP {resp.status}: {self._clean(_error_message(raw))}", status=resp.status,
-                                        retry_after=_retry_after(resp.headers))
+                    raise self._http_error(resp.status, await resp.read(), resp.headers)
                 if not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                     # a server may answer a streamed request with plain JSON (an error, or no streaming)
                     raw = await resp.read()
@@ -222,6 +262,7 @@ class OpenAIProvider(ChatProvider):
                                 first = first or now
                                 chunks += 1
                                 parts.append(text)
+                self._streamed = True
         except aiohttp.ClientError as e:  # connection, payload, a malformed URL: this request failed
             raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True,
                                 fault="connection") from None
@@ -267,7 +308,9 @@ class OpenAIProvider(ChatProvider):
             resp = await self.client.chat.completions.create(model=self.cfg.model, messages=messages, **self._params)
         except o.APIStatusError as e:
             retry_after = _retry_after(e.response.headers) if e.response is not None else None
-            raise ProviderError(f"HTTP {e.status_code}: {self._clean(e.message)}", status=e.status_code, retry_after=retry_after) from None
+            kind = "context_length" if _CONTEXT_WORDS.search(f"{e.message} {e.body}") else None
+            raise ProviderError(f"HTTP {e.status_code}: {self._clean(e.message)}", status=e.status_code, retry_after=retry_after,
+                                retryable=False if kind else None, fault=kind) from None
         except o.APITimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", status=None, retryable=True, fault="timeout") from None
         except o.APIConnectionError as e:
@@ -291,11 +334,20 @@ class OpenAIProvider(ChatProvider):
             system_fingerprint=_str(getattr(resp, "system_fingerprint", None)),
         )
 
+    def stats(self) -> dict:
+        """``reconnects``, when some: requests sent again because their pooled connection was found
+        closed (see :meth:`_send`; not errors of the endpoint, so not in ``errors``/``retries``)."""
+        n = getattr(self, "reconnects", 0)
+        return {"reconnects": n} if n else {}
+
     async def close(self) -> None:
         if getattr(self, "_session", None) is not None:
             await self._session.close()
         if getattr(self, "client", None) is not None:
             await self.client.close()
+
+
+_CLOSE = {"Connection": "close"}
 
 
 def confidence(tokens) -> float | None:
@@ -308,13 +360,31 @@ def confidence(tokens) -> float | None:
     return math.exp(sum(lps) / len(lps)) if lps else None
 
 
-def _error_message(raw: bytes) -> str:
+#: how servers word a prompt longer than the model's context: OpenAI's ``context_length_exceeded``
+#: code, llama.cpp's ``exceed_context_size_error`` type, vLLM's and TGI's messages
+_CONTEXT_WORDS = re.compile(r"context_length_exceeded|exceed_context_size|maximum context length|"
+                            r"exceeds? the (?:available )?context|context window|must be <= \d+|"
+                            r"(?:input|prompt) is too long", re.I)
+
+
+def _error_info(raw: bytes) -> tuple[str, str | None]:
+    """An error body's message (with its ``type`` when the body names one) and, when it says the
+    prompt overflowed the model's context, the kind ``context_length``. The body's ``code`` may be
+    a string (OpenAI), an integer (llama.cpp's server: the HTTP status) or absent."""
     try:
         data = json.loads(raw)
         err = data.get("error", data)
-        return err.get("message") or json.dumps(err) if isinstance(err, dict) else str(err)
+        if isinstance(err, dict):
+            msg = err.get("message") or json.dumps(err)
+            typ, code = err.get("type"), err.get("code")
+            words = " ".join(str(x) for x in (typ, code, msg) if x is not None)
+            if isinstance(typ, str) and typ and typ not in msg:
+                msg = f"{typ}: {msg}"
+        else:
+            msg = words = str(err)
     except (ValueError, AttributeError):
-        return raw.decode(errors="replace")
+        msg = words = raw.decode(errors="replace")
+    return msg, ("context_length" if _CONTEXT_WORDS.search(words) else None)
 
 
 def _retry_after(headers) -> float | None:

@@ -74,7 +74,7 @@ def headline(metrics: pd.DataFrame, costs: pd.DataFrame, cfg: PipelineConfig) ->
         r["n"] = int(m.n)
         r["errors"] = int(m.errors)
     cols = [c for c in ("kind", "cost_usd", "cost_per_1k_usd", "monthly_cost_usd", "latency_p50_s", "latency_p95_s",
-                        "throughput_rps") if c in costs.columns]
+                        "ttft_p50_s", "ttft_p95_s", "throughput_rps") if c in costs.columns]
     first_cost = {}
     for c, full in zip(costs[["model", *cols]].to_dict("records"), costs.to_dict("records")):
         c["serving"] = serving_text(full, short=True) if "price_json" in full else ""
@@ -542,10 +542,15 @@ def _long_tables(rt: RunTables, table: pd.DataFrame, pairs: pd.DataFrame) -> lis
     crow = [{"model": r.model, "kind": r.kind, "requests": fmt.count(r.requests), "cost": _usd(r.cost_usd),
              "per1k": _usd(r.cost_per_1k_usd), "monthly": _usd(r.monthly_cost_usd), "fixed": _usd(r.fixed_monthly_usd),
              "p50": fmt.seconds(r.latency_p50_s), "p95": fmt.seconds(r.latency_p95_s), "p99": fmt.seconds(r.latency_p99_s),
+             "ttft50": fmt.seconds(getattr(r, "ttft_p50_s", None)), "ttft95": fmt.seconds(getattr(r, "ttft_p95_s", None)),
              "rps": fmt.num(r.throughput_rps, 1)} for r in c.itertuples()]
+    # time to first token only where some model streamed its calls (costs.parquet of older runs has no such column)
+    ttft_cols = [("ttft50", "TTFT p50"), ("ttft95", "TTFT p95")] \
+        if "ttft_p50_s" in c.columns and pd.to_numeric(c["ttft_p50_s"], errors="coerce").notna().any() else []
     out.append(P.collapsible("Costs", P.table(
         [("model", "model"), ("kind", "kind"), ("requests", "requests"), ("cost", "this run"), ("per1k", "$/1k req"),
-         ("monthly", "$/month"), ("fixed", "fixed $/month"), ("p50", "p50"), ("p95", "p95"), ("p99", "p99"), ("rps", "req/s")],
+         ("monthly", "$/month"), ("fixed", "fixed $/month"), ("p50", "p50"), ("p95", "p95"), ("p99", "p99"), *ttft_cols,
+         ("rps", "req/s")],
         crow, text_cols=("model", "kind")), len(crow)))
     if len(rt.breakeven):
         brow = [{"option": r.option, "api": r.api, "volume": fmt.count(r.breakeven_monthly_requests)

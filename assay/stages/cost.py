@@ -32,7 +32,7 @@ log = logging.getLogger("assay.cost")
 BATCH_ROWS = 65_536
 #: the response columns a cost row is computed from
 COST_INPUTS = ("model", "error", "cached", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
-               "latency_s", "started_at")
+               "latency_s", "started_at", "ttft_s")
 
 
 def usages(rf, models: dict, stats: dict, as_of: str, quote_of):

@@ -61,6 +61,20 @@ Fault injection (all deterministic)
   without ``usage``), ``TRIGGER:ECHOAUTH`` (400 whose message repeats the request's
   ``Authorization`` header, as a careless proxy might).
 
+As llama.cpp's server answers
+-----------------------------
+Where a real self-hosted server differs from OpenAI's API in a way a client must handle, the fake
+does what llama.cpp's ``llama-server`` does: a stream's first chunk carries the role alone with
+``"content": null``; the usage comes in a last chunk whose ``choices`` is empty; an error body's
+``code`` is the integer status unless the error imitates one of OpenAI's own (rate limits, keys);
+``served_model`` makes every response name that model whatever the request asked for;
+``system_fingerprint`` sets (or, empty, drops) the fingerprint; ``context_tokens=n`` answers a
+prompt of more than ``n`` tokens with 400 ``exceed_context_size_error`` (with
+``n_prompt_tokens`` and ``n_ctx``) as plain JSON, even for a streamed request; and a streamed
+response's connection is closed after its last byte, with nothing in its headers to say so
+(``close_after_stream``, the default; ``--keep-alive-after-stream`` keeps it open): a client
+that pools it finds it closed only when it writes the next request.
+
 Log-probabilities
 -----------------
 With ``"logprobs": true`` in the request, the choice carries ``logprobs.content``: the answer in
@@ -157,6 +171,8 @@ class ServerConfig:
         "slots",
         "served_model",
         "system_fingerprint",
+        "context_tokens",
+        "close_after_stream",
     )
 
     def __init__(
@@ -174,6 +190,8 @@ class ServerConfig:
         slots: int = 0,
         served_model: str | None = None,
         system_fingerprint: str | None = "fp_assay_fake",
+        context_tokens: int = 0,
+        close_after_stream: bool = True,
     ) -> None:
         if latency < 0 or jitter < 0 or slow_seconds < 0 or retry_after < 0 or itl < 0:
             raise ValueError("latency, jitter, slow_seconds, retry_after and itl must be >= 0")
@@ -197,6 +215,10 @@ class ServerConfig:
         # a self-hosted server answers under its own model's name whatever the request names
         self.served_model = served_model or None
         self.system_fingerprint = system_fingerprint or None
+        if context_tokens < 0:
+            raise ValueError("context_tokens must be >= 0")
+        self.context_tokens = int(context_tokens)
+        self.close_after_stream = bool(close_after_stream)
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__slots__}
@@ -218,6 +240,8 @@ class ServerConfig:
             "--slots", str(self.slots),
             "--served-model", self.served_model or "",
             "--system-fingerprint", self.system_fingerprint or "",
+            "--context-tokens", str(self.context_tokens),
+            *([] if self.close_after_stream else ["--keep-alive-after-stream"]),
         ]  # fmt: skip
 
 
@@ -381,8 +405,11 @@ def _logprobs_json(answer: str, p: float) -> str:
 _TRIGGER_429 = re.compile(r"TRIGGER:429(?![A-Z])")
 
 
-def _error_body(status: int, message: str, type_: str, code: str | None) -> bytes:
-    return json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()
+def _error_body(status: int, message: str, type_: str, code: str | None, **more: Any) -> bytes:
+    # OpenAI's string code where the error imitates one of OpenAI's (rate limits, keys), else the
+    # integer status, as llama.cpp's server sends it: a client must read both
+    err = {"code": status if code is None else code, "message": message, "type": type_, "param": None, **more}
+    return json.dumps({"error": err}).encode()
 
 
 class _State:
@@ -469,8 +496,10 @@ def _stream_pieces(seq: int, model: str, answer: str, ct: int, pt: int, usage: b
     pieces = []
     for i in range(ct):
         text = answer[4 * i: 4 * i + 4]
-        delta = ('{"role":"assistant","content":%s}' if i == 0 else '{"content":%s}') % _jstr(text)
-        event = 'data: %s{"index":0,"delta":%s,"finish_reason":null}]}\n\n' % (head, delta)
+        event = 'data: %s{"index":0,"delta":{"content":%s},"finish_reason":null}]}\n\n' % (head, _jstr(text))
+        if i == 0:  # the role comes alone first, with a null content, as llama.cpp's server sends it
+            event = 'data: %s{"index":0,"delta":{"role":"assistant","content":null},"finish_reason":null}]}\n\n' % head \
+                + event
         pieces.append([ttft + i * itl, event])
     tail = 'data: %s{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n' % head
     if usage:
@@ -704,7 +733,8 @@ class _HTTPProtocol(asyncio.Protocol):
             if status == -1:  # a broken response: these raw bytes, then the connection closes
                 return self._emit(status, out, b"", delay, False, True, raw=True)
             if status == -2:  # a stream: ``out`` is its (delay, bytes) pieces
-                return self._emit_stream(out, extra + ka, keep_alive)
+                # llama.cpp's server closes the connection after a stream, announcing nothing
+                return self._emit_stream(out, extra + ka, keep_alive and not self.st.cfg.close_after_stream)
             return self._emit(status, out, extra + ka, delay, keep_alive, True)
         if path in _MODELS_PATHS and method == b"GET":
             return self._simple(200, st.models_body, ka, keep_alive)
@@ -824,6 +854,11 @@ class _HTTPProtocol(asyncio.Protocol):
         if trig and "TRIGGER:NOCHOICES" in user_all:
             return 200, b'{"id":"chatcmpl-empty","object":"chat.completion","choices":[]}', b"", delay
         pt = (chars + 3) // 4
+        if cfg.context_tokens and pt > cfg.context_tokens:
+            # a 400 as plain JSON, even for a streamed request (llama.cpp's server answers so)
+            msg = f"request ({pt} tokens) exceeds the available context size ({cfg.context_tokens} tokens), try increasing it"
+            return 400, _error_body(400, msg, "exceed_context_size_error", None, n_prompt_tokens=pt,
+                                    n_ctx=cfg.context_tokens), b"", delay
         ct = max(1, (len(answer) + 3) // 4)
         st.seq += 1
         shown = cfg.served_model or model
@@ -958,6 +993,11 @@ def _build_parser() -> argparse.ArgumentParser:
                         "server names its own model); empty = the requested name")
     p.add_argument("--system-fingerprint", default="fp_assay_fake",
                    help="system_fingerprint of every response; empty = none")
+    p.add_argument("--context-tokens", type=int, default=0,
+                   help="a prompt of more tokens gets 400 exceed_context_size_error (0 = no limit)")
+    p.add_argument("--keep-alive-after-stream", action="store_true",
+                   help="keep the connection open after a streamed response (default: close it, unannounced, "
+                        "as llama.cpp's server does)")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when stdin closes (used by OpenAIServer)")
     return p
 
@@ -978,6 +1018,8 @@ def main(argv: list[str] | None = None) -> int:
         slots=args.slots,
         served_model=args.served_model or None,
         system_fingerprint=args.system_fingerprint or None,
+        context_tokens=args.context_tokens,
+        close_after_stream=not args.keep_alive_after_stream,
     )
     try:
         asyncio.run(serve(cfg, args.host, args.port, exit_on_stdin_eof=args.exit_on_stdin_eof))
@@ -1017,6 +1059,8 @@ class OpenAIServer:
         *,
         served_model: str | None = None,
         system_fingerprint: str | None = "fp_assay_fake",
+        context_tokens: int = 0,
+        close_after_stream: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
         startup_timeout: float = 15.0,
@@ -1036,6 +1080,8 @@ class OpenAIServer:
             slots=slots,
             served_model=served_model,
             system_fingerprint=system_fingerprint,
+            context_tokens=context_tokens,
+            close_after_stream=close_after_stream,
         )
         self.host = host
         self.port = port
