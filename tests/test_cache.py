@@ -5,15 +5,12 @@ reading one segment folder, and two machines sharing one s3:// artifact root on 
 the second replays an assessment with zero requests to the endpoint.
 """
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
 from datetime import date
 from pathlib import Path
-
-import pytest
 
 from assay.cache import ResponseCache, SegmentCache, open_cache
 from tests.test_s3_store import _forget_s3fs_instances, _keys, moto_endpoint, s3  # noqa: F401  (fixtures)
