@@ -32,7 +32,7 @@ from flows.cli.common import (
     load_pipeline,
     parse_date,
 )
-from flows.cli.policies import policy_table
+from flows.cli.whatif import policy_table
 
 
 def run(

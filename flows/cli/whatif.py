@@ -1,4 +1,4 @@
-"""Policy commands of the ``assay`` CLI: whatif (a cascade or a route, ad hoc, on a recorded run).
+"""``assay whatif``: a cascade or a route, ad hoc, on a recorded run.
 
 Exit codes: 0 ok, 2 a bad run folder, model name, rule or option.
 """
