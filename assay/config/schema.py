@@ -786,7 +786,7 @@ class PipelineConfig(Strict):
     def samples_of(self, name: str, model) -> int:
         """Calls per example for the pipeline's model ``name`` (config ``model``): the pipeline's
         ``samples: {name: K}``, else its ``samples: K``, else the model's own ``samples:``, else 1.
-        Only chat models are called more than once (see :mod:`assay.calling.invoke`)."""
+        Only chat models are called more than once (see :mod:`assay.calling.fanout`)."""
         s = self.samples
         if isinstance(s, dict) and name in s:
             return s[name]
