@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay import stats as ST
-from assay import store as S
+from assay import store
 from assay.metrics import EvaluateMetric, build_metric
 from assay.prompting import render_messages, transcript
 from assay.providers import PROVIDERS, Context, build
@@ -147,45 +147,45 @@ def score_streaming(ctx: RunContext, metrics: dict):
     rf, cfg = ctx.folder, ctx.cfg
     if not metrics or not all(streams(m) for m in metrics.values()):
         return None
-    schema, n_ex = rf.parquet_schema(S.DATASET)
+    schema, n_ex = rf.parquet_schema(store.DATASET)
     held = list(cfg.dataset.held_out or {})
     group_cols = list(dict.fromkeys(list(cfg.dataset.slices) + held))
     has_ref = "reference" in schema.names
     if (has_ref and not _string_column(schema, "reference")) or not all(_string_column(schema, c) for c in group_cols):
         return None
-    names = [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")] if rf.exists(S.RESPONSES) else []
+    names = [n for n in rf.listdir(store.RESPONSES) if n.endswith(".parquet")] if rf.exists(store.RESPONSES) else []
     parts: dict[str, list[str]] = {}
     lo = hi = None
     for n in names:
-        sch, rows = rf.parquet_schema(f"{S.RESPONSES}/{n}")
+        sch, rows = rf.parquet_schema(f"{store.RESPONSES}/{n}")
         if not rows:
             continue
         if "sample" in sch.names:
-            mm = pc.min_max(rf.read_table(f"{S.RESPONSES}/{n}", columns=["sample"])["sample"]).as_py()
+            mm = pc.min_max(rf.read_table(f"{store.RESPONSES}/{n}", columns=["sample"])["sample"]).as_py()
             if mm["min"] is not None:
                 lo = mm["min"] if lo is None else min(lo, mm["min"])
                 hi = mm["max"] if hi is None else max(hi, mm["max"])
-        first = next(rf.iter_batches(f"{S.RESPONSES}/{n}", ["model"], batch_size=1))
+        first = next(rf.iter_batches(f"{store.RESPONSES}/{n}", ["model"], batch_size=1))
         parts.setdefault(first["model"][0].as_py(), []).append(n)
     if lo is not None and lo != hi:
         return None  # several samples per example: the whole-table path averages them
     models = list(parts)
     frame = {}
     if group_cols:
-        t = rf.read_table(S.DATASET, columns=group_cols)
+        t = rf.read_table(store.DATASET, columns=group_cols)
         frame = {c: t[c].dictionary_encode().to_pandas() for c in group_cols}  # a few codes per example, not its text
         del t
     groups = _groups(pd.DataFrame(frame, index=pd.RangeIndex(n_ex)), list(cfg.dataset.slices), cfg.dataset.held_out)
     clusters = None
     if cfg.dataset.cluster:
-        col = rf.read_table(S.DATASET, columns=[cfg.dataset.cluster])[cfg.dataset.cluster]
+        col = rf.read_table(store.DATASET, columns=[cfg.dataset.cluster])[cfg.dataset.cluster]
         clusters = ST.cluster_codes(col.dictionary_encode().to_pandas().astype(object) if _string_column(
-            rf.parquet_schema(S.DATASET)[0], cfg.dataset.cluster) else col.to_pylist())
+            rf.parquet_schema(store.DATASET)[0], cfg.dataset.cluster) else col.to_pylist())
         del col
 
     def batches(model):
-        ds = _Rows(rf.iter_batches(S.DATASET, ["example_id"] + (["reference"] if has_ref else []), BATCH_ROWS))
-        resp = _Rows(b for n in parts[model] for b in rf.iter_batches(f"{S.RESPONSES}/{n}", ["example_id", "output", "error"],
+        ds = _Rows(rf.iter_batches(store.DATASET, ["example_id"] + (["reference"] if has_ref else []), BATCH_ROWS))
+        resp = _Rows(b for n in parts[model] for b in rf.iter_batches(f"{store.RESPONSES}/{n}", ["example_id", "output", "error"],
                                                                        BATCH_ROWS))
         while True:
             r = resp.take(BATCH_ROWS)
@@ -203,10 +203,10 @@ def score_streaming(ctx: RunContext, metrics: dict):
     out_schema = pa.schema([("example_id", pa.string()), ("model", pa.string()), ("metric", pa.string()),
                             ("value", pa.float64()), ("detail", pa.null()), ("score_error", pa.null())])
     try:
-        with rf.table_writer(S.SCORES, out_schema) as w:
+        with rf.table_writer(store.SCORES, out_schema) as w:
             def on_scores(model, key, each):
                 lo = 0
-                for b in rf.iter_batches(S.DATASET, ["example_id"], BATCH_ROWS):
+                for b in rf.iter_batches(store.DATASET, ["example_id"], BATCH_ROWS):
                     k = b.num_rows
                     w.write_table(pa.table([b["example_id"], pa.array([model] * k, pa.string()), pa.array([key] * k, pa.string()),
                                             pa.array(each[lo:lo + k], pa.float64()), pa.nulls(k), pa.nulls(k)], schema=out_schema))
@@ -236,7 +236,7 @@ def run(ctx: RunContext, score_rows=None) -> str:
     # batch by batch in this process; a cluster's score chunks (score_rows) take the whole tables
     res = score_streaming(ctx, metrics) if score_rows is None else None
     if res is None:  # a metric or a responses folder that needs the whole tables (see score_streaming)
-        dataset = rf.read_table(S.DATASET)
+        dataset = rf.read_table(store.DATASET)
         responses = read_scored_responses(rf)
         inputs = inputs_text(ctx, dataset) if any(getattr(m, "needs_inputs", False) for m in metrics.values()) else None
         give_against(ctx, metrics, dataset, responses, inputs)
@@ -245,10 +245,10 @@ def run(ctx: RunContext, score_rows=None) -> str:
                     inputs=inputs, cluster=cfg.dataset.cluster, budgets=budgets, deterministic=deterministic_models(ctx),
                     score_rows=score_rows, budgets_s={s.key: s.bootstrap_budget_s for s in cfg.metric_specs()})
         del dataset, responses
-        rf.write_table(S.SCORES, res.scores)
-    rf.write_table(S.METRICS, res.metrics)
-    rf.write_table(S.GENERALIZATION, res.generalization)
-    rf.write_table(S.COMPARISONS, res.comparisons)
+        rf.write_table(store.SCORES, res.scores)
+    rf.write_table(store.METRICS, res.metrics)
+    rf.write_table(store.GENERALIZATION, res.generalization)
+    rf.write_table(store.COMPARISONS, res.comparisons)
     judges = {key: {**m.usage, **({"calls_by_model": dict(m.calls_by_model)} if hasattr(m, "calls_by_model") else {})}
               for key, m in metrics.items() if getattr(m, "usage", None)}
     extra = {"judges": judges} if judges else {}
@@ -258,7 +258,7 @@ def run(ctx: RunContext, score_rows=None) -> str:
     if res.budgets:
         extra["bootstrap_budgets"] = {k: {**v, "computations": computations.get(k.split(".")[0], res.computations.get(k))}
                                       for k, v in res.budgets.items()}
-    record_stage(rf, NAME, t0, [S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS], extra or None)
+    record_stage(rf, NAME, t0, [store.SCORES, store.METRICS, store.GENERALIZATION, store.COMPARISONS], extra or None)
     for key, pr in res.probes.items():
         if pr["scored"] == "per example":
             log.info("score: %s: %s (whole set %.3g s, probe %.3g s); intervals, slices and comparisons without "
@@ -291,7 +291,7 @@ def run(ctx: RunContext, score_rows=None) -> str:
                         g["score_error"].iloc[0])
     for key, usage in judges.items():
         log.info("score: judge %s made %d calls (%d errors)", key, usage.get("requests", 0), usage.get("errors", 0))
-    return rf.path(S.METRICS)
+    return rf.path(store.METRICS)
 
 
 # --- score chunks on a cluster (``runner:``) ------------------------------------------------------
