@@ -225,7 +225,7 @@ def score_streaming(ctx: RunContext, metrics: dict):
 
 
 def run(ctx: RunContext, score_rows=None) -> str:
-    """The stage; ``score_rows`` as for :func:`assay.scoring.score` (see :func:`chunked`)."""
+    """The stage; ``score_rows`` as for :func:`assay.scoring.score` (see :func:`sharded`)."""
     # lazy: keeps pandas out of start-up
     from assay.scoring import score
 
@@ -233,7 +233,7 @@ def run(ctx: RunContext, score_rows=None) -> str:
     rf = ctx.folder
     cfg = ctx.cfg
     metrics = build_metrics(ctx)
-    # batch by batch in this process; a cluster's score chunks (score_rows) take the whole tables
+    # batch by batch in this process; a cluster's score shards (score_rows) take the whole tables
     res = score_streaming(ctx, metrics) if score_rows is None else None
     if res is None:  # a metric or a responses folder that needs the whole tables (see score_streaming)
         dataset = rf.read_table(store.DATASET)
@@ -294,14 +294,14 @@ def run(ctx: RunContext, score_rows=None) -> str:
     return rf.path(store.METRICS)
 
 
-# --- score chunks on a cluster (``runner:``) ------------------------------------------------------
+# --- score shards on a cluster (``runner:``) ------------------------------------------------------
 #
 # The per-example scores of a metric are a function of each example alone, so they are computed
-# in chunks wherever the runner has workers; aggregates, intervals, slices and comparisons need
+# in shards wherever the runner has workers; aggregates, intervals, slices and comparisons need
 # every example and stay in the stage's process. A judge (a metric that calls a model and counts
 # its usage) is scored in the stage's process, so its usage is counted once, where it is recorded.
 
-#: the metrics a worker process built, per run (built once per process, not once per chunk)
+#: the metrics a worker process built, per run (built once per process, not once per shard)
 _METRICS: dict = {}
 
 
@@ -312,13 +312,13 @@ def _metric(ctx: RunContext, key: str):
     return _METRICS["built"][key]
 
 
-def score_chunk(ctx: RunContext, key: str, chunk):
-    """One chunk's per-example scores of metric ``key``: (values by sub-key, details, errors).
-    ``chunk`` is a :class:`~assay.stages.invoke.Packed` (preds, refs, rows, inputs); so is the result."""
+def score_shard(ctx: RunContext, key: str, shard):
+    """One shard's per-example scores of metric ``key``: (values by sub-key, details, errors).
+    ``shard`` is a :class:`~assay.stages.invoke.Packed` (preds, refs, rows, inputs); so is the result."""
     # lazy: keeps pandas out of start-up
     from assay.scoring import _score_rows
 
-    preds, refs, rows, inputs = chunk.value
+    preds, refs, rows, inputs = shard.value
     values, details, errors = _score_rows(_metric(ctx, key), preds, refs, rows, inputs)
     return Packed(({k: (None if v is None else list(v)) for k, v in values.items()}, details, errors))
 
@@ -328,22 +328,22 @@ def shardable(metric) -> bool:
     return getattr(metric, "usage", None) is None and not hasattr(metric, "set_cache")
 
 
-def chunked(ctx: RunContext, map_chunks, chunk_rows: int):
-    """A ``score_rows`` for :func:`run`: splits each (model, metric)'s rows into chunks of
-    ``chunk_rows``, has ``map_chunks(ctx, key, chunks) -> [results of score_chunk]`` score them,
-    and joins the results in order. A judge, or a single chunk, is scored here."""
+def sharded(ctx: RunContext, map_shards, shard_rows: int):
+    """A ``score_rows`` for :func:`run`: splits each (model, metric)'s rows into shards of
+    ``shard_rows``, has ``map_shards(ctx, key, shards) -> [results of score_shard]`` score them,
+    and joins the results in order. A judge, or a single shard, is scored here."""
     # lazy: keeps pandas out of start-up
     from assay.scoring import _score_rows
 
     def score_rows(key, metric, preds, refs, rows, inputs, model=None):
         n = len(preds)
-        if not shardable(metric) or n <= chunk_rows:
+        if not shardable(metric) or n <= shard_rows:
             return _score_rows(metric, preds, refs, rows, inputs)
-        spans = [(lo, min(n, lo + chunk_rows)) for lo in range(0, n, chunk_rows)]
-        chunks = [Packed((preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b]))
+        spans = [(lo, min(n, lo + shard_rows)) for lo in range(0, n, shard_rows)]
+        shards = [Packed((preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b]))
                   for a, b in spans]
-        log.info("score: %s%s: %d chunks of up to %d rows", f"{model} " if model else "", key, len(chunks), chunk_rows)
-        results = [r.value for r in map_chunks(ctx, key, chunks)]
+        log.info("score: %s%s: %d shards of up to %d rows", f"{model} " if model else "", key, len(shards), shard_rows)
+        results = [r.value for r in map_shards(ctx, key, shards)]
         values: dict = {}
         for sub in results[0][0]:
             parts = [r[0].get(sub) for r in results]
