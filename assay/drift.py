@@ -22,7 +22,7 @@ served from the cache repeat the fields of the call that filled the cache.
 import logging
 from collections import Counter
 
-from assay import store as S
+import assay.store
 from assay.store import RunFolder
 
 log = logging.getLogger("assay.drift")
@@ -33,10 +33,10 @@ def observed(rf: RunFolder) -> dict[str, dict[str, str | None]]:
     """Per model of the run's responses, the most frequent non-null value of each field (None
     when no response gave one; a run written before the columns existed gives nothing)."""
     counts: dict[str, dict[str, Counter]] = {}
-    for name in rf.listdir(S.RESPONSES):
+    for name in rf.listdir(assay.store.RESPONSES):
         if not name.endswith(".parquet"):
             continue
-        path = f"{S.RESPONSES}/{name}"
+        path = f"{assay.store.RESPONSES}/{name}"
         if not set(FIELDS) <= set(rf.parquet_schema(path)[0].names):
             continue
         t = rf.read_table(path, columns=["model", *FIELDS])

@@ -75,8 +75,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+import assay.store
 from assay import stats as ST
-from assay import store as S
 from assay.stats import p_adjust
 from assay.store import RunFolder, Store
 
@@ -97,12 +97,12 @@ class RunData:
 
     @classmethod
     def load(cls, rf: RunFolder, scores: bool = True) -> "RunData":
-        metrics = rf.read_table(S.METRICS).to_pandas()
-        sc = rf.read_table(S.SCORES).to_pandas() if scores and rf.exists(S.SCORES) else None
+        metrics = rf.read_table(assay.store.METRICS).to_pandas()
+        sc = rf.read_table(assay.store.SCORES).to_pandas() if scores and rf.exists(assay.store.SCORES) else None
         examples = None
-        if scores and rf.exists(S.DATASET):
+        if scores and rf.exists(assay.store.DATASET):
             cols = sorted({s.split("=", 1)[0] for s in metrics["slice"].astype(str) if "=" in s})
-            examples = _read_columns(rf, S.DATASET, ["example_id", *cols])
+            examples = _read_columns(rf, assay.store.DATASET, ["example_id", *cols])
         return cls(metrics, sc, examples, rf.run_id, rf.as_of)
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-from assay import store as S
+import assay.store
 from assay.gates import gates_passed
 from assay.store import RunFolder, Store
 
@@ -85,7 +85,7 @@ def history(root: str, pipeline: str, metric: str | None = None, slice: str = "a
         started[(r.as_of, r.run_id)] = str(m.get("started_at") or "")
         for model, d in (m.get("drift") or {}).items():
             drift[(r.as_of, r.run_id, model)] = d
-    mds = _dataset(store, pipeline, runs, S.METRICS)
+    mds = _dataset(store, pipeline, runs, assay.store.METRICS)
     if mds is None:
         return pd.DataFrame(columns=COLUMNS)
     flt = ds.field("slice") == slice
@@ -93,7 +93,7 @@ def history(root: str, pipeline: str, metric: str | None = None, slice: str = "a
         flt = flt & (ds.field("metric") == metric)
     cols = [c for c in METRIC_COLUMNS if c in mds.schema.names] + ["as_of", "run_id"]
     metrics = mds.to_table(columns=cols, filter=flt).to_pandas()
-    cds = _dataset(store, pipeline, runs, S.COSTS)
+    cds = _dataset(store, pipeline, runs, assay.store.COSTS)
     if cds is not None:
         ccols = [c for c in COST_COLUMNS if c in cds.schema.names] + ["as_of", "run_id"]
         costs = cds.to_table(columns=ccols).to_pandas()

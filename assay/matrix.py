@@ -19,7 +19,7 @@ import math
 
 import pandas as pd
 
-from assay import store as S
+import assay.store
 from assay.config import LoadedConfig
 from assay.runs import artifacts_root
 from assay.store import RunFolder, Store
@@ -63,7 +63,7 @@ def _pipeline_rows(loaded: LoadedConfig, store: Store, name: str, metric: str | 
         return [{**base, "status": NO_RUN}]
     base.update(run_id=rf.run_id, as_of=rf.as_of)
     try:
-        metrics = rf.read_table(S.METRICS).to_pandas()
+        metrics = rf.read_table(assay.store.METRICS).to_pandas()
     except FileNotFoundError:
         return [{**base, "status": "no metrics.parquet in the latest complete run"}]
     sel = metrics[(metrics["metric"] == headline) & (metrics["slice"] == "all")]
@@ -72,7 +72,7 @@ def _pipeline_rows(loaded: LoadedConfig, store: Store, name: str, metric: str | 
         return [{**base, "status": f"metric {headline!r} not in the latest complete run (it has: {have})"}]
     costs = {}
     try:
-        ct = rf.read_table(S.COSTS).to_pandas()
+        ct = rf.read_table(assay.store.COSTS).to_pandas()
         if "kind" in ct.columns:
             ct = ct[ct["kind"] != "judge"]
         costs = {str(r["model"]): _float(r.get("cost_per_1k_usd")) for _, r in ct.iterrows()}

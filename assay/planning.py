@@ -18,8 +18,8 @@ import math
 
 import pandas as pd
 
+import assay.store
 from assay import stats as ST
-from assay import store as S
 from assay.store import RunFolder
 
 COLUMNS = ["metric", "model_a", "model_b", "n_run", "samples_run", "mde_run", "samples", "examples_needed", "basis"]
@@ -37,8 +37,8 @@ def plan(rf: RunFolder, detect: float, alpha: float = ST.ALPHA, power: float = S
          samples: list[int] | None = None) -> pd.DataFrame:
     """One row per metric, model pair and samples-per-example K: the examples needed to detect ``detect``."""
     rows = []
-    comp = rf.read_table(S.COMPARISONS).to_pandas() if rf.exists(S.COMPARISONS) else pd.DataFrame()
-    mets = rf.read_table(S.METRICS).to_pandas()
+    comp = rf.read_table(assay.store.COMPARISONS).to_pandas() if rf.exists(assay.store.COMPARISONS) else pd.DataFrame()
+    mets = rf.read_table(assay.store.METRICS).to_pandas()
     overall = mets[mets["slice"] == "all"]
     run_k = overall.set_index(["model", "metric"])["samples"] if "samples" in overall else None
     units = []

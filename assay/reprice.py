@@ -24,7 +24,8 @@ from datetime import UTC, date, datetime
 
 import pandas as pd
 
-from assay import store as S
+import assay.runs.manifest
+import assay.store
 from assay.config import ConfigError, OpenAIModel, recorded_config, recorded_model
 from assay.costing import (
     PRICE_DATE,
@@ -40,7 +41,6 @@ from assay.errors import AssayError
 from assay.pricing import PriceQuote, quote
 from assay.responses import read_responses
 from assay.runs import Manifest
-from assay.runs import manifest as M
 from assay.store import RunFolder
 
 __all__ = ["RepriceError", "Repriced", "open_run", "reprice", "format_comparison", "COMPARED"]
@@ -69,12 +69,12 @@ def open_run(path: str | os.PathLike | RunFolder) -> RunFolder:
     """The run folder (:func:`assay.store.open_run`), after checking that what repricing reads is there;
     RepriceError names the first missing file."""
     try:
-        rf = S.open_run(path)
-    except S.NotARunFolder as e:
+        rf = assay.store.open_run(path)
+    except assay.store.NotARunFolder as e:
         raise RepriceError(str(e)) from None
-    if not [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")]:
-        raise RepriceError(f"{rf.path(S.RESPONSES)}/part-*.parquet is missing: the run has no responses")
-    for name in (S.METRICS, S.COSTS):
+    if not [n for n in rf.listdir(assay.store.RESPONSES) if n.endswith(".parquet")]:
+        raise RepriceError(f"{rf.path(assay.store.RESPONSES)}/part-*.parquet is missing: the run has no responses")
+    for name in (assay.store.METRICS, assay.store.COSTS):
         if not rf.exists(name):
             raise RepriceError(f"{rf.path(name)} is missing: the run did not finish its score and cost stages")
     return rf
@@ -87,14 +87,14 @@ def _recorded(rf: RunFolder, manifest: dict):
     repricing calls no model, so the run's endpoints and keys need not be set where it is repriced.
     """
     try:
-        loaded = recorded_config(manifest, unset_env="keep", source=rf.path(S.MANIFEST))
+        loaded = recorded_config(manifest, unset_env="keep", source=rf.path(assay.store.MANIFEST))
     except ConfigError as e:
         raise RepriceError(str(e)) from None
     pipe = next(iter(loaded.config.pipelines.values()))  # the one pipeline a manifest records
     names = list((manifest.get("request") or {}).get("models") or pipe.models)
     missing = [n for n in names if n not in loaded.config.models]
     if missing:
-        raise RepriceError(f"{rf.path(S.MANIFEST)} has no recorded config for model {missing[0]!r} (config.models.{missing[0]})")
+        raise RepriceError(f"{rf.path(assay.store.MANIFEST)} has no recorded config for model {missing[0]!r} (config.models.{missing[0]})")
     return pipe, {n: loaded.config.models[n] for n in names}
 
 
@@ -142,7 +142,7 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
     rf = open_run(run_folder)
     manifest = rf.manifest()
     if manifest is None:
-        raise RepriceError(f"{rf.path(S.MANIFEST)} is not valid JSON")
+        raise RepriceError(f"{rf.path(assay.store.MANIFEST)} is not valid JSON")
     pipe, models = _recorded(rf, manifest)
     run_day = str(manifest.get("as_of") or rf.as_of)
     day = _as_day(as_of)
@@ -151,7 +151,7 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
     view = Manifest(manifest)
     stats = view.model_stats
     responses = read_responses(rf).to_pandas()
-    correct = correct_counts(rf.read_table(S.METRICS).to_pandas())
+    correct = correct_counts(rf.read_table(assay.store.METRICS).to_pandas())
     known = recorded_quotes(view)
 
     def quote_of(name: str, d: str):
@@ -167,13 +167,13 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
     costs, be = cost_tables(responses, models, quotes, stats, pipe.cost.monthly_requests, correct, judge_rows,
                             manifest.get("capacity"))  # the operating points the run was priced at
 
-    old = rf.read_table(S.COSTS).to_pandas()
+    old = rf.read_table(assay.store.COSTS).to_pandas()
     comparison = _compare(old, costs)
     out = Repriced(rf, label, recorded, costs, be, comparison,
                    {**prices_record(quotes, label), **{f"judge:{j}": q.to_dict() for j, q in judge_quotes.items()}})
     if write:
         cname, bname = f"costs-{label}.parquet", f"breakeven-{label}.parquet"
-        assert cname != S.COSTS and bname != S.BREAKEVEN
+        assert cname != assay.store.COSTS and bname != assay.store.BREAKEVEN
         out.written = [rf.write_table(cname, costs), rf.write_table(bname, be)]
         entry = {
             "as_of": label,
@@ -185,7 +185,7 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
             "cost_usd": {r.model: (None if pd.isna(r.cost_usd) else float(r.cost_usd)) for r in costs.itertuples()},
             "quotes": out.quotes,
         }
-        M.edit(rf, lambda m: m.setdefault("repriced", {}).__setitem__(label, entry))
+        assay.runs.manifest.edit(rf, lambda m: m.setdefault("repriced", {}).__setitem__(label, entry))
     return out
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from assay import store as S
+import assay.store
 from assay.config import ConfigError, recorded_config
 from assay.dataset import fingerprint
 from assay.errors import AssayError
@@ -26,7 +26,7 @@ from assay.store import RunFolder
 TIMING = {"responses": ["latency_s", "started_at", "attempts", "cached"],
           "costs": ["cache_hits", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
                     "latency_p05_s", "latency_p25_s", "latency_p75_s"]}
-PARQUET = [S.DATASET, S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS, S.COSTS, S.BREAKEVEN]
+PARQUET = [assay.store.DATASET, assay.store.SCORES, assay.store.METRICS, assay.store.GENERALIZATION, assay.store.COMPARISONS, assay.store.COSTS, assay.store.BREAKEVEN]
 
 
 class ReproduceError(AssayError, ValueError):
@@ -45,21 +45,21 @@ class Reproduction:
 
 
 def _frame(rf: RunFolder, name: str) -> pd.DataFrame:
-    if name == S.RESPONSES:
+    if name == assay.store.RESPONSES:
         return read_responses(rf).to_pandas().sort_values(["model", "example_id", "sample"]).reset_index(drop=True)
     return rf.read_table(name).to_pandas()
 
 
 def compare(a: RunFolder, b: RunFolder) -> list[dict]:
     rows = []
-    for name in [S.RESPONSES] + PARQUET:
+    for name in [assay.store.RESPONSES] + PARQUET:
         if not a.exists(name):
             continue
-        if name != S.RESPONSES and a.hash(name) == b.hash(name):
+        if name != assay.store.RESPONSES and a.hash(name) == b.hash(name):
             rows.append({"artifact": name, "status": "identical", "detail": a.hash(name)[:12]})
             continue
         fa, fb = _frame(a, name), _frame(b, name)
-        key = "responses" if name == S.RESPONSES else name.split(".")[0]
+        key = "responses" if name == assay.store.RESPONSES else name.split(".")[0]
         timing = [c for c in TIMING.get(key, []) if c in fa.columns]
         ca, cb = fa.drop(columns=timing, errors="ignore"), fb.drop(columns=timing, errors="ignore")
         if list(ca.columns) == list(cb.columns) and ca.shape == cb.shape and ca.equals(cb):
@@ -79,15 +79,15 @@ def reproduce(path: str, artifacts: str | None = None, project: str | None = Non
     folder is not (a run made elsewhere on a shared object store), against ``project``, by default
     the current directory. The dataset's fingerprint check makes sure it is the same data."""
     try:
-        src = S.open_run(path)
-    except S.NotARunFolder as e:
+        src = assay.store.open_run(path)
+    except assay.store.NotARunFolder as e:
         raise ReproduceError(str(e)) from None
     m = src.manifest() or {}
     if m.get("status") != "complete":
         raise ReproduceError(f"{path} is not a complete run (status {m.get('status')!r})")
     try:
         # an unset ${VAR} is an error: the models are called again, and must be the ones the run called
-        loaded = recorded_config(m, unset_env="error", source=src.path(S.MANIFEST))
+        loaded = recorded_config(m, unset_env="error", source=src.path(assay.store.MANIFEST))
     except ConfigError as e:
         raise ReproduceError(str(e)) from None
     recorded_file = Path(m.get("config_file") or "pipelines.yaml")

@@ -78,7 +78,7 @@ def journal_path(run: RunFolder, model: str) -> str:
 def remote_journal(run: RunFolder, model: str) -> str | None:
     """On a remote root, the folder of the run folder where a model's journal is also uploaded
     (``responses/journal-<model>.d/``, one immutable object per upload, see
-    :class:`assay.calling.invoke.Journal`), so that a resume on another machine repays only the
+    :class:`assay.calling.fanout.Journal`), so that a resume on another machine repays only the
     calls of the last few seconds; None on a local root."""
     return f"{RESPONSES}/journal-{safe_name(model)}.d" if run.store.remote else None
 

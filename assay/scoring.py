@@ -27,7 +27,8 @@ import pyarrow as pa
 
 from assay import stats as ST
 from assay.errors import DataError
-from assay.metrics.core import EvaluateMetric
+from assay.metrics.adapter import EvaluateMetric
+from assay.metrics.builtin import BUILTINS
 
 #: above this many examples a mean's interval is the normal approximation, not a bootstrap
 NORMAL_APPROX_N = 200_000
@@ -577,7 +578,7 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
     scoring of each (model, metric) (the score stage passes one that scores chunks on a cluster).
 
     A metric with ``probe`` (an ``evaluate`` module) that gives no per-example scores is probed
-    first (:meth:`~assay.metrics.core.EvaluateMetric.probe`, within ``budgets_s[key]`` seconds,
+    first (:meth:`~assay.metrics.adapter.EvaluateMetric.probe`, within ``budgets_s[key]`` seconds,
     :data:`BUDGET_S` by default): when it is a mean of per-example values, those values are its
     scores from then on (intervals, slices, comparisons without recomputing it); otherwise its
     bootstrap resamples within what is left of that time. ``probes`` in the result says which.
@@ -710,7 +711,7 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
 
 
 def _probe_aggregates(metrics: dict, models: list, aligned: dict, refs_all: list, sampled: bool, budgets_s: dict):
-    """(probes, probed): each aggregate-only module's :class:`~assay.metrics.core.Probe`, and for those
+    """(probes, probed): each aggregate-only module's :class:`~assay.metrics.adapter.Probe`, and for those
     that are a mean, their per-example values by model (one per response row)."""
     probes, probed = {}, {}
     for key, metric in metrics.items():
@@ -765,7 +766,7 @@ class NotStreamed(Exception):
 def streams(metric) -> bool:
     """Whether a metric can be scored batch by batch (:func:`score_batches`): a built-in mean of
     per-example scores that needs neither the dataset rows, nor the prompts, nor keeps details."""
-    return (bool(metric.decomposable) and type(metric).__module__ == "assay.metrics.core" and hasattr(metric, "score_each")
+    return (bool(metric.decomposable) and type(metric) in BUILTINS.values() and hasattr(metric, "score_each")
             and not isinstance(metric, EvaluateMetric)  # decomposable only once a module returned per-example scores
             and not hasattr(metric, "score_examples") and not getattr(metric, "needs_rows", False)
             and not getattr(metric, "needs_inputs", False) and not hasattr(metric, "combine_samples"))

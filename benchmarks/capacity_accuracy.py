@@ -12,7 +12,7 @@ endpoint faster than that is measured as the client's limit, not its own.
 
 import argparse
 
-from assay import capacity as K
+from assay import capacity
 from assay.config import OpenAIModel
 from assay.testing.openai_server import OpenAIServer
 
@@ -25,14 +25,14 @@ def main() -> None:
     ap.add_argument("--levels", default="1,4,16,64")
     ap.add_argument("--requests", type=int, default=256)
     args = ap.parse_args()
-    levels = K.parse_levels(args.levels)
+    levels = capacity.parse_levels(args.levels)
     prompts = [[{"role": "user", "content": f"ANSWER: {ANSWER}"}]]
-    slo = K.parse_slo(None)
+    slo = capacity.parse_slo(None)
     tokens = len(ANSWER) // 4
 
     with OpenAIServer(latency=TTFT, itl=ITL) as srv:
         cfg = OpenAIModel(model="m", base_url=srv.base_url, hosting={"usd_per_gpu_hour": 1.0})
-        t = K.summarize(K.sweep("m", cfg, prompts, levels, args.requests), slo)
+        t = capacity.summarize(capacity.sweep("m", cfg, prompts, levels, args.requests), slo)
     latency = TTFT + ITL * (tokens - 1)
     print(f"configured: TTFT {TTFT * 1000:.1f} ms, ITL {ITL * 1000:.2f} ms, latency {latency * 1000:.1f} ms "
           f"({tokens} tokens); {args.requests} requests per level")
@@ -43,7 +43,7 @@ def main() -> None:
 
     with OpenAIServer() as srv:
         cfg = OpenAIModel(model="m", base_url=srv.base_url, hosting={"usd_per_gpu_hour": 1.0})
-        t = K.summarize(K.sweep("m", cfg, prompts, [64], 4096), slo)
+        t = capacity.summarize(capacity.sweep("m", cfg, prompts, [64], 4096), slo)
     print(f"client limit at no latency, concurrency 64, {tokens}-token streams: {t.rps.iloc[0]:.0f} req/s "
           f"({t.output_tok_s.iloc[0]:.0f} tok/s)")
 

@@ -1,7 +1,7 @@
 """A 1,000,000-row replay assessment on a two-worker local Dask cluster, end to end.
 
 The ``assess`` flow (on a temporary Prefect server of its own) with ``runner: {dask: local,
-workers: 2, shard_rows: R}``: load, the invoke shards and score chunks on the cluster's two worker
+workers: 2, shard_rows: R}``: load, the invoke and score shards on the cluster's two worker
 processes, cost and report in the flow's process. Printed: wall seconds of the whole run, rows per
 second, the peak memory (RSS) of the largest process (the flow's or a worker's, sampled every
 0.2 s with psutil over the whole process tree) and of the tree at its peak; with ``--compare``, the

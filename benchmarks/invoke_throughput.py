@@ -19,7 +19,7 @@ it does not share a GIL with Assay) and, for the whole-process figure, a real
 5. durability  N=20,000, L=0, C=64 and N=5,000, L=0, C=8: the invoke stage with the per-call
                journal (as every run: each finished call is journaled before its slot starts
                the next, the calls of one event-loop turn in one write) and without it
-               (``assay.calling.invoke.JOURNAL``, an internal switch), taking turns. At C=8
+               (``assay.calling.fanout.JOURNAL``, an internal switch), taking turns. At C=8
                nearly every call is a write of its own. Target: ratio <= 1.05.
 
 The machine's speed varies from minute to minute (other processes, frequency), so the two
@@ -151,7 +151,7 @@ DURABILITY_LIMIT = 1.05  # invoke stage at L=0 with the journal against without 
 
 
 def bench_durability(n: int, c: int, reps: int = 3) -> dict:
-    from assay.calling import invoke as I
+    from assay.calling import fanout
 
     on, off = [], []
     with tempfile.TemporaryDirectory() as d, OpenAIServer(latency=0.0) as srv:
@@ -159,12 +159,12 @@ def bench_durability(n: int, c: int, reps: int = 3) -> dict:
         invoke_seconds(cfg)  # warm the server and the imports
         try:
             for _ in range(reps):
-                I.JOURNAL = False
+                fanout.JOURNAL = False
                 off.append(invoke_seconds(cfg))
-                I.JOURNAL = True
+                fanout.JOURNAL = True
                 on.append(invoke_seconds(cfg))
         finally:
-            I.JOURNAL = True
+            fanout.JOURNAL = True
     ratio = min(on) / min(off)
     print(f"durability N={n} L=0 C={c}: invoke with the journal {min(on):.2f} s (runs: {_runs(on)}), without "
           f"{min(off):.2f} s (runs: {_runs(off)}) -> ratio {ratio:.3f} (limit {DURABILITY_LIMIT}) "

@@ -157,15 +157,15 @@ async def bare_streamed_rps(base_url: str, n: int) -> float:
 
 def assay_sweep_rps(base_url: str, n: int) -> float:
     """``assay capacity``'s sweep at concurrency C alone: the level's req/s."""
-    from assay import capacity as K
+    from assay import capacity
     from assay.config import parse_model
 
     cfg = parse_model(dict(provider="openai", model="tiny", base_url=base_url, params={"max_tokens": MAX_TOKENS},
                            hosting={"usd_per_gpu_hour": 1.0}))
-    df = K.sweep("tiny", cfg, [_messages(t) for t in _texts(n)], [C], requests=n)
+    df = capacity.sweep("tiny", cfg, [_messages(t) for t in _texts(n)], [C], requests=n)
     if df["error"].notna().any():
         raise SystemExit(f"sweep: {int(df['error'].notna().sum())} errors, e.g. {df['error'].dropna().iloc[0]}")
-    level = K.summarize(df, K.parse_slo(None)).iloc[0]
+    level = capacity.summarize(df, capacity.parse_slo(None)).iloc[0]
     return float(level["rps"])
 
 

@@ -31,14 +31,14 @@ from invoke_throughput import OFFLINE, PrefectServer  # noqa: E402
 
 
 def bad_inputs() -> None:
-    import tests.test_preflight as T
+    from tests import test_preflight
 
     print("| bad input | exit | what `assay run` printed (first problem) | written |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for i, bad in enumerate(T.BAD_INPUTS):
+        for i, bad in enumerate(test_preflight.BAD_INPUTS):
             d = Path(tmp) / f"case{i:02d}"
             d.mkdir()
-            _, _, r = T._assay_run(d, bad)
+            _, _, r = test_preflight._assay_run(d, bad)
             lines = [ln.strip() for ln in r.stderr.strip().splitlines()]
             first = lines[1] if len(lines) > 1 and lines[0].endswith("problem(s)") else (lines[-1] if lines else "")
             first = first.replace(str(d) + "/", "").replace("|", "\\|")
@@ -47,10 +47,10 @@ def bad_inputs() -> None:
 
 
 def kills() -> None:
-    import tests.test_kills as K
     from assay.reproduce import compare
     from assay.store import Store
     from assay.testing.openai_server import OpenAIServer
+    from tests import test_kills
 
     print("| killed in | resumed in the same folder | artifacts equal an uninterrupted run's | calls made | paid twice |\n"
           "|---|---|---|---|---|")
@@ -59,22 +59,22 @@ def kills() -> None:
         with PrefectServer(tmp / "server-home") as server:
             env = dict(os.environ, PREFECT_HOME=str(tmp / "client-home"), PREFECT_API_URL=server.url, PYTHONPATH=str(ROOT),
                        **OFFLINE)
-            base = K._config(tmp, srv.base_url, tmp / "baseline")
-            subprocess.run(K._cmd(base), env=env, cwd=ROOT, capture_output=True, check=True)
+            base = test_kills._config(tmp, srv.base_url, tmp / "baseline")
+            subprocess.run(test_kills._cmd(base), env=env, cwd=ROOT, capture_output=True, check=True)
             (baseline,) = Store(tmp / "baseline").complete_runs("p")
-            for stage in K.STAGES:
+            for stage in test_kills.STAGES:
                 work = tmp / f"killed-{stage}"
                 work.mkdir()
-                cfg = K._config(work, srv.base_url, work / "runs")
+                cfg = test_kills._config(work, srv.base_url, work / "runs")
                 srv.reset()
-                subprocess.run(K._cmd(cfg, armed=stage), env=env, cwd=ROOT, capture_output=True)
-                again = subprocess.run(K._cmd(cfg), env=env, cwd=ROOT, capture_output=True, text=True)
+                subprocess.run(test_kills._cmd(cfg, armed=stage), env=env, cwd=ROOT, capture_output=True)
+                again = subprocess.run(test_kills._cmd(cfg), env=env, cwd=ROOT, capture_output=True, text=True)
                 (run,) = Store(work / "runs").runs("p")
                 same = again.returncode == 0 and Path(again.stdout.strip().splitlines()[-1]) == Path(run.url)
                 equal = all(r["status"] in ("identical", "same content") for r in compare(baseline, run))
                 calls = srv.stats(include_prompts=False)["requests_total"]
-                print(f"| {stage} | {'yes' if same else 'NO'} | {'yes' if equal else 'NO'} | {calls} | {calls - K.N} |")
-    print(f"\n({K.N} examples; the live model at concurrency {K.C}, shards of {K.SHARD} responses.)")
+                print(f"| {stage} | {'yes' if same else 'NO'} | {'yes' if equal else 'NO'} | {calls} | {calls - test_kills.N} |")
+    print(f"\n({test_kills.N} examples; the live model at concurrency {test_kills.C}, shards of {test_kills.SHARD} responses.)")
 
 
 def faults() -> None:
@@ -82,18 +82,18 @@ def faults() -> None:
 
     import pandas as pd
 
-    import tests.test_faults as F
     from assay.responses import read_responses
     from assay.runs import Manifest
     from assay.stages import run_local
     from assay.testing.openai_server import OpenAIServer
+    from tests import test_faults
 
     print("| fault injected | outcome on the row | attempts | error recorded |\n|---|---|---|---|")
-    os.environ["FAULTS_KEY"] = F.KEY
+    os.environ["FAULTS_KEY"] = test_faults.KEY
     with tempfile.TemporaryDirectory() as tmp, OpenAIServer(latency=0.0, slow_seconds=3.0) as srv:
-        ctx = run_local(str(F.fault_workspace(Path(tmp), srv.base_url)), "p", date(2026, 11, 1))
+        ctx = run_local(str(test_faults.fault_workspace(Path(tmp), srv.base_url)), "p", date(2026, 11, 1))
         rows = read_responses(ctx.folder).to_pandas().set_index("example_id")
-        for i, fault in enumerate(F.EXPECTED):
+        for i, fault in enumerate(test_faults.EXPECTED):
             r = rows.loc[f"f{i:02d}"]
             err = None if pd.isna(r["error"]) else str(r["error"])
             out = None if pd.isna(r["output"]) else str(r["output"])

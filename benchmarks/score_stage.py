@@ -123,7 +123,7 @@ def exec_(workers: int):
 def big():
     import resource
 
-    from assay.metrics.core import Accuracy, ExactMatch, MacroF1
+    from assay.metrics.classification import Accuracy, ExactMatch, MacroF1
     from assay.scoring import score
 
     ds, resp = _data(100_000, [("A", 0.8), ("B", 0.78)], slices=4)

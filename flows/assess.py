@@ -203,7 +203,7 @@ def dask_task_runner(runner):
 
 def on_dask(ctx):
     """The stages of ``ctx`` in a subflow whose task runner is the pipeline's Dask cluster: the
-    stage tasks run here as always; the invoke shards and score chunks they map run on the cluster."""
+    stage tasks run here as always; the invoke and score shards they map run on the cluster."""
     stages_on_dask.with_options(task_runner=dask_task_runner(ctx.runner))(ctx, _flow_run_record())  # the parent made the folder
 
 

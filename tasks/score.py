@@ -13,6 +13,6 @@ from tasks.shards import map_score
 @task(name="score", cache_policy=NO_CACHE, retries=0)
 def score(ctx: RunContext) -> str:
     """Per-example scores, aggregates with bootstrap intervals, slices; write metrics.parquet."""
-    if ctx.runner is not None:  # per-example scores in chunks on the cluster (tasks/shards.py)
-        return run_stage_with(stage.run, ctx, stage.chunked(ctx, map_score, invoke_stage.shard_rows(ctx)))
+    if ctx.runner is not None:  # per-example scores in shards on the cluster (tasks/shards.py)
+        return run_stage_with(stage.run, ctx, stage.sharded(ctx, map_score, invoke_stage.shard_rows(ctx)))
     return run_stage(stage, ctx)

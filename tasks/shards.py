@@ -1,5 +1,5 @@
 """The shard tasks of a run on a cluster (``runner:``): one Prefect task per invoke shard (model ×
-rows) and per score chunk, submitted to the flow's task runner (prefect-dask's ``DaskTaskRunner``),
+rows) and per score shard, submitted to the flow's task runner (prefect-dask's ``DaskTaskRunner``),
 so they run in the cluster's worker processes and show in the UI as task runs of the stage.
 
 Each task is a thin wrapper around a Prefect-free function of ``assay.stages``; its ``assay`` log
@@ -23,11 +23,11 @@ def invoke_shard(ctx: RunContext, shard: invoke_stage.Shard) -> invoke_stage.Sha
         return invoke_stage.run_shard(ctx, shard)
 
 
-@task(name="score-chunk", cache_policy=NO_CACHE, retries=0, task_run_name="score-{key}-{number}")
-def score_chunk(ctx: RunContext, key: str, number: int, chunk: invoke_stage.Packed):
-    """One chunk's per-example scores of one metric."""
+@task(name="score-shard", cache_policy=NO_CACHE, retries=0, task_run_name="score-{key}-{number}")
+def score_shard(ctx: RunContext, key: str, number: int, shard: invoke_stage.Packed):
+    """One shard's per-example scores of one metric."""
     with assay_logs_to_prefect():
-        return score_stage.score_chunk(ctx, key, chunk)
+        return score_stage.score_shard(ctx, key, shard)
 
 
 def _outcome(future) -> tuple[bool, object]:
@@ -64,6 +64,6 @@ def map_invoke(ctx: RunContext, shards: list, on_done=None) -> list[invoke_stage
     return _gather(invoke_shard.map(unmapped(ctx), shards), "invoke shards", on_done)
 
 
-def map_score(ctx: RunContext, key: str, chunks: list) -> list:
-    """Score the chunks of one metric on the flow's task runner; their results, in order."""
-    return _gather(score_chunk.map(unmapped(ctx), key, list(range(len(chunks))), chunks), f"score chunks of {key}")
+def map_score(ctx: RunContext, key: str, shards: list) -> list:
+    """Score the shards of one metric on the flow's task runner; their results, in order."""
+    return _gather(score_shard.map(unmapped(ctx), key, list(range(len(shards))), shards), f"score shards of {key}")

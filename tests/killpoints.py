@@ -28,16 +28,16 @@ def arm(point: str) -> None:
     from assay.store import RunFolder
 
     if point == "gate":  # the gate records its verdict in the manifest: die before that write lands
-        from assay.runs import manifest as M
+        from assay.runs import manifest
 
-        update = M.update
+        update = manifest.update
 
         def dying_update(folder, stage=None, **changes):
             if "gates" in changes:
                 _die()
             return update(folder, stage=stage, **changes)
 
-        M.update = dying_update
+        manifest.update = dying_update
         return
     match, skip = POINTS[point]
     seen = [0]

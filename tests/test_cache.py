@@ -44,9 +44,9 @@ def test_a_segment_is_written_once_and_read_by_another_machine(tmp_path):
 
 
 def test_a_segment_is_flushed_every_segment_rows(tmp_path, monkeypatch):
-    import assay.cache as C
+    import assay.cache
 
-    monkeypatch.setattr(C, "SEGMENT_ROWS", 100)
+    monkeypatch.setattr(assay.cache, "SEGMENT_ROWS", 100)
     c = SegmentCache(str(tmp_path / "segments"), index_dir=str(tmp_path / "index"))
     for lo in range(0, 250, 50):
         c.put_many(records(f"b{lo}", 50))

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from assay import capacity as K
-from assay import store as S
+import assay.capacity
+import assay.store
 from assay.config import OpenAIModel
 from assay.reprice import reprice
 from assay.reproduce import reproduce
@@ -107,23 +107,23 @@ def _app():
 
 
 def test_slo_clauses_default_to_p95_and_a_bad_clause_is_named():
-    slo = K.parse_slo("p95_latency_s=2, ttft_s=0.5,p50_itl_s=0.05,error_rate=0")
+    slo = assay.capacity.parse_slo("p95_latency_s=2, ttft_s=0.5,p50_itl_s=0.05,error_rate=0")
     assert slo.bounds == {(95, "latency"): 2.0, (95, "ttft"): 0.5, (50, "itl"): 0.05}
     assert slo.error_rate == 0.0
     assert slo.as_dict() == {"p95_latency_s": 2.0, "p95_ttft_s": 0.5, "p50_itl_s": 0.05, "error_rate": 0.0}
-    assert K.parse_slo(None).bounds == {} and K.parse_slo(None).error_rate == K.DEFAULT_ERROR_RATE
+    assert assay.capacity.parse_slo(None).bounds == {} and assay.capacity.parse_slo(None).error_rate == assay.capacity.DEFAULT_ERROR_RATE
     for text, says in [("p95_latency=2", "'p95_latency=2': unknown key 'p95_latency' (did you mean"),
                        ("ttft_s=fast", "'ttft_s=fast': 'fast' is not a number"),
                        ("latency_s", "'latency_s': expected key=value"),
                        ("error_rate=2", "between 0 and 1"), ("latency_s=0", "above 0"), ("itl_s=-1", ">= 0")]:
-        with pytest.raises(K.CapacityError, match=None) as e:
-            K.parse_slo(f"p95_latency_s=2,{text}")
+        with pytest.raises(assay.capacity.CapacityError, match=None) as e:
+            assay.capacity.parse_slo(f"p95_latency_s=2,{text}")
         assert says in str(e.value), (text, str(e.value))
-    assert K.parse_levels("8,1, 2,2") == [1, 2, 8]
-    assert K.parse_levels(None) == [1, 2, 4, 8, 16, 32, 64]
+    assert assay.capacity.parse_levels("8,1, 2,2") == [1, 2, 8]
+    assert assay.capacity.parse_levels(None) == [1, 2, 4, 8, 16, 32, 64]
     for bad in ("1,x", "0", ","):
-        with pytest.raises(K.CapacityError, match="--concurrency"):
-            K.parse_levels(bad)
+        with pytest.raises(assay.capacity.CapacityError, match="--concurrency"):
+            assay.capacity.parse_levels(bad)
 
 
 def test_level_figures_and_the_choice_by_hand():
@@ -136,8 +136,8 @@ def test_level_figures_and_the_choice_by_hand():
                          "prompt_tokens": 10, "completion_tokens": 20, "wall_s": 2.0 if c == 1 else 1.0})
     rows[-1].update(error="HTTP 500: boom", latency_s=0.1, ttft_s=None, itl_s=None, completion_tokens=None)
     df = pd.DataFrame(rows)
-    slo = K.parse_slo("p95_latency_s=2.9,error_rate=0.3")
-    t = K.summarize(df, slo).set_index("concurrency")
+    slo = assay.capacity.parse_slo("p95_latency_s=2.9,error_rate=0.3")
+    t = assay.capacity.summarize(df, slo).set_index("concurrency")
     # level 1: 4 successes over 2 s; level 4: 3 successes (one 500) over 1 s
     assert t.loc[1, "rps"] == 2.0 and t.loc[4, "rps"] == 3.0
     assert t.loc[1, "output_tok_s"] == 40.0 and t.loc[4, "output_tok_s"] == 60.0
@@ -149,15 +149,15 @@ def test_level_figures_and_the_choice_by_hand():
     assert t.loc[1, "goodput_rps"] == 2.0 and t.loc[4, "goodput_rps"] == 2.0
     assert bool(t.loc[1, "meets_slo"]) and not bool(t.loc[4, "meets_slo"])
     assert t.loc[4, "missed"] == "p95_latency_s 2.95 > 2.9"
-    assert K.choose(t.reset_index())["concurrency"] == 1
+    assert assay.capacity.choose(t.reset_index())["concurrency"] == 1
     # a looser SLO: both meet it and level 4 has the higher throughput
-    assert K.choose(K.summarize(df, K.parse_slo("latency_s=3,error_rate=0.25")))["concurrency"] == 4
+    assert assay.capacity.choose(assay.capacity.summarize(df, assay.capacity.parse_slo("latency_s=3,error_rate=0.25")))["concurrency"] == 4
     # a tighter error bound: level 4's one failure in four breaks it
-    assert "error_rate 0.25 > 0.01" in K.summarize(df, K.parse_slo("latency_s=3")).set_index("concurrency").loc[4, "missed"]
-    assert K.choose(K.summarize(df, K.parse_slo("latency_s=0.5"))) is None
+    assert "error_rate 0.25 > 0.01" in assay.capacity.summarize(df, assay.capacity.parse_slo("latency_s=3")).set_index("concurrency").loc[4, "missed"]
+    assert assay.capacity.choose(assay.capacity.summarize(df, assay.capacity.parse_slo("latency_s=0.5"))) is None
     # throughputs within 2 % of the best are a tie, won by the lower concurrency
     near = pd.DataFrame({"concurrency": [8, 16], "rps": [10.0, 10.15], "meets_slo": [True, True]})
-    assert K.choose(near)["concurrency"] == 8
+    assert assay.capacity.choose(near)["concurrency"] == 8
 
 
 def test_the_record_goes_stale_when_what_serves_changes_not_when_the_price_does():
@@ -167,9 +167,9 @@ def test_the_record_goes_stale_when_what_serves_changes_not_when_the_price_does(
             base.model_copy(update={"max_concurrency": 99, "price_ref": "openai/gpt-4o"})]
     changed = [base.model_copy(update={"params": {"max_tokens": 64}}), base.model_copy(update={"base_url": "http://y/v1"}),
                base.model_copy(update={"hosting": base.hosting.model_copy(update={"gpus": 2})})]
-    h = K.capacity_hash(base)
-    assert all(K.capacity_hash(m) == h for m in same)
-    assert all(K.capacity_hash(m) != h for m in changed)
+    h = assay.capacity.capacity_hash(base)
+    assert all(assay.capacity.capacity_hash(m) == h for m in same)
+    assert all(assay.capacity.capacity_hash(m) != h for m in changed)
 
 
 def test_the_servers_stream_reads_with_the_openai_sdk(server):
@@ -200,7 +200,7 @@ def test_sweep_finds_the_queueing_servers_operating_point_and_the_cost_stage_pri
     assert f"operating point: concurrency {expected}," in res.output
 
     store = Store(tmp_path / "runs")
-    rec = K.read_record(store, "gpu")
+    rec = assay.capacity.read_record(store, "gpu")
     assert rec["operating_point"]["concurrency"] == expected
     assert rec["slo"] == {"p50_latency_s": bound, "error_rate": 0.0}
     assert rec["prompts"] == "pipeline p (12 examples)" and rec["measured_at"][:10] == date.today().isoformat()
@@ -223,12 +223,12 @@ def test_sweep_finds_the_queueing_servers_operating_point_and_the_cost_stage_pri
     # the same sweep under an SLO that TTFT binds: computed by hand from the formula again
     ttft_bound = 0.09  # level 4 at 0.07 s, level 8 at 0.11 s
     assert _by_hand(bound, ttft_bound) == 4
-    again = K.summarize(sweep, K.parse_slo(f"p50_latency_s={bound},p50_ttft_s={ttft_bound}"))
-    assert K.choose(again)["concurrency"] == 4
+    again = assay.capacity.summarize(sweep, assay.capacity.parse_slo(f"p50_latency_s={bound},p50_ttft_s={ttft_bound}"))
+    assert assay.capacity.choose(again)["concurrency"] == 4
 
     # a run of the pipeline: the hosted model is priced at the recorded throughput
     ctx = run_local(cfg, "p", date(2026, 11, 30))
-    costs = ctx.folder.read_table(S.COSTS).to_pandas().set_index("model")
+    costs = ctx.folder.read_table(assay.store.COSTS).to_pandas().set_index("model")
     rps = rec["operating_point"]["rps"]
     usd_per_hour = USD_PER_GPU_HOUR * GPUS
     assert costs.loc["gpu", "throughput_rps"] == pytest.approx(rps)
@@ -238,7 +238,7 @@ def test_sweep_finds_the_queueing_servers_operating_point_and_the_cost_stage_pri
     m = ctx.folder.manifest()
     assert m["capacity"]["gpu"]["used"] is True and m["capacity"]["gpu"]["concurrency"] == expected
     assert "api" not in m["capacity"]
-    report = ctx.folder.read_bytes(S.REPORT).decode()  # the report's price line names the source
+    report = ctx.folder.read_bytes(assay.store.REPORT).decode()  # the report's price line names the source
     assert f"throughput {rps:.1f} req/s (capacity: concurrency {expected}, measured" in report
     # break-even against the API at that operating point: while the always-on replica's capacity
     # (rps * 3600 * 730 requests a month) is not used up, the self-hosted month costs its floor,
@@ -247,7 +247,7 @@ def test_sweep_finds_the_queueing_servers_operating_point_and_the_cost_stage_pri
     api = resp[resp["model"] == "api"]
     c_api = float((api["prompt_tokens"] * API_IN + api["completion_tokens"] * API_OUT).sum()) / 1e6 / len(api)
     floor = usd_per_hour * 730
-    be = ctx.folder.read_table(S.BREAKEVEN).to_pandas().set_index(["option", "api"]).loc[("gpu", "api")]
+    be = ctx.folder.read_table(assay.store.BREAKEVEN).to_pandas().set_index(["option", "api"]).loc[("gpu", "api")]
     assert usd_per_hour / (3600 * rps) < c_api
     assert be["breakeven_monthly_requests"] == pytest.approx(floor / c_api)
 
@@ -263,23 +263,23 @@ def test_a_new_price_keeps_the_record_and_a_changed_model_ignores_it(tmp_path, s
     cfg = _config(tmp_path, server.base_url)
     res = CliRunner().invoke(_app(), ["capacity", "gpu", "-c", cfg, "--concurrency", "2", "--requests", "4"])
     assert res.exit_code == 0, res.output
-    rps = K.read_record(Store(tmp_path / "runs"), "gpu")["operating_point"]["rps"]
+    rps = assay.capacity.read_record(Store(tmp_path / "runs"), "gpu")["operating_point"]["rps"]
 
     cfg = _config(tmp_path, server.base_url, usd=3.0)  # another GPU price: the same serving
-    costs = run_local(cfg, "p", date(2026, 11, 30)).folder.read_table(S.COSTS).to_pandas().set_index("model")
+    costs = run_local(cfg, "p", date(2026, 11, 30)).folder.read_table(assay.store.COSTS).to_pandas().set_index("model")
     assert costs.loc["gpu", "throughput_rps"] == pytest.approx(rps)
     assert costs.loc["gpu", "cost_per_1k_usd"] == pytest.approx(3.0 * GPUS / (3600 * rps) * 1000)
 
     cfg = _config(tmp_path, server.base_url, gpu_extra=", temperature: 0.5")  # what the endpoint is asked changed
     ctx = run_local(cfg, "p", date(2026, 11, 30))
-    costs = ctx.folder.read_table(S.COSTS).to_pandas().set_index("model")
+    costs = ctx.folder.read_table(assay.store.COSTS).to_pandas().set_index("model")
     assert json.loads(costs.loc["gpu", "price_json"])["throughput_source"] == "measured"
     assert costs.loc["gpu", "throughput_rps"] == pytest.approx(ctx.folder.manifest()["stages"]["invoke"]["models"]["gpu"]["throughput_rps"])
     note = ctx.folder.manifest()["capacity"]["gpu"]
     assert note["used"] is False and note["reason"].startswith("stale")
 
     cfg = _config(tmp_path, server.base_url, hosting_extra=", throughput_rps: 7.5")
-    costs = run_local(cfg, "p", date(2026, 11, 30)).folder.read_table(S.COSTS).to_pandas().set_index("model")
+    costs = run_local(cfg, "p", date(2026, 11, 30)).folder.read_table(assay.store.COSTS).to_pandas().set_index("model")
     assert costs.loc["gpu", "throughput_rps"] == 7.5  # an explicit throughput outranks a record
 
 
@@ -310,8 +310,8 @@ def test_capacity_cli_exit_codes(tmp_path, server):
     assert res.exit_code == 1, res.output
     assert "no concurrency level of gpu meets the SLO (p95_latency_s <= 0.01, error_rate <= 0.01)" in res.output
     assert "p95_latency_s" in res.output and "capacity of gpu" in res.output
-    assert K.read_record(Store(tmp_path / "runs"), "gpu")["operating_point"] is None
-    assert K.operating_points(Store(tmp_path / "runs"), {"gpu": OpenAIModel.model_validate(
+    assert assay.capacity.read_record(Store(tmp_path / "runs"), "gpu")["operating_point"] is None
+    assert assay.capacity.operating_points(Store(tmp_path / "runs"), {"gpu": OpenAIModel.model_validate(
         {"model": "mock-model", "base_url": server.base_url, "params": {"max_tokens": 16},
          "hosting": {"usd_per_gpu_hour": 2.0, "gpus": 2}})})["gpu"]["reason"] == "no concurrency level met the SLO"
 
@@ -340,7 +340,7 @@ def test_a_server_that_closes_the_connection_after_each_stream_costs_no_errors()
         cfg = OpenAIModel(model="mock-model", base_url=srv.base_url, params={"max_tokens": 16}, max_concurrency=4,
                           hosting={"usd_per_gpu_hour": 1.0})
         prompts = [[{"role": "user", "content": f"ticket {i}\nANSWER: {ANSWER}"}] for i in range(8)]
-        df = K.sweep("gpu", cfg, prompts, [1, 4], requests=24)
+        df = assay.capacity.sweep("gpu", cfg, prompts, [1, 4], requests=24)
         assert len(df) == 48 and df["error"].isna().all(), df["error"].dropna().tolist()[:2]
 
         streamed = cfg.model_copy(update={"stream": True})

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+import assay.store
 from assay import costing
-from assay import store as S
 from assay.config import OpenAIModel, parse_model
 from assay.pricing import PriceQuote, clear_cache, quote, token_cost
 from assay.reprice import RepriceError, reprice
@@ -248,10 +248,10 @@ def test_reprice_reproduces_the_recorded_costs_exactly(replay_run, monkeypatch):
     recorded = rf.read_table("costs.parquet").to_pandas()
     recorded_be = rf.read_table("breakeven.parquet").to_pandas()
     # whatever genai-prices says today, a past run's dollars do not change: the recorded prices are used
-    import assay.pricing as P
+    import assay.pricing
 
     clear_cache()
-    monkeypatch.setattr(P, "_lookup", lambda *a, **k: PriceQuote(99.0, 99.0, source="genai-prices"))
+    monkeypatch.setattr(assay.pricing, "_lookup", lambda *a, **k: PriceQuote(99.0, 99.0, source="genai-prices"))
     r = reprice(rf.url)
     assert r.recorded and r.label == "2025-06-30" and not r.written
     pd.testing.assert_frame_equal(r.costs, recorded)
@@ -303,14 +303,14 @@ def test_reprice_keeps_an_unset_variable_and_reproduce_refuses_it(replay_run, mo
     rf = replay_run.folder
     m = rf.manifest()
     m["config"]["models"]["o3-log"]["source"] = "${ASSAY_UNSET_LOG}"
-    rf.write_json(S.MANIFEST, m)
+    rf.write_json(assay.store.MANIFEST, m)
     monkeypatch.delenv("ASSAY_UNSET_LOG", raising=False)
     again = reprice(rf.url).costs.set_index("model")
     assert again.loc["o3-log", "cost_usd"] == pytest.approx(TOTAL_PER_DAY, abs=1e-12)
     with pytest.raises(ReproduceError, match=r"config\.models\.o3-log\.source: environment variable ASSAY_UNSET_LOG is not set"):
         reproduce(rf.url)
     m["config"]["models"]["o3-log"]["sauce"] = m["config"]["models"]["o3-log"].pop("source")
-    rf.write_json(S.MANIFEST, m)
+    rf.write_json(assay.store.MANIFEST, m)
     with pytest.raises(RepriceError, match=r"config\.models\.o3-log\.sauce: not an option of provider 'replay'"):
         reprice(rf.url)
 

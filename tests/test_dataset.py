@@ -253,25 +253,25 @@ def test_each_problem_names_its_key_path_and_the_file():
 
 
 def test_a_prepared_source_is_taken_once_and_only_for_its_own_request(tmp_path):
-    import assay.dataset as D
+    import assay.dataset
 
     src = write_parquet(tmp_path / "d.parquet", ROWS)
     c = cfg(slices=[])
-    key = D.prepared_key(src, c, PROMPT, AS_OF, None)
-    table, n = D.load_prepared(src, c, PROMPT, AS_OF)
+    key = assay.dataset.prepared_key(src, c, PROMPT, AS_OF, None)
+    table, n = assay.dataset.load_prepared(src, c, PROMPT, AS_OF)
     assert n == 5 and key is not None
-    assert D.PreparedSource(key, (table, n)).take(src, c, PROMPT, AS_OF, sample=2) is None  # another request
-    kept = D.PreparedSource(key, (table, n))
+    assert assay.dataset.PreparedSource(key, (table, n)).take(src, c, PROMPT, AS_OF, sample=2) is None  # another request
+    kept = assay.dataset.PreparedSource(key, (table, n))
     assert kept.take(src, c, PROMPT, AS_OF, None)[0] is table
     assert kept.take(src, c, PROMPT, AS_OF, None) is None  # taken: nothing is held any more
-    kept = D.PreparedSource(key, (table, n))
+    kept = assay.dataset.PreparedSource(key, (table, n))
     write_parquet(tmp_path / "d.parquet", ROWS[:3])  # a changed file is read again
     assert kept.take(src, c, PROMPT, AS_OF, None) is None
-    assert D.load_prepared(src, c, PROMPT, AS_OF)[1] == 3
-    assert D.prepared_key("some/dataset", cfg(slices=[], format="hf"), PROMPT, AS_OF, None) is None  # no version to tell
+    assert assay.dataset.load_prepared(src, c, PROMPT, AS_OF)[1] == 3
+    assert assay.dataset.prepared_key("some/dataset", cfg(slices=[], format="hf"), PROMPT, AS_OF, None) is None  # no version to tell
     (tmp_path / "bad.parquet").write_bytes(b"junk")
-    with pytest.raises(D.UnreadableSource, match=r"cannot read .*bad\.parquet as parquet"):
-        D.load_prepared(str(tmp_path / "bad.parquet"), c, PROMPT, AS_OF)
+    with pytest.raises(assay.dataset.UnreadableSource, match=r"cannot read .*bad\.parquet as parquet"):
+        assay.dataset.load_prepared(str(tmp_path / "bad.parquet"), c, PROMPT, AS_OF)
 
 
 # ------------------------------------------------------------------------------------------------ partitions

@@ -397,27 +397,27 @@ def test_a_checked_request_is_not_checked_again_and_its_dataset_is_read_once(tmp
     runs no preflight of its own, and the dataset the preflight read is the one the load stage
     writes (one read in all). A flow started any other way (here: called directly, as a schedule,
     the UI or a backfill start it) runs its own preflight, once."""
-    from assay import dataset as D
+    import assay.dataset
+    import flows.assess
     from assay.config import load_config
     from assay.preflight import preflight
-    from flows import assess as A
     from tests.helpers import write_replay_inputs
 
     cfg = write_replay_inputs(tmp_path, ["x", "y", "x", "x"])
     reads, checks = [], []
-    real_read, real_plan, real_preflight = D.read_source, D.plan_streamed, A.preflight
-    monkeypatch.setattr(D, "read_source", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
-    monkeypatch.setattr(D, "plan_streamed", lambda *a, **k: reads.append(a[0]) or real_plan(*a, **k))
-    monkeypatch.setattr(A, "preflight", lambda *a, **k: checks.append(a[1]) or real_preflight(*a, **k))
+    real_read, real_plan, real_preflight = assay.dataset.read_source, assay.dataset.plan_streamed, flows.assess.preflight
+    monkeypatch.setattr(assay.dataset, "read_source", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+    monkeypatch.setattr(assay.dataset, "plan_streamed", lambda *a, **k: reads.append(a[0]) or real_plan(*a, **k))
+    monkeypatch.setattr(flows.assess, "preflight", lambda *a, **k: checks.append(a[1]) or real_preflight(*a, **k))
     checked = preflight(load_config(cfg), "p", date(2026, 5, 1), artifacts=str(tmp_path / "runs"))
     assert len(reads) == 1
-    state = A.run_checked(checked, cfg, return_state=True)
+    state = flows.assess.run_checked(checked, cfg, return_state=True)
     assert state.is_completed(), state
     assert checks == [] and len(reads) == 1
     ds = checked.loaded.pipeline("p")
     assert checked.dataset.take(str(tmp_path / "data.parquet"), ds.dataset, ds.prompt, date(2026, 5, 1), None) is None  # let go
     rows = Store(str(tmp_path / "runs")).run("p", date(2026, 5, 1), Path(state.result()).name).read_table("dataset.parquet")
     assert rows.num_rows == 4
-    state = A.assess(pipeline="p", as_of=date(2026, 5, 2), config=cfg, artifacts=str(tmp_path / "runs"), return_state=True)
+    state = flows.assess.assess(pipeline="p", as_of=date(2026, 5, 2), config=cfg, artifacts=str(tmp_path / "runs"), return_state=True)
     assert state.is_completed(), state
     assert checks == ["p"] and len(reads) == 2

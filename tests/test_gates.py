@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from assay import store as S
+import assay.store
 from assay.gates import RunData, check_run, evaluate, paired_drop_p_value, previous_good_run
 from assay.store import Store
 
@@ -198,13 +198,13 @@ def test_paired_p_value_is_one_sided_against_the_allowance():
 def _write_run(store: Store, as_of: str, run_id: str, status: str, values, gates_passed=None):
     rf = store.run("p", date.fromisoformat(as_of), run_id)
     sc = scores("m", "accuracy", values)
-    rf.write_table(S.SCORES, sc)
-    rf.write_table(S.METRICS, metrics(("m", "accuracy", "all", float(np.mean(values)))))
-    rf.write_table(S.DATASET, pd.DataFrame({"example_id": sc["example_id"], "text": "x"}))
+    rf.write_table(assay.store.SCORES, sc)
+    rf.write_table(assay.store.METRICS, metrics(("m", "accuracy", "all", float(np.mean(values)))))
+    rf.write_table(assay.store.DATASET, pd.DataFrame({"example_id": sc["example_id"], "text": "x"}))
     m = {"status": status, "as_of": as_of, "run_id": run_id}
     if gates_passed is not None:
         m["gates"] = {"passed": gates_passed}
-    rf.write_json(S.MANIFEST, m)
+    rf.write_json(assay.store.MANIFEST, m)
     return rf
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assay import store as S
+import assay.store
 from assay.history import COLUMNS, history
 from assay.runs import start_run
 from assay.stages import run_local
@@ -73,9 +73,9 @@ def test_history_rows_order_and_values(runs):
     assert "2024-01-04" not in set(h["as_of"])       # the unfinished run
     for ctx in ctxs:
         rf = ctx.folder
-        m = rf.read_table(S.METRICS).to_pandas()
+        m = rf.read_table(assay.store.METRICS).to_pandas()
         m = m[m["slice"] == "all"]
-        c = rf.read_table(S.COSTS).to_pandas().set_index("model")
+        c = rf.read_table(assay.store.COSTS).to_pandas().set_index("model")
         got = h[h["run_id"] == ctx.run_id]
         for r in got.itertuples():
             src = m[(m["model"] == r.model) & (m["metric"] == r.metric)].iloc[0]
@@ -133,8 +133,8 @@ def test_history_reads_a_store_with_an_older_schema(tmp_path):
         m = pd.DataFrame({"model": ["m"], "metric": ["accuracy"], "slice": ["all"], "value": [0.5], "n": [10]})
         if extra:
             m["ci_low"], m["ci_high"] = [0.4], [0.6]
-        rf.write_table(S.METRICS, m)
-        rf.write_json(S.MANIFEST, {"status": "complete"})
+        rf.write_table(assay.store.METRICS, m)
+        rf.write_json(assay.store.MANIFEST, {"status": "complete"})
     h = history(str(tmp_path), "p")
     assert list(h["as_of"]) == ["2024-01-01", "2024-01-02"]
     assert pd.isna(h["ci_low"].iloc[0]) and h["ci_low"].iloc[1] == pytest.approx(0.4)

@@ -32,15 +32,16 @@ from assay.metrics import (  # noqa: E402
     EvaluateMetric,
     Metric,
     build_metric,
-    core,
+    builtin,
     evaluate_module_path,
 )
-from assay.metrics.core import extract_number, normalize_text, parse_json  # noqa: E402
+from assay.metrics.base import option_parameters  # noqa: E402
+from assay.metrics.text import extract_number, normalize_text, parse_json  # noqa: E402
 from assay.registry import UnknownName  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "metrics"
 
-BUILTIN_NAMES = list(core.BUILTINS)  # the one declaration of the builtins
+BUILTIN_NAMES = list(builtin.BUILTINS)  # the one declaration of the builtins
 CORPUS_ONLY = {"macro_f1", "micro_f1", "macro_precision", "macro_recall", "bleu", "chrf"}
 SCHEMA = {
     "type": "object",
@@ -539,7 +540,7 @@ def test_generator_flags_a_moved_documented_value(tmp_path, monkeypatch):
     assert _generate.main(["--check", "--dir", str(tmp_path)]) == 1
     assert [p.name for p in _generate.stale(tmp_path)] == ["gone_metric.py"]
     old = (tmp_path / "macro_f1.py").read_text()
-    monkeypatch.setattr(core.MacroF1, "measure", "recall")  # the code now computes something else
+    monkeypatch.setattr(builtin.MacroF1, "measure", "recall")  # the code now computes something else
     assert [p.name for p in _generate.stale(tmp_path)] == ["gone_metric.py", "macro_f1.py"]
     assert _generate.main(["--dir", str(tmp_path)]) == 0
     assert _generate.stale(tmp_path) == [] and _generate.main(["--check", "--dir", str(tmp_path)]) == 0
@@ -552,10 +553,10 @@ def test_generated_docs_follow_the_code():
     """Docs come from the class: its docstring, its options with their real defaults, its value key."""
     from assay.metrics.modules import _generate
 
-    for name, cls in core.BUILTINS.items():
+    for name, cls in builtin.BUILTINS.items():
         text = _generate.render(name, cls)
         assert inspect.cleandoc(cls.__dict__["__doc__"]) in text  # the description is the docstring
-        for p in core.option_parameters(cls):
+        for p in option_parameters(cls):
             line = rf"^    {p.name} \(`[^`]+`, defaults to `{re.escape(repr(p.default))}`\): \S"
             assert re.search(line, text, re.MULTILINE), (name, p.name)
         assert f"    {name} (`float`): {cls.value_doc.replace('``', '`')}." in text
@@ -568,13 +569,13 @@ def test_generated_docs_follow_the_code():
     assert f"\n    {round((2 / 3 + 1 / 2) / 2, 4)}\n" in macro_f1  # a, b only
     assert f"label_set='union')\n    >>> round(results[\"macro_f1\"], 4)\n    {round((2 / 3 + 1 / 2 + 0) / 3, 4)}\n" in macro_f1
     # a class without a docstring of its own, or an option without a :param, cannot be documented
-    class Undocumented(core.Contains):
+    class Undocumented(builtin.Contains):
         pass
 
     with pytest.raises(ValueError, match="needs a docstring"):
         _generate.render("undocumented", Undocumented)
 
-    class NewOption(core.Contains):
+    class NewOption(builtin.Contains):
         """Contains, with one more option."""
 
         def __init__(self, fold: bool = True, **options):
@@ -653,7 +654,7 @@ def test_builtin_options_are_checked():
 
 def test_registry_is_open_to_more_metrics(monkeypatch):
     # e.g. the LLM judge registers lazily as "module:attr" and receives spec.judge
-    class Judged(core.ExactMatch):
+    class Judged(builtin.ExactMatch):
         def __init__(self, judge=None, **options):
             super().__init__(**options)
             self.judge = judge
@@ -661,7 +662,7 @@ def test_registry_is_open_to_more_metrics(monkeypatch):
     monkeypatch.setitem(METRICS._items, "judge_like", Judged)
     m = build_metric(MetricSpec(name="judge_like", judge="big-model", args={"ignore_case": False}))
     assert m.judge == "big-model" and m.name == "judge_like"
-    monkeypatch.setitem(METRICS._items, "lazy_exact", "assay.metrics.core:ExactMatch")
+    monkeypatch.setitem(METRICS._items, "lazy_exact", "assay.metrics.classification:ExactMatch")
     assert build_metric(MetricSpec(name="lazy_exact")).aggregate(["A"], ["a"]) == 1.0
 
 

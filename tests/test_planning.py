@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from assay.metrics.core import Accuracy
+from assay.metrics.classification import Accuracy
 from assay.planning import plan
 from assay.scoring import score
 

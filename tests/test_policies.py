@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from assay import store as S
+from assay import store
 from assay.config import ConfigError
 from assay.config.schema import PipelineConfig
 from assay.policies import answers, evaluate, evaluate_one, from_run
@@ -46,11 +46,11 @@ def _pipeline(policies: dict | None = None, monthly: int | None = 50_000) -> dic
             "cost": {"monthly_requests": monthly}, "gates": {"accuracy": {"min": 0.65}}, "policies": policies or {}}
 
 
-def write_tiny_run(root) -> S.RunFolder:
+def write_tiny_run(root) -> store.RunFolder:
     """The run folder of the ten examples above, as the score and cost stages leave it."""
-    rf = S.Store(root).run("tiny", date(2026, 11, 1), "r1")
+    rf = store.Store(root).run("tiny", date(2026, 11, 1), "r1")
     ids = [f"e{i}" for i in range(10)]
-    rf.write_table(S.DATASET, pa.table({"example_id": ids, "text": ids, "reference": LABELS, "lang": ["en", "de"] * 5}))
+    rf.write_table(store.DATASET, pa.table({"example_id": ids, "text": ids, "reference": LABELS, "lang": ["en", "de"] * 5}))
     wrong = {"x": "y", "y": "x"}
     rows = []
     for i in range(10):
@@ -60,11 +60,11 @@ def write_tiny_run(root) -> S.RunFolder:
         rows.append({"example_id": ids[i], "model": "big", "output": LABELS[i] if BIG_OK[i] else wrong[LABELS[i]],
                      "prompt_tokens": 10, "completion_tokens": i, "latency_s": 1 + 0.1 * i, "error": None, "confidence": None})
     resp = pd.DataFrame(rows)
-    rf.write_table(f"{S.RESPONSES}/part-all-00000.parquet", pa.Table.from_pandas(resp, preserve_index=False))
+    rf.write_table(f"{store.RESPONSES}/part-all-00000.parquet", pa.Table.from_pandas(resp, preserve_index=False))
     scores = pd.DataFrame([{"example_id": r["example_id"], "model": r["model"], "metric": "accuracy",
                             "value": float(r["output"] == LABELS[int(r["example_id"][1:])]), "detail": None} for r in rows])
-    rf.write_table(S.SCORES, scores)
-    rf.write_table(S.METRICS, pd.DataFrame([
+    rf.write_table(store.SCORES, scores)
+    rf.write_table(store.METRICS, pd.DataFrame([
         {"model": "small", "metric": "accuracy", "slice": "all", "value": 0.5, "n": 10, "ci_low": 0.2, "ci_high": 0.8,
          "errors": 0, "higher_is_better": True},
         {"model": "big", "metric": "accuracy", "slice": "all", "value": 0.8, "n": 10, "ci_low": 0.5, "ci_high": 1.0,
@@ -72,13 +72,13 @@ def write_tiny_run(root) -> S.RunFolder:
     price = {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0, "source": "config"}
     from assay.costing import COST_COLUMNS
 
-    rf.write_table(S.COSTS, pd.DataFrame([
+    rf.write_table(store.COSTS, pd.DataFrame([
         {"model": "small", "kind": "self-hosted", "requests": 10, "errors": 0, "cost_usd": 0.01, "cost_per_1k_usd": 1.0,
          "monthly_cost_usd": 100.0, "fixed_monthly_usd": 100.0, "latency_p95_s": 0.1, "price_json": "{}"},
         {"model": "big", "kind": "api", "requests": 10, "errors": 0, "cost_usd": 0.19, "cost_per_1k_usd": 19.0,
          "monthly_cost_usd": 950.0, "fixed_monthly_usd": 0.0, "latency_p95_s": 1.855, "price_json": json.dumps(price)}],
         columns=COST_COLUMNS))
-    rf.write_json(S.MANIFEST, {"pipeline": "tiny", "as_of": "2026-11-01", "run_id": "r1", "status": "complete",
+    rf.write_json(store.MANIFEST, {"pipeline": "tiny", "as_of": "2026-11-01", "run_id": "r1", "status": "complete",
                                "config": {"pipeline": _pipeline(), "models": {}}})
     return rf
 
@@ -378,7 +378,7 @@ def test_run_with_policies_through_the_test_server(tmp_path):
     small = resp[resp["model"] == "small"].set_index("example_id").sort_index(key=lambda s: s.astype(int))
     assert small["confidence"].to_numpy() == pytest.approx(conf.astype(float))
     assert resp.loc[resp["model"] == "big", "confidence"].isna().all()
-    pol = rf.read_table(S.POLICIES).to_pandas().set_index("policy")
+    pol = rf.read_table(store.POLICIES).to_pandas().set_index("policy")
     c = pol.loc["sure-or-big"]
     # escalated where the confidence is below 0.5; then big (always right) answers: quality 1.0
     assert c["escalated"] == pytest.approx(float(np.mean(conf < 0.5)))
@@ -387,38 +387,38 @@ def test_run_with_policies_through_the_test_server(tmp_path):
     small_acc = float(np.mean(guess == label))
     assert c["weak_model"] == "small" and c["strong_model"] == "big" and c["apgr"] == pytest.approx(1.0)
     assert small_acc < 1.0
-    sweep = rf.read_table(S.POLICY_SWEEP).to_pandas()
+    sweep = rf.read_table(store.POLICY_SWEEP).to_pandas()
     assert set(sweep["policy"]) == {"sure-or-big", "by-lang"} and sweep["configured"].sum() == 2
-    summary = rf.read_bytes(S.SUMMARY).decode()
+    summary = rf.read_bytes(store.SUMMARY).decode()
     assert "## Cascades and routes" in summary and "sure-or-big" in summary and "small → big" in summary
     assert "policies.parquet" in (rf.manifest()["stages"]["cost"]["artifacts"])
-    assert "sure-or-big" in rf.read_bytes(S.REPORT).decode()
+    assert "sure-or-big" in rf.read_bytes(store.REPORT).decode()
 
 
 def test_a_cheaper_passing_policy_becomes_the_recommendation(tmp_path):
+    import assay.report.summary
     from assay.policies import write_policies
-    from assay.report import summary as R
 
     rf = write_tiny_run(tmp_path)
     cfg = _cfg({"c": CASCADE})
     write_policies(rf, cfg)
-    rt = R.RunTables.read(rf, cfg)
-    table = R.headline(rt.metrics, rt.costs, cfg)
+    rt = assay.report.summary.RunTables.read(rf, cfg)
+    table = assay.report.summary.headline(rt.metrics, rt.costs, cfg)
     # gate accuracy ≥ 0.65: small (0.5) fails; big (0.8) passes at $950 a month; the cascade (0.7)
     # passes at $770 a month (see test_cascade_by_hand): the cascade is recommended, big is the runner-up
-    dec = R.decisions(table, cfg, rt.policies)
+    dec = assay.report.summary.decisions(table, cfg, rt.policies)
     rec = dec["recommendation"]
     assert rec.policy and rec.model == "c" and rec.runner_up == "big" and dec["cheapest_passing"] == "c (cascade)"
     assert rec.sentence.startswith("Deploy the cascade c (small → big; confidence ≥ 0.8)")
     assert "$770 a month" in rec.sentence and "big, at $950 a month" in rec.sentence
-    R.build_report(rf, cfg, "tiny", history=False)
-    assert "✓" in rf.read_bytes(S.SUMMARY).decode().split("## Cascades and routes")[1].split("##")[0]
+    assay.report.summary.build_report(rf, cfg, "tiny", history=False)
+    assert "✓" in rf.read_bytes(store.SUMMARY).decode().split("## Cascades and routes")[1].split("##")[0]
     # the report's decision box: the front over single models and the policy, on the monthly cost
-    box = rf.read_bytes(S.REPORT).decode().split("id='decision-box'>")[1].split("</ul>")[0]
+    box = rf.read_bytes(store.REPORT).decode().split("id='decision-box'>")[1].split("</ul>")[0]
     assert "<li>Quality/cost Pareto front (accuracy vs monthly cost at 50,000 requests): small, big, c (cascade)</li>" in box
     # a bar the cascade misses (0.75): big stays the recommendation, in the same words as without policies
     strict = PipelineConfig.model_validate({**_pipeline({"c": CASCADE}), "gates": {"accuracy": {"min": 0.75}}})
-    with_pol, without = R.decisions(table, strict, rt.policies)["recommendation"], R.decisions(table, strict)["recommendation"]
+    with_pol, without = assay.report.summary.decisions(table, strict, rt.policies)["recommendation"], assay.report.summary.decisions(table, strict)["recommendation"]
     assert not with_pol.policy and with_pol.model == "big" and with_pol.sentence == without.sentence
 
 
@@ -454,7 +454,7 @@ def _options(policy_quality: float, policy_monthly: float):
 
 
 def test_a_policy_is_an_option_in_the_pareto_front_the_dominance_lines_and_the_runner_up():
-    from assay.report import summary as R
+    import assay.report.summary
     from assay.report.decision import dominated, pareto
 
     table, pols, cfg = _options(0.898, 23.30)
@@ -465,20 +465,20 @@ def test_a_policy_is_an_option_in_the_pareto_front_the_dominance_lines_and_the_r
     assert pareto(table, cfg)[0] == ["cheap", "api"]                       # without the policy api is on it
     assert dominated(table, cfg, pols) == [
         "The cascade c dominates api: accuracy 0.898 against 0.870, at $23.30 against $28.86 a month at 1,000,000 requests"]
-    dec = R.decisions(table, cfg, pols)
+    dec = assay.report.summary.decisions(table, cfg, pols)
     rec = dec["recommendation"]
     # cheap passes (0.85 ≥ 0.65) at the lowest monthly cost; the cascade passes more cheaply than api: runner-up
     assert rec.model == "cheap" and not rec.policy and rec.runner_up == "c"
     assert "at $15.18 a month (the floor: 1 always-on instance at $0.0208/hour)" in rec.sentence
     assert "Runner-up: the cascade c (cheap → api; confidence ≥ 0.6), at $23.30 a month" in rec.sentence
-    lines = R.decision_lines(dec, pd.DataFrame(columns=["option", "api", "breakeven_monthly_requests", "note"]))
+    lines = assay.report.summary.decision_lines(dec, pd.DataFrame(columns=["option", "api", "breakeven_monthly_requests", "note"]))
     assert "Quality/cost Pareto front (accuracy vs monthly cost at 1,000,000 requests): cheap, c (cascade)" in lines
     assert any(line.startswith("The cascade c dominates api") for line in lines)
     # a baseline paid per call says so instead of naming a floor
     table.loc[0, "serving"] = "paid per call only, no always-on instance, at $0.0208/hour of compute"
     assert "at $15.18 a month (paid per call only, no always-on instance, at $0.0208/hour of compute)" in \
-        R.decisions(table, cfg, pols)["recommendation"].sentence
+        assay.report.summary.decisions(table, cfg, pols)["recommendation"].sentence
     # a dearer cascade dominates nothing, and api is the runner-up again
     table, pols, cfg = _options(0.898, 30.0)
     assert dominated(table, cfg, pols) == []
-    assert R.decisions(table, cfg, pols)["recommendation"].runner_up == "api"
+    assert assay.report.summary.decisions(table, cfg, pols)["recommendation"].runner_up == "api"

@@ -266,15 +266,15 @@ def test_the_load_stage_takes_the_table_the_preflight_prepared(tmp_path, monkeyp
     Parquet file whose ids are in order, the streamed plan) it prepared, the run's load stage takes
     it (the same functions, so the same table) and lets it go, and prepares again when the file
     changed in between."""
-    from assay import dataset as D
+    import assay.dataset
     from assay.runs import start_run
     from assay.stages import load
 
     cfg = make_workspace(tmp_path)
     reads = []
-    real, plan = D.read_source, D.plan_streamed
-    monkeypatch.setattr(D, "read_source", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
-    monkeypatch.setattr(D, "plan_streamed", lambda *a, **k: reads.append(a[0]) or plan(*a, **k))
+    real, plan = assay.dataset.read_source, assay.dataset.plan_streamed
+    monkeypatch.setattr(assay.dataset, "read_source", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(assay.dataset, "plan_streamed", lambda *a, **k: reads.append(a[0]) or plan(*a, **k))
     loaded = load_checked(cfg)
     checked = preflight(loaded, "p", AS_OF)
     assert reads == [str(tmp_path / "test.parquet")] and checked.chosen == ["rep", "base"] and checked.models is None

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from assay import capacity as K
-from assay import store as S
+import assay.capacity
+import assay.store
 from assay.calling import CallOptions, call_chat
 from assay.config import DatasetConfig, parse_model
 from assay.providers import Context
@@ -202,12 +202,12 @@ def test_a_streamed_sampled_run_records_ttft_usage_and_the_served_name(tmp_path,
     assert (resp["response_model"] == ALIAS).all() and resp["system_fingerprint"].str.startswith("b1-").all()
     served = ctx.folder.manifest()["stages"]["invoke"]["served"]["tiny"]
     assert served["requested"] == "tiny" and served["response_model"] == [ALIAS]
-    costs = ctx.folder.read_table(S.COSTS).to_pandas().set_index("model")
+    costs = ctx.folder.read_table(assay.store.COSTS).to_pandas().set_index("model")
     assert costs.loc["tiny", "completion_tokens"] == 18 * MAX_TOKENS
     ok = resp["ttft_s"]
     assert costs.loc["tiny", "ttft_p50_s"] == pytest.approx(ok.quantile(0.5))
     assert costs.loc["tiny", "ttft_p95_s"] == pytest.approx(ok.quantile(0.95))
-    assert "TTFT p50" in ctx.folder.read_bytes(S.REPORT).decode()
+    assert "TTFT p50" in ctx.folder.read_bytes(assay.store.REPORT).decode()
 
 
 def test_sequential_streams_cost_no_errors_though_the_server_closes_each_connection(llama_server):
@@ -245,12 +245,12 @@ def test_capacity_sweep_of_the_real_server_and_the_run_priced_at_it(tmp_path, ll
     assert sorted(sweep["concurrency"].unique()) == [1, 2, 4, 8]
     assert sweep["error"].isna().all(), sweep["error"].dropna().tolist()[:3]
     assert (sweep["completion_tokens"] == MAX_TOKENS).all() and sweep["ttft_s"].notna().all()
-    rec = K.read_record(store, "tiny")
+    rec = assay.capacity.read_record(store, "tiny")
     rps = rec["operating_point"]["rps"]
     assert rps > 0 and {lv["errors"] for lv in rec["levels"]} == {0}
 
     ctx = run_local(cfg, "p", date(2026, 12, 5))
-    costs = ctx.folder.read_table(S.COSTS).to_pandas().set_index("model")
+    costs = ctx.folder.read_table(assay.store.COSTS).to_pandas().set_index("model")
     assert costs.loc["tiny", "throughput_rps"] == pytest.approx(rps)
     assert costs.loc["tiny", "cost_per_1k_usd"] == pytest.approx(1.2 / (3600 * rps) * 1000)
     assert ctx.folder.manifest()["capacity"]["tiny"]["used"] is True

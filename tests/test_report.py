@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from assay import store as S
+import assay.store
 from assay.config import PipelineConfig, load_config
 from assay.report import build_report
 from assay.report import format as fmt
@@ -61,12 +61,12 @@ def run(tmp_path_factory):
     (d / "pipelines.yaml").write_text(textwrap.dedent(CONFIG))
     ctx = run_local(str(d / "pipelines.yaml"), "p", DAY)
     root = Path(ctx.folder.url)
-    return {"ctx": ctx, "summary": (root / S.SUMMARY).read_text(), "html": (root / S.REPORT).read_text(), "dir": d,
+    return {"ctx": ctx, "summary": (root / assay.store.SUMMARY).read_text(), "html": (root / assay.store.REPORT).read_text(), "dir": d,
             "root": root}
 
 
 def _weak_ci(run) -> str:
-    m = pd.read_parquet(run["root"] / S.METRICS)
+    m = pd.read_parquet(run["root"] / assay.store.METRICS)
     w = m[(m.model == "weak<i>") & (m.slice == "all")].iloc[0]
     return f"[{w.ci_low:.3f}, {w.ci_high:.3f}]"
 
@@ -165,7 +165,7 @@ def test_build_report_returns_rows_and_is_recorded(run):
     ctx = run["ctx"]
     m = ctx.folder.manifest()
     assert m["status"] == "complete"
-    assert set(m["stages"]["report"]["artifacts"]) == {S.SUMMARY, S.REPORT}
+    assert set(m["stages"]["report"]["artifacts"]) == {assay.store.SUMMARY, assay.store.REPORT}
     assert set(m["stages"]["report"]["timings"]) >= {"quality-cost", "history", "total"}
     out = build_report(ctx.folder, load_config(run["dir"] / "pipelines.yaml").pipeline("p"), "p")
     rows = {r["model"]: r for r in out["rows"]}
@@ -173,7 +173,7 @@ def test_build_report_returns_rows_and_is_recorded(run):
     assert rows["good"]["cost_per_1k_usd"] == pytest.approx(0.12)
     assert rows["weak<i>"]["monthly_cost_usd"] == pytest.approx(60.0)
     assert out["decisions"]["cheapest_passing"] == "good"
-    assert out["report"] == ctx.folder.path(S.REPORT)
+    assert out["report"] == ctx.folder.path(assay.store.REPORT)
     assert [r["recommended"] for r in out["headline"]] == ["✓", ""]
     # building again from the same artifacts writes the same summary
     assert out["markdown"] == run["summary"]
@@ -193,13 +193,13 @@ def test_assay_report_writes_the_report_again(run):
     from flows.cli.main import app
 
     root = run["root"]
-    (root / S.REPORT).unlink()
-    (root / S.SUMMARY).unlink()
+    (root / assay.store.REPORT).unlink()
+    (root / assay.store.SUMMARY).unlink()
     r = CliRunner().invoke(app, ["report", str(root)])
     assert r.exit_code == 0, r.output
-    assert r.output.strip().splitlines()[-1] == str(root / S.REPORT)
-    assert (root / S.SUMMARY).read_text() == run["summary"]
-    assert "id='history'" in (root / S.REPORT).read_text()
+    assert r.output.strip().splitlines()[-1] == str(root / assay.store.REPORT)
+    assert (root / assay.store.SUMMARY).read_text() == run["summary"]
+    assert "id='history'" in (root / assay.store.REPORT).read_text()
     bad = CliRunner().invoke(app, ["report", str(run["dir"])])
     assert bad.exit_code == 2 and "not a run folder" in bad.output
 
@@ -270,7 +270,7 @@ def test_the_reports_paired_interval_is_comparisons_parquets_on_a_clustered_data
     """))
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)
     root = Path(ctx.folder.url)
-    comp = pd.read_parquet(root / S.COMPARISONS)
+    comp = pd.read_parquet(root / assay.store.COMPARISONS)
     c = comp[comp.metric == "accuracy"].iloc[0]
     assert (c.model_a, c.model_b) == ("A", "B") and c.n_clusters == k
     # clustered: wider than the interval of the 240 examples taken as independent
@@ -280,14 +280,14 @@ def test_the_reports_paired_interval_is_comparisons_parquets_on_a_clustered_data
     assert pairs.iloc[0][["diff", "lo", "hi", "p_value"]].tolist() == [c["diff"], c.ci_low, c.ci_high, c.p_value]
     turned = paired_differences(comp, "accuracy", ["B", "A"]).iloc[0]
     assert (turned["diff"], turned["lo"], turned["hi"]) == (-c["diff"], -c.ci_high, -c.ci_low)
-    html = (root / S.REPORT).read_text()
+    html = (root / assay.store.REPORT).read_text()
     tables = html[html.index("The numbers behind the charts"):]
     at = tables.index("<td class='t'>A − B</td>") if "<td class='t'>A − B</td>" in tables else tables.index(">A − B<")
     row = tables[at:tables.index("</tr>", at)]
     assert fmt.interval(c.ci_low, c.ci_high) in row, row[:500]
     # the chart draws the same interval
     assert f"interval: {c.ci_low:.12g}".replace("-", "−") in html and f"hi: {c.ci_high:.12g}" in html
-    assert fmt.interval(c.ci_low, c.ci_high) in (root / S.SUMMARY).read_text()
+    assert fmt.interval(c.ci_low, c.ci_high) in (root / assay.store.SUMMARY).read_text()
 
 
 def test_numbers_for_people():
@@ -311,9 +311,9 @@ def test_a_fresh_report_shows_the_gate_verdict(run, tmp_path):
     with pytest.raises(GateFailed):
         run_stages(ctx)
     root = Path(ctx.folder.url)
-    page = (root / S.REPORT).read_text()
+    page = (root / assay.store.REPORT).read_text()
     assert "<strong>Gates:</strong> FAILED, 1 of 2 checks: accuracy[weak&lt;i&gt;] 0.75 &lt; min 0.8" in page
-    assert "**Gates:** FAILED, 1 of 2 checks" in (root / S.SUMMARY).read_text()
+    assert "**Gates:** FAILED, 1 of 2 checks" in (root / assay.store.SUMMARY).read_text()
     assert json.loads((root / "manifest.json").read_text())["status"] == "complete"
     assert "Gates:" not in run["html"]  # a run whose gates were not checked says nothing of them
 
@@ -324,7 +324,7 @@ def test_the_latency_chart_reads_the_cost_stages_percentiles(run):
     from assay.store import Store
 
     (rf,) = Store(str(run["dir"] / "runs")).runs("p")
-    costs = pd.read_parquet(rf.path(S.COSTS)).set_index("model")
+    costs = pd.read_parquet(rf.path(assay.store.COSTS)).set_index("model")
     lat = RunTables.read(rf).latencies().set_index("model")
     assert list(lat.index) == ["good", "weak<i>"]
     for q in ("p05", "p25", "p50", "p75", "p95", "p99"):

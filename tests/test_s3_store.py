@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assay import store as S
+import assay.store
 from assay.store import Store
 from tests.helpers import write_replay_inputs
 
@@ -119,7 +119,7 @@ def _keys(client, bucket: str, prefix: str = "") -> dict[str, bytes]:
 
 
 def _accuracy(rf) -> float:
-    m = rf.read_table(S.METRICS).to_pandas()
+    m = rf.read_table(assay.store.METRICS).to_pandas()
     return float(m[(m.metric == "accuracy") & (m.slice == "all")].iloc[0].value)
 
 
@@ -154,26 +154,26 @@ def test_a_whole_run_lands_in_the_bucket(tmp_path, s3):
     run_prefix = f"{PREFIX}/p/2026-11-01/{ctx.run_id}/"
     objects = _keys(client, bucket, run_prefix)
     names = {k[len(run_prefix):] for k in objects}
-    assert {S.DATASET, S.SCORES, S.METRICS, S.GENERALIZATION, "comparisons.parquet", S.COSTS, S.BREAKEVEN,
-            S.SUMMARY, S.REPORT, S.MANIFEST} <= names
-    assert [n for n in names if n.startswith(f"{S.RESPONSES}/")] == [f"{S.RESPONSES}/part-rep-00000.parquet"]
+    assert {assay.store.DATASET, assay.store.SCORES, assay.store.METRICS, assay.store.GENERALIZATION, "comparisons.parquet", assay.store.COSTS, assay.store.BREAKEVEN,
+            assay.store.SUMMARY, assay.store.REPORT, assay.store.MANIFEST} <= names
+    assert [n for n in names if n.startswith(f"{assay.store.RESPONSES}/")] == [f"{assay.store.RESPONSES}/part-rep-00000.parquet"]
     assert not [n for n in names if ".tmp-" in n]
     assert set(_keys(client, bucket)) == set(objects)  # nothing outside the run folder (no _cache/)
     recorded = {name: h for st in manifest["stages"].values() for name, h in st.get("artifacts", {}).items()}
-    assert set(recorded) >= {S.DATASET, f"{S.RESPONSES}/part-rep-00000.parquet", S.METRICS, S.COSTS, S.SUMMARY}
+    assert set(recorded) >= {assay.store.DATASET, f"{assay.store.RESPONSES}/part-rep-00000.parquet", assay.store.METRICS, assay.store.COSTS, assay.store.SUMMARY}
     for name, h in recorded.items():
         assert hashlib.sha256(objects[run_prefix + name]).hexdigest() == h, name
-    assert json.loads(objects[run_prefix + S.MANIFEST]) == manifest
+    assert json.loads(objects[run_prefix + assay.store.MANIFEST]) == manifest
 
     # the artifacts read back, through the store and straight from the bucket
     assert read_responses(rf).num_rows == 4
     assert _accuracy(rf) == pytest.approx(3 / 4)
-    raw = pq.read_table(io.BytesIO(objects[run_prefix + S.METRICS])).to_pandas()
+    raw = pq.read_table(io.BytesIO(objects[run_prefix + assay.store.METRICS])).to_pandas()
     acc = raw[(raw.metric == "accuracy") & (raw.slice == "all")].iloc[0]
     assert acc.model == "rep" and acc.value == pytest.approx(3 / 4) and acc.n == 4
-    costs = pq.read_table(io.BytesIO(objects[run_prefix + S.COSTS])).to_pandas()
+    costs = pq.read_table(io.BytesIO(objects[run_prefix + assay.store.COSTS])).to_pandas()
     assert list(costs.model) == ["rep"]
-    assert b"rep" in objects[run_prefix + S.SUMMARY] and objects[run_prefix + S.REPORT].lstrip().startswith(b"<")
+    assert b"rep" in objects[run_prefix + assay.store.SUMMARY] and objects[run_prefix + assay.store.REPORT].lstrip().startswith(b"<")
 
 
 def test_complete_runs_and_history_over_the_bucket(tmp_path, s3):
@@ -190,7 +190,7 @@ def test_complete_runs_and_history_over_the_bucket(tmp_path, s3):
     assert second.run_id != first.run_id and not second.resumed
 
     # a run that never finished is listed, but is not complete
-    Store(root).run("p", DAY, "29991231T000000-unfinished").write_json(S.MANIFEST, {"status": "running"})
+    Store(root).run("p", DAY, "29991231T000000-unfinished").write_json(assay.store.MANIFEST, {"status": "running"})
 
     store = Store(root)  # a new Store on the same URL
     assert store.remote and store.protocol == "s3"
@@ -219,23 +219,23 @@ def test_rewriting_an_artifact_leaves_one_object_with_the_new_content(s3):
     rf = Store(root).run("p", DAY, "r1")
     first = pa.table({"v": list(range(10))})
     second = pa.table({"v": list(range(100, 1100)), "w": ["z"] * 1000})  # another size and schema
-    rf.write_table(S.SCORES, first)
-    assert rf.read_table(S.SCORES).equals(first)
-    rf.write_table(S.SCORES, second)
-    rf.write_json(S.MANIFEST, {"k": 1})
-    rf.write_json(S.MANIFEST, {"k": 2, "status": "complete"})
+    rf.write_table(assay.store.SCORES, first)
+    assert rf.read_table(assay.store.SCORES).equals(first)
+    rf.write_table(assay.store.SCORES, second)
+    rf.write_json(assay.store.MANIFEST, {"k": 1})
+    rf.write_json(assay.store.MANIFEST, {"k": 2, "status": "complete"})
 
     objects = _keys(client, bucket, f"{PREFIX}/p/2026-11-01/r1/")
-    assert sorted(objects) == [f"{PREFIX}/p/2026-11-01/r1/{S.MANIFEST}", f"{PREFIX}/p/2026-11-01/r1/{S.SCORES}"]
-    assert pq.read_table(io.BytesIO(objects[f"{PREFIX}/p/2026-11-01/r1/{S.SCORES}"])).equals(second)
-    assert json.loads(objects[f"{PREFIX}/p/2026-11-01/r1/{S.MANIFEST}"]) == {"k": 2, "status": "complete"}
+    assert sorted(objects) == [f"{PREFIX}/p/2026-11-01/r1/{assay.store.MANIFEST}", f"{PREFIX}/p/2026-11-01/r1/{assay.store.SCORES}"]
+    assert pq.read_table(io.BytesIO(objects[f"{PREFIX}/p/2026-11-01/r1/{assay.store.SCORES}"])).equals(second)
+    assert json.loads(objects[f"{PREFIX}/p/2026-11-01/r1/{assay.store.MANIFEST}"]) == {"k": 2, "status": "complete"}
     # the same store, and a fresh filesystem instance, both read the second content
-    assert rf.read_table(S.SCORES).equals(second) and rf.manifest() == {"k": 2, "status": "complete"}
+    assert rf.read_table(assay.store.SCORES).equals(second) and rf.manifest() == {"k": 2, "status": "complete"}
     _forget_s3fs_instances()
     again = Store(root).run("p", DAY, "r1")
-    assert again.read_table(S.SCORES).equals(second)
-    assert again.read_table(S.SCORES, columns=["w"]).column_names == ["w"]
-    assert again.listdir("") == [S.MANIFEST, S.SCORES]
+    assert again.read_table(assay.store.SCORES).equals(second)
+    assert again.read_table(assay.store.SCORES, columns=["w"]).column_names == ["w"]
+    assert again.listdir("") == [assay.store.MANIFEST, assay.store.SCORES]
     assert [r.run_id for r in Store(root).complete_runs("p")] == ["r1"]
 
 
@@ -256,7 +256,7 @@ def test_a_failed_run_resumes_in_the_bucket(tmp_path, s3):
     write_replay_inputs(tmp_path, ["x", "y", "x", "y"])
     ctx = run_local(cfg, "p", DAY, artifacts=root)
     assert ctx.resumed and ctx.run_id == failed.run_id
-    run_prefix = f"{PREFIX}/p/2026-11-01/{ctx.run_id}/{S.RESPONSES}/"
+    run_prefix = f"{PREFIX}/p/2026-11-01/{ctx.run_id}/{assay.store.RESPONSES}/"
     assert sorted(k[len(run_prefix):] for k in _keys(client, bucket, run_prefix)) == [
         "part-rep-00001.parquet", "part-rep-00002.parquet"]  # 00000 (with the error) was removed
     resp = read_responses(ctx.folder).to_pandas()
@@ -277,12 +277,12 @@ def test_a_store_sees_runs_that_other_processes_write(s3):
     bucket, client = s3
     root = f"s3://{bucket}/{PREFIX}"
     store = Store(root)
-    store.run("p", DAY, "20261101T080000-aaaaaaaa-0001").write_json(S.MANIFEST, {"status": "failed"})
+    store.run("p", DAY, "20261101T080000-aaaaaaaa-0001").write_json(assay.store.MANIFEST, {"status": "failed"})
     assert store.complete_runs("p", DAY.isoformat()) == []  # the driver's plan: the date is to be run
 
     # a worker process runs the date: a new run folder, complete
     later = "20261101T090000-aaaaaaaa-0002"
-    client.put_object(Bucket=bucket, Key=f"{PREFIX}/p/2026-11-01/{later}/{S.MANIFEST}", Body=b'{"status": "complete"}')
+    client.put_object(Bucket=bucket, Key=f"{PREFIX}/p/2026-11-01/{later}/{assay.store.MANIFEST}", Body=b'{"status": "complete"}')
 
     assert store.runs("p", DAY.isoformat())[-1].run_id == later
     assert [r.run_id for r in Store(root).complete_runs("p")] == [later]
@@ -291,17 +291,17 @@ def test_a_store_sees_runs_that_other_processes_write(s3):
 def test_a_capacity_record_lands_in_the_bucket_and_is_no_pipeline(s3):
     import pandas as pd
 
-    from assay import capacity as K
+    from assay import capacity
 
     bucket, client = s3
     store = Store(f"s3://{bucket}/{PREFIX}")
     record = {"model": "gpu", "config_hash": "h", "operating_point": {"concurrency": 8, "rps": 12.5}}
     sweep = pd.DataFrame({"concurrency": [1, 8], "latency_s": [0.1, 0.3]})
-    K.write_record(store, "gpu", record, sweep)
+    capacity.write_record(store, "gpu", record, sweep)
     keys = _keys(client, bucket, f"{PREFIX}/_capacity/")
     assert sorted(keys) == [f"{PREFIX}/_capacity/gpu.json", f"{PREFIX}/_capacity/gpu.parquet"]
     assert json.loads(keys[f"{PREFIX}/_capacity/gpu.json"])["operating_point"]["rps"] == 12.5
     assert pq.read_table(io.BytesIO(keys[f"{PREFIX}/_capacity/gpu.parquet"])).column("latency_s").to_pylist() == [0.1, 0.3]
-    assert K.read_record(store, "gpu")["sweep"] == "gpu.parquet"
-    assert K.read_record(store, "other") is None
+    assert capacity.read_record(store, "gpu")["sweep"] == "gpu.parquet"
+    assert capacity.read_record(store, "other") is None
     assert store.pipelines() == []

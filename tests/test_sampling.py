@@ -247,7 +247,7 @@ def test_a_cached_sampled_run_replays_all_samples(tmp_path, server):
 
 def test_a_single_call_runs_cache_key_is_what_it_was():
     from assay.cache import cache_key, key_maker
-    from assay.calling.invoke import sample_key
+    from assay.calling.fanout import sample_key
 
     ident = {"provider": "openai", "model": "m", "params": {}}
     msgs = [{"role": "user", "content": "hi"}]
@@ -307,7 +307,7 @@ def test_kill_then_resume_repays_only_the_calls_in_flight(tmp_path):
 
 
 def test_parts_and_journal_lines_from_before_sampling_read_as_sample_0(tmp_path):
-    from assay.calling.invoke import Journal
+    from assay.calling.fanout import Journal
     from assay.responses import dedupe, journal_path
 
     rf = Store(tmp_path / "runs").run("p", DAY, "r1")

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from assay.metrics.core import Accuracy, MacroF1
+from assay.metrics.classification import Accuracy, MacroF1
 from assay.scoring import NORMAL_APPROX_N, bootstrap_ci, generalization, paired_bootstrap, score
 
 ACC = Accuracy()

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assay import store as S
+import assay.store
 from assay.store import RunFolder, Store
 
 DAY = date(2026, 11, 1)
@@ -40,17 +40,17 @@ def test_local_writes_land_whole_and_leave_no_temp_files(tmp_path):
     store = Store(tmp_path / "runs")
     rf = store.run("p", DAY, "r1")
     for k in range(3):  # overwrite the same artifacts: each write replaces the file
-        rf.write_table(S.DATASET, pa.table({"k": [k] * (k + 1)}))
-        rf.write_json(S.MANIFEST, {"status": "running", "k": k})
-        rf.write_text(S.SUMMARY, f"# run {k}\n")
-        rf.write_table(f"{S.RESPONSES}/part-m-{k:05d}.parquet", pa.table({"k": [k]}))
+        rf.write_table(assay.store.DATASET, pa.table({"k": [k] * (k + 1)}))
+        rf.write_json(assay.store.MANIFEST, {"status": "running", "k": k})
+        rf.write_text(assay.store.SUMMARY, f"# run {k}\n")
+        rf.write_table(f"{assay.store.RESPONSES}/part-m-{k:05d}.parquet", pa.table({"k": [k]}))
     files = _all_files(tmp_path / "runs")
     assert files == [f"p/2026-11-01/r1/{n}" for n in
                      ("dataset.parquet", "manifest.json", "responses/part-m-00000.parquet",
                       "responses/part-m-00001.parquet", "responses/part-m-00002.parquet", "summary.md")]
-    assert rf.read_table(S.DATASET)["k"].to_pylist() == [2, 2, 2]
+    assert rf.read_table(assay.store.DATASET)["k"].to_pylist() == [2, 2, 2]
     assert rf.manifest() == {"status": "running", "k": 2}
-    assert rf.read_bytes(S.SUMMARY) == b"# run 2\n"
+    assert rf.read_bytes(assay.store.SUMMARY) == b"# run 2\n"
     # write_json is sorted, indented and ends with a newline
     assert (tmp_path / "runs/p/2026-11-01/r1/manifest.json").read_text() == '{\n  "k": 2,\n  "status": "running"\n}\n'
 
@@ -59,7 +59,7 @@ def test_local_writes_accept_dataframes(tmp_path):
     import pandas as pd
 
     rf = Store(tmp_path).run("p", DAY, "r1")
-    path = rf.write_table(S.METRICS, pd.DataFrame({"a": [1, 2]}, index=[7, 8]))
+    path = rf.write_table(assay.store.METRICS, pd.DataFrame({"a": [1, 2]}, index=[7, 8]))
     assert path == str(tmp_path / "p/2026-11-01/r1/metrics.parquet")
     t = pq.read_table(path)
     assert t.column_names == ["a"] and t["a"].to_pylist() == [1, 2]  # no index column
@@ -71,14 +71,14 @@ def test_concurrent_writers_never_expose_a_partial_file(tmp_path):
     rf = Store(tmp_path).run("p", DAY, "r1")
     n = 20_000
     tables = {i: pa.table({"v": pa.array(range(i * n, (i + 1) * n))}) for i in range(4)}
-    rf.write_table(S.SCORES, tables[0])
+    rf.write_table(assay.store.SCORES, tables[0])
     errors, reads = [], [0]
     stop = threading.Event()
 
     def reader():
         while not stop.is_set():
             try:
-                t = rf.read_table(S.SCORES)
+                t = rf.read_table(assay.store.SCORES)
                 first = t["v"][0].as_py()
                 assert t.num_rows == n and first % n == 0 and t["v"][-1].as_py() == first + n - 1
                 reads[0] += 1
@@ -88,7 +88,7 @@ def test_concurrent_writers_never_expose_a_partial_file(tmp_path):
 
     def writer(i):
         while not stop.is_set():
-            rf.write_table(S.SCORES, tables[i])
+            rf.write_table(assay.store.SCORES, tables[i])
 
     threads = [threading.Thread(target=reader) for _ in range(2)]
     threads += [threading.Thread(target=writer, args=(i,)) for i in range(1, 4)]
@@ -105,13 +105,13 @@ def test_concurrent_writers_never_expose_a_partial_file(tmp_path):
 
 def test_listdir_skips_temporary_files(tmp_path):
     rf = Store(tmp_path).run("p", DAY, "r1")
-    assert rf.listdir(S.RESPONSES) == []
-    rf.write_table(f"{S.RESPONSES}/part-b-00000.parquet", pa.table({"x": [2]}))
-    rf.write_table(f"{S.RESPONSES}/part-a-00000.parquet", pa.table({"x": [1]}))
+    assert rf.listdir(assay.store.RESPONSES) == []
+    rf.write_table(f"{assay.store.RESPONSES}/part-b-00000.parquet", pa.table({"x": [2]}))
+    rf.write_table(f"{assay.store.RESPONSES}/part-a-00000.parquet", pa.table({"x": [1]}))
     # a writer killed between writing and renaming leaves this behind
     (tmp_path / "p/2026-11-01/r1/responses/part-a-00001.parquet.tmp-deadbeef").write_bytes(b"half a file")
-    assert rf.listdir(S.RESPONSES) == ["part-a-00000.parquet", "part-b-00000.parquet"]
-    assert [rf.read_table(f"{S.RESPONSES}/{n}")["x"].to_pylist() for n in rf.listdir(S.RESPONSES)] == [[1], [2]]
+    assert rf.listdir(assay.store.RESPONSES) == ["part-a-00000.parquet", "part-b-00000.parquet"]
+    assert [rf.read_table(f"{assay.store.RESPONSES}/{n}")["x"].to_pylist() for n in rf.listdir(assay.store.RESPONSES)] == [[1], [2]]
 
 
 def test_runs_are_listed_oldest_first(tmp_path):
@@ -119,8 +119,8 @@ def test_runs_are_listed_oldest_first(tmp_path):
     made = [("2026-11-02", "20261102T010000-aaaa"), ("2026-10-30", "20261030T230000-bbbb"),
             ("2026-11-01", "20261101T120000-cccc"), ("2026-11-01", "20261101T080000-dddd")]
     for as_of, run_id in made:
-        store.run("p", date.fromisoformat(as_of), run_id).write_json(S.MANIFEST, {"status": "running"})
-    store.run("q", DAY, "x").write_json(S.MANIFEST, {"status": "complete"})
+        store.run("p", date.fromisoformat(as_of), run_id).write_json(assay.store.MANIFEST, {"status": "running"})
+    store.run("q", DAY, "x").write_json(assay.store.MANIFEST, {"status": "complete"})
     assert store.pipelines() == ["p", "q"]
     assert [(r.as_of, r.run_id) for r in store.runs("p")] == [
         ("2026-10-30", "20261030T230000-bbbb"), ("2026-11-01", "20261101T080000-dddd"),
@@ -128,9 +128,9 @@ def test_runs_are_listed_oldest_first(tmp_path):
     assert [r.run_id for r in store.runs("p", "2026-11-01")] == ["20261101T080000-dddd", "20261101T120000-cccc"]
     assert store.runs("p", "2026-01-01") == [] and store.runs("nope") == []
     # complete runs only, same order; a broken or missing manifest is not complete
-    store.run("p", DAY, "20261101T120000-cccc").write_json(S.MANIFEST, {"status": "complete"})
-    store.run("p", date(2026, 10, 30), "20261030T230000-bbbb").write_json(S.MANIFEST, {"status": "complete"})
-    store.run("p", date(2026, 11, 2), "20261102T010000-aaaa").write_text(S.MANIFEST, '{"status": "compl')
+    store.run("p", DAY, "20261101T120000-cccc").write_json(assay.store.MANIFEST, {"status": "complete"})
+    store.run("p", date(2026, 10, 30), "20261030T230000-bbbb").write_json(assay.store.MANIFEST, {"status": "complete"})
+    store.run("p", date(2026, 11, 2), "20261102T010000-aaaa").write_text(assay.store.MANIFEST, '{"status": "compl')
     os.makedirs(tmp_path / "p/2026-11-02/20261102T020000-eeee")
     assert [r.run_id for r in store.complete_runs("p")] == ["20261030T230000-bbbb", "20261101T120000-cccc"]
     assert [r.run_id for r in store.complete_runs("p", "2026-11-02")] == []
@@ -148,11 +148,11 @@ def test_missing_artifact_names_the_path(tmp_path):
     rf = Store(tmp_path / "runs").run("p", DAY, "r1")
     expected = os.path.join(str((tmp_path / "runs").resolve()), "p", "2026-11-01", "r1", "metrics.parquet")
     with pytest.raises(FileNotFoundError) as e:
-        rf.read_table(S.METRICS)
+        rf.read_table(assay.store.METRICS)
     assert expected in str(e.value)
     with pytest.raises(FileNotFoundError):
         rf.read_bytes("summary.md")
-    assert not rf.exists(S.METRICS) and rf.manifest() is None
+    assert not rf.exists(assay.store.METRICS) and rf.manifest() is None
 
 
 def test_file_urls_and_paths(tmp_path):
@@ -167,19 +167,19 @@ def test_file_urls_and_paths(tmp_path):
 
 def test_open_run_from_a_path_names_what_is_missing(tmp_path):
     rf = Store(tmp_path / "runs").run("p", DAY, "r1")
-    with pytest.raises(S.NotARunFolder, match=r"no manifest\.json in .*r1: run folder not found"):
-        S.open_run(rf.url)
-    rf.write_text(S.SUMMARY, "# hi\n")
-    with pytest.raises(S.NotARunFolder, match=r"no manifest\.json in .*r1: not a run folder"):
-        S.open_run(rf.url)
-    rf.write_json(S.MANIFEST, {"status": "complete"})
+    with pytest.raises(assay.store.NotARunFolder, match=r"no manifest\.json in .*r1: run folder not found"):
+        assay.store.open_run(rf.url)
+    rf.write_text(assay.store.SUMMARY, "# hi\n")
+    with pytest.raises(assay.store.NotARunFolder, match=r"no manifest\.json in .*r1: not a run folder"):
+        assay.store.open_run(rf.url)
+    rf.write_json(assay.store.MANIFEST, {"status": "complete"})
     for given in (rf.url, rf.url + "/", f"file://{rf.url}", os.path.relpath(rf.url)):
-        got = S.open_run(given)
+        got = assay.store.open_run(given)
         assert (got.pipeline, got.as_of, got.run_id, got.url) == ("p", "2026-11-01", "r1", rf.url)
-    assert S.open_run(rf) is rf
+    assert assay.store.open_run(rf) is rf
     (tmp_path / "runs" / "p" / "latest" / "r1").mkdir(parents=True)
-    with pytest.raises(S.NotARunFolder, match=r"'latest' in .* is not a date"):
-        S.open_run(tmp_path / "runs" / "p" / "latest" / "r1")
+    with pytest.raises(assay.store.NotARunFolder, match=r"'latest' in .* is not a date"):
+        assay.store.open_run(tmp_path / "runs" / "p" / "latest" / "r1")
 
 
 # ------------------------------------------------------------------------------------------------ memory://
@@ -190,15 +190,15 @@ def test_memory_store_round_trips(mem_root):
     assert store.remote and store.protocol == "memory"
     rf = store.run("p", DAY, "r1")
     assert rf.url == f"{mem_root}/p/2026-11-01/r1"
-    assert rf.write_table(S.DATASET, pa.table({"a": [1, 2, 3]})) == f"{mem_root}/p/2026-11-01/r1/dataset.parquet"
-    assert rf.read_table(S.DATASET)["a"].to_pylist() == [1, 2, 3]
-    assert rf.read_table(S.DATASET, columns=["a"]).column_names == ["a"]
-    rf.write_json(S.MANIFEST, {"status": "complete", "n": 3})
+    assert rf.write_table(assay.store.DATASET, pa.table({"a": [1, 2, 3]})) == f"{mem_root}/p/2026-11-01/r1/dataset.parquet"
+    assert rf.read_table(assay.store.DATASET)["a"].to_pylist() == [1, 2, 3]
+    assert rf.read_table(assay.store.DATASET, columns=["a"]).column_names == ["a"]
+    rf.write_json(assay.store.MANIFEST, {"status": "complete", "n": 3})
     assert rf.manifest() == {"status": "complete", "n": 3}
-    assert rf.read_json(S.MANIFEST) == {"status": "complete", "n": 3}
-    rf.write_text(S.SUMMARY, "# hi\n")
-    assert rf.read_bytes(S.SUMMARY) == b"# hi\n" and rf.hash(S.SUMMARY) == hashlib.sha256(b"# hi\n").hexdigest()
-    assert rf.exists(S.DATASET) and not rf.exists(S.METRICS)
+    assert rf.read_json(assay.store.MANIFEST) == {"status": "complete", "n": 3}
+    rf.write_text(assay.store.SUMMARY, "# hi\n")
+    assert rf.read_bytes(assay.store.SUMMARY) == b"# hi\n" and rf.hash(assay.store.SUMMARY) == hashlib.sha256(b"# hi\n").hexdigest()
+    assert rf.exists(assay.store.DATASET) and not rf.exists(assay.store.METRICS)
     # the object really is in fsspec's memory filesystem, under the bucket
     fs = fsspec.filesystem("memory")
     raw = fs.cat("/" + mem_root.split("://", 1)[1] + "/p/2026-11-01/r1/manifest.json")
@@ -207,26 +207,26 @@ def test_memory_store_round_trips(mem_root):
 
 def test_memory_listdir_parts_and_missing(mem_root):
     rf = Store(mem_root).run("p", DAY, "r1")
-    assert rf.listdir(S.RESPONSES) == []
-    rf.write_table(f"{S.RESPONSES}/part-m-00001.parquet", pa.table({"x": [2]}))
-    rf.write_table(f"{S.RESPONSES}/part-m-00000.parquet", pa.table({"x": [1]}))
-    rf.write_text(f"{S.RESPONSES}/part-m-00002.parquet.tmp-0badf00d", "junk")
-    assert rf.listdir(S.RESPONSES) == ["part-m-00000.parquet", "part-m-00001.parquet"]
-    assert [rf.read_table(f"{S.RESPONSES}/{n}")["x"].to_pylist() for n in rf.listdir(S.RESPONSES)] == [[1], [2]]
+    assert rf.listdir(assay.store.RESPONSES) == []
+    rf.write_table(f"{assay.store.RESPONSES}/part-m-00001.parquet", pa.table({"x": [2]}))
+    rf.write_table(f"{assay.store.RESPONSES}/part-m-00000.parquet", pa.table({"x": [1]}))
+    rf.write_text(f"{assay.store.RESPONSES}/part-m-00002.parquet.tmp-0badf00d", "junk")
+    assert rf.listdir(assay.store.RESPONSES) == ["part-m-00000.parquet", "part-m-00001.parquet"]
+    assert [rf.read_table(f"{assay.store.RESPONSES}/{n}")["x"].to_pylist() for n in rf.listdir(assay.store.RESPONSES)] == [[1], [2]]
     with pytest.raises(FileNotFoundError, match=re.escape(f"{mem_root}/p/2026-11-01/r1/costs.parquet")):
-        rf.read_table(S.COSTS)
+        rf.read_table(assay.store.COSTS)
     assert Store(mem_root).run("p", DAY, "r2").manifest() is None
 
 
 def test_open_run_from_a_url(mem_root):
     rf = Store(mem_root).run("p", DAY, "r1")
-    with pytest.raises(S.NotARunFolder, match=re.escape(f"no manifest.json in {mem_root}/p/2026-11-01/r1: not a run folder")):
-        S.open_run(rf.url)
-    rf.write_json(S.MANIFEST, {"status": "complete"})
-    got = S.open_run(rf.url + "/")
+    with pytest.raises(assay.store.NotARunFolder, match=re.escape(f"no manifest.json in {mem_root}/p/2026-11-01/r1: not a run folder")):
+        assay.store.open_run(rf.url)
+    rf.write_json(assay.store.MANIFEST, {"status": "complete"})
+    got = assay.store.open_run(rf.url + "/")
     assert (got.store.root, got.pipeline, got.as_of, got.run_id) == (mem_root, "p", "2026-11-01", "r1")
-    with pytest.raises(S.NotARunFolder, match="not a run folder"):
-        S.open_run("memory://p/2026-11-01/r1")  # no root left
+    with pytest.raises(assay.store.NotARunFolder, match="not a run folder"):
+        assay.store.open_run("memory://p/2026-11-01/r1")  # no root left
 
 
 def test_memory_runs_and_complete_runs(mem_root):
@@ -234,7 +234,7 @@ def test_memory_runs_and_complete_runs(mem_root):
     assert store.pipelines() == [] and store.runs("p") == []
     for as_of, run_id, status in [("2026-11-02", "r3", "complete"), ("2026-10-31", "r9", "running"),
                                   ("2026-11-01", "r2", "complete"), ("2026-11-01", "r1", "failed")]:
-        store.run("p", date.fromisoformat(as_of), run_id).write_json(S.MANIFEST, {"status": status})
+        store.run("p", date.fromisoformat(as_of), run_id).write_json(assay.store.MANIFEST, {"status": status})
     assert store.pipelines() == ["p"]
     assert [(r.as_of, r.run_id) for r in store.runs("p")] == [
         ("2026-10-31", "r9"), ("2026-11-01", "r1"), ("2026-11-01", "r2"), ("2026-11-02", "r3")]
@@ -257,10 +257,10 @@ def test_a_whole_run_on_a_memory_store(tmp_path, mem_root):
     [rf] = Store(mem_root).complete_runs("p")
     assert rf.run_id == ctx.run_id
     assert read_responses(rf).num_rows == 4
-    m = rf.read_table(S.METRICS).to_pandas()
+    m = rf.read_table(assay.store.METRICS).to_pandas()
     assert m[(m.slice == "all")].iloc[0].value == pytest.approx(3 / 4)  # wrong on id 3
     names = {p.rsplit("/", 1)[-1] for p in fsspec.filesystem("memory").ls("/" + rf.url.split("://", 1)[1], detail=False)}
-    assert {S.DATASET, S.METRICS, S.COSTS, S.SUMMARY, S.REPORT, S.MANIFEST} <= names
+    assert {assay.store.DATASET, assay.store.METRICS, assay.store.COSTS, assay.store.SUMMARY, assay.store.REPORT, assay.store.MANIFEST} <= names
 
 
 @pytest.mark.parametrize("pipeline, run_id", [("../../escape", "r1"), ("a/b", "r1"), ("..", "r1"), (".hidden", "r1"),
@@ -276,11 +276,11 @@ def test_a_run_id_given_by_a_user_is_checked_and_a_folder_assay_cannot_make_is_n
     of ``..`` (or with a control character) is a NotARunFolder naming it, never a traceback; a folder
     in the artifact root with a control character in its name is listed as no run (history, matrix)."""
     for bad in (f"{mem_root}/p/2026-11-01/..", f"{mem_root}/p/2026-11-01/r\x07", f"{mem_root}/../2026-11-01/r1"):
-        with pytest.raises(S.NotARunFolder, match="not a run folder: .*cannot name a folder"):
-            S.open_run(bad)
+        with pytest.raises(assay.store.NotARunFolder, match="not a run folder: .*cannot name a folder"):
+            assay.store.open_run(bad)
     store = Store(tmp_path / "root")
     good = store.run("p", DAY, "r1")
-    good.write_json(S.MANIFEST, {"status": "complete"})
+    good.write_json(assay.store.MANIFEST, {"status": "complete"})
     (tmp_path / "root" / "p" / DAY.isoformat() / "r\x1b2").mkdir()
     assert [r.run_id for r in store.runs("p")] == ["r1"]
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assay import store as S
+import assay.store
 
 N = 2_345
 
@@ -82,7 +82,7 @@ def _whole_scores(ctx):
     from assay.stages.score import build_metrics, read_scored_responses
 
     rf, cfg = ctx.folder, ctx.cfg
-    return score(rf.read_table(S.DATASET), read_scored_responses(rf), build_metrics(ctx), cfg.dataset.slices, cfg.bootstrap,
+    return score(rf.read_table(assay.store.DATASET), read_scored_responses(rf), build_metrics(ctx), cfg.dataset.slices, cfg.bootstrap,
                  seed=0, held_out=cfg.dataset.held_out, cluster=cfg.dataset.cluster)
 
 
@@ -98,11 +98,11 @@ def test_streamed_score_stage_equals_the_whole_table_path(tmp_path, small_batche
     rf = ctx.folder
     assert score_streaming(ctx, build_metrics(ctx)) is not None  # the path the stage took
     whole = _whole_scores(ctx)
-    _same(rf.read_table(S.METRICS).to_pandas(), whole.metrics)
-    _same(rf.read_table(S.COMPARISONS).to_pandas(), whole.comparisons)
-    _same(rf.read_table(S.GENERALIZATION).to_pandas(), whole.generalization)
-    scores = rf.read_table(S.SCORES).to_pandas()
-    assert len(scores) == 2 * 2 * N and pq.ParquetFile(rf._loc(S.SCORES)).num_row_groups > 1
+    _same(rf.read_table(assay.store.METRICS).to_pandas(), whole.metrics)
+    _same(rf.read_table(assay.store.COMPARISONS).to_pandas(), whole.comparisons)
+    _same(rf.read_table(assay.store.GENERALIZATION).to_pandas(), whole.generalization)
+    scores = rf.read_table(assay.store.SCORES).to_pandas()
+    assert len(scores) == 2 * 2 * N and pq.ParquetFile(rf._loc(assay.store.SCORES)).num_row_groups > 1
     _same(scores[["example_id", "model", "metric", "value"]], whole.scores[["example_id", "model", "metric", "value"]])
     assert scores["detail"].isna().all() and scores["score_error"].isna().all()
     # the errors (examples without a logged response) are counted and scored as wrong
@@ -117,19 +117,19 @@ def test_parts_out_of_order_take_the_whole_table_path(tmp_path, small_batches):
 
     ctx = run_local(_inputs(tmp_path), "p", date(2026, 11, 1))
     rf = ctx.folder
-    before = rf.read_table(S.METRICS).to_pandas()
+    before = rf.read_table(assay.store.METRICS).to_pandas()
     # one model's parts swapped: the responses are no longer in the dataset's order
     import shutil
 
-    parts = [n for n in rf.listdir(S.RESPONSES) if n.startswith("part-a-")]
+    parts = [n for n in rf.listdir(assay.store.RESPONSES) if n.startswith("part-a-")]
     assert len(parts) == 1  # a replay shard holds up to 50,000 rows: cut it in two, the second half first
-    t = rf.read_table(f"{S.RESPONSES}/{parts[0]}")
-    rf.remove(f"{S.RESPONSES}/{parts[0]}")
-    rf.write_table(f"{S.RESPONSES}/part-a-00000.parquet", t.slice(1000))
-    rf.write_table(f"{S.RESPONSES}/part-a-00001.parquet", t.slice(0, 1000))
+    t = rf.read_table(f"{assay.store.RESPONSES}/{parts[0]}")
+    rf.remove(f"{assay.store.RESPONSES}/{parts[0]}")
+    rf.write_table(f"{assay.store.RESPONSES}/part-a-00000.parquet", t.slice(1000))
+    rf.write_table(f"{assay.store.RESPONSES}/part-a-00001.parquet", t.slice(0, 1000))
     assert score_streaming(ctx, build_metrics(ctx)) is None
     score_run(ctx)
-    _same(rf.read_table(S.METRICS).to_pandas(), before)
+    _same(rf.read_table(assay.store.METRICS).to_pandas(), before)
     shutil.rmtree(tmp_path / "runs")
 
 
@@ -140,13 +140,13 @@ def test_a_corpus_metric_keeps_the_whole_table_path(tmp_path, small_batches):
     ctx = run_local(_inputs(tmp_path, metrics=("accuracy", "macro_f1")), "p", date(2026, 11, 1))
     assert score_streaming(ctx, build_metrics(ctx)) is None
     whole = _whole_scores(ctx)
-    _same(ctx.folder.read_table(S.METRICS).to_pandas(), whole.metrics)
+    _same(ctx.folder.read_table(assay.store.METRICS).to_pandas(), whole.metrics)
 
 
 def test_streamed_cost_stage_equals_the_whole_table_path(tmp_path, monkeypatch):
     """Token sums, dollars at each logged day's price, latency percentiles: read batch by batch."""
     import assay.stages.cost as cost_stage
-    from assay import costing as C
+    from assay import costing
     from assay.pricing import quote
     from assay.responses import read_responses
     from assay.stages import run_local
@@ -159,13 +159,13 @@ def test_streamed_cost_stage_equals_the_whole_table_path(tmp_path, monkeypatch):
     quote_of = lambda name, day: quote(models[name], day)  # noqa: E731
     assert cost_stage.usages(rf, models, stats, "2026-11-01", quote_of) is not None
     responses = read_responses(rf).to_pandas()
-    responses[C.PRICE_DATE] = C.request_dates(responses, models, stats, "2026-11-01")
-    quotes = C.dated_quotes(models, responses, "2026-11-01", quote_of)
-    correct = C.correct_counts(rf.read_table(S.METRICS).to_pandas())
-    whole, be = C.cost_tables(responses, models, quotes, stats, ctx.cfg.cost.monthly_requests, correct)
-    _same(rf.read_table(S.COSTS).to_pandas(), whole)
-    _same(rf.read_table(S.BREAKEVEN).to_pandas(), be)
-    assert len(set(responses[C.PRICE_DATE])) > 1  # priced at several days' prices
+    responses[costing.PRICE_DATE] = costing.request_dates(responses, models, stats, "2026-11-01")
+    quotes = costing.dated_quotes(models, responses, "2026-11-01", quote_of)
+    correct = costing.correct_counts(rf.read_table(assay.store.METRICS).to_pandas())
+    whole, be = costing.cost_tables(responses, models, quotes, stats, ctx.cfg.cost.monthly_requests, correct)
+    _same(rf.read_table(assay.store.COSTS).to_pandas(), whole)
+    _same(rf.read_table(assay.store.BREAKEVEN).to_pandas(), be)
+    assert len(set(responses[costing.PRICE_DATE])) > 1  # priced at several days' prices
 
 
 def test_cost_stage_with_an_example_twice_reads_the_whole_table(tmp_path):
@@ -175,25 +175,25 @@ def test_cost_stage_with_an_example_twice_reads_the_whole_table(tmp_path):
 
     ctx = run_local(_inputs(tmp_path, n=300), "p", date(2026, 11, 1))
     rf = ctx.folder
-    part = next(n for n in rf.listdir(S.RESPONSES) if n.startswith("part-a-"))
-    t = rf.read_table(f"{S.RESPONSES}/{part}")
-    rf.write_table(f"{S.RESPONSES}/part-a-99999.parquet", t.slice(0, 5))  # the same examples again
+    part = next(n for n in rf.listdir(assay.store.RESPONSES) if n.startswith("part-a-"))
+    t = rf.read_table(f"{assay.store.RESPONSES}/{part}")
+    rf.write_table(f"{assay.store.RESPONSES}/part-a-99999.parquet", t.slice(0, 5))  # the same examples again
     models = {k: ctx.loaded.config.models[k] for k in ctx.models}
     stats = rf.manifest()["stages"]["invoke"]["models"]
     assert cost_stage.usages(rf, models, stats, "2026-11-01", lambda n, d: quote(models[n], d)) is None
-    before = rf.read_table(S.COSTS).to_pandas()
+    before = rf.read_table(assay.store.COSTS).to_pandas()
     cost_stage.run(ctx)
-    _same(rf.read_table(S.COSTS).to_pandas(), before)  # deduplicated: the same rows counted once
+    _same(rf.read_table(assay.store.COSTS).to_pandas(), before)  # deduplicated: the same rows counted once
 
 
 @pytest.mark.parametrize("kw", [{}, {"sample": 700}, {"partition": True}, {"no_id": True}])
 def test_streamed_load_equals_prepare(tmp_path, monkeypatch, kw):
     """A Parquet source with its ids in order is prepared batch by batch: the same rows, columns and
     sample as :func:`assay.dataset.prepare` on the whole table."""
-    from assay import dataset as D
+    import assay.dataset
     from assay.config import DatasetConfig
 
-    monkeypatch.setattr(D, "STREAM_ROWS", 256)
+    monkeypatch.setattr(assay.dataset, "STREAM_ROWS", 256)
     _inputs(tmp_path)
     src = str(tmp_path / "data.parquet")
     t = pq.read_table(src)
@@ -207,8 +207,8 @@ def test_streamed_load_equals_prepare(tmp_path, monkeypatch, kw):
         spec["partition"] = {"column": "day", "window": "7d"}
     cfg = DatasetConfig(**spec)
     as_of = date(2026, 10, 15)
-    plan = D.plan_streamed(src, cfg, None, as_of, kw.get("sample"))
-    whole = D.prepare(D.read_source(src), cfg, None, as_of, kw.get("sample"))
+    plan = assay.dataset.plan_streamed(src, cfg, None, as_of, kw.get("sample"))
+    whole = assay.dataset.prepare(assay.dataset.read_source(src), cfg, None, as_of, kw.get("sample"))
     if kw.get("no_id"):  # ids hashed from the row: not in the file's order, so the whole table is sorted
         assert plan is None
         return
@@ -218,30 +218,30 @@ def test_streamed_load_equals_prepare(tmp_path, monkeypatch, kw):
 
 
 def test_load_with_ids_out_of_order_sorts_the_whole_table(tmp_path):
-    from assay import dataset as D
+    import assay.dataset
     from assay.config import DatasetConfig
     from assay.stages import run_local
 
     cfg = _inputs(tmp_path, n=400, sorted_ids=False)
-    assert D.plan_streamed(str(tmp_path / "data.parquet"), DatasetConfig(source="data.parquet", id="id"), None, None) is None
+    assert assay.dataset.plan_streamed(str(tmp_path / "data.parquet"), DatasetConfig(source="data.parquet", id="id"), None, None) is None
     ctx = run_local(cfg, "p", date(2026, 11, 1))
-    ids = ctx.folder.read_table(S.DATASET)["example_id"].to_pylist()
+    ids = ctx.folder.read_table(assay.store.DATASET)["example_id"].to_pylist()
     assert ids == sorted(ids) and len(ids) == 400
 
 
 def test_a_sorted_log_is_merged_shard_by_shard_with_the_responses_of_a_join(tmp_path, monkeypatch):
     """A replay log in id order is read batch by batch and merged with the examples; the responses
     equal those of the whole-log join (a shuffled copy of the same log)."""
-    import assay.calling.batch as B
-    import assay.providers.replay as R
+    from assay.calling import batch
+    from assay.providers import replay
     from assay.responses import read_responses
     from assay.stages import run_local
 
-    monkeypatch.setattr(B, "FREE_SHARD", 400)
-    monkeypatch.setattr(R, "STREAM_ROWS", 150)
+    monkeypatch.setattr(batch, "FREE_SHARD", 400)
+    monkeypatch.setattr(replay, "STREAM_ROWS", 150)
     merged = []
-    real = R._Merge.take
-    monkeypatch.setattr(R._Merge, "take", lambda self, ids: merged.append(len(ids)) or real(self, ids))
+    real = replay._Merge.take
+    monkeypatch.setattr(replay._Merge, "take", lambda self, ids: merged.append(len(ids)) or real(self, ids))
     out = {}
     for shuffle in (False, True):
         d = tmp_path / ("shuffled" if shuffle else "sorted")
@@ -250,7 +250,7 @@ def test_a_sorted_log_is_merged_shard_by_shard_with_the_responses_of_a_join(tmp_
         out[shuffle] = read_responses(ctx.folder).to_pandas().sort_values(["model", "example_id"]).reset_index(drop=True)
         if not shuffle:
             assert sum(merged) == 2 * N and len(merged) >= 8  # both models, shard by shard
-            assert len([n for n in ctx.folder.listdir(S.RESPONSES) if n.startswith("part-a-")]) > 1
+            assert len([n for n in ctx.folder.listdir(assay.store.RESPONSES) if n.startswith("part-a-")]) > 1
     a, b = out[False], out[True]
     assert len(a) == 2 * N and a["error"].notna().sum() > 0
     cols = ["example_id", "model", "output", "prompt_tokens", "completion_tokens", "latency_s", "error"]

@@ -8,7 +8,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from assay import store as S
+from assay import store
 from assay.config import load_config
 from assay.pricing import quote
 from assay.responses import read_responses
@@ -18,15 +18,15 @@ AS_OF = date(2026, 12, 5)
 
 
 def test_the_shipped_examples_costs_and_decisions_by_hand(example_config, project_root):
-    from assay.report import summary as R
+    from assay.report import summary
 
     loaded = load_config(example_config)
     models, pipe = loaded.config.models, loaded.pipeline("support-triage")
     M = pipe.cost.monthly_requests
     ctx = run_local(str(example_config), "support-triage", AS_OF)
     rf = ctx.folder
-    costs = rf.read_table(S.COSTS).to_pandas().set_index("model")
-    ids = set(rf.read_table(S.DATASET, columns=["example_id"]).column("example_id").to_pylist())
+    costs = rf.read_table(store.COSTS).to_pandas().set_index("model")
+    ids = set(rf.read_table(store.DATASET, columns=["example_id"]).column("example_id").to_pylist())
 
     # gpt-4o-mini: its logged tokens at genai-prices' price (one price over the logged days)
     log = pd.read_parquet(project_root / "data/support_triage/logs/gpt-4o-mini.parquet")
@@ -52,7 +52,7 @@ def test_the_shipped_examples_costs_and_decisions_by_hand(example_config, projec
     tf = costs.loc["tfidf-logreg"]
     assert tf["floor_monthly_usd"] == pytest.approx(floor) and floor == pytest.approx(15.184)
     assert tf["monthly_cost_usd"] == pytest.approx(training + max(floor, M * per_request), rel=1e-9)
-    be = rf.read_table(S.BREAKEVEN).to_pandas().set_index(["option", "api"])
+    be = rf.read_table(store.BREAKEVEN).to_pandas().set_index(["option", "api"])
     assert be.loc[("tfidf-logreg", "gpt-4o-mini"), "breakeven_monthly_requests"] == pytest.approx((floor + training) / c_api)
     assert be.loc[("llama-3.1-8b", "gpt-4o-mini"), "breakeven_monthly_requests"] == pytest.approx(floor_llama / c_api)
 
@@ -62,16 +62,16 @@ def test_the_shipped_examples_costs_and_decisions_by_hand(example_config, projec
     escalated = conf.index[conf < 0.6]
     g = resp[resp["model"] == "gpt-4o-mini"].set_index("example_id").loc[escalated]
     per_escalated = (g["prompt_tokens"].sum() * q.input_per_mtok + g["completion_tokens"].sum() * q.output_per_mtok) / 1e6 / len(g)
-    pol = rf.read_table(S.POLICIES).to_pandas().set_index("policy").loc["tfidf-then-gpt"]
+    pol = rf.read_table(store.POLICIES).to_pandas().set_index("policy").loc["tfidf-then-gpt"]
     share = len(escalated) / len(conf)
     assert pol["monthly_cost_usd"] == pytest.approx(tf["monthly_cost_usd"] + M * share * per_escalated, rel=1e-9)
     assert pol["floor_monthly_usd"] == pytest.approx(floor) and pol["needs"] == "tfidf-logreg, gpt-4o-mini"
 
     # the decisions: the baseline is cheapest; the cascade is on the front, dominates gpt-4o-mini, is the runner-up
     m = rf.manifest()
-    cfg = R.run_config(m)
-    table = R.headline(rf.read_table(S.METRICS).to_pandas(), rf.read_table(S.COSTS).to_pandas(), cfg)
-    dec = R.decisions(table, cfg, rf.read_table(S.POLICIES).to_pandas())
+    cfg = summary.run_config(m)
+    table = summary.headline(rf.read_table(store.METRICS).to_pandas(), rf.read_table(store.COSTS).to_pandas(), cfg)
+    dec = summary.decisions(table, cfg, rf.read_table(store.POLICIES).to_pandas())
     assert dec["recommendation"].model == "tfidf-logreg" and dec["recommendation"].runner_up == "tfidf-then-gpt"
     assert dec["pareto_labels"] == ["tfidf-logreg", "tfidf-then-gpt (cascade)"]
     assert any(line.startswith("The cascade tfidf-then-gpt dominates gpt-4o-mini") for line in dec["dominated"])

@@ -564,7 +564,7 @@ class Runner(Strict):
 
     dask: str = Field(description="'local', or the address of a running Dask scheduler (tcp://host:8786)")
     workers: int | None = Field(default=None, ge=1, description="worker processes of a local cluster (default 2)")
-    shard_rows: int | None = Field(default=None, ge=1, description="rows per invoke shard and score chunk "
+    shard_rows: int | None = Field(default=None, ge=1, description="rows per invoke shard and score shard "
                                                                     "(default: the pipeline's shard_size)")
 
     @field_validator("dask")
@@ -759,7 +759,7 @@ class PipelineConfig(Strict):
     shard_size: int = Field(default=500, ge=1, description="responses per Parquet part (the unit of resume)")
     bootstrap: int = Field(default=1000, ge=0, description="resamples for confidence intervals (0: none)")
     policies: dict[str, PolicyConfig] = Field(default_factory=dict, description="cascades and routes scored from the run's answers")
-    runner: Runner | None = Field(default=None, description="run invoke shards and score chunks on Dask (overrides the top-level runner)")
+    runner: Runner | None = Field(default=None, description="run invoke and score shards on Dask (overrides the top-level runner)")
     samples: int | dict[str, int] | None = Field(
         default=None, description="calls per example: K for every chat model of the pipeline, or {model: K}; "
                                   "overrides the models' own samples:")
@@ -786,7 +786,7 @@ class PipelineConfig(Strict):
     def samples_of(self, name: str, model) -> int:
         """Calls per example for the pipeline's model ``name`` (config ``model``): the pipeline's
         ``samples: {name: K}``, else its ``samples: K``, else the model's own ``samples:``, else 1.
-        Only chat models are called more than once (see :mod:`assay.calling.invoke`)."""
+        Only chat models are called more than once (see :mod:`assay.calling.fanout`)."""
         s = self.samples
         if isinstance(s, dict) and name in s:
             return s[name]
@@ -819,7 +819,7 @@ class PipelineConfig(Strict):
 class AssayConfig(Strict):
     artifacts: Root = Field(default="data/runs", description="the artifact root: a path (relative to pipelines.yaml) or an fsspec URL (s3://bucket/prefix)")
     cache_dir: FilePath | None = Field(default=None, description="the response cache's folder (default <artifacts>/_cache for a local root)")
-    runner: Runner | None = Field(default=None, description="run invoke shards and score chunks of every pipeline on Dask")
+    runner: Runner | None = Field(default=None, description="run invoke and score shards of every pipeline on Dask")
     models: dict[Name, ModelConfig] = Field(default_factory=dict, description="named models, reusable across pipelines")
     pipelines: dict[Name, PipelineConfig] = Field(default_factory=dict, description="the assessments, by name")
     alerts: AlertsConfig | None = Field(default=None, description="alerts for every pipeline as Prefect automations "

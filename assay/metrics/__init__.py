@@ -13,7 +13,7 @@ them). ``build_metric`` turns a ``MetricSpec`` from pipelines.yaml into a ready 
 
 Each builtin also exists as an ``evaluate`` module in ``assay/metrics/modules/<name>.py``
 (see :func:`evaluate_module_path`), for use from the Hugging Face ecosystem; those files are
-generated from ``core.BUILTINS`` by ``python -m assay.metrics.modules._generate``.
+generated from ``builtin.BUILTINS`` by ``python -m assay.metrics.modules._generate``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assay.errors import MetricError
-from assay.metrics.core import BUILTINS, EvaluateMetric, Metric, option_parameters
+from assay.metrics.adapter import EvaluateMetric
+from assay.metrics.base import Metric, option_parameters
+from assay.metrics.builtin import BUILTINS
 from assay.registry import Registry, UnknownName
 
 if TYPE_CHECKING:  # pragma: no cover

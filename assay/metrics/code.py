@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 
 from assay.errors import MetricError
-from assay.metrics.core import Metric, is_missing, to_text
+from assay.metrics.base import Metric
 from assay.metrics.function import ExampleScores
+from assay.metrics.text import is_missing, to_text
 
 __all__ = ["PassAtK", "extract_code", "pass_at_k_estimate"]
 

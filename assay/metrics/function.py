@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from assay import workers
-from assay.metrics.core import Metric, is_missing
+from assay.metrics.base import Metric
+from assay.metrics.text import is_missing
 from assay.workers import load_function
 
 __all__ = ["FunctionMetric", "ExampleScores", "load_function"]

@@ -49,7 +49,8 @@ import numpy as np
 from assay.cache import key_maker, open_cache
 from assay.errors import MetricError
 from assay.figures import CallFigures
-from assay.metrics.core import Metric, _alternatives, _pairs, is_missing, parse_json, to_text
+from assay.metrics.base import Metric
+from assay.metrics.text import _alternatives, _pairs, is_missing, parse_json, to_text
 
 __all__ = ["LLMJudge", "PROMPT_VERSION", "parse_grade", "judge_messages", "DEFAULT_RUBRIC"]
 

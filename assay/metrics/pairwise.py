@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from assay.cache import key_maker
-from assay.metrics.core import _pairs, is_missing, to_text
 from assay.metrics.judge import LLMJudge
+from assay.metrics.text import _pairs, is_missing, to_text
 
 __all__ = ["PairwiseJudge", "PROMPT_VERSION", "pairwise_messages", "parse_verdict", "combine"]
 

@@ -19,7 +19,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from assay import store as S
+from assay import store
 from assay.policies import simulate as SIM
 from assay.policies.answers import Answers, answers, from_run, row_costs
 from assay.policies.figures import LAMBDAS, POLICY_COLUMNS, SWEEP_COLUMNS, TOLERANCES, average_pgr, figures, rule_text, thresholds
@@ -116,11 +116,11 @@ def write_policies(rf, cfg, models: list[str] | None = None) -> list[str]:
     write policies.parquet and policy_sweep.parquet; return their names."""
     a = from_run(rf, cfg, models)
     table, sweep = evaluate(a, cfg.policies, cfg.bootstrap, 0, cfg.cost.monthly_requests)
-    rf.write_table(S.POLICIES, table)
-    rf.write_table(S.POLICY_SWEEP, sweep)
+    rf.write_table(store.POLICIES, table)
+    rf.write_table(store.POLICY_SWEEP, sweep)
     for r in table.itertuples():
         log.info("policy: %s (%s, %s): %s %.4f [%.4f, %.4f], %s per 1k, %.1f%% escalated, APGR %s, saving %s%s",
                  r.policy, r.models, r.rule, r.metric, r.quality, r.quality_ci_low, r.quality_ci_high, usd(r.cost_per_1k_usd),
                  100 * r.escalated, "–" if r.apgr != r.apgr else f"{r.apgr:.2f}",
                  "–" if r.saving != r.saving else f"{r.saving:.0%} vs {r.matched_model}", f" ({r.note})" if r.note else "")
-    return [S.POLICIES, S.POLICY_SWEEP]
+    return [store.POLICIES, store.POLICY_SWEEP]

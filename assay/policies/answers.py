@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from assay import store as S
+from assay import store
 from assay.errors import DataError
 from assay.pricing import PriceQuote, token_cost
 from assay.responses import read_responses
@@ -183,8 +183,8 @@ def decomposable(scores: pd.DataFrame, metrics: pd.DataFrame) -> set[str]:
 def from_run(rf, cfg, models: list[str] | None = None) -> Answers:
     """The :class:`Answers` of a run folder, scored by the pipeline's headline metric (the first
     metric with per-example scores, when the headline one is a corpus metric such as macro-F1)."""
-    scores = rf.read_table(S.SCORES).to_pandas()
-    metrics = rf.read_table(S.METRICS).to_pandas() if rf.exists(S.METRICS) else pd.DataFrame()
+    scores = rf.read_table(store.SCORES).to_pandas()
+    metrics = rf.read_table(store.METRICS).to_pandas() if rf.exists(store.METRICS) else pd.DataFrame()
     per_example = decomposable(scores, metrics)
     scores = scores[scores["metric"].astype(str).isin(per_example)]
     keys = [s.key for s in cfg.metric_specs()]
@@ -195,5 +195,5 @@ def from_run(rf, cfg, models: list[str] | None = None) -> Answers:
         hib = bool(sel.iloc[0]) if len(sel) else True
     judges = {s.key: s.judge for s in cfg.metric_specs() if s.judge}
     responses = read_responses(rf).to_pandas()
-    return answers(rf.read_table(S.DATASET).to_pandas(), responses, scores, rf.read_table(S.COSTS).to_pandas(), metric,
+    return answers(rf.read_table(store.DATASET).to_pandas(), responses, scores, rf.read_table(store.COSTS).to_pandas(), metric,
                    hib, cfg.dataset.slices, judges, models or [m for m in cfg.models if m in set(responses["model"])])

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assay.metrics.core import normalize_text
+from assay.metrics.text import normalize_text
 from assay.policies.answers import Answers
 
 NAN = float("nan")

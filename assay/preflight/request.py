@@ -33,7 +33,7 @@ from datetime import date
 
 import pyarrow.parquet as pq
 
-from assay import dataset as D
+import assay.dataset
 from assay.config import ConfigError, LoadedConfig, format_path
 from assay.config.schema import check_root
 from assay.logs import log_files
@@ -60,7 +60,7 @@ class Checked:
     chosen: list[str]
     sample: int | None
     artifacts: str | None
-    dataset: D.PreparedSource | None = None
+    dataset: assay.dataset.PreparedSource | None = None
 
     def release(self) -> None:
         """Let go of the prepared dataset, taken or not (the run is over, or never began)."""
@@ -98,7 +98,7 @@ def _check(loaded: LoadedConfig, pipeline: str, as_of: date | None, models: list
     if sample is not None and sample < 1:
         problems.append((("sample",), f"a sample of {sample} examples leaves nothing to assess: sample must be at least 1"))
         sample = None
-    got: list[D.PreparedSource] = []
+    got: list[assay.dataset.PreparedSource] = []
     problems += _dataset_problems(loaded, pipeline, as_of, sample, got)
     problems += _model_problems(loaded, pipeline, chosen)
     problems += _metric_problems(loaded, pipeline)
@@ -179,11 +179,11 @@ def _parquet_problem(path: str, what: str) -> str | None:
     if "://" in path:
         return None
     try:
-        if D.detect_format(path, None) != "parquet":
+        if assay.dataset.detect_format(path, None) != "parquet":
             return None
         with open(path, "rb") as f:
             _ = pq.ParquetFile(f).schema_arrow  # reads the footer
-    except D.DatasetError as e:
+    except assay.dataset.DatasetError as e:
         return f"{what} {path}: {e}"
     except Exception as e:  # noqa: BLE001  (pyarrow's errors for a corrupt file)
         return f"{what} {path} is not a readable Parquet file: {type(e).__name__}: {e}"
@@ -199,10 +199,10 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
     at = ("pipelines", pipeline)
     src = loaded.resolve_path(ds.source)
     try:
-        fmt = D.detect_format(src, ds.format)
-    except D.DatasetError as e:
+        fmt = assay.dataset.detect_format(src, ds.format)
+    except assay.dataset.DatasetError as e:
         return [(at + key, msg) for key, msg in e.problems]
-    if D.is_log(fmt):
+    if assay.dataset.is_log(fmt):
         try:
             log_files(fmt, src)
         except FileNotFoundError as e:
@@ -214,16 +214,16 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
         if why:
             return [(at + ("dataset", "source"), why)]
     try:
-        key = D.prepared_key(src, ds, p.prompt, as_of, sample)  # before the read: a file changed meanwhile is read again
-        got = D.prepared_source(src, ds, p.prompt, as_of, sample)
+        key = assay.dataset.prepared_key(src, ds, p.prompt, as_of, sample)  # before the read: a file changed meanwhile is read again
+        got = assay.dataset.prepared_source(src, ds, p.prompt, as_of, sample)
         if key is not None:
-            prepared.append(D.PreparedSource(key, got))
-        rows, read = (got.rows, got.read) if isinstance(got, D.Streamed) else (got[0].num_rows, got[1])
+            prepared.append(assay.dataset.PreparedSource(key, got))
+        rows, read = (got.rows, got.read) if isinstance(got, assay.dataset.Streamed) else (got[0].num_rows, got[1])
     except FileNotFoundError:
         return [(at + ("dataset", "source"), f"dataset file not found: {src}")]
-    except D.UnreadableSource as e:
+    except assay.dataset.UnreadableSource as e:
         return [(at + ("dataset", "source"), str(e))]
-    except D.DatasetError as e:
+    except assay.dataset.DatasetError as e:
         return [(at + (key or ("dataset", "source")), msg if src in msg else f"{msg} ({src})") for key, msg in e.problems]
     except Exception as e:  # noqa: BLE001  (a table prepare() cannot handle: said in one line, not a traceback)
         return [(at + ("dataset",), f"cannot prepare the examples of {src}: {type(e).__name__}: {e}")]
@@ -233,7 +233,7 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
         return [(at + ("dataset", "source"), f"no examples in {src}: the file has no rows")]
     if ds.partition and as_of is not None:
         window = ds.partition.window
-        end = D.partition_end(ds, as_of)
+        end = assay.dataset.partition_end(ds, as_of)
         span = f"in the {window} up to {end}" if window else f"on or before {end}"
         if end != as_of:
             span += f" ({ds.partition.lag} before as_of {as_of})"
@@ -247,7 +247,7 @@ def _conversation_problems(prompt, got, at: tuple) -> list[Problem]:
     one that is not is named)."""
     if prompt is None or prompt.messages is None:
         return []
-    tables = got.batches() if isinstance(got, D.Streamed) else [got[0]]
+    tables = got.batches() if isinstance(got, assay.dataset.Streamed) else [got[0]]
     try:
         for t in tables:
             render_conversations(prompt, t)

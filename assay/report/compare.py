@@ -14,11 +14,10 @@ import json
 import numpy as np
 import pandas as pd
 
+import assay.store
 from assay import stats as ST
-from assay import store as S
-from assay.report import charts as C
+from assay.report import charts, page
 from assay.report import format as fmt
-from assay.report import page as P
 from assay.report.decision import recommend
 from assay.report.summary import RunTables, _pair_row, headline, prices_text
 from assay.scoring import paired_comparison
@@ -43,17 +42,17 @@ def config_changes(a: dict, b: dict) -> list[dict]:
 
 
 def _ids(rf: RunFolder) -> set[str]:
-    if not rf.exists(S.DATASET):
+    if not rf.exists(assay.store.DATASET):
         return set()
-    return set(rf.read_table(S.DATASET, columns=["example_id"]).column(0).to_pandas().astype(str))
+    return set(rf.read_table(assay.store.DATASET, columns=["example_id"]).column(0).to_pandas().astype(str))
 
 
 def _clusters(rt: RunTables, ids: pd.Index) -> np.ndarray | None:
     """The cluster of each of ``ids`` in a run whose dataset sets ``cluster`` (None otherwise)."""
     col = rt.cfg.dataset.cluster
-    if not col or not rt.rf.exists(S.DATASET):
+    if not col or not rt.rf.exists(assay.store.DATASET):
         return None
-    t = rt.rf.read_table(S.DATASET, columns=["example_id", col]).to_pandas()
+    t = rt.rf.read_table(assay.store.DATASET, columns=["example_id", col]).to_pandas()
     by_id = pd.Series(t[col].to_numpy(), index=t["example_id"].astype(str))
     return np.asarray(ST.cluster_codes(by_id.reindex(ids).tolist()))
 
@@ -94,11 +93,11 @@ def build_compare(a: RunFolder, b: RunFolder, out_path: str) -> dict:
         hib = bool(tb[f"{metric}_higher_is_better"].dropna().iloc[0])
     ma, mb = ra.manifest, rb.manifest
     name = lambda rf: f"{rf.pipeline} {rf.as_of} {rf.run_id}"  # noqa: E731
-    body = [f"<h1>Compare runs of {P.esc(a.pipeline)}{'' if a.pipeline == b.pipeline else ' and ' + P.esc(b.pipeline)}</h1>",
-            f"<p class='meta'>A: <code>{P.esc(name(a))}</code> · B: <code>{P.esc(name(b))}</code></p>",
+    body = [f"<h1>Compare runs of {page.esc(a.pipeline)}{'' if a.pipeline == b.pipeline else ' and ' + page.esc(b.pipeline)}</h1>",
+            f"<p class='meta'>A: <code>{page.esc(name(a))}</code> · B: <code>{page.esc(name(b))}</code></p>",
             "<section id='recommendations'><h2>Recommendations</h2>",
-            f"<p class='recommendation{'' if reca.model else ' none'}'><b>A ({P.esc(a.as_of)}):</b> {P.esc(reca.sentence)}</p>",
-            f"<p class='recommendation{'' if recb.model else ' none'}'><b>B ({P.esc(b.as_of)}):</b> {P.esc(recb.sentence)}</p></section>"]
+            f"<p class='recommendation{'' if reca.model else ' none'}'><b>A ({page.esc(a.as_of)}):</b> {page.esc(reca.sentence)}</p>",
+            f"<p class='recommendation{'' if recb.model else ' none'}'><b>B ({page.esc(b.as_of)}):</b> {page.esc(recb.sentence)}</p></section>"]
 
     # results ------------------------------------------------------------------------------
     models = list(dict.fromkeys([*tb.get("model", []), *ta.get("model", [])]))
@@ -118,16 +117,16 @@ def build_compare(a: RunFolder, b: RunFolder, out_path: str) -> dict:
             if r:
                 bars.append({"model": m, "run": f"{run} ({a.as_of if run == 'A' else b.as_of})", "value": r.get(metric),
                              "lo": r.get(f"{metric}_ci_low"), "hi": r.get(f"{metric}_ci_high")})
-    body.append("<section id='results'><h2>Results</h2>" + P.table(
+    body.append("<section id='results'><h2>Results</h2>" + page.table(
         [("model", "model"), ("a", f"{metric} A"), ("b", f"{metric} B"), ("d", "B − A"), ("ca", "$/1k req A"),
          ("cb", "$/1k req B"), ("mca", "$/month A"), ("mcb", "$/month B")], rows) + "</section>")
-    body.append(P.figure("runs", f"{metric} per model in both runs", C.render(s) if (s := C.bars_spec(pd.DataFrame(bars), metric)) else None,
+    body.append(page.figure("runs", f"{metric} per model in both runs", charts.render(s) if (s := charts.bars_spec(pd.DataFrame(bars), metric)) else None,
                          "Each model's value with its 95% interval, A above B.", "No model has a value in either run."))
     diffs = shared_differences(ra, rb, metric, hib, rb.cfg.bootstrap or 1000)
     ida, idb = _ids(a), _ids(b)
     shared = len(ida & idb)
-    body.append(P.figure("paired", f"Paired differences B − A in {metric}, on the shared examples",
-                         C.render(s) if (s := C.forest_spec(diffs, metric, 'B − A')) else None,
+    body.append(page.figure("paired", f"Paired differences B − A in {metric}, on the shared examples",
+                         charts.render(s) if (s := charts.forest_spec(diffs, metric, 'B − A')) else None,
                          f"Per model, B − A on the {shared:,} examples both runs scored, with its 95% paired interval "
                          "(computed as the score stage computes comparisons.parquet); an interval across zero is no clear "
                          "difference.",
@@ -136,14 +135,14 @@ def build_compare(a: RunFolder, b: RunFolder, out_path: str) -> dict:
     # what changed -------------------------------------------------------------------------
     changes = config_changes(ma, mb)
     body.append("<section id='config'><h2>Config</h2>" + (
-        f"<p>Same config: <code>{P.esc(mb.get('config_hash', ''))}</code>.</p>" if not changes else
-        f"<p>{len(changes)} setting(s) differ (config hash A <code>{P.esc(str(ma.get('config_hash', ''))[:12])}</code>, "
-        f"B <code>{P.esc(str(mb.get('config_hash', ''))[:12])}</code>).</p>"
-        + P.collapsible("Changed settings", P.table([("key", "setting"), ("a", "A"), ("b", "B")], changes,
+        f"<p>Same config: <code>{page.esc(mb.get('config_hash', ''))}</code>.</p>" if not changes else
+        f"<p>{len(changes)} setting(s) differ (config hash A <code>{page.esc(str(ma.get('config_hash', ''))[:12])}</code>, "
+        f"B <code>{page.esc(str(mb.get('config_hash', ''))[:12])}</code>).</p>"
+        + page.collapsible("Changed settings", page.table([("key", "setting"), ("a", "A"), ("b", "B")], changes,
                                                     text_cols=("key", "a", "b")), len(changes))) + "</section>")
     da, db = ma.get("dataset") or {}, mb.get("dataset") or {}
     same = (ida == idb) if (ida or idb) else da.get("fingerprint") == db.get("fingerprint")
-    body.append("<section id='data'><h2>Data</h2>" + P.table(
+    body.append("<section id='data'><h2>Data</h2>" + page.table(
         [("what", ""), ("a", "A"), ("b", "B")],
         [{"what": "fingerprint", "a": da.get("fingerprint", "–"), "b": db.get("fingerprint", "–")},
          {"what": "rows", "a": fmt.count(da.get("rows")), "b": fmt.count(db.get("rows"))},
@@ -153,13 +152,13 @@ def build_compare(a: RunFolder, b: RunFolder, out_path: str) -> dict:
     pa_, pb_ = dict(zip(ra.costs["model"], prices_text(ra.costs))), dict(zip(rb.costs["model"], prices_text(rb.costs)))
     prow = [{"model": m, "a": pa_.get(m, "–").split(": ", 1)[-1], "b": pb_.get(m, "–").split(": ", 1)[-1],
              "same": "same rates" if _rates(pa_.get(m)) == _rates(pb_.get(m)) else "changed"} for m in dict.fromkeys([*pb_, *pa_])]
-    body.append("<section id='prices'><h2>Prices</h2>" + P.table(
+    body.append("<section id='prices'><h2>Prices</h2>" + page.table(
         [("model", "model"), ("a", "A"), ("b", "B"), ("same", "")], prow, text_cols=("model", "a", "b", "same")) + "</section>")
-    body.append(P.footer([("A", P.esc(f"{name(a)} · config {ma.get('config_hash', '–')} · "
+    body.append(page.footer([("A", page.esc(f"{name(a)} · config {ma.get('config_hash', '–')} · "
                                       + " · ".join(f"{k} {v}" for k, v in sorted((ma.get('versions') or {}).items())))),
-                          ("B", P.esc(f"{name(b)} · config {mb.get('config_hash', '–')} · "
+                          ("B", page.esc(f"{name(b)} · config {mb.get('config_hash', '–')} · "
                                       + " · ".join(f"{k} {v}" for k, v in sorted((mb.get('versions') or {}).items()))))]))
-    html = P.document(f"Compare {a.run_id} and {b.run_id} — Assay", body)
+    html = page.document(f"Compare {a.run_id} and {b.run_id} — Assay", body)
     with open(out_path, "w", encoding="utf-8") as f:
         f.write(html)
     return {"path": out_path, "config_changes": changes, "shared_examples": shared, "same_data": same,

@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from assay.report import charts as C
-from assay.report import engine
+from assay.report import charts, engine, page
 from assay.report import format as fmt
-from assay.report import page as P
 from assay.report.decision import COLUMNS, headline_rows, headline_titles, recommend
 from assay.report.links import report_href
 from assay.report.summary import RunTables, headline, run_config
@@ -90,10 +88,10 @@ def build_dashboard(root: str, out_dir: str, base_url: str | None = None) -> dic
     t_read = time.perf_counter()
     for v in views:
         if len(v.history):
-            spec = C.history_spec(v.history, v.metric, width=520)
+            spec = charts.history_spec(v.history, v.metric, width=520)
             try:
-                v.svg = C.render(spec) if spec else None
-            except C.ChartError:
+                v.svg = charts.render(spec) if spec else None
+            except charts.ChartError:
                 v.svg = None
     t_charts = time.perf_counter()
     written = [_index(views, out_dir, root, base_url)]
@@ -106,8 +104,8 @@ def build_dashboard(root: str, out_dir: str, base_url: str | None = None) -> dic
 
 
 def _headline_table(v: PipelineView) -> str:
-    return P.table([(k, v.titles[k]) for k in COLUMNS],
-                   [{**r, "model": P.esc(r["model"]) + (" <span class='mark'>✓</span>" if r["recommended"] else "")} for r in v.rows],
+    return page.table([(k, v.titles[k]) for k in COLUMNS],
+                   [{**r, "model": page.esc(r["model"]) + (" <span class='mark'>✓</span>" if r["recommended"] else "")} for r in v.rows],
                    row_class=lambda r: "recommended" if r["recommended"] else "", raw=("model",))
 
 
@@ -128,49 +126,49 @@ def matrix_rows(views: list[PipelineView]) -> tuple[list[str], list[dict]]:
 def _index(views: list[PipelineView], out_dir: str, root: str, base_url: str | None) -> str:
     body = ["<h1>Assay dashboard</h1>",
             f"<p class='meta'>{len(views)} pipeline(s), {sum(len(v.runs) for v in views):,} run(s) in "
-            f"<code>{P.esc(root)}</code> · written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>",
-            "<nav>" + "".join(f"<a href='pipelines/{P.esc(v.name)}.html'>{P.esc(v.name)}</a>" for v in views) + "</nav>"]
+            f"<code>{page.esc(root)}</code> · written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>",
+            "<nav>" + "".join(f"<a href='pipelines/{page.esc(v.name)}.html'>{page.esc(v.name)}</a>" for v in views) + "</nav>"]
     pipes, rows = matrix_rows(views)
     metrics = {v.name: v.metric for v in views}
     body.append("<section id='matrix'><h2>Models × use cases</h2><p class='muted'>Each pipeline's headline metric and "
                 "cost per 1,000 requests, from its latest complete run.</p>")
-    body.append(P.table([("model", "model")] + [(p, f"{p} ({metrics[p] or '–'})") for p in pipes], rows) if rows
+    body.append(page.table([("model", "model")] + [(p, f"{p} ({metrics[p] or '–'})") for p in pipes], rows) if rows
                 else "<p class='muted'>No complete run yet.</p>")
     body.append("</section><section id='pipelines'><h2>Latest results</h2><div class='cards'>")
     for v in views:
-        card = [f"<div class='card' data-pipeline='{P.esc(v.name)}'><h3><a href='pipelines/{P.esc(v.name)}.html'>{P.esc(v.name)}</a></h3>"]
+        card = [f"<div class='card' data-pipeline='{page.esc(v.name)}'><h3><a href='pipelines/{page.esc(v.name)}.html'>{page.esc(v.name)}</a></h3>"]
         if v.latest is None:
             card.append(f"<p class='muted'>No complete run ({len(v.runs)} run folder(s)).</p></div>")
             body += card
             continue
         href = report_href(v.latest, out_dir, base_url)
-        card.append(f"<p class='meta'>latest complete run {P.esc(v.latest.as_of)} · <a href='{P.esc(href)}'>report</a></p>")
+        card.append(f"<p class='meta'>latest complete run {page.esc(v.latest.as_of)} · <a href='{page.esc(href)}'>report</a></p>")
         card.append(f"<p class='recommendation{'' if v.rows and any(r['recommended'] for r in v.rows) else ' none'}'>"
-                    f"{P.esc(v.sentence)}</p>")
+                    f"{page.esc(v.sentence)}</p>")
         if v.rows:
             card.append(_headline_table(v))
         if v.svg:
-            card.append(f"<figure class='chart' data-chart='history-{P.esc(v.name)}'>{_aria(v.svg, v.name)}"
-                        f"<figcaption>{P.esc(v.metric)} and cost per 1,000 requests per complete run; a red cross marks "
+            card.append(f"<figure class='chart' data-chart='history-{page.esc(v.name)}'>{_aria(v.svg, v.name)}"
+                        f"<figcaption>{page.esc(v.metric)} and cost per 1,000 requests per complete run; a red cross marks "
                         "broken gates; the latest run is circled.</figcaption></figure>")
         card.append("</div>")
         body += card
     body.append("</div></section>")
     path = os.path.join(out_dir, "index.html")
     with open(path, "w", encoding="utf-8") as f:
-        f.write(P.document("Assay dashboard", body))
+        f.write(page.document("Assay dashboard", body))
     return path
 
 
 def _aria(svg: str, name: str) -> str:
-    return svg.replace("<svg ", f"<svg role='img' aria-label='history of {P.esc(name)}' ", 1)
+    return svg.replace("<svg ", f"<svg role='img' aria-label='history of {page.esc(name)}' ", 1)
 
 
 def _pipeline_page(v: PipelineView, out_dir: str, base_url: str | None) -> str:
     page_dir = os.path.join(out_dir, "pipelines")
-    body = ["<p><a href='../index.html'>← dashboard</a></p>", f"<h1>{P.esc(v.name)}</h1>"]
+    body = ["<p><a href='../index.html'>← dashboard</a></p>", f"<h1>{page.esc(v.name)}</h1>"]
     if v.latest is not None:
-        body.append(f"<p class='recommendation'>{P.esc(v.sentence)}</p>")
+        body.append(f"<p class='recommendation'>{page.esc(v.sentence)}</p>")
         if v.rows:
             body.append(_headline_table(v))
     if v.svg:
@@ -185,16 +183,16 @@ def _pipeline_page(v: PipelineView, out_dir: str, base_url: str | None) -> str:
     for rf, m in sorted(v.runs, key=lambda p: (p[0].as_of, p[0].run_id), reverse=True):
         g = (m.get("gates") or {}).get("passed") if isinstance(m.get("gates"), dict) else None
         status = m.get("status") or "unknown"
-        link = (f"<a href='{P.esc(report_href(rf, page_dir, base_url))}'>report</a>" if status == "complete" else "")
-        rows.append({"as_of": P.esc(rf.as_of), "run": f"<code>{P.esc(rf.run_id)}</code>", "status": P.esc(status),
+        link = (f"<a href='{page.esc(report_href(rf, page_dir, base_url))}'>report</a>" if status == "complete" else "")
+        rows.append({"as_of": page.esc(rf.as_of), "run": f"<code>{page.esc(rf.run_id)}</code>", "status": page.esc(status),
                      "gates": "–" if g is None else ("<span class='bad'>failed</span>" if not g else
                                                      "inconclusive" if m["gates"].get("verdict") == "inconclusive" else "passed"),
-                     "values": P.esc(per_run.get((rf.as_of, rf.run_id), "")), "report": link})
-    table = P.table([("as_of", "date"), ("run", "run"), ("status", "status"), ("gates", "gates"),
+                     "values": page.esc(per_run.get((rf.as_of, rf.run_id), "")), "report": link})
+    table = page.table([("as_of", "date"), ("run", "run"), ("status", "status"), ("gates", "gates"),
                      ("values", v.metric or "headline"), ("report", "")], rows,
                     text_cols=("run", "status", "values"), raw=("as_of", "run", "status", "gates", "values", "report"))
-    body.append("<section id='runs'><h2>Runs</h2>" + P.collapsible("Every run, newest first", table, len(rows)) + "</section>")
+    body.append("<section id='runs'><h2>Runs</h2>" + page.collapsible("Every run, newest first", table, len(rows)) + "</section>")
     path = os.path.join(page_dir, f"{v.name}.html")
     with open(path, "w", encoding="utf-8") as f:
-        f.write(P.document(f"{v.name} — Assay dashboard", body))
+        f.write(page.document(f"{v.name} — Assay dashboard", body))
     return path

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from assay import store as S
+import assay.store
 from assay.store import RunFolder
 
 ENV = "ASSAY_ARTIFACTS_URL"
@@ -27,7 +27,7 @@ def report_url(rf: RunFolder, base: str | None = None) -> str | None:
     b = base_url(base)
     if not b:
         return None
-    return "/".join([b, rf.pipeline, rf.as_of, rf.run_id, S.REPORT])
+    return "/".join([b, rf.pipeline, rf.as_of, rf.run_id, assay.store.REPORT])
 
 
 def report_href(rf: RunFolder, page_dir: str, base: str | None = None) -> str:
@@ -37,5 +37,5 @@ def report_href(rf: RunFolder, page_dir: str, base: str | None = None) -> str:
     if url:
         return url
     if rf.store.remote:
-        return rf.path(S.REPORT)
-    return os.path.relpath(rf.path(S.REPORT), os.path.abspath(page_dir)).replace(os.sep, "/")
+        return rf.path(assay.store.REPORT)
+    return os.path.relpath(rf.path(assay.store.REPORT), os.path.abspath(page_dir)).replace(os.sep, "/")

@@ -22,17 +22,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+import assay.store
 from assay import costing
-from assay import store as S
 from assay.config import PipelineConfig
 from assay.costing import serving_text
 from assay.costing.reconcile import lines
 from assay.errors import DataError
 from assay.gates import gates_passed
-from assay.report import charts as C
-from assay.report import engine
+from assay.report import charts, engine, page
 from assay.report import format as fmt
-from assay.report import page as P
 from assay.report.decision import (
     COLUMNS,
     POLICY_COLUMNS,
@@ -157,7 +155,7 @@ def decision_box(dec: dict) -> str:
     items += dec.get("serving") or []
     if not items:
         return ""
-    return "<ul class='decisions' id='decision-box'>" + "".join(f"<li>{P.esc(t)}</li>" for t in items) + "</ul>"
+    return "<ul class='decisions' id='decision-box'>" + "".join(f"<li>{page.esc(t)}</li>" for t in items) + "</ul>"
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -198,9 +196,9 @@ class RunTables:
             return rf.read_table(name).to_pandas() if rf.exists(name) else pd.DataFrame()
 
         manifest = rf.manifest() or {}
-        return cls(rf, cfg or run_config(manifest), manifest, rf.read_table(S.METRICS).to_pandas(),
-                   rf.read_table(S.COSTS).to_pandas(), opt(S.GENERALIZATION), opt(S.BREAKEVEN), opt(S.COMPARISONS),
-                   opt(S.POLICIES), opt(S.POLICY_SWEEP))
+        return cls(rf, cfg or run_config(manifest), manifest, rf.read_table(assay.store.METRICS).to_pandas(),
+                   rf.read_table(assay.store.COSTS).to_pandas(), opt(assay.store.GENERALIZATION), opt(assay.store.BREAKEVEN), opt(assay.store.COMPARISONS),
+                   opt(assay.store.POLICIES), opt(assay.store.POLICY_SWEEP))
 
     @property
     def metric(self) -> str:
@@ -208,11 +206,11 @@ class RunTables:
 
     def scores(self, metric: str) -> pd.DataFrame | None:
         """Per-example scores of one metric (None when the metric is not decomposable)."""
-        if not self.rf.exists(S.SCORES):
+        if not self.rf.exists(assay.store.SCORES):
             return None
         # batch by batch, keeping one metric's rows: a large run's scores hold every metric of every example
         kept = [b.filter(pc.equal(b["metric"], metric))
-                for b in self.rf.iter_batches(S.SCORES, ["example_id", "model", "metric", "value"])]
+                for b in self.rf.iter_batches(assay.store.SCORES, ["example_id", "model", "metric", "value"])]
         kept = [b for b in kept if b.num_rows]
         if not kept:
             return None
@@ -228,14 +226,14 @@ class RunTables:
             out.columns = ["model", *qs, "requests", "errors"]
             out["n"] = out.pop("requests") - out.pop("errors")
             return out[out["p50"].notna()].reset_index(drop=True)
-        parts = [p for p in self.rf.listdir(S.RESPONSES) if p.endswith(".parquet")]
+        parts = [p for p in self.rf.listdir(assay.store.RESPONSES) if p.endswith(".parquet")]
         # per model, the latencies of its successful calls as floats (not a table of every response)
         per: dict[str, list] = {}
         for p in parts:
             try:  # only the columns the chart needs (responses carry every output's text)
-                t = self.rf.read_table(f"{S.RESPONSES}/{p}", columns=["model", "latency_s", "error"])
+                t = self.rf.read_table(f"{assay.store.RESPONSES}/{p}", columns=["model", "latency_s", "error"])
             except (pa.ArrowInvalid, KeyError, ValueError):
-                t = self.rf.read_table(f"{S.RESPONSES}/{p}")
+                t = self.rf.read_table(f"{assay.store.RESPONSES}/{p}")
             if "latency_s" not in t.column_names or "model" not in t.column_names:
                 continue
             ok = pc.is_valid(t["latency_s"])
@@ -455,8 +453,8 @@ def _render(key: str, spec: dict | None, timings: dict) -> str | None:
         return None
     t0 = time.perf_counter()
     try:
-        return C.render(spec)
-    except C.ChartError as e:
+        return charts.render(spec)
+    except charts.ChartError as e:
         log.warning("report: chart %s not drawn: %s", key, e)
         return None
     finally:
@@ -494,7 +492,7 @@ def prices_text(costs: pd.DataFrame) -> list[str]:
 
 def footer_items(rt: RunTables) -> list[tuple[str, str]]:
     m = rt.manifest
-    esc = P.esc
+    esc = page.esc
     ds = m.get("dataset") or {}
     versions = " · ".join(f"{k} {v}" for k, v in sorted((m.get("versions") or {}).items()))
     try:
@@ -519,7 +517,7 @@ def _long_tables(rt: RunTables, table: pd.DataFrame, pairs: pd.DataFrame) -> lis
     m = rt.metrics
     rows = [{"model": r.model, "metric": r.metric, "slice": r.slice, "value": fmt.with_interval(r.value, r.ci_low, r.ci_high),
              "n": fmt.count(r.n), "errors": fmt.count(r.errors)} for r in m.itertuples()]
-    out.append(P.collapsible("All metrics and slices", P.table(
+    out.append(page.collapsible("All metrics and slices", page.table(
         [("model", "model"), ("metric", "metric"), ("slice", "slice"), ("value", "value (95% CI)"), ("n", "n"), ("errors", "errors")],
         rows, text_cols=("model", "metric", "slice")), len(rows), open_=False))
     if len(rt.generalization):
@@ -531,11 +529,11 @@ def _long_tables(rt: RunTables, table: pd.DataFrame, pairs: pd.DataFrame) -> lis
                   "worst": f"{r.worst_slice} ({_fmt(r.worst_value)})" if not fmt.missing(r.worst_slice) else "–",
                   "best": f"{r.best_slice} ({_fmt(r.best_value)})" if not fmt.missing(r.best_slice) else "–",
                   "gap": _fmt(r.gap), "ho": _fmt(r.held_out_gap)} for r in g.itertuples()]
-        out.append(P.collapsible("Generalization", P.table(cols, grows, text_cols=("model", "metric", "worst", "best")), len(grows)))
+        out.append(page.collapsible("Generalization", page.table(cols, grows, text_cols=("model", "metric", "worst", "best")), len(grows)))
     if len(pairs):
         prow = [{"pair": r.label, "diff": fmt.signed(r.diff), "ci": fmt.interval(r.lo, r.hi) or "–",
                  "n": fmt.count(r.n), "p": fmt.pvalue(r.p_value), "verdict": r.verdict} for r in pairs.itertuples()]
-        out.append(P.collapsible(f"Paired differences ({rt.metric})", P.table(
+        out.append(page.collapsible(f"Paired differences ({rt.metric})", page.table(
             [("pair", "A − B"), ("diff", "difference"), ("ci", "95% interval"), ("n", "shared examples"), ("p", "p-value"),
              ("verdict", "")], prow, text_cols=("pair", "verdict")), len(prow)))
     c = rt.costs
@@ -547,7 +545,7 @@ def _long_tables(rt: RunTables, table: pd.DataFrame, pairs: pd.DataFrame) -> lis
     # time to first token only where some model streamed its calls (costs.parquet of older runs has no such column)
     ttft_cols = [("ttft50", "TTFT p50"), ("ttft95", "TTFT p95")] \
         if "ttft_p50_s" in c.columns and pd.to_numeric(c["ttft_p50_s"], errors="coerce").notna().any() else []
-    out.append(P.collapsible("Costs", P.table(
+    out.append(page.collapsible("Costs", page.table(
         [("model", "model"), ("kind", "kind"), ("requests", "requests"), ("cost", "this run"), ("per1k", "$/1k req"),
          ("monthly", "$/month"), ("fixed", "fixed $/month"), ("p50", "p50"), ("p95", "p95"), ("p99", "p99"), *ttft_cols,
          ("rps", "req/s")],
@@ -555,7 +553,7 @@ def _long_tables(rt: RunTables, table: pd.DataFrame, pairs: pd.DataFrame) -> lis
     if len(rt.breakeven):
         brow = [{"option": r.option, "api": r.api, "volume": fmt.count(r.breakeven_monthly_requests)
                  if not fmt.missing(r.breakeven_monthly_requests) else "–", "note": r.note or ""} for r in rt.breakeven.itertuples()]
-        out.append(P.collapsible("Break-even volumes", P.table(
+        out.append(page.collapsible("Break-even volumes", page.table(
             [("option", "option"), ("api", "API"), ("volume", "requests/month"), ("note", "how")], brow,
             text_cols=("option", "api", "note")), len(brow)))
     return out
@@ -625,14 +623,14 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
             c = c[["metric", "model_a", "model_b", "diff", "se", "95% CI", "correlation", "p_value", "mde"]]
         md.append(_md_table(c))
     markdown = "\n".join(md)
-    rf.write_text(S.SUMMARY, markdown)
+    rf.write_text(assay.store.SUMMARY, markdown)
 
     # html -------------------------------------------------------------------------------
     timings: dict[str, float] = {}
     hib = _hib(table, metric)
     models = [str(m) for m in table["model"]] if len(table) else []
     pairs = paired_differences(comp, metric, models, hib, reference=rec.model or (models[0] if models else None))
-    curves, be_points, domain = C.volume_curves(costs, be, monthly)
+    curves, be_points, domain = charts.volume_curves(costs, be, monthly)
     if len(be_points) and rec.model:  # the recommended option's break-evens first
         be_points = be_points.assign(_r=~((be_points["option"] == rec.model) | (be_points["api"] == rec.model)))
         be_points = be_points.sort_values("_r", kind="stable").drop(columns="_r")
@@ -641,46 +639,46 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     hist = run_history(rt, table) if history else pd.DataFrame()
     t_data = time.perf_counter()
     svgs = {
-        "quality-cost": _render("quality-cost", C.quality_cost_spec(quality_points(table, metric, dec, rec, rt.policies), metric, hib,
+        "quality-cost": _render("quality-cost", charts.quality_cost_spec(quality_points(table, metric, dec, rec, rt.policies), metric, hib,
                                                                     sweep_points(rt.policy_sweep)), timings),
-        "volume": _render("volume", C.volume_spec(curves, be_points, monthly, domain), timings),
-        "slices": _render("slices", C.slice_heatmap_spec(cells, metric, hib), timings),
-        "paired": _render("paired", C.forest_spec(pairs, metric), timings),
-        "latency": _render("latency", C.latency_spec(lat), timings),
-        "history": _render("history", C.history_spec(hist, metric), timings) if len(hist) else None,
+        "volume": _render("volume", charts.volume_spec(curves, be_points, monthly, domain), timings),
+        "slices": _render("slices", charts.slice_heatmap_spec(cells, metric, hib), timings),
+        "paired": _render("paired", charts.forest_spec(pairs, metric), timings),
+        "latency": _render("latency", charts.latency_spec(lat), timings),
+        "history": _render("history", charts.history_spec(hist, metric), timings) if len(hist) else None,
     }
-    body = [f"<h1>{P.esc(pipeline)} — {P.esc(manifest.get('as_of', ''))}</h1>",
-            f"<p class='meta'>{P.esc(cfg.description or '')}{' · ' if cfg.description else ''}run "
-            f"<code>{P.esc(manifest.get('run_id', ''))}</code> · {n:,} examples · {len(models)} models"
+    body = [f"<h1>{page.esc(pipeline)} — {page.esc(manifest.get('as_of', ''))}</h1>",
+            f"<p class='meta'>{page.esc(cfg.description or '')}{' · ' if cfg.description else ''}run "
+            f"<code>{page.esc(manifest.get('run_id', ''))}</code> · {n:,} examples · {len(models)} models"
             + (f" · monthly figures at {monthly:,} requests" if monthly else "") + "</p>",
-            f"<p class='recommendation{'' if rec.model else ' none'}' id='recommendation'>{P.esc(rec.sentence)}</p>",
+            f"<p class='recommendation{'' if rec.model else ' none'}' id='recommendation'>{page.esc(rec.sentence)}</p>",
             decision_box(dec),
-            (f"<p class='meta' id='gates'><strong>Gates:</strong> {P.esc(verdict)}</p>" if verdict else ""),
+            (f"<p class='meta' id='gates'><strong>Gates:</strong> {page.esc(verdict)}</p>" if verdict else ""),
             "<section id='headline'><h2>Models</h2>",
-            P.table([(k, titles[k]) for k in COLUMNS], [{**r, "model": P.esc(r["model"]) + (
+            page.table([(k, titles[k]) for k in COLUMNS], [{**r, "model": page.esc(r["model"]) + (
                 " <span class='mark'>✓ recommended</span>" if r["recommended"] else "")} for r in rows],
                 row_class=lambda r: "recommended" if r["recommended"] else "", raw=("model",)),
             "</section>"]
     if checks:
         body += ["<section id='cost-checks'><h2>Cost checks</h2><ul class='decisions'>",
-                 *(f"<li>{P.esc(line)}</li>" for line in checks), "</ul></section>"]
+                 *(f"<li>{page.esc(line)}</li>" for line in checks), "</ul></section>"]
     if prows:
         body += ["<section id='policies'><h2>Cascades and routes</h2>",
                  "<p class='meta'>Scored and priced from this run's answers; no model was called again. Saving: against the "
                  "cheapest single model at least as good.</p>",
-                 P.table([(k, ptitles[k]) for k in POLICY_COLUMNS], [{**r, "policy": P.esc(r["policy"]) + (
+                 page.table([(k, ptitles[k]) for k in POLICY_COLUMNS], [{**r, "policy": page.esc(r["policy"]) + (
                      " <span class='mark'>✓ recommended</span>" if r["recommended"] else "")} for r in prows],
                      row_class=lambda r: "recommended" if r["recommended"] else "", raw=("policy",),
                      text_cols=("policy", "models", "rule", "saving")),
                  "</section>"]
     pareto = chart_front(table, metric)
-    body.append(P.figure("quality-cost", f"{metric} against cost per 1,000 requests", svgs["quality-cost"],
+    body.append(page.figure("quality-cost", f"{metric} against cost per 1,000 requests", svgs["quality-cost"],
                          f"Each point is a model with its 95% interval; diamonds joined by the dashed line are the "
-                         f"Pareto front ({P.esc(', '.join(pareto)) or 'none'}): no other model is both better and cheaper. "
+                         f"Pareto front ({page.esc(', '.join(pareto)) or 'none'}): no other model is both better and cheaper. "
                          + ("Squares are the cascades and routes, each thin line its threshold sweep. " if prows else "")
                          + "✓ marks the recommendation.", "No model has both a cost and a value."))
-    be_text = "".join(f"<li>{P.esc(t)}</li>" for t in breakeven_lines(be))
-    body.append(P.figure("volume", "Monthly cost against monthly volume", svgs["volume"],
+    be_text = "".join(f"<li>{page.esc(t)}</li>" for t in breakeven_lines(be))
+    body.append(page.figure("volume", "Monthly cost against monthly volume", svgs["volume"],
                          "API options cost per token, so their line is straight; a self-hosted or conventional option pays "
                          "its always-on floor (replicas or instances × hourly price × 730) until the volume needs more capacity "
                          "than the floor provides, a conventional one its amortised training on top. Dots mark the break-even volumes"
@@ -693,28 +691,28 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
             if not fmt.missing(r.worst_slice):
                 worst_text.append(f"{r.model}: worst {r.worst_slice} ({_fmt(r.worst_value)}, gap {_fmt(r.gap)})"
                                   + (f", held-out gap {fmt.signed(r.held_out_gap)}" if not fmt.missing(r.held_out_gap) else ""))
-    body.append(P.figure("slices", f"{metric} per slice", svgs["slices"],
+    body.append(page.figure("slices", f"{metric} per slice", svgs["slices"],
                          "Each cell is one model on one slice; the outlined cell is that model's worst slice"
                          + ("; a held-out gap is in-distribution minus held-out" if not cells.empty and cells["model_label"].str.contains("held-out").any() else "")
-                         + ". " + P.esc("; ".join(worst_text)), "The pipeline declares no slices."))
-    body.append(P.figure("paired", f"Paired differences in {metric}", svgs["paired"],
+                         + ". " + page.esc("; ".join(worst_text)), "The pipeline declares no slices."))
+    body.append(page.figure("paired", f"Paired differences in {metric}", svgs["paired"],
                          "A − B on the examples both models answered, with its 95% paired interval from the score stage "
-                         "(comparisons.parquet" + (f", clustered by {P.esc(cfg.dataset.cluster)}" if cfg.dataset.cluster else "")
+                         "(comparisons.parquet" + (f", clustered by {page.esc(cfg.dataset.cluster)}" if cfg.dataset.cluster else "")
                          + "); an interval that crosses the dashed zero line is no clear difference."
-                         + ("" if len(models) <= ALL_PAIRS_MAX_MODELS else f" Every model against {P.esc(rec.model or models[0])}."),
+                         + ("" if len(models) <= ALL_PAIRS_MAX_MODELS else f" Every model against {page.esc(rec.model or models[0])}."),
                          "One model only: nothing to compare." if len(models) < 2 else "No paired comparison in comparisons.parquet."))
-    body.append(P.figure("latency", "Latency per request", svgs["latency"],
+    body.append(page.figure("latency", "Latency per request", svgs["latency"],
                          "Box: 25th to 75th percentile; line: median; whiskers: 5th to 95th percentile; red dot: 99th "
                          "percentile, over the successful calls.", "No latencies recorded."))
     earlier = int((~hist["current"].astype(bool)).sum()) if len(hist) else 0
-    body.append(P.figure("history", f"History of {metric} and cost", svgs["history"],
+    body.append(page.figure("history", f"History of {metric} and cost", svgs["history"],
                          (f"This pipeline's earlier complete runs ({len(set(hist.loc[~hist['current'].astype(bool), 'run_id']))}) "
                           "and this one (circled)" if earlier else "No earlier complete run of this pipeline yet: this run only (circled)")
                          + "; a red cross marks a run whose gates failed.", "History not drawn."))
     body += _long_tables(rt, table, pairs)
-    body.append(P.footer(footer_items(rt)))
-    report = P.document(f"{pipeline} {manifest.get('as_of', '')} — Assay", body)
-    rf.write_text(S.REPORT, report)
+    body.append(page.footer(footer_items(rt)))
+    report = page.document(f"{pipeline} {manifest.get('as_of', '')} — Assay", body)
+    rf.write_text(assay.store.REPORT, report)
     t_end = time.perf_counter()
     timings.update(data=round(t_data - t_start, 4), total=round(t_end - t_start, 4))
 
@@ -723,7 +721,7 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
         summary_rows.append({k: (None if isinstance(v, float) and math.isnan(v) else (round(v, 6) if isinstance(v, float) else v))
                              for k, v in r.items()})
     headline_table = [{titles[k]: r[k] for k in COLUMNS} | {"recommended": "✓" if r["recommended"] else ""} for r in rows]
-    return {"rows": summary_rows, "markdown": markdown, "report": rf.path(S.REPORT), "decisions": dec,
+    return {"rows": summary_rows, "markdown": markdown, "report": rf.path(assay.store.REPORT), "decisions": dec,
             "recommendation": rec.sentence, "headline": headline_table, "timings": timings}
 
 

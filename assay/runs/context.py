@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 
+import assay.runs.manifest
 from assay.cache import open_cache
 from assay.config import ConfigError, LoadedConfig, PipelineConfig, load_config
 from assay.errors import AssayError
-from assay.runs import manifest as M
 from assay.runs.lease import acquire
 from assay.store import MANIFEST, RunFolder, Store
 
@@ -84,11 +84,11 @@ class RunContext:
         return self._folder
 
     @property
-    def manifest(self) -> M.Manifest:
-        return M.Manifest.of(self.folder)
+    def manifest(self) -> "assay.runs.manifest.Manifest":
+        return assay.runs.manifest.Manifest.of(self.folder)
 
     def update_manifest(self, **changes) -> dict:
-        return M.update(self.folder, **changes)
+        return assay.runs.manifest.update(self.folder, **changes)
 
     def cache_path(self) -> str | None:
         if self.cache_mode == "off":
@@ -247,12 +247,12 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
         manifest = {
             "pipeline": pipeline, "as_of": as_of.isoformat(), "run_id": run_id, "status": "running",
             "config_hash": chash, "config": loaded.pipeline_slice(pipeline), "config_file": str(loaded.path),
-            "request": request, "started_at": M.now_utc(), "stages": {},
+            "request": request, "started_at": assay.runs.manifest.now_utc(), "stages": {},
             "versions": package_versions(), "cache": None if mode == "off" else cache_file_for(loaded, root),
         }
     else:
         manifest["status"] = "running"
-        manifest.setdefault("resumes", []).append(M.now_utc())
+        manifest.setdefault("resumes", []).append(assay.runs.manifest.now_utc())
         manifest.pop("error", None)
     rf.write_json(MANIFEST, manifest)
     return ctx
@@ -260,14 +260,14 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
 
 def fail(ctx: RunContext, stage: str, error: str, **extra) -> None:
     """Mark the run failed, keeping what it produced; ``extra`` goes into the manifest too."""
-    ctx.update_manifest(status="failed", error={"stage": stage, "message": error}, finished_at=M.now_utc(), **extra)
+    ctx.update_manifest(status="failed", error={"stage": stage, "message": error}, finished_at=assay.runs.manifest.now_utc(), **extra)
     release(ctx._claim)
     ctx._claim = None
 
 
 def finish(ctx: RunContext, **extra) -> dict:
     """Mark the run complete (every stage finished); ``extra`` goes into the manifest too."""
-    m = ctx.update_manifest(status="complete", finished_at=M.now_utc(), **extra)
+    m = ctx.update_manifest(status="complete", finished_at=assay.runs.manifest.now_utc(), **extra)
     release(ctx._claim)
     ctx._claim = None
     return m

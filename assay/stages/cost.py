@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assay import store as S
+import assay.store
 from assay.dataset import read_source
 from assay.pricing import DatedQuotes, quote, token_cost
 from assay.report.format import missing, usd
@@ -42,19 +42,19 @@ def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
     invoke stage writes them; a resumed run's parts may repeat an example, and only the whole,
     deduplicated table prices those right)."""
     # lazy: keeps pandas out of start-up
-    from assay import costing as C
+    import assay.costing
 
-    names = [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")] if rf.exists(S.RESPONSES) else []
+    names = [n for n in rf.listdir(assay.store.RESPONSES) if n.endswith(".parquet")] if rf.exists(assay.store.RESPONSES) else []
     parts: dict[str, list[str]] = {}
     for n in names:
-        if rf.parquet_schema(f"{S.RESPONSES}/{n}")[1]:
-            first = next(rf.iter_batches(f"{S.RESPONSES}/{n}", ["model"], batch_size=1))
+        if rf.parquet_schema(f"{assay.store.RESPONSES}/{n}")[1]:
+            first = next(rf.iter_batches(f"{assay.store.RESPONSES}/{n}", ["model"], batch_size=1))
             parts.setdefault(first["model"][0].as_py(), []).append(n)
 
     def batches(model, columns):
         for n in parts[model]:
-            have = set(rf.parquet_schema(f"{S.RESPONSES}/{n}")[0].names)
-            yield from rf.iter_batches(f"{S.RESPONSES}/{n}", [c for c in columns if c in have], BATCH_ROWS)
+            have = set(rf.parquet_schema(f"{assay.store.RESPONSES}/{n}")[0].names)
+            yield from rf.iter_batches(f"{assay.store.RESPONSES}/{n}", [c for c in columns if c in have], BATCH_ROWS)
 
     # first pass: the ids are in increasing order (so each example once), and the days to price at
     days: dict[str, set] = {}
@@ -69,25 +69,25 @@ def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
                 return None
             last = ids[-1].as_py()
             if dated and "started_at" in b.schema.names:
-                days.setdefault(model, set()).update(C.request_dates(b.to_pandas(), models, stats, as_of).unique())
-    quotes = C.dated_quotes(models, days, as_of, quote_of)
+                days.setdefault(model, set()).update(assay.costing.request_dates(b.to_pandas(), models, stats, as_of).unique())
+    quotes = assay.costing.dated_quotes(models, days, as_of, quote_of)
     out = {}
     for model in parts:
         q = quotes.get(model)
-        kind = C.model_kind(models.get(model), q)
-        u = C.Usage()
+        kind = assay.costing.model_kind(models.get(model), q)
+        u = assay.costing.Usage()
         for b in batches(model, list(COST_INPUTS)):
             df = b.to_pandas()
             if kind == "api":
-                df[C.PRICE_DATE] = C.request_dates(df, models, stats, as_of)
-            u = u + C.usage_of(df, q, kind == "api", C.replayed(models.get(model)))
+                df[assay.costing.PRICE_DATE] = assay.costing.request_dates(df, models, stats, as_of)
+            u = u + assay.costing.usage_of(df, q, kind == "api", assay.costing.replayed(models.get(model)))
         out[model] = u
     return out, quotes
 
 
 def run(ctx: RunContext) -> str:
     # lazy: keeps pandas out of start-up
-    from assay import costing as C
+    import assay.costing
     from assay.capacity import operating_points
 
     t0 = time.perf_counter()
@@ -95,7 +95,7 @@ def run(ctx: RunContext) -> str:
     cfg = ctx.cfg
     manifest = ctx.manifest
     stats = manifest.model_stats
-    correct = C.correct_counts(rf.read_table(S.METRICS).to_pandas())
+    correct = assay.costing.correct_counts(rf.read_table(assay.store.METRICS).to_pandas())
     all_models = ctx.loaded.config.models
     models = {k: all_models[k] for k in ctx.models}
     as_of = ctx.as_of.isoformat()
@@ -105,17 +105,17 @@ def run(ctx: RunContext) -> str:
         responses, quotes = streamed
     else:  # parts that are not one row per example in order: the whole table, deduplicated
         responses = read_responses(rf).to_pandas()
-        responses[C.PRICE_DATE] = C.request_dates(responses, models, stats, as_of)
-        quotes = C.dated_quotes(models, responses, as_of, quote_of)
-    judge_rows, judge_quotes = C.judge_costs(cfg, manifest, lambda judge: quote(all_models[judge], ctx.as_of))
+        responses[assay.costing.PRICE_DATE] = assay.costing.request_dates(responses, models, stats, as_of)
+        quotes = assay.costing.dated_quotes(models, responses, as_of, quote_of)
+    judge_rows, judge_quotes = assay.costing.judge_costs(cfg, manifest, lambda judge: quote(all_models[judge], ctx.as_of))
     capacity = ctx.recorded_capacity  # a reproduction: what the recorded run used
     if capacity is None:
         capacity = operating_points(rf.store, models)  # `assay capacity` records: used, or why not
-    table, be = C.cost_tables(responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows, capacity)
+    table, be = assay.costing.cost_tables(responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows, capacity)
     table = reconciled(ctx, table, models, quotes, stats, as_of)
-    rf.write_table(S.COSTS, table)
-    rf.write_table(S.BREAKEVEN, be)
-    changes = {"prices": C.prices_record(quotes, as_of), "serving": serving_record(table)}
+    rf.write_table(assay.store.COSTS, table)
+    rf.write_table(assay.store.BREAKEVEN, be)
+    changes = {"prices": assay.costing.prices_record(quotes, as_of), "serving": serving_record(table)}
     est = manifest.get("cost_estimate")
     if isinstance(est, dict) and judge_rows:  # the judges' actual cost beside their estimate
         judged = {r["model"]: round(float(r["cost_usd"]), 6) for r in judge_rows if r["cost_usd"] == r["cost_usd"]}
@@ -127,7 +127,7 @@ def run(ctx: RunContext) -> str:
         raw_models = ctx.loaded.raw.get("models") or {}
         changes["judge_prices"] = {j: {**q.to_dict(), "model_config": raw_models.get(j)} for j, q in judge_quotes.items()}
     ctx.update_manifest(**changes)
-    written = [S.COSTS, S.BREAKEVEN]
+    written = [assay.store.COSTS, assay.store.BREAKEVEN]
     if cfg.policies:  # cascades and routes, priced and scored from the answers and costs just recorded
         # lazy: keeps pandas out of start-up
         from assay.policies import write_policies
@@ -138,7 +138,7 @@ def run(ctx: RunContext) -> str:
         monthly = getattr(r, "monthly_cost_usd", None)
         log.info("cost: %s (%s): %s for %d requests, %s per 1k%s%s", r.model, r.kind, usd(r.cost_usd), r.requests,
                  usd(r.cost_per_1k_usd), "" if missing(monthly) else f", {usd(monthly)}/month", _throughput(r))
-    return rf.path(S.COSTS)
+    return rf.path(assay.store.COSTS)
 
 
 def reported_costs(ctx: RunContext, name: str, mcfg) -> dict | None:
@@ -149,9 +149,9 @@ def reported_costs(ctx: RunContext, name: str, mcfg) -> dict | None:
 
     rf = ctx.folder
     if mcfg.source is None:
-        if REPORTED not in rf.parquet_schema(S.DATASET)[0].names:
+        if REPORTED not in rf.parquet_schema(assay.store.DATASET)[0].names:
             return None
-        t = rf.read_table(S.DATASET, columns=["example_id", REPORTED])
+        t = rf.read_table(assay.store.DATASET, columns=["example_id", REPORTED])
         return dict(zip(t["example_id"].to_pylist(), t[REPORTED].to_pylist()))
     fmt = getattr(mcfg, "format", None)
     try:
@@ -168,7 +168,7 @@ def reconciled(ctx: RunContext, table, models: dict, quotes: dict, stats: dict, 
     """costs.parquet's table with, on each replayed model's row whose log reports what each request
     cost, the reported and the computed totals side by side (:mod:`assay.costing.reconcile`)."""
     # lazy: keeps pandas out of start-up
-    from assay import costing as C
+    import assay.costing
     from assay.costing.reconcile import compare, lines, with_reconciliation
 
     figures = {}
@@ -182,7 +182,7 @@ def reconciled(ctx: RunContext, table, models: dict, quotes: dict, stats: dict, 
         r = r[(r["model"] == name) & r["error"].isna()]
         if "sample" in r:
             r = r.drop_duplicates("example_id", keep="last")
-        dates = C.request_dates(r, {name: mcfg}, stats, as_of)
+        dates = assay.costing.request_dates(r, {name: mcfg}, stats, as_of)
         q = quotes[name]
         cols = [r[c].astype(float).to_numpy() for c in ("prompt_tokens", "completion_tokens", "cached_tokens")]
         computed = (q.token_cost(dates.to_numpy(), *cols) if isinstance(q, DatedQuotes) else
@@ -200,12 +200,12 @@ def serving_record(table) -> dict:
     """The manifest's ``serving``: per served option (self-hosted, conventional) what its monthly cost
     assumes (the always-on floor, in words and dollars) and which throughput priced it, from where."""
     # lazy: keeps pandas out of start-up
-    from assay import costing as C
+    import assay.costing
 
     out = {}
-    for _, r in table[table["kind"].isin(C.FIXED_COST_KINDS)].iterrows():
+    for _, r in table[table["kind"].isin(assay.costing.FIXED_COST_KINDS)].iterrows():
         pj = json.loads(r["price_json"])
-        rec = {"kind": r["kind"], "assumption": C.serving_text(r), "usd_per_hour": pj.get("usd_per_hour"),
+        rec = {"kind": r["kind"], "assumption": assay.costing.serving_text(r), "usd_per_hour": pj.get("usd_per_hour"),
                "floor_monthly_usd": pj.get("floor_monthly_usd"), "fixed_monthly_usd": float(r["fixed_monthly_usd"])}
         if r["kind"] == "self-hosted":
             rec.update(replicas=pj.get("replicas"), throughput_rps=pj.get("throughput_rps"),

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from assay import calling as I
-from assay import store as S
+import assay.calling
+import assay.store
 from assay.calling.engine import new_stats
 from assay.calling.estimate import add_judges
 from assay.calling.estimate import estimate as estimate_calls
@@ -96,7 +96,7 @@ def complete(rf, expected: int, rows: int, n_err: int, max_error_rate: float) ->
     if share > max_error_rate:
         raise RunFailed(f"{n_err} of {rows} calls failed ({share:.1%}), above max_error_rate {max_error_rate:.0%}; "
                         "see the error column in responses/")
-    return rf.url + "/" + S.RESPONSES
+    return rf.url + "/" + assay.store.RESPONSES
 
 
 def estimate_first(ctx: RunContext) -> dict | None:
@@ -117,7 +117,7 @@ def estimate_first(ctx: RunContext) -> dict | None:
     judge_pricers = {j: call_pricer(quote(c, ctx.as_of)) for _, j, c, _ in judges}
     if not pricers and not any(judge_pricers.values()):
         return None
-    dataset = rf.read_table(S.DATASET)
+    dataset = rf.read_table(assay.store.DATASET)
     requests = render_requests(cfg.prompt, dataset) if cfg.prompt is not None else None
     samples = {m: shard_samples(ctx, m) for m in pricers}
 
@@ -152,14 +152,14 @@ def estimate_first(ctx: RunContext) -> dict | None:
             else:
                 est2 = estimate(smaller, render_requests(cfg.prompt, smaller) if cfg.prompt is not None else None,
                                 paid, pricers, samples)
-            rf.write_table(S.DATASET, smaller)
-            digest = rf.hash(S.DATASET)
+            rf.write_table(assay.store.DATASET, smaller)
+            digest = rf.hash(assay.store.DATASET)
 
             def shrunk(m: dict) -> None:  # the load stage's record names the dataset the run goes on with
                 m["dataset"] = {**(m.get("dataset") or {}), "rows": smaller.num_rows, "shrunk_from": dataset.num_rows}
                 arts = ((m.get("stages") or {}).get("load") or {}).get("artifacts")
-                if isinstance(arts, dict) and S.DATASET in arts:
-                    arts[S.DATASET] = digest
+                if isinstance(arts, dict) and assay.store.DATASET in arts:
+                    arts[assay.store.DATASET] = digest
 
             edit(rf, shrunk)
             log.warning("invoke: the estimate %s for %d examples is above cost.max_usd %s: the sample is shrunk to %d "
@@ -201,17 +201,17 @@ def run(ctx: RunContext) -> str:
                                                          {"logprobs": True} if name in asked else {}))
                  for name in ctx.models}
     # only the columns the providers read: a replayed log needs the ids alone, not the texts
-    available = rf.parquet_schema(S.DATASET)[0].names
+    available = rf.parquet_schema(assay.store.DATASET)[0].names
     wanted = [p.columns(available) if isinstance(p, BatchProvider) else None for p in providers.values()]
     columns = None if any(w is None for w in wanted) else list(dict.fromkeys(["example_id"] + [c for w in wanted for c in w]))
-    dataset = rf.read_table(S.DATASET, columns=columns)
+    dataset = rf.read_table(assay.store.DATASET, columns=columns)
     pricers = {m: call_pricer(quote(models[m], ctx.as_of)) for m in ctx.models}
 
     def price(model, p, c, cached):
         f = pricers.get(model)
         return f(p, c, cached) if f is not None else 0.0
 
-    budget = I.Budget(max_usd=cfg.cost.max_usd, price=price)
+    budget = assay.calling.Budget(max_usd=cfg.cost.max_usd, price=price)
     samples = {}
     for name, p in providers.items():
         k = cfg.samples_of(name, models[name])
@@ -225,12 +225,12 @@ def run(ctx: RunContext) -> str:
     def on_progress(model, done, errors, usd):
         progress.report(model, done, total * samples.get(model, 1), errors, usd)
 
-    opts = I.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode, on_progress=on_progress)
+    opts = assay.calling.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode, on_progress=on_progress)
     cache = ctx.open_cache()
     log.info("invoke: %d examples × %d model(s): %s", total, len(providers),
              ", ".join(n if samples[n] == 1 else f"{n} (×{samples[n]} samples)" for n in providers))
     try:
-        stats = asyncio.run(I.invoke_all(providers, dataset, cfg.prompt, rf, cache, opts, budget, samples=samples))
+        stats = asyncio.run(assay.calling.invoke_all(providers, dataset, cfg.prompt, rf, cache, opts, budget, samples=samples))
     finally:
         if cache is not None:
             cache.close()
@@ -257,7 +257,7 @@ def run(ctx: RunContext) -> str:
     if estimated is not None:
         extra["estimate_usd"] = estimated["usd"]
     add_served(ctx, extra)
-    record_stage(rf, NAME, t0, [f"{S.RESPONSES}/"], extra)
+    record_stage(rf, NAME, t0, [f"{assay.store.RESPONSES}/"], extra)
     actual_next_to_estimate(ctx, estimated, stats)
     if budget.stopped:
         raise RunFailed(f"budget guard: {budget.stopped}")
@@ -273,7 +273,7 @@ def run(ctx: RunContext) -> str:
 # ``cost.max_usd`` is split evenly among the shards of an attempt: each stops on its own share.
 
 #: a shard folder's record of its model (in the shard's own ``responses/``)
-SHARD_RECORD = f"{S.RESPONSES}/shard.json"
+SHARD_RECORD = f"{assay.store.RESPONSES}/shard.json"
 
 
 class Packed:
@@ -328,8 +328,8 @@ def fold_shards(ctx: RunContext) -> int:
     rf = ctx.folder
     n = 0
     seqs: dict[str, int] = {}
-    for name in S.shard_names(rf):
-        view = S.ShardFolder(rf, name)
+    for name in assay.store.shard_names(rf):
+        view = assay.store.ShardFolder(rf, name)
         try:
             model = view.read_json(SHARD_RECORD)["model"]
         except FileNotFoundError:
@@ -350,7 +350,7 @@ def fold_shards(ctx: RunContext) -> int:
             os.remove(jp)
     if not rf.store.remote:
         try:
-            os.rmdir(rf._loc(S.SHARDS))
+            os.rmdir(rf._loc(assay.store.SHARDS))
         except OSError:
             pass
     return n
@@ -369,7 +369,7 @@ def plan_shards(ctx: RunContext) -> tuple[list[Shard], dict]:
     of :func:`shard_rows`; also returns, per model, how many rows earlier attempts answered."""
     fold_shards(ctx)
     rf = ctx.folder
-    ids = rf.read_table(S.DATASET, columns=["example_id"])["example_id"].to_pylist()
+    ids = rf.read_table(assay.store.DATASET, columns=["example_id"])["example_id"].to_pylist()
     size = shard_rows(ctx)
     todo: dict[str, list[int]] = {}
     resumed: dict[str, int] = {}
@@ -396,7 +396,7 @@ def _dataset(ctx: RunContext):
     rf = ctx.folder
     if _DATASET.get("url") != rf.url:
         _DATASET.clear()
-        _DATASET.update(url=rf.url, table=rf.read_table(S.DATASET))
+        _DATASET.update(url=rf.url, table=rf.read_table(assay.store.DATASET))
     return _DATASET["table"]
 
 
@@ -422,7 +422,7 @@ def run_shard(ctx: RunContext, shard: Shard) -> ShardFigures:
     cfg = ctx.cfg
     rf = ctx.folder
     model = shard.model
-    view = S.ShardFolder(rf, shard.name)
+    view = assay.store.ShardFolder(rf, shard.name)
     if not view.exists(SHARD_RECORD):
         view.write_json(SHARD_RECORD, {"model": model, "rows": len(shard.rows)})
     table = _dataset(ctx)
@@ -437,11 +437,11 @@ def run_shard(ctx: RunContext, shard: Shard) -> ShardFigures:
     def price(m, p, c, cached):
         return pricer(p, c, cached) if pricer is not None else 0.0
 
-    budget = I.Budget(max_usd=shard.max_usd, price=price)
-    opts = I.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode)
+    budget = assay.calling.Budget(max_usd=shard.max_usd, price=price)
+    opts = assay.calling.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode)
     cache = ctx.open_cache(sharded=True)
     try:
-        st = asyncio.run(I.invoke_model(model, provider, sub, cfg.prompt, view, cache, opts, budget,
+        st = asyncio.run(assay.calling.invoke_model(model, provider, sub, cfg.prompt, view, cache, opts, budget,
                                         samples=shard_samples(ctx, model)))
     finally:
         if cache is not None:
@@ -484,11 +484,11 @@ def merge_shards(ctx: RunContext, shards: list[Shard], results: list[ShardFigure
              "runner": {"dask": runner.dask if runner else None, "shards": len(shards), "shard_rows": shard_rows(ctx),
                         "processes": len({r.host for r in results})}}
     add_served(ctx, extra)
-    record_stage(rf, NAME, t0, [f"{S.RESPONSES}/"], extra)
+    record_stage(rf, NAME, t0, [f"{assay.store.RESPONSES}/"], extra)
     stopped = [r.stopped for r in results if r.stopped]
     if stopped:
         raise RunFailed(f"budget guard: {stopped[0]} (cost.max_usd is split evenly among the {len(shards)} shards)")
-    expected = rf.read_table(S.DATASET, columns=["example_id"]).num_rows * sum(shard_samples(ctx, m) for m in ctx.models)
+    expected = rf.read_table(assay.store.DATASET, columns=["example_id"]).num_rows * sum(shard_samples(ctx, m) for m in ctx.models)
     return complete(rf, expected, rows, n_err, cfg.max_error_rate)
 
 
@@ -502,7 +502,7 @@ def run_sharded(ctx: RunContext, map_shards) -> str:
     log.info("invoke: %d shard(s) of up to %d rows over %d model(s)%s", len(shards), shard_rows(ctx), len(ctx.models),
              f"; cost.max_usd {ctx.cfg.cost.max_usd} split into {usd(ctx.cfg.cost.max_usd / len(shards))} per shard"
              if ctx.cfg.cost.max_usd is not None and shards else "")
-    total = ctx.folder.read_table(S.DATASET, columns=["example_id"]).num_rows
+    total = ctx.folder.read_table(assay.store.DATASET, columns=["example_id"]).num_rows
     done = {m: [resumed.get(m, 0), 0, 0.0] for m in ctx.models}  # rows, errors, usd
 
     def on_done(st: ShardFigures) -> None:

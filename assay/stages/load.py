@@ -10,8 +10,8 @@ read again, when the source is unchanged.
 import logging
 import time
 
-from assay import dataset as D
-from assay import store as S
+import assay.dataset
+from assay import store
 from assay.runs import RunContext, RunFailed
 from assay.runs.manifest import record_stage
 
@@ -26,39 +26,39 @@ def run(ctx: RunContext) -> str:
     cfg = ctx.cfg
     rf = ctx.folder
     src = ctx.loaded.resolve_path(cfg.dataset.source)
-    fp = D.fingerprint(src, cfg.dataset.format)
-    if ctx.resumed and rf.exists(S.DATASET) and ctx.manifest.dataset.get("fingerprint") == fp:
+    fp = assay.dataset.fingerprint(src, cfg.dataset.format)
+    if ctx.resumed and rf.exists(store.DATASET) and ctx.manifest.dataset.get("fingerprint") == fp:
         log.info("load: resumed run keeps its %s examples (source unchanged)", ctx.manifest.dataset.get("rows"))
-        return rf.path(S.DATASET)
+        return rf.path(store.DATASET)
     # what the preflight of this request prepared, when the source is still the one it read
     got = ctx.prepared.take(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample) if ctx.prepared is not None else None
     ctx.prepared = None
     if got is None:
-        got = D.prepared_source(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample)
-    end = D.partition_end(cfg.dataset, ctx.as_of) if cfg.dataset.partition else None
+        got = assay.dataset.prepared_source(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample)
+    end = assay.dataset.partition_end(cfg.dataset, ctx.as_of) if cfg.dataset.partition else None
     where = f" up to {end}" + (f" ({cfg.dataset.partition.lag} before as_of {ctx.as_of})" if end != ctx.as_of else "") \
         if cfg.dataset.partition else ""
-    rows = got.rows if isinstance(got, D.Streamed) else got[0].num_rows
+    rows = got.rows if isinstance(got, assay.dataset.Streamed) else got[0].num_rows
     if rows == 0:
         raise RunFailed(f"no examples in {cfg.dataset.source}{where}")
-    if isinstance(got, D.Streamed):  # ids already in order: written batch by batch, never whole in memory
+    if isinstance(got, assay.dataset.Streamed):  # ids already in order: written batch by batch, never whole in memory
         read = got.read
-        with rf.table_writer(S.DATASET, got.schema()) as w:
+        with rf.table_writer(store.DATASET, got.schema()) as w:
             for t in got.batches():
                 w.write_table(t)
     else:
         table, read = got
-        counts = D.log_stats(table)
+        counts = assay.dataset.log_stats(table)
         if counts is not None:
             log.info("load: %s log %s: %d records in %d file(s): %d chat calls, %d non-chat skipped, %d incomplete skipped%s",
                      cfg.dataset.format, cfg.dataset.source, counts["records"], counts["files"], counts["chat"],
                      counts["non_chat"], counts["incomplete"],
                      (f", {counts['failed']} failed calls (error set)" if counts["failed"] else "")
                      + (f", {counts['duplicates']} duplicates left out" if counts.get("duplicates") else ""))
-        rf.write_table(S.DATASET, table)
+        rf.write_table(store.DATASET, table)
         del table
     ctx.update_manifest(dataset={"source": cfg.dataset.source, "fingerprint": fp, "rows": rows,
                                  **({"format": cfg.dataset.format, "log": counts} if counts is not None else {})})
-    record_stage(rf, NAME, t0, [S.DATASET], {"rows": rows})
+    record_stage(rf, NAME, t0, [store.DATASET], {"rows": rows})
     log.info("load: %d examples from %s%s (%d rows read)", rows, cfg.dataset.source, where, read)
-    return rf.path(S.DATASET)
+    return rf.path(store.DATASET)

@@ -4,7 +4,7 @@ report.html; returns what the Prefect UI artifacts show."""
 import logging
 import time
 
-from assay import store as S
+from assay import store
 from assay.runs import RunContext
 from assay.runs.manifest import record_stage
 
@@ -19,7 +19,7 @@ def run(ctx: RunContext) -> dict:
     t0 = time.perf_counter()
     out = build_report(ctx.folder, ctx.cfg, ctx.pipeline)
     # how long the charts took (vl-convert's engine starts on the first, once per process)
-    record_stage(ctx.folder, NAME, t0, [S.SUMMARY, S.REPORT], {"timings": out["timings"]})
+    record_stage(ctx.folder, NAME, t0, [store.SUMMARY, store.REPORT], {"timings": out["timings"]})
     log.info("report: %s", out["recommendation"])
     log.info("report: %s", out["report"])
     return out

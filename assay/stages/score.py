@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay import stats as ST
-from assay import store as S
+from assay import store
 from assay.metrics import EvaluateMetric, build_metric
 from assay.prompting import render_messages, transcript
 from assay.providers import PROVIDERS, Context, build
@@ -147,45 +147,45 @@ def score_streaming(ctx: RunContext, metrics: dict):
     rf, cfg = ctx.folder, ctx.cfg
     if not metrics or not all(streams(m) for m in metrics.values()):
         return None
-    schema, n_ex = rf.parquet_schema(S.DATASET)
+    schema, n_ex = rf.parquet_schema(store.DATASET)
     held = list(cfg.dataset.held_out or {})
     group_cols = list(dict.fromkeys(list(cfg.dataset.slices) + held))
     has_ref = "reference" in schema.names
     if (has_ref and not _string_column(schema, "reference")) or not all(_string_column(schema, c) for c in group_cols):
         return None
-    names = [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")] if rf.exists(S.RESPONSES) else []
+    names = [n for n in rf.listdir(store.RESPONSES) if n.endswith(".parquet")] if rf.exists(store.RESPONSES) else []
     parts: dict[str, list[str]] = {}
     lo = hi = None
     for n in names:
-        sch, rows = rf.parquet_schema(f"{S.RESPONSES}/{n}")
+        sch, rows = rf.parquet_schema(f"{store.RESPONSES}/{n}")
         if not rows:
             continue
         if "sample" in sch.names:
-            mm = pc.min_max(rf.read_table(f"{S.RESPONSES}/{n}", columns=["sample"])["sample"]).as_py()
+            mm = pc.min_max(rf.read_table(f"{store.RESPONSES}/{n}", columns=["sample"])["sample"]).as_py()
             if mm["min"] is not None:
                 lo = mm["min"] if lo is None else min(lo, mm["min"])
                 hi = mm["max"] if hi is None else max(hi, mm["max"])
-        first = next(rf.iter_batches(f"{S.RESPONSES}/{n}", ["model"], batch_size=1))
+        first = next(rf.iter_batches(f"{store.RESPONSES}/{n}", ["model"], batch_size=1))
         parts.setdefault(first["model"][0].as_py(), []).append(n)
     if lo is not None and lo != hi:
         return None  # several samples per example: the whole-table path averages them
     models = list(parts)
     frame = {}
     if group_cols:
-        t = rf.read_table(S.DATASET, columns=group_cols)
+        t = rf.read_table(store.DATASET, columns=group_cols)
         frame = {c: t[c].dictionary_encode().to_pandas() for c in group_cols}  # a few codes per example, not its text
         del t
     groups = _groups(pd.DataFrame(frame, index=pd.RangeIndex(n_ex)), list(cfg.dataset.slices), cfg.dataset.held_out)
     clusters = None
     if cfg.dataset.cluster:
-        col = rf.read_table(S.DATASET, columns=[cfg.dataset.cluster])[cfg.dataset.cluster]
+        col = rf.read_table(store.DATASET, columns=[cfg.dataset.cluster])[cfg.dataset.cluster]
         clusters = ST.cluster_codes(col.dictionary_encode().to_pandas().astype(object) if _string_column(
-            rf.parquet_schema(S.DATASET)[0], cfg.dataset.cluster) else col.to_pylist())
+            rf.parquet_schema(store.DATASET)[0], cfg.dataset.cluster) else col.to_pylist())
         del col
 
     def batches(model):
-        ds = _Rows(rf.iter_batches(S.DATASET, ["example_id"] + (["reference"] if has_ref else []), BATCH_ROWS))
-        resp = _Rows(b for n in parts[model] for b in rf.iter_batches(f"{S.RESPONSES}/{n}", ["example_id", "output", "error"],
+        ds = _Rows(rf.iter_batches(store.DATASET, ["example_id"] + (["reference"] if has_ref else []), BATCH_ROWS))
+        resp = _Rows(b for n in parts[model] for b in rf.iter_batches(f"{store.RESPONSES}/{n}", ["example_id", "output", "error"],
                                                                        BATCH_ROWS))
         while True:
             r = resp.take(BATCH_ROWS)
@@ -203,10 +203,10 @@ def score_streaming(ctx: RunContext, metrics: dict):
     out_schema = pa.schema([("example_id", pa.string()), ("model", pa.string()), ("metric", pa.string()),
                             ("value", pa.float64()), ("detail", pa.null()), ("score_error", pa.null())])
     try:
-        with rf.table_writer(S.SCORES, out_schema) as w:
+        with rf.table_writer(store.SCORES, out_schema) as w:
             def on_scores(model, key, each):
                 lo = 0
-                for b in rf.iter_batches(S.DATASET, ["example_id"], BATCH_ROWS):
+                for b in rf.iter_batches(store.DATASET, ["example_id"], BATCH_ROWS):
                     k = b.num_rows
                     w.write_table(pa.table([b["example_id"], pa.array([model] * k, pa.string()), pa.array([key] * k, pa.string()),
                                             pa.array(each[lo:lo + k], pa.float64()), pa.nulls(k), pa.nulls(k)], schema=out_schema))
@@ -225,7 +225,7 @@ def score_streaming(ctx: RunContext, metrics: dict):
 
 
 def run(ctx: RunContext, score_rows=None) -> str:
-    """The stage; ``score_rows`` as for :func:`assay.scoring.score` (see :func:`chunked`)."""
+    """The stage; ``score_rows`` as for :func:`assay.scoring.score` (see :func:`sharded`)."""
     # lazy: keeps pandas out of start-up
     from assay.scoring import score
 
@@ -233,10 +233,10 @@ def run(ctx: RunContext, score_rows=None) -> str:
     rf = ctx.folder
     cfg = ctx.cfg
     metrics = build_metrics(ctx)
-    # batch by batch in this process; a cluster's score chunks (score_rows) take the whole tables
+    # batch by batch in this process; a cluster's score shards (score_rows) take the whole tables
     res = score_streaming(ctx, metrics) if score_rows is None else None
     if res is None:  # a metric or a responses folder that needs the whole tables (see score_streaming)
-        dataset = rf.read_table(S.DATASET)
+        dataset = rf.read_table(store.DATASET)
         responses = read_scored_responses(rf)
         inputs = inputs_text(ctx, dataset) if any(getattr(m, "needs_inputs", False) for m in metrics.values()) else None
         give_against(ctx, metrics, dataset, responses, inputs)
@@ -245,10 +245,10 @@ def run(ctx: RunContext, score_rows=None) -> str:
                     inputs=inputs, cluster=cfg.dataset.cluster, budgets=budgets, deterministic=deterministic_models(ctx),
                     score_rows=score_rows, budgets_s={s.key: s.bootstrap_budget_s for s in cfg.metric_specs()})
         del dataset, responses
-        rf.write_table(S.SCORES, res.scores)
-    rf.write_table(S.METRICS, res.metrics)
-    rf.write_table(S.GENERALIZATION, res.generalization)
-    rf.write_table(S.COMPARISONS, res.comparisons)
+        rf.write_table(store.SCORES, res.scores)
+    rf.write_table(store.METRICS, res.metrics)
+    rf.write_table(store.GENERALIZATION, res.generalization)
+    rf.write_table(store.COMPARISONS, res.comparisons)
     judges = {key: {**m.usage, **({"calls_by_model": dict(m.calls_by_model)} if hasattr(m, "calls_by_model") else {})}
               for key, m in metrics.items() if getattr(m, "usage", None)}
     extra = {"judges": judges} if judges else {}
@@ -258,7 +258,7 @@ def run(ctx: RunContext, score_rows=None) -> str:
     if res.budgets:
         extra["bootstrap_budgets"] = {k: {**v, "computations": computations.get(k.split(".")[0], res.computations.get(k))}
                                       for k, v in res.budgets.items()}
-    record_stage(rf, NAME, t0, [S.SCORES, S.METRICS, S.GENERALIZATION, S.COMPARISONS], extra or None)
+    record_stage(rf, NAME, t0, [store.SCORES, store.METRICS, store.GENERALIZATION, store.COMPARISONS], extra or None)
     for key, pr in res.probes.items():
         if pr["scored"] == "per example":
             log.info("score: %s: %s (whole set %.3g s, probe %.3g s); intervals, slices and comparisons without "
@@ -291,17 +291,17 @@ def run(ctx: RunContext, score_rows=None) -> str:
                         g["score_error"].iloc[0])
     for key, usage in judges.items():
         log.info("score: judge %s made %d calls (%d errors)", key, usage.get("requests", 0), usage.get("errors", 0))
-    return rf.path(S.METRICS)
+    return rf.path(store.METRICS)
 
 
-# --- score chunks on a cluster (``runner:``) ------------------------------------------------------
+# --- score shards on a cluster (``runner:``) ------------------------------------------------------
 #
 # The per-example scores of a metric are a function of each example alone, so they are computed
-# in chunks wherever the runner has workers; aggregates, intervals, slices and comparisons need
+# in shards wherever the runner has workers; aggregates, intervals, slices and comparisons need
 # every example and stay in the stage's process. A judge (a metric that calls a model and counts
 # its usage) is scored in the stage's process, so its usage is counted once, where it is recorded.
 
-#: the metrics a worker process built, per run (built once per process, not once per chunk)
+#: the metrics a worker process built, per run (built once per process, not once per shard)
 _METRICS: dict = {}
 
 
@@ -312,13 +312,13 @@ def _metric(ctx: RunContext, key: str):
     return _METRICS["built"][key]
 
 
-def score_chunk(ctx: RunContext, key: str, chunk):
-    """One chunk's per-example scores of metric ``key``: (values by sub-key, details, errors).
-    ``chunk`` is a :class:`~assay.stages.invoke.Packed` (preds, refs, rows, inputs); so is the result."""
+def score_shard(ctx: RunContext, key: str, shard):
+    """One shard's per-example scores of metric ``key``: (values by sub-key, details, errors).
+    ``shard`` is a :class:`~assay.stages.invoke.Packed` (preds, refs, rows, inputs); so is the result."""
     # lazy: keeps pandas out of start-up
     from assay.scoring import _score_rows
 
-    preds, refs, rows, inputs = chunk.value
+    preds, refs, rows, inputs = shard.value
     values, details, errors = _score_rows(_metric(ctx, key), preds, refs, rows, inputs)
     return Packed(({k: (None if v is None else list(v)) for k, v in values.items()}, details, errors))
 
@@ -328,22 +328,22 @@ def shardable(metric) -> bool:
     return getattr(metric, "usage", None) is None and not hasattr(metric, "set_cache")
 
 
-def chunked(ctx: RunContext, map_chunks, chunk_rows: int):
-    """A ``score_rows`` for :func:`run`: splits each (model, metric)'s rows into chunks of
-    ``chunk_rows``, has ``map_chunks(ctx, key, chunks) -> [results of score_chunk]`` score them,
-    and joins the results in order. A judge, or a single chunk, is scored here."""
+def sharded(ctx: RunContext, map_shards, shard_rows: int):
+    """A ``score_rows`` for :func:`run`: splits each (model, metric)'s rows into shards of
+    ``shard_rows``, has ``map_shards(ctx, key, shards) -> [results of score_shard]`` score them,
+    and joins the results in order. A judge, or a single shard, is scored here."""
     # lazy: keeps pandas out of start-up
     from assay.scoring import _score_rows
 
     def score_rows(key, metric, preds, refs, rows, inputs, model=None):
         n = len(preds)
-        if not shardable(metric) or n <= chunk_rows:
+        if not shardable(metric) or n <= shard_rows:
             return _score_rows(metric, preds, refs, rows, inputs)
-        spans = [(lo, min(n, lo + chunk_rows)) for lo in range(0, n, chunk_rows)]
-        chunks = [Packed((preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b]))
+        spans = [(lo, min(n, lo + shard_rows)) for lo in range(0, n, shard_rows)]
+        shards = [Packed((preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b]))
                   for a, b in spans]
-        log.info("score: %s%s: %d chunks of up to %d rows", f"{model} " if model else "", key, len(chunks), chunk_rows)
-        results = [r.value for r in map_chunks(ctx, key, chunks)]
+        log.info("score: %s%s: %d shards of up to %d rows", f"{model} " if model else "", key, len(shards), shard_rows)
+        results = [r.value for r in map_shards(ctx, key, shards)]
         values: dict = {}
         for sub in results[0][0]:
             parts = [r[0].get(sub) for r in results]

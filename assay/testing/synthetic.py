@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from assay import store as S
+import assay.store
 from assay.costing import COST_COLUMNS, breakeven, monthly_cost_usd
 from assay.store import RunFolder, Store
 
@@ -56,7 +56,7 @@ def write_run(root: str, pipeline: str = "synthetic", as_of: date = date(2026, 1
     ho = {next(iter(cols)): [cols[next(iter(cols))][0]]} if held_out and cols else None
     run_id = run_id or f"{as_of:%Y%m%d}T020000-{hashlib.sha256(f'{pipeline}{seed}'.encode()).hexdigest()[:8]}-{seed % 10000:04d}"
     rf = Store(root).run(pipeline, as_of, run_id)
-    rf.write_table(S.DATASET, ds)
+    rf.write_table(assay.store.DATASET, ds)
 
     base = np.clip(0.62 + 0.3 * rng.random(models) + drift, 0.05, 0.99)
     slice_effect = {f"{c}={v}": rng.normal(0, 0.05) for c, vs in cols.items() for v in vs}
@@ -83,11 +83,11 @@ def write_run(root: str, pipeline: str = "synthetic", as_of: date = date(2026, 1
             se = (v * (1 - v) / n) ** 0.5
             metrics.append({"model": m, "metric": "accuracy", "slice": g, "value": v, "n": n, "ci_low": max(0.0, v - 1.96 * se),
                             "ci_high": min(1.0, v + 1.96 * se), "errors": 0, "higher_is_better": True})
-    rf.write_table(f"{S.RESPONSES}/part-00000.parquet", pd.concat(responses, ignore_index=True))
+    rf.write_table(f"{assay.store.RESPONSES}/part-00000.parquet", pd.concat(responses, ignore_index=True))
     sc = pd.concat(scores, ignore_index=True)
-    rf.write_table(S.SCORES, sc)
+    rf.write_table(assay.store.SCORES, sc)
     mdf = pd.DataFrame(metrics)
-    rf.write_table(S.METRICS, mdf)
+    rf.write_table(assay.store.METRICS, mdf)
 
     gen = []
     for m in names:
@@ -100,11 +100,11 @@ def write_run(root: str, pipeline: str = "synthetic", as_of: date = date(2026, 1
                     "best_slice": bst["slice"], "best_value": float(bst["value"]), "gap": float(bst["value"] - w["value"]),
                     "in_distribution": float(iv.iloc[0]) if len(iv) else np.nan, "held_out": float(hv.iloc[0]) if len(hv) else np.nan,
                     "held_out_gap": float(iv.iloc[0] - hv.iloc[0]) if len(hv) and len(iv) else np.nan})
-    rf.write_table(S.GENERALIZATION, pd.DataFrame(gen))
+    rf.write_table(assay.store.GENERALIZATION, pd.DataFrame(gen))
     wide = sc.pivot(index="example_id", columns="model", values="value")
     comp = [{"metric": "accuracy", "model_a": a, "model_b": b2, "diff": float((wide[a] - wide[b2]).mean()), "p_value": 0.01}
             for i, a in enumerate(names) for b2 in names[i + 1:]]
-    rf.write_table(S.COMPARISONS, pd.DataFrame(comp, columns=["metric", "model_a", "model_b", "diff", "p_value"]))
+    rf.write_table(assay.store.COMPARISONS, pd.DataFrame(comp, columns=["metric", "model_a", "model_b", "diff", "p_value"]))
     costs = write_costs(rf, names, examples, monthly, rng)
     models_cfg = {}
     for m, kind in zip(names, costs["kind"]):
@@ -125,7 +125,7 @@ def write_run(root: str, pipeline: str = "synthetic", as_of: date = date(2026, 1
                 "stages": {}}
     if gates is not None:
         manifest["gates"] = {"passed": bool(gates), "checks": [], "failures": [] if gates else ["accuracy dropped"]}
-    rf.write_json(S.MANIFEST, manifest)
+    rf.write_json(assay.store.MANIFEST, manifest)
     return rf
 
 
@@ -153,8 +153,8 @@ def write_costs(rf: RunFolder, names: list[str], requests: int, monthly: int, rn
                      "price_source": {"api": "genai-prices", "self-hosted": "hosting", "conventional": "compute"}[kind],
                      "price_json": json.dumps(pj)})
     costs = pd.DataFrame(rows, columns=COST_COLUMNS)
-    rf.write_table(S.COSTS, costs)
-    rf.write_table(S.BREAKEVEN, breakeven(costs))
+    rf.write_table(assay.store.COSTS, costs)
+    rf.write_table(assay.store.BREAKEVEN, breakeven(costs))
     return costs
 
 

@@ -37,7 +37,7 @@ def capacity(
     SLO and records it under <artifacts>/_capacity/, where the cost stage prices the model at it.
     Exit 1 when no level meets the SLO or the endpoint does not answer, 2 on bad arguments."""
     # lazy: keeps pandas, numpy, pyarrow out of the CLI
-    from assay import capacity as K
+    import assay.capacity
     from assay.config import ConfigError
     from assay.providers import ProviderError
     from assay.providers.openai_compat import MissingSecret
@@ -52,17 +52,17 @@ def capacity(
     models = loaded.config.models
     try:
         if model not in models:
-            raise K.CapacityError(f"models: {UnknownName('model', model, list(models))}")
+            raise assay.capacity.CapacityError(f"models: {UnknownName('model', model, list(models))}")
         cfg = models[model]
-        K.check_model(model, cfg)
-        levels = K.parse_levels(concurrency)
-        bounds = K.parse_slo(slo)
+        assay.capacity.check_model(model, cfg)
+        levels = assay.capacity.parse_levels(concurrency)
+        bounds = assay.capacity.parse_slo(slo)
         Store(artifacts_root(loaded, artifacts)).capacity().names(model)  # a name that can name a file
         if pipeline is not None:
             loaded.pipeline(pipeline)
-            prompts, source = K.pipeline_prompts(loaded, pipeline)
+            prompts, source = assay.capacity.pipeline_prompts(loaded, pipeline)
         else:
-            prompts, source = K.synthetic_prompts()
+            prompts, source = assay.capacity.synthetic_prompts()
     except ConfigError as e:
         err(e.format())
         raise typer.Exit(EXIT_CONFIG) from None
@@ -79,7 +79,7 @@ def capacity(
 
     err(f"capacity {model} ({cfg.target}): levels {','.join(map(str, levels))}, {source}")
     try:
-        reqs = K.sweep(model, cfg, prompts, levels, requests, on_level=on_level)
+        reqs = assay.capacity.sweep(model, cfg, prompts, levels, requests, on_level=on_level)
     except MissingSecret as e:
         err(f"capacity: {e}")
         raise typer.Exit(EXIT_CONFIG) from None
@@ -89,11 +89,11 @@ def capacity(
     except KeyboardInterrupt:
         err("capacity: interrupted; nothing recorded")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    table = K.summarize(reqs, bounds)
-    chosen = K.choose(table)
+    table = assay.capacity.summarize(reqs, bounds)
+    chosen = assay.capacity.choose(table)
     if record:
-        rec = K.build_record(model, cfg, bounds, table, chosen, source, requests)
-        where, _ = K.write_record(Store(artifacts_root(loaded, artifacts)), model, rec, reqs)
+        rec = assay.capacity.build_record(model, cfg, bounds, table, chosen, source, requests)
+        where, _ = assay.capacity.write_record(Store(artifacts_root(loaded, artifacts)), model, rec, reqs)
     if fmt == "csv":
         typer.echo(table.to_csv(index=False), nl=False)
     elif fmt == "json":

@@ -76,3 +76,41 @@ def parse_date(value: str | None, name: str) -> date | None:
     except ValueError:
         err(f"{name}: expected a date as YYYY-MM-DD, got {value!r}")
         raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _api_url() -> str | None:
+    # lazy: keeps prefect out of the CLI
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url
+
+
+def ui_url(api_url: str) -> str:
+    # lazy: keeps prefect out of the CLI
+    from prefect.settings import get_current_settings
+
+    ui = get_current_settings().ui_url
+    if ui:
+        return ui.rstrip("/")
+    return api_url[:-4] if api_url.rstrip("/").endswith("/api") else api_url
+
+
+def reachable_api(what: str) -> str:
+    """PREFECT_API_URL, checked to answer; exit 2 when unset, 1 when it does not answer."""
+    url = _api_url()
+    if not url:
+        err(f"{what} needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
+            "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api).")
+        raise typer.Exit(EXIT_CONFIG)
+    # lazy: keeps prefect out of the CLI
+    from prefect import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            problem = client.api_healthcheck()
+    except Exception as e:  # noqa: BLE001
+        problem = e
+    if problem is not None:
+        err(f"cannot reach the Prefect API at {url}: {problem}")
+        raise typer.Exit(EXIT_FAILED)
+    return url

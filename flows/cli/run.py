@@ -19,7 +19,7 @@ from datetime import date
 
 import typer
 
-from assay import store as S
+import assay.store
 from assay.store import Store, open_run
 from flows.cli.common import (
     CONFIG_OPT,
@@ -32,7 +32,7 @@ from flows.cli.common import (
     load_pipeline,
     parse_date,
 )
-from flows.cli.policies import policy_table
+from flows.cli.whatif import policy_table
 
 
 def run(
@@ -285,18 +285,18 @@ def print_result(folder: str, pipeline: str) -> None:
     from rich.table import Table
 
     # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
-    from assay.report import summary as R
+    from assay.report import summary
     from assay.report.decision import COLUMNS, headline_rows, headline_titles
     from assay.runs import Manifest
 
     rf = open_run(folder)
     m = Manifest.of(rf)
-    cfg = R.run_config(m.data)
-    metrics, costs = rf.read_table(S.METRICS).to_pandas(), rf.read_table(S.COSTS).to_pandas()
-    be = rf.read_table(S.BREAKEVEN).to_pandas() if rf.exists(S.BREAKEVEN) else None
-    table = R.headline(metrics, costs, cfg)
-    policies = rf.read_table(S.POLICIES).to_pandas() if rf.exists(S.POLICIES) else None
-    dec = R.decisions(table, cfg, policies)
+    cfg = summary.run_config(m.data)
+    metrics, costs = rf.read_table(assay.store.METRICS).to_pandas(), rf.read_table(assay.store.COSTS).to_pandas()
+    be = rf.read_table(assay.store.BREAKEVEN).to_pandas() if rf.exists(assay.store.BREAKEVEN) else None
+    table = summary.headline(metrics, costs, cfg)
+    policies = rf.read_table(assay.store.POLICIES).to_pandas() if rf.exists(assay.store.POLICIES) else None
+    dec = summary.decisions(table, cfg, policies)
     rec = dec.pop("recommendation")
     titles = headline_titles(cfg)
     t = Table(title=f"{pipeline} {m.as_of}: {dec['first_metric']} (95% CI) and cost", title_justify="left")
@@ -311,6 +311,6 @@ def print_result(folder: str, pipeline: str) -> None:
     if policies is not None and len(policies):
         con.print(policy_table(policies, cfg, rec, "cascades and routes (from the answers above, no new calls)", compact=True))
     con.print(escape(rec.sentence), soft_wrap=True)
-    for line in R.decision_lines(dec, be if be is not None else costs.iloc[0:0]):
+    for line in summary.decision_lines(dec, be if be is not None else costs.iloc[0:0]):
         con.print(f"- {escape(line)}")
     sys.stdout.flush()

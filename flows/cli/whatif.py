@@ -1,4 +1,4 @@
-"""Policy commands of the ``assay`` CLI: whatif (a cascade or a route, ad hoc, on a recorded run).
+"""``assay whatif``: a cascade or a route, ad hoc, on a recorded run.
 
 Exit codes: 0 ok, 2 a bad run folder, model name, rule or option.
 """
@@ -9,8 +9,8 @@ import math
 
 import typer
 
-from assay import store as S
-from assay.report import format as F
+import assay.report.format
+from assay import store
 from flows.cli.common import EXIT_CONFIG, err
 
 RULES = "confidence:T, judge:T, judge:METRIC:T, valid:json, valid:labels, valid:regex:PATTERN, valid:schema:FILE, agree"
@@ -105,8 +105,8 @@ def policy_table(policies, cfg, rec=None, title: str = "policies", compact: bool
         titles = {**titles, "what": "models; rule", "apgr": "APGR", "saving": "saving at matched quality"}
         for r, (_, p) in zip(rows, policies.iterrows()):
             r["what"] = f"{r['models']}; {r['rule']}"
-            r["apgr"] = F.num(p.get("apgr"))
-            if not F.missing(p.get("saving")):
+            r["apgr"] = assay.report.format.num(p.get("apgr"))
+            if not assay.report.format.missing(p.get("saving")):
                 r["saving"] = saving_text(p["saving"], p["matched_model"])
     t = Table(title=title, title_justify="left")
     for col in cols:
@@ -144,10 +144,10 @@ def whatif(
         err(f"whatif: --format must be table, json or csv, got {fmt!r}")
         raise typer.Exit(EXIT_CONFIG)
     try:
-        rf = S.open_run(run_folder)
-        for name in (S.SCORES, S.COSTS):
+        rf = store.open_run(run_folder)
+        for name in (store.SCORES, store.COSTS):
             if not rf.exists(name):
-                raise S.NotARunFolder(f"{rf.path(name)} is missing: the run did not finish its score and cost stages")
+                raise store.NotARunFolder(f"{rf.path(name)} is missing: the run did not finish its score and cost stages")
         cfg = run_config(rf.manifest() or {})
         pol = build_policy(cascade, rule, route, models, tolerance, lam, learn, seed)
         a = from_run(rf, cfg)
@@ -160,7 +160,7 @@ def whatif(
         if pol.kind == "cascade" and pol.rule.kind == "judge" and pol.rule.metric not in a.scores:
             raise ValueError(f"--rule: no per-example scores of metric {pol.rule.metric!r} in this run "
                              f"(metrics: {', '.join(a.scores)})")
-    except (S.NotARunFolder, ValueError) as e:
+    except (store.NotARunFolder, ValueError) as e:
         err(f"whatif: {e}")
         raise typer.Exit(EXIT_CONFIG) from None
     name = "cascade" if pol.kind == "cascade" else f"route-{pol.column}"
@@ -190,7 +190,7 @@ def whatif(
         for c in ("threshold", "quality", "$/1k req", "escalated", "p95 latency", "APGR"):
             st.add_column(c, justify="right")
         for s in sweep:
-            st.add_row(F.num(s["threshold"]) + (" ←" if s["configured"] else ""), F.num(s["quality"]), F.usd(s["cost_per_1k_usd"]),
-                       "–" if F.missing(s["escalated"]) else f"{100 * s['escalated']:.1f}%", F.seconds(s["latency_p95_s"]),
-                       F.num(s["apgr"]))
+            st.add_row(assay.report.format.num(s["threshold"]) + (" ←" if s["configured"] else ""), assay.report.format.num(s["quality"]), assay.report.format.usd(s["cost_per_1k_usd"]),
+                       "–" if assay.report.format.missing(s["escalated"]) else f"{100 * s['escalated']:.1f}%", assay.report.format.seconds(s["latency_p95_s"]),
+                       assay.report.format.num(s["apgr"]))
         con.print(st)

@@ -1,4 +1,4 @@
-"""Quality commands of the ``assay`` CLI: matrix. Exit codes: 0 ok, 2 configuration or usage error."""
+"""``assay matrix``: model × pipeline, each pipeline's latest complete run. Exit codes: 0 ok, 2 configuration or usage error."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Every model on every example, through the engine: one response per (example, model, sample), resumable.
+"""The fan-out of a run's calls: every model on every example, through the engine: one response per (example, model, sample), resumable.
 
 A chat model with ``samples: K`` is asked each example K times, each a request of its own
 (sample 0..K−1): sample 0 has the cache key a single call has, sample s > 0 that key with s

@@ -1,4 +1,4 @@
-"""Cost commands of the ``assay`` CLI: reprice.
+"""``assay reprice``: a recorded run's costs under other prices.
 
 Exit codes: 0 ok, 2 a bad run folder or usage error.
 """
