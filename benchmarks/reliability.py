@@ -1,6 +1,6 @@
 """Reliability figures, measured by running Assay against what goes wrong: prints Markdown tables.
 
-1. bad inputs   every row of ``tests/test_preflight.BAD_INPUTS`` through ``assay run``: the exit
+1. bad inputs   every row of ``tests/config/test_preflight.BAD_INPUTS`` through ``assay run``: the exit
                 code and the first line of what it printed (nothing may be written).
 2. kills        ``kill -9`` of ``assay run`` in each stage (``tests/killpoints.py``), then the same
                 command: whether the run completed in the same folder with the uninterrupted
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from invoke_throughput import OFFLINE, PrefectServer  # noqa: E402
 
 def bad_inputs() -> None:
-    import tests.test_preflight as T
+    import tests.config.test_preflight as T
 
     print("| bad input | exit | what `assay run` printed (first problem) | written |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,7 +46,7 @@ def bad_inputs() -> None:
 
 
 def kills() -> None:
-    import tests.test_kills as K
+    import tests.calling.test_kills as K
     from assay.reproduce import compare
     from assay.store import Store
     from assay.testing.openai_server import OpenAIServer
@@ -81,7 +81,7 @@ def faults() -> None:
 
     import pandas as pd
 
-    import tests.test_faults as F
+    import tests.calling.test_faults as F
     from assay.responses import read_responses
     from assay.runs import Manifest
     from assay.stages import run_local

@@ -149,7 +149,7 @@ def test_a_whole_run_lands_in_the_bucket(tmp_path, s3):
     manifest = rf.manifest()
     assert manifest["status"] == "complete"
     assert set(manifest["stages"]) == {"load", "invoke", "score", "cost", "report"}
-    # with a remote root the response cache is the root's shared segment folder (tests/test_cache.py)
+    # with a remote root the response cache is the root's shared segment folder (tests/calling/test_cache.py)
     assert manifest["cache"] == f"{root}/_cache/segments"
 
     # every artifact is an object in the bucket, with the bytes the manifest hashed

@@ -227,7 +227,7 @@ def test_resume_after_kill_pays_for_nothing_twice(tmp_path):
     with OpenAIServer(latency=0.05) as srv:
         cfg = make_config(tmp_path, srv.base_url, n=n)
         cfg.write_text(cfg.read_text().replace("max_concurrency: 8", "max_concurrency: 4"))
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
         proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(cfg)], env=env)
         try:
             # wait until a few shards are on disk, then kill -9 in the middle of invoke

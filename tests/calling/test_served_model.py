@@ -10,7 +10,7 @@ import pytest
 from assay.responses import read_responses
 from assay.stages import run_local
 from assay.testing.openai_server import OpenAIServer
-from tests.test_invoke import make_config
+from tests.stages.test_invoke import make_config
 
 DAY = date(2026, 11, 1)
 

@@ -10,7 +10,7 @@ import pytest
 from assay.reproduce import ReproduceError, reproduce
 from assay.stages import run_local
 from assay.testing.openai_server import OpenAIServer
-from tests.test_invoke import DAY, make_config
+from tests.stages.test_invoke import DAY, make_config
 
 
 @pytest.fixture(autouse=True)

@@ -171,7 +171,7 @@ def seen_by_function(rows):
 
 def test_python_provider_rows_carry_the_conversation(tmp_path, server):
     cfg = write_pipeline(tmp_path, server.base_url, models="[fn]",
-                         extra_models="  fn: {provider: python, function: 'tests.test_conversations:seen_by_function'}")
+                         extra_models="  fn: {provider: python, function: 'tests.calling.test_conversations:seen_by_function'}")
     ctx = run_local(cfg, "conv", DAY)
     out = read_responses(ctx.folder).to_pandas().set_index("example_id")["output"]
     assert json.loads(out["c1"]) == {"roles": ["system", "user", "assistant", "tool", "assistant", "user"],

@@ -28,7 +28,7 @@ from assay.store import Store
 from assay.testing.openai_server import OpenAIServer
 
 DAY = date(2026, 11, 1)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["billing", "technical", "account"]
 
 
@@ -297,7 +297,7 @@ def test_kill_then_resume_repays_only_the_calls_in_flight(tmp_path):
     assert ctx.resumed
     assert after - before == n * k - len(kept)  # only what was not kept is asked again
     # and what was lost is at most the calls in flight (c) and the finished calls not yet journaled
-    # (at most c: the journal writes after every c calls or 0.1 s), as in tests/test_kills.py
+    # (at most c: the journal writes after every c calls or 0.1 s), as in tests/calling/test_kills.py
     assert before - len(kept) <= 2 * c
     raw = pd.concat([pd.read_parquet(p) for p in (Path(ctx.folder.url) / "responses").glob("part-live-*.parquet")])
     assert len(raw) == n * k and not raw.duplicated(["example_id", "sample"]).any()

@@ -1,4 +1,4 @@
-"""Two machines sharing one s3:// artifact root (moto's S3 server, started by tests/test_s3_store.py's fixture).
+"""Two machines sharing one s3:// artifact root (moto's S3 server, started by tests/operations/test_s3_store.py's fixture).
 
 Machine A is a subprocess with its own HOME, ASSAY_LOCK_DIR and project folder; machine B is this
 test process, with another HOME, lock dir and project folder, and its own s3fs client. Nothing
@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import write_replay_inputs
-from tests.test_s3_store import _forget_s3fs_instances, _keys, moto_endpoint, s3  # noqa: F401  (fixtures)
+from tests.operations.test_s3_store import _forget_s3fs_instances, _keys, moto_endpoint, s3  # noqa: F401  (fixtures)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 D1, D2, D3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
 
 

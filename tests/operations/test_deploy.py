@@ -18,10 +18,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.test_operations import (CONFIG, ROOT, make_data, migrated_template, snapshot_db, start, stop, tail,
+from tests.operations.test_operations import (CONFIG, ROOT, make_data, migrated_template, snapshot_db, start, stop, tail,
                                    wait_for)
-from tests.test_operations import wait_runs as operations_wait_runs
-from tests.test_operations import free_port
+from tests.operations.test_operations import wait_runs as operations_wait_runs
+from tests.operations.test_operations import free_port
 
 POOL = "assay-test-pool"
 

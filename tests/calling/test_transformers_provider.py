@@ -25,7 +25,7 @@ from assay.errors import ProviderSetupError
 from assay.runs import RunFailed
 from assay.stages import run_local
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2026, 11, 1)
 LABELS = ["billing", "technical", "account"]
 SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]

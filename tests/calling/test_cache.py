@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from assay.cache import ResponseCache, SegmentCache, open_cache
-from tests.test_s3_store import _forget_s3fs_instances, _keys, moto_endpoint, s3  # noqa: F401  (fixtures)
+from tests.operations.test_s3_store import _forget_s3fs_instances, _keys, moto_endpoint, s3  # noqa: F401  (fixtures)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def records(prefix: str, n: int) -> list[tuple[str, dict]]:

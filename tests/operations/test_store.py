@@ -328,5 +328,5 @@ def test_dedupe_across_parts_and_models_matches_a_pandas_reference():
             "dedupe(pa.table({'example_id': ['x', 'x'], 'model': ['m', 'm'], 'error': [None, 'e']})); "
             "print('pyarrow.acero' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))).stdout
     assert out.strip() == "False"

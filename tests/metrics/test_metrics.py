@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 try:  # `python -m pytest` from the project root (or an installed package) needs nothing more
     import assay.metrics  # noqa: F401
 except ImportError:  # plain `pytest` with the package not installed
@@ -32,7 +32,7 @@ from assay.metrics import core  # noqa: E402
 from assay.metrics.core import extract_number, normalize_text, parse_json  # noqa: E402
 from assay.registry import UnknownName  # noqa: E402
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "metrics"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "metrics"
 
 BUILTIN_NAMES = list(core.BUILTINS)  # the one declaration of the builtins
 CORPUS_ONLY = {"macro_f1", "micro_f1", "macro_precision", "macro_recall", "bleu", "chrf"}

@@ -98,7 +98,7 @@ def test_a_replay_of_a_litellm_log_reconciles_its_spend(tmp_path):
     provider-reported cost: its row of costs.parquet compares it with the tokens × price."""
     import json
 
-    from tests.test_logs import spend_rows
+    from tests.logs.test_logs import spend_rows
 
     (tmp_path / "spend.json").write_text(json.dumps(spend_rows()))
     (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""

@@ -7,7 +7,7 @@ import pandas as pd
 
 from assay.stages import run_local
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_codegen_example_scores_programs_by_running_them(tmp_path):

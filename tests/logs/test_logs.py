@@ -26,7 +26,7 @@ import pytest
 
 from assay.logs import FORMATS, MESSAGES, STANDARD_NAMES, LogError, read_log
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------------------------ OTLP helpers

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from assay.config.reference import MARKER, markdown
 from assay.config.schema import AssayConfig
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _members(tp) -> list:

@@ -28,7 +28,7 @@ from assay.stages import run_local
 from assay.store import Store
 from assay.testing.openai_server import OpenAIServer
 
-GOLDEN = Path(__file__).parent / "golden" / "costs"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "costs"
 O3 = OpenAIModel(model="o3", price_ref="openai/o3")
 AS_OF = date(2025, 6, 30)  # after the price cut
 

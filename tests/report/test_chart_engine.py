@@ -56,7 +56,7 @@ def test_the_child_exits_with_a_killed_parent(tmp_path):
     code = ("import sys, time; from assay.report import engine; engine.start(); "
             "print(engine._child.pid, flush=True); time.sleep(60)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                              cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     pid = int(parent.stdout.readline())
     assert _alive(pid)
     os.kill(parent.pid, signal.SIGKILL)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.test_operations import ROOT, free_port, migrated_template, snapshot_db, start, stop, tail, wait_for
+from tests.operations.test_operations import ROOT, free_port, migrated_template, snapshot_db, start, stop, tail, wait_for
 
 HOOK_ENV = "ASSAY_TEST_ALERT_HOOK"
 FAKE_ENV = "ASSAY_TEST_FAKE_URL"

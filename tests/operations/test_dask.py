@@ -215,7 +215,7 @@ def test_a_worker_killed_in_a_shard_loses_nothing_and_pays_nothing_twice(tmp_pat
     monkeypatch.setenv("ASSAY_TEST_KILL_AT", "e00027")  # the second part (rows 25–29) of the shard of rows 20–29
     monkeypatch.setenv("ASSAY_TEST_CALLS", str(tmp_path / "calls.txt"))
     cfg = write_config(tmp_path / "k", "http://127.0.0.1:9/v1", runner="runner: {dask: local, workers: 2, shard_rows: 10}",
-                       models="[py]", extra_models='py: {provider: python, function: "tests.test_dask:killing_model", max_concurrency: 1}')
+                       models="[py]", extra_models='py: {provider: python, function: "tests.operations.test_dask:killing_model", max_concurrency: 1}')
     state = run_flow(cfg)
     assert state.is_completed(), state
     assert (tmp_path / "killed").exists()  # a worker did die
@@ -248,7 +248,7 @@ def test_without_a_runner_dask_is_never_imported():
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-c", NO_DASK], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -289,7 +289,7 @@ def test_a_shard_that_keeps_failing_fails_the_stage_and_the_resume_calls_only_wh
     monkeypatch.setenv("ASSAY_TEST_KILL_ALWAYS", "1")
     monkeypatch.setenv("ASSAY_TEST_CALLS", str(tmp_path / "calls.txt"))
     cfg = write_config(tmp_path / "f", "http://127.0.0.1:9/v1", runner="runner: {dask: local, workers: 2, shard_rows: 10}",
-                       models="[py]", extra_models='py: {provider: python, function: "tests.test_dask:killing_model", max_concurrency: 1}')
+                       models="[py]", extra_models='py: {provider: python, function: "tests.operations.test_dask:killing_model", max_concurrency: 1}')
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # the first death is the last
         first = run_flow(cfg)
     # the dead shard, and any other the scheduler had queued on the dead worker

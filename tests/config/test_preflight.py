@@ -2,7 +2,7 @@
 
 :data:`BAD_INPUTS` is the list of bad inputs tested, one row each: a name, the change that makes a
 good workspace bad, the key path(s) the error must name and the file it must name. A script can
-print it (``python -m tests.test_preflight`` prints it as a Markdown table). Each row is checked
+print it (``python -m tests.config.test_preflight`` prints it as a Markdown table). Each row is checked
 twice: in this process (:func:`assay.config.load_config` then :func:`assay.config.preflight`, a
 ConfigError) and through ``assay run`` in a subprocess (exit 2, the key path and the file on
 standard error, no traceback, no artifact root, no Prefect home).
@@ -23,7 +23,7 @@ import pytest
 
 from assay.config import ConfigError, load_config, preflight
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AS_OF = date(2026, 11, 1)
 
 GOOD = """

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # `assay serve` started together with the server: the interpreter imports Prefect and the flows
 # while the server starts, waits for the API (PREFECT_API_URL), then runs the real command.
 SERVE_WHEN_UP = [sys.executable, "-c", (
