@@ -17,7 +17,6 @@ from assay.config import DatasetConfig, OpenAIModel
 from assay.dataset import allocate, prepare
 from assay.runs import RunFailed
 from assay.stages import run_local
-from assay.testing.openai_server import OpenAIServer
 
 DAY = date(2026, 11, 6)
 
@@ -73,10 +72,6 @@ def test_estimate_uses_logged_tokens_else_characters():
     assert est.fits(est.usd) == 2 and est.fits(est.usd / 2 + 1e-12) == 1
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer() as srv:
-        yield srv
 
 
 PRICE_IN, PRICE_OUT = 2.0, 8.0  # USD per million tokens

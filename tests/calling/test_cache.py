@@ -132,27 +132,27 @@ def write_config(d: Path, root: str, base_url: str) -> Path:
     return d / "pipelines.yaml"
 
 
-def test_two_machines_share_the_cache_on_s3_the_second_replays_with_zero_requests(tmp_path, s3, monkeypatch):
+def test_two_machines_share_the_cache_on_s3_the_second_replays_with_zero_requests(tmp_path, s3, monkeypatch, fake_server):
     from assay.stages import run_local
-    from assay.testing.openai_server import OpenAIServer
 
     bucket, client = s3
     root = f"s3://{bucket}/runs"
     monkeypatch.setenv("ASSAY_TEST_KEY", "sk-test-SECRET-5f3a9c")
-    with OpenAIServer(latency=0.0) as srv:
-        monkeypatch.setenv("ASSAY_CACHE_INDEX", str(tmp_path / "a" / "index"))
-        monkeypatch.setenv("ASSAY_LOCK_DIR", str(tmp_path / "a" / "locks"))
-        first = run_local(str(write_config(tmp_path / "a", root, srv.base_url)), "p", date(2026, 11, 1))
-        assert srv.stats()["requests_total"] == 30
-        assert first.folder.manifest()["cache"] == f"{root}/_cache/segments"
-        segs = [k for k in _keys(client, bucket, "runs/_cache/segments/")]
-        assert len(segs) == 1 and segs[0].rsplit("/", 1)[1].startswith("seg-")
+    srv = fake_server(latency=0.0)
+    monkeypatch.setenv("ASSAY_CACHE_INDEX", str(tmp_path / "a" / "index"))
+    monkeypatch.setenv("ASSAY_LOCK_DIR", str(tmp_path / "a" / "locks"))
+    first = run_local(str(write_config(tmp_path / "a", root, srv.base_url)), "p", date(2026, 11, 1))
+    assert srv.stats()["requests_total"] == 30
+    assert first.folder.manifest()["cache"] == f"{root}/_cache/segments"
+    segs = [k for k in _keys(client, bucket, "runs/_cache/segments/")]
+    assert len(segs) == 1 and segs[0].rsplit("/", 1)[1].startswith("seg-")
 
-        srv.reset()
-        monkeypatch.setenv("ASSAY_CACHE_INDEX", str(tmp_path / "b" / "index"))  # machine B: its own index, its own disk
-        monkeypatch.setenv("ASSAY_LOCK_DIR", str(tmp_path / "b" / "locks"))
-        second = run_local(str(write_config(tmp_path / "b", root, srv.base_url)), "p", date(2026, 11, 2))
-        assert srv.stats()["requests_total"] == 0
+    srv.reset()
+    monkeypatch.setenv("ASSAY_CACHE_INDEX", str(tmp_path / "b" / "index"))  # machine B: its own index, its own disk
+    monkeypatch.setenv("ASSAY_LOCK_DIR", str(tmp_path / "b" / "locks"))
+    second = run_local(str(write_config(tmp_path / "b", root, srv.base_url)), "p", date(2026, 11, 2))
+    assert srv.stats()["requests_total"] == 0
+    srv.stop()
     inv = second.folder.manifest()["stages"]["invoke"]["models"]["fake"]
     assert inv["cache_hits"] == 30 and inv["called"] == 0
     assert not any(".sqlite" in k for k in _keys(client, bucket))  # no SQLite file on the shared store

@@ -15,7 +15,6 @@ from assay.prompting import (PromptError, normalise_conversation, prompt_version
                              with_system)
 from assay.responses import read_responses
 from assay.stages import run_local
-from assay.testing.openai_server import OpenAIServer
 
 DAY = date(2026, 11, 5)
 
@@ -120,10 +119,6 @@ def write_pipeline(tmp_path, base_url, *, client="aiohttp", conversations=CONVER
     return str(cfg)
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer() as srv:
-        yield srv
 
 
 def _chars(conv):

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 from assay.responses import read_responses
 from assay.runs import Manifest
 from assay.stages import run_local
-from assay.testing.openai_server import OpenAIServer
 
 KEY = "sk-assay-test-9f8e7d6c5b4a3210"
 #: fault -> (succeeds after a retry?, attempts, the kind each failed attempt counts as)
@@ -61,15 +60,16 @@ def fault_workspace(tmp_path: Path, base_url: str, faults: list[str] | None = No
     return cfg
 
 
-def test_each_fault_is_retried_or_recorded_and_the_key_never_escapes(tmp_path, monkeypatch, caplog):
+def test_each_fault_is_retried_or_recorded_and_the_key_never_escapes(tmp_path, monkeypatch, caplog, fake_server):
     faults = list(EXPECTED)
     ids = [f"f{i:02d}" for i in range(len(faults))]
     monkeypatch.setenv("FAULTS_KEY", KEY)
-    with OpenAIServer(latency=0.0, slow_seconds=3.0) as srv:
-        cfg = fault_workspace(tmp_path, srv.base_url)
-        with caplog.at_level(logging.DEBUG):
-            ctx = run_local(str(cfg), "p", date(2026, 11, 1))
-        assert srv.stats(include_prompts=False)["had_auth"] > 0          # the key was sent
+    srv = fake_server(latency=0.0, slow_seconds=3.0)
+    cfg = fault_workspace(tmp_path, srv.base_url)
+    with caplog.at_level(logging.DEBUG):
+        ctx = run_local(str(cfg), "p", date(2026, 11, 1))
+    assert srv.stats(include_prompts=False)["had_auth"] > 0          # the key was sent
+    srv.stop()
     rows = read_responses(ctx.folder).to_pandas().set_index("example_id")
     assert len(rows) == len(faults)                                     # no row lost or doubled
     for fid, fault in zip(ids, faults):
@@ -93,7 +93,7 @@ def test_each_fault_is_retried_or_recorded_and_the_key_never_escapes(tmp_path, m
     assert KEY not in caplog.text
 
 
-def test_the_key_reaches_no_prefect_artifact_parameter_or_log(tmp_path, monkeypatch, prefect_server):
+def test_the_key_reaches_no_prefect_artifact_parameter_or_log(tmp_path, monkeypatch, prefect_server, fake_server):
     """The same faults through the ``assess`` flow on a Prefect server, then everything the server
     holds about the flow run, read back through its client: no trace of the key."""
     import json
@@ -106,13 +106,14 @@ def test_the_key_reaches_no_prefect_artifact_parameter_or_log(tmp_path, monkeypa
     from flows.assess import assess
 
     monkeypatch.setenv("FAULTS_KEY", KEY)
-    with OpenAIServer(latency=0.0, slow_seconds=3.0) as srv:
-        # without the plain 400, the echoed key's error is the first (and only) of its kind: the
-        # stage's line of first errors carries it, redacted, to the server
-        cfg = fault_workspace(tmp_path, srv.base_url, [f for f in EXPECTED if f != "400"])
-        state = assess(pipeline="p", as_of=date(2026, 11, 1), config=str(cfg), artifacts=str(tmp_path / "runs"),
-                       return_state=True)
-        assert srv.stats(include_prompts=False)["had_auth"] > 0
+    srv = fake_server(latency=0.0, slow_seconds=3.0)
+    # without the plain 400, the echoed key's error is the first (and only) of its kind: the
+    # stage's line of first errors carries it, redacted, to the server
+    cfg = fault_workspace(tmp_path, srv.base_url, [f for f in EXPECTED if f != "400"])
+    state = assess(pipeline="p", as_of=date(2026, 11, 1), config=str(cfg), artifacts=str(tmp_path / "runs"),
+                   return_state=True)
+    assert srv.stats(include_prompts=False)["had_auth"] > 0
+    srv.stop()
     assert state.is_completed(), state
     from prefect.logging.handlers import APILogHandler
 

@@ -17,7 +17,6 @@ import pytest
 
 from assay.reproduce import compare
 from assay.store import Store
-from assay.testing.openai_server import OpenAIServer
 
 N, C, SHARD = 60, 4, 10
 STAGES = ["load", "invoke", "score", "cost", "report", "gate"]
@@ -57,18 +56,20 @@ def _config(tmp: Path, base_url: str, root: Path, n: int = N, c: int = C, shard:
     return cfg
 
 
+FAKE_SERVER = dict(latency=0.02)  # the options of the module's shared fake server (conftest.py's ``server``)
+
+
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, prefect_server, project_root):
+def setup(tmp_path_factory, prefect_server, project_root, server):
     from prefect.settings import PREFECT_API_URL
 
     tmp = tmp_path_factory.mktemp("kills")
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(project_root))
-    with OpenAIServer(latency=0.02) as srv:
-        base = _config(tmp, srv.base_url, tmp / "baseline")
-        r = subprocess.run(_cmd(base), capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
-        assert r.returncode == 0, r.stderr[-3000:]
-        (baseline,) = Store(tmp / "baseline").complete_runs("p")
-        yield tmp, srv, env, baseline
+    base = _config(tmp, server.base_url, tmp / "baseline")
+    r = subprocess.run(_cmd(base), capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (baseline,) = Store(tmp / "baseline").complete_runs("p")
+    return tmp, server, env, baseline
 
 
 def _cmd(cfg: Path, armed: str | None = None) -> list[str]:
@@ -142,14 +143,15 @@ def test_a_resumed_self_hosted_models_measurements_cover_every_attempt(setup, pr
 
 
 @pytest.mark.parametrize("concurrency", [8, 32])
-def test_a_kill_in_invoke_repays_at_most_the_calls_in_flight(setup, concurrency, project_root):
+def test_a_kill_in_invoke_repays_at_most_the_calls_in_flight(setup, concurrency, project_root, fake_server):
     """Calls that finish at scattered times (latency 10-50 ms), many slots: a kill while a part is
     written, then the same command; the calls made twice are at most ``max_concurrency``."""
     _, _, env, _ = setup
     n, shard = 600, 100
     import tempfile
 
-    with tempfile.TemporaryDirectory() as d, OpenAIServer(latency=0.01, jitter=0.04) as srv:
+    with tempfile.TemporaryDirectory() as d:
+        srv = fake_server(latency=0.01, jitter=0.04)
         work = Path(d)
         cfg = _config(work, srv.base_url, work / "runs", n=n, c=concurrency, shard=shard)
         killed = subprocess.run(_cmd(cfg, armed="invoke"), capture_output=True, text=True, env=env, cwd=project_root,
@@ -163,3 +165,4 @@ def test_a_kill_in_invoke_repays_at_most_the_calls_in_flight(setup, concurrency,
         assert 0 <= repaid <= concurrency, (before, repaid)
         (run,) = Store(work / "runs").complete_runs("p")
         assert pq.read_table(run.path("scores.parquet")).num_rows >= n
+        srv.stop()

@@ -25,17 +25,13 @@ from assay.config import ConfigError, load_config
 from assay.responses import RESPONSE_SCHEMA, read_journal, read_responses
 from assay.stages import run_local
 from assay.store import Store
-from assay.testing.openai_server import OpenAIServer
 
 DAY = date(2026, 11, 1)
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["billing", "technical", "account"]
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer(latency=0.002) as srv:
-        yield srv
+FAKE_SERVER = dict(latency=0.002)  # the options of the module's shared fake server (conftest.py's ``server``)
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -263,37 +259,38 @@ run_local(sys.argv[1], "p", date(2026, 11, 1))
 """
 
 
-def test_kill_then_resume_repays_only_the_calls_in_flight(tmp_path):
+def test_kill_then_resume_repays_only_the_calls_in_flight(tmp_path, fake_server):
     n, k, c = 60, 3, 4
-    with OpenAIServer(latency=0.03) as srv:
-        cfg = _sampled_config(tmp_path, srv.base_url, samples=k, n=n, concurrency=c, answers=False,
-                              extra_pipe="cache: off")
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(cfg)], env=env)
-        parts_dir = None
-        try:
-            deadline = time.time() + 90
-            while time.time() < deadline:
-                runs = Store(tmp_path / "runs").runs("p")
-                if runs:
-                    parts_dir = Path(runs[0].url) / "responses"
-                    if parts_dir.exists() and len(list(parts_dir.glob("part-live-*.parquet"))) >= 3:
-                        break
-                time.sleep(0.02)
-            time.sleep(0.05)  # a few calls journaled beyond the last part
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.wait()
-        before = srv.stats(include_prompts=False)["requests_total"]
-        assert 0 < before < n * k, "the kill must land in the middle of invoke"
-        (rf,) = Store(tmp_path / "runs").runs("p")
-        parts = pd.concat([pd.read_parquet(p) for p in parts_dir.glob("part-live-*.parquet")])
-        journaled, _ = read_journal(rf, "live")
-        jt = journaled.to_pandas()
-        kept = set(zip(parts.example_id, parts["sample"])) | set(zip(jt.loc[jt.error.isna(), "example_id"], jt.loc[jt.error.isna(), "sample"]))
-        assert {s for _, s in kept} == {0, 1, 2}  # the journal and the parts carry the sample index
-        ctx = run_local(str(cfg), "p", DAY)
-        after = srv.stats(include_prompts=False)["requests_total"]
+    srv = fake_server(latency=0.03)
+    cfg = _sampled_config(tmp_path, srv.base_url, samples=k, n=n, concurrency=c, answers=False,
+                          extra_pipe="cache: off")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(cfg)], env=env)
+    parts_dir = None
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            runs = Store(tmp_path / "runs").runs("p")
+            if runs:
+                parts_dir = Path(runs[0].url) / "responses"
+                if parts_dir.exists() and len(list(parts_dir.glob("part-live-*.parquet"))) >= 3:
+                    break
+            time.sleep(0.02)
+        time.sleep(0.05)  # a few calls journaled beyond the last part
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    before = srv.stats(include_prompts=False)["requests_total"]
+    assert 0 < before < n * k, "the kill must land in the middle of invoke"
+    (rf,) = Store(tmp_path / "runs").runs("p")
+    parts = pd.concat([pd.read_parquet(p) for p in parts_dir.glob("part-live-*.parquet")])
+    journaled, _ = read_journal(rf, "live")
+    jt = journaled.to_pandas()
+    kept = set(zip(parts.example_id, parts["sample"])) | set(zip(jt.loc[jt.error.isna(), "example_id"], jt.loc[jt.error.isna(), "sample"]))
+    assert {s for _, s in kept} == {0, 1, 2}  # the journal and the parts carry the sample index
+    ctx = run_local(str(cfg), "p", DAY)
+    after = srv.stats(include_prompts=False)["requests_total"]
+    srv.stop()
     assert ctx.resumed
     assert after - before == n * k - len(kept)  # only what was not kept is asked again
     # and what was lost is at most the calls in flight (c) and the finished calls not yet journaled

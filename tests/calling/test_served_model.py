@@ -9,7 +9,6 @@ import pytest
 
 from assay.responses import read_responses
 from assay.stages import run_local
-from assay.testing.openai_server import OpenAIServer
 from tests.stages.test_invoke import make_config
 
 DAY = date(2026, 11, 1)
@@ -21,11 +20,12 @@ def api_key(monkeypatch):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_rows_record_the_served_name_and_fingerprint(tmp_path, stream):
-    with OpenAIServer(served_model="tiny-served.gguf", system_fingerprint="b1-abc123") as srv:
-        extra = "stream: true" if stream else ""
-        cfg = make_config(tmp_path, srv.base_url, extra_model=extra, n=12)
-        ctx = run_local(str(cfg), "p", DAY)
+def test_rows_record_the_served_name_and_fingerprint(tmp_path, stream, fake_server):
+    srv = fake_server(served_model="tiny-served.gguf", system_fingerprint="b1-abc123")
+    extra = "stream: true" if stream else ""
+    cfg = make_config(tmp_path, srv.base_url, extra_model=extra, n=12)
+    ctx = run_local(str(cfg), "p", DAY)
+    srv.stop()
     resp = read_responses(ctx.folder).to_pandas()
     assert len(resp) == 12 and resp["error"].isna().all()
     assert (resp["response_model"] == "tiny-served.gguf").all()
@@ -35,10 +35,11 @@ def test_rows_record_the_served_name_and_fingerprint(tmp_path, stream):
                                "system_fingerprint": ["b1-abc123"]}}
 
 
-def test_same_name_and_no_fingerprint_leave_the_manifest_alone(tmp_path):
-    with OpenAIServer(system_fingerprint=None) as srv:
-        cfg = make_config(tmp_path, srv.base_url, n=6)
-        ctx = run_local(str(cfg), "p", DAY)
+def test_same_name_and_no_fingerprint_leave_the_manifest_alone(tmp_path, fake_server):
+    srv = fake_server(system_fingerprint=None)
+    cfg = make_config(tmp_path, srv.base_url, n=6)
+    ctx = run_local(str(cfg), "p", DAY)
+    srv.stop()
     resp = read_responses(ctx.folder).to_pandas()
     assert (resp["response_model"] == "mock-model").all()
     assert resp["system_fingerprint"].isna().all()

@@ -19,7 +19,6 @@ from assay.metrics.judge import PROMPT_VERSION, LLMJudge, judge_messages, parse_
 from assay.providers import BatchProvider, CallResult, ChatProvider, Context, ProviderError
 from assay.errors import MetricError
 from assay.stages import run_local
-from assay.testing.openai_server import OpenAIServer
 
 DAY = date(2026, 11, 1)
 
@@ -337,10 +336,6 @@ def expected_usage() -> dict:
     return {"requests": len(seen), "prompt_tokens": pt, "completion_tokens": ct}
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer() as srv:
-        yield srv
 
 
 def test_a_judged_run_end_to_end(tmp_path, server):

@@ -13,7 +13,6 @@ import pytest
 
 from assay.metrics.pairwise import combine, pairwise_messages, parse_verdict
 from assay.stages import run_local
-from assay.testing.openai_server import OpenAIServer
 
 
 @pytest.mark.parametrize("reply, verdict", [
@@ -108,10 +107,6 @@ def write(tmp_path, base_url, rows=ROWS):
     return str(tmp_path / "pipelines.yaml")
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer() as srv:
-        yield srv
 
 
 def _rate(outcomes: dict, which: str) -> float:

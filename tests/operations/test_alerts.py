@@ -331,13 +331,12 @@ def test_an_unset_url_variable_is_a_config_error_naming_it(srv, monkeypatch):
     assert managed(srv) == EXPECTED
 
 
-def test_a_changed_system_fingerprint_raises_model_changed(srv):
-    from assay.testing.openai_server import OpenAIServer
-
+def test_a_changed_system_fingerprint_raises_model_changed(srv, fake_server):
     for day, fp in (("2024-02-01", "fp_before"), ("2024-02-02", "fp_after")):
         since = datetime.now(timezone.utc) - timedelta(seconds=5)
-        with OpenAIServer(system_fingerprint=fp) as fake:
-            r = assay_run(srv, "drifty", day, fake.base_url)
+        fake = fake_server(system_fingerprint=fp)
+        r = assay_run(srv, "drifty", day, fake.base_url)
+        fake.stop()
         assert r.returncode == 0, r.stderr[-3000:]
     ev = wait_for(lambda: read_events(srv, "assay.model.changed", since), 30, "the model.changed event")
     assert len(ev) == 1

@@ -19,7 +19,6 @@ import pytest
 
 from assay.responses import read_responses
 from assay.store import open_run
-from assay.testing.openai_server import OpenAIServer
 
 LABELS = ["billing", "technical", "account"]
 DAY = date(2026, 11, 1)
@@ -85,10 +84,7 @@ def api_key(monkeypatch, tmp_path):
     monkeypatch.setenv("ASSAY_CACHE_INDEX", str(tmp_path / "index"))
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer(latency=0.01) as srv:
-        yield srv
+FAKE_SERVER = dict(latency=0.01)  # the options of the module's shared fake server (conftest.py's ``server``)
 
 
 def run_flow(cfg: Path):

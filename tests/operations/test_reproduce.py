@@ -9,7 +9,6 @@ import pytest
 
 from assay.reproduce import ReproduceError, reproduce
 from assay.stages import run_local
-from assay.testing.openai_server import OpenAIServer
 from tests.stages.test_invoke import DAY, make_config
 
 
@@ -18,11 +17,12 @@ def api_key(monkeypatch):
     monkeypatch.setenv("ASSAY_TEST_KEY", "sk-test")
 
 
-def test_reproduce_matches_without_calling_any_model(tmp_path):
-    with OpenAIServer(latency=0.0) as srv:
-        cfg = make_config(tmp_path, srv.base_url, n=30)
-        ctx = run_local(str(cfg), "p", DAY)
-        calls = srv.stats()["requests_total"]
+def test_reproduce_matches_without_calling_any_model(tmp_path, fake_server):
+    srv = fake_server(latency=0.0)
+    cfg = make_config(tmp_path, srv.base_url, n=30)
+    ctx = run_local(str(cfg), "p", DAY)
+    calls = srv.stats()["requests_total"]
+    srv.stop()
     # the endpoint is gone: every response must come from the cache
     cfg.write_text("this: [is not the config the run used\n")  # today's file is irrelevant
     result = reproduce(ctx.folder.url)
@@ -34,31 +34,33 @@ def test_reproduce_matches_without_calling_any_model(tmp_path):
     assert "_reproductions" in result.reproduced
 
 
-def test_reproduce_refuses_a_changed_dataset(tmp_path):
-    with OpenAIServer(latency=0.0) as srv:
-        cfg = make_config(tmp_path, srv.base_url, n=10)
-        ctx = run_local(str(cfg), "p", DAY)
+def test_reproduce_refuses_a_changed_dataset(tmp_path, fake_server):
+    srv = fake_server(latency=0.0)
+    cfg = make_config(tmp_path, srv.base_url, n=10)
+    ctx = run_local(str(cfg), "p", DAY)
+    srv.stop()
     t = pq.read_table(tmp_path / "data.parquet")
     pq.write_table(t.slice(0, 9), tmp_path / "data.parquet")
     with pytest.raises(ReproduceError, match="changed since the run"):
         reproduce(ctx.folder.url)
 
 
-def test_reproduce_detects_a_different_result(tmp_path):
-    with OpenAIServer(latency=0.0) as srv:
-        cfg = make_config(tmp_path, srv.base_url, n=10)
-        ctx = run_local(str(cfg), "p", DAY)
-        # a cache that now answers differently (e.g. edited by hand) must not pass unnoticed
-        import sqlite3, json
+def test_reproduce_detects_a_different_result(tmp_path, fake_server):
+    srv = fake_server(latency=0.0)
+    cfg = make_config(tmp_path, srv.base_url, n=10)
+    ctx = run_local(str(cfg), "p", DAY)
+    # a cache that now answers differently (e.g. edited by hand) must not pass unnoticed
+    import sqlite3, json
 
-        db = sqlite3.connect(tmp_path / "cache" / "responses.sqlite")
-        key, value = db.execute("SELECT key, value FROM responses LIMIT 1").fetchone()
-        v = json.loads(value)
-        v["output"] = "something else"
-        db.execute("UPDATE responses SET value = ? WHERE key = ?", (json.dumps(v), key))
-        db.commit()
-        db.close()
-        result = reproduce(ctx.folder.url)
+    db = sqlite3.connect(tmp_path / "cache" / "responses.sqlite")
+    key, value = db.execute("SELECT key, value FROM responses LIMIT 1").fetchone()
+    v = json.loads(value)
+    v["output"] = "something else"
+    db.execute("UPDATE responses SET value = ? WHERE key = ?", (json.dumps(v), key))
+    db.commit()
+    db.close()
+    result = reproduce(ctx.folder.url)
+    srv.stop()
     assert not result.matches
     assert {r["artifact"]: r["status"] for r in result.rows}["responses"] == "differs"
 

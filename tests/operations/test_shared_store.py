@@ -326,43 +326,43 @@ def chat_project(tmp_path: Path, name: str, root: str, base_url: str, n: int, c:
     return d
 
 
-def test_a_run_killed_on_one_machine_resumes_on_another_paying_only_the_last_seconds_again(tmp_path, s3, monkeypatch):
+def test_a_run_killed_on_one_machine_resumes_on_another_paying_only_the_last_seconds_again(tmp_path, s3, monkeypatch, fake_server):
     """Machine A is killed in invoke before it wrote any part: its journal on A's disk is gone with
     A, but its uploads to the shared root (every ASSAY_JOURNAL_UPLOAD_S) let machine B resume
     without asking again for what A had answered, except the calls of the last interval."""
     from assay.stages import run_local
-    from assay.testing.openai_server import OpenAIServer
 
     bucket, client = s3
     root = f"s3://{bucket}/runs"
     n, c = 120, 4
     code = "from datetime import date\nfrom assay.stages import run_local\nrun_local('pipelines.yaml', 'p', date(2026, 11, 1))\n"
-    with OpenAIServer(latency=0.05) as srv:
-        a = chat_project(tmp_path, "a", root, srv.base_url, n, c)
-        proc = subprocess.Popen([sys.executable, "-c", code], cwd=a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env=machine_env(tmp_path, "a", ASSAY_LOCK_TTL_S="2", ASSAY_JOURNAL_UPLOAD_S="0.2"))
-        try:
-            deadline = time.time() + 120
-            while srv.stats(include_prompts=False)["requests_total"] < n // 2 and time.time() < deadline:
-                assert proc.poll() is None, proc.stderr.read()[-3000:]
-                time.sleep(0.02)
-            time.sleep(0.5)  # at least two uploads since
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        before = srv.stats(include_prompts=False)["requests_total"]
-        assert n // 2 <= before < n, "the kill must land in the middle of invoke"
-        shutil.rmtree(tmp_path / "a")  # machine A, its disk and its local journal, are gone
-        keys = [k for k in _keys(client, bucket) if k.endswith("/.lock")]
-        assert len(keys) == 1 and not [k for k in _keys(client, bucket) if "/responses/part-" in k]
-        lock = json.loads(client.get_object(Bucket=bucket, Key=keys[0])["Body"].read())
-        while time.time() <= lock["expires"]:
-            time.sleep(0.1)
-        b = chat_project(tmp_path, "b", root, srv.base_url, n, c)
-        monkeypatch.chdir(b)
-        monkeypatch.setenv("ASSAY_LOCK_DIR", str(tmp_path / "b" / "locks"))
-        ctx = run_local("pipelines.yaml", "p", D1)
-        after = srv.stats(include_prompts=False)["requests_total"]
+    srv = fake_server(latency=0.05)
+    a = chat_project(tmp_path, "a", root, srv.base_url, n, c)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=machine_env(tmp_path, "a", ASSAY_LOCK_TTL_S="2", ASSAY_JOURNAL_UPLOAD_S="0.2"))
+    try:
+        deadline = time.time() + 120
+        while srv.stats(include_prompts=False)["requests_total"] < n // 2 and time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            time.sleep(0.02)
+        time.sleep(0.5)  # at least two uploads since
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = srv.stats(include_prompts=False)["requests_total"]
+    assert n // 2 <= before < n, "the kill must land in the middle of invoke"
+    shutil.rmtree(tmp_path / "a")  # machine A, its disk and its local journal, are gone
+    keys = [k for k in _keys(client, bucket) if k.endswith("/.lock")]
+    assert len(keys) == 1 and not [k for k in _keys(client, bucket) if "/responses/part-" in k]
+    lock = json.loads(client.get_object(Bucket=bucket, Key=keys[0])["Body"].read())
+    while time.time() <= lock["expires"]:
+        time.sleep(0.1)
+    b = chat_project(tmp_path, "b", root, srv.base_url, n, c)
+    monkeypatch.chdir(b)
+    monkeypatch.setenv("ASSAY_LOCK_DIR", str(tmp_path / "b" / "locks"))
+    ctx = run_local("pipelines.yaml", "p", D1)
+    after = srv.stats(include_prompts=False)["requests_total"]
+    srv.stop()
     assert ctx.resumed and ctx.folder.manifest()["status"] == "complete"
     repaid = after - n
     # without the uploads B would ask again for all `before` calls; with them, only the calls that

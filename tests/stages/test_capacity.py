@@ -29,7 +29,6 @@ from assay.reprice import reprice
 from assay.reproduce import reproduce
 from assay.stages import run_local
 from assay.store import Store
-from assay.testing.openai_server import OpenAIServer
 
 LAT, ITL, SLOTS = 0.04, 0.008, 4
 ANSWER = "billing refund account technical"  # 32 characters: the server streams it as 8 tokens
@@ -58,10 +57,7 @@ def _by_hand(latency_bound: float, ttft_bound: float = math.inf) -> int:
     return max(ok, key=lambda c: c / _latency(c))
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer(latency=LAT, itl=ITL, slots=SLOTS) as srv:
-        yield srv
+FAKE_SERVER = dict(latency=LAT, itl=ITL, slots=SLOTS)  # the options of the module's shared fake server (conftest.py's ``server``)
 
 
 def _config(tmp_path, base_url: str, gpu_extra: str = "", usd: float = USD_PER_GPU_HOUR, hosting_extra: str = "") -> str:
@@ -327,7 +323,7 @@ def test_capacity_cli_exit_codes(tmp_path, server):
     assert res.exit_code == 1 and "gpu does not answer at http://127.0.0.1:9/v1" in res.output
 
 
-def test_a_server_that_closes_the_connection_after_each_stream_costs_no_errors():
+def test_a_server_that_closes_the_connection_after_each_stream_costs_no_errors(fake_server):
     """As llama.cpp's server does, unannounced: a pooled connection is found closed only when the
     next request is written to it. Neither the sweep nor a streamed invoke counts that as the
     endpoint's error; the provider finds it out once and asks for ``Connection: close`` after."""
@@ -336,15 +332,15 @@ def test_a_server_that_closes_the_connection_after_each_stream_costs_no_errors()
     from assay.calling import CallOptions, call_chat
     from assay.providers.openai_compat import OpenAIProvider
 
-    with OpenAIServer(itl=0.001) as srv:
-        cfg = OpenAIModel(model="mock-model", base_url=srv.base_url, params={"max_tokens": 16}, max_concurrency=4,
-                          hosting={"usd_per_gpu_hour": 1.0})
-        prompts = [[{"role": "user", "content": f"ticket {i}\nANSWER: {ANSWER}"}] for i in range(8)]
-        df = K.sweep("gpu", cfg, prompts, [1, 4], requests=24)
-        assert len(df) == 48 and df["error"].isna().all(), df["error"].dropna().tolist()[:2]
+    srv = fake_server(itl=0.001)
+    cfg = OpenAIModel(model="mock-model", base_url=srv.base_url, params={"max_tokens": 16}, max_concurrency=4,
+                      hosting={"usd_per_gpu_hour": 1.0})
+    prompts = [[{"role": "user", "content": f"ticket {i}\nANSWER: {ANSWER}"}] for i in range(8)]
+    df = K.sweep("gpu", cfg, prompts, [1, 4], requests=24)
+    assert len(df) == 48 and df["error"].isna().all(), df["error"].dropna().tolist()[:2]
 
-        streamed = cfg.model_copy(update={"stream": True})
-        p = OpenAIProvider(streamed, SimpleNamespace(model_name="gpu", extra={}, ctx=None))
-        st = asyncio.run(call_chat(p, prompts * 3, options=CallOptions(cache_mode="off")))
-        assert st["errors"] == 0 and st["retries"] == 0
-        assert 1 <= p.reconnects <= 4  # at most once per pooled connection, when it is found out
+    streamed = cfg.model_copy(update={"stream": True})
+    p = OpenAIProvider(streamed, SimpleNamespace(model_name="gpu", extra={}, ctx=None))
+    st = asyncio.run(call_chat(p, prompts * 3, options=CallOptions(cache_mode="off")))
+    assert st["errors"] == 0 and st["retries"] == 0
+    assert 1 <= p.reconnects <= 4  # at most once per pooled connection, when it is found out

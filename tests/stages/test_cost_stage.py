@@ -26,7 +26,6 @@ from assay.reprice import RepriceError, reprice
 from assay.runs import RunFailed
 from assay.stages import run_local
 from assay.store import Store
-from assay.testing.openai_server import OpenAIServer
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "costs"
 O3 = OpenAIModel(model="o3", price_ref="openai/o3")
@@ -177,10 +176,7 @@ def test_replayed_requests_are_priced_at_their_own_days_price(replay_run):
     assert "logged_request_times" not in m["stages"]["invoke"]["models"]["o3-nolog"]
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer(latency=0.002) as srv:
-        yield srv
+FAKE_SERVER = dict(latency=0.002)  # the options of the module's shared fake server (conftest.py's ``server``)
 
 
 def _live_config(tmp_path: Path, base_url: str, n: int = 40, model_extra: str = "", pipeline_extra: str = "",

@@ -12,7 +12,6 @@ import pytest
 from assay.config import DatasetConfig
 from assay.dataset import partition_end, prepare
 from assay.stages import run_local
-from assay.testing.openai_server import OpenAIServer
 
 
 def traffic() -> pa.Table:
@@ -46,10 +45,6 @@ def test_lag_is_whole_days(lag):
         DatasetConfig(source="x", partition={"column": "c", "lag": lag})
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer() as srv:
-        yield srv
 
 
 def test_nightly_run_prices_incumbent_by_request_date_and_candidate_by_run_date(tmp_path, server):

@@ -23,7 +23,6 @@ from assay.responses import read_responses
 from assay.runs import RunFailed, start_run
 from assay.stages import run_local
 from assay.store import Store
-from assay.testing.openai_server import OpenAIServer
 
 LABELS = ["billing", "technical", "account"]
 DAY = date(2026, 11, 1)
@@ -80,10 +79,7 @@ def api_key(monkeypatch):
     monkeypatch.setenv("ASSAY_TEST_KEY", "sk-test-SECRET-5f3a9c")
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer(latency=0.005) as srv:
-        yield srv
+FAKE_SERVER = dict(latency=0.005)  # the options of the module's shared fake server (conftest.py's ``server``)
 
 
 def test_openai_provider_end_to_end(tmp_path, server):
@@ -178,11 +174,12 @@ def test_errors_are_not_cached(tmp_path, server):
     assert server.stats()["requests_total"] == 41
 
 
-def test_concurrency_is_bounded(tmp_path):
-    with OpenAIServer(latency=0.05) as srv:
-        cfg = make_config(tmp_path, srv.base_url, n=60)
-        run_local(str(cfg), "p", DAY, cache_mode="off")
-        stats = srv.stats()
+def test_concurrency_is_bounded(tmp_path, fake_server):
+    srv = fake_server(latency=0.05)
+    cfg = make_config(tmp_path, srv.base_url, n=60)
+    run_local(str(cfg), "p", DAY, cache_mode="off")
+    stats = srv.stats()
+    srv.stop()
     assert stats["requests_total"] == 60
     assert 2 <= stats["max_in_flight"] <= 8
 
@@ -222,39 +219,40 @@ run_local(sys.argv[1], "p", date(2026, 11, 1))
 """
 
 
-def test_resume_after_kill_pays_for_nothing_twice(tmp_path):
+def test_resume_after_kill_pays_for_nothing_twice(tmp_path, fake_server):
     n = 300
-    with OpenAIServer(latency=0.05) as srv:
-        cfg = make_config(tmp_path, srv.base_url, n=n)
-        cfg.write_text(cfg.read_text().replace("max_concurrency: 8", "max_concurrency: 4"))
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-        proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(cfg)], env=env)
-        try:
-            # wait until a few shards are on disk, then kill -9 in the middle of invoke
-            deadline = time.time() + 60
-            parts_dir = None
-            while time.time() < deadline:
-                runs = Store(tmp_path / "runs").runs("p")
-                if runs:
-                    parts_dir = Path(runs[0].url) / "responses"
-                    if parts_dir.exists() and len(list(parts_dir.glob("part-*.parquet"))) >= 3:
-                        break
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.wait()
-        before = srv.stats()["requests_total"]
-        assert 0 < before < n, "the kill must land in the middle of invoke"
-        written = sum(pq.read_metadata(p).num_rows for p in parts_dir.glob("part-*.parquet"))
-        # and the calls journaled since the last part (they are kept too)
-        from assay.responses import read_journal
+    srv = fake_server(latency=0.05)
+    cfg = make_config(tmp_path, srv.base_url, n=n)
+    cfg.write_text(cfg.read_text().replace("max_concurrency: 8", "max_concurrency: 4"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(cfg)], env=env)
+    try:
+        # wait until a few shards are on disk, then kill -9 in the middle of invoke
+        deadline = time.time() + 60
+        parts_dir = None
+        while time.time() < deadline:
+            runs = Store(tmp_path / "runs").runs("p")
+            if runs:
+                parts_dir = Path(runs[0].url) / "responses"
+                if parts_dir.exists() and len(list(parts_dir.glob("part-*.parquet"))) >= 3:
+                    break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    before = srv.stats()["requests_total"]
+    assert 0 < before < n, "the kill must land in the middle of invoke"
+    written = sum(pq.read_metadata(p).num_rows for p in parts_dir.glob("part-*.parquet"))
+    # and the calls journaled since the last part (they are kept too)
+    from assay.responses import read_journal
 
-        (rf,) = Store(tmp_path / "runs").runs("p")
-        parts_ids = set(pd.concat([pd.read_parquet(p) for p in parts_dir.glob("part-*.parquet")])["example_id"])
-        journaled, _ = read_journal(rf, "fake")
-        kept = parts_ids | {e for e, err in zip(journaled["example_id"].to_pylist(), journaled["error"].to_pylist()) if err is None}
-        ctx = run_local(str(cfg), "p", DAY)
-        after = srv.stats()["requests_total"]
+    (rf,) = Store(tmp_path / "runs").runs("p")
+    parts_ids = set(pd.concat([pd.read_parquet(p) for p in parts_dir.glob("part-*.parquet")])["example_id"])
+    journaled, _ = read_journal(rf, "fake")
+    kept = parts_ids | {e for e, err in zip(journaled["example_id"].to_pylist(), journaled["error"].to_pylist()) if err is None}
+    ctx = run_local(str(cfg), "p", DAY)
+    after = srv.stats()["requests_total"]
+    srv.stop()
     assert ctx.resumed
     resp = read_responses(ctx.folder).to_pandas()
     assert len(resp) == n and resp["example_id"].is_unique
@@ -279,32 +277,34 @@ def test_sdk_client_gives_the_same_responses(tmp_path, server):
     assert resp.loc["e00001", "output"] == "technical" and resp.loc["e00001", "prompt_tokens"] > 0
 
 
-def test_timeout_is_retried_then_recorded(tmp_path):
-    with OpenAIServer(latency=0.0, slow_seconds=3) as srv:
-        cfg = make_config(tmp_path, srv.base_url, extra_model="timeout_s: 0.5", triggers={1: "SLOW"}, n=10,
-                          pipeline_extra="max_error_rate: 0.5")
-        cfg.write_text(cfg.read_text().replace("max_attempts: 3", "max_attempts: 2"))
-        ctx = run_local(str(cfg), "p", DAY, cache_mode="off")
+def test_timeout_is_retried_then_recorded(tmp_path, fake_server):
+    srv = fake_server(latency=0.0, slow_seconds=3)
+    cfg = make_config(tmp_path, srv.base_url, extra_model="timeout_s: 0.5", triggers={1: "SLOW"}, n=10,
+                      pipeline_extra="max_error_rate: 0.5")
+    cfg.write_text(cfg.read_text().replace("max_attempts: 3", "max_attempts: 2"))
+    ctx = run_local(str(cfg), "p", DAY, cache_mode="off")
+    srv.stop()
     resp = read_responses(ctx.folder).to_pandas().set_index("example_id")
     assert resp.loc["e00001", "attempts"] == 2 and "timeout" in resp.loc["e00001", "error"]
     assert resp["error"].notna().sum() == 1
 
 
-def test_progress_reports_at_once_then_a_few_times_a_second(tmp_path):
+def test_progress_reports_at_once_then_a_few_times_a_second(tmp_path, fake_server):
     """The terminal bar and the UI's progress artifact are fed by ``on_progress``: it reports the
     model and its total before the first call, then a few times a second, and the last report
     says every example is done."""
     from assay.runs import progress
     from assay.stages import invoke, load
 
-    with OpenAIServer(latency=0.05) as srv:
-        cfg = make_config(tmp_path, srv.base_url, n=80, pipeline_extra="shard_size: 1000")
-        ctx = start_run(str(cfg), "p", DAY)
-        load.run(ctx)
-        seen = []
-        t0 = time.monotonic()
-        with progress.watching(lambda *a: seen.append((time.monotonic() - t0, *a))):
-            invoke.run(ctx)
+    srv = fake_server(latency=0.05)
+    cfg = make_config(tmp_path, srv.base_url, n=80, pipeline_extra="shard_size: 1000")
+    ctx = start_run(str(cfg), "p", DAY)
+    load.run(ctx)
+    seen = []
+    t0 = time.monotonic()
+    with progress.watching(lambda *a: seen.append((time.monotonic() - t0, *a))):
+        invoke.run(ctx)
+    srv.stop()
     assert seen[0][1:4] == ("fake", 0, 80)                     # before any call: model, done 0, total
     dones = [s[2] for s in seen]
     assert dones == sorted(dones) and dones[-1] == 80

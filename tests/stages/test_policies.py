@@ -329,12 +329,11 @@ def test_whatif_prints_the_cascade_and_rejects_bad_input(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- end to end
-def test_run_with_policies_through_the_test_server(tmp_path):
+def test_run_with_policies_through_the_test_server(tmp_path, fake_server):
     """A live model on the test server (asked for log-probabilities because a cascade escalates on
     its confidence) and a replayed strong one: the run writes policies.parquet, the confidences in
     responses are the ones the server gave, and the summary shows the cascade."""
     from assay.stages import run_local
-    from assay.testing.openai_server import OpenAIServer
 
     n = 40
     rng = np.random.default_rng(5)
@@ -344,32 +343,33 @@ def test_run_with_policies_through_the_test_server(tmp_path):
     guess = np.where(conf >= 0.5, label, "billing")
     pq.write_table(pa.table({"id": list(range(n)), "guess": guess.tolist(), "conf": [f"{c:.2f}" for c in conf],
                              "label": label.tolist(), "lang": ["en", "de"] * (n // 2)}), tmp_path / "d.parquet")
-    with OpenAIServer(latency=0.0) as srv:
-        (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
-            artifacts: {tmp_path}/runs
-            models:
-              small:
-                provider: openai
-                model: small-1
-                base_url: {srv.base_url}
-                price: {{input_per_mtok: 0.1, output_per_mtok: 0.4}}
-              big:
-                provider: replay
-                output_column: label
-                hosting: {{usd_per_gpu_hour: 3.6, throughput_rps: 1}}
-            pipelines:
-              p:
-                dataset: {{source: d.parquet, id: id, reference: label, slices: [lang]}}
-                prompt: {{template: "ANSWER: {{guess}}\\nCONFIDENCE: {{conf}}\\nTicket."}}
-                models: [small, big]
-                metrics: [accuracy]
-                bootstrap: 100
-                cost: {{monthly_requests: 100000}}
-                policies:
-                  sure-or-big: {{kind: cascade, models: [small, big], rule: {{kind: confidence, threshold: 0.5}}}}
-                  by-lang: {{kind: route, column: lang}}
-        """))
-        ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", date(2026, 11, 2), cache_mode="off")
+    srv = fake_server(latency=0.0)
+    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+        artifacts: {tmp_path}/runs
+        models:
+          small:
+            provider: openai
+            model: small-1
+            base_url: {srv.base_url}
+            price: {{input_per_mtok: 0.1, output_per_mtok: 0.4}}
+          big:
+            provider: replay
+            output_column: label
+            hosting: {{usd_per_gpu_hour: 3.6, throughput_rps: 1}}
+        pipelines:
+          p:
+            dataset: {{source: d.parquet, id: id, reference: label, slices: [lang]}}
+            prompt: {{template: "ANSWER: {{guess}}\\nCONFIDENCE: {{conf}}\\nTicket."}}
+            models: [small, big]
+            metrics: [accuracy]
+            bootstrap: 100
+            cost: {{monthly_requests: 100000}}
+            policies:
+              sure-or-big: {{kind: cascade, models: [small, big], rule: {{kind: confidence, threshold: 0.5}}}}
+              by-lang: {{kind: route, column: lang}}
+    """))
+    ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", date(2026, 11, 2), cache_mode="off")
+    srv.stop()
     rf = ctx.folder
     from assay.responses import read_responses
 
