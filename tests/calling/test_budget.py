@@ -3,7 +3,6 @@ the stop (nothing called) or the shrink above ``cost.max_usd``, and estimate and
 manifest; against the fake OpenAI-compatible server."""
 
 import json
-import textwrap
 from collections import Counter
 from datetime import date
 
@@ -17,6 +16,7 @@ from assay.config import DatasetConfig, OpenAIModel
 from assay.dataset import allocate, prepare
 from assay.runs import RunFailed
 from assay.stages import run_local
+from tests.conftest import write_config
 
 DAY = date(2026, 11, 6)
 
@@ -84,7 +84,7 @@ def write(tmp_path, base_url, max_usd, on_over="stop", n=40):
                                      {"role": "user", "content": f"ANSWER: reply number {i} " + "x" * 200}]),
              "prompt_tokens": 70, "completion_tokens": 30} for i in range(n)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "traffic.parquet")
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         models:
           cand-a: {{provider: openai, model: mock-model, base_url: "{base_url}", params: {{max_tokens: 20}},
@@ -99,7 +99,7 @@ def write(tmp_path, base_url, max_usd, on_over="stop", n=40):
             metrics: [output_length]
             cost: {{max_usd: {max_usd}, on_over_budget: {on_over}}}
             bootstrap: 0
-    """))
+    """)
     return str(tmp_path / "pipelines.yaml")
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from datetime import date
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from assay.cache import ResponseCache, SegmentCache, open_cache
 from tests.operations.test_s3_store import _forget_s3fs_instances, _keys, moto_endpoint, s3  # noqa: F401  (fixtures)
+from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ def test_the_single_process_cache_is_read_for_what_the_segments_lack(tmp_path):
     assert isinstance(open_cache(str(tmp_path / "other.sqlite")), ResponseCache)
 
 
-def write_config(d: Path, root: str, base_url: str) -> Path:
+def cache_config(d: Path, root: str, base_url: str) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -110,7 +110,7 @@ def write_config(d: Path, root: str, base_url: str) -> Path:
     labels = ["billing", "technical", "account"]
     pq.write_table(pa.Table.from_pylist([{"id": f"e{i:04d}", "text": f"ticket {i} about {labels[i % 3]}", "label": labels[i % 3]}
                                          for i in range(30)]), d / "data.parquet")
-    (d / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(d, f"""
     artifacts: {root}
     models:
       fake:
@@ -128,7 +128,7 @@ def write_config(d: Path, root: str, base_url: str) -> Path:
         metrics: [accuracy]
         shard_size: 10
         bootstrap: 20
-    """))
+    """)
     return d / "pipelines.yaml"
 
 
@@ -141,7 +141,7 @@ def test_two_machines_share_the_cache_on_s3_the_second_replays_with_zero_request
     srv = fake_server(latency=0.0)
     monkeypatch.setenv("ASSAY_CACHE_INDEX", str(tmp_path / "a" / "index"))
     monkeypatch.setenv("ASSAY_LOCK_DIR", str(tmp_path / "a" / "locks"))
-    first = run_local(str(write_config(tmp_path / "a", root, srv.base_url)), "p", date(2026, 11, 1))
+    first = run_local(str(cache_config(tmp_path / "a", root, srv.base_url)), "p", date(2026, 11, 1))
     assert srv.stats()["requests_total"] == 30
     assert first.folder.manifest()["cache"] == f"{root}/_cache/segments"
     segs = [k for k in _keys(client, bucket, "runs/_cache/segments/")]
@@ -150,7 +150,7 @@ def test_two_machines_share_the_cache_on_s3_the_second_replays_with_zero_request
     srv.reset()
     monkeypatch.setenv("ASSAY_CACHE_INDEX", str(tmp_path / "b" / "index"))  # machine B: its own index, its own disk
     monkeypatch.setenv("ASSAY_LOCK_DIR", str(tmp_path / "b" / "locks"))
-    second = run_local(str(write_config(tmp_path / "b", root, srv.base_url)), "p", date(2026, 11, 2))
+    second = run_local(str(cache_config(tmp_path / "b", root, srv.base_url)), "p", date(2026, 11, 2))
     assert srv.stats()["requests_total"] == 0
     srv.stop()
     inv = second.folder.manifest()["stages"]["invoke"]["models"]["fake"]

@@ -3,7 +3,6 @@ the cache key, the openai provider (both clients) against the fake server, the p
 the judge, capacity, the OpenAI evals JSONL shape and the preflight's errors naming the example."""
 
 import json
-import textwrap
 from datetime import date
 
 import pyarrow as pa
@@ -15,6 +14,7 @@ from assay.prompting import (PromptError, normalise_conversation, prompt_version
                              with_system)
 from assay.responses import read_responses
 from assay.stages import run_local
+from tests.conftest import write_config
 
 DAY = date(2026, 11, 5)
 
@@ -100,8 +100,7 @@ def write_pipeline(tmp_path, base_url, *, client="aiohttp", conversations=CONVER
     pq.write_table(pa.table({"example_id": ids, "messages": pa.array(list(conversations.values()), pa.list_(MESSAGE)),
                              "label": ["thanks, when will it", "hello there", "and my username"][:len(ids)]}),
                    tmp_path / "traffic.parquet")
-    cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg = write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:
@@ -115,7 +114,7 @@ def write_pipeline(tmp_path, base_url, *, client="aiohttp", conversations=CONVER
             models: {models}
             metrics: {metrics}
             bootstrap: 10
-    """))
+    """)
     return str(cfg)
 
 
@@ -203,7 +202,7 @@ def test_openai_evals_jsonl_shape(tmp_path, server):
              {"input": [{"role": "user", "content": "ANSWER: 4"}], "ideal": "4"},
              {"input": [{"role": "user", "content": "ANSWER: blue"}], "ideal": "red"}]
     (tmp_path / "evals.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         models:
           cand: {{provider: openai, model: mock-model, base_url: "{server.base_url}"}}
@@ -214,7 +213,7 @@ def test_openai_evals_jsonl_shape(tmp_path, server):
             models: [cand]
             metrics: [exact_match]
             bootstrap: 10
-    """))
+    """)
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "evals", DAY)
     m = ctx.folder.read_table("metrics.parquet").to_pandas()
     row = m[(m.metric == "exact_match") & (m.slice == "all")].iloc[0]

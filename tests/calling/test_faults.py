@@ -2,7 +2,6 @@
 
 import logging
 import os
-import textwrap
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pyarrow.parquet as pq
 from assay.responses import read_responses
 from assay.runs import Manifest
 from assay.stages import run_local
+from tests.conftest import write_config
 
 KEY = "sk-assay-test-9f8e7d6c5b4a3210"
 #: fault -> (succeeds after a retry?, attempts, the kind each failed attempt counts as)
@@ -42,8 +42,7 @@ def fault_workspace(tmp_path: Path, base_url: str, faults: list[str] | None = No
     ids = [f"f{i:02d}" for i in range(len(faults))]
     pq.write_table(pa.table({"id": ids, "text": [f"hello TRIGGER:{f}" for f in faults], "label": ["x"] * len(faults)}),
                    tmp_path / "data.parquet")
-    cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg = write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         models:
           live: {{provider: openai, model: mock-model, base_url: {base_url}, api_key_env: FAULTS_KEY,
@@ -56,7 +55,7 @@ def fault_workspace(tmp_path: Path, base_url: str, faults: list[str] | None = No
             metrics: [accuracy]
             max_error_rate: 1.0
             bootstrap: 0
-    """))
+    """)
     return cfg
 
 

@@ -8,7 +8,6 @@ OpenAI-compatible server; ``tests/killpoints.py`` kills it while it writes a cho
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +16,7 @@ import pytest
 
 from assay.reproduce import compare
 from assay.store import Store
+from tests.conftest import write_config
 
 N, C, SHARD = 60, 4, 10
 STAGES = ["load", "invoke", "score", "cost", "report", "gate"]
@@ -31,8 +31,7 @@ def _config(tmp: Path, base_url: str, root: Path, n: int = N, c: int = C, shard:
                    tmp / "data.parquet")
     pq.write_table(pa.table({"id": ids, "output": labels[::-1], "prompt_tokens": [30] * N, "completion_tokens": [2] * N}),
                    tmp / "log.parquet")
-    cfg = tmp / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg = write_config(tmp, f"""
         artifacts: {root}
         models:
           live:
@@ -52,7 +51,7 @@ def _config(tmp: Path, base_url: str, root: Path, n: int = N, c: int = C, shard:
             cache: off
             bootstrap: 50
             gates: {{accuracy: {{min: 0.0}}}}
-    """))
+    """)
     return cfg
 
 

@@ -5,7 +5,6 @@ error paths are driven directly through ``assay.providers.build`` and ``run_batc
 """
 
 import asyncio
-import textwrap
 import uuid
 from datetime import date
 from pathlib import Path
@@ -21,6 +20,7 @@ from assay.dataset import prepare, read_source
 from assay.responses import read_responses
 from assay.providers import PROVIDERS, Context, build
 from assay.stages import run_local
+from tests.conftest import write_config
 
 DAY = date(2026, 11, 1)
 LABELS = ["billing", "technical", "account"]
@@ -135,7 +135,7 @@ def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("providers")
     write_files(folder)
     mod = write_module(folder)
-    (folder / "pipelines.yaml").write_text(textwrap.dedent(CONFIG.format(mod=mod)))
+    write_config(folder, CONFIG.format(mod=mod))
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(folder))
         ctx = run_local(str(folder / "pipelines.yaml"), "p", DAY)
@@ -347,7 +347,7 @@ def test_replay_log_without_the_output_column(tmp_path):
     with pytest.raises(ValueError, match=r"log\.parquet has no output column 'answer' \(columns: id, output, prompt_tokens"):
         p.run_batch(_prepared(tmp_path, ctx))
     # the same through a real run: the run fails with that message
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
+    write_config(tmp_path, """
         artifacts: runs
         models:
           rep: {provider: replay, source: log.parquet, output_column: answer}
@@ -356,7 +356,7 @@ def test_replay_log_without_the_output_column(tmp_path):
             dataset: {source: test.parquet, id: id, reference: label}
             models: [rep]
             metrics: [accuracy]
-    """))
+    """)
     with pytest.raises(ValueError, match="no output column 'answer'"):
         run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)
 
@@ -412,7 +412,7 @@ def test_every_provider_has_a_config_class_and_the_other_way_round():
 
 
 def test_model_option_errors_reach_the_config_loader(tmp_path):
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
+    write_config(tmp_path, """
         models:
           sk: {provider: sklearn, base_url: "http://localhost:1/v1"}
           py: {provider: python}
@@ -421,7 +421,7 @@ def test_model_option_errors_reach_the_config_loader(tmp_path):
             dataset: {source: test.parquet, id: id, reference: label}
             models: [sk, py]
             metrics: [accuracy]
-    """))
+    """)
     with pytest.raises(ConfigError) as e:
         load_config(tmp_path / "pipelines.yaml")
     found = {(path, line) for path, _, line in e.value.problems}
@@ -440,7 +440,7 @@ def test_an_unreadable_replay_log_fails_loudly_naming_the_file(tmp_path):
         p.logged_request_times
     with pytest.raises(ValueError, match=r"log\.parquet cannot be read"):
         p.stats()
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
+    write_config(tmp_path, """
         artifacts: runs
         models:
           rep: {provider: replay, source: log.parquet, price: {input_per_mtok: 1.0, output_per_mtok: 1.0}}
@@ -449,7 +449,7 @@ def test_an_unreadable_replay_log_fails_loudly_naming_the_file(tmp_path):
             dataset: {source: test.parquet, id: id, reference: label}
             models: [rep]
             metrics: [accuracy]
-    """))
+    """)
     with pytest.raises(ValueError, match=rf"replay log {tmp_path}/log\.parquet cannot be read"):
         run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)
 
@@ -472,7 +472,7 @@ def test_python_outputs_are_cached_per_example(tmp_path, monkeypatch):
     module.write_text(COUNTING.replace("{OUT}", 'r["label"]'))
     monkeypatch.syspath_prepend(str(tmp_path))
     calls = tmp_path / "calls.txt"
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
         artifacts: runs
         cache_dir: cache
         models:
@@ -485,7 +485,7 @@ def test_python_outputs_are_cached_per_example(tmp_path, monkeypatch):
             metrics: [accuracy]
             bootstrap: 0
             shard_size: 5
-    """))
+    """)
 
     def run():
         ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)

@@ -11,7 +11,6 @@ capacity sweep whose pooled connections once failed after streamed responses.
 
 import asyncio
 import json
-import textwrap
 from datetime import date
 from types import SimpleNamespace
 
@@ -31,6 +30,7 @@ from assay.providers.openai_compat import OpenAIProvider
 from assay.responses import read_responses
 from assay.stages import run_local
 from assay.store import Store
+from tests.conftest import write_config
 
 MAX_TOKENS = 16
 ALIAS = "tiny-llama"
@@ -167,8 +167,7 @@ def test_a_prompt_longer_than_the_context_is_its_own_kind_and_not_retried(llama_
 def _config(tmp_path, base_url, n=6, model_extra="", pipeline_extra=""):
     rows = [{"id": f"t{i:02d}", "text": f"ticket {i}: my invoice is wrong", "label": "billing"} for i in range(n)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
-    cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg = write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:
@@ -188,7 +187,7 @@ def _config(tmp_path, base_url, n=6, model_extra="", pipeline_extra=""):
             metrics: [accuracy]
             bootstrap: 0
             {pipeline_extra}
-    """))
+    """)
     return str(cfg)
 
 

@@ -25,6 +25,7 @@ from assay.config import ConfigError, load_config
 from assay.responses import RESPONSE_SCHEMA, read_journal, read_responses
 from assay.stages import run_local
 from assay.store import Store
+from tests.conftest import write_config
 
 DAY = date(2026, 11, 1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,8 +54,7 @@ pipelines:
 
 
 def _load(tmp_path, live: str = "", base: str = "", pipe: str = "", check: bool = True):
-    p = tmp_path / "pipelines.yaml"
-    p.write_text(textwrap.dedent(BASE.format(live=live, base=base, pipe=pipe)))
+    p = write_config(tmp_path, BASE.format(live=live, base=base, pipe=pipe))
     return load_config(p, check=check)
 
 
@@ -123,8 +123,7 @@ def _sampled_config(tmp: Path, base_url: str, samples: int = 3, n: int = N, extr
             text += "\nANSWERS: " + json.dumps(_answers(i))
         rows.append({"id": f"e{i:03d}", "text": text, "label": label, "lang": ["en", "de"][i % 2]})
     pq.write_table(pa.Table.from_pylist(rows), tmp / "data.parquet")
-    cfg = tmp / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg = write_config(tmp, f"""
         artifacts: {tmp}/runs
         cache_dir: {tmp}/cache
         models:
@@ -146,7 +145,7 @@ def _sampled_config(tmp: Path, base_url: str, samples: int = 3, n: int = N, extr
             shard_size: 10
             bootstrap: 50
             {extra_pipe}
-    """))
+    """)
     return cfg
 
 
@@ -406,8 +405,7 @@ def test_pass_at_k_with_five_samples_on_the_code_example(tmp_path, server):
           - {{name: pass_at_k, workers: 4, timeout_s: 5, memory_mb: 512, args: {{k: {k}}}}}
         bootstrap: 100
     """) for k in (1, 5))
-    cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg = write_config(tmp_path, textwrap.dedent(f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:

@@ -24,6 +24,7 @@ from assay.providers import Context, build
 from assay.errors import ProviderSetupError
 from assay.runs import RunFailed
 from assay.stages import run_local
+from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2026, 11, 1)
@@ -76,7 +77,7 @@ def write_dataset(path: Path, n: int = 10) -> None:
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
-def write_config(folder: Path, models: dict[str, str], n: int = 10, extra: str = "") -> Path:
+def transformers_config(folder: Path, models: dict[str, str], n: int = 10, extra: str = "") -> Path:
     write_dataset(folder / "data.parquet", n)
     lines = "\n".join(f"  {name}: {spec}" for name, spec in models.items())
     text = f"""\
@@ -93,9 +94,7 @@ pipelines:
     bootstrap: 20
     shard_size: 5
 {extra}"""
-    p = folder / "pipelines.yaml"
-    p.write_text(text)
-    return p
+    return write_config(folder, text)
 
 
 def provider_for(path, params=None, prompt=True):
@@ -149,7 +148,7 @@ def test_run_local_end_to_end_is_deterministic(tmp_path, tiny, tiny_chat):
                 "compute: {usd_per_hour: 3.6}}",
         "chat": f"{{provider: transformers, path: {tiny_chat}, params: {{batch_size: 3, max_new_tokens: 5, min_new_tokens: 2}}}}",
     }
-    cfg = write_config(tmp_path, models)
+    cfg = transformers_config(tmp_path, models)
     outs = []
     for mode in ("use", "refresh"):  # the second run generates again (and overwrites the cached outputs)
         ctx = run_local(str(cfg), "p", DAY, cache_mode=mode)
@@ -228,7 +227,7 @@ def test_generation_errors_become_error_rows(tiny):
 
 def test_missing_directory_in_a_run_gives_error_rows(tmp_path):
     models = {"gone": f"{{provider: transformers, path: {tmp_path}/missing-model}}"}
-    cfg = write_config(tmp_path, models, n=4)
+    cfg = transformers_config(tmp_path, models, n=4)
     with pytest.raises(RunFailed, match="max_error_rate"):
         run_local(str(cfg), "p", DAY)
     from assay.store import Store

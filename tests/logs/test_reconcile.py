@@ -2,7 +2,6 @@
 (logged tokens × each request date's price) in costs.parquet, and the report's line above 2 %."""
 
 import math
-import textwrap
 from datetime import date, datetime, timezone
 
 import pyarrow as pa
@@ -11,6 +10,7 @@ import pytest
 
 from assay.costing.reconcile import compare, lines, with_reconciliation
 from assay.stages import run_local
+from tests.conftest import write_config
 
 PRICE_IN, PRICE_OUT = 0.15, 0.60  # USD per million tokens
 
@@ -45,7 +45,7 @@ def write(tmp_path, bill_factor: float, with_costs: bool = True):
     if with_costs:
         cols["provider_cost_usd"] = [v * bill_factor for v in computed[:2]] + [None]  # one request without a bill
     pq.write_table(pa.table(cols), tmp_path / "log.parquet")
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         models:
           incumbent: {{provider: replay, output_column: output,
@@ -56,7 +56,7 @@ def write(tmp_path, bill_factor: float, with_costs: bool = True):
             models: [incumbent]
             metrics: [output_length]
             bootstrap: 0
-    """))
+    """)
     return str(tmp_path / "pipelines.yaml"), computed
 
 
@@ -101,7 +101,7 @@ def test_a_replay_of_a_litellm_log_reconciles_its_spend(tmp_path):
     from tests.logs.test_logs import spend_rows
 
     (tmp_path / "spend.json").write_text(json.dumps(spend_rows()))
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         models:
           incumbent: {{provider: replay, source: spend.json, format: litellm, model: gpt-4o-mini-2024-07-18,
@@ -114,7 +114,7 @@ def test_a_replay_of_a_litellm_log_reconciles_its_spend(tmp_path):
             metrics: [output_length]
             max_error_rate: 0.5
             bootstrap: 0
-    """))
+    """)
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", date(2024, 10, 28))
     row = ctx.folder.read_table("costs.parquet").to_pandas().set_index("model").loc["incumbent"]
     computed = (88 * 0.165 + 9 * 0.60) / 1e6  # the failed call (no answer, no spend) is left out

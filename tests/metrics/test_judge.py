@@ -3,7 +3,6 @@ judged by the fake OpenAI-compatible server (scores, details, usage, cost, no ca
 
 import asyncio
 import math
-import textwrap
 from datetime import date
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from assay.metrics.judge import PROMPT_VERSION, LLMJudge, judge_messages, parse_
 from assay.providers import BatchProvider, CallResult, ChatProvider, Context, ProviderError
 from assay.errors import MetricError
 from assay.stages import run_local
+from tests.conftest import write_config
 
 DAY = date(2026, 11, 1)
 
@@ -290,7 +290,7 @@ PRICE_IN, PRICE_OUT = 3.0, 15.0
 def make_config(tmp_path: Path, base_url: str) -> Path:
     rows = [{"id": f"e{i}", "question": q, "label": r, "out_a": a, "out_b": b} for i, (q, r, a, b) in enumerate(ROWS)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:
@@ -314,7 +314,7 @@ def make_config(tmp_path: Path, base_url: str) -> Path:
                 args: {{rubric: "{RUBRIC}", scale: [1, 5]}}
             max_error_rate: 0.2
             bootstrap: 20
-    """))
+    """)
     return tmp_path / "pipelines.yaml"
 
 

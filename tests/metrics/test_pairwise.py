@@ -4,7 +4,6 @@ recommendation on the win rate, one judge call at most per (model, example, orde
 the night before reused, the judge priced on its own line."""
 
 import json
-import textwrap
 from datetime import date
 
 import pyarrow as pa
@@ -13,6 +12,7 @@ import pytest
 
 from assay.metrics.pairwise import combine, pairwise_messages, parse_verdict
 from assay.stages import run_local
+from tests.conftest import write_config
 
 
 @pytest.mark.parametrize("reply, verdict", [
@@ -77,7 +77,7 @@ def write(tmp_path, base_url, rows=ROWS):
         data.append({"example_id": eid, "messages": json.dumps(conv), "output": inc, "out_good": good, "out_weak": weak,
                      "app.feature": "refunds" if eid in ("e1", "e2", "e3") else "billing"})
     pq.write_table(pa.Table.from_pylist(data), tmp_path / "traffic.parquet")
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:
@@ -103,7 +103,7 @@ def write(tmp_path, base_url, rows=ROWS):
             gates: {{pairwise.not_worse: {{min: 0.45}}}}
             max_error_rate: 0.5
             bootstrap: 50
-    """))
+    """)
     return str(tmp_path / "pipelines.yaml")
 
 

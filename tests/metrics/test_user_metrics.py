@@ -16,6 +16,7 @@ from assay.config import MetricSpec
 from assay.metrics import build_metric
 from assay.metrics.code import PassAtK, extract_code, pass_at_k_estimate
 from assay.scoring import MIN_CORPUS_RESAMPLES, score
+from tests.conftest import write_config
 
 FUNCS = '''
 import asyncio, time
@@ -434,7 +435,7 @@ def test_assay_run_probes_an_aggregate_only_module_and_says_so(tmp_path, prefect
     (tmp_path / "slow_mean.py").write_text(AGGREGATE_TEMPLATE.replace("BODY", textwrap.indent(textwrap.dedent(body), " " * 8)))
     n = 60
     (tmp_path / "data.csv").write_text("id,text,label\n" + "".join(f"{i},{'ab'[i % 2]},a\n" for i in range(n)))
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         models:
           m: {{provider: replay, output_column: text}}
@@ -443,7 +444,7 @@ def test_assay_run_probes_an_aggregate_only_module_and_says_so(tmp_path, prefect
             dataset: {{source: data.csv, id: id, reference: label}}
             models: [m]
             metrics: [{{path: slow_mean.py, workers: 2, timeout_s: 5, args: {{key: acc}}}}]
-    """))
+    """)
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
     r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "p", "--config", str(tmp_path / "pipelines.yaml"),
                         "--as-of", "2026-10-01", "--no-progress"], capture_output=True, text=True, env=env, cwd=project_root,

@@ -19,6 +19,7 @@ import pytest
 
 from assay.responses import read_responses
 from assay.store import open_run
+from tests.conftest import write_config
 
 LABELS = ["billing", "technical", "account"]
 DAY = date(2026, 11, 1)
@@ -35,8 +36,8 @@ def write_dataset(path: Path, n: int = N, logged_tokens: int | None = None) -> N
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
-def write_config(d: Path, base_url: str, runner: str = "", pipeline_runner: str = "", extra_models: str = "",
-                 models: str = "[fake, fake-long]", pipeline_extra: str = "") -> Path:
+def dask_config(d: Path, base_url: str, runner: str = "", pipeline_runner: str = "", extra_models: str = "",
+                models: str = "[fake, fake-long]", pipeline_extra: str = "") -> Path:
     d.mkdir(parents=True, exist_ok=True)
     write_dataset(d / "data.parquet")
     text = f"""
@@ -73,9 +74,7 @@ def write_config(d: Path, base_url: str, runner: str = "", pipeline_runner: str 
         {pipeline_runner}
         {pipeline_extra}
     """
-    p = d / "pipelines.yaml"
-    p.write_text(textwrap.dedent(text))
-    return p
+    return write_config(d, text)
 
 
 @pytest.fixture(autouse=True)
@@ -122,9 +121,9 @@ def prefect_records(folder: str):
 
 def test_a_run_on_a_two_worker_local_cluster_equals_the_local_run(tmp_path, server, prefect_server):
     sampled = "samples: {fake: 2}"  # repeated sampling: each shard asks its rows twice
-    local = run_flow(write_config(tmp_path / "local", server.base_url, pipeline_extra=sampled))
+    local = run_flow(dask_config(tmp_path / "local", server.base_url, pipeline_extra=sampled))
     assert local.is_completed(), local
-    dask = run_flow(write_config(tmp_path / "dask", server.base_url, runner="runner: {dask: local, workers: 2, shard_rows: 7}",
+    dask = run_flow(dask_config(tmp_path / "dask", server.base_url, runner="runner: {dask: local, workers: 2, shard_rows: 7}",
                                  pipeline_extra=sampled))
     assert dask.is_completed(), dask
     a, b = local.result(), dask.result()
@@ -162,7 +161,7 @@ def test_an_existing_scheduler_by_its_address_and_a_cached_replay(tmp_path, serv
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        cfg = write_config(tmp_path / "w", server.base_url, pipeline_runner=f"runner: {{dask: '{cluster.scheduler_address}'}}",
+        cfg = dask_config(tmp_path / "w", server.base_url, pipeline_runner=f"runner: {{dask: '{cluster.scheduler_address}'}}",
                            models="[fake]")
         first = run_flow(cfg)
         assert first.is_completed(), first
@@ -210,7 +209,7 @@ def test_a_worker_killed_in_a_shard_loses_nothing_and_pays_nothing_twice(tmp_pat
     monkeypatch.setenv("ASSAY_TEST_KILL_FLAG", str(tmp_path / "killed"))
     monkeypatch.setenv("ASSAY_TEST_KILL_AT", "e00027")  # the second part (rows 25–29) of the shard of rows 20–29
     monkeypatch.setenv("ASSAY_TEST_CALLS", str(tmp_path / "calls.txt"))
-    cfg = write_config(tmp_path / "k", "http://127.0.0.1:9/v1", runner="runner: {dask: local, workers: 2, shard_rows: 10}",
+    cfg = dask_config(tmp_path / "k", "http://127.0.0.1:9/v1", runner="runner: {dask: local, workers: 2, shard_rows: 10}",
                        models="[py]", extra_models='py: {provider: python, function: "tests.operations.test_dask:killing_model", max_concurrency: 1}')
     state = run_flow(cfg)
     assert state.is_completed(), state
@@ -256,7 +255,7 @@ def test_the_budget_holds_across_shards(tmp_path, server, prefect_server):
     the budget guard, and what was spent over all shards stays within ``max_usd``."""
     server.reset()
     max_usd = 0.0006
-    cfg = write_config(tmp_path / "b", server.base_url, runner="runner: {dask: local, workers: 2, shard_rows: 20}",
+    cfg = dask_config(tmp_path / "b", server.base_url, runner="runner: {dask: local, workers: 2, shard_rows: 20}",
                        models="[fake]", pipeline_extra=f"cost: {{max_usd: {max_usd}}}")
     # logged token counts below the real ones: the estimate before calling passes, the guard stops the shards
     write_dataset(tmp_path / "b" / "data.parquet", logged_tokens=1)
@@ -284,7 +283,7 @@ def test_a_shard_that_keeps_failing_fails_the_stage_and_the_resume_calls_only_wh
     monkeypatch.setenv("ASSAY_TEST_KILL_AT", "e00027")
     monkeypatch.setenv("ASSAY_TEST_KILL_ALWAYS", "1")
     monkeypatch.setenv("ASSAY_TEST_CALLS", str(tmp_path / "calls.txt"))
-    cfg = write_config(tmp_path / "f", "http://127.0.0.1:9/v1", runner="runner: {dask: local, workers: 2, shard_rows: 10}",
+    cfg = dask_config(tmp_path / "f", "http://127.0.0.1:9/v1", runner="runner: {dask: local, workers: 2, shard_rows: 10}",
                        models="[py]", extra_models='py: {provider: python, function: "tests.operations.test_dask:killing_model", max_concurrency: 1}')
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # the first death is the last
         first = run_flow(cfg)

@@ -4,11 +4,10 @@ anything else, a ``ValueError`` from pyarrow included, keeps its traceback."""
 import os
 import subprocess
 import sys
-import textwrap
-
 import pytest
 
 from assay.errors import AssayError
+from tests.conftest import write_config
 
 
 def test_the_failures_assay_expects_share_one_root_and_keep_their_builtin_bases():
@@ -89,8 +88,7 @@ def test_a_bug_keeps_its_traceback_with_debug_and_an_expected_failure_is_one_lin
 
     (tmp_path / "data.csv").write_text("id,text,label\n1,a,a\n2,b,a\n3,c,c\n")
     (tmp_path / "broken.py").write_text(MODULE.replace("MODE", repr(mode)))
-    cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg = write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         models:
           m: {{provider: replay, output_column: text}}
@@ -99,7 +97,7 @@ def test_a_bug_keeps_its_traceback_with_debug_and_an_expected_failure_is_one_lin
             dataset: {{source: data.csv, id: id, reference: label}}
             models: [m]
             metrics: [{{path: broken.py, args: {{key: acc}}}}]
-    """))
+    """)
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
     r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "p", "--config", str(cfg), "--as-of", "2026-10-01",
                         "--no-progress", "--debug"], capture_output=True, text=True, env=env, cwd=project_root, timeout=300)

@@ -24,6 +24,7 @@ import pytest
 
 from tests.helpers import write_replay_inputs
 from tests.operations.test_s3_store import _forget_s3fs_instances, _keys, moto_endpoint, s3  # noqa: F401  (fixtures)
+from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 D1, D2, D3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
@@ -299,8 +300,6 @@ def test_a_held_lease_is_renewed_and_a_lost_one_is_left_to_its_new_holder(s3):
 def chat_project(tmp_path: Path, name: str, root: str, base_url: str, n: int, c: int) -> Path:
     """A project on "machine" ``name``: one chat model at concurrency ``c`` on ``n`` examples, with
     parts so large (``shard_size``) that only the journal keeps the calls of a run killed early."""
-    import textwrap
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -308,7 +307,7 @@ def chat_project(tmp_path: Path, name: str, root: str, base_url: str, n: int, c:
     d.mkdir(parents=True)
     ids = [f"t{i:03d}" for i in range(n)]
     pq.write_table(pa.table({"id": ids, "text": [f"ticket {i}" for i in ids], "label": ["x"] * n}), d / "data.parquet")
-    (d / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(d, f"""
         artifacts: {root}
         models:
           live: {{provider: openai, model: mock-model, base_url: {base_url}, max_concurrency: {c},
@@ -322,7 +321,7 @@ def chat_project(tmp_path: Path, name: str, root: str, base_url: str, n: int, c:
             shard_size: 100000
             cache: off
             bootstrap: 0
-    """))
+    """)
     return d
 
 

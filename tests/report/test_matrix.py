@@ -3,7 +3,6 @@ metric, cost per 1,000 requests; pipelines without a complete run; the CLI's thr
 
 import json
 import math
-import textwrap
 from datetime import date
 from io import StringIO
 
@@ -18,6 +17,7 @@ from assay.matrix import COLUMNS, cell, format_cost, latest_complete_run, matrix
 from assay.runs import fail, start_run
 from assay.stages import run_local
 from assay.store import Store
+from tests.conftest import write_config
 
 DAY1, DAY2 = date(2026, 11, 1), date(2026, 11, 2)
 LABELS = ["billing", "technical", "account", "refund"]
@@ -61,7 +61,7 @@ def project(tmp_path_factory):
         rows.append({"id": f"e{i}", "text": f"ticket {i}", "label": label, "good": label,
                      "half": label if i % 2 == 0 else "other", "prompt_tokens": 100, "completion_tokens": 10})
     pq.write_table(pa.Table.from_pylist(rows), d / "data.parquet")
-    (d / "pipelines.yaml").write_text(textwrap.dedent(CONFIG))
+    write_config(d, CONFIG)
     cfg = str(d / "pipelines.yaml")
     run_local(cfg, "triage", DAY1)                    # older: both models
     latest = run_local(cfg, "triage", DAY2, models=["half"])  # the latest complete run: one model

@@ -3,7 +3,6 @@ recommendation sentence, the charts and the ``assay report`` command."""
 
 import json
 import re
-import textwrap
 from datetime import date
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from assay.report import format as fmt
 from assay.report.decision import headline_rows, recommend
 from assay.report.summary import paired_differences
 from assay.stages import run_local
+from tests.conftest import write_config
 
 DAY = date(2026, 11, 1)
 LABELS = ["billing", "technical", "account", "billing"]
@@ -58,7 +58,7 @@ def run(tmp_path_factory):
     # weak: wrong on id 4 (lang en), (100 * 0.5 + 10 * 1) / 1e6 = $0.00006 a request
     pq.write_table(pa.table({"id": [1, 2, 3, 4], "output": LABELS[:3] + ["refund"], "prompt_tokens": [100] * 4,
                              "completion_tokens": [10] * 4, "latency_s": [0.1] * 4}), d / "weak.parquet")
-    (d / "pipelines.yaml").write_text(textwrap.dedent(CONFIG))
+    write_config(d, CONFIG)
     ctx = run_local(str(d / "pipelines.yaml"), "p", DAY)
     root = Path(ctx.folder.url)
     return {"ctx": ctx, "summary": (root / S.SUMMARY).read_text(), "html": (root / S.REPORT).read_text(), "dir": d,
@@ -256,7 +256,7 @@ def test_the_reports_paired_interval_is_comparisons_parquets_on_a_clustered_data
     pq.write_table(pa.table({"id": ids, "text": ["t"] * n, "label": labels, "conv": conv}), tmp_path / "data.parquet")
     for name, out in (("a", a_out), ("b", b_out)):
         pq.write_table(pa.table({"id": ids, "output": out}), tmp_path / f"{name}.parquet")
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
+    write_config(tmp_path, """
         artifacts: runs
         models:
           A: {provider: replay, source: a.parquet, price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}
@@ -267,7 +267,7 @@ def test_the_reports_paired_interval_is_comparisons_parquets_on_a_clustered_data
             models: [A, B]
             metrics: [accuracy]
             bootstrap: 500
-    """))
+    """)
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)
     root = Path(ctx.folder.url)
     comp = pd.read_parquet(root / S.COMPARISONS)

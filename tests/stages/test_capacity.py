@@ -12,7 +12,6 @@ clients every request after the first wave arrives with ``n = c``, so the median
 import asyncio
 import json
 import math
-import textwrap
 from datetime import date
 
 import numpy as np
@@ -29,6 +28,7 @@ from assay.reprice import reprice
 from assay.reproduce import reproduce
 from assay.stages import run_local
 from assay.store import Store
+from tests.conftest import write_config
 
 LAT, ITL, SLOTS = 0.04, 0.008, 4
 ANSWER = "billing refund account technical"  # 32 characters: the server streams it as 8 tokens
@@ -63,8 +63,7 @@ FAKE_SERVER = dict(latency=LAT, itl=ITL, slots=SLOTS)  # the options of the modu
 def _config(tmp_path, base_url: str, gpu_extra: str = "", usd: float = USD_PER_GPU_HOUR, hosting_extra: str = "") -> str:
     rows = [{"id": f"t{i:02d}", "text": f"ticket {i}\nANSWER: {ANSWER}", "label": ANSWER} for i in range(12)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
-    cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg = write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:
@@ -89,7 +88,7 @@ def _config(tmp_path, base_url: str, gpu_extra: str = "", usd: float = USD_PER_G
             metrics: [accuracy]
             cost: {{monthly_requests: 1000000}}
             bootstrap: 0
-    """))
+    """)
     return str(cfg)
 
 

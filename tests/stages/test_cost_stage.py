@@ -7,7 +7,6 @@ tokens (cached input 0.5 on both sides); the replay logs below straddle that dat
 
 import json
 import math
-import textwrap
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from assay.reprice import RepriceError, reprice
 from assay.runs import RunFailed
 from assay.stages import run_local
 from assay.store import Store
+from tests.conftest import write_config
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "costs"
 O3 = OpenAIModel(model="o3", price_ref="openai/o3")
@@ -109,8 +109,7 @@ def _replay_config(tmp_path: Path) -> Path:
         metrics: [macro_f1]
         bootstrap: 0
     """
-    p = tmp_path / "pipelines.yaml"
-    p.write_text(textwrap.dedent(text))
+    p = write_config(tmp_path, text)
     return p
 
 
@@ -211,8 +210,7 @@ def _live_config(tmp_path: Path, base_url: str, n: int = 40, model_extra: str = 
         bootstrap: 0
         {pipeline_extra}
     """
-    p = tmp_path / "pipelines.yaml"
-    p.write_text(textwrap.dedent(text))
+    p = write_config(tmp_path, text)
     return p
 
 
@@ -389,7 +387,7 @@ def test_budget_guard_stops_a_batch_provider(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     rows = [{"id": f"e{i:03d}", "text": f"ticket {i}", "label": "billing"} for i in range(40)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
     artifacts: {tmp_path}/runs
     models:
       fn:
@@ -404,7 +402,7 @@ def test_budget_guard_stops_a_batch_provider(tmp_path, monkeypatch):
         shard_size: 10
         bootstrap: 0
         cost: {{max_usd: 0.025}}
-    """))
+    """)
     # shard 1: spent 0.01, next ≈ 0.01 -> 0.02 <= 0.025 goes on; shard 2: spent 0.02 + 0.01 > 0.025 -> stop
     run, m = _stopped_by_the_budget(tmp_path)
     assert read_responses(run).num_rows == 20
@@ -419,7 +417,7 @@ def test_budget_guard_stops_a_replay_with_prices(tmp_path):
     pq.write_table(pa.table({"ticket_id": ids, "text": ["x"] * n, "label": ["billing"] * n}), tmp_path / "tickets.parquet")
     pq.write_table(pa.table({"ticket_id": ids, "output": ["billing"] * n, "prompt_tokens": [1000] * n,
                              "completion_tokens": [0] * n}), tmp_path / "log.parquet")
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
     artifacts: {tmp_path}/runs
     models:
       logged:
@@ -433,7 +431,7 @@ def test_budget_guard_stops_a_replay_with_prices(tmp_path):
         metrics: [accuracy]
         bootstrap: 0
         cost: {{max_usd: 55}}
-    """))
+    """)
     run, m = _stopped_by_the_budget(tmp_path)
     assert read_responses(run).num_rows == 50_000
     assert m["stages"]["invoke"]["usd"] == pytest.approx(50.0)
@@ -493,7 +491,7 @@ def test_reprice_a_judged_run_reprices_the_judge_too(tmp_path, server, api_key):
     # the judge (o3 behind the fake server, priced from genai-prices) is called at the run's date
     rows = [{"id": f"e{i}", "question": f"Capital number {i}?", "label": "Paris", "out": "Paris"} for i in range(3)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
     artifacts: {tmp_path}/runs
     cache_dir: {tmp_path}/cache
     models:
@@ -511,7 +509,7 @@ def test_reprice_a_judged_run_reprices_the_judge_too(tmp_path, server, api_key):
         models: [a]
         metrics: [accuracy, {{name: judge, judge: grader, args: {{rubric: "Right city?", scale: [1, 5]}}}}]
         bootstrap: 0
-    """))
+    """)
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "qa", AS_OF)
     rf = ctx.folder
     m = rf.manifest()

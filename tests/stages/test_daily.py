@@ -2,7 +2,6 @@
 replayed (incumbent) request is priced at its own date while the candidate is priced at the run's."""
 
 import json
-import textwrap
 from datetime import date, datetime, timezone
 
 import pyarrow as pa
@@ -12,6 +11,7 @@ import pytest
 from assay.config import DatasetConfig
 from assay.dataset import partition_end, prepare
 from assay.stages import run_local
+from tests.conftest import write_config
 
 
 def traffic() -> pa.Table:
@@ -49,7 +49,7 @@ def test_lag_is_whole_days(lag):
 
 def test_nightly_run_prices_incumbent_by_request_date_and_candidate_by_run_date(tmp_path, server):
     pq.write_table(traffic(), tmp_path / "traffic.parquet")
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         models:
           incumbent: {{provider: replay, output_column: output, model: gpt-4o-mini}}
@@ -62,7 +62,7 @@ def test_nightly_run_prices_incumbent_by_request_date_and_candidate_by_run_date(
             models: [incumbent, cand]
             metrics: [output_length]
             bootstrap: 0
-    """))
+    """)
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "nightly", date(2026, 11, 6))
     ds = ctx.folder.read_table("dataset.parquet")
     assert sorted(ds["example_id"].to_pylist()) == ["s2", "s3", "s4"]

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from datetime import date
 from pathlib import Path
@@ -23,6 +22,7 @@ from assay.responses import read_responses
 from assay.runs import RunFailed, start_run
 from assay.stages import run_local
 from assay.store import Store
+from tests.conftest import write_config
 
 LABELS = ["billing", "technical", "account"]
 DAY = date(2026, 11, 1)
@@ -69,8 +69,7 @@ def make_config(tmp_path: Path, base_url: str, extra_model: str = "", pipeline_e
         bootstrap: 50
         {pipeline_extra}
     """
-    p = tmp_path / "pipelines.yaml"
-    p.write_text(textwrap.dedent(text))
+    p = write_config(tmp_path, text)
     return p
 
 
@@ -322,8 +321,7 @@ def test_a_resumed_conventional_models_compute_covers_the_rows_it_did_not_run_ag
     make_dataset(tmp_path / "data.parquet", 30)
     pq.write_table(pa.table({"text": [f"ticket {i} about {LABELS[i % 3]}" for i in range(30)],
                              "label": [LABELS[i % 3] for i in range(30)]}), tmp_path / "train.parquet")
-    cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg = write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         models:
           base: {{provider: sklearn, estimator: tfidf-logreg, train: train.parquet, compute: {{usd_per_hour: 3.6}}}}
@@ -333,7 +331,7 @@ def test_a_resumed_conventional_models_compute_covers_the_rows_it_did_not_run_ag
             models: [base]
             metrics: [accuracy]
             bootstrap: 0
-    """))
+    """)
     ctx = start_run(str(cfg), "p", DAY)
     load.run(ctx)
     invoke.run(ctx)

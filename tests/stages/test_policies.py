@@ -23,6 +23,7 @@ from assay.config.schema import PipelineConfig
 from assay.policies import answers, evaluate, evaluate_one, from_run
 from assay.policies import simulate as SIM
 from assay.policies.figures import average_pgr, figures
+from tests.conftest import write_config
 
 # --------------------------------------------------------------------------------------------- the tiny run
 # Ten examples e0..e9, two models:
@@ -344,7 +345,7 @@ def test_run_with_policies_through_the_test_server(tmp_path, fake_server):
     pq.write_table(pa.table({"id": list(range(n)), "guess": guess.tolist(), "conf": [f"{c:.2f}" for c in conf],
                              "label": label.tolist(), "lang": ["en", "de"] * (n // 2)}), tmp_path / "d.parquet")
     srv = fake_server(latency=0.0)
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent(f"""
+    write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         models:
           small:
@@ -367,7 +368,7 @@ def test_run_with_policies_through_the_test_server(tmp_path, fake_server):
             policies:
               sure-or-big: {{kind: cascade, models: [small, big], rule: {{kind: confidence, threshold: 0.5}}}}
               by-lang: {{kind: route, column: lang}}
-    """))
+    """)
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", date(2026, 11, 2), cache_mode="off")
     srv.stop()
     rf = ctx.folder

@@ -10,7 +10,6 @@ taking 0.2 s and one 0.5 s. Every expected figure is worked from that and the co
 * 3.6 USD an hour: per request 3.6 / (T · 3600) = 1 / (1000 · T) USD; the floor 1 · 3.6 · 730 = 2628.
 """
 
-import textwrap
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assay.stages import run_local
+from tests.conftest import write_config
 
 DAY = date(2026, 11, 1)
 N = 40
@@ -74,8 +74,7 @@ def write_project(d: Path, runner: str = "") -> Path:
         shard_size: 5
         bootstrap: 0
     """
-    p = d / "pipelines.yaml"
-    p.write_text(textwrap.dedent(text))
+    p = write_config(d, text)
     return p
 
 

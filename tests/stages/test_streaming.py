@@ -5,7 +5,6 @@ Batches are made small here (a few hundred rows), so that a few thousand example
 batch and part boundaries; benchmarks/large_replay.py measures the memory at 10,000,000 rows.
 """
 
-import textwrap
 from datetime import date
 
 import numpy as np
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assay import store as S
+from tests.conftest import write_config
 
 N = 2_345
 
@@ -52,8 +52,7 @@ def _inputs(tmp_path, n=N, shuffle_log=False, sorted_ids=True, metrics=("accurac
         if not shuffle_log and sorted_ids:
             log = log.sort_by("id")
         pq.write_table(log, tmp_path / f"log-{name}.parquet", row_group_size=700)
-    cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg = write_config(tmp_path, f"""
         artifacts: {tmp_path}/runs
         models:
           a: {{provider: replay, source: log-a.parquet, price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}}}
@@ -65,7 +64,7 @@ def _inputs(tmp_path, n=N, shuffle_log=False, sorted_ids=True, metrics=("accurac
             models: [a, b]
             metrics: [{", ".join(metrics)}]
             bootstrap: 50
-    """))
+    """)
     return str(cfg)
 
 
