@@ -110,26 +110,16 @@ def cache_config(d: Path, root: str, base_url: str) -> Path:
     labels = ["billing", "technical", "account"]
     pq.write_table(pa.Table.from_pylist([{"id": f"e{i:04d}", "text": f"ticket {i} about {labels[i % 3]}", "label": labels[i % 3]}
                                          for i in range(30)]), d / "data.parquet")
-    write_config(d, f"""
-    artifacts: {root}
-    models:
-      fake:
-        provider: openai
-        model: mock-model
-        base_url: {base_url}
-        api_key_env: ASSAY_TEST_KEY
-        params: {{temperature: 0, max_tokens: 8}}
-        price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}
-    pipelines:
-      p:
-        dataset: {{source: data.parquet, id: id, reference: label}}
-        prompt: {{system: "labels: billing, technical, account", template: "{{text}}"}}
-        models: [fake]
-        metrics: [accuracy]
-        shard_size: 10
-        bootstrap: 20
-    """)
-    return d / "pipelines.yaml"
+    return write_config(
+        d,
+        artifacts=root,
+        models={"fake": {"provider": "openai", "model": "mock-model", "base_url": base_url, "api_key_env": "ASSAY_TEST_KEY",
+                         "params": {"temperature": 0, "max_tokens": 8},
+                         "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}},
+        pipelines={"p": {"dataset": {"source": "data.parquet", "id": "id", "reference": "label"},
+                         "prompt": {"system": "labels: billing, technical, account", "template": "{text}"},
+                         "models": ["fake"], "metrics": ["accuracy"], "shard_size": 10, "bootstrap": 20}},
+    )
 
 
 def test_two_machines_share_the_cache_on_s3_the_second_replays_with_zero_requests(tmp_path, s3, monkeypatch, fake_server):
