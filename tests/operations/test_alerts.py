@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from tests.operations.test_operations import ROOT, free_port, migrated_template, snapshot_db, start, stop, tail, wait_for
+from tests.conftest import write_config
 
 HOOK_ENV = "ASSAY_TEST_ALERT_HOOK"
 FAKE_ENV = "ASSAY_TEST_FAKE_URL"
@@ -124,8 +125,7 @@ def srv(tmp_path_factory):
     project.mkdir()
     data(project / "strict.parquet", 40, 4)
     data(project / "noisy.parquet", 40, 0)
-    cfg = project / "pipelines.yaml"
-    cfg.write_text(CONFIG)
+    cfg = write_config(project, CONFIG)
     home = tmp / "prefect-home"
     home.mkdir()
     port = free_port()

@@ -12,6 +12,7 @@ from assay.history import COLUMNS, history
 from assay.runs import start_run
 from assay.stages import run_local
 from assay.store import Store
+from tests.conftest import write_config
 
 CONFIG = """
 artifacts: runs
@@ -42,9 +43,7 @@ def make_tiny(tmp_path, n: int = 60):
         "prompt_tokens": 20, "completion_tokens": 1,
     })
     df.to_parquet(tmp_path / "data.parquet")
-    cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(CONFIG.format())
-    return cfg
+    return write_config(tmp_path, CONFIG.format())
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 # `assay serve` started together with the server: the interpreter imports Prefect and the flows
@@ -144,8 +145,7 @@ def ops(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("ops")
     make_data(tmp)
-    cfg = tmp / "pipelines.yaml"
-    cfg.write_text(CONFIG)
+    cfg = write_config(tmp, CONFIG)
     home = tmp / "prefect-home"
     home.mkdir()
     port = free_port()
