@@ -11,10 +11,13 @@ local index. :func:`open_cache` picks one by its location.
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import sqlite3
 import threading
+import time
+import uuid
 
 
 def cache_key(identity: dict, messages) -> str:
@@ -61,8 +64,6 @@ class ResponseCache:
     def put_many(self, items: list[tuple[str, dict]]) -> None:
         if not items:
             return
-        import time
-
         now = time.time()
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
@@ -114,6 +115,7 @@ class SegmentCache:
         self.segments = segments.rstrip("/")
         self.remote = "://" in self.segments and not self.segments.startswith("file://")
         if self.remote:
+            # lazy: keeps fsspec out of start-up
             import fsspec
 
             self.fs, self._base = fsspec.core.url_to_fs(self.segments, use_listings_cache=False)
@@ -154,6 +156,7 @@ class SegmentCache:
         return sorted(n for n in names if n.startswith("seg-") and n.endswith(".parquet"))
 
     def _read_segment(self, name: str) -> list[tuple[str, str]]:
+        # lazy: keeps pyarrow out of start-up
         import pyarrow.parquet as pq
 
         opener = self.fs.open if self.remote else open
@@ -188,6 +191,7 @@ class SegmentCache:
     @contextlib.contextmanager
     def _index_lock(self):
         """This machine's processes, one at a time on the index (``flock`` on ``index.lock``)."""
+        # lazy: Unix only
         import fcntl
 
         fd = os.open(os.path.join(self.index_dir, "index.lock"), os.O_RDWR | os.O_CREAT, 0o644)
@@ -200,8 +204,7 @@ class SegmentCache:
 
     def flush(self) -> str | None:
         """Write the waiting records as one new segment; returns its name (None when nothing waits)."""
-        import io
-
+        # lazy: keeps pyarrow out of start-up
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -220,8 +223,6 @@ class SegmentCache:
             with self.fs.open(loc, "wb") as f:  # an object store publishes the whole object on close
                 f.write(data)
         else:
-            import uuid
-
             os.makedirs(self._base, exist_ok=True)
             tmp = f"{loc}.tmp-{uuid.uuid4().hex[:8]}"
             with open(tmp, "wb") as f:

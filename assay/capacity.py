@@ -18,19 +18,27 @@ recorded operating point > the throughput measured in the run.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hashlib
 import json
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from assay.dataset import load_prepared
 from assay.errors import AssayError
+from assay.prompting import render_requests
+from assay.providers import ProviderError
+from assay.providers.openai_compat import OpenAIProvider
 
 if TYPE_CHECKING:
     from assay.store import Store
@@ -134,8 +142,6 @@ def parse_slo(text: str | None) -> SLO:
             continue
         m = _SLO_KEY.match(key)
         if m is None:
-            import difflib
-
             known = ["latency_s", "ttft_s", "itl_s", "p50_latency_s", "p95_latency_s", "p99_latency_s", "p95_ttft_s",
                      "p95_itl_s", "error_rate"]
             near = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
@@ -152,10 +158,6 @@ def parse_slo(text: str | None) -> SLO:
 
 async def _level(provider, prompts: Sequence[list[dict]], c: int, n: int, start: int) -> tuple[list[dict], float]:
     """``n`` streamed requests from ``c`` closed-loop clients; (one row per request, wall seconds)."""
-    import time
-
-    from assay.providers import ProviderError
-
     rows: list[dict] = []
     nxt = 0
 
@@ -180,10 +182,6 @@ async def _level(provider, prompts: Sequence[list[dict]], c: int, n: int, start:
 
 
 async def _sweep(name, cfg, prompts, levels, requests, on_level) -> tuple[pd.DataFrame, dict[int, float]]:
-    from types import SimpleNamespace
-
-    from assay.providers.openai_compat import OpenAIProvider
-
     provider = OpenAIProvider(cfg, SimpleNamespace(model_name=name, extra={}))  # no pipeline: only the name, for messages
     await provider.start()
     try:
@@ -277,14 +275,10 @@ def choose(levels: pd.DataFrame) -> pd.Series | None:
 def pipeline_prompts(loaded, pipeline: str, limit: int = 256) -> tuple[list[list[dict]], str]:
     """Up to ``limit`` chat requests from a pipeline's dataset, rendered with its prompt template
     (so their token lengths are the real ones), and a description of where they came from."""
-    from assay.dataset import load_prepared
-    from assay.prompting import render_requests
-
     pipe = loaded.pipeline(pipeline)
     if pipe.prompt is None:
         raise CapacityError(f"pipelines.{pipeline}.prompt: the pipeline has no prompt template to render")
-    table, _ = load_prepared(loaded.resolve_path(pipe.dataset.source), pipe.dataset, pipe.prompt, None,
-                             sample=limit, keep=False)
+    table, _ = load_prepared(loaded.resolve_path(pipe.dataset.source), pipe.dataset, pipe.prompt, None, sample=limit)
     if table.num_rows == 0:
         raise CapacityError(f"pipelines.{pipeline}.dataset: the dataset has no rows")
     return list(render_requests(pipe.prompt, table)), f"pipeline {pipeline} ({table.num_rows} examples)"
@@ -327,13 +321,13 @@ def build_record(name: str, cfg, slo: SLO, levels: pd.DataFrame, chosen: pd.Seri
     point = None
     if chosen is not None:
         point = {k: _plain(chosen[k]) for k in LEVEL_COLUMNS if k not in ("meets_slo", "missed")}
-    return {"model": name, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {"model": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "config_hash": capacity_hash(cfg), "target": getattr(cfg, "target", None), "slo": slo.as_dict(),
             "prompts": prompts, "requests_per_level": requests, "operating_point": point,
             "levels": [{k: _plain(v) for k, v in r.items()} for r in levels.to_dict("records")]}
 
 
-def write_record(store: "Store", name: str, record: dict, requests: pd.DataFrame) -> tuple[str, str]:
+def write_record(store: Store, name: str, record: dict, requests: pd.DataFrame) -> tuple[str, str]:
     """Write ``_capacity/<name>.json`` and the per-request sweep ``_capacity/<name>.parquet``; their locations."""
     folder = store.capacity()
     js, pq_name = folder.names(name)
@@ -341,7 +335,7 @@ def write_record(store: "Store", name: str, record: dict, requests: pd.DataFrame
     return folder.write_json(js, {**record, "sweep": pq_name}), sweep_path
 
 
-def read_record(store: "Store", name: str) -> dict | None:
+def read_record(store: Store, name: str) -> dict | None:
     """The recorded sweep of ``name``, or None."""
     folder = store.capacity()
     try:
@@ -357,7 +351,7 @@ def read_record(store: "Store", name: str) -> dict | None:
         return None
 
 
-def operating_points(store: "Store", models: Mapping[str, Any]) -> dict[str, dict]:
+def operating_points(store: Store, models: Mapping[str, Any]) -> dict[str, dict]:
     """For each ``hosting:`` model with a capacity record: what the cost stage uses and why.
 
     ``{"used": True, "throughput_rps", "concurrency", "slo", "measured_at", "config_hash"}`` when the

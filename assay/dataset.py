@@ -5,19 +5,21 @@ cheap; a Hugging Face dataset by name goes through ``datasets`` (and so needs th
 to be online, or the dataset in the local cache).
 """
 
-import atexit
 import hashlib
+import json
 import os
 import re
 import string
-import threading
 from datetime import date, timedelta
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.config import DatasetConfig, PromptConfig
+from assay.config.schema import LOG_FORMATS
 from assay.errors import ArtifactMissing, AssayError
+from assay.logs import log_files, read_log
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 
@@ -53,6 +55,7 @@ def detect_format(source: str, fmt: str | None) -> str:
 
 def _open(source: str):
     if "://" in source:
+        # lazy: keeps fsspec out of start-up
         import fsspec
 
         return fsspec.open(source, "rb").open()
@@ -63,8 +66,6 @@ def _open(source: str):
 
 def is_log(fmt: str | None) -> bool:
     """Whether ``fmt`` is a production log format (:mod:`assay.logs`)."""
-    from assay.config.schema import LOG_FORMATS
-
     return fmt in LOG_FORMATS
 
 
@@ -75,7 +76,6 @@ LOG_STATS = b"assay.log_stats"
 def log_stats(table: pa.Table) -> dict | None:
     """The counts of a production log's read (records, chat calls, non-chat and incomplete records
     skipped) that :func:`read_source` attached to its table, or None."""
-    import json
 
     meta = table.schema.metadata or {}
     return json.loads(meta[LOG_STATS]) if LOG_STATS in meta else None
@@ -86,33 +86,31 @@ def read_source(source: str, fmt: str | None = None, split: str | None = None, o
     :func:`assay.logs.read_log`, with its read counts in the schema's metadata (:func:`log_stats`)."""
     fmt = detect_format(source, fmt)
     if is_log(fmt):
-        import json
-
-        from assay.logs import read_log
-
         table, stats = read_log(fmt, source, on_incomplete=on_incomplete)
         return table.replace_schema_metadata({**(table.schema.metadata or {}), LOG_STATS: json.dumps(stats.as_dict()).encode()})
     if fmt == "hf":
+        # lazy: keeps datasets out of start-up
         import datasets
 
         ds = datasets.load_dataset(source, split=split or "test")
         return ds.data.table if hasattr(ds.data, "table") else ds.with_format("arrow")[:]
     with _open(source) as f:
         if fmt == "parquet":
+            # lazy: keeps pyarrow out of start-up
             import pyarrow.parquet as pq
 
             return pq.ParquetFile(f).read()  # not pq.read_table: it imports pyarrow.dataset (~0.5 s)
         if fmt == "csv":
+            # lazy: keeps pyarrow out of start-up
             import pyarrow.csv as pcsv
 
             return pcsv.read_csv(f)
         if fmt in ("jsonl", "json"):
+            # lazy: keeps pyarrow out of start-up
             import pyarrow.json as pjson
 
             data = f.read()
             if fmt == "json" and data.lstrip()[:1] == b"[":
-                import json
-
                 return pa.Table.from_pylist(json.loads(data))
             return pjson.read_json(pa.BufferReader(data))
     raise DatasetError(f"unsupported format {fmt!r}")
@@ -126,8 +124,6 @@ def fingerprint(source: str, fmt: str | None = None) -> str:
         return f"hf:{source}"
     h = hashlib.sha256()
     if is_log(fmt):
-        from assay.logs import log_files
-
         for path in log_files(fmt, source):
             h.update(os.path.basename(path).encode() + b"\0")
             with _open(path) as f:
@@ -287,8 +283,6 @@ def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as
 
     n = sample if sample is not None else (cfg.sample.n if cfg.sample else None)
     if n is not None and n < table.num_rows:
-        import numpy as np
-
         seed = cfg.sample.seed if cfg.sample else 0
         if cfg.sample and cfg.sample.by:
             idx = stratified_positions(table, cfg.sample.by, n, seed)
@@ -302,8 +296,6 @@ def allocate(sizes, n: int):
     """Examples per stratum for a sample of ``n`` from strata of ``sizes`` rows: proportional
     (largest remainders), at least one for every non-empty stratum, never more than it has. With
     more non-empty strata than ``n``, each gets one (the sample is then one per stratum)."""
-    import numpy as np
-
     sizes = np.asarray(sizes, dtype=np.int64)
     total = int(sizes.sum())
     if n >= total:
@@ -326,8 +318,6 @@ def stratified_positions(table: pa.Table, by: list[str], n: int, seed: int):
     """Sorted row positions of a stratified sample of ``n`` rows of ``table``: strata are the
     combinations of the ``by`` columns' values (a missing value is a value), each sized by
     :func:`allocate` and drawn with the seed, stratum by stratum in a stable order."""
-    import numpy as np
-
     keys = [tuple(v) for v in zip(*(table[c].cast(pa.string()).to_pylist() if not pa.types.is_string(table[c].type)
                                     else table[c].to_pylist() for c in by))]
     order: dict[tuple, list[int]] = {}
@@ -340,28 +330,23 @@ def stratified_positions(table: pa.Table, by: list[str], n: int, seed: int):
     return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
-# ------------------------------------------------------------------------------------------------ one prepared table, kept
-# The preflight (assay.config.preflight) reads and prepares the dataset to check it, and the load
-# stage of the same process then needs the same table: the last one prepared is kept, keyed by
-# everything that shapes it, so a big dataset is read once. A source whose size, modification time
-# (or, remote, ETag) cannot be told is never kept: a changed file is always read again.
-_KEPT: dict[tuple, tuple[pa.Table, int]] = {}
-_KEPT_LOCK = threading.Lock()
-# Let the kept table go while the interpreter is whole: Arrow buffers freed during the
-# interpreter's own teardown, after Arrow's thread pool began to stop, can abort the process
-# ("terminate called without an active exception", exit -6) instead of a clean exit.
-atexit.register(_KEPT.clear)
+# ------------------------------------------------------------------------------------------------ a prepared source, handed on
+# The preflight (assay.preflight) reads and prepares the dataset to check it, and the load stage of
+# the same request then needs the same table: the preflight hands it on as a value
+# (:class:`PreparedSource`, carried by the run's context), keyed by everything that shapes it, so a
+# big dataset is read once. A source whose size, modification time (or, remote, ETag) cannot be
+# told is not handed on: a changed file is always read again.
 
 
-def _stamp(source: str) -> tuple | None:
+def source_version(source: str) -> tuple | None:
     """What tells a version of ``source`` from another without reading it, or None."""
     if "://" in source:
         try:
-            import fsspec
+            import fsspec  # only for a remote source: fsspec takes a quarter of a second to import
 
             fs, path = fsspec.core.url_to_fs(source)
             info = fs.info(path)
-        except Exception:  # noqa: BLE001  (not kept: read again)
+        except Exception:  # noqa: BLE001  (not handed on: read again)
             return None
         version = next((info[k] for k in ("ETag", "etag", "LastModified", "last_modified", "mtime") if info.get(k)), None)
         return None if version is None else (info.get("size"), str(version))
@@ -372,72 +357,66 @@ def _stamp(source: str) -> tuple | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _take_kept(key, keep: bool):
-    """What was kept under ``key`` (None when nothing); ``keep=False`` empties the keep."""
-    with _KEPT_LOCK:
-        hit = _KEPT.get(key) if key is not None else None
-        if not keep:
-            _KEPT.clear()
-    return hit
-
-
-def _kept_key(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-              sample: int | None) -> tuple | None:
+def prepared_key(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
+                 sample: int | None) -> tuple | None:
+    """Everything that shapes the prepared table of ``source`` (its version included), or None
+    when its version cannot be told (a Hugging Face dataset, a file system that says nothing)."""
     fmt = detect_format(source, cfg.format)
     if fmt == "hf":
         return None
-    if is_log(fmt):  # a folder or a glob: the stamps of its files
-        from assay.logs import log_files
-
+    if is_log(fmt):  # a folder or a glob: the versions of its files
         try:
-            stamps = tuple(_stamp(p) for p in log_files(fmt, source))
+            stamps = tuple(source_version(p) for p in log_files(fmt, source))
         except FileNotFoundError:
             return None
         stamp = None if any(s is None for s in stamps) else stamps
     else:
-        stamp = _stamp(source)
+        stamp = source_version(source)
     if stamp is None:
         return None
     return (source, stamp, cfg.model_dump_json(), prompt.model_dump_json() if prompt else None, as_of, sample)
 
 
+class PreparedSource:
+    """A dataset source read and prepared for one request (what :func:`prepared_source` returned),
+    with the key of what shaped it (:func:`prepared_key`). Taken once: :meth:`take` hands the value
+    over and lets go of it, so nothing holds a dataset after the load stage has written it."""
+
+    def __init__(self, key: tuple, value: "Streamed | tuple[pa.Table, int]"):
+        self.key, self._value = key, value
+
+    def take(self, source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
+             sample: int | None) -> "Streamed | tuple[pa.Table, int] | None":
+        """The prepared value when it is the one this request needs from the source as it is now
+        (same path, version, config, prompt, as_of and sample), else None; either way it is let go."""
+        value, self._value = self._value, None
+        if value is None or prepared_key(source, cfg, prompt, as_of, sample) != self.key:
+            return None
+        return value
+
+    def drop(self) -> None:
+        """Let go of the prepared value (a run that ended before its load stage)."""
+        self._value = None
+
+
 def load_prepared(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-                  sample: int | None = None, keep: bool = True) -> tuple[pa.Table, int]:
+                  sample: int | None = None) -> tuple[pa.Table, int]:
     """:func:`read_source` then :func:`prepare`: (the prepared table, the rows the source had).
 
-    The last table prepared is kept (one only), and asked again with the same source (same path,
-    size and modification time), config, prompt, as_of and sample it is returned without reading
-    the file; ``keep=False`` (the load stage) takes it and keeps nothing, so a long-lived process
-    does not hold a dataset between runs. A source that exists but cannot be read in its format
-    raises :class:`UnreadableSource` naming the file; a missing local file FileNotFoundError.
+    A source that exists but cannot be read in its format raises :class:`UnreadableSource` naming
+    the file; a missing local file FileNotFoundError.
     """
-    key = _kept_key(source, cfg, prompt, as_of, sample)
-    hit = _take_kept(key, keep)
-    if hit is not None:
-        return hit
     try:
         table = read_source(source, cfg.format, cfg.split, getattr(cfg, "on_incomplete", "error"))
     except (FileNotFoundError, DatasetError):
         raise
-    except Exception as e:  # noqa: BLE001  (pyarrow, fsspec and datasets raise many kinds)
+    except Exception as e:
         fmt = detect_format(source, cfg.format)
         raise UnreadableSource(f"cannot read {source} as {fmt}: {type(e).__name__}: {e}") from e
-    read = table.num_rows
     prepared = prepare(table, cfg, prompt, as_of, sample, source)
     if LOG_STATS in (table.schema.metadata or {}):  # the load stage logs a log's counts
         prepared = prepared.replace_schema_metadata({**(prepared.schema.metadata or {}), LOG_STATS: table.schema.metadata[LOG_STATS]})
-    out = (prepared, read)
-    if keep and key is not None:
-        with _KEPT_LOCK:
-            _KEPT.clear()
-            _KEPT[key] = out
-    return out
-
-
-def forget_prepared() -> None:
-    """Drop the kept table (see :func:`load_prepared`)."""
-    with _KEPT_LOCK:
-        _KEPT.clear()
+    return prepared, table.num_rows
 
 
 # ------------------------------------------------------------------------------------------------ by record batch
@@ -459,8 +438,6 @@ class Streamed:
 
     def batches(self):
         """The prepared examples, one Arrow table per source batch (empty ones left out)."""
-        import numpy as np
-
         cfg, fields = self.cfg, input_fields(self.cfg, self.prompt)
         kept = 0
         for t in _batches(self.source):
@@ -476,6 +453,7 @@ class Streamed:
 
     def schema(self) -> pa.Schema:
         """The prepared table's schema (what :func:`prepare` gives for this source)."""
+        # lazy: keeps pyarrow out of start-up
         import pyarrow.parquet as pq
 
         with _open(self.source) as f:
@@ -484,6 +462,7 @@ class Streamed:
 
 
 def _batches(source: str, columns: list[str] | None = None):
+    # lazy: keeps pyarrow out of start-up
     import pyarrow.parquet as pq
 
     with _open(source) as f:
@@ -498,7 +477,7 @@ def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
     holding them. None for any other source (another format, ids out of order or repeated): then
     :func:`prepare` sorts the whole table, and names the duplicates. Raises what :func:`prepare`
     raises for missing columns."""
-    import numpy as np
+    # lazy: keeps pyarrow out of start-up
     import pyarrow.parquet as pq
 
     if detect_format(source, cfg.format) != "parquet":
@@ -509,7 +488,7 @@ def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
             names, read = meta.schema_arrow.names, meta.metadata.num_rows
     except (FileNotFoundError, OSError):
         raise
-    except Exception as e:  # noqa: BLE001  (not Parquet after all: the whole path says so)
+    except Exception as e:
         raise UnreadableSource(f"cannot read {source} as parquet: {type(e).__name__}: {e}") from e
     missing = column_problems(names, cfg, prompt)
     if missing:
@@ -546,25 +525,16 @@ def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
 
 
 def prepared_source(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-                    sample: int | None = None, keep: bool = True) -> "Streamed | tuple[pa.Table, int]":
+                    sample: int | None = None) -> "Streamed | tuple[pa.Table, int]":
     """What the preflight checks and the load stage writes: a :class:`Streamed` plan where the
     source allows it (:func:`plan_streamed`: a Parquet file whose ids are in order), else
-    :func:`load_prepared`'s (table, rows read). Kept as :func:`load_prepared` keeps its table, so
-    the load stage of the preflight's process takes the plan instead of checking the ids again."""
-    key = _kept_key(source, cfg, prompt, as_of, sample)
-    hit = _take_kept(key, keep)
-    if hit is not None:
-        return hit
+    :func:`load_prepared`'s (table, rows read)."""
     try:
         plan = plan_streamed(source, cfg, prompt, as_of, sample)
     except (FileNotFoundError, DatasetError):
         raise
-    except Exception as e:  # noqa: BLE001  (pyarrow and fsspec raise many kinds)
+    except Exception as e:
         raise UnreadableSource(f"cannot read {source} as {detect_format(source, cfg.format)}: {type(e).__name__}: {e}") from e
     if plan is None:
-        return load_prepared(source, cfg, prompt, as_of, sample, keep=keep)
-    if keep and key is not None:
-        with _KEPT_LOCK:
-            _KEPT.clear()
-            _KEPT[key] = plan
+        return load_prepared(source, cfg, prompt, as_of, sample)
     return plan

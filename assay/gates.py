@@ -67,13 +67,17 @@ No Prefect here: ``tasks/gate.py`` wraps :func:`check_run` for the flow.
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from assay import stats as ST
 from assay import store as S
+from assay.stats import p_adjust
 from assay.store import RunFolder, Store
 
 ALPHA = 0.05
@@ -104,8 +108,6 @@ class RunData:
 
 def _read_columns(rf: RunFolder, name: str, cols: list[str]) -> pd.DataFrame | None:
     """The columns of an artifact that exist (a slice column may be absent from the dataset)."""
-    import pyarrow as pa
-
     try:
         return rf.read_table(name, columns=cols).to_pandas()
     except (pa.ArrowInvalid, KeyError):
@@ -330,7 +332,7 @@ def evaluate(gates: Mapping[str, Any], current: RunData, previous: RunData | Non
                     families.setdefault(model, []).append((c, correction))
     for family in families.values():
         _correct(family, alpha)
-    for first, slices in kept:
+    for _first, slices in kept:
         scored = [c for c in slices if c.drop is not None]
         if scored:
             rank = {"fail": 2, "inconclusive": 1, "pass": 0}
@@ -367,8 +369,6 @@ def _drop_checks(model: str, metric: str, max_drop: float, cur: RunData, prev: R
 def _correct(family: list[tuple[Check, str]], alpha: float) -> None:
     """Decide the paired checks of one model on p-values adjusted over all of them (see :func:`evaluate`);
     each check is adjusted with its own gate's ``correction`` applied to the whole family."""
-    from assay.stats import p_adjust
-
     paired = [(c, how) for c, how in family if c.method == "paired_bootstrap" and c.p_value is not None]
     if not paired:
         return
@@ -435,8 +435,6 @@ def _se(row) -> float | None:
 
 def _drop_check(model, metric, slice_name, c_row, p_row, hib: bool, max_drop: float, cur_each: pd.Series | None,
                 prev_each: pd.Series | None, alpha: float, resamples: int, seed: int) -> Check:
-    from assay import stats as ST
-
     value, previous = _num(c_row["value"]), _num(p_row["value"])
     base = Check(model, metric, slice_name, "max_drop", value, max_drop, previous)
     if value is None or previous is None:

@@ -10,8 +10,10 @@ No Prefect here; ``assay history`` prints what :func:`history` returns.
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
+from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from assay import store as S
+from assay.gates import gates_passed
 from assay.store import RunFolder, Store
 
 COLUMNS = ["as_of", "run_id", "model", "metric", "slice", "value", "ci_low", "ci_high", "n",
@@ -29,8 +31,6 @@ def _dataset(store: Store, pipeline: str, runs: list[RunFolder], name: str) -> d
     base = store._loc(pipeline)
     fs = None
     if store.remote:
-        from pyarrow.fs import FSSpecHandler, PyFileSystem
-
         fs = PyFileSystem(FSSpecHandler(store.fs))
     # the schema of the newest run wins; older files lacking a column read as nulls
     return ds.dataset(paths, format="parquet", partitioning=part, partition_base_dir=base, filesystem=fs,
@@ -38,6 +38,7 @@ def _dataset(store: Store, pipeline: str, runs: list[RunFolder], name: str) -> d
 
 
 def _unified_schema(paths: list[str], fs) -> pa.Schema | None:
+    # lazy: keeps pyarrow out of start-up
     import pyarrow.parquet as pq
 
     schemas = []
@@ -69,8 +70,6 @@ def history(root: str, pipeline: str, metric: str | None = None, slice: str = "a
     ``metric`` keeps one metric; ``slice`` picks the slice (``all`` = overall). ``manifests``:
     the pipeline's run folders with their manifests, when the caller has read them already.
     """
-    from assay.gates import gates_passed
-
     store = Store(root)
     # each manifest read once (a long history has hundreds, each with its prices)
     pairs = manifests if manifests is not None else [(r, r.manifest() or {}) for r in store.runs(pipeline)]

@@ -21,6 +21,7 @@ import pandas as pd
 
 from assay import store as S
 from assay.config import LoadedConfig
+from assay.runs import artifacts_root
 from assay.store import RunFolder, Store
 
 __all__ = ["COLUMNS", "matrix", "latest_complete_run", "pivot", "cell", "format_cost"]
@@ -92,8 +93,6 @@ def matrix(loaded: LoadedConfig, metric: str | None = None, artifacts: str | Non
 
     ``artifacts`` overrides the artifact root as ``assay run --artifacts`` does.
     """
-    from assay.runs import artifacts_root
-
     store = Store(artifacts_root(loaded, artifacts))
     names = list(pipelines) if pipelines else list(loaded.config.pipelines)
     rows = []

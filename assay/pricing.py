@@ -117,12 +117,12 @@ def clear_cache() -> None:
 
 def _as_date(on: _dt.date | _dt.datetime | str | None) -> _dt.date:
     if on is None:
-        return _dt.datetime.now(_dt.timezone.utc).date()
+        return _dt.datetime.now(_dt.UTC).date()
     if isinstance(on, str):
         return _dt.date.fromisoformat(on[:10])
     if isinstance(on, _dt.datetime):
         if on.tzinfo is not None:
-            on = on.astimezone(_dt.timezone.utc)
+            on = on.astimezone(_dt.UTC)
         return on.date()
     return on
 
@@ -185,6 +185,7 @@ def _price_value(v: Any) -> tuple[float | None, bool]:
 
 def _bundled_calc(usage, model_ref: str, provider_id: str | None, ts: _dt.datetime):
     """genai_prices.calc_price, but never from data fetched over the network."""
+    # lazy: keeps genai_prices out of start-up
     import genai_prices
     from genai_prices import data_snapshot
 
@@ -196,6 +197,7 @@ def _bundled_calc(usage, model_ref: str, provider_id: str | None, ts: _dt.dateti
 
 def _prevailing_price(model, day: _dt.date):
     """For time-of-day prices: the ModelPrice in force for the longest part of the UTC day, and its hours."""
+    # lazy: keeps genai_prices out of start-up
     from genai_prices.types import TimeOfDateConstraint
 
     cuts = {0, 86400}
@@ -204,10 +206,10 @@ def _prevailing_price(model, day: _dt.date):
         if isinstance(c, TimeOfDateConstraint):
             for t in (c.start_time, c.end_time):
                 if t.tzinfo is not None:
-                    t = _dt.datetime.combine(day, t).astimezone(_dt.timezone.utc).time()
+                    t = _dt.datetime.combine(day, t).astimezone(_dt.UTC).time()
                 cuts.add(t.hour * 3600 + t.minute * 60 + t.second)
     cuts = sorted(cuts)
-    midnight = _dt.datetime.combine(day, _dt.time(0), tzinfo=_dt.timezone.utc)
+    midnight = _dt.datetime.combine(day, _dt.time(0), tzinfo=_dt.UTC)
     seconds: dict[int, float] = {}
     order: list = []
     for a, b in zip(cuts, cuts[1:]):
@@ -221,12 +223,13 @@ def _prevailing_price(model, day: _dt.date):
 
 
 def _lookup(model_ref: str, provider_id: str | None, day: _dt.date) -> PriceQuote:
+    # lazy: keeps genai_prices out of start-up
     from genai_prices import Usage
     from genai_prices.types import TimeOfDateConstraint
 
     as_of = day.isoformat()
     # noon UTC: any time of the date would do for start-date constraints (compared on the UTC date)
-    ts = _dt.datetime.combine(day, _dt.time(12), tzinfo=_dt.timezone.utc)
+    ts = _dt.datetime.combine(day, _dt.time(12), tzinfo=_dt.UTC)
     try:
         calc = _bundled_calc(Usage(input_tokens=0, output_tokens=0), model_ref, provider_id, ts)
     except (LookupError, ValueError) as e:

@@ -20,13 +20,28 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pandas as pd
 
 from assay import store as S
-from assay.store import RunFolder
+from assay.config import ConfigError, OpenAIModel, recorded_config, recorded_model
+from assay.costing import (
+    PRICE_DATE,
+    correct_counts,
+    cost_tables,
+    dated_quotes,
+    judge_costs,
+    prices_record,
+    recorded_quotes,
+    request_dates,
+)
 from assay.errors import AssayError
+from assay.pricing import PriceQuote, quote
+from assay.responses import read_responses
+from assay.runs import Manifest
+from assay.runs import manifest as M
+from assay.store import RunFolder
 
 __all__ = ["RepriceError", "Repriced", "open_run", "reprice", "format_comparison", "COMPARED"]
 
@@ -71,8 +86,6 @@ def _recorded(rf: RunFolder, manifest: dict):
     An unset ``${VAR}`` stays as written (``unset_env="keep"``, see :func:`assay.config.recorded_config`):
     repricing calls no model, so the run's endpoints and keys need not be set where it is repriced.
     """
-    from assay.config import ConfigError, recorded_config
-
     try:
         loaded = recorded_config(manifest, unset_env="keep", source=rf.path(S.MANIFEST))
     except ConfigError as e:
@@ -101,9 +114,6 @@ def _as_day(on) -> str | None:
 def _judge_quoter(manifest: dict, day: str, recorded: bool):
     """Price a judge at ``day``: its recorded quote when it is for that day (always with recorded
     prices), else a fresh quote of its recorded model config (or of the recorded genai-prices entry)."""
-    from assay.config import ConfigError, OpenAIModel, recorded_model
-    from assay.pricing import PriceQuote, quote
-
     rec = manifest.get("judge_prices") or {}
 
     def quote_of(judge: str) -> PriceQuote:
@@ -129,21 +139,6 @@ def _judge_quoter(manifest: dict, day: str, recorded: bool):
 
 def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
     """Recompute a run's costs at ``as_of``'s prices (default: its own recorded prices); see the module doc."""
-    from assay.costing import (
-        PRICE_DATE,
-        correct_counts,
-        cost_tables,
-        dated_quotes,
-        judge_costs,
-        prices_record,
-        recorded_quotes,
-        request_dates,
-    )
-    from assay.pricing import quote
-    from assay.responses import read_responses
-    from assay.runs import Manifest
-    from assay.runs import manifest as M
-
     rf = open_run(run_folder)
     manifest = rf.manifest()
     if manifest is None:
@@ -183,7 +178,7 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
         entry = {
             "as_of": label,
             "prices": "recorded" if recorded else "quoted",
-            "at": datetime.now(timezone.utc).isoformat(),
+            "at": datetime.now(UTC).isoformat(),
             "costs": cname,
             "breakeven": bname,
             "artifacts": {cname: rf.hash(cname), bname: rf.hash(bname)},

@@ -15,8 +15,12 @@ import pandas as pd
 
 from assay import store as S
 from assay.config import ConfigError, recorded_config
-from assay.store import RunFolder
+from assay.dataset import fingerprint
 from assay.errors import AssayError
+from assay.responses import read_responses
+from assay.runs import Manifest, start_run
+from assay.stages import run_stages
+from assay.store import RunFolder
 
 #: Columns that are measurements of one execution, not results (compared, but reported apart).
 TIMING = {"responses": ["latency_s", "started_at", "attempts", "cached"],
@@ -42,8 +46,6 @@ class Reproduction:
 
 def _frame(rf: RunFolder, name: str) -> pd.DataFrame:
     if name == S.RESPONSES:
-        from assay.responses import read_responses
-
         return read_responses(rf).to_pandas().sort_values(["model", "example_id", "sample"]).reset_index(drop=True)
     return rf.read_table(name).to_pandas()
 
@@ -76,10 +78,6 @@ def reproduce(path: str, artifacts: str | None = None, project: str | None = Non
     folder of the config file the run was started from, as recorded; on a machine where that
     folder is not (a run made elsewhere on a shared object store), against ``project``, by default
     the current directory. The dataset's fingerprint check makes sure it is the same data."""
-    from assay.dataset import fingerprint
-    from assay.runs import Manifest, start_run
-    from assay.stages import run_stages
-
     try:
         src = S.open_run(path)
     except S.NotARunFolder as e:

@@ -7,9 +7,14 @@ the rest again. Readers see one row per (example, model, sample): a success over
 later row over an earlier one.
 """
 
+import hashlib
+import json
+import os
 import re
+import time
 from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -63,9 +68,6 @@ def part_names(run: RunFolder, model: str) -> list[str]:
 def journal_path(run: RunFolder, model: str) -> str:
     """Where a model's per-call journal lives: beside its parts on a local root; on a remote root,
     on this machine's disk (a journal is what a resume on this machine needs)."""
-    import hashlib
-    import os
-
     name = f"journal-{safe_name(model)}.jsonl"
     if not run.store.remote:
         return run._loc(f"{RESPONSES}/{name}")
@@ -100,9 +102,6 @@ def empty() -> pa.Table:
 def read_journal(run: RunFolder, model: str) -> tuple[pa.Table, list[dict]]:
     """What a killed run journaled for ``model``: the calls it finished (a torn last line is
     dropped), and the measurements of each earlier attempt (its last snapshot: ``wall_s``, ``ok``)."""
-    import json
-    import os
-
     path = journal_path(run, model)
     width = len(JOURNAL_FIELDS)
     cols: list[list] = [[] for _ in range(width)]
@@ -172,8 +171,6 @@ def dedupe(t: pa.Table) -> pa.Table:
     """Keep one row per (example_id, model, sample), preferring a success over an error, later over earlier."""
     if t.num_rows == 0:
         return t
-    import numpy as np
-
     # one code per (example_id, model, sample) from hash kernels (Table.group_by would load Arrow's
     # query engine, acero, a quarter of a second per process); numpy picks each group's best row
     parts = [pc.cast(t["example_id"], pa.large_string()), pc.cast(t["model"], pa.large_string())]
@@ -207,9 +204,6 @@ def compact(run: RunFolder, model: str) -> Resumed:
 
     The journal's calls go into that part; what stays in the journal is each earlier attempt's
     last measurement, so that a run killed again still carries them."""
-    import json
-    import os
-
     names = part_names(run, model)
     journaled, attempts = read_journal(run, model)
     path = journal_path(run, model)
@@ -239,8 +233,6 @@ def compact(run: RunFolder, model: str) -> Resumed:
     if d is not None and run.listdir(d):  # the same on the shared root, for another machine's resume
         keep = None
         if attempts:
-            import time
-
             keep = f"compacted-{time.time():.6f}.jsonl"
             run.write_text(f"{d}/{keep}", "".join(json.dumps(a) + "\n" for a in attempts))
         drop_remote_journal(run, model, keep=keep)

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from assay import stats as ST
 from assay.errors import DataError
+from assay.metrics.core import EvaluateMetric
 
 #: above this many examples a mean's interval is the normal approximation, not a bootstrap
 NORMAL_APPROX_N = 200_000
@@ -764,8 +765,6 @@ class NotStreamed(Exception):
 def streams(metric) -> bool:
     """Whether a metric can be scored batch by batch (:func:`score_batches`): a built-in mean of
     per-example scores that needs neither the dataset rows, nor the prompts, nor keeps details."""
-    from assay.metrics.core import EvaluateMetric
-
     return (bool(metric.decomposable) and type(metric).__module__ == "assay.metrics.core" and hasattr(metric, "score_each")
             and not isinstance(metric, EvaluateMetric)  # decomposable only once a module returned per-example scores
             and not hasattr(metric, "score_examples") and not getattr(metric, "needs_rows", False)

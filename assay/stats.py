@@ -60,6 +60,7 @@ def _clean(values, clusters=None) -> tuple[np.ndarray, np.ndarray | None]:
 
 def cluster_codes(labels) -> np.ndarray:
     """Integer codes 0..G-1 for cluster labels (None/NaN is a cluster of its own per example)."""
+    # lazy: keeps pandas out of start-up
     import pandas as pd
 
     s = pd.Series(labels, dtype=object)
@@ -265,7 +266,7 @@ def p_adjust(p_values, method: str = "holm") -> np.ndarray:
     if method == "holm":
         adj = np.maximum.accumulate((m - np.arange(m)) * ps)
     elif method == "bh":
-        adj = np.minimum.accumulate((m / np.arange(m, 0, -1) * ps[::-1]))[::-1]
+        adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * ps[::-1])[::-1]
     else:
         raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {method!r}")
     out = np.empty(m)

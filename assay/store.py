@@ -6,16 +6,18 @@ object stores publish a whole object on close, which is atomic already.
 """
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-
 from typing import TYPE_CHECKING
+
 from assay.errors import ArtifactMissing, DataError
 
 if TYPE_CHECKING:
@@ -91,6 +93,7 @@ class Store:
         self.root = root.rstrip("/")
         self.remote = _is_url(self.root)
         if self.remote:
+            # lazy: keeps fsspec out of start-up
             import fsspec
 
             # no listings cache: other processes add run folders and rewrite artifacts, and a
@@ -111,7 +114,7 @@ class Store:
 
     def new_run_id(self, config_hash: str) -> str:
         """Sortable by start time; the suffix ties it to the config that shaped it."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         return f"{stamp}-{config_hash[:8]}-{uuid.uuid4().hex[:4]}"
 
     # listing ------------------------------------------------------------------
@@ -178,8 +181,6 @@ class RunFolder:
 
     # writing -------------------------------------------------------------------
     def _write_bytes(self, name: str, data: bytes) -> str:
-        import hashlib
-
         loc = self._loc(name)
         self._written[name] = hashlib.sha256(data).hexdigest()
         if self.store.remote:
@@ -197,6 +198,7 @@ class RunFolder:
 
     def write_table(self, name: str, table: "pa.Table | object") -> str:
         """Write a Parquet artifact atomically; accepts an Arrow table or a DataFrame."""
+        # lazy: keeps pyarrow out of start-up
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -211,8 +213,7 @@ class RunFolder:
         """Write a Parquet artifact row group by row group (``writer.write_table(t)`` per batch):
         the same file format as :meth:`write_table`, atomic on a local root, without the whole
         table in memory. Nothing is left under ``name`` when the block raises."""
-        import hashlib
-
+        # lazy: keeps pyarrow out of start-up
         import pyarrow.parquet as pq
 
         loc = self._loc(name)
@@ -246,6 +247,7 @@ class RunFolder:
 
     def iter_batches(self, name: str, columns: list[str] | None = None, batch_size: int = 65_536):
         """A Parquet artifact's record batches (``columns`` only), read one at a time."""
+        # lazy: keeps pyarrow out of start-up
         import pyarrow.parquet as pq
 
         if not self.exists(name):
@@ -256,6 +258,7 @@ class RunFolder:
 
     def parquet_schema(self, name: str) -> "pa.Schema":
         """A Parquet artifact's schema and row count (its footer only)."""
+        # lazy: keeps pyarrow out of start-up
         import pyarrow.parquet as pq
 
         opener = self.store.fs.open if self.store.remote else open
@@ -275,6 +278,7 @@ class RunFolder:
         return self.store.fs.exists(loc) if self.store.remote else os.path.exists(loc)
 
     def read_table(self, name: str, columns: list[str] | None = None) -> "pa.Table":
+        # lazy: keeps pyarrow out of start-up
         import pyarrow.parquet as pq
 
         loc = self._loc(name)
@@ -327,8 +331,6 @@ class RunFolder:
 
     def hash(self, name: str) -> str:
         """sha256 of an artifact (from the write when this object wrote it)."""
-        import hashlib
-
         if name in self._written:
             return self._written[name]
         return hashlib.sha256(self.read_bytes(name)).hexdigest()
@@ -438,8 +440,6 @@ class ShardFolder(RunFolder):
             if self.store.fs.exists(loc):
                 self.store.fs.rm(loc, recursive=True)
         else:
-            import shutil
-
             shutil.rmtree(loc, ignore_errors=True)
 
 

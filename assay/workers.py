@@ -20,8 +20,10 @@ A worker exits when this process goes away: its pipe closes, and on Linux the ke
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
+import inspect
 import os
 import pickle
 import select
@@ -29,6 +31,7 @@ import struct
 import subprocess
 import sys
 import time
+import traceback
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -64,8 +67,6 @@ def _read(fd: int) -> Any:
 
 
 def resolve(target: str):
-    import importlib
-
     module, _, attr = target.partition(":")
     obj = importlib.import_module(module)
     for part in attr.split("."):
@@ -166,7 +167,7 @@ class _Worker:
                     os.close(to_parent_r)
                     _die_with_parent()
                     _serve(to_child_r, to_parent_w, fn, memory_mb)
-                except BaseException:
+                except BaseException:  # noqa: BLE001  (the forked child's exit code says it failed)
                     code = 1
                 finally:
                     os._exit(code)
@@ -288,11 +289,12 @@ def _die_with_parent() -> None:
         import signal
 
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except Exception:  # pragma: no cover - best effort
+    except Exception:  # noqa: BLE001  # pragma: no cover - best effort
         pass
 
 
 def _limit_memory(mb: int) -> None:
+    # lazy: Unix only
     import resource
 
     try:
@@ -306,8 +308,6 @@ def _limit_memory(mb: int) -> None:
 
 
 def _main(rfd: int, wfd: int) -> None:
-    import traceback
-
     _die_with_parent()
     try:
         _, loader, memory_mb, path = _read(rfd)
@@ -316,7 +316,7 @@ def _main(rfd: int, wfd: int) -> None:
     sys.path[:] = path
     try:
         fn = resolve(loader[0])(*loader[1:])
-    except BaseException as e:
+    except BaseException as e:  # noqa: BLE001  (a user's module can raise anything while it loads: sent to the parent)
         _write(wfd, ("fatal", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"))
         return
     _serve(rfd, wfd, fn, memory_mb)
@@ -324,8 +324,6 @@ def _main(rfd: int, wfd: int) -> None:
 
 def _serve(rfd: int, wfd: int, fn, memory_mb: int | None) -> None:
     """A worker's loop: one example at a time until the pipe closes."""
-    import asyncio
-    import inspect
 
     if memory_mb:
         _limit_memory(memory_mb)
@@ -345,7 +343,7 @@ def _serve(rfd: int, wfd: int, fn, memory_mb: int | None) -> None:
             reply = ("ok", i, value)
         except MemoryError:
             reply = ("error", i, f"MemoryError: over the worker's memory limit ({memory_mb} MB)" if memory_mb else "MemoryError")
-        except BaseException as e:  # an example's failure, whatever it is, is that example's
+        except BaseException as e:  # noqa: BLE001  (an example's failure, whatever it is, is that example's)
             reply = ("error", i, f"{type(e).__name__}: {e}")
         try:
             _write(wfd, reply)

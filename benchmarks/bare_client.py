@@ -77,7 +77,7 @@ async def _run_sdk(base_url: str, n: int, c: int, errors: list[int]) -> None:
                 except openai.APIStatusError as e:
                     errors.append(e.status_code)
                     continue
-                r.choices[0].message.content
+                _ = r.choices[0].message.content
 
         await asyncio.gather(*(worker() for _ in range(c)))
     finally:

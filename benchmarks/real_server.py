@@ -205,7 +205,6 @@ def bench_capacity(srv: LlamaServer, n: int, reps: int) -> bool:
 def determinism(srv: LlamaServer, examples: int = 60, samples: int = 3) -> None:
     """Temperature 0, a fixed seed, 8 requests at once on 8 slots, the cache off: how many examples
     get differing answers among their samples (an ``assay run`` with ``samples:``)."""
-    import pandas as pd
 
     from assay.responses import read_responses
     from assay.stages import run_local

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from invoke_throughput import OFFLINE, PrefectServer  # noqa: E402
 
+
 def bad_inputs() -> None:
     import tests.config.test_preflight as T
 

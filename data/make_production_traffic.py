@@ -19,7 +19,7 @@ Everything is drawn from a seeded generator: the same command writes the same by
 import argparse
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -180,7 +180,7 @@ def conversation(rng: random.Random, ids: Ids, day: str, conv_no: int) -> list[d
     """The spans of one conversation (a trace) on ``day``."""
     topic_name = rng.choice(list(TOPICS))
     topic = TOPICS[topic_name]
-    d = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+    d = datetime.fromisoformat(day).replace(tzinfo=UTC)
     # support traffic peaks in office hours (UTC), with a thin night
     hour = rng.choices(range(24), weights=[1, 1, 1, 1, 1, 2, 4, 7, 9, 10, 10, 9, 8, 9, 10, 10, 9, 8, 6, 5, 4, 3, 2, 1])[0]
     t = d + timedelta(hours=hour, minutes=rng.randrange(60), seconds=rng.randrange(60), microseconds=rng.randrange(10**6))

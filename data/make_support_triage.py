@@ -625,12 +625,12 @@ VERBOSE = [
     "{L}. The customer is asking about {l} matters.",
 ]
 VARIANTS = [
-    lambda l: l.capitalize(),
-    lambda l: l + ".",
-    lambda l: " " + l + "\n",
-    lambda l: l.upper(),
-    lambda l: l + "\n",
-    lambda l: l.capitalize() + ".",
+    lambda s: s.capitalize(),
+    lambda s: s + ".",
+    lambda s: " " + s + "\n",
+    lambda s: s.upper(),
+    lambda s: s + "\n",
+    lambda s: s.capitalize() + ".",
 ]
 
 

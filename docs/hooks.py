@@ -12,7 +12,8 @@ def on_page_markdown(markdown, page, config, files):
     root = os.path.dirname(config["config_file_path"])
     if root not in sys.path:
         sys.path.insert(0, root)
-    from assay.config.reference import MARKER, markdown as reference
+    from assay.config.reference import MARKER
+    from assay.config.reference import markdown as reference
 
     if MARKER in markdown:
         return markdown.replace(MARKER, reference(heading_level=3))

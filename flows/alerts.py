@@ -103,7 +103,7 @@ def _subject(event: str) -> str:
 
 
 def _ui_base() -> str | None:
-    from prefect.settings import get_current_settings
+    from prefect.settings import get_current_settings  # lazy: only a sync of alerts needs Prefect's automation API
 
     s = get_current_settings()
     ui = s.ui_url or (s.api.url[:-4] if s.api.url and s.api.url.rstrip("/").endswith("/api") else None)
@@ -115,6 +115,7 @@ def plan(loaded, pipelines: list[str] | None = None, deployment_ids: dict[str, s
          ) -> tuple[list[Planned], dict[str, tuple[str, str]], list[str]]:
     """The automations the config asks for, the blocks they use (name -> (kind, env var)), and
     the alerts that cannot be made (``late`` of a pipeline without a schedule or deployment)."""
+    # lazy: only a sync of alerts needs Prefect's automation API
     from prefect.events.schemas.automations import EventTrigger, Posture
 
     from assay.alerting import ALERT_LABEL, resource_id
@@ -176,6 +177,7 @@ def missing_env(loaded, pipelines: list[str] | None = None, environ: dict | None
 
 def _save_block(name: str, kind: str, url: str):
     """Save (create or overwrite) the notification block; return its document id."""
+    # lazy: only a sync of alerts needs Prefect's notification blocks
     from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
 
     if kind == "slack":
@@ -190,6 +192,7 @@ def _save_block(name: str, kind: str, url: str):
 
 def deployment_ids(pipelines: list[str]) -> dict[str, str]:
     """The ids of the deployments ``assess/<pipeline>`` the server has (pipelines without one are left out)."""
+    # lazy: only a sync of alerts needs Prefect's client
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -232,6 +235,7 @@ def sync_alerts(loaded, pipelines: list[str] | None = None, environ: dict | None
     pipelines the config no longer has are removed. Raises :class:`AlertsError` when a URL
     variable is not set (before anything on the server changes).
     """
+    # lazy: only a sync of alerts needs Prefect's client
     from prefect import get_client
     from prefect.events.actions import SendNotification
     from prefect.events.schemas.automations import AutomationCore
@@ -277,7 +281,7 @@ def sync_alerts(loaded, pipelines: list[str] | None = None, environ: dict | None
 
 def managed_automations() -> list:
     """The automations Assay manages on the server (name ``assay/...``, tag ``assay-alert``)."""
-    from prefect import get_client
+    from prefect import get_client  # lazy: only a sync of alerts needs Prefect's client
 
     with get_client(sync_client=True) as client:
         return [a for a in client.read_automations() if a.name.startswith(PREFIX) and MANAGED_TAG in (a.tags or [])]

@@ -12,14 +12,20 @@ real annotations, and a served flow with a ``date`` parameter breaks without the
 import logging
 from dataclasses import dataclass
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from prefect import Flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL
 from prefect.states import Failed
 
-from assay.runs import start_run
+from assay.config import ConfigError, load_config
+from assay.preflight import Checked, preflight
+from assay.runs import RunContext, start_run
 from assay.stages import run_stages
+from assay.store import Store
 from flows.events import emit_run_events
+from tasks import for_stage
 from tasks.logs import assay_logs_to_prefect
 
 
@@ -33,8 +39,6 @@ def evaluation_date(as_of: date | None, timezone: str | None = None) -> date:
         return as_of
     scheduled = flow_run.scheduled_start_time
     if timezone:
-        from zoneinfo import ZoneInfo
-
         scheduled = scheduled.astimezone(ZoneInfo(timezone))
     return scheduled.date()
 
@@ -58,8 +62,6 @@ def _flow_run_record() -> dict:
 
 
 def _call(stage, ctx):
-    from tasks import for_stage
-
     state = for_stage(stage.NAME)(ctx, return_state=True)
     if state.is_failed():
         raise StageFailed(state.message or f"{stage.NAME} failed")
@@ -67,8 +69,8 @@ def _call(stage, ctx):
 
 
 class _PlainParameters(Flow):
-    """A flow whose plain parameters (text, numbers, dates, lists of text, None) are serialized
-    for the flow run's record directly, as FastAPI's ``jsonable_encoder`` would; Prefect imports
+    """A flow whose plain parameters (text, numbers, dates, lists of text, None; a run's context as
+    its folder) are serialized for the flow run's record directly, as FastAPI's ``jsonable_encoder`` would; Prefect imports
     FastAPI for that encoder (0.2 s of every ``assay run``'s start, a trivial flow has no
     parameters to pay it). Anything else goes through Prefect's own serialization."""
 
@@ -76,6 +78,10 @@ class _PlainParameters(Flow):
         out = {}
         for k, v in parameters.items():
             if v is None or isinstance(v, (str, int, float)):
+                out[k] = v
+            elif isinstance(v, RunContext):  # a run passed to a subflow is recorded as its folder
+                out[k] = v.folder.url
+            elif isinstance(v, dict) and all(isinstance(x, (str, dict)) for x in v.values()):  # a manifest record
                 out[k] = v
             elif type(v) is date:
                 out[k] = v.isoformat()
@@ -93,7 +99,7 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
     Returns the run folder. A failed stage or a broken gate ends the flow run Failed with the
     stage's one-line message; the run folder keeps what was written, and the same request resumes it.
     A config, dataset or file that cannot work ends the flow run Failed before any run folder
-    exists, with one line per problem (the preflight: assay.config.preflight).
+    exists, with one line per problem (the preflight: assay.preflight).
 
     Args:
         pipeline: a pipeline name from the config file.
@@ -104,14 +110,12 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
         artifacts: artifact root (path or fsspec URL) overriding the config's.
         cache: response cache mode: use, refresh or off.
     """
-    from assay.config import ConfigError, load_config, preflight
-
     day = as_of
     try:
         loaded = load_config(config)
         p = loaded.pipeline(pipeline)
         day = evaluation_date(as_of, p.schedule.timezone if p.schedule else None)
-        preflight(loaded, pipeline, day, models=models or None, sample=sample, artifacts=artifacts)
+        checked = preflight(loaded, pipeline, day, models=models or None, sample=sample, artifacts=artifacts)
     except ConfigError as e:  # before start_run: no run folder is made for a run that cannot work
         get_run_logger().error("%s", e.format())
         # the event names the problems' key paths only: a message may quote a value from the environment
@@ -119,23 +123,51 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
         emit_run_events(pipeline, day or "", "failed", manifest={},
                         message=f"the preflight found {len(e.problems)} problem(s) in {e.source}: {where}")
         return Failed(message=e.format())
-    ctx = start_run(config, pipeline, day, models=models or None, sample=sample, artifacts=artifacts,
-                    cache_mode=cache, loaded=loaded)
-    get_run_logger().info("run folder: %s%s", ctx.folder.url, " (resumed)" if ctx.resumed else "")
-    with assay_logs_to_prefect():
-        try:
-            if ctx.runner is None:
-                run_stages(ctx, call=_call, on_end=_flow_run_record)
-            else:
-                on_dask(ctx)
-        except StageFailed as e:
-            _tell(ctx, loaded, str(e))
-            return Failed(message=str(e), data=ctx.folder.url)
-        except BaseException as e:
-            _tell(ctx, loaded, str(e) or type(e).__name__)
-            raise
-        _tell(ctx, loaded)
-    return ctx.folder.url
+    return _run_checked(checked, config, cache)
+
+
+def _run_checked(checked: Checked, config: str, cache: str | None) -> str:
+    """The run of a request its preflight passed: start (or resume) it, then every stage, taking
+    the dataset the preflight prepared. The prepared dataset is let go of however the run ends."""
+    try:
+        ctx = start_run(config, checked.pipeline, checked.as_of, models=checked.models, sample=checked.sample,
+                        artifacts=checked.artifacts, cache_mode=cache, loaded=checked.loaded, prepared=checked.dataset)
+        get_run_logger().info("run folder: %s%s", ctx.folder.url, " (resumed)" if ctx.resumed else "")
+        with assay_logs_to_prefect():
+            try:
+                if ctx.runner is None:
+                    run_stages(ctx, call=_call, on_end=_flow_run_record)
+                else:
+                    on_dask(ctx)
+            except StageFailed as e:
+                _tell(ctx, checked.loaded, str(e))
+                return Failed(message=str(e), data=ctx.folder.url)
+            except BaseException as e:
+                _tell(ctx, checked.loaded, str(e) or type(e).__name__)
+                raise
+            _tell(ctx, checked.loaded)
+        return ctx.folder.url
+    finally:
+        checked.release()
+
+
+def run_checked(checked: Checked, config: str, cache: str | None = None, **options):
+    """Run the ``assess`` flow, in this process, for a request whose preflight has just passed
+    (``assay run``): the same flow, name and parameters (recorded from ``checked``), whose run
+    takes ``checked`` as a value instead of checking the request again and reading the dataset a
+    second time. ``options`` go to the flow call (``return_state=True``, say).
+
+    ``checked`` holds a prepared dataset, which must not become a flow parameter (parameters are
+    stored in Prefect's database), so it is bound into a flow made for this one call.
+    """
+    def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = None, sample: int | None = None,
+               config: str = "pipelines.yaml", artifacts: str | None = None, cache: str | None = None) -> str:
+        return _run_checked(checked, config, cache)
+
+    assess.__doc__ = _assess_fn.__doc__
+    flow = _PlainParameters(assess, name="assess", log_prints=False, persist_result=False)
+    return flow(pipeline=checked.pipeline, as_of=checked.as_of, models=checked.models, sample=checked.sample,
+                config=config, artifacts=checked.artifacts, cache=cache, **options)
 
 
 def _tell(ctx, loaded, message: str = "") -> None:
@@ -150,13 +182,14 @@ def dask_task_runner(runner):
     """prefect-dask's task runner for a ``runner:``: the scheduler at its address, or a LocalCluster
     of ``workers`` processes (one thread each) started for the run and closed with it. The local
     workers are told this process's Prefect API, so their task runs and logs land in this run."""
-    from prefect.settings import PREFECT_API_URL
+    # lazy: optional (the dask extra)
     from prefect_dask import DaskTaskRunner
 
     if runner.dask != "local":
         return DaskTaskRunner(address=runner.dask)
     api = PREFECT_API_URL.value()
     if not api:  # this process runs on Prefect's temporary server: the workers join it rather than start their own
+        # lazy: keeps prefect out of start-up
         from prefect.server.api.server import SubprocessASGIServer
 
         server = SubprocessASGIServer()
@@ -168,32 +201,24 @@ def dask_task_runner(runner):
                                           "dashboard_address": None, "env": env})
 
 
-#: the runs started by :func:`on_dask`, by run folder: the subflow takes that name, not the context
-_ON_DASK: dict = {}
-
-
 def on_dask(ctx):
     """The stages of ``ctx`` in a subflow whose task runner is the pipeline's Dask cluster: the
     stage tasks run here as always; the invoke shards and score chunks they map run on the cluster."""
-    url = ctx.folder.url
-    record = _flow_run_record()  # the parent flow run made the folder
-    _ON_DASK[url] = (ctx, record)
-    try:
-        stages_on_dask.with_options(task_runner=dask_task_runner(ctx.runner))(url)
-    finally:
-        _ON_DASK.pop(url, None)
+    stages_on_dask.with_options(task_runner=dask_task_runner(ctx.runner))(ctx, _flow_run_record())  # the parent made the folder
 
 
-def _stages_on_dask(run: str) -> None:
-    """Every stage of the run at ``run`` (started by ``assess``), with this flow's Dask task runner."""
-    ctx, record = _ON_DASK[run]
+def _stages_on_dask(run, record) -> None:
+    """Every stage of the run ``run`` (a RunContext started by ``assess``: left unannotated, so that
+    Prefect passes it as it is), with this flow's Dask task runner; ``record`` is the parent flow
+    run, for the manifest."""
     with assay_logs_to_prefect():
-        run_stages(ctx, call=_call, on_end=lambda: record)
+        run_stages(run, call=_call, on_end=lambda: record)
 
 
 stages_on_dask = _PlainParameters(_stages_on_dask, name="assess-on-dask", log_prints=False, persist_result=False)
 
 
+_assess_fn = assess
 assess = _PlainParameters(assess, name="assess", log_prints=False, persist_result=False)
 
 
@@ -209,8 +234,6 @@ class Outcome:
 def outcome(state) -> Outcome:
     """The :class:`Outcome` of a finished ``assess`` flow run's final state. A failed run whose
     manifest says complete failed at its gates (its artifacts stand)."""
-    from assay.store import Store
-
     try:
         folder = state.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001  (a crash before the flow returned: no folder to report)

@@ -30,18 +30,25 @@ The status of a date is ``complete``, ``skipped`` (already complete), ``gate fai
 completed but a quality gate broke), ``failed``, ``crashed`` or ``cancelled``.
 """
 
+import contextvars
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Callable
 
-from assay.config import LoadedConfig, load_config
+from prefect import get_client, tags
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import get_current_settings
+
+from assay.config import LoadedConfig
 from assay.gates import gates_passed
+from assay.preflight import load_checked
 from assay.runs import artifacts_root
 from assay.store import RunFolder, Store
+from flows.assess import assess, outcome
 from flows.serve import deployment_name
 
 FAILED = ("failed", "crashed", "cancelled", "timed out")
@@ -101,14 +108,9 @@ def served_deployment(pipeline: str):
 
     Returns ``(deployment or None, reason)``; the reason says why the local mode is used.
     """
-    from prefect.settings import get_current_settings
-
     url = get_current_settings().api.url
     if not url:
         return None, "no PREFECT_API_URL"
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-
     try:
         with get_client(sync_client=True) as client:
             err = client.api_healthcheck()
@@ -118,7 +120,7 @@ def served_deployment(pipeline: str):
                 dep = client.read_deployment_by_name(deployment_name(pipeline))
             except ObjectNotFound:
                 return None, f"no deployment {deployment_name(pipeline)} on {url}"
-    except Exception as e:  # connection refused, timeouts
+    except Exception as e:  # noqa: BLE001  (connection refused, timeouts)
         return None, f"Prefect API at {url} is not reachable ({type(e).__name__})"
     status = getattr(getattr(dep, "status", None), "value", None)
     if status is not None and status != "READY":
@@ -153,7 +155,7 @@ def run_served(pipeline: str, days: list[date], store: Store, concurrency: int =
     end, e.g. because the serve process died; the date is reported ``timed out`` and its flow
     run is left as it is (a later backfill re-attaches to it while it is not final).
     """
-    from prefect import get_client
+    # lazy: keeps prefect out of start-up
     from prefect.deployments import run_deployment
 
     name = deployment_name(pipeline)
@@ -201,10 +203,6 @@ def run_served(pipeline: str, days: list[date], store: Store, concurrency: int =
 def run_local(config: str, pipeline: str, days: list[date], store: Store, concurrency: int = 1,
               artifacts: str | None = None, on_result: Callable[[DateResult], None] | None = None) -> list[DateResult]:
     """Run the ``assess`` flow in this process for each date, ``concurrency`` at a time."""
-    from prefect import tags
-
-    from flows.assess import assess, outcome
-
     lock = threading.Lock()
 
     def one(d: date) -> DateResult:
@@ -232,8 +230,6 @@ def run_local(config: str, pipeline: str, days: list[date], store: Store, concur
         for d in days:
             record(one(d))
     else:
-        import contextvars
-
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="backfill") as pool:
             # each thread runs in a copy of this context, so Prefect settings set in code
             # (temporary_settings, profiles) reach the flow runs, not only environment variables
@@ -267,7 +263,7 @@ def backfill(config: str, pipeline: str, start: date, end: date, force: bool = F
              on_result: Callable[[DateResult], None] | None = None, poll: float = 1.0,
              timeout: float | None = None) -> BackfillReport:
     """Run the missing dates of a range (all of them with ``force``); see the module docstring."""
-    loaded = loaded or load_config(config)
+    loaded = loaded or load_checked(config)
     loaded.pipeline(pipeline)
     root = artifacts_root(loaded, artifacts)
     store = Store(root)

@@ -29,8 +29,13 @@ import os
 import subprocess
 from dataclasses import dataclass
 from datetime import date
+from urllib.parse import urlparse
 
-from prefect import flow
+from prefect import flow, get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectNotFound
+from prefect.schedules import Cron
+from prefect.utilities.callables import parameter_schema
 
 from flows.serve import FLOW_NAME, deployment_name, pipeline_flow
 
@@ -55,6 +60,7 @@ def assess_deployed(pipeline: str, as_of: date | None = None, models: list[str] 
         artifacts: artifact root (path or fsspec URL); empty = the config's artifacts.
         cache: response cache mode: use, refresh or off; empty = the pipeline's.
     """
+    # lazy: keeps numpy, pyarrow out of start-up
     from flows.assess import assess
 
     return assess.fn(pipeline=pipeline, as_of=as_of, models=[str(m) for m in models] if models else None,
@@ -64,8 +70,6 @@ def assess_deployed(pipeline: str, as_of: date | None = None, models: list[str] 
 
 def is_git_url(source: str) -> bool:
     """A source that Prefect clones (``git_clone``) rather than uses in place."""
-    from urllib.parse import urlparse
-
     u = urlparse(source)
     return u.scheme == "git" or u.path.endswith(".git") or source.startswith("git@")
 
@@ -103,10 +107,6 @@ def ensure_pool(pool: str, pool_type: str = "process") -> tuple[str, bool]:
     Only a process pool is created here (its job template ships with Prefect); docker and
     kubernetes pools need their worker package and are created with ``prefect work-pool create``.
     """
-    from prefect import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectNotFound
-
     with get_client(sync_client=True) as client:
         try:
             return client.read_work_pool(pool).type, False
@@ -114,6 +114,7 @@ def ensure_pool(pool: str, pool_type: str = "process") -> tuple[str, bool]:
             pass
         if pool_type != "process":
             raise ValueError(f"no work pool {pool!r}: create it with `prefect work-pool create {pool} --type {pool_type}`")
+        # lazy: keeps prefect out of start-up
         from prefect.workers.process import ProcessWorker
 
         client.create_work_pool(WorkPoolCreate(name=pool, type="process",
@@ -122,6 +123,7 @@ def ensure_pool(pool: str, pool_type: str = "process") -> tuple[str, bool]:
 
 
 def _storage(source: str, branch: str | None):
+    # lazy: keeps prefect out of start-up
     from prefect.runner.storage import GitRepository, create_storage_from_source
 
     if is_git_url(source):
@@ -133,13 +135,13 @@ def deploy_pipelines(config: str, pipelines: list[str] | None = None, pool: str 
                      source: str | None = None, branch: str | None = None, image: str | None = None,
                      job_variables: dict | None = None) -> list[Deployed]:
     """Register ``assess/<pipeline>`` for each pipeline to ``pool`` (see the module docstring)."""
+    # lazy: keeps prefect out of start-up
     from prefect.deployments.runner import RunnerDeployment
-    from prefect.schedules import Cron
-    from prefect.utilities.callables import parameter_schema
 
-    from assay.config import load_config
+    # lazy: keeps numpy, pyarrow out of start-up
+    from assay.preflight import load_checked
 
-    loaded = load_config(config)
+    loaded = load_checked(config)
     config_path = str(loaded.path.resolve())
     source = source or os.path.dirname(config_path)
     param_config = config_in_source(config_path, source)

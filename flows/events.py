@@ -17,7 +17,7 @@ log = logging.getLogger("assay.events")
 
 def flow_run_url() -> str | None:
     """The UI address of the running flow run (None outside a flow run or without a UI URL)."""
-    from prefect.runtime import flow_run
+    from prefect.runtime import flow_run  # lazy: Prefect's event code only when an event is sent
 
     if not flow_run.id:
         return None
@@ -41,6 +41,7 @@ def emit_run_events(pipeline: str, as_of, status: str, *, folder=None, manifest:
 
 
 def _emit(pipeline, as_of, status, folder, manifest, message, loaded) -> list:
+    # lazy: Prefect's event client only when an event is sent
     from prefect.events import emit_event
     from prefect.runtime import flow_run
 

@@ -37,11 +37,15 @@ Registering again un-pauses a deployment in any case (Prefect sends ``paused=Fal
 ``--pause-on-shutdown`` to get Prefect's behaviour.
 """
 
+import asyncio
 import enum
+import re
 from datetime import date
 from typing import Literal
 
 from prefect import flow
+from prefect.exceptions import TerminationSignal
+from prefect.schedules import Cron
 
 FLOW_NAME = "assess"
 
@@ -53,6 +57,7 @@ def deployment_name(pipeline: str) -> str:
 
 def pipeline_flow(loaded, pipeline: str):
     """A flow named ``assess`` whose parameters are typed and defaulted for one pipeline."""
+    # lazy: keeps numpy, pyarrow out of start-up
     from flows.assess import assess
 
     p = loaded.pipeline(pipeline)
@@ -60,14 +65,14 @@ def pipeline_flow(loaded, pipeline: str):
     names = tuple(p.models)
     # a one-member Enum: the UI shows a dropdown (a one-value Literal becomes a JSON-schema
     # "const", which the form renders as a free text box)
-    Pipeline = enum.Enum("Pipeline", {_ident(pipeline): pipeline}, type=str)  # noqa: N806
-    Model = Literal[names]  # noqa: N806
-    Cache = Literal["use", "refresh", "off"]  # noqa: N806
+    Pipeline = enum.Enum("Pipeline", {_ident(pipeline): pipeline}, type=str)
+    Model = Literal[names]
+    Cache = Literal["use", "refresh", "off"]
 
     def assess_pipeline(
-        pipeline: Pipeline = Pipeline(pipeline),
+        pipeline: Pipeline = Pipeline(pipeline),  # noqa: B008  (the UI's run form shows the defaults)
         as_of: date | None = None,
-        models: list[Model] = list(names),
+        models: list[Model] = list(names),  # noqa: B006  (never changed; the form shows it)
         sample: int = 0,
         config: str = config_path,
         artifacts: str = "",
@@ -94,8 +99,6 @@ def pipeline_flow(loaded, pipeline: str):
 
 
 def _ident(name: str) -> str:
-    import re
-
     return re.sub(r"\W+", "_", name).strip("_") or "pipeline"
 
 
@@ -111,15 +114,13 @@ def serve_pipelines(config: str, pipelines: list[str] | None = None, limit: int 
     built per pipeline at start-up does not have: every run would crash with "Function with
     name 'assess_<pipeline>' not found".
     """
-    import asyncio
-
-    from prefect.exceptions import TerminationSignal
+    # lazy: keeps prefect out of start-up
     from prefect.runner import Runner
-    from prefect.schedules import Cron
 
-    from assay.config import load_config
+    # lazy: keeps numpy, pyarrow out of start-up
+    from assay.preflight import load_checked
 
-    loaded = load_config(config)
+    loaded = load_checked(config)
     runner = Runner(name="assay-serve", pause_on_shutdown=pause_on_shutdown, limit=limit)
     for name in pipelines or list(loaded.config.pipelines):
         p = loaded.pipeline(name)

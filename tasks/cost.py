@@ -5,7 +5,7 @@ from prefect.cache_policies import NO_CACHE
 
 from assay.runs import RunContext
 from assay.stages import cost as stage
-from tasks import run_stage
+from tasks.failures import run_stage
 
 
 @task(name="cost", cache_policy=NO_CACHE, retries=0)

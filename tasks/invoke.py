@@ -8,7 +8,8 @@ from prefect.cache_policies import NO_CACHE
 
 from assay.runs import RunContext, progress
 from assay.stages import invoke as stage
-from tasks import run_stage, run_stage_with
+from tasks.failures import run_stage, run_stage_with
+from tasks.shards import map_invoke
 
 
 class _UIProgress:
@@ -41,8 +42,6 @@ def invoke(ctx: RunContext) -> str:
     """Call every model on every example; shards are written as they finish (resumable). With a
     ``runner:``, the shards are Prefect tasks of their own on the cluster (``tasks/shards.py``)."""
     if ctx.runner is not None:
-        from tasks.shards import map_invoke
-
         with progress.watching(_UIProgress(ctx)):
             return run_stage_with(stage.run_sharded, ctx, map_invoke)
     with progress.watching(_UIProgress(ctx)):

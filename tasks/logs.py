@@ -3,14 +3,14 @@
 import contextlib
 import logging
 
+from prefect.logging.handlers import APILogHandler
+
 
 @contextlib.contextmanager
 def assay_logs_to_prefect():
     """Send the ``assay`` logger's lines (rows loaded, calls, errors, dollars, results) to the
     Prefect API, attached to the running task or flow, so the UI shows them in every mode: in the
     flow's process, and in the worker processes of a Dask cluster where shard tasks run."""
-    from prefect.logging.handlers import APILogHandler
-
     logger = logging.getLogger("assay")
     if any(isinstance(h, APILogHandler) for h in logger.handlers):  # PREFECT_LOGGING_EXTRA_LOGGERS=assay, or nested
         yield

@@ -7,9 +7,10 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
+from assay.report.links import report_url
 from assay.runs import RunContext
 from assay.stages import report as stage
-from tasks import run_stage
+from tasks.failures import run_stage
 
 
 def artifact_key(pipeline: str, suffix: str) -> str:
@@ -29,8 +30,6 @@ def report(ctx: RunContext) -> str:
       (``ASSAY_ARTIFACTS_URL``, see :mod:`assay.report.links`); a ``file://`` link would not open
       from the UI's web page.
     """
-    from assay.report.links import report_url
-
     out = run_stage(stage, ctx)
     if isinstance(out, State):
         return out

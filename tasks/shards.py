@@ -17,7 +17,7 @@ from tasks.logs import assay_logs_to_prefect
 
 
 @task(name="invoke-shard", cache_policy=NO_CACHE, retries=0, task_run_name="invoke-{shard.name}")
-def invoke_shard(ctx: RunContext, shard: invoke_stage.Shard) -> dict:
+def invoke_shard(ctx: RunContext, shard: invoke_stage.Shard) -> invoke_stage.ShardFigures:
     """Answer one shard's rows with its model; its parts and journal go to its own folder."""
     with assay_logs_to_prefect():
         return invoke_stage.run_shard(ctx, shard)
@@ -59,7 +59,7 @@ def _gather(futures, what: str, on_done=None) -> list:
     return [outcomes[id(f)][1] for f in futures]
 
 
-def map_invoke(ctx: RunContext, shards: list, on_done=None) -> list[dict]:
+def map_invoke(ctx: RunContext, shards: list, on_done=None) -> list[invoke_stage.ShardFigures]:
     """Run the invoke shards on the flow's task runner; their figures, in order."""
     return _gather(invoke_shard.map(unmapped(ctx), shards), "invoke shards", on_done)
 

@@ -10,7 +10,7 @@ in a worker thread, each shard charged to the budget and handed on as one chunk.
 import asyncio
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pyarrow as pa
 

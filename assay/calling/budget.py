@@ -1,7 +1,7 @@
 """The spending limit of a run (``cost.max_usd``), shared by every model of it."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass

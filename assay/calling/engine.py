@@ -17,9 +17,9 @@ import asyncio
 import logging
 import operator
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from typing import Callable, Sequence
 
 from assay.cache import ResponseCache, key_maker
 from assay.calling.budget import Budget

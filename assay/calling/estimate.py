@@ -20,6 +20,7 @@ grading judge one call per model and example, the pairwise judge two per candida
 response cache will serve are counted as paid.
 """
 
+import json
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -79,8 +80,6 @@ def prompt_tokens(requests, logged: list | None) -> tuple[list[int], str]:
         for m in msgs:
             chars += len(m.get("content") or "")
             if m.get("tool_calls"):
-                import json
-
                 chars += len(json.dumps(m["tool_calls"]))
         out.append(-(-chars // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(msgs))
         used.add("characters")

@@ -14,22 +14,25 @@ for none of it again. Models run concurrently (different endpoints do not wait f
 """
 
 import asyncio
+import hashlib
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pyarrow as pa
 
-from assay.cache import ResponseCache
+from assay.cache import ResponseCache, key_maker
 from assay.calling.batch import run_batches
 from assay.calling.budget import Budget
-from assay.calling.engine import CallOptions, Chunk, call_chat
-from assay.providers.base import BatchProvider, ChatProvider, Provider
-from assay.responses import RESPONSE_SCHEMA, compact, part_name
-from assay.store import RunFolder
+from assay.calling.engine import CallOptions, Chunk, call_chat, new_stats
 from assay.errors import ProviderSetupError
+from assay.prompting import prompt_version, render_requests
+from assay.providers.base import BatchProvider, ChatProvider, Provider
+from assay.responses import RESPONSE_SCHEMA, compact, drop_remote_journal, journal_path, part_name, remote_journal
+from assay.store import RunFolder
 
 
 @dataclass
@@ -48,8 +51,6 @@ def sample_key(key: str, sample: int) -> str:
     the sample index otherwise."""
     if not sample:
         return key
-    import hashlib
-
     return hashlib.sha256(f"{key}/sample/{int(sample)}".encode()).hexdigest()
 
 
@@ -116,10 +117,6 @@ class Uploads:
     of the last interval (:func:`assay.responses.read_journal` reads every upload)."""
 
     def __init__(self, run: RunFolder, model: str, attempt: str):
-        import threading
-
-        from assay.responses import remote_journal
-
         self.run, self.model, self.prefix = run, model, f"{remote_journal(run, model)}/{attempt}-"
         self.every = float(os.environ.get("ASSAY_JOURNAL_UPLOAD_S") or 2.0)
         self.buf: list[bytes] = []
@@ -157,8 +154,6 @@ class Uploads:
         self.stop.set()
         self.thread.join()
         if remove:
-            from assay.responses import drop_remote_journal
-
             drop_remote_journal(self.run, self.model)
         else:
             self.upload()
@@ -177,8 +172,6 @@ class Journal:
 
     def __init__(self, run: RunFolder, model: str, example_ids: list, started: float, wall: Callable[[], float | None],
                  samples: list | None = None):
-        from assay.responses import journal_path
-
         self.path = journal_path(run, model)
         self.ids = example_ids
         self.samples = samples
@@ -228,14 +221,10 @@ class Journal:
 
 def request_identity(provider: Provider, prompt) -> dict:
     """The cache identity of a model's responses in a pipeline: the provider's, and the prompt's version."""
-    from assay.prompting import prompt_version
-
     return {**provider.identity(), "prompt_version": prompt_version(prompt)}
 
 
 def _render(prompt, rows: pa.Table):
-    from assay.prompting import render_requests
-
     if prompt is None:
         raise ProviderSetupError("this model needs a prompt: set the pipeline's prompt.template or prompt.messages")
     return render_requests(prompt, rows)
@@ -285,9 +274,6 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
     if on_progress is not None:
         on_progress(0, 0, 0.0)  # the bar shows the model and its total (and what a resumed run already has) at once
     if not todo:
-        from assay.calling.engine import new_stats
-        from assay.responses import drop_remote_journal, journal_path
-
         if os.path.exists(journal_path(run, name)):
             os.remove(journal_path(run, name))  # its measurements go into the stats, and from there to the manifest
         drop_remote_journal(run, name)
@@ -320,8 +306,6 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
             keys = None
             if at is not None:
                 if use_cache:
-                    from assay.cache import key_maker
-
                     make = key_maker(identity)
                     base = [make(r) for r in requests]
                     keys = [sample_key(base[j], s) for j, s in zip(at, todo_samples)]

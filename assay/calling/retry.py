@@ -14,8 +14,8 @@ the engine's per-kind counts (``retry_kinds``, ``error_kinds`` in the manifest) 
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from assay.calling.limits import RateLimiter
 from assay.providers.base import CallResult, ProviderError

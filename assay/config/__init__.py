@@ -1,10 +1,10 @@
-"""pipelines.yaml: schema (:mod:`.schema`), loading and errors (:mod:`.loading`), cross-section checks (:mod:`.checks`),
-and the preflight of a run (:mod:`.preflight`: the files and the dataset, before anything is written).
+"""pipelines.yaml: schema (:mod:`.schema`), loading and errors (:mod:`.loading`), and nothing else.
 
 ``from assay.config import load_config, ConfigError, PipelineConfig, ...`` is the public surface.
-Importing this package imports neither :mod:`assay.providers` nor :mod:`assay.metrics` (``load_config``
-imports :mod:`.checks`, which needs them, when it checks a file), so any module may import the config
-types without an import cycle.
+This package is the bottom layer: it imports no other part of Assay but :mod:`assay.registry`, so
+any module may import the config types without an import cycle. Providers and metrics are named by
+string here (``provider: openai``, ``metrics: [accuracy]``); the checks that need their registries,
+and the preflight of a run, are :mod:`assay.preflight`, a layer up.
 """
 
 from assay.config.loading import (
@@ -18,7 +18,6 @@ from assay.config.loading import (
     recorded_config,
     recorded_model,
 )
-from assay.config.preflight import preflight
 from assay.config.schema import (
     MODEL_CLASSES,
     WINDOW_PATTERN,
@@ -56,5 +55,5 @@ __all__ = [
     "LoadedConfig", "MODEL_CLASSES", "MetricSpec", "ModelConfig", "OpenAIModel", "Partition", "PipelineConfig", "Price",
     "PromptConfig", "PythonModel", "ReplayModel", "Sample", "Schedule", "SklearnModel", "Strict", "TransformersModel",
     "WINDOW_PATTERN", "expand_env", "format_path", "load_config", "model_options", "model_problems", "parse_model",
-    "preflight", "recorded_config", "recorded_model",
+    "recorded_config", "recorded_model",
 ]

@@ -17,8 +17,8 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from assay.config.schema import MODEL_CLASSES, AssayConfig, ModelConfig, PipelineConfig, model_options, parse_model
-from assay.registry import UnknownName
 from assay.errors import AssayError
+from assay.registry import UnknownName
 
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -336,12 +336,12 @@ class LoadedConfig:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def load_config(path: str | os.PathLike = "pipelines.yaml", check: bool = True) -> LoadedConfig:
-    """Read, expand and validate a pipelines.yaml; raise ConfigError naming key paths.
+def load_config(path: str | os.PathLike = "pipelines.yaml") -> LoadedConfig:
+    """Read, expand and validate a pipelines.yaml against the schema; raise ConfigError naming key paths.
 
-    ``check`` also runs the checks that span sections (:func:`assay.config.checks.cross_check`: model
-    and metric names, metric options and files, judges, prompts), which import the metric and provider
-    registries; without it only the schema is validated.
+    The checks that span sections (model and metric names, metric options and files, judges, prompts)
+    need the metric and provider registries, a layer up: :func:`assay.preflight.load_checked` runs
+    this, then them.
     """
     path = Path(path)
     if not path.exists():
@@ -366,13 +366,6 @@ def load_config(path: str | os.PathLike = "pipelines.yaml", check: bool = True) 
         cfg = AssayConfig.model_validate(expanded)
     except ValidationError as e:
         raise ConfigError(str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in validation_problems(e)]) from None
-    if not check:
-        return LoadedConfig(cfg, raw, path, node)
-    from assay.config.checks import cross_check  # imports metrics and providers: only when a file is checked
-
-    problems = cross_check(cfg, path.parent)
-    if problems:
-        raise ConfigError(str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in problems])
     return LoadedConfig(cfg, raw, path, node)
 
 

@@ -2,13 +2,14 @@
 
 Importing this module imports pydantic and nothing of Assay's providers or metrics, so any module can
 use the config types without an import cycle. Reading and validating a file is :mod:`assay.config.loading`;
-the checks that span sections (model and metric names, metric options) are :mod:`assay.config.checks`.
+the checks that span sections (model and metric names, metric options) are :mod:`assay.preflight.checks`.
 """
 
+import datetime as _dt
 import functools
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
@@ -234,7 +235,7 @@ class TransformersModel(_Computed, _Hosted, _Concurrent, _Params, _Named, _Model
 
 #: One model's config: the class of its ``provider``.
 ModelConfig = Annotated[
-    Union[OpenAIModel, ReplayModel, SklearnModel, PythonModel, TransformersModel],
+    OpenAIModel | ReplayModel | SklearnModel | PythonModel | TransformersModel,
     Field(discriminator="provider"),
 ]
 
@@ -405,6 +406,7 @@ def check_root(value: str) -> str:
         raise ValueError(f"{value!r} is neither a path nor a URL (scheme://...)")
     scheme = m.group(1).lower()
     if scheme != "file":
+        # lazy: keeps fsspec out of start-up
         from fsspec.registry import known_implementations, registry
 
         if scheme not in known_implementations and scheme not in registry:
@@ -510,7 +512,7 @@ class JudgeRule(Strict):
 
 
 #: How a cascade decides to escalate: the class of its ``kind``.
-Rule = Annotated[Union[ConfidenceRule, ValidRule, AgreeRule, JudgeRule], Field(discriminator="kind")]
+Rule = Annotated[ConfidenceRule | ValidRule | AgreeRule | JudgeRule, Field(discriminator="kind")]
 
 
 class CascadePolicy(Strict):
@@ -552,7 +554,7 @@ class RoutePolicy(Strict):
 
 
 #: One policy's config: the class of its ``kind``.
-PolicyConfig = Annotated[Union[CascadePolicy, RoutePolicy], Field(discriminator="kind")]
+PolicyConfig = Annotated[CascadePolicy | RoutePolicy, Field(discriminator="kind")]
 
 
 class Runner(Strict):
@@ -735,8 +737,6 @@ class Baseline(Strict):
         if (self.run is None) == (self.as_of is None):
             raise ValueError("a baseline is {run: RUN_ID} or {as_of: YYYY-MM-DD}")
         if self.as_of is not None:
-            import datetime as _dt
-
             try:
                 _dt.date.fromisoformat(str(self.as_of))
             except ValueError:

@@ -11,7 +11,7 @@ from assay.costing.ledger import (
     recorded_quotes,
     request_dates,
 )
-from assay.costing.model import *  # noqa: F401,F403
+from assay.costing.model import *  # noqa: F403
 from assay.costing.model import __all__ as _model_all
 
 __all__ = [*_model_all, "CORRECTNESS", "correct_counts", "cost_tables", "dated_quotes", "judge_costs", "prices_record",

@@ -5,9 +5,13 @@ repricing with the recorded prices gives exactly the recorded dollars.
 """
 
 import json
-from typing import Callable
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
 
 from assay.costing.model import PRICE_DATE, breakeven, cost_table
+from assay.pricing import DatedQuotes, PriceQuote, is_api_model, token_cost
 
 #: The correctness metrics that count a model's correct answers, in order of preference.
 CORRECTNESS = ("accuracy", "exact_match")
@@ -33,11 +37,6 @@ def request_dates(responses, models: dict, stats: dict, as_of: str):
     of the run's date (a backfill is priced as it would have been then), cache hits too, and so are
     rows without a time.
     """
-    import numpy as np
-    import pandas as pd
-
-    from assay.pricing import is_api_model
-
     out = pd.Series(as_of, index=responses.index, dtype=object)
     if not len(responses):
         return out
@@ -58,8 +57,6 @@ def dated_quotes(models: dict, responses, as_of: str, quote_of: Callable) -> dic
     :class:`assay.pricing.DatedQuotes` of ``quote_of(model, day)`` for each distinct
     ``price_date`` of its rows (default: the ``as_of`` quote). ``responses`` is the rows with
     their :data:`PRICE_DATE`, or each model's set of price dates."""
-    from assay.pricing import DatedQuotes
-
     out = {}
     for name in models:
         if isinstance(responses, dict):  # {model: the set of its rows' price dates}
@@ -74,8 +71,6 @@ def dated_quotes(models: dict, responses, as_of: str, quote_of: Callable) -> dic
 def prices_record(quotes: dict, as_of: str) -> dict:
     """The manifest's ``prices``: per model the quote at the run's date (its fields at the top level)
     plus ``priced_by`` and ``by_date``, every quote used, per request date."""
-    from assay.pricing import DatedQuotes
-
     out = {}
     for name, q in quotes.items():
         if isinstance(q, DatedQuotes):
@@ -89,8 +84,6 @@ def prices_record(quotes: dict, as_of: str) -> dict:
 def recorded_quotes(manifest) -> dict:
     """Inverse of :func:`prices_record`: ``{model: {date: PriceQuote}}`` from a manifest (a manifest
     without ``by_date`` has one quote, at the run's as_of)."""
-    from assay.pricing import PriceQuote
-
     out = {}
     for name, rec in manifest.prices.items():
         if not isinstance(rec, dict):
@@ -106,8 +99,6 @@ def judge_costs(cfg, manifest, quote_of: Callable) -> tuple[list[dict], dict]:
     """The LLM judges' token cost lines (from the score stage's usage recorded in ``manifest``) and
     the quote used for each judge; ``quote_of(judge)`` prices a judge (judges are called live: at
     the run's date)."""
-    from assay.pricing import token_cost
-
     rows, quotes = [], {}
     specs = {s.key: s for s in cfg.metric_specs()}
     for key, usage in manifest.judge_usage.items():
@@ -129,8 +120,6 @@ def cost_tables(responses, models: dict, quotes: dict, stats: dict, monthly_requ
                 capacity=None):
     """(costs, breakeven) tables of a run, as the cost stage writes them (judge lines appended);
     ``capacity``: the recorded serving operating points (:func:`assay.capacity.operating_points`)."""
-    import pandas as pd
-
     table = cost_table(responses, models, quotes, stats, monthly_requests, correct, capacity)
     if judge_rows:
         table = pd.concat([table, pd.DataFrame(judge_rows)], ignore_index=True)

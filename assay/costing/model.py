@@ -281,7 +281,7 @@ class Usage:
     spans: list = field(default_factory=list)     # (start, end) arrays in seconds of successful rows (replayed logs)
     ttft: list = field(default_factory=list)      # arrays of streamed successful rows' times to first token
 
-    def __add__(self, o: "Usage") -> "Usage":
+    def __add__(self, o: Usage) -> Usage:
         return Usage(self.requests + o.requests, self.errors + o.errors, self.cache_hits + o.cache_hits,
                      self.fresh_ok + o.fresh_ok, self.prompt_tokens + o.prompt_tokens,
                      self.completion_tokens + o.completion_tokens, self.cached_tokens + o.cached_tokens,

@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from assay.report.format import usd
+
 #: the column of a log (a dataset or a replay source) with each request's provider-reported cost
 REPORTED = "provider_cost_usd"
 #: the share above which the report shows the difference
@@ -51,8 +53,6 @@ def with_reconciliation(table: pd.DataFrame, figures: dict[str, dict]) -> pd.Dat
 
 def lines(costs: pd.DataFrame, threshold: float = THRESHOLD) -> list[str]:
     """The report's lines: one per model whose computed and reported costs differ by more than ``threshold``."""
-    from assay.report.format import usd
-
     if "cost_difference_share" not in costs:
         return []
     out = []

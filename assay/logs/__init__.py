@@ -11,7 +11,9 @@ format.
 
 import importlib
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from assay.logs.common import (
     MESSAGE,
@@ -20,6 +22,7 @@ from assay.logs.common import (
     STANDARD_NAMES,
     LogError,
     ReadStats,
+    list_files,
 )
 
 #: format name -> the module whose ``read(source, on_incomplete, storage_options)`` reads it
@@ -53,14 +56,10 @@ def read_log(format: str, source: str, *, on_incomplete: str = "error",
 def _first_of_each(table: pa.Table, stats: ReadStats) -> tuple[pa.Table, ReadStats]:
     """One row per ``example_id``: the first (an exporter that retried wrote the span twice, an
     export window read twice); the others are counted as duplicates."""
-    import pyarrow.compute as pc
-
     n = table.num_rows
     if n < 2 or pc.count_distinct(table["example_id"]).as_py() == n:
         return table, stats
-    import numpy as np
-
-    from assay.logs.otlp import np_of
+    from assay.logs.otlp import np_of  # lazy: the OTLP reader only for its format
 
     order = pc.sort_indices(table["example_id"])  # stable: the first of equal ids stays first
     ids = table["example_id"].take(order)
@@ -75,8 +74,6 @@ def _first_of_each(table: pa.Table, stats: ReadStats) -> tuple[pa.Table, ReadSta
 
 def log_files(format: str, source: str, storage_options: dict | None = None) -> list[str]:
     """The files a read of ``source`` in ``format`` would read (FileNotFoundError when none)."""
-    from assay.logs.common import list_files
-
     reader = importlib.import_module(FORMATS[format])
     return list_files(source, storage_options, getattr(reader, "SUFFIXES", ()))
 

@@ -1,7 +1,11 @@
 """What every log reader shares: the standard columns, the files a source names, the messages type,
 the incomplete-record rule and the error that names where a record is."""
 
+import csv
+import datetime as dt
 import glob
+import gzip
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -96,6 +100,7 @@ def list_files(source: str, storage_options: dict | None = None, suffixes: tuple
     of ``suffixes``, hidden ones left out) or a glob; local paths or fsspec URLs. A source that names
     nothing is a FileNotFoundError."""
     if "://" in source and not source.startswith("file://"):
+        # lazy: keeps fsspec out of start-up
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
@@ -136,13 +141,12 @@ def _wanted(path: str, suffixes: tuple[str, ...]) -> bool:
 def open_file(path: str, storage_options: dict | None = None):
     """A binary file object for a local path or an fsspec URL (gzip-compressed when it ends in .gz)."""
     if "://" in path and not path.startswith("file://"):
+        # lazy: keeps fsspec out of start-up
         import fsspec
 
         return fsspec.open(path, "rb", compression="infer", **(storage_options or {})).open()
     path = path[len("file://"):] if path.startswith("file://") else path
     if path.endswith(".gz"):
-        import gzip
-
         return gzip.open(path, "rb")
     return open(path, "rb")
 
@@ -334,8 +338,6 @@ def rows_table(std: dict[str, list], attrs: list[dict]) -> pa.Table:
 def utc_micros(value) -> int | None:
     """A timestamp (ISO 8601 text, with or without an offset — none means UTC —, a datetime, or Unix
     seconds) as µs since the epoch; None for None or empty text; a ValueError otherwise."""
-    import datetime as dt
-
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -348,8 +350,8 @@ def utc_micros(value) -> int | None:
             raise ValueError(f"{value!r} is not a timestamp") from None
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return (value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+            value = value.replace(tzinfo=dt.UTC)
+        return (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
     raise ValueError(f"{value!r} is not a timestamp")
 
 
@@ -369,9 +371,6 @@ def records(path: str, storage_options: dict | None = None) -> list[tuple[int, d
     lower = path.lower().removesuffix(".gz")
     data = read_bytes(path, storage_options)
     if lower.endswith(".csv"):
-        import csv
-        import io
-
         csv.field_size_limit(1 << 30)
         reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
         return [(k + 2, {c: (v if v != "" else None) for c, v in row.items()}, None) for k, row in enumerate(reader)]

@@ -115,11 +115,12 @@ def _split(files: list[str]) -> tuple[list[str], list[str]]:
 
 def _rows(path: str, storage_options: dict | None):
     if path.lower().endswith(".parquet"):
+        # lazy: keeps pyarrow out of start-up
         import pyarrow.parquet as pq
 
         try:
             table = pq.ParquetFile(pa.BufferReader(read_bytes(path, storage_options))).read()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (pyarrow's errors for a corrupt file)
             raise LogError(f"{path}: not a readable Parquet file: {type(e).__name__}: {e}") from None
         return [(k + 1, _plain(r), None) for k, r in enumerate(table.to_pylist())]
     return records(path, storage_options)

@@ -64,7 +64,7 @@ def read(source: str, on_incomplete: str = "error", storage_options: dict | None
     std = {k: [] for k in ("example_id", "messages", "output", "model", "request_time", "prompt_tokens",
                            "completion_tokens", "cached_tokens", "error")}
     attrs = []
-    for cid, (where, out) in outputs.items():
+    for cid, (where, _out) in outputs.items():
         if cid not in inputs:
             stats.records += 1
             incomplete(stats, on_incomplete, f"{where} custom_id {cid}", "an output line without its input line (is the "

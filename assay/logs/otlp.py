@@ -15,6 +15,7 @@ interpret the spans.
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -86,8 +87,6 @@ def _parse(data: bytes) -> pa.Table | None:
 def blocks(path: str, stats: ReadStats, on_incomplete: str, storage_options: dict | None = None):
     """The :class:`Block` of each block of lines of an OTLP JSON-lines file. The next block is parsed
     in a second thread while the caller turns this one into rows (Arrow's parser releases the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(1, thread_name_prefix="assay-otlp") as pool:
         it = line_blocks(path, storage_options)
         nxt = next(it, None)

@@ -23,9 +23,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assay.errors import MetricError
 from assay.metrics.core import BUILTINS, EvaluateMetric, Metric, option_parameters
 from assay.registry import Registry, UnknownName
-from assay.errors import MetricError
 
 if TYPE_CHECKING:  # pragma: no cover
     from assay.config import MetricSpec
@@ -71,7 +71,7 @@ def _options_of(cls: Any) -> list[str]:
     """Names of the options ``cls`` takes (see :func:`core.option_parameters`)."""
     try:
         return [p.name for p in option_parameters(cls)]
-    except Exception:  # only used to word an error message
+    except Exception:  # noqa: BLE001  (only used to word an error message)
         return []
 
 
@@ -84,7 +84,7 @@ def _set_name(metric: Metric, key: str) -> Metric:
     return metric
 
 
-def _build_registered(spec: "MetricSpec", base_dir: str | None, judge: Any = None) -> Metric:
+def _build_registered(spec: MetricSpec, base_dir: str | None, judge: Any = None) -> Metric:
     cls = METRICS.get(spec.name)
     args = dict(spec.args or {})
     if judge is not None:
@@ -118,14 +118,14 @@ def _build_registered(spec: "MetricSpec", base_dir: str | None, judge: Any = Non
     return _set_name(metric, spec.key)
 
 
-def _wrap(module: Any, spec: "MetricSpec") -> EvaluateMetric:
+def _wrap(module: Any, spec: MetricSpec) -> EvaluateMetric:
     args = dict(spec.args or {})
     adapter = {k: args.pop(k) for k in _ADAPTER_OPTIONS if k in args}
     # workers and timeout_s are the per-example probe's (see EvaluateMetric.probe)
     return EvaluateMetric(module, name=spec.key, workers=spec.workers, timeout_s=spec.timeout_s, **adapter, **args)
 
 
-def _build_from_path(spec: "MetricSpec", base_dir: str | None) -> EvaluateMetric:
+def _build_from_path(spec: MetricSpec, base_dir: str | None) -> EvaluateMetric:
     path = os.path.expanduser(spec.path)
     if not os.path.isabs(path) and base_dir is not None:
         path = os.path.join(base_dir, path)
@@ -141,7 +141,7 @@ def _build_from_path(spec: "MetricSpec", base_dir: str | None) -> EvaluateMetric
     return _wrap(module, spec)
 
 
-def _build_from_hub(spec: "MetricSpec") -> EvaluateMetric:
+def _build_from_hub(spec: MetricSpec) -> EvaluateMetric:
     name = spec.name
     try:
         METRICS.check(name)
@@ -165,7 +165,8 @@ def _build_from_hub(spec: "MetricSpec") -> EvaluateMetric:
     return _wrap(module, spec)
 
 
-def _build_function(spec: "MetricSpec", base_dir: str | None) -> Metric:
+def _build_function(spec: MetricSpec, base_dir: str | None) -> Metric:
+    # lazy: only a pipeline with a function metric needs it
     from assay.metrics.function import FunctionMetric
 
     args = dict(spec.args or {})
@@ -179,7 +180,7 @@ def _build_function(spec: "MetricSpec", base_dir: str | None) -> Metric:
         raise MetricError(f"metric {spec.key!r}: could not load function {spec.function!r}: {type(e).__name__}: {e}") from e
 
 
-def build_metric(spec: "MetricSpec", base_dir: str | None = None, judge: Any = None) -> Metric:
+def build_metric(spec: MetricSpec, base_dir: str | None = None, judge: Any = None) -> Metric:
     """The metric described by ``spec``; ``base_dir`` resolves relative paths (the config's directory).
 
     ``judge`` is the judge model's :class:`~assay.providers.Provider` (built by the run from

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from assay.errors import MetricError
 from assay.metrics.core import Metric, is_missing, to_text
 from assay.metrics.function import ExampleScores
-from assay.errors import MetricError
 
 __all__ = ["PassAtK", "extract_code", "pass_at_k_estimate"]
 
@@ -165,7 +165,7 @@ class PassAtK(Metric):
         def one(i):
             try:
                 return i, run_program(jobs[i], self.timeout_s, self.memory_mb), None
-            except Exception as e:  # the harness failed, not the candidate
+            except Exception as e:  # noqa: BLE001  (the harness failed, not the candidate)
                 return i, None, f"{type(e).__name__}: {e}"
 
         with ThreadPoolExecutor(max(1, min(self.workers, len(jobs) or 1)), thread_name_prefix="assay-exec") as ex:

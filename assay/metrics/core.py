@@ -18,16 +18,21 @@ metrics that need them, so that ``import assay.metrics`` stays cheap.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import math
 import os
 import re
+import time
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from assay import workers as W
 from assay.errors import MetricError
 
 __all__ = [
@@ -246,8 +251,6 @@ def parse_json(text: Any) -> tuple[bool, Any]:
 
 def _import_attr(target: str) -> Any:
     """The object named by a ``"package.module:attr"`` string."""
-    import importlib
-
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -260,8 +263,6 @@ def option_parameters(cls: Any) -> list:
     library callable that receives them, e.g. sacrebleu's ``BLEU``). ``predictions`` and
     ``references`` are a metric's inputs, never its options.
     """
-    import inspect
-
     found: dict[str, inspect.Parameter] = {}
     open_ended = True
     for klass in getattr(cls, "__mro__", (cls,)):
@@ -765,6 +766,7 @@ class _Rouge(Metric):
     @property
     def scorer(self):
         if self._scorer is None:
+            # lazy: optional (the metrics extra)
             from rouge_score import rouge_scorer
 
             self._scorer = rouge_scorer.RougeScorer([self.rouge_type], use_stemmer=self.options["use_stemmer"])
@@ -1103,6 +1105,7 @@ class JsonSchema(Metric):
 
     @staticmethod
     def _make_validator(schema):
+        # lazy: optional (the metrics extra)
         import jsonschema
 
         cls = jsonschema.validators.validator_for(schema)
@@ -1313,8 +1316,6 @@ class EvaluateMetric(Metric):
         for p, r, result in self._memo:
             if p == preds and r == refs:
                 return result
-        import time
-
         self.computations += 1
         t = time.perf_counter()
         result = self.module.compute(predictions=preds, references=refs, **self.args)
@@ -1383,7 +1384,7 @@ class EvaluateMetric(Metric):
         self._direct = bool(same)
         return self._direct
 
-    def probe(self, inputs: dict, budget_s: float) -> "Probe":
+    def probe(self, inputs: dict, budget_s: float) -> Probe:
         """Whether this aggregate-only module is a mean of per-example values.
 
         ``inputs`` maps each model to its (predictions, references), one per response row. Each
@@ -1393,8 +1394,6 @@ class EvaluateMetric(Metric):
         module is a mean when, for every model, the mean of its per-example values equals its
         whole-set value to 1e-9 relative; the probe's per-example values are then the scores.
         """
-        import time
-
         t0 = time.perf_counter()
         whole, rows = {}, {}
         for model, (preds, refs) in inputs.items():
@@ -1424,8 +1423,6 @@ class EvaluateMetric(Metric):
                          f"per-example probe skipped: about {estimate:.3g} s for {len(todo)} examples, over {budget}",
                          skipped=True)
         calls = [((rows[m][2][j], rows[m][3][j]), {}) for m, j in todo]
-        from assay import workers as W
-
         if workers and W.can_fork():
             outcomes = W.run(None, calls, workers=workers, timeout_s=self.timeout_s, fn=self.example_value)
         else:  # no worker processes (``workers: 0``, or no fork): here, one by one

@@ -29,13 +29,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import os
-import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from assay import workers
 from assay.metrics.core import Metric, is_missing
 from assay.workers import load_function
 
@@ -56,7 +56,8 @@ class ExampleScores:
 
 
 def _is_async(fn) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    # a callable object whose __call__ is a coroutine function is async too
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
 
 
 def _as_number(v: Any) -> float:
@@ -122,8 +123,6 @@ class FunctionMetric(Metric):
         todo = [i for i in range(n) if not is_missing(preds[i])]
         calls = [((preds[i], refs[i], rows[i]), self.args) for i in todo]
         if self.in_workers():
-            from assay import workers
-
             outcomes = workers.run(("assay.workers:load_function", self.function, self.path, self.base_dir), calls,
                                 workers=max(1, int(self.workers or 1)), timeout_s=self.timeout_s, memory_mb=self.memory_mb)
         elif self.is_async:
@@ -133,7 +132,7 @@ class FunctionMetric(Metric):
             for args, kwargs in calls:
                 try:
                     outcomes.append((True, self.fn(*args, **kwargs)))
-                except Exception as e:
+                except Exception as e:  # noqa: BLE001  (a user's function: its error is that example's)
                     outcomes.append((False, f"{type(e).__name__}: {e}"))
         named: dict[str, np.ndarray] = {}
         errors: list[str | None] = [None] * n
@@ -168,9 +167,9 @@ def _run_async(fn, calls, concurrency: int, timeout_s: float | None) -> list[tup
                     coro = fn(*args, **kwargs)
                     value = await (asyncio.wait_for(coro, timeout_s) if timeout_s else coro)
                     return True, value
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return False, f"timed out after {timeout_s:g} s"
-                except Exception as e:
+                except Exception as e:  # noqa: BLE001  (a user's function: its error is that example's)
                     return False, f"{type(e).__name__}: {e}"
 
         return await asyncio.gather(*(one(a, k) for a, k in calls))
@@ -179,8 +178,6 @@ def _run_async(fn, calls, concurrency: int, timeout_s: float | None) -> list[tup
         asyncio.get_running_loop()
     except RuntimeError:
         return list(asyncio.run(main()))
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(1, thread_name_prefix="assay-metric") as ex:  # called from inside a loop
         return list(ex.submit(lambda: asyncio.run(main())).result())
 

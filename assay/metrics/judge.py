@@ -41,12 +41,15 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from assay.metrics.core import Metric, _alternatives, _pairs, is_missing, parse_json, to_text
+from assay.cache import key_maker, open_cache
 from assay.errors import MetricError
+from assay.figures import CallFigures
+from assay.metrics.core import Metric, _alternatives, _pairs, is_missing, parse_json, to_text
 
 __all__ = ["LLMJudge", "PROMPT_VERSION", "parse_grade", "judge_messages", "DEFAULT_RUBRIC"]
 
@@ -228,6 +231,7 @@ class LLMJudge(Metric):
         if not 0 <= float(max_error_rate) <= 1:
             raise MetricError("judge: max_error_rate must be in [0, 1]")
         if not isinstance(judge, str):
+            # lazy: keeps pyarrow out of start-up
             from assay.providers.base import ChatProvider
 
             if not isinstance(judge, ChatProvider):
@@ -241,8 +245,8 @@ class LLMJudge(Metric):
         self.max_error_rate = float(max_error_rate)
         self.options = {"judge": self._model_name(judge), "rubric": self.rubric, "scale": [lo, hi],
                         "pass_threshold": pass_threshold, "prompt_version": PROMPT_VERSION}
-        self.usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "errors": 0, "cache_hits": 0,
-                      "deduplicated": 0}
+        self.figures = CallFigures(prompt_tokens=0, completion_tokens=0)  # the judge's calls, over every model scored
+        self.deduplicated = 0
         self.last_details: list[str | None] | None = None
         self._memo: dict[str, tuple[str | None, str | None]] = {}  # cache key -> (raw reply, error)
         self._cache_path: str | None = None
@@ -296,8 +300,6 @@ class LLMJudge(Metric):
         if isinstance(self.judge, str):
             raise MetricError(f"judge: metric built without a provider for model {self.judge!r}; it is scored inside a run "
                              "(assay run), which builds the judge model")
-        from assay.cache import key_maker
-
         cache_key = key_maker({**self.judge.identity(), "judge_prompt": PROMPT_VERSION})
         keys: list[str | None] = [None] * n
         jobs: dict[str, list[dict]] = {}
@@ -309,7 +311,7 @@ class LLMJudge(Metric):
             k = cache_key(msgs)
             keys[i] = k
             if k in self._memo or k in jobs:
-                self.usage["deduplicated"] += 1
+                self.deduplicated += 1
             else:
                 jobs[k] = msgs
         if jobs:
@@ -341,14 +343,12 @@ class LLMJudge(Metric):
         except RuntimeError:
             return asyncio.run(self._grade_all(jobs))
         # called from inside an event loop (a notebook, an async caller): use a loop of our own
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(1, thread_name_prefix="assay-judge") as ex:
             return ex.submit(lambda: asyncio.run(self._grade_all(jobs))).result()
 
     async def _grade_all(self, jobs: dict[str, list[dict]]) -> int:
         """Grade the jobs (cache key -> messages) through the calling engine; memoise the replies."""
-        from assay.cache import open_cache
+        # lazy: keeps pyarrow out of start-up
         from assay.calling import CallOptions, Chunk, call_chat
 
         keys = list(jobs)
@@ -361,16 +361,20 @@ class LLMJudge(Metric):
             if cache is not None:
                 cache.close()
         c = Chunk.concat(chunks)
-        u = self.usage
         for i, j in enumerate(c.index):
             err = c.error[i]
             self._memo[keys[j]] = (c.output[i] if err is None else None, err)
-            u["prompt_tokens"] += int(c.prompt_tokens[i] or 0)
-            u["completion_tokens"] += int(c.completion_tokens[i] or 0)
-        u["requests"] += len(c)
-        u["errors"] += stats["errors"]
-        u["cache_hits"] += stats["cache_hits"]
+        self.figures += CallFigures.of({**stats, "prompt_tokens": sum(int(t or 0) for t in c.prompt_tokens),
+                                        "completion_tokens": sum(int(t or 0) for t in c.completion_tokens)})
         return stats["errors"]
+
+    @property
+    def usage(self) -> dict:
+        """What the cost stage prices and the manifest records: ``requests`` (gradings, cache hits
+        included), ``prompt_tokens``, ``completion_tokens``, ``errors``, ``cache_hits``, ``deduplicated``."""
+        f = self.figures
+        return {"requests": f.called + f.cache_hits, "prompt_tokens": f.prompt_tokens, "completion_tokens": f.completion_tokens,
+                "errors": f.errors, "cache_hits": f.cache_hits, "deduplicated": self.deduplicated}
 
     def __getstate__(self):
         # the provider may hold clients that do not pickle; a copy keeps its model name only

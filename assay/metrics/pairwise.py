@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from assay.cache import key_maker
 from assay.metrics.core import _pairs, is_missing, to_text
 from assay.metrics.judge import LLMJudge
 
@@ -182,8 +183,6 @@ class PairwiseJudge(LLMJudge):
                              "run (assay run), which builds the judge model")
         questions = inputs if inputs is not None else self._inputs
         questions = [None] * n if questions is None else [None if is_missing(q) else to_text(q) for q in questions]
-        from assay.cache import key_maker
-
         cache_key = key_maker({**self.judge.identity(), "judge_prompt": PROMPT_VERSION})
         plan: list[tuple | str] = []  # per example: (key A-first, key B-first), or a decided outcome / reason
         jobs: dict[str, list[dict]] = {}

@@ -13,15 +13,17 @@ recorded answers, without a single new model call.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
 import pandas as pd
 
-from assay.policies.answers import Answers, answers, from_run, row_costs
-from assay.policies.figures import (LAMBDAS, POLICY_COLUMNS, SWEEP_COLUMNS, TOLERANCES, average_pgr, figures, rule_text,
-                                     thresholds)
+from assay import store as S
 from assay.policies import simulate as SIM
+from assay.policies.answers import Answers, answers, from_run, row_costs
+from assay.policies.figures import LAMBDAS, POLICY_COLUMNS, SWEEP_COLUMNS, TOLERANCES, average_pgr, figures, rule_text, thresholds
+from assay.report.format import usd
 
 log = logging.getLogger("assay.policies")
 
@@ -88,8 +90,6 @@ def evaluate_one(a: Answers, name: str, pol, resamples: int = 1000, seed: int = 
 
 
 def _routes_json(routes: dict) -> str:
-    import json
-
     return json.dumps({str(k): v for k, v in routes.items()}, sort_keys=True)
 
 
@@ -114,9 +114,6 @@ def evaluate(a: Answers, policies: dict, resamples: int = 1000, seed: int = 0,
 def write_policies(rf, cfg, models: list[str] | None = None) -> list[str]:
     """Evaluate a pipeline's ``policies:`` on a run folder (its responses, scores and costs) and
     write policies.parquet and policy_sweep.parquet; return their names."""
-    from assay import store as S
-    from assay.report.format import usd
-
     a = from_run(rf, cfg, models)
     table, sweep = evaluate(a, cfg.policies, cfg.bootstrap, 0, cfg.cost.monthly_requests)
     rf.write_table(S.POLICIES, table)

@@ -18,7 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from assay import store as S
 from assay.errors import DataError
+from assay.pricing import PriceQuote, token_cost
+from assay.responses import read_responses
 
 NAN = float("nan")
 
@@ -55,8 +59,6 @@ class Answers:
 
 def row_costs(responses: pd.DataFrame, costs: pd.DataFrame) -> pd.Series:
     """USD of each response row (see the module docstring); NaN for a model without a price."""
-    from assay.pricing import PriceQuote, token_cost
-
     values = np.full(len(responses), NAN)
     if not len(responses):
         return pd.Series(values, index=responses.index)
@@ -77,7 +79,7 @@ def row_costs(responses: pd.DataFrame, costs: pd.DataFrame) -> pd.Series:
             if "periods" in d and d["periods"]:  # priced per request date: the first period's prices weigh the rows
                 d = {**d, **{k: v for k, v in d["periods"][0].items() if k.endswith("_per_mtok")}}
             q = PriceQuote.from_dict(d)
-            tok = lambda col: pd.to_numeric(rows.get(col, 0), errors="coerce")  # noqa: E731
+            tok = lambda col: pd.to_numeric(rows.get(col, 0), errors="coerce")  # noqa: E731, B023  (used in this iteration only)
             w = np.nan_to_num(np.asarray(token_cost(q, tok("prompt_tokens").fillna(0), tok("completion_tokens").fillna(0),
                                                     tok("cached_tokens"), tok("cache_write_tokens")), dtype=float).reshape(-1))
             s = float(w.sum())
@@ -181,9 +183,6 @@ def decomposable(scores: pd.DataFrame, metrics: pd.DataFrame) -> set[str]:
 def from_run(rf, cfg, models: list[str] | None = None) -> Answers:
     """The :class:`Answers` of a run folder, scored by the pipeline's headline metric (the first
     metric with per-example scores, when the headline one is a corpus metric such as macro-F1)."""
-    from assay import store as S
-    from assay.responses import read_responses
-
     scores = rf.read_table(S.SCORES).to_pandas()
     metrics = rf.read_table(S.METRICS).to_pandas() if rf.exists(S.METRICS) else pd.DataFrame()
     per_example = decomposable(scores, metrics)

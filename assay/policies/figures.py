@@ -34,6 +34,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from assay.costing import monthly_cost_usd
 from assay.policies import simulate as SIM
 from assay.policies.answers import Answers
 
@@ -99,6 +100,7 @@ def needed(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], cas
 
 def floor_of(a: Answers, names: list[str]) -> float:
     """A policy's monthly floor: the sum of the always-on floors of the services it needs."""
+    # lazy: keeps pandas out of start-up
     from assay.costing import monthly_terms
 
     total = 0.0
@@ -109,7 +111,6 @@ def floor_of(a: Answers, names: list[str]) -> float:
 
 
 def _monthly(a: Answers, o: SIM.Outcome, mask: np.ndarray, monthly_requests: int | None, names: list[str]) -> float:
-    from assay.costing import monthly_cost_usd
 
     if not monthly_requests:
         return NAN

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from assay.metrics.core import normalize_text
 from assay.policies.answers import Answers
 
 NAN = float("nan")
@@ -45,8 +46,6 @@ class Outcome:
 
 
 def _norm(text) -> str | None:
-    from assay.metrics.core import normalize_text
-
     return None if text is None else normalize_text(text)
 
 
@@ -61,6 +60,7 @@ def valid_mask(outputs: np.ndarray, rule, references: list | None) -> np.ndarray
     regex = re.compile(rule.regex, re.S) if rule.regex is not None else None
     validator = None
     if rule.schema_ is not None:
+        # lazy: optional (the metrics extra)
         import jsonschema
 
         validator = jsonschema.Draft202012Validator(rule.schema_)

@@ -11,8 +11,9 @@ The kind is the class: ``isinstance(p, ChatProvider)``, or the class attribute `
 (``"chat"`` or ``"batch"``) where only the class is at hand.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import pyarrow as pa
 

@@ -1,14 +1,15 @@
 """Any OpenAI-compatible chat endpoint: OpenAI, vLLM, Ollama, TGI, llama.cpp server, ..."""
 
-import asyncio
 import json
+import math
 import os
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC
 
-from assay.providers.base import CallResult, ChatProvider, ProviderError
 from assay.errors import ProviderSetupError
+from assay.providers.base import CallResult, ChatProvider, ProviderError
 
 
 @dataclass(slots=True)
@@ -63,6 +64,7 @@ class OpenAIProvider(ChatProvider):
     def endpoint(self) -> str:
         """Where the calls go: ``base_url``, or for ``base_url: assay-fake:`` the fake server this
         process starts on demand (:mod:`assay.testing.local`)."""
+        # lazy: only a model with base_url: assay-fake: starts the fake server
         from assay.testing.local import fake_base_url, is_fake
 
         return fake_base_url().rstrip("/") if is_fake(self.cfg.base_url) else self.base_url
@@ -93,6 +95,7 @@ class OpenAIProvider(ChatProvider):
             await self._start_sdk()
             self.call = self._call_sdk
             return
+        # lazy: keeps aiohttp out of start-up
         import aiohttp
 
         self._aiohttp = aiohttp
@@ -125,7 +128,7 @@ class OpenAIProvider(ChatProvider):
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True,
                                 fault="connection") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True, fault="timeout") from None
         return self._parse(raw)
 
@@ -263,7 +266,7 @@ class OpenAIProvider(ChatProvider):
         except aiohttp.ClientError as e:  # connection, payload, a malformed URL: this request failed
             raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True,
                                 fault="connection") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True, fault="timeout") from None
         end = clock()
         if not done and not chunks:
@@ -291,6 +294,7 @@ class OpenAIProvider(ChatProvider):
                           system_fingerprint=r.system_fingerprint, ttft_s=r.ttft_s)
 
     async def _start_sdk(self) -> None:
+        # lazy: keeps openai out of start-up
         import openai
 
         self._openai = openai
@@ -349,8 +353,6 @@ _CLOSE = {"Connection": "close"}
 def confidence(tokens) -> float | None:
     """How sure the model was of its answer: ``exp(mean token log-probability)``, the geometric
     mean of its tokens' probabilities (0..1), from a choice's ``logprobs.content``; None without them."""
-    import math
-
     if not isinstance(tokens, list):
         return None
     lps = [t.get("logprob") for t in tokens if isinstance(t, dict)]
@@ -393,11 +395,11 @@ def _retry_after(headers) -> float | None:
         try:
             seconds = float(value)
         except ValueError:
+            from datetime import datetime
             from email.utils import parsedate_to_datetime
-            from datetime import datetime, timezone
 
             try:
-                seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
             except (TypeError, ValueError):
                 continue
         return seconds / 1000 if name == "retry-after-ms" else max(seconds, 0.0)

@@ -1,14 +1,16 @@
 """Any ``module:function`` as a model, called once per shard (sync or async)."""
 
 import asyncio
+import concurrent.futures
+import hashlib
 import importlib
 import inspect
 import time
 
 import pyarrow as pa
 
-from assay.providers.base import BatchProvider
 from assay.errors import ProviderSetupError
+from assay.providers.base import BatchProvider
 
 
 def load_function(target: str):
@@ -51,6 +53,7 @@ class PythonProvider(BatchProvider):
 
     def _items(self, rows: pa.Table) -> list[dict]:
         """The rows as the function gets them: dataset fields, plus ``prompt`` and ``messages``."""
+        # lazy: keeps pyarrow out of start-up
         from assay.prompting import render_messages
 
         items = rows.to_pylist()
@@ -94,8 +97,6 @@ class PythonProvider(BatchProvider):
 
 
 def _source_hash(fn) -> str | None:
-    import hashlib
-
     try:
         src = inspect.getsource(inspect.unwrap(fn))
     except (OSError, TypeError):  # a builtin, or code without a source file
@@ -112,7 +113,5 @@ def _running_loop() -> bool:
 
 
 def _run_in_thread(coro):
-    import concurrent.futures
-
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         return ex.submit(asyncio.run, coro).result()

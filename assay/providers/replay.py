@@ -3,8 +3,10 @@
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assay.providers.base import BatchProvider
+from assay.dataset import _open, detect_format, read_source
 from assay.errors import ProviderSetupError
+from assay.logs import LogError, read_log
+from assay.providers.base import BatchProvider
 
 OPTIONAL = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "confidence")
 #: a production log's columns with the model a request asked for (the served model is its ``model``)
@@ -36,6 +38,7 @@ def _utc_micros(col) -> pa.ChunkedArray:
         return pc.cast(pc.cast(col, pa.timestamp("us", tz=t.tz), safe=False), pa.int64())
     if pa.types.is_date(t):
         return pc.cast(pc.cast(col, pa.timestamp("us")), pa.int64())
+    # lazy: keeps pandas out of start-up
     import pandas as pd
 
     parsed = pd.to_datetime(pd.Series(col.to_pylist(), dtype=object), utc=True, errors="coerce", format="ISO8601")
@@ -119,8 +122,6 @@ class ReplayProvider(BatchProvider):
     def _production_log(self) -> pa.Table:
         """A production log (``format:``) as :meth:`_keep` takes it: its standard columns, the rows of
         ``model:`` only when set, the request time as ``logged_at`` and the logged call's error."""
-        from assay.logs import LogError, read_log
-
         src = self.ctx.resolve_path(self.cfg.source)
         try:
             t, _ = read_log(self.cfg.format, src, on_incomplete=self.cfg.on_incomplete)
@@ -154,8 +155,6 @@ class ReplayProvider(BatchProvider):
                 log = log.append_column(key, log["example_id"])
             self._table = self._keep(log)
         if getattr(self, "_table", None) is None:
-            from assay.dataset import read_source
-
             src = self.ctx.resolve_path(self.cfg.source)
             try:
                 t = read_source(src)
@@ -194,13 +193,12 @@ class ReplayProvider(BatchProvider):
         """A Parquet log whose ids, as text, are in increasing order (so each once): its batches,
         as :meth:`_keep` shapes them, for a merge with the examples (which the load stage sorted);
         None for any other log. One pass over the id column checks it."""
-        from assay.dataset import _open, detect_format
-
         if getattr(self.cfg, "format", None) is not None:
             return None  # read by its reader, whole
         src = self.ctx.resolve_path(self.cfg.source)
         if detect_format(src, None) != "parquet":
             return None
+        # lazy: keeps pyarrow out of start-up
         import pyarrow.parquet as pq
 
         key = self.ctx.dataset.id or "example_id"

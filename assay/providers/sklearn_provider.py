@@ -4,8 +4,8 @@ import time
 
 import pyarrow as pa
 
-from assay.providers.base import BatchProvider
 from assay.errors import ProviderSetupError
+from assay.providers.base import BatchProvider
 
 ESTIMATORS = ("tfidf-logreg", "tfidf-svm", "majority")
 
@@ -27,6 +27,7 @@ class SklearnProvider(BatchProvider):
         return {"provider": "sklearn", "estimator": self.cfg.estimator or "tfidf-logreg", "train": self.cfg.train}
 
     def _fields(self) -> list[str]:
+        # lazy: keeps pyarrow out of start-up
         from assay.dataset import template_fields
 
         ds = self.ctx.dataset
@@ -39,6 +40,7 @@ class SklearnProvider(BatchProvider):
 
     def _fit(self):
         _require_sklearn()
+        # lazy: keeps pyarrow out of start-up
         from assay.dataset import read_source
 
         ds = self.ctx.dataset
@@ -49,22 +51,27 @@ class SklearnProvider(BatchProvider):
         X, y = self._text(table), table[ds.reference].cast(pa.string()).to_pylist()
         t0 = time.perf_counter()
         kind = self.cfg.estimator or "tfidf-logreg"
+        # lazy: optional (scikit-learn, the sklearn extra)
         from sklearn.pipeline import make_pipeline
 
         if kind == "majority":
+            # lazy: optional (scikit-learn, the sklearn extra)
             from sklearn.dummy import DummyClassifier
 
             model = DummyClassifier(strategy="most_frequent")
             model.fit([[0]] * len(y), y)
             self._predict = lambda texts: model.predict([[0]] * len(texts))
         else:
+            # lazy: optional (scikit-learn, the sklearn extra)
             from sklearn.feature_extraction.text import TfidfVectorizer
 
             if kind == "tfidf-svm":
+                # lazy: optional (scikit-learn, the sklearn extra)
                 from sklearn.svm import LinearSVC
 
                 clf = LinearSVC()
             else:
+                # lazy: optional (scikit-learn, the sklearn extra)
                 from sklearn.linear_model import LogisticRegression
 
                 clf = LogisticRegression(max_iter=1000)

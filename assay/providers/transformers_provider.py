@@ -19,8 +19,8 @@ import time
 
 import pyarrow as pa
 
-from assay.providers.base import BatchProvider
 from assay.errors import ArtifactMissing, ProviderSetupError
+from assay.providers.base import BatchProvider
 
 INSTALL_HINT = "pip install 'assay[transformers]'"
 
@@ -122,7 +122,7 @@ class TransformersProvider(BatchProvider):
             try:
                 tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
                 model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001  (transformers raises many kinds for a folder it cannot load)
                 raise ProviderSetupError(f"cannot load a causal language model from {path}: {type(e).__name__}: {e}") from None
             finally:
                 if bars:
@@ -151,6 +151,7 @@ class TransformersProvider(BatchProvider):
     # -------------------------------------------------------------------------------- prompts
     def _messages(self, rows: pa.Table) -> list[list[dict]]:
         if self.ctx.prompt is not None:
+            # lazy: keeps pyarrow out of start-up
             from assay.prompting import refuse_tool_messages, render_messages
 
             msgs = render_messages(self.ctx.prompt, rows)
@@ -173,7 +174,7 @@ class TransformersProvider(BatchProvider):
         if getattr(tok, "chat_template", None):
             try:
                 text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            except Exception:
+            except Exception:  # noqa: BLE001  (a template's own error, raised by its Jinja code)
                 # some templates reject a system turn: fold it into the user's message
                 merged = "\n".join(m["content"] for m in messages)
                 text = tok.apply_chat_template([{"role": "user", "content": merged}], tokenize=False,
@@ -220,7 +221,7 @@ class TransformersProvider(BatchProvider):
         for j, msgs in enumerate(self._messages(rows)):
             try:
                 ids = self._encode(msgs)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001  (recorded on the row)
                 out["error"][j] = f"cannot tokenize the prompt: {type(e).__name__}: {e}"
                 continue
             out["prompt_tokens"][j] = len(ids)
@@ -242,7 +243,7 @@ class TransformersProvider(BatchProvider):
         try:
             news = self._generate([ids for _, ids in group], max_new_tokens, gen)
             results = [self._finish(x) for x in news]
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (out of memory or a bad row: retried row by row, then recorded)
             self.compute_s += time.perf_counter() - t0
             if len(group) > 1:  # out of memory or one bad row: try the rows one at a time
                 if self._device != "cpu" and self._torch.cuda.is_available():

@@ -10,6 +10,7 @@ __all__ = ["breakeven_lines", "build_report", "decision_lines", "decisions", "he
 
 def __getattr__(name):
     if name in __all__:
+        # lazy: keeps pandas out of start-up (see above)
         from assay.report import summary
 
         return getattr(summary, name)

@@ -18,8 +18,10 @@ import re
 import numpy as np
 import pandas as pd
 
-from assay.report import format as fmt
+from assay.costing import monthly_cost_usd
 from assay.errors import AssayError
+from assay.report import engine
+from assay.report import format as fmt
 
 FONT = "Liberation Sans, DejaVu Sans, Arial, Helvetica, sans-serif"
 KIND_COLORS = {"api": "#3b6ea5", "self-hosted": "#d9822b", "conventional": "#4c9a5f", "unpriced": "#888888",
@@ -76,8 +78,6 @@ def _values(df: pd.DataFrame) -> dict:
 def render(spec: dict) -> str:
     """The SVG of a Vega-Lite spec, its element ids made unique within the page (several inline
     SVGs share one document, and clip paths or gradients would otherwise point at another's)."""
-    from assay.report import engine
-
     spec = {"$schema": SCHEMA, "config": CONFIG, **spec}
     try:
         svg = engine.render(spec)
@@ -186,8 +186,6 @@ def volume_curves(costs: pd.DataFrame, breakeven: pd.DataFrame, monthly: int | N
     """Each option's monthly cost over a log range of monthly volumes (from
     :func:`assay.costing.monthly_cost_usd`, the function the break-even volumes solve), and the
     break-even points on those curves."""
-    from assay.costing import monthly_cost_usd
-
     c = costs[costs["kind"].isin(["api", "self-hosted", "conventional"])].copy()
     c["per_request"] = pd.to_numeric(c["cost_per_1k_usd"], errors="coerce") / 1000
     c = c.dropna(subset=["per_request"])

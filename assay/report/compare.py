@@ -14,12 +14,14 @@ import json
 import numpy as np
 import pandas as pd
 
+from assay import stats as ST
 from assay import store as S
 from assay.report import charts as C
 from assay.report import format as fmt
 from assay.report import page as P
 from assay.report.decision import recommend
 from assay.report.summary import RunTables, _pair_row, headline, prices_text
+from assay.scoring import paired_comparison
 from assay.store import RunFolder
 
 
@@ -48,8 +50,6 @@ def _ids(rf: RunFolder) -> set[str]:
 
 def _clusters(rt: RunTables, ids: pd.Index) -> np.ndarray | None:
     """The cluster of each of ``ids`` in a run whose dataset sets ``cluster`` (None otherwise)."""
-    from assay import stats as ST
-
     col = rt.cfg.dataset.cluster
     if not col or not rt.rf.exists(S.DATASET):
         return None
@@ -62,8 +62,6 @@ def shared_differences(ra: RunTables, rb: RunTables, metric: str, hib: bool, res
     """Per model in both runs: B − A in ``metric`` on the examples both runs scored, with the score
     stage's own paired computation (:func:`assay.scoring.paired_comparison`: the paired interval,
     clustered as run B's dataset says, and the paired bootstrap p-value)."""
-    from assay.scoring import paired_comparison
-
     sa, sb = ra.scores(metric), rb.scores(metric)
     cols = ["model", "label", "diff", "lo", "hi", "n", "p_value", "verdict"]
     rows = []

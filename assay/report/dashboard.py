@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from assay.report import charts as C
+from assay.report import engine
 from assay.report import format as fmt
 from assay.report import page as P
 from assay.report.decision import COLUMNS, headline_rows, headline_titles, recommend
@@ -49,6 +50,7 @@ def _latest(runs: list[tuple[RunFolder, dict]]) -> tuple[RunFolder, dict] | None
 
 
 def _view(store: Store, name: str) -> PipelineView:
+    # lazy: keeps pyarrow out of start-up
     from assay.history import history
 
     runs = [(r, r.manifest() or {}) for r in store.runs(name)]
@@ -79,8 +81,6 @@ def _view(store: Store, name: str) -> PipelineView:
 
 def build_dashboard(root: str, out_dir: str, base_url: str | None = None) -> dict:
     """Write the site for artifact root ``root`` into ``out_dir``; return what it wrote and the timings."""
-    from assay.report import engine
-
     engine.start()  # the chart engine starts while the runs are read
     t0 = time.perf_counter()
     store = Store(root)

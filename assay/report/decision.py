@@ -19,11 +19,13 @@ compares with earlier runs and is checked by the gate after the report (see :mod
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from assay import costing
 from assay.report import format as fmt
 
 #: The headline table's columns, in order (the monthly column's title names the volume).
@@ -145,8 +147,6 @@ def recommend(table: pd.DataFrame, cfg, policies: pd.DataFrame | None = None) ->
 
 def _policy_values(row: pd.Series) -> pd.Series:
     """A policy's row as a headline row: its value of every per-example metric, its interval and cost."""
-    import json
-
     try:
         values = json.loads(row.get("values_json") or "{}")
     except (TypeError, ValueError):
@@ -189,8 +189,6 @@ def _option_cost_col(opts: pd.DataFrame, monthly: int | None) -> str:
 def pareto(table: pd.DataFrame, cfg, policies: pd.DataFrame | None = None) -> tuple[list[str], str]:
     """The quality/cost Pareto front over every option (single models and policies), and the cost
     it is taken on (``monthly_cost_usd`` at the configured volume, else ``cost_per_1k_usd``)."""
-    from assay import costing
-
     metric = cfg.metric_specs()[0].key
     opts = options(table, cfg, policies)
     col = _option_cost_col(opts, cfg.cost.monthly_requests)
@@ -298,8 +296,6 @@ def _recommend_policy(rec: Recommendation, table: pd.DataFrame, policies: pd.Dat
 def _recommend_models(table: pd.DataFrame, cfg, policy_runner: tuple | None = None) -> Recommendation:
     """The recommendation among the single models; ``policy_runner`` = (name, values, policies): a
     policy that passes every gate and is the runner-up instead of the next single model."""
-    from assay import costing
-
     metric = cfg.metric_specs()[0].key
     monthly = cfg.cost.monthly_requests
     bs = bars(cfg)

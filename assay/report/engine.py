@@ -106,10 +106,11 @@ def render(spec: dict) -> str:
 
 
 def _render_here(spec: dict) -> str:
+    # lazy: keeps vl_convert out of start-up
     import vl_convert as vlc
 
     try:
         return vlc.vegalite_to_svg(spec, allowed_base_urls=[])
-    except Exception as e:  # noqa: BLE001  (a bare ValueError: a headline, the JS error, its stack)
+    except Exception as e:
         lines = [x.strip() for x in str(e).splitlines() if x.strip() and not x.strip().startswith("at ")]
         raise RenderError(" ".join(lines[:2]) or type(e).__name__) from e

@@ -8,7 +8,7 @@ Long tables sit in ``<details>`` and are collapsed until opened.
 from __future__ import annotations
 
 import html
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from assay.report.charts import FONT
 

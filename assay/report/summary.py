@@ -11,6 +11,7 @@ rendered to inline SVG (:mod:`assay.report.charts`); the page has no script and 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -18,18 +19,37 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from assay import costing
 from assay import store as S
 from assay.config import PipelineConfig
+from assay.costing import serving_text
+from assay.costing.reconcile import lines
+from assay.errors import DataError
+from assay.gates import gates_passed
 from assay.report import charts as C
+from assay.report import engine
 from assay.report import format as fmt
 from assay.report import page as P
-from assay.report.decision import (COLUMNS, POLICY_COLUMNS, Recommendation, headline_rows, headline_titles, policy_rows,
-                                   policy_titles, recommend)
+from assay.report.decision import (
+    COLUMNS,
+    POLICY_COLUMNS,
+    Recommendation,
+    dominated,
+    headline_rows,
+    headline_titles,
+    option_label,
+    pareto,
+    policy_rows,
+    policy_titles,
+    recommend,
+    serving_lines,
+)
 from assay.report.format import num as _fmt
 from assay.report.format import usd as _usd
 from assay.store import RunFolder
-from assay.errors import DataError
 
 log = logging.getLogger("assay.report")
 
@@ -56,8 +76,6 @@ def headline(metrics: pd.DataFrame, costs: pd.DataFrame, cfg: PipelineConfig) ->
     cols = [c for c in ("kind", "cost_usd", "cost_per_1k_usd", "monthly_cost_usd", "latency_p50_s", "latency_p95_s",
                         "ttft_p50_s", "ttft_p95_s", "throughput_rps") if c in costs.columns]
     first_cost = {}
-    from assay.costing import serving_text
-
     for c, full in zip(costs[["model", *cols]].to_dict("records"), costs.to_dict("records")):
         c["serving"] = serving_text(full, short=True) if "price_json" in full else ""
         c["serving_terms"] = serving_text(full) if "price_json" in full else ""
@@ -80,8 +98,6 @@ def decisions(table: pd.DataFrame, cfg: PipelineConfig, policies: pd.DataFrame |
     of ``policies`` when one passes more cheaply), the cheapest option that passes every bar (a
     policy too), the quality/cost Pareto front over single models and policies, the single models a
     policy dominates, and what each served option's monthly cost assumes."""
-    from assay.report.decision import dominated, option_label, pareto, serving_lines
-
     keys = [s.key for s in cfg.metric_specs()]
     first = keys[0]
     out = {"first_metric": first}
@@ -177,7 +193,7 @@ class RunTables:
     policy_sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
-    def read(cls, rf: RunFolder, cfg: PipelineConfig | None = None) -> "RunTables":
+    def read(cls, rf: RunFolder, cfg: PipelineConfig | None = None) -> RunTables:
         def opt(name):
             return rf.read_table(name).to_pandas() if rf.exists(name) else pd.DataFrame()
 
@@ -194,9 +210,6 @@ class RunTables:
         """Per-example scores of one metric (None when the metric is not decomposable)."""
         if not self.rf.exists(S.SCORES):
             return None
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         # batch by batch, keeping one metric's rows: a large run's scores hold every metric of every example
         kept = [b.filter(pc.equal(b["metric"], metric))
                 for b in self.rf.iter_batches(S.SCORES, ["example_id", "model", "metric", "value"])]
@@ -215,10 +228,6 @@ class RunTables:
             out.columns = ["model", *qs, "requests", "errors"]
             out["n"] = out.pop("requests") - out.pop("errors")
             return out[out["p50"].notna()].reset_index(drop=True)
-        import pyarrow as pa
-
-        import pyarrow.compute as pc
-
         parts = [p for p in self.rf.listdir(S.RESPONSES) if p.endswith(".parquet")]
         # per model, the latencies of its successful calls as floats (not a table of every response)
         per: dict[str, list] = {}
@@ -313,6 +322,7 @@ def run_history(rt: RunTables, table: pd.DataFrame) -> pd.DataFrame:
     earlier = [r for r in rf.store.runs(rf.pipeline) if (r.as_of, r.run_id) < (rf.as_of, rf.run_id)]
     frames = []
     if earlier:
+        # lazy: keeps pyarrow out of start-up
         from assay.history import history
 
         h = history(rf.store.root, rf.pipeline, metric=metric)
@@ -321,8 +331,6 @@ def run_history(rt: RunTables, table: pd.DataFrame) -> pd.DataFrame:
             frames.append(pd.DataFrame({"as_of": h["as_of"], "run_id": h["run_id"], "model": h["model"], "value": h["value"],
                                         "lo": h["ci_low"], "hi": h["ci_high"], "cost": h["cost_per_1k_usd"],
                                         "gates": h["gates"], "current": False}))
-    from assay.gates import gates_passed
-
     g = gates_passed(rt.manifest)
     verdict = "" if g is None else ("passed" if g else "failed")
     if len(table) and metric in table:
@@ -344,7 +352,6 @@ def chart_front(table: pd.DataFrame, metric: str) -> list[str]:
     """The single models on the Pareto front of the quality/cost chart's own axes (cost per 1,000
     requests); the decisions' front (:func:`assay.report.decision.pareto`) is taken at the monthly
     volume, floors and policies included."""
-    from assay import costing
 
     if metric not in table or "cost_per_1k_usd" not in table:
         return []
@@ -415,8 +422,6 @@ def cost_check_lines(costs: pd.DataFrame, manifest: dict) -> list[str]:
     """The estimate made before calling beside what the calls cost (``cost_estimate`` in the
     manifest), and the provider-reported costs that differ from Assay's by more than 2 %
     (:mod:`assay.costing.reconcile`)."""
-    from assay.costing.reconcile import lines
-
     out = []
     est = manifest.get("cost_estimate")
     if isinstance(est, dict) and est.get("usd") is not None:
@@ -460,8 +465,6 @@ def _render(key: str, spec: dict | None, timings: dict) -> str | None:
 
 def prices_text(costs: pd.DataFrame) -> list[str]:
     """Per model, the price the run used and the date(s) it was in force."""
-    import json
-
     out = []
     for r in costs.itertuples():
         try:
@@ -562,8 +565,6 @@ def _long_tables(rt: RunTables, table: pd.DataFrame, pairs: pd.DataFrame) -> lis
 def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: bool = True) -> dict:
     """Write summary.md and report.html of a run folder from its artifacts; return what the
     Prefect UI shows (``markdown``, ``headline`` rows, ``recommendation``) and the timings."""
-    from assay.report import engine
-
     engine.start()  # no-op when a run or a command started it: it starts while the tables are read
     t_start = time.perf_counter()
     rt = RunTables.read(rf, cfg)

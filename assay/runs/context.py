@@ -5,15 +5,19 @@ same request; :func:`finish` and :func:`fail` record how it ended. Everything he
 data and files: no stage logic, no Prefect.
 """
 
+import hashlib
 import os
 import platform
 from dataclasses import dataclass, field
 from datetime import date
+from importlib.metadata import PackageNotFoundError, version
 
+from assay.cache import open_cache
 from assay.config import ConfigError, LoadedConfig, PipelineConfig, load_config
-from assay.runs import manifest as M
-from assay.store import MANIFEST, RunFolder, Store
 from assay.errors import AssayError
+from assay.runs import manifest as M
+from assay.runs.lease import acquire
+from assay.store import MANIFEST, RunFolder, Store
 
 
 class RunFailed(AssayError, RuntimeError):
@@ -46,10 +50,21 @@ class RunContext:
     recorded_capacity: dict | None = None
     _cfg: LoadedConfig | None = field(default=None, repr=False, compare=False)
     _folder: RunFolder | None = field(default=None, repr=False, compare=False)
+    # Two handles that stay in the process that started the run, neither pickled nor a field (Prefect
+    # serializes a task's inputs field by field, and must never meet them):
+    #: the dataset the preflight of this request read and prepared (an
+    #: :class:`assay.dataset.PreparedSource`), which the load stage takes instead of reading the
+    #: source again; None when there is none
+    prepared = None
+    #: the lock file (local root) or lease (remote root) of the run folder, held by the process
+    #: that started or resumed the run (:func:`claim`) until it ends
+    _claim = None
 
     def __getstate__(self):
         d = dict(self.__dict__)
         d["_folder"] = None
+        d.pop("prepared", None)
+        d.pop("_claim", None)
         return d
 
     @property
@@ -96,8 +111,6 @@ class RunContext:
 
     def open_cache(self, sharded: bool = False):
         """The run's response cache (None when off); ``sharded``: the one several processes share."""
-        from assay.cache import open_cache
-
         path = self.shard_cache_path() if sharded else self.cache_path()
         if path is None:
             return None
@@ -138,8 +151,6 @@ def segments_for(loaded: LoadedConfig, root: str) -> str:
 
 
 def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version()}
     for p in ("assay", "prefect", "pyarrow", "pandas", "numpy", "openai", "genai-prices", "evaluate", "scikit-learn"):
         try:
@@ -160,19 +171,14 @@ def check_models(loaded: LoadedConfig, pipeline: str, models: list[str] | None) 
 
 
 def _lock_file(url: str) -> str:
-    import hashlib
-
     base = os.environ.get("ASSAY_LOCK_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "assay", "locks")
     os.makedirs(base, exist_ok=True)
     return os.path.join(base, hashlib.sha256(url.encode()).hexdigest()[:32] + ".lock")
 
 
-#: run folder URL -> the open lock file (local root) or lease (remote root) this process holds for it
-_HELD: dict = {}
-
-
-def claim(folder: RunFolder) -> bool:
-    """Take the run folder for this process: False when another live process holds it.
+def claim(folder: RunFolder) -> object | None:
+    """Take the run folder for this process: what holds it (an open lock file, or a lease), or
+    None when another live process holds it. :func:`release` lets go of it.
 
     The lock is an OS file lock (``flock``) on a file named after the folder's URL, so the
     operating system releases it when the holder dies, even by ``kill -9``: a killed run's
@@ -180,46 +186,40 @@ def claim(folder: RunFolder) -> bool:
     machine. On an object store (a remote root) the lock is a lease object in the run folder that
     every machine sees instead (:mod:`assay.runs.lease`).
     """
-    url = folder.url
-    if url in _HELD:
-        return True
     if folder.store.remote:
-        from assay.runs.lease import acquire
-
-        lease = acquire(folder)
-        if lease is None:
-            return False
-        _HELD[url] = lease
-        return True
+        return acquire(folder)
     try:
-        import fcntl
+        import fcntl  # not on every platform
     except ImportError:  # no flock on this platform: one process per run folder is the user's to keep
         return True
-    fd = os.open(_lock_file(url), os.O_RDWR | os.O_CREAT, 0o644)
+    # a file object, not a bare descriptor: a claim dropped without release (a context lost to a
+    # crash) closes with it, so the same process can claim the folder again
+    f = open(_lock_file(folder.url), "ab")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        os.close(fd)
-        return False
-    _HELD[url] = fd
-    return True
+        f.close()
+        return None
+    return f
 
 
-def release(folder: RunFolder) -> None:
-    """Let go of a run folder this process claimed."""
-    held = _HELD.pop(folder.url, None)
-    if isinstance(held, int):
-        os.close(held)
-    elif held is not None:
+def release(held: object | None) -> None:
+    """Let go of what :func:`claim` returned (a lease, a locked file; None or True: nothing held)."""
+    if held is None or held is True:
+        return
+    if hasattr(held, "release"):
         held.release()
+    else:
+        held.close()
 
 
 def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | None = None,
               sample: int | None = None, artifacts: str | None = None, cache_mode: str | None = None,
-              loaded: LoadedConfig | None = None, new: bool = False) -> RunContext:
+              loaded: LoadedConfig | None = None, new: bool = False, prepared: object | None = None) -> RunContext:
     """Create a run folder and its manifest, or resume the unfinished run of the same request
     (same pipeline, date, resolved config, models and sample) unless another live process is
-    running it (see :func:`claim`); ``new`` always starts afresh."""
+    running it (see :func:`claim`); ``new`` always starts afresh. ``prepared`` is the dataset the
+    request's preflight prepared (:attr:`RunContext.prepared`)."""
     loaded = loaded or load_config(config_path)
     p = loaded.pipeline(pipeline)
     chosen = check_models(loaded, pipeline, models)
@@ -228,18 +228,20 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
     chash = loaded.config_hash(pipeline, chosen)
     request = {"models": chosen, "sample": sample}
     mode = cache_mode or p.cache
-    run_id, resumed = None, False
+    run_id, resumed, held = None, False, None
     if not new:
         for rf in reversed(store.runs(pipeline, as_of.isoformat())):
             m = rf.manifest() or {}
-            if m.get("status") in ("running", "failed") and m.get("config_hash") == chash and m.get("request") == request \
-                    and claim(rf):
-                run_id, resumed = rf.run_id, True
-                break
+            if m.get("status") in ("running", "failed") and m.get("config_hash") == chash and m.get("request") == request:
+                held = claim(rf)
+                if held is not None:
+                    run_id, resumed = rf.run_id, True
+                    break
     run_id = run_id or store.new_run_id(chash)
     ctx = RunContext(str(loaded.path), pipeline, as_of, run_id, root, chosen, sample, mode, resumed, _cfg=loaded)
+    ctx.prepared = prepared
     rf = ctx.folder
-    claim(rf)
+    ctx._claim = held if held is not None else claim(rf)
     manifest = rf.manifest() if resumed else None
     if manifest is None:
         manifest = {
@@ -259,11 +261,13 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
 def fail(ctx: RunContext, stage: str, error: str, **extra) -> None:
     """Mark the run failed, keeping what it produced; ``extra`` goes into the manifest too."""
     ctx.update_manifest(status="failed", error={"stage": stage, "message": error}, finished_at=M.now_utc(), **extra)
-    release(ctx.folder)
+    release(ctx._claim)
+    ctx._claim = None
 
 
 def finish(ctx: RunContext, **extra) -> dict:
     """Mark the run complete (every stage finished); ``extra`` goes into the manifest too."""
     m = ctx.update_manifest(status="complete", finished_at=M.now_utc(), **extra)
-    release(ctx.folder)
+    release(ctx._claim)
+    ctx._claim = None
     return m

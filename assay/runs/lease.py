@@ -84,7 +84,7 @@ class Lease:
         try:
             self._put(mode="create")
             return self._started()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if not _precondition_failed(e):
                 raise
         current, etag = self._read()
@@ -98,7 +98,7 @@ class Lease:
             else:
                 self.fs.rm(self.loc)
                 self._put(mode="create")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if _precondition_failed(e) or isinstance(e, FileNotFoundError):
                 return False  # another machine took it over first
             raise

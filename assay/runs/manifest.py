@@ -7,9 +7,9 @@ it, so that no caller walks ``m.get("stages", {}).get("invoke", {})`` chains by 
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from assay.store import MANIFEST, RunFolder
 
@@ -19,7 +19,7 @@ _LOCK = threading.RLock()
 
 
 def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 @dataclass(frozen=True)

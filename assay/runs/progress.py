@@ -6,7 +6,7 @@ as long as it watches (``with watching(fn): ...``). A watcher that fails is drop
 
 import contextlib
 import logging
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 Watcher = Callable[[str, int, int, int, float], None]
 

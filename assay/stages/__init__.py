@@ -8,9 +8,13 @@ wrapping each stage in its Prefect task (``call``). The gate runs between cost a
 its verdict is part of the report and of the finished run.
 """
 
+import logging
+from collections.abc import Callable
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
+from assay import drift
+from assay.report import engine
 from assay.runs import RunContext, fail, finish, start_run
 from assay.stages import cost, gate, invoke, load, report, score
 
@@ -37,8 +41,6 @@ def run_stages(ctx: RunContext, call: Callable[[Any, RunContext], Any] | None = 
     included, stays unfinished and resumable. ``on_end()`` gives extra manifest keys to record
     with the end (the Prefect flow run, say).
     """
-    from assay.report import engine
-
     call = call or (lambda stage, c: stage.run(c))
     extra = on_end or dict
     engine.start()  # the report's chart engine starts in a child process while the models are called
@@ -63,10 +65,6 @@ def run_stages(ctx: RunContext, call: Callable[[Any, RunContext], Any] | None = 
 def _drift(ctx: RunContext) -> None:
     """Record what the endpoints said they served against the previous run (assay.drift); a
     problem there is logged, never a failed run."""
-    import logging
-
-    from assay import drift
-
     try:
         drift.record(ctx)
     except Exception as e:  # noqa: BLE001

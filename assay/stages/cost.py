@@ -12,9 +12,16 @@ import json
 import logging
 import time
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from assay import store as S
-from assay.runs import RunContext
+from assay.dataset import read_source
+from assay.pricing import DatedQuotes, quote, token_cost
 from assay.report.format import missing, usd
+from assay.responses import read_responses
+from assay.runs import RunContext
 from assay.runs.manifest import record_stage
 
 NAME = "cost"
@@ -34,9 +41,7 @@ def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
     when a model's parts are not one row per example with the ids in increasing order (as the
     invoke stage writes them; a resumed run's parts may repeat an example, and only the whole,
     deduplicated table prices those right)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    # lazy: keeps pandas out of start-up
     from assay import costing as C
 
     names = [n for n in rf.listdir(S.RESPONSES) if n.endswith(".parquet")] if rf.exists(S.RESPONSES) else []
@@ -81,10 +86,9 @@ def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
 
 
 def run(ctx: RunContext) -> str:
+    # lazy: keeps pandas out of start-up
     from assay import costing as C
     from assay.capacity import operating_points
-    from assay.pricing import quote
-    from assay.responses import read_responses
 
     t0 = time.perf_counter()
     rf = ctx.folder
@@ -125,6 +129,7 @@ def run(ctx: RunContext) -> str:
     ctx.update_manifest(**changes)
     written = [S.COSTS, S.BREAKEVEN]
     if cfg.policies:  # cascades and routes, priced and scored from the answers and costs just recorded
+        # lazy: keeps pandas out of start-up
         from assay.policies import write_policies
 
         written += write_policies(rf, cfg, ctx.models)
@@ -139,6 +144,7 @@ def run(ctx: RunContext) -> str:
 def reported_costs(ctx: RunContext, name: str, mcfg) -> dict | None:
     """A replayed model's provider-reported cost per example id: the dataset's ``provider_cost_usd``
     for a replay of a dataset column, the log's for a replay of a log file; None without one."""
+    # lazy: keeps pandas out of start-up
     from assay.costing.reconcile import REPORTED
 
     rf = ctx.folder
@@ -147,8 +153,6 @@ def reported_costs(ctx: RunContext, name: str, mcfg) -> dict | None:
             return None
         t = rf.read_table(S.DATASET, columns=["example_id", REPORTED])
         return dict(zip(t["example_id"].to_pylist(), t[REPORTED].to_pylist()))
-    from assay.dataset import read_source
-
     fmt = getattr(mcfg, "format", None)
     try:
         t = read_source(ctx.loaded.resolve_path(mcfg.source), fmt, on_incomplete=getattr(mcfg, "on_incomplete", "error"))
@@ -163,12 +167,9 @@ def reported_costs(ctx: RunContext, name: str, mcfg) -> dict | None:
 def reconciled(ctx: RunContext, table, models: dict, quotes: dict, stats: dict, as_of: str):
     """costs.parquet's table with, on each replayed model's row whose log reports what each request
     cost, the reported and the computed totals side by side (:mod:`assay.costing.reconcile`)."""
-    import numpy as np
-
+    # lazy: keeps pandas out of start-up
     from assay import costing as C
     from assay.costing.reconcile import compare, lines, with_reconciliation
-    from assay.pricing import DatedQuotes, token_cost
-    from assay.responses import read_responses
 
     figures = {}
     for name, mcfg in models.items():
@@ -198,6 +199,7 @@ def reconciled(ctx: RunContext, table, models: dict, quotes: dict, stats: dict, 
 def serving_record(table) -> dict:
     """The manifest's ``serving``: per served option (self-hosted, conventional) what its monthly cost
     assumes (the always-on floor, in words and dollars) and which throughput priced it, from where."""
+    # lazy: keeps pandas out of start-up
     from assay import costing as C
 
     out = {}
@@ -219,6 +221,7 @@ def serving_record(table) -> dict:
 def _throughput(r) -> str:
     """", at 93.0 req/s (capacity: concurrency 16, ...)" for a self-hosted line: which throughput priced it."""
     if r.kind == "conventional":
+        # lazy: keeps pandas out of start-up
         from assay.costing import serving_text
 
         return f"; {serving_text(r)}"

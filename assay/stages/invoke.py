@@ -12,10 +12,23 @@ import platform
 import time
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
+
+from assay import calling as I
 from assay import store as S
-from assay.runs import RunContext, RunFailed, progress
+from assay.calling.engine import new_stats
+from assay.calling.estimate import add_judges
+from assay.calling.estimate import estimate as estimate_calls
+from assay.dataset import stratified_positions
+from assay.figures import CallFigures
+from assay.pricing import call_pricer, is_api_model, quote
+from assay.prompting import render_requests
+from assay.providers import PROVIDERS, BatchProvider, Context, build
 from assay.report.format import usd
-from assay.runs.manifest import record_stage
+from assay.responses import compact, dedupe, journal_path, part_name, part_names, read_journal, read_responses, safe_name, served
+from assay.runs import RunContext, RunFailed, progress
+from assay.runs.manifest import edit, record_stage
 
 NAME = "invoke"
 log = logging.getLogger("assay.invoke")
@@ -64,8 +77,6 @@ def settle(ctx: RunContext, name: str, st: dict, shards: str = "") -> None:
 def add_served(ctx: RunContext, extra: dict) -> None:
     """The manifest's ``served``: per chat model whose endpoint answered under another name than the
     one requested, the served names and system fingerprints (see :func:`assay.responses.served`)."""
-    from assay.responses import served
-
     models = ctx.loaded.config.models
     requested = {m: getattr(models[m], "model", None) for m in ctx.models if getattr(models[m], "provider", None) == "openai"}
     if requested:
@@ -94,14 +105,6 @@ def estimate_first(ctx: RunContext) -> dict | None:
     ``cost.max_usd``, a :class:`RunFailed` naming the estimate, the cap and the sample size that
     would fit, or with ``cost.on_over_budget: shrink`` the sample redrawn (with its seed, and its
     strata when ``sample.by``) at the size that fits. None when no model of the run is paid."""
-    import numpy as np
-
-    from assay.calling.estimate import add_judges
-    from assay.calling.estimate import estimate as estimate_calls
-    from assay.dataset import stratified_positions
-    from assay.pricing import call_pricer, is_api_model, quote
-    from assay.prompting import render_requests
-
     cfg, rf = ctx.cfg, ctx.folder
     models = ctx.loaded.config.models
     paid = {m: models[m] for m in ctx.models if models[m].provider != "replay" and is_api_model(models[m])}
@@ -158,8 +161,6 @@ def estimate_first(ctx: RunContext) -> dict | None:
                 if isinstance(arts, dict) and S.DATASET in arts:
                     arts[S.DATASET] = digest
 
-            from assay.runs.manifest import edit
-
             edit(rf, shrunk)
             log.warning("invoke: the estimate %s for %d examples is above cost.max_usd %s: the sample is shrunk to %d "
                         "examples (estimated %s)", usd(est.usd), est.rows, usd(cap), smaller.num_rows, usd(est2.usd))
@@ -177,8 +178,6 @@ def estimate_first(ctx: RunContext) -> dict | None:
 
 def pa_positions(pos):
     """Row positions as an Arrow array for ``take``."""
-    import pyarrow as pa
-
     return pa.array(pos, pa.int64())
 
 
@@ -192,17 +191,11 @@ def actual_next_to_estimate(ctx: RunContext, estimate: dict | None, stats: dict)
 
 
 def run(ctx: RunContext) -> str:
-    from assay import calling as I
-    from assay.pricing import call_pricer, quote
-    from assay.providers import Context, build
-
     t0 = time.perf_counter()
     estimated = estimate_first(ctx)
     rf = ctx.folder
     cfg = ctx.cfg
     models = ctx.loaded.config.models
-    from assay.providers.base import BatchProvider
-
     asked = cfg.confidence_models()  # a cascade escalates on their confidence: ask for log-probabilities
     providers = {name: build(name, models[name], Context(name, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline,
                                                          {"logprobs": True} if name in asked else {}))
@@ -219,8 +212,6 @@ def run(ctx: RunContext) -> str:
         return f(p, c, cached) if f is not None else 0.0
 
     budget = I.Budget(max_usd=cfg.cost.max_usd, price=price)
-    from assay.providers.base import BatchProvider
-
     samples = {}
     for name, p in providers.items():
         k = cfg.samples_of(name, models[name])
@@ -317,8 +308,6 @@ class Shard:
 
     @property
     def name(self) -> str:
-        from assay.responses import safe_name
-
         return f"{safe_name(self.model)}.{self.number:05d}"
 
     @property
@@ -336,9 +325,6 @@ def shard_rows(ctx: RunContext) -> int:
 def fold_shards(ctx: RunContext) -> int:
     """Fold every shard folder into the run's ``responses/`` (one part per shard: its parts and
     journaled calls, one row per example), then remove the folder; returns the rows folded."""
-    from assay.responses import dedupe, part_name, part_names, read_journal, read_responses
-    import pyarrow as pa
-
     rf = ctx.folder
     n = 0
     seqs: dict[str, int] = {}
@@ -358,8 +344,6 @@ def fold_shards(ctx: RunContext) -> int:
             rf.write_table(part_name(model, seqs[model]), t)
             seqs[model] += 1
             n += t.num_rows
-        from assay.responses import journal_path
-
         jp = journal_path(view, model)
         view.clear()
         if os.path.exists(jp):
@@ -375,8 +359,6 @@ def fold_shards(ctx: RunContext) -> int:
 def shard_samples(ctx: RunContext, model: str) -> int:
     """Calls per example of ``model`` in a sharded run: the pipeline's ``samples``, 1 for a batch
     provider (as :func:`run` decides, from the provider's config rather than a built provider)."""
-    from assay.providers import PROVIDERS, BatchProvider
-
     mcfg = ctx.loaded.config.models[model]
     k = ctx.cfg.samples_of(model, mcfg)
     return 1 if k > 1 and issubclass(PROVIDERS.get(mcfg.provider), BatchProvider) else k
@@ -385,8 +367,6 @@ def shard_samples(ctx: RunContext, model: str) -> int:
 def plan_shards(ctx: RunContext) -> tuple[list[Shard], dict]:
     """Fold what an interrupted attempt left, then split each model's unanswered rows into shards
     of :func:`shard_rows`; also returns, per model, how many rows earlier attempts answered."""
-    from assay.responses import compact
-
     fold_shards(ctx)
     rf = ctx.folder
     ids = rf.read_table(S.DATASET, columns=["example_id"])["example_id"].to_pylist()
@@ -401,8 +381,6 @@ def plan_shards(ctx: RunContext) -> tuple[list[Shard], dict]:
         else:  # a row is done when all its samples are (a shard asks all the samples of its rows)
             todo[model] = [i for i, e in enumerate(ids) if any((e, j) not in done.pairs for j in range(k))]
         resumed[model] = (len(ids) - len(todo[model])) * k
-    import numpy as np
-
     plan = [(m, k, Packed(np.asarray(rows[lo:lo + size], dtype=np.int64)))
             for m, rows in todo.items() for k, lo in enumerate(range(0, len(rows), size))]
     max_usd = ctx.cfg.cost.max_usd
@@ -422,17 +400,25 @@ def _dataset(ctx: RunContext):
     return _DATASET["table"]
 
 
-def run_shard(ctx: RunContext, shard: Shard) -> dict:
+@dataclass
+class ShardFigures:
+    """What one invoke shard came to: its model's call figures, and how and where it ran
+    (``stopped``: why the budget stopped it, if it did; ``spent``: its dollars so far)."""
+
+    model: str
+    shard: str
+    rows: int
+    figures: CallFigures
+    concurrency: int
+    stopped: str | None
+    spent: float
+    host: str
+
+
+def run_shard(ctx: RunContext, shard: Shard) -> ShardFigures:
     """Answer one shard's rows with its model, in this process (a cluster worker): the shard's
     parts and journal go to its own folder, its cache records to a new segment of the shared
-    cache. Returns the shard's figures (the engine's, the provider's, and ``stopped``: why the
-    budget stopped it, if it did)."""
-    from assay import calling as I
-    from assay.pricing import call_pricer, quote
-    from assay.providers import Context, build
-
-    import pyarrow as pa
-
+    cache. Returns the shard's figures (the engine's and the provider's)."""
     cfg = ctx.cfg
     rf = ctx.folder
     model = shard.model
@@ -462,55 +448,26 @@ def run_shard(ctx: RunContext, shard: Shard) -> dict:
             cache.close()
     st.update(provider.stats())
     st.pop("earlier_attempts", None)
-    st.update(model=model, shard=shard.name, rows=len(shard.rows), stopped=budget.stopped, spent=budget.spent,
-              host=f"{platform.node()}:{os.getpid()}")
     log.info("invoke: shard %s (%s of %s): %d calls, %d cache hits, %d resumed, %d errors%s", shard.name, shard.span, model,
              st.get("called", 0), st.get("cache_hits", 0), st.get("resumed", 0), st.get("errors", 0),
              f", {usd(st['usd'])}" if st.get("usd") else "")
-    return st
+    return ShardFigures(model, shard.name, len(shard.rows), CallFigures.of(st), st.get("concurrency") or 0, budget.stopped,
+                        budget.spent, f"{platform.node()}:{os.getpid()}")
 
 
-_SUMMED_DICTS = ("retry_kinds", "error_kinds")
-_NOT_SUMMED = ("wall_s", "concurrency", "throughput_rps", "model", "shard", "rows", "stopped", "spent", "host")
-
-
-def _merge_stats(parts: list[dict]) -> dict:
-    out: dict = {}
-    for st in parts:
-        for k, v in st.items():
-            if k in _SUMMED_DICTS:
-                d = out.setdefault(k, {})
-                for kind, c in (v or {}).items():
-                    d[kind] = d.get(kind, 0) + c
-            elif k == "error_examples":  # the first of each kind, over the shards in order
-                d = out.setdefault(k, {})
-                for kind, text in (v or {}).items():
-                    d.setdefault(kind, text)
-            elif k in _NOT_SUMMED:
-                continue
-            elif isinstance(v, bool) or not isinstance(v, (int, float)):
-                out.setdefault(k, v)
-            else:
-                out[k] = out.get(k, 0) + v
-    if parts:
-        out["concurrency"] = max(st.get("concurrency") or 0 for st in parts)
-    return out
-
-
-def merge_shards(ctx: RunContext, shards: list[Shard], results: list[dict], resumed: dict, t0: float) -> str:
+def merge_shards(ctx: RunContext, shards: list[Shard], results: list[ShardFigures], resumed: dict, t0: float) -> str:
     """Fold the shards' parts into responses/, record the stage with per-model figures summed over
     shards (``shards``: how many ran), and fail as :func:`run` does (budget, missing rows, errors)."""
-    from assay.calling.engine import new_stats
-
     rf = ctx.folder
     cfg = ctx.cfg
     fold_shards(ctx)
     wall = time.perf_counter() - t0
     stats: dict[str, dict] = {}
     for model in ctx.models:
-        mine = [r for r in results if r.get("model") == model]
-        st = {**new_stats(0), **_merge_stats(mine)} if mine else new_stats(0)
-        st["resumed"] = resumed.get(model, 0) + sum(r.get("resumed", 0) for r in mine)
+        mine = [r for r in results if r.model == model]
+        figures = sum((r.figures for r in mine), CallFigures())
+        st = {**new_stats(max((r.concurrency for r in mine), default=0)), **figures.as_dict()}
+        st["resumed"] = resumed.get(model, 0) + (figures.resumed or 0)
         st["shards"] = len(mine)
         st["wall_s"] = wall
         recorded_time_in_compute(st)
@@ -521,14 +478,14 @@ def merge_shards(ctx: RunContext, shards: list[Shard], results: list[dict], resu
         settle(ctx, model, st, f"{len(mine)} shards, ")
     rows = sum(st["resumed"] + st["cache_hits"] + st["called"] for st in stats.values())
     n_err = sum(st["errors"] for st in stats.values())
-    spent = sum(r.get("spent", 0.0) for r in results)
+    spent = sum(r.spent for r in results)
     runner = ctx.runner
     extra = {"models": stats, "rows": rows, "errors": n_err, "usd": round(spent, 6),
              "runner": {"dask": runner.dask if runner else None, "shards": len(shards), "shard_rows": shard_rows(ctx),
-                        "processes": len({r.get("host") for r in results})}}
+                        "processes": len({r.host for r in results})}}
     add_served(ctx, extra)
     record_stage(rf, NAME, t0, [f"{S.RESPONSES}/"], extra)
-    stopped = [r["stopped"] for r in results if r.get("stopped")]
+    stopped = [r.stopped for r in results if r.stopped]
     if stopped:
         raise RunFailed(f"budget guard: {stopped[0]} (cost.max_usd is split evenly among the {len(shards)} shards)")
     expected = rf.read_table(S.DATASET, columns=["example_id"]).num_rows * sum(shard_samples(ctx, m) for m in ctx.models)
@@ -548,12 +505,12 @@ def run_sharded(ctx: RunContext, map_shards) -> str:
     total = ctx.folder.read_table(S.DATASET, columns=["example_id"]).num_rows
     done = {m: [resumed.get(m, 0), 0, 0.0] for m in ctx.models}  # rows, errors, usd
 
-    def on_done(st: dict) -> None:
-        d = done[st["model"]]
-        d[0] += st.get("rows", 0)
-        d[1] += st.get("errors", 0)
-        d[2] += st.get("usd", 0.0)
-        progress.report(st["model"], d[0], total, d[1], d[2])
+    def on_done(st: ShardFigures) -> None:
+        d = done[st.model]
+        d[0] += st.rows
+        d[1] += st.figures.errors or 0
+        d[2] += st.figures.usd or 0.0
+        progress.report(st.model, d[0], total, d[1], d[2])
 
     for m in ctx.models:
         progress.report(m, done[m][0], total, 0, 0.0)

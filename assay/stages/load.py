@@ -2,13 +2,15 @@
 
 A resumed run keeps the examples it already has when the source is unchanged (same fingerprint),
 so a resumed invoke stage skips exactly the examples answered before the interruption. The
-preflight (:mod:`assay.config.preflight`) has read and prepared the same table with the same
-functions before the run folder existed; it is taken from there rather than read again.
+preflight (:mod:`assay.preflight`) has read and prepared the same table with the same functions
+before the run folder existed; it is taken from the run's context (``ctx.prepared``) rather than
+read again, when the source is unchanged.
 """
 
 import logging
 import time
 
+from assay import dataset as D
 from assay import store as S
 from assay.runs import RunContext, RunFailed
 from assay.runs.manifest import record_stage
@@ -18,8 +20,7 @@ log = logging.getLogger("assay.load")
 
 
 def run(ctx: RunContext) -> str:
-    from assay import dataset as D
-
+    """Write dataset.parquet (kept as it is for a resumed run whose source is unchanged)."""
     t0 = time.perf_counter()
     counts = None
     cfg = ctx.cfg
@@ -29,8 +30,11 @@ def run(ctx: RunContext) -> str:
     if ctx.resumed and rf.exists(S.DATASET) and ctx.manifest.dataset.get("fingerprint") == fp:
         log.info("load: resumed run keeps its %s examples (source unchanged)", ctx.manifest.dataset.get("rows"))
         return rf.path(S.DATASET)
-    # what the preflight of this process prepared, when it did (see assay.dataset.prepared_source)
-    got = D.prepared_source(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample, keep=False)
+    # what the preflight of this request prepared, when the source is still the one it read
+    got = ctx.prepared.take(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample) if ctx.prepared is not None else None
+    ctx.prepared = None
+    if got is None:
+        got = D.prepared_source(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample)
     end = D.partition_end(cfg.dataset, ctx.as_of) if cfg.dataset.partition else None
     where = f" up to {end}" + (f" ({cfg.dataset.partition.lag} before as_of {ctx.as_of})" if end != ctx.as_of else "") \
         if cfg.dataset.partition else ""

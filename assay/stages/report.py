@@ -13,6 +13,7 @@ log = logging.getLogger("assay.report")
 
 
 def run(ctx: RunContext) -> dict:
+    # lazy: keeps pandas out of start-up
     from assay.report import build_report
 
     t0 = time.perf_counter()

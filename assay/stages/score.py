@@ -8,9 +8,18 @@ cost stage can price it.
 import logging
 import time
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assay import stats as ST
 from assay import store as S
+from assay.metrics import EvaluateMetric, build_metric
+from assay.prompting import render_messages, transcript
+from assay.providers import PROVIDERS, Context, build
+from assay.responses import read_responses
 from assay.runs import RunContext
 from assay.runs.manifest import record_stage
+from assay.stages.invoke import Packed
 
 NAME = "score"
 log = logging.getLogger("assay.score")
@@ -18,9 +27,6 @@ log = logging.getLogger("assay.score")
 
 def build_metrics(ctx: RunContext) -> dict:
     """The pipeline's metrics, built; a judge metric gets its judge model's provider and the run's cache."""
-    from assay.metrics import build_metric
-    from assay.providers import Context, build
-
     cfg = ctx.cfg
     out = {}
     for spec in cfg.metric_specs():
@@ -37,14 +43,8 @@ def build_metrics(ctx: RunContext) -> dict:
 
 def inputs_text(ctx: RunContext, dataset) -> list[str]:
     """What each example asked: the rendered user prompt, else its input fields."""
-    import pyarrow as pa
-
-    from assay.prompting import render_messages
-
     cfg = ctx.cfg
     if cfg.prompt is not None and cfg.prompt.messages is not None:  # the whole conversation the answer continues
-        from assay.prompting import transcript
-
         return [transcript(m) for m in render_messages(cfg.prompt, dataset)]
     if cfg.prompt is not None:
         return [m[-1]["content"] for m in render_messages(cfg.prompt, dataset)]
@@ -56,6 +56,7 @@ def inputs_text(ctx: RunContext, dataset) -> list[str]:
 def give_against(ctx: RunContext, metrics: dict, dataset, responses, inputs) -> None:
     """Hand a metric that compares models (``against:``, the pairwise judge) the answers of the
     model it compares with, in the dataset's order (its first sample of each example)."""
+    # lazy: keeps pandas out of start-up
     import pandas as pd
 
     for key, metric in metrics.items():
@@ -76,16 +77,12 @@ def give_against(ctx: RunContext, metrics: dict, dataset, responses, inputs) -> 
 
 def pa_equal(column, value):
     """``column == value`` as an Arrow mask."""
-    import pyarrow.compute as pc
-
     return pc.equal(column, value)
 
 
 def read_scored_responses(rf):
     """The run's responses: with several samples per (example, model) (``samples:``, see
     :mod:`assay.scoring`), every sample's row, the last one of each (example, model, sample) winning."""
-    from assay.responses import read_responses
-
     return read_responses(rf)
 
 
@@ -93,8 +90,6 @@ def deterministic_models(ctx: RunContext) -> set[str]:
     """The run's models whose provider answers an example the same way every time (batch
     providers: a conventional model, a function, a replayed log): their within-example variance
     is 0, not unknown, when other models of the run are sampled."""
-    from assay.providers import PROVIDERS
-
     models = ctx.loaded.config.models
     return {m for m in ctx.models if getattr(PROVIDERS.get(models[m].provider), "kind", None) == "batch"}
 
@@ -116,8 +111,6 @@ class _Rows:
         self._have = 0
 
     def take(self, k: int):
-        import pyarrow as pa
-
         while self._have < k:
             b = next(self._it, None)
             if b is None:
@@ -135,8 +128,6 @@ class _Rows:
 
 
 def _string_column(schema, name: str) -> bool:
-    import pyarrow as pa
-
     i = schema.get_field_index(name)
     return i >= 0 and (pa.types.is_string(schema.field(i).type) or pa.types.is_large_string(schema.field(i).type))
 
@@ -147,11 +138,10 @@ def score_streaming(ctx: RunContext, metrics: dict):
     (corpus metrics, judges, function metrics, user modules), several samples per example, text
     columns that are not strings, or responses that are not one per example in the dataset's
     order (a resumed run's parts, say; found while reading, and then nothing is written)."""
+    # lazy: keeps pandas out of start-up
     import pandas as pd
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from assay import stats as ST
+    # lazy: keeps pandas out of start-up
     from assay.scoring import NotStreamed, _groups, score_batches, streams
 
     rf, cfg = ctx.folder, ctx.cfg
@@ -236,6 +226,7 @@ def score_streaming(ctx: RunContext, metrics: dict):
 
 def run(ctx: RunContext, score_rows=None) -> str:
     """The stage; ``score_rows`` as for :func:`assay.scoring.score` (see :func:`chunked`)."""
+    # lazy: keeps pandas out of start-up
     from assay.scoring import score
 
     t0 = time.perf_counter()
@@ -282,8 +273,6 @@ def run(ctx: RunContext, score_rows=None) -> str:
                         key, plan["computation_s"], plan["budget_s"], plan["overall"], plan["slices"],
                         " (no interval: fewer than 20 fit)" if not plan["overall"] else "", res.computations.get(key, 0))
         elif plan["overall"] < plan["wanted"] or plan["slices"] < plan["wanted"]:
-            from assay.metrics import EvaluateMetric
-
             advice = (" Return per-example scores from compute (a list under `key`) or use a function metric for full "
                       "intervals." if isinstance(metrics.get(key), EvaluateMetric) else "")
             log.warning("score: %s only aggregates the whole corpus, so its bootstrap recomputes it: bootstrap_budget %d "
@@ -326,8 +315,8 @@ def _metric(ctx: RunContext, key: str):
 def score_chunk(ctx: RunContext, key: str, chunk):
     """One chunk's per-example scores of metric ``key``: (values by sub-key, details, errors).
     ``chunk`` is a :class:`~assay.stages.invoke.Packed` (preds, refs, rows, inputs); so is the result."""
+    # lazy: keeps pandas out of start-up
     from assay.scoring import _score_rows
-    from assay.stages.invoke import Packed
 
     preds, refs, rows, inputs = chunk.value
     values, details, errors = _score_rows(_metric(ctx, key), preds, refs, rows, inputs)
@@ -343,6 +332,7 @@ def chunked(ctx: RunContext, map_chunks, chunk_rows: int):
     """A ``score_rows`` for :func:`run`: splits each (model, metric)'s rows into chunks of
     ``chunk_rows``, has ``map_chunks(ctx, key, chunks) -> [results of score_chunk]`` score them,
     and joins the results in order. A judge, or a single chunk, is scored here."""
+    # lazy: keeps pandas out of start-up
     from assay.scoring import _score_rows
 
     def score_rows(key, metric, preds, refs, rows, inputs, model=None):
@@ -350,8 +340,6 @@ def chunked(ctx: RunContext, map_chunks, chunk_rows: int):
         if not shardable(metric) or n <= chunk_rows:
             return _score_rows(metric, preds, refs, rows, inputs)
         spans = [(lo, min(n, lo + chunk_rows)) for lo in range(0, n, chunk_rows)]
-        from assay.stages.invoke import Packed
-
         chunks = [Packed((preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b]))
                   for a, b in spans]
         log.info("score: %s%s: %d chunks of up to %d rows", f"{model} " if model else "", key, len(chunks), chunk_rows)

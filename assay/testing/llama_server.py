@@ -75,7 +75,7 @@ class LlamaServer:
                 "-a", self.alias, "-t", str(self.threads), "-np", str(self.parallel), "-c", str(self.ctx_size),
                 "--kv-unified", "-n", str(self.n_predict), "--no-webui", "--metrics", *self.extra_args]
 
-    def start(self) -> "LlamaServer":
+    def start(self) -> LlamaServer:
         """Start the process and return once ``/health`` answers 200; raise LlamaServerError with its
         log's last lines if it exits or does not get ready in ``startup_timeout`` seconds."""
         for path, what in ((self.binary, "llama-server binary"), (self.model, "model")):
@@ -138,7 +138,7 @@ class LlamaServer:
             self._log.unlink(missing_ok=True)
             self._log = None
 
-    def __enter__(self) -> "LlamaServer":
+    def __enter__(self) -> LlamaServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -28,6 +28,7 @@ def fake_base_url() -> str:
     global _server
     with _lock:
         if _server is None or _server.proc is None or _server.proc.poll() is not None:
+            # lazy: the server's module (aiohttp's web server) only when one is started
             from assay.testing.openai_server import OpenAIServer
 
             _server = OpenAIServer(latency=0.02, jitter=0.02, seed=7).start()

@@ -114,6 +114,7 @@ import asyncio
 import gc
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -124,6 +125,7 @@ import sys
 import time
 import urllib.request
 from collections import deque
+from email.utils import formatdate
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii as _jstr
 from pathlib import Path
@@ -391,8 +393,6 @@ def answer_probability(last_user: str, systems: list[str], users: list[str]) -> 
 
 def _logprobs_json(answer: str, p: float) -> str:
     """A choice's ``logprobs`` object: the answer in 4-character tokens, each of log-probability ``ln p``."""
-    import math
-
     lp = math.log(p)
     toks = [answer[i:i + 4] for i in range(0, len(answer), 4)] or [""]
     return '{"content":[%s],"refusal":null}' % ",".join(
@@ -892,8 +892,6 @@ class _HTTPProtocol(asyncio.Protocol):
             if f"TRIGGER:{code}" in user_all and st.once(str(code), ph):
                 return code, _error_body(code, f"Bad gateway or unavailable (TRIGGER:{code}).", "server_error", None), b"", delay
         if "TRIGGER:429DATE" in user_all and st.once("429DATE", ph):
-            from email.utils import formatdate
-
             when = formatdate(time.time() + 1.0, usegmt=True).encode()
             return 429, _error_body(429, "Rate limit reached (TRIGGER:429DATE).", "requests", "rate_limit_exceeded"), \
                 b"Retry-After: " + when + b"\r\n", delay

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from assay import store as S
+from assay.costing import COST_COLUMNS, breakeven, monthly_cost_usd
 from assay.store import RunFolder, Store
 
 KINDS = ("api", "self-hosted", "conventional")
@@ -111,7 +112,7 @@ def write_run(root: str, pipeline: str = "synthetic", as_of: date = date(2026, 1
                          if kind == "api" else {"provider": "replay", "source": "log.parquet", "hosting": {"usd_per_gpu_hour": 1.2}}
                          if kind == "self-hosted" else {"provider": "sklearn", "estimator": "tfidf-logreg"})
     cfg = {"models": models_cfg, "pipeline": pipeline_config(names, list(cols), monthly, gate_min, ho)}
-    started = datetime(as_of.year, as_of.month, as_of.day, 2, tzinfo=timezone.utc)
+    started = datetime(as_of.year, as_of.month, as_of.day, 2, tzinfo=UTC)
     prices = {m: {"as_of": as_of.isoformat(), "source": "genai-prices" if k == "api" else "none",
                   "by_date": {(as_of - timedelta(days=d)).isoformat(): {"input_per_mtok": 0.15, "output_per_mtok": 0.6}
                               for d in range(30)} if k == "api" else {}} for m, k in zip(names, costs["kind"])}
@@ -130,8 +131,6 @@ def write_run(root: str, pipeline: str = "synthetic", as_of: date = date(2026, 1
 
 def write_costs(rf: RunFolder, names: list[str], requests: int, monthly: int, rng) -> pd.DataFrame:
     """costs.parquet and breakeven.parquet: the models cycle through the three kinds."""
-    from assay.costing import COST_COLUMNS, breakeven, monthly_cost_usd
-
     rows = []
     for i, m in enumerate(names):
         kind = KINDS[i % 3]

@@ -5,10 +5,14 @@ the endpoint did not answer, 2 a usage or configuration error (unknown model, a 
 model that is not an endpoint you run), 130 interrupted.
 """
 
-from typing import Optional
+
+import json
+import math
 
 import typer
 
+from assay.registry import UnknownName
+from assay.store import Store
 from flows.cli.common import ARTIFACTS_OPT, CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, err, load
 
 FORMATS = ("table", "csv", "json")
@@ -17,12 +21,12 @@ FORMATS = ("table", "csv", "json")
 def capacity(
     model: str = typer.Argument(..., help="A self-hosted model of pipelines.yaml (provider openai with hosting:)."),
     config: str = CONFIG_OPT,
-    artifacts: Optional[str] = ARTIFACTS_OPT,
-    concurrency: Optional[str] = typer.Option(None, "--concurrency", help="Levels to sweep, e.g. 1,2,4,8 (default 1,2,4,8,16,32,64)."),
-    slo: Optional[str] = typer.Option(None, "--slo", help="Bounds a level must meet, e.g. p95_latency_s=2,ttft_s=0.5,error_rate=0.01."),
-    pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p", help="Send this pipeline's examples, rendered with its "
+    artifacts: str | None = ARTIFACTS_OPT,
+    concurrency: str | None = typer.Option(None, "--concurrency", help="Levels to sweep, e.g. 1,2,4,8 (default 1,2,4,8,16,32,64)."),
+    slo: str | None = typer.Option(None, "--slo", help="Bounds a level must meet, e.g. p95_latency_s=2,ttft_s=0.5,error_rate=0.01."),
+    pipeline: str | None = typer.Option(None, "--pipeline", "-p", help="Send this pipeline's examples, rendered with its "
                                            "prompt (default: one synthetic prompt)."),
-    requests: Optional[int] = typer.Option(None, "--requests", "-n", min=1, help="Requests per level (default max(32, 4 x concurrency))."),
+    requests: int | None = typer.Option(None, "--requests", "-n", min=1, help="Requests per level (default max(32, 4 x concurrency))."),
     record: bool = typer.Option(True, "--record/--no-record", help="Record the operating point for the cost stage."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
 ):
@@ -32,13 +36,14 @@ def capacity(
     inter-token latency, latency, throughput), chooses the highest-throughput level that meets the
     SLO and records it under <artifacts>/_capacity/, where the cost stage prices the model at it.
     Exit 1 when no level meets the SLO or the endpoint does not answer, 2 on bad arguments."""
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
     from assay import capacity as K
     from assay.config import ConfigError
     from assay.providers import ProviderError
     from assay.providers.openai_compat import MissingSecret
-    from assay.registry import UnknownName
+
+    # lazy: keeps yaml, pydantic out of the CLI
     from assay.runs import artifacts_root
-    from assay.store import Store
 
     if fmt not in FORMATS:
         err(f"--format: expected {', '.join(FORMATS)}, got {fmt!r}")
@@ -60,13 +65,13 @@ def capacity(
             prompts, source = K.synthetic_prompts()
     except ConfigError as e:
         err(e.format())
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     except ValueError as e:  # CapacityError, a dataset's or a file name's error
         err(f"capacity: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     except FileNotFoundError as e:
         err(f"capacity: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
 
     def on_level(c: int, rows: list, wall: float) -> None:
         bad = sum(1 for r in rows if r["error"] is not None)
@@ -77,13 +82,13 @@ def capacity(
         reqs = K.sweep(model, cfg, prompts, levels, requests, on_level=on_level)
     except MissingSecret as e:
         err(f"capacity: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     except ProviderError as e:
         err(f"capacity: {model} does not answer at {cfg.base_url or 'its endpoint'}: {e}")
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt:
         err("capacity: interrupted; nothing recorded")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     table = K.summarize(reqs, bounds)
     chosen = K.choose(table)
     if record:
@@ -92,8 +97,6 @@ def capacity(
     if fmt == "csv":
         typer.echo(table.to_csv(index=False), nl=False)
     elif fmt == "json":
-        import json
-
         typer.echo(json.dumps({"model": model, "slo": bounds.as_dict(), "levels": json.loads(table.to_json(orient="records")),
                                "operating_point": None if chosen is None else int(chosen["concurrency"])}, indent=2))
     else:
@@ -106,8 +109,7 @@ def capacity(
 
 
 def _print(model: str, table, chosen, bounds) -> None:
-    import math
-
+    # lazy: keeps rich out of the CLI
     from rich.console import Console
     from rich.table import Table
 

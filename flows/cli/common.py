@@ -9,10 +9,12 @@ from datetime import date, datetime
 
 import typer
 
+
 def check_root_option(value: str | None) -> str | None:
     """``--artifacts``: a path or a URL of a storage protocol Assay can use, else a usage error (exit 2)."""
     if value is None:
         return value
+    # lazy: keeps yaml, pydantic out of the CLI
     from assay.config.schema import check_root
 
     try:
@@ -40,18 +42,21 @@ def err(msg: str) -> None:
 
 
 def load(config: str):
-    """The validated config; exit 2 naming every problem otherwise."""
-    from assay.config import ConfigError, load_config
+    """The validated config, its sections checked against each other; exit 2 naming every problem otherwise."""
+    # lazy: keeps yaml, pydantic out of the CLI
+    from assay.config import ConfigError
+    from assay.preflight import load_checked
 
     try:
-        return load_config(config)
+        return load_checked(config)
     except ConfigError as e:
         err(e.format())
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 def load_pipeline(config: str, pipeline: str):
     """The config, checked to have ``pipeline``; exit 2 naming the problem otherwise."""
+    # lazy: keeps yaml, pydantic out of the CLI
     from assay.config import ConfigError
 
     loaded = load(config)
@@ -59,7 +64,7 @@ def load_pipeline(config: str, pipeline: str):
         loaded.pipeline(pipeline)
     except ConfigError as e:
         err(e.format())
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     return loaded
 
 
@@ -70,4 +75,4 @@ def parse_date(value: str | None, name: str) -> date | None:
         return datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         err(f"{name}: expected a date as YYYY-MM-DD, got {value!r}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None

@@ -24,6 +24,7 @@ def _pricing(m) -> str:
 
 def list_(config: str = CONFIG_OPT):
     """Show the pipelines and models of a config."""
+    # lazy: keeps rich out of the CLI
     from rich.console import Console
     from rich.table import Table
 

@@ -3,7 +3,6 @@
 Exit codes: 0 ok, 2 a bad run folder or usage error.
 """
 
-from typing import Optional
 
 import typer
 
@@ -12,7 +11,7 @@ from flows.cli.common import EXIT_CONFIG, err, parse_date
 
 def reprice(
     run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>."),
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Price every request at this date's prices, YYYY-MM-DD "
+    as_of: str | None = typer.Option(None, "--as-of", help="Price every request at this date's prices, YYYY-MM-DD "
                                         "(default: the prices recorded in the run, which reproduce its costs)."),
     write: bool = typer.Option(False, "--write/--no-write", help="Write costs-<date>.parquet and breakeven-<date>.parquet "
                                "next to the originals and record the repricing in the manifest."),
@@ -25,6 +24,7 @@ def reprice(
     priced at that date's prices. Self-hosted and conventional models are priced by time and do not
     change. Exit 2 when the folder is not a finished run (the missing file is named).
     """
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
     from assay.reprice import RepriceError, format_comparison
     from assay.reprice import reprice as do_reprice
 
@@ -33,7 +33,7 @@ def reprice(
         result = do_reprice(run_folder, day, write=write)
     except RepriceError as e:
         err(f"reprice: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     typer.echo(format_comparison(result))
     for path in result.written:
         typer.echo(f"wrote {path}")

@@ -6,8 +6,8 @@ Prefect only when they run a flow, so ``validate`` and ``list`` are quick.
 
 import typer
 
-from flows.cli import config as config_cmds
 from flows.cli import capacity, costs, ops, plan, policies, quality, reports, run, runs
+from flows.cli import config as config_cmds
 from flows.cli.common import apply_environment_defaults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Assess LLMs for production: quality, generalization, cost.")

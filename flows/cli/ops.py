@@ -5,23 +5,26 @@ error, 3 a gate broke.
 """
 
 import json
+import math
 import os
 import sys
-from typing import Optional
 
 import typer
 
 from assay.config import ConfigError
+from assay.runs import artifacts_root
 from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, EXIT_FAILED, check_root_option, err, load, load_pipeline, parse_date
 
 
 def _api_url() -> str | None:
+    # lazy: keeps prefect out of the CLI
     from prefect.settings import get_current_settings
 
     return get_current_settings().api.url
 
 
 def _ui_url(api_url: str) -> str:
+    # lazy: keeps prefect out of the CLI
     from prefect.settings import get_current_settings
 
     ui = get_current_settings().ui_url
@@ -32,8 +35,8 @@ def _ui_url(api_url: str) -> str:
 
 def serve(
     config: str = CONFIG_OPT,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once in this process."),
-    pipeline: Optional[list[str]] = typer.Option(None, "--pipeline", "-p", help="Serve only these pipelines (repeatable)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once in this process."),
+    pipeline: list[str] | None = typer.Option(None, "--pipeline", "-p", help="Serve only these pipelines (repeatable)."),
     pause_on_shutdown: bool = typer.Option(False, "--pause-on-shutdown/--keep-schedules",
                                            help="Pause the schedules when this process stops (Prefect's default). "
                                                 "Off by default: under systemd/k8s a restart must not stop the nightly runs."),
@@ -54,12 +57,13 @@ def serve(
             loaded.pipeline(n)
         except ConfigError as e:
             err(e.format())
-            raise typer.Exit(EXIT_CONFIG)
+            raise typer.Exit(EXIT_CONFIG) from None
     if not names:
         err(f"{config}: no pipelines to serve")
         raise typer.Exit(EXIT_CONFIG)
     url = _reachable_api("assay serve")
     _check_alert_env(loaded, names)
+    # lazy: keeps fsspec, jsonschema, prefect, rich out of the CLI
     from flows.serve import deployment_name, serve_pipelines
 
     typer.echo(f"serving {len(names)} deployment(s) from {loaded.path.resolve()}:")
@@ -74,7 +78,7 @@ def serve(
 
 def _check_alert_env(loaded, names) -> None:
     """Exit 2 before anything is registered when an alert's URL variable is not set."""
-    from flows.alerts import missing_env
+    from flows.alerts import missing_env  # lazy: keeps prefect out of the CLI
 
     missing = missing_env(loaded, names)
     if missing:
@@ -85,7 +89,7 @@ def _check_alert_env(loaded, names) -> None:
 
 def sync_and_print(loaded, pipelines=None) -> None:
     """Sync the config's alerts to the server's automations and print what changed (names only)."""
-    from flows.alerts import describe, sync_alerts
+    from flows.alerts import describe, sync_alerts  # lazy: keeps prefect out of the CLI
 
     report = sync_alerts(loaded, pipelines)
     configured = loaded.config.alerts is not None or any(p.alerts is not None for p in loaded.config.pipelines.values())
@@ -98,7 +102,7 @@ def sync_and_print(loaded, pipelines=None) -> None:
 
 def alerts_sync(
     config: str = CONFIG_OPT,
-    pipeline: Optional[list[str]] = typer.Option(None, "--pipeline", "-p", help="Sync only these pipelines' alerts (repeatable)."),
+    pipeline: list[str] | None = typer.Option(None, "--pipeline", "-p", help="Sync only these pipelines' alerts (repeatable)."),
 ):
     """Create, update or remove the Prefect automations of the config's alerts: (idempotent).
 
@@ -114,7 +118,7 @@ def alerts_sync(
             loaded.pipeline(n)
         except ConfigError as e:
             err(e.format())
-            raise typer.Exit(EXIT_CONFIG)
+            raise typer.Exit(EXIT_CONFIG) from None
     _reachable_api("assay alerts sync")
     _check_alert_env(loaded, names)
     sync_and_print(loaded, names if pipeline else None)
@@ -127,6 +131,7 @@ def _reachable_api(what: str) -> str:
         err(f"{what} needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
             "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api).")
         raise typer.Exit(EXIT_CONFIG)
+    # lazy: keeps prefect out of the CLI
     from prefect import get_client
 
     try:
@@ -143,13 +148,13 @@ def _reachable_api(what: str) -> str:
 def deploy(
     config: str = CONFIG_OPT,
     pool: str = typer.Option("assay", "--pool", help="Work pool to deploy to; a process pool of this name is created if missing."),
-    pipeline: Optional[list[str]] = typer.Option(None, "--pipeline", "-p", help="Deploy only these pipelines (repeatable)."),
-    source: Optional[str] = typer.Option(None, "--source",
+    pipeline: list[str] | None = typer.Option(None, "--pipeline", "-p", help="Deploy only these pipelines (repeatable)."),
+    source: str | None = typer.Option(None, "--source",
                                          help="Where workers get the project folder (pipelines.yaml, data): a folder they "
                                               "can read (default: the config's folder) or a git URL they clone."),
-    branch: Optional[str] = typer.Option(None, "--branch", help="Git branch of a git --source."),
-    image: Optional[str] = typer.Option(None, "--image", help="Image for docker/kubernetes pools (job variable `image`)."),
-    job_variable: Optional[list[str]] = typer.Option(None, "--job-variable", "-j",
+    branch: str | None = typer.Option(None, "--branch", help="Git branch of a git --source."),
+    image: str | None = typer.Option(None, "--image", help="Image for docker/kubernetes pools (job variable `image`)."),
+    job_variable: list[str] | None = typer.Option(None, "--job-variable", "-j",
                                                      help="KEY=VALUE for the pool's job template (repeatable; VALUE may be "
                                                           "JSON, e.g. -j 'env={\"AWS_REGION\": \"eu-west-1\"}' or -j namespace=assay)."),
 ):
@@ -167,11 +172,12 @@ def deploy(
             loaded.pipeline(n)
         except ConfigError as e:
             err(e.format())
-            raise typer.Exit(EXIT_CONFIG)
+            raise typer.Exit(EXIT_CONFIG) from None
     if not names:
         err(f"{config}: no pipelines to deploy")
         raise typer.Exit(EXIT_CONFIG)
     url = _reachable_api("assay deploy")
+    # lazy: keeps fsspec, jsonschema, prefect, rich out of the CLI
     from flows.deploy import deploy_pipelines, ensure_pool, is_git_url
 
     if source and not is_git_url(source) and not os.path.isdir(source):
@@ -191,7 +197,7 @@ def deploy(
         pool_type, created = ensure_pool(pool)
     except ValueError as e:
         err(str(e))
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     _check_alert_env(loaded, names)
     deployed = deploy_pipelines(str(loaded.path), names, pool=pool, source=source, branch=branch, image=image,
                                 job_variables=variables)
@@ -210,9 +216,9 @@ def backfill(
     config: str = CONFIG_OPT,
     force: bool = typer.Option(False, "--force", help="Run dates that already have a complete run again."),
     concurrency: int = typer.Option(2, "--concurrency", "-k", min=1, help="At most this many dates in flight."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
+    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
     local: bool = typer.Option(False, "--local", help="Run in this process even when a served deployment exists."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", min=1,
+    timeout: float | None = typer.Option(None, "--timeout", min=1,
                                             help="Served mode: stop waiting for a date's run after this many seconds."),
 ):
     """Assess every date from --start to --end (inclusive): one run per date, idempotent.
@@ -224,6 +230,7 @@ def backfill(
     otherwise the assess flow runs here, --concurrency dates at a time on threads.
     Prints date -> status and run folder. Exit 1 if a date failed (or timed out), 3 if a gate broke.
     """
+    # lazy: keeps pandas, numpy, pyarrow, fsspec, jsonschema, prefect, rich out of the CLI
     from flows.backfill import backfill as run_backfill
 
     loaded = load_pipeline(config, pipeline)
@@ -246,6 +253,7 @@ def backfill(
 
 
 def _print_backfill(report) -> None:
+    # lazy: keeps rich out of the CLI
     from rich.console import Console
     from rich.table import Table
 
@@ -261,10 +269,10 @@ def _print_backfill(report) -> None:
 def history(
     pipeline: str = typer.Argument(..., help="Pipeline name."),
     config: str = CONFIG_OPT,
-    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Only this metric."),
+    metric: str | None = typer.Option(None, "--metric", "-m", help="Only this metric."),
     slice_: str = typer.Option("all", "--slice", help="Slice to show (all = overall; e.g. channel=email)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
+    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
 ):
     """Metrics and costs of every complete run of a pipeline, oldest first.
 
@@ -272,8 +280,8 @@ def history(
     costs.parquet of each complete run folder): one row per as_of, run and model (and metric)
     with value, ci_low, ci_high, cost_per_1k_usd, monthly_cost_usd and the gate verdict.
     """
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
     from assay.history import history as load_history
-    from assay.runs import artifacts_root
 
     if fmt not in ("table", "csv", "json"):
         err(f"--format: expected table, csv or json, got {fmt!r}")
@@ -296,8 +304,7 @@ def history(
 
 
 def _print_history(df, pipeline: str, root: str) -> None:
-    import math
-
+    # lazy: keeps rich out of the CLI
     from rich.console import Console
     from rich.table import Table
 

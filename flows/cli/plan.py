@@ -1,10 +1,10 @@
 """``assay plan``: the examples (and samples per example) needed to detect a difference. Exit codes: 0 ok,
 2 configuration or usage error (no complete run to plan from)."""
 
-from typing import Optional
 
 import typer
 
+from assay.store import Store
 from flows.cli.common import ARTIFACTS_OPT, CONFIG_OPT, EXIT_CONFIG, err, load_pipeline
 
 FORMATS = ("table", "csv", "json")
@@ -14,19 +14,19 @@ def plan(
     pipeline: str = typer.Argument(..., help="The pipeline to plan for."),
     detect: float = typer.Option(..., "--detect", "-d", help="The difference to detect, in the metric's units (0.02 = 2 points of accuracy)."),
     config: str = CONFIG_OPT,
-    artifacts: Optional[str] = ARTIFACTS_OPT,
-    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Only this metric."),
-    samples: Optional[str] = typer.Option(None, "--samples", help="Samples per example to consider, e.g. 1,2,4 (needs a run with samples)."),
+    artifacts: str | None = ARTIFACTS_OPT,
+    metric: str | None = typer.Option(None, "--metric", "-m", help="Only this metric."),
+    samples: str | None = typer.Option(None, "--samples", help="Samples per example to consider, e.g. 1,2,4 (needs a run with samples)."),
     power: float = typer.Option(0.8, "--power", help="Power of the test."),
     alpha: float = typer.Option(0.05, "--alpha", help="Two-sided significance level."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
 ):
     """How many examples (and samples per example) are needed to detect a difference of DETECT between
     two models, at the given power and significance, from the variances of the latest complete run."""
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
     from assay.matrix import latest_complete_run
     from assay.planning import plan as make_plan
     from assay.runs import artifacts_root
-    from assay.store import Store
 
     if fmt not in FORMATS or not detect > 0 or not 0 < power < 1 or not 0 < alpha < 1:
         err("--detect must be > 0, --power and --alpha between 0 and 1, --format one of " + ", ".join(FORMATS))
@@ -35,7 +35,7 @@ def plan(
         ks = [int(k) for k in samples.split(",")] if samples else None
     except ValueError:
         err(f"--samples: expected numbers like 1,2,4, got {samples!r}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     loaded = load_pipeline(config, pipeline)
     rf = latest_complete_run(Store(artifacts_root(loaded, artifacts)), pipeline)
     if rf is None:

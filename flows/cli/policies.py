@@ -3,10 +3,14 @@
 Exit codes: 0 ok, 2 a bad run folder, model name, rule or option.
 """
 
-from typing import Optional
+
+import json
+import math
 
 import typer
 
+from assay import store as S
+from assay.report import format as F
 from flows.cli.common import EXIT_CONFIG, err
 
 RULES = "confidence:T, judge:T, judge:METRIC:T, valid:json, valid:labels, valid:regex:PATTERN, valid:schema:FILE, agree"
@@ -39,8 +43,6 @@ def parse_rule(text: str) -> dict:
         if what == "regex" and arg:
             return {"kind": "valid", "regex": arg}
         if what == "schema" and arg:
-            import json
-
             try:
                 with open(arg) as f:
                     return {"kind": "valid", "schema": json.load(f)}
@@ -52,8 +54,10 @@ def parse_rule(text: str) -> dict:
 def build_policy(cascade: str | None, rule: str | None, route: str | None, models: str | None, tolerance: float | None,
                  lam: float | None, learn: float, seed: int):
     """The policy the options describe, validated by the config's own schema; ValueError otherwise."""
+    # lazy: keeps pydantic out of the CLI
     from pydantic import TypeAdapter, ValidationError
 
+    # lazy: keeps yaml, pydantic out of the CLI
     from assay.config.loading import format_path
     from assay.config.schema import PolicyConfig
 
@@ -86,10 +90,11 @@ def policy_table(policies, cfg, rec=None, title: str = "policies", compact: bool
     """The rich table of policies.parquet rows (the columns of every view); ``compact`` (the result
     of ``assay run``) puts models and rule in one column and leaves out the intervals of APGR and
     saving and the p95 latency, to fit a terminal."""
+    # lazy: keeps rich out of the CLI
     from rich.markup import escape
     from rich.table import Table
 
-    from assay.report import format as F
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
     from assay.report.decision import POLICY_COLUMNS, policy_rows, policy_titles, saving_text
 
     titles = policy_titles(cfg, str(policies["metric"].iloc[0]) if len(policies) else None)
@@ -113,15 +118,15 @@ def policy_table(policies, cfg, rec=None, title: str = "policies", compact: bool
 
 def whatif(
     run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>."),
-    cascade: Optional[str] = typer.Option(None, "--cascade", help="Models in the order they are asked, e.g. small,large."),
-    rule: Optional[str] = typer.Option(None, "--rule", help=f"When the cascade escalates: {RULES}."),
-    route: Optional[str] = typer.Option(None, "--route", help="Route by this slice column (e.g. language)."),
-    models: Optional[str] = typer.Option(None, "--models", help="The models a route chooses from (default: the run's)."),
-    tolerance: Optional[float] = typer.Option(None, "--tolerance", help="Route: quality a cheaper model may give up (default 0.01)."),
-    lam: Optional[float] = typer.Option(None, "--lambda", help="Route: maximise quality − λ · cost per 1,000 requests instead."),
+    cascade: str | None = typer.Option(None, "--cascade", help="Models in the order they are asked, e.g. small,large."),
+    rule: str | None = typer.Option(None, "--rule", help=f"When the cascade escalates: {RULES}."),
+    route: str | None = typer.Option(None, "--route", help="Route by this slice column (e.g. language)."),
+    models: str | None = typer.Option(None, "--models", help="The models a route chooses from (default: the run's)."),
+    tolerance: float | None = typer.Option(None, "--tolerance", help="Route: quality a cheaper model may give up (default 0.01)."),
+    lam: float | None = typer.Option(None, "--lambda", help="Route: maximise quality − λ · cost per 1,000 requests instead."),
     learn: float = typer.Option(0.5, "--learn", help="Route: share of the examples the choice is learned on."),
     seed: int = typer.Option(0, "--seed", help="Seed of the route's learning split and of the bootstrap."),
-    resamples: Optional[int] = typer.Option(None, "--resamples", help="Bootstrap resamples (default: the run's bootstrap setting)."),
+    resamples: int | None = typer.Option(None, "--resamples", help="Bootstrap resamples (default: the run's bootstrap setting)."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
 ):
     """Score and price a cascade or a route on a recorded run, without calling any model.
@@ -131,10 +136,7 @@ def whatif(
     matched quality, and the sweep of its threshold. Exit 2 on a bad run folder, an unknown model,
     a bad rule or option.
     """
-    import json
-    import math
-
-    from assay import store as S
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
     from assay.policies import evaluate_one, from_run
     from assay.report.summary import run_config
 
@@ -160,7 +162,7 @@ def whatif(
                              f"(metrics: {', '.join(a.scores)})")
     except (S.NotARunFolder, ValueError) as e:
         err(f"whatif: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     name = "cascade" if pol.kind == "cascade" else f"route-{pol.column}"
     row, sweep = evaluate_one(a, name, pol, cfg.bootstrap if resamples is None else resamples, seed, cfg.cost.monthly_requests)
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
@@ -168,15 +170,15 @@ def whatif(
         typer.echo(json.dumps({"policy": clean, "sweep": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
                                                            for k, v in s.items()} for s in sweep]}, indent=2, default=str))
         return
+    # lazy: keeps pandas out of the CLI
     import pandas as pd
 
     if fmt == "csv":
         typer.echo(pd.DataFrame([row]).to_csv(index=False), nl=False)
         return
+    # lazy: keeps rich out of the CLI
     from rich.console import Console
     from rich.table import Table
-
-    from assay.report import format as F
 
     con = Console(highlight=False, width=None if __import__("sys").stdout.isatty() else 160)
     con.print(policy_table(pd.DataFrame([row]), cfg, None, f"{rf.pipeline} {rf.as_of}: {name}, on {row['n']:,} examples"))

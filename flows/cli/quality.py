@@ -1,26 +1,25 @@
 """Quality commands of the ``assay`` CLI: matrix. Exit codes: 0 ok, 2 configuration or usage error."""
 
 import math
-import sys
-from typing import Optional
 
 import typer
 
 from assay.config import ConfigError
 from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, check_root_option, err, load
 
-
 FORMATS = ("table", "csv", "json")
 
 
 def matrix(
     config: str = CONFIG_OPT,
-    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Headline metric (default: each pipeline's first metric)."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
+    metric: str | None = typer.Option(None, "--metric", "-m", help="Headline metric (default: each pipeline's first metric)."),
+    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (csv/json: the long table)."),
 ):
     """Model × pipeline: each pipeline's latest complete run, its headline metric and cost per 1,000 requests."""
-    from assay.matrix import matrix as build, pivot
+    # lazy: keeps pandas, numpy, pyarrow out of the CLI
+    from assay.matrix import matrix as build
+    from assay.matrix import pivot
 
     if fmt not in FORMATS:
         err(f"--format: expected {', '.join(FORMATS)}, got {fmt!r}")
@@ -30,7 +29,7 @@ def matrix(
         long = build(loaded, metric=metric, artifacts=artifacts)
     except ConfigError as e:
         err(e.format())
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     if fmt == "csv":
         typer.echo(long.to_csv(index=False), nl=False)
         return
@@ -50,6 +49,7 @@ def _best(long, pipeline) -> set[str]:
 
 
 def _print_table(long, grid) -> None:
+    # lazy: keeps rich out of the CLI
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table

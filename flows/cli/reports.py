@@ -5,28 +5,26 @@ Each reads artifacts only (no model is called, no Prefect is started). Exit code
 """
 
 import os
-from typing import Optional
 
 import typer
 
-from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, check_root_option, err
+from assay.report import engine
+from assay.store import NotARunFolder, open_run
+from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, check_root_option, err, load
 
 
 def _open(path: str, what: str):
-    from assay.store import NotARunFolder, open_run
-
     try:
         return open_run(path)
     except NotARunFolder as e:
         err(f"{what}: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 def report(run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>.")):
     """Write a run's summary.md and report.html again from its artifacts; print the report's path."""
-    from assay.report import engine
-
     engine.start()  # the chart engine starts (about a second) while the tables are read
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
     from assay.report.summary import build_report, run_config
 
     rf = _open(run_folder, "report")
@@ -34,7 +32,7 @@ def report(run_folder: str = typer.Argument(..., help="A run folder: <artifacts>
         out = build_report(rf, run_config(rf.manifest() or {}), rf.pipeline)
     except (FileNotFoundError, ValueError) as e:
         err(f"report: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     typer.echo(out["recommendation"])
     typer.echo(out["report"])
 
@@ -42,13 +40,12 @@ def report(run_folder: str = typer.Argument(..., help="A run folder: <artifacts>
 def compare(
     run_a: str = typer.Argument(..., help="The first run folder (A)."),
     run_b: str = typer.Argument(..., help="The second run folder (B)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="The page to write (default: compare-<A>-<B>.html here)."),
+    out: str | None = typer.Option(None, "--out", "-o", help="The page to write (default: compare-<A>-<B>.html here)."),
 ):
     """Write a page setting two runs side by side: what changed in config, data and prices, the
     results of each, and the paired differences B − A on the examples they share."""
-    from assay.report import engine
-
     engine.start()
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
     from assay.report.compare import build_compare
 
     a, b = _open(run_a, "compare"), _open(run_b, "compare")
@@ -59,7 +56,7 @@ def compare(
         result = build_compare(a, b, path)
     except (FileNotFoundError, ValueError) as e:
         err(f"compare: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     changed = len(result["config_changes"])
     typer.echo(f"{changed} config setting(s) differ; {'same' if result['same_data'] else 'different'} data, "
                f"{result['shared_examples']:,} shared examples; prices changed for: "
@@ -69,23 +66,22 @@ def compare(
 
 def dashboard(
     out: str = typer.Option(..., "--out", "-o", help="The folder to write the site into."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL "
+    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL "
                                             "(default: the config's artifacts:)."),
     config: str = CONFIG_OPT,
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="The URL at which the artifact root is published, "
+    base_url: str | None = typer.Option(None, "--base-url", help="The URL at which the artifact root is published, "
                                            "for the links to each run's report (default: $ASSAY_ARTIFACTS_URL; else "
                                            "relative paths)."),
 ):
     """Write a static site over every pipeline and date in the artifact root, from the Parquet tree alone:
     latest result per pipeline, the model × use-case matrix, history charts, links to each run's report."""
-    from assay.report import engine
-
     engine.start()
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
     from assay.report.dashboard import build_dashboard
 
     root = artifacts
     if root is None:
-        from flows.cli.common import load
+        # lazy: keeps yaml, pydantic out of the CLI
         from assay.runs import artifacts_root
 
         root = artifacts_root(load(config), None)

@@ -10,12 +10,17 @@ line still reaches the Prefect UI.
 import contextlib
 import logging
 import os
+import signal
 import sys
+import time
+import urllib.error
+import urllib.request
 from datetime import date
-from typing import Optional
 
 import typer
 
+from assay import store as S
+from assay.store import Store, open_run
 from flows.cli.common import (
     CONFIG_OPT,
     EXIT_CONFIG,
@@ -27,21 +32,25 @@ from flows.cli.common import (
     load_pipeline,
     parse_date,
 )
+from flows.cli.policies import policy_table
 
 
 def run(
     pipeline: str = typer.Argument(..., help="Pipeline name from the config."),
     config: str = CONFIG_OPT,
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluation date YYYY-MM-DD (default: today)."),
-    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated subset of the pipeline's models."),
-    sample: Optional[int] = typer.Option(None, "--sample", min=1, help="Number of examples to sample."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
-    cache: Optional[str] = typer.Option(None, "--cache", help="Response cache: use, refresh or off."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Evaluation date YYYY-MM-DD (default: today)."),
+    models: str | None = typer.Option(None, "--models", help="Comma-separated subset of the pipeline's models."),
+    sample: int | None = typer.Option(None, "--sample", min=1, help="Number of examples to sample."),
+    artifacts: str | None = typer.Option(None, "--artifacts", help="Artifact root: a path or fsspec URL."),
+    cache: str | None = typer.Option(None, "--cache", help="Response cache: use, refresh or off."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on a terminal."),
     debug: bool = typer.Option(False, "--debug", help="Show Prefect's own log lines and the tracebacks of failures."),
 ):
     """Run one assessment through Prefect; print the result table, then the run folder as the last line."""
-    from assay.config import ConfigError, preflight
+    # here, not at the top: the metric and provider registries the preflight needs would slow the
+    # start of every other command (``assay --help``, ``list``)
+    from assay.config import ConfigError
+    from assay.preflight import preflight
     from assay.runs import check_models
 
     if cache is not None and cache not in ("use", "refresh", "off"):
@@ -52,22 +61,13 @@ def run(
     try:
         chosen = check_models(loaded, pipeline, [m.strip() for m in models.split(",") if m.strip()] if models else None)
         # the preflight: the files, the dataset, the metric files are checked before a run folder or a
-        # Prefect flow run exists; every problem is named, exit 2, nothing written
-        preflight(loaded, pipeline, day, models=chosen, sample=sample, artifacts=artifacts)
+        # Prefect flow run exists; every problem is named, exit 2, nothing written. What it checked
+        # and prepared is handed to the flow, which does not check the request again.
+        checked = preflight(loaded, pipeline, day, models=chosen if models else None, sample=sample, artifacts=artifacts)
     except ConfigError as e:
-        problems = e.format()
-    else:
-        problems = None
-    if problems is not None:
-        # Leave with nothing of the failed checks alive: their tracebacks hold the Arrow tables that
-        # were read, and Arrow memory freed during the interpreter's own teardown can abort the
-        # process (exit -6) instead of exiting 2.
-        import gc
-
-        gc.collect()
-        err(problems)
-        raise typer.Exit(EXIT_CONFIG)
-    code, folder = execute(pipeline, day, chosen if models else None, sample, config, artifacts, cache, progress, debug)
+        err(e.format())
+        raise typer.Exit(EXIT_CONFIG) from None
+    code, folder = execute(checked, config, cache, progress, debug)
     if folder:
         typer.echo(folder)
     raise typer.Exit(code)
@@ -81,6 +81,7 @@ def _heartbeats():
     when its process dies; a foreground run's death is seen where it was started, so they are off
     here unless ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` is set. Served runs keep Prefect's default.
     """
+    # lazy: keeps prefect out of the CLI
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 
     if "heartbeat_frequency" in get_current_settings().flows.model_fields_set:
@@ -93,12 +94,14 @@ class _Terminal(logging.Handler):
 
     def __init__(self, bar: bool):
         super().__init__(logging.INFO)
+        # lazy: keeps rich out of the CLI
         from rich.console import Console
 
         self.console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
         self.progress = None
         self.tasks: dict[str, int] = {}
         if bar and self.console.is_terminal:
+            # lazy: keeps rich out of the CLI
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -107,6 +110,7 @@ class _Terminal(logging.Handler):
             self.start: dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
+        # lazy: keeps rich out of the CLI
         from rich.markup import escape
 
         msg = escape(record.getMessage())
@@ -114,8 +118,6 @@ class _Terminal(logging.Handler):
         self.console.print(f"[{style}]{msg}[/]" if style else msg, soft_wrap=True)
 
     def __call__(self, model, done, total, errors, usd):
-        import time
-
         if self.progress is None:
             return
         if model not in self.tasks:
@@ -126,6 +128,7 @@ class _Terminal(logging.Handler):
 
     @contextlib.contextmanager
     def attached(self):
+        # lazy: keeps yaml, pydantic out of the CLI
         from assay.runs import progress
 
         logger = logging.getLogger("assay")
@@ -146,31 +149,36 @@ class _Terminal(logging.Handler):
             logger.propagate = propagate
 
 
-def execute(pipeline, day, models, sample, config, artifacts, cache, progress=False, debug=False) -> tuple[int, str | None]:
-    """Run the assess flow in this process; print the result; return (exit code, run folder)."""
+def execute(checked, config: str, cache: str | None, progress: bool = False, debug: bool = False) -> tuple[int, str | None]:
+    """Run the assess flow in this process for a request whose preflight passed (``checked``, an
+    :class:`assay.preflight.Checked`);
+    print the result; return (exit code, run folder)."""
     # Before Prefect configures its logging: the terminal is the progress bar, Assay's lines and
     # Assay's one-line verdict; Prefect's console lines (and a failure's traceback) only with
     # --debug. The Prefect UI gets every line either way.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "DEBUG" if debug else "CRITICAL")
     problem = prefect_api_problem()
     if problem:
+        checked.release()
         err(problem)
         return EXIT_CONFIG, None
     terminal = _Terminal(bar=progress)
     try:
         with terminal.attached():
             stop_orphaned_temporary_servers()
-            from flows.assess import assess, outcome
+            # lazy: keeps numpy, pyarrow, fsspec, jsonschema, prefect, rich, yaml, pydantic out of the CLI
+            from flows.assess import outcome, run_checked
 
             with _heartbeats():
-                state = assess(pipeline=pipeline, as_of=day, models=models, sample=sample, config=config,
-                               artifacts=artifacts, cache=cache, return_state=True)
+                state = run_checked(checked, config, cache, return_state=True)
     except KeyboardInterrupt:
         err("interrupted: the run is kept as failed with what it wrote; the same command resumes it")
         return EXIT_INTERRUPTED, None
+    finally:
+        checked.release()
     out = outcome(state)
     if out.folder and out.status in ("complete", "gate failed"):
-        print_result(out.folder, pipeline)
+        print_result(out.folder, checked.pipeline)
     if out.status == "complete":
         _say_inconclusive(out.folder)
         return EXIT_OK, out.folder
@@ -185,12 +193,8 @@ def execute(pipeline, day, models, sample, config, artifacts, cache, progress=Fa
 def _say_inconclusive(folder: str) -> None:
     """An inconclusive gate exits 0 (nothing is shown broken; an exit code that fails a job on noise
     would cry wolf) and says so on stderr, with what could not be decided."""
-    from datetime import date as _date
-
-    from assay.store import Store
-
     root, pipeline, as_of, run_id = folder.rstrip("/").rsplit("/", 3)
-    gates = (Store(root).run(pipeline, _date.fromisoformat(as_of), run_id).manifest() or {}).get("gates") or {}
+    gates = (Store(root).run(pipeline, date.fromisoformat(as_of), run_id).manifest() or {}).get("gates") or {}
     if gates.get("verdict") == "inconclusive":
         lines = gates.get("inconclusive") or []
         err(f"gate inconclusive (exit 0, not a failure): {lines[0] if lines else ''}"
@@ -200,9 +204,7 @@ def _say_inconclusive(folder: str) -> None:
 def prefect_api_problem() -> str | None:
     """Why the configured Prefect API cannot be used, or None (reachable, or none configured:
     Prefect then starts a temporary server for the run)."""
-    import urllib.error
-    import urllib.request
-
+    # lazy: keeps prefect out of the CLI
     from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
@@ -230,8 +232,7 @@ def stop_orphaned_temporary_servers() -> list[int]:
     parent that is gone (it was re-parented to init). Linux only (it reads /proc); elsewhere a
     no-op. Returns the pids stopped.
     """
-    import signal
-
+    # lazy: keeps prefect out of the CLI
     from prefect.settings import get_current_settings
 
     if not os.path.isdir("/proc"):
@@ -278,14 +279,14 @@ def print_result(folder: str, pipeline: str) -> None:
     """The result table (per model: the headline metric with its interval, cost per 1,000 requests,
     monthly cost, p95 latency, errors; the recommended row marked ✓), the recommendation in the
     words of summary.md and report.html, and the decisions, on standard output."""
+    # lazy: keeps rich out of the CLI
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
     from assay.report import summary as R
     from assay.report.decision import COLUMNS, headline_rows, headline_titles
-    from assay import store as S
-    from assay.store import open_run
     from assay.runs import Manifest
 
     rf = open_run(folder)
@@ -308,8 +309,6 @@ def print_result(folder: str, pipeline: str) -> None:
     for line in interval_notes(metrics, dec["first_metric"]):
         con.print(escape(line), soft_wrap=True)
     if policies is not None and len(policies):
-        from flows.cli.policies import policy_table
-
         con.print(policy_table(policies, cfg, rec, "cascades and routes (from the answers above, no new calls)", compact=True))
     con.print(escape(rec.sentence), soft_wrap=True)
     for line in R.decision_lines(dec, be if be is not None else costs.iloc[0:0]):

@@ -1,6 +1,5 @@
 """``assay reproduce``: run a recorded run again and compare every artifact."""
 
-from typing import Optional
 
 import typer
 
@@ -9,23 +8,26 @@ from flows.cli.common import EXIT_CONFIG, EXIT_FAILED, check_root_option, err
 
 def reproduce(
     run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>."),
-    artifacts: Optional[str] = typer.Option(None, "--artifacts", callback=check_root_option, help="Where to write the reproduction "
+    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Where to write the reproduction "
                                             "(default: <artifacts>/_reproductions)."),
-    project: Optional[str] = typer.Option(None, "--project", help="Folder the recorded config's relative paths resolve "
+    project: str | None = typer.Option(None, "--project", help="Folder the recorded config's relative paths resolve "
                                           "against (default: the recorded config's folder, else the current one)."),
 ):
     """Run a recorded run again from its manifest (recorded config, cached responses) and
     report whether every artifact matches. Exit 0 when all match, 1 otherwise."""
+    # lazy: keeps rich out of the CLI
     from rich.console import Console
     from rich.table import Table
 
-    from assay.reproduce import ReproduceError, reproduce as run_reproduce
+    # lazy: keeps pandas, numpy, pyarrow, yaml, pydantic out of the CLI
+    from assay.reproduce import ReproduceError
+    from assay.reproduce import reproduce as run_reproduce
 
     try:
         result = run_reproduce(run_folder, artifacts, project=project)
     except ReproduceError as e:
         err(f"cannot reproduce: {e}")
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.Exit(EXIT_CONFIG) from None
     con = Console()
     t = Table(title=f"reproduction of {result.original}")
     for col in ("artifact", "status", "detail"):

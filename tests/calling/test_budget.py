@@ -6,7 +6,6 @@ import json
 from collections import Counter
 from datetime import date
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

@@ -5,18 +5,15 @@ reading one segment folder, and two machines sharing one s3:// artifact root on 
 the second replays an assessment with zero requests to the endpoint.
 """
 
-import json
 import os
 import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 
-import pytest
-
 from assay.cache import ResponseCache, SegmentCache, open_cache
-from tests.operations.test_s3_store import _forget_s3fs_instances, _keys, moto_endpoint, s3  # noqa: F401  (fixtures)
 from tests.conftest import write_config
+from tests.operations.test_s3_store import _forget_s3fs_instances, _keys, moto_endpoint, s3  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assay.config import PromptConfig
-from assay.prompting import (PromptError, normalise_conversation, prompt_version, render_requests, transcript,
-                             with_system)
+from assay.prompting import PromptError, normalise_conversation, prompt_version, render_requests, transcript, with_system
 from assay.responses import read_responses
 from assay.stages import run_local
 from tests.conftest import write_config
@@ -222,7 +221,7 @@ def test_openai_evals_jsonl_shape(tmp_path, server):
 
 def test_preflight_names_the_malformed_example(tmp_path, server):
     from assay.config import load_config
-    from assay.config.preflight import find_problems
+    from assay.preflight import find_problems
 
     bad = dict(CONVERSATIONS)
     bad["c2"] = [msg("user", "hi"), msg("tool", "orphan result")]
@@ -234,7 +233,7 @@ def test_preflight_names_the_malformed_example(tmp_path, server):
 
 def test_preflight_names_a_missing_messages_column(tmp_path, server):
     from assay.config import load_config
-    from assay.config.preflight import find_problems
+    from assay.preflight import find_problems
 
     cfg = write_pipeline(tmp_path, server.base_url)
     text = open(cfg).read().replace("messages: messages", "messages: convo")

@@ -1,7 +1,6 @@
 """Endpoint faults injected by the project's own test server, and a secret that must not escape."""
 
 import logging
-import os
 from datetime import date
 from pathlib import Path
 
@@ -99,8 +98,14 @@ def test_the_key_reaches_no_prefect_artifact_parameter_or_log(tmp_path, monkeypa
     from uuid import UUID
 
     from prefect import get_client
-    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId,
-                                                LogFilter, LogFilterFlowRunId)
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
 
     from flows.assess import assess
 

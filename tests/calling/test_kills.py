@@ -24,7 +24,7 @@ ARMED = "import sys, tests.killpoints as k; k.arm(sys.argv.pop(1)); from flows.c
 
 
 def _config(tmp: Path, base_url: str, root: Path, n: int = N, c: int = C, shard: int = SHARD) -> Path:
-    N, C, SHARD = n, c, shard  # noqa: N806  (the module's figures, or a test's own)
+    N, C, SHARD = n, c, shard
     ids = [f"t{i:03d}" for i in range(N)]
     labels = ["billing", "refund", "other"] * (N // 3)
     pq.write_table(pa.table({"id": ids, "text": [f"ticket {i} about {lab}" for i, lab in zip(ids, labels)], "label": labels}),

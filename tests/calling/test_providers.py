@@ -14,11 +14,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assay.config import (MODEL_CLASSES, ConfigError, DatasetConfig, PromptConfig, PythonModel, ReplayModel, SklearnModel,
-                          load_config, model_problems)
+from assay.config import (
+    MODEL_CLASSES,
+    ConfigError,
+    DatasetConfig,
+    PromptConfig,
+    PythonModel,
+    ReplayModel,
+    SklearnModel,
+    model_problems,
+)
 from assay.dataset import prepare, read_source
-from assay.responses import read_responses
+from assay.preflight import load_checked
 from assay.providers import PROVIDERS, Context, build
+from assay.responses import read_responses
 from assay.stages import run_local
 from tests.conftest import write_config
 
@@ -423,7 +432,7 @@ def test_model_option_errors_reach_the_config_loader(tmp_path):
             metrics: [accuracy]
     """)
     with pytest.raises(ConfigError) as e:
-        load_config(tmp_path / "pipelines.yaml")
+        load_checked(tmp_path / "pipelines.yaml")
     found = {(path, line) for path, _, line in e.value.problems}
     assert ("models.sk.base_url", 3) in found
     assert ("models.py.function", 4) in found
@@ -437,7 +446,7 @@ def test_an_unreadable_replay_log_fails_loudly_naming_the_file(tmp_path):
     ctx = _ctx(tmp_path)
     p = build("rep", ReplayModel(provider="replay", source="log.parquet"), ctx)
     with pytest.raises(ValueError, match=rf"replay log {tmp_path}/log\.parquet cannot be read"):
-        p.logged_request_times
+        _ = p.logged_request_times
     with pytest.raises(ValueError, match=r"log\.parquet cannot be read"):
         p.stats()
     write_config(tmp_path, """

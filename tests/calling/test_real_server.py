@@ -12,7 +12,6 @@ capacity sweep whose pooled connections once failed after streamed responses.
 import asyncio
 import json
 from datetime import date
-from types import SimpleNamespace
 
 import aiohttp
 import pandas as pd
@@ -25,7 +24,7 @@ from assay import capacity as K
 from assay import store as S
 from assay.calling import CallOptions, call_chat
 from assay.config import DatasetConfig, parse_model
-from assay.providers import Context, ProviderError
+from assay.providers import Context
 from assay.providers.openai_compat import OpenAIProvider
 from assay.responses import read_responses
 from assay.stages import run_local
@@ -120,7 +119,7 @@ def test_seeded_temperature_zero_calls_one_at_a_time_repeat(llama_server):
         for _ in range(2):  # two runs of the engine, the response cache off
             rows = []
             await call_chat(p, [_ask("a seeded question")], options=CallOptions(cache_mode="off"),
-                            on_chunk=lambda c: rows.extend(c.output))
+                            on_chunk=lambda c: rows.extend(c.output))  # noqa: B023  (awaited in this iteration)
             got.append(rows[0])
 
     p = _provider(llama_server.base_url, max_concurrency=1)

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assay.config import ConfigError, load_config
+from assay.preflight import load_checked
 from assay.responses import RESPONSE_SCHEMA, read_journal, read_responses
 from assay.stages import run_local
 from assay.store import Store
@@ -55,7 +56,7 @@ pipelines:
 
 def _load(tmp_path, live: str = "", base: str = "", pipe: str = "", check: bool = True):
     p = write_config(tmp_path, BASE.format(live=live, base=base, pipe=pipe))
-    return load_config(p, check=check)
+    return load_checked(p) if check else load_config(p)
 
 
 def _problems(tmp_path, **kw) -> list[tuple[str, str]]:
@@ -348,8 +349,8 @@ def test_clopper_pearson_matches_scipy_and_statsmodels(x, n):
 def test_the_exact_interval_is_in_metrics_up_to_1000_examples():
     from scipy.stats import binomtest
 
-    from assay.metrics import build_metric
     from assay.config.schema import MetricSpec
+    from assay.metrics import build_metric
     from assay.scoring import score
 
     acc = build_metric(MetricSpec(name="accuracy"))

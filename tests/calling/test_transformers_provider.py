@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from datetime import date
 from pathlib import Path
 
@@ -19,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from assay.config import DatasetConfig, PromptConfig, TransformersModel, model_problems
-from assay.responses import read_responses
-from assay.providers import Context, build
 from assay.errors import ProviderSetupError
+from assay.providers import Context, build
+from assay.responses import read_responses
 from assay.runs import RunFailed
 from assay.stages import run_local
 from tests.conftest import write_config

@@ -4,7 +4,8 @@ import textwrap
 
 import pytest
 
-from assay.config import ConfigError, load_config
+from assay.config import ConfigError
+from assay.preflight import load_checked
 
 GOOD = """
 artifacts: runs
@@ -29,12 +30,12 @@ def write(tmp_path, text: str):
 
 def problems(tmp_path, text: str) -> list[tuple]:
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, text))
+        load_checked(write(tmp_path, text))
     return e.value.problems
 
 
 def test_good_file_validates(tmp_path):
-    loaded = load_config(write(tmp_path, GOOD))
+    loaded = load_checked(write(tmp_path, GOOD))
     p = loaded.pipeline("p")
     assert p.models == ["m1", "base"]
     assert [s.key for s in p.metric_specs()] == ["accuracy", "exact_match"]
@@ -43,13 +44,13 @@ def test_good_file_validates(tmp_path):
 
 
 def test_shipped_example_validates(project_root):
-    loaded = load_config(project_root / "pipelines.yaml")
+    loaded = load_checked(project_root / "pipelines.yaml")
     assert "support-triage" in loaded.config.pipelines
 
 
 def test_config_hash_changes_with_what_shapes_results(tmp_path):
-    a = load_config(write(tmp_path, GOOD)).config_hash("p")
-    b = load_config(write(tmp_path, GOOD.replace("temperature: 0", "temperature: 1"))).config_hash("p")
+    a = load_checked(write(tmp_path, GOOD)).config_hash("p")
+    b = load_checked(write(tmp_path, GOOD.replace("temperature: 0", "temperature: 1"))).config_hash("p")
     assert a != b
 
 
@@ -104,7 +105,7 @@ def test_gate_on_metric_not_computed(tmp_path):
 def test_env_var_expansion(tmp_path, monkeypatch):
     monkeypatch.setenv("ASSAY_TEST_URL", "http://127.0.0.1:9/v1")
     text = GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_TEST_URL}',")
-    loaded = load_config(write(tmp_path, text))
+    loaded = load_checked(write(tmp_path, text))
     assert loaded.config.models["m1"].base_url == "http://127.0.0.1:9/v1"
     # the raw config (what manifests record) keeps the placeholder, not the value
     assert loaded.raw["models"]["m1"]["base_url"] == "${ASSAY_TEST_URL}"
@@ -120,12 +121,12 @@ def test_missing_env_var_names_key_path(tmp_path, monkeypatch):
 def test_env_default(tmp_path, monkeypatch):
     monkeypatch.delenv("ASSAY_NOPE", raising=False)
     text = GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_NOPE:-http://h/v1}',")
-    assert load_config(write(tmp_path, text)).config.models["m1"].base_url == "http://h/v1"
+    assert load_checked(write(tmp_path, text)).config.models["m1"].base_url == "http://h/v1"
 
 
 def test_missing_file_names_the_file(tmp_path):
     with pytest.raises(ConfigError) as e:
-        load_config(tmp_path / "nope.yaml")
+        load_checked(tmp_path / "nope.yaml")
     assert "nope.yaml" in str(e.value) and "not found" in str(e.value)
 
 
@@ -168,7 +169,7 @@ def test_metric_options_are_checked_before_any_model_is_paid_for(tmp_path):
     assert path == "pipelines.p.metrics[1].path" and str(tmp_path / "my_metrics" / "tone.py") in msg
     (tmp_path / "my_metrics").mkdir()
     (tmp_path / "my_metrics" / "tone.py").write_text("# an evaluate module\n")
-    load_config(write(tmp_path, text))  # exists: loaded (and checked) when the score stage builds it
+    load_checked(write(tmp_path, text))  # exists: loaded (and checked) when the score stage builds it
 
 
 def test_names_are_checked_by_the_schema_with_key_path_and_line(tmp_path):
@@ -176,7 +177,7 @@ def test_names_are_checked_by_the_schema_with_key_path_and_line(tmp_path):
     root, split into folders or carry a control character into file names and logs."""
     text = GOOD.replace("\n  p:\n", "\n  ../../escape:\n").replace("  base: {", '  "ba\\ase": {').replace("[m1, base]", '[m1, "ba\\ase"]')
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, text))
+        load_checked(write(tmp_path, text))
     assert [(p, line) for p, _, line in e.value.problems] == [("models.'ba\\x07se'", 5), ("pipelines.../../escape", 7)]
     assert "models.'ba\\x07se' (line 5): not a usable name: it contains a control character ('\\x07')" in e.value.format()
     assert "pipelines.../../escape (line 7): not a usable name: it contains a path separator ('/')" in e.value.format()
@@ -209,7 +210,7 @@ def test_unknown_provider_names_path_line_and_the_known_ones(tmp_path):
 def test_misspelt_option_names_the_provider_and_what_it_takes(tmp_path):
     text = GOOD.replace("params: {temperature: 0}", "temprature: 0")
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, text))
+        load_checked(write(tmp_path, text))
     (path, msg, line), = e.value.problems
     assert (path, line) == ("models.m1.temprature", 4)  # the provider is not part of the path
     assert msg.startswith("not an option of provider 'openai'") and "(it takes: api_key_env, base_url, client," in msg
@@ -244,13 +245,13 @@ def test_a_served_models_instances_and_one_way_to_price_it(tmp_path):
     (path, msg, line), = problems(tmp_path, text)
     assert (path, line) == ("models.base", 5) and msg == "give compute: (priced by compute time) or hosting: (priced by throughput), not both"
     serverless = GOOD.replace("train: train.parquet}", "train: train.parquet, compute: {usd_per_hour: 1, instances: 0}}")
-    assert load_config(write(tmp_path, serverless)).config.models["base"].compute.instances == 0
+    assert load_checked(write(tmp_path, serverless)).config.models["base"].compute.instances == 0
 
 
 def test_each_provider_gets_its_own_class_with_the_old_defaults(tmp_path):
     from assay.config import OpenAIModel, SklearnModel
 
-    loaded = load_config(write(tmp_path, GOOD))
+    loaded = load_checked(write(tmp_path, GOOD))
     m1, base = loaded.config.models["m1"], loaded.config.models["base"]
     assert isinstance(m1, OpenAIModel) and isinstance(base, SklearnModel)
     assert (m1.max_concurrency, m1.timeout_s, m1.max_attempts, m1.client, m1.rpm) == (16, 60, 4, "aiohttp", None)
@@ -285,7 +286,7 @@ def test_config_hash_is_what_it_was_with_one_model_class(tmp_path):
             models: [o, sk, py, tr, rp]
             metrics: [accuracy]
     """
-    loaded = load_config(write(tmp_path, text))
+    loaded = load_checked(write(tmp_path, text))
     assert loaded.config_hash("p") == "0146012d357f04837ea1265179f5ccb33ccdc6b515ec1e914594b742fd0934f8"
     assert loaded.config_hash("p", ["sk"]) == "b1f21ca5dbffa1cb5ad7d7b26f904b813263c414a2c679c521f5b610b22690a5"
 
@@ -302,7 +303,7 @@ def test_recorded_config_has_one_rule_for_an_unset_variable(tmp_path, monkeypatc
     from assay.config import recorded_config
 
     monkeypatch.setenv("ASSAY_TEST_URL", "http://127.0.0.1:9/v1")
-    loaded = load_config(write(tmp_path, GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_TEST_URL}',")))
+    loaded = load_checked(write(tmp_path, GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_TEST_URL}',")))
     manifest = _manifest(loaded)
     again = recorded_config(manifest)
     assert again.config_hash("p") == loaded.config_hash("p") and again.resolve_path("t.parquet") == loaded.resolve_path("t.parquet")
@@ -317,7 +318,7 @@ def test_recorded_config_has_one_rule_for_an_unset_variable(tmp_path, monkeypatc
 def test_recorded_config_errors_name_the_manifest_key_path(tmp_path):
     from assay.config import recorded_config, recorded_model
 
-    manifest = _manifest(load_config(write(tmp_path, GOOD)))
+    manifest = _manifest(load_checked(write(tmp_path, GOOD)))
 
     def problems_of(m) -> list[tuple]:
         with pytest.raises(ConfigError) as e:
@@ -348,13 +349,13 @@ def json_copy(obj):
 
 
 def test_runner_is_chosen_per_pipeline_over_the_top_level_and_shapes_no_hash(tmp_path):
-    plain = load_config(write(tmp_path, GOOD))
+    plain = load_checked(write(tmp_path, GOOD))
     assert plain.runner("p") is None
-    top = load_config(write(tmp_path, "runner: {dask: local, workers: 3, shard_rows: 1000}\n" + textwrap.dedent(GOOD)))
+    top = load_checked(write(tmp_path, "runner: {dask: local, workers: 3, shard_rows: 1000}\n" + textwrap.dedent(GOOD)))
     r = top.runner("p")
     assert (r.dask, r.workers, r.shard_rows) == ("local", 3, 1000)
     both = textwrap.dedent(GOOD).replace("  p:\n", "  p:\n    runner: {dask: 'tcp://10.0.0.5:8786'}\n", 1)
-    both = load_config(write(tmp_path, "runner: {dask: local}\n" + both))
+    both = load_checked(write(tmp_path, "runner: {dask: local}\n" + both))
     assert both.runner("p").dask == "tcp://10.0.0.5:8786" and both.runner("p").workers is None
     # the same assessment here or on a cluster is the same run
     assert plain.config_hash("p") == top.config_hash("p") == both.config_hash("p")

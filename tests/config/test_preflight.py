@@ -3,7 +3,7 @@
 :data:`BAD_INPUTS` is the list of bad inputs tested, one row each: a name, the change that makes a
 good workspace bad, the key path(s) the error must name and the file it must name. A script can
 print it (``python -m tests.config.test_preflight`` prints it as a Markdown table). Each row is checked
-twice: in this process (:func:`assay.config.load_config` then :func:`assay.config.preflight`, a
+twice: in this process (:func:`assay.preflight.load_checked` then :func:`assay.preflight.preflight`, a
 ConfigError) and through ``assay run`` in a subprocess (exit 2, the key path and the file on
 standard error, no traceback, no artifact root, no Prefect home).
 """
@@ -12,16 +12,18 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assay.config import ConfigError, load_config, preflight
+from assay.config import ConfigError, load_config
+from assay.preflight import load_checked, preflight
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = date(2026, 11, 1)
@@ -195,14 +197,14 @@ def preflight_error(cfg: Path, pipeline: str = "p", sample: int | None = None, a
                     artifacts: str | None = None) -> ConfigError:
     """What ``assay run`` does before it writes anything: load the config, then preflight the run."""
     with pytest.raises(ConfigError) as e:
-        loaded = load_config(cfg)
+        loaded = load_checked(cfg)
         preflight(loaded, pipeline, as_of, sample=sample, artifacts=artifacts)
     return e.value
 
 
 def test_the_good_workspace_passes(tmp_path):
     cfg = make_workspace(tmp_path)
-    preflight(load_config(cfg), "p", AS_OF)
+    preflight(load_checked(cfg), "p", AS_OF)
     assert not (tmp_path / "runs").exists()
 
 
@@ -240,11 +242,11 @@ def test_problems_name_the_line_of_their_key(tmp_path):
 
 def test_preflight_checks_a_config_loaded_without_the_cross_checks(tmp_path):
     """preflight runs the pipeline's cross-section checks itself: judges that cannot answer prompts
-    are named even when the config was loaded with ``check=False``."""
+    are named even when the config was loaded without them (:func:`assay.config.load_config`)."""
     cfg = make_workspace(tmp_path)
     edit("metrics: [accuracy]", "metrics: [accuracy, {name: judge, judge: base}]")(tmp_path)
     with pytest.raises(ConfigError) as e:
-        preflight(load_config(cfg, check=False), "p", AS_OF)
+        preflight(load_config(cfg), "p", AS_OF)
     (path, msg, _), = e.value.problems
     assert path == "pipelines.p.metrics[1].judge" and "cannot answer prompts" in msg
 
@@ -252,7 +254,7 @@ def test_preflight_checks_a_config_loaded_without_the_cross_checks(tmp_path):
 def test_only_the_chosen_models_files_are_checked(tmp_path):
     cfg = make_workspace(tmp_path)
     remove("log.parquet")(tmp_path)
-    loaded = load_config(cfg)
+    loaded = load_checked(cfg)
     preflight(loaded, "p", AS_OF, models=["base"])  # the replay model is not in this run
     with pytest.raises(ConfigError) as e:
         preflight(loaded, "p", AS_OF, models=["rep", "nope"])
@@ -260,9 +262,10 @@ def test_only_the_chosen_models_files_are_checked(tmp_path):
 
 
 def test_the_load_stage_takes_the_table_the_preflight_prepared(tmp_path, monkeypatch):
-    """One preparation of the dataset per process: the load stage uses the table (or, for a
-    Parquet file whose ids are in order, the streamed plan) the preflight prepared (the same
-    functions, so the same table), and prepares again when the file changed."""
+    """One preparation of the dataset per request: the preflight returns the table (or, for a
+    Parquet file whose ids are in order, the streamed plan) it prepared, the run's load stage takes
+    it (the same functions, so the same table) and lets it go, and prepares again when the file
+    changed in between."""
     from assay import dataset as D
     from assay.runs import start_run
     from assay.stages import load
@@ -272,23 +275,23 @@ def test_the_load_stage_takes_the_table_the_preflight_prepared(tmp_path, monkeyp
     real, plan = D.read_source, D.plan_streamed
     monkeypatch.setattr(D, "read_source", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
     monkeypatch.setattr(D, "plan_streamed", lambda *a, **k: reads.append(a[0]) or plan(*a, **k))
-    loaded = load_config(cfg)
-    preflight(loaded, "p", AS_OF)
-    preflight(loaded, "p", AS_OF)  # the flow's own preflight after the command's: no second read
-    assert reads == [str(tmp_path / "test.parquet")]
-    ctx = start_run(str(cfg), "p", AS_OF, loaded=loaded)
+    loaded = load_checked(cfg)
+    checked = preflight(loaded, "p", AS_OF)
+    assert reads == [str(tmp_path / "test.parquet")] and checked.chosen == ["rep", "base"] and checked.models is None
+    ctx = start_run(str(cfg), "p", AS_OF, loaded=loaded, prepared=checked.dataset)
     load.run(ctx)
-    assert len(reads) == 1
+    assert len(reads) == 1 and ctx.prepared is None
     assert ctx.folder.read_table("dataset.parquet")["example_id"].to_pylist() == ["e1", "e2", "e3", "e4"]
-    # taken: the next load reads the file again, and a changed file is read again
-    preflight(loaded, "p", AS_OF)
+    assert checked.dataset.take(str(tmp_path / "test.parquet"), loaded.pipeline("p").dataset, loaded.pipeline("p").prompt,
+                                AS_OF, None) is None  # taken once: nothing is held after the load stage
+    # a file changed between the preflight and the load stage is read again
+    checked = preflight(loaded, "p", AS_OF)
     assert len(reads) == 2
     pq.write_table(pa.table({k: v[:3] for k, v in ROWS.items()}), tmp_path / "test.parquet")
-    preflight(loaded, "p", AS_OF)
+    ctx = start_run(str(cfg), "p", AS_OF, loaded=loaded, prepared=checked.dataset, new=True)
+    load.run(ctx)
     assert len(reads) == 3
-    preflight(loaded, "p", date(2026, 10, 2))  # another as_of is another table
-    assert len(reads) == 4
-    D.forget_prepared()
+    assert ctx.folder.read_table("dataset.parquet")["example_id"].to_pylist() == ["e1", "e2", "e3"]
 
 
 # ------------------------------------------------------------------------------------------------ through `assay run`

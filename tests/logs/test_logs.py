@@ -162,7 +162,9 @@ def test_otel_reads_chat_spans_into_the_standard_columns(tmp_path):
 def test_otel_older_conventions_events_and_content_events(tmp_path):
     """Spans of semantic conventions before v1.37: gen_ai.system with gen_ai.*.message and gen_ai.choice
     events (v1.28-1.36), and gen_ai.content.prompt/completion events (v1.26)."""
-    ev = lambda name, attrs: {"timeUnixNano": "1793000000100000000", "name": name, "attributes": kv(attrs)}
+    def ev(name, attrs):
+        return {"timeUnixNano": "1793000000100000000", "name": name, "attributes": kv(attrs)}
+
     old = span("c000000000000001", "chat gpt-4o", {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o",
                                                   "gen_ai.usage.prompt_tokens": 20, "gen_ai.usage.completion_tokens": 5},
                events=[ev("gen_ai.system.message", {"gen_ai.system": "openai", "content": "You greet people"}),
@@ -612,7 +614,8 @@ def test_assay_run_on_an_otel_export_replayed(tmp_path, prefect_server):
 def test_preflight_names_a_log_source_without_files(tmp_path):
     from datetime import date
 
-    from assay.config import ConfigError, load_config, preflight
+    from assay.config import ConfigError, load_config
+    from assay.preflight import preflight
 
     src = otel_export(tmp_path / "otel")
     (tmp_path / "pipelines.yaml").write_text(

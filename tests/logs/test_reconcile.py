@@ -2,7 +2,7 @@
 (logged tokens × each request date's price) in costs.parquet, and the report's line above 2 %."""
 
 import math
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,8 +36,8 @@ def test_lines_only_above_the_threshold():
 
 
 def write(tmp_path, bill_factor: float, with_costs: bool = True):
-    times = [datetime(2026, 11, 4, 9, tzinfo=timezone.utc), datetime(2026, 11, 5, 9, tzinfo=timezone.utc),
-             datetime(2026, 11, 5, 18, tzinfo=timezone.utc)]
+    times = [datetime(2026, 11, 4, 9, tzinfo=UTC), datetime(2026, 11, 5, 9, tzinfo=UTC),
+             datetime(2026, 11, 5, 18, tzinfo=UTC)]
     pt, ct = [1000, 2000, 4000], [100, 300, 500]
     computed = [(p * PRICE_IN + c * PRICE_OUT) / 1e6 for p, c in zip(pt, ct)]
     cols = {"example_id": ["a", "b", "c"], "request_time": pa.array(times, pa.timestamp("us", tz="UTC")),

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from assay.config import DatasetConfig, MetricSpec, OpenAIModel
+from assay.errors import MetricError
 from assay.metrics import METRICS, build_metric
 from assay.metrics.judge import PROMPT_VERSION, LLMJudge, judge_messages, parse_grade
 from assay.providers import BatchProvider, CallResult, ChatProvider, Context, ProviderError
-from assay.errors import MetricError
 from assay.stages import run_local
 from tests.conftest import write_config
 

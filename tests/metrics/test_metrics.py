@@ -27,8 +27,14 @@ except ImportError:  # plain `pytest` with the package not installed
     sys.path.insert(0, str(ROOT))
 
 from assay.config import MetricSpec  # noqa: E402
-from assay.metrics import METRICS, EvaluateMetric, Metric, build_metric, evaluate_module_path  # noqa: E402
-from assay.metrics import core  # noqa: E402
+from assay.metrics import (  # noqa: E402
+    METRICS,
+    EvaluateMetric,
+    Metric,
+    build_metric,
+    core,
+    evaluate_module_path,
+)
 from assay.metrics.core import extract_number, normalize_text, parse_json  # noqa: E402
 from assay.registry import UnknownName  # noqa: E402
 

@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from assay.metrics.core import Accuracy
 from assay.planning import plan
 from assay.scoring import score
-from assay.metrics.core import Accuracy
 
 
 class Folder:

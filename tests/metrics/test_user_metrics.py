@@ -5,11 +5,10 @@ corpus-only modules, and the pass_at_k code-execution metric."""
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute
 import pytest
 
 from assay.config import MetricSpec
@@ -118,14 +117,19 @@ def test_worker_processes_are_faster_than_one(funcs):
     (funcs / "slow.py").write_text("import time\ndef slow(o, r, row):\n    time.sleep(0.4)\n    return 1\n")
     one = build_metric(MetricSpec(path="slow.py", function="slow", workers=1), base_dir=str(funcs))
     four = build_metric(MetricSpec(path="slow.py", function="slow", workers=4), base_dir=str(funcs))
-    t = time.perf_counter(); one.score_examples(["x"] * 20, ["x"] * 20, None); t1 = time.perf_counter() - t
-    t = time.perf_counter(); four.score_examples(["x"] * 20, ["x"] * 20, None); t4 = time.perf_counter() - t
+    t = time.perf_counter()
+    one.score_examples(["x"] * 20, ["x"] * 20, None)
+    t1 = time.perf_counter() - t
+    t = time.perf_counter()
+    four.score_examples(["x"] * 20, ["x"] * 20, None)
+    t4 = time.perf_counter() - t
     # 20 x 0.4 s one at a time, against 5 x 0.4 s plus starting the workers (which a loaded machine slows)
     assert t1 > 8 and t4 < 0.6 * t1, (t1, t4)
 
 
 def test_config_checks_function_metrics(tmp_path, funcs):
-    from assay.config import ConfigError, load_config
+    from assay.config import ConfigError
+    from assay.preflight import load_checked
 
     (funcs / "data.csv").write_text("id,text,label\n1,a,a\n")
     cfg = funcs / "pipelines.yaml"
@@ -145,7 +149,7 @@ pipelines:
     gates: {score.match: {min: 0.5}, other: {min: 1}}
 """)
     with pytest.raises(ConfigError) as e:
-        load_config(str(cfg))
+        load_checked(str(cfg))
     text = e.value.format()
     assert "metrics[1].function" in text and "no attribute 'nope'" in text
     assert "metrics[2].path" in text and "metric file not found" in text

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.operations.test_operations import ROOT, free_port, migrated_template, snapshot_db, start, stop, tail, wait_for
 from tests.conftest import write_config
+from tests.operations.test_operations import ROOT, free_port, migrated_template, snapshot_db, start, stop, tail, wait_for
 
 HOOK_ENV = "ASSAY_TEST_ALERT_HOOK"
 FAKE_ENV = "ASSAY_TEST_FAKE_URL"
@@ -79,7 +79,7 @@ class Receiver:
         received = self.received = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
                     doc = json.loads(body)
@@ -167,7 +167,7 @@ def srv(tmp_path_factory):
         if not template.exists():
             try:
                 snapshot_db(home / "prefect.db", template)
-            except Exception:  # only a speed-up
+            except Exception:  # noqa: BLE001  (only a speed-up)
                 pass
         os.environ[HOOK_ENV] = receiver.url
         os.environ.setdefault(FAKE_ENV, "http://127.0.0.1:9/v1")  # loading the config; a run gets the real one
@@ -237,7 +237,7 @@ def test_deploy_creates_one_automation_per_alert_and_a_second_sync_neither_dupli
 
 
 def test_a_failed_gate_makes_exactly_one_post_with_the_documented_fields(srv):
-    since = datetime.now(timezone.utc) - timedelta(seconds=5)
+    since = datetime.now(UTC) - timedelta(seconds=5)
     r = assay_run(srv, "strict", "2024-01-05")
     assert r.returncode == 3, r.stderr[-3000:]
     t0 = time.monotonic()
@@ -270,7 +270,7 @@ def test_an_inconclusive_run_makes_no_post(srv):
     first = assay_run(srv, "noisy", "2024-01-01")
     assert first.returncode == 0, first.stderr[-3000:]
     data(srv.project / "noisy.parquet", 40, 2)   # a 0.05 drop on 40 examples: beyond max_drop 0.02, within noise
-    since = datetime.now(timezone.utc) - timedelta(seconds=5)
+    since = datetime.now(UTC) - timedelta(seconds=5)
     second = assay_run(srv, "noisy", "2024-01-02")
     assert second.returncode == 0, second.stderr[-3000:]   # inconclusive is not a broken gate
     assert "gate inconclusive" in second.stderr
@@ -291,7 +291,7 @@ def test_a_late_nightly_fires_the_proactive_alert(srv):
         with get_client(sync_client=True) as client:
             dep = client.read_deployment_by_name("assess/strict")
             # due now; no worker serves the pool, so it goes Late and never finishes
-            run = client.create_flow_run_from_deployment(dep.id, state=Scheduled(scheduled_time=datetime.now(timezone.utc)))
+            run = client.create_flow_run_from_deployment(dep.id, state=Scheduled(scheduled_time=datetime.now(UTC)))
     got = wait_for(lambda: srv.receiver.matching("[assay] late: strict"), 90, "the late POST", srv.server_log)
     assert len(got) == 1
     assert "has not finished within 10s of its scheduled start" in got[0]["json"]["text"]
@@ -333,7 +333,7 @@ def test_an_unset_url_variable_is_a_config_error_naming_it(srv, monkeypatch):
 
 def test_a_changed_system_fingerprint_raises_model_changed(srv, fake_server):
     for day, fp in (("2024-02-01", "fp_before"), ("2024-02-02", "fp_after")):
-        since = datetime.now(timezone.utc) - timedelta(seconds=5)
+        since = datetime.now(UTC) - timedelta(seconds=5)
         fake = fake_server(system_fingerprint=fp)
         r = assay_run(srv, "drifty", day, fake.base_url)
         fake.stop()
@@ -382,7 +382,7 @@ def test_a_second_assay_serve_leaves_one_automation_per_alert(srv):
                "ASSAY_TEST_KEY": "sk-test-not-a-secret"}
         p = start([sys.executable, "-m", "flows.cli", "serve", "--config", str(srv.cfg)], env, log, srv.project)
         try:
-            wait_for(lambda: "automation(s)" in log.read_text(errors="replace") or p.poll() is not None, 120,
+            wait_for(lambda: "automation(s)" in log.read_text(errors="replace") or p.poll() is not None, 120,  # noqa: B023
                      "assay serve to sync its alerts", log)
             assert p.poll() is None, tail(log)
         finally:

@@ -103,7 +103,13 @@ def frame(folder: str, name: str, sort: list[str]) -> pd.DataFrame:
 def prefect_records(folder: str):
     """The Prefect task runs and log lines of the flow run that made ``folder`` (and its subflow)."""
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId, LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
     from prefect.logging.handlers import APILogHandler
 
     APILogHandler().flush()

@@ -13,15 +13,24 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
 
-from tests.operations.test_operations import (CONFIG, ROOT, make_data, migrated_template, snapshot_db, start, stop, tail,
-                                   wait_for)
+from tests.operations.test_operations import (
+    CONFIG,
+    ROOT,
+    free_port,
+    make_data,
+    migrated_template,
+    snapshot_db,
+    start,
+    stop,
+    tail,
+    wait_for,
+)
 from tests.operations.test_operations import wait_runs as operations_wait_runs
-from tests.operations.test_operations import free_port
 
 POOL = "assay-test-pool"
 
@@ -88,7 +97,7 @@ def pool(tmp_path_factory):
         if not template.exists():
             try:
                 snapshot_db(home / "prefect.db", template)
-            except Exception:  # only a speed-up
+            except Exception:  # noqa: BLE001  (only a speed-up)
                 pass
         with temporary_settings(updates={PREFECT_API_URL: url}):
             from prefect import get_client
@@ -176,7 +185,7 @@ def test_scheduled_and_ui_runs_execute_on_the_worker(pool):
     ui_run = pool.client.create_flow_run_from_deployment(dep.id, parameters={"as_of": "2024-01-03", "models": ["good"], "sample": 20})
     # as the scheduler makes them (here in the past): no as_of, the date comes from the schedule (Berlin)
     sched_run = pool.client.create_flow_run_from_deployment(
-        dep.id, state=Scheduled(scheduled_time=datetime(2024, 1, 4, 23, 30, tzinfo=timezone.utc)))
+        dep.id, state=Scheduled(scheduled_time=datetime(2024, 1, 4, 23, 30, tzinfo=UTC)))
     done = wait_runs(pool, [ui_run.id, sched_run.id])
     for fr in done.values():
         assert fr.state.is_completed(), (fr.state, tail(pool.worker_log))

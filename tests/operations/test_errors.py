@@ -4,6 +4,7 @@ anything else, a ``ValueError`` from pyarrow included, keeps its traceback."""
 import os
 import subprocess
 import sys
+
 import pytest
 
 from assay.errors import AssayError

@@ -61,7 +61,6 @@ def test_a_model_change_and_an_over_budget_run_are_events():
 
 
 def test_sustained_counts_failed_gates_over_the_last_n_complete_runs(tmp_path):
-    from assay import runs as R
     from assay.store import Store
 
     store = Store(str(tmp_path))

@@ -390,3 +390,34 @@ def test_the_flow_records_its_parameters_as_prefect_would_without_importing_fast
             "assert 'fastapi' not in sys.modules")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_a_checked_request_is_not_checked_again_and_its_dataset_is_read_once(tmp_path, prefect_server, monkeypatch):
+    """``assay run`` checks the request, then runs the flow with what the check returned: the flow
+    runs no preflight of its own, and the dataset the preflight read is the one the load stage
+    writes (one read in all). A flow started any other way (here: called directly, as a schedule,
+    the UI or a backfill start it) runs its own preflight, once."""
+    from assay import dataset as D
+    from assay.config import load_config
+    from assay.preflight import preflight
+    from flows import assess as A
+    from tests.helpers import write_replay_inputs
+
+    cfg = write_replay_inputs(tmp_path, ["x", "y", "x", "x"])
+    reads, checks = [], []
+    real_read, real_plan, real_preflight = D.read_source, D.plan_streamed, A.preflight
+    monkeypatch.setattr(D, "read_source", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+    monkeypatch.setattr(D, "plan_streamed", lambda *a, **k: reads.append(a[0]) or real_plan(*a, **k))
+    monkeypatch.setattr(A, "preflight", lambda *a, **k: checks.append(a[1]) or real_preflight(*a, **k))
+    checked = preflight(load_config(cfg), "p", date(2026, 5, 1), artifacts=str(tmp_path / "runs"))
+    assert len(reads) == 1
+    state = A.run_checked(checked, cfg, return_state=True)
+    assert state.is_completed(), state
+    assert checks == [] and len(reads) == 1
+    ds = checked.loaded.pipeline("p")
+    assert checked.dataset.take(str(tmp_path / "data.parquet"), ds.dataset, ds.prompt, date(2026, 5, 1), None) is None  # let go
+    rows = Store(str(tmp_path / "runs")).run("p", date(2026, 5, 1), Path(state.result()).name).read_table("dataset.parquet")
+    assert rows.num_rows == 4
+    state = A.assess(pipeline="p", as_of=date(2026, 5, 2), config=cfg, artifacts=str(tmp_path / "runs"), return_state=True)
+    assert state.is_completed(), state
+    assert checks == ["p"] and len(reads) == 2

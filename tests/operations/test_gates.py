@@ -5,6 +5,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from assay import store as S
 from assay.gates import RunData, check_run, evaluate, paired_drop_p_value, previous_good_run
@@ -261,7 +262,7 @@ def test_gate_correction_is_configurable_and_defaults_to_holm():
 
     assert Gate(max_drop=0.02).correction == "holm"
     assert Gate(max_drop=0.02, correction="bh").correction == "bh"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         Gate(max_drop=0.02, correction="sidak")
 
 

@@ -12,13 +12,14 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+
 from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,7 +192,7 @@ def ops(tmp_path_factory):
             # snapshot before anything registers: the template must hold no deployments or runs
             try:
                 snapshot_db(home / "prefect.db", template)
-            except Exception:  # only a speed-up
+            except Exception:  # noqa: BLE001  (only a speed-up)
                 pass
             procs.append(start(serve_cmd, client_env, serve_log, tmp))
         serve = procs[-1]
@@ -204,7 +205,7 @@ def ops(tmp_path_factory):
                         raise AssertionError(f"assay serve exited with {serve.returncode}\n{tail(serve_log)}")
                     try:
                         deps = [client.read_deployment_by_name(f"assess/{p}") for p in ("tiny", "strict")]
-                    except Exception:
+                    except Exception:  # noqa: BLE001  (not registered yet: asked again)
                         return None
                     return deps if all(getattr(d.status, "value", None) == "READY" for d in deps) else None
 
@@ -293,7 +294,7 @@ def test_runs_started_through_the_api_like_the_ui(ops):
     ui_run = ops.client.create_flow_run_from_deployment(dep.id, parameters={"as_of": "2024-01-03", "models": ["good"], "sample": 20})
     # a scheduled run (as the scheduler makes them, here in the past): no as_of, the date comes from the schedule
     sched_run = ops.client.create_flow_run_from_deployment(
-        dep.id, state=Scheduled(scheduled_time=datetime(2024, 1, 4, 1, 30, tzinfo=timezone.utc)))
+        dep.id, state=Scheduled(scheduled_time=datetime(2024, 1, 4, 1, 30, tzinfo=UTC)))
     done = wait_runs(ops, [ui_run.id, sched_run.id])
     for fr in done.values():
         assert fr.state.is_completed(), (fr.state, tail(ops.serve_log))

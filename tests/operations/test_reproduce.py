@@ -50,7 +50,8 @@ def test_reproduce_detects_a_different_result(tmp_path, fake_server):
     cfg = make_config(tmp_path, srv.base_url, n=10)
     ctx = run_local(str(cfg), "p", DAY)
     # a cache that now answers differently (e.g. edited by hand) must not pass unnoticed
-    import sqlite3, json
+    import json
+    import sqlite3
 
     db = sqlite3.connect(tmp_path / "cache" / "responses.sqlite")
     key, value = db.execute("SELECT key, value FROM responses LIMIT 1").fetchone()

@@ -8,7 +8,6 @@ Ceph or LocalStack. Every object is checked with boto3 against the bucket itself
 import hashlib
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,18 +16,17 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
+import boto3
 import fsspec.config
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import boto3  # noqa: E402  (moto[server] and s3fs come with the test extra, which .[all] installs)
-
-from assay import store as S  # noqa: E402
-from assay.store import Store  # noqa: E402
-from tests.helpers import write_replay_inputs  # noqa: E402
+from assay import store as S
+from assay.store import Store
+from tests.helpers import write_replay_inputs
 
 DAY = date(2026, 11, 1)
 PREFIX = "runs"
@@ -127,7 +125,7 @@ def _accuracy(rf) -> float:
 
 def _next_second(run_id: str) -> None:
     """Run ids sort by their start second: wait until a new run gets a later one."""
-    while datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") <= run_id[:15]:
+    while datetime.now(UTC).strftime("%Y%m%dT%H%M%S") <= run_id[:15]:
         time.sleep(0.02)
 
 

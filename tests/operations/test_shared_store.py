@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import write_config
 from tests.helpers import write_replay_inputs
 from tests.operations.test_s3_store import _forget_s3fs_instances, _keys, moto_endpoint, s3  # noqa: F401  (fixtures)
-from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 D1, D2, D3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)

@@ -82,7 +82,7 @@ def test_concurrent_writers_never_expose_a_partial_file(tmp_path):
                 first = t["v"][0].as_py()
                 assert t.num_rows == n and first % n == 0 and t["v"][-1].as_py() == first + n - 1
                 reads[0] += 1
-            except Exception as e:  # a torn read shows up here
+            except Exception as e:  # noqa: BLE001  (a torn read shows up here)
                 errors.append(repr(e))
                 stop.set()
 
@@ -248,7 +248,6 @@ def test_memory_runs_and_complete_runs(mem_root):
 def test_a_whole_run_on_a_memory_store(tmp_path, mem_root):
     from assay.responses import read_responses
     from assay.stages import run_local
-
     from tests.helpers import write_replay_inputs
 
     cfg = write_replay_inputs(tmp_path, ["x", "y", "y", "y"], artifacts="runs")

@@ -7,7 +7,7 @@ tokens (cached input 0.5 on both sides); the replay logs below straddle that dat
 
 import json
 import math
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 from assay import costing
 from assay import store as S
 from assay.config import OpenAIModel, parse_model
-from assay.responses import read_responses
 from assay.pricing import PriceQuote, clear_cache, quote, token_cost
 from assay.reprice import RepriceError, reprice
+from assay.responses import read_responses
 from assay.runs import RunFailed
 from assay.stages import run_local
 from assay.store import Store
@@ -59,7 +59,7 @@ def _fresh_quotes():
 
 
 def _utc(s: str) -> datetime:
-    return datetime.fromisoformat(s).astimezone(timezone.utc)
+    return datetime.fromisoformat(s).astimezone(UTC)
 
 
 def _replay_config(tmp_path: Path) -> Path:

@@ -117,7 +117,7 @@ def test_genai_prices_gpt_4o_mini_matches_its_data():
     assert (q.input_per_mtok, q.cached_input_per_mtok, q.output_per_mtok) == (0.15, 0.075, 0.6)
     assert q.cache_write_per_mtok is None
     # ... which is what genai-prices' own data holds for that date
-    ts = dt.datetime(2025, 1, 15, 12, tzinfo=dt.timezone.utc)
+    ts = dt.datetime(2025, 1, 15, 12, tzinfo=dt.UTC)
     mp = _genai_model("openai", "gpt-4o-mini").get_prices(ts)
     assert (float(mp.input_mtok), float(mp.cache_read_mtok), float(mp.output_mtok)) == (0.15, 0.075, 0.6)
     # and token_cost agrees with genai_prices.calc_price on the same usage (input_tokens includes cache reads):

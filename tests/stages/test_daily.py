@@ -2,7 +2,7 @@
 replayed (incumbent) request is priced at its own date while the candidate is priced at the run's."""
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,9 +16,9 @@ from tests.conftest import write_config
 
 def traffic() -> pa.Table:
     """Requests on the 4th, the 5th and early on the 6th (a day not over at a 02:00 run)."""
-    times = [datetime(2026, 11, 4, 10, tzinfo=timezone.utc), datetime(2026, 11, 4, 23, 59, tzinfo=timezone.utc),
-             datetime(2026, 11, 5, 0, 0, 1, tzinfo=timezone.utc), datetime(2026, 11, 5, 12, tzinfo=timezone.utc),
-             datetime(2026, 11, 5, 23, 30, tzinfo=timezone.utc), datetime(2026, 11, 6, 1, 0, tzinfo=timezone.utc)]
+    times = [datetime(2026, 11, 4, 10, tzinfo=UTC), datetime(2026, 11, 4, 23, 59, tzinfo=UTC),
+             datetime(2026, 11, 5, 0, 0, 1, tzinfo=UTC), datetime(2026, 11, 5, 12, tzinfo=UTC),
+             datetime(2026, 11, 5, 23, 30, tzinfo=UTC), datetime(2026, 11, 6, 1, 0, tzinfo=UTC)]
     ids = [f"s{i}" for i in range(len(times))]
     return pa.table({"example_id": ids, "request_time": pa.array(times, pa.timestamp("us", tz="UTC")),
                      "messages": [json.dumps([{"role": "user", "content": f"ANSWER: reply {i}"}]) for i in ids],

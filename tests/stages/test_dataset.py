@@ -7,7 +7,7 @@ import csv
 import hashlib
 import json
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -252,30 +252,26 @@ def test_each_problem_names_its_key_path_and_the_file():
     assert key == ("dataset", "id") and "'a'" in msg and "/data/x.parquet" in msg
 
 
-def test_the_last_prepared_table_is_kept_until_the_load_stage_takes_it(tmp_path, monkeypatch):
+def test_a_prepared_source_is_taken_once_and_only_for_its_own_request(tmp_path):
     import assay.dataset as D
 
     src = write_parquet(tmp_path / "d.parquet", ROWS)
-    reads = []
-    real = D.read_source
-    monkeypatch.setattr(D, "read_source", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
     c = cfg(slices=[])
-    first, n = D.load_prepared(src, c, PROMPT, AS_OF)
-    again, _ = D.load_prepared(src, c, PROMPT, AS_OF)
-    assert again is first and n == 5 and len(reads) == 1
-    D.load_prepared(src, c, PROMPT, AS_OF, sample=2)  # another request: read again, and kept instead
-    assert len(reads) == 2
-    D.load_prepared(src, c, PROMPT, AS_OF, sample=2, keep=False)  # taken
-    assert len(reads) == 2
-    D.load_prepared(src, c, PROMPT, AS_OF, sample=2, keep=False)  # nothing kept
-    assert len(reads) == 3
-    D.load_prepared(src, c, PROMPT, AS_OF)
+    key = D.prepared_key(src, c, PROMPT, AS_OF, None)
+    table, n = D.load_prepared(src, c, PROMPT, AS_OF)
+    assert n == 5 and key is not None
+    assert D.PreparedSource(key, (table, n)).take(src, c, PROMPT, AS_OF, sample=2) is None  # another request
+    kept = D.PreparedSource(key, (table, n))
+    assert kept.take(src, c, PROMPT, AS_OF, None)[0] is table
+    assert kept.take(src, c, PROMPT, AS_OF, None) is None  # taken: nothing is held any more
+    kept = D.PreparedSource(key, (table, n))
     write_parquet(tmp_path / "d.parquet", ROWS[:3])  # a changed file is read again
-    assert D.load_prepared(src, c, PROMPT, AS_OF)[1] == 3 and len(reads) == 5
+    assert kept.take(src, c, PROMPT, AS_OF, None) is None
+    assert D.load_prepared(src, c, PROMPT, AS_OF)[1] == 3
+    assert D.prepared_key("some/dataset", cfg(slices=[], format="hf"), PROMPT, AS_OF, None) is None  # no version to tell
     (tmp_path / "bad.parquet").write_bytes(b"junk")
     with pytest.raises(D.UnreadableSource, match=r"cannot read .*bad\.parquet as parquet"):
         D.load_prepared(str(tmp_path / "bad.parquet"), c, PROMPT, AS_OF)
-    D.forget_prepared()
 
 
 # ------------------------------------------------------------------------------------------------ partitions
@@ -323,7 +319,7 @@ def test_partition_on_an_iso_string_column(window):
 @pytest.mark.parametrize("window", list(EXPECTED_BY_WINDOW))
 def test_partition_on_a_utc_timestamp_column(window):
     # each day's first or last second, so an off-by-one at midnight shows
-    utc = timezone.utc
+    utc = UTC
     values = [datetime(2026, 10, 25, 23, 59, 59, tzinfo=utc), datetime(2026, 10, 26, 0, 0, 0, tzinfo=utc),
               datetime(2026, 10, 27, 12, 0, tzinfo=utc), datetime(2026, 10, 31, 23, 59, 59, tzinfo=utc),
               datetime(2026, 11, 1, 0, 0, 0, tzinfo=utc), datetime(2026, 11, 2, 0, 0, 0, tzinfo=utc)]
@@ -338,7 +334,7 @@ def test_partition_dates_a_tz_aware_timestamp_in_utc():
       d1 = 2026-11-02T03:00Z  (2026-11-01 22:00 EST)  -> UTC day 11-02 -> after as_of, dropped
       d2 = 2026-11-01T12:00Z  (2026-11-01 07:00 EST)  -> UTC day 11-01 -> kept
     """
-    utc = timezone.utc
+    utc = UTC
     values = [datetime(2026, 11, 1, 2, 0, tzinfo=utc), datetime(2026, 11, 2, 3, 0, tzinfo=utc),
               datetime(2026, 11, 1, 12, 0, tzinfo=utc)]
     t = _dated(values, pa.timestamp("us", tz="America/New_York"))

@@ -4,7 +4,6 @@ Retries, the response cache, resume after kill -9, concurrency and rate limits, 
 secrets that must never reach an artifact.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -345,3 +344,25 @@ def test_a_resumed_conventional_models_compute_covers_the_rows_it_did_not_run_ag
     cost.run(ctx)
     costs = ctx.folder.read_table("costs.parquet").to_pandas().set_index("model")
     assert costs.loc["base", "cost_usd"] == pytest.approx(first["compute_s"] * 3.6 / 3600, rel=1e-9)
+
+
+def test_call_figures_add_and_an_unknown_figure_stays_unknown():
+    """The invoke shards of one model and the gradings of a judge are added with ``+``: counts,
+    dollars and the provider's numbers sum, kinds add by kind, the first message of a kind stays,
+    and a figure one side does not know (None) is unknown in the sum, not 0."""
+    from assay.figures import CallFigures
+
+    a = CallFigures.of({"called": 3, "cache_hits": 1, "retries": 2, "errors": 1, "usd": 0.5, "retry_kinds": {"429": 2},
+                        "error_kinds": {"timeout": 1}, "error_examples": {"timeout": "first"}, "wall_s": 9.0,
+                        "concurrency": 4, "compute_s": 1.5, "device": "cpu"})
+    b = CallFigures.of({"called": 2, "errors": 1, "usd": 0.25, "error_kinds": {"timeout": 1, "http_500": 1},
+                        "error_examples": {"timeout": "second", "http_500": "boom"}, "compute_s": 0.5, "device": "cuda"})
+    total = a + b
+    assert (total.called, total.cache_hits, total.retries, total.errors, total.usd) == (5, 1, 2, 2, 0.75)
+    assert total.error_kinds == {"timeout": 2, "http_500": 1} and total.retry_kinds == {"429": 2}
+    assert total.error_examples == {"timeout": "first", "http_500": "boom"}
+    assert total.measured == {"compute_s": 2.0, "device": "cpu"}  # the batch's own timing is no figure that adds
+    assert total.prompt_tokens is None and "prompt_tokens" not in total.as_dict()  # never counted: unknown, not 0
+    assert (a + CallFigures(usd=None)).usd is None
+    assert sum([a, b], CallFigures()) == total
+    assert total.as_dict()["compute_s"] == 2.0 and "wall_s" not in total.as_dict()

@@ -18,11 +18,12 @@ import pytest
 from typer.testing import CliRunner
 
 from assay import store as S
-from assay.config import ConfigError, load_config
+from assay.config import ConfigError
 from assay.config.schema import PipelineConfig
 from assay.policies import answers, evaluate, evaluate_one, from_run
 from assay.policies import simulate as SIM
 from assay.policies.figures import average_pgr, figures
+from assay.preflight import load_checked
 from tests.conftest import write_config
 
 # --------------------------------------------------------------------------------------------- the tiny run
@@ -269,7 +270,7 @@ def _policy_config(tmp_path, policies: str):
             policies:
     """) + textwrap.indent(textwrap.dedent(policies), " " * 6))
     with pytest.raises(ConfigError) as e:
-        load_config(cfg)
+        load_checked(cfg)
     return e.value.format()
 
 

@@ -10,7 +10,7 @@ taking 0.2 s and one 0.5 s. Every expected figure is worked from that and the co
 * 3.6 USD an hour: per request 3.6 / (T · 3600) = 1 / (1000 · T) USD; the floor 1 · 3.6 · 730 = 2628.
 """
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +24,7 @@ from tests.conftest import write_config
 DAY = date(2026, 11, 1)
 N = 40
 LABELS = ["billing", "technical", "account"]
-START = datetime(2026, 10, 1, 8, 0, tzinfo=timezone.utc)
+START = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 #: the columns that hold dollars (and the throughput they come from)
 DOLLARS = ["cost_usd", "cost_per_1k_usd", "cost_per_correct_usd", "monthly_cost_usd", "fixed_monthly_usd",
            "floor_monthly_usd", "usd_per_hour", "throughput_rps"]

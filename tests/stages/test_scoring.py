@@ -258,7 +258,7 @@ def test_metrics_have_clt_se_wilson_and_mde(result):
     # 5 of 8 right: se = sd(ddof=1) / sqrt(8)
     vals = np.array([1, 1, 0, 0, 1, 1, 1, 0], float)
     assert row["se"] == pytest.approx(vals.std(ddof=1) / math.sqrt(8))
-    from assay.stats import wilson, mde
+    from assay.stats import mde, wilson
 
     assert (row["wilson_low"], row["wilson_high"]) == pytest.approx(wilson(5, 8))
     assert row["mde"] == pytest.approx(mde(row["se"]))

@@ -91,7 +91,7 @@ def _same(a: pd.DataFrame, b: pd.DataFrame):
 
 def test_streamed_score_stage_equals_the_whole_table_path(tmp_path, small_batches):
     from assay.stages import run_local
-    from assay.stages.score import score_streaming, build_metrics
+    from assay.stages.score import build_metrics, score_streaming
 
     ctx = run_local(_inputs(tmp_path), "p", date(2026, 11, 1))
     rf = ctx.folder
@@ -111,7 +111,8 @@ def test_streamed_score_stage_equals_the_whole_table_path(tmp_path, small_batche
 
 def test_parts_out_of_order_take_the_whole_table_path(tmp_path, small_batches):
     from assay.stages import run_local
-    from assay.stages.score import build_metrics, run as score_run, score_streaming
+    from assay.stages.score import build_metrics, score_streaming
+    from assay.stages.score import run as score_run
 
     ctx = run_local(_inputs(tmp_path), "p", date(2026, 11, 1))
     rf = ctx.folder

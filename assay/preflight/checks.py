@@ -1,23 +1,35 @@
 """Checks that span sections of a config: names, metric options, files, judges, prompts.
 
-These need the metric and provider registries, so this module imports :mod:`assay.metrics` and
-:mod:`assay.providers`; :func:`assay.config.load_config` imports it only when it checks a file, and
-nothing else in :mod:`assay.config` imports it, so the config types never pull those packages in.
+These need the metric and provider registries, so they live here, a layer above :mod:`assay.config`
+(which only reads and validates the schema and imports neither :mod:`assay.metrics` nor
+:mod:`assay.providers`). :func:`load_checked` is :func:`assay.config.load_config` followed by them.
 """
 
 import os
 from pathlib import Path
 
+from assay.config import ConfigError, LoadedConfig, format_path, load_config
 from assay.config.schema import AssayConfig
 from assay.metrics import METRICS, build_metric
 from assay.providers import PROVIDERS
 from assay.registry import UnknownName
 
 
+def load_checked(path: str | os.PathLike = "pipelines.yaml") -> LoadedConfig:
+    """Read, expand and validate a pipelines.yaml (:func:`assay.config.load_config`), then run the
+    checks that span sections (:func:`cross_check`: model and metric names, metric options and
+    files, judges, prompts); raise ConfigError naming the key path and line of every problem."""
+    loaded = load_config(path)
+    problems = cross_check(loaded.config, loaded.base_dir)
+    if problems:
+        raise ConfigError(str(loaded.path), [(format_path(loc), msg, loaded.line_of(loc)) for loc, msg in problems])
+    return loaded
+
+
 def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None = None) -> list[tuple[tuple, str]]:
     """Checks that span sections: model names in pipelines, metric names, options and files, judge
     models, gates on computed metrics, and a prompt for openai models; (key path, message) pairs.
-    ``only`` narrows them to one pipeline (what :func:`assay.config.preflight.preflight` asks).
+    ``only`` narrows them to one pipeline (what :func:`assay.preflight.preflight` asks).
 
     A metric's options are checked here, by building it, so that a typo fails the config before
     any model is paid for, not at the score stage. (A model's own options are the schema's: each

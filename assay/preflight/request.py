@@ -1,17 +1,20 @@
-"""Preflight: what the config and the files can tell about a run, checked before anything is written.
+"""The preflight of one run request: what the config and the files can tell about it, checked
+before anything is written, and what it prepared, handed to the run as a value.
 
 :func:`preflight` runs before a run folder or a Prefect flow run exists (``assay run`` calls it
-after loading the config, the ``assess`` flow before :func:`assay.runs.start_run`). It checks, for
-one pipeline and the models a run assesses:
+after loading the config and hands its :class:`Checked` to the ``assess`` flow; a flow started
+any other way, from a schedule, the UI or a backfill, runs it itself before
+:func:`assay.runs.start_run`). It checks, for one pipeline and the models a run assesses:
 
-* the config's cross-section checks for that pipeline (:func:`assay.config.checks.cross_check`:
+* the config's cross-section checks for that pipeline (:func:`assay.preflight.checks.cross_check`:
   model and metric names, metric options, judges that can answer prompts), so that a config that
   was loaded without them is checked too;
 * the dataset file exists and is readable, the columns the config names (``id``, ``reference``,
   ``input``, ``slices``, ``partition.column``) and the prompt template's fields exist, and after the
   ``as_of`` filter and sampling it has examples whose ids are unique. It is read and prepared with
   the load stage's own functions (:func:`assay.dataset.prepared_source`), so the two cannot disagree,
-  and the load stage of the same process takes the prepared table instead of reading it again;
+  and the load stage of the same request takes the prepared table (``Checked.dataset``) instead of
+  reading it again;
 * production logs (a dataset's or a replay model's ``source`` with a log ``format``) name at least
   one log file;
 * replay logs (``models.<name>.source``), training files (``models.<name>.train`` or the pipeline's
@@ -22,48 +25,81 @@ one pipeline and the models a run assesses:
 Every problem found is reported, not only the first: a :class:`ConfigError` whose entries each name
 the key path (``pipelines.support-triage.dataset.source``), the line of the config file where it is
 known, and in the message the file concerned, as an absolute path.
-
-This module imports the dataset, metric and provider code only inside its functions, so that
-importing :mod:`assay.config` imports none of them.
 """
 
 import os
+from dataclasses import dataclass
 from datetime import date
 
-from assay.config.loading import ConfigError, LoadedConfig, format_path
+import pyarrow.parquet as pq
+
+from assay import dataset as D
+from assay.config import ConfigError, LoadedConfig, format_path
+from assay.config.schema import check_root
+from assay.logs import log_files
+from assay.metrics import build_metric
+from assay.preflight.checks import cross_check
+from assay.prompting import PromptError, render_conversations
+from assay.runs import check_models
 
 #: a problem as found: (key path as a tuple, message)
 Problem = tuple[tuple, str]
 
 
-def preflight(loaded: LoadedConfig, pipeline: str, as_of: date | None, models: list[str] | None = None,
-              sample: int | None = None, artifacts: str | None = None) -> None:
+@dataclass
+class Checked:
+    """A run request the preflight found able to run, and what it prepared for it: the config, the
+    pipeline, the evaluation date, the models as asked (``models``, None: the pipeline's) and as
+    chosen (``chosen``), the sample and artifact root asked for, and the prepared dataset (None when
+    its source's version cannot be told: the load stage reads it then)."""
+
+    loaded: LoadedConfig
+    pipeline: str
+    as_of: date
+    models: list[str] | None
+    chosen: list[str]
+    sample: int | None
+    artifacts: str | None
+    dataset: D.PreparedSource | None = None
+
+    def release(self) -> None:
+        """Let go of the prepared dataset, taken or not (the run is over, or never began)."""
+        if self.dataset is not None:
+            self.dataset.drop()
+
+
+def preflight(loaded: LoadedConfig, pipeline: str, as_of: date, models: list[str] | None = None,
+              sample: int | None = None, artifacts: str | None = None) -> Checked:
     """Check everything about a run of ``pipeline`` at ``as_of`` (with ``models``, default the
     pipeline's, ``sample`` and the ``artifacts`` root asked for, default ``$ASSAY_ARTIFACTS``, else
     the config's) that the config and the files can tell; raise :class:`ConfigError` naming every
-    problem. Writes nothing."""
-    found = find_problems(loaded, pipeline, as_of, models, sample, artifacts)
+    problem. Writes nothing; returns what it checked and prepared, for the run to take."""
+    found, checked = _check(loaded, pipeline, as_of, models, sample, artifacts)
     problems = [(format_path(loc), msg, loaded.line_of(loc)) for loc, msg in found]
     if problems:
-        from assay.dataset import forget_prepared
-
-        forget_prepared()  # no load stage will take the table prepared for this run
+        checked = None  # the prepared table goes now, not with the error's traceback
         # in the order of the file (what has no line, a request's --models or sample, last)
         raise ConfigError(str(loaded.path), sorted(problems, key=lambda p: p[2] if p[2] is not None else float("inf")))
+    return checked
 
 
 def find_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, models: list[str] | None = None,
                   sample: int | None = None, artifacts: str | None = None) -> list[Problem]:
     """What :func:`preflight` finds: (key path, message) pairs, each once."""
-    from assay.config.checks import cross_check
+    return _check(loaded, pipeline, as_of, models, sample, artifacts)[0]
 
+
+def _check(loaded: LoadedConfig, pipeline: str, as_of: date | None, models: list[str] | None, sample: int | None,
+           artifacts: str | None) -> tuple[list[Problem], Checked]:
     loaded.pipeline(pipeline)  # an unknown pipeline is a ConfigError already
     problems: list[Problem] = list(cross_check(loaded.config, loaded.base_dir, only=pipeline))
     chosen = _chosen_models(loaded, pipeline, models, problems)
+    asked = sample
     if sample is not None and sample < 1:
         problems.append((("sample",), f"a sample of {sample} examples leaves nothing to assess: sample must be at least 1"))
         sample = None
-    problems += _dataset_problems(loaded, pipeline, as_of, sample)
+    got: list[D.PreparedSource] = []
+    problems += _dataset_problems(loaded, pipeline, as_of, sample, got)
     problems += _model_problems(loaded, pipeline, chosen)
     problems += _metric_problems(loaded, pipeline)
     problems += _root_problems(loaded, artifacts)
@@ -71,13 +107,11 @@ def find_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, model
     for prob in problems:
         if prob not in out:
             out.append(prob)
-    return out
+    return out, Checked(loaded, pipeline, as_of, models, chosen, asked, artifacts, got[0] if got and not out else None)
 
 
 def _chosen_models(loaded: LoadedConfig, pipeline: str, models: list[str] | None, problems: list[Problem]) -> list[str]:
     """The models the run assesses that the config defines; a requested model the pipeline lacks is a problem."""
-    from assay.runs.context import check_models
-
     p = loaded.pipeline(pipeline)
     try:
         chosen = check_models(loaded, pipeline, models)
@@ -90,8 +124,6 @@ def _chosen_models(loaded: LoadedConfig, pipeline: str, models: list[str] | None
 def _root_problems(loaded: LoadedConfig, artifacts: str | None) -> list[Problem]:
     """The artifact root the run would write to (``--artifacts``, else ``$ASSAY_ARTIFACTS``, else
     ``artifacts:``, which the schema checked): a path, or a URL whose protocol is usable here."""
-    from assay.config.schema import check_root
-
     env = os.environ.get("ASSAY_ARTIFACTS")
     key, root = (("--artifacts",), artifacts) if artifacts else (("ASSAY_ARTIFACTS",), env) if env else (("artifacts",), None)
     if root is not None:
@@ -102,6 +134,7 @@ def _root_problems(loaded: LoadedConfig, artifacts: str | None) -> list[Problem]
     root = root or loaded.config.artifacts
     scheme = root.split("://", 1)[0].lower() if "://" in root else "file"
     if scheme != "file":
+        # lazy: only a remote artifact root needs it
         import fsspec
 
         try:
@@ -117,9 +150,10 @@ def file_problem(path: str, what: str) -> str | None:
     or None. A local file must exist, be a file and be readable; a Parquet file's footer must read
     (a cheap test of a corrupt file). A URL must exist (asked of its file system)."""
     if "://" in path:
-        try:
-            import fsspec
+        # lazy: only a remote file needs it
+        import fsspec
 
+        try:
             fs, inner = fsspec.core.url_to_fs(path)
             if not fs.exists(inner):
                 return f"{what} not found: {path}"
@@ -142,28 +176,24 @@ def file_problem(path: str, what: str) -> str | None:
 
 def _parquet_problem(path: str, what: str) -> str | None:
     """Why a local Parquet file's footer does not read, or None (other formats are not opened)."""
-    from assay.dataset import DatasetError, detect_format
-
     if "://" in path:
         return None
     try:
-        if detect_format(path, None) != "parquet":
+        if D.detect_format(path, None) != "parquet":
             return None
-        import pyarrow.parquet as pq
-
         with open(path, "rb") as f:
-            pq.ParquetFile(f).schema_arrow
-    except DatasetError as e:
+            _ = pq.ParquetFile(f).schema_arrow  # reads the footer
+    except D.DatasetError as e:
         return f"{what} {path}: {e}"
     except Exception as e:  # noqa: BLE001  (pyarrow's errors for a corrupt file)
         return f"{what} {path} is not a readable Parquet file: {type(e).__name__}: {e}"
     return None
 
 
-def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, sample: int | None) -> list[Problem]:
-    """The dataset, read and prepared as the load stage does (and kept for it)."""
-    from assay import dataset as D
-
+def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, sample: int | None,
+                      prepared: list) -> list[Problem]:
+    """The dataset, read and prepared as the load stage does; what was prepared is appended to
+    ``prepared`` (for the load stage of the same request)."""
     p = loaded.pipeline(pipeline)
     ds = p.dataset
     at = ("pipelines", pipeline)
@@ -173,8 +203,6 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
     except D.DatasetError as e:
         return [(at + key, msg) for key, msg in e.problems]
     if D.is_log(fmt):
-        from assay.logs import log_files
-
         try:
             log_files(fmt, src)
         except FileNotFoundError as e:
@@ -186,7 +214,10 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
         if why:
             return [(at + ("dataset", "source"), why)]
     try:
+        key = D.prepared_key(src, ds, p.prompt, as_of, sample)  # before the read: a file changed meanwhile is read again
         got = D.prepared_source(src, ds, p.prompt, as_of, sample)
+        if key is not None:
+            prepared.append(D.PreparedSource(key, got))
         rows, read = (got.rows, got.read) if isinstance(got, D.Streamed) else (got[0].num_rows, got[1])
     except FileNotFoundError:
         return [(at + ("dataset", "source"), f"dataset file not found: {src}")]
@@ -216,9 +247,6 @@ def _conversation_problems(prompt, got, at: tuple) -> list[Problem]:
     one that is not is named)."""
     if prompt is None or prompt.messages is None:
         return []
-    from assay import dataset as D
-    from assay.prompting import PromptError, render_conversations
-
     tables = got.batches() if isinstance(got, D.Streamed) else [got[0]]
     try:
         for t in tables:
@@ -236,8 +264,6 @@ def _model_problems(loaded: LoadedConfig, pipeline: str, chosen: list[str]) -> l
     for name in chosen:
         m = models[name]
         if m.provider == "replay" and m.source is not None and m.format is not None:
-            from assay.logs import log_files
-
             try:
                 log_files(m.format, loaded.resolve_path(m.source))
             except Exception as e:  # noqa: BLE001  (not found; no such file system, no credentials, no network)
@@ -277,8 +303,6 @@ def _metric_problems(loaded: LoadedConfig, pipeline: str) -> list[Problem]:
     specs = [(i, s) for i, s in enumerate(loaded.pipeline(pipeline).metric_specs()) if s.path is not None]
     if not specs:
         return []
-    from assay.metrics import build_metric
-
     out: list[Problem] = []
     for i, spec in specs:
         path = os.path.expanduser(spec.path)
