@@ -181,20 +181,22 @@ def test_the_next_night_reuses_the_verdicts_of_pairs_that_come_back(tmp_path, se
 
 
 def test_against_must_be_a_model_of_the_pipeline(tmp_path, server):
-    from assay.config import ConfigError, load_config
+    from assay.config import ConfigError
+    from assay.preflight import load_checked
 
     cfg = write(tmp_path, server.base_url)
     text = open(cfg).read().replace("against: incumbent", "against: yesterday")
     open(cfg, "w").write(text)
     with pytest.raises(ConfigError, match="against: 'yesterday' is not one of the pipeline's models"):
-        load_config(cfg)
+        load_checked(cfg)
 
 
 def test_against_is_only_for_the_pairwise_metric(tmp_path, server):
-    from assay.config import ConfigError, load_config
+    from assay.config import ConfigError
+    from assay.preflight import load_checked
 
     cfg = write(tmp_path, server.base_url)
     text = open(cfg).read().replace("name: pairwise", "name: judge")
     open(cfg, "w").write(text)
     with pytest.raises(ConfigError, match="against applies to the pairwise metric"):
-        load_config(cfg)
+        load_checked(cfg)
