@@ -2,7 +2,7 @@
 
 Closed forms on per-example scores, in numpy and the standard library, so that the score stage
 pays no import of scipy or statsmodels and works on arrays of any size at once; each function
-is checked against scipy's or statsmodels' own computation in tests/test_stats.py.
+is checked against scipy's or statsmodels' own computation in tests/metrics/test_stats.py.
 
 * :func:`mean_se` — the CLT standard error of a mean, clustered (cluster-robust, CR1: the same
   small-sample factor G/(G−1) as statsmodels' ``cov_type="cluster"``) when the examples come in

@@ -11,7 +11,7 @@ time each):
             segment into a new local index) + get_many. Paid once per machine and folder.
 
 Target: segments/sqlite <= 1.05 (a lookup must not get slower). Local folders; the same code reads
-an s3:// folder through fsspec (tests/test_cache.py).
+an s3:// folder through fsspec (tests/calling/test_cache.py).
 
     python benchmarks/cache_replay.py [--n 20000] [--reps 5]
 """

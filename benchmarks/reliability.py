@@ -1,6 +1,6 @@
 """Reliability figures, measured by running Assay against what goes wrong: prints Markdown tables.
 
-1. bad inputs   every row of ``tests/test_preflight.BAD_INPUTS`` through ``assay run``: the exit
+1. bad inputs   every row of ``tests/config/test_preflight.BAD_INPUTS`` through ``assay run``: the exit
                 code and the first line of what it printed (nothing may be written).
 2. kills        ``kill -9`` of ``assay run`` in each stage (``tests/killpoints.py``), then the same
                 command: whether the run completed in the same folder with the uninterrupted
@@ -31,7 +31,7 @@ from invoke_throughput import OFFLINE, PrefectServer  # noqa: E402
 
 
 def bad_inputs() -> None:
-    from tests import test_preflight
+    from tests.config import test_preflight
 
     print("| bad input | exit | what `assay run` printed (first problem) | written |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,7 +50,7 @@ def kills() -> None:
     from assay.reproduce import compare
     from assay.store import Store
     from assay.testing.openai_server import OpenAIServer
-    from tests import test_kills
+    from tests.calling import test_kills
 
     print("| killed in | resumed in the same folder | artifacts equal an uninterrupted run's | calls made | paid twice |\n"
           "|---|---|---|---|---|")
@@ -86,7 +86,7 @@ def faults() -> None:
     from assay.runs import Manifest
     from assay.stages import run_local
     from assay.testing.openai_server import OpenAIServer
-    from tests import test_faults
+    from tests.calling import test_faults
 
     print("| fault injected | outcome on the row | attempts | error recorded |\n|---|---|---|---|")
     os.environ["FAULTS_KEY"] = test_faults.KEY

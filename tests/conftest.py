@@ -4,6 +4,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 # One Prefect home per test session (SQLite locks when shared), offline, before Prefect loads.
@@ -22,6 +23,62 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def write_config(folder: Path, text: str | None = None, /, *, name: str = "pipelines.yaml", **sections) -> Path:
+    """Write a pipelines.yaml into ``folder`` (created if missing) and return its path: ``text``
+    dedented as written, or ``sections`` (``artifacts=``, ``models=``, ``pipelines=``...) dumped in
+    the order given. Every test that builds a config builds it here, so the file's name and
+    encoding are decided once."""
+    import yaml
+
+    if (text is None) == (not sections):
+        raise TypeError("write_config takes either the text or the sections of a config")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(text) if text is not None else yaml.safe_dump(sections, sort_keys=False))
+    return path
+
+
+class FakeServers:
+    """Starts the project's fake OpenAI-compatible servers (assay/testing/openai_server.py) on
+    127.0.0.1, each in its own process, and stops every one it started on ``close``."""
+
+    def __init__(self) -> None:
+        self._started = []
+
+    def __call__(self, **options):
+        """A started server (``.url``, ``.base_url``, ``.stats()``, ``.reset()``, ``.stop()``);
+        ``options`` are OpenAIServer's (latency, slow_seconds, served_model...)."""
+        from assay.testing.openai_server import OpenAIServer
+
+        srv = OpenAIServer(**options).start()
+        self._started.append(srv)
+        return srv
+
+    def close(self) -> None:
+        """Stop every server started here (a server the test already stopped is left alone)."""
+        while self._started:
+            self._started.pop().stop()
+
+
+@pytest.fixture()
+def fake_server():
+    """``fake_server(**options)`` starts a fake OpenAI-compatible server for this test; all of
+    them stop when the test ends (call ``.stop()`` to end one sooner)."""
+    servers = FakeServers()
+    yield servers
+    servers.close()
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    """One fake OpenAI-compatible server shared by a module's tests, started with the module's
+    ``FAKE_SERVER`` options (a dict of OpenAIServer's options; none: the defaults)."""
+    servers = FakeServers()
+    yield servers(**getattr(request.module, "FAKE_SERVER", {}))
+    servers.close()
 
 
 @pytest.fixture(scope="session")

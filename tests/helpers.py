@@ -1,9 +1,9 @@
 """Small inputs that several test modules build the same way."""
 
-import textwrap
-
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from tests.conftest import write_config
 
 
 def write_replay_inputs(tmp_path, outputs: list[str | None], artifacts: str = "local-runs") -> str:
@@ -13,8 +13,7 @@ def write_replay_inputs(tmp_path, outputs: list[str | None], artifacts: str = "l
                    tmp_path / "data.parquet")
     rows = [(i, o) for i, o in zip([1, 2, 3, 4], outputs) if o is not None]
     pq.write_table(pa.table({"id": [i for i, _ in rows], "output": [o for _, o in rows]}), tmp_path / "log.parquet")
-    cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg = write_config(tmp_path, f"""
         artifacts: {artifacts}
         models:
           rep: {{provider: replay, source: log.parquet, price: {{input_per_mtok: 1.0, output_per_mtok: 1.0}}}}
@@ -24,5 +23,5 @@ def write_replay_inputs(tmp_path, outputs: list[str | None], artifacts: str = "l
             models: [rep]
             metrics: [accuracy]
             bootstrap: 10
-    """))
+    """)
     return str(cfg)

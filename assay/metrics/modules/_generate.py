@@ -10,7 +10,7 @@ classes; the options are the constructor's, with their real defaults (following
 ``base.option_parameters``) and the ``:param name:`` fields of the docstrings that declare
 them; the rest is the class's documentation attributes (``title``, ``examples``,
 ``citation``, ...). The value shown for each example is computed here by running the metric,
-so a change to the code that moves it makes the file stale, and tests/test_metrics.py fails
+so a change to the code that moves it makes the file stale, and tests/metrics/test_metrics.py fails
 until the files are regenerated.
 
 This module imports neither ``evaluate`` nor ``datasets``; computing the examples needs the
@@ -40,7 +40,7 @@ _TEMPLATE = Template('''\
 $header from $module.$cls: do not edit.
 # Change the metric's code or docstrings in $path, then regenerate with
 #     python -m assay.metrics.modules._generate
-# (tests/test_metrics.py fails while a file differs from what that command writes).
+# (tests/metrics/test_metrics.py fails while a file differs from what that command writes).
 """$title: Assay's ``$name`` metric as a Hugging Face ``evaluate`` module.
 
 Load it by path; this needs no network access::
