@@ -22,8 +22,14 @@ from typing import Any
 from assay.store import RunFolder, Store
 
 PREFIX = "assay."
-EVENTS = ("assay.run.completed", "assay.run.failed", "assay.gate.failed", "assay.gate.inconclusive",
-          "assay.model.changed", "assay.cost.over_budget")
+EVENTS = (
+    "assay.run.completed",
+    "assay.run.failed",
+    "assay.gate.failed",
+    "assay.gate.inconclusive",
+    "assay.model.changed",
+    "assay.cost.over_budget",
+)
 #: the label of the pipeline's resource that says whether the event should page (``sustained:``)
 ALERT_LABEL = "assay.alert"
 #: at most this many check lines ride along in a gate event's payload
@@ -43,12 +49,21 @@ def gate_payload(check: dict) -> dict:
     """The documented fields of one gate check: which gate, metric, slice, value, threshold, the
     difference with its 95% interval and the adjusted p-value (as the gate stage recorded them)."""
     keep = {
-        "gate": check.get("rule"), "model": check.get("model"), "metric": check.get("metric"),
-        "slice": check.get("slice"), "value": check.get("value"), "threshold": check.get("threshold"),
-        "previous": check.get("previous"), "difference": check.get("drop"),
+        "gate": check.get("rule"),
+        "model": check.get("model"),
+        "metric": check.get("metric"),
+        "slice": check.get("slice"),
+        "value": check.get("value"),
+        "threshold": check.get("threshold"),
+        "previous": check.get("previous"),
+        "difference": check.get("drop"),
         "interval": ([check.get("ci_low"), check.get("ci_high")] if check.get("ci_low") is not None else None),
-        "mde": check.get("mde"), "p_value": check.get("p_value"), "p_adjusted": check.get("p_adjusted"),
-        "correction": check.get("correction"), "method": check.get("method"), "reason": check.get("note"),
+        "mde": check.get("mde"),
+        "p_value": check.get("p_value"),
+        "p_adjusted": check.get("p_adjusted"),
+        "correction": check.get("correction"),
+        "method": check.get("method"),
+        "reason": check.get("note"),
     }
     return {k: ([_round(x) for x in v] if isinstance(v, list) else _round(v)) for k, v in keep.items()}
 
@@ -85,7 +100,8 @@ def verdict_line(pipeline: str, as_of: str, status: str, manifest: dict, message
     if v == "fail":
         lines = g.get("failures") or []
         return f"{pipeline} {as_of}: gate failed: {lines[0] if lines else 'see the report'}" + (
-            f" (and {len(lines) - 1} more)" if len(lines) > 1 else "")
+            f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        )
     if v == "inconclusive":
         lines = g.get("inconclusive") or []
         return f"{pipeline} {as_of}: gate inconclusive: {lines[0] if lines else 'see the report'}"
@@ -105,9 +121,18 @@ def _over_budget(manifest: dict, max_usd: float | None, status: str, message: st
     return None
 
 
-def run_events(pipeline: str, as_of: str, status: str, manifest: dict | None, *, folder: RunFolder | None = None,
-               message: str = "", max_usd: float | None = None, sustained_rule: Any = None,
-               links: dict | None = None) -> list[tuple[str, dict, bool]]:
+def run_events(
+    pipeline: str,
+    as_of: str,
+    status: str,
+    manifest: dict | None,
+    *,
+    folder: RunFolder | None = None,
+    message: str = "",
+    max_usd: float | None = None,
+    sustained_rule: Any = None,
+    links: dict | None = None,
+) -> list[tuple[str, dict, bool]]:
     """The events of one finished run: ``(event name, payload, alert)`` in the order they are emitted.
 
     ``status`` is ``complete`` (the run's artifacts stand, gates failed or not) or ``failed``;
@@ -129,9 +154,13 @@ def run_events(pipeline: str, as_of: str, status: str, manifest: dict | None, *,
             if v != verdict:
                 continue
             worst = _worst(checks, verdict)
-            payload = {**base, "verdict": line, **(gate_payload(worst[0]) if worst else {}),
-                       "checks": len(worst),
-                       "lines": ((m.get("gates") or {}).get("failures" if verdict == "fail" else "inconclusive") or [])[:MAX_CHECKS]}
+            payload = {
+                **base,
+                "verdict": line,
+                **(gate_payload(worst[0]) if worst else {}),
+                "checks": len(worst),
+                "lines": ((m.get("gates") or {}).get("failures" if verdict == "fail" else "inconclusive") or [])[:MAX_CHECKS],
+            }
             alert = True
             if verdict == "fail" and sustained_rule is not None and folder is not None and run_id:
                 k, n = _kn(sustained_rule)
@@ -140,21 +169,38 @@ def run_events(pipeline: str, as_of: str, status: str, manifest: dict | None, *,
                 payload["sustained"] = {"failed": failed, "of": n, "needed": k, "met": alert}
             out.append((name, payload, alert))
     else:
-        out.append(("assay.run.failed", {**base, "verdict": line, "error": (message or "")[:500],
-                                         "stage": (m.get("error") or {}).get("stage")}, True))
+        out.append(
+            (
+                "assay.run.failed",
+                {**base, "verdict": line, "error": (message or "")[:500], "stage": (m.get("error") or {}).get("stage")},
+                True,
+            )
+        )
     drift = m.get("drift") or {}
     changed = {model: d for model, d in drift.items() if isinstance(d, dict) and d.get("changed")}
     if changed:
         models = sorted(changed)
-        desc = "; ".join(f"{mo}: " + ", ".join(f"{k} {v['before']!r} -> {v['after']!r}"
-                                               for k, v in changed[mo]["changed"].items()) for mo in models)
-        out.append(("assay.model.changed", {**base, "verdict": f"{pipeline} {as_of}: model changed behind its name: {desc}",
-                                            "models": {mo: changed[mo]["changed"] for mo in models},
-                                            "compared_with": next(iter(changed.values())).get("compared_with")}, True))
+        desc = "; ".join(
+            f"{mo}: " + ", ".join(f"{k} {v['before']!r} -> {v['after']!r}" for k, v in changed[mo]["changed"].items())
+            for mo in models
+        )
+        out.append(
+            (
+                "assay.model.changed",
+                {
+                    **base,
+                    "verdict": f"{pipeline} {as_of}: model changed behind its name: {desc}",
+                    "models": {mo: changed[mo]["changed"] for mo in models},
+                    "compared_with": next(iter(changed.values())).get("compared_with"),
+                },
+                True,
+            )
+        )
     over = _over_budget(m, max_usd, status, message)
     if over:
-        out.append(("assay.cost.over_budget", {**base, "verdict": f"{pipeline} {as_of}: over budget: {over['reason']}",
-                                               **over}, True))
+        out.append(
+            ("assay.cost.over_budget", {**base, "verdict": f"{pipeline} {as_of}: over budget: {over['reason']}", **over}, True)
+        )
     return out
 
 

@@ -55,7 +55,7 @@ class ResponseCache:
         found: dict[str, dict] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
-                chunk = keys[i:i + 500]
+                chunk = keys[i : i + 500]
                 q = f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
                 for k, v in self._db.execute(q, chunk):
                     found[k] = json.loads(v)
@@ -66,8 +66,10 @@ class ResponseCache:
             return
         now = time.time()
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
-                                 [(k, json.dumps(v), now) for k, v in items])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
+                [(k, json.dumps(v), now) for k, v in items],
+            )
             self._db.commit()
 
     def __len__(self) -> int:
@@ -133,8 +135,8 @@ class SegmentCache:
             self._db.execute("CREATE TABLE IF NOT EXISTS segments (name TEXT PRIMARY KEY)")
             self._db.commit()
         self._pending: list[tuple[str, str]] = []
-        self.written: list[str] = []   # segment names this object wrote
-        self.read: list[str] = []      # segment names this object read into the index
+        self.written: list[str] = []  # segment names this object wrote
+        self.read: list[str] = []  # segment names this object read into the index
         self._legacy = None
         if legacy and os.path.exists(legacy):
             self._legacy = sqlite3.connect(f"file:{legacy}?mode=ro", uri=True, check_same_thread=False, timeout=60)
@@ -213,7 +215,9 @@ class SegmentCache:
         if not rows:
             return None
         rows.sort()
-        table = pa.table({"key": pa.array([k for k, _ in rows], pa.string()), "value": pa.array([v for _, v in rows], pa.string())})
+        table = pa.table(
+            {"key": pa.array([k for k, _ in rows], pa.string()), "value": pa.array([v for _, v in rows], pa.string())}
+        )
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
         data = buf.getvalue()
@@ -246,7 +250,7 @@ class SegmentCache:
                     continue
                 rest = [k for k in keys if k not in found] if found else keys
                 for i in range(0, len(rest), 500):
-                    chunk = rest[i:i + 500]
+                    chunk = rest[i : i + 500]
                     q = f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
                     for k, v in db.execute(q, chunk):
                         found[k] = json.loads(v)

@@ -51,21 +51,34 @@ DEFAULT_ERROR_RATE = 0.01
 #: throughputs within this share of the best count as equal: the lower concurrency wins (same
 #: throughput at lower latency), so noise alone never pushes the operating point up
 TIE_SHARE = 0.02
-SYNTHETIC_PROMPT = ("Write a short paragraph for a customer who asked how to reset their password, "
-                    "in plain and friendly language.")
+SYNTHETIC_PROMPT = "Write a short paragraph for a customer who asked how to reset their password, in plain and friendly language."
 
 #: model config keys that price a model or limit Assay's own calls, not what its endpoint serves:
 #: a change to one of them keeps a recorded operating point valid
-_NOT_SERVING = ("price", "price_ref", "max_concurrency", "rpm", "tpm", "max_attempts", "timeout_s", "client", "version",
-                "stream")
+_NOT_SERVING = ("price", "price_ref", "max_concurrency", "rpm", "tpm", "max_attempts", "timeout_s", "client", "version", "stream")
 _NOT_SERVING_HOSTING = ("usd_per_gpu_hour", "hardware", "replicas", "throughput_rps")
 
 _METRICS = ("latency", "ttft", "itl")
 _SLO_KEY = re.compile(r"^(?:(p50|p90|p95|p99)_)?(latency|ttft|itl)_s$")
 
-LEVEL_COLUMNS = ["concurrency", "requests", "errors", "error_rate", "wall_s", "rps", "output_tok_s",
-                 "latency_p50_s", "latency_p95_s", "ttft_p50_s", "ttft_p95_s", "itl_p50_s", "itl_p95_s",
-                 "goodput_rps", "meets_slo", "missed"]
+LEVEL_COLUMNS = [
+    "concurrency",
+    "requests",
+    "errors",
+    "error_rate",
+    "wall_s",
+    "rps",
+    "output_tok_s",
+    "latency_p50_s",
+    "latency_p95_s",
+    "ttft_p50_s",
+    "ttft_p95_s",
+    "itl_p50_s",
+    "itl_p95_s",
+    "goodput_rps",
+    "meets_slo",
+    "missed",
+]
 
 
 class CapacityError(AssayError, ValueError):
@@ -142,11 +155,23 @@ def parse_slo(text: str | None) -> SLO:
             continue
         m = _SLO_KEY.match(key)
         if m is None:
-            known = ["latency_s", "ttft_s", "itl_s", "p50_latency_s", "p95_latency_s", "p99_latency_s", "p95_ttft_s",
-                     "p95_itl_s", "error_rate"]
+            known = [
+                "latency_s",
+                "ttft_s",
+                "itl_s",
+                "p50_latency_s",
+                "p95_latency_s",
+                "p99_latency_s",
+                "p95_ttft_s",
+                "p95_itl_s",
+                "error_rate",
+            ]
             near = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
-            raise CapacityError(f"{where}: unknown key {key!r}" + (f" (did you mean {', '.join(near)}?)" if near else "")
-                                + "; keys are [p50_|p90_|p95_|p99_](latency|ttft|itl)_s and error_rate")
+            raise CapacityError(
+                f"{where}: unknown key {key!r}"
+                + (f" (did you mean {', '.join(near)}?)" if near else "")
+                + "; keys are [p50_|p90_|p95_|p99_](latency|ttft|itl)_s and error_rate"
+            )
         if v == 0:
             raise CapacityError(f"{where}: a latency bound must be above 0")
         bounds[(int(m.group(1)[1:]) if m.group(1) else 95, m.group(2))] = v
@@ -170,11 +195,31 @@ async def _level(provider, prompts: Sequence[list[dict]], c: int, n: int, start:
             t = time.perf_counter()
             try:
                 r = await provider.stream(messages)
-                rows.append({"concurrency": c, "request": i, "error": None, "latency_s": r.latency_s, "ttft_s": r.ttft_s,
-                             "itl_s": r.itl_s, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens})
+                rows.append(
+                    {
+                        "concurrency": c,
+                        "request": i,
+                        "error": None,
+                        "latency_s": r.latency_s,
+                        "ttft_s": r.ttft_s,
+                        "itl_s": r.itl_s,
+                        "prompt_tokens": r.prompt_tokens,
+                        "completion_tokens": r.completion_tokens,
+                    }
+                )
             except ProviderError as e:
-                rows.append({"concurrency": c, "request": i, "error": str(e), "latency_s": time.perf_counter() - t,
-                             "ttft_s": None, "itl_s": None, "prompt_tokens": None, "completion_tokens": None})
+                rows.append(
+                    {
+                        "concurrency": c,
+                        "request": i,
+                        "error": str(e),
+                        "latency_s": time.perf_counter() - t,
+                        "ttft_s": None,
+                        "itl_s": None,
+                        "prompt_tokens": None,
+                        "completion_tokens": None,
+                    }
+                )
 
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(c)))
@@ -204,8 +249,14 @@ async def _sweep(name, cfg, prompts, levels, requests, on_level) -> tuple[pd.Dat
     return df, walls
 
 
-def sweep(name: str, cfg, prompts: Sequence[list[dict]], levels: Sequence[int], requests: int | None = None,
-          on_level: Callable[[int, list[dict], float], None] | None = None) -> pd.DataFrame:
+def sweep(
+    name: str,
+    cfg,
+    prompts: Sequence[list[dict]],
+    levels: Sequence[int],
+    requests: int | None = None,
+    on_level: Callable[[int, list[dict], float], None] | None = None,
+) -> pd.DataFrame:
     """Run the load sweep against an ``openai`` model's endpoint: one row per request, with ``wall_s``
     (its level's wall time). ``requests`` per level (default ``max(32, 4 * c)``; at least ``c``).
     The endpoint's own errors become rows; a first request that fails raises ProviderError."""
@@ -231,10 +282,17 @@ def summarize(requests: pd.DataFrame, slo: SLO) -> pd.DataFrame:
         ok = g[g["error"].isna()]
         wall = float(g["wall_s"].iloc[0])
         n, errors = len(g), int(g["error"].notna().sum())
-        row = {"concurrency": int(c), "requests": n, "errors": errors, "error_rate": errors / n if n else math.nan,
-               "wall_s": wall, "rps": len(ok) / wall if wall > 0 else math.nan,
-               "output_tok_s": float(pd.to_numeric(ok["completion_tokens"], errors="coerce").fillna(0).sum()) / wall
-               if wall > 0 else math.nan}
+        row = {
+            "concurrency": int(c),
+            "requests": n,
+            "errors": errors,
+            "error_rate": errors / n if n else math.nan,
+            "wall_s": wall,
+            "rps": len(ok) / wall if wall > 0 else math.nan,
+            "output_tok_s": float(pd.to_numeric(ok["completion_tokens"], errors="coerce").fillna(0).sum()) / wall
+            if wall > 0
+            else math.nan,
+        }
         for m in _METRICS:
             for q in (50, 95):
                 row[f"{m}_p{q}_s"] = _pct(ok[f"{m}_s"], q)
@@ -307,24 +365,36 @@ def capacity_hash(cfg) -> str:
 def check_model(name: str, cfg) -> None:
     """CapacityError unless ``cfg`` is an ``openai`` endpoint with ``hosting:`` (an endpoint you run)."""
     if cfg.provider != "openai":
-        raise CapacityError(f"models.{name}: provider {cfg.provider} has no endpoint to load; capacity measures "
-                            "an OpenAI-compatible endpoint you run (provider openai with hosting:)")
+        raise CapacityError(
+            f"models.{name}: provider {cfg.provider} has no endpoint to load; capacity measures "
+            "an OpenAI-compatible endpoint you run (provider openai with hosting:)"
+        )
     if getattr(cfg, "hosting", None) is None:
-        raise CapacityError(f"models.{name}: no hosting: section, so it is priced per token by its API; capacity is "
-                            "for endpoints you run (add hosting: with usd_per_gpu_hour or hardware)")
+        raise CapacityError(
+            f"models.{name}: no hosting: section, so it is priced per token by its API; capacity is "
+            "for endpoints you run (add hosting: with usd_per_gpu_hour or hardware)"
+        )
 
 
-def build_record(name: str, cfg, slo: SLO, levels: pd.DataFrame, chosen: pd.Series | None, prompts: str,
-                 requests: int | None) -> dict:
+def build_record(
+    name: str, cfg, slo: SLO, levels: pd.DataFrame, chosen: pd.Series | None, prompts: str, requests: int | None
+) -> dict:
     """The JSON record of a sweep: the operating point (None when no level met the SLO), the SLO,
     the date, :func:`capacity_hash`, and every level's figures."""
     point = None
     if chosen is not None:
         point = {k: _plain(chosen[k]) for k in LEVEL_COLUMNS if k not in ("meets_slo", "missed")}
-    return {"model": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "config_hash": capacity_hash(cfg), "target": getattr(cfg, "target", None), "slo": slo.as_dict(),
-            "prompts": prompts, "requests_per_level": requests, "operating_point": point,
-            "levels": [{k: _plain(v) for k, v in r.items()} for r in levels.to_dict("records")]}
+    return {
+        "model": name,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config_hash": capacity_hash(cfg),
+        "target": getattr(cfg, "target", None),
+        "slo": slo.as_dict(),
+        "prompts": prompts,
+        "requests_per_level": requests,
+        "operating_point": point,
+        "levels": [{k: _plain(v) for k, v in r.items()} for r in levels.to_dict("records")],
+    }
 
 
 def write_record(store: Store, name: str, record: dict, requests: pd.DataFrame) -> tuple[str, str]:
@@ -376,8 +446,7 @@ def operating_points(store: Store, models: Mapping[str, Any]) -> dict[str, dict]
         elif hosting.throughput_rps:
             out[name] = {**base, "used": False, "reason": "hosting.throughput_rps overrides it"}
         else:
-            out[name] = {**base, "used": True, "throughput_rps": float(point["rps"]),
-                         "concurrency": int(point["concurrency"])}
+            out[name] = {**base, "used": True, "throughput_rps": float(point["rps"]), "concurrency": int(point["concurrency"])}
     return out
 
 

@@ -49,8 +49,10 @@ def detect_format(source: str, fmt: str | None) -> str:
         return FORMATS[ext]
     if "://" not in source and not os.path.exists(source) and re.match(r"^[\w.-]+(/[\w.-]+)?$", source):
         return "hf"
-    raise DatasetError(f"cannot tell the format of {source!r}; set dataset.format", [(("dataset", "format"),
-                       f"cannot tell the format of {source} from its name; set dataset.format")])
+    raise DatasetError(
+        f"cannot tell the format of {source!r}; set dataset.format",
+        [(("dataset", "format"), f"cannot tell the format of {source} from its name; set dataset.format")],
+    )
 
 
 def _open(source: str):
@@ -164,9 +166,15 @@ def _as_date_array(col: pa.ChunkedArray) -> pa.ChunkedArray:
         except pa.ArrowInvalid as e:
             msg = f"partition column has text that is not an ISO date (YYYY-MM-DD...): {e}"
             raise DatasetError(msg, [(("dataset", "partition", "column"), msg)]) from None
-    raise DatasetError(f"partition column has type {col.type}; expected a date, timestamp or ISO date string",
-                       [(("dataset", "partition", "column"), f"partition column has type {col.type}; "
-                                                             "expected a date, timestamp or ISO date string")])
+    raise DatasetError(
+        f"partition column has type {col.type}; expected a date, timestamp or ISO date string",
+        [
+            (
+                ("dataset", "partition", "column"),
+                f"partition column has type {col.type}; expected a date, timestamp or ISO date string",
+            )
+        ],
+    )
 
 
 def example_ids(table: pa.Table, id_column: str | None, input_fields: list[str]) -> pa.Array:
@@ -256,8 +264,14 @@ def _shape(table: pa.Table, ids, cfg: DatasetConfig) -> pa.Table:
     return table
 
 
-def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-            sample: int | None = None, source: str | None = None) -> pa.Table:
+def prepare(
+    table: pa.Table,
+    cfg: DatasetConfig,
+    prompt: PromptConfig | None,
+    as_of: date | None,
+    sample: int | None = None,
+    source: str | None = None,
+) -> pa.Table:
     """Filter to the as_of window, add ``example_id``/``reference``, and sample with the seed.
     ``source`` (the file the table was read from) is named in the errors."""
     fields = input_fields(cfg, prompt)
@@ -277,9 +291,16 @@ def prepare(table: pa.Table, cfg: DatasetConfig, prompt: PromptConfig | None, as
         which = f"dataset.id column {cfg.id!r}" if cfg.id else "hashed from the input fields, as dataset.id is not set"
         which += f", in {source}" if source else ""
         shown = ", ".join(repr(v) for v in twice[:3]) + (", ..." if len(twice) > 3 else "")
-        raise DatasetError(f"example ids are not unique ({table.num_rows - dup} duplicates); set dataset.id to a unique column",
-                           [(("dataset", "id"), f"example ids ({which}) are not unique: {table.num_rows - dup} duplicates "
-                                                f"({shown}); set dataset.id to a unique column")])
+        raise DatasetError(
+            f"example ids are not unique ({table.num_rows - dup} duplicates); set dataset.id to a unique column",
+            [
+                (
+                    ("dataset", "id"),
+                    f"example ids ({which}) are not unique: {table.num_rows - dup} duplicates "
+                    f"({shown}); set dataset.id to a unique column",
+                )
+            ],
+        )
 
     n = sample if sample is not None else (cfg.sample.n if cfg.sample else None)
     if n is not None and n < table.num_rows:
@@ -318,8 +339,15 @@ def stratified_positions(table: pa.Table, by: list[str], n: int, seed: int):
     """Sorted row positions of a stratified sample of ``n`` rows of ``table``: strata are the
     combinations of the ``by`` columns' values (a missing value is a value), each sized by
     :func:`allocate` and drawn with the seed, stratum by stratum in a stable order."""
-    keys = [tuple(v) for v in zip(*(table[c].cast(pa.string()).to_pylist() if not pa.types.is_string(table[c].type)
-                                    else table[c].to_pylist() for c in by))]
+    keys = [
+        tuple(v)
+        for v in zip(
+            *(
+                table[c].cast(pa.string()).to_pylist() if not pa.types.is_string(table[c].type) else table[c].to_pylist()
+                for c in by
+            )
+        )
+    ]
     order: dict[tuple, list[int]] = {}
     for i, k in enumerate(keys):
         order.setdefault(k, []).append(i)
@@ -357,8 +385,9 @@ def source_version(source: str) -> tuple | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def prepared_key(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-                 sample: int | None) -> tuple | None:
+def prepared_key(
+    source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None, sample: int | None
+) -> tuple | None:
     """Everything that shapes the prepared table of ``source`` (its version included), or None
     when its version cannot be told (a Hugging Face dataset, a file system that says nothing)."""
     fmt = detect_format(source, cfg.format)
@@ -385,8 +414,9 @@ class PreparedSource:
     def __init__(self, key: tuple, value: "Streamed | tuple[pa.Table, int]"):
         self.key, self._value = key, value
 
-    def take(self, source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-             sample: int | None) -> "Streamed | tuple[pa.Table, int] | None":
+    def take(
+        self, source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None, sample: int | None
+    ) -> "Streamed | tuple[pa.Table, int] | None":
         """The prepared value when it is the one this request needs from the source as it is now
         (same path, version, config, prompt, as_of and sample), else None; either way it is let go."""
         value, self._value = self._value, None
@@ -399,8 +429,9 @@ class PreparedSource:
         self._value = None
 
 
-def load_prepared(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-                  sample: int | None = None) -> tuple[pa.Table, int]:
+def load_prepared(
+    source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None, sample: int | None = None
+) -> tuple[pa.Table, int]:
     """:func:`read_source` then :func:`prepare`: (the prepared table, the rows the source had).
 
     A source that exists but cannot be read in its format raises :class:`UnreadableSource` naming
@@ -415,7 +446,9 @@ def load_prepared(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
         raise UnreadableSource(f"cannot read {source} as {fmt}: {type(e).__name__}: {e}") from e
     prepared = prepare(table, cfg, prompt, as_of, sample, source)
     if LOG_STATS in (table.schema.metadata or {}):  # the load stage logs a log's counts
-        prepared = prepared.replace_schema_metadata({**(prepared.schema.metadata or {}), LOG_STATS: table.schema.metadata[LOG_STATS]})
+        prepared = prepared.replace_schema_metadata(
+            {**(prepared.schema.metadata or {}), LOG_STATS: table.schema.metadata[LOG_STATS]}
+        )
     return prepared, table.num_rows
 
 
@@ -429,8 +462,9 @@ class Streamed:
     ``read`` rows the file has; :meth:`batches` yields them as :func:`prepare` would have ordered,
     sampled and shaped them."""
 
-    def __init__(self, source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-                 rows: int, read: int, positions):
+    def __init__(
+        self, source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None, rows: int, read: int, positions
+    ):
         self.source, self.cfg, self.prompt, self.as_of = source, cfg, prompt, as_of
         self.rows, self.read, self.positions = rows, read, positions
         if positions is not None:
@@ -470,8 +504,9 @@ def _batches(source: str, columns: list[str] | None = None):
             yield pa.Table.from_batches([b])
 
 
-def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-                  sample: int | None = None) -> "Streamed | None":
+def plan_streamed(
+    source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None, sample: int | None = None
+) -> "Streamed | None":
     """A Parquet source whose example ids are already in increasing order, so unique, as
     :func:`prepare` sorts them: checked by one pass over the id (and partition) columns, without
     holding them. None for any other source (another format, ids out of order or repeated): then
@@ -524,8 +559,9 @@ def plan_streamed(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, 
     return Streamed(source, cfg, prompt, as_of, rows, read, positions)
 
 
-def prepared_source(source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None,
-                    sample: int | None = None) -> "Streamed | tuple[pa.Table, int]":
+def prepared_source(
+    source: str, cfg: DatasetConfig, prompt: PromptConfig | None, as_of: date | None, sample: int | None = None
+) -> "Streamed | tuple[pa.Table, int]":
     """What the preflight checks and the load stage writes: a :class:`Streamed` plan where the
     source allows it (:func:`plan_streamed`: a Parquet file whose ids are in order), else
     :func:`load_prepared`'s (table, rows read)."""

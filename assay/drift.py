@@ -69,8 +69,11 @@ def compare(now: dict, before: dict | None, models: list[str], previous: RunFold
         rec = dict(now[m])
         if previous is not None and before and m in before:
             rec["compared_with"] = {"run_id": previous.run_id, "as_of": previous.as_of}
-            changed = {f: {"before": before[m][f], "after": now[m][f]} for f in FIELDS
-                       if before[m].get(f) is not None and now[m].get(f) is not None and before[m][f] != now[m][f]}
+            changed = {
+                f: {"before": before[m][f], "after": now[m][f]}
+                for f in FIELDS
+                if before[m].get(f) is not None and now[m].get(f) is not None and before[m][f] != now[m][f]
+            }
             if changed:
                 rec["changed"] = changed
         out[m] = rec
@@ -91,6 +94,13 @@ def record(ctx) -> dict:
         ctx.update_manifest(drift=drift)
     for m, rec in drift.items():
         for f, ch in (rec.get("changed") or {}).items():
-            log.warning("drift: %s: %s changed from %s to %s since run %s (%s)", m, f, ch["before"], ch["after"],
-                        rec["compared_with"]["run_id"], rec["compared_with"]["as_of"])
+            log.warning(
+                "drift: %s: %s changed from %s to %s since run %s (%s)",
+                m,
+                f,
+                ch["before"],
+                ch["after"],
+                rec["compared_with"]["run_id"],
+                rec["compared_with"]["as_of"],
+            )
     return drift

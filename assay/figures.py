@@ -57,13 +57,19 @@ class CallFigures:
             elif isinstance(v, (int, float)) and not isinstance(v, bool):
                 measured[k] = _plus(measured[k], v)
         return CallFigures(
-            called=_plus(self.called, other.called), cache_hits=_plus(self.cache_hits, other.cache_hits),
-            resumed=_plus(self.resumed, other.resumed), retries=_plus(self.retries, other.retries),
-            errors=_plus(self.errors, other.errors), usd=_plus(self.usd, other.usd),
+            called=_plus(self.called, other.called),
+            cache_hits=_plus(self.cache_hits, other.cache_hits),
+            resumed=_plus(self.resumed, other.resumed),
+            retries=_plus(self.retries, other.retries),
+            errors=_plus(self.errors, other.errors),
+            usd=_plus(self.usd, other.usd),
             prompt_tokens=_plus(self.prompt_tokens, other.prompt_tokens),
             completion_tokens=_plus(self.completion_tokens, other.completion_tokens),
-            retry_kinds=_counts(self.retry_kinds, other.retry_kinds), error_kinds=_counts(self.error_kinds, other.error_kinds),
-            error_examples={**other.error_examples, **self.error_examples}, measured=measured)
+            retry_kinds=_counts(self.retry_kinds, other.retry_kinds),
+            error_kinds=_counts(self.error_kinds, other.error_kinds),
+            error_examples={**other.error_examples, **self.error_examples},
+            measured=measured,
+        )
 
     @classmethod
     def of(cls, stats: dict) -> "CallFigures":

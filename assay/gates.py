@@ -90,8 +90,8 @@ class RunData:
     """What the gates read from one run: its metrics, per-example scores and slice columns."""
 
     metrics: pd.DataFrame
-    scores: pd.DataFrame | None = None       # example_id, model, metric, value
-    examples: pd.DataFrame | None = None     # example_id + the slice columns (from dataset.parquet)
+    scores: pd.DataFrame | None = None  # example_id, model, metric, value
+    examples: pd.DataFrame | None = None  # example_id + the slice columns (from dataset.parquet)
     run_id: str | None = None
     as_of: str | None = None
 
@@ -128,23 +128,22 @@ class Check:
     model: str | None
     metric: str
     slice: str
-    rule: str                    # min | max | max_drop
+    rule: str  # min | max | max_drop
     value: float | None
     threshold: float
     previous: float | None = None
     drop: float | None = None
     p_value: float | None = None
     passed: bool = True
-    method: str | None = None    # paired_bootstrap | ci | point (max_drop only)
+    method: str | None = None  # paired_bootstrap | ci | point (max_drop only)
     n_paired: int | None = None  # common examples in the paired test
     note: str | None = None
     p_adjusted: float | None = None  # the p-value corrected over every paired check of the model
-    correction: str | None = None    # holm | bh | bonferroni | none, and over how many checks
-    verdict: str = "pass"            # pass | fail | inconclusive
-    ci_low: float | None = None      # the drop's 95% interval (max_drop)
+    correction: str | None = None  # holm | bh | bonferroni | none, and over how many checks
+    verdict: str = "pass"  # pass | fail | inconclusive
+    ci_low: float | None = None  # the drop's 95% interval (max_drop)
     ci_high: float | None = None
-    mde: float | None = None         # the smallest drop this comparison detects (80% power)
-
+    mde: float | None = None  # the smallest drop this comparison detects (80% power)
 
     def to_dict(self) -> dict:
         return {k: _clean(v) for k, v in asdict(self).items()}
@@ -160,7 +159,9 @@ class Check:
         if self.rule in ("min", "max"):
             op = "<" if self.rule == "min" else ">"
             by = f" (by {_fmt(abs(self.threshold - self.value))})" if self.value is not None else ""
-            return f"{who} {_fmt(self.value)} {op} {self.rule} {_fmt(self.threshold)}{where}{by}" + (f" ({self.note})" if self.note else "")
+            return f"{who} {_fmt(self.value)} {op} {self.rule} {_fmt(self.threshold)}{where}{by}" + (
+                f" ({self.note})" if self.note else ""
+            )
         if self.p_adjusted is not None:
             p = f", p={self.p_adjusted:.3g} ({self.correction})"
         else:
@@ -168,8 +169,10 @@ class Check:
         ci = f", 95% CI [{_fmt(self.ci_low)}, {_fmt(self.ci_high)}]" if self.ci_low is not None else ""
         op = "<=" if self.verdict == "pass" else ">" if self.verdict == "fail" else "vs"
         why = f": inconclusive, {self.note}" if self.verdict == "inconclusive" and self.note else ""
-        return (f"{who} dropped {_fmt(self.drop)}{where} ({_fmt(self.previous)} -> {_fmt(self.value)}) "
-                f"{op} max_drop {_fmt(self.threshold)}{ci}{p}{why}")
+        return (
+            f"{who} dropped {_fmt(self.drop)}{where} ({_fmt(self.previous)} -> {_fmt(self.value)}) "
+            f"{op} max_drop {_fmt(self.threshold)}{ci}{p}{why}"
+        )
 
 
 @dataclass
@@ -177,7 +180,7 @@ class GateReport:
     """Every check of a run, and the run it was compared with."""
 
     checks: list[Check] = field(default_factory=list)
-    previous: dict | None = None      # {"run_id", "as_of"} of the previous good run
+    previous: dict | None = None  # {"run_id", "as_of"} of the previous good run
 
     @property
     def passed(self) -> bool:
@@ -197,15 +200,36 @@ class GateReport:
         return "fail" if self.failures else "inconclusive" if self.inconclusive else "pass"
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "verdict": self.verdict, "previous": self.previous,
-                "checks": [c.to_dict() for c in self.checks],
-                "failures": [c.describe() for c in self.failures],
-                "inconclusive": [c.describe() for c in self.inconclusive]}
+        return {
+            "passed": self.passed,
+            "verdict": self.verdict,
+            "previous": self.previous,
+            "checks": [c.to_dict() for c in self.checks],
+            "failures": [c.describe() for c in self.failures],
+            "inconclusive": [c.describe() for c in self.inconclusive],
+        }
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame([c.to_dict() for c in self.checks],
-                            columns=["model", "metric", "slice", "rule", "value", "threshold", "previous", "drop",
-                                     "p_value", "passed", "method", "n_paired", "note", "p_adjusted", "correction"])
+        return pd.DataFrame(
+            [c.to_dict() for c in self.checks],
+            columns=[
+                "model",
+                "metric",
+                "slice",
+                "rule",
+                "value",
+                "threshold",
+                "previous",
+                "drop",
+                "p_value",
+                "passed",
+                "method",
+                "n_paired",
+                "note",
+                "p_adjusted",
+                "correction",
+            ],
+        )
 
     def message(self, limit: int = 3) -> str:
         """One line for an exception or a log: the failures (else the inconclusive checks), worst first."""
@@ -243,17 +267,22 @@ class GateReport:
             lines.append("")
         corr = sorted({c.correction for c in self.checks if c.correction})
         if corr:
-            lines.append("The paired `max_drop` checks (every metric and slice of a model) are corrected for multiple comparisons: "
-                         + ", ".join(f"**{c}**" for c in corr) + " (p shown is the corrected one).")
+            lines.append(
+                "The paired `max_drop` checks (every metric and slice of a model) are corrected for multiple comparisons: "
+                + ", ".join(f"**{c}**" for c in corr)
+                + " (p shown is the corrected one)."
+            )
             lines.append("")
         lines.append("## Checks")
         lines.append("")
         lines.append("| model | metric | slice | rule | value | threshold | previous | drop | p | method | result |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for c in self.checks:
-            lines.append(f"| {c.model or ''} | {c.metric} | {c.slice} | {c.rule} | {_fmt(c.value)} | {_fmt(c.threshold)} | "
-                         f"{_fmt(c.previous)} | {_fmt(c.drop)} | {_p(c)} | "
-                         f"{c.method or ''} | {'**FAIL**' if c.verdict == 'fail' else c.verdict} |")
+            lines.append(
+                f"| {c.model or ''} | {c.metric} | {c.slice} | {c.rule} | {_fmt(c.value)} | {_fmt(c.threshold)} | "
+                f"{_fmt(c.previous)} | {_fmt(c.drop)} | {_p(c)} | "
+                f"{c.method or ''} | {'**FAIL**' if c.verdict == 'fail' else c.verdict} |"
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -292,8 +321,14 @@ def _bound(g: Any, name: str) -> float | None:
 
 
 # the checks ---------------------------------------------------------------------------------
-def evaluate(gates: Mapping[str, Any], current: RunData, previous: RunData | None, alpha: float = ALPHA,
-             resamples: int = RESAMPLES, seed: int = 0) -> GateReport:
+def evaluate(
+    gates: Mapping[str, Any],
+    current: RunData,
+    previous: RunData | None,
+    alpha: float = ALPHA,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> GateReport:
     """Check ``current`` against the ``gates`` (metric -> Gate or dict) and the ``previous`` good run.
 
     The paired ``max_drop`` checks of one model (every gated metric × every slice, ``all``
@@ -302,8 +337,8 @@ def evaluate(gates: Mapping[str, Any], current: RunData, previous: RunData | Non
     """
     report = GateReport(previous={"run_id": previous.run_id, "as_of": previous.as_of} if previous else None)
     m = current.metrics
-    families: dict[str, list[tuple[Check, str]]] = {}   # model -> (paired check, its gate's correction)
-    kept: list[tuple[Check, list[Check]]] = []           # the overall check and its slice checks
+    families: dict[str, list[tuple[Check, str]]] = {}  # model -> (paired check, its gate's correction)
+    kept: list[tuple[Check, list[Check]]] = []  # the overall check and its slice checks
     for metric, g in gates.items():
         lo, hi, max_drop = _bound(g, "min"), _bound(g, "max"), _bound(g, "max_drop")
         overall = m[(m["metric"] == metric) & (m["slice"] == "all")]
@@ -340,8 +375,9 @@ def evaluate(gates: Mapping[str, Any], current: RunData, previous: RunData | Non
     return report
 
 
-def _drop_checks(model: str, metric: str, max_drop: float, cur: RunData, prev: RunData | None, alpha: float,
-                 resamples: int, seed: int) -> tuple[Check, list[Check]]:
+def _drop_checks(
+    model: str, metric: str, max_drop: float, cur: RunData, prev: RunData | None, alpha: float, resamples: int, seed: int
+) -> tuple[Check, list[Check]]:
     """The overall ``max_drop`` check of one model and metric, and one per slice both runs have."""
     cm = cur.metrics[(cur.metrics["model"] == model) & (cur.metrics["metric"] == metric)]
     c_all = cm[cm["slice"] == "all"].iloc[0]
@@ -350,19 +386,33 @@ def _drop_checks(model: str, metric: str, max_drop: float, cur: RunData, prev: R
     pm = prev.metrics[(prev.metrics["model"] == model) & (prev.metrics["metric"] == metric)]
     p_all = pm[pm["slice"] == "all"]
     if p_all.empty:
-        return Check(model, metric, "all", "max_drop", _num(c_all["value"]), max_drop,
-                     note="model or metric not in the previous run"), []
+        return Check(
+            model, metric, "all", "max_drop", _num(c_all["value"]), max_drop, note="model or metric not in the previous run"
+        ), []
     hib = bool(c_all["higher_is_better"]) if "higher_is_better" in c_all.index else True
     cur_each, prev_each = _each(cur, model, metric), _each(prev, model, metric)
-    first = _drop_check(model, metric, "all", c_all, p_all.iloc[0], hib, max_drop, cur_each, prev_each, alpha,
-                        resamples, seed)
+    first = _drop_check(model, metric, "all", c_all, p_all.iloc[0], hib, max_drop, cur_each, prev_each, alpha, resamples, seed)
     slices = [s for s in cm["slice"].tolist() if s != "all" and s in set(pm["slice"].tolist())]
     checks = []
     for i, name in enumerate(slices):
         members = _members(cur, name)
         ce = cur_each[cur_each.index.isin(members)] if (cur_each is not None and members is not None) else None
-        checks.append(_drop_check(model, metric, name, cm[cm["slice"] == name].iloc[0], pm[pm["slice"] == name].iloc[0],
-                                  hib, max_drop, ce, prev_each, alpha, resamples, seed + 1 + i))
+        checks.append(
+            _drop_check(
+                model,
+                metric,
+                name,
+                cm[cm["slice"] == name].iloc[0],
+                pm[pm["slice"] == name].iloc[0],
+                hib,
+                max_drop,
+                ce,
+                prev_each,
+                alpha,
+                resamples,
+                seed + 1 + i,
+            )
+        )
     return first, checks
 
 
@@ -433,8 +483,20 @@ def _se(row) -> float | None:
     return None if lo is None or hi is None else (hi - lo) / (2 * 1.959964)
 
 
-def _drop_check(model, metric, slice_name, c_row, p_row, hib: bool, max_drop: float, cur_each: pd.Series | None,
-                prev_each: pd.Series | None, alpha: float, resamples: int, seed: int) -> Check:
+def _drop_check(
+    model,
+    metric,
+    slice_name,
+    c_row,
+    p_row,
+    hib: bool,
+    max_drop: float,
+    cur_each: pd.Series | None,
+    prev_each: pd.Series | None,
+    alpha: float,
+    resamples: int,
+    seed: int,
+) -> Check:
     value, previous = _num(c_row["value"]), _num(p_row["value"])
     base = Check(model, metric, slice_name, "max_drop", value, max_drop, previous)
     if value is None or previous is None:
@@ -468,7 +530,7 @@ def _drop_check(model, metric, slice_name, c_row, p_row, hib: bool, max_drop: fl
         real = hi < previous - max_drop if hib else lo > previous + max_drop
         se_c, se_p = _se(c_row), _se(p_row)
         if se_c is not None:
-            se = math.sqrt(se_c ** 2 + (se_p or 0.0) ** 2)
+            se = math.sqrt(se_c**2 + (se_p or 0.0) ** 2)
             q = ST.z_two_sided(alpha)
             base.ci_low, base.ci_high, base.mde = drop - q * se, drop + q * se, float(ST.mde(se, alpha))
     _decide(base, real)
@@ -491,7 +553,7 @@ def paired_drop_p_value(drops: np.ndarray, max_drop: float, resamples: int = RES
     step = max(1, 2_000_000 // n)
     for lo in range(0, resamples, step):
         k = min(step, resamples - lo)
-        means[lo:lo + k] = d[rng.integers(0, n, size=(k, n))].mean(axis=1)
+        means[lo : lo + k] = d[rng.integers(0, n, size=(k, n))].mean(axis=1)
     return float((np.sum(means <= max_drop + 1e-12) + 1) / (resamples + 1))
 
 
@@ -535,21 +597,24 @@ def baseline_run(store: Store, pipeline: str, baseline: Any) -> RunFolder:
                 found = rf
     if found is None:
         what = f"run {run_id}" if run_id is not None else f"as_of {as_of}"
-        raise BaselineNotFound(f"pipelines.{pipeline}.baseline: no complete run of {pipeline} with {what} under "
-                               f"{store.root}")
+        raise BaselineNotFound(f"pipelines.{pipeline}.baseline: no complete run of {pipeline} with {what} under {store.root}")
     return found
 
 
-def check_run(rf: RunFolder, gates: Mapping[str, Any], alpha: float = ALPHA, resamples: int = RESAMPLES,
-              baseline: Any = None) -> GateReport:
+def check_run(
+    rf: RunFolder, gates: Mapping[str, Any], alpha: float = ALPHA, resamples: int = RESAMPLES, baseline: Any = None
+) -> GateReport:
     """Check one run folder's artifacts against ``gates`` and its previous good run, or the pinned
     ``baseline`` run when the pipeline has one (the same paired comparison on the examples both share)."""
     needs_prev = any(_bound(g, "max_drop") is not None for g in gates.values())
     current = RunData.load(rf, scores=needs_prev)
     previous = None
     if needs_prev:
-        prf = (baseline_run(rf.store, rf.pipeline, baseline) if baseline is not None
-               else previous_good_run(rf.store, rf.pipeline, rf.as_of, rf.run_id))
+        prf = (
+            baseline_run(rf.store, rf.pipeline, baseline)
+            if baseline is not None
+            else previous_good_run(rf.store, rf.pipeline, rf.as_of, rf.run_id)
+        )
         previous = RunData.load(prf) if prf is not None else None
     report = evaluate(gates, current, previous, alpha=alpha, resamples=resamples)
     if baseline is not None and report.previous:

@@ -16,8 +16,23 @@ import assay.store
 from assay.gates import gates_passed
 from assay.store import RunFolder, Store
 
-COLUMNS = ["as_of", "run_id", "model", "metric", "slice", "value", "ci_low", "ci_high", "n",
-           "cost_per_1k_usd", "monthly_cost_usd", "gates", "response_model", "system_fingerprint", "model_changed"]
+COLUMNS = [
+    "as_of",
+    "run_id",
+    "model",
+    "metric",
+    "slice",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "cost_per_1k_usd",
+    "monthly_cost_usd",
+    "gates",
+    "response_model",
+    "system_fingerprint",
+    "model_changed",
+]
 METRIC_COLUMNS = ["model", "metric", "slice", "value", "ci_low", "ci_high", "n"]
 COST_COLUMNS = ["model", "cost_per_1k_usd", "monthly_cost_usd"]
 
@@ -33,8 +48,9 @@ def _dataset(store: Store, pipeline: str, runs: list[RunFolder], name: str) -> d
     if store.remote:
         fs = PyFileSystem(FSSpecHandler(store.fs))
     # the schema of the newest run wins; older files lacking a column read as nulls
-    return ds.dataset(paths, format="parquet", partitioning=part, partition_base_dir=base, filesystem=fs,
-                      schema=_unified_schema(paths, fs))
+    return ds.dataset(
+        paths, format="parquet", partitioning=part, partition_base_dir=base, filesystem=fs, schema=_unified_schema(paths, fs)
+    )
 
 
 def _unified_schema(paths: list[str], fs) -> pa.Schema | None:
@@ -58,8 +74,14 @@ def _unified_schema(paths: list[str], fs) -> pa.Schema | None:
     return unified
 
 
-def history(root: str, pipeline: str, metric: str | None = None, slice: str = "all",
-            include_failed_gates: bool = True, manifests: list[tuple[RunFolder, dict]] | None = None) -> pd.DataFrame:
+def history(
+    root: str,
+    pipeline: str,
+    metric: str | None = None,
+    slice: str = "all",
+    include_failed_gates: bool = True,
+    manifests: list[tuple[RunFolder, dict]] | None = None,
+) -> pd.DataFrame:
     """One row per (as_of, run_id, model, metric) of every complete run, oldest first
     (by as_of, then the run's start time).
 
@@ -80,8 +102,11 @@ def history(root: str, pipeline: str, metric: str | None = None, slice: str = "a
     verdict, started, drift = {}, {}, {}
     for r, m in manifests.values():
         g = gates_passed(m)
-        verdict[(r.as_of, r.run_id)] = "" if g is None else (
-            "failed" if not g else "inconclusive" if (m.get("gates") or {}).get("verdict") == "inconclusive" else "passed")
+        verdict[(r.as_of, r.run_id)] = (
+            ""
+            if g is None
+            else ("failed" if not g else "inconclusive" if (m.get("gates") or {}).get("verdict") == "inconclusive" else "passed")
+        )
         started[(r.as_of, r.run_id)] = str(m.get("started_at") or "")
         for model, d in (m.get("drift") or {}).items():
             drift[(r.as_of, r.run_id, model)] = d

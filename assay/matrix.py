@@ -26,8 +26,19 @@ from assay.store import RunFolder, Store
 
 __all__ = ["COLUMNS", "matrix", "latest_complete_run", "pivot", "cell", "format_cost"]
 
-COLUMNS = ["pipeline", "model", "metric", "value", "ci_low", "ci_high", "cost_per_1k_usd", "run_id", "as_of",
-           "higher_is_better", "status"]
+COLUMNS = [
+    "pipeline",
+    "model",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "cost_per_1k_usd",
+    "run_id",
+    "as_of",
+    "higher_is_better",
+    "status",
+]
 
 OK = "ok"
 NO_RUN = "no complete run"
@@ -56,8 +67,18 @@ def _float(x) -> float:
 def _pipeline_rows(loaded: LoadedConfig, store: Store, name: str, metric: str | None) -> list[dict]:
     p = loaded.config.pipelines[name]
     headline = metric or p.metric_specs()[0].key
-    base = {"pipeline": name, "model": None, "metric": headline, "value": math.nan, "ci_low": math.nan,
-            "ci_high": math.nan, "cost_per_1k_usd": math.nan, "run_id": None, "as_of": None, "higher_is_better": None}
+    base = {
+        "pipeline": name,
+        "model": None,
+        "metric": headline,
+        "value": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "cost_per_1k_usd": math.nan,
+        "run_id": None,
+        "as_of": None,
+        "higher_is_better": None,
+    }
     rf = latest_complete_run(store, name)
     if rf is None:
         return [{**base, "status": NO_RUN}]
@@ -81,14 +102,24 @@ def _pipeline_rows(loaded: LoadedConfig, store: Store, name: str, metric: str | 
     rows = []
     for _, r in sel.iterrows():
         hib = r.get("higher_is_better")
-        rows.append({**base, "model": str(r["model"]), "value": _float(r["value"]), "ci_low": _float(r.get("ci_low")),
-                     "ci_high": _float(r.get("ci_high")), "cost_per_1k_usd": costs.get(str(r["model"]), math.nan),
-                     "higher_is_better": None if hib is None or pd.isna(hib) else bool(hib), "status": OK})
+        rows.append(
+            {
+                **base,
+                "model": str(r["model"]),
+                "value": _float(r["value"]),
+                "ci_low": _float(r.get("ci_low")),
+                "ci_high": _float(r.get("ci_high")),
+                "cost_per_1k_usd": costs.get(str(r["model"]), math.nan),
+                "higher_is_better": None if hib is None or pd.isna(hib) else bool(hib),
+                "status": OK,
+            }
+        )
     return rows
 
 
-def matrix(loaded: LoadedConfig, metric: str | None = None, artifacts: str | None = None,
-           pipelines: list[str] | None = None) -> pd.DataFrame:
+def matrix(
+    loaded: LoadedConfig, metric: str | None = None, artifacts: str | None = None, pipelines: list[str] | None = None
+) -> pd.DataFrame:
     """The long table for every pipeline of the config (or ``pipelines``), in config order.
 
     ``artifacts`` overrides the artifact root as ``assay run --artifacts`` does.

@@ -33,8 +33,14 @@ def _f(v) -> float:
     return v
 
 
-def plan(rf: RunFolder, detect: float, alpha: float = ST.ALPHA, power: float = ST.POWER, metric: str | None = None,
-         samples: list[int] | None = None) -> pd.DataFrame:
+def plan(
+    rf: RunFolder,
+    detect: float,
+    alpha: float = ST.ALPHA,
+    power: float = ST.POWER,
+    metric: str | None = None,
+    samples: list[int] | None = None,
+) -> pd.DataFrame:
     """One row per metric, model pair and samples-per-example K: the examples needed to detect ``detect``."""
     rows = []
     comp = rf.read_table(assay.store.COMPARISONS).to_pandas() if rf.exists(assay.store.COMPARISONS) else pd.DataFrame()
@@ -48,12 +54,34 @@ def plan(rf: RunFolder, detect: float, alpha: float = ST.ALPHA, power: float = S
             if run_k is not None:
                 ks = [_f(run_k.get((m, r.metric))) for m in (r.model_a, r.model_b)]
                 k_run = max(ks) if not all(math.isnan(k) for k in ks) else float("nan")
-            units.append((r.metric, r.model_a, r.model_b, int(r.n), _f(r.se), _f(getattr(r, "var_between", None)),
-                          _f(getattr(r, "var_within", None)), k_run, "paired difference"))
+            units.append(
+                (
+                    r.metric,
+                    r.model_a,
+                    r.model_b,
+                    int(r.n),
+                    _f(r.se),
+                    _f(getattr(r, "var_between", None)),
+                    _f(getattr(r, "var_within", None)),
+                    k_run,
+                    "paired difference",
+                )
+            )
     else:
         for r in overall.itertuples(index=False):
-            units.append((r.metric, r.model, None, int(r.n), _f(getattr(r, "se", None)), _f(getattr(r, "var_between", None)),
-                          _f(getattr(r, "var_within", None)), _f(getattr(r, "samples", None)), "change of one model"))
+            units.append(
+                (
+                    r.metric,
+                    r.model,
+                    None,
+                    int(r.n),
+                    _f(getattr(r, "se", None)),
+                    _f(getattr(r, "var_between", None)),
+                    _f(getattr(r, "var_within", None)),
+                    _f(getattr(r, "samples", None)),
+                    "change of one model",
+                )
+            )
     for m, a, b, n, se, vb, vw, k_run, basis in units:
         if metric is not None and m != metric:
             continue
@@ -63,7 +91,18 @@ def plan(rf: RunFolder, detect: float, alpha: float = ST.ALPHA, power: float = S
             for k in ks:
                 rows.append([m, a, b, n, k_run, mde_run, k, ST.examples_needed(vb + vw / k, detect, alpha, power), basis])
         else:
-            var = se ** 2 * n if not math.isnan(se) else float("nan")
-            rows.append([m, a, b, n, k_run if not math.isnan(k_run) else 1, mde_run, 1 if math.isnan(k_run) else int(k_run),
-                         ST.examples_needed(var, detect, alpha, power) if not math.isnan(var) else -1, basis])
+            var = se**2 * n if not math.isnan(se) else float("nan")
+            rows.append(
+                [
+                    m,
+                    a,
+                    b,
+                    n,
+                    k_run if not math.isnan(k_run) else 1,
+                    mde_run,
+                    1 if math.isnan(k_run) else int(k_run),
+                    ST.examples_needed(var, detect, alpha, power) if not math.isnan(var) else -1,
+                    basis,
+                ]
+            )
     return pd.DataFrame(rows, columns=COLUMNS)

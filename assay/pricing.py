@@ -101,8 +101,11 @@ def is_api_model(cfg: ModelConfig) -> bool:
 
     (Not every provider's config has ``hosting`` and ``compute``: a missing one counts as unset.)
     """
-    return (getattr(cfg, "hosting", None) is None and getattr(cfg, "compute", None) is None
-            and cfg.provider not in CONVENTIONAL_PROVIDERS)
+    return (
+        getattr(cfg, "hosting", None) is None
+        and getattr(cfg, "compute", None) is None
+        and cfg.provider not in CONVENTIONAL_PROVIDERS
+    )
 
 
 _cache: dict[tuple, PriceQuote] = {}
@@ -150,8 +153,13 @@ def quote(model_cfg: ModelConfig, on: _dt.date | _dt.datetime | str | None = Non
             as_of=as_of,
         )
     if not is_api_model(model_cfg):
-        return PriceQuote(source="none", provider_id=model_cfg.provider, model_id=model, as_of=as_of,
-                          note="priced by time (hosting/compute), not by token")
+        return PriceQuote(
+            source="none",
+            provider_id=model_cfg.provider,
+            model_id=model,
+            as_of=as_of,
+            note="priced by time (hosting/compute), not by token",
+        )
     if price_ref:
         provider_id, sep, model_ref = price_ref.partition("/")
         if not sep:
@@ -160,8 +168,9 @@ def quote(model_cfg: ModelConfig, on: _dt.date | _dt.datetime | str | None = Non
     elif model:
         provider_id, model_ref = None, model
     else:
-        return PriceQuote(source="none", provider_id=model_cfg.provider, as_of=as_of,
-                          note="no price, price_ref or model to look up")
+        return PriceQuote(
+            source="none", provider_id=model_cfg.provider, as_of=as_of, note="no price, price_ref or model to look up"
+        )
     key = (provider_id, model_ref, day)
     with _cache_lock:
         hit = _cache.get(key)
@@ -233,8 +242,7 @@ def _lookup(model_ref: str, provider_id: str | None, day: _dt.date) -> PriceQuot
     try:
         calc = _bundled_calc(Usage(input_tokens=0, output_tokens=0), model_ref, provider_id, ts)
     except (LookupError, ValueError) as e:
-        return PriceQuote(source="none", provider_id=provider_id, model_id=model_ref, as_of=as_of,
-                          note=f"genai-prices: {e}")
+        return PriceQuote(source="none", provider_id=provider_id, model_id=model_ref, as_of=as_of, note=f"genai-prices: {e}")
     model, mp = calc.model, calc.model_price
     notes = []
     if isinstance(model.prices, list) and any(
@@ -244,18 +252,22 @@ def _lookup(model_ref: str, provider_id: str | None, day: _dt.date) -> PriceQuot
         notes.append(f"time-of-day prices: the price in force {hours:g} h of the UTC day")
     vals = {}
     tiered = False
-    for ours, theirs in (("input_per_mtok", "input_mtok"), ("output_per_mtok", "output_mtok"),
-                         ("cached_input_per_mtok", "cache_read_mtok"), ("cache_write_per_mtok", "cache_write_mtok")):
+    for ours, theirs in (
+        ("input_per_mtok", "input_mtok"),
+        ("output_per_mtok", "output_mtok"),
+        ("cached_input_per_mtok", "cache_read_mtok"),
+        ("cache_write_per_mtok", "cache_write_mtok"),
+    ):
         vals[ours], t = _price_value(getattr(mp, theirs, None))
         tiered = tiered or t
     if tiered:
         notes.append("tiered prices: base tier")
     pid, mid = calc.provider.id, model.id
     if vals["input_per_mtok"] is None and vals["output_per_mtok"] is None:
-        return PriceQuote(source="none", provider_id=pid, model_id=mid, as_of=as_of,
-                          note="genai-prices lists no token prices for this model")
-    return PriceQuote(**vals, source="genai-prices", provider_id=pid, model_id=mid, as_of=as_of,
-                      note="; ".join(notes) or None)
+        return PriceQuote(
+            source="none", provider_id=pid, model_id=mid, as_of=as_of, note="genai-prices lists no token prices for this model"
+        )
+    return PriceQuote(**vals, source="genai-prices", provider_id=pid, model_id=mid, as_of=as_of, note="; ".join(notes) or None)
 
 
 def _arr(x) -> np.ndarray:
@@ -394,6 +406,15 @@ class DatedQuotes:
             else:
                 periods.append({"from": d, "to": d, "dates": 1, "source": q.source, **prices})
         first = self._used()[0]
-        return {"priced_by": "request date", "source": self.source, "provider_id": first.provider_id,
-                "model_id": first.model_id, "as_of": self.default.as_of, "note": first.note,
-                "dates": len(days), "first_date": days[0], "last_date": days[-1], "periods": periods}
+        return {
+            "priced_by": "request date",
+            "source": self.source,
+            "provider_id": first.provider_id,
+            "model_id": first.model_id,
+            "as_of": self.default.as_of,
+            "note": first.note,
+            "dates": len(days),
+            "first_date": days[0],
+            "last_date": days[-1],
+            "periods": periods,
+        }

@@ -67,8 +67,9 @@ def render_requests(prompt: PromptConfig, rows: pa.Table) -> "Requests | Convers
     template = prompt.template
     users = _fill_plain(template, cols, rows.num_rows)
     if users is None:  # format specs, conversions, attributes: str.format itself, row by row
-        users = [template.format_map({f: ("" if cols[f][i] is None else cols[f][i]) for f in fields})
-                 for i in range(rows.num_rows)]
+        users = [
+            template.format_map({f: ("" if cols[f][i] is None else cols[f][i]) for f in fields}) for i in range(rows.num_rows)
+        ]
     return Requests(prompt.system, users)
 
 
@@ -137,8 +138,9 @@ def _text(content, where: str) -> str | None:
                 raise PromptError(f"{where}: content part {k} is {type(part).__name__}, not a text part")
             kind = part.get("type") or "text"
             if kind not in TEXT_PARTS:
-                raise PromptError(f"{where}: content part {k} is of type {kind!r}; only text parts "
-                                  f"({', '.join(TEXT_PARTS)}) can be sent")
+                raise PromptError(
+                    f"{where}: content part {k} is of type {kind!r}; only text parts ({', '.join(TEXT_PARTS)}) can be sent"
+                )
             text = part.get("text", part.get("content"))
             if not isinstance(text, str):
                 raise PromptError(f"{where}: content part {k} (type {kind}) has no text")
@@ -230,8 +232,10 @@ def refuse_tool_messages(requests, ids, provider: str) -> None:
     for i, msgs in enumerate(requests):
         if has_tool_messages(msgs):
             where = _where(ids[i] if ids is not None else None)
-            raise PromptError(f"{where}: the conversation has tool calls or tool results, which provider {provider} "
-                              "cannot send (use an openai model, or drop those messages from the dataset)")
+            raise PromptError(
+                f"{where}: the conversation has tool calls or tool results, which provider {provider} "
+                "cannot send (use an openai model, or drop those messages from the dataset)"
+            )
 
 
 def transcript(messages: list[dict]) -> str:

@@ -56,11 +56,11 @@ class RepriceError(AssayError):
 @dataclass
 class Repriced:
     folder: RunFolder
-    label: str                 # the price date: the run's as_of (recorded prices) or the date asked for
-    recorded: bool             # True: the run's own recorded prices (no date given)
+    label: str  # the price date: the run's as_of (recorded prices) or the date asked for
+    recorded: bool  # True: the run's own recorded prices (no date given)
     costs: pd.DataFrame
     breakeven: pd.DataFrame
-    comparison: pd.DataFrame   # model, kind, <figure>_old, <figure>_new for each of COMPARED
+    comparison: pd.DataFrame  # model, kind, <figure>_old, <figure>_new for each of COMPARED
     quotes: dict = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
 
@@ -94,7 +94,9 @@ def _recorded(rf: RunFolder, manifest: dict):
     names = list((manifest.get("request") or {}).get("models") or pipe.models)
     missing = [n for n in names if n not in loaded.config.models]
     if missing:
-        raise RepriceError(f"{rf.path(assay.store.MANIFEST)} has no recorded config for model {missing[0]!r} (config.models.{missing[0]})")
+        raise RepriceError(
+            f"{rf.path(assay.store.MANIFEST)} has no recorded config for model {missing[0]!r} (config.models.{missing[0]})"
+        )
     return pipe, {n: loaded.config.models[n] for n in names}
 
 
@@ -164,13 +166,21 @@ def reprice(run_folder, as_of=None, write: bool = False) -> Repriced:
         responses[PRICE_DATE] = label
     quotes = dated_quotes(models, responses, label, quote_of)
     judge_rows, judge_quotes = judge_costs(pipe, view, _judge_quoter(manifest, label, recorded))
-    costs, be = cost_tables(responses, models, quotes, stats, pipe.cost.monthly_requests, correct, judge_rows,
-                            manifest.get("capacity"))  # the operating points the run was priced at
+    costs, be = cost_tables(
+        responses, models, quotes, stats, pipe.cost.monthly_requests, correct, judge_rows, manifest.get("capacity")
+    )  # the operating points the run was priced at
 
     old = rf.read_table(assay.store.COSTS).to_pandas()
     comparison = _compare(old, costs)
-    out = Repriced(rf, label, recorded, costs, be, comparison,
-                   {**prices_record(quotes, label), **{f"judge:{j}": q.to_dict() for j, q in judge_quotes.items()}})
+    out = Repriced(
+        rf,
+        label,
+        recorded,
+        costs,
+        be,
+        comparison,
+        {**prices_record(quotes, label), **{f"judge:{j}": q.to_dict() for j, q in judge_quotes.items()}},
+    )
     if write:
         cname, bname = f"costs-{label}.parquet", f"breakeven-{label}.parquet"
         assert cname != assay.store.COSTS and bname != assay.store.BREAKEVEN
@@ -212,9 +222,11 @@ def _fmt(v) -> str:
 def format_comparison(r: Repriced) -> str:
     """The old vs new table as text, one line per model."""
     head = ["model", "kind"] + [f"{c} {w}" for c in COMPARED for w in ("old", "new")]
-    lines = [[str(x.model), str(x.kind) if isinstance(x.kind, str) else "–"]
-             + [_fmt(getattr(x, f"{c}_{w}")) for c in COMPARED for w in ("old", "new")]
-             for x in r.comparison.itertuples(index=False)]
+    lines = [
+        [str(x.model), str(x.kind) if isinstance(x.kind, str) else "–"]
+        + [_fmt(getattr(x, f"{c}_{w}")) for c in COMPARED for w in ("old", "new")]
+        for x in r.comparison.itertuples(index=False)
+    ]
     widths = [max(len(h), *(len(row[i]) for row in lines)) if lines else len(h) for i, h in enumerate(head)]
     fmt = lambda row: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
     how = "the prices recorded in the manifest" if r.recorded else f"prices in force on {r.label}"

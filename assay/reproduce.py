@@ -23,10 +23,28 @@ from assay.stages import run_stages
 from assay.store import RunFolder
 
 #: Columns that are measurements of one execution, not results (compared, but reported apart).
-TIMING = {"responses": ["latency_s", "started_at", "attempts", "cached"],
-          "costs": ["cache_hits", "latency_p50_s", "latency_p95_s", "latency_p99_s", "throughput_rps",
-                    "latency_p05_s", "latency_p25_s", "latency_p75_s"]}
-PARQUET = [assay.store.DATASET, assay.store.SCORES, assay.store.METRICS, assay.store.GENERALIZATION, assay.store.COMPARISONS, assay.store.COSTS, assay.store.BREAKEVEN]
+TIMING = {
+    "responses": ["latency_s", "started_at", "attempts", "cached"],
+    "costs": [
+        "cache_hits",
+        "latency_p50_s",
+        "latency_p95_s",
+        "latency_p99_s",
+        "throughput_rps",
+        "latency_p05_s",
+        "latency_p25_s",
+        "latency_p75_s",
+    ],
+}
+PARQUET = [
+    assay.store.DATASET,
+    assay.store.SCORES,
+    assay.store.METRICS,
+    assay.store.GENERALIZATION,
+    assay.store.COMPARISONS,
+    assay.store.COSTS,
+    assay.store.BREAKEVEN,
+]
 
 
 class ReproduceError(AssayError, ValueError):
@@ -63,8 +81,13 @@ def compare(a: RunFolder, b: RunFolder) -> list[dict]:
         timing = [c for c in TIMING.get(key, []) if c in fa.columns]
         ca, cb = fa.drop(columns=timing, errors="ignore"), fb.drop(columns=timing, errors="ignore")
         if list(ca.columns) == list(cb.columns) and ca.shape == cb.shape and ca.equals(cb):
-            rows.append({"artifact": name, "status": "same content",
-                         "detail": f"re-measured: {', '.join(timing)}" if timing else "equal values, different bytes"})
+            rows.append(
+                {
+                    "artifact": name,
+                    "status": "same content",
+                    "detail": f"re-measured: {', '.join(timing)}" if timing else "equal values, different bytes",
+                }
+            )
         else:
             diff = [c for c in ca.columns if c not in cb.columns or not ca[c].equals(cb[c])] if ca.shape == cb.shape else ["rows"]
             rows.append({"artifact": name, "status": "differs", "detail": ", ".join(diff[:8])})
@@ -103,11 +126,22 @@ def reproduce(path: str, artifacts: str | None = None, project: str | None = Non
     source = loaded.resolve_path(p.dataset.source)
     fp = fingerprint(source, p.dataset.format)
     if fp != (m.get("dataset") or {}).get("fingerprint"):
-        raise ReproduceError(f"dataset {source} changed since the run (fingerprint {fp[:19]}…, recorded "
-                             f"{str((m.get('dataset') or {}).get('fingerprint'))[:19]}…)")
+        raise ReproduceError(
+            f"dataset {source} changed since the run (fingerprint {fp[:19]}…, recorded "
+            f"{str((m.get('dataset') or {}).get('fingerprint'))[:19]}…)"
+        )
     out = artifacts or src.store.url("_reproductions")
-    ctx = start_run(str(loaded.path), pipeline, date.fromisoformat(m["as_of"]), models=models,
-                    sample=request.get("sample"), artifacts=out, cache_mode="use", loaded=loaded, new=True)
+    ctx = start_run(
+        str(loaded.path),
+        pipeline,
+        date.fromisoformat(m["as_of"]),
+        models=models,
+        sample=request.get("sample"),
+        artifacts=out,
+        cache_mode="use",
+        loaded=loaded,
+        new=True,
+    )
     ctx.cache_file = m.get("cache")
     ctx.measurements = Manifest(m).model_stats
     ctx.recorded_capacity = m.get("capacity") or {}

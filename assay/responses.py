@@ -20,27 +20,29 @@ import pyarrow.compute as pc
 
 from assay.store import RESPONSES, RunFolder
 
-RESPONSE_SCHEMA = pa.schema([
-    ("example_id", pa.string()),
-    ("model", pa.string()),
-    ("sample", pa.int32()),  # 0..K-1: which of the K calls of this example (repeated sampling); 0 for one call
-    ("output", pa.string()),
-    ("prompt_tokens", pa.int64()),
-    ("completion_tokens", pa.int64()),
-    ("cached_tokens", pa.int64()),
-    ("cache_write_tokens", pa.int64()),
-    ("latency_s", pa.float64()),
-    ("started_at", pa.timestamp("us", tz="UTC")),
-    ("attempts", pa.int32()),
-    ("cached", pa.bool_()),
-    ("error", pa.string()),
-    ("confidence", pa.float64()),  # 0..1 where the provider gave one (log-probabilities, class probabilities)
-    # what the endpoint said it served: its model name (a self-hosted server names its own model,
-    # whatever the request asked for) and its build fingerprint (null when it gives none)
-    ("response_model", pa.string()),
-    ("system_fingerprint", pa.string()),
-    ("ttft_s", pa.float64()),  # time to the first content token of a streamed call (``stream: true``)
-])
+RESPONSE_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("model", pa.string()),
+        ("sample", pa.int32()),  # 0..K-1: which of the K calls of this example (repeated sampling); 0 for one call
+        ("output", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("cached_tokens", pa.int64()),
+        ("cache_write_tokens", pa.int64()),
+        ("latency_s", pa.float64()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("attempts", pa.int32()),
+        ("cached", pa.bool_()),
+        ("error", pa.string()),
+        ("confidence", pa.float64()),  # 0..1 where the provider gave one (log-probabilities, class probabilities)
+        # what the endpoint said it served: its model name (a self-hosted server names its own model,
+        # whatever the request asked for) and its build fingerprint (null when it gives none)
+        ("response_model", pa.string()),
+        ("system_fingerprint", pa.string()),
+        ("ttft_s", pa.float64()),  # time to the first content token of a streamed call (``stream: true``)
+    ]
+)
 COLUMNS = RESPONSE_SCHEMA.names
 #: fields added after ``sample``: a journal line's columns come after it in this order
 _LATER = ("response_model", "system_fingerprint", "ttft_s")
@@ -61,8 +63,11 @@ def part_name(model: str, seq: int) -> str:
 def part_names(run: RunFolder, model: str) -> list[str]:
     prefix = f"part-{safe_name(model)}-"
     # the rest must be the sequence number: model ``a``'s prefix is also the start of model ``a-b``'s parts
-    return [n for n in run.listdir(RESPONSES) if n.startswith(prefix) and n.endswith(".parquet")
-            and n[len(prefix):-len(".parquet")].isdigit()]
+    return [
+        n
+        for n in run.listdir(RESPONSES)
+        if n.startswith(prefix) and n.endswith(".parquet") and n[len(prefix) : -len(".parquet")].isdigit()
+    ]
 
 
 def journal_path(run: RunFolder, model: str) -> str:
@@ -263,6 +268,5 @@ def served(run: RunFolder, requested: dict[str, str | None]) -> dict[str, dict]:
     out = {}
     for model, (names, fps) in sorted(seen.items()):
         if names and names != {requested.get(model)}:
-            out[model] = {"requested": requested.get(model), "response_model": sorted(names),
-                          "system_fingerprint": sorted(fps)}
+            out[model] = {"requested": requested.get(model), "response_model": sorted(names), "system_fingerprint": sorted(fps)}
     return out

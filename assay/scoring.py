@@ -47,22 +47,59 @@ CORPUS_BUDGET = 1000
 #: a metric that recomputes on every resample (``bootstrap_budget_s``)
 BUDGET_S = 60.0
 
-METRIC_COLUMNS = ["model", "metric", "slice", "value", "n", "ci_low", "ci_high", "errors", "higher_is_better",
-                  "se", "n_clusters", "wilson_low", "wilson_high", "exact_low", "exact_high", "mde", "samples", "var_between", "var_within",
-                  "resamples", "score_errors", "note"]
-COMPARISON_COLUMNS = ["metric", "model_a", "model_b", "diff", "p_value", "se", "ci_low", "ci_high", "correlation",
-                      "se_a", "se_b", "n", "n_clusters", "mde", "var_between", "var_within"]
+METRIC_COLUMNS = [
+    "model",
+    "metric",
+    "slice",
+    "value",
+    "n",
+    "ci_low",
+    "ci_high",
+    "errors",
+    "higher_is_better",
+    "se",
+    "n_clusters",
+    "wilson_low",
+    "wilson_high",
+    "exact_low",
+    "exact_high",
+    "mde",
+    "samples",
+    "var_between",
+    "var_within",
+    "resamples",
+    "score_errors",
+    "note",
+]
+COMPARISON_COLUMNS = [
+    "metric",
+    "model_a",
+    "model_b",
+    "diff",
+    "p_value",
+    "se",
+    "ci_low",
+    "ci_high",
+    "correlation",
+    "se_a",
+    "se_b",
+    "n",
+    "n_clusters",
+    "mde",
+    "var_between",
+    "var_within",
+]
 
 
 @dataclass
 class ScoreResult:
-    scores: pd.DataFrame          # example_id, model, metric, value, detail, score_error, samples
-    metrics: pd.DataFrame         # METRIC_COLUMNS
+    scores: pd.DataFrame  # example_id, model, metric, value, detail, score_error, samples
+    metrics: pd.DataFrame  # METRIC_COLUMNS
     generalization: pd.DataFrame  # per model and metric: overall, worst/best slice, gaps
-    comparisons: pd.DataFrame     # COMPARISON_COLUMNS: paired bootstrap p-value and paired CLT statistics
+    comparisons: pd.DataFrame  # COMPARISON_COLUMNS: paired bootstrap p-value and paired CLT statistics
     computations: dict = field(default_factory=dict)  # metric key -> whole recomputations (corpus metrics)
-    budgets: dict = field(default_factory=dict)       # metric key -> {budget, overall, slices} resamples used
-    probes: dict = field(default_factory=dict)        # metric key -> how an aggregate-only module was scored (manifest)
+    budgets: dict = field(default_factory=dict)  # metric key -> {budget, overall, slices} resamples used
+    probes: dict = field(default_factory=dict)  # metric key -> how an aggregate-only module was scored (manifest)
 
 
 def _nanmean(values) -> float:
@@ -90,12 +127,13 @@ def _cluster_index_rows(rng, members: list[np.ndarray], k: int, pad: int) -> np.
     width = max(len(r) for r in rows)
     out = np.full((k, width), pad, dtype=np.int64)
     for i, r in enumerate(rows):
-        out[i, :len(r)] = r
+        out[i, : len(r)] = r
     return out
 
 
-def bootstrap_stats(metric, preds: list, refs: list, each: np.ndarray | None, resamples: int, seed: int,
-                    clusters: np.ndarray | None = None) -> np.ndarray | None:
+def bootstrap_stats(
+    metric, preds: list, refs: list, each: np.ndarray | None, resamples: int, seed: int, clusters: np.ndarray | None = None
+) -> np.ndarray | None:
     """The metric on ``resamples`` bootstrap resamples of the examples (of the clusters, with
     ``clusters``), or None when there are none (too few examples, no resamples, or above
     :data:`NORMAL_APPROX_N` for a mean, whose interval is then the closed form). A mean of
@@ -119,7 +157,7 @@ def bootstrap_stats(metric, preds: list, refs: list, each: np.ndarray | None, re
             k = min(step, resamples - lo)
             idx = rng.integers(0, g, size=(k, g))
             with np.errstate(invalid="ignore", divide="ignore"):
-                stats[lo:lo + k] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+                stats[lo : lo + k] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
         return stats
     if metric.decomposable and each is not None:
         vals = np.asarray(each, dtype=float)
@@ -130,7 +168,7 @@ def bootstrap_stats(metric, preds: list, refs: list, each: np.ndarray | None, re
             for lo in range(0, resamples, step):
                 k = min(step, resamples - lo)
                 idx = rng.integers(0, n, size=(k, n))
-                stats[lo:lo + k] = np.nanmean(vals[idx], axis=1)
+                stats[lo : lo + k] = np.nanmean(vals[idx], axis=1)
         return stats
     if hasattr(metric, "resample_aggregates"):
         stats = np.empty(resamples)
@@ -141,11 +179,11 @@ def bootstrap_stats(metric, preds: list, refs: list, each: np.ndarray | None, re
             pp, rr = list(preds) + [None], list(refs) + [None]
             for lo in range(0, resamples, step):
                 k = min(step, resamples - lo)
-                stats[lo:lo + k] = metric.resample_aggregates(pp, rr, _cluster_index_rows(rng, members, k, n))
+                stats[lo : lo + k] = metric.resample_aggregates(pp, rr, _cluster_index_rows(rng, members, k, n))
             return stats
         for lo in range(0, resamples, step):
             k = min(step, resamples - lo)
-            stats[lo:lo + k] = metric.resample_aggregates(preds, refs, rng.integers(0, n, size=(k, n)))
+            stats[lo : lo + k] = metric.resample_aggregates(preds, refs, rng.integers(0, n, size=(k, n)))
         return stats
     # corpus metrics recompute on every resample: capped so a run stays interactive
     resamples = min(resamples, CORPUS_RESAMPLES)
@@ -161,8 +199,16 @@ def bootstrap_stats(metric, preds: list, refs: list, each: np.ndarray | None, re
     return stats
 
 
-def bootstrap_ci(metric, preds: list, refs: list, each: np.ndarray | None, resamples: int, seed: int,
-                 alpha: float = 0.05, clusters: np.ndarray | None = None) -> tuple[float, float]:
+def bootstrap_ci(
+    metric,
+    preds: list,
+    refs: list,
+    each: np.ndarray | None,
+    resamples: int,
+    seed: int,
+    alpha: float = 0.05,
+    clusters: np.ndarray | None = None,
+) -> tuple[float, float]:
     """Percentile bootstrap interval; vectorised when the metric is a mean of per-example scores."""
     return _interval(metric, each, bootstrap_stats(metric, preds, refs, each, resamples, seed, clusters), resamples, alpha)
 
@@ -184,8 +230,9 @@ def _interval(metric, each, stats, resamples: int, alpha: float = 0.05) -> tuple
     return float(lo), float(hi)
 
 
-def _paired_diffs(metric, preds_a, preds_b, refs, each_a, each_b, resamples: int, seed: int,
-                  clusters: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
+def _paired_diffs(
+    metric, preds_a, preds_b, refs, each_a, each_b, resamples: int, seed: int, clusters: np.ndarray | None = None
+) -> tuple[float, np.ndarray | None]:
     n = len(refs) if refs is not None else len(each_a)
     if n < 2 or resamples <= 0:
         return np.nan, None
@@ -205,13 +252,13 @@ def _paired_diffs(metric, preds_a, preds_b, refs, each_a, each_b, resamples: int
                 k = min(step, resamples - lo)
                 idx = rng.integers(0, g, size=(k, g))
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    diffs[lo:lo + k] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+                    diffs[lo : lo + k] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
             return observed, diffs
         step = max(1, 2_000_000 // n)
         for lo in range(0, resamples, step):
             k = min(step, resamples - lo)
             idx = rng.integers(0, n, size=(k, n))
-            diffs[lo:lo + k] = np.nanmean(d[idx], axis=1)
+            diffs[lo : lo + k] = np.nanmean(d[idx], axis=1)
     elif hasattr(metric, "resample_aggregates"):
         observed = metric.aggregate(preds_a, refs) - metric.aggregate(preds_b, refs)
         diffs = np.empty(resamples)
@@ -222,12 +269,12 @@ def _paired_diffs(metric, preds_a, preds_b, refs, each_a, each_b, resamples: int
             for lo in range(0, resamples, step):
                 k = min(step, resamples - lo)
                 idx = _cluster_index_rows(rng, members, k, n)
-                diffs[lo:lo + k] = metric.resample_aggregates(pa_, rr, idx) - metric.resample_aggregates(pb_, rr, idx)
+                diffs[lo : lo + k] = metric.resample_aggregates(pa_, rr, idx) - metric.resample_aggregates(pb_, rr, idx)
             return observed, diffs
         for lo in range(0, resamples, step):
             k = min(step, resamples - lo)
             idx = rng.integers(0, n, size=(k, n))
-            diffs[lo:lo + k] = metric.resample_aggregates(preds_a, refs, idx) - metric.resample_aggregates(preds_b, refs, idx)
+            diffs[lo : lo + k] = metric.resample_aggregates(preds_a, refs, idx) - metric.resample_aggregates(preds_b, refs, idx)
     else:
         resamples = min(resamples, CORPUS_RESAMPLES)
         a, b, r = (np.asarray(x, dtype=object) for x in (preds_a, preds_b, refs))
@@ -251,8 +298,9 @@ def _p_value(observed: float, diffs: np.ndarray | None) -> float:
     return float((np.sum(np.abs(centred) >= abs(observed)) + 1) / (len(diffs) + 1))
 
 
-def paired_bootstrap(metric, preds_a, preds_b, refs, each_a, each_b, resamples: int, seed: int,
-                     clusters: np.ndarray | None = None) -> tuple[float, float]:
+def paired_bootstrap(
+    metric, preds_a, preds_b, refs, each_a, each_b, resamples: int, seed: int, clusters: np.ndarray | None = None
+) -> tuple[float, float]:
     """Difference A − B on the same examples and a two-sided bootstrap p-value for 'no difference'."""
     observed, diffs = _paired_diffs(metric, preds_a, preds_b, refs, each_a, each_b, resamples, seed, clusters)
     if diffs is None:
@@ -267,10 +315,10 @@ def paired_bootstrap(metric, preds_a, preds_b, refs, each_a, each_b, resamples: 
 class _Scored:
     """One metric's per-example results for one model (one row per example)."""
 
-    values: dict                           # sub-key ("" for the metric's own key) -> per-example scores or None
+    values: dict  # sub-key ("" for the metric's own key) -> per-example scores or None
     details: list | None = None
-    errors: list | None = None             # score error per example (None where it scored)
-    split: dict = field(default_factory=dict)   # sub-key -> per-example (within-variance, samples) arrays
+    errors: list | None = None  # score error per example (None where it scored)
+    split: dict = field(default_factory=dict)  # sub-key -> per-example (within-variance, samples) arrays
 
 
 def _score_rows(metric, preds: list, refs: list, rows: list | None, inputs: list | None):
@@ -326,8 +374,17 @@ def _split(w: np.ndarray, k: np.ndarray, each: np.ndarray) -> tuple[float, float
     return between, within, K
 
 
-def _budget(metric, spec_budget: int | None, resamples: int, n_models: int, n_groups: int, n_pairs: int,
-            budget_s: float | None = None, unit_s: float | None = None, spent_s: float = 0.0) -> dict:
+def _budget(
+    metric,
+    spec_budget: int | None,
+    resamples: int,
+    n_models: int,
+    n_groups: int,
+    n_pairs: int,
+    budget_s: float | None = None,
+    unit_s: float | None = None,
+    spent_s: float = 0.0,
+) -> dict:
     """Resamples per interval for a corpus metric that recomputes on every resample.
 
     The budget is in whole computations: ``spec_budget`` (or the metric's ``bootstrap_budget``),
@@ -353,9 +410,17 @@ def _budget(metric, spec_budget: int | None, resamples: int, n_models: int, n_gr
     per_slice = min(overall, left // slice_units) if slice_units else overall  # no slices: nothing to share
     if per_slice < MIN_CORPUS_RESAMPLES:
         per_slice = 0
-    return {"budget": budget, "overall": overall, "slices": per_slice, "wanted": want,
-            "used": overall * units + per_slice * slice_units, "by": by, "budget_s": budget_s,
-            "computation_s": unit_s, "probe_s": spent_s}
+    return {
+        "budget": budget,
+        "overall": overall,
+        "slices": per_slice,
+        "wanted": want,
+        "used": overall * units + per_slice * slice_units,
+        "by": by,
+        "budget_s": budget_s,
+        "computation_s": unit_s,
+        "probe_s": spent_s,
+    }
 
 
 class _Counting:
@@ -400,8 +465,9 @@ def _model_rows(resp: pd.DataFrame, model: str, ids: pd.Series, sampled: bool):
         ex = pos.loc[r["example_id"].astype(str)].to_numpy()
         missing = np.setdiff1d(np.arange(len(ids)), ex)
         if len(missing):  # no response at all: one failed row, so the example counts as wrong
-            extra = pd.DataFrame({"example_id": ids.values[missing], "model": model, "output": None,
-                                  "error": "no response", "sample": 0})
+            extra = pd.DataFrame(
+                {"example_id": ids.values[missing], "model": model, "output": None, "error": "no response", "sample": 0}
+            )
             r = pd.concat([r, extra], ignore_index=True)
             ex = np.concatenate([ex, missing])
     preds = [None if (isinstance(o, float) and np.isnan(o)) else o for o in r["output"].tolist()]
@@ -409,10 +475,29 @@ def _model_rows(resp: pd.DataFrame, model: str, ids: pd.Series, sampled: bool):
     return ex.astype(np.int64), preds, errors
 
 
-def _group_rows(model: str, out_key: str, metric, m_used, hib: bool, each: np.ndarray | None, preds: list | None,
-                refs_all: list | None, groups: list, errors: np.ndarray, n_score_err: np.ndarray, w, k, note_parts: list,
-                plan: dict | None, resamples: int, seed: int, clusters: np.ndarray | None, sampled: bool, alpha: float,
-                power: float) -> list[dict]:
+def _group_rows(
+    model: str,
+    out_key: str,
+    metric,
+    m_used,
+    hib: bool,
+    each: np.ndarray | None,
+    preds: list | None,
+    refs_all: list | None,
+    groups: list,
+    errors: np.ndarray,
+    n_score_err: np.ndarray,
+    w,
+    k,
+    note_parts: list,
+    plan: dict | None,
+    resamples: int,
+    seed: int,
+    clusters: np.ndarray | None,
+    sampled: bool,
+    alpha: float,
+    power: float,
+) -> list[dict]:
     """metrics.parquet's rows of one model and metric: one per group (slice) with examples.
 
     ``preds`` and ``refs_all`` (one per example) are only read for a metric that is not a mean of
@@ -468,18 +553,38 @@ def _group_rows(model: str, out_key: str, metric, m_used, hib: bool, each: np.nd
                 notes.append(small)
         if recompute and r_here < plan["wanted"] and resamples > 0:
             if plan.get("by") == "time":
-                notes.append(f"bootstrap_budget_s {plan['budget_s']:g} (one computation {plan['computation_s']:.3g} s): "
-                             f"{r_here} resamples" + ("" if r_here else f" (no interval: fewer than {MIN_CORPUS_RESAMPLES} fit)"))
+                notes.append(
+                    f"bootstrap_budget_s {plan['budget_s']:g} (one computation {plan['computation_s']:.3g} s): "
+                    f"{r_here} resamples" + ("" if r_here else f" (no interval: fewer than {MIN_CORPUS_RESAMPLES} fit)")
+                )
             else:
                 notes.append(f"bootstrap_budget {plan['budget']}: {r_here} resamples" + ("" if r_here else " (no interval)"))
-        rows.append({"model": model, "metric": out_key, "slice": name, "value": value, "n": n,
-                     "ci_low": lo, "ci_high": hi, "errors": int(errors[idx].sum()),
-                     "higher_is_better": hib, "se": se,
-                     "n_clusters": int(n_cl) if clusters is not None and not np.isnan(n_cl) else np.nan,
-                     "wilson_low": wl, "wilson_high": wh, "exact_low": el, "exact_high": eh,
-                     "mde": ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
-                     "samples": ks, "var_between": vb, "var_within": vw, "resamples": used,
-                     "score_errors": int(n_score_err[idx].sum()), "note": "; ".join(notes) or None})
+        rows.append(
+            {
+                "model": model,
+                "metric": out_key,
+                "slice": name,
+                "value": value,
+                "n": n,
+                "ci_low": lo,
+                "ci_high": hi,
+                "errors": int(errors[idx].sum()),
+                "higher_is_better": hib,
+                "se": se,
+                "n_clusters": int(n_cl) if clusters is not None and not np.isnan(n_cl) else np.nan,
+                "wilson_low": wl,
+                "wilson_high": wh,
+                "exact_low": el,
+                "exact_high": eh,
+                "mde": ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
+                "samples": ks,
+                "var_between": vb,
+                "var_within": vw,
+                "resamples": used,
+                "score_errors": int(n_score_err[idx].sum()),
+                "note": "; ".join(notes) or None,
+            }
+        )
     return rows
 
 
@@ -489,8 +594,15 @@ class _Mean:
     decomposable = True
 
 
-def paired_comparison(each_a, each_b, clusters: np.ndarray | None = None, resamples: int = 1000, seed: int = 0,
-                      alpha: float = ST.ALPHA, power: float = ST.POWER) -> dict:
+def paired_comparison(
+    each_a,
+    each_b,
+    clusters: np.ndarray | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = ST.ALPHA,
+    power: float = ST.POWER,
+) -> dict:
     """A − B of two arrays of per-example scores on the same examples (NaN where one has none):
     the difference, its paired bootstrap p-value, and its paired CLT standard error, interval,
     correlation and minimum detectable effect, clustered by ``clusters`` when given.
@@ -500,20 +612,42 @@ def paired_comparison(each_a, each_b, clusters: np.ndarray | None = None, resamp
     ea, eb = np.asarray(each_a, float), np.asarray(each_b, float)
     observed, diffs = _paired_diffs(_Mean, None, None, None, ea, eb, resamples, seed, clusters)
     pr = ST.paired(ea, eb, clusters, alpha)
-    return {"diff": observed, "p_value": _p_value(observed, diffs), "se": pr.se,
-            "ci_low": pr.ci_low, "ci_high": pr.ci_high, "correlation": pr.correlation, "se_a": pr.se_a, "se_b": pr.se_b,
-            "n": pr.n, "n_clusters": pr.n_clusters if clusters is not None else np.nan, "mde": ST.mde(pr.se, alpha, power)}
+    return {
+        "diff": observed,
+        "p_value": _p_value(observed, diffs),
+        "se": pr.se,
+        "ci_low": pr.ci_low,
+        "ci_high": pr.ci_high,
+        "correlation": pr.correlation,
+        "se_a": pr.se_a,
+        "se_b": pr.se_b,
+        "n": pr.n,
+        "n_clusters": pr.n_clusters if clusters is not None else np.nan,
+        "mde": ST.mde(pr.se, alpha, power),
+    }
 
 
-def _comparisons(entries: dict, models: list, per_model: dict, plans: dict, counters: dict, resamples: int, seed: int,
-                 clusters: np.ndarray | None, refs_all: list | None, sampled: bool, alpha: float, power: float) -> pd.DataFrame:
+def _comparisons(
+    entries: dict,
+    models: list,
+    per_model: dict,
+    plans: dict,
+    counters: dict,
+    resamples: int,
+    seed: int,
+    clusters: np.ndarray | None,
+    refs_all: list | None,
+    sampled: bool,
+    alpha: float,
+    power: float,
+) -> pd.DataFrame:
     """comparisons.parquet: each pair of models on each metric (paired bootstrap and paired CLT figures).
     ``refs_all`` and ``per_model[m]["preds"]`` are only read for corpus metrics (may be None otherwise)."""
     comparisons = []
     for out_key, (metric, _hib) in entries.items():
         m_used = counters.get(out_key, metric)
         for i, a in enumerate(models):
-            for b in models[i + 1:]:
+            for b in models[i + 1 :]:
                 ea, eb = per_model[a]["each"].get(out_key), per_model[b]["each"].get(out_key)
                 r_here = plans[out_key]["overall"] if out_key in plans else resamples
                 row = {"metric": out_key, "model_a": a, "model_b": b}
@@ -527,20 +661,35 @@ def _comparisons(entries: dict, models: list, per_model: dict, plans: dict, coun
                             d = (ea - eb)[ok]
                             vw = float(np.nanmean(wa[ok])) + float(np.nanmean(wb[ok])) if len(d) else np.nan
                             if not np.isnan(vw) and len(d) > 1:
-                                vb = max(0.0, float(np.var(d, ddof=1)) - float(np.nanmean(wa[ok])) / float(ka[ok].mean())
-                                         - float(np.nanmean(wb[ok])) / float(kb[ok].mean()))
+                                vb = max(
+                                    0.0,
+                                    float(np.var(d, ddof=1))
+                                    - float(np.nanmean(wa[ok])) / float(ka[ok].mean())
+                                    - float(np.nanmean(wb[ok])) / float(kb[ok].mean()),
+                                )
                     row.update(var_between=vb, var_within=vw)
                 else:
-                    observed, diffs = _paired_diffs(m_used, per_model[a]["preds"], per_model[b]["preds"], refs_all,
-                                                    ea, eb, r_here, seed, clusters)
+                    observed, diffs = _paired_diffs(
+                        m_used, per_model[a]["preds"], per_model[b]["preds"], refs_all, ea, eb, r_here, seed, clusters
+                    )
                     se = float(np.nanstd(diffs, ddof=1)) if diffs is not None and len(diffs) > 1 else np.nan
                     q = ST.z_two_sided(alpha)
                     n_ok = sum(1 for r in refs_all if r is not None and not (isinstance(r, float) and np.isnan(r)))
-                    row.update(diff=observed, p_value=_p_value(observed, diffs), se=se, ci_low=observed - q * se,
-                               ci_high=observed + q * se, correlation=np.nan, se_a=np.nan, se_b=np.nan, n=n_ok,
-                               n_clusters=len(np.unique(clusters)) if clusters is not None else np.nan,
-                               mde=ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
-                               var_between=np.nan, var_within=np.nan)
+                    row.update(
+                        diff=observed,
+                        p_value=_p_value(observed, diffs),
+                        se=se,
+                        ci_low=observed - q * se,
+                        ci_high=observed + q * se,
+                        correlation=np.nan,
+                        se_a=np.nan,
+                        se_b=np.nan,
+                        n=n_ok,
+                        n_clusters=len(np.unique(clusters)) if clusters is not None else np.nan,
+                        mde=ST.mde(se, alpha, power) if not np.isnan(se) else np.nan,
+                        var_between=np.nan,
+                        var_within=np.nan,
+                    )
                 comparisons.append(row)
     comparisons_df = pd.DataFrame(comparisons, columns=COMPARISON_COLUMNS)
     comparisons_df["n"] = comparisons_df["n"].astype("int64")
@@ -555,11 +704,23 @@ def _metrics_frame(rows: list[dict]) -> pd.DataFrame:
     return metrics_df
 
 
-def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[str], resamples: int = 1000,
-          seed: int = 0, held_out: dict[str, list[str]] | None = None, inputs: list[str] | None = None,
-          cluster: str | None = None, budgets: dict[str, int] | None = None, alpha: float = ST.ALPHA,
-          power: float = ST.POWER, deterministic: set[str] | frozenset = frozenset(), score_rows=None,
-          budgets_s: dict[str, float] | None = None) -> ScoreResult:
+def score(
+    dataset: pa.Table,
+    responses: pa.Table,
+    metrics: dict,
+    slices: list[str],
+    resamples: int = 1000,
+    seed: int = 0,
+    held_out: dict[str, list[str]] | None = None,
+    inputs: list[str] | None = None,
+    cluster: str | None = None,
+    budgets: dict[str, int] | None = None,
+    alpha: float = ST.ALPHA,
+    power: float = ST.POWER,
+    deterministic: set[str] | frozenset = frozenset(),
+    score_rows=None,
+    budgets_s: dict[str, float] | None = None,
+) -> ScoreResult:
     """Score every model's responses against the references with each metric.
 
     ``metrics`` maps a metric key to a built metric (see ``assay.metrics``). A metric with
@@ -613,10 +774,10 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
 
     score_frames, rows = [], []
     per_model: dict[str, dict] = {}
-    entries: dict[str, tuple] = {}   # output key -> (metric, higher_is_better)
+    entries: dict[str, tuple] = {}  # output key -> (metric, higher_is_better)
     for model in models:
         ex, preds_long, failed_long, first = aligned[model]
-        preds = [preds_long[i] for i in np.flatnonzero(first)]   # one (the first sample) per example
+        preds = [preds_long[i] for i in np.flatnonzero(first)]  # one (the first sample) per example
         errors = np.bincount(ex, weights=failed_long.astype(float), minlength=n_ex)
         per_model[model] = {"preds": preds, "each": {}, "split": {}}
         for key, metric in metrics.items():
@@ -666,9 +827,13 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                 per_model[model]["each"][out_key] = each
                 per_model[model]["split"][out_key] = (w, k)
                 if each is not None:
-                    frame = {"example_id": ids.values, "model": model, "metric": out_key,
-                             "value": np.asarray(each, dtype=float),
-                             "detail": details if details is not None and len(details) == n_ex else [None] * n_ex}
+                    frame = {
+                        "example_id": ids.values,
+                        "model": model,
+                        "metric": out_key,
+                        "value": np.asarray(each, dtype=float),
+                        "detail": details if details is not None and len(details) == n_ex else [None] * n_ex,
+                    }
                     if score_err is not None:
                         frame["score_error"] = score_err
                     if sampled:
@@ -685,13 +850,41 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
                             t = time.perf_counter()
                             counters[out_key].aggregate(preds, refs_all)
                             unit = time.perf_counter() - t
-                        plans[out_key] = _budget(metric, (budgets or {}).get(key), resamples, len(models), len(groups), n_pairs,
-                                                 budget_s=(budgets_s or {}).get(key, BUDGET_S), unit_s=unit,
-                                                 spent_s=pr.probe_s if pr is not None else 0.0)
+                        plans[out_key] = _budget(
+                            metric,
+                            (budgets or {}).get(key),
+                            resamples,
+                            len(models),
+                            len(groups),
+                            n_pairs,
+                            budget_s=(budgets_s or {}).get(key, BUDGET_S),
+                            unit_s=unit,
+                            spent_s=pr.probe_s if pr is not None else 0.0,
+                        )
                     m_used = counters[out_key]
-                rows += _group_rows(model, out_key, metric, m_used, hib, each, preds, refs_all, groups, errors, n_score_err,
-                                    w, k, note_parts, plans.get(out_key) if recompute else None, resamples, seed, clusters,
-                                    sampled, alpha, power)
+                rows += _group_rows(
+                    model,
+                    out_key,
+                    metric,
+                    m_used,
+                    hib,
+                    each,
+                    preds,
+                    refs_all,
+                    groups,
+                    errors,
+                    n_score_err,
+                    w,
+                    k,
+                    note_parts,
+                    plans.get(out_key) if recompute else None,
+                    resamples,
+                    seed,
+                    clusters,
+                    sampled,
+                    alpha,
+                    power,
+                )
     metrics_df = _metrics_frame(rows)
     cols = ["example_id", "model", "metric", "value", "detail"]
     if score_frames:
@@ -701,13 +894,28 @@ def score(dataset: pa.Table, responses: pa.Table, metrics: dict, slices: list[st
         scores_df["score_error"] = scores_df["score_error"].astype(object).where(scores_df["score_error"].notna(), None)
     else:
         scores_df = pd.DataFrame(columns=cols + ["score_error"])
-    comparisons_df = _comparisons(entries, models, per_model, plans, counters, resamples, seed, clusters, refs_all,
-                                  sampled, alpha, power)
+    comparisons_df = _comparisons(
+        entries, models, per_model, plans, counters, resamples, seed, clusters, refs_all, sampled, alpha, power
+    )
     computations = {k: c.count for k, c in counters.items()}
-    return ScoreResult(scores_df, metrics_df, generalization(metrics_df), comparisons_df, computations, plans,
-                       {k: {"scored": "per example" if p.mean else "whole set, resampled", "note": p.note,
-                            "whole_s": round(p.whole_s, 4), "probe_s": round(p.probe_s, 4), "probe_skipped": p.skipped}
-                        for k, p in probes.items()})
+    return ScoreResult(
+        scores_df,
+        metrics_df,
+        generalization(metrics_df),
+        comparisons_df,
+        computations,
+        plans,
+        {
+            k: {
+                "scored": "per example" if p.mean else "whole set, resampled",
+                "note": p.note,
+                "whole_s": round(p.whole_s, 4),
+                "probe_s": round(p.probe_s, 4),
+                "probe_skipped": p.skipped,
+            }
+            for k, p in probes.items()
+        },
+    )
 
 
 def _probe_aggregates(metrics: dict, models: list, aligned: dict, refs_all: list, sampled: bool, budgets_s: dict):
@@ -735,25 +943,56 @@ def generalization(metrics_df: pd.DataFrame) -> pd.DataFrame:
     """Per model and metric: the overall value, the worst and best slice, the gap, held-out gap."""
     out = []
     if metrics_df.empty:
-        return pd.DataFrame(columns=["model", "metric", "overall", "worst_slice", "worst_value", "best_slice", "best_value",
-                                     "gap", "in_distribution", "held_out", "held_out_gap"])
+        return pd.DataFrame(
+            columns=[
+                "model",
+                "metric",
+                "overall",
+                "worst_slice",
+                "worst_value",
+                "best_slice",
+                "best_value",
+                "gap",
+                "in_distribution",
+                "held_out",
+                "held_out_gap",
+            ]
+        )
     for (model, metric), g in metrics_df.groupby(["model", "metric"], sort=False):
         hib = bool(g["higher_is_better"].iloc[0])
         overall = g.loc[g["slice"] == "all", "value"]
         sl = g[g["slice"].str.contains("=", regex=False)]
-        row = {"model": model, "metric": metric, "overall": float(overall.iloc[0]) if len(overall) else np.nan,
-               "worst_slice": None, "worst_value": np.nan, "best_slice": None, "best_value": np.nan, "gap": np.nan,
-               "in_distribution": np.nan, "held_out": np.nan, "held_out_gap": np.nan}
+        row = {
+            "model": model,
+            "metric": metric,
+            "overall": float(overall.iloc[0]) if len(overall) else np.nan,
+            "worst_slice": None,
+            "worst_value": np.nan,
+            "best_slice": None,
+            "best_value": np.nan,
+            "gap": np.nan,
+            "in_distribution": np.nan,
+            "held_out": np.nan,
+            "held_out_gap": np.nan,
+        }
         if len(sl):
             srt = sl.sort_values("value", ascending=hib)
             worst, best = srt.iloc[0], srt.iloc[-1]
-            row.update(worst_slice=worst["slice"], worst_value=float(worst["value"]), best_slice=best["slice"],
-                       best_value=float(best["value"]), gap=abs(float(best["value"]) - float(worst["value"])))
+            row.update(
+                worst_slice=worst["slice"],
+                worst_value=float(worst["value"]),
+                best_slice=best["slice"],
+                best_value=float(best["value"]),
+                gap=abs(float(best["value"]) - float(worst["value"])),
+            )
         ind = g.loc[g["slice"] == "in_distribution", "value"]
         ho = g.loc[g["slice"] == "held_out", "value"]
         if len(ind) and len(ho):
-            row.update(in_distribution=float(ind.iloc[0]), held_out=float(ho.iloc[0]),
-                       held_out_gap=float(ind.iloc[0]) - float(ho.iloc[0]) if hib else float(ho.iloc[0]) - float(ind.iloc[0]))
+            row.update(
+                in_distribution=float(ind.iloc[0]),
+                held_out=float(ho.iloc[0]),
+                held_out_gap=float(ind.iloc[0]) - float(ho.iloc[0]) if hib else float(ho.iloc[0]) - float(ind.iloc[0]),
+            )
         out.append(row)
     return pd.DataFrame(out)
 
@@ -766,15 +1005,31 @@ class NotStreamed(Exception):
 def streams(metric) -> bool:
     """Whether a metric can be scored batch by batch (:func:`score_batches`): a built-in mean of
     per-example scores that needs neither the dataset rows, nor the prompts, nor keeps details."""
-    return (bool(metric.decomposable) and type(metric) in BUILTINS.values() and hasattr(metric, "score_each")
-            and not isinstance(metric, EvaluateMetric)  # decomposable only once a module returned per-example scores
-            and not hasattr(metric, "score_examples") and not getattr(metric, "needs_rows", False)
-            and not getattr(metric, "needs_inputs", False) and not hasattr(metric, "combine_samples"))
+    return (
+        bool(metric.decomposable)
+        and type(metric) in BUILTINS.values()
+        and hasattr(metric, "score_each")
+        and not isinstance(metric, EvaluateMetric)  # decomposable only once a module returned per-example scores
+        and not hasattr(metric, "score_examples")
+        and not getattr(metric, "needs_rows", False)
+        and not getattr(metric, "needs_inputs", False)
+        and not hasattr(metric, "combine_samples")
+    )
 
 
-def score_batches(n_ex: int, models: list[str], metrics: dict, batches, groups: list[tuple[str, np.ndarray]],
-                  resamples: int = 1000, seed: int = 0, clusters: np.ndarray | None = None, on_scores=None,
-                  alpha: float = ST.ALPHA, power: float = ST.POWER) -> ScoreResult:
+def score_batches(
+    n_ex: int,
+    models: list[str],
+    metrics: dict,
+    batches,
+    groups: list[tuple[str, np.ndarray]],
+    resamples: int = 1000,
+    seed: int = 0,
+    clusters: np.ndarray | None = None,
+    on_scores=None,
+    alpha: float = ST.ALPHA,
+    power: float = ST.POWER,
+) -> ScoreResult:
     """:func:`score` for metrics that :func:`streams` (one response per example and model), with
     the texts read batch by batch: ``batches(model)`` yields ``(predictions, references, failed)``
     for consecutive examples (lists and a bool array), in the dataset's order. Only the numbers
@@ -796,12 +1051,12 @@ def score_batches(n_ex: int, models: list[str], metrics: dict, batches, groups: 
             k = len(preds)
             if at + k > n_ex:
                 raise DataError(f"model {model}: more responses than the {n_ex} examples")
-            errors[at:at + k] = failed
+            errors[at : at + k] = failed
             for key, metric in metrics.items():
                 v = metric.score_each(preds, refs)
                 if v is None:
                     raise NotStreamed(f"{key} gave no per-example scores")
-                scored[key][at:at + k] = v
+                scored[key][at : at + k] = v
             at += k
         if at != n_ex:
             raise DataError(f"model {model}: {at} responses for {n_ex} examples")
@@ -814,8 +1069,29 @@ def score_batches(n_ex: int, models: list[str], metrics: dict, batches, groups: 
             per_model[model]["split"][key] = (None, None)
             if on_scores is not None:
                 on_scores(model, key, each)
-            rows += _group_rows(model, key, metric, metric, hib, each, None, None, groups, errors, no_errors, None, None, [],
-                                None, resamples, seed, clusters, False, alpha, power)
+            rows += _group_rows(
+                model,
+                key,
+                metric,
+                metric,
+                hib,
+                each,
+                None,
+                None,
+                groups,
+                errors,
+                no_errors,
+                None,
+                None,
+                [],
+                None,
+                resamples,
+                seed,
+                clusters,
+                False,
+                alpha,
+                power,
+            )
     metrics_df = _metrics_frame(rows)
     comparisons_df = _comparisons(entries, models, per_model, {}, {}, resamples, seed, clusters, None, False, alpha, power)
     return ScoreResult(None, metrics_df, generalization(metrics_df), comparisons_df, {}, {})

@@ -93,7 +93,7 @@ def mean_se(values, clusters=None) -> tuple[float, float, int, int]:
     if g < 2:
         return m, float("nan"), n, g
     sums = np.bincount(inv, weights=v - m, minlength=g)
-    se = math.sqrt(g / (g - 1) * float(np.sum(sums ** 2))) / n
+    se = math.sqrt(g / (g - 1) * float(np.sum(sums**2))) / n
     return m, se, n, g
 
 
@@ -157,19 +157,24 @@ def small_n_note(n: int, n_clusters: int | None = None, successes: float | None 
     units = n if n_clusters is None else n_clusters
     what = "examples" if n_clusters is None or n_clusters == n else "clusters"
     if units < MIN_CLT_N:
-        return f"only {units} {what}: too few for the CLT; use the Wilson interval" if successes is not None and what == "examples" \
+        return (
+            f"only {units} {what}: too few for the CLT; use the Wilson interval"
+            if successes is not None and what == "examples"
             else f"only {units} {what}: too few for the CLT interval"
+        )
     if successes is not None and min(successes, n - successes) < MIN_CLT_COUNT:
-        return f"{int(min(successes, n - successes))} {'successes' if successes < n - successes else 'failures'}: " \
-               "too few for the CLT; use the Wilson interval"
+        return (
+            f"{int(min(successes, n - successes))} {'successes' if successes < n - successes else 'failures'}: "
+            "too few for the CLT; use the Wilson interval"
+        )
     return None
 
 
 @dataclass
 class VarianceSplit:
-    between: float   # variance of the examples' true mean scores
-    within: float    # mean variance of one example's score across samples
-    samples: float   # mean number of samples per example
+    between: float  # variance of the examples' true mean scores
+    within: float  # mean variance of one example's score across samples
+    samples: float  # mean number of samples per example
 
 
 def variance_split(example_index, values) -> VarianceSplit:
@@ -249,7 +254,7 @@ def examples_needed(var_per_example: float, detect: float, alpha: float = ALPHA,
     ``n = (z_{1−α/2} + z_{power})² · var / detect²``, rounded up."""
     if not (detect > 0) or not math.isfinite(var_per_example) or not var_per_example > 0:
         return -1  # nothing to go on (no variance in the run)
-    return max(1, math.ceil((z_two_sided(alpha) + z(power)) ** 2 * var_per_example / detect ** 2 - 1e-9))
+    return max(1, math.ceil((z_two_sided(alpha) + z(power)) ** 2 * var_per_example / detect**2 - 1e-9))
 
 
 def p_adjust(p_values, method: str = "holm") -> np.ndarray:

@@ -66,8 +66,10 @@ def safe_component(kind: str, value: str) -> str:
     """``value`` as one path component of a run folder (a pipeline name, a run id): a ValueError
     names it when it could climb out of the artifact root or split into several components."""
     if not isinstance(value, str) or not value or value in (".", "..") or value.startswith(".") or _UNSAFE.search(value):
-        raise ValueError(f"{kind} {value!r} cannot name a folder: use letters, digits, '-', '_' or '.', "
-                         "without path separators or a leading dot")
+        raise ValueError(
+            f"{kind} {value!r} cannot name a folder: use letters, digits, '-', '_' or '.', "
+            "without path separators or a leading dot"
+        )
     return value
 
 
@@ -89,7 +91,7 @@ class Store:
     def __init__(self, root: str | os.PathLike):
         root = str(root)
         if root.startswith("file://"):
-            root = root[len("file://"):]
+            root = root[len("file://") :]
         self.root = root.rstrip("/")
         self.remote = _is_url(self.root)
         if self.remote:
@@ -121,7 +123,9 @@ class Store:
     def _ls_dirs(self, path: str) -> list[str]:
         if self.remote:
             try:
-                names = (e["name"].rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(path, detail=True) if e["type"] == "directory")
+                names = (
+                    e["name"].rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(path, detail=True) if e["type"] == "directory"
+                )
                 return sorted(n for n in names if not n.startswith("."))
             except FileNotFoundError:
                 return []
@@ -377,7 +381,7 @@ def open_run(path: "str | os.PathLike | RunFolder") -> RunFolder:
     else:
         text = str(path).rstrip("/")
         if text.startswith("file://"):
-            text = text[len("file://"):]
+            text = text[len("file://") :]
         if _is_url(text):
             parts = text.rsplit("/", 3)
             if len(parts) != 4 or not _is_url(parts[0]) or not all(parts[1:]):
@@ -393,7 +397,9 @@ def open_run(path: "str | os.PathLike | RunFolder") -> RunFolder:
         try:
             date.fromisoformat(as_of)
         except ValueError:
-            raise NotARunFolder(f"not a run folder (<root>/<pipeline>/<as_of>/<run_id>): {as_of!r} in {path} is not a date") from None
+            raise NotARunFolder(
+                f"not a run folder (<root>/<pipeline>/<as_of>/<run_id>): {as_of!r} in {path} is not a date"
+            ) from None
         try:
             rf = RunFolder(Store(root), pipeline, as_of, run_id)
         except ValueError as e:  # a run id (or pipeline) that could not have been made here: '..', a control character
@@ -420,7 +426,7 @@ class ShardFolder(RunFolder):
 
     def _map(self, name: str) -> str:
         if name == RESPONSES or name.startswith(RESPONSES + "/"):
-            return f"{SHARDS}/{self.shard}" + name[len(RESPONSES):]
+            return f"{SHARDS}/{self.shard}" + name[len(RESPONSES) :]
         return name
 
     @property

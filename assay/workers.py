@@ -48,7 +48,7 @@ def _write(fd: int, obj: Any) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     view = memoryview(_HEADER.pack(len(data)) + data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -181,8 +181,12 @@ class _Worker:
             return
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([_ASSAY_ROOT, *filter(None, [env.get("PYTHONPATH")])])
-        self.proc = subprocess.Popen([sys.executable, "-m", "assay.workers", str(to_child_r), str(to_parent_w)],
-                                     pass_fds=(to_child_r, to_parent_w), env=env, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "assay.workers", str(to_child_r), str(to_parent_w)],
+            pass_fds=(to_child_r, to_parent_w),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
         os.close(to_child_r)
         os.close(to_parent_w)
         self.wfd, self.rfd = to_child_w, to_parent_r
@@ -213,8 +217,14 @@ class _Worker:
         self.kill()
 
 
-def run(loader: tuple | None, calls: list[tuple[tuple, dict]], workers: int, timeout_s: float | None = None,
-        memory_mb: int | None = None, fn=None) -> list[tuple[bool, Any]]:
+def run(
+    loader: tuple | None,
+    calls: list[tuple[tuple, dict]],
+    workers: int,
+    timeout_s: float | None = None,
+    memory_mb: int | None = None,
+    fn=None,
+) -> list[tuple[bool, Any]]:
     """``fn(*args, **kwargs)`` for every ``(args, kwargs)`` in ``calls``, ``fn`` loaded in each worker
     by ``resolve(loader[0])(*loader[1:])``; per call ``(True, value)`` or ``(False, error message)``.
     With ``fn`` given (and :func:`can_fork`), the workers are forks of this process holding it."""
@@ -303,7 +313,7 @@ def _limit_memory(mb: int) -> None:
         base = vm_pages * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError):
         base = 0
-    limit = base + mb * 2 ** 20
+    limit = base + mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 

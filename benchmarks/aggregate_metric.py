@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MODULE = '''
+MODULE = """
 import time
 import datasets
 import evaluate
@@ -49,13 +49,13 @@ class Aggregate(evaluate.Metric):
     def _compute(self, predictions, references):
         time.sleep(T * len(predictions))  # a subprocess, a service call, ... per example
 {body}
-'''
+"""
 
-MEAN = '''
+MEAN = """
         return {"acc": sum(p == r for p, r in zip(predictions, references)) / len(predictions)}
-'''
+"""
 
-MACRO_F1 = '''
+MACRO_F1 = """
         f1 = []
         for lab in sorted(set(references)):
             tp = sum(1 for p, r in zip(predictions, references) if p == r == lab)
@@ -63,7 +63,7 @@ MACRO_F1 = '''
             fn = sum(1 for p, r in zip(predictions, references) if r == lab != p)
             f1.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
         return {"macro_f1": sum(f1) / len(f1)}
-'''
+"""
 
 
 def _write(d: Path, n: int, t: float, body: str, key: str, workers: int, budget: float) -> Path:
@@ -78,7 +78,8 @@ def _write(d: Path, n: int, t: float, body: str, key: str, workers: int, budget:
     pq.write_table(pa.table({"id": ids, "output": outs}), d / "log.parquet")
     (d / "module.py").write_text(MODULE.format(t=t, body=textwrap.indent(textwrap.dedent(body), " " * 8)))
     cfg = d / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg.write_text(
+        textwrap.dedent(f"""
         artifacts: {d}/runs
         models:
           m: {{provider: replay, source: log.parquet, price: {{input_per_mtok: 1.0, output_per_mtok: 1.0}}}}
@@ -88,7 +89,8 @@ def _write(d: Path, n: int, t: float, body: str, key: str, workers: int, budget:
             models: [m]
             metrics: [{{path: module.py, workers: {workers}, bootstrap_budget_s: {budget}, args: {{key: {key}}}}}]
             cache: off
-    """))
+    """)
+    )
     return cfg
 
 
@@ -125,13 +127,26 @@ def case(name: str, body: str, key: str, n: int, t: float, workers: int, budget:
 
         row = pd.read_parquet(ctx.folder.path("metrics.parquet")).iloc[0]
     limit = 2.5 * one + 1.0 if name == "mean" else budget + 2 * one
-    print(f"{name:9s} n={n} t={t * 1000:g} ms workers={workers}: score stage {seconds:.2f} s, one whole-set computation "
-          f"{one:.2f} s -> limit {limit:.2f} s ({seconds / limit:.2f} of it) {'OK' if seconds <= limit else 'MISSED'}; "
-          f"scored {how.get('scored')}, probe {how.get('probe_s', 0):.2f} s, resamples {int(row['resamples'])}"
-          + (f" (bootstrap_budget_s {budget:g})" if plan else ""))
-    return {"case": name, "n": n, "t": t, "workers": workers, "budget_s": budget, "score_s": seconds, "one_s": one,
-            "limit_s": limit, "scored": how.get("scored"), "probe_s": how.get("probe_s"), "resamples": int(row["resamples"]),
-            "note": row["note"]}
+    print(
+        f"{name:9s} n={n} t={t * 1000:g} ms workers={workers}: score stage {seconds:.2f} s, one whole-set computation "
+        f"{one:.2f} s -> limit {limit:.2f} s ({seconds / limit:.2f} of it) {'OK' if seconds <= limit else 'MISSED'}; "
+        f"scored {how.get('scored')}, probe {how.get('probe_s', 0):.2f} s, resamples {int(row['resamples'])}"
+        + (f" (bootstrap_budget_s {budget:g})" if plan else "")
+    )
+    return {
+        "case": name,
+        "n": n,
+        "t": t,
+        "workers": workers,
+        "budget_s": budget,
+        "score_s": seconds,
+        "one_s": one,
+        "limit_s": limit,
+        "scored": how.get("scored"),
+        "probe_s": how.get("probe_s"),
+        "resamples": int(row["resamples"]),
+        "note": row["note"],
+    }
 
 
 def main(argv=None) -> int:

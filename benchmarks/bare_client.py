@@ -145,8 +145,7 @@ async def _run_aiohttp(base_url: str, n: int, c: int, errors: list[int]) -> None
 
 
 async def run(
-    base_url: str, n: int, c: int, *, sdk: bool = False, raw: bool = False, aio: bool = False,
-    errors: list[int] | None = None
+    base_url: str, n: int, c: int, *, sdk: bool = False, raw: bool = False, aio: bool = False, errors: list[int] | None = None
 ) -> float:
     """Send ``n`` requests at concurrency ``c``; return elapsed wall-clock seconds.
 

@@ -37,10 +37,21 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     rng = random.Random(0)
     identity = {"provider": "openai", "model": "mock-model", "params": {"temperature": 0}}
-    items = [(cache_key(identity, [{"role": "user", "content": f"ticket {i}"}]),
-              {"output": rng.choice(["billing", "technical", "account"]), "prompt_tokens": 30 + i % 7, "completion_tokens": 1,
-               "cached_tokens": 0, "cache_write_tokens": 0, "latency_s": 0.05, "started_at": 1.7e9 + i})
-             for i in range(a.n)]
+    items = [
+        (
+            cache_key(identity, [{"role": "user", "content": f"ticket {i}"}]),
+            {
+                "output": rng.choice(["billing", "technical", "account"]),
+                "prompt_tokens": 30 + i % 7,
+                "completion_tokens": 1,
+                "cached_tokens": 0,
+                "cache_write_tokens": 0,
+                "latency_s": 0.05,
+                "started_at": 1.7e9 + i,
+            },
+        )
+        for i in range(a.n)
+    ]
     keys = [k for k, _ in items]
     rng.shuffle(keys)
     with tempfile.TemporaryDirectory() as d:
@@ -51,7 +62,7 @@ def main(argv=None) -> int:
         segs = str(tmp / "segments")
         w = SegmentCache(segs, index_dir=str(tmp / "index-writer"))
         for lo in range(0, a.n, 500):  # as the engine stores them: a chunk at a time, a segment per 20,000
-            w.put_many(items[lo:lo + 500])
+            w.put_many(items[lo : lo + 500])
         w.close()
         warm_index = str(tmp / "index-warm")
         SegmentCache(segs, index_dir=warm_index).close()
@@ -86,10 +97,14 @@ def main(argv=None) -> int:
     best = {k: min(v) for k, v in times.items()}
     print(f"cache     {a.n:,} keys looked up at once, best of {a.reps}:")
     print(f"          sqlite (one file, single-process runs): {best['sqlite'] * 1000:.1f} ms")
-    print(f"          segments, warm local index:              {best['segments'] * 1000:.1f} ms "
-          f"-> {best['segments'] / best['sqlite']:.2f} of sqlite (limit 1.05) {'OK' if best['segments'] <= 1.05 * best['sqlite'] else 'MISSED'}")
-    print(f"          segments, new machine (index rebuilt):   {best['cold'] * 1000:.1f} ms "
-          f"-> {best['cold'] / best['sqlite']:.2f} of sqlite (once per machine)")
+    print(
+        f"          segments, warm local index:              {best['segments'] * 1000:.1f} ms "
+        f"-> {best['segments'] / best['sqlite']:.2f} of sqlite (limit 1.05) {'OK' if best['segments'] <= 1.05 * best['sqlite'] else 'MISSED'}"
+    )
+    print(
+        f"          segments, new machine (index rebuilt):   {best['cold'] * 1000:.1f} ms "
+        f"-> {best['cold'] / best['sqlite']:.2f} of sqlite (once per machine)"
+    )
     return 0
 
 

@@ -34,18 +34,24 @@ def main() -> None:
         cfg = OpenAIModel(model="m", base_url=srv.base_url, hosting={"usd_per_gpu_hour": 1.0})
         t = capacity.summarize(capacity.sweep("m", cfg, prompts, levels, args.requests), slo)
     latency = TTFT + ITL * (tokens - 1)
-    print(f"configured: TTFT {TTFT * 1000:.1f} ms, ITL {ITL * 1000:.2f} ms, latency {latency * 1000:.1f} ms "
-          f"({tokens} tokens); {args.requests} requests per level")
+    print(
+        f"configured: TTFT {TTFT * 1000:.1f} ms, ITL {ITL * 1000:.2f} ms, latency {latency * 1000:.1f} ms "
+        f"({tokens} tokens); {args.requests} requests per level"
+    )
     print("concurrency  TTFT p50 - configured  ITL p50 - configured  latency p50 - configured  req/s (ideal)")
     for r in t.itertuples():
-        print(f"{r.concurrency:>11}  {(r.ttft_p50_s - TTFT) * 1000:>17.2f} ms  {(r.itl_p50_s - ITL) * 1000:>16.3f} ms"
-              f"  {(r.latency_p50_s - latency) * 1000:>21.2f} ms  {r.rps:8.1f} ({r.concurrency / latency:.1f})")
+        print(
+            f"{r.concurrency:>11}  {(r.ttft_p50_s - TTFT) * 1000:>17.2f} ms  {(r.itl_p50_s - ITL) * 1000:>16.3f} ms"
+            f"  {(r.latency_p50_s - latency) * 1000:>21.2f} ms  {r.rps:8.1f} ({r.concurrency / latency:.1f})"
+        )
 
     with OpenAIServer() as srv:
         cfg = OpenAIModel(model="m", base_url=srv.base_url, hosting={"usd_per_gpu_hour": 1.0})
         t = capacity.summarize(capacity.sweep("m", cfg, prompts, [64], 4096), slo)
-    print(f"client limit at no latency, concurrency 64, {tokens}-token streams: {t.rps.iloc[0]:.0f} req/s "
-          f"({t.output_tok_s.iloc[0]:.0f} tok/s)")
+    print(
+        f"client limit at no latency, concurrency 64, {tokens}-token streams: {t.rps.iloc[0]:.0f} req/s "
+        f"({t.output_tok_s.iloc[0]:.0f} tok/s)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
-OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180", "PREFECT_LOGGING_LEVEL": "WARNING",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+OFFLINE = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+}
 
 FLOW_RUN = """
 import sys
@@ -52,12 +57,22 @@ def write_inputs(tmp: Path, n: int, runner: str) -> Path:
     text = pa.array([f"Review #{i}: the product was fine." for i in range(n)])
     pq.write_table(pa.table({"id": ids, "text": text, "label": labels}), tmp / "data.parquet")
     out = pa.array(["positive", "negative", "negative"] * (n // 3) + ["positive"] * (n % 3))
-    pq.write_table(pa.table({"id": ids, "output": out, "prompt_tokens": pa.array([40] * n, pa.int64()),
-                             "completion_tokens": pa.array([1] * n, pa.int64()),
-                             "latency_s": pa.array([0.2] * n, pa.float64())}), tmp / "log.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": ids,
+                "output": out,
+                "prompt_tokens": pa.array([40] * n, pa.int64()),
+                "completion_tokens": pa.array([1] * n, pa.int64()),
+                "latency_s": pa.array([0.2] * n, pa.float64()),
+            }
+        ),
+        tmp / "log.parquet",
+    )
     p = tmp / f"pipelines-{'dask' if runner else 'local'}.yaml"
-    p.write_text(textwrap.dedent(f"""
-        artifacts: {tmp}/runs-{'dask' if runner else 'local'}
+    p.write_text(
+        textwrap.dedent(f"""
+        artifacts: {tmp}/runs-{"dask" if runner else "local"}
         {runner}
         models:
           logged: {{provider: replay, model: gpt-4o-mini, source: log.parquet, price_ref: openai/gpt-4o-mini}}
@@ -67,7 +82,8 @@ def write_inputs(tmp: Path, n: int, runner: str) -> Path:
             models: [logged]
             metrics: [accuracy]
             bootstrap: 200
-    """))
+    """)
+    )
     return p
 
 
@@ -76,8 +92,9 @@ def measured(code: str, cfg: Path, env: dict) -> dict:
     import psutil
 
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, str(cfg)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(cfg)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     top = psutil.Process(proc.pid)
     peaks: dict[int, tuple[str, int]] = {}
     tree_peak = [0]
@@ -111,8 +128,14 @@ def measured(code: str, cfg: Path, env: dict) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"run failed:\n{err[-3000:]}")
     pid, (name, rss) = max(peaks.items(), key=lambda kv: kv[1][1])
-    return {"seconds": secs, "peak_gb": rss / 1e9, "peak_process": "flow" if pid == proc.pid else f"pid {pid} ({name})",
-            "tree_gb": tree_peak[0] / 1e9, "processes": len(peaks), "folder": out.strip().splitlines()[-1]}
+    return {
+        "seconds": secs,
+        "peak_gb": rss / 1e9,
+        "peak_process": "flow" if pid == proc.pid else f"pid {pid} ({name})",
+        "tree_gb": tree_peak[0] / 1e9,
+        "processes": len(peaks),
+        "folder": out.strip().splitlines()[-1],
+    }
 
 
 def main(argv=None) -> int:
@@ -124,8 +147,13 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        env = dict(os.environ, **OFFLINE, PREFECT_HOME=str(tmp / "prefect"), ASSAY_CACHE_INDEX=str(tmp / "index"),
-                   ASSAY_LOCK_DIR=str(tmp / "locks"))
+        env = dict(
+            os.environ,
+            **OFFLINE,
+            PREFECT_HOME=str(tmp / "prefect"),
+            ASSAY_CACHE_INDEX=str(tmp / "index"),
+            ASSAY_LOCK_DIR=str(tmp / "locks"),
+        )
         env.pop("PREFECT_API_URL", None)
         runner = f"runner: {{dask: local, workers: {a.workers}, shard_rows: {a.shard_rows}}}"
         cfg = write_inputs(tmp, a.n, runner)
@@ -134,21 +162,29 @@ def main(argv=None) -> int:
 
         m = json.loads((Path(r["folder"]) / "manifest.json").read_text())
         inv = m["stages"]["invoke"]
-        print(f"dask      replay of {a.n:,} rows on a {a.workers}-worker LocalCluster, shards of {a.shard_rows:,} "
-              f"({inv['runner']['shards']} shards on {inv['runner']['processes']} processes): {r['seconds']:.1f} s wall "
-              f"(flow process, Prefect's temporary server and the cluster's start included), {a.n / r['seconds']:,.0f} rows/s")
+        print(
+            f"dask      replay of {a.n:,} rows on a {a.workers}-worker LocalCluster, shards of {a.shard_rows:,} "
+            f"({inv['runner']['shards']} shards on {inv['runner']['processes']} processes): {r['seconds']:.1f} s wall "
+            f"(flow process, Prefect's temporary server and the cluster's start included), {a.n / r['seconds']:,.0f} rows/s"
+        )
         from datetime import datetime
 
         run_s = (datetime.fromisoformat(m["finished_at"]) - datetime.fromisoformat(m["started_at"])).total_seconds()
-        print(f"          the run itself (manifest started_at to finished_at): {run_s:.1f} s, {a.n / run_s:,.0f} rows/s; stages: "
-              + ", ".join(f"{k} {v.get('seconds', 0):.1f} s" for k, v in m["stages"].items()))
-        print(f"          peak RSS of the largest process: {r['peak_gb']:.2f} GB ({r['peak_process']}); "
-              f"of the whole tree ({r['processes']} processes): {r['tree_gb']:.2f} GB")
+        print(
+            f"          the run itself (manifest started_at to finished_at): {run_s:.1f} s, {a.n / run_s:,.0f} rows/s; stages: "
+            + ", ".join(f"{k} {v.get('seconds', 0):.1f} s" for k, v in m["stages"].items())
+        )
+        print(
+            f"          peak RSS of the largest process: {r['peak_gb']:.2f} GB ({r['peak_process']}); "
+            f"of the whole tree ({r['processes']} processes): {r['tree_gb']:.2f} GB"
+        )
         if a.compare:
             local = measured(LOCAL_RUN, write_inputs(tmp, a.n, ""), env)
-            print(f"local     the same in one process (run_local, no Prefect): {local['seconds']:.1f} s wall, "
-                  f"{a.n / local['seconds']:,.0f} rows/s, peak RSS {local['peak_gb']:.2f} GB -> dask/local wall "
-                  f"{r['seconds'] / local['seconds']:.2f}, largest-process memory {r['peak_gb'] / local['peak_gb']:.2f}")
+            print(
+                f"local     the same in one process (run_local, no Prefect): {local['seconds']:.1f} s wall, "
+                f"{a.n / local['seconds']:,.0f} rows/s, peak RSS {local['peak_gb']:.2f} GB -> dask/local wall "
+                f"{r['seconds'] / local['seconds']:.2f}, largest-process memory {r['peak_gb'] / local['peak_gb']:.2f}"
+            )
     return 0
 
 

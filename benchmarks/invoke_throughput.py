@@ -55,8 +55,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from assay.testing.openai_server import OpenAIServer  # noqa: E402
 
 DAY = date(2026, 11, 1)
-OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+OFFLINE = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
 
 
 def write_dataset(path: Path, n: int) -> None:
@@ -68,7 +71,8 @@ def write_dataset(path: Path, n: int) -> None:
 def write_config(tmp: Path, base_url: str, n: int, c: int) -> Path:
     write_dataset(tmp / "data.parquet", n)
     cfg = tmp / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg.write_text(
+        textwrap.dedent(f"""
         artifacts: {tmp}/runs
         models:
           fake:
@@ -88,7 +92,8 @@ def write_config(tmp: Path, base_url: str, n: int, c: int) -> Path:
             metrics: [accuracy]
             cache: off
             bootstrap: 200
-    """))
+    """)
+    )
     return cfg
 
 
@@ -130,20 +135,32 @@ def bench_stage(n: int, latency: float, c: int, reps: int = 3) -> dict:
     b, a = min(bare), min(assay)
     ratio = a / b
     floor = n * latency / c
-    print(f"stage     N={n} L={latency * 1000:.0f}ms C={c}: assay invoke {a:.2f} s (runs: {_runs(assay)}), bare aiohttp client "
-          f"{b:.2f} s (runs: {_runs(bare)}; N·L/C = {floor:.2f} s) -> ratio {ratio:.3f} (limit {STAGE_LIMIT}) "
-          f"{'OK' if ratio <= STAGE_LIMIT else 'MISSED'}")
-    return {"n": n, "latency": latency, "c": c, "assay_s": assay, "bare_s": bare, "floor_s": floor, "ratio": ratio,
-            "limit": STAGE_LIMIT}
+    print(
+        f"stage     N={n} L={latency * 1000:.0f}ms C={c}: assay invoke {a:.2f} s (runs: {_runs(assay)}), bare aiohttp client "
+        f"{b:.2f} s (runs: {_runs(bare)}; N·L/C = {floor:.2f} s) -> ratio {ratio:.3f} (limit {STAGE_LIMIT}) "
+        f"{'OK' if ratio <= STAGE_LIMIT else 'MISSED'}"
+    )
+    return {
+        "n": n,
+        "latency": latency,
+        "c": c,
+        "assay_s": assay,
+        "bare_s": bare,
+        "floor_s": floor,
+        "ratio": ratio,
+        "limit": STAGE_LIMIT,
+    }
 
 
 def bench_overhead(n: int, c: int, reps: int = 3) -> dict:
     bare, assay = _against_bare(n, 0.0, c, reps)
     b, a = min(bare), min(assay)
     ratio = a / b
-    print(f"overhead  N={n} L=0 C={c}: assay invoke {a:.2f} s ({a / n * 1e6:.0f} us/item; runs: {_runs(assay)}), bare aiohttp "
-          f"client {b:.2f} s ({b / n * 1e6:.0f} us/item; runs: {_runs(bare)}) -> ratio {ratio:.3f} (limit {OVERHEAD_LIMIT}) "
-          f"{'OK' if ratio <= OVERHEAD_LIMIT else 'MISSED'}")
+    print(
+        f"overhead  N={n} L=0 C={c}: assay invoke {a:.2f} s ({a / n * 1e6:.0f} us/item; runs: {_runs(assay)}), bare aiohttp "
+        f"client {b:.2f} s ({b / n * 1e6:.0f} us/item; runs: {_runs(bare)}) -> ratio {ratio:.3f} (limit {OVERHEAD_LIMIT}) "
+        f"{'OK' if ratio <= OVERHEAD_LIMIT else 'MISSED'}"
+    )
     return {"n": n, "c": c, "assay_s": assay, "bare_s": bare, "ratio": ratio, "limit": OVERHEAD_LIMIT}
 
 
@@ -166,9 +183,11 @@ def bench_durability(n: int, c: int, reps: int = 3) -> dict:
         finally:
             fanout.JOURNAL = True
     ratio = min(on) / min(off)
-    print(f"durability N={n} L=0 C={c}: invoke with the journal {min(on):.2f} s (runs: {_runs(on)}), without "
-          f"{min(off):.2f} s (runs: {_runs(off)}) -> ratio {ratio:.3f} (limit {DURABILITY_LIMIT}) "
-          f"{'OK' if ratio <= DURABILITY_LIMIT else 'MISSED'}")
+    print(
+        f"durability N={n} L=0 C={c}: invoke with the journal {min(on):.2f} s (runs: {_runs(on)}), without "
+        f"{min(off):.2f} s (runs: {_runs(off)}) -> ratio {ratio:.3f} (limit {DURABILITY_LIMIT}) "
+        f"{'OK' if ratio <= DURABILITY_LIMIT else 'MISSED'}"
+    )
     return {"n": n, "c": c, "journal_s": on, "no_journal_s": off, "ratio": ratio, "limit": DURABILITY_LIMIT}
 
 
@@ -187,11 +206,21 @@ class PrefectServer:
         self.url = f"http://127.0.0.1:{self.port}/api"
 
     def __enter__(self):
-        env = dict(os.environ, PREFECT_HOME=str(self.home), **OFFLINE, PREFECT_SERVER_API_HOST="127.0.0.1",
-                   PREFECT_SERVER_API_PORT=str(self.port), PREFECT_UI_API_URL=self.url)
+        env = dict(
+            os.environ,
+            PREFECT_HOME=str(self.home),
+            **OFFLINE,
+            PREFECT_SERVER_API_HOST="127.0.0.1",
+            PREFECT_SERVER_API_PORT=str(self.port),
+            PREFECT_UI_API_URL=self.url,
+        )
         env.pop("PREFECT_API_URL", None)
-        self.proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                      "--port", str(self.port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
@@ -236,8 +265,18 @@ def bench_process(n: int, latency: float, c: int, repeats: int = 3) -> dict:
     with tempfile.TemporaryDirectory() as d, OpenAIServer(latency=latency) as srv:
         tmp = Path(d)
         cfg = write_config(tmp, srv.base_url, n, c)
-        run = [sys.executable, "-m", "flows.cli", "run", "bench", "--config", str(cfg), "--as-of", DAY.isoformat(),
-               "--no-progress"]
+        run = [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "bench",
+            "--config",
+            str(cfg),
+            "--as-of",
+            DAY.isoformat(),
+            "--no-progress",
+        ]
         with PrefectServer(tmp / "server-home") as server:
             env = dict(os.environ, PREFECT_HOME=str(tmp / "client-home"), PREFECT_API_URL=server.url, **OFFLINE)
             _timed(run, env, ROOT)  # first run: writes the flow and deployment rows
@@ -248,11 +287,21 @@ def bench_process(n: int, latency: float, c: int, repeats: int = 3) -> dict:
                 bare.append(asyncio.run(bare_client.run(srv.base_url, n, c, aio=True)))
                 runs.append(_timed(run, env, ROOT))
     best, limit = min(runs), min(trivial) + min(bare) + 1.0
-    print(f"process   N={n} L={latency * 1000:.0f}ms C={c}: assay run {best:.2f} s (runs: {', '.join(f'{x:.2f}' for x in runs)}); "
-          f"a trivial flow {min(trivial):.2f} s + the bare client {min(bare):.2f} s + 1.0 s = {limit:.2f} s "
-          f"-> {best / limit:.2f} of the limit {'OK' if best <= limit else 'MISSED'}")
-    return {"n": n, "latency": latency, "c": c, "run_s": runs, "trivial_s": trivial, "bare_s": bare, "limit_s": limit,
-            "ratio": best / limit}
+    print(
+        f"process   N={n} L={latency * 1000:.0f}ms C={c}: assay run {best:.2f} s (runs: {', '.join(f'{x:.2f}' for x in runs)}); "
+        f"a trivial flow {min(trivial):.2f} s + the bare client {min(bare):.2f} s + 1.0 s = {limit:.2f} s "
+        f"-> {best / limit:.2f} of the limit {'OK' if best <= limit else 'MISSED'}"
+    )
+    return {
+        "n": n,
+        "latency": latency,
+        "c": c,
+        "run_s": runs,
+        "trivial_s": trivial,
+        "bare_s": bare,
+        "limit_s": limit,
+        "ratio": best / limit,
+    }
 
 
 MEMORY_RUN = """
@@ -271,11 +320,21 @@ def bench_memory(n: int) -> dict:
         text = pa.array([f"Review #{i}: the product was fine." for i in range(n)])
         pq.write_table(pa.table({"id": ids, "text": text, "label": labels}), tmp / "data.parquet")
         out = pa.array(["positive", "negative", "negative"] * (n // 3) + ["positive"] * (n % 3))
-        pq.write_table(pa.table({"id": ids, "output": out, "prompt_tokens": pa.array([40] * n, pa.int64()),
-                                 "completion_tokens": pa.array([1] * n, pa.int64()),
-                                 "latency_s": pa.array([0.2] * n, pa.float64())}), tmp / "log.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "id": ids,
+                    "output": out,
+                    "prompt_tokens": pa.array([40] * n, pa.int64()),
+                    "completion_tokens": pa.array([1] * n, pa.int64()),
+                    "latency_s": pa.array([0.2] * n, pa.float64()),
+                }
+            ),
+            tmp / "log.parquet",
+        )
         del ids, labels, text, out
-        (tmp / "pipelines.yaml").write_text(textwrap.dedent(f"""
+        (tmp / "pipelines.yaml").write_text(
+            textwrap.dedent(f"""
             artifacts: {tmp}/runs
             models:
               logged: {{provider: replay, model: gpt-4o-mini, source: log.parquet, price_ref: openai/gpt-4o-mini}}
@@ -285,17 +344,21 @@ def bench_memory(n: int) -> dict:
                 models: [logged]
                 metrics: [accuracy]
                 bootstrap: 200
-        """))
+        """)
+        )
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", MEMORY_RUN, str(tmp / "pipelines.yaml")], cwd=ROOT,
-                                env=dict(os.environ, **OFFLINE))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", MEMORY_RUN, str(tmp / "pipelines.yaml")], cwd=ROOT, env=dict(os.environ, **OFFLINE)
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         secs = time.perf_counter() - t0
         if status != 0:
             raise RuntimeError("replay run failed")
     peak_gb = usage.ru_maxrss * 1024 / 1e9  # ru_maxrss is in KiB on Linux
-    print(f"memory    replay of {n:,} rows: peak RSS {peak_gb:.2f} GB in {secs:.1f} s -> {peak_gb / 1.5:.2f} of the 1.5 GB limit "
-          f"{'OK' if peak_gb < 1.5 else 'MISSED'}")
+    print(
+        f"memory    replay of {n:,} rows: peak RSS {peak_gb:.2f} GB in {secs:.1f} s -> {peak_gb / 1.5:.2f} of the 1.5 GB limit "
+        f"{'OK' if peak_gb < 1.5 else 'MISSED'}"
+    )
     return {"n": n, "peak_gb": peak_gb, "seconds": secs}
 
 

@@ -50,8 +50,11 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_GB = 2.0
-OFFLINE = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+OFFLINE = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
 LABELS = np.array(["billing", "shipping", "returns", "account", "technical", "other"])
 CHANNELS = np.array(["email", "chat", "phone", "web"])
 LANGUAGES = np.array(["en", "de", "fr", "es", "it"])
@@ -66,11 +69,19 @@ def generate(folder: Path, n: int, seed: int = 7) -> None:
     if stamp.exists() and stamp.read_text().strip() == str(n):
         return
     rng = np.random.default_rng(seed)
-    data_schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("label", pa.string()),
-                             ("channel", pa.string()), ("language", pa.string())])
-    log_schema = pa.schema([("id", pa.string()), ("output", pa.string()), ("prompt_tokens", pa.int64()),
-                            ("completion_tokens", pa.int64()), ("latency_s", pa.float64()),
-                            ("logged_at", pa.timestamp("us", tz="UTC"))])
+    data_schema = pa.schema(
+        [("id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("channel", pa.string()), ("language", pa.string())]
+    )
+    log_schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("output", pa.string()),
+            ("prompt_tokens", pa.int64()),
+            ("completion_tokens", pa.int64()),
+            ("latency_s", pa.float64()),
+            ("logged_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
     t0 = np.datetime64("2026-10-01T00:00:00", "us").astype(np.int64)
     with pq.ParquetWriter(folder / "data.parquet", data_schema) as dw, pq.ParquetWriter(folder / "log.parquet", log_schema) as lw:
         for lo in range(0, n, BATCH):
@@ -81,13 +92,34 @@ def generate(folder: Path, n: int, seed: int = 7) -> None:
             right = rng.random(k) < 0.82
             out = np.where(right, label, rng.integers(0, len(LABELS), k))
             text = pa.array(np.char.add(np.char.add("Ticket ", idx.astype(str)), ": my order has a problem, please help."))
-            dw.write_table(pa.table([ids, text, pa.array(LABELS[label]), pa.array(CHANNELS[rng.integers(0, 4, k)]),
-                                     pa.array(LANGUAGES[rng.integers(0, 5, k)])], schema=data_schema))
+            dw.write_table(
+                pa.table(
+                    [
+                        ids,
+                        text,
+                        pa.array(LABELS[label]),
+                        pa.array(CHANNELS[rng.integers(0, 4, k)]),
+                        pa.array(LANGUAGES[rng.integers(0, 5, k)]),
+                    ],
+                    schema=data_schema,
+                )
+            )
             logged = t0 + rng.integers(0, 30 * 86_400_000_000, k)
-            lw.write_table(pa.table([ids, pa.array(LABELS[out]), pa.array(rng.integers(60, 140, k)),
-                                     pa.array(rng.integers(1, 4, k)), pa.array(rng.lognormal(-1.5, 0.4, k)),
-                                     pa.array(logged, pa.timestamp("us", tz="UTC"))], schema=log_schema))
-    (folder / "pipelines.yaml").write_text(textwrap.dedent(f"""
+            lw.write_table(
+                pa.table(
+                    [
+                        ids,
+                        pa.array(LABELS[out]),
+                        pa.array(rng.integers(60, 140, k)),
+                        pa.array(rng.integers(1, 4, k)),
+                        pa.array(rng.lognormal(-1.5, 0.4, k)),
+                        pa.array(logged, pa.timestamp("us", tz="UTC")),
+                    ],
+                    schema=log_schema,
+                )
+            )
+    (folder / "pipelines.yaml").write_text(
+        textwrap.dedent(f"""
         artifacts: {folder}/runs
         models:
           logged:
@@ -102,7 +134,8 @@ def generate(folder: Path, n: int, seed: int = 7) -> None:
             metrics: [accuracy, exact_match]
             cost: {{monthly_requests: 2000000}}
             bootstrap: 200
-    """))
+    """)
+    )
     stamp.write_text(str(n))
 
 
@@ -114,8 +147,18 @@ def measure(folder: Path, n: int, keep_runs: bool = False) -> dict:
     """One ``assay run large`` over the generated use case: wall time, peak RSS, stage figures."""
     shutil.rmtree(folder / "runs", ignore_errors=True)
     env = dict(os.environ, **OFFLINE, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "flows.cli.main", "run", "large", "--config", str(folder / "pipelines.yaml"),
-           "--as-of", "2026-11-01", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flows.cli.main",
+        "run",
+        "large",
+        "--config",
+        str(folder / "pipelines.yaml"),
+        "--as-of",
+        "2026-11-01",
+        "--no-progress",
+    ]
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -168,10 +211,20 @@ def measure(folder: Path, n: int, keep_runs: bool = False) -> dict:
         prev = hit
     marks["after report"] = max((r for t, r in samples if t >= prev), default=0) / 1e9
     peak_tree = max((r for _, r in samples), default=0) / 1e9
-    out = {"rows": n, "seconds": secs, "rows_per_s": n / secs, "peak_tree_gb": peak_tree,
-           "peak_process_gb": usage.ru_maxrss * 1024 / 1e9, "stage_seconds": stage_s, "stage_peak_gb": marks,
-           "input_bytes": (folder / "data.parquet").stat().st_size + (folder / "log.parquet").stat().st_size,
-           "run_bytes": _du(folder / "runs"), "load_before": load0, "load_after": load1, "exit": code}
+    out = {
+        "rows": n,
+        "seconds": secs,
+        "rows_per_s": n / secs,
+        "peak_tree_gb": peak_tree,
+        "peak_process_gb": usage.ru_maxrss * 1024 / 1e9,
+        "stage_seconds": stage_s,
+        "stage_peak_gb": marks,
+        "input_bytes": (folder / "data.parquet").stat().st_size + (folder / "log.parquet").stat().st_size,
+        "run_bytes": _du(folder / "runs"),
+        "load_before": load0,
+        "load_after": load1,
+        "exit": code,
+    }
     if not keep_runs:
         shutil.rmtree(folder / "runs", ignore_errors=True)
     return out
@@ -180,8 +233,10 @@ def measure(folder: Path, n: int, keep_runs: bool = False) -> dict:
 def report(r: dict) -> None:
     la = f"load average {r['load_before'][0]:.2f} before, {r['load_after'][0]:.2f} after"
     print(f"replay {r['rows']:,} rows: {r['seconds']:.1f} s, {r['rows_per_s']:,.0f} rows/s ({la})")
-    print(f"  peak RSS, process tree {r['peak_tree_gb']:.2f} GB -> {r['peak_tree_gb'] / LIMIT_GB:.2f} of the {LIMIT_GB:.0f} GB "
-          f"limit {'OK' if r['peak_tree_gb'] < LIMIT_GB else 'MISSED'}; largest single process {r['peak_process_gb']:.2f} GB")
+    print(
+        f"  peak RSS, process tree {r['peak_tree_gb']:.2f} GB -> {r['peak_tree_gb'] / LIMIT_GB:.2f} of the {LIMIT_GB:.0f} GB "
+        f"limit {'OK' if r['peak_tree_gb'] < LIMIT_GB else 'MISSED'}; largest single process {r['peak_process_gb']:.2f} GB"
+    )
     print("  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["stage_seconds"].items() if v is not None))
     print("  tree peak while each stage ran: " + ", ".join(f"{k} {v:.2f} GB" for k, v in r["stage_peak_gb"].items()))
     print(f"  disk: inputs {r['input_bytes'] / 1e9:.2f} GB, run folder {r['run_bytes'] / 1e9:.2f} GB")
@@ -210,11 +265,15 @@ def project(results: list[dict], rows: int, folder: Path, night_hours: float) ->
     first = max(shares, key=shares.get)
     how = "a line through the measured sizes" if len(xs) > 1 else f"proportional to the {xs[0]:,}-row run"
     print(f"projection to {rows:,} rows ({how}):")
-    print(f"  time {fig['seconds'] / 60:.1f} min ({fig['seconds'] / night:.2f} of a {night_hours:g} h night), "
-          f"peak RSS {fig['peak_tree_gb']:.2f} GB ({shares['memory']:.2f} of this machine's {ram:.1f} GB), "
-          f"disk {fig['disk_gb']:.1f} GB ({shares['disk']:.2f} of the {free:.0f} GB free)")
-    print(f"  runs out first: {first} ({shares[first]:.2f} of what this machine has); the peak is "
-          f"{fig['peak_tree_gb'] / LIMIT_GB:.2f} of the {LIMIT_GB:.0f} GB limit")
+    print(
+        f"  time {fig['seconds'] / 60:.1f} min ({fig['seconds'] / night:.2f} of a {night_hours:g} h night), "
+        f"peak RSS {fig['peak_tree_gb']:.2f} GB ({shares['memory']:.2f} of this machine's {ram:.1f} GB), "
+        f"disk {fig['disk_gb']:.1f} GB ({shares['disk']:.2f} of the {free:.0f} GB free)"
+    )
+    print(
+        f"  runs out first: {first} ({shares[first]:.2f} of what this machine has); the peak is "
+        f"{fig['peak_tree_gb'] / LIMIT_GB:.2f} of the {LIMIT_GB:.0f} GB limit"
+    )
 
 
 def main(argv=None) -> int:

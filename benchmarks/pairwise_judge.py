@@ -37,19 +37,29 @@ from assay.testing.openai_server import OpenAIServer  # noqa: E402
 def write(tmp: Path, base_url: str, n: int, changed: float, night: int) -> Path:
     rows = []
     for i in range(n):
-        conv = [{"role": "system", "content": "You are Acme's support assistant."},
-                {"role": "user", "content": f"My order {i} has not arrived. What can you do?"},
-                {"role": "assistant", "content": "Let me check the tracking for you."},
-                {"role": "user", "content": "Thanks, and can I get a refund if it is lost?"}]
+        conv = [
+            {"role": "system", "content": "You are Acme's support assistant."},
+            {"role": "user", "content": f"My order {i} has not arrived. What can you do?"},
+            {"role": "assistant", "content": "Let me check the tracking for you."},
+            {"role": "user", "content": "Thanks, and can I get a refund if it is lost?"},
+        ]
         first = f"Order {i}: a replacement ships today; refund if lost.\nANSWER: Verdict: {'AB'[i % 2]}"
         if night == 2 and i < int(n * changed):
             first = f"Order {i}: replacement and a voucher, refund if lost.\nANSWER: Verdict: A"
         second = f"Order {i} is on its way." if i % 3 else f"Incumbent reply to order {i}."
-        rows.append({"example_id": f"c{i:06d}", "messages": json.dumps(conv), "output": f"Incumbent reply to order {i}.",
-                     "cand_a": first, "cand_b": second})
+        rows.append(
+            {
+                "example_id": f"c{i:06d}",
+                "messages": json.dumps(conv),
+                "output": f"Incumbent reply to order {i}.",
+                "cand_a": first,
+                "cand_b": second,
+            }
+        )
     pq.write_table(pa.Table.from_pylist(rows), tmp / "traffic.parquet")
     cfg = tmp / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg.write_text(
+        textwrap.dedent(f"""
         artifacts: {tmp}/runs
         cache_dir: {tmp}/cache
         models:
@@ -65,7 +75,8 @@ def write(tmp: Path, base_url: str, n: int, changed: float, night: int) -> Path:
             models: [incumbent, cand-a, cand-b]
             metrics: [{{name: pairwise, judge: grader, against: incumbent}}]
             bootstrap: 200
-    """))
+    """)
+    )
     return cfg
 
 
@@ -89,8 +100,10 @@ def main() -> int:
         usage1 = score["judges"]["pairwise"]
         identical = sum(1 for i in range(n) if i % 3 == 0)  # cand-b equals the incumbent there: a tie, no call
         print(f"night 1: {n} conversations × {candidates} candidates × 2 orders")
-        print(f"  judge calls made   {calls1:>8,}   bound {bound:,}   ({calls1 / bound:.3f} of the bound; target <= 1)"
-              f"   {'OK' if calls1 <= bound else 'OVER'}")
+        print(
+            f"  judge calls made   {calls1:>8,}   bound {bound:,}   ({calls1 / bound:.3f} of the bound; target <= 1)"
+            f"   {'OK' if calls1 <= bound else 'OVER'}"
+        )
         print(f"  by candidate       {usage1.get('calls_by_model')}   (cand-b: {identical:,} identical answers need none)")
         print(f"  score stage        {score['seconds']:.2f} s")
         write(tmp, srv.base_url, n, a.changed, 2)
@@ -99,10 +112,14 @@ def main() -> int:
         usage2 = ctx2.folder.manifest()["stages"]["score"]["judges"]["pairwise"]
         expected = 2 * int(n * a.changed)
         print(f"night 2: {a.changed:.0%} of cand-a's answers changed")
-        print(f"  judge calls made   {calls2:>8,}   expected {expected:,} (the changed pairs, two orders each)"
-              f"   {'OK' if calls2 == expected else 'MISMATCH'}")
-        print(f"  cache hits         {usage2['cache_hits']:>8,}   of {usage2['requests']:,} judge requests "
-              f"({usage2['cache_hits'] / max(1, usage2['requests']):.1%} reused from night 1)")
+        print(
+            f"  judge calls made   {calls2:>8,}   expected {expected:,} (the changed pairs, two orders each)"
+            f"   {'OK' if calls2 == expected else 'MISMATCH'}"
+        )
+        print(
+            f"  cache hits         {usage2['cache_hits']:>8,}   of {usage2['requests']:,} judge requests "
+            f"({usage2['cache_hits'] / max(1, usage2['requests']):.1%} reused from night 1)"
+        )
     return 0 if calls1 <= bound and calls2 == expected else 1
 
 

@@ -58,12 +58,15 @@ def _messages(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
-def write_config(tmp: Path, base_url: str, n: int, params: str = "", usd_per_gpu_hour: float = 1.0,
-                 pipeline_extra: str = "") -> Path:
-    pq.write_table(pa.table({"id": [f"e{i:05d}" for i in range(n)], "text": _texts(n), "label": ["billing"] * n}),
-                   tmp / "data.parquet")
+def write_config(
+    tmp: Path, base_url: str, n: int, params: str = "", usd_per_gpu_hour: float = 1.0, pipeline_extra: str = ""
+) -> Path:
+    pq.write_table(
+        pa.table({"id": [f"e{i:05d}" for i in range(n)], "text": _texts(n), "label": ["billing"] * n}), tmp / "data.parquet"
+    )
     cfg = tmp / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg.write_text(
+        textwrap.dedent(f"""
         artifacts: {tmp}/runs
         models:
           tiny:
@@ -82,7 +85,8 @@ def write_config(tmp: Path, base_url: str, n: int, params: str = "", usd_per_gpu
             cache: off
             bootstrap: 0
             {pipeline_extra}
-    """))
+    """)
+    )
     return cfg
 
 
@@ -108,8 +112,9 @@ async def bare_invoke(base_url: str, n: int) -> float:
     texts = _texts(n)
     errors = []
     t0 = time.perf_counter()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=C),
-                                     headers={"Content-Type": "application/json"}) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=C), headers={"Content-Type": "application/json"}
+    ) as session:
         it = iter(range(n))
 
         async def worker():
@@ -136,14 +141,22 @@ async def bare_streamed_rps(base_url: str, n: int) -> float:
 
     url = base_url + "/chat/completions"
     texts = _texts(n)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=C),
-                                     headers={"Content-Type": "application/json", "Connection": "close"}) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=C), headers={"Content-Type": "application/json", "Connection": "close"}
+    ) as session:
         it = iter(range(n))
 
         async def worker():
             for i in it:
-                body = json.dumps({"model": "tiny", "messages": _messages(texts[i]), "max_tokens": MAX_TOKENS,
-                                   "stream": True, "stream_options": {"include_usage": True}})
+                body = json.dumps(
+                    {
+                        "model": "tiny",
+                        "messages": _messages(texts[i]),
+                        "max_tokens": MAX_TOKENS,
+                        "stream": True,
+                        "stream_options": {"include_usage": True},
+                    }
+                )
                 async with session.post(url, data=body) as r:
                     async for _ in r.content.iter_any():
                         pass
@@ -160,8 +173,15 @@ def assay_sweep_rps(base_url: str, n: int) -> float:
     from assay import capacity
     from assay.config import parse_model
 
-    cfg = parse_model(dict(provider="openai", model="tiny", base_url=base_url, params={"max_tokens": MAX_TOKENS},
-                           hosting={"usd_per_gpu_hour": 1.0}))
+    cfg = parse_model(
+        dict(
+            provider="openai",
+            model="tiny",
+            base_url=base_url,
+            params={"max_tokens": MAX_TOKENS},
+            hosting={"usd_per_gpu_hour": 1.0},
+        )
+    )
     df = capacity.sweep("tiny", cfg, [_messages(t) for t in _texts(n)], [C], requests=n)
     if df["error"].notna().any():
         raise SystemExit(f"sweep: {int(df['error'].notna().sum())} errors, e.g. {df['error'].dropna().iloc[0]}")
@@ -183,9 +203,11 @@ def bench_invoke(srv: LlamaServer, n: int, reps: int) -> bool:
             bare.append(asyncio.run(bare_invoke(srv.base_url, n)))
             assay.append(invoke_seconds(cfg))
     ratio = min(assay) / min(bare)
-    print(f"invoke   N={n} max_tokens={MAX_TOKENS} C={C}: bare aiohttp {min(bare):.2f}s ({n / min(bare):.1f} req/s; "
-          f"runs {_runs(bare)}), Assay invoke stage {min(assay):.2f}s ({n / min(assay):.1f} req/s; runs {_runs(assay)}): "
-          f"ratio {ratio:.3f} (target <= {INVOKE_LIMIT})")
+    print(
+        f"invoke   N={n} max_tokens={MAX_TOKENS} C={C}: bare aiohttp {min(bare):.2f}s ({n / min(bare):.1f} req/s; "
+        f"runs {_runs(bare)}), Assay invoke stage {min(assay):.2f}s ({n / min(assay):.1f} req/s; runs {_runs(assay)}): "
+        f"ratio {ratio:.3f} (target <= {INVOKE_LIMIT})"
+    )
     return ratio <= INVOKE_LIMIT
 
 
@@ -196,9 +218,11 @@ def bench_capacity(srv: LlamaServer, n: int, reps: int) -> bool:
         bare.append(asyncio.run(bare_streamed_rps(srv.base_url, n)))
         assay.append(assay_sweep_rps(srv.base_url, n))
     ratio = max(assay) / max(bare)
-    print(f"capacity C={C} N={n}: bare closed-loop {max(bare):.1f} req/s (runs {_runs(bare)}), assay capacity "
-          f"{max(assay):.1f} req/s (runs {_runs(assay)}): ratio {ratio:.3f} (target >= {1 - CAPACITY_LIMIT:.2f}: "
-          f"at most {100 * CAPACITY_LIMIT:.0f}% below the bare client)")
+    print(
+        f"capacity C={C} N={n}: bare closed-loop {max(bare):.1f} req/s (runs {_runs(bare)}), assay capacity "
+        f"{max(assay):.1f} req/s (runs {_runs(assay)}): ratio {ratio:.3f} (target >= {1 - CAPACITY_LIMIT:.2f}: "
+        f"at most {100 * CAPACITY_LIMIT:.0f}% below the bare client)"
+    )
     return ratio >= 1 - CAPACITY_LIMIT
 
 
@@ -210,14 +234,17 @@ def determinism(srv: LlamaServer, examples: int = 60, samples: int = 3) -> None:
     from assay.stages import run_local
 
     with tempfile.TemporaryDirectory() as d:
-        cfg = write_config(Path(d), srv.base_url, examples, params=", temperature: 0, seed: 1",
-                           pipeline_extra=f"samples: {samples}")
+        cfg = write_config(
+            Path(d), srv.base_url, examples, params=", temperature: 0, seed: 1", pipeline_extra=f"samples: {samples}"
+        )
         ctx = run_local(str(cfg), "bench", DAY)
         resp = read_responses(ctx.folder).to_pandas()
     assert resp["error"].isna().all() and len(resp) == examples * samples
     differ = resp.groupby("example_id")["output"].nunique()
-    print(f"determinism: temperature 0, seed 1, {C} slots, {C} requests at once, {examples} examples x {samples} "
-          f"samples: {int((differ > 1).sum())} of {examples} examples got differing answers")
+    print(
+        f"determinism: temperature 0, seed 1, {C} slots, {C} requests at once, {examples} examples x {samples} "
+        f"samples: {int((differ > 1).sum())} of {examples} examples got differing answers"
+    )
 
 
 def sweep(srv: LlamaServer, levels: str, usd_per_gpu_hour: float, requests: int) -> None:
@@ -228,9 +255,29 @@ def sweep(srv: LlamaServer, levels: str, usd_per_gpu_hour: float, requests: int)
     with tempfile.TemporaryDirectory() as d:
         cfg = write_config(Path(d), srv.base_url, 40, usd_per_gpu_hour=usd_per_gpu_hour)
         env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "COLUMNS": "140"}
-        out = subprocess.run([sys.executable, "-m", "flows.cli.main", "capacity", "tiny", "-c", str(cfg),
-                              "--concurrency", levels, "--requests", str(requests), "--slo", "p95_latency_s=2,error_rate=0.01",
-                              "-f", "csv"], capture_output=True, text=True, env=env, cwd=ROOT)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flows.cli.main",
+                "capacity",
+                "tiny",
+                "-c",
+                str(cfg),
+                "--concurrency",
+                levels,
+                "--requests",
+                str(requests),
+                "--slo",
+                "p95_latency_s=2,error_rate=0.01",
+                "-f",
+                "csv",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         print(out.stderr.strip())
         print(out.stdout.strip())
         if out.returncode != 0:
@@ -239,8 +286,10 @@ def sweep(srv: LlamaServer, levels: str, usd_per_gpu_hour: float, requests: int)
 
         ctx = run_local(str(cfg), "bench", DAY)  # the stages `assay run` runs, in this process
         row = ctx.folder.read_table("costs.parquet").to_pandas().set_index("model").loc["tiny"]
-        print(f"sweep: priced at ${usd_per_gpu_hour}/GPU-hour and {row['throughput_rps']:.1f} req/s: "
-              f"${row['cost_per_1k_usd']:.4f} per 1k requests ({json.loads(row['price_json']).get('throughput_source')})")
+        print(
+            f"sweep: priced at ${usd_per_gpu_hour}/GPU-hour and {row['throughput_rps']:.1f} req/s: "
+            f"${row['cost_per_1k_usd']:.4f} per 1k requests ({json.loads(row['price_json']).get('throughput_source')})"
+        )
 
 
 def main(argv=None) -> int:
@@ -262,8 +311,10 @@ def main(argv=None) -> int:
     built = script.ensure()
     ok = True
     with LlamaServer(built.binary, built.model) as srv:
-        print(f"llama-server {built.version} (llama.cpp {built.llama_cpp_commit}), {srv.parallel} slots, "
-              f"{srv.threads} threads, model {built.model.name}")
+        print(
+            f"llama-server {built.version} (llama.cpp {built.llama_cpp_commit}), {srv.parallel} slots, "
+            f"{srv.threads} threads, model {built.model.name}"
+        )
         if "invoke" in which:
             ok &= bench_invoke(srv, args.n, args.reps)
         if "capacity" in which:

@@ -52,13 +52,16 @@ def kills() -> None:
     from assay.testing.openai_server import OpenAIServer
     from tests.calling import test_kills
 
-    print("| killed in | resumed in the same folder | artifacts equal an uninterrupted run's | calls made | paid twice |\n"
-          "|---|---|---|---|---|")
+    print(
+        "| killed in | resumed in the same folder | artifacts equal an uninterrupted run's | calls made | paid twice |\n"
+        "|---|---|---|---|---|"
+    )
     with tempfile.TemporaryDirectory() as tmp, OpenAIServer(latency=0.02) as srv:
         tmp = Path(tmp)
         with PrefectServer(tmp / "server-home") as server:
-            env = dict(os.environ, PREFECT_HOME=str(tmp / "client-home"), PREFECT_API_URL=server.url, PYTHONPATH=str(ROOT),
-                       **OFFLINE)
+            env = dict(
+                os.environ, PREFECT_HOME=str(tmp / "client-home"), PREFECT_API_URL=server.url, PYTHONPATH=str(ROOT), **OFFLINE
+            )
             base = test_kills._config(tmp, srv.base_url, tmp / "baseline")
             subprocess.run(test_kills._cmd(base), env=env, cwd=ROOT, capture_output=True, check=True)
             (baseline,) = Store(tmp / "baseline").complete_runs("p")

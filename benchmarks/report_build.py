@@ -88,13 +88,21 @@ def bench_report(tmp: str, repeat: int) -> None:
     runs = [_python(REPORT, rf.url) for _ in range(repeat)]
     first = min(r["first"] for r in runs)
     second = min(r["second"] for r in runs)
-    _line("report, 20 models × 60 slices, first build in a process", first, 2.0,
-          f"(CPU {min(r['first_cpu'] for r in runs):.2f} s, the chart engine's process "
-          f"{min(r['engine_cpu'] for r in runs):.2f} s for both builds; +{min(r['imports'] for r in runs):.2f} s imports)")
+    _line(
+        "report, 20 models × 60 slices, first build in a process",
+        first,
+        2.0,
+        f"(CPU {min(r['first_cpu'] for r in runs):.2f} s, the chart engine's process "
+        f"{min(r['engine_cpu'] for r in runs):.2f} s for both builds; +{min(r['imports'] for r in runs):.2f} s imports)",
+    )
     best = min(runs, key=lambda r: r["second"])
     charts = sum(v for k, v in best["timings"].items() if k not in ("data", "total"))
-    _line("report, 20 models × 60 slices, built again (engine started)", second, 2.0,
-          f"(CPU {best['second_cpu']:.2f} s; charts {charts:.2f} s, data {best['timings']['data']:.2f} s)")
+    _line(
+        "report, 20 models × 60 slices, built again (engine started)",
+        second,
+        2.0,
+        f"(CPU {best['second_cpu']:.2f} s; charts {charts:.2f} s, data {best['timings']['data']:.2f} s)",
+    )
 
 
 def bench_dashboard(tmp: str, repeat: int) -> None:
@@ -106,8 +114,12 @@ def bench_dashboard(tmp: str, repeat: int) -> None:
     print(f"(wrote 1,095 synthetic run folders in {time.perf_counter() - t:.0f} s)", flush=True)
     runs = [_python(DASHBOARD, root, os.path.join(tmp, f"site-{i}")) for i in range(repeat)]
     best = min(runs, key=lambda r: r["total"])
-    _line("dashboard, 365 runs × 3 pipelines, new process", best["total"], 10.0,
-          f"(CPU {best['cpu']:.2f} s; read {best['timings']['read']:.2f} s, charts {best['timings']['charts']:.2f} s, write {best['timings']['write']:.2f} s)")
+    _line(
+        "dashboard, 365 runs × 3 pipelines, new process",
+        best["total"],
+        10.0,
+        f"(CPU {best['cpu']:.2f} s; read {best['timings']['read']:.2f} s, charts {best['timings']['charts']:.2f} s, write {best['timings']['write']:.2f} s)",
+    )
 
 
 def bench_stage(tmp: str, repeat: int) -> None:
@@ -118,8 +130,12 @@ def bench_stage(tmp: str, repeat: int) -> None:
     best = min(runs, key=lambda r: r["report"])
     whole = sum(v for k, v in best.items() if k != "timings")
     charts = sum(v for k, v in (best["timings"] or {}).items() if k not in ("data", "total"))
-    _line("report stage of the shipped example (stages.report.seconds)", best["report"], None,
-          f"(charts {charts:.2f} s; all stages {whole:.2f} s)")
+    _line(
+        "report stage of the shipped example (stages.report.seconds)",
+        best["report"],
+        None,
+        f"(charts {charts:.2f} s; all stages {whole:.2f} s)",
+    )
 
 
 def main() -> None:

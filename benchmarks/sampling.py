@@ -41,7 +41,8 @@ def write_config(tmp: Path, base_url: str, n: int, k: int, c: int, cache: str) -
     text = [f"Review #{i}: the product was positive overall, would buy again." for i in range(n)]
     pq.write_table(pa.table({"id": ids, "text": text, "label": ["positive"] * n}), tmp / "data.parquet")
     cfg = tmp / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg.write_text(
+        textwrap.dedent(f"""
         artifacts: {tmp}/runs
         cache_dir: {tmp}/cache
         models:
@@ -62,7 +63,8 @@ def write_config(tmp: Path, base_url: str, n: int, k: int, c: int, cache: str) -
             models: [fake]
             metrics: [accuracy]
             cache: {cache}
-    """))
+    """)
+    )
     return cfg
 
 
@@ -108,7 +110,9 @@ def main(argv=None) -> int:
         clopper_pearson(x, 1000)
     exact_ms = (time.perf_counter() - t) / 101 * 1000
     ratio = min(sampled) / min(single)
-    print(f"requests R={r}, K={k}, L={a.latency * 1000:g} ms, C={a.concurrency}; floor R·L/C = {r * a.latency / a.concurrency:.2f} s")
+    print(
+        f"requests R={r}, K={k}, L={a.latency * 1000:g} ms, C={a.concurrency}; floor R·L/C = {r * a.latency / a.concurrency:.2f} s"
+    )
     print(f"sampled  {r // k} examples x {k}: best {min(sampled):.2f} s  ({', '.join(f'{x:.2f}' for x in sampled)})")
     print(f"single   {r} examples x 1: best {min(single):.2f} s  ({', '.join(f'{x:.2f}' for x in single)})")
     print(f"ratio sampled/single = {ratio:.3f} (limit {LIMIT}): {'ok' if ratio <= LIMIT else 'MISSED'}")

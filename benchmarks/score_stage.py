@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-MODULE = '''
+MODULE = """
 import datasets
 import evaluate
 
@@ -41,7 +41,7 @@ class Agreement(evaluate.Metric):
     def _compute(self, predictions, references):
         CALLS["n"] += 1
         return {"agreement": sum(p == r for p, r in zip(predictions, references)) / len(predictions)}
-'''
+"""
 
 
 def _data(n, models, seed=0, slices=1):
@@ -76,8 +76,9 @@ def corpus(old: bool = False):
         if old:
             import importlib.util
 
-            src = subprocess.run(["git", "-C", str(ROOT), "show", "41d0821:assay/scoring.py"], capture_output=True, text=True,
-                                 check=True).stdout
+            src = subprocess.run(
+                ["git", "-C", str(ROOT), "show", "41d0821:assay/scoring.py"], capture_output=True, text=True, check=True
+            ).stdout
             Path(tmp, "old_scoring.py").write_text(src)
             spec = importlib.util.spec_from_file_location("old_scoring", Path(tmp, "old_scoring.py"))
             mod = importlib.util.module_from_spec(spec)
@@ -90,8 +91,12 @@ def corpus(old: bool = False):
         res = score(ds, resp, {"agreement": metric}, ["s0"], resamples=1000, seed=0)
         dt = time.perf_counter() - t
         calls = module_calls["n"] if module_calls is not None else metric.computations
-        out = {"figure": "corpus-only evaluate module, 10,000 examples x 2 models, 1 slice column (4 values), bootstrap 1000",
-               "code": "41d0821" if old else "this", "seconds": round(dt, 2), "module_computations": calls}
+        out = {
+            "figure": "corpus-only evaluate module, 10,000 examples x 2 models, 1 slice column (4 values), bootstrap 1000",
+            "code": "41d0821" if old else "this",
+            "seconds": round(dt, 2),
+            "module_computations": calls,
+        }
         if not old:  # a mean of per-example values: probed, then scored per example (no budget); else its budget
             out["resamples"] = res.budgets.get("agreement") or int(res.metrics["resamples"].iloc[0])
             out["scored"] = (res.probes.get("agreement") or {}).get("scored")
@@ -111,13 +116,17 @@ def exec_(workers: int):
         outs.append(f"def f(x):\n    return x * {i} + {0 if right else 1}\n")
         tests.append(f"assert f(3) == {3 * i}\nassert f(0) == 0\n")
     ds = pa.table({"example_id": [f"p{i:03d}" for i in range(n)], "reference": tests})
-    resp = pa.table({"example_id": [f"p{i:03d}" for i in range(n)], "model": ["M"] * n, "output": outs,
-                     "error": pa.nulls(n, pa.string())})
+    resp = pa.table(
+        {"example_id": [f"p{i:03d}" for i in range(n)], "model": ["M"] * n, "output": outs, "error": pa.nulls(n, pa.string())}
+    )
     t = time.perf_counter()
     res = score(ds, resp, {"pass_at_k": PassAtK(workers=workers, timeout_s=10)}, [], resamples=1000)
     dt = time.perf_counter() - t
-    return {"figure": f"pass_at_k, 200 problems, {workers} worker(s)", "seconds": round(dt, 2),
-            "value": float(res.metrics.iloc[0]["value"])}
+    return {
+        "figure": f"pass_at_k, 200 problems, {workers} worker(s)",
+        "seconds": round(dt, 2),
+        "value": float(res.metrics.iloc[0]["value"]),
+    }
 
 
 def big():
@@ -128,12 +137,21 @@ def big():
 
     ds, resp = _data(100_000, [("A", 0.8), ("B", 0.78)], slices=4)
     t = time.perf_counter()
-    score(ds, resp, {"accuracy": Accuracy(), "exact_match": ExactMatch(), "macro_f1": MacroF1()},
-          ["s0", "s1", "s2", "s3"], resamples=1000, seed=0)
+    score(
+        ds,
+        resp,
+        {"accuracy": Accuracy(), "exact_match": ExactMatch(), "macro_f1": MacroF1()},
+        ["s0", "s1", "s2", "s3"],
+        resamples=1000,
+        seed=0,
+    )
     dt = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
-    return {"figure": "100,000 examples x 2 models x 3 built-in metrics x 4 slice columns (4 values each), bootstrap 1000",
-            "seconds": round(dt, 1), "peak_rss_mb": round(rss)}
+    return {
+        "figure": "100,000 examples x 2 models x 3 built-in metrics x 4 slice columns (4 values each), bootstrap 1000",
+        "seconds": round(dt, 1),
+        "peak_rss_mb": round(rss),
+    }
 
 
 def _child(name: str, arg: str | None):

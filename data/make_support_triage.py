@@ -113,8 +113,18 @@ MIXED_PARTNER = {
 }
 
 DEVICES = [
-    "Nimbus X2", "Vertex 14", "SoundWave Buds", "PixelCam 4K", "StreamBox 2", "FitTrack 3",
-    "Aurora S", "HomeHub Mini", "TurboCharge 20", "Orbit Pad", "Lumen Go", "Kestrel 5",
+    "Nimbus X2",
+    "Vertex 14",
+    "SoundWave Buds",
+    "PixelCam 4K",
+    "StreamBox 2",
+    "FitTrack 3",
+    "Aurora S",
+    "HomeHub Mini",
+    "TurboCharge 20",
+    "Orbit Pad",
+    "Lumen Go",
+    "Kestrel 5",
 ]
 PLANS = ["Cloud Backup Pro", "StreamBox Premium", "HomeHub Plus", "FitTrack Coach", "SecureNet Family", "Orbit Unlimited"]
 USER_STEMS = ["mkoch", "anna.l", "jdupont", "lgarcia", "tom_b", "sofia", "pmartin", "kwagner", "emma.r", "carlos"]
@@ -192,8 +202,12 @@ TEXT = {
             "Can someone from your team contact me about my {device}?",
         ],
         "noise": [
-            "This is urgent.", "Thanks in advance.", "I've been a customer for years.",
-            "Please get back to me quickly.", "I hope you can help.", "Best regards.",
+            "This is urgent.",
+            "Thanks in advance.",
+            "I've been a customer for years.",
+            "Please get back to me quickly.",
+            "I hope you can help.",
+            "Best regards.",
         ],
         "greet": ["Hi,", "Hello,", "Dear support team,", "Hey,", "Good morning,"],
         "phone": ["Customer called:", "Caller reports:", "Phone note:"],
@@ -267,8 +281,12 @@ TEXT = {
             "Kann sich bitte jemand wegen meines {device} bei mir melden?",
         ],
         "noise": [
-            "Es ist dringend.", "Vielen Dank im Voraus.", "Ich bin seit Jahren Kunde bei Ihnen.",
-            "Bitte antworten Sie schnell.", "Ich hoffe, Sie können mir helfen.", "Mit freundlichen Grüßen.",
+            "Es ist dringend.",
+            "Vielen Dank im Voraus.",
+            "Ich bin seit Jahren Kunde bei Ihnen.",
+            "Bitte antworten Sie schnell.",
+            "Ich hoffe, Sie können mir helfen.",
+            "Mit freundlichen Grüßen.",
         ],
         "greet": ["Hallo,", "Guten Tag,", "Sehr geehrte Damen und Herren,", "Hallo zusammen,"],
         "phone": ["Kunde hat angerufen:", "Anrufnotiz:", "Telefonat:"],
@@ -342,8 +360,12 @@ TEXT = {
             "Quelqu'un peut-il me contacter à propos de mon {device} ?",
         ],
         "noise": [
-            "C'est urgent.", "Merci d'avance.", "Je suis client depuis des années.",
-            "Merci de répondre rapidement.", "J'espère que vous pourrez m'aider.", "Cordialement.",
+            "C'est urgent.",
+            "Merci d'avance.",
+            "Je suis client depuis des années.",
+            "Merci de répondre rapidement.",
+            "J'espère que vous pourrez m'aider.",
+            "Cordialement.",
         ],
         "greet": ["Bonjour,", "Bonsoir,", "Madame, Monsieur,", "Salut,"],
         "phone": ["Appel client :", "Note d'appel :", "Le client a appelé :"],
@@ -417,8 +439,12 @@ TEXT = {
             "¿Alguien puede contactarme por lo de mi {device}?",
         ],
         "noise": [
-            "Es urgente.", "Gracias de antemano.", "Soy cliente desde hace años.",
-            "Por favor, respondan pronto.", "Espero que puedan ayudarme.", "Saludos.",
+            "Es urgente.",
+            "Gracias de antemano.",
+            "Soy cliente desde hace años.",
+            "Por favor, respondan pronto.",
+            "Espero que puedan ayudarme.",
+            "Saludos.",
         ],
         "greet": ["Hola,", "Buenos días,", "Buenas tardes,", "Estimado equipo,"],
         "phone": ["Llamada del cliente:", "Nota de llamada:", "El cliente llamó:"],
@@ -479,9 +505,9 @@ def add_typos(rng: np.random.Generator, text: str) -> str:
         j = int(rng.integers(1, len(w) - 2))
         op = int(rng.integers(0, 3))
         if op == 0:
-            w = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+            w = w[:j] + w[j + 1] + w[j] + w[j + 2 :]
         elif op == 1:
-            w = w[:j] + w[j + 1:]
+            w = w[:j] + w[j + 1 :]
         else:
             w = w[:j] + w[j] + w[j:]
         words[int(i)] = w
@@ -761,8 +787,10 @@ def ticket_table(t: dict[str, list]) -> pa.Table:
 def write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd")
-    print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}  "
-          f"({table.num_rows} rows, {path.stat().st_size / 1024:.0f} KB)")
+    print(
+        f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}  "
+        f"({table.num_rows} rows, {path.stat().st_size / 1024:.0f} KB)"
+    )
 
 
 def main() -> None:

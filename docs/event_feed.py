@@ -21,8 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 CONFIG = """
 artifacts: runs
@@ -57,19 +64,37 @@ def main() -> None:
         rng = np.random.default_rng(3)
         labels = rng.choice(["billing", "technical", "account"], n)
         out = np.where(rng.random(n) < 0.84, labels, "account")
-        pd.DataFrame({"id": [f"t{i:03d}" for i in range(n)], "text": [f"ticket {i}" for i in range(n)], "label": labels,
-                      "channel": rng.choice(["email", "chat"], n), "out": out}).to_parquet(tmp / "tickets.parquet")
+        pd.DataFrame(
+            {
+                "id": [f"t{i:03d}" for i in range(n)],
+                "text": [f"ticket {i}" for i in range(n)],
+                "label": labels,
+                "channel": rng.choice(["email", "chat"], n),
+                "out": out,
+            }
+        ).to_parquet(tmp / "tickets.parquet")
         (tmp / "pipelines.yaml").write_text(CONFIG)
         port = _free_port()
         api, ui = f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update({"PREFECT_HOME": str(tmp / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                    "PREFECT_UI_API_URL": api, "PREFECT_SERVER_UI_API_URL": api,
-                    "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)})
+        env.update(
+            {
+                "PREFECT_HOME": str(tmp / "home"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "DO_NOT_TRACK": "1",
+                "PREFECT_UI_API_URL": api,
+                "PREFECT_SERVER_UI_API_URL": api,
+                "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            }
+        )
         log = open(tmp / "server.log", "wb")
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                   "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             for _ in range(240):
                 try:
@@ -81,8 +106,14 @@ def main() -> None:
             else:
                 raise SystemExit(f"the Prefect server did not start; see {tmp / 'server.log'}")
             run_env = {**env, "PREFECT_API_URL": api, "PREFECT_UI_URL": ui, "PREFECT_HOME": str(tmp / "client")}
-            r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--as-of", "2026-11-24",
-                                "--no-progress"], cwd=tmp, env=run_env, capture_output=True, text=True, timeout=300)
+            r = subprocess.run(
+                [sys.executable, "-m", "flows.cli", "run", "support-triage", "--as-of", "2026-11-24", "--no-progress"],
+                cwd=tmp,
+                env=run_env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             print(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "", f"(exit {r.returncode})")
             time.sleep(3)  # the events reach the feed
             with sync_playwright() as p:

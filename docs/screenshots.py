@@ -14,8 +14,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def main() -> None:
@@ -39,8 +46,10 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": 1240, "height": 900}, device_scale_factor=1)
-            for url, out in ((Path(ctx.folder.path("report.html")).as_uri(), ROOT / "docs" / "report.png"),
-                             (Path(f"{tmp}/site/index.html").as_uri(), ROOT / "docs" / "dashboard.png")):
+            for url, out in (
+                (Path(ctx.folder.path("report.html")).as_uri(), ROOT / "docs" / "report.png"),
+                (Path(f"{tmp}/site/index.html").as_uri(), ROOT / "docs" / "dashboard.png"),
+            ):
                 page.goto(url, wait_until="load")
                 page.screenshot(path=str(out), full_page=True)
                 print(out)

@@ -55,7 +55,7 @@ class Planned:
     pipeline: str
     destination: str
     event: str
-    block: str                   # the block name whose document id the action needs
+    block: str  # the block name whose document id the action needs
     trigger: object
     subject: str
     body: str
@@ -70,7 +70,7 @@ class SyncReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)   # "name: why"
+    skipped: list[str] = field(default_factory=list)  # "name: why"
     blocks: list[str] = field(default_factory=list)
 
     @property
@@ -79,15 +79,19 @@ class SyncReport:
 
 
 # templates ------------------------------------------------------------------------------------
-_LINKS = ("{% if event.payload.flow_run_url %}\nFlow run: {{ event.payload.flow_run_url }}{% endif %}"
-          "{% if event.payload.report_url %}\nReport: {{ event.payload.report_url }}{% endif %}")
-_GATE = ("\nGate: {{ event.payload.gate }} on {{ event.payload.metric }}"
-         "{% if event.payload.model %} [{{ event.payload.model }}]{% endif %}, slice {{ event.payload.slice }}: "
-         "value {{ event.payload.value }}, threshold {{ event.payload.threshold }}"
-         "{% if event.payload.difference is not none %}, difference {{ event.payload.difference }}{% endif %}"
-         "{% if event.payload.interval %} (95% CI {{ event.payload.interval[0] }} to {{ event.payload.interval[1] }}){% endif %}"
-         "{% if event.payload.p_adjusted is not none %}, adjusted p {{ event.payload.p_adjusted }}{% endif %}"
-         "{% if event.payload.reason %}; {{ event.payload.reason }}{% endif %}")
+_LINKS = (
+    "{% if event.payload.flow_run_url %}\nFlow run: {{ event.payload.flow_run_url }}{% endif %}"
+    "{% if event.payload.report_url %}\nReport: {{ event.payload.report_url }}{% endif %}"
+)
+_GATE = (
+    "\nGate: {{ event.payload.gate }} on {{ event.payload.metric }}"
+    "{% if event.payload.model %} [{{ event.payload.model }}]{% endif %}, slice {{ event.payload.slice }}: "
+    "value {{ event.payload.value }}, threshold {{ event.payload.threshold }}"
+    "{% if event.payload.difference is not none %}, difference {{ event.payload.difference }}{% endif %}"
+    "{% if event.payload.interval %} (95% CI {{ event.payload.interval[0] }} to {{ event.payload.interval[1] }}){% endif %}"
+    "{% if event.payload.p_adjusted is not none %}, adjusted p {{ event.payload.p_adjusted }}{% endif %}"
+    "{% if event.payload.reason %}; {{ event.payload.reason }}{% endif %}"
+)
 
 
 def _body(event: str) -> str:
@@ -97,8 +101,14 @@ def _body(event: str) -> str:
 
 
 def _subject(event: str) -> str:
-    what = {"gate.failed": "gate failed", "gate.inconclusive": "gate inconclusive", "run.failed": "run failed",
-            "run.completed": "run completed", "model.changed": "model changed", "cost.over_budget": "over budget"}[event]
+    what = {
+        "gate.failed": "gate failed",
+        "gate.inconclusive": "gate inconclusive",
+        "run.failed": "run failed",
+        "run.completed": "run completed",
+        "model.changed": "model changed",
+        "cost.over_budget": "over budget",
+    }[event]
     return "[assay] " + what + ": {{ event.payload.pipeline }} {{ event.payload.as_of }}"
 
 
@@ -111,8 +121,9 @@ def _ui_base() -> str | None:
 
 
 # the plan -------------------------------------------------------------------------------------
-def plan(loaded, pipelines: list[str] | None = None, deployment_ids: dict[str, str] | None = None
-         ) -> tuple[list[Planned], dict[str, tuple[str, str]], list[str]]:
+def plan(
+    loaded, pipelines: list[str] | None = None, deployment_ids: dict[str, str] | None = None
+) -> tuple[list[Planned], dict[str, tuple[str, str]], list[str]]:
     """The automations the config asks for, the blocks they use (name -> (kind, env var)), and
     the alerts that cannot be made (``late`` of a pipeline without a schedule or deployment)."""
     # lazy: only a sync of alerts needs Prefect's automation API
@@ -132,8 +143,10 @@ def plan(loaded, pipelines: list[str] | None = None, deployment_ids: dict[str, s
             blocks[bname] = (dest.kind, dest.url_env)
             for ev in dest.events:
                 name = automation_name(p, dest_name, ev)
-                desc = (f"Managed by Assay from {loaded.path.name} (alerts of pipeline {p}, destination {dest_name}): "
-                        "`assay alerts sync` rewrites or removes it.")
+                desc = (
+                    f"Managed by Assay from {loaded.path.name} (alerts of pipeline {p}, destination {dest_name}): "
+                    "`assay alerts sync` rewrites or removes it."
+                )
                 if ev == "late":
                     sched = cfg.pipelines[p].schedule
                     dep = (deployment_ids or {}).get(p)
@@ -141,23 +154,45 @@ def plan(loaded, pipelines: list[str] | None = None, deployment_ids: dict[str, s
                         skipped.append(f"{name}: pipeline {p} has no schedule")
                         continue
                     if dep is None:
-                        skipped.append(f"{name}: no deployment assess/{p} on the server yet (run `assay serve` or `assay deploy`)")
+                        skipped.append(
+                            f"{name}: no deployment assess/{p} on the server yet (run `assay serve` or `assay deploy`)"
+                        )
                         continue
                     late = alerts.late_after_seconds
-                    trigger = EventTrigger(after=set(STARTED), expect=set(FINISHED), for_each={"prefect.resource.id"},
-                                           match={"prefect.resource.id": "prefect.flow-run.*"},
-                                           match_related={"prefect.resource.id": f"prefect.deployment.{dep}"},
-                                           posture=Posture.Proactive, threshold=1, within=timedelta(seconds=late))
+                    trigger = EventTrigger(
+                        after=set(STARTED),
+                        expect=set(FINISHED),
+                        for_each={"prefect.resource.id"},
+                        match={"prefect.resource.id": "prefect.flow-run.*"},
+                        match_related={"prefect.resource.id": f"prefect.deployment.{dep}"},
+                        posture=Posture.Proactive,
+                        threshold=1,
+                        within=timedelta(seconds=late),
+                    )
                     link = f"\nDeployment: {ui}/deployments/deployment/{dep}" if ui else ""
-                    out.append(Planned(name, p, dest_name, ev, bname, trigger,
-                                       f"[assay] late: {p} has not finished its scheduled run",
-                                       f"Pipeline: {p}\nVerdict: {p}: a run of the nightly deployment assess/{p} has not "
-                                       f"finished within {alerts.late_after} of its scheduled start "
-                                       f"({sched.cron} {sched.timezone}).{link}", desc))
+                    out.append(
+                        Planned(
+                            name,
+                            p,
+                            dest_name,
+                            ev,
+                            bname,
+                            trigger,
+                            f"[assay] late: {p} has not finished its scheduled run",
+                            f"Pipeline: {p}\nVerdict: {p}: a run of the nightly deployment assess/{p} has not "
+                            f"finished within {alerts.late_after} of its scheduled start "
+                            f"({sched.cron} {sched.timezone}).{link}",
+                            desc,
+                        )
+                    )
                     continue
-                trigger = EventTrigger(expect={f"assay.{ev}"},
-                                       match={"prefect.resource.id": resource_id(p), ALERT_LABEL: "true"},
-                                       posture=Posture.Reactive, threshold=1, within=timedelta(0))
+                trigger = EventTrigger(
+                    expect={f"assay.{ev}"},
+                    match={"prefect.resource.id": resource_id(p), ALERT_LABEL: "true"},
+                    posture=Posture.Reactive,
+                    threshold=1,
+                    within=timedelta(0),
+                )
                 out.append(Planned(name, p, dest_name, ev, bname, trigger, _subject(ev), _body(ev), desc))
     return out, blocks, skipped
 
@@ -169,7 +204,7 @@ def missing_env(loaded, pipelines: list[str] | None = None, environ: dict | None
     out = set()
     for p in pipelines or list(cfg.pipelines):
         alerts = cfg.alerts_of(p)
-        for dest in (alerts.destinations.values() if alerts is not None else ()):
+        for dest in alerts.destinations.values() if alerts is not None else ():
             if not env.get(dest.url_env):
                 out.add(dest.url_env)
     return sorted(out)
@@ -185,8 +220,12 @@ def _save_block(name: str, kind: str, url: str):
     else:
         # the URL lives in the block's secrets, which Prefect stores as a secret; the request's
         # url field names it by placeholder only
-        block = CustomWebhookNotificationBlock(name=name, url="{{url}}", secrets={"url": url},
-                                               json_data={"subject": "{{subject}}", "text": "{{body}}", "source": "assay"})
+        block = CustomWebhookNotificationBlock(
+            name=name,
+            url="{{url}}",
+            secrets={"url": url},
+            json_data={"subject": "{{subject}}", "text": "{{body}}", "source": "assay"},
+        )
     return block.save(name, overwrite=True)
 
 
@@ -221,9 +260,14 @@ def _canon(v):
 
 def _same(existing, wanted) -> bool:
     def dump(a):
-        return {"trigger": _canon(a.trigger.model_dump(exclude={"id"})),
-                "actions": [_canon(x.model_dump()) for x in a.actions],
-                "description": a.description, "enabled": a.enabled, "tags": sorted(getattr(a, "tags", []) or [])}
+        return {
+            "trigger": _canon(a.trigger.model_dump(exclude={"id"})),
+            "actions": [_canon(x.model_dump()) for x in a.actions],
+            "description": a.description,
+            "enabled": a.enabled,
+            "tags": sorted(getattr(a, "tags", []) or []),
+        }
+
     return dump(existing) == dump(wanted)
 
 
@@ -245,8 +289,10 @@ def sync_alerts(loaded, pipelines: list[str] | None = None, environ: dict | None
     planned, blocks, skipped = plan(loaded, names, deployment_ids(names))
     missing = missing_env(loaded, names, env)
     if missing:
-        raise AlertsError(f"{loaded.path}: alerts: environment variable(s) {', '.join(missing)} not set: each holds "
-                          "an alert destination's URL (see alerts.destinations.*.url)")
+        raise AlertsError(
+            f"{loaded.path}: alerts: environment variable(s) {', '.join(missing)} not set: each holds "
+            "an alert destination's URL (see alerts.destinations.*.url)"
+        )
     report = SyncReport(skipped=skipped)
     block_ids = {}
     for bname, (kind, var) in sorted(blocks.items()):
@@ -255,13 +301,18 @@ def sync_alerts(loaded, pipelines: list[str] | None = None, environ: dict | None
     wanted = {}
     for pl in planned:
         wanted[pl.name] = AutomationCore(
-            name=pl.name, description=pl.description, enabled=True, tags=[MANAGED_TAG, "assay"], trigger=pl.trigger,
-            actions=[SendNotification(block_document_id=block_ids[pl.block], subject=pl.subject, body=pl.body)])
+            name=pl.name,
+            description=pl.description,
+            enabled=True,
+            tags=[MANAGED_TAG, "assay"],
+            trigger=pl.trigger,
+            actions=[SendNotification(block_document_id=block_ids[pl.block], subject=pl.subject, body=pl.body)],
+        )
     with get_client(sync_client=True) as client:
         ours = [a for a in client.read_automations() if a.name.startswith(PREFIX) and MANAGED_TAG in (a.tags or [])]
         seen = set()
         for a in sorted(ours, key=lambda a: str(a.created) if getattr(a, "created", None) else ""):
-            pipeline = a.name[len(PREFIX):].split("/", 1)[0]
+            pipeline = a.name[len(PREFIX) :].split("/", 1)[0]
             if a.name in wanted and a.name not in seen:
                 seen.add(a.name)
                 if _same(a, wanted[a.name]):
@@ -289,8 +340,10 @@ def managed_automations() -> list:
 
 def describe(report: SyncReport) -> list[str]:
     """Lines for a terminal: what changed on the server (names only, never a URL)."""
-    lines = [f"alerts: {len(report.automations)} automation(s): {len(report.created)} created, "
-             f"{len(report.updated)} updated, {len(report.unchanged)} unchanged, {len(report.deleted)} removed"]
+    lines = [
+        f"alerts: {len(report.automations)} automation(s): {len(report.created)} created, "
+        f"{len(report.updated)} updated, {len(report.unchanged)} unchanged, {len(report.deleted)} removed"
+    ]
     lines += [f"  + {n}" for n in report.created] + [f"  ~ {n}" for n in report.updated]
     lines += [f"  - {n}" for n in report.deleted] + [f"  skipped {s}" for s in report.skipped]
     return lines

@@ -92,8 +92,15 @@ class _PlainParameters(Flow):
         return out
 
 
-def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = None, sample: int | None = None,
-           config: str = "pipelines.yaml", artifacts: str | None = None, cache: str | None = None) -> str:
+def assess(
+    pipeline: str,
+    as_of: date | None = None,
+    models: list[str] | None = None,
+    sample: int | None = None,
+    config: str = "pipelines.yaml",
+    artifacts: str | None = None,
+    cache: str | None = None,
+) -> str:
     """Assess the candidate models of one pipeline: load, invoke, score, cost, report, gates.
 
     Returns the run folder. A failed stage or a broken gate ends the flow run Failed with the
@@ -120,8 +127,13 @@ def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = 
         get_run_logger().error("%s", e.format())
         # the event names the problems' key paths only: a message may quote a value from the environment
         where = ", ".join(path or "<root>" for path, _, _ in e.problems[:5])
-        emit_run_events(pipeline, day or "", "failed", manifest={},
-                        message=f"the preflight found {len(e.problems)} problem(s) in {e.source}: {where}")
+        emit_run_events(
+            pipeline,
+            day or "",
+            "failed",
+            manifest={},
+            message=f"the preflight found {len(e.problems)} problem(s) in {e.source}: {where}",
+        )
         return Failed(message=e.format())
     return _run_checked(checked, config, cache)
 
@@ -130,8 +142,17 @@ def _run_checked(checked: Checked, config: str, cache: str | None) -> str:
     """The run of a request its preflight passed: start (or resume) it, then every stage, taking
     the dataset the preflight prepared. The prepared dataset is let go of however the run ends."""
     try:
-        ctx = start_run(config, checked.pipeline, checked.as_of, models=checked.models, sample=checked.sample,
-                        artifacts=checked.artifacts, cache_mode=cache, loaded=checked.loaded, prepared=checked.dataset)
+        ctx = start_run(
+            config,
+            checked.pipeline,
+            checked.as_of,
+            models=checked.models,
+            sample=checked.sample,
+            artifacts=checked.artifacts,
+            cache_mode=cache,
+            loaded=checked.loaded,
+            prepared=checked.dataset,
+        )
         get_run_logger().info("run folder: %s%s", ctx.folder.url, " (resumed)" if ctx.resumed else "")
         with assay_logs_to_prefect():
             try:
@@ -160,14 +181,30 @@ def run_checked(checked: Checked, config: str, cache: str | None = None, **optio
     ``checked`` holds a prepared dataset, which must not become a flow parameter (parameters are
     stored in Prefect's database), so it is bound into a flow made for this one call.
     """
-    def assess(pipeline: str, as_of: date | None = None, models: list[str] | None = None, sample: int | None = None,
-               config: str = "pipelines.yaml", artifacts: str | None = None, cache: str | None = None) -> str:
+
+    def assess(
+        pipeline: str,
+        as_of: date | None = None,
+        models: list[str] | None = None,
+        sample: int | None = None,
+        config: str = "pipelines.yaml",
+        artifacts: str | None = None,
+        cache: str | None = None,
+    ) -> str:
         return _run_checked(checked, config, cache)
 
     assess.__doc__ = _assess_fn.__doc__
     flow = _PlainParameters(assess, name="assess", log_prints=False, persist_result=False)
-    return flow(pipeline=checked.pipeline, as_of=checked.as_of, models=checked.models, sample=checked.sample,
-                config=config, artifacts=checked.artifacts, cache=cache, **options)
+    return flow(
+        pipeline=checked.pipeline,
+        as_of=checked.as_of,
+        models=checked.models,
+        sample=checked.sample,
+        config=config,
+        artifacts=checked.artifacts,
+        cache=cache,
+        **options,
+    )
 
 
 def _tell(ctx, loaded, message: str = "") -> None:
@@ -196,9 +233,16 @@ def dask_task_runner(runner):
         server.start()  # already running: this only reads its address
         api = server.api_url
     env = {"PREFECT_API_URL": api}
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                          cluster_kwargs={"n_workers": runner.workers or 2, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None, "env": env})
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": runner.workers or 2,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+            "env": env,
+        },
+    )
 
 
 def on_dask(ctx):
@@ -226,8 +270,8 @@ assess = _PlainParameters(assess, name="assess", log_prints=False, persist_resul
 class Outcome:
     """How one ``assess`` flow run ended, for the commands that start one."""
 
-    status: str              # complete | gate failed | failed | crashed | cancelled
-    folder: str | None       # the run folder (None when the run never got one)
+    status: str  # complete | gate failed | failed | crashed | cancelled
+    folder: str | None  # the run folder (None when the run never got one)
     message: str = ""
 
 

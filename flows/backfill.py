@@ -62,7 +62,7 @@ class DateResult:
     status: str
     folder: str | None = None
     flow_run: str | None = None
-    gates: str = ""          # passed | failed | "" (no gates)
+    gates: str = ""  # passed | failed | "" (no gates)
     message: str = ""
 
 
@@ -139,16 +139,27 @@ def _final_status(store: Store, pipeline: str, d: date, fr) -> DateResult:
     if stype == "COMPLETED":
         status = "complete"
     elif stype == "FAILED":
-        status = "gate failed" if ("GateFailed" in msg or (gates == "failed" and (rf.manifest() or {}).get("status") == "complete")) \
+        status = (
+            "gate failed"
+            if ("GateFailed" in msg or (gates == "failed" and (rf.manifest() or {}).get("status") == "complete"))
             else "failed"
+        )
     else:
         status = stype.lower()
     return DateResult(d, status, rf.url if rf else None, fr.name, gates, msg if status != "complete" else "")
 
 
-def run_served(pipeline: str, days: list[date], store: Store, concurrency: int = 2, force: bool = False,
-               artifacts: str | None = None, poll: float = 1.0, timeout: float | None = None,
-               on_result: Callable[[DateResult], None] | None = None) -> list[DateResult]:
+def run_served(
+    pipeline: str,
+    days: list[date],
+    store: Store,
+    concurrency: int = 2,
+    force: bool = False,
+    artifacts: str | None = None,
+    poll: float = 1.0,
+    timeout: float | None = None,
+    on_result: Callable[[DateResult], None] | None = None,
+) -> list[DateResult]:
     """Create (or re-attach to) a flow run of ``assess/<pipeline>`` per date; wait for all of them.
 
     ``timeout`` (seconds per date, from its submission) stops waiting for a run that does not
@@ -166,8 +177,15 @@ def run_served(pipeline: str, days: list[date], store: Store, concurrency: int =
         base = f"{pipeline}:{d.isoformat()}{nonce}"
         for attempt in range(1000):
             key = base if attempt == 0 else f"{base}:retry-{attempt}"
-            fr = run_deployment(name, parameters={"as_of": d.isoformat(), **extra}, timeout=0, idempotency_key=key,
-                                tags=["backfill"], flow_run_name=f"backfill-{pipeline}-{d.isoformat()}", as_subflow=False)
+            fr = run_deployment(
+                name,
+                parameters={"as_of": d.isoformat(), **extra},
+                timeout=0,
+                idempotency_key=key,
+                tags=["backfill"],
+                flow_run_name=f"backfill-{pipeline}-{d.isoformat()}",
+                as_subflow=False,
+            )
             # an ended run behind this key belongs to an earlier attempt: the date is still missing
             if fr.state is None or not fr.state.is_final():
                 return fr
@@ -189,7 +207,9 @@ def run_served(pipeline: str, days: list[date], store: Store, concurrency: int =
                     r = _final_status(store, pipeline, d, fr)
                 elif timeout is not None and time.monotonic() - t0 > timeout:
                     state = fr.state.type.value if fr.state is not None else "unknown"
-                    r = DateResult(d, "timed out", None, fr.name, message=f"still {state} after {timeout:.0f}s (is `assay serve` running?)")
+                    r = DateResult(
+                        d, "timed out", None, fr.name, message=f"still {state} after {timeout:.0f}s (is `assay serve` running?)"
+                    )
                 else:
                     continue
                 del in_flight[fid]
@@ -200,16 +220,24 @@ def run_served(pipeline: str, days: list[date], store: Store, concurrency: int =
 
 
 # local mode ----------------------------------------------------------------------------------
-def run_local(config: str, pipeline: str, days: list[date], store: Store, concurrency: int = 1,
-              artifacts: str | None = None, on_result: Callable[[DateResult], None] | None = None) -> list[DateResult]:
+def run_local(
+    config: str,
+    pipeline: str,
+    days: list[date],
+    store: Store,
+    concurrency: int = 1,
+    artifacts: str | None = None,
+    on_result: Callable[[DateResult], None] | None = None,
+) -> list[DateResult]:
     """Run the ``assess`` flow in this process for each date, ``concurrency`` at a time."""
     lock = threading.Lock()
 
     def one(d: date) -> DateResult:
         fid = f"backfill-{pipeline}-{d.isoformat()}"
         with tags("backfill"):
-            state = assess.with_options(flow_run_name=fid)(pipeline=pipeline, as_of=d, config=config, artifacts=artifacts,
-                                                         return_state=True)
+            state = assess.with_options(flow_run_name=fid)(
+                pipeline=pipeline, as_of=d, config=config, artifacts=artifacts, return_state=True
+            )
         out = outcome(state)
         rf = _latest_run(store, pipeline, d)
         folder = out.folder or (rf.url if rf else None)
@@ -243,7 +271,7 @@ def run_local(config: str, pipeline: str, days: list[date], store: Store, concur
 @dataclass
 class BackfillReport:
     pipeline: str
-    mode: str                      # served | local
+    mode: str  # served | local
     reason: str
     results: list[DateResult]
 
@@ -257,11 +285,21 @@ class BackfillReport:
         return 0
 
 
-def backfill(config: str, pipeline: str, start: date, end: date, force: bool = False, concurrency: int = 2,
-             artifacts: str | None = None, local: bool = False, loaded: LoadedConfig | None = None,
-             on_start: Callable[[str, str, Plan], None] | None = None,
-             on_result: Callable[[DateResult], None] | None = None, poll: float = 1.0,
-             timeout: float | None = None) -> BackfillReport:
+def backfill(
+    config: str,
+    pipeline: str,
+    start: date,
+    end: date,
+    force: bool = False,
+    concurrency: int = 2,
+    artifacts: str | None = None,
+    local: bool = False,
+    loaded: LoadedConfig | None = None,
+    on_start: Callable[[str, str, Plan], None] | None = None,
+    on_result: Callable[[DateResult], None] | None = None,
+    poll: float = 1.0,
+    timeout: float | None = None,
+) -> BackfillReport:
     """Run the missing dates of a range (all of them with ``force``); see the module docstring."""
     loaded = loaded or load_checked(config)
     loaded.pipeline(pipeline)
@@ -275,10 +313,20 @@ def backfill(config: str, pipeline: str, start: date, end: date, force: bool = F
     if not p.todo:
         results = []
     elif dep is not None:
-        results = run_served(pipeline, p.todo, store, concurrency, force, artifacts=root if artifacts else None,
-                             poll=poll, timeout=timeout, on_result=on_result)
+        results = run_served(
+            pipeline,
+            p.todo,
+            store,
+            concurrency,
+            force,
+            artifacts=root if artifacts else None,
+            poll=poll,
+            timeout=timeout,
+            on_result=on_result,
+        )
     else:
-        results = run_local(str(loaded.path), pipeline, p.todo, store, concurrency, artifacts=root if artifacts else None,
-                            on_result=on_result)
+        results = run_local(
+            str(loaded.path), pipeline, p.todo, store, concurrency, artifacts=root if artifacts else None, on_result=on_result
+        )
     allr = sorted(p.skipped + results, key=lambda r: r.day)
     return BackfillReport(pipeline, mode, reason, allr)

@@ -44,8 +44,15 @@ DEFAULT_POOL = "assay"
 
 
 @flow(name=FLOW_NAME, log_prints=False, persist_result=False)
-def assess_deployed(pipeline: str, as_of: date | None = None, models: list[str] | None = None, sample: int = 0,
-                    config: str = "pipelines.yaml", artifacts: str = "", cache: str = "") -> str:
+def assess_deployed(
+    pipeline: str,
+    as_of: date | None = None,
+    models: list[str] | None = None,
+    sample: int = 0,
+    config: str = "pipelines.yaml",
+    artifacts: str = "",
+    cache: str = "",
+) -> str:
     """Assess the candidate models of one pipeline on a worker: load, invoke, score, cost, report, gates.
 
     The same run as ``assay run`` and a served run (``flows.assess.assess`` inside this flow run);
@@ -63,9 +70,15 @@ def assess_deployed(pipeline: str, as_of: date | None = None, models: list[str] 
     # lazy: keeps numpy, pyarrow out of start-up
     from flows.assess import assess
 
-    return assess.fn(pipeline=pipeline, as_of=as_of, models=[str(m) for m in models] if models else None,
-                     sample=sample if sample > 0 else None, config=config, artifacts=artifacts or None,
-                     cache=str(cache) if cache else None)
+    return assess.fn(
+        pipeline=pipeline,
+        as_of=as_of,
+        models=[str(m) for m in models] if models else None,
+        sample=sample if sample > 0 else None,
+        config=config,
+        artifacts=artifacts or None,
+        cache=str(cache) if cache else None,
+    )
 
 
 def is_git_url(source: str) -> bool:
@@ -76,8 +89,7 @@ def is_git_url(source: str) -> bool:
 
 def _git_toplevel(folder: str) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", folder, "rev-parse", "--show-toplevel"], capture_output=True, text=True,
-                             timeout=10)
+        out = subprocess.run(["git", "-C", folder, "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
@@ -117,8 +129,9 @@ def ensure_pool(pool: str, pool_type: str = "process") -> tuple[str, bool]:
         # lazy: keeps prefect out of start-up
         from prefect.workers.process import ProcessWorker
 
-        client.create_work_pool(WorkPoolCreate(name=pool, type="process",
-                                               base_job_template=ProcessWorker.get_default_base_job_template()))
+        client.create_work_pool(
+            WorkPoolCreate(name=pool, type="process", base_job_template=ProcessWorker.get_default_base_job_template())
+        )
         return "process", True
 
 
@@ -131,9 +144,15 @@ def _storage(source: str, branch: str | None):
     return create_storage_from_source(os.path.abspath(source))
 
 
-def deploy_pipelines(config: str, pipelines: list[str] | None = None, pool: str = DEFAULT_POOL,
-                     source: str | None = None, branch: str | None = None, image: str | None = None,
-                     job_variables: dict | None = None) -> list[Deployed]:
+def deploy_pipelines(
+    config: str,
+    pipelines: list[str] | None = None,
+    pool: str = DEFAULT_POOL,
+    source: str | None = None,
+    branch: str | None = None,
+    image: str | None = None,
+    job_variables: dict | None = None,
+) -> list[Deployed]:
     """Register ``assess/<pipeline>`` for each pipeline to ``pool`` (see the module docstring)."""
     # lazy: keeps prefect out of start-up
     from prefect.deployments.runner import RunnerDeployment
@@ -152,17 +171,28 @@ def deploy_pipelines(config: str, pipelines: list[str] | None = None, pool: str 
     for name in pipelines or list(loaded.config.pipelines):
         p = loaded.pipeline(name)
         dep = RunnerDeployment.from_storage(
-            storage=_storage(source, branch), entrypoint=ENTRYPOINT, name=name,
+            storage=_storage(source, branch),
+            entrypoint=ENTRYPOINT,
+            name=name,
             schedules=[Cron(p.schedule.cron, timezone=p.schedule.timezone)] if p.schedule else None,
             parameters={"pipeline": name, "config": param_config},
             description=p.description or f"Assess pipeline {name} ({', '.join(p.models)})",
-            tags=["assay", name], version=loaded.config_hash(name)[:12], work_pool_name=pool, job_variables=jv)
+            tags=["assay", name],
+            version=loaded.config_hash(name)[:12],
+            work_pool_name=pool,
+            job_variables=jv,
+        )
         # the run form of `assay serve`'s wrapper for this pipeline; its config default is where
         # the worker finds the file
         schema = parameter_schema(pipeline_flow(loaded, name))
         schema.properties["config"]["default"] = param_config
         dep._parameter_openapi_schema = schema
         dep_id = dep.apply(work_pool_name=pool)
-        out.append(Deployed(deployment_name(name), str(dep_id),
-                            f"cron {p.schedule.cron!r} ({p.schedule.timezone})" if p.schedule else "no schedule"))
+        out.append(
+            Deployed(
+                deployment_name(name),
+                str(dep_id),
+                f"cron {p.schedule.cron!r} ({p.schedule.timezone})" if p.schedule else "no schedule",
+            )
+        )
     return out

@@ -29,8 +29,9 @@ def flow_run_url() -> str | None:
         return None
 
 
-def emit_run_events(pipeline: str, as_of, status: str, *, folder=None, manifest: dict | None = None,
-                    message: str = "", loaded=None) -> list:
+def emit_run_events(
+    pipeline: str, as_of, status: str, *, folder=None, manifest: dict | None = None, message: str = "", loaded=None
+) -> list:
     """Emit the events of one finished run (see :func:`assay.alerting.run_events`); returns the
     Prefect events sent. Never raises: telling people must not change how the run ended."""
     try:
@@ -54,12 +55,19 @@ def _emit(pipeline, as_of, status, folder, manifest, message, loaded) -> list:
         max_usd = loaded.config.pipelines[pipeline].cost.max_usd
         alerts = loaded.config.alerts_of(pipeline)
         sustained = alerts.sustained if alerts is not None else None
-    links = {"flow_run_url": flow_run_url(),
-             "report_url": report_url(folder) if folder is not None and status == "complete" else None}
+    links = {
+        "flow_run_url": flow_run_url(),
+        "report_url": report_url(folder) if folder is not None and status == "complete" else None,
+    }
     related = []
     if flow_run.id:
-        related.append({"prefect.resource.id": f"prefect.flow-run.{flow_run.id}", "prefect.resource.role": "flow-run",
-                        "prefect.resource.name": flow_run.name or ""})
+        related.append(
+            {
+                "prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+                "prefect.resource.role": "flow-run",
+                "prefect.resource.name": flow_run.name or "",
+            }
+        )
     sent = []
     # Emitted from the flow, not from a task: a task run's context can still be current here (the
     # first stage's, seen in the Event Feed), and Prefect's events worker would name that task
@@ -75,10 +83,23 @@ def _emit(pipeline, as_of, status, folder, manifest, message, loaded) -> list:
 
 
 def _send(emit_event, pipeline, as_of, status, manifest, folder, message, max_usd, sustained, links, related, sent):
-    for name, payload, alert in run_events(pipeline, str(as_of), status, manifest, folder=folder, message=message,
-                                           max_usd=max_usd, sustained_rule=sustained, links=links):
-        resource = {"prefect.resource.id": resource_id(pipeline), "prefect.resource.name": pipeline,
-                    "assay.pipeline": pipeline, ALERT_LABEL: "true" if alert else "false"}
+    for name, payload, alert in run_events(
+        pipeline,
+        str(as_of),
+        status,
+        manifest,
+        folder=folder,
+        message=message,
+        max_usd=max_usd,
+        sustained_rule=sustained,
+        links=links,
+    ):
+        resource = {
+            "prefect.resource.id": resource_id(pipeline),
+            "prefect.resource.name": pipeline,
+            "assay.pipeline": pipeline,
+            ALERT_LABEL: "true" if alert else "false",
+        }
         ev = emit_event(event=name, resource=resource, related=related, payload=payload)
         log.info("event: %s%s", name, "" if alert else " (no alert: sustained rule not met)")
         sent.append(ev)

@@ -79,31 +79,40 @@ def pipeline_flow(loaded, pipeline: str):
         cache: Cache = p.cache,
     ) -> str:
         chosen = [str(m) for m in models] if models else None
-        return assess.fn(pipeline=getattr(pipeline, "value", pipeline), as_of=as_of, models=chosen,
-                         sample=sample if sample > 0 else None, config=config, artifacts=artifacts or None, cache=str(cache))
+        return assess.fn(
+            pipeline=getattr(pipeline, "value", pipeline),
+            as_of=as_of,
+            models=chosen,
+            sample=sample if sample > 0 else None,
+            config=config,
+            artifacts=artifacts or None,
+            cache=str(cache),
+        )
 
     assess_pipeline.__name__ = assess_pipeline.__qualname__ = f"assess_{_ident(pipeline)}"
     assess_pipeline.__doc__ = f"""Assess the candidate models of pipeline {pipeline}: load, invoke, score, cost, report, gates.
 
     Args:
         pipeline: the pipeline this deployment assesses.
-        as_of: the evaluation date; empty (None) = the date of the scheduled start ({p.schedule.timezone if p.schedule else 'UTC'}).
+        as_of: the evaluation date; empty (None) = the date of the scheduled start ({p.schedule.timezone if p.schedule else "UTC"}).
         models: the models to include (default: all of the pipeline's models).
         sample: number of examples to sample; 0 = the pipeline's dataset.sample (every example when it has none).
         config: path of the pipelines.yaml this process serves.
         artifacts: artifact root (path or fsspec URL); empty = the config's artifacts.
         cache: response cache mode: use, refresh or off.
     """
-    return flow(name=FLOW_NAME, log_prints=False, persist_result=False,
-                description=p.description or f"Assess pipeline {pipeline}")(assess_pipeline)
+    return flow(
+        name=FLOW_NAME, log_prints=False, persist_result=False, description=p.description or f"Assess pipeline {pipeline}"
+    )(assess_pipeline)
 
 
 def _ident(name: str) -> str:
     return re.sub(r"\W+", "_", name).strip("_") or "pipeline"
 
 
-def serve_pipelines(config: str, pipelines: list[str] | None = None, limit: int | None = None,
-                    pause_on_shutdown: bool = False, on_registered=None) -> None:
+def serve_pipelines(
+    config: str, pipelines: list[str] | None = None, limit: int | None = None, pause_on_shutdown: bool = False, on_registered=None
+) -> None:
     """Register one deployment per pipeline and serve them from this process until interrupted.
 
     This is ``prefect.serve`` with one difference that matters here: each deployment is added

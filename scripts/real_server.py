@@ -93,8 +93,14 @@ def cache_dir() -> Path:
 
 
 def _stamp_content() -> dict:
-    return {"version": PINNED_VERSION, "commit": LLAMA_CPP_COMMIT, "recipe": RECIPE,
-            "seed": SEED, "vocab": VOCAB, "cmake": CMAKE_FLAGS}
+    return {
+        "version": PINNED_VERSION,
+        "commit": LLAMA_CPP_COMMIT,
+        "recipe": RECIPE,
+        "seed": SEED,
+        "vocab": VOCAB,
+        "cmake": CMAKE_FLAGS,
+    }
 
 
 def _paths(cache: Path) -> RealServerBuild:
@@ -149,10 +155,7 @@ def _run(cmd: list[str], step: str, log: Path, cwd: Path | None = None) -> None:
         proc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise BuildError(
-            f"{step} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-            f"full log: {log}\n--- last lines ---\n{tail}"
-        )
+        raise BuildError(f"{step} failed (exit {proc.returncode}): {' '.join(cmd)}\nfull log: {log}\n--- last lines ---\n{tail}")
 
 
 def _download(cache: Path) -> Path:
@@ -164,9 +167,23 @@ def _download(cache: Path) -> Path:
         return sdist
     if not _has_pip():
         raise BuildError(f"pip is needed to download the {PACKAGE} sdist ({sys.executable} -m pip does not run)")
-    _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-          f"{PACKAGE}=={PINNED_VERSION}", "-d", str(dl)],
-         "download of the llama-cpp-python sdist from the package index", cache / "logs" / "download.log")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"{PACKAGE}=={PINNED_VERSION}",
+            "-d",
+            str(dl),
+        ],
+        "download of the llama-cpp-python sdist from the package index",
+        cache / "logs" / "download.log",
+    )
     if not sdist.is_file():
         found = sorted(p.name for p in dl.iterdir())
         raise BuildError(f"pip download did not produce {name} in {dl} (found: {found})")
@@ -174,8 +191,7 @@ def _download(cache: Path) -> Path:
 
 
 def _has_pip() -> bool:
-    return subprocess.run([sys.executable, "-m", "pip", "--version"],
-                          capture_output=True).returncode == 0
+    return subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode == 0
 
 
 def _extract(sdist: Path, cache: Path) -> Path:
@@ -192,7 +208,7 @@ def _extract(sdist: Path, cache: Path) -> Path:
         for m in tar.getmembers():
             if not m.name.startswith(prefix) or m.name == prefix:
                 continue
-            m.name = m.name[len(prefix):]
+            m.name = m.name[len(prefix) :]
             members.append(m)
         if not members:
             raise BuildError(f"{sdist} holds no vendor/llama.cpp tree")
@@ -208,11 +224,17 @@ def _build(src: Path, cache: Path) -> Path:
         if shutil.which(tool) is None:
             raise BuildError(f"{tool} is needed to build llama-server (apt-get install cmake g++)")
     with _Step("cmake configure"):
-        _run(["cmake", "-S", str(src), "-B", str(build), *generator, *CMAKE_FLAGS],
-             "cmake configure", cache / "logs" / "configure.log")
+        _run(
+            ["cmake", "-S", str(src), "-B", str(build), *generator, *CMAKE_FLAGS],
+            "cmake configure",
+            cache / "logs" / "configure.log",
+        )
     with _Step(f"build llama-server (-j{BUILD_JOBS})"):
-        _run(["cmake", "--build", str(build), "--target", "llama-server", "-j", str(BUILD_JOBS)],
-             "build of llama-server", cache / "logs" / "build.log")
+        _run(
+            ["cmake", "--build", str(build), "--target", "llama-server", "-j", str(BUILD_JOBS)],
+            "build of llama-server",
+            cache / "logs" / "build.log",
+        )
     binary = build / "bin" / "llama-server"
     if not binary.is_file():
         raise BuildError(f"the build finished but {binary} is missing; see {cache / 'logs' / 'build.log'}")
@@ -278,8 +300,12 @@ def write_model(src: Path, out: Path) -> Path:
             tokens = list(value)
         elif field.name == "tokenizer.ggml.token_type":
             token_types = [int(v) for v in value]
-        elif field.name in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
-                            "tokenizer.ggml.eom_token_id", "tokenizer.ggml.padding_token_id"):
+        elif field.name in (
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+            "tokenizer.ggml.padding_token_id",
+        ):
             eog_ids.add(int(value))
         sub = field.types[1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, value, field.types[0], sub_type=sub)
@@ -348,8 +374,7 @@ def _banned_tokens(tokens: list[str], token_types: list[int], eog_ids: set[int])
 
 # GPT-2 style byte-level BPE maps each byte to a printable unicode character.
 def _byte_decoder() -> dict[str, int]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -419,8 +444,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"real-server: ERROR: {exc}", file=sys.stderr)
         return 1
     if args.print_paths:
-        print(json.dumps({"binary": str(built.binary), "model": str(built.model),
-                          "version": built.version, "llama_cpp_commit": built.llama_cpp_commit}))
+        print(
+            json.dumps(
+                {
+                    "binary": str(built.binary),
+                    "model": str(built.model),
+                    "version": built.version,
+                    "llama_cpp_commit": built.llama_cpp_commit,
+                }
+            )
+        )
     return 0
 
 

@@ -17,5 +17,11 @@ __all__ = ["EXPECTED", "for_stage", "run_stage", "run_stage_with"]
 
 def for_stage(name: str):
     """The Prefect task of stage ``name``."""
-    return {"load": load.load, "invoke": invoke.invoke, "score": score.score, "cost": cost.cost, "report": report.report,
-            "gate": gate.gate}[name]
+    return {
+        "load": load.load,
+        "invoke": invoke.invoke,
+        "score": score.score,
+        "cost": cost.cost,
+        "report": report.report,
+        "gate": gate.gate,
+    }[name]

@@ -21,8 +21,11 @@ def gate(ctx: RunContext) -> dict:
     """
     report = stage.check(ctx)
     rf = ctx.folder
-    create_markdown_artifact(key=artifact_key(ctx.pipeline, "gates"), markdown=report.markdown(ctx.pipeline, rf.as_of, rf.run_id),
-                             description=f"{ctx.pipeline} {ctx.as_of}: gates {'passed' if report.passed else 'FAILED'}")
+    create_markdown_artifact(
+        key=artifact_key(ctx.pipeline, "gates"),
+        markdown=report.markdown(ctx.pipeline, rf.as_of, rf.run_id),
+        description=f"{ctx.pipeline} {ctx.as_of}: gates {'passed' if report.passed else 'FAILED'}",
+    )
     try:
         stage.verdict(ctx, report)
     except GateFailed as e:

@@ -36,12 +36,21 @@ def report(ctx: RunContext) -> str:
     desc = f"{ctx.pipeline} {ctx.as_of}"
     url = report_url(ctx.folder)
     link = url or (out["report"] if "://" in out["report"] else "file://" + out["report"])
-    create_markdown_artifact(key=artifact_key(ctx.pipeline, "summary"),
-                             markdown=f"{out['markdown'].rstrip()}\n\nFull report: [report.html]({link})\n",
-                             description=f"{desc}: {out['recommendation']}")
-    create_table_artifact(key=artifact_key(ctx.pipeline, "headline"), table=out["headline"],
-                          description=f"{desc}: per model the headline metric, costs, p95 latency and errors; ✓ recommended")
+    create_markdown_artifact(
+        key=artifact_key(ctx.pipeline, "summary"),
+        markdown=f"{out['markdown'].rstrip()}\n\nFull report: [report.html]({link})\n",
+        description=f"{desc}: {out['recommendation']}",
+    )
+    create_table_artifact(
+        key=artifact_key(ctx.pipeline, "headline"),
+        table=out["headline"],
+        description=f"{desc}: per model the headline metric, costs, p95 latency and errors; ✓ recommended",
+    )
     if url:
-        create_link_artifact(key=artifact_key(ctx.pipeline, "report"), link=url, link_text=f"report.html of {desc}",
-                             description=f"{desc}: the decision on one page")
+        create_link_artifact(
+            key=artifact_key(ctx.pipeline, "report"),
+            link=url,
+            link_text=f"report.html of {desc}",
+            description=f"{desc}: the decision on one page",
+        )
     return out["report"]

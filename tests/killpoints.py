@@ -62,6 +62,7 @@ def arm(point: str) -> None:
             if match(name):
                 seen[0] += 1
                 if seen[0] > skip:
+
                     class Dying:
                         def write_table(self, table):
                             w.write_table(table)

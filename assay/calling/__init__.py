@@ -16,5 +16,14 @@ from assay.calling.budget import Budget
 from assay.calling.engine import CallOptions, Chunk, call_chat
 from assay.calling.fanout import Options, invoke_all, invoke_model, request_identity
 
-__all__ = ["Budget", "CallOptions", "Chunk", "Options", "call_chat", "invoke_all", "invoke_model", "request_identity",
-           "run_batches"]
+__all__ = [
+    "Budget",
+    "CallOptions",
+    "Chunk",
+    "Options",
+    "call_chat",
+    "invoke_all",
+    "invoke_model",
+    "request_identity",
+    "run_batches",
+]

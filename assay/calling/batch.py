@@ -44,14 +44,32 @@ def batch_chunk(index: list, cols: dict, started_us: int) -> Chunk:
             for t in tokens:
                 t[j] = None
     started = [started_us if s is None else int(s) for s in _col(cols, "started_at", n)]
-    return Chunk(index, out, *tokens, [None] * n, _col(cols, "latency_s", n), started, [1] * n, [False] * n, err,
-                 _col(cols, "confidence", n))
+    return Chunk(
+        index,
+        out,
+        *tokens,
+        [None] * n,
+        _col(cols, "latency_s", n),
+        started,
+        [1] * n,
+        [False] * n,
+        err,
+        _col(cols, "confidence", n),
+    )
 
 
-async def run_batches(provider: BatchProvider, rows: pa.Table, *, name: str | None = None, identity: dict | None = None,
-                      cache: ResponseCache | None = None, options: CallOptions | None = None, budget: Budget | None = None,
-                      on_chunk: Callable[[Chunk], None] | None = None,
-                      on_progress: Callable[[int, int, float], None] | None = None) -> dict:
+async def run_batches(
+    provider: BatchProvider,
+    rows: pa.Table,
+    *,
+    name: str | None = None,
+    identity: dict | None = None,
+    cache: ResponseCache | None = None,
+    options: CallOptions | None = None,
+    budget: Budget | None = None,
+    on_chunk: Callable[[Chunk], None] | None = None,
+    on_progress: Callable[[int, int, float], None] | None = None,
+) -> dict:
     """Run every row once (chunk indexes are row positions); return the stats, as :func:`call_chat`.
 
     ``stats["cached_latency_s"]`` is the recorded time of the rows served from the cache (what
@@ -86,7 +104,7 @@ async def run_batches(provider: BatchProvider, rows: pa.Table, *, name: str | No
                 stats["cache_hits"] = done[0] = len(hit_index)
                 stats["cached_latency_s"] = sum(hits[keys[j]].get("latency_s") or 0.0 for j in hit_index)
                 for lo in range(0, len(hit_index), shard):
-                    part = hit_index[lo:lo + shard]
+                    part = hit_index[lo : lo + shard]
                     writer.submit(lambda part=part: hits_chunk(part, [hits[keys[j]] for j in part]))
                 if on_progress is not None:
                     report()
@@ -98,7 +116,7 @@ async def run_batches(provider: BatchProvider, rows: pa.Table, *, name: str | No
             if budget is not None and budget.stopped:  # another model's shard hit cost.max_usd
                 break
             part = rest.slice(lo, shard)
-            index = todo[lo:lo + part.num_rows]
+            index = todo[lo : lo + part.num_rows]
             started_us = int(time.time() * 1_000_000)
             kind = ROW_ERROR
             try:
@@ -119,8 +137,12 @@ async def run_batches(provider: BatchProvider, rows: pa.Table, *, name: str | No
             done[0] += len(index)
             usd = 0.0
             if budget is not None:
-                usd = budget.charge(name, sum(chunk.prompt_tokens[i] or 0 for i in ok),
-                                    sum(chunk.completion_tokens[i] or 0 for i in ok), sum(chunk.cached_tokens[i] or 0 for i in ok))
+                usd = budget.charge(
+                    name,
+                    sum(chunk.prompt_tokens[i] or 0 for i in ok),
+                    sum(chunk.completion_tokens[i] or 0 for i in ok),
+                    sum(chunk.cached_tokens[i] or 0 for i in ok),
+                )
                 stats["usd"] += usd
             writer.submit(lambda chunk=chunk: chunk)
             left = len(todo) - (lo + len(index))

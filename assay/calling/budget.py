@@ -33,7 +33,9 @@ class Budget:
         """Whether ``items`` more calls at ``per_item_usd`` fit; if not, stop every model, saying why."""
         next_usd = per_item_usd * items
         if self.stopped or not self.allows(next_usd):
-            self.stopped = self.stopped or (f"cost.max_usd {self.max_usd} would be exceeded by the next shard of {model} "
-                                            f"(spent {self.spent:.4f} USD, next shard ≈ {next_usd:.4f} USD)")
+            self.stopped = self.stopped or (
+                f"cost.max_usd {self.max_usd} would be exceeded by the next shard of {model} "
+                f"(spent {self.spent:.4f} USD, next shard ≈ {next_usd:.4f} USD)"
+            )
             return False
         return True

@@ -89,32 +89,67 @@ def new_stats(concurrency: int) -> dict:
     """A caller's figures: ``retry_kinds`` and ``error_kinds`` count retries and final errors by
     :func:`~assay.calling.retry.error_kind`; ``error_examples`` holds the first final error's
     message of each kind (as recorded on its row, so already redacted)."""
-    return {"called": 0, "cache_hits": 0, "retries": 0, "errors": 0, "retry_kinds": {}, "error_kinds": {},
-            "error_examples": {}, "usd": 0.0,
-            "wall_s": 0.0, "concurrency": concurrency}
+    return {
+        "called": 0,
+        "cache_hits": 0,
+        "retries": 0,
+        "errors": 0,
+        "retry_kinds": {},
+        "error_kinds": {},
+        "error_examples": {},
+        "usd": 0.0,
+        "wall_s": 0.0,
+        "concurrency": concurrency,
+    }
 
 
 def hits_chunk(index: list, values: list[dict]) -> Chunk:
     """Cache records (see :func:`cache_record`) as a chunk."""
+
     def col(k):
         return [v.get(k) for v in values]
 
     started = [None if s is None else int(s * 1_000_000) for s in col("started_at")]
     n = len(index)
-    return Chunk(index, col("output"), col("prompt_tokens"), col("completion_tokens"), col("cached_tokens"),
-                 col("cache_write_tokens"), col("latency_s"), started, [0] * n, [True] * n, [None] * n, col("confidence"),
-                 col("response_model"), col("system_fingerprint"), col("ttft_s"))
+    return Chunk(
+        index,
+        col("output"),
+        col("prompt_tokens"),
+        col("completion_tokens"),
+        col("cached_tokens"),
+        col("cache_write_tokens"),
+        col("latency_s"),
+        started,
+        [0] * n,
+        [True] * n,
+        [None] * n,
+        col("confidence"),
+        col("response_model"),
+        col("system_fingerprint"),
+        col("ttft_s"),
+    )
 
 
 def cache_records(chunk: Chunk, keys: Sequence[str]) -> list[tuple[str, dict]]:
     """The chunk's fresh successes as (key, record); ``started_at`` in seconds since the epoch."""
     c = chunk
-    return [(keys[j], {"output": c.output[i], "prompt_tokens": c.prompt_tokens[i], "completion_tokens": c.completion_tokens[i],
-                       "cached_tokens": c.cached_tokens[i], "cache_write_tokens": c.cache_write_tokens[i],
-                       "latency_s": c.latency_s[i],
-                       **{k: getattr(c, k)[i] for k in _OPTIONAL if getattr(c, k)[i] is not None},
-                       "started_at": None if c.started_at[i] is None else c.started_at[i] / 1_000_000})
-            for i, j in enumerate(c.index) if c.error[i] is None and not c.cached[i]]
+    return [
+        (
+            keys[j],
+            {
+                "output": c.output[i],
+                "prompt_tokens": c.prompt_tokens[i],
+                "completion_tokens": c.completion_tokens[i],
+                "cached_tokens": c.cached_tokens[i],
+                "cache_write_tokens": c.cache_write_tokens[i],
+                "latency_s": c.latency_s[i],
+                **{k: getattr(c, k)[i] for k in _OPTIONAL if getattr(c, k)[i] is not None},
+                "started_at": None if c.started_at[i] is None else c.started_at[i] / 1_000_000,
+            },
+        )
+        for i, j in enumerate(c.index)
+        if c.error[i] is None and not c.cached[i]
+    ]
 
 
 class Writer:
@@ -186,12 +221,20 @@ def lookup(cache: ResponseCache, identity: dict | None, keys: Sequence[str] | No
     return keys, (cache.get_many(keys) if use else {})
 
 
-async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, name: str | None = None,
-                    identity: dict | None = None, keys: Sequence[str] | None = None, cache: ResponseCache | None = None,
-                    options: CallOptions | None = None, budget: Budget | None = None,
-                    on_chunk: Callable[[Chunk], None] | None = None,
-                    on_calls: Callable[[Chunk], None] | None = None,
-                    on_progress: Callable[[int, int, float], None] | None = None) -> dict:
+async def call_chat(
+    provider: ChatProvider,
+    requests: Sequence[list[dict]],
+    *,
+    name: str | None = None,
+    identity: dict | None = None,
+    keys: Sequence[str] | None = None,
+    cache: ResponseCache | None = None,
+    options: CallOptions | None = None,
+    budget: Budget | None = None,
+    on_chunk: Callable[[Chunk], None] | None = None,
+    on_calls: Callable[[Chunk], None] | None = None,
+    on_progress: Callable[[int, int, float], None] | None = None,
+) -> dict:
     """Answer every request once; return the stats (:func:`new_stats`: ``called, cache_hits, retries,
     errors, retry_kinds, error_kinds, usd, wall_s, concurrency``).
 
@@ -227,7 +270,7 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
             pending = [j for j in range(n) if j not in done_hits]
             size = opts.chunk_size
             for lo in range(0, len(hit_index), size):
-                part = hit_index[lo:lo + size]
+                part = hit_index[lo : lo + size]
                 writer.submit(lambda part=part: hits_chunk(part, [hits[keys[j]] for j in part]))
 
     calls: list[tuple] = []  # (index, result, started (perf_counter), latency, attempts, error): the unflushed calls
@@ -255,12 +298,23 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
 
     def build(items: list[tuple]) -> Chunk:
         idx, res, t0s, lat, att, err = (list(col) for col in zip(*items))
-        return Chunk(idx, [r and r.output for r in res], [r and r.prompt_tokens for r in res],
-                     [r and r.completion_tokens for r in res], [r and r.cached_tokens for r in res],
-                     [r and r.cache_write_tokens for r in res], lat, [int((wall0 + t - perf0) * 1_000_000) for t in t0s],
-                     att, [False] * len(idx), err, [r and r.confidence for r in res],
-                     [r and r.response_model for r in res], [r and r.system_fingerprint for r in res],
-                     [r and r.ttft_s for r in res])
+        return Chunk(
+            idx,
+            [r and r.output for r in res],
+            [r and r.prompt_tokens for r in res],
+            [r and r.completion_tokens for r in res],
+            [r and r.cached_tokens for r in res],
+            [r and r.cache_write_tokens for r in res],
+            lat,
+            [int((wall0 + t - perf0) * 1_000_000) for t in t0s],
+            att,
+            [False] * len(idx),
+            err,
+            [r and r.confidence for r in res],
+            [r and r.response_model for r in res],
+            [r and r.system_fingerprint for r in res],
+            [r and r.ttft_s for r in res],
+        )
 
     chunk_size = opts.chunk_size
     it = iter(pending)
@@ -269,7 +323,7 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
 
     def journal() -> None:
         if on_calls is not None and len(calls) > journaled[0]:
-            on_calls(build(calls[journaled[0]:]))
+            on_calls(build(calls[journaled[0] :]))
             journaled[0] = len(calls)
 
     def flush(check_budget: bool = False) -> None:
@@ -324,6 +378,7 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
             call = provider.call
             append = calls.append
             retry_kinds, error_kinds, examples = stats["retry_kinds"], stats["error_kinds"], stats["error_examples"]
+
             async def worker():
                 for j in it:
                     if budget is not None and budget.stopped:  # this model's or another's next shard would not fit
@@ -339,7 +394,7 @@ async def call_chat(provider: ChatProvider, requests: Sequence[list[dict]], *, n
                     except Exception as e:  # noqa: BLE001  (retried, or recorded on the row)
                         r, t0, lat, att, err, kinds = await call_with_retries(call, m, policy, limiter, est, failed=(e, t0))
                         stats["retries"] += att - 1
-                        count(retry_kinds, kinds[:att - 1])
+                        count(retry_kinds, kinds[: att - 1])
                         if err is not None:
                             stats["errors"] += 1
                             count(error_kinds, kinds[-1:])

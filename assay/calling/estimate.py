@@ -61,9 +61,14 @@ class Estimate:
 
     def to_dict(self) -> dict:
         """The manifest's record of it."""
-        return {"usd": round(self.usd, 6), "rows": self.rows, "models": {m: round(v, 6) for m, v in self.models.items()},
-                "prompt_tokens": self.prompt_source, "output_tokens": self.output_source,
-                "chars_per_token": CHARS_PER_TOKEN}
+        return {
+            "usd": round(self.usd, 6),
+            "rows": self.rows,
+            "models": {m: round(v, 6) for m, v in self.models.items()},
+            "prompt_tokens": self.prompt_source,
+            "output_tokens": self.output_source,
+            "chars_per_token": CHARS_PER_TOKEN,
+        }
 
 
 def prompt_tokens(requests, logged: list | None) -> tuple[list[int], str]:
@@ -108,8 +113,9 @@ def estimate(dataset: pa.Table, requests, models: dict, pricers: dict, samples: 
     logged_p = dataset["prompt_tokens"].to_pylist() if "prompt_tokens" in cols else None
     logged_c = dataset["completion_tokens"].to_pylist() if "completion_tokens" in cols else None
     if requests is None:
-        p_tokens, p_source = (([int(v or 0) for v in logged_p], "logged") if logged_p is not None
-                              else ([0] * n, "none (no prompt to render)"))
+        p_tokens, p_source = (
+            ([int(v or 0) for v in logged_p], "logged") if logged_p is not None else ([0] * n, "none (no prompt to render)")
+        )
     else:
         p_tokens, p_source = prompt_tokens(requests, logged_p)
     est = Estimate(rows=n, per_example=[0.0] * n, prompt_source=p_source)

@@ -72,14 +72,25 @@ def chunk_table(chunk: Chunk, example_ids, model: str, samples: list | None = No
     if isinstance(example_ids, pa.ChunkedArray):
         example_ids = example_ids.combine_chunks()
     ids = example_ids.cast(pa.string()) if isinstance(example_ids, pa.Array) else pa.array(example_ids, pa.string())
-    arrays = [ids, pa.array([model] * n, pa.string()),
-              pa.array(samples if samples is not None else [0] * n, pa.int32()), pa.array(c.output, pa.string()),
-              pa.array(c.prompt_tokens, pa.int64()), pa.array(c.completion_tokens, pa.int64()),
-              pa.array(c.cached_tokens, pa.int64()), pa.array(c.cache_write_tokens, pa.int64()),
-              pa.array(c.latency_s, pa.float64()), pa.array(c.started_at, pa.int64()).cast(_STARTED),
-              pa.array(c.attempts, pa.int32()), pa.array(c.cached, pa.bool_()), pa.array(c.error, pa.string()),
-              pa.array(c.confidence, pa.float64()), pa.array(c.response_model, pa.string()),
-              pa.array(c.system_fingerprint, pa.string()), pa.array(c.ttft_s, pa.float64())]
+    arrays = [
+        ids,
+        pa.array([model] * n, pa.string()),
+        pa.array(samples if samples is not None else [0] * n, pa.int32()),
+        pa.array(c.output, pa.string()),
+        pa.array(c.prompt_tokens, pa.int64()),
+        pa.array(c.completion_tokens, pa.int64()),
+        pa.array(c.cached_tokens, pa.int64()),
+        pa.array(c.cache_write_tokens, pa.int64()),
+        pa.array(c.latency_s, pa.float64()),
+        pa.array(c.started_at, pa.int64()).cast(_STARTED),
+        pa.array(c.attempts, pa.int32()),
+        pa.array(c.cached, pa.bool_()),
+        pa.array(c.error, pa.string()),
+        pa.array(c.confidence, pa.float64()),
+        pa.array(c.response_model, pa.string()),
+        pa.array(c.system_fingerprint, pa.string()),
+        pa.array(c.ttft_s, pa.float64()),
+    ]
     return pa.Table.from_arrays(arrays, schema=s)
 
 
@@ -88,16 +99,24 @@ class PartWriter:
     given, is told once the part is written. ``samples`` (aligned with ``example_ids``) gives each
     request's sample index."""
 
-    def __init__(self, run: RunFolder, model: str, seq: int, example_ids: list,
-                 after: Callable[[Chunk], None] | None = None, samples: list | None = None):
+    def __init__(
+        self,
+        run: RunFolder,
+        model: str,
+        seq: int,
+        example_ids: list,
+        after: Callable[[Chunk], None] | None = None,
+        samples: list | None = None,
+    ):
         self.run, self.model, self.seq, self.ids, self.after = run, model, seq, example_ids, after
         self.samples = samples
 
     def __call__(self, chunk: Chunk) -> None:
         ids, ss = self.ids, self.samples
-        self.run.write_table(part_name(self.model, self.seq),
-                             chunk_table(chunk, pick(ids, chunk.index), self.model,
-                                         None if ss is None else [ss[j] for j in chunk.index]))
+        self.run.write_table(
+            part_name(self.model, self.seq),
+            chunk_table(chunk, pick(ids, chunk.index), self.model, None if ss is None else [ss[j] for j in chunk.index]),
+        )
         self.seq += 1
         if self.after is not None:
             self.after(chunk)
@@ -145,8 +164,9 @@ class Uploads:
         except Exception as e:  # noqa: BLE001  (kept for the next upload; the local journal has it)
             import logging
 
-            logging.getLogger("assay.invoke").warning("journal upload to %s failed (retried at the next one): %s",
-                                                      self.run.url, e)
+            logging.getLogger("assay.invoke").warning(
+                "journal upload to %s failed (retried at the next one): %s", self.run.url, e
+            )
             with self.lock:
                 self.buf.insert(0, data)
 
@@ -170,8 +190,15 @@ class Journal:
     throughput covers the time of the calls it did not make again. A batch model's journal holds
     only the snapshots, one per part written (:meth:`mark`)."""
 
-    def __init__(self, run: RunFolder, model: str, example_ids: list, started: float, wall: Callable[[], float | None],
-                 samples: list | None = None):
+    def __init__(
+        self,
+        run: RunFolder,
+        model: str,
+        example_ids: list,
+        started: float,
+        wall: Callable[[], float | None],
+        samples: list | None = None,
+    ):
         self.path = journal_path(run, model)
         self.ids = example_ids
         self.samples = samples
@@ -200,10 +227,24 @@ class Journal:
         self.ok += c.error.count(None)
         # the fields of assay.responses.JOURNAL_FIELDS, the sample index last
         # one line per write, column by column (one encoder call, no per-call Python work)
-        cols = [[ids[j] for j in c.index], c.output, c.prompt_tokens, c.completion_tokens, c.cached_tokens,
-                c.cache_write_tokens, c.latency_s, c.started_at, c.attempts, c.cached, c.error, c.confidence,
-                [0] * len(c.index) if ss is None else [ss[j] for j in c.index],
-                c.response_model, c.system_fingerprint, c.ttft_s]
+        cols = [
+            [ids[j] for j in c.index],
+            c.output,
+            c.prompt_tokens,
+            c.completion_tokens,
+            c.cached_tokens,
+            c.cache_write_tokens,
+            c.latency_s,
+            c.started_at,
+            c.attempts,
+            c.cached,
+            c.error,
+            c.confidence,
+            [0] * len(c.index) if ss is None else [ss[j] for j in c.index],
+            c.response_model,
+            c.system_fingerprint,
+            c.ttft_s,
+        ]
         self._write((_ENCODE({"c": cols}) + "\n" + self._snapshot()).encode())
 
     def mark(self, chunk: Chunk) -> None:
@@ -230,8 +271,17 @@ def _render(prompt, rows: pa.Table):
     return render_requests(prompt, rows)
 
 
-async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt, run: RunFolder,
-                       cache: ResponseCache | None, opts: Options, budget: Budget, samples: int = 1) -> dict:
+async def invoke_model(
+    name: str,
+    provider: Provider,
+    dataset: pa.Table,
+    prompt,
+    run: RunFolder,
+    cache: ResponseCache | None,
+    opts: Options,
+    budget: Budget,
+    samples: int = 1,
+) -> dict:
     """Produce one response per example and sample for one model, writing parts as shards complete.
 
     ``samples`` K > 1 asks a chat model each example K times (requests ``(example, sample)``,
@@ -262,8 +312,11 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
                     todo.append(i)
                     todo_samples.append(s)
     resumed = n * k - len(todo)
-    earlier = {"resumed": resumed, "resumed_latency_s": done.latency_s,
-               "earlier_attempts": [{f: a[f] for f in ("wall_s", "ok")} for a in done.attempts]}
+    earlier = {
+        "resumed": resumed,
+        "resumed_latency_s": done.latency_s,
+        "earlier_attempts": [{f: a[f] for f in ("wall_s", "ok")} for a in done.attempts],
+    }
     if k > 1:
         earlier["samples"] = k
 
@@ -293,11 +346,15 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
     if batch or JOURNAL:
         journal = Journal(run, name, sub_ids, t_start, lambda: provider.stats().get("wall_s"), samples=todo_samples)
     identity = request_identity(provider, prompt) if use_cache else None
-    kw = dict(name=name, identity=identity,
-              cache=cache if use_cache else None, options=CallOptions(cache_mode=opts.cache_mode, chunk_size=opts.shard_size),
-              budget=budget, on_chunk=PartWriter(run, name, done.seq, sub_ids, after=journal.mark if batch else None,
-                                                 samples=todo_samples),
-              on_progress=on_progress)
+    kw = dict(
+        name=name,
+        identity=identity,
+        cache=cache if use_cache else None,
+        options=CallOptions(cache_mode=opts.cache_mode, chunk_size=opts.shard_size),
+        budget=budget,
+        on_chunk=PartWriter(run, name, done.seq, sub_ids, after=journal.mark if batch else None, samples=todo_samples),
+        on_progress=on_progress,
+    )
     try:
         if batch:
             stats = await run_batches(provider, sub, **kw)
@@ -322,13 +379,21 @@ async def invoke_model(name: str, provider: Provider, dataset: pa.Table, prompt,
     return stats
 
 
-async def invoke_all(providers: dict[str, Provider], dataset: pa.Table, prompt, run: RunFolder,
-                     cache: ResponseCache | None, opts: Options, budget: Budget,
-                     samples: dict[str, int] | None = None) -> dict[str, dict]:
+async def invoke_all(
+    providers: dict[str, Provider],
+    dataset: pa.Table,
+    prompt,
+    run: RunFolder,
+    cache: ResponseCache | None,
+    opts: Options,
+    budget: Budget,
+    samples: dict[str, int] | None = None,
+) -> dict[str, dict]:
     """All models concurrently (different endpoints do not wait for one another); ``samples``
     gives a model's calls per example (default 1)."""
     names = list(providers)
     samples = samples or {}
-    results = await asyncio.gather(*(invoke_model(n, providers[n], dataset, prompt, run, cache, opts, budget,
-                                                  samples=samples.get(n, 1)) for n in names))
+    results = await asyncio.gather(
+        *(invoke_model(n, providers[n], dataset, prompt, run, cache, opts, budget, samples=samples.get(n, 1)) for n in names)
+    )
     return dict(zip(names, results))

@@ -74,9 +74,14 @@ def count(counts: dict, kinds) -> None:
 Outcome = tuple[CallResult | None, float, float, int, str | None, list[str]]
 
 
-async def call_with_retries(call: Callable[[list[dict]], Awaitable[CallResult]], messages: list[dict], policy: RetryPolicy,
-                            limiter: RateLimiter | None = None, est_tokens: int = 0,
-                            failed: tuple[Exception, float] | None = None) -> Outcome:
+async def call_with_retries(
+    call: Callable[[list[dict]], Awaitable[CallResult]],
+    messages: list[dict],
+    policy: RetryPolicy,
+    limiter: RateLimiter | None = None,
+    est_tokens: int = 0,
+    failed: tuple[Exception, float] | None = None,
+) -> Outcome:
     """Call until success, a final error or ``max_attempts``.
 
     ``failed`` is the first attempt's exception and start, when the caller made that attempt

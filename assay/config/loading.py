@@ -91,6 +91,7 @@ def _expand_env(value: Any, loc: tuple, problems: list, unset: UnsetEnv = "error
     if isinstance(value, list):
         return [_expand_env(v, loc + (i,), problems, unset) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
+
         def sub(m):
             var, default = m.group(1), m.group(2)
             if var in os.environ:
@@ -101,6 +102,7 @@ def _expand_env(value: Any, loc: tuple, problems: list, unset: UnsetEnv = "error
                 return m.group(0)
             problems.append((loc, f"environment variable {var} is not set"))
             return ""
+
         return ENV_PATTERN.sub(sub, value)
     return value
 
@@ -118,7 +120,7 @@ def expand_env(value: Any, unset: UnsetEnv = "error") -> tuple[Any, list[tuple[t
 # ------------------------------------------------------------------------------------ validation errors
 def _message(err: dict) -> str:
     msg = err["msg"]
-    return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+    return msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg
 
 
 def _not_an_option(provider: str, key: str) -> str:
@@ -169,21 +171,33 @@ def validation_problems(e: ValidationError, one_model: bool = False) -> list[tup
             continue
         # a metric is `str | MetricSpec`: pydantic names the union member in the path (the model's
         # as "function-after[<its validator>, MetricSpec]") and reports the member the value is not
-        if len(loc) > 4 and loc[0] == "pipelines" and loc[2] == "metrics" and isinstance(loc[4], str) \
-                and (loc[4] == "str" or "MetricSpec" in loc[4]):
+        if (
+            len(loc) > 4
+            and loc[0] == "pipelines"
+            and loc[2] == "metrics"
+            and isinstance(loc[4], str)
+            and (loc[4] == "str" or "MetricSpec" in loc[4])
+        ):
             given = err.get("input")
             if len(loc) == 5 and (isinstance(given, dict) if loc[4] == "str" else isinstance(given, str)):
                 continue  # "should be a valid string" about a mapping: the other member's errors say what is wrong
             loc = loc[:4] + loc[5:]
         if len(loc) > 4 and loc[0] == "pipelines" and loc[2] == "policies":  # a policy's kind and a rule's kind, as above
-            loc = loc[:4] + tuple(x for i, x in enumerate(loc[4:], 4) if not (i == 4 or loc[i - 1] == "rule")
-                                  or x not in _POLICY_TAGS)
+            loc = loc[:4] + tuple(
+                x for i, x in enumerate(loc[4:], 4) if not (i == 4 or loc[i - 1] == "rule") or x not in _POLICY_TAGS
+            )
         n = 0 if one_model else 2 if len(loc) >= 2 and loc[0] == "models" else None
         if n is None and err["type"] in ("union_tag_invalid", "union_tag_not_found") and "policies" in loc:
             what = "rule" if loc[-1:] == ("rule",) else "policy"
             known = ("confidence", "valid", "agree", "judge") if what == "rule" else ("cascade", "route")
-            out.append((loc + ("kind",), str(UnknownName(f"{what} kind", str(err["ctx"]["tag"]), list(known)))
-                        if err["type"] == "union_tag_invalid" else f"a {what} needs a kind: ({', '.join(known)})"))
+            out.append(
+                (
+                    loc + ("kind",),
+                    str(UnknownName(f"{what} kind", str(err["ctx"]["tag"]), list(known)))
+                    if err["type"] == "union_tag_invalid"
+                    else f"a {what} needs a kind: ({', '.join(known)})",
+                )
+            )
             continue
         if n is None:
             out.append((loc, _message(err)))
@@ -244,8 +258,15 @@ _LATER_MODEL_KEYS = {"format": None, "on_incomplete": "error", "stream": False}
 _LATER_KEYS = {
     "dataset": {"cluster": None, "on_incomplete": "error"},
     "gate": {"correction": "holm"},
-    "metric": {"function": None, "workers": None, "timeout_s": None, "memory_mb": None, "bootstrap_budget": None,
-               "bootstrap_budget_s": 60.0, "against": None},
+    "metric": {
+        "function": None,
+        "workers": None,
+        "timeout_s": None,
+        "memory_mb": None,
+        "bootstrap_budget": None,
+        "bootstrap_budget_s": 60.0,
+        "against": None,
+    },
     "prompt": {"messages": None, "system_mode": "replace"},
     "partition": {"lag": None},
     "sample": {"by": None},
@@ -255,6 +276,7 @@ _LATER_KEYS = {
 
 def _hashed_pipeline(pipe: dict) -> dict:
     """A pipeline's dump as the config hash sees it: without the later keys at their defaults."""
+
     def drop(d: dict, which: str) -> dict:
         return {k: v for k, v in d.items() if not (k in _LATER_KEYS[which] and v == _LATER_KEYS[which][k])}
 
@@ -311,7 +333,9 @@ class LoadedConfig:
 
     def pipeline(self, name: str) -> PipelineConfig:
         if name not in self.config.pipelines:
-            raise ConfigError(str(self.path), [(f"pipelines.{name}", str(UnknownName("pipeline", name, list(self.config.pipelines))), None)])
+            raise ConfigError(
+                str(self.path), [(f"pipelines.{name}", str(UnknownName("pipeline", name, list(self.config.pipelines))), None)]
+            )
         return self.config.pipelines[name]
 
     def runner(self, name: str):
@@ -365,7 +389,9 @@ def load_config(path: str | os.PathLike = "pipelines.yaml") -> LoadedConfig:
     try:
         cfg = AssayConfig.model_validate(expanded)
     except ValidationError as e:
-        raise ConfigError(str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in validation_problems(e)]) from None
+        raise ConfigError(
+            str(path), [(format_path(loc), msg, _line_of(node, loc)) for loc, msg in validation_problems(e)]
+        ) from None
     return LoadedConfig(cfg, raw, path, node)
 
 

@@ -35,8 +35,12 @@ class Price(Strict):
 
     input_per_mtok: float = Field(ge=0, description="USD per million input tokens")
     output_per_mtok: float = Field(ge=0, description="USD per million output tokens")
-    cached_input_per_mtok: float | None = Field(default=None, ge=0, description="USD per million cached input tokens, where the provider reports them")
-    cache_write_per_mtok: float | None = Field(default=None, ge=0, description="USD per million tokens written to the provider's prompt cache")
+    cached_input_per_mtok: float | None = Field(
+        default=None, ge=0, description="USD per million cached input tokens, where the provider reports them"
+    )
+    cache_write_per_mtok: float | None = Field(
+        default=None, ge=0, description="USD per million tokens written to the provider's prompt cache"
+    )
 
 
 class Hardware(Strict):
@@ -48,13 +52,17 @@ class Hardware(Strict):
     pue: float = Field(default=1.4, ge=1, description="power usage effectiveness of the data centre (cooling and overhead)")
     usd_per_kwh: float = Field(default=0.15, ge=0, description="electricity price")
     maintenance_rate: float = Field(default=0.1, ge=0, description="yearly share of purchase price")
-    utilisation: float = Field(default=1.0, gt=0, le=1, description="share of the hours the machine does useful work; the hourly price is divided by it")
+    utilisation: float = Field(
+        default=1.0, gt=0, le=1, description="share of the hours the machine does useful work; the hourly price is divided by it"
+    )
 
 
 class Hosting(Strict):
     """Self-hosted serving: priced by time, not by token."""
 
-    usd_per_gpu_hour: float | None = Field(default=None, ge=0, description="rented price per GPU per hour (this or hardware: is required)")
+    usd_per_gpu_hour: float | None = Field(
+        default=None, ge=0, description="rented price per GPU per hour (this or hardware: is required)"
+    )
     gpus: int = Field(default=1, ge=1, description="GPUs per replica")
     hardware: Hardware | None = Field(default=None, description="owned hardware, priced from its purchase, power and upkeep")
     replicas: int = Field(default=1, ge=0, description="always-on replicas (the monthly floor)")
@@ -72,11 +80,16 @@ class Compute(Strict):
     ``python`` function, a local ``transformers`` model): the instances that serve it, their hourly
     price, and how long its training is amortised over."""
 
-    usd_per_hour: float = Field(default=0.10, ge=0, description="the price of one serving instance for an hour "
-                                                                "(its training is priced at the same rate)")
-    instances: int = Field(default=1, ge=0, description="instances always up to answer: the monthly floor is instances × "
-                                                        "usd_per_hour × 730, paid whatever the volume; 0 = paid per call only "
-                                                        "(a serverless function)")
+    usd_per_hour: float = Field(
+        default=0.10, ge=0, description="the price of one serving instance for an hour (its training is priced at the same rate)"
+    )
+    instances: int = Field(
+        default=1,
+        ge=0,
+        description="instances always up to answer: the monthly floor is instances × "
+        "usd_per_hour × 730, paid whatever the volume; 0 = paid per call only "
+        "(a serverless function)",
+    )
     amortise_months: float = Field(default=12, gt=0, description="training cost spread over this many months")
 
 
@@ -103,22 +116,31 @@ class _Params(Strict):
 
 
 class _Concurrent(Strict):
-    max_concurrency: int = Field(default=16, ge=1, le=4096, description="calls in flight at once (replay: the logged deployment's)")
+    max_concurrency: int = Field(
+        default=16, ge=1, le=4096, description="calls in flight at once (replay: the logged deployment's)"
+    )
 
 
 class _TokenPriced(Strict):
     price: Price | None = Field(default=None, description="explicit token prices; override the genai-prices database")
-    price_ref: str | None = Field(default=None, description="genai-prices 'provider/model' (default: provider inferred from model)")
+    price_ref: str | None = Field(
+        default=None, description="genai-prices 'provider/model' (default: provider inferred from model)"
+    )
 
 
 class _Hosted(Strict):
-    hosting: Hosting | None = Field(default=None, description="self-hosted: priced by time from the throughput (measured, "
-                                                              "recorded by assay capacity, or a replayed log's)")
+    hosting: Hosting | None = Field(
+        default=None,
+        description="self-hosted: priced by time from the throughput (measured, recorded by assay capacity, or a replayed log's)",
+    )
 
 
 class _Computed(Strict):
-    compute: Compute | None = Field(default=None, description="served on your own instances: measured compute time at "
-                                                              "usd_per_hour, with the always-on instances as a monthly floor")
+    compute: Compute | None = Field(
+        default=None,
+        description="served on your own instances: measured compute time at "
+        "usd_per_hour, with the always-on instances as a monthly floor",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_price(self):
@@ -138,14 +160,25 @@ class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
     api_key_env: str | None = Field(default=None, description="the environment variable holding the API key")
     client: Literal["aiohttp", "sdk"] = Field(default="aiohttp", description="HTTP client for openai endpoints")
     rpm: float | None = Field(default=None, gt=0, description="requests per minute at most (a token bucket in the process)")
-    tpm: float | None = Field(default=None, gt=0, description="tokens per minute at most (estimated: prompt length plus max_tokens)")
+    tpm: float | None = Field(
+        default=None, gt=0, description="tokens per minute at most (estimated: prompt length plus max_tokens)"
+    )
     timeout_s: float = Field(default=60, gt=0, description="seconds one attempt may take")
-    max_attempts: int = Field(default=4, ge=1, le=20, description="attempts per call, the first included (retries on 429, 5xx, timeouts)")
-    samples: int = Field(default=1, ge=1, le=MAX_SAMPLES, description="calls per example (repeated sampling of a "
-                                                                       "non-deterministic model); a pipeline's samples: overrides it")
-    stream: bool = Field(default=False, description="stream each call (server-sent events) and record its time to "
-                                                    "first token (ttft_s in responses, TTFT p50/p95 in costs.parquet "
-                                                    "and the report); needs client: aiohttp")
+    max_attempts: int = Field(
+        default=4, ge=1, le=20, description="attempts per call, the first included (retries on 429, 5xx, timeouts)"
+    )
+    samples: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_SAMPLES,
+        description="calls per example (repeated sampling of a non-deterministic model); a pipeline's samples: overrides it",
+    )
+    stream: bool = Field(
+        default=False,
+        description="stream each call (server-sent events) and record its time to "
+        "first token (ttft_s in responses, TTFT p50/p95 in costs.parquet "
+        "and the report); needs client: aiohttp",
+    )
 
     @model_validator(mode="after")
     def _stream_needs_aiohttp(self):
@@ -155,8 +188,10 @@ class OpenAIModel(_Hosted, _TokenPriced, _Concurrent, _Params, _Named, _Model):
         if n is not None and n != 1:
             # one choice is recorded per call, and servers disagree on what usage counts for n > 1
             # (OpenAI: every choice; llama.cpp's server: one), so its cost could not be right
-            raise ValueError(f"params.n: {n!r}: Assay records one answer per call; ask for K answers per example "
-                             "with samples: K (K calls, each priced on its own usage)")
+            raise ValueError(
+                f"params.n: {n!r}: Assay records one answer per call; ask for K answers per example "
+                "with samples: K (K calls, each priced on its own usage)"
+            )
         return self
 
     @property
@@ -169,15 +204,23 @@ class ReplayModel(_Hosted, _TokenPriced, _Concurrent, _Named, _Model):
     """Responses a production system already produced: read from a log file or a dataset column."""
 
     provider: Literal["replay"] = Field("replay", description="picks the provider, and with it the keys below")
-    source: str | None = Field(default=None, description="a log file with a row per dataset id; with format: a production "
-                                                         "log (a file, a folder or a glob, local or an fsspec URL)")
+    source: str | None = Field(
+        default=None,
+        description="a log file with a row per dataset id; with format: a production "
+        "log (a file, a folder or a glob, local or an fsspec URL)",
+    )
     output_column: str | None = Field(default=None, description="the column with the outputs (default output)")
-    format: LogFormat | None = Field(default=None, description="the production log format of source (otel, openinference, "
-                                                               "langfuse, litellm, openai-batch); its logged answer is "
-                                                               "served for each example_id, and with model: only that "
-                                                               "model's rows")
-    on_incomplete: OnIncomplete = Field(default="error", description="with format: a chat record without its messages or "
-                                                                     "answer is an error (error) or skipped and counted (skip)")
+    format: LogFormat | None = Field(
+        default=None,
+        description="the production log format of source (otel, openinference, "
+        "langfuse, litellm, openai-batch); its logged answer is "
+        "served for each example_id, and with model: only that "
+        "model's rows",
+    )
+    on_incomplete: OnIncomplete = Field(
+        default="error",
+        description="with format: a chat record without its messages or answer is an error (error) or skipped and counted (skip)",
+    )
 
     @model_validator(mode="after")
     def _somewhere_to_read(self):
@@ -241,8 +284,7 @@ ModelConfig = Annotated[
 
 #: provider name -> its config class
 MODEL_CLASSES: dict[str, type[_Model]] = {
-    cls.model_fields["provider"].default: cls
-    for cls in (OpenAIModel, ReplayModel, SklearnModel, PythonModel, TransformersModel)
+    cls.model_fields["provider"].default: cls for cls in (OpenAIModel, ReplayModel, SklearnModel, PythonModel, TransformersModel)
 }
 
 
@@ -267,9 +309,12 @@ def parse_model(data: Any) -> ModelConfig:
 class Partition(Strict):
     column: str = Field(description="a date column: rows up to as_of are kept")
     window: str | None = Field(default=None, description="e.g. 1d, 7d, 24h; none = everything up to as_of")
-    lag: str | None = Field(default=None, description="how far before as_of the window ends, in whole days (1d: a run "
-                                                      "dated the 6th assesses the window ending on the 5th, the last "
-                                                      "complete day of a nightly run); none = the window ends on as_of")
+    lag: str | None = Field(
+        default=None,
+        description="how far before as_of the window ends, in whole days (1d: a run "
+        "dated the 6th assesses the window ending on the 5th, the last "
+        "complete day of a nightly run); none = the window ends on as_of",
+    )
 
     @field_validator("lag")
     @classmethod
@@ -291,26 +336,39 @@ class Partition(Strict):
 class Sample(Strict):
     n: int = Field(ge=1, description="examples to draw")
     seed: int = Field(default=0, description="seed of the draw")
-    by: list[str] | None = Field(default=None, description="columns to stratify by: each combination of their values "
-                                                           "gets a share of n proportional to its rows, and at least "
-                                                           "one example when it has any")
+    by: list[str] | None = Field(
+        default=None,
+        description="columns to stratify by: each combination of their values "
+        "gets a share of n proportional to its rows, and at least "
+        "one example when it has any",
+    )
 
 
 class DatasetConfig(Strict):
-    source: str = Field(description="a .parquet, .csv, .jsonl/.ndjson or .json file (relative to pipelines.yaml) or URL; "
-                                    "or a Hugging Face dataset name (online only); with a log format: a file, a folder or "
-                                    "a glob of production logs (local or an fsspec URL)")
-    format: Literal["parquet", "csv", "jsonl", "json", "hf", "otel", "openinference", "langfuse", "litellm",
-                    "openai-batch"] | None = Field(
-        default=None, description="default: from the extension; otel, openinference, langfuse, litellm or openai-batch "
-                                  "read a production log into the standard columns (example_id, messages, output, model, "
-                                  "request_time, tokens, latency, cost, and its attributes by key)")
-    on_incomplete: OnIncomplete = Field(default="error", description="with a log format: a chat record without its "
-                                                                     "messages or answer is an error (error) or skipped "
-                                                                     "and counted (skip)")
+    source: str = Field(
+        description="a .parquet, .csv, .jsonl/.ndjson or .json file (relative to pipelines.yaml) or URL; "
+        "or a Hugging Face dataset name (online only); with a log format: a file, a folder or "
+        "a glob of production logs (local or an fsspec URL)"
+    )
+    format: (
+        Literal["parquet", "csv", "jsonl", "json", "hf", "otel", "openinference", "langfuse", "litellm", "openai-batch"] | None
+    ) = Field(
+        default=None,
+        description="default: from the extension; otel, openinference, langfuse, litellm or openai-batch "
+        "read a production log into the standard columns (example_id, messages, output, model, "
+        "request_time, tokens, latency, cost, and its attributes by key)",
+    )
+    on_incomplete: OnIncomplete = Field(
+        default="error",
+        description="with a log format: a chat record without its "
+        "messages or answer is an error (error) or skipped "
+        "and counted (skip)",
+    )
     split: str | None = Field(default=None, description="the split of a Hugging Face dataset (default test)")
-    id: str | None = Field(default=None, description="the column of stable example ids (default: a hash of the input "
-                                                     "fields; with a log format: example_id)")
+    id: str | None = Field(
+        default=None,
+        description="the column of stable example ids (default: a hash of the input fields; with a log format: example_id)",
+    )
     input: list[str] | None = Field(default=None, description="the input fields (default: those the prompt template uses)")
     reference: str | None = Field(default=None, description="the column with the expected answer")
     slices: list[str] = Field(default_factory=list, description="columns to compute every metric per value of")
@@ -318,8 +376,11 @@ class DatasetConfig(Strict):
     sample: Sample | None = Field(default=None, description="a seeded random sample of the examples")
     train: str | None = Field(default=None, description="training file for conventional models")
     held_out: dict[str, list[str]] | None = Field(default=None, description="slice column -> values that are out of distribution")
-    cluster: str | None = Field(default=None, description="a column whose equal values mark examples that are not independent "
-                                                          "(questions on one passage): clustered standard errors")
+    cluster: str | None = Field(
+        default=None,
+        description="a column whose equal values mark examples that are not independent "
+        "(questions on one passage): clustered standard errors",
+    )
 
     @model_validator(mode="after")
     def _log_ids(self):
@@ -331,49 +392,72 @@ class DatasetConfig(Strict):
 
 class PromptConfig(Strict):
     system: str | None = Field(default=None, description="the system message; with messages:, see system_mode")
-    template: str | None = Field(default=None, description="the user message; {field} is the dataset's column of that "
-                                                           "name (or messages:, not both)")
-    messages: str | None = Field(default=None, description="a column holding each example's conversation (a list of "
-                                                           "{role, content} messages, content text or a list of text "
-                                                           "parts; tool calls kept): sent as the request's messages "
-                                                           "instead of a template")
+    template: str | None = Field(
+        default=None, description="the user message; {field} is the dataset's column of that name (or messages:, not both)"
+    )
+    messages: str | None = Field(
+        default=None,
+        description="a column holding each example's conversation (a list of "
+        "{role, content} messages, content text or a list of text "
+        "parts; tool calls kept): sent as the request's messages "
+        "instead of a template",
+    )
     system_mode: Literal["replace", "prepend"] = Field(
-        default="replace", description="with messages: and system:, replace the conversation's own system messages by "
-                                       "system: (replace), or put system: before them (prepend)")
-    version: str | None = Field(default=None, description="a label of your own (default: a hash of the text); part of every model's cache key")
+        default="replace",
+        description="with messages: and system:, replace the conversation's own system messages by "
+        "system: (replace), or put system: before them (prepend)",
+    )
+    version: str | None = Field(
+        default=None, description="a label of your own (default: a hash of the text); part of every model's cache key"
+    )
 
     @model_validator(mode="after")
     def _template_or_messages(self):
         if (self.template is None) == (self.messages is None):
-            raise ValueError("a prompt takes template: (a user message filled from each row) or messages: (a column "
-                             "holding each row's conversation), one of the two")
+            raise ValueError(
+                "a prompt takes template: (a user message filled from each row) or messages: (a column "
+                "holding each row's conversation), one of the two"
+            )
         return self
 
 
 class CostConfig(Strict):
-    monthly_requests: int | None = Field(default=None, ge=0, description="the volume monthly costs and break-even volumes are computed at")
-    max_usd: float | None = Field(default=None, ge=0, description="the most the run's model calls may cost: estimated "
-                                                                  "before any call (see on_over_budget), and enforced "
-                                                                  "while calling (invoke stops before a shard would "
-                                                                  "spend more)")
+    monthly_requests: int | None = Field(
+        default=None, ge=0, description="the volume monthly costs and break-even volumes are computed at"
+    )
+    max_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="the most the run's model calls may cost: estimated "
+        "before any call (see on_over_budget), and enforced "
+        "while calling (invoke stops before a shard would "
+        "spend more)",
+    )
     on_over_budget: Literal["stop", "shrink"] = Field(
-        default="stop", description="when the estimated cost of the candidates' calls is above max_usd: stop before "
-                                    "calling anything (saying which sample size would fit), or shrink the sample to fit")
+        default="stop",
+        description="when the estimated cost of the candidates' calls is above max_usd: stop before "
+        "calling anything (saying which sample size would fit), or shrink the sample to fit",
+    )
 
 
 class Gate(Strict):
     min: float | None = Field(default=None, description="fail when a model's overall value is below it")
     max: float | None = Field(default=None, description="fail when a model's overall value is above it")
-    max_drop: float | None = Field(default=None, ge=0, description="fail on a drop larger than this and than the noise, "
-                                                                    "against the previous run whose gates passed (or the "
-                                                                    "pipeline's baseline:); inconclusive when the run cannot tell")
+    max_drop: float | None = Field(
+        default=None,
+        ge=0,
+        description="fail on a drop larger than this and than the noise, "
+        "against the previous run whose gates passed (or the "
+        "pipeline's baseline:); inconclusive when the run cannot tell",
+    )
     correction: Literal["holm", "bh", "bonferroni", "none"] = Field(
-        default="holm", description="multiple-comparison correction of the max_drop checks over every gated metric "
-                                    "and slice of a model")
+        default="holm",
+        description="multiple-comparison correction of the max_drop checks over every gated metric and slice of a model",
+    )
 
 
 class Schedule(Strict):
-    cron: str = Field(description="a cron expression (\"0 2 * * *\": every night at 2)")
+    cron: str = Field(description='a cron expression ("0 2 * * *": every night at 2)')
     timezone: str = Field(default="UTC", description="the timezone the cron is read in (Europe/Berlin, ...)")
 
 
@@ -410,9 +494,11 @@ def check_root(value: str) -> str:
         from fsspec.registry import known_implementations, registry
 
         if scheme not in known_implementations and scheme not in registry:
-            raise ValueError(f"{value!r}: {scheme!r} is not a storage protocol fsspec knows "
-                             "(s3://bucket/prefix, gs://bucket/prefix, a local path, ...)")
-        if not value[m.end():].strip("/"):
+            raise ValueError(
+                f"{value!r}: {scheme!r} is not a storage protocol fsspec knows "
+                "(s3://bucket/prefix, gs://bucket/prefix, a local path, ...)"
+            )
+        if not value[m.end() :].strip("/"):
             raise ValueError(f"{value!r} names no bucket or folder after {scheme}://")
     return value
 
@@ -425,22 +511,34 @@ FilePath = Annotated[str, AfterValidator(no_control)]
 
 class MetricSpec(Strict):
     name: str | None = Field(default=None, description="a built-in or registered metric")
-    path: FilePath | None = Field(default=None, description="an evaluate module file, or with function: a Python file (relative to pipelines.yaml)")
-    function: str | None = Field(default=None, description="package.module:function, or with path: the function's name in that file")
+    path: FilePath | None = Field(
+        default=None, description="an evaluate module file, or with function: a Python file (relative to pipelines.yaml)"
+    )
+    function: str | None = Field(
+        default=None, description="package.module:function, or with path: the function's name in that file"
+    )
     args: dict[str, Any] = Field(default_factory=dict, description="the metric's options")
-    judge: str | None = Field(default=None, description="the openai model that grades answers (name: judge) or compares "
-                                                        "them (name: pairwise)")
-    against: str | None = Field(default=None, description="pairwise: the pipeline's model whose answers the others are "
-                                                           "compared with (the incumbent)")
-    workers: int | None = Field(default=None, ge=0, le=256, description="worker processes for a per-example metric (0: this process)")
+    judge: str | None = Field(
+        default=None, description="the openai model that grades answers (name: judge) or compares them (name: pairwise)"
+    )
+    against: str | None = Field(
+        default=None, description="pairwise: the pipeline's model whose answers the others are compared with (the incumbent)"
+    )
+    workers: int | None = Field(
+        default=None, ge=0, le=256, description="worker processes for a per-example metric (0: this process)"
+    )
     timeout_s: float | None = Field(default=None, gt=0, description="per-example time limit (a score error past it)")
     memory_mb: int | None = Field(default=None, ge=16, description="per-worker memory limit, where the OS enforces one")
-    bootstrap_budget: int | None = Field(default=None, ge=0, description="whole recomputations a corpus-only metric's bootstrap may spend")
+    bootstrap_budget: int | None = Field(
+        default=None, ge=0, description="whole recomputations a corpus-only metric's bootstrap may spend"
+    )
     bootstrap_budget_s: float = Field(
-        default=60.0, ge=0,
+        default=60.0,
+        ge=0,
         description="seconds an aggregate-only metric (an evaluate module returning one number, not a mean of per-example "
-                    "values) may spend on its per-example probe and its bootstrap, per metric and run: the resamples are as "
-                    "many whole computations as fit, at least 20 or none (no interval)")
+        "values) may spend on its per-example probe and its bootstrap, per metric and run: the resamples are as "
+        "many whole computations as fit, at least 20 or none (no interval)",
+    )
 
     @model_validator(mode="after")
     def _name_or_path(self):
@@ -480,9 +578,13 @@ class ValidRule(Strict):
 
     kind: Literal["valid"] = Field("valid", description="picks the rule")
     json_: bool = Field(default=False, alias="json", description="keep an answer that parses as JSON")
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema", description="keep an answer that matches this JSON schema")
+    schema_: dict[str, Any] | None = Field(
+        default=None, alias="schema", description="keep an answer that matches this JSON schema"
+    )
     regex: str | None = Field(default=None, description="keep an answer that matches this regular expression in full")
-    labels: list[str] | bool | None = Field(default=None, description="keep an answer that is one of these labels (true: the dataset's references)")
+    labels: list[str] | bool | None = Field(
+        default=None, description="keep an answer that is one of these labels (true: the dataset's references)"
+    )
 
     @model_validator(mode="after")
     def _one_check(self):
@@ -543,7 +645,9 @@ class RoutePolicy(Strict):
     learn: float = Field(default=0.5, gt=0, lt=1, description="share of the examples the choice is learned on")
     seed: int = Field(default=0, description="seed of the learning split")
     tolerance: float | None = Field(default=None, ge=0, description="quality a cheaper model may give up (default 0.01)")
-    lambda_: float | None = Field(default=None, ge=0, alias="lambda", description="quality given up per dollar per 1,000 requests")
+    lambda_: float | None = Field(
+        default=None, ge=0, alias="lambda", description="quality given up per dollar per 1,000 requests"
+    )
     sweep: bool = Field(default=True, description="also price the route over a range of tolerances or λ (policy_sweep.parquet)")
 
     @model_validator(mode="after")
@@ -564,8 +668,9 @@ class Runner(Strict):
 
     dask: str = Field(description="'local', or the address of a running Dask scheduler (tcp://host:8786)")
     workers: int | None = Field(default=None, ge=1, description="worker processes of a local cluster (default 2)")
-    shard_rows: int | None = Field(default=None, ge=1, description="rows per invoke shard and score shard "
-                                                                    "(default: the pipeline's shard_size)")
+    shard_rows: int | None = Field(
+        default=None, ge=1, description="rows per invoke shard and score shard (default: the pipeline's shard_size)"
+    )
 
     @field_validator("dask")
     @classmethod
@@ -608,8 +713,9 @@ def check_name(value: str) -> str:
         reason = "it starts with a dot"
     else:
         return value
-    raise ValueError(f"not a usable name: {reason}; a name is one path component (letters, digits, '-', '_', '.') "
-                     "with no leading dot")
+    raise ValueError(
+        f"not a usable name: {reason}; a name is one path component (letters, digits, '-', '_', '.') with no leading dot"
+    )
 
 
 #: a pipeline's or a model's name (the key of its entry), checked by :func:`check_name`
@@ -619,13 +725,13 @@ Name = Annotated[str, AfterValidator(check_name)]
 # --------------------------------------------------------------------------------------------- alerts
 #: the events an alert destination can be sent (``assay.<name>`` events, and ``late``: a scheduled
 #: run that has not completed ``late_after`` after its start)
-ALERT_EVENTS = ("gate.failed", "gate.inconclusive", "run.failed", "run.completed", "model.changed",
-                "cost.over_budget", "late")
+ALERT_EVENTS = ("gate.failed", "gate.inconclusive", "run.failed", "run.completed", "model.changed", "cost.over_budget", "late")
 #: what a destination is sent when it names no events: a gate that broke, a run that failed, a model
 #: that changed behind its name, a nightly run that did not finish
 DEFAULT_ALERT_EVENTS = ["gate.failed", "run.failed", "model.changed", "late"]
-AlertEvent = Literal["gate.failed", "gate.inconclusive", "run.failed", "run.completed", "model.changed",
-                     "cost.over_budget", "late"]
+AlertEvent = Literal[
+    "gate.failed", "gate.inconclusive", "run.failed", "run.completed", "model.changed", "cost.over_budget", "late"
+]
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -635,8 +741,10 @@ def env_reference(value: str) -> str:
     Slack webhook URL is its own password) and is read from the environment when the alert is
     synced, never written in the config, a manifest or a log."""
     if not _ENV_REF.match(value.strip()):
-        raise ValueError("a notification URL is a secret: write it as ${ENV_VAR} and set that variable "
-                         "where `assay serve`, `assay deploy` or `assay alerts sync` runs")
+        raise ValueError(
+            "a notification URL is a secret: write it as ${ENV_VAR} and set that variable "
+            "where `assay serve`, `assay deploy` or `assay alerts sync` runs"
+        )
     return value.strip()
 
 
@@ -647,18 +755,21 @@ def env_name(reference: str) -> str:
 
 class WebhookTarget(Strict):
     url: Annotated[str, AfterValidator(env_reference)] = Field(
-        description="${ENV_VAR} holding the webhook URL (read when the alert is synced; stored by Prefect as a secret)")
+        description="${ENV_VAR} holding the webhook URL (read when the alert is synced; stored by Prefect as a secret)"
+    )
 
 
 class AlertDestination(Strict):
     """Where one alert goes (``webhook:`` or ``slack:``) and which events go there."""
 
-    webhook: WebhookTarget | None = Field(default=None, description="any HTTP endpoint: a JSON POST "
-                                                                    "{subject, text, pipeline, ...} (Prefect's Custom Webhook block)")
+    webhook: WebhookTarget | None = Field(
+        default=None, description="any HTTP endpoint: a JSON POST {subject, text, pipeline, ...} (Prefect's Custom Webhook block)"
+    )
     slack: WebhookTarget | None = Field(default=None, description="a Slack incoming webhook (Prefect's Slack Webhook block)")
-    events: list[AlertEvent] = Field(default_factory=lambda: list(DEFAULT_ALERT_EVENTS),
-                                     description="the events sent here: " + ", ".join(ALERT_EVENTS)
-                                                 + " (default: " + ", ".join(DEFAULT_ALERT_EVENTS) + ")")
+    events: list[AlertEvent] = Field(
+        default_factory=lambda: list(DEFAULT_ALERT_EVENTS),
+        description="the events sent here: " + ", ".join(ALERT_EVENTS) + " (default: " + ", ".join(DEFAULT_ALERT_EVENTS) + ")",
+    )
 
     @model_validator(mode="after")
     def _one_target(self):
@@ -715,11 +826,14 @@ class AlertsConfig(Strict):
     """Alerts as Prefect automations (see docs/alerts.md), top level or per pipeline."""
 
     destinations: dict[Name, AlertDestination] = Field(
-        default_factory=dict, description="named destinations: {name: {webhook|slack: {url: ${ENV_VAR}}, events: [...]}}")
+        default_factory=dict, description="named destinations: {name: {webhook|slack: {url: ${ENV_VAR}}, events: [...]}}"
+    )
     late_after: Annotated[str | int | float, AfterValidator(_duration)] = Field(
-        default="6h", description="a scheduled run not completed this long after it started (or was due) sends 'late'")
-    sustained: Sustained | None = Field(default=None, description="alert on gate.failed only when the gates failed "
-                                                                  "in fail: of the last of: runs")
+        default="6h", description="a scheduled run not completed this long after it started (or was due) sends 'late'"
+    )
+    sustained: Sustained | None = Field(
+        default=None, description="alert on gate.failed only when the gates failed in fail: of the last of: runs"
+    )
 
     @property
     def late_after_seconds(self) -> float:
@@ -750,22 +864,35 @@ class PipelineConfig(Strict):
     dataset: DatasetConfig = Field(description="the examples")
     prompt: PromptConfig | None = Field(default=None, description="how a row becomes messages for chat models")
     models: list[str] = Field(min_length=1, description="names from the top-level models:")
-    metrics: list[str | MetricSpec] = Field(min_length=1, description="a metric's name, or a mapping; the first is the headline metric")
+    metrics: list[str | MetricSpec] = Field(
+        min_length=1, description="a metric's name, or a mapping; the first is the headline metric"
+    )
     cost: CostConfig = Field(default_factory=CostConfig, description="the monthly volume and the budget")
-    gates: dict[str, Gate] = Field(default_factory=dict, description="quality bars per metric; a broken gate fails the run (exit 3)")
+    gates: dict[str, Gate] = Field(
+        default_factory=dict, description="quality bars per metric; a broken gate fails the run (exit 3)"
+    )
     schedule: Schedule | None = Field(default=None, description="when assay serve or a deployment runs the pipeline")
-    cache: Literal["use", "refresh", "off"] = Field(default="use", description="the response cache: use it, call again and overwrite, or ignore it")
+    cache: Literal["use", "refresh", "off"] = Field(
+        default="use", description="the response cache: use it, call again and overwrite, or ignore it"
+    )
     max_error_rate: float = Field(default=0.1, ge=0, le=1, description="the run fails when a larger share of calls failed")
     shard_size: int = Field(default=500, ge=1, description="responses per Parquet part (the unit of resume)")
     bootstrap: int = Field(default=1000, ge=0, description="resamples for confidence intervals (0: none)")
-    policies: dict[str, PolicyConfig] = Field(default_factory=dict, description="cascades and routes scored from the run's answers")
-    runner: Runner | None = Field(default=None, description="run invoke and score shards on Dask (overrides the top-level runner)")
+    policies: dict[str, PolicyConfig] = Field(
+        default_factory=dict, description="cascades and routes scored from the run's answers"
+    )
+    runner: Runner | None = Field(
+        default=None, description="run invoke and score shards on Dask (overrides the top-level runner)"
+    )
     samples: int | dict[str, int] | None = Field(
-        default=None, description="calls per example: K for every chat model of the pipeline, or {model: K}; "
-                                  "overrides the models' own samples:")
+        default=None,
+        description="calls per example: K for every chat model of the pipeline, or {model: K}; "
+        "overrides the models' own samples:",
+    )
     alerts: AlertsConfig | None = Field(default=None, description="this pipeline's alerts (replaces the top-level alerts:)")
-    baseline: Baseline | None = Field(default=None, description="a pinned run the max_drop gates compare with: "
-                                                                  "{run: RUN_ID} or {as_of: DATE}")
+    baseline: Baseline | None = Field(
+        default=None, description="a pinned run the max_drop gates compare with: {run: RUN_ID} or {as_of: DATE}"
+    )
 
     @field_validator("samples", mode="before")
     @classmethod
@@ -814,16 +941,21 @@ class PipelineConfig(Strict):
         return out
 
 
-
-
 class AssayConfig(Strict):
-    artifacts: Root = Field(default="data/runs", description="the artifact root: a path (relative to pipelines.yaml) or an fsspec URL (s3://bucket/prefix)")
-    cache_dir: FilePath | None = Field(default=None, description="the response cache's folder (default <artifacts>/_cache for a local root)")
+    artifacts: Root = Field(
+        default="data/runs",
+        description="the artifact root: a path (relative to pipelines.yaml) or an fsspec URL (s3://bucket/prefix)",
+    )
+    cache_dir: FilePath | None = Field(
+        default=None, description="the response cache's folder (default <artifacts>/_cache for a local root)"
+    )
     runner: Runner | None = Field(default=None, description="run invoke and score shards of every pipeline on Dask")
     models: dict[Name, ModelConfig] = Field(default_factory=dict, description="named models, reusable across pipelines")
     pipelines: dict[Name, PipelineConfig] = Field(default_factory=dict, description="the assessments, by name")
-    alerts: AlertsConfig | None = Field(default=None, description="alerts for every pipeline as Prefect automations "
-                                                                  "(a pipeline's own alerts: replaces it; see docs/alerts.md)")
+    alerts: AlertsConfig | None = Field(
+        default=None,
+        description="alerts for every pipeline as Prefect automations (a pipeline's own alerts: replaces it; see docs/alerts.md)",
+    )
 
     def alerts_of(self, pipeline: str) -> "AlertsConfig | None":
         """The alerts of one pipeline: its own ``alerts:``, else the top-level one."""

@@ -14,5 +14,14 @@ from assay.costing.ledger import (
 from assay.costing.model import *  # noqa: F403
 from assay.costing.model import __all__ as _model_all
 
-__all__ = [*_model_all, "CORRECTNESS", "correct_counts", "cost_tables", "dated_quotes", "judge_costs", "prices_record",
-           "recorded_quotes", "request_dates"]
+__all__ = [
+    *_model_all,
+    "CORRECTNESS",
+    "correct_counts",
+    "cost_tables",
+    "dated_quotes",
+    "judge_costs",
+    "prices_record",
+    "recorded_quotes",
+    "request_dates",
+]

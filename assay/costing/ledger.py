@@ -74,8 +74,11 @@ def prices_record(quotes: dict, as_of: str) -> dict:
     out = {}
     for name, q in quotes.items():
         if isinstance(q, DatedQuotes):
-            out[name] = {**q.default.to_dict(), "priced_by": "request date (logged_at)",
-                         "by_date": {d: x.to_dict() for d, x in sorted(q.by_date.items())}}
+            out[name] = {
+                **q.default.to_dict(),
+                "priced_by": "request date (logged_at)",
+                "by_date": {d: x.to_dict() for d, x in sorted(q.by_date.items())},
+            }
         else:
             out[name] = {**q.to_dict(), "priced_by": "run date", "by_date": {as_of: q.to_dict()}}
     return out
@@ -107,17 +110,30 @@ def judge_costs(cfg, manifest, quote_of: Callable) -> tuple[list[dict], dict]:
             continue
         q = quotes.get(spec.judge) or quote_of(spec.judge)
         quotes[spec.judge] = q
-        usd = float(token_cost(q, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))) if q.source != "none" else float("nan")
+        usd = (
+            float(token_cost(q, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
+            if q.source != "none"
+            else float("nan")
+        )
         n = usage.get("requests", 0)
-        rows.append({"model": f"judge:{spec.judge}", "kind": "judge", "requests": n, "errors": usage.get("errors", 0),
-                     "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
-                     "cost_usd": usd, "cost_per_1k_usd": usd / n * 1000 if n else float("nan"),
-                     "price_source": q.source, "price_json": json.dumps(q.to_dict())})
+        rows.append(
+            {
+                "model": f"judge:{spec.judge}",
+                "kind": "judge",
+                "requests": n,
+                "errors": usage.get("errors", 0),
+                "prompt_tokens": usage.get("prompt_tokens", 0),
+                "completion_tokens": usage.get("completion_tokens", 0),
+                "cost_usd": usd,
+                "cost_per_1k_usd": usd / n * 1000 if n else float("nan"),
+                "price_source": q.source,
+                "price_json": json.dumps(q.to_dict()),
+            }
+        )
     return rows, quotes
 
 
-def cost_tables(responses, models: dict, quotes: dict, stats: dict, monthly_requests, correct, judge_rows=None,
-                capacity=None):
+def cost_tables(responses, models: dict, quotes: dict, stats: dict, monthly_requests, correct, judge_rows=None, capacity=None):
     """(costs, breakeven) tables of a run, as the cost stage writes them (judge lines appended);
     ``capacity``: the recorded serving operating points (:func:`assay.capacity.operating_points`)."""
     table = cost_table(responses, models, quotes, stats, monthly_requests, correct, capacity)

@@ -85,13 +85,33 @@ HOURS_PER_MONTH = 730
 HOURS_PER_YEAR = 8760
 
 COST_COLUMNS = [
-    "model", "kind", "requests", "errors", "cache_hits",
-    "prompt_tokens", "completion_tokens", "cached_tokens",
-    "cost_usd", "cost_per_1k_usd", "cost_per_correct_usd",
-    "latency_p50_s", "latency_p95_s", "latency_p99_s", "ttft_p50_s", "ttft_p95_s", "throughput_rps",
-    "latency_p05_s", "latency_p25_s", "latency_p75_s",
-    "monthly_requests", "monthly_cost_usd", "fixed_monthly_usd", "floor_monthly_usd", "usd_per_hour",
-    "price_source", "price_json",
+    "model",
+    "kind",
+    "requests",
+    "errors",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "cost_per_1k_usd",
+    "cost_per_correct_usd",
+    "latency_p50_s",
+    "latency_p95_s",
+    "latency_p99_s",
+    "ttft_p50_s",
+    "ttft_p95_s",
+    "throughput_rps",
+    "latency_p05_s",
+    "latency_p25_s",
+    "latency_p75_s",
+    "monthly_requests",
+    "monthly_cost_usd",
+    "fixed_monthly_usd",
+    "floor_monthly_usd",
+    "usd_per_hour",
+    "price_source",
+    "price_json",
 ]
 
 FIXED_COST_KINDS = ("self-hosted", "conventional")
@@ -136,7 +156,7 @@ def hosting_usd_per_hour(h: Hosting) -> float:
 
 
 def model_kind(cfg: ModelConfig | None, q: PriceQuote | None = None) -> str:
-    """"self-hosted" (hosting), "conventional" (compute, or sklearn), "api" (priced quote) or "unpriced".
+    """ "self-hosted" (hosting), "conventional" (compute, or sklearn), "api" (priced quote) or "unpriced".
 
     (Not every provider's config has ``hosting`` and ``compute``: a missing one counts as unset.)
     """
@@ -168,8 +188,9 @@ def monthly_terms(kind: str, fixed_monthly_usd: float, floor_monthly_usd: float 
     return fixed, 0.0
 
 
-def monthly_cost_usd(kind: str, fixed_monthly_usd: float, usd_per_request: float, monthly_requests,
-                     floor_monthly_usd: float | None = None) -> float:
+def monthly_cost_usd(
+    kind: str, fixed_monthly_usd: float, usd_per_request: float, monthly_requests, floor_monthly_usd: float | None = None
+) -> float:
     """Monthly cost at ``monthly_requests`` requests (scalar or array); NaN when unknown.
 
     ``A + max(B, c*M)`` with (A, B) from :func:`monthly_terms`: self-hosted ``max(floor, c*M)``;
@@ -251,9 +272,16 @@ def cost_table(
     names = [m for m in models if m in present] + [m for m in present if m not in models]
     capacity = capacity or {}
     rows = [
-        _model_row(name, responses[name] if isinstance(responses, Mapping) else responses[responses["model"] == name],
-                   models.get(name), quotes.get(name), stats.get(name) or {}, monthly_requests, correct.get(name),
-                   capacity.get(name))
+        _model_row(
+            name,
+            responses[name] if isinstance(responses, Mapping) else responses[responses["model"] == name],
+            models.get(name),
+            quotes.get(name),
+            stats.get(name) or {},
+            monthly_requests,
+            correct.get(name),
+            capacity.get(name),
+        )
         for name in names
     ]
     out = pd.DataFrame(rows, columns=COST_COLUMNS)
@@ -276,16 +304,25 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    latency: list = field(default_factory=list)   # arrays of successful rows' latencies (NaN dropped)
-    row_usd: list = field(default_factory=list)   # arrays of each row's dollars (API models)
-    spans: list = field(default_factory=list)     # (start, end) arrays in seconds of successful rows (replayed logs)
-    ttft: list = field(default_factory=list)      # arrays of streamed successful rows' times to first token
+    latency: list = field(default_factory=list)  # arrays of successful rows' latencies (NaN dropped)
+    row_usd: list = field(default_factory=list)  # arrays of each row's dollars (API models)
+    spans: list = field(default_factory=list)  # (start, end) arrays in seconds of successful rows (replayed logs)
+    ttft: list = field(default_factory=list)  # arrays of streamed successful rows' times to first token
 
     def __add__(self, o: Usage) -> Usage:
-        return Usage(self.requests + o.requests, self.errors + o.errors, self.cache_hits + o.cache_hits,
-                     self.fresh_ok + o.fresh_ok, self.prompt_tokens + o.prompt_tokens,
-                     self.completion_tokens + o.completion_tokens, self.cached_tokens + o.cached_tokens,
-                     self.latency + o.latency, self.row_usd + o.row_usd, self.spans + o.spans, self.ttft + o.ttft)
+        return Usage(
+            self.requests + o.requests,
+            self.errors + o.errors,
+            self.cache_hits + o.cache_hits,
+            self.fresh_ok + o.fresh_ok,
+            self.prompt_tokens + o.prompt_tokens,
+            self.completion_tokens + o.completion_tokens,
+            self.cached_tokens + o.cached_tokens,
+            self.latency + o.latency,
+            self.row_usd + o.row_usd,
+            self.spans + o.spans,
+            self.ttft + o.ttft,
+        )
 
 
 def replayed(cfg) -> bool:
@@ -310,11 +347,22 @@ def usage_of(df: pd.DataFrame, q=None, priced: bool = False, spans: bool = False
     if priced:
         write_tok = _num(_col(df, "cache_write_tokens", 0)).fillna(0.0)
         if isinstance(q, DatedQuotes):  # each row at the price of its own date (see PRICE_DATE)
-            row_usd = [q.token_cost(_col(df, PRICE_DATE, None).to_numpy(dtype=object), prompt.to_numpy(),
-                                    completion.to_numpy(), cached_tok.to_numpy(), write_tok.to_numpy())]
+            row_usd = [
+                q.token_cost(
+                    _col(df, PRICE_DATE, None).to_numpy(dtype=object),
+                    prompt.to_numpy(),
+                    completion.to_numpy(),
+                    cached_tok.to_numpy(),
+                    write_tok.to_numpy(),
+                )
+            ]
         else:
-            row_usd = [np.asarray(token_cost(q, prompt.to_numpy(), completion.to_numpy(), cached_tok.to_numpy(),
-                                             write_tok.to_numpy()), dtype=float)]
+            row_usd = [
+                np.asarray(
+                    token_cost(q, prompt.to_numpy(), completion.to_numpy(), cached_tok.to_numpy(), write_tok.to_numpy()),
+                    dtype=float,
+                )
+            ]
     span = []
     if spans and "started_at" in df.columns and len(df):
         t = pd.to_datetime(df["started_at"], utc=True)
@@ -325,9 +373,19 @@ def usage_of(df: pd.DataFrame, q=None, priced: bool = False, spans: bool = False
         lat_all = _num(_col(df, "latency_s", NAN)).to_numpy()
         keep = ok & ~np.isnan(start) & ~np.isnan(lat_all)
         span = [np.column_stack([start[keep], start[keep] + lat_all[keep]])]
-    return Usage(len(df), int((~ok).sum()), int(cached.sum()), int((ok & ~cached).sum()), int(prompt.sum()),
-                 int(completion.sum()), int(cached_tok.sum()), [latency[~np.isnan(latency)]], row_usd, span,
-                 [ttft[~np.isnan(ttft)]])
+    return Usage(
+        len(df),
+        int((~ok).sum()),
+        int(cached.sum()),
+        int((ok & ~cached).sum()),
+        int(prompt.sum()),
+        int(completion.sum()),
+        int(cached_tok.sum()),
+        [latency[~np.isnan(latency)]],
+        row_usd,
+        span,
+        [ttft[~np.isnan(ttft)]],
+    )
 
 
 def busy_seconds(spans: np.ndarray) -> float:
@@ -369,12 +427,24 @@ def logged_throughput(cfg, u: Usage, logged_times: bool) -> tuple[float, str, di
         figures["busy_requests"] = len(spans)
     if not explicit and figures.get("busy_s"):
         rps = figures["busy_requests"] / figures["busy_s"]
-        return rps, (f"log: {figures['busy_requests']} requests in {figures['busy_s']:.1f} s of the logged deployment's "
-                     "busy time (request_time to request_time + latency_s)"), figures
+        return (
+            rps,
+            (
+                f"log: {figures['busy_requests']} requests in {figures['busy_s']:.1f} s of the logged deployment's "
+                "busy time (request_time to request_time + latency_s)"
+            ),
+            figures,
+        )
     if n and total > 0:
         rps = concurrency / (total / n)
-        return rps, (f"log: Little's law, {concurrency} in flight (max_concurrency{'' if explicit else ', the default'}) / "
-                     f"mean logged latency {total / n:.4f} s over {n} requests"), figures
+        return (
+            rps,
+            (
+                f"log: Little's law, {concurrency} in flight (max_concurrency{'' if explicit else ', the default'}) / "
+                f"mean logged latency {total / n:.4f} s over {n} requests"
+            ),
+            figures,
+        )
     return NAN, "log: no latency recorded", figures
 
 
@@ -444,10 +514,16 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
             per_request = usd_per_hour / (throughput * 3600)
             cost = requests * per_request
         source = "hosting"
-        pj = {"usd_per_hour": usd_per_hour, "usd_per_gpu_hour": h.usd_per_gpu_hour, "gpus": h.gpus,
-              "hardware": h.hardware.model_dump() if h.hardware is not None else None,
-              "replicas": h.replicas, "throughput_rps": None if _isnan(throughput) else throughput,
-              "throughput_source": throughput_source, "floor_monthly_usd": floor}
+        pj = {
+            "usd_per_hour": usd_per_hour,
+            "usd_per_gpu_hour": h.usd_per_gpu_hour,
+            "gpus": h.gpus,
+            "hardware": h.hardware.model_dump() if h.hardware is not None else None,
+            "replicas": h.replicas,
+            "throughput_rps": None if _isnan(throughput) else throughput,
+            "throughput_source": throughput_source,
+            "floor_monthly_usd": floor,
+        }
         if logged is not None:
             pj["throughput_log"] = logged
     elif kind == "conventional":
@@ -465,10 +541,18 @@ def _model_row(name, df, cfg, q, st, monthly_requests, n_correct, cap=None) -> d
             per_request = (float(compute_s) / requests) * usd_per_hour / 3600
             cost = requests * per_request
         source = "compute"
-        pj = {"usd_per_hour": usd_per_hour, "amortise_months": comp.amortise_months,
-              "compute_s": None if compute_s is None else float(compute_s), "compute_source": compute_source,
-              "train_s": train_s, "train_usd": train_usd, "training_monthly_usd": train_usd / comp.amortise_months,
-              "instances": comp.instances, "floor_monthly_usd": floor, "defaults": compute is None}
+        pj = {
+            "usd_per_hour": usd_per_hour,
+            "amortise_months": comp.amortise_months,
+            "compute_s": None if compute_s is None else float(compute_s),
+            "compute_source": compute_source,
+            "train_s": train_s,
+            "train_usd": train_usd,
+            "training_monthly_usd": train_usd / comp.amortise_months,
+            "instances": comp.instances,
+            "floor_monthly_usd": floor,
+            "defaults": compute is None,
+        }
     elif kind == "api":
         row_usd = np.concatenate(u.row_usd) if u.row_usd else np.zeros(0)
         cost = float(np.sum(row_usd))
@@ -552,8 +636,15 @@ def breakeven(costs: pd.DataFrame) -> pd.DataFrame:
     cheaper (its cost per request is not below the API's), NaN when a cost is unknown, 0 when it is
     always cheaper. Solved exactly on the piecewise-linear monthly functions (see the module docstring).
     """
-    cols = ["option", "api", "option_fixed_monthly_usd", "option_usd_per_request", "api_usd_per_request",
-            "breakeven_monthly_requests", "note"]
+    cols = [
+        "option",
+        "api",
+        "option_fixed_monthly_usd",
+        "option_usd_per_request",
+        "api_usd_per_request",
+        "breakeven_monthly_requests",
+        "note",
+    ]
     options = costs[costs["kind"].isin(FIXED_COST_KINDS)]
     apis = costs[costs["kind"] == "api"]
     rows = []
@@ -562,17 +653,26 @@ def breakeven(costs: pd.DataFrame) -> pd.DataFrame:
         for _, a in apis.iterrows():
             c_a = a["cost_per_1k_usd"] / 1000
             m, note = _breakeven_volume(o["kind"], o["fixed_monthly_usd"], c_o, c_a, o.get("floor_monthly_usd"))
-            rows.append({"option": o["model"], "api": a["model"], "option_fixed_monthly_usd": o["fixed_monthly_usd"],
-                         "option_usd_per_request": c_o, "api_usd_per_request": c_a,
-                         "breakeven_monthly_requests": m, "note": note})
+            rows.append(
+                {
+                    "option": o["model"],
+                    "api": a["model"],
+                    "option_fixed_monthly_usd": o["fixed_monthly_usd"],
+                    "option_usd_per_request": c_o,
+                    "api_usd_per_request": c_a,
+                    "breakeven_monthly_requests": m,
+                    "note": note,
+                }
+            )
     return pd.DataFrame(rows, columns=cols)
 
 
 # ---------------------------------------------------------------------------------------------- choosing
 
 
-def pareto_front(table: pd.DataFrame, quality_col: str, cost_col: str = "cost_per_1k_usd",
-                 higher_is_better: bool = True) -> pd.Series:
+def pareto_front(
+    table: pd.DataFrame, quality_col: str, cost_col: str = "cost_per_1k_usd", higher_is_better: bool = True
+) -> pd.Series:
     """Boolean Series (index of ``table``): True for models no other model dominates, i.e. no other
     model is at least as good on quality and as cheap, and strictly better on one of them.
     Rows with a missing quality or cost are neither on the front nor dominate others."""

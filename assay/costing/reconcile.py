@@ -19,8 +19,15 @@ REPORTED = "provider_cost_usd"
 #: the share above which the report shows the difference
 THRESHOLD = 0.02
 #: the columns costs.parquet gains when some model has reported costs (null on other rows)
-COLUMNS = ("reported_cost_usd", "computed_cost_usd", "cost_difference_usd", "cost_difference_share",
-           "reported_cost_source", "computed_cost_source", "reconciled_requests")
+COLUMNS = (
+    "reported_cost_usd",
+    "computed_cost_usd",
+    "cost_difference_usd",
+    "cost_difference_share",
+    "reported_cost_source",
+    "computed_cost_source",
+    "reconciled_requests",
+)
 
 
 def compare(reported, computed) -> dict | None:
@@ -33,10 +40,15 @@ def compare(reported, computed) -> dict | None:
         return None
     rep, comp = float(r[both].sum()), float(c[both].sum())
     diff = comp - rep
-    return {"reported_cost_usd": rep, "computed_cost_usd": comp, "cost_difference_usd": diff,
-            "cost_difference_share": diff / rep if rep else (0.0 if diff == 0 else math.inf),
-            "reported_cost_source": "provider", "computed_cost_source": "computed",
-            "reconciled_requests": int(both.sum())}
+    return {
+        "reported_cost_usd": rep,
+        "computed_cost_usd": comp,
+        "cost_difference_usd": diff,
+        "cost_difference_share": diff / rep if rep else (0.0 if diff == 0 else math.inf),
+        "reported_cost_source": "provider",
+        "computed_cost_source": "computed",
+        "reconciled_requests": int(both.sum()),
+    }
 
 
 def with_reconciliation(table: pd.DataFrame, figures: dict[str, dict]) -> pd.DataFrame:
@@ -61,8 +73,10 @@ def lines(costs: pd.DataFrame, threshold: float = THRESHOLD) -> list[str]:
         if share is None or (isinstance(share, float) and math.isnan(share)) or abs(share) <= threshold:
             continue
         diff = r.cost_difference_usd
-        out.append(f"{r.model}: Assay computes {usd(r.computed_cost_usd)} for {int(r.reconciled_requests):,} requests "
-                   f"(logged tokens × each date's price), the provider reported {usd(r.reported_cost_usd)}: "
-                   f"{'+' if share > 0 else ''}{share:.1%} ({'+' if diff >= 0 else '−'}{usd(abs(diff))}), "
-                   f"more than {threshold:.0%}")
+        out.append(
+            f"{r.model}: Assay computes {usd(r.computed_cost_usd)} for {int(r.reconciled_requests):,} requests "
+            f"(logged tokens × each date's price), the provider reported {usd(r.reported_cost_usd)}: "
+            f"{'+' if share > 0 else ''}{share:.1%} ({'+' if diff >= 0 else '−'}{usd(abs(diff))}), "
+            f"more than {threshold:.0%}"
+        )
     return out

@@ -36,8 +36,9 @@ FORMATS = {
 ON_INCOMPLETE = ("error", "skip")
 
 
-def read_log(format: str, source: str, *, on_incomplete: str = "error",
-             storage_options: dict | None = None) -> tuple[pa.Table, ReadStats]:
+def read_log(
+    format: str, source: str, *, on_incomplete: str = "error", storage_options: dict | None = None
+) -> tuple[pa.Table, ReadStats]:
     """The chat calls of a production log as one table (see the module's docstring) and the counts
     of records read, chat calls kept, non-chat records skipped and incomplete ones skipped.
 
@@ -78,5 +79,15 @@ def log_files(format: str, source: str, storage_options: dict | None = None) -> 
     return list_files(source, storage_options, getattr(reader, "SUFFIXES", ()))
 
 
-__all__ = ["FORMATS", "MESSAGE", "MESSAGES", "ON_INCOMPLETE", "STANDARD", "STANDARD_NAMES", "LogError", "ReadStats",
-           "log_files", "read_log"]
+__all__ = [
+    "FORMATS",
+    "MESSAGE",
+    "MESSAGES",
+    "ON_INCOMPLETE",
+    "STANDARD",
+    "STANDARD_NAMES",
+    "LogError",
+    "ReadStats",
+    "log_files",
+    "read_log",
+]

@@ -16,27 +16,36 @@ import pyarrow.compute as pc
 from assay.errors import ArtifactMissing, DataError
 
 #: one chat message, as every reader gives it (``tool_calls``: the OpenAI shape, JSON-encoded)
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string()), ("name", pa.string()),
-                     ("tool_call_id", pa.string()), ("tool_calls", pa.string())])
+MESSAGE = pa.struct(
+    [
+        ("role", pa.string()),
+        ("content", pa.string()),
+        ("name", pa.string()),
+        ("tool_call_id", pa.string()),
+        ("tool_calls", pa.string()),
+    ]
+)
 MESSAGES = pa.list_(MESSAGE)
 
 #: the standard columns, in order; every other column is an attribute of the record, named by its key
-STANDARD = pa.schema([
-    ("example_id", pa.string()),
-    ("messages", MESSAGES),
-    ("output", pa.string()),
-    ("model", pa.string()),
-    ("request_time", pa.timestamp("us", tz="UTC")),
-    ("prompt_tokens", pa.int64()),
-    ("completion_tokens", pa.int64()),
-    ("cached_tokens", pa.int64()),
-    ("latency_s", pa.float64()),
-    ("ttft_s", pa.float64()),
-    ("provider_cost_usd", pa.float64()),
-    # the logged call's own error (its status said it failed): such a call has no output, and is kept,
-    # as its conversation is still traffic a candidate should answer
-    ("error", pa.string()),
-])
+STANDARD = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("messages", MESSAGES),
+        ("output", pa.string()),
+        ("model", pa.string()),
+        ("request_time", pa.timestamp("us", tz="UTC")),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("cached_tokens", pa.int64()),
+        ("latency_s", pa.float64()),
+        ("ttft_s", pa.float64()),
+        ("provider_cost_usd", pa.float64()),
+        # the logged call's own error (its status said it failed): such a call has no output, and is kept,
+        # as its conversation is still traffic a candidate should answer
+        ("error", pa.string()),
+    ]
+)
 STANDARD_NAMES = STANDARD.names
 
 
@@ -70,13 +79,22 @@ class ReadStats:
 
     def as_dict(self) -> dict:
         """The counts, for a manifest or a log line."""
-        return {"records": self.records, "chat": self.chat, "non_chat": self.non_chat,
-                "incomplete": self.incomplete, "failed": self.failed, "files": self.files, "duplicates": self.duplicates}
+        return {
+            "records": self.records,
+            "chat": self.chat,
+            "non_chat": self.non_chat,
+            "incomplete": self.incomplete,
+            "failed": self.failed,
+            "files": self.files,
+            "duplicates": self.duplicates,
+        }
 
     def line(self) -> str:
         """The counts in words, for the load stage's log line."""
-        out = (f"{self.records} records in {self.files} file(s): {self.chat} chat calls kept, "
-               f"{self.non_chat} non-chat skipped, {self.incomplete} incomplete skipped")
+        out = (
+            f"{self.records} records in {self.files} file(s): {self.chat} chat calls kept, "
+            f"{self.non_chat} non-chat skipped, {self.incomplete} incomplete skipped"
+        )
         if self.failed:
             out += f", {self.failed} failed calls kept (error set)"
         if self.duplicates:
@@ -115,13 +133,12 @@ def list_files(source: str, storage_options: dict | None = None, suffixes: tuple
             found = []
         out = [p if "://" in p else f"{proto}://{p}" for p in found]
     else:
-        path = source[len("file://"):] if source.startswith("file://") else source
+        path = source[len("file://") :] if source.startswith("file://") else source
         path = os.path.expanduser(path)
         if any(c in path for c in "*?["):
             out = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
         elif os.path.isdir(path):
-            out = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs
-                         if _wanted(os.path.join(r, f), suffixes))
+            out = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs if _wanted(os.path.join(r, f), suffixes))
         elif os.path.isfile(path):
             out = [path]
         else:
@@ -145,7 +162,7 @@ def open_file(path: str, storage_options: dict | None = None):
         import fsspec
 
         return fsspec.open(path, "rb", compression="infer", **(storage_options or {})).open()
-    path = path[len("file://"):] if path.startswith("file://") else path
+    path = path[len("file://") :] if path.startswith("file://") else path
     if path.endswith(".gz"):
         return gzip.open(path, "rb")
     return open(path, "rb")
@@ -171,9 +188,9 @@ def line_blocks(path: str, storage_options: dict | None = None, block: int = 16 
             if cut < 0:
                 rest = data
                 continue
-            yield line, memoryview(data)[:cut + 1]  # no copy
+            yield line, memoryview(data)[: cut + 1]  # no copy
             line += data.count(b"\n", 0, cut + 1)
-            rest = data[cut + 1:]
+            rest = data[cut + 1 :]
     if rest.strip():
         yield line, rest
 
@@ -216,8 +233,13 @@ def openai_message(m: dict) -> dict:
     calls = m.get("tool_calls")
     if calls is None and isinstance(m.get("function_call"), dict):
         calls = [{"type": "function", "function": m["function_call"]}]
-    return {"role": m.get("role"), "content": text_of(m.get("content")), "name": m.get("name"),
-            "tool_call_id": m.get("tool_call_id"), "tool_calls": json_text(calls) if calls else None}
+    return {
+        "role": m.get("role"),
+        "content": text_of(m.get("content")),
+        "name": m.get("name"),
+        "tool_call_id": m.get("tool_call_id"),
+        "tool_calls": json_text(calls) if calls else None,
+    }
 
 
 def tool_call(call_id, name, arguments) -> dict:
@@ -380,8 +402,10 @@ def records(path: str, storage_options: dict | None = None) -> list[tuple[int, d
             items = json.loads(text)
         except ValueError as e:
             return [(1, None, f"not JSON ({e})")]
-        return [(k + 1, it if isinstance(it, dict) else None, None if isinstance(it, dict) else "not a JSON object")
-                for k, it in enumerate(items)]
+        return [
+            (k + 1, it if isinstance(it, dict) else None, None if isinstance(it, dict) else "not a JSON object")
+            for k, it in enumerate(items)
+        ]
     out = []
     for k, line in enumerate(text.split("\n")):
         if not line.strip():

@@ -44,16 +44,54 @@ from assay.logs.common import (
 
 SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json", ".csv", ".jsonl.gz", ".ndjson.gz", ".json.gz", ".csv.gz")
 #: camelCase names of older exports -> the current snake_case names
-CAMEL = {"traceId": "trace_id", "projectId": "project_id", "startTime": "start_time", "endTime": "end_time",
-         "completionStartTime": "completion_start_time", "parentObservationId": "parent_observation_id",
-         "statusMessage": "status_message", "providedModelName": "provided_model_name", "modelParameters": "model_parameters",
-         "usageDetails": "usage_details", "costDetails": "cost_details", "totalCost": "total_cost",
-         "promptName": "prompt_name", "promptVersion": "prompt_version", "promptId": "prompt_id",
-         "timeToFirstToken": "time_to_first_token", "modelId": "model_id", "createdAt": "created_at", "updatedAt": "updated_at",
-         "userId": "user_id", "sessionId": "session_id", "traceName": "trace_name", "calculatedTotalCost": "total_cost"}
-USED = {"id", "type", "input", "output", "start_time", "end_time", "completion_start_time", "provided_model_name", "model",
-        "usage_details", "cost_details", "total_cost", "metadata", "level", "status_message", "latency",
-        "time_to_first_token", "usage", "input_price", "output_price", "total_price"}
+CAMEL = {
+    "traceId": "trace_id",
+    "projectId": "project_id",
+    "startTime": "start_time",
+    "endTime": "end_time",
+    "completionStartTime": "completion_start_time",
+    "parentObservationId": "parent_observation_id",
+    "statusMessage": "status_message",
+    "providedModelName": "provided_model_name",
+    "modelParameters": "model_parameters",
+    "usageDetails": "usage_details",
+    "costDetails": "cost_details",
+    "totalCost": "total_cost",
+    "promptName": "prompt_name",
+    "promptVersion": "prompt_version",
+    "promptId": "prompt_id",
+    "timeToFirstToken": "time_to_first_token",
+    "modelId": "model_id",
+    "createdAt": "created_at",
+    "updatedAt": "updated_at",
+    "userId": "user_id",
+    "sessionId": "session_id",
+    "traceName": "trace_name",
+    "calculatedTotalCost": "total_cost",
+}
+USED = {
+    "id",
+    "type",
+    "input",
+    "output",
+    "start_time",
+    "end_time",
+    "completion_start_time",
+    "provided_model_name",
+    "model",
+    "usage_details",
+    "cost_details",
+    "total_cost",
+    "metadata",
+    "level",
+    "status_message",
+    "latency",
+    "time_to_first_token",
+    "usage",
+    "input_price",
+    "output_price",
+    "total_price",
+}
 TRACE_FIELDS = {"user_id": "user_id", "session_id": "session_id", "tags": "tags", "release": "release", "name": "trace_name"}
 
 
@@ -67,8 +105,23 @@ def read(source: str, on_incomplete: str = "error", storage_options: dict | None
         for _, row, _ in _rows(path, storage_options):
             if row and row.get("id") is not None:
                 trace_info[str(row["id"])] = {new: row.get(old) for old, new in TRACE_FIELDS.items()}
-    std = {k: [] for k in ("example_id", "messages", "output", "model", "request_time", "prompt_tokens", "completion_tokens",
-                           "cached_tokens", "latency_s", "ttft_s", "provider_cost_usd", "error")}
+    std = {
+        k: []
+        for k in (
+            "example_id",
+            "messages",
+            "output",
+            "model",
+            "request_time",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "latency_s",
+            "ttft_s",
+            "provider_cost_usd",
+            "error",
+        )
+    }
     attrs = []
     for path in obs:
         stats.files += 1
@@ -102,8 +155,10 @@ def read(source: str, on_incomplete: str = "error", storage_options: dict | None
 
 def _split(files: list[str]) -> tuple[list[str], list[str]]:
     """(observation files, legacy trace files) of an export folder's files."""
+
     def under(name):
         return [f for f in files if f"/{name}/" in f.replace(os.sep, "/")]
+
     v2, legacy, traces = under("observations_v2"), under("observations"), under("traces")
     if v2:
         return v2, []
@@ -157,15 +212,28 @@ def _generation(row: dict, where: str, stats: ReadStats, on_incomplete: str):
     if total is None and cost:
         total = sum(float(v) for k, v in cost.items() if v is not None)
     values = {
-        "example_id": str(row.get("id")), "messages": msgs, "output": answer,
-        "model": row.get("provided_model_name") or row.get("model") or None, "request_time": start,
+        "example_id": str(row.get("id")),
+        "messages": msgs,
+        "output": answer,
+        "model": row.get("provided_model_name") or row.get("model") or None,
+        "request_time": start,
         "prompt_tokens": _int(usage.get("input", usage.get("prompt_tokens")), "usage_details.input"),
         "completion_tokens": _int(usage.get("output", usage.get("completion_tokens")), "usage_details.output"),
-        "cached_tokens": _int(next((usage[k] for k in ("input_cached_tokens", "cache_read_input_tokens", "input_cache_read")
-                                    if usage.get(k) is not None), None), "usage_details.input_cached_tokens"),
+        "cached_tokens": _int(
+            next(
+                (
+                    usage[k]
+                    for k in ("input_cached_tokens", "cache_read_input_tokens", "input_cache_read")
+                    if usage.get(k) is not None
+                ),
+                None,
+            ),
+            "usage_details.input_cached_tokens",
+        ),
         "latency_s": (end - start) / 1e6 if start is not None and end is not None else None,
         "ttft_s": (first - start) / 1e6 if start is not None and first is not None else None,
-        "provider_cost_usd": float(total) if total is not None else None, "error": error,
+        "provider_cost_usd": float(total) if total is not None else None,
+        "error": error,
     }
     extra = {k: (json_text(v) if isinstance(v, dict) else v) for k, v in row.items() if k not in USED}
     meta = maybe_json(row.get("metadata"))

@@ -40,8 +40,23 @@ from assay.logs.common import (
 
 SUFFIXES = (".csv", ".json", ".jsonl", ".ndjson", ".csv.gz", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 CHAT_CALLS = ("completion", "acompletion")
-USED = {"request_id", "call_type", "spend", "prompt_tokens", "completion_tokens", "total_tokens", "startTime", "endTime",
-        "completionStartTime", "model", "messages", "response", "metadata", "status", "request_duration_ms"}
+USED = {
+    "request_id",
+    "call_type",
+    "spend",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "startTime",
+    "endTime",
+    "completionStartTime",
+    "model",
+    "messages",
+    "response",
+    "metadata",
+    "status",
+    "request_duration_ms",
+}
 DROPPED = {"api_key", "cache_key", "proxy_server_request", "user_api_key"}
 NESTED_METADATA = ("requester_metadata", "spend_logs_metadata")
 
@@ -49,8 +64,23 @@ NESTED_METADATA = ("requester_metadata", "spend_logs_metadata")
 def read(source: str, on_incomplete: str = "error", storage_options: dict | None = None) -> tuple[pa.Table, ReadStats]:
     """The chat calls of LiteLLM spend logs (a file, folder or glob) as the standard table."""
     stats = ReadStats()
-    std = {k: [] for k in ("example_id", "messages", "output", "model", "request_time", "prompt_tokens",
-                           "completion_tokens", "cached_tokens", "latency_s", "ttft_s", "provider_cost_usd", "error")}
+    std = {
+        k: []
+        for k in (
+            "example_id",
+            "messages",
+            "output",
+            "model",
+            "request_time",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "latency_s",
+            "ttft_s",
+            "provider_cost_usd",
+            "error",
+        )
+    }
     attrs = []
     for path in list_files(source, storage_options, SUFFIXES):
         stats.files += 1
@@ -122,13 +152,18 @@ def _row(row: dict, where: str, stats: ReadStats, on_incomplete: str):
     start, end = utc_micros(row.get("startTime")), utc_micros(row.get("endTime"))
     first = utc_micros(row.get("completionStartTime"))
     values = {
-        "example_id": str(rid), "messages": msgs, "output": answer, "model": served or row.get("model") or None,
-        "request_time": start, "prompt_tokens": _int(row.get("prompt_tokens"), "prompt_tokens"),
+        "example_id": str(rid),
+        "messages": msgs,
+        "output": answer,
+        "model": served or row.get("model") or None,
+        "request_time": start,
+        "prompt_tokens": _int(row.get("prompt_tokens"), "prompt_tokens"),
         "completion_tokens": _int(row.get("completion_tokens"), "completion_tokens"),
         "cached_tokens": _int(details.get("cached_tokens") if isinstance(details, dict) else None, "cached_tokens"),
         "latency_s": (end - start) / 1e6 if start is not None and end is not None else None,
         "ttft_s": (first - start) / 1e6 if start is not None and first is not None else None,
-        "provider_cost_usd": _float(row.get("spend"), "spend"), "error": error,
+        "provider_cost_usd": _float(row.get("spend"), "spend"),
+        "error": error,
     }
     extra = {k: _scalar(maybe_json(v)) for k, v in row.items() if k not in USED and k not in DROPPED}
     for k, v in metadata.items():

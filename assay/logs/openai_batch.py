@@ -55,20 +55,38 @@ def read(source: str, on_incomplete: str = "error", storage_options: dict | None
                 raise LogError(f"{where}: a Batch line without custom_id")
             if "body" in obj or "url" in obj:
                 if cid in inputs:
-                    raise LogError(f"{where}: custom_id {cid!r} is also the input at {inputs[cid][0]} (custom_ids are unique in a batch)")
+                    raise LogError(
+                        f"{where}: custom_id {cid!r} is also the input at {inputs[cid][0]} (custom_ids are unique in a batch)"
+                    )
                 inputs[cid] = (where, obj)
             elif "response" in obj or "error" in obj:
                 outputs[cid] = (where, obj)
             else:
                 raise LogError(f"{where}: neither a Batch input line (url, body) nor an output line (response, error)")
-    std = {k: [] for k in ("example_id", "messages", "output", "model", "request_time", "prompt_tokens",
-                           "completion_tokens", "cached_tokens", "error")}
+    std = {
+        k: []
+        for k in (
+            "example_id",
+            "messages",
+            "output",
+            "model",
+            "request_time",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "error",
+        )
+    }
     attrs = []
     for cid, (where, _out) in outputs.items():
         if cid not in inputs:
             stats.records += 1
-            incomplete(stats, on_incomplete, f"{where} custom_id {cid}", "an output line without its input line (is the "
-                                                                         "batch's input file in source?)")
+            incomplete(
+                stats,
+                on_incomplete,
+                f"{where} custom_id {cid}",
+                "an output line without its input line (is the batch's input file in source?)",
+            )
     for cid, (where, inp) in inputs.items():
         stats.records += 1
         url = str(inp.get("url") or "")
@@ -80,8 +98,12 @@ def read(source: str, on_incomplete: str = "error", storage_options: dict | None
             incomplete(stats, on_incomplete, f"{where} custom_id {cid}", "no body.messages")
             continue
         if cid not in outputs:
-            incomplete(stats, on_incomplete, f"{where} custom_id {cid}", "no output line with this custom_id (is the "
-                                                                         "batch's output file in source?)")
+            incomplete(
+                stats,
+                on_incomplete,
+                f"{where} custom_id {cid}",
+                "no output line with this custom_id (is the batch's output file in source?)",
+            )
             continue
         owhere, out = outputs[cid]
         try:
@@ -121,17 +143,24 @@ def _pair(cid: str, body: dict, out: dict) -> tuple[dict, dict]:
     details = usage.get("prompt_tokens_details") or {}
     created = rbody.get("created") if isinstance(rbody, dict) else None
     values = {
-        "example_id": str(cid), "messages": [openai_message(m) for m in body["messages"]], "output": answer,
+        "example_id": str(cid),
+        "messages": [openai_message(m) for m in body["messages"]],
+        "output": answer,
         "model": (rbody.get("model") if isinstance(rbody, dict) else None) or body.get("model"),
         "request_time": int(created) * 1_000_000 if created is not None else None,
-        "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
-        "cached_tokens": details.get("cached_tokens"), "error": error,
+        "prompt_tokens": usage.get("prompt_tokens"),
+        "completion_tokens": usage.get("completion_tokens"),
+        "cached_tokens": details.get("cached_tokens"),
+        "error": error,
     }
     for k in ("prompt_tokens", "completion_tokens", "cached_tokens"):
         if values[k] is not None and (isinstance(values[k], bool) or not isinstance(values[k], int)):
             raise ValueError(f"usage.{k} is {values[k]!r}, not a whole number")
-    extra = {k: v for k, v in body.items() if k not in ("messages", "model", "metadata") and
-             (v is None or isinstance(v, (str, int, float, bool)))}
+    extra = {
+        k: v
+        for k, v in body.items()
+        if k not in ("messages", "model", "metadata") and (v is None or isinstance(v, (str, int, float, bool)))
+    }
     if isinstance(body.get("metadata"), dict):
         extra.update({k: v for k, v in body["metadata"].items() if v is None or isinstance(v, (str, int, float, bool))})
     extra["batch_request_id"] = out.get("id")

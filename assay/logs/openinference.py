@@ -40,10 +40,26 @@ from assay.logs.common import (
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 #: flattened lists: read into messages, or left out (documents, embeddings, tool schemas)
-FLATTENED = ("llm.input_messages.", "llm.output_messages.", "llm.tools.", "llm.prompts.", "llm.choices.",
-             "embedding.embeddings.", "retrieval.documents.", "reranker.input_documents.", "reranker.output_documents.")
-CONSUMED = ("llm.model_name", "llm.token_count.prompt", "llm.token_count.completion",
-            "llm.token_count.prompt_details.cache_read", "llm.cost.total", "output.value", "input.value")
+FLATTENED = (
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.tools.",
+    "llm.prompts.",
+    "llm.choices.",
+    "embedding.embeddings.",
+    "retrieval.documents.",
+    "reranker.input_documents.",
+    "reranker.output_documents.",
+)
+CONSUMED = (
+    "llm.model_name",
+    "llm.token_count.prompt",
+    "llm.token_count.completion",
+    "llm.token_count.prompt_details.cache_read",
+    "llm.cost.total",
+    "output.value",
+    "input.value",
+)
 _KEY = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(.+)$")
 
 
@@ -116,14 +132,19 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
         summed = pc.add(parts[0], parts[1])
         cost = summed if cost is None else pc.coalesce(cost, summed)
     cols = {
-        "example_id": spans.field("spanId").take(take), "messages": pa.array(messages, MESSAGES),
-        "output": pa.array(outputs, pa.string()), "model": model, "request_time": start,
+        "example_id": spans.field("spanId").take(take),
+        "messages": pa.array(messages, MESSAGES),
+        "output": pa.array(outputs, pa.string()),
+        "model": model,
+        "request_time": start,
         "prompt_tokens": otlp.int_attr(block, attrs.get("llm.token_count.prompt"), "llm.token_count.prompt", rows),
         "completion_tokens": otlp.int_attr(block, attrs.get("llm.token_count.completion"), "llm.token_count.completion", rows),
-        "cached_tokens": otlp.int_attr(block, attrs.get("llm.token_count.prompt_details.cache_read"),
-                                       "llm.token_count.prompt_details.cache_read", rows),
+        "cached_tokens": otlp.int_attr(
+            block, attrs.get("llm.token_count.prompt_details.cache_read"), "llm.token_count.prompt_details.cache_read", rows
+        ),
         "latency_s": pc.divide(pc.cast(pc.subtract(end_ns, start_ns), pa.float64()), 1e9),
-        "provider_cost_usd": cost, "error": pa.array(errors, pa.string()),
+        "provider_cost_usd": cost,
+        "error": pa.array(errors, pa.string()),
     }
     extra = {"trace_id": spans.field("traceId").take(take), "span_name": spans.field("name").take(take)}
     for k, v in block.resource.items():
@@ -147,7 +168,9 @@ def _messages(kv: pa.ListArray, rows: np.ndarray) -> tuple[list, list]:
     flat = sub.flatten()
     parent = otlp.np_of(pc.list_parent_indices(sub))
     keys = flat.field("key")
-    wanted = pc.fill_null(pc.or_(pc.starts_with(keys, "llm.input_messages."), pc.starts_with(keys, "llm.output_messages.")), False)
+    wanted = pc.fill_null(
+        pc.or_(pc.starts_with(keys, "llm.input_messages."), pc.starts_with(keys, "llm.output_messages.")), False
+    )
     sel = np.flatnonzero(otlp.np_of(wanted))
     vals = flat.field("value").take(pa.array(sel))
     values = [otlp.any_value(v) for v in vals.to_pylist()]
@@ -188,8 +211,13 @@ def _message(f: dict) -> dict:
     if content is not None and not isinstance(content, str):
         content = json_text(content)
     tcs = [tool_call(c.get("id"), c.get("function.name"), c.get("function.arguments")) for _, c in sorted(calls.items())]
-    return {"role": f.get("role"), "content": content, "name": f.get("name"), "tool_call_id": f.get("tool_call_id"),
-            "tool_calls": json_text(tcs) if tcs else None}
+    return {
+        "role": f.get("role"),
+        "content": content,
+        "name": f.get("name"),
+        "tool_call_id": f.get("tool_call_id"),
+        "tool_calls": json_text(tcs) if tcs else None,
+    }
 
 
 __all__ = ["LogError", "read"]

@@ -55,15 +55,26 @@ CHAT_OPERATIONS = ("chat", "generate_content", "text_completion")
 TOOL_PARTS = ("tool_call", "tool_call_response", "server_tool_call", "server_tool_call_response")
 IN, OUT, SYS = "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"
 #: attributes read into the standard columns, so not repeated as attribute columns
-CONSUMED = (IN, OUT, SYS, "gen_ai.response.model", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
-            "gen_ai.usage.prompt_tokens", "gen_ai.usage.completion_tokens", "gen_ai.usage.cache_read.input_tokens",
-            "gen_ai.response.time_to_first_chunk")
+CONSUMED = (
+    IN,
+    OUT,
+    SYS,
+    "gen_ai.response.model",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "gen_ai.usage.completion_tokens",
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.response.time_to_first_chunk",
+)
 
 _PART = pa.struct([("type", pa.string()), ("content", pa.string())])
-_FAST = pa.schema([
-    ("i", pa.list_(pa.struct([("role", pa.string()), ("name", pa.string()), ("parts", pa.list_(_PART))]))),
-    ("o", pa.list_(pa.struct([("role", pa.string()), ("parts", pa.list_(_PART))]))),
-])
+_FAST = pa.schema(
+    [
+        ("i", pa.list_(pa.struct([("role", pa.string()), ("name", pa.string()), ("parts", pa.list_(_PART))]))),
+        ("o", pa.list_(pa.struct([("role", pa.string()), ("parts", pa.list_(_PART))]))),
+    ]
+)
 _FAST_PARSE = pj.ParseOptions(explicit_schema=_FAST, unexpected_field_behavior="ignore")
 
 
@@ -99,7 +110,9 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
     sysi = otlp.text_attr(block, attrs.get(SYS), SYS, rows)
     status = spans.field("status")
     failed = pc.fill_null(pc.equal(otlp.take(status.field("code"), rows), 2), False)
-    err_msg = pc.if_else(failed, pc.coalesce(otlp.take(status.field("message"), rows), pa.scalar("error")), pa.scalar(None, pa.string()))
+    err_msg = pc.if_else(
+        failed, pc.coalesce(otlp.take(status.field("message"), rows), pa.scalar("error")), pa.scalar(None, pa.string())
+    )
 
     n = len(rows)
     fast = np.zeros(n, bool)
@@ -137,8 +150,11 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
             if not msgs:
                 why = f"no {IN} attribute and no gen_ai.*.message events (was content capture off?)"
             elif answer is None and not failed_py[k]:
-                why = (f"{OUT} holds no text and no tool call" if out_py[k] is not None
-                       else f"no {OUT} attribute and no gen_ai.choice event")
+                why = (
+                    f"{OUT} holds no text and no tool call"
+                    if out_py[k] is not None
+                    else f"no {OUT} attribute and no gen_ai.choice event"
+                )
             if why:
                 incomplete(stats, on_incomplete, where, why)
                 keep[j] = False
@@ -168,12 +184,23 @@ def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.
         model = pc.coalesce(model, req_model)
     cols = {
         "example_id": take(spans.field("spanId")),
-        "messages": m, "output": o, "model": model, "request_time": start,
-        "prompt_tokens": _first(otlp.int_attr(block, attrs.get(k), k, rows) for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")),
-        "completion_tokens": _first(otlp.int_attr(block, attrs.get(k), k, rows) for k in ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")),
-        "cached_tokens": otlp.int_attr(block, attrs.get("gen_ai.usage.cache_read.input_tokens"), "gen_ai.usage.cache_read.input_tokens", rows),
+        "messages": m,
+        "output": o,
+        "model": model,
+        "request_time": start,
+        "prompt_tokens": _first(
+            otlp.int_attr(block, attrs.get(k), k, rows) for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+        ),
+        "completion_tokens": _first(
+            otlp.int_attr(block, attrs.get(k), k, rows) for k in ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+        ),
+        "cached_tokens": otlp.int_attr(
+            block, attrs.get("gen_ai.usage.cache_read.input_tokens"), "gen_ai.usage.cache_read.input_tokens", rows
+        ),
         "latency_s": latency,
-        "ttft_s": otlp.float_attr(block, attrs.get("gen_ai.response.time_to_first_chunk"), "gen_ai.response.time_to_first_chunk", rows),
+        "ttft_s": otlp.float_attr(
+            block, attrs.get("gen_ai.response.time_to_first_chunk"), "gen_ai.response.time_to_first_chunk", rows
+        ),
         "error": err_msg,
     }
     extra = {"trace_id": take(spans.field("traceId")), "span_name": take(spans.field("name"))}
@@ -221,14 +248,16 @@ def _fast(inp: pa.Array, out: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray]
     msgs = i.flatten()
     content = _join_text(msgs.field("parts"))
     none = pa.nulls(len(msgs), pa.string())
-    as_msg = pa.StructArray.from_arrays([msgs.field("role"), content, msgs.field("name"), none, none],
-                                        fields=list(MESSAGE))
+    as_msg = pa.StructArray.from_arrays([msgs.field("role"), content, msgs.field("name"), none, none], fields=list(MESSAGE))
     offsets = i.offsets
     if offsets[0].as_py():
         offsets = pc.subtract(offsets, offsets[0])
     messages = pa.ListArray.from_arrays(offsets, as_msg, type=MESSAGES, mask=i.is_null() if i.null_count else None)
-    first = pc.list_element(pc.if_else(pc.greater(pc.list_value_length(o), 0), o, pa.scalar(None, o.type)), 0) \
-        if len(o) else o.flatten()
+    first = (
+        pc.list_element(pc.if_else(pc.greater(pc.list_value_length(o), 0), o, pa.scalar(None, o.type)), 0)
+        if len(o)
+        else o.flatten()
+    )
     output = _join_text(first.field("parts")) if len(o) else pa.array([], pa.string())
     if len(o) and first.null_count:
         output = pc.if_else(pc.is_null(first), pa.scalar(None, pa.string()), output)
@@ -316,12 +345,27 @@ def semconv_message(m) -> list[dict]:
             calls.append(tool_call(p.get("id"), p.get("name"), p.get("arguments")))
         elif kind == "tool_call_response":
             resp = p.get("response", p.get("result"))
-            out.append({"role": "tool", "content": resp if isinstance(resp, str) else json_text(resp), "name": None,
-                        "tool_call_id": p.get("id"), "tool_calls": None})
+            out.append(
+                {
+                    "role": "tool",
+                    "content": resp if isinstance(resp, str) else json_text(resp),
+                    "name": None,
+                    "tool_call_id": p.get("id"),
+                    "tool_calls": None,
+                }
+            )
     if texts or calls or not out:
         role = m.get("role")
-        out.insert(0, {"role": role, "content": "\n".join(texts) if texts else None, "name": m.get("name"),
-                       "tool_call_id": None, "tool_calls": json_text(calls) if calls else None})
+        out.insert(
+            0,
+            {
+                "role": role,
+                "content": "\n".join(texts) if texts else None,
+                "name": m.get("name"),
+                "tool_call_id": None,
+                "tool_calls": json_text(calls) if calls else None,
+            },
+        )
     return out
 
 
@@ -343,8 +387,16 @@ def _from_events(events: list) -> tuple[list[dict], str | None]:
             role = a.get("role") or name.split(".")[1]
             calls = a.get("tool_calls")
             calls = json.loads(calls) if isinstance(calls, str) and calls.strip().startswith("[") else calls
-            msgs.append(openai_message({"role": role, "content": _maybe_json_text(a.get("content")),
-                                        "tool_call_id": a.get("id") if role == "tool" else None, "tool_calls": calls}))
+            msgs.append(
+                openai_message(
+                    {
+                        "role": role,
+                        "content": _maybe_json_text(a.get("content")),
+                        "tool_call_id": a.get("id") if role == "tool" else None,
+                        "tool_calls": calls,
+                    }
+                )
+            )
         elif name == "gen_ai.choice":
             index = a.get("index") or 0
             if best is not None and index >= best:

@@ -24,21 +24,48 @@ import pyarrow.json as pj
 
 from assay.logs.common import LogError, ReadStats, line_blocks
 
-_SCALAR = [("stringValue", pa.string()), ("intValue", pa.string()), ("doubleValue", pa.float64()),
-           ("boolValue", pa.bool_())]
+_SCALAR = [("stringValue", pa.string()), ("intValue", pa.string()), ("doubleValue", pa.float64()), ("boolValue", pa.bool_())]
 ANY = pa.struct(_SCALAR + [("arrayValue", pa.struct([("values", pa.list_(pa.struct(_SCALAR)))]))])
 KV = pa.list_(pa.struct([("key", pa.string()), ("value", ANY)]))
 EVENT = pa.struct([("timeUnixNano", pa.string()), ("name", pa.string()), ("attributes", KV)])
-SPAN = pa.struct([
-    ("traceId", pa.string()), ("spanId", pa.string()), ("parentSpanId", pa.string()), ("name", pa.string()),
-    ("startTimeUnixNano", pa.string()), ("endTimeUnixNano", pa.string()), ("attributes", KV),
-    ("events", pa.list_(EVENT)), ("status", pa.struct([("code", pa.int64()), ("message", pa.string())])),
-])
-SCHEMA = pa.schema([("resourceSpans", pa.list_(pa.struct([
-    ("resource", pa.struct([("attributes", KV)])),
-    ("scopeSpans", pa.list_(pa.struct([("scope", pa.struct([("name", pa.string()), ("version", pa.string())])),
-                                       ("spans", pa.list_(SPAN))]))),
-])))])
+SPAN = pa.struct(
+    [
+        ("traceId", pa.string()),
+        ("spanId", pa.string()),
+        ("parentSpanId", pa.string()),
+        ("name", pa.string()),
+        ("startTimeUnixNano", pa.string()),
+        ("endTimeUnixNano", pa.string()),
+        ("attributes", KV),
+        ("events", pa.list_(EVENT)),
+        ("status", pa.struct([("code", pa.int64()), ("message", pa.string())])),
+    ]
+)
+SCHEMA = pa.schema(
+    [
+        (
+            "resourceSpans",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("resource", pa.struct([("attributes", KV)])),
+                        (
+                            "scopeSpans",
+                            pa.list_(
+                                pa.struct(
+                                    [
+                                        ("scope", pa.struct([("name", pa.string()), ("version", pa.string())])),
+                                        ("spans", pa.list_(SPAN)),
+                                    ]
+                                )
+                            ),
+                        ),
+                    ]
+                )
+            ),
+        )
+    ]
+)
 _PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
 
 _INT_FIELDS = {"intValue", "startTimeUnixNano", "endTimeUnixNano", "timeUnixNano"}
@@ -174,7 +201,7 @@ def pivot(kv: pa.Array, skip_prefixes: tuple[str, ...] = ()) -> dict[str, pa.Arr
     for code, key in enumerate(enc.dictionary.to_pylist()):
         if key is None or (skip_prefixes and key.startswith(skip_prefixes)):
             continue
-        sel = order[bounds[code]:bounds[code + 1]]
+        sel = order[bounds[code] : bounds[code + 1]]
         if not len(sel):
             continue
         typed = typed_values(vals.take(pa.array(sel)))
@@ -219,13 +246,19 @@ def _array_text(a: pa.StructArray) -> pa.Array:
     """arrayValues as lists of text."""
     lists = a.field("values")
     flat = lists.flatten()
-    text = pc.coalesce(flat.field("stringValue"), flat.field("intValue"), pc.cast(flat.field("doubleValue"), pa.string()),
-                       pc.cast(flat.field("boolValue"), pa.string()))
+    text = pc.coalesce(
+        flat.field("stringValue"),
+        flat.field("intValue"),
+        pc.cast(flat.field("doubleValue"), pa.string()),
+        pc.cast(flat.field("boolValue"), pa.string()),
+    )
     offsets = lists.offsets
     mask = pc.is_null(a) if a.null_count else None
     if lists.offset or lists.null_count:
         offsets = pc.subtract(offsets, offsets[0])
-    out = pa.ListArray.from_arrays(offsets, text, mask=mask if mask is not None else lists.is_null() if lists.null_count else None)
+    out = pa.ListArray.from_arrays(
+        offsets, text, mask=mask if mask is not None else lists.is_null() if lists.null_count else None
+    )
     return out
 
 

@@ -101,8 +101,10 @@ def _build_registered(spec: MetricSpec, base_dir: str | None, judge: Any = None)
         value = getattr(spec, opt, None)
         if value is not None:
             if opt not in _options_of(cls):
-                raise MetricError(f"metric {spec.name!r}: {opt} applies to per-example metrics (function metrics, "
-                                 f"pass_at_k), not to {spec.name!r}")
+                raise MetricError(
+                    f"metric {spec.name!r}: {opt} applies to per-example metrics (function metrics, "
+                    f"pass_at_k), not to {spec.name!r}"
+                )
             args[opt] = value
     for opt in getattr(cls, "path_options", ()):
         value = args.get(opt)
@@ -174,8 +176,17 @@ def _build_function(spec: MetricSpec, base_dir: str | None) -> Metric:
     args = dict(spec.args or {})
     hib = args.pop("higher_is_better", True)
     try:
-        return FunctionMetric(spec.function, path=spec.path, base_dir=base_dir, name=spec.key, higher_is_better=hib,
-                              workers=spec.workers, timeout_s=spec.timeout_s, memory_mb=spec.memory_mb, **args)
+        return FunctionMetric(
+            spec.function,
+            path=spec.path,
+            base_dir=base_dir,
+            name=spec.key,
+            higher_is_better=hib,
+            workers=spec.workers,
+            timeout_s=spec.timeout_s,
+            memory_mb=spec.memory_mb,
+            **args,
+        )
     except ValueError as e:
         raise MetricError(f"metric {spec.key!r}: {e}") from None
     except Exception as e:

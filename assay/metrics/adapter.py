@@ -127,8 +127,16 @@ class EvaluateMetric(Metric):
     #: whole computations kept for reuse (one per model's predictions: the point value, the probe's)
     MEMO = 16
 
-    def __init__(self, module: Any, name: str | None = None, key: str | None = None, higher_is_better: bool = True,
-                 workers: int | None = None, timeout_s: float | None = None, **args):
+    def __init__(
+        self,
+        module: Any,
+        name: str | None = None,
+        key: str | None = None,
+        higher_is_better: bool = True,
+        workers: int | None = None,
+        timeout_s: float | None = None,
+        **args,
+    ):
         self.module = module
         self.name = name or getattr(module, "name", None) or "metric"
         self.key = key
@@ -156,7 +164,7 @@ class EvaluateMetric(Metric):
         result = self.module.compute(predictions=preds, references=refs, **self.args)
         if len(preds) > 1:  # a resample's or the whole set's time, not the probe's single examples
             self.computation_s = max(self.computation_s, time.perf_counter() - t)
-        self._memo = [*self._memo[-(self.MEMO - 1):], (preds, refs, result)]
+        self._memo = [*self._memo[-(self.MEMO - 1) :], (preds, refs, result)]
         return result
 
     def _per_example(self, result, n: int):
@@ -165,8 +173,11 @@ class EvaluateMetric(Metric):
         v = result.get(self.key)
         if isinstance(v, np.ndarray):
             v = v.tolist()
-        if isinstance(v, (list, tuple)) and len(v) == n and all(
-                x is None or (isinstance(x, (int, float, np.number)) and not isinstance(x, bool)) for x in v):
+        if (
+            isinstance(v, (list, tuple))
+            and len(v) == n
+            and all(x is None or (isinstance(x, (int, float, np.number)) and not isinstance(x, bool)) for x in v)
+        ):
             return np.array([np.nan if x is None else float(x) for x in v], dtype=float)
         return None
 
@@ -248,15 +259,25 @@ class EvaluateMetric(Metric):
             t2 = time.perf_counter()
             self.example_value(first[2][i], first[3][i])
         except Exception as e:  # noqa: BLE001 (any failure of the user's module on one example says the same)
-            return Probe(False, {}, t_whole, time.perf_counter() - t1,
-                         f"not probed per example: the module fails on a single example ({type(e).__name__}: {str(e)[:120]})")
+            return Probe(
+                False,
+                {},
+                t_whole,
+                time.perf_counter() - t1,
+                f"not probed per example: the module fails on a single example ({type(e).__name__}: {str(e)[:120]})",
+            )
         single = time.perf_counter() - t2
         workers = self._probe_workers()
         estimate = single * len(todo) / max(1, workers)
         if estimate > budget_s:
-            return Probe(False, {}, t_whole, single,
-                         f"per-example probe skipped: about {estimate:.3g} s for {len(todo)} examples, over {budget}",
-                         skipped=True)
+            return Probe(
+                False,
+                {},
+                t_whole,
+                single,
+                f"per-example probe skipped: about {estimate:.3g} s for {len(todo)} examples, over {budget}",
+                skipped=True,
+            )
         calls = [((rows[m][2][j], rows[m][3][j]), {}) for m, j in todo]
         if workers and assay.workers.can_fork():
             outcomes = assay.workers.run(None, calls, workers=workers, timeout_s=self.timeout_s, fn=self.example_value)
@@ -270,22 +291,37 @@ class EvaluateMetric(Metric):
         spent = time.perf_counter() - t1
         failed = [v for ok, v in outcomes if not ok]
         if failed:
-            return Probe(False, {}, t_whole, spent, f"per-example probe: {len(failed)} of {len(calls)} examples failed "
-                                                    f"(first: {str(failed[0])[:120]})", failures=len(failed))
+            return Probe(
+                False,
+                {},
+                t_whole,
+                spent,
+                f"per-example probe: {len(failed)} of {len(calls)} examples failed (first: {str(failed[0])[:120]})",
+                failures=len(failed),
+            )
         each, at = {}, 0
         for model, (n, keep, _, _) in rows.items():
-            vals = np.array([float(v) for _, v in outcomes[at:at + len(keep)]], dtype=float)
+            vals = np.array([float(v) for _, v in outcomes[at : at + len(keep)]], dtype=float)
             at += len(keep)
             mean = float(vals.mean()) if len(vals) else float("nan")
             if not (len(vals) and math.isclose(mean, whole[model], rel_tol=1e-9, abs_tol=1e-12)):
-                return Probe(False, {}, t_whole, spent,
-                             f"not a mean of per-example values ({model}: whole set {whole[model]:.6g}, mean of its "
-                             f"examples {mean:.6g})")
+                return Probe(
+                    False,
+                    {},
+                    t_whole,
+                    spent,
+                    f"not a mean of per-example values ({model}: whole set {whole[model]:.6g}, mean of its examples {mean:.6g})",
+                )
             out = np.full(n, np.nan)
             out[keep] = vals
             each[model] = out
-        return Probe(True, each, t_whole, spent, "an aggregate-only module whose whole-set value is the mean of its "
-                                                 "per-example values: scored per example")
+        return Probe(
+            True,
+            each,
+            t_whole,
+            spent,
+            "an aggregate-only module whose whole-set value is the mean of its per-example values: scored per example",
+        )
 
     def _probe_workers(self) -> int:
         if self.workers is not None:

@@ -57,12 +57,17 @@ class Accuracy(ExactMatch):
     value_doc = "share of correct labels, between 0 and 1"
     multi_reference = False
     examples = (
-        {"predictions": ["Positive.", "negative", "neutral", None], "references": ["positive", "negative", "positive", "neutral"]},
+        {
+            "predictions": ["Positive.", "negative", "neutral", None],
+            "references": ["positive", "negative", "positive", "neutral"],
+        },
     )
 
 
 def label_counts(
-    predictions: Sequence[str | None], references: Sequence[str | None], labels: Sequence[str] | None = None,
+    predictions: Sequence[str | None],
+    references: Sequence[str | None],
+    labels: Sequence[str] | None = None,
     union: bool = False,
 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Per-label true positives, false positives and false negatives.
@@ -173,7 +178,6 @@ class _LabelMetric(_Normalised):
             per_label = _divide(2 * tp, 2 * tp + fp + fn)
         return per_label.mean(axis=1)
 
-
     def resample_aggregates(self, predictions, references, indices: np.ndarray) -> np.ndarray:
         """The corpus value on many resamples at once (rows of ``indices``), for the bootstrap.
 
@@ -185,8 +189,9 @@ class _LabelMetric(_Normalised):
         preds_n = [self.normalize(p) for p in preds]
         labels = self._labels
         if labels is None:
-            labels = sorted({r for r in refs_n if r is not None}
-                            | ({p for p in preds_n if p is not None} if self._union else set()))
+            labels = sorted(
+                {r for r in refs_n if r is not None} | ({p for p in preds_n if p is not None} if self._union else set())
+            )
         index = {lab: i for i, lab in enumerate(labels)}
         n_labels = len(labels)
         k = indices.shape[0]

@@ -82,12 +82,24 @@ def run_program(source: str, timeout_s: float, memory_mb: int | None) -> tuple[b
         file = os.path.join(tmp, "candidate.py")
         with open(file, "w", encoding="utf-8") as f:
             f.write(source)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-               "HOME": tmp, "TMPDIR": tmp}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0",
+            "HOME": tmp,
+            "TMPDIR": tmp,
+        }
         # the limits are set by a launcher in the child itself (no preexec_fn: this runs in threads)
         cmd = [sys.executable, "-I", "-B", "-c", _LAUNCHER, str(int(memory_mb or 0)), str(int(timeout_s) + 1), file]
-        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=tmp,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             _, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -115,8 +127,15 @@ class PassAtK(Metric):
     needs_rows = True
     references_doc = "the tests (Python code run after the candidate), unless ``tests`` names a column"
 
-    def __init__(self, k: int = 1, tests: str | None = None, workers: int | None = None, timeout_s: float | None = None,
-                 memory_mb: int | None = None, extract: bool = True):
+    def __init__(
+        self,
+        k: int = 1,
+        tests: str | None = None,
+        workers: int | None = None,
+        timeout_s: float | None = None,
+        memory_mb: int | None = None,
+        extract: bool = True,
+    ):
         """
         :param k: the k of pass@k (needs at least k samples per example).
         :param tests: a dataset column holding the tests; default: the reference.
@@ -133,8 +152,14 @@ class PassAtK(Metric):
         self.timeout_s = float(timeout_s or 10.0)
         self.memory_mb = int(memory_mb) if memory_mb else 512
         self.extract = bool(extract)
-        self.options = {"k": self.k, "tests": tests, "workers": self.workers, "timeout_s": self.timeout_s,
-                        "memory_mb": self.memory_mb, "extract": self.extract}
+        self.options = {
+            "k": self.k,
+            "tests": tests,
+            "workers": self.workers,
+            "timeout_s": self.timeout_s,
+            "memory_mb": self.memory_mb,
+            "extract": self.extract,
+        }
 
     def _tests_of(self, ref: Any, row: dict | None) -> str | None:
         t = (row or {}).get(self.tests) if self.tests else ref
@@ -181,5 +206,4 @@ class PassAtK(Metric):
         ok = ~np.isnan(values)
         total = np.bincount(ex_index[ok], minlength=n)
         passed = np.bincount(ex_index[ok], weights=values[ok], minlength=n)
-        return np.array([pass_at_k_estimate(int(t), int(round(c)), self.k) if t else np.nan
-                         for t, c in zip(total, passed)])
+        return np.array([pass_at_k_estimate(int(t), int(round(c)), self.k) if t else np.nan for t, c in zip(total, passed)])

@@ -84,9 +84,18 @@ class FunctionMetric(Metric):
     decomposable = True
     needs_rows = True
 
-    def __init__(self, function: str, path: str | None = None, base_dir: str | None = None, name: str | None = None,
-                 higher_is_better: bool | dict = True, workers: int | None = None, timeout_s: float | None = None,
-                 memory_mb: int | None = None, **args):
+    def __init__(
+        self,
+        function: str,
+        path: str | None = None,
+        base_dir: str | None = None,
+        name: str | None = None,
+        higher_is_better: bool | dict = True,
+        workers: int | None = None,
+        timeout_s: float | None = None,
+        memory_mb: int | None = None,
+        **args,
+    ):
         self.function, self.path, self.base_dir = function, path, base_dir
         self.name = name or (function.rpartition(":")[2] if ":" in function else function)
         self._hib = higher_is_better
@@ -124,8 +133,13 @@ class FunctionMetric(Metric):
         todo = [i for i in range(n) if not is_missing(preds[i])]
         calls = [((preds[i], refs[i], rows[i]), self.args) for i in todo]
         if self.in_workers():
-            outcomes = workers.run(("assay.workers:load_function", self.function, self.path, self.base_dir), calls,
-                                workers=max(1, int(self.workers or 1)), timeout_s=self.timeout_s, memory_mb=self.memory_mb)
+            outcomes = workers.run(
+                ("assay.workers:load_function", self.function, self.path, self.base_dir),
+                calls,
+                workers=max(1, int(self.workers or 1)),
+                timeout_s=self.timeout_s,
+                memory_mb=self.memory_mb,
+            )
         elif self.is_async:
             outcomes = _run_async(self.fn, calls, int(self.workers or ASYNC_CONCURRENCY), self.timeout_s)
         else:

@@ -159,7 +159,10 @@ class Bleu(_SacreBleu):
     value_doc = "corpus BLEU, between 0 and 100"
     citation = _CITE_BLEU + _CITE_SACREBLEU
     examples = (
-        {"predictions": ["the cat sat on the mat", "hello there"], "references": [["the cat sat on a mat", "a cat sat on the mat"], ["hello there"]]},
+        {
+            "predictions": ["the cat sat on the mat", "hello there"],
+            "references": [["the cat sat on a mat", "a cat sat on the mat"], ["hello there"]],
+        },
     )
 
     def _sentence_metric(self):

@@ -35,7 +35,7 @@ class JsonValid(Metric):
     value_doc = "share of valid JSON outputs, between 0 and 1"
     references_doc = "ignored"
     references_optional = True
-    examples = ({"predictions": ['{"a": 1}', 'Here:\n```json\n[1, 2]\n```', "{a: 1}", '{"a": NaN}']},)
+    examples = ({"predictions": ['{"a": 1}', "Here:\n```json\n[1, 2]\n```", "{a: 1}", '{"a": NaN}']},)
 
     def __init__(self):
         self.options = {}
@@ -85,7 +85,7 @@ class JsonSchema(Metric):
     reference_urls = ("https://json-schema.org/", "https://python-jsonschema.readthedocs.io/")
     examples = (
         {
-            "predictions": ['{"label": "yes"}', '{"label": "maybe"}', "```json\n{\"label\": \"no\"}\n```"],
+            "predictions": ['{"label": "yes"}', '{"label": "maybe"}', '```json\n{"label": "no"}\n```'],
             "schema": {"type": "object", "required": ["label"], "properties": {"label": {"enum": ["yes", "no"]}}},
         },
     )

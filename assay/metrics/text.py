@@ -91,7 +91,11 @@ def _strip_punctuation(s: str, and_whitespace: bool) -> str:
     start, end = 0, len(s)
     while start < end:
         ch = s[start]
-        if ch == "-" and start + 1 < end and (s[start + 1].isdigit() or (s[start + 1] == "." and start + 2 < end and s[start + 2].isdigit())):
+        if (
+            ch == "-"
+            and start + 1 < end
+            and (s[start + 1].isdigit() or (s[start + 1] == "." and start + 2 < end and s[start + 2].isdigit()))
+        ):
             break
         if _is_punct(ch) or (and_whitespace and ch.isspace()):
             start += 1

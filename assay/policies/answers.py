@@ -33,21 +33,21 @@ class Answers:
 
     ids: np.ndarray
     models: list[str]
-    metric: str                      # the metric policies are scored by (the headline one)
+    metric: str  # the metric policies are scored by (the headline one)
     higher_is_better: bool
-    quality: np.ndarray              # the metric's per-example score (NaN: none)
-    cost: np.ndarray                 # USD of the call
-    latency: np.ndarray              # seconds of the call
-    failed: np.ndarray               # bool: the call failed
-    confidence: np.ndarray           # 0..1, NaN where the model gave none
-    output: np.ndarray               # object: the answer text
-    scores: dict[str, np.ndarray] = field(default_factory=dict)      # every per-example metric
-    columns: pd.DataFrame | None = None                             # the dataset's slice columns, per example
+    quality: np.ndarray  # the metric's per-example score (NaN: none)
+    cost: np.ndarray  # USD of the call
+    latency: np.ndarray  # seconds of the call
+    failed: np.ndarray  # bool: the call failed
+    confidence: np.ndarray  # 0..1, NaN where the model gave none
+    output: np.ndarray  # object: the answer text
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # every per-example metric
+    columns: pd.DataFrame | None = None  # the dataset's slice columns, per example
     references: list | None = None
-    kinds: dict[str, str] = field(default_factory=dict)              # api, self-hosted, conventional, unpriced
-    fixed_monthly: dict[str, float] = field(default_factory=dict)    # costs.parquet's fixed_monthly_usd
-    judge_usd: dict[str, float] = field(default_factory=dict)        # judge metric -> USD per judged answer
-    floor_monthly: dict[str, float] = field(default_factory=dict)    # costs.parquet's floor_monthly_usd (NaN: not recorded)
+    kinds: dict[str, str] = field(default_factory=dict)  # api, self-hosted, conventional, unpriced
+    fixed_monthly: dict[str, float] = field(default_factory=dict)  # costs.parquet's fixed_monthly_usd
+    judge_usd: dict[str, float] = field(default_factory=dict)  # judge metric -> USD per judged answer
+    floor_monthly: dict[str, float] = field(default_factory=dict)  # costs.parquet's floor_monthly_usd (NaN: not recorded)
 
     @property
     def n(self) -> int:
@@ -80,8 +80,18 @@ def row_costs(responses: pd.DataFrame, costs: pd.DataFrame) -> pd.Series:
                 d = {**d, **{k: v for k, v in d["periods"][0].items() if k.endswith("_per_mtok")}}
             q = PriceQuote.from_dict(d)
             tok = lambda col: pd.to_numeric(rows.get(col, 0), errors="coerce")  # noqa: E731, B023  (used in this iteration only)
-            w = np.nan_to_num(np.asarray(token_cost(q, tok("prompt_tokens").fillna(0), tok("completion_tokens").fillna(0),
-                                                    tok("cached_tokens"), tok("cache_write_tokens")), dtype=float).reshape(-1))
+            w = np.nan_to_num(
+                np.asarray(
+                    token_cost(
+                        q,
+                        tok("prompt_tokens").fillna(0),
+                        tok("completion_tokens").fillna(0),
+                        tok("cached_tokens"),
+                        tok("cache_write_tokens"),
+                    ),
+                    dtype=float,
+                ).reshape(-1)
+            )
             s = float(w.sum())
             if s > 0 and math.isfinite(total):
                 w = w * (total / s)
@@ -101,9 +111,17 @@ def _num(v) -> float:
     return f
 
 
-def answers(dataset: pd.DataFrame, responses: pd.DataFrame, scores: pd.DataFrame, costs: pd.DataFrame, metric: str,
-            higher_is_better: bool = True, slices: list[str] | None = None, judges: dict[str, str] | None = None,
-            models: list[str] | None = None) -> Answers:
+def answers(
+    dataset: pd.DataFrame,
+    responses: pd.DataFrame,
+    scores: pd.DataFrame,
+    costs: pd.DataFrame,
+    metric: str,
+    higher_is_better: bool = True,
+    slices: list[str] | None = None,
+    judges: dict[str, str] | None = None,
+    models: list[str] | None = None,
+) -> Answers:
     """The :class:`Answers` of a run from its tables (pandas). ``metric``: the one policies are
     scored by; ``judges``: judge metric -> judge model (its line ``judge:<model>`` in costs.parquet
     prices a judged answer); ``models``: which, in order (default: those of ``responses``)."""
@@ -128,7 +146,9 @@ def answers(dataset: pd.DataFrame, responses: pd.DataFrame, scores: pd.DataFrame
 
     err = resp["error"] if "error" in resp.columns else pd.Series(None, index=resp.index)
     failed = grid(err.notna().to_numpy() & (err.astype(str) != "").to_numpy(), True, bool)
-    conf = pd.to_numeric(resp["confidence"], errors="coerce") if "confidence" in resp.columns else pd.Series(NAN, index=resp.index)
+    conf = (
+        pd.to_numeric(resp["confidence"], errors="coerce") if "confidence" in resp.columns else pd.Series(NAN, index=resp.index)
+    )
     out = grid(resp["output"].astype(object).to_numpy(), None, object)
     per_metric: dict[str, np.ndarray] = {}
     if len(scores):
@@ -137,8 +157,9 @@ def answers(dataset: pd.DataFrame, responses: pd.DataFrame, scores: pd.DataFrame
             a = np.full((n, k), NAN)
             si = pos.reindex(g["example_id"].astype(str)).to_numpy()
             good = ~np.isnan(si)
-            a[si[good].astype(np.int64), g["model"].astype(str).map(col).to_numpy()[good].astype(np.int64)] = \
-                pd.to_numeric(g["value"], errors="coerce").to_numpy()[good]
+            a[si[good].astype(np.int64), g["model"].astype(str).map(col).to_numpy()[good].astype(np.int64)] = pd.to_numeric(
+                g["value"], errors="coerce"
+            ).to_numpy()[good]
             per_metric[str(name)] = a
     if metric not in per_metric:
         raise DataError(f"no per-example scores of {metric!r} in scores.parquet: a policy is scored per example")
@@ -153,11 +174,25 @@ def answers(dataset: pd.DataFrame, responses: pd.DataFrame, scores: pd.DataFrame
         line = costs[costs["model"] == f"judge:{judge}"]
         judge_usd[key] = _num(line["cost_per_1k_usd"].iloc[0]) / 1000 if len(line) else NAN
     cols = [c for c in (slices or []) if c in dataset.columns]
-    return Answers(ids, models, metric, bool(higher_is_better), per_metric[metric], grid(resp["_cost"].to_numpy()),
-                   grid(pd.to_numeric(resp.get("latency_s"), errors="coerce").to_numpy()), failed, grid(conf.to_numpy()),
-                   out, per_metric, dataset[cols].reset_index(drop=True) if cols else None,
-                   dataset["reference"].tolist() if "reference" in dataset.columns else None, kinds, fixed, judge_usd,
-                   floor)
+    return Answers(
+        ids,
+        models,
+        metric,
+        bool(higher_is_better),
+        per_metric[metric],
+        grid(resp["_cost"].to_numpy()),
+        grid(pd.to_numeric(resp.get("latency_s"), errors="coerce").to_numpy()),
+        failed,
+        grid(conf.to_numpy()),
+        out,
+        per_metric,
+        dataset[cols].reset_index(drop=True) if cols else None,
+        dataset["reference"].tolist() if "reference" in dataset.columns else None,
+        kinds,
+        fixed,
+        judge_usd,
+        floor,
+    )
 
 
 def decomposable(scores: pd.DataFrame, metrics: pd.DataFrame) -> set[str]:
@@ -174,8 +209,12 @@ def decomposable(scores: pd.DataFrame, metrics: pd.DataFrame) -> set[str]:
     out = set()
     for name in names:
         pairs = [(m, name) for m in means.index.get_level_values(0).unique() if (m, name) in means.index]
-        if all((p not in overall.index) or abs(float(means[p]) - float(overall[p])) < 1e-9
-               or (math.isnan(float(means[p])) and math.isnan(float(overall[p]))) for p in pairs):
+        if all(
+            (p not in overall.index)
+            or abs(float(means[p]) - float(overall[p])) < 1e-9
+            or (math.isnan(float(means[p])) and math.isnan(float(overall[p])))
+            for p in pairs
+        ):
             out.add(name)
     return out
 
@@ -195,5 +234,14 @@ def from_run(rf, cfg, models: list[str] | None = None) -> Answers:
         hib = bool(sel.iloc[0]) if len(sel) else True
     judges = {s.key: s.judge for s in cfg.metric_specs() if s.judge}
     responses = read_responses(rf).to_pandas()
-    return answers(rf.read_table(store.DATASET).to_pandas(), responses, scores, rf.read_table(store.COSTS).to_pandas(), metric,
-                   hib, cfg.dataset.slices, judges, models or [m for m in cfg.models if m in set(responses["model"])])
+    return answers(
+        rf.read_table(store.DATASET).to_pandas(),
+        responses,
+        scores,
+        rf.read_table(store.COSTS).to_pandas(),
+        metric,
+        hib,
+        cfg.dataset.slices,
+        judges,
+        models or [m for m in cfg.models if m in set(responses["model"])],
+    )

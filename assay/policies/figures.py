@@ -42,13 +42,53 @@ NAN = float("nan")
 ALPHA = 0.05
 
 POLICY_COLUMNS = [
-    "policy", "kind", "models", "rule", "threshold", "metric", "n", "quality", "quality_ci_low", "quality_ci_high",
-    "cost_per_1k_usd", "monthly_cost_usd", "floor_monthly_usd", "needs", "latency_p95_s", "escalated", "calls_per_request", "answered_by",
-    "weak_model", "strong_model", "apgr", "apgr_ci_low", "apgr_ci_high", "apgr_curve", "matched_model", "matched_cost_per_1k_usd",
-    "matched_share", "saving", "saving_ci_low", "saving_ci_high", "saving_per_1k_usd", "values_json", "routes", "note",
+    "policy",
+    "kind",
+    "models",
+    "rule",
+    "threshold",
+    "metric",
+    "n",
+    "quality",
+    "quality_ci_low",
+    "quality_ci_high",
+    "cost_per_1k_usd",
+    "monthly_cost_usd",
+    "floor_monthly_usd",
+    "needs",
+    "latency_p95_s",
+    "escalated",
+    "calls_per_request",
+    "answered_by",
+    "weak_model",
+    "strong_model",
+    "apgr",
+    "apgr_ci_low",
+    "apgr_ci_high",
+    "apgr_curve",
+    "matched_model",
+    "matched_cost_per_1k_usd",
+    "matched_share",
+    "saving",
+    "saving_ci_low",
+    "saving_ci_high",
+    "saving_per_1k_usd",
+    "values_json",
+    "routes",
+    "note",
 ]
-SWEEP_COLUMNS = ["policy", "parameter", "threshold", "quality", "cost_per_1k_usd", "latency_p95_s", "escalated",
-                 "strong_share", "apgr", "configured"]
+SWEEP_COLUMNS = [
+    "policy",
+    "parameter",
+    "threshold",
+    "quality",
+    "cost_per_1k_usd",
+    "latency_p95_s",
+    "escalated",
+    "strong_share",
+    "apgr",
+    "configured",
+]
 
 
 def _mean(x: np.ndarray) -> float:
@@ -77,7 +117,7 @@ def resample_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray 
         idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
         counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[lo:lo + b] = (counts @ v) / (counts @ ok.astype(float))
+            out[lo : lo + b] = (counts @ v) / (counts @ ok.astype(float))
     return out
 
 
@@ -121,14 +161,27 @@ def _monthly(a: Answers, o: SIM.Outcome, mask: np.ndarray, monthly_requests: int
         calls = o.called[mask, j]
         # a needed service never called here still pays its fixed cost (the volume it gets is 0)
         per = float(np.mean(a.cost[mask, j][calls])) if calls.any() else 0.0
-        total += monthly_cost_usd(a.kinds.get(name, "unpriced"), a.fixed_monthly.get(name, 0.0), per,
-                                  monthly_requests * calls.sum() / m, a.floor_monthly.get(name))
+        total += monthly_cost_usd(
+            a.kinds.get(name, "unpriced"),
+            a.fixed_monthly.get(name, 0.0),
+            per,
+            monthly_requests * calls.sum() / m,
+            a.floor_monthly.get(name),
+        )
     extra = o.cost[mask] - (a.cost[mask] * o.called[mask]).sum(axis=1)  # what no model's line holds: judge grades
     return total + float(np.nanmean(extra)) * monthly_requests if np.isfinite(np.nanmean(extra)) else total
 
 
-def figures(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], resamples: int = 1000, seed: int = 0,
-            monthly_requests: int | None = None, cascade: bool = True) -> dict:
+def figures(
+    a: Answers,
+    o: SIM.Outcome,
+    mask: np.ndarray,
+    members: list[str],
+    resamples: int = 1000,
+    seed: int = 0,
+    monthly_requests: int | None = None,
+    cascade: bool = True,
+) -> dict:
     """The figures of one policy (see the module docstring) on the examples of ``mask``; ``members``
     are its models (the weak and strong ends of its APGR); ``cascade``: whether it is a cascade
     (it needs every member up) or a route (it needs the members it routes to)."""
@@ -145,7 +198,7 @@ def figures(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], re
     boot = resample_means(np.column_stack([q_pol, c_pol, q_single, c_single]), resamples, seed)
     k = len(a.models)
     bq, bc = (boot[:, 0], boot[:, 1]) if boot is not None else (None, None)
-    bqs, bcs = (boot[:, 2:2 + k], boot[:, 2 + k:]) if boot is not None else (None, None)
+    bqs, bcs = (boot[:, 2 : 2 + k], boot[:, 2 + k :]) if boot is not None else (None, None)
 
     mem = [a.index(m) for m in members]
     known = [j for j in mem if not np.isnan(singles_q[j])]
@@ -180,18 +233,32 @@ def figures(a: Answers, o: SIM.Outcome, mask: np.ndarray, members: list[str], re
     answered = {a.models[j]: round(float(np.mean(o.chosen[rows] == j)), 6) for j in range(k) if (o.chosen[rows] == j).any()}
     values = {m: _mean(o.values(v)[rows]) for m, v in a.scores.items()}
     return {
-        "metric": a.metric, "n": int(len(rows)), "quality": quality, "quality_ci_low": lo_q, "quality_ci_high": hi_q,
-        "cost_per_1k_usd": cost * 1000, "monthly_cost_usd": _monthly(a, o, mask, monthly_requests, needs),
-        "floor_monthly_usd": floor_of(a, needs), "needs": ", ".join(needs),
-        "latency_p95_s": _p95(o.latency[rows]), "escalated": float(np.mean(o.escalated[rows])) if len(rows) else NAN,
+        "metric": a.metric,
+        "n": int(len(rows)),
+        "quality": quality,
+        "quality_ci_low": lo_q,
+        "quality_ci_high": hi_q,
+        "cost_per_1k_usd": cost * 1000,
+        "monthly_cost_usd": _monthly(a, o, mask, monthly_requests, needs),
+        "floor_monthly_usd": floor_of(a, needs),
+        "needs": ", ".join(needs),
+        "latency_p95_s": _p95(o.latency[rows]),
+        "escalated": float(np.mean(o.escalated[rows])) if len(rows) else NAN,
         "calls_per_request": float(o.called[rows].sum(axis=1).mean()) if len(rows) else NAN,
         "strong_share": float(np.mean(o.called[rows, strong])) if strong is not None and len(rows) else NAN,
         "singles_quality": {a.models[j]: singles_q[j] for j in mem},
-        "answered_by": json.dumps(answered), "weak_model": a.models[weak] if weak is not None else None,
-        "strong_model": a.models[strong] if strong is not None else None, "apgr": apgr, "apgr_ci_low": lo_a,
-        "apgr_ci_high": hi_a, "matched_model": a.models[mj] if mj is not None else None,
-        "matched_cost_per_1k_usd": singles_c[mj] * 1000 if mj is not None else NAN, "saving": saving,
-        "saving_ci_low": lo_s, "saving_ci_high": hi_s, "matched_share": matched_share,
+        "answered_by": json.dumps(answered),
+        "weak_model": a.models[weak] if weak is not None else None,
+        "strong_model": a.models[strong] if strong is not None else None,
+        "apgr": apgr,
+        "apgr_ci_low": lo_a,
+        "apgr_ci_high": hi_a,
+        "matched_model": a.models[mj] if mj is not None else None,
+        "matched_cost_per_1k_usd": singles_c[mj] * 1000 if mj is not None else NAN,
+        "saving": saving,
+        "saving_ci_low": lo_s,
+        "saving_ci_high": hi_s,
+        "matched_share": matched_share,
         "saving_per_1k_usd": (singles_c[mj] - cost) * 1000 if mj is not None else NAN,
         "values_json": json.dumps({m: (None if math.isnan(v) else v) for m, v in values.items()}),
     }
@@ -223,8 +290,16 @@ def rule_text(rule, threshold: float | None = None) -> str:
     if rule.kind == "judge":
         return f"{rule.metric} ≥ {t:g}"
     if rule.kind == "valid":
-        what = [w for w, on in (("json", rule.json_), ("schema", rule.schema_ is not None),
-                                ("regex", rule.regex is not None), ("labels", bool(rule.labels))) if on]
+        what = [
+            w
+            for w, on in (
+                ("json", rule.json_),
+                ("schema", rule.schema_ is not None),
+                ("regex", rule.regex is not None),
+                ("labels", bool(rule.labels)),
+            )
+            if on
+        ]
         return "valid " + "+".join(what)
     return rule.kind
 

@@ -100,8 +100,17 @@ def _accepts(a: Answers, j: int, rule, threshold: float | None, cache: dict) -> 
     raise ValueError(f"rule {kind!r} is not a per-answer rule")
 
 
-def _ask(j: int, open_: np.ndarray, called: np.ndarray, cost: np.ndarray, latency: np.ndarray,
-         usd: np.ndarray, lat: np.ndarray, chosen: np.ndarray, last: bool) -> bool:
+def _ask(
+    j: int,
+    open_: np.ndarray,
+    called: np.ndarray,
+    cost: np.ndarray,
+    latency: np.ndarray,
+    usd: np.ndarray,
+    lat: np.ndarray,
+    chosen: np.ndarray,
+    last: bool,
+) -> bool:
     """The open examples ask model ``j`` (it is called, paid and waited for); the last model of a
     cascade answers all of them. True when it was the last."""
     called[open_, j] = True
@@ -188,8 +197,9 @@ def _choose(q: np.ndarray, c: np.ndarray, tolerance: float | None, lam: float | 
     return int(min(cand, key=lambda i: (np.inf if np.isnan(c[i]) else c[i], -q[i])))
 
 
-def learn_route(a: Answers, models: list[str], column: str, learn: np.ndarray, tolerance: float | None = None,
-                lam: float | None = None) -> dict:
+def learn_route(
+    a: Answers, models: list[str], column: str, learn: np.ndarray, tolerance: float | None = None, lam: float | None = None
+) -> dict:
     """Per value of ``column``: the model (name) chosen on the ``learn`` examples; ``None`` keys the
     choice for values seen only outside them (the choice over every learning example)."""
     tolerance = 0.01 if tolerance is None and lam is None else tolerance
@@ -198,10 +208,15 @@ def learn_route(a: Answers, models: list[str], column: str, learn: np.ndarray, t
     values = a.columns[column].astype(object).where(a.columns[column].notna(), None).to_numpy()
 
     def pick(rows: np.ndarray) -> str:
-        q = np.array([np.nanmean(a.quality[rows, j]) if rows.any() and (~np.isnan(a.quality[rows, j])).any() else NAN
-                      for j in idx]) * sign
-        c = np.array([np.nanmean(a.cost[rows, j]) * 1000 if rows.any() and (~np.isnan(a.cost[rows, j])).any() else NAN
-                      for j in idx])
+        q = (
+            np.array(
+                [np.nanmean(a.quality[rows, j]) if rows.any() and (~np.isnan(a.quality[rows, j])).any() else NAN for j in idx]
+            )
+            * sign
+        )
+        c = np.array(
+            [np.nanmean(a.cost[rows, j]) * 1000 if rows.any() and (~np.isnan(a.cost[rows, j])).any() else NAN for j in idx]
+        )
         return models[_choose(q, c, tolerance, lam)]
 
     routes = {None: pick(learn)}

@@ -52,11 +52,17 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
                     if base_dir is not None and not os.path.isabs(mpath):
                         mpath = str(base_dir / mpath)
                     if not os.path.exists(mpath):
-                        problems.append((("pipelines", pname, "metrics", i, "path"), f"metric file not found: {os.path.abspath(mpath)}"))
+                        problems.append(
+                            (("pipelines", pname, "metrics", i, "path"), f"metric file not found: {os.path.abspath(mpath)}")
+                        )
                         continue
                     if os.path.isdir(mpath):
-                        problems.append((("pipelines", pname, "metrics", i, "path"),
-                                         f"metric file is a folder, not a Python file: {os.path.abspath(mpath)}"))
+                        problems.append(
+                            (
+                                ("pipelines", pname, "metrics", i, "path"),
+                                f"metric file is a folder, not a Python file: {os.path.abspath(mpath)}",
+                            )
+                        )
                         continue
                 try:  # loads the function: a typo in its name fails the config, not the score stage
                     metric = build_metric(spec, str(base_dir) if base_dir is not None else None)
@@ -64,8 +70,12 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
                     problems.append((("pipelines", pname, "metrics", i, "function"), str(e)))
                 else:
                     if metric.is_async and spec.memory_mb is not None:
-                        problems.append((("pipelines", pname, "metrics", i, "memory_mb"),
-                                         "memory_mb needs worker processes, and an async function runs in this process's event loop"))
+                        problems.append(
+                            (
+                                ("pipelines", pname, "metrics", i, "memory_mb"),
+                                "memory_mb needs worker processes, and an async function runs in this process's event loop",
+                            )
+                        )
             elif spec.path is None:
                 if spec.name in METRICS:  # a metric with named sub-scores (pairwise.win, ...) may be gated on each
                     keys += [f"{spec.key}.{s}" for s in getattr(METRICS.get(spec.name), "sub_keys", ())]
@@ -83,30 +93,55 @@ def cross_check(cfg: AssayConfig, base_dir: Path | None = None, only: str | None
                 if base_dir is not None and not os.path.isabs(mpath):
                     mpath = str(base_dir / mpath)
                 if not os.path.exists(mpath):
-                    problems.append((("pipelines", pname, "metrics", i, "path"), f"metric file not found: {os.path.abspath(mpath)}"))
+                    problems.append(
+                        (("pipelines", pname, "metrics", i, "path"), f"metric file not found: {os.path.abspath(mpath)}")
+                    )
                 if spec.memory_mb is not None:  # the probe's workers are forks of the stage: no limit of their own
-                    problems.append((("pipelines", pname, "metrics", i, "memory_mb"),
-                                     "memory_mb applies to function metrics and pass_at_k, not to an evaluate module"))
+                    problems.append(
+                        (
+                            ("pipelines", pname, "metrics", i, "memory_mb"),
+                            "memory_mb applies to function metrics and pass_at_k, not to an evaluate module",
+                        )
+                    )
             if spec.against is not None and spec.against not in p.models:
-                problems.append((("pipelines", pname, "metrics", i, "against"),
-                                 f"against: {spec.against!r} is not one of the pipeline's models ({', '.join(p.models)})"))
+                problems.append(
+                    (
+                        ("pipelines", pname, "metrics", i, "against"),
+                        f"against: {spec.against!r} is not one of the pipeline's models ({', '.join(p.models)})",
+                    )
+                )
             if spec.judge is not None and spec.judge not in cfg.models:
-                problems.append((("pipelines", pname, "metrics", i, "judge"), str(UnknownName("model", spec.judge, list(cfg.models)))))
+                problems.append(
+                    (("pipelines", pname, "metrics", i, "judge"), str(UnknownName("model", spec.judge, list(cfg.models))))
+                )
             elif spec.judge is not None:
                 jprov = PROVIDERS.get(cfg.models[spec.judge].provider)
                 if getattr(jprov, "kind", None) != "chat":
-                    problems.append((("pipelines", pname, "metrics", i, "judge"),
-                                     f"model {spec.judge!r} (provider {cfg.models[spec.judge].provider}) cannot answer prompts: "
-                                     "a judge must be a model whose provider calls an endpoint (openai)"))
+                    problems.append(
+                        (
+                            ("pipelines", pname, "metrics", i, "judge"),
+                            f"model {spec.judge!r} (provider {cfg.models[spec.judge].provider}) cannot answer prompts: "
+                            "a judge must be a model whose provider calls an endpoint (openai)",
+                        )
+                    )
         for g in p.gates:
             if g not in keys and not any(g.startswith(pre) for pre in prefixes):
-                problems.append((("pipelines", pname, "gates", g), f"gate on metric {g!r} which the pipeline does not compute (metrics: {', '.join(keys)})"))
+                problems.append(
+                    (
+                        ("pipelines", pname, "gates", g),
+                        f"gate on metric {g!r} which the pipeline does not compute (metrics: {', '.join(keys)})",
+                    )
+                )
         problems += policy_problems(pname, p)
         if isinstance(p.samples, dict):
             for m in p.samples:
                 if m not in p.models:
-                    problems.append((("pipelines", pname, "samples", m),
-                                     f"samples for model {m!r}, which is not one of the pipeline's models ({', '.join(p.models)})"))
+                    problems.append(
+                        (
+                            ("pipelines", pname, "samples", m),
+                            f"samples for model {m!r}, which is not one of the pipeline's models ({', '.join(p.models)})",
+                        )
+                    )
         if p.prompt is None and any(cfg.models.get(m) and cfg.models[m].provider == "openai" for m in p.models):
             problems.append((("pipelines", pname, "prompt"), "a prompt is required when an openai model is used"))
     return problems
@@ -123,9 +158,18 @@ def policy_problems(pname: str, p) -> list[tuple[tuple, str]]:
             if m not in p.models:
                 out.append((at + ("models", i), f"model {m!r} is not one of the pipeline's models ({', '.join(p.models)})"))
         if pol.kind == "cascade" and pol.rule.kind == "judge" and pol.rule.metric not in keys:
-            out.append((at + ("rule", "metric"), f"judge rule on metric {pol.rule.metric!r}, which the pipeline does not "
-                                                 f"compute (metrics: {', '.join(keys)})"))
+            out.append(
+                (
+                    at + ("rule", "metric"),
+                    f"judge rule on metric {pol.rule.metric!r}, which the pipeline does not compute (metrics: {', '.join(keys)})",
+                )
+            )
         if pol.kind == "route" and pol.column not in p.dataset.slices:
-            out.append((at + ("column",), f"route column {pol.column!r} is not one of dataset.slices "
-                                          f"({', '.join(p.dataset.slices) or 'none'}): add it there"))
+            out.append(
+                (
+                    at + ("column",),
+                    f"route column {pol.column!r} is not one of dataset.slices "
+                    f"({', '.join(p.dataset.slices) or 'none'}): add it there",
+                )
+            )
     return out

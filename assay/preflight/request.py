@@ -68,8 +68,14 @@ class Checked:
             self.dataset.drop()
 
 
-def preflight(loaded: LoadedConfig, pipeline: str, as_of: date, models: list[str] | None = None,
-              sample: int | None = None, artifacts: str | None = None) -> Checked:
+def preflight(
+    loaded: LoadedConfig,
+    pipeline: str,
+    as_of: date,
+    models: list[str] | None = None,
+    sample: int | None = None,
+    artifacts: str | None = None,
+) -> Checked:
     """Check everything about a run of ``pipeline`` at ``as_of`` (with ``models``, default the
     pipeline's, ``sample`` and the ``artifacts`` root asked for, default ``$ASSAY_ARTIFACTS``, else
     the config's) that the config and the files can tell; raise :class:`ConfigError` naming every
@@ -83,14 +89,21 @@ def preflight(loaded: LoadedConfig, pipeline: str, as_of: date, models: list[str
     return checked
 
 
-def find_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, models: list[str] | None = None,
-                  sample: int | None = None, artifacts: str | None = None) -> list[Problem]:
+def find_problems(
+    loaded: LoadedConfig,
+    pipeline: str,
+    as_of: date | None,
+    models: list[str] | None = None,
+    sample: int | None = None,
+    artifacts: str | None = None,
+) -> list[Problem]:
     """What :func:`preflight` finds: (key path, message) pairs, each once."""
     return _check(loaded, pipeline, as_of, models, sample, artifacts)[0]
 
 
-def _check(loaded: LoadedConfig, pipeline: str, as_of: date | None, models: list[str] | None, sample: int | None,
-           artifacts: str | None) -> tuple[list[Problem], Checked]:
+def _check(
+    loaded: LoadedConfig, pipeline: str, as_of: date | None, models: list[str] | None, sample: int | None, artifacts: str | None
+) -> tuple[list[Problem], Checked]:
     loaded.pipeline(pipeline)  # an unknown pipeline is a ConfigError already
     problems: list[Problem] = list(cross_check(loaded.config, loaded.base_dir, only=pipeline))
     chosen = _chosen_models(loaded, pipeline, models, problems)
@@ -190,8 +203,9 @@ def _parquet_problem(path: str, what: str) -> str | None:
     return None
 
 
-def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, sample: int | None,
-                      prepared: list) -> list[Problem]:
+def _dataset_problems(
+    loaded: LoadedConfig, pipeline: str, as_of: date | None, sample: int | None, prepared: list
+) -> list[Problem]:
     """The dataset, read and prepared as the load stage does; what was prepared is appended to
     ``prepared`` (for the load stage of the same request)."""
     p = loaded.pipeline(pipeline)
@@ -214,7 +228,9 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
         if why:
             return [(at + ("dataset", "source"), why)]
     try:
-        key = assay.dataset.prepared_key(src, ds, p.prompt, as_of, sample)  # before the read: a file changed meanwhile is read again
+        key = assay.dataset.prepared_key(
+            src, ds, p.prompt, as_of, sample
+        )  # before the read: a file changed meanwhile is read again
         got = assay.dataset.prepared_source(src, ds, p.prompt, as_of, sample)
         if key is not None:
             prepared.append(assay.dataset.PreparedSource(key, got))
@@ -237,8 +253,12 @@ def _dataset_problems(loaded: LoadedConfig, pipeline: str, as_of: date | None, s
         span = f"in the {window} up to {end}" if window else f"on or before {end}"
         if end != as_of:
             span += f" ({ds.partition.lag} before as_of {as_of})"
-        return [(at + ("dataset", "partition"), f"no examples in {src} up to {end}: none of its {read} rows has "
-                                                f"{ds.partition.column} {span}")]
+        return [
+            (
+                at + ("dataset", "partition"),
+                f"no examples in {src} up to {end}: none of its {read} rows has {ds.partition.column} {span}",
+            )
+        ]
     return [(at + ("dataset", "source"), f"no examples in {src}")]
 
 
@@ -277,8 +297,13 @@ def _model_problems(loaded: LoadedConfig, pipeline: str, chosen: list[str]) -> l
             train = m.train or p.dataset.train
             key = ("models", name, "train") if m.train else ("pipelines", pipeline, "dataset", "train")
             if train is None:
-                out.append((("models", name, "train"), f"model {name!r} (provider sklearn) needs a training file: set "
-                                                       f"models.{name}.train or pipelines.{pipeline}.dataset.train"))
+                out.append(
+                    (
+                        ("models", name, "train"),
+                        f"model {name!r} (provider sklearn) needs a training file: set "
+                        f"models.{name}.train or pipelines.{pipeline}.dataset.train",
+                    )
+                )
             else:
                 path = loaded.resolve_path(train)
                 why = file_problem(path, "train file") or _parquet_problem(path, "train file")

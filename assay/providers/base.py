@@ -33,8 +33,14 @@ class ProviderError(AssayError):
     """A failed call. ``retryable`` decides whether the engine tries again; ``fault`` (one of
     :data:`FAULTS`) says what failed when there is no HTTP ``status``."""
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
-                 retryable: bool | None = None, fault: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
+        fault: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
@@ -89,8 +95,12 @@ class Provider:
 
         (Not every provider's config has ``model`` and ``params``; missing ones count as unset.)
         """
-        return {"provider": self.cfg.provider, "model": getattr(self.cfg, "model", None), "version": self.cfg.version,
-                "params": getattr(self.cfg, "params", {})}
+        return {
+            "provider": self.cfg.provider,
+            "model": getattr(self.cfg, "model", None),
+            "version": self.cfg.version,
+            "params": getattr(self.cfg, "params", {}),
+        }
 
     def stats(self) -> dict:
         """Figures for costing that only the provider knows (training time, compute time)."""

@@ -105,8 +105,10 @@ class OpenAIProvider(ChatProvider):
         # one host per session: the total limit is the per-host limit (without aiohttp's per-host bookkeeping)
         connector = aiohttp.TCPConnector(limit=self.cfg.max_concurrency, keepalive_timeout=60, ssl=ssl)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s),
-            headers={"Authorization": f"Bearer {self._api_key()}", "Content-Type": "application/json"})
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s),
+            headers={"Authorization": f"Bearer {self._api_key()}", "Content-Type": "application/json"},
+        )
         self._url = url + "/chat/completions"
         self.reconnects = 0  # requests sent again because their kept-alive connection was found closed
         self._streamed = False
@@ -126,8 +128,9 @@ class OpenAIProvider(ChatProvider):
                 if status != 200:
                     raise self._http_error(status, raw, resp.headers)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
-            raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True,
-                                fault="connection") from None
+            raise ProviderError(
+                f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True, fault="connection"
+            ) from None
         except TimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True, fault="timeout") from None
         return self._parse(raw)
@@ -165,8 +168,13 @@ class OpenAIProvider(ChatProvider):
         the kind ``context_length`` and final (the same prompt overflows again, whatever the status)."""
         message, kind = _error_info(raw)
         final = kind == "context_length"
-        return ProviderError(f"HTTP {status}: {self._clean(message)}", status=status, retry_after=_retry_after(headers),
-                             retryable=False if final else None, fault=kind)
+        return ProviderError(
+            f"HTTP {status}: {self._clean(message)}",
+            status=status,
+            retry_after=_retry_after(headers),
+            retryable=False if final else None,
+            fault=kind,
+        )
 
     def _parse(self, raw: bytes) -> CallResult:
         """A 200 response's body as a result; fields a server adds beyond OpenAI's (``timings``) are ignored."""
@@ -176,15 +184,21 @@ class OpenAIProvider(ChatProvider):
             content = ((choice or {}).get("message") or {}).get("content")
             usage = data.get("usage") or {}
         except (ValueError, AttributeError, TypeError):
-            raise ProviderError(f"unreadable response: {self._clean(raw.decode(errors='replace'))}", retryable=True,
-                                fault="bad_json") from None
+            raise ProviderError(
+                f"unreadable response: {self._clean(raw.decode(errors='replace'))}", retryable=True, fault="bad_json"
+            ) from None
         if choice is None:
             raise ProviderError("response without choices", retryable=True, fault="no_choices")
         details = usage.get("prompt_tokens_details") or {}
-        return CallResult(output=content or "", prompt_tokens=usage.get("prompt_tokens"),
-                          completion_tokens=usage.get("completion_tokens"), cached_tokens=details.get("cached_tokens"),
-                          confidence=confidence(((choice.get("logprobs") or {}).get("content")) if self.wants_logprobs else None),
-                          response_model=_str(data.get("model")), system_fingerprint=_str(data.get("system_fingerprint")))
+        return CallResult(
+            output=content or "",
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            cached_tokens=details.get("cached_tokens"),
+            confidence=confidence(((choice.get("logprobs") or {}).get("content")) if self.wants_logprobs else None),
+            response_model=_str(data.get("model")),
+            system_fingerprint=_str(data.get("system_fingerprint")),
+        )
 
     async def stream(self, messages: list[dict]) -> "StreamedCall":
         """One streamed request (``stream: true``), timed as the client sees it: the time to the first
@@ -199,8 +213,13 @@ class OpenAIProvider(ChatProvider):
         request written to it fails. Once :meth:`_send` finds that so, this provider's streamed
         requests say ``Connection: close``: the server's answer then says so too, and the client
         closes the connection instead of pooling it."""
-        body = {**self._body_head, "messages": messages, **self._params, "stream": True,
-                "stream_options": {"include_usage": True}}
+        body = {
+            **self._body_head,
+            "messages": messages,
+            **self._params,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         aiohttp = self._aiohttp
         clock = time.perf_counter
         t0 = clock()
@@ -237,17 +256,22 @@ class OpenAIProvider(ChatProvider):
                         try:
                             event = json.loads(data)
                         except ValueError:
-                            raise ProviderError(f"unreadable event: {self._clean(data.decode(errors='replace'))}",
-                                                retryable=True, fault="bad_json") from None
+                            raise ProviderError(
+                                f"unreadable event: {self._clean(data.decode(errors='replace'))}",
+                                retryable=True,
+                                fault="bad_json",
+                            ) from None
                         if not isinstance(event, dict):
                             continue
                         if "error" in event and not event.get("choices"):
                             err = event["error"]
                             msg = err.get("message") if isinstance(err, dict) else str(err)
                             code = err.get("code") if isinstance(err, dict) else None
-                            raise ProviderError(f"error in stream: {self._clean(str(msg))}",
-                                                status=code if isinstance(code, int) and 400 <= code < 600 else None,
-                                                retryable=False if isinstance(code, int) and code < 500 else None)
+                            raise ProviderError(
+                                f"error in stream: {self._clean(str(msg))}",
+                                status=code if isinstance(code, int) and 400 <= code < 600 else None,
+                                retryable=False if isinstance(code, int) and code < 500 else None,
+                            )
                         usage = event.get("usage") or usage
                         if served is None:
                             served = _str(event.get("model"))
@@ -264,43 +288,68 @@ class OpenAIProvider(ChatProvider):
                                 parts.append(text)
                 self._streamed = True
         except aiohttp.ClientError as e:  # connection, payload, a malformed URL: this request failed
-            raise ProviderError(f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True,
-                                fault="connection") from None
+            raise ProviderError(
+                f"connection error: {self._clean(str(e) or type(e).__name__)}", retryable=True, fault="connection"
+            ) from None
         except TimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", retryable=True, fault="timeout") from None
         end = clock()
         if not done and not chunks:
             raise ProviderError("stream ended without an answer", retryable=True, fault="no_choices")
         details = usage.get("prompt_tokens_details") or {}
-        return StreamedCall(output="".join(parts), prompt_tokens=usage.get("prompt_tokens"),
-                            completion_tokens=usage.get("completion_tokens") or chunks or None, chunks=chunks,
-                            ttft_s=None if first is None else first - t0,
-                            itl_s=(last - first) / (chunks - 1) if chunks > 1 else None, latency_s=end - t0,
-                            cached_tokens=details.get("cached_tokens"), response_model=served,
-                            system_fingerprint=fingerprint)
+        return StreamedCall(
+            output="".join(parts),
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens") or chunks or None,
+            chunks=chunks,
+            ttft_s=None if first is None else first - t0,
+            itl_s=(last - first) / (chunks - 1) if chunks > 1 else None,
+            latency_s=end - t0,
+            cached_tokens=details.get("cached_tokens"),
+            response_model=served,
+            system_fingerprint=fingerprint,
+        )
 
     def _plain_as_streamed(self, raw: bytes, t0: float) -> "StreamedCall":
         r = self._parse(raw)
         end = time.perf_counter()
-        return StreamedCall(output=r.output or "", prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
-                            chunks=1, ttft_s=end - t0, itl_s=None, latency_s=end - t0, cached_tokens=r.cached_tokens,
-                            response_model=r.response_model, system_fingerprint=r.system_fingerprint)
+        return StreamedCall(
+            output=r.output or "",
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+            chunks=1,
+            ttft_s=end - t0,
+            itl_s=None,
+            latency_s=end - t0,
+            cached_tokens=r.cached_tokens,
+            response_model=r.response_model,
+            system_fingerprint=r.system_fingerprint,
+        )
 
     async def _call_streamed(self, messages: list[dict]) -> CallResult:
         """``call`` for ``stream: true``: the answer and usage as a plain call gives them, and ``ttft_s``."""
         r = await self.stream(messages)
-        return CallResult(output=r.output, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
-                          cached_tokens=r.cached_tokens, response_model=r.response_model,
-                          system_fingerprint=r.system_fingerprint, ttft_s=r.ttft_s)
+        return CallResult(
+            output=r.output,
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+            cached_tokens=r.cached_tokens,
+            response_model=r.response_model,
+            system_fingerprint=r.system_fingerprint,
+            ttft_s=r.ttft_s,
+        )
 
     async def _start_sdk(self) -> None:
         # lazy: keeps openai out of start-up
         import openai
 
         self._openai = openai
-        self.client = openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.endpoint() if self.cfg.base_url else None,
-                                         max_retries=0,
-                                         timeout=self.cfg.timeout_s)
+        self.client = openai.AsyncOpenAI(
+            api_key=self._api_key(),
+            base_url=self.endpoint() if self.cfg.base_url else None,
+            max_retries=0,
+            timeout=self.cfg.timeout_s,
+        )
 
     async def _call_sdk(self, messages: list[dict]) -> CallResult:
         o = self._openai
@@ -309,13 +358,19 @@ class OpenAIProvider(ChatProvider):
         except o.APIStatusError as e:
             retry_after = _retry_after(e.response.headers) if e.response is not None else None
             kind = "context_length" if _CONTEXT_WORDS.search(f"{e.message} {e.body}") else None
-            raise ProviderError(f"HTTP {e.status_code}: {self._clean(e.message)}", status=e.status_code, retry_after=retry_after,
-                                retryable=False if kind else None, fault=kind) from None
+            raise ProviderError(
+                f"HTTP {e.status_code}: {self._clean(e.message)}",
+                status=e.status_code,
+                retry_after=retry_after,
+                retryable=False if kind else None,
+                fault=kind,
+            ) from None
         except o.APITimeoutError:
             raise ProviderError(f"timeout after {self.cfg.timeout_s}s", status=None, retryable=True, fault="timeout") from None
         except o.APIConnectionError as e:
-            raise ProviderError(f"connection error: {self._clean(str(e))}", status=None, retryable=True,
-                                fault="connection") from None
+            raise ProviderError(
+                f"connection error: {self._clean(str(e))}", status=None, retryable=True, fault="connection"
+            ) from None
         choice = resp.choices[0] if resp.choices else None
         if choice is None:
             raise ProviderError("response without choices", retryable=True, fault="no_choices")
@@ -362,9 +417,12 @@ def confidence(tokens) -> float | None:
 
 #: how servers word a prompt longer than the model's context: OpenAI's ``context_length_exceeded``
 #: code, llama.cpp's ``exceed_context_size_error`` type, vLLM's and TGI's messages
-_CONTEXT_WORDS = re.compile(r"context_length_exceeded|exceed_context_size|maximum context length|"
-                            r"exceeds? the (?:available )?context|context window|must be <= \d+|"
-                            r"(?:input|prompt) is too long", re.I)
+_CONTEXT_WORDS = re.compile(
+    r"context_length_exceeded|exceed_context_size|maximum context length|"
+    r"exceeds? the (?:available )?context|context window|must be <= \d+|"
+    r"(?:input|prompt) is too long",
+    re.I,
+)
 
 
 def _error_info(raw: bytes) -> tuple[str, str | None]:

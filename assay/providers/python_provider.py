@@ -42,8 +42,13 @@ class PythonProvider(BatchProvider):
             source = _source_hash(self._function())
         except ValueError:  # cannot be loaded: run_batch says why, on the rows
             source = None
-        return {"provider": "python", "function": self.cfg.function, "version": self.cfg.version, "params": self.cfg.params,
-                "source": source}
+        return {
+            "provider": "python",
+            "function": self.cfg.function,
+            "version": self.cfg.version,
+            "params": self.cfg.params,
+            "source": source,
+        }
 
     def _function(self):
         fn = getattr(self, "_fn", None)

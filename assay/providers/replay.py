@@ -139,8 +139,10 @@ class ReplayProvider(BatchProvider):
                         mask = pc.or_(mask, pc.fill_null(pc.equal(t[c], want), False))
             if not pc.any(mask).as_py():
                 held = sorted(m for m in pc.unique(t["model"]).to_pylist() if m is not None)
-                raise ProviderSetupError(f"replay model {self.ctx.model_name}: the {self.cfg.format} log {src} has no calls of "
-                                 f"model {want!r} (it holds: {', '.join(held) or 'none'}); set model: to one of them")
+                raise ProviderSetupError(
+                    f"replay model {self.ctx.model_name}: the {self.cfg.format} log {src} has no calls of "
+                    f"model {want!r} (it holds: {', '.join(held) or 'none'}); set model: to one of them"
+                )
             t = t.filter(mask)
         cols = {c: t[c] for c in ("example_id", "output", *OPTIONAL) if c in t.column_names}
         cols[LOGGED_AT] = t["request_time"]
@@ -218,7 +220,11 @@ class ReplayProvider(BatchProvider):
             last = None
             for b in pf.iter_batches(batch_size=STREAM_ROWS, columns=[key]):
                 ids = pc.cast(b.column(0), pa.string())
-                if ids.null_count or not _increasing(ids) or (last is not None and len(ids) and not pc.less(last, ids[0]).as_py()):
+                if (
+                    ids.null_count
+                    or not _increasing(ids)
+                    or (last is not None and len(ids) and not pc.less(last, ids[0]).as_py())
+                ):
                     return None
                 if len(ids):
                     last = ids[len(ids) - 1]
@@ -227,6 +233,7 @@ class ReplayProvider(BatchProvider):
             with _open(src) as f:
                 for b in pq.ParquetFile(f).iter_batches(batch_size=STREAM_ROWS):
                     yield self._keep(pa.Table.from_batches([b]))
+
         return batches(), empty
 
     def stats(self) -> dict:
@@ -286,7 +293,9 @@ class ReplayProvider(BatchProvider):
         col = self.cfg.output_column or "output"
         if self.cfg.source is None:
             if col not in rows.column_names:
-                raise ProviderSetupError(f"replay model {self.ctx.model_name}: dataset has no column {col!r}; set source: or output_column:")
+                raise ProviderSetupError(
+                    f"replay model {self.ctx.model_name}: dataset has no column {col!r}; set source: or output_column:"
+                )
             out = {"output": rows[col].cast(pa.string()).to_pylist()}
             for c in OPTIONAL:
                 out[c] = rows[c].to_pylist() if c in rows.column_names else [None] * n
@@ -311,6 +320,8 @@ class ReplayProvider(BatchProvider):
         if "started_at" in joined.column_names:  # µs since the epoch, UTC (see invoke_model's batch branch)
             out["started_at"] = joined["started_at"].to_pylist()
         logged = joined["_log_error"].to_pylist() if "_log_error" in joined.column_names else [None] * n
-        out["error"] = [None if o is not None else f"the logged call failed: {e}" if e else "no logged response"
-                        for o, e in zip(out["output"], logged)]
+        out["error"] = [
+            None if o is not None else f"the logged call failed: {e}" if e else "no logged response"
+            for o, e in zip(out["output"], logged)
+        ]
         return out

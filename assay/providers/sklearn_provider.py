@@ -102,9 +102,18 @@ class SklearnProvider(BatchProvider):
         dt = time.perf_counter() - t0
         self.compute_s += dt
         per = dt / n if n else 0.0
-        return {"output": [str(p) for p in preds], "prompt_tokens": [None] * n, "completion_tokens": [None] * n,
-                "latency_s": [per] * n, "error": [None] * n, "confidence": conf}
+        return {
+            "output": [str(p) for p in preds],
+            "prompt_tokens": [None] * n,
+            "completion_tokens": [None] * n,
+            "latency_s": [per] * n,
+            "error": [None] * n,
+            "confidence": conf,
+        }
 
     def stats(self) -> dict:
-        return {"train_s": getattr(self, "train_s", 0.0), "compute_s": getattr(self, "compute_s", 0.0),
-                "train_rows": getattr(self, "train_rows", 0)}
+        return {
+            "train_s": getattr(self, "train_s", 0.0),
+            "compute_s": getattr(self, "compute_s", 0.0),
+            "train_rows": getattr(self, "train_rows", 0),
+        }

@@ -30,9 +30,18 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h
 #: from_pretrained is not thread-safe (it patches global state while building on the meta device), and
 #: the invoke stage runs several models' batches in threads at once: load one model at a time.
 _LOAD_LOCK = threading.Lock()
-_SMALL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                "special_tokens_map.json", "chat_template.jinja", "chat_template.json", "added_tokens.json",
-                "vocab.json", "merges.txt")
+_SMALL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+)
 
 
 def _require():
@@ -87,8 +96,14 @@ class TransformersProvider(BatchProvider):
 
     def identity(self) -> dict:
         path = self._path()
-        return {"provider": "transformers", "model": self.cfg.model, "version": self.cfg.version, "path": path,
-                "fingerprint": model_fingerprint(path), "params": self.cfg.params}
+        return {
+            "provider": "transformers",
+            "model": self.cfg.model,
+            "version": self.cfg.version,
+            "path": path,
+            "fingerprint": model_fingerprint(path),
+            "params": self.cfg.params,
+        }
 
     # -------------------------------------------------------------------------------- loading
     def _gen_params(self) -> tuple[int, int, str | None, dict]:
@@ -143,8 +158,14 @@ class TransformersProvider(BatchProvider):
         self._torch, self._tok, self._model, self._device = torch, tok, model, device
         self._eos, self._pad = eos, pad
         cfg = model.config
-        self._max_ctx = next((int(v) for v in (getattr(cfg, "max_position_embeddings", None), getattr(cfg, "n_positions", None))
-                              if isinstance(v, int) and v > 0), None)
+        self._max_ctx = next(
+            (
+                int(v)
+                for v in (getattr(cfg, "max_position_embeddings", None), getattr(cfg, "n_positions", None))
+                if isinstance(v, int) and v > 0
+            ),
+            None,
+        )
         self.load_s = time.perf_counter() - t0
         self.compute_s = getattr(self, "compute_s", 0.0)
 
@@ -156,8 +177,9 @@ class TransformersProvider(BatchProvider):
 
             msgs = render_messages(self.ctx.prompt, rows)
             if self.ctx.prompt.messages is not None:
-                refuse_tool_messages(msgs, rows["example_id"].to_pylist() if "example_id" in rows.column_names else None,
-                                     "transformers")
+                refuse_tool_messages(
+                    msgs, rows["example_id"].to_pylist() if "example_id" in rows.column_names else None, "transformers"
+                )
             return msgs
         fields = self.ctx.dataset.input or (["text"] if "text" in rows.column_names else None)
         if not fields:
@@ -177,8 +199,7 @@ class TransformersProvider(BatchProvider):
             except Exception:  # noqa: BLE001  (a template's own error, raised by its Jinja code)
                 # some templates reject a system turn: fold it into the user's message
                 merged = "\n".join(m["content"] for m in messages)
-                text = tok.apply_chat_template([{"role": "user", "content": merged}], tokenize=False,
-                                               add_generation_prompt=True)
+                text = tok.apply_chat_template([{"role": "user", "content": merged}], tokenize=False, add_generation_prompt=True)
             # the template writes its own special tokens (bos and the like)
             return list(tok(text, add_special_tokens=False)["input_ids"])
         text = "\n".join(m["content"] for m in messages if m.get("content"))
@@ -193,11 +214,16 @@ class TransformersProvider(BatchProvider):
         mask = torch.zeros((len(ids), width), dtype=torch.long)
         for i, x in enumerate(ids):
             if x:
-                input_ids[i, width - len(x):] = torch.tensor(x, dtype=torch.long)
-                mask[i, width - len(x):] = 1
+                input_ids[i, width - len(x) :] = torch.tensor(x, dtype=torch.long)
+                mask[i, width - len(x) :] = 1
         with torch.inference_mode():
-            out = self._model.generate(input_ids=input_ids.to(self._device), attention_mask=mask.to(self._device),
-                                       max_new_tokens=max_new_tokens, pad_token_id=self._pad, **gen)
+            out = self._model.generate(
+                input_ids=input_ids.to(self._device),
+                attention_mask=mask.to(self._device),
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self._pad,
+                **gen,
+            )
         seqs = getattr(out, "sequences", out)  # a tensor, or an output object with return_dict_in_generate
         return [row[width:].tolist() for row in seqs.cpu()]
 
@@ -215,8 +241,13 @@ class TransformersProvider(BatchProvider):
             self._load()
         batch_size, max_new_tokens, _, gen = self._gen_params()
         n = rows.num_rows
-        out = {"output": [None] * n, "prompt_tokens": [None] * n, "completion_tokens": [None] * n,
-               "latency_s": [None] * n, "error": [None] * n}
+        out = {
+            "output": [None] * n,
+            "prompt_tokens": [None] * n,
+            "completion_tokens": [None] * n,
+            "latency_s": [None] * n,
+            "error": [None] * n,
+        }
         todo = []
         for j, msgs in enumerate(self._messages(rows)):
             try:
@@ -228,14 +259,16 @@ class TransformersProvider(BatchProvider):
             if not ids:
                 out["error"][j] = "empty prompt"
             elif self._max_ctx and len(ids) + max_new_tokens > self._max_ctx:
-                out["error"][j] = (f"prompt of {len(ids)} tokens + max_new_tokens {max_new_tokens} exceeds the model's "
-                                   f"context of {self._max_ctx} tokens")
+                out["error"][j] = (
+                    f"prompt of {len(ids)} tokens + max_new_tokens {max_new_tokens} exceeds the model's "
+                    f"context of {self._max_ctx} tokens"
+                )
             else:
                 todo.append((j, ids))
         # similar lengths together: less padding, and the order is the same on every run
         todo.sort(key=lambda t: (len(t[1]), t[0]))
         for lo in range(0, len(todo), batch_size):
-            self._run_group(todo[lo:lo + batch_size], max_new_tokens, gen, out)
+            self._run_group(todo[lo : lo + batch_size], max_new_tokens, gen, out)
         return out
 
     def _run_group(self, group: list[tuple[int, list[int]]], max_new_tokens: int, gen: dict, out: dict) -> None:
@@ -262,5 +295,8 @@ class TransformersProvider(BatchProvider):
             out["latency_s"][j] = per
 
     def stats(self) -> dict:
-        return {"compute_s": getattr(self, "compute_s", 0.0), "load_s": getattr(self, "load_s", 0.0),
-                "device": getattr(self, "_device", None)}
+        return {
+            "compute_s": getattr(self, "compute_s", 0.0),
+            "load_s": getattr(self, "load_s", 0.0),
+            "device": getattr(self, "_device", None),
+        }

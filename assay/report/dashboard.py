@@ -71,9 +71,19 @@ def _view(store: Store, name: str) -> PipelineView:
     v.rows = headline_rows(v.table, cfg, rec)
     h = history(store.root, name, metric=v.metric, manifests=runs)
     if len(h):
-        v.history = pd.DataFrame({"as_of": h["as_of"], "run_id": h["run_id"], "model": h["model"], "value": h["value"],
-                                  "lo": h["ci_low"], "hi": h["ci_high"], "cost": h["cost_per_1k_usd"], "gates": h["gates"],
-                                  "current": (h["as_of"] == rf.as_of) & (h["run_id"] == rf.run_id)})
+        v.history = pd.DataFrame(
+            {
+                "as_of": h["as_of"],
+                "run_id": h["run_id"],
+                "model": h["model"],
+                "value": h["value"],
+                "lo": h["ci_low"],
+                "hi": h["ci_high"],
+                "cost": h["cost_per_1k_usd"],
+                "gates": h["gates"],
+                "current": (h["as_of"] == rf.as_of) & (h["run_id"] == rf.run_id),
+            }
+        )
     return v
 
 
@@ -98,15 +108,26 @@ def build_dashboard(root: str, out_dir: str, base_url: str | None = None) -> dic
     for v in views:
         written.append(_pipeline_page(v, out_dir, base_url))
     t_end = time.perf_counter()
-    return {"pages": written, "pipelines": names, "runs": sum(len(v.runs) for v in views),
-            "timings": {"read": round(t_read - t0, 3), "charts": round(t_charts - t_read, 3),
-                        "write": round(t_end - t_charts, 3), "total": round(t_end - t0, 3)}}
+    return {
+        "pages": written,
+        "pipelines": names,
+        "runs": sum(len(v.runs) for v in views),
+        "timings": {
+            "read": round(t_read - t0, 3),
+            "charts": round(t_charts - t_read, 3),
+            "write": round(t_end - t_charts, 3),
+            "total": round(t_end - t0, 3),
+        },
+    }
 
 
 def _headline_table(v: PipelineView) -> str:
-    return page.table([(k, v.titles[k]) for k in COLUMNS],
-                   [{**r, "model": page.esc(r["model"]) + (" <span class='mark'>✓</span>" if r["recommended"] else "")} for r in v.rows],
-                   row_class=lambda r: "recommended" if r["recommended"] else "", raw=("model",))
+    return page.table(
+        [(k, v.titles[k]) for k in COLUMNS],
+        [{**r, "model": page.esc(r["model"]) + (" <span class='mark'>✓</span>" if r["recommended"] else "")} for r in v.rows],
+        row_class=lambda r: "recommended" if r["recommended"] else "",
+        raw=("model",),
+    )
 
 
 def matrix_rows(views: list[PipelineView]) -> tuple[list[str], list[dict]]:
@@ -118,39 +139,53 @@ def matrix_rows(views: list[PipelineView]) -> tuple[list[str], list[dict]]:
             continue
         for r in v.table.to_dict("records"):
             grid.setdefault(str(r["model"]), {"model": str(r["model"])})[v.name] = (
-                f"{fmt.num(r.get(v.metric))} · {fmt.usd(r.get('cost_per_1k_usd'))}/1k")
+                f"{fmt.num(r.get(v.metric))} · {fmt.usd(r.get('cost_per_1k_usd'))}/1k"
+            )
     rows = [{"model": m, **{p: g.get(p, "–") for p in pipes}} for m, g in grid.items()]
     return pipes, rows
 
 
 def _index(views: list[PipelineView], out_dir: str, root: str, base_url: str | None) -> str:
-    body = ["<h1>Assay dashboard</h1>",
-            f"<p class='meta'>{len(views)} pipeline(s), {sum(len(v.runs) for v in views):,} run(s) in "
-            f"<code>{page.esc(root)}</code> · written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>",
-            "<nav>" + "".join(f"<a href='pipelines/{page.esc(v.name)}.html'>{page.esc(v.name)}</a>" for v in views) + "</nav>"]
+    body = [
+        "<h1>Assay dashboard</h1>",
+        f"<p class='meta'>{len(views)} pipeline(s), {sum(len(v.runs) for v in views):,} run(s) in "
+        f"<code>{page.esc(root)}</code> · written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>",
+        "<nav>" + "".join(f"<a href='pipelines/{page.esc(v.name)}.html'>{page.esc(v.name)}</a>" for v in views) + "</nav>",
+    ]
     pipes, rows = matrix_rows(views)
     metrics = {v.name: v.metric for v in views}
-    body.append("<section id='matrix'><h2>Models × use cases</h2><p class='muted'>Each pipeline's headline metric and "
-                "cost per 1,000 requests, from its latest complete run.</p>")
-    body.append(page.table([("model", "model")] + [(p, f"{p} ({metrics[p] or '–'})") for p in pipes], rows) if rows
-                else "<p class='muted'>No complete run yet.</p>")
+    body.append(
+        "<section id='matrix'><h2>Models × use cases</h2><p class='muted'>Each pipeline's headline metric and "
+        "cost per 1,000 requests, from its latest complete run.</p>"
+    )
+    body.append(
+        page.table([("model", "model")] + [(p, f"{p} ({metrics[p] or '–'})") for p in pipes], rows)
+        if rows
+        else "<p class='muted'>No complete run yet.</p>"
+    )
     body.append("</section><section id='pipelines'><h2>Latest results</h2><div class='cards'>")
     for v in views:
-        card = [f"<div class='card' data-pipeline='{page.esc(v.name)}'><h3><a href='pipelines/{page.esc(v.name)}.html'>{page.esc(v.name)}</a></h3>"]
+        card = [
+            f"<div class='card' data-pipeline='{page.esc(v.name)}'><h3><a href='pipelines/{page.esc(v.name)}.html'>{page.esc(v.name)}</a></h3>"
+        ]
         if v.latest is None:
             card.append(f"<p class='muted'>No complete run ({len(v.runs)} run folder(s)).</p></div>")
             body += card
             continue
         href = report_href(v.latest, out_dir, base_url)
         card.append(f"<p class='meta'>latest complete run {page.esc(v.latest.as_of)} · <a href='{page.esc(href)}'>report</a></p>")
-        card.append(f"<p class='recommendation{'' if v.rows and any(r['recommended'] for r in v.rows) else ' none'}'>"
-                    f"{page.esc(v.sentence)}</p>")
+        card.append(
+            f"<p class='recommendation{'' if v.rows and any(r['recommended'] for r in v.rows) else ' none'}'>"
+            f"{page.esc(v.sentence)}</p>"
+        )
         if v.rows:
             card.append(_headline_table(v))
         if v.svg:
-            card.append(f"<figure class='chart' data-chart='history-{page.esc(v.name)}'>{_aria(v.svg, v.name)}"
-                        f"<figcaption>{page.esc(v.metric)} and cost per 1,000 requests per complete run; a red cross marks "
-                        "broken gates; the latest run is circled.</figcaption></figure>")
+            card.append(
+                f"<figure class='chart' data-chart='history-{page.esc(v.name)}'>{_aria(v.svg, v.name)}"
+                f"<figcaption>{page.esc(v.metric)} and cost per 1,000 requests per complete run; a red cross marks "
+                "broken gates; the latest run is circled.</figcaption></figure>"
+            )
         card.append("</div>")
         body += card
     body.append("</div></section>")
@@ -172,9 +207,11 @@ def _pipeline_page(v: PipelineView, out_dir: str, base_url: str | None) -> str:
         if v.rows:
             body.append(_headline_table(v))
     if v.svg:
-        body.append(f"<section id='history'><h2>History</h2><figure class='chart' data-chart='history'>{_aria(v.svg, v.name)}"
-                    "<figcaption>The headline metric with its 95% interval and the cost per 1,000 requests, per model and "
-                    "complete run; a red cross marks a run whose gates failed.</figcaption></figure></section>")
+        body.append(
+            f"<section id='history'><h2>History</h2><figure class='chart' data-chart='history'>{_aria(v.svg, v.name)}"
+            "<figcaption>The headline metric with its 95% interval and the cost per 1,000 requests, per model and "
+            "complete run; a red cross marks a run whose gates failed.</figcaption></figure></section>"
+        )
     per_run: dict[tuple[str, str], str] = {}
     if len(v.history):
         for (a, r), g in v.history.groupby(["as_of", "run_id"], sort=False):
@@ -183,14 +220,38 @@ def _pipeline_page(v: PipelineView, out_dir: str, base_url: str | None) -> str:
     for rf, m in sorted(v.runs, key=lambda p: (p[0].as_of, p[0].run_id), reverse=True):
         g = (m.get("gates") or {}).get("passed") if isinstance(m.get("gates"), dict) else None
         status = m.get("status") or "unknown"
-        link = (f"<a href='{page.esc(report_href(rf, page_dir, base_url))}'>report</a>" if status == "complete" else "")
-        rows.append({"as_of": page.esc(rf.as_of), "run": f"<code>{page.esc(rf.run_id)}</code>", "status": page.esc(status),
-                     "gates": "–" if g is None else ("<span class='bad'>failed</span>" if not g else
-                                                     "inconclusive" if m["gates"].get("verdict") == "inconclusive" else "passed"),
-                     "values": page.esc(per_run.get((rf.as_of, rf.run_id), "")), "report": link})
-    table = page.table([("as_of", "date"), ("run", "run"), ("status", "status"), ("gates", "gates"),
-                     ("values", v.metric or "headline"), ("report", "")], rows,
-                    text_cols=("run", "status", "values"), raw=("as_of", "run", "status", "gates", "values", "report"))
+        link = f"<a href='{page.esc(report_href(rf, page_dir, base_url))}'>report</a>" if status == "complete" else ""
+        rows.append(
+            {
+                "as_of": page.esc(rf.as_of),
+                "run": f"<code>{page.esc(rf.run_id)}</code>",
+                "status": page.esc(status),
+                "gates": "–"
+                if g is None
+                else (
+                    "<span class='bad'>failed</span>"
+                    if not g
+                    else "inconclusive"
+                    if m["gates"].get("verdict") == "inconclusive"
+                    else "passed"
+                ),
+                "values": page.esc(per_run.get((rf.as_of, rf.run_id), "")),
+                "report": link,
+            }
+        )
+    table = page.table(
+        [
+            ("as_of", "date"),
+            ("run", "run"),
+            ("status", "status"),
+            ("gates", "gates"),
+            ("values", v.metric or "headline"),
+            ("report", ""),
+        ],
+        rows,
+        text_cols=("run", "status", "values"),
+        raw=("as_of", "run", "status", "gates", "values", "report"),
+    )
     body.append("<section id='runs'><h2>Runs</h2>" + page.collapsible("Every run, newest first", table, len(rows)) + "</section>")
     path = os.path.join(page_dir, f"{v.name}.html")
     with open(path, "w", encoding="utf-8") as f:

@@ -41,13 +41,21 @@ class Recommendation:
     runner_up: str | None = None
     metric: str = ""
     passing: list[str] = field(default_factory=list)
-    failing: dict[str, list[str]] = field(default_factory=dict)   # model -> the bars it fails
+    failing: dict[str, list[str]] = field(default_factory=dict)  # model -> the bars it fails
     gated: bool = False
-    policy: bool = False    # ``model`` names a policy of policies.parquet (a cascade or a route), not one model
+    policy: bool = False  # ``model`` names a policy of policies.parquet (a cascade or a route), not one model
 
     def to_dict(self) -> dict:
-        return {"sentence": self.sentence, "model": self.model, "runner_up": self.runner_up, "metric": self.metric,
-                "passing": list(self.passing), "failing": dict(self.failing), "gated": self.gated, "policy": self.policy}
+        return {
+            "sentence": self.sentence,
+            "model": self.model,
+            "runner_up": self.runner_up,
+            "metric": self.metric,
+            "passing": list(self.passing),
+            "failing": dict(self.failing),
+            "gated": self.gated,
+            "policy": self.policy,
+        }
 
 
 def bars(cfg) -> dict[str, dict]:
@@ -108,8 +116,10 @@ def _cost(row: pd.Series, monthly: int | None) -> str:
     if monthly and not fmt.missing(m):
         floor = row.get("floor_monthly_usd")
         if not fmt.missing(floor) and float(floor) > 0 and row.get("needs"):  # a policy: the floors of its services
-            return (f"{fmt.usd(float(m))} a month (of which {fmt.usd(float(floor))} the always-on floors of the services "
-                    f"it needs: {row.get('needs')})")
+            return (
+                f"{fmt.usd(float(m))} a month (of which {fmt.usd(float(floor))} the always-on floors of the services "
+                f"it needs: {row.get('needs')})"
+            )
         serving = row.get("serving")
         if not isinstance(serving, str) or not serving:
             return f"{fmt.usd(float(m))} a month"
@@ -153,9 +163,16 @@ def _policy_values(row: pd.Series) -> pd.Series:
         values = {}
     out = {k: (math.nan if v is None else float(v)) for k, v in values.items()}
     metric = row.get("metric")
-    out.update({f"{metric}_ci_low": row.get("quality_ci_low"), f"{metric}_ci_high": row.get("quality_ci_high"),
-                "monthly_cost_usd": row.get("monthly_cost_usd"), "cost_per_1k_usd": row.get("cost_per_1k_usd"),
-                "floor_monthly_usd": row.get("floor_monthly_usd"), "needs": row.get("needs")})
+    out.update(
+        {
+            f"{metric}_ci_low": row.get("quality_ci_low"),
+            f"{metric}_ci_high": row.get("quality_ci_high"),
+            "monthly_cost_usd": row.get("monthly_cost_usd"),
+            "cost_per_1k_usd": row.get("cost_per_1k_usd"),
+            "floor_monthly_usd": row.get("floor_monthly_usd"),
+            "needs": row.get("needs"),
+        }
+    )
     return pd.Series(out)
 
 
@@ -169,13 +186,29 @@ def options(table: pd.DataFrame, cfg, policies: pd.DataFrame | None = None) -> p
     rows = []
     if len(table) and "model" in table:
         for _, r in table.iterrows():
-            rows.append({"model": str(r["model"]), "policy": False, "kind": r.get("kind"), metric: _value(r, metric),
-                         "cost_per_1k_usd": _value(r, "cost_per_1k_usd"), "monthly_cost_usd": _value(r, "monthly_cost_usd")})
+            rows.append(
+                {
+                    "model": str(r["model"]),
+                    "policy": False,
+                    "kind": r.get("kind"),
+                    metric: _value(r, metric),
+                    "cost_per_1k_usd": _value(r, "cost_per_1k_usd"),
+                    "monthly_cost_usd": _value(r, "monthly_cost_usd"),
+                }
+            )
     if policies is not None and len(policies):
         for _, p in policies.iterrows():
             v = _policy_values(p)
-            rows.append({"model": str(p["policy"]), "policy": True, "kind": str(p.get("kind")), metric: _value(v, metric),
-                         "cost_per_1k_usd": _value(p, "cost_per_1k_usd"), "monthly_cost_usd": _value(p, "monthly_cost_usd")})
+            rows.append(
+                {
+                    "model": str(p["policy"]),
+                    "policy": True,
+                    "kind": str(p.get("kind")),
+                    metric: _value(v, metric),
+                    "cost_per_1k_usd": _value(p, "cost_per_1k_usd"),
+                    "monthly_cost_usd": _value(p, "monthly_cost_usd"),
+                }
+            )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -232,8 +265,10 @@ def dominated(table: pd.DataFrame, cfg, policies: pd.DataFrame | None = None) ->
             if sign * qp >= sign * qm and cp <= cm and (sign * qp > sign * qm or cp < cm):
                 unit = " a month" if col == "monthly_cost_usd" else " per 1,000 requests"
                 at = f" at {monthly:,} requests" if col == "monthly_cost_usd" and monthly else ""
-                out.append(f"The {p['kind']} {p['model']} dominates {m['model']}: {metric} {fmt.num(qp)} against "
-                           f"{fmt.num(qm)}, at {fmt.usd(cp)} against {fmt.usd(cm)}{unit}{at}")
+                out.append(
+                    f"The {p['kind']} {p['model']} dominates {m['model']}: {metric} {fmt.num(qp)} against "
+                    f"{fmt.num(qm)}, at {fmt.usd(cp)} against {fmt.usd(cm)}{unit}{at}"
+                )
                 break
     return out
 
@@ -283,8 +318,10 @@ def _recommend_policy(rec: Recommendation, table: pd.DataFrame, policies: pd.Dat
     gates_text = "; ".join(_bar_text(m, b) for m, b in bs.items())
     at = f" for {monthly:,} requests" if monthly else ""
     q = metric if metric in best else str(pol["metric"])
-    text = (f"Deploy the {pol['kind']} {name} ({pol['models']}; {pol['rule']}): it passes every gate ({gates_text}) "
-            f"more cheaply than any single model, at {_cost(best, monthly)}{at}, with {_quality(best, q)}.")
+    text = (
+        f"Deploy the {pol['kind']} {name} ({pol['models']}; {pol['rule']}): it passes every gate ({gates_text}) "
+        f"more cheaply than any single model, at {_cost(best, monthly)}{at}, with {_quality(best, q)}."
+    )
     if rec.model is not None:
         r = table[table["model"].astype(str) == rec.model].iloc[0]
         text += f" The cheapest single model that passes: {rec.model}, at {_cost(r, monthly)}, with {_quality(r, metric)}."
@@ -310,12 +347,15 @@ def _recommend_models(table: pd.DataFrame, cfg, policy_runner: tuple | None = No
             return Recommendation(f"No gates are configured and no model has a {metric}.", metric=metric)
         best = ranked[0]
         cheapest = costing.cheapest_passing(table, {})
-        text = (f"No gates are configured, so no option is recommended: the best {metric} is {best} "
-                f"({_quality(rows[best], metric)}, {_cost(rows[best], monthly)}{at})")
+        text = (
+            f"No gates are configured, so no option is recommended: the best {metric} is {best} "
+            f"({_quality(rows[best], metric)}, {_cost(rows[best], monthly)}{at})"
+        )
         if cheapest and cheapest != best:
             text += f"; the cheapest is {cheapest} ({_quality(rows[cheapest], metric)}, {_cost(rows[cheapest], monthly)})"
-        return Recommendation(text + ".", None, cheapest if cheapest != best else (ranked[1] if len(ranked) > 1 else None),
-                              metric, list(rows), {})
+        return Recommendation(
+            text + ".", None, cheapest if cheapest != best else (ranked[1] if len(ranked) > 1 else None), metric, list(rows), {}
+        )
     failing = {m: f for m, r in rows.items() if (f := _fails(r, bs))}
     passing = [m for m in rows if m not in failing]
     gates_text = "; ".join(_bar_text(m, b) for m, b in bs.items())
@@ -329,14 +369,18 @@ def _recommend_models(table: pd.DataFrame, cfg, policy_runner: tuple | None = No
         runner = others[0] if others else None
         only = len(passing) == 1
         r = rows[chosen]
-        text = (f"Deploy {chosen}: the {'only' if only else 'cheapest'} option that passes every gate ({gates_text}), "
-                f"at {_cost(r, monthly)}{at}, with {_quality(r, metric)}.")
+        text = (
+            f"Deploy {chosen}: the {'only' if only else 'cheapest'} option that passes every gate ({gates_text}), "
+            f"at {_cost(r, monthly)}{at}, with {_quality(r, metric)}."
+        )
         if policy_runner is not None:
             name, prow, pols = policy_runner
             pol = pols[pols["policy"].astype(str) == name].iloc[0]
             q = metric if metric in prow else str(pol["metric"])
-            text += (f" Runner-up: the {pol['kind']} {name} ({pol['models']}; {pol['rule']}), at {_cost(prow, monthly)}, "
-                     f"with {_quality(prow, q)}.")
+            text += (
+                f" Runner-up: the {pol['kind']} {name} ({pol['models']}; {pol['rule']}), at {_cost(prow, monthly)}, "
+                f"with {_quality(prow, q)}."
+            )
             runner = name
         elif runner is not None:
             rr = rows[runner]
@@ -344,15 +388,16 @@ def _recommend_models(table: pd.DataFrame, cfg, policy_runner: tuple | None = No
             text += f" Runner-up: {runner}, at {_cost(rr, monthly)}, with {_quality(rr, metric)}{why}."
         return Recommendation(text, chosen, runner, metric, passing, failing, True)
     if passing:  # they pass, but none has a known cost
-        text = (f"{', '.join(passing)} {'passes' if len(passing) == 1 else 'pass'} every gate ({gates_text}), "
-                "but no cost is known, so none is recommended.")
+        text = (
+            f"{', '.join(passing)} {'passes' if len(passing) == 1 else 'pass'} every gate ({gates_text}), "
+            "but no cost is known, so none is recommended."
+        )
         return Recommendation(text, None, None, metric, passing, failing, True)
     # nobody passes: the closest first (fewest failed bars, then the best headline metric)
     ranked = _by_quality(table, metric, hib)
     ranked = sorted(ranked, key=lambda m: len(failing.get(m, []))) + [m for m in rows if m not in ranked]
     closest = ranked[0]
-    text = f"No option passes every gate ({gates_text}): " + "; ".join(
-        f"{m} fails {', '.join(failing[m])}" for m in ranked) + "."
+    text = f"No option passes every gate ({gates_text}): " + "; ".join(f"{m} fails {', '.join(failing[m])}" for m in ranked) + "."
     text += f" Closest: {closest}, with {_quality(rows[closest], metric)}, at {_cost(rows[closest], monthly)}{at}"
     runner = ranked[1] if len(ranked) > 1 else None
     if runner:
@@ -379,8 +424,14 @@ def headline_titles(cfg) -> dict[str, str]:
     """Column titles of the headline table (the same words in every view)."""
     metric = cfg.metric_specs()[0].key
     monthly = cfg.cost.monthly_requests
-    return {"model": "model", "quality": f"{metric} (95% CI)", "cost_per_1k": "$/1k req",
-            "monthly": f"$/month at {monthly:,}" if monthly else "$/month", "p95": "p95 latency", "errors": "errors"}
+    return {
+        "model": "model",
+        "quality": f"{metric} (95% CI)",
+        "cost_per_1k": "$/1k req",
+        "monthly": f"$/month at {monthly:,}" if monthly else "$/month",
+        "p95": "p95 latency",
+        "errors": "errors",
+    }
 
 
 def headline_rows(table: pd.DataFrame, cfg, rec: Recommendation | None = None) -> list[dict]:
@@ -391,15 +442,17 @@ def headline_rows(table: pd.DataFrame, cfg, rec: Recommendation | None = None) -
     out = []
     for _, r in table.iterrows():
         errors = r.get("errors")
-        out.append({
-            "model": str(r["model"]),
-            "quality": fmt.with_interval(r.get(metric), r.get(f"{metric}_ci_low"), r.get(f"{metric}_ci_high")),
-            "cost_per_1k": fmt.usd(_num(r.get("cost_per_1k_usd"))),
-            "monthly": fmt.usd(_num(r.get("monthly_cost_usd"))),
-            "p95": fmt.seconds(_num(r.get("latency_p95_s"))),
-            "errors": fmt.count(errors) if not fmt.missing(errors) else "–",
-            "recommended": chosen is not None and str(r["model"]) == chosen,
-        })
+        out.append(
+            {
+                "model": str(r["model"]),
+                "quality": fmt.with_interval(r.get(metric), r.get(f"{metric}_ci_low"), r.get(f"{metric}_ci_high")),
+                "cost_per_1k": fmt.usd(_num(r.get("cost_per_1k_usd"))),
+                "monthly": fmt.usd(_num(r.get("monthly_cost_usd"))),
+                "p95": fmt.seconds(_num(r.get("latency_p95_s"))),
+                "errors": fmt.count(errors) if not fmt.missing(errors) else "–",
+                "recommended": chosen is not None and str(r["model"]) == chosen,
+            }
+        )
     return out
 
 
@@ -418,10 +471,18 @@ def policy_titles(cfg=None, metric: str | None = None) -> dict[str, str]:
     """Column titles of the policy table."""
     metric = metric or (cfg.metric_specs()[0].key if cfg is not None else "quality")
     monthly = cfg.cost.monthly_requests if cfg is not None else None
-    return {"policy": "policy", "models": "models", "rule": "rule", "quality": f"{metric} (95% CI)",
-            "cost_per_1k": "$/1k req", "monthly": f"$/month at {monthly:,}" if monthly else "$/month",
-            "p95": "p95 latency", "escalated": "escalated", "apgr": "APGR (95% CI)",
-            "saving": "saving at matched quality (95% CI)"}
+    return {
+        "policy": "policy",
+        "models": "models",
+        "rule": "rule",
+        "quality": f"{metric} (95% CI)",
+        "cost_per_1k": "$/1k req",
+        "monthly": f"$/month at {monthly:,}" if monthly else "$/month",
+        "p95": "p95 latency",
+        "escalated": "escalated",
+        "apgr": "APGR (95% CI)",
+        "saving": "saving at matched quality (95% CI)",
+    }
 
 
 def _share(v) -> str:
@@ -442,7 +503,9 @@ def policy_rows(policies: pd.DataFrame, rec: Recommendation | None = None) -> li
     out = []
     chosen = rec.model if rec is not None and rec.policy else None
     for _, r in policies.iterrows():
-        apgr = "–" if fmt.missing(r.get("apgr")) else fmt.with_interval(r.get("apgr"), r.get("apgr_ci_low"), r.get("apgr_ci_high"))
+        apgr = (
+            "–" if fmt.missing(r.get("apgr")) else fmt.with_interval(r.get("apgr"), r.get("apgr_ci_low"), r.get("apgr_ci_high"))
+        )
         if fmt.missing(r.get("saving")):
             saving = "no single model reaches it" if fmt.missing(r.get("matched_model")) else "–"
         else:
@@ -451,11 +514,19 @@ def policy_rows(policies: pd.DataFrame, rec: Recommendation | None = None) -> li
             saving = f"{saving_text(r.get('saving'), r.get('matched_model'))}{ci if float(r.get('saving')) > -1 else ''}"
             if not fmt.missing(r.get("matched_share")) and float(r.get("matched_share")) < 0.95:
                 saving += f" (the match in {_share(r.get('matched_share'))} of resamples)"
-        out.append({
-            "policy": str(r["policy"]), "models": str(r.get("models") or ""), "rule": str(r.get("rule") or ""),
-            "quality": fmt.with_interval(r.get("quality"), r.get("quality_ci_low"), r.get("quality_ci_high")),
-            "cost_per_1k": fmt.usd(_num(r.get("cost_per_1k_usd"))), "monthly": fmt.usd(_num(r.get("monthly_cost_usd"))),
-            "p95": fmt.seconds(_num(r.get("latency_p95_s"))), "escalated": _share(r.get("escalated")), "apgr": apgr,
-            "saving": saving, "recommended": chosen is not None and str(r["policy"]) == chosen,
-        })
+        out.append(
+            {
+                "policy": str(r["policy"]),
+                "models": str(r.get("models") or ""),
+                "rule": str(r.get("rule") or ""),
+                "quality": fmt.with_interval(r.get("quality"), r.get("quality_ci_low"), r.get("quality_ci_high")),
+                "cost_per_1k": fmt.usd(_num(r.get("cost_per_1k_usd"))),
+                "monthly": fmt.usd(_num(r.get("monthly_cost_usd"))),
+                "p95": fmt.seconds(_num(r.get("latency_p95_s"))),
+                "escalated": _share(r.get("escalated")),
+                "apgr": apgr,
+                "saving": saving,
+                "recommended": chosen is not None and str(r["policy"]) == chosen,
+            }
+        )
     return out

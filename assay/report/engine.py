@@ -58,8 +58,13 @@ def start() -> None:
         if (_child is not None and _child.poll() is None) or _failed:
             return
         try:
-            _child = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.DEVNULL, close_fds=True)
+            _child = subprocess.Popen(
+                [sys.executable, "-c", _CHILD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+            )
         except OSError:
             _child, _failed = None, True
 

@@ -55,24 +55,36 @@ def esc(v) -> str:
 def document(title: str, body: Iterable[str]) -> str:
     """A whole page: doctype, charset, a strict content policy (nothing may load from elsewhere), the CSS."""
     csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-    return "\n".join([
-        "<!doctype html>", "<html lang='en'><head><meta charset='utf-8'>",
-        f"<meta http-equiv='Content-Security-Policy' content=\"{csp}\">",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>",
-        *body, "</main></body></html>"])
+    return "\n".join(
+        [
+            "<!doctype html>",
+            "<html lang='en'><head><meta charset='utf-8'>",
+            f"<meta http-equiv='Content-Security-Policy' content=\"{csp}\">",
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>",
+            *body,
+            "</main></body></html>",
+        ]
+    )
 
 
-def table(columns: Sequence[tuple[str, str]], rows: Iterable[dict], text_cols: Sequence[str] = ("model",),
-          row_class=None, raw: Sequence[str] = ()) -> str:
+def table(
+    columns: Sequence[tuple[str, str]],
+    rows: Iterable[dict],
+    text_cols: Sequence[str] = ("model",),
+    row_class=None,
+    raw: Sequence[str] = (),
+) -> str:
     """An HTML table of ``rows`` (dicts) with ``columns`` = [(key, title)]; values are escaped
     unless their key is in ``raw`` (already HTML)."""
     head = "".join(f"<th class='{'t' if k in text_cols else ''}'>{esc(t)}</th>" for k, t in columns)
     body = []
     for r in rows:
         cls = row_class(r) if row_class else ""
-        cells = "".join(f"<td class='{'t' if k in text_cols else ''}'>{r.get(k, '') if k in raw else esc(r.get(k, ''))}</td>"
-                        for k, _ in columns)
+        cells = "".join(
+            f"<td class='{'t' if k in text_cols else ''}'>{r.get(k, '') if k in raw else esc(r.get(k, ''))}</td>"
+            for k, _ in columns
+        )
         body.append(f"<tr class='{cls or ''}'>{cells}</tr>")
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
@@ -89,8 +101,10 @@ def figure(key: str, title: str, svg: str | None, caption: str = "", empty: str 
         return f"<section id='{esc(key)}'><h2>{esc(title)}</h2><p class='muted'>{esc(empty or 'Nothing to draw.')}</p></section>"
     svg = svg.replace("<svg ", f"<svg role='img' aria-label='{esc(title)}' ", 1)
     cap = f"<figcaption>{caption}</figcaption>" if caption else ""
-    return (f"<section id='{esc(key)}'><h2>{esc(title)}</h2>"
-            f"<figure class='chart' data-chart='{esc(key)}'>{svg}{cap}</figure></section>")
+    return (
+        f"<section id='{esc(key)}'><h2>{esc(title)}</h2>"
+        f"<figure class='chart' data-chart='{esc(key)}'>{svg}{cap}</figure></section>"
+    )
 
 
 def footer(items: Sequence[tuple[str, str]]) -> str:

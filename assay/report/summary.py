@@ -71,8 +71,21 @@ def headline(metrics: pd.DataFrame, costs: pd.DataFrame, cfg: PipelineConfig) ->
             r[f"{m.metric}_higher_is_better"] = bool(m.higher_is_better)
         r["n"] = int(m.n)
         r["errors"] = int(m.errors)
-    cols = [c for c in ("kind", "cost_usd", "cost_per_1k_usd", "monthly_cost_usd", "latency_p50_s", "latency_p95_s",
-                        "ttft_p50_s", "ttft_p95_s", "throughput_rps") if c in costs.columns]
+    cols = [
+        c
+        for c in (
+            "kind",
+            "cost_usd",
+            "cost_per_1k_usd",
+            "monthly_cost_usd",
+            "latency_p50_s",
+            "latency_p95_s",
+            "ttft_p50_s",
+            "ttft_p95_s",
+            "throughput_rps",
+        )
+        if c in costs.columns
+    ]
     first_cost = {}
     for c, full in zip(costs[["model", *cols]].to_dict("records"), costs.to_dict("records")):
         c["serving"] = serving_text(full, short=True) if "price_json" in full else ""
@@ -139,8 +152,10 @@ def decision_lines(dec: dict, be: pd.DataFrame) -> list[str]:
     if "cheapest_passing" in dec:
         out.append(f"Cheapest option that passes every quality bar: {dec['cheapest_passing'] or 'none passes'}")
     if dec.get("pareto"):
-        out.append(f"Quality/cost Pareto front ({dec['first_metric']} vs {dec.get('pareto_cost', 'cost per 1k')}): "
-                   f"{', '.join(dec.get('pareto_labels') or dec['pareto'])}")
+        out.append(
+            f"Quality/cost Pareto front ({dec['first_metric']} vs {dec.get('pareto_cost', 'cost per 1k')}): "
+            f"{', '.join(dec.get('pareto_labels') or dec['pareto'])}"
+        )
     out += dec.get("dominated") or []
     return out + breakeven_lines(be) + (dec.get("serving") or [])
 
@@ -150,8 +165,10 @@ def decision_box(dec: dict) -> str:
     option, and what each served option's monthly cost assumes (its always-on floor)."""
     items = list(dec.get("dominated") or [])
     if dec.get("pareto"):
-        items.append(f"Quality/cost Pareto front ({dec['first_metric']} vs {dec.get('pareto_cost', 'cost per 1k')}): "
-                     f"{', '.join(dec.get('pareto_labels') or dec['pareto'])}")
+        items.append(
+            f"Quality/cost Pareto front ({dec['first_metric']} vs {dec.get('pareto_cost', 'cost per 1k')}): "
+            f"{', '.join(dec.get('pareto_labels') or dec['pareto'])}"
+        )
     items += dec.get("serving") or []
     if not items:
         return ""
@@ -196,9 +213,18 @@ class RunTables:
             return rf.read_table(name).to_pandas() if rf.exists(name) else pd.DataFrame()
 
         manifest = rf.manifest() or {}
-        return cls(rf, cfg or run_config(manifest), manifest, rf.read_table(assay.store.METRICS).to_pandas(),
-                   rf.read_table(assay.store.COSTS).to_pandas(), opt(assay.store.GENERALIZATION), opt(assay.store.BREAKEVEN), opt(assay.store.COMPARISONS),
-                   opt(assay.store.POLICIES), opt(assay.store.POLICY_SWEEP))
+        return cls(
+            rf,
+            cfg or run_config(manifest),
+            manifest,
+            rf.read_table(assay.store.METRICS).to_pandas(),
+            rf.read_table(assay.store.COSTS).to_pandas(),
+            opt(assay.store.GENERALIZATION),
+            opt(assay.store.BREAKEVEN),
+            opt(assay.store.COMPARISONS),
+            opt(assay.store.POLICIES),
+            opt(assay.store.POLICY_SWEEP),
+        )
 
     @property
     def metric(self) -> str:
@@ -209,8 +235,10 @@ class RunTables:
         if not self.rf.exists(assay.store.SCORES):
             return None
         # batch by batch, keeping one metric's rows: a large run's scores hold every metric of every example
-        kept = [b.filter(pc.equal(b["metric"], metric))
-                for b in self.rf.iter_batches(assay.store.SCORES, ["example_id", "model", "metric", "value"])]
+        kept = [
+            b.filter(pc.equal(b["metric"], metric))
+            for b in self.rf.iter_batches(assay.store.SCORES, ["example_id", "model", "metric", "value"])
+        ]
         kept = [b for b in kept if b.num_rows]
         if not kept:
             return None
@@ -267,8 +295,9 @@ def run_config(manifest: dict) -> PipelineConfig:
 
 
 # ------------------------------------------------------------------------------------------ paired differences
-def paired_differences(comparisons: pd.DataFrame, metric: str, models: list[str], hib: bool = True,
-                       reference: str | None = None) -> pd.DataFrame:
+def paired_differences(
+    comparisons: pd.DataFrame, metric: str, models: list[str], hib: bool = True, reference: str | None = None
+) -> pd.DataFrame:
     """Per pair of models, A − B with its 95% interval and p-value, as the score stage computed
     them once (comparisons.parquet: the paired interval, clustered where the dataset sets
     ``cluster``; the paired bootstrap p-value), never recomputed here. A pair the score stage
@@ -280,8 +309,11 @@ def paired_differences(comparisons: pd.DataFrame, metric: str, models: list[str]
         return pd.DataFrame(columns=cols)
     if len(models) > ALL_PAIRS_MAX_MODELS and reference not in models:
         reference = models[0]
-    pairs = ([(a, b) for i, a in enumerate(models) for b in models[i + 1:]] if len(models) <= ALL_PAIRS_MAX_MODELS
-             else [(reference, m) for m in models if m != reference])
+    pairs = (
+        [(a, b) for i, a in enumerate(models) for b in models[i + 1 :]]
+        if len(models) <= ALL_PAIRS_MAX_MODELS
+        else [(reference, m) for m in models if m != reference]
+    )
     found: dict[tuple, tuple] = {}
     if len(comparisons):
         c = comparisons[comparisons["metric"] == metric]
@@ -301,14 +333,26 @@ def paired_differences(comparisons: pd.DataFrame, metric: str, models: list[str]
 
 def _pair_row(a, b, diff, lo, hi, n, p, hib: bool) -> dict:
     if fmt.missing(lo) or fmt.missing(hi):
-        verdict = "no clear difference" if fmt.missing(p) or float(p) >= 0.05 else (
-            "A better" if (float(diff) > 0) == hib else "B better")
+        verdict = (
+            "no clear difference"
+            if fmt.missing(p) or float(p) >= 0.05
+            else ("A better" if (float(diff) > 0) == hib else "B better")
+        )
     elif lo > 0 or hi < 0:
         verdict = "A better" if (lo > 0) == hib else "B better"
     else:
         verdict = "no clear difference"
-    return {"a": a, "b": b, "label": f"{a} − {b}", "diff": diff, "lo": lo, "hi": hi, "n": n,
-            "p_value": None if fmt.missing(p) else float(p), "verdict": verdict}
+    return {
+        "a": a,
+        "b": b,
+        "label": f"{a} − {b}",
+        "diff": diff,
+        "lo": lo,
+        "hi": hi,
+        "n": n,
+        "p_value": None if fmt.missing(p) else float(p),
+        "verdict": verdict,
+    }
 
 
 # ------------------------------------------------------------------------------------------ history
@@ -326,17 +370,39 @@ def run_history(rt: RunTables, table: pd.DataFrame) -> pd.DataFrame:
         h = history(rf.store.root, rf.pipeline, metric=metric)
         h = h[[(a, r) < (rf.as_of, rf.run_id) for a, r in zip(h["as_of"], h["run_id"])]]
         if len(h):
-            frames.append(pd.DataFrame({"as_of": h["as_of"], "run_id": h["run_id"], "model": h["model"], "value": h["value"],
-                                        "lo": h["ci_low"], "hi": h["ci_high"], "cost": h["cost_per_1k_usd"],
-                                        "gates": h["gates"], "current": False}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "as_of": h["as_of"],
+                        "run_id": h["run_id"],
+                        "model": h["model"],
+                        "value": h["value"],
+                        "lo": h["ci_low"],
+                        "hi": h["ci_high"],
+                        "cost": h["cost_per_1k_usd"],
+                        "gates": h["gates"],
+                        "current": False,
+                    }
+                )
+            )
     g = gates_passed(rt.manifest)
     verdict = "" if g is None else ("passed" if g else "failed")
     if len(table) and metric in table:
-        frames.append(pd.DataFrame({"as_of": rf.as_of, "run_id": rf.run_id, "model": table["model"],
-                                    "value": table[metric], "lo": table.get(f"{metric}_ci_low"),
-                                    "hi": table.get(f"{metric}_ci_high"),
-                                    "cost": table.get("cost_per_1k_usd", pd.Series(math.nan, index=table.index)),
-                                    "gates": verdict, "current": True}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "as_of": rf.as_of,
+                    "run_id": rf.run_id,
+                    "model": table["model"],
+                    "value": table[metric],
+                    "lo": table.get(f"{metric}_ci_low"),
+                    "hi": table.get(f"{metric}_ci_high"),
+                    "cost": table.get("cost_per_1k_usd", pd.Series(math.nan, index=table.index)),
+                    "gates": verdict,
+                    "current": True,
+                }
+            )
+        )
     if not frames:
         return pd.DataFrame(columns=cols)
     out = pd.concat(frames, ignore_index=True)
@@ -356,27 +422,40 @@ def chart_front(table: pd.DataFrame, metric: str) -> list[str]:
     ok = table.dropna(subset=[metric, "cost_per_1k_usd"])
     if not len(ok):
         return []
-    return ok.loc[costing.pareto_front(ok, metric, "cost_per_1k_usd", higher_is_better=_hib(table, metric)).values, "model"].tolist()
+    return ok.loc[
+        costing.pareto_front(ok, metric, "cost_per_1k_usd", higher_is_better=_hib(table, metric)).values, "model"
+    ].tolist()
 
 
-def quality_points(table: pd.DataFrame, metric: str, dec: dict, rec: Recommendation,
-                   policies: pd.DataFrame | None = None) -> pd.DataFrame:
+def quality_points(
+    table: pd.DataFrame, metric: str, dec: dict, rec: Recommendation, policies: pd.DataFrame | None = None
+) -> pd.DataFrame:
     pareto = set(chart_front(table, metric))
-    out = pd.DataFrame({
-        "model": table["model"].astype(str), "kind": table.get("kind", pd.Series("unpriced", index=table.index)).fillna("unpriced"),
-        "cost": pd.to_numeric(table.get("cost_per_1k_usd"), errors="coerce"),
-        "value": pd.to_numeric(table.get(metric), errors="coerce"),
-        "lo": pd.to_numeric(table.get(f"{metric}_ci_low"), errors="coerce"),
-        "hi": pd.to_numeric(table.get(f"{metric}_ci_high"), errors="coerce"),
-        "pareto": [m in pareto for m in table["model"]], "recommended": [m == rec.model for m in table["model"]]})
+    out = pd.DataFrame(
+        {
+            "model": table["model"].astype(str),
+            "kind": table.get("kind", pd.Series("unpriced", index=table.index)).fillna("unpriced"),
+            "cost": pd.to_numeric(table.get("cost_per_1k_usd"), errors="coerce"),
+            "value": pd.to_numeric(table.get(metric), errors="coerce"),
+            "lo": pd.to_numeric(table.get(f"{metric}_ci_low"), errors="coerce"),
+            "hi": pd.to_numeric(table.get(f"{metric}_ci_high"), errors="coerce"),
+            "pareto": [m in pareto for m in table["model"]],
+            "recommended": [m == rec.model for m in table["model"]],
+        }
+    )
     if policies is not None and len(policies):  # beside the single models (the front is theirs)
-        pol = pd.DataFrame({
-            "model": policies["policy"].astype(str), "kind": "policy",
-            "cost": pd.to_numeric(policies["cost_per_1k_usd"], errors="coerce"),
-            "value": pd.to_numeric(policies["quality"], errors="coerce"),
-            "lo": pd.to_numeric(policies["quality_ci_low"], errors="coerce"),
-            "hi": pd.to_numeric(policies["quality_ci_high"], errors="coerce"),
-            "pareto": False, "recommended": [bool(rec.policy) and p == rec.model for p in policies["policy"].astype(str)]})
+        pol = pd.DataFrame(
+            {
+                "model": policies["policy"].astype(str),
+                "kind": "policy",
+                "cost": pd.to_numeric(policies["cost_per_1k_usd"], errors="coerce"),
+                "value": pd.to_numeric(policies["quality"], errors="coerce"),
+                "lo": pd.to_numeric(policies["quality_ci_low"], errors="coerce"),
+                "hi": pd.to_numeric(policies["quality_ci_high"], errors="coerce"),
+                "pareto": False,
+                "recommended": [bool(rec.policy) and p == rec.model for p in policies["policy"].astype(str)],
+            }
+        )
         out = pd.concat([out, pol], ignore_index=True)
     return out
 
@@ -385,8 +464,13 @@ def sweep_points(sweep: pd.DataFrame) -> pd.DataFrame:
     """The policies' threshold sweeps as chart points: policy, cost (per 1,000 requests), value."""
     if sweep is None or not len(sweep):
         return pd.DataFrame(columns=["policy", "cost", "value"])
-    return pd.DataFrame({"policy": sweep["policy"].astype(str), "cost": pd.to_numeric(sweep["cost_per_1k_usd"], errors="coerce"),
-                         "value": pd.to_numeric(sweep["quality"], errors="coerce")})
+    return pd.DataFrame(
+        {
+            "policy": sweep["policy"].astype(str),
+            "cost": pd.to_numeric(sweep["cost_per_1k_usd"], errors="coerce"),
+            "value": pd.to_numeric(sweep["quality"], errors="coerce"),
+        }
+    )
 
 
 def policy_markdown(rows: list[dict], titles: dict) -> str:
@@ -474,17 +558,26 @@ def prices_text(costs: pd.DataFrame) -> list[str]:
             periods = pj.get("periods") or [pj]
             first = pj.get("first_date") or pj.get("as_of")
             last = pj.get("last_date") or pj.get("as_of")
-            rates = "; ".join(f"{_usd(p.get('input_per_mtok'))} in / {_usd(p.get('output_per_mtok'))} out per M tokens"
-                              for p in periods[:3] if p.get("input_per_mtok") is not None)
+            rates = "; ".join(
+                f"{_usd(p.get('input_per_mtok'))} in / {_usd(p.get('output_per_mtok'))} out per M tokens"
+                for p in periods[:3]
+                if p.get("input_per_mtok") is not None
+            )
             when = f"prices in force {first}" + (f" to {last}" if last and last != first else "")
-            out.append(f"{r.model}: {pj.get('source') or r.price_source}, {rates or 'explicit price'}, {when}"
-                       + (f", priced by {pj['priced_by']}" if pj.get("priced_by") else ""))
+            out.append(
+                f"{r.model}: {pj.get('source') or r.price_source}, {rates or 'explicit price'}, {when}"
+                + (f", priced by {pj['priced_by']}" if pj.get("priced_by") else "")
+            )
         elif kind == "self-hosted":
-            out.append(f"{r.model}: self-hosted, {_usd(pj.get('usd_per_hour'))}/hour per replica × {pj.get('replicas', 1)}, "
-                       f"throughput {fmt.num(pj.get('throughput_rps'), 1)} req/s ({pj.get('throughput_source') or 'unknown'})")
+            out.append(
+                f"{r.model}: self-hosted, {_usd(pj.get('usd_per_hour'))}/hour per replica × {pj.get('replicas', 1)}, "
+                f"throughput {fmt.num(pj.get('throughput_rps'), 1)} req/s ({pj.get('throughput_source') or 'unknown'})"
+            )
         elif kind == "conventional":
-            out.append(f"{r.model}: conventional, {_usd(pj.get('usd_per_hour'))}/hour of compute, training spread over "
-                       f"{pj.get('amortise_months', '–')} months")
+            out.append(
+                f"{r.model}: conventional, {_usd(pj.get('usd_per_hour'))}/hour of compute, training spread over "
+                f"{pj.get('amortise_months', '–')} months"
+            )
         else:
             out.append(f"{r.model}: {kind}, no price")
     return out
@@ -501,61 +594,188 @@ def footer_items(rt: RunTables) -> list[tuple[str, str]]:
         versions += f" · charts: vl-convert {vlc.__version__ if hasattr(vlc, '__version__') else ''}".rstrip()
     except ImportError:  # pragma: no cover
         pass
-    items = [("run", f"{esc(m.get('pipeline', rt.rf.pipeline))} · {esc(m.get('as_of', rt.rf.as_of))} · "
-                     f"<code>{esc(m.get('run_id', rt.rf.run_id))}</code>"),
-             ("config hash", f"<code>{esc(m.get('config_hash', '–'))}</code>"),
-             ("dataset", f"<code>{esc(ds.get('fingerprint', '–'))}</code> · {fmt.count(ds.get('rows'))} rows · "
-                         f"{esc(ds.get('source', ''))}"),
-             ("versions", esc(versions or "–")),
-             ("prices", "<br>".join(esc(t) for t in prices_text(rt.costs)) or "–"),
-             ("written", esc(f"started {m.get('started_at', '–')}, report of {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"))]
+    items = [
+        (
+            "run",
+            f"{esc(m.get('pipeline', rt.rf.pipeline))} · {esc(m.get('as_of', rt.rf.as_of))} · "
+            f"<code>{esc(m.get('run_id', rt.rf.run_id))}</code>",
+        ),
+        ("config hash", f"<code>{esc(m.get('config_hash', '–'))}</code>"),
+        (
+            "dataset",
+            f"<code>{esc(ds.get('fingerprint', '–'))}</code> · {fmt.count(ds.get('rows'))} rows · {esc(ds.get('source', ''))}",
+        ),
+        ("versions", esc(versions or "–")),
+        ("prices", "<br>".join(esc(t) for t in prices_text(rt.costs)) or "–"),
+        (
+            "written",
+            esc(f"started {m.get('started_at', '–')}, report of {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"),
+        ),
+    ]
     return items
 
 
 def _long_tables(rt: RunTables, table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
     out = ["<h2>The numbers behind the charts</h2>"]
     m = rt.metrics
-    rows = [{"model": r.model, "metric": r.metric, "slice": r.slice, "value": fmt.with_interval(r.value, r.ci_low, r.ci_high),
-             "n": fmt.count(r.n), "errors": fmt.count(r.errors)} for r in m.itertuples()]
-    out.append(page.collapsible("All metrics and slices", page.table(
-        [("model", "model"), ("metric", "metric"), ("slice", "slice"), ("value", "value (95% CI)"), ("n", "n"), ("errors", "errors")],
-        rows, text_cols=("model", "metric", "slice")), len(rows), open_=False))
+    rows = [
+        {
+            "model": r.model,
+            "metric": r.metric,
+            "slice": r.slice,
+            "value": fmt.with_interval(r.value, r.ci_low, r.ci_high),
+            "n": fmt.count(r.n),
+            "errors": fmt.count(r.errors),
+        }
+        for r in m.itertuples()
+    ]
+    out.append(
+        page.collapsible(
+            "All metrics and slices",
+            page.table(
+                [
+                    ("model", "model"),
+                    ("metric", "metric"),
+                    ("slice", "slice"),
+                    ("value", "value (95% CI)"),
+                    ("n", "n"),
+                    ("errors", "errors"),
+                ],
+                rows,
+                text_cols=("model", "metric", "slice"),
+            ),
+            len(rows),
+            open_=False,
+        )
+    )
     if len(rt.generalization):
         g = rt.generalization
         has_ho = g["held_out_gap"].notna().any() if "held_out_gap" in g else False
-        cols = [("model", "model"), ("metric", "metric"), ("overall", "overall"), ("worst", "worst slice"),
-                ("best", "best slice"), ("gap", "gap")] + ([("ho", "held-out gap")] if has_ho else [])
-        grows = [{"model": r.model, "metric": r.metric, "overall": _fmt(r.overall),
-                  "worst": f"{r.worst_slice} ({_fmt(r.worst_value)})" if not fmt.missing(r.worst_slice) else "–",
-                  "best": f"{r.best_slice} ({_fmt(r.best_value)})" if not fmt.missing(r.best_slice) else "–",
-                  "gap": _fmt(r.gap), "ho": _fmt(r.held_out_gap)} for r in g.itertuples()]
-        out.append(page.collapsible("Generalization", page.table(cols, grows, text_cols=("model", "metric", "worst", "best")), len(grows)))
+        cols = [
+            ("model", "model"),
+            ("metric", "metric"),
+            ("overall", "overall"),
+            ("worst", "worst slice"),
+            ("best", "best slice"),
+            ("gap", "gap"),
+        ] + ([("ho", "held-out gap")] if has_ho else [])
+        grows = [
+            {
+                "model": r.model,
+                "metric": r.metric,
+                "overall": _fmt(r.overall),
+                "worst": f"{r.worst_slice} ({_fmt(r.worst_value)})" if not fmt.missing(r.worst_slice) else "–",
+                "best": f"{r.best_slice} ({_fmt(r.best_value)})" if not fmt.missing(r.best_slice) else "–",
+                "gap": _fmt(r.gap),
+                "ho": _fmt(r.held_out_gap),
+            }
+            for r in g.itertuples()
+        ]
+        out.append(
+            page.collapsible(
+                "Generalization", page.table(cols, grows, text_cols=("model", "metric", "worst", "best")), len(grows)
+            )
+        )
     if len(pairs):
-        prow = [{"pair": r.label, "diff": fmt.signed(r.diff), "ci": fmt.interval(r.lo, r.hi) or "–",
-                 "n": fmt.count(r.n), "p": fmt.pvalue(r.p_value), "verdict": r.verdict} for r in pairs.itertuples()]
-        out.append(page.collapsible(f"Paired differences ({rt.metric})", page.table(
-            [("pair", "A − B"), ("diff", "difference"), ("ci", "95% interval"), ("n", "shared examples"), ("p", "p-value"),
-             ("verdict", "")], prow, text_cols=("pair", "verdict")), len(prow)))
+        prow = [
+            {
+                "pair": r.label,
+                "diff": fmt.signed(r.diff),
+                "ci": fmt.interval(r.lo, r.hi) or "–",
+                "n": fmt.count(r.n),
+                "p": fmt.pvalue(r.p_value),
+                "verdict": r.verdict,
+            }
+            for r in pairs.itertuples()
+        ]
+        out.append(
+            page.collapsible(
+                f"Paired differences ({rt.metric})",
+                page.table(
+                    [
+                        ("pair", "A − B"),
+                        ("diff", "difference"),
+                        ("ci", "95% interval"),
+                        ("n", "shared examples"),
+                        ("p", "p-value"),
+                        ("verdict", ""),
+                    ],
+                    prow,
+                    text_cols=("pair", "verdict"),
+                ),
+                len(prow),
+            )
+        )
     c = rt.costs
-    crow = [{"model": r.model, "kind": r.kind, "requests": fmt.count(r.requests), "cost": _usd(r.cost_usd),
-             "per1k": _usd(r.cost_per_1k_usd), "monthly": _usd(r.monthly_cost_usd), "fixed": _usd(r.fixed_monthly_usd),
-             "p50": fmt.seconds(r.latency_p50_s), "p95": fmt.seconds(r.latency_p95_s), "p99": fmt.seconds(r.latency_p99_s),
-             "ttft50": fmt.seconds(getattr(r, "ttft_p50_s", None)), "ttft95": fmt.seconds(getattr(r, "ttft_p95_s", None)),
-             "rps": fmt.num(r.throughput_rps, 1)} for r in c.itertuples()]
+    crow = [
+        {
+            "model": r.model,
+            "kind": r.kind,
+            "requests": fmt.count(r.requests),
+            "cost": _usd(r.cost_usd),
+            "per1k": _usd(r.cost_per_1k_usd),
+            "monthly": _usd(r.monthly_cost_usd),
+            "fixed": _usd(r.fixed_monthly_usd),
+            "p50": fmt.seconds(r.latency_p50_s),
+            "p95": fmt.seconds(r.latency_p95_s),
+            "p99": fmt.seconds(r.latency_p99_s),
+            "ttft50": fmt.seconds(getattr(r, "ttft_p50_s", None)),
+            "ttft95": fmt.seconds(getattr(r, "ttft_p95_s", None)),
+            "rps": fmt.num(r.throughput_rps, 1),
+        }
+        for r in c.itertuples()
+    ]
     # time to first token only where some model streamed its calls (costs.parquet of older runs has no such column)
-    ttft_cols = [("ttft50", "TTFT p50"), ("ttft95", "TTFT p95")] \
-        if "ttft_p50_s" in c.columns and pd.to_numeric(c["ttft_p50_s"], errors="coerce").notna().any() else []
-    out.append(page.collapsible("Costs", page.table(
-        [("model", "model"), ("kind", "kind"), ("requests", "requests"), ("cost", "this run"), ("per1k", "$/1k req"),
-         ("monthly", "$/month"), ("fixed", "fixed $/month"), ("p50", "p50"), ("p95", "p95"), ("p99", "p99"), *ttft_cols,
-         ("rps", "req/s")],
-        crow, text_cols=("model", "kind")), len(crow)))
+    ttft_cols = (
+        [("ttft50", "TTFT p50"), ("ttft95", "TTFT p95")]
+        if "ttft_p50_s" in c.columns and pd.to_numeric(c["ttft_p50_s"], errors="coerce").notna().any()
+        else []
+    )
+    out.append(
+        page.collapsible(
+            "Costs",
+            page.table(
+                [
+                    ("model", "model"),
+                    ("kind", "kind"),
+                    ("requests", "requests"),
+                    ("cost", "this run"),
+                    ("per1k", "$/1k req"),
+                    ("monthly", "$/month"),
+                    ("fixed", "fixed $/month"),
+                    ("p50", "p50"),
+                    ("p95", "p95"),
+                    ("p99", "p99"),
+                    *ttft_cols,
+                    ("rps", "req/s"),
+                ],
+                crow,
+                text_cols=("model", "kind"),
+            ),
+            len(crow),
+        )
+    )
     if len(rt.breakeven):
-        brow = [{"option": r.option, "api": r.api, "volume": fmt.count(r.breakeven_monthly_requests)
-                 if not fmt.missing(r.breakeven_monthly_requests) else "–", "note": r.note or ""} for r in rt.breakeven.itertuples()]
-        out.append(page.collapsible("Break-even volumes", page.table(
-            [("option", "option"), ("api", "API"), ("volume", "requests/month"), ("note", "how")], brow,
-            text_cols=("option", "api", "note")), len(brow)))
+        brow = [
+            {
+                "option": r.option,
+                "api": r.api,
+                "volume": fmt.count(r.breakeven_monthly_requests) if not fmt.missing(r.breakeven_monthly_requests) else "–",
+                "note": r.note or "",
+            }
+            for r in rt.breakeven.itertuples()
+        ]
+        out.append(
+            page.collapsible(
+                "Break-even volumes",
+                page.table(
+                    [("option", "option"), ("api", "API"), ("volume", "requests/month"), ("note", "how")],
+                    brow,
+                    text_cols=("option", "api", "note"),
+                ),
+                len(brow),
+            )
+        )
     return out
 
 
@@ -581,9 +801,11 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     lines = decision_lines({k: v for k, v in dec.items() if k != "recommendation"}, be)
 
     # markdown -----------------------------------------------------------------------
-    md = [f"# {pipeline} — {manifest.get('as_of', '')}\n",
-          f"Run `{manifest.get('run_id', '')}`, {n} examples.\n",
-          f"**Recommendation:** {rec.sentence}\n"]
+    md = [
+        f"# {pipeline} — {manifest.get('as_of', '')}\n",
+        f"Run `{manifest.get('run_id', '')}`, {n} examples.\n",
+        f"**Recommendation:** {rec.sentence}\n",
+    ]
     verdict = gates_line(manifest)
     if verdict:
         md.append(f"**Gates:** {verdict}\n")
@@ -595,12 +817,18 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     if checks:
         md += ["## Cost checks\n"] + [f"- {line}" for line in checks] + [""]
     if prows:
-        md += ["## Cascades and routes\n", "Scored and priced from this run's answers; no model was called again.\n",
-               policy_markdown(prows, ptitles)]
+        md += [
+            "## Cascades and routes\n",
+            "Scored and priced from this run's answers; no model was called again.\n",
+            policy_markdown(prows, ptitles),
+        ]
     md.append("## Decisions\n")
     for line in lines:
-        md.append(f"- {line}" if not line.startswith("Cheapest option") else
-                  f"- Cheapest option that passes every quality bar: **{dec['cheapest_passing'] or 'none passes'}**")
+        md.append(
+            f"- {line}"
+            if not line.startswith("Cheapest option")
+            else f"- Cheapest option that passes every quality bar: **{dec['cheapest_passing'] or 'none passes'}**"
+        )
     if len(gen):
         md.append("\n## Generalization\n")
         g = gen[["model", "metric", "overall", "worst_slice", "worst_value", "gap"]].copy()
@@ -639,76 +867,158 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
     hist = run_history(rt, table) if history else pd.DataFrame()
     t_data = time.perf_counter()
     svgs = {
-        "quality-cost": _render("quality-cost", charts.quality_cost_spec(quality_points(table, metric, dec, rec, rt.policies), metric, hib,
-                                                                    sweep_points(rt.policy_sweep)), timings),
+        "quality-cost": _render(
+            "quality-cost",
+            charts.quality_cost_spec(
+                quality_points(table, metric, dec, rec, rt.policies), metric, hib, sweep_points(rt.policy_sweep)
+            ),
+            timings,
+        ),
         "volume": _render("volume", charts.volume_spec(curves, be_points, monthly, domain), timings),
         "slices": _render("slices", charts.slice_heatmap_spec(cells, metric, hib), timings),
         "paired": _render("paired", charts.forest_spec(pairs, metric), timings),
         "latency": _render("latency", charts.latency_spec(lat), timings),
         "history": _render("history", charts.history_spec(hist, metric), timings) if len(hist) else None,
     }
-    body = [f"<h1>{page.esc(pipeline)} — {page.esc(manifest.get('as_of', ''))}</h1>",
-            f"<p class='meta'>{page.esc(cfg.description or '')}{' · ' if cfg.description else ''}run "
-            f"<code>{page.esc(manifest.get('run_id', ''))}</code> · {n:,} examples · {len(models)} models"
-            + (f" · monthly figures at {monthly:,} requests" if monthly else "") + "</p>",
-            f"<p class='recommendation{'' if rec.model else ' none'}' id='recommendation'>{page.esc(rec.sentence)}</p>",
-            decision_box(dec),
-            (f"<p class='meta' id='gates'><strong>Gates:</strong> {page.esc(verdict)}</p>" if verdict else ""),
-            "<section id='headline'><h2>Models</h2>",
-            page.table([(k, titles[k]) for k in COLUMNS], [{**r, "model": page.esc(r["model"]) + (
-                " <span class='mark'>✓ recommended</span>" if r["recommended"] else "")} for r in rows],
-                row_class=lambda r: "recommended" if r["recommended"] else "", raw=("model",)),
-            "</section>"]
+    body = [
+        f"<h1>{page.esc(pipeline)} — {page.esc(manifest.get('as_of', ''))}</h1>",
+        f"<p class='meta'>{page.esc(cfg.description or '')}{' · ' if cfg.description else ''}run "
+        f"<code>{page.esc(manifest.get('run_id', ''))}</code> · {n:,} examples · {len(models)} models"
+        + (f" · monthly figures at {monthly:,} requests" if monthly else "")
+        + "</p>",
+        f"<p class='recommendation{'' if rec.model else ' none'}' id='recommendation'>{page.esc(rec.sentence)}</p>",
+        decision_box(dec),
+        (f"<p class='meta' id='gates'><strong>Gates:</strong> {page.esc(verdict)}</p>" if verdict else ""),
+        "<section id='headline'><h2>Models</h2>",
+        page.table(
+            [(k, titles[k]) for k in COLUMNS],
+            [
+                {**r, "model": page.esc(r["model"]) + (" <span class='mark'>✓ recommended</span>" if r["recommended"] else "")}
+                for r in rows
+            ],
+            row_class=lambda r: "recommended" if r["recommended"] else "",
+            raw=("model",),
+        ),
+        "</section>",
+    ]
     if checks:
-        body += ["<section id='cost-checks'><h2>Cost checks</h2><ul class='decisions'>",
-                 *(f"<li>{page.esc(line)}</li>" for line in checks), "</ul></section>"]
+        body += [
+            "<section id='cost-checks'><h2>Cost checks</h2><ul class='decisions'>",
+            *(f"<li>{page.esc(line)}</li>" for line in checks),
+            "</ul></section>",
+        ]
     if prows:
-        body += ["<section id='policies'><h2>Cascades and routes</h2>",
-                 "<p class='meta'>Scored and priced from this run's answers; no model was called again. Saving: against the "
-                 "cheapest single model at least as good.</p>",
-                 page.table([(k, ptitles[k]) for k in POLICY_COLUMNS], [{**r, "policy": page.esc(r["policy"]) + (
-                     " <span class='mark'>✓ recommended</span>" if r["recommended"] else "")} for r in prows],
-                     row_class=lambda r: "recommended" if r["recommended"] else "", raw=("policy",),
-                     text_cols=("policy", "models", "rule", "saving")),
-                 "</section>"]
+        body += [
+            "<section id='policies'><h2>Cascades and routes</h2>",
+            "<p class='meta'>Scored and priced from this run's answers; no model was called again. Saving: against the "
+            "cheapest single model at least as good.</p>",
+            page.table(
+                [(k, ptitles[k]) for k in POLICY_COLUMNS],
+                [
+                    {
+                        **r,
+                        "policy": page.esc(r["policy"])
+                        + (" <span class='mark'>✓ recommended</span>" if r["recommended"] else ""),
+                    }
+                    for r in prows
+                ],
+                row_class=lambda r: "recommended" if r["recommended"] else "",
+                raw=("policy",),
+                text_cols=("policy", "models", "rule", "saving"),
+            ),
+            "</section>",
+        ]
     pareto = chart_front(table, metric)
-    body.append(page.figure("quality-cost", f"{metric} against cost per 1,000 requests", svgs["quality-cost"],
-                         f"Each point is a model with its 95% interval; diamonds joined by the dashed line are the "
-                         f"Pareto front ({page.esc(', '.join(pareto)) or 'none'}): no other model is both better and cheaper. "
-                         + ("Squares are the cascades and routes, each thin line its threshold sweep. " if prows else "")
-                         + "✓ marks the recommendation.", "No model has both a cost and a value."))
+    body.append(
+        page.figure(
+            "quality-cost",
+            f"{metric} against cost per 1,000 requests",
+            svgs["quality-cost"],
+            f"Each point is a model with its 95% interval; diamonds joined by the dashed line are the "
+            f"Pareto front ({page.esc(', '.join(pareto)) or 'none'}): no other model is both better and cheaper. "
+            + ("Squares are the cascades and routes, each thin line its threshold sweep. " if prows else "")
+            + "✓ marks the recommendation.",
+            "No model has both a cost and a value.",
+        )
+    )
     be_text = "".join(f"<li>{page.esc(t)}</li>" for t in breakeven_lines(be))
-    body.append(page.figure("volume", "Monthly cost against monthly volume", svgs["volume"],
-                         "API options cost per token, so their line is straight; a self-hosted or conventional option pays "
-                         "its always-on floor (replicas or instances × hourly price × 730) until the volume needs more capacity "
-                         "than the floor provides, a conventional one its amortised training on top. Dots mark the break-even volumes"
-                         + (f", the dotted rule the configured {monthly:,} requests a month" if monthly else "") + "."
-                         + (f"<ul class='decisions'>{be_text}</ul>" if be_text else ""),
-                         "No option has a known cost per request."))
+    body.append(
+        page.figure(
+            "volume",
+            "Monthly cost against monthly volume",
+            svgs["volume"],
+            "API options cost per token, so their line is straight; a self-hosted or conventional option pays "
+            "its always-on floor (replicas or instances × hourly price × 730) until the volume needs more capacity "
+            "than the floor provides, a conventional one its amortised training on top. Dots mark the break-even volumes"
+            + (f", the dotted rule the configured {monthly:,} requests a month" if monthly else "")
+            + "."
+            + (f"<ul class='decisions'>{be_text}</ul>" if be_text else ""),
+            "No option has a known cost per request.",
+        )
+    )
     worst_text = []
     if len(gen):
         for r in gen[gen["metric"] == metric].itertuples():
             if not fmt.missing(r.worst_slice):
-                worst_text.append(f"{r.model}: worst {r.worst_slice} ({_fmt(r.worst_value)}, gap {_fmt(r.gap)})"
-                                  + (f", held-out gap {fmt.signed(r.held_out_gap)}" if not fmt.missing(r.held_out_gap) else ""))
-    body.append(page.figure("slices", f"{metric} per slice", svgs["slices"],
-                         "Each cell is one model on one slice; the outlined cell is that model's worst slice"
-                         + ("; a held-out gap is in-distribution minus held-out" if not cells.empty and cells["model_label"].str.contains("held-out").any() else "")
-                         + ". " + page.esc("; ".join(worst_text)), "The pipeline declares no slices."))
-    body.append(page.figure("paired", f"Paired differences in {metric}", svgs["paired"],
-                         "A − B on the examples both models answered, with its 95% paired interval from the score stage "
-                         "(comparisons.parquet" + (f", clustered by {page.esc(cfg.dataset.cluster)}" if cfg.dataset.cluster else "")
-                         + "); an interval that crosses the dashed zero line is no clear difference."
-                         + ("" if len(models) <= ALL_PAIRS_MAX_MODELS else f" Every model against {page.esc(rec.model or models[0])}."),
-                         "One model only: nothing to compare." if len(models) < 2 else "No paired comparison in comparisons.parquet."))
-    body.append(page.figure("latency", "Latency per request", svgs["latency"],
-                         "Box: 25th to 75th percentile; line: median; whiskers: 5th to 95th percentile; red dot: 99th "
-                         "percentile, over the successful calls.", "No latencies recorded."))
+                worst_text.append(
+                    f"{r.model}: worst {r.worst_slice} ({_fmt(r.worst_value)}, gap {_fmt(r.gap)})"
+                    + (f", held-out gap {fmt.signed(r.held_out_gap)}" if not fmt.missing(r.held_out_gap) else "")
+                )
+    body.append(
+        page.figure(
+            "slices",
+            f"{metric} per slice",
+            svgs["slices"],
+            "Each cell is one model on one slice; the outlined cell is that model's worst slice"
+            + (
+                "; a held-out gap is in-distribution minus held-out"
+                if not cells.empty and cells["model_label"].str.contains("held-out").any()
+                else ""
+            )
+            + ". "
+            + page.esc("; ".join(worst_text)),
+            "The pipeline declares no slices.",
+        )
+    )
+    body.append(
+        page.figure(
+            "paired",
+            f"Paired differences in {metric}",
+            svgs["paired"],
+            "A − B on the examples both models answered, with its 95% paired interval from the score stage "
+            "(comparisons.parquet"
+            + (f", clustered by {page.esc(cfg.dataset.cluster)}" if cfg.dataset.cluster else "")
+            + "); an interval that crosses the dashed zero line is no clear difference."
+            + ("" if len(models) <= ALL_PAIRS_MAX_MODELS else f" Every model against {page.esc(rec.model or models[0])}."),
+            "One model only: nothing to compare." if len(models) < 2 else "No paired comparison in comparisons.parquet.",
+        )
+    )
+    body.append(
+        page.figure(
+            "latency",
+            "Latency per request",
+            svgs["latency"],
+            "Box: 25th to 75th percentile; line: median; whiskers: 5th to 95th percentile; red dot: 99th "
+            "percentile, over the successful calls.",
+            "No latencies recorded.",
+        )
+    )
     earlier = int((~hist["current"].astype(bool)).sum()) if len(hist) else 0
-    body.append(page.figure("history", f"History of {metric} and cost", svgs["history"],
-                         (f"This pipeline's earlier complete runs ({len(set(hist.loc[~hist['current'].astype(bool), 'run_id']))}) "
-                          "and this one (circled)" if earlier else "No earlier complete run of this pipeline yet: this run only (circled)")
-                         + "; a red cross marks a run whose gates failed.", "History not drawn."))
+    body.append(
+        page.figure(
+            "history",
+            f"History of {metric} and cost",
+            svgs["history"],
+            (
+                f"This pipeline's earlier complete runs ({len(set(hist.loc[~hist['current'].astype(bool), 'run_id']))}) "
+                "and this one (circled)"
+                if earlier
+                else "No earlier complete run of this pipeline yet: this run only (circled)"
+            )
+            + "; a red cross marks a run whose gates failed.",
+            "History not drawn.",
+        )
+    )
     body += _long_tables(rt, table, pairs)
     body.append(page.footer(footer_items(rt)))
     report = page.document(f"{pipeline} {manifest.get('as_of', '')} — Assay", body)
@@ -718,11 +1028,22 @@ def build_report(rf: RunFolder, cfg: PipelineConfig, pipeline: str, history: boo
 
     summary_rows = []
     for r in table.to_dict("records"):
-        summary_rows.append({k: (None if isinstance(v, float) and math.isnan(v) else (round(v, 6) if isinstance(v, float) else v))
-                             for k, v in r.items()})
+        summary_rows.append(
+            {
+                k: (None if isinstance(v, float) and math.isnan(v) else (round(v, 6) if isinstance(v, float) else v))
+                for k, v in r.items()
+            }
+        )
     headline_table = [{titles[k]: r[k] for k in COLUMNS} | {"recommended": "✓" if r["recommended"] else ""} for r in rows]
-    return {"rows": summary_rows, "markdown": markdown, "report": rf.path(assay.store.REPORT), "decisions": dec,
-            "recommendation": rec.sentence, "headline": headline_table, "timings": timings}
+    return {
+        "rows": summary_rows,
+        "markdown": markdown,
+        "report": rf.path(assay.store.REPORT),
+        "decisions": dec,
+        "recommendation": rec.sentence,
+        "headline": headline_table,
+        "timings": timings,
+    }
 
 
 def _error_bar_lines(metrics: pd.DataFrame) -> list[str]:
@@ -752,5 +1073,3 @@ def _error_bar_lines(metrics: pd.DataFrame) -> list[str]:
             line += f" {k} | {fmt.num(r.var_between, 4)} | {fmt.num(r.var_within, 4)} |"
         out.append(line + f" {r.note or ''} |")
     return out + [""]
-
-

@@ -13,5 +13,15 @@ from assay.runs.context import (
 )
 from assay.runs.manifest import Manifest
 
-__all__ = ["GateFailed", "Manifest", "RunContext", "RunFailed", "artifacts_root", "cache_file_for", "check_models", "fail",
-           "finish", "start_run"]
+__all__ = [
+    "GateFailed",
+    "Manifest",
+    "RunContext",
+    "RunFailed",
+    "artifacts_root",
+    "cache_file_for",
+    "check_models",
+    "fail",
+    "finish",
+    "start_run",
+]

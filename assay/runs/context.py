@@ -165,8 +165,10 @@ def check_models(loaded: LoadedConfig, pipeline: str, models: list[str] | None) 
     p = loaded.pipeline(pipeline)
     unknown = [m for m in models or [] if m not in p.models]
     if unknown:
-        raise ConfigError(str(loaded.path), [("--models", f"{', '.join(unknown)} not in pipelines.{pipeline}.models "
-                                                          f"({', '.join(p.models)})", None)])
+        raise ConfigError(
+            str(loaded.path),
+            [("--models", f"{', '.join(unknown)} not in pipelines.{pipeline}.models ({', '.join(p.models)})", None)],
+        )
     return list(models or p.models)
 
 
@@ -213,9 +215,18 @@ def release(held: object | None) -> None:
         held.close()
 
 
-def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | None = None,
-              sample: int | None = None, artifacts: str | None = None, cache_mode: str | None = None,
-              loaded: LoadedConfig | None = None, new: bool = False, prepared: object | None = None) -> RunContext:
+def start_run(
+    config_path: str,
+    pipeline: str,
+    as_of: date,
+    models: list[str] | None = None,
+    sample: int | None = None,
+    artifacts: str | None = None,
+    cache_mode: str | None = None,
+    loaded: LoadedConfig | None = None,
+    new: bool = False,
+    prepared: object | None = None,
+) -> RunContext:
     """Create a run folder and its manifest, or resume the unfinished run of the same request
     (same pipeline, date, resolved config, models and sample) unless another live process is
     running it (see :func:`claim`); ``new`` always starts afresh. ``prepared`` is the dataset the
@@ -245,10 +256,18 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
     manifest = rf.manifest() if resumed else None
     if manifest is None:
         manifest = {
-            "pipeline": pipeline, "as_of": as_of.isoformat(), "run_id": run_id, "status": "running",
-            "config_hash": chash, "config": loaded.pipeline_slice(pipeline), "config_file": str(loaded.path),
-            "request": request, "started_at": assay.runs.manifest.now_utc(), "stages": {},
-            "versions": package_versions(), "cache": None if mode == "off" else cache_file_for(loaded, root),
+            "pipeline": pipeline,
+            "as_of": as_of.isoformat(),
+            "run_id": run_id,
+            "status": "running",
+            "config_hash": chash,
+            "config": loaded.pipeline_slice(pipeline),
+            "config_file": str(loaded.path),
+            "request": request,
+            "started_at": assay.runs.manifest.now_utc(),
+            "stages": {},
+            "versions": package_versions(),
+            "cache": None if mode == "off" else cache_file_for(loaded, root),
         }
     else:
         manifest["status"] = "running"
@@ -260,7 +279,9 @@ def start_run(config_path: str, pipeline: str, as_of: date, models: list[str] | 
 
 def fail(ctx: RunContext, stage: str, error: str, **extra) -> None:
     """Mark the run failed, keeping what it produced; ``extra`` goes into the manifest too."""
-    ctx.update_manifest(status="failed", error={"stage": stage, "message": error}, finished_at=assay.runs.manifest.now_utc(), **extra)
+    ctx.update_manifest(
+        status="failed", error={"stage": stage, "message": error}, finished_at=assay.runs.manifest.now_utc(), **extra
+    )
     release(ctx._claim)
     ctx._claim = None
 

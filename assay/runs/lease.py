@@ -64,8 +64,15 @@ class Lease:
         self._thread: threading.Thread | None = None
 
     def _body(self) -> bytes:
-        return json.dumps({"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
-                           "expires": time.time() + self.ttl, "ttl_s": self.ttl}).encode()
+        return json.dumps(
+            {
+                "owner": self.owner,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "expires": time.time() + self.ttl,
+                "ttl_s": self.ttl,
+            }
+        ).encode()
 
     def _put(self, **cond) -> None:
         if self.s3:
@@ -90,8 +97,11 @@ class Lease:
         current, etag = self._read()
         if current is not None and current.get("expires", 0) > time.time():
             return False  # a live holder
-        log.info("run folder %s: taking over an expired lock (%s)", self.folder.url,
-                 f"held by {current.get('host')} pid {current.get('pid')}" if current else "unreadable")
+        log.info(
+            "run folder %s: taking over an expired lock (%s)",
+            self.folder.url,
+            f"held by {current.get('host')} pid {current.get('pid')}" if current else "unreadable",
+        )
         try:
             if self.s3 and etag:
                 self._put(IfMatch=etag)
@@ -125,8 +135,11 @@ class Lease:
             except Exception as e:  # noqa: BLE001
                 if _precondition_failed(e):
                     self.lost = True
-                    log.warning("run folder %s: lost its lock to another process (this one stalled past the "
-                                "%.0f s expiry)", self.folder.url, self.ttl)
+                    log.warning(
+                        "run folder %s: lost its lock to another process (this one stalled past the %.0f s expiry)",
+                        self.folder.url,
+                        self.ttl,
+                    )
                     return
                 log.debug("run folder %s: lock renewal failed (%s); trying again", self.folder.url, e)
 

@@ -97,6 +97,7 @@ def edit(folder: RunFolder, change: Callable[[dict], None]) -> dict:
 def update(folder: RunFolder, stage: tuple[str, dict] | None = None, **changes) -> dict:
     """Set top-level keys of a run's manifest (and, with ``stage=(name, record)``, one stage's
     record); return the manifest as written."""
+
     def change(m: dict) -> None:
         if stage is not None:
             m.setdefault("stages", {})[stage[0]] = stage[1]

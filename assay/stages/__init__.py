@@ -28,8 +28,12 @@ def message(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-def run_stages(ctx: RunContext, call: Callable[[Any, RunContext], Any] | None = None,
-               on_end: Callable[[], dict] | None = None, gates: bool = True) -> RunContext:
+def run_stages(
+    ctx: RunContext,
+    call: Callable[[Any, RunContext], Any] | None = None,
+    on_end: Callable[[], dict] | None = None,
+    gates: bool = True,
+) -> RunContext:
     """Run every stage on ``ctx`` (``call(stage, ctx)`` runs one; default ``stage.run(ctx)``),
     checking the pipeline's gates (``call(gate, ctx)``, when it has any) after the cost stage and
     before the report, so the report shows the verdict; then mark the run complete.

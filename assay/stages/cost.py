@@ -31,8 +31,18 @@ log = logging.getLogger("assay.cost")
 #: rows per batch when the responses are read batch by batch
 BATCH_ROWS = 65_536
 #: the response columns a cost row is computed from
-COST_INPUTS = ("model", "error", "cached", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
-               "latency_s", "started_at", "ttft_s")
+COST_INPUTS = (
+    "model",
+    "error",
+    "cached",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "latency_s",
+    "started_at",
+    "ttft_s",
+)
 
 
 def usages(rf, models: dict, stats: dict, as_of: str, quote_of):
@@ -111,7 +121,9 @@ def run(ctx: RunContext) -> str:
     capacity = ctx.recorded_capacity  # a reproduction: what the recorded run used
     if capacity is None:
         capacity = operating_points(rf.store, models)  # `assay capacity` records: used, or why not
-    table, be = assay.costing.cost_tables(responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows, capacity)
+    table, be = assay.costing.cost_tables(
+        responses, models, quotes, stats, cfg.cost.monthly_requests, correct, judge_rows, capacity
+    )
     table = reconciled(ctx, table, models, quotes, stats, as_of)
     rf.write_table(assay.store.COSTS, table)
     rf.write_table(assay.store.BREAKEVEN, be)
@@ -136,8 +148,16 @@ def run(ctx: RunContext) -> str:
     record_stage(rf, NAME, t0, written)
     for r in table.itertuples():
         monthly = getattr(r, "monthly_cost_usd", None)
-        log.info("cost: %s (%s): %s for %d requests, %s per 1k%s%s", r.model, r.kind, usd(r.cost_usd), r.requests,
-                 usd(r.cost_per_1k_usd), "" if missing(monthly) else f", {usd(monthly)}/month", _throughput(r))
+        log.info(
+            "cost: %s (%s): %s for %d requests, %s per 1k%s%s",
+            r.model,
+            r.kind,
+            usd(r.cost_usd),
+            r.requests,
+            usd(r.cost_per_1k_usd),
+            "" if missing(monthly) else f", {usd(monthly)}/month",
+            _throughput(r),
+        )
     return rf.path(assay.store.COSTS)
 
 
@@ -185,8 +205,11 @@ def reconciled(ctx: RunContext, table, models: dict, quotes: dict, stats: dict, 
         dates = assay.costing.request_dates(r, {name: mcfg}, stats, as_of)
         q = quotes[name]
         cols = [r[c].astype(float).to_numpy() for c in ("prompt_tokens", "completion_tokens", "cached_tokens")]
-        computed = (q.token_cost(dates.to_numpy(), *cols) if isinstance(q, DatedQuotes) else
-                    np.asarray(token_cost(q, *cols), dtype=float) * np.ones(len(r)))
+        computed = (
+            q.token_cost(dates.to_numpy(), *cols)
+            if isinstance(q, DatedQuotes)
+            else np.asarray(token_cost(q, *cols), dtype=float) * np.ones(len(r))
+        )
         got = compare([reported.get(e) for e in r["example_id"]], computed)
         if got is not None:
             figures[name] = got
@@ -205,11 +228,19 @@ def serving_record(table) -> dict:
     out = {}
     for _, r in table[table["kind"].isin(assay.costing.FIXED_COST_KINDS)].iterrows():
         pj = json.loads(r["price_json"])
-        rec = {"kind": r["kind"], "assumption": assay.costing.serving_text(r), "usd_per_hour": pj.get("usd_per_hour"),
-               "floor_monthly_usd": pj.get("floor_monthly_usd"), "fixed_monthly_usd": float(r["fixed_monthly_usd"])}
+        rec = {
+            "kind": r["kind"],
+            "assumption": assay.costing.serving_text(r),
+            "usd_per_hour": pj.get("usd_per_hour"),
+            "floor_monthly_usd": pj.get("floor_monthly_usd"),
+            "fixed_monthly_usd": float(r["fixed_monthly_usd"]),
+        }
         if r["kind"] == "self-hosted":
-            rec.update(replicas=pj.get("replicas"), throughput_rps=pj.get("throughput_rps"),
-                       throughput_source=pj.get("throughput_source"))
+            rec.update(
+                replicas=pj.get("replicas"),
+                throughput_rps=pj.get("throughput_rps"),
+                throughput_source=pj.get("throughput_source"),
+            )
             if pj.get("throughput_log"):
                 rec["throughput_log"] = pj["throughput_log"]
         else:
@@ -219,7 +250,7 @@ def serving_record(table) -> dict:
 
 
 def _throughput(r) -> str:
-    """", at 93.0 req/s (capacity: concurrency 16, ...)" for a self-hosted line: which throughput priced it."""
+    """ ", at 93.0 req/s (capacity: concurrency 16, ...)" for a self-hosted line: which throughput priced it."""
     if r.kind == "conventional":
         # lazy: keeps pandas out of start-up
         from assay.costing import serving_text

@@ -67,9 +67,19 @@ def settle(ctx: RunContext, name: str, st: dict, shards: str = "") -> None:
     measurements), and its log lines: calls, cache hits, retries and errors by kind, dollars."""
     recorded = (ctx.measurements or {}).get(name) or {}
     st.update({k: recorded[k] for k in MEASUREMENTS if k in recorded})
-    log.info("invoke: %s: %s%d calls, %d cache hits, %d resumed, %d retries%s, %d errors%s%s", name, shards, st.get("called", 0),
-             st.get("cache_hits", 0), st.get("resumed", 0), st.get("retries", 0), kinds(st.get("retry_kinds")),
-             st.get("errors", 0), kinds(st.get("error_kinds")), f", {usd(st['usd'])} in API tokens" if st.get("usd") else "")
+    log.info(
+        "invoke: %s: %s%d calls, %d cache hits, %d resumed, %d retries%s, %d errors%s%s",
+        name,
+        shards,
+        st.get("called", 0),
+        st.get("cache_hits", 0),
+        st.get("resumed", 0),
+        st.get("retries", 0),
+        kinds(st.get("retry_kinds")),
+        st.get("errors", 0),
+        kinds(st.get("error_kinds")),
+        f", {usd(st['usd'])} in API tokens" if st.get("usd") else "",
+    )
     if st.get("error_examples"):
         log.warning("invoke: %s: the first error of each kind: %s", name, examples(st["error_kinds"], st["error_examples"]))
 
@@ -84,8 +94,13 @@ def add_served(ctx: RunContext, extra: dict) -> None:
         if got:
             extra["served"] = got
             for m, s in got.items():
-                log.info("invoke: %s: requested %s, served as %s%s", m, s["requested"], ", ".join(s["response_model"]),
-                         f" (system_fingerprint {', '.join(s['system_fingerprint'])})" if s["system_fingerprint"] else "")
+                log.info(
+                    "invoke: %s: requested %s, served as %s%s",
+                    m,
+                    s["requested"],
+                    ", ".join(s["response_model"]),
+                    f" (system_fingerprint {', '.join(s['system_fingerprint'])})" if s["system_fingerprint"] else "",
+                )
 
 
 def complete(rf, expected: int, rows: int, n_err: int, max_error_rate: float) -> str:
@@ -94,8 +109,10 @@ def complete(rf, expected: int, rows: int, n_err: int, max_error_rate: float) ->
         raise RunFailed(f"only {rows} of {expected} responses were produced")
     share = n_err / rows if rows else 0.0
     if share > max_error_rate:
-        raise RunFailed(f"{n_err} of {rows} calls failed ({share:.1%}), above max_error_rate {max_error_rate:.0%}; "
-                        "see the error column in responses/")
+        raise RunFailed(
+            f"{n_err} of {rows} calls failed ({share:.1%}), above max_error_rate {max_error_rate:.0%}; "
+            "see the error column in responses/"
+        )
     return rf.url + "/" + assay.store.RESPONSES
 
 
@@ -111,9 +128,16 @@ def estimate_first(ctx: RunContext) -> dict | None:
     pricers = {m: call_pricer(quote(c, ctx.as_of)) for m, c in paid.items()}
     pricers = {m: p for m, p in pricers.items() if p is not None}
     # the judges' calls: (metric, judge model, its config, calls per example)
-    judges = [(s.name, s.judge, models[s.judge],
-               2 * len([m for m in ctx.models if m != s.against]) if s.name == "pairwise" else len(ctx.models))
-              for s in cfg.metric_specs() if s.judge and s.judge in models and s.name in ("judge", "pairwise")]
+    judges = [
+        (
+            s.name,
+            s.judge,
+            models[s.judge],
+            2 * len([m for m in ctx.models if m != s.against]) if s.name == "pairwise" else len(ctx.models),
+        )
+        for s in cfg.metric_specs()
+        if s.judge and s.judge in models and s.name in ("judge", "pairwise")
+    ]
     judge_pricers = {j: call_pricer(quote(c, ctx.as_of)) for _, j, c, _ in judges}
     if not pricers and not any(judge_pricers.values()):
         return None
@@ -127,8 +151,14 @@ def estimate_first(ctx: RunContext) -> dict | None:
     est = estimate(dataset, requests, paid, pricers, samples)
     cap = cfg.cost.max_usd
     each = ", ".join(f"{m} {usd(v)}" for m, v in est.models.items())
-    log.info("invoke: estimated cost before calling: %s for %d examples (%s; prompt tokens from %s)%s", usd(est.usd),
-             est.rows, each, est.prompt_source, "" if cap is None else f"; cost.max_usd {usd(cap)}")
+    log.info(
+        "invoke: estimated cost before calling: %s for %d examples (%s; prompt tokens from %s)%s",
+        usd(est.usd),
+        est.rows,
+        each,
+        est.prompt_source,
+        "" if cap is None else f"; cost.max_usd {usd(cap)}",
+    )
     record = est.to_dict()
     if cap is not None and est.usd > cap:
         fit = est.fits(cap)
@@ -141,17 +171,22 @@ def estimate_first(ctx: RunContext) -> dict | None:
                 pos = np.sort(np.random.default_rng(seed).choice(dataset.num_rows, size=fit, replace=False))
             smaller = dataset.take(pa_positions(pos))
             while fit > 1:  # strata's minimum of one may push a small sample past the cap: one fewer until it fits
-                est2 = estimate(smaller, render_requests(cfg.prompt, smaller) if cfg.prompt is not None else None,
-                                paid, pricers, samples)
+                est2 = estimate(
+                    smaller, render_requests(cfg.prompt, smaller) if cfg.prompt is not None else None, paid, pricers, samples
+                )
                 if est2.usd <= cap:
                     break
                 fit -= 1
-                pos = (stratified_positions(dataset, sample.by, fit, seed) if sample is not None and sample.by
-                       else np.sort(np.random.default_rng(seed).choice(dataset.num_rows, size=fit, replace=False)))
+                pos = (
+                    stratified_positions(dataset, sample.by, fit, seed)
+                    if sample is not None and sample.by
+                    else np.sort(np.random.default_rng(seed).choice(dataset.num_rows, size=fit, replace=False))
+                )
                 smaller = dataset.take(pa_positions(pos))
             else:
-                est2 = estimate(smaller, render_requests(cfg.prompt, smaller) if cfg.prompt is not None else None,
-                                paid, pricers, samples)
+                est2 = estimate(
+                    smaller, render_requests(cfg.prompt, smaller) if cfg.prompt is not None else None, paid, pricers, samples
+                )
             rf.write_table(assay.store.DATASET, smaller)
             digest = rf.hash(assay.store.DATASET)
 
@@ -162,15 +197,27 @@ def estimate_first(ctx: RunContext) -> dict | None:
                     arts[assay.store.DATASET] = digest
 
             edit(rf, shrunk)
-            log.warning("invoke: the estimate %s for %d examples is above cost.max_usd %s: the sample is shrunk to %d "
-                        "examples (estimated %s)", usd(est.usd), est.rows, usd(cap), smaller.num_rows, usd(est2.usd))
+            log.warning(
+                "invoke: the estimate %s for %d examples is above cost.max_usd %s: the sample is shrunk to %d "
+                "examples (estimated %s)",
+                usd(est.usd),
+                est.rows,
+                usd(cap),
+                smaller.num_rows,
+                usd(est2.usd),
+            )
             record = {**est2.to_dict(), "shrunk_from": {"rows": est.rows, "usd": round(est.usd, 6)}}
         else:
             ctx.update_manifest(cost_estimate={**record, "max_usd": cap, "fits_rows": fit})
-            advice = (f"a sample of {fit} examples would fit (dataset.sample.n: {fit}), or set cost.on_over_budget: shrink"
-                      if fit >= 1 else "not even one example fits")
-            raise RunFailed(f"estimated cost {usd(est.usd)} for {est.rows} examples ({each}) is above cost.max_usd "
-                            f"{usd(cap)}; {advice}; nothing was called")
+            advice = (
+                f"a sample of {fit} examples would fit (dataset.sample.n: {fit}), or set cost.on_over_budget: shrink"
+                if fit >= 1
+                else "not even one example fits"
+            )
+            raise RunFailed(
+                f"estimated cost {usd(est.usd)} for {est.rows} examples ({each}) is above cost.max_usd "
+                f"{usd(cap)}; {advice}; nothing was called"
+            )
     record["max_usd"] = cap
     ctx.update_manifest(cost_estimate=record)
     return record
@@ -185,8 +232,11 @@ def actual_next_to_estimate(ctx: RunContext, estimate: dict | None, stats: dict)
     """The invoke stage's spend per model beside the estimate made before it, in ``cost_estimate``."""
     if estimate is None:
         return
-    actual = {m: round(float((stats.get(m) or {}).get("usd") or 0.0), 6) for m in estimate.get("models", {})
-              if not m.startswith("judge:")}  # the judges' calls are made by the score stage: the cost stage adds them
+    actual = {
+        m: round(float((stats.get(m) or {}).get("usd") or 0.0), 6)
+        for m in estimate.get("models", {})
+        if not m.startswith("judge:")
+    }  # the judges' calls are made by the score stage: the cost stage adds them
     ctx.update_manifest(cost_estimate={**estimate, "actual_usd": round(sum(actual.values()), 6), "actual_models": actual})
 
 
@@ -197,9 +247,16 @@ def run(ctx: RunContext) -> str:
     cfg = ctx.cfg
     models = ctx.loaded.config.models
     asked = cfg.confidence_models()  # a cascade escalates on their confidence: ask for log-probabilities
-    providers = {name: build(name, models[name], Context(name, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline,
-                                                         {"logprobs": True} if name in asked else {}))
-                 for name in ctx.models}
+    providers = {
+        name: build(
+            name,
+            models[name],
+            Context(
+                name, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline, {"logprobs": True} if name in asked else {}
+            ),
+        )
+        for name in ctx.models
+    }
     # only the columns the providers read: a replayed log needs the ids alone, not the texts
     available = rf.parquet_schema(assay.store.DATASET)[0].names
     wanted = [p.columns(available) if isinstance(p, BatchProvider) else None for p in providers.values()]
@@ -216,8 +273,13 @@ def run(ctx: RunContext) -> str:
     for name, p in providers.items():
         k = cfg.samples_of(name, models[name])
         if k > 1 and isinstance(p, BatchProvider):
-            log.info("invoke: %s: samples %d asked, but provider %s answers each example once (the same answer every "
-                     "time: no within-example variance); called once per example", name, k, models[name].provider)
+            log.info(
+                "invoke: %s: samples %d asked, but provider %s answers each example once (the same answer every "
+                "time: no within-example variance); called once per example",
+                name,
+                k,
+                models[name].provider,
+            )
             k = 1
         samples[name] = k
     total = dataset.num_rows
@@ -227,8 +289,12 @@ def run(ctx: RunContext) -> str:
 
     opts = assay.calling.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode, on_progress=on_progress)
     cache = ctx.open_cache()
-    log.info("invoke: %d examples × %d model(s): %s", total, len(providers),
-             ", ".join(n if samples[n] == 1 else f"{n} (×{samples[n]} samples)" for n in providers))
+    log.info(
+        "invoke: %d examples × %d model(s): %s",
+        total,
+        len(providers),
+        ", ".join(n if samples[n] == 1 else f"{n} (×{samples[n]} samples)" for n in providers),
+    )
     try:
         stats = asyncio.run(assay.calling.invoke_all(providers, dataset, cfg.prompt, rf, cache, opts, budget, samples=samples))
     finally:
@@ -381,8 +447,11 @@ def plan_shards(ctx: RunContext) -> tuple[list[Shard], dict]:
         else:  # a row is done when all its samples are (a shard asks all the samples of its rows)
             todo[model] = [i for i, e in enumerate(ids) if any((e, j) not in done.pairs for j in range(k))]
         resumed[model] = (len(ids) - len(todo[model])) * k
-    plan = [(m, k, Packed(np.asarray(rows[lo:lo + size], dtype=np.int64)))
-            for m, rows in todo.items() for k, lo in enumerate(range(0, len(rows), size))]
+    plan = [
+        (m, k, Packed(np.asarray(rows[lo : lo + size], dtype=np.int64)))
+        for m, rows in todo.items()
+        for k, lo in enumerate(range(0, len(rows), size))
+    ]
     max_usd = ctx.cfg.cost.max_usd
     share = None if max_usd is None or not plan else max_usd / len(plan)
     return [Shard(m, k, rows, share) for m, k, rows in plan], resumed
@@ -441,18 +510,37 @@ def run_shard(ctx: RunContext, shard: Shard) -> ShardFigures:
     opts = assay.calling.Options(shard_size=cfg.shard_size, cache_mode=ctx.cache_mode)
     cache = ctx.open_cache(sharded=True)
     try:
-        st = asyncio.run(assay.calling.invoke_model(model, provider, sub, cfg.prompt, view, cache, opts, budget,
-                                        samples=shard_samples(ctx, model)))
+        st = asyncio.run(
+            assay.calling.invoke_model(
+                model, provider, sub, cfg.prompt, view, cache, opts, budget, samples=shard_samples(ctx, model)
+            )
+        )
     finally:
         if cache is not None:
             cache.close()
     st.update(provider.stats())
     st.pop("earlier_attempts", None)
-    log.info("invoke: shard %s (%s of %s): %d calls, %d cache hits, %d resumed, %d errors%s", shard.name, shard.span, model,
-             st.get("called", 0), st.get("cache_hits", 0), st.get("resumed", 0), st.get("errors", 0),
-             f", {usd(st['usd'])}" if st.get("usd") else "")
-    return ShardFigures(model, shard.name, len(shard.rows), CallFigures.of(st), st.get("concurrency") or 0, budget.stopped,
-                        budget.spent, f"{platform.node()}:{os.getpid()}")
+    log.info(
+        "invoke: shard %s (%s of %s): %d calls, %d cache hits, %d resumed, %d errors%s",
+        shard.name,
+        shard.span,
+        model,
+        st.get("called", 0),
+        st.get("cache_hits", 0),
+        st.get("resumed", 0),
+        st.get("errors", 0),
+        f", {usd(st['usd'])}" if st.get("usd") else "",
+    )
+    return ShardFigures(
+        model,
+        shard.name,
+        len(shard.rows),
+        CallFigures.of(st),
+        st.get("concurrency") or 0,
+        budget.stopped,
+        budget.spent,
+        f"{platform.node()}:{os.getpid()}",
+    )
 
 
 def merge_shards(ctx: RunContext, shards: list[Shard], results: list[ShardFigures], resumed: dict, t0: float) -> str:
@@ -480,15 +568,26 @@ def merge_shards(ctx: RunContext, shards: list[Shard], results: list[ShardFigure
     n_err = sum(st["errors"] for st in stats.values())
     spent = sum(r.spent for r in results)
     runner = ctx.runner
-    extra = {"models": stats, "rows": rows, "errors": n_err, "usd": round(spent, 6),
-             "runner": {"dask": runner.dask if runner else None, "shards": len(shards), "shard_rows": shard_rows(ctx),
-                        "processes": len({r.host for r in results})}}
+    extra = {
+        "models": stats,
+        "rows": rows,
+        "errors": n_err,
+        "usd": round(spent, 6),
+        "runner": {
+            "dask": runner.dask if runner else None,
+            "shards": len(shards),
+            "shard_rows": shard_rows(ctx),
+            "processes": len({r.host for r in results}),
+        },
+    }
     add_served(ctx, extra)
     record_stage(rf, NAME, t0, [f"{assay.store.RESPONSES}/"], extra)
     stopped = [r.stopped for r in results if r.stopped]
     if stopped:
         raise RunFailed(f"budget guard: {stopped[0]} (cost.max_usd is split evenly among the {len(shards)} shards)")
-    expected = rf.read_table(assay.store.DATASET, columns=["example_id"]).num_rows * sum(shard_samples(ctx, m) for m in ctx.models)
+    expected = rf.read_table(assay.store.DATASET, columns=["example_id"]).num_rows * sum(
+        shard_samples(ctx, m) for m in ctx.models
+    )
     return complete(rf, expected, rows, n_err, cfg.max_error_rate)
 
 
@@ -499,9 +598,15 @@ def run_sharded(ctx: RunContext, map_shards) -> str:
     t0 = time.perf_counter()
     estimated = estimate_first(ctx)
     shards, resumed = plan_shards(ctx)
-    log.info("invoke: %d shard(s) of up to %d rows over %d model(s)%s", len(shards), shard_rows(ctx), len(ctx.models),
-             f"; cost.max_usd {ctx.cfg.cost.max_usd} split into {usd(ctx.cfg.cost.max_usd / len(shards))} per shard"
-             if ctx.cfg.cost.max_usd is not None and shards else "")
+    log.info(
+        "invoke: %d shard(s) of up to %d rows over %d model(s)%s",
+        len(shards),
+        shard_rows(ctx),
+        len(ctx.models),
+        f"; cost.max_usd {ctx.cfg.cost.max_usd} split into {usd(ctx.cfg.cost.max_usd / len(shards))} per shard"
+        if ctx.cfg.cost.max_usd is not None and shards
+        else "",
+    )
     total = ctx.folder.read_table(assay.store.DATASET, columns=["example_id"]).num_rows
     done = {m: [resumed.get(m, 0), 0, 0.0] for m in ctx.models}  # rows, errors, usd
 

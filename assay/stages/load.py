@@ -36,8 +36,11 @@ def run(ctx: RunContext) -> str:
     if got is None:
         got = assay.dataset.prepared_source(src, cfg.dataset, cfg.prompt, ctx.as_of, ctx.sample)
     end = assay.dataset.partition_end(cfg.dataset, ctx.as_of) if cfg.dataset.partition else None
-    where = f" up to {end}" + (f" ({cfg.dataset.partition.lag} before as_of {ctx.as_of})" if end != ctx.as_of else "") \
-        if cfg.dataset.partition else ""
+    where = (
+        f" up to {end}" + (f" ({cfg.dataset.partition.lag} before as_of {ctx.as_of})" if end != ctx.as_of else "")
+        if cfg.dataset.partition
+        else ""
+    )
     rows = got.rows if isinstance(got, assay.dataset.Streamed) else got[0].num_rows
     if rows == 0:
         raise RunFailed(f"no examples in {cfg.dataset.source}{where}")
@@ -50,15 +53,28 @@ def run(ctx: RunContext) -> str:
         table, read = got
         counts = assay.dataset.log_stats(table)
         if counts is not None:
-            log.info("load: %s log %s: %d records in %d file(s): %d chat calls, %d non-chat skipped, %d incomplete skipped%s",
-                     cfg.dataset.format, cfg.dataset.source, counts["records"], counts["files"], counts["chat"],
-                     counts["non_chat"], counts["incomplete"],
-                     (f", {counts['failed']} failed calls (error set)" if counts["failed"] else "")
-                     + (f", {counts['duplicates']} duplicates left out" if counts.get("duplicates") else ""))
+            log.info(
+                "load: %s log %s: %d records in %d file(s): %d chat calls, %d non-chat skipped, %d incomplete skipped%s",
+                cfg.dataset.format,
+                cfg.dataset.source,
+                counts["records"],
+                counts["files"],
+                counts["chat"],
+                counts["non_chat"],
+                counts["incomplete"],
+                (f", {counts['failed']} failed calls (error set)" if counts["failed"] else "")
+                + (f", {counts['duplicates']} duplicates left out" if counts.get("duplicates") else ""),
+            )
         rf.write_table(store.DATASET, table)
         del table
-    ctx.update_manifest(dataset={"source": cfg.dataset.source, "fingerprint": fp, "rows": rows,
-                                 **({"format": cfg.dataset.format, "log": counts} if counts is not None else {})})
+    ctx.update_manifest(
+        dataset={
+            "source": cfg.dataset.source,
+            "fingerprint": fp,
+            "rows": rows,
+            **({"format": cfg.dataset.format, "log": counts} if counts is not None else {}),
+        }
+    )
     record_stage(rf, NAME, t0, [store.DATASET], {"rows": rows})
     log.info("load: %d examples from %s%s (%d rows read)", rows, cfg.dataset.source, where, read)
     return rf.path(store.DATASET)

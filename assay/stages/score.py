@@ -32,8 +32,11 @@ def build_metrics(ctx: RunContext) -> dict:
     for spec in cfg.metric_specs():
         judge = None
         if spec.judge:
-            judge = build(spec.judge, ctx.loaded.config.models[spec.judge],
-                          Context(spec.judge, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline))
+            judge = build(
+                spec.judge,
+                ctx.loaded.config.models[spec.judge],
+                Context(spec.judge, cfg.dataset, cfg.prompt, ctx.loaded.resolve_path, ctx.pipeline),
+            )
         metric = build_metric(spec, str(ctx.loaded.base_dir), judge=judge)
         if judge is not None and hasattr(metric, "set_cache"):  # the judge's calls go through the run's response cache
             metric.set_cache(ctx.cache_path(), ctx.cache_mode)
@@ -179,14 +182,20 @@ def score_streaming(ctx: RunContext, metrics: dict):
     clusters = None
     if cfg.dataset.cluster:
         col = rf.read_table(store.DATASET, columns=[cfg.dataset.cluster])[cfg.dataset.cluster]
-        clusters = ST.cluster_codes(col.dictionary_encode().to_pandas().astype(object) if _string_column(
-            rf.parquet_schema(store.DATASET)[0], cfg.dataset.cluster) else col.to_pylist())
+        clusters = ST.cluster_codes(
+            col.dictionary_encode().to_pandas().astype(object)
+            if _string_column(rf.parquet_schema(store.DATASET)[0], cfg.dataset.cluster)
+            else col.to_pylist()
+        )
         del col
 
     def batches(model):
         ds = _Rows(rf.iter_batches(store.DATASET, ["example_id"] + (["reference"] if has_ref else []), BATCH_ROWS))
-        resp = _Rows(b for n in parts[model] for b in rf.iter_batches(f"{store.RESPONSES}/{n}", ["example_id", "output", "error"],
-                                                                       BATCH_ROWS))
+        resp = _Rows(
+            b
+            for n in parts[model]
+            for b in rf.iter_batches(f"{store.RESPONSES}/{n}", ["example_id", "output", "error"], BATCH_ROWS)
+        )
         while True:
             r = resp.take(BATCH_ROWS)
             if r is None:
@@ -200,20 +209,41 @@ def score_streaming(ctx: RunContext, metrics: dict):
         if ds.take(1) is not None:
             raise _NotAligned(model)
 
-    out_schema = pa.schema([("example_id", pa.string()), ("model", pa.string()), ("metric", pa.string()),
-                            ("value", pa.float64()), ("detail", pa.null()), ("score_error", pa.null())])
+    out_schema = pa.schema(
+        [
+            ("example_id", pa.string()),
+            ("model", pa.string()),
+            ("metric", pa.string()),
+            ("value", pa.float64()),
+            ("detail", pa.null()),
+            ("score_error", pa.null()),
+        ]
+    )
     try:
         with rf.table_writer(store.SCORES, out_schema) as w:
+
             def on_scores(model, key, each):
                 lo = 0
                 for b in rf.iter_batches(store.DATASET, ["example_id"], BATCH_ROWS):
                     k = b.num_rows
-                    w.write_table(pa.table([b["example_id"], pa.array([model] * k, pa.string()), pa.array([key] * k, pa.string()),
-                                            pa.array(each[lo:lo + k], pa.float64()), pa.nulls(k), pa.nulls(k)], schema=out_schema))
+                    w.write_table(
+                        pa.table(
+                            [
+                                b["example_id"],
+                                pa.array([model] * k, pa.string()),
+                                pa.array([key] * k, pa.string()),
+                                pa.array(each[lo : lo + k], pa.float64()),
+                                pa.nulls(k),
+                                pa.nulls(k),
+                            ],
+                            schema=out_schema,
+                        )
+                    )
                     lo += k
 
-            res = score_batches(n_ex, models, metrics, batches, groups, cfg.bootstrap, seed=0, clusters=clusters,
-                                on_scores=on_scores)
+            res = score_batches(
+                n_ex, models, metrics, batches, groups, cfg.bootstrap, seed=0, clusters=clusters, on_scores=on_scores
+            )
     except _NotAligned as e:
         log.info("score: the responses of %s are not one per example in the dataset's order; scoring the whole tables", e)
         return None
@@ -241,54 +271,107 @@ def run(ctx: RunContext, score_rows=None) -> str:
         inputs = inputs_text(ctx, dataset) if any(getattr(m, "needs_inputs", False) for m in metrics.values()) else None
         give_against(ctx, metrics, dataset, responses, inputs)
         budgets = {s.key: s.bootstrap_budget for s in cfg.metric_specs() if s.bootstrap_budget is not None}
-        res = score(dataset, responses, metrics, cfg.dataset.slices, cfg.bootstrap, seed=0, held_out=cfg.dataset.held_out,
-                    inputs=inputs, cluster=cfg.dataset.cluster, budgets=budgets, deterministic=deterministic_models(ctx),
-                    score_rows=score_rows, budgets_s={s.key: s.bootstrap_budget_s for s in cfg.metric_specs()})
+        res = score(
+            dataset,
+            responses,
+            metrics,
+            cfg.dataset.slices,
+            cfg.bootstrap,
+            seed=0,
+            held_out=cfg.dataset.held_out,
+            inputs=inputs,
+            cluster=cfg.dataset.cluster,
+            budgets=budgets,
+            deterministic=deterministic_models(ctx),
+            score_rows=score_rows,
+            budgets_s={s.key: s.bootstrap_budget_s for s in cfg.metric_specs()},
+        )
         del dataset, responses
         rf.write_table(store.SCORES, res.scores)
     rf.write_table(store.METRICS, res.metrics)
     rf.write_table(store.GENERALIZATION, res.generalization)
     rf.write_table(store.COMPARISONS, res.comparisons)
-    judges = {key: {**m.usage, **({"calls_by_model": dict(m.calls_by_model)} if hasattr(m, "calls_by_model") else {})}
-              for key, m in metrics.items() if getattr(m, "usage", None)}
+    judges = {
+        key: {**m.usage, **({"calls_by_model": dict(m.calls_by_model)} if hasattr(m, "calls_by_model") else {})}
+        for key, m in metrics.items()
+        if getattr(m, "usage", None)
+    }
     extra = {"judges": judges} if judges else {}
     computations = {k: int(getattr(m, "computations", 0)) for k, m in metrics.items() if getattr(m, "computations", 0)}
     if res.probes:
         extra["aggregate_metrics"] = res.probes
     if res.budgets:
-        extra["bootstrap_budgets"] = {k: {**v, "computations": computations.get(k.split(".")[0], res.computations.get(k))}
-                                      for k, v in res.budgets.items()}
+        extra["bootstrap_budgets"] = {
+            k: {**v, "computations": computations.get(k.split(".")[0], res.computations.get(k))} for k, v in res.budgets.items()
+        }
     record_stage(rf, NAME, t0, [store.SCORES, store.METRICS, store.GENERALIZATION, store.COMPARISONS], extra or None)
     for key, pr in res.probes.items():
         if pr["scored"] == "per example":
-            log.info("score: %s: %s (whole set %.3g s, probe %.3g s); intervals, slices and comparisons without "
-                     "recomputing it", key, pr["note"], pr["whole_s"], pr["probe_s"])
+            log.info(
+                "score: %s: %s (whole set %.3g s, probe %.3g s); intervals, slices and comparisons without recomputing it",
+                key,
+                pr["note"],
+                pr["whole_s"],
+                pr["probe_s"],
+            )
         else:
-            (log.warning if pr["probe_skipped"] else log.info)("score: %s: %s; its bootstrap recomputes it within "
-                                                               "bootstrap_budget_s", key, pr["note"])
+            (log.warning if pr["probe_skipped"] else log.info)(
+                "score: %s: %s; its bootstrap recomputes it within bootstrap_budget_s", key, pr["note"]
+            )
     for key, plan in res.budgets.items():
         if plan.get("by") == "time" and (plan["overall"] < plan["wanted"] or plan["slices"] < plan["wanted"]):
-            log.warning("score: %s recomputes its whole value on every resample (one computation %.3g s): bootstrap_budget_s "
-                        "%g allows %d resamples per overall interval and comparison, %d per slice%s; %d computations in all.",
-                        key, plan["computation_s"], plan["budget_s"], plan["overall"], plan["slices"],
-                        " (no interval: fewer than 20 fit)" if not plan["overall"] else "", res.computations.get(key, 0))
+            log.warning(
+                "score: %s recomputes its whole value on every resample (one computation %.3g s): bootstrap_budget_s "
+                "%g allows %d resamples per overall interval and comparison, %d per slice%s; %d computations in all.",
+                key,
+                plan["computation_s"],
+                plan["budget_s"],
+                plan["overall"],
+                plan["slices"],
+                " (no interval: fewer than 20 fit)" if not plan["overall"] else "",
+                res.computations.get(key, 0),
+            )
         elif plan["overall"] < plan["wanted"] or plan["slices"] < plan["wanted"]:
-            advice = (" Return per-example scores from compute (a list under `key`) or use a function metric for full "
-                      "intervals." if isinstance(metrics.get(key), EvaluateMetric) else "")
-            log.warning("score: %s only aggregates the whole corpus, so its bootstrap recomputes it: bootstrap_budget %d "
-                        "allows %d resamples per overall interval and comparison, %d per slice (%s); %d computations in all.%s",
-                        key, plan["budget"], plan["overall"], plan["slices"],
-                        "no slice intervals" if not plan["slices"] else "fewer than asked", res.computations.get(key, 0), advice)
+            advice = (
+                " Return per-example scores from compute (a list under `key`) or use a function metric for full intervals."
+                if isinstance(metrics.get(key), EvaluateMetric)
+                else ""
+            )
+            log.warning(
+                "score: %s only aggregates the whole corpus, so its bootstrap recomputes it: bootstrap_budget %d "
+                "allows %d resamples per overall interval and comparison, %d per slice (%s); %d computations in all.%s",
+                key,
+                plan["budget"],
+                plan["overall"],
+                plan["slices"],
+                "no slice intervals" if not plan["slices"] else "fewer than asked",
+                res.computations.get(key, 0),
+                advice,
+            )
     overall = res.metrics[res.metrics["slice"] == "all"]
     for r in overall.itertuples():
         how = res.probes.get(r.metric)
-        log.info("score: %s %s = %.4f [%.4f, %.4f] (n=%d, errors=%d%s)", r.model, r.metric, r.value, r.ci_low, r.ci_high, r.n,
-                 r.errors, "" if how is None else f"; {how['scored']}")
+        log.info(
+            "score: %s %s = %.4f [%.4f, %.4f] (n=%d, errors=%d%s)",
+            r.model,
+            r.metric,
+            r.value,
+            r.ci_low,
+            r.ci_high,
+            r.n,
+            r.errors,
+            "" if how is None else f"; {how['scored']}",
+        )
     if res.scores is not None and "score_error" in res.scores and len(res.scores):
         failed = res.scores[res.scores["score_error"].notna()]
         for (model, metric), g in failed.groupby(["model", "metric"], sort=False):
-            log.warning("score: %s %s: %d score error(s), left out of the mean; first: %s", model, metric, len(g),
-                        g["score_error"].iloc[0])
+            log.warning(
+                "score: %s %s: %d score error(s), left out of the mean; first: %s",
+                model,
+                metric,
+                len(g),
+                g["score_error"].iloc[0],
+            )
     for key, usage in judges.items():
         log.info("score: judge %s made %d calls (%d errors)", key, usage.get("requests", 0), usage.get("errors", 0))
     return rf.path(store.METRICS)
@@ -340,8 +423,10 @@ def sharded(ctx: RunContext, map_shards, shard_rows: int):
         if not shardable(metric) or n <= shard_rows:
             return _score_rows(metric, preds, refs, rows, inputs)
         spans = [(lo, min(n, lo + shard_rows)) for lo in range(0, n, shard_rows)]
-        shards = [Packed((preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b]))
-                  for a, b in spans]
+        shards = [
+            Packed((preds[a:b], refs[a:b], None if rows is None else rows[a:b], None if inputs is None else inputs[a:b]))
+            for a, b in spans
+        ]
         log.info("score: %s%s: %d shards of up to %d rows", f"{model} " if model else "", key, len(shards), shard_rows)
         results = [r.value for r in map_shards(ctx, key, shards)]
         values: dict = {}
@@ -349,8 +434,11 @@ def sharded(ctx: RunContext, map_shards, shard_rows: int):
             parts = [r[0].get(sub) for r in results]
             values[sub] = None if any(p is None for p in parts) else [v for p in parts for v in p]
         details = None if any(r[1] is None for r in results) else [d for r in results for d in r[1]]
-        errors = None if all(r[2] is None for r in results) else [e for r, (a, b) in zip(results, spans)
-                                                                   for e in (r[2] if r[2] is not None else [None] * (b - a))]
+        errors = (
+            None
+            if all(r[2] is None for r in results)
+            else [e for r, (a, b) in zip(results, spans) for e in (r[2] if r[2] is not None else [None] * (b - a))]
+        )
         return values, details, errors
 
     return score_rows

@@ -41,10 +41,20 @@ class LlamaServerError(RuntimeError):
 class LlamaServer:
     """One ``llama-server`` process for the duration of a ``with`` block (or ``start()``/``stop()``)."""
 
-    def __init__(self, binary: str | os.PathLike, model: str | os.PathLike, *, alias: str = "tiny-llama",
-                 threads: int = 1, parallel: int = 8, ctx_size: int = 32768, n_predict: int = 512,
-                 extra_args: tuple[str, ...] | list[str] = (), host: str = "127.0.0.1",
-                 startup_timeout: float = 120.0):
+    def __init__(
+        self,
+        binary: str | os.PathLike,
+        model: str | os.PathLike,
+        *,
+        alias: str = "tiny-llama",
+        threads: int = 1,
+        parallel: int = 8,
+        ctx_size: int = 32768,
+        n_predict: int = 512,
+        extra_args: tuple[str, ...] | list[str] = (),
+        host: str = "127.0.0.1",
+        startup_timeout: float = 120.0,
+    ):
         self.binary = Path(binary)
         self.model = Path(model)
         self.alias = alias
@@ -71,9 +81,29 @@ class LlamaServer:
 
     def argv(self) -> list[str]:
         """The command line (without the port's value decided yet: ``self.port``)."""
-        return [str(self.binary), "-m", str(self.model), "--host", self.host, "--port", str(self.port),
-                "-a", self.alias, "-t", str(self.threads), "-np", str(self.parallel), "-c", str(self.ctx_size),
-                "--kv-unified", "-n", str(self.n_predict), "--no-webui", "--metrics", *self.extra_args]
+        return [
+            str(self.binary),
+            "-m",
+            str(self.model),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "-a",
+            self.alias,
+            "-t",
+            str(self.threads),
+            "-np",
+            str(self.parallel),
+            "-c",
+            str(self.ctx_size),
+            "--kv-unified",
+            "-n",
+            str(self.n_predict),
+            "--no-webui",
+            "--metrics",
+            *self.extra_args,
+        ]
 
     def start(self) -> LlamaServer:
         """Start the process and return once ``/health`` answers 200; raise LlamaServerError with its

@@ -394,9 +394,10 @@ def answer_probability(last_user: str, systems: list[str], users: list[str]) -> 
 def _logprobs_json(answer: str, p: float) -> str:
     """A choice's ``logprobs`` object: the answer in 4-character tokens, each of log-probability ``ln p``."""
     lp = math.log(p)
-    toks = [answer[i:i + 4] for i in range(0, len(answer), 4)] or [""]
+    toks = [answer[i : i + 4] for i in range(0, len(answer), 4)] or [""]
     return '{"content":[%s],"refusal":null}' % ",".join(
-        '{"token":%s,"logprob":%r,"bytes":null,"top_logprobs":[]}' % (_jstr(t), lp) for t in toks)
+        '{"token":%s,"logprob":%r,"bytes":null,"top_logprobs":[]}' % (_jstr(t), lp) for t in toks
+    )
 
 
 # --------------------------------------------------------------------------- server state
@@ -486,25 +487,28 @@ class _State:
         return out
 
 
-def _stream_pieces(seq: int, model: str, answer: str, ct: int, pt: int, usage: bool, ttft: float,
-                   itl: float, fingerprint: str | None = None) -> list[tuple[float, bytes]]:
+def _stream_pieces(
+    seq: int, model: str, answer: str, ct: int, pt: int, usage: bool, ttft: float, itl: float, fingerprint: str | None = None
+) -> list[tuple[float, bytes]]:
     """The events of a streamed answer as (delay from the request, bytes): token ``i`` at
     ``ttft + i * itl``; the finish reason, the usage chunk (when asked) and ``[DONE]`` with the last."""
     fp = "" if fingerprint is None else ',"system_fingerprint":%s' % _jstr(fingerprint)
     head = '{"id":"chatcmpl-assay%d","object":"chat.completion.chunk","created":%d,"model":%s%s,"choices":[' % (
-        seq, int(time.time()), _jstr(model), fp)
+        seq,
+        int(time.time()),
+        _jstr(model),
+        fp,
+    )
     pieces = []
     for i in range(ct):
-        text = answer[4 * i: 4 * i + 4]
+        text = answer[4 * i : 4 * i + 4]
         event = 'data: %s{"index":0,"delta":{"content":%s},"finish_reason":null}]}\n\n' % (head, _jstr(text))
         if i == 0:  # the role comes alone first, with a null content, as llama.cpp's server sends it
-            event = 'data: %s{"index":0,"delta":{"role":"assistant","content":null},"finish_reason":null}]}\n\n' % head \
-                + event
+            event = 'data: %s{"index":0,"delta":{"role":"assistant","content":null},"finish_reason":null}]}\n\n' % head + event
         pieces.append([ttft + i * itl, event])
     tail = 'data: %s{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n' % head
     if usage:
-        tail += 'data: %s],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n' % (
-            head, pt, ct, pt + ct)
+        tail += 'data: %s],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n' % (head, pt, ct, pt + ct)
     pieces[-1][1] += tail + "data: [DONE]\n\n"
     return [(d, e.encode()) for d, e in pieces]
 
@@ -651,9 +655,22 @@ class _HTTPProtocol(asyncio.Protocol):
 
     # -- output (in request order, even when delays differ)
 
-    def _emit(self, status: int, body: bytes, extra: bytes, delay: float, keep_alive: bool, chat: bool, raw: bool = False) -> None:
-        data = body if raw else b"".join(
-            (b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Unknown")), _JSON_HDR, b"%d\r\n" % len(body), extra, b"\r\n", body)
+    def _emit(
+        self, status: int, body: bytes, extra: bytes, delay: float, keep_alive: bool, chat: bool, raw: bool = False
+    ) -> None:
+        data = (
+            body
+            if raw
+            else b"".join(
+                (
+                    b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Unknown")),
+                    _JSON_HDR,
+                    b"%d\r\n" % len(body),
+                    extra,
+                    b"\r\n",
+                    body,
+                )
+            )
         )
         if not keep_alive:
             self.closing = True
@@ -672,8 +689,10 @@ class _HTTPProtocol(asyncio.Protocol):
     def _emit_stream(self, pieces: list[tuple[float, bytes]], extra: bytes, keep_alive: bool) -> None:
         """A chunked event stream: each piece (its delay from now, its bytes) queued like a response of
         its own, so pieces and pipelined responses still go out in order; the last piece ends it."""
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" \
-               b"Transfer-Encoding: chunked\r\n" + extra + b"\r\n"
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            b"Transfer-Encoding: chunked\r\n" + extra + b"\r\n"
+        )
         if not keep_alive:
             self.closing = True
         last = len(pieces) - 1
@@ -750,7 +769,9 @@ class _HTTPProtocol(asyncio.Protocol):
             return self._simple(200, b'{"ok": true}', ka, keep_alive)
         if path in ("/health", "/"):
             return self._simple(200, b'{"status": "ok"}', ka, keep_alive)
-        return self._simple(404, _error_body(404, f"unknown endpoint {path}", "invalid_request_error", "not_found"), ka, keep_alive)
+        return self._simple(
+            404, _error_body(404, f"unknown endpoint {path}", "invalid_request_error", "not_found"), ka, keep_alive
+        )
 
     def _simple(self, status: int, body: bytes, ka: bytes, keep_alive: bool) -> None:
         self._emit(status, body, ka, 0.0, keep_alive, False)
@@ -857,8 +878,12 @@ class _HTTPProtocol(asyncio.Protocol):
         if cfg.context_tokens and pt > cfg.context_tokens:
             # a 400 as plain JSON, even for a streamed request (llama.cpp's server answers so)
             msg = f"request ({pt} tokens) exceeds the available context size ({cfg.context_tokens} tokens), try increasing it"
-            return 400, _error_body(400, msg, "exceed_context_size_error", None, n_prompt_tokens=pt,
-                                    n_ctx=cfg.context_tokens), b"", delay
+            return (
+                400,
+                _error_body(400, msg, "exceed_context_size_error", None, n_prompt_tokens=pt, n_ctx=cfg.context_tokens),
+                b"",
+                delay,
+            )
         ct = max(1, (len(answer) + 3) // 4)
         st.seq += 1
         shown = cfg.served_model or model
@@ -866,8 +891,12 @@ class _HTTPProtocol(asyncio.Protocol):
         if stream:
             opts = req.get("stream_options")
             usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
-            return -2, _stream_pieces(st.seq, shown, answer, ct, pt, usage, delay, itl, cfg.system_fingerprint), \
-                b"x-request-id: req_assay%d\r\n" % st.seq, delay
+            return (
+                -2,
+                _stream_pieces(st.seq, shown, answer, ct, pt, usage, delay, itl, cfg.system_fingerprint),
+                b"x-request-id: req_assay%d\r\n" % st.seq,
+                delay,
+            )
         delay += itl * (ct - 1)
         out = (
             '{"id":"chatcmpl-assay%d","object":"chat.completion","created":%d,"model":%s,'
@@ -876,9 +905,17 @@ class _HTTPProtocol(asyncio.Protocol):
             '"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,'
             '"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},'
             '"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}}%s}'
-        ) % (st.seq, int(time.time()), _jstr(shown), _jstr(answer),
-             _logprobs_json(answer, answer_probability(last_user, systems, users)) if req.get("logprobs") else "null",
-             pt, ct, pt + ct, fp)
+        ) % (
+            st.seq,
+            int(time.time()),
+            _jstr(shown),
+            _jstr(answer),
+            _logprobs_json(answer, answer_probability(last_user, systems, users)) if req.get("logprobs") else "null",
+            pt,
+            ct,
+            pt + ct,
+            fp,
+        )
         if trig and "TRIGGER:NOUSAGE" in user_all:
             out = out[: out.index(',"usage":')] + fp + "}"
         return 200, out.encode(), b"x-request-id: req_assay%d\r\n" % st.seq, delay
@@ -893,8 +930,12 @@ class _HTTPProtocol(asyncio.Protocol):
                 return code, _error_body(code, f"Bad gateway or unavailable (TRIGGER:{code}).", "server_error", None), b"", delay
         if "TRIGGER:429DATE" in user_all and st.once("429DATE", ph):
             when = formatdate(time.time() + 1.0, usegmt=True).encode()
-            return 429, _error_body(429, "Rate limit reached (TRIGGER:429DATE).", "requests", "rate_limit_exceeded"), \
-                b"Retry-After: " + when + b"\r\n", delay
+            return (
+                429,
+                _error_body(429, "Rate limit reached (TRIGGER:429DATE).", "requests", "rate_limit_exceeded"),
+                b"Retry-After: " + when + b"\r\n",
+                delay,
+            )
         if "TRIGGER:429BARE" in user_all and st.once("429BARE", ph):
             return 429, _error_body(429, "Rate limit reached (TRIGGER:429BARE).", "requests", "rate_limit_exceeded"), b"", delay
         if "TRIGGER:BADJSON" in user_all and st.once("BADJSON", ph):
@@ -909,7 +950,12 @@ class _HTTPProtocol(asyncio.Protocol):
             return -1, head + body, b"", delay
         if "TRIGGER:ECHOAUTH" in user_all:
             auth = headers.get(b"authorization", b"").decode("latin-1")
-            return 400, _error_body(400, f"Bad request; you sent Authorization: {auth}", "invalid_request_error", None), b"", delay
+            return (
+                400,
+                _error_body(400, f"Bad request; you sent Authorization: {auth}", "invalid_request_error", None),
+                b"",
+                delay,
+            )
         return None
 
 
@@ -986,18 +1032,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated ids for GET /v1/models")
     p.add_argument("--seed", type=int, default=0, help="seed for the jitter RNG")
     p.add_argument("--itl", type=float, default=0.0, help="seconds between streamed tokens (inter-token latency)")
-    p.add_argument("--slots", type=int, default=0,
-                   help="queueing model: delays x (1 + (in-flight - 1) / slots); 0 = off")
-    p.add_argument("--served-model", default="",
-                   help="the model name every response gives, whatever the request asked (as a self-hosted "
-                        "server names its own model); empty = the requested name")
-    p.add_argument("--system-fingerprint", default="fp_assay_fake",
-                   help="system_fingerprint of every response; empty = none")
-    p.add_argument("--context-tokens", type=int, default=0,
-                   help="a prompt of more tokens gets 400 exceed_context_size_error (0 = no limit)")
-    p.add_argument("--keep-alive-after-stream", action="store_true",
-                   help="keep the connection open after a streamed response (default: close it, unannounced, "
-                        "as llama.cpp's server does)")
+    p.add_argument("--slots", type=int, default=0, help="queueing model: delays x (1 + (in-flight - 1) / slots); 0 = off")
+    p.add_argument(
+        "--served-model",
+        default="",
+        help="the model name every response gives, whatever the request asked (as a self-hosted "
+        "server names its own model); empty = the requested name",
+    )
+    p.add_argument("--system-fingerprint", default="fp_assay_fake", help="system_fingerprint of every response; empty = none")
+    p.add_argument(
+        "--context-tokens", type=int, default=0, help="a prompt of more tokens gets 400 exceed_context_size_error (0 = no limit)"
+    )
+    p.add_argument(
+        "--keep-alive-after-stream",
+        action="store_true",
+        help="keep the connection open after a streamed response (default: close it, unannounced, as llama.cpp's server does)",
+    )
     p.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when stdin closes (used by OpenAIServer)")
     return p
 

@@ -18,8 +18,10 @@ def check_alert_env(loaded, names) -> None:
 
     missing = missing_env(loaded, names)
     if missing:
-        err(f"{loaded.path}: alerts: environment variable(s) {', '.join(missing)} not set: each holds an alert "
-            "destination's URL (alerts.destinations.<name>.webhook|slack.url)")
+        err(
+            f"{loaded.path}: alerts: environment variable(s) {', '.join(missing)} not set: each holds an alert "
+            "destination's URL (alerts.destinations.<name>.webhook|slack.url)"
+        )
         raise typer.Exit(EXIT_CONFIG)
 
 

@@ -16,10 +16,13 @@ def backfill(
     config: str = CONFIG_OPT,
     force: bool = typer.Option(False, "--force", help="Run dates that already have a complete run again."),
     concurrency: int = typer.Option(2, "--concurrency", "-k", min=1, help="At most this many dates in flight."),
-    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
+    artifacts: str | None = typer.Option(
+        None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."
+    ),
     local: bool = typer.Option(False, "--local", help="Run in this process even when a served deployment exists."),
-    timeout: float | None = typer.Option(None, "--timeout", min=1,
-                                            help="Served mode: stop waiting for a date's run after this many seconds."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=1, help="Served mode: stop waiting for a date's run after this many seconds."
+    ),
 ):
     """Assess every date from --start to --end (inclusive): one run per date, idempotent.
 
@@ -46,8 +49,20 @@ def backfill(
     def on_result(r):
         err(f"  {r.day}  {r.status}" + (f"  {r.message.splitlines()[0][:160]}" if r.message and r.status != "complete" else ""))
 
-    report = run_backfill(str(loaded.path), pipeline, d0, d1, force=force, concurrency=concurrency, artifacts=artifacts,
-                          local=local, loaded=loaded, on_start=on_start, on_result=on_result, timeout=timeout)
+    report = run_backfill(
+        str(loaded.path),
+        pipeline,
+        d0,
+        d1,
+        force=force,
+        concurrency=concurrency,
+        artifacts=artifacts,
+        local=local,
+        loaded=loaded,
+        on_start=on_start,
+        on_result=on_result,
+        timeout=timeout,
+    )
     _print_backfill(report)
     raise typer.Exit(report.exit_code)
 
@@ -62,5 +77,7 @@ def _print_backfill(report) -> None:
         t.add_column(col, overflow="fold")
     style = {"complete": "green", "skipped": "dim", "gate failed": "yellow"}
     for r in report.results:
-        t.add_row(r.day.isoformat(), f"[{style.get(r.status, 'red')}]{r.status}[/]", r.gates or "–", r.flow_run or "–", r.folder or "–")
+        t.add_row(
+            r.day.isoformat(), f"[{style.get(r.status, 'red')}]{r.status}[/]", r.gates or "–", r.flow_run or "–", r.folder or "–"
+        )
     Console(width=max(160, Console().width)).print(t)

@@ -5,7 +5,6 @@ the endpoint did not answer, 2 a usage or configuration error (unknown model, a 
 model that is not an endpoint you run), 130 interrupted.
 """
 
-
 import json
 import math
 
@@ -22,11 +21,18 @@ def capacity(
     model: str = typer.Argument(..., help="A self-hosted model of pipelines.yaml (provider openai with hosting:)."),
     config: str = CONFIG_OPT,
     artifacts: str | None = ARTIFACTS_OPT,
-    concurrency: str | None = typer.Option(None, "--concurrency", help="Levels to sweep, e.g. 1,2,4,8 (default 1,2,4,8,16,32,64)."),
-    slo: str | None = typer.Option(None, "--slo", help="Bounds a level must meet, e.g. p95_latency_s=2,ttft_s=0.5,error_rate=0.01."),
-    pipeline: str | None = typer.Option(None, "--pipeline", "-p", help="Send this pipeline's examples, rendered with its "
-                                           "prompt (default: one synthetic prompt)."),
-    requests: int | None = typer.Option(None, "--requests", "-n", min=1, help="Requests per level (default max(32, 4 x concurrency))."),
+    concurrency: str | None = typer.Option(
+        None, "--concurrency", help="Levels to sweep, e.g. 1,2,4,8 (default 1,2,4,8,16,32,64)."
+    ),
+    slo: str | None = typer.Option(
+        None, "--slo", help="Bounds a level must meet, e.g. p95_latency_s=2,ttft_s=0.5,error_rate=0.01."
+    ),
+    pipeline: str | None = typer.Option(
+        None, "--pipeline", "-p", help="Send this pipeline's examples, rendered with its prompt (default: one synthetic prompt)."
+    ),
+    requests: int | None = typer.Option(
+        None, "--requests", "-n", min=1, help="Requests per level (default max(32, 4 x concurrency))."
+    ),
     record: bool = typer.Option(True, "--record/--no-record", help="Record the operating point for the cost stage."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
 ):
@@ -97,8 +103,17 @@ def capacity(
     if fmt == "csv":
         typer.echo(table.to_csv(index=False), nl=False)
     elif fmt == "json":
-        typer.echo(json.dumps({"model": model, "slo": bounds.as_dict(), "levels": json.loads(table.to_json(orient="records")),
-                               "operating_point": None if chosen is None else int(chosen["concurrency"])}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "model": model,
+                    "slo": bounds.as_dict(),
+                    "levels": json.loads(table.to_json(orient="records")),
+                    "operating_point": None if chosen is None else int(chosen["concurrency"]),
+                },
+                indent=2,
+            )
+        )
     else:
         _print(model, table, chosen, bounds)
     if record:
@@ -124,11 +139,23 @@ def _print(model: str, table, chosen, bounds) -> None:
     for r in table.itertuples(index=False):
         mark = "[green]yes[/]" if r.meets_slo else f"[red]no[/] [dim]{r.missed}[/]"
         style = "bold" if chosen is not None and r.concurrency == chosen["concurrency"] else None
-        t.add_row(str(r.concurrency), s(r.rps), s(r.output_tok_s), s(r.latency_p95_s, " s"), s(r.ttft_p95_s, " s"),
-                  s(r.itl_p95_s, " s"), f"{r.errors}/{r.requests}", s(r.goodput_rps), mark, style=style)
+        t.add_row(
+            str(r.concurrency),
+            s(r.rps),
+            s(r.output_tok_s),
+            s(r.latency_p95_s, " s"),
+            s(r.ttft_p95_s, " s"),
+            s(r.itl_p95_s, " s"),
+            f"{r.errors}/{r.requests}",
+            s(r.goodput_rps),
+            mark,
+            style=style,
+        )
     console = Console(width=max(120, Console().width))
     console.print(t)
     if chosen is not None:
-        console.print(f"operating point: concurrency {int(chosen['concurrency'])}, {chosen['rps']:.3g} req/s, "
-                      f"{chosen['output_tok_s']:.3g} output tok/s, p95 latency {chosen['latency_p95_s']:.3g} s, "
-                      f"p95 TTFT {s(chosen['ttft_p95_s'], ' s')}")
+        console.print(
+            f"operating point: concurrency {int(chosen['concurrency'])}, {chosen['rps']:.3g} req/s, "
+            f"{chosen['output_tok_s']:.3g} output tok/s, p95 latency {chosen['latency_p95_s']:.3g} s, "
+            f"p95 TTFT {s(chosen['ttft_p95_s'], ' s')}"
+        )

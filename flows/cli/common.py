@@ -99,8 +99,10 @@ def reachable_api(what: str) -> str:
     """PREFECT_API_URL, checked to answer; exit 2 when unset, 1 when it does not answer."""
     url = _api_url()
     if not url:
-        err(f"{what} needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
-            "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api).")
+        err(
+            f"{what} needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
+            "(e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api)."
+        )
         raise typer.Exit(EXIT_CONFIG)
     # lazy: keeps prefect out of the CLI
     from prefect import get_client

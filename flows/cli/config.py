@@ -34,8 +34,13 @@ def list_(config: str = CONFIG_OPT):
     for col in ("pipeline", "dataset", "models", "metrics", "schedule"):
         t.add_column(col)
     for name, p in c.pipelines.items():
-        t.add_row(name, p.dataset.source, ", ".join(p.models), ", ".join(s.key for s in p.metric_specs()),
-                  f"{p.schedule.cron} ({p.schedule.timezone})" if p.schedule else "–")
+        t.add_row(
+            name,
+            p.dataset.source,
+            ", ".join(p.models),
+            ", ".join(s.key for s in p.metric_specs()),
+            f"{p.schedule.cron} ({p.schedule.timezone})" if p.schedule else "–",
+        )
     con.print(t)
     t = Table(title="models")
     for col in ("model", "provider", "target", "pricing"):

@@ -20,7 +20,9 @@ def history(
     metric: str | None = typer.Option(None, "--metric", "-m", help="Only this metric."),
     slice_: str = typer.Option("all", "--slice", help="Slice to show (all = overall; e.g. channel=email)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
-    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
+    artifacts: str | None = typer.Option(
+        None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."
+    ),
 ):
     """Metrics and costs of every complete run of a pipeline, oldest first.
 
@@ -67,7 +69,17 @@ def _print_history(df, pipeline: str, root: str) -> None:
     for c in cols:
         t.add_column(c, justify="right" if c in ("value", "n", "$/1k req", "$/month") else "left")
     for r in df.itertuples(index=False):
-        t.add_row(r.as_of, r.run_id, r.model, r.metric, num(r.value), f"{num(r.ci_low)}–{num(r.ci_high)}", num(r.n, "{:.0f}"),
-                  num(r.cost_per_1k_usd, "{:.4f}"), num(r.monthly_cost_usd, "{:,.2f}"), r.gates or "–",
-                  r.model_changed or "")
+        t.add_row(
+            r.as_of,
+            r.run_id,
+            r.model,
+            r.metric,
+            num(r.value),
+            f"{num(r.ci_low)}–{num(r.ci_high)}",
+            num(r.n, "{:.0f}"),
+            num(r.cost_per_1k_usd, "{:.4f}"),
+            num(r.monthly_cost_usd, "{:,.2f}"),
+            r.gates or "–",
+            r.model_changed or "",
+        )
     Console(width=max(160, Console().width)).print(t)

@@ -13,7 +13,9 @@ FORMATS = ("table", "csv", "json")
 def matrix(
     config: str = CONFIG_OPT,
     metric: str | None = typer.Option(None, "--metric", "-m", help="Headline metric (default: each pipeline's first metric)."),
-    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."),
+    artifacts: str | None = typer.Option(
+        None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL."
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (csv/json: the long table)."),
 ):
     """Model × pipeline: each pipeline's latest complete run, its headline metric and cost per 1,000 requests."""

@@ -1,7 +1,6 @@
 """``assay plan``: the examples (and samples per example) needed to detect a difference. Exit codes: 0 ok,
 2 configuration or usage error (no complete run to plan from)."""
 
-
 import typer
 
 from assay.store import Store
@@ -12,11 +11,15 @@ FORMATS = ("table", "csv", "json")
 
 def plan(
     pipeline: str = typer.Argument(..., help="The pipeline to plan for."),
-    detect: float = typer.Option(..., "--detect", "-d", help="The difference to detect, in the metric's units (0.02 = 2 points of accuracy)."),
+    detect: float = typer.Option(
+        ..., "--detect", "-d", help="The difference to detect, in the metric's units (0.02 = 2 points of accuracy)."
+    ),
     config: str = CONFIG_OPT,
     artifacts: str | None = ARTIFACTS_OPT,
     metric: str | None = typer.Option(None, "--metric", "-m", help="Only this metric."),
-    samples: str | None = typer.Option(None, "--samples", help="Samples per example to consider, e.g. 1,2,4 (needs a run with samples)."),
+    samples: str | None = typer.Option(
+        None, "--samples", help="Samples per example to consider, e.g. 1,2,4 (needs a run with samples)."
+    ),
     power: float = typer.Option(0.8, "--power", help="Power of the test."),
     alpha: float = typer.Option(0.05, "--alpha", help="Two-sided significance level."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
@@ -48,8 +51,10 @@ def plan(
     if fmt == "json":
         typer.echo(table.to_json(orient="records", indent=2))
         return
-    typer.echo(f"{pipeline}: to detect a difference of {detect:g} at power {power:g}, two-sided alpha {alpha:g} "
-               f"(from run {rf.run_id}, {rf.as_of})")
+    typer.echo(
+        f"{pipeline}: to detect a difference of {detect:g} at power {power:g}, two-sided alpha {alpha:g} "
+        f"(from run {rf.run_id}, {rf.as_of})"
+    )
     for r in table.itertuples(index=False):
         who = f"{r.model_a} vs {r.model_b}" if r.model_b else f"{r.model_a}"
         need = "cannot tell (no variance in this run)" if r.examples_needed < 0 else f"{r.examples_needed:,} examples"

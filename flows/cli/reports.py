@@ -58,20 +58,30 @@ def compare(
         err(f"compare: {e}")
         raise typer.Exit(EXIT_CONFIG) from None
     changed = len(result["config_changes"])
-    typer.echo(f"{changed} config setting(s) differ; {'same' if result['same_data'] else 'different'} data, "
-               f"{result['shared_examples']:,} shared examples; prices changed for: "
-               f"{', '.join(result['prices_changed']) or 'none'}")
+    typer.echo(
+        f"{changed} config setting(s) differ; {'same' if result['same_data'] else 'different'} data, "
+        f"{result['shared_examples']:,} shared examples; prices changed for: "
+        f"{', '.join(result['prices_changed']) or 'none'}"
+    )
     typer.echo(os.path.abspath(path))
 
 
 def dashboard(
     out: str = typer.Option(..., "--out", "-o", help="The folder to write the site into."),
-    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Artifact root: a path or fsspec URL "
-                                            "(default: the config's artifacts:)."),
+    artifacts: str | None = typer.Option(
+        None,
+        "--artifacts",
+        callback=check_root_option,
+        help="Artifact root: a path or fsspec URL (default: the config's artifacts:).",
+    ),
     config: str = CONFIG_OPT,
-    base_url: str | None = typer.Option(None, "--base-url", help="The URL at which the artifact root is published, "
-                                           "for the links to each run's report (default: $ASSAY_ARTIFACTS_URL; else "
-                                           "relative paths)."),
+    base_url: str | None = typer.Option(
+        None,
+        "--base-url",
+        help="The URL at which the artifact root is published, "
+        "for the links to each run's report (default: $ASSAY_ARTIFACTS_URL; else "
+        "relative paths).",
+    ),
 ):
     """Write a static site over every pipeline and date in the artifact root, from the Parquet tree alone:
     latest result per pipeline, the model × use-case matrix, history charts, links to each run's report."""
@@ -86,6 +96,8 @@ def dashboard(
 
         root = artifacts_root(load(config), None)
     result = build_dashboard(root, out, base_url)
-    typer.echo(f"{len(result['pipelines'])} pipeline(s), {result['runs']:,} run(s); {len(result['pages'])} page(s) in "
-               f"{result['timings']['total']:.2f} s")
+    typer.echo(
+        f"{len(result['pipelines'])} pipeline(s), {result['runs']:,} run(s); {len(result['pages'])} page(s) in "
+        f"{result['timings']['total']:.2f} s"
+    )
     typer.echo(os.path.abspath(os.path.join(out, "index.html")))

@@ -3,7 +3,6 @@
 Exit codes: 0 ok, 2 a bad run folder or usage error.
 """
 
-
 import typer
 
 from flows.cli.common import EXIT_CONFIG, err, parse_date
@@ -11,10 +10,18 @@ from flows.cli.common import EXIT_CONFIG, err, parse_date
 
 def reprice(
     run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>."),
-    as_of: str | None = typer.Option(None, "--as-of", help="Price every request at this date's prices, YYYY-MM-DD "
-                                        "(default: the prices recorded in the run, which reproduce its costs)."),
-    write: bool = typer.Option(False, "--write/--no-write", help="Write costs-<date>.parquet and breakeven-<date>.parquet "
-                               "next to the originals and record the repricing in the manifest."),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Price every request at this date's prices, YYYY-MM-DD "
+        "(default: the prices recorded in the run, which reproduce its costs).",
+    ),
+    write: bool = typer.Option(
+        False,
+        "--write/--no-write",
+        help="Write costs-<date>.parquet and breakeven-<date>.parquet "
+        "next to the originals and record the repricing in the manifest.",
+    ),
 ):
     """Recompute a run's costs at another date's prices without calling any model; print old vs new.
 

@@ -1,6 +1,5 @@
 """``assay reproduce``: run a recorded run again and compare every artifact."""
 
-
 import typer
 
 from flows.cli.common import EXIT_CONFIG, EXIT_FAILED, check_root_option, err
@@ -8,10 +7,18 @@ from flows.cli.common import EXIT_CONFIG, EXIT_FAILED, check_root_option, err
 
 def reproduce(
     run_folder: str = typer.Argument(..., help="A run folder: <artifacts>/<pipeline>/<as_of>/<run_id>."),
-    artifacts: str | None = typer.Option(None, "--artifacts", callback=check_root_option, help="Where to write the reproduction "
-                                            "(default: <artifacts>/_reproductions)."),
-    project: str | None = typer.Option(None, "--project", help="Folder the recorded config's relative paths resolve "
-                                          "against (default: the recorded config's folder, else the current one)."),
+    artifacts: str | None = typer.Option(
+        None,
+        "--artifacts",
+        callback=check_root_option,
+        help="Where to write the reproduction (default: <artifacts>/_reproductions).",
+    ),
+    project: str | None = typer.Option(
+        None,
+        "--project",
+        help="Folder the recorded config's relative paths resolve "
+        "against (default: the recorded config's folder, else the current one).",
+    ),
 ):
     """Run a recorded run again from its manifest (recorded config, cached responses) and
     report whether every artifact matches. Exit 0 when all match, 1 otherwise."""

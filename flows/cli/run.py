@@ -104,9 +104,14 @@ class _Terminal(logging.Handler):
             # lazy: keeps rich out of the CLI
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[rate]} it/s  errors {task.fields[errors]}  ${task.fields[usd]}"),
-                                     TimeElapsedColumn(), console=self.console)
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} it/s  errors {task.fields[errors]}  ${task.fields[usd]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+            )
             self.start: dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -197,8 +202,10 @@ def _say_inconclusive(folder: str) -> None:
     gates = (Store(root).run(pipeline, date.fromisoformat(as_of), run_id).manifest() or {}).get("gates") or {}
     if gates.get("verdict") == "inconclusive":
         lines = gates.get("inconclusive") or []
-        err(f"gate inconclusive (exit 0, not a failure): {lines[0] if lines else ''}"
-            + (f"; and {len(lines) - 1} more" if len(lines) > 1 else ""))
+        err(
+            f"gate inconclusive (exit 0, not a failure): {lines[0] if lines else ''}"
+            + (f"; and {len(lines) - 1} more" if len(lines) > 1 else "")
+        )
 
 
 def prefect_api_problem() -> str | None:
@@ -219,8 +226,10 @@ def prefect_api_problem() -> str | None:
         reason = f"HTTP {e.code}"
     except (OSError, ValueError) as e:
         reason = str(getattr(e, "reason", None) or e)
-    return (f"cannot reach the Prefect API at {url} ({reason}): start it with `prefect server start`, "
-            "or unset PREFECT_API_URL to run with a temporary server")
+    return (
+        f"cannot reach the Prefect API at {url} ({reason}): start it with `prefect server start`, "
+        "or unset PREFECT_API_URL to run with a temporary server"
+    )
 
 
 def stop_orphaned_temporary_servers() -> list[int]:
@@ -257,8 +266,9 @@ def stop_orphaned_temporary_servers() -> list[int]:
         except OSError:
             pass
     if stopped:
-        logging.getLogger("assay").info("stopped %d Prefect temporary server(s) left by a killed run: pid %s",
-                                        len(stopped), ", ".join(map(str, stopped)))
+        logging.getLogger("assay").info(
+            "stopped %d Prefect temporary server(s) left by a killed run: pid %s", len(stopped), ", ".join(map(str, stopped))
+        )
     return stopped
 
 

@@ -19,9 +19,12 @@ def serve(
     config: str = CONFIG_OPT,
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once in this process."),
     pipeline: list[str] | None = typer.Option(None, "--pipeline", "-p", help="Serve only these pipelines (repeatable)."),
-    pause_on_shutdown: bool = typer.Option(False, "--pause-on-shutdown/--keep-schedules",
-                                           help="Pause the schedules when this process stops (Prefect's default). "
-                                                "Off by default: under systemd/k8s a restart must not stop the nightly runs."),
+    pause_on_shutdown: bool = typer.Option(
+        False,
+        "--pause-on-shutdown/--keep-schedules",
+        help="Pause the schedules when this process stops (Prefect's default). "
+        "Off by default: under systemd/k8s a restart must not stop the nightly runs.",
+    ),
 ):
     """Serve every pipeline as the Prefect deployment assess/<pipeline>, with its schedule.
 
@@ -51,25 +54,41 @@ def serve(
     typer.echo(f"serving {len(names)} deployment(s) from {loaded.path.resolve()}:")
     for n in names:
         s = loaded.config.pipelines[n].schedule
-        typer.echo(f"  {deployment_name(n)}  " + (f"cron {s.cron!r} ({s.timezone})" if s else "no schedule (runs from the UI or API)"))
+        typer.echo(
+            f"  {deployment_name(n)}  " + (f"cron {s.cron!r} ({s.timezone})" if s else "no schedule (runs from the UI or API)")
+        )
     typer.echo(f"UI: {ui_url(url)}/deployments   (stop with Ctrl-C)")
     sys.stdout.flush()
-    serve_pipelines(str(loaded.path), names, limit=limit, pause_on_shutdown=pause_on_shutdown,
-                    on_registered=lambda lc: sync_and_print(lc, names if pipeline else None))
+    serve_pipelines(
+        str(loaded.path),
+        names,
+        limit=limit,
+        pause_on_shutdown=pause_on_shutdown,
+        on_registered=lambda lc: sync_and_print(lc, names if pipeline else None),
+    )
 
 
 def deploy(
     config: str = CONFIG_OPT,
-    pool: str = typer.Option("assay", "--pool", help="Work pool to deploy to; a process pool of this name is created if missing."),
+    pool: str = typer.Option(
+        "assay", "--pool", help="Work pool to deploy to; a process pool of this name is created if missing."
+    ),
     pipeline: list[str] | None = typer.Option(None, "--pipeline", "-p", help="Deploy only these pipelines (repeatable)."),
-    source: str | None = typer.Option(None, "--source",
-                                         help="Where workers get the project folder (pipelines.yaml, data): a folder they "
-                                              "can read (default: the config's folder) or a git URL they clone."),
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="Where workers get the project folder (pipelines.yaml, data): a folder they "
+        "can read (default: the config's folder) or a git URL they clone.",
+    ),
     branch: str | None = typer.Option(None, "--branch", help="Git branch of a git --source."),
     image: str | None = typer.Option(None, "--image", help="Image for docker/kubernetes pools (job variable `image`)."),
-    job_variable: list[str] | None = typer.Option(None, "--job-variable", "-j",
-                                                     help="KEY=VALUE for the pool's job template (repeatable; VALUE may be "
-                                                          "JSON, e.g. -j 'env={\"AWS_REGION\": \"eu-west-1\"}' or -j namespace=assay)."),
+    job_variable: list[str] | None = typer.Option(
+        None,
+        "--job-variable",
+        "-j",
+        help="KEY=VALUE for the pool's job template (repeatable; VALUE may be "
+        'JSON, e.g. -j \'env={"AWS_REGION": "eu-west-1"}\' or -j namespace=assay).',
+    ),
 ):
     """Register every pipeline as the deployment assess/<pipeline> on a Prefect work pool.
 
@@ -112,10 +131,13 @@ def deploy(
         err(str(e))
         raise typer.Exit(EXIT_CONFIG) from None
     check_alert_env(loaded, names)
-    deployed = deploy_pipelines(str(loaded.path), names, pool=pool, source=source, branch=branch, image=image,
-                                job_variables=variables)
-    typer.echo(f"{'created' if created else 'using'} work pool {pool!r} ({pool_type}); "
-               f"deployed {len(deployed)} deployment(s) from {source or loaded.path.resolve().parent}:")
+    deployed = deploy_pipelines(
+        str(loaded.path), names, pool=pool, source=source, branch=branch, image=image, job_variables=variables
+    )
+    typer.echo(
+        f"{'created' if created else 'using'} work pool {pool!r} ({pool_type}); "
+        f"deployed {len(deployed)} deployment(s) from {source or loaded.path.resolve().parent}:"
+    )
     for d in deployed:
         typer.echo(f"  {d.name}  {d.schedule}")
     sync_and_print(loaded, names if pipeline else None)

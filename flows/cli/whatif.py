@@ -3,7 +3,6 @@
 Exit codes: 0 ok, 2 a bad run folder, model name, rule or option.
 """
 
-
 import json
 import math
 
@@ -51,8 +50,16 @@ def parse_rule(text: str) -> dict:
     raise ValueError(f"--rule {text!r} is not a rule (one of: {RULES})")
 
 
-def build_policy(cascade: str | None, rule: str | None, route: str | None, models: str | None, tolerance: float | None,
-                 lam: float | None, learn: float, seed: int):
+def build_policy(
+    cascade: str | None,
+    rule: str | None,
+    route: str | None,
+    models: str | None,
+    tolerance: float | None,
+    lam: float | None,
+    learn: float,
+    seed: int,
+):
     """The policy the options describe, validated by the config's own schema; ValueError otherwise."""
     # lazy: keeps pydantic out of the CLI
     from pydantic import TypeAdapter, ValidationError
@@ -122,7 +129,9 @@ def whatif(
     rule: str | None = typer.Option(None, "--rule", help=f"When the cascade escalates: {RULES}."),
     route: str | None = typer.Option(None, "--route", help="Route by this slice column (e.g. language)."),
     models: str | None = typer.Option(None, "--models", help="The models a route chooses from (default: the run's)."),
-    tolerance: float | None = typer.Option(None, "--tolerance", help="Route: quality a cheaper model may give up (default 0.01)."),
+    tolerance: float | None = typer.Option(
+        None, "--tolerance", help="Route: quality a cheaper model may give up (default 0.01)."
+    ),
     lam: float | None = typer.Option(None, "--lambda", help="Route: maximise quality − λ · cost per 1,000 requests instead."),
     learn: float = typer.Option(0.5, "--learn", help="Route: share of the examples the choice is learned on."),
     seed: int = typer.Option(0, "--seed", help="Seed of the route's learning split and of the bootstrap."),
@@ -158,8 +167,9 @@ def whatif(
             have = list(a.columns.columns) if a.columns is not None else []
             raise ValueError(f"--route {pol.column!r} is not a slice column of this run (slices: {', '.join(have) or 'none'})")
         if pol.kind == "cascade" and pol.rule.kind == "judge" and pol.rule.metric not in a.scores:
-            raise ValueError(f"--rule: no per-example scores of metric {pol.rule.metric!r} in this run "
-                             f"(metrics: {', '.join(a.scores)})")
+            raise ValueError(
+                f"--rule: no per-example scores of metric {pol.rule.metric!r} in this run (metrics: {', '.join(a.scores)})"
+            )
     except (store.NotARunFolder, ValueError) as e:
         err(f"whatif: {e}")
         raise typer.Exit(EXIT_CONFIG) from None
@@ -167,8 +177,16 @@ def whatif(
     row, sweep = evaluate_one(a, name, pol, cfg.bootstrap if resamples is None else resamples, seed, cfg.cost.monthly_requests)
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
     if fmt == "json":
-        typer.echo(json.dumps({"policy": clean, "sweep": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                                           for k, v in s.items()} for s in sweep]}, indent=2, default=str))
+        typer.echo(
+            json.dumps(
+                {
+                    "policy": clean,
+                    "sweep": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()} for s in sweep],
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return
     # lazy: keeps pandas out of the CLI
     import pandas as pd
@@ -183,14 +201,22 @@ def whatif(
     con = Console(highlight=False, width=None if __import__("sys").stdout.isatty() else 160)
     con.print(policy_table(pd.DataFrame([row]), cfg, None, f"{rf.pipeline} {rf.as_of}: {name}, on {row['n']:,} examples"))
     answered = ", ".join(f"{m} {100 * s:.1f}%" for m, s in json.loads(row["answered_by"]).items())
-    con.print(f"answered by: {answered}; {row['calls_per_request']:.2f} calls per request"
-              + (f"; routes: {row['routes']}" if row.get("routes") else "") + (f"; {row['note']}" if row.get("note") else ""))
+    con.print(
+        f"answered by: {answered}; {row['calls_per_request']:.2f} calls per request"
+        + (f"; routes: {row['routes']}" if row.get("routes") else "")
+        + (f"; {row['note']}" if row.get("note") else "")
+    )
     if sweep:
         st = Table(title=f"sweep of the {sweep[0]['parameter']}", title_justify="left")
         for c in ("threshold", "quality", "$/1k req", "escalated", "p95 latency", "APGR"):
             st.add_column(c, justify="right")
         for s in sweep:
-            st.add_row(assay.report.format.num(s["threshold"]) + (" ←" if s["configured"] else ""), assay.report.format.num(s["quality"]), assay.report.format.usd(s["cost_per_1k_usd"]),
-                       "–" if assay.report.format.missing(s["escalated"]) else f"{100 * s['escalated']:.1f}%", assay.report.format.seconds(s["latency_p95_s"]),
-                       assay.report.format.num(s["apgr"]))
+            st.add_row(
+                assay.report.format.num(s["threshold"]) + (" ←" if s["configured"] else ""),
+                assay.report.format.num(s["quality"]),
+                assay.report.format.usd(s["cost_per_1k_usd"]),
+                "–" if assay.report.format.missing(s["escalated"]) else f"{100 * s['escalated']:.1f}%",
+                assay.report.format.seconds(s["latency_p95_s"]),
+                assay.report.format.num(s["apgr"]),
+            )
         con.print(st)

@@ -20,13 +20,16 @@ from tests.conftest import write_config
 DAY = date(2026, 11, 6)
 
 
-@pytest.mark.parametrize("sizes, n, want", [
-    ([50, 30, 20], 10, [5, 3, 2]),
-    ([97, 2, 1], 10, [8, 1, 1]),        # every non-empty stratum gets one; the big one gives way
-    ([5, 0, 5], 4, [2, 0, 2]),          # an empty stratum gets none
-    ([3, 3, 3, 3], 2, [1, 1, 1, 1]),    # more strata than n: one each
-    ([4, 4], 20, [4, 4]),               # n above the rows: everything
-])
+@pytest.mark.parametrize(
+    "sizes, n, want",
+    [
+        ([50, 30, 20], 10, [5, 3, 2]),
+        ([97, 2, 1], 10, [8, 1, 1]),  # every non-empty stratum gets one; the big one gives way
+        ([5, 0, 5], 4, [2, 0, 2]),  # an empty stratum gets none
+        ([3, 3, 3, 3], 2, [1, 1, 1, 1]),  # more strata than n: one each
+        ([4, 4], 20, [4, 4]),  # n above the rows: everything
+    ],
+)
 def test_allocate(sizes, n, want):
     assert allocate(sizes, n).tolist() == want
 
@@ -53,8 +56,10 @@ def test_stratifying_by_a_missing_column_is_named():
 
 def test_estimate_uses_logged_tokens_else_characters():
     t = pa.table({"example_id": ["a", "b"], "prompt_tokens": [100, None], "completion_tokens": [40, 10]})
-    reqs = [[{"role": "user", "content": "x" * 1000}], [{"role": "system", "content": "y" * 10},
-                                                       {"role": "user", "content": "z" * 30}]]
+    reqs = [
+        [{"role": "user", "content": "x" * 1000}],
+        [{"role": "system", "content": "y" * 10}, {"role": "user", "content": "z" * 30}],
+    ]
     price = lambda p, c, k: p * 1e-6 + c * 2e-6  # noqa: E731
     capped = OpenAIModel(model="m", params={"max_tokens": 16})
     free = OpenAIModel(model="m")
@@ -71,19 +76,30 @@ def test_estimate_uses_logged_tokens_else_characters():
     assert est.fits(est.usd) == 2 and est.fits(est.usd / 2 + 1e-12) == 1
 
 
-
-
 PRICE_IN, PRICE_OUT = 2.0, 8.0  # USD per million tokens
 
 
 def write(tmp_path, base_url, max_usd, on_over="stop", n=40):
     feats = ["billing"] * 24 + ["login"] * 12 + ["refund"] * 4
-    rows = [{"example_id": f"t{i:03d}", "app.feature": feats[i % len(feats)],
-             "messages": json.dumps([{"role": "system", "content": "You help customers."},
-                                     {"role": "user", "content": f"ANSWER: reply number {i} " + "x" * 200}]),
-             "prompt_tokens": 70, "completion_tokens": 30} for i in range(n)]
+    rows = [
+        {
+            "example_id": f"t{i:03d}",
+            "app.feature": feats[i % len(feats)],
+            "messages": json.dumps(
+                [
+                    {"role": "system", "content": "You help customers."},
+                    {"role": "user", "content": f"ANSWER: reply number {i} " + "x" * 200},
+                ]
+            ),
+            "prompt_tokens": 70,
+            "completion_tokens": 30,
+        }
+        for i in range(n)
+    ]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "traffic.parquet")
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         models:
           cand-a: {{provider: openai, model: mock-model, base_url: "{base_url}", params: {{max_tokens: 20}},
@@ -98,7 +114,8 @@ def write(tmp_path, base_url, max_usd, on_over="stop", n=40):
             metrics: [output_length]
             cost: {{max_usd: {max_usd}, on_over_budget: {on_over}}}
             bootstrap: 0
-    """)
+    """,
+    )
     return str(tmp_path / "pipelines.yaml")
 
 
@@ -133,7 +150,9 @@ def test_shrink_fits_the_sample_and_records_estimate_and_actual(tmp_path, server
     assert est["rows"] == 12 and est["shrunk_from"]["rows"] == 20 and est["max_usd"] == pytest.approx(cap)
     assert est["usd"] == pytest.approx(per_example_usd() * 12) and est["usd"] <= cap
     assert est["prompt_tokens"] == "logged" and est["output_tokens"] == {
-        "cand-a": "logged completion_tokens (capped by max_tokens)", "cand-b": "logged completion_tokens"}
+        "cand-a": "logged completion_tokens (capped by max_tokens)",
+        "cand-b": "logged completion_tokens",
+    }
     # the actual spend (the fake server's tokens: its own count, not the logged one) beside the estimate
     assert est["actual_usd"] == pytest.approx(m["stages"]["invoke"]["usd"]) and est["actual_usd"] > 0
     assert m["dataset"]["rows"] == 12 and m["dataset"]["shrunk_from"] == 20

@@ -72,8 +72,10 @@ print(len(c.written))
 def test_two_processes_of_one_machine_share_the_folder_and_the_index(tmp_path):
     seg, index = str(tmp_path / "segments"), str(tmp_path / "index")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, seg, index, p], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for p in ("a", "b")]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, seg, index, p], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for p in ("a", "b")
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     assert len(os.listdir(seg)) == 2  # one segment per writer: no file written by both
@@ -105,17 +107,35 @@ def cache_config(d: Path, root: str, base_url: str) -> Path:
 
     d.mkdir(parents=True, exist_ok=True)
     labels = ["billing", "technical", "account"]
-    pq.write_table(pa.Table.from_pylist([{"id": f"e{i:04d}", "text": f"ticket {i} about {labels[i % 3]}", "label": labels[i % 3]}
-                                         for i in range(30)]), d / "data.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(
+            [{"id": f"e{i:04d}", "text": f"ticket {i} about {labels[i % 3]}", "label": labels[i % 3]} for i in range(30)]
+        ),
+        d / "data.parquet",
+    )
     return write_config(
         d,
         artifacts=root,
-        models={"fake": {"provider": "openai", "model": "mock-model", "base_url": base_url, "api_key_env": "ASSAY_TEST_KEY",
-                         "params": {"temperature": 0, "max_tokens": 8},
-                         "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}},
-        pipelines={"p": {"dataset": {"source": "data.parquet", "id": "id", "reference": "label"},
-                         "prompt": {"system": "labels: billing, technical, account", "template": "{text}"},
-                         "models": ["fake"], "metrics": ["accuracy"], "shard_size": 10, "bootstrap": 20}},
+        models={
+            "fake": {
+                "provider": "openai",
+                "model": "mock-model",
+                "base_url": base_url,
+                "api_key_env": "ASSAY_TEST_KEY",
+                "params": {"temperature": 0, "max_tokens": 8},
+                "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+            }
+        },
+        pipelines={
+            "p": {
+                "dataset": {"source": "data.parquet", "id": "id", "reference": "label"},
+                "prompt": {"system": "labels: billing, technical, account", "template": "{text}"},
+                "models": ["fake"],
+                "metrics": ["accuracy"],
+                "shard_size": 10,
+                "bootstrap": 20,
+            }
+        },
     )
 
 

@@ -25,8 +25,12 @@ class Echo(ChatProvider):
     """Replies with the request's text; ``fail(text, attempt)`` may return an error to raise."""
 
     def __init__(self, max_concurrency=4, max_attempts=3, delay=0.002, fail=None, rpm=None):
-        super().__init__(parse_model(dict(provider="openai", model="echo", max_concurrency=max_concurrency,
-                                     max_attempts=max_attempts, rpm=rpm)), _ctx())
+        super().__init__(
+            parse_model(
+                dict(provider="openai", model="echo", max_concurrency=max_concurrency, max_attempts=max_attempts, rpm=rpm)
+            ),
+            _ctx(),
+        )
         self.delay, self.fail = delay, fail or (lambda text, attempt: None)
         self.attempts: dict[str, int] = {}
         self.in_flight = self.max_in_flight = self.started = self.closed = 0
@@ -62,7 +66,7 @@ def run(coro):
 
 def test_key_maker_gives_the_cache_keys():
     ident = {"provider": "openai", "model": "m", "params": {"b": 1, "a": [1, 2]}, "prompt_version": "v1"}
-    for msgs in requests(3) + [[{"content": "é \"x\"", "role": "system"}, {"role": "user", "content": "y"}], {"id": 3, "n": None}]:
+    for msgs in requests(3) + [[{"content": 'é "x"', "role": "system"}, {"role": "user", "content": "y"}], {"id": 3, "n": None}]:
         assert key_maker(ident)(msgs) == cache_key(ident, msgs)
 
 
@@ -79,7 +83,18 @@ def test_results_come_in_ordered_columnar_chunks():
     assert all(0 < x < 1 for x in c.latency_s)
     assert all(t0 - 1 <= s / 1e6 <= time.time() + 1 for s in c.started_at)  # µs since the epoch
     assert st == {**st, "called": 23, "cache_hits": 0, "retries": 0, "errors": 0, "concurrency": 4}
-    assert set(st) == {"called", "cache_hits", "retries", "errors", "retry_kinds", "error_kinds", "error_examples", "usd", "wall_s", "concurrency"}
+    assert set(st) == {
+        "called",
+        "cache_hits",
+        "retries",
+        "errors",
+        "retry_kinds",
+        "error_kinds",
+        "error_examples",
+        "usd",
+        "wall_s",
+        "concurrency",
+    }
     assert st["retry_kinds"] == st["error_kinds"] == st["error_examples"] == {}
     assert p.max_in_flight == 4 and p.started == p.closed == 1
 
@@ -109,8 +124,11 @@ def test_retries_and_final_errors_are_recorded_on_the_row():
     assert st["retry_kinds"] == {"http_429": 1, "http_503": 2}
     assert st["error_kinds"] == {"http_400": 1, "exception": 1, "http_503": 1}
     # the first message of each kind, as on its row, for the stage's log line
-    assert st["error_examples"] == {"http_400": "HTTP 400: bad", "exception": "RuntimeError: a provider bug",
-                                    "http_503": "HTTP 503"}
+    assert st["error_examples"] == {
+        "http_400": "HTTP 400: bad",
+        "exception": "RuntimeError: a provider bug",
+        "http_503": "HTTP 503",
+    }
 
 
 def test_the_cache_serves_repeats_and_a_fully_cached_batch_never_starts_the_provider(tmp_path):
@@ -156,8 +174,16 @@ def test_a_response_is_cached_only_once_the_caller_has_it(tmp_path):
         seen.append(chunk)
 
     with pytest.raises(OSError, match="disk full"):
-        run(call_chat(Echo(max_concurrency=2), requests(20), identity={}, cache=cache, options=CallOptions(chunk_size=5),
-                      on_chunk=on_chunk))
+        run(
+            call_chat(
+                Echo(max_concurrency=2),
+                requests(20),
+                identity={},
+                cache=cache,
+                options=CallOptions(chunk_size=5),
+                on_chunk=on_chunk,
+            )
+        )
     recorded = {k for k in (cache_key({}, requests(20)[j]) for j in seen[0].index)}
     assert set(cache.get_many([cache_key({}, r) for r in requests(20)])) == recorded
     cache.close()
@@ -166,8 +192,9 @@ def test_a_response_is_cached_only_once_the_caller_has_it(tmp_path):
 def test_the_budget_stops_before_the_next_chunk_would_exceed_it():
     budget = Budget(max_usd=0.25, price=lambda model, p, c, k: (p + c) / 100)  # 0.12 USD a call
     chunks: list[Chunk] = []
-    st = run(call_chat(Echo(max_concurrency=1), requests(10), budget=budget, options=CallOptions(chunk_size=1),
-                       on_chunk=chunks.append))
+    st = run(
+        call_chat(Echo(max_concurrency=1), requests(10), budget=budget, options=CallOptions(chunk_size=1), on_chunk=chunks.append)
+    )
     # 0.12 spent, next 0.12 fits (0.24); 0.24 spent, the next would not: stop after two
     assert st["called"] == 2 and len(chunks) == 2
     assert budget.spent == pytest.approx(0.24) and st["usd"] == pytest.approx(0.24)
@@ -178,8 +205,14 @@ def test_the_budget_stops_before_the_next_chunk_would_exceed_it():
 
 def test_progress_at_once_then_throttled_and_at_the_end():
     seen = []
-    run(call_chat(Echo(max_concurrency=2, delay=0.01), requests(60), on_progress=lambda *a: seen.append(a),
-                  options=CallOptions(progress_every_s=0.05)))
+    run(
+        call_chat(
+            Echo(max_concurrency=2, delay=0.01),
+            requests(60),
+            on_progress=lambda *a: seen.append(a),
+            options=CallOptions(progress_every_s=0.05),
+        )
+    )
     dones = [s[0] for s in seen]
     assert dones == sorted(dones) and dones[-1] == 60 and seen[-1][1] == 0
     assert 3 <= len(seen) <= 15  # 0.3 s of calls: a report every 50 ms, not one per call
@@ -205,8 +238,12 @@ class Rows(BatchProvider):
         self.shards.append(len(ids))
         if self.fail_on in ids:
             raise RuntimeError("shard broke")
-        return {"output": [f"o{i}" for i in ids], "error": [None] * len(ids), "prompt_tokens": [3] * len(ids),
-                "latency_s": [0.5] * len(ids)}
+        return {
+            "output": [f"o{i}" for i in ids],
+            "error": [None] * len(ids),
+            "prompt_tokens": [3] * len(ids),
+            "latency_s": [0.5] * len(ids),
+        }
 
 
 def test_batch_runner_shards_caches_and_turns_a_failed_shard_into_error_rows(tmp_path):

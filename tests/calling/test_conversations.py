@@ -18,48 +18,79 @@ from tests.conftest import write_config
 DAY = date(2026, 11, 5)
 
 #: the Arrow type the production log readers give the messages column
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string()), ("name", pa.string()),
-                     ("tool_call_id", pa.string()), ("tool_calls", pa.string())])
+MESSAGE = pa.struct(
+    [
+        ("role", pa.string()),
+        ("content", pa.string()),
+        ("name", pa.string()),
+        ("tool_call_id", pa.string()),
+        ("tool_calls", pa.string()),
+    ]
+)
 
-TOOL_CALLS = [{"id": "call_1", "type": "function", "function": {"name": "order_status", "arguments": "{\"id\": 42}"}}]
+TOOL_CALLS = [{"id": "call_1", "type": "function", "function": {"name": "order_status", "arguments": '{"id": 42}'}}]
 
 
 def msg(role, content, name=None, tool_call_id=None, tool_calls=None):
-    return {"role": role, "content": content, "name": name, "tool_call_id": tool_call_id,
-            "tool_calls": None if tool_calls is None else json.dumps(tool_calls)}
+    return {
+        "role": role,
+        "content": content,
+        "name": name,
+        "tool_call_id": tool_call_id,
+        "tool_calls": None if tool_calls is None else json.dumps(tool_calls),
+    }
 
 
 CONVERSATIONS = {
-    "c1": [msg("system", "You are a support agent."), msg("user", "Where is my order?"),
-           msg("assistant", None, tool_calls=TOOL_CALLS), msg("tool", "shipped on Monday", tool_call_id="call_1"),
-           msg("assistant", "It shipped on Monday."), msg("user", "ANSWER: thanks, when will it arrive")],
+    "c1": [
+        msg("system", "You are a support agent."),
+        msg("user", "Where is my order?"),
+        msg("assistant", None, tool_calls=TOOL_CALLS),
+        msg("tool", "shipped on Monday", tool_call_id="call_1"),
+        msg("assistant", "It shipped on Monday."),
+        msg("user", "ANSWER: thanks, when will it arrive"),
+    ],
     "c2": [msg("user", "ANSWER: hello there")],
-    "c3": [msg("system", "Be brief."), msg("user", "Reset my password please"), msg("assistant", "Done."),
-           msg("user", "ANSWER: and my username")],
+    "c3": [
+        msg("system", "Be brief."),
+        msg("user", "Reset my password please"),
+        msg("assistant", "Done."),
+        msg("user", "ANSWER: and my username"),
+    ],
 }
 
 
 def test_normalise_text_parts_tool_calls_and_json_text():
-    conv = [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "input_text", "text": "b"}, "c"]},
-            {"role": "assistant", "content": None, "tool_calls": json.dumps(TOOL_CALLS), "name": None},
-            {"role": "tool", "content": [{"type": "text", "content": "42"}], "tool_call_id": "call_1"}]
+    conv = [
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "input_text", "text": "b"}, "c"]},
+        {"role": "assistant", "content": None, "tool_calls": json.dumps(TOOL_CALLS), "name": None},
+        {"role": "tool", "content": [{"type": "text", "content": "42"}], "tool_call_id": "call_1"},
+    ]
     out = normalise_conversation(json.dumps(conv), "e1")
-    assert out == [{"role": "user", "content": "a\nb\nc"},
-                   {"role": "assistant", "content": None, "tool_calls": TOOL_CALLS},
-                   {"role": "tool", "content": "42", "tool_call_id": "call_1"}]
+    assert out == [
+        {"role": "user", "content": "a\nb\nc"},
+        {"role": "assistant", "content": None, "tool_calls": TOOL_CALLS},
+        {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+    ]
 
 
-@pytest.mark.parametrize("value, match", [
-    (None, "example 'e7': no messages"),
-    ([], "example 'e7': the conversation has no messages"),
-    ("not json", "example 'e7': the messages are text that is not JSON"),
-    ([{"role": "robot", "content": "x"}], "example 'e7', message 0: role 'robot'"),
-    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], "message 0: content part 0 is of type 'image_url'"),
-    ([{"role": "user", "content": "a"}, {"role": "tool", "content": "x"}], "message 1: a tool message without tool_call_id"),
-    ([{"role": "assistant", "content": None}], "message 0: a assistant message without content"),
-    ([{"role": "assistant", "content": "x", "tool_calls": "{broken"}], "message 0: tool_calls is text that is not JSON"),
-    ({"role": "user"}, "not a list"),
-])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (None, "example 'e7': no messages"),
+        ([], "example 'e7': the conversation has no messages"),
+        ("not json", "example 'e7': the messages are text that is not JSON"),
+        ([{"role": "robot", "content": "x"}], "example 'e7', message 0: role 'robot'"),
+        (
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+            "message 0: content part 0 is of type 'image_url'",
+        ),
+        ([{"role": "user", "content": "a"}, {"role": "tool", "content": "x"}], "message 1: a tool message without tool_call_id"),
+        ([{"role": "assistant", "content": None}], "message 0: a assistant message without content"),
+        ([{"role": "assistant", "content": "x", "tool_calls": "{broken"}], "message 0: tool_calls is text that is not JSON"),
+        ({"role": "user"}, "not a list"),
+    ],
+)
 def test_malformed_conversations_name_the_example(value, match):
     with pytest.raises(PromptError, match=match.replace("(", r"\(").replace("[", r"\[")):
         normalise_conversation(value, "e7")
@@ -87,19 +118,43 @@ def test_render_from_an_arrow_messages_column():
     reqs = render_requests(PromptConfig(messages="messages", system="House rules."), t)
     assert len(reqs) == 3
     first = reqs[0]
-    assert first[0] == {"role": "system", "content": "House rules."} and [m["role"] for m in first][1:] == \
-        ["user", "assistant", "tool", "assistant", "user"]
+    assert first[0] == {"role": "system", "content": "House rules."} and [m["role"] for m in first][1:] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
     assert first[2]["tool_calls"] == TOOL_CALLS and first[3]["tool_call_id"] == "call_1"
     assert "tool calls: " in transcript(first)
 
 
-def write_pipeline(tmp_path, base_url, *, client="aiohttp", conversations=CONVERSATIONS, extra_models="",
-                   models="[cand]", metrics="[exact_match]", system="", provider_prompt=""):
+def write_pipeline(
+    tmp_path,
+    base_url,
+    *,
+    client="aiohttp",
+    conversations=CONVERSATIONS,
+    extra_models="",
+    models="[cand]",
+    metrics="[exact_match]",
+    system="",
+    provider_prompt="",
+):
     ids = list(conversations)
-    pq.write_table(pa.table({"example_id": ids, "messages": pa.array(list(conversations.values()), pa.list_(MESSAGE)),
-                             "label": ["thanks, when will it", "hello there", "and my username"][:len(ids)]}),
-                   tmp_path / "traffic.parquet")
-    cfg = write_config(tmp_path, f"""
+    pq.write_table(
+        pa.table(
+            {
+                "example_id": ids,
+                "messages": pa.array(list(conversations.values()), pa.list_(MESSAGE)),
+                "label": ["thanks, when will it", "hello there", "and my username"][: len(ids)],
+            }
+        ),
+        tmp_path / "traffic.parquet",
+    )
+    cfg = write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:
@@ -113,10 +168,9 @@ def write_pipeline(tmp_path, base_url, *, client="aiohttp", conversations=CONVER
             models: {models}
             metrics: {metrics}
             bootstrap: 10
-    """)
+    """,
+    )
     return str(cfg)
-
-
 
 
 def _chars(conv):
@@ -163,19 +217,29 @@ def seen_by_function(rows):
 
 
 def test_python_provider_rows_carry_the_conversation(tmp_path, server):
-    cfg = write_pipeline(tmp_path, server.base_url, models="[fn]",
-                         extra_models="  fn: {provider: python, function: 'tests.calling.test_conversations:seen_by_function'}")
+    cfg = write_pipeline(
+        tmp_path,
+        server.base_url,
+        models="[fn]",
+        extra_models="  fn: {provider: python, function: 'tests.calling.test_conversations:seen_by_function'}",
+    )
     ctx = run_local(cfg, "conv", DAY)
     out = read_responses(ctx.folder).to_pandas().set_index("example_id")["output"]
-    assert json.loads(out["c1"]) == {"roles": ["system", "user", "assistant", "tool", "assistant", "user"],
-                                     "prompt": "ANSWER: thanks, when will it arrive"}
+    assert json.loads(out["c1"]) == {
+        "roles": ["system", "user", "assistant", "tool", "assistant", "user"],
+        "prompt": "ANSWER: thanks, when will it arrive",
+    }
 
 
 def test_the_judge_sees_the_conversation(tmp_path, server):
     server.reset()
-    cfg = write_pipeline(tmp_path, server.base_url, models="[cand]",
-                         metrics="[{name: judge, judge: grader, args: {rubric: 'helpful?'}}]",
-                         extra_models=f"  grader: {{provider: openai, model: mock-model, base_url: '{server.base_url}'}}")
+    cfg = write_pipeline(
+        tmp_path,
+        server.base_url,
+        models="[cand]",
+        metrics="[{name: judge, judge: grader, args: {rubric: 'helpful?'}}]",
+        extra_models=f"  grader: {{provider: openai, model: mock-model, base_url: '{server.base_url}'}}",
+    )
     ctx = run_local(cfg, "conv", DAY)
     assert ctx.folder.manifest()["stages"]["score"]["judges"]["judge"]["requests"] == 3
     from assay.stages.score import inputs_text
@@ -196,12 +260,18 @@ def test_capacity_renders_the_conversations(tmp_path, server):
 
 def test_openai_evals_jsonl_shape(tmp_path, server):
     server.reset()
-    lines = [{"input": [{"role": "system", "content": "Answer tersely."}, {"role": "user", "content": "ANSWER: Paris"}],
-              "ideal": "Paris"},
-             {"input": [{"role": "user", "content": "ANSWER: 4"}], "ideal": "4"},
-             {"input": [{"role": "user", "content": "ANSWER: blue"}], "ideal": "red"}]
+    lines = [
+        {
+            "input": [{"role": "system", "content": "Answer tersely."}, {"role": "user", "content": "ANSWER: Paris"}],
+            "ideal": "Paris",
+        },
+        {"input": [{"role": "user", "content": "ANSWER: 4"}], "ideal": "4"},
+        {"input": [{"role": "user", "content": "ANSWER: blue"}], "ideal": "red"},
+    ]
     (tmp_path / "evals.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         models:
           cand: {{provider: openai, model: mock-model, base_url: "{server.base_url}"}}
@@ -212,7 +282,8 @@ def test_openai_evals_jsonl_shape(tmp_path, server):
             models: [cand]
             metrics: [exact_match]
             bootstrap: 10
-    """)
+    """,
+    )
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "evals", DAY)
     m = ctx.folder.read_table("metrics.parquet").to_pandas()
     row = m[(m.metric == "exact_match") & (m.slice == "all")].iloc[0]
@@ -227,8 +298,10 @@ def test_preflight_names_the_malformed_example(tmp_path, server):
     bad["c2"] = [msg("user", "hi"), msg("tool", "orphan result")]
     cfg = write_pipeline(tmp_path, server.base_url, conversations=bad)
     problems = find_problems(load_config(cfg), "conv", DAY, None, None)
-    assert any(k[-2:] == ("prompt", "messages") and "example 'c2', message 1: a tool message without tool_call_id" in m
-               for k, m in problems), problems
+    assert any(
+        k[-2:] == ("prompt", "messages") and "example 'c2', message 1: a tool message without tool_call_id" in m
+        for k, m in problems
+    ), problems
 
 
 def test_preflight_names_a_missing_messages_column(tmp_path, server):
@@ -248,10 +321,14 @@ def test_a_provider_that_cannot_send_tool_calls_names_the_example():
     from assay.providers.transformers_provider import TransformersProvider
 
     t = pa.table({"example_id": list(CONVERSATIONS), "messages": pa.array(list(CONVERSATIONS.values()), pa.list_(MESSAGE))})
-    p = TransformersProvider(TransformersModel(path="models/none"),
-                             Context("local", DatasetConfig(source="x"), PromptConfig(messages="messages"), lambda x: x))
-    with pytest.raises(PromptError, match="example 'c1': the conversation has tool calls or tool results, which provider "
-                                          "transformers cannot send"):
+    p = TransformersProvider(
+        TransformersModel(path="models/none"),
+        Context("local", DatasetConfig(source="x"), PromptConfig(messages="messages"), lambda x: x),
+    )
+    with pytest.raises(
+        PromptError,
+        match="example 'c1': the conversation has tool calls or tool results, which provider transformers cannot send",
+    ):
         p._messages(t)
     # conversations without tool messages go through
     import pyarrow.compute as pc

@@ -14,11 +14,23 @@ from tests.conftest import write_config
 
 KEY = "sk-assay-test-9f8e7d6c5b4a3210"
 #: fault -> (succeeds after a retry?, attempts, the kind each failed attempt counts as)
-EXPECTED = {"429": (True, 2, "http_429"), "429DATE": (True, 2, "http_429"), "429BARE": (True, 2, "http_429"),
-            "500": (True, 2, "http_500"), "502": (True, 2, "http_502"), "503": (True, 2, "http_503"),
-            "RESET": (True, 2, "connection"), "TRUNCATED": (True, 2, "connection"), "BADJSON": (True, 2, "bad_json"),
-            "NOUSAGE": (True, 1, None), "NOCHOICES": (False, 3, "no_choices"), "SLOW": (False, 3, "timeout"),
-            "400": (False, 1, "http_400"), "401": (False, 1, "http_401"), "ECHOAUTH": (False, 1, "http_400")}
+EXPECTED = {
+    "429": (True, 2, "http_429"),
+    "429DATE": (True, 2, "http_429"),
+    "429BARE": (True, 2, "http_429"),
+    "500": (True, 2, "http_500"),
+    "502": (True, 2, "http_502"),
+    "503": (True, 2, "http_503"),
+    "RESET": (True, 2, "connection"),
+    "TRUNCATED": (True, 2, "connection"),
+    "BADJSON": (True, 2, "bad_json"),
+    "NOUSAGE": (True, 1, None),
+    "NOCHOICES": (False, 3, "no_choices"),
+    "SLOW": (False, 3, "timeout"),
+    "400": (False, 1, "http_400"),
+    "401": (False, 1, "http_401"),
+    "ECHOAUTH": (False, 1, "http_400"),
+}
 
 
 def expected_kinds() -> tuple[dict, dict]:
@@ -39,9 +51,13 @@ def fault_workspace(tmp_path: Path, base_url: str, faults: list[str] | None = No
     ``base_url`` with the key in ``$FAULTS_KEY`` (which the caller sets to :data:`KEY`); returns the config."""
     faults = list(EXPECTED) if faults is None else faults
     ids = [f"f{i:02d}" for i in range(len(faults))]
-    pq.write_table(pa.table({"id": ids, "text": [f"hello TRIGGER:{f}" for f in faults], "label": ["x"] * len(faults)}),
-                   tmp_path / "data.parquet")
-    cfg = write_config(tmp_path, f"""
+    pq.write_table(
+        pa.table({"id": ids, "text": [f"hello TRIGGER:{f}" for f in faults], "label": ["x"] * len(faults)}),
+        tmp_path / "data.parquet",
+    )
+    cfg = write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         models:
           live: {{provider: openai, model: mock-model, base_url: {base_url}, api_key_env: FAULTS_KEY,
@@ -54,7 +70,8 @@ def fault_workspace(tmp_path: Path, base_url: str, faults: list[str] | None = No
             metrics: [accuracy]
             max_error_rate: 1.0
             bootstrap: 0
-    """)
+    """,
+    )
     return cfg
 
 
@@ -66,10 +83,10 @@ def test_each_fault_is_retried_or_recorded_and_the_key_never_escapes(tmp_path, m
     cfg = fault_workspace(tmp_path, srv.base_url)
     with caplog.at_level(logging.DEBUG):
         ctx = run_local(str(cfg), "p", date(2026, 11, 1))
-    assert srv.stats(include_prompts=False)["had_auth"] > 0          # the key was sent
+    assert srv.stats(include_prompts=False)["had_auth"] > 0  # the key was sent
     srv.stop()
     rows = read_responses(ctx.folder).to_pandas().set_index("example_id")
-    assert len(rows) == len(faults)                                     # no row lost or doubled
+    assert len(rows) == len(faults)  # no row lost or doubled
     for fid, fault in zip(ids, faults):
         ok, attempts, _ = EXPECTED[fault]
         r = rows.loc[fid]
@@ -114,8 +131,7 @@ def test_the_key_reaches_no_prefect_artifact_parameter_or_log(tmp_path, monkeypa
     # without the plain 400, the echoed key's error is the first (and only) of its kind: the
     # stage's line of first errors carries it, redacted, to the server
     cfg = fault_workspace(tmp_path, srv.base_url, [f for f in EXPECTED if f != "400"])
-    state = assess(pipeline="p", as_of=date(2026, 11, 1), config=str(cfg), artifacts=str(tmp_path / "runs"),
-                   return_state=True)
+    state = assess(pipeline="p", as_of=date(2026, 11, 1), config=str(cfg), artifacts=str(tmp_path / "runs"), return_state=True)
     assert srv.stats(include_prompts=False)["had_auth"] > 0
     srv.stop()
     assert state.is_completed(), state
@@ -132,11 +148,13 @@ def test_the_key_reaches_no_prefect_artifact_parameter_or_log(tmp_path, monkeypa
     # the run did publish what is scanned: the summary, the headline table, the progress, the stage lines
     assert {"p-summary", "p-headline"} <= {a.key for a in arts} and any(a.type == "progress" for a in arts), arts
     assert any(lg.message.startswith("invoke: live:") for lg in logs), [lg.message for lg in logs]
-    texts = {"flow run parameters": json.dumps(fr.parameters, default=str),
-             "flow run": fr.model_dump_json(),
-             **{f"task run {t.name}": t.model_dump_json() for t in tasks},
-             **{f"artifact {a.key or a.id}": a.model_dump_json() for a in arts},
-             **{f"log {i}": lg.model_dump_json() for i, lg in enumerate(logs)}}
+    texts = {
+        "flow run parameters": json.dumps(fr.parameters, default=str),
+        "flow run": fr.model_dump_json(),
+        **{f"task run {t.name}": t.model_dump_json() for t in tasks},
+        **{f"artifact {a.key or a.id}": a.model_dump_json() for a in arts},
+        **{f"log {i}": lg.model_dump_json() for i, lg in enumerate(logs)},
+    }
     leaks = [where for where, text in texts.items() if KEY in text]
     assert not leaks, leaks
     # and the scan saw the echoed header: its error reached the server's logs, with the key cut out

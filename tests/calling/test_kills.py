@@ -27,11 +27,17 @@ def _config(tmp: Path, base_url: str, root: Path, n: int = N, c: int = C, shard:
     N, C, SHARD = n, c, shard
     ids = [f"t{i:03d}" for i in range(N)]
     labels = ["billing", "refund", "other"] * (N // 3)
-    pq.write_table(pa.table({"id": ids, "text": [f"ticket {i} about {lab}" for i, lab in zip(ids, labels)], "label": labels}),
-                   tmp / "data.parquet")
-    pq.write_table(pa.table({"id": ids, "output": labels[::-1], "prompt_tokens": [30] * N, "completion_tokens": [2] * N}),
-                   tmp / "log.parquet")
-    cfg = write_config(tmp, f"""
+    pq.write_table(
+        pa.table({"id": ids, "text": [f"ticket {i} about {lab}" for i, lab in zip(ids, labels)], "label": labels}),
+        tmp / "data.parquet",
+    )
+    pq.write_table(
+        pa.table({"id": ids, "output": labels[::-1], "prompt_tokens": [30] * N, "completion_tokens": [2] * N}),
+        tmp / "log.parquet",
+    )
+    cfg = write_config(
+        tmp,
+        f"""
         artifacts: {root}
         models:
           live:
@@ -51,7 +57,8 @@ def _config(tmp: Path, base_url: str, root: Path, n: int = N, c: int = C, shard:
             cache: off
             bootstrap: 50
             gates: {{accuracy: {{min: 0.0}}}}
-    """)
+    """,
+    )
     return cfg
 
 
@@ -91,7 +98,7 @@ def test_kill_in_a_stage_then_the_same_command_completes_the_same_run(setup, sta
     assert run.manifest()["status"] == "running"
     again = subprocess.run(_cmd(cfg), capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert Path(again.stdout.strip().splitlines()[-1]) == Path(run.url)   # the same run folder, resumed
+    assert Path(again.stdout.strip().splitlines()[-1]) == Path(run.url)  # the same run folder, resumed
     m = run.manifest()
     assert m["status"] == "complete" and len(m["resumes"]) == 1 and m["gates"]["passed"] is True
     # every artifact has the uninterrupted run's content (timing columns aside)
@@ -103,7 +110,7 @@ def test_kill_in_a_stage_then_the_same_command_completes_the_same_run(setup, sta
     # every finished call was journaled before its slot started another: only the calls in flight are paid again
     assert 0 <= repaid <= C, (calls_before, calls)
     if stage != "invoke" and stage != "load":
-        assert calls == calls_before == N                          # after invoke: no call repeated at all
+        assert calls == calls_before == N  # after invoke: no call repeated at all
 
 
 def test_a_resumed_self_hosted_models_measurements_cover_every_attempt(setup, project_root):
@@ -118,8 +125,11 @@ def test_a_resumed_self_hosted_models_measurements_cover_every_attempt(setup, pr
     work = tmp / "killed-hosted"
     work.mkdir()
     cfg = _config(work, srv.base_url, work / "runs")
-    cfg.write_text(cfg.read_text().replace("    price: {input_per_mtok: 1.0, output_per_mtok: 2.0}\n",
-                                           "    hosting: {usd_per_gpu_hour: 2.0}\n", 1))
+    cfg.write_text(
+        cfg.read_text().replace(
+            "    price: {input_per_mtok: 1.0, output_per_mtok: 2.0}\n", "    hosting: {usd_per_gpu_hour: 2.0}\n", 1
+        )
+    )
     assert "hosting:" in cfg.read_text()
     killed = subprocess.run(_cmd(cfg, armed="invoke"), capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
     assert killed.returncode == -9, killed.stderr[-3000:]
@@ -153,8 +163,7 @@ def test_a_kill_in_invoke_repays_at_most_the_calls_in_flight(setup, concurrency,
         srv = fake_server(latency=0.01, jitter=0.04)
         work = Path(d)
         cfg = _config(work, srv.base_url, work / "runs", n=n, c=concurrency, shard=shard)
-        killed = subprocess.run(_cmd(cfg, armed="invoke"), capture_output=True, text=True, env=env, cwd=project_root,
-                                timeout=300)
+        killed = subprocess.run(_cmd(cfg, armed="invoke"), capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
         assert killed.returncode == -9, killed.stderr[-3000:]
         before = srv.stats(include_prompts=False)["requests_total"]
         assert before < n  # killed part-way: the resumed run has calls left to make

@@ -18,16 +18,46 @@ def _provider(**extra):
 
 
 OVERFLOWS = {
-    "openai": (400, {"error": {"message": "This model's maximum context length is 128000 tokens. However, your messages "
-                                          "resulted in 130000 tokens.", "type": "invalid_request_error",
-                               "param": "messages", "code": "context_length_exceeded"}}),
-    "llama.cpp": (400, {"error": {"code": 400, "message": "request (40012 tokens) exceeds the available context size "
-                                                          "(32768 tokens), try increasing it",
-                                  "type": "exceed_context_size_error", "n_prompt_tokens": 40012, "n_ctx": 32768}}),
-    "vllm": (400, {"object": "error", "message": "This model's maximum context length is 8192 tokens. However, you "
-                                                  "requested 9000 tokens.", "type": "BadRequestError", "code": 400}),
-    "tgi": (422, {"error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 5000",
-                  "error_type": "validation"}),
+    "openai": (
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 128000 tokens. However, your messages "
+                "resulted in 130000 tokens.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        },
+    ),
+    "llama.cpp": (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "request (40012 tokens) exceeds the available context size (32768 tokens), try increasing it",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 40012,
+                "n_ctx": 32768,
+            }
+        },
+    ),
+    "vllm": (
+        400,
+        {
+            "object": "error",
+            "message": "This model's maximum context length is 8192 tokens. However, you requested 9000 tokens.",
+            "type": "BadRequestError",
+            "code": 400,
+        },
+    ),
+    "tgi": (
+        422,
+        {
+            "error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 5000",
+            "error_type": "validation",
+        },
+    ),
 }
 
 
@@ -40,11 +70,13 @@ def test_a_context_overflow_is_its_own_kind_whoever_words_it(server):
 
 def test_integer_and_string_codes_keep_the_status_kind():
     p = _provider()
-    e = p._http_error(400, b'{"error": {"code": 400, "message": "\'messages\' is required", '
-                           b'"type": "invalid_request_error"}}', {})
+    e = p._http_error(
+        400, b'{"error": {"code": 400, "message": "\'messages\' is required", "type": "invalid_request_error"}}', {}
+    )
     assert error_kind(e) == "http_400" and str(e) == "HTTP 400: invalid_request_error: 'messages' is required"
-    e = p._http_error(429, b'{"error": {"code": "rate_limit_exceeded", "message": "slow down", "type": "requests"}}',
-                      {"retry-after": "2"})
+    e = p._http_error(
+        429, b'{"error": {"code": "rate_limit_exceeded", "message": "slow down", "type": "requests"}}', {"retry-after": "2"}
+    )
     assert error_kind(e) == "http_429" and e.retryable and e.retry_after == 2.0
     e = p._http_error(500, b"<html>oops</html>", {})
     assert error_kind(e) == "http_500" and e.retryable

@@ -333,14 +333,19 @@ def _stream_events(port: int, body: dict) -> tuple[int, str, list]:
         conn.close()
     if not kind.startswith("text/event-stream"):
         return r.status, kind, [json.loads(raw)]
-    return r.status, kind, [json.loads(line[5:]) for line in raw.splitlines()
-                            if line.startswith("data:") and line[5:].strip() != "[DONE]"]
+    return (
+        r.status,
+        kind,
+        [json.loads(line[5:]) for line in raw.splitlines() if line.startswith("data:") and line[5:].strip() != "[DONE]"],
+    )
 
 
 def test_a_stream_starts_with_a_null_content_and_ends_with_a_usage_only_chunk():
     with OpenAIServer(served_model="tiny.gguf", system_fingerprint="b1-abc") as s:
-        status, _, events = _stream_events(s.port, {"model": "asked", "messages": _user("ANSWER: abcdefgh"),
-                                                    "stream": True, "stream_options": {"include_usage": True}})
+        status, _, events = _stream_events(
+            s.port,
+            {"model": "asked", "messages": _user("ANSWER: abcdefgh"), "stream": True, "stream_options": {"include_usage": True}},
+        )
     assert status == 200
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
     assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"]) == "abcdefgh"

@@ -44,24 +44,32 @@ TEST_ROWS = []
 for _i in range(1, 13):
     _label = LABELS[(_i - 1) % 3]
     _w = WORDS[_label]
-    TEST_ROWS.append({
-        "id": _i,
-        "text": f"hello {_w[_i % 4]} {_w[(_i + 1) % 4]} thanks",
-        "label": _label,
-        "lang": "en" if _i % 2 else "de",
-        # a production model's answers kept in the dataset itself: wrong for 2, missing for 5
-        "prediction": None if _i == 5 else ("account" if _i == 2 else _label),
-    })
+    TEST_ROWS.append(
+        {
+            "id": _i,
+            "text": f"hello {_w[_i % 4]} {_w[(_i + 1) % 4]} thanks",
+            "label": _label,
+            "lang": "en" if _i % 2 else "de",
+            # a production model's answers kept in the dataset itself: wrong for 2, missing for 5
+            "prediction": None if _i == 5 else ("account" if _i == 2 else _label),
+        }
+    )
 
 # The replay log: no row for id 7, two rows for id 3 (account, then billing), a wrong answer for id 4
 # (label billing, logged technical); token counts and latency depend on the id.
 LOG_ROWS = [
-    {"id": i, "output": ("technical" if i == 4 else LABELS[(i - 1) % 3]), "prompt_tokens": 100 + i,
-     "completion_tokens": i, "latency_s": i / 10}
-    for i in range(1, 13) if i != 7
+    {
+        "id": i,
+        "output": ("technical" if i == 4 else LABELS[(i - 1) % 3]),
+        "prompt_tokens": 100 + i,
+        "completion_tokens": i,
+        "latency_s": i / 10,
+    }
+    for i in range(1, 13)
+    if i != 7
 ] + [{"id": 3, "output": "billing", "prompt_tokens": 999, "completion_tokens": 9, "latency_s": 9.9}]
 
-MODULE = '''
+MODULE = """
 import asyncio
 
 WORDS = {WORDS!r}
@@ -91,7 +99,7 @@ async def label_async(rows):
 
 def wrong_length(rows):
     return ["billing"]
-'''
+"""
 
 
 def train_rows(counts: dict[str, int]) -> list[dict]:
@@ -237,8 +245,9 @@ def test_sklearn_majority_predicts_the_most_frequent_label(run):
 
 
 def _ctx(folder: Path, **ds) -> Context:
-    dataset = DatasetConfig(**{"source": str(folder / "test.parquet"), "train": str(folder / "train.parquet"), "id": "id",
-                               "reference": "label", **ds})
+    dataset = DatasetConfig(
+        **{"source": str(folder / "test.parquet"), "train": str(folder / "train.parquet"), "id": "id", "reference": "label", **ds}
+    )
     return Context("m", dataset, PromptConfig(template="Ticket: {text}"), lambda p: p if p is None else str(folder / p))
 
 
@@ -356,7 +365,9 @@ def test_replay_log_without_the_output_column(tmp_path):
     with pytest.raises(ValueError, match=r"log\.parquet has no output column 'answer' \(columns: id, output, prompt_tokens"):
         p.run_batch(_prepared(tmp_path, ctx))
     # the same through a real run: the run fails with that message
-    write_config(tmp_path, """
+    write_config(
+        tmp_path,
+        """
         artifacts: runs
         models:
           rep: {provider: replay, source: log.parquet, output_column: answer}
@@ -365,7 +376,8 @@ def test_replay_log_without_the_output_column(tmp_path):
             dataset: {source: test.parquet, id: id, reference: label}
             models: [rep]
             metrics: [accuracy]
-    """)
+    """,
+    )
     with pytest.raises(ValueError, match="no output column 'answer'"):
         run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)
 
@@ -374,8 +386,12 @@ def test_replay_directly_with_a_jsonl_log_keyed_by_example_id(tmp_path):
     # without dataset.id the log is matched on example_id; the log is JSONL here
     rows = [{"text": "a b", "label": "x"}, {"text": "c d", "label": "y"}]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "test.parquet")
-    ctx = Context("m", DatasetConfig(source=str(tmp_path / "test.parquet"), reference="label"),
-                  PromptConfig(template="{text}"), lambda p: str(tmp_path / p))
+    ctx = Context(
+        "m",
+        DatasetConfig(source=str(tmp_path / "test.parquet"), reference="label"),
+        PromptConfig(template="{text}"),
+        lambda p: str(tmp_path / p),
+    )
     table = prepare(read_source(str(tmp_path / "test.parquet")), ctx.dataset, ctx.prompt, None)
     ids = table["example_id"].to_pylist()
     (tmp_path / "log.jsonl").write_text(f'{{"example_id": "{ids[1]}", "output": "y", "completion_tokens": 3}}\n')
@@ -406,13 +422,17 @@ def test_each_provider_takes_its_own_options():
     assert "not an option of provider 'sklearn'" in problems[0][1] and "estimator" in problems[0][1]
     # a replay model needs somewhere to read outputs from
     assert model_problems({"provider": "replay"}) == [
-        ("", "replay needs source: (a log file) or output_column: (a dataset column)")]
+        ("", "replay needs source: (a log file) or output_column: (a dataset column)")
+    ]
     # good configs have no problems
     assert model_problems({"provider": "sklearn", "estimator": "majority", "train": "t.parquet"}) == []
     assert model_problems({"provider": "replay", "output_column": "prediction", "model": "m"}) == []
     assert model_problems({"provider": "python", "function": "m:f", "params": {"a": 1}}) == []
     # other providers' options are foreign even where another provider gives them a default (max_concurrency, ...)
-    assert [f for f, _ in model_problems({"provider": "sklearn", "max_concurrency": 3, "model": "x"})] == ["max_concurrency", "model"]
+    assert [f for f, _ in model_problems({"provider": "sklearn", "max_concurrency": 3, "model": "x"})] == [
+        "max_concurrency",
+        "model",
+    ]
     assert not hasattr(SklearnModel(), "max_concurrency")
 
 
@@ -421,7 +441,9 @@ def test_every_provider_has_a_config_class_and_the_other_way_round():
 
 
 def test_model_option_errors_reach_the_config_loader(tmp_path):
-    write_config(tmp_path, """
+    write_config(
+        tmp_path,
+        """
         models:
           sk: {provider: sklearn, base_url: "http://localhost:1/v1"}
           py: {provider: python}
@@ -430,7 +452,8 @@ def test_model_option_errors_reach_the_config_loader(tmp_path):
             dataset: {source: test.parquet, id: id, reference: label}
             models: [sk, py]
             metrics: [accuracy]
-    """)
+    """,
+    )
     with pytest.raises(ConfigError) as e:
         load_checked(tmp_path / "pipelines.yaml")
     found = {(path, line) for path, _, line in e.value.problems}
@@ -449,7 +472,9 @@ def test_an_unreadable_replay_log_fails_loudly_naming_the_file(tmp_path):
         _ = p.logged_request_times
     with pytest.raises(ValueError, match=r"log\.parquet cannot be read"):
         p.stats()
-    write_config(tmp_path, """
+    write_config(
+        tmp_path,
+        """
         artifacts: runs
         models:
           rep: {provider: replay, source: log.parquet, price: {input_per_mtok: 1.0, output_per_mtok: 1.0}}
@@ -458,17 +483,18 @@ def test_an_unreadable_replay_log_fails_loudly_naming_the_file(tmp_path):
             dataset: {source: test.parquet, id: id, reference: label}
             models: [rep]
             metrics: [accuracy]
-    """)
+    """,
+    )
     with pytest.raises(ValueError, match=rf"replay log {tmp_path}/log\.parquet cannot be read"):
         run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)
 
 
-COUNTING = '''
+COUNTING = """
 def label(rows, calls):
     with open(calls, "a") as f:
         f.write("".join(str(r["id"]) + "\\n" for r in rows))
     return [{OUT} for r in rows]
-'''
+"""
 
 
 def test_python_outputs_are_cached_per_example(tmp_path, monkeypatch):
@@ -481,7 +507,9 @@ def test_python_outputs_are_cached_per_example(tmp_path, monkeypatch):
     module.write_text(COUNTING.replace("{OUT}", 'r["label"]'))
     monkeypatch.syspath_prepend(str(tmp_path))
     calls = tmp_path / "calls.txt"
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
         artifacts: runs
         cache_dir: cache
         models:
@@ -494,7 +522,8 @@ def test_python_outputs_are_cached_per_example(tmp_path, monkeypatch):
             metrics: [accuracy]
             bootstrap: 0
             shard_size: 5
-    """)
+    """,
+    )
 
     def run():
         ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)

@@ -37,8 +37,18 @@ ALIAS = "tiny-llama"
 
 def _provider(base_url: str, **extra) -> OpenAIProvider:
     params = {"max_tokens": MAX_TOKENS, "temperature": 0, "seed": 7, **extra.pop("params", {})}
-    cfg = parse_model({"provider": "openai", "model": "whatever-was-asked", "base_url": base_url, "params": params,
-                       "max_concurrency": 8, "max_attempts": 3, "timeout_s": 60, **extra})
+    cfg = parse_model(
+        {
+            "provider": "openai",
+            "model": "whatever-was-asked",
+            "base_url": base_url,
+            "params": params,
+            "max_concurrency": 8,
+            "max_attempts": 3,
+            "timeout_s": 60,
+            **extra,
+        }
+    )
     return OpenAIProvider(cfg, Context("tiny", DatasetConfig(source="x.parquet"), None, lambda p: p))
 
 
@@ -68,8 +78,9 @@ async def _raw(url: str, body: dict) -> tuple[int, dict, bytes]:
 
 
 def test_a_plain_call_reads_usage_the_served_name_and_fingerprint(llama_server):
-    status, _, raw = asyncio.run(_raw(llama_server.base_url, {"model": "whatever-was-asked", "messages": _ask("hello"),
-                                                                "max_tokens": MAX_TOKENS}))
+    status, _, raw = asyncio.run(
+        _raw(llama_server.base_url, {"model": "whatever-was-asked", "messages": _ask("hello"), "max_tokens": MAX_TOKENS})
+    )
     data = json.loads(raw)
     assert status == 200 and "timings" in data  # a non-standard field, which the provider ignores
     assert data["model"] == ALIAS  # the request's model is ignored
@@ -87,11 +98,17 @@ def test_a_plain_call_reads_usage_the_served_name_and_fingerprint(llama_server):
 
 
 def test_a_streamed_call_reads_the_null_first_chunk_and_the_usage_only_last_one(llama_server):
-    body = {"model": "x", "messages": _ask("tell me about refunds"), "max_tokens": MAX_TOKENS, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": "x",
+        "messages": _ask("tell me about refunds"),
+        "max_tokens": MAX_TOKENS,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     status, headers, raw = asyncio.run(_raw(llama_server.base_url, body))
-    events = [json.loads(line[5:]) for line in raw.decode().splitlines()
-              if line.startswith("data:") and line[5:].strip() != "[DONE]"]
+    events = [
+        json.loads(line[5:]) for line in raw.decode().splitlines() if line.startswith("data:") and line[5:].strip() != "[DONE]"
+    ]
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
     assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] == MAX_TOKENS
@@ -118,8 +135,9 @@ def test_seeded_temperature_zero_calls_one_at_a_time_repeat(llama_server):
     async def collect(p):
         for _ in range(2):  # two runs of the engine, the response cache off
             rows = []
-            await call_chat(p, [_ask("a seeded question")], options=CallOptions(cache_mode="off"),
-                            on_chunk=lambda c: rows.extend(c.output))  # noqa: B023  (awaited in this iteration)
+            await call_chat(
+                p, [_ask("a seeded question")], options=CallOptions(cache_mode="off"), on_chunk=lambda c: rows.extend(c.output),  # noqa: B023  (awaited in this iteration)
+            )
             got.append(rows[0])
 
     p = _provider(llama_server.base_url, max_concurrency=1)
@@ -150,8 +168,12 @@ def test_a_prompt_longer_than_the_context_is_its_own_kind_and_not_retried(llama_
     rows = {}
 
     async def go(p):
-        return await call_chat(p, [too_long, _ask("short")], options=CallOptions(cache_mode="off"),
-                               on_chunk=lambda c: rows.update(zip(c.index, zip(c.error, c.attempts))))
+        return await call_chat(
+            p,
+            [too_long, _ask("short")],
+            options=CallOptions(cache_mode="off"),
+            on_chunk=lambda c: rows.update(zip(c.index, zip(c.error, c.attempts))),
+        )
 
     st = asyncio.run(go(p))
     assert st["error_kinds"] == {"context_length": 1} and st["retries"] == 0
@@ -166,7 +188,9 @@ def test_a_prompt_longer_than_the_context_is_its_own_kind_and_not_retried(llama_
 def _config(tmp_path, base_url, n=6, model_extra="", pipeline_extra=""):
     rows = [{"id": f"t{i:02d}", "text": f"ticket {i}: my invoice is wrong", "label": "billing"} for i in range(n)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:
@@ -186,7 +210,8 @@ def _config(tmp_path, base_url, n=6, model_extra="", pipeline_extra=""):
             metrics: [accuracy]
             bootstrap: 0
             {pipeline_extra}
-    """)
+    """,
+    )
     return str(cfg)
 
 
@@ -236,8 +261,10 @@ def test_capacity_sweep_of_the_real_server_and_the_run_priced_at_it(tmp_path, ll
     from flows.cli.main import app
 
     cfg = _config(tmp_path, llama_server.base_url)
-    res = CliRunner().invoke(app, ["capacity", "tiny", "-c", cfg, "--concurrency", "1,2,4,8", "--requests", "16",
-                                   "--slo", "p95_latency_s=30,error_rate=0"])
+    res = CliRunner().invoke(
+        app,
+        ["capacity", "tiny", "-c", cfg, "--concurrency", "1,2,4,8", "--requests", "16", "--slo", "p95_latency_s=30,error_rate=0"],
+    )
     assert res.exit_code == 0, res.output
     store = Store(tmp_path / "runs")
     sweep = pd.read_parquet(store.capacity().path("tiny.parquet"))

@@ -77,17 +77,20 @@ def test_samples_per_model_per_pipeline_and_per_model_in_a_pipeline(tmp_path):
     assert [p.samples_of(m, models[m]) for m in ("live", "other", "base")] == [3, 4, 1]
 
 
-@pytest.mark.parametrize("kw, path, words", [
-    ({"live": ", samples: 0"}, "models.live.samples", "greater than or equal to 1"),
-    ({"live": ", samples: 1001"}, "models.live.samples", "less than or equal to 1000"),
-    ({"live": ", samples: two"}, "models.live.samples", "valid integer"),
-    ({"base": ", samples: 3"}, "models.base.samples", "samples is an option of provider 'openai'"),
-    ({"pipe": "samples: 0"}, "pipelines.p.samples", "between 1 and 1000"),
-    ({"pipe": "samples: true"}, "pipelines.p.samples", "whole number of calls per example"),
-    ({"pipe": "samples: {live: -2}"}, "pipelines.p.samples", "samples.live must be between 1 and 1000"),
-    ({"pipe": "samples: {live: 2.5}"}, "pipelines.p.samples", "samples.live must be a whole number"),
-    ({"pipe": "samples: {lve: 2}"}, "pipelines.p.samples.lve", "not one of the pipeline's models (live, other, base)"),
-])
+@pytest.mark.parametrize(
+    "kw, path, words",
+    [
+        ({"live": ", samples: 0"}, "models.live.samples", "greater than or equal to 1"),
+        ({"live": ", samples: 1001"}, "models.live.samples", "less than or equal to 1000"),
+        ({"live": ", samples: two"}, "models.live.samples", "valid integer"),
+        ({"base": ", samples: 3"}, "models.base.samples", "samples is an option of provider 'openai'"),
+        ({"pipe": "samples: 0"}, "pipelines.p.samples", "between 1 and 1000"),
+        ({"pipe": "samples: true"}, "pipelines.p.samples", "whole number of calls per example"),
+        ({"pipe": "samples: {live: -2}"}, "pipelines.p.samples", "samples.live must be between 1 and 1000"),
+        ({"pipe": "samples: {live: 2.5}"}, "pipelines.p.samples", "samples.live must be a whole number"),
+        ({"pipe": "samples: {lve: 2}"}, "pipelines.p.samples.lve", "not one of the pipeline's models (live, other, base)"),
+    ],
+)
 def test_bad_samples_name_their_key_path(tmp_path, kw, path, words):
     found = _problems(tmp_path, **kw)
     assert any(p == path and words in m for p, m in found), found
@@ -114,8 +117,9 @@ def _answers(i: int) -> list[str]:
     return [right] * k + [wrong] * (3 - k)
 
 
-def _sampled_config(tmp: Path, base_url: str, samples: int = 3, n: int = N, extra_pipe: str = "",
-                    concurrency: int = 8, answers: bool = True) -> Path:
+def _sampled_config(
+    tmp: Path, base_url: str, samples: int = 3, n: int = N, extra_pipe: str = "", concurrency: int = 8, answers: bool = True
+) -> Path:
     rows = []
     for i in range(n):
         label = LABELS[i % 3]
@@ -124,7 +128,9 @@ def _sampled_config(tmp: Path, base_url: str, samples: int = 3, n: int = N, extr
             text += "\nANSWERS: " + json.dumps(_answers(i))
         rows.append({"id": f"e{i:03d}", "text": text, "label": label, "lang": ["en", "de"][i % 2]})
     pq.write_table(pa.Table.from_pylist(rows), tmp / "data.parquet")
-    cfg = write_config(tmp, f"""
+    cfg = write_config(
+        tmp,
+        f"""
         artifacts: {tmp}/runs
         cache_dir: {tmp}/cache
         models:
@@ -146,7 +152,8 @@ def _sampled_config(tmp: Path, base_url: str, samples: int = 3, n: int = N, extr
             shard_size: 10
             bootstrap: 50
             {extra_pipe}
-    """)
+    """,
+    )
     return cfg
 
 
@@ -162,7 +169,10 @@ def test_a_sampled_run_makes_k_requests_per_example_and_splits_the_variance(tmp_
     resp = read_responses(rf).to_pandas()
     live = resp[resp.model == "live"]
     assert len(live) == 3 * N and live.error.isna().all()
-    assert (live.groupby("example_id")["sample"].apply(sorted) == pd.Series([[0, 1, 2]] * N, index=live.example_id.unique()).sort_index()).all()
+    assert (
+        live.groupby("example_id")["sample"].apply(sorted)
+        == pd.Series([[0, 1, 2]] * N, index=live.example_id.unique()).sort_index()
+    ).all()
     for i in range(N):  # each example's 3 answers are the 3 the server had for it (in whatever order they came)
         got = sorted(live.loc[live.example_id == f"e{i:03d}", "output"])
         assert got == sorted(_answers(i))
@@ -262,8 +272,7 @@ run_local(sys.argv[1], "p", date(2026, 11, 1))
 def test_kill_then_resume_repays_only_the_calls_in_flight(tmp_path, fake_server):
     n, k, c = 60, 3, 4
     srv = fake_server(latency=0.03)
-    cfg = _sampled_config(tmp_path, srv.base_url, samples=k, n=n, concurrency=c, answers=False,
-                          extra_pipe="cache: off")
+    cfg = _sampled_config(tmp_path, srv.base_url, samples=k, n=n, concurrency=c, answers=False, extra_pipe="cache: off")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(cfg)], env=env)
     parts_dir = None
@@ -286,7 +295,9 @@ def test_kill_then_resume_repays_only_the_calls_in_flight(tmp_path, fake_server)
     parts = pd.concat([pd.read_parquet(p) for p in parts_dir.glob("part-live-*.parquet")])
     journaled, _ = read_journal(rf, "live")
     jt = journaled.to_pandas()
-    kept = set(zip(parts.example_id, parts["sample"])) | set(zip(jt.loc[jt.error.isna(), "example_id"], jt.loc[jt.error.isna(), "sample"]))
+    kept = set(zip(parts.example_id, parts["sample"])) | set(
+        zip(jt.loc[jt.error.isna(), "example_id"], jt.loc[jt.error.isna(), "sample"])
+    )
     assert {s for _, s in kept} == {0, 1, 2}  # the journal and the parts carry the sample index
     ctx = run_local(str(cfg), "p", DAY)
     after = srv.stats(include_prompts=False)["requests_total"]
@@ -329,6 +340,7 @@ def test_parts_and_journal_lines_from_before_sampling_read_as_sample_0(tmp_path)
 
 # ------------------------------------------------------------------------------------------------ the exact interval
 
+
 @pytest.mark.parametrize("x, n", [(0, 1), (1, 1), (0, 10), (3, 10), (10, 10), (13, 16), (7, 200), (500, 1000), (999, 1000)])
 def test_clopper_pearson_matches_scipy_and_statsmodels(x, n):
     from scipy.stats import binomtest
@@ -358,7 +370,9 @@ def test_the_exact_interval_is_in_metrics_up_to_1000_examples():
         ids = [f"e{i}" for i in range(n)]
         ds = pa.table({"example_id": ids, "reference": ["y"] * n})
         right = (np.arange(n) % 10) < 7
-        resp = pa.table({"example_id": ids, "model": ["M"] * n, "output": np.where(right, "y", "n").tolist(), "error": [None] * n})
+        resp = pa.table(
+            {"example_id": ids, "model": ["M"] * n, "output": np.where(right, "y", "n").tolist(), "error": [None] * n}
+        )
         row = score(ds, resp, {"accuracy": acc}, [], resamples=0).metrics.iloc[0]
         if has:
             ci = binomtest(int(right.sum()), n).proportion_ci(method="exact")
@@ -369,6 +383,7 @@ def test_the_exact_interval_is_in_metrics_up_to_1000_examples():
 
 
 # ------------------------------------------------------------------------------------------------ pass@k on the code example
+
 
 def _problems_with_answers(tmp: Path) -> tuple[Path, dict[str, int]]:
     """The shipped problems, each with five programs for the server to hand out in turn: c right ones
@@ -395,7 +410,8 @@ def test_pass_at_k_with_five_samples_on_the_code_example(tmp_path, server):
     _, right_of = _problems_with_answers(tmp_path)
     shipped = (ROOT / "data" / "codegen" / "pipelines.yaml").read_text()
     assert "pass_at_k" in shipped  # the example this follows
-    pipelines = "".join(textwrap.dedent(f"""
+    pipelines = "".join(
+        textwrap.dedent(f"""
       codegen-{k}:
         dataset: {{source: problems.jsonl, id: problem_id, reference: tests, slices: [topic], cluster: family}}
         prompt:
@@ -405,8 +421,12 @@ def test_pass_at_k_with_five_samples_on_the_code_example(tmp_path, server):
         metrics:
           - {{name: pass_at_k, workers: 4, timeout_s: 5, memory_mb: 512, args: {{k: {k}}}}}
         bootstrap: 100
-    """) for k in (1, 5))
-    cfg = write_config(tmp_path, textwrap.dedent(f"""
+    """)
+        for k in (1, 5)
+    )
+    cfg = write_config(
+        tmp_path,
+        textwrap.dedent(f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:
@@ -417,7 +437,9 @@ def test_pass_at_k_with_five_samples_on_the_code_example(tmp_path, server):
             samples: 5
             params: {{temperature: 0.8, max_tokens: 256}}
         pipelines:
-    """) + textwrap.indent(pipelines, "  "))
+    """)
+        + textwrap.indent(pipelines, "  "),
+    )
     one = run_local(str(cfg), "codegen-1", DAY)
     five = run_local(str(cfg), "codegen-5", DAY)  # the same requests: all from the cache
     assert server.stats(include_prompts=False)["requests_total"] == 5 * len(right_of)
@@ -436,6 +458,8 @@ def test_pass_at_k_with_five_samples_on_the_code_example(tmp_path, server):
         assert m["n_clusters"] == 8
     # pass@1 is the share of right programs, pass@5 the share of problems with any
     assert np.mean([c / 5 for c in right_of.values()]) == pytest.approx(
-        one.folder.read_table("metrics.parquet").to_pandas().query("slice == 'all'")["value"].iloc[0])
+        one.folder.read_table("metrics.parquet").to_pandas().query("slice == 'all'")["value"].iloc[0]
+    )
     assert five.folder.read_table("metrics.parquet").to_pandas().query("slice == 'all'")["value"].iloc[0] == pytest.approx(
-        np.mean([c > 0 for c in right_of.values()]))
+        np.mean([c > 0 for c in right_of.values()])
+    )

@@ -31,8 +31,9 @@ def test_rows_record_the_served_name_and_fingerprint(tmp_path, stream, fake_serv
     assert (resp["response_model"] == "tiny-served.gguf").all()
     assert (resp["system_fingerprint"] == "b1-abc123").all()
     served = ctx.folder.manifest()["stages"]["invoke"]["served"]
-    assert served == {"fake": {"requested": "mock-model", "response_model": ["tiny-served.gguf"],
-                               "system_fingerprint": ["b1-abc123"]}}
+    assert served == {
+        "fake": {"requested": "mock-model", "response_model": ["tiny-served.gguf"], "system_fingerprint": ["b1-abc123"]}
+    }
 
 
 def test_same_name_and_no_fingerprint_leave_the_manifest_alone(tmp_path, fake_server):

@@ -29,10 +29,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2026, 11, 1)
 LABELS = ["billing", "technical", "account"]
 SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
-WORDS = ("ticket about billing technical account please help route the : labels , answer "
-         "user assistant system < >").split() + [str(i) for i in range(10)]
-CHAT_TEMPLATE = ("{% for m in messages %}< {{ m['role'] }} > {{ m['content'] }} {% endfor %}"
-                 "{% if add_generation_prompt %}< assistant >{% endif %}")
+WORDS = ("ticket about billing technical account please help route the : labels , answer user assistant system < >").split() + [
+    str(i) for i in range(10)
+]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}< {{ m['role'] }} > {{ m['content'] }} {% endfor %}"
+    "{% if add_generation_prompt %}< assistant >{% endif %}"
+)
 
 
 def save_tiny_model(path: Path, seed: int = 0, n_layer: int = 2, chat_template: str | None = None) -> Path:
@@ -44,14 +47,21 @@ def save_tiny_model(path: Path, seed: int = 0, n_layer: int = 2, chat_template: 
     vocab = {t: i for i, t in enumerate(SPECIAL + WORDS)}
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]",
-                                  eos_token="[EOS]")
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]")
     if chat_template:
         tok.chat_template = chat_template
     tok.save_pretrained(str(path))
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=len(vocab), n_positions=64, n_embd=32, n_layer=n_layer, n_head=2,
-                     bos_token_id=vocab["[BOS]"], eos_token_id=vocab["[EOS]"], pad_token_id=vocab["[PAD]"])
+    cfg = GPT2Config(
+        vocab_size=len(vocab),
+        n_positions=64,
+        n_embd=32,
+        n_layer=n_layer,
+        n_head=2,
+        bos_token_id=vocab["[BOS]"],
+        eos_token_id=vocab["[EOS]"],
+        pad_token_id=vocab["[PAD]"],
+    )
     AutoModelForCausalLM.from_config(cfg).save_pretrained(str(path))
     return path
 
@@ -71,8 +81,15 @@ def tiny_chat(tmp_path_factory) -> Path:
 
 
 def write_dataset(path: Path, n: int = 10) -> None:
-    rows = [{"id": f"e{i:03d}", "text": f"ticket {i} about {LABELS[i % 3]} please help", "label": LABELS[i % 3],
-             "lang": "en" if i % 2 else "de"} for i in range(n)]
+    rows = [
+        {
+            "id": f"e{i:03d}",
+            "text": f"ticket {i} about {LABELS[i % 3]} please help",
+            "label": LABELS[i % 3],
+            "lang": "en" if i % 2 else "de",
+        }
+        for i in range(n)
+    ]
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
@@ -109,8 +126,10 @@ def rows(n=4, text=None):
 
 # ----------------------------------------------------------------------------------------- always run
 def test_importing_assay_does_not_import_torch():
-    code = ("import assay.stages, assay.providers, assay.calling, assay.costing, sys; "
-            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import assay.stages, assay.providers, assay.calling, assay.costing, sys; "
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -134,8 +153,14 @@ def test_missing_directory_names_the_path(tmp_path):
 
 def test_config_checks():
     assert model_problems({"provider": "transformers"}) == [("path", "required by provider 'transformers'")]
-    ok = {"provider": "transformers", "path": "m", "model": "tiny", "params": {"max_new_tokens": 4},
-          "compute": {"usd_per_hour": 1.0}, "max_concurrency": 1}
+    ok = {
+        "provider": "transformers",
+        "path": "m",
+        "model": "tiny",
+        "params": {"max_new_tokens": 4},
+        "compute": {"usd_per_hour": 1.0},
+        "max_concurrency": 1,
+    }
     assert model_problems(ok) == []
     assert [f for f, _ in model_problems({"provider": "transformers", "path": "m", "base_url": "http://x"})] == ["base_url"]
 
@@ -144,7 +169,7 @@ def test_config_checks():
 def test_run_local_end_to_end_is_deterministic(tmp_path, tiny, tiny_chat):
     models = {
         "tiny": f"{{provider: transformers, path: {tiny}, params: {{batch_size: 4, max_tokens: 6, temperature: 0}}, "
-                "compute: {usd_per_hour: 3.6}}",
+        "compute: {usd_per_hour: 3.6}}",
         "chat": f"{{provider: transformers, path: {tiny_chat}, params: {{batch_size: 3, max_new_tokens: 5, min_new_tokens: 2}}}}",
     }
     cfg = transformers_config(tmp_path, models)
@@ -159,8 +184,11 @@ def test_run_local_end_to_end_is_deterministic(tmp_path, tiny, tiny_chat):
         assert (resp["completion_tokens"] <= 6).all()
         assert (resp[resp.model == "chat"]["completion_tokens"] >= 2).all()  # min_new_tokens reached generate
         assert (resp["latency_s"] > 0).all()
-        outs.append(resp.sort_values(["model", "example_id"])[["model", "example_id", "output", "completion_tokens"]]
-                    .reset_index(drop=True))
+        outs.append(
+            resp.sort_values(["model", "example_id"])[["model", "example_id", "output", "completion_tokens"]].reset_index(
+                drop=True
+            )
+        )
         manifest = ctx.folder.manifest()
         assert manifest["status"] == "complete"
         stats = manifest["stages"]["invoke"]["models"]["tiny"]

@@ -55,27 +55,27 @@ def test_config_hash_changes_with_what_shapes_results(tmp_path):
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):
-    (path, msg, line), = problems(tmp_path, "models:\n  m1: {provider: openai\npipelines: {}\n")
+    ((path, msg, line),) = problems(tmp_path, "models:\n  m1: {provider: openai\npipelines: {}\n")
     assert "invalid YAML" in msg and line == 3
 
 
 def test_unknown_key_names_its_path_and_line(tmp_path):
     text = GOOD.replace("reference: label,", "reference: label, refrence: x,")
-    (path, msg, line), = problems(tmp_path, text)
+    ((path, msg, line),) = problems(tmp_path, text)
     assert path == "pipelines.p.dataset.refrence"
     assert "Extra inputs" in msg
     assert line == 8
 
 
 def test_unknown_model_in_pipeline_lists_close_matches(tmp_path):
-    (path, msg, line), = problems(tmp_path, GOOD.replace("models: [m1, base]", "models: [m1, bsae]"))
+    ((path, msg, line),) = problems(tmp_path, GOOD.replace("models: [m1, base]", "models: [m1, bsae]"))
     assert path == "pipelines.p.models[1]"
     assert "did you mean 'base'" in msg
     assert line == 10
 
 
 def test_unknown_provider_lists_close_matches(tmp_path):
-    (path, msg, _), = problems(tmp_path, GOOD.replace("provider: openai", "provider: opnai"))
+    ((path, msg, _),) = problems(tmp_path, GOOD.replace("provider: openai", "provider: opnai"))
     assert path == "models.m1.provider" and "did you mean 'openai'" in msg
 
 
@@ -88,17 +88,17 @@ def test_unknown_metric_lists_close_matches(tmp_path):
 
 def test_wrong_type_and_range(tmp_path):
     text = GOOD.replace("params: {temperature: 0}", "params: {temperature: 0}, max_concurrency: 0")
-    (path, msg, _), = problems(tmp_path, text)
+    ((path, msg, _),) = problems(tmp_path, text)
     assert path == "models.m1.max_concurrency" and "greater than or equal to 1" in msg
 
 
 def test_field_foreign_to_provider(tmp_path):
-    (path, msg, _), = problems(tmp_path, GOOD.replace("train: train.parquet", "train: train.parquet, base_url: http://x"))
+    ((path, msg, _),) = problems(tmp_path, GOOD.replace("train: train.parquet", "train: train.parquet, base_url: http://x"))
     assert path == "models.base.base_url" and "not an option of provider 'sklearn'" in msg
 
 
 def test_gate_on_metric_not_computed(tmp_path):
-    (path, msg, _), = problems(tmp_path, GOOD.replace("gates: {accuracy:", "gates: {f1:"))
+    ((path, msg, _),) = problems(tmp_path, GOOD.replace("gates: {accuracy:", "gates: {f1:"))
     assert path == "pipelines.p.gates.f1"
 
 
@@ -114,7 +114,7 @@ def test_env_var_expansion(tmp_path, monkeypatch):
 def test_missing_env_var_names_key_path(tmp_path, monkeypatch):
     monkeypatch.delenv("ASSAY_NOPE", raising=False)
     text = GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_NOPE}',")
-    (path, msg, line), = problems(tmp_path, text)
+    ((path, msg, line),) = problems(tmp_path, text)
     assert path == "models.m1.base_url" and "ASSAY_NOPE is not set" in msg and line == 4
 
 
@@ -139,12 +139,17 @@ def test_cli_validate_exit_codes(tmp_path, project_root):
     import subprocess
     import sys
 
-    ok = subprocess.run([sys.executable, "-m", "flows.cli", "validate", "--config", str(project_root / "pipelines.yaml")],
-                        capture_output=True, text=True, cwd=project_root)
+    ok = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "validate", "--config", str(project_root / "pipelines.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=project_root,
+    )
     assert ok.returncode == 0, ok.stderr
     bad = write(tmp_path, GOOD.replace("models: [m1, base]", "models: [m1, bsae]"))
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "validate", "--config", str(bad)], capture_output=True, text=True,
-                       cwd=project_root)
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "validate", "--config", str(bad)], capture_output=True, text=True, cwd=project_root
+    )
     assert r.returncode == 2
     assert "pipelines.p.models[1] (line 10)" in r.stderr and "did you mean 'base'" in r.stderr
 
@@ -153,19 +158,19 @@ def test_metric_options_are_checked_before_any_model_is_paid_for(tmp_path):
     """A metric's options, a metric file and a judge model are checked with the config, not at the
     score stage, after the models were called."""
     text = GOOD.replace("args: {ignore_case: false}", "args: {ignore_cas: false}")
-    (path, msg, _), = problems(tmp_path, text)
+    ((path, msg, _),) = problems(tmp_path, text)
     assert path == "pipelines.p.metrics[1].args" and "ignore_cas" in msg and "ignore_case" in msg
 
     text = GOOD.replace("metrics: [accuracy,", "metrics: [accuracy, {name: judge, judge: m1, args: {scale: [5, 1]}},")
-    (path, msg, _), = problems(tmp_path, text)
+    ((path, msg, _),) = problems(tmp_path, text)
     assert path == "pipelines.p.metrics[1].args" and "low < high" in msg
 
     text = GOOD.replace("metrics: [accuracy,", "metrics: [accuracy, {name: judge, judge: base},")
-    (path, msg, _), = problems(tmp_path, text)
+    ((path, msg, _),) = problems(tmp_path, text)
     assert path == "pipelines.p.metrics[1].judge" and "cannot answer prompts" in msg
 
     text = GOOD.replace("metrics: [accuracy,", "metrics: [accuracy, {path: my_metrics/tone.py},")
-    (path, msg, _), = problems(tmp_path, text)
+    ((path, msg, _),) = problems(tmp_path, text)
     assert path == "pipelines.p.metrics[1].path" and str(tmp_path / "my_metrics" / "tone.py") in msg
     (tmp_path / "my_metrics").mkdir()
     (tmp_path / "my_metrics" / "tone.py").write_text("# an evaluate module\n")
@@ -175,13 +180,17 @@ def test_metric_options_are_checked_before_any_model_is_paid_for(tmp_path):
 def test_names_are_checked_by_the_schema_with_key_path_and_line(tmp_path):
     """A pipeline's or a model's name is one path component: it cannot climb out of the artifact
     root, split into folders or carry a control character into file names and logs."""
-    text = GOOD.replace("\n  p:\n", "\n  ../../escape:\n").replace("  base: {", '  "ba\\ase": {').replace("[m1, base]", '[m1, "ba\\ase"]')
+    text = (
+        GOOD.replace("\n  p:\n", "\n  ../../escape:\n")
+        .replace("  base: {", '  "ba\\ase": {')
+        .replace("[m1, base]", '[m1, "ba\\ase"]')
+    )
     with pytest.raises(ConfigError) as e:
         load_checked(write(tmp_path, text))
     assert [(p, line) for p, _, line in e.value.problems] == [("models.'ba\\x07se'", 5), ("pipelines.../../escape", 7)]
     assert "models.'ba\\x07se' (line 5): not a usable name: it contains a control character ('\\x07')" in e.value.format()
     assert "pipelines.../../escape (line 7): not a usable name: it contains a path separator ('/')" in e.value.format()
-    (path, msg, _), = problems(tmp_path, GOOD.replace("\n  p:\n", "\n  ..:\n"))
+    ((path, msg, _),) = problems(tmp_path, GOOD.replace("\n  p:\n", "\n  ..:\n"))
     assert path == "pipelines..." and "'..' is the parent folder" in msg
     # what the schema accepts, the store accepts as a folder name (its last defence never fires), and back
     from assay.config.schema import check_name
@@ -200,10 +209,10 @@ def test_names_are_checked_by_the_schema_with_key_path_and_line(tmp_path):
 
 
 def test_unknown_provider_names_path_line_and_the_known_ones(tmp_path):
-    (path, msg, line), = problems(tmp_path, GOOD.replace("provider: openai", "provider: opena"))
+    ((path, msg, line),) = problems(tmp_path, GOOD.replace("provider: openai", "provider: opena"))
     assert (path, line) == ("models.m1.provider", 4)
     assert msg == "unknown provider 'opena'; did you mean 'openai'? (known: openai, python, replay, sklearn, transformers)"
-    (path, msg, line), = problems(tmp_path, GOOD.replace("{provider: sklearn, train: train.parquet}", "{train: train.parquet}"))
+    ((path, msg, line),) = problems(tmp_path, GOOD.replace("{provider: sklearn, train: train.parquet}", "{train: train.parquet}"))
     assert (path, line) == ("models.base.provider", 5) and "a model needs a provider" in msg and "sklearn" in msg
 
 
@@ -211,39 +220,48 @@ def test_misspelt_option_names_the_provider_and_what_it_takes(tmp_path):
     text = GOOD.replace("params: {temperature: 0}", "temprature: 0")
     with pytest.raises(ConfigError) as e:
         load_checked(write(tmp_path, text))
-    (path, msg, line), = e.value.problems
+    ((path, msg, line),) = e.value.problems
     assert (path, line) == ("models.m1.temprature", 4)  # the provider is not part of the path
     assert msg.startswith("not an option of provider 'openai'") and "(it takes: api_key_env, base_url, client," in msg
     assert msg.endswith("goes under params:")
     assert "models.m1.temprature (line 4): not an option of provider 'openai'" in str(e.value)
     # a close match is named
-    (path, msg, _), = problems(tmp_path, GOOD.replace("api_key_env:", "api_key_evn:"))
+    ((path, msg, _),) = problems(tmp_path, GOOD.replace("api_key_env:", "api_key_evn:"))
     assert path == "models.m1.api_key_evn" and "did you mean 'api_key_env'?" in msg
     # an option of another provider says whose it is
-    (path, msg, _), = problems(tmp_path, GOOD.replace("train: train.parquet}", "train: train.parquet, max_concurrency: 2}"))
+    ((path, msg, _),) = problems(tmp_path, GOOD.replace("train: train.parquet}", "train: train.parquet, max_concurrency: 2}"))
     assert path == "models.base.max_concurrency" and "max_concurrency is an option of providers 'openai', 'replay'" in msg
 
 
 def test_missing_required_option_names_it(tmp_path):
-    (path, msg, line), = problems(tmp_path, GOOD.replace("model: gpt-4o-mini, ", ""))
+    ((path, msg, line),) = problems(tmp_path, GOOD.replace("model: gpt-4o-mini, ", ""))
     assert (path, msg, line) == ("models.m1.model", "required by provider 'openai'", 4)
 
 
 def test_errors_inside_a_model_keep_their_path_without_the_provider(tmp_path):
-    (path, msg, line), = problems(tmp_path, GOOD.replace("train: train.parquet}", "train: train.parquet, compute: {usd_per_hour: -1}}"))
+    ((path, msg, line),) = problems(
+        tmp_path, GOOD.replace("train: train.parquet}", "train: train.parquet, compute: {usd_per_hour: -1}}")
+    )
     assert (path, line) == ("models.base.compute.usd_per_hour", 5) and "greater than or equal to 0" in msg
     text = GOOD.replace("base: {provider: sklearn, train: train.parquet}", "base: {provider: replay}")
-    (path, msg, line), = problems(tmp_path, text)
+    ((path, msg, line),) = problems(tmp_path, text)
     assert (path, line) == ("models.base", 5) and msg.startswith("replay needs source:")  # no "Value error, "
 
 
 def test_a_served_models_instances_and_one_way_to_price_it(tmp_path):
-    (path, msg, line), = problems(tmp_path, GOOD.replace("train: train.parquet}", "train: train.parquet, compute: {instances: -1}}"))
+    ((path, msg, line),) = problems(
+        tmp_path, GOOD.replace("train: train.parquet}", "train: train.parquet, compute: {instances: -1}}")
+    )
     assert (path, line) == ("models.base.compute.instances", 5) and "greater than or equal to 0" in msg
-    text = GOOD.replace("base: {provider: sklearn, train: train.parquet}",
-                        'base: {provider: python, function: "m:f", compute: {usd_per_hour: 1}, hosting: {usd_per_gpu_hour: 2}}')
-    (path, msg, line), = problems(tmp_path, text)
-    assert (path, line) == ("models.base", 5) and msg == "give compute: (priced by compute time) or hosting: (priced by throughput), not both"
+    text = GOOD.replace(
+        "base: {provider: sklearn, train: train.parquet}",
+        'base: {provider: python, function: "m:f", compute: {usd_per_hour: 1}, hosting: {usd_per_gpu_hour: 2}}',
+    )
+    ((path, msg, line),) = problems(tmp_path, text)
+    assert (path, line) == (
+        "models.base",
+        5,
+    ) and msg == "give compute: (priced by compute time) or hosting: (priced by throughput), not both"
     serverless = GOOD.replace("train: train.parquet}", "train: train.parquet, compute: {usd_per_hour: 1, instances: 0}}")
     assert load_checked(write(tmp_path, serverless)).config.models["base"].compute.instances == 0
 
@@ -303,10 +321,16 @@ def test_recorded_config_has_one_rule_for_an_unset_variable(tmp_path, monkeypatc
     from assay.config import recorded_config
 
     monkeypatch.setenv("ASSAY_TEST_URL", "http://127.0.0.1:9/v1")
-    loaded = load_checked(write(tmp_path, GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_TEST_URL}',")))
+    loaded = load_checked(
+        write(
+            tmp_path, GOOD.replace("api_key_env: OPENAI_API_KEY,", "api_key_env: OPENAI_API_KEY, base_url: '${ASSAY_TEST_URL}',")
+        )
+    )
     manifest = _manifest(loaded)
     again = recorded_config(manifest)
-    assert again.config_hash("p") == loaded.config_hash("p") and again.resolve_path("t.parquet") == loaded.resolve_path("t.parquet")
+    assert again.config_hash("p") == loaded.config_hash("p") and again.resolve_path("t.parquet") == loaded.resolve_path(
+        "t.parquet"
+    )
     assert again.pipeline_slice("p") == loaded.pipeline_slice("p")
     monkeypatch.delenv("ASSAY_TEST_URL")
     with pytest.raises(ConfigError) as e:
@@ -328,7 +352,7 @@ def test_recorded_config_errors_name_the_manifest_key_path(tmp_path):
 
     bad = json_copy(manifest)
     bad["config"]["models"]["m1"]["temprature"] = 0
-    (path, msg), = problems_of(bad)
+    ((path, msg),) = problems_of(bad)
     assert path == "config.models.m1.temprature" and msg.startswith("not an option of provider 'openai'")
     bad = json_copy(manifest)
     bad["config"]["pipeline"]["shard_size"] = 0
@@ -361,14 +385,17 @@ def test_runner_is_chosen_per_pipeline_over_the_top_level_and_shapes_no_hash(tmp
     assert plain.config_hash("p") == top.config_hash("p") == both.config_hash("p")
 
 
-@pytest.mark.parametrize("runner, path, words", [
-    ("{dask: 'host:8786'}", "runner.dask", "neither 'local' nor a scheduler address"),
-    ("{dask: local, workers: 0}", "runner.workers", "greater than or equal to 1"),
-    ("{dask: 'tcp://h:8786', workers: 2}", "runner", "workers is for a local cluster"),
-    ("{dask: local, shard_rows: 0}", "runner.shard_rows", "greater than or equal to 1"),
-    ("{dask: local, threads: 2}", "runner.threads", "xtra"),
-    ("{workers: 2}", "runner.dask", "required"),
-])
+@pytest.mark.parametrize(
+    "runner, path, words",
+    [
+        ("{dask: 'host:8786'}", "runner.dask", "neither 'local' nor a scheduler address"),
+        ("{dask: local, workers: 0}", "runner.workers", "greater than or equal to 1"),
+        ("{dask: 'tcp://h:8786', workers: 2}", "runner", "workers is for a local cluster"),
+        ("{dask: local, shard_rows: 0}", "runner.shard_rows", "greater than or equal to 1"),
+        ("{dask: local, threads: 2}", "runner.threads", "xtra"),
+        ("{workers: 2}", "runner.dask", "required"),
+    ],
+)
 def test_a_bad_runner_names_its_key_path(tmp_path, runner, path, words):
     text = textwrap.dedent(GOOD).replace("  p:\n", f"  p:\n    runner: {runner}\n", 1)
     found = problems(tmp_path, text)

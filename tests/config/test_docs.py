@@ -66,11 +66,18 @@ def _pattern(path: str) -> re.Pattern:
 def test_the_walk_reaches_every_provider_and_every_rule():
     keys = schema_keys()
     # keys only one provider or one kind has: the walk went into each member of the unions
-    for path, cls in [("models.*.base_url", "OpenAIModel"), ("models.*.output_column", "ReplayModel"),
-                      ("models.*.estimator", "SklearnModel"), ("models.*.function", "PythonModel"),
-                      ("models.*.path", "TransformersModel"), ("models.*.hosting.hardware.pue", "Hardware"),
-                      ("pipelines.*.policies.*.rule.schema", "ValidRule"), ("pipelines.*.policies.*.lambda", "RoutePolicy"),
-                      ("pipelines.*.metrics[].bootstrap_budget", "MetricSpec"), ("pipelines.*.runner.shard_rows", "Runner")]:
+    for path, cls in [
+        ("models.*.base_url", "OpenAIModel"),
+        ("models.*.output_column", "ReplayModel"),
+        ("models.*.estimator", "SklearnModel"),
+        ("models.*.function", "PythonModel"),
+        ("models.*.path", "TransformersModel"),
+        ("models.*.hosting.hardware.pue", "Hardware"),
+        ("pipelines.*.policies.*.rule.schema", "ValidRule"),
+        ("pipelines.*.policies.*.lambda", "RoutePolicy"),
+        ("pipelines.*.metrics[].bootstrap_budget", "MetricSpec"),
+        ("pipelines.*.runner.shard_rows", "Runner"),
+    ]:
         assert cls in keys.get(path, set()), path
     assert len(keys) > 100
 
@@ -121,13 +128,17 @@ def test_the_site_builds_strictly_with_the_reference(tmp_path):
     page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert MARKER in page
     site = tmp_path / "site"
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     html = (site / "configuration" / "index.html").read_text(encoding="utf-8")
     assert MARKER not in html
-    missing = [p for p in schema_keys()
-               if not re.search(re.escape(p).replace(r"\*", "[A-Z]+").replace("`", ""), html)]
+    missing = [p for p in schema_keys() if not re.search(re.escape(p).replace(r"\*", "[A-Z]+").replace("`", ""), html)]
     assert not missing, f"keys missing from the built configuration page: {missing}"
     # the screenshots the pages show are in the site
     assert (site / "report.png").exists() and (site / "dashboard.png").exists()

@@ -71,11 +71,13 @@ def make_workspace(d: Path) -> Path:
 # ------------------------------------------------------------------------------------------------ the bad inputs
 def edit(old: str, new: str) -> Callable[[Path], None]:
     """A change of the config's text (``old`` must be in it)."""
+
     def change(d: Path):
         cfg = d / "pipelines.yaml"
         text = cfg.read_text()
         assert old in text, old
         cfg.write_text(text.replace(old, new))
+
     return change
 
 
@@ -106,86 +108,156 @@ def both(*changes) -> Callable[[Path], dict]:
             args = c(d)
             out.update(args if isinstance(args, dict) else {})
         return out
+
     return change
 
 
 class BadInput(NamedTuple):
-    name: str                                #: what is wrong
-    mutate: Callable[[Path], dict | None]    #: turns the good workspace bad; may return run arguments (see run_args)
-    key: str                                 #: the key path(s) the error names, ", " between several
-    file: str | None                         #: the file (in the workspace) the error names; None: the config file
+    name: str  #: what is wrong
+    mutate: Callable[[Path], dict | None]  #: turns the good workspace bad; may return run arguments (see run_args)
+    key: str  #: the key path(s) the error names, ", " between several
+    file: str | None  #: the file (in the workspace) the error names; None: the config file
 
 
 SYNTAX_ERROR_METRIC = "import evaluate\n\ndef broken(:\n    pass\n"
 
 BAD_INPUTS: list[BadInput] = [
     BadInput("missing dataset file", remove("test.parquet"), "pipelines.p.dataset.source", "test.parquet"),
-    BadInput("corrupt dataset file", write_bytes("test.parquet", b"this is not parquet"), "pipelines.p.dataset.source",
-             "test.parquet"),
-    BadInput("dataset file with no rows", lambda d: pq.write_table(pa.table(ROWS).slice(0, 0), d / "test.parquet"),
-             "pipelines.p.dataset.source", "test.parquet"),
-    BadInput("dataset format not told by its name", both(lambda d: (d / "test.parquet").rename(d / "test.xlsx"),
-                                                         edit("source: test.parquet", "source: test.xlsx")),
-             "pipelines.p.dataset.format", "test.xlsx"),
+    BadInput(
+        "corrupt dataset file", write_bytes("test.parquet", b"this is not parquet"), "pipelines.p.dataset.source", "test.parquet"
+    ),
+    BadInput(
+        "dataset file with no rows",
+        lambda d: pq.write_table(pa.table(ROWS).slice(0, 0), d / "test.parquet"),
+        "pipelines.p.dataset.source",
+        "test.parquet",
+    ),
+    BadInput(
+        "dataset format not told by its name",
+        both(lambda d: (d / "test.parquet").rename(d / "test.xlsx"), edit("source: test.parquet", "source: test.xlsx")),
+        "pipelines.p.dataset.format",
+        "test.xlsx",
+    ),
     BadInput("missing train file", remove("train.parquet"), "pipelines.p.dataset.train", "train.parquet"),
-    BadInput("corrupt train file", write_bytes("train.parquet", b"PAR1 and nothing else"), "pipelines.p.dataset.train",
-             "train.parquet"),
+    BadInput(
+        "corrupt train file", write_bytes("train.parquet", b"PAR1 and nothing else"), "pipelines.p.dataset.train", "train.parquet"
+    ),
     BadInput("no train file for a conventional model", edit("      train: train.parquet\n", ""), "models.base.train", None),
     BadInput("missing replay log", remove("log.parquet"), "models.rep.source", "log.parquet"),
     BadInput("id column missing", edit("id: id", "id: ticket_id"), "pipelines.p.dataset.id", "test.parquet"),
-    BadInput("reference column missing", edit("reference: label", "reference: gold"), "pipelines.p.dataset.reference",
-             "test.parquet"),
-    BadInput("slice column missing", edit("slices: [lang, channel]", "slices: [lang, region]"), "pipelines.p.dataset.slices[1]",
-             "test.parquet"),
-    BadInput("partition column missing", edit("column: created_at", "column: opened_at"),
-             "pipelines.p.dataset.partition.column", "test.parquet"),
-    BadInput("partition column not dates", dataset(created_at=[1, 2, 3, 4]), "pipelines.p.dataset.partition.column",
-             "test.parquet"),
-    BadInput("template field missing", edit("Ticket: {text}", "Ticket: {subject} {text}"), "pipelines.p.prompt.template",
-             "test.parquet"),
-    BadInput("dataset empty after as_of", dataset(created_at=[date(2027, 1, d) for d in (1, 2, 3, 4)]),
-             "pipelines.p.dataset.partition", "test.parquet"),
+    BadInput(
+        "reference column missing", edit("reference: label", "reference: gold"), "pipelines.p.dataset.reference", "test.parquet"
+    ),
+    BadInput(
+        "slice column missing",
+        edit("slices: [lang, channel]", "slices: [lang, region]"),
+        "pipelines.p.dataset.slices[1]",
+        "test.parquet",
+    ),
+    BadInput(
+        "partition column missing",
+        edit("column: created_at", "column: opened_at"),
+        "pipelines.p.dataset.partition.column",
+        "test.parquet",
+    ),
+    BadInput(
+        "partition column not dates", dataset(created_at=[1, 2, 3, 4]), "pipelines.p.dataset.partition.column", "test.parquet"
+    ),
+    BadInput(
+        "template field missing",
+        edit("Ticket: {text}", "Ticket: {subject} {text}"),
+        "pipelines.p.prompt.template",
+        "test.parquet",
+    ),
+    BadInput(
+        "dataset empty after as_of",
+        dataset(created_at=[date(2027, 1, d) for d in (1, 2, 3, 4)]),
+        "pipelines.p.dataset.partition",
+        "test.parquet",
+    ),
     BadInput("sample leaving 0 rows", run_args(sample=0), "sample", None),
     BadInput("duplicate ids", dataset(id=["e1", "e2", "e2", "e4"]), "pipelines.p.dataset.id", "test.parquet"),
-    BadInput("judge model that cannot answer prompts", edit("metrics: [accuracy]", "metrics: [accuracy, {name: judge, judge: base}]"),
-             "pipelines.p.metrics[1].judge", None),
-    BadInput("judge API key variable not set",
-             both(edit('base_url: "http://127.0.0.1:9/v1"}', 'base_url: "http://127.0.0.1:9/v1", api_key_env: ASSAY_PREFLIGHT_UNSET_KEY}'),
-                  edit("metrics: [accuracy]", "metrics: [accuracy, {name: judge, judge: grader}]")),
-             "models.grader.api_key_env", None),
-    BadInput("metric file that does not load (syntax error)",
-             both(lambda d: (d / "broken_metric.py").write_text(SYNTAX_ERROR_METRIC),
-                  edit("metrics: [accuracy]", "metrics: [accuracy, {path: broken_metric.py}]")),
-             "pipelines.p.metrics[1].path", "broken_metric.py"),
-    BadInput("metric file missing", edit("metrics: [accuracy]", "metrics: [accuracy, {path: no_such_metric.py}]"),
-             "pipelines.p.metrics[1].path", "no_such_metric.py"),
-    BadInput("metric path that is a folder",
-             both(lambda d: (d / "my_metrics").mkdir(), edit("metrics: [accuracy]", "metrics: [accuracy, {path: my_metrics, function: score}]")),
-             "pipelines.p.metrics[1].path", "my_metrics"),
-    BadInput("metric path with a control character", edit("metrics: [accuracy]", 'metrics: [accuracy, {path: "tone\\x01.py"}]'),
-             "pipelines.p.metrics[1].path", None),
+    BadInput(
+        "judge model that cannot answer prompts",
+        edit("metrics: [accuracy]", "metrics: [accuracy, {name: judge, judge: base}]"),
+        "pipelines.p.metrics[1].judge",
+        None,
+    ),
+    BadInput(
+        "judge API key variable not set",
+        both(
+            edit(
+                'base_url: "http://127.0.0.1:9/v1"}', 'base_url: "http://127.0.0.1:9/v1", api_key_env: ASSAY_PREFLIGHT_UNSET_KEY}'
+            ),
+            edit("metrics: [accuracy]", "metrics: [accuracy, {name: judge, judge: grader}]"),
+        ),
+        "models.grader.api_key_env",
+        None,
+    ),
+    BadInput(
+        "metric file that does not load (syntax error)",
+        both(
+            lambda d: (d / "broken_metric.py").write_text(SYNTAX_ERROR_METRIC),
+            edit("metrics: [accuracy]", "metrics: [accuracy, {path: broken_metric.py}]"),
+        ),
+        "pipelines.p.metrics[1].path",
+        "broken_metric.py",
+    ),
+    BadInput(
+        "metric file missing",
+        edit("metrics: [accuracy]", "metrics: [accuracy, {path: no_such_metric.py}]"),
+        "pipelines.p.metrics[1].path",
+        "no_such_metric.py",
+    ),
+    BadInput(
+        "metric path that is a folder",
+        both(
+            lambda d: (d / "my_metrics").mkdir(),
+            edit("metrics: [accuracy]", "metrics: [accuracy, {path: my_metrics, function: score}]"),
+        ),
+        "pipelines.p.metrics[1].path",
+        "my_metrics",
+    ),
+    BadInput(
+        "metric path with a control character",
+        edit("metrics: [accuracy]", 'metrics: [accuracy, {path: "tone\\x01.py"}]'),
+        "pipelines.p.metrics[1].path",
+        None,
+    ),
     BadInput("artifacts: with a control character", edit("artifacts: runs", 'artifacts: "ru\\x1bns"'), "artifacts", None),
     BadInput("artifacts: with an unknown scheme", edit("artifacts: runs", "artifacts: nosuch://bucket/assay"), "artifacts", None),
     BadInput("--artifacts with a control character", run_args(artifacts="{d}/ru\x01ns"), "--artifacts", None),
     BadInput("--artifacts with an unknown scheme", run_args(artifacts="nosuch://bucket/assay"), "--artifacts", None),
-    BadInput("ASSAY_ARTIFACTS with an unknown scheme", run_args(env={"ASSAY_ARTIFACTS": "bucket://x"}), "ASSAY_ARTIFACTS",
-             None),
+    BadInput("ASSAY_ARTIFACTS with an unknown scheme", run_args(env={"ASSAY_ARTIFACTS": "bucket://x"}), "ASSAY_ARTIFACTS", None),
     BadInput("pipeline name with ..", both(edit("\n  p:\n", "\n  ..:\n"), run_args(pipeline="..")), "pipelines...", None),
-    BadInput("pipeline name with /", both(edit("\n  p:\n", "\n  team/p:\n"), run_args(pipeline="team/p")), "pipelines.team/p",
-             None),
-    BadInput("model name with a control character", both(edit("  rep: {", '  "re\\ap": {'), edit("models: [rep, base]", 'models: ["re\\ap", base]')),
-             "models.'re\\x07p'", None),
-    BadInput("several problems at once",
-             both(remove("log.parquet"), edit("id: id", "id: ticket_id"), edit("Ticket: {text}", "Ticket: {subject} {text}")),
-             "models.rep.source, pipelines.p.dataset.id, pipelines.p.prompt.template", None),
+    BadInput(
+        "pipeline name with /", both(edit("\n  p:\n", "\n  team/p:\n"), run_args(pipeline="team/p")), "pipelines.team/p", None
+    ),
+    BadInput(
+        "model name with a control character",
+        both(edit("  rep: {", '  "re\\ap": {'), edit("models: [rep, base]", 'models: ["re\\ap", base]')),
+        "models.'re\\x07p'",
+        None,
+    ),
+    BadInput(
+        "several problems at once",
+        both(remove("log.parquet"), edit("id: id", "id: ticket_id"), edit("Ticket: {text}", "Ticket: {subject} {text}")),
+        "models.rep.source, pipelines.p.dataset.id, pipelines.p.prompt.template",
+        None,
+    ),
 ]
+
 
 def bad_workspace(d: Path, bad: BadInput) -> tuple[Path, dict]:
     cfg = make_workspace(d)
     args = bad.mutate(d)
     args = args if isinstance(args, dict) else {}  # a change of the files returns nothing of use
-    return cfg, {"pipeline": args.get("pipeline", "p"), "sample": args.get("sample"), "artifacts": args.get("artifacts"),
-                 "env": args.get("env") or {}}
+    return cfg, {
+        "pipeline": args.get("pipeline", "p"),
+        "sample": args.get("sample"),
+        "artifacts": args.get("artifacts"),
+        "env": args.get("env") or {},
+    }
 
 
 def expected_file(d: Path, bad: BadInput) -> str:
@@ -193,8 +265,9 @@ def expected_file(d: Path, bad: BadInput) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ in this process
-def preflight_error(cfg: Path, pipeline: str = "p", sample: int | None = None, as_of: date = AS_OF,
-                    artifacts: str | None = None) -> ConfigError:
+def preflight_error(
+    cfg: Path, pipeline: str = "p", sample: int | None = None, as_of: date = AS_OF, artifacts: str | None = None
+) -> ConfigError:
     """What ``assay run`` does before it writes anything: load the config, then preflight the run."""
     with pytest.raises(ConfigError) as e:
         loaded = load_checked(cfg)
@@ -236,8 +309,10 @@ def test_problems_name_the_line_of_their_key(tmp_path):
     text = cfg.read_text().splitlines()
     assert text[lines["models.rep.source"] - 1].startswith("  rep:")
     assert text[lines["pipelines.p.dataset.id"] - 1].strip() == "id: ticket_id"
-    assert f"pipelines.p.dataset.id (line {lines['pipelines.p.dataset.id']}): dataset.id column 'ticket_id' not in " \
-           f"{tmp_path / 'test.parquet'} (columns: id, text, label, lang, channel, created_at)" in e.format()
+    assert (
+        f"pipelines.p.dataset.id (line {lines['pipelines.p.dataset.id']}): dataset.id column 'ticket_id' not in "
+        f"{tmp_path / 'test.parquet'} (columns: id, text, label, lang, channel, created_at)" in e.format()
+    )
 
 
 def test_preflight_checks_a_config_loaded_without_the_cross_checks(tmp_path):
@@ -247,7 +322,7 @@ def test_preflight_checks_a_config_loaded_without_the_cross_checks(tmp_path):
     edit("metrics: [accuracy]", "metrics: [accuracy, {name: judge, judge: base}]")(tmp_path)
     with pytest.raises(ConfigError) as e:
         preflight(load_config(cfg), "p", AS_OF)
-    (path, msg, _), = e.value.problems
+    ((path, msg, _),) = e.value.problems
     assert path == "pipelines.p.metrics[1].judge" and "cannot answer prompts" in msg
 
 
@@ -282,8 +357,12 @@ def test_the_load_stage_takes_the_table_the_preflight_prepared(tmp_path, monkeyp
     load.run(ctx)
     assert len(reads) == 1 and ctx.prepared is None
     assert ctx.folder.read_table("dataset.parquet")["example_id"].to_pylist() == ["e1", "e2", "e3", "e4"]
-    assert checked.dataset.take(str(tmp_path / "test.parquet"), loaded.pipeline("p").dataset, loaded.pipeline("p").prompt,
-                                AS_OF, None) is None  # taken once: nothing is held after the load stage
+    assert (
+        checked.dataset.take(
+            str(tmp_path / "test.parquet"), loaded.pipeline("p").dataset, loaded.pipeline("p").prompt, AS_OF, None
+        )
+        is None
+    )  # taken once: nothing is held after the load stage
     # a file changed between the preflight and the load stage is read again
     checked = preflight(loaded, "p", AS_OF)
     assert len(reads) == 2
@@ -297,8 +376,18 @@ def test_the_load_stage_takes_the_table_the_preflight_prepared(tmp_path, monkeyp
 # ------------------------------------------------------------------------------------------------ through `assay run`
 def _assay_run(d: Path, bad: BadInput) -> tuple[BadInput, Path, subprocess.CompletedProcess]:
     cfg, args = bad_workspace(d, bad)
-    cmd = [sys.executable, "-m", "flows.cli", "run", args["pipeline"], "--config", str(cfg), "--as-of", AS_OF.isoformat(),
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "run",
+        args["pipeline"],
+        "--config",
+        str(cfg),
+        "--as-of",
+        AS_OF.isoformat(),
+        "--no-progress",
+    ]
     if args["sample"] is not None:
         cmd += ["--sample", str(args["sample"])]
     if args["artifacts"] is not None:
@@ -375,8 +464,15 @@ def test_the_flow_fails_before_it_makes_a_run_folder(tmp_path, prefect_server):
     assert out.status == "failed" and out.folder is None
     # a bad request from the UI is named the same way: a sample of 0 examples, a model the pipeline lacks
     make_workspace(tmp_path)
-    state = assess(pipeline="p", as_of=AS_OF, config=str(cfg), artifacts=str(tmp_path / "runs"), sample=0,
-                   models=["rep", "grader"], return_state=True)
+    state = assess(
+        pipeline="p",
+        as_of=AS_OF,
+        config=str(cfg),
+        artifacts=str(tmp_path / "runs"),
+        sample=0,
+        models=["rep", "grader"],
+        return_state=True,
+    )
     assert state.is_failed() and "sample:" in state.message and "--models:" in state.message
     assert not (tmp_path / "runs").exists()
 

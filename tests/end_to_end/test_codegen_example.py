@@ -57,8 +57,10 @@ def test_the_terminal_says_when_the_headline_interval_rests_on_too_few_clusters(
     ctx = run_local(str(ROOT / "data" / "codegen" / "pipelines.yaml"), "codegen", date(2026, 11, 24), artifacts=str(tmp_path))
     print_result(ctx.folder.url, "codegen")
     out = capsys.readouterr().out
-    note = pd.read_parquet(ctx.folder.path("metrics.parquet")).set_index(["model", "metric", "slice"]).loc[
-        ("coder-a", "pass_at_k", "all"), "note"]
+    note = (
+        pd.read_parquet(ctx.folder.path("metrics.parquet"))
+        .set_index(["model", "metric", "slice"])
+        .loc[("coder-a", "pass_at_k", "all"), "note"]
+    )
     assert note and "clusters" in note
     assert f"note (coder-a, coder-b): {note}" in out, out
-

@@ -21,8 +21,11 @@ def test_the_example_runs_offline_on_yesterdays_traffic(example_config):
     days = set(pc.cast(pc.cast(ds["request_time"], "date32"), "string").to_pylist())
     assert days == {"2026-11-05"}
     # the stratified sample: 60 of the day's chat calls, every feature present
-    assert ds.num_rows == 60 and set(Counter(ds["app.feature"].to_pylist())) == {"support-chat", "order-tracking",
-                                                                              "product-advice"}
+    assert ds.num_rows == 60 and set(Counter(ds["app.feature"].to_pylist())) == {
+        "support-chat",
+        "order-tracking",
+        "product-advice",
+    }
     m = rf.manifest()
     est = m["cost_estimate"]
     assert est["rows"] == 60 and 0 < est["usd"] <= 1.0 and est["prompt_tokens"] == "logged"

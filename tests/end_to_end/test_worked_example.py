@@ -61,7 +61,9 @@ def test_the_shipped_examples_costs_and_decisions_by_hand(example_config, projec
     conf = resp[resp["model"] == "tfidf-logreg"].set_index("example_id")["confidence"]
     escalated = conf.index[conf < 0.6]
     g = resp[resp["model"] == "gpt-4o-mini"].set_index("example_id").loc[escalated]
-    per_escalated = (g["prompt_tokens"].sum() * q.input_per_mtok + g["completion_tokens"].sum() * q.output_per_mtok) / 1e6 / len(g)
+    per_escalated = (
+        (g["prompt_tokens"].sum() * q.input_per_mtok + g["completion_tokens"].sum() * q.output_per_mtok) / 1e6 / len(g)
+    )
     pol = rf.read_table(store.POLICIES).to_pandas().set_index("policy").loc["tfidf-then-gpt"]
     share = len(escalated) / len(conf)
     assert pol["monthly_cost_usd"] == pytest.approx(tf["monthly_cost_usd"] + M * share * per_escalated, rel=1e-9)

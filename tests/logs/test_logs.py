@@ -47,19 +47,45 @@ def kv(d: dict) -> list:
     return [{"key": k, "value": av(v)} for k, v in d.items()]
 
 
-def span(span_id, name, attrs, start=1_793_000_000_000_000_000, dur_ms=800, events=None, status=None, trace="4bf92f3577b34da6a3ce929d0e0e4736"):
-    s = {"traceId": trace, "spanId": span_id, "parentSpanId": "", "name": name, "kind": 3,
-         "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + dur_ms * 1_000_000), "attributes": kv(attrs),
-         "status": status or {}}
+def span(
+    span_id,
+    name,
+    attrs,
+    start=1_793_000_000_000_000_000,
+    dur_ms=800,
+    events=None,
+    status=None,
+    trace="4bf92f3577b34da6a3ce929d0e0e4736",
+):
+    s = {
+        "traceId": trace,
+        "spanId": span_id,
+        "parentSpanId": "",
+        "name": name,
+        "kind": 3,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(start + dur_ms * 1_000_000),
+        "attributes": kv(attrs),
+        "status": status or {},
+    }
     if events is not None:
         s["events"] = events
     return s
 
 
 def export_line(spans, service="support-bot") -> str:
-    return json.dumps({"resourceSpans": [{"resource": {"attributes": kv({"service.name": service, "deployment.environment.name": "prod"})},
-                                          "scopeSpans": [{"scope": {"name": "opentelemetry.instrumentation.openai_v2", "version": "2.1b0"},
-                                                          "spans": spans}]}]})
+    return json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": kv({"service.name": service, "deployment.environment.name": "prod"})},
+                    "scopeSpans": [
+                        {"scope": {"name": "opentelemetry.instrumentation.openai_v2", "version": "2.1b0"}, "spans": spans}
+                    ],
+                }
+            ]
+        }
+    )
 
 
 def parts(role, *texts, **extra):
@@ -67,17 +93,30 @@ def parts(role, *texts, **extra):
 
 
 SYSTEM = parts("system", "You are a helpful bot")
-TOOL_CALL = {"role": "assistant", "parts": [{"type": "tool_call", "id": "call_VSPygqKTWdrhaFErNvMV18Yl", "name": "get_weather",
-                                             "arguments": {"location": "Paris"}}]}
-TOOL_RESPONSE = {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_VSPygqKTWdrhaFErNvMV18Yl",
-                                            "response": "rainy, 57°F"}]}
+TOOL_CALL = {
+    "role": "assistant",
+    "parts": [
+        {"type": "tool_call", "id": "call_VSPygqKTWdrhaFErNvMV18Yl", "name": "get_weather", "arguments": {"location": "Paris"}}
+    ],
+}
+TOOL_RESPONSE = {
+    "role": "tool",
+    "parts": [{"type": "tool_call_response", "id": "call_VSPygqKTWdrhaFErNvMV18Yl", "response": "rainy, 57°F"}],
+}
 
 
 def chat_attrs(inp, out, model="gpt-4", served="gpt-4-0613", tin=52, tout=47, **more):
-    a = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": model,
-         "gen_ai.response.model": served, "gen_ai.response.finish_reasons": ["stop"],
-         "gen_ai.usage.input_tokens": tin, "gen_ai.usage.output_tokens": tout,
-         "gen_ai.input.messages": json.dumps(inp), "gen_ai.output.messages": json.dumps(out)}
+    a = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": model,
+        "gen_ai.response.model": served,
+        "gen_ai.response.finish_reasons": ["stop"],
+        "gen_ai.usage.input_tokens": tin,
+        "gen_ai.usage.output_tokens": tout,
+        "gen_ai.input.messages": json.dumps(inp),
+        "gen_ai.output.messages": json.dumps(out),
+    }
     a.update(more)
     return a
 
@@ -87,30 +126,85 @@ def otel_export(folder: Path) -> Path:
     system instructions), an HTTP span, an embeddings span, a tool execution and an old-style span."""
     folder.mkdir(parents=True, exist_ok=True)
     day1 = [
-        span("a000000000000001", "POST /chat", {"http.request.method": "POST", "http.route": "/chat", "http.response.status_code": 200}),
-        span("a000000000000002", "chat gpt-4", chat_attrs(
-            [SYSTEM, parts("user", "Tell me a joke about OpenTelemetry")],
-            [parts("assistant", "Why did the developer bring OpenTelemetry to the party?", "To trace the fun!", finish_reason="stop")],
-            **{"app.feature": "jokes", "user.tier": "free", "gen_ai.usage.cache_read.input_tokens": 32})),
-        span("a000000000000003", "embeddings text-embedding-3-small", {"gen_ai.operation.name": "embeddings",
-             "gen_ai.provider.name": "openai", "gen_ai.request.model": "text-embedding-3-small", "gen_ai.usage.input_tokens": 9}),
+        span(
+            "a000000000000001",
+            "POST /chat",
+            {"http.request.method": "POST", "http.route": "/chat", "http.response.status_code": 200},
+        ),
+        span(
+            "a000000000000002",
+            "chat gpt-4",
+            chat_attrs(
+                [SYSTEM, parts("user", "Tell me a joke about OpenTelemetry")],
+                [
+                    parts(
+                        "assistant",
+                        "Why did the developer bring OpenTelemetry to the party?",
+                        "To trace the fun!",
+                        finish_reason="stop",
+                    )
+                ],
+                **{"app.feature": "jokes", "user.tier": "free", "gen_ai.usage.cache_read.input_tokens": 32},
+            ),
+        ),
+        span(
+            "a000000000000003",
+            "embeddings text-embedding-3-small",
+            {
+                "gen_ai.operation.name": "embeddings",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "text-embedding-3-small",
+                "gen_ai.usage.input_tokens": 9,
+            },
+        ),
     ]
     day1b = [
-        span("a000000000000004", "chat gpt-4", chat_attrs([parts("user", "Weather in Paris?")], [TOOL_CALL], tin=47, tout=17,
-                                                          **{"app.feature": "weather", "user.tier": "pro"})),
-        span("a000000000000005", "execute_tool get_weather", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_weather"}),
-        span("a000000000000006", "chat gpt-4", chat_attrs(
-            [parts("user", "Weather in Paris?"), TOOL_CALL, TOOL_RESPONSE],
-            [parts("assistant", "The weather in Paris is currently rainy with a temperature of 57°F.", finish_reason="stop")],
-            tin=97, tout=52, **{"app.feature": "weather", "user.tier": "pro"}), start=1_793_000_002_000_000_000),
+        span(
+            "a000000000000004",
+            "chat gpt-4",
+            chat_attrs(
+                [parts("user", "Weather in Paris?")],
+                [TOOL_CALL],
+                tin=47,
+                tout=17,
+                **{"app.feature": "weather", "user.tier": "pro"},
+            ),
+        ),
+        span(
+            "a000000000000005",
+            "execute_tool get_weather",
+            {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_weather"},
+        ),
+        span(
+            "a000000000000006",
+            "chat gpt-4",
+            chat_attrs(
+                [parts("user", "Weather in Paris?"), TOOL_CALL, TOOL_RESPONSE],
+                [parts("assistant", "The weather in Paris is currently rainy with a temperature of 57°F.", finish_reason="stop")],
+                tin=97,
+                tout=52,
+                **{"app.feature": "weather", "user.tier": "pro"},
+            ),
+            start=1_793_000_002_000_000_000,
+        ),
     ]
     (folder / "traces-1.jsonl").write_text(export_line(day1) + "\n" + export_line(day1b, service="weather-bot") + "\n")
     # a second writer: numbers where the Collector writes strings (the opentelemetry-proto example's shape)
-    claude = span("b000000000000001", "chat claude", chat_attrs(
-        [parts("user", "Hi"), parts("assistant", "Hello! How can I help?"), parts("user", "Tell me a joke")],
-        [parts("assistant", "A haiku walks into a bar.", finish_reason="stop")], model="claude-sonnet-4", served="claude-sonnet-4-20250514",
-        tin=30, tout=9, **{"app.feature": "jokes", "user.tier": "pro"}, **{"gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Be brief."}])}),
-        start=1_793_086_400_000_000_000)
+    claude = span(
+        "b000000000000001",
+        "chat claude",
+        chat_attrs(
+            [parts("user", "Hi"), parts("assistant", "Hello! How can I help?"), parts("user", "Tell me a joke")],
+            [parts("assistant", "A haiku walks into a bar.", finish_reason="stop")],
+            model="claude-sonnet-4",
+            served="claude-sonnet-4-20250514",
+            tin=30,
+            tout=9,
+            **{"app.feature": "jokes", "user.tier": "pro"},
+            **{"gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Be brief."}])},
+        ),
+        start=1_793_086_400_000_000_000,
+    )
     raw = json.loads(export_line([claude]))
     sp = raw["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
     sp["startTimeUnixNano"] = int(sp["startTimeUnixNano"])
@@ -126,7 +220,7 @@ def otel_export(folder: Path) -> Path:
 def test_otel_reads_chat_spans_into_the_standard_columns(tmp_path):
     src = otel_export(tmp_path / "otel")
     t, stats = read_log("otel", str(src))
-    assert t.column_names[:len(STANDARD_NAMES)] == STANDARD_NAMES
+    assert t.column_names[: len(STANDARD_NAMES)] == STANDARD_NAMES
     assert t.schema.field("messages").type == MESSAGES
     assert t.schema.field("request_time").type == pa.timestamp("us", tz="UTC")
     assert stats.records == 7 and stats.chat == 4 and stats.non_chat == 3 and stats.incomplete == 0 and stats.files == 2
@@ -146,8 +240,13 @@ def test_otel_reads_chat_spans_into_the_standard_columns(tmp_path):
     follow = rows["a000000000000006"]
     assert [m["role"] for m in follow["messages"]] == ["user", "assistant", "tool"]
     assert json.loads(follow["messages"][1]["tool_calls"])[0]["id"] == "call_VSPygqKTWdrhaFErNvMV18Yl"
-    assert follow["messages"][2] == {"role": "tool", "content": "rainy, 57°F", "name": None,
-                                     "tool_call_id": "call_VSPygqKTWdrhaFErNvMV18Yl", "tool_calls": None}
+    assert follow["messages"][2] == {
+        "role": "tool",
+        "content": "rainy, 57°F",
+        "name": None,
+        "tool_call_id": "call_VSPygqKTWdrhaFErNvMV18Yl",
+        "tool_calls": None,
+    }
     assert follow["service.name"] == "weather-bot"
     # a writer with JSON numbers, and system instructions as a leading system message
     claude = rows["b000000000000001"]
@@ -162,24 +261,50 @@ def test_otel_reads_chat_spans_into_the_standard_columns(tmp_path):
 def test_otel_older_conventions_events_and_content_events(tmp_path):
     """Spans of semantic conventions before v1.37: gen_ai.system with gen_ai.*.message and gen_ai.choice
     events (v1.28-1.36), and gen_ai.content.prompt/completion events (v1.26)."""
+
     def ev(name, attrs):
         return {"timeUnixNano": "1793000000100000000", "name": name, "attributes": kv(attrs)}
 
-    old = span("c000000000000001", "chat gpt-4o", {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o",
-                                                  "gen_ai.usage.prompt_tokens": 20, "gen_ai.usage.completion_tokens": 5},
-               events=[ev("gen_ai.system.message", {"gen_ai.system": "openai", "content": "You greet people"}),
-                       ev("gen_ai.user.message", {"gen_ai.system": "openai", "content": "Hello, say 'Hi' back to me"}),
-                       ev("gen_ai.choice", {"gen_ai.system": "openai", "index": 0, "finish_reason": "stop",
-                                            "message": json.dumps({"role": "assistant", "content": "Hi"})})])
-    older = span("c000000000000002", "openai.chat", {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-3.5-turbo"},
-                 events=[ev("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps([{"role": "user", "content": "2+2?"}])}),
-                         ev("gen_ai.content.completion", {"gen_ai.completion": "4"})])
+    old = span(
+        "c000000000000001",
+        "chat gpt-4o",
+        {
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.prompt_tokens": 20,
+            "gen_ai.usage.completion_tokens": 5,
+        },
+        events=[
+            ev("gen_ai.system.message", {"gen_ai.system": "openai", "content": "You greet people"}),
+            ev("gen_ai.user.message", {"gen_ai.system": "openai", "content": "Hello, say 'Hi' back to me"}),
+            ev(
+                "gen_ai.choice",
+                {
+                    "gen_ai.system": "openai",
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": json.dumps({"role": "assistant", "content": "Hi"}),
+                },
+            ),
+        ],
+    )
+    older = span(
+        "c000000000000002",
+        "openai.chat",
+        {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-3.5-turbo"},
+        events=[
+            ev("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps([{"role": "user", "content": "2+2?"}])}),
+            ev("gen_ai.content.completion", {"gen_ai.completion": "4"}),
+        ],
+    )
     (tmp_path / "old.jsonl").write_text(export_line([old, older]) + "\n")
     t, stats = read_log("otel", str(tmp_path / "old.jsonl"))
     rows = {r["example_id"]: r for r in t.to_pylist()}
     assert stats.chat == 2
     assert [(m["role"], m["content"]) for m in rows["c000000000000001"]["messages"]] == [
-        ("system", "You greet people"), ("user", "Hello, say 'Hi' back to me")]
+        ("system", "You greet people"),
+        ("user", "Hello, say 'Hi' back to me"),
+    ]
     assert rows["c000000000000001"]["output"] == "Hi" and rows["c000000000000001"]["prompt_tokens"] == 20
     assert rows["c000000000000001"]["model"] == "gpt-4o"  # no response model: the requested one
     assert rows["c000000000000002"]["messages"][0]["content"] == "2+2?" and rows["c000000000000002"]["output"] == "4"
@@ -188,8 +313,11 @@ def test_otel_older_conventions_events_and_content_events(tmp_path):
 def test_otel_truncated_line_is_an_error_naming_the_line_or_skipped(tmp_path):
     src = otel_export(tmp_path / "otel")
     good = (src / "traces-1.jsonl").read_text()
-    (src / "traces-1.jsonl").write_text(good + export_line([span("d000000000000001", "chat gpt-4", chat_attrs(
-        [parts("user", "x")], [parts("assistant", "y")]))])[:150] + "\n")
+    (src / "traces-1.jsonl").write_text(
+        good
+        + export_line([span("d000000000000001", "chat gpt-4", chat_attrs([parts("user", "x")], [parts("assistant", "y")]))])[:150]
+        + "\n"
+    )
     with pytest.raises(LogError, match=r"traces-1\.jsonl:3: not a JSON object .*truncated"):
         read_log("otel", str(src))
     t, stats = read_log("otel", str(src), on_incomplete="skip")
@@ -199,10 +327,25 @@ def test_otel_truncated_line_is_an_error_naming_the_line_or_skipped(tmp_path):
 def test_otel_span_without_messages(tmp_path):
     """Content capture off: a chat span with usage but no messages. An error naming the file, line,
     span and the missing attribute, or skipped and counted."""
-    no_content = span("e000000000000001", "chat gpt-4", {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-                                                         "gen_ai.request.model": "gpt-4", "gen_ai.usage.input_tokens": 52})
-    no_output = span("e000000000000002", "chat gpt-4", {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4",
-                                                        "gen_ai.input.messages": json.dumps([parts("user", "hi")])})
+    no_content = span(
+        "e000000000000001",
+        "chat gpt-4",
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4",
+            "gen_ai.usage.input_tokens": 52,
+        },
+    )
+    no_output = span(
+        "e000000000000002",
+        "chat gpt-4",
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4",
+            "gen_ai.input.messages": json.dumps([parts("user", "hi")]),
+        },
+    )
     ok = span("e000000000000003", "chat gpt-4", chat_attrs([parts("user", "a")], [parts("assistant", "b")]))
     (tmp_path / "t.jsonl").write_text(export_line([ok]) + "\n" + export_line([no_content, no_output]) + "\n")
     with pytest.raises(LogError, match=r"t\.jsonl:2 span e000000000000001: no gen_ai\.input\.messages attribute"):
@@ -213,22 +356,32 @@ def test_otel_span_without_messages(tmp_path):
 
 
 def test_otel_failed_call_is_kept_with_its_error(tmp_path):
-    failed = span("f000000000000001", "chat gpt-4", {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4",
-                                                     "gen_ai.input.messages": json.dumps([parts("user", "hi")]),
-                                                     "error.type": "RateLimitError"},
-                  status={"code": 2, "message": "Rate limit reached"})
+    failed = span(
+        "f000000000000001",
+        "chat gpt-4",
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4",
+            "gen_ai.input.messages": json.dumps([parts("user", "hi")]),
+            "error.type": "RateLimitError",
+        },
+        status={"code": 2, "message": "Rate limit reached"},
+    )
     (tmp_path / "t.jsonl").write_text(export_line([failed]) + "\n")
     t, stats = read_log("otel", str(tmp_path / "t.jsonl"))
     r = t.to_pylist()[0]
     assert r["output"] is None and r["error"] == "Rate limit reached" and stats.failed == 1 and stats.chat == 1
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("gen_ai.usage.input_tokens", "many", r"attribute gen_ai\.usage\.input_tokens is 'many' \(string\), not a whole number"),
-    ("gen_ai.usage.output_tokens", 3.5, r"attribute gen_ai\.usage\.output_tokens is 3\.5 \(double\), not a whole number"),
-    ("gen_ai.input.messages", 7, r"attribute gen_ai\.input\.messages is 7 \(int64\), not text"),
-    ("gen_ai.input.messages", "{not json", r"attribute gen_ai\.input\.messages is not JSON"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("gen_ai.usage.input_tokens", "many", r"attribute gen_ai\.usage\.input_tokens is 'many' \(string\), not a whole number"),
+        ("gen_ai.usage.output_tokens", 3.5, r"attribute gen_ai\.usage\.output_tokens is 3\.5 \(double\), not a whole number"),
+        ("gen_ai.input.messages", 7, r"attribute gen_ai\.input\.messages is 7 \(int64\), not text"),
+        ("gen_ai.input.messages", "{not json", r"attribute gen_ai\.input\.messages is not JSON"),
+    ],
+)
 def test_otel_attributes_of_the_wrong_type(tmp_path, key, value, message):
     attrs = chat_attrs([parts("user", "a")], [parts("assistant", "b")])
     attrs[key] = value
@@ -275,30 +428,55 @@ def test_openinference_llm_spans(tmp_path):
     """The llm_spans.md examples: a tool call from gpt-3.5-turbo-0613, then the synthesis call with the
     tool's result; a CHAIN span around them is skipped."""
     system = "You are a Shakespearean writing assistant."
-    first = oi_span("0100000000000001", "LLM", {
-        "llm.input_messages.0.message.role": "system", "llm.input_messages.0.message.content": system,
-        "llm.input_messages.1.message.role": "user", "llm.input_messages.1.message.content": "what is 23 times 87",
-        "llm.model_name": "gpt-3.5-turbo-0613", "llm.invocation_parameters": '{"model": "gpt-3.5-turbo-0613", "temperature": 0.1}',
-        "llm.output_messages.0.message.role": "assistant",
-        "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "multiply",
-        "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{\n  "a": 23,\n  "b": 87\n}',
-        "llm.token_count.prompt": 229, "llm.token_count.completion": 21, "llm.token_count.total": 250,
-        "llm.cost.total": 0.000375, "session.id": "s-1", "metadata": '{"app": "poet"}'})
-    second = oi_span("0100000000000002", "LLM", {
-        "llm.input_messages.0.message.role": "system", "llm.input_messages.0.message.content": system,
-        "llm.input_messages.1.message.role": "user", "llm.input_messages.1.message.content": "what is 23 times 87",
-        "llm.input_messages.2.message.role": "assistant",
-        "llm.input_messages.2.message.tool_calls.0.tool_call.function.name": "multiply",
-        "llm.input_messages.2.message.tool_calls.0.tool_call.function.arguments": '{"a": 23, "b": 87}',
-        "llm.input_messages.3.message.role": "tool", "llm.input_messages.3.message.content": "2001",
-        "llm.input_messages.3.message.name": "multiply",
-        "llm.output_messages.0.message.role": "assistant",
-        "llm.output_messages.0.message.contents.0.message_content.type": "text",
-        "llm.output_messages.0.message.contents.0.message_content.text": "The product of 23 times 87 is 2001.",
-        "output.value": "The product of 23 times 87 is 2001.", "output.mime_type": "text/plain",
-        "llm.model_name": "gpt-3.5-turbo-0613", "llm.token_count.prompt": 259, "llm.token_count.completion": 14,
-        "llm.token_count.prompt_details.cache_read": 128, "llm.cost.prompt": 0.0003, "llm.cost.completion": 0.00002,
-        "session.id": "s-1"})
+    first = oi_span(
+        "0100000000000001",
+        "LLM",
+        {
+            "llm.input_messages.0.message.role": "system",
+            "llm.input_messages.0.message.content": system,
+            "llm.input_messages.1.message.role": "user",
+            "llm.input_messages.1.message.content": "what is 23 times 87",
+            "llm.model_name": "gpt-3.5-turbo-0613",
+            "llm.invocation_parameters": '{"model": "gpt-3.5-turbo-0613", "temperature": 0.1}',
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "multiply",
+            "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{\n  "a": 23,\n  "b": 87\n}',
+            "llm.token_count.prompt": 229,
+            "llm.token_count.completion": 21,
+            "llm.token_count.total": 250,
+            "llm.cost.total": 0.000375,
+            "session.id": "s-1",
+            "metadata": '{"app": "poet"}',
+        },
+    )
+    second = oi_span(
+        "0100000000000002",
+        "LLM",
+        {
+            "llm.input_messages.0.message.role": "system",
+            "llm.input_messages.0.message.content": system,
+            "llm.input_messages.1.message.role": "user",
+            "llm.input_messages.1.message.content": "what is 23 times 87",
+            "llm.input_messages.2.message.role": "assistant",
+            "llm.input_messages.2.message.tool_calls.0.tool_call.function.name": "multiply",
+            "llm.input_messages.2.message.tool_calls.0.tool_call.function.arguments": '{"a": 23, "b": 87}',
+            "llm.input_messages.3.message.role": "tool",
+            "llm.input_messages.3.message.content": "2001",
+            "llm.input_messages.3.message.name": "multiply",
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.contents.0.message_content.type": "text",
+            "llm.output_messages.0.message.contents.0.message_content.text": "The product of 23 times 87 is 2001.",
+            "output.value": "The product of 23 times 87 is 2001.",
+            "output.mime_type": "text/plain",
+            "llm.model_name": "gpt-3.5-turbo-0613",
+            "llm.token_count.prompt": 259,
+            "llm.token_count.completion": 14,
+            "llm.token_count.prompt_details.cache_read": 128,
+            "llm.cost.prompt": 0.0003,
+            "llm.cost.completion": 0.00002,
+            "session.id": "s-1",
+        },
+    )
     chain = oi_span("0100000000000003", "CHAIN", {"input.value": "what is 23 times 87", "output.value": "2001"})
     retriever = oi_span("0100000000000004", "RETRIEVER", {"retrieval.documents.0.document.content": "x"})
     (tmp_path / "phoenix.jsonl").write_text(export_line([chain, first, second, retriever]) + "\n")
@@ -307,7 +485,9 @@ def test_openinference_llm_spans(tmp_path):
     rows = {r["example_id"]: r for r in t.to_pylist()}
     a, b = rows["0100000000000001"], rows["0100000000000002"]
     assert [m["role"] for m in a["messages"]] == ["system", "user"] and a["messages"][0]["content"] == system
-    assert json.loads(a["output"]) == [{"id": None, "type": "function", "function": {"name": "multiply", "arguments": '{\n  "a": 23,\n  "b": 87\n}'}}]
+    assert json.loads(a["output"]) == [
+        {"id": None, "type": "function", "function": {"name": "multiply", "arguments": '{\n  "a": 23,\n  "b": 87\n}'}}
+    ]
     assert a["provider_cost_usd"] == pytest.approx(0.000375) and a["prompt_tokens"] == 229 and a["model"] == "gpt-3.5-turbo-0613"
     assert [m["role"] for m in b["messages"]] == ["system", "user", "assistant", "tool"]
     assert b["messages"][3]["name"] == "multiply" and b["messages"][3]["content"] == "2001"
@@ -328,23 +508,69 @@ def test_openinference_llm_span_without_input_messages(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ langfuse
 def langfuse_rows():
-    base = {"trace_id": "t-1", "project_id": "p-1", "environment": "production", "parent_observation_id": "", "level": "DEFAULT",
-            "status_message": "", "version": "", "user_id": "u-42", "session_id": "sess-7", "trace_name": "support", "tags": ["beta"]}
+    base = {
+        "trace_id": "t-1",
+        "project_id": "p-1",
+        "environment": "production",
+        "parent_observation_id": "",
+        "level": "DEFAULT",
+        "status_message": "",
+        "version": "",
+        "user_id": "u-42",
+        "session_id": "sess-7",
+        "trace_name": "support",
+        "tags": ["beta"],
+    }
     return [
-        {**base, "id": "obs-1", "type": "GENERATION", "name": "answer", "start_time": "2024-05-29 13:46:19.963000",
-         "end_time": "2024-05-29 13:46:21.463000", "completion_start_time": "2024-05-29 13:46:20.163000",
-         "input": json.dumps([{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Refund?"},
-                              {"role": "assistant", "content": "Which order?"}, {"role": "user", "content": [{"type": "text", "text": "Order 12"}]}]),
-         "output": json.dumps({"role": "assistant", "content": "Refund issued for order 12."}),
-         "provided_model_name": "gpt-4o", "model_parameters": '{"temperature":0.7}',
-         "usage_details": {"input": 500, "output": 120, "total": 620, "input_cached_tokens": 256},
-         "cost_details": {"input": 0.00125, "output": 0.0012, "total": 0.00245}, "total_cost": 0.00245,
-         "metadata": {"app.feature": "refunds"}, "prompt_name": "support-v3", "prompt_version": 3},
-        {**base, "id": "obs-2", "type": "SPAN", "name": "retrieve", "start_time": "2024-05-29 13:46:19.000000", "input": "q", "output": "docs"},
-        {**base, "id": "obs-3", "type": "GENERATION", "name": "answer", "start_time": "2024-05-29 14:00:00.000000",
-         "end_time": "2024-05-29 14:00:01.000000", "input": "What are your opening hours?", "output": "9 to 5.",
-         "provided_model_name": "claude-3-5-haiku", "usage_details": {"input": 7, "output": 4}, "cost_details": {"input": 0.00001, "output": 0.00002},
-         "metadata": {}},
+        {
+            **base,
+            "id": "obs-1",
+            "type": "GENERATION",
+            "name": "answer",
+            "start_time": "2024-05-29 13:46:19.963000",
+            "end_time": "2024-05-29 13:46:21.463000",
+            "completion_start_time": "2024-05-29 13:46:20.163000",
+            "input": json.dumps(
+                [
+                    {"role": "system", "content": "Be kind."},
+                    {"role": "user", "content": "Refund?"},
+                    {"role": "assistant", "content": "Which order?"},
+                    {"role": "user", "content": [{"type": "text", "text": "Order 12"}]},
+                ]
+            ),
+            "output": json.dumps({"role": "assistant", "content": "Refund issued for order 12."}),
+            "provided_model_name": "gpt-4o",
+            "model_parameters": '{"temperature":0.7}',
+            "usage_details": {"input": 500, "output": 120, "total": 620, "input_cached_tokens": 256},
+            "cost_details": {"input": 0.00125, "output": 0.0012, "total": 0.00245},
+            "total_cost": 0.00245,
+            "metadata": {"app.feature": "refunds"},
+            "prompt_name": "support-v3",
+            "prompt_version": 3,
+        },
+        {
+            **base,
+            "id": "obs-2",
+            "type": "SPAN",
+            "name": "retrieve",
+            "start_time": "2024-05-29 13:46:19.000000",
+            "input": "q",
+            "output": "docs",
+        },
+        {
+            **base,
+            "id": "obs-3",
+            "type": "GENERATION",
+            "name": "answer",
+            "start_time": "2024-05-29 14:00:00.000000",
+            "end_time": "2024-05-29 14:00:01.000000",
+            "input": "What are your opening hours?",
+            "output": "9 to 5.",
+            "provided_model_name": "claude-3-5-haiku",
+            "usage_details": {"input": 7, "output": 4},
+            "cost_details": {"input": 0.00001, "output": 0.00002},
+            "metadata": {},
+        },
     ]
 
 
@@ -354,7 +580,9 @@ def test_langfuse_jsonl_and_parquet_exports(tmp_path):
     rows = langfuse_rows()
     (folder / "2024-05-29T14-00.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (tmp_path / "export" / "p-1" / "scores").mkdir()
-    (tmp_path / "export" / "p-1" / "scores" / "2024-05-29T14-00.jsonl").write_text('{"id": "s-1", "name": "helpful", "value": 1}\n')
+    (tmp_path / "export" / "p-1" / "scores" / "2024-05-29T14-00.jsonl").write_text(
+        '{"id": "s-1", "name": "helpful", "value": 1}\n'
+    )
     t, stats = read_log("langfuse", str(tmp_path / "export"))
     assert stats.records == 3 and stats.chat == 2 and stats.non_chat == 1 and stats.files == 1
     r = {x["example_id"]: x for x in t.to_pylist()}
@@ -362,16 +590,37 @@ def test_langfuse_jsonl_and_parquet_exports(tmp_path):
     assert [m["content"] for m in g["messages"]] == ["Be kind.", "Refund?", "Which order?", "Order 12"]
     assert g["output"] == "Refund issued for order 12." and g["model"] == "gpt-4o"
     assert (g["prompt_tokens"], g["completion_tokens"], g["cached_tokens"]) == (500, 120, 256)
-    assert g["provider_cost_usd"] == pytest.approx(0.00245) and g["latency_s"] == pytest.approx(1.5) and g["ttft_s"] == pytest.approx(0.2)
+    assert (
+        g["provider_cost_usd"] == pytest.approx(0.00245)
+        and g["latency_s"] == pytest.approx(1.5)
+        and g["ttft_s"] == pytest.approx(0.2)
+    )
     assert g["request_time"].isoformat() == "2024-05-29T13:46:19.963000+00:00"
     assert g["app.feature"] == "refunds" and g["user_id"] == "u-42" and g["prompt_name"] == "support-v3"
-    assert r["obs-3"]["messages"][0] == {"role": "user", "content": "What are your opening hours?", "name": None,
-                                         "tool_call_id": None, "tool_calls": None}
+    assert r["obs-3"]["messages"][0] == {
+        "role": "user",
+        "content": "What are your opening hours?",
+        "name": None,
+        "tool_call_id": None,
+        "tool_calls": None,
+    }
     assert r["obs-3"]["provider_cost_usd"] == pytest.approx(0.00003)  # no total: the sum of the parts
     # the same observations as Parquet (maps and lists as Parquet has them), with the older camelCase names
-    camel = [{{"start_time": "startTime", "end_time": "endTime", "completion_start_time": "completionStartTime",
-               "usage_details": "usageDetails", "cost_details": "costDetails", "provided_model_name": "providedModelName"}.get(k, k): v
-              for k, v in row.items() if k != "metadata"} for row in rows]
+    camel = [
+        {
+            {
+                "start_time": "startTime",
+                "end_time": "endTime",
+                "completion_start_time": "completionStartTime",
+                "usage_details": "usageDetails",
+                "cost_details": "costDetails",
+                "provided_model_name": "providedModelName",
+            }.get(k, k): v
+            for k, v in row.items()
+            if k != "metadata"
+        }
+        for row in rows
+    ]
     table = pa.Table.from_pylist(camel)
     pq.write_table(table, tmp_path / "obs.parquet")
     t2, _ = read_log("langfuse", str(tmp_path / "obs.parquet"))
@@ -394,30 +643,100 @@ def test_langfuse_generation_without_output_and_wrong_usage(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ litellm
 def spend_rows():
-    msgs = [{"role": "system", "content": "You are a travel agent."}, {"role": "user", "content": "Flights to Rome?"},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
-                                                                   "function": {"name": "search_flights", "arguments": "{\"to\": \"FCO\"}"}}]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "[{\"flight\": \"AZ 101\"}]"}]
-    resp = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1730000000, "model": "gpt-4o-mini-2024-07-18",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "AZ 101 leaves at 9:05."}}],
-            "usage": {"prompt_tokens": 88, "completion_tokens": 9, "total_tokens": 97, "prompt_tokens_details": {"cached_tokens": 64}}}
-    common = {"api_key": "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b", "user": "", "team_id": "team-a",
-              "end_user": "cust-9", "cache_hit": "False", "cache_key": "Cache OFF", "custom_llm_provider": "openai",
-              "api_base": "https://api.openai.com/v1", "requester_ip_address": "", "session_id": "sess-1"}
+    msgs = [
+        {"role": "system", "content": "You are a travel agent."},
+        {"role": "user", "content": "Flights to Rome?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "search_flights", "arguments": '{"to": "FCO"}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": '[{"flight": "AZ 101"}]'},
+    ]
+    resp = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1730000000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "AZ 101 leaves at 9:05."}}],
+        "usage": {
+            "prompt_tokens": 88,
+            "completion_tokens": 9,
+            "total_tokens": 97,
+            "prompt_tokens_details": {"cached_tokens": 64},
+        },
+    }
+    common = {
+        "api_key": "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b",
+        "user": "",
+        "team_id": "team-a",
+        "end_user": "cust-9",
+        "cache_hit": "False",
+        "cache_key": "Cache OFF",
+        "custom_llm_provider": "openai",
+        "api_base": "https://api.openai.com/v1",
+        "requester_ip_address": "",
+        "session_id": "sess-1",
+    }
     return [
-        {**common, "request_id": "chatcmpl-1", "call_type": "acompletion", "spend": 0.0000186, "total_tokens": 97, "prompt_tokens": 88,
-         "completion_tokens": 9, "startTime": "2024-10-27T03:33:19.123000+00:00", "endTime": "2024-10-27T03:33:20.373000+00:00",
-         "completionStartTime": "2024-10-27T03:33:19.523000+00:00", "model": "gpt-4o-mini", "model_group": "travel-default",
-         "metadata": {"user_api_key": "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b", "user_api_key_alias": "travel-app",
-                      "requester_metadata": {"app.feature": "flights"}, "status": "success"},
-         "request_tags": ["prod"], "messages": msgs, "response": resp, "status": "success"},
-        {**common, "request_id": "emb-1", "call_type": "aembedding", "spend": 0.000001, "total_tokens": 5, "prompt_tokens": 5,
-         "completion_tokens": 0, "startTime": "2024-10-27T03:34:00+00:00", "endTime": "2024-10-27T03:34:00.200000+00:00",
-         "model": "text-embedding-3-small", "metadata": {}, "messages": {}, "response": {}, "status": "success"},
-        {**common, "request_id": "chatcmpl-2", "call_type": "acompletion", "spend": 0.0, "total_tokens": 0, "prompt_tokens": 0,
-         "completion_tokens": 0, "startTime": "2024-10-27T03:35:00+00:00", "endTime": "2024-10-27T03:35:30+00:00",
-         "model": "claude-3-5-sonnet", "metadata": {"error_information": {"error_class": "Timeout", "error_message": "Request timed out"}},
-         "messages": [{"role": "user", "content": "Hotels in Rome?"}], "response": {}, "status": "failure"},
+        {
+            **common,
+            "request_id": "chatcmpl-1",
+            "call_type": "acompletion",
+            "spend": 0.0000186,
+            "total_tokens": 97,
+            "prompt_tokens": 88,
+            "completion_tokens": 9,
+            "startTime": "2024-10-27T03:33:19.123000+00:00",
+            "endTime": "2024-10-27T03:33:20.373000+00:00",
+            "completionStartTime": "2024-10-27T03:33:19.523000+00:00",
+            "model": "gpt-4o-mini",
+            "model_group": "travel-default",
+            "metadata": {
+                "user_api_key": "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b",
+                "user_api_key_alias": "travel-app",
+                "requester_metadata": {"app.feature": "flights"},
+                "status": "success",
+            },
+            "request_tags": ["prod"],
+            "messages": msgs,
+            "response": resp,
+            "status": "success",
+        },
+        {
+            **common,
+            "request_id": "emb-1",
+            "call_type": "aembedding",
+            "spend": 0.000001,
+            "total_tokens": 5,
+            "prompt_tokens": 5,
+            "completion_tokens": 0,
+            "startTime": "2024-10-27T03:34:00+00:00",
+            "endTime": "2024-10-27T03:34:00.200000+00:00",
+            "model": "text-embedding-3-small",
+            "metadata": {},
+            "messages": {},
+            "response": {},
+            "status": "success",
+        },
+        {
+            **common,
+            "request_id": "chatcmpl-2",
+            "call_type": "acompletion",
+            "spend": 0.0,
+            "total_tokens": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "startTime": "2024-10-27T03:35:00+00:00",
+            "endTime": "2024-10-27T03:35:30+00:00",
+            "model": "claude-3-5-sonnet",
+            "metadata": {"error_information": {"error_class": "Timeout", "error_message": "Request timed out"}},
+            "messages": [{"role": "user", "content": "Hotels in Rome?"}],
+            "response": {},
+            "status": "failure",
+        },
     ]
 
 
@@ -463,32 +782,114 @@ def test_litellm_row_without_stored_messages(tmp_path):
 def batch_files(folder: Path, extra_output: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     inputs = [
-        {"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": "gpt-4o-mini", "temperature": 0, "max_tokens": 100, "metadata": {"ticket": "T-1"},
-                  "messages": [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Hello world!"}]}},
-        {"custom_id": "request-2", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hi"}]}]}},
-        {"custom_id": "request-3", "method": "POST", "url": "/v1/embeddings", "body": {"model": "text-embedding-3-small", "input": "x"}},
-        {"custom_id": "request-4", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Too long"}]}},
+        {
+            "custom_id": "request-1",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": "gpt-4o-mini",
+                "temperature": 0,
+                "max_tokens": 100,
+                "metadata": {"ticket": "T-1"},
+                "messages": [
+                    {"role": "system", "content": "You are a helpful assistant."},
+                    {"role": "user", "content": "Hello world!"},
+                ],
+            },
+        },
+        {
+            "custom_id": "request-2",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hi"}]}]},
+        },
+        {
+            "custom_id": "request-3",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": "text-embedding-3-small", "input": "x"},
+        },
+        {
+            "custom_id": "request-4",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Too long"}]},
+        },
     ]
     outputs = [
-        {"id": "batch_req_1", "custom_id": "request-2", "response": {"status_code": 200, "request_id": "req_2", "body": {
-            "id": "chatcmpl-2", "object": "chat.completion", "created": 1711652795, "model": "gpt-4o-mini-2024-07-18",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}}}, "error": None},
-        {"id": "batch_req_2", "custom_id": "request-1", "response": {"status_code": 200, "request_id": "req_1", "body": {
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 1711652789, "model": "gpt-4o-mini-2024-07-18",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I assist you today?"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 22, "completion_tokens": 9, "total_tokens": 31, "prompt_tokens_details": {"cached_tokens": 0}}}},
-         "error": None},
-        {"id": "batch_req_3", "custom_id": "request-3", "response": {"status_code": 200, "body": {"object": "list", "data": []}}, "error": None},
+        {
+            "id": "batch_req_1",
+            "custom_id": "request-2",
+            "response": {
+                "status_code": 200,
+                "request_id": "req_2",
+                "body": {
+                    "id": "chatcmpl-2",
+                    "object": "chat.completion",
+                    "created": 1711652795,
+                    "model": "gpt-4o-mini-2024-07-18",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11},
+                },
+            },
+            "error": None,
+        },
+        {
+            "id": "batch_req_2",
+            "custom_id": "request-1",
+            "response": {
+                "status_code": 200,
+                "request_id": "req_1",
+                "body": {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 1711652789,
+                    "model": "gpt-4o-mini-2024-07-18",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "Hello! How can I assist you today?"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": 22,
+                        "completion_tokens": 9,
+                        "total_tokens": 31,
+                        "prompt_tokens_details": {"cached_tokens": 0},
+                    },
+                },
+            },
+            "error": None,
+        },
+        {
+            "id": "batch_req_3",
+            "custom_id": "request-3",
+            "response": {"status_code": 200, "body": {"object": "list", "data": []}},
+            "error": None,
+        },
     ]
-    errors = [{"id": "batch_req_4", "custom_id": "request-4", "response": {"status_code": 400, "request_id": "req_4", "body": {
-        "error": {"message": "maximum context length exceeded", "type": "invalid_request_error"}}}, "error": None}]
+    errors = [
+        {
+            "id": "batch_req_4",
+            "custom_id": "request-4",
+            "response": {
+                "status_code": 400,
+                "request_id": "req_4",
+                "body": {"error": {"message": "maximum context length exceeded", "type": "invalid_request_error"}},
+            },
+            "error": None,
+        }
+    ]
     if extra_output:
-        outputs.append({"id": "batch_req_9", "custom_id": "request-9", "response": {"status_code": 200, "body": {
-            "choices": [{"message": {"role": "assistant", "content": "?"}}]}}, "error": None})
+        outputs.append(
+            {
+                "id": "batch_req_9",
+                "custom_id": "request-9",
+                "response": {"status_code": 200, "body": {"choices": [{"message": {"role": "assistant", "content": "?"}}]}},
+                "error": None,
+            }
+        )
     (folder / "batch_input.jsonl").write_text("\n".join(json.dumps(x) for x in inputs) + "\n")
     (folder / "batch_output.jsonl").write_text("\n".join(json.dumps(x) for x in outputs) + "\n")
     (folder / "batch_errors.jsonl").write_text("\n".join(json.dumps(x) for x in errors) + "\n")
@@ -543,7 +944,8 @@ def test_config_errors_name_the_key_path(tmp_path):
         "  p:\n"
         "    dataset: {source: logs/, format: otel, on_incomplete: ignore}\n"
         "    models: [inc]\n"
-        "    metrics: [output_length]\n")
+        "    metrics: [output_length]\n"
+    )
     with pytest.raises(ConfigError) as e:
         load_config(tmp_path / "pipelines.yaml")
     paths = {p for p, _, _ in e.value.problems}
@@ -592,10 +994,17 @@ def test_assay_run_on_an_otel_export_replayed(tmp_path, prefect_server):
         f"    dataset: {{source: {src}, format: otel, slices: [app.feature], partition: {{column: request_time, window: 1d}}}}\n"
         "    models: [incumbent]\n"
         "    metrics: [output_length]\n"
-        "    bootstrap: 20\n")
+        "    bootstrap: 20\n"
+    )
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_LOGGING_LEVEL="INFO", PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "traffic", "--config", str(cfg), "--as-of", "2026-11-03",
-                        "--no-progress"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "traffic", "--config", str(cfg), "--as-of", "2026-11-03", "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     folder = Path(r.stdout.strip().splitlines()[-1])
     expected, _ = read_log("otel", str(src / "traces-2026-11-03.jsonl"))
@@ -629,7 +1038,8 @@ def test_preflight_names_a_log_source_without_files(tmp_path):
         "  q:\n"
         f"    dataset: {{source: {src}, format: otel, slices: [app.feature]}}\n"
         "    models: [inc]\n"
-        "    metrics: [output_length]\n")
+        "    metrics: [output_length]\n"
+    )
     (tmp_path / "empty").mkdir()
     loaded = load_config(tmp_path / "pipelines.yaml")
     with pytest.raises(ConfigError) as e:
@@ -648,13 +1058,26 @@ def test_otel_messages_in_another_shape_beside_parts_based_ones(tmp_path):
     gen_ai.input.messages, and an answer with a reasoning part before its text, in one block with
     ordinary spans: each read as it is, none with its content lost."""
     plain = span("h000000000000001", "chat gpt-4", chat_attrs([parts("user", "a")], [parts("assistant", "b")]))
-    openai_shape = span("h000000000000002", "chat gpt-4", chat_attrs(
-        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], [parts("assistant", "hello")]))
-    reasoning = span("h000000000000003", "chat o3", chat_attrs(
-        [parts("user", "joke?")], [{"role": "assistant", "parts": [{"type": "reasoning", "content": "think"},
-                                                                   {"type": "text", "content": "A joke."}]}]))
-    only_reasoning = span("h000000000000004", "chat o3", chat_attrs([parts("user", "x")], [{"role": "assistant", "parts": [
-        {"type": "reasoning", "content": "hmm"}]}]))
+    openai_shape = span(
+        "h000000000000002",
+        "chat gpt-4",
+        chat_attrs(
+            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], [parts("assistant", "hello")]
+        ),
+    )
+    reasoning = span(
+        "h000000000000003",
+        "chat o3",
+        chat_attrs(
+            [parts("user", "joke?")],
+            [{"role": "assistant", "parts": [{"type": "reasoning", "content": "think"}, {"type": "text", "content": "A joke."}]}],
+        ),
+    )
+    only_reasoning = span(
+        "h000000000000004",
+        "chat o3",
+        chat_attrs([parts("user", "x")], [{"role": "assistant", "parts": [{"type": "reasoning", "content": "hmm"}]}]),
+    )
     (tmp_path / "t.jsonl").write_text(export_line([plain, openai_shape, reasoning, only_reasoning]) + "\n")
     with pytest.raises(LogError, match=r"h000000000000004: gen_ai\.output\.messages holds no text and no tool call"):
         read_log("otel", str(tmp_path / "t.jsonl"))
@@ -681,12 +1104,20 @@ def test_langfuse_legacy_export_joins_its_traces(tmp_path):
     (root / "traces").mkdir()
     rows = [{k: v for k, v in r.items() if k not in ("user_id", "session_id", "trace_name", "tags")} for r in langfuse_rows()]
     (root / "observations" / "2024-05-29.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    (root / "traces" / "2024-05-29.jsonl").write_text(json.dumps({"id": "t-1", "name": "support", "user_id": "u-42",
-                                                                 "session_id": "sess-7", "tags": ["beta"], "release": "v9"}) + "\n")
+    (root / "traces" / "2024-05-29.jsonl").write_text(
+        json.dumps({"id": "t-1", "name": "support", "user_id": "u-42", "session_id": "sess-7", "tags": ["beta"], "release": "v9"})
+        + "\n"
+    )
     t, stats = read_log("langfuse", str(tmp_path))
     assert stats.files == 1 and t.num_rows == 2
     r = t.to_pylist()[0]
-    assert (r["user_id"], r["session_id"], r["trace_name"], r["release"], r["tags"]) == ("u-42", "sess-7", "support", "v9", ["beta"])
+    assert (r["user_id"], r["session_id"], r["trace_name"], r["release"], r["tags"]) == (
+        "u-42",
+        "sess-7",
+        "support",
+        "v9",
+        ["beta"],
+    )
 
 
 def test_a_span_exported_twice_is_read_once(tmp_path):

@@ -36,16 +36,23 @@ def test_lines_only_above_the_threshold():
 
 
 def write(tmp_path, bill_factor: float, with_costs: bool = True):
-    times = [datetime(2026, 11, 4, 9, tzinfo=UTC), datetime(2026, 11, 5, 9, tzinfo=UTC),
-             datetime(2026, 11, 5, 18, tzinfo=UTC)]
+    times = [datetime(2026, 11, 4, 9, tzinfo=UTC), datetime(2026, 11, 5, 9, tzinfo=UTC), datetime(2026, 11, 5, 18, tzinfo=UTC)]
     pt, ct = [1000, 2000, 4000], [100, 300, 500]
     computed = [(p * PRICE_IN + c * PRICE_OUT) / 1e6 for p, c in zip(pt, ct)]
-    cols = {"example_id": ["a", "b", "c"], "request_time": pa.array(times, pa.timestamp("us", tz="UTC")),
-            "prompt": ["hi", "hello", "hey"], "output": ["x", "y", "z"], "prompt_tokens": pt, "completion_tokens": ct}
+    cols = {
+        "example_id": ["a", "b", "c"],
+        "request_time": pa.array(times, pa.timestamp("us", tz="UTC")),
+        "prompt": ["hi", "hello", "hey"],
+        "output": ["x", "y", "z"],
+        "prompt_tokens": pt,
+        "completion_tokens": ct,
+    }
     if with_costs:
         cols["provider_cost_usd"] = [v * bill_factor for v in computed[:2]] + [None]  # one request without a bill
     pq.write_table(pa.table(cols), tmp_path / "log.parquet")
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         models:
           incumbent: {{provider: replay, output_column: output,
@@ -56,7 +63,8 @@ def write(tmp_path, bill_factor: float, with_costs: bool = True):
             models: [incumbent]
             metrics: [output_length]
             bootstrap: 0
-    """)
+    """,
+    )
     return str(tmp_path / "pipelines.yaml"), computed
 
 
@@ -101,7 +109,9 @@ def test_a_replay_of_a_litellm_log_reconciles_its_spend(tmp_path):
     from tests.logs.test_logs import spend_rows
 
     (tmp_path / "spend.json").write_text(json.dumps(spend_rows()))
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         models:
           incumbent: {{provider: replay, source: spend.json, format: litellm, model: gpt-4o-mini-2024-07-18,
@@ -114,7 +124,8 @@ def test_a_replay_of_a_litellm_log_reconciles_its_spend(tmp_path):
             metrics: [output_length]
             max_error_rate: 0.5
             bootstrap: 0
-    """)
+    """,
+    )
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", date(2024, 10, 28))
     row = ctx.folder.read_table("costs.parquet").to_pandas().set_index("model").loc["incumbent"]
     computed = (88 * 0.165 + 9 * 0.60) / 1e6  # the failed call (no answer, no spend) is left out

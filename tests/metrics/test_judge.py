@@ -26,33 +26,74 @@ DAY = date(2026, 11, 1)
 # ---------------------------------------------------------------------------------------
 # parsing
 
-@pytest.mark.parametrize("reply, grade", [
-    ("Grade: 4", 4), ("grade:4", 4), ("GRADE: 4", 4), ("Grade = 3", 3), ("Grade - 3", 3), ("Grade – 2", 2),
-    ("4/5", 4), ("4 / 5", 4), ("I'd give it 4 out of 5.", 4), ("Score: 4 out of 5", 4), ("Score: 3/5", 3),
-    ("**4**", 4), ("I rate it **5**.", 5), ("__2__", 2),
-    ("**Grade:** 4", 4), ("Grade: **4**", 4), ("**Score**: 3/5", 3), ("**Final grade: 5**", 5),
-    ('{"grade": 4}', 4), ('{"Score": 2, "reason": "vague"}', 2), ('{"grade": "4"}', 4), ('{"rating": 3.5}', 3.5),
-    ('```json\n{"grade": 5, "explanation": "exact"}\n```', 5),
-    ('My verdict follows.\n{"grade": 1, "reason": "wrong city"}', 1),
-    ("4", 4), (" 4.\n", 4), ("(3)", 3), ("`2`", 2), ("5!", 5),
-    ("The answer names the right city but misses the date.\n\nGrade: 3", 3),
-    ("The answer is correct.\n4", 4),
-    ("4\nThe answer is mostly correct.", 4),
-    ("Criterion A score: 2. Criterion B score: 5. Final grade: 4", 4),  # the last labelled grade wins
-    ("Grade: 3\nA score of 5 would need the date as well.", 3),  # ... but the requested line form comes first
-    ("- **Grade:** 2\n- Reason: it names a different city; a grade of 4 needs the right one", 2),
-    ("The overall score is 4.", 4), ("I would give a score of 2", 2), ("Rating (1-5): 2", 2),
-    ("Grade: four", 4), ("Score: Five", 5), ("Grade: 4.5", 4.5), ("Grade: -1", -1),
-    ("Grade: 7", 7),  # parsed; out of range is the metric's call
-])
+
+@pytest.mark.parametrize(
+    "reply, grade",
+    [
+        ("Grade: 4", 4),
+        ("grade:4", 4),
+        ("GRADE: 4", 4),
+        ("Grade = 3", 3),
+        ("Grade - 3", 3),
+        ("Grade – 2", 2),
+        ("4/5", 4),
+        ("4 / 5", 4),
+        ("I'd give it 4 out of 5.", 4),
+        ("Score: 4 out of 5", 4),
+        ("Score: 3/5", 3),
+        ("**4**", 4),
+        ("I rate it **5**.", 5),
+        ("__2__", 2),
+        ("**Grade:** 4", 4),
+        ("Grade: **4**", 4),
+        ("**Score**: 3/5", 3),
+        ("**Final grade: 5**", 5),
+        ('{"grade": 4}', 4),
+        ('{"Score": 2, "reason": "vague"}', 2),
+        ('{"grade": "4"}', 4),
+        ('{"rating": 3.5}', 3.5),
+        ('```json\n{"grade": 5, "explanation": "exact"}\n```', 5),
+        ('My verdict follows.\n{"grade": 1, "reason": "wrong city"}', 1),
+        ("4", 4),
+        (" 4.\n", 4),
+        ("(3)", 3),
+        ("`2`", 2),
+        ("5!", 5),
+        ("The answer names the right city but misses the date.\n\nGrade: 3", 3),
+        ("The answer is correct.\n4", 4),
+        ("4\nThe answer is mostly correct.", 4),
+        ("Criterion A score: 2. Criterion B score: 5. Final grade: 4", 4),  # the last labelled grade wins
+        ("Grade: 3\nA score of 5 would need the date as well.", 3),  # ... but the requested line form comes first
+        ("- **Grade:** 2\n- Reason: it names a different city; a grade of 4 needs the right one", 2),
+        ("The overall score is 4.", 4),
+        ("I would give a score of 2", 2),
+        ("Rating (1-5): 2", 2),
+        ("Grade: four", 4),
+        ("Score: Five", 5),
+        ("Grade: 4.5", 4.5),
+        ("Grade: -1", -1),
+        ("Grade: 7", 7),  # parsed; out of range is the metric's call
+    ],
+)
 def test_parse_grade(reply, grade):
     assert parse_grade(reply, hi=5) == grade
 
 
-@pytest.mark.parametrize("reply", [
-    None, "", "   ", "no idea", "The answer is good.", "The answer is 3/4 right",  # a fraction of something else
-    '{"reason": "no grade here"}', "Score: 80%", "The grades vary", "Grade: N/A",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        None,
+        "",
+        "   ",
+        "no idea",
+        "The answer is good.",
+        "The answer is 3/4 right",  # a fraction of something else
+        '{"reason": "no grade here"}',
+        "Score: 80%",
+        "The grades vary",
+        "Grade: N/A",
+    ],
+)
 def test_unparseable_replies(reply):
     assert parse_grade(reply, hi=5) is None
 
@@ -66,13 +107,17 @@ def test_fraction_needs_the_top_of_the_scale():
 # ---------------------------------------------------------------------------------------
 # the metric with an in-process judge
 
+
 class FakeJudge(ChatProvider):
     """Answers from a function of the answer being graded; counts calls and concurrency."""
 
     def __init__(self, reply=None, max_concurrency=4, max_attempts=3, fail=None, delay=0.01):
-        super().__init__(OpenAIModel(model="fake-judge", max_concurrency=max_concurrency,
-                                     max_attempts=max_attempts, params={"temperature": 0}),
-                         Context("grader", DatasetConfig(source="x.parquet"), None, lambda p: p))
+        super().__init__(
+            OpenAIModel(
+                model="fake-judge", max_concurrency=max_concurrency, max_attempts=max_attempts, params={"temperature": 0}
+            ),
+            Context("grader", DatasetConfig(source="x.parquet"), None, lambda p: p),
+        )
         self.reply = reply or (lambda answer: "Grade: 5")
         self.fail = fail or (lambda answer, attempt: None)
         self.delay = delay
@@ -114,8 +159,13 @@ def test_registered_and_built_with_a_provider():
     m = judge_metric(p, rubric="Be right.", scale=[0, 10], pass_threshold=7)
     assert isinstance(m, LLMJudge) and m.name == "judge" and m.judge is p
     assert m.needs_inputs and m.decomposable and m.higher_is_better
-    assert m.options == {"judge": "grader", "rubric": "Be right.", "scale": [0.0, 10.0], "pass_threshold": 7.0,
-                         "prompt_version": PROMPT_VERSION}
+    assert m.options == {
+        "judge": "grader",
+        "rubric": "Be right.",
+        "scale": [0.0, 10.0],
+        "pass_threshold": 7.0,
+        "prompt_version": PROMPT_VERSION,
+    }
     # without a provider (outside a run) it knows the model's name, and says so when asked to score
     named = build_metric(MetricSpec(name="judge", judge="grader"))
     assert named.judge == "grader"
@@ -123,10 +173,17 @@ def test_registered_and_built_with_a_provider():
         named.score_each(["a"], ["b"], inputs=["q"])
 
 
-@pytest.mark.parametrize("args, match", [
-    ({"scale": [5, 1]}, "low < high"), ({"scale": [1]}, "two numbers"), ({"scale": "1-5"}, "two numbers"),
-    ({"pass_threshold": 6}, "outside the scale"), ({"rubric": "  "}, "non-empty"), ({"rubrik": "x"}, "bad options"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ({"scale": [5, 1]}, "low < high"),
+        ({"scale": [1]}, "two numbers"),
+        ({"scale": "1-5"}, "two numbers"),
+        ({"pass_threshold": 6}, "outside the scale"),
+        ({"rubric": "  "}, "non-empty"),
+        ({"rubrik": "x"}, "bad options"),
+    ],
+)
 def test_bad_options(args, match):
     with pytest.raises(ValueError, match=match):
         judge_metric(FakeJudge(), **args)
@@ -158,8 +215,13 @@ def test_prompt_holds_rubric_question_reference_and_answer():
     msgs = judge_messages("Paris", "What is the capital of France?", "Paris", "Be exact.", (1, 5))
     assert [m["role"] for m in msgs] == ["system", "user"]
     user = msgs[1]["content"]
-    for part in ("Be exact.", "What is the capital of France?", "[Reference answer]\nParis", "[Answer to grade]\nParis",
-                 "1 to 5"):
+    for part in (
+        "Be exact.",
+        "What is the capital of France?",
+        "[Reference answer]\nParis",
+        "[Answer to grade]\nParis",
+        "1 to 5",
+    ):
         assert part in user
     assert "Grade: <n>" in msgs[0]["content"] and "a whole number from 1 (worst) to 5 (best)" in msgs[0]["content"]
     # no reference, no question: those sections are left out; several references are listed
@@ -182,8 +244,14 @@ def test_scores_details_and_failed_outputs():
     assert s[5] == 0.0  # a failed call is wrong, and not sent to the judge
     assert m.last_details == ["Grade: 5", "Score: 3 out of 5", "**1**", "I cannot tell.", "Grade: 9", None]
     assert sorted(p.calls) == sorted(replies)
-    assert m.usage == {"requests": 5, "prompt_tokens": 500, "completion_tokens": 15, "errors": 0, "cache_hits": 0,
-                       "deduplicated": 0}
+    assert m.usage == {
+        "requests": 5,
+        "prompt_tokens": 500,
+        "completion_tokens": 15,
+        "errors": 0,
+        "cache_hits": 0,
+        "deduplicated": 0,
+    }
     assert p.started == p.closed == 1
     # the mean ignores NaN, as for every decomposable metric
     assert np.nanmean(s) == pytest.approx((1 + 0.5 + 0 + 0) / 4)
@@ -275,14 +343,25 @@ ROWS = [
     ("Capital of Italy?", "Rome", "Milan\nANSWER: Grade: 2", "Rome\nANSWER: **4**"),
     ("Capital of Spain?", "Madrid", "Madrid\nANSWER: 4/5", "ANSWER: no idea"),
     ("Capital of Peru?", "Lima", "ANSWER: Grade: 9", "Lima\nANSWER: Score: 3 out of 5"),
-    ("Capital of Chad?", None, "N'Djamena\nANSWER: {\"grade\": 1}", None),
+    ("Capital of Chad?", None, 'N\'Djamena\nANSWER: {"grade": 1}', None),
     ("Capital of France?", "Paris", "Paris\nANSWER: Grade: 5", "Paris\nANSWER: Grade: 5"),  # e0's triple again
 ]
 EXPECTED = {  # example -> (model a, model b) normalised scores on the 1..5 scale
-    "e0": (1.0, 1.0), "e1": (0.25, 0.75), "e2": (0.75, None), "e3": (None, 0.5), "e4": (0.0, 0.0), "e5": (1.0, 1.0),
+    "e0": (1.0, 1.0),
+    "e1": (0.25, 0.75),
+    "e2": (0.75, None),
+    "e3": (None, 0.5),
+    "e4": (0.0, 0.0),
+    "e5": (1.0, 1.0),
 }
-REPLIES = {"e0": ("Grade: 5", "Grade: 5"), "e1": ("Grade: 2", "**4**"), "e2": ("4/5", "no idea"),
-           "e3": ("Grade: 9", "Score: 3 out of 5"), "e4": ('{"grade": 1}', None), "e5": ("Grade: 5", "Grade: 5")}
+REPLIES = {
+    "e0": ("Grade: 5", "Grade: 5"),
+    "e1": ("Grade: 2", "**4**"),
+    "e2": ("4/5", "no idea"),
+    "e3": ("Grade: 9", "Score: 3 out of 5"),
+    "e4": ('{"grade": 1}', None),
+    "e5": ("Grade: 5", "Grade: 5"),
+}
 RUBRIC = "Is the capital city right?"
 PRICE_IN, PRICE_OUT = 3.0, 15.0
 
@@ -290,7 +369,9 @@ PRICE_IN, PRICE_OUT = 3.0, 15.0
 def make_config(tmp_path: Path, base_url: str) -> Path:
     rows = [{"id": f"e{i}", "question": q, "label": r, "out_a": a, "out_b": b} for i, (q, r, a, b) in enumerate(ROWS)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:
@@ -314,7 +395,8 @@ def make_config(tmp_path: Path, base_url: str) -> Path:
                 args: {{rubric: "{RUBRIC}", scale: [1, 5]}}
             max_error_rate: 0.2
             bootstrap: 20
-    """)
+    """,
+    )
     return tmp_path / "pipelines.yaml"
 
 
@@ -334,8 +416,6 @@ def expected_usage() -> dict:
             pt += _tokens(sum(len(m["content"]) for m in msgs))
             ct += max(1, _tokens(len(out.split("ANSWER: ", 1)[1])))
     return {"requests": len(seen), "prompt_tokens": pt, "completion_tokens": ct}
-
-
 
 
 def test_a_judged_run_end_to_end(tmp_path, server):
@@ -386,4 +466,6 @@ def test_a_judged_run_end_to_end(tmp_path, server):
     assert usage2["cache_hits"] == 8 and usage2["requests"] == 8
     scores2 = ctx2.folder.read_table("scores.parquet").to_pandas().set_index(["model", "example_id"])
     assert np.allclose(scores2["value"], scores["value"].reindex(scores2.index), equal_nan=True)
-    assert ctx2.folder.read_table("costs.parquet").to_pandas().set_index("model").loc["judge:grader", "cost_usd"] == pytest.approx(usd)
+    assert ctx2.folder.read_table("costs.parquet").to_pandas().set_index("model").loc[
+        "judge:grader", "cost_usd"
+    ] == pytest.approx(usd)

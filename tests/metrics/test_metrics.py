@@ -115,7 +115,9 @@ def test_normalize_text():
     assert normalize_text("Paris .", ignore_punctuation=True) == "paris"
     assert normalize_text("Paris.", ignore_punctuation=False) == "paris."
     assert normalize_text(" A ", strip=False, ignore_punctuation=False) == " a "
-    assert normalize_text("Answer: B", regexes_to_ignore=[r"^answer:\s*"], ignore_case=True) == "answer: b"  # regexes run first, case-sensitively
+    assert (
+        normalize_text("Answer: B", regexes_to_ignore=[r"^answer:\s*"], ignore_case=True) == "answer: b"
+    )  # regexes run first, case-sensitively
     assert normalize_text("Answer: B", regexes_to_ignore=[r"(?i)^answer:\s*"]) == "b"
     assert normalize_text(None) is None and normalize_text(float("nan")) is None
     assert normalize_text(3.0) == "3" and normalize_text(7) == "7"
@@ -266,11 +268,11 @@ def test_json_valid():
     }
     preds = list(cases)
     assert metric("json_valid").score_each(preds, [None] * len(preds)).tolist() == list(cases.values())
-    assert parse_json(f"{fence}json\n{{\"k\": true}}\n{fence}") == (True, {"k": True})
+    assert parse_json(f'{fence}json\n{{"k": true}}\n{fence}') == (True, {"k": True})
 
 
 def test_json_schema(tmp_path):
-    preds = ['{"label": "yes", "score": 1}', '{"label": "maybe"}', "```json\n{\"label\": \"no\"}\n```", "not json", None]
+    preds = ['{"label": "yes", "score": 1}', '{"label": "maybe"}', '```json\n{"label": "no"}\n```', "not json", None]
     expected = [1, 0, 1, 0, 0]
     assert metric("json_schema", schema=SCHEMA).score_each(preds, [None] * 5).tolist() == expected
     # a path to a JSON file, relative to the config's directory
@@ -344,7 +346,12 @@ def labelled():
 
 @pytest.mark.parametrize(
     "name,fn,average",
-    [("macro_f1", "f1_score", "macro"), ("micro_f1", "f1_score", "micro"), ("macro_precision", "precision_score", "macro"), ("macro_recall", "recall_score", "macro")],
+    [
+        ("macro_f1", "f1_score", "macro"),
+        ("micro_f1", "f1_score", "micro"),
+        ("macro_precision", "precision_score", "macro"),
+        ("macro_recall", "recall_score", "macro"),
+    ],
 )
 def test_label_metrics_agree_with_sklearn(labelled, name, fn, average):
     import sklearn.metrics
@@ -412,7 +419,9 @@ def test_bleu_chrf_agree_with_sacrebleu(texts):
     assert metric("bleu", lowercase=True, tokenize="char").aggregate(preds, refs) == pytest.approx(
         sacrebleu.corpus_bleu(preds, [refs], lowercase=True, tokenize="char").score, abs=1e-9
     )
-    assert metric("chrf", word_order=2).aggregate(preds, refs) == pytest.approx(sacrebleu.corpus_chrf(preds, [refs], word_order=2).score, abs=1e-9)
+    assert metric("chrf", word_order=2).aggregate(preds, refs) == pytest.approx(
+        sacrebleu.corpus_chrf(preds, [refs], word_order=2).score, abs=1e-9
+    )
     some = slice(0, 10)
     assert metric("bleu").score_each(preds[some], refs[some]).tolist() == pytest.approx(
         [sacrebleu.sentence_bleu(p, [r]).score for p, r in zip(preds[some], refs[some])], abs=1e-9
@@ -462,7 +471,11 @@ HF_CASES = {
     "rouge1": (["the cat sat down", None], ["the cat sat", "a dog"], {}),
     "rouge2": (["the cat sat down", "a dog ran"], [["the cat sat", "x"], ["a dog ran off"]], {}),
     "rougeL": (["the cat sat down", "a dog ran"], ["the cat sat", "a dog ran off"], {"use_stemmer": True}),
-    "bleu": (["the cat sat on the mat", None], [["the cat sat on a mat", "a cat sat on the mat"], ["hello"]], {"lowercase": True}),
+    "bleu": (
+        ["the cat sat on the mat", None],
+        [["the cat sat on a mat", "a cat sat on the mat"], ["hello"]],
+        {"lowercase": True},
+    ),
     "chrf": (["the cat sat on the mat", "hello world"], ["the cat sat on a mat", "hello there world"], {"word_order": 2}),
     "numeric_match": ([None, "The answer is 42.", "3.5"], [7, 42, 3.5], {"abs_tol": 0.01}),
     "regex_match": (["Order #123", "none", None], [r"#\d+", r"#\d+", "x"], {}),
@@ -523,7 +536,9 @@ def test_evaluate_module_files_are_generated_from_the_code():
         text = Path(evaluate_module_path(name)).read_text(encoding="utf-8")
         assert text.startswith(_generate.HEADER) and "python -m assay.metrics.modules._generate" in text.splitlines()[2]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run([sys.executable, "-m", "assay.metrics.modules._generate", "--check"], capture_output=True, text=True, env=env, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-m", "assay.metrics.modules._generate", "--check"], capture_output=True, text=True, env=env, cwd=ROOT
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -568,6 +583,7 @@ def test_generated_docs_follow_the_code():
     macro_f1 = Path(evaluate_module_path("macro_f1")).read_text()
     assert f"\n    {round((2 / 3 + 1 / 2) / 2, 4)}\n" in macro_f1  # a, b only
     assert f"label_set='union')\n    >>> round(results[\"macro_f1\"], 4)\n    {round((2 / 3 + 1 / 2 + 0) / 3, 4)}\n" in macro_f1
+
     # a class without a docstring of its own, or an option without a :param, cannot be documented
     class Undocumented(builtin.Contains):
         pass
@@ -606,7 +622,7 @@ def test_evaluate_module_add_batch_and_adapter(hf_modules):
 # build_metric: options, user metrics by path, unknown names
 
 
-USER_METRIC = '''
+USER_METRIC = """
 import datasets
 import evaluate
 
@@ -622,7 +638,7 @@ class MeanLength(evaluate.Metric):
 
     def _compute(self, predictions, references, scale=1.0):
         return {"label": "not a number", "count": len(predictions), "mean_length": scale * sum(map(len, predictions)) / len(predictions)}
-'''
+"""
 
 
 def test_user_metric_by_path(offline, tmp_path):
@@ -688,7 +704,9 @@ def test_unknown_name_online_uses_the_hub(monkeypatch):
         raise ConnectionError(f"Couldn't reach the Hub for {name}")
 
     monkeypatch.setattr(evaluate, "load", no_network)
-    with pytest.raises(ValueError, match=r"could not be loaded from the Hugging Face hub \(offline\?\): Couldn't reach the Hub for meteor"):
+    with pytest.raises(
+        ValueError, match=r"could not be loaded from the Hugging Face hub \(offline\?\): Couldn't reach the Hub for meteor"
+    ):
         build_metric(MetricSpec(name="meteor"))
 
     class FakeModule:
@@ -735,8 +753,10 @@ def test_vectorised_resamples_equal_the_corpus_value(name, label_set):
 
     rng = np.random.default_rng(3)
     refs = [str(x) for x in rng.choice(["a", "b", "c", "d"], size=300)]
-    preds = [None if i % 17 == 0 else (r if rng.random() < 0.7 else str(rng.choice(["a", "b", "zz", "Other text"])))
-             for i, r in enumerate(refs)]
+    preds = [
+        None if i % 17 == 0 else (r if rng.random() < 0.7 else str(rng.choice(["a", "b", "zz", "Other text"])))
+        for i, r in enumerate(refs)
+    ]
     m = metric(name, label_set=label_set)
     idx = rng.integers(0, len(refs), size=(25, len(refs)))
     fast = m.resample_aggregates(preds, refs, idx)

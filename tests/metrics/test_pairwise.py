@@ -15,11 +15,24 @@ from assay.stages import run_local
 from tests.conftest import write_config
 
 
-@pytest.mark.parametrize("reply, verdict", [
-    ("Verdict: A", "A"), ("verdict: b", "B"), ("**Verdict:** tie", "tie"), ("A is clearer.\n\nVerdict: Answer A", "A"),
-    ("Verdict - B", "B"), ("Verdict: A\nOn reflection... Verdict: B", "B"), ("B", "B"), ("tie.", "tie"),
-    ("Verdict: draw", "tie"), ("I prefer neither", None), ("", None), (None, None), ("Verdict: C", None),
-])
+@pytest.mark.parametrize(
+    "reply, verdict",
+    [
+        ("Verdict: A", "A"),
+        ("verdict: b", "B"),
+        ("**Verdict:** tie", "tie"),
+        ("A is clearer.\n\nVerdict: Answer A", "A"),
+        ("Verdict - B", "B"),
+        ("Verdict: A\nOn reflection... Verdict: B", "B"),
+        ("B", "B"),
+        ("tie.", "tie"),
+        ("Verdict: draw", "tie"),
+        ("I prefer neither", None),
+        ("", None),
+        (None, None),
+        ("Verdict: C", None),
+    ],
+)
 def test_parse_verdict(reply, verdict):
     assert parse_verdict(reply) == verdict
 
@@ -53,10 +66,10 @@ INC_STRONG = "Refund issued today, reference 42.\nANSWER: Verdict: A"
 
 #: example -> (incumbent's answer, good candidate's, weak candidate's)
 ROWS = {
-    "e1": (INC_WEAK, WIN, LOSE),        # good: win both orders; weak: its own B first (loss), then the incumbent's B (win): tie
-    "e2": (INC_STRONG, WIN, LOSE),      # good: A first, then the incumbent's A: tie; weak: loss
-    "e3": (INC_MILD, WIN, INC_MILD),    # good: A, then its own A as B: the orders disagree, tie; weak: identical, tie
-    "e4": (INC_WEAK, WIN, None),        # good: win; weak: failed call, a loss without a judge call
+    "e1": (INC_WEAK, WIN, LOSE),  # good: win both orders; weak: its own B first (loss), then the incumbent's B (win): tie
+    "e2": (INC_STRONG, WIN, LOSE),  # good: A first, then the incumbent's A: tie; weak: loss
+    "e3": (INC_MILD, WIN, INC_MILD),  # good: A, then its own A as B: the orders disagree, tie; weak: identical, tie
+    "e4": (INC_WEAK, WIN, None),  # good: win; weak: failed call, a loss without a judge call
     "e5": (INC_STRONG, "Verdict text without a line", LOSE),  # good: B-first A, then the incumbent's A: loss... see below
 }
 # e5, good: order 1 shows the incumbent as B; the only ANSWER line is the incumbent's "Verdict: A" -> A (candidate);
@@ -72,12 +85,24 @@ PRICE_IN, PRICE_OUT = 5.0, 20.0
 def write(tmp_path, base_url, rows=ROWS):
     data = []
     for eid, (inc, good, weak) in rows.items():
-        conv = [{"role": "system", "content": "You are the support assistant of Acme."},
-                {"role": "user", "content": f"Where is my refund for order {eid}?"}]
-        data.append({"example_id": eid, "messages": json.dumps(conv), "output": inc, "out_good": good, "out_weak": weak,
-                     "app.feature": "refunds" if eid in ("e1", "e2", "e3") else "billing"})
+        conv = [
+            {"role": "system", "content": "You are the support assistant of Acme."},
+            {"role": "user", "content": f"Where is my refund for order {eid}?"},
+        ]
+        data.append(
+            {
+                "example_id": eid,
+                "messages": json.dumps(conv),
+                "output": inc,
+                "out_good": good,
+                "out_weak": weak,
+                "app.feature": "refunds" if eid in ("e1", "e2", "e3") else "billing",
+            }
+        )
     pq.write_table(pa.Table.from_pylist(data), tmp_path / "traffic.parquet")
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:
@@ -103,10 +128,9 @@ def write(tmp_path, base_url, rows=ROWS):
             gates: {{pairwise.not_worse: {{min: 0.45}}}}
             max_error_rate: 0.5
             bootstrap: 50
-    """)
+    """,
+    )
     return str(tmp_path / "pipelines.yaml")
-
-
 
 
 def _rate(outcomes: dict, which: str) -> float:
@@ -161,8 +185,9 @@ def test_a_pairwise_run_end_to_end(tmp_path, server):
     rec = recommend(headline(m, costs.reset_index(), pipe), pipe)
     assert "weak" in rec.failing and "pairwise.not_worse" in " ".join(rec.failing["weak"])
     assert set(rec.passing) == {"good", "incumbent"}
-    assert "pairwise.not_worse" in (rf.read_text("summary.md") if hasattr(rf, "read_text") else
-                                    open(rf.path("summary.md")).read())
+    assert "pairwise.not_worse" in (
+        rf.read_text("summary.md") if hasattr(rf, "read_text") else open(rf.path("summary.md")).read()
+    )
 
 
 def test_the_next_night_reuses_the_verdicts_of_pairs_that_come_back(tmp_path, server):

@@ -15,7 +15,10 @@ class Folder:
     """What plan() reads of a run folder, in memory."""
 
     def __init__(self, res):
-        self.tables = {"metrics.parquet": pa.Table.from_pandas(res.metrics), "comparisons.parquet": pa.Table.from_pandas(res.comparisons)}
+        self.tables = {
+            "metrics.parquet": pa.Table.from_pandas(res.metrics),
+            "comparisons.parquet": pa.Table.from_pandas(res.comparisons),
+        }
 
     def exists(self, name):
         return name in self.tables
@@ -33,8 +36,15 @@ def _run(samples: int):
         for model, shift in (("A", 0.0), ("B", -0.05)):
             for s in range(samples):
                 right = rng.random() < min(1, max(0, p[i] + shift))
-                rows.append({"example_id": f"e{i:03d}", "model": model, "output": "y" if right else "n", "error": None,
-                             **({"sample": s} if samples > 1 else {})})
+                rows.append(
+                    {
+                        "example_id": f"e{i:03d}",
+                        "model": model,
+                        "output": "y" if right else "n",
+                        "error": None,
+                        **({"sample": s} if samples > 1 else {}),
+                    }
+                )
     ds = pa.table({"example_id": [f"e{i:03d}" for i in range(n)], "reference": ["y"] * n})
     return score(ds, pa.Table.from_pylist(rows), {"accuracy": Accuracy()}, [], resamples=50)
 

@@ -12,8 +12,8 @@ sm = pytest.importorskip("statsmodels.api")
 
 def test_clustered_se_equals_statsmodels_cluster_robust_intercept():
     rng = np.random.default_rng(7)
-    g = np.repeat(np.arange(40), rng.integers(1, 9, size=40))       # 40 clusters of 1-8 examples
-    effect = rng.normal(0, 0.3, size=40)[g]                          # examples of a cluster move together
+    g = np.repeat(np.arange(40), rng.integers(1, 9, size=40))  # 40 clusters of 1-8 examples
+    effect = rng.normal(0, 0.3, size=40)[g]  # examples of a cluster move together
     y = (rng.random(len(g)) < 0.6 + effect.clip(-0.5, 0.35)).astype(float)
     fit = sm.OLS(y, np.ones(len(y))).fit(cov_type="cluster", cov_kwds={"groups": g})
     mean, se, n, n_clusters = stats.mean_se(y, g)
@@ -57,7 +57,7 @@ def test_mde_and_examples_needed_equal_statsmodels_normal_power():
     effect = power.solve_power(nobs1=n, alpha=0.05, power=0.8, ratio=0, alternative="two-sided")
     assert stats.mde(sd / math.sqrt(n)) == pytest.approx(effect * sd, rel=1e-4)
     need = power.solve_power(effect_size=0.02 / sd, alpha=0.05, power=0.8, ratio=0, alternative="two-sided")
-    assert stats.examples_needed(sd ** 2, 0.02) == math.ceil(need - 1e-6)
+    assert stats.examples_needed(sd**2, 0.02) == math.ceil(need - 1e-6)
     # scipy closed form: (z_.975 + z_.8)^2 = 7.849
     from scipy.stats import norm
 
@@ -76,11 +76,11 @@ def test_paired_se_is_the_formula_with_the_correlation():
     rho = np.corrcoef(a[ok], b[ok])[0, 1]
     assert p.n == 498 and p.correlation == pytest.approx(rho, rel=1e-12)
     assert (p.se_a, p.se_b) == pytest.approx((se_a, se_b), rel=1e-12)
-    assert p.se == pytest.approx(math.sqrt(se_a ** 2 + se_b ** 2 - 2 * rho * se_a * se_b), rel=1e-12)
+    assert p.se == pytest.approx(math.sqrt(se_a**2 + se_b**2 - 2 * rho * se_a * se_b), rel=1e-12)
     assert p.diff == pytest.approx(np.mean(a[ok] - b[ok]))
     assert p.ci_low == pytest.approx(p.diff - 1.959964 * p.se, abs=1e-6)
     # a positive correlation makes the paired SE smaller than for independent samples
-    assert rho > 0 and p.se < math.sqrt(se_a ** 2 + se_b ** 2)
+    assert rho > 0 and p.se < math.sqrt(se_a**2 + se_b**2)
     # the same as statsmodels' paired (one-sample on differences) standard error
     d = a[ok] - b[ok]
     assert p.se == pytest.approx(sm.OLS(d, np.ones(len(d))).fit().bse[0], rel=1e-10)
@@ -89,7 +89,7 @@ def test_paired_se_is_the_formula_with_the_correlation():
 def test_variance_split_recovers_between_and_within():
     rng = np.random.default_rng(3)
     n, K = 4000, 5
-    p = rng.beta(2, 2, size=n)                      # each example's true pass rate
+    p = rng.beta(2, 2, size=n)  # each example's true pass rate
     scores = (rng.random((n, K)) < p[:, None]).astype(float)
     split = stats.variance_split(np.repeat(np.arange(n), K), scores.ravel())
     # between: Var(p) of Beta(2,2) = 0.05; within: E[p(1-p)] = 0.2

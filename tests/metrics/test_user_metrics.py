@@ -17,7 +17,7 @@ from assay.metrics.code import PassAtK, extract_code, pass_at_k_estimate
 from assay.scoring import MIN_CORPUS_RESAMPLES, score
 from tests.conftest import write_config
 
-FUNCS = '''
+FUNCS = """
 import asyncio, time
 
 def score(output, reference, row, bonus=0.0):
@@ -40,7 +40,7 @@ async def judged(output, reference, row):
     if output == "hang":
         await asyncio.sleep(60)
     return 1.0 if output == reference else 0.0
-'''
+"""
 
 
 @pytest.fixture
@@ -55,14 +55,21 @@ def dataset(n, refs=None, **cols):
 
 def responses(outputs, model="M"):
     n = len(outputs)
-    return pa.table({"example_id": [f"e{i:03d}" for i in range(n)], "model": [model] * n, "output": outputs,
-                     "error": [None if o is not None else "HTTP 500" for o in outputs]})
+    return pa.table(
+        {
+            "example_id": [f"e{i:03d}" for i in range(n)],
+            "model": [model] * n,
+            "output": outputs,
+            "error": [None if o is not None else "HTTP 500" for o in outputs],
+        }
+    )
 
 
 def test_function_metric_in_process_named_scores_and_score_errors(funcs):
-    m = build_metric(MetricSpec(path="my_metrics.py", function="score", args={"bonus": 0.5,
-                                                                           "higher_is_better": {"chars": False}}),
-                     base_dir=str(funcs))
+    m = build_metric(
+        MetricSpec(path="my_metrics.py", function="score", args={"bonus": 0.5, "higher_is_better": {"chars": False}}),
+        base_dir=str(funcs),
+    )
     ds = dataset(5, lang=["de", "en", "de", "en", "de"])
     res = score(ds, responses(["a", "b", "boom", None, "text"]), {"score": m}, ["lang"], resamples=100)
     mt = res.metrics.set_index(["metric", "slice"])
@@ -99,8 +106,9 @@ def test_async_function_metric_with_a_timeout(funcs):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memory limits are enforced on Linux")
 def test_worker_processes_time_out_and_limit_memory_without_crashing(funcs):
-    m = build_metric(MetricSpec(path="my_metrics.py", function="score", workers=2, timeout_s=3, memory_mb=300),
-                     base_dir=str(funcs))
+    m = build_metric(
+        MetricSpec(path="my_metrics.py", function="score", workers=2, timeout_s=3, memory_mb=300), base_dir=str(funcs)
+    )
     assert m.in_workers()
     t = time.perf_counter()
     r = m.score_examples(["a", "hang", "hog", "boom", "b", "a"], ["a"] * 6, [{"lang": "de"}] * 6)
@@ -160,7 +168,7 @@ pipelines:
 
 # ------------------------------------------------------------------------------------------------ evaluate modules
 
-PER_EXAMPLE_MODULE = '''
+PER_EXAMPLE_MODULE = """
 import datasets
 import evaluate
 
@@ -174,7 +182,7 @@ class Overlap(evaluate.Metric):
     def _compute(self, predictions, references):
         per = [float(p == r) for p, r in zip(predictions, references)]
         return {"overlap": sum(per) / len(per), "per_example": per}
-'''
+"""
 
 
 @pytest.fixture
@@ -236,7 +244,7 @@ AGGREGATE_MODULES = {
     """,
 }
 
-AGGREGATE_TEMPLATE = '''
+AGGREGATE_TEMPLATE = """
 import time
 import datasets
 import evaluate
@@ -250,7 +258,7 @@ class Aggregate(evaluate.Metric):
 
     def _compute(self, predictions, references):
 BODY
-'''
+"""
 
 
 @pytest.fixture
@@ -271,8 +279,12 @@ def aggregate_modules(tmp_path, monkeypatch):
 def _two_models(n):
     refs = [["a", "b", "c"][i % 3] for i in range(n)]
     ds = dataset(n, refs=refs, half=["x" if i % 2 else "y" for i in range(n)])
-    resp = pa.concat_tables([responses([r if i % 4 else "b" for i, r in enumerate(refs)], "A"),
-                             responses([r if i % 5 else "c" for i, r in enumerate(refs)], "B")])
+    resp = pa.concat_tables(
+        [
+            responses([r if i % 4 else "b" for i, r in enumerate(refs)], "A"),
+            responses([r if i % 5 else "c" for i, r in enumerate(refs)], "B"),
+        ]
+    )
     return ds, resp, refs
 
 
@@ -285,8 +297,10 @@ def test_an_aggregate_only_module_that_is_a_mean_is_scored_per_example(aggregate
     assert m.computations == 2 and res.computations == {} and res.budgets == {}
     assert res.probes["acc"]["scored"] == "per example" and "mean of its per-example values" in res.probes["acc"]["note"]
     mt = res.metrics.set_index(["model", "slice"])
-    for model, outs in (("A", resp.filter(pa.compute.equal(resp["model"], "A"))["output"].to_pylist()),
-                        ("B", resp.filter(pa.compute.equal(resp["model"], "B"))["output"].to_pylist())):
+    for model, outs in (
+        ("A", resp.filter(pa.compute.equal(resp["model"], "A"))["output"].to_pylist()),
+        ("B", resp.filter(pa.compute.equal(resp["model"], "B"))["output"].to_pylist()),
+    ):
         want = np.mean([o == r for o, r in zip(outs, refs)])
         assert mt.loc[(model, "all"), "value"] == pytest.approx(want, rel=1e-12)
         # the interval is the vectorised bootstrap of the per-example values, on slices too, with the CLT figures
@@ -302,8 +316,7 @@ def test_an_aggregate_only_module_that_is_not_a_mean_resamples_within_its_time_b
     m = aggregate_modules("macro", workers=2)
     n = 60
     ds, resp, _ = _two_models(n)
-    res = score(ds, resp.filter(pa.compute.equal(resp["model"], "A")), {"f1": m}, [], resamples=1000,
-                budgets_s={"f1": 2.0})
+    res = score(ds, resp.filter(pa.compute.equal(resp["model"], "A")), {"f1": m}, [], resamples=1000, budgets_s={"f1": 2.0})
     assert res.probes["f1"]["scored"] == "whole set, resampled"
     assert "not a mean of per-example values" in res.probes["f1"]["note"]
     plan = res.budgets["f1"]
@@ -317,8 +330,7 @@ def test_an_aggregate_only_module_that_is_not_a_mean_resamples_within_its_time_b
 
     # a budget too small for 20 resamples: no interval, and the note says why
     m2 = aggregate_modules("macro", workers=2)
-    res = score(ds, resp.filter(pa.compute.equal(resp["model"], "A")), {"f1": m2}, [], resamples=1000,
-                budgets_s={"f1": 0.3})
+    res = score(ds, resp.filter(pa.compute.equal(resp["model"], "A")), {"f1": m2}, [], resamples=1000, budgets_s={"f1": 0.3})
     row = res.metrics.iloc[0]
     assert row["resamples"] == 0 and math.isnan(row["ci_low"]) and not math.isnan(row["value"])
     assert "no interval: fewer than 20 fit" in row["note"]
@@ -369,8 +381,14 @@ def test_extract_code_and_the_estimator():
 def test_pass_at_k_runs_candidates_with_their_tests():
     m = build_metric(MetricSpec(name="pass_at_k", workers=3, timeout_s=2))
     assert isinstance(m, PassAtK)
-    outs = ["```python\ndef add(a, b):\n    return a + b\n```", "def add(a, b):\n    return a - b",
-            "def add(a, b):\n    while True:\n        pass", "def add(a, b) return", None, "import os\nos._exit(0)"]
+    outs = [
+        "```python\ndef add(a, b):\n    return a + b\n```",
+        "def add(a, b):\n    return a - b",
+        "def add(a, b):\n    while True:\n        pass",
+        "def add(a, b) return",
+        None,
+        "import os\nos._exit(0)",
+    ]
     tests = ["assert add(2, 3) == 5"] * 5 + [None]
     t = time.perf_counter()
     r = m.score_examples(outs, tests, None)
@@ -403,12 +421,16 @@ def test_score_stage_reads_every_sample_of_the_responses(tmp_path):
     from assay.store import Store
 
     rf = Store(tmp_path).run("p", date(2026, 1, 1), "r1")
-    rows = [{"example_id": "e1", "model": "M", "output": o, "error": e, "sample": s}
-            for s, (o, e) in enumerate([("a", None), ("b", None), (None, "HTTP 500")])]
+    rows = [
+        {"example_id": "e1", "model": "M", "output": o, "error": e, "sample": s}
+        for s, (o, e) in enumerate([("a", None), ("b", None), (None, "HTTP 500")])
+    ]
     rf.write_table("responses/part-M-00000.parquet", pa.Table.from_pylist(rows))
     # a retried sample: the later success wins over the earlier error
-    rf.write_table("responses/part-M-00001.parquet",
-                   pa.Table.from_pylist([{"example_id": "e1", "model": "M", "output": "c", "error": None, "sample": 2}]))
+    rf.write_table(
+        "responses/part-M-00001.parquet",
+        pa.Table.from_pylist([{"example_id": "e1", "model": "M", "output": "c", "error": None, "sample": 2}]),
+    )
     t = read_scored_responses(rf).to_pandas().sort_values("sample")
     assert t["sample"].tolist() == [0, 1, 2] and t["output"].tolist() == ["a", "b", "c"]
     # a part written before the sample column existed: one row per (example, model), read as sample 0
@@ -416,8 +438,9 @@ def test_score_stage_reads_every_sample_of_the_responses(tmp_path):
     from assay.responses import RESPONSE_SCHEMA
 
     old = pa.schema([f for f in RESPONSE_SCHEMA if f.name != "sample"])
-    rf2.write_table("responses/part-M-00000.parquet", pa.Table.from_pylist([{"example_id": "e1", "model": "M", "output": "a"}],
-                                                                           schema=old))
+    rf2.write_table(
+        "responses/part-M-00000.parquet", pa.Table.from_pylist([{"example_id": "e1", "model": "M", "output": "a"}], schema=old)
+    )
     t2 = read_scored_responses(rf2)
     assert t2.num_rows == 1 and t2["sample"].to_pylist() == [0]
 
@@ -439,7 +462,9 @@ def test_assay_run_probes_an_aggregate_only_module_and_says_so(tmp_path, prefect
     (tmp_path / "slow_mean.py").write_text(AGGREGATE_TEMPLATE.replace("BODY", textwrap.indent(textwrap.dedent(body), " " * 8)))
     n = 60
     (tmp_path / "data.csv").write_text("id,text,label\n" + "".join(f"{i},{'ab'[i % 2]},a\n" for i in range(n)))
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         models:
           m: {{provider: replay, output_column: text}}
@@ -448,11 +473,28 @@ def test_assay_run_probes_an_aggregate_only_module_and_says_so(tmp_path, prefect
             dataset: {{source: data.csv, id: id, reference: label}}
             models: [m]
             metrics: [{{path: slow_mean.py, workers: 2, timeout_s: 5, args: {{key: acc}}}}]
-    """)
+    """,
+    )
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "p", "--config", str(tmp_path / "pipelines.yaml"),
-                        "--as-of", "2026-10-01", "--no-progress"], capture_output=True, text=True, env=env, cwd=project_root,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "p",
+            "--config",
+            str(tmp_path / "pipelines.yaml"),
+            "--as-of",
+            "2026-10-01",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project_root,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "score: m slow_mean = 0.5000" in r.stderr and "; per example)" in r.stderr, r.stderr[-3000:]
     (run,) = Store(str(tmp_path / "runs")).complete_runs("p")

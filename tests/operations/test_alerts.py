@@ -68,8 +68,9 @@ def data(path, n: int, wrong: int) -> None:
     labels = np.array(["a", "b"] * (n // 2))
     out = labels.copy()
     out[:wrong] = "x"
-    pd.DataFrame({"id": [f"e{i:03d}" for i in range(n)], "text": [f"t{i}" for i in range(n)], "label": labels,
-                  "out": out}).to_parquet(path)
+    pd.DataFrame(
+        {"id": [f"e{i:03d}" for i in range(n)], "text": [f"t{i}" for i in range(n)], "label": labels, "out": out}
+    ).to_parquet(path)
 
 
 class Receiver:
@@ -133,17 +134,42 @@ def srv(tmp_path_factory):
     ui = f"http://127.0.0.1:{port}"
     receiver = Receiver()
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    base.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                 "PREFECT_LOGGING_LEVEL": "INFO", "ASSAY_LOCK_DIR": str(tmp / "locks"),
-                 "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)})
-    server_env = {**base, "PREFECT_UI_API_URL": url, "PREFECT_SERVER_UI_API_URL": url,
-                  "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "1",
-                  "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "2",
-                  **{f"PREFECT_SERVER_SERVICES_{svc}_ENABLED": "false" for svc in (
-                      "CANCELLATION_CLEANUP", "DB_VACUUM", "FOREMAN", "SCHEDULER", "PAUSE_EXPIRATIONS",
-                      "REPOSSESSOR", "CLEANUP_RECONCILER")}}
-    client_env = {**base, "PREFECT_API_URL": url, "PREFECT_UI_URL": ui, "PREFECT_HOME": str(tmp / "client-home"),
-                  "PREFECT_SERVER_EPHEMERAL_ENABLED": "false"}
+    base.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "ASSAY_LOCK_DIR": str(tmp / "locks"),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        }
+    )
+    server_env = {
+        **base,
+        "PREFECT_UI_API_URL": url,
+        "PREFECT_SERVER_UI_API_URL": url,
+        "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "1",
+        "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "2",
+        **{
+            f"PREFECT_SERVER_SERVICES_{svc}_ENABLED": "false"
+            for svc in (
+                "CANCELLATION_CLEANUP",
+                "DB_VACUUM",
+                "FOREMAN",
+                "SCHEDULER",
+                "PAUSE_EXPIRATIONS",
+                "REPOSSESSOR",
+                "CLEANUP_RECONCILER",
+            )
+        },
+    }
+    client_env = {
+        **base,
+        "PREFECT_API_URL": url,
+        "PREFECT_UI_URL": ui,
+        "PREFECT_HOME": str(tmp / "client-home"),
+        "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+    }
     server_log = tmp / "server.log"
     template = migrated_template()
     if template.exists():
@@ -152,8 +178,12 @@ def srv(tmp_path_factory):
         shutil.copyfile(template, home / "prefect.db")
     server = None
     try:
-        server = start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                       server_env, server_log, tmp)
+        server = start(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            server_env,
+            server_log,
+            tmp,
+        )
 
         def healthy():
             if server.poll() is not None:
@@ -175,8 +205,17 @@ def srv(tmp_path_factory):
         with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ui}):
             deployed = cli_here("deploy", "--pool", "assay-alerts-test", "--config", str(cfg))
             assert deployed.exit_code == 0, deployed.output
-            yield SimpleNamespace(url=url, ui=ui, cfg=cfg, project=project, receiver=receiver, env=client_env,
-                                  server_log=server_log, deploy_output=deployed.output, tmp=tmp)
+            yield SimpleNamespace(
+                url=url,
+                ui=ui,
+                cfg=cfg,
+                project=project,
+                receiver=receiver,
+                env=client_env,
+                server_log=server_log,
+                deploy_output=deployed.output,
+                tmp=tmp,
+            )
     finally:
         os.environ.pop(HOOK_ENV, None)
         receiver.close()
@@ -189,8 +228,14 @@ def assay_run(srv, pipeline: str, as_of: str, fake_url: str = "http://127.0.0.1:
     URL's variable is not set there: a run never needs it)."""
     env = {**srv.env, FAKE_ENV: fake_url, "ASSAY_TEST_KEY": "sk-test-not-a-secret"}
     env.pop(HOOK_ENV, None)
-    return subprocess.run([sys.executable, "-m", "flows.cli", "run", pipeline, "--config", str(srv.cfg), "--as-of", as_of,
-                           "--no-progress"], env=env, cwd=srv.project, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", pipeline, "--config", str(srv.cfg), "--as-of", as_of, "--no-progress"],
+        env=env,
+        cwd=srv.project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def read_events(srv, name: str, since: datetime) -> list[dict]:
@@ -211,8 +256,10 @@ def managed(srv):
         return sorted(a.name for a in managed_automations())
 
 
-EXPECTED = sorted([f"assay/{p}/ops/{e}" for p in ("strict", "noisy", "drifty")
-                   for e in ("gate.failed", "run.failed", "model.changed")] + ["assay/strict/ops/late"])
+EXPECTED = sorted(
+    [f"assay/{p}/ops/{e}" for p in ("strict", "noisy", "drifty") for e in ("gate.failed", "run.failed", "model.changed")]
+    + ["assay/strict/ops/late"]
+)
 
 
 def test_deploy_creates_one_automation_per_alert_and_a_second_sync_neither_duplicates_nor_loses(srv):
@@ -259,8 +306,21 @@ def test_a_failed_gate_makes_exactly_one_post_with_the_documented_fields(srv):
     assert any(r["prefect.resource.id"].startswith("prefect.flow-run.") for r in ev["related"])
     assert not any(r["prefect.resource.id"].startswith("prefect.task-run.") for r in ev["related"]), ev["related"]
     p = ev["payload"]
-    assert {"pipeline", "as_of", "run_id", "verdict", "gate", "metric", "slice", "value", "threshold", "difference",
-            "interval", "p_adjusted", "flow_run_url"} <= set(p)
+    assert {
+        "pipeline",
+        "as_of",
+        "run_id",
+        "verdict",
+        "gate",
+        "metric",
+        "slice",
+        "value",
+        "threshold",
+        "difference",
+        "interval",
+        "p_adjusted",
+        "flow_run_url",
+    } <= set(p)
     assert (p["gate"], p["metric"], p["slice"], p["value"], p["threshold"]) == ("min", "accuracy", "all", 0.9, 0.99)
     assert len(read_events(srv, "assay.run.completed", since)) >= 1
     assert SECRET_TOKEN not in json.dumps(ev)
@@ -269,10 +329,10 @@ def test_a_failed_gate_makes_exactly_one_post_with_the_documented_fields(srv):
 def test_an_inconclusive_run_makes_no_post(srv):
     first = assay_run(srv, "noisy", "2024-01-01")
     assert first.returncode == 0, first.stderr[-3000:]
-    data(srv.project / "noisy.parquet", 40, 2)   # a 0.05 drop on 40 examples: beyond max_drop 0.02, within noise
+    data(srv.project / "noisy.parquet", 40, 2)  # a 0.05 drop on 40 examples: beyond max_drop 0.02, within noise
     since = datetime.now(UTC) - timedelta(seconds=5)
     second = assay_run(srv, "noisy", "2024-01-02")
-    assert second.returncode == 0, second.stderr[-3000:]   # inconclusive is not a broken gate
+    assert second.returncode == 0, second.stderr[-3000:]  # inconclusive is not a broken gate
     assert "gate inconclusive" in second.stderr
     ev = wait_for(lambda: read_events(srv, "assay.gate.inconclusive", since), 30, "the gate.inconclusive event")
     p = ev[0]["payload"]
@@ -309,8 +369,9 @@ def test_an_alert_removed_from_the_config_removes_its_automations_and_leaves_oth
         theirs = Automation(name="assay/someone-else", trigger=EventTrigger(expect={"x"}), actions=[DoNothing()]).create()
         cfg = tmp_path / "pipelines.yaml"
         text = srv.cfg.read_text().replace(
-            "    ops: {webhook: {url: \"${%s}\"}}" % HOOK_ENV,
-            "    ops: {webhook: {url: \"${%s}\"}, events: [gate.failed]}" % HOOK_ENV)
+            '    ops: {webhook: {url: "${%s}"}}' % HOOK_ENV,
+            '    ops: {webhook: {url: "${%s}"}, events: [gate.failed]}' % HOOK_ENV,
+        )
         cfg.write_text(text.replace("source: ", f"source: {srv.project}/"))
         out = cli_here("alerts", "sync", "--config", str(cfg))
         assert out.exit_code == 0, out.output
@@ -363,7 +424,7 @@ def test_a_slack_destination_is_prefects_slack_block_with_the_url_kept_secret(sr
     name = block_name("slack", "TEAM_SLACK_URL")
     with temporary_settings(updates={PREFECT_API_URL: srv.url}):
         block_id = _save_block(name, "slack", url)
-        assert _save_block(name, "slack", url) == block_id        # saved again in place, not a second block
+        assert _save_block(name, "slack", url) == block_id  # saved again in place, not a second block
         with get_client(sync_client=True) as client:
             doc = client.read_block_document(block_id, include_secrets=False)
             secret = client.read_block_document(block_id, include_secrets=True)
@@ -378,12 +439,20 @@ def test_a_second_assay_serve_leaves_one_automation_per_alert(srv):
     outputs = []
     for _ in range(2):
         log = srv.tmp / f"serve-{len(outputs)}.log"
-        env = {**srv.env, HOOK_ENV: os.environ[HOOK_ENV], FAKE_ENV: "http://127.0.0.1:9/v1",
-               "ASSAY_TEST_KEY": "sk-test-not-a-secret"}
+        env = {
+            **srv.env,
+            HOOK_ENV: os.environ[HOOK_ENV],
+            FAKE_ENV: "http://127.0.0.1:9/v1",
+            "ASSAY_TEST_KEY": "sk-test-not-a-secret",
+        }
         p = start([sys.executable, "-m", "flows.cli", "serve", "--config", str(srv.cfg)], env, log, srv.project)
         try:
-            wait_for(lambda: "automation(s)" in log.read_text(errors="replace") or p.poll() is not None, 120,  # noqa: B023
-                     "assay serve to sync its alerts", log)
+            wait_for(
+                lambda: "automation(s)" in log.read_text(errors="replace") or p.poll() is not None,  # noqa: B023
+                120,
+                "assay serve to sync its alerts",
+                log,
+            )
             assert p.poll() is None, tail(log)
         finally:
             stop(p)

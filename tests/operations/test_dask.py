@@ -29,15 +29,29 @@ TIMING = {"latency_s", "started_at", "wall_s", "compute_s", "throughput_rps"}
 
 
 def write_dataset(path: Path, n: int = N, logged_tokens: int | None = None) -> None:
-    rows = [{"id": f"e{i:05d}", "text": f"ticket {i} about {LABELS[i % 3]} please help", "label": LABELS[i % 3],
-             "lang": "en" if i % 2 else "de"} for i in range(n)]
+    rows = [
+        {
+            "id": f"e{i:05d}",
+            "text": f"ticket {i} about {LABELS[i % 3]} please help",
+            "label": LABELS[i % 3],
+            "lang": "en" if i % 2 else "de",
+        }
+        for i in range(n)
+    ]
     if logged_tokens is not None:  # token counts logged with the examples: what the estimate before calling reads
         rows = [{**r, "prompt_tokens": logged_tokens, "completion_tokens": logged_tokens} for r in rows]
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
-def dask_config(d: Path, base_url: str, runner: str = "", pipeline_runner: str = "", extra_models: str = "",
-                models: str = "[fake, fake-long]", pipeline_extra: str = "") -> Path:
+def dask_config(
+    d: Path,
+    base_url: str,
+    runner: str = "",
+    pipeline_runner: str = "",
+    extra_models: str = "",
+    models: str = "[fake, fake-long]",
+    pipeline_extra: str = "",
+) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     write_dataset(d / "data.parquet")
     text = f"""
@@ -115,7 +129,9 @@ def prefect_records(folder: str):
     APILogHandler().flush()
     fid = UUID(json.loads((Path(folder) / "manifest.json").read_text())["prefect"]["flow_run_id"])
     with get_client(sync_client=True) as client:
-        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[fid])))
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[fid]))
+        )
         ids = [fid, *(c.id for c in children)]
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=200)
         logs, page = [], None
@@ -129,8 +145,11 @@ def test_a_run_on_a_two_worker_local_cluster_equals_the_local_run(tmp_path, serv
     sampled = "samples: {fake: 2}"  # repeated sampling: each shard asks its rows twice
     local = run_flow(dask_config(tmp_path / "local", server.base_url, pipeline_extra=sampled))
     assert local.is_completed(), local
-    dask = run_flow(dask_config(tmp_path / "dask", server.base_url, runner="runner: {dask: local, workers: 2, shard_rows: 7}",
-                                 pipeline_extra=sampled))
+    dask = run_flow(
+        dask_config(
+            tmp_path / "dask", server.base_url, runner="runner: {dask: local, workers: 2, shard_rows: 7}", pipeline_extra=sampled
+        )
+    )
     assert dask.is_completed(), dask
     a, b = local.result(), dask.result()
     # the runner is not part of the run's identity: same config hash, same run id suffix
@@ -139,8 +158,12 @@ def test_a_run_on_a_two_worker_local_cluster_equals_the_local_run(tmp_path, serv
     ra, rb = frame(a, "responses", ["model", "example_id", "sample"]), frame(b, "responses", ["model", "example_id", "sample"])
     assert len(ra) == 3 * N and sorted(set(ra["sample"])) == [0, 1]
     pd.testing.assert_frame_equal(ra, rb)
-    for name, keys in (("scores.parquet", ["model", "metric", "example_id"]), ("metrics.parquet", ["model", "metric", "slice"]),
-                       ("costs.parquet", ["model"]), ("comparisons.parquet", ["metric", "model_a", "model_b"])):
+    for name, keys in (
+        ("scores.parquet", ["model", "metric", "example_id"]),
+        ("metrics.parquet", ["model", "metric", "slice"]),
+        ("costs.parquet", ["model"]),
+        ("comparisons.parquet", ["metric", "model_a", "model_b"]),
+    ):
         pd.testing.assert_frame_equal(frame(a, name, keys), frame(b, name, keys), check_dtype=False, obj=name)
     # the shards ran on the cluster's two processes, each wrote its own files, and none is left over
     run = mb["stages"]["invoke"]["runner"]
@@ -156,7 +179,9 @@ def test_a_run_on_a_two_worker_local_cluster_equals_the_local_run(tmp_path, serv
     assert sum(n.startswith("score-") for n in names) >= 2 * 2 * -(-N // 7), names
     assert {"load", "invoke", "score", "cost", "report"} <= {n.rsplit("-", 1)[0] for n in names}, names
     shard_lines = [lg for lg in logs if lg.message.startswith("invoke: shard ")]
-    assert len(shard_lines) == run["shards"] and all(lg.task_run_id is not None for lg in shard_lines), [lg.message for lg in logs]
+    assert len(shard_lines) == run["shards"] and all(lg.task_run_id is not None for lg in shard_lines), [
+        lg.message for lg in logs
+    ]
     assert any(lg.message.startswith("invoke: fake: 9 shards") for lg in logs)
     # the second run's calls filled the shared cache as segments, one per shard
     segs = os.listdir(tmp_path / "dask" / "runs" / "_cache" / "segments")
@@ -167,8 +192,9 @@ def test_an_existing_scheduler_by_its_address_and_a_cached_replay(tmp_path, serv
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        cfg = dask_config(tmp_path / "w", server.base_url, pipeline_runner=f"runner: {{dask: '{cluster.scheduler_address}'}}",
-                           models="[fake]")
+        cfg = dask_config(
+            tmp_path / "w", server.base_url, pipeline_runner=f"runner: {{dask: '{cluster.scheduler_address}'}}", models="[fake]"
+        )
         first = run_flow(cfg)
         assert first.is_completed(), first
         server.reset()
@@ -187,8 +213,10 @@ def test_an_existing_scheduler_by_its_address_and_a_cached_replay(tmp_path, serv
     assert inv["runner"]["dask"] == cluster.scheduler_address and inv["runner"]["shards"] == N // 5
     assert inv["models"]["fake"]["cache_hits"] == N and inv["models"]["fake"]["called"] == 0
     assert len(workers) == 2
-    pd.testing.assert_frame_equal(frame(first.result(), "responses", ["example_id"]).drop(columns=["cached", "attempts"]),
-                                  frame(again.result(), "responses", ["example_id"]).drop(columns=["cached", "attempts"]))
+    pd.testing.assert_frame_equal(
+        frame(first.result(), "responses", ["example_id"]).drop(columns=["cached", "attempts"]),
+        frame(again.result(), "responses", ["example_id"]).drop(columns=["cached", "attempts"]),
+    )
 
 
 def killing_model(rows: list[dict]) -> list[str]:
@@ -215,16 +243,24 @@ def test_a_worker_killed_in_a_shard_loses_nothing_and_pays_nothing_twice(tmp_pat
     monkeypatch.setenv("ASSAY_TEST_KILL_FLAG", str(tmp_path / "killed"))
     monkeypatch.setenv("ASSAY_TEST_KILL_AT", "e00027")  # the second part (rows 25–29) of the shard of rows 20–29
     monkeypatch.setenv("ASSAY_TEST_CALLS", str(tmp_path / "calls.txt"))
-    cfg = dask_config(tmp_path / "k", "http://127.0.0.1:9/v1", runner="runner: {dask: local, workers: 2, shard_rows: 10}",
-                       models="[py]", extra_models='py: {provider: python, function: "tests.operations.test_dask:killing_model", max_concurrency: 1}')
+    cfg = dask_config(
+        tmp_path / "k",
+        "http://127.0.0.1:9/v1",
+        runner="runner: {dask: local, workers: 2, shard_rows: 10}",
+        models="[py]",
+        extra_models='py: {provider: python, function: "tests.operations.test_dask:killing_model", max_concurrency: 1}',
+    )
     state = run_flow(cfg)
     assert state.is_completed(), state
     assert (tmp_path / "killed").exists()  # a worker did die
     calls = (tmp_path / "calls.txt").read_text().split()
     assert sorted(calls) == [f"e{i:05d}" for i in range(N)]  # each row once: the killed shard's first part was kept
     resp = frame(state.result(), "responses", ["example_id"])
-    assert len(resp) == N and resp["error"].isna().all() and (resp["output"] == resp["example_id"].map(
-        lambda e: LABELS[int(e[1:]) % 3])).all()
+    assert (
+        len(resp) == N
+        and resp["error"].isna().all()
+        and (resp["output"] == resp["example_id"].map(lambda e: LABELS[int(e[1:]) % 3])).all()
+    )
     m = json.loads((Path(state.result()) / "manifest.json").read_text())
     # the shard run again resumed its first part (5 rows); a shard that had finished on the dead worker
     # before its result reached the scheduler is run again too, and resumes all of its rows
@@ -261,8 +297,13 @@ def test_the_budget_holds_across_shards(tmp_path, server, prefect_server):
     the budget guard, and what was spent over all shards stays within ``max_usd``."""
     server.reset()
     max_usd = 0.0006
-    cfg = dask_config(tmp_path / "b", server.base_url, runner="runner: {dask: local, workers: 2, shard_rows: 20}",
-                       models="[fake]", pipeline_extra=f"cost: {{max_usd: {max_usd}}}")
+    cfg = dask_config(
+        tmp_path / "b",
+        server.base_url,
+        runner="runner: {dask: local, workers: 2, shard_rows: 20}",
+        models="[fake]",
+        pipeline_extra=f"cost: {{max_usd: {max_usd}}}",
+    )
     # logged token counts below the real ones: the estimate before calling passes, the guard stops the shards
     write_dataset(tmp_path / "b" / "data.parquet", logged_tokens=1)
     state = run_flow(cfg)
@@ -277,8 +318,9 @@ def test_the_budget_holds_across_shards(tmp_path, server, prefect_server):
     assert len(read_responses(open_run(str(folder.parent)))) == inv["models"]["fake"]["called"]
 
 
-def test_a_shard_that_keeps_failing_fails_the_stage_and_the_resume_calls_only_what_is_missing(tmp_path, prefect_server,
-                                                                                                monkeypatch):
+def test_a_shard_that_keeps_failing_fails_the_stage_and_the_resume_calls_only_what_is_missing(
+    tmp_path, prefect_server, monkeypatch
+):
     """A shard whose worker dies every time it runs: Dask gives up on it, the invoke stage fails
     once the other shards are done, and their folders stay. The same request resumes the run: it
     folds every shard folder into responses/ and shards only the rows still missing."""
@@ -289,8 +331,13 @@ def test_a_shard_that_keeps_failing_fails_the_stage_and_the_resume_calls_only_wh
     monkeypatch.setenv("ASSAY_TEST_KILL_AT", "e00027")
     monkeypatch.setenv("ASSAY_TEST_KILL_ALWAYS", "1")
     monkeypatch.setenv("ASSAY_TEST_CALLS", str(tmp_path / "calls.txt"))
-    cfg = dask_config(tmp_path / "f", "http://127.0.0.1:9/v1", runner="runner: {dask: local, workers: 2, shard_rows: 10}",
-                       models="[py]", extra_models='py: {provider: python, function: "tests.operations.test_dask:killing_model", max_concurrency: 1}')
+    cfg = dask_config(
+        tmp_path / "f",
+        "http://127.0.0.1:9/v1",
+        runner="runner: {dask: local, workers: 2, shard_rows: 10}",
+        models="[py]",
+        extra_models='py: {provider: python, function: "tests.operations.test_dask:killing_model", max_concurrency: 1}',
+    )
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # the first death is the last
         first = run_flow(cfg)
     # the dead shard, and any other the scheduler had queued on the dead worker

@@ -64,16 +64,39 @@ def pool(tmp_path_factory):
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    base.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                 "PREFECT_LOGGING_LEVEL": "INFO", "ASSAY_LOCK_DIR": str(tmp / "locks"),
-                 "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)})
-    server_env = {**base, "PREFECT_UI_API_URL": url, "PREFECT_SERVER_UI_API_URL": url, "PREFECT_SERVER_UI_ENABLED": "false",
-                  **{f"PREFECT_SERVER_SERVICES_{svc}_ENABLED": "false" for svc in (
-                      "CANCELLATION_CLEANUP", "DB_VACUUM", "EVENT_LOGGER", "FOREMAN", "LATE_RUNS", "SCHEDULER",
-                      "PAUSE_EXPIRATIONS", "REPOSSESSOR", "CLEANUP_RECONCILER", "TRIGGERS")}}
+    base.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "ASSAY_LOCK_DIR": str(tmp / "locks"),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        }
+    )
+    server_env = {
+        **base,
+        "PREFECT_UI_API_URL": url,
+        "PREFECT_SERVER_UI_API_URL": url,
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        **{
+            f"PREFECT_SERVER_SERVICES_{svc}_ENABLED": "false"
+            for svc in (
+                "CANCELLATION_CLEANUP",
+                "DB_VACUUM",
+                "EVENT_LOGGER",
+                "FOREMAN",
+                "LATE_RUNS",
+                "SCHEDULER",
+                "PAUSE_EXPIRATIONS",
+                "REPOSSESSOR",
+                "CLEANUP_RECONCILER",
+                "TRIGGERS",
+            )
+        },
+    }
     # the worker starts in another folder than the project: the pull step must move the run there
-    worker_env = {**base, "PREFECT_API_URL": url, "PREFECT_WORKER_QUERY_SECONDS": "1",
-                  "PREFECT_WORKER_HEARTBEAT_SECONDS": "5"}
+    worker_env = {**base, "PREFECT_API_URL": url, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_HEARTBEAT_SECONDS": "5"}
     server_log, worker_log = tmp / "server.log", tmp / "worker.log"
     template = migrated_template()
     if template.exists():
@@ -82,8 +105,12 @@ def pool(tmp_path_factory):
         shutil.copyfile(template, home / "prefect.db")
     server = worker = None
     try:
-        server = start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                       server_env, server_log, tmp)
+        server = start(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            server_env,
+            server_log,
+            tmp,
+        )
 
         def healthy():
             if server.poll() is not None:
@@ -106,9 +133,14 @@ def pool(tmp_path_factory):
             assert deployed.exit_code == 0, deployed.output
             worker_dir = tmp / "worker-cwd"
             worker_dir.mkdir()
-            worker = start([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"],
-                           worker_env, worker_log, worker_dir)
+            worker = start(
+                [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"],
+                worker_env,
+                worker_log,
+                worker_dir,
+            )
             with get_client(sync_client=True) as client:
+
                 def ready():
                     if worker.poll() is not None:
                         raise AssertionError(f"worker exited with {worker.returncode}\n{tail(worker_log)}")
@@ -116,8 +148,16 @@ def pool(tmp_path_factory):
                     return deps if all(getattr(d.status, "value", None) == "READY" for d in deps) else None
 
                 deps = wait_for(ready, 90, "the deployments to be READY (a worker polling the pool)", worker_log)
-                yield SimpleNamespace(url=url, cfg=cfg, project=project, runs=project / "runs", client=client,
-                                      deployments={d.name: d for d in deps}, worker_log=worker_log, output=deployed.output)
+                yield SimpleNamespace(
+                    url=url,
+                    cfg=cfg,
+                    project=project,
+                    runs=project / "runs",
+                    client=client,
+                    deployments={d.name: d for d in deps},
+                    worker_log=worker_log,
+                    output=deployed.output,
+                )
     finally:
         if worker is not None:
             stop_worker(worker)
@@ -153,7 +193,7 @@ def test_deploy_registers_typed_deployments_on_the_pool(pool):
     tiny, strict = pool.deployments["tiny"], pool.deployments["strict"]
     assert tiny.work_pool_name == POOL and strict.work_pool_name == POOL
     wp = pool.client.read_work_pool(POOL)
-    assert wp.type == "process"                               # created by assay deploy
+    assert wp.type == "process"  # created by assay deploy
     assert f"created work pool '{POOL}' (process)" in pool.output
     assert tiny.entrypoint == "flows.deploy.assess_deployed"
     assert tiny.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(pool.project)}}]
@@ -182,10 +222,13 @@ def test_scheduled_and_ui_runs_execute_on_the_worker(pool):
     from prefect.states import Scheduled
 
     dep = pool.deployments["tiny"]
-    ui_run = pool.client.create_flow_run_from_deployment(dep.id, parameters={"as_of": "2024-01-03", "models": ["good"], "sample": 20})
+    ui_run = pool.client.create_flow_run_from_deployment(
+        dep.id, parameters={"as_of": "2024-01-03", "models": ["good"], "sample": 20}
+    )
     # as the scheduler makes them (here in the past): no as_of, the date comes from the schedule (Berlin)
     sched_run = pool.client.create_flow_run_from_deployment(
-        dep.id, state=Scheduled(scheduled_time=datetime(2024, 1, 4, 23, 30, tzinfo=UTC)))
+        dep.id, state=Scheduled(scheduled_time=datetime(2024, 1, 4, 23, 30, tzinfo=UTC))
+    )
     done = wait_runs(pool, [ui_run.id, sched_run.id])
     for fr in done.values():
         assert fr.state.is_completed(), (fr.state, tail(pool.worker_log))
@@ -208,14 +251,18 @@ def test_scheduled_and_ui_runs_execute_on_the_worker(pool):
 def test_backfill_runs_on_the_worker_and_skips_what_is_done(pool):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterTags
 
-    res = cli_here("backfill", "tiny", "--start", "2024-01-01", "--end", "2024-01-02", "--config", str(pool.cfg),
-                   "--timeout", "240")
+    res = cli_here(
+        "backfill", "tiny", "--start", "2024-01-01", "--end", "2024-01-02", "--config", str(pool.cfg), "--timeout", "240"
+    )
     assert res.exit_code == 0, res.output + tail(pool.worker_log)
     assert "running in deployment assess/tiny" in res.output
     for day in ("2024-01-01", "2024-01-02"):
         assert len(complete_folders(pool, "tiny", day)) == 1, day
-    runs = pool.client.read_flow_runs(flow_run_filter=FlowRunFilter(
-        tags=FlowRunFilterTags(all_=["backfill"]), deployment_id=FlowRunFilterDeploymentId(any_=[pool.deployments["tiny"].id])))
+    runs = pool.client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["backfill"]), deployment_id=FlowRunFilterDeploymentId(any_=[pool.deployments["tiny"].id])
+        )
+    )
     assert len(runs) == 2 and all(r.state.is_completed() and r.work_pool_name == POOL for r in runs)
 
     again = cli_here("backfill", "tiny", "--start", "2024-01-01", "--end", "2024-01-02", "--config", str(pool.cfg))
@@ -229,9 +276,19 @@ def test_a_deployment_from_a_git_source_is_cloned_by_the_run(pool, tmp_path):
     import json
 
     def git(*args, cwd):
-        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                       env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-                            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"})
+        subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            check=True,
+            capture_output=True,
+            env={
+                **os.environ,
+                "GIT_AUTHOR_NAME": "t",
+                "GIT_AUTHOR_EMAIL": "t@example.com",
+                "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@example.com",
+            },
+        )
 
     work = tmp_path / "checkout"
     work.mkdir()
@@ -243,8 +300,19 @@ def test_a_deployment_from_a_git_source_is_cloned_by_the_run(pool, tmp_path):
     bare = tmp_path / "project.git"
     git("clone", "-q", "--bare", str(work), str(bare), cwd=tmp_path)
 
-    res = cli_here("deploy", "--pool", POOL, "--config", str(work / "pipelines.yaml"), "-p", "tiny",
-                   "--source", f"file://{bare}", "--branch", "main")
+    res = cli_here(
+        "deploy",
+        "--pool",
+        POOL,
+        "--config",
+        str(work / "pipelines.yaml"),
+        "-p",
+        "tiny",
+        "--source",
+        f"file://{bare}",
+        "--branch",
+        "main",
+    )
     assert res.exit_code == 0, res.output
     dep = pool.client.read_deployment_by_name("assess/tiny")
     (step,) = dep.pull_steps

@@ -24,9 +24,24 @@ def test_the_failures_assay_expects_share_one_root_and_keep_their_builtin_bases(
     from assay.runs import GateFailed, RunFailed
     from assay.store import NotARunFolder
 
-    for cls in (CapacityError, ConfigError, DatasetError, UnreadableSource, ArtifactMissing, DataError, MetricError,
-                ProviderSetupError, PromptError, ProviderError, MissingSecret, RepriceError, ReproduceError, GateFailed,
-                RunFailed, NotARunFolder):
+    for cls in (
+        CapacityError,
+        ConfigError,
+        DatasetError,
+        UnreadableSource,
+        ArtifactMissing,
+        DataError,
+        MetricError,
+        ProviderSetupError,
+        PromptError,
+        ProviderError,
+        MissingSecret,
+        RepriceError,
+        ReproduceError,
+        GateFailed,
+        RunFailed,
+        NotARunFolder,
+    ):
         assert issubclass(cls, AssayError), cls
     # code that caught the built-in types before still does
     assert issubclass(DatasetError, ValueError) and issubclass(MetricError, ValueError)
@@ -63,7 +78,7 @@ def test_the_task_wrapper_turns_only_assay_errors_into_failed_states():
         run_stage(Stage(KeyError("column")), None)
 
 
-MODULE = '''
+MODULE = """
 import datasets
 import evaluate
 import pyarrow as pa
@@ -79,17 +94,18 @@ class Broken(evaluate.Metric):
         if MODE == "bug":
             pa.array([1, "two"])  # pyarrow raises ArrowInvalid, a ValueError: a bug, not a user's mistake
         return {"something_else": 1.0}
-'''
+"""
 
 
 @pytest.mark.parametrize("mode", ["bug", "expected"])
-def test_a_bug_keeps_its_traceback_with_debug_and_an_expected_failure_is_one_line(tmp_path, prefect_server, project_root,
-                                                                                   mode):
+def test_a_bug_keeps_its_traceback_with_debug_and_an_expected_failure_is_one_line(tmp_path, prefect_server, project_root, mode):
     from prefect.settings import PREFECT_API_URL
 
     (tmp_path / "data.csv").write_text("id,text,label\n1,a,a\n2,b,a\n3,c,c\n")
     (tmp_path / "broken.py").write_text(MODULE.replace("MODE", repr(mode)))
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         models:
           m: {{provider: replay, output_column: text}}
@@ -98,10 +114,29 @@ def test_a_bug_keeps_its_traceback_with_debug_and_an_expected_failure_is_one_lin
             dataset: {{source: data.csv, id: id, reference: label}}
             models: [m]
             metrics: [{{path: broken.py, args: {{key: acc}}}}]
-    """)
+    """,
+    )
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "p", "--config", str(cfg), "--as-of", "2026-10-01",
-                        "--no-progress", "--debug"], capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "p",
+            "--config",
+            str(cfg),
+            "--as-of",
+            "2026-10-01",
+            "--no-progress",
+            "--debug",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project_root,
+        timeout=300,
+    )
     assert r.returncode != 0
     if mode == "bug":
         assert "Traceback (most recent call last)" in r.stderr and "ArrowInvalid" in r.stderr, r.stderr[-3000:]

@@ -11,23 +11,57 @@ from assay.config.schema import AlertsConfig, AssayConfig, duration_seconds
 
 
 def gate_manifest(verdict: str, status: str = "complete") -> dict:
-    check = {"model": "m", "metric": "accuracy", "slice": "channel=email", "rule": "max_drop", "value": 0.8,
-             "threshold": 0.02, "previous": 0.9, "drop": 0.1, "p_value": 0.001, "p_adjusted": 0.004,
-             "correction": "holm over 4 checks", "method": "paired_bootstrap", "ci_low": 0.05, "ci_high": 0.15,
-             "mde": 0.03, "verdict": verdict, "passed": verdict != "fail", "note": None}
-    return {"status": status, "run_id": "r1",
-            "gates": {"passed": verdict != "fail", "verdict": verdict, "checks": [check],
-                      "failures": ["accuracy[m] dropped 0.1"] if verdict == "fail" else [],
-                      "inconclusive": ["accuracy[m] dropped 0.1 vs"] if verdict == "inconclusive" else []}}
+    check = {
+        "model": "m",
+        "metric": "accuracy",
+        "slice": "channel=email",
+        "rule": "max_drop",
+        "value": 0.8,
+        "threshold": 0.02,
+        "previous": 0.9,
+        "drop": 0.1,
+        "p_value": 0.001,
+        "p_adjusted": 0.004,
+        "correction": "holm over 4 checks",
+        "method": "paired_bootstrap",
+        "ci_low": 0.05,
+        "ci_high": 0.15,
+        "mde": 0.03,
+        "verdict": verdict,
+        "passed": verdict != "fail",
+        "note": None,
+    }
+    return {
+        "status": status,
+        "run_id": "r1",
+        "gates": {
+            "passed": verdict != "fail",
+            "verdict": verdict,
+            "checks": [check],
+            "failures": ["accuracy[m] dropped 0.1"] if verdict == "fail" else [],
+            "inconclusive": ["accuracy[m] dropped 0.1 vs"] if verdict == "inconclusive" else [],
+        },
+    }
 
 
 def test_a_failed_gate_is_one_event_with_the_documented_fields():
-    evs = run_events("support", "2024-01-05", "complete", gate_manifest("fail"),
-                     links={"flow_run_url": "http://ui/runs/flow-run/1", "report_url": None})
+    evs = run_events(
+        "support",
+        "2024-01-05",
+        "complete",
+        gate_manifest("fail"),
+        links={"flow_run_url": "http://ui/runs/flow-run/1", "report_url": None},
+    )
     assert [e[0] for e in evs] == ["assay.run.completed", "assay.gate.failed"]
     _, p, alert = evs[1]
     assert alert
-    assert (p["gate"], p["metric"], p["slice"], p["value"], p["threshold"]) == ("max_drop", "accuracy", "channel=email", 0.8, 0.02)
+    assert (p["gate"], p["metric"], p["slice"], p["value"], p["threshold"]) == (
+        "max_drop",
+        "accuracy",
+        "channel=email",
+        0.8,
+        0.02,
+    )
     assert p["difference"] == 0.1 and p["interval"] == [0.05, 0.15] and p["p_adjusted"] == 0.004
     assert p["verdict"] == "support 2024-01-05: gate failed: accuracy[m] dropped 0.1"
     assert p["flow_run_url"] == "http://ui/runs/flow-run/1" and "report_url" not in p
@@ -35,18 +69,24 @@ def test_a_failed_gate_is_one_event_with_the_documented_fields():
 
 
 def test_inconclusive_and_failed_runs_and_passing_ones():
-    assert [e[0] for e in run_events("p", "d", "complete", gate_manifest("inconclusive"))] == \
-        ["assay.run.completed", "assay.gate.inconclusive"]
+    assert [e[0] for e in run_events("p", "d", "complete", gate_manifest("inconclusive"))] == [
+        "assay.run.completed",
+        "assay.gate.inconclusive",
+    ]
     assert [e[0] for e in run_events("p", "d", "complete", gate_manifest("pass"))] == ["assay.run.completed"]
-    (name, payload, _), = run_events("p", "d", "failed", {"error": {"stage": "invoke"}}, message="boom")
+    ((name, payload, _),) = run_events("p", "d", "failed", {"error": {"stage": "invoke"}}, message="boom")
     assert name == "assay.run.failed" and payload["stage"] == "invoke" and payload["error"] == "boom"
     assert gate_verdict({"gates": {"passed": False}}) == "fail" and gate_verdict({}) is None
 
 
 def test_a_model_change_and_an_over_budget_run_are_events():
     m = gate_manifest("pass")
-    m["drift"] = {"gpt": {"changed": {"system_fingerprint": {"before": "fp_a", "after": "fp_b"}},
-                          "compared_with": {"run_id": "r0", "as_of": "2024-01-04"}}}
+    m["drift"] = {
+        "gpt": {
+            "changed": {"system_fingerprint": {"before": "fp_a", "after": "fp_b"}},
+            "compared_with": {"run_id": "r0", "as_of": "2024-01-04"},
+        }
+    }
     evs = run_events("p", "d", "failed", m, message="budget guard: stopped", max_usd=1.0)
     names = [e[0] for e in evs]
     assert names == ["assay.run.failed", "assay.model.changed", "assay.cost.over_budget"]
@@ -55,7 +95,7 @@ def test_a_model_change_and_an_over_budget_run_are_events():
     assert "fp_a" in changed["verdict"] and changed["compared_with"]["run_id"] == "r0"
     assert evs[2][1]["reason"] == "the budget guard stopped the calls"
     spent = {**gate_manifest("pass"), "stages": {"invoke": {"usd": 1.25}}}
-    (_, p, _), = [e for e in run_events("p", "d", "complete", spent, max_usd=1.0) if e[0] == "assay.cost.over_budget"]
+    ((_, p, _),) = [e for e in run_events("p", "d", "complete", spent, max_usd=1.0) if e[0] == "assay.cost.over_budget"]
     assert p["cost_usd"] == 1.25 and p["max_usd"] == 1.0
     assert not [e for e in run_events("p", "d", "complete", spent, max_usd=2.0) if e[0] == "assay.cost.over_budget"]
 
@@ -70,8 +110,8 @@ def test_sustained_counts_failed_gates_over_the_last_n_complete_runs(tmp_path):
         rf = store.run("p", date(2024, 1, i + 1), f"2024010{i + 1}T000000-a")
         rf.write_json("manifest.json", {"status": "complete", "gates": {"passed": v != "fail", "verdict": v}})
         ids.append(rf.run_id)
-    assert sustained(store, "p", ids[4], 3) == 2      # fail, pass, fail
-    assert sustained(store, "p", ids[3], 3) == 1      # pass, fail, pass
+    assert sustained(store, "p", ids[4], 3) == 2  # fail, pass, fail
+    assert sustained(store, "p", ids[3], 3) == 1  # pass, fail, pass
     assert sustained(store, "p", ids[4], 5) == 3
     last = store.run("p", date(2024, 1, 5), ids[4])
     m = {"status": "complete", "run_id": ids[4], **{"gates": gate_manifest("fail")["gates"]}}
@@ -118,7 +158,7 @@ pipelines:
     plain, alerted = tmp_path / "a.yaml", tmp_path / "b.yaml"
     plain.write_text(base % "")
     alerted.write_text(base % 'alerts: {destinations: {ops: {webhook: {url: "${NOT_SET_HOOK}"}}}}')
-    a, b = load_config(plain), load_config(alerted)   # no "environment variable is not set"
+    a, b = load_config(plain), load_config(alerted)  # no "environment variable is not set"
     assert a.config_hash("p") == b.config_hash("p")
     assert b.config.alerts_of("p").destinations["ops"].url_env == "NOT_SET_HOOK"
     bad = tmp_path / "c.yaml"
@@ -129,13 +169,20 @@ pipelines:
 
 
 def test_a_pipelines_alerts_replace_the_top_level_ones():
-    cfg = AssayConfig.model_validate({
-        "alerts": {"destinations": {"ops": {"webhook": {"url": "${A}"}}}},
-        "pipelines": {
-            "p": {"dataset": {"source": "x"}, "models": ["m"], "metrics": ["accuracy"]},
-            "q": {"dataset": {"source": "x"}, "models": ["m"], "metrics": ["accuracy"],
-                  "alerts": {"destinations": {"team": {"slack": {"url": "${B}"}, "events": ["gate.inconclusive"]}}}},
-        }})
+    cfg = AssayConfig.model_validate(
+        {
+            "alerts": {"destinations": {"ops": {"webhook": {"url": "${A}"}}}},
+            "pipelines": {
+                "p": {"dataset": {"source": "x"}, "models": ["m"], "metrics": ["accuracy"]},
+                "q": {
+                    "dataset": {"source": "x"},
+                    "models": ["m"],
+                    "metrics": ["accuracy"],
+                    "alerts": {"destinations": {"team": {"slack": {"url": "${B}"}, "events": ["gate.inconclusive"]}}},
+                },
+            },
+        }
+    )
     assert list(cfg.alerts_of("p").destinations) == ["ops"] and list(cfg.alerts_of("q").destinations) == ["team"]
 
 
@@ -165,7 +212,10 @@ pipelines:
     assert [p.name for p in planned] == [automation_name("p", "ops", e) for e in ("gate.failed", "gate.inconclusive", "late")]
     assert blocks == {block_name("webhook", "HOOK"): ("webhook", "HOOK")} and not skipped
     t = planned[0].trigger
-    assert t.expect == {"assay.gate.failed"} and t.match.root == {"prefect.resource.id": "assay.pipeline.p", "assay.alert": "true"}
+    assert t.expect == {"assay.gate.failed"} and t.match.root == {
+        "prefect.resource.id": "assay.pipeline.p",
+        "assay.alert": "true",
+    }
     late = planned[2].trigger
     assert late.posture == "Proactive" and late.within.total_seconds() == 6 * 3600
     assert "prefect.flow-run.Completed" in late.expect and "prefect.flow-run.Late" in late.after

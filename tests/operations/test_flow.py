@@ -21,8 +21,9 @@ def example_run(tmp_path_factory, prefect_server, project_root):
     text = (project_root / "pipelines.yaml").read_text().replace(" data/", f" {project_root}/data/")
     cfg = tmp / "pipelines.yaml"
     cfg.write_text(text)
-    state = assess(pipeline="support-triage", as_of=date(2026, 11, 24), config=str(cfg), artifacts=str(tmp / "runs"),
-                   return_state=True)
+    state = assess(
+        pipeline="support-triage", as_of=date(2026, 11, 24), config=str(cfg), artifacts=str(tmp / "runs"), return_state=True
+    )
     return state, tmp
 
 
@@ -31,8 +32,17 @@ def test_flow_completes_and_writes_every_artifact(example_run):
     assert state.is_completed(), state
     folder = Path(state.result())
     assert folder.parent.name == "2026-11-24" and folder.parent.parent.name == "support-triage"
-    for name in ("dataset.parquet", "scores.parquet", "metrics.parquet", "generalization.parquet", "costs.parquet",
-                 "breakeven.parquet", "summary.md", "report.html", "manifest.json"):
+    for name in (
+        "dataset.parquet",
+        "scores.parquet",
+        "metrics.parquet",
+        "generalization.parquet",
+        "costs.parquet",
+        "breakeven.parquet",
+        "summary.md",
+        "report.html",
+        "manifest.json",
+    ):
         assert (folder / name).exists(), name
     assert list((folder / "responses").glob("part-*.parquet"))
 
@@ -127,9 +137,30 @@ def test_cli_run_prints_the_run_folder_last(tmp_path, prefect_server, project_ro
     cfg = tmp_path / "pipelines.yaml"
     cfg.write_text(text)
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_LOGGING_LEVEL="INFO")
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(cfg), "--as-of", "2026-10-01",
-                        "--models", "gpt-4o-mini,tfidf-logreg", "--sample", "200", "--artifacts", str(tmp_path / "runs")],
-                       capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "support-triage",
+            "--config",
+            str(cfg),
+            "--as-of",
+            "2026-10-01",
+            "--models",
+            "gpt-4o-mini,tfidf-logreg",
+            "--sample",
+            "200",
+            "--artifacts",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project_root,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout.strip().splitlines()
     folder = Path(out[-1])
@@ -149,8 +180,13 @@ def test_cli_run_prints_the_run_folder_last(tmp_path, prefect_server, project_ro
     fr, tasks, logs = prefect_view(json.loads((folder / "manifest.json").read_text()))
     assert fr.state.is_completed()
     assert {t.name.rsplit("-", 1)[0]: t.state.type.value for t in tasks} == {
-        "load": "COMPLETED", "invoke": "COMPLETED", "score": "COMPLETED", "cost": "COMPLETED", "report": "COMPLETED",
-        "gate": "COMPLETED"}
+        "load": "COMPLETED",
+        "invoke": "COMPLETED",
+        "score": "COMPLETED",
+        "cost": "COMPLETED",
+        "report": "COMPLETED",
+        "gate": "COMPLETED",
+    }
     assert any(f"run folder: {folder}" in m for m in logs), logs
     assert any(m.startswith("load: 200 examples") for m in logs), logs
     assert any(m.startswith("invoke: gpt-4o-mini: ") for m in logs), logs
@@ -173,7 +209,7 @@ def prefect_view(manifest: dict):
     return fr, tasks, logs
 
 
-FAILING_METRIC = '''
+FAILING_METRIC = """
 import datasets
 import evaluate
 
@@ -186,7 +222,7 @@ class Broken(evaluate.Metric):
 
     def _compute(self, predictions, references):
         raise ZeroDivisionError("the metric broke")
-'''
+"""
 
 
 def test_cli_a_failing_stage_fails_its_own_task(tmp_path, prefect_server, project_root):
@@ -201,9 +237,30 @@ def test_cli_a_failing_stage_fails_its_own_task(tmp_path, prefect_server, projec
     cfg = tmp_path / "pipelines.yaml"
     cfg.write_text(text)
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(cfg), "--as-of", "2026-10-01",
-                        "--models", "tfidf-logreg", "--sample", "50", "--artifacts", str(tmp_path / "runs")],
-                       capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "support-triage",
+            "--config",
+            str(cfg),
+            "--as-of",
+            "2026-10-01",
+            "--models",
+            "tfidf-logreg",
+            "--sample",
+            "50",
+            "--artifacts",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project_root,
+        timeout=300,
+    )
     assert r.returncode == 1, r.stderr[-3000:]
     assert "the metric broke" in r.stderr
     (run,) = Store(tmp_path / "runs").runs("support-triage")
@@ -213,25 +270,43 @@ def test_cli_a_failing_stage_fails_its_own_task(tmp_path, prefect_server, projec
     fr, tasks, _ = prefect_view(m)
     assert fr.state.is_failed()
     assert {t.name.rsplit("-", 1)[0]: t.state.type.value for t in tasks} == {
-        "load": "COMPLETED", "invoke": "COMPLETED", "score": "FAILED"}
+        "load": "COMPLETED",
+        "invoke": "COMPLETED",
+        "score": "FAILED",
+    }
 
 
 def test_cli_exit_codes_for_bad_input(tmp_path, project_root):
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "no-such-pipeline", "--config", str(project_root / "pipelines.yaml")],
-                       capture_output=True, text=True, cwd=project_root, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "no-such-pipeline", "--config", str(project_root / "pipelines.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=project_root,
+        timeout=60,
+    )
     assert r.returncode == 2 and "unknown pipeline 'no-such-pipeline'" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(tmp_path / "missing.yaml")],
-                       capture_output=True, text=True, cwd=project_root, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=project_root,
+        timeout=60,
+    )
     assert r.returncode == 2 and "missing.yaml" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--no-such-option"],
-                       capture_output=True, text=True, cwd=project_root, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "support-triage", "--no-such-option"],
+        capture_output=True,
+        text=True,
+        cwd=project_root,
+        timeout=60,
+    )
     assert r.returncode == 2 and "--no-such-option" in r.stderr
 
 
-FAILING_MODEL = '''
+FAILING_MODEL = """
 def answer(rows):
     raise RuntimeError("the model is down")
-'''
+"""
 
 
 def test_cli_failed_run_exits_1(tmp_path, prefect_server, project_root):
@@ -242,8 +317,10 @@ def test_cli_failed_run_exits_1(tmp_path, prefect_server, project_root):
     from prefect.settings import PREFECT_API_URL
 
     (tmp_path / "failing.py").write_text(FAILING_MODEL)
-    pq.write_table(pa.table({"id": [f"e{i}" for i in range(10)], "text": [f"ticket {i}" for i in range(10)],
-                             "label": ["billing"] * 10}), tmp_path / "data.parquet")
+    pq.write_table(
+        pa.table({"id": [f"e{i}" for i in range(10)], "text": [f"ticket {i}" for i in range(10)], "label": ["billing"] * 10}),
+        tmp_path / "data.parquet",
+    )
     (tmp_path / "pipelines.yaml").write_text(f"""
 artifacts: {tmp_path}/runs
 models:
@@ -256,8 +333,14 @@ pipelines:
     metrics: [accuracy]
 """)
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(tmp_path))
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "p", "--config", str(tmp_path / "pipelines.yaml"),
-                        "--as-of", "2026-10-01"], capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "p", "--config", str(tmp_path / "pipelines.yaml"), "--as-of", "2026-10-01"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project_root,
+        timeout=300,
+    )
     assert r.returncode == 1, r.stderr[-3000:]
     assert "run failed: invoke: 10 of 10 calls failed" in r.stderr and "the model is down" in r.stderr
     (run,) = Store(tmp_path / "runs").runs("p")
@@ -280,12 +363,20 @@ def test_cli_missing_dataset_is_named_before_anything_is_written(tmp_path, prefe
     cfg.write_text(text)
     before = flow_runs()
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(cfg),
-                        "--artifacts", str(tmp_path / "runs")], capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "support-triage", "--config", str(cfg), "--artifacts", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project_root,
+        timeout=300,
+    )
     assert r.returncode == 2, r.stderr[-3000:]
     line = 1 + text.splitlines().index(next(x for x in text.splitlines() if "no-such-file.parquet" in x))
-    assert (f"pipelines.support-triage.dataset.source (line {line}): dataset file not found: "
-            f"{project_root / 'data' / 'support_triage' / 'no-such-file.parquet'}") in r.stderr
+    assert (
+        f"pipelines.support-triage.dataset.source (line {line}): dataset file not found: "
+        f"{project_root / 'data' / 'support_triage' / 'no-such-file.parquet'}"
+    ) in r.stderr
     assert "Traceback" not in r.stderr and not r.stdout.strip()
     assert not (tmp_path / "runs").exists()
     assert flow_runs() == before
@@ -318,7 +409,7 @@ def test_cli_turns_flow_heartbeats_off_unless_configured():
             assert get_current_settings().flows.heartbeat_frequency == 60
 
 
-CRASHY_MODEL = '''
+CRASHY_MODEL = """
 import os
 
 
@@ -328,7 +419,7 @@ def answer(rows):
         open(marker, "w").close()
         os._exit(9)
     return [r["text"].split()[-1] for r in rows]
-'''
+"""
 
 
 def test_cli_a_run_killed_in_the_middle_resumes_with_the_same_command(tmp_path, prefect_server, project_root):
@@ -337,8 +428,16 @@ def test_cli_a_run_killed_in_the_middle_resumes_with_the_same_command(tmp_path, 
     from prefect.settings import PREFECT_API_URL
 
     (tmp_path / "crashy.py").write_text(CRASHY_MODEL)
-    pq.write_table(pa.table({"id": [f"e{i}" for i in range(30)], "text": [f"ticket {i} about billing" for i in range(30)],
-                             "label": ["billing"] * 30}), tmp_path / "data.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": [f"e{i}" for i in range(30)],
+                "text": [f"ticket {i} about billing" for i in range(30)],
+                "label": ["billing"] * 30,
+            }
+        ),
+        tmp_path / "data.parquet",
+    )
     (tmp_path / "pipelines.yaml").write_text(f"""
 artifacts: {tmp_path}/runs
 models:
@@ -350,16 +449,17 @@ pipelines:
     models: [fn]
     metrics: [accuracy]
 """)
-    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(tmp_path),
-               CRASH_MARKER=str(tmp_path / "crashed"))
+    env = dict(
+        os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(tmp_path), CRASH_MARKER=str(tmp_path / "crashed")
+    )
     cmd = [sys.executable, "-m", "flows.cli", "run", "p", "--config", str(tmp_path / "pipelines.yaml"), "--as-of", "2026-10-01"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
-    assert r.returncode == 9, r.stderr[-3000:]               # the process died with the model
+    assert r.returncode == 9, r.stderr[-3000:]  # the process died with the model
     (run,) = Store(tmp_path / "runs").runs("p")
     assert run.manifest()["status"] == "running" and "invoke" not in run.manifest()["stages"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=project_root, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert Path(r.stdout.strip().splitlines()[-1]) == Path(run.url)      # the same run folder, resumed
+    assert Path(r.stdout.strip().splitlines()[-1]) == Path(run.url)  # the same run folder, resumed
     m = run.manifest()
     assert m["status"] == "complete" and len(m["resumes"]) == 1
     assert pd.read_parquet(Path(run.url) / "metrics.parquet").query("slice == 'all'")["value"].iloc[0] == 1.0
@@ -376,18 +476,39 @@ def test_the_flow_records_its_parameters_as_prefect_would_without_importing_fast
 
     from flows.assess import assess
 
-    for params in ({"pipeline": "p", "as_of": date(2026, 11, 1), "models": ["a", "b"], "sample": None, "config": "c.yaml",
-                    "artifacts": None, "cache": "use"},
-                   {"pipeline": "p", "as_of": None, "models": None, "sample": 40, "config": "c.yaml", "artifacts": "s3://b/r",
-                    "cache": None},
-                   {"pipeline": "p", "as_of": date(2026, 1, 2), "models": ("x",), "sample": 3, "config": "c.yaml"}):
+    for params in (
+        {
+            "pipeline": "p",
+            "as_of": date(2026, 11, 1),
+            "models": ["a", "b"],
+            "sample": None,
+            "config": "c.yaml",
+            "artifacts": None,
+            "cache": "use",
+        },
+        {
+            "pipeline": "p",
+            "as_of": None,
+            "models": None,
+            "sample": 40,
+            "config": "c.yaml",
+            "artifacts": "s3://b/r",
+            "cache": None,
+        },
+        {"pipeline": "p", "as_of": date(2026, 1, 2), "models": ("x",), "sample": 3, "config": "c.yaml"},
+    ):
         assert assess.serialize_parameters(params) == Flow.serialize_parameters(assess, params), params
     odd = {"pipeline": "p", "as_of": {"nested": date(2026, 1, 2)}}
-    assert assess.serialize_parameters(odd) == Flow.serialize_parameters(assess, odd) == {"pipeline": "p",
-                                                                                          "as_of": {"nested": "2026-01-02"}}
-    code = ("import sys; from datetime import date; from flows.assess import assess; "
-            "assess.serialize_parameters({'pipeline': 'p', 'as_of': date(2026, 11, 1), 'models': ['a']}); "
-            "assert 'fastapi' not in sys.modules")
+    assert (
+        assess.serialize_parameters(odd)
+        == Flow.serialize_parameters(assess, odd)
+        == {"pipeline": "p", "as_of": {"nested": "2026-01-02"}}
+    )
+    code = (
+        "import sys; from datetime import date; from flows.assess import assess; "
+        "assess.serialize_parameters({'pipeline': 'p', 'as_of': date(2026, 11, 1), 'models': ['a']}); "
+        "assert 'fastapi' not in sys.modules"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
 
@@ -418,6 +539,8 @@ def test_a_checked_request_is_not_checked_again_and_its_dataset_is_read_once(tmp
     assert checked.dataset.take(str(tmp_path / "data.parquet"), ds.dataset, ds.prompt, date(2026, 5, 1), None) is None  # let go
     rows = Store(str(tmp_path / "runs")).run("p", date(2026, 5, 1), Path(state.result()).name).read_table("dataset.parquet")
     assert rows.num_rows == 4
-    state = flows.assess.assess(pipeline="p", as_of=date(2026, 5, 2), config=cfg, artifacts=str(tmp_path / "runs"), return_state=True)
+    state = flows.assess.assess(
+        pipeline="p", as_of=date(2026, 5, 2), config=cfg, artifacts=str(tmp_path / "runs"), return_state=True
+    )
     assert state.is_completed(), state
     assert checks == ["p"] and len(reads) == 2

@@ -30,8 +30,9 @@ def scores(model: str, metric: str, values, ids=None) -> pd.DataFrame:
     return pd.DataFrame({"example_id": ids, "model": model, "metric": metric, "value": np.asarray(values, float)})
 
 
-def run_from_scores(sc: pd.DataFrame, examples: pd.DataFrame | None = None, run_id="r", as_of="2024-01-01",
-                    slice_col: str | None = None) -> RunData:
+def run_from_scores(
+    sc: pd.DataFrame, examples: pd.DataFrame | None = None, run_id="r", as_of="2024-01-01", slice_col: str | None = None
+) -> RunData:
     """Metrics computed from per-example scores (overall and per slice), as the score stage would."""
     rows = []
     for (model, metric), g in sc.groupby(["model", "metric"]):
@@ -48,9 +49,15 @@ def by_rule(report, rule, model=None, sl="all"):
 
 
 def test_min_and_max_check_every_model_overall():
-    cur = RunData(metrics(("good", "accuracy", "all", 0.90), ("bad", "accuracy", "all", 0.60),
-                          ("good", "accuracy", "channel=chat", 0.10),  # slices are not min-checked
-                          ("good", "output_length", "all", 12.0, 11, 13, False), ("bad", "output_length", "all", 40.0, 38, 42, False)))
+    cur = RunData(
+        metrics(
+            ("good", "accuracy", "all", 0.90),
+            ("bad", "accuracy", "all", 0.60),
+            ("good", "accuracy", "channel=chat", 0.10),  # slices are not min-checked
+            ("good", "output_length", "all", 12.0, 11, 13, False),
+            ("bad", "output_length", "all", 40.0, 38, 42, False),
+        )
+    )
     rep = evaluate({"accuracy": {"min": 0.75}, "output_length": {"max": 30}}, cur, None)
     assert not rep.passed
     mins = {c.model: c for c in by_rule(rep, "min")}
@@ -64,7 +71,18 @@ def test_min_and_max_check_every_model_overall():
     assert "\n" not in msg
     d = rep.to_dict()
     assert d["passed"] is False and len(d["failures"]) == 2
-    assert set(d["checks"][0]) >= {"model", "metric", "slice", "rule", "value", "threshold", "previous", "drop", "p_value", "passed"}
+    assert set(d["checks"][0]) >= {
+        "model",
+        "metric",
+        "slice",
+        "rule",
+        "value",
+        "threshold",
+        "previous",
+        "drop",
+        "p_value",
+        "passed",
+    }
 
 
 def test_min_fails_on_a_missing_value_and_a_missing_metric():
@@ -86,9 +104,9 @@ def test_no_previous_run_passes_max_drop_with_a_note():
 def test_real_drop_fails_with_a_paired_bootstrap():
     n = 200
     prev_v = np.ones(n)
-    prev_v[:20] = 0                      # 0.90
+    prev_v[:20] = 0  # 0.90
     cur_v = prev_v.copy()
-    cur_v[20:40] = 0                     # 0.80: 20 examples got worse, none better
+    cur_v[20:40] = 0  # 0.80: 20 examples got worse, none better
     prev = run_from_scores(scores("m", "accuracy", prev_v), run_id="p")
     cur = run_from_scores(scores("m", "accuracy", cur_v), run_id="c")
     rep = evaluate({"accuracy": {"max_drop": 0.02}}, cur, prev)
@@ -122,16 +140,19 @@ def test_drop_smaller_than_max_drop_passes_even_when_certain():
     n = 1000
     prev_v = np.ones(n)
     cur_v = prev_v.copy()
-    cur_v[:10] = 0                       # a certain 0.01 drop, allowed by max_drop 0.02
-    rep = evaluate({"accuracy": {"max_drop": 0.02}}, run_from_scores(scores("m", "accuracy", cur_v)),
-                   run_from_scores(scores("m", "accuracy", prev_v)))
+    cur_v[:10] = 0  # a certain 0.01 drop, allowed by max_drop 0.02
+    rep = evaluate(
+        {"accuracy": {"max_drop": 0.02}},
+        run_from_scores(scores("m", "accuracy", cur_v)),
+        run_from_scores(scores("m", "accuracy", prev_v)),
+    )
     assert rep.passed and rep.checks[0].drop == pytest.approx(0.01)
 
 
 def test_confidence_intervals_when_there_are_no_per_example_scores():
     prev = RunData(metrics(("m", "macro_f1", "all", 0.80, 0.77, 0.83)))
-    far = RunData(metrics(("m", "macro_f1", "all", 0.70, 0.67, 0.73)))     # ci_high 0.73 < 0.80 - 0.02
-    near = RunData(metrics(("m", "macro_f1", "all", 0.75, 0.65, 0.85)))    # wide interval reaches 0.78
+    far = RunData(metrics(("m", "macro_f1", "all", 0.70, 0.67, 0.73)))  # ci_high 0.73 < 0.80 - 0.02
+    near = RunData(metrics(("m", "macro_f1", "all", 0.75, 0.65, 0.85)))  # wide interval reaches 0.78
     gate = {"macro_f1": {"max_drop": 0.02}}
     (c,) = evaluate(gate, far, prev).checks
     assert c.method == "ci" and c.p_value is None and not c.passed
@@ -159,7 +180,7 @@ def test_worst_slice_is_reported_and_a_slice_regression_fails():
     examples = pd.DataFrame({"example_id": ids, "channel": ["chat"] * chat + ["email"] * (n - chat)})
     prev_v = np.ones(n)
     cur_v = prev_v.copy()
-    cur_v[:15] = 0                       # 15 of 40 chat examples break: chat -0.375, overall -0.0375
+    cur_v[:15] = 0  # 15 of 40 chat examples break: chat -0.375, overall -0.0375
     prev = run_from_scores(scores("m", "accuracy", prev_v, ids), examples, "p", slice_col="channel")
     cur = run_from_scores(scores("m", "accuracy", cur_v, ids), examples, "c", slice_col="channel")
     rep = evaluate({"accuracy": {"max_drop": 0.05}}, cur, prev)
@@ -179,10 +200,12 @@ def test_worst_slice_without_failures_is_the_largest_drop():
     examples = pd.DataFrame({"example_id": ids, "channel": ["a"] * 50 + ["b"] * 50})
     prev_v = np.ones(100)
     cur_v = prev_v.copy()
-    cur_v[[60]] = 0                      # one example in slice b
-    rep = evaluate({"accuracy": {"max_drop": 0.05}},
-                   run_from_scores(scores("m", "accuracy", cur_v, ids), examples, slice_col="channel"),
-                   run_from_scores(scores("m", "accuracy", prev_v, ids), examples, slice_col="channel"))
+    cur_v[[60]] = 0  # one example in slice b
+    rep = evaluate(
+        {"accuracy": {"max_drop": 0.05}},
+        run_from_scores(scores("m", "accuracy", cur_v, ids), examples, slice_col="channel"),
+        run_from_scores(scores("m", "accuracy", prev_v, ids), examples, slice_col="channel"),
+    )
     assert rep.passed
     (worst,) = [c for c in rep.checks if c.slice != "all"]
     assert worst.slice == "channel=b" and worst.drop == pytest.approx(0.02)
@@ -211,17 +234,17 @@ def _write_run(store: Store, as_of: str, run_id: str, status: str, values, gates
 def test_previous_good_run_and_check_run(tmp_path):
     store = Store(tmp_path)
     good = np.ones(100)
-    _write_run(store, "2024-01-01", "20240101T000000-a", "complete", good)                  # no verdict: counts as good
+    _write_run(store, "2024-01-01", "20240101T000000-a", "complete", good)  # no verdict: counts as good
     _write_run(store, "2024-01-02", "20240102T000000-a", "complete", good * 0, gates_passed=False)  # broken: skipped
-    _write_run(store, "2024-01-03", "20240103T000000-a", "failed", good)                    # not complete: skipped
+    _write_run(store, "2024-01-03", "20240103T000000-a", "failed", good)  # not complete: skipped
     _write_run(store, "2024-01-04", "20240104T000000-a", "complete", good, gates_passed=True)
     later = _write_run(store, "2024-01-04", "20240104T010000-b", "complete", np.r_[np.zeros(30), np.ones(70)])
     _write_run(store, "2024-01-05", "20240105T000000-a", "complete", good, gates_passed=True)  # later: never "previous"
 
     prev = previous_good_run(store, "p", "2024-01-04", "20240104T010000-b")
-    assert (prev.as_of, prev.run_id) == ("2024-01-04", "20240104T000000-a")   # same date, earlier run id
+    assert (prev.as_of, prev.run_id) == ("2024-01-04", "20240104T000000-a")  # same date, earlier run id
     prev = previous_good_run(store, "p", "2024-01-04", "20240104T000000-a")
-    assert (prev.as_of, prev.run_id) == ("2024-01-01", "20240101T000000-a")   # skips failed gates and failed runs
+    assert (prev.as_of, prev.run_id) == ("2024-01-01", "20240101T000000-a")  # skips failed gates and failed runs
     assert previous_good_run(store, "p", "2024-01-01", "20240101T000000-a") is None
 
     rep = check_run(later, {"accuracy": {"min": 0.5, "max_drop": 0.02}})
@@ -237,8 +260,10 @@ def _slice_check(name, p):
     return Check("m", "accuracy", name, "max_drop", 0.8, 0.02, previous=0.9, drop=0.1, p_value=p, method="paired_bootstrap")
 
 
-@pytest.mark.parametrize("correction,failing", [("bonferroni", ["s0"]), ("holm", ["s0", "s1", "s2"]),
-                                                ("bh", ["s0", "s1", "s2"]), ("none", ["s0", "s1", "s2"])])
+@pytest.mark.parametrize(
+    "correction,failing",
+    [("bonferroni", ["s0"]), ("holm", ["s0", "s1", "s2"]), ("bh", ["s0", "s1", "s2"]), ("none", ["s0", "s1", "s2"])],
+)
 def test_slice_checks_are_corrected_for_multiple_comparisons(correction, failing):
     from statsmodels.stats.multitest import multipletests
 
@@ -277,7 +302,7 @@ def test_a_pinned_baseline_catches_slow_drift_that_night_to_night_checks_miss(tm
     folders = []
     for night in range(5):
         v = np.ones(n)
-        v[: 4 * night] = 0                                   # 4 more wrong examples each night (1 point)
+        v[: 4 * night] = 0  # 4 more wrong examples each night (1 point)
         day = f"2024-03-0{night + 1}"
         folders.append(_write_run(store, day, f"2024030{night + 1}T000000-a", "complete", v, gates_passed=True))
     gate = {"accuracy": {"max_drop": 0.02}}
@@ -299,7 +324,7 @@ def test_the_correction_covers_every_metric_and_slice_of_a_model():
     n = 200
     prev_v = np.ones(n)
     cur_v = prev_v.copy()
-    cur_v[:14] = 0                                               # a 0.07 drop
+    cur_v[:14] = 0  # a 0.07 drop
     sc_prev = pd.concat([scores("m", "accuracy", prev_v), scores("m", "exact", prev_v)])
     sc_cur = pd.concat([scores("m", "accuracy", cur_v), scores("m", "exact", cur_v)])
     ids = scores("m", "accuracy", prev_v)["example_id"]

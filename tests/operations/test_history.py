@@ -34,14 +34,19 @@ def make_tiny(tmp_path, n: int = 60):
     """A dataset with logged outputs of two replay models (good ~90%, bad ~60%) over five days."""
     rng = np.random.default_rng(0)
     labels = rng.choice(["a", "b"], n)
-    df = pd.DataFrame({
-        "id": [f"t{i:03d}" for i in range(n)], "text": [f"ticket {i}" for i in range(n)], "label": labels,
-        "channel": rng.choice(["email", "chat"], n),
-        "created_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) % 5, unit="D"),
-        "good": [lab if rng.random() < 0.9 else "x" for lab in labels],
-        "bad": [lab if rng.random() < 0.6 else "x" for lab in labels],
-        "prompt_tokens": 20, "completion_tokens": 1,
-    })
+    df = pd.DataFrame(
+        {
+            "id": [f"t{i:03d}" for i in range(n)],
+            "text": [f"ticket {i}" for i in range(n)],
+            "label": labels,
+            "channel": rng.choice(["email", "chat"], n),
+            "created_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) % 5, unit="D"),
+            "good": [lab if rng.random() < 0.9 else "x" for lab in labels],
+            "bad": [lab if rng.random() < 0.6 else "x" for lab in labels],
+            "prompt_tokens": 20,
+            "completion_tokens": 1,
+        }
+    )
     df.to_parquet(tmp_path / "data.parquet")
     return write_config(tmp_path, CONFIG.format())
 
@@ -52,8 +57,8 @@ def runs(tmp_path_factory):
     cfg = make_tiny(tmp)
     # out of order on purpose: history sorts by as_of, then run id
     ctxs = [run_local(str(cfg), "tiny", date(2024, 1, d), cache_mode="off") for d in (5, 2, 3)]
-    again = run_local(str(cfg), "tiny", date(2024, 1, 3), cache_mode="off", new=True)   # a second run of one date
-    start_run(str(cfg), "tiny", date(2024, 1, 4), new=True)                             # never finished: not in history
+    again = run_local(str(cfg), "tiny", date(2024, 1, 3), cache_mode="off", new=True)  # a second run of one date
+    start_run(str(cfg), "tiny", date(2024, 1, 4), new=True)  # never finished: not in history
     ctxs[0].update_manifest(gates={"passed": False, "checks": []})
     ctxs[1].update_manifest(gates={"passed": True, "checks": []})
     return cfg, str(tmp / "runs"), ctxs + [again]
@@ -67,9 +72,9 @@ def test_history_rows_order_and_values(runs):
     assert len(h) == 16 and set(h["slice"]) == {"all"}
     keys = list(dict.fromkeys(zip(h["as_of"], h["run_id"])))
     assert [k[0] for k in keys] == ["2024-01-02", "2024-01-03", "2024-01-03", "2024-01-05"]
-    assert [k[0] for k in keys] == sorted(k[0] for k in keys)                        # newest last
+    assert [k[0] for k in keys] == sorted(k[0] for k in keys)  # newest last
     assert keys[1][1] == ctxs[2].run_id and keys[2][1] == ctxs[3].run_id
-    assert "2024-01-04" not in set(h["as_of"])       # the unfinished run
+    assert "2024-01-04" not in set(h["as_of"])  # the unfinished run
     for ctx in ctxs:
         rf = ctx.folder
         m = rf.read_table(assay.store.METRICS).to_pandas()

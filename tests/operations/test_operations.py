@@ -25,15 +25,20 @@ from tests.conftest import write_config
 ROOT = Path(__file__).resolve().parents[2]
 # `assay serve` started together with the server: the interpreter imports Prefect and the flows
 # while the server starts, waits for the API (PREFECT_API_URL), then runs the real command.
-SERVE_WHEN_UP = [sys.executable, "-c", (
-    "import os, time, httpx, flows.serve, flows.assess, flows.cli.main\n"
-    "url, t0 = os.environ['PREFECT_API_URL'] + '/health', time.monotonic()\n"
-    "while time.monotonic() - t0 < 150:\n"
-    "    try:\n"
-    "        if httpx.get(url, timeout=2).status_code == 200: break\n"
-    "    except httpx.HTTPError: pass\n"
-    "    time.sleep(0.3)\n"
-    "from flows.cli.main import main; main()")]
+SERVE_WHEN_UP = [
+    sys.executable,
+    "-c",
+    (
+        "import os, time, httpx, flows.serve, flows.assess, flows.cli.main\n"
+        "url, t0 = os.environ['PREFECT_API_URL'] + '/health', time.monotonic()\n"
+        "while time.monotonic() - t0 < 150:\n"
+        "    try:\n"
+        "        if httpx.get(url, timeout=2).status_code == 200: break\n"
+        "    except httpx.HTTPError: pass\n"
+        "    time.sleep(0.3)\n"
+        "from flows.cli.main import main; main()"
+    ),
+]
 
 CONFIG = """
 artifacts: runs
@@ -64,13 +69,17 @@ pipelines:
 def make_data(tmp: Path, n: int = 60) -> None:
     rng = np.random.default_rng(0)
     labels = rng.choice(["a", "b"], n)
-    pd.DataFrame({
-        "id": [f"t{i:03d}" for i in range(n)], "text": [f"ticket {i}" for i in range(n)], "label": labels,
-        "channel": rng.choice(["email", "chat"], n),
-        "created_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) % 5, unit="D"),
-        "good": [lab if rng.random() < 0.9 else "x" for lab in labels],
-        "bad": [lab if rng.random() < 0.6 else "x" for lab in labels],
-    }).to_parquet(tmp / "data.parquet")
+    pd.DataFrame(
+        {
+            "id": [f"t{i:03d}" for i in range(n)],
+            "text": [f"ticket {i}" for i in range(n)],
+            "label": labels,
+            "channel": rng.choice(["email", "chat"], n),
+            "created_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) % 5, unit="D"),
+            "good": [lab if rng.random() < 0.9 else "x" for lab in labels],
+            "bad": [lab if rng.random() < 0.6 else "x" for lab in labels],
+        }
+    ).to_parquet(tmp / "data.parquet")
 
 
 def free_port() -> int:
@@ -152,15 +161,37 @@ def ops(tmp_path_factory):
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    base.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                 "PREFECT_LOGGING_LEVEL": "INFO"})
-    server_env = {**base, "PREFECT_UI_API_URL": url, "PREFECT_SERVER_UI_API_URL": url,
-                  # a test needs the API only: no UI bundle to copy, no background services but the
-                  # ones that record task runs and events (fewer processes on a busy CI box)
-                  "PREFECT_SERVER_UI_ENABLED": "false",
-                  **{f"PREFECT_SERVER_SERVICES_{svc}_ENABLED": "false" for svc in (
-                      "CANCELLATION_CLEANUP", "DB_VACUUM", "EVENT_LOGGER", "FOREMAN", "LATE_RUNS", "SCHEDULER",
-                      "PAUSE_EXPIRATIONS", "REPOSSESSOR", "CLEANUP_RECONCILER", "TRIGGERS")}}
+    base.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+        }
+    )
+    server_env = {
+        **base,
+        "PREFECT_UI_API_URL": url,
+        "PREFECT_SERVER_UI_API_URL": url,
+        # a test needs the API only: no UI bundle to copy, no background services but the
+        # ones that record task runs and events (fewer processes on a busy CI box)
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        **{
+            f"PREFECT_SERVER_SERVICES_{svc}_ENABLED": "false"
+            for svc in (
+                "CANCELLATION_CLEANUP",
+                "DB_VACUUM",
+                "EVENT_LOGGER",
+                "FOREMAN",
+                "LATE_RUNS",
+                "SCHEDULER",
+                "PAUSE_EXPIRATIONS",
+                "REPOSSESSOR",
+                "CLEANUP_RECONCILER",
+                "TRIGGERS",
+            )
+        },
+    }
     client_env = {**base, "PREFECT_API_URL": url, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     server_log, serve_log = tmp / "server.log", tmp / "serve.log"
     # A fresh database spends ~20 s of a slow 2-core box in migrations: the first session keeps a
@@ -172,8 +203,14 @@ def ops(tmp_path_factory):
         shutil.copyfile(template, home / "prefect.db")
     procs = []
     try:
-        procs.append(start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                           server_env, server_log, tmp))
+        procs.append(
+            start(
+                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                server_env,
+                server_log,
+                tmp,
+            )
+        )
 
         def healthy():
             if procs[0].poll() is not None:
@@ -200,6 +237,7 @@ def ops(tmp_path_factory):
             from prefect import get_client
 
             with get_client(sync_client=True) as client:
+
                 def ready():
                     if serve.poll() is not None:
                         raise AssertionError(f"assay serve exited with {serve.returncode}\n{tail(serve_log)}")
@@ -210,8 +248,16 @@ def ops(tmp_path_factory):
                     return deps if all(getattr(d.status, "value", None) == "READY" for d in deps) else None
 
                 deps = wait_for(ready, 90, "the served deployments", serve_log)
-                yield SimpleNamespace(url=url, env=client_env, cfg=cfg, tmp=tmp, runs=tmp / "runs", client=client,
-                                      deployments={d.name: d for d in deps}, serve_log=serve_log)
+                yield SimpleNamespace(
+                    url=url,
+                    env=client_env,
+                    cfg=cfg,
+                    tmp=tmp,
+                    runs=tmp / "runs",
+                    client=client,
+                    deployments={d.name: d for d in deps},
+                    serve_log=serve_log,
+                )
     finally:
         for p in reversed(procs):
             stop(p)
@@ -252,8 +298,11 @@ def backfill_runs(ops, pipeline):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterTags
 
     dep = ops.deployments[pipeline]
-    return ops.client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["backfill"]),
-                                                                   deployment_id=FlowRunFilterDeploymentId(any_=[dep.id])))
+    return ops.client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["backfill"]), deployment_id=FlowRunFilterDeploymentId(any_=[dep.id])
+        )
+    )
 
 
 def cli_here(*args):
@@ -268,7 +317,7 @@ def cli_here(*args):
 
 def test_serve_registers_typed_deployments_with_schedules(ops):
     tiny, strict = ops.deployments["tiny"], ops.deployments["strict"]
-    assert tiny.work_pool_name is None                       # served from the process, no work pool
+    assert tiny.work_pool_name is None  # served from the process, no work pool
     (sched,) = tiny.schedules
     assert sched.schedule.cron == "0 2 * * *" and sched.schedule.timezone == "Europe/Berlin" and sched.active
     assert strict.schedules == []
@@ -276,7 +325,7 @@ def test_serve_registers_typed_deployments_with_schedules(ops):
     schema = tiny.parameter_openapi_schema
     props = schema["properties"]
     assert list(props)[:4] == ["pipeline", "as_of", "models", "sample"]
-    assert schema["definitions"]["Pipeline"]["enum"] == ["tiny"]          # a one-choice dropdown
+    assert schema["definitions"]["Pipeline"]["enum"] == ["tiny"]  # a one-choice dropdown
     assert {"type": "string", "format": "date"} in props["as_of"]["anyOf"]  # a date picker
     assert props["models"]["type"] == "array" and props["models"]["items"]["enum"] == ["good", "bad"]
     assert props["models"]["default"] == ["good", "bad"]
@@ -291,10 +340,13 @@ def test_runs_started_through_the_api_like_the_ui(ops):
 
     dep = ops.deployments["tiny"]
     # "Custom run" in the UI: POST /deployments/{id}/create_flow_run with the form's values
-    ui_run = ops.client.create_flow_run_from_deployment(dep.id, parameters={"as_of": "2024-01-03", "models": ["good"], "sample": 20})
+    ui_run = ops.client.create_flow_run_from_deployment(
+        dep.id, parameters={"as_of": "2024-01-03", "models": ["good"], "sample": 20}
+    )
     # a scheduled run (as the scheduler makes them, here in the past): no as_of, the date comes from the schedule
     sched_run = ops.client.create_flow_run_from_deployment(
-        dep.id, state=Scheduled(scheduled_time=datetime(2024, 1, 4, 1, 30, tzinfo=UTC)))
+        dep.id, state=Scheduled(scheduled_time=datetime(2024, 1, 4, 1, 30, tzinfo=UTC))
+    )
     done = wait_runs(ops, [ui_run.id, sched_run.id])
     for fr in done.values():
         assert fr.state.is_completed(), (fr.state, tail(ops.serve_log))
@@ -335,12 +387,24 @@ def test_runs_started_through_the_api_like_the_ui(ops):
 
 
 def test_backfill_against_the_served_deployment_is_idempotent(ops):
-    r = cli_here("backfill", "tiny", "--start", "2024-01-04", "--end", "2024-01-06", "--config", str(ops.cfg),
-                 "--concurrency", "2", "--timeout", "120")
+    r = cli_here(
+        "backfill",
+        "tiny",
+        "--start",
+        "2024-01-04",
+        "--end",
+        "2024-01-06",
+        "--config",
+        str(ops.cfg),
+        "--concurrency",
+        "2",
+        "--timeout",
+        "120",
+    )
     assert r.exit_code == 0, r.output
     assert "running in deployment assess/tiny" in r.stderr
     lines = {ln.split("│")[1].strip(): ln for ln in r.stdout.splitlines() if ln.startswith("│ 2024-")}
-    assert "skipped" in lines["2024-01-04"]                   # the scheduled run above made it
+    assert "skipped" in lines["2024-01-04"]  # the scheduled run above made it
     assert "complete" in lines["2024-01-05"] and "complete" in lines["2024-01-06"]
     for day in ("2024-01-05", "2024-01-06"):
         (folder,) = run_folders(ops, "tiny", day)
@@ -354,22 +418,36 @@ def test_backfill_against_the_served_deployment_is_idempotent(ops):
     assert again.exit_code == 0, again.output
     assert "0 to run, 3 already complete" in again.stderr
     assert again.stdout.count("skipped") == 3
-    assert len(backfill_runs(ops, "tiny")) == 2               # nothing new in Prefect
-    assert len(run_folders(ops, "tiny", "2024-01-05")) == 1   # nor on disk
+    assert len(backfill_runs(ops, "tiny")) == 2  # nothing new in Prefect
+    assert len(run_folders(ops, "tiny", "2024-01-05")) == 1  # nor on disk
 
 
 def test_local_backfill_runs_the_flow_here_on_threads(ops):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterTags
 
-    r = cli_here("backfill", "tiny", "--start", "2024-01-06", "--end", "2024-01-08", "--config", str(ops.cfg),
-                 "--local", "--concurrency", "2")
+    r = cli_here(
+        "backfill",
+        "tiny",
+        "--start",
+        "2024-01-06",
+        "--end",
+        "2024-01-08",
+        "--config",
+        str(ops.cfg),
+        "--local",
+        "--concurrency",
+        "2",
+    )
     assert r.exit_code == 0, r.output
     assert "2 to run, 1 already complete; running in this process (--local)" in r.stderr
     for day in ("2024-01-07", "2024-01-08"):
         (folder,) = run_folders(ops, "tiny", day)
         assert json.loads((folder / "manifest.json").read_text())["status"] == "complete"
-    local = ops.client.read_flow_runs(flow_run_filter=FlowRunFilter(
-        tags=FlowRunFilterTags(all_=["backfill"]), deployment_id=FlowRunFilterDeploymentId(is_null_=True)))
+    local = ops.client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["backfill"]), deployment_id=FlowRunFilterDeploymentId(is_null_=True)
+        )
+    )
     assert sorted(fr.name for fr in local) == ["backfill-tiny-2024-01-07", "backfill-tiny-2024-01-08"]
     assert all(fr.state.is_completed() for fr in local)
 
@@ -382,7 +460,7 @@ def test_a_broken_gate_fails_the_run_and_the_cli_exits_3(ops):
     assert "gate failed" in r.stderr and "< min 0.99" in r.stderr
     (folder,) = run_folders(ops, "strict", "2024-01-03")
     m = json.loads((folder / "manifest.json").read_text())
-    assert m["status"] == "complete"                          # the artifacts stand
+    assert m["status"] == "complete"  # the artifacts stand
     assert m["gates"]["passed"] is False
     assert any("< min 0.99" in f for f in m["gates"]["failures"])
     # the report, written after the gate, shows the verdict (and the history marks this run failed)
@@ -392,8 +470,9 @@ def test_a_broken_gate_fails_the_run_and_the_cli_exits_3(ops):
 
     # through the served deployment: the date with a gate-failed (but complete) run is skipped,
     # the other one runs, its flow run ends Failed, the markdown says what broke; exit 3
-    b = cli_here("backfill", "strict", "--start", "2024-01-02", "--end", "2024-01-03", "--config", str(ops.cfg),
-                 "--timeout", "120")
+    b = cli_here(
+        "backfill", "strict", "--start", "2024-01-02", "--end", "2024-01-03", "--config", str(ops.cfg), "--timeout", "120"
+    )
     assert b.exit_code == 3, b.output
     lines = {ln.split("│")[1].strip(): ln for ln in b.stdout.splitlines() if ln.startswith("│ 2024-")}
     assert "gate failed" in lines["2024-01-02"] and "skipped" in lines["2024-01-03"]

@@ -71,9 +71,15 @@ def test_a_killed_run_leaves_no_temporary_server_behind_the_next_run(tmp_path, p
 def test_an_unreachable_prefect_api_is_one_line_and_exit_2(tmp_path, project_root):
     cfg = write_replay_inputs(tmp_path, ["x", "y", "x", "y"], artifacts=str(tmp_path / "runs"))
     env = dict(os.environ, PREFECT_API_URL="http://127.0.0.1:9/api")
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", "p", "--config", cfg], env=env, cwd=project_root,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "p", "--config", cfg],
+        env=env,
+        cwd=project_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line
     assert "cannot reach the Prefect API at http://127.0.0.1:9/api" in r.stderr and "Traceback" not in r.stderr
-    assert not (tmp_path / "runs").exists()                      # nothing written
+    assert not (tmp_path / "runs").exists()  # nothing written

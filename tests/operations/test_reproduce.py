@@ -67,12 +67,22 @@ def test_reproduce_detects_a_different_result(tmp_path, fake_server):
 
 
 def test_cli_reproduce_exit_codes(tmp_path, project_root):
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "reproduce", str(tmp_path / "a" / "p" / "2026-01-01" / "r")],
-                       capture_output=True, text=True, cwd=project_root)
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "reproduce", str(tmp_path / "a" / "p" / "2026-01-01" / "r")],
+        capture_output=True,
+        text=True,
+        cwd=project_root,
+    )
     assert r.returncode == 2 and "no manifest.json" in r.stderr
-    ctx = run_local(str(project_root / "pipelines.yaml"), "support-triage", date(2026, 9, 30), artifacts=str(tmp_path / "runs"),
-                    models=["gpt-4o-mini"])
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "reproduce", ctx.folder.url], capture_output=True, text=True,
-                       cwd=project_root)
+    ctx = run_local(
+        str(project_root / "pipelines.yaml"),
+        "support-triage",
+        date(2026, 9, 30),
+        artifacts=str(tmp_path / "runs"),
+        models=["gpt-4o-mini"],
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "reproduce", ctx.folder.url], capture_output=True, text=True, cwd=project_root
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().splitlines()[-1].startswith(str(tmp_path / "runs" / "_reproductions"))

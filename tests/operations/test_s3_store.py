@@ -44,8 +44,9 @@ def moto_endpoint():
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -86,8 +87,15 @@ def s3(moto_endpoint, monkeypatch, tmp_path):
     Yields (bucket, boto3 client). ``HOME`` is a temporary directory too: with a remote artifact
     root, the response cache defaults to ``~/.cache/assay``.
     """
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
-                "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_REGION"):
+    for var in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+        "AWS_REGION",
+    ):
         monkeypatch.delenv(var, raising=False)
     # fsspec read its FSSPEC_S3_* variables when it was imported; those would override the endpoint
     monkeypatch.delitem(fsspec.config.conf, "s3", raising=False)
@@ -153,14 +161,30 @@ def test_a_whole_run_lands_in_the_bucket(tmp_path, s3):
     # every artifact is an object in the bucket, with the bytes the manifest hashed
     run_prefix = f"{PREFIX}/p/2026-11-01/{ctx.run_id}/"
     objects = _keys(client, bucket, run_prefix)
-    names = {k[len(run_prefix):] for k in objects}
-    assert {assay.store.DATASET, assay.store.SCORES, assay.store.METRICS, assay.store.GENERALIZATION, "comparisons.parquet", assay.store.COSTS, assay.store.BREAKEVEN,
-            assay.store.SUMMARY, assay.store.REPORT, assay.store.MANIFEST} <= names
+    names = {k[len(run_prefix) :] for k in objects}
+    assert {
+        assay.store.DATASET,
+        assay.store.SCORES,
+        assay.store.METRICS,
+        assay.store.GENERALIZATION,
+        "comparisons.parquet",
+        assay.store.COSTS,
+        assay.store.BREAKEVEN,
+        assay.store.SUMMARY,
+        assay.store.REPORT,
+        assay.store.MANIFEST,
+    } <= names
     assert [n for n in names if n.startswith(f"{assay.store.RESPONSES}/")] == [f"{assay.store.RESPONSES}/part-rep-00000.parquet"]
     assert not [n for n in names if ".tmp-" in n]
     assert set(_keys(client, bucket)) == set(objects)  # nothing outside the run folder (no _cache/)
     recorded = {name: h for st in manifest["stages"].values() for name, h in st.get("artifacts", {}).items()}
-    assert set(recorded) >= {assay.store.DATASET, f"{assay.store.RESPONSES}/part-rep-00000.parquet", assay.store.METRICS, assay.store.COSTS, assay.store.SUMMARY}
+    assert set(recorded) >= {
+        assay.store.DATASET,
+        f"{assay.store.RESPONSES}/part-rep-00000.parquet",
+        assay.store.METRICS,
+        assay.store.COSTS,
+        assay.store.SUMMARY,
+    }
     for name, h in recorded.items():
         assert hashlib.sha256(objects[run_prefix + name]).hexdigest() == h, name
     assert json.loads(objects[run_prefix + assay.store.MANIFEST]) == manifest
@@ -173,7 +197,9 @@ def test_a_whole_run_lands_in_the_bucket(tmp_path, s3):
     assert acc.model == "rep" and acc.value == pytest.approx(3 / 4) and acc.n == 4
     costs = pq.read_table(io.BytesIO(objects[run_prefix + assay.store.COSTS])).to_pandas()
     assert list(costs.model) == ["rep"]
-    assert b"rep" in objects[run_prefix + assay.store.SUMMARY] and objects[run_prefix + assay.store.REPORT].lstrip().startswith(b"<")
+    assert b"rep" in objects[run_prefix + assay.store.SUMMARY] and objects[run_prefix + assay.store.REPORT].lstrip().startswith(
+        b"<"
+    )
 
 
 def test_complete_runs_and_history_over_the_bucket(tmp_path, s3):
@@ -226,7 +252,10 @@ def test_rewriting_an_artifact_leaves_one_object_with_the_new_content(s3):
     rf.write_json(assay.store.MANIFEST, {"k": 2, "status": "complete"})
 
     objects = _keys(client, bucket, f"{PREFIX}/p/2026-11-01/r1/")
-    assert sorted(objects) == [f"{PREFIX}/p/2026-11-01/r1/{assay.store.MANIFEST}", f"{PREFIX}/p/2026-11-01/r1/{assay.store.SCORES}"]
+    assert sorted(objects) == [
+        f"{PREFIX}/p/2026-11-01/r1/{assay.store.MANIFEST}",
+        f"{PREFIX}/p/2026-11-01/r1/{assay.store.SCORES}",
+    ]
     assert pq.read_table(io.BytesIO(objects[f"{PREFIX}/p/2026-11-01/r1/{assay.store.SCORES}"])).equals(second)
     assert json.loads(objects[f"{PREFIX}/p/2026-11-01/r1/{assay.store.MANIFEST}"]) == {"k": 2, "status": "complete"}
     # the same store, and a fresh filesystem instance, both read the second content
@@ -257,8 +286,10 @@ def test_a_failed_run_resumes_in_the_bucket(tmp_path, s3):
     ctx = run_local(cfg, "p", DAY, artifacts=root)
     assert ctx.resumed and ctx.run_id == failed.run_id
     run_prefix = f"{PREFIX}/p/2026-11-01/{ctx.run_id}/{assay.store.RESPONSES}/"
-    assert sorted(k[len(run_prefix):] for k in _keys(client, bucket, run_prefix)) == [
-        "part-rep-00001.parquet", "part-rep-00002.parquet"]  # 00000 (with the error) was removed
+    assert sorted(k[len(run_prefix) :] for k in _keys(client, bucket, run_prefix)) == [
+        "part-rep-00001.parquet",
+        "part-rep-00002.parquet",
+    ]  # 00000 (with the error) was removed
     resp = read_responses(ctx.folder).to_pandas()
     assert len(resp) == 4 and resp["error"].isna().all()
     assert _accuracy(ctx.folder) == pytest.approx(1.0)

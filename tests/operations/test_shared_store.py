@@ -40,8 +40,12 @@ def project(tmp_path: Path, name: str, root: str) -> Path:
 def machine_env(tmp_path: Path, name: str, **extra) -> dict:
     """This process's environment (the S3 endpoint and keys) with a HOME and lock dir of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(HOME=str(tmp_path / name / "home"), ASSAY_LOCK_DIR=str(tmp_path / name / "locks"),
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep), **extra)
+    env.update(
+        HOME=str(tmp_path / name / "home"),
+        ASSAY_LOCK_DIR=str(tmp_path / name / "locks"),
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        **extra,
+    )
     return env
 
 
@@ -99,7 +103,7 @@ def test_machine_b_works_on_the_runs_machine_a_made(tmp_path, s3, monkeypatch):
     rp = reprice(rf, as_of=None, write=True)
     assert rp.costs.cost_usd.tolist() == pytest.approx(recorded.cost_usd.tolist())
     prefix = f"runs/p/{D1.isoformat()}/{rf.run_id}/"
-    names = {k[len(prefix):] for k in _keys(client, bucket, prefix)}
+    names = {k[len(prefix) :] for k in _keys(client, bucket, prefix)}
     assert {f"costs-{D1.isoformat()}.parquet", f"breakeven-{D1.isoformat()}.parquet"} <= names
     assert D1.isoformat() in (open_run(made[D1.isoformat()]).manifest().get("repriced") or {})
 
@@ -148,8 +152,14 @@ while not pathlib.Path({str(go)!r}).exists():
 run_stages(ctx)
 print(json.dumps({{"done": ctx.folder.url}}), flush=True)
 """
-    proc = subprocess.Popen([sys.executable, "-c", code], env=machine_env(tmp_path, "a"), cwd=a,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=machine_env(tmp_path, "a"),
+        cwd=a,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line, proc.stderr.read()[-3000:]
@@ -201,8 +211,14 @@ print(json.dumps({{"started": ctx.folder.url}}), flush=True)
 time.sleep(600)
 """
     ttl = 3
-    proc = subprocess.Popen([sys.executable, "-c", code], env=machine_env(tmp_path, "a", ASSAY_LOCK_TTL_S=str(ttl)),
-                            cwd=a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=machine_env(tmp_path, "a", ASSAY_LOCK_TTL_S=str(ttl)),
+        cwd=a,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line, proc.stderr.read()[-3000:]
@@ -235,8 +251,11 @@ def test_of_many_contenders_for_one_lease_exactly_one_wins(s3, expired):
     bucket, client = s3
     rf = Store(f"s3://{bucket}/runs").run("p", D1, "20261101T000000-race")
     if expired:
-        client.put_object(Bucket=bucket, Key=f"runs/p/{D1.isoformat()}/{rf.run_id}/{LOCK}",
-                          Body=json.dumps({"owner": "dead", "expires": time.time() - 1}).encode())
+        client.put_object(
+            Bucket=bucket,
+            Key=f"runs/p/{D1.isoformat()}/{rf.run_id}/{LOCK}",
+            Body=json.dumps({"owner": "dead", "expires": time.time() - 1}).encode(),
+        )
     barrier = threading.Barrier(8)
     won: list[Lease] = []
 
@@ -290,8 +309,11 @@ def test_a_held_lease_is_renewed_and_a_lost_one_is_left_to_its_new_holder(s3):
 
     # another process takes it over (as after a stall past the expiry): the holder's next renewal
     # fails its If-Match, it knows it lost the lease, and releasing leaves the new holder's object
-    client.put_object(Bucket=bucket, Key=f"runs/p/{D1.isoformat()}/{rf.run_id}/{LOCK}",
-                      Body=json.dumps({"owner": "other", "expires": time.time() + 600}).encode())
+    client.put_object(
+        Bucket=bucket,
+        Key=f"runs/p/{D1.isoformat()}/{rf.run_id}/{LOCK}",
+        Body=json.dumps({"owner": "other", "expires": time.time() + 600}).encode(),
+    )
     _until(lambda: lease.lost, 30, "the holder to notice it lost the lease")
     lease.release()
     assert _lock_body(client, bucket, rf)["owner"] == "other"
@@ -307,7 +329,9 @@ def chat_project(tmp_path: Path, name: str, root: str, base_url: str, n: int, c:
     d.mkdir(parents=True)
     ids = [f"t{i:03d}" for i in range(n)]
     pq.write_table(pa.table({"id": ids, "text": [f"ticket {i}" for i in ids], "label": ["x"] * n}), d / "data.parquet")
-    write_config(d, f"""
+    write_config(
+        d,
+        f"""
         artifacts: {root}
         models:
           live: {{provider: openai, model: mock-model, base_url: {base_url}, max_concurrency: {c},
@@ -321,11 +345,14 @@ def chat_project(tmp_path: Path, name: str, root: str, base_url: str, n: int, c:
             shard_size: 100000
             cache: off
             bootstrap: 0
-    """)
+    """,
+    )
     return d
 
 
-def test_a_run_killed_on_one_machine_resumes_on_another_paying_only_the_last_seconds_again(tmp_path, s3, monkeypatch, fake_server):
+def test_a_run_killed_on_one_machine_resumes_on_another_paying_only_the_last_seconds_again(
+    tmp_path, s3, monkeypatch, fake_server
+):
     """Machine A is killed in invoke before it wrote any part: its journal on A's disk is gone with
     A, but its uploads to the shared root (every ASSAY_JOURNAL_UPLOAD_S) let machine B resume
     without asking again for what A had answered, except the calls of the last interval."""
@@ -337,8 +364,13 @@ def test_a_run_killed_on_one_machine_resumes_on_another_paying_only_the_last_sec
     code = "from datetime import date\nfrom assay.stages import run_local\nrun_local('pipelines.yaml', 'p', date(2026, 11, 1))\n"
     srv = fake_server(latency=0.05)
     a = chat_project(tmp_path, "a", root, srv.base_url, n, c)
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=machine_env(tmp_path, "a", ASSAY_LOCK_TTL_S="2", ASSAY_JOURNAL_UPLOAD_S="0.2"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=a,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=machine_env(tmp_path, "a", ASSAY_LOCK_TTL_S="2", ASSAY_JOURNAL_UPLOAD_S="0.2"),
+    )
     try:
         deadline = time.time() + 120
         while srv.stats(include_prompts=False)["requests_total"] < n // 2 and time.time() < deadline:

@@ -45,9 +45,17 @@ def test_local_writes_land_whole_and_leave_no_temp_files(tmp_path):
         rf.write_text(assay.store.SUMMARY, f"# run {k}\n")
         rf.write_table(f"{assay.store.RESPONSES}/part-m-{k:05d}.parquet", pa.table({"k": [k]}))
     files = _all_files(tmp_path / "runs")
-    assert files == [f"p/2026-11-01/r1/{n}" for n in
-                     ("dataset.parquet", "manifest.json", "responses/part-m-00000.parquet",
-                      "responses/part-m-00001.parquet", "responses/part-m-00002.parquet", "summary.md")]
+    assert files == [
+        f"p/2026-11-01/r1/{n}"
+        for n in (
+            "dataset.parquet",
+            "manifest.json",
+            "responses/part-m-00000.parquet",
+            "responses/part-m-00001.parquet",
+            "responses/part-m-00002.parquet",
+            "summary.md",
+        )
+    ]
     assert rf.read_table(assay.store.DATASET)["k"].to_pylist() == [2, 2, 2]
     assert rf.manifest() == {"status": "running", "k": 2}
     assert rf.read_bytes(assay.store.SUMMARY) == b"# run 2\n"
@@ -111,20 +119,30 @@ def test_listdir_skips_temporary_files(tmp_path):
     # a writer killed between writing and renaming leaves this behind
     (tmp_path / "p/2026-11-01/r1/responses/part-a-00001.parquet.tmp-deadbeef").write_bytes(b"half a file")
     assert rf.listdir(assay.store.RESPONSES) == ["part-a-00000.parquet", "part-b-00000.parquet"]
-    assert [rf.read_table(f"{assay.store.RESPONSES}/{n}")["x"].to_pylist() for n in rf.listdir(assay.store.RESPONSES)] == [[1], [2]]
+    assert [rf.read_table(f"{assay.store.RESPONSES}/{n}")["x"].to_pylist() for n in rf.listdir(assay.store.RESPONSES)] == [
+        [1],
+        [2],
+    ]
 
 
 def test_runs_are_listed_oldest_first(tmp_path):
     store = Store(tmp_path)
-    made = [("2026-11-02", "20261102T010000-aaaa"), ("2026-10-30", "20261030T230000-bbbb"),
-            ("2026-11-01", "20261101T120000-cccc"), ("2026-11-01", "20261101T080000-dddd")]
+    made = [
+        ("2026-11-02", "20261102T010000-aaaa"),
+        ("2026-10-30", "20261030T230000-bbbb"),
+        ("2026-11-01", "20261101T120000-cccc"),
+        ("2026-11-01", "20261101T080000-dddd"),
+    ]
     for as_of, run_id in made:
         store.run("p", date.fromisoformat(as_of), run_id).write_json(assay.store.MANIFEST, {"status": "running"})
     store.run("q", DAY, "x").write_json(assay.store.MANIFEST, {"status": "complete"})
     assert store.pipelines() == ["p", "q"]
     assert [(r.as_of, r.run_id) for r in store.runs("p")] == [
-        ("2026-10-30", "20261030T230000-bbbb"), ("2026-11-01", "20261101T080000-dddd"),
-        ("2026-11-01", "20261101T120000-cccc"), ("2026-11-02", "20261102T010000-aaaa")]
+        ("2026-10-30", "20261030T230000-bbbb"),
+        ("2026-11-01", "20261101T080000-dddd"),
+        ("2026-11-01", "20261101T120000-cccc"),
+        ("2026-11-02", "20261102T010000-aaaa"),
+    ]
     assert [r.run_id for r in store.runs("p", "2026-11-01")] == ["20261101T080000-dddd", "20261101T120000-cccc"]
     assert store.runs("p", "2026-01-01") == [] and store.runs("nope") == []
     # complete runs only, same order; a broken or missing manifest is not complete
@@ -197,7 +215,9 @@ def test_memory_store_round_trips(mem_root):
     assert rf.manifest() == {"status": "complete", "n": 3}
     assert rf.read_json(assay.store.MANIFEST) == {"status": "complete", "n": 3}
     rf.write_text(assay.store.SUMMARY, "# hi\n")
-    assert rf.read_bytes(assay.store.SUMMARY) == b"# hi\n" and rf.hash(assay.store.SUMMARY) == hashlib.sha256(b"# hi\n").hexdigest()
+    assert (
+        rf.read_bytes(assay.store.SUMMARY) == b"# hi\n" and rf.hash(assay.store.SUMMARY) == hashlib.sha256(b"# hi\n").hexdigest()
+    )
     assert rf.exists(assay.store.DATASET) and not rf.exists(assay.store.METRICS)
     # the object really is in fsspec's memory filesystem, under the bucket
     fs = fsspec.filesystem("memory")
@@ -212,7 +232,10 @@ def test_memory_listdir_parts_and_missing(mem_root):
     rf.write_table(f"{assay.store.RESPONSES}/part-m-00000.parquet", pa.table({"x": [1]}))
     rf.write_text(f"{assay.store.RESPONSES}/part-m-00002.parquet.tmp-0badf00d", "junk")
     assert rf.listdir(assay.store.RESPONSES) == ["part-m-00000.parquet", "part-m-00001.parquet"]
-    assert [rf.read_table(f"{assay.store.RESPONSES}/{n}")["x"].to_pylist() for n in rf.listdir(assay.store.RESPONSES)] == [[1], [2]]
+    assert [rf.read_table(f"{assay.store.RESPONSES}/{n}")["x"].to_pylist() for n in rf.listdir(assay.store.RESPONSES)] == [
+        [1],
+        [2],
+    ]
     with pytest.raises(FileNotFoundError, match=re.escape(f"{mem_root}/p/2026-11-01/r1/costs.parquet")):
         rf.read_table(assay.store.COSTS)
     assert Store(mem_root).run("p", DAY, "r2").manifest() is None
@@ -220,7 +243,9 @@ def test_memory_listdir_parts_and_missing(mem_root):
 
 def test_open_run_from_a_url(mem_root):
     rf = Store(mem_root).run("p", DAY, "r1")
-    with pytest.raises(assay.store.NotARunFolder, match=re.escape(f"no manifest.json in {mem_root}/p/2026-11-01/r1: not a run folder")):
+    with pytest.raises(
+        assay.store.NotARunFolder, match=re.escape(f"no manifest.json in {mem_root}/p/2026-11-01/r1: not a run folder")
+    ):
         assay.store.open_run(rf.url)
     rf.write_json(assay.store.MANIFEST, {"status": "complete"})
     got = assay.store.open_run(rf.url + "/")
@@ -232,12 +257,20 @@ def test_open_run_from_a_url(mem_root):
 def test_memory_runs_and_complete_runs(mem_root):
     store = Store(mem_root)
     assert store.pipelines() == [] and store.runs("p") == []
-    for as_of, run_id, status in [("2026-11-02", "r3", "complete"), ("2026-10-31", "r9", "running"),
-                                  ("2026-11-01", "r2", "complete"), ("2026-11-01", "r1", "failed")]:
+    for as_of, run_id, status in [
+        ("2026-11-02", "r3", "complete"),
+        ("2026-10-31", "r9", "running"),
+        ("2026-11-01", "r2", "complete"),
+        ("2026-11-01", "r1", "failed"),
+    ]:
         store.run("p", date.fromisoformat(as_of), run_id).write_json(assay.store.MANIFEST, {"status": status})
     assert store.pipelines() == ["p"]
     assert [(r.as_of, r.run_id) for r in store.runs("p")] == [
-        ("2026-10-31", "r9"), ("2026-11-01", "r1"), ("2026-11-01", "r2"), ("2026-11-02", "r3")]
+        ("2026-10-31", "r9"),
+        ("2026-11-01", "r1"),
+        ("2026-11-01", "r2"),
+        ("2026-11-02", "r3"),
+    ]
     assert [r.run_id for r in store.runs("p", "2026-11-01")] == ["r1", "r2"]
     assert [(r.as_of, r.run_id) for r in store.complete_runs("p")] == [("2026-11-01", "r2"), ("2026-11-02", "r3")]
     # a second Store on the same URL sees the same runs
@@ -260,11 +293,30 @@ def test_a_whole_run_on_a_memory_store(tmp_path, mem_root):
     m = rf.read_table(assay.store.METRICS).to_pandas()
     assert m[(m.slice == "all")].iloc[0].value == pytest.approx(3 / 4)  # wrong on id 3
     names = {p.rsplit("/", 1)[-1] for p in fsspec.filesystem("memory").ls("/" + rf.url.split("://", 1)[1], detail=False)}
-    assert {assay.store.DATASET, assay.store.METRICS, assay.store.COSTS, assay.store.SUMMARY, assay.store.REPORT, assay.store.MANIFEST} <= names
+    assert {
+        assay.store.DATASET,
+        assay.store.METRICS,
+        assay.store.COSTS,
+        assay.store.SUMMARY,
+        assay.store.REPORT,
+        assay.store.MANIFEST,
+    } <= names
 
 
-@pytest.mark.parametrize("pipeline, run_id", [("../../escape", "r1"), ("a/b", "r1"), ("..", "r1"), (".hidden", "r1"),
-                                              ("p", "../r1"), ("p", "r\x001"), ("p", "r\n1"), ("", "r1"), ("p", "a\\b")])
+@pytest.mark.parametrize(
+    "pipeline, run_id",
+    [
+        ("../../escape", "r1"),
+        ("a/b", "r1"),
+        ("..", "r1"),
+        (".hidden", "r1"),
+        ("p", "../r1"),
+        ("p", "r\x001"),
+        ("p", "r\n1"),
+        ("", "r1"),
+        ("p", "a\\b"),
+    ],
+)
 def test_a_name_cannot_climb_out_of_the_artifact_root(tmp_path, pipeline, run_id):
     with pytest.raises(ValueError, match="cannot name a folder"):
         Store(tmp_path / "root").run(pipeline, DAY, run_id)
@@ -312,20 +364,33 @@ def test_dedupe_across_parts_and_models_matches_a_pandas_reference():
     parts = []
     for p in range(4):
         n = 40
-        parts.append(pa.table({"example_id": [f"e{rng.randrange(30):02d}" for _ in range(n)],
-                               "model": [rng.choice(["a", "b"]) for _ in range(n)],
-                               "output": [f"p{p}-{i}" for i in range(n)],
-                               "error": [rng.choice([None, None, "boom"]) for _ in range(n)]}))
+        parts.append(
+            pa.table(
+                {
+                    "example_id": [f"e{rng.randrange(30):02d}" for _ in range(n)],
+                    "model": [rng.choice(["a", "b"]) for _ in range(n)],
+                    "output": [f"p{p}-{i}" for i in range(n)],
+                    "error": [rng.choice([None, None, "boom"]) for _ in range(n)],
+                }
+            )
+        )
     t = pa.concat_tables(parts)
     assert t.column("example_id").num_chunks == 4
     got = dedupe(t).to_pandas()
     df = t.to_pandas().reset_index(names="pos")
     df["ok"] = df["error"].isna()
-    want = (df.sort_values(["ok", "pos"]).groupby(["example_id", "model"]).tail(1).sort_values("pos"))
+    want = df.sort_values(["ok", "pos"]).groupby(["example_id", "model"]).tail(1).sort_values("pos")
     assert list(got["output"]) == list(want["output"])
-    code = ("import sys, pyarrow as pa; from assay.responses import dedupe; "
-            "dedupe(pa.table({'example_id': ['x', 'x'], 'model': ['m', 'm'], 'error': [None, 'e']})); "
-            "print('pyarrow.acero' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))).stdout
+    code = (
+        "import sys, pyarrow as pa; from assay.responses import dedupe; "
+        "dedupe(pa.table({'example_id': ['x', 'x'], 'model': ['m', 'm'], 'error': [None, 'e']})); "
+        "print('pyarrow.acero' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    ).stdout
     assert out.strip() == "False"

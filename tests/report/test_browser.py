@@ -19,8 +19,15 @@ from assay.report.dashboard import build_dashboard
 from assay.report.summary import build_report, run_config
 from assay.testing.synthetic import write_history, write_run
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def chromium_path() -> str | None:
@@ -58,8 +65,12 @@ def pages(tmp_path_factory):
     build_compare(a, b, str(cmp_path))
     site = tmp_path_factory.mktemp("site")
     build_dashboard(str(root), str(site))
-    return {"report": Path(b.path("report.html")), "compare": cmp_path, "dashboard": site / "index.html",
-            "pipeline": site / "pipelines" / "triage.html"}
+    return {
+        "report": Path(b.path("report.html")),
+        "compare": cmp_path,
+        "dashboard": site / "index.html",
+        "pipeline": site / "pipelines" / "triage.html",
+    }
 
 
 def _open(browser, path: Path, javascript: bool = True):

@@ -11,9 +11,13 @@ import pytest
 
 from assay.report import engine
 
-SPEC = {"mark": "bar", "width": 120, "height": 80,
-        "data": {"values": [{"m": "a", "v": 0.8}, {"m": "b", "v": 0.6}]},
-        "encoding": {"x": {"field": "m", "type": "nominal"}, "y": {"field": "v", "type": "quantitative"}}}
+SPEC = {
+    "mark": "bar",
+    "width": 120,
+    "height": 80,
+    "data": {"values": [{"m": "a", "v": 0.8}, {"m": "b", "v": 0.6}]},
+    "encoding": {"x": {"field": "m", "type": "nominal"}, "y": {"field": "v", "type": "quantitative"}},
+}
 
 
 def _alive(pid: int) -> bool:
@@ -43,8 +47,9 @@ def test_a_dead_child_is_replaced_by_rendering_here():
     assert engine.render(SPEC) == engine._render_here(SPEC)  # died between charts: a new child
     # a child that dies while drawing (reads the spec, answers nothing): drawn here from then on
     engine.stop()
-    engine._child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    engine._child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
         assert engine.render(SPEC) == engine._render_here(SPEC)
         assert engine._child is None and engine._failed
@@ -53,10 +58,15 @@ def test_a_dead_child_is_replaced_by_rendering_here():
 
 
 def test_the_child_exits_with_a_killed_parent(tmp_path):
-    code = ("import sys, time; from assay.report import engine; engine.start(); "
-            "print(engine._child.pid, flush=True); time.sleep(60)")
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    code = (
+        "import sys, time; from assay.report import engine; engine.start(); print(engine._child.pid, flush=True); time.sleep(60)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
     pid = int(parent.stdout.readline())
     assert _alive(pid)
     os.kill(parent.pid, signal.SIGKILL)

@@ -49,7 +49,7 @@ def test_compare_paired_differences_on_shared_examples(pair):
         pr = ST.paired(sb[m].loc[sa.index].to_numpy(float), sa[m].to_numpy(float))
         assert (d.loc[m, "lo"], d.loc[m, "hi"]) == pytest.approx((pr.ci_low, pr.ci_high), rel=1e-12)
     assert (d["verdict"] == "A better").any()  # B drifted down by 0.2
-    fig = html[html.index("data-chart='paired'"):]
+    fig = html[html.index("data-chart='paired'") :]
     assert "<svg" in fig[: fig.index("</figure>")]
 
 

@@ -30,7 +30,10 @@ def test_dashboard_writes_an_index_and_a_page_per_pipeline(site):
     out = site["out"]
     assert site["result"]["pipelines"] == ["pipeline-0", "pipeline-1"]
     assert {Path(p).relative_to(out).as_posix() for p in site["result"]["pages"]} == {
-        "index.html", "pipelines/pipeline-0.html", "pipelines/pipeline-1.html"}
+        "index.html",
+        "pipelines/pipeline-0.html",
+        "pipelines/pipeline-1.html",
+    }
     index = (out / "index.html").read_text()
     assert "<script" not in index and not re.search(r"(?:src|href)=['\"]?(?:https?:)?//", index)
     for p in ("pipeline-0", "pipeline-1"):
@@ -47,7 +50,7 @@ def test_dashboard_shows_the_latest_result_and_the_matrix(site):
     sentence = recommend(headline(rt.metrics, rt.costs, rt.cfg), rt.cfg).sentence
     assert sentence.replace("<", "&lt;") in index
     assert f"latest complete run {latest.as_of}" in index
-    matrix = index[index.index("id='matrix'"):index.index("id='pipelines'")]
+    matrix = index[index.index("id='matrix'") : index.index("id='pipelines'")]
     t = headline(rt.metrics, rt.costs, rt.cfg).set_index("model")
     v = t.loc["model-00"]
     assert re.search(rf"model-00</td>.*{v['accuracy']:.3f} · ", matrix, flags=re.S)
@@ -56,7 +59,7 @@ def test_dashboard_shows_the_latest_result_and_the_matrix(site):
 def test_pipeline_page_lists_every_run_with_its_gate_and_report(site):
     out, root = site["out"], site["root"]
     page = (out / "pipelines" / "pipeline-0.html").read_text()
-    rows = re.findall(r"<tr class=''>(.*?)</tr>", page[page.index("id='runs'"):], flags=re.S)
+    rows = re.findall(r"<tr class=''>(.*?)</tr>", page[page.index("id='runs'") :], flags=re.S)
     assert len(rows) == 7  # six complete runs and the failed one, newest first
     assert "failed</td>" in rows[0] and "report" not in rows[0]
     assert sum("<span class='bad'>failed</span>" in r for r in rows) == 2  # every third run's gates failed

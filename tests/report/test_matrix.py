@@ -58,12 +58,21 @@ def project(tmp_path_factory):
     rows = []
     for i in range(8):
         label = LABELS[i % 4]
-        rows.append({"id": f"e{i}", "text": f"ticket {i}", "label": label, "good": label,
-                     "half": label if i % 2 == 0 else "other", "prompt_tokens": 100, "completion_tokens": 10})
+        rows.append(
+            {
+                "id": f"e{i}",
+                "text": f"ticket {i}",
+                "label": label,
+                "good": label,
+                "half": label if i % 2 == 0 else "other",
+                "prompt_tokens": 100,
+                "completion_tokens": 10,
+            }
+        )
     pq.write_table(pa.Table.from_pylist(rows), d / "data.parquet")
     write_config(d, CONFIG)
     cfg = str(d / "pipelines.yaml")
-    run_local(cfg, "triage", DAY1)                    # older: both models
+    run_local(cfg, "triage", DAY1)  # older: both models
     latest = run_local(cfg, "triage", DAY2, models=["half"])  # the latest complete run: one model
     routing = run_local(cfg, "routing", DAY1)
     # a later run that failed does not count
@@ -151,8 +160,12 @@ def test_cli_formats(project):
     res = _cli("matrix", "--config", cfg, "--format", "json", "--metric", "accuracy")
     assert res.exit_code == 0, res.output
     records = json.loads(res.output)
-    assert {(r["pipeline"], r["model"]) for r in records} == {("triage", "half"), ("routing", "half"), ("routing", "free"),
-                                                               ("never-run", None)}
+    assert {(r["pipeline"], r["model"]) for r in records} == {
+        ("triage", "half"),
+        ("routing", "half"),
+        ("routing", "free"),
+        ("never-run", None),
+    }
     assert all(r["metric"] == "accuracy" for r in records)
 
     assert _cli("matrix", "--config", cfg, "--format", "xml").exit_code == 2

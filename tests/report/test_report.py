@@ -50,19 +50,46 @@ pipelines:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     d = tmp_path_factory.mktemp("report")
-    pq.write_table(pa.table({"id": [1, 2, 3, 4], "text": ["a", "b", "c", "d"], "label": LABELS,
-                             "lang": ["de", "de", "en", "en"]}), d / "data.parquet")
+    pq.write_table(
+        pa.table({"id": [1, 2, 3, 4], "text": ["a", "b", "c", "d"], "label": LABELS, "lang": ["de", "de", "en", "en"]}),
+        d / "data.parquet",
+    )
     # good: all right, 100 prompt + 10 completion tokens each -> (100 * 1 + 10 * 2) / 1e6 = $0.00012 a request
-    pq.write_table(pa.table({"id": [1, 2, 3, 4], "output": LABELS, "prompt_tokens": [100] * 4,
-                             "completion_tokens": [10] * 4, "latency_s": [0.2] * 4}), d / "good.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": [1, 2, 3, 4],
+                "output": LABELS,
+                "prompt_tokens": [100] * 4,
+                "completion_tokens": [10] * 4,
+                "latency_s": [0.2] * 4,
+            }
+        ),
+        d / "good.parquet",
+    )
     # weak: wrong on id 4 (lang en), (100 * 0.5 + 10 * 1) / 1e6 = $0.00006 a request
-    pq.write_table(pa.table({"id": [1, 2, 3, 4], "output": LABELS[:3] + ["refund"], "prompt_tokens": [100] * 4,
-                             "completion_tokens": [10] * 4, "latency_s": [0.1] * 4}), d / "weak.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": [1, 2, 3, 4],
+                "output": LABELS[:3] + ["refund"],
+                "prompt_tokens": [100] * 4,
+                "completion_tokens": [10] * 4,
+                "latency_s": [0.1] * 4,
+            }
+        ),
+        d / "weak.parquet",
+    )
     write_config(d, CONFIG)
     ctx = run_local(str(d / "pipelines.yaml"), "p", DAY)
     root = Path(ctx.folder.url)
-    return {"ctx": ctx, "summary": (root / assay.store.SUMMARY).read_text(), "html": (root / assay.store.REPORT).read_text(), "dir": d,
-            "root": root}
+    return {
+        "ctx": ctx,
+        "summary": (root / assay.store.SUMMARY).read_text(),
+        "html": (root / assay.store.REPORT).read_text(),
+        "dir": d,
+        "root": root,
+    }
 
 
 def _weak_ci(run) -> str:
@@ -90,9 +117,11 @@ def test_summary_leads_with_the_recommendation_and_the_headline_table(run):
 
 def test_the_recommendation_sentence(run):
     # only good passes accuracy >= 0.8; weak is cheaper but fails, so it is the runner-up that fails
-    expected = ("Deploy good: the only option that passes every gate (accuracy ≥ 0.8), at $120 a month for 1,000,000 "
-                "requests, with accuracy 1.000 [1.000, 1.000]. Runner-up: weak<i>, at $60.00 a month, with accuracy "
-                f"0.750 {_weak_ci(run)}, but it fails accuracy 0.750 < 0.8.")
+    expected = (
+        "Deploy good: the only option that passes every gate (accuracy ≥ 0.8), at $120 a month for 1,000,000 "
+        "requests, with accuracy 1.000 [1.000, 1.000]. Runner-up: weak<i>, at $60.00 a month, with accuracy "
+        f"0.750 {_weak_ci(run)}, but it fails accuracy 0.750 < 0.8."
+    )
     assert f"**Recommendation:** {expected}" in run["summary"]
     assert f"id='recommendation'>{expected.replace('<', '&lt;').replace('>', '&gt;')}</p>" in run["html"]
 
@@ -118,13 +147,22 @@ def test_report_html_is_self_contained(run):
 
 def test_report_sections_come_in_the_decision_order(run):
     html = run["html"]
-    order = ["id='recommendation'", "id='headline'", "id='quality-cost'", "id='volume'", "id='slices'", "id='paired'",
-             "id='latency'", "id='history'", "<footer>"]
+    order = [
+        "id='recommendation'",
+        "id='headline'",
+        "id='quality-cost'",
+        "id='volume'",
+        "id='slices'",
+        "id='paired'",
+        "id='latency'",
+        "id='history'",
+        "<footer>",
+    ]
     at = [html.index(s) for s in order]
     assert at == sorted(at), dict(zip(order, at))
     # every chart is an inline SVG drawn by Vega (its marks carry Vega's role classes)
     for key in ("quality-cost", "volume", "slices", "paired", "latency", "history"):
-        fig = html[html.index(f"data-chart='{key}'"):]
+        fig = html[html.index(f"data-chart='{key}'") :]
         fig = fig[: fig.index("</figure>")]
         assert "<svg" in fig and "role-mark" in fig, key
     # the recommended row is marked
@@ -133,7 +171,7 @@ def test_report_sections_come_in_the_decision_order(run):
 
 def test_report_marks_the_worst_slice_and_the_held_out_gap(run):
     html = run["html"]
-    fig = html[html.index("data-chart='slices'"):]
+    fig = html[html.index("data-chart='slices'") :]
     fig = fig[: fig.index("</figure>")]
     assert "weak&lt;i&gt; (held-out gap +0.500)" in fig
     assert "worst lang=en (0.500, gap 0.500), held-out gap +0.500" in fig
@@ -144,12 +182,12 @@ def test_report_shows_no_nan_and_collapses_long_tables(run):
     text = re.sub(r"<svg.*?</svg>", "", html, flags=re.S)
     assert not re.search(r"\bnan\b", text, flags=re.I)
     assert "<details><summary>All metrics and slices" in html  # not open
-    assert "<details open><summary>Costs (2 rows)" in html       # short ones are
+    assert "<details open><summary>Costs (2 rows)" in html  # short ones are
 
 
 def test_report_footer_records_what_reproduces_the_run(run):
     html = run["html"]
-    footer = html[html.index("<footer>"):]
+    footer = html[html.index("<footer>") :]
     m = run["ctx"].folder.manifest()
     assert m["config_hash"] in footer and m["dataset"]["fingerprint"] in footer
     assert f"pandas {m['versions']['pandas']}" in footer
@@ -206,22 +244,43 @@ def test_assay_report_writes_the_report_again(run):
 
 # --------------------------------------------------------------------------------------- the sentence alone
 def _cfg(gates=None, monthly=1000):
-    return PipelineConfig.model_validate({"dataset": {"source": "x.parquet", "reference": "label"}, "models": ["a"],
-                                          "metrics": ["accuracy"], "cost": {"monthly_requests": monthly},
-                                          "gates": gates or {}})
+    return PipelineConfig.model_validate(
+        {
+            "dataset": {"source": "x.parquet", "reference": "label"},
+            "models": ["a"],
+            "metrics": ["accuracy"],
+            "cost": {"monthly_requests": monthly},
+            "gates": gates or {},
+        }
+    )
 
 
 def _table(rows):
-    return pd.DataFrame([{"model": m, "accuracy": v, "accuracy_ci_low": v - 0.01, "accuracy_ci_high": v + 0.01,
-                          "cost_per_1k_usd": c, "monthly_cost_usd": c, "latency_p95_s": 0.5, "errors": 0} for m, v, c in rows])
+    return pd.DataFrame(
+        [
+            {
+                "model": m,
+                "accuracy": v,
+                "accuracy_ci_low": v - 0.01,
+                "accuracy_ci_high": v + 0.01,
+                "cost_per_1k_usd": c,
+                "monthly_cost_usd": c,
+                "latency_p95_s": 0.5,
+                "errors": 0,
+            }
+            for m, v, c in rows
+        ]
+    )
 
 
 def test_recommend_the_cheapest_passing_with_the_next_as_runner_up():
     t = _table([("big", 0.95, 9.0), ("small", 0.90, 1.0), ("tiny", 0.70, 0.1), ("mid", 0.91, 3.0)])
     rec = recommend(t, _cfg({"accuracy": {"min": 0.85}}))
     assert rec.model == "small" and rec.runner_up == "mid" and rec.passing == ["big", "small", "mid"]
-    assert rec.sentence.startswith("Deploy small: the cheapest option that passes every gate (accuracy ≥ 0.85), at $1.00 a month "
-                                   "for 1,000 requests, with accuracy 0.900 [0.890, 0.910]. Runner-up: mid, at $3.00 a month")
+    assert rec.sentence.startswith(
+        "Deploy small: the cheapest option that passes every gate (accuracy ≥ 0.85), at $1.00 a month "
+        "for 1,000 requests, with accuracy 0.900 [0.890, 0.910]. Runner-up: mid, at $3.00 a month"
+    )
     assert [r["recommended"] for r in headline_rows(t, _cfg(), rec)] == [False, True, False, False]
 
 
@@ -229,8 +288,9 @@ def test_recommend_says_why_none_passes():
     t = _table([("a", 0.80, 1.0), ("b", 0.84, 2.0)])
     rec = recommend(t, _cfg({"accuracy": {"min": 0.85}}))
     assert rec.model is None and rec.runner_up == "a"
-    assert rec.sentence.startswith("No option passes every gate (accuracy ≥ 0.85): b fails accuracy 0.840 < 0.85; "
-                                   "a fails accuracy 0.800 < 0.85. Closest: b")
+    assert rec.sentence.startswith(
+        "No option passes every gate (accuracy ≥ 0.85): b fails accuracy 0.840 < 0.85; a fails accuracy 0.800 < 0.85. Closest: b"
+    )
 
 
 def test_recommend_without_gates_recommends_nothing():
@@ -256,7 +316,9 @@ def test_the_reports_paired_interval_is_comparisons_parquets_on_a_clustered_data
     pq.write_table(pa.table({"id": ids, "text": ["t"] * n, "label": labels, "conv": conv}), tmp_path / "data.parquet")
     for name, out in (("a", a_out), ("b", b_out)):
         pq.write_table(pa.table({"id": ids, "output": out}), tmp_path / f"{name}.parquet")
-    write_config(tmp_path, """
+    write_config(
+        tmp_path,
+        """
         artifacts: runs
         models:
           A: {provider: replay, source: a.parquet, price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}
@@ -267,7 +329,8 @@ def test_the_reports_paired_interval_is_comparisons_parquets_on_a_clustered_data
             models: [A, B]
             metrics: [accuracy]
             bootstrap: 500
-    """)
+    """,
+    )
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", DAY)
     root = Path(ctx.folder.url)
     comp = pd.read_parquet(root / assay.store.COMPARISONS)
@@ -281,9 +344,9 @@ def test_the_reports_paired_interval_is_comparisons_parquets_on_a_clustered_data
     turned = paired_differences(comp, "accuracy", ["B", "A"]).iloc[0]
     assert (turned["diff"], turned["lo"], turned["hi"]) == (-c["diff"], -c.ci_high, -c.ci_low)
     html = (root / assay.store.REPORT).read_text()
-    tables = html[html.index("The numbers behind the charts"):]
+    tables = html[html.index("The numbers behind the charts") :]
     at = tables.index("<td class='t'>A − B</td>") if "<td class='t'>A − B</td>" in tables else tables.index(">A − B<")
-    row = tables[at:tables.index("</tr>", at)]
+    row = tables[at : tables.index("</tr>", at)]
     assert fmt.interval(c.ci_low, c.ci_high) in row, row[:500]
     # the chart draws the same interval
     assert f"interval: {c.ci_low:.12g}".replace("-", "−") in html and f"hi: {c.ci_high:.12g}" in html
@@ -291,7 +354,14 @@ def test_the_reports_paired_interval_is_comparisons_parquets_on_a_clustered_data
 
 
 def test_numbers_for_people():
-    assert [fmt.volume(x) for x in (2e6, 60706861, 2.1, 2000, 15000, float("inf"))] == ["2M", "60.7M", "2", "2,000", "15k", "never"]
+    assert [fmt.volume(x) for x in (2e6, 60706861, 2.1, 2000, 15000, float("inf"))] == [
+        "2M",
+        "60.7M",
+        "2",
+        "2,000",
+        "15k",
+        "never",
+    ]
     assert [fmt.seconds(x) for x in (1.5, 0.773, 0.00011)] == ["1.50 s", "773 ms", "110 µs"]
     assert fmt.with_interval(0.85, float("nan"), None) == "0.850" and fmt.signed(-0.05) == "−0.050"
     assert fmt.missing(pd.NA) and fmt.missing(np.float32("nan")) and not fmt.missing(0)

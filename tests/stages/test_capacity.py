@@ -63,7 +63,9 @@ FAKE_SERVER = dict(latency=LAT, itl=ITL, slots=SLOTS)  # the options of the modu
 def _config(tmp_path, base_url: str, gpu_extra: str = "", usd: float = USD_PER_GPU_HOUR, hosting_extra: str = "") -> str:
     rows = [{"id": f"t{i:02d}", "text": f"ticket {i}\nANSWER: {ANSWER}", "label": ANSWER} for i in range(12)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         cache_dir: {tmp_path}/cache
         models:
@@ -88,7 +90,8 @@ def _config(tmp_path, base_url: str, gpu_extra: str = "", usd: float = USD_PER_G
             metrics: [accuracy]
             cost: {{monthly_requests: 1000000}}
             bootstrap: 0
-    """)
+    """,
+    )
     return str(cfg)
 
 
@@ -106,11 +109,18 @@ def test_slo_clauses_default_to_p95_and_a_bad_clause_is_named():
     assert slo.bounds == {(95, "latency"): 2.0, (95, "ttft"): 0.5, (50, "itl"): 0.05}
     assert slo.error_rate == 0.0
     assert slo.as_dict() == {"p95_latency_s": 2.0, "p95_ttft_s": 0.5, "p50_itl_s": 0.05, "error_rate": 0.0}
-    assert assay.capacity.parse_slo(None).bounds == {} and assay.capacity.parse_slo(None).error_rate == assay.capacity.DEFAULT_ERROR_RATE
-    for text, says in [("p95_latency=2", "'p95_latency=2': unknown key 'p95_latency' (did you mean"),
-                       ("ttft_s=fast", "'ttft_s=fast': 'fast' is not a number"),
-                       ("latency_s", "'latency_s': expected key=value"),
-                       ("error_rate=2", "between 0 and 1"), ("latency_s=0", "above 0"), ("itl_s=-1", ">= 0")]:
+    assert (
+        assay.capacity.parse_slo(None).bounds == {}
+        and assay.capacity.parse_slo(None).error_rate == assay.capacity.DEFAULT_ERROR_RATE
+    )
+    for text, says in [
+        ("p95_latency=2", "'p95_latency=2': unknown key 'p95_latency' (did you mean"),
+        ("ttft_s=fast", "'ttft_s=fast': 'fast' is not a number"),
+        ("latency_s", "'latency_s': expected key=value"),
+        ("error_rate=2", "between 0 and 1"),
+        ("latency_s=0", "above 0"),
+        ("itl_s=-1", ">= 0"),
+    ]:
         with pytest.raises(assay.capacity.CapacityError, match=None) as e:
             assay.capacity.parse_slo(f"p95_latency_s=2,{text}")
         assert says in str(e.value), (text, str(e.value))
@@ -127,8 +137,19 @@ def test_level_figures_and_the_choice_by_hand():
     lat = {1: [1.0, 1.2, 1.4, 1.6], 4: [1.5, 2.5, 3.0, 3.5]}
     for c, lats in lat.items():
         for i, x in enumerate(lats):
-            rows.append({"concurrency": c, "request": i, "error": None, "latency_s": x, "ttft_s": x / 4, "itl_s": 0.01,
-                         "prompt_tokens": 10, "completion_tokens": 20, "wall_s": 2.0 if c == 1 else 1.0})
+            rows.append(
+                {
+                    "concurrency": c,
+                    "request": i,
+                    "error": None,
+                    "latency_s": x,
+                    "ttft_s": x / 4,
+                    "itl_s": 0.01,
+                    "prompt_tokens": 10,
+                    "completion_tokens": 20,
+                    "wall_s": 2.0 if c == 1 else 1.0,
+                }
+            )
     rows[-1].update(error="HTTP 500: boom", latency_s=0.1, ttft_s=None, itl_s=None, completion_tokens=None)
     df = pd.DataFrame(rows)
     slo = assay.capacity.parse_slo("p95_latency_s=2.9,error_rate=0.3")
@@ -146,9 +167,17 @@ def test_level_figures_and_the_choice_by_hand():
     assert t.loc[4, "missed"] == "p95_latency_s 2.95 > 2.9"
     assert assay.capacity.choose(t.reset_index())["concurrency"] == 1
     # a looser SLO: both meet it and level 4 has the higher throughput
-    assert assay.capacity.choose(assay.capacity.summarize(df, assay.capacity.parse_slo("latency_s=3,error_rate=0.25")))["concurrency"] == 4
+    assert (
+        assay.capacity.choose(assay.capacity.summarize(df, assay.capacity.parse_slo("latency_s=3,error_rate=0.25")))[
+            "concurrency"
+        ]
+        == 4
+    )
     # a tighter error bound: level 4's one failure in four breaks it
-    assert "error_rate 0.25 > 0.01" in assay.capacity.summarize(df, assay.capacity.parse_slo("latency_s=3")).set_index("concurrency").loc[4, "missed"]
+    assert (
+        "error_rate 0.25 > 0.01"
+        in assay.capacity.summarize(df, assay.capacity.parse_slo("latency_s=3")).set_index("concurrency").loc[4, "missed"]
+    )
     assert assay.capacity.choose(assay.capacity.summarize(df, assay.capacity.parse_slo("latency_s=0.5"))) is None
     # throughputs within 2 % of the best are a tie, won by the lower concurrency
     near = pd.DataFrame({"concurrency": [8, 16], "rps": [10.0, 10.15], "meets_slo": [True, True]})
@@ -156,12 +185,16 @@ def test_level_figures_and_the_choice_by_hand():
 
 
 def test_the_record_goes_stale_when_what_serves_changes_not_when_the_price_does():
-    base = OpenAIModel(model="m", base_url="http://x/v1", params={"max_tokens": 16},
-                       hosting={"usd_per_gpu_hour": 1.0})
-    same = [base.model_copy(update={"hosting": base.hosting.model_copy(update={"usd_per_gpu_hour": 9.0, "replicas": 3})}),
-            base.model_copy(update={"max_concurrency": 99, "price_ref": "openai/gpt-4o"})]
-    changed = [base.model_copy(update={"params": {"max_tokens": 64}}), base.model_copy(update={"base_url": "http://y/v1"}),
-               base.model_copy(update={"hosting": base.hosting.model_copy(update={"gpus": 2})})]
+    base = OpenAIModel(model="m", base_url="http://x/v1", params={"max_tokens": 16}, hosting={"usd_per_gpu_hour": 1.0})
+    same = [
+        base.model_copy(update={"hosting": base.hosting.model_copy(update={"usd_per_gpu_hour": 9.0, "replicas": 3})}),
+        base.model_copy(update={"max_concurrency": 99, "price_ref": "openai/gpt-4o"}),
+    ]
+    changed = [
+        base.model_copy(update={"params": {"max_tokens": 64}}),
+        base.model_copy(update={"base_url": "http://y/v1"}),
+        base.model_copy(update={"hosting": base.hosting.model_copy(update={"gpus": 2})}),
+    ]
     h = assay.capacity.capacity_hash(base)
     assert all(assay.capacity.capacity_hash(m) == h for m in same)
     assert all(assay.capacity.capacity_hash(m) != h for m in changed)
@@ -171,9 +204,14 @@ def test_the_servers_stream_reads_with_the_openai_sdk(server):
     import openai
 
     client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
-    chunks = list(client.chat.completions.create(
-        model="mock-model", stream=True, stream_options={"include_usage": True},
-        messages=[{"role": "user", "content": f"ANSWER: {ANSWER}"}]))
+    chunks = list(
+        client.chat.completions.create(
+            model="mock-model",
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": f"ANSWER: {ANSWER}"}],
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == ANSWER
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == TOKENS
@@ -189,8 +227,21 @@ def test_sweep_finds_the_queueing_servers_operating_point_and_the_cost_stage_pri
     bound = 0.35  # median latency: level 8 at 0.264 s is within it, level 16 at 0.456 s is not
     expected = _by_hand(bound)
     assert expected == 8
-    res = CliRunner().invoke(_app(), ["capacity", "gpu", "-c", cfg, "--pipeline", "p", "--concurrency",
-                                      ",".join(map(str, LEVELS)), "--slo", f"p50_latency_s={bound},error_rate=0"])
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "capacity",
+            "gpu",
+            "-c",
+            cfg,
+            "--pipeline",
+            "p",
+            "--concurrency",
+            ",".join(map(str, LEVELS)),
+            "--slo",
+            f"p50_latency_s={bound},error_rate=0",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert f"operating point: concurrency {expected}," in res.output
 
@@ -269,7 +320,9 @@ def test_a_new_price_keeps_the_record_and_a_changed_model_ignores_it(tmp_path, s
     ctx = run_local(cfg, "p", date(2026, 11, 30))
     costs = ctx.folder.read_table(assay.store.COSTS).to_pandas().set_index("model")
     assert json.loads(costs.loc["gpu", "price_json"])["throughput_source"] == "measured"
-    assert costs.loc["gpu", "throughput_rps"] == pytest.approx(ctx.folder.manifest()["stages"]["invoke"]["models"]["gpu"]["throughput_rps"])
+    assert costs.loc["gpu", "throughput_rps"] == pytest.approx(
+        ctx.folder.manifest()["stages"]["invoke"]["models"]["gpu"]["throughput_rps"]
+    )
     note = ctx.folder.manifest()["capacity"]["gpu"]
     assert note["used"] is False and note["reason"].startswith("stale")
 
@@ -306,14 +359,27 @@ def test_capacity_cli_exit_codes(tmp_path, server):
     assert "no concurrency level of gpu meets the SLO (p95_latency_s <= 0.01, error_rate <= 0.01)" in res.output
     assert "p95_latency_s" in res.output and "capacity of gpu" in res.output
     assert assay.capacity.read_record(Store(tmp_path / "runs"), "gpu")["operating_point"] is None
-    assert assay.capacity.operating_points(Store(tmp_path / "runs"), {"gpu": OpenAIModel.model_validate(
-        {"model": "mock-model", "base_url": server.base_url, "params": {"max_tokens": 16},
-         "hosting": {"usd_per_gpu_hour": 2.0, "gpus": 2}})})["gpu"]["reason"] == "no concurrency level met the SLO"
+    assert (
+        assay.capacity.operating_points(
+            Store(tmp_path / "runs"),
+            {
+                "gpu": OpenAIModel.model_validate(
+                    {
+                        "model": "mock-model",
+                        "base_url": server.base_url,
+                        "params": {"max_tokens": 16},
+                        "hosting": {"usd_per_gpu_hour": 2.0, "gpus": 2},
+                    }
+                )
+            },
+        )["gpu"]["reason"]
+        == "no concurrency level met the SLO"
+    )
 
     # json: the levels and the chosen level, machine-readable
     res = run(app, ["capacity", "gpu", "-c", cfg, "--concurrency", "1", "--requests", "2", "--format", "json", "--no-record"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output[res.output.index("{"): res.output.rindex("}") + 1])
+    out = json.loads(res.output[res.output.index("{") : res.output.rindex("}") + 1])
     assert out["operating_point"] == 1 and out["levels"][0]["requests"] == 2
 
     # an endpoint that does not answer: exit 1, saying so
@@ -332,8 +398,9 @@ def test_a_server_that_closes_the_connection_after_each_stream_costs_no_errors(f
     from assay.providers.openai_compat import OpenAIProvider
 
     srv = fake_server(itl=0.001)
-    cfg = OpenAIModel(model="mock-model", base_url=srv.base_url, params={"max_tokens": 16}, max_concurrency=4,
-                      hosting={"usd_per_gpu_hour": 1.0})
+    cfg = OpenAIModel(
+        model="mock-model", base_url=srv.base_url, params={"max_tokens": 16}, max_concurrency=4, hosting={"usd_per_gpu_hour": 1.0}
+    )
     prompts = [[{"role": "user", "content": f"ticket {i}\nANSWER: {ANSWER}"}] for i in range(8)]
     df = assay.capacity.sweep("gpu", cfg, prompts, [1, 4], requests=24)
     assert len(df) == 48 and df["error"].isna().all(), df["error"].dropna().tolist()[:2]

@@ -63,15 +63,23 @@ def _utc(s: str) -> datetime:
 
 
 def _replay_config(tmp_path: Path) -> Path:
-    tickets = pa.table({"ticket_id": [r[0] for r in LOG], "text": [f"ticket about {r[1]}" for r in LOG],
-                        "label": [r[1] for r in LOG]})
+    tickets = pa.table(
+        {"ticket_id": [r[0] for r in LOG], "text": [f"ticket about {r[1]}" for r in LOG], "label": [r[1] for r in LOG]}
+    )
     pq.write_table(tickets, tmp_path / "tickets.parquet")
     (tmp_path / "logs").mkdir()
-    cols = {"ticket_id": [r[0] for r in LOG], "output": [r[2] for r in LOG], "prompt_tokens": [r[3] for r in LOG],
-            "completion_tokens": [r[4] for r in LOG], "cached_tokens": [r[5] for r in LOG],
-            "latency_s": [0.5, 0.5, 0.5, 0.5]}
-    pq.write_table(pa.table({**cols, "logged_at": pa.array([_utc(r[6]) for r in LOG], pa.timestamp("us", tz="UTC"))}),
-                   tmp_path / "logs" / "o3.parquet")
+    cols = {
+        "ticket_id": [r[0] for r in LOG],
+        "output": [r[2] for r in LOG],
+        "prompt_tokens": [r[3] for r in LOG],
+        "completion_tokens": [r[4] for r in LOG],
+        "cached_tokens": [r[5] for r in LOG],
+        "latency_s": [0.5, 0.5, 0.5, 0.5],
+    }
+    pq.write_table(
+        pa.table({**cols, "logged_at": pa.array([_utc(r[6]) for r in LOG], pa.timestamp("us", tz="UTC"))}),
+        tmp_path / "logs" / "o3.parquet",
+    )
     pq.write_table(pa.table(cols), tmp_path / "logs" / "o3-nolog.parquet")
     text = f"""
     artifacts: {tmp_path}/runs
@@ -139,7 +147,7 @@ def test_replayed_requests_are_priced_at_their_own_days_price(replay_run):
     c = _costs(rf)
     assert c.loc["o3-log", "kind"] == "api" and c.loc["o3-log", "price_source"] == "genai-prices"
     assert c.loc["o3-log", "cost_usd"] == pytest.approx(TOTAL_PER_DAY, abs=1e-12)
-    assert c.loc["o3-log", "cost_per_1k_usd"] == pytest.approx(TOTAL_PER_DAY / 4 * 1000)   # 30.125
+    assert c.loc["o3-log", "cost_per_1k_usd"] == pytest.approx(TOTAL_PER_DAY / 4 * 1000)  # 30.125
     assert c.loc["o3-log", "monthly_cost_usd"] == pytest.approx(TOTAL_PER_DAY / 4 * 1000)  # 1000 requests a month
     # no logged_at: every request at the run's as_of (new price)
     assert c.loc["o3-nolog", "cost_usd"] == pytest.approx(TOTAL_NEW, abs=1e-12)
@@ -147,8 +155,7 @@ def test_replayed_requests_are_priced_at_their_own_days_price(replay_run):
     assert c.loc["gpu", "kind"] == "self-hosted" and c.loc["gpu", "cost_usd"] == pytest.approx(0.004)
 
     # the headline dollars are the sum over rows, each at the quote of its own UTC day
-    rows = [token_cost(quote(O3, r.started_at), r.prompt_tokens, r.completion_tokens, r.cached_tokens)
-            for r in log.itertuples()]
+    rows = [token_cost(quote(O3, r.started_at), r.prompt_tokens, r.completion_tokens, r.cached_tokens) for r in log.itertuples()]
     assert rows == pytest.approx([PER_DAY[t] for t in log.index], abs=1e-12)
     assert c.loc["o3-log", "cost_usd"] == pytest.approx(sum(rows), abs=1e-15)
 
@@ -157,7 +164,9 @@ def test_replayed_requests_are_priced_at_their_own_days_price(replay_run):
     assert pj["priced_by"] == "request date" and pj["dates"] == 4
     assert (pj["first_date"], pj["last_date"]) == ("2025-06-05", "2025-06-20")
     assert [(p["from"], p["to"], p["dates"], p["input_per_mtok"], p["output_per_mtok"]) for p in pj["periods"]] == [
-        ("2025-06-05", "2025-06-09", 2, 10.0, 40.0), ("2025-06-10", "2025-06-20", 2, 2.0, 8.0)]
+        ("2025-06-05", "2025-06-09", 2, 10.0, 40.0),
+        ("2025-06-10", "2025-06-20", 2, 2.0, 8.0),
+    ]
     assert PriceQuote.from_dict(c.loc["o3-nolog", "price_json"]).input_per_mtok == 2.0
 
     # every quote used is in the manifest, per model and per date
@@ -166,8 +175,11 @@ def test_replayed_requests_are_priced_at_their_own_days_price(replay_run):
     assert p["priced_by"] == "request date (logged_at)" and p["source"] == "genai-prices"
     assert (p["as_of"], p["input_per_mtok"]) == ("2025-06-30", 2.0)  # the run date's quote, for reference
     assert {d: (q["input_per_mtok"], q["output_per_mtok"], q["cached_input_per_mtok"]) for d, q in p["by_date"].items()} == {
-        "2025-06-05": (10.0, 40.0, 0.5), "2025-06-09": (10.0, 40.0, 0.5),
-        "2025-06-10": (2.0, 8.0, 0.5), "2025-06-20": (2.0, 8.0, 0.5)}
+        "2025-06-05": (10.0, 40.0, 0.5),
+        "2025-06-09": (10.0, 40.0, 0.5),
+        "2025-06-10": (2.0, 8.0, 0.5),
+        "2025-06-20": (2.0, 8.0, 0.5),
+    }
     assert all(q["as_of"] == d for d, q in p["by_date"].items())
     assert m["prices"]["o3-nolog"]["priced_by"] == "run date" and list(m["prices"]["o3-nolog"]["by_date"]) == ["2025-06-30"]
     assert list(m["prices"]["gpu"]["by_date"]) == ["2025-06-30"]
@@ -178,11 +190,19 @@ def test_replayed_requests_are_priced_at_their_own_days_price(replay_run):
 FAKE_SERVER = dict(latency=0.002)  # the options of the module's shared fake server (conftest.py's ``server``)
 
 
-def _live_config(tmp_path: Path, base_url: str, n: int = 40, model_extra: str = "", pipeline_extra: str = "",
-                 max_concurrency: int = 4, logged_tokens: int | None = None) -> Path:
+def _live_config(
+    tmp_path: Path,
+    base_url: str,
+    n: int = 40,
+    model_extra: str = "",
+    pipeline_extra: str = "",
+    max_concurrency: int = 4,
+    logged_tokens: int | None = None,
+) -> Path:
     labels = ["billing", "technical", "account"]
-    rows = [{"id": f"e{i:05d}", "text": f"ticket {i} about {labels[i % 3]} please help", "label": labels[i % 3]}
-            for i in range(n)]
+    rows = [
+        {"id": f"e{i:05d}", "text": f"ticket {i} about {labels[i % 3]} please help", "label": labels[i % 3]} for i in range(n)
+    ]
     if logged_tokens is not None:  # token counts logged with the examples: what the estimate before calling reads
         rows = [{**r, "prompt_tokens": logged_tokens, "completion_tokens": logged_tokens} for r in rows]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
@@ -263,10 +283,10 @@ def test_reprice_at_another_date_prices_every_request_at_that_dates_price(replay
     new = r.costs.set_index("model")
     assert new.loc["o3-log", "cost_usd"] == pytest.approx(TOTAL_OLD, abs=1e-12)
     assert new.loc["o3-nolog", "cost_usd"] == pytest.approx(TOTAL_OLD, abs=1e-12)
-    assert new.loc["o3-log", "cost_per_1k_usd"] == pytest.approx(TOTAL_OLD / 4 * 1000)     # 60.125
-    assert new.loc["o3-log", "monthly_cost_usd"] == pytest.approx(TOTAL_OLD / 4 * 1000)    # 1000 requests a month
-    assert new.loc["o3-log", "cost_per_correct_usd"] == pytest.approx(TOTAL_OLD / 3)       # accuracy: 3 of 4
-    assert new.loc["gpu", "cost_usd"] == pytest.approx(0.004)                              # priced by time
+    assert new.loc["o3-log", "cost_per_1k_usd"] == pytest.approx(TOTAL_OLD / 4 * 1000)  # 60.125
+    assert new.loc["o3-log", "monthly_cost_usd"] == pytest.approx(TOTAL_OLD / 4 * 1000)  # 1000 requests a month
+    assert new.loc["o3-log", "cost_per_correct_usd"] == pytest.approx(TOTAL_OLD / 3)  # accuracy: 3 of 4
+    assert new.loc["gpu", "cost_usd"] == pytest.approx(0.004)  # priced by time
     q = PriceQuote.from_dict(new.loc["o3-log", "price_json"])
     assert (q.input_per_mtok, q.output_per_mtok, q.as_of) == (10.0, 40.0, "2025-06-01")
     cmp = r.comparison.set_index("model")
@@ -352,8 +372,13 @@ def test_budget_guard_stops_a_live_run_before_the_next_shard_would_exceed_max_us
     max_usd = 0.5
     # logged token counts far below the real ones: the estimate before calling (0.08 USD) passes, the
     # guard while calling is what stops the run
-    cfg = _live_config(tmp_path, server.base_url, model_extra="price: {input_per_mtok: 1000, output_per_mtok: 1000}",
-                       pipeline_extra=f"cost: {{max_usd: {max_usd}}}", logged_tokens=1)
+    cfg = _live_config(
+        tmp_path,
+        server.base_url,
+        model_extra="price: {input_per_mtok: 1000, output_per_mtok: 1000}",
+        pipeline_extra=f"cost: {{max_usd: {max_usd}}}",
+        logged_tokens=1,
+    )
     with pytest.raises(RunFailed, match="budget guard"):
         run_local(str(cfg), "p", date(2026, 11, 1))
     run = Store(tmp_path / "runs").runs("p")[0]
@@ -361,12 +386,12 @@ def test_budget_guard_stops_a_live_run_before_the_next_shard_would_exceed_max_us
     assert m["status"] == "failed" and m["error"]["stage"] == "invoke"
     assert "max_usd" in m["error"]["message"]
     resp = read_responses(run).to_pandas()
-    assert 10 <= len(resp) < 40 and resp["error"].isna().all()   # the partial responses are kept
+    assert 10 <= len(resp) < 40 and resp["error"].isna().all()  # the partial responses are kept
     spent = float(((resp.prompt_tokens + resp.completion_tokens) * 1000 / 1e6).sum())
     assert m["stages"]["invoke"]["usd"] == pytest.approx(spent, abs=1e-6)
     shard_estimate = spent / len(resp) * 10
-    assert spent <= max_usd + shard_estimate            # never more than one shard's estimate over
-    assert spent + 1.5 * shard_estimate > max_usd       # it stopped because the next shard would not fit
+    assert spent <= max_usd + shard_estimate  # never more than one shard's estimate over
+    assert spent + 1.5 * shard_estimate > max_usd  # it stopped because the next shard would not fit
     assert server.stats()["requests_total"] == len(resp)
 
 
@@ -383,11 +408,14 @@ def _stopped_by_the_budget(tmp_path):
 def test_budget_guard_stops_a_batch_provider(tmp_path, monkeypatch):
     # a python function answering 1000 prompt tokens per row at 1 USD/MTok: 0.001 USD a row, 0.01 a shard of 10
     (tmp_path / "tokens_model.py").write_text(
-        "def answer(rows):\n    return [{'output': r['label'], 'prompt_tokens': 1000, 'completion_tokens': 0} for r in rows]\n")
+        "def answer(rows):\n    return [{'output': r['label'], 'prompt_tokens': 1000, 'completion_tokens': 0} for r in rows]\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     rows = [{"id": f"e{i:03d}", "text": f"ticket {i}", "label": "billing"} for i in range(40)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
     artifacts: {tmp_path}/runs
     models:
       fn:
@@ -402,7 +430,8 @@ def test_budget_guard_stops_a_batch_provider(tmp_path, monkeypatch):
         shard_size: 10
         bootstrap: 0
         cost: {{max_usd: 0.025}}
-    """)
+    """,
+    )
     # shard 1: spent 0.01, next ≈ 0.01 -> 0.02 <= 0.025 goes on; shard 2: spent 0.02 + 0.01 > 0.025 -> stop
     run, m = _stopped_by_the_budget(tmp_path)
     assert read_responses(run).num_rows == 20
@@ -415,9 +444,13 @@ def test_budget_guard_stops_a_replay_with_prices(tmp_path):
     n = 60_000
     ids = [f"t{i:06d}" for i in range(n)]
     pq.write_table(pa.table({"ticket_id": ids, "text": ["x"] * n, "label": ["billing"] * n}), tmp_path / "tickets.parquet")
-    pq.write_table(pa.table({"ticket_id": ids, "output": ["billing"] * n, "prompt_tokens": [1000] * n,
-                             "completion_tokens": [0] * n}), tmp_path / "log.parquet")
-    write_config(tmp_path, f"""
+    pq.write_table(
+        pa.table({"ticket_id": ids, "output": ["billing"] * n, "prompt_tokens": [1000] * n, "completion_tokens": [0] * n}),
+        tmp_path / "log.parquet",
+    )
+    write_config(
+        tmp_path,
+        f"""
     artifacts: {tmp_path}/runs
     models:
       logged:
@@ -431,7 +464,8 @@ def test_budget_guard_stops_a_replay_with_prices(tmp_path):
         metrics: [accuracy]
         bootstrap: 0
         cost: {{max_usd: 55}}
-    """)
+    """,
+    )
     run, m = _stopped_by_the_budget(tmp_path)
     assert read_responses(run).num_rows == 50_000
     assert m["stages"]["invoke"]["usd"] == pytest.approx(50.0)
@@ -444,7 +478,7 @@ def test_cost_per_correct_answer_uses_the_correctness_metric(replay_run, tmp_pat
     # acc pipeline: accuracy (normalised) counts t1, t3 ("Technical") and t4: 3 correct, although
     # exact_match (case-sensitive here) is computed too -- accuracy comes first
     c = _costs(replay_run.folder)
-    assert c.loc["o3-log", "cost_per_correct_usd"] == pytest.approx(TOTAL_PER_DAY / 3)   # 0.040167
+    assert c.loc["o3-log", "cost_per_correct_usd"] == pytest.approx(TOTAL_PER_DAY / 3)  # 0.040167
     assert c.loc["o3-nolog", "cost_per_correct_usd"] == pytest.approx(TOTAL_NEW / 3)
     assert c.loc["gpu", "cost_per_correct_usd"] == pytest.approx(0.004 / 3)
     cfg = tmp_path / "pipelines.yaml"
@@ -462,9 +496,21 @@ def test_cost_per_correct_answer_uses_the_correctness_metric(replay_run, tmp_pat
 def test_golden_costs():
     inputs = json.loads((GOLDEN / "inputs.json").read_text())
     expected = json.loads((GOLDEN / "expected.json").read_text())
-    responses = pd.read_csv(GOLDEN / "responses.csv", dtype={
-        "model": str, "example_id": str, "output": str, "prompt_tokens": "Int64", "completion_tokens": "Int64",
-        "cached_tokens": "Int64", "cache_write_tokens": "Int64", "latency_s": float, "cached": bool, "error": str})
+    responses = pd.read_csv(
+        GOLDEN / "responses.csv",
+        dtype={
+            "model": str,
+            "example_id": str,
+            "output": str,
+            "prompt_tokens": "Int64",
+            "completion_tokens": "Int64",
+            "cached_tokens": "Int64",
+            "cache_write_tokens": "Int64",
+            "latency_s": float,
+            "cached": bool,
+            "error": str,
+        },
+    )
     models = {k: parse_model(v) for k, v in inputs["models"].items()}
     quotes = {k: quote(m, inputs["as_of"]) for k, m in models.items()}
     table = costing.cost_table(responses, models, quotes, inputs["stats"], inputs["monthly_requests"], inputs["correct"])
@@ -484,14 +530,17 @@ def test_golden_costs():
     be = costing.breakeven(table)
     assert [(r.option, r.api) for r in be.itertuples()] == [(b["option"], b["api"]) for b in expected["breakeven"]]
     assert be["breakeven_monthly_requests"].tolist() == pytest.approx(
-        [b["breakeven_monthly_requests"] for b in expected["breakeven"]], rel=1e-9)
+        [b["breakeven_monthly_requests"] for b in expected["breakeven"]], rel=1e-9
+    )
 
 
 def test_reprice_a_judged_run_reprices_the_judge_too(tmp_path, server, api_key):
     # the judge (o3 behind the fake server, priced from genai-prices) is called at the run's date
     rows = [{"id": f"e{i}", "question": f"Capital number {i}?", "label": "Paris", "out": "Paris"} for i in range(3)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
     artifacts: {tmp_path}/runs
     cache_dir: {tmp_path}/cache
     models:
@@ -509,7 +558,8 @@ def test_reprice_a_judged_run_reprices_the_judge_too(tmp_path, server, api_key):
         models: [a]
         metrics: [accuracy, {{name: judge, judge: grader, args: {{rubric: "Right city?", scale: [1, 5]}}}}]
         bootstrap: 0
-    """)
+    """,
+    )
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "qa", AS_OF)
     rf = ctx.folder
     m = rf.manifest()
@@ -524,7 +574,8 @@ def test_reprice_a_judged_run_reprices_the_judge_too(tmp_path, server, api_key):
     pd.testing.assert_frame_equal(same.costs, rf.read_table("costs.parquet").to_pandas())
     old = reprice(rf.url, "2025-06-01").costs.set_index("model")
     assert old.loc["judge:grader", "cost_usd"] == pytest.approx(
-        (usage["prompt_tokens"] * 10 + usage["completion_tokens"] * 40) / 1e6)
+        (usage["prompt_tokens"] * 10 + usage["completion_tokens"] * 40) / 1e6
+    )
     assert PriceQuote.from_dict(old.loc["judge:grader", "price_json"]).as_of == "2025-06-01"
 
 
@@ -536,11 +587,12 @@ def test_replay_reads_logged_at_in_any_form():
 
     midnight = 1749513600_000000  # 2025-06-10T00:00:00Z in µs
     cases = [
-        pa.array(["2025-06-09T22:00:00-02:00", "2025-06-10", None]),                       # text with an offset
+        pa.array(["2025-06-09T22:00:00-02:00", "2025-06-10", None]),  # text with an offset
         pa.array([datetime(2025, 6, 10), datetime(2025, 6, 10), None], pa.timestamp("s")),  # naive: UTC
-        pa.array([datetime(2025, 6, 10, 2, tzinfo=ZoneInfo("Europe/Berlin"))] * 2 + [None],
-                 pa.timestamp("ms", tz="Europe/Berlin")),                                   # 02:00 Berlin = 00:00 UTC
-        pa.array([_date(2025, 6, 10)] * 2 + [None]),                                         # dates
+        pa.array(
+            [datetime(2025, 6, 10, 2, tzinfo=ZoneInfo("Europe/Berlin"))] * 2 + [None], pa.timestamp("ms", tz="Europe/Berlin")
+        ),  # 02:00 Berlin = 00:00 UTC
+        pa.array([_date(2025, 6, 10)] * 2 + [None]),  # dates
     ]
     for arr in cases:
         got = _utc_micros(pa.chunked_array([arr])).to_pylist()

@@ -48,8 +48,10 @@ def cfg_price(**kw) -> OpenAIModel:
 
 def test_imports_are_light():
     # neither prefect nor genai_prices (0.6 s) is imported until a genai-prices lookup is made
-    code = ("import sys, assay.pricing, assay.costing; "
-            "print([m for m in sys.modules if m.split('.')[0] in ('prefect', 'genai_prices')])")
+    code = (
+        "import sys, assay.pricing, assay.costing; "
+        "print([m for m in sys.modules if m.split('.')[0] in ('prefect', 'genai_prices')])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -58,8 +60,10 @@ def test_imports_are_light():
 
 
 def test_token_cost_with_cached_and_cache_write_tokens():
-    q = quote(cfg_price(input_per_mtok=2.0, output_per_mtok=8.0, cached_input_per_mtok=0.5,
-                        cache_write_per_mtok=2.5), dt.date(2025, 1, 1))
+    q = quote(
+        cfg_price(input_per_mtok=2.0, output_per_mtok=8.0, cached_input_per_mtok=0.5, cache_write_per_mtok=2.5),
+        dt.date(2025, 1, 1),
+    )
     # prompt 10 000 of which 4 000 read from cache and 1 000 written to it; 500 completion tokens:
     #   uncached 5 000 * 2.0 = 10 000
     #   cached   4 000 * 0.5 =  2 000
@@ -99,8 +103,7 @@ def test_token_cost_unpriced_is_nan():
 
 
 def test_config_price_wins_over_price_ref():
-    m = OpenAIModel(model="gpt-4o-mini", price_ref="openai/gpt-4o-mini",
-                    price=Price(input_per_mtok=1, output_per_mtok=3))
+    m = OpenAIModel(model="gpt-4o-mini", price_ref="openai/gpt-4o-mini", price=Price(input_per_mtok=1, output_per_mtok=3))
     q = quote(m, dt.date(2025, 3, 1))
     assert (q.source, q.input_per_mtok, q.output_per_mtok, q.cached_input_per_mtok) == ("config", 1.0, 3.0, None)
     assert q.as_of == "2025-03-01"
@@ -221,13 +224,15 @@ def test_dated_quotes_price_each_request_at_its_own_day():
     df["price_date"] = ["2025-06-09", "2025-06-10", None]
     r = cost_table(df, {"o3": m}, {"o3": dq}, {"o3": {"wall_s": 1.0}}, 300).iloc[0]
     assert r["kind"] == "api" and r["price_source"] == "genai-prices"
-    assert r["cost_usd"] == pytest.approx(0.07)                  # 0.05 + 0.01 + 0.01
+    assert r["cost_usd"] == pytest.approx(0.07)  # 0.05 + 0.01 + 0.01
     assert r["cost_per_1k_usd"] == pytest.approx(0.07 / 3 * 1000)
-    assert r["monthly_cost_usd"] == pytest.approx(7.0)           # 0.07 / 3 * 300
+    assert r["monthly_cost_usd"] == pytest.approx(7.0)  # 0.07 / 3 * 300
     pj = json.loads(r["price_json"])
     assert pj["priced_by"] == "request date" and pj["dates"] == 2 and pj["as_of"] == "2025-06-10"
     assert [(p["from"], p["to"], p["input_per_mtok"]) for p in pj["periods"]] == [
-        ("2025-06-09", "2025-06-09", 10.0), ("2025-06-10", "2025-06-10", 2.0)]
+        ("2025-06-09", "2025-06-09", 10.0),
+        ("2025-06-10", "2025-06-10", 2.0),
+    ]
     # without a price_date column every row takes the default
     assert cost_table(df.drop(columns="price_date"), {"o3": m}, {"o3": dq}, {}, None).iloc[0]["cost_usd"] == pytest.approx(0.03)
     # one date: the price line is that day's quote, as with a plain quote
@@ -235,7 +240,9 @@ def test_dated_quotes_price_each_request_at_its_own_day():
     # consecutive dates at one price are one period
     dq3 = DatedQuotes({d: quote(m, d) for d in ("2025-06-08", "2025-06-09", "2025-06-11")}, after)
     assert [(p["from"], p["to"], p["dates"]) for p in dq3.to_dict()["periods"]] == [
-        ("2025-06-08", "2025-06-09", 2), ("2025-06-11", "2025-06-11", 1)]
+        ("2025-06-08", "2025-06-09", 2),
+        ("2025-06-11", "2025-06-11", 1),
+    ]
     # a day without a price makes its rows, and so the total, unknown
     hole = DatedQuotes({"2025-06-09": PriceQuote(source="none")}, after)
     assert math.isnan(hole.token_cost(["2025-06-09"], [1], [1])[0])
@@ -243,8 +250,9 @@ def test_dated_quotes_price_each_request_at_its_own_day():
 
 # ------------------------------------------------------------------------------------------------ hourly prices
 
-HW = Hardware(purchase_usd=30_000, depreciation_years=3, power_kw=0.7, pue=1.4, usd_per_kwh=0.15,
-              maintenance_rate=0.1, utilisation=1.0)
+HW = Hardware(
+    purchase_usd=30_000, depreciation_years=3, power_kw=0.7, pue=1.4, usd_per_kwh=0.15, maintenance_rate=0.1, utilisation=1.0
+)
 # depreciation 30 000 / (3*8760)   = 1.14155251
 # maintenance  30 000 * 0.1 / 8760 = 0.34246575
 # power        0.7 * 1.4 * 0.15    = 0.147
@@ -269,38 +277,50 @@ def test_hosting_usd_per_hour():
 def _responses(model, n, *, cached=0, errors=0, prompt=100, completion=10, latency=1.0):
     rows = []
     for i in range(n):
-        rows.append({
-            "example_id": f"e{i}", "model": model, "output": "x",
-            "prompt_tokens": prompt, "completion_tokens": completion,
-            "cached_tokens": None, "cache_write_tokens": None,
-            "latency_s": latency, "started_at": pd.Timestamp("2025-01-01", tz="UTC"), "attempts": 1,
-            "cached": i < cached, "error": "boom" if i >= n - errors else None,
-        })
+        rows.append(
+            {
+                "example_id": f"e{i}",
+                "model": model,
+                "output": "x",
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "cached_tokens": None,
+                "cache_write_tokens": None,
+                "latency_s": latency,
+                "started_at": pd.Timestamp("2025-01-01", tz="UTC"),
+                "attempts": 1,
+                "cached": i < cached,
+                "error": "boom" if i >= n - errors else None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def test_api_cost_table_row():
     m = cfg_price(input_per_mtok=1.0, output_per_mtok=2.0, cached_input_per_mtok=0.5)
     q = quote(m, dt.date(2025, 1, 1))
-    df = pd.DataFrame({
-        "example_id": ["a", "b", "c", "d"], "model": "api",
-        "prompt_tokens": pd.array([1000, 1000, 2000, None], dtype="Int64"),
-        "completion_tokens": pd.array([100, 100, 0, None], dtype="Int64"),
-        "cached_tokens": pd.array([0, 500, None, None], dtype="Int64"),
-        "cache_write_tokens": pd.array([None] * 4, dtype="Int64"),
-        "latency_s": [1.0, 2.0, 3.0, 10.0],
-        "cached": [False, True, False, False],
-        "error": [None, None, None, "timeout"],
-    })
+    df = pd.DataFrame(
+        {
+            "example_id": ["a", "b", "c", "d"],
+            "model": "api",
+            "prompt_tokens": pd.array([1000, 1000, 2000, None], dtype="Int64"),
+            "completion_tokens": pd.array([100, 100, 0, None], dtype="Int64"),
+            "cached_tokens": pd.array([0, 500, None, None], dtype="Int64"),
+            "cache_write_tokens": pd.array([None] * 4, dtype="Int64"),
+            "latency_s": [1.0, 2.0, 3.0, 10.0],
+            "cached": [False, True, False, False],
+            "error": [None, None, None, "timeout"],
+        }
+    )
     t = cost_table(df, {"api": m}, {"api": q}, {"api": {"wall_s": 4.0, "concurrency": 2}}, 10_000, {"api": 2})
     r = t.iloc[0]
     assert (r["model"], r["kind"], r["requests"], r["errors"], r["cache_hits"]) == ("api", "api", 4, 1, 1)
     assert (r["prompt_tokens"], r["completion_tokens"], r["cached_tokens"]) == (4000, 200, 500)
     # rows: 0.0012 + 0.00095 (cache hit: still priced) + 0.002 + 0 (error, no tokens) = 0.00415 USD
     assert r["cost_usd"] == pytest.approx(0.00415)
-    assert r["cost_per_1k_usd"] == pytest.approx(1.0375)        # 0.00415 / 4 * 1000
+    assert r["cost_per_1k_usd"] == pytest.approx(1.0375)  # 0.00415 / 4 * 1000
     assert r["cost_per_correct_usd"] == pytest.approx(0.002075)  # 0.00415 / 2
-    assert r["monthly_cost_usd"] == pytest.approx(10.375)        # 0.00415 / 4 * 10 000
+    assert r["monthly_cost_usd"] == pytest.approx(10.375)  # 0.00415 / 4 * 10 000
     assert r["fixed_monthly_usd"] == 0.0 and r["monthly_requests"] == 10_000
     # latencies of the 3 successful rows [1, 2, 3]: p50 2, p95 1 + 0.95*2 = 2.9, p99 2.98
     assert (r["latency_p50_s"], r["latency_p95_s"], r["latency_p99_s"]) == pytest.approx((2.0, 2.9, 2.98))
@@ -323,8 +343,7 @@ def test_unpriced_model_and_missing_correctness():
 
 
 def test_self_hosted_from_gpu_hour_price_and_monthly_floor():
-    m = OpenAIModel(model="llama", base_url="http://x",
-                    hosting=Hosting(usd_per_gpu_hour=2.0, gpus=1, replicas=1))
+    m = OpenAIModel(model="llama", base_url="http://x", hosting=Hosting(usd_per_gpu_hour=2.0, gpus=1, replicas=1))
     # 100 rows, 20 served from Assay's response cache: 80 real requests in 40 s -> 2 rps
     df = _responses("llama", 100, cached=20)
     t = cost_table(df, {"llama": m}, {}, {"llama": {"wall_s": 40.0, "concurrency": 8}}, 1_000_000)
@@ -344,7 +363,8 @@ def test_self_hosted_from_gpu_hour_price_and_monthly_floor():
     #   floor + (1388.89 - 730) * 2 = 1460 + 1317.78 = 2777.78 = 10e6 * per_req
     assert monthly_cost_usd("self-hosted", 1460.0, per_req, 10_000_000) == pytest.approx(2777.7778)
     assert monthly_cost_usd("self-hosted", 1460.0, per_req, 10_000_000) == pytest.approx(
-        1460 + (10_000_000 / (2 * 3600) - HOURS_PER_MONTH) * 2.0)
+        1460 + (10_000_000 / (2 * 3600) - HOURS_PER_MONTH) * 2.0
+    )
     # exactly at the floor's capacity both expressions meet
     assert monthly_cost_usd("self-hosted", 1460.0, per_req, 5_256_000) == pytest.approx(1460.0)
     # no volume: no monthly figure
@@ -353,8 +373,7 @@ def test_self_hosted_from_gpu_hour_price_and_monthly_floor():
 
 
 def test_self_hosted_from_hardware_with_throughput_override():
-    m = OpenAIModel(model="llama", base_url="http://x",
-                    hosting=Hosting(hardware=HW, replicas=2, throughput_rps=4.0))
+    m = OpenAIModel(model="llama", base_url="http://x", hosting=Hosting(hardware=HW, replicas=2, throughput_rps=4.0))
     t = cost_table(_responses("llama", 10), {"llama": m}, {}, {"llama": {"wall_s": 100.0}}, 0)
     r = t.iloc[0]
     assert r["throughput_rps"] == 4.0  # the override, not the measured 10/100 = 0.1
@@ -372,8 +391,14 @@ def test_self_hosted_from_hardware_with_throughput_override():
 def test_conventional_with_training_amortisation():
     m = SklearnModel(estimator="logreg")  # no compute: Compute() defaults, 0.10 USD/h, 1 instance, 12 months
     assert Compute().usd_per_hour == 0.10 and Compute().amortise_months == 12 and Compute().instances == 1
-    t = cost_table(_responses("clf", 1000), {"clf": m}, {},
-                   {"clf": {"wall_s": 50.0, "compute_s": 36.0, "train_s": 7200.0}}, 1_000_000, {"clf": 900})
+    t = cost_table(
+        _responses("clf", 1000),
+        {"clf": m},
+        {},
+        {"clf": {"wall_s": 50.0, "compute_s": 36.0, "train_s": 7200.0}},
+        1_000_000,
+        {"clf": 900},
+    )
     r = t.iloc[0]
     assert r["kind"] == "conventional" and r["price_source"] == "compute"
     assert r["usd_per_hour"] == 0.10
@@ -390,7 +415,9 @@ def test_conventional_with_training_amortisation():
     assert r["monthly_cost_usd"] == pytest.approx(0.2 / 12 + max(73, 1e6 * 0.036 / 3600 * 0.10))
     # beyond the floor's capacity (730 h = 73,000,000 requests at 0.036 s) the compute hours are paid:
     # at 1e8 requests 1e8 * 1e-6 = 100 USD > 73
-    assert monthly_cost_usd("conventional", r["fixed_monthly_usd"], 1e-6, 1e8, r["floor_monthly_usd"]) == pytest.approx(0.2 / 12 + 100)
+    assert monthly_cost_usd("conventional", r["fixed_monthly_usd"], 1e-6, 1e8, r["floor_monthly_usd"]) == pytest.approx(
+        0.2 / 12 + 100
+    )
     assert json.loads(r["price_json"])["instances"] == 1
     # explicit compute config, paid per call (a serverless function): no floor
     m2 = SklearnModel(estimator="logreg", compute=Compute(usd_per_hour=3.6, amortise_months=2, instances=0))
@@ -435,13 +462,19 @@ def test_zero_correct_is_infinite_cost_per_correct():
 
 def _mixed_costs():
     api = cfg_price(input_per_mtok=5.0, output_per_mtok=20.0)
-    hosted = OpenAIModel(model="llama", base_url="http://x",
-                         hosting=Hosting(usd_per_gpu_hour=2.0, replicas=1, throughput_rps=2.0))
+    hosted = OpenAIModel(
+        model="llama", base_url="http://x", hosting=Hosting(usd_per_gpu_hour=2.0, replicas=1, throughput_rps=2.0)
+    )
     clf = SklearnModel(estimator="logreg")
-    dear = OpenAIModel(model="slow", base_url="http://x",
-                       hosting=Hosting(usd_per_gpu_hour=36.0, replicas=1, throughput_rps=1.0))
-    df = pd.concat([_responses("api", 10, prompt=100, completion=25), _responses("llama", 10),
-                    _responses("clf", 1000), _responses("dear", 10)])
+    dear = OpenAIModel(model="slow", base_url="http://x", hosting=Hosting(usd_per_gpu_hour=36.0, replicas=1, throughput_rps=1.0))
+    df = pd.concat(
+        [
+            _responses("api", 10, prompt=100, completion=25),
+            _responses("llama", 10),
+            _responses("clf", 1000),
+            _responses("dear", 10),
+        ]
+    )
     models = {"api": api, "llama": hosted, "clf": clf, "dear": dear}
     stats = {"clf": {"compute_s": 36.0, "train_s": 7200.0}}
     return cost_table(df, models, {"api": quote(api, dt.date(2025, 1, 1))}, stats, 1_000_000)
@@ -483,7 +516,8 @@ def test_breakeven_conventional_and_never():
     assert monthly_cost_usd("conventional", fixed, 1e-6, m * 1.01, 73.0) < monthly_cost_usd("api", 0, 0.001, m * 1.01)
     # paid per call (instances: 0) it is the old line: training / (api - clf per request) = 16.683 requests
     assert monthly_cost_usd("conventional", 0.2 / 12, 1e-6, (0.2 / 12) / (0.001 - 1e-6), 0.0) == pytest.approx(
-        monthly_cost_usd("api", 0, 0.001, (0.2 / 12) / (0.001 - 1e-6)))
+        monthly_cost_usd("api", 0, 0.001, (0.2 / 12) / (0.001 - 1e-6))
+    )
     # dear: 36 USD/h at 1 rps = 36/3600 = 0.01 USD per request > api's 0.001: never cheaper
     r = be.loc[("dear", "api")]
     assert r["option_usd_per_request"] == pytest.approx(0.01)
@@ -494,12 +528,14 @@ def test_breakeven_conventional_and_never():
 
 
 def _table():
-    return pd.DataFrame({
-        "model": ["a", "b", "c", "d", "e"],
-        "accuracy": [0.90, 0.80, 0.95, 0.90, np.nan],
-        "cost_per_1k_usd": [1.0, 2.0, 3.0, 1.0, 0.1],
-        "monthly_cost_usd": [100.0, 50.0, 300.0, 120.0, 10.0],
-    })
+    return pd.DataFrame(
+        {
+            "model": ["a", "b", "c", "d", "e"],
+            "accuracy": [0.90, 0.80, 0.95, 0.90, np.nan],
+            "cost_per_1k_usd": [1.0, 2.0, 3.0, 1.0, 0.1],
+            "monthly_cost_usd": [100.0, 50.0, 300.0, 120.0, 10.0],
+        }
+    )
 
 
 def test_pareto_front():

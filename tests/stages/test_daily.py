@@ -16,14 +16,25 @@ from tests.conftest import write_config
 
 def traffic() -> pa.Table:
     """Requests on the 4th, the 5th and early on the 6th (a day not over at a 02:00 run)."""
-    times = [datetime(2026, 11, 4, 10, tzinfo=UTC), datetime(2026, 11, 4, 23, 59, tzinfo=UTC),
-             datetime(2026, 11, 5, 0, 0, 1, tzinfo=UTC), datetime(2026, 11, 5, 12, tzinfo=UTC),
-             datetime(2026, 11, 5, 23, 30, tzinfo=UTC), datetime(2026, 11, 6, 1, 0, tzinfo=UTC)]
+    times = [
+        datetime(2026, 11, 4, 10, tzinfo=UTC),
+        datetime(2026, 11, 4, 23, 59, tzinfo=UTC),
+        datetime(2026, 11, 5, 0, 0, 1, tzinfo=UTC),
+        datetime(2026, 11, 5, 12, tzinfo=UTC),
+        datetime(2026, 11, 5, 23, 30, tzinfo=UTC),
+        datetime(2026, 11, 6, 1, 0, tzinfo=UTC),
+    ]
     ids = [f"s{i}" for i in range(len(times))]
-    return pa.table({"example_id": ids, "request_time": pa.array(times, pa.timestamp("us", tz="UTC")),
-                     "messages": [json.dumps([{"role": "user", "content": f"ANSWER: reply {i}"}]) for i in ids],
-                     "output": [f"logged reply {i}" for i in ids], "prompt_tokens": [10] * len(ids),
-                     "completion_tokens": [5] * len(ids)})
+    return pa.table(
+        {
+            "example_id": ids,
+            "request_time": pa.array(times, pa.timestamp("us", tz="UTC")),
+            "messages": [json.dumps([{"role": "user", "content": f"ANSWER: reply {i}"}]) for i in ids],
+            "output": [f"logged reply {i}" for i in ids],
+            "prompt_tokens": [10] * len(ids),
+            "completion_tokens": [5] * len(ids),
+        }
+    )
 
 
 def test_lag_assesses_the_last_complete_day():
@@ -45,11 +56,11 @@ def test_lag_is_whole_days(lag):
         DatasetConfig(source="x", partition={"column": "c", "lag": lag})
 
 
-
-
 def test_nightly_run_prices_incumbent_by_request_date_and_candidate_by_run_date(tmp_path, server):
     pq.write_table(traffic(), tmp_path / "traffic.parquet")
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         models:
           incumbent: {{provider: replay, output_column: output, model: gpt-4o-mini}}
@@ -62,7 +73,8 @@ def test_nightly_run_prices_incumbent_by_request_date_and_candidate_by_run_date(
             models: [incumbent, cand]
             metrics: [output_length]
             bootstrap: 0
-    """)
+    """,
+    )
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "nightly", date(2026, 11, 6))
     ds = ctx.folder.read_table("dataset.parquet")
     assert sorted(ds["example_id"].to_pylist()) == ["s2", "s3", "s4"]

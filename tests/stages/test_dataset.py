@@ -237,8 +237,13 @@ def test_each_problem_names_its_key_path_and_the_file():
     preflight; with ``source`` the messages name the file."""
     t = pa.Table.from_pylist(ROWS)
     with pytest.raises(DatasetError) as e:
-        prepare(t, cfg(id="tid", slices=["lang", "channel"]), PromptConfig(template="{subject}: {text}"), AS_OF,
-                source="/data/x.parquet")
+        prepare(
+            t,
+            cfg(id="tid", slices=["lang", "channel"]),
+            PromptConfig(template="{subject}: {text}"),
+            AS_OF,
+            source="/data/x.parquet",
+        )
     cols = " not in /data/x.parquet (columns: id, text, label, lang, n)"
     assert e.value.problems == [
         (("dataset", "id"), "dataset.id column 'tid'" + cols),
@@ -248,7 +253,7 @@ def test_each_problem_names_its_key_path_and_the_file():
     dup = pa.table({"id": ["a", "b", "a"], "text": ["x", "y", "z"], "label": ["l", "l", "l"]})
     with pytest.raises(DatasetError) as e:
         prepare(dup, cfg(slices=[]), PROMPT, None, source="/data/x.parquet")
-    (key, msg), = e.value.problems
+    ((key, msg),) = e.value.problems
     assert key == ("dataset", "id") and "'a'" in msg and "/data/x.parquet" in msg
 
 
@@ -268,7 +273,9 @@ def test_a_prepared_source_is_taken_once_and_only_for_its_own_request(tmp_path):
     write_parquet(tmp_path / "d.parquet", ROWS[:3])  # a changed file is read again
     assert kept.take(src, c, PROMPT, AS_OF, None) is None
     assert assay.dataset.load_prepared(src, c, PROMPT, AS_OF)[1] == 3
-    assert assay.dataset.prepared_key("some/dataset", cfg(slices=[], format="hf"), PROMPT, AS_OF, None) is None  # no version to tell
+    assert (
+        assay.dataset.prepared_key("some/dataset", cfg(slices=[], format="hf"), PROMPT, AS_OF, None) is None
+    )  # no version to tell
     (tmp_path / "bad.parquet").write_bytes(b"junk")
     with pytest.raises(assay.dataset.UnreadableSource, match=r"cannot read .*bad\.parquet as parquet"):
         assay.dataset.load_prepared(str(tmp_path / "bad.parquet"), c, PROMPT, AS_OF)
@@ -277,13 +284,18 @@ def test_a_prepared_source_is_taken_once_and_only_for_its_own_request(tmp_path):
 # ------------------------------------------------------------------------------------------------ partitions
 
 # One example per day; as_of = 2026-11-01.
-DAYS = [date(2026, 10, 25), date(2026, 10, 26), date(2026, 10, 27), date(2026, 10, 31), date(2026, 11, 1),
-        date(2026, 11, 2)]
+DAYS = [date(2026, 10, 25), date(2026, 10, 26), date(2026, 10, 27), date(2026, 10, 31), date(2026, 11, 1), date(2026, 11, 2)]
 
 
 def _dated(values, typ=None) -> pa.Table:
-    return pa.table({"id": [f"d{i}" for i in range(len(values))], "text": [f"x{i}" for i in range(len(values))],
-                     "label": ["a"] * len(values), "when": pa.array(values, typ)})
+    return pa.table(
+        {
+            "id": [f"d{i}" for i in range(len(values))],
+            "text": [f"x{i}" for i in range(len(values))],
+            "label": ["a"] * len(values),
+            "when": pa.array(values, typ),
+        }
+    )
 
 
 def _kept(table: pa.Table, window: str | None, as_of=AS_OF) -> list[str]:
@@ -311,8 +323,14 @@ def test_partition_on_a_date32_column(window):
 @pytest.mark.parametrize("window", list(EXPECTED_BY_WINDOW))
 def test_partition_on_an_iso_string_column(window):
     # dates, date-times and date-times with an offset: the first ten characters are the day
-    values = ["2026-10-25T23:59:59", "2026-10-26", "2026-10-27T00:00:00Z", "2026-10-31", "2026-11-01T23:59:59.999",
-              "2026-11-02T00:00:00"]
+    values = [
+        "2026-10-25T23:59:59",
+        "2026-10-26",
+        "2026-10-27T00:00:00Z",
+        "2026-10-31",
+        "2026-11-01T23:59:59.999",
+        "2026-11-02T00:00:00",
+    ]
     assert _kept(_dated(values, pa.string()), window) == EXPECTED_BY_WINDOW[window]
 
 
@@ -320,9 +338,14 @@ def test_partition_on_an_iso_string_column(window):
 def test_partition_on_a_utc_timestamp_column(window):
     # each day's first or last second, so an off-by-one at midnight shows
     utc = UTC
-    values = [datetime(2026, 10, 25, 23, 59, 59, tzinfo=utc), datetime(2026, 10, 26, 0, 0, 0, tzinfo=utc),
-              datetime(2026, 10, 27, 12, 0, tzinfo=utc), datetime(2026, 10, 31, 23, 59, 59, tzinfo=utc),
-              datetime(2026, 11, 1, 0, 0, 0, tzinfo=utc), datetime(2026, 11, 2, 0, 0, 0, tzinfo=utc)]
+    values = [
+        datetime(2026, 10, 25, 23, 59, 59, tzinfo=utc),
+        datetime(2026, 10, 26, 0, 0, 0, tzinfo=utc),
+        datetime(2026, 10, 27, 12, 0, tzinfo=utc),
+        datetime(2026, 10, 31, 23, 59, 59, tzinfo=utc),
+        datetime(2026, 11, 1, 0, 0, 0, tzinfo=utc),
+        datetime(2026, 11, 2, 0, 0, 0, tzinfo=utc),
+    ]
     assert _kept(_dated(values, pa.timestamp("us", tz="UTC")), window) == EXPECTED_BY_WINDOW[window]
 
 
@@ -335,8 +358,11 @@ def test_partition_dates_a_tz_aware_timestamp_in_utc():
       d2 = 2026-11-01T12:00Z  (2026-11-01 07:00 EST)  -> UTC day 11-01 -> kept
     """
     utc = UTC
-    values = [datetime(2026, 11, 1, 2, 0, tzinfo=utc), datetime(2026, 11, 2, 3, 0, tzinfo=utc),
-              datetime(2026, 11, 1, 12, 0, tzinfo=utc)]
+    values = [
+        datetime(2026, 11, 1, 2, 0, tzinfo=utc),
+        datetime(2026, 11, 2, 3, 0, tzinfo=utc),
+        datetime(2026, 11, 1, 12, 0, tzinfo=utc),
+    ]
     t = _dated(values, pa.timestamp("us", tz="America/New_York"))
     assert _kept(t, "1d") == ["d0", "d2"]
     assert _kept(t, None) == ["d0", "d2"]
@@ -357,12 +383,17 @@ def test_partition_gives_the_same_rows_from_every_format(tmp_path):
     # CSV reads the column as date32, JSONL as a timestamp, the JSON array and Parquet as strings
     rows = [{"id": f"d{i}", "text": f"x{i}", "label": "a", "when": d.isoformat()} for i, d in enumerate(DAYS)]
     c = cfg(slices=[], partition=Partition(column="when", window="7d"))
-    for src in (write_parquet(tmp_path / "d.parquet", rows), write_csv(tmp_path / "d.csv", rows),
-                write_jsonl(tmp_path / "d.jsonl", rows), write_json_array(tmp_path / "d.json", rows)):
+    for src in (
+        write_parquet(tmp_path / "d.parquet", rows),
+        write_csv(tmp_path / "d.csv", rows),
+        write_jsonl(tmp_path / "d.jsonl", rows),
+        write_json_array(tmp_path / "d.json", rows),
+    ):
         assert prepare(read_source(src), c, PROMPT, AS_OF)["example_id"].to_pylist() == EXPECTED_BY_WINDOW["7d"], src
 
 
 # ------------------------------------------------------------------------------------------------ sampling
+
 
 def _many(n=50) -> pa.Table:
     return pa.table({"id": [f"s{i:03d}" for i in range(n)], "text": [f"t{i}" for i in range(n)], "label": ["a"] * n})
@@ -392,8 +423,10 @@ def test_sample_argument_overrides_the_config():
     # no sample anywhere: everything
     assert prepare(t, cfg(slices=[]), PROMPT, None).num_rows == 50
     # the override still uses the configured seed: the same 4 every time
-    assert (prepare(t, c, PROMPT, None, sample=4)["example_id"].to_pylist()
-            == prepare(t, c, PROMPT, None, sample=4)["example_id"].to_pylist())
+    assert (
+        prepare(t, c, PROMPT, None, sample=4)["example_id"].to_pylist()
+        == prepare(t, c, PROMPT, None, sample=4)["example_id"].to_pylist()
+    )
 
 
 def test_sampling_happens_after_the_partition_filter():

@@ -39,8 +39,9 @@ def make_dataset(path: Path, n: int, triggers: dict[int, str] | None = None) -> 
     return path
 
 
-def make_config(tmp_path: Path, base_url: str, extra_model: str = "", pipeline_extra: str = "", n: int = 40,
-                triggers=None) -> Path:
+def make_config(
+    tmp_path: Path, base_url: str, extra_model: str = "", pipeline_extra: str = "", n: int = 40, triggers=None
+) -> Path:
     make_dataset(tmp_path / "data.parquet", n, triggers)
     text = f"""
     artifacts: {tmp_path}/runs
@@ -265,8 +266,9 @@ def test_resume_after_kill_pays_for_nothing_twice(tmp_path, fake_server):
 
 def test_sdk_client_gives_the_same_responses(tmp_path, server):
     server.reset()
-    cfg = make_config(tmp_path, server.base_url, extra_model="client: sdk", triggers={0: "500", 2: "400"},
-                      pipeline_extra="max_error_rate: 0.5")
+    cfg = make_config(
+        tmp_path, server.base_url, extra_model="client: sdk", triggers={0: "500", 2: "400"}, pipeline_extra="max_error_rate: 0.5"
+    )
     ctx = run_local(str(cfg), "p", DAY, cache_mode="off")
     resp = read_responses(ctx.folder).to_pandas().set_index("example_id")
     assert len(resp) == 40
@@ -277,8 +279,9 @@ def test_sdk_client_gives_the_same_responses(tmp_path, server):
 
 def test_timeout_is_retried_then_recorded(tmp_path, fake_server):
     srv = fake_server(latency=0.0, slow_seconds=3)
-    cfg = make_config(tmp_path, srv.base_url, extra_model="timeout_s: 0.5", triggers={1: "SLOW"}, n=10,
-                      pipeline_extra="max_error_rate: 0.5")
+    cfg = make_config(
+        tmp_path, srv.base_url, extra_model="timeout_s: 0.5", triggers={1: "SLOW"}, n=10, pipeline_extra="max_error_rate: 0.5"
+    )
     cfg.write_text(cfg.read_text().replace("max_attempts: 3", "max_attempts: 2"))
     ctx = run_local(str(cfg), "p", DAY, cache_mode="off")
     srv.stop()
@@ -303,7 +306,7 @@ def test_progress_reports_at_once_then_a_few_times_a_second(tmp_path, fake_serve
     with progress.watching(lambda *a: seen.append((time.monotonic() - t0, *a))):
         invoke.run(ctx)
     srv.stop()
-    assert seen[0][1:4] == ("fake", 0, 80)                     # before any call: model, done 0, total
+    assert seen[0][1:4] == ("fake", 0, 80)  # before any call: model, done 0, total
     dones = [s[2] for s in seen]
     assert dones == sorted(dones) and dones[-1] == 80
     # 80 calls at concurrency 8 and 50 ms: about half a second, so reports in between, not per call
@@ -318,9 +321,13 @@ def test_a_resumed_conventional_models_compute_covers_the_rows_it_did_not_run_ag
     from assay.stages import cost, invoke, load, score
 
     make_dataset(tmp_path / "data.parquet", 30)
-    pq.write_table(pa.table({"text": [f"ticket {i} about {LABELS[i % 3]}" for i in range(30)],
-                             "label": [LABELS[i % 3] for i in range(30)]}), tmp_path / "train.parquet")
-    cfg = write_config(tmp_path, f"""
+    pq.write_table(
+        pa.table({"text": [f"ticket {i} about {LABELS[i % 3]}" for i in range(30)], "label": [LABELS[i % 3] for i in range(30)]}),
+        tmp_path / "train.parquet",
+    )
+    cfg = write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         models:
           base: {{provider: sklearn, estimator: tfidf-logreg, train: train.parquet, compute: {{usd_per_hour: 3.6}}}}
@@ -330,7 +337,8 @@ def test_a_resumed_conventional_models_compute_covers_the_rows_it_did_not_run_ag
             models: [base]
             metrics: [accuracy]
             bootstrap: 0
-    """)
+    """,
+    )
     ctx = start_run(str(cfg), "p", DAY)
     load.run(ctx)
     invoke.run(ctx)
@@ -352,11 +360,33 @@ def test_call_figures_add_and_an_unknown_figure_stays_unknown():
     and a figure one side does not know (None) is unknown in the sum, not 0."""
     from assay.figures import CallFigures
 
-    a = CallFigures.of({"called": 3, "cache_hits": 1, "retries": 2, "errors": 1, "usd": 0.5, "retry_kinds": {"429": 2},
-                        "error_kinds": {"timeout": 1}, "error_examples": {"timeout": "first"}, "wall_s": 9.0,
-                        "concurrency": 4, "compute_s": 1.5, "device": "cpu"})
-    b = CallFigures.of({"called": 2, "errors": 1, "usd": 0.25, "error_kinds": {"timeout": 1, "http_500": 1},
-                        "error_examples": {"timeout": "second", "http_500": "boom"}, "compute_s": 0.5, "device": "cuda"})
+    a = CallFigures.of(
+        {
+            "called": 3,
+            "cache_hits": 1,
+            "retries": 2,
+            "errors": 1,
+            "usd": 0.5,
+            "retry_kinds": {"429": 2},
+            "error_kinds": {"timeout": 1},
+            "error_examples": {"timeout": "first"},
+            "wall_s": 9.0,
+            "concurrency": 4,
+            "compute_s": 1.5,
+            "device": "cpu",
+        }
+    )
+    b = CallFigures.of(
+        {
+            "called": 2,
+            "errors": 1,
+            "usd": 0.25,
+            "error_kinds": {"timeout": 1, "http_500": 1},
+            "error_examples": {"timeout": "second", "http_500": "boom"},
+            "compute_s": 0.5,
+            "device": "cuda",
+        }
+    )
     total = a + b
     assert (total.called, total.cache_hits, total.retries, total.errors, total.usd) == (5, 1, 2, 2, 0.75)
     assert total.error_kinds == {"timeout": 2, "http_500": 1} and total.retry_kinds == {"429": 2}

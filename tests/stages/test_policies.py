@@ -42,9 +42,15 @@ LABELS = ["x", "y"] * 5
 
 
 def _pipeline(policies: dict | None = None, monthly: int | None = 50_000) -> dict:
-    return {"dataset": {"source": "d.parquet", "id": "id", "reference": "label", "slices": ["lang"]},
-            "models": ["small", "big"], "metrics": ["accuracy"], "bootstrap": 200,
-            "cost": {"monthly_requests": monthly}, "gates": {"accuracy": {"min": 0.65}}, "policies": policies or {}}
+    return {
+        "dataset": {"source": "d.parquet", "id": "id", "reference": "label", "slices": ["lang"]},
+        "models": ["small", "big"],
+        "metrics": ["accuracy"],
+        "bootstrap": 200,
+        "cost": {"monthly_requests": monthly},
+        "gates": {"accuracy": {"min": 0.65}},
+        "policies": policies or {},
+    }
 
 
 def write_tiny_run(root) -> store.RunFolder:
@@ -55,32 +61,119 @@ def write_tiny_run(root) -> store.RunFolder:
     wrong = {"x": "y", "y": "x"}
     rows = []
     for i in range(10):
-        rows.append({"example_id": ids[i], "model": "small", "output": LABELS[i] if SMALL_OK[i] else wrong[LABELS[i]],
-                     "prompt_tokens": None, "completion_tokens": None, "latency_s": 0.1, "error": None,
-                     "confidence": SMALL_CONF[i]})
-        rows.append({"example_id": ids[i], "model": "big", "output": LABELS[i] if BIG_OK[i] else wrong[LABELS[i]],
-                     "prompt_tokens": 10, "completion_tokens": i, "latency_s": 1 + 0.1 * i, "error": None, "confidence": None})
+        rows.append(
+            {
+                "example_id": ids[i],
+                "model": "small",
+                "output": LABELS[i] if SMALL_OK[i] else wrong[LABELS[i]],
+                "prompt_tokens": None,
+                "completion_tokens": None,
+                "latency_s": 0.1,
+                "error": None,
+                "confidence": SMALL_CONF[i],
+            }
+        )
+        rows.append(
+            {
+                "example_id": ids[i],
+                "model": "big",
+                "output": LABELS[i] if BIG_OK[i] else wrong[LABELS[i]],
+                "prompt_tokens": 10,
+                "completion_tokens": i,
+                "latency_s": 1 + 0.1 * i,
+                "error": None,
+                "confidence": None,
+            }
+        )
     resp = pd.DataFrame(rows)
     rf.write_table(f"{store.RESPONSES}/part-all-00000.parquet", pa.Table.from_pandas(resp, preserve_index=False))
-    scores = pd.DataFrame([{"example_id": r["example_id"], "model": r["model"], "metric": "accuracy",
-                            "value": float(r["output"] == LABELS[int(r["example_id"][1:])]), "detail": None} for r in rows])
+    scores = pd.DataFrame(
+        [
+            {
+                "example_id": r["example_id"],
+                "model": r["model"],
+                "metric": "accuracy",
+                "value": float(r["output"] == LABELS[int(r["example_id"][1:])]),
+                "detail": None,
+            }
+            for r in rows
+        ]
+    )
     rf.write_table(store.SCORES, scores)
-    rf.write_table(store.METRICS, pd.DataFrame([
-        {"model": "small", "metric": "accuracy", "slice": "all", "value": 0.5, "n": 10, "ci_low": 0.2, "ci_high": 0.8,
-         "errors": 0, "higher_is_better": True},
-        {"model": "big", "metric": "accuracy", "slice": "all", "value": 0.8, "n": 10, "ci_low": 0.5, "ci_high": 1.0,
-         "errors": 0, "higher_is_better": True}]))
+    rf.write_table(
+        store.METRICS,
+        pd.DataFrame(
+            [
+                {
+                    "model": "small",
+                    "metric": "accuracy",
+                    "slice": "all",
+                    "value": 0.5,
+                    "n": 10,
+                    "ci_low": 0.2,
+                    "ci_high": 0.8,
+                    "errors": 0,
+                    "higher_is_better": True,
+                },
+                {
+                    "model": "big",
+                    "metric": "accuracy",
+                    "slice": "all",
+                    "value": 0.8,
+                    "n": 10,
+                    "ci_low": 0.5,
+                    "ci_high": 1.0,
+                    "errors": 0,
+                    "higher_is_better": True,
+                },
+            ]
+        ),
+    )
     price = {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0, "source": "config"}
     from assay.costing import COST_COLUMNS
 
-    rf.write_table(store.COSTS, pd.DataFrame([
-        {"model": "small", "kind": "self-hosted", "requests": 10, "errors": 0, "cost_usd": 0.01, "cost_per_1k_usd": 1.0,
-         "monthly_cost_usd": 100.0, "fixed_monthly_usd": 100.0, "latency_p95_s": 0.1, "price_json": "{}"},
-        {"model": "big", "kind": "api", "requests": 10, "errors": 0, "cost_usd": 0.19, "cost_per_1k_usd": 19.0,
-         "monthly_cost_usd": 950.0, "fixed_monthly_usd": 0.0, "latency_p95_s": 1.855, "price_json": json.dumps(price)}],
-        columns=COST_COLUMNS))
-    rf.write_json(store.MANIFEST, {"pipeline": "tiny", "as_of": "2026-11-01", "run_id": "r1", "status": "complete",
-                               "config": {"pipeline": _pipeline(), "models": {}}})
+    rf.write_table(
+        store.COSTS,
+        pd.DataFrame(
+            [
+                {
+                    "model": "small",
+                    "kind": "self-hosted",
+                    "requests": 10,
+                    "errors": 0,
+                    "cost_usd": 0.01,
+                    "cost_per_1k_usd": 1.0,
+                    "monthly_cost_usd": 100.0,
+                    "fixed_monthly_usd": 100.0,
+                    "latency_p95_s": 0.1,
+                    "price_json": "{}",
+                },
+                {
+                    "model": "big",
+                    "kind": "api",
+                    "requests": 10,
+                    "errors": 0,
+                    "cost_usd": 0.19,
+                    "cost_per_1k_usd": 19.0,
+                    "monthly_cost_usd": 950.0,
+                    "fixed_monthly_usd": 0.0,
+                    "latency_p95_s": 1.855,
+                    "price_json": json.dumps(price),
+                },
+            ],
+            columns=COST_COLUMNS,
+        ),
+    )
+    rf.write_json(
+        store.MANIFEST,
+        {
+            "pipeline": "tiny",
+            "as_of": "2026-11-01",
+            "run_id": "r1",
+            "status": "complete",
+            "config": {"pipeline": _pipeline(), "models": {}},
+        },
+    )
     return rf
 
 
@@ -139,29 +232,45 @@ def test_cascade_rules_valid_agree_judge(tmp_path):
     rf = write_tiny_run(tmp_path)
     a = from_run(rf, _cfg({}))
     # valid: every answer is a label (x or y), so nothing escalates
-    o = SIM.cascade(a, ["small", "big"], _cfg({"v": {"kind": "cascade", "models": ["small", "big"],
-                                                     "rule": {"kind": "valid", "labels": True}}}).policies["v"].rule)
+    o = SIM.cascade(
+        a,
+        ["small", "big"],
+        _cfg({"v": {"kind": "cascade", "models": ["small", "big"], "rule": {"kind": "valid", "labels": True}}})
+        .policies["v"]
+        .rule,
+    )
     assert not o.escalated.any() and (o.chosen == a.index("small")).all()
     # regex that only "x" passes: the examples where small answered y escalate. The labels are
     # x y x y x y x y x y and small's wrong answers (e2 e3 e4 e7 e8) flip them, so small answers
     # x y y x y y x x y y -> y on e1 e2 e4 e5 e8 e9: 6 escalate
-    o = SIM.cascade(a, ["small", "big"], _cfg({"v": {"kind": "cascade", "models": ["small", "big"],
-                                                     "rule": {"kind": "valid", "regex": "x"}}}).policies["v"].rule)
+    o = SIM.cascade(
+        a,
+        ["small", "big"],
+        _cfg({"v": {"kind": "cascade", "models": ["small", "big"], "rule": {"kind": "valid", "regex": "x"}}}).policies["v"].rule,
+    )
     assert o.escalated.tolist() == [False, True, True, False, True, True, False, False, True, True]
     # judge: the grade is accuracy itself here; small's right answers are kept, the rest escalate
     # (e2 e3 e4 e7 e8): quality = small's 5 right + big on those 5 (1 1 0 1 1 = 4) -> 0.9
-    pol = _cfg({"j": {"kind": "cascade", "models": ["small", "big"],
-                      "rule": {"kind": "judge", "metric": "accuracy", "threshold": 0.5}}}).policies["j"]
+    pol = _cfg(
+        {"j": {"kind": "cascade", "models": ["small", "big"], "rule": {"kind": "judge", "metric": "accuracy", "threshold": 0.5}}}
+    ).policies["j"]
     row, _ = evaluate_one(a, "j", pol, resamples=0)
     assert row["quality"] == pytest.approx(0.9) and row["escalated"] == pytest.approx(0.5)
     # agree needs three models: small (x y y x y y x x y y, as above) and big, whose wrong answers on
     # e4 and e9 flip the label (x y x y y y x y x x), agree on e0 e1 e4 e5 e6; e2 e3 e7 e8 e9 go to
     # the third model
-    b = answers(pd.DataFrame({"example_id": a.ids, "reference": LABELS}),
-                pd.concat([_resp(a, "small"), _resp(a, "big"), _resp(a, "big", "big2")]),
-                pd.concat([_scores(a, "small"), _scores(a, "big"), _scores(a, "big", "big2")]),
-                pd.DataFrame([{"model": m, "kind": "conventional", "cost_per_1k_usd": c, "cost_usd": c / 100}
-                              for m, c in (("small", 1.0), ("big", 2.0), ("big2", 3.0))]), "accuracy")
+    b = answers(
+        pd.DataFrame({"example_id": a.ids, "reference": LABELS}),
+        pd.concat([_resp(a, "small"), _resp(a, "big"), _resp(a, "big", "big2")]),
+        pd.concat([_scores(a, "small"), _scores(a, "big"), _scores(a, "big", "big2")]),
+        pd.DataFrame(
+            [
+                {"model": m, "kind": "conventional", "cost_per_1k_usd": c, "cost_usd": c / 100}
+                for m, c in (("small", 1.0), ("big", 2.0), ("big2", 3.0))
+            ]
+        ),
+        "accuracy",
+    )
     rule = _cfg({"g": {"kind": "cascade", "models": ["small", "big", "big2"], "rule": {"kind": "agree"}}}).policies["g"].rule
     o = SIM.cascade(b, ["small", "big", "big2"], rule)
     assert o.escalated.tolist() == [False, False, True, True, False, False, False, True, True, True]
@@ -173,12 +282,15 @@ def test_cascade_rules_valid_agree_judge(tmp_path):
 
 def _resp(a, model, name=None):
     j = a.index(model)
-    return pd.DataFrame({"example_id": a.ids, "model": name or model, "output": a.output[:, j], "error": None,
-                         "latency_s": a.latency[:, j]})
+    return pd.DataFrame(
+        {"example_id": a.ids, "model": name or model, "output": a.output[:, j], "error": None, "latency_s": a.latency[:, j]}
+    )
 
 
 def _scores(a, model, name=None):
-    return pd.DataFrame({"example_id": a.ids, "model": name or model, "metric": "accuracy", "value": a.quality[:, a.index(model)]})
+    return pd.DataFrame(
+        {"example_id": a.ids, "model": name or model, "metric": "accuracy", "value": a.quality[:, a.index(model)]}
+    )
 
 
 def test_apgr_on_a_known_curve():
@@ -188,7 +300,7 @@ def test_apgr_on_a_known_curve():
     from scipy.integrate import quad
 
     x = np.linspace(0, 1, 201)
-    for f in (lambda t: t, lambda t: t ** 2, np.sqrt):
+    for f in (lambda t: t, lambda t: t**2, np.sqrt):
         q = 0.6 + 0.3 * f(x)  # weak 0.6, strong 0.9
         exact = quad(f, 0, 1)[0]
         assert average_pgr(x, q, 0.6, 0.9) == pytest.approx(exact, abs=2e-3)
@@ -206,19 +318,29 @@ def _slice_answers(n=400, seed=3):
     b_ok = (rng.random(n) < 0.9).astype(float)
     ids = [f"t{i}" for i in range(n)]
     ds = pd.DataFrame({"example_id": ids, "reference": "x", "lang": lang})
-    resp = pd.concat([pd.DataFrame({"example_id": ids, "model": m, "output": "x", "error": None, "latency_s": lat})
-                      for m, lat in (("A", 0.1), ("B", 0.5))])
-    scores = pd.concat([pd.DataFrame({"example_id": ids, "model": m, "metric": "accuracy", "value": v})
-                        for m, v in (("A", a_ok), ("B", b_ok))])
-    costs = pd.DataFrame([{"model": "A", "kind": "conventional", "cost_per_1k_usd": 1.0, "cost_usd": n / 1000},
-                          {"model": "B", "kind": "conventional", "cost_per_1k_usd": 10.0, "cost_usd": 10 * n / 1000}])
+    resp = pd.concat(
+        [
+            pd.DataFrame({"example_id": ids, "model": m, "output": "x", "error": None, "latency_s": lat})
+            for m, lat in (("A", 0.1), ("B", 0.5))
+        ]
+    )
+    scores = pd.concat(
+        [pd.DataFrame({"example_id": ids, "model": m, "metric": "accuracy", "value": v}) for m, v in (("A", a_ok), ("B", b_ok))]
+    )
+    costs = pd.DataFrame(
+        [
+            {"model": "A", "kind": "conventional", "cost_per_1k_usd": 1.0, "cost_usd": n / 1000},
+            {"model": "B", "kind": "conventional", "cost_per_1k_usd": 10.0, "cost_usd": 10 * n / 1000},
+        ]
+    )
     return answers(ds, resp, scores, costs, "accuracy", slices=["lang"]), a_ok, b_ok, lang
 
 
 def test_route_learns_the_right_model_per_slice():
     a, a_ok, b_ok, lang = _slice_answers()
-    pol = PipelineConfig.model_validate({**_pipeline({"r": {"kind": "route", "column": "lang", "tolerance": 0.05}}),
-                                         "models": ["A", "B"]}).policies["r"]
+    pol = PipelineConfig.model_validate(
+        {**_pipeline({"r": {"kind": "route", "column": "lang", "tolerance": 0.05}}), "models": ["A", "B"]}
+    ).policies["r"]
     row, sweep = evaluate_one(a, "r", pol, resamples=200)
     assert json.loads(row["routes"]) == {"de": "B", "en": "A"}
     # scored on the half it was not learned on: A's answers on en, B's on de, computed here directly
@@ -234,8 +356,9 @@ def test_route_learns_the_right_model_per_slice():
     assert by[0.0]["cost_per_1k_usd"] >= row["cost_per_1k_usd"] - 1e-12
     assert by[1.0]["cost_per_1k_usd"] == pytest.approx(1.0)
     # a large λ (quality given up per dollar per 1,000) also sends everything to A
-    lam = PipelineConfig.model_validate({**_pipeline({"r": {"kind": "route", "column": "lang", "lambda": 1.0}}),
-                                         "models": ["A", "B"]}).policies["r"]
+    lam = PipelineConfig.model_validate(
+        {**_pipeline({"r": {"kind": "route", "column": "lang", "lambda": 1.0}}), "models": ["A", "B"]}
+    ).policies["r"]
     row, _ = evaluate_one(a, "r", lam, resamples=0)
     assert json.loads(row["routes"]) == {"de": "A", "en": "A"}
 
@@ -246,8 +369,13 @@ def test_quality_interval_matches_scipy_bootstrap():
     from scipy.stats import bootstrap
 
     a, a_ok, b_ok, lang = _slice_answers(n=600)
-    o = SIM.cascade(a, ["A", "B"], _cfg({"c": {"kind": "cascade", "models": ["A", "B"],
-                                               "rule": {"kind": "judge", "metric": "accuracy", "threshold": 0.5}}}).policies["c"].rule)
+    o = SIM.cascade(
+        a,
+        ["A", "B"],
+        _cfg({"c": {"kind": "cascade", "models": ["A", "B"], "rule": {"kind": "judge", "metric": "accuracy", "threshold": 0.5}}})
+        .policies["c"]
+        .rule,
+    )
     f = figures(a, o, np.ones(a.n, bool), ["A", "B"], resamples=4000, seed=1)
     per = o.values(a.quality)
     ref = bootstrap((per,), np.mean, n_resamples=4000, method="percentile", random_state=2).confidence_interval
@@ -256,9 +384,12 @@ def test_quality_interval_matches_scipy_bootstrap():
 
 
 def _policy_config(tmp_path, policies: str):
-    pq.write_table(pa.table({"id": [1, 2], "text": ["a", "b"], "label": ["x", "y"], "lang": ["en", "de"]}), tmp_path / "d.parquet")
+    pq.write_table(
+        pa.table({"id": [1, 2], "text": ["a", "b"], "label": ["x", "y"], "lang": ["en", "de"]}), tmp_path / "d.parquet"
+    )
     cfg = tmp_path / "pipelines.yaml"
-    cfg.write_text(textwrap.dedent("""
+    cfg.write_text(
+        textwrap.dedent("""
         models:
           a: {provider: replay, output_column: text}
           b: {provider: replay, output_column: label}
@@ -268,27 +399,35 @@ def _policy_config(tmp_path, policies: str):
             models: [a, b]
             metrics: [accuracy]
             policies:
-    """) + textwrap.indent(textwrap.dedent(policies), " " * 6))
+    """)
+        + textwrap.indent(textwrap.dedent(policies), " " * 6)
+    )
     with pytest.raises(ConfigError) as e:
         load_checked(cfg)
     return e.value.format()
 
 
 def test_policy_config_errors_name_the_key_path(tmp_path):
-    text = _policy_config(tmp_path, """
+    text = _policy_config(
+        tmp_path,
+        """
         c1: {kind: cascade, models: [a, zz], rule: {kind: confidence, threshold: 0.5}}
         c2: {kind: route, column: channel}
         c3: {kind: cascade, models: [a, b], rule: {kind: judge, threshold: 0.5}}
-    """)
+    """,
+    )
     assert "pipelines.p.policies.c1.models[1] (line 12): model 'zz' is not one of the pipeline's models (a, b)" in text
     assert "pipelines.p.policies.c2.column (line 13)" in text and "dataset.slices" in text
     assert "pipelines.p.policies.c3.rule.metric (line 14)" in text
-    text = _policy_config(tmp_path, """
+    text = _policy_config(
+        tmp_path,
+        """
         c1: {kind: cascad, models: [a, b]}
         c2: {kind: cascade, models: [a, b], rule: {kind: agre}}
         c3: {kind: cascade, models: [a, b], rule: {kind: confidence, threshold: 2}}
         c4: {kind: cascade, models: [a, b], rule: {kind: agree}}
-    """)
+    """,
+    )
     assert "pipelines.p.policies.c1.kind (line 12): unknown policy kind 'cascad'; did you mean 'cascade'?" in text
     assert "pipelines.p.policies.c2.rule.kind (line 13): unknown rule kind 'agre'; did you mean 'agree'?" in text
     assert "pipelines.p.policies.c3.rule.threshold (line 14)" in text
@@ -317,13 +456,15 @@ def test_whatif_prints_the_cascade_and_rejects_bad_input(tmp_path):
     assert r.exit_code == 0 and row["quality"].iloc[0] == pytest.approx(0.7)
     r = _whatif(rf.url, "--route", "lang", "--format", "json")
     assert r.exit_code == 0 and json.loads(r.output)["policy"]["n"] == 5
-    for bad, words in ((["--cascade", "small,huge", "--rule", "confidence:0.8"], "model 'huge' is not in this run"),
-                       (["--cascade", "small,big", "--rule", "confident:0.8"], "is not a rule"),
-                       (["--cascade", "small,big", "--rule", "confidence:high"], "is not a threshold"),
-                       (["--cascade", "small,big", "--rule", "confidence:1.5"], "rule.threshold"),
-                       (["--cascade", "small,big"], "needs --rule"),
-                       (["--route", "channel"], "not a slice column"),
-                       (["--route", "lang", "--cascade", "small,big"], "give --cascade")):
+    for bad, words in (
+        (["--cascade", "small,huge", "--rule", "confidence:0.8"], "model 'huge' is not in this run"),
+        (["--cascade", "small,big", "--rule", "confident:0.8"], "is not a rule"),
+        (["--cascade", "small,big", "--rule", "confidence:high"], "is not a threshold"),
+        (["--cascade", "small,big", "--rule", "confidence:1.5"], "rule.threshold"),
+        (["--cascade", "small,big"], "needs --rule"),
+        (["--route", "channel"], "not a slice column"),
+        (["--route", "lang", "--cascade", "small,big"], "give --cascade"),
+    ):
         r = _whatif(rf.url, *bad)
         assert r.exit_code == 2, (bad, r.output)
         assert words in r.output, (bad, r.output)
@@ -343,10 +484,22 @@ def test_run_with_policies_through_the_test_server(tmp_path, fake_server):
     conf = np.round(rng.uniform(0.05, 0.99, n), 2)
     # the small model is right when it is sure (confidence ≥ 0.5) and guesses "billing" otherwise
     guess = np.where(conf >= 0.5, label, "billing")
-    pq.write_table(pa.table({"id": list(range(n)), "guess": guess.tolist(), "conf": [f"{c:.2f}" for c in conf],
-                             "label": label.tolist(), "lang": ["en", "de"] * (n // 2)}), tmp_path / "d.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": list(range(n)),
+                "guess": guess.tolist(),
+                "conf": [f"{c:.2f}" for c in conf],
+                "label": label.tolist(),
+                "lang": ["en", "de"] * (n // 2),
+            }
+        ),
+        tmp_path / "d.parquet",
+    )
     srv = fake_server(latency=0.0)
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         models:
           small:
@@ -369,7 +522,8 @@ def test_run_with_policies_through_the_test_server(tmp_path, fake_server):
             policies:
               sure-or-big: {{kind: cascade, models: [small, big], rule: {{kind: confidence, threshold: 0.5}}}}
               by-lang: {{kind: route, column: lang}}
-    """)
+    """,
+    )
     ctx = run_local(str(tmp_path / "pipelines.yaml"), "p", date(2026, 11, 2), cache_mode="off")
     srv.stop()
     rf = ctx.folder
@@ -419,7 +573,10 @@ def test_a_cheaper_passing_policy_becomes_the_recommendation(tmp_path):
     assert "<li>Quality/cost Pareto front (accuracy vs monthly cost at 50,000 requests): small, big, c (cascade)</li>" in box
     # a bar the cascade misses (0.75): big stays the recommendation, in the same words as without policies
     strict = PipelineConfig.model_validate({**_pipeline({"c": CASCADE}), "gates": {"accuracy": {"min": 0.75}}})
-    with_pol, without = assay.report.summary.decisions(table, strict, rt.policies)["recommendation"], assay.report.summary.decisions(table, strict)["recommendation"]
+    with_pol, without = (
+        assay.report.summary.decisions(table, strict, rt.policies)["recommendation"],
+        assay.report.summary.decisions(table, strict)["recommendation"],
+    )
     assert not with_pol.policy and with_pol.model == "big" and with_pol.sentence == without.sentence
 
 
@@ -441,16 +598,38 @@ def test_a_cascade_pays_the_floor_of_every_service_it_needs_even_one_it_never_ca
 def _options(policy_quality: float, policy_monthly: float):
     """A headline table of two single models and one cascade with the given accuracy and monthly cost."""
     cfg = PipelineConfig.model_validate(_pipeline({"c": CASCADE}, monthly=1_000_000))
-    table = pd.DataFrame({"model": ["cheap", "api"], "kind": ["conventional", "api"], "accuracy": [0.85, 0.87],
-                          "accuracy_ci_low": [0.83, 0.85], "accuracy_ci_high": [0.87, 0.89],
-                          "cost_per_1k_usd": [0.0001, 0.0144], "monthly_cost_usd": [15.18, 14.43],
-                          "serving": ["1 always-on instance at $0.0208/hour", ""]})
+    table = pd.DataFrame(
+        {
+            "model": ["cheap", "api"],
+            "kind": ["conventional", "api"],
+            "accuracy": [0.85, 0.87],
+            "accuracy_ci_low": [0.83, 0.85],
+            "accuracy_ci_high": [0.87, 0.89],
+            "cost_per_1k_usd": [0.0001, 0.0144],
+            "monthly_cost_usd": [15.18, 14.43],
+            "serving": ["1 always-on instance at $0.0208/hour", ""],
+        }
+    )
     table.loc[1, "monthly_cost_usd"] = 28.86
-    pols = pd.DataFrame([{"policy": "c", "kind": "cascade", "models": "cheap → api", "rule": "confidence ≥ 0.6",
-                          "metric": "accuracy", "quality": policy_quality, "quality_ci_low": policy_quality - 0.02,
-                          "quality_ci_high": policy_quality + 0.02, "cost_per_1k_usd": 0.004,
-                          "monthly_cost_usd": policy_monthly, "floor_monthly_usd": 15.18, "needs": "cheap, api",
-                          "values_json": json.dumps({"accuracy": policy_quality})}])
+    pols = pd.DataFrame(
+        [
+            {
+                "policy": "c",
+                "kind": "cascade",
+                "models": "cheap → api",
+                "rule": "confidence ≥ 0.6",
+                "metric": "accuracy",
+                "quality": policy_quality,
+                "quality_ci_low": policy_quality - 0.02,
+                "quality_ci_high": policy_quality + 0.02,
+                "cost_per_1k_usd": 0.004,
+                "monthly_cost_usd": policy_monthly,
+                "floor_monthly_usd": 15.18,
+                "needs": "cheap, api",
+                "values_json": json.dumps({"accuracy": policy_quality}),
+            }
+        ]
+    )
     return table, pols, cfg
 
 
@@ -463,22 +642,27 @@ def test_a_policy_is_an_option_in_the_pareto_front_the_dominance_lines_and_the_r
     # on the front; api ($28.86, 0.87) is worse and dearer than the cascade
     front, col = pareto(table, cfg, pols)
     assert col == "monthly_cost_usd" and front == ["cheap", "c"]
-    assert pareto(table, cfg)[0] == ["cheap", "api"]                       # without the policy api is on it
+    assert pareto(table, cfg)[0] == ["cheap", "api"]  # without the policy api is on it
     assert dominated(table, cfg, pols) == [
-        "The cascade c dominates api: accuracy 0.898 against 0.870, at $23.30 against $28.86 a month at 1,000,000 requests"]
+        "The cascade c dominates api: accuracy 0.898 against 0.870, at $23.30 against $28.86 a month at 1,000,000 requests"
+    ]
     dec = assay.report.summary.decisions(table, cfg, pols)
     rec = dec["recommendation"]
     # cheap passes (0.85 ≥ 0.65) at the lowest monthly cost; the cascade passes more cheaply than api: runner-up
     assert rec.model == "cheap" and not rec.policy and rec.runner_up == "c"
     assert "at $15.18 a month (the floor: 1 always-on instance at $0.0208/hour)" in rec.sentence
     assert "Runner-up: the cascade c (cheap → api; confidence ≥ 0.6), at $23.30 a month" in rec.sentence
-    lines = assay.report.summary.decision_lines(dec, pd.DataFrame(columns=["option", "api", "breakeven_monthly_requests", "note"]))
+    lines = assay.report.summary.decision_lines(
+        dec, pd.DataFrame(columns=["option", "api", "breakeven_monthly_requests", "note"])
+    )
     assert "Quality/cost Pareto front (accuracy vs monthly cost at 1,000,000 requests): cheap, c (cascade)" in lines
     assert any(line.startswith("The cascade c dominates api") for line in lines)
     # a baseline paid per call says so instead of naming a floor
     table.loc[0, "serving"] = "paid per call only, no always-on instance, at $0.0208/hour of compute"
-    assert "at $15.18 a month (paid per call only, no always-on instance, at $0.0208/hour of compute)" in \
-        assay.report.summary.decisions(table, cfg, pols)["recommendation"].sentence
+    assert (
+        "at $15.18 a month (paid per call only, no always-on instance, at $0.0208/hour of compute)"
+        in assay.report.summary.decisions(table, cfg, pols)["recommendation"].sentence
+    )
     # a dearer cascade dominates nothing, and api is the runner-up again
     table, pols, cfg = _options(0.898, 30.0)
     assert dominated(table, cfg, pols) == []

@@ -26,11 +26,19 @@ N = 40
 LABELS = ["billing", "technical", "account"]
 START = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 #: the columns that hold dollars (and the throughput they come from)
-DOLLARS = ["cost_usd", "cost_per_1k_usd", "cost_per_correct_usd", "monthly_cost_usd", "fixed_monthly_usd",
-           "floor_monthly_usd", "usd_per_hour", "throughput_rps"]
+DOLLARS = [
+    "cost_usd",
+    "cost_per_1k_usd",
+    "cost_per_correct_usd",
+    "monthly_cost_usd",
+    "fixed_monthly_usd",
+    "floor_monthly_usd",
+    "usd_per_hour",
+    "throughput_rps",
+]
 
-BUSY_RPS = N / (20 * 0.5)                 # 4 requests/s
-LITTLE_RPS = 8 / ((0.2 + 0.5) / 2)        # 22.857 requests/s
+BUSY_RPS = N / (20 * 0.5)  # 4 requests/s
+LITTLE_RPS = 8 / ((0.2 + 0.5) / 2)  # 22.857 requests/s
 USD_PER_HOUR = 3.6
 
 
@@ -38,14 +46,21 @@ def write_project(d: Path, runner: str = "") -> Path:
     d.mkdir(parents=True, exist_ok=True)
     ids = [f"t{i:03d}" for i in range(N)]
     labels = [LABELS[i % 3] for i in range(N)]
-    pq.write_table(pa.table({"ticket_id": ids, "text": [f"ticket {i}" for i in range(N)], "label": labels}), d / "tickets.parquet")
+    pq.write_table(
+        pa.table({"ticket_id": ids, "text": [f"ticket {i}" for i in range(N)], "label": labels}), d / "tickets.parquet"
+    )
     (d / "logs").mkdir(exist_ok=True)
-    outputs = [lab if i % 4 else "other" for i, lab in enumerate(labels)]   # 30 of 40 right
-    log = pa.table({
-        "ticket_id": ids, "output": outputs, "prompt_tokens": [100] * N, "completion_tokens": [2] * N,
-        "latency_s": [0.2 if i % 2 == 0 else 0.5 for i in range(N)],
-        "logged_at": pa.array([START + timedelta(seconds=10 * (i // 2)) for i in range(N)], pa.timestamp("us", tz="UTC")),
-    })
+    outputs = [lab if i % 4 else "other" for i, lab in enumerate(labels)]  # 30 of 40 right
+    log = pa.table(
+        {
+            "ticket_id": ids,
+            "output": outputs,
+            "prompt_tokens": [100] * N,
+            "completion_tokens": [2] * N,
+            "latency_s": [0.2 if i % 2 == 0 else 0.5 for i in range(N)],
+            "logged_at": pa.array([START + timedelta(seconds=10 * (i // 2)) for i in range(N)], pa.timestamp("us", tz="UTC")),
+        }
+    )
     pq.write_table(log, d / "logs" / "deployment.parquet")
     text = f"""
     artifacts: {d}/runs
@@ -122,7 +137,7 @@ def test_resumed_reproduced_and_repriced_runs_give_the_same_dollars(tmp_path):
     rf = ctx.folder
     for n in [n for n in rf.listdir("responses") if n.endswith(".parquet") and "gpu-" in n]:
         path = rf.path(f"responses/{n}")
-        pq.write_table(pq.read_table(path).slice(0, N // 2 + 3), path)   # the first 23 rows were written
+        pq.write_table(pq.read_table(path).slice(0, N // 2 + 3), path)  # the first 23 rows were written
     invoke.run(ctx)
     models = rf.manifest()["stages"]["invoke"]["models"]
     assert models["gpu-busy"]["resumed"] == N // 2 + 3 and models["gpu-busy"]["called"] == N - (N // 2 + 3)
@@ -133,7 +148,7 @@ def test_resumed_reproduced_and_repriced_runs_give_the_same_dollars(tmp_path):
     # repriced with the recorded prices, even after the invoke's own figures were changed
     m = rf.manifest()
     for st in m["stages"]["invoke"]["models"].values():
-        st["wall_s"], st["throughput_rps"] = 1e-6, 1e9   # what reading the log fast would have said
+        st["wall_s"], st["throughput_rps"] = 1e-6, 1e9  # what reading the log fast would have said
     rf.write_json("manifest.json", m)
     pd.testing.assert_frame_equal(reprice(rf.url).costs.set_index("model").sort_index()[DOLLARS], whole, check_exact=True)
 
@@ -147,14 +162,18 @@ def test_the_same_replay_run_on_a_dask_cluster_costs_the_same_dollars(tmp_path, 
     from flows.assess import assess
 
     local = assess(pipeline="p", as_of=DAY, config=str(write_project(tmp_path / "local")), return_state=True)
-    dask = assess(pipeline="p", as_of=DAY, config=str(write_project(tmp_path / "dask", "runner: {dask: local, workers: 2, shard_rows: 7}")),
-                  return_state=True)
+    dask = assess(
+        pipeline="p",
+        as_of=DAY,
+        config=str(write_project(tmp_path / "dask", "runner: {dask: local, workers: 2, shard_rows: 7}")),
+        return_state=True,
+    )
     assert local.is_completed(), local
     assert dask.is_completed(), dask
     import json
 
     m = json.loads((Path(dask.result()) / "manifest.json").read_text())
-    assert m["stages"]["invoke"]["runner"]["processes"] == 2       # it did run on the cluster's two workers
+    assert m["stages"]["invoke"]["runner"]["processes"] == 2  # it did run on the cluster's two workers
     a, b = dollars(local.result()), dollars(dask.result())
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert a.loc["gpu-busy", "throughput_rps"] == pytest.approx(BUSY_RPS, rel=1e-12)

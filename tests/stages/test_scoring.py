@@ -120,12 +120,14 @@ def test_paired_bootstrap_small_difference_is_not_significant():
 #  A: all 5/8 = .625 (1 error)  de 2/4 = .5  en 3/4 = .75  email 4/4 = 1  chat 1/4 = .25
 #  B: all 6/8 = .75  (1 error)  de 3/4       en 3/4        email 3/4      chat 3/4
 #  held_out = {lang: [en]}: A held_out .75, in_distribution .5; B .75 and .75
-DATASET = pa.table({
-    "example_id": [f"e{i}" for i in range(1, 9)],
-    "reference": ["billing", "technical", "account", "billing", "technical", "account", "billing", "technical"],
-    "lang": ["de"] * 4 + ["en"] * 4,
-    "channel": ["email", "email", "chat", "chat", "email", "email", "chat", "chat"],
-})
+DATASET = pa.table(
+    {
+        "example_id": [f"e{i}" for i in range(1, 9)],
+        "reference": ["billing", "technical", "account", "billing", "technical", "account", "billing", "technical"],
+        "lang": ["de"] * 4 + ["en"] * 4,
+        "channel": ["email", "email", "chat", "chat", "email", "email", "chat", "chat"],
+    }
+)
 OUT_A = ["billing", "technical", None, "account", "technical", "account", "billing", "billing"]
 ERR_A = [None, None, "HTTP 500: boom", None, None, None, None, None]
 OUT_B = ["billing", "account", "account", "billing", "technical", "account", None, "technical"]
@@ -139,14 +141,15 @@ def responses(order=None) -> pa.Table:
             rows.append({"example_id": f"e{i + 1}", "model": model, "output": o, "error": e})
     if order is not None:
         rows = [rows[i] for i in order]
-    return pa.Table.from_pylist(rows, schema=pa.schema([("example_id", pa.string()), ("model", pa.string()),
-                                                        ("output", pa.string()), ("error", pa.string())]))
+    return pa.Table.from_pylist(
+        rows,
+        schema=pa.schema([("example_id", pa.string()), ("model", pa.string()), ("output", pa.string()), ("error", pa.string())]),
+    )
 
 
 @pytest.fixture(scope="module")
 def result():
-    return score(DATASET, responses(), {"accuracy": ACC}, ["lang", "channel"], resamples=200, seed=0,
-                 held_out={"lang": ["en"]})
+    return score(DATASET, responses(), {"accuracy": ACC}, ["lang", "channel"], resamples=200, seed=0, held_out={"lang": ["en"]})
 
 
 def _m(result, model, sl):
@@ -158,10 +161,24 @@ def _m(result, model, sl):
 
 EXPECTED = {
     #            slice:            (value, n, errors)
-    "A": {"all": (5 / 8, 8, 1), "lang=de": (0.5, 4, 1), "lang=en": (0.75, 4, 0), "channel=chat": (0.25, 4, 1),
-          "channel=email": (1.0, 4, 0), "held_out": (0.75, 4, 0), "in_distribution": (0.5, 4, 1)},
-    "B": {"all": (6 / 8, 8, 1), "lang=de": (0.75, 4, 0), "lang=en": (0.75, 4, 1), "channel=chat": (0.75, 4, 1),
-          "channel=email": (0.75, 4, 0), "held_out": (0.75, 4, 1), "in_distribution": (0.75, 4, 0)},
+    "A": {
+        "all": (5 / 8, 8, 1),
+        "lang=de": (0.5, 4, 1),
+        "lang=en": (0.75, 4, 0),
+        "channel=chat": (0.25, 4, 1),
+        "channel=email": (1.0, 4, 0),
+        "held_out": (0.75, 4, 0),
+        "in_distribution": (0.5, 4, 1),
+    },
+    "B": {
+        "all": (6 / 8, 8, 1),
+        "lang=de": (0.75, 4, 0),
+        "lang=en": (0.75, 4, 1),
+        "channel=chat": (0.75, 4, 1),
+        "channel=email": (0.75, 4, 0),
+        "held_out": (0.75, 4, 1),
+        "in_distribution": (0.75, 4, 0),
+    },
 }
 
 
@@ -220,8 +237,15 @@ def test_generalization_lower_is_better():
     import pandas as pd
 
     # for a cost-like metric the worst slice is the highest; the held-out gap is held_out - in_distribution
-    m = pd.DataFrame({"model": "X", "metric": "len", "slice": ["all", "a=1", "a=2", "a=3", "held_out", "in_distribution"],
-                      "value": [5.0, 2.0, 9.0, 4.0, 7.0, 3.0], "higher_is_better": False})
+    m = pd.DataFrame(
+        {
+            "model": "X",
+            "metric": "len",
+            "slice": ["all", "a=1", "a=2", "a=3", "held_out", "in_distribution"],
+            "value": [5.0, 2.0, 9.0, 4.0, 7.0, 3.0],
+            "higher_is_better": False,
+        }
+    )
     row = generalization(m).iloc[0]
     assert (row.worst_slice, row.worst_value, row.best_slice, row.best_value) == ("a=2", 9.0, "a=1", 2.0)
     assert row.gap == 7.0 and row.held_out_gap == 4.0
@@ -289,8 +313,14 @@ def test_clustered_examples_widen_the_error_bars():
     cl = np.repeat(np.arange(40), 5)
     right = np.repeat(np.arange(40) % 3 != 0, 5)
     ds = pa.table({"example_id": [f"x{i:03d}" for i in range(n)], "reference": ["y"] * n, "doc": cl})
-    resp = pa.table({"example_id": [f"x{i:03d}" for i in range(n)], "model": ["M"] * n,
-                     "output": ["y" if r else "n" for r in right], "error": pa.nulls(n, pa.string())})
+    resp = pa.table(
+        {
+            "example_id": [f"x{i:03d}" for i in range(n)],
+            "model": ["M"] * n,
+            "output": ["y" if r else "n" for r in right],
+            "error": pa.nulls(n, pa.string()),
+        }
+    )
     plain = score(ds, resp, {"accuracy": ACC}, [], resamples=500, seed=0).metrics.iloc[0]
     clus = score(ds, resp, {"accuracy": ACC}, [], resamples=500, seed=0, cluster="doc").metrics.iloc[0]
     assert clus["n_clusters"] == 40 and clus["value"] == plain["value"]
@@ -333,8 +363,7 @@ class _Corpus(MacroF1):
 
 
 def test_corpus_metric_bootstrap_is_bounded_by_its_budget():
-    res = score(DATASET, responses(), {"f1": _Corpus()}, ["lang", "channel"], resamples=1000, seed=0,
-                budgets={"f1": 150})
+    res = score(DATASET, responses(), {"f1": _Corpus()}, ["lang", "channel"], resamples=1000, seed=0, budgets={"f1": 150})
     # 2 models + 1 pair (2 computations per resample) = 4 units: 37 resamples each; slices: 150 - 148 = 2 left, none
     plan = res.budgets["f1"]
     assert (plan["overall"], plan["slices"]) == (37, 0)
@@ -355,8 +384,14 @@ def test_clustered_bootstrap_of_a_vectorised_corpus_metric():
     right = np.repeat(np.arange(30) % 4 != 0, 8)
     outs = np.where(right, refs, "zz")
     ds = pa.table({"example_id": [f"x{i:03d}" for i in range(n)], "reference": refs.tolist(), "doc": cl})
-    resp = pa.table({"example_id": [f"x{i:03d}" for i in range(n)], "model": ["M"] * n, "output": outs.tolist(),
-                     "error": pa.nulls(n, pa.string())})
+    resp = pa.table(
+        {
+            "example_id": [f"x{i:03d}" for i in range(n)],
+            "model": ["M"] * n,
+            "output": outs.tolist(),
+            "error": pa.nulls(n, pa.string()),
+        }
+    )
     f1 = MacroF1()
     plain = score(ds, resp, {"f1": f1}, [], resamples=400, seed=0).metrics.iloc[0]
     clus = score(ds, resp, {"f1": f1}, [], resamples=400, seed=0, cluster="doc").metrics.iloc[0]

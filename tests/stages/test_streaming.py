@@ -26,10 +26,19 @@ def _inputs(tmp_path, n=N, shuffle_log=False, sorted_ids=True, metrics=("accurac
     if not sorted_ids:
         ids = list(np.array(ids)[rng.permutation(n)])
     lab = labels[rng.integers(0, 4, n)]
-    pq.write_table(pa.table({"id": ids, "text": [f"ticket {i}" for i in range(n)], "label": list(lab),
-                             "channel": list(np.array(["email", "chat", "web"])[rng.integers(0, 3, n)]),
-                             "region": list(np.array(["eu", "us"])[rng.integers(0, 2, n)])}),
-                   tmp_path / "data.parquet", row_group_size=500)
+    pq.write_table(
+        pa.table(
+            {
+                "id": ids,
+                "text": [f"ticket {i}" for i in range(n)],
+                "label": list(lab),
+                "channel": list(np.array(["email", "chat", "web"])[rng.integers(0, 3, n)]),
+                "region": list(np.array(["eu", "us"])[rng.integers(0, 2, n)]),
+            }
+        ),
+        tmp_path / "data.parquet",
+        row_group_size=500,
+    )
     for name, p_right in (("a", 0.8), ("b", 0.6)):
         right = rng.random(n) < p_right
         out = np.where(right, lab, labels[rng.integers(0, 4, n)]).astype(object)
@@ -38,21 +47,34 @@ def _inputs(tmp_path, n=N, shuffle_log=False, sorted_ids=True, metrics=("accurac
         order = perm if shuffle_log else np.arange(n)
         order = order[keep[order]]
         logged = np.datetime64("2026-10-01T00:00:00", "us").astype(np.int64) + rng.integers(0, 5 * 86_400_000_000, n)
-        log = pa.table({"id": [ids[i] for i in order], "output": [out[i] for i in order],
-                        "prompt_tokens": rng.integers(50, 90, n)[order],
-                        "completion_tokens": rng.integers(1, 3, n)[order],
-                        "latency_s": rng.random(n)[order],
-                        "logged_at": pa.array(logged[order], pa.timestamp("us", tz="UTC"))})
+        log = pa.table(
+            {
+                "id": [ids[i] for i in order],
+                "output": [out[i] for i in order],
+                "prompt_tokens": rng.integers(50, 90, n)[order],
+                "completion_tokens": rng.integers(1, 3, n)[order],
+                "latency_s": rng.random(n)[order],
+                "logged_at": pa.array(logged[order], pa.timestamp("us", tz="UTC")),
+            }
+        )
         # requests the dataset does not have (between its ids and after them): passed over
-        extra = pa.table({"id": [f"t{i:06d}x" for i in range(0, n + 50, 97)], "output": ["billing"] * len(range(0, n + 50, 97)),
-                          "prompt_tokens": [1] * len(range(0, n + 50, 97)), "completion_tokens": [1] * len(range(0, n + 50, 97)),
-                          "latency_s": [0.5] * len(range(0, n + 50, 97)),
-                          "logged_at": pa.array([0] * len(range(0, n + 50, 97)), pa.timestamp("us", tz="UTC"))})
+        extra = pa.table(
+            {
+                "id": [f"t{i:06d}x" for i in range(0, n + 50, 97)],
+                "output": ["billing"] * len(range(0, n + 50, 97)),
+                "prompt_tokens": [1] * len(range(0, n + 50, 97)),
+                "completion_tokens": [1] * len(range(0, n + 50, 97)),
+                "latency_s": [0.5] * len(range(0, n + 50, 97)),
+                "logged_at": pa.array([0] * len(range(0, n + 50, 97)), pa.timestamp("us", tz="UTC")),
+            }
+        )
         log = pa.concat_tables([log, extra])
         if not shuffle_log and sorted_ids:
             log = log.sort_by("id")
         pq.write_table(log, tmp_path / f"log-{name}.parquet", row_group_size=700)
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
         artifacts: {tmp_path}/runs
         models:
           a: {{provider: replay, source: log-a.parquet, price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}}}
@@ -64,7 +86,8 @@ def _inputs(tmp_path, n=N, shuffle_log=False, sorted_ids=True, metrics=("accurac
             models: [a, b]
             metrics: [{", ".join(metrics)}]
             bootstrap: 50
-    """)
+    """,
+    )
     return str(cfg)
 
 
@@ -81,8 +104,16 @@ def _whole_scores(ctx):
     from assay.stages.score import build_metrics, read_scored_responses
 
     rf, cfg = ctx.folder, ctx.cfg
-    return score(rf.read_table(assay.store.DATASET), read_scored_responses(rf), build_metrics(ctx), cfg.dataset.slices, cfg.bootstrap,
-                 seed=0, held_out=cfg.dataset.held_out, cluster=cfg.dataset.cluster)
+    return score(
+        rf.read_table(assay.store.DATASET),
+        read_scored_responses(rf),
+        build_metrics(ctx),
+        cfg.dataset.slices,
+        cfg.bootstrap,
+        seed=0,
+        held_out=cfg.dataset.held_out,
+        cluster=cfg.dataset.cluster,
+    )
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame):
@@ -222,7 +253,10 @@ def test_load_with_ids_out_of_order_sorts_the_whole_table(tmp_path):
     from assay.stages import run_local
 
     cfg = _inputs(tmp_path, n=400, sorted_ids=False)
-    assert assay.dataset.plan_streamed(str(tmp_path / "data.parquet"), DatasetConfig(source="data.parquet", id="id"), None, None) is None
+    assert (
+        assay.dataset.plan_streamed(str(tmp_path / "data.parquet"), DatasetConfig(source="data.parquet", id="id"), None, None)
+        is None
+    )
     ctx = run_local(cfg, "p", date(2026, 11, 1))
     ids = ctx.folder.read_table(assay.store.DATASET)["example_id"].to_pylist()
     assert ids == sorted(ids) and len(ids) == 400
