@@ -136,7 +136,10 @@ def test_seeded_temperature_zero_calls_one_at_a_time_repeat(llama_server):
         for _ in range(2):  # two runs of the engine, the response cache off
             rows = []
             await call_chat(
-                p, [_ask("a seeded question")], options=CallOptions(cache_mode="off"), on_chunk=lambda c: rows.extend(c.output),  # noqa: B023  (awaited in this iteration)
+                p,
+                [_ask("a seeded question")],
+                options=CallOptions(cache_mode="off"),
+                on_chunk=lambda c: rows.extend(c.output),  # noqa: B023  (awaited in this iteration)
             )
             got.append(rows[0])
 
