@@ -27,6 +27,7 @@ import os
 import pyarrow as pa
 
 from assay.logs.common import (
+    STANDARD_NAMES,
     LogError,
     ReadStats,
     bad_line,
@@ -105,23 +106,7 @@ def read(source: str, on_incomplete: str = "error", storage_options: dict | None
         for _, row, _ in _rows(path, storage_options):
             if row and row.get("id") is not None:
                 trace_info[str(row["id"])] = {new: row.get(old) for old, new in TRACE_FIELDS.items()}
-    std = {
-        k: []
-        for k in (
-            "example_id",
-            "messages",
-            "output",
-            "model",
-            "request_time",
-            "prompt_tokens",
-            "completion_tokens",
-            "cached_tokens",
-            "latency_s",
-            "ttft_s",
-            "provider_cost_usd",
-            "error",
-        )
-    }
+    std = {k: [] for k in STANDARD_NAMES}
     attrs = []
     for path in obs:
         stats.files += 1

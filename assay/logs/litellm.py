@@ -25,6 +25,7 @@ does not store prompts), ``response`` (JSON: the OpenAI-shaped response), ``stat
 import pyarrow as pa
 
 from assay.logs.common import (
+    STANDARD_NAMES,
     LogError,
     ReadStats,
     bad_line,
@@ -64,23 +65,7 @@ NESTED_METADATA = ("requester_metadata", "spend_logs_metadata")
 def read(source: str, on_incomplete: str = "error", storage_options: dict | None = None) -> tuple[pa.Table, ReadStats]:
     """The chat calls of LiteLLM spend logs (a file, folder or glob) as the standard table."""
     stats = ReadStats()
-    std = {
-        k: []
-        for k in (
-            "example_id",
-            "messages",
-            "output",
-            "model",
-            "request_time",
-            "prompt_tokens",
-            "completion_tokens",
-            "cached_tokens",
-            "latency_s",
-            "ttft_s",
-            "provider_cost_usd",
-            "error",
-        )
-    }
+    std = {k: [] for k in STANDARD_NAMES}
     attrs = []
     for path in list_files(source, storage_options, SUFFIXES):
         stats.files += 1
