@@ -249,29 +249,6 @@ def tool_call(call_id, name, arguments) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ tables
-def as_int(col, what: str) -> pa.Array:
-    """A column of token counts as int64: integers as they are, integral floats and digit strings
-    converted; anything else a ValueError naming ``what``."""
-    if pa.types.is_integer(col.type):
-        return pc.cast(col, pa.int64())
-    if pa.types.is_null(col.type):
-        return pa.nulls(len(col), pa.int64())
-    try:
-        return pc.cast(col, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise ValueError(f"{what} is not a whole number of tokens ({col.type}): {e}") from None
-
-
-def as_float(col, what: str) -> pa.Array:
-    """A column of numbers as float64 (numeric text converted); anything else a ValueError naming ``what``."""
-    if pa.types.is_null(col.type):
-        return pa.nulls(len(col), pa.float64())
-    try:
-        return pc.cast(col, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise ValueError(f"{what} is not a number ({col.type}): {e}") from None
-
-
 def standard_table(cols: dict, attrs: dict, n: int) -> pa.Table:
     """The reader's table: the standard columns (absent ones null, each cast to its type) then the
     attribute columns (a key equal to a standard name is left out: the standard column wins)."""

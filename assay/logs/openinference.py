@@ -30,15 +30,13 @@ from assay.logs.common import (
     MESSAGES,
     LogError,
     ReadStats,
-    concat,
     incomplete,
     json_text,
-    list_files,
     standard_table,
     tool_call,
 )
 
-SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+SUFFIXES = otlp.SUFFIXES
 #: flattened lists: read into messages, or left out (documents, embeddings, tool schemas)
 FLATTENED = (
     "llm.input_messages.",
@@ -65,13 +63,7 @@ _KEY = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(.+)$")
 
 def read(source: str, on_incomplete: str = "error", storage_options: dict | None = None) -> tuple[pa.Table, ReadStats]:
     """The LLM spans of an OTLP JSON-lines export of OpenInference traces as the standard table."""
-    stats = ReadStats()
-    tables = []
-    for path in list_files(source, storage_options, SUFFIXES):
-        stats.files += 1
-        for block in otlp.blocks(path, stats, on_incomplete, storage_options):
-            tables.append(_block_table(block, stats, on_incomplete))
-    return concat(tables), stats
+    return otlp.read_spans(source, on_incomplete, storage_options, _block_table)
 
 
 def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.Table | None:

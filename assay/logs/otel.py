@@ -40,17 +40,15 @@ from assay.logs.common import (
     MESSAGES,
     LogError,
     ReadStats,
-    concat,
     incomplete,
     json_text,
-    list_files,
     openai_message,
     standard_table,
     text_of,
     tool_call,
 )
 
-SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+SUFFIXES = otlp.SUFFIXES
 CHAT_OPERATIONS = ("chat", "generate_content", "text_completion")
 TOOL_PARTS = ("tool_call", "tool_call_response", "server_tool_call", "server_tool_call_response")
 IN, OUT, SYS = "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"
@@ -80,13 +78,7 @@ _FAST_PARSE = pj.ParseOptions(explicit_schema=_FAST, unexpected_field_behavior="
 
 def read(source: str, on_incomplete: str = "error", storage_options: dict | None = None) -> tuple[pa.Table, ReadStats]:
     """The chat spans of an OTLP JSON-lines export (a file, folder or glob) as the standard table."""
-    stats = ReadStats()
-    tables = []
-    for path in list_files(source, storage_options, SUFFIXES):
-        stats.files += 1
-        for block in otlp.blocks(path, stats, on_incomplete, storage_options):
-            tables.append(_block_table(block, stats, on_incomplete))
-    return concat(tables), stats
+    return otlp.read_spans(source, on_incomplete, storage_options, _block_table)
 
 
 def _block_table(block: otlp.Block, stats: ReadStats, on_incomplete: str) -> pa.Table | None:

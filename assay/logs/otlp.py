@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from assay.logs.common import LogError, ReadStats, line_blocks
+from assay.logs.common import LogError, ReadStats, concat, line_blocks, list_files
 
 _SCALAR = [("stringValue", pa.string()), ("intValue", pa.string()), ("doubleValue", pa.float64()), ("boolValue", pa.bool_())]
 ANY = pa.struct(_SCALAR + [("arrayValue", pa.struct([("values", pa.list_(pa.struct(_SCALAR)))]))])
@@ -109,6 +109,23 @@ def _parse(data: bytes) -> pa.Table | None:
         return pj.read_json(pa.BufferReader(pa.py_buffer(data)), parse_options=_PARSE)
     except pa.ArrowInvalid:
         return None
+
+
+#: the file names an OTLP JSON-lines export is written under (the Collector's file exporter, compressed or not)
+SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+
+
+def read_spans(source: str, on_incomplete: str, storage_options: dict | None, block_table) -> tuple[pa.Table, ReadStats]:
+    """Every file of an OTLP export (a file, folder or glob), block by block, turned into the standard
+    table by the format's ``block_table(block, stats, on_incomplete)``: the one loop of the OTel and
+    OpenInference readers."""
+    stats = ReadStats()
+    tables = []
+    for path in list_files(source, storage_options, SUFFIXES):
+        stats.files += 1
+        for block in blocks(path, stats, on_incomplete, storage_options):
+            tables.append(block_table(block, stats, on_incomplete))
+    return concat(tables), stats
 
 
 def blocks(path: str, stats: ReadStats, on_incomplete: str, storage_options: dict | None = None):
