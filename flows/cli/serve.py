@@ -15,6 +15,23 @@ from flows.cli.alerts import check_alert_env, sync_and_print
 from flows.cli.common import CONFIG_OPT, EXIT_CONFIG, err, load, reachable_api, ui_url
 
 
+def _chosen(config, pipeline, verb: str):
+    """The loaded config and the pipelines a serve or deploy names (all by default); exit 2 naming
+    an unknown pipeline, or when there is none."""
+    loaded = load(config)
+    names = list(pipeline) if pipeline else list(loaded.config.pipelines)
+    for n in names:
+        try:
+            loaded.pipeline(n)
+        except ConfigError as e:
+            err(e.format())
+            raise typer.Exit(EXIT_CONFIG) from None
+    if not names:
+        err(f"{config}: no pipelines to {verb}")
+        raise typer.Exit(EXIT_CONFIG)
+    return loaded, names
+
+
 def serve(
     config: str = CONFIG_OPT,
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once in this process."),
@@ -35,17 +52,7 @@ def serve(
     their scheduled start in the schedule's timezone. Stop an old `assay serve` before starting
     a new one: a stale process keeps picking up runs with its old code.
     """
-    loaded = load(config)
-    names = list(pipeline) if pipeline else list(loaded.config.pipelines)
-    for n in names:
-        try:
-            loaded.pipeline(n)
-        except ConfigError as e:
-            err(e.format())
-            raise typer.Exit(EXIT_CONFIG) from None
-    if not names:
-        err(f"{config}: no pipelines to serve")
-        raise typer.Exit(EXIT_CONFIG)
+    loaded, names = _chosen(config, pipeline, "serve")
     url = reachable_api("assay serve")
     check_alert_env(loaded, names)
     # lazy: keeps fsspec, jsonschema, prefect, rich out of the CLI
@@ -97,17 +104,7 @@ def deploy(
     folder readable (or cloned from --source). Runs started by the schedule, the UI, the API
     or `assay backfill` then execute on the workers. Registering again updates the deployments.
     """
-    loaded = load(config)
-    names = list(pipeline) if pipeline else list(loaded.config.pipelines)
-    for n in names:
-        try:
-            loaded.pipeline(n)
-        except ConfigError as e:
-            err(e.format())
-            raise typer.Exit(EXIT_CONFIG) from None
-    if not names:
-        err(f"{config}: no pipelines to deploy")
-        raise typer.Exit(EXIT_CONFIG)
+    loaded, names = _chosen(config, pipeline, "deploy")
     url = reachable_api("assay deploy")
     # lazy: keeps fsspec, jsonschema, prefect, rich out of the CLI
     from flows.deploy import deploy_pipelines, ensure_pool, is_git_url
